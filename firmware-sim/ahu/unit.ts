@@ -1,0 +1,237 @@
+// One simulated air handler's controller board, independent of protocol: local/remote control,
+// the heartbeat watchdog with comm-loss fallback, epoch fencing, and the faults a real unit has.
+// Invariants: a command is applied whole or not at all; the highest accepted epoch never goes
+// down; every write attempt, accepted or not, goes to the journal exactly once.
+import type { AirHandler } from '../../src/config/site-schema.ts';
+import type { Journal } from '../journal.ts';
+
+export type AhuMode = 'local' | 'remote' | 'fallback' | 'tripped';
+export type AhuProtocol = 'modbus-tcp' | 'opcua';
+
+/** Numeric mode codes on the wire (Modbus status register, OPC-UA Mode variable). */
+export const MODE_CODE: Record<AhuMode, number> = { local: 0, remote: 1, fallback: 2, tripped: 3 };
+
+export const ALARM_BITS = { commLoss: 1, trip: 2, highSupplyTemp: 4 } as const;
+
+/** A fenced command: epoch, heartbeat and commands, always written together in one request. */
+export interface AhuCommand {
+  epoch: number;
+  heartbeat: number;
+  remoteEnable: boolean;
+  fanPct: number;
+  supplySetpointC: number;
+}
+
+export type RejectReason =
+  | 'stale-epoch'
+  | 'out-of-range'
+  | 'partial-command-block'
+  | 'fault-exception'
+  | 'fault-bad-status'
+  | 'heartbeat-unchanged'
+  | 'offline'
+  | 'tripped';
+
+export interface WriteResult {
+  accepted: boolean;
+  reason?: RejectReason | undefined;
+}
+
+/** Faults injected through the sim API; protocol servers consult them on every request. */
+export interface AhuFaults {
+  trip: boolean;
+  offline: boolean;
+  slowMs: number;
+  /** Modbus: answer every request with this exception code (e.g. 4 = server device failure). */
+  exceptionCode: number | null;
+  /** Modbus: answer with bytes that are not a valid frame. */
+  garbage: boolean;
+  /** OPC-UA: reads and writes answer with this Bad status name (e.g. "BadDeviceFailure"). */
+  badStatus: string | null;
+}
+
+export const FAN_RANGE = { min: 0, max: 100 } as const;
+export const SETPOINT_RANGE_C = { min: 12, max: 30 } as const;
+
+export interface AhuMeasurements {
+  fanPct: number;
+  supplyC: number;
+  returnC: number;
+  cwValvePct: number;
+  fanKw: number;
+  coolingKw: number;
+}
+
+export interface AhuStatus extends AhuMeasurements {
+  id: string;
+  protocol: AhuProtocol;
+  mode: AhuMode;
+  /** Setpoint the unit is controlling to now (remote command, or local setpoint). */
+  supplySetpointC: number;
+  /** Fan speed the unit is asked for now (remote command, or local speed; 0 when tripped). */
+  fanCmdPct: number;
+  epoch: number;
+  heartbeat: number;
+  lastWriter: string | null;
+  alarms: number;
+  watchdogS: number;
+  localSetpointC: number;
+}
+
+export class SimAirHandler {
+  readonly id: string;
+  readonly protocol: AhuProtocol;
+  readonly config: AirHandler;
+  readonly faults: AhuFaults = {
+    trip: false,
+    offline: false,
+    slowMs: 0,
+    exceptionCode: null,
+    garbage: false,
+    badStatus: null,
+  };
+
+  private remoteEnabled = false;
+  private commLoss = false;
+  private epoch = 0;
+  private heartbeat = 0;
+  private lastHeartbeatChangeWallMs = 0;
+  private lastWriter: string | null = null;
+  private remoteFanPct: number;
+  private remoteSetpointC: number;
+  private meas: AhuMeasurements;
+  private readonly journal: Journal;
+  private readonly wallNowMs: () => number;
+
+  constructor(config: AirHandler, journal: Journal, wallNowMs: () => number = () => performance.now()) {
+    this.journal = journal;
+    this.wallNowMs = wallNowMs;
+    this.id = config.id;
+    this.protocol = config.protocol;
+    this.config = config;
+    this.remoteFanPct = config.localFanPct;
+    this.remoteSetpointC = config.localSetpointC;
+    this.meas = {
+      fanPct: config.localFanPct,
+      supplyC: config.localSetpointC,
+      returnC: 28,
+      cwValvePct: 50,
+      fanKw: 0,
+      coolingKw: 0,
+    };
+  }
+
+  get mode(): AhuMode {
+    if (this.faults.trip) return 'tripped';
+    if (!this.remoteEnabled) return 'local';
+    return this.commLoss ? 'fallback' : 'remote';
+  }
+
+  /** What the unit drives its fan and coil to right now, for the thermal model. */
+  effectiveCommand(): { running: boolean; fanPct: number; supplySetpointC: number } {
+    switch (this.mode) {
+      case 'tripped':
+        return { running: false, fanPct: 0, supplySetpointC: this.config.localSetpointC };
+      case 'remote':
+        return { running: true, fanPct: this.remoteFanPct, supplySetpointC: this.remoteSetpointC };
+      default:
+        return {
+          running: true,
+          fanPct: this.config.localFanPct,
+          supplySetpointC: this.config.localSetpointC,
+        };
+    }
+  }
+
+  /**
+   * Applies a fenced command from `client` atomically, or refuses it whole. `protocolReject` lets a
+   * protocol server refuse before the unit looks (a fault, a malformed block) and still journal once.
+   */
+  write(client: string, cmd: AhuCommand, protocolReject?: RejectReason): WriteResult {
+    const result = protocolReject ? { accepted: false, reason: protocolReject } : this.check(cmd);
+    if (result.accepted) {
+      this.epoch = cmd.epoch;
+      if (cmd.heartbeat !== this.heartbeat || !this.remoteEnabled) {
+        this.lastHeartbeatChangeWallMs = this.wallNowMs();
+      }
+      this.heartbeat = cmd.heartbeat;
+      this.lastWriter = client;
+      if (cmd.remoteEnable) {
+        this.commLoss = false;
+        this.remoteEnabled = true;
+        this.remoteFanPct = cmd.fanPct;
+        this.remoteSetpointC = cmd.supplySetpointC;
+      } else {
+        this.remoteEnabled = false;
+        this.commLoss = false;
+      }
+    }
+    this.journal.record({
+      ahu: this.id,
+      protocol: this.protocol,
+      client,
+      epoch: cmd.epoch,
+      values: {
+        heartbeat: cmd.heartbeat,
+        remoteEnable: cmd.remoteEnable,
+        fanPct: cmd.fanPct,
+        supplySetpointC: cmd.supplySetpointC,
+      },
+      accepted: result.accepted,
+      reason: result.reason ?? null,
+    });
+    return result;
+  }
+
+  private check(cmd: AhuCommand): WriteResult {
+    if (!Number.isSafeInteger(cmd.epoch) || cmd.epoch < 0) return { accepted: false, reason: 'out-of-range' };
+    if (cmd.epoch < this.epoch) return { accepted: false, reason: 'stale-epoch' };
+    // Leaving comm-loss fallback needs a heartbeat that has changed since the loss: a stray
+    // repeat of the last frame must not take the unit back under remote control.
+    if (this.commLoss && cmd.remoteEnable && cmd.heartbeat === this.heartbeat) {
+      return { accepted: false, reason: 'heartbeat-unchanged' };
+    }
+    if (!inRange(cmd.fanPct, FAN_RANGE) || !inRange(cmd.supplySetpointC, SETPOINT_RANGE_C)) {
+      return { accepted: false, reason: 'out-of-range' };
+    }
+    return { accepted: true };
+  }
+
+  /** Heartbeat watchdog, on the wall clock: communication timing is real even when physics runs fast. */
+  checkWatchdog(): void {
+    if (!this.remoteEnabled || this.commLoss) return;
+    if (this.wallNowMs() - this.lastHeartbeatChangeWallMs > this.config.watchdogS * 1000) {
+      this.commLoss = true;
+    }
+  }
+
+  updateMeasurements(m: AhuMeasurements): void {
+    this.meas = m;
+  }
+
+  status(): AhuStatus {
+    const eff = this.effectiveCommand();
+    let alarms = 0;
+    if (this.commLoss) alarms |= ALARM_BITS.commLoss;
+    if (this.faults.trip) alarms |= ALARM_BITS.trip;
+    if (this.meas.supplyC > eff.supplySetpointC + 3) alarms |= ALARM_BITS.highSupplyTemp;
+    return {
+      id: this.id,
+      protocol: this.protocol,
+      mode: this.mode,
+      supplySetpointC: eff.supplySetpointC,
+      fanCmdPct: eff.fanPct,
+      ...this.meas,
+      epoch: this.epoch,
+      heartbeat: this.heartbeat,
+      lastWriter: this.lastWriter,
+      alarms,
+      watchdogS: this.config.watchdogS,
+      localSetpointC: this.config.localSetpointC,
+    };
+  }
+}
+
+function inRange(x: number, r: { min: number; max: number }): boolean {
+  return Number.isFinite(x) && x >= r.min && x <= r.max;
+}

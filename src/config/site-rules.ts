@@ -1,0 +1,106 @@
+// Cross-reference rules a JSON Schema cannot express: unique ids, references that must resolve,
+// each AHU in at most one control group, endpoints that do not collide, racks inside their room.
+import type { Site } from './site-schema.ts';
+
+export interface RuleProblem {
+  path: string;
+  message: string;
+  allowed: string;
+}
+
+export function checkSiteRules(site: Site): RuleProblem[] {
+  const problems: RuleProblem[] = [];
+  const uniq = (list: { id: string }[], where: string): Set<string> => {
+    const ids = new Set<string>();
+    list.forEach((item, i) => {
+      if (ids.has(item.id)) {
+        problems.push({
+          path: `/${where}/${i}/id`,
+          message: `duplicate id "${item.id}"`,
+          allowed: 'ids unique within their list',
+        });
+      }
+      ids.add(item.id);
+    });
+    return ids;
+  };
+  const rooms = uniq(site.rooms, 'rooms');
+  const racks = uniq(site.racks, 'racks');
+  const ahus = uniq(site.airHandlers, 'airHandlers');
+  const gateways = uniq(site.gateways, 'gateways');
+  const nodes = uniq(site.sensorNodes, 'sensorNodes');
+  uniq(site.controlGroups, 'controlGroups');
+  const ref = (set: Set<string>, value: string, path: string, what: string): void => {
+    if (!set.has(value)) {
+      problems.push({
+        path,
+        message: `unknown ${what} "${value}"`,
+        allowed: `one of the ${what} ids defined in the file`,
+      });
+    }
+  };
+  const roomById = new Map(site.rooms.map((r) => [r.id, r]));
+  const inside = (roomId: string, x: number, y: number, path: string): void => {
+    const room = roomById.get(roomId);
+    if (room && (x > room.widthM || y > room.depthM)) {
+      problems.push({
+        path,
+        message: `position (${x}, ${y}) is outside room "${roomId}"`,
+        allowed: `0…${room.widthM} × 0…${room.depthM} m`,
+      });
+    }
+  };
+  site.racks.forEach((r, i) => {
+    ref(rooms, r.room, `/racks/${i}/room`, 'room');
+    inside(r.room, r.xM, r.yM, `/racks/${i}/xM`);
+  });
+  const endpoints = new Map<string, number>();
+  site.airHandlers.forEach((a, i) => {
+    ref(rooms, a.room, `/airHandlers/${i}/room`, 'room');
+    inside(a.room, a.xM, a.yM, `/airHandlers/${i}/xM`);
+    if (a.protocol === 'modbus-tcp' && a.endpoint.port !== 0) {
+      const key = `${a.endpoint.host}:${a.endpoint.port}`;
+      const other = endpoints.get(key);
+      if (other !== undefined) {
+        problems.push({
+          path: `/airHandlers/${i}/endpoint/port`,
+          message: `endpoint ${key} is already used by airHandlers/${other}`,
+          allowed: 'one Modbus TCP endpoint per air handler, or port 0',
+        });
+      } else endpoints.set(key, i);
+    }
+  });
+  site.sensorNodes.forEach((n, i) => {
+    ref(racks, n.rack, `/sensorNodes/${i}/rack`, 'rack');
+    ref(gateways, n.gateway, `/sensorNodes/${i}/gateway`, 'gateway');
+    const sensorIds = new Set<string>();
+    n.sensors.forEach((s, j) => {
+      if (sensorIds.has(s.id)) {
+        problems.push({
+          path: `/sensorNodes/${i}/sensors/${j}/id`,
+          message: `duplicate sensor id "${s.id}"`,
+          allowed: 'sensor ids unique within a node',
+        });
+      }
+      sensorIds.add(s.id);
+    });
+  });
+  const ahuOwner = new Map<string, string>();
+  site.controlGroups.forEach((g, i) => {
+    g.airHandlers.forEach((a, j) => {
+      ref(ahus, a, `/controlGroups/${i}/airHandlers/${j}`, 'air handler');
+      const owner = ahuOwner.get(a);
+      if (owner !== undefined) {
+        problems.push({
+          path: `/controlGroups/${i}/airHandlers/${j}`,
+          message: `air handler "${a}" is already in control group "${owner}"`,
+          allowed: 'each air handler in at most one control group (one leader per unit)',
+        });
+      } else ahuOwner.set(a, g.id);
+    });
+    g.sensorNodes.forEach((n, j) => {
+      ref(nodes, n, `/controlGroups/${i}/sensorNodes/${j}`, 'sensor node');
+    });
+  });
+  return problems;
+}

@@ -1,0 +1,232 @@
+// The site model: one JSON Schema (built with TypeBox) describes a data hall, and the TypeScript
+// types are derived from it, so the validator and the code can never disagree.
+// Cross-references (rack → room, node → gateway, group → AHU) are checked in `site-rules.ts`.
+import { type Static, Type as T } from '@sinclair/typebox';
+
+const Id = T.String({
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+  description: 'identifier: letters, digits, _ . -',
+});
+const Metres = (description: string) => T.Number({ minimum: 0, maximum: 10_000, description });
+
+export const RoomSchema = T.Object(
+  {
+    id: Id,
+    name: T.Optional(T.String()),
+    widthM: T.Number({ exclusiveMinimum: 0, maximum: 1000 }),
+    depthM: T.Number({ exclusiveMinimum: 0, maximum: 1000 }),
+    heightM: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 30, default: 3.5 })),
+  },
+  { additionalProperties: false },
+);
+
+export const RackSchema = T.Object(
+  {
+    id: Id,
+    room: Id,
+    row: Id,
+    xM: Metres('rack centre, metres from the room origin'),
+    yM: Metres('rack centre, metres from the room origin'),
+    itLoadKw: T.Number({ minimum: 0, maximum: 200, description: 'IT load at 100 % of the load profile' }),
+    airflowM3s: T.Optional(
+      T.Number({
+        exclusiveMinimum: 0,
+        maximum: 20,
+        description: 'server fans airflow; default 0.08 m³/s per kW',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ModbusPointMapSchema = T.Object(
+  {
+    commandBlock: T.Integer({
+      minimum: 0,
+      maximum: 65_000,
+      default: 0,
+      description: 'first holding register of the 8-register command block',
+    }),
+    statusBlock: T.Integer({
+      minimum: 0,
+      maximum: 65_000,
+      default: 100,
+      description: 'first register of the 16-register status block',
+    }),
+    tempScale: T.Number({
+      exclusiveMinimum: 0,
+      default: 10,
+      description: 'raw = °C × tempScale (signed 16-bit)',
+    }),
+    pctScale: T.Number({ exclusiveMinimum: 0, default: 10, description: 'raw = % × pctScale' }),
+  },
+  { additionalProperties: false },
+);
+
+export const OpcuaNodeMapSchema = T.Object(
+  {
+    namespaceUri: T.String({ default: 'urn:coolctl:sim:ahu', minLength: 1 }),
+    nodePrefix: T.Optional(
+      T.String({ minLength: 1, description: 'string node id prefix; default the AHU id' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const ModbusTcpEndpoint = T.Object(
+  {
+    host: T.String({ minLength: 1 }),
+    port: T.Integer({ minimum: 0, maximum: 65_535, description: '0 lets the simulator pick a free port' }),
+    unitId: T.Integer({ minimum: 0, maximum: 255, default: 1 }),
+  },
+  { additionalProperties: false },
+);
+
+const OpcuaEndpoint = T.Object(
+  {
+    url: T.String({ pattern: '^opc\\.tcp://', description: 'opc.tcp://host:port/path' }),
+  },
+  { additionalProperties: false },
+);
+
+const AhuCommon = {
+  id: Id,
+  room: Id,
+  xM: Metres('unit position'),
+  yM: Metres('unit position'),
+  capacityKw: T.Number({ exclusiveMinimum: 0, maximum: 2000, description: 'sensible cooling capacity' }),
+  maxAirflowM3s: T.Number({ exclusiveMinimum: 0, maximum: 100 }),
+  fanMaxKw: T.Number({
+    exclusiveMinimum: 0,
+    maximum: 200,
+    description: 'fan electrical power at 100 % speed',
+  }),
+  localSetpointC: T.Number({
+    minimum: 10,
+    maximum: 30,
+    default: 18,
+    description: 'supply setpoint on local control',
+  }),
+  localFanPct: T.Number({
+    minimum: 0,
+    maximum: 100,
+    default: 100,
+    description: 'fan speed on local control',
+  }),
+  watchdogS: T.Number({ exclusiveMinimum: 0, maximum: 3600, default: 30, description: 'heartbeat watchdog' }),
+  supplyTauS: T.Number({
+    exclusiveMinimum: 0,
+    maximum: 3600,
+    default: 60,
+    description: 'supply-air time constant',
+  }),
+};
+
+export const ModbusAhuSchema = T.Object(
+  {
+    ...AhuCommon,
+    protocol: T.Literal('modbus-tcp'),
+    endpoint: ModbusTcpEndpoint,
+    pointMap: T.Optional(ModbusPointMapSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const OpcuaAhuSchema = T.Object(
+  {
+    ...AhuCommon,
+    protocol: T.Literal('opcua'),
+    endpoint: OpcuaEndpoint,
+    pointMap: T.Optional(OpcuaNodeMapSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const AirHandlerSchema = T.Union([ModbusAhuSchema, OpcuaAhuSchema]);
+
+export const SensorKind = T.Union([
+  T.Literal('inlet-top'),
+  T.Literal('inlet-middle'),
+  T.Literal('inlet-bottom'),
+  T.Literal('humidity'),
+  T.Literal('subfloor-pressure'),
+]);
+
+export const SensorNodeSchema = T.Object(
+  {
+    id: Id,
+    rack: Id,
+    gateway: Id,
+    hops: T.Integer({ minimum: 1, maximum: 16, default: 1, description: 'mesh hops to the gateway' }),
+    reportIntervalS: T.Number({ minimum: 0.1, maximum: 3600, default: 10 }),
+    batteryPct: T.Optional(T.Number({ minimum: 0, maximum: 100, default: 100 })),
+    sensors: T.Array(T.Object({ id: Id, kind: SensorKind }, { additionalProperties: false }), {
+      minItems: 1,
+      maxItems: 16,
+    }),
+  },
+  { additionalProperties: false },
+);
+
+export const GatewaySchema = T.Object(
+  {
+    id: Id,
+    topicPrefix: T.String({ default: 'coolctl/sim', minLength: 1, pattern: '^[^#+]+$' }),
+  },
+  { additionalProperties: false },
+);
+
+export const ControlGroupSchema = T.Object(
+  {
+    id: Id,
+    airHandlers: T.Array(Id, { minItems: 1, uniqueItems: true }),
+    sensorNodes: T.Array(Id, { minItems: 0, uniqueItems: true }),
+  },
+  { additionalProperties: false },
+);
+
+export const MeshSchema = T.Object(
+  {
+    perHopLossPct: T.Number({ minimum: 0, maximum: 100, default: 2 }),
+    perHopLatencyMs: T.Number({ minimum: 0, maximum: 10_000, default: 20 }),
+    maxRetries: T.Integer({ minimum: 0, maximum: 10, default: 3 }),
+    batteryDrainPctPerReport: T.Number({ minimum: 0, maximum: 10, default: 0.0005 }),
+  },
+  { additionalProperties: false },
+);
+
+export const SiteSchema = T.Object(
+  {
+    site: T.Object(
+      {
+        id: Id,
+        name: T.String({ minLength: 1 }),
+        supplyAirDewPointC: T.Optional(T.Number({ minimum: -30, maximum: 30, default: 8 })),
+        subfloorPressurePaPerM3s: T.Optional(T.Number({ minimum: 0, maximum: 100, default: 1.2 })),
+      },
+      { additionalProperties: false },
+    ),
+    rooms: T.Array(RoomSchema, { minItems: 1 }),
+    racks: T.Array(RackSchema, { minItems: 1 }),
+    airHandlers: T.Array(AirHandlerSchema, { minItems: 1 }),
+    gateways: T.Array(GatewaySchema, { minItems: 1 }),
+    sensorNodes: T.Array(SensorNodeSchema),
+    controlGroups: T.Array(ControlGroupSchema),
+    mesh: T.Optional(MeshSchema),
+  },
+  { additionalProperties: false },
+);
+
+export type Site = Static<typeof SiteSchema>;
+export type Room = Static<typeof RoomSchema>;
+export type Rack = Static<typeof RackSchema>;
+export type AirHandler = Static<typeof AirHandlerSchema>;
+export type ModbusAirHandler = Static<typeof ModbusAhuSchema>;
+export type OpcuaAirHandler = Static<typeof OpcuaAhuSchema>;
+export type ModbusPointMap = Static<typeof ModbusPointMapSchema>;
+export type OpcuaNodeMap = Static<typeof OpcuaNodeMapSchema>;
+export type SensorNode = Static<typeof SensorNodeSchema>;
+export type SensorKindName = Static<typeof SensorKind>;
+export type Gateway = Static<typeof GatewaySchema>;
+export type ControlGroup = Static<typeof ControlGroupSchema>;
+export type MeshSettings = Static<typeof MeshSchema>;

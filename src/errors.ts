@@ -1,0 +1,56 @@
+// One catalog of errors with stable codes. Every error says whether retrying can help, carries a
+// `cause` where there is one, and renders a message that tells the operator what to fix.
+
+export const ErrorCodes = {
+  CONFIG_INVALID: 'COOLCTL_E_CONFIG_INVALID',
+  FAULT_INVALID: 'COOLCTL_E_FAULT_INVALID',
+  BAD_REQUEST: 'COOLCTL_E_BAD_REQUEST',
+  STARTUP: 'COOLCTL_E_STARTUP',
+} as const;
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class CoolctlError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+  }
+}
+
+export interface ConfigProblem {
+  file: string;
+  /** JSON pointer into the document, e.g. /airHandlers/3/endpoint/port */
+  path: string;
+  line?: number | undefined;
+  message: string;
+  allowed: string;
+}
+
+export class ConfigError extends CoolctlError {
+  readonly problems: ConfigProblem[];
+  constructor(file: string, problems: ConfigProblem[], opts: { cause?: unknown } = {}) {
+    super(
+      ErrorCodes.CONFIG_INVALID,
+      `${file}: ${problems.length} problem(s)\n${problems.map(formatProblem).join('\n')}`,
+      opts,
+    );
+    this.problems = problems;
+  }
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  const where = `${p.file}${p.line ? `:${p.line}` : ''}`;
+  return `  ${where} ${p.path || '/'}: ${p.message} (allowed: ${p.allowed})`;
+}
+
+/** A request the simulator or the API refuses; `details` lists each problem for the 400 body. */
+export class BadRequestError extends CoolctlError {
+  readonly details: string[];
+  constructor(code: ErrorCode, message: string, details: string[] = []) {
+    super(code, message);
+    this.details = details;
+  }
+}
