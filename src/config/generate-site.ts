@@ -39,7 +39,8 @@ export const demoShape: SiteShape = {
 
 const RACK_PITCH_M = 0.6;
 const ROW_PITCH_M = 3.6; // rack depth + hot aisle + cold aisle
-const RACKS_PER_ROW = 12;
+// Small halls have rows of 12 racks; large generated halls get longer rows so they stay roughly square.
+const racksPerRow = (rackCount: number): number => (rackCount <= 200 ? 12 : Math.ceil(Math.sqrt(rackCount * 6)));
 
 // Small seeded PRNG (mulberry32): the generator must give the same site for the same seed.
 export function mulberry32(seed: number): () => number {
@@ -56,8 +57,9 @@ export function mulberry32(seed: number): () => number {
 export function generateSite(shape: SiteShape): Site {
   const rnd = mulberry32(shape.seed);
   const rackCount = shape.airHandlers * shape.racksPerAirHandler;
-  const rows = Math.max(1, Math.ceil(rackCount / RACKS_PER_ROW));
-  const perRow = Math.min(RACKS_PER_ROW, rackCount);
+  const rowLength = racksPerRow(rackCount);
+  const rows = Math.max(1, Math.ceil(rackCount / rowLength));
+  const perRow = Math.min(rowLength, rackCount);
   const wallClearM = 3; // AHUs stand along the walls, 3 m from the first/last row
   const widthM = round(perRow * RACK_PITCH_M + 2 * wallClearM, 1);
   const depthM = round(rows * ROW_PITCH_M + 2 * wallClearM, 1);
@@ -65,8 +67,8 @@ export function generateSite(shape: SiteShape): Site {
 
   const racks: Rack[] = [];
   for (let i = 0; i < rackCount; i++) {
-    const row = Math.floor(i / RACKS_PER_ROW);
-    const col = i % RACKS_PER_ROW;
+    const row = Math.floor(i / rowLength);
+    const col = i % rowLength;
     racks.push({
       id: `R${String.fromCharCode(65 + (row % 26))}${row >= 26 ? Math.floor(row / 26) : ''}-${pad(col + 1, 2)}`,
       room,

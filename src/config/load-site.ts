@@ -8,13 +8,13 @@ import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { checkSiteRules } from './site-rules.ts';
 import { type Site, SiteSchema } from './site-schema.ts';
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
 const validateSchema = ajv.compile<Site>(SiteSchema);
 
 /** Parses and validates YAML text; `file` only labels the problems. Throws ConfigError listing all problems. */
 export function parseSite(text: string, file = '<inline>'): Site {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
   for (const err of doc.errors) {
     const pos = err.linePos?.[0];
@@ -70,6 +70,11 @@ function fromAjv(e: ErrorObject, file: string, root: unknown, lc: LineCounter): 
     path = `${path}/${extra}`;
     message = 'unknown setting';
     allowed = 'remove it or check the spelling';
+  } else if (e.keyword === 'discriminator') {
+    const tag = String((e.params as { tag: string }).tag);
+    path = `${path}/${tag}`;
+    message = `unknown ${tag} ${JSON.stringify((e.params as { tagValue?: unknown }).tagValue)}`;
+    allowed = 'modbus-tcp or opcua';
   } else if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
     path = `${path}/${missing}`;

@@ -142,7 +142,14 @@ export const OpcuaAhuSchema = T.Object(
   { additionalProperties: false },
 );
 
-export const AirHandlerSchema = T.Union([ModbusAhuSchema, OpcuaAhuSchema]);
+// A discriminated union: the validator picks the branch by `protocol`, so errors (and defaults)
+// come from the branch the author meant, not from every branch.
+export const AirHandlerSchema = T.Unsafe<Static<typeof ModbusAhuSchema> | Static<typeof OpcuaAhuSchema>>({
+  type: 'object',
+  required: ['protocol'],
+  discriminator: { propertyName: 'protocol' },
+  oneOf: [ModbusAhuSchema, OpcuaAhuSchema],
+});
 
 export const SensorKind = T.Union([
   T.Literal('inlet-top'),

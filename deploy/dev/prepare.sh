@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what the demo or the test suite needs on a fresh Debian machine with Node and npm:
+# Debian packages (only when missing) and the npm dependencies (only when the lock file changed),
+# which bring Node 24 itself through the `node` npm package. Idempotent; safe to run every time.
+# usage: deploy/dev/prepare.sh demo|test
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+purpose=${1:-test}
+case "$purpose" in
+  demo) debs=() ;;
+  # python3-pymodbus: an independent Modbus implementation the tests check the simulator against
+  test) debs=(python3-pymodbus) ;;
+  *) echo "usage: $0 demo|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "prepare: installing Debian packages: ${missing[*]}"
+  sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when node_modules was not installed from this very lock file.
+stamp=node_modules/.coolctl-lock.sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ ! -x node_modules/.bin/node ]; then
+  echo "prepare: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+node_version=$(node_modules/.bin/node --version)
+case "$node_version" in
+  v24.*) ;;
+  *) echo "prepare: expected Node 24 from node_modules/.bin/node, got $node_version" >&2; exit 1 ;;
+esac

@@ -1,0 +1,142 @@
+// The fault catalogue of the simulated hall: one schema for every fault request that
+// POST /sim/faults accepts, and their validation. A batch is validated whole before any fault is
+// applied, so a bad request changes nothing; every problem is reported, not just the first.
+import { type Static, Type as T } from '@sinclair/typebox';
+import { Ajv } from 'ajv';
+import { BadRequestError, ErrorCodes } from '../src/errors.ts';
+
+const Clear = T.Optional(T.Boolean({ description: 'true clears this fault' }));
+const Ahu = T.String({ minLength: 1, description: 'air handler id' });
+
+export const FaultSchema = T.Union([
+  T.Object({ fault: T.Literal('ahu-trip'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
+  T.Object({ fault: T.Literal('ahu-offline'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
+  T.Object(
+    { fault: T.Literal('ahu-slow'), ahu: Ahu, ms: T.Optional(T.Integer({ minimum: 1, maximum: 60_000 })), clear: Clear },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    {
+      fault: T.Literal('ahu-exception'),
+      ahu: Ahu,
+      code: T.Optional(T.Integer({ minimum: 1, maximum: 255, description: 'Modbus exception code, default 4' })),
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object({ fault: T.Literal('ahu-garbage'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
+  T.Object(
+    {
+      fault: T.Literal('ahu-bad-status'),
+      ahu: Ahu,
+      status: T.Optional(T.String({ pattern: '^Bad[A-Za-z]+$', description: 'OPC-UA status name, default BadDeviceFailure' })),
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    {
+      fault: T.Union([T.Literal('sensor-stuck'), T.Literal('sensor-dead')]),
+      node: T.String({ minLength: 1 }),
+      sensor: T.Optional(T.String({ minLength: 1, description: 'sensor id, or * for all (default)' })),
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    {
+      fault: T.Literal('sensor-noisy'),
+      node: T.String({ minLength: 1 }),
+      sensor: T.Optional(T.String({ minLength: 1 })),
+      sigma: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 100, description: 'extra noise σ, default 2' })),
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    {
+      fault: T.Literal('sensor-out-of-range'),
+      node: T.String({ minLength: 1 }),
+      sensor: T.Optional(T.String({ minLength: 1 })),
+      value: T.Optional(T.Number({ description: 'raw value reported, default 150' })),
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    { fault: T.Literal('gateway-down'), gateway: T.String({ minLength: 1 }), clear: Clear },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    { fault: T.Literal('packet-loss'), pct: T.Optional(T.Number({ minimum: 0, maximum: 100 })), clear: Clear },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    {
+      fault: T.Literal('heat-load-step'),
+      rack: T.String({ minLength: 1, description: 'rack id, or * for every rack' }),
+      factor: T.Optional(T.Number({ minimum: 0, maximum: 5, description: 'multiplies IT load; default 1.5' })),
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    {
+      fault: T.Literal('load-profile'),
+      profile: T.Union([T.Literal('daily'), T.Literal('constant')]),
+      factor: T.Optional(T.Number({ minimum: 0, maximum: 2, description: 'constant profile level, default 1' })),
+    },
+    { additionalProperties: false },
+  ),
+  T.Object({ fault: T.Literal('clear-all') }, { additionalProperties: false }),
+]);
+
+export type Fault = Static<typeof FaultSchema>;
+export const FaultBatchSchema = T.Union([FaultSchema, T.Array(FaultSchema, { minItems: 1, maxItems: 1000 })]);
+
+const ajv = new Ajv({ allErrors: true, strict: false });
+// One validator per fault kind, so a bad request is reported against its own shape only (a union
+// would report a mismatch with every other kind too).
+const validatorByKind = new Map(
+  FaultSchema.anyOf.flatMap((branch) => {
+    const f = branch.properties.fault as { const?: string; anyOf?: { const: string }[] };
+    const kinds = f.anyOf ? f.anyOf.map((x) => x.const) : [f.const ?? ''];
+    const validate = ajv.compile(branch);
+    return kinds.map((k) => [k, validate] as const);
+  }),
+);
+const FAULT_KINDS = [...validatorByKind.keys()];
+
+/** Parses one fault or a list of faults; throws BadRequestError naming each problem. */
+export function parseFaults(body: unknown): Fault[] {
+  const list = Array.isArray(body) ? body : [body];
+  if (list.length === 0) throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'empty fault list', ['send at least one fault']);
+  if (list.length > 1000) throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'too many faults', ['at most 1000 per request']);
+  const problems: string[] = [];
+  list.forEach((item, i) => {
+    const where = Array.isArray(body) ? `[${i}]` : '';
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      problems.push(`${where || 'body'}: must be an object like {"fault": "ahu-trip", "ahu": "AHU-01"}`);
+      return;
+    }
+    const kind = (item as { fault?: unknown }).fault;
+    const validate = typeof kind === 'string' ? validatorByKind.get(kind) : undefined;
+    if (!validate) {
+      problems.push(`${where}fault: unknown fault ${JSON.stringify(kind)}; allowed: ${FAULT_KINDS.join(', ')}`);
+      return;
+    }
+    if (!validate(item)) {
+      for (const e of validate.errors ?? []) {
+        const extra =
+          e.keyword === 'additionalProperties'
+            ? ` "${String((e.params as { additionalProperty: string }).additionalProperty)}"`
+            : '';
+        problems.push(`${where}${e.instancePath || '/'}: ${e.message ?? 'is invalid'}${extra}`);
+      }
+    }
+  });
+  if (problems.length > 0) {
+    throw new BadRequestError(ErrorCodes.FAULT_INVALID, `invalid fault request: ${problems.join('; ')}`, problems);
+  }
+  return list as Fault[];
+}

@@ -1,0 +1,126 @@
+// Entry point of the simulator: `npm run sim -- --config FILE`. The only module that touches
+// `process`: arguments, signals and exit codes (0 clean stop, 2 bad config or usage, 1 start-up failure).
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { loadSite } from '../src/config/load-site.ts';
+import { ConfigError } from '../src/errors.ts';
+import { buildSimApi } from './api.ts';
+import { Simulation } from './simulation.ts';
+
+const USAGE = `usage: npm run sim -- [--config FILE] [--host 127.0.0.1] [--port 8090] [--time-scale 1]
+                       [--seed 1] [--profile constant|daily] [--mqtt-url URL | --mqtt-port 1883]
+                       [--ephemeral-ports] [--log-level info]`;
+
+async function main(): Promise<number> {
+  let args: ReturnType<typeof parse>;
+  try {
+    args = parse();
+  } catch (err) {
+    process.stderr.write(`coolctl-sim: ${(err as Error).message}\n${USAGE}\n`);
+    return 2;
+  }
+  const logger = pino({ level: args.logLevel, base: { app: 'coolctl-sim' } });
+
+  let site: Awaited<ReturnType<typeof loadSite>>;
+  try {
+    site = await loadSite(args.config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`coolctl-sim: the site file is not valid — nothing was started.\n${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  const sim = new Simulation({
+    site,
+    seed: args.seed,
+    timeScale: args.timeScale,
+    ephemeralPorts: args.ephemeralPorts,
+    profile: args.profile,
+    logger,
+    ...(args.mqttUrl ? { mqttUrl: args.mqttUrl } : { mqttPort: args.mqttPort }),
+  });
+  const api = buildSimApi(sim, logger);
+  try {
+    await sim.start();
+    await api.listen({ host: args.host, port: args.port });
+  } catch (err) {
+    process.stderr.write(`coolctl-sim: could not start: ${(err as Error).message}\n`);
+    await api.close().catch(() => {});
+    await sim.stop();
+    return 1;
+  }
+
+  const addr = api.server.address();
+  const apiUrl = typeof addr === 'object' && addr ? `http://${addr.address}:${addr.port}` : String(addr);
+  const lines = [
+    `coolctl-sim: site "${site.site.id}" running (time scale ${args.timeScale}×, seed ${args.seed})`,
+    `  sim API      ${apiUrl}/sim/state   ${apiUrl}/sim/journal?since=0   POST ${apiUrl}/sim/faults`,
+    `  MQTT broker  ${sim.brokerUrl}   (topics: ${site.gateways[0]?.topicPrefix ?? 'coolctl/sim'}/#)`,
+    ...sim.ahuStates().map((a) => `  ${a.id.padEnd(10)} ${a.protocol.padEnd(10)} ${a.endpoint}`),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (sig: NodeJS.Signals): void => {
+      logger.info({ signal: sig }, 'stopping');
+      resolve();
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  });
+  await api.close();
+  await sim.stop();
+  return 0;
+}
+
+function parse() {
+  const { values } = parseArgs({
+    options: {
+      config: { type: 'string', default: 'config/demo-site.yaml' },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '8090' },
+      'time-scale': { type: 'string', default: '1' },
+      seed: { type: 'string', default: '1' },
+      profile: { type: 'string', default: 'daily' },
+      'mqtt-url': { type: 'string' },
+      'mqtt-port': { type: 'string', default: '1883' },
+      'ephemeral-ports': { type: 'boolean', default: false },
+      'log-level': { type: 'string', default: 'info' },
+    },
+    strict: true,
+  });
+  const num = (name: string, raw: string, min: number, max: number): number => {
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number in ${min}…${max}, got "${raw}"`);
+    return n;
+  };
+  if (values.profile !== 'daily' && values.profile !== 'constant') {
+    throw new Error(`--profile must be daily or constant, got "${values.profile}"`);
+  }
+  return {
+    config: values.config,
+    host: values.host,
+    port: num('port', values.port, 0, 65_535),
+    timeScale: num('time-scale', values['time-scale'], 0.01, 10_000),
+    seed: num('seed', values.seed, 0, 2 ** 32 - 1),
+    profile: values.profile as 'daily' | 'constant',
+    mqttUrl: values['mqtt-url'],
+    mqttPort: num('mqtt-port', values['mqtt-port'], 0, 65_535),
+    ephemeralPorts: values['ephemeral-ports'],
+    logLevel: values['log-level'],
+  };
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+    // Everything was closed; if a stray handle still holds the loop, do not linger as a zombie service.
+    setTimeout(() => process.exit(code), 3000).unref();
+  },
+  (err: unknown) => {
+    process.stderr.write(`coolctl-sim: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,365 @@
+// The simulated data hall: wires the thermal model, the air handlers (each behind its real
+// Modbus TCP or OPC-UA server), the sensor mesh with its MQTT gateways, the write journal and the
+// faults into one thing that starts, ticks and stops. Sim time runs `timeScale` × wall time;
+// device watchdogs and network timing stay on the wall clock, as on real equipment.
+import type { Logger } from 'pino';
+import type { Site } from '../src/config/site-schema.ts';
+import { BadRequestError, ErrorCodes } from '../src/errors.ts';
+import { ModbusAhuServer } from './ahu/modbus-server.ts';
+import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
+import { type AhuStatus, SimAirHandler } from './ahu/unit.ts';
+import type { Fault } from './faults.ts';
+import { Journal } from './journal.ts';
+import { type BrokerHandle, startBroker } from './mesh/broker.ts';
+import { SensorMesh } from './mesh/sensor-mesh.ts';
+import { ThermalModel } from './thermal/model.ts';
+
+export interface SimulationOptions {
+  site: Site;
+  seed?: number;
+  /** Sim seconds per wall second; 1 = real time. */
+  timeScale?: number;
+  /** Wall ms between ticks. */
+  tickMs?: number;
+  /** Bind every device and the broker on an OS-chosen port (tests run in parallel). */
+  ephemeralPorts?: boolean;
+  /** Publish to this broker instead of starting the embedded one. */
+  mqttUrl?: string;
+  /** Where the embedded broker listens; default 127.0.0.1:1883. */
+  mqttPort?: number;
+  profile?: 'constant' | 'daily';
+  logger: Logger;
+}
+
+export interface AhuState extends AhuStatus {
+  endpoint: string;
+}
+
+/** Largest physics step; longer sim intervals are sub-stepped so the model stays accurate. */
+const MAX_STEP_S = 5;
+
+export class Simulation {
+  readonly site: Site;
+  readonly journal: Journal;
+  readonly model: ThermalModel;
+  readonly units = new Map<string, SimAirHandler>();
+  readonly timeScale: number;
+  private readonly opts: SimulationOptions;
+  private readonly log: Logger;
+  private readonly modbus = new Map<string, ModbusAhuServer>();
+  private readonly opcua: { server: OpcuaAhuServer; ahuIds: string[]; url: string }[] = [];
+  private readonly endpoints = new Map<string, string>();
+  private broker: BrokerHandle | undefined;
+  private mesh: SensorMesh | undefined;
+  private mqttUrl = '';
+  private timer: NodeJS.Timeout | undefined;
+  private simMs = 0;
+  private lastWallMs = 0;
+  private readonly activeFaults = new Map<string, Fault>();
+  private stopping: Promise<void> | undefined;
+  readonly counters = { ticks: 0, tickErrors: 0, faultsApplied: 0, faultRequestsRejected: 0 };
+
+  constructor(opts: SimulationOptions) {
+    this.opts = opts;
+    this.site = opts.site;
+    this.timeScale = opts.timeScale ?? 1;
+    this.log = opts.logger;
+    this.journal = new Journal(() => this.simMs);
+    this.model = new ThermalModel(opts.site, { seed: opts.seed ?? 1, profile: opts.profile ?? 'constant' });
+    for (const ahu of opts.site.airHandlers) this.units.set(ahu.id, new SimAirHandler(ahu, this.journal));
+  }
+
+  get simTimeMs(): number {
+    return this.simMs;
+  }
+
+  get brokerUrl(): string {
+    return this.mqttUrl;
+  }
+
+  /** Starts every server; on failure stops what had started and rethrows. */
+  async start(): Promise<void> {
+    try {
+      await this.startDevices();
+      if (this.opts.mqttUrl) {
+        this.mqttUrl = this.opts.mqttUrl;
+      } else {
+        this.broker = await startBroker({ host: '127.0.0.1', port: this.opts.ephemeralPorts ? 0 : (this.opts.mqttPort ?? 1883) });
+        this.mqttUrl = this.broker.url;
+      }
+      this.mesh = new SensorMesh(this.site, this.model.readRack, {
+        brokerUrl: this.mqttUrl,
+        seed: this.opts.seed ?? 1,
+        simNowMs: () => this.simMs,
+        logger: this.log.child({ component: 'mesh' }),
+      });
+      await this.mesh.start();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    // Settle the physics so the hall starts near its local-control steady state, not from cold.
+    this.advance(2 * 3600);
+    this.simMs = 0;
+    this.lastWallMs = performance.now();
+    this.timer = setInterval(() => this.tick(), this.opts.tickMs ?? 100);
+  }
+
+  private async startDevices(): Promise<void> {
+    const opcuaByUrl = new Map<string, SimAirHandler[]>();
+    for (const ahu of this.site.airHandlers) {
+      const unit = this.units.get(ahu.id)!;
+      if (ahu.protocol === 'modbus-tcp') {
+        const server = new ModbusAhuServer(unit, {
+          host: ahu.endpoint.host,
+          port: this.opts.ephemeralPorts ? 0 : ahu.endpoint.port,
+          unitId: ahu.endpoint.unitId,
+          ...(ahu.pointMap ? { pointMap: ahu.pointMap } : {}),
+          logger: this.log.child({ component: 'modbus', ahu: ahu.id }),
+        });
+        this.modbus.set(ahu.id, server);
+        const { host, port } = await server.start();
+        this.endpoints.set(ahu.id, `modbus-tcp://${host}:${port}/${ahu.endpoint.unitId}`);
+      } else {
+        const list = opcuaByUrl.get(ahu.endpoint.url) ?? [];
+        list.push(unit);
+        opcuaByUrl.set(ahu.endpoint.url, list);
+      }
+    }
+    // node-opcua is large (tens of MB resident): load it only for a site that has OPC-UA units.
+    if (opcuaByUrl.size === 0) return;
+    const { OpcuaAhuServer: Server } = await import('./ahu/opcua-server.ts');
+    for (const [url, units] of opcuaByUrl) {
+      const u = new URL(url.replace(/^opc\.tcp:/, 'http:'));
+      const server = new Server(units, {
+        host: u.hostname,
+        port: this.opts.ephemeralPorts ? 0 : Number(u.port || 4840),
+        resourcePath: u.pathname,
+        logger: this.log.child({ component: 'opcua' }),
+      });
+      const entry = { server, ahuIds: units.map((x) => x.id), url };
+      this.opcua.push(entry);
+      const { endpointUrl } = await server.start();
+      entry.url = endpointUrl;
+      for (const unit of units) this.endpoints.set(unit.id, endpointUrl);
+    }
+  }
+
+  /** Steps physics by `simSeconds` at once, without waiting for the wall clock (tests, settling). */
+  advance(simSeconds: number): void {
+    let left = simSeconds;
+    while (left > 1e-9) {
+      const dt = Math.min(MAX_STEP_S, left);
+      this.stepPhysics(dt);
+      left -= dt;
+    }
+  }
+
+  private stepPhysics(dtS: number): void {
+    for (const unit of this.units.values()) this.model.setAhuCommand(unit.id, unit.effectiveCommand());
+    this.model.step(dtS);
+    this.simMs += dtS * 1000;
+    for (const unit of this.units.values()) {
+      const a = this.model.ahu(unit.id);
+      unit.updateMeasurements({
+        fanPct: a.fanPct,
+        supplyC: a.supplyC,
+        returnC: a.returnC,
+        cwValvePct: a.cwValvePct,
+        fanKw: a.fanKw,
+        coolingKw: a.coolingKw,
+      });
+    }
+  }
+
+  private tick(): void {
+    try {
+      const now = performance.now();
+      // A stalled event loop must not make physics jump by minutes at once: cap one tick at 5 s wall.
+      const dtWallS = Math.min(5, (now - this.lastWallMs) / 1000);
+      this.lastWallMs = now;
+      this.advance(dtWallS * this.timeScale);
+      for (const unit of this.units.values()) unit.checkWatchdog();
+      this.mesh?.tick();
+      this.counters.ticks++;
+    } catch (err) {
+      // One bad tick must not stop the hall; count it and log it.
+      this.counters.tickErrors++;
+      this.log.error({ err }, 'simulation tick failed');
+    }
+  }
+
+  ahuStates(): AhuState[] {
+    return [...this.units.values()].map((u) => ({ ...u.status(), endpoint: this.endpoints.get(u.id) ?? '' }));
+  }
+
+  state(): Record<string, unknown> {
+    const totals = this.model.totals();
+    return {
+      site: this.site.site.id,
+      simTimeS: this.simMs / 1000,
+      timeScale: this.timeScale,
+      mqttBrokerUrl: this.mqttUrl,
+      racks: this.site.racks.map((r) => ({ id: r.id, inletC: round2(this.model.rackInletC(r.id)) })),
+      ahus: this.ahuStates().map((a) => ({
+        id: a.id,
+        protocol: a.protocol,
+        endpoint: a.endpoint,
+        mode: a.mode,
+        fanPct: round2(a.fanPct),
+        supplySetpointC: round2(a.supplySetpointC),
+        supplyC: round2(a.supplyC),
+        returnC: round2(a.returnC),
+        epoch: a.epoch,
+        lastWriter: a.lastWriter,
+        alarms: a.alarms,
+      })),
+      gateways: this.mesh?.gateways() ?? [],
+      power: {
+        fanKw: round2(totals.fanKw),
+        coolingKw: round2(totals.coolingKw),
+        itKw: round2(totals.itKw),
+        fanKwh: round2(totals.fanKwh),
+        coolingKwh: round2(totals.coolingKwh),
+      },
+      mesh: this.mesh?.stats() ?? null,
+      journal: { lastSeq: this.journal.lastSeq },
+      faults: [...this.activeFaults.values()],
+      counters: this.counters,
+    };
+  }
+
+  /** Applies validated faults; ids are checked for the whole batch first so a bad one changes nothing. */
+  async applyFaults(faults: Fault[]): Promise<void> {
+    const problems = faults.flatMap((f, i) => this.checkIds(f).map((p) => (faults.length > 1 ? `[${i}] ${p}` : p)));
+    if (problems.length > 0) {
+      this.counters.faultRequestsRejected++;
+      throw new BadRequestError(ErrorCodes.FAULT_INVALID, `invalid fault request: ${problems.join('; ')}`, problems);
+    }
+    const touchedAhus = new Set<string>();
+    for (const f of faults) {
+      this.applyOne(f, touchedAhus);
+      this.counters.faultsApplied++;
+      this.log.warn({ fault: f }, f.fault === 'clear-all' ? 'all faults cleared' : 'fault changed');
+    }
+    for (const id of touchedAhus) await this.syncDeviceFaults(id);
+  }
+
+  private checkIds(f: Fault): string[] {
+    const unknown = (what: string, id: string, known: Iterable<string>): string[] => {
+      const list = [...known];
+      const sample = list.slice(0, 10).join(', ') + (list.length > 10 ? ', …' : '');
+      return [`unknown ${what} "${id}"; known: ${sample}`];
+    };
+    if ('ahu' in f && !this.units.has(f.ahu)) return unknown('air handler', f.ahu, this.units.keys());
+    if (f.fault === 'ahu-exception' && this.units.get(f.ahu)?.protocol !== 'modbus-tcp') {
+      return [`ahu-exception applies to Modbus air handlers; "${f.ahu}" speaks OPC-UA (use ahu-bad-status)`];
+    }
+    if (f.fault === 'ahu-garbage' && this.units.get(f.ahu)?.protocol !== 'modbus-tcp') {
+      return [`ahu-garbage applies to Modbus air handlers; "${f.ahu}" speaks OPC-UA (use ahu-bad-status)`];
+    }
+    if (f.fault === 'ahu-bad-status' && this.units.get(f.ahu)?.protocol !== 'opcua') {
+      return [`ahu-bad-status applies to OPC-UA air handlers; "${f.ahu}" speaks Modbus (use ahu-exception)`];
+    }
+    if ('node' in f) {
+      const node = this.site.sensorNodes.find((n) => n.id === f.node);
+      if (!node) return unknown('sensor node', f.node, this.site.sensorNodes.map((n) => n.id));
+      if (f.sensor && f.sensor !== '*' && !node.sensors.some((s) => s.id === f.sensor)) {
+        return unknown(`sensor on ${f.node}`, f.sensor, node.sensors.map((s) => s.id));
+      }
+    }
+    if ('gateway' in f && !this.site.gateways.some((g) => g.id === f.gateway)) {
+      return unknown('gateway', f.gateway, this.site.gateways.map((g) => g.id));
+    }
+    if (f.fault === 'heat-load-step' && f.rack !== '*' && !this.site.racks.some((r) => r.id === f.rack)) {
+      return unknown('rack', f.rack, this.site.racks.map((r) => r.id));
+    }
+    return [];
+  }
+
+  private applyOne(f: Fault, touchedAhus: Set<string>): void {
+    const clear = 'clear' in f && f.clear === true;
+    const key = faultKey(f);
+    if (clear) this.activeFaults.delete(key);
+    else if (f.fault !== 'clear-all' && f.fault !== 'load-profile') this.activeFaults.set(key, f);
+    switch (f.fault) {
+      case 'ahu-trip':
+      case 'ahu-offline':
+      case 'ahu-slow':
+      case 'ahu-exception':
+      case 'ahu-garbage':
+      case 'ahu-bad-status': {
+        const faults = this.units.get(f.ahu)!.faults;
+        if (f.fault === 'ahu-trip') faults.trip = !clear;
+        if (f.fault === 'ahu-offline') faults.offline = !clear;
+        if (f.fault === 'ahu-slow') faults.slowMs = clear ? 0 : (f.ms ?? 2000);
+        if (f.fault === 'ahu-exception') faults.exceptionCode = clear ? null : (f.code ?? 4);
+        if (f.fault === 'ahu-garbage') faults.garbage = !clear;
+        if (f.fault === 'ahu-bad-status') faults.badStatus = clear ? null : (f.status ?? 'BadDeviceFailure');
+        touchedAhus.add(f.ahu);
+        return;
+      }
+      case 'sensor-stuck':
+      case 'sensor-dead':
+        this.mesh?.setSensorFault(f.node, f.sensor ?? '*', clear ? null : { kind: f.fault === 'sensor-stuck' ? 'stuck' : 'dead' });
+        return;
+      case 'sensor-noisy':
+        this.mesh?.setSensorFault(f.node, f.sensor ?? '*', clear ? null : { kind: 'noisy', sigma: f.sigma ?? 2 });
+        return;
+      case 'sensor-out-of-range':
+        this.mesh?.setSensorFault(f.node, f.sensor ?? '*', clear ? null : { kind: 'out-of-range', value: f.value ?? 150 });
+        return;
+      case 'gateway-down':
+        this.mesh?.setGatewayDown(f.gateway, !clear);
+        return;
+      case 'packet-loss':
+        this.mesh?.setPacketLoss(clear ? null : (f.pct ?? 20));
+        return;
+      case 'heat-load-step':
+        this.model.setLoadStep(f.rack, clear ? 1 : (f.factor ?? 1.5));
+        return;
+      case 'load-profile':
+        this.model.setProfile(f.profile, f.factor);
+        return;
+      case 'clear-all':
+        for (const active of [...this.activeFaults.values()]) {
+          if (active.fault !== 'clear-all' && active.fault !== 'load-profile') this.applyOne({ ...active, clear: true }, touchedAhus);
+        }
+        this.activeFaults.clear();
+        return;
+    }
+  }
+
+  private async syncDeviceFaults(ahuId: string): Promise<void> {
+    const modbus = this.modbus.get(ahuId);
+    if (modbus) await modbus.applyFaults();
+    for (const o of this.opcua) if (o.ahuIds.includes(ahuId)) await o.server.applyFaults();
+  }
+
+  /** Stops everything once; safe to call from any path (signal, failed start, test teardown). */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      const results = await Promise.allSettled([
+        this.mesh?.stop(),
+        ...[...this.modbus.values()].map((s) => s.stop()),
+        ...this.opcua.map((o) => o.server.stop()),
+      ]);
+      await this.broker?.close();
+      for (const r of results) if (r.status === 'rejected') this.log.warn({ err: r.reason }, 'error while stopping');
+    })();
+    return this.stopping;
+  }
+}
+
+function faultKey(f: Fault): string {
+  if ('ahu' in f) return `${f.fault}:${f.ahu}`;
+  if ('node' in f) return `${f.fault}:${f.node}:${f.sensor ?? '*'}`;
+  if ('gateway' in f) return `${f.fault}:${f.gateway}`;
+  if ('rack' in f) return `${f.fault}:${f.rack}`;
+  return f.fault;
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
