@@ -180,7 +180,7 @@ export function generateSite(shape: SiteShape): Site {
   }
 
   return {
-    site: { id: shape.id, name: shape.name, supplyAirDewPointC: 8, subfloorPressurePaPerM3s: 1.2 },
+    site: { id: shape.id, name: shape.name, supplyAirDewPointC: 8, subfloorPressurePaPerM3s: 12 },
     rooms: [{ id: room, name: 'Hall A', widthM, depthM, heightM: 3.5 }],
     racks,
     airHandlers,

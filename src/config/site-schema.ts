@@ -209,7 +209,7 @@ export const SiteSchema = T.Object(
         id: Id,
         name: T.String({ minLength: 1 }),
         supplyAirDewPointC: T.Optional(T.Number({ minimum: -30, maximum: 30, default: 8 })),
-        subfloorPressurePaPerM3s: T.Optional(T.Number({ minimum: 0, maximum: 100, default: 1.2 })),
+        subfloorPressurePaPerM3s: T.Optional(T.Number({ minimum: 0, maximum: 100, default: 12 })),
       },
       { additionalProperties: false },
     ),

@@ -1,0 +1,441 @@
+// The lumped thermal model of the hall (equations and parameters: docs/thermal-model.md).
+// Air handlers push cold air into the room, partly to the racks near them and partly into the
+// shared subfloor plenum; each rack breathes that supply air plus some of its own hot exhaust
+// (recirculation, more of it the less cold air reaches the rack); the exhausts return to the
+// air handlers, whose coils cool it back towards their setpoints within their capacity.
+// Invariants: at steady state total cooling equals total IT load (energy is conserved exactly
+// when no unit is capacity-limited); every first-order lag is updated with its exact exponential,
+// so any step size is stable; deterministic for a given seed.
+import { mulberry32 } from '../../src/config/generate-site.ts';
+import type { Site } from '../../src/config/site-schema.ts';
+import type { RackClimate, RackClimateReader } from './types.ts';
+
+/** ρ·cp of air near 20 °C at sea level, kJ/(m³·K): 1.2 kg/m³ × 1.005 kJ/(kg·K). */
+export const AIR_RHO_CP = 1.206;
+
+/** The model's fixed parameters; each is explained in docs/thermal-model.md. */
+export const THERMAL_PARAMS = {
+  /** Distance scale of an AHU's local influence (m): weight 1 / (1 + (d/L)²). */
+  influenceLengthM: 6,
+  /** Influence weights below this fraction of the nearest rack's are dropped (keeps the matrix sparse). */
+  influenceCutoff: 0.02,
+  /** Share of every AHU's airflow that goes into the room-wide subfloor plenum instead of locally. */
+  plenumShare: 0.3,
+  /** Recirculation of a rack that gets plenty of cold air (leaks around and over the rack). */
+  recircMin: 0.05,
+  /** How fast recirculation falls as the cold-air supply ratio s = C/Q grows. */
+  recircScale: 0.8,
+  /** A rack that gets almost no cold air still cannot breathe more than this share of its own exhaust. */
+  recircMax: 0.95,
+  /** Rack inlet air and sensor housing time constant (s). */
+  rackTauS: 20,
+  /** Fan speed ramp time constant of a VFD (s). */
+  fanTauS: 5,
+  /** Server airflow per kW of IT load when a rack does not give its own (m³/s per kW). */
+  rackAirflowPerKw: 0.08,
+  /** Vertical stratification: top/bottom inlet sit this share of the recirculation rise above/below the middle. */
+  stratification: 0.6,
+  /** Temperatures are clamped here: long before it, real servers would have shut down. */
+  maxAirC: 80,
+  /** Default subfloor pressure coefficient, Pa per m³/s of cold air reaching a rack's tiles. */
+  subfloorPaPerM3s: 12,
+} as const;
+
+export type LoadProfileName = 'constant' | 'daily';
+
+export interface ThermalModelOptions {
+  seed: number;
+  profile: LoadProfileName;
+  /** Time of day (hours) at model time 0; the daily profile follows it. Default 7.5. */
+  startHourOfDay?: number;
+}
+
+export interface AhuCommandInput {
+  running: boolean;
+  fanPct: number;
+  supplySetpointC: number;
+}
+
+export interface AhuAirState {
+  fanPct: number;
+  supplyC: number;
+  returnC: number;
+  cwValvePct: number;
+  fanKw: number;
+  coolingKw: number;
+  airflowM3s: number;
+}
+
+export interface ThermalTotals {
+  fanKw: number;
+  coolingKw: number;
+  itKw: number;
+  fanKwh: number;
+  coolingKwh: number;
+}
+
+/** IT load multiplier over the day: 0.7 at night, 1.0 mid-afternoon (a smooth cosine, peak 15:00). */
+export function dailyLoadFactor(hourOfDay: number): number {
+  const h = ((hourOfDay % 24) + 24) % 24;
+  return 0.85 + 0.15 * Math.cos(((h - 15) / 24) * 2 * Math.PI);
+}
+
+export class ThermalModel {
+  readonly readRack: RackClimateReader;
+  private readonly rackIndex = new Map<string, number>();
+  private readonly ahuIndex = new Map<string, number>();
+  private readonly ahuIds: string[];
+  private readonly dewPointC: number;
+  private readonly subfloorCoef: number;
+  // racks
+  private readonly rackRoom: Int32Array;
+  private readonly rackQ: Float64Array;
+  private readonly rackItNomKw: Float64Array;
+  private readonly rackStep: Float64Array;
+  private readonly rackStrat: Float64Array;
+  private readonly inletC: Float64Array;
+  private readonly tsupC: Float64Array;
+  private readonly coldQ: Float64Array;
+  private readonly used: Float64Array;
+  private readonly exhaustC: Float64Array;
+  private readonly rackIt: Float64Array;
+  private readonly tsupAcc: Float64Array;
+  // air handlers
+  private readonly ahuRoom: Int32Array;
+  private readonly qMax: Float64Array;
+  private readonly capKw: Float64Array;
+  private readonly fanMaxKw: Float64Array;
+  private readonly tauS: Float64Array;
+  private readonly running: Uint8Array;
+  private readonly fanCmd: Float64Array;
+  private readonly setpointC: Float64Array;
+  private readonly fanPct: Float64Array;
+  private readonly supplyC: Float64Array;
+  private readonly returnC: Float64Array;
+  private readonly coilKw: Float64Array;
+  /** Per AHU: the racks it reaches locally and the share of its local air each gets (sums to 1). */
+  private readonly reachRacks: Int32Array[];
+  private readonly reachShare: Float64Array[];
+  // rooms
+  private readonly roomRackQ: Float64Array;
+  private readonly plenumQ: Float64Array;
+  private readonly plenumT: Float64Array;
+  private readonly plenumRet: Float64Array;
+  private readonly plenumAcc: Float64Array;
+
+  private timeS = 0;
+  private readonly startHour: number;
+  private profile: LoadProfileName;
+  private profileLevel = 1;
+  private globalStep = 1;
+  private fanKwh = 0;
+  private coolingKwh = 0;
+
+  constructor(site: Site, opts: ThermalModelOptions) {
+    const p = THERMAL_PARAMS;
+    const rnd = mulberry32(opts.seed);
+    this.profile = opts.profile;
+    this.startHour = opts.startHourOfDay ?? 7.5;
+    this.dewPointC = site.site.supplyAirDewPointC ?? 8;
+    this.subfloorCoef = site.site.subfloorPressurePaPerM3s ?? p.subfloorPaPerM3s;
+    const roomIdx = new Map(site.rooms.map((r, i) => [r.id, i]));
+    const nR = site.racks.length;
+    const nA = site.airHandlers.length;
+
+    this.rackRoom = Int32Array.from(site.racks, (r) => roomIdx.get(r.room) ?? 0);
+    this.rackItNomKw = Float64Array.from(site.racks, (r) => r.itLoadKw);
+    // A rack with no load still moves a little air; a zero would divide by zero below.
+    this.rackQ = Float64Array.from(site.racks, (r) =>
+      Math.max(0.01, r.airflowM3s ?? r.itLoadKw * p.rackAirflowPerKw),
+    );
+    this.rackStep = new Float64Array(nR).fill(1);
+    // Seeded per-rack variation of stratification (±20 %): racks differ, as in a real hall.
+    this.rackStrat = Float64Array.from(site.racks, () => p.stratification * (0.8 + 0.4 * rnd()));
+    this.inletC = new Float64Array(nR).fill(20);
+    this.tsupC = new Float64Array(nR).fill(18);
+    this.coldQ = new Float64Array(nR);
+    this.used = new Float64Array(nR);
+    this.exhaustC = new Float64Array(nR).fill(30);
+    this.rackIt = new Float64Array(nR);
+    this.tsupAcc = new Float64Array(nR);
+    site.racks.forEach((r, i) => this.rackIndex.set(r.id, i));
+
+    this.ahuIds = site.airHandlers.map((a) => a.id);
+    this.ahuRoom = Int32Array.from(site.airHandlers, (a) => roomIdx.get(a.room) ?? 0);
+    this.qMax = Float64Array.from(site.airHandlers, (a) => a.maxAirflowM3s);
+    this.capKw = Float64Array.from(site.airHandlers, (a) => a.capacityKw);
+    this.fanMaxKw = Float64Array.from(site.airHandlers, (a) => a.fanMaxKw);
+    this.tauS = Float64Array.from(site.airHandlers, (a) => a.supplyTauS ?? 60);
+    this.running = new Uint8Array(nA).fill(1);
+    this.fanCmd = Float64Array.from(site.airHandlers, (a) => a.localFanPct ?? 100);
+    this.setpointC = Float64Array.from(site.airHandlers, (a) => a.localSetpointC ?? 18);
+    this.fanPct = Float64Array.from(this.fanCmd);
+    this.supplyC = Float64Array.from(this.setpointC);
+    this.returnC = new Float64Array(nA).fill(28);
+    this.coilKw = new Float64Array(nA);
+    site.airHandlers.forEach((a, i) => this.ahuIndex.set(a.id, i));
+
+    this.reachRacks = [];
+    this.reachShare = [];
+    for (let a = 0; a < nA; a++) {
+      const ahu = site.airHandlers[a]!;
+      const idx: number[] = [];
+      const w: number[] = [];
+      let wMax = 0;
+      for (let r = 0; r < nR; r++) {
+        if (this.rackRoom[r] !== this.ahuRoom[a]) continue;
+        const rack = site.racks[r]!;
+        const d2 = ((rack.xM - ahu.xM) ** 2 + (rack.yM - ahu.yM) ** 2) / p.influenceLengthM ** 2;
+        const k = 1 / (1 + d2);
+        if (k > wMax) wMax = k;
+        idx.push(r);
+        w.push(k);
+      }
+      const keep = idx.map((_, j) => j).filter((j) => w[j]! >= p.influenceCutoff * wMax);
+      const sum = keep.reduce((s, j) => s + w[j]!, 0);
+      this.reachRacks.push(Int32Array.from(keep, (j) => idx[j]!));
+      this.reachShare.push(Float64Array.from(keep, (j) => (sum > 0 ? w[j]! / sum : 0)));
+    }
+
+    const nRooms = site.rooms.length;
+    this.roomRackQ = new Float64Array(nRooms);
+    for (let r = 0; r < nR; r++) this.roomRackQ[this.rackRoom[r]!]! += this.rackQ[r]!;
+    this.plenumQ = new Float64Array(nRooms);
+    this.plenumT = new Float64Array(nRooms).fill(18);
+    this.plenumRet = new Float64Array(nRooms).fill(28);
+    this.plenumAcc = new Float64Array(nRooms);
+
+    this.readRack = (rackId: string): RackClimate => {
+      const r = this.rackIndex.get(rackId);
+      if (r === undefined) throw new RangeError(`unknown rack "${rackId}"`);
+      return this.climate(r);
+    };
+    this.updateAirflowAndMix(); // consistent derived state before the first step
+  }
+
+  /** What an AHU's controller board drives now (from `SimAirHandler.effectiveCommand()`). */
+  setAhuCommand(ahuId: string, cmd: AhuCommandInput): void {
+    const a = this.requireAhu(ahuId);
+    this.running[a] = cmd.running ? 1 : 0;
+    this.fanCmd[a] = clamp(cmd.fanPct, 0, 100);
+    this.setpointC[a] = cmd.supplySetpointC;
+  }
+
+  /** Multiplies one rack's IT load (`*`: every rack) by `factor`; 1 clears the step. */
+  setLoadStep(rackId: string, factor: number): void {
+    if (!Number.isFinite(factor) || factor < 0) throw new RangeError(`load factor ${factor} must be ≥ 0`);
+    if (rackId === '*') {
+      this.globalStep = factor;
+      return;
+    }
+    const r = this.rackIndex.get(rackId);
+    if (r === undefined) throw new RangeError(`unknown rack "${rackId}"`);
+    this.rackStep[r] = factor;
+  }
+
+  /** `constant` at `level` (default 1), or `daily` (0.7…1.0 of nominal, peak 15:00) scaled by `level`. */
+  setProfile(profile: LoadProfileName, level = 1): void {
+    this.profile = profile;
+    this.profileLevel = level;
+  }
+
+  /** Current multiplier of nominal IT load from the profile. */
+  loadFactor(): number {
+    const base = this.profile === 'daily' ? dailyLoadFactor(this.hourOfDay()) : 1;
+    return base * this.profileLevel * this.globalStep;
+  }
+
+  hourOfDay(): number {
+    return (this.startHour + this.timeS / 3600) % 24;
+  }
+
+  /** Advances the physics by `dtS` seconds of sim time. */
+  step(dtS: number): void {
+    if (!(dtS > 0)) return;
+    const p = THERMAL_PARAMS;
+    const load = this.loadFactor();
+    const fanK = 1 - Math.exp(-dtS / p.fanTauS);
+    const rackK = 1 - Math.exp(-dtS / p.rackTauS);
+    for (let a = 0; a < this.fanPct.length; a++) {
+      const target = this.running[a] ? this.fanCmd[a]! : 0;
+      this.fanPct[a]! += (target - this.fanPct[a]!) * fanK;
+    }
+    this.updateAirflowAndMix();
+
+    // Racks: inlet towards its steady state; exhaust = inlet + IT heat / server airflow.
+    for (let r = 0; r < this.inletC.length; r++) {
+      const q = this.rackQ[r]!;
+      const it = this.rackItNomKw[r]! * this.rackStep[r]! * load;
+      this.rackIt[r] = it;
+      const dT = it / (AIR_RHO_CP * q);
+      const f = recirculation(this.coldQ[r]! / q);
+      const steady = this.tsupC[r]! + (f / (1 - f)) * dT;
+      this.inletC[r] = clamp(this.inletC[r]! + (steady - this.inletC[r]!) * rackK, -20, p.maxAirC);
+      this.exhaustC[r] = Math.min(p.maxAirC, this.inletC[r]! + dT);
+      // The share of the cold air offered to the rack that it actually draws; the rest bypasses.
+      this.used[r] = this.coldQ[r]! > 0 ? Math.min(1, ((1 - f) * q) / this.coldQ[r]!) : 0;
+    }
+
+    // Plenum return per room: what the racks drew from the plenum comes back as exhaust, the rest as plenum air.
+    this.plenumAcc.fill(0);
+    for (let r = 0; r < this.inletC.length; r++) {
+      const room = this.rackRoom[r]!;
+      const pr = this.plenumQ[room]! * (this.rackQ[r]! / this.roomRackQ[room]!);
+      const u = this.used[r]!;
+      this.plenumAcc[room]! += pr * (u * this.exhaustC[r]! + (1 - u) * this.plenumT[room]!);
+    }
+    for (let room = 0; room < this.plenumQ.length; room++) {
+      if (this.plenumQ[room]! > 1e-9) this.plenumRet[room] = this.plenumAcc[room]! / this.plenumQ[room]!;
+    }
+
+    // Air handlers: return air, then the coil within its capacity, then the supply-air lag.
+    let fanKw = 0;
+    let coolingKw = 0;
+    for (let a = 0; a < this.supplyC.length; a++) {
+      const racks = this.reachRacks[a]!;
+      const share = this.reachShare[a]!;
+      let local = 0;
+      let localW = 0;
+      for (let j = 0; j < racks.length; j++) {
+        const r = racks[j]!;
+        const u = this.used[r]!;
+        local += share[j]! * (u * this.exhaustC[r]! + (1 - u) * this.supplyC[a]!);
+        localW += share[j]!;
+      }
+      const plenumRet = this.plenumRet[this.ahuRoom[a]!]!;
+      const localRet = localW > 0 ? local / localW : plenumRet;
+      const ret = localW > 0 ? (1 - p.plenumShare) * localRet + p.plenumShare * plenumRet : plenumRet;
+      this.returnC[a] = ret;
+      const q = this.qMax[a]! * (this.fanPct[a]! / 100);
+      const demandKw = AIR_RHO_CP * q * (ret - this.setpointC[a]!);
+      const coil = this.running[a] ? clamp(demandKw, 0, this.capKw[a]!) : 0;
+      this.coilKw[a] = coil;
+      const target = q > 1e-6 ? ret - coil / (AIR_RHO_CP * q) : ret;
+      this.supplyC[a] = clamp(
+        this.supplyC[a]! + (target - this.supplyC[a]!) * (1 - Math.exp(-dtS / this.tauS[a]!)),
+        -20,
+        p.maxAirC,
+      );
+      fanKw += this.fanMaxKw[a]! * (this.fanPct[a]! / 100) ** 3;
+      coolingKw += Math.max(0, AIR_RHO_CP * q * (ret - this.supplyC[a]!));
+    }
+    this.fanKwh += (fanKw * dtS) / 3600;
+    this.coolingKwh += (coolingKw * dtS) / 3600;
+    this.timeS += dtS;
+  }
+
+  /** Cold air (local + plenum) offered to each rack and its mixed supply temperature. */
+  private updateAirflowAndMix(): void {
+    const share = THERMAL_PARAMS.plenumShare;
+    this.coldQ.fill(0);
+    this.tsupAcc.fill(0);
+    this.plenumQ.fill(0);
+    this.plenumAcc.fill(0);
+    for (let a = 0; a < this.supplyC.length; a++) {
+      const q = this.qMax[a]! * (this.fanPct[a]! / 100);
+      const racks = this.reachRacks[a]!;
+      const sh = this.reachShare[a]!;
+      // An AHU that reaches no rack feeds the plenum only.
+      const localQ = racks.length > 0 ? q * (1 - share) : 0;
+      for (let j = 0; j < racks.length; j++) {
+        const w = localQ * sh[j]!;
+        this.coldQ[racks[j]!]! += w;
+        this.tsupAcc[racks[j]!]! += w * this.supplyC[a]!;
+      }
+      const room = this.ahuRoom[a]!;
+      this.plenumQ[room]! += q - localQ;
+      this.plenumAcc[room]! += (q - localQ) * this.supplyC[a]!;
+    }
+    for (let room = 0; room < this.plenumQ.length; room++) {
+      if (this.plenumQ[room]! > 1e-9) this.plenumT[room] = this.plenumAcc[room]! / this.plenumQ[room]!;
+    }
+    for (let r = 0; r < this.coldQ.length; r++) {
+      const room = this.rackRoom[r]!;
+      const pr = this.plenumQ[room]! * (this.rackQ[r]! / this.roomRackQ[room]!);
+      this.coldQ[r]! += pr;
+      this.tsupAcc[r]! += pr * this.plenumT[room]!;
+      // With no cold air at all the rack breathes its own exhaust; keep the last supply mix.
+      if (this.coldQ[r]! > 1e-9) this.tsupC[r] = this.tsupAcc[r]! / this.coldQ[r]!;
+    }
+  }
+
+  private climate(r: number): RackClimate {
+    const inlet = this.inletC[r]!;
+    const rise = Math.max(0, inlet - this.tsupC[r]!) * this.rackStrat[r]!;
+    return {
+      inletTopC: inlet + rise,
+      inletMiddleC: inlet,
+      inletBottomC: inlet - rise,
+      relativeHumidityPct: relativeHumidity(inlet, this.dewPointC),
+      subfloorPa: this.subfloorCoef * this.coldQ[r]!,
+    };
+  }
+
+  /** Mean (middle) inlet temperature of a rack, °C. */
+  rackInletC(rackId: string): number {
+    const r = this.rackIndex.get(rackId);
+    if (r === undefined) throw new RangeError(`unknown rack "${rackId}"`);
+    return this.inletC[r]!;
+  }
+
+  ahu(ahuId: string): AhuAirState {
+    const a = this.requireAhu(ahuId);
+    const q = this.qMax[a]! * (this.fanPct[a]! / 100);
+    return {
+      fanPct: this.fanPct[a]!,
+      supplyC: this.supplyC[a]!,
+      returnC: this.returnC[a]!,
+      cwValvePct: (100 * this.coilKw[a]!) / this.capKw[a]!,
+      fanKw: this.fanMaxKw[a]! * (this.fanPct[a]! / 100) ** 3,
+      coolingKw: Math.max(0, AIR_RHO_CP * q * (this.returnC[a]! - this.supplyC[a]!)),
+      airflowM3s: q,
+    };
+  }
+
+  totals(): ThermalTotals {
+    let fanKw = 0;
+    let coolingKw = 0;
+    for (const id of this.ahuIds) {
+      const a = this.ahu(id);
+      fanKw += a.fanKw;
+      coolingKw += a.coolingKw;
+    }
+    let itKw = 0;
+    for (let r = 0; r < this.rackIt.length; r++) itKw += this.rackIt[r]!;
+    return { fanKw, coolingKw, itKw, fanKwh: this.fanKwh, coolingKwh: this.coolingKwh };
+  }
+
+  /** Starts the energy meters from zero (after the simulation settles the hall). */
+  resetEnergy(): void {
+    this.fanKwh = 0;
+    this.coolingKwh = 0;
+  }
+
+  private requireAhu(ahuId: string): number {
+    const a = this.ahuIndex.get(ahuId);
+    if (a === undefined) throw new RangeError(`unknown air handler "${ahuId}"`);
+    return a;
+  }
+}
+
+/**
+ * Share of a rack's intake that is its own exhaust, from the cold-air supply ratio s = C/Q: falls
+ * from 1 (no cold air) to recircMin (plenty), and never below 1 − s, because a rack cannot draw more
+ * cold air than reaches it.
+ */
+export function recirculation(s: number): number {
+  const p = THERMAL_PARAMS;
+  const smooth = 1 - (1 - p.recircMin) * (1 - Math.exp(-Math.max(0, s) / p.recircScale));
+  return Math.min(p.recircMax, Math.max(1 - s, smooth));
+}
+
+/** Magnus formula (Sonntag 1990 constants), %RH of air at `tC` with dew point `dewPointC`. */
+export function relativeHumidity(tC: number, dewPointC: number): number {
+  const a = 17.62;
+  const b = 243.12;
+  return clamp(100 * Math.exp((a * dewPointC) / (b + dewPointC) - (a * tC) / (b + tC)), 0, 100);
+}
+
+function clamp(x: number, lo: number, hi: number): number {
+  return x < lo ? lo : x > hi ? hi : x;
+}
