@@ -1,0 +1,27 @@
+// Shared test helpers: wait for a condition with a deadline (never a bare sleep), a quiet logger,
+// and a check that no unhandled rejection slipped through a test file.
+import { pino } from 'pino';
+
+export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** Polls `fn` until it returns a truthy value (returned) or the deadline passes (throws with `what`). */
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | Promise<T>,
+  { timeoutMs = 10_000, intervalMs = 20 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<NonNullable<T>> {
+  const deadline = performance.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
