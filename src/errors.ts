@@ -6,6 +6,18 @@ export const ErrorCodes = {
   FAULT_INVALID: 'COOLCTL_E_FAULT_INVALID',
   BAD_REQUEST: 'COOLCTL_E_BAD_REQUEST',
   STARTUP: 'COOLCTL_E_STARTUP',
+  DEVICE_TIMEOUT: 'COOLCTL_E_DEVICE_TIMEOUT',
+  DEVICE_UNREACHABLE: 'COOLCTL_E_DEVICE_UNREACHABLE',
+  DEVICE_EXCEPTION: 'COOLCTL_E_DEVICE_EXCEPTION',
+  DEVICE_GARBAGE: 'COOLCTL_E_DEVICE_GARBAGE',
+  DEVICE_BAD_STATUS: 'COOLCTL_E_DEVICE_BAD_STATUS',
+  DEVICE_FENCED: 'COOLCTL_E_DEVICE_FENCED',
+  DEVICE_REFUSED: 'COOLCTL_E_DEVICE_REFUSED',
+  DEVICE_VERIFY_MISMATCH: 'COOLCTL_E_DEVICE_VERIFY_MISMATCH',
+  DEVICE_UNTRUSTED: 'COOLCTL_E_DEVICE_UNTRUSTED_CERTIFICATE',
+  DEVICE_AUTH: 'COOLCTL_E_DEVICE_AUTH',
+  DEVICE_CLOSED: 'COOLCTL_E_DEVICE_CLOSED',
+  DEVICE_ABORTED: 'COOLCTL_E_DEVICE_ABORTED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -52,5 +64,22 @@ export class BadRequestError extends CoolctlError {
   constructor(code: ErrorCode, message: string, details: string[] = []) {
     super(code, message);
     this.details = details;
+  }
+}
+
+/** A failed device call. `retryable` says whether the same call may succeed if tried again. */
+export class DeviceError extends CoolctlError {
+  readonly device: string;
+  /** Modbus exception code or OPC-UA status name, where the device said one. */
+  readonly deviceCode: number | string | undefined;
+  constructor(
+    code: ErrorCode,
+    device: string,
+    message: string,
+    opts: { cause?: unknown; retryable?: boolean; deviceCode?: number | string } = {},
+  ) {
+    super(code, `${device}: ${message}`, opts);
+    this.device = device;
+    this.deviceCode = opts.deviceCode;
   }
 }

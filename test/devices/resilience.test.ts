@@ -1,0 +1,146 @@
+import { describe, expect, it } from 'vitest';
+import { Backoff, LinkMonitor, retry, SerialQueue, withDeadline } from '../../src/devices/resilience.ts';
+import { DeviceError, ErrorCodes } from '../../src/errors.ts';
+
+const never = () => new Promise<never>(() => {});
+
+describe('withDeadline', () => {
+  it('rejects a call that never answers with a retryable timeout', async () => {
+    const err = await withDeadline('AHU-1', 'read', 30, undefined, never).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(DeviceError);
+    expect((err as DeviceError).code).toBe(ErrorCodes.DEVICE_TIMEOUT);
+    expect((err as DeviceError).retryable).toBe(true);
+    expect((err as DeviceError).message).toBe('AHU-1: read: no answer within 30 ms');
+  });
+
+  it('rejects at once when the caller aborts, and says so', async () => {
+    const ac = new AbortController();
+    const p = withDeadline('AHU-1', 'write', 10_000, ac.signal, never);
+    ac.abort(new Error('demoted'));
+    const err = (await p.catch((e: unknown) => e)) as DeviceError;
+    expect(err.code).toBe(ErrorCodes.DEVICE_ABORTED);
+    expect(err.retryable).toBe(false);
+  });
+
+  it('passes results and errors through, and hands the signal to the call', async () => {
+    expect(await withDeadline('d', 'x', 1000, undefined, async (s) => s.aborted)).toBe(false);
+    await expect(
+      withDeadline('d', 'x', 1000, undefined, async () => Promise.reject(new Error('boom'))),
+    ).rejects.toThrow('boom');
+  });
+});
+
+describe('SerialQueue', () => {
+  it('runs one task at a time, in order', async () => {
+    const q = new SerialQueue('d');
+    const log: string[] = [];
+    let running = 0;
+    const task = (name: string) => async () => {
+      running++;
+      expect(running).toBe(1);
+      log.push(`start ${name}`);
+      await new Promise((r) => setImmediate(r));
+      log.push(`end ${name}`);
+      running--;
+      return name;
+    };
+    const results = await Promise.all([q.run(task('a')), q.run(task('b')), q.run(task('c'))]);
+    expect(results).toEqual(['a', 'b', 'c']);
+    expect(log).toEqual(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
+  });
+
+  it('keeps going after a failed task', async () => {
+    const q = new SerialQueue('d');
+    await expect(q.run(async () => Promise.reject(new Error('first')))).rejects.toThrow('first');
+    expect(await q.run(async () => 2)).toBe(2);
+  });
+
+  it('settles every waiting task on close', async () => {
+    const q = new SerialQueue('d');
+    let release!: () => void;
+    const first = q.run(() => new Promise<string>((r) => (release = () => r('done'))));
+    await new Promise((r) => setImmediate(r)); // let the first task start
+    const waiting = [q.run(async () => 1), q.run(async () => 2)].map((p) =>
+      p.then(String, (e: DeviceError) => e.code),
+    );
+    q.close();
+    expect(await Promise.all(waiting)).toEqual([ErrorCodes.DEVICE_CLOSED, ErrorCodes.DEVICE_CLOSED]);
+    await expect(q.run(async () => 3)).rejects.toMatchObject({ code: ErrorCodes.DEVICE_CLOSED });
+    release();
+    expect(await first).toBe('done'); // the one already running finishes on its own deadline
+  });
+});
+
+describe('retry and backoff', () => {
+  it('backs off exponentially with jitter, capped', () => {
+    const b = new Backoff(100, 1000, () => 1);
+    expect([b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([100, 200, 400, 800, 1000]);
+    const low = new Backoff(100, 1000, () => 0);
+    expect(low.next()).toBe(50);
+  });
+
+  it('retries retryable errors only, up to the attempt limit', async () => {
+    let calls = 0;
+    const timeout = new DeviceError(ErrorCodes.DEVICE_TIMEOUT, 'd', 't', { retryable: true });
+    await expect(
+      retry(
+        async () => {
+          calls++;
+          throw timeout;
+        },
+        { attempts: 3, backoff: new Backoff(1, 2) },
+      ),
+    ).rejects.toBe(timeout);
+    expect(calls).toBe(3);
+
+    calls = 0;
+    const fenced = new DeviceError(ErrorCodes.DEVICE_FENCED, 'd', 'stale epoch');
+    await expect(
+      retry(
+        async () => {
+          calls++;
+          throw fenced;
+        },
+        { attempts: 3, backoff: new Backoff(1, 2) },
+      ),
+    ).rejects.toBe(fenced);
+    expect(calls).toBe(1);
+
+    calls = 0;
+    const value = await retry(
+      async () => {
+        if (++calls < 2) throw timeout;
+        return 'ok';
+      },
+      { attempts: 3, backoff: new Backoff(1, 2) },
+    );
+    expect(value).toBe('ok');
+  });
+});
+
+describe('LinkMonitor', () => {
+  it('goes up on success, degraded on a failure, down after the failure limit, up again on success', () => {
+    let now = 0;
+    const changes: string[] = [];
+    const m = new LinkMonitor(
+      { degradedAfterFailures: 1, downAfterFailures: 3, downAfterMs: 5000 },
+      (from, to) => changes.push(`${from}->${to}`),
+      () => now,
+    );
+    expect(m.state).toBe('down');
+    m.success();
+    m.failure('timeout');
+    m.failure('timeout');
+    expect(m.state).toBe('degraded');
+    m.failure('timeout');
+    expect(m.state).toBe('down');
+    m.success();
+    expect(changes).toEqual(['down->up', 'up->degraded', 'degraded->down', 'down->up']);
+    // silence: no success for longer than downAfterMs degrades, then takes the link down
+    now = 6000;
+    m.evaluate();
+    expect(m.state).toBe('degraded');
+    m.evaluate();
+    expect(m.state).toBe('down');
+  });
+});
