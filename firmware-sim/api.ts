@@ -1,14 +1,16 @@
 // The simulator's HTTP API (PRODUCT.md: GET /sim/state, GET /sim/journal?since=, POST /sim/faults).
 // `buildSimApi` opens no socket, so tests use `inject()`; the entry point calls `listen()`.
 // Every refused request answers 400 with a stable code and the list of problems, and is counted.
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
 import { parseFaults } from './faults.ts';
 import type { Simulation } from './simulation.ts';
 
 export function buildSimApi(sim: Simulation, logger: Logger): FastifyInstance {
-  const app = Fastify({ loggerInstance: logger.child({ component: 'sim-api' }), bodyLimit: 1_000_000 });
+  // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's type the default one.
+  const loggerInstance = logger.child({ component: 'sim-api' }) as FastifyBaseLogger;
+  const app = Fastify({ loggerInstance, bodyLimit: 1_000_000 });
   const counters = { badRequests: 0 };
 
   app.setErrorHandler((err, req, reply) => {
@@ -22,7 +24,9 @@ export function buildSimApi(sim: Simulation, logger: Logger): FastifyInstance {
       // fastify's own refusals: malformed JSON, wrong content type, body too large, schema mismatch
       counters.badRequests++;
       req.log.warn({ err: e.message, code: e.code }, 'request refused');
-      return reply.code(e.statusCode).send({ error: ErrorCodes.BAD_REQUEST, message: e.message, details: [e.message] });
+      return reply
+        .code(e.statusCode)
+        .send({ error: ErrorCodes.BAD_REQUEST, message: e.message, details: [e.message] });
     }
     req.log.error({ err }, 'request failed');
     const code = e instanceof CoolctlError ? e.code : 'COOLCTL_E_INTERNAL';

@@ -12,14 +12,21 @@ export const FaultSchema = T.Union([
   T.Object({ fault: T.Literal('ahu-trip'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
   T.Object({ fault: T.Literal('ahu-offline'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
   T.Object(
-    { fault: T.Literal('ahu-slow'), ahu: Ahu, ms: T.Optional(T.Integer({ minimum: 1, maximum: 60_000 })), clear: Clear },
+    {
+      fault: T.Literal('ahu-slow'),
+      ahu: Ahu,
+      ms: T.Optional(T.Integer({ minimum: 1, maximum: 60_000 })),
+      clear: Clear,
+    },
     { additionalProperties: false },
   ),
   T.Object(
     {
       fault: T.Literal('ahu-exception'),
       ahu: Ahu,
-      code: T.Optional(T.Integer({ minimum: 1, maximum: 255, description: 'Modbus exception code, default 4' })),
+      code: T.Optional(
+        T.Integer({ minimum: 1, maximum: 255, description: 'Modbus exception code, default 4' }),
+      ),
       clear: Clear,
     },
     { additionalProperties: false },
@@ -29,7 +36,9 @@ export const FaultSchema = T.Union([
     {
       fault: T.Literal('ahu-bad-status'),
       ahu: Ahu,
-      status: T.Optional(T.String({ pattern: '^Bad[A-Za-z]+$', description: 'OPC-UA status name, default BadDeviceFailure' })),
+      status: T.Optional(
+        T.String({ pattern: '^Bad[A-Za-z]+$', description: 'OPC-UA status name, default BadDeviceFailure' }),
+      ),
       clear: Clear,
     },
     { additionalProperties: false },
@@ -48,7 +57,9 @@ export const FaultSchema = T.Union([
       fault: T.Literal('sensor-noisy'),
       node: T.String({ minLength: 1 }),
       sensor: T.Optional(T.String({ minLength: 1 })),
-      sigma: T.Optional(T.Number({ exclusiveMinimum: 0, maximum: 100, description: 'extra noise σ, default 2' })),
+      sigma: T.Optional(
+        T.Number({ exclusiveMinimum: 0, maximum: 100, description: 'extra noise σ, default 2' }),
+      ),
       clear: Clear,
     },
     { additionalProperties: false },
@@ -68,14 +79,20 @@ export const FaultSchema = T.Union([
     { additionalProperties: false },
   ),
   T.Object(
-    { fault: T.Literal('packet-loss'), pct: T.Optional(T.Number({ minimum: 0, maximum: 100 })), clear: Clear },
+    {
+      fault: T.Literal('packet-loss'),
+      pct: T.Optional(T.Number({ minimum: 0, maximum: 100 })),
+      clear: Clear,
+    },
     { additionalProperties: false },
   ),
   T.Object(
     {
       fault: T.Literal('heat-load-step'),
       rack: T.String({ minLength: 1, description: 'rack id, or * for every rack' }),
-      factor: T.Optional(T.Number({ minimum: 0, maximum: 5, description: 'multiplies IT load; default 1.5' })),
+      factor: T.Optional(
+        T.Number({ minimum: 0, maximum: 5, description: 'multiplies IT load; default 1.5' }),
+      ),
       clear: Clear,
     },
     { additionalProperties: false },
@@ -84,7 +101,9 @@ export const FaultSchema = T.Union([
     {
       fault: T.Literal('load-profile'),
       profile: T.Union([T.Literal('daily'), T.Literal('constant')]),
-      factor: T.Optional(T.Number({ minimum: 0, maximum: 2, description: 'constant profile level, default 1' })),
+      factor: T.Optional(
+        T.Number({ minimum: 0, maximum: 2, description: 'constant profile level, default 1' }),
+      ),
     },
     { additionalProperties: false },
   ),
@@ -110,8 +129,10 @@ const FAULT_KINDS = [...validatorByKind.keys()];
 /** Parses one fault or a list of faults; throws BadRequestError naming each problem. */
 export function parseFaults(body: unknown): Fault[] {
   const list = Array.isArray(body) ? body : [body];
-  if (list.length === 0) throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'empty fault list', ['send at least one fault']);
-  if (list.length > 1000) throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'too many faults', ['at most 1000 per request']);
+  if (list.length === 0)
+    throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'empty fault list', ['send at least one fault']);
+  if (list.length > 1000)
+    throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'too many faults', ['at most 1000 per request']);
   const problems: string[] = [];
   list.forEach((item, i) => {
     const where = Array.isArray(body) ? `[${i}]` : '';
@@ -122,7 +143,9 @@ export function parseFaults(body: unknown): Fault[] {
     const kind = (item as { fault?: unknown }).fault;
     const validate = typeof kind === 'string' ? validatorByKind.get(kind) : undefined;
     if (!validate) {
-      problems.push(`${where}fault: unknown fault ${JSON.stringify(kind)}; allowed: ${FAULT_KINDS.join(', ')}`);
+      problems.push(
+        `${where}fault: unknown fault ${JSON.stringify(kind)}; allowed: ${FAULT_KINDS.join(', ')}`,
+      );
       return;
     }
     if (!validate(item)) {
@@ -136,7 +159,11 @@ export function parseFaults(body: unknown): Fault[] {
     }
   });
   if (problems.length > 0) {
-    throw new BadRequestError(ErrorCodes.FAULT_INVALID, `invalid fault request: ${problems.join('; ')}`, problems);
+    throw new BadRequestError(
+      ErrorCodes.FAULT_INVALID,
+      `invalid fault request: ${problems.join('; ')}`,
+      problems,
+    );
   }
   return list as Fault[];
 }

@@ -26,7 +26,9 @@ async function main(): Promise<number> {
     site = await loadSite(args.config);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`coolctl-sim: the site file is not valid — nothing was started.\n${err.message}\n`);
+      process.stderr.write(
+        `coolctl-sim: the site file is not valid — nothing was started.\n${err.message}\n`,
+      );
       return 2;
     }
     throw err;
@@ -93,7 +95,8 @@ function parse() {
   });
   const num = (name: string, raw: string, min: number, max: number): number => {
     const n = Number(raw);
-    if (!Number.isFinite(n) || n < min || n > max) throw new Error(`--${name} must be a number in ${min}…${max}, got "${raw}"`);
+    if (!Number.isFinite(n) || n < min || n > max)
+      throw new Error(`--${name} must be a number in ${min}…${max}, got "${raw}"`);
     return n;
   };
   if (values.profile !== 'daily' && values.profile !== 'constant') {

@@ -2,6 +2,7 @@
 // Modbus TCP or OPC-UA server), the sensor mesh with its MQTT gateways, the write journal and the
 // faults into one thing that starts, ticks and stops. Sim time runs `timeScale` × wall time;
 // device watchdogs and network timing stay on the wall clock, as on real equipment.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Site } from '../src/config/site-schema.ts';
 import { BadRequestError, ErrorCodes } from '../src/errors.ts';
@@ -37,6 +38,7 @@ export interface AhuState extends AhuStatus {
 
 /** Largest physics step; longer sim intervals are sub-stepped so the model stays accurate. */
 const MAX_STEP_S = 5;
+const SETTLE_STEP_S = 10;
 
 export class Simulation {
   readonly site: Site;
@@ -57,6 +59,7 @@ export class Simulation {
   private lastWallMs = 0;
   private readonly activeFaults = new Map<string, Fault>();
   private stopping: Promise<void> | undefined;
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
   readonly counters = { ticks: 0, tickErrors: 0, faultsApplied: 0, faultRequestsRejected: 0 };
 
   constructor(opts: SimulationOptions) {
@@ -84,7 +87,10 @@ export class Simulation {
       if (this.opts.mqttUrl) {
         this.mqttUrl = this.opts.mqttUrl;
       } else {
-        this.broker = await startBroker({ host: '127.0.0.1', port: this.opts.ephemeralPorts ? 0 : (this.opts.mqttPort ?? 1883) });
+        this.broker = await startBroker({
+          host: '127.0.0.1',
+          port: this.opts.ephemeralPorts ? 0 : (this.opts.mqttPort ?? 1883),
+        });
         this.mqttUrl = this.broker.url;
       }
       this.mesh = new SensorMesh(this.site, this.model.readRack, {
@@ -98,11 +104,14 @@ export class Simulation {
       await this.stop();
       throw err;
     }
-    // Settle the physics so the hall starts near its local-control steady state, not from cold.
-    this.advance(2 * 3600);
+    // Settle the physics so the hall starts near its local-control steady state, not from cold:
+    // 30 sim minutes is > 20 of the model's longest time constants.
+    this.advance(1800, SETTLE_STEP_S);
     this.simMs = 0;
+    this.model.resetEnergy();
     this.lastWallMs = performance.now();
     this.timer = setInterval(() => this.tick(), this.opts.tickMs ?? 100);
+    this.loopDelay.enable();
   }
 
   private async startDevices(): Promise<void> {
@@ -146,10 +155,10 @@ export class Simulation {
   }
 
   /** Steps physics by `simSeconds` at once, without waiting for the wall clock (tests, settling). */
-  advance(simSeconds: number): void {
+  advance(simSeconds: number, maxStepS = MAX_STEP_S): void {
     let left = simSeconds;
     while (left > 1e-9) {
-      const dt = Math.min(MAX_STEP_S, left);
+      const dt = Math.min(maxStepS, left);
       this.stepPhysics(dt);
       left -= dt;
     }
@@ -226,15 +235,26 @@ export class Simulation {
       journal: { lastSeq: this.journal.lastSeq },
       faults: [...this.activeFaults.values()],
       counters: this.counters,
+      process: {
+        rssMb: round2(process.memoryUsage.rss() / 2 ** 20),
+        eventLoopLagP50Ms: round2(this.loopDelay.percentile(50) / 1e6),
+        eventLoopLagP99Ms: round2(this.loopDelay.percentile(99) / 1e6),
+      },
     };
   }
 
   /** Applies validated faults; ids are checked for the whole batch first so a bad one changes nothing. */
   async applyFaults(faults: Fault[]): Promise<void> {
-    const problems = faults.flatMap((f, i) => this.checkIds(f).map((p) => (faults.length > 1 ? `[${i}] ${p}` : p)));
+    const problems = faults.flatMap((f, i) =>
+      this.checkIds(f).map((p) => (faults.length > 1 ? `[${i}] ${p}` : p)),
+    );
     if (problems.length > 0) {
       this.counters.faultRequestsRejected++;
-      throw new BadRequestError(ErrorCodes.FAULT_INVALID, `invalid fault request: ${problems.join('; ')}`, problems);
+      throw new BadRequestError(
+        ErrorCodes.FAULT_INVALID,
+        `invalid fault request: ${problems.join('; ')}`,
+        problems,
+      );
     }
     const touchedAhus = new Set<string>();
     for (const f of faults) {
@@ -263,16 +283,33 @@ export class Simulation {
     }
     if ('node' in f) {
       const node = this.site.sensorNodes.find((n) => n.id === f.node);
-      if (!node) return unknown('sensor node', f.node, this.site.sensorNodes.map((n) => n.id));
+      if (!node)
+        return unknown(
+          'sensor node',
+          f.node,
+          this.site.sensorNodes.map((n) => n.id),
+        );
       if (f.sensor && f.sensor !== '*' && !node.sensors.some((s) => s.id === f.sensor)) {
-        return unknown(`sensor on ${f.node}`, f.sensor, node.sensors.map((s) => s.id));
+        return unknown(
+          `sensor on ${f.node}`,
+          f.sensor,
+          node.sensors.map((s) => s.id),
+        );
       }
     }
     if ('gateway' in f && !this.site.gateways.some((g) => g.id === f.gateway)) {
-      return unknown('gateway', f.gateway, this.site.gateways.map((g) => g.id));
+      return unknown(
+        'gateway',
+        f.gateway,
+        this.site.gateways.map((g) => g.id),
+      );
     }
     if (f.fault === 'heat-load-step' && f.rack !== '*' && !this.site.racks.some((r) => r.id === f.rack)) {
-      return unknown('rack', f.rack, this.site.racks.map((r) => r.id));
+      return unknown(
+        'rack',
+        f.rack,
+        this.site.racks.map((r) => r.id),
+      );
     }
     return [];
   }
@@ -301,13 +338,25 @@ export class Simulation {
       }
       case 'sensor-stuck':
       case 'sensor-dead':
-        this.mesh?.setSensorFault(f.node, f.sensor ?? '*', clear ? null : { kind: f.fault === 'sensor-stuck' ? 'stuck' : 'dead' });
+        this.mesh?.setSensorFault(
+          f.node,
+          f.sensor ?? '*',
+          clear ? null : { kind: f.fault === 'sensor-stuck' ? 'stuck' : 'dead' },
+        );
         return;
       case 'sensor-noisy':
-        this.mesh?.setSensorFault(f.node, f.sensor ?? '*', clear ? null : { kind: 'noisy', sigma: f.sigma ?? 2 });
+        this.mesh?.setSensorFault(
+          f.node,
+          f.sensor ?? '*',
+          clear ? null : { kind: 'noisy', sigma: f.sigma ?? 2 },
+        );
         return;
       case 'sensor-out-of-range':
-        this.mesh?.setSensorFault(f.node, f.sensor ?? '*', clear ? null : { kind: 'out-of-range', value: f.value ?? 150 });
+        this.mesh?.setSensorFault(
+          f.node,
+          f.sensor ?? '*',
+          clear ? null : { kind: 'out-of-range', value: f.value ?? 150 },
+        );
         return;
       case 'gateway-down':
         this.mesh?.setGatewayDown(f.gateway, !clear);
@@ -323,7 +372,8 @@ export class Simulation {
         return;
       case 'clear-all':
         for (const active of [...this.activeFaults.values()]) {
-          if (active.fault !== 'clear-all' && active.fault !== 'load-profile') this.applyOne({ ...active, clear: true }, touchedAhus);
+          if (active.fault !== 'clear-all' && active.fault !== 'load-profile')
+            this.applyOne({ ...active, clear: true }, touchedAhus);
         }
         this.activeFaults.clear();
         return;
@@ -340,13 +390,15 @@ export class Simulation {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       if (this.timer) clearInterval(this.timer);
+      this.loopDelay.disable();
       const results = await Promise.allSettled([
         this.mesh?.stop(),
         ...[...this.modbus.values()].map((s) => s.stop()),
         ...this.opcua.map((o) => o.server.stop()),
       ]);
       await this.broker?.close();
-      for (const r of results) if (r.status === 'rejected') this.log.warn({ err: r.reason }, 'error while stopping');
+      for (const r of results)
+        if (r.status === 'rejected') this.log.warn({ err: r.reason }, 'error while stopping');
     })();
     return this.stopping;
   }

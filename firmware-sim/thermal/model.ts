@@ -158,7 +158,7 @@ export class ThermalModel {
     this.exhaustC = new Float64Array(nR).fill(30);
     this.rackIt = new Float64Array(nR);
     this.tsupAcc = new Float64Array(nR);
-    site.racks.forEach((r, i) => this.rackIndex.set(r.id, i));
+    for (const [i, r] of site.racks.entries()) this.rackIndex.set(r.id, i);
 
     this.ahuIds = site.airHandlers.map((a) => a.id);
     this.ahuRoom = Int32Array.from(site.airHandlers, (a) => roomIdx.get(a.room) ?? 0);
@@ -173,7 +173,7 @@ export class ThermalModel {
     this.supplyC = Float64Array.from(this.setpointC);
     this.returnC = new Float64Array(nA).fill(28);
     this.coilKw = new Float64Array(nA);
-    site.airHandlers.forEach((a, i) => this.ahuIndex.set(a.id, i));
+    for (const [i, a] of site.airHandlers.entries()) this.ahuIndex.set(a.id, i);
 
     this.reachRacks = [];
     this.reachShare = [];

@@ -40,7 +40,8 @@ export const demoShape: SiteShape = {
 const RACK_PITCH_M = 0.6;
 const ROW_PITCH_M = 3.6; // rack depth + hot aisle + cold aisle
 // Small halls have rows of 12 racks; large generated halls get longer rows so they stay roughly square.
-const racksPerRow = (rackCount: number): number => (rackCount <= 200 ? 12 : Math.ceil(Math.sqrt(rackCount * 6)));
+const racksPerRow = (rackCount: number): number =>
+  rackCount <= 200 ? 12 : Math.ceil(Math.sqrt(rackCount * 6));
 
 // Small seeded PRNG (mulberry32): the generator must give the same site for the same seed.
 export function mulberry32(seed: number): () => number {

@@ -2,10 +2,10 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import { loadSite, parseSite } from '../../src/config/load-site.ts';
 import { ConfigError } from '../../src/errors.ts';
-import { stringify } from 'yaml';
 
 const run = promisify(execFile);
 
@@ -82,7 +82,9 @@ describe('site config', () => {
   });
 
   it('rejects YAML syntax errors with a line number', () => {
-    expect(() => parseSite('site:\n  id: [unclosed\n', 'syntax.yaml')).toThrow(/syntax\.yaml:\d+ \/: YAML syntax/);
+    expect(() => parseSite('site:\n  id: [unclosed\n', 'syntax.yaml')).toThrow(
+      /syntax\.yaml:\d+ \/: YAML syntax/,
+    );
     expect(() => parseSite('site: {}\nsite: {}\n', 'dup.yaml')).toThrow(/YAML syntax/);
   });
 
@@ -92,7 +94,14 @@ describe('site config', () => {
   });
 
   it('generates large valid sites for the scale benchmarks', () => {
-    const shape = { ...demoShape, airHandlers: 1000, sensorNodes: 10_000, controlGroups: 100, racksPerAirHandler: 5, modbusBasePort: 0 };
+    const shape = {
+      ...demoShape,
+      airHandlers: 1000,
+      sensorNodes: 10_000,
+      controlGroups: 100,
+      racksPerAirHandler: 5,
+      modbusBasePort: 0,
+    };
     const site = generateSite(shape);
     expect(site.airHandlers).toHaveLength(1000);
     expect(site.sensorNodes).toHaveLength(10_000);

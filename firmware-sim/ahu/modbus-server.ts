@@ -1,0 +1,686 @@
+// One simulated Modbus TCP air handler: a `node:net` listener with its own strict MBAP/PDU codec
+// (modbus-serial's ServerTCP drops a malformed FC16 unanswered, answers a bad quantity with 04,
+// calls back twice for quantity 0 and never times out a partial frame; a simulator that must be
+// honest about bad frames answers with the exact exceptions of Modbus Application Protocol v1.1b3).
+// Invariants: requests on one connection are answered in order; every write attempt that reaches
+// the server is journaled exactly once; bad input closes at most its own connection, never the
+// server; faults are read from `unit.faults` on every request; stop() is bounded and leaves no
+// timer or socket behind. Register map and behaviour: docs/modbus-register-map.md.
+import { createServer, type Server, type Socket } from 'node:net';
+import { type Logger, pino } from 'pino';
+import { mulberry32 } from '../../src/config/generate-site.ts';
+import {
+  COMMAND_BLOCK_LEN,
+  commandRegistersValid,
+  decodeCommand,
+  encodeCommand,
+  encodeStatus,
+  MODBUS_EXCEPTION,
+  type ModbusPointMap,
+  resolvePointMap,
+  STALE_EPOCH_EXCEPTION,
+  STATUS_BLOCK_LEN,
+} from '../../src/devices/modbus/point-map.ts';
+import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
+import type { AhuCommand, RejectReason, SimAirHandler } from './unit.ts';
+
+export interface ModbusAhuServerOptions {
+  host: string;
+  /** 0 lets the OS pick; start() says which. An offline fault re-opens on the same port. */
+  port: number;
+  /** The unit id this device answers; 0 answers every unit id. 255 is always answered (see doc). */
+  unitId: number;
+  pointMap?: Partial<ModbusPointMap>;
+  logger?: Logger;
+  /** A frame whose first byte arrived longer ago than this and is still incomplete closes its connection. */
+  frameTimeoutMs?: number;
+  /** Concurrent connections; one more is closed at once. */
+  maxConnections?: number;
+  /** Seed of the `garbage` fault's bytes, so a failing test can be replayed. */
+  garbageSeed?: number;
+}
+
+export const DEFAULT_FRAME_TIMEOUT_MS = 2_000;
+export const DEFAULT_MAX_CONNECTIONS = 64;
+/** Unanswered requests one connection may queue; past that the client is not reading its answers. */
+export const MAX_PIPELINED_REQUESTS = 32;
+
+const MBAP_HEADER_LEN = 7; // transaction id 2, protocol id 2, length 2, unit id 1
+/** MBAP length counts the unit id and the PDU: at least unit id + function code, at most 1 + 253. */
+const MBAP_MIN_LENGTH = 2;
+const MBAP_MAX_LENGTH = 254;
+/** Unit id a client uses for a device addressed directly by its IP address (MB TCP guide 4.4.1.3). */
+const DIRECT_UNIT_ID = 0xff;
+const FC = { readHolding: 0x03, readInput: 0x04, writeSingle: 0x06, writeMultiple: 0x10 } as const;
+const MAX_READ_QUANTITY = 125;
+const MAX_WRITE_QUANTITY = 123;
+const STOP_DEADLINE_MS = 3_000;
+const LOG_INTERVAL_MS = 1_000;
+/** Never sent as a request's function code or its exception: a lax client notices a garbage answer at once. */
+const GARBAGE_FUNCTION_CODE = 0x00;
+
+/** The exception a refusal of the unit answers with (docs/modbus-register-map.md says why). */
+const REASON_EXCEPTION: Record<RejectReason, number> = {
+  'stale-epoch': STALE_EPOCH_EXCEPTION,
+  'out-of-range': MODBUS_EXCEPTION.illegalDataValue,
+  'heartbeat-unchanged': MODBUS_EXCEPTION.illegalDataValue,
+  'partial-command-block': MODBUS_EXCEPTION.illegalDataAddress,
+  'fault-exception': MODBUS_EXCEPTION.serverDeviceFailure,
+  'fault-bad-status': MODBUS_EXCEPTION.serverDeviceFailure,
+  offline: MODBUS_EXCEPTION.serverDeviceFailure,
+  tripped: MODBUS_EXCEPTION.serverDeviceFailure,
+};
+
+interface Connection {
+  readonly socket: Socket;
+  /** `modbus:<address>:<port>`, as the journal names the writer. */
+  readonly client: string;
+  buffer: Buffer;
+  frameTimer: NodeJS.Timeout | undefined;
+  readonly queue: Buffer[];
+  pumping: boolean;
+  closed: boolean;
+}
+
+/** A write request that would change command registers, as far as it can be read. */
+interface WriteAttempt {
+  cmd: AhuCommand;
+  /** Exactly the whole command block, in one FC16. */
+  whole: boolean;
+}
+
+type Counters = {
+  connectionsAccepted: number;
+  /** Closed at once: over the connection cap, or arriving while the unit is offline. */
+  connectionsRejected: number;
+  connectionsClosed: number;
+  requests: number;
+  reads: number;
+  writes: number;
+  writesAccepted: number;
+  exceptionsSent: number;
+  exceptionsByCode: Record<number, number>;
+  garbageSent: number;
+  /** Unparseable stream (protocol id ≠ 0, MBAP length out of 2..254): connection closed. */
+  badFrames: number;
+  frameTimeouts: number;
+  wrongUnitId: number;
+  pipelineOverflows: number;
+  /** Requests dropped unanswered because the unit went offline while they waited. */
+  offlineDrops: number;
+  socketErrors: number;
+  handlerErrors: number;
+};
+
+export class ModbusAhuServer {
+  readonly unit: SimAirHandler;
+  readonly counters: Counters = {
+    connectionsAccepted: 0,
+    connectionsRejected: 0,
+    connectionsClosed: 0,
+    requests: 0,
+    reads: 0,
+    writes: 0,
+    writesAccepted: 0,
+    exceptionsSent: 0,
+    exceptionsByCode: {},
+    garbageSent: 0,
+    badFrames: 0,
+    frameTimeouts: 0,
+    wrongUnitId: 0,
+    pipelineOverflows: 0,
+    offlineDrops: 0,
+    socketErrors: 0,
+    handlerErrors: 0,
+  };
+  private readonly opts: ModbusAhuServerOptions;
+  private readonly pm: ModbusPointMap;
+  private readonly log: Logger;
+  private readonly frameTimeoutMs: number;
+  private readonly maxConnections: number;
+  private readonly garbageRandom: () => number;
+  private readonly connections = new Set<Connection>();
+  /** Fault delays in flight; stop() settles them so no timer outlives the server. */
+  private readonly pendingDelays = new Set<{ timer: NodeJS.Timeout; done: () => void }>();
+  private readonly logLimits = new Map<string, { lastMs: number; suppressed: number }>();
+  private listener: Server | undefined;
+  private boundPort = 0;
+  private started = false;
+  private stopping: Promise<void> | undefined;
+  /** applyFaults() calls run one after another, so listen and close never interleave. */
+  private faultSync: Promise<void> = Promise.resolve();
+  /** The command registers as last accepted; undefined until the first accepted write. */
+  private commandWords: number[] | undefined;
+
+  constructor(unit: SimAirHandler, opts: ModbusAhuServerOptions) {
+    if (!Number.isInteger(opts.unitId) || opts.unitId < 0 || opts.unitId > 255) {
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `Modbus server for ${unit.id}: unit id ${opts.unitId} must be an integer 0..255 (airHandlers[].endpoint.unitId)`,
+      );
+    }
+    try {
+      this.pm = resolvePointMap(opts.pointMap);
+    } catch (err) {
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `Modbus server for ${unit.id}: ${(err as Error).message} (fix airHandlers[].pointMap)`,
+        { cause: err },
+      );
+    }
+    this.unit = unit;
+    this.opts = opts;
+    this.log = opts.logger ?? pino({ level: 'silent' });
+    this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+    this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.garbageRandom = mulberry32(opts.garbageSeed ?? 1);
+  }
+
+  /** Binds host:port; rejects with COOLCTL_E_STARTUP saying what to fix when it cannot. */
+  async start(): Promise<{ host: string; port: number }> {
+    if (this.started) throw new Error(`ModbusAhuServer for ${this.unit.id}: already started`);
+    this.started = true;
+    await this.listen(this.opts.port);
+    this.log.info(
+      {
+        ahu: this.unit.id,
+        host: this.opts.host,
+        port: this.boundPort,
+        unitId: this.opts.unitId,
+        pointMap: this.pm,
+      },
+      'modbus server listening',
+    );
+    // A unit configured offline before start refuses connections from the first moment.
+    if (this.unit.faults.offline) await this.applyFaults();
+    return { host: this.opts.host, port: this.boundPort };
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  /**
+   * Brings the listener in line with `unit.faults.offline`: offline closes it and drops every
+   * connection (clients see ECONNREFUSED); cleared listens again on the same port. Other faults
+   * are read on every request and need nothing here.
+   */
+  applyFaults(): Promise<void> {
+    const run = this.faultSync.then(() => this.syncListener());
+    // The chain must survive a failed re-listen so that a later call can try again.
+    this.faultSync = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Closes the listener and every connection; bounded, idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const d of this.pendingDelays) {
+        clearTimeout(d.timer);
+        d.done();
+      }
+      this.pendingDelays.clear();
+      await withDeadline(this.faultSync, STOP_DEADLINE_MS);
+      this.dropConnections('server stopping');
+      const closed = await this.closeListener();
+      if (!closed)
+        this.log.warn({ ahu: this.unit.id }, 'modbus listener did not close in time; abandoning it');
+      if (this.started) this.log.info({ ahu: this.unit.id, port: this.boundPort }, 'modbus server stopped');
+    })();
+    return this.stopping;
+  }
+
+  private async syncListener(): Promise<void> {
+    if (this.stopping || !this.started) return;
+    if (this.unit.faults.offline) {
+      if (!this.listener && this.connections.size === 0) return;
+      this.dropConnections('unit offline');
+      await this.closeListener();
+      this.log.warn({ ahu: this.unit.id, port: this.boundPort }, 'unit offline: refusing connections');
+    } else if (!this.listener) {
+      try {
+        await this.listen(this.boundPort);
+      } catch (err) {
+        this.log.error(
+          { err, ahu: this.unit.id, port: this.boundPort },
+          'unit online again but its port is taken',
+        );
+        throw err;
+      }
+      this.log.warn({ ahu: this.unit.id, port: this.boundPort }, 'unit online again: accepting connections');
+    }
+  }
+
+  private listen(port: number): Promise<void> {
+    const server = createServer((socket) => this.onConnection(socket));
+    return new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => {
+        reject(
+          new CoolctlError(
+            ErrorCodes.STARTUP,
+            `Modbus server for ${this.unit.id} cannot listen on ${this.opts.host}:${port}: ${err.message} ` +
+              '(free the port or change airHandlers[].endpoint.port)',
+            { cause: err },
+          ),
+        );
+      });
+      server.listen(port, this.opts.host, () => {
+        server.removeAllListeners('error');
+        server.on('error', (err) => this.log.error({ err, ahu: this.unit.id }, 'modbus listener error'));
+        const address = server.address();
+        this.boundPort = typeof address === 'object' && address ? address.port : port;
+        this.listener = server;
+        resolve();
+      });
+    });
+  }
+
+  /** Resolves true once the listener has closed, false if it did not within the deadline. */
+  private async closeListener(): Promise<boolean> {
+    const server = this.listener;
+    this.listener = undefined;
+    if (!server) return true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    return withDeadline(closed, STOP_DEADLINE_MS);
+  }
+
+  private dropConnections(why: string): void {
+    if (this.connections.size > 0) {
+      this.log.info(
+        { ahu: this.unit.id, connections: this.connections.size, why },
+        'closing modbus connections',
+      );
+    }
+    for (const conn of [...this.connections]) this.closeConnection(conn);
+  }
+
+  private onConnection(socket: Socket): void {
+    // Errors (ECONNRESET from a client that vanished) are counted, never thrown.
+    socket.on('error', (err) => {
+      this.counters.socketErrors++;
+      this.log.debug({ ahu: this.unit.id, err: err.message }, 'modbus socket error');
+    });
+    if (this.stopping || this.unit.faults.offline || this.connections.size >= this.maxConnections) {
+      this.counters.connectionsRejected++;
+      this.warnLimited(
+        'rejected',
+        { ahu: this.unit.id, connections: this.connections.size, offline: this.unit.faults.offline },
+        'modbus connection closed at once (connection cap reached, unit offline or server stopping)',
+      );
+      socket.destroy();
+      return;
+    }
+    this.counters.connectionsAccepted++;
+    socket.setNoDelay(true);
+    const conn: Connection = {
+      socket,
+      client: `modbus:${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`,
+      buffer: Buffer.alloc(0),
+      frameTimer: undefined,
+      queue: [],
+      pumping: false,
+      closed: false,
+    };
+    this.connections.add(conn);
+    socket.on('data', (chunk) => this.onData(conn, chunk));
+    socket.on('close', () => this.closeConnection(conn));
+  }
+
+  private closeConnection(conn: Connection): void {
+    if (conn.closed) return;
+    conn.closed = true;
+    clearTimeout(conn.frameTimer);
+    conn.queue.length = 0;
+    conn.buffer = Buffer.alloc(0);
+    this.connections.delete(conn);
+    this.counters.connectionsClosed++;
+    conn.socket.destroy();
+  }
+
+  /** Splits the stream into MBAP frames; a stream that cannot be resynchronised is closed. */
+  private onData(conn: Connection, chunk: Buffer): void {
+    if (conn.closed) return;
+    conn.buffer = conn.buffer.length === 0 ? chunk : Buffer.concat([conn.buffer, chunk]);
+    while (conn.buffer.length >= MBAP_HEADER_LEN - 1) {
+      const protocolId = conn.buffer.readUInt16BE(2);
+      const length = conn.buffer.readUInt16BE(4);
+      if (protocolId !== 0 || length < MBAP_MIN_LENGTH || length > MBAP_MAX_LENGTH) {
+        // TCP carries no frame delimiter: after a bad header nothing says where the next frame starts.
+        this.counters.badFrames++;
+        this.warnLimited(
+          'bad-frame',
+          { ahu: this.unit.id, client: conn.client, protocolId, length },
+          protocolId !== 0
+            ? 'modbus frame with protocol id ≠ 0; closing the connection'
+            : `modbus frame with MBAP length outside ${MBAP_MIN_LENGTH}..${MBAP_MAX_LENGTH}; closing the connection`,
+        );
+        this.closeConnection(conn);
+        return;
+      }
+      const frameLen = 6 + length;
+      if (conn.buffer.length < frameLen) break;
+      const frame = conn.buffer.subarray(0, frameLen);
+      conn.buffer = conn.buffer.subarray(frameLen);
+      clearTimeout(conn.frameTimer);
+      conn.frameTimer = undefined;
+      if (conn.queue.length >= MAX_PIPELINED_REQUESTS) {
+        this.counters.pipelineOverflows++;
+        this.warnLimited(
+          'pipeline',
+          { ahu: this.unit.id, client: conn.client, queued: conn.queue.length },
+          'modbus client pipelines more requests than it reads answers; closing the connection',
+        );
+        this.closeConnection(conn);
+        return;
+      }
+      conn.queue.push(frame);
+    }
+    if (conn.buffer.length > 0 && !conn.frameTimer) {
+      conn.frameTimer = setTimeout(() => {
+        conn.frameTimer = undefined;
+        this.counters.frameTimeouts++;
+        this.warnLimited(
+          'frame-timeout',
+          {
+            ahu: this.unit.id,
+            client: conn.client,
+            bytes: conn.buffer.length,
+            frameTimeoutMs: this.frameTimeoutMs,
+          },
+          'incomplete modbus frame timed out; closing the connection',
+        );
+        this.closeConnection(conn);
+      }, this.frameTimeoutMs);
+    }
+    if (!conn.pumping) void this.pump(conn);
+  }
+
+  /** Answers queued requests one at a time, so pipelined requests are answered in order. */
+  private async pump(conn: Connection): Promise<void> {
+    conn.pumping = true;
+    try {
+      for (let frame = conn.queue.shift(); frame && !conn.closed; frame = conn.queue.shift()) {
+        const slowMs = this.unit.faults.slowMs;
+        if (slowMs > 0) await this.delay(slowMs);
+        if (conn.closed || this.stopping) return;
+        let answer: Buffer | null;
+        try {
+          answer = this.handle(conn, frame);
+        } catch (err) {
+          // A bug here must cost one answer, not the server: 04 is what a device says when it failed.
+          this.counters.handlerErrors++;
+          this.log.error({ err, ahu: this.unit.id, client: conn.client }, 'modbus request handler failed');
+          answer = this.exception(frame, frame[7] ?? 0, MODBUS_EXCEPTION.serverDeviceFailure);
+        }
+        if (answer && !conn.closed) conn.socket.write(answer);
+      }
+    } finally {
+      conn.pumping = false;
+    }
+  }
+
+  /** One complete frame in, the answer out (null: no answer). Reads faults now, so they act at once. */
+  private handle(conn: Connection, frame: Buffer): Buffer | null {
+    const unitId = frame.readUInt8(6);
+    if (this.opts.unitId !== 0 && unitId !== this.opts.unitId && unitId !== DIRECT_UNIT_ID) {
+      // A gateway with nothing at that address stays silent; the client's timeout is the answer.
+      this.counters.wrongUnitId++;
+      this.warnLimited(
+        'unit-id',
+        { ahu: this.unit.id, client: conn.client, unitId, expected: this.opts.unitId },
+        'modbus request for another unit id; not answered',
+      );
+      return null;
+    }
+    this.counters.requests++;
+    const pdu = frame.subarray(MBAP_HEADER_LEN);
+    const fc = pdu.readUInt8(0);
+    const faults = this.unit.faults;
+    if (faults.offline) {
+      // applyFaults() is on its way to close the listener; what arrived meanwhile is lost like on a dead unit.
+      const attempt = this.writeAttempt(pdu);
+      if (attempt) this.unit.write(conn.client, attempt.cmd, 'offline');
+      this.counters.offlineDrops++;
+      this.closeConnection(conn);
+      return null;
+    }
+    let answer: Buffer;
+    if (faults.exceptionCode !== null) {
+      const attempt = this.writeAttempt(pdu);
+      if (attempt) this.unit.write(conn.client, attempt.cmd, 'fault-exception');
+      answer = this.exception(frame, fc, faults.exceptionCode);
+    } else {
+      answer = this.serve(conn, frame, pdu);
+    }
+    if (faults.garbage) {
+      // The request was served (a write may have been applied); only the answer is destroyed.
+      this.counters.garbageSent++;
+      return this.garbage(frame);
+    }
+    return answer;
+  }
+
+  private serve(conn: Connection, frame: Buffer, pdu: Buffer): Buffer {
+    const fc = pdu.readUInt8(0);
+    switch (fc) {
+      case FC.readHolding:
+      case FC.readInput:
+        return this.read(frame, pdu);
+      case FC.writeMultiple:
+        return this.writeMultiple(conn, frame, pdu);
+      case FC.writeSingle:
+        return this.writeSingle(conn, frame, pdu);
+      default:
+        return this.exception(frame, fc, MODBUS_EXCEPTION.illegalFunction);
+    }
+  }
+
+  private read(frame: Buffer, pdu: Buffer): Buffer {
+    const fc = pdu.readUInt8(0);
+    this.counters.reads++;
+    if (pdu.length !== 5) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
+    const start = pdu.readUInt16BE(1);
+    const quantity = pdu.readUInt16BE(3);
+    if (quantity < 1 || quantity > MAX_READ_QUANTITY) {
+      return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
+    }
+    const { commandBlock, statusBlock } = this.pm;
+    const inCommand = (a: number) => a >= commandBlock && a < commandBlock + COMMAND_BLOCK_LEN;
+    const inStatus = (a: number) => a >= statusBlock && a < statusBlock + STATUS_BLOCK_LEN;
+    for (let a = start; a < start + quantity; a++) {
+      if (!inCommand(a) && !inStatus(a))
+        return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
+    }
+    const status = encodeStatus(this.unit.status(), this.pm);
+    const command = this.currentCommandWords();
+    const body = Buffer.alloc(2 + 2 * quantity);
+    body.writeUInt8(fc, 0);
+    body.writeUInt8(2 * quantity, 1);
+    for (let i = 0; i < quantity; i++) {
+      const a = start + i;
+      const word = inCommand(a) ? command[a - commandBlock] : status[a - statusBlock];
+      body.writeUInt16BE(word ?? 0, 2 + 2 * i);
+    }
+    return this.reply(frame, body);
+  }
+
+  private writeMultiple(conn: Connection, frame: Buffer, pdu: Buffer): Buffer {
+    const fc = FC.writeMultiple;
+    this.counters.writes++;
+    const parsed = parseWriteMultiple(pdu);
+    // Malformed: the request never became a write the unit could see, so nothing is journaled.
+    if (!parsed) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
+    const { start, values } = parsed;
+    const attempt = this.writeAttempt(pdu);
+    if (!attempt) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
+    if (!attempt.whole) {
+      this.unit.write(conn.client, attempt.cmd, 'partial-command-block');
+      return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
+    }
+    if (!commandRegistersValid(values)) {
+      this.unit.write(conn.client, attempt.cmd, 'out-of-range');
+      return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
+    }
+    const result = this.unit.write(conn.client, attempt.cmd);
+    if (!result.accepted) {
+      const reason = result.reason ?? 'out-of-range';
+      this.log.debug(
+        { ahu: this.unit.id, client: conn.client, epoch: attempt.cmd.epoch, reason },
+        'modbus write refused',
+      );
+      return this.exception(frame, fc, REASON_EXCEPTION[reason]);
+    }
+    this.counters.writesAccepted++;
+    this.commandWords = values;
+    const body = Buffer.alloc(5);
+    body.writeUInt8(fc, 0);
+    body.writeUInt16BE(start, 1);
+    body.writeUInt16BE(values.length, 3);
+    return this.reply(frame, body);
+  }
+
+  /** FC6 can never carry a whole fenced command: refused, and journaled when it aimed at the command block. */
+  private writeSingle(conn: Connection, frame: Buffer, pdu: Buffer): Buffer {
+    const fc = FC.writeSingle;
+    this.counters.writes++;
+    if (pdu.length !== 5) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
+    const attempt = this.writeAttempt(pdu);
+    if (!attempt) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
+    this.unit.write(conn.client, attempt.cmd, 'partial-command-block');
+    return this.exception(frame, fc, MODBUS_EXCEPTION.illegalFunction);
+  }
+
+  /**
+   * The command a write request would leave in the command block (its registers laid over the
+   * current ones), or null when it is not a well-formed FC6/FC16 touching the block.
+   */
+  private writeAttempt(pdu: Buffer): WriteAttempt | null {
+    const fc = pdu.readUInt8(0);
+    let start: number;
+    let values: number[];
+    if (fc === FC.writeMultiple) {
+      const parsed = parseWriteMultiple(pdu);
+      if (!parsed) return null;
+      ({ start, values } = parsed);
+    } else if (fc === FC.writeSingle && pdu.length === 5) {
+      start = pdu.readUInt16BE(1);
+      values = [pdu.readUInt16BE(3)];
+    } else {
+      return null;
+    }
+    const block = this.pm.commandBlock;
+    if (start >= block + COMMAND_BLOCK_LEN || start + values.length <= block) return null;
+    const words = [...this.currentCommandWords()];
+    values.forEach((v, i) => {
+      const off = start + i - block;
+      if (off >= 0 && off < COMMAND_BLOCK_LEN) words[off] = v;
+    });
+    const whole = fc === FC.writeMultiple && start === block && values.length === COMMAND_BLOCK_LEN;
+    return { cmd: decodeCommand(words, this.pm), whole };
+  }
+
+  /** The last accepted command block; before the first, the unit's epoch and heartbeat and its local values. */
+  private currentCommandWords(): number[] {
+    if (this.commandWords) return this.commandWords;
+    const st = this.unit.status();
+    const base = { epoch: st.epoch, heartbeat: st.heartbeat, remoteEnable: false };
+    try {
+      return encodeCommand(
+        { ...base, fanPct: this.unit.config.localFanPct, supplySetpointC: this.unit.config.localSetpointC },
+        this.pm,
+      );
+    } catch {
+      // A scale that cannot carry the local values: read back zeros rather than fail the read.
+      return encodeCommand({ ...base, fanPct: 0, supplySetpointC: 0 }, this.pm);
+    }
+  }
+
+  private reply(request: Buffer, pdu: Buffer): Buffer {
+    const out = Buffer.alloc(MBAP_HEADER_LEN + pdu.length);
+    request.copy(out, 0, 0, 4); // transaction id and protocol id, echoed
+    out.writeUInt16BE(1 + pdu.length, 4);
+    out.writeUInt8(request.readUInt8(6), 6);
+    pdu.copy(out, MBAP_HEADER_LEN);
+    return out;
+  }
+
+  private exception(request: Buffer, fc: number, code: number): Buffer {
+    this.counters.exceptionsSent++;
+    this.counters.exceptionsByCode[code] = (this.counters.exceptionsByCode[code] ?? 0) + 1;
+    return this.reply(request, Buffer.from([(fc | 0x80) & 0xff, code & 0xff]));
+  }
+
+  /**
+   * Not a Modbus frame, yet one the client can step over: its transaction id (so the client pairs it
+   * with its request and fails now, not at its timeout), a protocol id that is never 0, a length
+   * that matches the bytes sent (so the stream stays framed), and function code 0 before seeded noise.
+   */
+  private garbage(request: Buffer): Buffer {
+    const rnd = this.garbageRandom;
+    const pduLen = 4 + Math.floor(rnd() * 8);
+    const out = Buffer.alloc(MBAP_HEADER_LEN + pduLen);
+    out.writeUInt16BE(request.readUInt16BE(0), 0);
+    out.writeUInt16BE(1 + Math.floor(rnd() * 0xfffe), 2);
+    out.writeUInt16BE(1 + pduLen, 4);
+    out.writeUInt8(request.readUInt8(6), 6);
+    out.writeUInt8(GARBAGE_FUNCTION_CODE, MBAP_HEADER_LEN);
+    for (let i = MBAP_HEADER_LEN + 1; i < out.length; i++) out.writeUInt8(Math.floor(rnd() * 256), i);
+    return out;
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((done) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.pendingDelays.delete(entry);
+          done();
+        }, ms),
+        done,
+      };
+      this.pendingDelays.add(entry);
+    });
+  }
+
+  /** One warn line per kind per second at most; the next line says how many were left out. */
+  private warnLimited(kind: string, fields: Record<string, unknown>, msg: string): void {
+    const now = performance.now();
+    const limit = this.logLimits.get(kind);
+    if (limit && now - limit.lastMs < LOG_INTERVAL_MS) {
+      limit.suppressed++;
+      return;
+    }
+    this.logLimits.set(kind, { lastMs: now, suppressed: 0 });
+    this.log.warn({ ...fields, suppressedSinceLast: limit?.suppressed ?? 0 }, msg);
+  }
+}
+
+/** FC16 request fields, or null when quantity, byte count and PDU length disagree (exception 03). */
+function parseWriteMultiple(pdu: Buffer): { start: number; values: number[] } | null {
+  if (pdu.length < 6) return null;
+  const start = pdu.readUInt16BE(1);
+  const quantity = pdu.readUInt16BE(3);
+  const byteCount = pdu.readUInt8(5);
+  if (quantity < 1 || quantity > MAX_WRITE_QUANTITY || byteCount !== 2 * quantity) return null;
+  if (pdu.length !== 6 + byteCount) return null;
+  const values: number[] = [];
+  for (let i = 0; i < quantity; i++) values.push(pdu.readUInt16BE(6 + 2 * i));
+  return { start, values };
+}
+
+/** True when `p` settled within `ms`; a stuck close must not hang whoever stops the server. */
+async function withDeadline(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
