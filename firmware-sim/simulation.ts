@@ -5,7 +5,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Site } from '../src/config/site-schema.ts';
-import { BadRequestError, ErrorCodes } from '../src/errors.ts';
+import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
 import { ModbusAhuServer } from './ahu/modbus-server.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
 import { type AhuStatus, SimAirHandler } from './ahu/unit.ts';
@@ -129,6 +129,11 @@ export class Simulation {
         this.modbus.set(ahu.id, server);
         const { host, port } = await server.start();
         this.endpoints.set(ahu.id, `modbus-tcp://${host}:${port}/${ahu.endpoint.unitId}`);
+      } else if (ahu.protocol === 'modbus-rtu') {
+        throw new CoolctlError(
+          ErrorCodes.STARTUP,
+          `${ahu.id}: the simulator does not serve Modbus RTU units yet; use modbus-tcp or opcua`,
+        );
       } else {
         const list = opcuaByUrl.get(ahu.endpoint.url) ?? [];
         list.push(unit);

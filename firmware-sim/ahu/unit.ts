@@ -6,7 +6,7 @@ import type { AirHandler } from '../../src/config/site-schema.ts';
 import type { Journal } from '../journal.ts';
 
 export type AhuMode = 'local' | 'remote' | 'fallback' | 'tripped';
-export type AhuProtocol = 'modbus-tcp' | 'opcua';
+export type AhuProtocol = 'modbus-tcp' | 'modbus-rtu' | 'opcua';
 
 /** Numeric mode codes on the wire (Modbus status register, OPC-UA Mode variable). */
 export const MODE_CODE: Record<AhuMode, number> = { local: 0, remote: 1, fallback: 2, tripped: 3 };

@@ -74,7 +74,7 @@ function fromAjv(e: ErrorObject, file: string, root: unknown, lc: LineCounter): 
     const tag = String((e.params as { tag: string }).tag);
     path = `${path}/${tag}`;
     message = `unknown ${tag} ${JSON.stringify((e.params as { tagValue?: unknown }).tagValue)}`;
-    allowed = 'modbus-tcp or opcua';
+    allowed = 'modbus-tcp, modbus-rtu or opcua';
   } else if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);
     path = `${path}/${missing}`;

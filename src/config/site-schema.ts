@@ -82,9 +82,75 @@ const ModbusTcpEndpoint = T.Object(
   { additionalProperties: false },
 );
 
+const ModbusRtuEndpoint = T.Object(
+  {
+    path: T.String({ minLength: 1, description: 'serial device the controller opens, e.g. /dev/ttyUSB0' }),
+    baudRate: T.Optional(T.Integer({ minimum: 300, maximum: 921_600, default: 19_200 })),
+    parity: T.Optional(
+      T.Union([T.Literal('none'), T.Literal('even'), T.Literal('odd')], { default: 'even' }),
+    ),
+    dataBits: T.Optional(T.Union([T.Literal(7), T.Literal(8)], { default: 8 })),
+    stopBits: T.Optional(T.Union([T.Literal(1), T.Literal(2)], { default: 1 })),
+    unitId: T.Integer({ minimum: 1, maximum: 247, default: 1, description: 'slave address on the line' }),
+    simPath: T.Optional(
+      T.String({
+        minLength: 1,
+        description: 'simulator only: the device end of the line (e.g. the other side of a pty pair)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 const OpcuaEndpoint = T.Object(
   {
     url: T.String({ pattern: '^opc\\.tcp://', description: 'opc.tcp://host:port/path' }),
+    securityMode: T.Optional(
+      T.Union([T.Literal('None'), T.Literal('Sign'), T.Literal('SignAndEncrypt')], {
+        default: 'None',
+        description:
+          'message security; Sign or SignAndEncrypt need the server certificate trusted in the PKI folder',
+      }),
+    ),
+    securityPolicy: T.Optional(
+      T.Union(
+        [
+          T.Literal('None'),
+          T.Literal('Basic256Sha256'),
+          T.Literal('Aes128_Sha256_RsaOaep'),
+          T.Literal('Aes256_Sha256_RsaPss'),
+        ],
+        { default: 'Basic256Sha256', description: 'used when securityMode is not None' },
+      ),
+    ),
+    username: T.Optional(T.String({ minLength: 1 })),
+    passwordFile: T.Optional(
+      T.String({
+        minLength: 1,
+        description: 'file holding the password (never the password itself in the site file)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** How the controller talks to one unit; every field has a safe default. */
+export const DeviceClientSchema = T.Object(
+  {
+    timeoutMs: T.Optional(
+      T.Integer({ minimum: 50, maximum: 60_000, default: 1_000, description: 'outer deadline of one call' }),
+    ),
+    retries: T.Optional(
+      T.Integer({
+        minimum: 0,
+        maximum: 10,
+        default: 2,
+        description: 'extra tries for reads and absolute writes',
+      }),
+    ),
+    verifyWrites: T.Optional(
+      T.Boolean({ default: true, description: 'read the command back after every write' }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -120,6 +186,7 @@ const AhuCommon = {
     default: 60,
     description: 'supply-air time constant',
   }),
+  client: T.Optional(DeviceClientSchema),
 };
 
 export const ModbusAhuSchema = T.Object(
@@ -127,6 +194,16 @@ export const ModbusAhuSchema = T.Object(
     ...AhuCommon,
     protocol: T.Literal('modbus-tcp'),
     endpoint: ModbusTcpEndpoint,
+    pointMap: T.Optional(ModbusPointMapSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const ModbusRtuAhuSchema = T.Object(
+  {
+    ...AhuCommon,
+    protocol: T.Literal('modbus-rtu'),
+    endpoint: ModbusRtuEndpoint,
     pointMap: T.Optional(ModbusPointMapSchema),
   },
   { additionalProperties: false },
@@ -144,11 +221,13 @@ export const OpcuaAhuSchema = T.Object(
 
 // A discriminated union: the validator picks the branch by `protocol`, so errors (and defaults)
 // come from the branch the author meant, not from every branch.
-export const AirHandlerSchema = T.Unsafe<Static<typeof ModbusAhuSchema> | Static<typeof OpcuaAhuSchema>>({
+export const AirHandlerSchema = T.Unsafe<
+  Static<typeof ModbusAhuSchema> | Static<typeof ModbusRtuAhuSchema> | Static<typeof OpcuaAhuSchema>
+>({
   type: 'object',
   required: ['protocol'],
   discriminator: { propertyName: 'protocol' },
-  oneOf: [ModbusAhuSchema, OpcuaAhuSchema],
+  oneOf: [ModbusAhuSchema, ModbusRtuAhuSchema, OpcuaAhuSchema],
 });
 
 export const SensorKind = T.Union([
@@ -229,7 +308,9 @@ export type Room = Static<typeof RoomSchema>;
 export type Rack = Static<typeof RackSchema>;
 export type AirHandler = Static<typeof AirHandlerSchema>;
 export type ModbusAirHandler = Static<typeof ModbusAhuSchema>;
+export type ModbusRtuAirHandler = Static<typeof ModbusRtuAhuSchema>;
 export type OpcuaAirHandler = Static<typeof OpcuaAhuSchema>;
+export type DeviceClientSettings = Static<typeof DeviceClientSchema>;
 export type ModbusPointMap = Static<typeof ModbusPointMapSchema>;
 export type OpcuaNodeMap = Static<typeof OpcuaNodeMapSchema>;
 export type SensorNode = Static<typeof SensorNodeSchema>;
