@@ -2,6 +2,8 @@
 // Engineering units only (°C, %, kW). Every call takes a deadline; nothing awaits forever, and
 // every pending call settles when the device is closed. Implementations: ./modbus, ./opcua.
 import type { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { DeviceMetrics } from './metrics.ts';
 
 export type LinkState = 'up' | 'degraded' | 'down';
 export type AhuModeName = 'local' | 'remote' | 'fallback' | 'tripped' | 'unknown';
@@ -40,6 +42,27 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+export interface WriteOptions extends CallOptions {
+  /**
+   * Take the unit back under remote control after it fell back to local (watchdog, link loss,
+   * operator). Without it such a write is refused with COOLCTL_E_DEVICE_REFUSED: re-asserting
+   * control is a decision of the caller, never a side effect of a reconnect.
+   */
+  reassert?: boolean;
+}
+
+/** What every adapter gets from whoever builds it (the daemon, a test, a benchmark). */
+export interface DeviceDeps {
+  logger?: Logger;
+  metrics?: DeviceMetrics;
+  /** OPC-UA client PKI folder (own certificate, trusted/ and rejected/ peers). */
+  pkiDir?: string;
+  /** OPC-UA: trust a server certificate seen for the first time (off unless the operator turns it on). */
+  trustUnknownCertificates?: boolean;
+  /** Client name the device may log or journal (OPC-UA session name). */
+  clientName?: string;
+}
+
 export interface LinkEvent {
   device: string;
   from: LinkState;
@@ -59,6 +82,8 @@ export interface DeviceIo extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
    * Rejects with DeviceError code COOLCTL_E_DEVICE_FENCED when the unit holds a higher epoch:
    * the caller must stop driving this unit (demote).
    */
-  writeCommand(cmd: AhuCommandSet, opts?: CallOptions): Promise<void>;
+  writeCommand(cmd: AhuCommandSet, opts?: WriteOptions): Promise<void>;
+  /** True after the unit left remote control (fallback, link loss) until a write with `reassert` succeeds. */
+  readonly remoteControlLost: boolean;
   close(): Promise<void>;
 }
