@@ -123,6 +123,9 @@ const STOP_DEADLINE_MS = 2_000;
 
 interface GatewayRt {
   id: string;
+  /** mqtt: publishes reports; modbus-tcp: keeps each node's latest report for polling. */
+  transport: 'mqtt' | 'modbus-tcp';
+  latest: Map<string, HeldReport>;
   statusTopic: string;
   reportTopicPrefix: string;
   nodes: number;
@@ -144,6 +147,13 @@ interface NodeRt {
   batteryPct: number;
   baseRssiDbm: number;
   rssiDbm: number;
+}
+
+/** A report a Modbus gateway holds for its node until the next one arrives. */
+export interface HeldReport {
+  report: NodeReport;
+  /** Wall ms (Date.now) when the gateway received it. */
+  receivedAtMs: number;
 }
 
 /** One report in flight; shared by its copies so exactly one of them counts as delivered. */
@@ -191,6 +201,8 @@ export class SensorMesh {
       const prefix = g.topicPrefix ?? 'coolctl/sim';
       this.gws.set(g.id, {
         id: g.id,
+        transport: g.transport ?? 'mqtt',
+        latest: new Map(),
         statusTopic: `${prefix}/gateway/${g.id}/status`,
         reportTopicPrefix: `${prefix}/gateway/${g.id}/node/`,
         nodes: 0,
@@ -230,9 +242,13 @@ export class SensorMesh {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
+    // A Modbus gateway has no broker session: it is online while it is not down.
+    for (const gw of this.gws.values()) if (gw.transport === 'modbus-tcp') gw.online = !gw.down;
     try {
       await Promise.all(
-        [...this.gws.values()].filter((gw) => !gw.down).map((gw) => this.connectGateway(gw, true)),
+        [...this.gws.values()]
+          .filter((gw) => !gw.down && gw.transport === 'mqtt')
+          .map((gw) => this.connectGateway(gw, true)),
       );
     } catch (err) {
       await this.stop();
@@ -297,6 +313,13 @@ export class SensorMesh {
     if (typeof down !== 'boolean') throw invalid('gateway down must be true or false');
     if (gw.down === down) return;
     gw.down = down;
+    if (gw.transport === 'modbus-tcp') {
+      // The box restarts: what it held for its nodes is gone; the simulation closes its Modbus server.
+      gw.online = !down;
+      gw.latest.clear();
+      this.log.warn({ gateway: gwId }, down ? 'modbus gateway down' : 'modbus gateway up again');
+      return;
+    }
     if (down) {
       const client = gw.client;
       gw.client = undefined;
@@ -328,6 +351,16 @@ export class SensorMesh {
 
   stats(): MeshStats {
     return { ...this.counters, inFlight: this.inFlight };
+  }
+
+  /** A node's sensor ids in config order (the Modbus gateway's slot order). */
+  nodeSensorIds(nodeId: string): string[] {
+    return this.requireNode(nodeId).sensors.map((s) => s.id);
+  }
+
+  /** The newest report a Modbus gateway holds for `nodeId`, if any. */
+  heldReport(gatewayId: string, nodeId: string): HeldReport | undefined {
+    return this.gws.get(gatewayId)?.latest.get(nodeId);
   }
 
   gateways(): GatewayState[] {
@@ -415,9 +448,10 @@ export class SensorMesh {
   /** One copy reaches its gateway; the first one to arrive counts as the delivery. */
   private arrive(f: InFlight, retries: number): void {
     f.copiesLeft--;
+    const held = f.gw.transport === 'modbus-tcp' && f.gw.online;
     const client = f.gw.online ? f.gw.client : undefined;
     if (!f.delivered) {
-      if (client) {
+      if (client || held) {
         f.delivered = true;
         this.counters.delivered++;
         this.inFlight--;
@@ -425,8 +459,16 @@ export class SensorMesh {
         this.counters.lost++; // every copy reached a gateway that was down
         this.inFlight--;
       }
-    } else if (client) {
+    } else if (client || held) {
       this.counters.duplicates++;
+    }
+    if (held) {
+      // The gateway keeps the newest report per node; a late copy of an older one does not replace it.
+      const prev = f.gw.latest.get(f.body.node);
+      if (!prev || isNewerSeq(f.body.seq, prev.report.seq)) {
+        f.gw.latest.set(f.body.node, { report: { ...f.body, retries }, receivedAtMs: Date.now() });
+      }
+      return;
     }
     if (!client) return;
     const report: NodeReport = { ...f.body, retries };
@@ -611,4 +653,10 @@ function invalid(message: string): BadRequestError {
 function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+/** Sequence numbers wrap from 2^32 − 1 to 1: `a` is newer when it is less than half the circle ahead. */
+function isNewerSeq(a: number, b: number): boolean {
+  const ahead = (a - b + 0x1_0000_0000) % 0x1_0000_0000;
+  return ahead > 0 && ahead < 0x8000_0000;
 }

@@ -85,6 +85,34 @@ export function checkSiteRules(site: Site): RuleProblem[] {
       sensorIds.add(s.id);
     });
   });
+  site.gateways.forEach((g, i) => {
+    if (g.transport === 'modbus-tcp' && !g.endpoint) {
+      problems.push({
+        path: `/gateways/${i}/endpoint`,
+        message: `gateway "${g.id}" is polled over Modbus TCP but has no endpoint`,
+        allowed: 'endpoint: {host, port} (port 0: the simulator picks one)',
+      });
+    }
+  });
+  for (const [gwId, ids] of nodeUnitIds(site)) {
+    const seen = new Map<number, string>();
+    for (const [nodeId, unitId] of ids) {
+      const i = site.sensorNodes.findIndex((n) => n.id === nodeId);
+      if (unitId > 247) {
+        problems.push({
+          path: `/sensorNodes/${i}/unitId`,
+          message: `node "${nodeId}" would get Modbus slave id ${unitId} on gateway "${gwId}"`,
+          allowed: 'at most 247 nodes per Modbus gateway; give unitId explicitly or split the gateway',
+        });
+      } else if (seen.has(unitId)) {
+        problems.push({
+          path: `/sensorNodes/${i}/unitId`,
+          message: `slave id ${unitId} is already used by node "${seen.get(unitId)}" on gateway "${gwId}"`,
+          allowed: 'one slave id per node on a gateway',
+        });
+      } else seen.set(unitId, nodeId);
+    }
+  }
   const ahuOwner = new Map<string, string>();
   site.controlGroups.forEach((g, i) => {
     g.airHandlers.forEach((a, j) => {
@@ -103,4 +131,18 @@ export function checkSiteRules(site: Site): RuleProblem[] {
     });
   });
   return problems;
+}
+
+/**
+ * Modbus slave id of every node on each modbus-tcp gateway: its `unitId`, else its position among
+ * the gateway's nodes (1, 2, …). The simulator and the controller both use this one rule.
+ */
+export function nodeUnitIds(site: Site): Map<string, Map<string, number>> {
+  const out = new Map<string, Map<string, number>>();
+  for (const g of site.gateways) if (g.transport === 'modbus-tcp') out.set(g.id, new Map());
+  for (const n of site.sensorNodes) {
+    const ids = out.get(n.gateway);
+    if (ids) ids.set(n.id, n.unitId ?? ids.size + 1);
+  }
+  return out;
 }

@@ -246,6 +246,14 @@ export const SensorNodeSchema = T.Object(
     hops: T.Integer({ minimum: 1, maximum: 16, default: 1, description: 'mesh hops to the gateway' }),
     reportIntervalS: T.Number({ minimum: 0.1, maximum: 3600, default: 10 }),
     batteryPct: T.Optional(T.Number({ minimum: 0, maximum: 100, default: 100 })),
+    unitId: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 247,
+        description:
+          'Modbus slave id of the node on a modbus-tcp gateway; default its position among the gateway nodes (1…)',
+      }),
+    ),
     sensors: T.Array(T.Object({ id: Id, kind: SensorKind }, { additionalProperties: false }), {
       minItems: 1,
       maxItems: 16,
@@ -257,7 +265,106 @@ export const SensorNodeSchema = T.Object(
 export const GatewaySchema = T.Object(
   {
     id: Id,
+    transport: T.Optional(
+      T.Union([T.Literal('mqtt'), T.Literal('modbus-tcp')], {
+        default: 'mqtt',
+        description:
+          'mqtt: the gateway publishes node reports; modbus-tcp: it is polled, one slave id per node',
+      }),
+    ),
     topicPrefix: T.String({ default: 'coolctl/sim', minLength: 1, pattern: '^[^#+]+$' }),
+    endpoint: T.Optional(
+      T.Object(
+        {
+          host: T.String({ minLength: 1 }),
+          port: T.Integer({
+            minimum: 0,
+            maximum: 65_535,
+            description: '0 lets the simulator pick a free port',
+          }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    pollIntervalS: T.Optional(
+      T.Number({
+        minimum: 0.1,
+        maximum: 3600,
+        default: 5,
+        description: 'modbus-tcp: how often each node is polled',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+/** What a control group may trust of its sensors: the thresholds of every quality flag and verdict. */
+export const SensingSchema = T.Object(
+  {
+    staleIntervals: T.Optional(
+      T.Number({
+        minimum: 1,
+        maximum: 100,
+        default: 3,
+        description: 'stale after this many report intervals without a reading',
+      }),
+    ),
+    stuckReports: T.Optional(
+      T.Integer({
+        minimum: 3,
+        maximum: 1000,
+        default: 6,
+        description: 'stuck after this many identical values in a row',
+      }),
+    ),
+    spikeCPerS: T.Optional(
+      T.Number({
+        exclusiveMinimum: 0,
+        default: 0.5,
+        description: 'inlet change faster than air can do, K/s',
+      }),
+    ),
+    noisySigmaC: T.Optional(
+      T.Number({
+        exclusiveMinimum: 0,
+        default: 0.6,
+        description: 'inlet noise (σ of successive differences / √2) above which a sensor is noisy, K',
+      }),
+    ),
+    inletRangeC: T.Optional(
+      T.Tuple([T.Number(), T.Number()], {
+        default: [-10, 60],
+        description: 'physical range of an inlet sensor',
+      }),
+    ),
+    lowBatteryPct: T.Optional(T.Number({ minimum: 0, maximum: 100, default: 10 })),
+    weakRssiDbm: T.Optional(T.Number({ minimum: -150, maximum: 0, default: -90 })),
+    lossyPct: T.Optional(
+      T.Number({
+        minimum: 0,
+        maximum: 100,
+        default: 30,
+        description: 'node report loss above which its link is lossy',
+      }),
+    ),
+    okCoverage: T.Optional(
+      T.Number({
+        minimum: 0,
+        maximum: 1,
+        default: 0.8,
+        description: 'verdict ok at or above this share of good inlet sensors',
+      }),
+    ),
+    blindCoverage: T.Optional(
+      T.Number({ minimum: 0, maximum: 1, default: 0.3, description: 'verdict blind below this share' }),
+    ),
+    maxReportsPerNodePerS: T.Optional(
+      T.Number({
+        exclusiveMinimum: 0,
+        default: 50,
+        description: 'flood guard: reports a node may send per second',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -299,6 +406,7 @@ export const SiteSchema = T.Object(
     sensorNodes: T.Array(SensorNodeSchema),
     controlGroups: T.Array(ControlGroupSchema),
     mesh: T.Optional(MeshSchema),
+    sensing: T.Optional(SensingSchema),
   },
   { additionalProperties: false },
 );
@@ -318,3 +426,4 @@ export type SensorKindName = Static<typeof SensorKind>;
 export type Gateway = Static<typeof GatewaySchema>;
 export type ControlGroup = Static<typeof ControlGroupSchema>;
 export type MeshSettings = Static<typeof MeshSchema>;
+export type SensingSettings = Static<typeof SensingSchema>;

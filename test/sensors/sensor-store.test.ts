@@ -1,0 +1,224 @@
+// The sensor store's rules on a fake clock: sequence handling (duplicates, late reports, wrap,
+// a rebooted node), each quality flag, the group verdict and dew point, bad payloads and floods.
+import { describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import type { Report } from '../../src/sensors/report.ts';
+import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
+
+const site = generateSite(demoShape);
+const group = site.controlGroups[0]!;
+const nodeId = group.sensorNodes[0]!;
+const node = site.sensorNodes.find((n) => n.id === nodeId)!;
+
+function setup() {
+  let now = 1_000_000;
+  const store = new SensorStore(site, { now: () => now });
+  const advance = (ms: number) => {
+    now += ms;
+  };
+  const report = (
+    seq: number,
+    values: Partial<Record<string, number>> = {},
+    extra: Partial<Report> = {},
+  ): Report => ({
+    node: nodeId,
+    gateway: node.gateway,
+    seq,
+    readings: node.sensors.map((s) => ({
+      sensor: s.id,
+      kind: s.kind,
+      value: values[s.id] ?? (s.kind === 'humidity' ? 45 : 21 + seq * 0.013),
+    })),
+    ...extra,
+  });
+  const feed = (r: Report) => store.ingestReport(r, 'mqtt', now);
+  return { store, advance, report, feed, now: () => now };
+}
+
+/** Every node of the group reports once, healthy. */
+function feedGroup(t: ReturnType<typeof setup>, seq: number) {
+  for (const id of group.sensorNodes) {
+    const n = site.sensorNodes.find((x) => x.id === id)!;
+    t.store.ingestReport(
+      {
+        node: id,
+        gateway: n.gateway,
+        seq,
+        readings: n.sensors.map((s) => ({
+          sensor: s.id,
+          kind: s.kind,
+          value: s.kind === 'humidity' ? 45 : 22 + ((seq * 7 + id.length) % 5) * 0.05,
+        })),
+      },
+      'mqtt',
+      t.now(),
+    );
+  }
+}
+
+describe('sensor store', () => {
+  it('applies reports in seq order only: duplicates and late reports never overwrite', () => {
+    const t = setup();
+    expect(t.feed(t.report(10, { 'inlet-top': 22 }))).toBeNull();
+    expect(t.feed(t.report(10, { 'inlet-top': 99 }))).toBe('duplicate');
+    expect(t.feed(t.report(12, { 'inlet-top': 23 }))).toBeNull();
+    expect(t.feed(t.report(11, { 'inlet-top': 5 }))).toBe('out-of-order');
+    expect(t.feed(t.report(11, { 'inlet-top': 5 }))).toBe('duplicate');
+    expect(t.store.sensor(nodeId, 'inlet-top')!.value).toBe(23);
+    const h = t.store.nodeHealth().find((n) => n.node === nodeId)!;
+    expect(h).toMatchObject({ lastSeq: 12, reports: 2, duplicates: 2, outOfOrder: 1 });
+    expect(t.store.counters.drops).toMatchObject({ duplicate: 2, 'out-of-order': 1 });
+  });
+
+  it('follows seq across the 2^32 wrap and believes a rebooted node after three reports', () => {
+    const t = setup();
+    t.feed(t.report(4_294_967_295));
+    expect(t.feed(t.report(1))).toBeNull(); // wrapped: newer
+    expect(t.feed(t.report(4_294_967_290))).toBe('out-of-order');
+    const r = setup();
+    r.feed(r.report(5000));
+    expect(r.feed(r.report(1, { 'inlet-top': 30 }))).toBe('out-of-order');
+    expect(r.feed(r.report(2, { 'inlet-top': 30 }))).toBe('out-of-order');
+    expect(r.feed(r.report(3, { 'inlet-top': 30 }))).toBeNull();
+    expect(r.feed(r.report(4, { 'inlet-top': 30.1 }))).toBeNull();
+    expect(r.store.sensor(nodeId, 'inlet-top')!.value).toBe(30.1);
+  });
+
+  it('flags stale, stuck, out-of-range, spike and noisy; low battery and weak link only warn', () => {
+    const t = setup();
+    let seq = 1;
+    const step = (values: Partial<Record<string, number>> = {}, extra: Partial<Report> = {}) => {
+      t.advance(10_000);
+      t.feed(t.report(seq++, values, extra));
+    };
+    step();
+    expect(t.store.sensor(nodeId, 'inlet-top')!.quality).toBe('good');
+    t.advance(31_000);
+    expect(t.store.sensor(nodeId, 'inlet-top')!.flags).toContain('stale');
+    for (let i = 0; i < 6; i++) step({ 'inlet-top': 24.5 });
+    expect(t.store.sensor(nodeId, 'inlet-top')!.flags).toContain('stuck');
+    step({ 'inlet-top': 24.6 });
+    expect(t.store.sensor(nodeId, 'inlet-top')!.flags).not.toContain('stuck');
+    step({ 'inlet-top': 150 });
+    expect(t.store.sensor(nodeId, 'inlet-top')!.flags).toContain('out-of-range');
+    step({ 'inlet-top': 24.6 });
+    step({ 'inlet-top': 34.6 }); // +10 K in 10 s: no air moves that fast
+    expect(t.store.sensor(nodeId, 'inlet-top')!.flags).toContain('spike');
+    step({ 'inlet-top': 34.7 });
+    expect(t.store.sensor(nodeId, 'inlet-top')!.flags).not.toContain('spike');
+    for (let i = 0; i < 8; i++) step({ 'inlet-middle': 22 + (i % 2 ? 2.5 : -2.5) });
+    expect(t.store.sensor(nodeId, 'inlet-middle')!.flags).toContain('noisy');
+    step({}, { batteryPct: 5, rssiDbm: -95 });
+    const warned = t.store.sensor(nodeId, 'inlet-bottom')!;
+    expect(warned.flags).toEqual(expect.arrayContaining(['low-battery', 'weak-link']));
+    expect(warned.quality).toBe('good');
+  });
+
+  it('gives each group a verdict from its coverage, and a dew point from temperature and humidity', () => {
+    const t = setup();
+    feedGroup(t, 1);
+    const v = t.store.view(group.id);
+    expect(v.verdict).toBe('ok');
+    expect(v.coverage).toBe(1);
+    expect(v.inletMaxC).toBeGreaterThanOrEqual(v.inletMeanC! - 1e-9);
+    expect(v.dewPointC).toBeCloseTo(dewPointC(22.0, 45), 0);
+    // Magnus: 25 °C at 50 %RH has a dew point of 13.86 °C
+    expect(dewPointC(25, 50)).toBeCloseTo(13.86, 1);
+    // half the group silent → degraded; all of it → blind; a gateway offline → blind at once
+    t.advance(31_000);
+    for (const id of group.sensorNodes.slice(0, Math.ceil(group.sensorNodes.length * 0.6))) {
+      const n = site.sensorNodes.find((x) => x.id === id)!;
+      t.store.ingestReport(
+        {
+          node: id,
+          gateway: n.gateway,
+          seq: 2,
+          readings: n.sensors.map((s) => ({ sensor: s.id, kind: s.kind, value: 22 })),
+        },
+        'mqtt',
+        t.now(),
+      );
+    }
+    expect(t.store.view(group.id).verdict).toBe('degraded');
+    expect(t.store.view(group.id).uncoveredRacks.length).toBeGreaterThan(0);
+    t.advance(31_000);
+    expect(t.store.view(group.id).verdict).toBe('blind');
+    expect(t.store.view(group.id).inletMaxC).toBeNull();
+    feedGroup(t, 3);
+    expect(t.store.view(group.id).verdict).toBe('ok');
+    t.store.setGatewayOnline(node.gateway, false, 'last will');
+    expect(t.store.view(group.id).verdict).not.toBe('ok');
+    expect(() => t.store.view('no-such-group')).toThrow(/unknown control group/);
+  });
+
+  it('drops bad payloads with a reason and never throws', () => {
+    const t = setup();
+    const cases: [string | Buffer, string][] = [
+      ['{"node": "N00', 'malformed-json'],
+      ['null', 'schema'],
+      ['[]', 'schema'],
+      [JSON.stringify({ node: nodeId, gateway: node.gateway, seq: -1, readings: [] }), 'schema'],
+      [
+        JSON.stringify({
+          node: nodeId,
+          gateway: node.gateway,
+          seq: 1,
+          readings: [{ sensor: 'inlet-top', kind: 'inlet-top', value: 'hot' }],
+        }),
+        'schema',
+      ],
+      [Buffer.alloc(20_000, 32), 'too-large'],
+      [
+        JSON.stringify({
+          node: 'N9999',
+          gateway: 'gw-1',
+          seq: 1,
+          readings: [{ sensor: 'x', kind: 'inlet-top', value: 1 }],
+        }),
+        'unknown-node',
+      ],
+    ];
+    for (const [payload, reason] of cases) expect(t.store.ingestPayload(payload, 'mqtt')).toBe(reason);
+    // a reading of an unknown sensor or of the wrong kind is dropped alone; the rest of the report applies
+    expect(
+      t.store.ingestReport(
+        {
+          node: nodeId,
+          gateway: node.gateway,
+          seq: 1,
+          readings: [
+            { sensor: 'bogus', kind: 'inlet-top', value: 1 },
+            { sensor: 'rh', kind: 'inlet-top', value: 1 },
+            { sensor: 'inlet-top', kind: 'inlet-top', value: 23 },
+          ],
+        },
+        'mqtt',
+        t.now(),
+      ),
+    ).toBeNull();
+    expect(t.store.counters.drops).toMatchObject({ 'unknown-sensor': 1, 'kind-mismatch': 1 });
+    expect(t.store.sensor(nodeId, 'inlet-top')!.value).toBe(23);
+  });
+
+  it('rate-limits a node that floods, without touching the others', () => {
+    const t = setup();
+    let dropped = 0;
+    for (let seq = 1; seq <= 1000; seq++) if (t.feed(t.report(seq)) === 'rate-limited') dropped++;
+    expect(dropped).toBeGreaterThan(800);
+    const other = site.sensorNodes.find((n) => n.id !== nodeId)!;
+    expect(
+      t.store.ingestReport(
+        {
+          node: other.id,
+          gateway: other.gateway,
+          seq: 1,
+          readings: [{ sensor: 'inlet-top', kind: 'inlet-top', value: 22 }],
+        },
+        'mqtt',
+        t.now(),
+      ),
+    ).toBeNull();
+    t.advance(1000); // the bucket refills at 50 reports/s
+    expect(t.feed(t.report(2000))).toBeNull();
+  });
+});
