@@ -31,6 +31,8 @@ export class MqttSource {
   private client: MqttClient | undefined;
   private stopping: Promise<void> | undefined;
   private connectedOnce = false;
+  private subscribed = false;
+  private readonly onSubscribed = new Set<() => void>();
 
   constructor(site: Site, store: SensorStore, opts: MqttSourceOptions) {
     this.store = store;
@@ -41,8 +43,9 @@ export class MqttSource {
     this.routes = [...new Set(gws.map((g) => g.topicPrefix ?? 'coolctl/sim'))].map((prefix) => ({ prefix }));
   }
 
+  /** Connected and subscribed: readings can arrive. */
   get connected(): boolean {
-    return this.client?.connected ?? false;
+    return (this.client?.connected ?? false) && this.subscribed;
   }
 
   /** Starts connecting and returns at once; the client keeps trying until stop(). */
@@ -66,12 +69,18 @@ export class MqttSource {
         `${r.prefix}/gateway/+/status`,
       ]);
       client.subscribe(topics, { qos: 1 }, (err) => {
-        if (err) this.log?.error({ err: err.message, topics }, 'MQTT subscribe failed');
+        if (err) {
+          this.log?.error({ err: err.message, topics }, 'MQTT subscribe failed');
+          return;
+        }
+        this.subscribed = true;
+        for (const f of this.onSubscribed) f();
       });
       this.log?.info({ url: this.opts.url, reconnect: this.connectedOnce }, 'sensor MQTT connected');
       this.connectedOnce = true;
     });
     client.on('close', () => {
+      this.subscribed = false;
       if (this.connectedOnce && !this.stopping)
         this.log?.warn({ url: this.opts.url }, 'sensor MQTT connection lost; reconnecting');
     });
@@ -80,21 +89,21 @@ export class MqttSource {
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
   }
 
-  /** Resolves when connected (or rejects after `timeoutMs`); for tests and the daemon's readiness. */
+  /** Resolves once connected and subscribed (or rejects after `timeoutMs`); for tests and readiness. */
   waitConnected(timeoutMs: number): Promise<void> {
-    const client = this.client;
-    if (!client) return Promise.reject(new Error('MQTT source not started'));
-    if (client.connected) return Promise.resolve();
+    if (!this.client) return Promise.reject(new Error('MQTT source not started'));
+    if (this.connected) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        client.off('connect', onConnect);
-        reject(new Error(`no MQTT connection to ${this.opts.url} within ${timeoutMs} ms`));
+        this.onSubscribed.delete(done);
+        reject(new Error(`no MQTT subscription at ${this.opts.url} within ${timeoutMs} ms`));
       }, timeoutMs);
-      const onConnect = (): void => {
+      const done = (): void => {
         clearTimeout(timer);
+        this.onSubscribed.delete(done);
         resolve();
       };
-      client.once('connect', onConnect);
+      this.onSubscribed.add(done);
     });
   }
 
