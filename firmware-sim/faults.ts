@@ -32,6 +32,8 @@ export const FaultSchema = T.Union([
     { additionalProperties: false },
   ),
   T.Object({ fault: T.Literal('ahu-garbage'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
+  T.Object({ fault: T.Literal('ahu-reset'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
+  T.Object({ fault: T.Literal('ahu-silent'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
   T.Object(
     {
       fault: T.Literal('ahu-bad-status'),

@@ -1,11 +1,12 @@
 // The simulated data hall: wires the thermal model, the air handlers (each behind its real
-// Modbus TCP or OPC-UA server), the sensor mesh with its MQTT gateways, the write journal and the
+// Modbus TCP, Modbus RTU or OPC-UA server), the sensor mesh with its MQTT gateways, the write journal and the
 // faults into one thing that starts, ticks and stops. Sim time runs `timeScale` × wall time;
 // device watchdogs and network timing stay on the wall clock, as on real equipment.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Site } from '../src/config/site-schema.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
+import { ModbusRtuAhuServer } from './ahu/modbus-rtu-server.ts';
 import { ModbusAhuServer } from './ahu/modbus-server.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
 import { type AhuStatus, SimAirHandler } from './ahu/unit.ts';
@@ -48,7 +49,7 @@ export class Simulation {
   readonly timeScale: number;
   private readonly opts: SimulationOptions;
   private readonly log: Logger;
-  private readonly modbus = new Map<string, ModbusAhuServer>();
+  private readonly modbus = new Map<string, ModbusAhuServer | ModbusRtuAhuServer>();
   private readonly opcua: { server: OpcuaAhuServer; ahuIds: string[]; url: string }[] = [];
   private readonly endpoints = new Map<string, string>();
   private broker: BrokerHandle | undefined;
@@ -130,10 +131,27 @@ export class Simulation {
         const { host, port } = await server.start();
         this.endpoints.set(ahu.id, `modbus-tcp://${host}:${port}/${ahu.endpoint.unitId}`);
       } else if (ahu.protocol === 'modbus-rtu') {
-        throw new CoolctlError(
-          ErrorCodes.STARTUP,
-          `${ahu.id}: the simulator does not serve Modbus RTU units yet; use modbus-tcp or opcua`,
-        );
+        const { simPath, baudRate, parity, dataBits, stopBits, unitId } = ahu.endpoint;
+        if (!simPath) {
+          throw new CoolctlError(
+            ErrorCodes.STARTUP,
+            `${ahu.id}: a Modbus RTU unit needs endpoint.simPath, the simulator's end of the serial line ` +
+              '(e.g. the other side of a pty pair made with socat)',
+          );
+        }
+        const server = new ModbusRtuAhuServer(unit, {
+          path: simPath,
+          unitId,
+          ...(baudRate !== undefined ? { baudRate } : {}),
+          ...(parity !== undefined ? { parity } : {}),
+          ...(dataBits !== undefined ? { dataBits } : {}),
+          ...(stopBits !== undefined ? { stopBits } : {}),
+          ...(ahu.pointMap ? { pointMap: ahu.pointMap } : {}),
+          logger: this.log.child({ component: 'modbus-rtu', ahu: ahu.id }),
+        });
+        this.modbus.set(ahu.id, server);
+        await server.start();
+        this.endpoints.set(ahu.id, `modbus-rtu://${simPath}/${unitId}`);
       } else {
         const list = opcuaByUrl.get(ahu.endpoint.url) ?? [];
         list.push(unit);
@@ -277,11 +295,8 @@ export class Simulation {
       return [`unknown ${what} "${id}"; known: ${sample}`];
     };
     if ('ahu' in f && !this.units.has(f.ahu)) return unknown('air handler', f.ahu, this.units.keys());
-    if (f.fault === 'ahu-exception' && this.units.get(f.ahu)?.protocol !== 'modbus-tcp') {
-      return [`ahu-exception applies to Modbus air handlers; "${f.ahu}" speaks OPC-UA (use ahu-bad-status)`];
-    }
-    if (f.fault === 'ahu-garbage' && this.units.get(f.ahu)?.protocol !== 'modbus-tcp') {
-      return [`ahu-garbage applies to Modbus air handlers; "${f.ahu}" speaks OPC-UA (use ahu-bad-status)`];
+    if (MODBUS_ONLY_FAULTS.has(f.fault) && 'ahu' in f && this.units.get(f.ahu)?.protocol === 'opcua') {
+      return [`${f.fault} applies to Modbus air handlers; "${f.ahu}" speaks OPC-UA (use ahu-bad-status)`];
     }
     if (f.fault === 'ahu-bad-status' && this.units.get(f.ahu)?.protocol !== 'opcua') {
       return [`ahu-bad-status applies to OPC-UA air handlers; "${f.ahu}" speaks Modbus (use ahu-exception)`];
@@ -330,6 +345,8 @@ export class Simulation {
       case 'ahu-slow':
       case 'ahu-exception':
       case 'ahu-garbage':
+      case 'ahu-reset':
+      case 'ahu-silent':
       case 'ahu-bad-status': {
         const faults = this.units.get(f.ahu)!.faults;
         if (f.fault === 'ahu-trip') faults.trip = !clear;
@@ -337,6 +354,8 @@ export class Simulation {
         if (f.fault === 'ahu-slow') faults.slowMs = clear ? 0 : (f.ms ?? 2000);
         if (f.fault === 'ahu-exception') faults.exceptionCode = clear ? null : (f.code ?? 4);
         if (f.fault === 'ahu-garbage') faults.garbage = !clear;
+        if (f.fault === 'ahu-reset') faults.reset = !clear;
+        if (f.fault === 'ahu-silent') faults.silent = !clear;
         if (f.fault === 'ahu-bad-status') faults.badStatus = clear ? null : (f.status ?? 'BadDeviceFailure');
         touchedAhus.add(f.ahu);
         return;
@@ -408,6 +427,14 @@ export class Simulation {
     return this.stopping;
   }
 }
+
+/** Faults only a Modbus air handler (TCP or RTU) can show. */
+const MODBUS_ONLY_FAULTS: ReadonlySet<string> = new Set([
+  'ahu-exception',
+  'ahu-garbage',
+  'ahu-reset',
+  'ahu-silent',
+]);
 
 function faultKey(f: Fault): string {
   if ('ahu' in f) return `${f.fault}:${f.ahu}`;

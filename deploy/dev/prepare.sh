@@ -10,7 +10,8 @@ purpose=${1:-test}
 case "$purpose" in
   demo) debs=() ;;
   # python3-pymodbus: an independent Modbus implementation the tests check the simulator against
-  test) debs=(python3-pymodbus) ;;
+  # socat: the pseudo-terminal pair the Modbus RTU tests use as a serial line
+  test) debs=(python3-pymodbus socat) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 

@@ -1,5 +1,5 @@
-// One simulated Modbus TCP air handler: a `node:net` listener with its own strict MBAP/PDU codec
-// (modbus-serial's ServerTCP drops a malformed FC16 unanswered, answers a bad quantity with 04,
+// One simulated Modbus TCP air handler: a `node:net` listener with its own strict MBAP framing around
+// the PDU layer it shares with the RTU server (./modbus-pdu.ts) (modbus-serial's ServerTCP drops a malformed FC16 unanswered, answers a bad quantity with 04,
 // calls back twice for quantity 0 and never times out a partial frame; a simulator that must be
 // honest about bad frames answers with the exact exceptions of Modbus Application Protocol v1.1b3).
 // Invariants: requests on one connection are answered in order; every write attempt that reaches
@@ -9,20 +9,10 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { mulberry32 } from '../../src/config/generate-site.ts';
-import {
-  COMMAND_BLOCK_LEN,
-  commandRegistersValid,
-  decodeCommand,
-  encodeCommand,
-  encodeStatus,
-  MODBUS_EXCEPTION,
-  type ModbusPointMap,
-  resolvePointMap,
-  STALE_EPOCH_EXCEPTION,
-  STATUS_BLOCK_LEN,
-} from '../../src/devices/modbus/point-map.ts';
+import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
-import type { AhuCommand, RejectReason, SimAirHandler } from './unit.ts';
+import { GARBAGE_FUNCTION_CODE, ModbusAhuPdu, newPduCounters, type PduCounters } from './modbus-pdu.ts';
+import type { SimAirHandler } from './unit.ts';
 
 export interface ModbusAhuServerOptions {
   host: string;
@@ -51,26 +41,8 @@ const MBAP_MIN_LENGTH = 2;
 const MBAP_MAX_LENGTH = 254;
 /** Unit id a client uses for a device addressed directly by its IP address (MB TCP guide 4.4.1.3). */
 const DIRECT_UNIT_ID = 0xff;
-const FC = { readHolding: 0x03, readInput: 0x04, writeSingle: 0x06, writeMultiple: 0x10 } as const;
-const MAX_READ_QUANTITY = 125;
-const MAX_WRITE_QUANTITY = 123;
 const STOP_DEADLINE_MS = 3_000;
 const LOG_INTERVAL_MS = 1_000;
-/** Never sent as a request's function code or its exception: a lax client notices a garbage answer at once. */
-const GARBAGE_FUNCTION_CODE = 0x00;
-
-/** The exception a refusal of the unit answers with (docs/modbus-register-map.md says why). */
-const REASON_EXCEPTION: Record<RejectReason, number> = {
-  'stale-epoch': STALE_EPOCH_EXCEPTION,
-  'out-of-range': MODBUS_EXCEPTION.illegalDataValue,
-  'heartbeat-unchanged': MODBUS_EXCEPTION.illegalDataValue,
-  'partial-command-block': MODBUS_EXCEPTION.illegalDataAddress,
-  'fault-exception': MODBUS_EXCEPTION.serverDeviceFailure,
-  'fault-bad-status': MODBUS_EXCEPTION.serverDeviceFailure,
-  offline: MODBUS_EXCEPTION.serverDeviceFailure,
-  tripped: MODBUS_EXCEPTION.serverDeviceFailure,
-};
-
 interface Connection {
   readonly socket: Socket;
   /** `modbus:<address>:<port>`, as the journal names the writer. */
@@ -82,56 +54,31 @@ interface Connection {
   closed: boolean;
 }
 
-/** A write request that would change command registers, as far as it can be read. */
-interface WriteAttempt {
-  cmd: AhuCommand;
-  /** Exactly the whole command block, in one FC16. */
-  whole: boolean;
-}
-
-type Counters = {
+type Counters = PduCounters & {
   connectionsAccepted: number;
   /** Closed at once: over the connection cap, or arriving while the unit is offline. */
   connectionsRejected: number;
   connectionsClosed: number;
-  requests: number;
-  reads: number;
-  writes: number;
-  writesAccepted: number;
-  exceptionsSent: number;
-  exceptionsByCode: Record<number, number>;
-  garbageSent: number;
   /** Unparseable stream (protocol id ≠ 0, MBAP length out of 2..254): connection closed. */
   badFrames: number;
   frameTimeouts: number;
   wrongUnitId: number;
   pipelineOverflows: number;
-  /** Requests dropped unanswered because the unit went offline while they waited. */
-  offlineDrops: number;
   socketErrors: number;
-  handlerErrors: number;
 };
 
 export class ModbusAhuServer {
   readonly unit: SimAirHandler;
   readonly counters: Counters = {
+    ...newPduCounters(),
     connectionsAccepted: 0,
     connectionsRejected: 0,
     connectionsClosed: 0,
-    requests: 0,
-    reads: 0,
-    writes: 0,
-    writesAccepted: 0,
-    exceptionsSent: 0,
-    exceptionsByCode: {},
-    garbageSent: 0,
     badFrames: 0,
     frameTimeouts: 0,
     wrongUnitId: 0,
     pipelineOverflows: 0,
-    offlineDrops: 0,
     socketErrors: 0,
-    handlerErrors: 0,
   };
   private readonly opts: ModbusAhuServerOptions;
   private readonly pm: ModbusPointMap;
@@ -149,8 +96,7 @@ export class ModbusAhuServer {
   private stopping: Promise<void> | undefined;
   /** applyFaults() calls run one after another, so listen and close never interleave. */
   private faultSync: Promise<void> = Promise.resolve();
-  /** The command registers as last accepted; undefined until the first accepted write. */
-  private commandWords: number[] | undefined;
+  private readonly pdu: ModbusAhuPdu;
 
   constructor(unit: SimAirHandler, opts: ModbusAhuServerOptions) {
     if (!Number.isInteger(opts.unitId) || opts.unitId < 0 || opts.unitId > 255) {
@@ -174,6 +120,7 @@ export class ModbusAhuServer {
     this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.garbageRandom = mulberry32(opts.garbageSeed ?? 1);
+    this.pdu = new ModbusAhuPdu(unit, this.pm, this.counters, this.log);
   }
 
   /** Binds host:port; rejects with COOLCTL_E_STARTUP saying what to fix when it cannot. */
@@ -403,24 +350,15 @@ export class ModbusAhuServer {
         const slowMs = this.unit.faults.slowMs;
         if (slowMs > 0) await this.delay(slowMs);
         if (conn.closed || this.stopping) return;
-        let answer: Buffer | null;
-        try {
-          answer = this.handle(conn, frame);
-        } catch (err) {
-          // A bug here must cost one answer, not the server: 04 is what a device says when it failed.
-          this.counters.handlerErrors++;
-          this.log.error({ err, ahu: this.unit.id, client: conn.client }, 'modbus request handler failed');
-          answer = this.exception(frame, frame[7] ?? 0, MODBUS_EXCEPTION.serverDeviceFailure);
-        }
-        if (answer && !conn.closed) conn.socket.write(answer);
+        this.answer(conn, frame);
       }
     } finally {
       conn.pumping = false;
     }
   }
 
-  /** One complete frame in, the answer out (null: no answer). Reads faults now, so they act at once. */
-  private handle(conn: Connection, frame: Buffer): Buffer | null {
+  /** One complete frame in; answers it as the unit and its faults say. Reads faults now, so they act at once. */
+  private answer(conn: Connection, frame: Buffer): void {
     const unitId = frame.readUInt8(6);
     if (this.opts.unitId !== 0 && unitId !== this.opts.unitId && unitId !== DIRECT_UNIT_ID) {
       // A gateway with nothing at that address stays silent; the client's timeout is the answer.
@@ -430,168 +368,30 @@ export class ModbusAhuServer {
         { ahu: this.unit.id, client: conn.client, unitId, expected: this.opts.unitId },
         'modbus request for another unit id; not answered',
       );
-      return null;
+      return;
     }
-    this.counters.requests++;
-    const pdu = frame.subarray(MBAP_HEADER_LEN);
-    const fc = pdu.readUInt8(0);
-    const faults = this.unit.faults;
-    if (faults.offline) {
-      // applyFaults() is on its way to close the listener; what arrived meanwhile is lost like on a dead unit.
-      const attempt = this.writeAttempt(pdu);
-      if (attempt) this.unit.write(conn.client, attempt.cmd, 'offline');
-      this.counters.offlineDrops++;
-      this.closeConnection(conn);
-      return null;
-    }
-    let answer: Buffer;
-    if (faults.exceptionCode !== null) {
-      const attempt = this.writeAttempt(pdu);
-      if (attempt) this.unit.write(conn.client, attempt.cmd, 'fault-exception');
-      answer = this.exception(frame, fc, faults.exceptionCode);
-    } else {
-      answer = this.serve(conn, frame, pdu);
-    }
-    if (faults.garbage) {
-      // The request was served (a write may have been applied); only the answer is destroyed.
-      this.counters.garbageSent++;
-      return this.garbage(frame);
-    }
-    return answer;
-  }
-
-  private serve(conn: Connection, frame: Buffer, pdu: Buffer): Buffer {
-    const fc = pdu.readUInt8(0);
-    switch (fc) {
-      case FC.readHolding:
-      case FC.readInput:
-        return this.read(frame, pdu);
-      case FC.writeMultiple:
-        return this.writeMultiple(conn, frame, pdu);
-      case FC.writeSingle:
-        return this.writeSingle(conn, frame, pdu);
-      default:
-        return this.exception(frame, fc, MODBUS_EXCEPTION.illegalFunction);
-    }
-  }
-
-  private read(frame: Buffer, pdu: Buffer): Buffer {
-    const fc = pdu.readUInt8(0);
-    this.counters.reads++;
-    if (pdu.length !== 5) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
-    const start = pdu.readUInt16BE(1);
-    const quantity = pdu.readUInt16BE(3);
-    if (quantity < 1 || quantity > MAX_READ_QUANTITY) {
-      return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
-    }
-    const { commandBlock, statusBlock } = this.pm;
-    const inCommand = (a: number) => a >= commandBlock && a < commandBlock + COMMAND_BLOCK_LEN;
-    const inStatus = (a: number) => a >= statusBlock && a < statusBlock + STATUS_BLOCK_LEN;
-    for (let a = start; a < start + quantity; a++) {
-      if (!inCommand(a) && !inStatus(a))
-        return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
-    }
-    const status = encodeStatus(this.unit.status(), this.pm);
-    const command = this.currentCommandWords();
-    const body = Buffer.alloc(2 + 2 * quantity);
-    body.writeUInt8(fc, 0);
-    body.writeUInt8(2 * quantity, 1);
-    for (let i = 0; i < quantity; i++) {
-      const a = start + i;
-      const word = inCommand(a) ? command[a - commandBlock] : status[a - statusBlock];
-      body.writeUInt16BE(word ?? 0, 2 + 2 * i);
-    }
-    return this.reply(frame, body);
-  }
-
-  private writeMultiple(conn: Connection, frame: Buffer, pdu: Buffer): Buffer {
-    const fc = FC.writeMultiple;
-    this.counters.writes++;
-    const parsed = parseWriteMultiple(pdu);
-    // Malformed: the request never became a write the unit could see, so nothing is journaled.
-    if (!parsed) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
-    const { start, values } = parsed;
-    const attempt = this.writeAttempt(pdu);
-    if (!attempt) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
-    if (!attempt.whole) {
-      this.unit.write(conn.client, attempt.cmd, 'partial-command-block');
-      return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
-    }
-    if (!commandRegistersValid(values)) {
-      this.unit.write(conn.client, attempt.cmd, 'out-of-range');
-      return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
-    }
-    const result = this.unit.write(conn.client, attempt.cmd);
-    if (!result.accepted) {
-      const reason = result.reason ?? 'out-of-range';
-      this.log.debug(
-        { ahu: this.unit.id, client: conn.client, epoch: attempt.cmd.epoch, reason },
-        'modbus write refused',
-      );
-      return this.exception(frame, fc, REASON_EXCEPTION[reason]);
-    }
-    this.counters.writesAccepted++;
-    this.commandWords = values;
-    const body = Buffer.alloc(5);
-    body.writeUInt8(fc, 0);
-    body.writeUInt16BE(start, 1);
-    body.writeUInt16BE(values.length, 3);
-    return this.reply(frame, body);
-  }
-
-  /** FC6 can never carry a whole fenced command: refused, and journaled when it aimed at the command block. */
-  private writeSingle(conn: Connection, frame: Buffer, pdu: Buffer): Buffer {
-    const fc = FC.writeSingle;
-    this.counters.writes++;
-    if (pdu.length !== 5) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataValue);
-    const attempt = this.writeAttempt(pdu);
-    if (!attempt) return this.exception(frame, fc, MODBUS_EXCEPTION.illegalDataAddress);
-    this.unit.write(conn.client, attempt.cmd, 'partial-command-block');
-    return this.exception(frame, fc, MODBUS_EXCEPTION.illegalFunction);
-  }
-
-  /**
-   * The command a write request would leave in the command block (its registers laid over the
-   * current ones), or null when it is not a well-formed FC6/FC16 touching the block.
-   */
-  private writeAttempt(pdu: Buffer): WriteAttempt | null {
-    const fc = pdu.readUInt8(0);
-    let start: number;
-    let values: number[];
-    if (fc === FC.writeMultiple) {
-      const parsed = parseWriteMultiple(pdu);
-      if (!parsed) return null;
-      ({ start, values } = parsed);
-    } else if (fc === FC.writeSingle && pdu.length === 5) {
-      start = pdu.readUInt16BE(1);
-      values = [pdu.readUInt16BE(3)];
-    } else {
-      return null;
-    }
-    const block = this.pm.commandBlock;
-    if (start >= block + COMMAND_BLOCK_LEN || start + values.length <= block) return null;
-    const words = [...this.currentCommandWords()];
-    values.forEach((v, i) => {
-      const off = start + i - block;
-      if (off >= 0 && off < COMMAND_BLOCK_LEN) words[off] = v;
-    });
-    const whole = fc === FC.writeMultiple && start === block && values.length === COMMAND_BLOCK_LEN;
-    return { cmd: decodeCommand(words, this.pm), whole };
-  }
-
-  /** The last accepted command block; before the first, the unit's epoch and heartbeat and its local values. */
-  private currentCommandWords(): number[] {
-    if (this.commandWords) return this.commandWords;
-    const st = this.unit.status();
-    const base = { epoch: st.epoch, heartbeat: st.heartbeat, remoteEnable: false };
-    try {
-      return encodeCommand(
-        { ...base, fanPct: this.unit.config.localFanPct, supplySetpointC: this.unit.config.localSetpointC },
-        this.pm,
-      );
-    } catch {
-      // A scale that cannot carry the local values: read back zeros rather than fail the read.
-      return encodeCommand({ ...base, fanPct: 0, supplySetpointC: 0 }, this.pm);
+    const outcome = this.pdu.handle(conn.client, frame.subarray(MBAP_HEADER_LEN));
+    switch (outcome.kind) {
+      case 'reply':
+        conn.socket.write(this.reply(frame, outcome.pdu));
+        return;
+      case 'garbage':
+        conn.socket.write(this.garbage(frame));
+        return;
+      case 'reset': {
+        // Half the answer, then RST: the client sees a connection reset in the middle of a frame.
+        const whole = this.reply(frame, outcome.pdu);
+        conn.socket.write(whole.subarray(0, Math.max(1, whole.length >> 1)), () => {
+          if (!conn.socket.destroyed) conn.socket.resetAndDestroy();
+        });
+        return;
+      }
+      case 'silent':
+        return;
+      case 'offline':
+        // applyFaults() is on its way to close the listener; this connection goes now.
+        this.closeConnection(conn);
+        return;
     }
   }
 
@@ -602,12 +402,6 @@ export class ModbusAhuServer {
     out.writeUInt8(request.readUInt8(6), 6);
     pdu.copy(out, MBAP_HEADER_LEN);
     return out;
-  }
-
-  private exception(request: Buffer, fc: number, code: number): Buffer {
-    this.counters.exceptionsSent++;
-    this.counters.exceptionsByCode[code] = (this.counters.exceptionsByCode[code] ?? 0) + 1;
-    return this.reply(request, Buffer.from([(fc | 0x80) & 0xff, code & 0xff]));
   }
 
   /**
@@ -652,19 +446,6 @@ export class ModbusAhuServer {
     this.logLimits.set(kind, { lastMs: now, suppressed: 0 });
     this.log.warn({ ...fields, suppressedSinceLast: limit?.suppressed ?? 0 }, msg);
   }
-}
-
-/** FC16 request fields, or null when quantity, byte count and PDU length disagree (exception 03). */
-function parseWriteMultiple(pdu: Buffer): { start: number; values: number[] } | null {
-  if (pdu.length < 6) return null;
-  const start = pdu.readUInt16BE(1);
-  const quantity = pdu.readUInt16BE(3);
-  const byteCount = pdu.readUInt8(5);
-  if (quantity < 1 || quantity > MAX_WRITE_QUANTITY || byteCount !== 2 * quantity) return null;
-  if (pdu.length !== 6 + byteCount) return null;
-  const values: number[] = [];
-  for (let i = 0; i < quantity; i++) values.push(pdu.readUInt16BE(6 + 2 * i));
-  return { start, values };
 }
 
 /** True when `p` settled within `ms`; a stuck close must not hang whoever stops the server. */

@@ -46,6 +46,10 @@ export interface AhuFaults {
   exceptionCode: number | null;
   /** Modbus: answer with bytes that are not a valid frame. */
   garbage: boolean;
+  /** Modbus: serve the request, send half the answer, then reset the connection (TCP RST). */
+  reset: boolean;
+  /** Modbus: take the request and never answer it (a hung peer; nothing is served or journaled). */
+  silent: boolean;
   /** OPC-UA: reads and writes answer with this Bad status name (e.g. "BadDeviceFailure"). */
   badStatus: string | null;
 }
@@ -88,6 +92,8 @@ export class SimAirHandler {
     slowMs: 0,
     exceptionCode: null,
     garbage: false,
+    reset: false,
+    silent: false,
     badStatus: null,
   };
 

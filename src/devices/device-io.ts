@@ -70,6 +70,16 @@ export interface LinkEvent {
   reason: string;
 }
 
+/** Payload of 'remote-lost': the unit was seen out of remote control after we had driven it. */
+export interface RemoteLostEvent {
+  device: string;
+  reason: string;
+}
+
+/**
+ * Events: 'link' (LinkEvent) on every link state change; 'remote-lost' (RemoteLostEvent) when
+ * `remoteControlLost` becomes true.
+ */
 export interface DeviceIo extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   readonly id: string;
   readonly protocol: 'modbus-tcp' | 'modbus-rtu' | 'opcua';

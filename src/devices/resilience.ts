@@ -131,10 +131,17 @@ export function pause(ms: number, signal?: AbortSignal): Promise<void> {
 /**
  * Retries `fn` while the error says retrying can help, at most `attempts` times in all, with
  * backoff between tries. Only for idempotent operations: reads, and absolute writes.
+ * With `deadlineMs` (a `performance.now()` time), a backoff that would end past it is not slept:
+ * the last real error is thrown instead, so the caller learns why, not just that time ran out.
  */
 export async function retry<T>(
   fn: () => Promise<T>,
-  opts: { attempts: number; backoff: Backoff; signal?: AbortSignal | undefined },
+  opts: {
+    attempts: number;
+    backoff: Backoff;
+    signal?: AbortSignal | undefined;
+    deadlineMs?: number | undefined;
+  },
 ): Promise<T> {
   opts.backoff.reset();
   for (let i = 1; ; i++) {
@@ -143,7 +150,9 @@ export async function retry<T>(
     } catch (err) {
       const retryable = err instanceof DeviceError && err.retryable;
       if (!retryable || i >= opts.attempts || opts.signal?.aborted) throw err;
-      await pause(opts.backoff.next(), opts.signal);
+      const waitMs = opts.backoff.next();
+      if (opts.deadlineMs !== undefined && performance.now() + waitMs >= opts.deadlineMs) throw err;
+      await pause(waitMs, opts.signal);
     }
   }
 }
@@ -210,6 +219,8 @@ export class LinkMonitor {
 
   /** Re-evaluates staleness; call periodically. */
   evaluate(reason = 'no successful request recently'): void {
+    // Only a success brings a link back from down; another failure must not make it look better.
+    if (this.current === 'down') return;
     const stale = this.now() - this.lastSuccessMs > this.rule.downAfterMs;
     if (this.failures >= this.rule.downAfterFailures || (stale && this.current !== 'up'))
       this.set('down', reason);

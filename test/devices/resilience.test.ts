@@ -116,6 +116,23 @@ describe('retry and backoff', () => {
     );
     expect(value).toBe('ok');
   });
+
+  it('does not back off past a deadline: the last real error comes back at once', async () => {
+    let calls = 0;
+    const unreachable = new DeviceError(ErrorCodes.DEVICE_UNREACHABLE, 'd', 'refused', { retryable: true });
+    const started = performance.now();
+    await expect(
+      retry(
+        async () => {
+          calls++;
+          throw unreachable;
+        },
+        { attempts: 5, backoff: new Backoff(10_000, 10_000), deadlineMs: performance.now() + 1000 },
+      ),
+    ).rejects.toBe(unreachable);
+    expect(calls).toBe(1);
+    expect(performance.now() - started).toBeLessThan(500);
+  });
 });
 
 describe('LinkMonitor', () => {

@@ -1,0 +1,794 @@
+// An air handler over Modbus TCP or RTU, behind DeviceIo: one connection, one request at a time,
+// each call inside its outer deadline (`client.timeoutMs`), status read as one 16-register block,
+// the fenced command written as one 8-register FC16 and read back. modbus-serial speaks the wire;
+// this file keeps it honest: it never waits without a deadline, a connection that timed out or
+// answered garbage is destroyed (a late answer must never pair with a later request), and every
+// call in flight settles on close() — modbus-serial does none of that by itself.
+// Remote control is re-asserted only on purpose: once the unit is seen out of remote control
+// (watchdog fallback, local, link down while we drove it), `remoteControlLost` stays true and a
+// remote-enable write is refused with COOLCTL_E_DEVICE_REFUSED until one is sent with `reassert`.
+import { EventEmitter } from 'node:events';
+import { type Socket, connect as tcpConnect } from 'node:net';
+import modbusSerial from 'modbus-serial';
+import { type Logger, pino } from 'pino';
+import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
+import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
+import type {
+  AhuCommandSet,
+  AhuReadings,
+  CallOptions,
+  DeviceDeps,
+  DeviceIo,
+  LinkEvent,
+  LinkState,
+  RemoteLostEvent,
+  WriteOptions,
+} from '../device-io.ts';
+import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
+import {
+  Backoff,
+  defaultLinkRule,
+  LinkMonitor,
+  pause,
+  retry,
+  SerialQueue,
+  withDeadline,
+} from '../resilience.ts';
+import {
+  COMMAND_BLOCK_LEN,
+  decodeStatus,
+  encodeCommand,
+  MODBUS_EXCEPTION,
+  type ModbusPointMap,
+  type ModbusStatus,
+  resolvePointMap,
+  STALE_EPOCH_EXCEPTION,
+  STATUS_BLOCK_LEN,
+} from './point-map.ts';
+
+// modbus-serial is CommonJS; its typings declare only the `default` member (see test/sim).
+const ModbusRTU = modbusSerial.default;
+type ModbusClient = InstanceType<typeof ModbusRTU>;
+
+export const DEFAULT_TIMEOUT_MS = 1_000;
+export const DEFAULT_RETRIES = 2;
+/** Background reconnect: first try after ~100 ms, then doubling, never more than 3 s apart. */
+const RECONNECT_BASE_MS = 100;
+const RECONNECT_MAX_MS = 3_000;
+/** Between tries of one call; the call's deadline bounds them anyway. */
+const RETRY_BASE_MS = 20;
+const RETRY_MAX_MS = 200;
+/** How often the link rule looks at the time since the last success. */
+const LINK_EVALUATE_MS = 1_000;
+const CLOSE_DEADLINE_MS = 1_000;
+
+/** Exceptions that say the device is busy or a gateway could not reach it: trying again can help. */
+const RETRYABLE_EXCEPTIONS: ReadonlySet<number> = new Set([
+  0x05, // acknowledge: still working on it
+  0x06, // server device busy
+  MODBUS_EXCEPTION.gatewayTargetFailedToRespond,
+  0x0a, // gateway path unavailable
+]);
+/** Exceptions that refuse the request itself; the device answered, so the link is fine. */
+const REQUEST_EXCEPTIONS: ReadonlySet<number> = new Set([
+  MODBUS_EXCEPTION.illegalFunction,
+  MODBUS_EXCEPTION.illegalDataAddress,
+  MODBUS_EXCEPTION.illegalDataValue,
+]);
+const EXCEPTION_NAMES: Record<number, string> = {
+  1: 'illegal function',
+  2: 'illegal data address',
+  3: 'illegal data value',
+  4: 'server device failure',
+  5: 'acknowledge',
+  6: 'server device busy',
+  10: 'gateway path unavailable',
+  11: 'gateway target device failed to respond',
+  13: 'stale epoch',
+};
+/** modbus-serial's words for an answer it could not parse. */
+const GARBAGE_MESSAGE = /CRC error|Data length error|Unexpected data error/i;
+const UNREACHABLE_ERRNO: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'ENOENT',
+  'EACCES',
+  'EBUSY',
+  'EIO',
+]);
+
+/** One open transport and the requests in flight on it; thrown away whole when it turns suspect. */
+interface Connection {
+  readonly client: ModbusClient;
+  readonly socket: Socket | undefined;
+  /** Rejects each request in flight; modbus-serial never settles them when the line goes. */
+  readonly inFlight: Set<(err: DeviceError) => void>;
+  /** Anything answered on it (for the unit-id hint when nothing ever does). */
+  answered: boolean;
+  dead: boolean;
+}
+
+/** One call: its deadline, and which operation metrics charge its outcome to. */
+interface CallContext {
+  op: DeviceOp;
+  phaseStartMs: number;
+  readonly deadlineMs: number;
+  signal: AbortSignal;
+  readonly outer: AbortSignal | undefined;
+}
+
+export class ModbusDevice extends EventEmitter implements DeviceIo {
+  readonly id: string;
+  readonly protocol: 'modbus-tcp' | 'modbus-rtu';
+  private readonly ahu: ModbusAirHandler | ModbusRtuAirHandler;
+  private readonly pm: ModbusPointMap;
+  private readonly timeoutMs: number;
+  private readonly retries: number;
+  private readonly verifyWrites: boolean;
+  private readonly log: Logger;
+  private readonly metrics: DeviceMetrics | undefined;
+  private readonly queue: SerialQueue;
+  private readonly link: LinkMonitor;
+  private readonly retryBackoff = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
+  private readonly reconnectBackoff = new Backoff(RECONNECT_BASE_MS, RECONNECT_MAX_MS);
+  private readonly closeCtl = new AbortController();
+  private readonly evaluateTimer: NodeJS.Timeout;
+  private conn: Connection | undefined;
+  /** The last connection, dead or alive: says whether anything ever answered on it. */
+  private lastConn: Connection | undefined;
+  private reconnecting = false;
+  private closing: Promise<void> | undefined;
+  /** Our heartbeat counter: the last value we sent. */
+  private lastHeartbeat: number | undefined;
+  /** The heartbeat the unit last accepted, as far as we know (status reads, accepted writes). */
+  private unitHeartbeat: number | undefined;
+  /** Our last accepted write asked for remote control. */
+  private drivingRemote = false;
+  private lost = false;
+
+  constructor(ahu: ModbusAirHandler | ModbusRtuAirHandler, deps: DeviceDeps = {}) {
+    super();
+    this.id = ahu.id;
+    this.protocol = ahu.protocol;
+    this.ahu = ahu;
+    this.pm = resolvePointMap(ahu.pointMap);
+    this.timeoutMs = ahu.client?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.retries = ahu.client?.retries ?? DEFAULT_RETRIES;
+    this.verifyWrites = ahu.client?.verifyWrites ?? true;
+    this.log = (deps.logger ?? pino({ level: 'silent' })).child({
+      component: 'modbus',
+      device: ahu.id,
+      endpoint: this.endpoint,
+    });
+    this.metrics = deps.metrics;
+    this.queue = new SerialQueue(ahu.id);
+    this.link = new LinkMonitor(defaultLinkRule, (from, to, reason) => this.onLinkChange(from, to, reason));
+    this.metrics?.link(this.id, this.protocol, this.link.state);
+    this.evaluateTimer = setInterval(() => this.link.evaluate(), LINK_EVALUATE_MS);
+    this.evaluateTimer.unref();
+  }
+
+  get linkState(): LinkState {
+    return this.link.state;
+  }
+
+  get remoteControlLost(): boolean {
+    return this.lost;
+  }
+
+  /** `host:port/unit` or `path/unit`, for messages. */
+  get endpoint(): string {
+    const e = this.ahu.endpoint;
+    return 'host' in e ? `${e.host}:${e.port}/${e.unitId}` : `${e.path}/${e.unitId}`;
+  }
+
+  async open(opts: CallOptions = {}): Promise<void> {
+    await this.read(opts);
+  }
+
+  read(opts: CallOptions = {}): Promise<AhuReadings> {
+    return this.call('read', 'read status block', opts, async (ctx) => {
+      const status = await this.readStatus(ctx);
+      return {
+        mode: status.mode,
+        fanPct: status.fanPct,
+        supplySetpointC: status.supplySetpointC,
+        supplyC: status.supplyC,
+        returnC: status.returnC,
+        cwValvePct: status.cwValvePct,
+        alarms: status.alarms,
+        epoch: status.epoch,
+        heartbeat: status.heartbeat,
+        fanKw: status.fanKw,
+        coolingKw: status.coolingKw,
+        quality: 'good',
+        sourceTimeMs: Date.now(),
+      };
+    });
+  }
+
+  writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
+    const what = `fenced write (epoch ${cmd.epoch})`;
+    if (cmd.remoteEnable && this.lost && !opts.reassert) {
+      // Never a side effect: taking the unit back is the caller's decision, made with fresh facts.
+      const err = new DeviceError(
+        ErrorCodes.DEVICE_REFUSED,
+        this.id,
+        `${what}: the unit left remote control; re-check leadership, re-read the unit, then write with reassert: true`,
+      );
+      this.metrics?.observe(this.id, this.protocol, 'write', 0, err.code);
+      return Promise.reject(err);
+    }
+    try {
+      encodeCommand({ ...cmd, heartbeat: 0 }, this.pm);
+    } catch (err) {
+      const e = new DeviceError(ErrorCodes.BAD_REQUEST, this.id, `${what}: ${(err as Error).message}`, {
+        cause: err,
+      });
+      this.metrics?.observe(this.id, this.protocol, 'write', 0, e.code);
+      return Promise.reject(e);
+    }
+    return this.call('write', what, opts, async (ctx) => {
+      // The heartbeat must differ from the one the unit holds, or a unit in fallback refuses it:
+      // learn it first when we never saw it, and always before re-asserting (another writer may
+      // have moved it while we were away).
+      if (this.unitHeartbeat === undefined || opts.reassert) await this.readStatus(ctx);
+      let words: number[] = [];
+      await this.withRetries(ctx, async () => {
+        const heartbeat = this.nextHeartbeat();
+        words = encodeCommand({ ...cmd, heartbeat }, this.pm);
+        await this.request(ctx, 'write command block', (c) => c.writeRegisters(this.pm.commandBlock, words));
+        this.unitHeartbeat = heartbeat;
+      });
+      this.drivingRemote = cmd.remoteEnable;
+      if (this.lost && cmd.remoteEnable) {
+        this.lost = false;
+        this.log.info({ epoch: cmd.epoch }, 'remote control re-asserted');
+      }
+      if (!this.verifyWrites) return;
+      this.observePhase(ctx);
+      ctx.op = 'verify';
+      const back = await this.withRetries(ctx, () =>
+        this.request(ctx, 'read back command block', (c) =>
+          c.readHoldingRegisters(this.pm.commandBlock, COMMAND_BLOCK_LEN),
+        ),
+      );
+      const got = this.registers(back.data, COMMAND_BLOCK_LEN, 'read back command block');
+      if (got.some((w, i) => w !== words[i])) {
+        throw new DeviceError(
+          ErrorCodes.DEVICE_VERIFY_MISMATCH,
+          this.id,
+          `${what}: the command block reads back [${got.join(',')}], not the [${words.join(',')}] written ` +
+            '(another writer, or a unit that ignores writes)',
+        );
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const closed = new DeviceError(ErrorCodes.DEVICE_CLOSED, this.id, 'device closed');
+      this.closeCtl.abort(closed);
+      clearInterval(this.evaluateTimer);
+      this.queue.close();
+      const conn = this.conn;
+      if (conn) await this.drop(conn, 'device closed', closed);
+      this.link.lost('adapter closed');
+    })();
+    return this.closing;
+  }
+
+  // ---- calls ----
+
+  /** Runs one call in the queue under its outer deadline; observes it once; feeds the link rule. */
+  private async call<T>(
+    op: DeviceOp,
+    what: string,
+    opts: CallOptions,
+    body: (ctx: CallContext) => Promise<T>,
+  ): Promise<T> {
+    const startMs = performance.now();
+    const outer = opts.signal ? AbortSignal.any([opts.signal, this.closeCtl.signal]) : this.closeCtl.signal;
+    const ctx: CallContext = {
+      op,
+      phaseStartMs: startMs,
+      deadlineMs: startMs + this.timeoutMs,
+      signal: outer,
+      outer: opts.signal,
+    };
+    try {
+      if (this.closeCtl.signal.aborted) throw this.closeCtl.signal.reason;
+      const result = await withDeadline(this.id, what, this.timeoutMs, outer, (signal) =>
+        this.queue.run(async () => {
+          // The deadline may have passed while waiting in the queue: then nothing goes on the wire.
+          if (signal.aborted) throw signal.reason;
+          ctx.signal = signal;
+          ctx.phaseStartMs = performance.now();
+          return body(ctx);
+        }),
+      );
+      this.observePhase(ctx);
+      this.link.success();
+      return result;
+    } catch (err) {
+      const e = this.asDeviceError(err, what);
+      this.observePhase(ctx, e.code);
+      this.noteFailure(e);
+      throw e;
+    }
+  }
+
+  private observePhase(ctx: CallContext, errorCode?: string): void {
+    const now = performance.now();
+    this.metrics?.observe(this.id, this.protocol, ctx.op, (now - ctx.phaseStartMs) / 1000, errorCode);
+    ctx.phaseStartMs = now;
+  }
+
+  private withRetries<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
+    return retry(fn, {
+      attempts: this.retries + 1,
+      backoff: this.retryBackoff,
+      signal: ctx.signal,
+      deadlineMs: ctx.deadlineMs,
+    });
+  }
+
+  private async readStatus(ctx: CallContext): Promise<ModbusStatus> {
+    const res = await this.withRetries(ctx, () =>
+      this.request(ctx, 'read status block', (c) =>
+        c.readHoldingRegisters(this.pm.statusBlock, STATUS_BLOCK_LEN),
+      ),
+    );
+    const status = decodeStatus(this.registers(res.data, STATUS_BLOCK_LEN, 'read status block'), this.pm);
+    this.unitHeartbeat = status.heartbeat;
+    if (this.drivingRemote && (status.mode === 'fallback' || status.mode === 'local')) {
+      this.markRemoteLost(`the unit reports mode ${status.mode}`);
+    }
+    return status;
+  }
+
+  private registers(data: unknown, n: number, what: string): number[] {
+    if (!Array.isArray(data) || data.length !== n || !data.every((w) => Number.isInteger(w))) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_GARBAGE,
+        this.id,
+        `${what}: expected ${n} registers, got ${Array.isArray(data) ? data.length : typeof data}`,
+        { retryable: true },
+      );
+    }
+    return data as number[];
+  }
+
+  /** Next heartbeat: our counter + 1, wrapping at 65536, never the value the unit already holds. */
+  private nextHeartbeat(): number {
+    let hb = ((this.lastHeartbeat ?? this.unitHeartbeat ?? 0) + 1) % 0x10000;
+    if (hb === this.unitHeartbeat) hb = (hb + 1) % 0x10000;
+    this.lastHeartbeat = hb;
+    return hb;
+  }
+
+  // ---- the wire ----
+
+  /** One request on the current connection (opened if needed), bounded by the call's deadline. */
+  private async request<T>(
+    ctx: CallContext,
+    what: string,
+    fn: (client: ModbusClient) => Promise<T>,
+  ): Promise<T> {
+    const conn = this.conn && !this.conn.dead ? this.conn : await this.connect(ctx);
+    return this.transact(conn, ctx, what, fn);
+  }
+
+  private transact<T>(
+    conn: Connection,
+    ctx: CallContext,
+    what: string,
+    fn: (client: ModbusClient) => Promise<T>,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const remainingMs = ctx.deadlineMs - performance.now();
+      if (ctx.signal.aborted || remainingMs <= 0) {
+        reject(this.abandonedError(ctx, what));
+        return;
+      }
+      if (conn.dead) {
+        reject(this.error(ErrorCodes.DEVICE_UNREACHABLE, `${what}: connection lost`, true));
+        return;
+      }
+      let settled = false;
+      const finish = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        conn.inFlight.delete(onLost);
+        ctx.signal.removeEventListener('abort', onAbort);
+        return true;
+      };
+      const onLost = (err: DeviceError): void => {
+        if (finish()) reject(err);
+      };
+      const onAbort = (): void => {
+        if (!finish()) return;
+        reject(this.abandonedError(ctx, what));
+        // The request may still be answered; on this stream that answer would pair with the next one.
+        void this.drop(conn, `${what} abandoned before its answer`);
+      };
+      conn.inFlight.add(onLost);
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      // modbus-serial's own timer too, so nothing of it outlives the call.
+      conn.client.setTimeout(Math.max(1, Math.ceil(remainingMs)));
+      let pending: Promise<T>;
+      try {
+        pending = fn(conn.client);
+      } catch (err) {
+        pending = Promise.reject(err);
+      }
+      pending.then(
+        (value) => {
+          conn.answered = true;
+          if (finish()) resolve(value);
+        },
+        (err: unknown) => {
+          const e = this.classify(err, what);
+          if (e.code === ErrorCodes.DEVICE_EXCEPTION || e.code === ErrorCodes.DEVICE_FENCED)
+            conn.answered = true;
+          if (!finish()) return;
+          reject(e);
+          if (
+            e.code === ErrorCodes.DEVICE_TIMEOUT ||
+            e.code === ErrorCodes.DEVICE_GARBAGE ||
+            e.code === ErrorCodes.DEVICE_UNREACHABLE
+          ) {
+            void this.drop(conn, `${what}: ${e.code}`);
+          }
+        },
+      );
+    });
+  }
+
+  /** Opens a fresh transport within the call's deadline. */
+  private async connect(ctx: CallContext): Promise<Connection> {
+    const startMs = performance.now();
+    try {
+      const conn = await this.openTransport(ctx);
+      this.metrics?.observe(this.id, this.protocol, 'connect', (performance.now() - startMs) / 1000);
+      return conn;
+    } catch (err) {
+      const e = this.asDeviceError(err, 'connect');
+      this.metrics?.observe(this.id, this.protocol, 'connect', (performance.now() - startMs) / 1000, e.code);
+      throw e;
+    }
+  }
+
+  private async openTransport(ctx: CallContext): Promise<Connection> {
+    const remainingMs = ctx.deadlineMs - performance.now();
+    if (ctx.signal.aborted || remainingMs <= 0) throw this.abandonedError(ctx, 'connect');
+    const client = new ModbusRTU();
+    // Port errors also surface as failed requests or a close; the emitter's 'error' must not throw.
+    client.on('error', () => undefined);
+    let socket: Socket | undefined;
+    const e = this.ahu.endpoint;
+    if ('host' in e) {
+      socket = await this.connectSocket(e.host, e.port, ctx, remainingMs);
+      await client.connectTCP(e.host, { port: e.port, socket });
+    } else {
+      await this.bounded(
+        client.connectRTUBuffered(e.path, {
+          baudRate: e.baudRate ?? 19_200,
+          parity: e.parity ?? 'even',
+          dataBits: e.dataBits ?? 8,
+          stopBits: e.stopBits ?? 1,
+        }),
+        ctx,
+        remainingMs,
+        'open serial line',
+        () => closeQuietly(client),
+      );
+    }
+    client.setID(e.unitId);
+    const conn: Connection = { client, socket, inFlight: new Set(), answered: false, dead: false };
+    const onClose = (): void => {
+      if (conn.dead) return;
+      this.link.failure('connection closed by the device');
+      void this.drop(conn, 'connection closed by the device');
+    };
+    if (socket) socket.once('close', onClose);
+    else client.on('close', onClose);
+    if (this.closeCtl.signal.aborted) {
+      await this.drop(conn, 'device closed');
+      throw this.closeCtl.signal.reason;
+    }
+    this.conn = conn;
+    this.lastConn = conn;
+    return conn;
+  }
+
+  private connectSocket(host: string, port: number, ctx: CallContext, timeoutMs: number): Promise<Socket> {
+    return new Promise<Socket>((resolve, reject) => {
+      const socket = tcpConnect({ host, port });
+      const timer = setTimeout(
+        () => fail(this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText('connect'), true)),
+        timeoutMs,
+      );
+      const onAbort = (): void => fail(this.abandonedError(ctx, 'connect'));
+      const done = (): void => {
+        clearTimeout(timer);
+        ctx.signal.removeEventListener('abort', onAbort);
+        socket.off('error', onError);
+      };
+      const fail = (err: unknown): void => {
+        done();
+        socket.destroy();
+        reject(err);
+      };
+      const onError = (err: Error): void => fail(err);
+      socket.once('error', onError);
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      socket.once('connect', () => {
+        done();
+        // Later errors arrive as 'close' (and fail the requests in flight); never as a throw.
+        socket.on('error', () => undefined);
+        socket.setNoDelay(true);
+        // A half-open socket shows up while idle too, not only at the next request's deadline.
+        socket.setKeepAlive(true, 5_000);
+        resolve(socket);
+      });
+    });
+  }
+
+  /** Waits for `p` within the deadline; if it loses, `cleanup` runs when it finally settles. */
+  private bounded<T>(
+    p: Promise<T>,
+    ctx: CallContext,
+    timeoutMs: number,
+    what: string,
+    cleanup: () => void,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let lost = false;
+      const timer = setTimeout(
+        () => settle(this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText(what), true)),
+        timeoutMs,
+      );
+      const onAbort = (): void => settle(this.abandonedError(ctx, what));
+      const settle = (err: unknown): void => {
+        if (lost) return;
+        lost = true;
+        clearTimeout(timer);
+        ctx.signal.removeEventListener('abort', onAbort);
+        reject(err);
+      };
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      p.then(
+        (v) => {
+          if (lost) return cleanup();
+          lost = true;
+          clearTimeout(timer);
+          ctx.signal.removeEventListener('abort', onAbort);
+          resolve(v);
+        },
+        (err: unknown) => settle(err),
+      );
+    });
+  }
+
+  /**
+   * Throws a connection away: everything in flight on it rejects (with `err`, else UNREACHABLE),
+   * the transport is destroyed, and the background reconnect takes over.
+   */
+  private async drop(conn: Connection, reason: string, err?: DeviceError): Promise<void> {
+    if (conn.dead) return;
+    conn.dead = true;
+    if (this.conn === conn) this.conn = undefined;
+    const failure = err ?? this.error(ErrorCodes.DEVICE_UNREACHABLE, `connection dropped: ${reason}`, true);
+    for (const reject of [...conn.inFlight]) reject(failure);
+    conn.inFlight.clear();
+    if (conn.socket) {
+      // destroy() also stops modbus-serial's own request timers; the socket goes either way.
+      try {
+        conn.client.destroy(() => undefined);
+      } catch {
+        // already gone
+      }
+      conn.socket.destroy();
+    } else {
+      await settlesWithin(closeQuietly(conn.client), CLOSE_DEADLINE_MS);
+    }
+    this.scheduleReconnect();
+  }
+
+  /** Reconnects in the background with backoff until the link is up again; stops on close. */
+  private scheduleReconnect(): void {
+    if (this.reconnecting || this.closeCtl.signal.aborted) return;
+    this.reconnecting = true;
+    void (async () => {
+      this.reconnectBackoff.reset();
+      try {
+        while (!this.closeCtl.signal.aborted) {
+          await pause(this.reconnectBackoff.next(), this.closeCtl.signal);
+          if (this.conn && this.link.state === 'up') return;
+          try {
+            await this.read();
+            return;
+          } catch {
+            // Counted and logged by the call itself; try again after the next backoff.
+          }
+        }
+      } catch {
+        // pause() rejects when the device closes: the loop simply ends.
+      } finally {
+        this.reconnecting = false;
+      }
+    })();
+  }
+
+  // ---- link and remote control ----
+
+  private noteFailure(e: DeviceError): void {
+    switch (e.code) {
+      case ErrorCodes.DEVICE_UNREACHABLE:
+        this.link.lost(e.message);
+        this.scheduleReconnect();
+        return;
+      case ErrorCodes.DEVICE_TIMEOUT:
+      case ErrorCodes.DEVICE_GARBAGE:
+        this.link.failure(e.message);
+        this.scheduleReconnect();
+        return;
+      case ErrorCodes.DEVICE_EXCEPTION:
+        // The device answered; whether the link is well depends on what it said.
+        if (typeof e.deviceCode === 'number' && REQUEST_EXCEPTIONS.has(e.deviceCode)) this.link.success();
+        else this.link.failure(e.message);
+        return;
+      case ErrorCodes.DEVICE_FENCED:
+      case ErrorCodes.DEVICE_VERIFY_MISMATCH:
+        this.link.success();
+        return;
+      default:
+        // Closed, aborted by the caller, refused before the wire: nothing about the link.
+        return;
+    }
+  }
+
+  private onLinkChange(from: LinkState, to: LinkState, reason: string): void {
+    const fields = { from, to, reason };
+    if (to === 'up') this.log.info(fields, 'link up');
+    else this.log.warn(fields, `link ${to}`);
+    this.metrics?.link(this.id, this.protocol, to);
+    const event: LinkEvent = { device: this.id, from, to, reason };
+    this.emit('link', event);
+    if (to === 'down' && this.drivingRemote && !this.closeCtl.signal.aborted) {
+      this.markRemoteLost(`link down while we drove the unit: ${reason}`);
+    }
+  }
+
+  private markRemoteLost(reason: string): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.log.warn({ reason }, 'remote control lost; a write must re-assert it deliberately');
+    const event: RemoteLostEvent = { device: this.id, reason };
+    this.emit('remote-lost', event);
+  }
+
+  // ---- errors ----
+
+  /** What modbus-serial or the socket said, as a typed error. */
+  private classify(err: unknown, what: string): DeviceError {
+    if (err instanceof DeviceError) return err;
+    const x = err as {
+      modbusCode?: unknown;
+      name?: unknown;
+      errno?: unknown;
+      code?: unknown;
+      message?: unknown;
+    };
+    if (typeof x?.modbusCode === 'number') {
+      const code = x.modbusCode;
+      const name = EXCEPTION_NAMES[code] ?? 'unknown exception';
+      if (code === STALE_EPOCH_EXCEPTION) {
+        return new DeviceError(
+          ErrorCodes.DEVICE_FENCED,
+          this.id,
+          `${what}: refused, stale epoch (exception 0x0D): the unit holds a higher epoch, a newer leader drives it; stop driving it`,
+          { cause: err, retryable: false, deviceCode: code },
+        );
+      }
+      return new DeviceError(
+        ErrorCodes.DEVICE_EXCEPTION,
+        this.id,
+        `${what}: the device answered exception ${code} (${name})`,
+        { cause: err, retryable: RETRYABLE_EXCEPTIONS.has(code), deviceCode: code },
+      );
+    }
+    const message = typeof x?.message === 'string' ? x.message : String(err);
+    if (x?.name === 'TransactionTimedOutError' || x?.errno === 'ETIMEDOUT') {
+      return this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText(what), true, err);
+    }
+    if (GARBAGE_MESSAGE.test(message) || err instanceof RangeError) {
+      return this.error(
+        ErrorCodes.DEVICE_GARBAGE,
+        `${what}: the answer is not a valid Modbus frame (${message})`,
+        true,
+        err,
+      );
+    }
+    if (x?.name === 'PortNotOpenError') {
+      return this.error(ErrorCodes.DEVICE_UNREACHABLE, `${what}: connection not open`, true, err);
+    }
+    const errno = typeof x?.code === 'string' ? x.code : typeof x?.errno === 'string' ? x.errno : undefined;
+    if (errno && UNREACHABLE_ERRNO.has(errno)) {
+      return this.error(ErrorCodes.DEVICE_UNREACHABLE, `${what}: ${errno} (${this.endpoint})`, true, err);
+    }
+    return this.error(ErrorCodes.DEVICE_UNREACHABLE, `${what}: ${message}`, true, err);
+  }
+
+  /** Any error a call ends with, typed; a deadline's timeout gets our wording (with the unit-id hint). */
+  private asDeviceError(err: unknown, what: string): DeviceError {
+    if (err instanceof DeviceError) {
+      // close() aborts every call with its DEVICE_CLOSED error as the reason.
+      if (err.code === ErrorCodes.DEVICE_ABORTED && err.cause === this.closeCtl.signal.reason)
+        return this.closeCtl.signal.reason as DeviceError;
+      if (err.code === ErrorCodes.DEVICE_TIMEOUT)
+        return this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText(what), true, err.cause);
+      return err;
+    }
+    if (err instanceof DOMException && err.name === 'TimeoutError') {
+      return this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText(what), true, err);
+    }
+    return this.classify(err, what);
+  }
+
+  private abandonedError(ctx: CallContext, what: string): DeviceError {
+    if (this.closeCtl.signal.aborted) return this.closeCtl.signal.reason as DeviceError;
+    if (ctx.outer?.aborted) {
+      return new DeviceError(ErrorCodes.DEVICE_ABORTED, this.id, `${what}: aborted by caller`, {
+        cause: ctx.outer.reason,
+      });
+    }
+    return this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText(what), true);
+  }
+
+  private timeoutText(what: string): string {
+    const base = `${what}: no answer within ${this.timeoutMs} ms from ${this.endpoint}`;
+    const c = this.lastConn;
+    if (c && !c.answered && what !== 'connect') {
+      return `${base}; the line is open but nothing ever answered unit id ${this.ahu.endpoint.unitId}: check endpoint.unitId`;
+    }
+    return base;
+  }
+
+  private error(code: ErrorCode, message: string, retryable: boolean, cause?: unknown): DeviceError {
+    return new DeviceError(code, this.id, message, { retryable, cause });
+  }
+}
+
+function closeQuietly(client: ModbusClient): Promise<void> {
+  return new Promise<void>((resolve) => {
+    try {
+      client.close(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
+}
+
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,1023 @@
+// The OPC-UA air-handler adapter: one client + session + subscription per unit, behind DeviceIo.
+// node-opcua never reconnects on its own here (maxRetry 0: its own retry loop is unbounded); our
+// loop reconnects with backoff until close(). Invariants: every call has an outer deadline and
+// settles on close(); a refused/fenced write is never retried; remote control is re-asserted only
+// by a write with `reassert`. Load this module with `await import()` only: node-opcua costs ~90 MB.
+import { EventEmitter } from 'node:events';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { inspect } from 'node:util';
+import { OPCUACertificateManager } from 'node-opcua-certificate-manager';
+import {
+  AttributeIds,
+  type ClientMonitoredItemGroup,
+  type ClientSession,
+  type ClientSubscription,
+  DataChangeFilter,
+  DataChangeTrigger,
+  DataType,
+  type DataValue,
+  MessageSecurityMode,
+  OPCUAClient,
+  type ReadValueIdOptions,
+  SecurityPolicy,
+  type StatusCode,
+  setErrorLogger,
+  setWarningLogger,
+  TimestampsToReturn,
+  type UserIdentityInfo,
+  UserTokenType,
+  Variant,
+} from 'node-opcua-client';
+import { type Logger, pino } from 'pino';
+import type { OpcuaAirHandler } from '../../config/site-schema.ts';
+import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
+import type {
+  AhuCommandSet,
+  AhuModeName,
+  AhuReadings,
+  CallOptions,
+  DeviceDeps,
+  DeviceIo,
+  LinkEvent,
+  LinkState,
+  Quality,
+  RemoteLostEvent,
+  WriteOptions,
+} from '../device-io.ts';
+import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
+import {
+  Backoff,
+  defaultLinkRule,
+  LinkMonitor,
+  pause,
+  retry,
+  SerialQueue,
+  withDeadline,
+} from '../resilience.ts';
+import {
+  nodeIdFor,
+  OPCUA_MODE_NAMES,
+  type OpcuaNodeMap,
+  type OpcuaPointName,
+  resolveNodeMap,
+  WRITE_COMMAND_ARGS,
+  WRITE_COMMAND_STATUS,
+} from './node-map.ts';
+
+/** Where the client keeps its certificate and its trust lists unless the daemon says otherwise. */
+export const DEFAULT_CLIENT_PKI_DIR = resolve(process.cwd(), 'var/opcua-client-pki');
+
+const PROTOCOL = 'opcua';
+const DEFAULTS = { timeoutMs: 1_000, retries: 2, verifyWrites: true } as const;
+/** Connecting includes a secure-channel handshake (and, the very first time, making our key pair). */
+const MIN_CONNECT_TIMEOUT_MS = 5_000;
+const CLOSE_DEADLINE_MS = 2_000;
+const RECONNECT_BACKOFF = { baseMs: 250, maxMs: 10_000 } as const;
+const CALL_BACKOFF = { baseMs: 50, maxMs: 500 } as const;
+/** Publishing and sampling; a publish (data or keep-alive) arrives at least every 2 intervals. */
+const PUBLISHING_INTERVAL_MS = 250;
+const MAX_KEEP_ALIVE_COUNT = 2;
+const LIFETIME_COUNT = 60;
+/**
+ * Every sample is published (trigger StatusValueTimestamp), so a healthy server refreshes each cached
+ * value once per interval; a value older than this many intervals means sampling stalled: ask.
+ */
+const CACHE_FRESH_INTERVALS = 3;
+/** No publish for this many keep-alive periods: the connection is dead even if TCP says otherwise. */
+const SILENT_KEEPALIVES_BEFORE_LOST = 4;
+const HOUSEKEEPING_MS = 500;
+
+/** The points read() returns, in the order of the Read request and of the monitored items. */
+const READ_POINTS = [
+  'mode',
+  'fanPct',
+  'fanCmdPct',
+  'supplySetpointC',
+  'supplyC',
+  'returnC',
+  'cwValvePct',
+  'alarms',
+  'epoch',
+  'heartbeat',
+  'fanKw',
+  'coolingKw',
+] as const satisfies readonly OpcuaPointName[];
+type ReadPoint = (typeof READ_POINTS)[number];
+
+/** Read back after a write: what the unit must show if it took the command. */
+const VERIFY_POINTS = ['epoch', 'heartbeat', 'mode', 'fanCmdPct', 'supplySetpointC'] as const;
+
+/** Bad statuses that say "the unit or the path to it is not answering now": retrying may help. */
+const TRANSIENT_STATUSES = new Set([
+  'BadCommunicationError',
+  'BadNoCommunication',
+  'BadTimeout',
+  'BadServerHalted',
+  'BadServerTooBusy',
+  'BadTooManyOperations',
+  'BadResourceUnavailable',
+  'BadWaitingForInitialData',
+  'BadSessionClosed',
+  'BadSessionIdInvalid',
+  'BadSecureChannelClosed',
+  'BadConnectionClosed',
+]);
+
+/** Method statuses that mean the unit did not hear us, as opposed to heard us and said no. */
+const COMM_STATUSES = new Set([...TRANSIENT_STATUSES, 'BadDeviceFailure']);
+
+interface CachedValue {
+  dv: DataValue;
+  sourceMs: number;
+  /** When we got it (monotonic clock): freshness never depends on the device's wall clock. */
+  receivedMs: number;
+}
+
+/** One live connection: a client, its session, its subscription. Replaced whole on reconnect. */
+interface Connection {
+  client: OPCUAClient;
+  session: ClientSession;
+  subscription: ClientSubscription;
+  group: ClientMonitoredItemGroup;
+  nsIndex: number;
+  /** Resolves once, when the connection is lost for any reason (never rejects). */
+  lost: Promise<string>;
+  markLost: (reason: string) => void;
+  lastPublishMs: number;
+  keepAlivePeriodMs: number;
+  publishingIntervalMs: number;
+  disposed: boolean;
+}
+
+/**
+ * node-opcua prints its warnings and errors as free text on stdout, which would break the daemon's
+ * JSON log lines: whoever loads this module calls this once to route them into pino instead.
+ */
+export function routeNodeOpcuaLogs(logger: Logger): void {
+  const log = logger.child({ component: 'node-opcua' });
+  const text = (args: unknown[]) =>
+    args
+      .map((a) =>
+        typeof a === 'string' ? a : inspect(a, { depth: 2, breakLength: Number.POSITIVE_INFINITY }),
+      )
+      .join(' ')
+      .trim();
+  setWarningLogger((...args: unknown[]) => log.warn(text(args)));
+  setErrorLogger((...args: unknown[]) => log.error(text(args)));
+}
+
+type CertificateManagerKey = string;
+const certificateManagers = new Map<CertificateManagerKey, OPCUACertificateManager>();
+
+/** One manager per PKI folder and trust setting, shared by the devices of a process: one key pair, one lock. */
+function certificateManagerFor(rootFolder: string, trustUnknown: boolean): OPCUACertificateManager {
+  const key = `${rootFolder}\0${trustUnknown}`;
+  let cm = certificateManagers.get(key);
+  if (!cm) {
+    cm = new OPCUACertificateManager({
+      rootFolder,
+      automaticallyAcceptUnknownCertificate: trustUnknown,
+      // We rescan before every connect instead: no watcher handles left open, and a certificate the
+      // operator has just moved into trusted/ counts on the very next attempt.
+      disableFileWatchers: true,
+    });
+    certificateManagers.set(key, cm);
+  }
+  return cm;
+}
+
+export class OpcuaDevice extends EventEmitter implements DeviceIo {
+  readonly id: string;
+  readonly protocol = 'opcua' as const;
+
+  private readonly ahu: OpcuaAirHandler;
+  private readonly map: OpcuaNodeMap;
+  private readonly log: Logger;
+  private readonly metrics: DeviceMetrics | undefined;
+  private readonly pkiDir: string;
+  private readonly trustUnknown: boolean;
+  private readonly clientName: string;
+  private readonly timeoutMs: number;
+  private readonly connectTimeoutMs: number;
+  private readonly retries: number;
+  private readonly verifyWrites: boolean;
+
+  private readonly queue: SerialQueue;
+  private readonly monitor: LinkMonitor;
+  private readonly closeController = new AbortController();
+  /** Rejecters of every call in flight, so close() settles them with DEVICE_CLOSED. */
+  private readonly pending = new Set<(err: Error) => void>();
+  private readonly attemptWaiters = new Set<{ ok: () => void; fail: (err: Error) => void }>();
+  private readonly cache = new Map<ReadPoint, CachedValue>();
+  private conn: Connection | undefined;
+  private loop: Promise<void> | undefined;
+  private kickBackoff: AbortController | undefined;
+  private housekeeping: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private lastConnectErrorCode: string | undefined;
+
+  private heartbeat: number;
+  private lastWriteRemote = false;
+  private lost = false;
+
+  constructor(ahu: OpcuaAirHandler, deps: DeviceDeps = {}) {
+    super();
+    this.ahu = ahu;
+    this.id = ahu.id;
+    this.map = resolveNodeMap(ahu);
+    this.log = (deps.logger ?? pino({ level: 'silent' })).child({ device: ahu.id, protocol: PROTOCOL });
+    this.metrics = deps.metrics;
+    this.pkiDir = deps.pkiDir ?? DEFAULT_CLIENT_PKI_DIR;
+    this.trustUnknown = deps.trustUnknownCertificates ?? false;
+    this.clientName = deps.clientName ?? `coolctl-${ahu.id}`;
+    this.timeoutMs = ahu.client?.timeoutMs ?? DEFAULTS.timeoutMs;
+    this.connectTimeoutMs = Math.max(5 * this.timeoutMs, MIN_CONNECT_TIMEOUT_MS);
+    this.retries = ahu.client?.retries ?? DEFAULTS.retries;
+    this.verifyWrites = ahu.client?.verifyWrites ?? DEFAULTS.verifyWrites;
+    this.queue = new SerialQueue(ahu.id);
+    this.monitor = new LinkMonitor(defaultLinkRule, (from, to, reason) =>
+      this.onLinkChange(from, to, reason),
+    );
+    // A random start, so a restarted controller does not repeat the heartbeat the unit last saw.
+    this.heartbeat = Math.floor(Math.random() * 0xffff_ffff) >>> 0;
+    this.metrics?.link(this.id, PROTOCOL, 'down');
+  }
+
+  get linkState(): LinkState {
+    return this.monitor.state;
+  }
+
+  get remoteControlLost(): boolean {
+    return this.lost;
+  }
+
+  /** Connects within the connect deadline; on failure rejects, and the background loop keeps trying. */
+  async open(opts: CallOptions = {}): Promise<void> {
+    if (this.closing) throw this.closedError();
+    if (this.conn) return;
+    const attempt = new Promise<void>((ok, fail) => {
+      const waiter = {
+        ok: () => {
+          this.attemptWaiters.delete(waiter);
+          ok();
+        },
+        fail: (err: Error) => {
+          this.attemptWaiters.delete(waiter);
+          fail(err);
+        },
+      };
+      this.attemptWaiters.add(waiter);
+    });
+    attempt.catch(() => {}); // settled through the race below; never an unhandled rejection
+    this.housekeeping ??= setInterval(() => this.houseKeep(), HOUSEKEEPING_MS).unref();
+    this.loop ??= this.connectionLoop();
+    this.kickBackoff?.abort(); // an explicit open() tries now, not after the current backoff
+    await this.track(
+      withDeadline(this.id, 'connect', this.connectTimeoutMs + HOUSEKEEPING_MS, opts.signal, () => attempt),
+    );
+  }
+
+  read(opts: CallOptions = {}): Promise<AhuReadings> {
+    return this.call('read', opts, async (signal, deadlineMs) => {
+      const started = performance.now();
+      try {
+        const readings = await retry(
+          () => this.attempt('read', () => this.readOnce(signal)),
+          this.retryOpts(signal, deadlineMs),
+        );
+        this.observe('read', started);
+        return readings;
+      } catch (err) {
+        this.observe('read', started, err);
+        throw err;
+      }
+    });
+  }
+
+  writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
+    if (this.closing) return Promise.reject(this.closedError());
+    const invalid = invalidCommand(cmd);
+    if (invalid || (cmd.remoteEnable && this.lost && !opts.reassert)) {
+      const err = invalid
+        ? new DeviceError(ErrorCodes.DEVICE_REFUSED, this.id, `command not sent: ${invalid}`)
+        : new DeviceError(
+            ErrorCodes.DEVICE_REFUSED,
+            this.id,
+            'unit left remote control (fallback, link loss or operator); write with reassert to take it back',
+          );
+      this.metrics?.observe(this.id, PROTOCOL, 'write', 0, err.code);
+      return Promise.reject(err);
+    }
+    const heartbeat = this.nextHeartbeat();
+    return this.call('write', opts, async (signal, deadlineMs) => {
+      const started = performance.now();
+      try {
+        // Retried only on errors that say the request may not have arrived; a status from the method is final.
+        await retry(
+          () => this.attempt('write', () => this.callWriteCommand(cmd, heartbeat, signal)),
+          this.retryOpts(signal, deadlineMs),
+        );
+        this.observe('write', started);
+      } catch (err) {
+        this.observe('write', started, err);
+        throw err;
+      }
+      this.lastWriteRemote = cmd.remoteEnable;
+      if (this.verifyWrites) {
+        const verifyStarted = performance.now();
+        try {
+          await retry(
+            () => this.attempt('verify', () => this.verify(cmd, heartbeat, signal)),
+            this.retryOpts(signal, deadlineMs),
+          );
+          this.observe('verify', verifyStarted);
+        } catch (err) {
+          this.observe('verify', verifyStarted, err);
+          throw err;
+        }
+      } else {
+        // Without a read-back the cached command points are of unknown age: make read() ask.
+        for (const p of VERIFY_POINTS) this.cache.delete(p);
+      }
+      if (opts.reassert && cmd.remoteEnable && this.lost) {
+        this.lost = false;
+        this.log.info({ epoch: cmd.epoch }, 'remote control re-asserted');
+      }
+    });
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const err = this.closedError();
+      for (const reject of this.pending) reject(err);
+      this.pending.clear();
+      for (const w of [...this.attemptWaiters]) w.fail(err);
+      this.queue.close();
+      this.closeController.abort(err);
+      clearInterval(this.housekeeping);
+      const conn = this.conn;
+      this.conn = undefined;
+      if (conn) await this.dispose(conn, 'closed');
+      await within(this.loop, CLOSE_DEADLINE_MS);
+      this.monitor.lost('closed');
+    })();
+    return this.closing;
+  }
+
+  // ---- calls ------------------------------------------------------------------------------------
+
+  /** Outer deadline (including the wait in the queue), one request at a time, link bookkeeping. */
+  private call<T>(
+    op: 'read' | 'write',
+    opts: CallOptions,
+    fn: (signal: AbortSignal, deadlineMs: number) => Promise<T>,
+  ) {
+    if (this.closing) return Promise.reject(this.closedError());
+    const deadlineMs = performance.now() + this.timeoutMs;
+    const outer = opts.signal ? AbortSignal.any([opts.signal, this.closeController.signal]) : undefined;
+    const run = withDeadline(this.id, op, this.timeoutMs, outer ?? this.closeController.signal, (signal) =>
+      this.queue.run(async () => {
+        if (signal.aborted) throw signal.reason;
+        return fn(signal, deadlineMs);
+      }),
+    ).then(
+      (result) => {
+        this.monitor.success();
+        return result;
+      },
+      (err: unknown) => {
+        const e = this.asDeviceError(err, op);
+        if (countsAsLinkFailure(e, op)) this.monitor.failure(e.message);
+        else if (deviceAnswered(e)) this.monitor.success();
+        throw e;
+      },
+    );
+    return this.track(run);
+  }
+
+  /** One try of a request, its failure as a DeviceError so retry() can tell whether to try again. */
+  private async attempt<T>(op: DeviceOp, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.asDeviceError(err, op);
+    }
+  }
+
+  /** Retries inside the call's deadline; a backoff that would outlast it ends with the real error. */
+  private retryOpts(signal: AbortSignal, deadlineMs: number) {
+    return {
+      attempts: this.retries + 1,
+      backoff: new Backoff(CALL_BACKOFF.baseMs, CALL_BACKOFF.maxMs),
+      signal,
+      deadlineMs,
+    };
+  }
+
+  private async readOnce(signal: AbortSignal): Promise<AhuReadings> {
+    const cached = this.freshCache();
+    if (cached) return this.toReadings(cached);
+    const conn = this.connected();
+    const dvs = await abortable(conn.session.read(this.readIds(conn, READ_POINTS), 0), signal);
+    const values = new Map<ReadPoint, DataValue>();
+    READ_POINTS.forEach((p, i) => {
+      const dv = dvs[i];
+      if (dv) {
+        values.set(p, dv);
+        this.remember(p, dv);
+      }
+    });
+    return this.toReadings(values);
+  }
+
+  private async callWriteCommand(cmd: AhuCommandSet, heartbeat: number, signal: AbortSignal): Promise<void> {
+    const conn = this.connected();
+    const values = [cmd.epoch, heartbeat, cmd.remoteEnable, cmd.fanPct, cmd.supplySetpointC];
+    const result = await abortable(
+      conn.session.call({
+        objectId: nodeIdFor(conn.nsIndex, this.map.objectNodeId),
+        methodId: nodeIdFor(conn.nsIndex, this.map.writeCommandMethod),
+        inputArguments: WRITE_COMMAND_ARGS.map(
+          (a, i) => new Variant({ dataType: DataType[a.dataType], value: values[i] }),
+        ),
+      }),
+      signal,
+    );
+    const status = result.statusCode;
+    if (status.isGood()) return;
+    if (status.name === WRITE_COMMAND_STATUS.staleEpoch) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_FENCED,
+        this.id,
+        `write with epoch ${cmd.epoch} refused: the unit holds a newer epoch (${status.name}); stop driving it`,
+        { retryable: false, deviceCode: status.name },
+      );
+    }
+    throw new DeviceError(ErrorCodes.DEVICE_BAD_STATUS, this.id, `WriteCommand answered ${status.name}`, {
+      retryable: false,
+      deviceCode: status.name,
+    });
+  }
+
+  private async verify(cmd: AhuCommandSet, heartbeat: number, signal: AbortSignal): Promise<void> {
+    const conn = this.connected();
+    const dvs = await abortable(conn.session.read(this.readIds(conn, VERIFY_POINTS), 0), signal);
+    const got = {} as Record<(typeof VERIFY_POINTS)[number], number>;
+    VERIFY_POINTS.forEach((p, i) => {
+      const dv = dvs[i]?.statusCode.isGood() ? dvs[i] : undefined;
+      if (!dv) throw this.badStatus(`read-back of ${p}`, dvs[i]?.statusCode);
+      this.remember(p, dv);
+      got[p] = Number(dv.value.value);
+    });
+    const mode = modeName(got.mode);
+    if (got.epoch > cmd.epoch) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_FENCED,
+        this.id,
+        `read-back shows epoch ${got.epoch} above ours (${cmd.epoch}): a newer leader wrote; stop driving it`,
+        { retryable: false },
+      );
+    }
+    const problems: string[] = [];
+    if (got.epoch !== cmd.epoch) problems.push(`epoch ${got.epoch} ≠ ${cmd.epoch}`);
+    if (got.heartbeat !== heartbeat) problems.push(`heartbeat ${got.heartbeat} ≠ ${heartbeat}`);
+    if (cmd.remoteEnable) {
+      if (mode !== 'remote') problems.push(`mode ${mode} ≠ remote`);
+      if (!near(got.fanCmdPct, cmd.fanPct)) problems.push(`fan command ${got.fanCmdPct} ≠ ${cmd.fanPct} %`);
+      if (!near(got.supplySetpointC, cmd.supplySetpointC))
+        problems.push(`setpoint ${got.supplySetpointC} ≠ ${cmd.supplySetpointC} °C`);
+    } else if (mode !== 'local') {
+      problems.push(`mode ${mode} ≠ local`);
+    }
+    if (problems.length > 0) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_VERIFY_MISMATCH,
+        this.id,
+        `write accepted but read-back differs: ${problems.join(', ')}`,
+        { retryable: false },
+      );
+    }
+  }
+
+  // ---- readings and the subscription cache ------------------------------------------------------
+
+  /** The cached values if each is Good, the set is complete and the subscription published recently. */
+  private freshCache(): Map<ReadPoint, DataValue> | undefined {
+    const conn = this.conn;
+    if (!conn || this.cache.size < READ_POINTS.length) return undefined;
+    const oldestMs = performance.now() - CACHE_FRESH_INTERVALS * conn.publishingIntervalMs;
+    const values = new Map<ReadPoint, DataValue>();
+    for (const p of READ_POINTS) {
+      const c = this.cache.get(p);
+      if (!c?.dv.statusCode.isGood() || c.receivedMs < oldestMs) return undefined;
+      values.set(p, c.dv);
+    }
+    return values;
+  }
+
+  /** Newest sample wins: a notification sampled before our last read-back cannot undo what it showed. */
+  private remember(point: ReadPoint, dv: DataValue): boolean {
+    const sourceMs = dv.sourceTimestamp?.getTime() ?? Date.now();
+    const prev = this.cache.get(point);
+    if (prev && sourceMs < prev.sourceMs) return false;
+    this.cache.set(point, { dv, sourceMs, receivedMs: performance.now() });
+    if (point === 'mode' && dv.statusCode.isGood()) this.observeMode(modeName(Number(dv.value.value)));
+    return true;
+  }
+
+  private toReadings(values: Map<ReadPoint, DataValue>): AhuReadings {
+    let quality: Quality = 'good';
+    let sourceTimeMs = Number.POSITIVE_INFINITY;
+    const num = {} as Record<ReadPoint, number>;
+    for (const p of READ_POINTS) {
+      const dv = values.get(p);
+      if (!dv || dv.statusCode.isBad()) throw this.badStatus(`read of ${p}`, dv?.statusCode);
+      if (!dv.statusCode.isGood()) quality = 'uncertain';
+      const v = Number(dv.value.value);
+      if (!Number.isFinite(v)) {
+        throw new DeviceError(ErrorCodes.DEVICE_GARBAGE, this.id, `${p} is not a number (${dv.value.value})`);
+      }
+      num[p] = v;
+      // The oldest sample of the set: the readings are true "as of" that time.
+      sourceTimeMs = Math.min(sourceTimeMs, dv.sourceTimestamp?.getTime() ?? Date.now());
+    }
+    return {
+      mode: modeName(num.mode),
+      fanPct: num.fanPct,
+      supplySetpointC: num.supplySetpointC,
+      supplyC: num.supplyC,
+      returnC: num.returnC,
+      cwValvePct: num.cwValvePct,
+      alarms: num.alarms,
+      epoch: num.epoch,
+      heartbeat: num.heartbeat,
+      fanKw: num.fanKw,
+      coolingKw: num.coolingKw,
+      quality,
+      sourceTimeMs,
+    };
+  }
+
+  /** The unit is no longer on our remote control although our last write asked for it. */
+  private observeMode(mode: AhuModeName): void {
+    if (this.lost || !this.lastWriteRemote) return;
+    if (mode === 'fallback' || mode === 'local') this.setLost(`unit is in ${mode} mode`);
+  }
+
+  private setLost(reason: string): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.log.warn({ reason }, 'remote control lost; the next remote write needs reassert');
+    const event: RemoteLostEvent = { device: this.id, reason };
+    this.emit('remote-lost', event);
+  }
+
+  // ---- connection -------------------------------------------------------------------------------
+
+  private async connectionLoop(): Promise<void> {
+    const backoff = new Backoff(RECONNECT_BACKOFF.baseMs, RECONNECT_BACKOFF.maxMs);
+    const closed = this.closeController.signal;
+    while (!closed.aborted) {
+      let conn: Connection;
+      const started = performance.now();
+      try {
+        conn = await withDeadline(this.id, 'connect', this.connectTimeoutMs, closed, (signal) =>
+          this.connectOnce(signal),
+        );
+      } catch (err) {
+        if (closed.aborted) break;
+        const e = err instanceof DeviceError ? err : this.toDeviceError(err, 'connect');
+        this.observe('connect', started, e);
+        if (e.code !== this.lastConnectErrorCode) this.log.warn({ err: e }, 'opcua connect failed');
+        else this.log.debug({ code: e.code }, 'opcua connect failed again');
+        this.lastConnectErrorCode = e.code;
+        this.monitor.lost(e.message); // no session, no link: down, not degraded
+        for (const w of [...this.attemptWaiters]) w.fail(e);
+        this.kickBackoff = new AbortController();
+        await pause(backoff.next(), AbortSignal.any([closed, this.kickBackoff.signal])).catch(
+          () => undefined,
+        );
+        continue;
+      }
+      if (closed.aborted) {
+        await this.dispose(conn, 'closed');
+        break;
+      }
+      this.observe('connect', started);
+      this.lastConnectErrorCode = undefined;
+      backoff.reset();
+      this.conn = conn;
+      this.monitor.success();
+      for (const w of [...this.attemptWaiters]) w.ok();
+      const reason = await conn.lost;
+      if (this.conn === conn) this.conn = undefined;
+      if (closed.aborted) break;
+      this.cache.clear();
+      this.monitor.lost(reason);
+      await this.dispose(conn, reason);
+    }
+  }
+
+  private async connectOnce(signal: AbortSignal): Promise<Connection> {
+    const identity = await this.identity();
+    const cm = certificateManagerFor(this.pkiDir, this.trustUnknown);
+    await cm.initialize();
+    await cm.reloadCertificates();
+    signal.throwIfAborted();
+    const mode = this.ahu.endpoint.securityMode ?? 'None';
+    const policy = mode === 'None' ? 'None' : (this.ahu.endpoint.securityPolicy ?? 'Basic256Sha256');
+    const client = OPCUAClient.create({
+      applicationName: 'coolctl',
+      clientName: this.clientName,
+      endpointMustExist: false,
+      // 0: node-opcua's own reconnection retries forever; ours is bounded per attempt and cancellable.
+      connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 1_000 },
+      securityMode: MessageSecurityMode[mode],
+      securityPolicy: SecurityPolicy[policy],
+      clientCertificateManager: cm,
+      keepSessionAlive: false, // the subscription's keep-alive is the liveness signal
+      requestedSessionTimeout: 60_000,
+      transportTimeout: this.connectTimeoutMs,
+      defaultTransactionTimeout: Math.max(10 * this.timeoutMs, 10_000),
+    });
+    const abandon = () => void disposeClient(client, undefined);
+    signal.addEventListener('abort', abandon, { once: true });
+    try {
+      await client.connect(this.ahu.endpoint.url);
+      signal.throwIfAborted();
+      const session = await client.createSession(identity);
+      signal.throwIfAborted();
+      const namespaces = await session.readNamespaceArray();
+      const nsIndex = namespaces.indexOf(this.map.namespaceUri);
+      if (nsIndex < 0) {
+        throw new DeviceError(
+          ErrorCodes.DEVICE_BAD_STATUS,
+          this.id,
+          `namespace ${this.map.namespaceUri} is not on the server (has: ${namespaces.join(', ')}); check pointMap.namespaceUri`,
+          { deviceCode: 'BadNodeIdUnknown' },
+        );
+      }
+      signal.throwIfAborted();
+      const conn = await this.subscribe(client, session, nsIndex);
+      signal.removeEventListener('abort', abandon);
+      if (signal.aborted) {
+        // The deadline passed while the last step finished: nobody will use this connection.
+        void this.dispose(conn, 'connect deadline passed');
+        signal.throwIfAborted();
+      }
+      return conn;
+    } catch (err) {
+      signal.removeEventListener('abort', abandon);
+      const e = await this.connectError(err);
+      void disposeClient(client, undefined);
+      throw e;
+    }
+  }
+
+  private async subscribe(client: OPCUAClient, session: ClientSession, nsIndex: number): Promise<Connection> {
+    const subscription = await session.createSubscription2({
+      requestedPublishingInterval: PUBLISHING_INTERVAL_MS,
+      requestedMaxKeepAliveCount: MAX_KEEP_ALIVE_COUNT,
+      requestedLifetimeCount: LIFETIME_COUNT,
+      maxNotificationsPerPublish: 0,
+      publishingEnabled: true,
+      priority: 10,
+    });
+    const group = await subscription.monitorItems(
+      this.readIds({ nsIndex }, READ_POINTS),
+      {
+        samplingInterval: PUBLISHING_INTERVAL_MS,
+        queueSize: 1,
+        discardOldest: true,
+        // Every sample, not only changes: a value's age then says whether the server still samples it.
+        filter: new DataChangeFilter({ trigger: DataChangeTrigger.StatusValueTimestamp }),
+      },
+      TimestampsToReturn.Both,
+    );
+    let markLost: (reason: string) => void = () => {};
+    const lost = new Promise<string>((resolveLost) => {
+      markLost = resolveLost;
+    });
+    const publishingIntervalMs = subscription.publishingInterval || PUBLISHING_INTERVAL_MS;
+    const conn: Connection = {
+      client,
+      session,
+      subscription,
+      group,
+      nsIndex,
+      lost,
+      markLost: (reason) => {
+        if (!conn.disposed) markLost(reason);
+      },
+      lastPublishMs: performance.now(),
+      keepAlivePeriodMs: publishingIntervalMs * (subscription.maxKeepAliveCount || MAX_KEEP_ALIVE_COUNT),
+      publishingIntervalMs,
+      disposed: false,
+    };
+    const published = () => {
+      conn.lastPublishMs = performance.now();
+      if (this.conn === conn && this.monitor.consecutiveFailures === 0) this.monitor.success();
+    };
+    subscription.on('keepalive', published);
+    subscription.on('received_notifications', published);
+    subscription.on('terminated', () => conn.markLost('subscription terminated'));
+    subscription.on('status_changed', (status: StatusCode) => {
+      if (status.isBad()) conn.markLost(`subscription ${status.name}`);
+    });
+    subscription.on('internal_error', (err: Error) => this.log.warn({ err }, 'opcua subscription error'));
+    subscription.on('error', (err: Error) => this.log.warn({ err }, 'opcua subscription error'));
+    session.on('session_closed', (status: StatusCode) => conn.markLost(`session closed (${status.name})`));
+    session.on('keepalive_failure', () => conn.markLost('session keep-alive failed'));
+    client.on('connection_lost', () => conn.markLost('connection lost'));
+    client.on('close', () => conn.markLost('connection closed'));
+    group.on('changed', (_item: unknown, dv: DataValue, index: number) => {
+      const point = READ_POINTS[index];
+      if (point) this.remember(point, dv);
+    });
+    group.on('err', (message: string) => this.log.warn({ message }, 'opcua monitored items error'));
+
+    return conn;
+  }
+
+  /** Bounded teardown: node-opcua's close and disconnect can wait on a dead peer for a long time. */
+  private async dispose(conn: Connection, reason: string): Promise<void> {
+    if (conn.disposed) return;
+    conn.markLost(reason); // before `disposed`, which silences it: the loop waiting on `lost` moves on
+    conn.disposed = true;
+    await disposeClient(conn.client, conn.session);
+  }
+
+  private connected(): Connection {
+    const conn = this.conn;
+    if (!conn) {
+      throw new DeviceError(ErrorCodes.DEVICE_UNREACHABLE, this.id, 'not connected (reconnecting)', {
+        retryable: true,
+      });
+    }
+    return conn;
+  }
+
+  private async identity(): Promise<UserIdentityInfo> {
+    const { username, passwordFile } = this.ahu.endpoint;
+    if (!username) return { type: UserTokenType.Anonymous };
+    if (!passwordFile) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_AUTH,
+        this.id,
+        'endpoint.username is set but endpoint.passwordFile is not; put the password in a file and name it there',
+      );
+    }
+    let password: string;
+    try {
+      password = (await readFile(passwordFile, 'utf8')).trim();
+    } catch (err) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_AUTH,
+        this.id,
+        `cannot read endpoint.passwordFile ${passwordFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+        { cause: err },
+      );
+    }
+    return { type: UserTokenType.UserName, userName: username, password };
+  }
+
+  private houseKeep(): void {
+    const conn = this.conn;
+    if (
+      conn &&
+      performance.now() - conn.lastPublishMs > SILENT_KEEPALIVES_BEFORE_LOST * conn.keepAlivePeriodMs
+    )
+      conn.markLost('no publish or keep-alive from the server');
+    this.monitor.evaluate();
+  }
+
+  private onLinkChange(from: LinkState, to: LinkState, reason: string): void {
+    const event: LinkEvent = { device: this.id, from, to, reason };
+    this.log.info(event, 'link state changed');
+    this.metrics?.link(this.id, PROTOCOL, to);
+    this.emit('link', event);
+    if (to === 'down' && this.lastWriteRemote) this.setLost(`link down: ${reason}`);
+  }
+
+  // ---- errors -----------------------------------------------------------------------------------
+
+  private async connectError(err: unknown): Promise<DeviceError> {
+    if (err instanceof DeviceError) return err;
+    const message = errorMessage(err);
+    if (/BadCertificateUntrusted|certificate verification failed/i.test(message)) {
+      const cm = certificateManagerFor(this.pkiDir, this.trustUnknown);
+      const file = await newestFile(cm.rejectedFolder);
+      const what = file
+        ? `move ${file} to ${cm.trustedFolder}/`
+        : `copy the server certificate into ${cm.trustedFolder}/`;
+      return new DeviceError(
+        ErrorCodes.DEVICE_UNTRUSTED,
+        this.id,
+        `server certificate of ${this.ahu.endpoint.url} is not trusted; if it is the right server, ${what} (retried automatically)`,
+        { cause: err },
+      );
+    }
+    if (/BadUserAccessDenied|BadIdentityToken|BadUserSignatureInvalid/i.test(message)) {
+      return new DeviceError(
+        ErrorCodes.DEVICE_AUTH,
+        this.id,
+        `server refused user ${this.ahu.endpoint.username ?? '(anonymous)'}: ${statusIn(message) ?? message}`,
+        { cause: err, deviceCode: statusIn(message) ?? 'BadUserAccessDenied' },
+      );
+    }
+    if (/cannot find endpoint|BadSecurityPolicyRejected|BadSecurityModeRejected/i.test(message)) {
+      return new DeviceError(
+        ErrorCodes.DEVICE_REFUSED,
+        this.id,
+        `server offers no endpoint for securityMode ${this.ahu.endpoint.securityMode ?? 'None'}: ${message}`,
+        { cause: err },
+      );
+    }
+    return new DeviceError(
+      ErrorCodes.DEVICE_UNREACHABLE,
+      this.id,
+      `cannot connect to ${this.ahu.endpoint.url}: ${message}`,
+      { cause: err, retryable: true },
+    );
+  }
+
+  /** Any failure of a call as a DeviceError; our own deadline and abort reasons keep their meaning. */
+  private asDeviceError(err: unknown, op: string): DeviceError {
+    if (err instanceof DeviceError) return err;
+    if (err instanceof DOMException && err.name === 'TimeoutError') {
+      return new DeviceError(
+        ErrorCodes.DEVICE_TIMEOUT,
+        this.id,
+        `${op}: no answer within ${this.timeoutMs} ms`,
+        {
+          retryable: true,
+        },
+      );
+    }
+    if (err instanceof DOMException && err.name === 'AbortError') {
+      return new DeviceError(ErrorCodes.DEVICE_ABORTED, this.id, `${op}: aborted by caller`, { cause: err });
+    }
+    return this.toDeviceError(err, op);
+  }
+
+  private toDeviceError(err: unknown, op: string): DeviceError {
+    const message = errorMessage(err);
+    if (/Transaction has timed out|BadTimeout/i.test(message)) {
+      return new DeviceError(ErrorCodes.DEVICE_TIMEOUT, this.id, `${op}: ${message}`, {
+        cause: err,
+        retryable: true,
+      });
+    }
+    const status = statusIn(message);
+    if (status && !TRANSIENT_STATUSES.has(status)) {
+      return new DeviceError(ErrorCodes.DEVICE_BAD_STATUS, this.id, `${op}: ${message}`, {
+        cause: err,
+        deviceCode: status,
+      });
+    }
+    return new DeviceError(ErrorCodes.DEVICE_UNREACHABLE, this.id, `${op}: ${message}`, {
+      cause: err,
+      retryable: true,
+      ...(status ? { deviceCode: status } : {}),
+    });
+  }
+
+  private badStatus(what: string, status: StatusCode | undefined): DeviceError {
+    const name = status?.name ?? 'BadNoData';
+    return new DeviceError(ErrorCodes.DEVICE_BAD_STATUS, this.id, `${what} answered ${name}`, {
+      retryable: TRANSIENT_STATUSES.has(name),
+      deviceCode: name,
+    });
+  }
+
+  private closedError(): DeviceError {
+    return new DeviceError(ErrorCodes.DEVICE_CLOSED, this.id, 'device closed');
+  }
+
+  // ---- small helpers ----------------------------------------------------------------------------
+
+  private readIds(
+    conn: Pick<Connection, 'nsIndex'>,
+    points: readonly OpcuaPointName[],
+  ): ReadValueIdOptions[] {
+    return points.map((p) => ({
+      nodeId: nodeIdFor(conn.nsIndex, this.map.nodes[p]),
+      attributeId: AttributeIds.Value,
+    }));
+  }
+
+  private nextHeartbeat(): number {
+    this.heartbeat = (this.heartbeat + 1) >>> 0;
+    const seen = this.cache.get('heartbeat')?.dv.value.value;
+    // Never repeat the unit's last heartbeat: in fallback it would be refused as a stray repeat.
+    if (seen === this.heartbeat) this.heartbeat = (this.heartbeat + 1) >>> 0;
+    return this.heartbeat;
+  }
+
+  private observe(op: DeviceOp, startedMs: number, err?: unknown): void {
+    const code: ErrorCode | undefined = err ? this.asDeviceError(err, op).code : undefined;
+    this.metrics?.observe(this.id, PROTOCOL, op, (performance.now() - startedMs) / 1000, code);
+  }
+
+  /** Hands out `p`, and lets close() settle it with DEVICE_CLOSED if it is still pending then. */
+  private track<T>(p: Promise<T>): Promise<T> {
+    return new Promise<T>((resolveCall, rejectCall) => {
+      this.pending.add(rejectCall);
+      p.then(resolveCall, rejectCall).finally(() => this.pending.delete(rejectCall));
+    });
+  }
+}
+
+/** Failures that say the path to the unit is in trouble (as opposed to the unit saying no). */
+function countsAsLinkFailure(e: DeviceError, op: 'read' | 'write'): boolean {
+  switch (e.code) {
+    case ErrorCodes.DEVICE_TIMEOUT:
+    case ErrorCodes.DEVICE_UNREACHABLE:
+    case ErrorCodes.DEVICE_GARBAGE:
+      return true;
+    case ErrorCodes.DEVICE_BAD_STATUS:
+      return op === 'read' || COMM_STATUSES.has(String(e.deviceCode));
+    default:
+      return false;
+  }
+}
+
+/** The unit answered (refused, fenced, mismatched): the link itself is fine. */
+function deviceAnswered(e: DeviceError): boolean {
+  return (
+    e.code === ErrorCodes.DEVICE_FENCED ||
+    e.code === ErrorCodes.DEVICE_VERIFY_MISMATCH ||
+    e.code === ErrorCodes.DEVICE_BAD_STATUS
+  );
+}
+
+function invalidCommand(cmd: AhuCommandSet): string | undefined {
+  if (!Number.isSafeInteger(cmd.epoch) || cmd.epoch < 0) return `epoch ${cmd.epoch} is not an integer ≥ 0`;
+  if (!Number.isFinite(cmd.fanPct)) return `fanPct ${cmd.fanPct} is not a number`;
+  if (!Number.isFinite(cmd.supplySetpointC)) return `supplySetpointC ${cmd.supplySetpointC} is not a number`;
+  if (typeof cmd.remoteEnable !== 'boolean') return 'remoteEnable is not a boolean';
+  return undefined;
+}
+
+function modeName(code: number): AhuModeName {
+  return OPCUA_MODE_NAMES[code] ?? 'unknown';
+}
+
+function near(a: number, b: number): boolean {
+  return Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b));
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function statusIn(message: string): string | undefined {
+  return /\b(Bad[A-Za-z]+)\b/.exec(message)?.[1];
+}
+
+/** Races a node-opcua promise (which takes no signal) against `signal`. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((ok, fail) => {
+    const onAbort = () => fail(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(ok, fail).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+async function disposeClient(client: OPCUAClient, session: ClientSession | undefined): Promise<void> {
+  const work = (async () => {
+    if (session) await session.close(true).catch(() => undefined);
+    await client.disconnect().catch(() => undefined);
+  })();
+  await within(work, CLOSE_DEADLINE_MS);
+}
+
+/** Waits for `p` at most `ms` (never rejects), and leaves no timer behind. */
+async function within(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p?.catch(() => undefined),
+    new Promise<void>((done) => {
+      timer = setTimeout(done, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+}
+
+async function newestFile(folder: string): Promise<string | undefined> {
+  try {
+    const names = (await readdir(folder)).filter((n) => n.endsWith('.pem') || n.endsWith('.der'));
+    const withTimes = await Promise.all(
+      names.map(async (n) => ({
+        path: resolve(folder, n),
+        mtimeMs: (await stat(resolve(folder, n))).mtimeMs,
+      })),
+    );
+    withTimes.sort((a, b) => b.mtimeMs - a.mtimeMs);
+    return withTimes[0]?.path;
+  } catch {
+    return undefined;
+  }
+}
