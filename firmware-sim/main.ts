@@ -61,6 +61,9 @@ async function main(): Promise<number> {
     `  sim API      ${apiUrl}/sim/state   ${apiUrl}/sim/journal?since=0   POST ${apiUrl}/sim/faults`,
     `  MQTT broker  ${sim.brokerUrl}   (topics: ${site.gateways[0]?.topicPrefix ?? 'coolctl/sim'}/#)`,
     ...sim.ahuStates().map((a) => `  ${a.id.padEnd(10)} ${a.protocol.padEnd(10)} ${a.endpoint}`),
+    ...Object.entries(sim.modbusGatewayEndpoints()).map(
+      ([id, ep]) => `  ${id.padEnd(10)} sensor gateway  modbus-tcp://${ep.host}:${ep.port}`,
+    ),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 

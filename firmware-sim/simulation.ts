@@ -13,6 +13,7 @@ import { type AhuStatus, SimAirHandler } from './ahu/unit.ts';
 import type { Fault } from './faults.ts';
 import { Journal } from './journal.ts';
 import { type BrokerHandle, startBroker } from './mesh/broker.ts';
+import { ModbusGatewayServer } from './mesh/modbus-gateway.ts';
 import { SensorMesh } from './mesh/sensor-mesh.ts';
 import { ThermalModel } from './thermal/model.ts';
 
@@ -54,6 +55,8 @@ export class Simulation {
   private readonly endpoints = new Map<string, string>();
   private broker: BrokerHandle | undefined;
   private mesh: SensorMesh | undefined;
+  private readonly gatewayServers = new Map<string, ModbusGatewayServer>();
+  private readonly gatewayEndpoints = new Map<string, { host: string; port: number }>();
   private mqttUrl = '';
   private timer: NodeJS.Timeout | undefined;
   private simMs = 0;
@@ -75,6 +78,11 @@ export class Simulation {
 
   get simTimeMs(): number {
     return this.simMs;
+  }
+
+  /** Where each Modbus TCP sensor gateway really listens (ephemeral ports differ from the site file). */
+  modbusGatewayEndpoints(): Record<string, { host: string; port: number }> {
+    return Object.fromEntries(this.gatewayEndpoints);
   }
 
   get brokerUrl(): string {
@@ -101,6 +109,16 @@ export class Simulation {
         logger: this.log.child({ component: 'mesh' }),
       });
       await this.mesh.start();
+      for (const g of this.site.gateways) {
+        if (g.transport !== 'modbus-tcp' || !g.endpoint) continue;
+        const server = new ModbusGatewayServer(this.site, g.id, this.mesh, {
+          host: g.endpoint.host,
+          port: this.opts.ephemeralPorts ? 0 : g.endpoint.port,
+          logger: this.log.child({ component: 'modbus-gateway' }),
+        });
+        this.gatewayServers.set(g.id, server);
+        this.gatewayEndpoints.set(g.id, await server.start());
+      }
     } catch (err) {
       await this.stop();
       throw err;
@@ -246,7 +264,12 @@ export class Simulation {
         lastWriter: a.lastWriter,
         alarms: a.alarms,
       })),
-      gateways: this.mesh?.gateways() ?? [],
+      gateways: (this.mesh?.gateways() ?? []).map((g) => {
+        const ep = this.gatewayEndpoints.get(g.id);
+        return ep
+          ? { ...g, transport: 'modbus-tcp', endpoint: `modbus-tcp://${ep.host}:${ep.port}` }
+          : { ...g, transport: 'mqtt' };
+      }),
       power: {
         fanKw: round2(totals.fanKw),
         coolingKw: round2(totals.coolingKw),
@@ -384,6 +407,12 @@ export class Simulation {
         return;
       case 'gateway-down':
         this.mesh?.setGatewayDown(f.gateway, !clear);
+        this.gatewayServers
+          .get(f.gateway)
+          ?.setDown(!clear)
+          .catch((err: unknown) =>
+            this.log.warn({ err, gateway: f.gateway }, 'modbus gateway fault not applied'),
+          );
         return;
       case 'packet-loss':
         this.mesh?.setPacketLoss(clear ? null : (f.pct ?? 20));
@@ -419,6 +448,7 @@ export class Simulation {
         this.mesh?.stop(),
         ...[...this.modbus.values()].map((s) => s.stop()),
         ...this.opcua.map((o) => o.server.stop()),
+        ...[...this.gatewayServers.values()].map((g) => g.stop()),
       ]);
       await this.broker?.close();
       for (const r of results)
