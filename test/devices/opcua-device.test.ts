@@ -206,6 +206,19 @@ describe('OPC-UA air handler adapter', () => {
     expect(older.linkState).toBe('up'); // the unit answered: the link is fine
   });
 
+  it('a tripped unit takes the command (epoch and heartbeat verified) and read() shows the trip', async () => {
+    const d = device(configs.fence);
+    await d.open();
+    units.fence.faults.trip = true;
+    try {
+      await d.writeCommand({ epoch: 12, remoteEnable: true, fanPct: 60, supplySetpointC: 21 });
+      expect(entriesFor('ahu-fence', 12).at(-1)?.accepted).toBe(true);
+      await waitFor('read() to show the trip', async () => (await d.read()).mode === 'tripped');
+    } finally {
+      units.fence.faults.trip = false;
+    }
+  });
+
   it('sees the watchdog fallback, refuses a plain write, and takes the unit back only with reassert', async () => {
     const d = device(configs.watchdog);
     const lostEvents: unknown[] = [];

@@ -482,7 +482,11 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     const problems: string[] = [];
     if (got.epoch !== cmd.epoch) problems.push(`epoch ${got.epoch} ≠ ${cmd.epoch}`);
     if (got.heartbeat !== heartbeat) problems.push(`heartbeat ${got.heartbeat} ≠ ${heartbeat}`);
-    if (cmd.remoteEnable) {
+    // A tripped unit stores the command but runs nothing: that is the unit's state (read() shows it,
+    // as the Modbus read-back of the command block does), not a failed write.
+    if (mode === 'tripped') {
+      // epoch and heartbeat above are all a tripped unit can confirm
+    } else if (cmd.remoteEnable) {
       if (mode !== 'remote') problems.push(`mode ${mode} ≠ remote`);
       if (!near(got.fanCmdPct, cmd.fanPct)) problems.push(`fan command ${got.fanCmdPct} ≠ ${cmd.fanPct} %`);
       if (!near(got.supplySetpointC, cmd.supplySetpointC))
