@@ -18,6 +18,7 @@ export const ErrorCodes = {
   DEVICE_AUTH: 'COOLCTL_E_DEVICE_AUTH',
   DEVICE_CLOSED: 'COOLCTL_E_DEVICE_CLOSED',
   DEVICE_ABORTED: 'COOLCTL_E_DEVICE_ABORTED',
+  NOT_LEADER: 'COOLCTL_E_NOT_LEADER',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

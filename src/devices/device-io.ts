@@ -49,6 +49,11 @@ export interface WriteOptions extends CallOptions {
    * control is a decision of the caller, never a side effect of a reconnect.
    */
   reassert?: boolean;
+  /**
+   * The lease guard: checked synchronously right before each attempt goes on the wire (after any
+   * queueing, connecting or retry backoff). false → COOLCTL_E_NOT_LEADER and nothing is sent.
+   */
+  mayWrite?: () => boolean;
 }
 
 /** What every adapter gets from whoever builds it (the daemon, a test, a benchmark). */

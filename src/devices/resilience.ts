@@ -3,7 +3,7 @@
 // and the link-state rule (up/degraded/down). Invariant: every promise handed out here settles —
 // by result, by deadline, or by close().
 import { DeviceError, ErrorCodes } from '../errors.ts';
-import type { LinkState } from './device-io.ts';
+import type { LinkState, WriteOptions } from './device-io.ts';
 
 /** Runs `fn` with a signal that aborts at `timeoutMs` or when `outer` aborts; rejects with a typed error then. */
 export async function withDeadline<T>(
@@ -232,5 +232,16 @@ export class LinkMonitor {
     const from = this.current;
     this.current = to;
     this.onChange(from, to, reason);
+  }
+}
+
+/** Throws COOLCTL_E_NOT_LEADER when the caller's lease guard says no; call it in the same tick as the send. */
+export function assertMayWrite(opts: WriteOptions, device: string, what: string): void {
+  if (opts.mayWrite && !opts.mayWrite()) {
+    throw new DeviceError(
+      ErrorCodes.NOT_LEADER,
+      device,
+      `${what}: not sent, this node may not act (lease deadline passed or leadership lost)`,
+    );
   }
 }

@@ -19,7 +19,10 @@ function opcuaModulesLoaded(protocol: 'modbus-tcp' | 'opcua'): number {
     for (const a of site.airHandlers.filter((a) => a.protocol === '${protocol}')) await createDevice(a, { pkiDir: '/tmp/coolctl-test-factory-pki' });
     console.log(seen.filter((u) => u.includes('/node_modules/node-opcua')).length);
   `;
-  const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+  const out = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   if (out.status !== 0) throw new Error(`probe failed: ${out.stderr}`);
   return Number(out.stdout.trim().split('\n').at(-1));
 }
@@ -28,7 +31,9 @@ describe('createDevice', () => {
   it('builds the adapter of each unit protocol', async () => {
     const site = generateSite(demoShape);
     const modbus = await createDevice(site.airHandlers.find((a) => a.protocol === 'modbus-tcp')!);
-    const opcua = await createDevice(site.airHandlers.find((a) => a.protocol === 'opcua')!, { pkiDir: '/tmp/coolctl-test-factory-pki' });
+    const opcua = await createDevice(site.airHandlers.find((a) => a.protocol === 'opcua')!, {
+      pkiDir: '/tmp/coolctl-test-factory-pki',
+    });
     expect(modbus.protocol).toBe('modbus-tcp');
     expect(opcua.protocol).toBe('opcua');
     expect(modbus.linkState).toBe('down');

@@ -150,6 +150,27 @@ describe('Modbus TCP adapter against the simulated unit', () => {
     expect(older.linkState).toBe('up'); // the unit answered: the link is fine, the leader is not
   });
 
+  it('checks the lease guard right before the send: when it says no, nothing reaches the unit', async () => {
+    const { unit, config } = await startUnit();
+    const d = device(config);
+    await d.writeCommand(remote(20, { fanPct: 55 }), { mayWrite: () => true });
+    const seq = journal.lastSeq;
+    let asked = 0;
+    const err = await failure(
+      d.writeCommand(remote(20, { fanPct: 90 }), {
+        mayWrite: () => {
+          asked++;
+          return false;
+        },
+      }),
+    );
+    expect(err.code).toBe(ErrorCodes.NOT_LEADER);
+    expect(err.retryable).toBe(false);
+    expect(asked).toBe(1);
+    expect(entriesSince(seq)).toEqual([]);
+    expect(unit.status()).toMatchObject({ epoch: 20, fanCmdPct: 55 });
+  });
+
   it('sees the watchdog fallback, refuses a plain write without touching the wire, re-asserts on request', async () => {
     const { unit, server, config } = await startUnit({ watchdogS: 0.2 });
     const d = device(config);

@@ -206,6 +206,20 @@ describe('OPC-UA air handler adapter', () => {
     expect(older.linkState).toBe('up'); // the unit answered: the link is fine
   });
 
+  it('checks the lease guard right before the call: when it says no, nothing reaches the unit', async () => {
+    const d = device(configs.fence);
+    await d.open();
+    const before = journal.lastSeq;
+    const err = await rejection(
+      d.writeCommand(
+        { epoch: 30, remoteEnable: true, fanPct: 40, supplySetpointC: 22 },
+        { mayWrite: () => false },
+      ),
+    );
+    expect(err.code).toBe(ErrorCodes.NOT_LEADER);
+    expect(journal.lastSeq).toBe(before);
+  });
+
   it('a tripped unit takes the command (epoch and heartbeat verified) and read() shows the trip', async () => {
     const d = device(configs.fence);
     await d.open();

@@ -26,6 +26,7 @@ import type {
 } from '../device-io.ts';
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
 import {
+  assertMayWrite,
   Backoff,
   defaultLinkRule,
   LinkMonitor,
@@ -242,7 +243,10 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       await this.withRetries(ctx, async () => {
         const heartbeat = this.nextHeartbeat();
         words = encodeCommand({ ...cmd, heartbeat }, this.pm);
-        await this.request(ctx, 'write command block', (c) => c.writeRegisters(this.pm.commandBlock, words));
+        await this.request(ctx, 'write command block', (c) => {
+          assertMayWrite(opts, this.id, what);
+          return c.writeRegisters(this.pm.commandBlock, words);
+        });
         this.unitHeartbeat = heartbeat;
       });
       this.drivingRemote = cmd.remoteEnable;

@@ -47,6 +47,7 @@ import type {
 } from '../device-io.ts';
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
 import {
+  assertMayWrite,
   Backoff,
   defaultLinkRule,
   LinkMonitor,
@@ -315,7 +316,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       try {
         // Retried only on errors that say the request may not have arrived; a status from the method is final.
         await retry(
-          () => this.attempt('write', () => this.callWriteCommand(cmd, heartbeat, signal)),
+          () => this.attempt('write', () => this.callWriteCommand(cmd, heartbeat, signal, opts)),
           this.retryOpts(signal, deadlineMs),
         );
         this.observe('write', started);
@@ -431,8 +432,14 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     return this.toReadings(values);
   }
 
-  private async callWriteCommand(cmd: AhuCommandSet, heartbeat: number, signal: AbortSignal): Promise<void> {
+  private async callWriteCommand(
+    cmd: AhuCommandSet,
+    heartbeat: number,
+    signal: AbortSignal,
+    opts: WriteOptions,
+  ): Promise<void> {
     const conn = this.connected();
+    assertMayWrite(opts, this.id, `fenced write (epoch ${cmd.epoch})`);
     const values = [cmd.epoch, heartbeat, cmd.remoteEnable, cmd.fanPct, cmd.supplySetpointC];
     const result = await abortable(
       conn.session.call({
