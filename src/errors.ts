@@ -62,9 +62,12 @@ export function formatProblem(p: ConfigProblem): string {
 /** A request the simulator or the API refuses; `details` lists each problem for the 400 body. */
 export class BadRequestError extends CoolctlError {
   readonly details: string[];
-  constructor(code: ErrorCode, message: string, details: string[] = []) {
+  /** The HTTP status an API answers it with: 400 unless the request was fine but aimed wrong (404, 409). */
+  readonly httpStatus: number;
+  constructor(code: ErrorCode, message: string, details: string[] = [], httpStatus = 400) {
     super(code, message);
     this.details = details;
+    this.httpStatus = httpStatus;
   }
 }
 

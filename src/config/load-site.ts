@@ -2,17 +2,30 @@
 // rules. Every problem is collected and reported together — never just the first — each with the
 // file, the path in the document, the line, what is wrong and what is allowed.
 import { readFile } from 'node:fs/promises';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { isMap, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { checkSiteRules } from './site-rules.ts';
 import { type Site, SiteSchema } from './site-schema.ts';
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
+export const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
 const validateSchema = ajv.compile<Site>(SiteSchema);
 
 /** Parses and validates YAML text; `file` only labels the problems. Throws ConfigError listing all problems. */
 export function parseSite(text: string, file = '<inline>'): Site {
+  return parseYamlConfig(text, file, validateSchema, checkSiteRules);
+}
+
+/**
+ * YAML → schema (with defaults filled in) → cross-reference rules, every problem collected with
+ * its line. Shared by the site file and the controller config.
+ */
+export function parseYamlConfig<T>(
+  text: string,
+  file: string,
+  validate: ValidateFunction<T>,
+  rules: (data: T) => { path: string; message: string; allowed: string }[],
+): T {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true });
   const problems: ConfigProblem[] = [];
@@ -29,11 +42,11 @@ export function parseSite(text: string, file = '<inline>'): Site {
   if (problems.length > 0) throw new ConfigError(file, problems);
 
   const data: unknown = doc.toJS();
-  if (!validateSchema(data)) {
-    for (const e of validateSchema.errors ?? []) problems.push(fromAjv(e, file, doc.contents, lineCounter));
+  if (!validate(data)) {
+    for (const e of validate.errors ?? []) problems.push(fromAjv(e, file, doc.contents, lineCounter));
     throw new ConfigError(file, dedupe(problems));
   }
-  for (const p of checkSiteRules(data)) {
+  for (const p of rules(data)) {
     problems.push({ ...p, file, line: lineOf(doc.contents, p.path, lineCounter) });
   }
   if (problems.length > 0) throw new ConfigError(file, problems);
@@ -41,6 +54,11 @@ export function parseSite(text: string, file = '<inline>'): Site {
 }
 
 export async function loadSite(file: string): Promise<Site> {
+  return parseSite(await readConfigFile(file), file);
+}
+
+/** Reads a config file; an unreadable one is a ConfigError like any other problem. */
+export async function readConfigFile(file: string): Promise<string> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -58,7 +76,7 @@ export async function loadSite(file: string): Promise<Site> {
       { cause },
     );
   }
-  return parseSite(text, file);
+  return text;
 }
 
 function fromAjv(e: ErrorObject, file: string, root: unknown, lc: LineCounter): ConfigProblem {

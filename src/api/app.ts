@@ -1,0 +1,241 @@
+// The controller's HTTP API (fastify). `buildApi` opens no socket, so tests use `inject()`; the
+// daemon calls `listen()`. Health for systemd and load balancers, Prometheus metrics, the cluster
+// view, and operator actions; every route is described in the OpenAPI document at /openapi.json.
+// Every refused request answers 4xx with a stable code and the list of problems, and is counted.
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import type { Leadership } from '../cluster/leadership.ts';
+import type { GroupDriver } from '../control/group-driver.ts';
+import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
+
+export interface ApiDeps {
+  node: string;
+  version: string;
+  leadership: Leadership;
+  registry: Registry;
+  groups: string[];
+  drivers: Map<string, GroupDriver>;
+  logger: Logger;
+  startedAtMs: number;
+}
+
+const ErrorBody = {
+  type: 'object',
+  properties: {
+    error: { type: 'string' },
+    message: { type: 'string' },
+    details: { type: 'array', items: { type: 'string' } },
+  },
+} as const;
+
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const loggerInstance = deps.logger.child({ component: 'api' }) as FastifyBaseLogger;
+  const app = Fastify({ loggerInstance, bodyLimit: 64 * 1024, disableRequestLogging: true });
+  const refused = new Counter({
+    name: 'coolctl_api_requests_refused_total',
+    help: 'API requests refused as bad input, by route',
+    labelNames: ['route'],
+    registers: [deps.registry],
+  });
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'coolctl controller API',
+        version: deps.version,
+        description: 'One controller node of a coolctl cluster.',
+      },
+    },
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const e = err as Error & { statusCode?: number };
+    const route = req.routeOptions.url ?? 'unknown';
+    if (e instanceof BadRequestError) {
+      refused.inc({ route });
+      req.log.warn({ code: e.code, details: e.details }, 'request refused');
+      return reply.code(e.httpStatus).send({ error: e.code, message: e.message, details: e.details });
+    }
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      refused.inc({ route });
+      req.log.warn({ err: e.message }, 'request refused');
+      return reply
+        .code(e.statusCode)
+        .send({ error: ErrorCodes.BAD_REQUEST, message: e.message, details: [e.message] });
+    }
+    req.log.error({ err }, 'request failed');
+    const code = e instanceof CoolctlError ? e.code : 'COOLCTL_E_INTERNAL';
+    return reply
+      .code(e instanceof CoolctlError && e.retryable ? 503 : 500)
+      .send({ error: code, message: e.message, details: [] });
+  });
+
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        description: 'The process is alive and its loops run.',
+        response: { 200: { type: 'object', additionalProperties: true } },
+      },
+    },
+    async () => ({
+      status: 'ok',
+      node: deps.node,
+      uptimeS: Math.round((Date.now() - deps.startedAtMs) / 1000),
+    }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        description: 'Ready: this node holds a live etcd lease and takes part in elections (503 otherwise).',
+      },
+    },
+    async (_req, reply) => {
+      const ready = deps.leadership.healthy;
+      return reply.code(ready ? 200 : 503).send({ ready, node: deps.node });
+    },
+  );
+
+  app.get(
+    '/metrics',
+    { schema: { description: 'Prometheus metrics (text exposition format).' } },
+    async (_req, reply) => {
+      return reply.type(deps.registry.contentType).send(await deps.registry.metrics());
+    },
+  );
+
+  app.get(
+    '/api/v1/cluster',
+    {
+      schema: {
+        description:
+          'Members of the cluster and, per control group, its leader, epoch and this node’s state.',
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              node: { type: 'string' },
+              members: { type: 'array', items: { type: 'object', additionalProperties: true } },
+              groups: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    id: { type: 'string' },
+                    leader: { type: ['string', 'null'] },
+                    epoch: { type: ['integer', 'null'] },
+                    state: {
+                      type: 'string',
+                      description: 'this node: follower, candidate, leader, fenced or resigned',
+                    },
+                    sinceMs: { type: 'number' },
+                    driving: { type: 'boolean' },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+    async () => ({
+      node: deps.node,
+      members: deps.leadership.members(),
+      groups: deps.leadership.groups().map((g) => ({
+        id: g.group,
+        leader: g.leader,
+        epoch: g.epoch,
+        state: g.role,
+        sinceMs: g.sinceMs,
+        driving: deps.drivers.get(g.group)?.driving ?? false,
+      })),
+    }),
+  );
+
+  app.get(
+    '/api/v1/groups/:id',
+    {
+      schema: {
+        description:
+          'One control group: leader, epoch, this node’s state, and the units it drives with their held commands.',
+        params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+        response: { 404: ErrorBody },
+      },
+    },
+    async (req) => {
+      const id = (req.params as { id: string }).id;
+      const g = deps.leadership.groups().find((x) => x.group === id);
+      if (!g) throw notFound(id, deps.groups);
+      const d = deps.drivers.get(id);
+      return {
+        id,
+        leader: g.leader,
+        epoch: g.epoch,
+        state: g.role,
+        driving: d?.driving ?? false,
+        units: d?.units() ?? [],
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/groups/:id/switchover',
+    {
+      schema: {
+        description:
+          'Hands the group to the named node (graceful; the target leads within about 0.2 s). Send it to the current leader.',
+        params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+        body: {
+          type: 'object',
+          properties: {
+            to: { type: 'string', minLength: 1 },
+            timeoutMs: { type: 'integer', minimum: 100, maximum: 60_000 },
+          },
+          required: ['to'],
+          additionalProperties: false,
+        },
+        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
+      },
+    },
+    async (req) => {
+      const id = (req.params as { id: string }).id;
+      const { to, timeoutMs } = req.body as { to: string; timeoutMs?: number };
+      const g = deps.leadership.groups().find((x) => x.group === id);
+      if (!g) throw notFound(id, deps.groups);
+      const members = deps.leadership.members().map((m) => m.node);
+      if (!members.includes(to)) {
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `unknown node "${to}"`, [
+          `to: one of the members: ${members.join(', ')}`,
+        ]);
+      }
+      if (g.role !== 'leader') {
+        const leader = deps.leadership.members().find((m) => m.node === g.leader);
+        throw new BadRequestError(
+          ErrorCodes.NOT_LEADER,
+          `${deps.node} does not lead ${id}; ask its leader ${g.leader ?? '(none)'}`,
+          [leader ? `leader API: ${leader.apiUrl}` : 'the group has no leader right now'],
+          409,
+        );
+      }
+      const started = performance.now();
+      await deps.leadership.switchover(id, to, timeoutMs ? { timeoutMs } : {});
+      return { group: id, leader: to, tookMs: Math.round(performance.now() - started) };
+    },
+  );
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  return app;
+}
+
+function notFound(id: string, groups: string[]): BadRequestError {
+  return new BadRequestError(
+    ErrorCodes.BAD_REQUEST,
+    `unknown control group "${id}"`,
+    [`one of: ${groups.join(', ')}`],
+    404,
+  );
+}

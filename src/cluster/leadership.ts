@@ -1,0 +1,60 @@
+// What the rest of the controller knows about leadership: per control group, who leads and with
+// which epoch, and — synchronously, right before every device write — whether THIS node may act.
+// Implemented on etcd in ./etcd-leadership.ts; control and the API depend on this interface only.
+import type { EventEmitter } from 'node:events';
+
+/**
+ * follower: another node leads (or nobody yet) and we are not queued; candidate: queued in the
+ * group's election; leader: we lead and our lease is proven; fenced: we were leading but our lease
+ * deadline passed (or etcd said our key is gone) — we must not act until leadership is re-proven;
+ * resigned: we gave the group up (shutdown, switchover, rebalancing).
+ */
+export type GroupRole = 'follower' | 'candidate' | 'leader' | 'fenced' | 'resigned';
+
+export interface GroupLeadership {
+  group: string;
+  role: GroupRole;
+  /** The current leader's node name, as far as this node knows (null: none). */
+  leader: string | null;
+  /** The current leader's epoch: the create revision of its election key. */
+  epoch: number | null;
+  /** When this node's role last changed, ms since the Unix epoch. */
+  sinceMs: number;
+}
+
+export interface Member {
+  node: string;
+  /** The node's HTTP API, e.g. http://127.0.0.1:8101 */
+  apiUrl: string;
+  /** The node's peer channel (state cache), when it has one. */
+  peerUrl?: string;
+  startedAtMs: number;
+}
+
+export interface RoleChange {
+  group: string;
+  from: GroupRole;
+  to: GroupRole;
+  epoch: number | null;
+  reason: string;
+}
+
+export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
+  readonly node: string;
+  /** Registers this node, recovers/revokes a previous lease, starts campaigning. Bounded. */
+  start(signal?: AbortSignal): Promise<void>;
+  /** Resigns every group at once (graceful handover) and revokes the lease. Bounded, idempotent. */
+  stop(): Promise<void>;
+  groups(): GroupLeadership[];
+  members(): Member[];
+  /**
+   * Synchronous fence check, called right before every device write: the epoch to write with if
+   * this node leads `group` and its lease deadline (monotonic clock) has not passed; else null.
+   */
+  fence(group: string): { epoch: number } | null;
+  /** Hands `group` to `targetNode` (which must be a member); resolves when the target leads. */
+  switchover(group: string, targetNode: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /** Whether the node can reach etcd and holds a live lease (readiness). */
+  readonly healthy: boolean;
+  // events: 'role' (RoleChange), 'members' (Member[])
+}

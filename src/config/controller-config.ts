@@ -1,0 +1,231 @@
+// The controller's own config file (`coolctl run --config FILE --node NAME`): where the site file
+// is, the etcd cluster and its timing, the nodes of the cluster and their APIs, the sensor broker.
+// One schema, defaults filled in, every problem listed with its line. The timing rules that keep
+// a single leader are checked here, at load, and say why (docs/leadership.md).
+import { dirname, resolve } from 'node:path';
+import { type Static, Type as T } from '@sinclair/typebox';
+import { ConfigError } from '../errors.ts';
+import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
+import type { Site } from './site-schema.ts';
+
+const NodeName = T.String({
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+  description: 'node name: letters, digits, _ . -',
+});
+const HostPort = T.String({ pattern: '^[^:/\\s]+:\\d{1,5}$', description: 'host:port' });
+
+export const ControllerConfigSchema = T.Object(
+  {
+    site: T.String({ minLength: 1, description: 'the site file, relative to this file' }),
+    cluster: T.Object(
+      {
+        etcd: T.Array(T.String({ pattern: '^https?://' }), { minItems: 1, description: 'etcd client URLs' }),
+        prefix: T.Optional(
+          T.String({
+            pattern: '^/[^\\s]*[^/\\s]$',
+            default: '/coolctl',
+            description: 'key prefix of this cluster',
+          }),
+        ),
+        leaseTtlS: T.Optional(
+          T.Integer({ minimum: 1, maximum: 300, default: 5, description: 'etcd lease TTL (whole seconds)' }),
+        ),
+        keepaliveIntervalMs: T.Optional(T.Integer({ minimum: 50, maximum: 60_000, default: 1000 })),
+        safetyMarginMs: T.Optional(
+          T.Integer({
+            minimum: 0,
+            maximum: 60_000,
+            default: 500,
+            description: 'a leader stops acting this long before its lease could expire',
+          }),
+        ),
+        etcdCallTimeoutMs: T.Optional(T.Integer({ minimum: 50, maximum: 60_000, default: 1000 })),
+        rebalanceHoldMs: T.Optional(
+          T.Integer({
+            minimum: 0,
+            maximum: 3_600_000,
+            default: 5000,
+            description: 'membership must be stable this long before groups are rebalanced',
+          }),
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    nodes: T.Record(
+      NodeName,
+      T.Object(
+        {
+          api: HostPort,
+          peer: T.Optional(HostPort),
+        },
+        { additionalProperties: false },
+      ),
+      { minProperties: 1 },
+    ),
+    dataDir: T.Optional(
+      T.String({
+        minLength: 1,
+        default: 'var/{node}',
+        description: '{node} is replaced by the node name; relative to this file',
+      }),
+    ),
+    sensors: T.Optional(
+      T.Object(
+        {
+          mqttUrl: T.Optional(T.String({ pattern: '^mqtts?://' })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    control: T.Optional(
+      T.Object(
+        {
+          periodMs: T.Optional(
+            T.Integer({
+              minimum: 100,
+              maximum: 60_000,
+              default: 1000,
+              description: 'control loop and heartbeat period',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    timeScale: T.Optional(
+      T.Number({
+        minimum: 0.01,
+        maximum: 10_000,
+        default: 1,
+        description: 'simulation only: site time runs this much faster',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ControllerConfigFile = Static<typeof ControllerConfigSchema>;
+
+/** The config with every default applied and paths resolved, for one node. */
+export interface ControllerConfig {
+  file: string;
+  node: string;
+  sitePath: string;
+  site: Site;
+  apiHost: string;
+  apiPort: number;
+  peer: { host: string; port: number } | undefined;
+  nodes: Record<string, { api: string; peer?: string | undefined }>;
+  cluster: {
+    etcd: string[];
+    prefix: string;
+    leaseTtlS: number;
+    keepaliveIntervalMs: number;
+    safetyMarginMs: number;
+    etcdCallTimeoutMs: number;
+    rebalanceHoldMs: number;
+  };
+  dataDir: string;
+  mqttUrl: string | undefined;
+  periodMs: number;
+  timeScale: number;
+}
+
+const validate = ajv.compile<ControllerConfigFile>(ControllerConfigSchema);
+
+/** etcd raises a TTL below its minimum (1.5 s with the default 1 s election timeout, rounded up) to this. */
+export const ETCD_MIN_TTL_S = 2;
+
+export function timingRules(c: ControllerConfigFile): { path: string; message: string; allowed: string }[] {
+  const problems: { path: string; message: string; allowed: string }[] = [];
+  const ttlMs = (c.cluster.leaseTtlS ?? 5) * 1000;
+  const ka = c.cluster.keepaliveIntervalMs ?? 1000;
+  const margin = c.cluster.safetyMarginMs ?? 500;
+  const call = c.cluster.etcdCallTimeoutMs ?? 1000;
+  if ((c.cluster.leaseTtlS ?? 5) < ETCD_MIN_TTL_S) {
+    problems.push({
+      path: '/cluster/leaseTtlS',
+      message: `etcd would silently raise a ${c.cluster.leaseTtlS} s TTL to its minimum (1.5 s with the default election timeout, rounded up to 2 s), so leaders would act on a lease that is not what this file says`,
+      allowed: `leaseTtlS ≥ ${ETCD_MIN_TTL_S}`,
+    });
+  }
+  if (ka * 3 + margin >= ttlMs) {
+    problems.push({
+      path: '/cluster/keepaliveIntervalMs',
+      message: `keepaliveIntervalMs × 3 + safetyMarginMs = ${ka * 3 + margin} ms is not below the ${ttlMs} ms lease TTL: two lost keepalives would fence a healthy leader, or a late one let it act on an expired lease`,
+      allowed: `keepaliveIntervalMs × 3 + safetyMarginMs < leaseTtlS × 1000, e.g. keepaliveIntervalMs ≤ ${Math.max(50, Math.floor((ttlMs - margin - 1) / 3))}`,
+    });
+  }
+  if (call >= ttlMs - margin) {
+    problems.push({
+      path: '/cluster/etcdCallTimeoutMs',
+      message: `an etcd call may take ${call} ms, longer than the ${ttlMs - margin} ms a lease lets a leader act`,
+      allowed: `etcdCallTimeoutMs < leaseTtlS × 1000 − safetyMarginMs`,
+    });
+  }
+  return problems;
+}
+
+/** Loads the controller config and its site file for `node`; throws ConfigError listing every problem. */
+export async function loadControllerConfig(file: string, node: string): Promise<ControllerConfig> {
+  const c = parseYamlConfig(await readConfigFile(file), file, validate, timingRules);
+  const self = c.nodes[node];
+  if (!self) {
+    throw new ConfigError(file, [
+      {
+        file,
+        path: '/nodes',
+        message: `no node "${node}" in this file`,
+        allowed: `one of ${Object.keys(c.nodes).join(', ')}`,
+      },
+    ]);
+  }
+  const base = dirname(resolve(file));
+  const sitePath = resolve(base, c.site);
+  const site = await loadSite(sitePath);
+  const periodMs = c.control?.periodMs ?? 1000;
+  const timeScale = c.timeScale ?? 1;
+  const tightest = site.airHandlers.reduce(
+    (m, a) => Math.min(m, a.watchdogS ?? 30),
+    Number.POSITIVE_INFINITY,
+  );
+  if (Number.isFinite(tightest) && periodMs * 2 > tightest * 1000) {
+    throw new ConfigError(file, [
+      {
+        file,
+        path: '/control/periodMs',
+        message: `a ${periodMs} ms heartbeat period leaves less than two heartbeats per ${tightest} s unit watchdog: units would drop to local control between writes`,
+        allowed: `periodMs ≤ ${Math.floor((tightest * 1000) / 2)}`,
+      },
+    ]);
+  }
+  const [apiHost, apiPort] = splitHostPort(self.api);
+  return {
+    file,
+    node,
+    sitePath,
+    site,
+    apiHost,
+    apiPort,
+    peer: self.peer ? (([host, port]) => ({ host, port }))(splitHostPort(self.peer)) : undefined,
+    nodes: c.nodes,
+    cluster: {
+      etcd: c.cluster.etcd,
+      prefix: c.cluster.prefix ?? '/coolctl',
+      leaseTtlS: c.cluster.leaseTtlS ?? 5,
+      keepaliveIntervalMs: c.cluster.keepaliveIntervalMs ?? 1000,
+      safetyMarginMs: c.cluster.safetyMarginMs ?? 500,
+      etcdCallTimeoutMs: c.cluster.etcdCallTimeoutMs ?? 1000,
+      rebalanceHoldMs: c.cluster.rebalanceHoldMs ?? 5000,
+    },
+    dataDir: resolve(base, (c.dataDir ?? 'var/{node}').replaceAll('{node}', node)),
+    mqttUrl: c.sensors?.mqttUrl,
+    periodMs,
+    timeScale,
+  };
+}
+
+function splitHostPort(s: string): [string, number] {
+  const i = s.lastIndexOf(':');
+  return [s.slice(0, i), Number(s.slice(i + 1))];
+}

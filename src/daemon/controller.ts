@@ -1,0 +1,146 @@
+// One controller node: wires the config, the air-handler devices, leadership on etcd, a driver
+// per control group, and the HTTP API, and takes them down again — once, in the right order.
+// No `process` here (signals, exit codes and sd_notify belong to the entry point), so a test can
+// run three of these in one process or the entry point can run one as a service.
+import { mkdir } from 'node:fs/promises';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { buildApi } from '../api/app.ts';
+import { EtcdLeadership } from '../cluster/etcd-leadership.ts';
+import type { Leadership } from '../cluster/leadership.ts';
+import type { ControllerConfig } from '../config/controller-config.ts';
+import { GroupDriver } from '../control/group-driver.ts';
+import { createDevice } from '../devices/create-device.ts';
+import type { DeviceIo } from '../devices/device-io.ts';
+import { DeviceMetrics } from '../devices/metrics.ts';
+import { CoolctlError, ErrorCodes } from '../errors.ts';
+
+export const VERSION = '0.1.0';
+
+export interface ControllerDeps {
+  logger: Logger;
+  /** Tests may hand in another Leadership; the daemon uses etcd. */
+  leadership?: (cfg: ControllerConfig, registry: Registry, logger: Logger) => Leadership;
+}
+
+export class Controller {
+  readonly cfg: ControllerConfig;
+  readonly registry = new Registry();
+  private readonly log: Logger;
+  private readonly deps: ControllerDeps;
+  private readonly devices = new Map<string, DeviceIo>();
+  private readonly drivers = new Map<string, GroupDriver>();
+  private leadership: Leadership | undefined;
+  private api: FastifyInstance | undefined;
+  private stopping: Promise<void> | undefined;
+  private apiUrl = '';
+
+  constructor(cfg: ControllerConfig, deps: ControllerDeps) {
+    this.cfg = cfg;
+    this.deps = deps;
+    this.log = deps.logger.child({ node: cfg.node });
+  }
+
+  get url(): string {
+    return this.apiUrl;
+  }
+
+  get cluster(): Leadership | undefined {
+    return this.leadership;
+  }
+
+  /** Starts everything; on failure stops what started and throws a CoolctlError saying what to fix. */
+  async start(): Promise<void> {
+    const { cfg } = this;
+    collectDefaultMetrics({ register: this.registry, prefix: 'coolctl_process_' });
+    try {
+      await mkdir(cfg.dataDir, { recursive: true });
+      const metrics = new DeviceMetrics(this.registry);
+      for (const ahu of cfg.site.airHandlers) {
+        this.devices.set(
+          ahu.id,
+          await createDevice(ahu, {
+            logger: this.log.child({ component: 'device', ahu: ahu.id }),
+            metrics,
+            pkiDir: `${cfg.dataDir}/opcua-pki`,
+            clientName: `coolctl-${cfg.node}`,
+          }),
+        );
+      }
+      const leadership =
+        this.deps.leadership?.(cfg, this.registry, this.log) ??
+        new EtcdLeadership({
+          node: cfg.node,
+          apiUrl: `http://${cfg.apiHost}:${cfg.apiPort}`,
+          ...(cfg.peer ? { peerUrl: `tcp://${cfg.peer.host}:${cfg.peer.port}` } : {}),
+          groups: cfg.site.controlGroups.map((g) => g.id),
+          etcd: { hosts: cfg.cluster.etcd },
+          prefix: cfg.cluster.prefix,
+          leaseTtlS: cfg.cluster.leaseTtlS,
+          keepaliveIntervalMs: cfg.cluster.keepaliveIntervalMs,
+          safetyMarginMs: cfg.cluster.safetyMarginMs,
+          etcdCallTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
+          rebalanceHoldMs: cfg.cluster.rebalanceHoldMs,
+          dataDir: cfg.dataDir,
+          logger: this.log.child({ component: 'leadership' }),
+          registry: this.registry,
+        });
+      this.leadership = leadership;
+      for (const g of cfg.site.controlGroups) {
+        this.drivers.set(
+          g.id,
+          new GroupDriver(g, this.devices, leadership, {
+            periodMs: cfg.periodMs,
+            logger: this.log.child({ component: 'driver' }),
+          }),
+        );
+      }
+      this.api = await buildApi({
+        node: cfg.node,
+        version: VERSION,
+        leadership,
+        registry: this.registry,
+        groups: cfg.site.controlGroups.map((g) => g.id),
+        drivers: this.drivers,
+        logger: this.log,
+        startedAtMs: Date.now(),
+      });
+      try {
+        this.apiUrl = await this.api.listen({ host: cfg.apiHost, port: cfg.apiPort });
+      } catch (err) {
+        throw new CoolctlError(
+          ErrorCodes.STARTUP,
+          `cannot serve the API on ${cfg.apiHost}:${cfg.apiPort}: ${(err as Error).message} (free the port or change nodes.${cfg.node}.api)`,
+          { cause: err },
+        );
+      }
+      await leadership.start(AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)));
+      for (const d of this.drivers.values()) d.start();
+      this.log.info(
+        { api: this.apiUrl, groups: this.drivers.size, units: this.devices.size },
+        'controller started',
+      );
+    } catch (err) {
+      await this.stop();
+      if (err instanceof CoolctlError) throw err;
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `controller ${cfg.node} could not start: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Resigns every group first (the others take over at once), then closes the API and devices. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const d of this.drivers.values()) d.stop();
+      await this.leadership?.stop().catch((err: unknown) => this.log.warn({ err }, 'resign failed'));
+      await this.api?.close().catch(() => {});
+      await Promise.allSettled([...this.devices.values()].map((d) => d.close()));
+      this.log.info('controller stopped');
+    })();
+    return this.stopping;
+  }
+}

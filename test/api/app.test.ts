@@ -1,0 +1,138 @@
+// The controller API through inject() (no socket): health and readiness follow the lease, the
+// cluster view, switchover sent to the right node, bad requests refused with a stable code and
+// counted, and an OpenAPI description of every route.
+import { EventEmitter } from 'node:events';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { buildApi } from '../../src/api/app.ts';
+import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
+import { quietLogger } from '../helpers.ts';
+
+class FakeLeadership extends EventEmitter implements Leadership {
+  readonly node = 'node-a';
+  healthy = true;
+  switched: [string, string][] = [];
+  private readonly state: GroupLeadership[] = [
+    { group: 'zone-1', role: 'leader', leader: 'node-a', epoch: 41, sinceMs: 1 },
+    { group: 'zone-2', role: 'candidate', leader: 'node-b', epoch: 57, sinceMs: 2 },
+  ];
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  groups(): GroupLeadership[] {
+    return this.state;
+  }
+  members(): Member[] {
+    return [
+      { node: 'node-a', apiUrl: 'http://127.0.0.1:8101', startedAtMs: 1 },
+      { node: 'node-b', apiUrl: 'http://127.0.0.1:8102', startedAtMs: 2 },
+    ];
+  }
+  fence(group: string): { epoch: number } | null {
+    const g = this.state.find((x) => x.group === group);
+    return g?.role === 'leader' && g.epoch !== null ? { epoch: g.epoch } : null;
+  }
+  async switchover(group: string, target: string): Promise<void> {
+    this.switched.push([group, target]);
+  }
+}
+
+async function setup() {
+  const leadership = new FakeLeadership();
+  const registry = new Registry();
+  const app = await buildApi({
+    node: 'node-a',
+    version: '0.1.0',
+    leadership,
+    registry,
+    groups: ['zone-1', 'zone-2'],
+    drivers: new Map(),
+    logger: quietLogger,
+    startedAtMs: Date.now(),
+  });
+  return { app, leadership, registry };
+}
+
+describe('controller API', () => {
+  it('healthz always answers; readyz follows the lease', async () => {
+    const { app, leadership } = await setup();
+    expect((await app.inject('/healthz')).json()).toMatchObject({ status: 'ok', node: 'node-a' });
+    expect((await app.inject('/readyz')).statusCode).toBe(200);
+    leadership.healthy = false;
+    const r = await app.inject('/readyz');
+    expect(r.statusCode).toBe(503);
+    expect(r.json()).toEqual({ ready: false, node: 'node-a' });
+  });
+
+  it('shows members and, per group, leader, epoch and this node’s state', async () => {
+    const { app } = await setup();
+    const c = (await app.inject('/api/v1/cluster')).json();
+    expect(c.members.map((m: Member) => m.node)).toEqual(['node-a', 'node-b']);
+    expect(c.groups).toEqual([
+      expect.objectContaining({ id: 'zone-1', leader: 'node-a', epoch: 41, state: 'leader', driving: false }),
+      expect.objectContaining({ id: 'zone-2', leader: 'node-b', epoch: 57, state: 'candidate' }),
+    ]);
+    expect((await app.inject('/api/v1/groups/zone-1')).json()).toMatchObject({
+      id: 'zone-1',
+      epoch: 41,
+      units: [],
+    });
+  });
+
+  it('switches a group over from its leader; elsewhere says who leads; refuses bad requests and counts them', async () => {
+    const { app, leadership, registry } = await setup();
+    const post = (url: string, body: unknown) =>
+      app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'application/json' },
+        payload: JSON.stringify(body),
+      });
+    const ok = await post('/api/v1/groups/zone-1/switchover', { to: 'node-b' });
+    expect(ok.statusCode).toBe(200);
+    expect(leadership.switched).toEqual([['zone-1', 'node-b']]);
+    const notHere = await post('/api/v1/groups/zone-2/switchover', { to: 'node-a' });
+    expect(notHere.statusCode).toBe(409);
+    expect(notHere.json()).toMatchObject({
+      error: 'COOLCTL_E_NOT_LEADER',
+      details: ['leader API: http://127.0.0.1:8102'],
+    });
+    expect((await post('/api/v1/groups/zone-9/switchover', { to: 'node-b' })).statusCode).toBe(404);
+    const unknownNode = await post('/api/v1/groups/zone-1/switchover', { to: 'node-x' });
+    expect(unknownNode.statusCode).toBe(400);
+    expect(unknownNode.json().details[0]).toMatch(/one of the members: node-a, node-b/);
+    const noBody = await post('/api/v1/groups/zone-1/switchover', { target: 'node-b' });
+    expect(noBody.statusCode).toBe(400);
+    const garbage = await app.inject({
+      method: 'POST',
+      url: '/api/v1/groups/zone-1/switchover',
+      headers: { 'content-type': 'application/json' },
+      payload: '{"to":',
+    });
+    expect(garbage.statusCode).toBe(400);
+    expect(garbage.json().error).toBe('COOLCTL_E_BAD_REQUEST');
+    expect(leadership.switched).toHaveLength(1);
+    const refused = (await registry.getSingleMetricAsString('coolctl_api_requests_refused_total'))
+      .split('\n')
+      .filter((l) => l.startsWith('coolctl_api_requests_refused_total{'))
+      .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+    expect(refused).toBe(5);
+  });
+
+  it('serves Prometheus metrics and an OpenAPI description of its routes', async () => {
+    const { app } = await setup();
+    const m = await app.inject('/metrics');
+    expect(m.headers['content-type']).toMatch(/text\/plain/);
+    const spec = (await app.inject('/openapi.json')).json();
+    expect(spec.openapi).toMatch(/^3\./);
+    expect(Object.keys(spec.paths)).toEqual(
+      expect.arrayContaining([
+        '/healthz',
+        '/readyz',
+        '/metrics',
+        '/api/v1/cluster',
+        '/api/v1/groups/{id}',
+        '/api/v1/groups/{id}/switchover',
+      ]),
+    );
+  });
+});

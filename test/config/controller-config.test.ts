@@ -1,0 +1,103 @@
+// The controller config: defaults, paths relative to the file, and the timing rules that keep a
+// single leader — an unsafe file is refused with every problem and why, by the CLI too (exit 2).
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadControllerConfig } from '../../src/config/controller-config.ts';
+import { ConfigError } from '../../src/errors.ts';
+
+const fixture = 'test/fixtures/cluster/controller.yaml';
+
+async function problemsOf(yaml: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'coolctl-cfg-'));
+  const file = join(dir, 'c.yaml');
+  await writeFile(file, yaml.replace('SITE', resolve('config/demo-site.yaml')));
+  try {
+    await loadControllerConfig(file, 'a');
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('expected the config to be refused');
+}
+
+const base = (cluster: string) => `site: SITE
+cluster:
+  etcd: [http://127.0.0.1:2379]
+${cluster}
+nodes:
+  a: { api: 127.0.0.1:8101 }
+`;
+
+describe('controller config', () => {
+  it('loads with defaults filled in and paths resolved against the file', async () => {
+    const c = await loadControllerConfig(fixture, 'node-b');
+    expect(c.node).toBe('node-b');
+    expect(c.apiPort).toBe(8102);
+    expect(c.site.controlGroups).toHaveLength(4);
+    expect(c.sitePath).toBe(resolve('config/demo-site.yaml'));
+    expect(c.dataDir).toBe('/tmp/coolctl-test/node-b');
+    expect(c.cluster).toMatchObject({
+      leaseTtlS: 2,
+      keepaliveIntervalMs: 300,
+      safetyMarginMs: 400,
+      rebalanceHoldMs: 5000,
+    });
+    expect(c.periodMs).toBe(500);
+  });
+
+  it('refuses keepalive timings that cannot keep a lease safely, and says why', async () => {
+    const msg = await problemsOf(base('  leaseTtlS: 2\n  keepaliveIntervalMs: 600\n  safetyMarginMs: 300'));
+    expect(msg).toMatch(
+      /keepaliveIntervalMs × 3 \+ safetyMarginMs = 2100 ms is not below the 2000 ms lease TTL/,
+    );
+    expect(msg).toMatch(/allowed: keepaliveIntervalMs × 3 \+ safetyMarginMs < leaseTtlS × 1000/);
+  });
+
+  it('reports a TTL below etcd’s minimum instead of letting etcd raise it silently', async () => {
+    const msg = await problemsOf(
+      base('  leaseTtlS: 1\n  keepaliveIntervalMs: 100\n  safetyMarginMs: 100\n  etcdCallTimeoutMs: 200'),
+    );
+    expect(msg).toMatch(/etcd would silently raise a 1 s TTL/);
+  });
+
+  it('lists every problem at once, with lines: unknown settings, bad URLs, a missing node', async () => {
+    const msg = await problemsOf(`site: SITE
+cluster:
+  etcd: [ftp://x]
+  leaseTTL: 3
+nodes:
+  a: { api: nowhere }
+`);
+    expect(msg).toMatch(/:3 \/cluster\/etcd\/0/);
+    expect(msg).toMatch(/:4 \/cluster\/leaseTTL: unknown setting/);
+    expect(msg).toMatch(/\/nodes\/a\/api/);
+  });
+
+  it('coolctl config validate: exit 0 for a good file, 2 with the problems for a bad one', async () => {
+    const ok = spawnSync(process.execPath, ['src/cli.ts', 'config', 'validate', fixture], {
+      encoding: 'utf8',
+    });
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toMatch(/valid — 4 groups, 8 air handlers, 3 nodes, lease TTL 2 s/);
+    const dir = await mkdtemp(join(tmpdir(), 'coolctl-cfg-'));
+    const bad = join(dir, 'bad.yaml');
+    await writeFile(
+      bad,
+      base('  leaseTtlS: 2\n  keepaliveIntervalMs: 900').replace('SITE', resolve('config/demo-site.yaml')),
+    );
+    const res = spawnSync(process.execPath, ['src/cli.ts', 'config', 'validate', bad], { encoding: 'utf8' });
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(/not valid — nothing was started/);
+    expect(res.stderr).toMatch(/keepaliveIntervalMs/);
+    const missing = spawnSync(
+      process.execPath,
+      ['src/cli.ts', 'run', '--config', fixture, '--node', 'node-z'],
+      { encoding: 'utf8' },
+    );
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/no node "node-z".*one of node-a, node-b, node-c/s);
+  });
+});
