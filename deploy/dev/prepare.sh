@@ -8,10 +8,12 @@ cd "$(dirname "$0")/../.."
 
 purpose=${1:-test}
 case "$purpose" in
-  demo) debs=() ;;
+  demo) debs=(etcd-server etcd-client) ;;
   # python3-pymodbus: an independent Modbus implementation the tests check the simulator against
   # socat: the pseudo-terminal pair the Modbus RTU tests use as a serial line
-  test) debs=(python3-pymodbus socat) ;;
+  # etcd-server, etcd-client: the real 3-member etcd cluster of the leadership and chaos tests
+  # faketime: the wall-clock jump of the chaos suite
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 

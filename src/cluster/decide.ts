@@ -1,0 +1,116 @@
+// The per-group decision: from one snapshot of the group (its election queue and handover marker)
+// and this node's own facts (lease, lease guard), which role this node has and which single etcd
+// action (if any) moves it on. Pure and synchronous, so it is the ONLY place that can say "leader",
+// and tests can walk every case without etcd.
+import type { QueueEntry } from './election.ts';
+import type { GroupRole } from './leadership.ts';
+import type { HandoverMarker } from './snapshot.ts';
+
+export type GroupAction =
+  /** Put our key (back of the queue). */
+  | 'enqueue'
+  /** Delete our key: another node's handover wants the target right behind the leader. */
+  | 'stepOut'
+  /** Delete our key as leader: the handover target is next in line. */
+  | 'resignForHandover'
+  /** Delete the handover marker: the handover is over (target leads) or cannot happen. */
+  | 'clearMarker'
+  | 'none';
+
+export interface GroupFacts {
+  me: string;
+  /** Our lease in hex; null while we have none (lost, re-granting). */
+  leaseHex: string | null;
+  /** Our member key is registered under the current lease. */
+  registered: boolean;
+  role: GroupRole;
+  queue: readonly QueueEntry[];
+  marker: HandoverMarker | undefined;
+  /** Live member names. */
+  members: ReadonlySet<string>;
+  /** The lease guard allows acting right now. */
+  mayAct: boolean;
+  /** The snapshot was read after our last fence (leadership re-proven, not remembered). */
+  fresh: boolean;
+}
+
+export interface GroupDecision {
+  role: GroupRole;
+  /** Our epoch when leading (our key's create revision). */
+  epoch: number | null;
+  action: GroupAction;
+  reason: string;
+}
+
+export function decideGroup(f: GroupFacts): GroupDecision {
+  const wasLeading = f.role === 'leader' || f.role === 'fenced';
+  if (f.leaseHex === null || !f.registered) {
+    return {
+      role: wasLeading ? 'fenced' : 'follower',
+      epoch: null,
+      action: 'none',
+      reason: f.leaseHex === null ? 'no lease' : 'not registered as a member yet',
+    };
+  }
+  const mine = f.queue.find((e) => e.leaseHex === f.leaseHex);
+  const first = f.queue[0];
+  const m = f.marker;
+
+  if (mine && first === mine) {
+    if (m && m.from === f.me && m.to !== f.me) {
+      if (!f.members.has(m.to)) {
+        return lead(f, mine, 'clearMarker', `switchover target ${m.to} is not a member: handover dropped`);
+      }
+      if (f.queue[1]?.node === m.to) {
+        return {
+          role: 'resigned',
+          epoch: null,
+          action: 'resignForHandover',
+          reason: `switchover: ${m.to} is next in line`,
+        };
+      }
+      return lead(f, mine, 'none', `handing over to ${m.to}: waiting for it to be next in line`);
+    }
+    if (m && m.to === f.me) return lead(f, mine, 'clearMarker', 'switchover target took the lead');
+    return lead(f, mine, 'none', 'lowest create revision in the queue');
+  }
+
+  // Someone else's handover: get out of the way so the target is right behind the leader.
+  if (m && m.to !== f.me && m.from !== f.me) {
+    return {
+      role: 'follower',
+      epoch: null,
+      action: mine ? 'stepOut' : 'none',
+      reason: `switchover ${m.from} → ${m.to} in progress: out of the queue`,
+    };
+  }
+  if (!mine) {
+    return {
+      role: f.role === 'leader' || f.role === 'fenced' ? 'fenced' : f.role,
+      epoch: null,
+      action: 'enqueue',
+      reason: f.role === 'leader' ? 'our election key is gone' : 'joining the queue',
+    };
+  }
+  // Queued behind someone.
+  const action: GroupAction = m && m.from === f.me && first?.node === m.to ? 'clearMarker' : 'none';
+  return {
+    role: 'candidate',
+    epoch: null,
+    action,
+    reason: f.role === 'leader' ? 'a key older than ours leads' : `queued behind ${first?.node ?? 'nobody'}`,
+  };
+}
+
+function lead(f: GroupFacts, mine: QueueEntry, action: GroupAction, reason: string): GroupDecision {
+  if (f.mayAct && f.fresh) return { role: 'leader', epoch: mine.createRevision, action, reason };
+  const wasLeading = f.role === 'leader' || f.role === 'fenced';
+  return {
+    role: wasLeading ? 'fenced' : 'candidate',
+    epoch: null,
+    action,
+    reason: f.mayAct
+      ? 'first in line: waiting for a snapshot read after the last fence'
+      : 'first in line but the lease is not proven',
+  };
+}

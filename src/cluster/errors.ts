@@ -1,0 +1,31 @@
+// The cluster's typed errors: etcd unreachable or slow, a lost lease, a refused switchover.
+// Codes are stable (COOLCTL_E_…); every error says whether retrying can help and keeps its cause.
+import { CoolctlError, ErrorCodes } from '../errors.ts';
+
+export const ClusterErrorCodes = {
+  /** An etcd call got no answer within its deadline. */
+  ETCD_TIMEOUT: ErrorCodes.ETCD_TIMEOUT,
+  /** An etcd call failed (member down, no leader, connection refused, …). */
+  ETCD_UNAVAILABLE: ErrorCodes.ETCD_UNAVAILABLE,
+  /** etcd says our lease no longer exists: every key it held is gone. */
+  LEASE_LOST: ErrorCodes.LEASE_LOST,
+  /** Another live process already registered this node name. */
+  NODE_NAME_TAKEN: ErrorCodes.NODE_NAME_TAKEN,
+  /** A switchover was refused or did not complete in time. */
+  SWITCHOVER_FAILED: ErrorCodes.SWITCHOVER_FAILED,
+  /** The caller aborted, or the component was stopped, while waiting. */
+  ABORTED: ErrorCodes.CLUSTER_ABORTED,
+  NOT_LEADER: ErrorCodes.NOT_LEADER,
+} as const;
+export type ClusterErrorCode = (typeof ClusterErrorCodes)[keyof typeof ClusterErrorCodes];
+
+export class ClusterError extends CoolctlError {
+  constructor(code: ClusterErrorCode, message: string, opts: { cause?: unknown; retryable?: boolean } = {}) {
+    super(code, message, opts);
+  }
+}
+
+/** Whether `err` is one of ours with `code`. */
+export function isClusterError(err: unknown, code: ClusterErrorCode): err is ClusterError {
+  return err instanceof CoolctlError && err.code === code;
+}

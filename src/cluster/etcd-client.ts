@@ -1,0 +1,132 @@
+// The etcd wire for the cluster folder: one `etcd3` client configured so that nothing awaits
+// forever, and `etcdCall()`, which gives every unary call a gRPC deadline AND an outer deadline (the
+// promise settles even if the library never answers). Watches carry the `hasleader` metadata, so
+// etcd refuses/cancels them on a member that has lost its raft leader instead of letting them go quiet.
+// The package's own lease keepalive is never used (see etcd-session.ts).
+import { type CallOptions, InterceptingCall, type Interceptor } from '@grpc/grpc-js';
+import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, noop } from 'cockatiel';
+import { Etcd3, EtcdLeaseInvalidError, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
+import { ClusterError, ClusterErrorCodes } from './errors.ts';
+
+export interface EtcdClientOptions {
+  hosts: string[];
+  /** Deadline of every unary call, ms. */
+  callTimeoutMs: number;
+}
+
+/**
+ * etcd's "require leader" switch (rpctypes.MetadataRequireLeaderKey). etcd3 has no option for it, so a
+ * gRPC interceptor adds it to every Watch stream's metadata.
+ */
+const requireLeader: Interceptor = (options, nextCall) =>
+  new InterceptingCall(nextCall(options), {
+    start(metadata, listener, next) {
+      metadata.set('hasleader', 'true');
+      next(metadata, listener);
+    },
+  });
+
+export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
+  return new Etcd3({
+    hosts: opts.hosts,
+    // Unary calls: a deadline even when a caller forgets one. Streams: their own deadline per use
+    // (keepalive) or none (the long-lived watch, which requires a leader instead).
+    defaultCallOptions: (ctx) => {
+      if (ctx.service === 'Watch') return { interceptors: [requireLeader] };
+      if (ctx.isStream) return {};
+      return { deadline: Date.now() + opts.callTimeoutMs };
+    },
+    faultHandling: {
+      // No library retries: our loops retry on their own schedule, inside their own deadlines.
+      global: noop,
+      // Skip a failing member briefly, and try it again soon (the library default waits 5 s).
+      host: () =>
+        circuitBreaker(handleWhen(isRecoverableError), {
+          halfOpenAfter: 1_000,
+          breaker: new ConsecutiveBreaker(3),
+        }),
+      // The library default grows to 30 s; a watch must come back quickly after a member restarts.
+      watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }).next(),
+    },
+    grpcOptions: {
+      // Notice a dead TCP connection (blackholed peer) and reconnect, within etcd's ping policy (5 s).
+      'grpc.keepalive_time_ms': 10_000,
+      'grpc.keepalive_timeout_ms': 3_000,
+    },
+  });
+}
+
+/** Call options with a gRPC deadline `ms` from now (wall clock, as gRPC wants it). */
+export function deadline(ms: number): CallOptions {
+  return { deadline: Date.now() + ms };
+}
+
+/**
+ * Runs one etcd call with a deadline: the call gets it as gRPC call options, and the returned promise
+ * rejects with a typed error at the deadline or when `signal` aborts, whatever the library does.
+ */
+export async function etcdCall<T>(
+  what: string,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  fn: (options: CallOptions) => Promise<T>,
+): Promise<T> {
+  if (signal?.aborted) throw abortedError(what, signal);
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const bounded = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new ClusterError(ClusterErrorCodes.ETCD_TIMEOUT, `etcd ${what}: no answer within ${timeoutMs} ms`, {
+            retryable: true,
+          }),
+        ),
+      timeoutMs,
+    );
+    onAbort = () => reject(abortedError(what, signal));
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([
+      fn(deadline(timeoutMs)).catch((err: unknown) => Promise.reject(toClusterError(what, timeoutMs, err))),
+      bounded,
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+    bounded.catch(() => {}); // the losing branch must not become an unhandled rejection
+  }
+}
+
+function abortedError(what: string, signal: AbortSignal | undefined): ClusterError {
+  return new ClusterError(ClusterErrorCodes.ABORTED, `etcd ${what}: aborted`, { cause: signal?.reason });
+}
+
+/** Maps an etcd3/gRPC error to our catalog; a lease etcd does not know is LEASE_LOST (not retryable). */
+export function toClusterError(what: string, timeoutMs: number, err: unknown): ClusterError {
+  if (err instanceof ClusterError) return err;
+  if (err instanceof EtcdLeaseInvalidError) {
+    return new ClusterError(ClusterErrorCodes.LEASE_LOST, `etcd ${what}: lease not found`, { cause: err });
+  }
+  if (err instanceof GRPCDeadlineExceededError) {
+    return new ClusterError(
+      ClusterErrorCodes.ETCD_TIMEOUT,
+      `etcd ${what}: no answer within ${timeoutMs} ms`,
+      {
+        cause: err,
+        retryable: true,
+      },
+    );
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return new ClusterError(ClusterErrorCodes.ETCD_UNAVAILABLE, `etcd ${what}: ${message}`, {
+    cause: err,
+    retryable: true,
+  });
+}
+
+/** etcd lease ids travel as decimal strings (int64); keys use lowercase hex, as etcd's Go client does. */
+export function leaseHex(leaseId: string): string {
+  return BigInt(leaseId).toString(16);
+}

@@ -1,0 +1,649 @@
+// EtcdLeadership: per control group leadership on etcd for this node. One decision loop reads one
+// snapshot of the cluster (members, per-group election queues, handover markers), decides every
+// group from it alone (decide.ts: the only code that can say "leader"), applies the roles, then runs
+// the etcd actions. A prefix watch (requiring an etcd leader) and a resync timer wake the loop.
+// Invariants: fence() is synchronous and true only while this node leads AND the lease guard's
+// monotonic deadline has not passed; a role becomes 'resigned'/'follower' BEFORE the key that
+// backs it is deleted; ticks never overlap; every etcd call has a deadline; stop() runs once.
+import { EventEmitter } from 'node:events';
+import type { Etcd3, Watcher } from 'etcd3';
+import { type Logger, pino } from 'pino';
+import type { Registry } from 'prom-client';
+import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { decideGroup, type GroupAction } from './decide.ts';
+import { Election, type QueueEntry } from './election.ts';
+import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { createEtcdClient, etcdCall } from './etcd-client.ts';
+import { EtcdSession, type SessionLease } from './etcd-session.ts';
+import type { GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
+import { LeadershipMetrics } from './metrics.ts';
+import { planHandover } from './placement.ts';
+import { type ClusterSnapshot, type HandoverMarker, markerKey, memberKey, readSnapshot } from './snapshot.ts';
+
+export interface EtcdLeadershipOptions {
+  node: string;
+  apiUrl: string;
+  peerUrl?: string;
+  groups: string[];
+  etcd: { hosts: string[] };
+  /** Key prefix of this site's cluster, e.g. /coolctl/site-a */
+  prefix: string;
+  /** Lease TTL, whole seconds, ≥ 2. */
+  leaseTtlS: number;
+  keepaliveIntervalMs: number;
+  /** Subtracted from the lease deadline: covers clock-rate drift and a write already on the wire. */
+  safetyMarginMs: number;
+  etcdCallTimeoutMs: number;
+  /** Membership must be unchanged this long before groups are moved to even out placement. */
+  rebalanceHoldMs: number;
+  /** Where the lease id is kept across restarts. */
+  dataDir: string;
+  logger?: Logger;
+  registry?: Registry;
+  /** Monotonic clock, ms. */
+  now?: () => number;
+}
+
+/** The timing rule, checked at construction (and usable by the config schema): empty when valid. */
+export function leadershipTimingProblems(
+  o: Pick<
+    EtcdLeadershipOptions,
+    'leaseTtlS' | 'keepaliveIntervalMs' | 'safetyMarginMs' | 'etcdCallTimeoutMs' | 'rebalanceHoldMs'
+  >,
+): string[] {
+  const problems: string[] = [];
+  const ttlMs = o.leaseTtlS * 1000;
+  if (!Number.isInteger(o.leaseTtlS) || o.leaseTtlS < 2) {
+    problems.push(
+      `leaseTtlS must be a whole number ≥ 2 (etcd raises shorter TTLs to its minimum), got ${o.leaseTtlS}`,
+    );
+  }
+  if (!(o.keepaliveIntervalMs > 0) || !(o.safetyMarginMs > 0) || !(o.etcdCallTimeoutMs > 0)) {
+    problems.push('keepaliveIntervalMs, safetyMarginMs and etcdCallTimeoutMs must be > 0');
+  }
+  if (!(o.keepaliveIntervalMs * 3 + o.safetyMarginMs < ttlMs)) {
+    problems.push(
+      `keepaliveIntervalMs × 3 + safetyMarginMs must be < leaseTtlS × 1000 (${o.keepaliveIntervalMs} × 3 + ${o.safetyMarginMs} ≥ ${ttlMs}): a leader would be fenced after two lost keepalives`,
+    );
+  }
+  if (!(o.etcdCallTimeoutMs < ttlMs - o.safetyMarginMs)) {
+    problems.push(
+      `etcdCallTimeoutMs must be < leaseTtlS × 1000 − safetyMarginMs (${ttlMs - o.safetyMarginMs})`,
+    );
+  }
+  if (!(o.rebalanceHoldMs >= 0)) problems.push('rebalanceHoldMs must be ≥ 0');
+  return problems;
+}
+
+interface GroupState {
+  group: string;
+  role: GroupRole;
+  /** Our epoch while leading. */
+  epoch: number | null;
+  sinceMs: number;
+  /** The leader and epoch as the last snapshot showed them. */
+  leader: string | null;
+  leaderEpoch: number | null;
+}
+
+interface PendingSwitchover {
+  group: string;
+  to: string;
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class EtcdLeadership extends EventEmitter implements Leadership {
+  readonly node: string;
+  private readonly opts: EtcdLeadershipOptions;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly client: Etcd3;
+  private readonly session: EtcdSession;
+  private readonly metrics: LeadershipMetrics | undefined;
+  private readonly state = new Map<string, GroupState>();
+  private readonly stopping = new AbortController();
+  private elections = new Map<string, Election>();
+  private lease: SessionLease | null = null;
+  private registered = false;
+  private nameTakenLogged = false;
+  private snapshot: ClusterSnapshot | null = null;
+  private etcdReachable = false;
+  private memberList: Member[] = [];
+  private membersKey = '';
+  private membersChangedAtMs = 0;
+  /** Monotonic ms of the last fence: leadership needs a snapshot read after it. */
+  private fencedAtMs = Number.NEGATIVE_INFINITY;
+  private ticking = false;
+  private dirty = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private watcher: Watcher | undefined;
+  private readonly pending = new Map<string, PendingSwitchover>();
+  private started = false;
+  private stopPromise: Promise<void> | undefined;
+
+  constructor(opts: EtcdLeadershipOptions) {
+    super();
+    const problems = leadershipTimingProblems(opts);
+    if (problems.length > 0) {
+      throw new CoolctlError(ErrorCodes.CONFIG_INVALID, `leadership timing: ${problems.join('; ')}`);
+    }
+    if (new Set(opts.groups).size !== opts.groups.length || opts.groups.some((g) => !g || g.includes('/'))) {
+      throw new CoolctlError(
+        ErrorCodes.CONFIG_INVALID,
+        'leadership: group names must be unique, non-empty, without "/"',
+      );
+    }
+    this.opts = opts;
+    this.node = opts.node;
+    this.now = opts.now ?? (() => performance.now());
+    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'leadership', node: opts.node });
+    this.client = createEtcdClient({ hosts: opts.etcd.hosts, callTimeoutMs: opts.etcdCallTimeoutMs });
+    this.session = new EtcdSession({
+      client: this.client,
+      ttlS: opts.leaseTtlS,
+      keepaliveIntervalMs: opts.keepaliveIntervalMs,
+      safetyMarginMs: opts.safetyMarginMs,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      dataDir: opts.dataDir,
+      logger: this.log.child({ component: 'etcd-session' }),
+      now: this.now,
+    });
+    this.metrics = opts.registry
+      ? new LeadershipMetrics(opts.registry, () => this.session.guard.remainingMs())
+      : undefined;
+    for (const group of opts.groups) {
+      this.state.set(group, {
+        group,
+        role: 'follower',
+        epoch: null,
+        sinceMs: Date.now(),
+        leader: null,
+        leaderEpoch: null,
+      });
+    }
+    this.session.on('lease', (lease: SessionLease) => this.onLease(lease));
+    this.session.on('lost', (reason: string) => this.onFenced(`lease lost: ${reason}`));
+    this.session.on('expired', () => this.onFenced('lease guard deadline passed'));
+    this.session.on('proven', () => this.requestTick());
+    this.session.on('keepalive', (s: number) => this.metrics?.keepaliveSeconds(s));
+  }
+
+  get healthy(): boolean {
+    return this.started && !this.stopPromise && this.etcdReachable && this.session.guard.mayAct();
+  }
+
+  /** Lease guard, for diagnostics and tests (its deadline is what fence() enforces). */
+  get leaseDeadlineMs(): number {
+    return this.session.guard.deadlineMs();
+  }
+
+  async start(signal?: AbortSignal): Promise<void> {
+    if (this.started) return;
+    // Bounded: a crashed predecessor with our node name may hold the member key for one TTL.
+    const budgetMs = this.opts.leaseTtlS * 1000 + 4 * this.opts.etcdCallTimeoutMs;
+    const bound = AbortSignal.any([
+      AbortSignal.timeout(budgetMs),
+      this.stopping.signal,
+      ...(signal ? [signal] : []),
+    ]);
+    try {
+      await this.session.start(bound);
+      while (!this.registered) {
+        await this.register(bound);
+        if (!this.registered) await delay(Math.min(200, this.opts.keepaliveIntervalMs), bound);
+      }
+    } catch (err) {
+      await this.session.stop().catch(() => {});
+      this.client.close();
+      if (this.nameTakenLogged) {
+        throw new ClusterError(
+          ClusterErrorCodes.NODE_NAME_TAKEN,
+          `leadership start: node name ${this.node} is registered by another live process (${memberKey(this.opts.prefix, this.node)}); give each node its own name`,
+          { cause: err, retryable: true },
+        );
+      }
+      throw new ClusterError(
+        ClusterErrorCodes.ETCD_UNAVAILABLE,
+        `leadership start: etcd not usable within ${budgetMs} ms (${this.opts.etcd.hosts.join(', ')})`,
+        {
+          cause: err,
+          retryable: true,
+        },
+      );
+    }
+    this.started = true;
+    this.startWatch(0);
+    const resyncMs = Math.max(500, this.opts.keepaliveIntervalMs * 3);
+    this.resyncTimer = setInterval(() => this.requestTick(), resyncMs);
+    this.log.info({ groups: this.opts.groups.length, lease: this.lease?.hex }, 'leadership started');
+    this.requestTick();
+  }
+
+  stop(): Promise<void> {
+    this.stopPromise ??= this.doStop();
+    return this.stopPromise;
+  }
+
+  private async doStop(): Promise<void> {
+    this.stopping.abort(new ClusterError(ClusterErrorCodes.ABORTED, 'leadership stopping'));
+    clearInterval(this.resyncTimer);
+    void this.watcher?.cancel().catch(() => {});
+    this.watcher = undefined;
+    // Roles first: fence() is null from here on, before etcd hears anything.
+    for (const s of this.state.values()) {
+      if (s.role !== 'resigned') this.setRole(s, 'resigned', null, 'node stopping');
+    }
+    for (const p of this.pending.values())
+      p.reject(new ClusterError(ClusterErrorCodes.SWITCHOVER_FAILED, 'node stopping'));
+    // Revoking the lease deletes every key it holds (all election keys, the member key, markers) in
+    // one etcd revision: every group's successor sees its predecessor gone at once.
+    await this.session.stop();
+    this.client.close();
+    this.log.info('leadership stopped');
+  }
+
+  groups(): GroupLeadership[] {
+    return [...this.state.values()].map((s) => ({
+      group: s.group,
+      role: s.role,
+      leader: s.role === 'leader' ? this.node : s.leader,
+      epoch: s.role === 'leader' ? s.epoch : s.leaderEpoch,
+      sinceMs: s.sinceMs,
+    }));
+  }
+
+  members(): Member[] {
+    return this.memberList.map((m) => ({ ...m }));
+  }
+
+  fence(group: string): { epoch: number } | null {
+    const s = this.state.get(group);
+    if (s?.role !== 'leader' || s.epoch === null || !this.session.guard.mayAct()) return null;
+    return { epoch: s.epoch };
+  }
+
+  async switchover(group: string, targetNode: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = opts.timeoutMs ?? 5_000;
+    const s = this.state.get(group);
+    if (!s) throw new ClusterError(ClusterErrorCodes.SWITCHOVER_FAILED, `switchover: unknown group ${group}`);
+    if (this.stopPromise)
+      throw new ClusterError(ClusterErrorCodes.SWITCHOVER_FAILED, 'switchover: node stopping');
+    const fenced = this.fence(group);
+    if (targetNode === this.node) {
+      if (fenced) return;
+      throw new ClusterError(
+        ClusterErrorCodes.NOT_LEADER,
+        `switchover ${group}: ask the leader (${s.leader ?? 'none'}) to hand over to ${targetNode}`,
+      );
+    }
+    if (!fenced || !this.lease) {
+      throw new ClusterError(
+        ClusterErrorCodes.NOT_LEADER,
+        `switchover ${group}: ${this.node} does not lead it; the leader is ${s.leader ?? 'nobody'}`,
+      );
+    }
+    if (!this.memberList.some((m) => m.node === targetNode)) {
+      throw new ClusterError(
+        ClusterErrorCodes.SWITCHOVER_FAILED,
+        `switchover ${group}: ${targetNode} is not a member`,
+      );
+    }
+    if (this.pending.has(group)) {
+      throw new ClusterError(
+        ClusterErrorCodes.SWITCHOVER_FAILED,
+        `switchover ${group}: one is already in progress`,
+        { retryable: true },
+      );
+    }
+    const election = this.elections.get(group)!;
+    const mk = markerKey(this.opts.prefix, group);
+    const value = JSON.stringify({ from: this.node, to: targetNode, epoch: fenced.epoch, atMs: Date.now() });
+    // The marker lives on our lease (it dies with us) and is written only while our key is still the
+    // one that made us leader and no other handover is in progress.
+    const res = await etcdCall(
+      'handover marker put',
+      this.opts.etcdCallTimeoutMs,
+      this.stopping.signal,
+      (o) =>
+        this.client
+          .if(election.key, 'Create', '==', fenced.epoch)
+          .and(mk, 'Version', '==', 0)
+          .then(this.client.put(mk).value(value).lease(this.lease!.id))
+          .options(o)
+          .commit(),
+    );
+    if (!res.succeeded) {
+      throw new ClusterError(
+        ClusterErrorCodes.SWITCHOVER_FAILED,
+        `switchover ${group}: lost the lead or another handover is in progress`,
+        { retryable: true },
+      );
+    }
+    this.log.info({ group, to: targetNode, epoch: fenced.epoch }, 'switchover: handover marker written');
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(group);
+        void this.clearMarker(group).catch(() => {});
+        reject(
+          new ClusterError(
+            ClusterErrorCodes.SWITCHOVER_FAILED,
+            `switchover ${group} → ${targetNode}: not done within ${timeoutMs} ms`,
+            { retryable: true },
+          ),
+        );
+      }, timeoutMs);
+      this.pending.set(group, {
+        group,
+        to: targetNode,
+        timer,
+        resolve: () => {
+          clearTimeout(timer);
+          this.pending.delete(group);
+          resolve();
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          this.pending.delete(group);
+          reject(err);
+        },
+      });
+    });
+    this.requestTick();
+    return done;
+  }
+
+  // --- the decision loop -------------------------------------------------------------------------
+
+  private requestTick(): void {
+    if (this.stopPromise || !this.started) return;
+    if (this.ticking) {
+      this.dirty = true;
+      return;
+    }
+    this.ticking = true;
+    void (async () => {
+      try {
+        do {
+          this.dirty = false;
+          await this.tick();
+        } while (this.dirty && !this.stopPromise);
+      } catch (err) {
+        this.log.error({ err }, 'decision loop failed; retrying on the next wake-up');
+      } finally {
+        this.ticking = false;
+      }
+    })();
+  }
+
+  private async tick(): Promise<void> {
+    const leaseAtRead = this.lease;
+    let snap: ClusterSnapshot;
+    try {
+      snap = await readSnapshot(
+        this.client,
+        this.opts.prefix,
+        this.opts.groups,
+        this.opts.etcdCallTimeoutMs,
+        this.now,
+        this.stopping.signal,
+      );
+    } catch (err) {
+      if (this.etcdReachable)
+        this.log.warn({ err }, 'etcd not readable (no quorum or unreachable): no decisions until it is');
+      this.etcdReachable = false;
+      this.fenceIfLapsed();
+      return;
+    }
+    if (this.stopPromise) return;
+    if (!this.etcdReachable) this.log.info({ revision: snap.revision }, 'etcd readable');
+    this.etcdReachable = true;
+    if (this.lease !== leaseAtRead) {
+      this.dirty = true; // the lease changed under the read: decide from a read made with the new one
+      return;
+    }
+    this.snapshot = snap;
+    this.updateMembers(snap);
+    if (this.lease && !this.registered)
+      await this.register(this.stopping.signal).catch((err: unknown) =>
+        this.log.warn({ err }, 'member registration failed'),
+      );
+    this.fenceIfLapsed();
+
+    const actions: Promise<void>[] = [];
+    const members = new Set(snap.members.keys());
+    for (const s of this.state.values()) {
+      const queue = snap.queues.get(s.group) ?? [];
+      const marker = snap.markers.get(s.group);
+      const d = decideGroup({
+        me: this.node,
+        leaseHex: this.lease?.hex ?? null,
+        registered: this.registered,
+        role: s.role,
+        queue,
+        marker,
+        members,
+        mayAct: this.session.guard.mayAct(),
+        fresh: snap.readAtMs > this.fencedAtMs,
+      });
+      s.leader = queue[0]?.node ?? null;
+      s.leaderEpoch = queue[0]?.createRevision ?? null;
+      if (d.role !== s.role || (d.role === 'leader' && d.epoch !== s.epoch))
+        this.setRole(s, d.role, d.epoch, d.reason);
+      if (d.action !== 'none') actions.push(this.act(s.group, d.action, d.reason, marker, queue));
+      const p = this.pending.get(s.group);
+      if (p && queue[0]?.node === p.to) p.resolve();
+      else if (p && !members.has(p.to))
+        p.reject(
+          new ClusterError(ClusterErrorCodes.SWITCHOVER_FAILED, `switchover ${s.group}: ${p.to} left`),
+        );
+    }
+    if (actions.length > 0) {
+      await Promise.all(actions);
+      this.dirty = true; // see what the actions did
+      return;
+    }
+    this.maybeRebalance(snap);
+  }
+
+  private async act(
+    group: string,
+    action: GroupAction,
+    reason: string,
+    marker: HandoverMarker | undefined,
+    queue: readonly QueueEntry[],
+  ): Promise<void> {
+    const election = this.elections.get(group);
+    const signal = this.stopping.signal;
+    try {
+      switch (action) {
+        case 'enqueue':
+          if (!election) return;
+          await election.enqueue(signal);
+          return;
+        case 'stepOut':
+        case 'resignForHandover': {
+          const mine = queue.find((e) => e.leaseHex === this.lease?.hex);
+          if (!election || !mine) return;
+          this.log.info(
+            { group, action, reason },
+            action === 'stepOut' ? 'stepping out of the queue' : 'resigning for switchover',
+          );
+          await election.resign(signal, mine.createRevision);
+          return;
+        }
+        case 'clearMarker':
+          if (marker) await this.clearMarker(group, marker.modRevision);
+          return;
+        case 'none':
+          return;
+      }
+    } catch (err) {
+      if (!signal.aborted) this.log.warn({ err, group, action }, 'etcd action failed; the next tick retries');
+    }
+  }
+
+  private async clearMarker(group: string, modRevision?: number): Promise<void> {
+    const mk = markerKey(this.opts.prefix, group);
+    const rev = modRevision ?? this.snapshot?.markers.get(group)?.modRevision;
+    if (rev === undefined) return;
+    const res = await etcdCall('handover marker delete', this.opts.etcdCallTimeoutMs, undefined, (o) =>
+      this.client.if(mk, 'Mod', '==', rev).then(this.client.delete().key(mk)).options(o).commit(),
+    );
+    if (res.succeeded) this.log.info({ group }, 'handover marker cleared');
+  }
+
+  private maybeRebalance(snap: ClusterSnapshot): void {
+    if (!this.lease || !this.registered || this.pending.size > 0 || snap.markers.size > 0) return;
+    if (this.now() - this.membersChangedAtMs < this.opts.rebalanceHoldMs) return;
+    const leaders = new Map<string, string | null>();
+    for (const [g, q] of snap.queues) leaders.set(g, q[0]?.node ?? null);
+    // Only groups we lead AND may act on count as ours to give: no handover from a fenced node.
+    for (const s of this.state.values())
+      if (leaders.get(s.group) === this.node && s.role !== 'leader') return;
+    const plan = planHandover({ me: this.node, members: [...snap.members.keys()], leaders });
+    if (!plan) return;
+    this.log.info(plan, 'rebalancing: handing a group over');
+    this.switchover(plan.group, plan.to).catch((err: unknown) =>
+      this.log.warn({ err, ...plan }, 'rebalancing handover failed'),
+    );
+  }
+
+  // --- lease, membership, watch ------------------------------------------------------------------
+
+  private onLease(lease: SessionLease): void {
+    this.lease = lease;
+    this.registered = false;
+    this.elections = new Map(
+      this.opts.groups.map((group) => [
+        group,
+        new Election({
+          client: this.client,
+          prefix: this.opts.prefix,
+          group,
+          node: this.node,
+          lease,
+          callTimeoutMs: this.opts.etcdCallTimeoutMs,
+          logger: this.log,
+        }),
+      ]),
+    );
+    this.requestTick();
+  }
+
+  private onFenced(reason: string): void {
+    this.fencedAtMs = this.now();
+    if (reason.startsWith('lease lost')) {
+      this.lease = null;
+      this.registered = false;
+      this.elections.clear();
+    }
+    for (const s of this.state.values()) {
+      if (s.role === 'leader') this.setRole(s, 'fenced', null, reason);
+      else if (s.role === 'candidate' && this.lease === null) this.setRole(s, 'follower', null, reason);
+    }
+    this.requestTick();
+  }
+
+  /** A frozen loop may run a tick before the expiry timer: fence from the clock, not the timer. */
+  private fenceIfLapsed(): void {
+    if (this.session.guard.mayAct()) return;
+    if ([...this.state.values()].some((s) => s.role === 'leader'))
+      this.onFenced('lease guard deadline passed');
+  }
+
+  private async register(signal: AbortSignal): Promise<void> {
+    const lease = this.lease;
+    if (!lease) return;
+    const key = memberKey(this.opts.prefix, this.node);
+    const value = JSON.stringify({
+      node: this.node,
+      apiUrl: this.opts.apiUrl,
+      ...(this.opts.peerUrl ? { peerUrl: this.opts.peerUrl } : {}),
+      startedAtMs: Date.now(),
+    });
+    const res = await etcdCall('member register', this.opts.etcdCallTimeoutMs, signal, (o) =>
+      this.client
+        .if(key, 'Version', '==', 0)
+        .then(this.client.put(key).value(value).lease(lease.id))
+        .else(this.client.get(key))
+        .options(o)
+        .commit(),
+    );
+    const holder = res.succeeded ? lease.id : res.responses[0]?.response_range.kvs[0]?.lease;
+    if (holder === lease.id && this.lease === lease) {
+      this.registered = true;
+      this.nameTakenLogged = false;
+      this.log.info({ lease: lease.hex }, 'registered as a member');
+      return;
+    }
+    if (!this.nameTakenLogged) {
+      this.nameTakenLogged = true;
+      this.log.warn({ key }, 'node name held by another live lease; waiting for it to expire');
+    }
+  }
+
+  private updateMembers(snap: ClusterSnapshot): void {
+    const list = [...snap.members.values()]
+      .map(({ leaseHex: _, ...m }) => m)
+      .sort((a, b) => a.node.localeCompare(b.node));
+    const key = JSON.stringify(list.map((m) => m.node));
+    this.memberList = list;
+    if (key === this.membersKey) return;
+    this.membersKey = key;
+    this.membersChangedAtMs = this.now();
+    this.log.info({ members: list.map((m) => m.node) }, 'membership changed');
+    this.emit('members', this.members());
+  }
+
+  private startWatch(fromRevision: number): void {
+    if (this.stopPromise) return;
+    const builder = this.client.watch().prefix(`${this.opts.prefix}/`);
+    if (fromRevision > 0) builder.startRevision(String(fromRevision));
+    const w = builder.watcher();
+    this.watcher = w;
+    w.on('data', () => this.requestTick());
+    w.on('connected', () => this.requestTick());
+    w.on('disconnected', (err: unknown) => {
+      this.log.debug({ err }, 'watch disconnected; it resumes from its last revision');
+      this.requestTick();
+    });
+    w.on('error', (err: unknown) => {
+      // Cancelled by etcd (e.g. compacted revision): start over from the last snapshot.
+      if (this.watcher !== w) return;
+      this.log.warn({ err }, 'watch cancelled by etcd; re-creating it');
+      void w.cancel().catch(() => {});
+      setTimeout(() => this.startWatch((this.snapshot?.revision ?? 0) + 1), 100).unref();
+      this.requestTick();
+    });
+  }
+
+  private setRole(s: GroupState, to: GroupRole, epoch: number | null, reason: string): void {
+    const from = s.role;
+    s.role = to;
+    s.epoch = to === 'leader' ? epoch : null;
+    s.sinceMs = Date.now();
+    if (from === to) return;
+    const change: RoleChange = { group: s.group, from, to, epoch: s.epoch, reason };
+    const level = to === 'fenced' ? 'warn' : 'info';
+    this.log[level](change, 'leadership transition');
+    this.metrics?.transition(s.group, from, to);
+    this.emit('role', change);
+  }
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,49 @@
+// Leadership metrics on a prom-client Registry (served at /metrics): role transitions, which groups
+// this node leads, how much lease time is left, and keepalive round trips (send → ack).
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { GroupRole } from './leadership.ts';
+
+export class LeadershipMetrics {
+  private readonly transitions: Counter<'group' | 'from' | 'to'>;
+  private readonly leader: Gauge<'group'>;
+  private readonly keepalive: Histogram;
+
+  constructor(registry: Registry, leaseRemainingMs: () => number) {
+    const registers = [registry];
+    this.transitions = new Counter({
+      name: 'coolctl_leadership_transitions_total',
+      help: 'Role changes of this node per control group',
+      labelNames: ['group', 'from', 'to'],
+      registers,
+    });
+    this.leader = new Gauge({
+      name: 'coolctl_leader',
+      help: '1 when this node leads the group (and may act), else 0',
+      labelNames: ['group'],
+      registers,
+    });
+    new Gauge({
+      name: 'coolctl_lease_remaining_ms',
+      help: 'Ms until the lease guard deadline (monotonic); 0 when fenced',
+      registers,
+      collect() {
+        this.set(Math.max(0, leaseRemainingMs()));
+      },
+    });
+    this.keepalive = new Histogram({
+      name: 'coolctl_etcd_keepalive_seconds',
+      help: 'Lease keepalive round trip, from send to acknowledgement',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+  }
+
+  transition(group: string, from: GroupRole, to: GroupRole): void {
+    this.transitions.inc({ group, from, to });
+    this.leader.set({ group }, to === 'leader' ? 1 : 0);
+  }
+
+  keepaliveSeconds(seconds: number): void {
+    this.keepalive.observe(seconds);
+  }
+}

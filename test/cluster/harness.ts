@@ -1,0 +1,100 @@
+// Test harness for leadership against a real etcd cluster: builds EtcdLeadership nodes with test
+// timing, and a FenceMonitor that samples every in-process node's fence() at one instant, every
+// few ms, and records any group that two nodes could write at once (must never happen).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EtcdLeadership, type EtcdLeadershipOptions } from '../../src/cluster/etcd-leadership.ts';
+import type { RoleChange } from '../../src/cluster/leadership.ts';
+import { quietLogger } from '../helpers.ts';
+
+export const TEST_TIMING = {
+  leaseTtlS: 2,
+  keepaliveIntervalMs: 300,
+  safetyMarginMs: 400,
+  etcdCallTimeoutMs: 500,
+  rebalanceHoldMs: 800,
+} as const;
+
+export async function tmpDir(name: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), `coolctl-${name}-`));
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+export interface RecordedChange extends RoleChange {
+  node: string;
+  /** performance.now() when observed. */
+  atMs: number;
+}
+
+export function makeNode(
+  node: string,
+  base: { hosts: string[]; prefix: string; groups: string[]; dataRoot: string },
+  overrides: Partial<EtcdLeadershipOptions> = {},
+  changes?: RecordedChange[],
+): EtcdLeadership {
+  const l = new EtcdLeadership({
+    node,
+    apiUrl: `http://127.0.0.1:0/${node}`,
+    groups: base.groups,
+    etcd: { hosts: base.hosts },
+    prefix: base.prefix,
+    dataDir: join(base.dataRoot, node),
+    logger: quietLogger,
+    ...TEST_TIMING,
+    ...overrides,
+  });
+  if (changes) l.on('role', (c: RoleChange) => changes.push({ ...c, node, atMs: performance.now() }));
+  return l;
+}
+
+/** Who may write each group right now, per fence(): at most one node, ever. */
+export class FenceMonitor {
+  readonly violations: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly nodes: () => EtcdLeadership[];
+  private readonly groups: string[];
+
+  constructor(groups: string[], nodes: () => EtcdLeadership[]) {
+    this.groups = groups;
+    this.nodes = nodes;
+  }
+
+  start(everyMs = 5): void {
+    this.timer = setInterval(() => this.sample(), everyMs);
+  }
+
+  sample(): void {
+    const nodes = this.nodes();
+    for (const g of this.groups) {
+      const writers = nodes.filter((n) => n.fence(g) !== null).map((n) => n.node);
+      if (writers.length > 1)
+        this.violations.push(`${g}: ${writers.join(' and ')} at ${performance.now().toFixed(0)}`);
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+/** group → node that may write it (fence non-null), over the given nodes. */
+export function writers(nodes: EtcdLeadership[], groups: string[]): Map<string, string | null> {
+  const m = new Map<string, string | null>();
+  for (const g of groups) m.set(g, nodes.find((n) => n.fence(g) !== null)?.node ?? null);
+  return m;
+}
+
+export function counts(w: Map<string, string | null>): Map<string, number> {
+  const c = new Map<string, number>();
+  for (const n of w.values()) if (n) c.set(n, (c.get(n) ?? 0) + 1);
+  return c;
+}
+
+/** Every group has a writer, and the writers are spread evenly over `expected` nodes (difference ≤ 1). */
+export function balanced(w: Map<string, string | null>, expected: string[]): boolean {
+  if ([...w.values()].some((n) => n === null || !expected.includes(n))) return false;
+  const c = counts(w);
+  const per = expected.map((n) => c.get(n) ?? 0);
+  return Math.max(...per) - Math.min(...per) <= 1;
+}

@@ -1,0 +1,229 @@
+// Partitions and pauses against a real etcd cluster: a leader cut off from etcd (blackholed TCP,
+// sockets left open) is fenced BEFORE anyone else leads its groups; on quorum loss every leader
+// stops at its own guard deadline; a frozen event loop finds fence() null on resume; watches
+// require an etcd leader.
+import { Etcd3 } from 'etcd3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createEtcdClient } from '../../src/cluster/etcd-client.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import { waitFor } from '../helpers.ts';
+import { BlackholeProxy } from '../support/blackhole-proxy.ts';
+import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
+import { balanced, FenceMonitor, makeNode, TEST_TIMING, tmpDir, writers } from './harness.ts';
+
+const GROUPS = ['g1', 'g2', 'g3', 'g4', 'g5'];
+const NAMES = ['n1', 'n2', 'n3'];
+
+let etcd: EtcdCluster;
+let root: { dir: string; cleanup: () => Promise<void> };
+let nodes: EtcdLeadership[] = [];
+let proxies: BlackholeProxy[] = [];
+let monitor: FenceMonitor | undefined;
+let seq = 0;
+
+beforeAll(async () => {
+  root = await tmpDir('netsplit');
+  etcd = await startEtcdCluster();
+});
+
+afterAll(async () => {
+  await etcd?.stop();
+  await root?.cleanup();
+});
+
+afterEach(async () => {
+  monitor?.stop();
+  for (const p of proxies) p.heal();
+  await Promise.all(nodes.map((n) => n.stop()));
+  await Promise.all(proxies.map((p) => p.close()));
+  nodes = [];
+  proxies = [];
+});
+
+/** n1 reaches etcd only through proxies we can blackhole; n2 and n3 directly. */
+async function startTrio(): Promise<void> {
+  const prefix = `/coolctl-test/netsplit-${++seq}`;
+  const base = { hosts: etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${root.dir}/${seq}` };
+  proxies = await Promise.all(
+    etcd.clientUrls.map((u) =>
+      BlackholeProxy.start({ target: { host: '127.0.0.1', port: Number(new URL(u).port) } }),
+    ),
+  );
+  nodes = [
+    makeNode('n1', { ...base, hosts: proxies.map((p) => `http://${p.address}`) }),
+    makeNode('n2', base),
+    makeNode('n3', base),
+  ];
+  monitor = new FenceMonitor(GROUPS, () => nodes);
+  monitor.start(2);
+  await Promise.all(nodes.map((n) => n.start()));
+  await waitFor('even placement', () => balanced(writers(nodes, GROUPS), NAMES), { timeoutMs: 15_000 });
+}
+
+/** Samples every 1 ms when each node stops/starts being able to write each group. */
+function recordTransitions(): {
+  stop: () => void;
+  events: { node: string; group: string; canWrite: boolean; at: number }[];
+} {
+  const events: { node: string; group: string; canWrite: boolean; at: number }[] = [];
+  const last = new Map<string, boolean>();
+  const sample = (): void => {
+    const at = performance.now();
+    for (const n of nodes) {
+      for (const g of GROUPS) {
+        const canWrite = n.fence(g) !== null;
+        const k = `${n.node}/${g}`;
+        if (last.get(k) !== canWrite) {
+          last.set(k, canWrite);
+          events.push({ node: n.node, group: g, canWrite, at });
+        }
+      }
+    }
+  };
+  const t = setInterval(sample, 1);
+  return {
+    stop: () => {
+      clearInterval(t);
+      sample(); // the last change may have happened after the last tick
+    },
+    events,
+  };
+}
+
+describe('leadership under partitions and pauses', () => {
+  it('a leader cut off from etcd is fenced before another node leads its groups', async () => {
+    await startTrio();
+    const n1 = nodes[0]!;
+    const held = GROUPS.filter((g) => n1.fence(g));
+    expect(held.length).toBeGreaterThan(0);
+    const rec = recordTransitions();
+    const tCut = performance.now();
+    for (const p of proxies) p.blackhole();
+    await waitFor('n2/n3 lead n1’s groups', () => held.every((g) => nodes.slice(1).some((n) => n.fence(g))), {
+      timeoutMs: 6_000,
+      intervalMs: 2,
+    });
+    rec.stop();
+    const deadline = n1.leaseDeadlineMs; // invalidated → −∞ only on a lost lease; here it just passed
+    for (const g of held) {
+      const fencedAt = rec.events.find((e) => e.node === 'n1' && e.group === g && !e.canWrite)!.at;
+      const takenAt = rec.events.find((e) => e.node !== 'n1' && e.group === g && e.canWrite)!.at;
+      expect(fencedAt).toBeLessThan(takenAt);
+      expect(fencedAt).toBeLessThanOrEqual(
+        tCut + TEST_TIMING.leaseTtlS * 1000 - TEST_TIMING.safetyMarginMs + 20,
+      );
+      if (Number.isFinite(deadline)) expect(takenAt).toBeGreaterThan(deadline);
+    }
+    expect(n1.healthy).toBe(false);
+    expect(monitor!.violations).toEqual([]);
+    // Healed, n1 comes back and the placement evens out again.
+    for (const p of proxies) p.heal();
+    await waitFor('even placement after healing', () => balanced(writers(nodes, GROUPS), NAMES), {
+      timeoutMs: 20_000,
+    });
+    expect(monitor!.violations).toEqual([]);
+  });
+
+  it('quorum loss: every leader stops by its own guard deadline; leadership returns with quorum', async () => {
+    await startTrio();
+    const late: string[] = [];
+    // Sample every ms whether any node could write at or past its own guard deadline.
+    const sample = (): void => {
+      const now = performance.now();
+      for (const n of nodes) {
+        const writing = GROUPS.some((g) => n.fence(g) !== null);
+        if (writing && now >= n.leaseDeadlineMs) late.push(`${n.node} at ${now.toFixed(0)}`);
+      }
+    };
+    const sampler = setInterval(sample, 1);
+    const tLoss = performance.now();
+    try {
+      await etcd.kill(1, 'SIGKILL');
+      await etcd.kill(2, 'SIGKILL');
+      // If member 0 was the raft leader it keeps renewing leases until it notices it lost quorum
+      // (etcd's check-quorum, one election timeout = 500 ms here): that much longer.
+      const boundMs = TEST_TIMING.leaseTtlS * 1000 + 500 + 200;
+      await waitFor('nobody may write', () => GROUPS.every((g) => nodes.every((n) => n.fence(g) === null)), {
+        timeoutMs: boundMs,
+        intervalMs: 2,
+      });
+      sample();
+      expect(performance.now() - tLoss).toBeLessThan(boundMs);
+      expect(late).toEqual([]);
+    } finally {
+      clearInterval(sampler);
+      await Promise.all([etcd.restart(1), etcd.restart(2)]);
+    }
+    await waitFor('every group led again', () => GROUPS.every((g) => nodes.some((n) => n.fence(g))), {
+      timeoutMs: 20_000,
+    });
+    await waitFor('even placement', () => balanced(writers(nodes, GROUPS), NAMES), { timeoutMs: 20_000 });
+    expect(monitor!.violations).toEqual([]);
+  });
+
+  it('a frozen event loop: on resume fence() is null at once, before any timer or I/O ran', async () => {
+    await startTrio();
+    const held = GROUPS.filter((g) => nodes.some((n) => n.fence(g)));
+    expect(held.length).toBe(GROUPS.length);
+    // Block this whole process (all three nodes) for longer than TTL − margin: no timer, no socket.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, TEST_TIMING.leaseTtlS * 1000);
+    const afterFreeze = GROUPS.flatMap((g) => nodes.map((n) => n.fence(g))).filter((f) => f !== null);
+    expect(afterFreeze).toEqual([]);
+    await waitFor('leadership re-proven', () => GROUPS.every((g) => nodes.some((n) => n.fence(g))), {
+      timeoutMs: 15_000,
+    });
+    expect(monitor!.violations).toEqual([]);
+  });
+
+  it('watches require an etcd leader: a member without one refuses them', async () => {
+    await waitFor('cluster healthy', () => etcd.healthy(), { timeoutMs: 15_000 });
+    // Member 0 alone (1 and 2 stopped) has no raft leader once its election timeout passes.
+    await etcd.kill(1, 'SIGSTOP');
+    await etcd.kill(2, 'SIGSTOP');
+    const client = createEtcdClient({ hosts: [etcd.clientUrls[0]!], callTimeoutMs: 500 });
+    try {
+      // Until its election timeout passes, member 0 still believes in its old leader; from then on
+      // it must refuse a watch that requires one (a plain watch would connect and stay silent).
+      const refusal = await waitFor(
+        'member 0 refuses a leader-requiring watch',
+        async () => {
+          const w = client.watch().key('x').watcher();
+          const outcome = await new Promise<string>((resolve) => {
+            const t = setTimeout(() => resolve('timeout'), 1_000);
+            const done = (what: unknown): void => {
+              clearTimeout(t);
+              resolve(String(what));
+            };
+            w.once('disconnected', done);
+            w.once('error', done);
+            w.once('connected', () => done('connected'));
+          });
+          void w.cancel().catch(() => {});
+          return /no leader/.test(outcome) ? outcome : null;
+        },
+        { timeoutMs: 10_000, intervalMs: 100 },
+      );
+      expect(refusal).toMatch(/no leader/);
+      // Control: the same watch without the metadata connects to the leaderless member and stays silent.
+      const plain = new Etcd3({ hosts: [etcd.clientUrls[0]!] });
+      try {
+        const w = plain.watch().key('x').watcher();
+        const outcome = await new Promise<string>((resolve) => {
+          const t = setTimeout(() => resolve('timeout'), 2_000);
+          w.once('connected', () => {
+            clearTimeout(t);
+            resolve('connected');
+          });
+        });
+        expect(outcome).toBe('connected');
+      } finally {
+        plain.close();
+      }
+    } finally {
+      client.close();
+      await etcd.kill(1, 'SIGCONT');
+      await etcd.kill(2, 'SIGCONT');
+      await waitFor('cluster healthy again', () => etcd.healthy(), { timeoutMs: 15_000 });
+    }
+  });
+});

@@ -1,0 +1,281 @@
+// A real etcd cluster for tests: N members (default 3) of the installed /usr/bin/etcd on 127.0.0.1,
+// free client and peer ports, tmp data dirs, fast raft timing (heartbeat 50 ms, election 500 ms).
+// Everything is bounded: start waits for `etcdctl endpoint health` with a deadline, stop() sends
+// SIGCONT+SIGTERM then SIGKILL after 3 s and removes the data dirs; a process exit kills leftovers.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
+export const ETCDCTL_BIN = process.env.ETCDCTL_BIN ?? '/usr/bin/etcdctl';
+
+export interface EtcdClusterOptions {
+  /** Where member data dirs go (created if missing); default a fresh tmp dir, removed at stop(). */
+  dataDir?: string;
+  size?: number;
+  heartbeatMs?: number;
+  electionMs?: number;
+  /** How long start() may take, ms (default 30 s). */
+  startTimeoutMs?: number;
+}
+
+export interface EtcdCluster {
+  /** `127.0.0.1:PORT` per member, in member order. */
+  readonly endpoints: string[];
+  /** `http://127.0.0.1:PORT` per member, in member order. */
+  readonly clientUrls: string[];
+  readonly dir: string;
+  /** Sends `signal` to a member; for SIGKILL/SIGTERM waits (bounded) until it exited. */
+  kill(member: number, signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a member again on its data dir and ports (kills it first if it still runs); waits until it is healthy. */
+  restart(member: number): Promise<void>;
+  /** Whether every running member answers `endpoint health` (quorum and a leader). */
+  healthy(member?: number): Promise<boolean>;
+  /** The last lines of a member's log, for failure messages. */
+  logTail(member: number, lines?: number): Promise<string>;
+  stop(): Promise<void>;
+}
+
+interface MemberProc {
+  name: string;
+  clientPort: number;
+  peerPort: number;
+  dataDir: string;
+  logPath: string;
+  proc: ChildProcess | null;
+}
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(p: ChildProcess): void {
+  live.add(p);
+  p.once('exit', () => live.delete(p));
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    // A crashed or interrupted test run must not leave etcd processes behind.
+    process.once('exit', () => {
+      for (const c of live) c.kill('SIGKILL');
+    });
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Runs etcdctl (API v3) against `endpoints`; resolves with stdout, rejects on failure or after `timeoutMs`. */
+export function etcdctl(endpoints: string[], args: string[], timeoutMs = 5_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      ETCDCTL_BIN,
+      [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=1s', '--command-timeout=2s', ...args],
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: timeoutMs, killSignal: 'SIGKILL' },
+      (err, stdout, stderr) =>
+        err ? reject(new Error(`etcdctl ${args.join(' ')}: ${stderr || err.message}`)) : resolve(stdout),
+    );
+  });
+}
+
+export async function startEtcdCluster(opts: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+  const ownDir = opts.dataDir === undefined;
+  const dir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'coolctl-etcd-')));
+  await mkdir(dir, { recursive: true });
+  const size = opts.size ?? 3;
+  // A port picked free can be taken before etcd binds it: one retry with fresh ports.
+  for (let attempt = 1; ; attempt++) {
+    const cluster = await RealEtcdCluster.create(dir, ownDir, size, opts, attempt);
+    try {
+      await cluster.waitHealthy(opts.startTimeoutMs ?? 30_000);
+      return cluster;
+    } catch (err) {
+      const tails = await Promise.all(cluster.members.map((_, i) => cluster.logTail(i, 10)));
+      await cluster.stop();
+      if (attempt >= 2) throw new Error(`etcd cluster did not start: ${String(err)}\n${tails.join('\n')}`);
+    }
+  }
+}
+
+class RealEtcdCluster implements EtcdCluster {
+  readonly members: MemberProc[];
+  readonly dir: string;
+  private readonly ownDir: boolean;
+  private readonly opts: EtcdClusterOptions;
+  private readonly token: string;
+  private stopped = false;
+
+  private constructor(
+    dir: string,
+    ownDir: boolean,
+    members: MemberProc[],
+    opts: EtcdClusterOptions,
+    token: string,
+  ) {
+    this.dir = dir;
+    this.ownDir = ownDir;
+    this.members = members;
+    this.opts = opts;
+    this.token = token;
+  }
+
+  static async create(
+    dir: string,
+    ownDir: boolean,
+    size: number,
+    opts: EtcdClusterOptions,
+    attempt: number,
+  ): Promise<RealEtcdCluster> {
+    const members: MemberProc[] = [];
+    for (let i = 0; i < size; i++) {
+      const name = `m${i}`;
+      const memberDir = join(dir, `${name}-${attempt}`);
+      members.push({
+        name,
+        clientPort: await freePort(),
+        peerPort: await freePort(),
+        dataDir: join(memberDir, 'data'),
+        logPath: join(dir, `${name}-${attempt}.log`),
+        proc: null,
+      });
+    }
+    const c = new RealEtcdCluster(dir, ownDir, members, opts, `coolctl-test-${process.pid}-${Date.now()}`);
+    for (let i = 0; i < size; i++) c.spawnMember(i, 'new');
+    return c;
+  }
+
+  get endpoints(): string[] {
+    return this.members.map((m) => `127.0.0.1:${m.clientPort}`);
+  }
+
+  get clientUrls(): string[] {
+    return this.endpoints.map((e) => `http://${e}`);
+  }
+
+  private spawnMember(i: number, state: 'new' | 'existing'): void {
+    const m = this.members[i]!;
+    const initialCluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const fd = openSync(m.logPath, 'a');
+    const proc = spawn(
+      ETCD_BIN,
+      [
+        `--name=${m.name}`,
+        `--data-dir=${m.dataDir}`,
+        `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
+        `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
+        `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+        `--initial-cluster=${initialCluster}`,
+        `--initial-cluster-state=${state}`,
+        `--initial-cluster-token=${this.token}`,
+        `--heartbeat-interval=${this.opts.heartbeatMs ?? 50}`,
+        `--election-timeout=${this.opts.electionMs ?? 500}`,
+        '--logger=zap',
+        '--log-outputs=stderr',
+        '--log-level=warn',
+      ],
+      { stdio: ['ignore', fd, fd] },
+    );
+    closeSync(fd);
+    proc.on('error', () => {}); // a missing binary shows as a failed health check with the log
+    track(proc);
+    m.proc = proc;
+  }
+
+  async waitHealthy(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    let last: unknown;
+    while (performance.now() < deadline) {
+      for (const m of this.members) {
+        if (m.proc && m.proc.exitCode !== null)
+          throw new Error(`etcd ${m.name} exited with ${m.proc.exitCode}`);
+      }
+      try {
+        if (await this.healthy()) return;
+      } catch (err) {
+        last = err;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`etcd not healthy within ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+  }
+
+  async healthy(member?: number): Promise<boolean> {
+    const eps = member === undefined ? this.endpoints : [this.endpoints[member]!];
+    try {
+      await etcdctl(eps, ['endpoint', 'health'], 4_000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async kill(member: number, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const p = this.members[member]?.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill(signal);
+    if (signal === 'SIGKILL' || signal === 'SIGTERM' || signal === 'SIGINT') await exited(p, 5_000);
+  }
+
+  async restart(member: number): Promise<void> {
+    const p = this.members[member]?.proc;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      p.kill('SIGCONT');
+      p.kill('SIGKILL');
+      await exited(p, 5_000);
+    }
+    this.spawnMember(member, 'existing');
+    const deadline = performance.now() + 20_000;
+    while (performance.now() < deadline) {
+      if (await this.healthy(member)) return;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`etcd m${member} not healthy after restart:\n${await this.logTail(member)}`);
+  }
+
+  async logTail(member: number, lines = 20): Promise<string> {
+    const m = this.members[member];
+    if (!m) return '';
+    const text = await readFile(m.logPath, 'utf8').catch(() => '');
+    return `--- etcd ${m.name} ---\n${text.trim().split('\n').slice(-lines).join('\n')}`;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    await Promise.all(
+      this.members.map(async (m) => {
+        const p = m.proc;
+        if (!p || p.exitCode !== null || p.signalCode !== null) return;
+        p.kill('SIGCONT');
+        p.kill('SIGTERM');
+        if (!(await exited(p, 3_000))) {
+          p.kill('SIGKILL');
+          await exited(p, 3_000);
+        }
+      }),
+    );
+    if (this.ownDir) await rm(this.dir, { recursive: true, force: true });
+    else
+      await Promise.all(this.members.map((m) => rm(join(m.dataDir, '..'), { recursive: true, force: true })));
+  }
+}
+
+function exited(p: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (p.exitCode !== null || p.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), timeoutMs);
+    p.once('exit', () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
