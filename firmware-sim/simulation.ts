@@ -143,7 +143,7 @@ export class Simulation {
           port: this.opts.ephemeralPorts ? 0 : ahu.endpoint.port,
           unitId: ahu.endpoint.unitId,
           ...(ahu.pointMap ? { pointMap: ahu.pointMap } : {}),
-          logger: this.log.child({ component: 'modbus', ahu: ahu.id }),
+          logger: this.log.child({ component: 'modbus' }),
         });
         this.modbus.set(ahu.id, server);
         const { host, port } = await server.start();
@@ -165,7 +165,7 @@ export class Simulation {
           ...(dataBits !== undefined ? { dataBits } : {}),
           ...(stopBits !== undefined ? { stopBits } : {}),
           ...(ahu.pointMap ? { pointMap: ahu.pointMap } : {}),
-          logger: this.log.child({ component: 'modbus-rtu', ahu: ahu.id }),
+          logger: this.log.child({ component: 'modbus-rtu' }),
         });
         this.modbus.set(ahu.id, server);
         await server.start();

@@ -3,7 +3,7 @@
 // view, and operator actions; every route is described in the OpenAPI document at /openapi.json.
 // Every refused request answers 4xx with a stable code and the list of problems, and is counted.
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Leadership } from '../cluster/leadership.ts';
@@ -32,7 +32,12 @@ const ErrorBody = {
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const loggerInstance = deps.logger.child({ component: 'api' }) as FastifyBaseLogger;
-  const app = Fastify({ loggerInstance, bodyLimit: 64 * 1024, disableRequestLogging: true });
+  // No log line per request: health probes and dashboards poll; refusals and failures are logged below.
+  const app = Fastify({
+    loggerInstance,
+    bodyLimit: 64 * 1024,
+    logController: new LogController({ disableRequestLogging: true }),
+  });
   const refused = new Counter({
     name: 'coolctl_api_requests_refused_total',
     help: 'API requests refused as bad input, by route',

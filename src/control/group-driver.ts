@@ -6,7 +6,7 @@
 // lease guard (`leadership.fence`) is checked synchronously right before the bytes go out;
 // a unit refusing our epoch stops us driving it until leadership moves on.
 import type { Logger } from 'pino';
-import type { Leadership } from '../cluster/leadership.ts';
+import type { Leadership, RoleChange } from '../cluster/leadership.ts';
 import type { ControlGroup } from '../config/site-schema.ts';
 import type { AhuCommandSet, DeviceIo } from '../devices/device-io.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
@@ -58,13 +58,20 @@ export class GroupDriver {
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => this.tick(), this.opts.periodMs);
+    // A new leader writes at once, not at its next tick: handover time is etcd's, not our period's.
+    this.leadership.on('role', this.onRole);
     this.tick();
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.leadership.off('role', this.onRole);
   }
+
+  private readonly onRole = (c: RoleChange): void => {
+    if (c.group === this.group && c.to === 'leader' && this.timer) this.tick();
+  };
 
   /** Commands and link of each unit, for the API. */
   units(): UnitDriveState[] {

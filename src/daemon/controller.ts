@@ -39,7 +39,8 @@ export class Controller {
   constructor(cfg: ControllerConfig, deps: ControllerDeps) {
     this.cfg = cfg;
     this.deps = deps;
-    this.log = deps.logger.child({ node: cfg.node });
+    // The entry point's logger already names the node; a test's may not.
+    this.log = deps.logger.bindings().node === cfg.node ? deps.logger : deps.logger.child({ node: cfg.node });
   }
 
   get url(): string {
@@ -83,7 +84,7 @@ export class Controller {
           etcdCallTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
           rebalanceHoldMs: cfg.cluster.rebalanceHoldMs,
           dataDir: cfg.dataDir,
-          logger: this.log.child({ component: 'leadership' }),
+          logger: this.log,
           registry: this.registry,
         });
       this.leadership = leadership;
