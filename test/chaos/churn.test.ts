@@ -1,6 +1,7 @@
 // Chaos: churn and clocks, on real processes. Controllers restarted in a loop (kill -9 and
 // SIGTERM) leave an even, stable placement; a leader's wall clock jumping an hour forward or back
 // (libfaketime; monotonic time untouched) changes nothing unsafe. Invariants after every trial.
+import { spawnSync } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   Hall,
@@ -48,6 +49,50 @@ describe('chaos: churn and clocks', () => {
     expect(p.even).toBe(true);
     const counts = Object.values(p.counts);
     expect(Math.max(...counts) - Math.min(...counts)).toBeLessThanOrEqual(1);
+  }, 60_000);
+
+  it('an operator sees the cluster with `coolctl status` and moves a group with `coolctl switchover`', async () => {
+    const leaders = await hall.waitForLeaders();
+    const counts = Hall.placement(leaders, hall.nodes);
+    const busiest = Object.entries(counts).sort((a, b) => b[1] - a[1])[0]![0];
+    const target = Object.entries(counts).sort((a, b) => a[1] - b[1])[0]![0];
+    const [group, from] = [...leaders].find(([, l]) => l.node === busiest)!;
+    const api = hall.apiUrl(target); // any node's API will do; the CLI finds the leader
+    const status = spawnSync(process.execPath, ['src/cli.ts', 'status', '--api', api], {
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    expect(status.status).toBe(0);
+    expect(status.stdout).toMatch(new RegExp(`${group}\\s+${from.node}\\s+${from.epoch}`));
+    const seq = await hall.lastSeq();
+    const started = Date.now();
+    const res = spawnSync(
+      process.execPath,
+      ['src/cli.ts', 'switchover', group, '--to', target, '--api', api],
+      {
+        encoding: 'utf8',
+        timeout: 15_000,
+      },
+    );
+    expect(res.stderr).toBe('');
+    expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(new RegExp(`${group}: ${from.node} → ${target} in \\d+ ms`));
+    const now = await hall.waitForLeaders();
+    expect(now.get(group)?.node).toBe(target);
+    // the new leader's first accepted write follows within a few hundred ms of the command
+    const first = (await hall.journal(seq)).entries.find(
+      (e) => e.accepted && e.epoch === now.get(group)!.epoch,
+    );
+    expect(first).toBeDefined();
+    expect(first!.wallMs - started).toBeLessThan(1500);
+    const bad = spawnSync(
+      process.execPath,
+      ['src/cli.ts', 'switchover', 'no-such-group', '--to', target, '--api', api],
+      { encoding: 'utf8' },
+    );
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/unknown group "no-such-group"/);
+    expect((await hall.check()).violations).toEqual([]);
   }, 60_000);
 
   it('restarting controllers in a loop keeps the invariants and ends even and stable', async () => {
