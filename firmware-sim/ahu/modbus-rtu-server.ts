@@ -8,6 +8,7 @@ import { type Logger, pino } from 'pino';
 import { SerialPort } from 'serialport';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
+import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
 import { FC, ModbusAhuPdu, newPduCounters, type PduCounters } from './modbus-pdu.ts';
 import type { SimAirHandler } from './unit.ts';
 
@@ -68,8 +69,8 @@ export class ModbusRtuAhuServer {
   private gapTimer: NodeJS.Timeout | undefined;
   private readonly queue: Buffer[] = [];
   private pumping = false;
-  private readonly pendingDelays = new Set<{ timer: NodeJS.Timeout; done: () => void }>();
-  private readonly logLimits = new Map<string, { lastMs: number; suppressed: number }>();
+  private readonly delays = new Delays();
+  private readonly warns: RateLimitedWarn;
   private started = false;
   private stopping: Promise<void> | undefined;
 
@@ -92,6 +93,7 @@ export class ModbusRtuAhuServer {
     this.unit = unit;
     this.opts = opts;
     this.log = opts.logger ?? pino({ level: 'silent' });
+    this.warns = new RateLimitedWarn(this.log, LOG_INTERVAL_MS);
     this.frameGapMs = opts.frameGapMs ?? DEFAULT_FRAME_GAP_MS;
     this.client = `modbus-rtu:${opts.path}`;
     this.pdu = new ModbusAhuPdu(unit, this.pm, this.counters, this.log);
@@ -126,7 +128,7 @@ export class ModbusRtuAhuServer {
     // Errors (the other end of a pty closing) are counted, never thrown.
     port.on('error', (err) => {
       this.counters.portErrors++;
-      this.warnLimited('port-error', { ahu: this.unit.id, err: err.message }, 'modbus rtu port error');
+      this.warns.warn('port-error', { ahu: this.unit.id, err: err.message }, 'modbus rtu port error');
     });
     port.on('data', (chunk: Buffer) => this.onData(chunk));
     this.port = port;
@@ -144,11 +146,7 @@ export class ModbusRtuAhuServer {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       clearTimeout(this.gapTimer);
-      for (const d of this.pendingDelays) {
-        clearTimeout(d.timer);
-        d.done();
-      }
-      this.pendingDelays.clear();
+      this.delays.cancelAll();
       this.queue.length = 0;
       const port = this.port;
       this.port = undefined;
@@ -178,7 +176,7 @@ export class ModbusRtuAhuServer {
     }
     if (this.buffer.length > MAX_RTU_FRAME) {
       this.counters.badFrames++;
-      this.warnLimited(
+      this.warns.warn(
         'bad-frame',
         { ahu: this.unit.id, bytes: this.buffer.length },
         'rtu frame too long; dropped',
@@ -201,7 +199,7 @@ export class ModbusRtuAhuServer {
       return;
     }
     this.counters.frameTimeouts++;
-    this.warnLimited(
+    this.warns.warn(
       'frame-timeout',
       { ahu: this.unit.id, bytes: rest.length },
       'incomplete rtu frame; dropped',
@@ -212,7 +210,7 @@ export class ModbusRtuAhuServer {
   private accept(frame: Buffer): void {
     if (frame.length < 4 || crc16(frame.subarray(0, -2)) !== frame.readUInt16LE(frame.length - 2)) {
       this.counters.badFrames++;
-      this.warnLimited(
+      this.warns.warn(
         'bad-frame',
         { ahu: this.unit.id, bytes: frame.length },
         'rtu frame with a bad CRC; dropped',
@@ -223,7 +221,7 @@ export class ModbusRtuAhuServer {
     if (unitId !== this.opts.unitId) {
       // Another slave's request (or a broadcast) on a shared line: not ours to answer.
       this.counters.wrongUnitId++;
-      this.warnLimited(
+      this.warns.warn(
         'unit-id',
         { ahu: this.unit.id, unitId, expected: this.opts.unitId },
         'modbus rtu request for another unit id; not answered',
@@ -232,7 +230,7 @@ export class ModbusRtuAhuServer {
     }
     if (this.queue.length >= MAX_QUEUED_REQUESTS) {
       this.counters.queueOverflows++;
-      this.warnLimited(
+      this.warns.warn(
         'queue',
         { ahu: this.unit.id },
         'modbus rtu master does not wait for answers; request dropped',
@@ -248,7 +246,7 @@ export class ModbusRtuAhuServer {
     try {
       for (let frame = this.queue.shift(); frame && !this.stopping; frame = this.queue.shift()) {
         const slowMs = this.unit.faults.slowMs;
-        if (slowMs > 0) await this.delay(slowMs);
+        if (slowMs > 0) await this.delays.wait(slowMs);
         if (this.stopping) return;
         this.answer(frame);
       }
@@ -299,31 +297,6 @@ export class ModbusRtuAhuServer {
   private send(bytes: Buffer): void {
     if (this.port?.isOpen) this.port.write(bytes);
   }
-
-  private delay(ms: number): Promise<void> {
-    return new Promise((done) => {
-      const entry = {
-        timer: setTimeout(() => {
-          this.pendingDelays.delete(entry);
-          done();
-        }, ms),
-        done,
-      };
-      this.pendingDelays.add(entry);
-    });
-  }
-
-  /** One warn line per kind per second at most; the next line says how many were left out. */
-  private warnLimited(kind: string, fields: Record<string, unknown>, msg: string): void {
-    const now = performance.now();
-    const limit = this.logLimits.get(kind);
-    if (limit && now - limit.lastMs < LOG_INTERVAL_MS) {
-      limit.suppressed++;
-      return;
-    }
-    this.logLimits.set(kind, { lastMs: now, suppressed: 0 });
-    this.log.warn({ ...fields, suppressedSinceLast: limit?.suppressed ?? 0 }, msg);
-  }
 }
 
 /**
@@ -356,21 +329,4 @@ export function crc16(bytes: Uint8Array): number {
     for (let i = 0; i < 8; i++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
   }
   return crc;
-}
-
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p.then(
-        () => true,
-        () => true,
-      ),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

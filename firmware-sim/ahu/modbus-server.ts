@@ -11,6 +11,7 @@ import { type Logger, pino } from 'pino';
 import { mulberry32 } from '../../src/config/generate-site.ts';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
+import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
 import { GARBAGE_FUNCTION_CODE, ModbusAhuPdu, newPduCounters, type PduCounters } from './modbus-pdu.ts';
 import type { SimAirHandler } from './unit.ts';
 
@@ -88,8 +89,8 @@ export class ModbusAhuServer {
   private readonly garbageRandom: () => number;
   private readonly connections = new Set<Connection>();
   /** Fault delays in flight; stop() settles them so no timer outlives the server. */
-  private readonly pendingDelays = new Set<{ timer: NodeJS.Timeout; done: () => void }>();
-  private readonly logLimits = new Map<string, { lastMs: number; suppressed: number }>();
+  private readonly delays = new Delays();
+  private readonly warns: RateLimitedWarn;
   private listener: Server | undefined;
   private boundPort = 0;
   private started = false;
@@ -117,6 +118,7 @@ export class ModbusAhuServer {
     this.unit = unit;
     this.opts = opts;
     this.log = opts.logger ?? pino({ level: 'silent' });
+    this.warns = new RateLimitedWarn(this.log, LOG_INTERVAL_MS);
     this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.garbageRandom = mulberry32(opts.garbageSeed ?? 1);
@@ -162,12 +164,8 @@ export class ModbusAhuServer {
   /** Closes the listener and every connection; bounded, idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      for (const d of this.pendingDelays) {
-        clearTimeout(d.timer);
-        d.done();
-      }
-      this.pendingDelays.clear();
-      await withDeadline(this.faultSync, STOP_DEADLINE_MS);
+      this.delays.cancelAll();
+      await settlesWithin(this.faultSync, STOP_DEADLINE_MS);
       this.dropConnections('server stopping');
       const closed = await this.closeListener();
       if (!closed)
@@ -228,7 +226,7 @@ export class ModbusAhuServer {
     this.listener = undefined;
     if (!server) return true;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    return withDeadline(closed, STOP_DEADLINE_MS);
+    return settlesWithin(closed, STOP_DEADLINE_MS);
   }
 
   private dropConnections(why: string): void {
@@ -249,7 +247,7 @@ export class ModbusAhuServer {
     });
     if (this.stopping || this.unit.faults.offline || this.connections.size >= this.maxConnections) {
       this.counters.connectionsRejected++;
-      this.warnLimited(
+      this.warns.warn(
         'rejected',
         { ahu: this.unit.id, connections: this.connections.size, offline: this.unit.faults.offline },
         'modbus connection closed at once (connection cap reached, unit offline or server stopping)',
@@ -294,7 +292,7 @@ export class ModbusAhuServer {
       if (protocolId !== 0 || length < MBAP_MIN_LENGTH || length > MBAP_MAX_LENGTH) {
         // TCP carries no frame delimiter: after a bad header nothing says where the next frame starts.
         this.counters.badFrames++;
-        this.warnLimited(
+        this.warns.warn(
           'bad-frame',
           { ahu: this.unit.id, client: conn.client, protocolId, length },
           protocolId !== 0
@@ -312,7 +310,7 @@ export class ModbusAhuServer {
       conn.frameTimer = undefined;
       if (conn.queue.length >= MAX_PIPELINED_REQUESTS) {
         this.counters.pipelineOverflows++;
-        this.warnLimited(
+        this.warns.warn(
           'pipeline',
           { ahu: this.unit.id, client: conn.client, queued: conn.queue.length },
           'modbus client pipelines more requests than it reads answers; closing the connection',
@@ -326,7 +324,7 @@ export class ModbusAhuServer {
       conn.frameTimer = setTimeout(() => {
         conn.frameTimer = undefined;
         this.counters.frameTimeouts++;
-        this.warnLimited(
+        this.warns.warn(
           'frame-timeout',
           {
             ahu: this.unit.id,
@@ -348,7 +346,7 @@ export class ModbusAhuServer {
     try {
       for (let frame = conn.queue.shift(); frame && !conn.closed; frame = conn.queue.shift()) {
         const slowMs = this.unit.faults.slowMs;
-        if (slowMs > 0) await this.delay(slowMs);
+        if (slowMs > 0) await this.delays.wait(slowMs);
         if (conn.closed || this.stopping) return;
         this.answer(conn, frame);
       }
@@ -363,7 +361,7 @@ export class ModbusAhuServer {
     if (this.opts.unitId !== 0 && unitId !== this.opts.unitId && unitId !== DIRECT_UNIT_ID) {
       // A gateway with nothing at that address stays silent; the client's timeout is the answer.
       this.counters.wrongUnitId++;
-      this.warnLimited(
+      this.warns.warn(
         'unit-id',
         { ahu: this.unit.id, client: conn.client, unitId, expected: this.opts.unitId },
         'modbus request for another unit id; not answered',
@@ -420,48 +418,5 @@ export class ModbusAhuServer {
     out.writeUInt8(GARBAGE_FUNCTION_CODE, MBAP_HEADER_LEN);
     for (let i = MBAP_HEADER_LEN + 1; i < out.length; i++) out.writeUInt8(Math.floor(rnd() * 256), i);
     return out;
-  }
-
-  private delay(ms: number): Promise<void> {
-    return new Promise((done) => {
-      const entry = {
-        timer: setTimeout(() => {
-          this.pendingDelays.delete(entry);
-          done();
-        }, ms),
-        done,
-      };
-      this.pendingDelays.add(entry);
-    });
-  }
-
-  /** One warn line per kind per second at most; the next line says how many were left out. */
-  private warnLimited(kind: string, fields: Record<string, unknown>, msg: string): void {
-    const now = performance.now();
-    const limit = this.logLimits.get(kind);
-    if (limit && now - limit.lastMs < LOG_INTERVAL_MS) {
-      limit.suppressed++;
-      return;
-    }
-    this.logLimits.set(kind, { lastMs: now, suppressed: 0 });
-    this.log.warn({ ...fields, suppressedSinceLast: limit?.suppressed ?? 0 }, msg);
-  }
-}
-
-/** True when `p` settled within `ms`; a stuck close must not hang whoever stops the server. */
-async function withDeadline(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p.then(
-        () => true,
-        () => true,
-      ),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -5,7 +5,6 @@
 // Invariants: a getter or method never throws into node-opcua; every WriteCommand call that reaches
 // the method is journaled exactly once; stop() is bounded and leaves no timer behind.
 import { timingSafeEqual } from 'node:crypto';
-import { createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -35,6 +34,7 @@ import {
   WRITE_COMMAND_STATUS,
 } from '../../src/devices/opcua/node-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
+import { Delays, freePort } from '../../src/util/async.ts';
 import { type AhuCommand, MODE_CODE, type RejectReason, type SimAirHandler } from './unit.ts';
 
 export interface OpcuaUser {
@@ -82,7 +82,7 @@ export class OpcuaAhuServer {
   private url = '';
   private stopping: Promise<void> | undefined;
   /** Fault delays in flight; stop() settles them so no timer outlives the server. */
-  private readonly pendingDelays = new Set<{ timer: NodeJS.Timeout; done: () => void }>();
+  private readonly delays = new Delays();
   readonly counters = { reads: 0, calls: 0, getterErrors: 0, methodErrors: 0 };
 
   constructor(units: SimAirHandler[], opts: OpcuaAhuServerOptions) {
@@ -157,11 +157,7 @@ export class OpcuaAhuServer {
   /** Closes every session and the listener; bounded, idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      for (const d of this.pendingDelays) {
-        clearTimeout(d.timer);
-        d.done();
-      }
-      this.pendingDelays.clear();
+      this.delays.cancelAll();
       const server = this.server;
       if (!server) return;
       try {
@@ -268,7 +264,7 @@ export class OpcuaAhuServer {
       callback(null, dv);
     };
     const slowMs = unit.faults.slowMs;
-    if (slowMs > 0) void this.delay(slowMs).then(answer);
+    if (slowMs > 0) void this.delays.wait(slowMs).then(answer);
     else answer();
   }
 
@@ -294,7 +290,7 @@ export class OpcuaAhuServer {
   ): Promise<CallMethodResultOptions> {
     this.counters.calls++;
     try {
-      if (unit.faults.slowMs > 0) await this.delay(unit.faults.slowMs);
+      if (unit.faults.slowMs > 0) await this.delays.wait(unit.faults.slowMs);
       const client = clientIdentity(context);
       const cmd = parseCommand(args);
       if (!cmd) {
@@ -318,19 +314,6 @@ export class OpcuaAhuServer {
       this.log.error({ err, ahu: unit.id }, 'opcua WriteCommand failed');
       return { statusCode: StatusCodes.BadInternalError };
     }
-  }
-
-  private delay(ms: number): Promise<void> {
-    return new Promise((done) => {
-      const entry = {
-        timer: setTimeout(() => {
-          this.pendingDelays.delete(entry);
-          done();
-        }, ms),
-        done,
-      };
-      this.pendingDelays.add(entry);
-    });
   }
 }
 
@@ -386,20 +369,6 @@ function checkUser(users: readonly OpcuaUser[], username: string, password: stri
   return users.some((u) => {
     const want = Buffer.from(u.password);
     return u.username === username && want.length === given.length && timingSafeEqual(want, given);
-  });
-}
-
-/** node-opcua needs a concrete port to build its endpoint URLs: ask the OS for one, then free it. */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => (port ? resolvePort(port) : reject(new Error('no port assigned'))));
-    });
   });
 }
 

@@ -3,13 +3,13 @@
 // Built on modbus-serial's ServerTCP (read-only registers: its write-path quirks do not matter here).
 // Invariants: an unknown slave id answers exception 0x0B like a real gateway; down = connections
 // refused; stop() is bounded and idempotent.
-import { createServer } from 'node:net';
 import modbusSerial from 'modbus-serial';
 import type { Logger } from 'pino';
 import { nodeUnitIds } from '../../src/config/site-rules.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { encodeNode, NODE_HEADER_LEN } from '../../src/sensors/modbus-gateway-map.ts';
+import { freePort } from '../../src/util/async.ts';
 import type { SensorMesh } from './sensor-mesh.ts';
 
 const ServerTCP = modbusSerial.ServerTCP;
@@ -136,17 +136,4 @@ export class ModbusGatewayServer {
       });
     });
   }
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const a = probe.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      probe.close(() => (port ? resolve(port) : reject(new Error('no port assigned'))));
-    });
-  });
 }

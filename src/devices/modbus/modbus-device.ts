@@ -13,6 +13,7 @@ import modbusSerial from 'modbus-serial';
 import { type Logger, pino } from 'pino';
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
+import { settlesWithin } from '../../util/async.ts';
 import type {
   AhuCommandSet,
   AhuReadings,
@@ -778,21 +779,4 @@ function closeQuietly(client: ModbusClient): Promise<void> {
       resolve();
     }
   });
-}
-
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      p.then(
-        () => true,
-        () => true,
-      ),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

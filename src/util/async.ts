@@ -1,0 +1,86 @@
+// Small async helpers every long-running component needs, so none of them hangs on stop():
+// delays that can all be cancelled at once, a bounded wait for a promise, rate-limited warnings,
+// and an OS-chosen free port for servers that must know their port before they bind.
+import { createServer } from 'node:net';
+import type { Logger } from 'pino';
+
+/** Delays a component hands out (e.g. a "slow" fault); `cancelAll()` settles them all at once on stop. */
+export class Delays {
+  private readonly pending = new Set<{ timer: NodeJS.Timeout; done: () => void }>();
+
+  wait(ms: number): Promise<void> {
+    return new Promise((done) => {
+      const entry = {
+        timer: setTimeout(() => {
+          this.pending.delete(entry);
+          done();
+        }, ms),
+        done,
+      };
+      this.pending.add(entry);
+    });
+  }
+
+  cancelAll(): void {
+    for (const d of this.pending) {
+      clearTimeout(d.timer);
+      d.done();
+    }
+    this.pending.clear();
+  }
+}
+
+/** True when `p` settled (either way) within `ms`; a stuck close must not hang whoever stops a server. */
+export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** One warn line per kind per interval at most; the next line says how many were left out. */
+export class RateLimitedWarn {
+  private readonly last = new Map<string, { atMs: number; suppressed: number }>();
+  private readonly log: Logger;
+  private readonly intervalMs: number;
+
+  constructor(log: Logger, intervalMs: number) {
+    this.log = log;
+    this.intervalMs = intervalMs;
+  }
+
+  warn(kind: string, fields: Record<string, unknown>, msg: string): void {
+    const now = performance.now();
+    const limit = this.last.get(kind);
+    if (limit && now - limit.atMs < this.intervalMs) {
+      limit.suppressed++;
+      return;
+    }
+    this.last.set(kind, { atMs: now, suppressed: 0 });
+    this.log.warn({ ...fields, suppressedSinceLast: limit?.suppressed ?? 0 }, msg);
+  }
+}
+
+/** A port the OS says is free on `host` now (another process may take it before it is bound). */
+export function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.unref();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const a = probe.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      probe.close(() => (port ? resolve(port) : reject(new Error('no port assigned'))));
+    });
+  });
+}
