@@ -45,13 +45,15 @@ const gw1Groups = site.controlGroups.filter((g) =>
 
 describe('sensor ingest over MQTT', () => {
   it('fills every group view from the mesh, and the view matches the hall', async () => {
+    // every sensor heard from (not just the 80 % an ok verdict needs), so the hottest rack is in the view
     await waitFor(
-      'every group to be ok',
-      () => site.controlGroups.every((g) => store.view(g.id).verdict === 'ok'),
+      'every group fully covered',
+      () => site.controlGroups.every((g) => store.view(g.id).coverage === 1),
       { timeoutMs: 20_000 },
     );
     for (const g of site.controlGroups) {
       const v = store.view(g.id);
+      expect(v.verdict).toBe('ok');
       expect(v.coverage).toBeGreaterThanOrEqual(0.8);
       // the truth: the hottest top inlet of the group's racks, as the thermal model has it
       const racks = new Set(g.sensorNodes.map((n) => site.sensorNodes.find((x) => x.id === n)!.rack));
