@@ -2,6 +2,8 @@
 // snapshot of the cluster (members, per-group election queues, handover markers), decides every
 // group from it alone (decide.ts: the only code that can say "leader"), applies the roles, then runs
 // the etcd actions. A prefix watch (requiring an etcd leader) and a resync timer wake the loop.
+// Where this node is next in line, it revokes the leader's lease once etcd's answers prove it expired
+// (expired-lease-revoker.ts), so a crashed leader's keys go at once, not at etcd's next expiry sweep.
 // Invariants: fence() is synchronous and true only while this node leads AND the lease guard's
 // monotonic deadline has not passed; a role becomes 'resigned'/'follower' BEFORE the key that
 // backs it is deleted; ticks never overlap; every etcd call has a deadline; stop() runs once.
@@ -15,6 +17,7 @@ import { Election, type QueueEntry } from './election.ts';
 import { ClusterError, ClusterErrorCodes } from './errors.ts';
 import { createEtcdClient, etcdCall } from './etcd-client.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
+import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import type { GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
 import { LeadershipMetrics } from './metrics.ts';
 import { planHandover } from './placement.ts';
@@ -102,6 +105,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   private readonly client: Etcd3;
   private readonly session: EtcdSession;
   private readonly metrics: LeadershipMetrics | undefined;
+  private readonly revoker: ExpiredLeaseRevoker;
   private readonly state = new Map<string, GroupState>();
   private readonly stopping = new AbortController();
   private elections = new Map<string, Election>();
@@ -153,6 +157,15 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.metrics = opts.registry
       ? new LeadershipMetrics(opts.registry, () => this.session.guard.remainingMs())
       : undefined;
+    this.revoker = new ExpiredLeaseRevoker({
+      client: this.client,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      logger: this.log.child({ component: 'expired-lease-revoker' }),
+      now: this.now,
+      onRevoked: () => this.requestTick(),
+      onPoll: () => this.metrics?.expiryPoll(),
+      onRevoke: () => this.metrics?.expiredLeaseRevoked(),
+    });
     for (const group of opts.groups) {
       this.state.set(group, {
         group,
@@ -229,6 +242,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   private async doStop(): Promise<void> {
     this.stopping.abort(new ClusterError(ClusterErrorCodes.ABORTED, 'leadership stopping'));
     clearInterval(this.resyncTimer);
+    this.revoker.stop();
     void this.watcher?.cancel().catch(() => {});
     this.watcher = undefined;
     // Roles first: fence() is null from here on, before etcd hears anything.
@@ -413,8 +427,13 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
 
     const actions: Promise<void>[] = [];
     const members = new Set(snap.members.keys());
+    /** Leases (hex → node) of other nodes' leaders that our key is right behind. */
+    const ahead = new Map<string, string>();
     for (const s of this.state.values()) {
       const queue = snap.queues.get(s.group) ?? [];
+      const [first, second] = queue;
+      if (first && second && this.lease && second.leaseHex === this.lease.hex)
+        ahead.set(first.leaseHex, first.node);
       const marker = snap.markers.get(s.group);
       const d = decideGroup({
         me: this.node,
@@ -439,6 +458,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
           new ClusterError(ClusterErrorCodes.SWITCHOVER_FAILED, `switchover ${s.group}: ${p.to} left`),
         );
     }
+    this.revoker.follow(ahead);
     if (actions.length > 0) {
       await Promise.all(actions);
       this.dirty = true; // see what the actions did

@@ -1,5 +1,6 @@
 // Leadership metrics on a prom-client Registry (served at /metrics): role transitions, which groups
-// this node leads, how much lease time is left, and keepalive round trips (send → ack).
+// this node leads, how much lease time is left, keepalive round trips (send → ack), and the polling
+// and revoking of expired leases of leaders this node is next in line behind.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { GroupRole } from './leadership.ts';
 
@@ -7,6 +8,8 @@ export class LeadershipMetrics {
   private readonly transitions: Counter<'group' | 'from' | 'to'>;
   private readonly leader: Gauge<'group'>;
   private readonly keepalive: Histogram;
+  private readonly expiryPolls: Counter;
+  private readonly expiredRevoked: Counter;
 
   constructor(registry: Registry, leaseRemainingMs: () => number) {
     const registers = [registry];
@@ -36,6 +39,24 @@ export class LeadershipMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     });
+    this.expiryPolls = new Counter({
+      name: 'coolctl_lease_expiry_polls_total',
+      help: 'LeaseTimeToLive calls on the leases of leaders this node is next in line behind',
+      registers,
+    });
+    this.expiredRevoked = new Counter({
+      name: 'coolctl_expired_leases_revoked_total',
+      help: 'Leases of other nodes revoked by this node after etcd reported them expired',
+      registers,
+    });
+  }
+
+  expiryPoll(): void {
+    this.expiryPolls.inc();
+  }
+
+  expiredLeaseRevoked(): void {
+    this.expiredRevoked.inc();
   }
 
   transition(group: string, from: GroupRole, to: GroupRole): void {
