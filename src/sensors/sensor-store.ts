@@ -536,14 +536,14 @@ export class SensorStore implements SensorView {
       return null;
     }
     const ahead = (seq - n.lastSeq + 0x1_0000_0000) % 0x1_0000_0000;
-    if (ahead === 0 || n.recentSeqs.includes(seq)) {
-      n.duplicates++;
-      return 'duplicate';
-    }
-    if (ahead < 0x8000_0000) {
+    if (ahead > 0 && ahead < 0x8000_0000) {
       n.resetRun = 0;
       this.accept(n, seq, ahead - 1);
       return null;
+    }
+    if (ahead === 0 || n.recentSeqs.includes(seq)) {
+      n.duplicates++;
+      return 'duplicate';
     }
     const behind = 0x1_0000_0000 - ahead;
     if (behind > 10 * SEQ_WINDOW) {
