@@ -5,45 +5,53 @@
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { LinkState, WriteOptions } from './device-io.ts';
 
-/** Runs `fn` with a signal that aborts at `timeoutMs` or when `outer` aborts; rejects with a typed error then. */
+/**
+ * Runs `fn` with a signal that aborts at `timeoutMs` or when any `outer` signal aborts, and rejects
+ * with a typed error then (the signal's reason is that error). One timer, cleared when the call
+ * ends: AbortSignal.timeout() cannot be cancelled, and at a thousand calls a second its late
+ * firings and weak references cost more CPU than the Modbus transaction itself.
+ */
 export async function withDeadline<T>(
   device: string,
   what: string,
   timeoutMs: number,
-  outer: AbortSignal | undefined,
+  outer: AbortSignal | readonly (AbortSignal | undefined)[] | undefined,
   fn: (signal: AbortSignal) => Promise<T>,
 ): Promise<T> {
-  const timeout = AbortSignal.timeout(timeoutMs);
-  const signal = outer ? AbortSignal.any([outer, timeout]) : timeout;
-  if (signal.aborted) throw abortError(device, what, timeoutMs, timeout, outer);
-  let onAbort: (() => void) | undefined;
+  const outers = (Array.isArray(outer) ? outer : [outer]).filter((s): s is AbortSignal => s !== undefined);
+  const callerAborted = (s: AbortSignal) =>
+    new DeviceError(ErrorCodes.DEVICE_ABORTED, device, `${what}: aborted by caller`, { cause: s.reason });
+  const already = outers.find((s) => s.aborted);
+  if (already) throw callerAborted(already);
+  const ctl = new AbortController();
+  let fail!: (e: DeviceError) => void;
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(abortError(device, what, timeoutMs, timeout, outer));
-    signal.addEventListener('abort', onAbort, { once: true });
+    fail = (e) => {
+      ctl.abort(e);
+      reject(e);
+    };
+  });
+  aborted.catch(() => {}); // the losing race branch must not become an unhandled rejection
+  const timer = setTimeout(
+    () =>
+      fail(
+        new DeviceError(ErrorCodes.DEVICE_TIMEOUT, device, `${what}: no answer within ${timeoutMs} ms`, {
+          retryable: true,
+        }),
+      ),
+    timeoutMs,
+  );
+  const listeners = outers.map((s) => {
+    const onAbort = (): void => fail(callerAborted(s));
+    s.addEventListener('abort', onAbort, { once: true });
+    return () => s.removeEventListener('abort', onAbort);
   });
   try {
-    return await Promise.race([fn(signal), aborted]);
+    return await Promise.race([fn(ctl.signal), aborted]);
   } finally {
-    signal.removeEventListener('abort', onAbort!);
-    aborted.catch(() => {}); // the losing race branch must not become an unhandled rejection
+    clearTimeout(timer);
+    for (const off of listeners) off();
   }
-}
-
-function abortError(
-  device: string,
-  what: string,
-  ms: number,
-  timeout: AbortSignal,
-  outer?: AbortSignal,
-): DeviceError {
-  if (timeout.aborted && !outer?.aborted) {
-    return new DeviceError(ErrorCodes.DEVICE_TIMEOUT, device, `${what}: no answer within ${ms} ms`, {
-      retryable: true,
-    });
-  }
-  return new DeviceError(ErrorCodes.DEVICE_ABORTED, device, `${what}: aborted by caller`, {
-    cause: outer?.reason,
-  });
 }
 
 /** Runs tasks one at a time, in order. `close()` rejects everything still waiting. */

@@ -220,6 +220,17 @@ describe('OPC-UA air handler adapter', () => {
     expect(journal.lastSeq).toBe(before);
   });
 
+  it('opens several devices at once on a fresh PKI folder (one key, made once)', async () => {
+    const pkiDir = join(root, 'fresh-pki');
+    const ds = [
+      device(configs.reads, { pkiDir }),
+      device(configs.fence, { pkiDir }),
+      device(configs.closing, { pkiDir }),
+    ];
+    await Promise.all(ds.map((d) => d.open()));
+    for (const d of ds) expect(d.linkState).toBe('up');
+  });
+
   it('a tripped unit takes the command (epoch and heartbeat verified) and read() shows the trip', async () => {
     const d = device(configs.fence);
     await d.open();

@@ -298,12 +298,13 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     body: (ctx: CallContext) => Promise<T>,
   ): Promise<T> {
     const startMs = performance.now();
-    const outer = opts.signal ? AbortSignal.any([opts.signal, this.closeCtl.signal]) : this.closeCtl.signal;
+    // No AbortSignal.any per call: withDeadline listens to both signals and cleans up after itself.
+    const outer = [opts.signal, this.closeCtl.signal];
     const ctx: CallContext = {
       op,
       phaseStartMs: startMs,
       deadlineMs: startMs + this.timeoutMs,
-      signal: outer,
+      signal: this.closeCtl.signal, // replaced by the call's own deadline signal once it runs
       outer: opts.signal,
     };
     try {

@@ -188,6 +188,23 @@ function certificateManagerFor(rootFolder: string, trustUnknown: boolean): OPCUA
   return cm;
 }
 
+const initialized = new WeakMap<OPCUACertificateManager, Promise<void>>();
+
+/**
+ * One initialize() per certificate manager, shared by every device: node-opcua-pki returns at once
+ * to a second caller while the first is still creating the private key (cf. node-opcua#971), so a
+ * fresh PKI folder would fail every device but one.
+ */
+function initializedOnce(cm: OPCUACertificateManager): Promise<void> {
+  let p = initialized.get(cm);
+  if (!p) {
+    p = cm.initialize();
+    p.catch(() => initialized.delete(cm)); // a failed initialization is tried again on the next connect
+    initialized.set(cm, p);
+  }
+  return p;
+}
+
 export class OpcuaDevice extends EventEmitter implements DeviceIo {
   readonly id: string;
   readonly protocol = 'opcua' as const;
@@ -633,7 +650,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   private async connectOnce(signal: AbortSignal): Promise<Connection> {
     const identity = await this.identity();
     const cm = certificateManagerFor(this.pkiDir, this.trustUnknown);
-    await cm.initialize();
+    await initializedOnce(cm);
     await cm.reloadCertificates();
     signal.throwIfAborted();
     const mode = this.ahu.endpoint.securityMode ?? 'None';
