@@ -115,6 +115,9 @@ interface SensorRt {
   id: string;
   kind: SensorKindName;
   isInlet: boolean;
+  /** Physical range, resolved once: the hot path compares two numbers. */
+  lo: number;
+  hi: number;
   node: NodeRt;
   value: number;
   has: boolean;
@@ -134,6 +137,8 @@ interface NodeRt {
   gw: GatewayRt;
   intervalMs: number;
   sensors: Map<string, SensorRt>;
+  /** The same sensors in config order: reports list them so, and a positional check beats hashing. */
+  list: SensorRt[];
   lastSeq: number;
   recentSeqs: number[];
   /** Far-older seqs in a row: a node that rebooted starts again from 1. */
@@ -191,6 +196,7 @@ export class SensorStore implements SensorView {
         gw: this.gateways.get(n.gateway) ?? { id: n.gateway, online: false },
         intervalMs: ((n.reportIntervalS ?? 10) * 1000) / this.timeScale,
         sensors: new Map(),
+        list: [],
         lastSeq: 0,
         recentSeqs: [],
         resetRun: 0,
@@ -205,10 +211,16 @@ export class SensorStore implements SensorView {
         tokensAtMs: 0,
       };
       for (const sc of n.sensors) {
+        const isInlet = INLET_KINDS.has(sc.kind);
+        const [lo, hi] = isInlet
+          ? this.s.inletRangeC
+          : (RANGE[sc.kind] ?? [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY]);
         node.sensors.set(sc.id, {
           id: sc.id,
           kind: sc.kind,
-          isInlet: INLET_KINDS.has(sc.kind),
+          isInlet,
+          lo,
+          hi,
           node,
           value: Number.NaN,
           has: false,
@@ -221,6 +233,7 @@ export class SensorStore implements SensorView {
           diffCount: 0,
         });
       }
+      node.list = [...node.sensors.values()];
       this.nodes.set(n.id, node);
     }
     for (const g of site.controlGroups) {
@@ -316,8 +329,11 @@ export class SensorStore implements SensorView {
     if (r.batteryPct !== undefined) node.batteryPct = r.batteryPct;
     const sampledAtMs = receivedAtMs;
     let applied = 0;
-    for (const reading of r.readings) {
-      const s = node.sensors.get(reading.sensor);
+    const readings = r.readings;
+    for (let i = 0; i < readings.length; i++) {
+      const reading = readings[i]!;
+      const byPos = node.list[i];
+      const s = byPos !== undefined && byPos.id === reading.sensor ? byPos : node.sensors.get(reading.sensor);
       if (!s) {
         this.drop('unknown-sensor', `node ${r.node} has no sensor "${reading.sensor}"`, r.node);
         continue;
@@ -514,10 +530,7 @@ export class SensorStore implements SensorView {
   }
 
   private inRange(s: SensorRt, v: number): boolean {
-    const [lo, hi] = s.isInlet
-      ? this.s.inletRangeC
-      : (RANGE[s.kind] ?? [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY]);
-    return Number.isFinite(v) && v >= lo && v <= hi;
+    return v >= s.lo && v <= s.hi && Number.isFinite(v);
   }
 
   /** σ of successive differences / √2 over the last readings: white noise shows, slow drift does not. */
