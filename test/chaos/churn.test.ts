@@ -2,49 +2,23 @@
 // SIGTERM) leave an even, stable placement; a leader's wall clock jumping an hour forward or back
 // (libfaketime; monotonic time untouched) changes nothing unsafe. Invariants after every trial.
 import { spawnSync } from 'node:child_process';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   Hall,
   stablePlacement,
-  TrialLog,
   type TrialResult,
   trialClockJump,
   trialRestartLoop,
 } from '../support/hall.ts';
+import { useChaosHall } from './chaos-hall.ts';
 
-let hall: Hall;
-const log = new TrialLog();
-let failed = false;
-
-beforeAll(async () => {
-  hall = await Hall.start({ name: 'chaos-churn', faketime: true });
-}, 90_000);
-
-afterEach(async (ctx) => {
-  if (ctx.task.result?.state === 'fail') {
-    failed = true;
-    process.stderr.write(await hall.logTails());
-  }
-});
-
-afterAll(async () => {
-  if (!hall) return;
-  const report = await hall.check().catch(() => undefined);
-  process.stdout.write(`${log.summary(report)}\n`);
-  await hall.stopAll({ keepDir: failed });
-}, 30_000);
-
-async function expectClean(r: TrialResult): Promise<void> {
-  log.add(r);
-  process.stdout.write(`${r.fault} ${r.node}: ${r.notes.join('; ')}\n`);
-  expect(r.problems).toEqual([]);
-  const report = await hall.check();
-  expect(report.violations).toEqual([]);
-}
+const chaos = useChaosHall({ name: 'chaos-churn', faketime: true });
+const hall = chaos.hall;
+const expectClean = (r: TrialResult) => chaos.expectClean(r);
 
 describe('chaos: churn and clocks', () => {
   it('placement is even and stable', async () => {
-    const p = await stablePlacement(hall);
+    const p = await stablePlacement(hall());
     expect(p.moves).toEqual([]);
     expect(p.even).toBe(true);
     const counts = Object.values(p.counts);
@@ -52,19 +26,19 @@ describe('chaos: churn and clocks', () => {
   }, 60_000);
 
   it('an operator sees the cluster with `coolctl status` and moves a group with `coolctl switchover`', async () => {
-    const leaders = await hall.waitForLeaders();
-    const counts = Hall.placement(leaders, hall.nodes);
+    const leaders = await hall().waitForLeaders();
+    const counts = Hall.placement(leaders, hall().nodes);
     const busiest = Object.entries(counts).sort((a, b) => b[1] - a[1])[0]![0];
     const target = Object.entries(counts).sort((a, b) => a[1] - b[1])[0]![0];
     const [group, from] = [...leaders].find(([, l]) => l.node === busiest)!;
-    const api = hall.apiUrl(target); // any node's API will do; the CLI finds the leader
+    const api = hall().apiUrl(target); // any node's API will do; the CLI finds the leader
     const status = spawnSync(process.execPath, ['src/cli.ts', 'status', '--api', api], {
       encoding: 'utf8',
       timeout: 10_000,
     });
     expect(status.status).toBe(0);
     expect(status.stdout).toMatch(new RegExp(`${group}\\s+${from.node}\\s+${from.epoch}`));
-    const seq = await hall.lastSeq();
+    const seq = await hall().lastSeq();
     const started = Date.now();
     const res = spawnSync(
       process.execPath,
@@ -77,10 +51,10 @@ describe('chaos: churn and clocks', () => {
     expect(res.stderr).toBe('');
     expect(res.status).toBe(0);
     expect(res.stdout).toMatch(new RegExp(`${group}: ${from.node} → ${target} in \\d+ ms`));
-    const now = await hall.waitForLeaders();
+    const now = await hall().waitForLeaders();
     expect(now.get(group)?.node).toBe(target);
     // the new leader's first accepted write follows within a few hundred ms of the command
-    const first = (await hall.journal(seq)).entries.find(
+    const first = (await hall().journal(seq)).entries.find(
       (e) => e.accepted && e.epoch === now.get(group)!.epoch,
     );
     expect(first).toBeDefined();
@@ -92,15 +66,15 @@ describe('chaos: churn and clocks', () => {
     );
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/unknown group "no-such-group"/);
-    expect((await hall.check()).violations).toEqual([]);
+    expect((await hall().check()).violations).toEqual([]);
   }, 60_000);
 
   it('restarting controllers in a loop keeps the invariants and ends even and stable', async () => {
-    await expectClean(await trialRestartLoop(hall, { count: 4 }));
+    await expectClean(await trialRestartLoop(hall(), { count: 4 }));
   }, 120_000);
 
   it('a leader’s wall clock jumping +1 h and −1 h changes nothing unsafe', async () => {
-    await expectClean(await trialClockJump(hall, { offsetS: 3600 }));
-    await expectClean(await trialClockJump(hall, { offsetS: -3600 }));
+    await expectClean(await trialClockJump(hall(), { offsetS: 3600 }));
+    await expectClean(await trialClockJump(hall(), { offsetS: -3600 }));
   }, 60_000);
 });

@@ -4,20 +4,9 @@
 // so an A, B, A pattern is an interleave even when each unit on its own looks fine.
 // Every violation keeps both entries involved; nothing is thrown away.
 
-export interface JournalEntry {
-  seq: number;
-  /** Sim time, ms since sim start. */
-  t: number;
-  /** The simulator's wall clock when it saw the write, ms since the Unix epoch. */
-  wallMs: number;
-  ahu: string;
-  protocol: string;
-  client: string;
-  epoch: number;
-  values: Record<string, number | boolean>;
-  accepted: boolean;
-  reason: string | null;
-}
+import type { JournalEntry } from '../../firmware-sim/journal.ts';
+
+export type { JournalEntry };
 
 export interface JournalRead {
   entries: JournalEntry[];
