@@ -76,25 +76,40 @@ program
   .requiredOption('--to <node>', 'the node that should lead the group')
   .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
   .action(async (group: string, o: { to: string; api: string }) => {
-    const c = (await getJson(`${o.api}/api/v1/cluster`)) as {
-      members: { node: string; apiUrl: string }[];
-      groups: { id: string; leader: string | null }[];
-    };
-    const g = c.groups.find((x) => x.id === group);
-    if (!g) throw new UsageError(`unknown group "${group}"; groups: ${c.groups.map((x) => x.id).join(', ')}`);
-    const leader = c.members.find((m) => m.node === g.leader);
-    if (!leader)
-      throw new CoolctlError(ErrorCodes.NOT_LEADER, `group ${group} has no leader right now; try again`);
-    const res = await fetch(`${leader.apiUrl}/api/v1/groups/${encodeURIComponent(group)}/switchover`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ to: o.to }),
-      signal: AbortSignal.timeout(15_000),
-    });
-    const body = (await res.json()) as { message?: string; tookMs?: number };
-    if (!res.ok)
-      throw new CoolctlError(ErrorCodes.BAD_REQUEST, `switchover refused (${res.status}): ${body.message}`);
-    process.stdout.write(`${group}: ${g.leader} → ${o.to} in ${body.tookMs} ms\n`);
+    // The leader can change between reading the cluster and asking it (rebalancing, a failover,
+    // a node that has just won and not yet proven its lease): ask again, a few times, briefly.
+    for (let attempt = 1; ; attempt++) {
+      const c = (await getJson(`${o.api}/api/v1/cluster`)) as {
+        members: { node: string; apiUrl: string }[];
+        groups: { id: string; leader: string | null }[];
+      };
+      const g = c.groups.find((x) => x.id === group);
+      if (!g)
+        throw new UsageError(`unknown group "${group}"; groups: ${c.groups.map((x) => x.id).join(', ')}`);
+      const leader = c.members.find((m) => m.node === g.leader);
+      if (leader) {
+        const res = await fetch(`${leader.apiUrl}/api/v1/groups/${encodeURIComponent(group)}/switchover`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ to: o.to }),
+          signal: AbortSignal.timeout(15_000),
+        });
+        const body = (await res.json()) as { message?: string; tookMs?: number };
+        if (res.ok) {
+          process.stdout.write(`${group}: ${g.leader} → ${o.to} in ${body.tookMs} ms\n`);
+          return;
+        }
+        if (res.status !== 409 || attempt >= 5) {
+          throw new CoolctlError(
+            ErrorCodes.BAD_REQUEST,
+            `switchover refused (${res.status}): ${body.message}`,
+          );
+        }
+      } else if (attempt >= 5) {
+        throw new CoolctlError(ErrorCodes.NOT_LEADER, `group ${group} has no leader right now; try again`);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+    }
   });
 
 program
