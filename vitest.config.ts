@@ -5,8 +5,10 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // Integration tests bind real sockets; run files in parallel but keep it to the 2 cores we have.
-    maxWorkers: 2,
+    // One file at a time: the cluster and chaos files run real etcd clusters with 2 s leases and
+    // real processes; two of them (or a simulator) competing for this machine's 2 cores would
+    // starve etcd and expire leases, which tests the machine, not the product.
+    fileParallelism: false,
     // A test must fail on any unhandled rejection or error.
     dangerouslyIgnoreUnhandledErrors: false,
   },

@@ -220,7 +220,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         const leader = deps.leadership.members().find((m) => m.node === g.leader);
         throw new BadRequestError(
           ErrorCodes.NOT_LEADER,
-          `${deps.node} does not lead ${id}; ask its leader ${g.leader ?? '(none)'}`,
+          `${deps.node} does not lead ${id} (its state here: ${g.role}); ask its leader ${g.leader ?? '(none)'}`,
           [leader ? `leader API: ${leader.apiUrl}` : 'the group has no leader right now'],
           409,
         );
