@@ -5,7 +5,7 @@
 // file on any unhandled rejection.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -22,6 +22,7 @@ import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { encodeStatus } from '../../src/devices/modbus/point-map.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
+import { freePort } from '../../src/util/async.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -496,7 +497,7 @@ StartTcpServer(context=ModbusServerContext(slaves=store, single=True), address=(
   });
 
   beforeAll(async () => {
-    port = await freePort();
+    port = await freePort('127.0.0.1');
     py = spawn(SYSTEM_PYTHON, ['-c', script, String(port), JSON.stringify(status)], { stdio: 'ignore' });
     py.on('error', () => undefined);
     await waitFor('pymodbus listening', () => canConnect(port), { timeoutMs: 20_000, intervalMs: 100 });
@@ -530,19 +531,6 @@ StartTcpServer(context=ModbusServerContext(slaves=store, single=True), address=(
     expect(d.linkState).toBe('up');
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const p = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(p));
-    });
-  });
-}
-
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = tcpConnect({ host: '127.0.0.1', port });

@@ -4,7 +4,6 @@
 // and that node-opcua stays unloaded for sites without OPC-UA.
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, rename, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -18,6 +17,7 @@ import type { LinkEvent } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
+import { freePort } from '../../src/util/async.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 const base = generateSite(demoShape).airHandlers.find((a): a is OpcuaAirHandler => a.protocol === 'opcua')!;
@@ -377,7 +377,7 @@ describe('OPC-UA air handler adapter', () => {
   });
 
   it('nothing listening: open() rejects DEVICE_UNREACHABLE within the deadline and retries until close', async () => {
-    const port = await freePort();
+    const port = await freePort('127.0.0.1');
     const registry = new Registry();
     const d = device(configs.reads, { url: `opc.tcp://127.0.0.1:${port}/coolctl-sim` }, registry);
     const t0 = performance.now();
@@ -487,14 +487,3 @@ describe('OPC-UA air handler adapter', () => {
     expect(probe(['src/devices/opcua/opcua-device.ts'])).toBeGreaterThan(0);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolvePort(port));
-    });
-  });
-}

@@ -5,9 +5,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort as freePortOn } from '../../src/util/async.ts';
 
 export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
 export const ETCDCTL_BIN = process.env.ETCDCTL_BIN ?? '/usr/bin/etcdctl';
@@ -61,17 +61,8 @@ function track(p: ChildProcess): void {
     });
   }
 }
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
+/** A free port on 127.0.0.1 (tests bind only loopback). */
+export const freePort = (): Promise<number> => freePortOn('127.0.0.1');
 
 /** Runs etcdctl (API v3) against `endpoints`; resolves with stdout, rejects on failure or after `timeoutMs`. */
 export function etcdctl(endpoints: string[], args: string[], timeoutMs = 5_000): Promise<string> {

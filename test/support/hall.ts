@@ -5,15 +5,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
+import { waitFor } from '../helpers.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
-import { type EtcdCluster, startEtcdCluster } from './etcd-cluster.ts';
+import { type EtcdCluster, freePort, startEtcdCluster } from './etcd-cluster.ts';
 import {
   attemptsWithEpoch,
   checkJournal,
@@ -96,38 +96,6 @@ interface ControllerProc {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `fn` until it returns a truthy value or the deadline passes. */
-export async function until<T>(
-  what: string,
-  fn: () => T | Promise<T>,
-  timeoutMs: number,
-  intervalMs = 50,
-): Promise<NonNullable<T>> {
-  const deadline = performance.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v as NonNullable<T>;
-    } catch (err) {
-      last = err;
-    }
-    if (performance.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    await sleep(intervalMs);
-  }
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
 async function getJson<T>(url: string, timeoutMs = 1000): Promise<T> {
   const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   if (!res.ok) throw new Error(`${url} answered ${res.status}`);
@@ -209,15 +177,14 @@ export class Hall {
         {},
       );
       const sim = started.sim;
-      const simUrl = await until(
+      const simUrl = await waitFor(
         'the simulator to print its API address',
         async () => {
           if (sim.exitCode !== null)
             throw new Error(`the simulator exited ${sim.exitCode}:\n${await tail(simLog)}`);
           return /sim API\s+(http:\/\/[\d.]+:\d+)/.exec(await readFile(simLog, 'utf8').catch(() => ''))?.[1];
         },
-        60_000,
-        100,
+        { timeoutMs: 60_000, intervalMs: 100 },
       );
       // The controllers' copy of the site names the ports the simulator really listens on.
       const state = await getJson<{ ahus: { id: string; endpoint: string }[] }>(`${simUrl}/sim/state`, 5000);
@@ -349,7 +316,7 @@ export class Hall {
     c.child = child;
     c.stopped = false;
     c.exited = new Promise((r) => child.once('exit', (code) => r(code)));
-    await until(
+    await waitFor(
       `${node} to start`,
       async () => {
         const log = await readFile(c.logPath, 'utf8');
@@ -359,8 +326,7 @@ export class Hall {
           throw new Error(`${node} exited ${child.exitCode} on start:\n${since.slice(-3000)}`);
         return false;
       },
-      timeoutMs,
-      50,
+      { timeoutMs, intervalMs: 50 },
     );
   }
 
@@ -454,7 +420,7 @@ export class Hall {
     timeoutMs?: number;
     where?: (l: Map<string, Leader>) => boolean;
   } = {}): Promise<Map<string, Leader>> {
-    return until(
+    return waitFor(
       'every group to have one leader',
       async () => {
         const { leaders } = await this.leaders(among ?? this.live());
@@ -462,8 +428,7 @@ export class Hall {
         if (where && !where(leaders)) return null;
         return leaders;
       },
-      timeoutMs,
-      50,
+      { timeoutMs, intervalMs: 50 },
     );
   }
 
@@ -622,14 +587,13 @@ export async function awaitHandover(
   oldEpoch: number,
   { sinceSeq, faultWallMs, timeoutMs }: { sinceSeq: number; faultWallMs: number; timeoutMs: number },
 ) {
-  return until(
+  return waitFor(
     `a new leader of ${group} (after epoch ${oldEpoch}) to write`,
     async () => {
       const read = await hall.journal(sinceSeq);
       return findHandover(read.entries, hall.groups[group]!, { group, oldEpoch, faultWallMs });
     },
-    timeoutMs,
-    50,
+    { timeoutMs, intervalMs: 50 },
   );
 }
 
@@ -639,7 +603,7 @@ export async function settle(
   { even = false, timeoutMs = 20_000 }: { even?: boolean; timeoutMs?: number } = {},
 ): Promise<Map<string, Leader>> {
   for (const n of hall.nodes) if (!hall.running(n)) await hall.start(n);
-  await until(
+  await waitFor(
     'every node ready',
     async () => {
       const r = await Promise.all(
@@ -649,8 +613,7 @@ export async function settle(
       );
       return r.every(Boolean);
     },
-    timeoutMs,
-    100,
+    { timeoutMs, intervalMs: 100 },
   );
   return hall.waitForLeaders({
     timeoutMs,
@@ -766,7 +729,7 @@ export async function trialSigstop(hall: Hall, o: TrialOptions = {}): Promise<Tr
   const contSeq = await hall.lastSeq();
   r.notes.push(`stopped ${Date.now() - t0} ms`);
   // Give it time to act on whatever it had scheduled, then check it did nothing with its old epochs.
-  await until(
+  await waitFor(
     `${leader.node} to know it no longer leads`,
     async () => {
       const v = await hall.cluster(leader.node);
@@ -774,8 +737,7 @@ export async function trialSigstop(hall: Hall, o: TrialOptions = {}): Promise<Tr
         ([g, l]) => !v.groups.some((x) => x.id === g && x.state === 'leader' && x.epoch === l.epoch),
       );
     },
-    10_000,
-    100,
+    { timeoutMs: 10_000, intervalMs: 100 },
   );
   await sleep(hall.timing.periodMs * 3);
   // From the new leader's first write on (the process was stopped then): no attempt at all.
