@@ -37,6 +37,7 @@ import {
   STATUS_OFFSET,
 } from '../src/devices/modbus/point-map.ts';
 import type { RssReport } from './lib/device-io-rss.ts';
+import { delay, median, percentile, until } from './lib/stats.ts';
 
 // modbus-serial is CommonJS; its type declarations expose the client class as `.default`.
 const ModbusRTU = modbusSerial.default;
@@ -587,7 +588,7 @@ async function startSim(siteFile: string): Promise<Sim> {
   });
   const sim: Sim = { apiUrl: '', child };
   try {
-    sim.apiUrl = await until(SIM_START_TIMEOUT_MS, () => {
+    sim.apiUrl = await until('the simulator to start', SIM_START_TIMEOUT_MS, () => {
       if (child.exitCode !== null) throw new Error(`simulator exited ${child.exitCode}`);
       return /sim API\s+(http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1];
     });
@@ -695,34 +696,10 @@ function concat(parts: Float64Array[]): Float64Array {
   return all;
 }
 
-function median(xs: number[]): number {
-  return percentile(Float64Array.from(xs), 50);
-}
-
-function percentile(xs: Float64Array, p: number): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = Float64Array.from(xs).sort();
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-}
-
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
 function seconds(sinceMs: number): string {
   return ((performance.now() - sinceMs) / 1000).toFixed(1);
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, Math.max(0, ms)));
-}
-
-async function until<T>(timeoutMs: number, fn: () => T | undefined): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (performance.now() > deadline) throw new Error('timed out waiting for the simulator to start');
-    await delay(50);
-  }
 }

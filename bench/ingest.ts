@@ -15,6 +15,7 @@ import { generateSite } from '../src/config/generate-site.ts';
 import { MqttSource } from '../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../src/sensors/sensor-store.ts';
 import { benchShape } from './lib/ingest-site.ts';
+import { median, percentile, until } from './lib/stats.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const REPORT_TOPIC = 'coolctl/sim/gateway/+/node/+/report';
@@ -73,7 +74,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
         const m0 = c.messages();
         const cpu0 = process.cpuUsage();
         await command({ cmd: 'flood', count: messages });
-        await until(() => c.messages() - m0 >= messages, 60_000);
+        await until('the consumer', 60_000, () => (c.messages() - m0 >= messages ? true : undefined), 5);
         const cpu = process.cpuUsage(cpu0);
         const cpuS = (cpu.user + cpu.system) / 1e6;
         const perS = (c.readings() - r0) / cpuS;
@@ -91,7 +92,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       const m0 = c.messages();
       const n = Number(values['latency-messages']);
       await command({ cmd: 'paced', count: n, perS: Number(values.rate) });
-      await until(() => c.messages() - m0 >= n, 60_000);
+      await until('the consumer', 60_000, () => (c.messages() - m0 >= n ? true : undefined), 5);
       lat[kind] = c.latencies;
       await c.close();
     }
@@ -174,22 +175,4 @@ async function ourConsumer(url: string, site: ReturnType<typeof generateSite>): 
   source.start();
   await source.waitConnected(10_000);
   return c;
-}
-
-async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error('timed out waiting for the consumer');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-function median(xs: number[]): number {
-  return percentile(xs, 50);
-}
-
-function percentile(xs: number[], p: number): number {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
 }

@@ -14,6 +14,7 @@ import mqtt from 'mqtt';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../src/config/generate-site.ts';
 import { encodeCommand, resolvePointMap } from '../src/devices/modbus/point-map.ts';
+import { delay, until } from './lib/stats.ts';
 
 // modbus-serial is CommonJS; its type declarations expose the client class as `.default`.
 const ModbusRTU = modbusSerial.default;
@@ -107,7 +108,7 @@ async function measure(ahus: number, nodes: number, seconds: number): Promise<Si
   const clients: InstanceType<typeof ModbusRTU>[] = [];
   let sub: mqtt.MqttClient | undefined;
   try {
-    const apiUrl = await until(180_000, () => {
+    const apiUrl = await until('the simulator to start', 180_000, () => {
       if (child.exitCode !== null) throw new Error(`simulator exited ${child.exitCode}`);
       return /sim API\s+(http:\/\/[\d.]+:\d+)/.exec(out)?.[1];
     });
@@ -210,18 +211,4 @@ async function sample(pid: number, apiUrl: string) {
     simTimeS: state.simTimeS,
     lagP99Ms: state.process.eventLoopLagP99Ms,
   };
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-async function until<T>(timeoutMs: number, fn: () => T | undefined): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v !== undefined) return v;
-    if (performance.now() > deadline) throw new Error('timed out');
-    await delay(50);
-  }
 }

@@ -1,12 +1,5 @@
-// Percentiles for the failover bench: nearest rank, so with 20 trials p99 is the slowest trial —
-// a target "p99 ≤ X" then holds for every trial measured, not for an interpolated one.
-
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
-}
+// Summaries of the failover bench's trials (nearest-rank percentiles, see stats.ts).
+import { percentile } from './stats.ts';
 
 export function describe(values: readonly number[]): {
   n: number;
