@@ -1,31 +1,19 @@
 // A leader in its own process, killed or frozen: kill -9 moves only its groups, after ≈ one TTL;
 // restarted with the same data dir it revokes its old lease, so its groups move at once; frozen
 // (SIGSTOP) past its deadline, it finds itself fenced on resume before anything else runs.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { EtcdLeadership, EtcdLeadershipOptions } from '../../src/cluster/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
 import { ChildNode } from './child-node.ts';
-import { FenceMonitor, makeNode, TEST_TIMING, tmpDir, writers } from './harness.ts';
+import { FenceMonitor, makeNode, TEST_TIMING, useEtcdFixture, writers } from './harness.ts';
 
 const GROUPS = ['g1', 'g2', 'g3', 'g4', 'g5', 'g6'];
 
-let etcd: EtcdCluster;
-let root: { dir: string; cleanup: () => Promise<void> };
+const fx = useEtcdFixture('crash');
 let inProc: EtcdLeadership[] = [];
 let child: ChildNode | undefined;
 let monitor: FenceMonitor | undefined;
 let seq = 0;
-
-beforeAll(async () => {
-  root = await tmpDir('crash');
-  etcd = await startEtcdCluster();
-});
-
-afterAll(async () => {
-  await etcd?.stop();
-  await root?.cleanup();
-});
 
 afterEach(async () => {
   monitor?.stop();
@@ -40,12 +28,12 @@ const wall = (): number => performance.timeOrigin + performance.now();
 /** n1 in a child process, n2 and n3 in this one; waits until n1 leads its share (2 of 6). */
 async function startMixed(timing: Partial<EtcdLeadershipOptions> = {}) {
   const prefix = `/coolctl-test/crash-${++seq}`;
-  const base = { hosts: etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${root.dir}/${seq}` };
+  const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
   child = new ChildNode({
     node: 'n1',
     apiUrl: 'http://127.0.0.1:0/n1',
     groups: GROUPS,
-    etcd: { hosts: etcd.clientUrls },
+    etcd: { hosts: fx.etcd.clientUrls },
     prefix,
     dataDir: `${base.dataRoot}/n1`,
     ...TEST_TIMING,

@@ -4,32 +4,20 @@
 // then: kill -9 failover within TTL + 300 ms; a live leader under a polling candidate is never revoked,
 // not even one that missed keepalives for over 1 s (TTL 0 in etcd's answers) and came back in time.
 import { Registry } from 'prom-client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createEtcdClient } from '../../src/cluster/etcd-client.ts';
 import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
 import { ChildNode } from './child-node.ts';
-import { FenceMonitor, makeNode, TEST_TIMING, tmpDir } from './harness.ts';
+import { FenceMonitor, makeNode, TEST_TIMING, useEtcdFixture } from './harness.ts';
 
 const TTL_MS = TEST_TIMING.leaseTtlS * 1000;
 
-let etcd: EtcdCluster;
-let root: { dir: string; cleanup: () => Promise<void> };
+const fx = useEtcdFixture('expiry');
 let inProc: EtcdLeadership[] = [];
 let child: ChildNode | undefined;
 let monitor: FenceMonitor | undefined;
 let seq = 0;
-
-beforeAll(async () => {
-  root = await tmpDir('expiry');
-  etcd = await startEtcdCluster();
-});
-
-afterAll(async () => {
-  await etcd?.stop();
-  await root?.cleanup();
-});
 
 afterEach(async () => {
   monitor?.stop();
@@ -56,9 +44,9 @@ async function leaderAndCandidate(): Promise<{
     node: 'n1',
     apiUrl: 'http://127.0.0.1:0/n1',
     groups,
-    etcd: { hosts: etcd.clientUrls },
+    etcd: { hosts: fx.etcd.clientUrls },
     prefix,
-    dataDir: `${root.dir}/${seq}/n1`,
+    dataDir: `${fx.root.dir}/${seq}/n1`,
     ...TEST_TIMING,
   });
   await child.ready();
@@ -66,7 +54,7 @@ async function leaderAndCandidate(): Promise<{
   const registry = new Registry();
   const candidate = makeNode(
     'n2',
-    { hosts: etcd.clientUrls, prefix, groups, dataRoot: `${root.dir}/${seq}` },
+    { hosts: fx.etcd.clientUrls, prefix, groups, dataRoot: `${fx.root.dir}/${seq}` },
     { registry, rebalanceHoldMs: 600_000 },
   );
   inProc = [candidate];
@@ -81,7 +69,7 @@ async function leaderAndCandidate(): Promise<{
 
 describe('etcd 3.4 lease expiry, as seen by LeaseTimeToLive', () => {
   it('TTL reads 0 from ≈ 1 s before expiry, the key outlives the expiry by up to 500 ms, and a late keepalive renews nothing', async () => {
-    const c = createEtcdClient({ hosts: etcd.clientUrls, callTimeoutMs: 1_000 });
+    const c = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 1_000 });
     try {
       const { ID } = await c.leaseClient.leaseGrant({ TTL: 2 });
       await c.put('/expiry-probe/k').value('v').lease(ID).exec();
@@ -202,7 +190,7 @@ describe('the next in line revokes an expired leader lease', () => {
     const { prefix, candidate, registry } = await leaderAndCandidate();
     const epoch = child!.writable().get('g1');
     // The leader's lease, read from its election key, to watch what etcd reports during the freeze.
-    const c = createEtcdClient({ hosts: etcd.clientUrls, callTimeoutMs: 1_000 });
+    const c = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 1_000 });
     try {
       const kvs = (await c.getAll().prefix(`${prefix}/election/g1/`).exec()).kvs;
       const kv = kvs.find((k) => k.value.toString() === 'n1')!;

@@ -4,9 +4,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { EtcdLeadership, type EtcdLeadershipOptions } from '../../src/cluster/etcd-leadership.ts';
 import type { RoleChange } from '../../src/cluster/leadership.ts';
 import { quietLogger } from '../helpers.ts';
+import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
 
 export const TEST_TIMING = {
   leaseTtlS: 2,
@@ -19,6 +21,23 @@ export const TEST_TIMING = {
 export async function tmpDir(name: string): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), `coolctl-${name}-`));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** One real etcd cluster and one tmp dir per test file, started before its tests and always removed after. */
+export function useEtcdFixture(name: string): {
+  etcd: EtcdCluster;
+  root: { dir: string; cleanup: () => Promise<void> };
+} {
+  const fx = {} as { etcd: EtcdCluster; root: { dir: string; cleanup: () => Promise<void> } };
+  beforeAll(async () => {
+    fx.root = await tmpDir(name);
+    fx.etcd = await startEtcdCluster();
+  });
+  afterAll(async () => {
+    await fx.etcd?.stop();
+    await fx.root?.cleanup();
+  });
+  return fx;
 }
 
 export interface RecordedChange extends RoleChange {

@@ -2,32 +2,21 @@
 // every observation, even placement, switchover, graceful stop, rejoin without flapping, and a
 // restart that revokes its previous lease. (Crash, restart and freeze: crash.test.ts; netsplit and quorum loss: netsplit.test.ts.)
 import { Registry } from 'prom-client';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { type EtcdCluster, etcdctl, startEtcdCluster } from '../support/etcd-cluster.ts';
-import { balanced, FenceMonitor, makeNode, type RecordedChange, tmpDir, writers } from './harness.ts';
+import { etcdctl } from '../support/etcd-cluster.ts';
+import { balanced, FenceMonitor, makeNode, type RecordedChange, useEtcdFixture, writers } from './harness.ts';
 
 const GROUPS = ['g1', 'g2', 'g3', 'g4', 'g5', 'g6'];
 const NAMES = ['n1', 'n2', 'n3'];
 
-let etcd: EtcdCluster;
-let root: { dir: string; cleanup: () => Promise<void> };
+const fx = useEtcdFixture('leadership');
 let nodes: EtcdLeadership[] = [];
 let changes: RecordedChange[] = [];
 let monitor: FenceMonitor;
 let prefixSeq = 0;
 let registries = new Map<string, Registry>();
-
-beforeAll(async () => {
-  root = await tmpDir('leadership');
-  etcd = await startEtcdCluster();
-});
-
-afterAll(async () => {
-  await etcd?.stop();
-  await root?.cleanup();
-});
 
 afterEach(async () => {
   monitor?.stop();
@@ -38,7 +27,7 @@ afterEach(async () => {
 /** Starts the three nodes under a fresh prefix; waits for an even placement. */
 async function startTrio(): Promise<{ prefix: string; base: Parameters<typeof makeNode>[1] }> {
   const prefix = `/coolctl-test/leadership-${++prefixSeq}`;
-  const base = { hosts: etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${root.dir}/${prefixSeq}` };
+  const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${prefixSeq}` };
   changes = [];
   registries = new Map(NAMES.map((n) => [n, new Registry()]));
   nodes = NAMES.map((n) => makeNode(n, base, { registry: registries.get(n)! }, changes));
@@ -77,7 +66,7 @@ describe('EtcdLeadership on a real etcd cluster', () => {
       }),
     );
     // etcdctl sees the same leader for a group (the election recipe is etcd's own).
-    const out = await etcdctl(etcd.endpoints, [
+    const out = await etcdctl(fx.etcd.endpoints, [
       'get',
       '--prefix',
       `${prefix}/election/g1/`,

@@ -3,33 +3,21 @@
 // stops at its own guard deadline; a frozen event loop finds fence() null on resume; watches
 // require an etcd leader.
 import { Etcd3 } from 'etcd3';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createEtcdClient } from '../../src/cluster/etcd-client.ts';
 import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { BlackholeProxy } from '../support/blackhole-proxy.ts';
-import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
-import { balanced, FenceMonitor, makeNode, TEST_TIMING, tmpDir, writers } from './harness.ts';
+import { balanced, FenceMonitor, makeNode, TEST_TIMING, useEtcdFixture, writers } from './harness.ts';
 
 const GROUPS = ['g1', 'g2', 'g3', 'g4', 'g5'];
 const NAMES = ['n1', 'n2', 'n3'];
 
-let etcd: EtcdCluster;
-let root: { dir: string; cleanup: () => Promise<void> };
+const fx = useEtcdFixture('netsplit');
 let nodes: EtcdLeadership[] = [];
 let proxies: BlackholeProxy[] = [];
 let monitor: FenceMonitor | undefined;
 let seq = 0;
-
-beforeAll(async () => {
-  root = await tmpDir('netsplit');
-  etcd = await startEtcdCluster();
-});
-
-afterAll(async () => {
-  await etcd?.stop();
-  await root?.cleanup();
-});
 
 afterEach(async () => {
   monitor?.stop();
@@ -43,9 +31,9 @@ afterEach(async () => {
 /** n1 reaches etcd only through proxies we can blackhole; n2 and n3 directly. */
 async function startTrio(): Promise<void> {
   const prefix = `/coolctl-test/netsplit-${++seq}`;
-  const base = { hosts: etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${root.dir}/${seq}` };
+  const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
   proxies = await Promise.all(
-    etcd.clientUrls.map((u) =>
+    fx.etcd.clientUrls.map((u) =>
       BlackholeProxy.start({ target: { host: '127.0.0.1', port: Number(new URL(u).port) } }),
     ),
   );
@@ -138,8 +126,8 @@ describe('leadership under partitions and pauses', () => {
     const sampler = setInterval(sample, 1);
     const tLoss = performance.now();
     try {
-      await etcd.kill(1, 'SIGKILL');
-      await etcd.kill(2, 'SIGKILL');
+      await fx.etcd.kill(1, 'SIGKILL');
+      await fx.etcd.kill(2, 'SIGKILL');
       // If member 0 was the raft leader it keeps renewing leases until it notices it lost quorum
       // (etcd's check-quorum, one election timeout = 500 ms here): that much longer.
       const boundMs = TEST_TIMING.leaseTtlS * 1000 + 500 + 200;
@@ -152,7 +140,7 @@ describe('leadership under partitions and pauses', () => {
       expect(late).toEqual([]);
     } finally {
       clearInterval(sampler);
-      await Promise.all([etcd.restart(1), etcd.restart(2)]);
+      await Promise.all([fx.etcd.restart(1), fx.etcd.restart(2)]);
     }
     await waitFor('every group led again', () => GROUPS.every((g) => nodes.some((n) => n.fence(g))), {
       timeoutMs: 20_000,
@@ -176,11 +164,11 @@ describe('leadership under partitions and pauses', () => {
   });
 
   it('watches require an etcd leader: a member without one refuses them', async () => {
-    await waitFor('cluster healthy', () => etcd.healthy(), { timeoutMs: 15_000 });
+    await waitFor('cluster healthy', () => fx.etcd.healthy(), { timeoutMs: 15_000 });
     // Member 0 alone (1 and 2 stopped) has no raft leader once its election timeout passes.
-    await etcd.kill(1, 'SIGSTOP');
-    await etcd.kill(2, 'SIGSTOP');
-    const client = createEtcdClient({ hosts: [etcd.clientUrls[0]!], callTimeoutMs: 500 });
+    await fx.etcd.kill(1, 'SIGSTOP');
+    await fx.etcd.kill(2, 'SIGSTOP');
+    const client = createEtcdClient({ hosts: [fx.etcd.clientUrls[0]!], callTimeoutMs: 500 });
     try {
       // Until its election timeout passes, member 0 still believes in its old leader; from then on
       // it must refuse a watch that requires one (a plain watch would connect and stay silent).
@@ -205,7 +193,7 @@ describe('leadership under partitions and pauses', () => {
       );
       expect(refusal).toMatch(/no leader/);
       // Control: the same watch without the metadata connects to the leaderless member and stays silent.
-      const plain = new Etcd3({ hosts: [etcd.clientUrls[0]!] });
+      const plain = new Etcd3({ hosts: [fx.etcd.clientUrls[0]!] });
       try {
         const w = plain.watch().key('x').watcher();
         const outcome = await new Promise<string>((resolve) => {
@@ -221,9 +209,9 @@ describe('leadership under partitions and pauses', () => {
       }
     } finally {
       client.close();
-      await etcd.kill(1, 'SIGCONT');
-      await etcd.kill(2, 'SIGCONT');
-      await waitFor('cluster healthy again', () => etcd.healthy(), { timeoutMs: 15_000 });
+      await fx.etcd.kill(1, 'SIGCONT');
+      await fx.etcd.kill(2, 'SIGCONT');
+      await waitFor('cluster healthy again', () => fx.etcd.healthy(), { timeoutMs: 15_000 });
     }
   });
 });
