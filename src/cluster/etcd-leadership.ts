@@ -47,34 +47,58 @@ export interface EtcdLeadershipOptions {
   now?: () => number;
 }
 
-/** The timing rule, checked at construction (and usable by the config schema): empty when valid. */
-export function leadershipTimingProblems(
-  o: Pick<
-    EtcdLeadershipOptions,
-    'leaseTtlS' | 'keepaliveIntervalMs' | 'safetyMarginMs' | 'etcdCallTimeoutMs' | 'rebalanceHoldMs'
-  >,
-): string[] {
-  const problems: string[] = [];
+export type TimingField =
+  | 'leaseTtlS'
+  | 'keepaliveIntervalMs'
+  | 'safetyMarginMs'
+  | 'etcdCallTimeoutMs'
+  | 'rebalanceHoldMs';
+
+export interface TimingProblem {
+  field: TimingField;
+  message: string;
+  allowed: string;
+}
+
+/**
+ * The single-leader timing rule, the one implementation: the constructor refuses what it finds,
+ * and the controller config reports it at load with the file's paths. Empty when valid.
+ */
+export function leadershipTimingProblems(o: Pick<EtcdLeadershipOptions, TimingField>): TimingProblem[] {
+  const problems: TimingProblem[] = [];
   const ttlMs = o.leaseTtlS * 1000;
   if (!Number.isInteger(o.leaseTtlS) || o.leaseTtlS < 2) {
-    problems.push(
-      `leaseTtlS must be a whole number ≥ 2 (etcd raises shorter TTLs to its minimum), got ${o.leaseTtlS}`,
-    );
+    problems.push({
+      field: 'leaseTtlS',
+      message: `leaseTtlS must be a whole number ≥ 2, got ${o.leaseTtlS}: etcd would silently raise a ${o.leaseTtlS} s TTL to its minimum (1.5 s with the default election timeout, rounded up to 2 s), so leaders would act on a lease that is not what was configured`,
+      allowed: 'leaseTtlS ≥ 2, whole seconds',
+    });
   }
-  if (!(o.keepaliveIntervalMs > 0) || !(o.safetyMarginMs > 0) || !(o.etcdCallTimeoutMs > 0)) {
-    problems.push('keepaliveIntervalMs, safetyMarginMs and etcdCallTimeoutMs must be > 0');
+  for (const field of ['keepaliveIntervalMs', 'safetyMarginMs', 'etcdCallTimeoutMs'] as const) {
+    if (!(o[field] > 0))
+      problems.push({ field, message: `${field} must be > 0, got ${o[field]}`, allowed: '> 0' });
   }
   if (!(o.keepaliveIntervalMs * 3 + o.safetyMarginMs < ttlMs)) {
-    problems.push(
-      `keepaliveIntervalMs × 3 + safetyMarginMs must be < leaseTtlS × 1000 (${o.keepaliveIntervalMs} × 3 + ${o.safetyMarginMs} ≥ ${ttlMs}): a leader would be fenced after two lost keepalives`,
-    );
+    problems.push({
+      field: 'keepaliveIntervalMs',
+      message: `keepaliveIntervalMs × 3 + safetyMarginMs = ${o.keepaliveIntervalMs * 3 + o.safetyMarginMs} ms is not below the ${ttlMs} ms lease TTL: two lost keepalives would fence a healthy leader, or a late one let it act on an expired lease`,
+      allowed: `keepaliveIntervalMs × 3 + safetyMarginMs < leaseTtlS × 1000, e.g. keepaliveIntervalMs ≤ ${Math.max(50, Math.floor((ttlMs - o.safetyMarginMs - 1) / 3))}`,
+    });
   }
   if (!(o.etcdCallTimeoutMs < ttlMs - o.safetyMarginMs)) {
-    problems.push(
-      `etcdCallTimeoutMs must be < leaseTtlS × 1000 − safetyMarginMs (${ttlMs - o.safetyMarginMs})`,
-    );
+    problems.push({
+      field: 'etcdCallTimeoutMs',
+      message: `an etcd call may take ${o.etcdCallTimeoutMs} ms, longer than the ${ttlMs - o.safetyMarginMs} ms a lease lets a leader act`,
+      allowed: 'etcdCallTimeoutMs < leaseTtlS × 1000 − safetyMarginMs',
+    });
   }
-  if (!(o.rebalanceHoldMs >= 0)) problems.push('rebalanceHoldMs must be ≥ 0');
+  if (!(o.rebalanceHoldMs >= 0)) {
+    problems.push({
+      field: 'rebalanceHoldMs',
+      message: `rebalanceHoldMs must be ≥ 0, got ${o.rebalanceHoldMs}`,
+      allowed: '≥ 0',
+    });
+  }
   return problems;
 }
 
@@ -131,7 +155,10 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     super();
     const problems = leadershipTimingProblems(opts);
     if (problems.length > 0) {
-      throw new CoolctlError(ErrorCodes.CONFIG_INVALID, `leadership timing: ${problems.join('; ')}`);
+      throw new CoolctlError(
+        ErrorCodes.CONFIG_INVALID,
+        `leadership timing: ${problems.map((p) => p.message).join('; ')}`,
+      );
     }
     if (new Set(opts.groups).size !== opts.groups.length || opts.groups.some((g) => !g || g.includes('/'))) {
       throw new CoolctlError(

@@ -4,6 +4,7 @@
 // a single leader are checked here, at load, and say why (docs/leadership.md).
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
+import { leadershipTimingProblems } from '../cluster/etcd-leadership.ts';
 import { ConfigError } from '../errors.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
 import type { Site } from './site-schema.ts';
@@ -133,37 +134,15 @@ export interface ControllerConfig {
 
 const validate = ajv.compile<ControllerConfigFile>(ControllerConfigSchema);
 
-/** etcd raises a TTL below its minimum (1.5 s with the default 1 s election timeout, rounded up) to this. */
-export const ETCD_MIN_TTL_S = 2;
-
+/** The single-leader timing rule (src/cluster), reported against this file's paths. */
 export function timingRules(c: ControllerConfigFile): { path: string; message: string; allowed: string }[] {
-  const problems: { path: string; message: string; allowed: string }[] = [];
-  const ttlMs = (c.cluster.leaseTtlS ?? 5) * 1000;
-  const ka = c.cluster.keepaliveIntervalMs ?? 1000;
-  const margin = c.cluster.safetyMarginMs ?? 500;
-  const call = c.cluster.etcdCallTimeoutMs ?? 1000;
-  if ((c.cluster.leaseTtlS ?? 5) < ETCD_MIN_TTL_S) {
-    problems.push({
-      path: '/cluster/leaseTtlS',
-      message: `etcd would silently raise a ${c.cluster.leaseTtlS} s TTL to its minimum (1.5 s with the default election timeout, rounded up to 2 s), so leaders would act on a lease that is not what this file says`,
-      allowed: `leaseTtlS ≥ ${ETCD_MIN_TTL_S}`,
-    });
-  }
-  if (ka * 3 + margin >= ttlMs) {
-    problems.push({
-      path: '/cluster/keepaliveIntervalMs',
-      message: `keepaliveIntervalMs × 3 + safetyMarginMs = ${ka * 3 + margin} ms is not below the ${ttlMs} ms lease TTL: two lost keepalives would fence a healthy leader, or a late one let it act on an expired lease`,
-      allowed: `keepaliveIntervalMs × 3 + safetyMarginMs < leaseTtlS × 1000, e.g. keepaliveIntervalMs ≤ ${Math.max(50, Math.floor((ttlMs - margin - 1) / 3))}`,
-    });
-  }
-  if (call >= ttlMs - margin) {
-    problems.push({
-      path: '/cluster/etcdCallTimeoutMs',
-      message: `an etcd call may take ${call} ms, longer than the ${ttlMs - margin} ms a lease lets a leader act`,
-      allowed: `etcdCallTimeoutMs < leaseTtlS × 1000 − safetyMarginMs`,
-    });
-  }
-  return problems;
+  return leadershipTimingProblems({
+    leaseTtlS: c.cluster.leaseTtlS ?? 5,
+    keepaliveIntervalMs: c.cluster.keepaliveIntervalMs ?? 1000,
+    safetyMarginMs: c.cluster.safetyMarginMs ?? 500,
+    etcdCallTimeoutMs: c.cluster.etcdCallTimeoutMs ?? 1000,
+    rebalanceHoldMs: c.cluster.rebalanceHoldMs ?? 5000,
+  }).map((p) => ({ path: `/cluster/${p.field}`, message: p.message, allowed: p.allowed }));
 }
 
 /** Loads the controller config and its site file for `node`; throws ConfigError listing every problem. */
