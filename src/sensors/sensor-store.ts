@@ -162,7 +162,10 @@ export class SensorStore implements SensorView {
   };
   private readonly nodes = new Map<string, NodeRt>();
   private readonly gateways = new Map<string, GatewayRt>();
-  private readonly groups = new Map<string, { id: string; nodes: NodeRt[]; inletSensors: SensorRt[] }>();
+  private readonly groups = new Map<
+    string,
+    { id: string; nodes: NodeRt[]; inletSensors: SensorRt[]; inletRacks: string[] }
+  >();
   private readonly s: Required<SensingSettings>;
   private readonly timeScale: number;
   private readonly log: Logger | undefined;
@@ -239,7 +242,8 @@ export class SensorStore implements SensorView {
     for (const g of site.controlGroups) {
       const nodes = g.sensorNodes.map((id) => this.nodes.get(id)).filter((n): n is NodeRt => n !== undefined);
       const inletSensors = nodes.flatMap((n) => [...n.sensors.values()].filter((s) => s.isInlet));
-      this.groups.set(g.id, { id: g.id, nodes, inletSensors });
+      const inletRacks = [...new Set(inletSensors.map((s) => s.node.rack))];
+      this.groups.set(g.id, { id: g.id, nodes, inletSensors, inletRacks });
     }
     if (opts.registry) {
       const registers = [opts.registry];
@@ -411,9 +415,6 @@ export class SensorStore implements SensorView {
         : coverage >= this.s.okCoverage
           ? 'ok'
           : 'degraded';
-    const racks = new Set(
-      g.nodes.filter((n) => [...n.sensors.values()].some((s) => s.isInlet)).map((n) => n.rack),
-    );
     return {
       group: g.id,
       verdict,
@@ -425,34 +426,35 @@ export class SensorStore implements SensorView {
       coverage,
       goodInletSensors: good,
       configuredInletSensors: configured,
-      uncoveredRacks: [...racks].filter((r) => !coveredRacks.has(r)),
+      uncoveredRacks: g.inletRacks.filter((r) => !coveredRacks.has(r)),
       atMs: now,
     };
   }
 
   sensors(now = this.now()): SensorSnapshot[] {
     const out: SensorSnapshot[] = [];
-    for (const n of this.nodes.values()) {
-      for (const s of n.sensors.values()) {
-        const flags = this.flags(s, now);
-        out.push({
-          node: n.id,
-          sensor: s.id,
-          kind: s.kind,
-          rack: n.rack,
-          value: s.has ? s.value : null,
-          source: s.has ? s.source : null,
-          receivedAtMs: s.has ? s.receivedAtMs : null,
-          flags,
-          quality: flags.some((f) => BAD_FLAGS.has(f)) ? 'bad' : 'good',
-        });
-      }
-    }
+    for (const n of this.nodes.values()) for (const s of n.sensors.values()) out.push(this.snapshot(s, now));
     return out;
   }
 
   sensor(nodeId: string, sensorId: string, now = this.now()): SensorSnapshot | undefined {
-    return this.sensors(now).find((s) => s.node === nodeId && s.sensor === sensorId);
+    const s = this.nodes.get(nodeId)?.sensors.get(sensorId);
+    return s ? this.snapshot(s, now) : undefined;
+  }
+
+  private snapshot(s: SensorRt, now: number): SensorSnapshot {
+    const flags = this.flags(s, now);
+    return {
+      node: s.node.id,
+      sensor: s.id,
+      kind: s.kind,
+      rack: s.node.rack,
+      value: s.has ? s.value : null,
+      source: s.has ? s.source : null,
+      receivedAtMs: s.has ? s.receivedAtMs : null,
+      flags,
+      quality: flags.some((f) => BAD_FLAGS.has(f)) ? 'bad' : 'good',
+    };
   }
 
   nodeHealth(now = this.now()): NodeHealth[] {
