@@ -72,9 +72,56 @@ export function parseReport(payload: Buffer | string): ParseResult {
   } catch (err) {
     return { ok: false, reason: 'malformed-json', detail: (err as Error).message };
   }
-  if (!validate(body)) {
+  // The schema is the authority; the hand-written check only lets the common, plainly valid report
+  // skip it. Whatever it is unsure of (or rejects) goes to the schema, which decides and explains.
+  if (!isPlainlyValidReport(body) && !validate(body)) {
     const e = validate.errors?.[0];
     return { ok: false, reason: 'schema', detail: `${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}` };
   }
-  return { ok: true, report: body };
+  return { ok: true, report: body as Report };
+}
+
+/**
+ * True only for a body that `ReportSchema` accepts; false means "ask the schema", not "invalid".
+ * Stricter than the schema where exactness would cost: a string's UTF-16 length must be within the
+ * schema's limit (the schema counts code points, which are never more).
+ */
+export function isPlainlyValidReport(b: unknown): boolean {
+  if (!isObject(b)) return false;
+  const r = b as Record<string, unknown>;
+  if (!isText(r.node, 1, 64) || !isText(r.gateway, 1, 64)) return false;
+  if (r.rack !== undefined && !isText(r.rack, 0, 64)) return false;
+  if (!isInteger(r.seq, 1, 4_294_967_295)) return false;
+  if (r.sampledAt !== undefined && !isText(r.sampledAt, 0, 40)) return false;
+  if (r.hops !== undefined && !isInteger(r.hops, 0, 64)) return false;
+  if (r.rssiDbm !== undefined && !isNumber(r.rssiDbm, -200, 50)) return false;
+  if (r.batteryPct !== undefined && !isNumber(r.batteryPct, 0, 100)) return false;
+  if (r.retries !== undefined && !isInteger(r.retries, 0, Number.POSITIVE_INFINITY)) return false;
+  const readings = r.readings;
+  if (!Array.isArray(readings) || readings.length < 1 || readings.length > 32) return false;
+  for (let i = 0; i < readings.length; i++) {
+    const x = readings[i] as unknown;
+    if (!isObject(x)) return false;
+    const reading = x as Record<string, unknown>;
+    if (!isText(reading.sensor, 1, 64) || !isText(reading.kind, 0, 32)) return false;
+    if (!isNumber(reading.value, Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY)) return false;
+    if (reading.unit !== undefined && !isText(reading.unit, 0, 16)) return false;
+  }
+  return true;
+}
+
+function isObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isText(v: unknown, min: number, max: number): boolean {
+  return typeof v === 'string' && v.length >= min && v.length <= max;
+}
+
+function isNumber(v: unknown, min: number, max: number): boolean {
+  return typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max;
+}
+
+function isInteger(v: unknown, min: number, max: number): boolean {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
 }
