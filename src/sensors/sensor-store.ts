@@ -105,30 +105,68 @@ const STUCK_EPSILON = 0.001;
 const SEQ_WINDOW = 32;
 const LOSS_ALPHA = 0.1;
 const LOG_EVERY_MS = 10_000;
+const SOURCES: readonly SourceName[] = ['mqtt', 'modbus'];
+
+// A sensor's changing state is one row of `SensorStore.rows` (a Float64Array), a node's sensors in
+// consecutive rows: a report touches a few adjacent cache lines instead of an object graph per
+// sensor, which at 20 000 nodes is what ingest spends its time on. Columns:
+const VALUE = 0;
+/** Wall ms when the gateway got the reading (MQTT: arrival; Modbus: poll time − age). */
+const AT_MS = 1;
+const HAS = 2;
+const SOURCE = 3;
+/** Consecutive values equal to the one before. */
+const REPEATS = 4;
+const SPIKE = 5;
+const DIFF_COUNT = 6;
+/** The last NOISE_WINDOW successive differences, a ring. */
+const DIFFS = 7;
+const ROW = DIFFS + NOISE_WINDOW;
+
+// Quality flags as bits: one rule set (sensorBits, nodeBits) serves both the quick good/bad
+// answer of the group views and the flag lists of snapshots.
+const FLAG_BITS: readonly (readonly [SensorFlag, number])[] = [
+  ['stale', 1],
+  ['out-of-range', 2],
+  ['stuck', 4],
+  ['spike', 8],
+  ['noisy', 16],
+  ['gateway-offline', 32],
+  ['low-battery', 64],
+  ['weak-link', 128],
+  ['lossy', 256],
+];
+const BIT = Object.fromEntries(FLAG_BITS) as Record<SensorFlag, number>;
+const BAD_BITS = FLAG_BITS.filter(([f]) => BAD_FLAGS.has(f)).reduce((m, [, b]) => m | b, 0);
 
 interface GatewayRt {
   id: string;
   online: boolean;
 }
 
+/**
+ * A node's sensors as configured, in config order (reports list them so, and a positional check
+ * beats hashing). Nodes with the same sensors share one: the hot path reads it from cache.
+ */
+interface Layout {
+  ids: string[];
+  kinds: SensorKindName[];
+  isInlet: boolean[];
+  /** Physical range, resolved once: the hot path compares two numbers. */
+  lo: number[];
+  hi: number[];
+  position: Map<string, number>;
+}
+
+/** A sensor's identity, for views and snapshots; its state lives in row `row` of the store's rows. */
 interface SensorRt {
   id: string;
   kind: SensorKindName;
   isInlet: boolean;
-  /** Physical range, resolved once: the hot path compares two numbers. */
   lo: number;
   hi: number;
   node: NodeRt;
-  value: number;
-  has: boolean;
-  source: SourceName;
-  receivedAtMs: number;
-  sampledAtMs: number;
-  /** Consecutive values equal to the one before. */
-  repeats: number;
-  spike: boolean;
-  diffs: Float64Array;
-  diffCount: number;
+  row: number;
 }
 
 interface NodeRt {
@@ -136,20 +174,27 @@ interface NodeRt {
   rack: string;
   gw: GatewayRt;
   intervalMs: number;
-  sensors: Map<string, SensorRt>;
-  /** The same sensors in config order: reports list them so, and a positional check beats hashing. */
-  list: SensorRt[];
+  /** The shortest time assumed between two samples (0.9 of an interval), s: late or bunched deliveries are no spikes. */
+  minSampleGapS: number;
+  layout: Layout;
+  /** Row of the node's first sensor; the others follow in layout order. */
+  firstRow: number;
+  sensors: SensorRt[];
   lastSeq: number;
-  recentSeqs: number[];
+  /** Where this node's SEQ_WINDOW recent seqs start in the store's `recentSeqs`, and how many are kept. */
+  seqBase: number;
+  seqCount: number;
+  seqNext: number;
   /** Far-older seqs in a row: a node that rebooted starts again from 1. */
   resetRun: number;
   reports: number;
   duplicates: number;
   outOfOrder: number;
   lossEwma: number;
-  hops: number | null;
-  rssiDbm: number | null;
-  batteryPct: number | null;
+  /** NaN until the node reports one. */
+  hops: number;
+  rssiDbm: number;
+  batteryPct: number;
   tokens: number;
   tokensAtMs: number;
 }
@@ -166,12 +211,14 @@ export class SensorStore implements SensorView {
     string,
     { id: string; nodes: NodeRt[]; inletSensors: SensorRt[]; inletRacks: string[] }
   >();
+  private readonly rows: Float64Array;
+  private readonly recentSeqs: Uint32Array;
   private readonly s: Required<SensingSettings>;
+  private readonly burstTokens: number;
   private readonly timeScale: number;
   private readonly log: Logger | undefined;
   private readonly now: () => number;
   private readonly lastLog = new Map<string, { atMs: number; suppressed: number }>();
-  private readonly metrics: { readings: Counter<'source'>; drops: Counter<'reason'> } | undefined;
 
   constructor(site: Site, opts: SensorStoreOptions = {}) {
     this.timeScale = opts.timeScale ?? 1;
@@ -191,97 +238,127 @@ export class SensorStore implements SensorView {
       blindCoverage: c.blindCoverage ?? 0.3,
       maxReportsPerNodePerS: c.maxReportsPerNodePerS ?? 50,
     };
+    this.burstTokens = Math.max(10, this.s.maxReportsPerNodePerS * 2);
+    const sensorCount = site.sensorNodes.reduce((sum, n) => sum + n.sensors.length, 0);
+    this.rows = new Float64Array(sensorCount * ROW);
+    this.recentSeqs = new Uint32Array(site.sensorNodes.length * SEQ_WINDOW);
+    for (let r = 0; r < sensorCount; r++) this.rows[r * ROW + VALUE] = Number.NaN;
     for (const g of site.gateways) this.gateways.set(g.id, { id: g.id, online: true });
+    const layouts = new Map<string, Layout>();
+    let row = 0;
     for (const n of site.sensorNodes) {
+      const key = n.sensors.map((sc) => `${sc.id}\u0000${sc.kind}`).join('\u0001');
+      let layout = layouts.get(key);
+      if (!layout) {
+        layout = { ids: [], kinds: [], isInlet: [], lo: [], hi: [], position: new Map() };
+        for (const sc of n.sensors) {
+          const isInlet = INLET_KINDS.has(sc.kind);
+          const [lo, hi] = isInlet
+            ? this.s.inletRangeC
+            : (RANGE[sc.kind] ?? [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY]);
+          layout.position.set(sc.id, layout.ids.length);
+          layout.ids.push(sc.id);
+          layout.kinds.push(sc.kind);
+          layout.isInlet.push(isInlet);
+          layout.lo.push(lo);
+          layout.hi.push(hi);
+        }
+        layouts.set(key, layout);
+      }
+      const intervalMs = ((n.reportIntervalS ?? 10) * 1000) / this.timeScale;
       const node: NodeRt = {
         id: n.id,
         rack: n.rack,
         gw: this.gateways.get(n.gateway) ?? { id: n.gateway, online: false },
-        intervalMs: ((n.reportIntervalS ?? 10) * 1000) / this.timeScale,
-        sensors: new Map(),
-        list: [],
+        intervalMs,
+        minSampleGapS: (0.9 * intervalMs) / 1000,
+        layout,
+        firstRow: row,
+        sensors: [],
         lastSeq: 0,
-        recentSeqs: [],
+        seqBase: this.nodes.size * SEQ_WINDOW,
+        seqCount: 0,
+        seqNext: 0,
         resetRun: 0,
         reports: 0,
         duplicates: 0,
         outOfOrder: 0,
         lossEwma: 0,
-        hops: null,
-        rssiDbm: null,
-        batteryPct: null,
-        tokens: this.burst(),
+        hops: Number.NaN,
+        rssiDbm: Number.NaN,
+        batteryPct: Number.NaN,
+        tokens: this.burstTokens,
         tokensAtMs: 0,
       };
-      for (const sc of n.sensors) {
-        const isInlet = INLET_KINDS.has(sc.kind);
-        const [lo, hi] = isInlet
-          ? this.s.inletRangeC
-          : (RANGE[sc.kind] ?? [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY]);
-        node.sensors.set(sc.id, {
-          id: sc.id,
-          kind: sc.kind,
-          isInlet,
-          lo,
-          hi,
+      for (let i = 0; i < layout.ids.length; i++) {
+        node.sensors.push({
+          id: layout.ids[i]!,
+          kind: layout.kinds[i]!,
+          isInlet: layout.isInlet[i]!,
+          lo: layout.lo[i]!,
+          hi: layout.hi[i]!,
           node,
-          value: Number.NaN,
-          has: false,
-          source: 'mqtt',
-          receivedAtMs: 0,
-          sampledAtMs: 0,
-          repeats: 0,
-          spike: false,
-          diffs: new Float64Array(NOISE_WINDOW),
-          diffCount: 0,
+          row: row + i,
         });
       }
-      node.list = [...node.sensors.values()];
+      row += layout.ids.length;
       this.nodes.set(n.id, node);
     }
     for (const g of site.controlGroups) {
       const nodes = g.sensorNodes.map((id) => this.nodes.get(id)).filter((n): n is NodeRt => n !== undefined);
-      const inletSensors = nodes.flatMap((n) => [...n.sensors.values()].filter((s) => s.isInlet));
+      const inletSensors = nodes.flatMap((n) => n.sensors.filter((s) => s.isInlet));
       const inletRacks = [...new Set(inletSensors.map((s) => s.node.rack))];
       this.groups.set(g.id, { id: g.id, nodes, inletSensors, inletRacks });
     }
-    if (opts.registry) {
-      const registers = [opts.registry];
-      this.metrics = {
-        readings: new Counter({
-          name: 'coolctl_sensor_readings_total',
-          help: 'Sensor readings applied, by source',
-          labelNames: ['source'],
-          registers,
-        }),
-        drops: new Counter({
-          name: 'coolctl_sensor_reports_dropped_total',
-          help: 'Sensor reports or readings not applied, by reason',
-          labelNames: ['reason'],
-          registers,
-        }),
-      };
-      const store = this;
-      new Gauge({
-        name: 'coolctl_sensors',
-        help: 'Configured sensors by quality (good or bad) right now',
-        labelNames: ['quality'],
-        registers,
-        collect() {
-          let good = 0;
-          let bad = 0;
-          const now = store.now();
-          for (const n of store.nodes.values()) {
-            for (const s of n.sensors.values()) {
-              if (store.isGood(s, now)) good++;
-              else bad++;
-            }
+    if (opts.registry) this.registerMetrics(opts.registry);
+  }
+
+  /**
+   * The counters are the truth; Prometheus reads them when scraped, so ingest pays no label lookup
+   * per report.
+   */
+  private registerMetrics(registry: Registry): void {
+    const registers = [registry];
+    const store = this;
+    new Counter({
+      name: 'coolctl_sensor_readings_total',
+      help: 'Sensor readings applied, by source',
+      labelNames: ['source'],
+      registers,
+      collect() {
+        this.reset();
+        for (const source of SOURCES) this.inc({ source }, store.counters.readings[source]);
+      },
+    });
+    new Counter({
+      name: 'coolctl_sensor_reports_dropped_total',
+      help: 'Sensor reports or readings not applied, by reason',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const reason of DROP_REASONS) this.inc({ reason }, store.counters.drops[reason]);
+      },
+    });
+    new Gauge({
+      name: 'coolctl_sensors',
+      help: 'Configured sensors by quality (good or bad) right now',
+      labelNames: ['quality'],
+      registers,
+      collect() {
+        let good = 0;
+        let bad = 0;
+        const now = store.now();
+        for (const n of store.nodes.values()) {
+          for (const s of n.sensors) {
+            if (store.isGood(s, now)) good++;
+            else bad++;
           }
-          this.set({ quality: 'good' }, good);
-          this.set({ quality: 'bad' }, bad);
-        },
-      });
-    }
+        }
+        this.set({ quality: 'good' }, good);
+        this.set({ quality: 'bad' }, bad);
+      },
+    });
   }
 
   /** The MQTT path: one raw payload from `topicGateway`/`topicNode` (taken from the topic). */
@@ -331,30 +408,29 @@ export class SensorStore implements SensorView {
     if (r.hops !== undefined) node.hops = r.hops;
     if (r.rssiDbm !== undefined) node.rssiDbm = r.rssiDbm;
     if (r.batteryPct !== undefined) node.batteryPct = r.batteryPct;
-    const sampledAtMs = receivedAtMs;
+    const layout = node.layout;
+    const sourceCode = source === 'mqtt' ? 0 : 1;
     let applied = 0;
     const readings = r.readings;
     for (let i = 0; i < readings.length; i++) {
       const reading = readings[i]!;
-      const byPos = node.list[i];
-      const s = byPos !== undefined && byPos.id === reading.sensor ? byPos : node.sensors.get(reading.sensor);
-      if (!s) {
+      const pos = layout.ids[i] === reading.sensor ? i : (layout.position.get(reading.sensor) ?? -1);
+      if (pos < 0) {
         this.drop('unknown-sensor', `node ${r.node} has no sensor "${reading.sensor}"`, r.node);
         continue;
       }
-      if (reading.kind !== s.kind) {
+      if (reading.kind !== layout.kinds[pos]) {
         this.drop(
           'kind-mismatch',
-          `${r.node}/${reading.sensor} is ${s.kind}, report says ${reading.kind}`,
+          `${r.node}/${reading.sensor} is ${layout.kinds[pos]}, report says ${reading.kind}`,
           r.node,
         );
         continue;
       }
-      this.apply(s, reading.value, source, receivedAtMs, sampledAtMs);
+      this.apply(node, pos, reading.value, sourceCode, receivedAtMs);
       applied++;
     }
     this.counters.readings[source] += applied;
-    this.metrics?.readings.inc({ source }, applied);
     return null;
   }
 
@@ -376,6 +452,7 @@ export class SensorStore implements SensorView {
   view(groupId: string, now = this.now()): GroupSensorView {
     const g = this.groups.get(groupId);
     if (!g) throw new RangeError(`unknown control group "${groupId}"`);
+    const rows = this.rows;
     let max = Number.NEGATIVE_INFINITY;
     let sum = 0;
     let good = 0;
@@ -383,11 +460,12 @@ export class SensorStore implements SensorView {
     const coveredRacks = new Set<string>();
     for (const s of g.inletSensors) {
       if (!this.isGood(s, now)) continue;
+      const value = rows[s.row * ROW + VALUE]!;
       good++;
-      sum += s.value;
+      sum += value;
       coveredRacks.add(s.node.rack);
-      if (s.value > max) {
-        max = s.value;
+      if (value > max) {
+        max = value;
         hottest = s.node.rack;
       }
     }
@@ -397,10 +475,11 @@ export class SensorStore implements SensorView {
     for (const n of g.nodes) {
       let t: number | undefined;
       let rh: number | undefined;
-      for (const s of n.sensors.values()) {
+      for (const s of n.sensors) {
         if (!this.isGood(s, now)) continue;
-        if (s.kind === 'humidity') rh = s.value;
-        else if (s.kind === 'inlet-middle' || (s.isInlet && t === undefined)) t = s.value;
+        const value = rows[s.row * ROW + VALUE]!;
+        if (s.kind === 'humidity') rh = value;
+        else if (s.kind === 'inlet-middle' || (s.isInlet && t === undefined)) t = value;
       }
       if (rh === undefined) continue;
       rhSum += rh;
@@ -433,43 +512,47 @@ export class SensorStore implements SensorView {
 
   sensors(now = this.now()): SensorSnapshot[] {
     const out: SensorSnapshot[] = [];
-    for (const n of this.nodes.values()) for (const s of n.sensors.values()) out.push(this.snapshot(s, now));
+    for (const n of this.nodes.values()) for (const s of n.sensors) out.push(this.snapshot(s, now));
     return out;
   }
 
   sensor(nodeId: string, sensorId: string, now = this.now()): SensorSnapshot | undefined {
-    const s = this.nodes.get(nodeId)?.sensors.get(sensorId);
-    return s ? this.snapshot(s, now) : undefined;
+    const n = this.nodes.get(nodeId);
+    const pos = n?.layout.position.get(sensorId);
+    return n && pos !== undefined ? this.snapshot(n.sensors[pos]!, now) : undefined;
   }
 
   private snapshot(s: SensorRt, now: number): SensorSnapshot {
-    const flags = this.flags(s, now);
+    const o = s.row * ROW;
+    const has = this.rows[o + HAS] === 1;
+    const bits = this.flagBits(s, now);
     return {
       node: s.node.id,
       sensor: s.id,
       kind: s.kind,
       rack: s.node.rack,
-      value: s.has ? s.value : null,
-      source: s.has ? s.source : null,
-      receivedAtMs: s.has ? s.receivedAtMs : null,
-      flags,
-      quality: flags.some((f) => BAD_FLAGS.has(f)) ? 'bad' : 'good',
+      value: has ? this.rows[o + VALUE]! : null,
+      source: has ? SOURCES[this.rows[o + SOURCE]!]! : null,
+      receivedAtMs: has ? this.rows[o + AT_MS]! : null,
+      flags: flagList(bits),
+      quality: bits & BAD_BITS ? 'bad' : 'good',
     };
   }
 
-  nodeHealth(now = this.now()): NodeHealth[] {
+  nodeHealth(_now = this.now()): NodeHealth[] {
+    const orNull = (v: number) => (Number.isNaN(v) ? null : v);
     return [...this.nodes.values()].map((n) => ({
       node: n.id,
       gateway: n.gw.id,
-      hops: n.hops,
-      rssiDbm: n.rssiDbm,
-      batteryPct: n.batteryPct,
+      hops: orNull(n.hops),
+      rssiDbm: orNull(n.rssiDbm),
+      batteryPct: orNull(n.batteryPct),
       lastSeq: n.lastSeq,
       reports: n.reports,
       duplicates: n.duplicates,
       outOfOrder: n.outOfOrder,
       lossPct: Math.round(n.lossEwma * 1000) / 10,
-      flags: this.nodeFlags(n, now),
+      flags: flagList(this.nodeBits(n)),
     }));
   }
 
@@ -477,70 +560,72 @@ export class SensorStore implements SensorView {
     return [...this.gateways.values()].map((g) => ({ id: g.id, online: g.online }));
   }
 
-  private apply(
-    s: SensorRt,
-    value: number,
-    source: SourceName,
-    receivedAtMs: number,
-    sampledAtMs: number,
-  ): void {
-    if (s.has) {
-      const d = value - s.value;
-      s.repeats = Math.abs(d) <= STUCK_EPSILON ? s.repeats + 1 : 0;
-      s.diffs[s.diffCount % NOISE_WINDOW] = d;
-      s.diffCount++;
-      if (s.isInlet && this.inRange(s, value) && this.inRange(s, s.value)) {
+  /** Sensor `pos` of `node` takes `value`; the rules its flags are computed from run here. */
+  private apply(node: NodeRt, pos: number, value: number, source: number, atMs: number): void {
+    const rows = this.rows;
+    const o = (node.firstRow + pos) * ROW;
+    if (rows[o + HAS] === 1) {
+      const prev = rows[o + VALUE]!;
+      const d = value - prev;
+      rows[o + REPEATS] = Math.abs(d) <= STUCK_EPSILON ? rows[o + REPEATS]! + 1 : 0;
+      const k = rows[o + DIFF_COUNT]!;
+      rows[o + DIFFS + (k % NOISE_WINDOW)] = d;
+      rows[o + DIFF_COUNT] = k + 1;
+      const layout = node.layout;
+      const lo = layout.lo[pos]!;
+      const hi = layout.hi[pos]!;
+      if (layout.isInlet[pos] && inRange(value, lo, hi) && inRange(prev, lo, hi)) {
         // A change faster than air can make it; at least 0.9 of the report interval is assumed
         // between two samples, so a late or bunched delivery does not look like a spike.
-        const dtS =
-          Math.max((sampledAtMs - s.sampledAtMs) / 1000, (0.9 * s.node.intervalMs) / 1000) * this.timeScale;
-        s.spike = Math.abs(d) / dtS > this.s.spikeCPerS;
-      } else s.spike = false;
+        const dtS = Math.max((atMs - rows[o + AT_MS]!) / 1000, node.minSampleGapS) * this.timeScale;
+        rows[o + SPIKE] = Math.abs(d) / dtS > this.s.spikeCPerS ? 1 : 0;
+      } else rows[o + SPIKE] = 0;
     }
-    s.value = value;
-    s.has = true;
-    s.source = source;
-    s.receivedAtMs = receivedAtMs;
-    s.sampledAtMs = sampledAtMs;
+    rows[o + VALUE] = value;
+    rows[o + HAS] = 1;
+    rows[o + SOURCE] = source;
+    rows[o + AT_MS] = atMs;
   }
 
   private isGood(s: SensorRt, now: number): boolean {
-    if (!s.has || !s.node.gw.online) return false;
-    if (now - s.receivedAtMs > this.s.staleIntervals * s.node.intervalMs) return false;
-    if (!this.inRange(s, s.value) || s.spike || s.repeats >= this.s.stuckReports - 1) return false;
-    return !(s.isInlet && this.noisy(s));
+    return (this.flagBits(s, now) & BAD_BITS) === 0;
   }
 
-  private flags(s: SensorRt, now: number): SensorFlag[] {
-    const f: SensorFlag[] = [];
-    if (!s.has || now - s.receivedAtMs > this.s.staleIntervals * s.node.intervalMs) f.push('stale');
-    if (s.has && !this.inRange(s, s.value)) f.push('out-of-range');
-    if (s.repeats >= this.s.stuckReports - 1) f.push('stuck');
-    if (s.spike) f.push('spike');
-    if (s.isInlet && this.noisy(s)) f.push('noisy');
-    f.push(...this.nodeFlags(s.node, now));
-    return f;
+  /** Every flag of the sensor, its node's included: what snapshots list and views judge by. */
+  private flagBits(s: SensorRt, now: number): number {
+    return this.sensorBits(s, now) | this.nodeBits(s.node);
   }
 
-  private nodeFlags(n: NodeRt, _now: number): SensorFlag[] {
-    const f: SensorFlag[] = [];
-    if (!n.gw.online) f.push('gateway-offline');
-    if (n.batteryPct !== null && n.batteryPct < this.s.lowBatteryPct) f.push('low-battery');
-    if (n.rssiDbm !== null && n.rssiDbm < this.s.weakRssiDbm) f.push('weak-link');
-    if (n.lossEwma * 100 > this.s.lossyPct) f.push('lossy');
-    return f;
+  /** The sensor's own flags (the node's come from nodeBits). */
+  private sensorBits(s: SensorRt, now: number): number {
+    const rows = this.rows;
+    const o = s.row * ROW;
+    const has = rows[o + HAS] === 1;
+    let bits = 0;
+    if (!has || now - rows[o + AT_MS]! > this.s.staleIntervals * s.node.intervalMs) bits |= BIT.stale;
+    if (has && !inRange(rows[o + VALUE]!, s.lo, s.hi)) bits |= BIT['out-of-range'];
+    if (rows[o + REPEATS]! >= this.s.stuckReports - 1) bits |= BIT.stuck;
+    if (rows[o + SPIKE] === 1) bits |= BIT.spike;
+    if (s.isInlet && this.noisy(o)) bits |= BIT.noisy;
+    return bits;
   }
 
-  private inRange(s: SensorRt, v: number): boolean {
-    return v >= s.lo && v <= s.hi && Number.isFinite(v);
+  private nodeBits(n: NodeRt): number {
+    let bits = 0;
+    if (!n.gw.online) bits |= BIT['gateway-offline'];
+    if (n.batteryPct < this.s.lowBatteryPct) bits |= BIT['low-battery'];
+    if (n.rssiDbm < this.s.weakRssiDbm) bits |= BIT['weak-link'];
+    if (n.lossEwma * 100 > this.s.lossyPct) bits |= BIT.lossy;
+    return bits;
   }
 
   /** σ of successive differences / √2 over the last readings: white noise shows, slow drift does not. */
-  private noisy(s: SensorRt): boolean {
-    const n = Math.min(s.diffCount, NOISE_WINDOW);
+  private noisy(o: number): boolean {
+    const rows = this.rows;
+    const n = Math.min(rows[o + DIFF_COUNT]!, NOISE_WINDOW);
     if (n < 4) return false;
     let sq = 0;
-    for (let i = 0; i < n; i++) sq += s.diffs[i]! ** 2;
+    for (let i = 0; i < n; i++) sq += rows[o + DIFFS + i]! ** 2;
     return Math.sqrt(sq / n / 2) > this.s.noisySigmaC;
   }
 
@@ -556,7 +641,7 @@ export class SensorStore implements SensorView {
       this.accept(n, seq, ahead - 1);
       return null;
     }
-    if (ahead === 0 || n.recentSeqs.includes(seq)) {
+    if (ahead === 0 || this.seenRecently(n, seq)) {
       n.duplicates++;
       return 'duplicate';
     }
@@ -567,7 +652,8 @@ export class SensorStore implements SensorView {
       if (n.resetRun >= 3) {
         this.log?.warn({ node: n.id, seq, lastSeq: n.lastSeq }, 'sensor node restarted its sequence numbers');
         n.resetRun = 0;
-        n.recentSeqs.length = 0;
+        n.seqCount = 0;
+        n.seqNext = 0;
         this.accept(n, seq, 0);
         return null;
       }
@@ -575,8 +661,7 @@ export class SensorStore implements SensorView {
     n.outOfOrder++;
     // A late report fills a gap counted as loss when its successor came.
     n.lossEwma = Math.max(0, n.lossEwma - LOSS_ALPHA / 2);
-    n.recentSeqs.push(seq);
-    if (n.recentSeqs.length > SEQ_WINDOW) n.recentSeqs.shift();
+    this.remember(n, seq);
     return 'out-of-order';
   }
 
@@ -584,17 +669,24 @@ export class SensorStore implements SensorView {
     const lossNow = missing / (missing + 1);
     n.lossEwma += LOSS_ALPHA * (lossNow - n.lossEwma);
     n.lastSeq = seq;
-    n.recentSeqs.push(seq);
-    if (n.recentSeqs.length > SEQ_WINDOW) n.recentSeqs.shift();
+    this.remember(n, seq);
   }
 
-  private burst(): number {
-    return Math.max(10, this.s.maxReportsPerNodePerS * 2);
+  /** Keeps the node's last SEQ_WINDOW seqs (applied or late), a ring. */
+  private remember(n: NodeRt, seq: number): void {
+    this.recentSeqs[n.seqBase + n.seqNext] = seq;
+    n.seqNext = (n.seqNext + 1) % SEQ_WINDOW;
+    if (n.seqCount < SEQ_WINDOW) n.seqCount++;
+  }
+
+  private seenRecently(n: NodeRt, seq: number): boolean {
+    for (let i = 0; i < n.seqCount; i++) if (this.recentSeqs[n.seqBase + i] === seq) return true;
+    return false;
   }
 
   private takeToken(n: NodeRt, nowMs: number): boolean {
     const rate = this.s.maxReportsPerNodePerS;
-    n.tokens = Math.min(this.burst(), n.tokens + ((nowMs - n.tokensAtMs) / 1000) * rate);
+    n.tokens = Math.min(this.burstTokens, n.tokens + ((nowMs - n.tokensAtMs) / 1000) * rate);
     n.tokensAtMs = nowMs;
     if (n.tokens < 1) return false;
     n.tokens -= 1;
@@ -604,7 +696,6 @@ export class SensorStore implements SensorView {
   /** Counts the drop and logs it, at most one line per reason every 10 s (with how many were not logged). */
   private drop(reason: DropReason, detail: string, node?: string): DropReason {
     this.counters.drops[reason]++;
-    this.metrics?.drops.inc({ reason });
     if (this.log) {
       const now = this.now();
       const last = this.lastLog.get(reason);
@@ -615,6 +706,16 @@ export class SensorStore implements SensorView {
     }
     return reason;
   }
+}
+
+function inRange(v: number, lo: number, hi: number): boolean {
+  return v >= lo && v <= hi && Number.isFinite(v);
+}
+
+function flagList(bits: number): SensorFlag[] {
+  const flags: SensorFlag[] = [];
+  for (const [flag, bit] of FLAG_BITS) if (bits & bit) flags.push(flag);
+  return flags;
 }
 
 /** Magnus formula (Sonntag 1990), dew point °C from temperature °C and relative humidity %. */

@@ -1,5 +1,6 @@
 // The sensor store's rules on a fake clock: sequence handling (duplicates, late reports, wrap,
 // a rebooted node), each quality flag, the group verdict and dew point, bad payloads and floods.
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Report } from '../../src/sensors/report.ts';
@@ -220,5 +221,22 @@ describe('sensor store', () => {
     ).toBeNull();
     t.advance(1000); // the bucket refills at 50 reports/s
     expect(t.feed(t.report(2000))).toBeNull();
+  });
+
+  it('exports readings by source, drops by reason and sensors by quality to Prometheus', async () => {
+    const registry = new Registry();
+    let now = 1_000_000;
+    const store = new SensorStore(site, { now: () => now, registry });
+    const readings = node.sensors.map((s) => ({ sensor: s.id, kind: s.kind, value: 22 }));
+    store.ingestReport({ node: nodeId, gateway: node.gateway, seq: 1, readings }, 'mqtt', now);
+    store.ingestReport({ node: nodeId, gateway: node.gateway, seq: 1, readings }, 'mqtt', now);
+    now += 1000;
+    const metrics = await registry.metrics();
+    expect(metrics).toContain(`coolctl_sensor_readings_total{source="mqtt"} ${readings.length}`);
+    expect(metrics).toContain('coolctl_sensor_readings_total{source="modbus"} 0');
+    expect(metrics).toContain('coolctl_sensor_reports_dropped_total{reason="duplicate"} 1');
+    expect(metrics).toContain(`coolctl_sensors{quality="good"} ${readings.length}`);
+    const configured = site.sensorNodes.reduce((n, x) => n + x.sensors.length, 0);
+    expect(metrics).toContain(`coolctl_sensors{quality="bad"} ${configured - readings.length}`);
   });
 });
