@@ -19,6 +19,8 @@ export interface MqttSourceOptions {
 
 interface Route {
   prefix: string;
+  /** `${prefix}/gateway/`: what every topic of the route starts with. */
+  gatewayPrefix: string;
 }
 
 export class MqttSource {
@@ -40,7 +42,10 @@ export class MqttSource {
     this.log = opts.logger;
     const gws = site.gateways.filter((g) => (g.transport ?? 'mqtt') === 'mqtt');
     this.mqttGateways = new Set(gws.map((g) => g.id));
-    this.routes = [...new Set(gws.map((g) => g.topicPrefix ?? 'coolctl/sim'))].map((prefix) => ({ prefix }));
+    this.routes = [...new Set(gws.map((g) => g.topicPrefix ?? 'coolctl/sim'))].map((prefix) => ({
+      prefix,
+      gatewayPrefix: `${prefix}/gateway/`,
+    }));
   }
 
   /** Connected and subscribed: readings can arrive. */
@@ -127,17 +132,31 @@ export class MqttSource {
   private onMessage(topic: string, payload: Buffer): void {
     try {
       this.counters.messages++;
-      for (const { prefix } of this.routes) {
-        if (!topic.startsWith(`${prefix}/gateway/`)) continue;
-        const parts = topic.slice(prefix.length + 9).split('/');
-        const gw = parts[0]!;
-        if (parts.length === 4 && parts[1] === 'node' && parts[3] === 'report') {
-          this.store.ingestPayload(payload, 'mqtt', gw, parts[2]);
-          return;
+      for (const { gatewayPrefix } of this.routes) {
+        if (!topic.startsWith(gatewayPrefix)) continue;
+        // GW/node/NODE/report or GW/status; cut at the slashes rather than split: one message
+        // costs a few string slices, not an array of them.
+        const start = gatewayPrefix.length;
+        const a = topic.indexOf('/', start);
+        if (a === -1) continue;
+        const b = topic.indexOf('/', a + 1);
+        if (b === -1) {
+          if (topic.length - a === 7 && topic.endsWith('status')) {
+            this.counters.statusMessages++;
+            this.onStatus(topic.slice(start, a), payload);
+            return;
+          }
+          continue;
         }
-        if (parts.length === 2 && parts[1] === 'status') {
-          this.counters.statusMessages++;
-          this.onStatus(gw, payload);
+        const c = topic.indexOf('/', b + 1);
+        if (
+          c !== -1 &&
+          b - a === 5 &&
+          topic.startsWith('node', a + 1) &&
+          topic.length - c === 7 &&
+          topic.endsWith('report')
+        ) {
+          this.store.ingestPayload(payload, 'mqtt', topic.slice(start, a), topic.slice(b + 1, c));
           return;
         }
       }
