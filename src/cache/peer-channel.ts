@@ -1,0 +1,331 @@
+// The peer channel: this node's own port (never the etcd session), TLS with a pre-shared key
+// derived from the cluster secret, one outgoing link to every member and one incoming from each.
+// A peer proves it knows the secret in the TLS handshake (TLS 1.2 PSK, AES-256-GCM), then says who
+// it is in a HELLO that must match its TLS identity and our cluster. Anything else — a plain TCP
+// client, a wrong key, a bad HELLO, a malformed frame — is refused, counted and logged (rate-limited).
+// Outgoing links reconnect with backoff; a link with no frame for idleTimeoutMs is dead.
+import { createHmac } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { Backoff } from '../devices/resilience.ts';
+import { RateLimitedWarn } from '../util/async.ts';
+import { type Frame, FrameError, FrameType } from './frames.ts';
+import { PeerConnection, type PeerConnectionOptions } from './peer-connection.ts';
+import { isNodeName } from './rows.ts';
+
+const CIPHERS = 'PSK-AES256-GCM-SHA384';
+const PROTOCOL_VERSION = 1;
+
+export type RejectReason =
+  | 'auth'
+  | 'hello'
+  | 'malformed'
+  | 'too-large'
+  | 'stale'
+  | 'too-many-groups'
+  | 'oversized-row';
+
+export interface PeerChannelOptions extends PeerConnectionOptions {
+  node: string;
+  /** The cluster's key prefix: peers of another cluster are refused even with the same secret. */
+  cluster: string;
+  secret: Buffer;
+  listen: { host: string; port: number };
+  /** Bound on TCP connect + TLS handshake + HELLO. */
+  connectTimeoutMs: number;
+  logger: Logger;
+  onReject?: (reason: RejectReason) => void;
+}
+
+export interface PeerStatus {
+  node: string;
+  url: string;
+  /** Our outgoing link is up (handshake done). */
+  up: boolean;
+  sinceMs: number;
+  lastError: string | null;
+}
+
+interface Link {
+  node: string;
+  url: string;
+  host: string;
+  port: number;
+  conn: PeerConnection | null;
+  socket: TLSSocket | null;
+  timer: NodeJS.Timeout | undefined;
+  backoff: Backoff;
+  sinceMs: number;
+  lastError: string | null;
+  removed: boolean;
+}
+
+/** Events: 'up' (PeerConnection, outgoing), 'down' (node), 'frame' (PeerConnection, Frame), 'incoming' (PeerConnection). */
+export class PeerChannel extends EventEmitter {
+  private readonly opts: PeerChannelOptions;
+  private readonly log: Logger;
+  private readonly warn: RateLimitedWarn;
+  private readonly psk: Buffer;
+  private readonly links = new Map<string, Link>();
+  private readonly incoming = new Set<PeerConnection>();
+  private server: Server | undefined;
+  private stopped = false;
+  private boundPort = 0;
+
+  constructor(opts: PeerChannelOptions) {
+    super();
+    this.opts = opts;
+    this.log = opts.logger;
+    this.warn = new RateLimitedWarn(opts.logger, 10_000);
+    this.psk = createHmac('sha256', opts.secret).update(`coolctl peer channel v1 ${opts.cluster}`).digest();
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  async start(): Promise<void> {
+    const server = createServer({
+      ciphers: CIPHERS,
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.2',
+      pskIdentityHint: 'coolctl',
+      pskCallback: (socket: TLSSocket, identity: string) => {
+        if (!isNodeName(identity)) return null;
+        identities.set(socket, identity);
+        return this.psk;
+      },
+      handshakeTimeout: this.opts.connectTimeoutMs,
+    });
+    const identities = new WeakMap<TLSSocket, string>();
+    server.on('secureConnection', (socket: TLSSocket) => this.accept(socket, identities.get(socket)));
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      this.reject(
+        'auth',
+        { remote: socket.remoteAddress, err: err.message },
+        'peer refused: TLS handshake failed (wrong cluster secret, or not a coolctl peer)',
+      );
+      socket.destroy();
+    });
+    server.on('error', (err) => this.log.error({ err }, 'peer channel server error'));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    this.server = server;
+    const a = server.address();
+    this.boundPort = typeof a === 'object' && a ? a.port : 0;
+    this.log.info({ listen: `${this.opts.listen.host}:${this.boundPort}` }, 'peer channel listening');
+  }
+
+  /** The peers to keep a link to (members other than us, with a peer URL `tcp://host:port`). */
+  setPeers(peers: { node: string; peerUrl?: string | undefined }[]): void {
+    if (this.stopped) return;
+    const want = new Map<string, string>();
+    for (const p of peers) if (p.node !== this.opts.node && p.peerUrl) want.set(p.node, p.peerUrl);
+    for (const [node, link] of this.links) {
+      if (want.get(node) !== link.url) this.removeLink(link);
+    }
+    for (const [node, url] of want) {
+      if (this.links.has(node)) continue;
+      const u = new URL(url);
+      const link: Link = {
+        node,
+        url,
+        host: u.hostname.replace(/^\[|\]$/g, ''),
+        port: Number(u.port),
+        conn: null,
+        socket: null,
+        timer: undefined,
+        backoff: new Backoff(100, 2000),
+        sinceMs: Date.now(),
+        lastError: null,
+        removed: false,
+      };
+      this.links.set(node, link);
+      this.dial(link);
+    }
+  }
+
+  /** Outgoing links that are up, by node. */
+  upLinks(): PeerConnection[] {
+    const out: PeerConnection[] = [];
+    for (const l of this.links.values()) if (l.conn?.isOpen) out.push(l.conn);
+    return out;
+  }
+
+  link(node: string): PeerConnection | null {
+    const c = this.links.get(node)?.conn;
+    return c?.isOpen ? c : null;
+  }
+
+  peers(): PeerStatus[] {
+    return [...this.links.values()].map((l) => ({
+      node: l.node,
+      url: l.url,
+      up: !!l.conn?.isOpen,
+      sinceMs: l.sinceMs,
+      lastError: l.lastError,
+    }));
+  }
+
+  /** Counts and logs a refused frame or connection; the caller closes what must be closed. */
+  reject(reason: RejectReason, fields: Record<string, unknown>, msg: string): void {
+    this.opts.onReject?.(reason);
+    this.warn.warn(reason, { reason, ...fields }, msg);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const l of this.links.values()) this.removeLink(l);
+    for (const c of this.incoming) c.close(null);
+    this.incoming.clear();
+    const server = this.server;
+    if (server) await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  // --- incoming ---------------------------------------------------------------------------------
+
+  private accept(socket: TLSSocket, identity: string | undefined): void {
+    if (this.stopped || !identity) {
+      socket.destroy();
+      return;
+    }
+    const conn = new PeerConnection(socket, identity, 'in', this.opts);
+    let helloDone = false;
+    const helloTimer = setTimeout(() => {
+      this.reject('hello', { peer: identity }, 'peer refused: no HELLO in time');
+      conn.close(new Error('no HELLO'));
+    }, this.opts.connectTimeoutMs);
+    conn.on('close', (err: Error | null) => {
+      clearTimeout(helloTimer);
+      this.incoming.delete(conn);
+      this.noteClose(conn, err);
+    });
+    conn.on('frame', (f: Frame) => {
+      if (helloDone) {
+        this.emit('frame', conn, f);
+        return;
+      }
+      const problem = this.helloProblem(f, identity);
+      if (problem) {
+        this.reject('hello', { peer: identity, problem }, 'peer refused: bad HELLO');
+        conn.close(new Error(problem));
+        return;
+      }
+      helloDone = true;
+      clearTimeout(helloTimer);
+      conn.send(FrameType.HELLO, this.hello());
+      this.incoming.add(conn);
+      this.emit('incoming', conn);
+    });
+  }
+
+  // --- outgoing ---------------------------------------------------------------------------------
+
+  private dial(link: Link): void {
+    if (this.stopped || link.removed) return;
+    const socket = connect({
+      host: link.host,
+      port: link.port,
+      ciphers: CIPHERS,
+      minVersion: 'TLSv1.2',
+      maxVersion: 'TLSv1.2',
+      pskCallback: () => ({ psk: this.psk, identity: this.opts.node }),
+      checkServerIdentity: () => undefined,
+    });
+    link.socket = socket;
+    const fail = (err: Error): void => {
+      clearTimeout(deadline);
+      socket.destroy();
+      if (link.socket === socket) link.socket = null;
+      this.retry(link, err);
+    };
+    const deadline = setTimeout(
+      () => fail(new Error(`no handshake within ${this.opts.connectTimeoutMs} ms`)),
+      this.opts.connectTimeoutMs,
+    );
+    socket.once('error', fail);
+    socket.once('secureConnect', () => {
+      socket.off('error', fail);
+      const conn = new PeerConnection(socket, link.node, 'out', this.opts);
+      let helloDone = false;
+      conn.on('close', (err: Error | null) => {
+        clearTimeout(deadline);
+        if (link.conn === conn) link.conn = null;
+        if (helloDone) {
+          link.sinceMs = Date.now();
+          this.emit('down', link.node);
+        }
+        this.noteClose(conn, err);
+        this.retry(link, err ?? new Error('closed by peer'));
+      });
+      conn.on('frame', (f: Frame) => {
+        if (helloDone) {
+          this.emit('frame', conn, f);
+          return;
+        }
+        const problem = this.helloProblem(f, link.node);
+        if (problem) {
+          this.reject('hello', { peer: link.node, problem }, 'peer refused: bad HELLO');
+          conn.close(new Error(problem));
+          return;
+        }
+        helloDone = true;
+        clearTimeout(deadline);
+        link.conn = conn;
+        link.backoff.reset();
+        link.sinceMs = Date.now();
+        if (link.lastError) this.log.info({ peer: link.node }, 'peer link up again');
+        else this.log.info({ peer: link.node }, 'peer link up');
+        link.lastError = null;
+        this.emit('up', conn);
+      });
+      conn.send(FrameType.HELLO, this.hello());
+    });
+  }
+
+  private retry(link: Link, err: Error): void {
+    if (this.stopped || link.removed || link.timer) return;
+    const msg = err.message;
+    if (link.lastError !== msg) this.log.warn({ peer: link.node, err: msg }, 'peer link down; reconnecting');
+    link.lastError = msg;
+    link.timer = setTimeout(() => {
+      link.timer = undefined;
+      this.dial(link);
+    }, link.backoff.next());
+  }
+
+  private removeLink(link: Link): void {
+    link.removed = true;
+    clearTimeout(link.timer);
+    link.conn?.close(null);
+    link.socket?.destroy();
+    this.links.delete(link.node);
+  }
+
+  private noteClose(conn: PeerConnection, err: Error | null): void {
+    if (err instanceof FrameError) {
+      this.reject(err.reason, { peer: conn.node, err: err.message }, 'peer frame refused; link closed');
+    }
+  }
+
+  private hello(): object {
+    return { v: PROTOCOL_VERSION, node: this.opts.node, cluster: this.opts.cluster };
+  }
+
+  private helloProblem(f: Frame, expected: string): string | null {
+    if (f.type !== FrameType.HELLO) return `expected HELLO, got frame type ${f.type}`;
+    const h = f.header;
+    if (h.v !== PROTOCOL_VERSION) return `protocol version ${String(h.v)}, want ${PROTOCOL_VERSION}`;
+    if (h.cluster !== this.opts.cluster) return `cluster ${String(h.cluster)}, want ${this.opts.cluster}`;
+    if (h.node !== expected) return `says it is ${String(h.node)}, authenticated as ${expected}`;
+    if (h.node === this.opts.node) return 'a peer with our own node name';
+    return null;
+  }
+}

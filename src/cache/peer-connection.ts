@@ -1,0 +1,197 @@
+// One authenticated link to one peer, either direction: frames in (FrameReader), frames out through
+// a pump that never lets bulk data hog the event loop. Control frames (acks, pings, failsafe) go
+// first; small rows next, coalesced per group (only the newest row of a group matters); big rows go
+// one chunk per turn of the event loop, so timers — the etcd keepalive, device heartbeats — still
+// run between chunks, and a newer row of the same group replaces a transfer still in progress.
+import { EventEmitter } from 'node:events';
+import type { TLSSocket } from 'node:tls';
+import {
+  encodeFrame,
+  type Frame,
+  type FrameError,
+  FrameReader,
+  FrameType,
+  type FrameTypeCode,
+} from './frames.ts';
+import type { CachedRow } from './rows.ts';
+
+export interface PeerConnectionOptions {
+  /** Body bytes per chunk of a big row. */
+  chunkBytes: number;
+  /** No frame from the peer for this long: the link is dead (a silent peer), close it. */
+  idleTimeoutMs: number;
+  /** Send a PING when we have sent nothing for this long. */
+  pingIntervalMs: number;
+}
+
+interface Transfer {
+  row: CachedRow;
+  off: number;
+}
+
+/** Events: 'frame' (Frame), 'close' (Error | null). */
+export class PeerConnection extends EventEmitter {
+  readonly node: string;
+  readonly direction: 'in' | 'out';
+  readonly openedAtMs = Date.now();
+  private readonly socket: TLSSocket;
+  private readonly opts: PeerConnectionOptions;
+  private readonly reader = new FrameReader();
+  private readonly control: Buffer[] = [];
+  private readonly rows = new Map<string, CachedRow>();
+  private readonly bulk = new Map<string, CachedRow>();
+  private transfer: Transfer | null = null;
+  private scheduled = false;
+  private waitingDrain = false;
+  private closed = false;
+  private lastInMs = performance.now();
+  private lastOutMs = performance.now();
+  private readonly timer: NodeJS.Timeout;
+  bytesOut = 0;
+  bytesIn = 0;
+
+  constructor(socket: TLSSocket, node: string, direction: 'in' | 'out', opts: PeerConnectionOptions) {
+    super();
+    this.socket = socket;
+    this.node = node;
+    this.direction = direction;
+    this.opts = opts;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => {
+      this.waitingDrain = false;
+      this.schedule();
+    });
+    socket.on('error', (err) => this.close(err));
+    socket.on('close', () => this.close(null));
+    const tick = Math.max(50, Math.min(opts.pingIntervalMs, opts.idleTimeoutMs / 3));
+    this.timer = setInterval(() => this.checkIdle(), tick);
+    this.timer.unref();
+  }
+
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** Queues a control frame; sent before any row. */
+  send(type: FrameTypeCode, header: object, body?: Buffer): void {
+    if (this.closed) return;
+    this.control.push(encodeFrame(type, header, body));
+    this.schedule();
+  }
+
+  /** Queues a row; a newer row of the same group not yet sent replaces it. */
+  sendRow(row: CachedRow): void {
+    if (this.closed) return;
+    if (row.body.length <= this.opts.chunkBytes) {
+      this.rows.set(row.group, row);
+    } else {
+      if (this.transfer?.row.group === row.group) this.transfer = null;
+      this.bulk.delete(row.group);
+      this.bulk.set(row.group, row);
+    }
+    this.schedule();
+  }
+
+  /** Bytes queued but not yet handed to the socket (for tests and metrics). */
+  get queuedBulkRows(): number {
+    return this.bulk.size + (this.transfer ? 1 : 0);
+  }
+
+  close(err: Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.control.length = 0;
+    this.rows.clear();
+    this.bulk.clear();
+    this.transfer = null;
+    this.socket.destroy();
+    this.emit('close', err);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.lastInMs = performance.now();
+    this.bytesIn += chunk.length;
+    let frames: Frame[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch (err) {
+      this.close(err as FrameError);
+      return;
+    }
+    for (const f of frames) {
+      if (this.closed) return;
+      if (f.type === FrameType.PING) this.send(FrameType.PONG, {});
+      else if (f.type !== FrameType.PONG) this.emit('frame', f);
+    }
+  }
+
+  private checkIdle(): void {
+    const now = performance.now();
+    if (now - this.lastInMs > this.opts.idleTimeoutMs) {
+      this.close(new Error(`no frame from ${this.node} for ${Math.round(now - this.lastInMs)} ms`));
+      return;
+    }
+    if (now - this.lastOutMs >= this.opts.pingIntervalMs) this.send(FrameType.PING, {});
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.waitingDrain || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    const s = this.socket;
+    s.cork();
+    for (const buf of this.control) this.write(buf);
+    this.control.length = 0;
+    for (const row of this.rows.values()) this.write(rowFrame(row, 0, row.body));
+    this.rows.clear();
+    if (!this.transfer) {
+      const next = this.bulk.values().next();
+      if (!next.done) {
+        this.bulk.delete(next.value.group);
+        this.transfer = { row: next.value, off: 0 };
+      }
+    }
+    const t = this.transfer;
+    if (t) {
+      const part = t.row.body.subarray(t.off, t.off + this.opts.chunkBytes);
+      this.write(rowFrame(t.row, t.off, part));
+      t.off += part.length;
+      if (t.off >= t.row.body.length) this.transfer = null;
+    }
+    s.uncork();
+    if (s.writableNeedDrain) this.waitingDrain = true;
+    else if (this.transfer || this.bulk.size > 0 || this.control.length > 0 || this.rows.size > 0)
+      this.schedule();
+  }
+
+  private write(buf: Buffer): void {
+    this.bytesOut += buf.length;
+    this.lastOutMs = performance.now();
+    this.socket.write(buf);
+  }
+}
+
+function rowFrame(row: CachedRow, off: number, part: Buffer): Buffer {
+  return encodeFrame(
+    FrameType.ROW,
+    {
+      group: row.group,
+      epoch: row.epoch,
+      seq: row.seq,
+      writer: row.writer,
+      atMs: row.atMs,
+      size: row.body.length,
+      off,
+    },
+    part,
+  );
+}
