@@ -25,16 +25,16 @@ import type {
   RemoteLostEvent,
   WriteOptions,
 } from '../device-io.ts';
-import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
+import type { DeviceMeter, DeviceOp } from '../metrics.ts';
 import {
   assertMayWrite,
   Backoff,
+  CallLane,
   defaultLinkRule,
+  LaneCall,
   LinkMonitor,
   pause,
-  retry,
-  SerialQueue,
-  withDeadline,
+  retryAfter,
 } from '../resilience.ts';
 import {
   COMMAND_BLOCK_LEN,
@@ -115,13 +115,16 @@ interface Connection {
   dead: boolean;
 }
 
-/** One call: its deadline, and which operation metrics charge its outcome to. */
-interface CallContext {
+/** One call: its deadline and end (LaneCall), and which operation metrics charge its outcome to. */
+class CallContext extends LaneCall {
   op: DeviceOp;
-  phaseStartMs: number;
-  readonly deadlineMs: number;
-  signal: AbortSignal;
-  readonly outer: AbortSignal | undefined;
+  /** Start of the phase metrics charge next (0: from the body's start, or the call's if it never ran). */
+  phaseStartMs = 0;
+
+  constructor(op: DeviceOp, what: string, outer: AbortSignal | undefined) {
+    super(what, outer);
+    this.op = op;
+  }
 }
 
 export class ModbusDevice extends EventEmitter implements DeviceIo {
@@ -133,8 +136,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private readonly retries: number;
   private readonly verifyWrites: boolean;
   private readonly log: Logger;
-  private readonly metrics: DeviceMetrics | undefined;
-  private readonly queue: SerialQueue;
+  private readonly meter: DeviceMeter | undefined;
+  private readonly lane: CallLane;
   private readonly link: LinkMonitor;
   private readonly retryBackoff = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
   private readonly reconnectBackoff = new Backoff(RECONNECT_BASE_MS, RECONNECT_MAX_MS);
@@ -167,10 +170,12 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       device: ahu.id,
       endpoint: this.endpoint,
     });
-    this.metrics = deps.metrics;
-    this.queue = new SerialQueue(ahu.id);
+    this.meter = deps.metrics?.meter(ahu.id, ahu.protocol);
+    this.lane = new CallLane(ahu.id, this.timeoutMs, (call, err, failed) =>
+      this.callEnded(call as CallContext, err, failed),
+    );
     this.link = new LinkMonitor(defaultLinkRule, (from, to, reason) => this.onLinkChange(from, to, reason));
-    this.metrics?.link(this.id, this.protocol, this.link.state);
+    this.meter?.link(this.link.state);
     this.evaluateTimer = setInterval(() => this.link.evaluate(), LINK_EVALUATE_MS);
     this.evaluateTimer.unref();
   }
@@ -194,25 +199,11 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   }
 
   read(opts: CallOptions = {}): Promise<AhuReadings> {
-    return this.call('read', 'read status block', opts, async (ctx) => {
-      const status = await this.readStatus(ctx);
-      return {
-        mode: status.mode,
-        fanPct: status.fanPct,
-        supplySetpointC: status.supplySetpointC,
-        supplyC: status.supplyC,
-        returnC: status.returnC,
-        cwValvePct: status.cwValvePct,
-        alarms: status.alarms,
-        epoch: status.epoch,
-        heartbeat: status.heartbeat,
-        fanKw: status.fanKw,
-        coolingKw: status.coolingKw,
-        quality: 'good',
-        sourceTimeMs: Date.now(),
-      };
-    });
+    return this.call('read', 'read status block', opts, this.readBody);
   }
+
+  private readonly readBody = (ctx: CallContext): Promise<AhuReadings> =>
+    this.readStatus(ctx).then(toReadings);
 
   writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
     const what = `fenced write (epoch ${cmd.epoch})`;
@@ -223,7 +214,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         this.id,
         `${what}: the unit left remote control; re-check leadership, re-read the unit, then write with reassert: true`,
       );
-      this.metrics?.observe(this.id, this.protocol, 'write', 0, err.code);
+      this.meter?.observe('write', 0, err.code);
       return Promise.reject(err);
     }
     try {
@@ -232,7 +223,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       const e = new DeviceError(ErrorCodes.BAD_REQUEST, this.id, `${what}: ${(err as Error).message}`, {
         cause: err,
       });
-      this.metrics?.observe(this.id, this.protocol, 'write', 0, e.code);
+      this.meter?.observe('write', 0, e.code);
       return Promise.reject(e);
     }
     return this.call('write', what, opts, async (ctx) => {
@@ -258,11 +249,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       if (!this.verifyWrites) return;
       this.observePhase(ctx);
       ctx.op = 'verify';
-      const back = await this.withRetries(ctx, () =>
-        this.request(ctx, 'read back command block', (c) =>
-          c.readHoldingRegisters(this.pm.commandBlock, COMMAND_BLOCK_LEN),
-        ),
-      );
+      const back = await this.request(ctx, 'read back command block', this.readCommandBlock, true);
       const got = this.registers(back.data, COMMAND_BLOCK_LEN, 'read back command block');
       if (got.some((w, i) => w !== words[i])) {
         throw new DeviceError(
@@ -280,7 +267,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       const closed = new DeviceError(ErrorCodes.DEVICE_CLOSED, this.id, 'device closed');
       this.closeCtl.abort(closed);
       clearInterval(this.evaluateTimer);
-      this.queue.close();
+      this.lane.close(closed);
       const conn = this.conn;
       if (conn) await this.drop(conn, 'device closed', closed);
       this.link.lost('adapter closed');
@@ -290,73 +277,72 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
 
   // ---- calls ----
 
-  /** Runs one call in the queue under its outer deadline; observes it once; feeds the link rule. */
-  private async call<T>(
+  /** Runs one call in the lane under its outer deadline; `callEnded` observes it and feeds the link rule. */
+  private call<T>(
     op: DeviceOp,
     what: string,
     opts: CallOptions,
     body: (ctx: CallContext) => Promise<T>,
   ): Promise<T> {
-    const startMs = performance.now();
-    // No AbortSignal.any per call: withDeadline listens to both signals and cleans up after itself.
-    const outer = [opts.signal, this.closeCtl.signal];
-    const ctx: CallContext = {
-      op,
-      phaseStartMs: startMs,
-      deadlineMs: startMs + this.timeoutMs,
-      signal: this.closeCtl.signal, // replaced by the call's own deadline signal once it runs
-      outer: opts.signal,
-    };
-    try {
-      if (this.closeCtl.signal.aborted) throw this.closeCtl.signal.reason;
-      const result = await withDeadline(this.id, what, this.timeoutMs, outer, (signal) =>
-        this.queue.run(async () => {
-          // The deadline may have passed while waiting in the queue: then nothing goes on the wire.
-          if (signal.aborted) throw signal.reason;
-          ctx.signal = signal;
-          ctx.phaseStartMs = performance.now();
-          return body(ctx);
-        }),
-      );
+    return this.lane.run(new CallContext(op, what, opts.signal), body);
+  }
+
+  /** Every call once, as it settles: metrics, link state, and the typed error its caller gets. */
+  private callEnded(ctx: CallContext, err: unknown, failed: boolean): DeviceError | undefined {
+    if (!failed) {
       this.observePhase(ctx);
       this.link.success();
-      return result;
-    } catch (err) {
-      const e = this.asDeviceError(err, what);
-      this.observePhase(ctx, e.code);
-      this.noteFailure(e);
-      throw e;
+      return undefined;
     }
+    const e = this.asDeviceError(err, ctx.what);
+    this.observePhase(ctx, e.code);
+    this.noteFailure(e);
+    return e;
   }
 
   private observePhase(ctx: CallContext, errorCode?: string): void {
     const now = performance.now();
-    this.metrics?.observe(this.id, this.protocol, ctx.op, (now - ctx.phaseStartMs) / 1000, errorCode);
+    const fromMs = ctx.phaseStartMs || ctx.bodyStartMs || ctx.startMs;
+    this.meter?.observe(ctx.op, (now - fromMs) / 1000, errorCode);
     ctx.phaseStartMs = now;
   }
 
-  private withRetries<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
-    return retry(fn, {
+  /** `fn` with bounded retries; the first try stays off the retry machinery (the common case). */
+  private async withRetries<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      return retryAfter(err, fn, this.retryOptions(ctx));
+    }
+  }
+
+  private retryOptions(ctx: CallContext) {
+    return {
       attempts: this.retries + 1,
       backoff: this.retryBackoff,
       signal: ctx.signal,
       deadlineMs: ctx.deadlineMs,
-    });
+    };
   }
 
-  private async readStatus(ctx: CallContext): Promise<ModbusStatus> {
-    const res = await this.withRetries(ctx, () =>
-      this.request(ctx, 'read status block', (c) =>
-        c.readHoldingRegisters(this.pm.statusBlock, STATUS_BLOCK_LEN),
-      ),
-    );
+  private readonly readStatusBlock = (c: ModbusClient) =>
+    c.readHoldingRegisters(this.pm.statusBlock, STATUS_BLOCK_LEN);
+
+  private readonly readCommandBlock = (c: ModbusClient) =>
+    c.readHoldingRegisters(this.pm.commandBlock, COMMAND_BLOCK_LEN);
+
+  private readStatus(ctx: CallContext): Promise<ModbusStatus> {
+    return this.request(ctx, 'read status block', this.readStatusBlock, true).then(this.onStatusBlock);
+  }
+
+  private readonly onStatusBlock = (res: { data: unknown }): ModbusStatus => {
     const status = decodeStatus(this.registers(res.data, STATUS_BLOCK_LEN, 'read status block'), this.pm);
     this.unitHeartbeat = status.heartbeat;
     if (this.drivingRemote && (status.mode === 'fallback' || status.mode === 'local')) {
       this.markRemoteLost(`the unit reports mode ${status.mode}`);
     }
     return status;
-  }
+  };
 
   private registers(data: unknown, n: number, what: string): number[] {
     if (!Array.isArray(data) || data.length !== n || !data.every((w) => Number.isInteger(w))) {
@@ -380,14 +366,33 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
 
   // ---- the wire ----
 
-  /** One request on the current connection (opened if needed), bounded by the call's deadline. */
-  private async request<T>(
+  /**
+   * One request on the current connection (opened if needed), bounded by the call's deadline. With
+   * `retry` (reads, and read-backs), a retryable failure is tried again as the call allows; the
+   * first try makes no promise or closure for that.
+   */
+  private request<T>(
+    ctx: CallContext,
+    what: string,
+    fn: (client: ModbusClient) => Promise<T>,
+    retry = false,
+  ): Promise<T> {
+    const conn = this.conn;
+    if (conn && !conn.dead) return this.transact(conn, ctx, what, fn, retry);
+    return this.connect(ctx).then(
+      (c) => this.transact(c, ctx, what, fn, retry),
+      (err: unknown) => (retry ? this.retryRequest(err, ctx, what, fn) : Promise.reject(err)),
+    );
+  }
+
+  /** The tries after a failed first one: bounded, with backoff, within the call's deadline. */
+  private retryRequest<T>(
+    err: unknown,
     ctx: CallContext,
     what: string,
     fn: (client: ModbusClient) => Promise<T>,
   ): Promise<T> {
-    const conn = this.conn && !this.conn.dead ? this.conn : await this.connect(ctx);
-    return this.transact(conn, ctx, what, fn);
+    return retryAfter(err, () => this.request(ctx, what, fn), this.retryOptions(ctx));
   }
 
   private transact<T>(
@@ -395,36 +400,36 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     ctx: CallContext,
     what: string,
     fn: (client: ModbusClient) => Promise<T>,
+    retry: boolean,
   ): Promise<T> {
+    const remainingMs = ctx.deadlineMs - performance.now();
+    if (ctx.abandoned || remainingMs <= 0) return Promise.reject(this.abandonedError(ctx, what));
+    if (conn.dead) {
+      return Promise.reject(this.error(ErrorCodes.DEVICE_UNREACHABLE, `${what}: connection lost`, true));
+    }
     return new Promise<T>((resolve, reject) => {
-      const remainingMs = ctx.deadlineMs - performance.now();
-      if (ctx.signal.aborted || remainingMs <= 0) {
-        reject(this.abandonedError(ctx, what));
-        return;
-      }
-      if (conn.dead) {
-        reject(this.error(ErrorCodes.DEVICE_UNREACHABLE, `${what}: connection lost`, true));
-        return;
-      }
       let settled = false;
       const finish = (): boolean => {
         if (settled) return false;
         settled = true;
         conn.inFlight.delete(onLost);
-        ctx.signal.removeEventListener('abort', onAbort);
+        if (ctx.onAbandon === onAbandon) ctx.onAbandon = undefined;
         return true;
       };
       const onLost = (err: DeviceError): void => {
-        if (finish()) reject(err);
+        if (!finish()) return;
+        if (retry && err.retryable && !ctx.abandoned) resolve(this.retryRequest(err, ctx, what, fn));
+        else reject(err);
       };
-      const onAbort = (): void => {
+      const onAbandon = (): void => {
         if (!finish()) return;
         reject(this.abandonedError(ctx, what));
         // The request may still be answered; on this stream that answer would pair with the next one.
         void this.drop(conn, `${what} abandoned before its answer`);
       };
       conn.inFlight.add(onLost);
-      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      // The lane calls this at the deadline, the caller's abort or close: no listener per request.
+      ctx.onAbandon = onAbandon;
       // modbus-serial's own timer too, so nothing of it outlives the call.
       conn.client.setTimeout(Math.max(1, Math.ceil(remainingMs)));
       let pending: Promise<T>;
@@ -443,7 +448,6 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
           if (e.code === ErrorCodes.DEVICE_EXCEPTION || e.code === ErrorCodes.DEVICE_FENCED)
             conn.answered = true;
           if (!finish()) return;
-          reject(e);
           if (
             e.code === ErrorCodes.DEVICE_TIMEOUT ||
             e.code === ErrorCodes.DEVICE_GARBAGE ||
@@ -451,6 +455,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
           ) {
             void this.drop(conn, `${what}: ${e.code}`);
           }
+          if (retry && e.retryable) resolve(this.retryRequest(e, ctx, what, fn));
+          else reject(e);
         },
       );
     });
@@ -461,18 +467,18 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     const startMs = performance.now();
     try {
       const conn = await this.openTransport(ctx);
-      this.metrics?.observe(this.id, this.protocol, 'connect', (performance.now() - startMs) / 1000);
+      this.meter?.observe('connect', (performance.now() - startMs) / 1000);
       return conn;
     } catch (err) {
       const e = this.asDeviceError(err, 'connect');
-      this.metrics?.observe(this.id, this.protocol, 'connect', (performance.now() - startMs) / 1000, e.code);
+      this.meter?.observe('connect', (performance.now() - startMs) / 1000, e.code);
       throw e;
     }
   }
 
   private async openTransport(ctx: CallContext): Promise<Connection> {
     const remainingMs = ctx.deadlineMs - performance.now();
-    if (ctx.signal.aborted || remainingMs <= 0) throw this.abandonedError(ctx, 'connect');
+    if (ctx.abandoned || remainingMs <= 0) throw this.abandonedError(ctx, 'connect');
     const client = new ModbusRTU();
     // Port errors also surface as failed requests or a close; the emitter's 'error' must not throw.
     client.on('error', () => undefined);
@@ -664,7 +670,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     const fields = { from, to, reason };
     if (to === 'up') this.log.info(fields, 'link up');
     else this.log.warn(fields, `link ${to}`);
-    this.metrics?.link(this.id, this.protocol, to);
+    this.meter?.link(to);
     const event: LinkEvent = { device: this.id, from, to, reason };
     this.emit('link', event);
     if (to === 'down' && this.drivingRemote && !this.closeCtl.signal.aborted) {
@@ -770,6 +776,24 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private error(code: ErrorCode, message: string, retryable: boolean, cause?: unknown): DeviceError {
     return new DeviceError(code, this.id, message, { retryable, cause });
   }
+}
+
+function toReadings(status: ModbusStatus): AhuReadings {
+  return {
+    mode: status.mode,
+    fanPct: status.fanPct,
+    supplySetpointC: status.supplySetpointC,
+    supplyC: status.supplyC,
+    returnC: status.returnC,
+    cwValvePct: status.cwValvePct,
+    alarms: status.alarms,
+    epoch: status.epoch,
+    heartbeat: status.heartbeat,
+    fanKw: status.fanKw,
+    coolingKw: status.coolingKw,
+    quality: 'good',
+    sourceTimeMs: Date.now(),
+  };
 }
 
 function closeQuietly(client: ModbusClient): Promise<void> {

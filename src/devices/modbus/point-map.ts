@@ -76,8 +76,12 @@ export interface ModbusStatus extends StatusFields {
   modeCode: number;
 }
 
+const resolvedMaps = new WeakSet<object>();
+
 /** Fills the defaults of the site schema, and refuses blocks that overlap or run past 65535. */
 export function resolvePointMap(pm?: Partial<ModbusPointMap>): ModbusPointMap {
+  // Encoders and decoders take either; a map that came from here is not checked again per request.
+  if (pm && resolvedMaps.has(pm)) return pm as ModbusPointMap;
   const r: ModbusPointMap = {
     commandBlock: pm?.commandBlock ?? 0,
     statusBlock: pm?.statusBlock ?? 100,
@@ -106,6 +110,7 @@ export function resolvePointMap(pm?: Partial<ModbusPointMap>): ModbusPointMap {
   if (!(r.tempScale > 0) || !(r.pctScale > 0)) {
     throw new RangeError('Modbus point map: tempScale and pctScale must be > 0');
   }
+  resolvedMaps.add(r);
   return r;
 }
 
