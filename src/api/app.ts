@@ -6,6 +6,7 @@ import swagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import type { StateCache } from '../cache/state-cache.ts';
 import type { Leadership } from '../cluster/leadership.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
@@ -17,6 +18,8 @@ export interface ApiDeps {
   registry: Registry;
   groups: string[];
   drivers: Map<string, GroupDriver>;
+  /** The process-state cache, when the node has a peer channel. */
+  cache?: StateCache;
   logger: Logger;
   startedAtMs: number;
 }
@@ -175,15 +178,84 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       const g = deps.leadership.groups().find((x) => x.group === id);
       if (!g) throw notFound(id, deps.groups);
       const d = deps.drivers.get(id);
+      const row = deps.cache?.get(id);
       return {
         id,
         leader: g.leader,
         epoch: g.epoch,
         state: g.role,
         driving: d?.driving ?? false,
+        start: d?.startInfo ?? null,
         units: d?.units() ?? [],
+        processState: row
+          ? { epoch: row.epoch, seq: row.seq, writer: row.writer, atMs: row.atMs, bytes: row.body.length }
+          : null,
       };
     },
+  );
+
+  app.post(
+    '/api/v1/groups/:id/commands',
+    {
+      schema: {
+        description:
+          'Operator manual command for the group’s units (all, or one with `ahu`): held by the leader and carried in the process state, so it survives failovers. Send it to the leader.',
+        params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+        body: {
+          type: 'object',
+          properties: {
+            ahu: { type: 'string', minLength: 1 },
+            fanPct: { type: 'number', minimum: 0, maximum: 100 },
+            supplySetpointC: { type: 'number', minimum: 10, maximum: 30 },
+          },
+          minProperties: 1,
+          additionalProperties: false,
+        },
+        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
+      },
+    },
+    async (req) => {
+      const id = (req.params as { id: string }).id;
+      const { ahu, ...cmd } = req.body as { ahu?: string; fanPct?: number; supplySetpointC?: number };
+      const d = deps.drivers.get(id);
+      if (!d) throw notFound(id, deps.groups);
+      if (cmd.fanPct === undefined && cmd.supplySetpointC === undefined)
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'nothing to set', ['fanPct or supplySetpointC']);
+      if (ahu !== undefined && !d.units().some((u) => u.ahu === ahu))
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `${ahu} is not a unit of ${id}`, [
+          `ahu: one of ${d
+            .units()
+            .map((u) => u.ahu)
+            .join(', ')}`,
+        ]);
+      if (!d.driving) {
+        const g = deps.leadership.groups().find((x) => x.group === id);
+        const leader = deps.leadership.members().find((m) => m.node === g?.leader);
+        throw new BadRequestError(
+          ErrorCodes.NOT_LEADER,
+          `${deps.node} does not drive ${id}; send the command to its leader ${g?.leader ?? '(none)'}`,
+          [leader ? `leader API: ${leader.apiUrl}` : 'the group has no leader right now'],
+          409,
+        );
+      }
+      return { group: id, held: d.setCommand(cmd, ahu) };
+    },
+  );
+
+  app.get(
+    '/api/v1/cache',
+    {
+      schema: {
+        description:
+          'This node’s process-state cache: one row per group (version, writer, size) and its peer links.',
+      },
+    },
+    async () => ({
+      node: deps.node,
+      enabled: !!deps.cache,
+      rows: deps.cache?.list() ?? [],
+      peers: deps.cache?.peers() ?? [],
+    }),
   );
 
   app.post(

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { FailsafeAnswer, FailsafeGroup, FailsafeTransport } from '../cluster/failsafe.ts';
 import { type Frame, FrameType } from './frames.ts';
 import { PeerChannel, type PeerStatus, type RejectReason } from './peer-channel.ts';
 import type { PeerConnection } from './peer-connection.ts';
@@ -40,16 +41,6 @@ export interface StateCacheOptions {
   connectTimeoutMs?: number;
 }
 
-export interface FailsafeGroup {
-  group: string;
-  epoch: number;
-}
-
-export interface FailsafeAnswer {
-  ok: boolean;
-  reason: string;
-}
-
 /** What this node answers a leader that asks to stay in failsafe (see src/cluster/failsafe.ts). */
 export type FailsafeResponder = (from: string, groups: FailsafeGroup[], windowMs: number) => FailsafeAnswer;
 
@@ -76,7 +67,7 @@ interface PendingAck {
   waiting: Set<string>;
 }
 
-export class StateCache extends EventEmitter implements ProcessStateStore {
+export class StateCache extends EventEmitter implements ProcessStateStore, FailsafeTransport {
   readonly node: string;
   private readonly opts: Required<Omit<StateCacheOptions, 'registry'>> & { registry?: Registry };
   private readonly log: Logger;

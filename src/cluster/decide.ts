@@ -32,6 +32,8 @@ export interface GroupFacts {
   mayAct: boolean;
   /** The snapshot was read after our last fence (leadership re-proven, not remembered). */
   fresh: boolean;
+  /** Another leader this node promised, in failsafe, to stay out of the group for (null: none). */
+  promisedTo?: string | null;
 }
 
 export interface GroupDecision {
@@ -103,8 +105,17 @@ export function decideGroup(f: GroupFacts): GroupDecision {
 }
 
 function lead(f: GroupFacts, mine: QueueEntry, action: GroupAction, reason: string): GroupDecision {
-  if (f.mayAct && f.fresh) return { role: 'leader', epoch: mine.createRevision, action, reason };
+  const promised = f.promisedTo && f.promisedTo !== f.me ? f.promisedTo : null;
+  if (f.mayAct && f.fresh && !promised) return { role: 'leader', epoch: mine.createRevision, action, reason };
   const wasLeading = f.role === 'leader' || f.role === 'fenced';
+  if (promised) {
+    return {
+      role: wasLeading ? 'fenced' : 'candidate',
+      epoch: null,
+      action,
+      reason: `first in line, but promised ${promised} (failsafe) to stay out until its window ends`,
+    };
+  }
   return {
     role: wasLeading ? 'fenced' : 'candidate',
     epoch: null,

@@ -18,6 +18,7 @@ import { ClusterError, ClusterErrorCodes } from './errors.ts';
 import { createEtcdClient, etcdCall } from './etcd-client.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
+import { Failsafe, type FailsafeTransport } from './failsafe.ts';
 import type { GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
 import { LeadershipMetrics } from './metrics.ts';
 import { planHandover } from './placement.ts';
@@ -45,6 +46,11 @@ export interface EtcdLeadershipOptions {
   registry?: Registry;
   /** Monotonic clock, ms. */
   now?: () => number;
+  /**
+   * Failsafe mode: with etcd unreachable, keep leading while every member, asked over this
+   * transport (the peer channel), backs us. Absent: off — a leader stops at its lease deadline.
+   */
+  failsafe?: FailsafeTransport;
 }
 
 export type TimingField =
@@ -130,6 +136,9 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   private readonly session: EtcdSession;
   private readonly metrics: LeadershipMetrics | undefined;
   private readonly revoker: ExpiredLeaseRevoker;
+  private readonly failsafe: Failsafe | undefined;
+  /** Monotonic ms of the last etcd call that succeeded (keepalive ack or snapshot read). */
+  private lastEtcdOkMs = Number.NEGATIVE_INFINITY;
   private readonly state = new Map<string, GroupState>();
   private readonly stopping = new AbortController();
   private elections = new Map<string, Election>();
@@ -203,15 +212,51 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
         leaderEpoch: null,
       });
     }
+    if (opts.failsafe) {
+      this.failsafe = new Failsafe(
+        {
+          transport: opts.failsafe,
+          windowMs: opts.leaseTtlS * 1000,
+          marginMs: opts.safetyMarginMs,
+          intervalMs: opts.keepaliveIntervalMs,
+          reachableWithinMs: opts.keepaliveIntervalMs * 2,
+          now: this.now,
+          logger: this.log,
+        },
+        {
+          lastEtcdOkMs: () => this.lastEtcdOkMs,
+          leads: (group) => this.fence(group) !== null,
+        },
+      );
+      this.failsafe.on('lapsed', (reason: string) => {
+        this.failsafe?.disengage('lapsed');
+        if (!this.session.guard.mayAct()) this.onFenced(`failsafe lapsed: ${reason}`);
+      });
+    }
     this.session.on('lease', (lease: SessionLease) => this.onLease(lease));
-    this.session.on('lost', (reason: string) => this.onFenced(`lease lost: ${reason}`));
+    this.session.on('lost', (reason: string) => {
+      this.failsafe?.disengage('etcd says our lease is gone');
+      this.onFenced(`lease lost: ${reason}`);
+    });
     this.session.on('expired', () => this.onFenced('lease guard deadline passed'));
-    this.session.on('proven', () => this.requestTick());
-    this.session.on('keepalive', (s: number) => this.metrics?.keepaliveSeconds(s));
+    this.session.on('proven', () => {
+      this.lastEtcdOkMs = this.now();
+      this.failsafe?.disengage('lease proven again');
+      this.requestTick();
+    });
+    this.session.on('keepalive', (s: number) => {
+      this.lastEtcdOkMs = this.now();
+      this.metrics?.keepaliveSeconds(s);
+    });
   }
 
   get healthy(): boolean {
     return this.started && !this.stopPromise && this.etcdReachable && this.session.guard.mayAct();
+  }
+
+  /** Whether failsafe mode is engaged (etcd unreachable, asking the members to back us). */
+  get failsafeActive(): boolean {
+    return this.failsafe?.active ?? false;
   }
 
   /** Lease guard, for diagnostics and tests (its deadline is what fence() enforces). */
@@ -270,6 +315,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.stopping.abort(new ClusterError(ClusterErrorCodes.ABORTED, 'leadership stopping'));
     clearInterval(this.resyncTimer);
     this.revoker.stop();
+    this.failsafe?.stop();
     void this.watcher?.cancel().catch(() => {});
     this.watcher = undefined;
     // Roles first: fence() is null from here on, before etcd hears anything.
@@ -301,7 +347,8 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
 
   fence(group: string): { epoch: number } | null {
     const s = this.state.get(group);
-    if (s?.role !== 'leader' || s.epoch === null || !this.session.guard.mayAct()) return null;
+    if (s?.role !== 'leader' || s.epoch === null) return null;
+    if (!this.session.guard.mayAct() && !this.failsafe?.holds()) return null;
     return { epoch: s.epoch };
   }
 
@@ -434,9 +481,12 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       if (this.etcdReachable)
         this.log.warn({ err }, 'etcd not readable (no quorum or unreachable): no decisions until it is');
       this.etcdReachable = false;
+      this.engageFailsafe();
       this.fenceIfLapsed();
       return;
     }
+    this.lastEtcdOkMs = Math.max(this.lastEtcdOkMs, snap.readAtMs);
+    if (this.session.guard.mayAct()) this.failsafe?.disengage('etcd readable and the lease proven');
     if (this.stopPromise) return;
     if (!this.etcdReachable) this.log.info({ revision: snap.revision }, 'etcd readable');
     this.etcdReachable = true;
@@ -472,6 +522,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
         members,
         mayAct: this.session.guard.mayAct(),
         fresh: snap.readAtMs > this.fencedAtMs,
+        promisedTo: this.failsafe?.promisedTo(s.group) ?? null,
       });
       s.leader = queue[0]?.node ?? null;
       s.leaderEpoch = queue[0]?.createRevision ?? null;
@@ -580,6 +631,10 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   }
 
   private onFenced(reason: string): void {
+    if (reason === 'lease guard deadline passed' && this.failsafe?.holds()) {
+      this.log.warn('lease guard deadline passed; leading on in failsafe: every member backs us');
+      return;
+    }
     this.fencedAtMs = this.now();
     if (reason.startsWith('lease lost')) {
       this.lease = null;
@@ -595,9 +650,22 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
 
   /** A frozen loop may run a tick before the expiry timer: fence from the clock, not the timer. */
   private fenceIfLapsed(): void {
-    if (this.session.guard.mayAct()) return;
+    if (this.session.guard.mayAct() || this.failsafe?.holds()) return;
     if ([...this.state.values()].some((s) => s.role === 'leader'))
       this.onFenced('lease guard deadline passed');
+  }
+
+  /** etcd unreachable while we lead: ask every member to back us (when failsafe is on). */
+  private engageFailsafe(): void {
+    if (!this.failsafe || this.stopPromise) return;
+    const groups: { group: string; epoch: number }[] = [];
+    for (const s of this.state.values())
+      if (s.role === 'leader' && s.epoch !== null) groups.push({ group: s.group, epoch: s.epoch });
+    if (groups.length === 0) return;
+    this.failsafe.engage(
+      groups,
+      this.memberList.map((m) => m.node).filter((n) => n !== this.node),
+    );
   }
 
   private async register(signal: AbortSignal): Promise<void> {

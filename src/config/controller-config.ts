@@ -2,6 +2,7 @@
 // is, the etcd cluster and its timing, the nodes of the cluster and their APIs, the sensor broker.
 // One schema, defaults filled in, every problem listed with its line. The timing rules that keep
 // a single leader are checked here, at load, and say why (docs/leadership.md).
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
 import { leadershipTimingProblems } from '../cluster/etcd-leadership.ts';
@@ -47,6 +48,28 @@ export const ControllerConfigSchema = T.Object(
             maximum: 3_600_000,
             default: 5000,
             description: 'membership must be stable this long before groups are rebalanced',
+          }),
+        ),
+        secretFile: T.Optional(
+          T.String({
+            minLength: 1,
+            description:
+              'file holding the shared cluster secret (≥ 16 bytes) that peers authenticate with; relative to this file; required when nodes have a peer address',
+          }),
+        ),
+        failsafe: T.Optional(
+          T.Boolean({
+            default: false,
+            description:
+              'keep leading through an etcd outage while every member backs the leader on the peer channel (docs/state-cache.md)',
+          }),
+        ),
+        pullTimeoutMs: T.Optional(
+          T.Integer({
+            minimum: 10,
+            maximum: 10_000,
+            default: 500,
+            description: 'how long a new leader waits for its peers’ process state when its cache has none',
           }),
         ),
       },
@@ -125,7 +148,11 @@ export interface ControllerConfig {
     safetyMarginMs: number;
     etcdCallTimeoutMs: number;
     rebalanceHoldMs: number;
+    failsafe: boolean;
+    pullTimeoutMs: number;
   };
+  /** The shared cluster secret (from cluster.secretFile); undefined when no node has a peer address. */
+  secret: Buffer | undefined;
   dataDir: string;
   mqttUrl: string | undefined;
   periodMs: number;
@@ -178,6 +205,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
       },
     ]);
   }
+  const secret = await readSecret(file, base, c);
   const [apiHost, apiPort] = splitHostPort(self.api);
   return {
     file,
@@ -196,12 +224,61 @@ export async function loadControllerConfig(file: string, node: string): Promise<
       safetyMarginMs: c.cluster.safetyMarginMs ?? 500,
       etcdCallTimeoutMs: c.cluster.etcdCallTimeoutMs ?? 1000,
       rebalanceHoldMs: c.cluster.rebalanceHoldMs ?? 5000,
+      failsafe: c.cluster.failsafe ?? false,
+      pullTimeoutMs: c.cluster.pullTimeoutMs ?? 500,
     },
+    secret,
     dataDir: resolve(base, (c.dataDir ?? 'var/{node}').replaceAll('{node}', node)),
     mqttUrl: c.sensors?.mqttUrl,
     periodMs,
     timeScale,
   };
+}
+
+/** The cluster secret, when peers are configured; every problem reported at its config path. */
+async function readSecret(file: string, base: string, c: ControllerConfigFile): Promise<Buffer | undefined> {
+  const withPeer = Object.entries(c.nodes)
+    .filter(([, n]) => n.peer)
+    .map(([name]) => name);
+  const problem = (message: string, allowed: string) =>
+    new ConfigError(file, [{ file, path: '/cluster/secretFile', message, allowed }]);
+  if (withPeer.length === 0) {
+    if (c.cluster.failsafe)
+      throw new ConfigError(file, [
+        {
+          file,
+          path: '/cluster/failsafe',
+          message: 'failsafe needs the peer channel, but no node has a peer address',
+          allowed: 'give every node a peer: host:port, or set failsafe: false',
+        },
+      ]);
+    return undefined;
+  }
+  if (withPeer.length !== Object.keys(c.nodes).length) {
+    throw new ConfigError(file, [
+      {
+        file,
+        path: '/nodes',
+        message: `only ${withPeer.join(', ')} have a peer address: process state would not reach every node`,
+        allowed: 'a peer: host:port on every node, or on none',
+      },
+    ]);
+  }
+  if (!c.cluster.secretFile)
+    throw problem('nodes have peer addresses but no cluster secret is configured', 'a path to a secret file');
+  const path = resolve(base, c.cluster.secretFile);
+  let secret: Buffer;
+  try {
+    secret = Buffer.from((await readFile(path, 'utf8')).trim());
+  } catch (err) {
+    throw problem(`cannot read ${path}: ${(err as Error).message}`, 'a readable file');
+  }
+  if (secret.length < 16)
+    throw problem(
+      `the secret in ${path} has ${secret.length} bytes`,
+      'at least 16 bytes, e.g. openssl rand -hex 32',
+    );
+  return secret;
 }
 
 function splitHostPort(s: string): [string, number] {

@@ -1,5 +1,6 @@
-// One controller node: wires the config, the air-handler devices, leadership on etcd, a driver
-// per control group, and the HTTP API, and takes them down again — once, in the right order.
+// One controller node: wires the config, the air-handler devices, the state cache (peer channel),
+// leadership on etcd, a driver per control group, and the HTTP API, and takes them down again —
+// once, in the right order.
 // No `process` here (signals, exit codes and sd_notify belong to the entry point), so a test can
 // run three of these in one process or the entry point can run one as a service.
 import { mkdir } from 'node:fs/promises';
@@ -7,8 +8,9 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApi } from '../api/app.ts';
+import { StateCache } from '../cache/state-cache.ts';
 import { EtcdLeadership } from '../cluster/etcd-leadership.ts';
-import type { Leadership } from '../cluster/leadership.ts';
+import type { Leadership, Member } from '../cluster/leadership.ts';
 import type { ControllerConfig } from '../config/controller-config.ts';
 import { GroupDriver } from '../control/group-driver.ts';
 import { createDevice } from '../devices/create-device.ts';
@@ -32,6 +34,7 @@ export class Controller {
   private readonly devices = new Map<string, DeviceIo>();
   private readonly drivers = new Map<string, GroupDriver>();
   private leadership: Leadership | undefined;
+  private cache: StateCache | undefined;
   private api: FastifyInstance | undefined;
   private stopping: Promise<void> | undefined;
   private apiUrl = '';
@@ -49,6 +52,10 @@ export class Controller {
 
   get cluster(): Leadership | undefined {
     return this.leadership;
+  }
+
+  get stateCache(): StateCache | undefined {
+    return this.cache;
   }
 
   /** Starts everything; on failure stops what started and throws a CoolctlError saying what to fix. */
@@ -69,6 +76,29 @@ export class Controller {
           }),
         );
       }
+      if (cfg.peer && cfg.secret) {
+        this.cache = new StateCache({
+          node: cfg.node,
+          cluster: cfg.cluster.prefix,
+          secret: cfg.secret,
+          listen: cfg.peer,
+          logger: this.log,
+          registry: this.registry,
+          pingIntervalMs: cfg.cluster.keepaliveIntervalMs,
+          idleTimeoutMs: cfg.cluster.leaseTtlS * 1000,
+          connectTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
+        });
+        try {
+          await this.cache.start();
+        } catch (err) {
+          throw new CoolctlError(
+            ErrorCodes.STARTUP,
+            `cannot serve the peer channel on ${cfg.peer.host}:${cfg.peer.port}: ${(err as Error).message} (free the port or change nodes.${cfg.node}.peer)`,
+            { cause: err },
+          );
+        }
+      }
+      const cache = this.cache;
       const leadership =
         this.deps.leadership?.(cfg, this.registry, this.log) ??
         new EtcdLeadership({
@@ -86,14 +116,18 @@ export class Controller {
           dataDir: cfg.dataDir,
           logger: this.log,
           registry: this.registry,
+          ...(cache && cfg.cluster.failsafe ? { failsafe: cache } : {}),
         });
       this.leadership = leadership;
+      if (cache) leadership.on('members', (members: Member[]) => cache.setMembers(members));
       for (const g of cfg.site.controlGroups) {
         this.drivers.set(
           g.id,
           new GroupDriver(g, this.devices, leadership, {
             periodMs: cfg.periodMs,
             logger: this.log.child({ component: 'driver' }),
+            pullTimeoutMs: cfg.cluster.pullTimeoutMs,
+            ...(cache ? { store: cache } : {}),
           }),
         );
       }
@@ -104,6 +138,7 @@ export class Controller {
         registry: this.registry,
         groups: cfg.site.controlGroups.map((g) => g.id),
         drivers: this.drivers,
+        ...(cache ? { cache } : {}),
         logger: this.log,
         startedAtMs: Date.now(),
       });
@@ -117,6 +152,7 @@ export class Controller {
         );
       }
       await leadership.start(AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)));
+      cache?.setMembers(leadership.members());
       for (const d of this.drivers.values()) d.start();
       this.log.info(
         { api: this.apiUrl, groups: this.drivers.size, units: this.devices.size },
@@ -138,6 +174,7 @@ export class Controller {
     this.stopping ??= (async () => {
       for (const d of this.drivers.values()) d.stop();
       await this.leadership?.stop().catch((err: unknown) => this.log.warn({ err }, 'resign failed'));
+      await this.cache?.stop().catch(() => {});
       await this.api?.close().catch(() => {});
       await Promise.allSettled([...this.devices.values()].map((d) => d.close()));
       this.log.info('controller stopped');
