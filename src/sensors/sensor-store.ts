@@ -118,9 +118,11 @@ const SOURCE = 3;
 /** Consecutive values equal to the one before. */
 const REPEATS = 4;
 const SPIKE = 5;
+/** How many of the DIFFS slots hold a difference (0…NOISE_WINDOW), and the slot the next one goes to. */
 const DIFF_COUNT = 6;
+const DIFF_NEXT = 7;
 /** The last NOISE_WINDOW successive differences, a ring. */
-const DIFFS = 7;
+const DIFFS = 8;
 const ROW = DIFFS + NOISE_WINDOW;
 
 // Quality flags as bits: one rule set (sensorBits, nodeBits) serves both the quick good/bad
@@ -568,9 +570,12 @@ export class SensorStore implements SensorView {
       const prev = rows[o + VALUE]!;
       const d = value - prev;
       rows[o + REPEATS] = Math.abs(d) <= STUCK_EPSILON ? rows[o + REPEATS]! + 1 : 0;
-      const k = rows[o + DIFF_COUNT]!;
-      rows[o + DIFFS + (k % NOISE_WINDOW)] = d;
-      rows[o + DIFF_COUNT] = k + 1;
+      // Small integers kept apart rather than a running count modulo the window: `%` on a
+      // Float64Array element is a floating-point remainder, the slowest step of this function.
+      const next = rows[o + DIFF_NEXT]!;
+      rows[o + DIFFS + next] = d;
+      rows[o + DIFF_NEXT] = next === NOISE_WINDOW - 1 ? 0 : next + 1;
+      if (rows[o + DIFF_COUNT]! < NOISE_WINDOW) rows[o + DIFF_COUNT]!++;
       const layout = node.layout;
       const lo = layout.lo[pos]!;
       const hi = layout.hi[pos]!;
@@ -622,7 +627,7 @@ export class SensorStore implements SensorView {
   /** σ of successive differences / √2 over the last readings: white noise shows, slow drift does not. */
   private noisy(o: number): boolean {
     const rows = this.rows;
-    const n = Math.min(rows[o + DIFF_COUNT]!, NOISE_WINDOW);
+    const n = rows[o + DIFF_COUNT]!;
     if (n < 4) return false;
     let sq = 0;
     for (let i = 0; i < n; i++) sq += rows[o + DIFFS + i]! ** 2;
@@ -635,7 +640,9 @@ export class SensorStore implements SensorView {
       this.accept(n, seq, 0);
       return null;
     }
-    const ahead = (seq - n.lastSeq + 0x1_0000_0000) % 0x1_0000_0000;
+    // How far ahead modulo 2^32 (seqs wrap), without a floating-point remainder.
+    let ahead = seq - n.lastSeq;
+    if (ahead < 0) ahead += 0x1_0000_0000;
     if (ahead > 0 && ahead < 0x8000_0000) {
       n.resetRun = 0;
       this.accept(n, seq, ahead - 1);
