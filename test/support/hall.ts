@@ -3,6 +3,7 @@
 // member through its own blackhole proxy so one controller can be cut off while the rest works.
 // Every process logs to a file in the hall's tmp dir; `stopAll()` is bounded and kills leftovers.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -55,6 +56,8 @@ export interface HallOptions {
   timing?: Partial<HallTiming>;
   /** Start every controller under libfaketime so `setClockOffset` can jump its wall clock. */
   faketime?: boolean;
+  /** Failsafe mode: leaders keep leading through an etcd outage while every member backs them. */
+  failsafe?: boolean;
   /** Log level of the controllers (default info: the logs map epochs to nodes). */
   logLevel?: string;
   /** Prefix of the tmp dir (its name shows in the failure output). */
@@ -219,9 +222,13 @@ export class Hall {
   private async createControllers(n: number): Promise<void> {
     const names = Array.from({ length: n }, (_, i) => `c${i + 1}`);
     const apiPorts = await Promise.all(names.map(() => freePort()));
-    const nodes: Record<string, { api: string }> = {};
+    const peerPorts = await Promise.all(names.map(() => freePort()));
+    const nodes: Record<string, { api: string; peer: string }> = {};
     names.forEach((name, i) => {
-      nodes[name] = { api: `127.0.0.1:${apiPorts[i]}` };
+      nodes[name] = { api: `127.0.0.1:${apiPorts[i]}`, peer: `127.0.0.1:${peerPorts[i]}` };
+    });
+    await writeFile(join(this.dir, 'cluster.secret'), `${randomBytes(32).toString('hex')}\n`, {
+      mode: 0o600,
     });
     for (const [i, name] of names.entries()) {
       const proxies = await Promise.all(
@@ -242,6 +249,8 @@ export class Hall {
           safetyMarginMs: t.safetyMarginMs,
           etcdCallTimeoutMs: t.etcdCallTimeoutMs,
           rebalanceHoldMs: t.rebalanceHoldMs,
+          secretFile: 'cluster.secret',
+          failsafe: this.opts.failsafe ?? false,
         },
         nodes,
         dataDir: `var/{node}`,
