@@ -80,7 +80,19 @@ export const ControllerConfigSchema = T.Object(
       T.Object(
         {
           api: HostPort,
-          peer: T.Optional(HostPort),
+          peer: T.Optional(
+            T.String({
+              pattern: '^[^:/\\s]+:\\d{1,5}$',
+              description: 'host:port the peer channel (state cache) listens on',
+            }),
+          ),
+          peerAdvertise: T.Optional(
+            T.String({
+              pattern: '^[^:/\\s]+:\\d{1,5}$',
+              description:
+                'host:port peers dial to reach this node, when not the listen address (NAT, port mapping)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),
@@ -139,7 +151,9 @@ export interface ControllerConfig {
   apiHost: string;
   apiPort: number;
   peer: { host: string; port: number } | undefined;
-  nodes: Record<string, { api: string; peer?: string | undefined }>;
+  /** What peers dial (registered in etcd): peerAdvertise, else the listen address. */
+  peerUrl: string | undefined;
+  nodes: Record<string, { api: string; peer?: string | undefined; peerAdvertise?: string | undefined }>;
   cluster: {
     etcd: string[];
     prefix: string;
@@ -215,6 +229,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     apiHost,
     apiPort,
     peer: self.peer ? (([host, port]) => ({ host, port }))(splitHostPort(self.peer)) : undefined,
+    peerUrl: self.peer ? `tcp://${self.peerAdvertise ?? self.peer}` : undefined,
     nodes: c.nodes,
     cluster: {
       etcd: c.cluster.etcd,

@@ -85,7 +85,8 @@ export class Controller {
           logger: this.log,
           registry: this.registry,
           pingIntervalMs: cfg.cluster.keepaliveIntervalMs,
-          idleTimeoutMs: cfg.cluster.leaseTtlS * 1000,
+          // A dead link shows within a few TTLs; failsafe does not wait for it (its pings time out).
+          idleTimeoutMs: cfg.cluster.leaseTtlS * 3000,
           connectTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
         });
         try {
@@ -104,7 +105,7 @@ export class Controller {
         new EtcdLeadership({
           node: cfg.node,
           apiUrl: `http://${cfg.apiHost}:${cfg.apiPort}`,
-          ...(cfg.peer ? { peerUrl: `tcp://${cfg.peer.host}:${cfg.peer.port}` } : {}),
+          ...(cfg.peerUrl ? { peerUrl: cfg.peerUrl } : {}),
           groups: cfg.site.controlGroups.map((g) => g.id),
           etcd: { hosts: cfg.cluster.etcd },
           prefix: cfg.cluster.prefix,

@@ -12,6 +12,7 @@ const WATCHDOG_S = 1;
 const chaos = useChaosHall({
   name: 'state-cache',
   failsafe: true,
+  peerProxies: true,
   watchdogS: WATCHDOG_S,
   groups: 2,
   airHandlers: 4,
@@ -105,6 +106,45 @@ describe('state cache on real processes', () => {
       },
       { timeoutMs: 20_000 },
     );
+    expect((await h.check()).violations).toEqual([]);
+  }, 90_000);
+
+  it('netsplit: the cut leader’s rows held in the network land after the heal and are ignored as stale', async () => {
+    const h = hall();
+    const leaders = await h.waitForLeaders({ timeoutMs: 30_000 });
+    const [group, old] = [...leaders][0]!;
+    const others = h.live().filter((n) => n !== old.node);
+    // The old leader loses etcd and every byte it sends its peers is held (a partition, not a close).
+    h.cut(old.node);
+    for (const n of others) h.cutPeerChannel(n);
+    try {
+      const now = await h.waitForLeaders({
+        among: others,
+        where: (l) => (l.get(group)?.epoch ?? 0) > old.epoch,
+        timeoutMs: 20_000,
+      });
+      const successor = now.get(group)!;
+      await waitFor('the new leader wrote its own row', async () => {
+        const v = await groupInfo(successor.node, group);
+        return v.processState?.epoch === successor.epoch;
+      });
+      expect(others.some((n) => h.peerChannelHeldBytes(n) > 0)).toBe(true);
+    } finally {
+      for (const n of others) h.healPeerChannel(n);
+      h.heal(old.node);
+    }
+    const stale = async (node: string) => {
+      const text = await (await fetch(`${h.apiUrl(node)}/metrics`)).text();
+      return Number(/coolctl_cache_rows_received_total\{result="stale"\} (\d+)/.exec(text)?.[1] ?? 0);
+    };
+    await waitFor('a peer counted the old leader’s late rows as stale', async () =>
+      (await Promise.all(others.map(stale))).some((n) => n > 0),
+    );
+    const current = await h.waitForLeaders({ timeoutMs: 20_000 });
+    await waitFor('every node caches the current leader’s row, not the stale one', async () => {
+      const views = await Promise.all(h.live().map((n) => groupInfo(n, group)));
+      return views.every((v) => v.processState?.epoch === current.get(group)!.epoch);
+    });
     expect((await h.check()).violations).toEqual([]);
   }, 90_000);
 

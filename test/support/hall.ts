@@ -58,6 +58,8 @@ export interface HallOptions {
   faketime?: boolean;
   /** Failsafe mode: leaders keep leading through an etcd outage while every member backs them. */
   failsafe?: boolean;
+  /** Peers reach each node's peer channel through a proxy that `cutPeerChannel` can cut. */
+  peerProxies?: boolean;
   /** Log level of the controllers (default info: the logs map epochs to nodes). */
   logLevel?: string;
   /** Prefix of the tmp dir (its name shows in the failure output). */
@@ -91,6 +93,8 @@ interface ControllerProc {
   logPath: string;
   clockFile: string;
   proxies: BlackholeProxy[];
+  /** In front of the node's peer channel (incoming links), with `peerProxies`. */
+  peerProxy: BlackholeProxy | null;
   child: ChildProcess | null;
   exited: Promise<number | null> | null;
   stopped: boolean;
@@ -223,10 +227,16 @@ export class Hall {
     const names = Array.from({ length: n }, (_, i) => `c${i + 1}`);
     const apiPorts = await Promise.all(names.map(() => freePort()));
     const peerPorts = await Promise.all(names.map(() => freePort()));
-    const nodes: Record<string, { api: string; peer: string }> = {};
-    names.forEach((name, i) => {
+    const nodes: Record<string, { api: string; peer: string; peerAdvertise?: string }> = {};
+    const peerProxies = new Map<string, BlackholeProxy>();
+    for (const [i, name] of names.entries()) {
       nodes[name] = { api: `127.0.0.1:${apiPorts[i]}`, peer: `127.0.0.1:${peerPorts[i]}` };
-    });
+      if (this.opts.peerProxies) {
+        const p = await BlackholeProxy.start({ target: { host: '127.0.0.1', port: peerPorts[i]! } });
+        peerProxies.set(name, p);
+        nodes[name].peerAdvertise = p.address;
+      }
+    }
     await writeFile(join(this.dir, 'cluster.secret'), `${randomBytes(32).toString('hex')}\n`, {
       mode: 0o600,
     });
@@ -266,6 +276,7 @@ export class Hall {
         logPath: join(this.dir, `${name}.log`),
         clockFile,
         proxies,
+        peerProxy: peerProxies.get(name) ?? null,
         child: null,
         exited: null,
         stopped: false,
@@ -375,6 +386,22 @@ export class Hall {
     const atMs = Date.now();
     for (const p of this.proc(node).proxies) p.blackhole();
     return atMs;
+  }
+
+  /** Holds (not drops) every peer-channel byte sent to `node` until `healPeerChannel`; needs `peerProxies`. */
+  cutPeerChannel(node: string): void {
+    const p = this.proc(node).peerProxy;
+    if (!p) throw new Error('this hall was started without peerProxies');
+    p.blackhole();
+  }
+
+  healPeerChannel(node: string): void {
+    this.proc(node).peerProxy?.heal();
+  }
+
+  /** Bytes a cut peer proxy holds for `node`. */
+  peerChannelHeldBytes(node: string): number {
+    return this.proc(node).peerProxy?.stats.heldBytes ?? 0;
   }
 
   heal(node: string): number {
@@ -509,7 +536,8 @@ export class Hall {
         await Promise.race([exited, sleep(3000)]);
         if (this.sim.exitCode === null && this.sim.signalCode === null) this.sim.kill('SIGKILL');
       }
-      for (const c of this.controllers.values()) await Promise.all(c.proxies.map((p) => p.close()));
+      for (const c of this.controllers.values())
+        await Promise.all([...c.proxies, ...(c.peerProxy ? [c.peerProxy] : [])].map((p) => p.close()));
       await this.etcd.stop().catch(() => {});
       if (!keepDir) await rm(this.dir, { recursive: true, force: true }).catch(() => {});
     })();
