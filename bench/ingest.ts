@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { generateSite } from '../src/config/generate-site.ts';
 import { MqttSource } from '../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../src/sensors/sensor-store.ts';
@@ -149,9 +150,9 @@ async function bareConsumer(url: string): Promise<Consumer> {
   return c;
 }
 
-/** Ours: the daemon's path, MqttSource → parseReport → SensorStore. */
+/** Ours: the daemon's path, MqttSource → parseReport → SensorStore, with its Prometheus metrics. */
 async function ourConsumer(url: string, site: ReturnType<typeof generateSite>): Promise<Consumer> {
-  const store = new SensorStore(site, { logger: pino({ level: 'silent' }) });
+  const store = new SensorStore(site, { logger: pino({ level: 'silent' }), registry: new Registry() });
   const source = new MqttSource(site, store, { url });
   let msgs = 0;
   const c: Consumer = {
@@ -161,10 +162,11 @@ async function ourConsumer(url: string, site: ReturnType<typeof generateSite>): 
     messages: () => msgs,
     close: () => source.stop(),
   };
-  // Counted after the store has applied the report: wraps the one entry point the source calls.
+  // Counted after the store has applied the report: wraps the one entry point the source calls
+  // (with its parameters spelled out: a rest array and spread call would charge the measuring to ours).
   const ingest = store.ingestPayload.bind(store);
-  store.ingestPayload = (payload, ...rest) => {
-    const r = ingest(payload, ...rest);
+  store.ingestPayload = (payload, source, topicGateway, topicNode) => {
+    const r = ingest(payload, source, topicGateway, topicNode);
     msgs++;
     if (c.sampling && msgs % 10 === 0) {
       const t = (JSON.parse(payload.toString()) as { t: number }).t;
