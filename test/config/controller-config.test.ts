@@ -100,4 +100,54 @@ nodes:
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/no node "node-z".*one of node-a, node-b, node-c/s);
   });
+
+  describe('peer channel and failsafe settings', () => {
+    const peers = (
+      cluster: string,
+      nodes = '  a: { api: 127.0.0.1:8101, peer: 127.0.0.1:8201 }\n  b: { api: 127.0.0.1:8102, peer: 127.0.0.1:8202 }',
+    ) => `site: SITE\ncluster:\n  etcd: [http://127.0.0.1:2379]\n${cluster}\nnodes:\n${nodes}\n`;
+
+    it('reads the cluster secret relative to the file, and what peers dial', async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'coolctl-cfg-'));
+      await writeFile(join(dir, 'secret'), 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n');
+      const file = join(dir, 'c.yaml');
+      await writeFile(
+        file,
+        peers(
+          '  secretFile: secret\n  failsafe: true',
+          '  a: { api: 127.0.0.1:8101, peer: 127.0.0.1:8201, peerAdvertise: 10.0.0.1:9201 }\n  b: { api: 127.0.0.1:8102, peer: 127.0.0.1:8202 }',
+        ).replace('SITE', resolve('config/demo-site.yaml')),
+      );
+      const c = await loadControllerConfig(file, 'a');
+      expect(c.secret?.toString()).toBe('a'.repeat(32));
+      expect(c.peer).toEqual({ host: '127.0.0.1', port: 8201 });
+      expect(c.peerUrl).toBe('tcp://10.0.0.1:9201');
+      expect(c.cluster).toMatchObject({ failsafe: true, pullTimeoutMs: 500 });
+    });
+
+    it('refuses peers without a secret, a missing or short secret, peers on some nodes only, failsafe without peers', async () => {
+      expect(await problemsOf(peers(''))).toMatch(
+        /\/cluster\/secretFile: nodes have peer addresses but no cluster secret/,
+      );
+      expect(await problemsOf(peers('  secretFile: /nonexistent/secret'))).toMatch(
+        /cannot read \/nonexistent\/secret/,
+      );
+      const dir = await mkdtemp(join(tmpdir(), 'coolctl-cfg-'));
+      await writeFile(join(dir, 'short'), 'tooshort\n');
+      expect(await problemsOf(peers(`  secretFile: ${join(dir, 'short')}`))).toMatch(
+        /has 8 bytes \(allowed: at least 16 bytes/,
+      );
+      expect(
+        await problemsOf(
+          peers(
+            `  secretFile: ${join(dir, 'short')}`,
+            '  a: { api: 127.0.0.1:8101, peer: 127.0.0.1:8201 }\n  b: { api: 127.0.0.1:8102 }',
+          ),
+        ),
+      ).toMatch(/only a have a peer address/);
+      expect(await problemsOf(base('  failsafe: true'))).toMatch(
+        /\/cluster\/failsafe: failsafe needs the peer channel/,
+      );
+    });
+  });
 });
