@@ -238,7 +238,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           409,
         );
       }
-      return { group: id, held: d.setCommand(cmd, ahu) };
+      try {
+        return { group: id, held: d.setCommand(cmd, ahu) };
+      } catch (err) {
+        // Leadership moved (or the term is still resuming) between the check and the command.
+        throw new BadRequestError(ErrorCodes.NOT_LEADER, (err as Error).message, ['retry in a moment'], 409);
+      }
     },
   );
 

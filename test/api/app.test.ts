@@ -6,7 +6,9 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/api/app.ts';
 import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
-import { quietLogger } from '../helpers.ts';
+import { GroupDriver } from '../../src/control/group-driver.ts';
+import type { AhuCommandSet, DeviceIo } from '../../src/devices/device-io.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
 
 class FakeLeadership extends EventEmitter implements Leadership {
   readonly node = 'node-a';
@@ -36,7 +38,18 @@ class FakeLeadership extends EventEmitter implements Leadership {
   }
 }
 
-async function setup() {
+/** A unit that answers at once and remembers what it was told. */
+function fakeUnit(written: AhuCommandSet[]): DeviceIo {
+  return {
+    read: async () => ({ fanPct: 50, supplySetpointC: 18 }),
+    writeCommand: async (cmd: AhuCommandSet) => {
+      written.push(cmd);
+    },
+    close: async () => {},
+  } as unknown as DeviceIo;
+}
+
+async function setup(drivers = new Map<string, GroupDriver>()) {
   const leadership = new FakeLeadership();
   const registry = new Registry();
   const app = await buildApi({
@@ -45,7 +58,7 @@ async function setup() {
     leadership,
     registry,
     groups: ['zone-1', 'zone-2'],
-    drivers: new Map(),
+    drivers,
     logger: quietLogger,
     startedAtMs: Date.now(),
   });
@@ -134,5 +147,55 @@ describe('controller API', () => {
         '/api/v1/groups/{id}/switchover',
       ]),
     );
+  });
+
+  it('takes an operator command on the leader only, validated; the next write carries it', async () => {
+    const written: AhuCommandSet[] = [];
+    const devices = new Map([
+      ['AHU-1', fakeUnit(written)],
+      ['AHU-2', fakeUnit(written)],
+    ]);
+    const leadership = new FakeLeadership();
+    const drivers = new Map(
+      (['zone-1', 'zone-2'] as const).map((id) => [
+        id,
+        new GroupDriver(
+          { id, airHandlers: id === 'zone-1' ? ['AHU-1', 'AHU-2'] : [] } as never,
+          devices,
+          leadership,
+          {
+            periodMs: 50,
+            logger: quietLogger,
+          },
+        ),
+      ]),
+    );
+    const { app } = await setup(drivers);
+    const post = (group: string, body: unknown) =>
+      app.inject({ method: 'POST', url: `/api/v1/groups/${group}/commands`, payload: body as object });
+    for (const d of drivers.values()) d.start();
+    try {
+      await waitFor('both units held', () =>
+        drivers
+          .get('zone-1')!
+          .units()
+          .every((u) => u.held),
+      );
+      expect((await post('zone-2', { fanPct: 60 })).statusCode).toBe(409);
+      expect((await post('zone-1', { fanPct: 150 })).statusCode).toBe(400);
+      expect((await post('zone-1', {})).statusCode).toBe(400);
+      expect((await post('zone-1', { ahu: 'AHU-9', fanPct: 60 })).statusCode).toBe(400);
+      expect((await post('nowhere', { fanPct: 60 })).statusCode).toBe(404);
+      const ok = await post('zone-1', { ahu: 'AHU-2', fanPct: 61.5 });
+      expect(ok.statusCode).toBe(200);
+      expect(ok.json().held).toEqual([{ fanPct: 61.5, supplySetpointC: 18 }]);
+      const n = written.length;
+      await waitFor('a write with the command', () =>
+        written.slice(n).some((c) => c.fanPct === 61.5 && c.epoch === 41),
+      );
+      expect((await app.inject('/api/v1/cache')).json()).toMatchObject({ enabled: false, rows: [] });
+    } finally {
+      for (const d of drivers.values()) d.stop();
+    }
   });
 });
