@@ -5,14 +5,18 @@
 // baseline (raw modbus-serial doing the same requests) alternating where the machine's weather matters:
 //  - one connection, sequential status reads: tx/s, CPU and per-call latency; the overhead ratio is
 //    the median of per-round ours/baseline ratios, each pair measured back to back;
-//  - 500 devices reading concurrently in closed loops: total tx/s and CPU per transaction;
+//  - 500 devices reading concurrently in closed loops: total tx/s and CPU per transaction, and the
+//    medians of per-round ours/baseline ratios of both, each pair measured back to back;
+//  - the baseline's reads decode the status block as ours do (what a controller on the bare client
+//    must do too), so the ratios charge the wrapper only;
 //  - 1 000 devices each read + fenced write (with read-back) once per second: CPU % of one core of
 //    this process, writes/s, errors, event-loop lag (GC pauses are logged beside it);
 //  - RSS of fresh child processes (bench/lib/device-io-rss.ts): idle, 1 000 raw modbus-serial
 //    clients, 1 000 ModbusDevices (node-opcua checked not loaded), and those plus a few OpcuaDevices.
 // Every loop is bounded in count and time; the simulator is killed at the end whatever happens.
 // Args: [--ahus 1000] [--opcua 4] [--rounds 7] [--round-ms 1500] [--concurrent 500]
-//       [--concurrent-ms 3000] [--seconds 20] [--warmup-seconds 3] [--phases one,many,hz,rss]
+//       [--concurrent-rounds 5] [--concurrent-ms 3000] [--seconds 20] [--warmup-seconds 3]
+//       [--phases one,many,hz,rss]
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -31,6 +35,7 @@ import { DeviceMetrics } from '../src/devices/metrics.ts';
 import { ModbusDevice } from '../src/devices/modbus/modbus-device.ts';
 import {
   COMMAND_BLOCK_LEN,
+  decodeStatus,
   encodeCommand,
   resolvePointMap,
   STATUS_BLOCK_LEN,
@@ -47,8 +52,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 const TIMEOUT_MS = 1_000; // the adapters' default outer deadline; the raw client gets the same
 const MAX_CALLS_PER_ROUND = 100_000;
 /**
- * Each round first runs this long unmeasured: a call's deadline timer (AbortSignal.timeout) fires
- * TIMEOUT_MS after the call, so the previous round's leftovers land here, not on the next kind's
+ * Each round first runs this long unmeasured: a deadline timer (modbus-serial's per request, ours
+ * per connection) may fire up to TIMEOUT_MS after a call, so the previous round's leftovers land here, not on the next kind's
  * figures, and each kind is measured in its own steady state.
  */
 const SETTLE_MS = TIMEOUT_MS + 200;
@@ -80,6 +85,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       rounds: { type: 'string', default: '7' },
       'round-ms': { type: 'string', default: '1500' },
       concurrent: { type: 'string', default: '500' },
+      'concurrent-rounds': { type: 'string', default: '5' },
       'concurrent-ms': { type: 'string', default: '3000' },
       seconds: { type: 'string', default: '20' },
       'warmup-seconds': { type: 'string', default: '3' },
@@ -136,10 +142,17 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       });
     }
     if (phases.has('many')) {
-      const many = await concurrentLoops(modbus.slice(0, concurrent), Number(values['concurrent-ms']));
+      const many = await concurrentLoops(
+        modbus.slice(0, concurrent),
+        Number(values['concurrent-rounds']),
+        Number(values['concurrent-ms']),
+      );
       Object.assign(figures, {
         modbus_tx_per_s_500_devices: Math.round(many.ours.txPerS),
         baseline_modbus_tx_per_s_500_conns: Math.round(many.base.txPerS),
+        wrapper_overhead_ratio_500_devices: many.ratio,
+        wrapper_cpu_per_tx_ratio_500_devices: many.cpuRatio,
+        rounds_500_devices: Number(values['concurrent-rounds']),
         modbus_cpu_us_per_tx_500_devices: many.ours.cpuUsPerTx,
         baseline_modbus_cpu_us_per_tx_500_conns: many.base.cpuUsPerTx,
         errors_500_devices: many.ours.errors,
@@ -221,7 +234,7 @@ async function oneConnection(
   const raw = await rawClient(ahu);
   const calls = {
     ours: () => device.read(),
-    base: () => raw.readHoldingRegisters(pm.statusBlock, STATUS_BLOCK_LEN),
+    base: () => rawRead(raw, pm),
   };
   const perS = { ours: [] as number[], base: [] as number[] };
   const cpu = { ours: [] as number[], base: [] as number[] };
@@ -295,8 +308,9 @@ interface ConcurrentResult {
 /** N devices (and N raw clients), each in a closed read loop; rounds alternate; medians. */
 async function concurrentLoops(
   ahus: ModbusAirHandler[],
+  rounds: number,
   roundMs: number,
-): Promise<{ ours: ConcurrentResult; base: ConcurrentResult }> {
+): Promise<{ ours: ConcurrentResult; base: ConcurrentResult; ratio: number; cpuRatio: number }> {
   const deps = daemonDeps();
   const devices = ahus.map((a) => new ModbusDevice(a, deps));
   const raws: RawClient[] = [];
@@ -312,10 +326,10 @@ async function concurrentLoops(
     });
     const loops = {
       ours: devices.map((d) => () => d.read()),
-      base: raws.map((c) => () => c.readHoldingRegisters(pm.statusBlock, STATUS_BLOCK_LEN)),
+      base: raws.map((c) => () => rawRead(c, pm)),
     };
-    // Round 0 warms up; then ours/baseline alternate, three rounds each.
-    for (let round = 0; round <= 3; round++) {
+    // Round 0 warms up; then ours/baseline alternate, each pair back to back.
+    for (let round = 0; round <= rounds; round++) {
       const order = round % 2 === 0 ? (['base', 'ours'] as const) : (['ours', 'base'] as const);
       for (const kind of order) {
         const r = await closedLoops(loops[kind], round === 0 ? 1000 : roundMs);
@@ -340,7 +354,10 @@ async function concurrentLoops(
     cpuUsPerTx: median(out[kind].cpu),
     errors: out[kind].errors,
   });
-  return { ours: result('ours'), base: result('base') };
+  // The machine's weather moves both kinds of a round together: compare within rounds.
+  const ratios = out.ours.perS.map((v, i) => v / out.base.perS[i]!);
+  const cpuRatios = out.ours.cpu.map((v, i) => v / out.base.cpu[i]!);
+  return { ours: result('ours'), base: result('base'), ratio: median(ratios), cpuRatio: median(cpuRatios) };
 }
 
 /** Every call in its own closed loop: SETTLE_MS unmeasured, then `measureMs` measured; failures counted. */
@@ -678,6 +695,15 @@ function closeRaw(c: RawClient): Promise<void> {
       resolve();
     });
   });
+}
+
+/**
+ * The baseline's read: the same FC3 of the status block, decoded into the same engineering units
+ * (what any controller on the bare client must do too), so that the ratio charges our wrapper only.
+ */
+async function rawRead(c: RawClient, pm: ReturnType<typeof resolvePointMap>) {
+  const res = await c.readHoldingRegisters(pm.statusBlock, STATUS_BLOCK_LEN);
+  return decodeStatus(res.data, pm);
 }
 
 /** Opens (or anything async) at most OPEN_BATCH at a time: a thousand connects at once is a SYN flood. */

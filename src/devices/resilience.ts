@@ -125,6 +125,11 @@ export class CallLane {
   private timerAtMs = Number.POSITIVE_INFINITY;
   private closedError: DeviceError | undefined;
   private readonly onTimer = (): void => this.expire();
+  // The body that settles is always the active one's (the next starts only after): no closures per call.
+  private readonly onBodyResolved = (value: unknown): void =>
+    this.bodyEnded(this.active!, value, undefined, false);
+  private readonly onBodyRejected = (err: unknown): void =>
+    this.bodyEnded(this.active!, undefined, err, true);
   private readonly ended: CallEnded;
 
   /**
@@ -189,10 +194,7 @@ export class CallLane {
     } catch (err) {
       running = Promise.reject(err);
     }
-    running.then(
-      (value) => this.bodyEnded(call, value, undefined, false),
-      (err: unknown) => this.bodyEnded(call, undefined, err, true),
-    );
+    running.then(this.onBodyResolved, this.onBodyRejected);
   }
 
   private bodyEnded(call: LaneCall, value: unknown, err: unknown, failed: boolean): void {

@@ -203,7 +203,10 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   }
 
   private readonly readBody = (ctx: CallContext): Promise<AhuReadings> =>
-    this.readStatus(ctx).then(toReadings);
+    this.request(ctx, 'read status block', this.readStatusBlock, true).then(this.statusReadings);
+
+  private readonly statusReadings = (res: { data: unknown }): AhuReadings =>
+    toReadings(this.onStatusBlock(res));
 
   writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
     const what = `fenced write (epoch ${cmd.epoch})`;
