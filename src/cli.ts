@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { pino } from 'pino';
 import { loadControllerConfig } from './config/controller-config.ts';
 import { Controller, VERSION } from './daemon/controller.ts';
+import { SdNotify } from './daemon/sd-notify.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
 
 const program = new Command('coolctl')
@@ -28,11 +29,13 @@ program
     });
     const cfg = await loadControllerConfig(o.config, o.node);
     const controller = new Controller(cfg, { logger });
+    const systemd = new SdNotify(process.env, process.pid, logger);
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'stopping: resigning every group');
+      void systemd.stopping();
       controller.stop().then(() => {
         process.exitCode = 0;
         // Everything is closed; a stray handle must not keep a stopped service alive.
@@ -43,6 +46,8 @@ program
     process.once('SIGINT', stop);
     await controller.start();
     process.stdout.write(`coolctl: node ${cfg.node} running, API ${controller.url}\n`);
+    await systemd.ready(`node ${cfg.node}: ${cfg.site.controlGroups.length} groups, API ${controller.url}`);
+    systemd.startWatchdog(() => controller.loopHealth());
   });
 
 program

@@ -13,7 +13,8 @@ case "$purpose" in
   # socat: the pseudo-terminal pair the Modbus RTU tests use as a serial line
   # etcd-server, etcd-client: the real 3-member etcd cluster of the leadership and chaos tests
   # faketime: the wall-clock jump of the chaos suite
-  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime) ;;
+  # systemd: systemd-notify, which the daemon speaks sd_notify through (tested)
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 

@@ -57,6 +57,8 @@ export class GroupDriver {
   private readonly opts: GroupDriverOptions;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
+  /** Monotonic ms of the last period (the loop's liveness, for the systemd watchdog). */
+  lastTickAtMs = performance.now();
   private drivingEpoch: number | null = null;
   /** An epoch a unit refused as stale: we never write with it (or below) again. */
   private refusedEpoch = 0;
@@ -141,6 +143,7 @@ export class GroupDriver {
 
   /** One period: re-check leadership, then one fenced write per unit (a unit still busy is skipped). */
   tick(): void {
+    this.lastTickAtMs = performance.now();
     const fence = this.leadership.fence(this.group);
     if (!fence || fence.epoch <= this.refusedEpoch) {
       if (this.drivingEpoch !== null) {

@@ -170,6 +170,17 @@ export class Controller {
     }
   }
 
+  /** Whether every group's loop ran within three periods (what the systemd watchdog vouches for). */
+  loopHealth(): { ok: boolean; why?: string } {
+    const now = performance.now();
+    const late = [...this.drivers.values()].filter((d) => now - d.lastTickAtMs > this.cfg.periodMs * 3);
+    if (late.length === 0) return { ok: true };
+    return {
+      ok: false,
+      why: `no period for ${late.map((d) => d.group).join(', ')} in ${this.cfg.periodMs * 3} ms`,
+    };
+  }
+
   /** Resigns every group first (the others take over at once), then closes the API and devices. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs coolctl on a Debian / Raspberry Pi OS (arm64 or amd64) gateway as the systemd service
+# coolctl@NODE: the code in /opt/coolctl (Node 24 comes with it, from the npm registry), a system
+# user, /etc/coolctl for the config, site file and cluster secret, and Debian's etcd-server and
+# systemd-notify. It does not start anything until the config validates.
+# usage: sudo deploy/install.sh NODE        (NODE: this gateway's name in /etc/coolctl/controller.yaml)
+set -euo pipefail
+node_name=${1:?usage: $0 NODE}
+src=$(cd "$(dirname "$0")/.." && pwd)
+[ "$(id -u)" -eq 0 ] || { echo "install: run as root" >&2; exit 1; }
+
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client systemd nodejs npm >/dev/null
+
+id coolctl >/dev/null 2>&1 || useradd --system --home /var/lib/coolctl --shell /usr/sbin/nologin coolctl
+install -d -o root -g root -m 0755 /opt/coolctl
+cp -a "$src"/{package.json,package-lock.json,src,config,deploy,docs,README.md} /opt/coolctl/
+(cd /opt/coolctl && npm ci --no-audit --no-fund --loglevel=error)
+
+install -d -o root -g coolctl -m 0750 /etc/coolctl
+[ -f /etc/coolctl/controller.yaml ] || install -m 0640 -g coolctl "$src/deploy/etcd/controller.yaml.example" /etc/coolctl/controller.yaml
+if [ ! -f /etc/coolctl/cluster.secret ]; then
+  echo "install: /etc/coolctl/cluster.secret is missing: copy the cluster's secret here (the same on every gateway)," >&2
+  echo "         or create it on the first gateway with: openssl rand -hex 32 > /etc/coolctl/cluster.secret" >&2
+fi
+install -m 0644 "$src/deploy/systemd/coolctl@.service" /etc/systemd/system/coolctl@.service
+systemctl daemon-reload
+
+if /opt/coolctl/node_modules/.bin/node /opt/coolctl/src/cli.ts config validate /etc/coolctl/controller.yaml --node "$node_name"; then
+  systemctl enable --now "coolctl@$node_name"
+  echo "install: coolctl@$node_name started; journalctl -u coolctl@$node_name -f"
+else
+  echo "install: fix /etc/coolctl/controller.yaml (problems above), then: systemctl enable --now coolctl@$node_name" >&2
+  exit 2
+fi

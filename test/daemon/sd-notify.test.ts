@@ -1,0 +1,111 @@
+// sd_notify: the daemon under a (stand-in) systemd — a Python AF_UNIX datagram listener as
+// NOTIFY_SOCKET, Debian's systemd-notify as the sender — says READY once started, pings the
+// watchdog while its loops run, and STOPPING on SIGTERM, then exits 0. The watchdog is withheld
+// while the loops are unhealthy (a stand-in systemd-notify that records its arguments).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { SdNotify } from '../../src/daemon/sd-notify.ts';
+import { useEtcdFixture } from '../cluster/harness.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+import { freePort } from '../support/etcd-cluster.ts';
+
+const fx = useEtcdFixture('sd-notify');
+const procs: ChildProcess[] = [];
+afterAll(() => {
+  for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+});
+
+const LISTENER = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print('listening', flush=True)
+while True:
+    print(s.recv(4096).decode().replace('\\n', ' '), flush=True)
+`;
+
+describe('systemd notification', () => {
+  it('READY after start, WATCHDOG while running, STOPPING on SIGTERM, exit 0', async () => {
+    const dir = fx.root.dir;
+    const sock = join(dir, 'notify.sock');
+    const listener = spawn('python3', ['-c', LISTENER, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
+    procs.push(listener);
+    let heard = '';
+    listener.stdout!.on('data', (d: Buffer) => {
+      heard += d.toString();
+    });
+    await waitFor('the notify socket', () => heard.includes('listening'));
+    const config = join(dir, 'controller.yaml');
+    await writeFile(
+      config,
+      stringify({
+        site: resolve('config/demo-site.yaml'),
+        cluster: {
+          etcd: fx.etcd.clientUrls,
+          prefix: '/coolctl/sd',
+          leaseTtlS: 2,
+          keepaliveIntervalMs: 300,
+          safetyMarginMs: 400,
+          etcdCallTimeoutMs: 500,
+        },
+        nodes: { n1: { api: `127.0.0.1:${await freePort()}` } },
+        dataDir: join(dir, 'var'),
+        control: { periodMs: 200 },
+      }),
+    );
+    const daemon = spawn(
+      process.execPath,
+      ['src/cli.ts', 'run', '--config', config, '--node', 'n1', '--log-level', 'warn'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, NOTIFY_SOCKET: sock, WATCHDOG_USEC: '600000' },
+      },
+    );
+    procs.push(daemon);
+    const exited = new Promise<number | null>((r) => daemon.once('exit', (code) => r(code)));
+    await waitFor('READY=1', () => /READY=1/.test(heard), { timeoutMs: 20_000 });
+    expect(heard).toMatch(/STATUS=node n1: 4 groups/);
+    await waitFor('three watchdog pings', () => (heard.match(/WATCHDOG=1/g) ?? []).length >= 3, {
+      timeoutMs: 10_000,
+    });
+    daemon.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    await waitFor('STOPPING=1', () => /STOPPING=1/.test(heard));
+  }, 60_000);
+
+  it('withholds the watchdog ping while the loops are unhealthy, resumes when they recover', async () => {
+    const log = join(fx.root.dir, 'fake-notify.log');
+    const bin = join(fx.root.dir, 'fake-systemd-notify');
+    await writeFile(bin, `#!/bin/sh\necho "$@" >> ${log}\n`);
+    await chmod(bin, 0o755);
+    const sd = new SdNotify(
+      { NOTIFY_SOCKET: '/nonexistent', WATCHDOG_USEC: '200000' },
+      process.pid,
+      quietLogger,
+      bin,
+    );
+    let healthy = false;
+    let asked = 0;
+    const pings = async () =>
+      ((await readFile(log, 'utf8').catch(() => '')).match(/WATCHDOG=1/g) ?? []).length;
+    sd.startWatchdog(() => {
+      asked++;
+      return healthy ? { ok: true } : { ok: false, why: 'test' };
+    });
+    try {
+      await waitFor('three watchdog periods while unhealthy', () => asked >= 3);
+      expect(await pings()).toBe(0);
+      healthy = true;
+      await waitFor('pings once healthy', async () => (await pings()) >= 2);
+      healthy = false;
+      const [n, at] = [await pings(), asked];
+      await waitFor('four more periods while unhealthy', () => asked >= at + 4);
+      expect(await pings()).toBeLessThanOrEqual(n + 1); // at most one send already in flight
+    } finally {
+      sd.stopWatchdog();
+    }
+  });
+});
