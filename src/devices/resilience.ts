@@ -176,13 +176,6 @@ export class CallLane {
     this.timerAtMs = Number.POSITIVE_INFINITY;
   }
 
-  /** Calls waiting for their turn or running. */
-  get pending(): number {
-    let n = 0;
-    for (const call of this.byDeadline) if (!call.settled) n++;
-    return n;
-  }
-
   private start(call: LaneCall, nowMs: number): void {
     this.active = call;
     call.bodyStartMs = nowMs;

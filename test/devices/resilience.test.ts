@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, LinkMonitor, retry, SerialQueue, withDeadline } from '../../src/devices/resilience.ts';
+import {
+  Backoff,
+  CallLane,
+  LaneCall,
+  LinkMonitor,
+  retry,
+  SerialQueue,
+  withDeadline,
+} from '../../src/devices/resilience.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 
 const never = () => new Promise<never>(() => {});
@@ -68,6 +76,79 @@ describe('SerialQueue', () => {
     await expect(q.run(async () => 3)).rejects.toMatchObject({ code: ErrorCodes.DEVICE_CLOSED });
     release();
     expect(await first).toBe('done'); // the one already running finishes on its own deadline
+  });
+});
+
+describe('CallLane', () => {
+  const call = (what: string, signal?: AbortSignal) => new LaneCall(what, signal);
+  const outcome = (p: Promise<unknown>) => p.then(String, (e: DeviceError) => e.code);
+
+  it('runs calls one at a time, in order, the first at once when idle', async () => {
+    const lane = new CallLane('d', 1000);
+    const log: string[] = [];
+    let running = 0;
+    const body = (name: string) => async () => {
+      running++;
+      expect(running).toBe(1);
+      log.push(`start ${name}`);
+      await new Promise((r) => setImmediate(r));
+      log.push(`end ${name}`);
+      running--;
+      return name;
+    };
+    const first = lane.run(call('a'), body('a'));
+    expect(log).toEqual(['start a']); // started in the caller's tick
+    const results = await Promise.all([
+      first,
+      lane.run(call('b'), body('b')),
+      lane.run(call('c'), body('c')),
+    ]);
+    expect(results).toEqual(['a', 'b', 'c']);
+    expect(log).toEqual(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
+    lane.close(new DeviceError(ErrorCodes.DEVICE_CLOSED, 'd', 'closed'));
+  });
+
+  it('settles each call at its deadline, tells the running body, and never starts a call whose deadline passed', async () => {
+    const lane = new CallLane('d', 50);
+    let told: DeviceError | undefined;
+    let release!: () => void;
+    const stuck = lane.run(call('stuck'), (c) => {
+      c.onAbandon = (e) => {
+        told = e;
+      };
+      return new Promise<string>((r) => (release = () => r('late')));
+    });
+    let laterStarted = false;
+    const later = lane.run(call('later'), async () => {
+      laterStarted = true;
+      return 'ran';
+    });
+    const started = performance.now();
+    expect(await outcome(stuck)).toBe(ErrorCodes.DEVICE_TIMEOUT);
+    expect(await outcome(later)).toBe(ErrorCodes.DEVICE_TIMEOUT);
+    expect(performance.now() - started).toBeLessThan(500);
+    expect(told?.code).toBe(ErrorCodes.DEVICE_TIMEOUT);
+    release();
+    await new Promise((r) => setImmediate(r));
+    expect(laterStarted).toBe(false);
+    expect(await lane.run(call('next'), async () => 'ok')).toBe('ok');
+    lane.close(new DeviceError(ErrorCodes.DEVICE_CLOSED, 'd', 'closed'));
+  });
+
+  it("ends a call on its caller's abort, and every pending call on close", async () => {
+    const lane = new CallLane('d', 10_000);
+    const never = () => new Promise<never>(() => {});
+    const ac = new AbortController();
+    const aborted = lane.run(call('a'), never);
+    const waiting = [lane.run(call('b', ac.signal), never), lane.run(call('c'), never)];
+    ac.abort(new Error('demoted'));
+    expect(await outcome(waiting[0]!)).toBe(ErrorCodes.DEVICE_ABORTED);
+    lane.close(new DeviceError(ErrorCodes.DEVICE_CLOSED, 'd', 'closed'));
+    expect(await Promise.all([outcome(aborted), outcome(waiting[1]!)])).toEqual([
+      ErrorCodes.DEVICE_CLOSED,
+      ErrorCodes.DEVICE_CLOSED,
+    ]);
+    expect(await outcome(lane.run(call('d'), async () => 1))).toBe(ErrorCodes.DEVICE_CLOSED);
   });
 });
 
