@@ -10,6 +10,7 @@ import type { StateCache } from '../cache/state-cache.ts';
 import type { Leadership } from '../cluster/leadership.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
+import type { SensorView } from '../sensors/sensor-store.ts';
 
 export interface ApiDeps {
   node: string;
@@ -20,6 +21,8 @@ export interface ApiDeps {
   drivers: Map<string, GroupDriver>;
   /** The process-state cache, when the node has a peer channel. */
   cache?: StateCache;
+  /** What the node believes about the room. */
+  sensors?: SensorView;
   logger: Logger;
   startedAtMs: number;
 }
@@ -186,6 +189,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         state: g.role,
         driving: d?.driving ?? false,
         start: d?.startInfo ?? null,
+        sensors: deps.sensors?.view(id) ?? null,
         units: d?.units() ?? [],
         processState: row
           ? { epoch: row.epoch, seq: row.seq, writer: row.writer, atMs: row.atMs, bytes: row.body.length }

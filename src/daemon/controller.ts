@@ -17,6 +17,9 @@ import { createDevice } from '../devices/create-device.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { DeviceMetrics } from '../devices/metrics.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { ModbusSource } from '../sensors/modbus-source.ts';
+import { MqttSource } from '../sensors/mqtt-source.ts';
+import { SensorStore } from '../sensors/sensor-store.ts';
 
 export const VERSION = '0.1.0';
 
@@ -35,6 +38,9 @@ export class Controller {
   private readonly drivers = new Map<string, GroupDriver>();
   private leadership: Leadership | undefined;
   private cache: StateCache | undefined;
+  private sensorStore: SensorStore | undefined;
+  private mqtt: MqttSource | undefined;
+  private modbusSensors: ModbusSource | undefined;
   private api: FastifyInstance | undefined;
   private stopping: Promise<void> | undefined;
   private apiUrl = '';
@@ -58,12 +64,18 @@ export class Controller {
     return this.cache;
   }
 
+  /** What the node believes about the room (every group's trusted view). */
+  get sensors(): SensorStore | undefined {
+    return this.sensorStore;
+  }
+
   /** Starts everything; on failure stops what started and throws a CoolctlError saying what to fix. */
   async start(): Promise<void> {
     const { cfg } = this;
     collectDefaultMetrics({ register: this.registry, prefix: 'coolctl_process_' });
     try {
       await mkdir(cfg.dataDir, { recursive: true });
+      this.startSensors();
       const metrics = new DeviceMetrics(this.registry);
       for (const ahu of cfg.site.airHandlers) {
         this.devices.set(
@@ -140,6 +152,7 @@ export class Controller {
         groups: cfg.site.controlGroups.map((g) => g.id),
         drivers: this.drivers,
         ...(cache ? { cache } : {}),
+        ...(this.sensorStore ? { sensors: this.sensorStore } : {}),
         logger: this.log,
         startedAtMs: Date.now(),
       });
@@ -170,6 +183,40 @@ export class Controller {
     }
   }
 
+  /** Every node ingests every sensor: whichever groups it comes to lead, its view is warm. */
+  private startSensors(): void {
+    const { cfg } = this;
+    const store = new SensorStore(cfg.site, {
+      timeScale: cfg.timeScale,
+      logger: this.log.child({ component: 'sensors' }),
+      registry: this.registry,
+    });
+    this.sensorStore = store;
+    const mqttGateways = cfg.site.gateways.filter((g) => (g.transport ?? 'mqtt') === 'mqtt');
+    if (mqttGateways.length > 0) {
+      if (cfg.mqttUrl) {
+        this.mqtt = new MqttSource(cfg.site, store, {
+          url: cfg.mqttUrl,
+          clientId: `coolctl-${cfg.node}`,
+          logger: this.log.child({ component: 'mqtt' }),
+        });
+        this.mqtt.start();
+      } else {
+        this.log.warn(
+          { gateways: mqttGateways.map((g) => g.id) },
+          'the site has MQTT gateways but sensors.mqttUrl is not set: their sensors stay unknown (groups blind)',
+        );
+      }
+    }
+    if (cfg.site.gateways.some((g) => g.transport === 'modbus-tcp')) {
+      this.modbusSensors = new ModbusSource(cfg.site, store, {
+        timeScale: cfg.timeScale,
+        logger: this.log.child({ component: 'modbus-sensors' }),
+      });
+      this.modbusSensors.start();
+    }
+  }
+
   /** Whether every group's loop ran within three periods (what the systemd watchdog vouches for). */
   loopHealth(): { ok: boolean; why?: string } {
     const now = performance.now();
@@ -187,6 +234,7 @@ export class Controller {
       for (const d of this.drivers.values()) d.stop();
       await this.leadership?.stop().catch((err: unknown) => this.log.warn({ err }, 'resign failed'));
       await this.cache?.stop().catch(() => {});
+      await Promise.allSettled([this.mqtt?.stop(), this.modbusSensors?.stop()]);
       await this.api?.close().catch(() => {});
       await Promise.allSettled([...this.devices.values()].map((d) => d.close()));
       this.log.info('controller stopped');
