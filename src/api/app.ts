@@ -8,9 +8,13 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { StateCache } from '../cache/state-cache.ts';
 import type { Leadership } from '../cluster/leadership.ts';
+import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
+import type { DeviceIo } from '../devices/device-io.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
+import type { AuditLog } from './audit-log.ts';
+import { dashboard } from './dashboard.ts';
 
 export interface ApiDeps {
   node: string;
@@ -25,6 +29,14 @@ export interface ApiDeps {
   sensors?: SensorView;
   logger: Logger;
   startedAtMs: number;
+  // For the dashboard (./dashboard.ts; it also reads `sensors`); each is optional and the page
+  // shows "no data" without it.
+  /** The site model: the floor map's layout (GET /api/v1/site). */
+  site?: Site;
+  /** The air handlers' connections from this node: their link state. */
+  devices?: ReadonlyMap<string, DeviceIo>;
+  /** Where operator actions and role changes are recorded (default: a fresh 1 000-entry log). */
+  audit?: AuditLog;
 }
 
 const ErrorBody = {
@@ -81,6 +93,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       .code(e instanceof CoolctlError && e.retryable ? 503 : 500)
       .send({ error: code, message: e.message, details: [] });
   });
+
+  await app.register(dashboard, deps);
 
   app.get(
     '/healthz',

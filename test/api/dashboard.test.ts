@@ -1,0 +1,243 @@
+// The dashboard's routes through inject(): the page and its assets, the site layout, the live
+// overlay, trends, the audit log of operator actions (with their answers) and role changes, CORS
+// for the cluster's own pages only, and bad queries refused, counted and described in OpenAPI.
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadSite } from '../../src/config/load-site.ts';
+import type { Site } from '../../src/config/site-schema.ts';
+import { waitFor } from '../helpers.ts';
+import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+
+const site: Site = await loadSite('config/demo-site.yaml');
+const open: FakeNode[] = [];
+afterEach(async () => {
+  for (const n of open.splice(0)) await n.close();
+});
+
+async function setup() {
+  const cluster = new FakeCluster({
+    'zone-1': ['node-a', 41],
+    'zone-2': ['node-b', 57],
+    'zone-3': [null, null],
+    'zone-4': ['node-a', 44],
+  });
+  cluster.members.push(
+    { node: 'node-a', apiUrl: 'http://127.0.0.1:8101', startedAtMs: 1 },
+    { node: 'node-b', apiUrl: 'http://127.0.0.1:8102', startedAtMs: 2 },
+  );
+  const written: UnitWrite[] = [];
+  const a = await fakeNode(cluster, 'node-a', site, written);
+  open.push(a);
+  return { cluster, a, written };
+}
+
+const refusedCount = async (n: FakeNode) =>
+  (await n.registry.getSingleMetricAsString('coolctl_api_requests_refused_total'))
+    .split('\n')
+    .filter((l) => l.startsWith('coolctl_api_requests_refused_total{'))
+    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
+
+describe('dashboard routes', () => {
+  it('serves the page and its assets from the daemon, with a content security policy', async () => {
+    const { a } = await setup();
+    const page = await a.app.inject('/');
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toMatch(/text\/html/);
+    expect(page.headers['content-security-policy']).toMatch(/script-src 'self'/);
+    expect(page.body).toContain('/ui/dashboard.js');
+    expect((await a.app.inject('/ui/dashboard.js')).headers['content-type']).toMatch(/javascript/);
+    expect((await a.app.inject('/ui/dashboard.css')).statusCode).toBe(200);
+    const other = await a.app.inject('/ui/..%2fapp.ts');
+    expect(other.statusCode).toBe(400);
+    expect(other.json().error).toBe('COOLCTL_E_BAD_REQUEST');
+  });
+
+  it('gives the site layout with each rack and unit in its group, and a live overlay', async () => {
+    const { a } = await setup();
+    const s = (await a.app.inject('/api/v1/site')).json();
+    expect(s).toMatchObject({ id: 'demo-hall', name: 'Demo data hall A' });
+    expect(s.racks).toHaveLength(site.racks.length);
+    expect(s.airHandlers).toHaveLength(site.airHandlers.length);
+    expect(s.racks[0]).toEqual({
+      id: 'RA-01',
+      room: 'hall-a',
+      row: 'row-1',
+      xM: 3.3,
+      yM: 4.8,
+      itLoadKw: 8.5,
+      group: 'zone-1',
+    });
+    expect(s.airHandlers.find((x: { id: string }) => x.id === 'AHU-05')).toMatchObject({ group: 'zone-1' });
+    expect(JSON.stringify(s)).not.toMatch(/endpoint|password|port/i);
+    const live = (await a.app.inject('/api/v1/site/live')).json();
+    expect(live.rackInletsKnown).toBe(false);
+    expect(live.racks['RA-01']).toBeNull();
+    expect(live.units['AHU-01']).toEqual({ protocol: 'modbus-tcp', link: 'up', remoteControlLost: false });
+  });
+
+  it('answers 404 for the layout when the node has no site model', async () => {
+    const { a } = await setup();
+    const { buildApi } = await import('../../src/api/app.ts');
+    const { Registry } = await import('prom-client');
+    const { quietLogger } = await import('../helpers.ts');
+    const bare = await buildApi({
+      node: 'node-a',
+      version: '0',
+      leadership: a.leadership,
+      registry: new Registry(),
+      groups: [],
+      drivers: new Map(),
+      logger: quietLogger,
+      startedAtMs: 0,
+    });
+    const r = await bare.inject('/api/v1/site');
+    expect(r.statusCode).toBe(404);
+    expect(r.json().error).toBe('COOLCTL_E_BAD_REQUEST');
+    await bare.close();
+  });
+
+  it('records operator actions with who, what and the answer, and this node’s role changes', async () => {
+    const { a, cluster } = await setup();
+    await waitFor('zone-1 driven', () =>
+      a.drivers
+        .get('zone-1')!
+        .units()
+        .every((u) => u.held),
+    );
+    const post = (url: string, body: unknown) =>
+      a.app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'application/json', 'x-coolctl-operator': 'alice' },
+        payload: JSON.stringify(body),
+        remoteAddress: '10.1.2.3',
+      });
+    expect((await post('/api/v1/groups/zone-1/commands', { ahu: 'AHU-01', fanPct: 55 })).statusCode).toBe(
+      200,
+    );
+    expect((await post('/api/v1/groups/zone-2/commands', { fanPct: 60 })).statusCode).toBe(409);
+    expect((await post('/api/v1/groups/zone-1/switchover', { to: 'node-b' })).statusCode).toBe(200);
+    expect(cluster.switched).toEqual([{ group: 'zone-1', from: 'node-a', to: 'node-b' }]);
+    const log = (await a.app.inject('/api/v1/audit')).json();
+    expect(log).toMatchObject({ node: 'node-a', capacity: 100, dropped: 0, lastSeq: 4 });
+    expect(log.entries).toEqual([
+      expect.objectContaining({
+        seq: 1,
+        kind: 'operator',
+        action: 'commands',
+        group: 'zone-1',
+        params: { ahu: 'AHU-01', fanPct: 55 },
+        clientIp: '10.1.2.3',
+        operator: 'alice',
+        status: 200,
+        error: null,
+      }),
+      expect.objectContaining({
+        seq: 2,
+        status: 409,
+        error: expect.objectContaining({ code: 'COOLCTL_E_NOT_LEADER' }),
+      }),
+      // The role change is heard while the switchover runs, so it lands before the request's answer.
+      expect.objectContaining({
+        seq: 3,
+        kind: 'role',
+        group: 'zone-1',
+        from: 'leader',
+        to: 'follower',
+        epoch: 51,
+      }),
+      expect.objectContaining({ seq: 4, action: 'switchover', params: { to: 'node-b' }, status: 200 }),
+    ]);
+    expect(
+      (await a.app.inject('/api/v1/audit?since=3')).json().entries.map((e: { seq: number }) => e.seq),
+    ).toEqual([4]);
+    expect((await a.app.inject('/api/v1/audit?limit=1')).json().entries).toHaveLength(1);
+    // Reads are not operator actions.
+    expect((await a.app.inject('/api/v1/audit')).json().lastSeq).toBe(4);
+  });
+
+  it('stops listening to role changes when the API closes', async () => {
+    const { a, cluster } = await setup();
+    await a.app.inject('/api/v1/audit');
+    expect(a.leadership.listenerCount('role')).toBeGreaterThan(0);
+    for (const d of a.drivers.values()) d.stop();
+    await a.app.close();
+    expect(a.leadership.listenerCount('role')).toBe(0);
+    cluster.move('zone-1', 'node-b', 'test');
+    expect(a.audit.lastSeq).toBe(0);
+  });
+
+  it('samples trends: the held fan % of the groups this node drives', async () => {
+    const { a } = await setup();
+    await waitFor('zone-1 driven', () =>
+      a.drivers
+        .get('zone-1')!
+        .units()
+        .every((u) => u.held),
+    );
+    await a.app.ready();
+    const t = await waitFor('a zone-1 sample with a fan figure', async () => {
+      const r = (await a.app.inject('/api/v1/trends')).json();
+      const z = r.groups.find((g: { group: string }) => g.group === 'zone-1');
+      return z.fanPct.includes(50) ? r : null;
+    });
+    expect(t).toMatchObject({ periodMs: 2000, windowMs: 600_000 });
+    const z2 = t.groups.find((g: { group: string }) => g.group === 'zone-2');
+    expect(z2.fanPct.every((x: unknown) => x === null)).toBe(true);
+    expect(z2.inletMaxC.every((x: unknown) => x === null)).toBe(true);
+    const later = (await a.app.inject(`/api/v1/trends?sinceMs=${Date.now() + 1000}`)).json();
+    expect(later.groups.every((g: { t: number[] }) => g.t.length === 0)).toBe(true);
+  });
+
+  it('lets the cluster’s own pages call it cross-origin, and nobody else', async () => {
+    const { a } = await setup();
+    const pre = await a.app.inject({
+      method: 'OPTIONS',
+      url: '/api/v1/groups/zone-1/commands',
+      headers: { origin: 'http://127.0.0.1:8102', 'access-control-request-method': 'POST' },
+    });
+    expect(pre.statusCode).toBe(204);
+    expect(pre.headers['access-control-allow-origin']).toBe('http://127.0.0.1:8102');
+    expect(pre.headers['access-control-allow-headers']).toMatch(/content-type.*x-coolctl-operator/);
+    const get = await a.app.inject({ url: '/api/v1/cluster', headers: { origin: 'http://127.0.0.1:8102' } });
+    expect(get.headers['access-control-allow-origin']).toBe('http://127.0.0.1:8102');
+    const evil = await a.app.inject({
+      method: 'OPTIONS',
+      url: '/api/v1/groups/zone-1/commands',
+      headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' },
+    });
+    expect(evil.headers['access-control-allow-origin']).toBeUndefined();
+    expect(evil.headers['access-control-allow-methods']).toBeUndefined();
+  });
+
+  it('refuses bad queries with the stable error body, counts them, and describes every route in OpenAPI', async () => {
+    const { a } = await setup();
+    for (const url of [
+      '/api/v1/audit?since=-1',
+      '/api/v1/audit?limit=0',
+      '/api/v1/audit?limit=x',
+      '/api/v1/trends?sinceMs=abc',
+      '/api/v1/audit?limit=5000',
+    ]) {
+      const r = await a.app.inject(url);
+      expect(r.statusCode, url).toBe(400);
+      expect(r.json()).toMatchObject({ error: 'COOLCTL_E_BAD_REQUEST', details: [expect.any(String)] });
+    }
+    expect(await refusedCount(a)).toBe(5);
+    // An unknown query parameter is dropped (fastify's removeAdditional), not refused.
+    expect((await a.app.inject('/api/v1/audit?what=1')).statusCode).toBe(200);
+    const spec = (await a.app.inject('/openapi.json')).json();
+    expect(Object.keys(spec.paths)).toEqual(
+      expect.arrayContaining([
+        '/',
+        '/ui/{file}',
+        '/api/v1/site',
+        '/api/v1/site/live',
+        '/api/v1/trends',
+        '/api/v1/audit',
+        '/api/v1/{*}',
+      ]),
+    );
+    for (const p of ['/api/v1/site', '/api/v1/site/live', '/api/v1/trends', '/api/v1/audit'])
+      expect(spec.paths[p].get.description, p).toBeTruthy();
+  });
+});

@@ -1,0 +1,164 @@
+// A cluster without etcd for API and dashboard tests: one `FakeCluster` says who leads each group
+// (and with which epoch); each node's `FakeLeadership` reads it, so every node agrees, and a
+// switchover moves the group and emits 'role' on both nodes as the real one does. `fakeUnit` is an
+// air handler that answers at once and records every write with the node that sent it.
+import { EventEmitter } from 'node:events';
+import type { FastifyInstance } from 'fastify';
+import { Registry } from 'prom-client';
+import { buildApi } from '../../src/api/app.ts';
+import { AuditLog } from '../../src/api/audit-log.ts';
+import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
+import type { Site } from '../../src/config/site-schema.ts';
+import { GroupDriver } from '../../src/control/group-driver.ts';
+import type { AhuCommandSet, DeviceIo } from '../../src/devices/device-io.ts';
+import { quietLogger } from '../helpers.ts';
+
+export class FakeCluster {
+  readonly leaders = new Map<string, { leader: string | null; epoch: number | null }>();
+  readonly members: Member[] = [];
+  readonly nodes = new Map<string, FakeLeadership>();
+  switched: { group: string; from: string; to: string }[] = [];
+
+  constructor(leaders: Record<string, [string | null, number | null]>) {
+    for (const [g, [leader, epoch]] of Object.entries(leaders)) this.leaders.set(g, { leader, epoch });
+  }
+
+  node(name: string): FakeLeadership {
+    const l = new FakeLeadership(name, this);
+    this.nodes.set(name, l);
+    return l;
+  }
+
+  /** Moves `group` to `to` with a new epoch; each node hears its own role change. */
+  move(group: string, to: string | null, reason: string): void {
+    const cur = this.leaders.get(group)!;
+    const before = new Map([...this.nodes].map(([n, l]) => [n, l.roleOf(group)]));
+    const epoch = to === null ? cur.epoch : (cur.epoch ?? 0) + 10;
+    this.leaders.set(group, { leader: to, epoch });
+    for (const [n, l] of this.nodes) {
+      const from = before.get(n)!;
+      const now = l.roleOf(group);
+      if (from !== now) l.emit('role', { group, from, to: now, epoch, reason });
+    }
+  }
+}
+
+export class FakeLeadership extends EventEmitter implements Leadership {
+  readonly node: string;
+  healthy = true;
+  private readonly cluster: FakeCluster;
+
+  constructor(node: string, cluster: FakeCluster) {
+    super();
+    this.node = node;
+    this.cluster = cluster;
+  }
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  roleOf(group: string): GroupLeadership['role'] {
+    return this.cluster.leaders.get(group)?.leader === this.node ? 'leader' : 'follower';
+  }
+  groups(): GroupLeadership[] {
+    return [...this.cluster.leaders].map(([group, l]) => ({
+      group,
+      role: this.roleOf(group),
+      leader: l.leader,
+      epoch: l.epoch,
+      sinceMs: 1,
+    }));
+  }
+  members(): Member[] {
+    return this.cluster.members;
+  }
+  fence(group: string): { epoch: number } | null {
+    const l = this.cluster.leaders.get(group);
+    return l?.leader === this.node && l.epoch !== null ? { epoch: l.epoch } : null;
+  }
+  async switchover(group: string, target: string): Promise<void> {
+    this.cluster.switched.push({ group, from: this.node, to: target });
+    this.cluster.move(group, target, `switchover to ${target}`);
+  }
+}
+
+export interface UnitWrite {
+  ahu: string;
+  /** The node whose connection wrote it. */
+  node: string;
+  cmd: AhuCommandSet;
+}
+
+/** A unit (as `node` reaches it) that answers at once, reads 50 % / 18 °C, and pushes every write onto `written`. */
+export function fakeUnit(ahu: string, written: UnitWrite[], node: string): DeviceIo {
+  const unit = new EventEmitter();
+  return Object.assign(unit, {
+    id: ahu,
+    protocol: 'modbus-tcp' as const,
+    linkState: 'up' as const,
+    remoteControlLost: false,
+    open: async () => {},
+    read: async () => ({ fanPct: 50, supplySetpointC: 18 }),
+    writeCommand: async (cmd: AhuCommandSet) => {
+      written.push({ ahu, node, cmd });
+    },
+    close: async () => {},
+  }) as unknown as DeviceIo;
+}
+
+export interface FakeNode {
+  name: string;
+  app: FastifyInstance;
+  leadership: FakeLeadership;
+  drivers: Map<string, GroupDriver>;
+  registry: Registry;
+  audit: AuditLog;
+  /** Stops the drivers and closes the API. */
+  close(): Promise<void>;
+}
+
+/**
+ * One controller node's API over the fakes: a GroupDriver per group of `site` (period 100 ms) over
+ * fake units that push onto `written`, started; the API built but not listening.
+ */
+export async function fakeNode(
+  cluster: FakeCluster,
+  name: string,
+  site: Site,
+  written: UnitWrite[],
+): Promise<FakeNode> {
+  const leadership = cluster.node(name);
+  const devices = new Map(site.airHandlers.map((a) => [a.id, fakeUnit(a.id, written, name)]));
+  const drivers = new Map(
+    site.controlGroups.map((g) => [
+      g.id,
+      new GroupDriver(g, devices, leadership, { periodMs: 100, logger: quietLogger }),
+    ]),
+  );
+  const registry = new Registry();
+  const audit = new AuditLog(100);
+  const app = await buildApi({
+    node: name,
+    version: '0.1.0',
+    leadership,
+    registry,
+    groups: site.controlGroups.map((g) => g.id),
+    drivers,
+    logger: quietLogger,
+    startedAtMs: Date.now(),
+    site,
+    devices,
+    audit,
+  });
+  for (const d of drivers.values()) d.start();
+  return {
+    name,
+    app,
+    leadership,
+    drivers,
+    registry,
+    audit,
+    close: async () => {
+      for (const d of drivers.values()) d.stop();
+      await app.close();
+    },
+  };
+}
