@@ -14,7 +14,8 @@ case "$purpose" in
   # etcd-server, etcd-client: the real 3-member etcd cluster of the leadership and chaos tests
   # faketime: the wall-clock jump of the chaos suite
   # systemd: systemd-notify, which the daemon speaks sd_notify through (tested)
-  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd) ;;
+  # chromium: the dashboard's browser test (driven by playwright-core; no browser download)
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 
