@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { pino } from 'pino';
 import { loadControllerConfig } from './config/controller-config.ts';
+import { ConfigWatcher } from './daemon/config-watch.ts';
 import { Controller, VERSION } from './daemon/controller.ts';
 import { SdNotify } from './daemon/sd-notify.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
@@ -48,6 +49,23 @@ program
     process.stdout.write(`coolctl: node ${cfg.node} running, API ${controller.url}\n`);
     await systemd.ready(`node ${cfg.node}: ${cfg.site.controlGroups.length} groups, API ${controller.url}`);
     systemd.startWatchdog(() => controller.loopHealth());
+    // Hot reload on SIGHUP (systemctl reload) or when the config or site file changes.
+    const reload = (why: string): void => {
+      if (stopping) return;
+      logger.info({ why }, 'reloading the config');
+      void systemd.reloading();
+      controller
+        .reload()
+        .then(() => systemd.ready(`node ${cfg.node}: config reloaded`))
+        .catch((err: unknown) => {
+          // A refused file was logged with its problems; anything else is a bug worth a line.
+          if (!(err instanceof ConfigError)) logger.error({ err }, 'config reload failed while applying');
+          return systemd.ready(`node ${cfg.node}: config reload refused, running config kept`);
+        });
+    };
+    process.on('SIGHUP', () => reload('SIGHUP'));
+    const watcher = new ConfigWatcher([cfg.file, cfg.sitePath], () => reload('config file changed'), logger);
+    process.once('exit', () => watcher.close());
   });
 
 program

@@ -140,6 +140,8 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   /** Monotonic ms of the last etcd call that succeeded (keepalive ack or snapshot read). */
   private lastEtcdOkMs = Number.NEGATIVE_INFINITY;
   private readonly state = new Map<string, GroupState>();
+  /** The groups this node takes part in (hot reload may change them). */
+  private groupList: string[];
   private readonly stopping = new AbortController();
   private elections = new Map<string, Election>();
   private lease: SessionLease | null = null;
@@ -169,12 +171,8 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
         `leadership timing: ${problems.map((p) => p.message).join('; ')}`,
       );
     }
-    if (new Set(opts.groups).size !== opts.groups.length || opts.groups.some((g) => !g || g.includes('/'))) {
-      throw new CoolctlError(
-        ErrorCodes.CONFIG_INVALID,
-        'leadership: group names must be unique, non-empty, without "/"',
-      );
-    }
+    checkGroupNames(opts.groups);
+    this.groupList = [...opts.groups];
     this.opts = opts;
     this.node = opts.node;
     this.now = opts.now ?? (() => performance.now());
@@ -302,7 +300,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.startWatch(0);
     const resyncMs = Math.max(500, this.opts.keepaliveIntervalMs * 3);
     this.resyncTimer = setInterval(() => this.requestTick(), resyncMs);
-    this.log.info({ groups: this.opts.groups.length, lease: this.lease?.hex }, 'leadership started');
+    this.log.info({ groups: this.groupList.length, lease: this.lease?.hex }, 'leadership started');
     this.requestTick();
   }
 
@@ -329,6 +327,56 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     await this.session.stop();
     this.client.close();
     this.log.info('leadership stopped');
+  }
+
+  /**
+   * Hot reload: takes part in `groups` from now on. A removed group is resigned first (fence() is
+   * null for it at once, then its election key goes); an added one joins the queue on the next tick.
+   */
+  setGroups(groups: string[]): void {
+    checkGroupNames(groups);
+    const want = new Set(groups);
+    for (const [group, s] of this.state) {
+      if (want.has(group)) continue;
+      if (s.role !== 'resigned') this.setRole(s, 'resigned', null, 'group removed from the config');
+      this.state.delete(group);
+      const election = this.elections.get(group);
+      this.elections.delete(group);
+      const mine = this.snapshot?.queues.get(group)?.find((e) => e.leaseHex === this.lease?.hex);
+      if (election && mine)
+        void election
+          .resign(this.stopping.signal, mine.createRevision)
+          .catch((err: unknown) =>
+            this.log.warn({ err, group }, 'leaving a removed group failed; the lease expiry cleans up'),
+          );
+    }
+    for (const group of groups) {
+      if (this.state.has(group)) continue;
+      this.state.set(group, {
+        group,
+        role: 'follower',
+        epoch: null,
+        sinceMs: Date.now(),
+        leader: null,
+        leaderEpoch: null,
+      });
+      if (this.lease)
+        this.elections.set(
+          group,
+          new Election({
+            client: this.client,
+            prefix: this.opts.prefix,
+            group,
+            node: this.node,
+            lease: this.lease,
+            callTimeoutMs: this.opts.etcdCallTimeoutMs,
+            logger: this.log,
+          }),
+        );
+    }
+    this.groupList = [...groups];
+    this.log.info({ groups: this.groupList }, 'groups changed');
+    this.requestTick();
   }
 
   groups(): GroupLeadership[] {
@@ -472,7 +520,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       snap = await readSnapshot(
         this.client,
         this.opts.prefix,
-        this.opts.groups,
+        this.groupList,
         this.opts.etcdCallTimeoutMs,
         this.now,
         this.stopping.signal,
@@ -614,7 +662,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.lease = lease;
     this.registered = false;
     this.elections = new Map(
-      this.opts.groups.map((group) => [
+      this.groupList.map((group) => [
         group,
         new Election({
           client: this.client,
@@ -745,6 +793,15 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.log[level](change, 'leadership transition');
     this.metrics?.transition(s.group, from, to);
     this.emit('role', change);
+  }
+}
+
+function checkGroupNames(groups: readonly string[]): void {
+  if (new Set(groups).size !== groups.length || groups.some((g) => !g || g.includes('/'))) {
+    throw new CoolctlError(
+      ErrorCodes.CONFIG_INVALID,
+      'leadership: group names must be unique, non-empty, without "/"',
+    );
   }
 }
 

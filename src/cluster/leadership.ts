@@ -46,6 +46,8 @@ export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   /** Resigns every group at once (graceful handover) and revokes the lease. Bounded, idempotent. */
   stop(): Promise<void>;
   groups(): GroupLeadership[];
+  /** Hot reload: the groups to take part in from now on (removed ones are resigned first). */
+  setGroups?(groups: string[]): void;
   members(): Member[];
   /**
    * Synchronous fence check, called right before every device write: the epoch to write with if

@@ -6,20 +6,22 @@
 import { mkdir } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApi } from '../api/app.ts';
 import { StateCache } from '../cache/state-cache.ts';
 import { EtcdLeadership } from '../cluster/etcd-leadership.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
-import type { ControllerConfig } from '../config/controller-config.ts';
+import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
+import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
+import type { AirHandler, ControlGroup } from '../config/site-schema.ts';
 import { GroupDriver } from '../control/group-driver.ts';
 import { createDevice } from '../devices/create-device.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { DeviceMetrics } from '../devices/metrics.ts';
-import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { ConfigError, CoolctlError, ErrorCodes } from '../errors.ts';
 import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
-import { SensorStore } from '../sensors/sensor-store.ts';
+import { SensorStore, type SensorView } from '../sensors/sensor-store.ts';
 
 export const VERSION = '0.1.0';
 
@@ -30,8 +32,14 @@ export interface ControllerDeps {
 }
 
 export class Controller {
-  readonly cfg: ControllerConfig;
+  private config: ControllerConfig;
   readonly registry = new Registry();
+  private readonly reloads = new Counter({
+    name: 'coolctl_config_reloads_total',
+    help: 'Config reloads, by result: applied, unchanged, refused (invalid, or a start-only setting changed)',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
   private readonly log: Logger;
   private readonly deps: ControllerDeps;
   private readonly devices = new Map<string, DeviceIo>();
@@ -39,6 +47,17 @@ export class Controller {
   private leadership: Leadership | undefined;
   private cache: StateCache | undefined;
   private sensorStore: SensorStore | undefined;
+  /** Stays the same object across reloads that rebuild the store: the API and loops hold it. */
+  private readonly sensorView: SensorView = {
+    view: (group) => {
+      if (!this.sensorStore) throw new Error('sensor ingest not started');
+      return this.sensorStore.view(group);
+    },
+  };
+  /** The group ids the API serves; updated in place on reload. */
+  private readonly groupIds: string[] = [];
+  private deviceMetrics: DeviceMetrics | undefined;
+  private reloading: Promise<SiteDiff> | undefined;
   private mqtt: MqttSource | undefined;
   private modbusSensors: ModbusSource | undefined;
   private api: FastifyInstance | undefined;
@@ -46,10 +65,15 @@ export class Controller {
   private apiUrl = '';
 
   constructor(cfg: ControllerConfig, deps: ControllerDeps) {
-    this.cfg = cfg;
+    this.config = cfg;
     this.deps = deps;
     // The entry point's logger already names the node; a test's may not.
     this.log = deps.logger.bindings().node === cfg.node ? deps.logger : deps.logger.child({ node: cfg.node });
+  }
+
+  /** The running config (replaced by a successful reload). */
+  get cfg(): ControllerConfig {
+    return this.config;
   }
 
   get url(): string {
@@ -72,22 +96,14 @@ export class Controller {
   /** Starts everything; on failure stops what started and throws a CoolctlError saying what to fix. */
   async start(): Promise<void> {
     const { cfg } = this;
+    this.groupIds.push(...cfg.site.controlGroups.map((g) => g.id));
     collectDefaultMetrics({ register: this.registry, prefix: 'coolctl_process_' });
     try {
       await mkdir(cfg.dataDir, { recursive: true });
       this.startSensors();
       const metrics = new DeviceMetrics(this.registry);
-      for (const ahu of cfg.site.airHandlers) {
-        this.devices.set(
-          ahu.id,
-          await createDevice(ahu, {
-            logger: this.log.child({ component: 'device', ahu: ahu.id }),
-            metrics,
-            pkiDir: `${cfg.dataDir}/opcua-pki`,
-            clientName: `coolctl-${cfg.node}`,
-          }),
-        );
-      }
+      this.deviceMetrics = metrics;
+      for (const ahu of cfg.site.airHandlers) await this.openDevice(ahu);
       if (cfg.peer && cfg.secret) {
         this.cache = new StateCache({
           node: cfg.node,
@@ -133,26 +149,18 @@ export class Controller {
         });
       this.leadership = leadership;
       if (cache) leadership.on('members', (members: Member[]) => cache.setMembers(members));
-      for (const g of cfg.site.controlGroups) {
-        this.drivers.set(
-          g.id,
-          new GroupDriver(g, this.devices, leadership, {
-            periodMs: cfg.periodMs,
-            logger: this.log.child({ component: 'driver' }),
-            pullTimeoutMs: cfg.cluster.pullTimeoutMs,
-            ...(cache ? { store: cache } : {}),
-          }),
-        );
-      }
+      for (const g of cfg.site.controlGroups) this.drivers.set(g.id, this.newDriver(g));
       this.api = await buildApi({
         node: cfg.node,
         version: VERSION,
         leadership,
         registry: this.registry,
-        groups: cfg.site.controlGroups.map((g) => g.id),
+        groups: this.groupIds,
         drivers: this.drivers,
         ...(cache ? { cache } : {}),
-        ...(this.sensorStore ? { sensors: this.sensorStore } : {}),
+        sensors: this.sensorView,
+        site: cfg.site,
+        devices: this.devices,
         logger: this.log,
         startedAtMs: Date.now(),
       });
@@ -181,6 +189,98 @@ export class Controller {
         { cause: err },
       );
     }
+  }
+
+  /**
+   * Hot reload (SIGHUP, or the config file changed): re-reads the config and the site, refuses it
+   * whole if it is invalid or changes a start-only setting (the running config stays), else applies
+   * the difference — units opened/closed, groups joined/left, changed groups' loops restarted (they
+   * warm-start from their own process state) — without touching the loops that did not change.
+   */
+  reload(): Promise<SiteDiff> {
+    const run = async (): Promise<SiteDiff> => {
+      let next: ControllerConfig;
+      try {
+        next = await loadControllerConfig(this.config.file, this.config.node);
+        const refused = restartOnlyChanges(this.config, next);
+        if (refused.length > 0) throw new ConfigError(next.file, refused);
+      } catch (err) {
+        this.reloads.inc({ result: 'refused' });
+        this.log.error(
+          { problems: err instanceof ConfigError ? err.problems : undefined, err: (err as Error).message },
+          'config reload refused: the running config is kept',
+        );
+        throw err;
+      }
+      const old = this.config;
+      const diff = diffSites(old.site, next.site, old.mqttUrl !== next.mqttUrl);
+      if (isEmptyDiff(diff)) {
+        this.config = next;
+        this.reloads.inc({ result: 'unchanged' });
+        this.log.info('config reloaded: nothing changed');
+        return diff;
+      }
+      const restartGroups = new Set([...diff.removedGroups, ...diff.changedGroups]);
+      for (const g of restartGroups) {
+        this.drivers.get(g)?.stop();
+        this.drivers.delete(g);
+      }
+      for (const a of [...diff.removedAhus, ...diff.changedAhus]) {
+        await this.devices
+          .get(a)
+          ?.close()
+          .catch(() => {});
+        this.devices.delete(a);
+      }
+      this.config = next;
+      const ahus = new Map(next.site.airHandlers.map((a) => [a.id, a]));
+      for (const a of [...diff.addedAhus, ...diff.changedAhus]) await this.openDevice(ahus.get(a)!);
+      if (diff.sensorsChanged) {
+        await Promise.allSettled([this.mqtt?.stop(), this.modbusSensors?.stop()]);
+        this.mqtt = undefined;
+        this.modbusSensors = undefined;
+        SensorStore.unregisterMetrics(this.registry);
+        this.startSensors();
+      }
+      const ids = next.site.controlGroups.map((g) => g.id);
+      this.groupIds.splice(0, this.groupIds.length, ...ids);
+      if (diff.addedGroups.length + diff.removedGroups.length > 0) this.leadership?.setGroups?.(ids);
+      for (const g of next.site.controlGroups) {
+        if (this.drivers.has(g.id)) continue;
+        const d = this.newDriver(g);
+        this.drivers.set(g.id, d);
+        d.start();
+      }
+      this.reloads.inc({ result: 'applied' });
+      this.log.info(diff, 'config reloaded and applied');
+      return diff;
+    };
+    const p = (this.reloading ?? Promise.resolve()).catch(() => {}).then(run);
+    this.reloading = p;
+    return p;
+  }
+
+  private newDriver(g: ControlGroup): GroupDriver {
+    const { cfg } = this;
+    return new GroupDriver(g, this.devices, this.leadership!, {
+      periodMs: cfg.periodMs,
+      logger: this.log.child({ component: 'driver' }),
+      pullTimeoutMs: cfg.cluster.pullTimeoutMs,
+      ...(this.cache ? { store: this.cache } : {}),
+    });
+  }
+
+  private async openDevice(ahu: AirHandler): Promise<void> {
+    const { cfg } = this;
+    this.devices.set(
+      ahu.id,
+      await createDevice(ahu, {
+        logger: this.log.child({ component: 'device', ahu: ahu.id }),
+        metrics: this.deviceMetrics!,
+        pkiDir: `${cfg.dataDir}/opcua-pki`,
+        clientName: `coolctl-${cfg.node}`,
+      }),
+    );
   }
 
   /** Every node ingests every sensor: whichever groups it comes to lead, its view is warm. */

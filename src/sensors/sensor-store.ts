@@ -106,6 +106,11 @@ const SEQ_WINDOW = 32;
 const LOSS_ALPHA = 0.1;
 const LOG_EVERY_MS = 10_000;
 const SOURCES: readonly SourceName[] = ['mqtt', 'modbus'];
+const SENSOR_METRICS = [
+  'coolctl_sensor_readings_total',
+  'coolctl_sensor_reports_dropped_total',
+  'coolctl_sensors',
+];
 
 // A sensor's changing state is one row of `SensorStore.rows` (a Float64Array), a node's sensors in
 // consecutive rows: a report touches a few adjacent cache lines instead of an object graph per
@@ -319,6 +324,11 @@ export class SensorStore implements SensorView {
    * The counters are the truth; Prometheus reads them when scraped, so ingest pays no label lookup
    * per report.
    */
+  /** Removes this store's metrics from `registry` (a reload builds a new store on the same registry). */
+  static unregisterMetrics(registry: Registry): void {
+    for (const name of SENSOR_METRICS) registry.removeSingleMetric(name);
+  }
+
   private registerMetrics(registry: Registry): void {
     const registers = [registry];
     const store = this;
