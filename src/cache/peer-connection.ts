@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import {
   encodeFrame,
+  encodeFrameHead,
   type Frame,
   type FrameError,
   FrameReader,
@@ -151,7 +152,7 @@ export class PeerConnection extends EventEmitter {
     s.cork();
     for (const buf of this.control) this.write(buf);
     this.control.length = 0;
-    for (const row of this.rows.values()) this.write(rowFrame(row, 0, row.body));
+    for (const row of this.rows.values()) this.writeRow(row, 0, row.body);
     this.rows.clear();
     if (!this.transfer) {
       const next = this.bulk.values().next();
@@ -163,7 +164,7 @@ export class PeerConnection extends EventEmitter {
     const t = this.transfer;
     if (t) {
       const part = t.row.body.subarray(t.off, t.off + this.opts.chunkBytes);
-      this.write(rowFrame(t.row, t.off, part));
+      this.writeRow(t.row, t.off, part);
       t.off += part.length;
       if (t.off >= t.row.body.length) this.transfer = null;
     }
@@ -178,20 +179,23 @@ export class PeerConnection extends EventEmitter {
     this.lastOutMs = performance.now();
     this.socket.write(buf);
   }
-}
 
-function rowFrame(row: CachedRow, off: number, part: Buffer): Buffer {
-  return encodeFrame(
-    FrameType.ROW,
-    {
-      group: row.group,
-      epoch: row.epoch,
-      seq: row.seq,
-      writer: row.writer,
-      atMs: row.atMs,
-      size: row.body.length,
-      off,
-    },
-    part,
-  );
+  /** A ROW frame: its head, then the part of the row as a view (rows are never mutated once cached). */
+  private writeRow(row: CachedRow, off: number, part: Buffer): void {
+    const head = encodeFrameHead(
+      FrameType.ROW,
+      {
+        group: row.group,
+        epoch: row.epoch,
+        seq: row.seq,
+        writer: row.writer,
+        atMs: row.atMs,
+        size: row.body.length,
+        off,
+      },
+      part.length,
+    );
+    this.write(head);
+    if (part.length > 0) this.write(part);
+  }
 }

@@ -98,7 +98,9 @@ export class RowAssembler {
     } else if (!p || p.h.epoch !== h.epoch || p.h.seq !== h.seq || p.got !== h.off) {
       return 'dropped';
     }
-    p.parts.push(Buffer.from(body));
+    // A view, not a copy: it only lives until the row is whole and concatenated below (a copy per
+    // chunk would allocate the row twice over, in 64 KiB pieces that make the GC work hard).
+    p.parts.push(body);
     p.got += body.length;
     if (p.got < h.size) return 'partial';
     this.partial.delete(h.group);
