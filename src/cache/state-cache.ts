@@ -201,10 +201,14 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
     this.metrics?.written.inc();
     const links = this.channel.upLinks();
     if (links.length > 0) {
+      // A row written while the group's previous one still waits for acks replaces that wait but
+      // keeps its start: the lag then counts from the oldest row not yet everywhere. Restarting the
+      // clock would drop exactly the slow replications from the histogram (a group rewritten every
+      // period behind a lagging peer would never observe anything).
       this.acks.set(group, {
         epoch,
         seq: row.seq,
-        t0: performance.now(),
+        t0: this.acks.get(group)?.t0 ?? performance.now(),
         waiting: new Set(links.map((c) => c.node)),
       });
     }
@@ -496,7 +500,7 @@ class CacheMetrics {
       this.rejects.inc({ reason }, 0);
     this.replication = new Histogram({
       name: 'coolctl_cache_replication_seconds',
-      help: 'Replication lag: from a row written here until every peer that was up acknowledged it',
+      help: 'Replication lag: from a row written here (the oldest not yet acknowledged, when newer rows of the group followed) until every peer that was up acknowledged the group',
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
