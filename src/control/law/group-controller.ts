@@ -1,0 +1,375 @@
+// The control law of one group, as a pure synchronous step: sensor view + units + overrides +
+// previous state → one command per unit, the next state, the mode and why. The caller (the group
+// driver) owns time, I/O, leadership and storage; nothing here awaits, logs or keeps a reference.
+// Invariants: every command has passed `enforceSafety`; the state is a small JSON object, and a
+// step from a resumed state (or from the units' own commands) continues the last command without a
+// bump (the integral is back-calculated from it); an overridden, released or unavailable unit never
+// winds the loop up.
+import type { Site } from '../../config/site-schema.ts';
+import type { GroupSensorView } from '../../sensors/sensor-store.ts';
+import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../tuning-schema.ts';
+import { slewOffsets, targetOffsets } from './allocation.ts';
+import { type InfluenceMatrix, influenceFromGeometry } from './influence.ts';
+import { clamp, piStep, trackIntegral } from './pi.ts';
+import { type Command, enforceSafety, SAFETY, type SafetyLimits } from './safety.ts';
+import { resetSetpoint } from './setpoint-reset.ts';
+
+export type UnitCommand = Command;
+/** A saturated group asks for help once its hottest inlet is within this of its target, K. */
+const HELP_MARGIN_K = 0.3;
+/** Help asked with every unit of the group down (in proportion for fewer), K. */
+const LOST_UNIT_HELP_K = 4;
+export type ControlMode = 'normal' | 'degraded' | 'blind' | 'paused';
+/** available: reads and writes work and it runs; tripped: it reports a trip; lost: no link. */
+export type UnitStatus = 'available' | 'tripped' | 'lost';
+
+/** What of the sensor view the law uses (a full `GroupSensorView` fits). */
+export type ControlView = Pick<GroupSensorView, 'verdict' | 'inletMaxC' | 'hottestRack' | 'dewPointC'>;
+
+export interface UnitInput {
+  id: string;
+  status: UnitStatus;
+  /** Last values read from the unit (what it runs now), if any. */
+  read: UnitCommand | null;
+}
+
+/** An operator's manual command for one unit; stored by the driver (etcd), applied every step. */
+export interface UnitOverride {
+  fanPct?: number;
+  supplySetpointC?: number;
+  /** Hand the unit to its local control: no command is sent, the driver releases it. */
+  toLocal?: boolean;
+}
+
+export interface GroupControlInputs {
+  view: ControlView;
+  units: readonly UnitInput[];
+  /** Seconds since the previous step (the loop period); clamped to (0, 5] for rates and integration. */
+  dtS: number;
+  overrides?: Readonly<Record<string, UnitOverride>>;
+  /** Maintenance pause: no commands, every unit released to local control. */
+  paused?: boolean;
+  /**
+   * The largest `state.helpK` among neighbouring groups (`neighbourGroups`), read from their
+   * broadcast process state: a neighbour that runs out of fan asks this group for air. 0 if none.
+   */
+  neighbourHelpK?: number;
+}
+
+/** What does not change between steps: built from the site and tuning at (re)load. */
+export interface GroupControlConfig {
+  group: string;
+  ahus: readonly string[];
+  tuning: ControlTuning;
+  influence: InfluenceMatrix;
+  /** Each unit's local fallback (fan %, setpoint): where blind mode sends the setpoints. */
+  local: Readonly<Record<string, UnitCommand>>;
+  /** Dew point assumed when the view has none (the site's supply-air dew point). */
+  dewPointFallbackC: number;
+}
+
+/** The group's process state: JSON, small, enough for a new leader to continue without a bump. */
+export interface GroupControlState {
+  v: 1;
+  /** Group fan demand of the PI, % (units run at demand + offset). */
+  demandPct: number;
+  integralPct: number;
+  /** Group supply-air setpoint chosen by the reset, °C. */
+  setpointC: number;
+  offsets: Record<string, number>;
+  /** Last command that left the law per unit (or where a released unit was seen). */
+  last: Record<string, UnitCommand>;
+  resetClockS: number;
+  /** Units running at the last step (for the lost-unit feedforward). */
+  running: number;
+  mode: ControlMode;
+  /** Back-calculate integral, demand and offsets from `last` at the next step. */
+  track: boolean;
+  /**
+   * How much this group needs its neighbours' air, K (0 = none): grows from 0 as its demand rises
+   * from `fanHighPct` to `maxPct`, and with its inlet error. Neighbours control to it.
+   */
+  helpK: number;
+}
+
+export interface GroupControlOutput {
+  /** Commands to write now, per unit under remote control. */
+  commands: Record<string, UnitCommand>;
+  /** Units to hand to local control (paused group, or an operator's to-local). */
+  release: string[];
+  state: GroupControlState;
+  mode: ControlMode;
+  /** Short, stable phrases on why this step differs from plain PI (for logs and the API). */
+  reasons: string[];
+}
+
+export interface GroupControlConfigOptions {
+  tuning?: ControlTuningInput;
+  influence?: InfluenceMatrix;
+}
+
+export function groupControlConfig(
+  site: Site,
+  groupId: string,
+  opts: GroupControlConfigOptions = {},
+): GroupControlConfig {
+  const group = site.controlGroups.find((g) => g.id === groupId);
+  if (!group) throw new RangeError(`unknown control group "${groupId}"`);
+  const local: Record<string, UnitCommand> = {};
+  for (const id of group.airHandlers) {
+    const a = site.airHandlers.find((x) => x.id === id);
+    local[id] = { fanPct: a?.localFanPct ?? 100, supplySetpointC: a?.localSetpointC ?? 18 };
+  }
+  return {
+    group: groupId,
+    ahus: [...group.airHandlers],
+    tuning: resolveTuning(opts.tuning),
+    influence: opts.influence ?? influenceFromGeometry(site, group.airHandlers),
+    local,
+    dewPointFallbackC: site.site.supplyAirDewPointC ?? 10,
+  };
+}
+
+/**
+ * A state that resumes from the last commands alone (the driver's `{v:1, commands}` row, or the
+ * units' read-back): the first step back-calculates everything else from them.
+ */
+export function resumeState(commands: Readonly<Record<string, UnitCommand>>): GroupControlState {
+  const last: Record<string, UnitCommand> = {};
+  for (const [k, c] of Object.entries(commands))
+    last[k] = { fanPct: c.fanPct, supplySetpointC: c.supplySetpointC };
+  const cs = Object.values(last);
+  return {
+    v: 1,
+    demandPct: mean(cs.map((c) => c.fanPct)) ?? 100,
+    integralPct: 0,
+    setpointC: mean(cs.map((c) => c.supplySetpointC)) ?? 18,
+    offsets: {},
+    last,
+    resetClockS: 0,
+    running: 0,
+    mode: 'normal',
+    track: true,
+    helpK: 0,
+  };
+}
+
+/** A state from the cache is used only if it has this shape; anything else starts from the units. */
+export function isGroupControlState(x: unknown): x is GroupControlState {
+  const s = x as GroupControlState;
+  return (
+    !!s &&
+    s.v === 1 &&
+    [s.demandPct, s.integralPct, s.setpointC, s.resetClockS, s.running, s.helpK].every(Number.isFinite) &&
+    typeof s.last === 'object' &&
+    s.last !== null &&
+    typeof s.offsets === 'object' &&
+    s.offsets !== null &&
+    Object.values(s.last).every((c) => Number.isFinite(c?.fanPct) && Number.isFinite(c?.supplySetpointC)) &&
+    Object.values(s.offsets).every(Number.isFinite)
+  );
+}
+
+/** One decision. `state` null: a cold start from what the units run now. */
+export function stepGroup(
+  cfg: GroupControlConfig,
+  inp: GroupControlInputs,
+  prev: GroupControlState | null,
+): GroupControlOutput {
+  const t = cfg.tuning;
+  const dt = clamp(Number.isFinite(inp.dtS) ? inp.dtS : 0, 0, 5);
+  const reasons: string[] = [];
+  const units = new Map(inp.units.map((u) => [u.id, u]));
+  const s: GroupControlState = prev
+    ? { ...prev, offsets: { ...prev.offsets }, last: { ...prev.last } }
+    : resumeState(readCommands(cfg, units));
+  for (const a of cfg.ahus) s.last[a] ??= units.get(a)?.read ?? cfg.local[a]!;
+  for (const k of Object.keys(s.last)) if (!cfg.ahus.includes(k)) delete s.last[k];
+  if (s.mode === 'paused' && !inp.paused) {
+    // Back from a pause: the units ran on local control; continue from what they run now.
+    for (const a of cfg.ahus) s.last[a] = units.get(a)?.read ?? cfg.local[a]!;
+    s.track = true;
+  }
+
+  if (inp.paused) {
+    // Units run on local control; remember where they are so that resuming starts from there.
+    for (const a of cfg.ahus) s.last[a] = units.get(a)?.read ?? cfg.local[a]!;
+    s.track = true;
+    s.mode = 'paused';
+    return { commands: {}, release: [...cfg.ahus], state: s, mode: 'paused', reasons: ['group paused'] };
+  }
+
+  // Roles of the units this step.
+  const release: string[] = [];
+  const auto: string[] = [];
+  let running = 0;
+  for (const a of cfg.ahus) {
+    const u = units.get(a);
+    const ov = inp.overrides?.[a];
+    const available = u?.status === 'available';
+    if (available) running++;
+    if (ov?.toLocal) {
+      release.push(a);
+      reasons.push(`${a} on local control by operator`);
+      continue;
+    }
+    if (!available) reasons.push(`${a} ${u?.status ?? 'lost'}: others compensate`);
+    else if (ov?.fanPct !== undefined) reasons.push(`${a} manual fan ${ov.fanPct} %`);
+    else auto.push(a);
+  }
+
+  const verdict = inp.view.inletMaxC === null ? 'blind' : inp.view.verdict;
+  const mode: ControlMode = verdict === 'blind' ? 'blind' : verdict === 'degraded' ? 'degraded' : 'normal';
+  if (mode !== 'normal')
+    reasons.push(
+      mode === 'blind' ? 'sensors blind: safe fans, local setpoints' : 'sensors degraded: conservative',
+    );
+  const inlet = inp.view.inletMaxC;
+  const target = t.inletTargetC + (mode === 'degraded' ? t.degraded.targetOffsetC : 0);
+  const ownErrorK = inlet === null ? 0 : inlet - target;
+  // A neighbour short of air counts as heat here: this group's fans rise until the neighbour's
+  // demand is back under its high mark (its help is continuous in its demand, so no limit cycle).
+  const helpIn = Number.isFinite(inp.neighbourHelpK) ? clamp(inp.neighbourHelpK!, 0, 10) : 0;
+  const errorK = helpIn > 0 && helpIn > ownErrorK && mode !== 'blind' ? helpIn : ownErrorK;
+  if (errorK > ownErrorK) reasons.push(`helping a neighbour short of air (${helpIn.toFixed(1)} K)`);
+  const hot = inlet !== null && inlet >= t.alarmInletC;
+  if (hot) reasons.push(`inlet ${inlet.toFixed(1)} °C at alarm: nothing slows or warms`);
+
+  if (s.track || (s.mode === 'blind') !== (mode === 'blind')) {
+    // Resume (or leave/enter blind) from what the units were last told: demand is their mean,
+    // offsets their spread, the integral whatever makes P + I equal that demand now.
+    const base = auto.length > 0 ? auto : cfg.ahus;
+    const d = mean(base.map((a) => s.last[a]!.fanPct)) ?? s.demandPct;
+    if (s.track) {
+      s.setpointC = mean(base.map((a) => s.last[a]!.supplySetpointC)) ?? s.setpointC;
+      for (const a of base) s.offsets[a] = s.last[a]!.fanPct - d;
+      s.running = running;
+    }
+    s.demandPct = d;
+    s.integralPct = trackIntegral(d, errorK, t.fan.kpPctPerK);
+    s.track = false;
+  }
+
+  // A unit lost or tripped: the others take over its airflow at once (then PI trims).
+  if (running > 0 && running < s.running && mode !== 'blind') {
+    // Demand jumps (the safety layer still ramps each unit's command at its up-rate).
+    const boosted = Math.min(t.fan.maxPct, (s.demandPct * s.running) / running);
+    s.integralPct += boosted - s.demandPct;
+    s.demandPct = boosted;
+    reasons.push(`units running ${s.running} → ${running}: demand feed-forward`);
+  }
+  s.running = running;
+
+  const floorPct = mode === 'degraded' ? t.degraded.minFanPct : t.fan.minPct;
+  let demand: number;
+  if (mode === 'blind') {
+    demand = clamp(
+      t.blindFanPct,
+      s.demandPct - t.fan.rampDownPctPerS * dt,
+      s.demandPct + t.fan.rampUpPctPerS * dt,
+    );
+    s.integralPct = trackIntegral(demand, errorK, t.fan.kpPctPerK);
+  } else {
+    const r = piStep(errorK, dt, s.demandPct, s.integralPct, {
+      kp: t.fan.kpPctPerK,
+      ki: t.fan.kiPctPerKS,
+      loPct: floorPct,
+      hiPct: t.fan.maxPct,
+      upPctPerS: t.fan.rampUpPctPerS,
+      downPctPerS: t.fan.rampDownPctPerS,
+    });
+    demand = r.outputPct;
+    s.integralPct = r.integralPct;
+  }
+  s.demandPct = demand;
+
+  const dewC = inp.view.dewPointC ?? cfg.dewPointFallbackC;
+  const floorC = Math.max(SAFETY.setpointMinC, dewC + t.setpoint.dewPointMarginC);
+  if (mode !== 'blind') {
+    const r = resetSetpoint(
+      s.setpointC,
+      s.resetClockS,
+      dt,
+      {
+        demandPct: demand,
+        errorK: ownErrorK,
+        mayRaise: mode === 'normal' && !hot && errorK === ownErrorK,
+        lowC: Math.max(t.setpoint.minC, floorC),
+        highC: Math.min(t.setpoint.maxC, SAFETY.setpointMaxC),
+      },
+      t.setpoint,
+    );
+    if (r.action)
+      reasons.push(
+        r.action === 'respond' ? 'fans saturated: setpoint lowered' : 'fans idle: setpoint raised',
+      );
+    s.setpointC = r.setpointC;
+    s.resetClockS = r.clockS;
+  } else {
+    s.resetClockS = 0;
+  }
+
+  // Offsets fade out as demand nears either end of the fan range: at full demand every unit runs full.
+  const room =
+    Math.min(t.fan.maxPct - demand, demand - t.fan.minPct) / Math.max(1, t.allocation.maxOffsetPct);
+  const alloc = { ...t.allocation, maxOffsetPct: t.allocation.maxOffsetPct * clamp(room, 0, 1) };
+  const target0 =
+    mode === 'blind' ? zeros(auto) : targetOffsets(auto, cfg.influence, inp.view.hottestRack, demand, alloc);
+  const slewed = slewOffsets(s.offsets, target0, t.allocation.slewPctPerS * dt);
+  s.offsets = slewed;
+
+  const lim: SafetyLimits = {
+    fanMinPct: t.hardMinFanPct,
+    setpointFloorC: floorC,
+    fanUpPctPerS: t.fan.rampUpPctPerS,
+    fanDownPctPerS: t.fan.rampDownPctPerS,
+    setpointRateCPerS: t.setpoint.rateCPerS,
+  };
+  const commands: Record<string, UnitCommand> = {};
+  const clippedUnits: string[] = [];
+  for (const a of cfg.ahus) {
+    if (release.includes(a)) {
+      s.last[a] = units.get(a)?.read ?? cfg.local[a]!;
+      continue;
+    }
+    const ov = inp.overrides?.[a];
+    const groupSp = mode === 'blind' ? cfg.local[a]!.supplySetpointC : s.setpointC;
+    const wanted: UnitCommand = {
+      fanPct: ov?.fanPct ?? clamp(demand + (slewed[a] ?? 0), Math.min(demand, floorPct), t.fan.maxPct),
+      supplySetpointC: ov?.supplySetpointC ?? groupSp,
+    };
+    const manual = ov?.fanPct !== undefined || ov?.supplySetpointC !== undefined;
+    const res = enforceSafety(wanted, s.last[a]!, lim, { dtS: dt, hot: hot && !manual, rateLimit: !manual });
+    if (res.clipped.some((c) => c !== 'fan-rate' && c !== 'setpoint-rate')) clippedUnits.push(a);
+    commands[a] = res.command;
+    s.last[a] = res.command;
+  }
+  if (clippedUnits.length > 0) reasons.push(`safety limited ${clippedUnits.join(', ')}`);
+  s.mode = mode;
+  const over = (demand - t.setpoint.fanHighPct) / Math.max(1, t.fan.maxPct - t.setpoint.fanHighPct);
+  // A unit down is a call for help at once, before the inlets show it.
+  const down = cfg.ahus.length > 0 ? (cfg.ahus.length - running) / cfg.ahus.length : 0;
+  s.helpK =
+    mode === 'blind'
+      ? 0
+      : round2(Math.max(clamp(over, 0, 1) * Math.max(0, ownErrorK + HELP_MARGIN_K), down * LOST_UNIT_HELP_K));
+  return { commands, release, state: s, mode, reasons };
+}
+
+function readCommands(cfg: GroupControlConfig, units: Map<string, UnitInput>): Record<string, UnitCommand> {
+  const out: Record<string, UnitCommand> = {};
+  for (const a of cfg.ahus) out[a] = units.get(a)?.read ?? cfg.local[a]!;
+  return out;
+}
+
+function zeros(keys: readonly string[]): Record<string, number> {
+  return Object.fromEntries(keys.map((k) => [k, 0]));
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+function mean(xs: readonly number[]): number | undefined {
+  return xs.length > 0 ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined;
+}

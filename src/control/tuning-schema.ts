@@ -1,0 +1,187 @@
+// Per-group tuning of the control law (docs/control.md): one TypeBox fragment the site schema can
+// take as `controlGroups[].tuning`, and the defaults every omitted field falls back to.
+// Invariant: `resolveTuning` always returns a complete, internally consistent tuning (min ≤ max,
+// floors inside the range), so the law never has to check a setting again.
+import { type Static, Type as T } from '@sinclair/typebox';
+
+const Pct = (def: number, description: string) =>
+  T.Optional(T.Number({ minimum: 0, maximum: 100, default: def, description }));
+const C = (def: number, description: string, min = 5, max = 40) =>
+  T.Optional(T.Number({ minimum: min, maximum: max, default: def, description }));
+const Pos = (def: number, description: string, max = 1000) =>
+  T.Optional(T.Number({ exclusiveMinimum: 0, maximum: max, default: def, description }));
+
+export const ControlTuningSchema = T.Object(
+  {
+    inletTargetC: C(25, 'the hottest good rack inlet is held here (°C); 2 K under the 27 °C alarm', 15, 27),
+    fan: T.Optional(
+      T.Object(
+        {
+          minPct: Pct(30, 'lowest fan speed the law commands'),
+          maxPct: Pct(100, 'highest fan speed the law commands'),
+          kpPctPerK: Pos(4, 'proportional gain, % fan per K of inlet error', 100),
+          kiPctPerKS: Pos(0.08, 'integral gain, % fan per K·s of inlet error', 10),
+          rampUpPctPerS: Pos(6, 'fastest rise of a fan command, %/s', 100),
+          rampDownPctPerS: Pos(0.5, 'fastest fall of a fan command, %/s (slower than up)', 100),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    setpoint: T.Optional(
+      T.Object(
+        {
+          minC: C(16, 'lowest supply-air setpoint the reset may choose while fans saturate (°C)'),
+          preferredMinC: C(
+            18,
+            'a setpoint under this is raised back as soon as the fans have headroom (°C): colder supply air puts rack bottoms under the 18 °C recommended minimum',
+          ),
+          maxC: C(24, 'highest supply-air setpoint the reset may choose (°C)', 5, 27),
+          dewPointMarginC: T.Optional(
+            T.Number({
+              minimum: 0,
+              maximum: 10,
+              default: 2,
+              description: 'supply air is kept this far above the room dew point (K)',
+            }),
+          ),
+          resetPeriodS: Pos(60, 'trim-and-respond period (s)', 3600),
+          trimStepC: Pos(0.2, 'raise per period while the fans idle at their floor (K)', 5),
+          respondStepC: Pos(0.5, 'lowering per period while the fans saturate (K)', 5),
+          fanHighPct: Pct(90, 'fans at or above this (and inlet at target) → lower the setpoint'),
+          fanLowPct: Pct(35, 'fans at or below this (and inlet well under target) → raise the setpoint'),
+          rateCPerS: Pos(0.1, 'fastest change of a setpoint command, K/s', 10),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    allocation: T.Optional(
+      T.Object(
+        {
+          gain: T.Optional(
+            T.Number({
+              minimum: 0,
+              maximum: 2,
+              default: 0.3,
+              description: 'how strongly units nearer the hottest rack run faster (0 = all equal)',
+            }),
+          ),
+          maxOffsetPct: Pct(15, 'largest difference of one unit from the group demand, %'),
+          slewPctPerS: Pos(0.2, 'how fast a unit’s share follows the hot spot, %/s', 100),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    degraded: T.Optional(
+      T.Object(
+        {
+          minFanPct: Pct(60, 'fan floor while the sensor view is degraded'),
+          targetOffsetC: T.Optional(
+            T.Number({
+              minimum: -10,
+              maximum: 0,
+              default: -1,
+              description: 'inlet target shift while degraded (K, ≤ 0: cooler)',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    blindFanPct: Pct(100, 'fan speed while the group is blind (setpoints go to the units’ local values)'),
+    hardMinFanPct: Pct(20, 'safety layer: no command (override included) below this fan speed'),
+    alarmInletC: C(
+      27,
+      'safety layer: at or above this inlet no fan is slowed and no setpoint raised',
+      18,
+      45,
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ControlTuningInput = Static<typeof ControlTuningSchema>;
+
+export interface ControlTuning {
+  inletTargetC: number;
+  fan: {
+    minPct: number;
+    maxPct: number;
+    kpPctPerK: number;
+    kiPctPerKS: number;
+    rampUpPctPerS: number;
+    rampDownPctPerS: number;
+  };
+  setpoint: {
+    minC: number;
+    preferredMinC: number;
+    maxC: number;
+    dewPointMarginC: number;
+    resetPeriodS: number;
+    trimStepC: number;
+    respondStepC: number;
+    fanHighPct: number;
+    fanLowPct: number;
+    rateCPerS: number;
+  };
+  allocation: { gain: number; maxOffsetPct: number; slewPctPerS: number };
+  degraded: { minFanPct: number; targetOffsetC: number };
+  blindFanPct: number;
+  hardMinFanPct: number;
+  alarmInletC: number;
+}
+
+export const DEFAULT_TUNING: ControlTuning = {
+  inletTargetC: 25,
+  fan: {
+    minPct: 30,
+    maxPct: 100,
+    kpPctPerK: 4,
+    kiPctPerKS: 0.08,
+    rampUpPctPerS: 6,
+    rampDownPctPerS: 0.5,
+  },
+  setpoint: {
+    minC: 16,
+    preferredMinC: 18,
+    maxC: 24,
+    dewPointMarginC: 2,
+    resetPeriodS: 60,
+    trimStepC: 0.2,
+    respondStepC: 0.5,
+    fanHighPct: 90,
+    fanLowPct: 35,
+    rateCPerS: 0.1,
+  },
+  allocation: { gain: 0.3, maxOffsetPct: 15, slewPctPerS: 0.2 },
+  degraded: { minFanPct: 60, targetOffsetC: -1 },
+  blindFanPct: 100,
+  hardMinFanPct: 20,
+  alarmInletC: 27,
+};
+
+/** A complete tuning from a (validated) partial one; ranges that cross are ordered, floors clamped in. */
+export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
+  const d = DEFAULT_TUNING;
+  const fan = { ...d.fan, ...input.fan };
+  const setpoint = { ...d.setpoint, ...input.setpoint };
+  if (fan.minPct > fan.maxPct) [fan.minPct, fan.maxPct] = [fan.maxPct, fan.minPct];
+  if (setpoint.minC > setpoint.maxC) [setpoint.minC, setpoint.maxC] = [setpoint.maxC, setpoint.minC];
+  setpoint.preferredMinC = clamp(setpoint.preferredMinC, setpoint.minC, setpoint.maxC);
+  const hardMinFanPct = Math.min(input.hardMinFanPct ?? d.hardMinFanPct, fan.minPct);
+  const degraded = { ...d.degraded, ...input.degraded };
+  degraded.minFanPct = clamp(degraded.minFanPct, fan.minPct, fan.maxPct);
+  return {
+    inletTargetC: input.inletTargetC ?? d.inletTargetC,
+    fan,
+    setpoint,
+    allocation: { ...d.allocation, ...input.allocation },
+    degraded,
+    blindFanPct: clamp(input.blindFanPct ?? d.blindFanPct, hardMinFanPct, 100),
+    hardMinFanPct,
+    alarmInletC: input.alarmInletC ?? d.alarmInletC,
+  };
+}
+
+function clamp(x: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, x));
+}
