@@ -185,3 +185,10 @@ export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
 function clamp(x: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, x));
 }
+
+/** Optional per-group `influence[ahu][rack]` (≥ 0); absent, it is derived from the site's geometry. */
+export const InfluenceSchema = T.Record(
+  T.String({ minLength: 1 }),
+  T.Record(T.String({ minLength: 1 }), T.Number({ minimum: 0, maximum: 1000 })),
+  { description: 'how much each air handler cools each rack; default from positions (docs/control.md)' },
+);

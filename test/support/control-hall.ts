@@ -62,6 +62,7 @@ export class ControlHall {
   /** Truth, not sensors: hottest rack inlet (top of rack) since t = 0 and seconds it was above 27 °C. */
   maxInletC = Number.NEGATIVE_INFINITY;
   secondsAbove27 = 0;
+  /** Sensor view → commands, per group step, ms (reading the units is I/O the driver does). */
   decisionsMs: number[] = [];
   t = 0;
   private readonly opts: ControlHallOptions;
@@ -186,6 +187,7 @@ export class ControlHall {
 
   private control(group: string, dt: number): void {
     const cfg = this.configs.get(group)!;
+    const t0 = performance.now();
     const view = this.store.view(group);
     const units: UnitInput[] = cfg.ahus.map((a) => {
       const air = this.model.ahu(a);
@@ -197,7 +199,6 @@ export class ControlHall {
         read: status === 'lost' ? null : { fanPct: air.fanPct, supplySetpointC: cmd.supplySetpointC },
       };
     });
-    const t0 = performance.now();
     const out = stepGroup(
       cfg,
       {
