@@ -1,7 +1,8 @@
-// The rows the cache bench writes: a control group's real process state (GroupProcessState, what the
-// group driver broadcasts every period) for a group of 8 air handlers, ~420 bytes of JSON — and the
-// group names, shared by the writer and the peers.
-import type { GroupProcessState } from '../../src/control/group-driver.ts';
+// The rows the cache bench writes: a control group's real process state (GroupProcessRow, what the
+// group driver broadcasts every period: last commands and the control law's state) for a group of
+// 8 air handlers, about 1.5 KB of JSON — and the group names, shared by the writer and the peers.
+import type { GroupProcessRow } from '../../src/control/group-driver.ts';
+import { resumeState } from '../../src/control/law/group-controller.ts';
 
 export const AHUS_PER_GROUP = 8;
 
@@ -10,8 +11,8 @@ export function groupName(prefix: string, i: number): string {
 }
 
 /** A group's process state; `tick` moves the commands the way a control loop would. */
-export function processState(group: number, tick: number): GroupProcessState {
-  const commands: GroupProcessState['commands'] = {};
+export function processState(group: number, tick: number): GroupProcessRow {
+  const commands: GroupProcessRow['commands'] = {};
   for (let u = 0; u < AHUS_PER_GROUP; u++) {
     const wobble = ((tick * 7 + u * 13 + group) % 100) / 100;
     commands[`ahu-r${String(group % 100).padStart(2, '0')}-${String(u + 1).padStart(2, '0')}`] = {
@@ -19,5 +20,10 @@ export function processState(group: number, tick: number): GroupProcessState {
       supplySetpointC: Math.round((17.5 + 2 * wobble) * 1000) / 1000,
     };
   }
-  return { v: 1, commands };
+  const control = resumeState(commands);
+  for (const a of Object.keys(commands))
+    control.offsets[a] = Math.round((commands[a]!.fanPct - 65) * 100) / 100;
+  control.integralPct = 12.5 + (tick % 10) / 10;
+  control.track = false;
+  return { v: 2, kind: 'control', commands, mode: 'normal', control };
 }

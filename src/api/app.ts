@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { StateCache } from '../cache/state-cache.ts';
 import type { Leadership } from '../cluster/leadership.ts';
+import { type OperatorState, overrideProblem, type UnitOverride } from '../cluster/operator-state.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
@@ -203,6 +204,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         state: g.role,
         driving: d?.driving ?? false,
         start: d?.startInfo ?? null,
+        mode: d?.driving ? d.decision.mode : null,
+        reasons: d?.driving ? d.decision.reasons : [],
+        operator: deps.leadership.operator?.(id) ?? null,
         sensors: deps.sensors?.view(id) ?? null,
         units: d?.units() ?? [],
         processState: row
@@ -246,6 +250,17 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
             .map((u) => u.ahu)
             .join(', ')}`,
         ]);
+      const update = deps.leadership.updateOperator?.bind(deps.leadership);
+      if (d.closedLoop && update) {
+        // Under the control law an operator's command is an override, kept in etcd (any node takes it).
+        const targets = ahu ? [ahu] : d.units().map((u) => u.ahu);
+        const stored = await update(id, (cur) => {
+          const overrides = { ...cur.overrides };
+          for (const a of targets) overrides[a] = { ...overrides[a], ...cmd, toLocal: false };
+          return { ...cur, overrides, by: operatorOf(req), atMs: Date.now() };
+        });
+        return { group: id, overrides: stored.overrides };
+      }
       if (!d.driving) {
         const g = deps.leadership.groups().find((x) => x.group === id);
         const leader = deps.leadership.members().find((m) => m.node === g?.leader);
@@ -263,6 +278,108 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         throw new BadRequestError(ErrorCodes.NOT_LEADER, (err as Error).message, ['retry in a moment'], 409);
       }
     },
+  );
+
+  const operatorRoute = (
+    url: string,
+    description: string,
+    body: object | undefined,
+    change: (req: { params: Record<string, string>; body: unknown }, cur: OperatorState) => OperatorState,
+    method: 'POST' | 'PUT' | 'DELETE' = 'POST',
+  ): void => {
+    app.route({
+      method,
+      url,
+      schema: {
+        description,
+        params: {
+          type: 'object',
+          properties: { id: { type: 'string' }, ahu: { type: 'string' } },
+          required: ['id'],
+        },
+        ...(body ? { body } : {}),
+        response: { 404: ErrorBody, 400: ErrorBody, 503: ErrorBody },
+      },
+      handler: async (req) => {
+        const params = req.params as Record<string, string>;
+        const id = params.id!;
+        const d = deps.drivers.get(id);
+        if (!d) throw notFound(id, deps.groups);
+        if (params.ahu !== undefined && !d.units().some((u) => u.ahu === params.ahu))
+          throw new BadRequestError(
+            ErrorCodes.BAD_REQUEST,
+            `${params.ahu} is not a unit of ${id}`,
+            [
+              `one of ${d
+                .units()
+                .map((u) => u.ahu)
+                .join(', ')}`,
+            ],
+            404,
+          );
+        const update = deps.leadership.updateOperator?.bind(deps.leadership);
+        if (!update)
+          throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'this node keeps no operator state', [], 503);
+        const stored = await update(id, (cur) => ({
+          ...change({ params, body: req.body }, cur),
+          by: operatorOf(req),
+          atMs: Date.now(),
+        }));
+        return { group: id, operator: stored };
+      },
+    });
+  };
+  operatorRoute(
+    '/api/v1/groups/:id/pause',
+    'Maintenance pause, kept in etcd (survives restarts and failovers; any node takes it): the cluster stops writing the group and hands its units to their local control.',
+    {
+      type: 'object',
+      properties: { reason: { type: 'string', maxLength: 200 } },
+      additionalProperties: false,
+    },
+    (r, cur) => ({
+      ...cur,
+      paused: true,
+      reason: (r.body as { reason?: string } | undefined)?.reason ?? null,
+    }),
+  );
+  operatorRoute(
+    '/api/v1/groups/:id/resume',
+    'Ends a pause: the group’s leader takes its units back under remote control, from what they run now.',
+    undefined,
+    (_r, cur) => ({ ...cur, paused: false, reason: null }),
+  );
+  operatorRoute(
+    '/api/v1/groups/:id/overrides/:ahu',
+    'An operator override for one unit, kept in etcd: a fixed fan % and/or supply setpoint, or toLocal (hand the unit to its local control). The safety layer still applies its hard limits.',
+    {
+      type: 'object',
+      properties: {
+        fanPct: { type: 'number', minimum: 0, maximum: 100 },
+        supplySetpointC: { type: 'number', minimum: 10, maximum: 30 },
+        toLocal: { type: 'boolean' },
+      },
+      minProperties: 1,
+      additionalProperties: false,
+    },
+    (r, cur) => {
+      const ov = r.body as UnitOverride;
+      const problem = overrideProblem(ov);
+      if (problem)
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `override refused: ${problem}`, [problem]);
+      return { ...cur, overrides: { ...cur.overrides, [r.params.ahu!]: ov } };
+    },
+    'PUT',
+  );
+  operatorRoute(
+    '/api/v1/groups/:id/overrides/:ahu',
+    'Removes a unit’s override: the control law takes it back bumplessly from what it runs now.',
+    undefined,
+    (r, cur) => {
+      const { [r.params.ahu!]: _gone, ...overrides } = cur.overrides;
+      return { ...cur, overrides };
+    },
+    'DELETE',
   );
 
   app.get(
@@ -329,6 +446,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   return app;
+}
+
+/** Who did it: the operator name a client sends (X-Coolctl-Operator, as the dashboard does), else its address. */
+function operatorOf(req: { headers: Record<string, unknown>; ip: string }): string {
+  const name = req.headers['x-coolctl-operator'];
+  return typeof name === 'string' && /^[\w .@-]{1,64}$/.test(name) ? name : req.ip;
 }
 
 function notFound(id: string, groups: string[]): BadRequestError {

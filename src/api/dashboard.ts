@@ -6,7 +6,7 @@
 // (skip-override) so its hooks see the routes of app.ts; nothing here opens a socket.
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { GroupProcessState } from '../control/group-driver.ts';
+import type { GroupProcessRow } from '../control/group-driver.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
 import type { GroupSensorView } from '../sensors/sensor-store.ts';
 import type { ApiDeps } from './app.ts';
@@ -487,7 +487,7 @@ function fanPctOf(deps: ApiDeps, group: string): number | null {
   let fans: number[] = [];
   if (d?.driving) fans = d.units().flatMap((u) => (u.held ? [u.held.fanPct] : []));
   else {
-    const commands = deps.cache?.value<GroupProcessState>(group)?.state?.commands;
+    const commands = deps.cache?.value<GroupProcessRow>(group)?.state?.commands;
     if (commands && typeof commands === 'object')
       fans = Object.values(commands).flatMap((c) => (typeof c?.fanPct === 'number' ? [c.fanPct] : []));
   }

@@ -21,6 +21,7 @@ import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { Failsafe, type FailsafeTransport } from './failsafe.ts';
 import type { GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
 import { LeadershipMetrics } from './metrics.ts';
+import { NO_OPERATOR_STATE, type OperatorState, updateOperatorState } from './operator-state.ts';
 import { planHandover } from './placement.ts';
 import { type ClusterSnapshot, type HandoverMarker, markerKey, memberKey, readSnapshot } from './snapshot.ts';
 
@@ -379,6 +380,24 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.requestTick();
   }
 
+  operator(group: string): OperatorState {
+    return this.snapshot?.operators.get(group) ?? NO_OPERATOR_STATE;
+  }
+
+  async updateOperator(group: string, change: (cur: OperatorState) => OperatorState): Promise<OperatorState> {
+    if (!this.state.has(group))
+      throw new ClusterError(ClusterErrorCodes.NOT_LEADER, `operator state: unknown group ${group}`);
+    const stored = await updateOperatorState(
+      this.client,
+      this.opts.prefix,
+      group,
+      change,
+      this.opts.etcdCallTimeoutMs,
+    );
+    this.requestTick();
+    return stored;
+  }
+
   groups(): GroupLeadership[] {
     return [...this.state.values()].map((s) => ({
       group: s.group,
@@ -542,8 +561,17 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       this.dirty = true; // the lease changed under the read: decide from a read made with the new one
       return;
     }
+    const prevOperators = this.snapshot?.operators;
     this.snapshot = snap;
     this.updateMembers(snap);
+    for (const group of this.groupList) {
+      const before = JSON.stringify(prevOperators?.get(group) ?? NO_OPERATOR_STATE);
+      const now = snap.operators.get(group) ?? NO_OPERATOR_STATE;
+      if (prevOperators && before !== JSON.stringify(now)) {
+        this.log.info({ group, operator: now }, 'operator state changed');
+        this.emit('operator', group, now);
+      }
+    }
     if (this.lease && !this.registered)
       await this.register(this.stopping.signal).catch((err: unknown) =>
         this.log.warn({ err }, 'member registration failed'),

@@ -2,6 +2,7 @@
 // which epoch, and — synchronously, right before every device write — whether THIS node may act.
 // Implemented on etcd in ./etcd-leadership.ts; control and the API depend on this interface only.
 import type { EventEmitter } from 'node:events';
+import type { OperatorState } from './operator-state.ts';
 
 /**
  * follower: another node leads (or nobody yet) and we are not queued; candidate: queued in the
@@ -48,6 +49,10 @@ export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   groups(): GroupLeadership[];
   /** Hot reload: the groups to take part in from now on (removed ones are resigned first). */
   setGroups?(groups: string[]): void;
+  /** Operators' pause and overrides for `group`, as last read from the store. */
+  operator?(group: string): OperatorState;
+  /** Changes them in the store (compare-and-swap); resolves with what was stored. */
+  updateOperator?(group: string, change: (cur: OperatorState) => OperatorState): Promise<OperatorState>;
   members(): Member[];
   /**
    * Synchronous fence check, called right before every device write: the epoch to write with if
@@ -58,5 +63,5 @@ export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   switchover(group: string, targetNode: string, opts?: { timeoutMs?: number }): Promise<void>;
   /** Whether the node can reach etcd and holds a live lease (readiness). */
   readonly healthy: boolean;
-  // events: 'role' (RoleChange), 'members' (Member[])
+  // events: 'role' (RoleChange), 'members' (Member[]), 'operator' (group, OperatorState)
 }

@@ -1,11 +1,13 @@
 // ClusterSnapshot: one immutable, linearizable view of everything under the cluster prefix —
 // members, and per group the election queue and any handover marker — read in ONE range call.
 // The decision loop decides from a snapshot alone (Patroni-style); nothing here does I/O but read().
-// Layout: <prefix>/members/<node>, <prefix>/election/<group>/<leaseHex>, <prefix>/handover/<group>.
+// Layout: <prefix>/members/<node>, <prefix>/election/<group>/<leaseHex>, <prefix>/handover/<group>,
+// <prefix>/operator/<group>.
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { electionPrefix, type QueueEntry, queueOf } from './election.ts';
 import { etcdCall } from './etcd-client.ts';
 import type { Member } from './leadership.ts';
+import { type OperatorState, parseOperatorState } from './operator-state.ts';
 
 export interface HandoverMarker {
   key: string;
@@ -31,6 +33,8 @@ export interface ClusterSnapshot {
   members: Map<string, MemberRecord>;
   queues: Map<string, QueueEntry[]>;
   markers: Map<string, HandoverMarker>;
+  /** Operators' pause and overrides per group (absent: none). */
+  operators: Map<string, OperatorState>;
 }
 
 export function memberKey(prefix: string, node: string): string {
@@ -68,6 +72,8 @@ export function parseSnapshot(
   const markers = new Map<string, HandoverMarker>();
   const memberStart = `${prefix}/members/`;
   const markerStart = `${prefix}/handover/`;
+  const operatorStart = `${prefix}/operator/`;
+  const operators = new Map<string, OperatorState>();
   for (const kv of kvs) {
     const key = kv.key.toString();
     if (key.startsWith(memberStart)) {
@@ -82,6 +88,9 @@ export function parseSnapshot(
           leaseHex: BigInt(kv.lease).toString(16),
         });
       }
+    } else if (key.startsWith(operatorStart)) {
+      const st = parseOperatorState(kv.value.toString());
+      if (st) operators.set(key.slice(operatorStart.length), st);
     } else if (key.startsWith(markerStart)) {
       const m = parseJson(kv.value);
       const group = key.slice(markerStart.length);
@@ -100,7 +109,7 @@ export function parseSnapshot(
   }
   const queues = new Map<string, QueueEntry[]>();
   for (const group of groups) queues.set(group, queueOf(kvs, electionPrefix(prefix, group)));
-  return { revision, readAtMs, members, queues, markers };
+  return { revision, readAtMs, members, queues, markers, operators };
 }
 
 function parseJson(value: Buffer): Record<string, unknown> | null {

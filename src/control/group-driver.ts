@@ -1,18 +1,33 @@
-// Drives one control group's air handlers while — and only while — this node leads the group:
-// every period each unit gets a fenced write (epoch + fresh heartbeat + commands) that keeps it
-// under remote control. Until the control loop fills in real decisions it holds each unit's
-// commands (an operator may set them); the group's process state — those commands — is written to
-// the state cache every period, so a new leader warm-starts from it: its first command continues
-// the last one, even if the units fell back to local control during the failover.
-// Invariants: every write carries the epoch of the leadership it was decided under, and the
-// lease guard (`leadership.fence`) is checked synchronously right before the bytes go out;
-// a unit refusing our epoch (or a newer row in the cache) stops us driving until leadership moves on.
+// Runs one control group while — and only while — this node leads it. Every period: re-check the
+// lease (fence), decide (the control law on the group's trusted sensor view, or "hold" where a
+// group has no law), write the group's process state to the state cache, then one fenced write per
+// unit (epoch + fresh heartbeat + commands) and a read of what it runs now. Operators' pause and
+// overrides come from etcd (leadership.operator) and hand units to local control deliberately.
+// A new term resumes from the freshest process state (cache, else peers, else the units' own
+// commands): its first command continues the old leader's last one.
+// Invariants: every write carries the epoch it was decided under and `leadership.fence` is checked
+// synchronously right before the bytes go out; a unit refusing our epoch (or a newer row in the
+// cache) stops us driving until leadership moves on; a step that throws is contained here — the
+// loop restarts alone, with backoff, and the other groups never notice.
 import type { Logger } from 'pino';
 import type { ProcessStateStore } from '../cache/state-cache.ts';
 import type { Leadership, RoleChange } from '../cluster/leadership.ts';
+import { NO_OPERATOR_STATE } from '../cluster/operator-state.ts';
 import type { ControlGroup } from '../config/site-schema.ts';
-import type { AhuCommandSet, DeviceIo } from '../devices/device-io.ts';
+import type { AhuCommandSet, AhuReadings, DeviceIo } from '../devices/device-io.ts';
+import { Backoff } from '../devices/resilience.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
+import type { SensorView } from '../sensors/sensor-store.ts';
+import {
+  type ControlMode,
+  type GroupControlConfig,
+  type GroupControlState,
+  isGroupControlState,
+  resumeState,
+  stepGroup,
+  type UnitInput,
+} from './law/group-controller.ts';
+import type { ControlMetrics } from './metrics.ts';
 
 export interface GroupDriverOptions {
   periodMs: number;
@@ -21,6 +36,9 @@ export interface GroupDriverOptions {
   store?: ProcessStateStore;
   /** How long a new leader waits for its peers' rows when its own cache has none. */
   pullTimeoutMs?: number;
+  /** The closed loop: the law's config and the sensor view it runs on. Absent: hold the commands. */
+  control?: { config: GroupControlConfig; sensors: SensorView; neighbours?: readonly string[] };
+  metrics?: ControlMetrics;
 }
 
 export interface HeldCommand {
@@ -29,9 +47,14 @@ export interface HeldCommand {
 }
 
 /** The group's process state as it travels in the state cache (one row per group). */
-export interface GroupProcessState {
-  v: 1;
+export interface GroupProcessRow {
+  v: 2;
+  kind: 'control' | 'hold';
+  /** The law's state (control) — what a successor resumes from. */
+  control?: GroupControlState;
+  /** Last command per unit (both kinds): what the units were told. */
   commands: Record<string, HeldCommand>;
+  mode: ControlMode | 'hold';
 }
 
 /** How the current term started: from a cached row (warm) or from reading the units (cold). */
@@ -43,14 +66,24 @@ export interface StartInfo {
 
 export interface UnitDriveState {
   ahu: string;
-  held: { fanPct: number; supplySetpointC: number } | null;
+  held: HeldCommand | null;
   lastWriteOkMs: number | null;
   lastError: string | null;
+  /** What the unit said it runs at the last read. */
+  mode: string | null;
+  released: boolean;
+}
+
+export interface LoopHealth {
+  ok: boolean;
+  crashes: number;
+  lastCrash: string | null;
+  overruns: number;
 }
 
 export class GroupDriver {
   readonly group: string;
-  readonly counters = { writes: 0, writeErrors: 0, notLeader: 0, fenced: 0 };
+  readonly counters = { writes: 0, writeErrors: 0, notLeader: 0, fenced: 0, crashes: 0, overruns: 0 };
   private readonly ahus: string[];
   private readonly devices: Map<string, DeviceIo>;
   private readonly leadership: Leadership;
@@ -62,15 +95,21 @@ export class GroupDriver {
   private drivingEpoch: number | null = null;
   /** An epoch a unit refused as stale: we never write with it (or below) again. */
   private refusedEpoch = 0;
-  private readonly held = new Map<string, HeldCommand>();
-  /** Resolves when the current term's warm start (cache, pull) is done; writes wait for it. */
-  private resumed: Promise<void> = Promise.resolve();
   private resuming = false;
   private started: StartInfo | null = null;
   private readonly inFlight = new Set<string>();
-  /** Units read since this term began. */
-  private readonly reread = new Set<string>();
-  private readonly state = new Map<string, UnitDriveState>();
+  private readonly unitState = new Map<string, UnitDriveState>();
+  private readonly reads = new Map<string, { r: AhuReadings | null; ok: boolean }>();
+  /** What each unit is told now (control output, or the held commands). */
+  private readonly commands = new Map<string, HeldCommand>();
+  private release = new Set<string>();
+  private law: GroupControlState | null = null;
+  private mode: ControlMode | 'hold' = 'hold';
+  private reasons: string[] = [];
+  private lastStepAtMs = 0;
+  private crashedUntilMs = 0;
+  private lastCrash: string | null = null;
+  private readonly backoff: Backoff;
 
   constructor(
     group: ControlGroup,
@@ -84,8 +123,16 @@ export class GroupDriver {
     this.leadership = leadership;
     this.opts = opts;
     this.log = opts.logger.child({ group: group.id });
+    this.backoff = new Backoff(opts.periodMs, 30_000);
     for (const ahu of this.ahus)
-      this.state.set(ahu, { ahu, held: null, lastWriteOkMs: null, lastError: null });
+      this.unitState.set(ahu, {
+        ahu,
+        held: null,
+        lastWriteOkMs: null,
+        lastError: null,
+        mode: null,
+        released: false,
+      });
   }
 
   start(): void {
@@ -108,7 +155,16 @@ export class GroupDriver {
 
   /** Commands and link of each unit, for the API. */
   units(): UnitDriveState[] {
-    return [...this.state.values()].map((s) => ({ ...s, held: this.held.get(s.ahu) ?? null }));
+    return [...this.unitState.values()].map((s) => ({
+      ...s,
+      held: this.commands.get(s.ahu) ?? null,
+      released: this.release.has(s.ahu),
+    }));
+  }
+
+  /** Whether the group runs its control law (else it holds its commands). */
+  get closedLoop(): boolean {
+    return !!this.opts.control;
   }
 
   get driving(): boolean {
@@ -120,20 +176,39 @@ export class GroupDriver {
     return this.started;
   }
 
+  /** The loop's mode and why it differs from plain control, for the API. */
+  get decision(): { mode: ControlMode | 'hold'; reasons: string[] } {
+    return { mode: this.mode, reasons: this.reasons };
+  }
+
+  get health(): LoopHealth {
+    return {
+      ok: performance.now() >= this.crashedUntilMs,
+      crashes: this.counters.crashes,
+      lastCrash: this.lastCrash,
+      overruns: this.counters.overruns,
+    };
+  }
+
   /**
-   * An operator's manual command for one unit (or every unit of the group): held from now on and
-   * carried in the process state, so it survives a failover. Only the driving leader takes it.
+   * Hold groups only: an operator's command for one unit (or all), kept in the process state. A
+   * group under the control law takes operator commands as overrides (in etcd), not this.
    */
   setCommand(cmd: Partial<HeldCommand>, ahu?: string): HeldCommand[] {
+    if (this.opts.control)
+      throw new DeviceError(
+        ErrorCodes.BAD_REQUEST,
+        this.group,
+        'the group runs its control law: set an override',
+      );
     if (this.drivingEpoch === null || this.resuming)
       throw new DeviceError(ErrorCodes.NOT_LEADER, this.group, 'this node is not driving the group');
-    const targets = ahu ? [ahu] : this.ahus;
     const out: HeldCommand[] = [];
-    for (const a of targets) {
-      const cur = this.held.get(a);
+    for (const a of ahu ? [ahu] : this.ahus) {
+      const cur = this.commands.get(a);
       if (!cur) continue; // not read yet: its first read decides, then it can be set
       const next = { ...cur, ...cmd };
-      this.held.set(a, next);
+      this.commands.set(a, next);
       out.push(next);
     }
     this.log.info({ ahu: ahu ?? 'all', cmd, units: out.length }, 'operator command held');
@@ -141,9 +216,24 @@ export class GroupDriver {
     return out;
   }
 
-  /** One period: re-check leadership, then one fenced write per unit (a unit still busy is skipped). */
+  /** One period, contained: a throw here restarts this loop alone, after a backoff. */
   tick(): void {
     this.lastTickAtMs = performance.now();
+    if (this.lastTickAtMs < this.crashedUntilMs) return;
+    try {
+      this.period();
+    } catch (err) {
+      this.counters.crashes++;
+      this.opts.metrics?.crash(this.group);
+      const waitMs = this.backoff.next();
+      this.crashedUntilMs = performance.now() + waitMs;
+      this.lastCrash = (err as Error).message;
+      this.drivingEpoch = null; // the restart begins a fresh term: warm start again
+      this.log.error({ err, restartInMs: Math.round(waitMs) }, 'control loop crashed; restarting it alone');
+    }
+  }
+
+  private period(): void {
     const fence = this.leadership.fence(this.group);
     if (!fence || fence.epoch <= this.refusedEpoch) {
       if (this.drivingEpoch !== null) {
@@ -153,28 +243,41 @@ export class GroupDriver {
       return;
     }
     if (this.drivingEpoch !== fence.epoch) {
-      // A new term: commands come from the freshest process state (cache, else peers), else from
-      // the units themselves — never from this node's memory of an older term.
-      this.held.clear();
-      this.reread.clear();
       this.drivingEpoch = fence.epoch;
       this.resuming = true;
-      this.resumed = this.warmStart(fence.epoch).finally(() => {
-        this.resuming = false;
-      });
+      this.beginTerm(fence.epoch)
+        .catch((err: unknown) => this.log.error({ err }, 'term start failed'))
+        .finally(() => {
+          this.resuming = false;
+        });
+      return;
     }
-    if (!this.resuming) this.writeRow(fence.epoch);
+    if (this.resuming) return;
+    const t0 = performance.now();
+    this.decide(t0);
+    const decideMs = performance.now() - t0;
+    this.opts.metrics?.decision(this.group, decideMs / 1000, this.mode);
+    this.writeRow(fence.epoch);
     for (const ahu of this.ahus) {
       if (this.inFlight.has(ahu)) continue;
       const device = this.devices.get(ahu);
       if (!device) continue;
       this.inFlight.add(ahu);
-      this.drive(ahu, device, fence.epoch).finally(() => this.inFlight.delete(ahu));
+      void this.drive(ahu, device, fence.epoch).finally(() => this.inFlight.delete(ahu));
     }
+    if (performance.now() - t0 > this.opts.periodMs) {
+      this.counters.overruns++;
+      this.opts.metrics?.overrun(this.group);
+      this.log.warn({ tookMs: Math.round(performance.now() - t0) }, 'control period overran');
+    }
+    this.backoff.reset();
   }
 
-  /** Resumes from the freshest row: this node's cache, else a pull from peers, else cold. */
-  private async warmStart(epoch: number): Promise<void> {
+  /** A new term: the freshest process state (cache, else peers), then one read of every unit. */
+  private async beginTerm(epoch: number): Promise<void> {
+    this.commands.clear();
+    this.release = new Set();
+    this.law = null;
     const store = this.opts.store;
     let source: StartInfo['source'] = 'cold';
     let row = store?.get(this.group);
@@ -184,43 +287,113 @@ export class GroupDriver {
       row = store.get(this.group);
       if (row) source = 'peers';
     }
+    let saved: GroupProcessRow | null = null;
+    if (row && row.epoch < epoch) saved = parseRow(row.body);
+    if (!saved) source = 'cold';
+    // Re-read every unit (link, what it runs), whatever the row says.
+    await Promise.all(this.ahus.map((a) => this.readUnit(a)));
     if (this.drivingEpoch !== epoch) return;
-    let state: GroupProcessState | null = null;
-    if (row && row.epoch < epoch) {
-      try {
-        const v = JSON.parse(row.body.toString('utf8')) as GroupProcessState;
-        if (v?.v === 1 && v.commands && typeof v.commands === 'object') state = v;
-      } catch {
-        state = null;
-      }
+    if (saved) {
+      for (const [a, c] of Object.entries(saved.commands)) if (this.ahus.includes(a)) this.commands.set(a, c);
+      if (this.opts.control)
+        this.law =
+          saved.control && isGroupControlState(saved.control) ? saved.control : resumeState(saved.commands);
     }
-    if (!state) source = 'cold';
-    for (const ahu of this.ahus) {
-      const c = state?.commands[ahu];
-      if (isHeldCommand(c)) this.held.set(ahu, { fanPct: c.fanPct, supplySetpointC: c.supplySetpointC });
-    }
-    const info: StartInfo = {
+    this.lastStepAtMs = performance.now();
+    this.started = {
       epoch,
       source,
-      row: row && state ? { epoch: row.epoch, seq: row.seq, writer: row.writer } : null,
+      row: row && saved ? { epoch: row.epoch, seq: row.seq, writer: row.writer } : null,
     };
-    this.started = info;
     this.log.info(
-      { ...info, units: this.ahus.length, fromState: this.held.size },
+      { ...this.started, units: this.ahus.length, kind: this.opts.control ? 'control' : 'hold' },
       source === 'cold'
         ? 'driving the group: cold start (no process state)'
         : 'driving the group: warm start',
     );
   }
 
+  /** One decision from what is known now: the sensor view, the units' last reads, the operators. */
+  private decide(nowMs: number): void {
+    const op = this.leadership.operator?.(this.group) ?? NO_OPERATOR_STATE;
+    const dtS = Math.max(0.001, (nowMs - this.lastStepAtMs) / 1000);
+    this.lastStepAtMs = nowMs;
+    const ctl = this.opts.control;
+    if (!ctl) {
+      // Hold: each unit keeps what it was told (first: what it ran), operators' overrides on top.
+      const release = new Set<string>();
+      for (const a of this.ahus) {
+        const ov = op.overrides[a];
+        if (op.paused || ov?.toLocal) {
+          release.add(a);
+          continue;
+        }
+        let c = this.commands.get(a);
+        const r = this.reads.get(a)?.r;
+        if (!c && r) c = { fanPct: clamp(r.fanPct, 0, 100), supplySetpointC: r.supplySetpointC };
+        if (!c) continue;
+        this.commands.set(a, c);
+      }
+      this.release = release;
+      this.mode = 'hold';
+      this.reasons = op.paused ? ['group paused'] : [];
+      return;
+    }
+    const units: UnitInput[] = this.ahus.map((a) => {
+      const rd = this.reads.get(a);
+      const link = this.devices.get(a)?.linkState ?? 'down';
+      const status =
+        !rd?.ok || !rd.r || link === 'down' ? 'lost' : rd.r.mode === 'tripped' ? 'tripped' : 'available';
+      return {
+        id: a,
+        status,
+        read: rd?.r ? { fanPct: clamp(rd.r.fanPct, 0, 100), supplySetpointC: rd.r.supplySetpointC } : null,
+      };
+    });
+    const out = stepGroup(
+      ctl.config,
+      {
+        view: ctl.sensors.view(this.group),
+        units,
+        dtS,
+        overrides: op.overrides,
+        paused: op.paused,
+        neighbourHelpK: this.neighbourHelpK(),
+      },
+      this.law,
+    );
+    this.law = out.state;
+    if (out.mode !== this.mode || out.reasons.join() !== this.reasons.join())
+      this.log.info({ mode: out.mode, reasons: out.reasons }, 'control mode');
+    this.mode = out.mode;
+    this.reasons = out.reasons;
+    this.release = new Set(out.release);
+    for (const [a, c] of Object.entries(out.commands)) this.commands.set(a, c);
+  }
+
+  /** The largest call for help among neighbouring groups, from their broadcast process state. */
+  private neighbourHelpK(): number {
+    let k = 0;
+    for (const g of this.opts.control?.neighbours ?? []) {
+      const row = this.opts.store?.get(g);
+      const st = row ? parseRow(row.body)?.control : undefined;
+      if (st && Number.isFinite(st.helpK)) k = Math.max(k, st.helpK);
+    }
+    return k;
+  }
+
   /** Writes the group's process state (broadcast to every peer); a newer row means we are stale. */
   private writeRow(epoch: number): void {
     const store = this.opts.store;
-    if (!store || this.held.size === 0) return;
-    const commands: Record<string, HeldCommand> = {};
-    for (const [ahu, c] of this.held) commands[ahu] = c;
-    const state: GroupProcessState = { v: 1, commands };
-    if (store.write(this.group, epoch, state) === null) {
+    if (!store || this.commands.size === 0) return;
+    const row: GroupProcessRow = {
+      v: 2,
+      kind: this.opts.control ? 'control' : 'hold',
+      commands: Object.fromEntries(this.commands),
+      mode: this.mode,
+      ...(this.law ? { control: this.law } : {}),
+    };
+    if (store.write(this.group, epoch, row) === null) {
       this.refusedEpoch = Math.max(this.refusedEpoch, epoch);
       this.log.warn(
         { epoch },
@@ -229,32 +402,48 @@ export class GroupDriver {
     }
   }
 
-  private async drive(ahu: string, device: DeviceIo, epoch: number): Promise<void> {
-    const st = this.state.get(ahu)!;
+  private async readUnit(ahu: string): Promise<void> {
+    const device = this.devices.get(ahu);
+    if (!device) return;
     try {
-      await this.resumed;
-      if (this.drivingEpoch !== epoch) return;
-      let held = this.held.get(ahu);
-      if (!held || !this.reread.has(ahu)) {
-        // Every term re-reads each unit once (link and values); a unit the cached state does not
-        // cover starts from what it does now (cold).
-        const r = await device.read();
-        this.reread.add(ahu);
-        held ??= { fanPct: clamp(r.fanPct, 0, 100), supplySetpointC: r.supplySetpointC };
-        if (!this.held.has(ahu)) this.held.set(ahu, held);
-        held = this.held.get(ahu)!;
+      const r = await device.read();
+      this.reads.set(ahu, { r, ok: true });
+      this.unitState.get(ahu)!.mode = r.mode;
+    } catch {
+      this.reads.set(ahu, { r: this.reads.get(ahu)?.r ?? null, ok: false });
+    }
+  }
+
+  /** One unit, one period: the fenced write (or the hand-over to local control), then a read. */
+  private async drive(ahu: string, device: DeviceIo, epoch: number): Promise<void> {
+    const st = this.unitState.get(ahu)!;
+    const mayWrite = () => this.leadership.fence(this.group)?.epoch === epoch;
+    try {
+      const c = this.commands.get(ahu);
+      if (this.release.has(ahu)) {
+        // Deliberately handed to local control (pause, operator): one write saying so, then none.
+        if (!st.released && c) {
+          await device.writeCommand({ epoch, remoteEnable: false, ...c }, { mayWrite });
+          st.released = true;
+          this.log.info({ ahu }, 'unit handed to its local control');
+        }
+      } else if (c) {
+        const cmd: AhuCommandSet = {
+          epoch,
+          remoteEnable: true,
+          fanPct: c.fanPct,
+          supplySetpointC: c.supplySetpointC,
+        };
+        // reassert: this node has just proven it leads (the fence is checked at the send), so taking
+        // a unit back from fallback or local is the deliberate act of the group's leader.
+        await device.writeCommand(cmd, { reassert: true, mayWrite });
+        if (st.released) this.log.info({ ahu }, 'unit taken back under remote control');
+        st.released = false;
+        this.counters.writes++;
+        st.lastWriteOkMs = Date.now();
+        if (st.lastError) this.log.info({ ahu }, 'unit writes succeed again');
+        st.lastError = null;
       }
-      const cmd: AhuCommandSet = { epoch, remoteEnable: true, ...held };
-      // reassert: this node has just proven it leads (the fence below is checked at the send), so
-      // taking a unit back from fallback is the deliberate act of the group's leader.
-      await device.writeCommand(cmd, {
-        reassert: true,
-        mayWrite: () => this.leadership.fence(this.group)?.epoch === epoch,
-      });
-      this.counters.writes++;
-      st.lastWriteOkMs = Date.now();
-      if (st.lastError) this.log.info({ ahu }, 'unit writes succeed again');
-      st.lastError = null;
     } catch (err) {
       const e = err instanceof DeviceError ? err : undefined;
       if (e?.code === ErrorCodes.NOT_LEADER) {
@@ -275,6 +464,25 @@ export class GroupDriver {
       if (st.lastError !== msg) this.log.warn({ ahu, err: msg }, 'unit write failed');
       st.lastError = msg;
     }
+    await this.readUnit(ahu);
+  }
+}
+
+function parseRow(body: Buffer): GroupProcessRow | null {
+  try {
+    const v = JSON.parse(body.toString('utf8')) as Partial<GroupProcessRow> & { v?: number };
+    if (!v || typeof v !== 'object' || !v.commands || typeof v.commands !== 'object') return null;
+    const commands: Record<string, HeldCommand> = {};
+    for (const [a, c] of Object.entries(v.commands)) if (isHeldCommand(c)) commands[a] = c;
+    return {
+      v: 2,
+      kind: v.kind === 'control' ? 'control' : 'hold',
+      commands,
+      mode: v.mode ?? 'hold',
+      ...(v.control ? { control: v.control } : {}),
+    };
+  } catch {
+    return null;
   }
 }
 

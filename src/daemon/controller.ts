@@ -15,6 +15,9 @@ import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../co
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
 import type { AirHandler, ControlGroup } from '../config/site-schema.ts';
 import { GroupDriver } from '../control/group-driver.ts';
+import { groupControlConfig } from '../control/law/group-controller.ts';
+import { neighbourGroups } from '../control/law/influence.ts';
+import { ControlMetrics } from '../control/metrics.ts';
 import { createDevice } from '../devices/create-device.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { DeviceMetrics } from '../devices/metrics.ts';
@@ -57,6 +60,7 @@ export class Controller {
   /** The group ids the API serves; updated in place on reload. */
   private readonly groupIds: string[] = [];
   private deviceMetrics: DeviceMetrics | undefined;
+  private controlMetrics: ControlMetrics | undefined;
   private reloading: Promise<SiteDiff> | undefined;
   private mqtt: MqttSource | undefined;
   private modbusSensors: ModbusSource | undefined;
@@ -262,11 +266,18 @@ export class Controller {
 
   private newDriver(g: ControlGroup): GroupDriver {
     const { cfg } = this;
+    this.controlMetrics ??= new ControlMetrics(this.registry);
     return new GroupDriver(g, this.devices, this.leadership!, {
       periodMs: cfg.periodMs,
       logger: this.log.child({ component: 'driver' }),
       pullTimeoutMs: cfg.cluster.pullTimeoutMs,
       ...(this.cache ? { store: this.cache } : {}),
+      metrics: this.controlMetrics,
+      control: {
+        config: groupControlConfig(cfg.site, g.id, g.tuning ? { tuning: g.tuning } : {}),
+        sensors: this.sensorView,
+        neighbours: neighbourGroups(cfg.site)[g.id] ?? [],
+      },
     });
   }
 

@@ -115,6 +115,8 @@ export class Hall {
   readonly groups: Record<string, string[]> = {};
   readonly etcd: EtcdCluster;
   readonly simUrl: string;
+  /** The simulator's broker: the controllers read the sensor mesh there (closed loop). */
+  readonly mqttUrl: string;
   private readonly controllers = new Map<string, ControllerProc>();
   private readonly sim: ChildProcess;
   private readonly opts: HallOptions;
@@ -128,7 +130,9 @@ export class Hall {
     simUrl: string;
     opts: HallOptions;
     site: Site;
+    mqttUrl: string;
   }) {
+    this.mqttUrl = args.mqttUrl;
     this.dir = args.dir;
     this.timing = args.timing;
     this.etcd = args.etcd;
@@ -194,14 +198,26 @@ export class Hall {
         { timeoutMs: 60_000, intervalMs: 100 },
       );
       // The controllers' copy of the site names the ports the simulator really listens on.
-      const state = await getJson<{ ahus: { id: string; endpoint: string }[] }>(`${simUrl}/sim/state`, 5000);
+      const state = await getJson<{ ahus: { id: string; endpoint: string }[]; mqttBrokerUrl: string }>(
+        `${simUrl}/sim/state`,
+        5000,
+      );
       const ports = new Map(state.ahus.map((a) => [a.id, Number(new URL(a.endpoint).port)]));
       for (const a of site.airHandlers) {
         if (a.protocol === 'modbus-tcp') a.endpoint.port = ports.get(a.id) ?? a.endpoint.port;
       }
       await writeFile(join(dir, 'site.yaml'), stringify(site));
 
-      hall = new Hall({ dir, timing, etcd: started.etcd, sim, simUrl, opts, site });
+      hall = new Hall({
+        dir,
+        timing,
+        etcd: started.etcd,
+        sim,
+        simUrl,
+        opts,
+        site,
+        mqttUrl: state.mqttBrokerUrl,
+      });
       await hall.createControllers(opts.controllers ?? 3);
       await Promise.all(hall.nodes.map((n) => hall!.start(n)));
       // Faults start from a settled hall: every group led, placement even (rebalancing done).
@@ -264,6 +280,7 @@ export class Hall {
         },
         nodes,
         dataDir: `var/{node}`,
+        sensors: { mqttUrl: this.mqttUrl },
         control: { periodMs: t.periodMs },
       };
       await writeFile(configPath, stringify(cfg));
