@@ -1,7 +1,7 @@
-// The `coolctl` command, patronictl-like: `run` starts a controller node; `status`, `switchover`
-// and `config validate` talk to a running cluster or check a file. The only module that touches
-// `process`: arguments, signals, exit codes (0 clean stop, 1 start-up or request failure,
-// 2 invalid config or usage).
+// The `coolctl` command, patronictl-like: `run` starts a controller node; `status`, `switchover`,
+// `pause`/`resume`, `override` and `config validate` talk to a running cluster or check a file.
+// The only module that touches `process`: arguments, signals, exit codes (0 clean stop, 1 start-up
+// or request failure, 2 invalid config or usage).
 import { Command, CommanderError } from 'commander';
 import { pino } from 'pino';
 import { loadControllerConfig } from './config/controller-config.ts';
@@ -150,7 +150,97 @@ program
     );
   });
 
+program
+  .command('pause <group>')
+  .description(
+    'maintenance: the cluster stops writing the group and hands its units to local control (kept in etcd)',
+  )
+  .option('--reason <text>', 'why (shown in the audit log and the API)')
+  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
+  .action(async (group: string, o: { reason?: string; api: string }) => {
+    await operatorRequest(
+      o.api,
+      'POST',
+      `/api/v1/groups/${encodeURIComponent(group)}/pause`,
+      o.reason ? { reason: o.reason } : {},
+    );
+    process.stdout.write(
+      `${group}: paused — its units run on their local control until: coolctl resume ${group}\n`,
+    );
+  });
+
+program
+  .command('resume <group>')
+  .description('end a pause: the group’s leader takes its units back under control')
+  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
+  .action(async (group: string, o: { api: string }) => {
+    await operatorRequest(o.api, 'POST', `/api/v1/groups/${encodeURIComponent(group)}/resume`);
+    process.stdout.write(`${group}: resumed\n`);
+  });
+
+program
+  .command('override <group> <ahu>')
+  .description(
+    'an operator override for one unit (kept in etcd): fixed fan %/setpoint, or local control; --clear removes it',
+  )
+  .option('--fan <pct>', 'fan speed, %', Number)
+  .option('--setpoint <c>', 'supply-air setpoint, °C', Number)
+  .option('--local', 'hand the unit to its local control')
+  .option('--clear', 'remove the override: the control law takes the unit back')
+  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
+  .action(
+    async (
+      group: string,
+      ahu: string,
+      o: { fan?: number; setpoint?: number; local?: boolean; clear?: boolean; api: string },
+    ) => {
+      const path = `/api/v1/groups/${encodeURIComponent(group)}/overrides/${encodeURIComponent(ahu)}`;
+      if (o.clear) {
+        await operatorRequest(o.api, 'DELETE', path);
+        process.stdout.write(`${group}/${ahu}: override removed\n`);
+        return;
+      }
+      const body = {
+        ...(o.fan !== undefined ? { fanPct: o.fan } : {}),
+        ...(o.setpoint !== undefined ? { supplySetpointC: o.setpoint } : {}),
+        ...(o.local ? { toLocal: true } : {}),
+      };
+      if (Object.keys(body).length === 0)
+        throw new UsageError('override: give --fan, --setpoint, --local or --clear');
+      await operatorRequest(o.api, 'PUT', path, body);
+      process.stdout.write(`${group}/${ahu}: override ${JSON.stringify(body)}\n`);
+    },
+  );
+
 class UsageError extends Error {}
+
+/** An operator action: any node takes it (the state is in etcd); a refusal prints its reasons. */
+async function operatorRequest(api: string, method: string, path: string, body?: object): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(`${api}${path}`, {
+      method,
+      headers: {
+        ...(body ? { 'content-type': 'application/json' } : {}),
+        'x-coolctl-operator': process.env.USER ?? 'cli',
+      },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    throw new CoolctlError(ErrorCodes.STARTUP, `cannot reach ${api}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const out = (await res.json().catch(() => ({}))) as { message?: string; details?: string[] };
+  if (!res.ok) {
+    const details = out.details?.length ? ` (${out.details.join('; ')})` : '';
+    if (res.status === 400 || res.status === 404)
+      throw new UsageError(`${out.message ?? res.status}${details}`);
+    throw new CoolctlError(ErrorCodes.BAD_REQUEST, `refused (${res.status}): ${out.message ?? ''}${details}`);
+  }
+  return out;
+}
 
 async function getJson(url: string): Promise<unknown> {
   let res: Response;
