@@ -1,8 +1,9 @@
 // One authenticated link to one peer, either direction: frames in (FrameReader), frames out through
 // a pump that never lets bulk data hog the event loop. Control frames (acks, pings, failsafe) go
 // first; small rows next, coalesced per group (only the newest row of a group matters); big rows go
-// one chunk per turn of the event loop, so timers — the etcd keepalive, device heartbeats — still
-// run between chunks, and a newer row of the same group replaces a transfer still in progress.
+// one chunk per turn of the event loop and at most `bulkBytesPerS`, so timers — the etcd keepalive,
+// device heartbeats — still run between chunks and get the CPU they need, and a newer row of the
+// same group replaces a transfer still in progress.
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import {
@@ -23,6 +24,11 @@ export interface PeerConnectionOptions {
   idleTimeoutMs: number;
   /** Send a PING when we have sent nothing for this long. */
   pingIntervalMs: number;
+  /**
+   * Bandwidth a big row may take on this link, bytes/s (default 16 MiB/s): bulk state is never
+   * urgent, and a gateway's CPU and network are shared with etcd keepalives and device heartbeats.
+   */
+  bulkBytesPerS?: number;
 }
 
 interface Transfer {
@@ -42,6 +48,10 @@ export class PeerConnection extends EventEmitter {
   private readonly rows = new Map<string, CachedRow>();
   private readonly bulk = new Map<string, CachedRow>();
   private transfer: Transfer | null = null;
+  /** Token bucket for bulk bytes. */
+  private bulkTokens = 0;
+  private bulkRefilledAtMs = performance.now();
+  private bulkTimer: NodeJS.Timeout | undefined;
   private scheduled = false;
   private waitingDrain = false;
   private closed = false;
@@ -103,6 +113,7 @@ export class PeerConnection extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
+    clearTimeout(this.bulkTimer);
     this.control.length = 0;
     this.rows.clear();
     this.bulk.clear();
@@ -162,16 +173,40 @@ export class PeerConnection extends EventEmitter {
       }
     }
     const t = this.transfer;
+    let bulkWaitMs = 0;
     if (t) {
       const part = t.row.body.subarray(t.off, t.off + this.opts.chunkBytes);
-      this.writeRow(t.row, t.off, part);
-      t.off += part.length;
-      if (t.off >= t.row.body.length) this.transfer = null;
+      bulkWaitMs = this.takeBulkTokens(part.length);
+      if (bulkWaitMs === 0) {
+        this.writeRow(t.row, t.off, part);
+        t.off += part.length;
+        if (t.off >= t.row.body.length) this.transfer = null;
+      }
     }
     s.uncork();
     if (s.writableNeedDrain) this.waitingDrain = true;
-    else if (this.transfer || this.bulk.size > 0 || this.control.length > 0 || this.rows.size > 0)
+    else if (bulkWaitMs > 0) {
+      // Over the bulk budget: control frames and small rows still go out at once (schedule() on send).
+      this.bulkTimer ??= setTimeout(() => {
+        this.bulkTimer = undefined;
+        this.schedule();
+      }, bulkWaitMs);
+    } else if (this.transfer || this.bulk.size > 0 || this.control.length > 0 || this.rows.size > 0)
       this.schedule();
+  }
+
+  /** 0 when `bytes` of bulk may go now (and takes them), else how long to wait for them. */
+  private takeBulkTokens(bytes: number): number {
+    const rate = this.opts.bulkBytesPerS ?? 16 * 1024 * 1024;
+    const now = performance.now();
+    const burst = 2 * this.opts.chunkBytes;
+    this.bulkTokens = Math.min(burst, this.bulkTokens + ((now - this.bulkRefilledAtMs) / 1000) * rate);
+    this.bulkRefilledAtMs = now;
+    if (this.bulkTokens >= bytes) {
+      this.bulkTokens -= bytes;
+      return 0;
+    }
+    return Math.max(1, Math.ceil(((bytes - this.bulkTokens) / rate) * 1000));
   }
 
   private write(buf: Buffer): void {

@@ -32,6 +32,8 @@ export interface StateCacheOptions {
   registry?: Registry;
   /** Body bytes per chunk of a big row (default 64 KiB). */
   chunkBytes?: number;
+  /** Bandwidth big rows may take per peer link, bytes/s (default 16 MiB/s). */
+  bulkBytesPerS?: number;
   /** Largest row accepted (default 64 MiB). */
   maxRowBytes?: number;
   /** Most groups cached (default 10 000). */
@@ -88,6 +90,7 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
     if (opts.secret.length < 16) throw new Error('state cache: the cluster secret must be at least 16 bytes');
     this.opts = {
       chunkBytes: 64 * 1024,
+      bulkBytesPerS: 16 * 1024 * 1024,
       maxRowBytes: 64 * 1024 * 1024,
       maxGroups: 10_000,
       pingIntervalMs: 500,
@@ -104,6 +107,7 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       secret: opts.secret,
       listen: opts.listen,
       chunkBytes: this.opts.chunkBytes,
+      bulkBytesPerS: this.opts.bulkBytesPerS,
       idleTimeoutMs: this.opts.idleTimeoutMs,
       pingIntervalMs: this.opts.pingIntervalMs,
       connectTimeoutMs: this.opts.connectTimeoutMs,
