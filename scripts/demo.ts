@@ -141,7 +141,7 @@ async function main(): Promise<void> {
       `  etcd             ${etcd.clientUrls.join(' ')}`,
       `  logs             ${DIR}/{sim,c1,c2,c3}.log`,
       '',
-      'Try: kill -9 a controller (pgrep -f "node c1") and watch its groups move; trip a unit:',
+      'Try: kill -9 a controller (pkill -9 -f -- "--node c1") and watch its groups move; trip a unit:',
       `  curl -s -XPOST ${simUrl}/sim/faults -H 'content-type: application/json' -d '{"fault":"ahu-trip","ahu":"AHU-01"}'`,
       '',
     ].join('\n'),

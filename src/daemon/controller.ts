@@ -32,6 +32,8 @@ export interface ControllerDeps {
   logger: Logger;
   /** Tests may hand in another Leadership; the daemon uses etcd. */
   leadership?: (cfg: ControllerConfig, registry: Registry, logger: Logger) => Leadership;
+  /** Tests only: handed to every group driver (`GroupDriverOptions.beforeStep`). */
+  beforeStep?: (group: string) => void;
 }
 
 export class Controller {
@@ -273,6 +275,7 @@ export class Controller {
       pullTimeoutMs: cfg.cluster.pullTimeoutMs,
       ...(this.cache ? { store: this.cache } : {}),
       metrics: this.controlMetrics,
+      ...(this.deps.beforeStep ? { beforeStep: this.deps.beforeStep } : {}),
       control: {
         config: groupControlConfig(cfg.site, g.id, g.tuning ? { tuning: g.tuning } : {}),
         sensors: this.sensorView,
@@ -283,15 +286,23 @@ export class Controller {
 
   private async openDevice(ahu: AirHandler): Promise<void> {
     const { cfg } = this;
-    this.devices.set(
-      ahu.id,
-      await createDevice(ahu, {
-        logger: this.log.child({ component: 'device', ahu: ahu.id }),
-        metrics: this.deviceMetrics!,
-        pkiDir: `${cfg.dataDir}/opcua-pki`,
-        clientName: `coolctl-${cfg.node}`,
-      }),
-    );
+    const device = await createDevice(ahu, {
+      logger: this.log.child({ component: 'device', ahu: ahu.id }),
+      metrics: this.deviceMetrics!,
+      pkiDir: `${cfg.dataDir}/opcua-pki`,
+      clientName: `coolctl-${cfg.node}`,
+    });
+    this.devices.set(ahu.id, device);
+    // Start connecting now (an OPC-UA session takes a while); a unit that is down is not a start-up
+    // failure: the adapter keeps reconnecting in the background and the loop sees it as lost.
+    device
+      .open()
+      .catch((err: unknown) =>
+        this.log.warn(
+          { ahu: ahu.id, err: (err as Error).message },
+          'unit not reachable yet; reconnecting in the background',
+        ),
+      );
   }
 
   /** Every node ingests every sensor: whichever groups it comes to lead, its view is warm. */
