@@ -56,6 +56,8 @@ export interface HallOptions {
   timing?: Partial<HallTiming>;
   /** Start every controller under libfaketime so `setClockOffset` can jump its wall clock. */
   faketime?: boolean;
+  /** Share of the units on OPC-UA (the rest Modbus TCP); default 0. */
+  opcuaShare?: number;
   /** Failsafe mode: leaders keep leading through an etcd outage while every member backs them. */
   failsafe?: boolean;
   /** Peers reach each node's peer channel through a proxy that `cutPeerChannel` can cut. */
@@ -64,6 +66,8 @@ export interface HallOptions {
   logLevel?: string;
   /** Prefix of the tmp dir (its name shows in the failure output). */
   name?: string;
+  /** Extra environment of every controller (e.g. a test hook such as COOLCTL_TEST_CRASH_GROUP). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface GroupView {
@@ -154,7 +158,7 @@ export class Hall {
         id: 'chaos-hall',
         name: 'Chaos hall',
         airHandlers: opts.airHandlers ?? 6,
-        opcuaShare: 0,
+        opcuaShare: opts.opcuaShare ?? 0,
         controlGroups: opts.groups ?? 3,
         sensorNodes: 6,
         gateways: 1,
@@ -202,9 +206,12 @@ export class Hall {
         `${simUrl}/sim/state`,
         5000,
       );
-      const ports = new Map(state.ahus.map((a) => [a.id, Number(new URL(a.endpoint).port)]));
+      const endpoints = new Map(state.ahus.map((a) => [a.id, a.endpoint]));
       for (const a of site.airHandlers) {
-        if (a.protocol === 'modbus-tcp') a.endpoint.port = ports.get(a.id) ?? a.endpoint.port;
+        const ep = endpoints.get(a.id);
+        if (!ep) continue;
+        if (a.protocol === 'modbus-tcp') a.endpoint.port = Number(new URL(ep).port);
+        else if (a.protocol === 'opcua') a.endpoint.url = ep;
       }
       await writeFile(join(dir, 'site.yaml'), stringify(site));
 
@@ -327,14 +334,17 @@ export class Hall {
     const fd = openSync(c.logPath, 'a');
     writeSync(fd, `${mark}\n`);
     closeSync(fd);
-    const env: NodeJS.ProcessEnv = this.opts.faketime
-      ? {
-          LD_PRELOAD: FAKETIME_LIB,
-          FAKETIME_TIMESTAMP_FILE: c.clockFile,
-          FAKETIME_NO_CACHE: '1',
-          DONT_FAKE_MONOTONIC: '1',
-        }
-      : {};
+    const env: NodeJS.ProcessEnv = {
+      ...this.opts.env,
+      ...(this.opts.faketime
+        ? {
+            LD_PRELOAD: FAKETIME_LIB,
+            FAKETIME_TIMESTAMP_FILE: c.clockFile,
+            FAKETIME_NO_CACHE: '1',
+            DONT_FAKE_MONOTONIC: '1',
+          }
+        : {}),
+    };
     const child = spawnLogged(
       process.execPath,
       [
@@ -391,6 +401,13 @@ export class Hall {
       }
     }
     return atMs;
+  }
+
+  /** Sends a signal the process handles and lives through (e.g. a test hook's SIGUSR2). */
+  signal(node: string, signal: NodeJS.Signals): void {
+    const c = this.proc(node);
+    if (!c.child || !this.running(node)) throw new Error(`${node} is not running`);
+    c.child.kill(signal);
   }
 
   /** The exit code of a controller's last run (null: still running or killed by a signal). */
