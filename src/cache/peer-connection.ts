@@ -2,8 +2,8 @@
 // a pump that never lets bulk data hog the event loop. Control frames (acks, pings, failsafe) go
 // first; small rows next, coalesced per group (only the newest row of a group matters); big rows go
 // one chunk per turn of the event loop and at most `bulkBytesPerS`, so timers — the etcd keepalive,
-// device heartbeats — still run between chunks and get the CPU they need, and a newer row of the
-// same group replaces a transfer still in progress.
+// device heartbeats — still run between chunks and get the CPU they need; a transfer in progress
+// always completes, and only the newest row of a group waits behind it.
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import {
@@ -97,7 +97,9 @@ export class PeerConnection extends EventEmitter {
     if (row.body.length <= this.opts.chunkBytes) {
       this.rows.set(row.group, row);
     } else {
-      if (this.transfer?.row.group === row.group) this.transfer = null;
+      // A transfer in progress finishes (restarting it for every newer row would starve the peer
+      // of every row when rows come faster than the link carries them); the newest row queued
+      // behind it replaces any older one still waiting.
       this.bulk.delete(row.group);
       this.bulk.set(row.group, row);
     }

@@ -23,7 +23,7 @@ interface Node {
 
 async function node(
   name: string,
-  opts: { secret?: Buffer; cluster?: string; idleTimeoutMs?: number } = {},
+  opts: { secret?: Buffer; cluster?: string; idleTimeoutMs?: number; bulkBytesPerS?: number } = {},
 ): Promise<Node> {
   const registry = new Registry();
   const cache = new StateCache({
@@ -35,6 +35,7 @@ async function node(
     registry,
     pingIntervalMs: 100,
     idleTimeoutMs: opts.idleTimeoutMs ?? 600,
+    ...(opts.bulkBytesPerS ? { bulkBytesPerS: opts.bulkBytesPerS } : {}),
   });
   await cache.start();
   live.push(cache);
@@ -152,6 +153,28 @@ describe('state cache', () => {
     });
     const digest = (x: Buffer) => createHash('sha256').update(x).digest('hex');
     expect(digest(b!.cache.get('bulk')!.body)).toBe(digest(big));
+  });
+
+  it('big rows written faster than the link carries them: transfers complete, the newest row lands last', async () => {
+    const [a, b] = [await node('a', { bulkBytesPerS: 8 * 1024 * 1024 }), await node('b')];
+    mesh([a!, b!]);
+    await allUp([a!, b!]);
+    let applied = 0;
+    b!.cache.on('row', (r: { group: string }) => {
+      if (r.group === 'bulk') applied++;
+    });
+    // A 1 MB row every 100 ms; 8 MiB/s carries one per ~125 ms, so each write lands mid-transfer.
+    const rows = Array.from({ length: 10 }, () => randomBytes(1024 * 1024));
+    for (const r of rows) {
+      a!.cache.write('bulk', 2, r);
+      await new Promise((done) => setTimeout(done, 100)); // the writer's pace, not a wait for state
+    }
+    await waitFor('the newest row arrives whole', () => b!.cache.get('bulk')?.seq === 10, {
+      timeoutMs: 10_000,
+    });
+    expect(b!.cache.get('bulk')!.body.equals(rows[9]!)).toBe(true);
+    // Rows arrived all along, not only the last (restarting transfers would starve the peer).
+    expect(applied).toBeGreaterThanOrEqual(4);
   });
 
   it('refuses a plain TCP client, a wrong secret, another cluster and malformed frames; counts each and keeps working', async () => {
