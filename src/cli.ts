@@ -29,7 +29,7 @@ program
       redact: ['*.password', 'password'],
     });
     const cfg = await loadControllerConfig(o.config, o.node);
-    const controller = new Controller(cfg, { logger });
+    const controller = new Controller(cfg, { logger, ...testCrashHook(logger) });
     const systemd = new SdNotify(process.env, process.pid, logger);
     let stopping = false;
     const stop = (signal: NodeJS.Signals): void => {
@@ -253,6 +253,29 @@ async function getJson(url: string): Promise<unknown> {
   }
   if (!res.ok) throw new CoolctlError(ErrorCodes.BAD_REQUEST, `${url} answered ${res.status}`);
   return res.json();
+}
+
+/**
+ * Tests only: `COOLCTL_TEST_CRASH_GROUP=<group>` arms a fault — each SIGUSR2 makes that group's next
+ * control step throw, so a test can crash one loop of a real process and watch it restart alone
+ * (test/control/daemon-modes.test.ts). Nothing in the real path of a step throws on bad input, so
+ * the crash has to be injected; unset (production), nothing is installed.
+ */
+function testCrashHook(logger: pino.Logger): { beforeStep?: (group: string) => void } {
+  const group = process.env.COOLCTL_TEST_CRASH_GROUP;
+  if (!group) return {};
+  let pending = 0;
+  process.on('SIGUSR2', () => {
+    pending++;
+  });
+  logger.warn({ group }, 'test hook armed: SIGUSR2 crashes this group’s next control step');
+  return {
+    beforeStep: (g) => {
+      if (g !== group || pending === 0) return;
+      pending--;
+      throw new Error(`injected crash of ${g}'s step (COOLCTL_TEST_CRASH_GROUP, SIGUSR2)`);
+    },
+  };
 }
 
 async function firstNode(file: string): Promise<string> {

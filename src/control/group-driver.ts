@@ -39,6 +39,11 @@ export interface GroupDriverOptions {
   /** The closed loop: the law's config and the sensor view it runs on. Absent: hold the commands. */
   control?: { config: GroupControlConfig; sensors: SensorView; neighbours?: readonly string[] };
   metrics?: ControlMetrics;
+  /**
+   * Tests only (the entry point sets it from `COOLCTL_TEST_CRASH_GROUP`): called first in every
+   * decision; a throw is a crashing step, contained like any other. Absent in production.
+   */
+  beforeStep?: (group: string) => void;
 }
 
 export interface HeldCommand {
@@ -315,6 +320,7 @@ export class GroupDriver {
 
   /** One decision from what is known now: the sensor view, the units' last reads, the operators. */
   private decide(nowMs: number): void {
+    this.opts.beforeStep?.(this.group);
     const op = this.leadership.operator?.(this.group) ?? NO_OPERATOR_STATE;
     const dtS = Math.max(0.001, (nowMs - this.lastStepAtMs) / 1000);
     this.lastStepAtMs = nowMs;
