@@ -59,7 +59,7 @@ export interface GroupProcessRow {
   control?: GroupControlState;
   /** Last command per unit (both kinds): what the units were told. */
   commands: Record<string, HeldCommand>;
-  mode: ControlMode | 'hold';
+  mode: ControlMode | 'hold' | 'starting';
 }
 
 /** How the current term started: from a cached row (warm) or from reading the units (cold). */
@@ -109,7 +109,7 @@ export class GroupDriver {
   private readonly commands = new Map<string, HeldCommand>();
   private release = new Set<string>();
   private law: GroupControlState | null = null;
-  private mode: ControlMode | 'hold' = 'hold';
+  private mode: ControlMode | 'hold' | 'starting' = 'hold';
   private reasons: string[] = [];
   private lastStepAtMs = 0;
   private crashedUntilMs = 0;
@@ -182,7 +182,7 @@ export class GroupDriver {
   }
 
   /** The loop's mode and why it differs from plain control, for the API. */
-  get decision(): { mode: ControlMode | 'hold'; reasons: string[] } {
+  get decision(): { mode: ControlMode | 'hold' | 'starting'; reasons: string[] } {
     return { mode: this.mode, reasons: this.reasons };
   }
 
@@ -283,6 +283,8 @@ export class GroupDriver {
     this.commands.clear();
     this.release = new Set();
     this.law = null;
+    this.mode = 'starting';
+    this.reasons = [];
     const store = this.opts.store;
     let source: StartInfo['source'] = 'cold';
     let row = store?.get(this.group);
@@ -293,11 +295,14 @@ export class GroupDriver {
       if (row) source = 'peers';
     }
     let saved: GroupProcessRow | null = null;
-    if (row && row.epoch < epoch) saved = parseRow(row.body);
+    // Our own epoch's row too: a loop restarted after a crash resumes from its own last state.
+    if (row && row.epoch <= epoch) saved = parseRow(row.body);
     if (!saved) source = 'cold';
     // Re-read every unit (link, what it runs), whatever the row says.
     await Promise.all(this.ahus.map((a) => this.readUnit(a)));
     if (this.drivingEpoch !== epoch) return;
+    // A unit already on local control (a pause, an operator's to-local) is not released again.
+    for (const [a, st] of this.unitState) st.released = this.reads.get(a)?.r?.mode === 'local';
     if (saved) {
       for (const [a, c] of Object.entries(saved.commands)) if (this.ahus.includes(a)) this.commands.set(a, c);
       if (this.opts.control)
