@@ -221,6 +221,26 @@ export class GroupDriver {
     return out;
   }
 
+  /**
+   * Shutdown with no other node to take over: hands every unit to its local control (one fenced
+   * write with remoteEnable false each), so the units do not wait for their watchdog. Bounded.
+   */
+  async releaseAll(timeoutMs: number): Promise<void> {
+    const epoch = this.drivingEpoch;
+    if (epoch === null) return;
+    const mayWrite = () => this.leadership.fence(this.group)?.epoch === epoch;
+    const signal = AbortSignal.timeout(timeoutMs);
+    await Promise.allSettled(
+      this.ahus.map(async (a) => {
+        const device = this.devices.get(a);
+        const c = this.commands.get(a);
+        if (!device || !c || this.unitState.get(a)?.released) return;
+        await device.writeCommand({ epoch, remoteEnable: false, ...c }, { mayWrite, signal });
+        this.log.info({ ahu: a }, 'unit handed to its local control: no other node will lead');
+      }),
+    );
+  }
+
   /** One period, contained: a throw here restarts this loop alone, after a backoff. */
   tick(): void {
     this.lastTickAtMs = performance.now();

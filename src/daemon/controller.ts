@@ -350,10 +350,16 @@ export class Controller {
     };
   }
 
-  /** Resigns every group first (the others take over at once), then closes the API and devices. */
+  /** Resigns every group (the others take over at once; the last node first hands its units to local control), then closes the rest. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const d of this.drivers.values()) d.stop();
+      // The last node standing hands its units to local control before it lets go; otherwise the
+      // others take over at once and the units never notice.
+      const others = this.leadership?.members().filter((m) => m.node !== this.config.node) ?? [];
+      if (this.leadership && others.length === 0) {
+        await Promise.allSettled([...this.drivers.values()].map((d) => d.releaseAll(2000)));
+      }
       await this.leadership?.stop().catch((err: unknown) => this.log.warn({ err }, 'resign failed'));
       await this.cache?.stop().catch(() => {});
       await Promise.allSettled([this.mqtt?.stop(), this.modbusSensors?.stop()]);

@@ -1,6 +1,7 @@
 // The daemon drives units of both protocols: a controller process against the simulator's Modbus
 // TCP and OPC-UA air handlers — every unit, whatever its protocol, gets fenced writes under its
-// group's leader (the journal says which protocol carried each).
+// group's leader (the journal says which protocol carried each); and the last node, stopping, hands
+// every unit to its local control.
 import { describe, expect, it } from 'vitest';
 import { useChaosHall } from '../chaos/chaos-hall.ts';
 import { waitFor } from '../helpers.ts';
@@ -28,5 +29,14 @@ describe('a controller drives Modbus and OPC-UA units', () => {
     const protocols = new Set(read.entries.filter((e) => e.accepted).map((e) => e.protocol));
     expect([...protocols].sort()).toEqual(['modbus-tcp', 'opcua']);
     expect((await h.check()).violations).toEqual([]);
+
+    // The only node stops: nobody will take over, so it hands every unit to its local control.
+    const seq1 = await h.lastSeq();
+    await h.kill('c1', 'SIGTERM');
+    expect(await h.exitCode('c1')).toBe(0);
+    const released = (await h.journal(seq1)).entries.filter(
+      (e) => e.accepted && e.values.remoteEnable === false,
+    );
+    expect(new Set(released.map((e) => e.ahu))).toEqual(new Set(ahus));
   }, 90_000);
 });
