@@ -100,7 +100,8 @@ program
   .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
   .action(async (group: string, o: { to: string; api: string }) => {
     // The leader can change between reading the cluster and asking it (rebalancing, a failover,
-    // a node that has just won and not yet proven its lease): ask again, a few times, briefly.
+    // a node that has just won and not yet proven its lease, a leader briefly fenced): ask again,
+    // every 0.5 s, for up to 10 s.
     for (let attempt = 1; ; attempt++) {
       const c = (await getJson(`${o.api}/api/v1/cluster`)) as {
         members: { node: string; apiUrl: string }[];
@@ -122,16 +123,16 @@ program
           process.stdout.write(`${group}: ${g.leader} → ${o.to} in ${body.tookMs} ms\n`);
           return;
         }
-        if (res.status !== 409 || attempt >= 5) {
+        if (res.status !== 409 || attempt >= 20) {
           throw new CoolctlError(
             ErrorCodes.BAD_REQUEST,
             `switchover refused (${res.status}): ${body.message}`,
           );
         }
-      } else if (attempt >= 5) {
+      } else if (attempt >= 20) {
         throw new CoolctlError(ErrorCodes.NOT_LEADER, `group ${group} has no leader right now; try again`);
       }
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 500));
     }
   });
 
