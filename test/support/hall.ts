@@ -56,6 +56,8 @@ export interface HallOptions {
   timing?: Partial<HallTiming>;
   /** Start every controller under libfaketime so `setClockOffset` can jump its wall clock. */
   faketime?: boolean;
+  /** Site time runs this much faster in the simulator (the controllers are told); default 1. */
+  timeScale?: number;
   /** Share of the units on OPC-UA (the rest Modbus TCP); default 0. */
   opcuaShare?: number;
   /** Failsafe mode: leaders keep leading through an etcd outage while every member backs them. */
@@ -187,6 +189,8 @@ export class Hall {
           'warn',
           '--profile',
           'constant',
+          '--time-scale',
+          String(opts.timeScale ?? 1),
         ],
         simLog,
         {},
@@ -288,6 +292,7 @@ export class Hall {
         nodes,
         dataDir: `var/{node}`,
         sensors: { mqttUrl: this.mqttUrl },
+        timeScale: this.opts.timeScale ?? 1,
         control: { periodMs: t.periodMs },
       };
       await writeFile(configPath, stringify(cfg));
