@@ -70,6 +70,10 @@ function isCount(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 }
 
+function rowOf(h: RowHeader, body: Buffer): CachedRow {
+  return { group: h.group, epoch: h.epoch, seq: h.seq, writer: h.writer, atMs: h.atMs, body };
+}
+
 /**
  * Reassembles rows sent in chunks, one in progress per group. A chunk of a newer version replaces
  * the row in progress; a chunk that does not continue it (gap, older version) is dropped.
@@ -81,14 +85,7 @@ export class RowAssembler {
   add(h: RowHeader, body: Buffer): CachedRow | 'partial' | 'dropped' {
     if (h.off === 0 && body.length === h.size) {
       this.partial.delete(h.group);
-      return {
-        group: h.group,
-        epoch: h.epoch,
-        seq: h.seq,
-        writer: h.writer,
-        atMs: h.atMs,
-        body: Buffer.from(body),
-      };
+      return rowOf(h, Buffer.from(body));
     }
     let p = this.partial.get(h.group);
     if (h.off === 0) {
@@ -104,14 +101,7 @@ export class RowAssembler {
     p.got += body.length;
     if (p.got < h.size) return 'partial';
     this.partial.delete(h.group);
-    return {
-      group: h.group,
-      epoch: h.epoch,
-      seq: h.seq,
-      writer: h.writer,
-      atMs: h.atMs,
-      body: Buffer.concat(p.parts, p.got),
-    };
+    return rowOf(h, Buffer.concat(p.parts, p.got));
   }
 
   /** Bytes held in rows not yet complete. */

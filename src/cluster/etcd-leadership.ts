@@ -202,14 +202,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       onRevoke: () => this.metrics?.expiredLeaseRevoked(),
     });
     for (const group of opts.groups) {
-      this.state.set(group, {
-        group,
-        role: 'follower',
-        epoch: null,
-        sinceMs: Date.now(),
-        leader: null,
-        leaderEpoch: null,
-      });
+      this.state.set(group, newGroupState(group));
     }
     if (opts.failsafe) {
       this.failsafe = new Failsafe(
@@ -353,14 +346,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     }
     for (const group of groups) {
       if (this.state.has(group)) continue;
-      this.state.set(group, {
-        group,
-        role: 'follower',
-        epoch: null,
-        sinceMs: Date.now(),
-        leader: null,
-        leaderEpoch: null,
-      });
+      this.state.set(group, newGroupState(group));
       if (this.lease)
         this.elections.set(
           group,
@@ -822,6 +808,10 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.metrics?.transition(s.group, from, to);
     this.emit('role', change);
   }
+}
+
+function newGroupState(group: string): GroupState {
+  return { group, role: 'follower', epoch: null, sinceMs: Date.now(), leader: null, leaderEpoch: null };
 }
 
 function checkGroupNames(groups: readonly string[]): void {

@@ -1,13 +1,10 @@
 // The operator's CLI against a running daemon (real etcd): pause, override, clear, resume — each
 // lands in etcd and shows in the group's API view; a bad override is refused with exit 2 and why.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { waitFor } from '../helpers.ts';
-import { freePort } from '../support/etcd-cluster.ts';
+import { writeOneNodeConfig } from './one-node.ts';
 
 const fx = useEtcdFixture('operator-cli');
 let daemon: ChildProcess | undefined;
@@ -20,25 +17,11 @@ const cli = (...args: string[]) =>
 
 describe('operator CLI', () => {
   it('pause, override, clear and resume reach etcd through any node; a bad override is refused', async () => {
-    const port = await freePort();
-    const api = `http://127.0.0.1:${port}`;
-    const config = join(fx.root.dir, 'controller.yaml');
-    await writeFile(
-      config,
-      stringify({
-        site: resolve('config/demo-site.yaml'),
-        cluster: {
-          etcd: fx.etcd.clientUrls,
-          prefix: '/coolctl/cli',
-          leaseTtlS: 2,
-          keepaliveIntervalMs: 300,
-          safetyMarginMs: 400,
-          etcdCallTimeoutMs: 500,
-        },
-        nodes: { n1: { api: `127.0.0.1:${port}` } },
-        dataDir: join(fx.root.dir, 'var'),
-      }),
-    );
+    const { config, api } = await writeOneNodeConfig({
+      dir: fx.root.dir,
+      etcd: fx.etcd.clientUrls,
+      prefix: '/coolctl/cli',
+    });
     daemon = spawn(
       process.execPath,
       ['src/cli.ts', 'run', '--config', config, '--node', 'n1', '--log-level', 'warn'],

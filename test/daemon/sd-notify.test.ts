@@ -4,13 +4,12 @@
 // while the loops are unhealthy (a stand-in systemd-notify that records its arguments).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
 import { SdNotify } from '../../src/daemon/sd-notify.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
-import { freePort } from '../support/etcd-cluster.ts';
+import { writeOneNodeConfig } from './one-node.ts';
 
 const fx = useEtcdFixture('sd-notify');
 const procs: ChildProcess[] = [];
@@ -38,24 +37,12 @@ describe('systemd notification', () => {
       heard += d.toString();
     });
     await waitFor('the notify socket', () => heard.includes('listening'));
-    const config = join(dir, 'controller.yaml');
-    await writeFile(
-      config,
-      stringify({
-        site: resolve('config/demo-site.yaml'),
-        cluster: {
-          etcd: fx.etcd.clientUrls,
-          prefix: '/coolctl/sd',
-          leaseTtlS: 2,
-          keepaliveIntervalMs: 300,
-          safetyMarginMs: 400,
-          etcdCallTimeoutMs: 500,
-        },
-        nodes: { n1: { api: `127.0.0.1:${await freePort()}` } },
-        dataDir: join(dir, 'var'),
-        control: { periodMs: 200 },
-      }),
-    );
+    const { config } = await writeOneNodeConfig({
+      dir: dir,
+      etcd: fx.etcd.clientUrls,
+      prefix: '/coolctl/sd',
+      periodMs: 200,
+    });
     const daemon = spawn(
       process.execPath,
       ['src/cli.ts', 'run', '--config', config, '--node', 'n1', '--log-level', 'warn'],
