@@ -1,0 +1,102 @@
+// What bench/scale.ts reads about a running process: CPU ticks and resident memory from /proc (the
+// kernel's figures, not the process's own), and the controller's Prometheus text from /metrics,
+// parsed into samples that can be summed by name and label and subtracted between two scrapes.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** utime + stime of `pid` in seconds (fields 14 and 15 of /proc/PID/stat). */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** VmRSS of `pid` in MiB. */
+export function rssMb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS in /proc/${pid}/status (did it exit?)`);
+  return Number(m[1]) / 1024;
+}
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses Prometheus text exposition (no timestamps, which prom-client does not emit). */
+export function parseMetrics(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const brace = line.indexOf('{');
+    const space = line.lastIndexOf(' ');
+    const name = brace >= 0 && brace < space ? line.slice(0, brace) : line.slice(0, space);
+    const labels: Record<string, string> = {};
+    if (brace >= 0 && brace < space) {
+      const body = line.slice(brace + 1, line.lastIndexOf('}'));
+      for (const m of body.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[m[1]!] = m[2]!;
+    }
+    out.push({ name, labels, value: Number(line.slice(space + 1)) });
+  }
+  return out;
+}
+
+/** Sum of every sample called `name` whose labels include `where`. */
+export function sum(samples: Sample[], name: string, where: Record<string, string> = {}): number {
+  let total = 0;
+  for (const s of samples) {
+    if (s.name !== name) continue;
+    if (Object.entries(where).every(([k, v]) => s.labels[k] === v)) total += s.value;
+  }
+  return total;
+}
+
+/**
+ * The p-th percentile of a histogram's observations between two scrapes, summed over all its
+ * label sets: the upper bound of the first bucket holding it (Infinity when it is past the last).
+ */
+export function histogramPercentile(before: Sample[], after: Sample[], name: string, p: number): number {
+  const byLe = (samples: Sample[]) => {
+    const m = new Map<number, number>();
+    for (const s of samples) {
+      if (s.name !== `${name}_bucket`) continue;
+      const le = s.labels['le'] === '+Inf' ? Number.POSITIVE_INFINITY : Number(s.labels['le']);
+      m.set(le, (m.get(le) ?? 0) + s.value);
+    }
+    return m;
+  };
+  const a = byLe(after);
+  const b = byLe(before);
+  const les = [...a.keys()].sort((x, y) => x - y);
+  const total = (a.get(Number.POSITIVE_INFINITY) ?? 0) - (b.get(Number.POSITIVE_INFINITY) ?? 0);
+  if (total <= 0) return Number.NaN;
+  for (const le of les) {
+    if ((a.get(le) ?? 0) - (b.get(le) ?? 0) >= (p / 100) * total) return le;
+  }
+  return Number.POSITIVE_INFINITY;
+}
+
+export interface Scrape {
+  samples: Sample[];
+  /** Wall time the scrape took, ms, and the size of the answer. */
+  ms: number;
+  bytes: number;
+}
+
+export async function scrape(apiUrl: string, timeoutMs = 5000): Promise<Scrape> {
+  const t0 = performance.now();
+  const res = await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+  if (!res.ok) throw new Error(`${apiUrl}/metrics answered ${res.status}`);
+  const text = await res.text();
+  return { samples: parseMetrics(text), ms: performance.now() - t0, bytes: Buffer.byteLength(text) };
+}

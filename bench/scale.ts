@@ -1,0 +1,306 @@
+// `npm run bench -- scale`: one controller node — a real `coolctl run` process — leading 100
+// control groups / 1 000 Modbus TCP AHUs / ~50 000 sensors at a 1 Hz control period against the
+// simulator (its own process), with a real 3-member etcd cluster on loopback. The controller reads
+// the mesh over MQTT from the simulator's broker and writes every unit (fenced) every period.
+// With taskset the controller has core 1 to itself; the simulator, etcd and this process share
+// core 0. After a warm-up, over a bounded window: the controller's CPU (/proc utime+stime), RSS
+// (/proc VmRSS), event-loop lag p99 (prom-client's, reset at every scrape), writes, readings and
+// decision time from /metrics. The baseline, in the same run and measured the same way, is the
+// same controller on a 1-group / 10-AHU site of the same shape.
+// Args: [--seconds 60] [--warmup 30] [--baseline-seconds 30] [--scrape-s 5] [--ahus 1000]
+//       [--groups 100] [--nodes 11765] [--report-interval-s S] [--profile DIR] [--trace-gc] [--keep]
+// --profile DIR: the scale controller runs with --cpu-prof and --heap-prof (written to DIR when it
+// exits); --trace-gc logs the controller's GC pauses to its log; --keep keeps the logs and configs of a run that succeeded.
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { startEtcdCluster } from '../test/support/etcd-cluster.ts';
+import type { ClusterView } from '../test/support/hall.ts';
+import {
+  canPin,
+  getJson,
+  type Proc,
+  pinSelf,
+  poll,
+  ScaleProcesses,
+  scaleSite,
+  sensorCount,
+  startController,
+  startSim,
+  tail,
+} from './lib/scale-hall.ts';
+import { cpuSeconds, histogramPercentile, rssMb, type Scrape, scrape, sum } from './lib/scale-probe.ts';
+import { delay, median } from './lib/stats.ts';
+
+const SIM_CORE = 0;
+const CONTROLLER_CORE = 1;
+const say = (s: string) => process.stderr.write(`${s}\n`);
+
+interface PhaseOptions {
+  name: string;
+  ahus: number;
+  groups: number;
+  nodes: number;
+  reportIntervalS: number | undefined;
+  warmupS: number;
+  windowS: number;
+  scrapeS: number;
+  nodeArgs: string[];
+}
+
+interface SimState {
+  simTimeS: number;
+  journal: { lastSeq: number };
+  ahus: { mode: string; lastWriter: string | null }[];
+}
+
+export async function run(argv: string[]): Promise<Record<string, number>> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      seconds: { type: 'string', default: '60' },
+      warmup: { type: 'string', default: '30' },
+      'baseline-seconds': { type: 'string', default: '30' },
+      'scrape-s': { type: 'string', default: '5' },
+      ahus: { type: 'string', default: '1000' },
+      groups: { type: 'string', default: '100' },
+      // 4 sensors per node plus a subfloor sensor on every 4th (generate-site.ts): 11 765 → 50 002.
+      nodes: { type: 'string', default: '11765' },
+      'report-interval-s': { type: 'string' },
+      profile: { type: 'string' },
+      'trace-gc': { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const int = (k: keyof typeof values, min: number, max: number): number => {
+    const n = Number(values[k]);
+    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${k} must be ${min}…${max}`);
+    return n;
+  };
+  const windowS = int('seconds', 5, 600);
+  const warmupS = int('warmup', 0, 600);
+  const baselineS = int('baseline-seconds', 5, 600);
+  const scrapeS = int('scrape-s', 1, 60);
+  const ahus = int('ahus', 10, 5000);
+  const groups = int('groups', 1, ahus);
+  const nodes = int('nodes', 1, 100_000);
+  const reportIntervalS =
+    values['report-interval-s'] === undefined ? undefined : Number(values['report-interval-s']);
+  const profDir = values.profile ? resolve(values.profile) : undefined;
+  if (profDir) await mkdir(profDir, { recursive: true });
+
+  const pinned = canPin();
+  // Children inherit this process's affinity: etcd and the simulator share core 0 with it; the
+  // controller is started with its own `taskset -c 1`.
+  if (pinned) pinSelf(SIM_CORE);
+  say(
+    pinned
+      ? `pinned: simulator, etcd and the bench on core ${SIM_CORE}; controller on core ${CONTROLLER_CORE}`
+      : 'not pinned (no taskset or a single core): every process shares the cores',
+  );
+
+  const dir = await mkdtemp(join(tmpdir(), 'coolctl-bench-scale-'));
+  const procs = new ScaleProcesses(dir, pinned);
+  const onSignal = (sig: NodeJS.Signals) => {
+    say(`${sig}: stopping every process of the bench`);
+    void procs.stopAll().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let ok = false;
+  try {
+    const etcd = await startEtcdCluster({ dataDir: join(dir, 'etcd') });
+    procs.onStop(() => etcd.stop());
+    say(`etcd: ${etcd.clientUrls.join(' ')}; logs in ${dir}`);
+    const common = { reportIntervalS, warmupS, scrapeS, nodeArgs: [] as string[] };
+    const base = await phase(procs, etcd.clientUrls, {
+      ...common,
+      name: 'baseline',
+      ahus: 10,
+      groups: 1,
+      nodes: Math.max(1, Math.round((nodes * 10) / ahus)),
+      windowS: baselineS,
+    });
+    const scale = await phase(procs, etcd.clientUrls, {
+      ...common,
+      name: 'scale',
+      ahus,
+      groups,
+      nodes,
+      windowS,
+      nodeArgs: [
+        ...(profDir
+          ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--heap-prof', '--heap-prof-dir', profDir]
+          : []),
+        ...(values['trace-gc'] ? ['--trace-gc'] : []),
+      ],
+    });
+    const figures: Record<string, number> = {
+      ...scale,
+      ...Object.fromEntries(Object.entries(base).map(([k, v]) => [`baseline_${k}`, v])),
+      pinned_to_cores: pinned ? 1 : 0,
+      rss_target_met: scale['rss_mb_max']! < 150 ? 1 : 0,
+      lag_target_met: scale['event_loop_lag_p99_ms']! < 20 ? 1 : 0,
+    };
+    say(
+      `targets: RSS max ${scale['rss_mb_max']!.toFixed(1)} MB < 150 ${figures['rss_target_met'] ? 'MET' : 'MISSED'}; ` +
+        `event-loop lag p99 (worst ${scrapeS} s window) ${scale['event_loop_lag_p99_ms']!.toFixed(1)} ms < 20 ${figures['lag_target_met'] ? 'MET' : 'MISSED'}`,
+    );
+    ok = true;
+    return figures;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await procs.stopAll();
+    if (ok && !values.keep) await rm(dir, { recursive: true, force: true }).catch(() => {});
+    else say(`logs kept in ${dir}`);
+  }
+}
+
+async function phase(
+  procs: ScaleProcesses,
+  etcd: string[],
+  o: PhaseOptions,
+): Promise<Record<string, number>> {
+  const site = scaleSite(o);
+  const sensors = sensorCount(site);
+  say(
+    `${o.name}: ${o.groups} groups, ${site.airHandlers.length} AHUs, ${site.sensorNodes.length} sensor nodes, ${sensors} sensors (report every ${site.sensorNodes[0]?.reportIntervalS ?? 10} s)`,
+  );
+  let t = performance.now();
+  const sim = await startSim(procs, o.name, site, SIM_CORE, 180_000);
+  say(`${o.name}: simulator up in ${((performance.now() - t) / 1000).toFixed(1)} s at ${sim.simUrl}`);
+  t = performance.now();
+  const ctl = await startController(procs, {
+    name: o.name,
+    site: sim.controllerSite,
+    etcd,
+    mqttUrl: sim.mqttUrl,
+    core: CONTROLLER_CORE,
+    timeoutMs: 180_000,
+    nodeArgs: o.nodeArgs,
+  });
+  const startS = (performance.now() - t) / 1000;
+  try {
+    const alive = () => {
+      for (const p of [ctl.proc, sim.proc]) if (p.exit()) throw new Error(died(p));
+    };
+    await poll(`${o.name}: every group led and driven by the controller`, 120_000, async () => {
+      alive();
+      const v = await getJson<ClusterView>(`${ctl.apiUrl}/api/v1/cluster`, 5000).catch(() => null);
+      const driving = v?.groups.filter((g) => g.state === 'leader' && g.driving).length ?? 0;
+      return driving === o.groups ? true : undefined;
+    });
+    const ledS = (performance.now() - t) / 1000;
+    say(
+      `${o.name}: controller running in ${startS.toFixed(1)} s, driving all ${o.groups} groups at ${ledS.toFixed(1)} s`,
+    );
+    await delay(o.warmupS * 1000);
+    alive();
+
+    // The window. The first scrape resets the event-loop delay histogram; every later one reports
+    // the p99 of the interval since the one before.
+    const simState = () => getJson<SimState>(`${sim.simUrl}/sim/state`, 10_000);
+    const s0 = await simState();
+    const m0 = await scrape(ctl.apiUrl);
+    const w0 = performance.now();
+    const cpu0 = cpuSeconds(ctl.proc.pid);
+    const simCpu0 = cpuSeconds(sim.proc.pid);
+    const rss: number[] = [];
+    const lagP99: number[] = [];
+    const lagMax: number[] = [];
+    const cpuIntervals: number[] = [];
+    const scrapes: Scrape[] = [];
+    let lastCpu = cpu0;
+    let lastCpuAt = w0;
+    for (let i = 1; i <= o.windowS; i++) {
+      await delay(w0 + i * 1000 - performance.now());
+      alive();
+      rss.push(rssMb(ctl.proc.pid));
+      if (i % o.scrapeS === 0 || i === o.windowS) {
+        const now = performance.now();
+        const c = cpuSeconds(ctl.proc.pid);
+        cpuIntervals.push(((c - lastCpu) / ((now - lastCpuAt) / 1000)) * 100);
+        lastCpu = c;
+        lastCpuAt = now;
+        const m = await scrape(ctl.apiUrl);
+        scrapes.push(m);
+        lagP99.push(sum(m.samples, 'coolctl_process_nodejs_eventloop_lag_p99_seconds') * 1000);
+        lagMax.push(sum(m.samples, 'coolctl_process_nodejs_eventloop_lag_max_seconds') * 1000);
+      }
+    }
+    const wallS = (performance.now() - w0) / 1000;
+    const cpu = cpuSeconds(ctl.proc.pid) - cpu0;
+    const simCpu = cpuSeconds(sim.proc.pid) - simCpu0;
+    const s1 = await simState();
+    const m1 = scrapes.at(-1)!;
+    const cluster = await getJson<ClusterView>(`${ctl.apiUrl}/api/v1/cluster`, 5000);
+
+    const delta = (name: string, where: Record<string, string> = {}) =>
+      sum(m1.samples, name, where) - sum(m0.samples, name, where);
+    const rate = (name: string, where: Record<string, string> = {}) => delta(name, where) / wallS;
+    const tx = 'coolctl_device_transactions_total';
+    const figures = {
+      groups: o.groups,
+      ahus: site.airHandlers.length,
+      sensors,
+      sensor_nodes: site.sensorNodes.length,
+      window_s: wallS,
+      cpu_pct: (cpu / wallS) * 100,
+      cpu_pct_min_interval: Math.min(...cpuIntervals),
+      cpu_pct_max_interval: Math.max(...cpuIntervals),
+      rss_mb: median(rss),
+      rss_mb_max: Math.max(...rss),
+      rss_mb_min: Math.min(...rss),
+      heap_used_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_used_bytes') / 2 ** 20,
+      external_mb: sum(m1.samples, 'coolctl_process_nodejs_external_memory_bytes') / 2 ** 20,
+      event_loop_lag_p99_ms: Math.max(...lagP99),
+      event_loop_lag_p99_ms_median: median(lagP99),
+      event_loop_lag_p99_ms_min: Math.min(...lagP99),
+      event_loop_lag_max_ms: Math.max(...lagMax),
+      writes_per_s: rate(tx, { op: 'write', outcome: 'ok' }),
+      write_errors_per_s: rate(tx, { op: 'write', outcome: 'error' }),
+      reads_per_s: rate(tx, { op: 'read', outcome: 'ok' }),
+      read_errors_per_s: rate(tx, { op: 'read', outcome: 'error' }),
+      device_errors: delta('coolctl_device_errors_total'),
+      sim_journal_writes_per_s: (s1.journal.lastSeq - s0.journal.lastSeq) / wallS,
+      sensor_readings_per_s: rate('coolctl_sensor_readings_total'),
+      sensor_reports_dropped: delta('coolctl_sensor_reports_dropped_total'),
+      sensors_good: sum(m1.samples, 'coolctl_sensors', { quality: 'good' }),
+      decisions_per_s: rate('coolctl_control_decision_seconds_count'),
+      decision_p99_ms:
+        histogramPercentile(m0.samples, m1.samples, 'coolctl_control_decision_seconds', 99) * 1000,
+      period_overruns: delta('coolctl_control_period_overruns_total'),
+      loop_crashes: delta('coolctl_control_loop_crashes_total'),
+      groups_driving: cluster.groups.filter((g) => g.state === 'leader' && g.driving).length,
+      ahus_remote: s1.ahus.filter((a) => a.mode === 'remote').length,
+      metrics_scrape_ms_max: Math.max(...scrapes.map((s) => s.ms)),
+      metrics_bytes: m1.bytes,
+      start_s: startS,
+      sim_cpu_pct: (simCpu / wallS) * 100,
+      sim_pace: (s1.simTimeS - s0.simTimeS) / wallS,
+    };
+    say(
+      `${o.name}: cpu ${figures.cpu_pct.toFixed(1)} % (${figures.cpu_pct_min_interval.toFixed(1)}–${figures.cpu_pct_max_interval.toFixed(1)}), ` +
+        `rss p50 ${figures.rss_mb.toFixed(1)} max ${figures.rss_mb_max.toFixed(1)} MB, ` +
+        `lag p99 ${figures.event_loop_lag_p99_ms_min.toFixed(1)}–${figures.event_loop_lag_p99_ms.toFixed(1)} ms, ` +
+        `${figures.writes_per_s.toFixed(0)} writes/s, ${figures.sensor_readings_per_s.toFixed(0)} readings/s, ` +
+        `${figures.ahus_remote}/${figures.ahus} units remote, ${figures.groups_driving}/${o.groups} groups driven`,
+    );
+    return figures;
+  } catch (err) {
+    const log = await readFile(ctl.proc.logPath, 'utf8').catch(() => '');
+    say(`--- ${o.name} controller log (tail) ---\n${tail(log, 40)}`);
+    throw err;
+  } finally {
+    // SIGTERM: a clean exit, which also writes the CPU profile when one was asked for.
+    await procs.stop(ctl.proc, 15_000);
+    await procs.stop(sim.proc);
+  }
+}
+
+function died(p: Proc): string {
+  return `${p.logPath.split('/').at(-1)?.replace('.log', '')} ${p.exit()} (log: ${p.logPath})`;
+}
