@@ -9,7 +9,7 @@ import type { Site } from '../../config/site-schema.ts';
 import type { GroupSensorView } from '../../sensors/sensor-store.ts';
 import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../tuning-schema.ts';
 import { slewOffsets, targetOffsets } from './allocation.ts';
-import { type InfluenceMatrix, influenceFromGeometry } from './influence.ts';
+import { groupRacks, INFLUENCE_LENGTH_M, type InfluenceMatrix, influenceFromGeometry } from './influence.ts';
 import { clamp, piStep, trackIntegral } from './pi.ts';
 import { type Command, enforceSafety, SAFETY, type SafetyLimits } from './safety.ts';
 import { resetSetpoint } from './setpoint-reset.ts';
@@ -124,7 +124,9 @@ export function groupControlConfig(
     group: groupId,
     ahus: [...group.airHandlers],
     tuning: resolveTuning(opts.tuning),
-    influence: opts.influence ?? influenceFromGeometry(site, group.airHandlers),
+    influence:
+      opts.influence ??
+      influenceFromGeometry(site, group.airHandlers, INFLUENCE_LENGTH_M, groupRacks(site, groupId)),
     local,
     dewPointFallbackC: site.site.supplyAirDewPointC ?? 10,
   };

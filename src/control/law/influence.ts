@@ -9,14 +9,24 @@ export type InfluenceMatrix = Record<string, Record<string, number>>;
 /** Distance scale of one unit's local reach, m. */
 export const INFLUENCE_LENGTH_M = 6;
 
-export function influenceFromGeometry(site: Site, ahuIds: readonly string[], lengthM = INFLUENCE_LENGTH_M) {
+/**
+ * `racks`: only these racks (a group needs the racks its sensors see; a whole hall of racks per
+ * unit would cost megabytes at 1 000 units). Default: every rack of the unit's room.
+ */
+export function influenceFromGeometry(
+  site: Site,
+  ahuIds: readonly string[],
+  lengthM = INFLUENCE_LENGTH_M,
+  racks?: ReadonlySet<string>,
+) {
   const out: InfluenceMatrix = {};
+  const candidates = racks ? site.racks.filter((r) => racks.has(r.id)) : site.racks;
   for (const id of ahuIds) {
     const ahu = site.airHandlers.find((a) => a.id === id);
     const row: Record<string, number> = {};
     out[id] = row;
     if (!ahu) continue;
-    for (const r of site.racks) {
+    for (const r of candidates) {
       if (r.room !== ahu.room) continue;
       const d2 = ((r.xM - ahu.xM) ** 2 + (r.yM - ahu.yM) ** 2) / lengthM ** 2;
       row[r.id] = 1 / (1 + d2);
@@ -30,6 +40,8 @@ export function influenceFromGeometry(site: Site, ahuIds: readonly string[], len
  * with a rack (of their sensor nodes) on which one of its units has at least `minInfluence`.
  */
 export function neighbourGroups(site: Site, minInfluence = 0.15): Record<string, string[]> {
+  const cached = neighbourCache.get(site);
+  if (cached?.minInfluence === minInfluence) return cached.groups;
   const rackOfNode = new Map(site.sensorNodes.map((n) => [n.id, n.rack]));
   const racksOf = new Map(
     site.controlGroups.map((g) => [
@@ -37,9 +49,10 @@ export function neighbourGroups(site: Site, minInfluence = 0.15): Record<string,
       g.sensorNodes.map((n) => rackOfNode.get(n)).filter((r) => r !== undefined),
     ]),
   );
+  const sensed = new Set([...racksOf.values()].flat());
   const out: Record<string, string[]> = {};
   for (const g of site.controlGroups) {
-    const m = influenceFromGeometry(site, g.airHandlers);
+    const m = influenceFromGeometry(site, g.airHandlers, INFLUENCE_LENGTH_M, sensed);
     out[g.id] = site.controlGroups
       .filter((h) => h.id !== g.id)
       .filter((h) =>
@@ -47,5 +60,16 @@ export function neighbourGroups(site: Site, minInfluence = 0.15): Record<string,
       )
       .map((h) => h.id);
   }
+  neighbourCache.set(site, { minInfluence, groups: out });
   return out;
+}
+
+/** One computation per site (the daemon asks once per group; the answer is for the whole site). */
+const neighbourCache = new WeakMap<Site, { minInfluence: number; groups: Record<string, string[]> }>();
+
+/** The racks a group's sensor nodes sit on: all the law's influence matrix needs. */
+export function groupRacks(site: Site, groupId: string): Set<string> {
+  const group = site.controlGroups.find((g) => g.id === groupId);
+  const nodes = new Set(group?.sensorNodes ?? []);
+  return new Set(site.sensorNodes.filter((n) => nodes.has(n.id)).map((n) => n.rack));
 }
