@@ -802,6 +802,7 @@ export async function trialSigstop(hall: Hall, o: TrialOptions = {}): Promise<Tr
   } finally {
     if (hall.running(leader.node)) await hall.kill(leader.node, 'SIGCONT');
   }
+  const contAtMs = Date.now();
   const contSeq = await hall.lastSeq();
   r.notes.push(`stopped ${Date.now() - t0} ms`);
   // Give it time to act on whatever it had scheduled, then check it did nothing with its old epochs.
@@ -822,9 +823,12 @@ export async function trialSigstop(hall: Hall, o: TrialOptions = {}): Promise<Tr
   for (const [g, l] of held) {
     const late = attemptsWithEpoch(read.entries, hall.groups[g]!, l.epoch, from);
     if (late.length > 0) {
+      const e = late[0]!;
       r.problems.push(
         `${leader.node} wrote ${late.length}× with its old epoch ${l.epoch} to ${g} after SIGCONT ` +
-          `(${late.filter((e) => e.accepted).length} accepted), first at seq ${late[0]!.seq}`,
+          `(${late.filter((x) => x.accepted).length} accepted), first at seq ${e.seq}: ${e.ahu} from ${e.client} ` +
+          `at +${e.wallMs - t0} ms after SIGSTOP (SIGCONT at +${contAtMs - t0} ms), ` +
+          `${JSON.stringify(e.values)} ${e.reason ?? ''}; the new leader's first write was seq ${handoverSeq}`,
       );
     }
   }
