@@ -32,7 +32,7 @@ describe('chaos: leader faults', () => {
     expect(r.failoverMs!).toBeLessThan(ttlMs + 1500);
   }, 60_000);
 
-  it('SIGSTOP of a leader past the TTL: after SIGCONT it writes nothing with its old epoch', async () => {
+  it('SIGSTOP of a leader past the TTL: after SIGCONT no unit takes a write with its old epoch', async () => {
     const r = await trialSigstop(hall());
     await expectClean(r);
     expect(r.newEpoch).toBeGreaterThan(r.oldEpoch!);
