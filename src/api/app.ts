@@ -16,6 +16,7 @@ import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import type { AuditLog } from './audit-log.ts';
 import { dashboard } from './dashboard.ts';
+import { ErrorBody } from './error-body.ts';
 
 export interface ApiDeps {
   node: string;
@@ -39,15 +40,6 @@ export interface ApiDeps {
   /** Where operator actions and role changes are recorded (default: a fresh 1 000-entry log). */
   audit?: AuditLog;
 }
-
-const ErrorBody = {
-  type: 'object',
-  properties: {
-    error: { type: 'string' },
-    message: { type: 'string' },
-    details: { type: 'array', items: { type: 'string' } },
-  },
-} as const;
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   const loggerInstance = deps.logger.child({ component: 'api' }) as FastifyBaseLogger;

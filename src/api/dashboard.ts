@@ -11,6 +11,7 @@ import { BadRequestError, ErrorCodes } from '../errors.ts';
 import type { GroupSensorView } from '../sensors/sensor-store.ts';
 import type { ApiDeps } from './app.ts';
 import { AuditLog } from './audit-log.ts';
+import { ErrorBody } from './error-body.ts';
 import { TrendRecorder } from './trends.ts';
 
 /** How often the trends are sampled, and how far back they reach. */
@@ -42,15 +43,6 @@ export function rackInletsOf(view: GroupSensorView): Record<string, number | nul
   const r = (view as GroupSensorView & { rackInletsC?: Record<string, number | null> }).rackInletsC;
   return r && typeof r === 'object' ? r : null;
 }
-
-const ErrorBody = {
-  type: 'object',
-  properties: {
-    error: { type: 'string' },
-    message: { type: 'string' },
-    details: { type: 'array', items: { type: 'string' } },
-  },
-} as const;
 
 const NullableNumber = { type: ['number', 'null'] } as const;
 

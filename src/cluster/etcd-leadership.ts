@@ -347,19 +347,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     for (const group of groups) {
       if (this.state.has(group)) continue;
       this.state.set(group, newGroupState(group));
-      if (this.lease)
-        this.elections.set(
-          group,
-          new Election({
-            client: this.client,
-            prefix: this.opts.prefix,
-            group,
-            node: this.node,
-            lease: this.lease,
-            callTimeoutMs: this.opts.etcdCallTimeoutMs,
-            logger: this.log,
-          }),
-        );
+      if (this.lease) this.elections.set(group, this.newElection(group, this.lease));
     }
     this.groupList = [...groups];
     this.log.info({ groups: this.groupList }, 'groups changed');
@@ -675,21 +663,20 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   private onLease(lease: SessionLease): void {
     this.lease = lease;
     this.registered = false;
-    this.elections = new Map(
-      this.groupList.map((group) => [
-        group,
-        new Election({
-          client: this.client,
-          prefix: this.opts.prefix,
-          group,
-          node: this.node,
-          lease,
-          callTimeoutMs: this.opts.etcdCallTimeoutMs,
-          logger: this.log,
-        }),
-      ]),
-    );
+    this.elections = new Map(this.groupList.map((group) => [group, this.newElection(group, lease)]));
     this.requestTick();
+  }
+
+  private newElection(group: string, lease: SessionLease): Election {
+    return new Election({
+      client: this.client,
+      prefix: this.opts.prefix,
+      group,
+      node: this.node,
+      lease,
+      callTimeoutMs: this.opts.etcdCallTimeoutMs,
+      logger: this.log,
+    });
   }
 
   private onFenced(reason: string): void {
