@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
-import { leadershipTimingProblems } from '../cluster/etcd-leadership.ts';
+import { leadershipTimingProblems, type TimingField } from '../cluster/etcd-leadership.ts';
 import { ConfigError } from '../errors.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
 import type { Site } from './site-schema.ts';
@@ -177,13 +177,22 @@ const validate = ajv.compile<ControllerConfigFile>(ControllerConfigSchema);
 
 /** The single-leader timing rule (src/cluster), reported against this file's paths. */
 export function timingRules(c: ControllerConfigFile): { path: string; message: string; allowed: string }[] {
-  return leadershipTimingProblems({
+  return leadershipTimingProblems(clusterTiming(c)).map((p) => ({
+    path: `/cluster/${p.field}`,
+    message: p.message,
+    allowed: p.allowed,
+  }));
+}
+
+/** The cluster's timing with its defaults: the one place they are filled in. */
+function clusterTiming(c: ControllerConfigFile): Pick<ControllerConfig['cluster'], TimingField> {
+  return {
     leaseTtlS: c.cluster.leaseTtlS ?? 5,
     keepaliveIntervalMs: c.cluster.keepaliveIntervalMs ?? 1000,
     safetyMarginMs: c.cluster.safetyMarginMs ?? 500,
     etcdCallTimeoutMs: c.cluster.etcdCallTimeoutMs ?? 1000,
     rebalanceHoldMs: c.cluster.rebalanceHoldMs ?? 5000,
-  }).map((p) => ({ path: `/cluster/${p.field}`, message: p.message, allowed: p.allowed }));
+  };
 }
 
 /** Loads the controller config and its site file for `node`; throws ConfigError listing every problem. */
@@ -234,11 +243,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     cluster: {
       etcd: c.cluster.etcd,
       prefix: c.cluster.prefix ?? '/coolctl',
-      leaseTtlS: c.cluster.leaseTtlS ?? 5,
-      keepaliveIntervalMs: c.cluster.keepaliveIntervalMs ?? 1000,
-      safetyMarginMs: c.cluster.safetyMarginMs ?? 500,
-      etcdCallTimeoutMs: c.cluster.etcdCallTimeoutMs ?? 1000,
-      rebalanceHoldMs: c.cluster.rebalanceHoldMs ?? 5000,
+      ...clusterTiming(c),
       failsafe: c.cluster.failsafe ?? false,
       pullTimeoutMs: c.cluster.pullTimeoutMs ?? 500,
     },
