@@ -775,8 +775,8 @@ export async function trialGraceful(hall: Hall, o: TrialOptions = {}): Promise<T
 }
 
 /**
- * SIGSTOP of a leader for longer than the TTL, then SIGCONT: after SIGCONT it must not write
- * with any epoch it held (not even an attempt the unit would refuse).
+ * SIGSTOP of a leader for longer than the TTL, then SIGCONT: after SIGCONT no unit may take a write
+ * with any epoch it held; an attempt the unit refused is reported in the notes (docs/chaos.md).
  */
 export async function trialSigstop(hall: Hall, o: TrialOptions = {}): Promise<TrialResult> {
   const { group, leader, all } = await leaderOf(hall, o.group);
