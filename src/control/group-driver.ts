@@ -15,9 +15,9 @@ import type { Leadership, RoleChange } from '../cluster/leadership.ts';
 import { NO_OPERATOR_STATE } from '../cluster/operator-state.ts';
 import type { ControlGroup } from '../config/site-schema.ts';
 import type { AhuCommandSet, AhuReadings, DeviceIo } from '../devices/device-io.ts';
-import { Backoff } from '../devices/resilience.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
+import { Backoff } from '../util/async.ts';
 import {
   type ControlMode,
   type GroupControlConfig,

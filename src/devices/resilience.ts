@@ -3,6 +3,7 @@
 // and the link-state rule (up/degraded/down). Invariant: every promise handed out here settles —
 // by result, by deadline, or by close().
 import { DeviceError, ErrorCodes } from '../errors.ts';
+import type { Backoff } from '../util/async.ts';
 import type { LinkState, WriteOptions } from './device-io.ts';
 
 /**
@@ -303,30 +304,6 @@ export class SerialQueue {
 
   private closedError(): DeviceError {
     return new DeviceError(ErrorCodes.DEVICE_CLOSED, this.device, 'device closed');
-  }
-}
-
-/** Exponential backoff with full jitter in [0.5, 1] × step, capped. */
-export class Backoff {
-  private attempt = 0;
-  private readonly baseMs: number;
-  private readonly maxMs: number;
-  private readonly random: () => number;
-
-  constructor(baseMs: number, maxMs: number, random: () => number = Math.random) {
-    this.baseMs = baseMs;
-    this.maxMs = maxMs;
-    this.random = random;
-  }
-
-  next(): number {
-    const step = Math.min(this.maxMs, this.baseMs * 2 ** this.attempt);
-    this.attempt = Math.min(this.attempt + 1, 30);
-    return step * (0.5 + 0.5 * this.random());
-  }
-
-  reset(): void {
-    this.attempt = 0;
   }
 }
 

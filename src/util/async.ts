@@ -1,6 +1,6 @@
 // Small async helpers every long-running component needs, so none of them hangs on stop():
 // delays that can all be cancelled at once, a bounded wait for a promise, rate-limited warnings,
-// and an OS-chosen free port for servers that must know their port before they bind.
+// an OS-chosen free port for servers that must know their port before they bind, and backoff.
 import { createServer } from 'node:net';
 import type { Logger } from 'pino';
 
@@ -83,4 +83,28 @@ export function freePort(host: string): Promise<number> {
       probe.close(() => (port ? resolve(port) : reject(new Error('no port assigned'))));
     });
   });
+}
+
+/** Exponential backoff with full jitter in [0.5, 1] × step, capped. */
+export class Backoff {
+  private attempt = 0;
+  private readonly baseMs: number;
+  private readonly maxMs: number;
+  private readonly random: () => number;
+
+  constructor(baseMs: number, maxMs: number, random: () => number = Math.random) {
+    this.baseMs = baseMs;
+    this.maxMs = maxMs;
+    this.random = random;
+  }
+
+  next(): number {
+    const step = Math.min(this.maxMs, this.baseMs * 2 ** this.attempt);
+    this.attempt = Math.min(this.attempt + 1, 30);
+    return step * (0.5 + 0.5 * this.random());
+  }
+
+  reset(): void {
+    this.attempt = 0;
+  }
 }

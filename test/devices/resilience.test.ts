@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import {
-  Backoff,
   CallLane,
   LaneCall,
   LinkMonitor,
@@ -9,6 +8,7 @@ import {
   withDeadline,
 } from '../../src/devices/resilience.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
+import { Backoff } from '../../src/util/async.ts';
 
 const never = () => new Promise<never>(() => {});
 

@@ -13,7 +13,7 @@ import modbusSerial from 'modbus-serial';
 import { type Logger, pino } from 'pino';
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
-import { settlesWithin } from '../../util/async.ts';
+import { Backoff, settlesWithin } from '../../util/async.ts';
 import type {
   AhuCommandSet,
   AhuReadings,
@@ -28,7 +28,6 @@ import type {
 import type { DeviceMeter, DeviceOp } from '../metrics.ts';
 import {
   assertMayWrite,
-  Backoff,
   CallLane,
   defaultLinkRule,
   LaneCall,

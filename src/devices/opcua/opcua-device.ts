@@ -32,6 +32,7 @@ import {
 import { type Logger, pino } from 'pino';
 import type { OpcuaAirHandler } from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
+import { Backoff } from '../../util/async.ts';
 import type {
   AhuCommandSet,
   AhuModeName,
@@ -48,7 +49,6 @@ import type {
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
 import {
   assertMayWrite,
-  Backoff,
   defaultLinkRule,
   LinkMonitor,
   pause,
