@@ -1,10 +1,4 @@
-import { existsSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
-
-// Test halls (etcd data, process logs) go to tmpfs where there is one: on this shared VM a disk
-// stall froze every process that wrote a log line or an etcd WAL entry for ~10 s at once (etcd,
-// the simulator and the controllers together), which tests the disk, not the product.
-const TMPFS = '/dev/shm';
 
 export default defineConfig({
   test: {
@@ -17,6 +11,5 @@ export default defineConfig({
     fileParallelism: false,
     // A test must fail on any unhandled rejection or error.
     dangerouslyIgnoreUnhandledErrors: false,
-    env: existsSync(TMPFS) ? { TMPDIR: TMPFS } : {},
   },
 });
