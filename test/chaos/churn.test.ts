@@ -1,7 +1,7 @@
 // Chaos: churn and clocks, on real processes. Controllers restarted in a loop (kill -9 and
 // SIGTERM) leave an even, stable placement; a leader's wall clock jumping an hour forward or back
 // (libfaketime; monotonic time untouched) changes nothing unsafe. Invariants after every trial.
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
   Hall,
@@ -15,6 +15,31 @@ import { useChaosHall } from './chaos-hall.ts';
 const chaos = useChaosHall({ name: 'chaos-churn', faketime: true });
 const hall = chaos.hall;
 const expectClean = (r: TrialResult) => chaos.expectClean(r);
+
+/**
+ * Runs the CLI without blocking this process: the hall's etcd proxies live in it, and a blocked
+ * event loop (spawnSync) stalls every controller's etcd traffic — their leases lapse meanwhile.
+ */
+function cli(
+  args: string[],
+  timeoutMs: number,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['src/cli.ts', ...args],
+      { encoding: 'utf8', timeout: timeoutMs },
+      (err, stdout, stderr) => {
+        const code = !err
+          ? 0
+          : typeof (err as { code?: unknown }).code === 'number'
+            ? (err as { code: number }).code
+            : null;
+        resolve({ status: code, stdout, stderr });
+      },
+    );
+  });
+}
 
 describe('chaos: churn and clocks', () => {
   it('placement is even and stable', async () => {
@@ -33,22 +58,12 @@ describe('chaos: churn and clocks', () => {
     const target = Object.entries(counts).sort((a, b) => a[1] - b[1])[0]![0];
     const [group, from] = [...leaders].find(([, l]) => l.node === busiest)!;
     const api = hall().apiUrl(target); // any node's API will do; the CLI finds the leader
-    const status = spawnSync(process.execPath, ['src/cli.ts', 'status', '--api', api], {
-      encoding: 'utf8',
-      timeout: 10_000,
-    });
+    const status = await cli(['status', '--api', api], 10_000);
     expect(status.status).toBe(0);
     expect(status.stdout).toMatch(new RegExp(`${group}\\s+${from.node}\\s+${from.epoch}`));
     const seq = await hall().lastSeq();
     const started = Date.now();
-    const res = spawnSync(
-      process.execPath,
-      ['src/cli.ts', 'switchover', group, '--to', target, '--api', api],
-      {
-        encoding: 'utf8',
-        timeout: 15_000,
-      },
-    );
+    const res = await cli(['switchover', group, '--to', target, '--api', api], 15_000);
     expect(res.stderr).toBe('');
     expect(res.status).toBe(0);
     expect(res.stdout).toMatch(new RegExp(`${group}: ${from.node} → ${target} in \\d+ ms`));
@@ -60,11 +75,7 @@ describe('chaos: churn and clocks', () => {
     );
     expect(first).toBeDefined();
     expect(first!.wallMs - started).toBeLessThan(1500);
-    const bad = spawnSync(
-      process.execPath,
-      ['src/cli.ts', 'switchover', 'no-such-group', '--to', target, '--api', api],
-      { encoding: 'utf8' },
-    );
+    const bad = await cli(['switchover', 'no-such-group', '--to', target, '--api', api], 15_000);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/unknown group "no-such-group"/);
     expect((await hall().check()).violations).toEqual([]);
