@@ -8,10 +8,12 @@
 // decision time from /metrics. The baseline, in the same run and measured the same way, is the
 // same controller on a 1-group / 10-AHU site of the same shape.
 // Args: [--seconds 60] [--warmup 30] [--baseline-seconds 30] [--scrape-s 5] [--ahus 1000]
-//       [--groups 100] [--nodes 11765] [--report-interval-s S] [--profile DIR] [--trace-gc] [--keep]
+//       [--groups 100] [--nodes 11765] [--report-interval-s S] [--profile DIR] [--heap-snapshot DIR]
+//       [--trace-gc] [--keep]
 // --profile DIR: the scale controller runs with --cpu-prof and --heap-prof (written to DIR when it
-// exits); --trace-gc logs the controller's GC pauses to its log; --keep keeps the logs and configs of a run that succeeded.
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+// exits); --heap-snapshot DIR: at the end of the window the scale controller writes a V8 heap
+// snapshot (live objects only, after a full GC) to DIR; --trace-gc logs the controller's GC pauses to its log; --keep keeps the logs and configs of a run that succeeded.
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -47,7 +49,10 @@ interface PhaseOptions {
   windowS: number;
   scrapeS: number;
   nodeArgs: string[];
+  snapDir?: string | undefined;
 }
+
+const SNAPSHOT_SIGNAL = 'SIGTTIN';
 
 interface SimState {
   simTimeS: number;
@@ -69,6 +74,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       nodes: { type: 'string', default: '11765' },
       'report-interval-s': { type: 'string' },
       profile: { type: 'string' },
+      'heap-snapshot': { type: 'string' },
       'trace-gc': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
     },
@@ -90,6 +96,8 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     values['report-interval-s'] === undefined ? undefined : Number(values['report-interval-s']);
   const profDir = values.profile ? resolve(values.profile) : undefined;
   if (profDir) await mkdir(profDir, { recursive: true });
+  const snapDir = values['heap-snapshot'] ? resolve(values['heap-snapshot']) : undefined;
+  if (snapDir) await mkdir(snapDir, { recursive: true });
 
   const pinned = canPin();
   // Children inherit this process's affinity: etcd and the simulator share core 0 with it; the
@@ -135,7 +143,9 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
           ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--heap-prof', '--heap-prof-dir', profDir]
           : []),
         ...(values['trace-gc'] ? ['--trace-gc'] : []),
+        ...(snapDir ? [`--heapsnapshot-signal=${SNAPSHOT_SIGNAL}`, '--diagnostic-dir', snapDir] : []),
       ],
+      snapDir,
     });
     const figures: Record<string, number> = {
       ...scale,
@@ -282,6 +292,7 @@ async function phase(
       sim_cpu_pct: (simCpu / wallS) * 100,
       sim_pace: (s1.simTimeS - s0.simTimeS) / wallS,
     };
+    if (o.snapDir) await heapSnapshot(ctl.proc, o.snapDir);
     say(
       `${o.name}: cpu ${figures.cpu_pct.toFixed(1)} % (${figures.cpu_pct_min_interval.toFixed(1)}–${figures.cpu_pct_max_interval.toFixed(1)}), ` +
         `rss p50 ${figures.rss_mb.toFixed(1)} max ${figures.rss_mb_max.toFixed(1)} MB, ` +
@@ -299,6 +310,24 @@ async function phase(
     await procs.stop(ctl.proc, 15_000);
     await procs.stop(sim.proc);
   }
+}
+
+/** Asks the controller for a heap snapshot and waits (bounded) until the file stops growing. */
+async function heapSnapshot(p: Proc, dir: string): Promise<void> {
+  const before = new Set(await readdir(dir));
+  process.kill(p.pid, SNAPSHOT_SIGNAL);
+  let last = -1;
+  await poll('heap snapshot written', 300_000, async () => {
+    const file = (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (!file) return undefined;
+    const size = (await stat(join(dir, file))).size;
+    if (size > 0 && size === last) {
+      say(`heap snapshot: ${join(dir, file)} (${(size / 2 ** 20).toFixed(0)} MB)`);
+      return true;
+    }
+    last = size;
+    return undefined;
+  }, 1000);
 }
 
 function died(p: Proc): string {
