@@ -317,17 +317,22 @@ async function heapSnapshot(p: Proc, dir: string): Promise<void> {
   const before = new Set(await readdir(dir));
   process.kill(p.pid, SNAPSHOT_SIGNAL);
   let last = -1;
-  await poll('heap snapshot written', 300_000, async () => {
-    const file = (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
-    if (!file) return undefined;
-    const size = (await stat(join(dir, file))).size;
-    if (size > 0 && size === last) {
-      say(`heap snapshot: ${join(dir, file)} (${(size / 2 ** 20).toFixed(0)} MB)`);
-      return true;
-    }
-    last = size;
-    return undefined;
-  }, 1000);
+  await poll(
+    'heap snapshot written',
+    300_000,
+    async () => {
+      const file = (await readdir(dir)).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+      if (!file) return undefined;
+      const size = (await stat(join(dir, file))).size;
+      if (size > 0 && size === last) {
+        say(`heap snapshot: ${join(dir, file)} (${(size / 2 ** 20).toFixed(0)} MB)`);
+        return true;
+      }
+      last = size;
+      return undefined;
+    },
+    1000,
+  );
 }
 
 function died(p: Proc): string {
