@@ -63,6 +63,9 @@ export class MqttSource {
       reconnectPeriod: 1000,
       connectTimeout: 5000,
       keepalive: 15,
+      // Otherwise mqtt-packet fills a process-wide cache of 65 536 two-byte Buffers (~7 MB of heap)
+      // to write packet ids; we send a handful of packets (subscribe, ping), never at a rate.
+      writeCache: false,
       ...(this.opts.username ? { username: this.opts.username } : {}),
       ...(this.opts.password ? { password: this.opts.password } : {}),
     });
