@@ -465,7 +465,11 @@ describe('OPC-UA air handler adapter', () => {
     expect(text).toContain(`coolctl_device_transactions_total{${labels},op="write",outcome="ok"} 1`);
     expect(text).toContain(`coolctl_device_transactions_total{${labels},op="verify",outcome="ok"} 1`);
     expect(text).toContain(`coolctl_device_errors_total{${labels},kind="bad_status"} 1`);
-    expect(text).toMatch(/coolctl_device_request_seconds_bucket\{le="[^"]+",device="ahu-reads"/);
+    // Latency is by protocol and operation, not per unit (see docs/device-io.md).
+    expect(text).toMatch(
+      /coolctl_device_request_seconds_bucket\{le="\+Inf",protocol="opcua",op="read"\} [1-9]/,
+    );
+    expect(text).not.toMatch(/coolctl_device_request_seconds_bucket\{[^}]*device=/);
     expect(text).toContain(`coolctl_device_link_state{${labels},state="degraded"} 1`);
   });
 
