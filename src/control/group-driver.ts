@@ -86,6 +86,13 @@ export interface LoopHealth {
   overruns: number;
 }
 
+/** Where in the period a group's ticks fall: a hash of its id (FNV-1a), spread over the period. */
+export function phaseOfMs(groupId: string, periodMs: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < groupId.length; i++) h = Math.imul(h ^ groupId.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % Math.max(1, Math.round(periodMs));
+}
+
 export class GroupDriver {
   readonly group: string;
   readonly counters = { writes: 0, writeErrors: 0, notLeader: 0, fenced: 0, crashes: 0, overruns: 0 };
@@ -142,14 +149,24 @@ export class GroupDriver {
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.tick(), this.opts.periodMs);
+    // Ticks fall at this group's own phase of the period (from its id, on the wall clock), so a
+    // node's groups do not all read and write their units in the same instant: at 100 groups that
+    // burst held 3 000 requests in flight at once, which delayed the event loop and outlived the
+    // young generation (the scale bench's heap grew by ~20 MB/s of promoted request garbage).
+    const period = this.opts.periodMs;
+    const delayMs = (phaseOfMs(this.group, period) - (Date.now() % period) + period) % period;
+    this.timer = setTimeout(() => {
+      this.timer = setInterval(() => this.tick(), period);
+      this.tick();
+    }, delayMs);
     // A new leader writes at once, not at its next tick: handover time is etcd's, not our period's.
     this.leadership.on('role', this.onRole);
     this.tick();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    // clearTimeout and clearInterval clear either kind of Node timer.
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.leadership.off('role', this.onRole);
   }
