@@ -9,14 +9,18 @@
 // same controller on a 1-group / 10-AHU site of the same shape.
 // Args: [--seconds 60] [--warmup 30] [--baseline-seconds 30] [--scrape-s 5] [--ahus 1000]
 //       [--groups 100] [--nodes 11765] [--report-interval-s S] [--profile DIR] [--heap-snapshot DIR]
-//       [--trace-gc] [--keep]
+//       [--trace-gc] [--keep] [--from-source] [--node-flags "FLAGS"]
+// The controller runs as deploy/systemd/coolctl@.service runs it: the unit's Node flags and the
+// built dist/src/cli.js (built here first). --from-source runs src/cli.ts with no flags, as the
+// tests do; --node-flags replaces the unit's flags (for trying others).
 // --profile DIR: the scale controller runs with --cpu-prof and --heap-prof (written to DIR when it
 // exits); --heap-snapshot DIR: at the end of the window the scale controller writes a V8 heap
 // snapshot (live objects only, after a full GC) to DIR; --trace-gc logs the controller's GC pauses to its log; --keep keeps the logs and configs of a run that succeeded.
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { buildDaemon, type DaemonCommand, deployedDaemon } from '../test/support/deployed-daemon.ts';
 import { startEtcdCluster } from '../test/support/etcd-cluster.ts';
 import type { ClusterView } from '../test/support/hall.ts';
 import {
@@ -25,6 +29,7 @@ import {
   type Proc,
   pinSelf,
   poll,
+  REPO_ROOT,
   ScaleProcesses,
   scaleSite,
   sensorCount,
@@ -48,6 +53,7 @@ interface PhaseOptions {
   warmupS: number;
   windowS: number;
   scrapeS: number;
+  daemon: DaemonCommand;
   nodeArgs: string[];
   snapDir?: string | undefined;
 }
@@ -77,6 +83,8 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       'heap-snapshot': { type: 'string' },
       'trace-gc': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
+      'from-source': { type: 'boolean', default: false },
+      'node-flags': { type: 'string' },
     },
     strict: true,
   });
@@ -98,6 +106,18 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   if (profDir) await mkdir(profDir, { recursive: true });
   const snapDir = values['heap-snapshot'] ? resolve(values['heap-snapshot']) : undefined;
   if (snapDir) await mkdir(snapDir, { recursive: true });
+
+  let daemon: DaemonCommand = values['from-source']
+    ? { nodeFlags: [], script: join(REPO_ROOT, 'src/cli.ts') }
+    : deployedDaemon();
+  if (values['node-flags'] !== undefined) {
+    daemon = { ...daemon, nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean) };
+  }
+  if (!values['from-source']) {
+    say('building dist/ (npm run build)');
+    buildDaemon();
+  }
+  say(`controller: node ${[...daemon.nodeFlags, relative(REPO_ROOT, daemon.script)].join(' ')}`);
 
   const pinned = canPin();
   // Children inherit this process's affinity: etcd and the simulator share core 0 with it; the
@@ -122,7 +142,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     const etcd = await startEtcdCluster({ dataDir: join(dir, 'etcd') });
     procs.onStop(() => etcd.stop());
     say(`etcd: ${etcd.clientUrls.join(' ')}; logs in ${dir}`);
-    const common = { reportIntervalS, warmupS, scrapeS, nodeArgs: [] as string[] };
+    const common = { reportIntervalS, warmupS, scrapeS, daemon, nodeArgs: [] as string[] };
     const base = await phase(procs, etcd.clientUrls, {
       ...common,
       name: 'baseline',
@@ -151,6 +171,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       ...scale,
       ...Object.fromEntries(Object.entries(base).map(([k, v]) => [`baseline_${k}`, v])),
       pinned_to_cores: pinned ? 1 : 0,
+      built_daemon: values['from-source'] ? 0 : 1,
       rss_target_met: scale['rss_mb_max']! < 150 ? 1 : 0,
       lag_target_met: scale['event_loop_lag_p99_ms']! < 20 ? 1 : 0,
     };
@@ -190,6 +211,7 @@ async function phase(
     mqttUrl: sim.mqttUrl,
     core: CONTROLLER_CORE,
     timeoutMs: 180_000,
+    daemon: o.daemon,
     nodeArgs: o.nodeArgs,
   });
   const startS = (performance.now() - t) / 1000;
@@ -265,6 +287,7 @@ async function phase(
       rss_mb_max: Math.max(...rss),
       rss_mb_min: Math.min(...rss),
       heap_used_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_used_bytes') / 2 ** 20,
+      heap_total_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_total_bytes') / 2 ** 20,
       external_mb: sum(m1.samples, 'coolctl_process_nodejs_external_memory_bytes') / 2 ** 20,
       event_loop_lag_p99_ms: Math.max(...lagP99),
       event_loop_lag_p99_ms_median: median(lagP99),

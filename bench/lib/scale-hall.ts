@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
+import type { DaemonCommand } from '../../test/support/deployed-daemon.ts';
 import { freePort } from '../../test/support/etcd-cluster.ts';
 import { delay } from './stats.ts';
 
@@ -197,6 +198,7 @@ export async function startController(
     mqttUrl: string;
     core: number | null;
     timeoutMs: number;
+    daemon: DaemonCommand;
     nodeArgs?: string[];
   },
 ): Promise<{ proc: Proc; apiUrl: string }> {
@@ -223,7 +225,16 @@ export async function startController(
   );
   const proc = procs.spawn(
     `${o.name}-controller`,
-    [...(o.nodeArgs ?? []), 'src/cli.ts', 'run', '--config', configPath, '--node', node],
+    [
+      ...o.daemon.nodeFlags,
+      ...(o.nodeArgs ?? []),
+      o.daemon.script,
+      'run',
+      '--config',
+      configPath,
+      '--node',
+      node,
+    ],
     o.core,
   );
   await poll(`the ${o.name} controller to start`, o.timeoutMs, async () => {

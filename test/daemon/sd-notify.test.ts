@@ -1,18 +1,25 @@
-// sd_notify: the daemon under a (stand-in) systemd — a Python AF_UNIX datagram listener as
-// NOTIFY_SOCKET, Debian's systemd-notify as the sender — says READY once started, pings the
-// watchdog while its loops run, and STOPPING on SIGTERM, then exits 0. The watchdog is withheld
+// sd_notify: the daemon as the systemd unit runs it (built dist/, the unit's Node flags) under a
+// (stand-in) systemd — a Python AF_UNIX datagram listener as NOTIFY_SOCKET, Debian's
+// systemd-notify as the sender — says READY once started, pings the watchdog while its loops run,
+// and STOPPING on SIGTERM, then exits 0. The watchdog is withheld
 // while the loops are unhealthy (a stand-in systemd-notify that records its arguments).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SdNotify } from '../../src/daemon/sd-notify.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { buildDaemon, type DaemonCommand, deployedDaemon } from '../support/deployed-daemon.ts';
 import { writeOneNodeConfig } from './one-node.ts';
 
 const fx = useEtcdFixture('sd-notify');
 const procs: ChildProcess[] = [];
+let daemonCmd: DaemonCommand;
+beforeAll(() => {
+  buildDaemon();
+  daemonCmd = deployedDaemon();
+}, 120_000);
 afterAll(() => {
   for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
 });
@@ -27,7 +34,8 @@ while True:
 `;
 
 describe('systemd notification', () => {
-  it('READY after start, WATCHDOG while running, STOPPING on SIGTERM, exit 0', async () => {
+  it('the daemon as the unit runs it: READY after start, WATCHDOG while running, STOPPING on SIGTERM, exit 0', async () => {
+    expect(daemonCmd.script).toMatch(/dist\/src\/cli\.js$/);
     const dir = fx.root.dir;
     const sock = join(dir, 'notify.sock');
     const listener = spawn('python3', ['-c', LISTENER, sock], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -45,7 +53,17 @@ describe('systemd notification', () => {
     });
     const daemon = spawn(
       process.execPath,
-      ['src/cli.ts', 'run', '--config', config, '--node', 'n1', '--log-level', 'warn'],
+      [
+        ...daemonCmd.nodeFlags,
+        daemonCmd.script,
+        'run',
+        '--config',
+        config,
+        '--node',
+        'n1',
+        '--log-level',
+        'warn',
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
         env: { ...process.env, NOTIFY_SOCKET: sock, WATCHDOG_USEC: '600000' },
