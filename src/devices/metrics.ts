@@ -30,9 +30,6 @@ class OpSeries {
   readonly labels: { device: string; protocol: string; op: DeviceOp };
   ok = 0;
   error = 0;
-  /** What the transactions counter has been given so far. */
-  okReported = 0;
-  errorReported = 0;
   /** Non-cumulative: counts[i] observations in (bucket[i-1], bucket[i]]; the last slot is +Inf. */
   readonly counts = new Float64Array(LATENCY_BUCKETS_S.length + 1);
   sum = 0;
@@ -147,6 +144,42 @@ class LatencyHistogram {
   }
 }
 
+/** coolctl_device_transactions_total{device,protocol,op,outcome}, read from the OpSeries at scrape. */
+class TransactionsCounter {
+  readonly name = 'coolctl_device_transactions_total';
+  readonly help = 'Device requests by operation and outcome (ok or error)';
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  private readonly series: OpSeries[];
+
+  constructor(series: OpSeries[]) {
+    this.series = series;
+  }
+
+  async get(): Promise<MetricObjectWithValues<MetricValueWithName<string>>> {
+    const values: MetricValueWithName<string>[] = [];
+    for (const s of this.series) {
+      if (s.ok > 0) values.push({ labels: { ...s.labels, outcome: 'ok' }, value: s.ok });
+      if (s.error > 0) values.push({ labels: { ...s.labels, outcome: 'error' }, value: s.error });
+    }
+    return {
+      name: this.name,
+      help: this.help,
+      type: 'counter' as unknown as MetricObject['type'],
+      aggregator: this.aggregator,
+      collect: () => undefined,
+      values,
+    };
+  }
+
+  reset(): void {
+    for (const s of this.series) {
+      s.ok = 0;
+      s.error = 0;
+    }
+  }
+}
+
 export class DeviceMetrics {
   private readonly errors: Counter<'device' | 'protocol' | 'kind'>;
   private readonly linkState: Gauge<'device' | 'protocol' | 'state'>;
@@ -157,28 +190,15 @@ export class DeviceMetrics {
     const registers = [registry];
     const series = this.series;
     // Read from the series at scrape time: nothing per request.
-    new Counter({
-      name: 'coolctl_device_transactions_total',
-      help: 'Device requests by operation and outcome (ok or error)',
-      labelNames: ['device', 'protocol', 'op', 'outcome'],
-      registers,
-      collect() {
-        for (const s of series) {
-          if (s.ok > s.okReported) this.inc({ ...s.labels, outcome: 'ok' }, s.ok - s.okReported);
-          if (s.error > s.errorReported)
-            this.inc({ ...s.labels, outcome: 'error' }, s.error - s.errorReported);
-          s.okReported = s.ok;
-          s.errorReported = s.error;
-        }
-      },
-    });
+    // Custom collectors, which prom-client registries take beside their own metric types: both
+    // read the OpSeries at scrape time, with no labelled inc() (a label hash per series per scrape).
+    registry.registerMetric(new TransactionsCounter(series) as unknown as Counter);
     this.errors = new Counter({
       name: 'coolctl_device_errors_total',
       help: 'Device request failures by kind (timeout, unreachable, exception, garbage, bad_status, fenced, ...)',
       labelNames: ['device', 'protocol', 'kind'],
       registers,
     });
-    // A custom collector, which prom-client registries take beside their own metric types.
     registry.registerMetric(new LatencyHistogram(series) as unknown as Histogram);
     this.linkState = new Gauge({
       name: 'coolctl_device_link_state',
