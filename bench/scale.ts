@@ -241,6 +241,7 @@ async function phase(
     const cpu0 = cpuSeconds(ctl.proc.pid);
     const simCpu0 = cpuSeconds(sim.proc.pid);
     const rss: number[] = [];
+    const rssAnon: number[] = [];
     const lagP99: number[] = [];
     const lagMax: number[] = [];
     const cpuIntervals: number[] = [];
@@ -251,6 +252,7 @@ async function phase(
       await delay(w0 + i * 1000 - performance.now());
       alive();
       rss.push(rssMb(ctl.proc.pid));
+      rssAnon.push(rssMb(ctl.proc.pid, 'RssAnon'));
       if (i % o.scrapeS === 0 || i === o.windowS) {
         const now = performance.now();
         const c = cpuSeconds(ctl.proc.pid);
@@ -286,6 +288,7 @@ async function phase(
       rss_mb: median(rss),
       rss_mb_max: Math.max(...rss),
       rss_mb_min: Math.min(...rss),
+      rss_anon_mb: median(rssAnon),
       heap_used_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_used_bytes') / 2 ** 20,
       heap_total_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_total_bytes') / 2 ** 20,
       external_mb: sum(m1.samples, 'coolctl_process_nodejs_external_memory_bytes') / 2 ** 20,

@@ -20,10 +20,10 @@ export function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
-/** VmRSS of `pid` in MiB. */
-export function rssMb(pid: number): number {
-  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS in /proc/${pid}/status (did it exit?)`);
+/** VmRSS (or another field of /proc/PID/status, e.g. RssAnon) of `pid` in MiB. */
+export function rssMb(pid: number, field = 'VmRSS'): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no ${field} in /proc/${pid}/status (did it exit?)`);
   return Number(m[1]) / 1024;
 }
 
