@@ -2,7 +2,7 @@
 // cluster view, switchover sent to the right node, bad requests refused with a stable code and
 // counted, and an OpenAPI description of every route.
 import { EventEmitter } from 'node:events';
-import { Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildApi } from '../../src/api/app.ts';
 import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
@@ -132,9 +132,18 @@ describe('controller API', () => {
   });
 
   it('serves Prometheus metrics and an OpenAPI description of its routes', async () => {
-    const { app } = await setup();
+    const { app, registry } = await setup();
+    new Gauge({ name: 'coolctl_test_a', help: 'a', labelNames: ['x'], registers: [registry] }).set(
+      { x: 'q"1' },
+      2,
+    );
+    new Counter({ name: 'coolctl_test_b_total', help: 'b', registers: [registry] }).inc(3);
     const m = await app.inject('/metrics');
     expect(m.headers['content-type']).toMatch(/text\/plain/);
+    // Rendered a family per event-loop turn (src/api/metrics-text.ts), the same text as prom-client's.
+    expect(m.body).toBe(await registry.metrics());
+    expect(m.body).toContain('coolctl_test_a{x="q\\"1"} 2');
+    expect(m.body).toContain('coolctl_test_b_total 3');
     const spec = (await app.inject('/openapi.json')).json();
     expect(spec.openapi).toMatch(/^3\./);
     expect(Object.keys(spec.paths)).toEqual(
