@@ -76,23 +76,47 @@ export class DeviceMeter {
 }
 
 /**
- * coolctl_device_request_seconds as prom-client would render a Histogram labelled by protocol and
- * operation, summed over the devices' OpSeries at scrape time (the registry only calls `get()`).
- * Not per device: 1 000 units × 4 operations × 8 lines was most of a 4.7 MB /metrics whose every
- * scrape allocated ~130 MB; which unit is slow or failing shows in the per-device counters.
+ * A metric family computed from the devices' OpSeries when the registry reads it (prom-client
+ * registries take such custom collectors beside their own types, and only call `get()`).
  */
-class LatencyHistogram {
-  readonly name = 'coolctl_device_request_seconds';
-  readonly help = 'Device request latency, including retries, by protocol and operation';
-  readonly type = 'histogram';
+abstract class ScrapeTimeMetric {
+  abstract readonly name: string;
+  abstract readonly help: string;
+  abstract readonly type: 'counter' | 'histogram';
   readonly aggregator = 'sum';
-  private readonly series: OpSeries[];
+  protected readonly series: OpSeries[];
 
   constructor(series: OpSeries[]) {
     this.series = series;
   }
 
+  protected abstract values(): MetricValueWithName<string>[];
+  abstract reset(): void;
+
   async get(): Promise<MetricObjectWithValues<MetricValueWithName<string>>> {
+    return {
+      name: this.name,
+      help: this.help,
+      type: this.type as unknown as MetricObject['type'],
+      aggregator: this.aggregator,
+      collect: () => undefined,
+      values: this.values(),
+    };
+  }
+}
+
+/**
+ * coolctl_device_request_seconds as prom-client would render a Histogram labelled by protocol and
+ * operation, summed over the devices' OpSeries. Not per device: 1 000 units × 4 operations × 8
+ * lines was most of a 4.7 MB /metrics whose every scrape allocated ~130 MB; which unit is slow or
+ * failing shows in the per-device counters.
+ */
+class LatencyHistogram extends ScrapeTimeMetric {
+  readonly name = 'coolctl_device_request_seconds';
+  readonly help = 'Device request latency, including retries, by protocol and operation';
+  readonly type = 'histogram';
+
+  protected values(): MetricValueWithName<string>[] {
     const totals = new Map<
       string,
       { labels: { protocol: string; op: DeviceOp }; counts: Float64Array; sum: number; count: number }
@@ -125,14 +149,7 @@ class LatencyHistogram {
       values.push({ metricName: `${this.name}_sum`, labels: t.labels, value: t.sum });
       values.push({ metricName: `${this.name}_count`, labels: t.labels, value: t.count });
     }
-    return {
-      name: this.name,
-      help: this.help,
-      type: 'histogram' as unknown as MetricObject['type'],
-      aggregator: this.aggregator,
-      collect: () => undefined,
-      values,
-    };
+    return values;
   }
 
   reset(): void {
@@ -144,32 +161,19 @@ class LatencyHistogram {
   }
 }
 
-/** coolctl_device_transactions_total{device,protocol,op,outcome}, read from the OpSeries at scrape. */
-class TransactionsCounter {
+/** coolctl_device_transactions_total{device,protocol,op,outcome}, from the OpSeries. */
+class TransactionsCounter extends ScrapeTimeMetric {
   readonly name = 'coolctl_device_transactions_total';
   readonly help = 'Device requests by operation and outcome (ok or error)';
   readonly type = 'counter';
-  readonly aggregator = 'sum';
-  private readonly series: OpSeries[];
 
-  constructor(series: OpSeries[]) {
-    this.series = series;
-  }
-
-  async get(): Promise<MetricObjectWithValues<MetricValueWithName<string>>> {
+  protected values(): MetricValueWithName<string>[] {
     const values: MetricValueWithName<string>[] = [];
     for (const s of this.series) {
       if (s.ok > 0) values.push({ labels: { ...s.labels, outcome: 'ok' }, value: s.ok });
       if (s.error > 0) values.push({ labels: { ...s.labels, outcome: 'error' }, value: s.error });
     }
-    return {
-      name: this.name,
-      help: this.help,
-      type: 'counter' as unknown as MetricObject['type'],
-      aggregator: this.aggregator,
-      collect: () => undefined,
-      values,
-    };
+    return values;
   }
 
   reset(): void {
