@@ -8,7 +8,8 @@ import type { Registry } from 'prom-client';
 export async function renderMetrics(registry: Registry): Promise<string> {
   const parts: string[] = [];
   for (const { name } of registry.getMetricsAsArray()) {
-    parts.push(await registry.getSingleMetricAsString(name));
+    // A reload may have replaced a family while we yielded: render what is registered now.
+    if (registry.getSingleMetric(name)) parts.push(await registry.getSingleMetricAsString(name));
     await setImmediate();
   }
   // The same framing as registry.metrics() for the Prometheus text format.

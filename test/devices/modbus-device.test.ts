@@ -347,7 +347,7 @@ describe('Modbus TCP adapter: faults on the wire, each a typed error in bounded 
 
   it('keeps no finished request: 600 calls on one connection leave modbus-serial no transaction', async () => {
     // modbus-serial keeps every request in `_transactions` (id mod 256) and never deletes one; at
-    // 1 000 units that was ~200 MB of live heap. The adapter deletes each request once it settled.
+    // 1 000 units that was ~155 MB of live heap. The adapter deletes each request once it settled.
     const { config } = await startUnit();
     const d = device(config);
     for (let i = 0; i < 300; i++) {

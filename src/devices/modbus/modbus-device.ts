@@ -54,7 +54,7 @@ type ModbusClient = InstanceType<typeof ModbusRTU>;
 /**
  * modbus-serial keeps each request (its frame state and callback, and through the callback the
  * whole promise chain of the call) in `_transactions[transactionId]` and never deletes one. Over
- * TCP the id runs modulo 256, so every connection holds up to 256 finished requests: ~200 MB of
+ * TCP the id runs modulo 256, so every connection holds up to 256 finished requests: ~155 MB of
  * live heap at 1 000 units (the scale bench's heap snapshot). We delete each one once it settled.
  * Over RTU the id is undefined and the one slot is overwritten; deleting it is harmless.
  */
