@@ -154,7 +154,10 @@ describe('operator dashboard in a browser', () => {
         written.some((w) => w.ahu === ahu && w.node === 'node-b' && w.cmd.supplySetpointC === 19.5),
       ),
     );
-    expect(await text('#action-result')).toContain(`via ${urlB}`);
+    // The units can be written before the page has the answer: wait for the page, do not read it once.
+    await waitFor('the result line names node-b', async () =>
+      (await text('#action-result')).includes(`via ${urlB}`),
+    );
     expect(
       b.audit.list().some((e) => e.kind === 'operator' && e.group === 'zone-3' && e.status === 200),
     ).toBe(true);
