@@ -320,15 +320,15 @@ export class SensorStore implements SensorView {
     if (opts.registry) this.registerMetrics(opts.registry);
   }
 
-  /**
-   * The counters are the truth; Prometheus reads them when scraped, so ingest pays no label lookup
-   * per report.
-   */
   /** Removes this store's metrics from `registry` (a reload builds a new store on the same registry). */
   static unregisterMetrics(registry: Registry): void {
     for (const name of SENSOR_METRICS) registry.removeSingleMetric(name);
   }
 
+  /**
+   * The counters are the truth; Prometheus reads them when scraped, so ingest pays no label lookup
+   * per report.
+   */
   private registerMetrics(registry: Registry): void {
     const registers = [registry];
     const store = this;
