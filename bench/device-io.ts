@@ -41,6 +41,7 @@ import {
   STATUS_BLOCK_LEN,
   STATUS_OFFSET,
 } from '../src/devices/modbus/point-map.ts';
+import { simArgs } from '../test/support/repo.ts';
 import type { RssReport } from './lib/device-io-rss.ts';
 import { delay, median, percentile, until } from './lib/stats.ts';
 
@@ -581,20 +582,7 @@ function rssChild(
 async function startSim(siteFile: string): Promise<Sim> {
   const child = spawn(
     process.execPath,
-    [
-      join(here, '../firmware-sim/main.ts'),
-      '--config',
-      siteFile,
-      '--ephemeral-ports',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--log-level',
-      'error',
-      '--profile',
-      'constant',
-    ],
+    simArgs(siteFile, { logLevel: 'error', extra: ['--host', '127.0.0.1'] }),
     { cwd: join(here, '..'), stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';

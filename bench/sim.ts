@@ -14,6 +14,7 @@ import mqtt from 'mqtt';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../src/config/generate-site.ts';
 import { encodeCommand, resolvePointMap } from '../src/devices/modbus/point-map.ts';
+import { simArgs } from '../test/support/repo.ts';
 import { delay, until } from './lib/stats.ts';
 
 // modbus-serial is CommonJS; its type declarations expose the client class as `.default`.
@@ -85,22 +86,9 @@ async function measure(ahus: number, nodes: number, seconds: number): Promise<Si
   });
   const file = join(tmpdir(), `coolctl-bench-site-${ahus}.yaml`);
   await writeFile(file, stringify(site, { lineWidth: 0 }));
-  const child = spawn(
-    process.execPath,
-    [
-      'firmware-sim/main.ts',
-      '--config',
-      file,
-      '--ephemeral-ports',
-      '--port',
-      '0',
-      '--log-level',
-      'error',
-      '--profile',
-      'constant',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  const child = spawn(process.execPath, simArgs(file, { logLevel: 'error' }), {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => {
     out += d.toString();

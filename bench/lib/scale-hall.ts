@@ -6,15 +6,16 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import type { DaemonCommand } from '../../test/support/deployed-daemon.ts';
 import { freePort } from '../../test/support/etcd-cluster.ts';
+import { REPO_ROOT, simArgs } from '../../test/support/repo.ts';
 import { delay } from './stats.ts';
 
-export const REPO_ROOT = resolve(import.meta.dirname, '../..');
+export { REPO_ROOT };
 
 /** Whether `taskset` (util-linux) runs here and there are at least two cores to pin to. */
 export function canPin(): boolean {
@@ -148,22 +149,7 @@ export async function startSim(
 ): Promise<{ proc: Proc; simUrl: string; mqttUrl: string; controllerSite: Site }> {
   const sitePath = join(procs.dir, `${name}-site-sim.yaml`);
   await writeFile(sitePath, stringify(site));
-  const proc = procs.spawn(
-    `${name}-sim`,
-    [
-      'firmware-sim/main.ts',
-      '--config',
-      sitePath,
-      '--ephemeral-ports',
-      '--port',
-      '0',
-      '--log-level',
-      'warn',
-      '--profile',
-      'constant',
-    ],
-    core,
-  );
+  const proc = procs.spawn(`${name}-sim`, simArgs(sitePath), core);
   const simUrl = await poll(`the ${name} simulator to print its API address`, timeoutMs, async () => {
     const log = await readFile(proc.logPath, 'utf8').catch(() => '');
     if (proc.exit()) throw new Error(`the simulator ${proc.exit()}:\n${tail(log)}`);

@@ -3,9 +3,9 @@
 // and the scale bench run what a gateway runs, not the TypeScript sources.
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { REPO_ROOT } from './repo.ts';
 
-const REPO_ROOT = resolve(import.meta.dirname, '../..');
 const UNIT_FILE = join(REPO_ROOT, 'deploy/systemd/coolctl@.service');
 const INSTALL_DIR = '/opt/coolctl/';
 

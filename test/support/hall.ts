@@ -7,8 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
@@ -24,7 +23,10 @@ import {
   readJournal,
 } from './journal-invariants.ts';
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+import { REPO_ROOT, simArgs } from './repo.ts';
+
+export { REPO_ROOT };
+
 const FAKETIME_LIB = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 /** The hall's etcd election timeout: an etcd leader cut from its quorum steps down within 2× this. */
 export const ETCD_ELECTION_MS = 500;
@@ -178,20 +180,7 @@ export class Hall {
       const simLog = join(dir, 'sim.log');
       started.sim = spawnLogged(
         process.execPath,
-        [
-          'firmware-sim/main.ts',
-          '--config',
-          simSitePath,
-          '--ephemeral-ports',
-          '--port',
-          '0',
-          '--log-level',
-          'warn',
-          '--profile',
-          'constant',
-          '--time-scale',
-          String(opts.timeScale ?? 1),
-        ],
+        simArgs(simSitePath, { extra: ['--time-scale', String(opts.timeScale ?? 1)] }),
         simLog,
         {},
       );
