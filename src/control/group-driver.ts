@@ -52,6 +52,9 @@ export interface HeldCommand {
 }
 
 /** The group's process state as it travels in the state cache (one row per group). */
+/** What a group's loop is doing: the law's mode, holding commands, or starting a term. */
+export type LoopMode = ControlMode | 'hold' | 'starting';
+
 export interface GroupProcessRow {
   v: 2;
   kind: 'control' | 'hold';
@@ -59,7 +62,7 @@ export interface GroupProcessRow {
   control?: GroupControlState;
   /** Last command per unit (both kinds): what the units were told. */
   commands: Record<string, HeldCommand>;
-  mode: ControlMode | 'hold' | 'starting';
+  mode: LoopMode;
 }
 
 /** How the current term started: from a cached row (warm) or from reading the units (cold). */
@@ -116,7 +119,7 @@ export class GroupDriver {
   private readonly commands = new Map<string, HeldCommand>();
   private release = new Set<string>();
   private law: GroupControlState | null = null;
-  private mode: ControlMode | 'hold' | 'starting' = 'hold';
+  private mode: LoopMode = 'hold';
   private reasons: string[] = [];
   private lastStepAtMs = 0;
   private crashedUntilMs = 0;
@@ -199,7 +202,7 @@ export class GroupDriver {
   }
 
   /** The loop's mode and why it differs from plain control, for the API. */
-  get decision(): { mode: ControlMode | 'hold' | 'starting'; reasons: string[] } {
+  get decision(): { mode: LoopMode; reasons: string[] } {
     return { mode: this.mode, reasons: this.reasons };
   }
 
