@@ -42,13 +42,7 @@ export function influenceFromGeometry(
 export function neighbourGroups(site: Site, minInfluence = 0.15): Record<string, string[]> {
   const cached = neighbourCache.get(site);
   if (cached?.minInfluence === minInfluence) return cached.groups;
-  const rackOfNode = new Map(site.sensorNodes.map((n) => [n.id, n.rack]));
-  const racksOf = new Map(
-    site.controlGroups.map((g) => [
-      g.id,
-      g.sensorNodes.map((n) => rackOfNode.get(n)).filter((r) => r !== undefined),
-    ]),
-  );
+  const racksOf = new Map(site.controlGroups.map((g) => [g.id, [...groupRacks(site, g.id)]]));
   const sensed = new Set([...racksOf.values()].flat());
   const out: Record<string, string[]> = {};
   for (const g of site.controlGroups) {
@@ -70,6 +64,22 @@ const neighbourCache = new WeakMap<Site, { minInfluence: number; groups: Record<
 /** The racks a group's sensor nodes sit on: all the law's influence matrix needs. */
 export function groupRacks(site: Site, groupId: string): Set<string> {
   const group = site.controlGroups.find((g) => g.id === groupId);
-  const nodes = new Set(group?.sensorNodes ?? []);
-  return new Set(site.sensorNodes.filter((n) => nodes.has(n.id)).map((n) => n.rack));
+  const rackOf = rackOfNode(site);
+  const racks = new Set<string>();
+  for (const n of group?.sensorNodes ?? []) {
+    const r = rackOf.get(n);
+    if (r !== undefined) racks.add(r);
+  }
+  return racks;
 }
+
+/** Sensor node → its rack, made once per site (every group asks; a site has ~12 000 nodes). */
+function rackOfNode(site: Site): Map<string, string> {
+  let m = rackOfNodeCache.get(site);
+  if (!m) {
+    m = new Map(site.sensorNodes.map((n) => [n.id, n.rack]));
+    rackOfNodeCache.set(site, m);
+  }
+  return m;
+}
+const rackOfNodeCache = new WeakMap<Site, Map<string, string>>();
