@@ -165,17 +165,6 @@ interface Layout {
   position: Map<string, number>;
 }
 
-/** A sensor's identity, for views and snapshots; its state lives in row `row` of the store's rows. */
-interface SensorRt {
-  id: string;
-  kind: SensorKindName;
-  isInlet: boolean;
-  lo: number;
-  hi: number;
-  node: NodeRt;
-  row: number;
-}
-
 interface NodeRt {
   id: string;
   rack: string;
@@ -184,9 +173,11 @@ interface NodeRt {
   /** The shortest time assumed between two samples (0.9 of an interval), s: late or bunched deliveries are no spikes. */
   minSampleGapS: number;
   layout: Layout;
-  /** Row of the node's first sensor; the others follow in layout order. */
+  /**
+   * Row of the node's first sensor; the others follow in layout order. A sensor is (node, its
+   * position in the layout): 50 000 sensors need no object each.
+   */
   firstRow: number;
-  sensors: SensorRt[];
   lastSeq: number;
   /** Where this node's SEQ_WINDOW recent seqs start in the store's `recentSeqs`, and how many are kept. */
   seqBase: number;
@@ -216,7 +207,7 @@ export class SensorStore implements SensorView {
   private readonly gateways = new Map<string, GatewayRt>();
   private readonly groups = new Map<
     string,
-    { id: string; nodes: NodeRt[]; inletSensors: SensorRt[]; inletRacks: string[] }
+    { id: string; nodes: NodeRt[]; configuredInlets: number; inletRacks: string[] }
   >();
   private readonly rows: Float64Array;
   private readonly recentSeqs: Uint32Array;
@@ -281,7 +272,6 @@ export class SensorStore implements SensorView {
         minSampleGapS: (0.9 * intervalMs) / 1000,
         layout,
         firstRow: row,
-        sensors: [],
         lastSeq: 0,
         seqBase: this.nodes.size * SEQ_WINDOW,
         seqCount: 0,
@@ -297,25 +287,18 @@ export class SensorStore implements SensorView {
         tokens: this.burstTokens,
         tokensAtMs: 0,
       };
-      for (let i = 0; i < layout.ids.length; i++) {
-        node.sensors.push({
-          id: layout.ids[i]!,
-          kind: layout.kinds[i]!,
-          isInlet: layout.isInlet[i]!,
-          lo: layout.lo[i]!,
-          hi: layout.hi[i]!,
-          node,
-          row: row + i,
-        });
-      }
       row += layout.ids.length;
       this.nodes.set(n.id, node);
     }
     for (const g of site.controlGroups) {
       const nodes = g.sensorNodes.map((id) => this.nodes.get(id)).filter((n): n is NodeRt => n !== undefined);
-      const inletSensors = nodes.flatMap((n) => n.sensors.filter((s) => s.isInlet));
-      const inletRacks = [...new Set(inletSensors.map((s) => s.node.rack))];
-      this.groups.set(g.id, { id: g.id, nodes, inletSensors, inletRacks });
+      const withInlets = nodes.filter((n) => n.layout.isInlet.includes(true));
+      const configuredInlets = withInlets.reduce(
+        (sum, n) => sum + n.layout.isInlet.filter(Boolean).length,
+        0,
+      );
+      const inletRacks = [...new Set(withInlets.map((n) => n.rack))];
+      this.groups.set(g.id, { id: g.id, nodes, configuredInlets, inletRacks });
     }
     if (opts.registry) this.registerMetrics(opts.registry);
   }
@@ -362,8 +345,8 @@ export class SensorStore implements SensorView {
         let bad = 0;
         const now = store.now();
         for (const n of store.nodes.values()) {
-          for (const s of n.sensors) {
-            if (store.isGood(s, now)) good++;
+          for (let pos = 0; pos < n.layout.ids.length; pos++) {
+            if (store.isGood(n, pos, now)) good++;
             else bad++;
           }
         }
@@ -470,35 +453,34 @@ export class SensorStore implements SensorView {
     let good = 0;
     let hottest: string | null = null;
     const coveredRacks = new Set<string>();
-    for (const s of g.inletSensors) {
-      if (!this.isGood(s, now)) continue;
-      const value = rows[s.row * ROW + VALUE]!;
-      good++;
-      sum += value;
-      coveredRacks.add(s.node.rack);
-      if (value > max) {
-        max = value;
-        hottest = s.node.rack;
-      }
-    }
     let rhSum = 0;
     let rhN = 0;
     let dewMax = Number.NEGATIVE_INFINITY;
     for (const n of g.nodes) {
+      const layout = n.layout;
       let t: number | undefined;
       let rh: number | undefined;
-      for (const s of n.sensors) {
-        if (!this.isGood(s, now)) continue;
-        const value = rows[s.row * ROW + VALUE]!;
-        if (s.kind === 'humidity') rh = value;
-        else if (s.kind === 'inlet-middle' || (s.isInlet && t === undefined)) t = value;
+      for (let pos = 0; pos < layout.ids.length; pos++) {
+        if (!this.isGood(n, pos, now)) continue;
+        const value = rows[(n.firstRow + pos) * ROW + VALUE]!;
+        const kind = layout.kinds[pos];
+        if (kind === 'humidity') rh = value;
+        if (!layout.isInlet[pos]) continue;
+        if (kind === 'inlet-middle' || t === undefined) t = value;
+        good++;
+        sum += value;
+        coveredRacks.add(n.rack);
+        if (value > max) {
+          max = value;
+          hottest = n.rack;
+        }
       }
       if (rh === undefined) continue;
       rhSum += rh;
       rhN++;
       if (t !== undefined && rh > 0) dewMax = Math.max(dewMax, dewPointC(t, rh));
     }
-    const configured = g.inletSensors.length;
+    const configured = g.configuredInlets;
     const coverage = configured > 0 ? good / configured : 0;
     const verdict: Verdict =
       good === 0 || coverage < this.s.blindCoverage
@@ -524,25 +506,27 @@ export class SensorStore implements SensorView {
 
   sensors(now = this.now()): SensorSnapshot[] {
     const out: SensorSnapshot[] = [];
-    for (const n of this.nodes.values()) for (const s of n.sensors) out.push(this.snapshot(s, now));
+    for (const n of this.nodes.values()) {
+      for (let pos = 0; pos < n.layout.ids.length; pos++) out.push(this.snapshot(n, pos, now));
+    }
     return out;
   }
 
   sensor(nodeId: string, sensorId: string, now = this.now()): SensorSnapshot | undefined {
     const n = this.nodes.get(nodeId);
     const pos = n?.layout.position.get(sensorId);
-    return n && pos !== undefined ? this.snapshot(n.sensors[pos]!, now) : undefined;
+    return n && pos !== undefined ? this.snapshot(n, pos, now) : undefined;
   }
 
-  private snapshot(s: SensorRt, now: number): SensorSnapshot {
-    const o = s.row * ROW;
+  private snapshot(n: NodeRt, pos: number, now: number): SensorSnapshot {
+    const o = (n.firstRow + pos) * ROW;
     const has = this.rows[o + HAS] === 1;
-    const bits = this.flagBits(s, now);
+    const bits = this.flagBits(n, pos, now);
     return {
-      node: s.node.id,
-      sensor: s.id,
-      kind: s.kind,
-      rack: s.node.rack,
+      node: n.id,
+      sensor: n.layout.ids[pos]!,
+      kind: n.layout.kinds[pos]!,
+      rack: n.rack,
       value: has ? this.rows[o + VALUE]! : null,
       source: has ? SOURCES[this.rows[o + SOURCE]!]! : null,
       receivedAtMs: has ? this.rows[o + AT_MS]! : null,
@@ -602,26 +586,27 @@ export class SensorStore implements SensorView {
     rows[o + AT_MS] = atMs;
   }
 
-  private isGood(s: SensorRt, now: number): boolean {
-    return (this.flagBits(s, now) & BAD_BITS) === 0;
+  private isGood(n: NodeRt, pos: number, now: number): boolean {
+    return (this.flagBits(n, pos, now) & BAD_BITS) === 0;
   }
 
-  /** Every flag of the sensor, its node's included: what snapshots list and views judge by. */
-  private flagBits(s: SensorRt, now: number): number {
-    return this.sensorBits(s, now) | this.nodeBits(s.node);
+  /** Every flag of sensor `pos` of `n`, the node's included: what snapshots list and views judge by. */
+  private flagBits(n: NodeRt, pos: number, now: number): number {
+    return this.sensorBits(n, pos, now) | this.nodeBits(n);
   }
 
   /** The sensor's own flags (the node's come from nodeBits). */
-  private sensorBits(s: SensorRt, now: number): number {
+  private sensorBits(n: NodeRt, pos: number, now: number): number {
     const rows = this.rows;
-    const o = s.row * ROW;
+    const layout = n.layout;
+    const o = (n.firstRow + pos) * ROW;
     const has = rows[o + HAS] === 1;
     let bits = 0;
-    if (!has || now - rows[o + AT_MS]! > this.s.staleIntervals * s.node.intervalMs) bits |= BIT.stale;
-    if (has && !inRange(rows[o + VALUE]!, s.lo, s.hi)) bits |= BIT['out-of-range'];
+    if (!has || now - rows[o + AT_MS]! > this.s.staleIntervals * n.intervalMs) bits |= BIT.stale;
+    if (has && !inRange(rows[o + VALUE]!, layout.lo[pos]!, layout.hi[pos]!)) bits |= BIT['out-of-range'];
     if (rows[o + REPEATS]! >= this.s.stuckReports - 1) bits |= BIT.stuck;
     if (rows[o + SPIKE] === 1) bits |= BIT.spike;
-    if (s.isInlet && this.noisy(o)) bits |= BIT.noisy;
+    if (layout.isInlet[pos] && this.noisy(o)) bits |= BIT.noisy;
     return bits;
   }
 

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
-import { loadSite, parseSite } from '../../src/config/load-site.ts';
+import { internStrings, loadSite, parseSite } from '../../src/config/load-site.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 const run = promisify(execFile);
@@ -22,6 +22,13 @@ describe('site config', () => {
     // every AHU belongs to exactly one group
     const grouped = site.controlGroups.flatMap((g) => g.airHandlers).sort();
     expect(grouped).toEqual(site.airHandlers.map((a) => a.id).sort());
+  });
+
+  it('reads a generated site back as written, defaults added (its repeated strings made one)', () => {
+    const site = generateSite({ ...demoShape, airHandlers: 20, sensorNodes: 60, controlGroups: 4, seed: 3 });
+    expect(parseSite(stringify(site))).toMatchObject(site);
+    const nested = { a: ['x', { b: 'x', c: [1, 'y', null, true] }], d: 'y' };
+    expect(internStrings(structuredClone(nested))).toEqual(nested);
   });
 
   it('fills documented defaults', () => {
