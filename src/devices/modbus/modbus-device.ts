@@ -65,8 +65,13 @@ interface TransactionTable {
 const transactionIdOf = (client: ModbusClient): string =>
   String((client as unknown as TransactionTable)._port?._transactionIdWrite);
 function forgetTransaction(client: ModbusClient, id: string): void {
-  const table = (client as unknown as TransactionTable)._transactions;
-  if (table) delete table[id];
+  const t = client as unknown as TransactionTable;
+  if (!t._transactions) return;
+  delete t._transactions[id];
+  // Deleting an index leaves V8's element store at its largest (ids up to 255: ~2 KB a connection);
+  // the table, empty again (one call at a time per connection), is replaced instead.
+  for (const _ in t._transactions) return;
+  t._transactions = {};
 }
 
 export const DEFAULT_TIMEOUT_MS = 1_000;
