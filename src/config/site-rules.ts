@@ -129,9 +129,23 @@ export function checkSiteRules(site: Site): RuleProblem[] {
     g.sensorNodes.forEach((n, j) => {
       ref(nodes, n, `/controlGroups/${i}/sensorNodes/${j}`, 'sensor node');
     });
+    for (const [a, row] of Object.entries(g.influence ?? {})) {
+      const path = `/controlGroups/${i}/influence/${pointerToken(a)}`;
+      if (!g.airHandlers.includes(a)) {
+        problems.push({
+          path,
+          message: `air handler "${a}" is not in control group "${g.id}"`,
+          allowed: "the group's own air handlers",
+        });
+      }
+      for (const r of Object.keys(row)) ref(racks, r, `${path}/${pointerToken(r)}`, 'rack');
+    }
   });
   return problems;
 }
+
+/** A key as one JSON-pointer token (RFC 6901). */
+const pointerToken = (key: string): string => key.replace(/~/g, '~0').replace(/\//g, '~1');
 
 /**
  * Modbus slave id of every node on each modbus-tcp gateway: its `unitId`, else its position among

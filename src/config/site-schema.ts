@@ -2,7 +2,7 @@
 // types are derived from it, so the validator and the code can never disagree.
 // Cross-references (rack → room, node → gateway, group → AHU) are checked in `site-rules.ts`.
 import { type Static, Type as T } from '@sinclair/typebox';
-import { ControlTuningSchema } from '../control/tuning-schema.ts';
+import { ControlTuningSchema, InfluenceSchema } from '../control/tuning-schema.ts';
 
 const Id = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
@@ -376,6 +376,7 @@ export const ControlGroupSchema = T.Object(
     airHandlers: T.Array(Id, { minItems: 1, uniqueItems: true }),
     sensorNodes: T.Array(Id, { minItems: 0, uniqueItems: true }),
     tuning: T.Optional(ControlTuningSchema),
+    influence: T.Optional(InfluenceSchema),
   },
   { additionalProperties: false },
 );

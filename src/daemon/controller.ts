@@ -277,7 +277,10 @@ export class Controller {
       metrics: this.controlMetrics,
       ...(this.deps.beforeStep ? { beforeStep: this.deps.beforeStep } : {}),
       control: {
-        config: groupControlConfig(cfg.site, g.id, g.tuning ? { tuning: g.tuning } : {}),
+        config: groupControlConfig(cfg.site, g.id, {
+          ...(g.tuning ? { tuning: g.tuning } : {}),
+          ...(g.influence ? { influence: g.influence } : {}),
+        }),
         sensors: this.sensorView,
         neighbours: neighbourGroups(cfg.site)[g.id] ?? [],
       },

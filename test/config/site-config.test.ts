@@ -67,7 +67,12 @@ describe('site config', () => {
     site.racks.push({ ...site.racks[0]!, xM: 30 });
     site.racks[0]!.room = 'hall-b';
     site.sensorNodes[0]!.rack = 'R9';
-    site.controlGroups.push({ id: 'zone-2', airHandlers: ['AHU-1', 'AHU-9'], sensorNodes: [] });
+    site.controlGroups.push({
+      id: 'zone-2',
+      airHandlers: ['AHU-1', 'AHU-9'],
+      sensorNodes: [],
+      influence: { 'AHU-1': { R1: 0.5, R7: 0.2 }, 'AHU-3': { R1: 1 } },
+    });
     let err: ConfigError | undefined;
     try {
       parseSite(stringify(site), 'refs.yaml');
@@ -83,6 +88,8 @@ describe('site config', () => {
         '/sensorNodes/0/rack unknown rack "R9"',
         '/controlGroups/1/airHandlers/0 air handler "AHU-1" is already in control group "zone-1"',
         '/controlGroups/1/airHandlers/1 unknown air handler "AHU-9"',
+        '/controlGroups/1/influence/AHU-1/R7 unknown rack "R7"',
+        '/controlGroups/1/influence/AHU-3 air handler "AHU-3" is not in control group "zone-2"',
       ]),
     );
     expect(err?.problems.every((p) => typeof p.line === 'number')).toBe(true);

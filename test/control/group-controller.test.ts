@@ -13,6 +13,7 @@ import {
   stepGroup,
   type UnitInput,
 } from '../../src/control/law/group-controller.ts';
+import { influenceOf } from '../../src/control/law/influence.ts';
 import { enforceSafety } from '../../src/control/law/safety.ts';
 import { resolveTuning } from '../../src/control/tuning-schema.ts';
 
@@ -97,9 +98,24 @@ describe('fan loop', () => {
     expect(after.state.demandPct).toBeLessThan(100);
   });
 
+  it("the site config's influence replaces the geometry's", () => {
+    const near = influenceOf(cfg.influence, A, 'RA-04') > influenceOf(cfg.influence, B, 'RA-04') ? A : B;
+    const far = near === A ? B : A;
+    const given = groupControlConfig(site, 'zone-1', {
+      influence: { [far]: { 'RA-04': 1 }, [near]: { 'RA-04': 0.1 } },
+    });
+    expect(influenceOf(given.influence, far, 'RA-04')).toBe(1);
+    expect(influenceOf(given.influence, near, 'RA-04')).toBeCloseTo(0.1);
+    expect(influenceOf(given.influence, near, 'RA-05')).toBe(0);
+    let out = stepGroup(given, { view: view(25.2), units: units(), dtS: 1 }, null);
+    for (let i = 1; i < 600; i++)
+      out = stepGroup(given, { view: view(25.2), units: units(), dtS: 1 }, out.state);
+    expect(out.commands[far]!.fanPct).toBeGreaterThan(out.commands[near]!.fanPct + 2);
+  });
+
   it('the unit nearer the hottest rack runs faster', () => {
     const out = run(600, { view: view(25.2), units: units() }, null);
-    const near = cfg.influence[A]!['RA-04']! > cfg.influence[B]!['RA-04']! ? A : B;
+    const near = influenceOf(cfg.influence, A, 'RA-04') > influenceOf(cfg.influence, B, 'RA-04') ? A : B;
     const far = near === A ? B : A;
     expect(out.commands[near]!.fanPct).toBeGreaterThan(out.commands[far]!.fanPct + 2);
   });

@@ -3,7 +3,7 @@
 // (mean zero, so the group's airflow stays what the PI asked for). Offsets follow the hot spot
 // slowly, so a hottest-rack flip between two near-equal racks does not shake the fans.
 import type { ControlTuning } from '../tuning-schema.ts';
-import type { InfluenceMatrix } from './influence.ts';
+import { type InfluenceMatrix, influenceOf } from './influence.ts';
 import { clamp } from './pi.ts';
 
 export function targetOffsets(
@@ -16,7 +16,7 @@ export function targetOffsets(
   const out: Record<string, number> = {};
   for (const u of units) out[u] = 0;
   if (units.length < 2 || hottestRack === null || a.gain === 0) return out;
-  const w = units.map((u) => influence[u]?.[hottestRack] ?? 0);
+  const w = units.map((u) => influenceOf(influence, u, hottestRack));
   const mean = w.reduce((s, x) => s + x, 0) / w.length;
   if (!(mean > 0)) return out;
   const raw = w.map((x) => clamp(a.gain * demandPct * (x / mean - 1), -a.maxOffsetPct, a.maxOffsetPct));

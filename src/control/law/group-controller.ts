@@ -9,7 +9,14 @@ import type { Site } from '../../config/site-schema.ts';
 import type { GroupSensorView } from '../../sensors/sensor-store.ts';
 import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../tuning-schema.ts';
 import { slewOffsets, targetOffsets } from './allocation.ts';
-import { groupRacks, INFLUENCE_LENGTH_M, type InfluenceMatrix, influenceFromGeometry } from './influence.ts';
+import {
+  groupRacks,
+  INFLUENCE_LENGTH_M,
+  type InfluenceMatrix,
+  type InfluenceRecords,
+  influenceFromGeometry,
+  influenceFromRecords,
+} from './influence.ts';
 import { clamp, piStep, trackIntegral } from './pi.ts';
 import { type Command, enforceSafety, SAFETY, type SafetyLimits } from './safety.ts';
 import { resetSetpoint } from './setpoint-reset.ts';
@@ -105,7 +112,8 @@ export interface GroupControlOutput {
 
 export interface GroupControlConfigOptions {
   tuning?: ControlTuningInput;
-  influence?: InfluenceMatrix;
+  /** The group's `influence` from the site config; absent, from geometry. */
+  influence?: InfluenceRecords;
 }
 
 export function groupControlConfig(
@@ -124,9 +132,9 @@ export function groupControlConfig(
     group: groupId,
     ahus: [...group.airHandlers],
     tuning: resolveTuning(opts.tuning),
-    influence:
-      opts.influence ??
-      influenceFromGeometry(site, group.airHandlers, INFLUENCE_LENGTH_M, groupRacks(site, groupId)),
+    influence: opts.influence
+      ? influenceFromRecords(opts.influence)
+      : influenceFromGeometry(site, group.airHandlers, INFLUENCE_LENGTH_M, groupRacks(site, groupId)),
     local,
     dewPointFallbackC: site.site.supplyAirDewPointC ?? 10,
   };

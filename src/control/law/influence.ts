@@ -3,8 +3,47 @@
 // w = 1 / (1 + (d/L)²) within a room, 0 across rooms (the shape the simulator's physics also uses).
 import type { Site } from '../../config/site-schema.ts';
 
-/** influence[ahu][rack] ≥ 0; a missing entry is 0. */
-export type InfluenceMatrix = Record<string, Record<string, number>>;
+/**
+ * influence(ahu, rack) ≥ 0; a missing entry is 0. A group's units share one rack index and each
+ * has a row of weights: as plain objects keyed by rack id, every row took its own chain of V8
+ * hidden classes (~5 MB at 1 000 units).
+ */
+export interface InfluenceMatrix {
+  readonly rackIndex: ReadonlyMap<string, number>;
+  readonly rows: ReadonlyMap<string, Float64Array>;
+}
+
+/** As the site config writes it: `influence[ahu][rack]`. */
+export type InfluenceRecords = Readonly<Record<string, Readonly<Record<string, number>>>>;
+
+/** How much `ahu` cools `rack` (0 when the matrix does not say). */
+export function influenceOf(m: InfluenceMatrix, ahu: string, rack: string): number {
+  const i = m.rackIndex.get(rack);
+  return i === undefined ? 0 : (m.rows.get(ahu)?.[i] ?? 0);
+}
+
+/** `weight(ahu, rack)` for every unit and rack; racks it leaves undefined weigh 0. */
+function matrixOf(
+  ahuIds: readonly string[],
+  rackIds: Iterable<string>,
+  weight: (ahu: string, rack: string) => number | undefined,
+): InfluenceMatrix {
+  const rackIndex = new Map<string, number>();
+  for (const r of rackIds) if (!rackIndex.has(r)) rackIndex.set(r, rackIndex.size);
+  const rows = new Map<string, Float64Array>();
+  for (const a of ahuIds) {
+    const row = new Float64Array(rackIndex.size);
+    for (const [r, i] of rackIndex) row[i] = weight(a, r) ?? 0;
+    rows.set(a, row);
+  }
+  return { rackIndex, rows };
+}
+
+/** The config's `influence[ahu][rack]`, as a matrix. */
+export function influenceFromRecords(records: InfluenceRecords): InfluenceMatrix {
+  const racks = Object.values(records).flatMap((row) => Object.keys(row));
+  return matrixOf(Object.keys(records), racks, (a, r) => records[a]?.[r]);
+}
 
 /** Distance scale of one unit's local reach, m. */
 export const INFLUENCE_LENGTH_M = 6;
@@ -18,21 +57,17 @@ export function influenceFromGeometry(
   ahuIds: readonly string[],
   lengthM = INFLUENCE_LENGTH_M,
   racks?: ReadonlySet<string>,
-) {
-  const out: InfluenceMatrix = {};
-  const candidates = racks ? site.racks.filter((r) => racks.has(r.id)) : site.racks;
-  for (const id of ahuIds) {
-    const ahu = site.airHandlers.find((a) => a.id === id);
-    const row: Record<string, number> = {};
-    out[id] = row;
-    if (!ahu) continue;
-    for (const r of candidates) {
-      if (r.room !== ahu.room) continue;
-      const d2 = ((r.xM - ahu.xM) ** 2 + (r.yM - ahu.yM) ** 2) / lengthM ** 2;
-      row[r.id] = 1 / (1 + d2);
-    }
-  }
-  return out;
+): InfluenceMatrix {
+  const ahus = new Map(site.airHandlers.filter((a) => ahuIds.includes(a.id)).map((a) => [a.id, a]));
+  const rooms = new Set([...ahus.values()].map((a) => a.room));
+  const candidates = site.racks.filter((r) => (racks ? racks.has(r.id) : rooms.has(r.room)));
+  const rackById = new Map(candidates.map((r) => [r.id, r]));
+  return matrixOf(ahuIds, rackById.keys(), (a, r) => {
+    const ahu = ahus.get(a);
+    const rack = rackById.get(r)!;
+    if (!ahu || rack.room !== ahu.room) return 0;
+    return 1 / (1 + ((rack.xM - ahu.xM) ** 2 + (rack.yM - ahu.yM) ** 2) / lengthM ** 2);
+  });
 }
 
 /**
@@ -50,7 +85,7 @@ export function neighbourGroups(site: Site, minInfluence = 0.15): Record<string,
     out[g.id] = site.controlGroups
       .filter((h) => h.id !== g.id)
       .filter((h) =>
-        g.airHandlers.some((a) => racksOf.get(h.id)!.some((r) => (m[a]?.[r] ?? 0) >= minInfluence)),
+        g.airHandlers.some((a) => racksOf.get(h.id)!.some((r) => influenceOf(m, a, r) >= minInfluence)),
       )
       .map((h) => h.id);
   }
