@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import { internStrings, loadSite, parseSite } from '../../src/config/load-site.ts';
+import type { Site } from '../../src/config/site-schema.ts';
 import { ConfigError } from '../../src/errors.ts';
 
 const run = promisify(execFile);
@@ -164,6 +165,6 @@ function minimalSite() {
     ],
     gateways: [{ id: 'gw-1' }],
     sensorNodes: [{ id: 'N1', rack: 'R1', gateway: 'gw-1', sensors: [{ id: 't', kind: 'inlet-middle' }] }],
-    controlGroups: [{ id: 'zone-1', airHandlers: ['AHU-1'], sensorNodes: ['N1'] }],
+    controlGroups: [{ id: 'zone-1', airHandlers: ['AHU-1'], sensorNodes: ['N1'] }] as Site['controlGroups'],
   };
 }
