@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
-import { internStrings, loadSite, parseSite } from '../../src/config/load-site.ts';
+import { internValues, loadSite, parseSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { ConfigError } from '../../src/errors.ts';
 
@@ -28,8 +28,19 @@ describe('site config', () => {
   it('reads a generated site back as written, defaults added (its repeated strings made one)', () => {
     const site = generateSite({ ...demoShape, airHandlers: 20, sensorNodes: 60, controlGroups: 4, seed: 3 });
     expect(parseSite(stringify(site))).toMatchObject(site);
-    const nested = { a: ['x', { b: 'x', c: [1, 'y', null, true] }], d: 'y' };
-    expect(internStrings(structuredClone(nested))).toEqual(nested);
+    const nested = {
+      a: ['x', { b: 'x', c: [1, 'y', null, true] }],
+      d: 'y',
+      e: { b: 'x', c: [1, 'y', null, true] },
+    };
+    const shared = internValues(structuredClone(nested)) as typeof nested;
+    expect(shared).toEqual(nested);
+    expect(shared.e).toBe(shared.a[1]);
+    const many = { big: Array.from({ length: 100 }, (_, i) => `value ${i}`) };
+    const copy = structuredClone(many);
+    const both = internValues({ one: many, two: copy }) as { one: typeof many; two: typeof many };
+    expect(both.two).toEqual(many);
+    expect(both.two.big).not.toBe(both.one.big);
   });
 
   it('fills documented defaults', () => {
