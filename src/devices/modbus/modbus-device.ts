@@ -64,6 +64,31 @@ interface TransactionTable {
 }
 const transactionIdOf = (client: ModbusClient): string =>
   String((client as unknown as TransactionTable)._port?._transactionIdWrite);
+/**
+ * Every Modbus TCP socket reads into this one buffer (net's `onread`). By default each read gets
+ * its own 64 KB allocation, shrunk to the few bytes received; the Buffers that outlive a young
+ * collection pin those remains in the malloc heap until the next full GC. modbus-serial copies
+ * what it receives at once (`Buffer.concat` in its 'data' handler), so the buffer is free again
+ * when the callback returns, and one serves every socket of the thread.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+const NOTHING_RECEIVED = Buffer.alloc(0);
+
+/** modbus-serial's TCP port keeps what it received and not yet parsed here. */
+interface ReceiveState {
+  _port?: { _clientRcvData?: Buffer };
+}
+/**
+ * Hands a received chunk to modbus-serial, then drops its emptied receive buffer: an empty slice
+ * of a Buffer pool slab still holds the whole 8 KB slab, one per connection until its next answer.
+ */
+function deliver(socket: Socket, client: ModbusClient, chunk: Buffer): true {
+  socket.emit('data', chunk);
+  const port = (client as unknown as ReceiveState)._port;
+  if (port?._clientRcvData?.length === 0) port._clientRcvData = NOTHING_RECEIVED;
+  return true; // keep reading
+}
+
 function forgetTransaction(client: ModbusClient, id: string): void {
   const t = client as unknown as TransactionTable;
   if (!t._transactions) return;
@@ -513,7 +538,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     let socket: Socket | undefined;
     const e = this.ahu.endpoint;
     if ('host' in e) {
-      socket = await this.connectSocket(e.host, e.port, ctx, remainingMs);
+      socket = await this.connectSocket(e.host, e.port, ctx, remainingMs, client);
       await client.connectTCP(e.host, { port: e.port, socket });
     } else {
       await this.bounded(
@@ -547,9 +572,22 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     return conn;
   }
 
-  private connectSocket(host: string, port: number, ctx: CallContext, timeoutMs: number): Promise<Socket> {
+  private connectSocket(
+    host: string,
+    port: number,
+    ctx: CallContext,
+    timeoutMs: number,
+    client: ModbusClient,
+  ): Promise<Socket> {
     return new Promise<Socket>((resolve, reject) => {
-      const socket = tcpConnect({ host, port });
+      const socket: Socket = tcpConnect({
+        host,
+        port,
+        onread: {
+          buffer: READ_BUFFER,
+          callback: (n, buf) => deliver(socket, client, (buf as Buffer).subarray(0, n)),
+        },
+      });
       const timer = setTimeout(
         () => fail(this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText('connect'), true)),
         timeoutMs,
