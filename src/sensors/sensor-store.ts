@@ -112,23 +112,26 @@ const SENSOR_METRICS = [
   'coolctl_sensors',
 ];
 
-// A sensor's changing state is one row of `SensorStore.rows` (a Float64Array), a node's sensors in
-// consecutive rows: a report touches a few adjacent cache lines instead of an object graph per
-// sensor, which at 20 000 nodes is what ingest spends its time on. Columns:
+// A sensor's changing state is row r of three typed arrays, a node's sensors in consecutive rows: a
+// report touches a few adjacent cache lines instead of an object graph per sensor, which at 20 000
+// nodes is what ingest spends its time on; and 50 000 sensors take 3 MB, not 6.4 (one Float64Array
+// row of 16 did). `readings` (Float64Array, READING columns):
 const VALUE = 0;
 /** Wall ms when the gateway got the reading (MQTT: arrival; Modbus: poll time − age). */
 const AT_MS = 1;
-const HAS = 2;
-const SOURCE = 3;
-/** Consecutive values equal to the one before. */
-const REPEATS = 4;
-const SPIKE = 5;
-/** How many of the DIFFS slots hold a difference (0…NOISE_WINDOW), and the slot the next one goes to. */
-const DIFF_COUNT = 6;
-const DIFF_NEXT = 7;
-/** The last NOISE_WINDOW successive differences, a ring. */
-const DIFFS = 8;
-const ROW = DIFFS + NOISE_WINDOW;
+const READING = 2;
+// `marks` (Uint16Array, MARK columns): small counters and flags.
+const HAS = 0;
+const SOURCE = 1;
+/** Consecutive values equal to the one before (saturates at 65 535; the stuck rule needs ≤ 1 000). */
+const REPEATS = 2;
+const SPIKE = 3;
+/** How many of the sensor's `diffs` slots hold a difference (0…NOISE_WINDOW), and the slot the next one goes to. */
+const DIFF_COUNT = 4;
+const DIFF_NEXT = 5;
+const MARK = 6;
+const MAX_REPEATS = 0xffff;
+// `diffs` (Float32Array, NOISE_WINDOW per sensor): the last successive differences, a ring.
 
 // Quality flags as bits: one rule set (sensorBits, nodeBits) serves both the quick good/bad
 // answer of the group views and the flag lists of snapshots.
@@ -209,7 +212,9 @@ export class SensorStore implements SensorView {
     string,
     { id: string; nodes: NodeRt[]; configuredInlets: number; inletRacks: string[] }
   >();
-  private readonly rows: Float64Array;
+  private readonly readings: Float64Array;
+  private readonly marks: Uint16Array;
+  private readonly diffs: Float32Array;
   private readonly recentSeqs: Uint32Array;
   private readonly s: Required<SensingSettings>;
   private readonly burstTokens: number;
@@ -238,9 +243,11 @@ export class SensorStore implements SensorView {
     };
     this.burstTokens = Math.max(10, this.s.maxReportsPerNodePerS * 2);
     const sensorCount = site.sensorNodes.reduce((sum, n) => sum + n.sensors.length, 0);
-    this.rows = new Float64Array(sensorCount * ROW);
+    this.readings = new Float64Array(sensorCount * READING);
+    this.marks = new Uint16Array(sensorCount * MARK);
+    this.diffs = new Float32Array(sensorCount * NOISE_WINDOW);
     this.recentSeqs = new Uint32Array(site.sensorNodes.length * SEQ_WINDOW);
-    for (let r = 0; r < sensorCount; r++) this.rows[r * ROW + VALUE] = Number.NaN;
+    for (let r = 0; r < sensorCount; r++) this.readings[r * READING + VALUE] = Number.NaN;
     for (const g of site.gateways) this.gateways.set(g.id, { id: g.id, online: true });
     const layouts = new Map<string, Layout>();
     let row = 0;
@@ -447,7 +454,7 @@ export class SensorStore implements SensorView {
   view(groupId: string, now = this.now()): GroupSensorView {
     const g = this.groups.get(groupId);
     if (!g) throw new RangeError(`unknown control group "${groupId}"`);
-    const rows = this.rows;
+    const readings = this.readings;
     let max = Number.NEGATIVE_INFINITY;
     let sum = 0;
     let good = 0;
@@ -462,7 +469,7 @@ export class SensorStore implements SensorView {
       let rh: number | undefined;
       for (let pos = 0; pos < layout.ids.length; pos++) {
         if (!this.isGood(n, pos, now)) continue;
-        const value = rows[(n.firstRow + pos) * ROW + VALUE]!;
+        const value = readings[(n.firstRow + pos) * READING + VALUE]!;
         const kind = layout.kinds[pos];
         if (kind === 'humidity') rh = value;
         if (!layout.isInlet[pos]) continue;
@@ -519,17 +526,18 @@ export class SensorStore implements SensorView {
   }
 
   private snapshot(n: NodeRt, pos: number, now: number): SensorSnapshot {
-    const o = (n.firstRow + pos) * ROW;
-    const has = this.rows[o + HAS] === 1;
+    const row = n.firstRow + pos;
+    const o = row * READING;
+    const has = this.marks[row * MARK + HAS] === 1;
     const bits = this.flagBits(n, pos, now);
     return {
       node: n.id,
       sensor: n.layout.ids[pos]!,
       kind: n.layout.kinds[pos]!,
       rack: n.rack,
-      value: has ? this.rows[o + VALUE]! : null,
-      source: has ? SOURCES[this.rows[o + SOURCE]!]! : null,
-      receivedAtMs: has ? this.rows[o + AT_MS]! : null,
+      value: has ? this.readings[o + VALUE]! : null,
+      source: has ? SOURCES[this.marks[row * MARK + SOURCE]!]! : null,
+      receivedAtMs: has ? this.readings[o + AT_MS]! : null,
       flags: flagList(bits),
       quality: bits & BAD_BITS ? 'bad' : 'good',
     };
@@ -558,32 +566,34 @@ export class SensorStore implements SensorView {
 
   /** Sensor `pos` of `node` takes `value`; the rules its flags are computed from run here. */
   private apply(node: NodeRt, pos: number, value: number, source: number, atMs: number): void {
-    const rows = this.rows;
-    const o = (node.firstRow + pos) * ROW;
-    if (rows[o + HAS] === 1) {
-      const prev = rows[o + VALUE]!;
+    const readings = this.readings;
+    const marks = this.marks;
+    const row = node.firstRow + pos;
+    const o = row * READING;
+    const m = row * MARK;
+    if (marks[m + HAS] === 1) {
+      const prev = readings[o + VALUE]!;
       const d = value - prev;
-      rows[o + REPEATS] = Math.abs(d) <= STUCK_EPSILON ? rows[o + REPEATS]! + 1 : 0;
-      // Small integers kept apart rather than a running count modulo the window: `%` on a
-      // Float64Array element is a floating-point remainder, the slowest step of this function.
-      const next = rows[o + DIFF_NEXT]!;
-      rows[o + DIFFS + next] = d;
-      rows[o + DIFF_NEXT] = next === NOISE_WINDOW - 1 ? 0 : next + 1;
-      if (rows[o + DIFF_COUNT]! < NOISE_WINDOW) rows[o + DIFF_COUNT]!++;
+      const repeats = marks[m + REPEATS]!;
+      marks[m + REPEATS] = Math.abs(d) > STUCK_EPSILON ? 0 : repeats < MAX_REPEATS ? repeats + 1 : repeats;
+      const next = marks[m + DIFF_NEXT]!;
+      this.diffs[row * NOISE_WINDOW + next] = d;
+      marks[m + DIFF_NEXT] = next === NOISE_WINDOW - 1 ? 0 : next + 1;
+      if (marks[m + DIFF_COUNT]! < NOISE_WINDOW) marks[m + DIFF_COUNT]!++;
       const layout = node.layout;
       const lo = layout.lo[pos]!;
       const hi = layout.hi[pos]!;
       if (layout.isInlet[pos] && inRange(value, lo, hi) && inRange(prev, lo, hi)) {
         // A change faster than air can make it; at least 0.9 of the report interval is assumed
         // between two samples, so a late or bunched delivery does not look like a spike.
-        const dtS = Math.max((atMs - rows[o + AT_MS]!) / 1000, node.minSampleGapS) * this.timeScale;
-        rows[o + SPIKE] = Math.abs(d) / dtS > this.s.spikeCPerS ? 1 : 0;
-      } else rows[o + SPIKE] = 0;
+        const dtS = Math.max((atMs - readings[o + AT_MS]!) / 1000, node.minSampleGapS) * this.timeScale;
+        marks[m + SPIKE] = Math.abs(d) / dtS > this.s.spikeCPerS ? 1 : 0;
+      } else marks[m + SPIKE] = 0;
     }
-    rows[o + VALUE] = value;
-    rows[o + HAS] = 1;
-    rows[o + SOURCE] = source;
-    rows[o + AT_MS] = atMs;
+    readings[o + VALUE] = value;
+    readings[o + AT_MS] = atMs;
+    marks[m + HAS] = 1;
+    marks[m + SOURCE] = source;
   }
 
   private isGood(n: NodeRt, pos: number, now: number): boolean {
@@ -597,16 +607,19 @@ export class SensorStore implements SensorView {
 
   /** The sensor's own flags (the node's come from nodeBits). */
   private sensorBits(n: NodeRt, pos: number, now: number): number {
-    const rows = this.rows;
+    const readings = this.readings;
+    const marks = this.marks;
     const layout = n.layout;
-    const o = (n.firstRow + pos) * ROW;
-    const has = rows[o + HAS] === 1;
+    const row = n.firstRow + pos;
+    const o = row * READING;
+    const m = row * MARK;
+    const has = marks[m + HAS] === 1;
     let bits = 0;
-    if (!has || now - rows[o + AT_MS]! > this.s.staleIntervals * n.intervalMs) bits |= BIT.stale;
-    if (has && !inRange(rows[o + VALUE]!, layout.lo[pos]!, layout.hi[pos]!)) bits |= BIT['out-of-range'];
-    if (rows[o + REPEATS]! >= this.s.stuckReports - 1) bits |= BIT.stuck;
-    if (rows[o + SPIKE] === 1) bits |= BIT.spike;
-    if (layout.isInlet[pos] && this.noisy(o)) bits |= BIT.noisy;
+    if (!has || now - readings[o + AT_MS]! > this.s.staleIntervals * n.intervalMs) bits |= BIT.stale;
+    if (has && !inRange(readings[o + VALUE]!, layout.lo[pos]!, layout.hi[pos]!)) bits |= BIT['out-of-range'];
+    if (marks[m + REPEATS]! >= this.s.stuckReports - 1) bits |= BIT.stuck;
+    if (marks[m + SPIKE] === 1) bits |= BIT.spike;
+    if (layout.isInlet[pos] && this.noisy(row)) bits |= BIT.noisy;
     return bits;
   }
 
@@ -620,12 +633,13 @@ export class SensorStore implements SensorView {
   }
 
   /** σ of successive differences / √2 over the last readings: white noise shows, slow drift does not. */
-  private noisy(o: number): boolean {
-    const rows = this.rows;
-    const n = rows[o + DIFF_COUNT]!;
+  private noisy(row: number): boolean {
+    const n = this.marks[row * MARK + DIFF_COUNT]!;
     if (n < 4) return false;
+    const diffs = this.diffs;
+    const d0 = row * NOISE_WINDOW;
     let sq = 0;
-    for (let i = 0; i < n; i++) sq += rows[o + DIFFS + i]! ** 2;
+    for (let i = 0; i < n; i++) sq += diffs[d0 + i]! ** 2;
     return Math.sqrt(sq / n / 2) > this.s.noisySigmaC;
   }
 
