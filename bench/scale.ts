@@ -108,7 +108,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   if (snapDir) await mkdir(snapDir, { recursive: true });
 
   let daemon: DaemonCommand = values['from-source']
-    ? { nodeFlags: [], script: join(REPO_ROOT, 'src/cli.ts') }
+    ? { nodeFlags: [], script: join(REPO_ROOT, 'src/cli.ts'), env: {} }
     : deployedDaemon();
   if (values['node-flags'] !== undefined) {
     daemon = { ...daemon, nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean) };

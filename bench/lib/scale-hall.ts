@@ -87,7 +87,7 @@ export class ScaleProcesses {
     this.extraStops.push(fn);
   }
 
-  spawn(name: string, args: string[], core: number | null): Proc {
+  spawn(name: string, args: string[], core: number | null, env: Record<string, string> = {}): Proc {
     const logPath = join(this.dir, `${name}.log`);
     const fd = openSync(logPath, 'a');
     let child: ChildProcess;
@@ -97,7 +97,11 @@ export class ScaleProcesses {
           ? ['taskset', ['-c', String(core), process.execPath, ...args]]
           : [process.execPath, args];
       // taskset execs the command: the child's pid is the node process's pid.
-      child = spawn(cmd, argv, { cwd: REPO_ROOT, stdio: ['ignore', fd, fd] });
+      child = spawn(cmd, argv, {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', fd, fd],
+        env: { ...process.env, ...env },
+      });
     } finally {
       closeSync(fd);
     }
@@ -222,6 +226,7 @@ export async function startController(
       node,
     ],
     o.core,
+    o.daemon.env,
   );
   await poll(`the ${o.name} controller to start`, o.timeoutMs, async () => {
     const log = await readFile(proc.logPath, 'utf8').catch(() => '');

@@ -66,7 +66,7 @@ describe('systemd notification', () => {
       ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, NOTIFY_SOCKET: sock, WATCHDOG_USEC: '600000' },
+        env: { ...process.env, ...daemonCmd.env, NOTIFY_SOCKET: sock, WATCHDOG_USEC: '600000' },
       },
     );
     procs.push(daemon);
