@@ -1,9 +1,9 @@
 // An air handler over Modbus TCP or RTU, behind DeviceIo: one connection, one request at a time,
 // each call inside its outer deadline (`client.timeoutMs`), status read as one 16-register block,
-// the fenced command written as one 8-register FC16 and read back. modbus-serial speaks the wire;
-// this file keeps it honest: it never waits without a deadline, a connection that timed out or
-// answered garbage is destroyed (a late answer must never pair with a later request), and every
-// call in flight settles on close() — modbus-serial does none of that by itself.
+// the fenced command written as one 8-register FC16 and read back. Over TCP `ModbusTcpClient`
+// (./modbus-tcp.ts) speaks the wire, over RTU modbus-serial; this file keeps both honest: it never
+// waits without a deadline, a connection that timed out or answered garbage is destroyed (a late
+// answer must never pair with a later request), and every call in flight settles on close().
 // Remote control is re-asserted only on purpose: once the unit is seen out of remote control
 // (watchdog fallback, local, link down while we drove it), `remoteControlLost` stays true and a
 // remote-enable write is refused with COOLCTL_E_DEVICE_REFUSED until one is sent with `reassert`.
@@ -35,6 +35,7 @@ import {
   pause,
   retryAfter,
 } from '../resilience.ts';
+import { ModbusFrameError, ModbusTcpClient } from './modbus-tcp.ts';
 import {
   COMMAND_BLOCK_LEN,
   decodeStatus,
@@ -52,51 +53,17 @@ const ModbusRTU = modbusSerial.default;
 type ModbusClient = InstanceType<typeof ModbusRTU>;
 
 /**
- * modbus-serial keeps each request (its frame state and callback, and through the callback the
- * whole promise chain of the call) in `_transactions[transactionId]` and never deletes one. Over
- * TCP the id runs modulo 256, so every connection holds up to 256 finished requests: ~155 MB of
- * live heap at 1 000 units (the scale bench's heap snapshot). We delete each one once it settled.
- * Over RTU the id is undefined and the one slot is overwritten; deleting it is harmless.
- */
-interface TransactionTable {
-  _transactions?: Record<string, unknown>;
-  _port?: { _transactionIdWrite?: number };
-}
-const transactionIdOf = (client: ModbusClient): string =>
-  String((client as unknown as TransactionTable)._port?._transactionIdWrite);
-/**
  * Every Modbus TCP socket reads into this one buffer (net's `onread`). By default each read gets
  * its own 64 KB allocation, shrunk to the few bytes received; the Buffers that outlive a young
- * collection pin those remains in the malloc heap until the next full GC. modbus-serial copies
- * what it receives at once (`Buffer.concat` in its 'data' handler), so the buffer is free again
- * when the callback returns, and one serves every socket of the thread.
+ * collection pin those remains in the malloc heap until the next full GC. ModbusTcpClient parses
+ * (or copies) what it receives at once, so one buffer serves every socket of the thread.
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-const NOTHING_RECEIVED = Buffer.alloc(0);
 
-/** modbus-serial's TCP port keeps what it received and not yet parsed here. */
-interface ReceiveState {
-  _port?: { _clientRcvData?: Buffer };
-}
-/**
- * Hands a received chunk to modbus-serial, then drops its emptied receive buffer: an empty slice
- * of a Buffer pool slab still holds the whole 8 KB slab, one per connection until its next answer.
- */
-function deliver(socket: Socket, client: ModbusClient, chunk: Buffer): true {
-  socket.emit('data', chunk);
-  const port = (client as unknown as ReceiveState)._port;
-  if (port?._clientRcvData?.length === 0) port._clientRcvData = NOTHING_RECEIVED;
-  return true; // keep reading
-}
-
-function forgetTransaction(client: ModbusClient, id: string): void {
-  const t = client as unknown as TransactionTable;
-  if (!t._transactions) return;
-  delete t._transactions[id];
-  // Deleting an index leaves V8's element store at its largest (ids up to 255: ~2 KB a connection);
-  // the table, empty again (one call at a time per connection), is replaced instead.
-  for (const _ in t._transactions) return;
-  t._transactions = {};
+/** What a request needs of a connection: ModbusTcpClient (TCP) or modbus-serial (RTU). */
+interface RegisterClient {
+  readHoldingRegisters(address: number, count: number): Promise<{ data: number[] }>;
+  writeRegisters(address: number, words: number[]): Promise<unknown>;
 }
 
 export const DEFAULT_TIMEOUT_MS = 1_000;
@@ -153,8 +120,10 @@ const UNREACHABLE_ERRNO: ReadonlySet<string> = new Set([
 
 /** One open transport and the requests in flight on it; thrown away whole when it turns suspect. */
 interface Connection {
-  readonly client: ModbusClient;
+  readonly client: RegisterClient;
+  /** TCP: the socket ModbusTcpClient speaks on. RTU: modbus-serial's client, which owns its line. */
   readonly socket: Socket | undefined;
+  readonly rtu: ModbusClient | undefined;
   /** Rejects each request in flight; modbus-serial never settles them when the line goes. */
   readonly inFlight: Set<(err: DeviceError) => void>;
   /** Anything answered on it (for the unit-id hint when nothing ever does). */
@@ -375,10 +344,10 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     };
   }
 
-  private readonly readStatusBlock = (c: ModbusClient) =>
+  private readonly readStatusBlock = (c: RegisterClient) =>
     c.readHoldingRegisters(this.pm.statusBlock, STATUS_BLOCK_LEN);
 
-  private readonly readCommandBlock = (c: ModbusClient) =>
+  private readonly readCommandBlock = (c: RegisterClient) =>
     c.readHoldingRegisters(this.pm.commandBlock, COMMAND_BLOCK_LEN);
 
   private readStatus(ctx: CallContext): Promise<ModbusStatus> {
@@ -424,7 +393,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private request<T>(
     ctx: CallContext,
     what: string,
-    fn: (client: ModbusClient) => Promise<T>,
+    fn: (client: RegisterClient) => Promise<T>,
     retry = false,
   ): Promise<T> {
     const conn = this.conn;
@@ -440,7 +409,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     err: unknown,
     ctx: CallContext,
     what: string,
-    fn: (client: ModbusClient) => Promise<T>,
+    fn: (client: RegisterClient) => Promise<T>,
   ): Promise<T> {
     return retryAfter(err, () => this.request(ctx, what, fn), this.retryOptions(ctx));
   }
@@ -449,7 +418,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     conn: Connection,
     ctx: CallContext,
     what: string,
-    fn: (client: ModbusClient) => Promise<T>,
+    fn: (client: RegisterClient) => Promise<T>,
     retry: boolean,
   ): Promise<T> {
     const remainingMs = ctx.deadlineMs - performance.now();
@@ -481,8 +450,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       // The lane calls this at the deadline, the caller's abort or close: no listener per request.
       ctx.onAbandon = onAbandon;
       // modbus-serial's own timer too, so nothing of it outlives the call.
-      conn.client.setTimeout(Math.max(1, Math.ceil(remainingMs)));
-      const txId = transactionIdOf(conn.client);
+      conn.rtu?.setTimeout(Math.max(1, Math.ceil(remainingMs)));
       let pending: Promise<T>;
       try {
         pending = fn(conn.client);
@@ -491,12 +459,10 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       }
       pending.then(
         (value) => {
-          forgetTransaction(conn.client, txId);
           conn.answered = true;
           if (finish()) resolve(value);
         },
         (err: unknown) => {
-          forgetTransaction(conn.client, txId);
           const e = this.classify(err, what);
           if (e.code === ErrorCodes.DEVICE_EXCEPTION || e.code === ErrorCodes.DEVICE_FENCED)
             conn.answered = true;
@@ -532,15 +498,19 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private async openTransport(ctx: CallContext): Promise<Connection> {
     const remainingMs = ctx.deadlineMs - performance.now();
     if (ctx.abandoned || remainingMs <= 0) throw this.abandonedError(ctx, 'connect');
-    const client = new ModbusRTU();
-    // Port errors also surface as failed requests or a close; the emitter's 'error' must not throw.
-    client.on('error', () => undefined);
-    let socket: Socket | undefined;
+    let conn: Connection;
     const e = this.ahu.endpoint;
     if ('host' in e) {
-      socket = await this.connectSocket(e.host, e.port, ctx, remainingMs, client);
-      await client.connectTCP(e.host, { port: e.port, socket });
+      const client = new ModbusTcpClient(e.unitId);
+      const socket = await this.connectSocket(e.host, e.port, ctx, remainingMs, (chunk) =>
+        client.receive(chunk),
+      );
+      client.attach(socket);
+      conn = { client, socket, rtu: undefined, inFlight: new Set(), answered: false, dead: false };
     } else {
+      const client = new ModbusRTU();
+      // Port errors also surface as failed requests or a close; the emitter's 'error' must not throw.
+      client.on('error', () => undefined);
       await this.bounded(
         client.connectRTUBuffered(e.path, {
           baudRate: e.baudRate ?? 19_200,
@@ -553,16 +523,16 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         'open serial line',
         () => closeQuietly(client),
       );
+      client.setID(e.unitId);
+      conn = { client, socket: undefined, rtu: client, inFlight: new Set(), answered: false, dead: false };
     }
-    client.setID(e.unitId);
-    const conn: Connection = { client, socket, inFlight: new Set(), answered: false, dead: false };
     const onClose = (): void => {
       if (conn.dead) return;
       this.link.failure('connection closed by the device');
       void this.drop(conn, 'connection closed by the device');
     };
-    if (socket) socket.once('close', onClose);
-    else client.on('close', onClose);
+    if (conn.socket) conn.socket.once('close', onClose);
+    else conn.rtu?.on('close', onClose);
     if (this.closeCtl.signal.aborted) {
       await this.drop(conn, 'device closed');
       throw this.closeCtl.signal.reason;
@@ -577,15 +547,18 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     port: number,
     ctx: CallContext,
     timeoutMs: number,
-    client: ModbusClient,
+    receive: (chunk: Buffer) => void,
   ): Promise<Socket> {
     return new Promise<Socket>((resolve, reject) => {
-      const socket: Socket = tcpConnect({
+      const socket = tcpConnect({
         host,
         port,
         onread: {
           buffer: READ_BUFFER,
-          callback: (n, buf) => deliver(socket, client, (buf as Buffer).subarray(0, n)),
+          callback: (n, buf) => {
+            receive((buf as Buffer).subarray(0, n));
+            return true;
+          },
         },
       });
       const timer = setTimeout(
@@ -665,17 +638,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     const failure = err ?? this.error(ErrorCodes.DEVICE_UNREACHABLE, `connection dropped: ${reason}`, true);
     for (const reject of [...conn.inFlight]) reject(failure);
     conn.inFlight.clear();
-    if (conn.socket) {
-      // destroy() also stops modbus-serial's own request timers; the socket goes either way.
-      try {
-        conn.client.destroy(() => undefined);
-      } catch {
-        // already gone
-      }
-      conn.socket.destroy();
-    } else {
-      await settlesWithin(closeQuietly(conn.client), CLOSE_DEADLINE_MS);
-    }
+    if (conn.socket) conn.socket.destroy();
+    else if (conn.rtu) await settlesWithin(closeQuietly(conn.rtu), CLOSE_DEADLINE_MS);
     this.scheduleReconnect();
   }
 
@@ -786,7 +750,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     if (x?.name === 'TransactionTimedOutError' || x?.errno === 'ETIMEDOUT') {
       return this.error(ErrorCodes.DEVICE_TIMEOUT, this.timeoutText(what), true, err);
     }
-    if (GARBAGE_MESSAGE.test(message) || err instanceof RangeError) {
+    if (err instanceof ModbusFrameError || GARBAGE_MESSAGE.test(message) || err instanceof RangeError) {
       return this.error(
         ErrorCodes.DEVICE_GARBAGE,
         `${what}: the answer is not a valid Modbus frame (${message})`,
