@@ -17,7 +17,7 @@ import type { SensorView } from '../sensors/sensor-store.ts';
 import type { AuditLog } from './audit-log.ts';
 import { dashboard } from './dashboard.ts';
 import { ErrorBody } from './error-body.ts';
-import { renderMetrics } from './metrics-text.ts';
+import { metricsStream } from './metrics-text.ts';
 
 export interface ApiDeps {
   node: string;
@@ -122,7 +122,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     '/metrics',
     { schema: { description: 'Prometheus metrics (text exposition format).' } },
     async (_req, reply) => {
-      return reply.type(deps.registry.contentType).send(await renderMetrics(deps.registry));
+      return reply.type(deps.registry.contentType).send(metricsStream(deps.registry));
     },
   );
 

@@ -1,17 +1,29 @@
-// GET /metrics: the registry's Prometheus text, rendered one metric family per event-loop turn.
-// prom-client's registry.metrics() renders every family in one go (its collectors resolve in
-// microtasks): at 1 000 units (~1.1 MB of text) that blocked the event loop — and with it the
-// control loops and the lease keepalive — for ~100 ms at every scrape.
+// GET /metrics: the registry's Prometheus text, rendered one metric family per event-loop turn and
+// streamed family by family. prom-client's registry.metrics() renders every family in one go (its
+// collectors resolve in microtasks): at 1 000 units (~1.1 MB of text) that blocked the event loop
+// — and with it the control loops and the lease keepalive — for ~100 ms at every scrape. Rendered
+// in turns but joined at the end, the families' text outlived V8's young generation and ~15 MB per
+// scrape went to the old one (a mark-compact every few scrapes); streamed, each family's text is
+// garbage once it is on the socket.
+import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import type { Registry } from 'prom-client';
 
-export async function renderMetrics(registry: Registry): Promise<string> {
-  const parts: string[] = [];
+/** The families as registry.metrics() frames them (Prometheus text format), one chunk each. */
+export async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
+  let first = true;
   for (const { name } of registry.getMetricsAsArray()) {
     // A reload may have replaced a family while we yielded: render what is registered now.
-    if (registry.getSingleMetric(name)) parts.push(await registry.getSingleMetricAsString(name));
+    if (!registry.getSingleMetric(name)) continue;
+    const text = await registry.getSingleMetricAsString(name);
+    yield first ? text : `\n\n${text}`;
+    first = false;
     await setImmediate();
   }
-  // The same framing as registry.metrics() for the Prometheus text format.
-  return `${parts.join('\n\n')}\n`;
+  yield '\n';
+}
+
+/** The Prometheus text of `registry` as a byte stream (for the HTTP answer). */
+export function metricsStream(registry: Registry): Readable {
+  return Readable.from(metricFamilies(registry), { objectMode: false });
 }

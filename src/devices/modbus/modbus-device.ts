@@ -125,7 +125,11 @@ interface Connection {
   readonly socket: Socket | undefined;
   readonly rtu: ModbusClient | undefined;
   /** Rejects each request in flight; modbus-serial never settles them when the line goes. */
-  readonly inFlight: Set<(err: DeviceError) => void>;
+  /**
+   * An array, not a Set: a request is added and removed at thousands a second, and a Set
+   * reallocates its table as it grows from and shrinks to empty.
+   */
+  readonly inFlight: ((err: DeviceError) => void)[];
   /** Anything answered on it (for the unit-id hint when nothing ever does). */
   answered: boolean;
   dead: boolean;
@@ -431,7 +435,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       const finish = (): boolean => {
         if (settled) return false;
         settled = true;
-        conn.inFlight.delete(onLost);
+        removeItem(conn.inFlight, onLost);
         if (ctx.onAbandon === onAbandon) ctx.onAbandon = undefined;
         return true;
       };
@@ -446,7 +450,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         // The request may still be answered; on this stream that answer would pair with the next one.
         void this.drop(conn, `${what} abandoned before its answer`);
       };
-      conn.inFlight.add(onLost);
+      conn.inFlight.push(onLost);
       // The lane calls this at the deadline, the caller's abort or close: no listener per request.
       ctx.onAbandon = onAbandon;
       // modbus-serial's own timer too, so nothing of it outlives the call.
@@ -506,7 +510,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         client.receive(chunk),
       );
       client.attach(socket);
-      conn = { client, socket, rtu: undefined, inFlight: new Set(), answered: false, dead: false };
+      conn = { client, socket, rtu: undefined, inFlight: [], answered: false, dead: false };
     } else {
       const client = new ModbusRTU();
       // Port errors also surface as failed requests or a close; the emitter's 'error' must not throw.
@@ -524,7 +528,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         () => closeQuietly(client),
       );
       client.setID(e.unitId);
-      conn = { client, socket: undefined, rtu: client, inFlight: new Set(), answered: false, dead: false };
+      conn = { client, socket: undefined, rtu: client, inFlight: [], answered: false, dead: false };
     }
     const onClose = (): void => {
       if (conn.dead) return;
@@ -636,8 +640,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     conn.dead = true;
     if (this.conn === conn) this.conn = undefined;
     const failure = err ?? this.error(ErrorCodes.DEVICE_UNREACHABLE, `connection dropped: ${reason}`, true);
-    for (const reject of [...conn.inFlight]) reject(failure);
-    conn.inFlight.clear();
+    for (const reject of conn.inFlight.splice(0)) reject(failure);
     if (conn.socket) conn.socket.destroy();
     else if (conn.rtu) await settlesWithin(closeQuietly(conn.rtu), CLOSE_DEADLINE_MS);
     this.scheduleReconnect();
@@ -824,6 +827,14 @@ function toReadings(status: ModbusStatus): AhuReadings {
     quality: 'good',
     sourceTimeMs: Date.now(),
   };
+}
+
+/** Removes `item` from `list` without keeping order (and without allocating). */
+function removeItem<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i < 0) return;
+  list[i] = list[list.length - 1]!;
+  list.pop();
 }
 
 function closeQuietly(client: ModbusClient): Promise<void> {
