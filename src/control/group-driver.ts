@@ -427,8 +427,7 @@ export class GroupDriver {
     let k = 0;
     for (const g of this.opts.control?.neighbours ?? []) {
       const row = this.opts.store?.get(g);
-      const st = row ? parseRow(row.body)?.control : undefined;
-      if (st && Number.isFinite(st.helpK)) k = Math.max(k, st.helpK);
+      if (row) k = Math.max(k, helpKOf(row.body));
     }
     return k;
   }
@@ -517,6 +516,21 @@ export class GroupDriver {
     }
     await this.readUnit(ahu);
   }
+}
+
+/**
+ * Each group reads its neighbours' rows every period, and a row is read by all of its group's
+ * neighbours: its `helpK` is parsed once per row (a new row is a new body).
+ */
+const helpKByRow = new WeakMap<Buffer, number>();
+function helpKOf(body: Buffer): number {
+  let k = helpKByRow.get(body);
+  if (k === undefined) {
+    const st = parseRow(body)?.control;
+    k = st && Number.isFinite(st.helpK) ? st.helpK : 0;
+    helpKByRow.set(body, k);
+  }
+  return k;
 }
 
 function parseRow(body: Buffer): GroupProcessRow | null {
