@@ -290,10 +290,14 @@ export class GroupDriver {
     if (this.drivingEpoch !== fence.epoch) {
       this.drivingEpoch = fence.epoch;
       this.resuming = true;
-      this.beginTerm(fence.epoch)
+      const epoch = fence.epoch;
+      this.beginTerm(epoch)
         .catch((err: unknown) => this.log.error({ err }, 'term start failed'))
         .finally(() => {
           this.resuming = false;
+          // The term's first commands go out once it has begun, not at the next period (a
+          // graceful handover waited up to a whole period for them).
+          if (this.drivingEpoch === epoch && this.timer) this.tick();
         });
       return;
     }
