@@ -124,9 +124,9 @@ interface Connection {
   /** TCP: the socket ModbusTcpClient speaks on. RTU: modbus-serial's client, which owns its line. */
   readonly socket: Socket | undefined;
   readonly rtu: ModbusClient | undefined;
-  /** Rejects each request in flight; modbus-serial never settles them when the line goes. */
   /**
-   * An array, not a Set: a request is added and removed at thousands a second, and a Set
+   * Rejects each request in flight (modbus-serial never settles them when the line goes). An
+   * array, not a Set: a request is added and removed thousands of times a second, and a Set
    * reallocates its table as it grows from and shrinks to empty.
    */
   readonly inFlight: ((err: DeviceError) => void)[];
@@ -453,7 +453,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       conn.inFlight.push(onLost);
       // The lane calls this at the deadline, the caller's abort or close: no listener per request.
       ctx.onAbandon = onAbandon;
-      // modbus-serial's own timer too, so nothing of it outlives the call.
+      // RTU: modbus-serial's own timer too, so nothing of it outlives the call.
       conn.rtu?.setTimeout(Math.max(1, Math.ceil(remainingMs)));
       let pending: Promise<T>;
       try {
