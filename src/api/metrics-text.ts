@@ -10,7 +10,7 @@ import { setImmediate } from 'node:timers/promises';
 import type { Registry } from 'prom-client';
 
 /** The families as registry.metrics() frames them (Prometheus text format), one chunk each. */
-export async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
+async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
   let first = true;
   for (const { name } of registry.getMetricsAsArray()) {
     // A reload may have replaced a family while we yielded: render what is registered now.

@@ -51,10 +51,10 @@ export interface HeldCommand {
   supplySetpointC: number;
 }
 
-/** The group's process state as it travels in the state cache (one row per group). */
 /** What a group's loop is doing: the law's mode, holding commands, or starting a term. */
 export type LoopMode = ControlMode | 'hold' | 'starting';
 
+/** The group's process state as it travels in the state cache (one row per group). */
 export interface GroupProcessRow {
   v: 2;
   kind: 'control' | 'hold';
