@@ -4,21 +4,33 @@
 // — and with it the control loops and the lease keepalive — for ~100 ms at every scrape. Rendered
 // in turns but joined at the end, the families' text outlived V8's young generation and ~15 MB per
 // scrape went to the old one (a mark-compact every few scrapes); streamed, each family's text is
-// garbage once it is on the socket.
+// garbage once it is on the socket. The per-device families render their own text in chunks of a
+// few dozen devices (devices/metrics.ts): prom-client's formatting of their ~10 000 lines was still
+// ~1 MB/s of old-space garbage at 1 000 units.
 import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import type { Registry } from 'prom-client';
+import { hasTextLines } from '../devices/metrics.ts';
 
 /** The families as registry.metrics() frames them (Prometheus text format), one chunk each. */
 async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
   let first = true;
   for (const { name } of registry.getMetricsAsArray()) {
     // A reload may have replaced a family while we yielded: render what is registered now.
-    if (!registry.getSingleMetric(name)) continue;
-    const text = await registry.getSingleMetricAsString(name);
-    yield first ? text : `\n\n${text}`;
+    const metric = registry.getSingleMetric(name);
+    if (!metric) continue;
+    if (hasTextLines(metric)) {
+      yield `${first ? '' : '\n\n'}# HELP ${name} ${escapeHelp(metric.help)}\n# TYPE ${name} ${metric.type}`;
+      for (const chunk of metric.textLines()) {
+        yield chunk;
+        await setImmediate();
+      }
+    } else {
+      const text = await registry.getSingleMetricAsString(name);
+      yield first ? text : `\n\n${text}`;
+      await setImmediate();
+    }
     first = false;
-    await setImmediate();
   }
   yield '\n';
 }
@@ -26,4 +38,9 @@ async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
 /** The Prometheus text of `registry` as a byte stream (for the HTTP answer). */
 export function metricsStream(registry: Registry): Readable {
   return Readable.from(metricFamilies(registry), { objectMode: false });
+}
+
+/** HELP text escaped as prom-client's registry escapes it. */
+function escapeHelp(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 }

@@ -1,14 +1,18 @@
 // Per-device metrics every adapter reports through, whatever its protocol: transactions, errors by
 // kind, latency, and link state, on a prom-client Registry the daemon serves at /metrics.
 // One DeviceMetrics per registry; adapters only call `observe()` and `link()`.
-import {
+// Every family here is read from plain per-device fields when the registry asks, and the three
+// per-device families (thousands of lines at a thousand units) also render their text directly
+// (`textLines`, which /metrics streams): prom-client's formatting makes a dozen short-lived objects
+// a line, and at a scrape's size those outlived V8's young generation (docs/scale.md).
+import type {
   Counter,
   Gauge,
-  type Histogram,
-  type MetricObject,
-  type MetricObjectWithValues,
-  type MetricValueWithName,
-  type Registry,
+  Histogram,
+  MetricObject,
+  MetricObjectWithValues,
+  MetricValueWithName,
+  Registry,
 } from 'prom-client';
 import type { LinkState } from './device-io.ts';
 
@@ -21,13 +25,37 @@ const LINK_STATES: readonly LinkState[] = ['up', 'degraded', 'down'];
 // per-device buckets made /metrics 4.7–7 MB and each scrape stall the loop and bloat the heap.
 const LATENCY_BUCKETS_S: readonly number[] = [0.0025, 0.01, 0.05, 0.25, 1, 5];
 
+type Labels = Readonly<Record<string, string>>;
+
+/** One extra label set of a per-device line: its text (`op="read",outcome="ok"`) and its object, made once. */
+interface ExtraLabels {
+  readonly text: string;
+  readonly labels: Labels;
+}
+
+function extraLabels(labels: Labels): ExtraLabels {
+  const text = Object.entries(labels)
+    .map(([k, v]) => `${k}="${escapeLabelValue(v)}"`)
+    .join(',');
+  return { text, labels };
+}
+
+const OUTCOME_LABELS = Object.fromEntries(
+  DEVICE_OPS.map((op) => [
+    op,
+    { ok: extraLabels({ op, outcome: 'ok' }), error: extraLabels({ op, outcome: 'error' }) },
+  ]),
+) as Record<DeviceOp, { ok: ExtraLabels; error: ExtraLabels }>;
+
+const STATE_LABELS = LINK_STATES.map((state) => extraLabels({ state }));
+
 /**
  * One device's counts for one operation, kept in plain numbers: prom-client's labelled `inc()` and
  * `observe()` validate and hash their label object on every call (cached children too), which at
  * thousands of requests a second was a tenth of the adapter's CPU. The registry reads them at scrape.
  */
 class OpSeries {
-  readonly labels: { device: string; protocol: string; op: DeviceOp };
+  readonly op: DeviceOp;
   ok = 0;
   error = 0;
   /** Non-cumulative: counts[i] observations in (bucket[i-1], bucket[i]]; the last slot is +Inf. */
@@ -35,8 +63,8 @@ class OpSeries {
   sum = 0;
   count = 0;
 
-  constructor(device: string, protocol: string, op: DeviceOp) {
-    this.labels = { device, protocol, op };
+  constructor(op: DeviceOp) {
+    this.op = op;
   }
 
   observe(seconds: number, failed: boolean): void {
@@ -50,44 +78,64 @@ class OpSeries {
   }
 }
 
-/** What an adapter holds for its device: observe() without any lookup by label. */
+/** Everything /metrics says of one device, and what an adapter holds: observe() with no lookup by label. */
 export class DeviceMeter {
-  private readonly owner: DeviceMetrics;
-  private readonly device: string;
-  private readonly protocol: string;
-  private readonly byOp: Record<DeviceOp, OpSeries>;
+  readonly protocol: string;
+  readonly labels: Labels;
+  /** `device="…",protocol="…"`, escaped, for the text of every line of this device. */
+  readonly labelText: string;
+  readonly byOp: Record<DeviceOp, OpSeries>;
+  /** Index in LINK_STATES of the current link state; -1 before the adapter said any. */
+  linkState = -1;
+  /** Failures by kind, in the order the kinds first happened (none for most devices). */
+  errors: Map<string, { extra: ExtraLabels; count: number }> | undefined;
 
-  constructor(owner: DeviceMetrics, device: string, protocol: string, byOp: Record<DeviceOp, OpSeries>) {
-    this.owner = owner;
-    this.device = device;
+  constructor(device: string, protocol: string) {
     this.protocol = protocol;
+    this.labels = { device, protocol };
+    this.labelText = extraLabels(this.labels).text;
+    const byOp = {} as Record<DeviceOp, OpSeries>;
+    for (const op of DEVICE_OPS) byOp[op] = new OpSeries(op);
     this.byOp = byOp;
   }
 
   /** One finished request; `errorCode` is the DeviceError code (COOLCTL_E_DEVICE_…) when it failed. */
   observe(op: DeviceOp, seconds: number, errorCode?: string): void {
     this.byOp[op].observe(seconds, errorCode !== undefined);
-    if (errorCode) this.owner.countError(this.device, this.protocol, errorCode);
+    if (errorCode) this.countError(errorKind(errorCode));
   }
 
   link(state: LinkState): void {
-    this.owner.link(this.device, this.protocol, state);
+    this.linkState = LINK_STATES.indexOf(state);
+  }
+
+  private countError(kind: string): void {
+    this.errors ??= new Map();
+    const e = this.errors.get(kind);
+    if (e) e.count++;
+    else this.errors.set(kind, { extra: extraLabels({ kind }), count: 1 });
   }
 }
 
+/** One line of a per-device family: the device, its extra labels, the value. */
+type Emit = (device: DeviceMeter, extra: ExtraLabels, value: number) => void;
+
+/** Devices whose lines make one chunk of /metrics (at most 8 lines each). */
+const DEVICES_PER_CHUNK = 64;
+
 /**
- * A metric family computed from the devices' OpSeries when the registry reads it (prom-client
+ * A metric family computed from the devices' fields when the registry reads it (prom-client
  * registries take such custom collectors beside their own types, and only call `get()`).
  */
 abstract class ScrapeTimeMetric {
   abstract readonly name: string;
   abstract readonly help: string;
-  abstract readonly type: 'counter' | 'histogram';
+  abstract readonly type: 'counter' | 'gauge' | 'histogram';
   readonly aggregator = 'sum';
-  protected readonly series: OpSeries[];
+  protected readonly devices: DeviceMeter[];
 
-  constructor(series: OpSeries[]) {
-    this.series = series;
+  constructor(devices: DeviceMeter[]) {
+    this.devices = devices;
   }
 
   protected abstract values(): MetricValueWithName<string>[];
@@ -102,6 +150,37 @@ abstract class ScrapeTimeMetric {
       collect: () => undefined,
       values: this.values(),
     };
+  }
+}
+
+/** A family with one line per device and extra label set: its values for prom-client, and its own text. */
+abstract class PerDeviceMetric extends ScrapeTimeMetric {
+  /** Emits the lines of the devices [from, to), in order. */
+  protected abstract each(emit: Emit, from: number, to: number): void;
+
+  protected values(): MetricValueWithName<string>[] {
+    const values: MetricValueWithName<string>[] = [];
+    const emit: Emit = (d, extra, value) => values.push({ labels: { ...d.labels, ...extra.labels }, value });
+    this.each(emit, 0, this.devices.length);
+    return values;
+  }
+
+  /**
+   * The family's lines as registry.getSingleMetricAsString() renders them after its two header
+   * lines (each line after a newline), DEVICES_PER_CHUNK devices a chunk: a chunk is made only
+   * when the reader asks for it, so no more than one is alive at a time.
+   */
+  *textLines(): Generator<string> {
+    const name = this.name;
+    let chunk = '';
+    const emit: Emit = (d, extra, value) => {
+      chunk += `\n${name}{${d.labelText},${extra.text}} ${valueText(value)}`;
+    };
+    for (let from = 0; from < this.devices.length; from += DEVICES_PER_CHUNK) {
+      chunk = '';
+      this.each(emit, from, Math.min(from + DEVICES_PER_CHUNK, this.devices.length));
+      if (chunk) yield chunk;
+    }
   }
 }
 
@@ -121,22 +200,24 @@ class LatencyHistogram extends ScrapeTimeMetric {
       string,
       { labels: { protocol: string; op: DeviceOp }; counts: Float64Array; sum: number; count: number }
     >();
-    for (const s of this.series) {
-      if (s.count === 0) continue; // an operation no device did has no series yet
-      const key = `${s.labels.protocol} ${s.labels.op}`;
-      let t = totals.get(key);
-      if (!t) {
-        t = {
-          labels: { protocol: s.labels.protocol, op: s.labels.op },
-          counts: new Float64Array(LATENCY_BUCKETS_S.length + 1),
-          sum: 0,
-          count: 0,
-        };
-        totals.set(key, t);
+    for (const d of this.devices) {
+      for (const s of Object.values(d.byOp)) {
+        if (s.count === 0) continue; // an operation no device did has no series yet
+        const key = `${d.protocol} ${s.op}`;
+        let t = totals.get(key);
+        if (!t) {
+          t = {
+            labels: { protocol: d.protocol, op: s.op },
+            counts: new Float64Array(LATENCY_BUCKETS_S.length + 1),
+            sum: 0,
+            count: 0,
+          };
+          totals.set(key, t);
+        }
+        for (let i = 0; i <= LATENCY_BUCKETS_S.length; i++) t.counts[i]! += s.counts[i]!;
+        t.sum += s.sum;
+        t.count += s.count;
       }
-      for (let i = 0; i <= LATENCY_BUCKETS_S.length; i++) t.counts[i]! += s.counts[i]!;
-      t.sum += s.sum;
-      t.count += s.count;
     }
     const values: MetricValueWithName<string>[] = [];
     for (const t of totals.values()) {
@@ -153,63 +234,91 @@ class LatencyHistogram extends ScrapeTimeMetric {
   }
 
   reset(): void {
-    for (const s of this.series) {
-      s.counts.fill(0);
-      s.sum = 0;
-      s.count = 0;
+    for (const d of this.devices) {
+      for (const s of Object.values(d.byOp)) {
+        s.counts.fill(0);
+        s.sum = 0;
+        s.count = 0;
+      }
     }
   }
 }
 
-/** coolctl_device_transactions_total{device,protocol,op,outcome}, from the OpSeries. */
-class TransactionsCounter extends ScrapeTimeMetric {
+/** coolctl_device_transactions_total{device,protocol,op,outcome}: requests by outcome. */
+class TransactionsCounter extends PerDeviceMetric {
   readonly name = 'coolctl_device_transactions_total';
   readonly help = 'Device requests by operation and outcome (ok or error)';
   readonly type = 'counter';
 
-  protected values(): MetricValueWithName<string>[] {
-    const values: MetricValueWithName<string>[] = [];
-    for (const s of this.series) {
-      if (s.ok > 0) values.push({ labels: { ...s.labels, outcome: 'ok' }, value: s.ok });
-      if (s.error > 0) values.push({ labels: { ...s.labels, outcome: 'error' }, value: s.error });
+  protected each(emit: Emit, from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      const d = this.devices[i]!;
+      for (const op of DEVICE_OPS) {
+        const s = d.byOp[op];
+        if (s.ok > 0) emit(d, OUTCOME_LABELS[op].ok, s.ok);
+        if (s.error > 0) emit(d, OUTCOME_LABELS[op].error, s.error);
+      }
     }
-    return values;
   }
 
   reset(): void {
-    for (const s of this.series) {
-      s.ok = 0;
-      s.error = 0;
+    for (const d of this.devices) {
+      for (const s of Object.values(d.byOp)) {
+        s.ok = 0;
+        s.error = 0;
+      }
     }
   }
 }
 
+/** coolctl_device_errors_total{device,protocol,kind}: failures by kind. */
+class ErrorsCounter extends PerDeviceMetric {
+  readonly name = 'coolctl_device_errors_total';
+  readonly help =
+    'Device request failures by kind (timeout, unreachable, exception, garbage, bad_status, fenced, ...)';
+  readonly type = 'counter';
+
+  protected each(emit: Emit, from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      const d = this.devices[i]!;
+      if (d.errors) for (const e of d.errors.values()) emit(d, e.extra, e.count);
+    }
+  }
+
+  reset(): void {
+    for (const d of this.devices) d.errors = undefined;
+  }
+}
+
+/** coolctl_device_link_state{device,protocol,state}: 1 for the current state, 0 for the others. */
+class LinkStateGauge extends PerDeviceMetric {
+  readonly name = 'coolctl_device_link_state';
+  readonly help = 'Link state of each device: 1 for the current state, 0 for the others';
+  readonly type = 'gauge';
+
+  protected each(emit: Emit, from: number, to: number): void {
+    for (let i = from; i < to; i++) {
+      const d = this.devices[i]!;
+      if (d.linkState < 0) continue;
+      for (let i = 0; i < STATE_LABELS.length; i++) emit(d, STATE_LABELS[i]!, i === d.linkState ? 1 : 0);
+    }
+  }
+
+  /** A state, not a count: nothing to reset. */
+  reset(): void {}
+}
+
 export class DeviceMetrics {
-  private readonly errors: Counter<'device' | 'protocol' | 'kind'>;
-  private readonly linkState: Gauge<'device' | 'protocol' | 'state'>;
-  private readonly series: OpSeries[] = [];
+  private readonly devices: DeviceMeter[] = [];
   private readonly meters = new Map<string, DeviceMeter>();
 
   constructor(registry: Registry) {
-    const registers = [registry];
-    const series = this.series;
-    // Read from the series at scrape time: nothing per request.
-    // Custom collectors, which prom-client registries take beside their own metric types: both
-    // read the OpSeries at scrape time, with no labelled inc() (a label hash per series per scrape).
-    registry.registerMetric(new TransactionsCounter(series) as unknown as Counter);
-    this.errors = new Counter({
-      name: 'coolctl_device_errors_total',
-      help: 'Device request failures by kind (timeout, unreachable, exception, garbage, bad_status, fenced, ...)',
-      labelNames: ['device', 'protocol', 'kind'],
-      registers,
-    });
-    registry.registerMetric(new LatencyHistogram(series) as unknown as Histogram);
-    this.linkState = new Gauge({
-      name: 'coolctl_device_link_state',
-      help: 'Link state of each device: 1 for the current state, 0 for the others',
-      labelNames: ['device', 'protocol', 'state'],
-      registers,
-    });
+    const devices = this.devices;
+    // Custom collectors, which prom-client registries take beside their own metric types.
+    registry.registerMetric(new TransactionsCounter(devices) as unknown as Counter);
+    registry.registerMetric(new ErrorsCounter(devices) as unknown as Counter);
+    registry.registerMetric(new LatencyHistogram(devices) as unknown as Histogram);
+    registry.registerMetric(new LinkStateGauge(devices) as unknown as Gauge);
   }
 
   /** The meter for one device, made once; adapters keep it and observe through it. */
@@ -217,13 +326,8 @@ export class DeviceMetrics {
     const key = `${protocol} ${device}`;
     let m = this.meters.get(key);
     if (!m) {
-      const byOp = {} as Record<DeviceOp, OpSeries>;
-      for (const op of DEVICE_OPS) {
-        const s = new OpSeries(device, protocol, op);
-        byOp[op] = s;
-        this.series.push(s);
-      }
-      m = new DeviceMeter(this, device, protocol, byOp);
+      m = new DeviceMeter(device, protocol);
+      this.devices.push(m);
       this.meters.set(key, m);
     }
     return m;
@@ -234,17 +338,37 @@ export class DeviceMetrics {
     this.meter(device, protocol).observe(op, seconds, errorCode);
   }
 
-  countError(device: string, protocol: string, errorCode: string): void {
-    this.errors.inc({ device, protocol, kind: errorKind(errorCode) });
-  }
-
   link(device: string, protocol: string, state: LinkState): void {
-    for (const s of LINK_STATES) this.linkState.set({ device, protocol, state: s }, s === state ? 1 : 0);
+    this.meter(device, protocol).link(state);
   }
+}
+
+/** A family that renders its own text, chunk by chunk (served by api/metrics-text.ts). */
+export interface SelfRenderingFamily {
+  readonly name: string;
+  readonly help: string;
+  readonly type: string;
+  /** The lines after the HELP and TYPE lines, each after a newline, as the registry would render them. */
+  textLines(): Iterable<string>;
+}
+
+export function hasTextLines(metric: unknown): metric is SelfRenderingFamily {
+  return metric instanceof PerDeviceMetric;
 }
 
 /** `COOLCTL_E_DEVICE_BAD_STATUS` → `bad_status`; anything else → `other`. */
 export function errorKind(code: string): string {
   const m = /^COOLCTL_E_DEVICE_(.+)$/.exec(code);
   return m ? m[1]!.toLowerCase() : 'other';
+}
+
+// As prom-client's registry escapes and prints them, so both renderings are the same text.
+function escapeLabelValue(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+}
+
+function valueText(v: number): string {
+  if (Number.isNaN(v)) return 'Nan';
+  if (!Number.isFinite(v)) return v < 0 ? '-Inf' : '+Inf';
+  return `${v}`;
 }

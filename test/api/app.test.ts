@@ -8,6 +8,7 @@ import { buildApi } from '../../src/api/app.ts';
 import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuCommandSet, DeviceIo } from '../../src/devices/device-io.ts';
+import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 class FakeLeadership extends EventEmitter implements Leadership {
@@ -138,12 +139,33 @@ describe('controller API', () => {
       2,
     );
     new Counter({ name: 'coolctl_test_b_total', help: 'b', registers: [registry] }).inc(3);
+    // The per-device families render their own text, in chunks of devices: more devices than a
+    // chunk holds, errors of two kinds, and a device id that needs escaping.
+    const devices = new DeviceMetrics(registry);
+    for (let i = 0; i < 150; i++) {
+      const meter = devices.meter(i === 7 ? 'AHU-"7"\\x' : `AHU-${i}`, i % 2 ? 'modbus-tcp' : 'opcua');
+      meter.link(i % 3 ? 'up' : 'degraded');
+      meter.observe('read', 0.004);
+      if (i % 5 === 0) meter.observe('write', 1.5, 'COOLCTL_E_DEVICE_TIMEOUT');
+      if (i % 10 === 0) meter.observe('write', 0.01, 'COOLCTL_E_DEVICE_FENCED');
+    }
     const m = await app.inject('/metrics');
     expect(m.headers['content-type']).toMatch(/text\/plain/);
     // Rendered a family per event-loop turn (src/api/metrics-text.ts), the same text as prom-client's.
     expect(m.body).toBe(await registry.metrics());
     expect(m.body).toContain('coolctl_test_a{x="q\\"1"} 2');
     expect(m.body).toContain('coolctl_test_b_total 3');
+    expect(m.body).toContain(
+      'coolctl_device_link_state{device="AHU-\\"7\\"\\\\x",protocol="modbus-tcp",state="up"} 1',
+    );
+    expect(m.body).toContain(
+      'coolctl_device_errors_total{device="AHU-140",protocol="opcua",kind="fenced"} 1',
+    );
+    expect(m.body).toContain(
+      'coolctl_device_transactions_total{device="AHU-149",protocol="modbus-tcp",op="read",outcome="ok"} 1',
+    );
+    expect(m.body.match(/^coolctl_device_link_state\{/gm)).toHaveLength(450);
+    expect(m.body.match(/^coolctl_device_errors_total\{/gm)).toHaveLength(45);
     const spec = (await app.inject('/openapi.json')).json();
     expect(spec.openapi).toMatch(/^3\./);
     expect(Object.keys(spec.paths)).toEqual(
