@@ -93,6 +93,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   const trends = new TrendRecorder(deps.groups, Math.ceil(TREND_WINDOW_MS / TREND_PERIOD_MS));
   const sample = () => {
     const now = Date.now();
+    trends.keep(deps.groups); // the running config's groups: a reload may have changed them
     for (const g of deps.groups)
       trends.add(g, now, { fanPct: fanPctOf(deps, g), inletMaxC: viewOf(deps, g)?.inletMaxC ?? null });
   };

@@ -1,6 +1,7 @@
 // The dashboard's trends: per control group, a fixed ring of samples (time, mean held fan %, hottest
 // good rack inlet) taken every `periodMs` by this node, so a reloaded page still shows the last
-// minutes. Memory is fixed at construction: 3 Float64Arrays of `samples` per group. NaN: no data.
+// minutes. Memory is fixed per group: 3 Float64Arrays of `samples`. NaN: no data. The groups
+// follow the running config (`keep`): a group added by a hot reload gets a ring, a removed one's goes.
 
 export interface TrendSample {
   fanPct: number | null;
@@ -31,9 +32,17 @@ export class TrendRecorder {
   readonly samples: number;
   private readonly rings = new Map<string, Ring>();
 
-  constructor(groups: string[], samples: number) {
+  constructor(groups: readonly string[], samples: number) {
     this.samples = samples;
-    for (const g of groups) this.rings.set(g, new Ring(samples));
+    this.keep(groups);
+  }
+
+  /** Rings for exactly these groups: new ones start empty, the others keep their samples. */
+  keep(groups: readonly string[]): void {
+    for (const g of groups) if (!this.rings.has(g)) this.rings.set(g, new Ring(this.samples));
+    if (this.rings.size === groups.length) return;
+    const wanted = new Set(groups);
+    for (const g of this.rings.keys()) if (!wanted.has(g)) this.rings.delete(g);
   }
 
   add(group: string, atMs: number, s: TrendSample): void {

@@ -178,11 +178,15 @@ export class GroupDriver {
     if (c.group === this.group && c.to === 'leader' && this.timer) this.tick();
   };
 
-  /** Commands and link of each unit, for the API. */
+  /**
+   * Commands and link of each unit, for the API. `held` only while this node drives the group: a
+   * follower's commands are its last term's, not what the units run now (the leader's view says).
+   */
   units(): UnitDriveState[] {
+    const driving = this.driving;
     return [...this.unitState.values()].map((s) => ({
       ...s,
-      held: this.commands.get(s.ahu) ?? null,
+      held: driving ? (this.commands.get(s.ahu) ?? null) : null,
       released: this.release.has(s.ahu),
     }));
   }

@@ -188,6 +188,41 @@ describe('dashboard routes', () => {
     expect(later.groups.every((g: { t: number[] }) => g.t.length === 0)).toBe(true);
   });
 
+  it('a group view on a node that no longer drives it holds no commands (its last term’s are stale)', async () => {
+    const { a, cluster } = await setup();
+    await waitFor('zone-1 driven', () =>
+      a.drivers
+        .get('zone-1')!
+        .units()
+        .every((u) => u.held),
+    );
+    const view = async () => (await a.app.inject('/api/v1/groups/zone-1')).json();
+    expect((await view()).units.every((u: { held: unknown }) => u.held !== null)).toBe(true);
+    cluster.move('zone-1', 'node-b', 'test');
+    const v = await waitFor('node-a no longer driving zone-1', async () => {
+      const x = await view();
+      return x.driving ? null : x;
+    });
+    expect(v).toMatchObject({ leader: 'node-b', state: 'follower' });
+    expect(v.units.length).toBeGreaterThan(0);
+    expect(v.units.every((u: { held: unknown }) => u.held === null)).toBe(true);
+  });
+
+  it('follows a hot reload: a group added gets trends, a group removed has none', async () => {
+    const { a } = await setup();
+    await a.app.ready();
+    // What the daemon's reload does to the list the API was built with (src/daemon/controller.ts).
+    a.groups.splice(a.groups.indexOf('zone-4'), 1, 'zone-9');
+    const groupsOf = async () =>
+      (await a.app.inject('/api/v1/trends')).json().groups as { group: string; t: number[] }[];
+    const after = await waitFor('a trend sample of the added group', async () => {
+      const g = await groupsOf();
+      return g.find((x) => x.group === 'zone-9')?.t.length ? g : null;
+    });
+    expect(after.map((x) => x.group).sort()).toEqual(['zone-1', 'zone-2', 'zone-3', 'zone-9']);
+    expect(after.find((x) => x.group === 'zone-1')!.t.length).toBeGreaterThan(1); // kept its history
+  });
+
   it('lets the cluster’s own pages call it cross-origin, and nobody else', async () => {
     const { a } = await setup();
     const pre = await a.app.inject({

@@ -108,6 +108,8 @@ export interface FakeNode {
   name: string;
   app: FastifyInstance;
   leadership: FakeLeadership;
+  /** The group ids the API serves, changed in place as the daemon's reload changes them. */
+  groups: string[];
   drivers: Map<string, GroupDriver>;
   registry: Registry;
   audit: AuditLog;
@@ -135,12 +137,13 @@ export async function fakeNode(
   );
   const registry = new Registry();
   const audit = new AuditLog(100);
+  const groups = site.controlGroups.map((g) => g.id);
   const app = await buildApi({
     node: name,
     version: '0.1.0',
     leadership,
     registry,
-    groups: site.controlGroups.map((g) => g.id),
+    groups,
     drivers,
     logger: quietLogger,
     startedAtMs: Date.now(),
@@ -153,6 +156,7 @@ export async function fakeNode(
     name,
     app,
     leadership,
+    groups,
     drivers,
     registry,
     audit,
