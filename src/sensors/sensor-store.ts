@@ -576,14 +576,19 @@ export class SensorStore implements SensorView {
       const d = value - prev;
       const repeats = marks[m + REPEATS]!;
       marks[m + REPEATS] = Math.abs(d) > STUCK_EPSILON ? 0 : repeats < MAX_REPEATS ? repeats + 1 : repeats;
-      const next = marks[m + DIFF_NEXT]!;
-      this.diffs[row * NOISE_WINDOW + next] = d;
-      marks[m + DIFF_NEXT] = next === NOISE_WINDOW - 1 ? 0 : next + 1;
-      if (marks[m + DIFF_COUNT]! < NOISE_WINDOW) marks[m + DIFF_COUNT]!++;
       const layout = node.layout;
       const lo = layout.lo[pos]!;
       const hi = layout.hi[pos]!;
-      if (layout.isInlet[pos] && inRange(value, lo, hi) && inRange(prev, lo, hi)) {
+      const bothInRange = inRange(value, lo, hi) && inRange(prev, lo, hi);
+      // Only steps between readings in range are noise: a jump out of range and back is flagged
+      // out-of-range while it lasts, and must not keep the sensor "noisy" for a window afterwards.
+      if (bothInRange) {
+        const next = marks[m + DIFF_NEXT]!;
+        this.diffs[row * NOISE_WINDOW + next] = d;
+        marks[m + DIFF_NEXT] = next === NOISE_WINDOW - 1 ? 0 : next + 1;
+        if (marks[m + DIFF_COUNT]! < NOISE_WINDOW) marks[m + DIFF_COUNT]!++;
+      }
+      if (layout.isInlet[pos] && bothInRange) {
         // A change faster than air can make it; at least 0.9 of the report interval is assumed
         // between two samples, so a late or bunched delivery does not look like a spike.
         const dtS = Math.max((atMs - readings[o + AT_MS]!) / 1000, node.minSampleGapS) * this.timeScale;

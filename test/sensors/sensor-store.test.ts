@@ -115,6 +115,23 @@ describe('sensor store', () => {
     expect(warned.quality).toBe('good');
   });
 
+  it('takes a sensor back as good as soon as a glitch out of range ends (the jump is not noise)', () => {
+    const t = setup();
+    let seq = 1;
+    const step = (values: Partial<Record<string, number>> = {}) => {
+      t.advance(10_000);
+      t.feed(t.report(seq++, values));
+    };
+    for (let i = 0; i < 3; i++) step();
+    step({ 'inlet-bottom': 150 });
+    expect(t.store.sensor(nodeId, 'inlet-bottom')!).toMatchObject({ quality: 'bad', flags: ['out-of-range'] });
+    step();
+    expect(t.store.sensor(nodeId, 'inlet-bottom')!).toMatchObject({ quality: 'good', flags: [] });
+    // A sensor that really is noisy in range is still found out.
+    for (let i = 0; i < 8; i++) step({ 'inlet-bottom': 22 + (i % 2 ? 2.5 : -2.5) });
+    expect(t.store.sensor(nodeId, 'inlet-bottom')!.flags).toContain('noisy');
+  });
+
   it('gives each group a verdict from its coverage, and a dew point from temperature and humidity', () => {
     const t = setup();
     feedGroup(t, 1);
