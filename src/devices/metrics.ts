@@ -155,8 +155,13 @@ abstract class ScrapeTimeMetric {
 
 /** A family with one line per device and extra label set: its values for prom-client, and its own text. */
 abstract class PerDeviceMetric extends ScrapeTimeMetric {
+  /** Emits the lines of one device, in order. */
+  protected abstract deviceLines(d: DeviceMeter, emit: Emit): void;
+
   /** Emits the lines of the devices [from, to), in order. */
-  protected abstract each(emit: Emit, from: number, to: number): void;
+  private each(emit: Emit, from: number, to: number): void {
+    for (let i = from; i < to; i++) this.deviceLines(this.devices[i]!, emit);
+  }
 
   protected values(): MetricValueWithName<string>[] {
     const values: MetricValueWithName<string>[] = [];
@@ -250,14 +255,11 @@ class TransactionsCounter extends PerDeviceMetric {
   readonly help = 'Device requests by operation and outcome (ok or error)';
   readonly type = 'counter';
 
-  protected each(emit: Emit, from: number, to: number): void {
-    for (let i = from; i < to; i++) {
-      const d = this.devices[i]!;
-      for (const op of DEVICE_OPS) {
-        const s = d.byOp[op];
-        if (s.ok > 0) emit(d, OUTCOME_LABELS[op].ok, s.ok);
-        if (s.error > 0) emit(d, OUTCOME_LABELS[op].error, s.error);
-      }
+  protected deviceLines(d: DeviceMeter, emit: Emit): void {
+    for (const op of DEVICE_OPS) {
+      const s = d.byOp[op];
+      if (s.ok > 0) emit(d, OUTCOME_LABELS[op].ok, s.ok);
+      if (s.error > 0) emit(d, OUTCOME_LABELS[op].error, s.error);
     }
   }
 
@@ -278,11 +280,8 @@ class ErrorsCounter extends PerDeviceMetric {
     'Device request failures by kind (timeout, unreachable, exception, garbage, bad_status, fenced, ...)';
   readonly type = 'counter';
 
-  protected each(emit: Emit, from: number, to: number): void {
-    for (let i = from; i < to; i++) {
-      const d = this.devices[i]!;
-      if (d.errors) for (const e of d.errors.values()) emit(d, e.extra, e.count);
-    }
+  protected deviceLines(d: DeviceMeter, emit: Emit): void {
+    if (d.errors) for (const e of d.errors.values()) emit(d, e.extra, e.count);
   }
 
   reset(): void {
@@ -296,12 +295,9 @@ class LinkStateGauge extends PerDeviceMetric {
   readonly help = 'Link state of each device: 1 for the current state, 0 for the others';
   readonly type = 'gauge';
 
-  protected each(emit: Emit, from: number, to: number): void {
-    for (let i = from; i < to; i++) {
-      const d = this.devices[i]!;
-      if (d.linkState < 0) continue;
-      for (let i = 0; i < STATE_LABELS.length; i++) emit(d, STATE_LABELS[i]!, i === d.linkState ? 1 : 0);
-    }
+  protected deviceLines(d: DeviceMeter, emit: Emit): void {
+    if (d.linkState < 0) return;
+    for (let i = 0; i < STATE_LABELS.length; i++) emit(d, STATE_LABELS[i]!, i === d.linkState ? 1 : 0);
   }
 
   /** A state, not a count: nothing to reset. */

@@ -30,6 +30,15 @@ async function setup() {
   return { cluster, a, written };
 }
 
+/** Until node `n` holds a command for every unit of zone-1 (its driver has written them). */
+const zone1Driven = (n: FakeNode) =>
+  waitFor('zone-1 driven', () =>
+    n.drivers
+      .get('zone-1')!
+      .units()
+      .every((u) => u.held),
+  );
+
 const refusedCount = async (n: FakeNode) =>
   (await n.registry.getSingleMetricAsString('coolctl_api_requests_refused_total'))
     .split('\n')
@@ -97,12 +106,7 @@ describe('dashboard routes', () => {
 
   it('records operator actions with who, what and the answer, and this node’s role changes', async () => {
     const { a, cluster } = await setup();
-    await waitFor('zone-1 driven', () =>
-      a.drivers
-        .get('zone-1')!
-        .units()
-        .every((u) => u.held),
-    );
+    await zone1Driven(a);
     const post = (url: string, body: unknown) =>
       a.app.inject({
         method: 'POST',
@@ -168,12 +172,7 @@ describe('dashboard routes', () => {
 
   it('samples trends: the held fan % of the groups this node drives', async () => {
     const { a } = await setup();
-    await waitFor('zone-1 driven', () =>
-      a.drivers
-        .get('zone-1')!
-        .units()
-        .every((u) => u.held),
-    );
+    await zone1Driven(a);
     await a.app.ready();
     const t = await waitFor('a zone-1 sample with a fan figure', async () => {
       const r = (await a.app.inject('/api/v1/trends')).json();
@@ -190,12 +189,7 @@ describe('dashboard routes', () => {
 
   it('a group view on a node that no longer drives it holds no commands (its last term’s are stale)', async () => {
     const { a, cluster } = await setup();
-    await waitFor('zone-1 driven', () =>
-      a.drivers
-        .get('zone-1')!
-        .units()
-        .every((u) => u.held),
-    );
+    await zone1Driven(a);
     const view = async () => (await a.app.inject('/api/v1/groups/zone-1')).json();
     expect((await view()).units.every((u: { held: unknown }) => u.held !== null)).toBe(true);
     cluster.move('zone-1', 'node-b', 'test');
