@@ -124,7 +124,10 @@ describe('sensor store', () => {
     };
     for (let i = 0; i < 3; i++) step();
     step({ 'inlet-bottom': 150 });
-    expect(t.store.sensor(nodeId, 'inlet-bottom')!).toMatchObject({ quality: 'bad', flags: ['out-of-range'] });
+    expect(t.store.sensor(nodeId, 'inlet-bottom')!).toMatchObject({
+      quality: 'bad',
+      flags: ['out-of-range'],
+    });
     step();
     expect(t.store.sensor(nodeId, 'inlet-bottom')!).toMatchObject({ quality: 'good', flags: [] });
     // A sensor that really is noisy in range is still found out.
