@@ -10,7 +10,7 @@
 import { Readable } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
 import type { Registry } from 'prom-client';
-import { hasTextLines } from '../devices/metrics.ts';
+import { rendersOwnText } from '../devices/metrics.ts';
 
 /** The families as registry.metrics() frames them (Prometheus text format), one chunk each. */
 async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
@@ -19,9 +19,9 @@ async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
     // A reload may have replaced a family while we yielded: render what is registered now.
     const metric = registry.getSingleMetric(name);
     if (!metric) continue;
-    if (hasTextLines(metric)) {
-      yield `${first ? '' : '\n\n'}# HELP ${name} ${escapeHelp(metric.help)}\n# TYPE ${name} ${metric.type}`;
-      for (const chunk of metric.textLines()) {
+    if (rendersOwnText(metric)) {
+      if (!first) yield '\n\n';
+      for (const chunk of metric.textChunks()) {
         yield chunk;
         await setImmediate();
       }
@@ -38,9 +38,4 @@ async function* metricFamilies(registry: Registry): AsyncGenerator<string> {
 /** The Prometheus text of `registry` as a byte stream (for the HTTP answer). */
 export function metricsStream(registry: Registry): Readable {
   return Readable.from(metricFamilies(registry), { objectMode: false });
-}
-
-/** HELP text escaped as prom-client's registry escapes it. */
-function escapeHelp(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
 }

@@ -3,7 +3,7 @@
 // One DeviceMetrics per registry; adapters only call `observe()` and `link()`.
 // Every family here is read from plain per-device fields when the registry asks, and the three
 // per-device families (thousands of lines at a thousand units) also render their text directly
-// (`textLines`, which /metrics streams): prom-client's formatting makes a dozen short-lived objects
+// (`textChunks`, which /metrics streams): prom-client's formatting makes a dozen short-lived objects
 // a line, and at a scrape's size those outlived V8's young generation (docs/scale.md).
 import type {
   Counter,
@@ -171,12 +171,13 @@ abstract class PerDeviceMetric extends ScrapeTimeMetric {
   }
 
   /**
-   * The family's lines as registry.getSingleMetricAsString() renders them after its two header
-   * lines (each line after a newline), DEVICES_PER_CHUNK devices a chunk: a chunk is made only
-   * when the reader asks for it, so no more than one is alive at a time.
+   * The family's text as registry.getSingleMetricAsString() renders it: the HELP and TYPE lines,
+   * then DEVICES_PER_CHUNK devices' lines a chunk (each line after a newline). A chunk is made
+   * only when the reader asks for it, so no more than one is alive at a time.
    */
-  *textLines(): Generator<string> {
+  *textChunks(): Generator<string> {
     const name = this.name;
+    yield `# HELP ${name} ${escapeText(this.help)}\n# TYPE ${name} ${this.type}`;
     let chunk = '';
     const emit: Emit = (d, extra, value) => {
       chunk += `\n${name}{${d.labelText},${extra.text}} ${valueText(value)}`;
@@ -341,14 +342,11 @@ export class DeviceMetrics {
 
 /** A family that renders its own text, chunk by chunk (served by api/metrics-text.ts). */
 export interface SelfRenderingFamily {
-  readonly name: string;
-  readonly help: string;
-  readonly type: string;
-  /** The lines after the HELP and TYPE lines, each after a newline, as the registry would render them. */
-  textLines(): Iterable<string>;
+  /** The family's text in chunks, joined as registry.getSingleMetricAsString() would render it. */
+  textChunks(): Iterable<string>;
 }
 
-export function hasTextLines(metric: unknown): metric is SelfRenderingFamily {
+export function rendersOwnText(metric: unknown): metric is SelfRenderingFamily {
   return metric instanceof PerDeviceMetric;
 }
 
@@ -359,8 +357,12 @@ export function errorKind(code: string): string {
 }
 
 // As prom-client's registry escapes and prints them, so both renderings are the same text.
+function escapeText(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
 function escapeLabelValue(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+  return escapeText(s).replace(/"/g, '\\"');
 }
 
 function valueText(v: number): string {
