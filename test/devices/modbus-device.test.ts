@@ -8,6 +8,8 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ModbusRtuAhuServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
@@ -26,6 +28,9 @@ import { freePort } from '../../src/util/async.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
+// A full GC on demand, without starting the test process with --expose-gc.
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 const site = generateSite(demoShape);
 const baseAhu = site.airHandlers.find((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp');
 if (!baseAhu) throw new Error('demo site has no Modbus TCP air handler');
@@ -111,6 +116,24 @@ describe('Modbus TCP adapter against the simulated unit', () => {
     expect(d.linkState).toBe('up');
     expect(links).toEqual([expect.objectContaining({ device: config.id, from: 'down', to: 'up' })]);
     expect(d.remoteControlLost).toBe(false);
+  });
+
+  it("a connection keeps nothing of the call that opened it: that caller's signal is collected", async () => {
+    // At 1 000 units, every socket holding on to the call that connected it (its caller's signal,
+    // its settled promise, an error and its stack) was ~1 MB of a 150 MB budget, for good.
+    const { config } = await startUnit();
+    const d = device(config);
+    let ctl: AbortController | undefined = new AbortController();
+    const signal = new WeakRef(ctl.signal);
+    await d.read({ signal: ctl.signal }); // connects: no connection before this call
+    ctl = undefined;
+    expect((await d.read()).quality).toBe('good'); // the connection is still in use
+    await waitFor("the connecting call's signal collected", async () => {
+      collectGarbage();
+      await new Promise((r) => setImmediate(r)); // a WeakRef holds its target until the job ends
+      return signal.deref() === undefined;
+    });
+    expect((await d.read()).quality).toBe('good');
   });
 
   it('writes epoch, heartbeat and commands as one accepted, journaled block, with a fresh heartbeat each time', async () => {
