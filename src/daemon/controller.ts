@@ -290,7 +290,7 @@ export class Controller {
   private async openDevice(ahu: AirHandler): Promise<void> {
     const { cfg } = this;
     const device = await createDevice(ahu, {
-      logger: this.log.child({ component: 'device', ahu: ahu.id }),
+      logger: this.log, // each adapter names its unit and protocol in its own child logger
       metrics: this.deviceMetrics!,
       pkiDir: `${cfg.dataDir}/opcua-pki`,
       clientName: `coolctl-${cfg.node}`,

@@ -172,7 +172,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly verifyWrites: boolean;
-  private readonly log: Logger;
+  private readonly parentLog: Logger;
+  private ownLog: Logger | undefined;
   private readonly meter: DeviceMeter | undefined;
   private readonly lane: CallLane;
   private readonly link: LinkMonitor;
@@ -202,11 +203,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     this.timeoutMs = ahu.client?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retries = ahu.client?.retries ?? DEFAULT_RETRIES;
     this.verifyWrites = ahu.client?.verifyWrites ?? true;
-    this.log = (deps.logger ?? pino({ level: 'silent' })).child({
-      component: 'modbus',
-      device: ahu.id,
-      endpoint: this.endpoint,
-    });
+    this.parentLog = deps.logger ?? pino({ level: 'silent' });
     this.meter = deps.metrics?.meter(ahu.id, ahu.protocol);
     this.lane = new CallLane(ahu.id, this.timeoutMs, (call, err, failed) =>
       this.callEnded(call as CallContext, err, failed),
@@ -226,6 +223,15 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   }
 
   /** `host:port/unit` or `path/unit`, for messages. */
+  /**
+   * The unit's logger, made on its first line: most units never log after start-up, and a pino
+   * child is ~600 bytes (1 000 units: 0.6 MB for loggers that stay silent).
+   */
+  private get log(): Logger {
+    this.ownLog ??= this.parentLog.child({ component: 'modbus', device: this.id, endpoint: this.endpoint });
+    return this.ownLog;
+  }
+
   get endpoint(): string {
     const e = this.ahu.endpoint;
     return 'host' in e ? `${e.host}:${e.port}/${e.unitId}` : `${e.path}/${e.unitId}`;
