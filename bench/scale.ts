@@ -37,7 +37,15 @@ import {
   startSim,
   tail,
 } from './lib/scale-hall.ts';
-import { cpuSeconds, histogramPercentile, rssMb, type Scrape, scrape, sum } from './lib/scale-probe.ts';
+import {
+  cpuSeconds,
+  histogramPercentile,
+  mapsLibrary,
+  rssMb,
+  type Scrape,
+  scrape,
+  sum,
+} from './lib/scale-probe.ts';
 import { delay, median } from './lib/stats.ts';
 
 const SIM_CORE = 0;
@@ -289,6 +297,8 @@ async function phase(
       rss_mb_max: Math.max(...rss),
       rss_mb_min: Math.min(...rss),
       rss_anon_mb: median(rssAnon),
+      // The unit preloads jemalloc (deploy/dev/prepare.sh test installs it); 0: glibc's malloc ran.
+      jemalloc: mapsLibrary(ctl.proc.pid, 'libjemalloc') ? 1 : 0,
       heap_used_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_used_bytes') / 2 ** 20,
       heap_total_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_total_bytes') / 2 ** 20,
       external_mb: sum(m1.samples, 'coolctl_process_nodejs_external_memory_bytes') / 2 ** 20,
@@ -321,7 +331,7 @@ async function phase(
     if (o.snapDir) await heapSnapshot(ctl.proc, o.snapDir);
     say(
       `${o.name}: cpu ${figures.cpu_pct.toFixed(1)} % (${figures.cpu_pct_min_interval.toFixed(1)}–${figures.cpu_pct_max_interval.toFixed(1)}), ` +
-        `rss p50 ${figures.rss_mb.toFixed(1)} max ${figures.rss_mb_max.toFixed(1)} MB, ` +
+        `rss p50 ${figures.rss_mb.toFixed(1)} max ${figures.rss_mb_max.toFixed(1)} MB (${figures.jemalloc ? 'jemalloc' : 'glibc malloc'}), ` +
         `lag p99 ${figures.event_loop_lag_p99_ms_min.toFixed(1)}–${figures.event_loop_lag_p99_ms.toFixed(1)} ms, ` +
         `${figures.writes_per_s.toFixed(0)} writes/s, ${figures.sensor_readings_per_s.toFixed(0)} readings/s, ` +
         `${figures.ahus_remote}/${figures.ahus} units remote, ${figures.groups_driving}/${o.groups} groups driven`,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs coolctl on a Debian / Raspberry Pi OS (arm64 or amd64) gateway as the systemd service
 # coolctl@NODE: the code in /opt/coolctl (Node 24 comes with it, from the npm registry), a system
-# user, /etc/coolctl for the config, site file and cluster secret, and Debian's etcd-server and
-# systemd-notify. It does not start anything until the config validates.
+# user, /etc/coolctl for the config, site file and cluster secret, and Debian's etcd-server,
+# systemd-notify and jemalloc (the unit's malloc). It does not start anything until the config validates.
 # usage: sudo deploy/install.sh NODE        (NODE: this gateway's name in /etc/coolctl/controller.yaml)
 set -euo pipefail
 node_name=${1:?usage: $0 NODE}
@@ -10,7 +10,7 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" -eq 0 ] || { echo "install: run as root" >&2; exit 1; }
 
 apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client systemd nodejs npm >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client systemd nodejs npm libjemalloc2 >/dev/null
 
 id coolctl >/dev/null 2>&1 || useradd --system --home /var/lib/coolctl --shell /usr/sbin/nologin coolctl
 install -d -o root -g root -m 0755 /opt/coolctl

@@ -27,6 +27,11 @@ export function rssMb(pid: number, field = 'VmRSS'): number {
   return Number(m[1]) / 1024;
 }
 
+/** Whether the process has a shared library whose file name contains `name` mapped (e.g. a preloaded malloc). */
+export function mapsLibrary(pid: number, name: string): boolean {
+  return readFileSync(`/proc/${pid}/maps`, 'utf8').includes(name);
+}
+
 export interface Sample {
   name: string;
   labels: Record<string, string>;

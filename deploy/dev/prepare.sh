@@ -15,7 +15,8 @@ case "$purpose" in
   # faketime: the wall-clock jump of the chaos suite
   # systemd: systemd-notify, which the daemon speaks sd_notify through (tested)
   # chromium: the dashboard's browser test (driven by playwright-core; no browser download)
-  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium) ;;
+  # libjemalloc2: the malloc the systemd unit runs the daemon on (its sd_notify test, the scale bench)
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 

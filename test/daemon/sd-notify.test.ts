@@ -1,7 +1,7 @@
 // sd_notify: the daemon as the systemd unit runs it (built dist/, the unit's Node flags) under a
 // (stand-in) systemd — a Python AF_UNIX datagram listener as NOTIFY_SOCKET, Debian's
 // systemd-notify as the sender — says READY once started, pings the watchdog while its loops run,
-// and STOPPING on SIGTERM, then exits 0. The watchdog is withheld
+// and STOPPING on SIGTERM, then exits 0; it runs on the unit's malloc (jemalloc). The watchdog is withheld
 // while the loops are unhealthy (a stand-in systemd-notify that records its arguments).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmod, readFile, writeFile } from 'node:fs/promises';
@@ -73,6 +73,8 @@ describe('systemd notification', () => {
     const exited = new Promise<number | null>((r) => daemon.once('exit', (code) => r(code)));
     await waitFor('READY=1', () => /READY=1/.test(heard), { timeoutMs: 20_000 });
     expect(heard).toMatch(/STATUS=node n1: 4 groups/);
+    // The unit's malloc (LD_PRELOAD): prepare.sh and install.sh install it; without it glibc's would run.
+    expect(await readFile(`/proc/${daemon.pid}/maps`, 'utf8')).toContain('libjemalloc');
     await waitFor('three watchdog pings', () => (heard.match(/WATCHDOG=1/g) ?? []).length >= 3, {
       timeoutMs: 10_000,
     });
