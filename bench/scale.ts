@@ -9,10 +9,11 @@
 // same controller on a 1-group / 10-AHU site of the same shape.
 // Args: [--seconds 60] [--warmup 30] [--baseline-seconds 30] [--scrape-s 5] [--ahus 1000]
 //       [--groups 100] [--nodes 11765] [--report-interval-s S] [--profile DIR] [--heap-snapshot DIR]
-//       [--trace-gc] [--keep] [--from-source] [--node-flags "FLAGS"]
+//       [--trace-gc] [--keep] [--from-source] [--node-flags "FLAGS"] [--glibc-malloc]
 // The controller runs as deploy/systemd/coolctl@.service runs it: the unit's Node flags and the
 // built dist/src/cli.js (built here first). --from-source runs src/cli.ts with no flags, as the
-// tests do; --node-flags replaces the unit's flags (for trying others).
+// tests do; --node-flags replaces the unit's flags (for trying others); --glibc-malloc runs it
+// without the unit's jemalloc (LD_PRELOAD, MALLOC_CONF), on glibc's malloc, to compare the two.
 // --profile DIR: the scale controller runs with --cpu-prof and --heap-prof (written to DIR when it
 // exits); --heap-snapshot DIR: at the end of the window the scale controller writes a V8 heap
 // snapshot (live objects only, after a full GC) to DIR; --trace-gc logs the controller's GC pauses to its log; --keep keeps the logs and configs of a run that succeeded.
@@ -93,6 +94,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       keep: { type: 'boolean', default: false },
       'from-source': { type: 'boolean', default: false },
       'node-flags': { type: 'string' },
+      'glibc-malloc': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -121,11 +123,19 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   if (values['node-flags'] !== undefined) {
     daemon = { ...daemon, nodeFlags: values['node-flags'].split(/\s+/).filter(Boolean) };
   }
+  if (values['glibc-malloc']) {
+    const { LD_PRELOAD: _preload, MALLOC_CONF: _conf, ...env } = daemon.env;
+    daemon = { ...daemon, env };
+  }
   if (!values['from-source']) {
     say('building dist/ (npm run build)');
     buildDaemon();
   }
-  say(`controller: node ${[...daemon.nodeFlags, relative(REPO_ROOT, daemon.script)].join(' ')}`);
+  say(
+    `controller: ${Object.entries(daemon.env)
+      .map(([k, v]) => `${k}=${v} `)
+      .join('')}node ${[...daemon.nodeFlags, relative(REPO_ROOT, daemon.script)].join(' ')}`,
+  );
 
   const pinned = canPin();
   // Children inherit this process's affinity: etcd and the simulator share core 0 with it; the
