@@ -222,7 +222,6 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     return this.lost;
   }
 
-  /** `host:port/unit` or `path/unit`, for messages. */
   /**
    * The unit's logger, made on its first line: most units never log after start-up, and a pino
    * child is ~600 bytes (1 000 units: 0.6 MB for loggers that stay silent).
@@ -232,6 +231,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     return this.ownLog;
   }
 
+  /** `host:port/unit` or `path/unit`, for messages. */
   get endpoint(): string {
     const e = this.ahu.endpoint;
     return 'host' in e ? `${e.host}:${e.port}/${e.unitId}` : `${e.path}/${e.unitId}`;
