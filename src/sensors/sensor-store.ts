@@ -102,7 +102,14 @@ const RANGE: Record<string, readonly [number, number]> = {
 };
 const NOISE_WINDOW = 8;
 const STUCK_EPSILON = 0.001;
-const SEQ_WINDOW = 32;
+/**
+ * Seqs remembered per node, to tell a duplicate from a late report: mesh retries and MQTT
+ * redeliveries come within seconds, and 16 reports are minutes; an older repeat counts as late.
+ * 4 bytes each: 16 instead of 32 is 0.75 MB less at 11 765 nodes.
+ */
+const SEQ_WINDOW = 16;
+/** A seq this far behind the newest is a node that restarted its count, not a late report. */
+const RESTART_BEHIND = 320;
 const LOSS_ALPHA = 0.1;
 const LOG_EVERY_MS = 10_000;
 const SOURCES: readonly SourceName[] = ['mqtt', 'modbus'];
@@ -667,7 +674,7 @@ export class SensorStore implements SensorView {
       return 'duplicate';
     }
     const behind = 0x1_0000_0000 - ahead;
-    if (behind > 10 * SEQ_WINDOW) {
+    if (behind > RESTART_BEHIND) {
       // Far behind: a rebooted node counting from 1 again. Believe it after three such reports in a row.
       n.resetRun++;
       if (n.resetRun >= 3) {

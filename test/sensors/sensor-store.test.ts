@@ -71,6 +71,15 @@ describe('sensor store', () => {
     expect(t.store.counters.drops).toMatchObject({ duplicate: 2, 'out-of-order': 1 });
   });
 
+  it("knows a duplicate among the node's last 16 seqs; an older repeat is late, and never applied", () => {
+    const t = setup();
+    for (let seq = 1; seq <= 20; seq++)
+      expect(t.feed(t.report(seq, { 'inlet-top': 20 + seq / 10 }))).toBeNull();
+    expect(t.feed(t.report(5, { 'inlet-top': 99 }))).toBe('duplicate'); // 16th newest
+    expect(t.feed(t.report(3, { 'inlet-top': 99 }))).toBe('out-of-order'); // forgotten: late
+    expect(t.store.sensor(nodeId, 'inlet-top')!.value).toBe(22);
+  });
+
   it('follows seq across the 2^32 wrap and believes a rebooted node after three reports', () => {
     const t = setup();
     t.feed(t.report(4_294_967_295));
