@@ -244,7 +244,11 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     this.ahu = ahu;
     this.id = ahu.id;
     this.map = resolveNodeMap(ahu);
-    this.log = (deps.logger ?? pino({ level: 'silent' })).child({ device: ahu.id, protocol: PROTOCOL });
+    this.log = (deps.logger ?? pino({ level: 'silent' })).child({
+      component: 'opcua',
+      device: ahu.id,
+      protocol: PROTOCOL,
+    });
     this.metrics = deps.metrics;
     this.pkiDir = deps.pkiDir ?? DEFAULT_CLIENT_PKI_DIR;
     this.trustUnknown = deps.trustUnknownCertificates ?? false;
