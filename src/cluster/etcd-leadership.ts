@@ -19,7 +19,7 @@ import { createEtcdClient, etcdCall } from './etcd-client.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { Failsafe, type FailsafeTransport } from './failsafe.ts';
-import type { GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
+import type { Fence, GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
 import { LeadershipMetrics } from './metrics.ts';
 import { NO_OPERATOR_STATE, type OperatorState, updateOperatorState } from './operator-state.ts';
 import { planHandover } from './placement.ts';
@@ -386,11 +386,16 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     return this.memberList.map((m) => ({ ...m }));
   }
 
-  fence(group: string): { epoch: number } | null {
+  fence(group: string): Fence | null {
     const s = this.state.get(group);
     if (s?.role !== 'leader' || s.epoch === null) return null;
-    if (!this.session.guard.mayAct() && !this.failsafe?.holds()) return null;
-    return { epoch: s.epoch };
+    const guardUntil = this.session.guard.deadlineMs();
+    const failsafeUntil = this.failsafe?.holds()
+      ? this.now() + this.failsafe.remainingMs()
+      : Number.NEGATIVE_INFINITY;
+    const untilMs = Math.max(guardUntil, failsafeUntil);
+    if (!(this.now() < untilMs)) return null;
+    return { epoch: s.epoch, untilMs };
   }
 
   async switchover(group: string, targetNode: string, opts: { timeoutMs?: number } = {}): Promise<void> {

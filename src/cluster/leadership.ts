@@ -32,6 +32,12 @@ export interface Member {
   startedAtMs: number;
 }
 
+/** What fence() proves: the epoch to write with, and until when (monotonic ms) this node may act. */
+export interface Fence {
+  epoch: number;
+  untilMs: number;
+}
+
 export interface RoleChange {
   group: string;
   from: GroupRole;
@@ -57,8 +63,17 @@ export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   /**
    * Synchronous fence check, called right before every device write: the epoch to write with if
    * this node leads `group` and its lease deadline (monotonic clock) has not passed; else null.
+   * `untilMs` is that deadline (`performance.now()` clock, ms): no write this node starts may land
+   * after it, so a device call's time budget is `untilMs - performance.now()`.
    */
-  fence(group: string): { epoch: number } | null;
+  fence(group: string): Fence | null;
+  /**
+   * This node leads `group` but cannot drive it (e.g. its units refuse it, or its loop cannot run):
+   * give the group to the next candidate now — fence() is null for it at once, its election key goes
+   * and the node re-queues at the back — and say why (log, role event, `groups()`). No-op when not
+   * leading. A node that is the only candidate leads again; the caller decides whether to retry.
+   */
+  relinquish?(group: string, reason: string): void;
   /** Hands `group` to `targetNode` (which must be a member); resolves when the target leads. */
   switchover(group: string, targetNode: string, opts?: { timeoutMs?: number }): Promise<void>;
   /** Whether the node can reach etcd and holds a live lease (readiness). */

@@ -30,9 +30,11 @@ class FakeLeadership extends EventEmitter implements Leadership {
       { node: 'node-b', apiUrl: 'http://127.0.0.1:8102', startedAtMs: 2 },
     ];
   }
-  fence(group: string): { epoch: number } | null {
+  fence(group: string): { epoch: number; untilMs: number } | null {
     const g = this.state.find((x) => x.group === group);
-    return g?.role === 'leader' && g.epoch !== null ? { epoch: g.epoch } : null;
+    return g?.role === 'leader' && g.epoch !== null
+      ? { epoch: g.epoch, untilMs: Number.POSITIVE_INFINITY }
+      : null;
   }
   async switchover(group: string, target: string): Promise<void> {
     this.switched.push([group, target]);

@@ -70,9 +70,11 @@ export class FakeLeadership extends EventEmitter implements Leadership {
   members(): Member[] {
     return this.cluster.members;
   }
-  fence(group: string): { epoch: number } | null {
+  fence(group: string): { epoch: number; untilMs: number } | null {
     const l = this.cluster.leaders.get(group);
-    return l?.leader === this.node && l.epoch !== null ? { epoch: l.epoch } : null;
+    return l?.leader === this.node && l.epoch !== null
+      ? { epoch: l.epoch, untilMs: Number.POSITIVE_INFINITY }
+      : null;
   }
   async switchover(group: string, target: string): Promise<void> {
     this.cluster.switched.push({ group, from: this.node, to: target });
