@@ -231,3 +231,257 @@ export function summarize(r: InvariantReport): string {
     `${termCount} leadership terms, ${r.violations.length} violations`
   );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Liveness: never none. The safety rules above say no two leaders drove a group; these say the
+// one that claims it drives it. Claims come from the controllers' own API (`/api/v1/cluster` and
+// `/readyz`, sampled by the hall), writes from the journal; both on the host's wall clock.
+
+/** One sample of one node's view of one group. */
+export interface ClaimSample {
+  /** Wall time the request was sent (the answer describes a moment at or after it). */
+  atMs: number;
+  node: string;
+  group: string;
+  epoch: number;
+  /** The node says it leads the group (state `leader`). */
+  leader: boolean;
+  /** It says it drives the group (its loop holds a term). */
+  driving: boolean;
+  /** The node's `/readyz` answered 200 in the same sample. */
+  ready: boolean;
+}
+
+/** A stretch in which one node was seen, sample after sample, to claim one group under one epoch. */
+export interface ClaimSpan {
+  group: string;
+  node: string;
+  epoch: number;
+  /** `drives`: leader, driving and ready; `stuck`: leader and ready but not driving. */
+  kind: 'drives' | 'stuck';
+  firstMs: number;
+  lastMs: number;
+}
+
+/** A window in which a group is deliberately not driven (an operator pause, units handed to local control). */
+export interface LivenessExemption {
+  group: string;
+  fromMs: number;
+  /** null: still open at the check. */
+  toMs: number | null;
+  why: string;
+}
+
+export interface LivenessOptions {
+  /** Longest allowed gap between a driving leader's accepted writes: half the units' watchdog. */
+  halfPeriodMs: number;
+  /** Longest a ready leader may hold a group it does not drive before handing it on. */
+  handOnMs: number;
+  /** Samples further apart than this do not join one span (the sampler was late: nothing is known between). */
+  maxSampleGapMs: number;
+  exemptions?: readonly LivenessExemption[];
+}
+
+export type LivenessKind = 'term-start-late' | 'drive-gap' | 'not-handed-on';
+
+export interface LivenessViolation {
+  kind: LivenessKind;
+  group: string;
+  node: string;
+  epoch: number;
+  /** Wall time the gap (or the stuck claim) began and the time it was seen to end. */
+  fromMs: number;
+  toMs: number;
+  message: string;
+}
+
+/**
+ * Joins samples into spans: consecutive samples (no more than `maxSampleGapMs` apart) of the same
+ * node, group, epoch and kind. A sample that claims nothing (follower, or not ready) ends a span.
+ */
+export function claimSpans(samples: readonly ClaimSample[], maxSampleGapMs: number): ClaimSpan[] {
+  const spans: ClaimSpan[] = [];
+  const open = new Map<string, ClaimSpan>();
+  const sorted = [...samples].sort((a, b) => a.atMs - b.atMs);
+  for (const s of sorted) {
+    const key = `${s.node}\u0000${s.group}`;
+    const kind: ClaimSpan['kind'] | null = s.leader && s.ready ? (s.driving ? 'drives' : 'stuck') : null;
+    const cur = open.get(key);
+    if (cur && kind === cur.kind && s.epoch === cur.epoch && s.atMs - cur.lastMs <= maxSampleGapMs) {
+      cur.lastMs = s.atMs;
+      continue;
+    }
+    if (cur) open.delete(key);
+    if (kind === null) continue;
+    const span: ClaimSpan = {
+      group: s.group,
+      node: s.node,
+      epoch: s.epoch,
+      kind,
+      firstMs: s.atMs,
+      lastMs: s.atMs,
+    };
+    spans.push(span);
+    open.set(key, span);
+  }
+  return spans;
+}
+
+/** `[from, to]` minus every exemption of the group (each widened by `graceMs` after its end). */
+function unexempted(
+  fromMs: number,
+  toMs: number,
+  exemptions: readonly LivenessExemption[],
+  graceMs: number,
+): [number, number][] {
+  let parts: [number, number][] = fromMs < toMs ? [[fromMs, toMs]] : [];
+  for (const x of exemptions) {
+    const xFrom = x.fromMs;
+    const xTo = x.toMs === null ? Number.POSITIVE_INFINITY : x.toMs + graceMs;
+    parts = parts.flatMap(([a, b]): [number, number][] => {
+      if (xTo <= a || xFrom >= b) return [[a, b]];
+      const out: [number, number][] = [];
+      if (xFrom > a) out.push([a, xFrom]);
+      if (xTo < b) out.push([xTo, b]);
+      return out;
+    });
+  }
+  return parts;
+}
+
+/**
+ * Checks, for every span in which a ready node said it led and drove a group:
+ * - the term's first accepted write comes within `halfPeriodMs` of the term being first seen, and
+ * - no gap longer than `halfPeriodMs` between its accepted writes (any of the group's units)
+ *   while the claim lasts;
+ * and for every span in which a ready node led a group without driving it: it ends (the group is
+ * handed on, or driven) within `handOnMs`. Exempt windows (pauses, units handed to local control)
+ * are cut out, and a driving claim gets `halfPeriodMs` after an exemption ends to write again.
+ */
+export function checkLiveness(
+  entries: readonly JournalEntry[],
+  groups: Readonly<Record<string, readonly string[]>>,
+  spans: readonly ClaimSpan[],
+  o: LivenessOptions,
+): LivenessViolation[] {
+  const H = o.halfPeriodMs;
+  const violations: LivenessViolation[] = [];
+  const writes = new Map<string, number[]>();
+  const groupOfAhu = new Map<string, string>();
+  for (const [g, ahus] of Object.entries(groups)) for (const a of ahus) groupOfAhu.set(a, g);
+  for (const e of entries) {
+    if (!e.accepted) continue;
+    const g = groupOfAhu.get(e.ahu);
+    if (!g) continue;
+    const key = `${g}\u0000${e.epoch}`;
+    const list = writes.get(key) ?? [];
+    writes.set(key, list);
+    list.push(e.wallMs);
+  }
+  for (const list of writes.values()) list.sort((a, b) => a - b);
+  // A claim is stale once a newer epoch wrote the group (a stopped leader's view, for a moment
+  // after SIGCONT): from then on the group is driven by the newer term, and safety is the journal's.
+  const supersededAt = (group: string, epoch: number): number => {
+    let at = Number.POSITIVE_INFINITY;
+    for (const [key, list] of writes) {
+      const [g, e] = key.split('\u0000');
+      if (g === group && Number(e) > epoch && list.length > 0) at = Math.min(at, list[0]!);
+    }
+    return at;
+  };
+  // A term is first seen at the earliest driving claim of its epoch, on any span.
+  const termSeen = new Map<string, number>();
+  for (const s of spans) {
+    if (s.kind !== 'drives') continue;
+    const key = `${s.group}\u0000${s.epoch}`;
+    termSeen.set(key, Math.min(termSeen.get(key) ?? Number.POSITIVE_INFINITY, s.firstMs));
+  }
+  for (const s of spans) {
+    const ex = (o.exemptions ?? []).filter((x) => x.group === s.group);
+    const endMs = Math.min(s.lastMs, supersededAt(s.group, s.epoch));
+    if (s.kind === 'stuck') {
+      for (const [a, b] of unexempted(s.firstMs, endMs, ex, 0)) {
+        if (b - a > o.handOnMs) {
+          violations.push({
+            kind: 'not-handed-on',
+            group: s.group,
+            node: s.node,
+            epoch: s.epoch,
+            fromMs: a,
+            toMs: b,
+            message:
+              `${s.group}: ${s.node} led it (epoch ${s.epoch}) without driving it for ${b - a} ms, ` +
+              `longer than the ${o.handOnMs} ms hand-on bound`,
+          });
+        }
+      }
+      continue;
+    }
+    const key = `${s.group}\u0000${s.epoch}`;
+    const seen = termSeen.get(key) ?? s.firstMs;
+    const times = writes.get(key) ?? [];
+    // From here on a write of this term must never be older than H.
+    const from = Math.max(s.firstMs, seen + H);
+    for (const [a, b] of unexempted(from, endMs, ex, H)) {
+      // The points at which "the newest write" changes: the newest before the window, each write in
+      // it, and the window's end. Any two consecutive ones further apart than H are a gap.
+      const i0 = upperBound(times, a) - 1;
+      const points = [i0 >= 0 ? times[i0]! : null, ...times.slice(i0 + 1, upperBound(times, b)), b];
+      let worst: { from: number; to: number; neverWrote: boolean } | null = null;
+      for (let k = 1; k < points.length; k++) {
+        const prev = points[k - 1] ?? null;
+        const gapFrom = prev ?? seen;
+        const to = points[k]!;
+        if (to - gapFrom > H && (!worst || to - gapFrom > worst.to - worst.from))
+          worst = { from: gapFrom, to, neverWrote: prev === null };
+      }
+      if (!worst) continue;
+      const firstWrite = times.find((t) => t >= seen);
+      violations.push({
+        kind: worst.neverWrote ? 'term-start-late' : 'drive-gap',
+        group: s.group,
+        node: s.node,
+        epoch: s.epoch,
+        fromMs: worst.from,
+        toMs: worst.to,
+        message: worst.neverWrote
+          ? `${s.group}: ${s.node} claimed to drive it (epoch ${s.epoch}) from ${seen} but the term's first accepted ` +
+            `write came ${firstWrite === undefined ? 'never' : `${firstWrite - seen} ms later`} ` +
+            `(bound ${H} ms, half the units' watchdog)`
+          : `${s.group}: ${s.node} claimed to drive it (epoch ${s.epoch}) with no accepted write for ` +
+            `${worst.to - worst.from} ms (from ${worst.from} to ${worst.to}; bound ${H} ms, half the units' watchdog)`,
+      });
+    }
+  }
+  return violations;
+}
+
+/** Index of the first element > x in an ascending list. */
+function upperBound(xs: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid]! <= x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Groups without an accepted write (any epoch) in `[fromMs, toMs]`: a trial that shows none proves nothing. */
+export function groupsWithoutWrites(
+  entries: readonly JournalEntry[],
+  groups: Readonly<Record<string, readonly string[]>>,
+  fromMs: number,
+  toMs: number,
+): string[] {
+  const seen = new Set<string>();
+  const groupOfAhu = new Map<string, string>();
+  for (const [g, ahus] of Object.entries(groups)) for (const a of ahus) groupOfAhu.set(a, g);
+  for (const e of entries) {
+    if (!e.accepted || e.wallMs < fromMs || e.wallMs > toMs) continue;
+    const g = groupOfAhu.get(e.ahu);
+    if (g) seen.add(g);
+  }
+  return Object.keys(groups).filter((g) => !seen.has(g));
+}
