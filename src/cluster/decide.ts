@@ -9,7 +9,7 @@ import type { HandoverMarker } from './snapshot.ts';
 export type GroupAction =
   /** Put our key (back of the queue). */
   | 'enqueue'
-  /** Delete our key: another node's handover wants the target right behind the leader. */
+  /** Delete our key: another node's handover wants the target right behind the leader, or we gave the group up. */
   | 'stepOut'
   /** Delete our key as leader: the handover target is next in line. */
   | 'resignForHandover'
@@ -34,6 +34,12 @@ export interface GroupFacts {
   fresh: boolean;
   /** Another leader this node promised, in failsafe, to stay out of the group for (null: none). */
   promisedTo?: string | null;
+  /**
+   * The create revision of our key that this node gave up (relinquish) and is deleting (null: none).
+   * That key never makes us leader again, even from a snapshot read before the give-up: only a new
+   * key, at the back of the queue, can.
+   */
+  givenUpRevision?: number | null;
 }
 
 export interface GroupDecision {
@@ -57,6 +63,15 @@ export function decideGroup(f: GroupFacts): GroupDecision {
   const mine = f.queue.find((e) => e.leaseHex === f.leaseHex);
   const first = f.queue[0];
   const m = f.marker;
+
+  if (mine && f.givenUpRevision != null && mine.createRevision === f.givenUpRevision) {
+    return {
+      role: wasLeading || f.role === 'resigned' ? 'resigned' : f.role,
+      epoch: null,
+      action: 'stepOut',
+      reason: 'gave the group up: deleting our key before queueing again at the back',
+    };
+  }
 
   if (mine && first === mine) {
     if (m && m.from === f.me && m.to !== f.me) {

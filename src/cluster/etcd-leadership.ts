@@ -118,6 +118,12 @@ interface GroupState {
   /** The leader and epoch as the last snapshot showed them. */
   leader: string | null;
   leaderEpoch: number | null;
+  /** Why the role last changed. */
+  reason: string;
+  /** Create revision of the key relinquish() gave up, until a snapshot shows it gone. */
+  givenUpRevision: number | null;
+  /** The last relinquish, with its time (kept: the API shows why the group last moved away). */
+  relinquished: { reason: string; atMs: number } | null;
 }
 
 interface PendingSwitchover {
@@ -379,6 +385,8 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       leader: s.role === 'leader' ? this.node : s.leader,
       epoch: s.role === 'leader' ? s.epoch : s.leaderEpoch,
       sinceMs: s.sinceMs,
+      reason: s.reason,
+      relinquished: s.relinquished,
     }));
   }
 
@@ -396,6 +404,35 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     const untilMs = Math.max(guardUntil, failsafeUntil);
     if (!(this.now() < untilMs)) return null;
     return { epoch: s.epoch, untilMs };
+  }
+
+  /**
+   * Gives a group this node leads but cannot drive to the next candidate. The role goes first
+   * (fence() is null before etcd hears anything), then our key is deleted on its create revision
+   * (a newer key of ours is never touched); the decision loop re-queues us at the back once a
+   * snapshot shows the key gone, and never leads on the given-up key again — not even from a read
+   * that was in flight. A sole candidate thus leads again a tick or two later, with a new epoch.
+   */
+  relinquish(group: string, reason: string): void {
+    const s = this.state.get(group);
+    if (s?.role !== 'leader' || s.epoch === null || this.stopPromise) return;
+    const epoch = s.epoch;
+    s.givenUpRevision = epoch;
+    s.relinquished = { reason, atMs: Date.now() };
+    this.setRole(s, 'resigned', null, `relinquished: ${reason}`, 'warn');
+    this.metrics?.relinquished(group);
+    const election = this.elections.get(group);
+    if (!election) {
+      this.requestTick();
+      return;
+    }
+    void election
+      .resign(this.stopping.signal, epoch)
+      .catch((err: unknown) => {
+        if (!this.stopping.signal.aborted)
+          this.log.warn({ err, group }, 'deleting a relinquished key failed; the next tick retries');
+      })
+      .finally(() => this.requestTick());
   }
 
   async switchover(group: string, targetNode: string, opts: { timeoutMs?: number } = {}): Promise<void> {
@@ -578,7 +615,13 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
         mayAct: this.session.guard.mayAct(),
         fresh: snap.readAtMs > this.fencedAtMs,
         promisedTo: this.failsafe?.promisedTo(s.group) ?? null,
+        givenUpRevision: s.givenUpRevision,
       });
+      if (
+        s.givenUpRevision !== null &&
+        !queue.some((e) => e.leaseHex === this.lease?.hex && e.createRevision === s.givenUpRevision)
+      )
+        s.givenUpRevision = null;
       s.leader = queue[0]?.node ?? null;
       s.leaderEpoch = queue[0]?.createRevision ?? null;
       if (d.role !== s.role || (d.role === 'leader' && d.epoch !== s.epoch))
@@ -788,14 +831,20 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     });
   }
 
-  private setRole(s: GroupState, to: GroupRole, epoch: number | null, reason: string): void {
+  private setRole(
+    s: GroupState,
+    to: GroupRole,
+    epoch: number | null,
+    reason: string,
+    level: 'info' | 'warn' = to === 'fenced' ? 'warn' : 'info',
+  ): void {
     const from = s.role;
     s.role = to;
     s.epoch = to === 'leader' ? epoch : null;
     s.sinceMs = Date.now();
     if (from === to) return;
+    s.reason = reason;
     const change: RoleChange = { group: s.group, from, to, epoch: s.epoch, reason };
-    const level = to === 'fenced' ? 'warn' : 'info';
     this.log[level](change, 'leadership transition');
     this.metrics?.transition(s.group, from, to);
     this.emit('role', change);
@@ -803,7 +852,17 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
 }
 
 function newGroupState(group: string): GroupState {
-  return { group, role: 'follower', epoch: null, sinceMs: Date.now(), leader: null, leaderEpoch: null };
+  return {
+    group,
+    role: 'follower',
+    epoch: null,
+    sinceMs: Date.now(),
+    leader: null,
+    leaderEpoch: null,
+    reason: 'starting',
+    givenUpRevision: null,
+    relinquished: null,
+  };
 }
 
 function checkGroupNames(groups: readonly string[]): void {

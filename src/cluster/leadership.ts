@@ -21,6 +21,13 @@ export interface GroupLeadership {
   epoch: number | null;
   /** When this node's role last changed, ms since the Unix epoch. */
   sinceMs: number;
+  /** Why this node's role last changed (absent: the implementation does not say). */
+  reason?: string;
+  /**
+   * The last time this node gave the group up because it could not drive it (relinquish), and why,
+   * so the API and the dashboard can say why the group moved (null: never).
+   */
+  relinquished?: { reason: string; atMs: number } | null;
 }
 
 export interface Member {

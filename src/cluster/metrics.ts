@@ -1,6 +1,7 @@
 // Leadership metrics on a prom-client Registry (served at /metrics): role transitions, which groups
 // this node leads, how much lease time is left, keepalive round trips (send → ack), and the polling
-// and revoking of expired leases of leaders this node is next in line behind.
+// and revoking of expired leases of leaders this node is next in line behind, and groups given up
+// because this node could not drive them.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { GroupRole } from './leadership.ts';
 
@@ -10,6 +11,7 @@ export class LeadershipMetrics {
   private readonly keepalive: Histogram;
   private readonly expiryPolls: Counter;
   private readonly expiredRevoked: Counter;
+  private readonly relinquishes: Counter<'group'>;
 
   constructor(registry: Registry, leaseRemainingMs: () => number) {
     const registers = [registry];
@@ -49,6 +51,16 @@ export class LeadershipMetrics {
       help: 'Leases of other nodes revoked by this node after etcd reported them expired',
       registers,
     });
+    this.relinquishes = new Counter({
+      name: 'coolctl_leadership_relinquished_total',
+      help: 'Groups this node led but gave to the next candidate because it could not drive them',
+      labelNames: ['group'],
+      registers,
+    });
+  }
+
+  relinquished(group: string): void {
+    this.relinquishes.inc({ group });
   }
 
   expiryPoll(): void {

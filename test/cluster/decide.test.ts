@@ -100,6 +100,25 @@ describe('decideGroup', () => {
   it('a first-in-line node leads even if a stale marker from someone else is around (no leaderless group)', () => {
     expect(decideGroup(facts({ marker: marker('b', 'c') }))).toMatchObject({ role: 'leader' });
   });
+
+  it('relinquish: the given-up key never leads again; it is deleted, then a new key queues at the back', () => {
+    // A read from before the give-up still shows our key first: stay resigned and delete it.
+    expect(decideGroup(facts({ role: 'resigned', givenUpRevision: 10 }))).toMatchObject({
+      role: 'resigned',
+      epoch: null,
+      action: 'stepOut',
+    });
+    // Gone: queue again; a sole candidate then leads on its new key.
+    expect(decideGroup(facts({ role: 'resigned', queue: q('b'), givenUpRevision: 10 }))).toMatchObject({
+      role: 'resigned',
+      action: 'enqueue',
+    });
+    const fresh: QueueEntry = { key: '/p/election/g/a', leaseHex: 'a-lease', node: 'a', createRevision: 30 };
+    expect(decideGroup(facts({ role: 'resigned', queue: [fresh], givenUpRevision: 10 }))).toMatchObject({
+      role: 'leader',
+      epoch: 30,
+    });
+  });
 });
 
 describe('planHandover', () => {
