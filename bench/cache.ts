@@ -444,6 +444,7 @@ class Bench {
     const { keepaliveS, keepaliveIntervalMs, rounds } = this.o;
     const session = new EtcdSession({
       client: this.etcd,
+      node: 'bench',
       ttlS: 2,
       keepaliveIntervalMs,
       safetyMarginMs: 500,

@@ -24,6 +24,17 @@ if [ ! -f /etc/coolctl/cluster.secret ]; then
   echo "install: /etc/coolctl/cluster.secret is missing: copy the cluster's secret here (the same on every gateway)," >&2
   echo "         or create it on the first gateway with: openssl rand -hex 32 > /etc/coolctl/cluster.secret" >&2
 fi
+# Each node has its own data dir now (/var/lib/coolctl/NODE); a node refuses one another live node holds.
+if grep -Eq '^dataDir:[[:space:]]*/var/lib/coolctl/?[[:space:]]*(#.*)?$' /etc/coolctl/controller.yaml; then
+  echo "install: /etc/coolctl/controller.yaml has dataDir: /var/lib/coolctl, shared by every node on this host;" >&2
+  echo "         a second coolctl@ instance will refuse to start: set dataDir: /var/lib/coolctl/{node}" >&2
+fi
+# A node that kept its OPC-UA certificates in the shared dir keeps them in its own (a copy: other
+# instances on this host may still read the old one). The old shared lease-id file is left alone.
+if [ -d /var/lib/coolctl/opcua-pki ] && [ ! -e "/var/lib/coolctl/$node_name/opcua-pki" ]; then
+  install -d -o coolctl -g coolctl -m 0750 "/var/lib/coolctl/$node_name"
+  cp -a /var/lib/coolctl/opcua-pki "/var/lib/coolctl/$node_name/opcua-pki"
+fi
 install -m 0644 "$src/deploy/systemd/coolctl@.service" /etc/systemd/system/coolctl@.service
 systemctl daemon-reload
 

@@ -11,6 +11,8 @@ export const ClusterErrorCodes = {
   LEASE_LOST: ErrorCodes.LEASE_LOST,
   /** Another live process already registered this node name. */
   NODE_NAME_TAKEN: ErrorCodes.NODE_NAME_TAKEN,
+  /** Another live process (another node) uses this node's data dir. */
+  DATA_DIR_IN_USE: ErrorCodes.DATA_DIR_IN_USE,
   /** A switchover was refused or did not complete in time. */
   SWITCHOVER_FAILED: ErrorCodes.SWITCHOVER_FAILED,
   /** The caller aborted, or the component was stopped, while waiting. */

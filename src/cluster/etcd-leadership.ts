@@ -14,7 +14,7 @@ import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { decideGroup, type GroupAction } from './decide.ts';
 import { Election, type QueueEntry } from './election.ts';
-import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { ClusterError, ClusterErrorCodes, isClusterError } from './errors.ts';
 import { createEtcdClient, etcdCall } from './etcd-client.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
@@ -187,6 +187,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.client = createEtcdClient({ hosts: opts.etcd.hosts, callTimeoutMs: opts.etcdCallTimeoutMs });
     this.session = new EtcdSession({
       client: this.client,
+      node: opts.node,
       ttlS: opts.leaseTtlS,
       keepaliveIntervalMs: opts.keepaliveIntervalMs,
       safetyMarginMs: opts.safetyMarginMs,
@@ -280,6 +281,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     } catch (err) {
       await this.session.stop().catch(() => {});
       this.client.close();
+      if (isClusterError(err, ClusterErrorCodes.DATA_DIR_IN_USE)) throw err;
       if (this.nameTakenLogged) {
         throw new ClusterError(
           ClusterErrorCodes.NODE_NAME_TAKEN,

@@ -3,18 +3,22 @@
 // of each acknowledged keepalive — we never rely on the etcd3 package's `lost` timing (≈ 2×TTL).
 // Invariants: at most one live lease; when etcd says it is gone (TTL ≤ 0 / not found) the guard is
 // invalidated before 'lost' is emitted, and a fresh lease is granted with backoff; the lease id is
-// kept in <dataDir>/lease-id so that a restarted node revokes its predecessor instead of waiting out the TTL.
+// kept in <dataDir>/lease-id.<node> so that a restarted node revokes its predecessor instead of waiting
+// out the TTL — never another node's: the file is per node, and the data dir is locked to one process.
 import { EventEmitter } from 'node:events';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
+import { DataDirLock } from './data-dir-lock.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from './errors.ts';
 import { etcdCall, leaseHex } from './etcd-client.ts';
 import { type KeepaliveToken, LeaseGuard } from './lease-guard.ts';
 
 export interface EtcdSessionOptions {
   client: Etcd3;
+  /** This node's name: the lease-id file and the data dir lock say whose they are. */
+  node: string;
   /** Lease TTL asked from etcd, whole seconds (etcd's unit). */
   ttlS: number;
   keepaliveIntervalMs: number;
@@ -53,6 +57,7 @@ export class EtcdSession extends EventEmitter {
   private stopped = false;
   private readonly stopping = new AbortController();
   private lapsed = true;
+  private readonly lock: DataDirLock;
 
   constructor(opts: EtcdSessionOptions) {
     super();
@@ -60,6 +65,7 @@ export class EtcdSession extends EventEmitter {
     this.log = opts.logger;
     this.now = opts.now ?? (() => performance.now());
     this.guard = new LeaseGuard({ ttlMs: opts.ttlS * 1000, marginMs: opts.safetyMarginMs, now: this.now });
+    this.lock = new DataDirLock(opts.dataDir, opts.node, this.log);
   }
 
   get lease(): SessionLease | null {
@@ -67,16 +73,26 @@ export class EtcdSession extends EventEmitter {
   }
 
   private get leaseFile(): string {
-    return join(this.opts.dataDir, 'lease-id');
+    return join(this.opts.dataDir, `lease-id.${encodeURIComponent(this.opts.node)}`);
   }
 
-  /** Revokes the lease a previous run left behind, grants ours, starts the keepalive loop. */
+  /**
+   * Locks the data dir (DATA_DIR_IN_USE if another live process has it), revokes the lease a
+   * previous run of this node left behind, grants ours, starts the keepalive loop.
+   */
   async start(signal: AbortSignal): Promise<SessionLease> {
     await mkdir(this.opts.dataDir, { recursive: true });
-    await this.revokePrevious(signal);
-    const lease = await this.grantWithRetry(AbortSignal.any([signal, this.stopping.signal]));
-    this.scheduleKeepalive();
-    return lease;
+    await this.lock.acquire();
+    try {
+      await this.dropLegacyLeaseFile();
+      await this.revokePrevious(signal);
+      const lease = await this.grantWithRetry(AbortSignal.any([signal, this.stopping.signal]));
+      this.scheduleKeepalive();
+      return lease;
+    } catch (err) {
+      await this.lock.release();
+      throw err;
+    }
   }
 
   /** Stops keepalives and revokes the lease (etcd deletes every key it held, in one revision). Bounded. */
@@ -89,15 +105,33 @@ export class EtcdSession extends EventEmitter {
     this.guard.invalidate('session stopped');
     const lease = this.current;
     this.current = null;
-    if (!lease) return;
-    try {
-      await this.revoke(lease.id, undefined);
-      await rm(this.leaseFile, { force: true });
-      this.log.info({ lease: lease.hex }, 'lease revoked');
-    } catch (err) {
-      // The keys expire with the TTL anyway; the next start revokes it from the file.
-      this.log.warn({ err, lease: lease.hex }, 'lease revoke failed at stop; it expires with its TTL');
+    if (lease) {
+      try {
+        await this.revoke(lease.id, undefined);
+        await rm(this.leaseFile, { force: true });
+        this.log.info({ lease: lease.hex }, 'lease revoked');
+      } catch (err) {
+        // The keys expire with the TTL anyway; the next start revokes it from the file.
+        this.log.warn({ err, lease: lease.hex }, 'lease revoke failed at stop; it expires with its TTL');
+      }
     }
+    await this.lock.release();
+  }
+
+  /**
+   * <dataDir>/lease-id, from before the file was per node, does not say whose lease it holds: with
+   * the old deploy example every instance on a host shared one data dir, so it may be another live
+   * node's. It is never revoked (ours, if it was, expires with its TTL) and is removed.
+   */
+  private async dropLegacyLeaseFile(): Promise<void> {
+    const legacy = join(this.opts.dataDir, 'lease-id');
+    const id = await readFile(legacy, 'utf8').catch(() => null);
+    if (id === null) return;
+    await rm(legacy, { force: true });
+    this.log.info(
+      { file: legacy, lease: /^\d+$/.test(id.trim()) ? leaseHex(id.trim()) : null },
+      'removed a lease-id file that names no node; its lease is left to expire with its TTL',
+    );
   }
 
   private async revokePrevious(signal: AbortSignal): Promise<void> {

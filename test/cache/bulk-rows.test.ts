@@ -70,6 +70,7 @@ describe('big rows and the lease', () => {
     const client = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 500 });
     const session = new EtcdSession({
       client,
+      node: 'leader',
       ttlS: 2,
       keepaliveIntervalMs: 300,
       safetyMarginMs: 400,

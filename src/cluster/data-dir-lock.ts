@@ -1,0 +1,170 @@
+// DataDirLock: one live process per data dir. The lease-id file and the OPC-UA PKI live there; two
+// nodes sharing one would revoke each other's live lease at start. The lock is a file created with
+// O_EXCL holding {node, pid, bootId, startTicks}. A holder is alive only if the boot is the same and
+// /proc/<pid> is the same process (its start time): a pid reused after a crash or a reboot is stale,
+// and a stale lock is taken over (logged). Takeovers are serialised by a second O_EXCL file, so two
+// processes finding the same stale lock cannot both take it.
+import { constants } from 'node:fs';
+import { type FileHandle, open, readFile, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ClusterError, ClusterErrorCodes } from './errors.ts';
+
+export interface LockHolder {
+  node: string;
+  pid: number;
+  /** /proc/sys/kernel/random/boot_id: a lock from before a reboot is stale whatever its pid. */
+  bootId: string | null;
+  /** Field 22 of /proc/<pid>/stat (clock ticks after boot): tells a reused pid from the holder. */
+  startTicks: string | null;
+}
+
+const LOCK_FILE = 'coolctl.lock';
+/** A takeover lasts microseconds; one older than this was left by a process that died inside it. */
+const TAKEOVER_STALE_MS = 10_000;
+const MAX_ATTEMPTS = 5;
+
+export class DataDirLock {
+  readonly path: string;
+  private readonly takeoverPath: string;
+  private readonly node: string;
+  private readonly log: Logger;
+  private mine: string | null = null;
+
+  constructor(dataDir: string, node: string, logger: Logger) {
+    this.path = join(dataDir, LOCK_FILE);
+    this.takeoverPath = `${this.path}.takeover`;
+    this.node = node;
+    this.log = logger;
+  }
+
+  /** Takes the lock, or throws DATA_DIR_IN_USE naming the live holder. Bounded: a few file operations. */
+  async acquire(): Promise<void> {
+    if (this.mine) return;
+    const content = `${JSON.stringify(await selfHolder(this.node))}\n`;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (await createExclusive(this.path, content)) {
+        this.mine = content;
+        return;
+      }
+      const seen = await readFile(this.path, 'utf8').catch(() => null);
+      if (seen === null) continue; // removed between our create and read: try again
+      const holder = parseHolder(seen);
+      if (holder && (await isAlive(holder))) {
+        throw new ClusterError(
+          ClusterErrorCodes.DATA_DIR_IN_USE,
+          `data dir ${this.path.slice(0, -LOCK_FILE.length - 1)} is in use by node ${holder.node} (pid ${holder.pid}, lock ${this.path}); give each node its own dataDir (e.g. dataDir: /var/lib/coolctl/{node})`,
+        );
+      }
+      await this.takeOver(seen, holder);
+    }
+    throw new ClusterError(
+      ClusterErrorCodes.DATA_DIR_IN_USE,
+      `could not take ${this.path} in ${MAX_ATTEMPTS} attempts: another process keeps creating it`,
+    );
+  }
+
+  /** Removes the lock if it is still ours. */
+  async release(): Promise<void> {
+    const mine = this.mine;
+    this.mine = null;
+    if (!mine) return;
+    const seen = await readFile(this.path, 'utf8').catch(() => null);
+    if (seen === mine) await unlink(this.path).catch(() => {});
+  }
+
+  private async takeOver(stale: string, holder: LockHolder | null): Promise<void> {
+    if (!(await createExclusive(this.takeoverPath, `${process.pid}\n`))) {
+      const age = await stat(this.takeoverPath).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
+      if (age > TAKEOVER_STALE_MS) await unlink(this.takeoverPath).catch(() => {});
+      else await new Promise((r) => setTimeout(r, 20)); // another starter is taking over right now
+      return;
+    }
+    try {
+      // Only a takeover holder unlinks a lock it did not create, so the file cannot change under us.
+      const again = await readFile(this.path, 'utf8').catch(() => null);
+      if (again !== stale) return;
+      await unlink(this.path);
+      this.log.warn(
+        { lock: this.path, staleNode: holder?.node ?? null, stalePid: holder?.pid ?? null },
+        holder
+          ? 'took over the data dir lock of a process that is gone'
+          : 'replaced an unreadable data dir lock',
+      );
+    } finally {
+      await unlink(this.takeoverPath).catch(() => {});
+    }
+  }
+}
+
+async function createExclusive(path: string, content: string): Promise<boolean> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    await fh.writeFile(content);
+  } finally {
+    await fh.close();
+  }
+  return true;
+}
+
+function parseHolder(text: string): LockHolder | null {
+  try {
+    const o = JSON.parse(text) as Partial<LockHolder>;
+    if (typeof o.node !== 'string' || !Number.isInteger(o.pid) || (o.pid as number) <= 0) return null;
+    return {
+      node: o.node,
+      pid: o.pid as number,
+      bootId: typeof o.bootId === 'string' ? o.bootId : null,
+      startTicks: typeof o.startTicks === 'string' ? o.startTicks : null,
+    };
+  } catch {
+    return null; // a half-written lock of a process that died while writing it
+  }
+}
+
+async function selfHolder(node: string): Promise<LockHolder> {
+  return { node, pid: process.pid, bootId: await bootId(), startTicks: await startTicks(process.pid) };
+}
+
+async function bootId(): Promise<string | null> {
+  return readFile('/proc/sys/kernel/random/boot_id', 'utf8').then(
+    (s) => s.trim(),
+    () => null,
+  );
+}
+
+/** /proc/<pid>/stat field 22; null where there is no /proc (the pid check alone then decides). */
+async function startTicks(pid: number): Promise<string | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (stat === null) return null;
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields[19] ?? null;
+}
+
+async function isAlive(h: LockHolder): Promise<boolean> {
+  const boot = await bootId();
+  if (boot && h.bootId && boot !== h.bootId) return false;
+  if (!pidExists(h.pid)) return false;
+  if (h.startTicks === null) return true;
+  const now = await startTicks(h.pid);
+  return now === null || now === h.startTicks;
+}
+
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
+}
