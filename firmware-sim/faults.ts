@@ -7,6 +7,9 @@ import { BadRequestError, ErrorCodes } from '../src/errors.ts';
 
 const Clear = T.Optional(T.Boolean({ description: 'true clears this fault' }));
 const Ahu = T.String({ minLength: 1, description: 'air handler id' });
+const WritesOnly = T.Optional(
+  T.Boolean({ description: 'true: only writes get the fault, reads are served as usual (default false)' }),
+);
 
 export const FaultSchema = T.Union([
   T.Object({ fault: T.Literal('ahu-trip'), ahu: Ahu, clear: Clear }, { additionalProperties: false }),
@@ -27,6 +30,7 @@ export const FaultSchema = T.Union([
       code: T.Optional(
         T.Integer({ minimum: 1, maximum: 255, description: 'Modbus exception code, default 4' }),
       ),
+      writesOnly: WritesOnly,
       clear: Clear,
     },
     { additionalProperties: false },
@@ -41,6 +45,7 @@ export const FaultSchema = T.Union([
       status: T.Optional(
         T.String({ pattern: '^Bad[A-Za-z]+$', description: 'OPC-UA status name, default BadDeviceFailure' }),
       ),
+      writesOnly: WritesOnly,
       clear: Clear,
     },
     { additionalProperties: false },

@@ -380,6 +380,8 @@ export class Simulation {
         if (f.fault === 'ahu-reset') faults.reset = !clear;
         if (f.fault === 'ahu-silent') faults.silent = !clear;
         if (f.fault === 'ahu-bad-status') faults.badStatus = clear ? null : (f.status ?? 'BadDeviceFailure');
+        if (f.fault === 'ahu-exception' || f.fault === 'ahu-bad-status')
+          faults.faultWritesOnly = !clear && (f.writesOnly ?? false);
         touchedAhus.add(f.ahu);
         return;
       }

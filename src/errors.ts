@@ -83,14 +83,17 @@ export class DeviceError extends CoolctlError {
   readonly device: string;
   /** Modbus exception code or OPC-UA status name, where the device said one. */
   readonly deviceCode: number | string | undefined;
+  /** DEVICE_FENCED: the epoch the unit was read to hold, above the one refused (the proof). */
+  readonly unitEpoch: number | undefined;
   constructor(
     code: ErrorCode,
     device: string,
     message: string,
-    opts: { cause?: unknown; retryable?: boolean; deviceCode?: number | string } = {},
+    opts: { cause?: unknown; retryable?: boolean; deviceCode?: number | string; unitEpoch?: number } = {},
   ) {
     super(code, `${device}: ${message}`, opts);
     this.device = device;
     this.deviceCode = opts.deviceCode;
+    this.unitEpoch = opts.unitEpoch;
   }
 }

@@ -121,7 +121,8 @@ export class ModbusAhuPdu {
       return { kind: 'silent' };
     }
     let answer: Buffer;
-    if (faults.exceptionCode !== null) {
+    const isWrite = fc === FC.writeSingle || fc === FC.writeMultiple;
+    if (faults.exceptionCode !== null && (isWrite || !faults.faultWritesOnly)) {
       const attempt = this.writeAttempt(pdu);
       if (attempt) this.unit.write(client, attempt.cmd, 'fault-exception');
       answer = this.exception(fc, faults.exceptionCode);

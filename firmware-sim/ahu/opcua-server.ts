@@ -271,7 +271,8 @@ export class OpcuaAhuServer {
   private readPoint(unit: SimAirHandler, name: OpcuaPointName): DataValue {
     const sourceTimestamp = new Date();
     const fault = faultStatus(unit);
-    if (fault) return new DataValue({ statusCode: fault.status, sourceTimestamp });
+    if (fault && !(unit.faults.faultWritesOnly && fault.reason === 'fault-bad-status'))
+      return new DataValue({ statusCode: fault.status, sourceTimestamp });
     const st = unit.status();
     const raw = name === 'mode' ? MODE_CODE[st.mode] : st[name];
     const dataType = DataType[OPCUA_POINTS[name].dataType];

@@ -52,6 +52,11 @@ export interface AhuFaults {
   silent: boolean;
   /** OPC-UA: reads and writes answer with this Bad status name (e.g. "BadDeviceFailure"). */
   badStatus: string | null;
+  /**
+   * `exceptionCode` / `badStatus` answer writes only; reads are served as usual (a unit or gateway
+   * that refuses commands while its status reads fine).
+   */
+  faultWritesOnly: boolean;
 }
 
 export const FAN_RANGE = { min: 0, max: 100 } as const;
@@ -95,6 +100,7 @@ export class SimAirHandler {
     reset: false,
     silent: false,
     badStatus: null,
+    faultWritesOnly: false,
   };
 
   private remoteEnabled = false;

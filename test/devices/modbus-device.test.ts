@@ -168,10 +168,42 @@ describe('Modbus TCP adapter against the simulated unit', () => {
     expect(err.code).toBe(ErrorCodes.DEVICE_FENCED);
     expect(err.deviceCode).toBe(13);
     expect(err.retryable).toBe(false);
+    expect(err.unitEpoch).toBe(10); // the proof: the unit's epoch, read back
     const attempts = entriesSince(seq);
     expect(attempts).toEqual([expect.objectContaining({ epoch: 9, accepted: false, reason: 'stale-epoch' })]);
     expect(unit.status()).toMatchObject({ epoch: 10, fanCmdPct: 70, mode: 'remote' });
     expect(older.linkState).toBe('up'); // the unit answered: the link is fine, the leader is not
+  });
+
+  it('a 0x0D the unit’s epoch does not back is an ordinary, retryable refusal, never DEVICE_FENCED', async () => {
+    const { unit, config } = await startUnit();
+    const d = device(config);
+    await d.writeCommand(remote(30, { fanPct: 40 }));
+    // Writes refused with 0x0D while the status reads fine: the epoch reads back 30, not above ours.
+    unit.faults.exceptionCode = 13;
+    unit.faults.faultWritesOnly = true;
+    const seq = journal.lastSeq;
+    let err = await failure(d.writeCommand(remote(30, { fanPct: 45 })));
+    expect(err.code).toBe(ErrorCodes.DEVICE_EXCEPTION);
+    expect(err.deviceCode).toBe(13);
+    expect(err.retryable).toBe(true);
+    expect(err.unitEpoch).toBeUndefined();
+    expect(err.message).toMatch(/not proven: the unit holds epoch 30, not above ours \(30\)/);
+    // Tried once (a refusal is not re-sent within the call); the proof is a read, not a write.
+    expect(entriesSince(seq)).toEqual([
+      expect.objectContaining({ epoch: 30, accepted: false, reason: 'fault-exception' }),
+    ]);
+    expect(d.linkState).toBe('up'); // the unit answered
+    // Every request answered 0x0D (reads too): the epoch cannot be read back, so nothing is proven.
+    unit.faults.faultWritesOnly = false;
+    err = await failure(d.writeCommand(remote(30, { fanPct: 45 })));
+    expect(err.code).toBe(ErrorCodes.DEVICE_EXCEPTION);
+    expect(err.retryable).toBe(true);
+    expect(err.message).toMatch(/not proven: the unit's epoch could not be read back/);
+    // Cleared: the same epoch is accepted again.
+    unit.faults.exceptionCode = null;
+    await d.writeCommand(remote(30, { fanPct: 45 }));
+    expect(unit.status()).toMatchObject({ epoch: 30, fanCmdPct: 45, mode: 'remote' });
   });
 
   it('checks the lease guard right before the send: when it says no, nothing reaches the unit', async () => {

@@ -31,6 +31,7 @@ function unitConfig(id: string, extra: Partial<OpcuaAirHandler> = {}): OpcuaAirH
 const configs = {
   reads: unitConfig('ahu-reads'),
   fence: unitConfig('ahu-fence'),
+  refusal: unitConfig('ahu-refusal'),
   watchdog: unitConfig('ahu-watchdog', { watchdogS: 0.3 }),
   faults: unitConfig('ahu-faults'),
   security: unitConfig('ahu-security'),
@@ -201,9 +202,39 @@ describe('OPC-UA air handler adapter', () => {
     expect(err.code).toBe(ErrorCodes.DEVICE_FENCED);
     expect(err.retryable).toBe(false);
     expect(err.deviceCode).toBe('BadInvalidState');
+    expect(err.unitEpoch).toBe(9); // the proof: the unit's epoch, read back
     expect(entriesFor('ahu-fence', 8)).toHaveLength(1); // never retried
     expect(units.fence.status()).toMatchObject({ epoch: 9, fanCmdPct: 70, supplySetpointC: 20 });
     expect(older.linkState).toBe('up'); // the unit answered: the link is fine
+  });
+
+  it('a BadInvalidState the unit’s epoch does not back is an ordinary, retryable refusal, never DEVICE_FENCED', async () => {
+    const d = device(configs.refusal);
+    await d.open();
+    const cmd = { epoch: 5, remoteEnable: true, fanPct: 40, supplySetpointC: 20 };
+    await d.writeCommand(cmd);
+    // WriteCommand answers BadInvalidState while the epoch reads fine: 5, not above ours.
+    units.refusal.faults.badStatus = 'BadInvalidState';
+    units.refusal.faults.faultWritesOnly = true;
+    let err = await rejection(d.writeCommand({ ...cmd, fanPct: 45 }));
+    expect(err).toMatchObject({
+      code: ErrorCodes.DEVICE_BAD_STATUS,
+      deviceCode: 'BadInvalidState',
+      retryable: true,
+      unitEpoch: undefined,
+    });
+    expect(err.message).toMatch(/not proven: the unit holds epoch 5, not above ours/);
+    expect(entriesFor('ahu-refusal', 5).filter((e) => !e.accepted)).toHaveLength(1); // not re-sent
+    expect(d.linkState).toBe('up'); // the unit answered
+    // Reads answer it too: the epoch cannot be read back, so nothing is proven.
+    units.refusal.faults.faultWritesOnly = false;
+    err = await rejection(d.writeCommand({ ...cmd, fanPct: 45 }));
+    expect(err).toMatchObject({ code: ErrorCodes.DEVICE_BAD_STATUS, retryable: true });
+    expect(err.message).toMatch(/not proven: the unit's epoch could not be read back/);
+    // Cleared: the same epoch is accepted again.
+    units.refusal.faults.badStatus = null;
+    await d.writeCommand({ ...cmd, fanPct: 45 });
+    expect(units.refusal.status()).toMatchObject({ epoch: 5, fanCmdPct: 45, mode: 'remote' });
   });
 
   it('checks the lease guard right before the call: when it says no, nothing reaches the unit', async () => {

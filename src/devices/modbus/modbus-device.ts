@@ -107,6 +107,7 @@ const REQUEST_EXCEPTIONS: ReadonlySet<number> = new Set([
   MODBUS_EXCEPTION.illegalFunction,
   MODBUS_EXCEPTION.illegalDataAddress,
   MODBUS_EXCEPTION.illegalDataValue,
+  STALE_EPOCH_EXCEPTION,
 ]);
 const EXCEPTION_NAMES: Record<number, string> = {
   1: 'illegal function',
@@ -286,7 +287,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
           return c.writeRegisters(this.pm.commandBlock, words);
         });
         this.unitHeartbeat = heartbeat;
-      });
+      }).catch((err: unknown) => this.proveStaleEpoch(ctx, err, cmd.epoch, what));
       this.drivingRemote = cmd.remoteEnable;
       if (this.lost && cmd.remoteEnable) {
         this.lost = false;
@@ -306,6 +307,42 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         );
       }
     });
+  }
+
+  /**
+   * A write answered 0x0D: our stale-epoch code, but vendor-range exceptions mean other things to
+   * other firmware and gateways. Only the unit's own epoch, read back above ours, proves a newer
+   * leader (DEVICE_FENCED, carrying that epoch); anything else is an ordinary refusal the caller
+   * may try again. Always throws: the write failed either way.
+   */
+  private async proveStaleEpoch(ctx: CallContext, err: unknown, epoch: number, what: string): Promise<never> {
+    if (!(err instanceof DeviceError) || err.deviceCode !== STALE_EPOCH_EXCEPTION) throw err;
+    const claim = `${what}: refused with exception 0x0D (stale epoch)`;
+    let unitEpoch: number;
+    try {
+      unitEpoch = (await this.readStatus(ctx)).epoch;
+    } catch (readErr) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_EXCEPTION,
+        this.id,
+        `${claim}, not proven: the unit's epoch could not be read back (${(readErr as Error).message})`,
+        { cause: err, retryable: true, deviceCode: STALE_EPOCH_EXCEPTION },
+      );
+    }
+    if (unitEpoch > epoch) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_FENCED,
+        this.id,
+        `${claim}: the unit holds epoch ${unitEpoch}, above ours (${epoch}): a newer leader drives it`,
+        { cause: err, retryable: false, deviceCode: STALE_EPOCH_EXCEPTION, unitEpoch },
+      );
+    }
+    throw new DeviceError(
+      ErrorCodes.DEVICE_EXCEPTION,
+      this.id,
+      `${claim}, not proven: the unit holds epoch ${unitEpoch}, not above ours (${epoch})`,
+      { cause: err, retryable: true, deviceCode: STALE_EPOCH_EXCEPTION },
+    );
   }
 
   close(): Promise<void> {
@@ -751,14 +788,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     if (typeof x?.modbusCode === 'number') {
       const code = x.modbusCode;
       const name = EXCEPTION_NAMES[code] ?? 'unknown exception';
-      if (code === STALE_EPOCH_EXCEPTION) {
-        return new DeviceError(
-          ErrorCodes.DEVICE_FENCED,
-          this.id,
-          `${what}: refused, stale epoch (exception 0x0D): the unit holds a higher epoch, a newer leader drives it; stop driving it`,
-          { cause: err, retryable: false, deviceCode: code },
-        );
-      }
+      // 0x0D is only a claim of a stale epoch (a write's caller proves it, proveStaleEpoch): never
+      // retried within the call, and never DEVICE_FENCED on its own.
       return new DeviceError(
         ErrorCodes.DEVICE_EXCEPTION,
         this.id,

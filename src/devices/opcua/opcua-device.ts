@@ -339,7 +339,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         await retry(
           () => this.attempt('write', () => this.callWriteCommand(cmd, heartbeat, signal, opts)),
           this.retryOpts(signal, deadlineMs),
-        );
+        ).catch((err: unknown) => this.proveStaleEpoch(err, cmd.epoch, signal));
         this.observe('write', started);
       } catch (err) {
         this.observe('write', started, err);
@@ -474,18 +474,51 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     );
     const status = result.statusCode;
     if (status.isGood()) return;
-    if (status.name === WRITE_COMMAND_STATUS.staleEpoch) {
-      throw new DeviceError(
-        ErrorCodes.DEVICE_FENCED,
-        this.id,
-        `write with epoch ${cmd.epoch} refused: the unit holds a newer epoch (${status.name}); stop driving it`,
-        { retryable: false, deviceCode: status.name },
-      );
-    }
+    // BadInvalidState is only a claim of a stale epoch (writeCommand proves it, proveStaleEpoch).
     throw new DeviceError(ErrorCodes.DEVICE_BAD_STATUS, this.id, `WriteCommand answered ${status.name}`, {
       retryable: false,
       deviceCode: status.name,
     });
+  }
+
+  /**
+   * WriteCommand answered BadInvalidState: our stale-epoch status, but a generic one that units and
+   * gateways send for many reasons. Only the unit's epoch, read back above ours, proves a newer
+   * leader (DEVICE_FENCED, carrying that epoch); anything else is an ordinary refusal the caller may
+   * try again. Always throws: the write failed either way.
+   */
+  private async proveStaleEpoch(err: unknown, epoch: number, signal: AbortSignal): Promise<never> {
+    if (!(err instanceof DeviceError) || err.deviceCode !== WRITE_COMMAND_STATUS.staleEpoch) throw err;
+    const claim = `write with epoch ${epoch} refused with ${WRITE_COMMAND_STATUS.staleEpoch} (stale epoch)`;
+    let unitEpoch: number;
+    try {
+      const conn = this.connected();
+      const [dv] = await abortable(conn.session.read(this.readIds(conn, ['epoch']), 0), signal);
+      if (!dv?.statusCode.isGood()) throw this.badStatus('read of epoch', dv?.statusCode);
+      unitEpoch = Number(dv.value.value);
+      if (!Number.isFinite(unitEpoch)) throw new Error(`epoch reads ${String(dv.value.value)}`);
+    } catch (readErr) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_BAD_STATUS,
+        this.id,
+        `${claim}, not proven: the unit's epoch could not be read back (${errorMessage(readErr)})`,
+        { cause: err, retryable: true, deviceCode: WRITE_COMMAND_STATUS.staleEpoch },
+      );
+    }
+    if (unitEpoch > epoch) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_FENCED,
+        this.id,
+        `${claim}: the unit holds epoch ${unitEpoch}, above ours: a newer leader drives it`,
+        { cause: err, retryable: false, deviceCode: WRITE_COMMAND_STATUS.staleEpoch, unitEpoch },
+      );
+    }
+    throw new DeviceError(
+      ErrorCodes.DEVICE_BAD_STATUS,
+      this.id,
+      `${claim}, not proven: the unit holds epoch ${unitEpoch}, not above ours`,
+      { cause: err, retryable: true, deviceCode: WRITE_COMMAND_STATUS.staleEpoch },
+    );
   }
 
   private async verify(cmd: AhuCommandSet, heartbeat: number, signal: AbortSignal): Promise<void> {
@@ -504,7 +537,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         ErrorCodes.DEVICE_FENCED,
         this.id,
         `read-back shows epoch ${got.epoch} above ours (${cmd.epoch}): a newer leader wrote; stop driving it`,
-        { retryable: false },
+        { retryable: false, unitEpoch: got.epoch },
       );
     }
     const problems: string[] = [];
