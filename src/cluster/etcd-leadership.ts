@@ -23,7 +23,14 @@ import type { Fence, GroupLeadership, GroupRole, Leadership, Member, RoleChange 
 import { LeadershipMetrics } from './metrics.ts';
 import { NO_OPERATOR_STATE, type OperatorState, updateOperatorState } from './operator-state.ts';
 import { planHandover } from './placement.ts';
-import { type ClusterSnapshot, type HandoverMarker, markerKey, memberKey, readSnapshot } from './snapshot.ts';
+import {
+  type ClusterSnapshot,
+  type HandoverMarker,
+  markerKey,
+  memberKey,
+  SNAPSHOT_SUBPREFIXES,
+  SnapshotReader,
+} from './snapshot.ts';
 
 export interface EtcdLeadershipOptions {
   node: string;
@@ -164,7 +171,8 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   private ticking = false;
   private dirty = false;
   private resyncTimer: NodeJS.Timeout | undefined;
-  private watcher: Watcher | undefined;
+  private readonly reader: SnapshotReader;
+  private watchers: Watcher[] = [];
   private readonly pending = new Map<string, PendingSwitchover>();
   private started = false;
   private stopPromise: Promise<void> | undefined;
@@ -207,6 +215,14 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       onRevoked: () => this.requestTick(),
       onPoll: () => this.metrics?.expiryPoll(),
       onRevoke: () => this.metrics?.expiredLeaseRevoked(),
+    });
+    this.reader = new SnapshotReader({
+      client: this.client,
+      prefix: opts.prefix,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      now: this.now,
+      logger: this.log,
+      onIgnored: (kind) => this.metrics?.ignoredKey(kind),
     });
     for (const group of opts.groups) {
       this.state.set(group, newGroupState(group));
@@ -316,8 +332,8 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     clearInterval(this.resyncTimer);
     this.revoker.stop();
     this.failsafe?.stop();
-    void this.watcher?.cancel().catch(() => {});
-    this.watcher = undefined;
+    for (const w of this.watchers) void w.cancel().catch(() => {});
+    this.watchers = [];
     // Roles first: fence() is null from here on, before etcd hears anything.
     for (const s of this.state.values()) {
       if (s.role !== 'resigned') this.setRole(s, 'resigned', null, 'node stopping');
@@ -554,15 +570,9 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     const leaseAtRead = this.lease;
     let snap: ClusterSnapshot;
     try {
-      snap = await readSnapshot(
-        this.client,
-        this.opts.prefix,
-        this.groupList,
-        this.opts.etcdCallTimeoutMs,
-        this.now,
-        this.stopping.signal,
-      );
+      snap = await this.reader.read(this.groupList, this.stopping.signal);
     } catch (err) {
+      if (this.stopPromise) return;
       if (this.etcdReachable)
         this.log.warn({ err }, 'etcd not readable (no quorum or unreachable): no decisions until it is');
       this.etcdReachable = false;
@@ -811,12 +821,17 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.emit('members', this.members());
   }
 
+  /** Watches only what the snapshot reads: a large or busy key elsewhere under the prefix never wakes us. */
   private startWatch(fromRevision: number): void {
+    for (const sub of SNAPSHOT_SUBPREFIXES) this.startSubWatch(sub, fromRevision);
+  }
+
+  private startSubWatch(sub: string, fromRevision: number): void {
     if (this.stopPromise) return;
-    const builder = this.client.watch().prefix(`${this.opts.prefix}/`);
+    const builder = this.client.watch().prefix(`${this.opts.prefix}/${sub}/`);
     if (fromRevision > 0) builder.startRevision(String(fromRevision));
     const w = builder.watcher();
-    this.watcher = w;
+    this.watchers.push(w);
     w.on('data', () => this.requestTick());
     w.on('connected', () => this.requestTick());
     w.on('disconnected', (err: unknown) => {
@@ -825,10 +840,11 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     });
     w.on('error', (err: unknown) => {
       // Cancelled by etcd (e.g. compacted revision): start over from the last snapshot.
-      if (this.watcher !== w) return;
-      this.log.warn({ err }, 'watch cancelled by etcd; re-creating it');
+      if (!this.watchers.includes(w)) return;
+      this.watchers = this.watchers.filter((x) => x !== w);
+      this.log.warn({ err, watch: sub }, 'watch cancelled by etcd; re-creating it');
       void w.cancel().catch(() => {});
-      setTimeout(() => this.startWatch((this.snapshot?.revision ?? 0) + 1), 100).unref();
+      setTimeout(() => this.startSubWatch(sub, (this.snapshot?.revision ?? 0) + 1), 100).unref();
       this.requestTick();
     });
   }

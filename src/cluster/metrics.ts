@@ -1,7 +1,7 @@
 // Leadership metrics on a prom-client Registry (served at /metrics): role transitions, which groups
 // this node leads, how much lease time is left, keepalive round trips (send → ack), and the polling
 // and revoking of expired leases of leaders this node is next in line behind, and groups given up
-// because this node could not drive them.
+// because this node could not drive them, and keys left out of the decisions.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { GroupRole } from './leadership.ts';
 
@@ -12,6 +12,7 @@ export class LeadershipMetrics {
   private readonly expiryPolls: Counter;
   private readonly expiredRevoked: Counter;
   private readonly relinquishes: Counter<'group'>;
+  private readonly ignoredKeys: Counter<'kind'>;
 
   constructor(registry: Registry, leaseRemainingMs: () => number) {
     const registers = [registry];
@@ -57,6 +58,16 @@ export class LeadershipMetrics {
       labelNames: ['group'],
       registers,
     });
+    this.ignoredKeys = new Counter({
+      name: 'coolctl_leadership_ignored_keys_total',
+      help: 'Keys under the leadership sub-prefixes left out of decisions (oversized, foreign, ghost election keys), once per key version',
+      labelNames: ['kind'],
+      registers,
+    });
+  }
+
+  ignoredKey(kind: string): void {
+    this.ignoredKeys.inc({ kind });
   }
 
   relinquished(group: string): void {

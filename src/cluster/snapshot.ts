@@ -1,10 +1,14 @@
-// ClusterSnapshot: one immutable, linearizable view of everything under the cluster prefix —
-// members, and per group the election queue and any handover marker — read in ONE range call.
-// The decision loop decides from a snapshot alone (Patroni-style); nothing here does I/O but read().
+// ClusterSnapshot: one immutable, consistent view of what leadership decides from — members, and per
+// group the election queue, any handover marker and the operators' state — read from those four
+// sub-prefixes only, in pages, every page at ONE etcd revision (the first page's). Whatever else
+// lives under the cluster prefix, and however large, is never read; a value over the size bound or
+// that is not ours under our sub-prefixes is ignored with a log line and a counter, never fatal.
 // Layout: <prefix>/members/<node>, <prefix>/election/<group>/<leaseHex>, <prefix>/handover/<group>,
-// <prefix>/operator/<group>.
-import type { Etcd3, IKeyValue } from 'etcd3';
-import { electionPrefix, type QueueEntry, queueOf } from './election.ts';
+// <prefix>/operator/<group>. Nothing here does I/O but SnapshotReader.read().
+import { type Etcd3, GRPCResourceExhastedError, type IKeyValue, Range } from 'etcd3';
+import type { Logger } from 'pino';
+import { type QueueEntry, queueOf } from './election.ts';
+import { ClusterError, ClusterErrorCodes } from './errors.ts';
 import { etcdCall } from './etcd-client.ts';
 import type { Member } from './leadership.ts';
 import { type OperatorState, parseOperatorState } from './operator-state.ts';
@@ -26,16 +30,22 @@ export interface MemberRecord extends Member {
 }
 
 export interface ClusterSnapshot {
-  /** etcd revision of the read. */
-  revision: number;
-  /** Monotonic ms when the read was SENT: a decision may rely on it only for what was true then. */
-  readAtMs: number;
-  members: Map<string, MemberRecord>;
-  queues: Map<string, QueueEntry[]>;
-  markers: Map<string, HandoverMarker>;
+  /** etcd revision every page was read at. */
+  readonly revision: number;
+  /** Monotonic ms when the first page was SENT: a decision may rely on it only for what was true then. */
+  readonly readAtMs: number;
+  readonly members: ReadonlyMap<string, Readonly<MemberRecord>>;
+  readonly queues: ReadonlyMap<string, readonly QueueEntry[]>;
+  readonly markers: ReadonlyMap<string, Readonly<HandoverMarker>>;
   /** Operators' pause and overrides per group (absent: none). */
-  operators: Map<string, OperatorState>;
+  readonly operators: ReadonlyMap<string, OperatorState>;
 }
+
+/** The sub-prefixes leadership reads; nothing else under the cluster prefix is ever read. */
+export const SNAPSHOT_SUBPREFIXES = ['members', 'election', 'handover', 'operator'] as const;
+
+/** Why a key under our sub-prefixes was left out of the snapshot. */
+export type IgnoredKind = 'oversized' | 'foreign';
 
 export function memberKey(prefix: string, node: string): string {
   return `${prefix}/members/${node}`;
@@ -45,71 +55,298 @@ export function markerKey(prefix: string, group: string): string {
   return `${prefix}/handover/${group}`;
 }
 
-/** Reads the whole prefix in one linearizable range with a deadline (a leaderless member fails it). */
-export async function readSnapshot(
-  client: Etcd3,
-  prefix: string,
-  groups: readonly string[],
-  callTimeoutMs: number,
-  now: () => number,
-  signal?: AbortSignal,
-): Promise<ClusterSnapshot> {
-  const readAtMs = now();
-  const res = await etcdCall('snapshot read', callTimeoutMs, signal, (o) =>
-    client.getAll().prefix(`${prefix}/`).options(o).exec(),
-  );
-  return parseSnapshot(res.kvs, prefix, groups, Number(res.header.revision), readAtMs);
+export interface SnapshotReaderOptions {
+  client: Etcd3;
+  prefix: string;
+  callTimeoutMs: number;
+  now: () => number;
+  logger: Logger;
+  /** Keys per range call (default 500). */
+  pageSize?: number;
+  /** Values above this many bytes under our sub-prefixes are ignored (default 64 KiB). */
+  maxValueBytes?: number;
+  /** A key ignored as oversized is left out of reads this long before it is looked at again. */
+  oversizedRecheckMs?: number;
+  /** Called once per ignored key version. */
+  onIgnored?: (kind: IgnoredKind) => void;
 }
 
+const DEFAULT_PAGE_SIZE = 500;
+const DEFAULT_MAX_VALUE_BYTES = 64 * 1024;
+const DEFAULT_OVERSIZED_RECHECK_MS = 30_000;
+/** Range calls one read may make: pages of every sub-prefix, plus retries with smaller pages. */
+const MAX_CALLS_PER_READ = 10_000;
+
+/**
+ * Reads snapshots. Remembers the keys it found oversized (to skip them without fetching their
+ * values again until the recheck time) and which ignored keys it already reported (once per key
+ * version, not per tick).
+ */
+export class SnapshotReader {
+  private readonly opts: SnapshotReaderOptions;
+  private readonly pageSize: number;
+  private readonly maxValueBytes: number;
+  /** key (latin1) → the key and until when (monotonic ms) it is skipped. */
+  private readonly oversized = new Map<string, { key: Buffer; untilMs: number }>();
+  /** key (latin1) → what was reported about it, so each key version is reported once. */
+  private readonly reported = new Map<string, string>();
+
+  constructor(opts: SnapshotReaderOptions) {
+    this.opts = opts;
+    this.pageSize = Math.max(1, opts.pageSize ?? DEFAULT_PAGE_SIZE);
+    this.maxValueBytes = opts.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
+  }
+
+  /**
+   * One snapshot. The first page is a linearizable read and fixes the revision R; every later page
+   * is read at R, so the snapshot is the store exactly as it was at R. If R is compacted away
+   * between pages, the read starts over once from a new R.
+   */
+  async read(groups: readonly string[], signal?: AbortSignal): Promise<ClusterSnapshot> {
+    try {
+      return await this.readOnce(groups, signal);
+    } catch (err) {
+      if (!isCompacted(err)) throw err;
+      this.opts.logger.info('snapshot revision compacted between pages; reading again');
+      return this.readOnce(groups, signal);
+    }
+  }
+
+  private async readOnce(groups: readonly string[], signal?: AbortSignal): Promise<ClusterSnapshot> {
+    const readAtMs = this.opts.now();
+    const at: { revision?: number } = {};
+    const budget = { calls: MAX_CALLS_PER_READ };
+    const kvs: IKeyValue[] = [];
+    for (const sub of SNAPSHOT_SUBPREFIXES) {
+      const r = Range.prefix(`${this.opts.prefix}/${sub}/`);
+      await this.scan(r.start, r.end, at, kvs, budget, signal);
+    }
+    const seen = new Set<string>();
+    const snap = parseSnapshot(kvs, this.opts.prefix, groups, at.revision ?? 0, readAtMs, (kv, kind, why) => {
+      this.report(kv.key, `${kind}@${kv.mod_revision}`, kind, why);
+    });
+    for (const kv of kvs) seen.add(kv.key.toString('latin1'));
+    for (const k of this.oversized.keys()) seen.add(k);
+    for (const k of this.reported.keys()) if (!seen.has(k)) this.reported.delete(k);
+    return snap;
+  }
+
+  /** Appends the kvs in [start, end) at `at.revision` (fixing it on the first call), page by page. */
+  private async scan(
+    start: Buffer,
+    end: Buffer,
+    at: { revision?: number },
+    out: IKeyValue[],
+    budget: { calls: number },
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    let from = start;
+    let limit = this.pageSize;
+    while (Buffer.compare(from, end) < 0) {
+      const skipped = this.firstSkipped(from, end);
+      const to = skipped ?? end;
+      if (Buffer.compare(from, to) < 0) {
+        if (--budget.calls < 0) {
+          throw new ClusterError(
+            ClusterErrorCodes.ETCD_UNAVAILABLE,
+            `snapshot read: more than ${MAX_CALLS_PER_READ} range calls`,
+            { retryable: true },
+          );
+        }
+        let res: Awaited<ReturnType<SnapshotReader['range']>>;
+        try {
+          res = await this.range(from, to, limit, at.revision, signal);
+        } catch (err) {
+          if (!isTooLarge(err)) throw err;
+          // Several large values in one page overflow the gRPC message limit: smaller pages; a
+          // single value that alone overflows it is skipped by key.
+          if (limit > 1) {
+            limit = Math.max(1, Math.floor(limit / 4));
+            this.opts.logger.debug({ limit }, 'snapshot page over the gRPC message limit: smaller pages');
+            continue;
+          }
+          const key = await this.firstKey(from, to, at.revision, signal);
+          if (!key) throw err;
+          this.skip(key, 'value larger than one gRPC message');
+          continue;
+        }
+        at.revision ??= Number(res.header.revision);
+        for (const kv of res.kvs) {
+          if (kv.value.length > this.maxValueBytes) {
+            this.skip(kv.key, `value of ${kv.value.length} bytes, over ${this.maxValueBytes}`);
+            continue;
+          }
+          out.push(kv);
+        }
+        const last = res.kvs.at(-1);
+        if (res.more && last) {
+          from = after(last.key);
+          limit = Math.min(this.pageSize, limit * 4);
+          continue;
+        }
+      }
+      if (!skipped) break;
+      from = after(skipped);
+    }
+  }
+
+  private range(
+    from: Buffer,
+    to: Buffer,
+    limit: number,
+    revision: number | undefined,
+    signal: AbortSignal | undefined,
+  ) {
+    return etcdCall('snapshot read', this.opts.callTimeoutMs, signal, (o) => {
+      const b = this.opts.client.getAll().inRange(new Range(from, to)).limit(limit);
+      if (revision !== undefined) b.revision(revision);
+      return b.options(o).exec();
+    });
+  }
+
+  private async firstKey(
+    from: Buffer,
+    to: Buffer,
+    revision: number | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Buffer | undefined> {
+    const keys = await etcdCall('snapshot key read', this.opts.callTimeoutMs, signal, (o) => {
+      const b = this.opts.client.getAll().inRange(new Range(from, to)).limit(1);
+      if (revision !== undefined) b.revision(revision);
+      return b.options(o).keyBuffers();
+    });
+    return keys[0];
+  }
+
+  private firstSkipped(from: Buffer, end: Buffer): Buffer | undefined {
+    const now = this.opts.now();
+    let first: Buffer | undefined;
+    for (const [k, e] of this.oversized) {
+      if (now >= e.untilMs) {
+        this.oversized.delete(k); // look at it again: it may have been rewritten
+        continue;
+      }
+      if (Buffer.compare(e.key, from) < 0 || Buffer.compare(e.key, end) >= 0) continue;
+      if (!first || Buffer.compare(e.key, first) < 0) first = e.key;
+    }
+    return first;
+  }
+
+  private skip(key: Buffer, why: string): void {
+    const k = key.toString('latin1');
+    this.oversized.set(k, {
+      key: Buffer.from(key),
+      untilMs: this.opts.now() + (this.opts.oversizedRecheckMs ?? DEFAULT_OVERSIZED_RECHECK_MS),
+    });
+    this.report(key, `oversized:${why}`, 'oversized', why);
+  }
+
+  private report(key: Buffer, version: string, kind: IgnoredKind, why: string): void {
+    const k = key.toString('latin1');
+    if (this.reported.get(k) === version) return;
+    this.reported.set(k, version);
+    this.opts.onIgnored?.(kind);
+    this.opts.logger.warn({ key: key.toString(), kind, why }, 'ignoring a key under the cluster prefix');
+  }
+}
+
+/**
+ * Builds the snapshot from the kvs of our sub-prefixes. A value that is not ours is left out and
+ * passed to `ignore` (never fatal); the result is frozen.
+ */
 export function parseSnapshot(
   kvs: readonly IKeyValue[],
   prefix: string,
   groups: readonly string[],
   revision: number,
   readAtMs: number,
+  ignore: (kv: IKeyValue, kind: IgnoredKind, why: string) => void = () => {},
 ): ClusterSnapshot {
   const members = new Map<string, MemberRecord>();
   const markers = new Map<string, HandoverMarker>();
+  const operators = new Map<string, OperatorState>();
+  const electionKvs = new Map<string, IKeyValue[]>();
   const memberStart = `${prefix}/members/`;
   const markerStart = `${prefix}/handover/`;
   const operatorStart = `${prefix}/operator/`;
-  const operators = new Map<string, OperatorState>();
+  const electionStart = `${prefix}/election/`;
   for (const kv of kvs) {
     const key = kv.key.toString();
     if (key.startsWith(memberStart)) {
       const m = parseJson(kv.value);
       const node = key.slice(memberStart.length);
       if (m && typeof m.apiUrl === 'string') {
-        members.set(node, {
+        members.set(
           node,
-          apiUrl: m.apiUrl,
-          ...(typeof m.peerUrl === 'string' ? { peerUrl: m.peerUrl } : {}),
-          startedAtMs: Number(m.startedAtMs) || 0,
-          leaseHex: BigInt(kv.lease).toString(16),
-        });
-      }
+          Object.freeze({
+            node,
+            apiUrl: m.apiUrl,
+            ...(typeof m.peerUrl === 'string' ? { peerUrl: m.peerUrl } : {}),
+            startedAtMs: Number(m.startedAtMs) || 0,
+            leaseHex: BigInt(kv.lease).toString(16),
+          }),
+        );
+      } else ignore(kv, 'foreign', 'not a member record');
     } else if (key.startsWith(operatorStart)) {
       const st = parseOperatorState(kv.value.toString());
       if (st) operators.set(key.slice(operatorStart.length), st);
+      else ignore(kv, 'foreign', 'not an operator state');
     } else if (key.startsWith(markerStart)) {
       const m = parseJson(kv.value);
       const group = key.slice(markerStart.length);
       if (m && typeof m.from === 'string' && typeof m.to === 'string') {
-        markers.set(group, {
-          key,
+        markers.set(
           group,
-          from: m.from,
-          to: m.to,
-          epoch: Number(m.epoch) || 0,
-          leaseHex: BigInt(kv.lease).toString(16),
-          modRevision: Number(kv.mod_revision),
-        });
-      }
+          Object.freeze({
+            key,
+            group,
+            from: m.from,
+            to: m.to,
+            epoch: Number(m.epoch) || 0,
+            leaseHex: BigInt(kv.lease).toString(16),
+            modRevision: Number(kv.mod_revision),
+          }),
+        );
+      } else ignore(kv, 'foreign', 'not a handover marker');
+    } else if (key.startsWith(electionStart)) {
+      const group = key.slice(electionStart.length).split('/', 1)[0]!;
+      const list = electionKvs.get(group);
+      if (list) list.push(kv);
+      else electionKvs.set(group, [kv]);
     }
   }
-  const queues = new Map<string, QueueEntry[]>();
-  for (const group of groups) queues.set(group, queueOf(kvs, electionPrefix(prefix, group)));
-  return { revision, readAtMs, members, queues, markers, operators };
+  const queues = new Map<string, readonly QueueEntry[]>();
+  for (const group of groups) {
+    const queue = queueOf(electionKvs.get(group) ?? [], `${electionStart}${group}`);
+    queues.set(group, Object.freeze(queue.map((e) => Object.freeze(e))));
+  }
+  return Object.freeze({ revision, readAtMs, members, queues, markers, operators });
+}
+
+/** The smallest key after `key` in etcd's byte order. */
+function after(key: Buffer): Buffer {
+  return Buffer.concat([key, Buffer.from([0])]);
+}
+
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) out.push(e);
+  return out;
+}
+
+/** A response over the gRPC message limit (grpc-js: RESOURCE_EXHAUSTED "larger than max"). */
+function isTooLarge(err: unknown): boolean {
+  return causes(err).some(
+    (e) =>
+      e instanceof GRPCResourceExhastedError ||
+      (e instanceof Error && /larger than max|RESOURCE_EXHAUSTED/i.test(e.message)),
+  );
+}
+
+function isCompacted(err: unknown): boolean {
+  return causes(err).some(
+    (e) => e instanceof Error && /required revision has been compacted/.test(e.message),
+  );
 }
 
 function parseJson(value: Buffer): Record<string, unknown> | null {
@@ -117,6 +354,6 @@ function parseJson(value: Buffer): Record<string, unknown> | null {
     const v: unknown = JSON.parse(value.toString());
     return v && typeof v === 'object' ? (v as Record<string, unknown>) : null;
   } catch {
-    return null; // a foreign or broken value: ignored, never fatal
+    return null;
   }
 }
