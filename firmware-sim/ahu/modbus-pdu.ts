@@ -33,6 +33,7 @@ const REASON_EXCEPTION: Record<RejectReason, number> = {
   'fault-bad-status': MODBUS_EXCEPTION.serverDeviceFailure,
   offline: MODBUS_EXCEPTION.serverDeviceFailure,
   tripped: MODBUS_EXCEPTION.serverDeviceFailure,
+  expired: MODBUS_EXCEPTION.gatewayTargetFailedToRespond,
 };
 
 /**
@@ -62,6 +63,8 @@ export interface PduCounters {
   resetsSent: number;
   silentDrops: number;
   offlineDrops: number;
+  /** Not served within the unit's apply bound (`expire`): dropped unanswered. */
+  expiredDrops: number;
   handlerErrors: number;
 }
 
@@ -77,6 +80,7 @@ export function newPduCounters(): PduCounters {
     resetsSent: 0,
     silentDrops: 0,
     offlineDrops: 0,
+    expiredDrops: 0,
     handlerErrors: 0,
   };
 }
@@ -146,6 +150,18 @@ export class ModbusAhuPdu {
       return { kind: 'reset', pdu: answer };
     }
     return { kind: 'reply', pdu: answer };
+  }
+
+  /**
+   * A request the unit did not get to within its apply bound (`client.maxApplyDelayMs` of the site):
+   * dropped as a TCP→RTU gateway drops one past its response timeout — never served later, never
+   * answered (the client times out); a write is journaled refused 'expired'.
+   */
+  expire(client: string, pdu: Buffer): void {
+    this.counters.requests++;
+    this.counters.expiredDrops++;
+    const attempt = this.writeAttempt(pdu);
+    if (attempt) this.unit.write(client, attempt.cmd, 'expired');
   }
 
   private serve(client: string, pdu: Buffer): Buffer {

@@ -9,6 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   type CallMethodResultOptions,
+  CallRequest,
   DataType,
   DataValue,
   type ISessionContext,
@@ -72,6 +73,7 @@ const REASON_STATUS: Record<RejectReason, string> = {
   'fault-bad-status': WRITE_COMMAND_STATUS.faultBadStatus,
   'fault-exception': WRITE_COMMAND_STATUS.faultBadStatus,
   'partial-command-block': 'BadInvalidArgument',
+  expired: 'BadTimeout',
 };
 
 export class OpcuaAhuServer {
@@ -83,7 +85,13 @@ export class OpcuaAhuServer {
   private stopping: Promise<void> | undefined;
   /** Fault delays in flight; stop() settles them so no timer outlives the server. */
   private readonly delays = new Delays();
-  readonly counters = { reads: 0, calls: 0, getterErrors: 0, methodErrors: 0 };
+  /**
+   * When each WriteCommand call's request must be done by (`performance.now()` ms): receipt +
+   * timeoutHint. A method sees only its arguments and the session, so the request's hint is found
+   * by its first argument, the very Variant node-opcua hands the method.
+   */
+  private readonly callExpiry = new WeakMap<object, number>();
+  readonly counters = { reads: 0, calls: 0, getterErrors: 0, methodErrors: 0, expiredCalls: 0 };
 
   constructor(units: SimAirHandler[], opts: OpcuaAhuServerOptions) {
     const nonOpcua = units.filter((u) => u.config.protocol !== 'opcua').map((u) => u.id);
@@ -115,6 +123,7 @@ export class OpcuaAhuServer {
       const server = this.createServer(port);
       try {
         await server.initialize();
+        server.on('request', (request) => this.noteRequest(request));
         this.buildAddressSpace(server);
         await server.start();
         this.server = server;
@@ -284,6 +293,19 @@ export class OpcuaAhuServer {
     });
   }
 
+  /** Called as each request arrives, before its service runs. */
+  private noteRequest(request: unknown): void {
+    if (!(request instanceof CallRequest)) return;
+    // 0 means no hint (Part 4): the call may take as long as it takes.
+    const hintMs = request.requestHeader.timeoutHint;
+    if (!(hintMs > 0)) return;
+    const expiresAtMs = performance.now() + hintMs;
+    for (const m of request.methodsToCall ?? []) {
+      const first = m.inputArguments?.[0];
+      if (first) this.callExpiry.set(first, expiresAtMs);
+    }
+  }
+
   private async writeCommand(
     unit: SimAirHandler,
     args: Variant[],
@@ -291,12 +313,27 @@ export class OpcuaAhuServer {
   ): Promise<CallMethodResultOptions> {
     this.counters.calls++;
     try {
-      if (unit.faults.slowMs > 0) await this.delays.wait(unit.faults.slowMs);
+      const expiresAtMs = (args[0] && this.callExpiry.get(args[0])) ?? Number.POSITIVE_INFINITY;
+      // A server may cancel a request whose timeoutHint has passed (Part 4): a slow unit's call
+      // waits at most until then, and is not applied once it has (the client no longer waits).
+      const leftMs = expiresAtMs - performance.now();
+      const cutShort = unit.faults.slowMs >= leftMs;
+      const slowMs = Math.min(unit.faults.slowMs, Math.max(0, leftMs));
+      if (slowMs > 0) await this.delays.wait(slowMs);
       const client = clientIdentity(context);
       const cmd = parseCommand(args);
       if (!cmd) {
         // node-opcua checks argument types before calling; this only guards against a change there.
         return { statusCode: StatusCodes.BadInvalidArgument };
+      }
+      if (cutShort || performance.now() >= expiresAtMs) {
+        this.counters.expiredCalls++;
+        unit.write(client, cmd, 'expired');
+        this.log.debug(
+          { ahu: unit.id, client, epoch: cmd.epoch },
+          'opcua write past its timeoutHint; not applied',
+        );
+        return { statusCode: StatusCodes.BadTimeout };
       }
       const fault = this.stopping
         ? { reason: 'offline' as const, status: StatusCodes.BadServerHalted }

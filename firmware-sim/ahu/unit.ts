@@ -30,7 +30,9 @@ export type RejectReason =
   | 'fault-bad-status'
   | 'heartbeat-unchanged'
   | 'offline'
-  | 'tripped';
+  | 'tripped'
+  /** Held longer than the unit's apply bound (a slow unit behind a gateway's timeout, an OPC-UA timeoutHint): dropped, never applied. */
+  | 'expired';
 
 export interface WriteResult {
   accepted: boolean;
