@@ -114,6 +114,19 @@ export const FaultSchema = T.Union([
     },
     { additionalProperties: false },
   ),
+  T.Object(
+    {
+      fault: T.Literal('broker-restart'),
+      downMs: T.Optional(
+        T.Integer({
+          minimum: 0,
+          maximum: 60_000,
+          description: 'how long the embedded MQTT broker stays down before it listens again, default 1000',
+        }),
+      ),
+    },
+    { additionalProperties: false },
+  ),
   T.Object({ fault: T.Literal('clear-all') }, { additionalProperties: false }),
 ]);
 

@@ -54,6 +54,7 @@ export class Simulation {
   private readonly opcua: { server: OpcuaAhuServer; ahuIds: string[]; url: string }[] = [];
   private readonly endpoints = new Map<string, string>();
   private broker: BrokerHandle | undefined;
+  private brokerRestarting = false;
   private mesh: SensorMesh | undefined;
   private readonly gatewayServers = new Map<string, ModbusGatewayServer>();
   private readonly gatewayEndpoints = new Map<string, { host: string; port: number }>();
@@ -361,7 +362,8 @@ export class Simulation {
     const clear = 'clear' in f && f.clear === true;
     const key = faultKey(f);
     if (clear) this.activeFaults.delete(key);
-    else if (f.fault !== 'clear-all' && f.fault !== 'load-profile') this.activeFaults.set(key, f);
+    else if (f.fault !== 'clear-all' && f.fault !== 'load-profile' && f.fault !== 'broker-restart')
+      this.activeFaults.set(key, f);
     switch (f.fault) {
       case 'ahu-trip':
       case 'ahu-offline':
@@ -425,13 +427,43 @@ export class Simulation {
       case 'load-profile':
         this.model.setProfile(f.profile, f.factor);
         return;
+      case 'broker-restart':
+        void this.restartBroker(f.downMs ?? 1000);
+        return;
       case 'clear-all':
         for (const active of [...this.activeFaults.values()]) {
-          if (active.fault !== 'clear-all' && active.fault !== 'load-profile')
+          if (
+            active.fault !== 'clear-all' &&
+            active.fault !== 'load-profile' &&
+            active.fault !== 'broker-restart'
+          )
             this.applyOne({ ...active, clear: true }, touchedAhus);
         }
         this.activeFaults.clear();
         return;
+    }
+  }
+
+  /**
+   * Closes the embedded broker (every client connection dropped, retained messages lost, as a real
+   * broker restart without persistence) and listens again on the same port after `downMs`.
+   * Gateways and controllers reconnect on their own. One restart at a time; failures are logged.
+   */
+  private async restartBroker(downMs: number): Promise<void> {
+    const old = this.broker;
+    if (!old || this.brokerRestarting || this.stopping) return;
+    this.brokerRestarting = true;
+    try {
+      this.log.warn({ downMs }, 'MQTT broker restarting');
+      await old.close();
+      await new Promise((r) => setTimeout(r, downMs).unref());
+      if (this.stopping) return;
+      this.broker = await startBroker({ host: '127.0.0.1', port: old.port });
+      this.log.warn({ url: this.broker.url }, 'MQTT broker back');
+    } catch (err) {
+      this.log.error({ err }, 'MQTT broker restart failed');
+    } finally {
+      this.brokerRestarting = false;
     }
   }
 

@@ -1,17 +1,24 @@
-// `npm run chaos -- --trials N`: the soak mode of the chaos suite, for nightly runs. One hall of
-// real processes (3-member etcd, the simulator, 3 controllers under libfaketime); N faults drawn
-// at random from the list, the journal invariants checked over the whole journal after every
-// trial. Bounded in trials and minutes; exits 1 on any violation or broken expectation (the hall's
-// tmp dir with every log is kept), 2 on bad usage, 0 otherwise. Ends with a one-line summary.
+// `npm run chaos -- --trials N`: the soak mode of the chaos suite, for nightly runs. A hall of
+// real processes (3-member etcd behind peer proxies, the simulator with Modbus TCP units behind
+// link proxies and OPC-UA units, 3 controllers under libfaketime); N faults drawn at random from
+// the list; the failsafe faults run afterwards on a second hall with failsafe on. The safety and
+// liveness invariants are checked over the whole journal after every trial, and every trial must
+// show writes in every group before and after its fault. Bounded in trials, minutes and time per
+// trial; exits 1 on any violation or broken expectation (the hall's tmp dir with every log is
+// kept), 2 on bad usage, 0 otherwise. Ends with a one-line summary per hall.
 import { parseArgs } from 'node:util';
 import { mulberry32 } from '../src/config/generate-site.ts';
 import {
+  FAILSAFE_FAULTS,
+  FAILSAFE_HALL,
   type FaultName,
   Hall,
+  type HallOptions,
+  MIXED_HALL,
+  runTrial,
   TRIALS,
   TrialLog,
   type TrialResult,
-  trialRestartLoop,
 } from '../test/support/hall.ts';
 import { summarize } from '../test/support/journal-invariants.ts';
 
@@ -43,7 +50,7 @@ function parse() {
   const seed = Number(values.seed);
   if (!Number.isInteger(seed) || seed < 0)
     throw new Error(`--seed must be a whole number, got "${values.seed}"`);
-  // A trial takes 5–30 s; the default bound leaves a minute per trial.
+  // A trial takes 5–40 s; the default bound leaves a minute per trial.
   const maxMinutes = values['max-minutes'] === undefined ? trials + 5 : Number(values['max-minutes']);
   if (!Number.isFinite(maxMinutes) || maxMinutes <= 0)
     throw new Error(`--max-minutes must be > 0, got "${values['max-minutes']}"`);
@@ -62,8 +69,16 @@ async function main(): Promise<number> {
   const deadline = Date.now() + o.maxMinutes * 60_000;
   const say = (s: string) => process.stdout.write(`${s}\n`);
   say(`chaos: ${o.trials} trials of ${o.faults.join(', ')} (seed ${o.seed}, at most ${o.maxMinutes} min)`);
-  const hall = await Hall.start({ name: 'chaos-soak', faketime: true });
-  say(`chaos: hall ${hall.dir}, lease TTL ${hall.timing.leaseTtlS} s`);
+  // The sequence is drawn whole from the seed, then split by the hall each fault needs.
+  const drawn = Array.from({ length: o.trials }, () => o.faults[Math.floor(rnd() * o.faults.length)]!);
+  const phases: { name: string; opts: HallOptions; faults: FaultName[] }[] = [
+    {
+      name: 'chaos-soak',
+      opts: { ...MIXED_HALL, faketime: true },
+      faults: drawn.filter((f) => !FAILSAFE_FAULTS.has(f)),
+    },
+    { name: 'chaos-soak-failsafe', opts: FAILSAFE_HALL, faults: drawn.filter((f) => FAILSAFE_FAULTS.has(f)) },
+  ];
   let interrupted = false;
   const onSignal = (): void => {
     interrupted = true;
@@ -71,22 +86,65 @@ async function main(): Promise<number> {
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const log = new TrialLog();
   let failed = false;
-  let lastReport: Awaited<ReturnType<Hall['check']>> | undefined;
-  try {
-    for (let i = 0; i < o.trials && !interrupted; i++) {
-      if (Date.now() > deadline) {
-        say(`chaos: stopping after ${i} trials: the ${o.maxMinutes} min bound passed`);
-        break;
+  let done = 0;
+  for (const phase of phases) {
+    if (phase.faults.length === 0 || failed || interrupted) continue;
+    if (Date.now() > deadline) break;
+    const hall = await Hall.start({ ...phase.opts, name: phase.name });
+    say(
+      `chaos: hall ${hall.dir} (${phase.name}), lease TTL ${hall.timing.leaseTtlS} s, ${phase.faults.length} trials`,
+    );
+    const log = new TrialLog();
+    let lastReport: Awaited<ReturnType<Hall['check']>> | undefined;
+    try {
+      for (const fault of phase.faults) {
+        if (interrupted) break;
+        if (Date.now() > deadline) {
+          say(`chaos: stopping after ${done} trials: the ${o.maxMinutes} min bound passed`);
+          break;
+        }
+        const started = Date.now();
+        const r = await withinMs(runTrial(hall, fault), TRIAL_BOUND_MS, fault, started);
+        done++;
+        log.add(r);
+        lastReport = await hall.check();
+        const took = ((Date.now() - started) / 1000).toFixed(1);
+        say(
+          `trial ${done}/${o.trials} ${fault} ${r.group}@${r.node}: failover ${r.failoverMs ?? '-'} ms, gap ${r.gapMs ?? '-'} ms` +
+            `${r.notes.length ? `, ${r.notes.join('; ')}` : ''} (${took} s) — ${summarize(lastReport)}`,
+        );
+        for (const p of r.problems) say(`  problem: ${p}`);
+        for (const v of lastReport.violations) say(`  VIOLATION: ${v.message}`);
+        if (r.problems.length || !lastReport.ok) {
+          failed = true;
+          process.stderr.write(await hall.logTails());
+          break;
+        }
       }
-      const fault = o.faults[Math.floor(rnd() * o.faults.length)]!;
-      const started = Date.now();
-      let r: TrialResult;
-      try {
-        r = fault === 'restart-loop' ? await trialRestartLoop(hall, { count: 3 }) : await TRIALS[fault](hall);
-      } catch (err) {
-        r = {
+    } finally {
+      say(log.summary(lastReport, hall));
+      await hall.stopAll({ keepDir: failed || o.keep });
+      if (failed || o.keep) say(`chaos: logs kept in ${hall.dir}`);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+/** No trial runs longer than this: a hung trial is a failed one, and the run stops. */
+const TRIAL_BOUND_MS = 180_000;
+
+function withinMs(
+  p: Promise<TrialResult>,
+  ms: number,
+  fault: FaultName,
+  started: number,
+): Promise<TrialResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<TrialResult>((resolve) => {
+    timer = setTimeout(
+      () =>
+        resolve({
           fault,
           node: '?',
           group: '?',
@@ -96,30 +154,12 @@ async function main(): Promise<number> {
           failoverMs: null,
           gapMs: null,
           notes: [],
-          problems: [`the trial failed: ${(err as Error).message}`],
-        };
-      }
-      log.add(r);
-      lastReport = await hall.check();
-      const took = ((Date.now() - started) / 1000).toFixed(1);
-      say(
-        `trial ${i + 1}/${o.trials} ${fault} ${r.group}@${r.node}: failover ${r.failoverMs ?? '-'} ms, gap ${r.gapMs ?? '-'} ms` +
-          `${r.notes.length ? `, ${r.notes.join('; ')}` : ''} (${took} s) — ${summarize(lastReport)}`,
-      );
-      for (const p of r.problems) say(`  problem: ${p}`);
-      for (const v of lastReport.violations) say(`  VIOLATION: ${v.message}`);
-      if (r.problems.length || !lastReport.ok) {
-        failed = true;
-        process.stderr.write(await hall.logTails());
-        break;
-      }
-    }
-  } finally {
-    say(log.summary(lastReport));
-    await hall.stopAll({ keepDir: failed || o.keep });
-    if (failed || o.keep) say(`chaos: logs kept in ${hall.dir}`);
-  }
-  return failed ? 1 : 0;
+          problems: [`the trial did not end within ${ms} ms`],
+        }),
+      ms,
+    );
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }
 
 main().then(

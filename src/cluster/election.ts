@@ -78,9 +78,10 @@ export class Election {
 
   /**
    * Joins the queue: puts our key if absent (attached to our lease); if it is already there (a retry
-   * after a lost answer) keeps it and its place. Returns our create revision.
+   * after a lost answer) keeps it and its place; a leaseless key with our name (a ghost) is removed
+   * first. Returns our create revision.
    */
-  async enqueue(signal?: AbortSignal): Promise<number> {
+  async enqueue(signal?: AbortSignal, retryGhost = true): Promise<number> {
     const { client, node, lease, callTimeoutMs } = this.opts;
     const res = await etcdCall('election enqueue', callTimeoutMs, signal, (o) =>
       client
@@ -100,6 +101,18 @@ export class Election {
           `election ${this.key}: key vanished during enqueue`,
           { retryable: true },
         );
+      if (kv.lease === '0' && retryGhost) {
+        // Our key's name without a lease (an `etcdctl put`, a restore): it counts for nobody and
+        // would keep us out of the queue for ever. Remove it (only if unchanged) and enqueue again.
+        await etcdCall('election ghost delete', callTimeoutMs, signal, (o) =>
+          client
+            .if(this.key, 'Mod', '==', kv.mod_revision)
+            .then(client.delete().key(this.key))
+            .options(o)
+            .commit(),
+        );
+        return this.enqueue(signal, false);
+      }
       if (kv.lease !== lease.id) {
         throw new ClusterError(
           ClusterErrorCodes.LEASE_LOST,

@@ -600,6 +600,22 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
         this.emit('operator', group, now);
       }
     }
+    if (this.lease && this.registered && snap.members.get(this.node)?.leaseHex !== this.lease.hex) {
+      // Our member key is gone (deleted or overwritten by hand): our election keys no longer count
+      // for anyone. Leave every queue before registering again, so we come back at the back instead
+      // of taking the groups back on our old keys.
+      this.registered = false;
+      this.log.warn('our member key is gone: leaving every queue and registering again');
+      await Promise.all(
+        [...this.elections.values()].map((e) =>
+          e
+            .resign(this.stopping.signal, null)
+            .catch((err: unknown) =>
+              this.log.warn({ err, key: e.key }, 'leaving a queue failed; the next tick retries'),
+            ),
+        ),
+      );
+    }
     if (this.lease && !this.registered)
       await this.register(this.stopping.signal).catch((err: unknown) =>
         this.log.warn({ err }, 'member registration failed'),
@@ -795,7 +811,20 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
         .options(o)
         .commit(),
     );
-    const holder = res.succeeded ? lease.id : res.responses[0]?.response_range.kvs[0]?.lease;
+    const held = res.succeeded ? undefined : res.responses[0]?.response_range.kvs[0];
+    let holder = res.succeeded ? lease.id : held?.lease;
+    if (held && held.lease === '0') {
+      // Our name without a lease (an `etcdctl put`, a restore): nobody's, so take it back — only if
+      // it is still the value we saw.
+      const taken = await etcdCall('member register', this.opts.etcdCallTimeoutMs, signal, (o) =>
+        this.client
+          .if(key, 'Mod', '==', held.mod_revision)
+          .then(this.client.put(key).value(value).lease(lease.id))
+          .options(o)
+          .commit(),
+      );
+      if (taken.succeeded) holder = lease.id;
+    }
     if (holder === lease.id && this.lease === lease) {
       this.registered = true;
       this.nameTakenLogged = false;

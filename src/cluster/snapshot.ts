@@ -2,7 +2,8 @@
 // group the election queue, any handover marker and the operators' state — read from those four
 // sub-prefixes only, in pages, every page at ONE etcd revision (the first page's). Whatever else
 // lives under the cluster prefix, and however large, is never read; a value over the size bound or
-// that is not ours under our sub-prefixes is ignored with a log line and a counter, never fatal.
+// that is not ours under our sub-prefixes is ignored with a log line and a counter, never fatal, and
+// only a member's leased election keys count in a queue.
 // Layout: <prefix>/members/<node>, <prefix>/election/<group>/<leaseHex>, <prefix>/handover/<group>,
 // <prefix>/operator/<group>. Nothing here does I/O but SnapshotReader.read().
 import { type Etcd3, GRPCResourceExhastedError, type IKeyValue, Range } from 'etcd3';
@@ -45,7 +46,7 @@ export interface ClusterSnapshot {
 export const SNAPSHOT_SUBPREFIXES = ['members', 'election', 'handover', 'operator'] as const;
 
 /** Why a key under our sub-prefixes was left out of the snapshot. */
-export type IgnoredKind = 'oversized' | 'foreign';
+export type IgnoredKind = 'oversized' | 'foreign' | 'ghost';
 
 export function memberKey(prefix: string, node: string): string {
   return `${prefix}/members/${node}`;
@@ -315,12 +316,33 @@ export function parseSnapshot(
       else electionKvs.set(group, [kv]);
     }
   }
+  // Only a member's keys count: attached to a lease, the lease its key is named after, and the lease
+  // of a member record. A key without one (an `etcdctl put`, a restore) or on a lease no member holds
+  // would sit in the queue and could block the group for ever; it is a ghost.
+  const memberLeases = new Set<string>();
+  for (const m of members.values()) memberLeases.add(m.leaseHex);
   const queues = new Map<string, readonly QueueEntry[]>();
   for (const group of groups) {
-    const queue = queueOf(electionKvs.get(group) ?? [], `${electionStart}${group}`);
+    const counted: IKeyValue[] = [];
+    for (const kv of electionKvs.get(group) ?? []) {
+      const why = ghostReason(kv, memberLeases);
+      if (why) ignore(kv, 'ghost', why);
+      else counted.push(kv);
+    }
+    const queue = queueOf(counted, `${electionStart}${group}`);
     queues.set(group, Object.freeze(queue.map((e) => Object.freeze(e))));
   }
   return Object.freeze({ revision, readAtMs, members, queues, markers, operators });
+}
+
+/** Why an election key does not count (null: it does). */
+function ghostReason(kv: IKeyValue, memberLeases: ReadonlySet<string>): string | null {
+  if (kv.lease === '0' || !kv.lease) return 'election key without a lease';
+  const lease = BigInt(kv.lease).toString(16);
+  const named = kv.key.toString().split('/').at(-1);
+  if (named !== lease) return `election key named ${named} is on lease ${lease}`;
+  if (!memberLeases.has(lease)) return `election key on lease ${lease}, which no member holds`;
+  return null;
 }
 
 /** The smallest key after `key` in etcd's byte order. */

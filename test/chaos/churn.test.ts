@@ -3,18 +3,11 @@
 // (libfaketime; monotonic time untouched) changes nothing unsafe. Invariants after every trial.
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import {
-  Hall,
-  stablePlacement,
-  type TrialResult,
-  trialClockJump,
-  trialRestartLoop,
-} from '../support/hall.ts';
+import { Hall, stablePlacement, trialClockJump, trialRestartLoop } from '../support/hall.ts';
 import { useChaosHall } from './chaos-hall.ts';
 
 const chaos = useChaosHall({ name: 'chaos-churn', faketime: true });
 const hall = chaos.hall;
-const expectClean = (r: TrialResult) => chaos.expectClean(r);
 
 /**
  * Runs the CLI without blocking this process: the hall's etcd proxies live in it, and a blocked
@@ -82,11 +75,11 @@ describe('chaos: churn and clocks', () => {
   }, 60_000);
 
   it('restarting controllers in a loop keeps the invariants and ends even and stable', async () => {
-    await expectClean(await trialRestartLoop(hall(), { count: 4 }));
+    await chaos.trial('restart-loop', (h) => trialRestartLoop(h, { count: 4 }));
   }, 120_000);
 
   it('a leader’s wall clock jumping +1 h and −1 h changes nothing unsafe', async () => {
-    await expectClean(await trialClockJump(hall(), { offsetS: 3600 }));
-    await expectClean(await trialClockJump(hall(), { offsetS: -3600 }));
+    await chaos.trial('clock-jump', (h) => trialClockJump(h, { offsetS: 3600 }));
+    await chaos.trial('clock-jump', (h) => trialClockJump(h, { offsetS: -3600 }));
   }, 60_000);
 });

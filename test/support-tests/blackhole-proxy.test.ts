@@ -161,4 +161,41 @@ describe('BlackholeProxy', () => {
     c.sock.write('abc');
     await waitFor('the rewritten echo', () => c.received() === 'ABC');
   });
+
+  it('impaired: delays every chunk either way, in order, and drops chunks whole', async () => {
+    const p = await proxy();
+    const c = client(p.port);
+    c.sock.write('warm');
+    await waitFor('the echo', () => c.received() === 'warm');
+    p.impair({ delayMs: 150 });
+    const sent = performance.now();
+    c.sock.write('a');
+    await settle(20);
+    c.sock.write('b');
+    await waitFor('the delayed echo', () => c.received() === 'warmab', { timeoutMs: 3000 });
+    // held up and down: about two delays for the round trip
+    expect(performance.now() - sent).toBeGreaterThanOrEqual(280);
+    p.impair({ dropPct: 100 });
+    c.sock.write('lost');
+    await settle(100);
+    expect(c.received()).toBe('warmab');
+    expect(p.stats.droppedChunks).toBe(1);
+    p.unimpair();
+    c.sock.write('c');
+    await waitFor('the echo after recovery', () => c.received() === 'warmabc');
+  });
+
+  it('resetAll ends every connection with a TCP reset on both sides', async () => {
+    const p = await proxy();
+    const c = client(p.port);
+    c.sock.write('x');
+    await waitFor('the echo', () => c.received() === 'x');
+    const closesBefore = seen.closes;
+    expect(p.resetAll()).toBe(1);
+    await waitFor('the client to see the reset', () => c.events.includes('close'));
+    expect(c.events.some((e) => e.includes('ECONNRESET'))).toBe(true);
+    await waitFor('the server side to close', () => seen.closes > closesBefore);
+    expect(p.stats.resets).toBe(1);
+    expect(p.stats.open).toBe(0);
+  });
 });

@@ -2,7 +2,10 @@
 // every socket stays open but nothing is forwarded either way, and new connections are accepted
 // and never answered — no RST, no FIN, no error, just silence. `heal` resumes forwarding on the
 // held connections (as TCP retransmission would) and connects the ones accepted meanwhile.
-// Chaos tests put one proxy between each controller and each etcd member.
+// Chaos tests put one proxy between each controller and each etcd member, one in front of each etcd
+// member's peer port, and one in front of each Modbus TCP unit, where `impair` makes the link slow
+// (every chunk held `delayMs`, order kept) or lossy (a chunk dropped whole with `dropPct` chance)
+// and `resetAll` ends every connection with a TCP RST.
 import { type AddressInfo, createServer, type Server, Socket } from 'node:net';
 
 export type ProxyMode = 'pass' | 'blackhole';
@@ -27,6 +30,19 @@ export interface ProxyStats {
   bytesDown: number;
   /** Bytes held back while cut (delivered on heal, dropped if a side went away). */
   heldBytes: number;
+  /** Chunks thrown away by a lossy impairment. */
+  droppedChunks: number;
+  /** Connections ended with a TCP RST by `resetAll`. */
+  resets: number;
+}
+
+export interface Impairment {
+  /** Every chunk, either way, is delivered this much later (order kept). */
+  delayMs?: number;
+  /** Chance (0–100) that a chunk, either way, is dropped whole. */
+  dropPct?: number;
+  /** Random source for the drops (seeded runs replay); default Math.random. */
+  rnd?: () => number;
 }
 
 interface Link {
@@ -36,6 +52,9 @@ interface Link {
   heldUp: Buffer[];
   heldDown: Buffer[];
   clientEnded: boolean;
+  /** When the last delayed chunk is due, per direction: a later chunk never overtakes it. */
+  dueUpMs: number;
+  dueDownMs: number;
   upstreamEnded: boolean;
   closed: boolean;
 }
@@ -46,7 +65,16 @@ export class BlackholeProxy {
   private readonly links = new Set<Link>();
   private currentMode: ProxyMode;
   private listenPort = 0;
-  readonly stats: ProxyStats = { accepted: 0, open: 0, bytesUp: 0, bytesDown: 0, heldBytes: 0 };
+  private impairment: Impairment | null = null;
+  readonly stats: ProxyStats = {
+    accepted: 0,
+    open: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+    heldBytes: 0,
+    droppedChunks: 0,
+    resets: 0,
+  };
 
   private constructor(opts: BlackholeProxyOptions) {
     this.opts = opts;
@@ -92,6 +120,57 @@ export class BlackholeProxy {
     for (const link of this.links) this.resume(link);
   }
 
+  /** Makes the link slow and/or lossy until `unimpair` (a cut still holds everything). */
+  impair(i: Impairment): void {
+    this.impairment = i;
+  }
+
+  unimpair(): void {
+    this.impairment = null;
+  }
+
+  /** Ends every open connection with a TCP RST on both sides (a middlebox or peer reset). */
+  resetAll(): number {
+    let n = 0;
+    for (const link of [...this.links]) {
+      if (link.closed) continue;
+      link.closed = true;
+      this.stats.open--;
+      this.links.delete(link);
+      link.client.resetAndDestroy();
+      link.upstream?.resetAndDestroy();
+      n++;
+    }
+    this.stats.resets += n;
+    return n;
+  }
+
+  /**
+   * Sends a chunk on through the impairment: dropped, delayed (never ahead of an earlier one), or
+   * at once. `write` is called only while the target socket is still writable.
+   */
+  private deliver(link: Link, dir: 'up' | 'down', chunk: Buffer, to: Socket): void {
+    const i = this.impairment;
+    if (i?.dropPct && (i.rnd ?? Math.random)() * 100 < i.dropPct) {
+      this.stats.droppedChunks++;
+      return;
+    }
+    if (dir === 'up') this.stats.bytesUp += chunk.length;
+    else this.stats.bytesDown += chunk.length;
+    const now = performance.now();
+    const prevDue = dir === 'up' ? link.dueUpMs : link.dueDownMs;
+    const due = Math.max(now + (i?.delayMs ?? 0), prevDue);
+    if (due <= now) {
+      to.write(chunk);
+      return;
+    }
+    if (dir === 'up') link.dueUpMs = due;
+    else link.dueDownMs = due;
+    setTimeout(() => {
+      if (!link.closed && !to.destroyed) to.write(chunk);
+    }, due - now).unref();
+  }
+
   /** Closes the listener and destroys every connection (both sides). Idempotent. */
   async close(): Promise<void> {
     for (const link of this.links) this.destroy(link);
@@ -107,6 +186,8 @@ export class BlackholeProxy {
       heldUp: [],
       heldDown: [],
       clientEnded: false,
+      dueUpMs: 0,
+      dueDownMs: 0,
       upstreamEnded: false,
       closed: false,
     };
@@ -115,8 +196,7 @@ export class BlackholeProxy {
     client.on('data', (chunk: Buffer) => {
       const data = this.opts.clientToUpstream ? this.opts.clientToUpstream(chunk) : chunk;
       if (this.currentMode === 'pass' && link.upstream && link.upstream.readyState === 'open') {
-        this.stats.bytesUp += data.length;
-        link.upstream.write(data);
+        this.deliver(link, 'up', data, link.upstream);
       } else {
         this.stats.heldBytes += data.length;
         link.heldUp.push(data);
@@ -150,8 +230,7 @@ export class BlackholeProxy {
     });
     up.on('data', (chunk: Buffer) => {
       if (this.currentMode === 'pass' && !link.client.destroyed) {
-        this.stats.bytesDown += chunk.length;
-        link.client.write(chunk);
+        this.deliver(link, 'down', chunk, link.client);
       } else {
         this.stats.heldBytes += chunk.length;
         link.heldDown.push(chunk);

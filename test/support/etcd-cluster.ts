@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort as freePortOn } from '../../src/util/async.ts';
+import { BlackholeProxy } from './blackhole-proxy.ts';
 
 export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
 export const ETCDCTL_BIN = process.env.ETCDCTL_BIN ?? '/usr/bin/etcdctl';
@@ -20,6 +21,11 @@ export interface EtcdClusterOptions {
   electionMs?: number;
   /** How long start() may take, ms (default 30 s). */
   startTimeoutMs?: number;
+  /**
+   * Members reach each other through a blackhole proxy in front of each member's peer port (the
+   * advertised peer URL), so a chaos test can cut what the others send to one member.
+   */
+  peerProxies?: boolean;
 }
 
 export interface EtcdCluster {
@@ -36,6 +42,8 @@ export interface EtcdCluster {
   healthy(member?: number): Promise<boolean>;
   /** The last lines of a member's log, for failure messages. */
   logTail(member: number, lines?: number): Promise<string>;
+  /** The proxy in front of a member's peer port (with `peerProxies`). */
+  peerProxy(member: number): BlackholeProxy | undefined;
   stop(): Promise<void>;
 }
 
@@ -43,6 +51,9 @@ interface MemberProc {
   name: string;
   clientPort: number;
   peerPort: number;
+  /** The port peers dial: the peer proxy's with `peerProxies`, else `peerPort`. */
+  advertisePeerPort: number;
+  proxy: BlackholeProxy | undefined;
   dataDir: string;
   logPath: string;
   proc: ChildProcess | null;
@@ -129,10 +140,16 @@ class RealEtcdCluster implements EtcdCluster {
     for (let i = 0; i < size; i++) {
       const name = `m${i}`;
       const memberDir = join(dir, `${name}-${attempt}`);
+      const peerPort = await freePort();
+      const proxy = opts.peerProxies
+        ? await BlackholeProxy.start({ target: { host: '127.0.0.1', port: peerPort } })
+        : undefined;
       members.push({
         name,
         clientPort: await freePort(),
-        peerPort: await freePort(),
+        peerPort,
+        advertisePeerPort: proxy?.port ?? peerPort,
+        proxy,
         dataDir: join(memberDir, 'data'),
         logPath: join(dir, `${name}-${attempt}.log`),
         proc: null,
@@ -153,7 +170,9 @@ class RealEtcdCluster implements EtcdCluster {
 
   private spawnMember(i: number, state: 'new' | 'existing'): void {
     const m = this.members[i]!;
-    const initialCluster = this.members.map((x) => `${x.name}=http://127.0.0.1:${x.peerPort}`).join(',');
+    const initialCluster = this.members
+      .map((x) => `${x.name}=http://127.0.0.1:${x.advertisePeerPort}`)
+      .join(',');
     const fd = openSync(m.logPath, 'a');
     const proc = spawn(
       ETCD_BIN,
@@ -163,7 +182,7 @@ class RealEtcdCluster implements EtcdCluster {
         `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
         `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
         `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${m.peerPort}`,
+        `--initial-advertise-peer-urls=http://127.0.0.1:${m.advertisePeerPort}`,
         `--initial-cluster=${initialCluster}`,
         `--initial-cluster-state=${state}`,
         `--initial-cluster-token=${this.token}`,
@@ -232,6 +251,10 @@ class RealEtcdCluster implements EtcdCluster {
     throw new Error(`etcd m${member} not healthy after restart:\n${await this.logTail(member)}`);
   }
 
+  peerProxy(member: number): BlackholeProxy | undefined {
+    return this.members[member]?.proxy;
+  }
+
   async logTail(member: number, lines = 20): Promise<string> {
     const m = this.members[member];
     if (!m) return '';
@@ -254,6 +277,7 @@ class RealEtcdCluster implements EtcdCluster {
         }
       }),
     );
+    await Promise.all(this.members.map((m) => m.proxy?.close()));
     if (this.ownDir) await rm(this.dir, { recursive: true, force: true });
     else
       await Promise.all(this.members.map((m) => rm(join(m.dataDir, '..'), { recursive: true, force: true })));

@@ -13,13 +13,19 @@ import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { waitFor } from '../helpers.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
-import { type EtcdCluster, freePort, startEtcdCluster } from './etcd-cluster.ts';
+import { type EtcdCluster, etcdctl, freePort, startEtcdCluster } from './etcd-cluster.ts';
 import {
   attemptsWithEpoch,
+  type ClaimSample,
   checkJournal,
+  checkLiveness,
+  claimSpans,
   findHandover,
+  groupsWithoutWrites,
   type InvariantReport,
+  type JournalEntry,
   type JournalRead,
+  type LivenessExemption,
   readJournal,
 } from './journal-invariants.ts';
 
@@ -72,7 +78,18 @@ export interface HallOptions {
   name?: string;
   /** Extra environment of every controller (e.g. a test hook such as COOLCTL_TEST_CRASH_GROUP). */
   env?: NodeJS.ProcessEnv;
+  /** Each Modbus TCP unit behind a proxy the controllers dial, so its link can be slowed, made lossy or reset. */
+  deviceProxies?: boolean;
+  /** etcd members reach each other through proxies, so one member's followers can stop hearing it. */
+  etcdPeerProxies?: boolean;
+  /** Sample the controllers' claims (API + readyz) for the liveness invariant; default true. */
+  liveness?: boolean;
 }
+
+/** How often the claim monitor asks every live controller what it leads. */
+const CLAIM_SAMPLE_MS = 250;
+/** Samples of one node further apart than this do not join one claim span. */
+const CLAIM_MAX_GAP_MS = 1500;
 
 export interface GroupView {
   id: string;
@@ -126,9 +143,25 @@ export class Hall {
   /** The simulator's broker: the controllers read the sensor mesh there (closed loop). */
   readonly mqttUrl: string;
   private readonly controllers = new Map<string, ControllerProc>();
-  private readonly sim: ChildProcess;
+  private sim: ChildProcess;
   private readonly opts: HallOptions;
   private stopping: Promise<void> | undefined;
+  /** Proxies in front of Modbus TCP units (with `deviceProxies`), by unit id. */
+  readonly deviceProxies = new Map<string, BlackholeProxy>();
+  /** Units by protocol, from the site. */
+  readonly protocols = new Map<string, string>();
+  /** The units' watchdog (s): the liveness bound is half of it. */
+  readonly watchdogS: number;
+  /** Journal entries of earlier simulator runs (seq already shifted) and the shift of the current run. */
+  private readonly journalArchive: JournalEntry[] = [];
+  private journalBase = 0;
+  private archiveTruncated = false;
+  /** The simulator's site with the ports it really bound, for a restart on the same ports. */
+  private simRestartArgs: string[] = [];
+  readonly claims: ClaimSample[] = [];
+  readonly exemptions: LivenessExemption[] = [];
+  private monitorStop: (() => void) | null = null;
+  private monitorDone: Promise<void> | null = null;
 
   private constructor(args: {
     dir: string;
@@ -148,6 +181,21 @@ export class Hall {
     this.simUrl = args.simUrl;
     this.opts = args.opts;
     for (const g of args.site.controlGroups) this.groups[g.id] = [...g.airHandlers];
+    for (const a of args.site.airHandlers) this.protocols.set(a.id, a.protocol);
+    this.watchdogS = args.opts.watchdogS ?? 5;
+  }
+
+  /** Half the units' watchdog: a driving leader never leaves its group longer without a write. */
+  get halfPeriodMs(): number {
+    return (this.watchdogS * 1000) / 2;
+  }
+
+  /**
+   * The bound for a ready leader that leads a group without driving it to hand it on: one watchdog
+   * period — by then its units would fall back to local control.
+   */
+  get handOnMs(): number {
+    return this.watchdogS * 1000;
   }
 
   /** Starts etcd, the simulator and the controllers; waits until every group has a driving leader. */
@@ -176,6 +224,7 @@ export class Hall {
         dataDir: join(dir, 'etcd'),
         heartbeatMs: 50,
         electionMs: ETCD_ELECTION_MS,
+        ...(opts.etcdPeerProxies ? { peerProxies: true } : {}),
       });
       const simLog = join(dir, 'sim.log');
       started.sim = spawnLogged(
@@ -206,6 +255,24 @@ export class Hall {
         if (a.protocol === 'modbus-tcp') a.endpoint.port = Number(new URL(ep).port);
         else if (a.protocol === 'opcua') a.endpoint.url = ep;
       }
+      // A restarted simulator binds the same ports (the controllers' site names them).
+      const simFixedPath = join(dir, 'site-sim-fixed.yaml');
+      await writeFile(simFixedPath, stringify(site));
+      const simRestartArgs = simArgs(simFixedPath, {
+        extra: ['--time-scale', String(opts.timeScale ?? 1)],
+      })
+        .filter((a) => a !== '--ephemeral-ports')
+        .map((a, i, all) => (all[i - 1] === '--port' ? new URL(simUrl).port : a));
+      simRestartArgs.push('--mqtt-port', new URL(state.mqttBrokerUrl).port);
+      const deviceProxies = new Map<string, BlackholeProxy>();
+      if (opts.deviceProxies) {
+        for (const a of site.airHandlers) {
+          if (a.protocol !== 'modbus-tcp') continue;
+          const p = await BlackholeProxy.start({ target: { host: '127.0.0.1', port: a.endpoint.port } });
+          deviceProxies.set(a.id, p);
+          a.endpoint.port = p.port;
+        }
+      }
       await writeFile(join(dir, 'site.yaml'), stringify(site));
 
       hall = new Hall({
@@ -218,10 +285,13 @@ export class Hall {
         site,
         mqttUrl: state.mqttBrokerUrl,
       });
+      hall.simRestartArgs = simRestartArgs;
+      for (const [id, p] of deviceProxies) hall.deviceProxies.set(id, p);
       await hall.createControllers(opts.controllers ?? 3);
       await Promise.all(hall.nodes.map((n) => hall!.start(n)));
       // Faults start from a settled hall: every group led, placement even (rebalancing done).
       await settle(hall, { even: true, timeoutMs: timing.rebalanceHoldMs + 30_000 });
+      if (opts.liveness !== false) hall.startClaimMonitor();
       return hall;
     } catch (err) {
       if (hall) {
@@ -503,20 +573,216 @@ export class Hall {
     return counts;
   }
 
+  /**
+   * The journal after `since`, across simulator restarts: an earlier run's entries are kept here
+   * and the current run's seqs are shifted past them, so seq marks stay comparable.
+   */
   async journal(since = 0): Promise<JournalRead> {
-    return readJournal(this.simUrl, { since });
+    const base = this.journalBase;
+    const old = this.journalArchive.filter((e) => e.seq > since);
+    const cur = await readJournal(this.simUrl, { since: Math.max(0, since - base) });
+    const entries = [...old, ...cur.entries.map((e) => ({ ...e, seq: e.seq + base }))];
+    return {
+      entries,
+      truncated: cur.truncated || (this.archiveTruncated && since < base),
+      lastSeq: entries.at(-1)?.seq ?? since,
+    };
   }
 
-  /** Reads the whole journal and checks the invariants over it. */
+  /**
+   * Reads the whole journal and checks the safety invariants over it, and the liveness invariant
+   * against the controllers' claims sampled so far; liveness violations join `violations`.
+   */
   async check(): Promise<InvariantReport & { read: JournalRead }> {
     const read = await this.journal();
-    return { ...checkJournal(read.entries, this.groups, { truncated: read.truncated }), read };
+    const report = checkJournal(read.entries, this.groups, { truncated: read.truncated });
+    if (this.claims.length > 0) {
+      const spans = claimSpans(this.claims, CLAIM_MAX_GAP_MS);
+      const live = checkLiveness(read.entries, this.groups, spans, {
+        halfPeriodMs: this.halfPeriodMs,
+        handOnMs: this.handOnMs,
+        maxSampleGapMs: CLAIM_MAX_GAP_MS,
+        exemptions: this.exemptions,
+      });
+      for (const v of live) report.violations.push({ kind: v.kind, group: v.group, message: v.message });
+      report.ok = report.violations.length === 0;
+    }
+    return { ...report, read };
   }
 
   /** The newest journal seq, for "after this" marks. */
   async lastSeq(): Promise<number> {
     const s = await getJson<{ journal: { lastSeq: number } }>(`${this.simUrl}/sim/state`, 2000);
-    return s.journal.lastSeq;
+    return this.journalBase + s.journal.lastSeq;
+  }
+
+  /**
+   * Samples every live controller's claims every CLAIM_SAMPLE_MS: `/api/v1/cluster` and `/readyz`
+   * at once, stamped with the send time. A node that does not answer (stopped, killed) gives no
+   * sample, which ends its spans. Bounded: one round at a time, 800 ms per request.
+   */
+  private startClaimMonitor(): void {
+    let stopped = false;
+    let wake: (() => void) | null = null;
+    this.monitorStop = () => {
+      stopped = true;
+      wake?.();
+    };
+    this.monitorDone = (async () => {
+      while (!stopped) {
+        const atMs = Date.now();
+        await Promise.all(
+          this.live().map(async (node) => {
+            const [view, ready] = await Promise.all([
+              this.cluster(node, 800).catch(() => null),
+              fetch(`${this.apiUrl(node)}/readyz`, { signal: AbortSignal.timeout(800) })
+                .then((r) => r.ok)
+                .catch(() => null),
+            ]);
+            if (!view || ready === null) return;
+            for (const g of view.groups) {
+              this.claims.push({
+                atMs,
+                node,
+                group: g.id,
+                epoch: g.epoch ?? 0,
+                leader: g.state === 'leader' && g.epoch !== null,
+                driving: g.driving,
+                ready,
+              });
+            }
+          }),
+        );
+        const wait = Math.max(0, atMs + CLAIM_SAMPLE_MS - Date.now());
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, wait);
+        });
+      }
+    })();
+  }
+
+  /** Marks a group deliberately undriven from now (an operator pause); returns the exemption to close. */
+  exempt(group: string, why: string): LivenessExemption {
+    const x: LivenessExemption = { group, fromMs: Date.now(), toMs: null, why };
+    this.exemptions.push(x);
+    return x;
+  }
+
+  /** Groups without an accepted write in the wall-time window (a trial must show writes around its fault). */
+  async groupsWithoutWrites(fromMs: number, toMs: number, sinceSeq = 0): Promise<string[]> {
+    const read = await this.journal(sinceSeq);
+    return groupsWithoutWrites(read.entries, this.groups, fromMs, toMs);
+  }
+
+  /**
+   * Kills the simulator (as a power cut would) and starts it again on the same ports: every unit
+   * comes back in local control with epoch 0 and no memory of who wrote it. The journal so far is
+   * kept (its seqs continue), so the invariants span both runs. Returns the wall time of the kill.
+   */
+  async restartSim({ downMs = 500 }: { downMs?: number } = {}): Promise<number> {
+    const before = await readJournal(this.simUrl, { since: 0 });
+    const fromSeq = this.journalArchive.at(-1)?.seq ?? 0;
+    for (const e of before.entries) {
+      const seq = e.seq + this.journalBase;
+      if (seq > fromSeq) this.journalArchive.push({ ...e, seq });
+    }
+    this.archiveTruncated ||= before.truncated;
+    const nextBase = this.journalBase + before.lastSeq;
+    const atMs = Date.now();
+    const exited = new Promise((r) => this.sim.once('exit', r));
+    this.sim.kill('SIGKILL');
+    await Promise.race([exited, sleep(5000)]);
+    // Whatever it had journaled after our read died with it; the run is read once more below only
+    // if the process lived on (it cannot after SIGKILL).
+    this.journalBase = nextBase;
+    await sleep(downMs);
+    const simLog = join(this.dir, 'sim.log');
+    const mark = `--- simulator restart at ${new Date().toISOString()} ---`;
+    const fd = openSync(simLog, 'a');
+    writeSync(fd, `${mark}\n`);
+    closeSync(fd);
+    const sim = spawnLogged(process.execPath, this.simRestartArgs, simLog, {});
+    this.sim = sim;
+    await waitFor(
+      'the restarted simulator to serve its API',
+      async () => {
+        if (sim.exitCode !== null) {
+          const log = await readFile(simLog, 'utf8').catch(() => '');
+          throw new Error(
+            `the simulator exited ${sim.exitCode} on restart:\n${log.slice(log.lastIndexOf(mark))}`,
+          );
+        }
+        await getJson(`${this.simUrl}/sim/state`, 1000);
+        return true;
+      },
+      { timeoutMs: 60_000, intervalMs: 100 },
+    );
+    return atMs;
+  }
+
+  /** Injects (or clears) simulator faults through POST /sim/faults. */
+  async simFault(fault: Record<string, unknown> | Record<string, unknown>[]): Promise<void> {
+    const res = await fetch(`${this.simUrl}/sim/faults`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(fault),
+      signal: AbortSignal.timeout(5000),
+    });
+    if (!res.ok)
+      throw new Error(
+        `POST /sim/faults ${JSON.stringify(fault)} answered ${res.status}: ${await res.text()}`,
+      );
+  }
+
+  /** An operator call to a controller's HTTP API; throws with the answer on a non-2xx. */
+  async operator(node: string, method: string, path: string, body?: unknown): Promise<unknown> {
+    const res = await fetch(`${this.apiUrl(node)}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path} on ${node} answered ${res.status}: ${text}`);
+    return text ? JSON.parse(text) : null;
+  }
+
+  /** Sends SIGHUP (a hot reload) to a controller. */
+  reload(node: string): void {
+    this.signal(node, 'SIGHUP');
+  }
+
+  /** Rewrites a controller's config file with the same settings (a watched change: a reload). */
+  async touchConfig(node: string): Promise<void> {
+    const c = this.proc(node);
+    const text = await readFile(c.configPath, 'utf8');
+    const body = text.replace(/^# touched .*\n/m, '');
+    await writeFile(c.configPath, `# touched ${new Date().toISOString()}\n${body}`);
+  }
+
+  /** Sends `signal` to an etcd member without waiting (SIGSTOP/SIGCONT). */
+  async etcdSignal(member: number, signal: NodeJS.Signals): Promise<void> {
+    await this.etcd.kill(member, signal);
+  }
+
+  /** The etcd member that is raft leader now (by `endpoint status`), or null. */
+  async etcdLeader(): Promise<number | null> {
+    const out = await etcdctl(this.etcd.endpoints, ['endpoint', 'status', '-w', 'json'], 4000).catch(
+      () => '[]',
+    );
+    // Member ids are 64-bit: quote them before JSON.parse rounds them.
+    const rows = JSON.parse(out.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"')) as {
+      Endpoint: string;
+      Status: { header: { member_id: string }; leader: string };
+    }[];
+    for (const r of rows) {
+      if (String(r.Status.header.member_id) === String(r.Status.leader)) {
+        const i = this.etcd.endpoints.findIndex((e) => r.Endpoint.endsWith(e));
+        if (i >= 0) return i;
+      }
+    }
+    return null;
   }
 
   /** Which node drove which epoch, from the controllers' logs ('driving the group'). */
@@ -548,6 +814,8 @@ export class Hall {
   /** Stops everything, bounded: SIGCONT, SIGTERM, then SIGKILL after 3 s; etcd and proxies last. */
   stopAll({ keepDir = false }: { keepDir?: boolean } = {}): Promise<void> {
     this.stopping ??= (async () => {
+      this.monitorStop?.();
+      await Promise.race([this.monitorDone, sleep(2000)]);
       const procs = [...this.controllers.values()].filter(
         (c) => c.child && c.child.exitCode === null && c.child.signalCode === null,
       );
@@ -566,6 +834,7 @@ export class Hall {
       }
       for (const c of this.controllers.values())
         await Promise.all([...c.proxies, ...(c.peerProxy ? [c.peerProxy] : [])].map((p) => p.close()));
+      await Promise.all([...this.deviceProxies.values()].map((p) => p.close()));
       await this.etcd.stop().catch(() => {});
       if (!keepDir) await rm(this.dir, { recursive: true, force: true }).catch(() => {});
     })();
@@ -601,7 +870,20 @@ export type FaultName =
   | 'etcd-member-loss'
   | 'etcd-quorum-loss'
   | 'restart-loop'
-  | 'clock-jump';
+  | 'clock-jump'
+  | 'slow-unit'
+  | 'slow-unit-sigstop'
+  | 'lossy-link'
+  | 'reset-link'
+  | 'transient-refusal'
+  | 'peer-partition-failsafe'
+  | 'gateway-down'
+  | 'broker-restart'
+  | 'etcd-leader-isolated'
+  | 'etcd-member-sigstop'
+  | 'sim-restart'
+  | 'reload-during-fault'
+  | 'operator-during-fault';
 
 export interface TrialResult {
   fault: FaultName;
@@ -1030,6 +1312,444 @@ export async function trialClockJump(
   return r;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Faults of the device links, the sensor network, etcd's own links, the simulator, and operators
+// acting while something is broken. Each states what must hold besides the invariants (safety
+// and liveness, checked over the whole journal by the caller) in docs/chaos.md.
+
+/** A unit of `group` (of `protocol` when the group has one, else any), at random. */
+function unitOf(hall: Hall, group: string, protocol?: string): string {
+  const ahus = hall.groups[group]!;
+  const of = protocol ? ahus.filter((a) => hall.protocols.get(a) === protocol) : [];
+  return pick(of.length > 0 ? of : ahus);
+}
+
+/** A group with a unit of `protocol`, at random (any group when none has one). */
+function groupWith(hall: Hall, protocol: string | undefined, among: string[]): string {
+  const fit = among.filter((g) =>
+    hall.groups[g]!.some((a) => !protocol || hall.protocols.get(a) === protocol),
+  );
+  return pick(fit.length > 0 ? fit : among);
+}
+
+/** Whether `ahu` took an accepted write after `afterWallMs` within `timeoutMs`. */
+async function unitWrittenAfter(
+  hall: Hall,
+  ahu: string,
+  afterWallMs: number,
+  sinceSeq: number,
+  timeoutMs: number,
+) {
+  try {
+    return await waitFor(
+      `${ahu} written again`,
+      async () =>
+        (await hall.journal(sinceSeq)).entries.find(
+          (e) => e.accepted && e.ahu === ahu && e.wallMs > afterWallMs,
+        ),
+      { timeoutMs, intervalMs: 100 },
+    );
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * One unit answers slowly (the simulator's `ahu-slow`: every request held `ms` before it is served)
+ * for 3 TTLs. The group's other unit keeps being written (liveness) and the slow unit's late
+ * answers never put an old term's write after a new one's (safety).
+ */
+export async function trialSlowUnit(hall: Hall, o: TrialOptions & { protocol?: string; ms?: number } = {}) {
+  const all = await hall.waitForLeaders();
+  const group = o.group ?? groupWith(hall, o.protocol, [...all.keys()]);
+  const leader = all.get(group)!;
+  const ahu = unitOf(hall, group, o.protocol);
+  const ms = o.ms ?? pick([1500, 5000]);
+  const t0 = Date.now();
+  await hall.simFault({ fault: 'ahu-slow', ahu, ms });
+  const r = result('slow-unit', leader.node, group, leader.epoch, t0);
+  r.notes.push(`${ahu} (${hall.protocols.get(ahu)}) answers after ${ms} ms`);
+  try {
+    await sleep(hall.timing.leaseTtlS * 1000 * 3);
+  } finally {
+    await hall.simFault({ fault: 'ahu-slow', ahu, clear: true });
+  }
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * Issue 15, item 5: a slow unit (answers after 5 s) and its group's leader SIGSTOPped past the TTL.
+ * The old term's write to the slow unit must not land after the new leader's first write.
+ */
+export async function trialSlowUnitSigstop(hall: Hall, o: TrialOptions & { protocol?: string } = {}) {
+  const all = await hall.waitForLeaders();
+  const group = o.group ?? groupWith(hall, o.protocol ?? pick(['opcua', 'modbus-tcp']), [...all.keys()]);
+  const ahu = unitOf(hall, group, o.protocol);
+  await hall.simFault({ fault: 'ahu-slow', ahu, ms: 5000 });
+  try {
+    // Let the leader have a write to the slow unit in flight before it stops.
+    await sleep(hall.timing.periodMs * 3);
+    const r = await trialSigstop(hall, { ...o, group });
+    r.fault = 'slow-unit-sigstop';
+    r.notes.unshift(`${ahu} (${hall.protocols.get(ahu)}) answers after 5000 ms`);
+    return r;
+  } finally {
+    await hall.simFault({ fault: 'ahu-slow', ahu, clear: true });
+  }
+}
+
+/** A lossy device link (a proxy drops 30 % of the chunks either way, each delayed 50 ms) for 3 TTLs. */
+export async function trialLossyLink(hall: Hall, o: TrialOptions & { dropPct?: number } = {}) {
+  const all = await hall.waitForLeaders();
+  const group = o.group ?? groupWith(hall, 'modbus-tcp', [...all.keys()]);
+  const ahu = unitOf(hall, group, 'modbus-tcp');
+  const proxy = hall.deviceProxies.get(ahu);
+  if (!proxy) throw new Error(`${ahu} has no device proxy (start the hall with deviceProxies)`);
+  const leader = all.get(group)!;
+  const dropped0 = proxy.stats.droppedChunks;
+  const t0 = Date.now();
+  proxy.impair({ dropPct: o.dropPct ?? 30, delayMs: 50 });
+  const r = result('lossy-link', leader.node, group, leader.epoch, t0);
+  try {
+    await sleep(hall.timing.leaseTtlS * 1000 * 3);
+  } finally {
+    proxy.unimpair();
+  }
+  r.notes.push(`${ahu}: ${proxy.stats.droppedChunks - dropped0} chunks dropped`);
+  const seq = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  if (!(await unitWrittenAfter(hall, ahu, Date.now(), seq, hall.handOnMs)))
+    r.problems.push(`${ahu} not written again within ${hall.handOnMs} ms after its link recovered`);
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * A resetting device link: the unit serves a request, sends half the answer and resets the
+ * connection (`ahu-reset`), and the proxy in front of it resets every connection every 300 ms,
+ * for 2 TTLs.
+ */
+export async function trialResetLink(hall: Hall, o: TrialOptions = {}) {
+  const all = await hall.waitForLeaders();
+  const group = o.group ?? groupWith(hall, 'modbus-tcp', [...all.keys()]);
+  const ahu = unitOf(hall, group, 'modbus-tcp');
+  const leader = all.get(group)!;
+  const proxy = hall.deviceProxies.get(ahu);
+  const t0 = Date.now();
+  await hall.simFault({ fault: 'ahu-reset', ahu });
+  const r = result('reset-link', leader.node, group, leader.epoch, t0);
+  let resets = 0;
+  try {
+    const end = Date.now() + hall.timing.leaseTtlS * 1000 * 2;
+    while (Date.now() < end) {
+      resets += proxy?.resetAll() ?? 0;
+      await sleep(300);
+    }
+  } finally {
+    await hall.simFault({ fault: 'ahu-reset', ahu, clear: true });
+  }
+  r.notes.push(`${ahu}: ${resets} connections reset by the proxy`);
+  const seq = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  if (!(await unitWrittenAfter(hall, ahu, Date.now(), seq, hall.handOnMs)))
+    r.problems.push(`${ahu} not written again within ${hall.handOnMs} ms after its link recovered`);
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * Issue 15, item 1: a unit refuses writes for ~2 s with the stale-epoch answer (Modbus exception
+ * 0x0D, OPC-UA BadInvalidState) while its epoch is not newer (reads are served, so the leader can
+ * read the epoch back). The group must stay driven (liveness), and the unit be written again once
+ * it accepts.
+ */
+export async function trialTransientRefusal(
+  hall: Hall,
+  o: TrialOptions & { protocol?: string; ms?: number } = {},
+) {
+  const all = await hall.waitForLeaders();
+  const protocol = o.protocol ?? pick(['modbus-tcp', 'opcua']);
+  const group = o.group ?? groupWith(hall, protocol, [...all.keys()]);
+  const ahu = unitOf(hall, group, protocol);
+  const leader = all.get(group)!;
+  const isOpcua = hall.protocols.get(ahu) === 'opcua';
+  const fault = isOpcua
+    ? { fault: 'ahu-bad-status', ahu, status: 'BadInvalidState', writesOnly: true }
+    : { fault: 'ahu-exception', ahu, code: 0x0d, writesOnly: true };
+  const t0 = Date.now();
+  await hall.simFault(fault);
+  const r = result('transient-refusal', leader.node, group, leader.epoch, t0);
+  try {
+    await sleep(o.ms ?? 2000);
+  } finally {
+    await hall.simFault({ fault: fault.fault, ahu, clear: true });
+  }
+  const clearedMs = Date.now();
+  r.notes.push(
+    `${ahu} (${hall.protocols.get(ahu)}) refused writes with ${isOpcua ? 'BadInvalidState' : '0x0D'} for ${clearedMs - t0} ms`,
+  );
+  const seq = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  const again = await unitWrittenAfter(hall, ahu, clearedMs, seq, hall.handOnMs);
+  if (!again) r.problems.push(`${ahu} not written again within ${hall.handOnMs} ms after its refusals ended`);
+  else r.notes.push(`${ahu} written again ${again.wallMs - clearedMs} ms after (epoch ${again.epoch})`);
+  const now = (await hall.leaders()).leaders.get(group);
+  r.newEpoch = now?.epoch ?? null;
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * Failsafe on (issue 15, item 9): etcd unreachable for every controller while state-cache peer
+ * links are cut too, for 3 TTLs. `all`: every node's incoming peer links (a full peer partition):
+ * no leader can be backed by every member, so every one stops by its lease deadline and nobody
+ * takes a group meanwhile. `one`: a leader's incoming links only — its own links out still reach
+ * its peers, so failsafe may rightly keep it leading; its peers cannot reach it, so they cannot be
+ * backed and stop. Either way the invariants hold and leaders return with etcd.
+ */
+export async function trialPeerPartitionFailsafe(
+  hall: Hall,
+  o: TrialOptions & { scope?: 'all' | 'one' } = {},
+) {
+  const { group, leader } = await leaderOf(hall, o.group);
+  const scope = o.scope ?? pick(['all', 'one'] as const);
+  const ttlMs = hall.timing.leaseTtlS * 1000;
+  const cutPeers = scope === 'all' ? hall.nodes : [leader.node];
+  const t0 = Date.now();
+  for (const n of hall.nodes) hall.cut(n);
+  for (const n of cutPeers) hall.cutPeerChannel(n);
+  const r = result('peer-partition-failsafe', leader.node, group, leader.epoch, t0);
+  r.notes.push(`peer links into ${scope === 'all' ? 'every node' : leader.node} cut`);
+  const seq0 = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  try {
+    await sleep(ttlMs * 3);
+    const read = await hall.journal(seq0);
+    const boundMs = 2 * ETCD_ELECTION_MS + ttlMs;
+    for (const [g, ahus] of Object.entries(hall.groups)) {
+      const last = read.entries.filter((e) => e.accepted && ahus.includes(e.ahu)).at(-1);
+      r.notes.push(`${g}: last write ${last ? `+${last.wallMs - t0} ms (epoch ${last.epoch})` : 'none'}`);
+      if (scope === 'all' && last && last.wallMs > t0 + boundMs)
+        r.problems.push(
+          `${g}: written ${last.wallMs - t0} ms after etcd and every peer link were cut (epoch ${last.epoch}), ` +
+            `past the latest lease deadline (${boundMs} ms): failsafe held a leader no member could back`,
+        );
+    }
+  } finally {
+    for (const n of cutPeers) hall.healPeerChannel(n);
+    for (const n of hall.nodes) hall.heal(n);
+  }
+  if (o.restore !== false) await settle(hall, { timeoutMs: 30_000 });
+  return r;
+}
+
+/** The sensor gateway goes down (no reports, its status says offline) for 2 TTLs. */
+export async function trialGatewayDown(hall: Hall, o: TrialOptions & { gateway?: string } = {}) {
+  await hall.waitForLeaders();
+  const gateway = o.gateway ?? 'gw-1';
+  const t0 = Date.now();
+  await hall.simFault({ fault: 'gateway-down', gateway });
+  const r = result('gateway-down', gateway, '*', null, t0);
+  try {
+    await sleep(hall.timing.leaseTtlS * 1000 * 2);
+  } finally {
+    await hall.simFault({ fault: 'gateway-down', gateway, clear: true });
+  }
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/** The MQTT broker restarts (connections dropped, retained messages lost, down 1.5 s). */
+export async function trialBrokerRestart(hall: Hall, o: TrialOptions & { downMs?: number } = {}) {
+  await hall.waitForLeaders();
+  const downMs = o.downMs ?? 1500;
+  const t0 = Date.now();
+  await hall.simFault({ fault: 'broker-restart', downMs });
+  const r = result('broker-restart', 'broker', '*', null, t0);
+  await sleep(downMs + hall.timing.leaseTtlS * 1000);
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * etcd's raft leader isolated from its followers: the proxy in front of its peer port holds what
+ * the others send it, and what it sends them over links they opened; for 2 TTLs + 1 s. The
+ * followers elect a new etcd leader; the old one may renew leases it still serves until it learns.
+ */
+export async function trialEtcdLeaderIsolated(hall: Hall, o: TrialOptions = {}) {
+  await hall.waitForLeaders();
+  const member = await waitFor(
+    'an etcd leader',
+    () => hall.etcdLeader().then((m) => (m === null ? null : { m })),
+    {
+      timeoutMs: 10_000,
+      intervalMs: 200,
+    },
+  );
+  const proxy = hall.etcd.peerProxy(member.m);
+  if (!proxy) throw new Error('start the hall with etcdPeerProxies');
+  const t0 = Date.now();
+  proxy.blackhole();
+  const r = result('etcd-leader-isolated', `etcd-${member.m}`, '*', null, t0);
+  try {
+    await sleep(hall.timing.leaseTtlS * 1000 * 2 + 1000);
+    const now = await hall.etcdLeader();
+    r.notes.push(`etcd leader m${member.m} → ${now === null ? 'none seen' : `m${now}`}`);
+  } finally {
+    proxy.heal();
+  }
+  if (o.restore !== false) await settle(hall, { timeoutMs: 30_000 });
+  return r;
+}
+
+/** One etcd member SIGSTOPped (alive, silent) for 2 TTLs; the raft leader half the time. */
+export async function trialEtcdMemberSigstop(hall: Hall, o: TrialOptions & { member?: number } = {}) {
+  await hall.waitForLeaders();
+  const leader = await hall.etcdLeader();
+  const member =
+    o.member ??
+    (leader !== null && Math.random() < 0.5
+      ? leader
+      : Math.floor(Math.random() * hall.etcd.endpoints.length));
+  const t0 = Date.now();
+  await hall.etcdSignal(member, 'SIGSTOP');
+  const r = result(
+    'etcd-member-sigstop',
+    `etcd-${member}${member === leader ? ' (raft leader)' : ''}`,
+    '*',
+    null,
+    t0,
+  );
+  try {
+    await sleep(hall.timing.leaseTtlS * 1000 * 2);
+  } finally {
+    await hall.etcdSignal(member, 'SIGCONT');
+  }
+  if (o.restore !== false) await settle(hall, { timeoutMs: 30_000 });
+  return r;
+}
+
+/**
+ * The simulator killed and started again on the same ports: every unit forgets its epoch and its
+ * writer and comes back in local control. The leaders must take their units back (every group
+ * written again), and no old epoch may land after a newer one (the invariants span both runs).
+ */
+export async function trialSimRestart(hall: Hall, o: TrialOptions = {}) {
+  const before = await hall.waitForLeaders();
+  const t0 = await hall.restartSim();
+  const r = result('sim-restart', 'sim', '*', null, t0);
+  const up = Date.now();
+  r.notes.push(`simulator back after ${up - t0} ms`);
+  const missing = await waitFor(
+    'every group written after the simulator restart',
+    async () => {
+      const m = await hall.groupsWithoutWrites(
+        up,
+        Date.now() + 1,
+        Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG),
+      );
+      return m.length === 0 ? [] : null;
+    },
+    { timeoutMs: hall.handOnMs * 3, intervalMs: 200 },
+  ).catch(() => null);
+  if (!missing)
+    r.problems.push(`not every group was written within ${hall.handOnMs * 3} ms of the simulator's restart`);
+  const after = await hall.waitForLeaders();
+  r.notes.push(
+    [...before].filter(([g, l]) => after.get(g)?.epoch !== l.epoch).length === 0
+      ? 'every group kept its leader'
+      : 'leadership moved',
+  );
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * Hot reloads while a leader dies: kill -9 of a group's leader, SIGHUP to every other controller
+ * and a watched config change on one, during the failover. The failover completes as usual.
+ */
+export async function trialReloadDuringFault(hall: Hall, o: TrialOptions = {}) {
+  const { group, leader } = await leaderOf(hall, o.group);
+  const mark = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  const t0 = await hall.kill(leader.node, 'SIGKILL');
+  const r = result('reload-during-fault', leader.node, group, leader.epoch, t0);
+  const others = hall.nodes.filter((n) => n !== leader.node && hall.running(n));
+  for (const n of others) hall.reload(n);
+  if (others[0]) await hall.touchConfig(others[0]);
+  r.notes.push(`SIGHUP to ${others.join(', ')}; config of ${others[0]} rewritten`);
+  const h = await awaitHandover(hall, group, leader.epoch, {
+    sinceSeq: mark,
+    faultWallMs: t0,
+    timeoutMs: o.timeoutMs ?? hall.timing.leaseTtlS * 1000 + 10_000,
+  });
+  r.newEpoch = h.newEpoch;
+  r.failoverMs = h.sinceFaultMs;
+  r.gapMs = h.gapMs;
+  for (const n of others) hall.reload(n);
+  if (o.restore !== false) {
+    await hall.start(leader.node);
+    await settle(hall, { even: true });
+  }
+  return r;
+}
+
+/**
+ * Operators act while a device link is lossy: one group paused (exempt from liveness until half a
+ * watchdog after its resume), a unit of another overridden, a third group switched over through
+ * the HTTP API; then everything undone. Every action must answer, the switchover must land, and
+ * the paused group must be driven again after its resume.
+ */
+export async function trialOperatorDuringFault(hall: Hall, o: TrialOptions = {}) {
+  const all = await settle(hall, { even: true });
+  const groups = Object.keys(hall.groups);
+  const [lossyGroup, pausedGroup, switchedGroup] = groups.sort(() => Math.random() - 0.5);
+  const t0 = Date.now();
+  const r = result('operator-during-fault', '*', lossyGroup!, all.get(lossyGroup!)?.epoch ?? null, t0);
+  const lossyUnit = unitOf(hall, lossyGroup!, 'modbus-tcp');
+  const proxy = hall.deviceProxies.get(lossyUnit);
+  proxy?.impair({ dropPct: 30, delayMs: 50 });
+  const api = pick(hall.live());
+  let exemption: LivenessExemption | null = null;
+  try {
+    exemption = hall.exempt(pausedGroup!, 'operator pause');
+    await hall.operator(api, 'POST', `/api/v1/groups/${pausedGroup}/pause`, {
+      reason: 'chaos: operator during fault',
+    });
+    const overridden = hall.groups[lossyGroup!]![0]!;
+    await hall.operator(api, 'PUT', `/api/v1/groups/${lossyGroup}/overrides/${overridden}`, { fanPct: 60 });
+    if (switchedGroup) {
+      const from = all.get(switchedGroup)!;
+      const to = hall.live().find((n) => n !== from.node)!;
+      const started = Date.now();
+      await hall.operator(from.node, 'POST', `/api/v1/groups/${switchedGroup}/switchover`, { to });
+      const now = await hall.waitForLeaders({
+        where: (l) => l.get(switchedGroup)?.node === to,
+        timeoutMs: 10_000,
+      });
+      r.notes.push(
+        `${switchedGroup}: ${from.node} → ${to} in ${Date.now() - started} ms (epoch ${now.get(switchedGroup)?.epoch})`,
+      );
+    }
+    await sleep(hall.timing.leaseTtlS * 1000);
+    await hall.operator(api, 'DELETE', `/api/v1/groups/${lossyGroup}/overrides/${overridden}`);
+    await hall.operator(api, 'POST', `/api/v1/groups/${pausedGroup}/resume`);
+  } finally {
+    if (exemption) exemption.toMs = Date.now();
+    proxy?.unimpair();
+  }
+  r.notes.push(`paused ${pausedGroup}, overrode a unit of ${lossyGroup} (lossy link on ${lossyUnit})`);
+  const resumed = exemption.toMs!;
+  const seq = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  const back = await waitFor(
+    `${pausedGroup} driven again after its resume`,
+    async () =>
+      (await hall.groupsWithoutWrites(resumed, Date.now() + 1, seq)).includes(pausedGroup!) ? null : true,
+    { timeoutMs: hall.halfPeriodMs + 2000, intervalMs: 100 },
+  ).catch(() => null);
+  if (!back)
+    r.problems.push(`${pausedGroup} not written within ${hall.halfPeriodMs + 2000} ms of its resume`);
+  if (o.restore !== false) await settle(hall, { even: true });
+  return r;
+}
+
+/** Every trial by name, with its default options. */
 export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => Promise<TrialResult>> = {
   'kill9-leader': (h) => trialKill9(h),
   'sigstop-leader': (h) => trialSigstop(h),
@@ -1038,7 +1758,81 @@ export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => 
   'etcd-member-loss': (h) => trialEtcdMemberLoss(h),
   'etcd-quorum-loss': (h) => trialEtcdQuorumLoss(h),
   'clock-jump': (h) => trialClockJump(h),
+  'slow-unit': (h) => trialSlowUnit(h),
+  'slow-unit-sigstop': (h) => trialSlowUnitSigstop(h),
+  'lossy-link': (h) => trialLossyLink(h),
+  'reset-link': (h) => trialResetLink(h),
+  'transient-refusal': (h) => trialTransientRefusal(h),
+  'peer-partition-failsafe': (h) => trialPeerPartitionFailsafe(h),
+  'gateway-down': (h) => trialGatewayDown(h),
+  'broker-restart': (h) => trialBrokerRestart(h),
+  'etcd-leader-isolated': (h) => trialEtcdLeaderIsolated(h),
+  'etcd-member-sigstop': (h) => trialEtcdMemberSigstop(h),
+  'sim-restart': (h) => trialSimRestart(h),
+  'reload-during-fault': (h) => trialReloadDuringFault(h),
+  'operator-during-fault': (h) => trialOperatorDuringFault(h),
 };
+
+/** Faults that need a hall with failsafe on (the rest run on a hall with it off). */
+export const FAILSAFE_FAULTS: ReadonlySet<FaultName> = new Set(['peer-partition-failsafe']);
+
+/** The hall every fault but the failsafe ones runs on (CI's mixed hall and the soak's). */
+export const MIXED_HALL: HallOptions = {
+  opcuaShare: 1 / 3,
+  deviceProxies: true,
+  etcdPeerProxies: true,
+};
+
+/** The hall of the failsafe faults. */
+export const FAILSAFE_HALL: HallOptions = { failsafe: true, peerProxies: true };
+
+/** How long the "before" and "after" windows of the no-vacuous-pass rule are. */
+const WRITES_WINDOW_MS = 2000;
+
+/**
+ * Runs one trial and holds it to the no-vacuous-pass rule: every group had an accepted write in
+ * the 2 s before the fault and has one after the trial (within one watchdog period of its end),
+ * or the trial has a problem. A trial that throws is a trial with a problem, not a crash.
+ */
+export async function runTrial(
+  hall: Hall,
+  fault: FaultName,
+  run: (hall: Hall) => Promise<TrialResult> = (h) =>
+    fault === 'restart-loop' ? trialRestartLoop(h, { count: 3 }) : TRIALS[fault](h),
+): Promise<TrialResult> {
+  const startedMs = Date.now();
+  const seq0 = Math.max(0, (await hall.lastSeq().catch(() => 0)) - JOURNAL_BACKLOG);
+  let r: TrialResult;
+  try {
+    r = await run(hall);
+  } catch (err) {
+    r = result(fault, '?', '?', null, startedMs);
+    r.problems.push(`the trial failed: ${(err as Error).message}`);
+  }
+  try {
+    const before = await hall.groupsWithoutWrites(r.faultWallMs - WRITES_WINDOW_MS, r.faultWallMs, seq0);
+    if (before.length > 0)
+      r.problems.push(
+        `vacuous: no accepted write in ${before.join(', ')} in the ${WRITES_WINDOW_MS} ms before the fault`,
+      );
+    const endMs = Date.now();
+    const after = await waitFor(
+      'every group written after the trial',
+      async () => {
+        const m = await hall.groupsWithoutWrites(endMs, Date.now() + 1, seq0);
+        return m.length === 0 ? { m } : null;
+      },
+      { timeoutMs: hall.handOnMs, intervalMs: 100 },
+    ).catch(async () => ({ m: await hall.groupsWithoutWrites(endMs, Date.now() + 1, seq0) }));
+    if (after.m.length > 0)
+      r.problems.push(
+        `vacuous: no accepted write in ${after.m.join(', ')} within ${hall.handOnMs} ms after the trial`,
+      );
+  } catch (err) {
+    r.problems.push(`the no-vacuous-pass check failed: ${(err as Error).message}`);
+  }
+  return r;
+}
 
 /** Counts trials by fault and formats the one-line summary every chaos run ends with. */
 export class TrialLog {
@@ -1047,7 +1841,7 @@ export class TrialLog {
     this.results.push(r);
     return r;
   }
-  summary(report?: InvariantReport): string {
+  summary(report?: InvariantReport, hall?: Hall): string {
     const by: Record<string, number> = {};
     for (const r of this.results) by[r.fault] = (by[r.fault] ?? 0) + 1;
     const problems = this.results.reduce((n, r) => n + r.problems.length, 0);
@@ -1057,6 +1851,9 @@ export class TrialLog {
     const j = report
       ? `, journal ${report.entries} writes (${report.accepted} accepted), ${Object.values(report.terms).reduce((n, t) => n + t.length, 0)} terms, ${report.violations.length} invariant violations`
       : '';
-    return `chaos: ${this.results.length} trials (${kinds}), ${problems} problems${j}`;
+    const l = hall
+      ? `, liveness over ${hall.claims.length} claim samples (${hall.exemptions.length} exemptions)`
+      : '';
+    return `chaos: ${this.results.length} trials (${kinds}), ${problems} problems${j}${l}`;
   }
 }

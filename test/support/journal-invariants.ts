@@ -42,7 +42,14 @@ export async function readJournal(
   return { entries, truncated, lastSeq: entries.at(-1)?.seq ?? since };
 }
 
-export type ViolationKind = 'ahu-epoch-decrease' | 'group-interleave' | 'journal-truncated';
+export type ViolationKind =
+  | 'ahu-epoch-decrease'
+  | 'group-interleave'
+  | 'journal-truncated'
+  // liveness (checkLiveness): a group its leader claimed and did not drive
+  | 'term-start-late'
+  | 'drive-gap'
+  | 'not-handed-on';
 
 export interface Violation {
   kind: ViolationKind;

@@ -1,0 +1,57 @@
+// Chaos: faults of the device links, the sensor network and the simulator, on real processes
+// (3-member etcd, the simulator with Modbus TCP units behind link proxies and OPC-UA units,
+// 3 controllers). Slow units, alone and with their leader SIGSTOPped (issue 15, item 5); lossy and
+// resetting links; a unit refusing writes for 2 s with the stale-epoch answer while its epoch is
+// not newer (item 1); the sensor gateway down; the MQTT broker restarted; the simulator restarted
+// (units forget their epoch). Safety and liveness invariants after every trial.
+import { describe, expect, it } from 'vitest';
+import {
+  MIXED_HALL,
+  trialBrokerRestart,
+  trialGatewayDown,
+  trialLossyLink,
+  trialResetLink,
+  trialSimRestart,
+  trialSlowUnit,
+  trialSlowUnitSigstop,
+  trialTransientRefusal,
+} from '../support/hall.ts';
+import { useChaosHall } from './chaos-hall.ts';
+
+const chaos = useChaosHall({ ...MIXED_HALL, name: 'chaos-devices' });
+
+describe('chaos: device links, sensors and the simulator', () => {
+  it('a slow OPC-UA unit (5 s answers) keeps its group driven', async () => {
+    await chaos.trial('slow-unit', (h) => trialSlowUnit(h, { protocol: 'opcua', ms: 5000 }));
+  }, 60_000);
+
+  for (const protocol of ['opcua', 'modbus-tcp']) {
+    it(`a slow ${protocol} unit and its leader SIGSTOPped: no old-term write lands after the new term's`, async () => {
+      const r = await chaos.trial('slow-unit-sigstop', (h) => trialSlowUnitSigstop(h, { protocol }));
+      expect(r.newEpoch).toBeGreaterThan(r.oldEpoch!);
+    }, 60_000);
+  }
+
+  it('a lossy Modbus link (30 % of chunks dropped) keeps its group driven', async () => {
+    await chaos.trial('lossy-link', trialLossyLink);
+  }, 60_000);
+
+  it('a resetting Modbus link keeps its group driven', async () => {
+    await chaos.trial('reset-link', trialResetLink);
+  }, 60_000);
+
+  for (const protocol of ['modbus-tcp', 'opcua']) {
+    it(`a ${protocol} unit refusing writes as stale for 2 s (its epoch not newer) stops nothing`, async () => {
+      await chaos.trial('transient-refusal', (h) => trialTransientRefusal(h, { protocol }));
+    }, 60_000);
+  }
+
+  it('the sensor gateway down, then the MQTT broker restarted', async () => {
+    await chaos.trial('gateway-down', trialGatewayDown);
+    await chaos.trial('broker-restart', trialBrokerRestart);
+  }, 90_000);
+
+  it('the simulator restarted: units forget their epoch, every group is driven again, no old epoch lands', async () => {
+    await chaos.trial('sim-restart', trialSimRestart);
+  }, 90_000);
+});
