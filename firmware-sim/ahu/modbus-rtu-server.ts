@@ -6,6 +6,7 @@
 // leaves no timer behind. Register map and behaviour: docs/modbus-register-map.md.
 import { type Logger, pino } from 'pino';
 import { SerialPort } from 'serialport';
+import { maxApplyDelayMs } from '../../src/config/site-schema.ts';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
@@ -62,12 +63,18 @@ export class ModbusRtuAhuServer {
   private readonly pm: ModbusPointMap;
   private readonly log: Logger;
   private readonly pdu: ModbusAhuPdu;
+
+  /** The site's `client.maxApplyDelayMs` for this unit: what the controller relies on, kept here. */
+  private get applyBoundMs(): number {
+    return maxApplyDelayMs(this.unit.config.client);
+  }
   private readonly frameGapMs: number;
   private readonly client: string;
   private port: SerialPort | undefined;
   private buffer: Buffer = Buffer.alloc(0);
   private gapTimer: NodeJS.Timeout | undefined;
-  private readonly queue: Buffer[] = [];
+  /** Requests waiting for the line, each with when it arrived (`performance.now()`). */
+  private readonly queue: { frame: Buffer; atMs: number }[] = [];
   private pumping = false;
   private readonly delays = new Delays();
   private readonly warns: RateLimitedWarn;
@@ -237,18 +244,26 @@ export class ModbusRtuAhuServer {
       );
       return;
     }
-    this.queue.push(frame);
+    this.queue.push({ frame, atMs: performance.now() });
     if (!this.pumping) void this.pump();
   }
 
   private async pump(): Promise<void> {
     this.pumping = true;
     try {
-      for (let frame = this.queue.shift(); frame && !this.stopping; frame = this.queue.shift()) {
+      for (let q = this.queue.shift(); q && !this.stopping; q = this.queue.shift()) {
+        // The unit's apply bound, as over TCP: a request not served by then is dropped for good.
+        const dueMs = q.atMs + this.applyBoundMs;
         const slowMs = this.unit.faults.slowMs;
+        if (performance.now() + slowMs > dueMs) {
+          await this.delays.wait(Math.max(0, dueMs - performance.now()));
+          if (this.stopping) return;
+          if (!this.unit.faults.offline) this.pdu.expire(this.client, q.frame.subarray(1, -2));
+          continue;
+        }
         if (slowMs > 0) await this.delays.wait(slowMs);
         if (this.stopping) return;
-        this.answer(frame);
+        this.answer(q.frame);
       }
     } finally {
       this.pumping = false;

@@ -9,6 +9,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { mulberry32 } from '../../src/config/generate-site.ts';
+import { maxApplyDelayMs } from '../../src/config/site-schema.ts';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
@@ -50,9 +51,15 @@ interface Connection {
   readonly client: string;
   buffer: Buffer;
   frameTimer: NodeJS.Timeout | undefined;
-  readonly queue: Buffer[];
+  /** Requests not yet answered, each with when its last byte arrived (`performance.now()`). */
+  readonly queue: QueuedRequest[];
   pumping: boolean;
   closed: boolean;
+}
+
+interface QueuedRequest {
+  frame: Buffer;
+  atMs: number;
 }
 
 type Counters = PduCounters & {
@@ -98,6 +105,11 @@ export class ModbusAhuServer {
   /** applyFaults() calls run one after another, so listen and close never interleave. */
   private faultSync: Promise<void> = Promise.resolve();
   private readonly pdu: ModbusAhuPdu;
+
+  /** The site's `client.maxApplyDelayMs` for this unit: what the controller relies on, kept here. */
+  private get applyBoundMs(): number {
+    return maxApplyDelayMs(this.unit.config.client);
+  }
 
   constructor(unit: SimAirHandler, opts: ModbusAhuServerOptions) {
     if (!Number.isInteger(opts.unitId) || opts.unitId < 0 || opts.unitId > 255) {
@@ -318,7 +330,7 @@ export class ModbusAhuServer {
         this.closeConnection(conn);
         return;
       }
-      conn.queue.push(frame);
+      conn.queue.push({ frame, atMs: performance.now() });
     }
     if (conn.buffer.length > 0 && !conn.frameTimer) {
       conn.frameTimer = setTimeout(() => {
@@ -344,15 +356,31 @@ export class ModbusAhuServer {
   private async pump(conn: Connection): Promise<void> {
     conn.pumping = true;
     try {
-      for (let frame = conn.queue.shift(); frame && !conn.closed; frame = conn.queue.shift()) {
+      for (let q = conn.queue.shift(); q && !conn.closed; q = conn.queue.shift()) {
+        // The unit's apply bound: a request it cannot serve by then is dropped, as a TCP→RTU
+        // gateway drops one past its response timeout; it never lands later (docs/modbus-register-map.md).
+        const dueMs = q.atMs + this.applyBoundMs;
         const slowMs = this.unit.faults.slowMs;
+        if (performance.now() + slowMs > dueMs) {
+          await this.delays.wait(Math.max(0, dueMs - performance.now()));
+          if (conn.closed || this.stopping) return;
+          this.expire(conn, q.frame);
+          continue;
+        }
         if (slowMs > 0) await this.delays.wait(slowMs);
         if (conn.closed || this.stopping) return;
-        this.answer(conn, frame);
+        this.answer(conn, q.frame);
       }
     } finally {
       conn.pumping = false;
     }
+  }
+
+  /** A request past the unit's apply bound: never served; a write to this unit is journaled 'expired'. */
+  private expire(conn: Connection, frame: Buffer): void {
+    const unitId = frame.readUInt8(6);
+    if (this.opts.unitId !== 0 && unitId !== this.opts.unitId && unitId !== DIRECT_UNIT_ID) return;
+    this.pdu.expire(conn.client, frame.subarray(MBAP_HEADER_LEN));
   }
 
   /** One complete frame in; answers it as the unit and its faults say. Reads faults now, so they act at once. */

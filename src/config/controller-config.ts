@@ -6,9 +6,9 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
 import { leadershipTimingProblems, type TimingField } from '../cluster/etcd-leadership.ts';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
-import type { Site } from './site-schema.ts';
+import { maxApplyDelayMs, type Site } from './site-schema.ts';
 
 const NodeName = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
@@ -184,6 +184,46 @@ export function timingRules(c: ControllerConfigFile): { path: string; message: s
   }));
 }
 
+/**
+ * Every unit's worst-case write must fit in what a healthy leader's lease leaves it. A write goes on
+ * the wire only while the unit's `client.maxApplyDelayMs` fits before the lease guard's deadline
+ * (safety: src/devices/resilience.ts writeBudgetMs); this rule makes sure that, with keepalives on
+ * time, it always fits — the deadline is renewed to TTL − margin after each keepalive and falls to
+ * TTL − margin − keepaliveIntervalMs just before the next. A unit past that would be written only
+ * part of the time, or never. One problem per unit, all at once.
+ */
+export function deviceTimingRules(
+  site: Pick<Site, 'airHandlers'>,
+  timing: Pick<ControllerConfig['cluster'], 'leaseTtlS' | 'safetyMarginMs' | 'keepaliveIntervalMs'>,
+  siteFile: string,
+): ConfigProblem[] {
+  const actWindowMs = timing.leaseTtlS * 1000 - timing.safetyMarginMs - timing.keepaliveIntervalMs;
+  const problems: ConfigProblem[] = [];
+  site.airHandlers.forEach((a, i) => {
+    const applyMs = maxApplyDelayMs(a.client);
+    if (applyMs <= actWindowMs) return;
+    // Which setting the figure came from: the operator changes that one.
+    const from =
+      a.client?.maxApplyDelayMs !== undefined
+        ? 'client.maxApplyDelayMs'
+        : a.client?.timeoutMs !== undefined
+          ? 'client.timeoutMs, the default of client.maxApplyDelayMs'
+          : 'the default of client.maxApplyDelayMs';
+    problems.push({
+      file: siteFile,
+      path: `/airHandlers/${i}/client/${a.client?.maxApplyDelayMs === undefined && a.client?.timeoutMs !== undefined ? 'timeoutMs' : 'maxApplyDelayMs'}`,
+      message:
+        `air handler ${a.id} may take ${applyMs} ms to apply a write (${from}), ` +
+        `more than the ${actWindowMs} ms a leader's lease is sure to leave it (leaseTtlS × 1000 − safetyMarginMs − keepaliveIntervalMs ` +
+        `of the controller config): its writes could not all end inside the term, so they would be skipped`,
+      allowed:
+        `client.maxApplyDelayMs ≤ ${actWindowMs} for this unit (set its gateway's response timeout to match), ` +
+        `or leaseTtlS ≥ ${Math.ceil((applyMs + timing.safetyMarginMs + timing.keepaliveIntervalMs) / 1000)} in the controller config`,
+    });
+  });
+  return problems;
+}
+
 /** The cluster's timing with its defaults: the one place they are filled in. */
 function clusterTiming(c: ControllerConfigFile): Pick<ControllerConfig['cluster'], TimingField> {
   return {
@@ -228,6 +268,8 @@ export async function loadControllerConfig(file: string, node: string): Promise<
       },
     ]);
   }
+  const slow = deviceTimingRules(site, clusterTiming(c), sitePath);
+  if (slow.length > 0) throw new ConfigError(file, slow);
   const secret = await readSecret(file, base, c);
   const [apiHost, apiPort] = splitHostPort(self.api);
   return {

@@ -152,9 +152,29 @@ export const DeviceClientSchema = T.Object(
     verifyWrites: T.Optional(
       T.Boolean({ default: true, description: 'read the command back after every write' }),
     ),
+    maxApplyDelayMs: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 60_000,
+        description:
+          'the longest the unit (or a gateway in front of it) may hold a write before it applies it or drops it for good; a write is sent only while at least this much is left of the leader’s lease (default: timeoutMs). Modbus gateways: their response or queue timeout',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
+
+/** Default of `client.timeoutMs`, one owner for the adapters, the simulator and the timing rule. */
+export const DEFAULT_DEVICE_TIMEOUT_MS = 1_000;
+
+/**
+ * The unit's stated worst case from the moment a write is on the wire until it applies or is
+ * dropped: `client.maxApplyDelayMs`, else the unit's call timeout (a unit is assumed to answer, and
+ * so to apply, within the time the controller waits for it).
+ */
+export function maxApplyDelayMs(client: DeviceClientSettings | undefined): number {
+  return client?.maxApplyDelayMs ?? client?.timeoutMs ?? DEFAULT_DEVICE_TIMEOUT_MS;
+}
 
 const AhuCommon = {
   id: Id,

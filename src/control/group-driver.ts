@@ -252,14 +252,14 @@ export class GroupDriver {
   async releaseAll(timeoutMs: number): Promise<void> {
     const epoch = this.drivingEpoch;
     if (epoch === null) return;
-    const mayWrite = () => this.leadership.fence(this.group)?.epoch === epoch;
+    const deadlineMs = this.termDeadline(epoch);
     const signal = AbortSignal.timeout(timeoutMs);
     await Promise.allSettled(
       this.ahus.map(async (a) => {
         const device = this.devices.get(a);
         const c = this.commands.get(a);
         if (!device || !c || this.unitState.get(a)?.released) return;
-        await device.writeCommand({ epoch, remoteEnable: false, ...c }, { mayWrite, signal });
+        await device.writeCommand({ epoch, remoteEnable: false, ...c }, { deadlineMs, signal });
         this.log.info({ ahu: a }, 'unit handed to its local control: no other node will lead');
       }),
     );
@@ -472,16 +472,28 @@ export class GroupDriver {
     }
   }
 
+  /**
+   * Until when a write of `epoch`'s term may land: the lease guard's deadline while this node still
+   * leads with that epoch, else null. The adapter reads it at each send and sends only what the
+   * unit will have applied (or dropped) by then (docs/leadership.md, "Writes end inside the term").
+   */
+  private termDeadline(epoch: number): () => number | null {
+    return () => {
+      const f = this.leadership.fence(this.group);
+      return f?.epoch === epoch ? f.untilMs : null;
+    };
+  }
+
   /** One unit, one period: the fenced write (or the hand-over to local control), then a read. */
   private async drive(ahu: string, device: DeviceIo, epoch: number): Promise<void> {
     const st = this.unitState.get(ahu)!;
-    const mayWrite = () => this.leadership.fence(this.group)?.epoch === epoch;
+    const deadlineMs = this.termDeadline(epoch);
     try {
       const c = this.commands.get(ahu);
       if (this.release.has(ahu)) {
         // Deliberately handed to local control (pause, operator): one write saying so, then none.
         if (!st.released && c) {
-          await device.writeCommand({ epoch, remoteEnable: false, ...c }, { mayWrite });
+          await device.writeCommand({ epoch, remoteEnable: false, ...c }, { deadlineMs });
           st.released = true;
           this.log.info({ ahu }, 'unit handed to its local control');
         }
@@ -494,7 +506,7 @@ export class GroupDriver {
         };
         // reassert: this node has just proven it leads (the fence is checked at the send), so taking
         // a unit back from fallback or local is the deliberate act of the group's leader.
-        await device.writeCommand(cmd, { reassert: true, mayWrite });
+        await device.writeCommand(cmd, { reassert: true, deadlineMs });
         if (st.released) this.log.info({ ahu }, 'unit taken back under remote control');
         st.released = false;
         this.counters.writes++;

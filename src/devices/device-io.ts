@@ -54,6 +54,16 @@ export interface WriteOptions extends CallOptions {
    * queueing, connecting or retry backoff). false → COOLCTL_E_NOT_LEADER and nothing is sent.
    */
   mayWrite?: () => boolean;
+  /**
+   * Until when (`performance.now()` ms) a write of this caller may land on the unit: the lease
+   * guard's deadline (`Fence.untilMs`), or null when it may not write at all. Read right before each
+   * attempt goes on the wire (a keepalive acknowledged meanwhile moves it later). An attempt is sent
+   * only if the unit's worst case fits — now + `client.maxApplyDelayMs` ≤ deadline — else the write
+   * fails with COOLCTL_E_NOT_LEADER and nothing is sent; OPC-UA also sends what is left as the
+   * request's timeoutHint, and gives up on the answer then (docs/leadership.md, "Writes end inside
+   * the term").
+   */
+  deadlineMs?: () => number | null;
 }
 
 /** What every adapter gets from whoever builds it (the daemon, a test, a benchmark). */

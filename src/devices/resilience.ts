@@ -448,8 +448,19 @@ export class LinkMonitor {
   }
 }
 
-/** Throws COOLCTL_E_NOT_LEADER when the caller's lease guard says no; call it in the same tick as the send. */
-export function assertMayWrite(opts: WriteOptions, device: string, what: string): void {
+/**
+ * The time a write attempt has before it must have landed (ms; Infinity without a caller deadline).
+ * Throws COOLCTL_E_NOT_LEADER, and nothing may be sent, when the caller's lease guard says no or
+ * when the unit's worst case (`maxApplyDelayMs`: on the wire until applied or dropped) would end
+ * after the caller's deadline. Call it in the same tick as the send: a frozen process (GC, SIGSTOP)
+ * resumes with the clock read here, never with a budget computed before the pause.
+ */
+export function writeBudgetMs(
+  opts: WriteOptions,
+  device: string,
+  what: string,
+  maxApplyDelayMs: number,
+): number {
   if (opts.mayWrite && !opts.mayWrite()) {
     throw new DeviceError(
       ErrorCodes.NOT_LEADER,
@@ -457,4 +468,23 @@ export function assertMayWrite(opts: WriteOptions, device: string, what: string)
       `${what}: not sent, this node may not act (lease deadline passed or leadership lost)`,
     );
   }
+  if (!opts.deadlineMs) return Number.POSITIVE_INFINITY;
+  const deadline = opts.deadlineMs();
+  const budgetMs = deadline === null ? Number.NaN : deadline - performance.now();
+  if (!(budgetMs > 0)) {
+    throw new DeviceError(
+      ErrorCodes.NOT_LEADER,
+      device,
+      `${what}: not sent, this node may not act (lease deadline passed or leadership lost)`,
+    );
+  }
+  if (budgetMs < maxApplyDelayMs) {
+    throw new DeviceError(
+      ErrorCodes.NOT_LEADER,
+      device,
+      `${what}: not sent, ${Math.floor(budgetMs)} ms are left of the lease but the unit may take ` +
+        `${maxApplyDelayMs} ms to apply a write (client.maxApplyDelayMs): it could land after a successor's`,
+    );
+  }
+  return budgetMs;
 }

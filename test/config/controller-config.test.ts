@@ -1,10 +1,11 @@
 // The controller config: defaults, paths relative to the file, and the timing rules that keep a
 // single leader — an unsafe file is refused with every problem and why, by the CLI too (exit 2).
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
 import { ConfigError } from '../../src/errors.ts';
 
@@ -61,6 +62,45 @@ describe('controller config', () => {
       base('  leaseTtlS: 1\n  keepaliveIntervalMs: 100\n  safetyMarginMs: 100\n  etcdCallTimeoutMs: 200'),
     );
     expect(msg).toMatch(/etcd would silently raise a 1 s TTL/);
+  });
+
+  it('refuses units whose worst-case write cannot end inside the lease, every one at once, and says what to change', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coolctl-cfg-'));
+    const siteDoc = parseYaml(await readFile('config/demo-site.yaml', 'utf8')) as {
+      airHandlers: { id: string; client?: Record<string, number> }[];
+    };
+    const [a0, a1, a2] = siteDoc.airHandlers;
+    a0!.client = { maxApplyDelayMs: 1_400 };
+    a1!.client = { timeoutMs: 2_000 };
+    a2!.client = { timeoutMs: 2_000, maxApplyDelayMs: 1_300 };
+    const sitePath = join(dir, 'site.yaml');
+    await writeFile(sitePath, stringifyYaml(siteDoc));
+    const file = join(dir, 'c.yaml');
+    const cluster = (ttl: number) =>
+      `site: site.yaml\ncluster:\n  etcd: [http://127.0.0.1:2379]\n  leaseTtlS: ${ttl}\n  keepaliveIntervalMs: 300\n  safetyMarginMs: 400\nnodes:\n  a: { api: 127.0.0.1:8101 }\n`;
+    await writeFile(file, cluster(2));
+    const err = await loadControllerConfig(file, 'a').then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems;
+    // 2000 − 400 − 300 = 1300 ms: a0 (1400) and a1 (its 2000 ms timeout) do not fit; a2 (1300) does.
+    expect(problems.map((p) => p.path)).toEqual([
+      '/airHandlers/0/client/maxApplyDelayMs',
+      '/airHandlers/1/client/timeoutMs',
+    ]);
+    expect(problems[0]).toMatchObject({ file: sitePath });
+    expect(problems[0]!.message).toMatch(
+      new RegExp(
+        `air handler ${a0!.id} may take 1400 ms to apply a write \\(client.maxApplyDelayMs\\), more than the 1300 ms`,
+      ),
+    );
+    expect(problems[1]!.message).toMatch(/2000 ms .*client.timeoutMs, the default of client.maxApplyDelayMs/);
+    expect(problems[1]!.allowed).toMatch(/client.maxApplyDelayMs ≤ 1300 .* or leaseTtlS ≥ 3/);
+    // A longer lease leaves room for them all.
+    await writeFile(file, cluster(3));
+    await expect(loadControllerConfig(file, 'a')).resolves.toMatchObject({ node: 'a' });
   });
 
   it('lists every problem at once, with lines: unknown settings, bad URLs, a missing node', async () => {

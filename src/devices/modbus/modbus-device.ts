@@ -11,7 +11,12 @@ import { EventEmitter } from 'node:events';
 import { type Socket, connect as tcpConnect } from 'node:net';
 import modbusSerial from 'modbus-serial';
 import { type Logger, pino } from 'pino';
-import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
+import {
+  DEFAULT_DEVICE_TIMEOUT_MS,
+  type ModbusAirHandler,
+  type ModbusRtuAirHandler,
+  maxApplyDelayMs,
+} from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff, settlesWithin } from '../../util/async.ts';
 import type {
@@ -27,13 +32,13 @@ import type {
 } from '../device-io.ts';
 import type { DeviceMeter, DeviceOp } from '../metrics.ts';
 import {
-  assertMayWrite,
   CallLane,
   defaultLinkRule,
   LaneCall,
   LinkMonitor,
   pause,
   retryAfter,
+  writeBudgetMs,
 } from '../resilience.ts';
 import { ModbusFrameError, ModbusTcpClient } from './modbus-tcp.ts';
 import {
@@ -83,7 +88,7 @@ interface RegisterClient {
   writeRegisters(address: number, words: number[]): Promise<unknown>;
 }
 
-export const DEFAULT_TIMEOUT_MS = 1_000;
+export const DEFAULT_TIMEOUT_MS = DEFAULT_DEVICE_TIMEOUT_MS;
 export const DEFAULT_RETRIES = 2;
 /** Background reconnect: first try after ~100 ms, then doubling, never more than 3 s apart. */
 const RECONNECT_BASE_MS = 100;
@@ -173,6 +178,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private readonly timeoutMs: number;
   private readonly retries: number;
   private readonly verifyWrites: boolean;
+  /** No frame carries a deadline: the unit's stated worst case is what keeps a write inside the term. */
+  private readonly maxApplyDelayMs: number;
   private readonly parentLog: Logger;
   private ownLog: Logger | undefined;
   private readonly meter: DeviceMeter | undefined;
@@ -204,6 +211,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     this.timeoutMs = ahu.client?.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.retries = ahu.client?.retries ?? DEFAULT_RETRIES;
     this.verifyWrites = ahu.client?.verifyWrites ?? true;
+    this.maxApplyDelayMs = maxApplyDelayMs(ahu.client);
     this.parentLog = deps.logger ?? pino({ level: 'silent' });
     this.meter = deps.metrics?.meter(ahu.id, ahu.protocol);
     this.lane = new CallLane(ahu.id, this.timeoutMs, (call, err, failed) =>
@@ -283,7 +291,9 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         const heartbeat = this.nextHeartbeat();
         words = encodeCommand({ ...cmd, heartbeat }, this.pm);
         await this.request(ctx, 'write command block', (c) => {
-          assertMayWrite(opts, this.id, what);
+          // Checked at the send, after any connect or backoff: once on the wire, only the unit's own
+          // bound (it applies or drops the request within maxApplyDelayMs) keeps it inside the term.
+          writeBudgetMs(opts, this.id, what, this.maxApplyDelayMs);
           return c.writeRegisters(this.pm.commandBlock, words);
         });
         this.unitHeartbeat = heartbeat;

@@ -10,7 +10,10 @@ import { inspect } from 'node:util';
 import { OPCUACertificateManager } from 'node-opcua-certificate-manager';
 import {
   AttributeIds,
+  CallRequest,
+  CallResponse,
   type ClientMonitoredItemGroup,
+  ClientSecureChannelLayer,
   type ClientSession,
   type ClientSubscription,
   DataChangeFilter,
@@ -30,7 +33,7 @@ import {
   Variant,
 } from 'node-opcua-client';
 import { type Logger, pino } from 'pino';
-import type { OpcuaAirHandler } from '../../config/site-schema.ts';
+import { maxApplyDelayMs, type OpcuaAirHandler } from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff } from '../../util/async.ts';
 import type {
@@ -48,13 +51,13 @@ import type {
 } from '../device-io.ts';
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
 import {
-  assertMayWrite,
   defaultLinkRule,
   LinkMonitor,
   pause,
   retry,
   SerialQueue,
   withDeadline,
+  writeBudgetMs,
 } from '../resilience.ts';
 import {
   nodeIdFor,
@@ -71,6 +74,14 @@ export const DEFAULT_CLIENT_PKI_DIR = resolve(process.cwd(), 'var/opcua-client-p
 
 const PROTOCOL = 'opcua';
 const DEFAULTS = { timeoutMs: 1_000, retries: 2, verifyWrites: true } as const;
+/**
+ * node-opcua raises every request's timeoutHint to at least this (5 s by default, a process-wide
+ * static) before sending it: a WriteCommand's hint is the time left of the lease, often less, and
+ * a server that honours a raised hint could apply the call after a successor's first write. Only
+ * requests that set a hint of their own see the difference (the others use the client's
+ * defaultTransactionTimeout, ≥ 10 s).
+ */
+ClientSecureChannelLayer.minTransactionTimeout = 1;
 /** Connecting includes a secure-channel handshake (and, the very first time, making our key pair). */
 const MIN_CONNECT_TIMEOUT_MS = 5_000;
 const CLOSE_DEADLINE_MS = 2_000;
@@ -220,6 +231,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   private readonly connectTimeoutMs: number;
   private readonly retries: number;
   private readonly verifyWrites: boolean;
+  private readonly maxApplyDelayMs: number;
 
   private readonly queue: SerialQueue;
   private readonly monitor: LinkMonitor;
@@ -257,6 +269,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     this.connectTimeoutMs = Math.max(5 * this.timeoutMs, MIN_CONNECT_TIMEOUT_MS);
     this.retries = ahu.client?.retries ?? DEFAULTS.retries;
     this.verifyWrites = ahu.client?.verifyWrites ?? DEFAULTS.verifyWrites;
+    this.maxApplyDelayMs = maxApplyDelayMs(ahu.client);
     this.queue = new SerialQueue(ahu.id);
     this.monitor = new LinkMonitor(defaultLinkRule, (from, to, reason) =>
       this.onLinkChange(from, to, reason),
@@ -460,18 +473,25 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     opts: WriteOptions,
   ): Promise<void> {
     const conn = this.connected();
-    assertMayWrite(opts, this.id, `fenced write (epoch ${cmd.epoch})`);
+    const budgetMs = writeBudgetMs(opts, this.id, `fenced write (epoch ${cmd.epoch})`, this.maxApplyDelayMs);
     const values = [cmd.epoch, heartbeat, cmd.remoteEnable, cmd.fanPct, cmd.supplySetpointC];
-    const result = await abortable(
-      conn.session.call({
-        objectId: nodeIdFor(conn.nsIndex, this.map.objectNodeId),
-        methodId: nodeIdFor(conn.nsIndex, this.map.writeCommandMethod),
-        inputArguments: WRITE_COMMAND_ARGS.map(
-          (a, i) => new Variant({ dataType: DataType[a.dataType], value: values[i] }),
-        ),
-      }),
-      signal,
-    );
+    // timeoutHint: a server may cancel a request whose hint has passed (OPC-UA Part 4, RequestHeader),
+    // as the simulator does; with what is left of the lease as the hint, a call that waited too long
+    // in the unit is dropped there instead of landing after a successor's write.
+    const request = new CallRequest({
+      requestHeader: { timeoutHint: Math.max(1, Math.floor(Math.min(budgetMs, this.timeoutMs))) },
+      methodsToCall: [
+        {
+          objectId: nodeIdFor(conn.nsIndex, this.map.objectNodeId),
+          methodId: nodeIdFor(conn.nsIndex, this.map.writeCommandMethod),
+          inputArguments: WRITE_COMMAND_ARGS.map(
+            (a, i) => new Variant({ dataType: DataType[a.dataType], value: values[i] }),
+          ),
+        },
+      ],
+    });
+    const result = (await abortable(transact(conn.session, request), signal)).results?.[0];
+    if (!result) throw this.badStatus('WriteCommand', undefined);
     const status = result.statusCode;
     if (status.isGood()) return;
     // BadInvalidState is only a claim of a stale epoch (writeCommand proves it, proveStaleEpoch).
@@ -1039,6 +1059,23 @@ function errorMessage(err: unknown): string {
 
 function statusIn(message: string): string | undefined {
   return /\b(Bad[A-Za-z]+)\b/.exec(message)?.[1];
+}
+
+/**
+ * One request as built, header included (session.call() makes its own CallRequest, whose hint the
+ * caller cannot set). A service fault rejects, as with session.call().
+ */
+function transact(session: ClientSession, request: CallRequest): Promise<CallResponse> {
+  const s = session as unknown as {
+    performMessageTransaction(req: CallRequest, cb: (err: Error | null, res?: unknown) => void): void;
+  };
+  return new Promise((ok, fail) => {
+    s.performMessageTransaction(request, (err, res) => {
+      if (err) fail(err);
+      else if (res instanceof CallResponse) ok(res);
+      else fail(new Error(`CallRequest answered with ${String((res as object)?.constructor?.name)}`));
+    });
+  });
 }
 
 /** Races a node-opcua promise (which takes no signal) against `signal`. */
