@@ -21,7 +21,8 @@ import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { Failsafe, type FailsafeTransport } from './failsafe.ts';
 import type { Fence, GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
 import { LeadershipMetrics } from './metrics.ts';
-import { NO_OPERATOR_STATE, type OperatorState, updateOperatorState } from './operator-state.ts';
+import type { OperatorState } from './operator-state.ts';
+import { type OperatorProblem, OperatorStore } from './operator-store.ts';
 import { planHandover } from './placement.ts';
 import {
   type ClusterSnapshot,
@@ -172,6 +173,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   private dirty = false;
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly reader: SnapshotReader;
+  private readonly operators: OperatorStore;
   private watchers: Watcher[] = [];
   private readonly pending = new Map<string, PendingSwitchover>();
   private started = false;
@@ -223,6 +225,13 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       now: this.now,
       logger: this.log,
       onIgnored: (kind) => this.metrics?.ignoredKey(kind),
+    });
+    this.operators = new OperatorStore({
+      client: this.client,
+      prefix: opts.prefix,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      logger: this.log,
+      onInvalid: (group) => this.metrics?.operatorStateInvalid(group),
     });
     for (const group of opts.groups) {
       this.state.set(group, newGroupState(group));
@@ -379,19 +388,17 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   }
 
   operator(group: string): OperatorState {
-    return this.snapshot?.operators.get(group) ?? NO_OPERATOR_STATE;
+    return this.operators.state(group);
+  }
+
+  operatorProblem(group: string): OperatorProblem | null {
+    return this.operators.problem(group);
   }
 
   async updateOperator(group: string, change: (cur: OperatorState) => OperatorState): Promise<OperatorState> {
     if (!this.state.has(group))
       throw new ClusterError(ClusterErrorCodes.NOT_LEADER, `operator state: unknown group ${group}`);
-    const stored = await updateOperatorState(
-      this.client,
-      this.opts.prefix,
-      group,
-      change,
-      this.opts.etcdCallTimeoutMs,
-    );
+    const stored = await this.operators.update(group, change);
     this.requestTick();
     return stored;
   }
@@ -589,16 +596,12 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       this.dirty = true; // the lease changed under the read: decide from a read made with the new one
       return;
     }
-    const prevOperators = this.snapshot?.operators;
     this.snapshot = snap;
     this.updateMembers(snap);
-    for (const group of this.groupList) {
-      const before = JSON.stringify(prevOperators?.get(group) ?? NO_OPERATOR_STATE);
-      const now = snap.operators.get(group) ?? NO_OPERATOR_STATE;
-      if (prevOperators && before !== JSON.stringify(now)) {
-        this.log.info({ group, operator: now }, 'operator state changed');
-        this.emit('operator', group, now);
-      }
+    for (const group of this.operators.apply(snap, this.groupList)) {
+      const now = this.operators.state(group);
+      this.log.info({ group, operator: now }, 'operator state changed');
+      this.emit('operator', group, now);
     }
     if (this.lease && this.registered && snap.members.get(this.node)?.leaseHex !== this.lease.hex) {
       // Our member key is gone (deleted or overwritten by hand): our election keys no longer count

@@ -3,6 +3,7 @@
 // Implemented on etcd in ./etcd-leadership.ts; control and the API depend on this interface only.
 import type { EventEmitter } from 'node:events';
 import type { OperatorState } from './operator-state.ts';
+import type { OperatorProblem } from './operator-store.ts';
 
 /**
  * follower: another node leads (or nobody yet) and we are not queued; candidate: queued in the
@@ -62,8 +63,13 @@ export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   groups(): GroupLeadership[];
   /** Hot reload: the groups to take part in from now on (removed ones are resigned first). */
   setGroups?(groups: string[]): void;
-  /** Operators' pause and overrides for `group`, as last read from the store. */
+  /** Operators' pause and overrides in force for `group`, from the store (see operatorProblem). */
   operator?(group: string): OperatorState;
+  /**
+   * Why the stored operator state of `group` is not in force (invalid: operator() then gives the last
+   * valid state, or a pause when this node never saw one); null when it is.
+   */
+  operatorProblem?(group: string): OperatorProblem | null;
   /** Changes them in the store (compare-and-swap); resolves with what was stored. */
   updateOperator?(group: string, change: (cur: OperatorState) => OperatorState): Promise<OperatorState>;
   members(): Member[];

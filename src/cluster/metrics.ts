@@ -13,6 +13,7 @@ export class LeadershipMetrics {
   private readonly expiredRevoked: Counter;
   private readonly relinquishes: Counter<'group'>;
   private readonly ignoredKeys: Counter<'kind'>;
+  private readonly operatorInvalid: Counter<'group'>;
 
   constructor(registry: Registry, leaseRemainingMs: () => number) {
     const registers = [registry];
@@ -64,6 +65,16 @@ export class LeadershipMetrics {
       labelNames: ['kind'],
       registers,
     });
+    this.operatorInvalid = new Counter({
+      name: 'coolctl_operator_state_invalid_total',
+      help: 'Invalid stored operator states seen (once per value): the last valid one, or a pause, stays in force',
+      labelNames: ['group'],
+      registers,
+    });
+  }
+
+  operatorStateInvalid(group: string): void {
+    this.operatorInvalid.inc({ group });
   }
 
   ignoredKey(kind: string): void {

@@ -3,7 +3,8 @@
 // units to their local control) and per-unit overrides (fan %, supply setpoint, or to local).
 // Key `<prefix>/operator/<group>`, no lease (it outlives every node); written compare-and-swap on
 // its mod revision so two operators cannot lose each other's change. A value that does not parse
-// is ignored (logged by the reader), never fatal.
+// never counts as "not paused": the last valid state is kept (operator-store.ts), and with none the
+// group is paused (FAILSAFE_OPERATOR_STATE).
 import type { Etcd3 } from 'etcd3';
 import { etcdCall } from './etcd-client.ts';
 
@@ -50,16 +51,38 @@ export function overrideProblem(o: UnitOverride): string | null {
   return null;
 }
 
+/**
+ * What a node that finds an invalid stored value and knows no valid one before it does: pause — the
+ * units run on their own local control, as when every controller is down (the state the plant is
+ * built to survive). "Not paused" could drive units an operator stopped for maintenance.
+ */
+export const FAILSAFE_OPERATOR_STATE: OperatorState = Object.freeze({
+  paused: true,
+  overrides: Object.freeze({}) as Record<string, UnitOverride>,
+  by: null,
+  atMs: null,
+  reason: 'the stored operator state is invalid and no valid one is known: paused until it is fixed',
+}) as OperatorState;
+
 /** Parses a stored value; null when it is not an operator state. */
 export function parseOperatorState(raw: string): OperatorState | null {
+  const r = checkOperatorState(raw);
+  return r.ok ? r.state : null;
+}
+
+/** Parses a stored value, or says what is wrong with it. */
+export function checkOperatorState(
+  raw: string,
+): { ok: true; state: OperatorState } | { ok: false; problem: string } {
   let v: unknown;
   try {
     v = JSON.parse(raw);
   } catch {
-    return null;
+    return { ok: false, problem: 'not JSON' };
   }
   const o = v as Partial<OperatorState>;
-  if (!o || typeof o !== 'object' || typeof o.paused !== 'boolean') return null;
+  if (!o || typeof o !== 'object') return { ok: false, problem: 'not a JSON object' };
+  if (typeof o.paused !== 'boolean') return { ok: false, problem: '"paused" is not true or false' };
   const overrides: Record<string, UnitOverride> = {};
   if (o.overrides && typeof o.overrides === 'object') {
     for (const [ahu, ov] of Object.entries(o.overrides)) {
@@ -67,17 +90,21 @@ export function parseOperatorState(raw: string): OperatorState | null {
     }
   }
   return {
-    paused: o.paused,
-    overrides,
-    by: typeof o.by === 'string' ? o.by : null,
-    atMs: typeof o.atMs === 'number' ? o.atMs : null,
-    reason: typeof o.reason === 'string' ? o.reason : null,
+    ok: true,
+    state: {
+      paused: o.paused,
+      overrides,
+      by: typeof o.by === 'string' ? o.by : null,
+      atMs: typeof o.atMs === 'number' ? o.atMs : null,
+      reason: typeof o.reason === 'string' ? o.reason : null,
+    },
   };
 }
 
 /**
  * Applies `change` to the group's stored state, compare-and-swap: re-read and retry (3 times) if
- * someone else changed it in between. Returns what was stored.
+ * someone else changed it in between. Returns what was stored. A stored value that does not parse
+ * is changed from `invalidAs` (what this node acts on for it), never from "nothing set".
  */
 export async function updateOperatorState(
   client: Etcd3,
@@ -85,6 +112,7 @@ export async function updateOperatorState(
   group: string,
   change: (cur: OperatorState) => OperatorState,
   callTimeoutMs: number,
+  invalidAs: OperatorState = FAILSAFE_OPERATOR_STATE,
 ): Promise<OperatorState> {
   const key = operatorKey(prefix, group);
   for (let attempt = 1; ; attempt++) {
@@ -92,7 +120,7 @@ export async function updateOperatorState(
       client.get(key).options(o).exec(),
     );
     const kv = res.kvs[0];
-    const cur = (kv && parseOperatorState(kv.value.toString())) || NO_OPERATOR_STATE;
+    const cur = kv ? (parseOperatorState(kv.value.toString()) ?? invalidAs) : NO_OPERATOR_STATE;
     const next = change(cur);
     const rev = kv ? kv.mod_revision : '0';
     const txn = await etcdCall('operator state write', callTimeoutMs, undefined, (o) =>

@@ -12,7 +12,7 @@ import { type QueueEntry, queueOf } from './election.ts';
 import { ClusterError, ClusterErrorCodes } from './errors.ts';
 import { etcdCall } from './etcd-client.ts';
 import type { Member } from './leadership.ts';
-import { type OperatorState, parseOperatorState } from './operator-state.ts';
+import { checkOperatorState, type OperatorState } from './operator-state.ts';
 
 export interface HandoverMarker {
   key: string;
@@ -38,8 +38,16 @@ export interface ClusterSnapshot {
   readonly members: ReadonlyMap<string, Readonly<MemberRecord>>;
   readonly queues: ReadonlyMap<string, readonly QueueEntry[]>;
   readonly markers: ReadonlyMap<string, Readonly<HandoverMarker>>;
-  /** Operators' pause and overrides per group (absent: none). */
+  /** Operators' pause and overrides per group (absent: none stored, or invalid). */
   readonly operators: ReadonlyMap<string, OperatorState>;
+  /** Groups whose stored operator state is invalid: what is wrong, and the value's mod revision. */
+  readonly operatorsInvalid: ReadonlyMap<string, Readonly<InvalidOperatorValue>>;
+}
+
+export interface InvalidOperatorValue {
+  problem: string;
+  /** Mod revision of the bad value (0 when it was too large to read). */
+  modRevision: number;
 }
 
 /** The sub-prefixes leadership reads; nothing else under the cluster prefix is ever read. */
@@ -123,9 +131,16 @@ export class SnapshotReader {
       await this.scan(r.start, r.end, at, kvs, budget, signal);
     }
     const seen = new Set<string>();
-    const snap = parseSnapshot(kvs, this.opts.prefix, groups, at.revision ?? 0, readAtMs, (kv, kind, why) => {
-      this.report(kv.key, `${kind}@${kv.mod_revision}`, kind, why);
-    });
+    const oversized = [...this.oversized.values()].map((e) => e.key);
+    const snap = parseSnapshot(
+      kvs,
+      this.opts.prefix,
+      groups,
+      at.revision ?? 0,
+      readAtMs,
+      (kv, kind, why) => this.report(kv.key, `${kind}@${kv.mod_revision}`, kind, why),
+      oversized,
+    );
     for (const kv of kvs) seen.add(kv.key.toString('latin1'));
     for (const k of this.oversized.keys()) seen.add(k);
     for (const k of this.reported.keys()) if (!seen.has(k)) this.reported.delete(k);
@@ -262,10 +277,12 @@ export function parseSnapshot(
   revision: number,
   readAtMs: number,
   ignore: (kv: IKeyValue, kind: IgnoredKind, why: string) => void = () => {},
+  oversizedKeys: readonly Buffer[] = [],
 ): ClusterSnapshot {
   const members = new Map<string, MemberRecord>();
   const markers = new Map<string, HandoverMarker>();
   const operators = new Map<string, OperatorState>();
+  const operatorsInvalid = new Map<string, InvalidOperatorValue>();
   const electionKvs = new Map<string, IKeyValue[]>();
   const memberStart = `${prefix}/members/`;
   const markerStart = `${prefix}/handover/`;
@@ -289,9 +306,15 @@ export function parseSnapshot(
         );
       } else ignore(kv, 'foreign', 'not a member record');
     } else if (key.startsWith(operatorStart)) {
-      const st = parseOperatorState(kv.value.toString());
-      if (st) operators.set(key.slice(operatorStart.length), st);
-      else ignore(kv, 'foreign', 'not an operator state');
+      // An invalid value is not "none": the operator store keeps the last valid state for it.
+      const group = key.slice(operatorStart.length);
+      const r = checkOperatorState(kv.value.toString());
+      if (r.ok) operators.set(group, r.state);
+      else
+        operatorsInvalid.set(
+          group,
+          Object.freeze({ problem: r.problem, modRevision: Number(kv.mod_revision) }),
+        );
     } else if (key.startsWith(markerStart)) {
       const m = parseJson(kv.value);
       const group = key.slice(markerStart.length);
@@ -332,7 +355,15 @@ export function parseSnapshot(
     const queue = queueOf(counted, `${electionStart}${group}`);
     queues.set(group, Object.freeze(queue.map((e) => Object.freeze(e))));
   }
-  return Object.freeze({ revision, readAtMs, members, queues, markers, operators });
+  for (const k of oversizedKeys) {
+    const key = k.toString();
+    if (key.startsWith(operatorStart) && !operatorsInvalid.has(key.slice(operatorStart.length)))
+      operatorsInvalid.set(
+        key.slice(operatorStart.length),
+        Object.freeze({ problem: 'value too large to be an operator state', modRevision: 0 }),
+      );
+  }
+  return Object.freeze({ revision, readAtMs, members, queues, markers, operators, operatorsInvalid });
 }
 
 /** Why an election key does not count (null: it does). */

@@ -1,0 +1,127 @@
+// The operators' state per group as this node acts on it. From each snapshot: a valid stored value
+// is taken; no value means none set; an invalid value (a hand-made put, a bad restore, a value too
+// large) never means "not paused" — the last valid state stays in force, and a node that never saw a
+// valid one pauses the group (FAILSAFE_OPERATOR_STATE: units to their local control). An invalid
+// value is logged at error level once per value, counted, and shown by problem() until it is fixed.
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import {
+  FAILSAFE_OPERATOR_STATE,
+  NO_OPERATOR_STATE,
+  type OperatorState,
+  operatorKey,
+  updateOperatorState,
+} from './operator-state.ts';
+import type { ClusterSnapshot } from './snapshot.ts';
+
+/** Why the stored operator state of a group is not what this node acts on. */
+export interface OperatorProblem {
+  /** What is wrong with the stored value. */
+  problem: string;
+  /** The etcd key holding it. */
+  key: string;
+  /** Whether this node acts on the last valid state it saw (true) or paused for lack of one (false). */
+  keptLastValid: boolean;
+  /** Since when (ms since the Unix epoch) this node has seen the value invalid. */
+  sinceMs: number;
+}
+
+export interface OperatorStoreOptions {
+  client: Etcd3;
+  prefix: string;
+  callTimeoutMs: number;
+  logger: Logger;
+  /** Called once per invalid value seen (group, problem). */
+  onInvalid?: (group: string) => void;
+}
+
+interface Entry {
+  /** What this node acts on. */
+  state: OperatorState;
+  /** The last valid stored state (undefined: never seen one). */
+  lastValid: OperatorState | undefined;
+  problem: OperatorProblem | null;
+  /** `${modRevision}:${problem}` of the invalid value already reported. */
+  reported: string | null;
+}
+
+export class OperatorStore {
+  private readonly opts: OperatorStoreOptions;
+  private readonly entries = new Map<string, Entry>();
+  private seenSnapshot = false;
+
+  constructor(opts: OperatorStoreOptions) {
+    this.opts = opts;
+  }
+
+  /** What this node acts on for `group` (no snapshot yet: none set). */
+  state(group: string): OperatorState {
+    return this.entries.get(group)?.state ?? NO_OPERATOR_STATE;
+  }
+
+  /** Why the stored value is not in force (null: it is, or none is stored). */
+  problem(group: string): OperatorProblem | null {
+    return this.entries.get(group)?.problem ?? null;
+  }
+
+  /** Takes a snapshot in; returns the groups whose state in force changed (not on the first one). */
+  apply(snap: ClusterSnapshot, groups: readonly string[]): string[] {
+    const changed: string[] = [];
+    const first = !this.seenSnapshot;
+    this.seenSnapshot = true;
+    for (const group of groups) {
+      const e = this.entries.get(group) ?? {
+        state: NO_OPERATOR_STATE,
+        lastValid: undefined,
+        problem: null,
+        reported: null,
+      };
+      this.entries.set(group, e);
+      const before = e.state;
+      const valid = snap.operators.get(group);
+      const invalid = snap.operatorsInvalid.get(group);
+      if (invalid) {
+        const keptLastValid = e.lastValid !== undefined;
+        e.state = e.lastValid ?? FAILSAFE_OPERATOR_STATE;
+        const tag = `${invalid.modRevision}:${invalid.problem}`;
+        e.problem = {
+          problem: invalid.problem,
+          key: operatorKey(this.opts.prefix, group),
+          keptLastValid,
+          sinceMs: e.problem?.sinceMs ?? Date.now(),
+        };
+        if (e.reported !== tag) {
+          e.reported = tag;
+          this.opts.onInvalid?.(group);
+          this.opts.logger.error(
+            { group, key: e.problem.key, problem: invalid.problem, keptLastValid, inForce: e.state },
+            keptLastValid
+              ? 'stored operator state is invalid: keeping the last valid one until it is fixed'
+              : 'stored operator state is invalid and no valid one is known: group paused until it is fixed',
+          );
+        }
+      } else {
+        e.state = valid ?? NO_OPERATOR_STATE;
+        e.lastValid = e.state;
+        if (e.problem) this.opts.logger.info({ group }, 'stored operator state is valid again');
+        e.problem = null;
+        e.reported = null;
+      }
+      if (!first && JSON.stringify(before) !== JSON.stringify(e.state)) changed.push(group);
+    }
+    for (const group of this.entries.keys()) if (!groups.includes(group)) this.entries.delete(group);
+    return changed;
+  }
+
+  /** Compare-and-swap change of the stored state; an invalid stored value is changed from what is in force. */
+  update(group: string, change: (cur: OperatorState) => OperatorState): Promise<OperatorState> {
+    return updateOperatorState(
+      this.opts.client,
+      this.opts.prefix,
+      group,
+      change,
+      this.opts.callTimeoutMs,
+      this.entries.get(group)?.state ?? FAILSAFE_OPERATOR_STATE,
+    );
+  }
+}
