@@ -7,7 +7,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { StateCache } from '../cache/state-cache.ts';
-import type { Leadership } from '../cluster/leadership.ts';
+import type { GroupLeadership, Leadership } from '../cluster/leadership.ts';
 import { type OperatorState, overrideProblem, type UnitOverride } from '../cluster/operator-state.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
@@ -152,6 +152,22 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
                     },
                     sinceMs: { type: 'number' },
                     driving: { type: 'boolean' },
+                    reason: {
+                      type: ['string', 'null'],
+                      description: 'why this node’s state last changed (null: not known)',
+                    },
+                    problem: {
+                      type: ['string', 'null'],
+                      description:
+                        'this node leads the group but does not drive it, and why (no unit accepting writes, a crashing loop, a newer epoch proven); it hands the group on unless its relinquish back-off holds',
+                    },
+                    relinquished: {
+                      type: ['object', 'null'],
+                      description:
+                        'the last time this node handed the group on because it could not drive it: reason, atMs (ms since the Unix epoch)',
+                      properties: { reason: { type: 'string' }, atMs: { type: 'number' } },
+                      additionalProperties: true,
+                    },
                   },
                 },
               },
@@ -170,6 +186,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         state: g.role,
         sinceMs: g.sinceMs,
         driving: deps.drivers.get(g.group)?.driving ?? false,
+        ...handOnView(g, deps.drivers.get(g.group)),
       })),
     }),
   );
@@ -179,7 +196,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     {
       schema: {
         description:
-          'One control group: leader, epoch, this node’s state, and the units it drives with their held commands.',
+          'One control group: leader, epoch, this node’s state, and the units it drives with their held commands. `problem`: this node leads the group but does not drive it, and why; `relinquished`: the last time this node handed it on for that, with the reason; `drive`: the undriven bound (undrivenLimitMs) and, while the relinquish back-off holds, until when (relinquishHeldUntilMs, ms since the Unix epoch); each unit: its last error and its count of stale-epoch refusals its epoch did not prove (refusals).',
         params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
         response: { 404: ErrorBody },
       },
@@ -199,6 +216,13 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
         start: d?.startInfo ?? null,
         mode: d?.driving ? d.decision.mode : null,
         reasons: d?.driving ? d.decision.reasons : [],
+        ...handOnView(g, d),
+        drive: d
+          ? {
+              undrivenLimitMs: d.driveStatus.undrivenLimitMs,
+              relinquishHeldUntilMs: d.driveStatus.relinquishHeldUntilMs,
+            }
+          : null,
         operator: deps.leadership.operator?.(id) ?? null,
         sensors: deps.sensors?.view(id) ?? null,
         units: d?.units() ?? [],
@@ -439,6 +463,26 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   return app;
+}
+
+/**
+ * Never none, as the API says it: why this node's role last changed, why it does not drive a group
+ * it leads, and when and why it last handed the group on (the leadership's record, else the driver's).
+ */
+function handOnView(
+  g: GroupLeadership,
+  d: GroupDriver | undefined,
+): {
+  reason: string | null;
+  problem: string | null;
+  relinquished: { reason: string; atMs: number; cause?: string; epoch?: number } | null;
+} {
+  const own = d?.driveStatus;
+  return {
+    reason: g.reason ?? null,
+    problem: own?.problem ?? null,
+    relinquished: own?.relinquished ?? g.relinquished ?? null,
+  };
 }
 
 /** Who did it: the operator name a client sends (X-Coolctl-Operator, as the dashboard does), else its address. */

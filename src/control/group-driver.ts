@@ -6,9 +6,13 @@
 // A new term resumes from the freshest process state (cache, else peers, else the units' own
 // commands): its first command continues the old leader's last one.
 // Invariants: every write carries the epoch it was decided under and `leadership.fence` is checked
-// synchronously right before the bytes go out; a unit refusing our epoch (or a newer row in the
-// cache) stops us driving until leadership moves on; a step that throws is contained here — the
-// loop restarts alone, with backoff, and the other groups never notice.
+// synchronously right before the bytes go out; one unit's refusal or failure never stops the
+// group's other units; only a *proven* newer epoch (a unit's epoch read back above ours, or a newer
+// row in the cache) stops us writing with ours. A step that throws is contained here — the loop
+// restarts alone, with backoff, and the other groups never notice.
+// Never none: a leader that cannot drive the group (no unit accepted a write within the undriven
+// bound, the loop keeps crashing, or a newer epoch was proven) relinquishes it with the reason,
+// at most as often as its relinquish back-off allows (docs/daemon.md, "A leader that cannot drive").
 import type { Logger } from 'pino';
 import type { ProcessStateStore } from '../cache/state-cache.ts';
 import type { Leadership, RoleChange } from '../cluster/leadership.ts';
@@ -44,6 +48,50 @@ export interface GroupDriverOptions {
    * decision; a throw is a crashing step, contained like any other. Absent in production.
    */
   beforeStep?: (group: string) => void;
+  /** The tightest heartbeat watchdog among the group's units (ms): bounds the undriven time. */
+  unitWatchdogMs?: number;
+  /** How long the group may go without an accepted write before this node hands it on (default: undrivenLimitMs()). */
+  undrivenLimitMs?: number;
+  /** Spacing of one node's relinquishes of the group (default RELINQUISH_BACKOFF). */
+  relinquishBackoff?: { baseMs: number; maxMs: number };
+}
+
+/** A term's first write rounds: a unit's write deadline (1 s by default) fits twice, retries included. */
+const UNDRIVEN_FLOOR_MS = 2_000;
+const UNDRIVEN_PERIODS = 3;
+/** Crashes in a row (no clean period between them) after which the loop is judged unable to run. */
+const CRASHES_TO_RELINQUISH = 3;
+/**
+ * A group no node can drive (every unit unreachable from everywhere, or a unit holding an epoch no
+ * leader reaches) moves from node to node; each node gives it up at most once per back-off, which
+ * doubles per relinquish that follows the previous one within `maxMs`: 5, 10, 20, 40, then 60 s.
+ */
+export const RELINQUISH_BACKOFF = { baseMs: 5_000, maxMs: 60_000 } as const;
+
+/**
+ * How long a group this node leads may go without any accepted write before it is handed on: three
+ * periods (two full periods of retries after a failed write), at least UNDRIVEN_FLOOR_MS, and never
+ * more than half the tightest unit watchdog, so the next leader's first write still comes before
+ * the units fall back to local control (a relinquish hands on in well under a second).
+ */
+export function undrivenLimitMs(periodMs: number, unitWatchdogMs?: number): number {
+  const wanted = Math.max(UNDRIVEN_PERIODS * periodMs, UNDRIVEN_FLOOR_MS);
+  return unitWatchdogMs && unitWatchdogMs > 0 ? Math.min(wanted, unitWatchdogMs / 2) : wanted;
+}
+
+/** Why a leader gives a group up. */
+export type RelinquishCause = 'undriven' | 'crashing' | 'stale-epoch';
+
+/** Whether this node drives the group it leads, and if not why; what it last gave up and why. */
+export interface DriveStatus {
+  /** Why this node, leading the group, does not drive it now (null: it drives it, or does not lead). */
+  problem: string | null;
+  /** The last time this node handed the group on because it could not drive it. */
+  relinquished: { reason: string; cause: RelinquishCause; epoch: number; atMs: number } | null;
+  /** While the relinquish back-off holds: when this node may hand the group on again (ms since Unix epoch). */
+  relinquishHeldUntilMs: number | null;
+  /** The bound on the time without an accepted write (ms). */
+  undrivenLimitMs: number;
 }
 
 export interface HeldCommand {
@@ -77,6 +125,8 @@ export interface UnitDriveState {
   held: HeldCommand | null;
   lastWriteOkMs: number | null;
   lastError: string | null;
+  /** Writes the unit refused with a stale-epoch claim its epoch read-back did not prove (retried). */
+  refusals: number;
   /** What the unit said it runs at the last read. */
   mode: string | null;
   released: boolean;
@@ -108,8 +158,23 @@ export class GroupDriver {
   /** Monotonic ms of the last period (the loop's liveness, for the systemd watchdog). */
   lastTickAtMs = performance.now();
   private drivingEpoch: number | null = null;
-  /** An epoch a unit refused as stale: we never write with it (or below) again. */
+  /** An epoch proven stale (a unit or the cache holds a newer one): we never write with it (or below) again. */
   private refusedEpoch = 0;
+  /** What proved `refusedEpoch` stale, for the log and the API. */
+  private refusedWhy: string | null = null;
+  /** The epoch being judged and since when it had its chance to write (its term began; monotonic ms). */
+  private judgedEpoch: number | null = null;
+  private judgedFromMs: number | null = null;
+  /** Last accepted write of any unit under `judgedEpoch` (monotonic ms; 0: none yet). */
+  private lastAcceptedAtMs = 0;
+  private crashesInARow = 0;
+  private relinquishesInARow = 0;
+  private lastRelinquishAtMs = Number.NEGATIVE_INFINITY;
+  private relinquishAllowedAtMs = 0;
+  private problem: string | null = null;
+  private relinquishedLast: DriveStatus['relinquished'] = null;
+  private readonly undrivenMs: number;
+  private readonly relinquishBackoff: { baseMs: number; maxMs: number };
   private resuming = false;
   private started: StartInfo | null = null;
   private readonly inFlight = new Set<string>();
@@ -139,12 +204,15 @@ export class GroupDriver {
     this.opts = opts;
     this.log = opts.logger.child({ group: group.id });
     this.backoff = new Backoff(opts.periodMs, 30_000);
+    this.undrivenMs = opts.undrivenLimitMs ?? undrivenLimitMs(opts.periodMs, opts.unitWatchdogMs);
+    this.relinquishBackoff = opts.relinquishBackoff ?? RELINQUISH_BACKOFF;
     for (const ahu of this.ahus)
       this.unitState.set(ahu, {
         ahu,
         held: null,
         lastWriteOkMs: null,
         lastError: null,
+        refusals: 0,
         mode: null,
         released: false,
       });
@@ -210,6 +278,17 @@ export class GroupDriver {
     return { mode: this.mode, reasons: this.reasons };
   }
 
+  /** Whether this node drives the group it leads, why not, and what it last handed on (API, dashboard). */
+  get driveStatus(): DriveStatus {
+    const heldMs = this.relinquishAllowedAtMs - performance.now();
+    return {
+      problem: this.problem,
+      relinquished: this.relinquishedLast,
+      relinquishHeldUntilMs: this.problem && heldMs > 0 ? Date.now() + Math.round(heldMs) : null,
+      undrivenLimitMs: this.undrivenMs,
+    };
+  }
+
   get health(): LoopHealth {
     return {
       ok: performance.now() >= this.crashedUntilMs,
@@ -265,13 +344,18 @@ export class GroupDriver {
     );
   }
 
-  /** One period, contained: a throw here restarts this loop alone, after a backoff. */
+  /** One period, contained: a throw here restarts this loop alone, after a backoff; then the judgement. */
   tick(): void {
     this.lastTickAtMs = performance.now();
-    if (this.lastTickAtMs < this.crashedUntilMs) return;
+    if (this.lastTickAtMs >= this.crashedUntilMs) this.runPeriod();
+    this.judge(performance.now());
+  }
+
+  private runPeriod(): void {
     try {
       this.period();
     } catch (err) {
+      this.crashesInARow++;
       this.counters.crashes++;
       this.opts.metrics?.crash(this.group);
       const waitMs = this.backoff.next();
@@ -299,6 +383,8 @@ export class GroupDriver {
         .catch((err: unknown) => this.log.error({ err }, 'term start failed'))
         .finally(() => {
           this.resuming = false;
+          // The term had its chance to write from here on; a restart after a crash keeps the first.
+          if (this.judgedEpoch === epoch && this.judgedFromMs === null) this.judgedFromMs = performance.now();
           // The term's first commands go out once it has begun, not at the next period (a
           // graceful handover waited up to a whole period for them).
           if (this.drivingEpoch === epoch && this.timer) this.tick();
@@ -324,6 +410,111 @@ export class GroupDriver {
       this.log.warn({ tookMs: Math.round(performance.now() - t0) }, 'control period overran');
     }
     this.backoff.reset();
+    this.crashesInARow = 0;
+  }
+
+  /**
+   * Never none: while this node leads, is the group driven? If not — a newer epoch proven, the loop
+   * crashing again and again, or no unit accepting a write within the undriven bound since the term
+   * had its chance — hand it on with the reason, unless this node's relinquish back-off holds.
+   */
+  private judge(nowMs: number): void {
+    const fence = this.leadership.fence(this.group);
+    if (!fence) {
+      this.problem = null;
+      this.opts.metrics?.undriven(this.group, 0);
+      return;
+    }
+    if (this.judgedEpoch !== fence.epoch) {
+      this.judgedEpoch = fence.epoch;
+      this.judgedFromMs = null;
+      this.lastAcceptedAtMs = 0;
+    }
+    const sinceMs = this.judgedFromMs === null ? null : Math.max(this.judgedFromMs, this.lastAcceptedAtMs);
+    this.opts.metrics?.undriven(this.group, sinceMs === null ? 0 : (nowMs - sinceMs) / 1000);
+    let cause: RelinquishCause | null = null;
+    let reason = '';
+    if (fence.epoch <= this.refusedEpoch) {
+      cause = 'stale-epoch';
+      reason = this.refusedWhy ?? `epoch ${fence.epoch} was proven stale`;
+    } else if (this.crashesInARow >= CRASHES_TO_RELINQUISH) {
+      cause = 'crashing';
+      reason = `the control loop crashed ${this.crashesInARow} times in a row (last: ${this.lastCrash})`;
+    } else if (sinceMs !== null && nowMs - sinceMs >= this.undrivenMs && this.meansToDrive()) {
+      cause = 'undriven';
+      const errors = [...this.unitState.values()]
+        .filter((u) => u.lastError)
+        .map((u) => u.lastError)
+        .join('; ');
+      reason =
+        `no unit accepted a write for ${((nowMs - sinceMs) / 1000).toFixed(1)} s ` +
+        `(bound ${(this.undrivenMs / 1000).toFixed(1)} s)${errors ? `: ${errors}` : ''}`;
+    }
+    if (cause === null) {
+      this.problem = null;
+      return;
+    }
+    const first = this.problem === null;
+    this.problem = reason;
+    const relinquish = this.leadership.relinquish?.bind(this.leadership);
+    if (!relinquish || nowMs < this.relinquishAllowedAtMs) {
+      if (first)
+        this.log.warn(
+          {
+            epoch: fence.epoch,
+            cause,
+            reason,
+            ...(relinquish ? { heldBackMs: Math.round(this.relinquishAllowedAtMs - nowMs) } : {}),
+          },
+          relinquish
+            ? 'this node cannot drive the group; its relinquish back-off holds it a while longer'
+            : 'this node cannot drive the group and its leadership cannot hand it on',
+        );
+      return;
+    }
+    if (nowMs - this.lastRelinquishAtMs > this.relinquishBackoff.maxMs) this.relinquishesInARow = 0;
+    this.relinquishesInARow++;
+    this.lastRelinquishAtMs = nowMs;
+    const backoffMs = Math.min(
+      this.relinquishBackoff.maxMs,
+      this.relinquishBackoff.baseMs * 2 ** (this.relinquishesInARow - 1),
+    );
+    this.relinquishAllowedAtMs = nowMs + backoffMs;
+    this.relinquishedLast = { reason, cause, epoch: fence.epoch, atMs: Date.now() };
+    this.crashesInARow = 0;
+    this.opts.metrics?.relinquished(this.group, cause);
+    this.log.warn(
+      { epoch: fence.epoch, cause, reason, nextRelinquishInMs: backoffMs },
+      'relinquishing the group: this node cannot drive it',
+    );
+    try {
+      relinquish(this.group, reason);
+    } catch (err) {
+      this.log.error({ err }, 'relinquish failed');
+    }
+    if (!this.leadership.fence(this.group)) {
+      // Given up: no longer ours to judge, nor to drive (the next period would say so a period late).
+      this.problem = null;
+      this.drivingEpoch = null;
+    }
+  }
+
+  /** A unit accepted a write of `epoch`: the group is driven. */
+  private accepted(epoch: number): void {
+    if (this.judgedEpoch === epoch) this.lastAcceptedAtMs = performance.now();
+  }
+
+  /** Whether any unit is meant to be under remote control now (not all handed to local on purpose). */
+  private meansToDrive(): boolean {
+    return this.ahus.some((a) => !this.release.has(a));
+  }
+
+  /** A newer epoch was proven (a unit's read-back, the cache): stop writing with ours, hand on. */
+  private refuseEpoch(epoch: number, why: string): void {
+    if (epoch <= this.refusedEpoch) return;
+    this.refusedEpoch = epoch;
+    this.refusedWhy = why;
+    this.log.warn({ epoch, reason: why }, 'a newer epoch is proven: stopped writing with ours');
   }
 
   /** A new term: the freshest process state (cache, else peers), then one read of every unit. */
@@ -452,10 +643,10 @@ export class GroupDriver {
       ...(this.law ? { control: this.law } : {}),
     };
     if (store.write(this.group, epoch, row) === null) {
-      this.refusedEpoch = Math.max(this.refusedEpoch, epoch);
-      this.log.warn(
-        { epoch },
-        'the state cache holds a newer epoch: another leader drives this group; stepping back',
+      const held = store.get(this.group);
+      this.refuseEpoch(
+        epoch,
+        `the state cache holds epoch ${held?.epoch ?? '?'}${held ? ` (written by ${held.writer})` : ''}, above ours (${epoch}): a newer leader drives the group`,
       );
     }
   }
@@ -495,6 +686,7 @@ export class GroupDriver {
         if (!st.released && c) {
           await device.writeCommand({ epoch, remoteEnable: false, ...c }, { deadlineMs });
           st.released = true;
+          this.accepted(epoch);
           this.log.info({ ahu }, 'unit handed to its local control');
         }
       } else if (c) {
@@ -510,6 +702,7 @@ export class GroupDriver {
         if (st.released) this.log.info({ ahu }, 'unit taken back under remote control');
         st.released = false;
         this.counters.writes++;
+        this.accepted(epoch);
         st.lastWriteOkMs = Date.now();
         if (st.lastError) this.log.info({ ahu }, 'unit writes succeed again');
         st.lastError = null;
@@ -521,15 +714,24 @@ export class GroupDriver {
         return;
       }
       if (e?.code === ErrorCodes.DEVICE_FENCED) {
+        // Proven by the adapter (the unit's epoch read back above ours): a newer leader exists.
         this.counters.fenced++;
-        this.refusedEpoch = Math.max(this.refusedEpoch, epoch);
-        this.log.warn(
-          { ahu, epoch },
-          'a unit holds a newer epoch: another leader drives this group; stepping back',
+        this.opts.metrics?.refusal(this.group, ahu, true);
+        st.lastError = e.message;
+        this.refuseEpoch(
+          epoch,
+          `${ahu} holds epoch ${e.unitEpoch ?? '(above ours)'}, above ours (${epoch}): a newer leader wrote it`,
         );
+        this.judge(performance.now());
         return;
       }
       this.counters.writeErrors++;
+      if (e && isStaleEpochClaim(e)) {
+        // Refused with our stale-epoch code, but the unit's epoch did not back it: an ordinary
+        // refusal of this unit; the group's other units go on, and this one is tried next period.
+        st.refusals++;
+        this.opts.metrics?.refusal(this.group, ahu, false);
+      }
       const msg = (err as Error).message;
       if (st.lastError !== msg) this.log.warn({ ahu, err: msg }, 'unit write failed');
       st.lastError = msg;
@@ -551,6 +753,11 @@ function helpKOf(body: Buffer): number {
     helpKByRow.set(body, k);
   }
   return k;
+}
+
+/** A refusal in our stale-epoch words (Modbus 0x0D, OPC-UA BadInvalidState) the adapter did not prove. */
+function isStaleEpochClaim(e: DeviceError): boolean {
+  return e.code !== ErrorCodes.DEVICE_FENCED && (e.deviceCode === 13 || e.deviceCode === 'BadInvalidState');
 }
 
 function parseRow(body: Buffer): GroupProcessRow | null {

@@ -1,5 +1,6 @@
 // Control-loop metrics: decision time (sensor view → commands), the mode each group runs in, loop
-// crashes (each restarts alone) and periods that overran.
+// crashes (each restarts alone), periods that overran, and "never none": how long a group this node
+// leads has gone without an accepted write, stale-epoch refusals (proven or not), and relinquishes.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 const MODES = ['normal', 'degraded', 'blind', 'paused', 'hold'] as const;
@@ -9,6 +10,9 @@ export class ControlMetrics {
   private readonly modes: Gauge<'group' | 'mode'>;
   private readonly crashes: Counter<'group'>;
   private readonly overruns: Counter<'group'>;
+  private readonly undrivenS: Gauge<'group'>;
+  private readonly refusals: Counter<'group' | 'ahu' | 'proven'>;
+  private readonly relinquishes: Counter<'group' | 'cause'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -37,6 +41,24 @@ export class ControlMetrics {
       labelNames: ['group'],
       registers,
     });
+    this.undrivenS = new Gauge({
+      name: 'coolctl_control_undriven_seconds',
+      help: 'Time since any unit of a group this node leads accepted a write, from the term’s first chance to write (0 when not leading)',
+      labelNames: ['group'],
+      registers,
+    });
+    this.refusals = new Counter({
+      name: 'coolctl_control_stale_epoch_refusals_total',
+      help: 'Writes a unit refused as a stale epoch; proven="true" when its epoch read back above ours (a newer leader), else an ordinary refusal tried again',
+      labelNames: ['group', 'ahu', 'proven'],
+      registers,
+    });
+    this.relinquishes = new Counter({
+      name: 'coolctl_control_relinquished_total',
+      help: 'Groups this node handed on because it could not drive them, by cause (undriven, crashing, stale-epoch)',
+      labelNames: ['group', 'cause'],
+      registers,
+    });
   }
 
   decision(group: string, seconds: number, mode: string): void {
@@ -50,5 +72,17 @@ export class ControlMetrics {
 
   overrun(group: string): void {
     this.overruns.inc({ group });
+  }
+
+  undriven(group: string, seconds: number): void {
+    this.undrivenS.set({ group }, seconds);
+  }
+
+  refusal(group: string, ahu: string, proven: boolean): void {
+    this.refusals.inc({ group, ahu, proven: String(proven) });
+  }
+
+  relinquished(group: string, cause: string): void {
+    this.relinquishes.inc({ group, cause });
   }
 }

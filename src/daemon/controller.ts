@@ -273,6 +273,11 @@ export class Controller {
       periodMs: cfg.periodMs,
       logger: this.log.child({ component: 'driver' }),
       pullTimeoutMs: cfg.cluster.pullTimeoutMs,
+      // The undriven bound stays inside the tightest watchdog of the group's units.
+      unitWatchdogMs:
+        Math.min(
+          ...cfg.site.airHandlers.filter((a) => g.airHandlers.includes(a.id)).map((a) => a.watchdogS ?? 30),
+        ) * 1000,
       ...(this.cache ? { store: this.cache } : {}),
       metrics: this.controlMetrics,
       ...(this.deps.beforeStep ? { beforeStep: this.deps.beforeStep } : {}),

@@ -18,6 +18,8 @@ export class FakeCluster {
   readonly members: Member[] = [];
   readonly nodes = new Map<string, FakeLeadership>();
   switched: { group: string; from: string; to: string }[] = [];
+  /** Every relinquish, in order: the group went to the next node (or back to the sole one). */
+  relinquished: { group: string; from: string; to: string; reason: string }[] = [];
 
   constructor(leaders: Record<string, [string | null, number | null]>) {
     for (const [g, [leader, epoch]] of Object.entries(leaders)) this.leaders.set(g, { leader, epoch });
@@ -47,6 +49,7 @@ export class FakeLeadership extends EventEmitter implements Leadership {
   readonly node: string;
   healthy = true;
   private readonly cluster: FakeCluster;
+  private readonly relinquishedLast = new Map<string, { reason: string; atMs: number }>();
 
   constructor(node: string, cluster: FakeCluster) {
     super();
@@ -65,6 +68,7 @@ export class FakeLeadership extends EventEmitter implements Leadership {
       leader: l.leader,
       epoch: l.epoch,
       sinceMs: 1,
+      relinquished: this.relinquishedLast.get(group) ?? null,
     }));
   }
   members(): Member[] {
@@ -79,6 +83,15 @@ export class FakeLeadership extends EventEmitter implements Leadership {
   async switchover(group: string, target: string): Promise<void> {
     this.cluster.switched.push({ group, from: this.node, to: target });
     this.cluster.move(group, target, `switchover to ${target}`);
+  }
+  /** As etcd's: the next node in line leads with a newer epoch; a sole node leads again, newer too. */
+  relinquish(group: string, reason: string): void {
+    if (this.roleOf(group) !== 'leader') return;
+    const names = [...this.cluster.nodes.keys()];
+    const to = names[(names.indexOf(this.node) + 1) % names.length]!;
+    this.relinquishedLast.set(group, { reason, atMs: Date.now() });
+    this.cluster.relinquished.push({ group, from: this.node, to, reason });
+    this.cluster.move(group, to, `relinquished: ${reason}`);
   }
 }
 

@@ -231,4 +231,17 @@ describe('operator dashboard in a browser', () => {
     await waitFor('the no-leader alarm', async () => /zone-4: no leader/.test(await text('#alarms')));
     noProblems();
   });
+
+  it('says next to the group why another node handed it on', async () => {
+    // The page is on node-a; node-b gives one of its groups up: only node-b's API knows why.
+    const group = [...cluster.leaders].find(([, l]) => l.leader === 'node-b')![0];
+    b.leadership.relinquish(group, 'no unit accepted a write for 2.0 s (bound 2.0 s): test');
+    const cell = page.locator(`#groups tr[data-group="${group}"] td.handover`);
+    await waitFor('the handover shown', async () =>
+      /handed on by node-b \d+ s ago: no unit accepted a write for 2\.0 s/.test(await cell.innerText()),
+    );
+    expect(await cell.getAttribute('class')).toContain('warn');
+    expect(await text('#alarms')).toMatch(new RegExp(`${group}: handed on by node-b`));
+    noProblems();
+  });
 });

@@ -19,6 +19,8 @@ const state = {
   live: null,
   /** group → { view, from, error } */
   views: new Map(),
+  /** group → { node, reason, atMs }: the newest time any member handed it on (relinquished). */
+  handOns: new Map(),
   /** group → { t: [], fanPct: [], inletMaxC: [] } */
   trends: new Map(),
   trendsSince: 0,
@@ -89,7 +91,7 @@ async function poll() {
     state.live = live.body;
     mergeTrends(trends.body);
     mergeAudit(audit.body);
-    await Promise.all(state.cluster.groups.map((g) => pollGroup(g.id)));
+    await Promise.all([...state.cluster.groups.map((g) => pollGroup(g.id)), pollHandOns()]);
     state.pollError = null;
   } catch (err) {
     state.pollError = `this node's API did not answer: ${err.message}`;
@@ -107,6 +109,45 @@ async function pollGroup(group) {
   } catch (err) {
     state.views.set(group, { view: null, from, error: `${from || 'this node'} unreachable: ${err.message}` });
   }
+}
+
+/**
+ * Why groups moved: each member says only what it handed on itself (its own /api/v1/cluster), so
+ * the page asks every member and keeps the newest per group. A member that does not answer is
+ * skipped: its alarms show elsewhere.
+ */
+async function pollHandOns() {
+  const views = [{ node: state.node, body: state.cluster }];
+  await Promise.all(
+    (state.cluster?.members ?? [])
+      .filter((m) => m.node !== state.node)
+      .map(async (m) => {
+        try {
+          const r = await getJson(`${new URL(m.apiUrl).origin}/api/v1/cluster`);
+          if (r.status === 200) views.push({ node: m.node, body: r.body });
+        } catch {
+          // unreachable member: nothing to add
+        }
+      }),
+  );
+  const next = new Map();
+  for (const { node, body } of views)
+    for (const g of body?.groups ?? []) {
+      const r = g.relinquished;
+      if (!r?.reason || !(r.atMs > (next.get(g.id)?.atMs ?? 0))) continue;
+      next.set(g.id, { node, reason: r.reason, atMs: r.atMs });
+    }
+  state.handOns = next;
+}
+
+/** What the group's handover cell says: its leader cannot drive it, or who handed it on lately and why. */
+function handoverOf(g) {
+  const problem = state.views.get(g.id)?.view?.problem ?? (g.state === 'leader' ? g.problem : null);
+  if (problem) return { level: 'bad', text: `${g.leader} cannot drive it: ${problem}` };
+  const h = state.handOns.get(g.id);
+  if (h && Date.now() - h.atMs < WINDOW_MS)
+    return { level: 'warn', text: `handed on by ${h.node} ${ago(h.atMs)}: ${h.reason}` };
+  return null;
 }
 
 function mergeTrends(body) {
@@ -165,6 +206,12 @@ function deriveAlarms() {
       });
       continue;
     }
+    const handover = handoverOf(g);
+    if (handover)
+      out.push({
+        level: handover.level === 'bad' ? 'critical' : 'warning',
+        text: `${g.id}: ${handover.text}`,
+      });
     if (v?.view && !v.view.driving)
       out.push({ level: 'critical', text: `${g.id}: its leader ${g.leader} does not drive its units` });
     for (const u of v?.view?.driving ? v.view.units : []) {
@@ -332,6 +379,10 @@ function renderGroups() {
         el('td', { text: g.epoch ?? '–' }),
         el('td', { text: g.state }),
         el('td', { text: v?.view ? (v.view.driving ? 'yes' : 'no') : (v?.error ?? '…') }),
+        el('td', {
+          class: `handover ${handoverOf(g)?.level ?? ''}`,
+          text: handoverOf(g)?.text ?? '–',
+        }),
         el('td', { text: s ? `${s.verdict} (${Math.round(s.coverage * 100)} %)` : 'no data' }),
         el('td', { text: s?.inletMaxC == null ? 'no data' : `${fmt(s.inletMaxC)} °C` }),
       );
