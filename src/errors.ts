@@ -26,6 +26,7 @@ export const ErrorCodes = {
   DATA_DIR_IN_USE: 'COOLCTL_E_DATA_DIR_IN_USE',
   SWITCHOVER_FAILED: 'COOLCTL_E_SWITCHOVER_FAILED',
   CLUSTER_ABORTED: 'COOLCTL_E_CLUSTER_ABORTED',
+  MQTT_PACKET_TOO_LARGE: 'COOLCTL_E_MQTT_PACKET_TOO_LARGE',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

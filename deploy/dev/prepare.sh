@@ -16,7 +16,8 @@ case "$purpose" in
   # systemd: systemd-notify, which the daemon speaks sd_notify through (tested)
   # chromium: the dashboard's browser test (driven by playwright-core; no browser download)
   # libjemalloc2: the malloc the systemd unit runs the daemon on (its sd_notify test, the scale bench)
-  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2) ;;
+  # mosquitto: a broker in its own process (MQTT 3.1.1 and 5) for the oversized-packet test
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2 mosquitto) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 
@@ -29,6 +30,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Debian starts mosquitto's own service on port 1883, the simulator's default; the tests start
+  # their own broker, so a service this script brought in is stopped and disabled.
+  if [[ " ${missing[*]} " == *" mosquitto "* ]] && [ -d /run/systemd/system ]; then
+    $sudo_ systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm ci only when node_modules was not installed from this very lock file.

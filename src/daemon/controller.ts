@@ -329,6 +329,7 @@ export class Controller {
           url: cfg.mqttUrl,
           clientId: `coolctl-${cfg.node}`,
           logger: this.log.child({ component: 'mqtt' }),
+          registry: this.registry,
         });
         this.mqtt.start();
       } else {

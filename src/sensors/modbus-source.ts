@@ -133,7 +133,7 @@ export class ModbusSource {
     } catch (err) {
       this.counters.malformed++;
       this.log?.warn(
-        { gateway: p.id, node: node.id, err: (err as Error).message },
+        { gateway: p.id, sensorNode: node.id, err: (err as Error).message },
         'malformed node block from Modbus gateway',
       );
       return;
@@ -147,8 +147,9 @@ export class ModbusSource {
       if (value !== null) readings.push({ sensor: s.id, kind: s.kind, value });
     });
     if (readings.length === 0) return;
-    // The gateway's age is wall time (a real gateway's clock), whatever the simulation's time scale.
-    const receivedAtMs = Date.now() - decoded.ageS * 1000;
+    // The gateway's age is real seconds (a real gateway's clock), whatever the simulation's time
+    // scale; a duration, so it is taken off the store's monotonic clock, never off wall time.
+    const receivedAtMs = this.store.nowMs() - decoded.ageS * 1000;
     this.store.ingestReport(
       {
         node: node.id,

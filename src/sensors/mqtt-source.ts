@@ -1,11 +1,31 @@
 // Sensor readings from MQTT gateways (topics and payloads: docs/mqtt-topics.md): subscribes to every
 // report and status topic of the site's MQTT gateways and hands each message to the SensorStore.
-// Invariants: a message can never throw out of the handler; the client reconnects by itself with
-// a bounded period; stop() is bounded and idempotent.
-import { connect, type MqttClient } from 'mqtt';
+// Invariants: a message can never throw out of the handler; a packet larger than
+// MAX_MQTT_PACKET_BYTES is refused before it is buffered (mqtt-packet-guard.ts); the client
+// reconnects by itself with a bounded, backing-off period; stop() is bounded and idempotent.
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { type IClientOptions, MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
 import type { Site } from '../config/site-schema.ts';
+import { guardPacketSize, type RefusedPacket } from './mqtt-packet-guard.ts';
+import { MAX_REPORT_BYTES } from './report.ts';
 import type { SensorStore } from './sensor-store.ts';
+
+/**
+ * The largest MQTT packet a controller reads. Above the largest report (`MAX_REPORT_BYTES`, which
+ * the store counts as `too-large` and drops alone) so a gateway with a few overlong reports costs
+ * only those; far below MQTT's 256 MB, so one publish cannot grow every controller by its size.
+ */
+export const MAX_MQTT_PACKET_BYTES = 4 * MAX_REPORT_BYTES;
+/** Reconnect delay after a refused packet: doubles per refusal in a row, up to the cap. */
+const RECONNECT_MS = 1000;
+const RECONNECT_MAX_MS = 30_000;
+/** A refusal this long after the previous one starts the backoff over. */
+const REFUSAL_STREAK_RESET_MS = 60_000;
+const MQTT_METRICS = ['coolctl_sensor_mqtt_packets_refused_total'];
 
 export interface MqttSourceOptions {
   url: string;
@@ -13,8 +33,16 @@ export interface MqttSourceOptions {
   username?: string;
   password?: string;
   logger?: Logger;
+  registry?: Registry;
   /** Deadline for stop(): disconnect politely, else drop the socket. */
   stopDeadlineMs?: number;
+  /**
+   * 4 (MQTT 3.1.1, the default) or 5. With 5 the broker is told the largest packet we take
+   * (Maximum Packet Size) and sends no retained message on report topics.
+   */
+  protocolVersion?: 4 | 5;
+  /** Largest packet read (default MAX_MQTT_PACKET_BYTES). */
+  maxPacketBytes?: number;
 }
 
 interface Route {
@@ -24,7 +52,14 @@ interface Route {
 }
 
 export class MqttSource {
-  readonly counters = { messages: 0, statusMessages: 0, unroutable: 0, handlerErrors: 0, connects: 0 };
+  readonly counters = {
+    messages: 0,
+    statusMessages: 0,
+    unroutable: 0,
+    handlerErrors: 0,
+    connects: 0,
+    refusedPackets: 0,
+  };
   private readonly store: SensorStore;
   private readonly opts: MqttSourceOptions;
   private readonly log: Logger | undefined;
@@ -35,17 +70,37 @@ export class MqttSource {
   private connectedOnce = false;
   private subscribed = false;
   private readonly onSubscribed = new Set<() => void>();
+  private readonly maxPacketBytes: number;
+  private refusalStreak = 0;
+  private lastRefusalMs = Number.NEGATIVE_INFINITY;
 
   constructor(site: Site, store: SensorStore, opts: MqttSourceOptions) {
     this.store = store;
     this.opts = opts;
     this.log = opts.logger;
+    this.maxPacketBytes = opts.maxPacketBytes ?? MAX_MQTT_PACKET_BYTES;
     const gws = site.gateways.filter((g) => (g.transport ?? 'mqtt') === 'mqtt');
     this.mqttGateways = new Set(gws.map((g) => g.id));
     this.routes = [...new Set(gws.map((g) => g.topicPrefix ?? 'coolctl/sim'))].map((prefix) => ({
       prefix,
       gatewayPrefix: `${prefix}/gateway/`,
     }));
+    if (opts.registry) this.registerMetrics(opts.registry);
+  }
+
+  private registerMetrics(registry: Registry): void {
+    // A reload that changes the sensors builds a new source on the same registry.
+    for (const name of MQTT_METRICS) registry.removeSingleMetric(name);
+    const counters = this.counters;
+    new Counter({
+      name: 'coolctl_sensor_mqtt_packets_refused_total',
+      help: 'MQTT packets refused before being read (larger than the limit, or a broken length); each closes the connection',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(counters.refusedPackets);
+      },
+    });
   }
 
   /** Connected and subscribed: readings can arrive. */
@@ -56,32 +111,52 @@ export class MqttSource {
   /** Starts connecting and returns at once; the client keeps trying until stop(). */
   start(): void {
     if (this.client || this.routes.length === 0) return;
-    const client = connect(this.opts.url, {
+    const v5 = this.opts.protocolVersion === 5;
+    const options: IClientOptions = {
       clientId:
         this.opts.clientId ?? `coolctl-ingest-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      protocolVersion: v5 ? 5 : 4,
       clean: true,
-      reconnectPeriod: 1000,
+      // We subscribe on every connect ourselves; mqtt.js's own resubscription would make ours a
+      // no-op whose callback runs before the broker's SUBACK, and `connected` would say so too early.
+      resubscribe: false,
+      reconnectPeriod: RECONNECT_MS,
       connectTimeout: 5000,
       keepalive: 15,
       // Otherwise mqtt-packet fills a process-wide cache of 65 536 two-byte Buffers (~7 MB of heap)
       // to write packet ids; we send a handful of packets (subscribe, ping), never at a rate.
       writeCache: false,
+      ...(v5 ? { properties: { maximumPacketSize: this.maxPacketBytes } } : {}),
       ...(this.opts.username ? { username: this.opts.username } : {}),
       ...(this.opts.password ? { password: this.opts.password } : {}),
-    });
+    };
+    // Our own stream builder (the public constructor, not `connect()`): the broker connection goes
+    // through the size guard before the client's parser sees a byte.
+    const client = new MqttClient(() => this.openStream(), options);
+    // As mqtt.connect() does: a client error without a listener must not become an uncaught one.
+    client.on('error', () => {});
     this.client = client;
     client.on('connect', () => {
       this.counters.connects++;
-      const topics = this.routes.flatMap((r) => [
-        `${r.prefix}/gateway/+/node/+/report`,
-        `${r.prefix}/gateway/+/status`,
-      ]);
-      client.subscribe(topics, { qos: 1 }, (err) => {
+      // Clean session: whatever arrives from here on is newer than what came before the subscription.
+      this.store.statusSubscriptionStarted(this.mqttGateways);
+      // Reports are never retained by the gateways; with MQTT 5 a retained one (stale, or a planted
+      // oversized one that would refuse every reconnect) is not even sent.
+      const topics = Object.fromEntries(
+        this.routes.flatMap((r) => [
+          [`${r.prefix}/gateway/+/node/+/report`, { qos: 1 as const, ...(v5 ? { rh: 2 } : {}) }],
+          [`${r.prefix}/gateway/+/status`, { qos: 1 as const }],
+        ]),
+      );
+      client.subscribe(topics, (err) => {
         if (err) {
-          this.log?.error({ err: err.message, topics }, 'MQTT subscribe failed');
+          this.log?.error({ err: err.message, topics: Object.keys(topics) }, 'MQTT subscribe failed');
           return;
         }
         this.subscribed = true;
+        // Connected without a refusal in between: the next loss reconnects at the normal pace.
+        if (performance.now() - this.lastRefusalMs > REFUSAL_STREAK_RESET_MS)
+          client.options.reconnectPeriod = RECONNECT_MS;
         for (const f of this.onSubscribed) f();
       });
       this.log?.info({ url: this.opts.url, reconnect: this.connectedOnce }, 'sensor MQTT connected');
@@ -94,7 +169,42 @@ export class MqttSource {
     });
     // Reconnect attempts repeat every second while the broker is away: debug, not a warning each time.
     client.on('error', (err) => this.log?.debug({ err: err.message }, 'sensor MQTT error'));
-    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
+  }
+
+  /** The broker connection, behind the packet-size guard. */
+  private openStream(): Duplex {
+    const url = new URL(this.opts.url);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const secure = url.protocol === 'mqtts:';
+    const port = Number(url.port) || (secure ? 8883 : 1883);
+    const socket = secure ? tls.connect({ host, port, servername: host }) : net.connect({ host, port });
+    return guardPacketSize(socket, this.maxPacketBytes, (p) => this.onRefused(p));
+  }
+
+  /**
+   * One line and one count per refused packet; the connection is closing, and the next attempt
+   * waits longer for each refusal in a row, so a sender that repeats cannot keep us reconnecting
+   * every second.
+   */
+  private onRefused(p: RefusedPacket): void {
+    this.counters.refusedPackets++;
+    const now = performance.now();
+    this.refusalStreak = now - this.lastRefusalMs > REFUSAL_STREAK_RESET_MS ? 1 : this.refusalStreak + 1;
+    this.lastRefusalMs = now;
+    const reconnectMs = Math.min(RECONNECT_MS * 2 ** (this.refusalStreak - 1), RECONNECT_MAX_MS);
+    if (this.client) this.client.options.reconnectPeriod = reconnectMs;
+    this.log?.warn(
+      {
+        reason: p.reason,
+        topic: p.topic ?? null,
+        packetType: p.packetType,
+        announcedBytes: p.announcedBytes,
+        maxBytes: this.maxPacketBytes,
+        reconnectMs,
+      },
+      'MQTT packet refused before reading it; connection closed',
+    );
   }
 
   /** Resolves once connected and subscribed (or rejects after `timeoutMs`); for tests and readiness. */
@@ -132,7 +242,7 @@ export class MqttSource {
     return this.stopping;
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  private onMessage(topic: string, payload: Buffer, retained: boolean): void {
     try {
       this.counters.messages++;
       for (const { gatewayPrefix } of this.routes) {
@@ -146,7 +256,7 @@ export class MqttSource {
         if (b === -1) {
           if (topic.length - a === 7 && topic.endsWith('status')) {
             this.counters.statusMessages++;
-            this.onStatus(topic.slice(start, a), payload);
+            this.onStatus(topic.slice(start, a), payload, retained);
             return;
           }
           continue;
@@ -171,7 +281,8 @@ export class MqttSource {
     }
   }
 
-  private onStatus(gw: string, payload: Buffer): void {
+  /** `retained`: sent because we subscribed (of unknown age), not as it was published. */
+  private onStatus(gw: string, payload: Buffer, retained: boolean): void {
     if (!this.mqttGateways.has(gw)) {
       this.counters.unroutable++;
       return;
@@ -188,6 +299,6 @@ export class MqttSource {
       this.log?.warn({ gateway: gw, bytes: payload.length }, 'malformed gateway status ignored');
       return;
     }
-    this.store.setGatewayOnline(gw, online, typeof reason === 'string' ? reason : 'status');
+    this.store.setGatewayOnline(gw, online, typeof reason === 'string' ? reason : 'status', { retained });
   }
 }

@@ -4,6 +4,8 @@
 // Invariants: a node's reports are applied in seq order only (duplicates and late reports never
 // overwrite a newer value); every report is either applied or counted under one drop reason;
 // nothing from the wire can throw out of `ingest*()`. Quality rules: docs/sensor-ingest.md.
+// Every age, rate and deadline runs on a monotonic clock (`now`): a wall-clock step must neither
+// freeze ingest nor keep old readings good. Wall time (`wallNow`) only dates what people read.
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { SensingSettings, SensorKindName, Site } from '../config/site-schema.ts';
@@ -41,8 +43,10 @@ export interface SensorSnapshot {
   rack: string;
   value: number | null;
   source: SourceName | null;
-  /** Wall ms when the gateway got the reading (MQTT: arrival; Modbus: poll time − age). */
+  /** Wall ms when the gateway got the reading (MQTT: arrival; Modbus: poll time − age), for people. */
   receivedAtMs: number | null;
+  /** How long ago that was, on the monotonic clock: what staleness is judged by. */
+  ageMs: number | null;
   flags: SensorFlag[];
   quality: 'good' | 'bad';
 }
@@ -78,6 +82,7 @@ export interface GroupSensorView {
   configuredInletSensors: number;
   /** Racks of the group without a single good inlet reading. */
   uncoveredRacks: string[];
+  /** Wall ms of the view, for people. */
   atMs: number;
 }
 
@@ -91,7 +96,10 @@ export interface SensorStoreOptions {
   timeScale?: number;
   logger?: Logger;
   registry?: Registry;
+  /** Monotonic ms (default `performance.now`): every age, rate and deadline. */
   now?: () => number;
+  /** Wall ms (default `Date.now`): only the timestamps shown to people. */
+  wallNow?: () => number;
 }
 
 const INLET_KINDS: ReadonlySet<string> = new Set(['inlet-top', 'inlet-middle', 'inlet-bottom']);
@@ -124,7 +132,7 @@ const SENSOR_METRICS = [
 // nodes is what ingest spends its time on; and 50 000 sensors take 3 MB, not 6.4 (one Float64Array
 // row of 16 did). `readings` (Float64Array, READING columns):
 const VALUE = 0;
-/** Wall ms when the gateway got the reading (MQTT: arrival; Modbus: poll time − age). */
+/** Monotonic ms when the gateway got the reading (MQTT: arrival; Modbus: poll time − age). */
 const AT_MS = 1;
 const READING = 2;
 // `marks` (Uint16Array, MARK columns): small counters and flags.
@@ -159,6 +167,13 @@ const BAD_BITS = FLAG_BITS.filter(([f]) => BAD_FLAGS.has(f)).reduce((m, [, b]) =
 interface GatewayRt {
   id: string;
   online: boolean;
+  /** One of the site's gateways (a node's unknown gateway gets a stand-in that stays offline). */
+  known: boolean;
+  /**
+   * A report came through the gateway since its status subscription began: fresher than any
+   * retained status, whose age nobody knows.
+   */
+  heard: boolean;
 }
 
 /**
@@ -228,12 +243,14 @@ export class SensorStore implements SensorView {
   private readonly timeScale: number;
   private readonly log: Logger | undefined;
   private readonly now: () => number;
+  private readonly wallNow: () => number;
   private readonly lastLog = new Map<string, { atMs: number; suppressed: number }>();
 
   constructor(site: Site, opts: SensorStoreOptions = {}) {
     this.timeScale = opts.timeScale ?? 1;
     this.log = opts.logger;
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => performance.now());
+    this.wallNow = opts.wallNow ?? Date.now;
     const c = site.sensing ?? {};
     this.s = {
       staleIntervals: c.staleIntervals ?? 3,
@@ -255,7 +272,8 @@ export class SensorStore implements SensorView {
     this.diffs = new Float32Array(sensorCount * NOISE_WINDOW);
     this.recentSeqs = new Uint32Array(site.sensorNodes.length * SEQ_WINDOW);
     for (let r = 0; r < sensorCount; r++) this.readings[r * READING + VALUE] = Number.NaN;
-    for (const g of site.gateways) this.gateways.set(g.id, { id: g.id, online: true });
+    for (const g of site.gateways)
+      this.gateways.set(g.id, { id: g.id, online: true, known: true, heard: false });
     const layouts = new Map<string, Layout>();
     let row = 0;
     for (const n of site.sensorNodes) {
@@ -281,7 +299,7 @@ export class SensorStore implements SensorView {
       const node: NodeRt = {
         id: n.id,
         rack: n.rack,
-        gw: this.gateways.get(n.gateway) ?? { id: n.gateway, online: false },
+        gw: this.gateways.get(n.gateway) ?? { id: n.gateway, online: false, known: false, heard: false },
         intervalMs,
         minSampleGapS: (0.9 * intervalMs) / 1000,
         layout,
@@ -370,6 +388,11 @@ export class SensorStore implements SensorView {
     });
   }
 
+  /** The store's monotonic clock, ms: what `ingestReport`'s `receivedAtMs` is measured on. */
+  nowMs(): number {
+    return this.now();
+  }
+
   /** The MQTT path: one raw payload from `topicGateway`/`topicNode` (taken from the topic). */
   ingestPayload(
     payload: Buffer | string,
@@ -382,7 +405,10 @@ export class SensorStore implements SensorView {
     return this.ingestReport(parsed.report, source, this.now(), topicGateway, topicNode);
   }
 
-  /** Applies one validated report received at `receivedAtMs`; returns why it was dropped, if it was. */
+  /**
+   * Applies one validated report received at `receivedAtMs` (monotonic, `nowMs()`); returns why it
+   * was dropped, if it was.
+   */
   ingestReport(
     r: Report,
     source: SourceName,
@@ -402,6 +428,9 @@ export class SensorStore implements SensorView {
         r.node,
       );
     }
+    // A report that came through its gateway is proof of the gateway's life, whatever its fate below.
+    const gw = node.gw;
+    if (!gw.heard || !gw.online) this.heardFrom(gw);
     if (!this.takeToken(node, receivedAtMs)) {
       return this.drop(
         'rate-limited',
@@ -443,17 +472,54 @@ export class SensorStore implements SensorView {
     return null;
   }
 
-  /** Gateway liveness from its status topic (MQTT last will) or from polling it (Modbus). */
-  setGatewayOnline(gatewayId: string, online: boolean, reason: string): void {
+  /**
+   * Gateway liveness from its status topic (MQTT last will) or from polling it (Modbus). A retained
+   * status is of unknown age: an offline one does not count once a report came through the gateway
+   * since the subscription began. A live offline status counts until the next report.
+   */
+  setGatewayOnline(
+    gatewayId: string,
+    online: boolean,
+    reason: string,
+    opts: { retained?: boolean } = {},
+  ): void {
     const gw = this.gateways.get(gatewayId);
     if (!gw) {
-      this.drop('unknown-node', `status of unknown gateway "${gatewayId}"`, gatewayId);
+      this.drop('unknown-node', `status of unknown gateway "${gatewayId}"`);
       return;
     }
+    if (!online && opts.retained && gw.heard) {
+      this.log?.info(
+        { gateway: gatewayId, reason },
+        'retained gateway offline status ignored: reports came through it since subscribing',
+      );
+      return;
+    }
+    this.setGateway(gw, online, reason);
+  }
+
+  /**
+   * A status subscription (re)begins: the retained statuses it brings are older than any report
+   * that follows, and reports heard before it no longer outweigh them.
+   */
+  statusSubscriptionStarted(gatewayIds: Iterable<string>): void {
+    for (const id of gatewayIds) {
+      const gw = this.gateways.get(id);
+      if (gw) gw.heard = false;
+    }
+  }
+
+  private heardFrom(gw: GatewayRt): void {
+    if (!gw.known) return;
+    gw.heard = true;
+    if (!gw.online) this.setGateway(gw, true, 'a report came through it after its offline status');
+  }
+
+  private setGateway(gw: GatewayRt, online: boolean, reason: string): void {
     if (gw.online === online) return;
     gw.online = online;
     this.log?.[online ? 'info' : 'warn'](
-      { gateway: gatewayId, reason },
+      { gateway: gw.id, reason },
       online ? 'sensor gateway online' : 'sensor gateway offline',
     );
   }
@@ -514,7 +580,7 @@ export class SensorStore implements SensorView {
       goodInletSensors: good,
       configuredInletSensors: configured,
       uncoveredRacks: g.inletRacks.filter((r) => !coveredRacks.has(r)),
-      atMs: now,
+      atMs: this.wallAt(now),
     };
   }
 
@@ -544,10 +610,16 @@ export class SensorStore implements SensorView {
       rack: n.rack,
       value: has ? this.readings[o + VALUE]! : null,
       source: has ? SOURCES[this.marks[row * MARK + SOURCE]!]! : null,
-      receivedAtMs: has ? this.readings[o + AT_MS]! : null,
+      receivedAtMs: has ? this.wallAt(this.readings[o + AT_MS]!) : null,
+      ageMs: has ? now - this.readings[o + AT_MS]! : null,
       flags: flagList(bits),
       quality: bits & BAD_BITS ? 'bad' : 'good',
     };
+  }
+
+  /** Wall ms of monotonic instant `monoMs`. */
+  private wallAt(monoMs: number): number {
+    return this.wallNow() - (this.now() - monoMs);
   }
 
   nodeHealth(_now = this.now()): NodeHealth[] {
@@ -678,7 +750,10 @@ export class SensorStore implements SensorView {
       // Far behind: a rebooted node counting from 1 again. Believe it after three such reports in a row.
       n.resetRun++;
       if (n.resetRun >= 3) {
-        this.log?.warn({ node: n.id, seq, lastSeq: n.lastSeq }, 'sensor node restarted its sequence numbers');
+        this.log?.warn(
+          { sensorNode: n.id, seq, lastSeq: n.lastSeq },
+          'sensor node restarted its sequence numbers',
+        );
         n.resetRun = 0;
         n.seqCount = 0;
         n.seqNext = 0;
@@ -714,21 +789,27 @@ export class SensorStore implements SensorView {
 
   private takeToken(n: NodeRt, nowMs: number): boolean {
     const rate = this.s.maxReportsPerNodePerS;
-    n.tokens = Math.min(this.burstTokens, n.tokens + ((nowMs - n.tokensAtMs) / 1000) * rate);
-    n.tokensAtMs = nowMs;
+    // A receive time older than the last one (a Modbus gateway's age) earns nothing and takes nothing back.
+    const elapsedMs = Math.max(0, nowMs - n.tokensAtMs);
+    n.tokens = Math.min(this.burstTokens, n.tokens + (elapsedMs / 1000) * rate);
+    n.tokensAtMs = Math.max(n.tokensAtMs, nowMs);
     if (n.tokens < 1) return false;
     n.tokens -= 1;
     return true;
   }
 
   /** Counts the drop and logs it, at most one line per reason every 10 s (with how many were not logged). */
-  private drop(reason: DropReason, detail: string, node?: string): DropReason {
+  private drop(reason: DropReason, detail: string, sensorNode?: string): DropReason {
     this.counters.drops[reason]++;
     if (this.log) {
       const now = this.now();
       const last = this.lastLog.get(reason);
       if (!last || now - last.atMs >= LOG_EVERY_MS) {
-        this.log.warn({ reason, node, detail, notLogged: last?.suppressed ?? 0 }, 'sensor report dropped');
+        // `sensorNode`, not `node`: the daemon's logger binds `node` to the controller's name.
+        this.log.warn(
+          { reason, sensorNode, detail, notLogged: last?.suppressed ?? 0 },
+          'sensor report dropped',
+        );
         this.lastLog.set(reason, { atMs: now, suppressed: 0 });
       } else last.suppressed++;
     }

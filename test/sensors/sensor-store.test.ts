@@ -269,3 +269,96 @@ describe('sensor store', () => {
     expect(metrics).toContain(`coolctl_sensors{quality="bad"} ${configured - readings.length}`);
   });
 });
+
+describe('gateway status against fresher reports', () => {
+  const gw = node.gateway;
+  const gwState = (store: SensorStore) => store.gatewayStates().find((g) => g.id === gw)!.online;
+
+  it('a retained offline status counts only until a report comes through the gateway', () => {
+    const t = setup();
+    t.store.statusSubscriptionStarted([gw]);
+    t.store.setGatewayOnline(gw, false, 'connection-lost', { retained: true });
+    expect(gwState(t.store)).toBe(false);
+    expect(t.store.sensor(nodeId, 'inlet-top')!.flags).toContain('gateway-offline');
+    t.feed(t.report(1));
+    expect(gwState(t.store)).toBe(true);
+    expect(t.store.sensor(nodeId, 'inlet-top')!.quality).toBe('good');
+  });
+
+  it('a retained offline status after a report since subscribing is older than that report', () => {
+    const t = setup();
+    t.store.statusSubscriptionStarted([gw]);
+    t.feed(t.report(1));
+    t.store.setGatewayOnline(gw, false, 'connection-lost', { retained: true });
+    expect(gwState(t.store)).toBe(true);
+  });
+
+  it('a live offline status counts at once, until the next report', () => {
+    const t = setup();
+    t.store.statusSubscriptionStarted([gw]);
+    t.feed(t.report(1));
+    t.store.setGatewayOnline(gw, false, 'connection-lost');
+    expect(gwState(t.store)).toBe(false);
+    t.advance(1000);
+    t.feed(t.report(2));
+    expect(gwState(t.store)).toBe(true);
+    t.store.setGatewayOnline(gw, false, 'shutdown');
+    t.store.setGatewayOnline(gw, true, 'connected');
+    expect(gwState(t.store)).toBe(true);
+  });
+
+  it('reports heard before a new subscription do not outweigh the retained status it brings', () => {
+    const t = setup();
+    t.store.statusSubscriptionStarted([gw]);
+    t.feed(t.report(1));
+    t.store.statusSubscriptionStarted([gw]); // reconnected
+    t.store.setGatewayOnline(gw, false, 'connection-lost', { retained: true });
+    expect(gwState(t.store)).toBe(false);
+    // a late or replayed report still comes through the gateway's topic: proof of life
+    t.feed(t.report(1));
+    expect(gwState(t.store)).toBe(true);
+  });
+});
+
+describe('clocks', () => {
+  it('a wall-clock step back or forward changes no age, rate or staleness; it only shifts the shown times', () => {
+    let mono = 50_000;
+    let wall = Date.UTC(2026, 0, 1, 12);
+    const store = new SensorStore(site, { now: () => mono, wallNow: () => wall });
+    let seq = 0;
+    const tick = (ms: number) => {
+      mono += ms;
+      wall += ms;
+    };
+    const feed = () => {
+      const r = {
+        node: nodeId,
+        gateway: node.gateway,
+        seq: ++seq,
+        readings: [{ sensor: 'inlet-top', kind: 'inlet-top', value: 21 + seq * 0.01 }],
+      };
+      return store.ingestPayload(JSON.stringify(r), 'mqtt', node.gateway, nodeId);
+    };
+    // steady reports every 2 s; the wall clock steps back an hour, then forward two
+    for (const step of [0, -3_600_000, 7_200_000]) {
+      wall += step;
+      for (let i = 0; i < 20; i++) {
+        tick(2000);
+        expect(feed()).toBeNull();
+        const s = store.sensor(nodeId, 'inlet-top')!;
+        expect(s.value).toBeCloseTo(21 + seq * 0.01, 6);
+        expect(s.quality).toBe('good');
+        expect(s.receivedAtMs).toBe(wall);
+        expect(s.ageMs).toBe(0);
+      }
+    }
+    expect(store.counters.drops['rate-limited']).toBe(0);
+    // silence: stale after 3 intervals of monotonic time, whatever the wall clock does meanwhile
+    tick(29_000);
+    wall -= 3_600_000;
+    expect(store.sensor(nodeId, 'inlet-top')!.flags).not.toContain('stale');
+    tick(2000);
+    expect(store.sensor(nodeId, 'inlet-top')!.flags).toContain('stale');
+    expect(store.view(group.id).atMs).toBe(wall);
+  });
+});

@@ -1,0 +1,83 @@
+// Debian's mosquitto as a separate process on a loopback port: a real broker outside the test
+// process (MQTT 3.1.1 and 5), so that what the test measures of its own memory is the client's.
+// deploy/dev/prepare.sh installs it for the tests.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { waitFor } from '../helpers.ts';
+
+export interface Mosquitto {
+  url: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const MOSQUITTO = '/usr/sbin/mosquitto';
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export async function startMosquitto(): Promise<Mosquitto> {
+  if (!existsSync(MOSQUITTO)) throw new Error(`${MOSQUITTO} is missing: run deploy/dev/prepare.sh test`);
+  const dir = await mkdtemp(join(tmpdir(), 'coolctl-mosquitto-'));
+  const port = await freePort();
+  const conf = join(dir, 'mosquitto.conf');
+  await writeFile(
+    conf,
+    `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n`,
+  );
+  const child: ChildProcess = spawn(MOSQUITTO, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => {
+    stderr = (stderr + b.toString()).slice(-4000);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await waitFor(`mosquitto listening on ${port}`, async () => {
+      if (child.exitCode !== null) throw new Error(`mosquitto exited: ${stderr}`);
+      return accepts(port);
+    });
+  } catch (err) {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    url: `mqtt://127.0.0.1:${port}`,
+    port,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        exited,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            child.kill('SIGKILL');
+            resolve();
+          }, 3000);
+        }),
+      ]);
+      clearTimeout(timer);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

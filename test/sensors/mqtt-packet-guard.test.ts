@@ -1,0 +1,135 @@
+// The packet-size guard on byte streams: packets within the limit pass unchanged however the reads
+// split them (headers included); the first packet that announces more than the limit is refused
+// from its header alone, before its body is read, with its topic and announced size.
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { guardPacketSize, type RefusedPacket } from '../../src/sensors/mqtt-packet-guard.ts';
+
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  do {
+    let b = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) b |= 0x80;
+    out.push(b);
+  } while (n > 0);
+  return Buffer.from(out);
+}
+
+/** A QoS 0 PUBLISH as a broker sends it. */
+function publish(topic: string, payload: Buffer): Buffer {
+  const t = Buffer.from(topic, 'utf8');
+  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, payload]);
+  return Buffer.concat([Buffer.from([0x30]), varint(body.length), body]);
+}
+
+/** Only the fixed header and topic of a PUBLISH announcing `payloadBytes`: no body to allocate. */
+function publishHead(topic: string, payloadBytes: number): Buffer {
+  const t = Buffer.from(topic, 'utf8');
+  return Buffer.concat([
+    Buffer.from([0x30]),
+    varint(2 + t.length + payloadBytes),
+    Buffer.from([t.length >> 8, t.length & 0xff]),
+    t,
+  ]);
+}
+
+async function run(reads: Buffer[], max: number) {
+  const inner = new PassThrough();
+  const refused: RefusedPacket[] = [];
+  const out: Buffer[] = [];
+  const guard = guardPacketSize(inner, max, (p) => refused.push(p));
+  guard.on('data', (b: Buffer) => out.push(Buffer.from(b)));
+  let error: unknown;
+  guard.on('error', (err) => {
+    error = err;
+  });
+  for (const r of reads) inner.emit('data', r);
+  // the guard's readable side hands its data on asynchronously
+  await new Promise((resolve) => setImmediate(resolve));
+  return { out: () => Buffer.concat(out), refused, error: () => error, guard, inner };
+}
+
+/** `bytes` cut at the given offsets. */
+function cut(bytes: Buffer, at: number[]): Buffer[] {
+  const points = [0, ...at, bytes.length];
+  return points.slice(1).map((end, i) => bytes.subarray(points[i], end));
+}
+
+describe('MQTT packet-size guard', () => {
+  const small = [
+    publish('coolctl/sim/gateway/gw-1/node/N1/report', Buffer.from('{"a":1}')),
+    Buffer.from([0xd0, 0x00]), // PINGRESP: no body
+    publish('t', Buffer.alloc(200, 0x41)), // a two-byte length
+    publish('coolctl/sim/gateway/gw-1/status', Buffer.alloc(20_000, 0x42)), // a three-byte length
+  ];
+  const stream = Buffer.concat(small);
+
+  it('passes packets within the limit byte for byte, whatever the reads split (headers too)', async () => {
+    const whole = await run([stream], 64 * 1024);
+    expect(whole.out().equals(stream)).toBe(true);
+    // every byte a read of its own: each header is split at every point
+    const bytewise = await run(
+      cut(
+        stream,
+        [...Array(stream.length - 1).keys()].map((i) => i + 1),
+      ),
+      64 * 1024,
+    );
+    expect(bytewise.out().equals(stream)).toBe(true);
+    for (let seed = 1; seed <= 50; seed++) {
+      const at = [
+        ...new Set(Array.from({ length: 8 }, (_, k) => ((seed * 7919 * (k + 1)) % (stream.length - 1)) + 1)),
+      ];
+      const r = await run(
+        cut(
+          stream,
+          at.sort((a, b) => a - b),
+        ),
+        64 * 1024,
+      );
+      expect(r.out().equals(stream)).toBe(true);
+      expect(r.refused).toEqual([]);
+    }
+  });
+
+  it('refuses a 200 MB publish from its header: what came before passes, nothing of it does', async () => {
+    const topic = 'coolctl/sim/gateway/gw-1/node/N0001/report';
+    const before = Buffer.concat(small.slice(0, 2));
+    const head = publishHead(topic, 200 * 1024 * 1024);
+    const r = await run([Buffer.concat([before, head, Buffer.alloc(1000)])], 64 * 1024);
+    const remaining = 2 + topic.length + 200 * 1024 * 1024;
+    expect(r.refused).toEqual([
+      { reason: 'too-large', packetType: 3, announcedBytes: 1 + varint(remaining).length + remaining, topic },
+    ]);
+    expect(r.out().equals(before)).toBe(true);
+    expect((r.error() as { code?: string }).code).toBe('COOLCTL_E_MQTT_PACKET_TOO_LARGE');
+    expect(r.inner.destroyed).toBe(true);
+    // later reads change nothing
+    r.inner.emit('data', Buffer.alloc(100));
+    expect(r.refused).toHaveLength(1);
+  });
+
+  it('refuses on a header split over reads; the topic is unknown when it had not arrived yet', async () => {
+    const head = publishHead('x/y', 1_000_000);
+    const r = await run([head.subarray(0, 2), head.subarray(2, 4)], 64 * 1024);
+    expect(r.refused).toEqual([
+      { reason: 'too-large', packetType: 3, announcedBytes: 1 + 3 + 2 + 3 + 1_000_000, topic: undefined },
+    ]);
+    expect(r.out().length).toBe(0);
+  });
+
+  it('the limit is the whole packet: one byte over is refused, the limit itself passes', async () => {
+    const p = publish('t', Buffer.alloc(1000));
+    expect((await run([p], p.length)).refused).toEqual([]);
+    expect((await run([p], p.length)).out().equals(p)).toBe(true);
+    expect((await run([p], p.length - 1)).refused).toHaveLength(1);
+  });
+
+  it('refuses a length field that runs past 4 bytes', async () => {
+    const r = await run([Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])], 64 * 1024);
+    expect(r.refused).toEqual([
+      { reason: 'malformed-length', packetType: 3, announcedBytes: 0, topic: undefined },
+    ]);
+  });
+});
