@@ -1,8 +1,10 @@
 // Chaos: failsafe mode on (issue 15, item 9). etcd unreachable for every controller while the
 // state-cache peer links are cut too — all of them (nobody can be backed: every leader stops by
 // its lease deadline) or only those into one leader (it may be backed; its peers cannot). Never two
-// leaders; leaders return with etcd. Safety and liveness invariants after every trial.
-import { describe, it } from 'vitest';
+// leaders; leaders return with etcd. Safety and liveness invariants after every trial. And the
+// liveness check's own wiring on real processes: an undeclared pause is caught.
+import { describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers.ts';
 import { FAILSAFE_HALL, trialPeerPartitionFailsafe } from '../support/hall.ts';
 import { useChaosHall } from './chaos-hall.ts';
 
@@ -16,4 +18,36 @@ describe('chaos: failsafe', () => {
   it('etcd down for everyone and one leader’s incoming peer links cut: never two leaders', async () => {
     await chaos.trial('peer-partition-failsafe', (h) => trialPeerPartitionFailsafe(h, { scope: 'one' }));
   }, 90_000);
+});
+
+describe('chaos: the liveness invariant on the real hall', () => {
+  it('sees a paused group as undriven unless the pause is exempt', async () => {
+    // The check's wiring (claim monitor → spans → journal) on real processes: a pause stops the
+    // writes while the leader keeps the group, which is a violation unless declared.
+    const hall = chaos.hall();
+    const group = Object.keys(hall.groups)[0]!;
+    const node = hall.live()[0]!;
+    const fromMs = Date.now();
+    await hall.operator(node, 'POST', `/api/v1/groups/${group}/pause`, { reason: 'liveness self-test' });
+    try {
+      await waitFor(
+        'the undeclared pause to show as a liveness violation',
+        async () =>
+          (await hall.check()).violations.find((v) => v.group === group && v.kind !== 'group-interleave'),
+        { timeoutMs: hall.handOnMs * 2 + 5000, intervalMs: 500 },
+      );
+    } finally {
+      await hall.operator(node, 'POST', `/api/v1/groups/${group}/resume`);
+      // Declared after the fact, so the file's final check holds everything else to the rule.
+      hall.exemptions.push({ group, fromMs, toMs: Date.now(), why: 'liveness self-test pause' });
+    }
+    const settled = await waitFor(
+      `${group} driven again after its resume`,
+      async () =>
+        (await hall.groupsWithoutWrites(Date.now() - 500, Date.now())).includes(group) ? null : true,
+      { timeoutMs: hall.halfPeriodMs + 2000, intervalMs: 100 },
+    );
+    expect(settled).toBe(true);
+    expect((await hall.check()).violations).toEqual([]);
+  }, 60_000);
 });
