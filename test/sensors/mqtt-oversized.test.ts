@@ -1,7 +1,7 @@
 // One oversized publish on a report topic, through a real broker in its own process (mosquitto):
 // the controller's MQTT 3.1.1 client refuses the packet from its header, before buffering it (its
 // memory grows by a small fraction of the packet), counts it, logs it once with the topic and the
-// announced size, reconnects and ingests what follows. An MQTT 5 client announces its Maximum Packet
+// announced size, reconnects and ingests what follows; a second one in a row doubles the wait. An MQTT 5 client announces its Maximum Packet
 // Size, and the broker never sends it the packet at all.
 import net from 'node:net';
 import mqtt from 'mqtt';
@@ -170,6 +170,19 @@ describe('an oversized MQTT packet', () => {
       expect(v5.counters.refusedPackets).toBe(0);
       expect(v5.counters.connects).toBe(1);
       expect(store.counters.drops['too-large'] + store5.counters.drops['too-large']).toBe(0);
+
+      // a second one right after: refused too, and the next attempt waits twice as long
+      await publishHuge(broker.port, reportTopic, 1024 * 1024);
+      await waitFor('the second refusal', () => v4.counters.refusedPackets === 2, { timeoutMs: 10_000 });
+      const second = logs.parsed().filter((l) => String(l.msg).startsWith('MQTT packet refused'));
+      expect(second.map((l) => l.reconnectMs)).toEqual([1000, 2000]);
+      const refusedAt = performance.now();
+      await waitFor('reconnected again', () => v4.counters.connects === 3 && v4.connected, {
+        timeoutMs: 10_000,
+      });
+      expect(performance.now() - refusedAt).toBeGreaterThan(1500);
+      await report(5);
+      await waitFor('ingesting again', () => lastSeq(store) === 5);
     } finally {
       await Promise.all([v4.stop(), v5.stop()]);
     }
