@@ -193,7 +193,11 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.opts = opts;
     this.node = opts.node;
     this.now = opts.now ?? (() => performance.now());
-    this.log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'leadership', node: opts.node });
+    // The daemon's logger already names the node; binding it again would repeat `node` in every line.
+    // Each part takes its `component` on this base, not on `this.log`, whose `component` it would repeat.
+    const root = opts.logger ?? pino({ level: 'silent' });
+    const base = root.bindings().node === opts.node ? root : root.child({ node: opts.node });
+    this.log = base.child({ component: 'leadership' });
     this.client = createEtcdClient({ hosts: opts.etcd.hosts, callTimeoutMs: opts.etcdCallTimeoutMs });
     this.session = new EtcdSession({
       client: this.client,
@@ -203,7 +207,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       safetyMarginMs: opts.safetyMarginMs,
       callTimeoutMs: opts.etcdCallTimeoutMs,
       dataDir: opts.dataDir,
-      logger: this.log.child({ component: 'etcd-session' }),
+      logger: base.child({ component: 'etcd-session' }),
       now: this.now,
     });
     this.metrics = opts.registry
@@ -212,7 +216,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.revoker = new ExpiredLeaseRevoker({
       client: this.client,
       callTimeoutMs: opts.etcdCallTimeoutMs,
-      logger: this.log.child({ component: 'expired-lease-revoker' }),
+      logger: base.child({ component: 'expired-lease-revoker' }),
       now: this.now,
       onRevoked: () => this.requestTick(),
       onPoll: () => this.metrics?.expiryPoll(),
@@ -245,7 +249,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
           intervalMs: opts.keepaliveIntervalMs,
           reachableWithinMs: opts.keepaliveIntervalMs * 2,
           now: this.now,
-          logger: this.log,
+          logger: base,
         },
         {
           lastEtcdOkMs: () => this.lastEtcdOkMs,

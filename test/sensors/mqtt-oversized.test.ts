@@ -1,8 +1,8 @@
 // One oversized publish on a report topic, through a real broker in its own process (mosquitto):
 // the controller's MQTT 3.1.1 client refuses the packet from its header, before buffering it (its
 // memory grows by a small fraction of the packet), counts it, logs it once with the topic and the
-// announced size, reconnects and ingests what follows; a second one in a row doubles the wait. An MQTT 5 client announces its Maximum Packet
-// Size, and the broker never sends it the packet at all.
+// announced size, reconnects and ingests what follows; a second one in a row doubles the wait.
+// An MQTT 5 client announces its Maximum Packet Size, and the broker never sends it the packet.
 import net from 'node:net';
 import mqtt from 'mqtt';
 import { Registry } from 'prom-client';
