@@ -154,6 +154,7 @@ class Bench {
   private readonly peers: PeerProcess[];
   private readonly writer: StateCache;
   private readonly etcd: Etcd3;
+  private readonly etcdHosts: string[];
   private readonly dataDir: string;
 
   private constructor(
@@ -162,12 +163,14 @@ class Bench {
     writer: StateCache,
     acks: PeerChannel,
     etcd: Etcd3,
+    etcdHosts: string[],
     dataDir: string,
   ) {
     this.o = o;
     this.peers = peers;
     this.writer = writer;
     this.etcd = etcd;
+    this.etcdHosts = etcdHosts;
     this.dataDir = dataDir;
     writer.on('replicated', (group: string, ms: number) => this.onReplicated(group, ms));
     acks.on('frame', (conn: PeerConnection, f: Frame) => {
@@ -220,7 +223,7 @@ class Bench {
 
     const etcd = createEtcdClient({ hosts: etcdCluster.endpoints, callTimeoutMs: 2000 });
     undo.push({ what: 'etcd client', fn: async () => etcd.close() });
-    const b = new Bench(o, peers, writer, acks, etcd, dataDir);
+    const b = new Bench(o, peers, writer, acks, etcd, etcdCluster.endpoints, dataDir);
     await Promise.all(
       peers.map((p) => p.call({ cmd: 'watch', args: { hosts: etcdCluster.endpoints, prefix: b.prefix } })),
     );
@@ -443,7 +446,7 @@ class Bench {
   private async keepalives(): Promise<Record<string, number> & { keepalive_during_10mb_vs_idle: number }> {
     const { keepaliveS, keepaliveIntervalMs, rounds } = this.o;
     const session = new EtcdSession({
-      client: this.etcd,
+      hosts: this.etcdHosts,
       node: 'bench',
       ttlS: 2,
       keepaliveIntervalMs,

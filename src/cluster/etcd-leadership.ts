@@ -51,6 +51,8 @@ export interface EtcdLeadershipOptions {
   rebalanceHoldMs: number;
   /** Where the lease id is kept across restarts. */
   dataDir: string;
+  /** A main event loop stuck this long gives the lease up (EtcdSession; default 1.5 × TTL). */
+  mainStallBoundMs?: number;
   logger?: Logger;
   registry?: Registry;
   /** Monotonic clock, ms. */
@@ -200,8 +202,9 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     this.log = base.child({ component: 'leadership' });
     this.client = createEtcdClient({ hosts: opts.etcd.hosts, callTimeoutMs: opts.etcdCallTimeoutMs });
     this.session = new EtcdSession({
-      client: this.client,
+      hosts: opts.etcd.hosts,
       node: opts.node,
+      ...(opts.mainStallBoundMs === undefined ? {} : { mainStallBoundMs: opts.mainStallBoundMs }),
       ttlS: opts.leaseTtlS,
       keepaliveIntervalMs: opts.keepaliveIntervalMs,
       safetyMarginMs: opts.safetyMarginMs,

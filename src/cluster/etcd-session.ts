@@ -1,22 +1,28 @@
-// EtcdSession: this node's one etcd lease and its LeaseGuard. Our own keepalive loop (one
-// keepaliveOnce every keepaliveIntervalMs, each with a deadline) feeds the guard with the SEND time
-// of each acknowledged keepalive — we never rely on the etcd3 package's `lost` timing (≈ 2×TTL).
-// Invariants: at most one live lease; when etcd says it is gone (TTL ≤ 0 / not found) the guard is
-// invalidated before 'lost' is emitted, and a fresh lease is granted with backoff; the lease id is
-// kept in <dataDir>/lease-id.<node> so that a restarted node revokes its predecessor instead of waiting
-// out the TTL — never another node's: the file is per node, and the data dir is locked to one process.
+// EtcdSession: this node's one etcd lease and its LeaseGuard. The lease is kept alive by a worker
+// thread (keepalive-worker.ts) with its own event loop and etcd client, so bulk work on the main
+// loop cannot delay a keepalive; it feeds the guard, shared through a SharedArrayBuffer, with the
+// SEND time of each acknowledged keepalive — we never rely on the etcd3 package's `lost` timing
+// (≈ 2×TTL). mayAct() stays a synchronous read on this thread. This thread beats a heartbeat into the
+// shared state; a main loop silent past the stall bound loses the lease (a hung process must not
+// hold groups). Invariants: at most one live lease; when etcd says it is gone (TTL ≤ 0 / not found)
+// the guard is invalidated before 'lost' is emitted, and a fresh lease is granted with backoff; the
+// lease id is kept in <dataDir>/lease-id.<node> so that a restarted node revokes its predecessor
+// instead of waiting out the TTL — never another node's: the file is per node, and the data dir is
+// locked to one process. A worker that fails or exits is reported as 'lost' and replaced.
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Etcd3 } from 'etcd3';
+import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { DataDirLock } from './data-dir-lock.ts';
-import { ClusterError, ClusterErrorCodes, isClusterError } from './errors.ts';
-import { etcdCall, leaseHex } from './etcd-client.ts';
-import { type KeepaliveToken, LeaseGuard } from './lease-guard.ts';
+import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { leaseHex } from './etcd-client.ts';
+import type { KeepaliveWorkerData, MainMessage, WorkerMessage } from './keepalive-worker.ts';
+import { LeaseGuard } from './lease-guard.ts';
 
 export interface EtcdSessionOptions {
-  client: Etcd3;
+  /** etcd endpoints: the keepalive worker makes its own client. */
+  hosts: string[];
   /** This node's name: the lease-id file and the data dir lock say whose they are. */
   node: string;
   /** Lease TTL asked from etcd, whole seconds (etcd's unit). */
@@ -25,7 +31,13 @@ export interface EtcdSessionOptions {
   safetyMarginMs: number;
   callTimeoutMs: number;
   dataDir: string;
+  /**
+   * A main event loop silent this long gives the lease up (default 1.5 × TTL): shorter pauses are
+   * ridden out by the worker, longer ones hand the groups on.
+   */
+  mainStallBoundMs?: number;
   logger: Logger;
+  /** The caller's monotonic clock, ms: what guard.deadlineMs() is expressed in. */
   now?: () => number;
 }
 
@@ -36,9 +48,13 @@ export interface SessionLease {
   hex: string;
 }
 
-/** Keepalives allowed in flight at once: enough to ride over one slow member, bounded under a blackhole. */
-const MAX_KEEPALIVES_IN_FLIGHT = 3;
-const REGRANT_BACKOFF_MS = { first: 100, max: 2_000 };
+/** How often this thread says it is alive. */
+const HEARTBEAT_MS = 50;
+const RESPAWN_BACKOFF_MS = { first: 100, max: 2_000 };
+const WORKER_URL = new URL(
+  `./keepalive-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`,
+  import.meta.url,
+);
 
 /**
  * Events: 'lease' (SessionLease) a new lease is live; 'lost' (reason) etcd dropped it, guard already
@@ -49,22 +65,36 @@ export class EtcdSession extends EventEmitter {
   readonly guard: LeaseGuard;
   private readonly opts: EtcdSessionOptions;
   private readonly log: Logger;
-  private readonly now: () => number;
-  private current: SessionLease | null = null;
-  private keepaliveTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
-  private inFlight = 0;
-  private stopped = false;
-  private readonly stopping = new AbortController();
-  private lapsed = true;
+  private readonly shared = LeaseGuard.sharedState();
+  private readonly stallBoundMs: number;
   private readonly lock: DataDirLock;
+  private current: SessionLease | null = null;
+  private worker: Worker | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private respawnTimer: NodeJS.Timeout | undefined;
+  private respawnBackoffMs = RESPAWN_BACKOFF_MS.first;
+  private started = false;
+  private stopped = false;
+  private lapsed = true;
+  private firstLease: { resolve: (l: SessionLease) => void; reject: (e: unknown) => void } | undefined;
 
   constructor(opts: EtcdSessionOptions) {
     super();
     this.opts = opts;
     this.log = opts.logger;
-    this.now = opts.now ?? (() => performance.now());
-    this.guard = new LeaseGuard({ ttlMs: opts.ttlS * 1000, marginMs: opts.safetyMarginMs, now: this.now });
+    this.stallBoundMs = opts.mainStallBoundMs ?? opts.ttlS * 1500;
+    if (!(this.stallBoundMs >= Math.max(opts.keepaliveIntervalMs, HEARTBEAT_MS * 4))) {
+      throw new RangeError(
+        `EtcdSession: mainStallBoundMs ${this.stallBoundMs} must be ≥ keepaliveIntervalMs (${opts.keepaliveIntervalMs}) and ≥ ${HEARTBEAT_MS * 4}`,
+      );
+    }
+    this.guard = new LeaseGuard({
+      ttlMs: opts.ttlS * 1000,
+      marginMs: opts.safetyMarginMs,
+      shared: this.shared,
+      ...(opts.now ? { now: opts.now } : {}),
+    });
     this.lock = new DataDirLock(opts.dataDir, opts.node, this.log);
   }
 
@@ -77,20 +107,37 @@ export class EtcdSession extends EventEmitter {
   }
 
   /**
-   * Locks the data dir (DATA_DIR_IN_USE if another live process has it), revokes the lease a
-   * previous run of this node left behind, grants ours, starts the keepalive loop.
+   * Locks the data dir (DATA_DIR_IN_USE if another live process has it), then starts the keepalive
+   * worker, which revokes the lease a previous run of this node left behind and grants ours.
+   * Resolves with the first lease; `signal` bounds the wait.
    */
   async start(signal: AbortSignal): Promise<SessionLease> {
+    if (this.started) throw new ClusterError(ClusterErrorCodes.ABORTED, 'session already started');
+    this.started = true;
     await mkdir(this.opts.dataDir, { recursive: true });
     await this.lock.acquire();
     try {
       await this.dropLegacyLeaseFile();
-      await this.revokePrevious(signal);
-      const lease = await this.grantWithRetry(AbortSignal.any([signal, this.stopping.signal]));
-      this.scheduleKeepalive();
-      return lease;
+      signal.throwIfAborted();
+      const first = new Promise<SessionLease>((resolve, reject) => {
+        this.firstLease = { resolve, reject };
+      });
+      const onAbort = (): void => this.firstLease?.reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.guard.beat();
+      this.heartbeat = setInterval(() => this.guard.beat(), HEARTBEAT_MS);
+      this.heartbeat.unref();
+      this.spawnWorker();
+      try {
+        return await first;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        this.firstLease = undefined;
+        // From here on the worker must not keep the process alive on its own.
+        this.worker?.unref();
+      }
     } catch (err) {
-      await this.lock.release();
+      await this.stop();
       throw err;
     }
   }
@@ -99,23 +146,30 @@ export class EtcdSession extends EventEmitter {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.stopping.abort(new ClusterError(ClusterErrorCodes.ABORTED, 'session stopped'));
-    clearTimeout(this.keepaliveTimer);
+    clearInterval(this.heartbeat);
     clearTimeout(this.expiryTimer);
+    clearTimeout(this.respawnTimer);
     this.guard.invalidate('session stopped');
-    const lease = this.current;
     this.current = null;
-    if (lease) {
-      try {
-        await this.revoke(lease.id, undefined);
-        await rm(this.leaseFile, { force: true });
-        this.log.info({ lease: lease.hex }, 'lease revoked');
-      } catch (err) {
-        // The keys expire with the TTL anyway; the next start revokes it from the file.
-        this.log.warn({ err, lease: lease.hex }, 'lease revoke failed at stop; it expires with its TTL');
-      }
-    }
+    const worker = this.worker;
+    this.worker = undefined;
+    if (worker) await this.stopWorker(worker);
     await this.lock.release();
+  }
+
+  /** Asks the worker to revoke and exit; terminates it if it has not within the bound. */
+  private async stopWorker(worker: Worker): Promise<void> {
+    worker.ref(); // the revoke must get its chance even if nothing else keeps the process up
+    const boundMs = this.opts.callTimeoutMs * 2 + 500;
+    let timer: NodeJS.Timeout | undefined;
+    const exited = new Promise<void>((resolve) => {
+      worker.once('exit', () => resolve());
+      timer = setTimeout(resolve, boundMs);
+    });
+    worker.postMessage({ t: 'stop' } satisfies MainMessage);
+    await exited;
+    clearTimeout(timer);
+    await worker.terminate().catch(() => {});
   }
 
   /**
@@ -134,147 +188,109 @@ export class EtcdSession extends EventEmitter {
     );
   }
 
-  private async revokePrevious(signal: AbortSignal): Promise<void> {
-    let previous: string;
-    try {
-      previous = (await readFile(this.leaseFile, 'utf8')).trim();
-    } catch {
-      return; // first start, or a clean stop
-    }
-    if (!/^\d+$/.test(previous)) {
-      this.log.warn({ file: this.leaseFile }, 'ignoring unreadable previous lease id');
-      return;
-    }
-    try {
-      await this.revoke(previous, signal);
-      this.log.info({ lease: leaseHex(previous) }, 'revoked the lease of a previous run');
-    } catch (err) {
-      // Bounded and best effort: if etcd cannot be reached now, that lease expires with its TTL.
-      this.log.warn({ err, lease: leaseHex(previous) }, 'could not revoke the previous lease');
-    }
-  }
-
-  private async revoke(id: string, signal: AbortSignal | undefined): Promise<void> {
-    try {
-      await etcdCall('lease revoke', this.opts.callTimeoutMs, signal, (o) =>
-        this.opts.client.leaseClient.leaseRevoke({ ID: id }, o),
-      );
-    } catch (err) {
-      if (isClusterError(err, ClusterErrorCodes.LEASE_LOST)) return; // already gone
-      throw err;
-    }
-  }
-
-  private async grantWithRetry(signal: AbortSignal): Promise<SessionLease> {
-    let backoffMs = REGRANT_BACKOFF_MS.first;
-    for (;;) {
-      try {
-        return await this.grant(signal);
-      } catch (err) {
-        if (signal.aborted) throw err;
-        this.log.warn({ err, retryInMs: backoffMs }, 'lease grant failed');
-        await abortableDelay(backoffMs * (0.5 + Math.random() / 2), signal);
-        backoffMs = Math.min(backoffMs * 2, REGRANT_BACKOFF_MS.max);
-      }
-    }
-  }
-
-  private async grant(signal: AbortSignal): Promise<SessionLease> {
-    // The grant's own send time is the first proof: etcd starts the TTL when it applies the grant.
-    const token = this.guard.keepaliveSent();
-    const res = await etcdCall('lease grant', this.opts.callTimeoutMs, signal, (o) =>
-      this.opts.client.leaseClient.leaseGrant({ TTL: this.opts.ttlS }, o),
-    );
-    if (Number(res.TTL) > this.opts.ttlS) {
-      // etcd raised the TTL to its minimum: failover will take longer than configured. The guard
-      // keeps using the smaller, asked-for TTL, which is only more conservative.
-      this.log.warn({ askedS: this.opts.ttlS, grantedS: Number(res.TTL) }, 'etcd raised the lease TTL');
-    }
-    const lease = { id: res.ID, hex: leaseHex(res.ID) };
-    if (this.stopped) {
-      await this.revoke(lease.id, undefined).catch(() => {});
-      throw new ClusterError(ClusterErrorCodes.ABORTED, 'session stopped during lease grant');
-    }
-    this.current = lease;
-    this.onAck(token);
-    await this.persist(lease.id);
-    this.log.info({ lease: lease.hex, ttlS: this.opts.ttlS }, 'lease granted');
-    this.emit('lease', lease);
-    return lease;
-  }
-
-  private async persist(id: string): Promise<void> {
-    const tmp = `${this.leaseFile}.tmp`;
-    await writeFile(tmp, `${id}\n`);
-    await rename(tmp, this.leaseFile);
-  }
-
-  private scheduleKeepalive(): void {
-    if (this.stopped) return;
-    this.keepaliveTimer = setTimeout(() => {
-      this.scheduleKeepalive();
-      this.keepaliveTick();
-    }, this.opts.keepaliveIntervalMs);
-  }
-
-  private keepaliveTick(): void {
-    const lease = this.current;
-    if (!lease || this.inFlight >= MAX_KEEPALIVES_IN_FLIGHT) return;
-    this.inFlight++;
-    const token = this.guard.keepaliveSent();
-    this.keepaliveOnce(lease)
-      .then((ttlS) => {
-        if (this.current !== lease) return; // answer for a lease we already gave up
-        if (ttlS <= 0) {
-          this.onLost(lease, 'etcd says the lease expired (keepalive TTL 0)');
-          return;
-        }
-        this.emit('keepalive', (this.now() - token.sentAtMs) / 1000);
-        this.onAck(token);
-      })
-      .catch((err: unknown) => {
-        if (this.current !== lease) return;
-        if (isClusterError(err, ClusterErrorCodes.LEASE_LOST)) {
-          this.onLost(lease, 'etcd says the lease is not found');
-          return;
-        }
-        // Transient: the guard keeps counting down; the next keepalive may get through.
-        this.log.debug({ err }, 'keepalive failed');
-      })
-      .finally(() => {
-        this.inFlight--;
-      });
-  }
-
-  /** One keepalive on its own short stream, with a deadline; resolves with etcd's TTL for the lease. */
-  private async keepaliveOnce(lease: SessionLease): Promise<number> {
-    return etcdCall('lease keepalive', this.opts.callTimeoutMs, this.stopping.signal, async (o) => {
-      const stream = await this.opts.client.leaseClient.leaseKeepAlive(o);
-      return new Promise<number>((resolve, reject) => {
-        stream.on('data', (res) => {
-          // Half-close: the server ends the call cleanly (a cancel would make etcd3 reset the host).
-          stream.end();
-          resolve(Number(res.TTL));
-        });
-        stream.on('error', reject);
-        stream.write({ ID: lease.id });
-      });
+  private spawnWorker(): void {
+    const data: KeepaliveWorkerData = {
+      shared: this.shared,
+      hosts: this.opts.hosts,
+      ttlS: this.opts.ttlS,
+      keepaliveIntervalMs: this.opts.keepaliveIntervalMs,
+      safetyMarginMs: this.opts.safetyMarginMs,
+      callTimeoutMs: this.opts.callTimeoutMs,
+      leaseFile: this.leaseFile,
+      stallBoundMs: this.stallBoundMs,
+    };
+    // The parent's Node options are not the worker's (an --input-type or a loader breaks it); V8's
+    // flags (heap sizes, --no-sparkplug) are per process and apply to it anyway.
+    const worker = new Worker(WORKER_URL, { workerData: data, name: 'coolctl-keepalive', execArgv: [] });
+    this.worker = worker;
+    if (!this.firstLease) worker.unref();
+    worker.on('message', (m: WorkerMessage) => {
+      if (this.worker === worker) this.onMessage(m);
+    });
+    worker.on('error', (err) => {
+      if (this.worker !== worker) return;
+      this.log.error({ err }, 'keepalive worker failed');
+    });
+    worker.on('exit', (code) => {
+      if (this.worker !== worker || this.stopped) return;
+      this.worker = undefined;
+      this.onWorkerGone(`keepalive worker exited (code ${code})`);
     });
   }
 
-  private onAck(token: KeepaliveToken): void {
-    if (!this.guard.keepaliveAcked(token)) return;
+  /** The worker is gone with whatever lease it held: report it lost and start a new worker. */
+  private onWorkerGone(reason: string): void {
+    this.guard.invalidate(reason);
+    const lease = this.current;
+    this.current = null;
+    this.markLapsed();
+    this.log.warn({ lease: lease?.hex ?? null, reason, respawnInMs: this.respawnBackoffMs }, 'lease lost');
+    if (lease) this.emit('lost', reason);
+    // The new worker revokes that lease from the lease-id file, then grants a fresh one.
+    this.respawnTimer = setTimeout(() => {
+      if (!this.stopped) this.spawnWorker();
+    }, this.respawnBackoffMs);
+    // While start() waits for its first lease the process must stay up; after that, not for this.
+    if (!this.firstLease) this.respawnTimer.unref();
+    this.respawnBackoffMs = Math.min(this.respawnBackoffMs * 2, RESPAWN_BACKOFF_MS.max);
+  }
+
+  private onMessage(m: WorkerMessage): void {
+    switch (m.t) {
+      case 'log':
+        this.log[m.level](withError(m.fields), m.msg);
+        return;
+      case 'lease': {
+        const lease = { id: m.id, hex: m.hex };
+        this.current = lease;
+        this.respawnBackoffMs = RESPAWN_BACKOFF_MS.first;
+        if (m.moved) this.onProof();
+        this.emit('lease', lease);
+        this.firstLease?.resolve(lease);
+        return;
+      }
+      case 'ack':
+        this.emit('keepalive', m.seconds);
+        if (m.moved) this.onProof();
+        return;
+      case 'lost':
+        if (this.current?.hex !== m.hex) return;
+        this.current = null;
+        this.guard.noteInvalid(m.reason);
+        this.markLapsed();
+        this.emit('lost', m.reason);
+        return;
+      case 'stopped':
+        return;
+    }
+  }
+
+  /** An ack moved the shared deadline. */
+  private onProof(): void {
+    if (!this.guard.mayAct()) return; // moved, but a newer stall or invalidation already overtook it
     if (this.lapsed) {
       this.lapsed = false;
       this.emit('proven');
     }
+    this.scheduleExpiry();
+  }
+
+  private scheduleExpiry(): void {
     clearTimeout(this.expiryTimer);
     // Only a notification for roles and logs: mayAct() reads the clock itself and does not wait for it.
     this.expiryTimer = setTimeout(() => this.onExpiry(), Math.max(0, this.guard.remainingMs()) + 1);
+    this.expiryTimer.unref();
   }
 
   private onExpiry(): void {
-    if (this.guard.mayAct() || this.lapsed) return;
+    if (this.lapsed || this.stopped) return;
+    // The worker may have moved the deadline without this loop hearing of it yet.
+    if (this.guard.mayAct()) {
+      this.scheduleExpiry();
+      return;
+    }
+    // Invalidated by the worker (lost, stall): its 'lost' message is on the way and says why.
+    if (!this.guard.proven()) return;
     this.lapsed = true;
     this.log.warn(
       { lease: this.current?.hex },
@@ -283,38 +299,17 @@ export class EtcdSession extends EventEmitter {
     this.emit('expired');
   }
 
-  private onLost(lease: SessionLease, reason: string): void {
-    this.guard.invalidate(reason);
-    this.current = null;
+  private markLapsed(): void {
     this.lapsed = true;
     clearTimeout(this.expiryTimer);
-    this.log.warn({ lease: lease.hex, reason }, 'lease lost');
-    this.emit('lost', reason);
-    this.regrant();
-  }
-
-  private regrant(): void {
-    if (this.stopped) return;
-    this.grantWithRetry(this.stopping.signal).catch((err: unknown) => {
-      if (!this.stopped) this.log.error({ err }, 'lease re-grant gave up');
-    });
   }
 }
 
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+/** The worker sends an error as plain fields; pino's err serializer wants an Error. */
+function withError(fields: Record<string, unknown>): Record<string, unknown> {
+  const e = fields.err as { type?: string; message?: string; code?: unknown } | undefined;
+  if (!e || typeof e !== 'object') return fields;
+  const err = Object.assign(new Error(e.message ?? ''), { name: e.type ?? 'Error', code: e.code });
+  err.stack = `${err.name}: ${err.message} (in the keepalive worker)`;
+  return { ...fields, err };
 }

@@ -69,7 +69,7 @@ describe('big rows and the lease', () => {
 
     const client = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 500 });
     const session = new EtcdSession({
-      client,
+      hosts: fx.etcd.clientUrls,
       node: 'leader',
       ttlS: 2,
       keepaliveIntervalMs: 300,

@@ -1,7 +1,7 @@
 // LeaseGuard on a fake monotonic clock: the deadline comes from the SEND time of the last
 // acknowledged keepalive, never moves backwards, and a frozen event loop finds it passed at once.
 import { describe, expect, it } from 'vitest';
-import { LeaseGuard } from '../../src/cluster/lease-guard.ts';
+import { LeaseGuard, sharedClockMs } from '../../src/cluster/lease-guard.ts';
 
 function fakeClock(start = 1_000): { now: () => number; advance: (ms: number) => void } {
   let t = start;
@@ -82,5 +82,56 @@ describe('LeaseGuard', () => {
   it('refuses a margin that leaves no time to act', () => {
     expect(() => new LeaseGuard({ ttlMs: 1_000, marginMs: 1_000 })).toThrow(RangeError);
     expect(() => new LeaseGuard({ ttlMs: 1_000, marginMs: -1 })).toThrow(RangeError);
+  });
+});
+
+describe('LeaseGuard shared between the keepalive worker and the main thread', () => {
+  const opts = { ttlMs: 2_000, marginMs: 400 };
+
+  it('an ack on one side moves the deadline the other side reads, on its own clock and never later', () => {
+    const shared = LeaseGuard.sharedState();
+    const worker = new LeaseGuard({ ...opts, shared });
+    const main = new LeaseGuard({ ...opts, shared });
+    expect(main.mayAct()).toBe(false);
+    expect(main.reason()).toBe('no lease yet');
+    const token = worker.keepaliveSent();
+    expect(worker.keepaliveAcked(token)).toBe(true);
+    expect(main.mayAct()).toBe(true);
+    expect(main.reason()).toBeNull();
+    // deadlineMs() is on main's performance.now() clock; the shared one is CLOCK_MONOTONIC.
+    const exact = token.sentAtMs - sharedClockMs() + performance.now() + opts.ttlMs - opts.marginMs;
+    expect(main.deadlineMs()).toBeLessThanOrEqual(exact + 0.01);
+    expect(main.deadlineMs()).toBeGreaterThan(exact - 1);
+    expect(Math.abs(main.remainingMs() - (main.deadlineMs() - performance.now()))).toBeLessThan(1);
+  });
+
+  it('an invalidate() on one side beats an ack of a keepalive the other side sent before it', () => {
+    const shared = LeaseGuard.sharedState();
+    const worker = new LeaseGuard({ ...opts, shared });
+    const main = new LeaseGuard({ ...opts, shared });
+    expect(worker.keepaliveAcked(worker.keepaliveSent())).toBe(true);
+    const inFlight = worker.keepaliveSent();
+    main.invalidate('session stopped');
+    expect(main.mayAct()).toBe(false);
+    expect(worker.keepaliveAcked(inFlight)).toBe(false);
+    expect(main.mayAct()).toBe(false);
+    expect(main.reason()).toBe('session stopped');
+    // The worker's own invalidation (lease lost): main finds it at once, and learns why by message.
+    expect(worker.keepaliveAcked(worker.keepaliveSent())).toBe(true);
+    worker.invalidate('etcd says the lease is not found');
+    expect(main.mayAct()).toBe(false);
+    expect(main.deadlineMs()).toBe(Number.NEGATIVE_INFINITY);
+    main.noteInvalid('etcd says the lease is not found');
+    expect(main.reason()).toBe('etcd says the lease is not found');
+  });
+
+  it('carries the main thread heartbeat to the worker', () => {
+    const shared = LeaseGuard.sharedState();
+    const worker = new LeaseGuard({ ...opts, shared });
+    const main = new LeaseGuard({ ...opts, shared });
+    expect(worker.sinceBeatMs()).toBeGreaterThan(1_000); // never beaten: stale
+    main.beat();
+    expect(worker.sinceBeatMs()).toBeGreaterThanOrEqual(0);
+    expect(worker.sinceBeatMs()).toBeLessThan(1_000);
   });
 });

@@ -1,0 +1,330 @@
+// The keepalive worker: this node's lease lives here, on a thread with its own event loop and its own
+// etcd client, so a long synchronous stretch on the main loop (a huge message parsed, a GC storm)
+// cannot delay the keepalives and let the guard deadline pass. It grants the lease, sends one
+// keepalive every keepaliveIntervalMs (each with a deadline), and moves the deadline of the
+// LeaseGuard it shares with the main thread. It also watches the main thread's heartbeat: a main
+// loop stuck longer than stallBoundMs cannot drive its groups, so the worker invalidates the guard
+// and revokes the lease — a hung process must not hold groups ("never none"). Every outcome reaches
+// the main thread as a message (etcd-session.ts); nothing here throws past its own loop.
+import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import type { Etcd3 } from 'etcd3';
+import { ClusterError, ClusterErrorCodes, isClusterError } from './errors.ts';
+import { createEtcdClient, etcdCall, leaseHex } from './etcd-client.ts';
+import { type KeepaliveToken, LeaseGuard, sharedClockMs } from './lease-guard.ts';
+
+export interface KeepaliveWorkerData {
+  shared: SharedArrayBuffer;
+  hosts: string[];
+  ttlS: number;
+  keepaliveIntervalMs: number;
+  safetyMarginMs: number;
+  callTimeoutMs: number;
+  /** <dataDir>/lease-id.<node>: revoked at start (a previous run's), written on each grant. */
+  leaseFile: string;
+  /** A main-thread heartbeat older than this gives the lease up. */
+  stallBoundMs: number;
+}
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+/** Worker → main thread. */
+export type WorkerMessage =
+  | { t: 'lease'; id: string; hex: string; moved: boolean }
+  | { t: 'ack'; seconds: number; moved: boolean }
+  | { t: 'lost'; hex: string; reason: string }
+  | { t: 'log'; level: LogLevel; fields: Record<string, unknown>; msg: string }
+  | { t: 'stopped' };
+
+/** Main thread → worker. */
+export type MainMessage = { t: 'stop' };
+
+/** Keepalives allowed in flight at once: enough to ride over one slow member, bounded under a blackhole. */
+const MAX_KEEPALIVES_IN_FLIGHT = 3;
+const REGRANT_BACKOFF_MS = { first: 100, max: 2_000 };
+
+interface Lease {
+  id: string;
+  hex: string;
+}
+
+class KeepaliveLoop {
+  private readonly d: KeepaliveWorkerData;
+  private readonly guard: LeaseGuard;
+  private readonly client: Etcd3;
+  private readonly send: (m: WorkerMessage) => void;
+  private readonly stopping = new AbortController();
+  private current: Lease | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private inFlight = 0;
+  private granting = false;
+  private stopped = false;
+
+  constructor(d: KeepaliveWorkerData, send: (m: WorkerMessage) => void) {
+    this.d = d;
+    this.send = send;
+    this.guard = new LeaseGuard({ ttlMs: d.ttlS * 1000, marginMs: d.safetyMarginMs, shared: d.shared });
+    this.client = createEtcdClient({ hosts: d.hosts, callTimeoutMs: d.callTimeoutMs });
+  }
+
+  async start(): Promise<void> {
+    await this.revokePrevious();
+    this.scheduleTick();
+    await this.grantWithRetry();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.stopping.abort(new ClusterError(ClusterErrorCodes.ABORTED, 'session stopped'));
+    clearTimeout(this.timer);
+    this.guard.invalidate('session stopped');
+    const lease = this.current;
+    this.current = null;
+    if (lease) {
+      try {
+        await this.revoke(lease.id, undefined);
+        await rm(this.d.leaseFile, { force: true });
+        this.log('info', { lease: lease.hex }, 'lease revoked');
+      } catch (err) {
+        // The keys expire with the TTL anyway; the next start revokes it from the file.
+        this.log(
+          'warn',
+          { err: errFields(err), lease: lease.hex },
+          'lease revoke failed at stop; it expires with its TTL',
+        );
+      }
+    }
+    this.client.close();
+  }
+
+  private log(level: LogLevel, fields: Record<string, unknown>, msg: string): void {
+    this.send({ t: 'log', level, fields, msg });
+  }
+
+  private async revokePrevious(): Promise<void> {
+    let previous: string;
+    try {
+      previous = (await readFile(this.d.leaseFile, 'utf8')).trim();
+    } catch {
+      return; // first start, or a clean stop
+    }
+    if (!/^\d+$/.test(previous)) {
+      this.log('warn', { file: this.d.leaseFile }, 'ignoring unreadable previous lease id');
+      return;
+    }
+    try {
+      await this.revoke(previous, this.stopping.signal);
+      this.log('info', { lease: leaseHex(previous) }, 'revoked the lease of a previous run');
+    } catch (err) {
+      // Bounded and best effort: if etcd cannot be reached now, that lease expires with its TTL.
+      this.log(
+        'warn',
+        { err: errFields(err), lease: leaseHex(previous) },
+        'could not revoke the previous lease',
+      );
+    }
+  }
+
+  private async revoke(id: string, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await etcdCall('lease revoke', this.d.callTimeoutMs, signal, (o) =>
+        this.client.leaseClient.leaseRevoke({ ID: id }, o),
+      );
+    } catch (err) {
+      if (isClusterError(err, ClusterErrorCodes.LEASE_LOST)) return; // already gone
+      throw err;
+    }
+  }
+
+  /** Grants a lease, retrying with backoff; waits while the main loop is stalled. */
+  private async grantWithRetry(): Promise<void> {
+    if (this.granting) return;
+    this.granting = true;
+    let backoffMs = REGRANT_BACKOFF_MS.first;
+    try {
+      while (!this.stopped && !this.current) {
+        if (this.mainStalledMs() === null) {
+          try {
+            await this.grant();
+            return;
+          } catch (err) {
+            if (this.stopped) return;
+            this.log('warn', { err: errFields(err), retryInMs: backoffMs }, 'lease grant failed');
+          }
+        }
+        await abortableDelay(backoffMs * (0.5 + Math.random() / 2), this.stopping.signal).catch(() => {});
+        backoffMs = Math.min(backoffMs * 2, REGRANT_BACKOFF_MS.max);
+      }
+    } finally {
+      this.granting = false;
+    }
+  }
+
+  private async grant(): Promise<void> {
+    // The grant's own send time is the first proof: etcd starts the TTL when it applies the grant.
+    const token = this.guard.keepaliveSent();
+    const res = await etcdCall('lease grant', this.d.callTimeoutMs, this.stopping.signal, (o) =>
+      this.client.leaseClient.leaseGrant({ TTL: this.d.ttlS }, o),
+    );
+    if (Number(res.TTL) > this.d.ttlS) {
+      // etcd raised the TTL to its minimum: failover will take longer than configured. The guard
+      // keeps using the smaller, asked-for TTL, which is only more conservative.
+      this.log('warn', { askedS: this.d.ttlS, grantedS: Number(res.TTL) }, 'etcd raised the lease TTL');
+    }
+    const lease = { id: res.ID, hex: leaseHex(res.ID) };
+    if (this.stopped) {
+      await this.revoke(lease.id, undefined).catch(() => {});
+      throw new ClusterError(ClusterErrorCodes.ABORTED, 'session stopped during lease grant');
+    }
+    // Persisted before it is used, so that whatever happens next a restart can revoke it.
+    const tmp = `${this.d.leaseFile}.tmp`;
+    await writeFile(tmp, `${lease.id}\n`);
+    await rename(tmp, this.d.leaseFile);
+    this.current = lease;
+    const moved = this.guard.keepaliveAcked(token);
+    this.log('info', { lease: lease.hex, ttlS: this.d.ttlS }, 'lease granted');
+    this.send({ t: 'lease', id: lease.id, hex: lease.hex, moved });
+  }
+
+  /** Ms the main loop has been silent, when that is past the stall bound; else null. */
+  private mainStalledMs(): number | null {
+    const since = this.guard.sinceBeatMs();
+    return since > this.d.stallBoundMs ? since : null;
+  }
+
+  private scheduleTick(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.scheduleTick();
+      this.tick();
+    }, this.d.keepaliveIntervalMs);
+  }
+
+  private tick(): void {
+    const lease = this.current;
+    if (!lease) return;
+    const stalledMs = this.mainStalledMs();
+    if (stalledMs !== null) {
+      this.giveUpForStall(lease, stalledMs);
+      return;
+    }
+    if (this.inFlight >= MAX_KEEPALIVES_IN_FLIGHT) return;
+    this.inFlight++;
+    const token = this.guard.keepaliveSent();
+    this.keepaliveOnce(lease)
+      .then((ttlS) => {
+        if (this.current !== lease) return; // answer for a lease we already gave up
+        if (ttlS <= 0) {
+          this.onLost(lease, 'etcd says the lease expired (keepalive TTL 0)');
+          return;
+        }
+        this.onAck(token);
+      })
+      .catch((err: unknown) => {
+        if (this.current !== lease) return;
+        if (isClusterError(err, ClusterErrorCodes.LEASE_LOST)) {
+          this.onLost(lease, 'etcd says the lease is not found');
+          return;
+        }
+        // Transient: the guard keeps counting down; the next keepalive may get through.
+        this.log('debug', { err: errFields(err) }, 'keepalive failed');
+      })
+      .finally(() => {
+        this.inFlight--;
+      });
+  }
+
+  /** One keepalive on its own short stream, with a deadline; resolves with etcd's TTL for the lease. */
+  private async keepaliveOnce(lease: Lease): Promise<number> {
+    return etcdCall('lease keepalive', this.d.callTimeoutMs, this.stopping.signal, async (o) => {
+      const stream = await this.client.leaseClient.leaseKeepAlive(o);
+      return new Promise<number>((resolve, reject) => {
+        stream.on('data', (res) => {
+          // Half-close: the server ends the call cleanly (a cancel would make etcd3 reset the host).
+          stream.end();
+          resolve(Number(res.TTL));
+        });
+        stream.on('error', reject);
+        stream.write({ ID: lease.id });
+      });
+    });
+  }
+
+  private onAck(token: KeepaliveToken): void {
+    const moved = this.guard.keepaliveAcked(token);
+    this.send({ t: 'ack', seconds: (sharedClockMs() - token.sentAtMs) / 1000, moved });
+  }
+
+  private giveUpForStall(lease: Lease, stalledMs: number): void {
+    const reason = `main event loop stalled for ${Math.round(stalledMs)} ms (bound ${this.d.stallBoundMs} ms): a hung process must not hold groups it cannot drive`;
+    this.onLost(lease, reason);
+    // Revoked, not left to expire: the next candidates lead at once instead of a TTL later.
+    this.revoke(lease.id, this.stopping.signal).then(
+      () => this.log('info', { lease: lease.hex }, 'revoked the lease given up for a stalled main loop'),
+      (err: unknown) =>
+        this.log(
+          'warn',
+          { err: errFields(err), lease: lease.hex },
+          'revoking the lease given up for a stall failed; it expires with its TTL',
+        ),
+    );
+  }
+
+  private onLost(lease: Lease, reason: string): void {
+    // Invalidate first: the main thread finds mayAct() false before the message reaches it.
+    this.guard.invalidate(reason);
+    this.current = null;
+    this.log('warn', { lease: lease.hex, reason }, 'lease lost');
+    this.send({ t: 'lost', hex: lease.hex, reason });
+    void this.grantWithRetry();
+  }
+}
+
+/** What pino's err serializer would keep of an error, as plain data a message can carry. */
+export function errFields(err: unknown): Record<string, unknown> {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const code = (err as { code?: unknown }).code;
+  return { type: err.name, message: err.message, ...(code === undefined ? {} : { code }) };
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+if (!isMainThread && parentPort) {
+  const port = parentPort;
+  const loop = new KeepaliveLoop(workerData as KeepaliveWorkerData, (m) => port.postMessage(m));
+  port.on('message', (m: MainMessage) => {
+    if (m.t !== 'stop') return;
+    void loop
+      .stop()
+      .catch(() => {})
+      .finally(() => {
+        port.postMessage({ t: 'stopped' } satisfies WorkerMessage);
+        port.close(); // nothing else keeps this thread alive: it exits
+      });
+  });
+  loop.start().catch((err: unknown) => {
+    port.postMessage({
+      t: 'log',
+      level: 'error',
+      fields: { err: errFields(err) },
+      msg: 'keepalive worker start failed',
+    } satisfies WorkerMessage);
+  });
+}
