@@ -23,7 +23,7 @@ export const MAX_MQTT_PACKET_BYTES = 4 * MAX_REPORT_BYTES;
 /** Reconnect delay after a refused packet: doubles per refusal in a row, up to the cap. */
 const RECONNECT_MS = 1000;
 const RECONNECT_MAX_MS = 30_000;
-/** A refusal this long after the previous one starts the backoff over. */
+/** A refusal this long after the previous one starts the backoff over; so long without one, the delay is back to normal. */
 const REFUSAL_STREAK_RESET_MS = 60_000;
 const MQTT_METRICS = ['coolctl_sensor_mqtt_packets_refused_total'];
 
@@ -73,6 +73,10 @@ export class MqttSource {
   private readonly maxPacketBytes: number;
   private refusalStreak = 0;
   private lastRefusalMs = Number.NEGATIVE_INFINITY;
+  /** Puts the reconnect delay back to normal once refusals have stopped for a while. */
+  private backoffReset: NodeJS.Timeout | undefined;
+  /** The connection is closing because we refused a packet: that line is written already. */
+  private refusedClose = false;
 
   constructor(site: Site, store: SensorStore, opts: MqttSourceOptions) {
     this.store = store;
@@ -154,9 +158,6 @@ export class MqttSource {
           return;
         }
         this.subscribed = true;
-        // Connected without a refusal in between: the next loss reconnects at the normal pace.
-        if (performance.now() - this.lastRefusalMs > REFUSAL_STREAK_RESET_MS)
-          client.options.reconnectPeriod = RECONNECT_MS;
         for (const f of this.onSubscribed) f();
       });
       this.log?.info({ url: this.opts.url, reconnect: this.connectedOnce }, 'sensor MQTT connected');
@@ -164,7 +165,9 @@ export class MqttSource {
     });
     client.on('close', () => {
       this.subscribed = false;
-      if (this.connectedOnce && !this.stopping)
+      const refused = this.refusedClose;
+      this.refusedClose = false;
+      if (this.connectedOnce && !this.stopping && !refused)
         this.log?.warn({ url: this.opts.url }, 'sensor MQTT connection lost; reconnecting');
     });
     // Reconnect attempts repeat every second while the broker is away: debug, not a warning each time.
@@ -178,7 +181,10 @@ export class MqttSource {
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     const secure = url.protocol === 'mqtts:';
     const port = Number(url.port) || (secure ? 8883 : 1883);
-    const socket = secure ? tls.connect({ host, port, servername: host }) : net.connect({ host, port });
+    // TLS verifies the broker's certificate (Node's default); SNI only for a name, never an address.
+    const socket = secure
+      ? tls.connect({ host, port, ...(net.isIP(host) === 0 ? { servername: host } : {}) })
+      : net.connect({ host, port });
     return guardPacketSize(socket, this.maxPacketBytes, (p) => this.onRefused(p));
   }
 
@@ -194,6 +200,12 @@ export class MqttSource {
     this.lastRefusalMs = now;
     const reconnectMs = Math.min(RECONNECT_MS * 2 ** (this.refusalStreak - 1), RECONNECT_MAX_MS);
     if (this.client) this.client.options.reconnectPeriod = reconnectMs;
+    this.refusedClose = true;
+    clearTimeout(this.backoffReset);
+    this.backoffReset = setTimeout(() => {
+      if (this.client) this.client.options.reconnectPeriod = RECONNECT_MS;
+    }, REFUSAL_STREAK_RESET_MS);
+    this.backoffReset.unref();
     this.log?.warn(
       {
         reason: p.reason,
@@ -227,6 +239,7 @@ export class MqttSource {
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      clearTimeout(this.backoffReset);
       const client = this.client;
       if (!client) return;
       let timer: NodeJS.Timeout | undefined;
