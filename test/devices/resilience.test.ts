@@ -6,6 +6,7 @@ import {
   retry,
   SerialQueue,
   withDeadline,
+  writeBudgetMs,
 } from '../../src/devices/resilience.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { Backoff } from '../../src/util/async.ts';
@@ -240,5 +241,57 @@ describe('LinkMonitor', () => {
     expect(m.state).toBe('degraded');
     m.evaluate();
     expect(m.state).toBe('down');
+  });
+});
+
+describe('writeBudgetMs', () => {
+  const refusal = (f: () => unknown): DeviceError => {
+    try {
+      f();
+    } catch (err) {
+      expect(err).toBeInstanceOf(DeviceError);
+      return err as DeviceError;
+    }
+    throw new Error('expected a refusal');
+  };
+
+  it('without a caller deadline, a write has all the time its call has', () => {
+    expect(writeBudgetMs({}, 'AHU-1', 'write', 1_000)).toBe(Number.POSITIVE_INFINITY);
+  });
+
+  it('returns what is left of the deadline when the unit’s worst case fits', () => {
+    const deadline = performance.now() + 2_000;
+    const budget = writeBudgetMs({ deadlineMs: () => deadline }, 'AHU-1', 'write', 1_000);
+    expect(budget).toBeGreaterThan(1_900);
+    expect(budget).toBeLessThanOrEqual(2_000);
+  });
+
+  it('refuses (NOT_LEADER, not retryable) when the unit could apply the write after the deadline', () => {
+    const e = refusal(() =>
+      writeBudgetMs({ deadlineMs: () => performance.now() + 500 }, 'AHU-1', 'fenced write', 1_000),
+    );
+    expect(e.code).toBe(ErrorCodes.NOT_LEADER);
+    expect(e.retryable).toBe(false);
+    expect(e.message).toMatch(
+      /fenced write: not sent, \d+ ms are left of the lease but the unit may take 1000 ms/,
+    );
+  });
+
+  it('refuses when the deadline has passed, when there is none (null), and when mayWrite says no', () => {
+    for (const opts of [
+      { deadlineMs: () => performance.now() - 1 },
+      { deadlineMs: () => null },
+      { mayWrite: () => false, deadlineMs: () => performance.now() + 10_000 },
+    ]) {
+      expect(refusal(() => writeBudgetMs(opts, 'AHU-1', 'write', 1)).code).toBe(ErrorCodes.NOT_LEADER);
+    }
+  });
+
+  it('reads the deadline at each call: a renewed lease lets the next attempt go', () => {
+    let deadline = performance.now() + 100;
+    const opts = { deadlineMs: () => deadline };
+    expect(refusal(() => writeBudgetMs(opts, 'AHU-1', 'write', 1_000)).code).toBe(ErrorCodes.NOT_LEADER);
+    deadline = performance.now() + 3_000;
+    expect(writeBudgetMs(opts, 'AHU-1', 'write', 1_000)).toBeGreaterThan(1_000);
   });
 });
