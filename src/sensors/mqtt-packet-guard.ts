@@ -1,11 +1,11 @@
-// Refuses an MQTT packet that is too large before any of it is buffered. mqtt.js (mqtt-packet)
-// collects a whole packet before it looks at it, and MQTT lets a packet announce up to 256 MB; this
-// stream sits between the socket and the client's parser, reads each packet's fixed header
-// (type, then the Remaining Length varint) as the bytes arrive, and ends the connection as soon as a
-// packet announces more than the limit. Invariant: the parser only ever sees whole packets of at
-// most `maxPacketBytes` (and the bytes before a refused one), and what the guard holds back is at
-// most one fixed header (5 bytes).
-import { Duplex } from 'node:stream';
+// Refuses an MQTT packet that is too large before it is buffered. mqtt.js (mqtt-packet) collects a
+// whole packet before it looks at it, and MQTT lets a packet announce up to 256 MB. This watcher
+// reads every packet's fixed header (type, then the Remaining Length varint) from the connection's
+// reads as they arrive, ahead of the client's parser, and destroys the connection as soon as a
+// packet announces more than the limit. Invariant: of a refused packet, the parser gets at most the
+// one read in which its header arrived (a socket read, ≤ 64 KB); nothing after it. It only watches
+// (no stream in between): ingest pays a few operations per packet and nothing per byte.
+import type { Duplex } from 'node:stream';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 
 export interface RefusedPacket {
@@ -21,115 +21,85 @@ export interface RefusedPacket {
 const PUBLISH = 3;
 
 /**
- * Wraps `inner` (the broker connection) so that reads pass through the size check and writes go
- * straight to it. On a refused packet: `onRefused` once, then both streams are destroyed with a
+ * Watches the reads of `socket` (the broker connection, before the client pipes it to its parser)
+ * and returns it. On a refused packet: `onRefused` once, then the socket is destroyed with a
  * `COOLCTL_E_MQTT_PACKET_TOO_LARGE` error (the client sees a lost connection and reconnects).
+ * Must be called before anything reads the socket: its listener has to run first on every read.
  */
-export function guardPacketSize(
-  inner: Duplex,
+export function guardPacketSize<S extends Duplex>(
+  socket: S,
   maxPacketBytes: number,
   onRefused: (p: RefusedPacket) => void,
-): Duplex {
-  return new PacketSizeGuard(inner, maxPacketBytes, onRefused);
+): S {
+  const scanner = new PacketScanner(maxPacketBytes);
+  socket.on('data', (chunk: Buffer) => {
+    const refused = scanner.scan(chunk);
+    if (!refused) return;
+    onRefused(refused);
+    const what =
+      refused.reason === 'too-large'
+        ? `an MQTT packet of ${refused.announcedBytes} bytes (at most ${maxPacketBytes})`
+        : 'an MQTT packet whose length field runs past 4 bytes';
+    socket.destroy(
+      new CoolctlError(ErrorCodes.MQTT_PACKET_TOO_LARGE, `refused ${what}; connection closed`, {
+        retryable: true,
+      }),
+    );
+  });
+  return socket;
 }
 
-class PacketSizeGuard extends Duplex {
-  private readonly inner: Duplex;
+/** Packet boundaries of one connection's byte stream, read by fixed headers only. */
+export class PacketScanner {
   private readonly max: number;
-  private readonly onRefused: (p: RefusedPacket) => void;
-  /** Bytes of the current packet's body still to pass; 0 while a fixed header is being read. */
+  /** Bytes of the current packet's body still to come; 0 while a fixed header is being read. */
   private bodyLeft = 0;
-  /** The fixed header read so far (type byte and up to 4 length bytes). */
-  private readonly header = Buffer.alloc(5);
+  /** The fixed header read so far (type byte and up to 4 length bytes): a header may span reads. */
+  private readonly header = new Uint8Array(5);
   private headerLen = 0;
   private refused = false;
 
-  constructor(inner: Duplex, maxPacketBytes: number, onRefused: (p: RefusedPacket) => void) {
-    super();
-    this.inner = inner;
+  constructor(maxPacketBytes: number) {
     this.max = maxPacketBytes;
-    this.onRefused = onRefused;
-    inner.on('data', (chunk: Buffer) => this.onData(chunk));
-    inner.on('end', () => this.push(null));
-    inner.on('error', (err) => this.destroy(err));
-    inner.on('close', () => this.destroy());
   }
 
-  override _read(): void {
-    this.inner.resume();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
-    this.inner.write(chunk, done);
-  }
-
-  override _final(done: (err?: Error | null) => void): void {
-    this.inner.end();
-    done();
-  }
-
-  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    this.inner.destroy();
-    done(err);
-  }
-
-  private onData(chunk: Buffer): void {
-    if (this.refused) return;
-    // Header bytes held back from the previous read (a header split over reads), and where the
-    // current header's bytes in this chunk begin.
-    let carried = this.headerLen;
-    let headerAt = 0;
+  /** The next read of the stream; the first packet over the limit (once), else null. */
+  scan(chunk: Buffer): RefusedPacket | null {
+    if (this.refused) return null;
+    const n = chunk.length;
     let i = 0;
-    while (i < chunk.length) {
+    while (i < n) {
       if (this.bodyLeft > 0) {
-        const take = Math.min(this.bodyLeft, chunk.length - i);
+        const take = Math.min(this.bodyLeft, n - i);
         this.bodyLeft -= take;
         i += take;
         continue;
       }
-      if (this.headerLen === 0) {
-        headerAt = i;
-        carried = 0;
-      }
-      this.header[this.headerLen++] = chunk[i++]!;
+      const b = chunk[i++]!;
+      this.header[this.headerLen++] = b;
       if (this.headerLen === 1) continue;
-      if ((this.header[this.headerLen - 1]! & 0x80) !== 0) {
+      if ((b & 0x80) !== 0) {
         // The Remaining Length has at most 4 bytes.
-        if (this.headerLen === 5) {
-          if (headerAt > 0) this.pass(chunk.subarray(0, headerAt));
-          this.refuse(chunk, i, 'malformed-length', 0);
-          return;
-        }
+        if (this.headerLen === 5) return this.refuse(chunk, i, 'malformed-length', 0);
         continue;
       }
       let remaining = 0;
       for (let k = this.headerLen - 1; k >= 1; k--) remaining = remaining * 128 + (this.header[k]! & 0x7f);
       const total = this.headerLen + remaining;
-      if (total > this.max) {
-        if (headerAt > 0) this.pass(chunk.subarray(0, headerAt));
-        this.refuse(chunk, i, 'too-large', total);
-        return;
-      }
-      // A header begun in the previous read goes out ahead of this chunk (nothing of it passed yet);
-      // a copy, as `header` is reused.
-      if (carried > 0) {
-        this.pass(Buffer.from(this.header.subarray(0, carried)));
-        carried = 0;
-      }
+      if (total > this.max) return this.refuse(chunk, i, 'too-large', total);
       this.headerLen = 0;
       this.bodyLeft = remaining;
     }
-    // Everything up to a header still being read goes to the parser; that header waits for its end.
-    const end = this.headerLen > 0 ? headerAt : chunk.length;
-    if (end > 0) this.pass(chunk.subarray(0, end));
-  }
-
-  private pass(bytes: Buffer): void {
-    if (!this.push(bytes)) this.inner.pause();
+    return null;
   }
 
   /** `at`: where the refused packet's variable header starts in `chunk`. */
-  private refuse(chunk: Buffer, at: number, reason: RefusedPacket['reason'], announcedBytes: number): void {
+  private refuse(
+    chunk: Buffer,
+    at: number,
+    reason: RefusedPacket['reason'],
+    announcedBytes: number,
+  ): RefusedPacket {
     this.refused = true;
     const packetType = this.header[0]! >> 4;
     let topic: string | undefined;
@@ -137,15 +107,6 @@ class PacketSizeGuard extends Duplex {
       const len = chunk.readUInt16BE(at);
       if (at + 2 + len <= chunk.length) topic = chunk.toString('utf8', at + 2, at + 2 + len);
     }
-    this.onRefused({ reason, packetType, announcedBytes, topic });
-    const what =
-      reason === 'too-large'
-        ? `an MQTT packet of ${announcedBytes} bytes (at most ${this.max})`
-        : 'an MQTT packet whose length field runs past 4 bytes';
-    this.destroy(
-      new CoolctlError(ErrorCodes.MQTT_PACKET_TOO_LARGE, `refused ${what}; connection closed`, {
-        retryable: true,
-      }),
-    );
+    return { reason, packetType, announcedBytes, topic };
   }
 }

@@ -134,8 +134,8 @@ export class MqttSource {
       ...(this.opts.username ? { username: this.opts.username } : {}),
       ...(this.opts.password ? { password: this.opts.password } : {}),
     };
-    // Our own stream builder (the public constructor, not `connect()`): the broker connection goes
-    // through the size guard before the client's parser sees a byte.
+    // Our own stream builder (the public constructor, not `connect()`): the size guard watches the
+    // broker connection's reads before the client's parser gets any.
     const client = new MqttClient(() => this.openStream(), options);
     // As mqtt.connect() does: a client error without a listener must not become an uncaught one.
     client.on('error', () => {});
@@ -175,7 +175,7 @@ export class MqttSource {
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
   }
 
-  /** The broker connection, behind the packet-size guard. */
+  /** The broker connection, watched by the packet-size guard. */
   private openStream(): Duplex {
     const url = new URL(this.opts.url);
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');

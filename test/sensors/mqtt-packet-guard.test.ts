@@ -1,6 +1,7 @@
-// The packet-size guard on byte streams: packets within the limit pass unchanged however the reads
-// split them (headers included); the first packet that announces more than the limit is refused
-// from its header alone, before its body is read, with its topic and announced size.
+// The packet-size guard on a connection's reads: packets within the limit are never refused however
+// the reads split them (headers included); the first packet that announces more than the limit is
+// refused from its header alone, with its topic and announced size, and the connection destroyed
+// before any read after that one.
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { guardPacketSize, type RefusedPacket } from '../../src/sensors/mqtt-packet-guard.ts';
@@ -35,19 +36,22 @@ function publishHead(topic: string, payloadBytes: number): Buffer {
 }
 
 async function run(reads: Buffer[], max: number) {
-  const inner = new PassThrough();
+  const socket = new PassThrough();
   const refused: RefusedPacket[] = [];
-  const out: Buffer[] = [];
-  const guard = guardPacketSize(inner, max, (p) => refused.push(p));
-  guard.on('data', (b: Buffer) => out.push(Buffer.from(b)));
+  guardPacketSize(socket, max, (p) => refused.push(p));
+  // what the client's parser would get: it listens after the guard, as mqtt.js pipes the socket
+  const parsed: Buffer[] = [];
+  socket.on('data', (b: Buffer) => parsed.push(Buffer.from(b)));
   let error: unknown;
-  guard.on('error', (err) => {
+  socket.on('error', (err) => {
     error = err;
   });
-  for (const r of reads) inner.emit('data', r);
-  // the guard's readable side hands its data on asynchronously
+  for (const r of reads) {
+    if (socket.destroyed) break; // a destroyed socket reads nothing more
+    socket.emit('data', r);
+  }
   await new Promise((resolve) => setImmediate(resolve));
-  return { out: () => Buffer.concat(out), refused, error: () => error, guard, inner };
+  return { parsed: () => Buffer.concat(parsed), refused, error: () => error, socket };
 }
 
 /** `bytes` cut at the given offsets. */
@@ -65,9 +69,10 @@ describe('MQTT packet-size guard', () => {
   ];
   const stream = Buffer.concat(small);
 
-  it('passes packets within the limit byte for byte, whatever the reads split (headers too)', async () => {
+  it('refuses no packet within the limit, whatever the reads split (headers too)', async () => {
     const whole = await run([stream], 64 * 1024);
-    expect(whole.out().equals(stream)).toBe(true);
+    expect(whole.refused).toEqual([]);
+    expect(whole.parsed().equals(stream)).toBe(true);
     // every byte a read of its own: each header is split at every point
     const bytewise = await run(
       cut(
@@ -76,7 +81,8 @@ describe('MQTT packet-size guard', () => {
       ),
       64 * 1024,
     );
-    expect(bytewise.out().equals(stream)).toBe(true);
+    expect(bytewise.refused).toEqual([]);
+    expect(bytewise.parsed().equals(stream)).toBe(true);
     for (let seed = 1; seed <= 50; seed++) {
       const at = [
         ...new Set(Array.from({ length: 8 }, (_, k) => ((seed * 7919 * (k + 1)) % (stream.length - 1)) + 1)),
@@ -88,26 +94,25 @@ describe('MQTT packet-size guard', () => {
         ),
         64 * 1024,
       );
-      expect(r.out().equals(stream)).toBe(true);
       expect(r.refused).toEqual([]);
+      expect(r.socket.destroyed).toBe(false);
     }
   });
 
-  it('refuses a 200 MB publish from its header: what came before passes, nothing of it does', async () => {
+  it('refuses a 200 MB publish from its header: the connection ends with the read that brought it', async () => {
     const topic = 'coolctl/sim/gateway/gw-1/node/N0001/report';
     const before = Buffer.concat(small.slice(0, 2));
     const head = publishHead(topic, 200 * 1024 * 1024);
-    const r = await run([Buffer.concat([before, head, Buffer.alloc(1000)])], 64 * 1024);
+    const first = Buffer.concat([before, head, Buffer.alloc(1000)]);
+    const r = await run([first, Buffer.alloc(64 * 1024), Buffer.alloc(64 * 1024)], 64 * 1024);
     const remaining = 2 + topic.length + 200 * 1024 * 1024;
     expect(r.refused).toEqual([
       { reason: 'too-large', packetType: 3, announcedBytes: 1 + varint(remaining).length + remaining, topic },
     ]);
-    expect(r.out().equals(before)).toBe(true);
     expect((r.error() as { code?: string }).code).toBe('COOLCTL_E_MQTT_PACKET_TOO_LARGE');
-    expect(r.inner.destroyed).toBe(true);
-    // later reads change nothing
-    r.inner.emit('data', Buffer.alloc(100));
-    expect(r.refused).toHaveLength(1);
+    expect(r.socket.destroyed).toBe(true);
+    // the parser got the read with the header in it, and nothing after
+    expect(r.parsed().equals(first)).toBe(true);
   });
 
   it('refuses on a header split over reads; the topic is unknown when it had not arrived yet', async () => {
@@ -116,13 +121,12 @@ describe('MQTT packet-size guard', () => {
     expect(r.refused).toEqual([
       { reason: 'too-large', packetType: 3, announcedBytes: 1 + 3 + 2 + 3 + 1_000_000, topic: undefined },
     ]);
-    expect(r.out().length).toBe(0);
+    expect(r.socket.destroyed).toBe(true);
   });
 
   it('the limit is the whole packet: one byte over is refused, the limit itself passes', async () => {
     const p = publish('t', Buffer.alloc(1000));
     expect((await run([p], p.length)).refused).toEqual([]);
-    expect((await run([p], p.length)).out().equals(p)).toBe(true);
     expect((await run([p], p.length - 1)).refused).toHaveLength(1);
   });
 
