@@ -429,6 +429,7 @@ export class GroupDriver {
       this.judgedEpoch = fence.epoch;
       this.judgedFromMs = null;
       this.lastAcceptedAtMs = 0;
+      this.crashesInARow = 0; // a new term's loop is judged on its own crashes
     }
     const sinceMs = this.judgedFromMs === null ? null : Math.max(this.judgedFromMs, this.lastAcceptedAtMs);
     this.opts.metrics?.undriven(this.group, sinceMs === null ? 0 : (nowMs - sinceMs) / 1000);

@@ -173,10 +173,11 @@ describe('a leader that cannot drive', () => {
     // Every unit unreachable from both nodes.
     for (const n of nodes) for (const u of n.units.values()) u.answer = 'unreachable';
     const t0 = performance.now();
-    await waitFor('n1 hands on', () => c.relinquished.length >= 1, { timeoutMs: 5_000 });
-    const firstMs = performance.now() - t0;
-    expect(firstMs).toBeGreaterThanOrEqual(UNDRIVEN_MS);
-    expect(firstMs).toBeLessThan(UNDRIVEN_MS + 10 * PERIOD_MS);
+    await waitFor('n1 hands on', () => c.relinquished.length >= 1, { timeoutMs: 5_000, intervalMs: 5 });
+    // Judged from n1's last accepted write (one may have landed just before the units went away).
+    const lastOkMs = Math.max(...writes.filter((w) => w.node === 'n1').map((w) => w.atMs));
+    expect(performance.now() - lastOkMs).toBeGreaterThanOrEqual(UNDRIVEN_MS);
+    expect(performance.now() - t0).toBeLessThan(UNDRIVEN_MS + 15 * PERIOD_MS);
     expect(c.relinquished[0]!.reason).toMatch(
       /no unit accepted a write for \d+\.\d s \(bound 0\.3 s\): .*ECONNREFUSED/,
     );
