@@ -34,6 +34,8 @@ export interface GroupFacts {
   fresh: boolean;
   /** Another leader this node promised, in failsafe, to stay out of the group for (null: none). */
   promisedTo?: string | null;
+  /** Failsafe: this run started less than one window ago; an earlier run's promises may still run. */
+  quarantined?: boolean;
   /**
    * The create revision of our key that this node gave up (relinquish) and is deleting (null: none).
    * That key never makes us leader again, even from a snapshot read before the give-up: only a new
@@ -121,8 +123,18 @@ export function decideGroup(f: GroupFacts): GroupDecision {
 
 function lead(f: GroupFacts, mine: QueueEntry, action: GroupAction, reason: string): GroupDecision {
   const promised = f.promisedTo && f.promisedTo !== f.me ? f.promisedTo : null;
-  if (f.mayAct && f.fresh && !promised) return { role: 'leader', epoch: mine.createRevision, action, reason };
+  if (f.mayAct && f.fresh && !promised && !f.quarantined)
+    return { role: 'leader', epoch: mine.createRevision, action, reason };
   const wasLeading = f.role === 'leader' || f.role === 'fenced';
+  if (f.quarantined && !promised) {
+    return {
+      role: wasLeading ? 'fenced' : 'candidate',
+      epoch: null,
+      action,
+      reason:
+        'first in line, but started less than one failsafe window ago: an earlier run may have promised to stay out',
+    };
+  }
   if (promised) {
     return {
       role: wasLeading ? 'fenced' : 'candidate',

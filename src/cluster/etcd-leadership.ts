@@ -167,6 +167,12 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
   private snapshot: ClusterSnapshot | null = null;
   private etcdReachable = false;
   private memberList: Member[] = [];
+  /**
+   * Every node seen as a member since this run started. Failsafe asks all of them, not only the last
+   * snapshot's: a member that stopped or restarted just before etcd became unreachable would
+   * otherwise not be asked, and could be elected on an etcd the leader cannot reach.
+   */
+  private readonly everMembers = new Set<string>();
   private membersKey = '';
   private membersChangedAtMs = 0;
   /** Monotonic ms of the last fence: leadership needs a snapshot read after it. */
@@ -653,6 +659,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
         mayAct: this.session.guard.mayAct(),
         fresh: snap.readAtMs > this.fencedAtMs,
         promisedTo: this.failsafe?.promisedTo(s.group) ?? null,
+        quarantined: this.failsafe?.quarantined() ?? false,
         givenUpRevision: s.givenUpRevision,
       });
       if (
@@ -797,10 +804,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
     for (const s of this.state.values())
       if (s.role === 'leader' && s.epoch !== null) groups.push({ group: s.group, epoch: s.epoch });
     if (groups.length === 0) return;
-    this.failsafe.engage(
-      groups,
-      this.memberList.map((m) => m.node).filter((n) => n !== this.node),
-    );
+    this.failsafe.engage(groups, [...this.everMembers].filter((n) => n !== this.node).sort());
   }
 
   private async register(signal: AbortSignal): Promise<void> {
@@ -853,6 +857,7 @@ export class EtcdLeadership extends EventEmitter implements Leadership {
       .sort((a, b) => a.node.localeCompare(b.node));
     const key = JSON.stringify(list.map((m) => m.node));
     this.memberList = list;
+    for (const m of list) this.everMembers.add(m.node);
     if (key === this.membersKey) return;
     this.membersKey = key;
     this.membersChangedAtMs = this.now();

@@ -4,7 +4,10 @@
 // etcd — and a member that does reach etcd again still keeps its promise until the window ends.
 // Timing is the lease guard's: the leader's hold ends at the round's SEND time + window − margin; a
 // member's promise ends at RECEIVE time + window, so every promise outlives the hold it backs.
-// The safety argument, step by step, is in docs/state-cache.md.
+// Promises live in memory, so a restarted node cannot know what its earlier run promised: it leads
+// nothing for one window after it starts (quarantined()), and it promises no window longer than its
+// own, so every promise of an earlier run has ended by then.
+// The safety argument, step by step, is in docs/state-cache.md and docs/leadership.md.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 
@@ -65,10 +68,13 @@ export class Failsafe extends EventEmitter {
   private lastProblem = '';
   /** group → promise this node gave another leader. */
   private readonly promises = new Map<string, { to: string; untilMs: number }>();
+  /** Monotonic ms until which promises an earlier run of this node gave may still run. */
+  private readonly quarantineUntilMs: number;
 
   constructor(opts: FailsafeOptions, facts: MemberFacts) {
     super();
     this.opts = opts;
+    this.quarantineUntilMs = opts.now() + opts.windowMs;
     this.log = opts.logger.child({ component: 'failsafe' });
     opts.transport.setFailsafeResponder((from, groups, windowMs) =>
       this.answer(from, groups, windowMs, facts),
@@ -121,6 +127,14 @@ export class Failsafe extends EventEmitter {
       return null;
     }
     return p.to;
+  }
+
+  /**
+   * Whether promises an earlier run of this node may have given can still be running (one window
+   * from this run's start): until then this node must not lead any group.
+   */
+  quarantined(): boolean {
+    return this.opts.now() < this.quarantineUntilMs;
   }
 
   stop(): void {
@@ -178,6 +192,9 @@ export class Failsafe extends EventEmitter {
     facts: MemberFacts,
   ): FailsafeAnswer {
     const now = this.opts.now();
+    // A longer window than ours would outlive the one-window quarantine of our next run.
+    if (windowMs > this.opts.windowMs)
+      return { ok: false, reason: `window ${windowMs} ms is longer than mine (${this.opts.windowMs} ms)` };
     const sinceOkMs = now - facts.lastEtcdOkMs();
     if (sinceOkMs < this.opts.reachableWithinMs)
       return { ok: false, reason: `I reached etcd ${Math.round(sinceOkMs)} ms ago` };
@@ -189,7 +206,7 @@ export class Failsafe extends EventEmitter {
     });
     if (taken.length > 0)
       return { ok: false, reason: `promised ${taken.map((g) => g.group).join(', ')} to another node` };
-    const untilMs = now + Math.min(windowMs, this.opts.windowMs * 2);
+    const untilMs = now + windowMs;
     for (const g of groups) {
       if (!this.promises.has(g.group))
         this.log.info({ group: g.group, to: from }, 'failsafe: promised to stay out');

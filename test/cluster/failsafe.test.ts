@@ -100,6 +100,49 @@ describe('failsafe', () => {
     expect(member.promisedTo('g1')).toBeNull();
   });
 
+  it('a restarted node leads nothing for one window: its earlier run’s promises may still run', () => {
+    const t = new FakeTransport();
+    clock = 50_000; // the new run starts; the old one promised at most one window before
+    const f = failsafe(t);
+    const facts = {
+      me: 'b',
+      leaseHex: 'b1',
+      registered: true,
+      role: 'candidate' as const,
+      queue: [{ node: 'b', leaseHex: 'b1', createRevision: 42, key: 'k' }],
+      marker: undefined,
+      members: new Set(['a', 'b']),
+      mayAct: true,
+      fresh: true,
+    };
+    expect(f.quarantined()).toBe(true);
+    expect(decideGroup({ ...facts, quarantined: f.quarantined() })).toMatchObject({
+      role: 'candidate',
+      reason: /earlier run/,
+    });
+    clock = 51_999;
+    expect(f.quarantined()).toBe(true);
+    clock = 52_000;
+    expect(f.quarantined()).toBe(false);
+    expect(decideGroup({ ...facts, quarantined: f.quarantined() })).toMatchObject({ role: 'leader' });
+  });
+
+  it('promises no window longer than its own (so one window of quarantine covers every promise)', () => {
+    const t = new FakeTransport();
+    clock = 10_000;
+    const member = failsafe(t, { lastEtcdOkMs: 0 });
+    expect(t.responder!('a', [{ group: 'g1', epoch: 5 }], 2001)).toMatchObject({
+      ok: false,
+      reason: /longer/,
+    });
+    expect(member.promisedTo('g1')).toBeNull();
+    expect(t.responder!('a', [{ group: 'g1', epoch: 5 }], 2000).ok).toBe(true);
+    clock = 11_999;
+    expect(member.promisedTo('g1')).toBe('a');
+    clock = 12_000;
+    expect(member.promisedTo('g1')).toBeNull();
+  });
+
   it('a promise keeps a node first in line from leading until it ends', () => {
     const facts = {
       me: 'b',
