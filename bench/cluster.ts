@@ -225,28 +225,19 @@ class Phase {
     const f: Record<string, number> = {};
 
     // 1. Start, seeded: node k first takes part in every N-th group only (so it leads them at once),
-    // then, in N − 1 rounds, every node joins the queues of the others' groups in a random order per
-    // group. That is the placement and queue order a cluster has after some churn — even, and each
-    // group's next in line a different node — reached without a cold start's hundreds of handovers
-    // one at a time (the first node up leads everything, see docs/cluster-scale.md); the join in
-    // step 4 measures exactly those handovers.
+    // then every node joins the queues of all groups at once (hot reload, setGroups): an even
+    // placement, and each group's queue behind its leader in the order the nodes' enqueues raced.
+    // That skips a cold start's hundreds of handovers one at a time (the first node up leads
+    // everything, see docs/cluster-scale.md); the join in step 4 measures exactly those handovers.
+    // One round, not several: a node that knows only some of the groups counts leaders over those
+    // alone and hands groups to nodes that do not have them yet.
     let t0 = performance.now();
     const names = Array.from({ length: o.nodes }, (_, i) => `n${i}`);
     const share = new Map(names.map((n, k) => [n, this.groups.filter((_, i) => i % o.nodes === k)]));
     await Promise.all(names.map((n) => this.startNode(n, secretHex, share.get(n)!)));
-    const rand = mulberry32(15);
-    const order = this.groups.map((_, i) =>
-      shuffle(
-        names.filter((_, k) => k !== i % o.nodes),
-        rand,
-      ),
-    );
-    const joined = new Map(names.map((n) => [n, new Set(share.get(n))]));
-    for (let round = 0; round < o.nodes - 1; round++) {
-      for (const [i, g] of this.groups.entries()) joined.get(order[i]![round]!)!.add(g);
-      await Promise.all(names.map((n) => this.nodes.get(n)!.setGroups([...joined.get(n)!])));
-      await this.queued(new Map(names.map((n) => [n, joined.get(n)!.size])), round + 1, o.settleMs);
-    }
+    await this.settled(o.nodes, o.settleMs);
+    await Promise.all(names.map((n) => this.nodes.get(n)!.setGroups(this.groups)));
+    await this.queued(new Map(names.map((n) => [n, this.groups.length])), o.settleMs);
     await this.settled(o.nodes, o.settleMs);
     f.start_ms = Math.round(performance.now() - t0);
     say2(`${o.nodes} nodes started and queued in every group (seeded); placement even in ${f.start_ms} ms`);
@@ -414,11 +405,7 @@ class Phase {
   }
 
   /** Waits until every node is queued (leader or candidate) in as many groups as `expected` says. */
-  private async queued(
-    expected: ReadonlyMap<string, number>,
-    round: number,
-    timeoutMs: number,
-  ): Promise<void> {
+  private async queued(expected: ReadonlyMap<string, number>, timeoutMs: number): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     let lastSaidMs = performance.now();
     for (;;) {
@@ -428,11 +415,11 @@ class Phase {
       if (short.length === 0) return;
       if (performance.now() > deadline)
         throw new Error(
-          `[${this.name}] ${short.join(', ')} not queued in round ${round} within ${timeoutMs} ms`,
+          `[${this.name}] ${short.join(', ')} not queued in every group within ${timeoutMs} ms`,
         );
       if (performance.now() - lastSaidMs > 10_000) {
         lastSaidMs = performance.now();
-        await this.progress(`queueing, round ${round}: ${short.length} nodes not queued everywhere yet`);
+        await this.progress(`queueing: ${short.length} nodes not queued in every group yet`);
       }
       await delay(200);
     }
@@ -502,24 +489,4 @@ class Phase {
 function round(v: number, digits: number): number {
   const k = 10 ** digits;
   return Math.round(v * k) / k;
-}
-
-/** A small seeded PRNG, so every run queues the same random order. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function shuffle<T>(xs: T[], rand: () => number): T[] {
-  for (let i = xs.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [xs[i], xs[j]] = [xs[j]!, xs[i]!];
-  }
-  return xs;
 }
