@@ -32,6 +32,10 @@ import {
   SNAPSHOT_SUBPREFIXES,
   SnapshotReader,
 } from './snapshot.ts';
+import { leadershipTimingProblems } from './timing.ts';
+
+// The timing rule lives in timing.ts (config imports it without this class); re-exported for callers.
+export { leadershipTimingProblems, type TimingField, type TimingProblem } from './timing.ts';
 
 export interface EtcdLeadershipOptions {
   node: string;
@@ -62,61 +66,6 @@ export interface EtcdLeadershipOptions {
    * transport (the peer channel), backs us. Absent: off — a leader stops at its lease deadline.
    */
   failsafe?: FailsafeTransport;
-}
-
-export type TimingField =
-  | 'leaseTtlS'
-  | 'keepaliveIntervalMs'
-  | 'safetyMarginMs'
-  | 'etcdCallTimeoutMs'
-  | 'rebalanceHoldMs';
-
-export interface TimingProblem {
-  field: TimingField;
-  message: string;
-  allowed: string;
-}
-
-/**
- * The single-leader timing rule, the one implementation: the constructor refuses what it finds,
- * and the controller config reports it at load with the file's paths. Empty when valid.
- */
-export function leadershipTimingProblems(o: Pick<EtcdLeadershipOptions, TimingField>): TimingProblem[] {
-  const problems: TimingProblem[] = [];
-  const ttlMs = o.leaseTtlS * 1000;
-  if (!Number.isInteger(o.leaseTtlS) || o.leaseTtlS < 2) {
-    problems.push({
-      field: 'leaseTtlS',
-      message: `leaseTtlS must be a whole number ≥ 2, got ${o.leaseTtlS}: etcd would silently raise a ${o.leaseTtlS} s TTL to its minimum (1.5 s with the default election timeout, rounded up to 2 s), so leaders would act on a lease that is not what was configured`,
-      allowed: 'leaseTtlS ≥ 2, whole seconds',
-    });
-  }
-  for (const field of ['keepaliveIntervalMs', 'safetyMarginMs', 'etcdCallTimeoutMs'] as const) {
-    if (!(o[field] > 0))
-      problems.push({ field, message: `${field} must be > 0, got ${o[field]}`, allowed: '> 0' });
-  }
-  if (!(o.keepaliveIntervalMs * 3 + o.safetyMarginMs < ttlMs)) {
-    problems.push({
-      field: 'keepaliveIntervalMs',
-      message: `keepaliveIntervalMs × 3 + safetyMarginMs = ${o.keepaliveIntervalMs * 3 + o.safetyMarginMs} ms is not below the ${ttlMs} ms lease TTL: two lost keepalives would fence a healthy leader, or a late one let it act on an expired lease`,
-      allowed: `keepaliveIntervalMs × 3 + safetyMarginMs < leaseTtlS × 1000, e.g. keepaliveIntervalMs ≤ ${Math.max(50, Math.floor((ttlMs - o.safetyMarginMs - 1) / 3))}`,
-    });
-  }
-  if (!(o.etcdCallTimeoutMs < ttlMs - o.safetyMarginMs)) {
-    problems.push({
-      field: 'etcdCallTimeoutMs',
-      message: `an etcd call may take ${o.etcdCallTimeoutMs} ms, longer than the ${ttlMs - o.safetyMarginMs} ms a lease lets a leader act`,
-      allowed: 'etcdCallTimeoutMs < leaseTtlS × 1000 − safetyMarginMs',
-    });
-  }
-  if (!(o.rebalanceHoldMs >= 0)) {
-    problems.push({
-      field: 'rebalanceHoldMs',
-      message: `rebalanceHoldMs must be ≥ 0, got ${o.rebalanceHoldMs}`,
-      allowed: '≥ 0',
-    });
-  }
-  return problems;
 }
 
 interface GroupState {

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
-import { leadershipTimingProblems, type TimingField } from '../cluster/etcd-leadership.ts';
+import { leadershipTimingProblems, type TimingField } from '../cluster/timing.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
 import { maxApplyDelayMs, type Site } from './site-schema.ts';

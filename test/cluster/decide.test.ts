@@ -3,9 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { decideGroup, type GroupFacts } from '../../src/cluster/decide.ts';
 import type { QueueEntry } from '../../src/cluster/election.ts';
-import { leadershipTimingProblems } from '../../src/cluster/etcd-leadership.ts';
 import { planHandover } from '../../src/cluster/placement.ts';
 import type { HandoverMarker } from '../../src/cluster/snapshot.ts';
+import { leadershipTimingProblems } from '../../src/cluster/timing.ts';
 
 const q = (...nodes: string[]): QueueEntry[] =>
   nodes.map((node, i) => ({
