@@ -19,7 +19,15 @@ import { createEtcdClient, etcdCall } from './etcd-client.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { Failsafe, type FailsafeTransport } from './failsafe.ts';
-import type { Fence, GroupLeadership, GroupRole, Leadership, Member, RoleChange } from './leadership.ts';
+import type {
+  Fence,
+  GroupLeadership,
+  GroupRole,
+  Leadership,
+  LeadershipEvents,
+  Member,
+  RoleChange,
+} from './leadership.ts';
 import { LeadershipMetrics } from './metrics.ts';
 import type { OperatorState } from './operator-state.ts';
 import { type OperatorProblem, OperatorStore } from './operator-store.ts';
@@ -93,7 +101,7 @@ interface PendingSwitchover {
   timer: NodeJS.Timeout;
 }
 
-export class EtcdLeadership extends EventEmitter implements Leadership {
+export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Leadership {
   readonly node: string;
   private readonly opts: EtcdLeadershipOptions;
   private readonly log: Logger;

@@ -1,7 +1,6 @@
 // What the rest of the controller knows about leadership: per control group, who leads and with
 // which epoch, and — synchronously, right before every device write — whether THIS node may act.
 // Implemented on etcd in ./etcd-leadership.ts; control and the API depend on this interface only.
-import type { EventEmitter } from 'node:events';
 import type { OperatorState } from './operator-state.ts';
 import type { OperatorProblem } from './operator-store.ts';
 
@@ -54,7 +53,23 @@ export interface RoleChange {
   reason: string;
 }
 
-export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
+/** What a Leadership emits, typed: listeners get these arguments. */
+export interface LeadershipEvents {
+  /** This node's role in a group changed (one per transition, with its reason). */
+  role: [change: RoleChange];
+  /** The membership changed (sorted by node name). */
+  members: [members: Member[]];
+  /** The operator state in force for a group changed. */
+  operator: [group: string, state: OperatorState];
+}
+
+/** A listener of one leadership event. */
+export type LeadershipListener<K extends keyof LeadershipEvents> = (...args: LeadershipEvents[K]) => void;
+
+export interface Leadership {
+  on<K extends keyof LeadershipEvents>(event: K, listener: LeadershipListener<K>): unknown;
+  off<K extends keyof LeadershipEvents>(event: K, listener: LeadershipListener<K>): unknown;
+  once<K extends keyof LeadershipEvents>(event: K, listener: LeadershipListener<K>): unknown;
   readonly node: string;
   /** Registers this node, recovers/revokes a previous lease, starts campaigning. Bounded. */
   start(signal?: AbortSignal): Promise<void>;
@@ -91,5 +106,4 @@ export interface Leadership extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   switchover(group: string, targetNode: string, opts?: { timeoutMs?: number }): Promise<void>;
   /** Whether the node can reach etcd and holds a live lease (readiness). */
   readonly healthy: boolean;
-  // events: 'role' (RoleChange), 'members' (Member[]), 'operator' (group, OperatorState)
 }
