@@ -18,7 +18,12 @@ import type { ProcessStateStore } from '../cache/state-cache.ts';
 import type { Leadership, RoleChange } from '../cluster/leadership.ts';
 import { NO_OPERATOR_STATE } from '../cluster/operator-state.ts';
 import type { ControlGroup } from '../config/site-schema.ts';
-import type { AhuCommandSet, AhuReadings, DeviceIo } from '../devices/device-io.ts';
+import {
+  type AhuCommandSet,
+  type AhuReadings,
+  type DeviceIo,
+  isUnprovenStaleEpoch,
+} from '../devices/device-io.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import { Backoff } from '../util/async.ts';
@@ -727,7 +732,7 @@ export class GroupDriver {
         return;
       }
       this.counters.writeErrors++;
-      if (e && isStaleEpochClaim(e)) {
+      if (e && isUnprovenStaleEpoch(e)) {
         // Refused with our stale-epoch code, but the unit's epoch did not back it: an ordinary
         // refusal of this unit; the group's other units go on, and this one is tried next period.
         st.refusals++;
@@ -754,11 +759,6 @@ function helpKOf(body: Buffer): number {
     helpKByRow.set(body, k);
   }
   return k;
-}
-
-/** A refusal in our stale-epoch words (Modbus 0x0D, OPC-UA BadInvalidState) the adapter did not prove. */
-function isStaleEpochClaim(e: DeviceError): boolean {
-  return e.code !== ErrorCodes.DEVICE_FENCED && (e.deviceCode === 13 || e.deviceCode === 'BadInvalidState');
 }
 
 function parseRow(body: Buffer): GroupProcessRow | null {

@@ -3,7 +3,10 @@
 // every pending call settles when the device is closed. Implementations: ./modbus, ./opcua.
 import type { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
+import { type DeviceError, ErrorCodes } from '../errors.ts';
 import type { DeviceMetrics } from './metrics.ts';
+import { STALE_EPOCH_EXCEPTION } from './modbus/point-map.ts';
+import { WRITE_COMMAND_STATUS } from './opcua/node-map.ts';
 
 export type LinkState = 'up' | 'degraded' | 'down';
 export type AhuModeName = 'local' | 'remote' | 'fallback' | 'tripped' | 'unknown';
@@ -111,4 +114,16 @@ export interface DeviceIo extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   /** True after the unit left remote control (fallback, link loss) until a write with `reassert` succeeds. */
   readonly remoteControlLost: boolean;
   close(): Promise<void>;
+}
+
+/**
+ * A write refused in its protocol's stale-epoch words (Modbus 0x0D, OPC-UA BadInvalidState) that the
+ * adapter's read-back of the unit's epoch did not prove: an ordinary refusal, tried again. A proven
+ * one is COOLCTL_E_DEVICE_FENCED instead.
+ */
+export function isUnprovenStaleEpoch(e: DeviceError): boolean {
+  return (
+    e.code !== ErrorCodes.DEVICE_FENCED &&
+    (e.deviceCode === STALE_EPOCH_EXCEPTION || e.deviceCode === WRITE_COMMAND_STATUS.staleEpoch)
+  );
 }
