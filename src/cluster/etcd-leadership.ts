@@ -35,11 +35,11 @@ import { planHandover } from './placement.ts';
 import {
   type ClusterSnapshot,
   type HandoverMarker,
-  markerKey,
   memberKey,
   SNAPSHOT_SUBPREFIXES,
   SnapshotReader,
 } from './snapshot.ts';
+import { Handovers } from './switchover.ts';
 import { leadershipTimingProblems } from './timing.ts';
 
 // The timing rule lives in timing.ts (config imports it without this class); re-exported for callers.
@@ -93,14 +93,6 @@ interface GroupState {
   relinquished: { reason: string; atMs: number } | null;
 }
 
-interface PendingSwitchover {
-  group: string;
-  to: string;
-  resolve: () => void;
-  reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
-}
-
 export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Leadership {
   readonly node: string;
   private readonly opts: EtcdLeadershipOptions;
@@ -140,7 +132,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private readonly reader: SnapshotReader;
   private readonly operators: OperatorStore;
   private watchers: Watcher[] = [];
-  private readonly pending = new Map<string, PendingSwitchover>();
+  private readonly handovers: Handovers;
   private started = false;
   private stopPromise: Promise<void> | undefined;
 
@@ -195,6 +187,16 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       now: this.now,
       logger: this.log,
       onIgnored: (kind) => this.metrics?.ignoredKey(kind),
+    });
+    this.handovers = new Handovers({
+      client: this.client,
+      prefix: opts.prefix,
+      node: opts.node,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      logger: this.log,
+      signal: this.stopping.signal,
+      markerRevision: (group) => this.snapshot?.markers.get(group)?.modRevision,
+      wake: () => this.requestTick(),
     });
     this.operators = new OperatorStore({
       client: this.client,
@@ -317,8 +319,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     for (const s of this.state.values()) {
       if (s.role !== 'resigned') this.setRole(s, 'resigned', null, 'node stopping');
     }
-    for (const p of this.pending.values())
-      p.reject(new ClusterError(ClusterErrorCodes.SWITCHOVER_FAILED, 'node stopping'));
+    this.handovers.rejectAll('node stopping');
     // Revoking the lease deletes every key it holds (all election keys, the member key, markers) in
     // one etcd revision: every group's successor sees its predecessor gone at once.
     await this.session.stop();
@@ -456,68 +457,14 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
         `switchover ${group}: ${targetNode} is not a member`,
       );
     }
-    if (this.pending.has(group)) {
-      throw new ClusterError(
-        ClusterErrorCodes.SWITCHOVER_FAILED,
-        `switchover ${group}: one is already in progress`,
-        { retryable: true },
-      );
-    }
-    const election = this.elections.get(group)!;
-    const mk = markerKey(this.opts.prefix, group);
-    const value = JSON.stringify({ from: this.node, to: targetNode, epoch: fenced.epoch, atMs: Date.now() });
-    // The marker lives on our lease (it dies with us) and is written only while our key is still the
-    // one that made us leader and no other handover is in progress.
-    const res = await etcdCall(
-      'handover marker put',
-      this.opts.etcdCallTimeoutMs,
-      this.stopping.signal,
-      (o) =>
-        this.client
-          .if(election.key, 'Create', '==', fenced.epoch)
-          .and(mk, 'Version', '==', 0)
-          .then(this.client.put(mk).value(value).lease(this.lease!.id))
-          .options(o)
-          .commit(),
-    );
-    if (!res.succeeded) {
-      throw new ClusterError(
-        ClusterErrorCodes.SWITCHOVER_FAILED,
-        `switchover ${group}: lost the lead or another handover is in progress`,
-        { retryable: true },
-      );
-    }
-    this.log.info({ group, to: targetNode, epoch: fenced.epoch }, 'switchover: handover marker written');
-    const done = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(group);
-        void this.clearMarker(group).catch(() => {});
-        reject(
-          new ClusterError(
-            ClusterErrorCodes.SWITCHOVER_FAILED,
-            `switchover ${group} → ${targetNode}: not done within ${timeoutMs} ms`,
-            { retryable: true },
-          ),
-        );
-      }, timeoutMs);
-      this.pending.set(group, {
-        group,
-        to: targetNode,
-        timer,
-        resolve: () => {
-          clearTimeout(timer);
-          this.pending.delete(group);
-          resolve();
-        },
-        reject: (err) => {
-          clearTimeout(timer);
-          this.pending.delete(group);
-          reject(err);
-        },
-      });
+    return this.handovers.begin({
+      group,
+      to: targetNode,
+      epoch: fenced.epoch,
+      electionKey: this.elections.get(group)!.key,
+      leaseId: this.lease.id,
+      timeoutMs,
     });
-    this.requestTick();
-    return done;
   }
 
   // --- the decision loop -------------------------------------------------------------------------
@@ -629,12 +576,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       if (d.role !== s.role || (d.role === 'leader' && d.epoch !== s.epoch))
         this.setRole(s, d.role, d.epoch, d.reason);
       if (d.action !== 'none') actions.push(this.act(s.group, d.action, d.reason, marker, queue));
-      const p = this.pending.get(s.group);
-      if (p && queue[0]?.node === p.to) p.resolve();
-      else if (p && !members.has(p.to))
-        p.reject(
-          new ClusterError(ClusterErrorCodes.SWITCHOVER_FAILED, `switchover ${s.group}: ${p.to} left`),
-        );
+      this.handovers.observe(s.group, queue[0]?.node, members);
     }
     this.revoker.follow(ahead);
     if (actions.length > 0) {
@@ -672,7 +614,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
           return;
         }
         case 'clearMarker':
-          if (marker) await this.clearMarker(group, marker.modRevision);
+          if (marker) await this.handovers.clearMarker(group, marker.modRevision);
           return;
         case 'none':
           return;
@@ -682,18 +624,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     }
   }
 
-  private async clearMarker(group: string, modRevision?: number): Promise<void> {
-    const mk = markerKey(this.opts.prefix, group);
-    const rev = modRevision ?? this.snapshot?.markers.get(group)?.modRevision;
-    if (rev === undefined) return;
-    const res = await etcdCall('handover marker delete', this.opts.etcdCallTimeoutMs, undefined, (o) =>
-      this.client.if(mk, 'Mod', '==', rev).then(this.client.delete().key(mk)).options(o).commit(),
-    );
-    if (res.succeeded) this.log.info({ group }, 'handover marker cleared');
-  }
-
   private maybeRebalance(snap: ClusterSnapshot): void {
-    if (!this.lease || !this.registered || this.pending.size > 0 || snap.markers.size > 0) return;
+    if (!this.lease || !this.registered || this.handovers.size > 0 || snap.markers.size > 0) return;
     if (this.now() - this.membersChangedAtMs < this.opts.rebalanceHoldMs) return;
     const leaders = new Map<string, string | null>();
     for (const [g, q] of snap.queues) leaders.set(g, q[0]?.node ?? null);
