@@ -2,14 +2,17 @@
 // (3-member etcd, the simulator with Modbus TCP units behind link proxies and OPC-UA units,
 // 3 controllers). Slow units, alone and with their leader SIGSTOPped (issue 15, item 5); lossy and
 // resetting links; a unit refusing writes for 2 s with the stale-epoch answer while its epoch is
-// not newer (item 1); the sensor gateway down; the MQTT broker restarted; the simulator restarted
-// (units forget their epoch). Safety and liveness invariants after every trial.
+// not newer (item 1); the sensor gateway down; the MQTT broker restarted; a retained offline
+// gateway status (item 3); one 200 MB MQTT message (item 10); the simulator restarted (units forget
+// their epoch). Safety and liveness invariants after every trial.
 import { describe, expect, it } from 'vitest';
 import {
   MIXED_HALL,
   trialBrokerRestart,
   trialGatewayDown,
+  trialGatewayStatusRetained,
   trialLossyLink,
+  trialMqttOversized,
   trialResetLink,
   trialSimRestart,
   trialSlowUnit,
@@ -49,6 +52,14 @@ describe('chaos: device links, sensors and the simulator', () => {
   it('the sensor gateway down, then the MQTT broker restarted', async () => {
     await chaos.trial('gateway-down', trialGatewayDown);
     await chaos.trial('broker-restart', trialBrokerRestart);
+  }, 90_000);
+
+  it('a retained offline gateway status while its reports keep arriving blinds no group', async () => {
+    await chaos.trial('gateway-status-retained', trialGatewayStatusRetained);
+  }, 60_000);
+
+  it('one 200 MB MQTT message on a report topic fails no leader over', async () => {
+    await chaos.trial('mqtt-oversized', trialMqttOversized);
   }, 90_000);
 
   it('the simulator restarted: units forget their epoch, every group is driven again, no old epoch lands', async () => {

@@ -8,6 +8,7 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connectAsync } from 'mqtt';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
@@ -879,6 +880,8 @@ export type FaultName =
   | 'peer-partition-failsafe'
   | 'gateway-down'
   | 'broker-restart'
+  | 'gateway-status-retained'
+  | 'mqtt-oversized'
   | 'etcd-leader-isolated'
   | 'etcd-member-sigstop'
   | 'sim-restart'
@@ -1749,6 +1752,111 @@ export async function trialOperatorDuringFault(hall: Hall, o: TrialOptions = {})
   return r;
 }
 
+/** The sensor mesh's topic prefix in the hall (the generated site's default). */
+const MQTT_PREFIX = 'coolctl/sim';
+
+/** A group's sensor verdict as its leader sees it (null when nobody answers). */
+async function verdictOf(hall: Hall, group: string, leaders: Map<string, Leader>): Promise<string | null> {
+  const l = leaders.get(group);
+  if (!l) return null;
+  const v = (await hall.operator(l.node, 'GET', `/api/v1/groups/${group}`).catch(() => null)) as {
+    sensors?: { verdict?: string } | null;
+  } | null;
+  return v?.sensors?.verdict ?? null;
+}
+
+/** The hall's sensor nodes report every 10 s (the generated site's reportIntervalS, time scale 1). */
+const REPORT_INTERVAL_MS = 10_000;
+
+/**
+ * Issue 15, item 3: a retained `{"online":false}` on the gateway's status topic while the gateway
+ * keeps reporting. Fresh reports are proof of life: once every node has reported again (one report
+ * interval + 2 s) no group that read anything but blind before may read blind; watched for 4 s
+ * more. The real retained status is put back afterwards.
+ */
+export async function trialGatewayStatusRetained(hall: Hall, o: TrialOptions & { gateway?: string } = {}) {
+  const leaders = await hall.waitForLeaders();
+  const gateway = o.gateway ?? 'gw-1';
+  const topic = `${MQTT_PREFIX}/gateway/${gateway}/status`;
+  const client = await connectAsync(hall.mqttUrl, { connectTimeout: 5000, reconnectPeriod: 0 });
+  const r = result('gateway-status-retained', gateway, '*', null, Date.now());
+  try {
+    // What the gateway itself retained, to put back.
+    let original: Buffer | null = null;
+    client.on('message', (t, payload, packet) => {
+      if (t === topic && packet.retain) original = payload;
+    });
+    await client.subscribeAsync(topic, { qos: 1 });
+    await waitFor('the retained gateway status', () => original !== null, { timeoutMs: 3000 }).catch(
+      () => null,
+    );
+    await client.unsubscribeAsync(topic);
+    const before = new Map<string, string | null>();
+    for (const g of Object.keys(hall.groups)) before.set(g, await verdictOf(hall, g, leaders));
+    r.faultWallMs = Date.now();
+    await client.publishAsync(
+      topic,
+      JSON.stringify({ online: false, gateway, at: null, reason: 'connection-lost' }),
+      { qos: 1, retain: true },
+    );
+    const blind = new Set<string>();
+    const graceMs = REPORT_INTERVAL_MS + 2000;
+    const end = r.faultWallMs + graceMs + 4000;
+    while (Date.now() < end) {
+      await sleep(500);
+      if (Date.now() < r.faultWallMs + graceMs) continue;
+      for (const g of Object.keys(hall.groups))
+        if (before.get(g) !== 'blind' && (await verdictOf(hall, g, leaders)) === 'blind') blind.add(g);
+    }
+    r.notes.push(`verdicts before: ${JSON.stringify(Object.fromEntries(before))}`);
+    if (blind.size > 0)
+      r.problems.push(
+        `${[...blind].join(', ')} read blind ${graceMs} ms after a retained offline status while ${gateway}'s reports kept arriving`,
+      );
+    if (original) await client.publishAsync(topic, original, { qos: 1, retain: true });
+    else r.notes.push('no retained status to put back');
+  } finally {
+    await client.endAsync().catch(() => {});
+  }
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * Issue 15, item 10: one oversized publish (default 200 MB) on a report topic. No leader may fail
+ * over for it (every group keeps its leader and epoch) and every controller lives on.
+ */
+export async function trialMqttOversized(hall: Hall, o: TrialOptions & { mb?: number } = {}) {
+  const before = await hall.waitForLeaders();
+  const mb = o.mb ?? 200;
+  const client = await connectAsync(hall.mqttUrl, { connectTimeout: 5000, reconnectPeriod: 0 });
+  const t0 = Date.now();
+  const r = result('mqtt-oversized', 'broker', '*', null, t0);
+  try {
+    const payload = Buffer.alloc(mb * 1024 * 1024, 0x20);
+    await Promise.race([
+      client.publishAsync(`${MQTT_PREFIX}/gateway/gw-1/node/n-chaos/report`, payload, { qos: 0 }),
+      sleep(30_000),
+    ]);
+    r.notes.push(`${mb} MB published in ${Date.now() - t0} ms`);
+  } finally {
+    await client.endAsync(true).catch(() => {});
+  }
+  await sleep(hall.timing.leaseTtlS * 1000 * 2);
+  for (const n of hall.nodes)
+    if (!hall.running(n)) r.problems.push(`${n} died after a ${mb} MB MQTT message`);
+  const after = (await hall.leaders()).leaders;
+  for (const [g, l] of before) {
+    const now = after.get(g);
+    if (!now || now.epoch !== l.epoch)
+      r.problems.push(
+        `${g}: leadership moved (${l.node}@${l.epoch} → ${now ? `${now.node}@${now.epoch}` : 'none'}) on one ${mb} MB MQTT message`,
+      );
+  }
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
 /** Every trial by name, with its default options. */
 export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => Promise<TrialResult>> = {
   'kill9-leader': (h) => trialKill9(h),
@@ -1769,6 +1877,8 @@ export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => 
   'etcd-leader-isolated': (h) => trialEtcdLeaderIsolated(h),
   'etcd-member-sigstop': (h) => trialEtcdMemberSigstop(h),
   'sim-restart': (h) => trialSimRestart(h),
+  'gateway-status-retained': (h) => trialGatewayStatusRetained(h),
+  'mqtt-oversized': (h) => trialMqttOversized(h),
   'reload-during-fault': (h) => trialReloadDuringFault(h),
   'operator-during-fault': (h) => trialOperatorDuringFault(h),
 };
