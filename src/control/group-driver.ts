@@ -436,6 +436,9 @@ export class GroupDriver {
       this.lastAcceptedAtMs = 0;
       this.crashesInARow = 0; // a new term's loop is judged on its own crashes
     }
+    // Units all handed to local control on purpose (pause, to-local): nothing to judge, and taking
+    // them back (resume) gives the term a fresh chance to write, not the time spent paused.
+    if (this.judgedFromMs !== null && !this.meansToDrive()) this.judgedFromMs = nowMs;
     const sinceMs = this.judgedFromMs === null ? null : Math.max(this.judgedFromMs, this.lastAcceptedAtMs);
     this.opts.metrics?.undriven(this.group, sinceMs === null ? 0 : (nowMs - sinceMs) / 1000);
     let cause: RelinquishCause | null = null;

@@ -236,16 +236,24 @@ describe('a leader that cannot drive', () => {
   });
 
   it('a group whose units are all handed to local control on purpose is never judged', async () => {
-    const { c, nodes } = cluster(['n1', 'n2']);
+    const { c, nodes, writes } = cluster(['n1', 'n2']);
     const n1 = nodes[0]!;
-    const paused = { paused: true, reason: 'maintenance', overrides: {}, by: 't', atMs: 0 };
-    Object.assign(n1.leadership, { operator: () => paused });
+    let paused = true;
+    Object.assign(n1.leadership, {
+      operator: () => ({ paused, reason: 'maintenance', overrides: {}, by: 't', atMs: 0 }),
+    });
     await waitFor('driving', () => n1.driver.driving);
     for (const u of n1.units.values()) u.answer = 'unreachable';
     const t0 = performance.now();
     await waitFor('well past the bound', () => performance.now() - t0 > UNDRIVEN_MS * 3);
     expect(c.relinquished).toEqual([]);
     expect(n1.driver.driveStatus.problem).toBeNull();
+    // Resumed with the units back: the term gets a fresh chance, not judged on the paused time.
+    for (const u of n1.units.values()) u.answer = 'accept';
+    const resumedAt = performance.now();
+    paused = false;
+    await waitFor('written again', () => writes.some((w) => w.node === 'n1' && w.atMs > resumedAt));
+    expect(c.relinquished).toEqual([]);
   });
 });
 
