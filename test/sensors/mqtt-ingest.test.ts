@@ -207,7 +207,9 @@ describe('sensor ingest over MQTT', () => {
     // everybody else is unaffected
     const other = site.controlGroups.at(-1)!;
     await waitFor('readings still arriving', () => store.counters.readings.mqtt > readingsBefore + 50);
-    expect(store.view(other.id).verdict).toBe('ok');
+    // a group at 20x time is stale after 1.5 s: a moment's CPU starvation of this shared machine can
+    // make it degraded for an instant, so it must be ok again within a few seconds, not at one sample
+    await waitFor('the last group ok', () => store.view(other.id).verdict === 'ok', { timeoutMs: 5000 });
     expect(source.counters.handlerErrors).toBe(0);
   });
 });
