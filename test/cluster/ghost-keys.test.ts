@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { etcdctl } from '../support/etcd-cluster.ts';
-import { FenceMonitor, makeNode, useEtcdFixture, writers } from './harness.ts';
+import { balanced, FenceMonitor, makeNode, useEtcdFixture, writers } from './harness.ts';
 
 const GROUPS = ['g1', 'g2', 'g3'];
 
@@ -44,7 +44,12 @@ describe('ghost election keys', () => {
     monitor = new FenceMonitor(GROUPS, () => nodes);
     monitor.start();
     await Promise.all(nodes.map((n) => n.start()));
-    await waitFor('every group led, g1 and g2 despite their ghosts', allLed, { timeoutMs: 10_000 });
+    // Every group led, g1 and g2 despite their ghosts, and placement settled (no handover in flight).
+    await waitFor(
+      'an even placement, g1 and g2 led despite their ghosts',
+      () => balanced(writers(nodes, GROUPS), ['n1', 'n2']),
+      { timeoutMs: 10_000 },
+    );
 
     // Reported once per key, not per tick: the count holds across several resyncs (900 ms each).
     await waitFor('both ghosts reported', async () => (await ghosts(registry)) === 2);
@@ -55,8 +60,13 @@ describe('ghost election keys', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
 
+    expect(monitor.violations).toEqual([]);
+    monitor.stop();
+
     // A leaseless put over n1's own key for g3: n1's key stops counting; it removes the ghost and
-    // queues again, and g3 stays led (by n2, or by n1 again on a new key).
+    // queues again, and g3 stays led (by n2, or by n1 again on a new key). Like deleting a leader's
+    // key by hand, this operator action can leave two nodes believing they lead for the few ms until
+    // the old leader's next read (docs/leadership.md, Known limits), so the monitor is off for it.
     const keys = (await etcdctl(ep, ['get', '--prefix', `${prefix}/election/g3/`])).trim().split('\n');
     const ownKey = keys[keys.indexOf('n1') - 1]!;
     const epochBefore = nodes.find((n) => n.fence('g3'))!.fence('g3')!.epoch;
@@ -70,8 +80,6 @@ describe('ghost election keys', () => {
       const kvs = (JSON.parse(out) as { kvs?: { value: string; lease?: number }[] }).kvs ?? [];
       return kvs.some((kv) => Buffer.from(kv.value, 'base64').toString() === 'n1' && kv.lease);
     });
-    expect(monitor.violations).toEqual([]);
-    monitor.stop();
 
     // n2's member key deleted by hand: its keys stop counting, it registers again and re-queues
     // at the back; every group is led and both are members again.
