@@ -2,7 +2,7 @@
 // forever, and `etcdCall()`, which gives every unary call a gRPC deadline AND an outer deadline (the
 // promise settles even if the library never answers). Watches carry the `hasleader` metadata, so
 // etcd refuses/cancels them on a member that has lost its raft leader instead of letting them go quiet.
-// The package's own lease keepalive is never used (see etcd-session.ts).
+// The package's own lease keepalive is never used: ours runs on its own thread (keepalive-worker.ts).
 import { type CallOptions, InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
