@@ -20,7 +20,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createEtcdClient } from '../src/cluster/etcd-client.ts';
+import { createEtcdClient } from '../src/cluster/etcd/etcd-client.ts';
 import { settlesWithin } from '../src/util/async.ts';
 import { type EtcdCluster, startEtcdCluster } from '../test/support/etcd-cluster.ts';
 import { CHAOS_TIMING } from '../test/support/hall.ts';

@@ -9,7 +9,7 @@ import { FrameType } from '../../src/cache/frames.ts';
 import { PeerChannel } from '../../src/cache/peer-channel.ts';
 import type { PeerConnection } from '../../src/cache/peer-connection.ts';
 import { StateCache } from '../../src/cache/state-cache.ts';
-import { createEtcdClient } from '../../src/cluster/etcd-client.ts';
+import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import type { PeerPorts, PeerReply, PeerRequest, PeerStartArgs, PeerStats } from './cache-peer-protocol.ts';
 
 const BIG_ROW_BYTES = 1024 * 1024;

@@ -9,7 +9,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { StateCache } from '../../src/cache/state-cache.ts';
-import { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import type { Member, RoleChange } from '../../src/cluster/leadership.ts';
 import { processState } from './cache-rows.ts';
 import type {

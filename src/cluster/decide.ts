@@ -2,9 +2,8 @@
 // and this node's own facts (lease, lease guard), which role this node has and which single etcd
 // action (if any) moves it on. Pure and synchronous, so it is the ONLY place that can say "leader",
 // and tests can walk every case without etcd.
-import type { QueueEntry } from './election.ts';
 import type { GroupRole } from './leadership.ts';
-import type { HandoverMarker } from './snapshot.ts';
+import type { HandoverMarker, QueueEntry } from './view.ts';
 
 export type GroupAction =
   /** Put our key (back of the queue). */

@@ -1,8 +1,7 @@
 // What the rest of the controller knows about leadership: per control group, who leads and with
 // which epoch, and — synchronously, right before every device write — whether THIS node may act.
 // Implemented on etcd in ./etcd-leadership.ts; control and the API depend on this interface only.
-import type { OperatorState } from './operator-state.ts';
-import type { OperatorProblem } from './operator-store.ts';
+import type { OperatorProblem, OperatorState } from './operator-state.ts';
 
 /**
  * follower: another node leads (or nobody yet) and we are not queued; candidate: queued in the

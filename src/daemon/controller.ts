@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApi } from '../api/app.ts';
 import { StateCache } from '../cache/state-cache.ts';
-import { EtcdLeadership } from '../cluster/etcd-leadership.ts';
+import { EtcdLeadership } from '../cluster/etcd/etcd-leadership.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
 import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';

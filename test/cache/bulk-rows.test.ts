@@ -9,8 +9,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { percentile } from '../../bench/lib/stats.ts';
 import { StateCache } from '../../src/cache/state-cache.ts';
-import { createEtcdClient } from '../../src/cluster/etcd-client.ts';
-import { EtcdSession } from '../../src/cluster/etcd-session.ts';
+import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
+import { EtcdSession } from '../../src/cluster/etcd/etcd-session.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 

@@ -2,7 +2,7 @@
 // restarted with the same data dir it revokes its old lease, so its groups move at once; frozen
 // (SIGSTOP) past its deadline, it finds itself fenced on resume before anything else runs.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership, EtcdLeadershipOptions } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership, EtcdLeadershipOptions } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { ChildNode } from './child-node.ts';
 import { FenceMonitor, makeNode, TEST_TIMING, useEtcdFixture, writers } from './harness.ts';

@@ -2,10 +2,9 @@
 // placement, and the timing rule.
 import { describe, expect, it } from 'vitest';
 import { decideGroup, type GroupFacts } from '../../src/cluster/decide.ts';
-import type { QueueEntry } from '../../src/cluster/election.ts';
 import { planHandover } from '../../src/cluster/placement.ts';
-import type { HandoverMarker } from '../../src/cluster/snapshot.ts';
 import { leadershipTimingProblems } from '../../src/cluster/timing.ts';
+import type { HandoverMarker, QueueEntry } from '../../src/cluster/view.ts';
 
 const q = (...nodes: string[]): QueueEntry[] =>
   nodes.map((node, i) => ({

@@ -5,8 +5,8 @@
 // not even one that missed keepalives for over 1 s (TTL 0 in etcd's answers) and came back in time.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createEtcdClient } from '../../src/cluster/etcd-client.ts';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { ChildNode } from './child-node.ts';
 import { FenceMonitor, makeNode, TEST_TIMING, useEtcdFixture } from './harness.ts';

@@ -5,7 +5,7 @@
 // silent, so no hold starts and every leader stops at its lease deadline. Real etcd; the peer
 // channel is an in-memory hub (a missing responder is a silent member).
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import type { FailsafeAnswer, FailsafeGroup, FailsafeTransport } from '../../src/cluster/failsafe.ts';
 import { waitFor } from '../helpers.ts';
 import { balanced, makeNode, useEtcdFixture, writers } from './harness.ts';

@@ -4,7 +4,7 @@
 // and a member key deleted by hand, end with every group led again. Real etcd and real etcdctl.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { etcdctl } from '../support/etcd-cluster.ts';
 import { balanced, FenceMonitor, makeNode, useEtcdFixture, writers } from './harness.ts';

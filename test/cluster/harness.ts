@@ -5,7 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
-import { EtcdLeadership, type EtcdLeadershipOptions } from '../../src/cluster/etcd-leadership.ts';
+import { EtcdLeadership, type EtcdLeadershipOptions } from '../../src/cluster/etcd/etcd-leadership.ts';
 import type { RoleChange } from '../../src/cluster/leadership.ts';
 import { quietLogger } from '../helpers.ts';
 import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';

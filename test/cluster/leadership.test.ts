@@ -3,7 +3,7 @@
 // restart that revokes its previous lease. (Crash, restart and freeze: crash.test.ts; netsplit and quorum loss: netsplit.test.ts.)
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { etcdctl } from '../support/etcd-cluster.ts';
 import { balanced, FenceMonitor, makeNode, type RecordedChange, useEtcdFixture, writers } from './harness.ts';

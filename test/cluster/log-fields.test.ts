@@ -3,7 +3,7 @@
 // revoker) no second `component`. Real 3-member etcd; the raw line text is read, since JSON.parse
 // would keep one of two equal keys and hide the other.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { captureLogs, linesWithDuplicateKeys } from '../support/log-lines.ts';
 import { balanced, makeNode, useEtcdFixture, writers } from './harness.ts';

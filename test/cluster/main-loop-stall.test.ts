@@ -5,7 +5,7 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { ChildNode } from './child-node.ts';
 import { makeNode, type RecordedChange, TEST_TIMING, useEtcdFixture } from './harness.ts';

@@ -3,7 +3,7 @@
 // both say what is wrong (operatorProblem, the counter), and an operator's next change repairs it.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { etcdctl } from '../support/etcd-cluster.ts';
 import { makeNode, useEtcdFixture } from './harness.ts';

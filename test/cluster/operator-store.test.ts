@@ -5,9 +5,9 @@
 import type { Etcd3, IKeyValue } from 'etcd3';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { OperatorStore } from '../../src/cluster/etcd/operator-store.ts';
+import { parseSnapshot } from '../../src/cluster/etcd/snapshot.ts';
 import { FAILSAFE_OPERATOR_STATE, NO_OPERATOR_STATE } from '../../src/cluster/operator-state.ts';
-import { OperatorStore } from '../../src/cluster/operator-store.ts';
-import { parseSnapshot } from '../../src/cluster/snapshot.ts';
 
 const P = '/site';
 

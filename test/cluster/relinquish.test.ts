@@ -3,7 +3,7 @@
 // epoch. Real 3-member etcd, in-process nodes, a FenceMonitor sampling every 5 ms for two writers.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { EtcdLeadership } from '../../src/cluster/etcd-leadership.ts';
+import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
 import { balanced, FenceMonitor, makeNode, type RecordedChange, useEtcdFixture, writers } from './harness.ts';
 

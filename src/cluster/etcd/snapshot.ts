@@ -8,53 +8,21 @@
 // <prefix>/operator/<group>. Nothing here does I/O but SnapshotReader.read().
 import { type Etcd3, GRPCResourceExhastedError, type IKeyValue, Range } from 'etcd3';
 import type { Logger } from 'pino';
-import { type QueueEntry, queueOf } from './election.ts';
-import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { ClusterError, ClusterErrorCodes } from '../errors.ts';
+import { checkOperatorState, type OperatorState } from '../operator-state.ts';
+import type {
+  ClusterSnapshot,
+  HandoverMarker,
+  IgnoredKind,
+  InvalidOperatorValue,
+  MemberRecord,
+  QueueEntry,
+} from '../view.ts';
+import { queueOf } from './election.ts';
 import { etcdCall } from './etcd-client.ts';
-import type { Member } from './leadership.ts';
-import { checkOperatorState, type OperatorState } from './operator-state.ts';
-
-export interface HandoverMarker {
-  key: string;
-  group: string;
-  from: string;
-  to: string;
-  /** The epoch of the leader that wrote it. */
-  epoch: number;
-  /** Lease (hex) of the writer: the marker dies with the old leader. */
-  leaseHex: string;
-  modRevision: number;
-}
-
-export interface MemberRecord extends Member {
-  leaseHex: string;
-}
-
-export interface ClusterSnapshot {
-  /** etcd revision every page was read at. */
-  readonly revision: number;
-  /** Monotonic ms when the first page was SENT: a decision may rely on it only for what was true then. */
-  readonly readAtMs: number;
-  readonly members: ReadonlyMap<string, Readonly<MemberRecord>>;
-  readonly queues: ReadonlyMap<string, readonly QueueEntry[]>;
-  readonly markers: ReadonlyMap<string, Readonly<HandoverMarker>>;
-  /** Operators' pause and overrides per group (absent: none stored, or invalid). */
-  readonly operators: ReadonlyMap<string, OperatorState>;
-  /** Groups whose stored operator state is invalid: what is wrong, and the value's mod revision. */
-  readonly operatorsInvalid: ReadonlyMap<string, Readonly<InvalidOperatorValue>>;
-}
-
-export interface InvalidOperatorValue {
-  problem: string;
-  /** Mod revision of the bad value (0 when it was too large to read). */
-  modRevision: number;
-}
 
 /** The sub-prefixes leadership reads; nothing else under the cluster prefix is ever read. */
 export const SNAPSHOT_SUBPREFIXES = ['members', 'election', 'handover', 'operator'] as const;
-
-/** Why a key under our sub-prefixes was left out of the snapshot. */
-export type IgnoredKind = 'oversized' | 'foreign' | 'ghost';
 
 export function memberKey(prefix: string, node: string): string {
   return `${prefix}/members/${node}`;

@@ -8,9 +8,9 @@
 // lease, so the old leader stopped acting before we can lead. A live lease is never proven expired.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
-import { ClusterErrorCodes, isClusterError } from './errors.ts';
+import { ClusterErrorCodes, isClusterError } from '../errors.ts';
+import { ExpiryProof } from '../expiry-proof.ts';
 import { etcdCall } from './etcd-client.ts';
-import { ExpiryProof } from './expiry-proof.ts';
 
 export interface ExpiredLeaseRevokerOptions {
   client: Etcd3;

@@ -11,14 +11,10 @@ import { EventEmitter } from 'node:events';
 import type { Etcd3, Watcher } from 'etcd3';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
-import { CoolctlError, ErrorCodes } from '../errors.ts';
-import { decideGroup, type GroupAction } from './decide.ts';
-import { Election, type QueueEntry } from './election.ts';
-import { ClusterError, ClusterErrorCodes, isClusterError } from './errors.ts';
-import { createEtcdClient, etcdCall } from './etcd-client.ts';
-import { EtcdSession, type SessionLease } from './etcd-session.ts';
-import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
-import { Failsafe, type FailsafeTransport } from './failsafe.ts';
+import { CoolctlError, ErrorCodes } from '../../errors.ts';
+import { decideGroup, type GroupAction } from '../decide.ts';
+import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
+import { Failsafe, type FailsafeTransport } from '../failsafe.ts';
 import type {
   Fence,
   GroupLeadership,
@@ -27,23 +23,19 @@ import type {
   LeadershipEvents,
   Member,
   RoleChange,
-} from './leadership.ts';
-import { LeadershipMetrics } from './metrics.ts';
-import type { OperatorState } from './operator-state.ts';
-import { type OperatorProblem, OperatorStore } from './operator-store.ts';
-import { planHandover } from './placement.ts';
-import {
-  type ClusterSnapshot,
-  type HandoverMarker,
-  memberKey,
-  SNAPSHOT_SUBPREFIXES,
-  SnapshotReader,
-} from './snapshot.ts';
+} from '../leadership.ts';
+import { LeadershipMetrics } from '../metrics.ts';
+import type { OperatorProblem, OperatorState } from '../operator-state.ts';
+import { planHandover } from '../placement.ts';
+import { leadershipTimingProblems } from '../timing.ts';
+import type { ClusterSnapshot, HandoverMarker, QueueEntry } from '../view.ts';
+import { Election } from './election.ts';
+import { createEtcdClient, etcdCall } from './etcd-client.ts';
+import { EtcdSession, type SessionLease } from './etcd-session.ts';
+import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
+import { OperatorStore } from './operator-store.ts';
+import { memberKey, SNAPSHOT_SUBPREFIXES, SnapshotReader } from './snapshot.ts';
 import { Handovers } from './switchover.ts';
-import { leadershipTimingProblems } from './timing.ts';
-
-// The timing rule lives in timing.ts (config imports it without this class); re-exported for callers.
-export { leadershipTimingProblems, type TimingField, type TimingProblem } from './timing.ts';
 
 export interface EtcdLeadershipOptions {
   node: string;

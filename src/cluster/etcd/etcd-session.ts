@@ -14,11 +14,11 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { DataDirLock } from './data-dir-lock.ts';
-import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { DataDirLock } from '../data-dir-lock.ts';
+import { ClusterError, ClusterErrorCodes } from '../errors.ts';
+import { LeaseGuard } from '../lease-guard.ts';
 import { leaseHex } from './etcd-client.ts';
 import type { KeepaliveWorkerData, MainMessage, WorkerMessage } from './keepalive-worker.ts';
-import { LeaseGuard } from './lease-guard.ts';
 
 export interface EtcdSessionOptions {
   /** etcd endpoints: the keepalive worker makes its own client. */

@@ -9,9 +9,9 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Etcd3 } from 'etcd3';
-import { ClusterError, ClusterErrorCodes, isClusterError } from './errors.ts';
+import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
+import { type KeepaliveToken, LeaseGuard, sharedClockMs } from '../lease-guard.ts';
 import { createEtcdClient, etcdCall, leaseHex } from './etcd-client.ts';
-import { type KeepaliveToken, LeaseGuard, sharedClockMs } from './lease-guard.ts';
 
 export interface KeepaliveWorkerData {
   shared: SharedArrayBuffer;

@@ -7,17 +7,9 @@
 // delete event alone proves nothing) and watches resume from the revision last read.
 import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import type { Logger } from 'pino';
-import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { ClusterError, ClusterErrorCodes } from '../errors.ts';
+import type { QueueEntry } from '../view.ts';
 import { etcdCall } from './etcd-client.ts';
-
-export interface QueueEntry {
-  key: string;
-  /** The lease id in hex: the last path segment of the key. */
-  leaseHex: string;
-  /** The key's value: the candidate's node name. */
-  node: string;
-  createRevision: number;
-}
 
 export function electionPrefix(prefix: string, group: string): string {
   return `${prefix}/election/${group}`;

@@ -8,23 +8,13 @@ import type { Logger } from 'pino';
 import {
   FAILSAFE_OPERATOR_STATE,
   NO_OPERATOR_STATE,
+  type OperatorProblem,
   type OperatorState,
   operatorKey,
-  updateOperatorState,
-} from './operator-state.ts';
-import type { ClusterSnapshot } from './snapshot.ts';
-
-/** Why the stored operator state of a group is not what this node acts on. */
-export interface OperatorProblem {
-  /** What is wrong with the stored value. */
-  problem: string;
-  /** The etcd key holding it. */
-  key: string;
-  /** Whether this node acts on the last valid state it saw (true) or paused for lack of one (false). */
-  keptLastValid: boolean;
-  /** Since when (ms since the Unix epoch) this node has seen the value invalid. */
-  sinceMs: number;
-}
+  parseOperatorState,
+} from '../operator-state.ts';
+import type { ClusterSnapshot } from '../view.ts';
+import { etcdCall } from './etcd-client.ts';
 
 export interface OperatorStoreOptions {
   client: Etcd3;
@@ -123,5 +113,39 @@ export class OperatorStore {
       this.opts.callTimeoutMs,
       this.entries.get(group)?.state ?? FAILSAFE_OPERATOR_STATE,
     );
+  }
+}
+
+/**
+ * Applies `change` to the group's stored state, compare-and-swap: re-read and retry (3 times) if
+ * someone else changed it in between. Returns what was stored. A stored value that does not parse
+ * is changed from `invalidAs` (what this node acts on for it), never from "nothing set".
+ */
+export async function updateOperatorState(
+  client: Etcd3,
+  prefix: string,
+  group: string,
+  change: (cur: OperatorState) => OperatorState,
+  callTimeoutMs: number,
+  invalidAs: OperatorState = FAILSAFE_OPERATOR_STATE,
+): Promise<OperatorState> {
+  const key = operatorKey(prefix, group);
+  for (let attempt = 1; ; attempt++) {
+    const res = await etcdCall('operator state read', callTimeoutMs, undefined, (o) =>
+      client.get(key).options(o).exec(),
+    );
+    const kv = res.kvs[0];
+    const cur = kv ? (parseOperatorState(kv.value.toString()) ?? invalidAs) : NO_OPERATOR_STATE;
+    const next = change(cur);
+    const rev = kv ? kv.mod_revision : '0';
+    const txn = await etcdCall('operator state write', callTimeoutMs, undefined, (o) =>
+      client
+        .if(key, 'Mod', '==', rev)
+        .then(client.put(key).value(JSON.stringify(next)))
+        .options(o)
+        .commit(),
+    );
+    if (txn.succeeded) return next;
+    if (attempt >= 3) throw new Error(`operator state of ${group} changed three times under us; try again`);
   }
 }

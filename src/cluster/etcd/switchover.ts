@@ -6,7 +6,7 @@
 // Invariants: at most one handover per group in flight; every promise settles exactly once.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
-import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { etcdCall } from './etcd-client.ts';
 import { markerKey } from './snapshot.ts';
 

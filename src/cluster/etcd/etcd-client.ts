@@ -6,7 +6,7 @@
 import { type CallOptions, InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
-import { ClusterError, ClusterErrorCodes } from './errors.ts';
+import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 
 export interface EtcdClientOptions {
   hosts: string[];
