@@ -5,11 +5,12 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Site } from '../src/config/site-schema.ts';
+import type { AhuStatus } from '../src/devices/unit-contract.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
 import { ModbusRtuAhuServer } from './ahu/modbus-rtu-server.ts';
 import { ModbusAhuServer } from './ahu/modbus-server.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
-import { type AhuStatus, SimAirHandler } from './ahu/unit.ts';
+import { SimAirHandler } from './ahu/unit.ts';
 import type { Fault } from './faults.ts';
 import { Journal } from './journal.ts';
 import { type BrokerHandle, startBroker } from './mesh/broker.ts';

@@ -15,7 +15,8 @@ import {
   STALE_EPOCH_EXCEPTION,
   STATUS_BLOCK_LEN,
 } from '../../src/devices/modbus/point-map.ts';
-import type { AhuCommand, RejectReason, SimAirHandler } from './unit.ts';
+import type { AhuCommand } from '../../src/devices/unit-contract.ts';
+import type { RejectReason, SimAirHandler } from './unit.ts';
 
 export const FC = { readHolding: 0x03, readInput: 0x04, writeSingle: 0x06, writeMultiple: 0x10 } as const;
 export const MAX_READ_QUANTITY = 125;

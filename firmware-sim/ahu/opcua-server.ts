@@ -34,9 +34,10 @@ import {
   WRITE_COMMAND_BROWSE_NAME,
   WRITE_COMMAND_STATUS,
 } from '../../src/devices/opcua/node-map.ts';
+import { type AhuCommand, MODE_CODE } from '../../src/devices/unit-contract.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, freePort } from '../../src/util/async.ts';
-import { type AhuCommand, MODE_CODE, type RejectReason, type SimAirHandler } from './unit.ts';
+import type { RejectReason, SimAirHandler } from './unit.ts';
 
 export interface OpcuaUser {
   username: string;

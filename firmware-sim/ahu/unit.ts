@@ -1,26 +1,21 @@
 // One simulated air handler's controller board, independent of protocol: local/remote control,
 // the heartbeat watchdog with comm-loss fallback, epoch fencing, and the faults a real unit has.
 // Invariants: a command is applied whole or not at all; the highest accepted epoch never goes
-// down; every write attempt, accepted or not, goes to the journal exactly once.
+// down; every write attempt, accepted or not, goes to the journal exactly once. Modes, command,
+// status and ranges are the device contract's (src/devices/unit-contract.ts), not this board's.
 import type { AirHandler } from '../../src/config/site-schema.ts';
+import {
+  type AhuCommand,
+  type AhuMeasurements,
+  type AhuMode,
+  type AhuProtocol,
+  type AhuStatus,
+  ALARM_BITS,
+  FAN_RANGE_PCT,
+  inRange,
+  SUPPLY_SETPOINT_RANGE_C,
+} from '../../src/devices/unit-contract.ts';
 import type { Journal } from '../journal.ts';
-
-export type AhuMode = 'local' | 'remote' | 'fallback' | 'tripped';
-export type AhuProtocol = 'modbus-tcp' | 'modbus-rtu' | 'opcua';
-
-/** Numeric mode codes on the wire (Modbus status register, OPC-UA Mode variable). */
-export const MODE_CODE: Record<AhuMode, number> = { local: 0, remote: 1, fallback: 2, tripped: 3 };
-
-export const ALARM_BITS = { commLoss: 1, trip: 2, highSupplyTemp: 4 } as const;
-
-/** A fenced command: epoch, heartbeat and commands, always written together in one request. */
-export interface AhuCommand {
-  epoch: number;
-  heartbeat: number;
-  remoteEnable: boolean;
-  fanPct: number;
-  supplySetpointC: number;
-}
 
 export type RejectReason =
   | 'stale-epoch'
@@ -59,34 +54,6 @@ export interface AhuFaults {
    * that refuses commands while its status reads fine).
    */
   faultWritesOnly: boolean;
-}
-
-export const FAN_RANGE = { min: 0, max: 100 } as const;
-export const SETPOINT_RANGE_C = { min: 12, max: 30 } as const;
-
-export interface AhuMeasurements {
-  fanPct: number;
-  supplyC: number;
-  returnC: number;
-  cwValvePct: number;
-  fanKw: number;
-  coolingKw: number;
-}
-
-export interface AhuStatus extends AhuMeasurements {
-  id: string;
-  protocol: AhuProtocol;
-  mode: AhuMode;
-  /** Setpoint the unit is controlling to now (remote command, or local setpoint). */
-  supplySetpointC: number;
-  /** Fan speed the unit is asked for now (remote command, or local speed; 0 when tripped). */
-  fanCmdPct: number;
-  epoch: number;
-  heartbeat: number;
-  lastWriter: string | null;
-  alarms: number;
-  watchdogS: number;
-  localSetpointC: number;
 }
 
 export class SimAirHandler {
@@ -205,7 +172,7 @@ export class SimAirHandler {
     if (this.commLoss && cmd.remoteEnable && cmd.heartbeat === this.heartbeat) {
       return { accepted: false, reason: 'heartbeat-unchanged' };
     }
-    if (!inRange(cmd.fanPct, FAN_RANGE) || !inRange(cmd.supplySetpointC, SETPOINT_RANGE_C)) {
+    if (!inRange(cmd.fanPct, FAN_RANGE_PCT) || !inRange(cmd.supplySetpointC, SUPPLY_SETPOINT_RANGE_C)) {
       return { accepted: false, reason: 'out-of-range' };
     }
     return { accepted: true };
@@ -244,8 +211,4 @@ export class SimAirHandler {
       localSetpointC: this.config.localSetpointC,
     };
   }
-}
-
-function inRange(x: number, r: { min: number; max: number }): boolean {
-  return Number.isFinite(x) && x >= r.min && x <= r.max;
 }

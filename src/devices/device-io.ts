@@ -7,9 +7,11 @@ import { type DeviceError, ErrorCodes } from '../errors.ts';
 import type { DeviceMetrics } from './metrics.ts';
 import { STALE_EPOCH_EXCEPTION } from './modbus/point-map.ts';
 import { WRITE_COMMAND_STATUS } from './opcua/node-map.ts';
+import type { AhuModeName, AhuProtocol, UnitSetpoints } from './unit-contract.ts';
+
+export type { AhuModeName };
 
 export type LinkState = 'up' | 'degraded' | 'down';
-export type AhuModeName = 'local' | 'remote' | 'fallback' | 'tripped' | 'unknown';
 
 /** Quality of a reading, as a controller must treat it. */
 export type Quality = 'good' | 'uncertain' | 'bad';
@@ -33,11 +35,9 @@ export interface AhuReadings {
 }
 
 /** What control asks the unit to do; the epoch fences it, the heartbeat is the adapter's business. */
-export interface AhuCommandSet {
+export interface AhuCommandSet extends UnitSetpoints {
   epoch: number;
   remoteEnable: boolean;
-  fanPct: number;
-  supplySetpointC: number;
 }
 
 export interface CallOptions {
@@ -100,7 +100,7 @@ export interface RemoteLostEvent {
  */
 export interface DeviceIo extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   readonly id: string;
-  readonly protocol: 'modbus-tcp' | 'modbus-rtu' | 'opcua';
+  readonly protocol: AhuProtocol;
   readonly linkState: LinkState;
   /** Connects (bounded); resolves when up, or rejects with a DeviceError — the adapter keeps reconnecting in the background. */
   open(opts?: CallOptions): Promise<void>;

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import modbusSerial from 'modbus-serial';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModbusAhuServer, type ModbusAhuServerOptions } from '../../firmware-sim/ahu/modbus-server.ts';
-import { type AhuCommand, SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
+import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
 import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
@@ -21,6 +21,7 @@ import {
   STALE_EPOCH_EXCEPTION,
   STATUS_BLOCK_LEN,
 } from '../../src/devices/modbus/point-map.ts';
+import type { AhuCommand } from '../../src/devices/unit-contract.ts';
 import { ErrorCodes } from '../../src/errors.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 

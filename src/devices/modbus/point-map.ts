@@ -1,8 +1,8 @@
 // The Modbus register map of an air handler, shared by the simulator's server and the controller's
 // client so both encode the same words. Plain data and pure functions, no sockets; documented in
 // docs/modbus-register-map.md. Commands encode exactly or throw; status values saturate.
-import type { AhuCommand, AhuMode, AhuStatus } from '../../../firmware-sim/ahu/unit.ts';
 import type { ModbusPointMap } from '../../config/site-schema.ts';
+import type { AhuCommand, AhuMode, AhuStatus } from '../unit-contract.ts';
 
 export type { ModbusPointMap };
 

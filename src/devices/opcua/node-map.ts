@@ -3,6 +3,7 @@
 // URI (its index is looked up in the server's NamespaceArray at connect time, never assumed).
 // No node-opcua import here: the map is plain data, documented in docs/opcua-node-map.md.
 import type { OpcuaAirHandler } from '../../config/site-schema.ts';
+import { AHU_MODES, FAN_RANGE_PCT, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../unit-contract.ts';
 
 export const DEFAULT_NAMESPACE_URI = 'urn:coolctl:sim:ahu';
 
@@ -84,7 +85,7 @@ export type OpcuaPointName = keyof typeof OPCUA_POINTS;
 export const OPCUA_POINT_NAMES = Object.keys(OPCUA_POINTS) as OpcuaPointName[];
 
 /** Mode variable values, by code; the same codes as the Modbus status register. */
-export const OPCUA_MODE_NAMES = ['local', 'remote', 'fallback', 'tripped'] as const;
+export const OPCUA_MODE_NAMES = AHU_MODES;
 
 export const WRITE_COMMAND_BROWSE_NAME = 'WriteCommand';
 
@@ -93,8 +94,12 @@ export const WRITE_COMMAND_ARGS = [
   { name: 'epoch', dataType: 'Double', description: 'fencing epoch; an integer ≥ 0' },
   { name: 'heartbeat', dataType: 'UInt32', description: 'changes on every write from a live controller' },
   { name: 'remoteEnable', dataType: 'Boolean', description: 'true: remote control; false: back to local' },
-  { name: 'fanPct', dataType: 'Double', description: 'fan speed command, 0–100 %' },
-  { name: 'supplySetpointC', dataType: 'Double', description: 'supply setpoint, 12–30 °C' },
+  { name: 'fanPct', dataType: 'Double', description: `fan speed command, ${rangeText(FAN_RANGE_PCT)} %` },
+  {
+    name: 'supplySetpointC',
+    dataType: 'Double',
+    description: `supply setpoint, ${rangeText(SUPPLY_SETPOINT_RANGE_C)} °C`,
+  },
 ] as const;
 
 /**
