@@ -3,7 +3,7 @@
 // and the link-state rule (up/degraded/down). Invariant: every promise handed out here settles —
 // by result, by deadline, or by close().
 import { DeviceError, ErrorCodes } from '../errors.ts';
-import type { Backoff } from '../util/async.ts';
+import { Backoff } from '../util/async.ts';
 import type { LinkState, WriteOptions } from './device-io.ts';
 
 /**
@@ -305,6 +305,14 @@ export class SerialQueue {
   private closedError(): DeviceError {
     return new DeviceError(ErrorCodes.DEVICE_CLOSED, this.device, 'device closed');
   }
+}
+
+/**
+ * Reconnecting to a Modbus endpoint that failed (a unit, a sensor gateway): first try after ~100 ms,
+ * then doubling, never more than 3 s apart (with jitter), so a dead endpoint costs little.
+ */
+export function reconnectBackoff(): Backoff {
+  return new Backoff(100, 3_000);
 }
 
 /** Sleeps `ms`, or rejects early if `signal` aborts. */

@@ -2,27 +2,35 @@
 // modbus-gateway-map.ts): polls every node of every such gateway at the gateway's interval and
 // hands new reports (a changed seq) to the SensorStore. A gateway that cannot be reached is marked
 // offline in the store at once, so its nodes' readings stop being trusted before they go stale.
-// Invariants: one request in flight per gateway connection; every request has a deadline; a
-// malformed answer is counted and dropped; stop() ends the loops and closes every socket.
-import modbusSerial from 'modbus-serial';
+// One Modbus TCP stack with the air handlers: the devices' MBAP client (ModbusTcpClient) on a
+// socket opened here, each request a call in the devices' CallLane (one at a time per gateway, each
+// under the same deadline, settled by it whatever the socket does), and the devices' reconnect
+// backoff after a failed poll. Invariants: a connection that timed out or answered garbage is
+// destroyed (a late answer must never pair with a later request); a malformed node block is
+// counted and dropped; stop() ends the loops and closes every socket.
+import { type Socket, connect as tcpConnect } from 'node:net';
 import type { Logger } from 'pino';
 import { nodeUnitIds } from '../config/site-rules.ts';
 import type { Site } from '../config/site-schema.ts';
+import { ModbusExceptionError, ModbusFrameError, ModbusTcpClient } from '../devices/modbus/modbus-tcp.ts';
+import { CallLane, LaneCall, pause, reconnectBackoff } from '../devices/resilience.ts';
+import { DeviceError, ErrorCodes } from '../errors.ts';
+import type { Backoff } from '../util/async.ts';
 import { decodeNode, NODE_HEADER_LEN } from './modbus-gateway-map.ts';
 import type { Report } from './report.ts';
 import type { SensorStore } from './sensor-store.ts';
 
-const ModbusRTU = modbusSerial.default;
-type ModbusClient = InstanceType<typeof ModbusRTU>;
-
 export interface ModbusSourceOptions {
   /** Where each gateway really listens, when it differs from the site file (the simulator's ephemeral ports). */
   endpoints?: Record<string, { host: string; port: number }>;
+  /** Deadline of each request, connect included (ms). */
   timeoutMs?: number;
   /** Simulation only: site time runs this many times faster than the wall clock. */
   timeScale?: number;
   logger?: Logger;
 }
+
+export const DEFAULT_SENSOR_POLL_TIMEOUT_MS = 1_000;
 
 interface PolledNode {
   id: string;
@@ -31,13 +39,27 @@ interface PolledNode {
   lastSeq: number;
 }
 
+/**
+ * One TCP connection to a gateway. Its nodes have different slave ids and ModbusTcpClient speaks
+ * for one, so there is a client per slave id on the one socket; one request at a time (the lane),
+ * so the bytes that arrive belong to the client whose request is in flight.
+ */
+interface GatewayConnection {
+  readonly socket: Socket;
+  readonly clients: Map<number, ModbusTcpClient>;
+  current: ModbusTcpClient | undefined;
+  dead: boolean;
+}
+
 interface GatewayPoller {
   id: string;
   host: string;
   port: number;
   intervalMs: number;
   nodes: PolledNode[];
-  client: ModbusClient | undefined;
+  lane: CallLane;
+  backoff: Backoff;
+  conn: GatewayConnection | undefined;
 }
 
 const GATEWAY_TARGET_FAILED = 0x0b;
@@ -46,16 +68,16 @@ export class ModbusSource {
   readonly counters = { polls: 0, newReports: 0, pollErrors: 0, malformed: 0, noReportYet: 0, connects: 0 };
   private readonly store: SensorStore;
   private readonly pollers: GatewayPoller[] = [];
-  private readonly opts: ModbusSourceOptions;
   private readonly log: Logger | undefined;
+  private readonly timeoutMs: number;
   private running = false;
+  private stopCtl = new AbortController();
   private loops: Promise<void>[] = [];
-  private readonly wake = new Set<() => void>();
 
   constructor(site: Site, store: SensorStore, opts: ModbusSourceOptions = {}) {
     this.store = store;
-    this.opts = opts;
     this.log = opts.logger;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_SENSOR_POLL_TIMEOUT_MS;
     const units = nodeUnitIds(site);
     for (const g of site.gateways) {
       if (g.transport !== 'modbus-tcp') continue;
@@ -70,7 +92,9 @@ export class ModbusSource {
         nodes: site.sensorNodes
           .filter((n) => n.gateway === g.id)
           .map((n) => ({ id: n.id, unitId: ids.get(n.id)!, sensors: n.sensors, lastSeq: 0 })),
-        client: undefined,
+        lane: new CallLane(`gateway ${g.id}`, this.timeoutMs),
+        backoff: reconnectBackoff(),
+        conn: undefined,
       });
     }
   }
@@ -78,42 +102,65 @@ export class ModbusSource {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.stopCtl = new AbortController();
     this.loops = this.pollers.map((p) => this.loop(p));
   }
 
   async stop(): Promise<void> {
+    if (!this.running) return;
     this.running = false;
-    for (const w of this.wake) w();
-    for (const p of this.pollers) this.disconnect(p);
+    const closed = (p: GatewayPoller) =>
+      new DeviceError(ErrorCodes.DEVICE_CLOSED, `gateway ${p.id}`, 'sensor polling stopped');
+    this.stopCtl.abort(new Error('sensor polling stopped'));
+    for (const p of this.pollers) {
+      p.lane.close(closed(p));
+      this.drop(p);
+    }
     await Promise.all(this.loops);
+    // A stopped source may start again: fresh lanes, since a closed lane takes no more calls.
+    for (const p of this.pollers) p.lane = new CallLane(`gateway ${p.id}`, this.timeoutMs);
   }
 
   private async loop(p: GatewayPoller): Promise<void> {
     while (this.running) {
       const started = performance.now();
+      let waitMs: number;
       try {
         await this.pollOnce(p);
+        p.backoff.reset();
+        waitMs = p.intervalMs - (performance.now() - started);
       } catch (err) {
+        if (!this.running) return;
         this.counters.pollErrors++;
-        this.disconnect(p);
-        this.store.setGatewayOnline(p.id, false, `poll failed: ${(err as Error).message}`);
+        this.drop(p);
+        const message = err instanceof Error ? err.message : String(err);
+        const code = err instanceof DeviceError ? err.code : ErrorCodes.DEVICE_UNREACHABLE;
+        this.store.setGatewayOnline(p.id, false, `poll failed: ${code}: ${message}`);
+        // Never sooner than the interval, and for a gateway that stays dead no more often than the
+        // devices' reconnect backoff: each try there may cost a whole deadline.
+        waitMs = Math.max(p.backoff.next(), p.intervalMs - (performance.now() - started));
       }
-      await this.sleep(Math.max(0, p.intervalMs - (performance.now() - started)));
+      try {
+        await pause(Math.max(0, waitMs), this.stopCtl.signal);
+      } catch {
+        return; // stopped
+      }
     }
   }
 
   private async pollOnce(p: GatewayPoller): Promise<void> {
-    const client = await this.connect(p);
     for (const node of p.nodes) {
       if (!this.running) return;
-      client.setID(node.unitId);
       let regs: number[];
+      this.counters.polls++;
       try {
-        this.counters.polls++;
-        regs = (await client.readHoldingRegisters(0, NODE_HEADER_LEN + node.sensors.length)).data;
+        regs = await p.lane.run(
+          new LaneCall(`read node ${node.id} (slave id ${node.unitId})`, undefined),
+          (call) => this.readNode(p, node, call),
+        );
       } catch (err) {
         // The gateway answers 0x0B for a node it has not heard from: the node is silent, not the gateway.
-        if ((err as { modbusCode?: number }).modbusCode === GATEWAY_TARGET_FAILED) {
+        if (err instanceof ModbusExceptionError && err.modbusCode === GATEWAY_TARGET_FAILED) {
           this.counters.noReportYet++;
           continue;
         }
@@ -122,6 +169,92 @@ export class ModbusSource {
       this.store.setGatewayOnline(p.id, true, 'poll answered');
       this.ingest(p, node, regs);
     }
+  }
+
+  /** One request, the lane's call: on the gateway's connection, opened within the call's deadline if need be. */
+  private async readNode(p: GatewayPoller, node: PolledNode, call: LaneCall): Promise<number[]> {
+    const conn = p.conn && !p.conn.dead ? p.conn : await this.connect(p, call);
+    if (call.abandoned) throw call.abandoned;
+    let client = conn.clients.get(node.unitId);
+    if (!client) {
+      client = new ModbusTcpClient(node.unitId);
+      client.attach(conn.socket);
+      conn.clients.set(node.unitId, client);
+    }
+    conn.current = client;
+    // At the deadline the answer may still come; on this stream it would pair with the next request.
+    call.onAbandon = () => this.drop(p, conn);
+    try {
+      return (await client.readHoldingRegisters(0, NODE_HEADER_LEN + node.sensors.length)).data;
+    } catch (err) {
+      if (!(err instanceof ModbusExceptionError)) this.drop(p, conn);
+      throw err instanceof ModbusFrameError
+        ? new DeviceError(ErrorCodes.DEVICE_GARBAGE, `gateway ${p.id}`, err.message, {
+            cause: err,
+            retryable: true,
+          })
+        : err;
+    } finally {
+      call.onAbandon = undefined;
+      conn.current = undefined;
+    }
+  }
+
+  /** A TCP connection, inside the call's deadline: the lane abandons the call, and the socket goes with it. */
+  private connect(p: GatewayPoller, call: LaneCall): Promise<GatewayConnection> {
+    this.drop(p);
+    return new Promise<GatewayConnection>((resolve, reject) => {
+      const conn: GatewayConnection = {
+        socket: tcpConnect({ host: p.host, port: p.port }),
+        clients: new Map(),
+        current: undefined,
+        dead: false,
+      };
+      const { socket } = conn;
+      // Each slave id's client listens for the close: as many listeners as the gateway has nodes.
+      socket.setMaxListeners(p.nodes.length + 10);
+      const fail = (err: unknown): void => {
+        call.onAbandon = undefined;
+        conn.dead = true;
+        socket.destroy();
+        reject(err);
+      };
+      const onError = (err: NodeJS.ErrnoException): void =>
+        fail(
+          new DeviceError(
+            ErrorCodes.DEVICE_UNREACHABLE,
+            `gateway ${p.id}`,
+            `connect to ${p.host}:${p.port}: ${err.code ?? err.message}`,
+            { cause: err, retryable: true },
+          ),
+        );
+      call.onAbandon = fail;
+      socket.once('error', onError);
+      socket.once('connect', () => {
+        call.onAbandon = undefined;
+        socket.off('error', onError);
+        // Later errors arrive as 'close', which fails the request in flight (ModbusTcpClient).
+        socket.on('error', () => undefined);
+        socket.on('data', (chunk: Buffer) => conn.current?.receive(chunk));
+        socket.once('close', () => {
+          conn.dead = true;
+        });
+        socket.setNoDelay(true);
+        this.counters.connects++;
+        p.conn = conn;
+        resolve(conn);
+      });
+    });
+  }
+
+  /** Destroys the gateway's connection (or `only` that one, if it is still current); the next poll opens a new one. */
+  private drop(p: GatewayPoller, only?: GatewayConnection): void {
+    const conn = only ?? p.conn;
+    if (!conn) return;
+    if (p.conn === conn) p.conn = undefined;
+    if (conn.dead) return;
+    conn.dead = true;
+    conn.socket.destroy();
   }
 
   private ingest(p: GatewayPoller, node: PolledNode, regs: number[]): void {
@@ -163,52 +296,5 @@ export class ModbusSource {
       'modbus',
       receivedAtMs,
     );
-  }
-
-  private async connect(p: GatewayPoller): Promise<ModbusClient> {
-    if (p.client?.isOpen) return p.client;
-    this.disconnect(p);
-    const client = new ModbusRTU();
-    client.setTimeout(this.opts.timeoutMs ?? 1000);
-    p.client = client;
-    // connectTCP has no deadline of its own: a blackholed gateway would hold the loop forever.
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const connecting = client.connectTCP(p.host, { port: p.port });
-      connecting.catch(() => {}); // when the deadline wins, a late failure must not go unhandled
-      await Promise.race([
-        connecting,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no TCP connection within ${this.opts.timeoutMs ?? 1000} ms`)),
-            this.opts.timeoutMs ?? 1000,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
-    this.counters.connects++;
-    return client;
-  }
-
-  private disconnect(p: GatewayPoller): void {
-    const client = p.client;
-    p.client = undefined;
-    if (!client) return;
-    if (client.isOpen) client.close(() => {});
-    else client.destroy(() => {});
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        this.wake.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wake.add(done);
-    });
   }
 }
