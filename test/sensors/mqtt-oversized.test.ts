@@ -7,11 +7,12 @@ import net from 'node:net';
 import mqtt from 'mqtt';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { MAX_MQTT_PACKET_BYTES, MqttSource } from '../../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { waitFor } from '../helpers.ts';
 import { captureLogs } from '../support/log-lines.ts';
+import { remainingLength } from '../support/mqtt-frames.ts';
 import { type Mosquitto, startMosquitto } from './mosquitto.ts';
 
 const site = generateSite(demoShape);
@@ -32,17 +33,6 @@ afterAll(async () => {
   await broker?.stop();
 });
 
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
-
 /**
  * Publishes a QoS 0 message of `payloadBytes` zero bytes on `topic` over a raw connection, written
  * 1 MB at a time from one buffer (with backpressure): the sender holds no copy of the packet.
@@ -60,7 +50,7 @@ async function publishHuge(port: number, topic: string, payloadBytes: number): P
     Buffer.from([4, 0x02, 0, 30, 0, id.length]),
     id,
   ]);
-  socket.write(Buffer.concat([Buffer.from([0x10]), varint(connectBody.length), connectBody]));
+  socket.write(Buffer.concat([Buffer.from([0x10]), remainingLength(connectBody.length), connectBody]));
   await new Promise<void>((resolve, reject) => {
     socket.once('data', (b: Buffer) =>
       b[0] === 0x20 && b[3] === 0 ? resolve() : reject(new Error('no CONNACK')),
@@ -70,7 +60,12 @@ async function publishHuge(port: number, topic: string, payloadBytes: number): P
   const t = Buffer.from(topic);
   const remaining = 2 + t.length + payloadBytes;
   socket.write(
-    Buffer.concat([Buffer.from([0x30]), varint(remaining), Buffer.from([t.length >> 8, t.length & 0xff]), t]),
+    Buffer.concat([
+      Buffer.from([0x30]),
+      remainingLength(remaining),
+      Buffer.from([t.length >> 8, t.length & 0xff]),
+      t,
+    ]),
   );
   const chunk = Buffer.alloc(1024 * 1024);
   for (let left = payloadBytes; left > 0; left -= chunk.length) {

@@ -5,23 +5,13 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { guardPacketSize, type RefusedPacket } from '../../src/sensors/mqtt-packet-guard.ts';
-
-function varint(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n > 0) b |= 0x80;
-    out.push(b);
-  } while (n > 0);
-  return Buffer.from(out);
-}
+import { remainingLength } from '../support/mqtt-frames.ts';
 
 /** A QoS 0 PUBLISH as a broker sends it. */
 function publish(topic: string, payload: Buffer): Buffer {
   const t = Buffer.from(topic, 'utf8');
   const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, payload]);
-  return Buffer.concat([Buffer.from([0x30]), varint(body.length), body]);
+  return Buffer.concat([Buffer.from([0x30]), remainingLength(body.length), body]);
 }
 
 /** Only the fixed header and topic of a PUBLISH announcing `payloadBytes`: no body to allocate. */
@@ -29,7 +19,7 @@ function publishHead(topic: string, payloadBytes: number): Buffer {
   const t = Buffer.from(topic, 'utf8');
   return Buffer.concat([
     Buffer.from([0x30]),
-    varint(2 + t.length + payloadBytes),
+    remainingLength(2 + t.length + payloadBytes),
     Buffer.from([t.length >> 8, t.length & 0xff]),
     t,
   ]);
@@ -107,7 +97,12 @@ describe('MQTT packet-size guard', () => {
     const r = await run([first, Buffer.alloc(64 * 1024), Buffer.alloc(64 * 1024)], 64 * 1024);
     const remaining = 2 + topic.length + 200 * 1024 * 1024;
     expect(r.refused).toEqual([
-      { reason: 'too-large', packetType: 3, announcedBytes: 1 + varint(remaining).length + remaining, topic },
+      {
+        reason: 'too-large',
+        packetType: 3,
+        announcedBytes: 1 + remainingLength(remaining).length + remaining,
+        topic,
+      },
     ]);
     expect((r.error() as { code?: string }).code).toBe('COOLCTL_E_MQTT_PACKET_TOO_LARGE');
     expect(r.socket.destroyed).toBe(true);
