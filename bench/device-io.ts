@@ -28,7 +28,7 @@ import modbusSerial from 'modbus-serial';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
-import { demoShape, generateSite } from '../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../firmware-sim/generate-site.ts';
 import type { AirHandler, ModbusAirHandler, OpcuaAirHandler } from '../src/config/site-schema.ts';
 import type { AhuCommandSet } from '../src/devices/device-io.ts';
 import { DeviceMetrics } from '../src/devices/metrics.ts';

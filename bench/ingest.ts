@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { generateSite } from '../src/config/generate-site.ts';
+import { generateSite } from '../firmware-sim/generate-site.ts';
 import { MqttSource } from '../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../src/sensors/sensor-store.ts';
 import { benchShape } from './lib/ingest-site.ts';

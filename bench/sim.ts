@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import modbusSerial from 'modbus-serial';
 import mqtt from 'mqtt';
 import { stringify } from 'yaml';
-import { demoShape, generateSite } from '../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../firmware-sim/generate-site.ts';
 import { encodeCommand, resolvePointMap } from '../src/devices/modbus/point-map.ts';
 import { simArgs } from '../test/support/repo.ts';
 import { delay, until } from './lib/stats.ts';

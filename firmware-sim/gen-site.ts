@@ -2,8 +2,8 @@
 //  [--port-base P] [--seed S] [--demo]` prints a valid site YAML on stdout.
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
-import { demoShape, generateSite, type SiteShape } from '../src/config/generate-site.ts';
 import { parseSite } from '../src/config/load-site.ts';
+import { demoShape, generateSite, type SiteShape } from './generate-site.ts';
 
 const { values } = parseArgs({
   options: {

@@ -1,7 +1,9 @@
 // Generates a valid site of any size: rows of racks in one hall, air handlers along both long
 // walls, one or more sensor nodes per rack, gateways and control groups by zone. Used for the
 // demo site and for scale benchmarks (1 000 AHUs, 10 000 nodes). Deterministic for a given seed.
-import type { AirHandler, ControlGroup, Rack, SensorNode, Site } from './site-schema.ts';
+// It lives with the simulator: it invents halls, the controller only ever loads one.
+import type { AirHandler, ControlGroup, Rack, SensorNode, Site } from '../src/config/site-schema.ts';
+import { mulberry32 } from './random.ts';
 
 export interface SiteShape {
   id: string;
@@ -42,18 +44,6 @@ const ROW_PITCH_M = 3.6; // rack depth + hot aisle + cold aisle
 // Small halls have rows of 12 racks; large generated halls get longer rows so they stay roughly square.
 const racksPerRow = (rackCount: number): number =>
   rackCount <= 200 ? 12 : Math.ceil(Math.sqrt(rackCount * 6));
-
-// Small seeded PRNG (mulberry32): the generator must give the same site for the same seed.
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function generateSite(shape: SiteShape): Site {
   const rnd = mulberry32(shape.seed);

@@ -7,7 +7,7 @@
 // trial; exits 1 on any violation or broken expectation (the hall's tmp dir with every log is
 // kept), 2 on bad usage, 0 otherwise. Ends with a one-line summary per hall.
 import { parseArgs } from 'node:util';
-import { mulberry32 } from '../src/config/generate-site.ts';
+import { mulberry32 } from '../firmware-sim/random.ts';
 import {
   FAILSAFE_FAULTS,
   FAILSAFE_HALL,

@@ -4,8 +4,8 @@
 //   {cmd: 'paced', count, perS}  publish at a steady rate (latency phase)
 // Each report carries `t`: the publish time on the shared monotonic clock (performance.timeOrigin + now()).
 import mqtt from 'mqtt';
+import { generateSite } from '../../firmware-sim/generate-site.ts';
 import { startBroker } from '../../firmware-sim/mesh/broker.ts';
-import { generateSite } from '../../src/config/generate-site.ts';
 import { benchShape } from './ingest-site.ts';
 
 const site = generateSite(benchShape);

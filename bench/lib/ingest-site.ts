@@ -1,6 +1,6 @@
 // The site both sides of bench/ingest.ts generate: many nodes, so that no node comes near the
 // per-node flood guard while the whole site floods the consumer.
-import { demoShape, type SiteShape } from '../../src/config/generate-site.ts';
+import { demoShape, type SiteShape } from '../../firmware-sim/generate-site.ts';
 
 export const benchShape: SiteShape = {
   ...demoShape,

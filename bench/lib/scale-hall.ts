@@ -8,7 +8,7 @@ import { closeSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import type { DaemonCommand } from '../../test/support/deployed-daemon.ts';
 import { freePort } from '../../test/support/etcd-cluster.ts';

@@ -8,11 +8,11 @@
 // timer or socket behind. Register map and behaviour: docs/modbus-register-map.md.
 import { createServer, type Server, type Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
-import { mulberry32 } from '../../src/config/generate-site.ts';
 import { maxApplyDelayMs } from '../../src/config/site-schema.ts';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
+import { mulberry32 } from '../random.ts';
 import { GARBAGE_FUNCTION_CODE, ModbusAhuPdu, newPduCounters, type PduCounters } from './modbus-pdu.ts';
 import type { SimAirHandler } from './unit.ts';
 

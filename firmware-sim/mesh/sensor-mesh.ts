@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import { connect, type MqttClient } from 'mqtt';
 import { type Logger, pino } from 'pino';
-import { mulberry32 } from '../../src/config/generate-site.ts';
 import type { SensorKindName, SensorNode, Site } from '../../src/config/site-schema.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../src/errors.ts';
+import { mulberry32 } from '../random.ts';
 import type { RackClimate, RackClimateReader } from '../thermal/types.ts';
 import { gaussian, type LinkModel, transmit } from './radio.ts';
 import { DueHeap } from './schedule.ts';

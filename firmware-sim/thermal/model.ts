@@ -6,8 +6,9 @@
 // Invariants: at steady state total cooling equals total IT load (energy is conserved exactly
 // when no unit is capacity-limited); every first-order lag is updated with its exact exponential,
 // so any step size is stable; deterministic for a given seed.
-import { mulberry32 } from '../../src/config/generate-site.ts';
+
 import type { Site } from '../../src/config/site-schema.ts';
+import { mulberry32 } from '../random.ts';
 import type { RackClimate, RackClimateReader } from './types.ts';
 
 /** ρ·cp of air near 20 °C at sea level, kJ/(m³·K): 1.2 kg/m³ × 1.005 kJ/(kg·K). */

@@ -1,7 +1,7 @@
 // The control law one step at a time, on hand-made sensor views: what an operator would see of
 // its decisions — bumpless resume, each safe mode, overrides, pause, and the safety layer's limits.
 import { describe, expect, it } from 'vitest';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import {
   type ControlView,
   type GroupControlConfig,

@@ -2,7 +2,7 @@
 // has OPC-UA units (checked in a fresh process that records every module it resolves).
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { createDevice } from '../../src/devices/create-device.ts';
 
 const root = new URL('../../', import.meta.url).href;
@@ -13,7 +13,7 @@ function opcuaModulesLoaded(protocol: 'modbus-tcp' | 'opcua'): number {
     import { registerHooks } from 'node:module';
     const seen = [];
     registerHooks({ resolve(spec, ctx, next) { const r = next(spec, ctx); seen.push(r.url); return r; } });
-    const { generateSite, demoShape } = await import('${root}src/config/generate-site.ts');
+    const { generateSite, demoShape } = await import('${root}firmware-sim/generate-site.ts');
     const { createDevice } = await import('${root}src/devices/create-device.ts');
     const site = generateSite(demoShape);
     for (const a of site.airHandlers.filter((a) => a.protocol === '${protocol}')) await createDevice(a, { pkiDir: '/tmp/coolctl-test-factory-pki' });

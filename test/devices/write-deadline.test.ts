@@ -14,8 +14,8 @@ import { ModbusRtuAhuServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts'
 import { ModbusAhuServer } from '../../firmware-sim/ahu/modbus-server.ts';
 import { OpcuaAhuServer } from '../../firmware-sim/ahu/opcua-server.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type {
   DeviceClientSettings,
   ModbusAirHandler,

@@ -1,7 +1,7 @@
 // The child process of clock-step.test.ts: sensor ingest as the daemon runs it (SensorStore and
 // MqttSource on their own default clocks), under libfaketime, whose wall clock the parent steps.
 // Answers `state` over IPC with what the store believes of one sensor; `stop` ends it.
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { MqttSource } from '../../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { type BrokerHandle, startBroker } from '../../firmware-sim/mesh/broker.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { SensorSnapshot } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 

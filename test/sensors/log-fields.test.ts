@@ -4,8 +4,8 @@
 // JSON.parse would keep one of two equal keys and hide the other.
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { type BrokerHandle, startBroker } from '../../firmware-sim/mesh/broker.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import { MqttSource } from '../../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';

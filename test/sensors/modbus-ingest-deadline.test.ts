@@ -6,7 +6,7 @@
 // has no "answers late" or "never answers" fault.
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { encodeNode, NODE_HEADER_LEN } from '../../src/sensors/modbus-gateway-map.ts';
 import { ModbusSource } from '../../src/sensors/modbus-source.ts';

@@ -4,8 +4,8 @@
 import modbusSerial from 'modbus-serial';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Fault } from '../../firmware-sim/faults.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Simulation } from '../../firmware-sim/simulation.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { ModbusSource } from '../../src/sensors/modbus-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';

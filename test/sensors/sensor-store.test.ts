@@ -2,7 +2,7 @@
 // a rebooted node), each quality flag, the group verdict and dew point, bad payloads and floods.
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Report } from '../../src/sensors/report.ts';
 import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
 

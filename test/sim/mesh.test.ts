@@ -3,10 +3,10 @@
 // The sim clock is driven by the test, so report timing is under its control.
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterEach, describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { type BrokerHandle, startBroker } from '../../firmware-sim/mesh/broker.ts';
 import { type GatewayStatus, type NodeReport, SensorMesh } from '../../firmware-sim/mesh/sensor-mesh.ts';
 import type { RackClimate } from '../../firmware-sim/thermal/types.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { MeshSettings, Site } from '../../src/config/site-schema.ts';
 import { ErrorCodes } from '../../src/errors.ts';
 import { quietLogger, waitFor } from '../helpers.ts';

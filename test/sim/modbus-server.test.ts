@@ -9,8 +9,8 @@ import modbusSerial from 'modbus-serial';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModbusAhuServer, type ModbusAhuServerOptions } from '../../firmware-sim/ahu/modbus-server.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
 import {
   COMMAND_BLOCK_LEN,

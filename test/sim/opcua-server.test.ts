@@ -24,8 +24,8 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OpcuaAhuServer } from '../../firmware-sim/ahu/opcua-server.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
 import {
   nodeIdFor,

@@ -3,8 +3,8 @@
 import modbusSerial from 'modbus-serial';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSimApi } from '../../firmware-sim/api.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Simulation } from '../../firmware-sim/simulation.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import { encodeCommand, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 

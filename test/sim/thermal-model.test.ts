@@ -3,13 +3,13 @@
 // responses a controls engineer expects — less airflow or a tripped unit warms the inlets, a
 // load step raises them, the daily profile moves the IT load.
 import { describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import {
   AIR_RHO_CP,
   dailyLoadFactor,
   relativeHumidity,
   ThermalModel,
 } from '../../firmware-sim/thermal/model.ts';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 
 function oneRackRoom(overrides: { capacityKw?: number } = {}): Site {

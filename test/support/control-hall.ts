@@ -3,8 +3,10 @@
 // group's verdict), and the control law stepping every group at the loop period, its commands
 // applied to the units as the group driver would. Or, as the baseline, every unit on local
 // control. Hours of hall time run in seconds. Used by test/control and bench/control.ts.
+
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { mulberry32 } from '../../firmware-sim/random.ts';
 import { ThermalModel } from '../../firmware-sim/thermal/model.ts';
-import { demoShape, generateSite, mulberry32 } from '../../src/config/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import {
   type GroupControlConfig,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { stringify } from 'yaml';
-import { demoShape, generateSite } from '../../src/config/generate-site.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { waitFor } from '../helpers.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
