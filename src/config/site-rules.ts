@@ -1,6 +1,6 @@
 // Cross-reference rules a JSON Schema cannot express: unique ids, references that must resolve,
 // each AHU in at most one control group, endpoints that do not collide, racks inside their room.
-import type { Site } from './site-schema.ts';
+import { NATIVE_PROFILE, type Site } from './site-schema.ts';
 
 export interface RuleProblem {
   path: string;
@@ -68,6 +68,16 @@ export function checkSiteRules(site: Site): RuleProblem[] {
           allowed: 'one Modbus TCP endpoint per air handler, or port 0',
         });
       } else endpoints.set(key, i);
+    }
+  });
+  site.airHandlers.forEach((a, i) => {
+    const profile = (a as { profile?: string }).profile ?? NATIVE_PROFILE;
+    if (a.fencing === 'epoch' && profile !== NATIVE_PROFILE) {
+      problems.push({
+        path: `/airHandlers/${i}/fencing`,
+        message: `air handler "${a.id}" asks for epoch fencing, but profile "${profile}" has no epoch point: the unit cannot refuse a deposed leader's writes`,
+        allowed: `fencing: lease (timing only) or gateway (a coolctl fencing gateway in front of the unit); epoch needs profile ${NATIVE_PROFILE}`,
+      });
     }
   });
   site.sensorNodes.forEach((n, i) => {

@@ -176,6 +176,20 @@ export function maxApplyDelayMs(client: DeviceClientSettings | undefined): numbe
   return client?.maxApplyDelayMs ?? client?.timeoutMs ?? DEFAULT_DEVICE_TIMEOUT_MS;
 }
 
+/** What keeps a deposed leader's writes off a unit. */
+export type FencingKind = 'epoch' | 'lease' | 'gateway';
+
+/** The profile that ships today's register map, the only one with an epoch point. */
+export const NATIVE_PROFILE = 'coolctl-native';
+
+/**
+ * A unit's fencing: its `fencing`, else epoch for a coolctl-native unit (no `profile`, or that
+ * one) and lease for every other profile — a vendor unit has no epoch register to check.
+ */
+export function unitFencing(ahu: { fencing?: FencingKind; profile?: string }): FencingKind {
+  return ahu.fencing ?? ((ahu.profile ?? NATIVE_PROFILE) === NATIVE_PROFILE ? 'epoch' : 'lease');
+}
+
 const AhuCommon = {
   id: Id,
   room: Id,
@@ -208,6 +222,12 @@ const AhuCommon = {
     description: 'supply-air time constant',
   }),
   client: T.Optional(DeviceClientSchema),
+  fencing: T.Optional(
+    T.Union([T.Literal('epoch'), T.Literal('lease'), T.Literal('gateway')], {
+      description:
+        'what keeps a deposed leader off the unit (docs/leadership.md, "Fencing per unit"): epoch — the unit refuses stale epochs (coolctl-native only); lease — the unit checks nothing, each write is one request sent only while it can land inside the lease; gateway — a coolctl fencing gateway in front of it checks the epoch. Default: epoch for coolctl-native units, lease for any other profile',
+    }),
+  ),
 };
 
 export const ModbusAhuSchema = T.Object(

@@ -350,8 +350,12 @@ export function rendersOwnText(metric: unknown): metric is SelfRenderingFamily {
   return metric instanceof PerDeviceMetric;
 }
 
-/** `COOLCTL_E_DEVICE_BAD_STATUS` → `bad_status`; anything else → `other`. */
+/**
+ * `COOLCTL_E_DEVICE_BAD_STATUS` → `bad_status`; `COOLCTL_E_NOT_LEADER` → `not_leader` (a write held
+ * back: no lease, or the unit's worst case no longer fits before the lease deadline); else `other`.
+ */
 export function errorKind(code: string): string {
+  if (code === 'COOLCTL_E_NOT_LEADER') return 'not_leader';
   const m = /^COOLCTL_E_DEVICE_(.+)$/.exec(code);
   return m ? m[1]!.toLowerCase() : 'other';
 }

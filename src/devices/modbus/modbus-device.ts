@@ -13,9 +13,11 @@ import modbusSerial from 'modbus-serial';
 import { type Logger, pino } from 'pino';
 import {
   DEFAULT_DEVICE_TIMEOUT_MS,
+  type FencingKind,
   type ModbusAirHandler,
   type ModbusRtuAirHandler,
   maxApplyDelayMs,
+  unitFencing,
 } from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff, settlesWithin } from '../../util/async.ts';
@@ -82,10 +84,16 @@ function readInto(receive: (chunk: Buffer) => void) {
 }
 const ignoreError = (): undefined => undefined;
 
-/** What a request needs of a connection: ModbusTcpClient (TCP) or modbus-serial (RTU). */
-interface RegisterClient {
+/** What a request needs of a connection: ModbusTcpClient (TCP) or modbus-serial (RTU); same names. */
+export interface RegisterClient {
   readHoldingRegisters(address: number, count: number): Promise<{ data: number[] }>;
+  readInputRegisters(address: number, count: number): Promise<{ data: number[] }>;
+  readCoils(address: number, count: number): Promise<{ data: boolean[] }>;
+  readDiscreteInputs(address: number, count: number): Promise<{ data: boolean[] }>;
   writeRegisters(address: number, words: number[]): Promise<unknown>;
+  writeRegister(address: number, word: number): Promise<unknown>;
+  writeCoil(address: number, on: boolean): Promise<unknown>;
+  writeCoils(address: number, bits: boolean[]): Promise<unknown>;
 }
 
 export const DEFAULT_TIMEOUT_MS = DEFAULT_DEVICE_TIMEOUT_MS;
@@ -159,7 +167,7 @@ interface Connection {
 }
 
 /** One call: its deadline and end (LaneCall), and which operation metrics charge its outcome to. */
-class CallContext extends LaneCall {
+export class CallContext extends LaneCall {
   op: DeviceOp;
   /** Start of the phase metrics charge next (0: from the body's start, or the call's if it never ran). */
   phaseStartMs = 0;
@@ -173,16 +181,18 @@ class CallContext extends LaneCall {
 export class ModbusDevice extends EventEmitter implements DeviceIo {
   readonly id: string;
   readonly protocol: 'modbus-tcp' | 'modbus-rtu';
-  private readonly ahu: ModbusAirHandler | ModbusRtuAirHandler;
+  protected readonly ahu: ModbusAirHandler | ModbusRtuAirHandler;
   private readonly pm: ModbusPointMap;
-  private readonly timeoutMs: number;
-  private readonly retries: number;
-  private readonly verifyWrites: boolean;
+  protected readonly timeoutMs: number;
+  protected readonly retries: number;
+  protected readonly verifyWrites: boolean;
   /** No frame carries a deadline: the unit's stated worst case is what keeps a write inside the term. */
-  private readonly maxApplyDelayMs: number;
+  protected readonly maxApplyDelayMs: number;
+  /** epoch: the unit refuses stale epochs; lease: timing alone (one request per write, never retried). */
+  readonly fencing: FencingKind;
   private readonly parentLog: Logger;
   private ownLog: Logger | undefined;
-  private readonly meter: DeviceMeter | undefined;
+  protected readonly meter: DeviceMeter | undefined;
   private readonly lane: CallLane;
   private readonly link: LinkMonitor;
   private readonly retryBackoff = new Backoff(RETRY_BASE_MS, RETRY_MAX_MS);
@@ -194,13 +204,19 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private lastConn: Connection | undefined;
   private reconnecting = false;
   private closing: Promise<void> | undefined;
+  /** Transports opened so far: a subclass sees a reconnect as this moving. */
+  protected connections = 0;
+  /** Whether the last write this unit tried fit its lease window; logged when it changes. */
+  private leaseWindowOpen = true;
+  /** Writes not sent because the unit's worst case no longer fit before the lease deadline. */
+  leaseWindowSkips = 0;
   /** Our heartbeat counter: the last value we sent. */
   private lastHeartbeat: number | undefined;
   /** The heartbeat the unit last accepted, as far as we know (status reads, accepted writes). */
   private unitHeartbeat: number | undefined;
   /** Our last accepted write asked for remote control. */
-  private drivingRemote = false;
-  private lost = false;
+  protected drivingRemote = false;
+  protected lost = false;
 
   constructor(ahu: ModbusAirHandler | ModbusRtuAirHandler, deps: DeviceDeps = {}) {
     super();
@@ -212,6 +228,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     this.retries = ahu.client?.retries ?? DEFAULT_RETRIES;
     this.verifyWrites = ahu.client?.verifyWrites ?? true;
     this.maxApplyDelayMs = maxApplyDelayMs(ahu.client);
+    this.fencing = unitFencing(ahu);
     this.parentLog = deps.logger ?? pino({ level: 'silent' });
     this.meter = deps.metrics?.meter(ahu.id, ahu.protocol);
     this.lane = new CallLane(ahu.id, this.timeoutMs, (call, err, failed) =>
@@ -235,7 +252,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
    * The unit's logger, made on its first line: most units never log after start-up, and a pino
    * child is ~600 bytes (1 000 units: 0.6 MB for loggers that stay silent).
    */
-  private get log(): Logger {
+  protected get log(): Logger {
     this.ownLog ??= this.parentLog.child({ component: 'modbus', device: this.id, endpoint: this.endpoint });
     return this.ownLog;
   }
@@ -287,17 +304,22 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       // have moved it while we were away).
       if (this.unitHeartbeat === undefined || opts.reassert) await this.readStatus(ctx);
       let words: number[] = [];
-      await this.withRetries(ctx, async () => {
+      const attempt = async () => {
         const heartbeat = this.nextHeartbeat();
         words = encodeCommand({ ...cmd, heartbeat }, this.pm);
         await this.request(ctx, 'write command block', (c) => {
           // Checked at the send, after any connect or backoff: once on the wire, only the unit's own
           // bound (it applies or drops the request within maxApplyDelayMs) keeps it inside the term.
-          writeBudgetMs(opts, this.id, what, this.maxApplyDelayMs);
+          this.checkWriteWindow(opts, what, this.maxApplyDelayMs);
           return c.writeRegisters(this.pm.commandBlock, words);
         });
         this.unitHeartbeat = heartbeat;
-      }).catch((err: unknown) => this.proveStaleEpoch(ctx, err, cmd.epoch, what));
+      };
+      // Lease fencing: a unit that checks nothing gets one request per write; a try that timed out
+      // may still land, so it is not followed by another (the next period writes afresh).
+      await (this.fencing === 'lease' ? attempt() : this.withRetries(ctx, attempt)).catch((err: unknown) =>
+        this.proveStaleEpoch(ctx, err, cmd.epoch, what),
+      );
       this.drivingRemote = cmd.remoteEnable;
       if (this.lost && cmd.remoteEnable) {
         this.lost = false;
@@ -317,6 +339,34 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
         );
       }
     });
+  }
+
+  /**
+   * `writeBudgetMs` at the send, in the same tick: throws COOLCTL_E_NOT_LEADER and nothing goes out
+   * unless `worstCaseMs` (the unit's bound, for every request still to send) fits before the lease
+   * deadline. A closed window is counted, and logged once per change, not per write.
+   */
+  protected checkWriteWindow(opts: WriteOptions, what: string, worstCaseMs: number): void {
+    try {
+      writeBudgetMs(opts, this.id, what, worstCaseMs);
+    } catch (err) {
+      this.leaseWindowSkips++;
+      if (this.leaseWindowOpen) {
+        this.leaseWindowOpen = false;
+        this.log.warn(
+          { fencing: this.fencing, worstCaseMs, reason: (err as Error).message },
+          'writes held: the unit’s worst case does not fit before the lease deadline',
+        );
+      }
+      throw err;
+    }
+    if (!this.leaseWindowOpen) {
+      this.leaseWindowOpen = true;
+      this.log.info(
+        { fencing: this.fencing, skipped: this.leaseWindowSkips },
+        'writes resumed inside the lease',
+      );
+    }
   }
 
   /**
@@ -371,7 +421,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   // ---- calls ----
 
   /** Runs one call in the lane under its outer deadline; `callEnded` observes it and feeds the link rule. */
-  private call<T>(
+  protected call<T>(
     op: DeviceOp,
     what: string,
     opts: CallOptions,
@@ -393,7 +443,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     return e;
   }
 
-  private observePhase(ctx: CallContext, errorCode?: string): void {
+  protected observePhase(ctx: CallContext, errorCode?: string): void {
     const now = performance.now();
     const fromMs = ctx.phaseStartMs || ctx.bodyStartMs || ctx.startMs;
     this.meter?.observe(ctx.op, (now - fromMs) / 1000, errorCode);
@@ -401,7 +451,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   }
 
   /** `fn` with bounded retries; the first try stays off the retry machinery (the common case). */
-  private async withRetries<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
+  protected async withRetries<T>(ctx: CallContext, fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -437,7 +487,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     return status;
   };
 
-  private registers(data: unknown, n: number, what: string): number[] {
+  protected registers(data: unknown, n: number, what: string): number[] {
     if (!Array.isArray(data) || data.length !== n || !data.every((w) => Number.isInteger(w))) {
       throw new DeviceError(
         ErrorCodes.DEVICE_GARBAGE,
@@ -464,7 +514,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
    * `retry` (reads, and read-backs), a retryable failure is tried again as the call allows; the
    * first try makes no promise or closure for that.
    */
-  private request<T>(
+  protected request<T>(
     ctx: CallContext,
     what: string,
     fn: (client: RegisterClient) => Promise<T>,
@@ -613,6 +663,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     }
     this.conn = conn;
     this.lastConn = conn;
+    this.connections++;
     return conn;
   }
 
@@ -775,7 +826,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     }
   }
 
-  private markRemoteLost(reason: string): void {
+  protected markRemoteLost(reason: string): void {
     if (this.lost) return;
     this.lost = true;
     this.log.warn({ reason }, 'remote control lost; a write must re-assert it deliberately');

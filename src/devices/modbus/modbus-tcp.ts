@@ -1,6 +1,6 @@
-// Modbus TCP (MBAP framing) for the two requests the air-handler adapter makes — read holding
-// registers (FC3) and write multiple registers (FC16) — one at a time on a socket the adapter
-// opened and owns. Every answer is checked against its request (transaction id, unit id, function
+// Modbus TCP (MBAP framing) for the requests the air-handler adapters make — reads of the four
+// tables (FC1–FC4) and writes of coils and registers (FC5, FC6, FC15, FC16) — one at a time on a
+// socket the adapter opened and owns. Every answer is checked against its request (transaction id, unit id, function
 // code, lengths, echoed address); anything else is a ModbusFrameError and the adapter drops the
 // connection. There is no timer here: the adapter's call deadline bounds each request, and a
 // closed socket fails the request in flight.
@@ -11,11 +11,20 @@
 import type { Socket } from 'node:net';
 
 const MBAP_LEN = 7;
+const READ_COILS = 0x01;
+const READ_DISCRETE_INPUTS = 0x02;
 const READ_HOLDING_REGISTERS = 0x03;
+const READ_INPUT_REGISTERS = 0x04;
+const WRITE_SINGLE_COIL = 0x05;
+const WRITE_SINGLE_REGISTER = 0x06;
+const WRITE_MULTIPLE_COILS = 0x0f;
 const WRITE_MULTIPLE_REGISTERS = 0x10;
-/** Registers one request may read (FC3) or write (FC16), by the Modbus application protocol. */
+/** Registers one request may read (FC3/FC4) or write (FC16), by the Modbus application protocol. */
 export const MAX_READ_REGISTERS = 125;
 export const MAX_WRITE_REGISTERS = 123;
+/** Bits one request may read (FC1/FC2) or write (FC15). */
+export const MAX_READ_BITS = 2000;
+export const MAX_WRITE_BITS = 1968;
 /** Largest MBAP length field: unit id + a PDU of at most 253 bytes. */
 const MAX_MBAP_LENGTH = 254;
 
@@ -43,6 +52,7 @@ interface Pending {
   tid: number;
   fc: number;
   address: number;
+  /** Registers or bits read; for a single write (FC5/FC6), the value it must echo. */
   count: number;
   resolve: (value: number[]) => void;
   reject: (err: Error) => void;
@@ -71,13 +81,19 @@ export class ModbusTcpClient {
   }
 
   readHoldingRegisters(address: number, count: number): Promise<{ data: number[] }> {
-    if (!(count >= 1 && count <= MAX_READ_REGISTERS)) {
-      return Promise.reject(new RangeError(`read of ${count} registers (1…${MAX_READ_REGISTERS})`));
-    }
-    const frame = this.frame(READ_HOLDING_REGISTERS, 4);
-    frame.writeUInt16BE(address, MBAP_LEN + 1);
-    frame.writeUInt16BE(count, MBAP_LEN + 3);
-    return this.send(frame, READ_HOLDING_REGISTERS, address, count).then((data) => ({ data }));
+    return this.readWords(READ_HOLDING_REGISTERS, address, count);
+  }
+
+  readInputRegisters(address: number, count: number): Promise<{ data: number[] }> {
+    return this.readWords(READ_INPUT_REGISTERS, address, count);
+  }
+
+  readCoils(address: number, count: number): Promise<{ data: boolean[] }> {
+    return this.readBits(READ_COILS, address, count);
+  }
+
+  readDiscreteInputs(address: number, count: number): Promise<{ data: boolean[] }> {
+    return this.readBits(READ_DISCRETE_INPUTS, address, count);
   }
 
   writeRegisters(address: number, words: readonly number[]): Promise<{ address: number; length: number }> {
@@ -91,6 +107,63 @@ export class ModbusTcpClient {
     frame[MBAP_LEN + 5] = 2 * n;
     for (let i = 0; i < n; i++) frame.writeUInt16BE(words[i]!, MBAP_LEN + 6 + 2 * i);
     return this.send(frame, WRITE_MULTIPLE_REGISTERS, address, n).then(() => ({ address, length: n }));
+  }
+
+  /** FC6: one holding register; the unit echoes address and value. */
+  writeRegister(address: number, word: number): Promise<{ address: number; value: number }> {
+    if (!(Number.isInteger(word) && word >= 0 && word <= 0xffff)) {
+      return Promise.reject(new RangeError(`register value ${word} is not a 16-bit word`));
+    }
+    const frame = this.frame(WRITE_SINGLE_REGISTER, 4);
+    frame.writeUInt16BE(address, MBAP_LEN + 1);
+    frame.writeUInt16BE(word, MBAP_LEN + 3);
+    return this.send(frame, WRITE_SINGLE_REGISTER, address, word).then(() => ({ address, value: word }));
+  }
+
+  /** FC5: one coil, as FF00 (on) or 0000 (off); the unit echoes both. */
+  writeCoil(address: number, on: boolean): Promise<{ address: number; state: boolean }> {
+    const value = on ? 0xff00 : 0x0000;
+    const frame = this.frame(WRITE_SINGLE_COIL, 4);
+    frame.writeUInt16BE(address, MBAP_LEN + 1);
+    frame.writeUInt16BE(value, MBAP_LEN + 3);
+    return this.send(frame, WRITE_SINGLE_COIL, address, value).then(() => ({ address, state: on }));
+  }
+
+  /** FC15: consecutive coils, packed least significant bit first. */
+  writeCoils(address: number, bits: readonly boolean[]): Promise<{ address: number; length: number }> {
+    const n = bits.length;
+    if (!(n >= 1 && n <= MAX_WRITE_BITS)) {
+      return Promise.reject(new RangeError(`write of ${n} coils (1…${MAX_WRITE_BITS})`));
+    }
+    const bytes = Math.ceil(n / 8);
+    const frame = this.frame(WRITE_MULTIPLE_COILS, 5 + bytes);
+    frame.writeUInt16BE(address, MBAP_LEN + 1);
+    frame.writeUInt16BE(n, MBAP_LEN + 3);
+    frame[MBAP_LEN + 5] = bytes;
+    frame.fill(0, MBAP_LEN + 6);
+    for (let i = 0; i < n; i++) if (bits[i]) frame[MBAP_LEN + 6 + (i >> 3)]! |= 1 << (i & 7);
+    return this.send(frame, WRITE_MULTIPLE_COILS, address, n).then(() => ({ address, length: n }));
+  }
+
+  private readWords(fc: number, address: number, count: number): Promise<{ data: number[] }> {
+    if (!(count >= 1 && count <= MAX_READ_REGISTERS)) {
+      return Promise.reject(new RangeError(`read of ${count} registers (1…${MAX_READ_REGISTERS})`));
+    }
+    return this.sendRead(fc, address, count).then((data) => ({ data }));
+  }
+
+  private readBits(fc: number, address: number, count: number): Promise<{ data: boolean[] }> {
+    if (!(count >= 1 && count <= MAX_READ_BITS)) {
+      return Promise.reject(new RangeError(`read of ${count} bits (1…${MAX_READ_BITS})`));
+    }
+    return this.sendRead(fc, address, count).then((data) => ({ data: data.map((b) => b !== 0) }));
+  }
+
+  private sendRead(fc: number, address: number, count: number): Promise<number[]> {
+    const frame = this.frame(fc, 4);
+    frame.writeUInt16BE(address, MBAP_LEN + 1);
+    frame.writeUInt16BE(count, MBAP_LEN + 3);
+    return this.send(frame, fc, address, count);
   }
 
   /** Bytes from the socket, in order. */
@@ -175,7 +248,7 @@ export class ModbusTcpClient {
     }
     if (fc !== p.fc)
       return new ModbusFrameError(`Unexpected data error: function ${fc} answers function ${p.fc}`);
-    if (fc === READ_HOLDING_REGISTERS) {
+    if (fc === READ_HOLDING_REGISTERS || fc === READ_INPUT_REGISTERS) {
       const bytes = buf[8]!;
       if (bytes !== 2 * p.count || end !== MBAP_LEN + 2 + bytes) {
         return new ModbusFrameError(`Data length error: ${bytes} bytes for ${p.count} registers`);
@@ -184,6 +257,16 @@ export class ModbusTcpClient {
       for (let i = 0; i < p.count; i++) data[i] = buf.readUInt16BE(MBAP_LEN + 2 + 2 * i);
       return data;
     }
+    if (fc === READ_COILS || fc === READ_DISCRETE_INPUTS) {
+      const bytes = buf[8]!;
+      if (bytes !== Math.ceil(p.count / 8) || end !== MBAP_LEN + 2 + bytes) {
+        return new ModbusFrameError(`Data length error: ${bytes} bytes for ${p.count} bits`);
+      }
+      const data = new Array<number>(p.count);
+      for (let i = 0; i < p.count; i++) data[i] = (buf[MBAP_LEN + 2 + (i >> 3)]! >> (i & 7)) & 1;
+      return data;
+    }
+    // Every write answer echoes address and count (FC15/FC16) or address and value (FC5/FC6).
     if (end !== MBAP_LEN + 5 || buf.readUInt16BE(8) !== p.address || buf.readUInt16BE(10) !== p.count) {
       return new ModbusFrameError('Unexpected data error: the write answer does not echo its request');
     }
