@@ -27,6 +27,10 @@ export const ErrorCodes = {
   SWITCHOVER_FAILED: 'COOLCTL_E_SWITCHOVER_FAILED',
   CLUSTER_ABORTED: 'COOLCTL_E_CLUSTER_ABORTED',
   MQTT_PACKET_TOO_LARGE: 'COOLCTL_E_MQTT_PACKET_TOO_LARGE',
+  /** A device profile (config/profiles/*.yaml) that breaks its schema or rules. */
+  PROFILE_INVALID: 'COOLCTL_E_PROFILE_INVALID',
+  /** A command value a profile's point cannot encode (out of the register's range, or no such point). */
+  PROFILE_VALUE: 'COOLCTL_E_PROFILE_VALUE',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -52,9 +56,13 @@ export interface ConfigProblem {
 
 export class ConfigError extends CoolctlError {
   readonly problems: ConfigProblem[];
-  constructor(file: string, problems: ConfigProblem[], opts: { cause?: unknown } = {}) {
+  constructor(
+    file: string,
+    problems: ConfigProblem[],
+    opts: { cause?: unknown; code?: typeof ErrorCodes.CONFIG_INVALID | typeof ErrorCodes.PROFILE_INVALID } = {},
+  ) {
     super(
-      ErrorCodes.CONFIG_INVALID,
+      opts.code ?? ErrorCodes.CONFIG_INVALID,
       `${file}: ${problems.length} problem(s)\n${problems.map(formatProblem).join('\n')}`,
       opts,
     );

@@ -132,7 +132,7 @@ const yaml = (): YamlLib => {
 };
 
 /** The line (1-based) of a JSON-pointer path in the text, parsed for that only when asked. */
-function lineFinder(text: string): (pointer: string) => number | undefined {
+export function lineFinder(text: string): (pointer: string) => number | undefined {
   let doc: { root: unknown; lc: LineCounter } | null | undefined;
   return (pointer) => {
     if (doc === undefined) {
@@ -173,7 +173,7 @@ export async function readConfigFile(file: string): Promise<string> {
   return text;
 }
 
-function fromAjv(
+export function fromAjv(
   e: ErrorObject,
   file: string,
   lines: (pointer: string) => number | undefined,
