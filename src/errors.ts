@@ -59,7 +59,10 @@ export class ConfigError extends CoolctlError {
   constructor(
     file: string,
     problems: ConfigProblem[],
-    opts: { cause?: unknown; code?: typeof ErrorCodes.CONFIG_INVALID | typeof ErrorCodes.PROFILE_INVALID } = {},
+    opts: {
+      cause?: unknown;
+      code?: typeof ErrorCodes.CONFIG_INVALID | typeof ErrorCodes.PROFILE_INVALID;
+    } = {},
   ) {
     super(
       opts.code ?? ErrorCodes.CONFIG_INVALID,

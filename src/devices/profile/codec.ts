@@ -685,7 +685,13 @@ function encodeImage(points: ReadonlyMap<string, ModbusPointImpl>, values: Image
       }
     }
     const ws = wordsOf(p, raw);
-    const mask = p.type === 'bool' && p.bit !== undefined ? 1 << p.bit : undefined;
+    // Bits and alarm words share registers with other points: each sets only its own bits.
+    const mask =
+      p.type === 'bool' && p.bit !== undefined
+        ? 1 << p.bit
+        : p.s.alarmBits.length > 0 && p.length === 1
+          ? p.s.alarmBits.reduce((acc, [bit]) => acc | (1 << bit), 0)
+          : undefined;
     ws.forEach((w, i) => {
       put(
         p.table,
