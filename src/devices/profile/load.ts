@@ -69,7 +69,11 @@ export function parseProfile(text: string, file = '<inline>'): Profile {
       problems.push({ ...p, file, line: lines(p.path) });
     }
   }
-  if (problems.length > 0) throw profileError(file, dedupe(problems));
+  if (problems.length > 0) {
+    // In file order: schema and rule problems interleave as the reader walks down the file.
+    const ordered = dedupe(problems).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+    throw profileError(file, ordered);
+  }
   return data as Profile;
 }
 
