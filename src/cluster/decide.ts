@@ -93,8 +93,21 @@ export function decideGroup(f: GroupFacts): GroupDecision {
     return lead(f, mine, 'none', 'lowest create revision in the queue');
   }
 
-  // Someone else's handover: get out of the way so the target is right behind the leader.
+  // Someone else's handover: a key between the leader and the target gets out of the way, so the
+  // target is right behind the leader. A key behind the target stays: leaving would only cost it its
+  // place (and etcd two writes) for nothing. Until the target has queued, nobody can tell, so wait.
   if (m && m.to !== f.me && m.from !== f.me) {
+    const target = f.queue.find((e) => e.node === m.to);
+    if (mine && (!target || mine.createRevision > target.createRevision)) {
+      return {
+        role: 'candidate',
+        epoch: null,
+        action: 'none',
+        reason: target
+          ? `switchover ${m.from} → ${m.to} in progress: queued behind the target`
+          : `switchover ${m.from} → ${m.to} in progress: waiting for the target to queue`,
+      };
+    }
     return {
       role: 'follower',
       epoch: null,

@@ -1,8 +1,11 @@
-// EtcdLeadership: per control group leadership on etcd for this node. One decision loop reads one
-// snapshot of the cluster (members, per-group election queues, handover markers), decides every
-// group from it alone (decide.ts: the only code that can say "leader"), applies the roles, then runs
-// the etcd actions. A prefix watch (requiring an etcd leader) and a resync timer wake the loop.
-// Where this node is next in line, it revokes the leader's lease once etcd's answers prove it expired
+// EtcdLeadership: per control group leadership on etcd for this node. A watched view of the cluster
+// (members, per-group election queues, handover markers, operator state: watched-view.ts), loaded by
+// one paged read and kept by the watches of those four sub-prefixes, feeds one decision loop: each
+// pass freezes the view, decides the groups whose keys changed (every group on the timer or a lease,
+// fence or membership change) with decide.ts — the only code that can say "leader" — and a group it
+// would newly lead is decided again from a leader check read at one revision. Then the roles apply
+// and the etcd actions run; placement moves groups several at a time. Where this node is the poller
+// of a leader's lease, it revokes that lease once etcd's answers prove it expired
 // (expired-lease-revoker.ts), so a crashed leader's keys go at once, not at etcd's next expiry sweep.
 // Invariants: fence() is synchronous and true only while this node leads AND the lease guard's
 // monotonic deadline has not passed; a role becomes 'resigned'/'follower' BEFORE the key that
@@ -12,7 +15,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
-import { decideGroup, type GroupAction } from '../decide.ts';
+import { decideGroup, type GroupAction, type GroupDecision } from '../decide.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { Failsafe, type FailsafeTransport } from '../failsafe.ts';
 import type {
@@ -26,7 +29,7 @@ import type {
 } from '../leadership.ts';
 import { LeadershipMetrics } from '../metrics.ts';
 import type { OperatorProblem, OperatorState } from '../operator-state.ts';
-import { planHandover } from '../placement.ts';
+import { type GroupSeats, planHandovers } from '../placement.ts';
 import { leadershipTimingProblems } from '../timing.ts';
 import type { ClusterSnapshot, HandoverMarker, QueueEntry } from '../view.ts';
 import { Election } from './election.ts';
@@ -34,8 +37,16 @@ import { createEtcdClient, etcdCall } from './etcd-client.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { OperatorStore } from './operator-store.ts';
-import { memberKey, SNAPSHOT_SUBPREFIXES, SnapshotReader } from './snapshot.ts';
+import { type LeaderCheck, memberKey, SNAPSHOT_SUBPREFIXES, SnapshotReader } from './snapshot.ts';
 import { Handovers } from './switchover.ts';
+import { WatchedView } from './watched-view.ts';
+
+/** The view is loaded again from a full read this often, as a check on the watches. */
+const FULL_RESYNC_MS = 60_000;
+/** A leader check that failed, or met a marker the view has not seen yet, is retried after this. */
+const RETRY_SOON_MS = 100;
+/** Rebalancing handovers one node runs at once (placement plans the whole move set). */
+const MAX_HANDOVERS_IN_FLIGHT = 32;
 
 export interface EtcdLeadershipOptions {
   node: string;
@@ -120,8 +131,22 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private fencedAtMs = Number.NEGATIVE_INFINITY;
   private ticking = false;
   private dirty = false;
+  /** The next pass decides every group, not only those whose keys changed. */
+  private fullPass = true;
   private resyncTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
   private readonly reader: SnapshotReader;
+  private readonly view: WatchedView;
+  /** Monotonic ms of the last load of the view. */
+  private loadedAtMs = Number.NEGATIVE_INFINITY;
+  private reloadWanted = false;
+  /** The timer asks for a read that proves etcd readable and shows our member key. */
+  private checkDue = false;
+  /** Whose lease held our member key at a read (null: no key); taken by the next pass. */
+  private memberKeySeen: { atMs: number; leaseHex: string | null } | undefined;
+  /** Monotonic ms of our last registration: a read from before it says nothing about our key. */
+  private registeredAtMs = Number.NEGATIVE_INFINITY;
+  private watchGeneration = 0;
   private readonly operators: OperatorStore;
   private watchers: Watcher[] = [];
   private readonly handovers: Handovers;
@@ -179,6 +204,11 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       now: this.now,
       logger: this.log,
       onIgnored: (kind) => this.metrics?.ignoredKey(kind),
+    });
+    this.view = new WatchedView({
+      prefix: opts.prefix,
+      maxValueBytes: this.reader.valueLimitBytes,
+      onIgnored: (kv, kind, why) => this.reader.noteIgnored(kv, kind, why),
     });
     this.handovers = new Handovers({
       client: this.client,
@@ -288,9 +318,11 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       );
     }
     this.started = true;
-    this.startWatch(0);
     const resyncMs = Math.max(500, this.opts.keepaliveIntervalMs * 3);
-    this.resyncTimer = setInterval(() => this.requestTick(), resyncMs);
+    this.resyncTimer = setInterval(() => {
+      this.checkDue = true;
+      this.requestTick();
+    }, resyncMs);
     this.log.info({ groups: this.groupList.length, lease: this.lease?.hex }, 'leadership started');
     this.requestTick();
   }
@@ -303,6 +335,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private async doStop(): Promise<void> {
     this.stopping.abort(new ClusterError(ClusterErrorCodes.ABORTED, 'leadership stopping'));
     clearInterval(this.resyncTimer);
+    clearTimeout(this.retryTimer);
+    this.watchGeneration++;
     this.revoker.stop();
     this.failsafe?.stop();
     for (const w of this.watchers) void w.cancel().catch(() => {});
@@ -461,7 +495,12 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
 
   // --- the decision loop -------------------------------------------------------------------------
 
-  private requestTick(): void {
+  /**
+   * Wakes the decision loop. `full` (the default: timer, lease, fence, hot reload, operator calls)
+   * decides every group; a watch event alone decides only the groups whose keys it changed.
+   */
+  private requestTick(full = true): void {
+    if (full) this.fullPass = true;
     if (this.stopPromise || !this.started) return;
     if (this.ticking) {
       this.dirty = true;
@@ -482,12 +521,22 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     })();
   }
 
+  /**
+   * One decision pass, from ONE frozen copy of the watched view: no etcd read, except (a) loading
+   * the view (at start, after a lost watch, every FULL_RESYNC_MS as a check), (b) on the timer, one
+   * linearizable read of our member key (etcd readable? our key still ours?), and (c) the leader
+   * check of the groups this pass would newly lead.
+   */
   private async tick(): Promise<void> {
     const leaseAtRead = this.lease;
-    let snap: ClusterSnapshot;
+    const full = this.fullPass;
+    this.fullPass = false;
     try {
-      snap = await this.reader.read(this.groupList, this.stopping.signal);
+      if (!this.view.loaded || this.reloadWanted || this.now() - this.loadedAtMs >= FULL_RESYNC_MS)
+        await this.reload();
+      else if (this.checkDue || !this.etcdReachable) await this.checkMemberKey();
     } catch (err) {
+      if (full) this.fullPass = true;
       if (this.stopPromise) return;
       if (this.etcdReachable)
         this.log.warn({ err }, 'etcd not readable (no quorum or unreachable): no decisions until it is');
@@ -496,15 +545,16 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.fenceIfLapsed();
       return;
     }
-    this.lastEtcdOkMs = Math.max(this.lastEtcdOkMs, snap.readAtMs);
     if (this.session.guard.mayAct()) this.failsafe?.disengage('etcd readable and the lease proven');
     if (this.stopPromise) return;
-    if (!this.etcdReachable) this.log.info({ revision: snap.revision }, 'etcd readable');
+    if (!this.etcdReachable) this.log.info({ revision: this.view.loadRevision }, 'etcd readable');
     this.etcdReachable = true;
     if (this.lease !== leaseAtRead) {
-      this.dirty = true; // the lease changed under the read: decide from a read made with the new one
+      this.fullPass = true;
+      this.dirty = true; // the lease changed under the read: decide with the new one
       return;
     }
+    const { snapshot: snap, changed } = this.view.freeze(this.groupList);
     this.snapshot = snap;
     this.updateMembers(snap);
     for (const group of this.operators.apply(snap, this.groupList)) {
@@ -512,7 +562,15 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.log.info({ group, operator: now }, 'operator state changed');
       this.emit('operator', group, now);
     }
-    if (this.lease && this.registered && snap.members.get(this.node)?.leaseHex !== this.lease.hex) {
+    const seen = this.memberKeySeen;
+    this.memberKeySeen = undefined;
+    if (
+      this.lease &&
+      this.registered &&
+      seen &&
+      seen.atMs > this.registeredAtMs &&
+      seen.leaseHex !== this.lease.hex
+    ) {
       // Our member key is gone (deleted or overwritten by hand): our election keys no longer count
       // for anyone. Leave every queue before registering again, so we come back at the back instead
       // of taking the groups back on our old keys.
@@ -536,47 +594,154 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
 
     const actions: Promise<void>[] = [];
     const members = new Set(snap.members.keys());
-    /** Leases (hex → node) of other nodes' leaders that our key is right behind. */
-    const ahead = new Map<string, string>();
-    for (const s of this.state.values()) {
+    const toDecide =
+      full || changed === null
+        ? [...this.state.values()]
+        : [...changed].flatMap((g) => this.state.get(g) ?? []);
+    /** Groups this pass would newly lead: decided again from a leader check read. */
+    const toCheck: GroupState[] = [];
+    for (const s of toDecide) {
       const queue = snap.queues.get(s.group) ?? [];
-      const [first, second] = queue;
-      if (first && second && this.lease && second.leaseHex === this.lease.hex)
-        ahead.set(first.leaseHex, first.node);
       const marker = snap.markers.get(s.group);
-      const d = decideGroup({
-        me: this.node,
-        leaseHex: this.lease?.hex ?? null,
-        registered: this.registered,
-        role: s.role,
-        queue,
-        marker,
-        members,
-        mayAct: this.session.guard.mayAct(),
-        fresh: snap.readAtMs > this.fencedAtMs,
-        promisedTo: this.failsafe?.promisedTo(s.group) ?? null,
-        quarantined: this.failsafe?.quarantined() ?? false,
-        givenUpRevision: s.givenUpRevision,
-      });
-      if (
-        s.givenUpRevision !== null &&
-        !queue.some((e) => e.leaseHex === this.lease?.hex && e.createRevision === s.givenUpRevision)
-      )
-        s.givenUpRevision = null;
+      const d = this.decide(s, queue, marker, members, true);
       s.leader = queue[0]?.node ?? null;
       s.leaderEpoch = queue[0]?.createRevision ?? null;
-      if (d.role !== s.role || (d.role === 'leader' && d.epoch !== s.epoch))
-        this.setRole(s, d.role, d.epoch, d.reason);
-      if (d.action !== 'none') actions.push(this.act(s.group, d.action, d.reason, marker, queue));
-      this.handovers.observe(s.group, queue[0]?.node, members);
+      if (d.role === 'leader' && !(s.role === 'leader' && s.epoch === d.epoch)) {
+        toCheck.push(s);
+        continue;
+      }
+      this.apply(s, d, marker, queue, members, actions);
     }
-    this.revoker.follow(ahead);
+    if (toCheck.length > 0) await this.checkAndLead(toCheck, leaseAtRead, actions);
+    this.revoker.follow(this.leasesToFollow(snap));
     if (actions.length > 0) {
+      // The watch brings what the actions did; a failed one is retried by the next full pass.
       await Promise.all(actions);
-      this.dirty = true; // see what the actions did
       return;
     }
     this.maybeRebalance(snap);
+  }
+
+  private decide(
+    s: GroupState,
+    queue: readonly QueueEntry[],
+    marker: HandoverMarker | undefined,
+    members: ReadonlySet<string>,
+    fresh: boolean,
+  ): GroupDecision {
+    const d = decideGroup({
+      me: this.node,
+      leaseHex: this.lease?.hex ?? null,
+      registered: this.registered,
+      role: s.role,
+      queue,
+      marker,
+      members,
+      mayAct: this.session.guard.mayAct(),
+      fresh,
+      promisedTo: this.failsafe?.promisedTo(s.group) ?? null,
+      quarantined: this.failsafe?.quarantined() ?? false,
+      givenUpRevision: s.givenUpRevision,
+    });
+    if (
+      s.givenUpRevision !== null &&
+      !queue.some((e) => e.leaseHex === this.lease?.hex && e.createRevision === s.givenUpRevision)
+    )
+      s.givenUpRevision = null;
+    return d;
+  }
+
+  private apply(
+    s: GroupState,
+    d: GroupDecision,
+    marker: HandoverMarker | undefined,
+    queue: readonly QueueEntry[],
+    members: ReadonlySet<string>,
+    actions: Promise<void>[],
+  ): void {
+    if (d.role !== s.role || (d.role === 'leader' && d.epoch !== s.epoch))
+      this.setRole(s, d.role, d.epoch, d.reason);
+    if (d.action !== 'none') actions.push(this.act(s.group, d.action, d.reason, marker, queue));
+    this.handovers.observe(s.group, queue[0]?.node, members);
+  }
+
+  /**
+   * The watched view says we would lead these groups; each sub-prefix has its own watch, so the view
+   * is not at one revision. Lead only on a leader check read at one revision, made after the last
+   * fence (`fresh`), exactly as a whole snapshot read did before: members' leases, the group's queue
+   * and its marker's revision. A marker newer than the view's waits for the watch to bring it.
+   */
+  private async checkAndLead(
+    list: readonly GroupState[],
+    leaseAtRead: SessionLease | null,
+    actions: Promise<void>[],
+  ): Promise<void> {
+    let checks: LeaderCheck[];
+    try {
+      checks = await this.reader.leaderCheck(
+        list.map((s) => s.group),
+        this.stopping.signal,
+      );
+    } catch (err) {
+      if (this.stopPromise) return;
+      this.log.warn({ err, groups: list.length }, 'leader check failed; retrying shortly');
+      this.retrySoon();
+      return;
+    }
+    if (this.lease !== leaseAtRead || this.stopPromise) {
+      this.fullPass = true;
+      this.dirty = true;
+      return;
+    }
+    const byGroup = new Map(list.map((s) => [s.group, s]));
+    for (const check of checks) {
+      this.lastEtcdOkMs = Math.max(this.lastEtcdOkMs, check.readAtMs);
+      for (const [group, queue] of check.queues) {
+        const s = byGroup.get(group);
+        if (!s || this.state.get(group) !== s) continue; // removed by a hot reload meanwhile
+        const seenMarker = check.markers.get(group);
+        const viewMarker = this.snapshot?.markers.get(group);
+        if (seenMarker && viewMarker?.modRevision !== seenMarker.modRevision) {
+          this.retrySoon();
+          continue;
+        }
+        const marker = seenMarker ? viewMarker : undefined;
+        const d = this.decide(s, queue, marker, check.members, check.readAtMs > this.fencedAtMs);
+        s.leader = queue[0]?.node ?? null;
+        s.leaderEpoch = queue[0]?.createRevision ?? null;
+        this.apply(s, d, marker, queue, check.members, actions);
+      }
+    }
+  }
+
+  /** A full pass shortly (a leader check that failed or met a marker the view has not seen yet). */
+  private retrySoon(): void {
+    this.fullPass = true;
+    if (this.retryTimer || this.stopPromise) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.requestTick();
+    }, RETRY_SOON_MS);
+    this.retryTimer.unref();
+  }
+
+  /**
+   * The leases of other nodes' leaders to watch for expiry: of the nodes right behind a lease
+   * somewhere, the first by name polls it (one poller per lease, not one per node behind it). A
+   * lease nobody polls in time still goes at etcd's own expiry, at most 500 ms later.
+   */
+  private leasesToFollow(snap: ClusterSnapshot): Map<string, string> {
+    const behind = new Map<string, { holder: string; poller: string }>();
+    for (const queue of snap.queues.values()) {
+      const [first, second] = queue;
+      if (!first || !second || first.leaseHex === this.lease?.hex) continue;
+      const cur = behind.get(first.leaseHex);
+      if (!cur || second.node < cur.poller)
+        behind.set(first.leaseHex, { holder: first.node, poller: second.node });
+    }
+    const out = new Map<string, string>();
+    for (const [hex, b] of behind) if (b.poller === this.node) out.set(hex, b.holder);
+    return out;
   }
 
   private async act(
@@ -616,20 +781,45 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     }
   }
 
+  /**
+   * Placement (placement.ts): every node plans the same move set from the view and starts its own
+   * share, up to MAX_HANDOVERS_IN_FLIGHT at once. Groups with a marker count as moved.
+   */
   private maybeRebalance(snap: ClusterSnapshot): void {
-    if (!this.lease || !this.registered || this.handovers.size > 0 || snap.markers.size > 0) return;
+    if (!this.lease || !this.registered) return;
     if (this.now() - this.membersChangedAtMs < this.opts.rebalanceHoldMs) return;
-    const leaders = new Map<string, string | null>();
-    for (const [g, q] of snap.queues) leaders.set(g, q[0]?.node ?? null);
+    const room = MAX_HANDOVERS_IN_FLIGHT - this.handovers.size;
+    if (room <= 0) return;
     // Only groups we lead AND may act on count as ours to give: no handover from a fenced node.
-    for (const s of this.state.values())
-      if (leaders.get(s.group) === this.node && s.role !== 'leader') return;
-    const plan = planHandover({ me: this.node, members: [...snap.members.keys()], leaders });
-    if (!plan) return;
-    this.log.info(plan, 'rebalancing: handing a group over');
-    this.switchover(plan.group, plan.to).catch((err: unknown) =>
-      this.log.warn({ err, ...plan }, 'rebalancing handover failed'),
-    );
+    for (const s of this.state.values()) if (s.leader === this.node && s.role !== 'leader') return;
+    const groups = new Map<string, GroupSeats>();
+    for (const [g, q] of snap.queues)
+      groups.set(g, { leader: q[0]?.node ?? null, queued: q.map((e) => e.node) });
+    const inFlight = new Map<string, string>();
+    for (const [g, m] of snap.markers) inFlight.set(g, m.to);
+    for (const [g, to] of this.handovers.targets()) inFlight.set(g, to);
+    const nowMs = Date.now();
+    const pinned = new Set<string>();
+    const ledSinceMs = new Map<string, number>();
+    for (const s of this.state.values()) {
+      if (s.role !== 'leader') continue;
+      ledSinceMs.set(s.group, s.sinceMs);
+      if (nowMs - s.sinceMs < this.opts.rebalanceHoldMs) pinned.add(s.group);
+    }
+    const plans = planHandovers({
+      me: this.node,
+      members: [...snap.members.keys()],
+      groups,
+      inFlight,
+      pinned,
+      ledSinceMs,
+    });
+    for (const plan of plans.slice(0, room)) {
+      this.log.info(plan, 'rebalancing: handing a group over');
+      this.switchover(plan.group, plan.to).catch((err: unknown) =>
+        this.log.warn({ err, ...plan }, 'rebalancing handover failed'),
+      );
+    }
   }
 
   // --- lease, membership, watch ------------------------------------------------------------------
@@ -722,6 +912,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     }
     if (holder === lease.id && this.lease === lease) {
       this.registered = true;
+      this.registeredAtMs = this.now();
       this.nameTakenLogged = false;
       this.log.info({ lease: lease.hex }, 'registered as a member');
       return;
@@ -746,30 +937,75 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.emit('members', this.members());
   }
 
-  /** Watches only what the snapshot reads: a large or busy key elsewhere under the prefix never wakes us. */
-  private startWatch(fromRevision: number): void {
-    for (const sub of SNAPSHOT_SUBPREFIXES) this.startSubWatch(sub, fromRevision);
+  /** Loads the view from one paged read at one revision and watches on from the revision after it. */
+  private async reload(): Promise<void> {
+    const r = await this.reader.readKvs(this.stopping.signal);
+    this.view.load(r.kvs, r.revision, r.readAtMs, r.oversized);
+    this.loadedAtMs = this.now();
+    this.lastEtcdOkMs = Math.max(this.lastEtcdOkMs, r.readAtMs);
+    this.reloadWanted = false;
+    this.checkDue = false;
+    const mine = r.kvs.find((kv) => kv.key.toString() === memberKey(this.opts.prefix, this.node));
+    this.memberKeySeen = {
+      atMs: r.readAtMs,
+      leaseHex: mine?.lease && mine.lease !== '0' ? BigInt(mine.lease).toString(16) : null,
+    };
+    this.fullPass = true;
+    this.startWatch(r.revision + 1);
   }
 
-  private startSubWatch(sub: string, fromRevision: number): void {
-    if (this.stopPromise) return;
-    const builder = this.client.watch().prefix(`${this.opts.prefix}/${sub}/`);
-    if (fromRevision > 0) builder.startRevision(String(fromRevision));
-    const w = builder.watcher();
+  /** etcd readable (a linearizable read), and whose lease holds our member key. Keys only. */
+  private async checkMemberKey(): Promise<void> {
+    const atMs = this.now();
+    const key = Buffer.from(memberKey(this.opts.prefix, this.node));
+    const res = await etcdCall('member key check', this.opts.etcdCallTimeoutMs, this.stopping.signal, (o) =>
+      this.client.kv.range({ key, keys_only: true }, o),
+    );
+    const kv = res.kvs[0];
+    this.lastEtcdOkMs = Math.max(this.lastEtcdOkMs, atMs);
+    this.checkDue = false;
+    this.memberKeySeen = {
+      atMs,
+      leaseHex: kv?.lease && kv.lease !== '0' ? BigInt(kv.lease).toString(16) : null,
+    };
+  }
+
+  /**
+   * Watches only what the view holds: a large or busy key elsewhere under the prefix never wakes us.
+   * One watch per sub-prefix, from `fromRevision`; a new load starts a new generation and the old
+   * watches' late events are dropped.
+   */
+  private startWatch(fromRevision: number): void {
+    const generation = ++this.watchGeneration;
+    for (const w of this.watchers) void w.cancel().catch(() => {});
+    this.watchers = [];
+    for (const sub of SNAPSHOT_SUBPREFIXES) this.startSubWatch(sub, fromRevision, generation);
+  }
+
+  private startSubWatch(sub: string, fromRevision: number, generation: number): void {
+    if (this.stopPromise || generation !== this.watchGeneration) return;
+    const w = this.client
+      .watch()
+      .prefix(`${this.opts.prefix}/${sub}/`)
+      .startRevision(String(fromRevision))
+      .watcher();
     this.watchers.push(w);
-    w.on('data', () => this.requestTick());
+    w.on('data', (res) => {
+      if (generation !== this.watchGeneration || res.events.length === 0) return;
+      this.view.apply(res.events);
+      this.requestTick(false);
+    });
     w.on('connected', () => this.requestTick());
     w.on('disconnected', (err: unknown) => {
       this.log.debug({ err }, 'watch disconnected; it resumes from its last revision');
+      this.checkDue = true;
       this.requestTick();
     });
     w.on('error', (err: unknown) => {
-      // Cancelled by etcd (e.g. compacted revision): start over from the last snapshot.
-      if (!this.watchers.includes(w)) return;
-      this.watchers = this.watchers.filter((x) => x !== w);
-      this.log.warn({ err, watch: sub }, 'watch cancelled by etcd; re-creating it');
-      void w.cancel().catch(() => {});
-      setTimeout(() => this.startSubWatch(sub, (this.snapshot?.revision ?? 0) + 1), 100).unref();
+      // Cancelled by etcd (e.g. compacted revision): events may be lost, so read everything again.
+      if (generation !== this.watchGeneration) return;
+      this.log.warn({ err, watch: sub }, 'watch cancelled by etcd; loading the view again');
+      this.reloadWanted = true;
       this.requestTick();
     });
   }

@@ -53,6 +53,32 @@ const DEFAULT_MAX_VALUE_BYTES = 64 * 1024;
 const DEFAULT_OVERSIZED_RECHECK_MS = 30_000;
 /** Range calls one read may make: pages of every sub-prefix, plus retries with smaller pages. */
 const MAX_CALLS_PER_READ = 10_000;
+/** Groups per leader-check transaction: 1 + 2 × 60 ranges, under etcd's default --max-txn-ops 128. */
+const LEADER_CHECK_GROUPS_PER_TXN = 60;
+
+/** One consistent read of our sub-prefixes, unparsed. */
+export interface KvRead {
+  kvs: IKeyValue[];
+  /** etcd revision every page was read at. */
+  revision: number;
+  /** Monotonic ms when the first page was sent. */
+  readAtMs: number;
+  /** Keys skipped as oversized (their values were not read). */
+  oversized: Buffer[];
+}
+
+/** What a leader check read for some groups, at one revision. */
+export interface LeaderCheck {
+  revision: number;
+  /** Monotonic ms when the read was sent. */
+  readAtMs: number;
+  /** Nodes with a leased member key. */
+  members: ReadonlySet<string>;
+  /** Per group, its queue of member-leased keys, oldest first. */
+  queues: ReadonlyMap<string, readonly QueueEntry[]>;
+  /** Per group with a marker: its revision and lease (its content is in the watched view). */
+  markers: ReadonlyMap<string, { modRevision: number; leaseHex: string }>;
+}
 
 /**
  * Reads snapshots. Remembers the keys it found oversized (to skip them without fetching their
@@ -80,16 +106,104 @@ export class SnapshotReader {
    * between pages, the read starts over once from a new R.
    */
   async read(groups: readonly string[], signal?: AbortSignal): Promise<ClusterSnapshot> {
+    const r = await this.readKvs(signal);
+    return parseSnapshot(
+      r.kvs,
+      this.opts.prefix,
+      groups,
+      r.revision,
+      r.readAtMs,
+      (kv, kind, why) => this.noteIgnored(kv, kind, why),
+      r.oversized,
+    );
+  }
+
+  /** The raw kvs of one consistent read (see read()), for a view that parses them itself. */
+  async readKvs(signal?: AbortSignal): Promise<KvRead> {
     try {
-      return await this.readOnce(groups, signal);
+      return await this.readOnce(signal);
     } catch (err) {
       if (!isCompacted(err)) throw err;
       this.opts.logger.info('snapshot revision compacted between pages; reading again');
-      return this.readOnce(groups, signal);
+      return this.readOnce(signal);
     }
   }
 
-  private async readOnce(groups: readonly string[], signal?: AbortSignal): Promise<ClusterSnapshot> {
+  /** Reports a key left out (once per key version): a log line and a counter. */
+  noteIgnored(kv: IKeyValue, kind: IgnoredKind, why: string): void {
+    this.report(kv.key, `${kind}@${kv.mod_revision}`, kind, why);
+  }
+
+  /** Values above this many bytes under our sub-prefixes are ignored. */
+  get valueLimitBytes(): number {
+    return this.maxValueBytes;
+  }
+
+  /**
+   * The leader check: for `groups`, their election keys, their handover markers' revisions and every
+   * member key's lease, all at ONE revision, read linearizably in transactions of at most 60 groups
+   * (etcd's default --max-txn-ops is 128). Keys only: no value, however large, is carried. A decision
+   * that makes this node leader is taken from this read alone, never from the watched view, whose
+   * sub-prefixes each run on their own watch and need not be at one revision together.
+   */
+  async leaderCheck(groups: readonly string[], signal?: AbortSignal): Promise<LeaderCheck[]> {
+    const out: LeaderCheck[] = [];
+    for (let i = 0; i < groups.length; i += LEADER_CHECK_GROUPS_PER_TXN) {
+      out.push(await this.leaderCheckOnce(groups.slice(i, i + LEADER_CHECK_GROUPS_PER_TXN), signal));
+    }
+    return out;
+  }
+
+  private async leaderCheckOnce(groups: readonly string[], signal?: AbortSignal): Promise<LeaderCheck> {
+    const { client, prefix } = this.opts;
+    const readAtMs = this.opts.now();
+    const range = (p: string) => {
+      const r = Range.prefix(p);
+      return { request_range: { key: r.start, range_end: r.end, keys_only: true } };
+    };
+    const success = [range(`${prefix}/members/`)];
+    for (const g of groups) {
+      success.push(range(`${prefix}/election/${g}/`));
+      success.push({ request_range: { key: Buffer.from(markerKey(prefix, g)), keys_only: true } } as never);
+    }
+    const res = await etcdCall('leader check', this.opts.callTimeoutMs, signal, (o) =>
+      client.kv.txn({ compare: [], success, failure: [] }, o),
+    );
+    const rs = res.responses.map((r) => r.response_range?.kvs ?? []);
+    const memberStart = `${prefix}/members/`;
+    const members = new Map<string, string>(); // lease hex → node
+    for (const kv of rs[0] ?? []) {
+      if (!kv.lease || kv.lease === '0') continue;
+      members.set(BigInt(kv.lease).toString(16), kv.key.toString().slice(memberStart.length));
+    }
+    const memberLeases = new Set(members.keys());
+    const queues = new Map<string, QueueEntry[]>();
+    const markers = new Map<string, { modRevision: number; leaseHex: string }>();
+    groups.forEach((g, i) => {
+      const counted = (rs[1 + 2 * i] ?? []).filter((kv) => ghostReason(kv, memberLeases) === null);
+      // keys_only: the candidate's name is the member holding the key's lease.
+      const named = counted.map((kv) => ({
+        ...kv,
+        value: Buffer.from(members.get(BigInt(kv.lease).toString(16)) ?? ''),
+      }));
+      queues.set(g, queueOf(named, `${prefix}/election/${g}`));
+      const m = rs[2 + 2 * i]?.[0];
+      if (m)
+        markers.set(g, {
+          modRevision: Number(m.mod_revision),
+          leaseHex: m.lease && m.lease !== '0' ? BigInt(m.lease).toString(16) : '0',
+        });
+    });
+    return {
+      revision: Number(res.header.revision),
+      readAtMs,
+      members: new Set(members.values()),
+      queues,
+      markers,
+    };
+  }
+
+  private async readOnce(signal?: AbortSignal): Promise<KvRead> {
     const readAtMs = this.opts.now();
     const at: { revision?: number } = {};
     const budget = { calls: MAX_CALLS_PER_READ };
@@ -100,19 +214,10 @@ export class SnapshotReader {
     }
     const seen = new Set<string>();
     const oversized = [...this.oversized.values()].map((e) => e.key);
-    const snap = parseSnapshot(
-      kvs,
-      this.opts.prefix,
-      groups,
-      at.revision ?? 0,
-      readAtMs,
-      (kv, kind, why) => this.report(kv.key, `${kind}@${kv.mod_revision}`, kind, why),
-      oversized,
-    );
     for (const kv of kvs) seen.add(kv.key.toString('latin1'));
     for (const k of this.oversized.keys()) seen.add(k);
     for (const k of this.reported.keys()) if (!seen.has(k)) this.reported.delete(k);
-    return snap;
+    return { kvs, revision: at.revision ?? 0, readAtMs, oversized };
   }
 
   /** Appends the kvs in [start, end) at `at.revision` (fixing it on the first call), page by page. */
@@ -335,7 +440,7 @@ export function parseSnapshot(
 }
 
 /** Why an election key does not count (null: it does). */
-function ghostReason(kv: IKeyValue, memberLeases: ReadonlySet<string>): string | null {
+export function ghostReason(kv: IKeyValue, memberLeases: ReadonlySet<string>): string | null {
   if (kv.lease === '0' || !kv.lease) return 'election key without a lease';
   const lease = BigInt(kv.lease).toString(16);
   const named = kv.key.toString().split('/').at(-1);

@@ -54,6 +54,11 @@ export class Handovers {
     return this.pending.size;
   }
 
+  /** Handovers in flight: group → target. */
+  targets(): Map<string, string> {
+    return new Map([...this.pending].map(([g, p]) => [g, p.to]));
+  }
+
   has(group: string): boolean {
     return this.pending.has(group);
   }
