@@ -12,6 +12,7 @@ import { type OperatorState, overrideProblem, type UnitOverride } from '../clust
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
+import { rangeSchema } from '../devices/unit-contract.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import type { AuditLog } from './audit-log.ts';
@@ -244,8 +245,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
           type: 'object',
           properties: {
             ahu: { type: 'string', minLength: 1 },
-            fanPct: { type: 'number', minimum: 0, maximum: 100 },
-            supplySetpointC: { type: 'number', minimum: 10, maximum: 30 },
+            fanPct: rangeSchema('fanPct'),
+            supplySetpointC: rangeSchema('supplySetpointC'),
           },
           minProperties: 1,
           additionalProperties: false,
@@ -372,8 +373,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     {
       type: 'object',
       properties: {
-        fanPct: { type: 'number', minimum: 0, maximum: 100 },
-        supplySetpointC: { type: 'number', minimum: 10, maximum: 30 },
+        fanPct: rangeSchema('fanPct'),
+        supplySetpointC: rangeSchema('supplySetpointC'),
         toLocal: { type: 'boolean' },
       },
       minProperties: 1,

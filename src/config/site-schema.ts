@@ -3,6 +3,7 @@
 // Cross-references (rack → room, node → gateway, group → AHU) are checked in `site-rules.ts`.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { ControlTuningSchema, InfluenceSchema } from '../control/tuning-schema.ts';
+import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 
 const Id = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
@@ -203,14 +204,14 @@ const AhuCommon = {
     description: 'fan electrical power at 100 % speed',
   }),
   localSetpointC: T.Number({
-    minimum: 10,
-    maximum: 30,
+    minimum: SUPPLY_SETPOINT_RANGE_C.min,
+    maximum: SUPPLY_SETPOINT_RANGE_C.max,
     default: 18,
-    description: 'supply setpoint on local control',
+    description: 'supply setpoint on local control (the device contract’s range, docs/device-io.md)',
   }),
   localFanPct: T.Number({
-    minimum: 0,
-    maximum: 100,
+    minimum: FAN_RANGE_PCT.min,
+    maximum: FAN_RANGE_PCT.max,
     default: 100,
     description: 'fan speed on local control',
   }),

@@ -6,7 +6,9 @@
 // A new term resumes from the freshest process state (cache, else peers, else the units' own
 // commands): its first command continues the old leader's last one.
 // Invariants: every write carries the epoch it was decided under and `leadership.fence` is checked
-// synchronously right before the bytes go out; one unit's refusal or failure never stops the
+// synchronously right before the bytes go out; every command a unit is told — the law's, a hold's,
+// an operator's, a cached row's, a hand-over to local — has passed the safety layer's hard limits
+// (`enforceHardLimits`: the device contract's ranges) right before it is written; one unit's refusal or failure never stops the
 // group's other units; only a *proven* newer epoch (a unit's epoch read back above ours, or a newer
 // row in the cache) stops us writing with ours. A step that throws is contained here — the loop
 // restarts alone, with backoff, and the other groups never notice.
@@ -24,6 +26,7 @@ import {
   type DeviceIo,
   isUnprovenStaleEpoch,
 } from '../devices/device-io.ts';
+import { FAN_RANGE_PCT } from '../devices/unit-contract.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import { Backoff } from '../util/async.ts';
@@ -36,6 +39,7 @@ import {
   stepGroup,
   type UnitInput,
 } from './law/group-controller.ts';
+import { enforceHardLimits } from './law/safety.ts';
 import type { ControlMetrics } from './metrics.ts';
 
 export interface GroupDriverOptions {
@@ -185,8 +189,10 @@ export class GroupDriver {
   private readonly inFlight = new Set<string>();
   private readonly unitState = new Map<string, UnitDriveState>();
   private readonly reads = new Map<string, { r: AhuReadings | null; ok: boolean }>();
-  /** What each unit is told now (control output, or the held commands). */
+  /** What each unit is told now (control output, or the held commands); every entry passed `gate`. */
   private readonly commands = new Map<string, HeldCommand>();
+  /** Per unit, the last command the safety layer had to change (what and why): logged once. */
+  private readonly limitedWhy = new Map<string, string>();
   private release = new Set<string>();
   private law: GroupControlState | null = null;
   private mode: LoopMode = 'hold';
@@ -320,7 +326,8 @@ export class GroupDriver {
     for (const a of ahu ? [ahu] : this.ahus) {
       const cur = this.commands.get(a);
       if (!cur) continue; // not read yet: its first read decides, then it can be set
-      const next = { ...cur, ...cmd };
+      const next = this.gate(a, { ...cur, ...cmd });
+      if (!next) continue;
       this.commands.set(a, next);
       out.push(next);
     }
@@ -341,7 +348,8 @@ export class GroupDriver {
     await Promise.allSettled(
       this.ahus.map(async (a) => {
         const device = this.devices.get(a);
-        const c = this.commands.get(a);
+        const held = this.commands.get(a);
+        const c = held && this.gate(a, held);
         if (!device || !c || this.unitState.get(a)?.released) return;
         await device.writeCommand({ epoch, remoteEnable: false, ...c }, { deadlineMs, signal });
         this.log.info({ ahu: a }, 'unit handed to its local control: no other node will lead');
@@ -587,9 +595,12 @@ export class GroupDriver {
           release.add(a);
           continue;
         }
-        let c = this.commands.get(a);
+        // What it was told (a cached row, an operator), else what it runs: through the hard limits
+        // either way — a unit may run, and a row may carry, what no command may ask for.
         const r = this.reads.get(a)?.r;
-        if (!c && r) c = { fanPct: clamp(r.fanPct, 0, 100), supplySetpointC: r.supplySetpointC };
+        const told = this.commands.get(a);
+        const wanted = told ?? (r ? { fanPct: r.fanPct, supplySetpointC: r.supplySetpointC } : undefined);
+        const c = wanted && this.gate(a, wanted);
         if (!c) continue;
         this.commands.set(a, c);
       }
@@ -606,7 +617,12 @@ export class GroupDriver {
       return {
         id: a,
         status,
-        read: rd?.r ? { fanPct: clamp(rd.r.fanPct, 0, 100), supplySetpointC: rd.r.supplySetpointC } : null,
+        read: rd?.r
+          ? {
+              fanPct: clamp(rd.r.fanPct, FAN_RANGE_PCT.min, FAN_RANGE_PCT.max),
+              supplySetpointC: rd.r.supplySetpointC,
+            }
+          : null,
       };
     });
     const out = stepGroup(
@@ -627,7 +643,36 @@ export class GroupDriver {
     this.mode = out.mode;
     this.reasons = out.reasons;
     this.release = new Set(out.release);
-    for (const [a, c] of Object.entries(out.commands)) this.commands.set(a, c);
+    for (const [a, c] of Object.entries(out.commands)) {
+      const safe = this.gate(a, c);
+      if (safe) this.commands.set(a, safe);
+      else this.commands.delete(a);
+    }
+  }
+
+  /**
+   * The safety layer's hard limits on one unit's command (the device contract's ranges, and the
+   * law's fan floor for a group under the law): what may be told to the unit, or null when nothing
+   * safe can be (a value that is not a number, and nothing told before). Counts every change, logs
+   * each distinct one once.
+   */
+  private gate(ahu: string, wanted: HeldCommand): HeldCommand | null {
+    const fanMinPct = this.opts.control?.config.tuning.hardMinFanPct ?? FAN_RANGE_PCT.min;
+    const res = enforceHardLimits(wanted, this.commands.get(ahu) ?? null, fanMinPct);
+    if (res.clipped.length === 0) return res.command;
+    for (const clip of res.clipped) this.opts.metrics?.limited(this.group, ahu, clip);
+    // One line per distinct bad command, not one per period of the same one (a unit reporting no data).
+    const key = `${res.clipped.join(',')} ${wanted.fanPct} ${wanted.supplySetpointC}`;
+    if (this.limitedWhy.get(ahu) !== key) {
+      this.limitedWhy.set(ahu, key);
+      this.log.warn(
+        { ahu, wanted, sent: res.command, limits: res.clipped },
+        res.command
+          ? 'safety layer: command outside the device contract, limited'
+          : 'safety layer: no safe command for the unit (not a number, nothing told before)',
+      );
+    }
+    return res.command;
   }
 
   /** The largest call for help among neighbouring groups, from their broadcast process state. */
@@ -689,7 +734,8 @@ export class GroupDriver {
     const st = this.unitState.get(ahu)!;
     const deadlineMs = this.termDeadline(epoch);
     try {
-      const c = this.commands.get(ahu);
+      const held = this.commands.get(ahu);
+      const c = held && this.gate(ahu, held);
       if (this.release.has(ahu)) {
         // Deliberately handed to local control (pause, operator): one write saying so, then none.
         if (!st.released && c) {
@@ -782,14 +828,13 @@ function parseRow(body: Buffer): GroupProcessRow | null {
   }
 }
 
+/** A command's shape; its ranges are the safety layer's business (`gate`), applied before any write. */
 function isHeldCommand(x: unknown): x is HeldCommand {
   const c = x as HeldCommand;
   return (
     !!c &&
     typeof c.fanPct === 'number' &&
     Number.isFinite(c.fanPct) &&
-    c.fanPct >= 0 &&
-    c.fanPct <= 100 &&
     typeof c.supplySetpointC === 'number' &&
     Number.isFinite(c.supplySetpointC)
   );

@@ -1,6 +1,7 @@
 // Control-loop metrics: decision time (sensor view → commands), the mode each group runs in, loop
 // crashes (each restarts alone), periods that overran, and "never none": how long a group this node
-// leads has gone without an accepted write, stale-epoch refusals (proven or not), and relinquishes.
+// leads has gone without an accepted write, stale-epoch refusals (proven or not), relinquishes, and
+// commands the safety layer limited right before a write.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 const MODES = ['normal', 'degraded', 'blind', 'paused', 'hold'] as const;
@@ -13,6 +14,7 @@ export class ControlMetrics {
   private readonly undrivenS: Gauge<'group'>;
   private readonly refusals: Counter<'group' | 'ahu' | 'proven'>;
   private readonly relinquishes: Counter<'group' | 'cause'>;
+  private readonly limits: Counter<'group' | 'ahu' | 'limit'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -59,6 +61,12 @@ export class ControlMetrics {
       labelNames: ['group', 'cause'],
       registers,
     });
+    this.limits = new Counter({
+      name: 'coolctl_control_commands_limited_total',
+      help: 'Commands the safety layer changed (or refused: limit="not-finite" with nothing told before) right before a write, because they lay outside the device contract’s ranges; by limit (fan-range, setpoint-range, not-finite)',
+      labelNames: ['group', 'ahu', 'limit'],
+      registers,
+    });
   }
 
   decision(group: string, seconds: number, mode: string): void {
@@ -84,5 +92,9 @@ export class ControlMetrics {
 
   relinquished(group: string, cause: string): void {
     this.relinquishes.inc({ group, cause });
+  }
+
+  limited(group: string, ahu: string, limit: string): void {
+    this.limits.inc({ group, ahu, limit });
   }
 }

@@ -3,11 +3,15 @@
 // Invariant: `resolveTuning` always returns a complete, internally consistent tuning (min ≤ max,
 // floors inside the range), so the law never has to check a setting again.
 import { type Static, Type as T } from '@sinclair/typebox';
+import { SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 
 const Pct = (def: number, description: string) =>
   T.Optional(T.Number({ minimum: 0, maximum: 100, default: def, description }));
 const C = (def: number, description: string, min = 5, max = 40) =>
   T.Optional(T.Number({ minimum: min, maximum: max, default: def, description }));
+/** A supply-air setpoint: only what the device contract lets a unit be told. */
+const SetpointC = (def: number, description: string) =>
+  C(def, description, SUPPLY_SETPOINT_RANGE_C.min, SUPPLY_SETPOINT_RANGE_C.max);
 const Pos = (def: number, description: string, max = 1000) =>
   T.Optional(T.Number({ exclusiveMinimum: 0, maximum: max, default: def, description }));
 
@@ -30,12 +34,12 @@ export const ControlTuningSchema = T.Object(
     setpoint: T.Optional(
       T.Object(
         {
-          minC: C(16, 'lowest supply-air setpoint the reset may choose while fans saturate (°C)'),
-          preferredMinC: C(
+          minC: SetpointC(16, 'lowest supply-air setpoint the reset may choose while fans saturate (°C)'),
+          preferredMinC: SetpointC(
             18,
             'a setpoint under this is raised back as soon as the fans have headroom (°C): colder supply air puts rack bottoms under the 18 °C recommended minimum',
           ),
-          maxC: C(24, 'highest supply-air setpoint the reset may choose (°C)', 5, 27),
+          maxC: SetpointC(24, 'highest supply-air setpoint the reset may choose (°C)'),
           dewPointMarginC: T.Optional(
             T.Number({
               minimum: 0,
