@@ -4,6 +4,7 @@
 // or request failure, 2 invalid config or usage).
 import { Command, CommanderError } from 'commander';
 import { pino } from 'pino';
+import { profileCheck } from './cli/profile-check.ts';
 import { loadControllerConfig } from './config/controller-config.ts';
 import { ConfigWatcher } from './daemon/config-watch.ts';
 import { Controller, VERSION } from './daemon/controller.ts';
@@ -149,6 +150,17 @@ program
       `${file}: valid — ${cfg.site.controlGroups.length} groups, ${cfg.site.airHandlers.length} air handlers, ` +
         `${Object.keys(cfg.nodes).length} nodes, lease TTL ${cfg.cluster.leaseTtlS} s\n`,
     );
+  });
+
+const profileCommand = program.command('profile').description('device profiles (config/profiles/*.yaml)');
+profileCommand
+  .command('check <file>')
+  .description('check a device profile: its read plan and writes, or every problem with its line (exit 1)')
+  .option('--firmware <version>', "the unit's firmware, for points with sinceFirmware")
+  .action(async (file: string, o: { firmware?: string }) => {
+    const r = await profileCheck(file, o.firmware !== undefined ? { firmware: o.firmware } : {});
+    (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
+    process.exitCode = r.exitCode;
   });
 
 program
