@@ -4,12 +4,12 @@
 // device watchdogs and network timing stay on the wall clock, as on real equipment.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { Site } from '../src/config/site-schema.ts';
+import { NATIVE_PROFILE, type Site } from '../src/config/site-schema.ts';
 import type { AhuStatus } from '../src/devices/unit-contract.ts';
-import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
-import { ModbusRtuAhuServer } from './ahu/modbus-rtu-server.ts';
-import { ModbusAhuServer } from './ahu/modbus-server.ts';
+import { BadRequestError, ErrorCodes } from '../src/errors.ts';
+import { ModbusDevices } from './ahu/modbus-devices.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
+import type { ProfileQuirks } from './ahu/profile-pdu.ts';
 import { SimAirHandler } from './ahu/unit.ts';
 import type { Fault } from './faults.ts';
 import { Journal } from './journal.ts';
@@ -32,6 +32,10 @@ export interface SimulationOptions {
   /** Where the embedded broker listens; default 127.0.0.1:1883. */
   mqttPort?: number;
   profile?: 'constant' | 'daily';
+  /** Where units' `profile: NAME` files are (default config/profiles). */
+  profilesDir?: string;
+  /** Start-up behaviour of vendor-profile units (not ready, no data, slow first reads). */
+  profileQuirks?: Partial<ProfileQuirks>;
   logger: Logger;
 }
 
@@ -51,7 +55,7 @@ export class Simulation {
   readonly timeScale: number;
   private readonly opts: SimulationOptions;
   private readonly log: Logger;
-  private readonly modbus = new Map<string, ModbusAhuServer | ModbusRtuAhuServer>();
+  private readonly modbus: ModbusDevices;
   private readonly opcua: { server: OpcuaAhuServer; ahuIds: string[]; url: string }[] = [];
   private readonly endpoints = new Map<string, string>();
   private broker: BrokerHandle | undefined;
@@ -76,6 +80,12 @@ export class Simulation {
     this.journal = new Journal(() => this.simMs);
     this.model = new ThermalModel(opts.site, { seed: opts.seed ?? 1, profile: opts.profile ?? 'constant' });
     for (const ahu of opts.site.airHandlers) this.units.set(ahu.id, new SimAirHandler(ahu, this.journal));
+    this.modbus = new ModbusDevices(this.units, {
+      ephemeralPorts: opts.ephemeralPorts ?? false,
+      ...(opts.profilesDir ? { profilesDir: opts.profilesDir } : {}),
+      ...(opts.profileQuirks ? { profileQuirks: opts.profileQuirks } : {}),
+      logger: this.log,
+    });
   }
 
   get simTimeMs(): number {
@@ -136,43 +146,15 @@ export class Simulation {
   }
 
   private async startDevices(): Promise<void> {
+    await this.modbus.start(this.site.airHandlers);
+    for (const ahu of this.site.airHandlers) {
+      const endpoint = this.modbus.endpoint(ahu.id);
+      if (endpoint) this.endpoints.set(ahu.id, endpoint);
+    }
     const opcuaByUrl = new Map<string, SimAirHandler[]>();
     for (const ahu of this.site.airHandlers) {
       const unit = this.units.get(ahu.id)!;
-      if (ahu.protocol === 'modbus-tcp') {
-        const server = new ModbusAhuServer(unit, {
-          host: ahu.endpoint.host,
-          port: this.opts.ephemeralPorts ? 0 : ahu.endpoint.port,
-          unitId: ahu.endpoint.unitId,
-          ...(ahu.pointMap ? { pointMap: ahu.pointMap } : {}),
-          logger: this.log.child({ component: 'modbus' }),
-        });
-        this.modbus.set(ahu.id, server);
-        const { host, port } = await server.start();
-        this.endpoints.set(ahu.id, `modbus-tcp://${host}:${port}/${ahu.endpoint.unitId}`);
-      } else if (ahu.protocol === 'modbus-rtu') {
-        const { simPath, baudRate, parity, dataBits, stopBits, unitId } = ahu.endpoint;
-        if (!simPath) {
-          throw new CoolctlError(
-            ErrorCodes.STARTUP,
-            `${ahu.id}: a Modbus RTU unit needs endpoint.simPath, the simulator's end of the serial line ` +
-              '(e.g. the other side of a pty pair made with socat)',
-          );
-        }
-        const server = new ModbusRtuAhuServer(unit, {
-          path: simPath,
-          unitId,
-          ...(baudRate !== undefined ? { baudRate } : {}),
-          ...(parity !== undefined ? { parity } : {}),
-          ...(dataBits !== undefined ? { dataBits } : {}),
-          ...(stopBits !== undefined ? { stopBits } : {}),
-          ...(ahu.pointMap ? { pointMap: ahu.pointMap } : {}),
-          logger: this.log.child({ component: 'modbus-rtu' }),
-        });
-        this.modbus.set(ahu.id, server);
-        await server.start();
-        this.endpoints.set(ahu.id, `modbus-rtu://${simPath}/${unitId}`);
-      } else {
+      if (ahu.protocol === 'opcua') {
         const list = opcuaByUrl.get(ahu.endpoint.url) ?? [];
         list.push(unit);
         opcuaByUrl.set(ahu.endpoint.url, list);
@@ -231,7 +213,12 @@ export class Simulation {
       const dtWallS = Math.min(5, (now - this.lastWallMs) / 1000);
       this.lastWallMs = now;
       this.advance(dtWallS * this.timeScale);
-      for (const unit of this.units.values()) unit.checkWatchdog();
+      for (const unit of this.units.values()) {
+        // A profile unit runs its own BMS watchdog in the profile's style instead of the native one.
+        const own = this.modbus.profileUnit(unit.id);
+        if (own) own.checkWatchdog();
+        else unit.checkWatchdog();
+      }
       this.mesh?.tick();
       this.counters.ticks++;
     } catch (err) {
@@ -256,6 +243,7 @@ export class Simulation {
       ahus: this.ahuStates().map((a) => ({
         id: a.id,
         protocol: a.protocol,
+        profile: this.units.get(a.id)?.config.profile ?? NATIVE_PROFILE,
         endpoint: a.endpoint,
         mode: a.mode,
         fanPct: round2(a.fanPct),
@@ -272,6 +260,7 @@ export class Simulation {
           ? { ...g, transport: 'modbus-tcp', endpoint: `modbus-tcp://${ep.host}:${ep.port}` }
           : { ...g, transport: 'mqtt' };
       }),
+      rtuLines: this.modbus.sharedLines(),
       power: {
         fanKw: round2(totals.fanKw),
         coolingKw: round2(totals.coolingKw),
@@ -469,8 +458,7 @@ export class Simulation {
   }
 
   private async syncDeviceFaults(ahuId: string): Promise<void> {
-    const modbus = this.modbus.get(ahuId);
-    if (modbus) await modbus.applyFaults();
+    await this.modbus.applyFaults(ahuId);
     for (const o of this.opcua) if (o.ahuIds.includes(ahuId)) await o.server.applyFaults();
   }
 
@@ -481,7 +469,7 @@ export class Simulation {
       this.loopDelay.disable();
       const results = await Promise.allSettled([
         this.mesh?.stop(),
-        ...[...this.modbus.values()].map((s) => s.stop()),
+        this.modbus.stop(),
         ...this.opcua.map((o) => o.server.stop()),
         ...[...this.gatewayServers.values()].map((g) => g.stop()),
       ]);

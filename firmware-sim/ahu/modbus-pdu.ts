@@ -35,6 +35,9 @@ const REASON_EXCEPTION: Record<RejectReason, number> = {
   offline: MODBUS_EXCEPTION.serverDeviceFailure,
   tripped: MODBUS_EXCEPTION.serverDeviceFailure,
   expired: MODBUS_EXCEPTION.gatewayTargetFailedToRespond,
+  'bms-timeout': MODBUS_EXCEPTION.serverDeviceFailure,
+  'unsupported-function': MODBUS_EXCEPTION.illegalFunction,
+  'not-ready': MODBUS_EXCEPTION.illegalDataAddress,
 };
 
 /**
@@ -86,6 +89,22 @@ export function newPduCounters(): PduCounters {
   };
 }
 
+/**
+ * The application layer of one unit as its transports see it: the native fenced map
+ * (`ModbusAhuPdu`) and a vendor profile's map (`ProfilePdu`) both answer PDUs this way.
+ */
+export interface PduHandler {
+  readonly unit: SimAirHandler;
+  readonly counters: PduCounters;
+  handle(client: string, pdu: Buffer): PduOutcome;
+  /** A request not served within the unit's apply bound: dropped, a write journaled 'expired'. */
+  expire(client: string, pdu: Buffer): void;
+  /** An exception PDU, counted. */
+  exception(fc: number, code: number): Buffer;
+  /** Extra time the unit takes for this request besides the `ahu-slow` fault (a slow first read). */
+  serviceDelayMs?(pdu: Buffer): number;
+}
+
 /** A write request that would change command registers, as far as it can be read. */
 interface WriteAttempt {
   cmd: AhuCommand;
@@ -93,10 +112,10 @@ interface WriteAttempt {
   whole: boolean;
 }
 
-export class ModbusAhuPdu {
+export class ModbusAhuPdu implements PduHandler {
   readonly unit: SimAirHandler;
   private readonly pm: ModbusPointMap;
-  private readonly counters: PduCounters;
+  readonly counters: PduCounters;
   private readonly log: Logger;
   /** The command registers as last accepted; undefined until the first accepted write. */
   private commandWords: number[] | undefined;

@@ -13,7 +13,13 @@ import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/p
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
 import { mulberry32 } from '../random.ts';
-import { GARBAGE_FUNCTION_CODE, ModbusAhuPdu, newPduCounters, type PduCounters } from './modbus-pdu.ts';
+import {
+  GARBAGE_FUNCTION_CODE,
+  ModbusAhuPdu,
+  newPduCounters,
+  type PduCounters,
+  type PduHandler,
+} from './modbus-pdu.ts';
 import type { SimAirHandler } from './unit.ts';
 
 export interface ModbusAhuServerOptions {
@@ -30,6 +36,8 @@ export interface ModbusAhuServerOptions {
   maxConnections?: number;
   /** Seed of the `garbage` fault's bytes, so a failing test can be replayed. */
   garbageSeed?: number;
+  /** The unit's application layer; default the native map (`pointMap`). A profile unit: `ProfilePdu`. */
+  handler?: (counters: PduCounters, log: Logger) => PduHandler;
 }
 
 export const DEFAULT_FRAME_TIMEOUT_MS = 2_000;
@@ -104,7 +112,7 @@ export class ModbusAhuServer {
   private stopping: Promise<void> | undefined;
   /** applyFaults() calls run one after another, so listen and close never interleave. */
   private faultSync: Promise<void> = Promise.resolve();
-  private readonly pdu: ModbusAhuPdu;
+  private readonly pdu: PduHandler;
 
   /** The site's `client.maxApplyDelayMs` for this unit: what the controller relies on, kept here. */
   private get applyBoundMs(): number {
@@ -134,7 +142,9 @@ export class ModbusAhuServer {
     this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.garbageRandom = mulberry32(opts.garbageSeed ?? 1);
-    this.pdu = new ModbusAhuPdu(unit, this.pm, this.counters, this.log);
+    this.pdu = opts.handler
+      ? opts.handler(this.counters, this.log)
+      : new ModbusAhuPdu(unit, this.pm, this.counters, this.log);
   }
 
   /** Binds host:port; rejects with COOLCTL_E_STARTUP saying what to fix when it cannot. */
@@ -360,7 +370,8 @@ export class ModbusAhuServer {
         // The unit's apply bound: a request it cannot serve by then is dropped, as a TCP→RTU
         // gateway drops one past its response timeout; it never lands later (docs/modbus-register-map.md).
         const dueMs = q.atMs + this.applyBoundMs;
-        const slowMs = this.unit.faults.slowMs;
+        const slowMs =
+          this.unit.faults.slowMs + (this.pdu.serviceDelayMs?.(q.frame.subarray(MBAP_HEADER_LEN)) ?? 0);
         if (performance.now() + slowMs > dueMs) {
           await this.delays.wait(Math.max(0, dueMs - performance.now()));
           if (conn.closed || this.stopping) return;

@@ -75,6 +75,10 @@ const REASON_STATUS: Record<RejectReason, string> = {
   'fault-exception': WRITE_COMMAND_STATUS.faultBadStatus,
   'partial-command-block': 'BadInvalidArgument',
   expired: 'BadTimeout',
+  // Vendor-profile refusals (Modbus units, ./profile-pdu.ts); an OPC-UA unit never gives them.
+  'bms-timeout': 'BadDeviceFailure',
+  'unsupported-function': 'BadNotSupported',
+  'not-ready': 'BadWaitingForInitialData',
 };
 
 export class OpcuaAhuServer {

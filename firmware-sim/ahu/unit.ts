@@ -27,7 +27,24 @@ export type RejectReason =
   | 'offline'
   | 'tripped'
   /** Held longer than the unit's apply bound (a slow unit behind a gateway's timeout, an OPC-UA timeoutHint): dropped, never applied. */
-  | 'expired';
+  | 'expired'
+  /** A vendor-profile unit whose own BMS watchdog expired: it ignores BMS commands until the BMS refreshes it. */
+  | 'bms-timeout'
+  /** A vendor-profile unit that does not accept this function code (exception 01). */
+  | 'unsupported-function'
+  /** A vendor-profile unit still starting up: its data is not ready (exception 02). */
+  | 'not-ready';
+
+/** What one accepted BMS write of a vendor-profile unit changes (./profile-pdu.ts decides it). */
+export interface BmsUpdate {
+  /** true: follow BMS commands (leaving a BMS-watchdog fallback); false: hand back to local control. */
+  remoteEnable?: boolean;
+  /** false: the BMS stops the unit (fan off, no cooling). */
+  run?: boolean;
+  fanPct?: number;
+  supplySetpointC?: number;
+  heartbeat?: number;
+}
 
 export interface WriteResult {
   accepted: boolean;
@@ -74,6 +91,8 @@ export class SimAirHandler {
 
   private remoteEnabled = false;
   private commLoss = false;
+  /** A vendor unit's run command is off (supervisory off): it stands still under remote control. */
+  private bmsStopped = false;
   private epoch = 0;
   private heartbeat = 0;
   private lastHeartbeatChangeWallMs = 0;
@@ -114,7 +133,11 @@ export class SimAirHandler {
       case 'tripped':
         return { running: false, fanPct: 0, supplySetpointC: this.config.localSetpointC };
       case 'remote':
-        return { running: true, fanPct: this.remoteFanPct, supplySetpointC: this.remoteSetpointC };
+        return {
+          running: !this.bmsStopped,
+          fanPct: this.bmsStopped ? 0 : this.remoteFanPct,
+          supplySetpointC: this.remoteSetpointC,
+        };
       default:
         return {
           running: true,
@@ -176,6 +199,61 @@ export class SimAirHandler {
       return { accepted: false, reason: 'out-of-range' };
     }
     return { accepted: true };
+  }
+
+  /**
+   * A write of a vendor-profile unit, which has no epoch and no command block: only the points it
+   * carries change, after the same range check as a fenced command. Journaled once, with the
+   * points as they reached the unit (`values`, coolctl names) and epoch 0 (the unit has none).
+   */
+  applyBms(
+    client: string,
+    update: BmsUpdate,
+    values: Record<string, number | boolean>,
+    reject?: RejectReason,
+  ): WriteResult {
+    let result: WriteResult = reject ? { accepted: false, reason: reject } : { accepted: true };
+    if (
+      result.accepted &&
+      ((update.fanPct !== undefined && !inRange(update.fanPct, FAN_RANGE_PCT)) ||
+        (update.supplySetpointC !== undefined && !inRange(update.supplySetpointC, SUPPLY_SETPOINT_RANGE_C)))
+    ) {
+      result = { accepted: false, reason: 'out-of-range' };
+    }
+    if (result.accepted) {
+      this.lastWriter = client;
+      if (update.heartbeat !== undefined) this.heartbeat = update.heartbeat;
+      if (update.fanPct !== undefined) this.remoteFanPct = update.fanPct;
+      if (update.supplySetpointC !== undefined) this.remoteSetpointC = update.supplySetpointC;
+      if (update.run !== undefined) this.bmsStopped = !update.run;
+      if (update.remoteEnable !== undefined) {
+        this.remoteEnabled = update.remoteEnable;
+        this.commLoss = false;
+      }
+    }
+    this.journal.record({
+      ahu: this.id,
+      protocol: this.protocol,
+      client,
+      epoch: this.epoch,
+      values,
+      accepted: result.accepted,
+      reason: result.reason ?? null,
+    });
+    return result;
+  }
+
+  /**
+   * A vendor unit's own BMS watchdog expired: it drops the BMS commands it held and runs on its
+   * local values (fallback) until the BMS refreshes it. Returns true when this changed the mode.
+   */
+  dropBms(): boolean {
+    if (!this.remoteEnabled || this.commLoss) return false;
+    this.commLoss = true;
+    this.bmsStopped = false;
+    this.remoteFanPct = this.config.localFanPct;
+    this.remoteSetpointC = this.config.localSetpointC;
+    return true;
   }
 
   /** Heartbeat watchdog, on the wall clock: communication timing is real even when physics runs fast. */

@@ -54,20 +54,33 @@ export function checkSiteRules(site: Site): RuleProblem[] {
     ref(rooms, r.room, `/racks/${i}/room`, 'room');
     inside(r.room, r.xM, r.yM, `/racks/${i}/xM`);
   });
-  const endpoints = new Map<string, number>();
+  const endpoints = new Map<string, Map<number, number>>();
   site.airHandlers.forEach((a, i) => {
     ref(rooms, a.room, `/airHandlers/${i}/room`, 'room');
     inside(a.room, a.xM, a.yM, `/airHandlers/${i}/xM`);
     if (a.protocol === 'modbus-tcp' && a.endpoint.port !== 0) {
+      // Several units on one endpoint are units behind one Modbus TCP→RTU gateway, told apart by
+      // their serial slave address (docs/modbus-register-map.md, "Shared lines and gateways").
       const key = `${a.endpoint.host}:${a.endpoint.port}`;
-      const other = endpoints.get(key);
-      if (other !== undefined) {
+      const unitId = a.endpoint.unitId;
+      const shared = endpoints.get(key);
+      if (!shared) {
+        endpoints.set(key, new Map([[unitId, i]]));
+        return;
+      }
+      const clash = shared.get(unitId);
+      const serial = (u: number) => u >= 1 && u <= 247;
+      if (clash !== undefined || ![unitId, ...shared.keys()].every(serial)) {
         problems.push({
-          path: `/airHandlers/${i}/endpoint/port`,
-          message: `endpoint ${key} is already used by airHandlers/${other}`,
-          allowed: 'one Modbus TCP endpoint per air handler, or port 0',
+          path: `/airHandlers/${i}/endpoint/${clash !== undefined ? 'unitId' : 'port'}`,
+          message:
+            clash !== undefined
+              ? `endpoint ${key} unit id ${unitId} is already used by airHandlers/${clash}`
+              : `endpoint ${key} is already used by airHandlers/${[...shared.values()][0]}`,
+          allowed:
+            'one Modbus TCP endpoint per air handler (or port 0), or units behind one TCP→RTU gateway with distinct unitId 1..247',
         });
-      } else endpoints.set(key, i);
+      } else shared.set(unitId, i);
     }
   });
   site.airHandlers.forEach((a, i) => {

@@ -223,6 +223,13 @@ const AhuCommon = {
     description: 'supply-air time constant',
   }),
   client: T.Optional(DeviceClientSchema),
+  profile: T.Optional(
+    T.String({
+      pattern: '^[A-Za-z][A-Za-z0-9_-]{0,63}$',
+      description:
+        'device profile (config/profiles/NAME.yaml) mapping coolctl points to the unit’s own registers or nodes; default coolctl-native, the native map (docs/device-profiles.md). The simulator serves the same profile for the unit',
+    }),
+  ),
   fencing: T.Optional(
     T.Union([T.Literal('epoch'), T.Literal('lease'), T.Literal('gateway')], {
       description:

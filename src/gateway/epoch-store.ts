@@ -1,0 +1,122 @@
+// The highest epoch the gateway accepted per unit id, kept across restarts: a gateway that forgot
+// would let a deposed leader's write through until the current leader wrote again. A raise is on
+// disk (temp file, fsync, rename, fsync of the directory) before the write it guards is forwarded;
+// raises run one after another, each snapshot holding every raise before it.
+// Invariant: the epoch of a unit never goes down, in memory or on disk. A file that cannot be read
+// or parsed stops the gateway at start (COOLCTL_E_STARTUP): guessing would reopen the fence.
+import { open, readFile, rename } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { CoolctlError, ErrorCodes } from '../errors.ts';
+
+const FORMAT_VERSION = 1;
+
+interface StateFileV1 {
+  version: 1;
+  /** Unit id → highest epoch, as a decimal string (u64 does not fit a JSON number). */
+  units: Record<string, string>;
+}
+
+export class EpochStore {
+  readonly file: string;
+  private readonly epochs = new Map<number, bigint>();
+  private chain: Promise<void> = Promise.resolve();
+  private writes = 0;
+
+  private constructor(file: string) {
+    this.file = file;
+  }
+
+  /** Reads the state file; a missing one is a first start (empty). `found` says which. */
+  static async open(file: string): Promise<{ store: EpochStore; found: boolean }> {
+    const store = new EpochStore(file);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { store, found: false };
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `cannot read the epoch state file ${file}: ${(err as Error).message} (check stateFile and its permissions)`,
+        {
+          cause: err,
+        },
+      );
+    }
+    const problem = (why: string) =>
+      new CoolctlError(
+        ErrorCodes.STARTUP,
+        `the epoch state file ${file} is not valid (${why}); the gateway will not guess the epochs it accepted. ` +
+          'Restore it, or remove it knowing that until each unit’s leader writes again a deposed leader could write once',
+      );
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (err) {
+      throw problem((err as Error).message);
+    }
+    const d = doc as Partial<StateFileV1>;
+    if (d?.version !== FORMAT_VERSION || typeof d.units !== 'object' || d.units === null) {
+      throw problem(`expected {"version":${FORMAT_VERSION},"units":{…}}`);
+    }
+    for (const [k, v] of Object.entries(d.units)) {
+      const id = Number(k);
+      if (!Number.isInteger(id) || id < 1 || id > 247 || typeof v !== 'string' || !/^\d{1,20}$/.test(v)) {
+        throw problem(`unit ${k}: ${JSON.stringify(v)} is not a unit id with an epoch`);
+      }
+      store.epochs.set(id, BigInt(v));
+    }
+    return { store, found: true };
+  }
+
+  highest(unitId: number): bigint {
+    return this.epochs.get(unitId) ?? 0n;
+  }
+
+  /** Every unit's highest epoch (for metrics and logs). */
+  entries(): [number, bigint][] {
+    return [...this.epochs.entries()];
+  }
+
+  /** How many times the file was written (tests and metrics). */
+  get fileWrites(): number {
+    return this.writes;
+  }
+
+  /**
+   * Raises a unit's epoch and resolves once that is on disk. The memory is raised at once, so a
+   * write with an older epoch is refused even while the file is written, or when writing failed.
+   */
+  raise(unitId: number, epoch: bigint): Promise<void> {
+    if (epoch <= this.highest(unitId)) return Promise.resolve();
+    this.epochs.set(unitId, epoch);
+    const done = this.chain.then(() => this.writeFile());
+    this.chain = done.catch(() => undefined);
+    return done;
+  }
+
+  private async writeFile(): Promise<void> {
+    const units: Record<string, string> = {};
+    for (const [id, e] of [...this.epochs.entries()].sort((a, b) => a[0] - b[0]))
+      units[String(id)] = e.toString();
+    const body = `${JSON.stringify({ version: FORMAT_VERSION, units } satisfies StateFileV1)}\n`;
+    const dir = dirname(this.file);
+    // One writer per file (the chain above), so one temp name is enough.
+    const tmp = join(dir, `.${basename(this.file)}.tmp`);
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(body);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.file);
+    // The rename is durable only once the directory entry is.
+    const dh = await open(dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+    this.writes++;
+  }
+}

@@ -1,0 +1,211 @@
+// What the gateway tests start: `coolctl gateway` as a child process (stdout parsed for its ports and
+// its pino lines), a socat pty pair for the RS-485 line, the simulator's multi-drop RTU line with
+// native units on it, and Modbus TCP clients — the controller's own MBAP client and a raw one that
+// can send anything. Everything is bounded and stopped by `stopAll()`.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { ModbusAhuPdu, newPduCounters } from '../../firmware-sim/ahu/modbus-pdu.ts';
+import { ModbusRtuLineServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
+import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import type { Journal } from '../../firmware-sim/journal.ts';
+import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
+import { ModbusTcpClient } from '../../src/devices/modbus/modbus-tcp.ts';
+import { resolvePointMap } from '../../src/devices/modbus/point-map.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+
+const stoppers: (() => Promise<void> | void)[] = [];
+
+export async function stopAll(): Promise<void> {
+  for (const s of stoppers.splice(0).reverse()) await s();
+}
+
+/** A pty pair: the gateway opens `master`, the simulated line `device`. */
+export async function ptyPair(dir: string, name: string): Promise<{ master: string; device: string }> {
+  const master = join(dir, `${name}-master`);
+  const device = join(dir, `${name}-device`);
+  const socat = spawn(
+    'socat',
+    ['-d', '-d', `pty,raw,echo=0,link=${master}`, `pty,raw,echo=0,link=${device}`],
+    {
+      stdio: 'ignore',
+    },
+  );
+  socat.on('error', () => undefined); // a missing socat fails the wait below
+  stoppers.push(() => {
+    if (socat.exitCode === null) socat.kill('SIGTERM');
+  });
+  await waitFor('socat pty pair (apt-get install socat)', () => existsSync(master) && existsSync(device));
+  return { master, device };
+}
+
+const site = generateSite(demoShape);
+const baseAhu = site.airHandlers.find((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp')!;
+
+/** Native simulated units on one RS-485 line, at the given slave addresses. */
+export async function simLine(
+  device: string,
+  journal: Journal,
+  unitIds: number[],
+): Promise<{ server: ModbusRtuLineServer; units: Map<number, SimAirHandler> }> {
+  const server = new ModbusRtuLineServer({ path: device, logger: quietLogger });
+  const units = new Map<number, SimAirHandler>();
+  for (const unitId of unitIds) {
+    const config: ModbusRtuAirHandler = {
+      ...baseAhu,
+      id: `AHU-RTU-${unitId}`,
+      protocol: 'modbus-rtu',
+      endpoint: { path: '/dev/null', simPath: device, unitId },
+      client: { timeoutMs: 1_000 },
+    };
+    const unit = new SimAirHandler(config, journal);
+    units.set(unitId, unit);
+    server.addUnit(unitId, new ModbusAhuPdu(unit, resolvePointMap(), newPduCounters(), quietLogger));
+  }
+  await server.start();
+  stoppers.push(() => server.stop());
+  return { server, units };
+}
+
+export interface GatewayProcess {
+  proc: ChildProcess;
+  modbusPort: number;
+  httpUrl: string;
+  /** Parsed pino lines so far. */
+  logs(): Record<string, unknown>[];
+  stderr(): string;
+  /** SIGTERM; resolves with the exit code and how long the exit took. */
+  stop(): Promise<{ code: number | null; ms: number }>;
+}
+
+export function writeConfig(dir: string, name: string, cfg: object): string {
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, stringify(cfg));
+  return file;
+}
+
+/** `coolctl gateway --config FILE` as the unit runs it; resolves once it printed its ports. */
+export async function startGateway(config: string): Promise<GatewayProcess> {
+  const proc = spawn(process.execPath, ['src/cli.ts', 'gateway', '--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+  });
+  stoppers.push(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  const m = await waitFor(
+    'the gateway to print its ports',
+    () => {
+      if (proc.exitCode !== null) throw new Error(`gateway exited ${proc.exitCode}: ${err}`);
+      return /coolctl gateway \S+: modbus [\d.]+:(\d+), http (\S+)/.exec(out);
+    },
+    { timeoutMs: 20_000, intervalMs: 50 },
+  );
+  const logs = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return {
+    proc,
+    modbusPort: Number(m[1]),
+    httpUrl: m[2]!,
+    logs,
+    stderr: () => err,
+    stop: async () => {
+      const t0 = performance.now();
+      const exited = new Promise<number | null>((r) => {
+        if (proc.exitCode !== null) r(proc.exitCode);
+        else proc.once('exit', (code) => r(code));
+      });
+      proc.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]);
+      return { code, ms: performance.now() - t0 };
+    },
+  };
+}
+
+/** The controller's own Modbus TCP client on a fresh connection to the gateway. */
+export async function controllerClient(port: number, unitId: number): Promise<ModbusTcpClient> {
+  const socket = await connected(port);
+  const client = new ModbusTcpClient(unitId);
+  socket.on('data', (chunk: Buffer) => client.receive(chunk));
+  socket.on('error', () => undefined);
+  client.attach(socket);
+  stoppers.push(() => client.destroy());
+  return client;
+}
+
+function connected(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/**
+ * Sends raw bytes on a fresh connection and returns what came back before `timeoutMs` or the close:
+ * the answer PDU of the first MBAP frame, or 'closed' when the gateway closed without answering.
+ */
+export async function rawRequest(
+  port: number,
+  bytes: Buffer,
+  timeoutMs = 3_000,
+): Promise<Buffer | 'closed' | 'silent'> {
+  const s = await connected(port);
+  s.on('error', () => undefined);
+  return new Promise((resolve) => {
+    let rx = Buffer.alloc(0);
+    const done = (v: Buffer | 'closed' | 'silent') => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done('silent'), timeoutMs);
+    s.on('data', (d: Buffer) => {
+      rx = Buffer.concat([rx, d]);
+      if (rx.length >= 7 && rx.length >= 6 + rx.readUInt16BE(4))
+        done(Buffer.from(rx.subarray(7, 6 + rx.readUInt16BE(4))));
+    });
+    s.once('close', () => done('closed'));
+    s.write(bytes);
+  });
+}
+
+/** An MBAP frame around `pdu`. */
+export function mbap(unitId: number, pdu: number[] | Buffer, tid = 1): Buffer {
+  const p = Buffer.from(pdu);
+  const f = Buffer.alloc(7 + p.length);
+  f.writeUInt16BE(tid, 0);
+  f.writeUInt16BE(0, 2);
+  f.writeUInt16BE(p.length + 1, 4);
+  f[6] = unitId;
+  p.copy(f, 7);
+  return f;
+}
+
+/** The value of one Prometheus sample (0 when absent). */
+export async function metric(
+  httpUrl: string,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`, { signal: AbortSignal.timeout(3_000) })).text();
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`)))
+      return Number(line.split(' ').pop());
+  }
+  return 0;
+}
