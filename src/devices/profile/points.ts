@@ -1,6 +1,7 @@
 // coolctl's own points: the names a device profile maps a unit's registers or nodes to, and what
 // each one means. One owner for the vocabulary: the schema, the loader's rules, the codec and the
-// docs (docs/device-profiles.md) all read it from here.
+// docs (docs/device-profiles.md) all read it from here; modes are the device contract's.
+import { AHU_MODES, type AhuMode } from '../unit-contract.ts';
 
 /** What a point carries once decoded. */
 export type PointKind = 'temperatureC' | 'percent' | 'kilowatt' | 'seconds' | 'counter' | 'boolean' | 'mode';
@@ -75,9 +76,9 @@ export type StatusPointName = Exclude<PointName, CommandPointName>;
 export const POINT_NAMES = Object.keys(POINTS) as PointName[];
 export const COMMAND_POINT_NAMES = POINT_NAMES.filter((n) => POINTS[n].command) as CommandPointName[];
 
-/** The modes a unit's `mode` codes map to (the device contract's modes; `unknown` is any other code). */
-export const PROFILE_MODES = ['local', 'remote', 'fallback', 'tripped'] as const;
-export type ProfileMode = (typeof PROFILE_MODES)[number];
+/** The modes a unit's `mode` codes map to: the device contract's (`unknown` is any other code). */
+export const PROFILE_MODES = AHU_MODES;
+export type ProfileMode = AhuMode;
 
 export function isPointName(name: string): name is PointName {
   return Object.hasOwn(POINTS, name);
