@@ -308,11 +308,20 @@ export class SerialQueue {
 }
 
 /**
+ * The longest wait between two tries of an endpoint that is away, whatever the protocol and however
+ * long it has been away. A leader keeps claiming a group whose units are away (it hands the group on
+ * only where another node could do better), so a unit that returns must be written again well
+ * inside the liveness bound — half the shortest watchdog a site may set (2.5 s in the chaos hall) —
+ * not after a backoff grown to several seconds. One try a second of a dead endpoint costs little.
+ */
+export const RECONNECT_MAX_MS = 1_000;
+
+/**
  * Reconnecting to a Modbus endpoint that failed (a unit, a sensor gateway): first try after ~100 ms,
- * then doubling, never more than 3 s apart (with jitter), so a dead endpoint costs little.
+ * then doubling up to RECONNECT_MAX_MS (with jitter).
  */
 export function reconnectBackoff(): Backoff {
-  return new Backoff(100, 3_000);
+  return new Backoff(100, RECONNECT_MAX_MS);
 }
 
 /** Sleeps `ms`, or rejects early if `signal` aborts. */

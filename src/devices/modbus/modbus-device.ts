@@ -39,6 +39,7 @@ import {
   LaneCall,
   LinkMonitor,
   pause,
+  RECONNECT_MAX_MS,
   retryAfter,
   writeBudgetMs,
 } from '../resilience.ts';
@@ -98,9 +99,8 @@ export interface RegisterClient {
 
 export const DEFAULT_TIMEOUT_MS = DEFAULT_DEVICE_TIMEOUT_MS;
 export const DEFAULT_RETRIES = 2;
-/** Background reconnect: first try after ~100 ms, then doubling, never more than 3 s apart. */
+/** Background reconnect: first try after ~100 ms, then doubling up to RECONNECT_MAX_MS (resilience.ts). */
 const RECONNECT_BASE_MS = 100;
-const RECONNECT_MAX_MS = 3_000;
 /** Between tries of one call; the call's deadline bounds them anyway. */
 const RETRY_BASE_MS = 20;
 const RETRY_MAX_MS = 200;

@@ -54,6 +54,7 @@ import {
   defaultLinkRule,
   LinkMonitor,
   pause,
+  RECONNECT_MAX_MS,
   retry,
   SerialQueue,
   withDeadline,
@@ -85,7 +86,8 @@ ClientSecureChannelLayer.minTransactionTimeout = 1;
 /** Connecting includes a secure-channel handshake (and, the very first time, making our key pair). */
 const MIN_CONNECT_TIMEOUT_MS = 5_000;
 const CLOSE_DEADLINE_MS = 2_000;
-const RECONNECT_BACKOFF = { baseMs: 250, maxMs: 10_000 } as const;
+/** Reconnect: from 250 ms, doubling up to the devices' common ceiling (resilience.ts says why). */
+const RECONNECT_BACKOFF = { baseMs: 250, maxMs: RECONNECT_MAX_MS } as const;
 const CALL_BACKOFF = { baseMs: 50, maxMs: 500 } as const;
 /** Publishing and sampling; a publish (data or keep-alive) arrives at least every 2 intervals. */
 const PUBLISHING_INTERVAL_MS = 250;
