@@ -8,6 +8,7 @@
 // so any step size is stable; deterministic for a given seed.
 
 import type { Site } from '../../src/config/site-schema.ts';
+import { FAN_RANGE_PCT } from '../../src/devices/unit-contract.ts';
 import { mulberry32 } from '../random.ts';
 import type { RackClimate, RackClimateReader } from './types.ts';
 
@@ -218,7 +219,7 @@ export class ThermalModel {
   setAhuCommand(ahuId: string, cmd: AhuCommandInput): void {
     const a = this.requireAhu(ahuId);
     this.running[a] = cmd.running ? 1 : 0;
-    this.fanCmd[a] = clamp(cmd.fanPct, 0, 100);
+    this.fanCmd[a] = clamp(cmd.fanPct, FAN_RANGE_PCT.min, FAN_RANGE_PCT.max);
     this.setpointC[a] = cmd.supplySetpointC;
   }
 

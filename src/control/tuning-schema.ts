@@ -3,10 +3,11 @@
 // Invariant: `resolveTuning` always returns a complete, internally consistent tuning (min ≤ max,
 // floors inside the range), so the law never has to check a setting again.
 import { type Static, Type as T } from '@sinclair/typebox';
-import { SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 
+/** A fan speed (every % setting here is one): the device contract's range. */
 const Pct = (def: number, description: string) =>
-  T.Optional(T.Number({ minimum: 0, maximum: 100, default: def, description }));
+  T.Optional(T.Number({ minimum: FAN_RANGE_PCT.min, maximum: FAN_RANGE_PCT.max, default: def, description }));
 const C = (def: number, description: string, min = 5, max = 40) =>
   T.Optional(T.Number({ minimum: min, maximum: max, default: def, description }));
 /** A supply-air setpoint: only what the device contract lets a unit be told. */
@@ -180,7 +181,7 @@ export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
     setpoint,
     allocation: { ...d.allocation, ...input.allocation },
     degraded,
-    blindFanPct: clamp(input.blindFanPct ?? d.blindFanPct, hardMinFanPct, 100),
+    blindFanPct: clamp(input.blindFanPct ?? d.blindFanPct, hardMinFanPct, FAN_RANGE_PCT.max),
     hardMinFanPct,
     alarmInletC: input.alarmInletC ?? d.alarmInletC,
   };
