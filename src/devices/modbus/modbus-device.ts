@@ -1,15 +1,15 @@
 // An air handler over Modbus TCP or RTU, behind DeviceIo: one connection, one request at a time,
 // each call inside its outer deadline (`client.timeoutMs`), status read as one 16-register block,
 // the fenced command written as one 8-register FC16 and read back. Over TCP `ModbusTcpClient`
-// (./modbus-tcp.ts) speaks the wire, over RTU modbus-serial; this file keeps both honest: it never
-// waits without a deadline, a connection that timed out or answered garbage is destroyed (a late
-// answer must never pair with a later request), and every call in flight settles on close().
+// (./modbus-tcp.ts) speaks the wire, over RTU the unit's share of its serial line (./rtu-line.ts,
+// one line per path); this file keeps both honest: it never waits without a deadline, a
+// connection that timed out or answered garbage is destroyed (a late answer must never pair with a
+// later request), and every call in flight settles on close().
 // Remote control is re-asserted only on purpose: once the unit is seen out of remote control
 // (watchdog fallback, local, link down while we drove it), `remoteControlLost` stays true and a
 // remote-enable write is refused with COOLCTL_E_DEVICE_REFUSED until one is sent with `reassert`.
 import { EventEmitter } from 'node:events';
 import { type Socket, connect as tcpConnect } from 'node:net';
-import modbusSerial from 'modbus-serial';
 import { type Logger, pino } from 'pino';
 import {
   DEFAULT_DEVICE_TIMEOUT_MS,
@@ -39,11 +39,11 @@ import {
   LaneCall,
   LinkMonitor,
   pause,
-  RECONNECT_MAX_MS,
   retryAfter,
   writeBudgetMs,
 } from '../resilience.ts';
 import { ModbusFrameError, ModbusTcpClient } from './modbus-tcp.ts';
+import { openRtuUnit, type RtuUnitClient } from './rtu-line.ts';
 import {
   COMMAND_BLOCK_LEN,
   decodeStatus,
@@ -55,10 +55,6 @@ import {
   STALE_EPOCH_EXCEPTION,
   STATUS_BLOCK_LEN,
 } from './point-map.ts';
-
-// modbus-serial is CommonJS; its typings declare only the `default` member (see test/sim).
-const ModbusRTU = modbusSerial.default;
-type ModbusClient = InstanceType<typeof ModbusRTU>;
 
 /**
  * Every Modbus TCP socket reads into this one buffer (net's `onread`). By default each read gets
@@ -99,8 +95,9 @@ export interface RegisterClient {
 
 export const DEFAULT_TIMEOUT_MS = DEFAULT_DEVICE_TIMEOUT_MS;
 export const DEFAULT_RETRIES = 2;
-/** Background reconnect: first try after ~100 ms, then doubling up to RECONNECT_MAX_MS (resilience.ts). */
+/** Background reconnect: first try after ~100 ms, then doubling, never more than 3 s apart. */
 const RECONNECT_BASE_MS = 100;
+const RECONNECT_MAX_MS = 3_000;
 /** Between tries of one call; the call's deadline bounds them anyway. */
 const RETRY_BASE_MS = 20;
 const RETRY_MAX_MS = 200;
@@ -152,9 +149,9 @@ const UNREACHABLE_ERRNO: ReadonlySet<string> = new Set([
 /** One open transport and the requests in flight on it; thrown away whole when it turns suspect. */
 interface Connection {
   readonly client: RegisterClient;
-  /** TCP: the socket ModbusTcpClient speaks on. RTU: modbus-serial's client, which owns its line. */
+  /** TCP: the socket ModbusTcpClient speaks on. RTU: the unit's share of its serial line. */
   readonly socket: Socket | undefined;
-  readonly rtu: ModbusClient | undefined;
+  readonly rtu: RtuUnitClient | undefined;
   /**
    * Rejects each request in flight (modbus-serial never settles them when the line goes). An
    * array, not a Set: a request is added and removed thousands of times a second, and a Set
@@ -573,7 +570,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       conn.inFlight.push(onLost);
       // The lane calls this at the deadline, the caller's abort or close: no listener per request.
       ctx.onAbandon = onAbandon;
-      // RTU: modbus-serial's own timer too, so nothing of it outlives the call.
+      // RTU: the line's deadline for this request too, so it holds the line no longer than the call.
       conn.rtu?.setTimeout(Math.max(1, Math.ceil(remainingMs)));
       let pending: Promise<T>;
       try {
@@ -632,22 +629,11 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
       client.attach(socket);
       conn = { client, socket, rtu: undefined, inFlight: [], answered: false, dead: false };
     } else {
-      const client = new ModbusRTU();
-      // Port errors also surface as failed requests or a close; the emitter's 'error' must not throw.
-      client.on('error', () => undefined);
-      await this.bounded(
-        client.connectRTUBuffered(e.path, {
-          baudRate: e.baudRate ?? 19_200,
-          parity: e.parity ?? 'even',
-          dataBits: e.dataBits ?? 8,
-          stopBits: e.stopBits ?? 1,
-        }),
-        ctx,
-        remainingMs,
-        'open serial line',
-        () => closeQuietly(client),
-      );
-      client.setID(e.unitId);
+      // Units naming one serial path share its line (./rtu-line.ts): one request at a time on it.
+      const opening = openRtuUnit(e, e.unitId, { logger: this.parentLog });
+      const client = await this.bounded(opening, ctx, remainingMs, 'open serial line', () => {
+        void opening.then((c) => c.close());
+      });
       conn = { client, socket: undefined, rtu: client, inFlight: [], answered: false, dead: false };
     }
     const onClose = (): void => {
@@ -946,7 +932,7 @@ function removeItem<T>(list: T[], item: T): void {
   list.pop();
 }
 
-function closeQuietly(client: ModbusClient): Promise<void> {
+function closeQuietly(client: RtuUnitClient): Promise<void> {
   return new Promise<void>((resolve) => {
     try {
       client.close(() => resolve());

@@ -1,0 +1,197 @@
+// The controller's shared RS-485 line (src/devices/modbus/rtu-line.ts) against the simulator's RTU
+// unit over a socat pty pair, with slave ids nobody answers beside it: one request at a time; a
+// dead unit costs the others at most its own deadline per request, counted against it; a caller
+// that gives up frees itself at once, and the line stays reserved for a request already sent; and
+// ModbusDevices naming one path share one line. Several live units on one line:
+// rtu-line-multidrop.test.ts.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ModbusRtuAhuServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
+import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { Journal } from '../../firmware-sim/journal.ts';
+import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
+import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
+import { resolvePointMap, STATUS_BLOCK_LEN } from '../../src/devices/modbus/point-map.ts';
+import { RtuLine, RtuTimeoutError, rtuLineOn } from '../../src/devices/modbus/rtu-line.ts';
+import { type DeviceError, ErrorCodes } from '../../src/errors.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+
+const site = generateSite(demoShape);
+const baseAhu = site.airHandlers.find((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp')!;
+const pm = resolvePointMap(undefined);
+const journal = new Journal(() => 0);
+
+interface Pair {
+  socat: ChildProcess;
+  dir: string;
+  controllerEnd: string;
+  deviceEnd: string;
+}
+const pairs: Pair[] = [];
+const servers: ModbusRtuAhuServer[] = [];
+const closers: (() => Promise<void> | void)[] = [];
+
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+  for (const s of servers.splice(0)) await s.stop();
+  for (const { socat, dir } of pairs.splice(0)) {
+    if (socat.exitCode === null) socat.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** A pty pair with the simulator's RTU unit at slave id 3 on the device end. */
+async function simUnit() {
+  const dir = mkdtempSync(join(tmpdir(), 'coolctl-rtu-line-'));
+  const controllerEnd = join(dir, 'controller');
+  const deviceEnd = join(dir, 'device');
+  const socat = spawn(
+    'socat',
+    ['-d', '-d', `pty,raw,echo=0,link=${controllerEnd}`, `pty,raw,echo=0,link=${deviceEnd}`],
+    { stdio: 'ignore' },
+  );
+  socat.on('error', () => undefined);
+  pairs.push({ socat, dir, controllerEnd, deviceEnd });
+  await waitFor(
+    'socat pty pair (apt-get install socat)',
+    () => existsSync(controllerEnd) && existsSync(deviceEnd),
+  );
+  const unit = new SimAirHandler(
+    { ...baseAhu, id: 'AHU-RTU-3', client: { timeoutMs: 2_000 } } as ModbusAirHandler,
+    journal,
+  );
+  const server = new ModbusRtuAhuServer(unit, {
+    path: deviceEnd,
+    unitId: 3,
+    parity: 'even',
+    logger: quietLogger,
+  });
+  servers.push(server);
+  await server.start();
+  return { controllerEnd, deviceEnd, server, unit };
+}
+
+const FC3_STATUS = Buffer.from([0x03, pm.statusBlock >> 8, pm.statusBlock & 0xff, 0, STATUS_BLOCK_LEN]);
+
+/** Settles with when it settled and how. */
+function timed(p: Promise<unknown>, t0: number) {
+  return p.then(
+    (v) => ({ ok: true as const, atMs: performance.now() - t0, value: v, err: undefined }),
+    (err: unknown) => ({ ok: false as const, atMs: performance.now() - t0, value: undefined, err }),
+  );
+}
+
+describe('a shared RTU line: a live unit and slave ids nobody answers', () => {
+  it('a dead slave id costs the others at most its own deadline per request, counted against it', async () => {
+    const { controllerEnd, server } = await simUnit();
+    const line = new RtuLine(
+      { path: controllerEnd, baudRate: 19_200, parity: 'even' },
+      { logger: quietLogger },
+    );
+    closers.push(() => line.close());
+    await line.open();
+    // One status read alone: what a live request costs on this line.
+    const s0 = performance.now();
+    await line.request(3, FC3_STATUS, 1_000);
+    const liveMs = performance.now() - s0;
+
+    const DEAD_DEADLINE_MS = 150;
+    const order = [9, 3, 9, 3, 9, 3, 3];
+    const t0 = performance.now();
+    const results = await Promise.all(
+      order.map((id) => timed(line.request(id, FC3_STATUS, id === 9 ? DEAD_DEADLINE_MS : 2_000), t0)),
+    );
+    for (const [i, r] of results.entries()) {
+      if (order[i] === 3) expect(r.ok).toBe(true);
+      else expect(r.err).toBeInstanceOf(RtuTimeoutError);
+    }
+    // One at a time, in order: each result settles after the one before it.
+    for (let i = 1; i < results.length; i++)
+      expect(results[i]!.atMs).toBeGreaterThanOrEqual(results[i - 1]!.atMs);
+    // Each dead request held the line for its deadline, no less, and the next went at once after it.
+    for (let i = 0; i < order.length; i++) {
+      if (order[i] !== 9) continue;
+      const heldMs = results[i]!.atMs - (i > 0 ? results[i - 1]!.atMs : 0);
+      expect(heldMs).toBeGreaterThanOrEqual(DEAD_DEADLINE_MS - 1);
+      expect(heldMs).toBeLessThan(DEAD_DEADLINE_MS + liveMs + 100);
+      const nextMs = results[i + 1]!.atMs - results[i]!.atMs;
+      expect(nextMs).toBeLessThan(3 * liveMs + 100);
+    }
+    expect(line.unitCounters(9)).toMatchObject({ requests: 3, timeouts: 3, answers: 0 });
+    expect(line.unitCounters(3)).toMatchObject({ requests: 5, timeouts: 0, answers: 5 });
+    // The simulated unit saw each request once, one at a time (none queued beside another).
+    expect(server.counters).toMatchObject({ reads: 5, wrongUnitId: 3, queueOverflows: 0 });
+  });
+
+  it('a caller that gives up is freed at once; a queued request never reaches the wire', async () => {
+    const { controllerEnd, server } = await simUnit();
+    const line = new RtuLine(
+      { path: controllerEnd, baudRate: 19_200, parity: 'even' },
+      { logger: quietLogger },
+    );
+    closers.push(() => line.close());
+    await line.open();
+    const t0 = performance.now();
+    const dead = timed(line.request(9, FC3_STATUS, 300), t0);
+    const ctl = new AbortController();
+    const queued = timed(line.request(3, FC3_STATUS, 1_000, ctl.signal), t0);
+    const sent = new AbortController();
+    const onWire = timed(line.request(9, FC3_STATUS, 1_000, sent.signal), t0);
+    ctl.abort(new Error('caller gave up'));
+    const q = await queued;
+    expect(q.atMs).toBeLessThan(100);
+    expect((q.err as DeviceError).code).toBe(ErrorCodes.DEVICE_ABORTED);
+    expect((await dead).err).toBeInstanceOf(RtuTimeoutError);
+    // The second dead request is on the wire now; its caller leaves, the line stays reserved.
+    await waitFor('on the wire', () => server.counters.wrongUnitId === 2, { intervalMs: 2 });
+    const abortedAt = performance.now() - t0;
+    sent.abort(new Error('caller gave up'));
+    const w = await onWire;
+    expect(w.atMs - abortedAt).toBeLessThan(100);
+    expect(line.pending).toBe(1);
+    const after = timed(line.request(3, FC3_STATUS, 1_000), t0);
+    expect((await after).ok).toBe(true);
+    // The live request waited for the abandoned one's deadline: a late answer could still have come.
+    expect((await after).atMs).toBeGreaterThan(abortedAt + 500);
+    expect(server.counters).toMatchObject({ reads: 1, wrongUnitId: 2 });
+    expect(line.unitCounters(3)).toMatchObject({ requests: 2, abandoned: 1, answers: 1 });
+    expect(line.unitCounters(9)).toMatchObject({ requests: 2, abandoned: 1, timeouts: 2 });
+  });
+});
+
+describe('ModbusDevices on one serial path', () => {
+  it('share one line: a dead unit times out, the live one beside it keeps working', async () => {
+    const { controllerEnd, deviceEnd, unit } = await simUnit();
+    const rtu = (id: string, unitId: number, timeoutMs: number): ModbusRtuAirHandler => ({
+      ...baseAhu,
+      id,
+      protocol: 'modbus-rtu',
+      endpoint: { path: controllerEnd, simPath: deviceEnd, unitId, baudRate: 19_200, parity: 'even' },
+      client: { timeoutMs },
+    });
+    const live = new ModbusDevice(rtu('AHU-LIVE', 3, 1_500), { logger: quietLogger });
+    const dead = new ModbusDevice(rtu('AHU-DEAD', 9, 300), { logger: quietLogger });
+    closers.push(
+      () => live.close(),
+      () => dead.close(),
+    );
+    await live.open();
+    const deadRead = dead.read().then(
+      () => undefined,
+      (e: unknown) => e as DeviceError,
+    );
+    for (let i = 0; i < 5; i++) expect((await live.read()).quality).toBe('good');
+    const err = await deadRead;
+    expect(err?.code).toBe(ErrorCodes.DEVICE_TIMEOUT);
+    const line = rtuLineOn(controllerEnd);
+    expect(line).toBeDefined();
+    expect(line!.unitCounters(9).timeouts).toBeGreaterThanOrEqual(1);
+    expect(line!.unitCounters(3).timeouts).toBe(0);
+    await live.writeCommand({ epoch: 4, remoteEnable: true, fanPct: 55, supplySetpointC: 20 });
+    expect(unit.status()).toMatchObject({ mode: 'remote', fanCmdPct: 55, epoch: 4 });
+  });
+});
