@@ -1,15 +1,72 @@
 // The one place that turns an air handler of the site file into a DeviceIo. node-opcua costs
 // ~90 MB of RSS, so its adapter is imported only when the first OPC-UA unit is created; a
 // Modbus-only site never loads it. Control code gets DeviceIo and never imports an adapter.
-import type { AirHandler } from '../config/site-schema.ts';
+// A unit with a vendor `profile:` gets the profile-driven adapter; coolctl-native units keep the
+// native one, unchanged on the wire.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type AirHandler, NATIVE_PROFILE } from '../config/site-schema.ts';
+import { ConfigError, ErrorCodes } from '../errors.ts';
 import type { DeviceDeps, DeviceIo } from './device-io.ts';
 import { ModbusDevice } from './modbus/modbus-device.ts';
+import { ProfileModbusDevice } from './modbus/profile-device.ts';
+import { type CompiledProfile, compileProfile } from './profile/codec.ts';
+import { loadProfile } from './profile/load.ts';
 
 type OpcuaModule = typeof import('./opcua/opcua-device.ts');
 let opcua: Promise<OpcuaModule> | undefined;
 
+/** Where `profile: NAME` is looked up: config/profiles/NAME.yaml of this installation. */
+export const DEFAULT_PROFILES_DIR = fileURLToPath(new URL('../../config/profiles/', import.meta.url));
+
+/** Compiled profiles by file and firmware: a site of 1 000 units of one kind compiles it once. */
+const compiled = new Map<string, Promise<CompiledProfile>>();
+
+/**
+ * The compiled profile of a unit, or undefined for a coolctl-native one. Throws ConfigError
+ * (COOLCTL_E_PROFILE_INVALID) naming the unit when the file is missing, invalid, or has no section
+ * for the unit's protocol.
+ */
+export async function unitProfile(
+  ahu: AirHandler,
+  profilesDir: string = DEFAULT_PROFILES_DIR,
+): Promise<CompiledProfile | undefined> {
+  const name = (ahu as { profile?: string }).profile ?? NATIVE_PROFILE;
+  if (name === NATIVE_PROFILE) return undefined;
+  const file = join(profilesDir, `${name}.yaml`);
+  const firmware = (ahu as { firmware?: string }).firmware;
+  const key = `${file}\0${firmware ?? ''}`;
+  let p = compiled.get(key);
+  if (!p) {
+    p = loadProfile(file).then((doc) => compileProfile(doc, firmware === undefined ? {} : { firmware }));
+    compiled.set(key, p);
+    // A failed load is not cached: the operator fixes the file and reloads.
+    p.catch(() => compiled.delete(key));
+  }
+  const profile = await p;
+  const wanted = ahu.protocol === 'opcua' ? 'opcua' : 'modbus';
+  if (wanted === 'modbus' ? profile.points.size === 0 : !profile.opcua) {
+    throw new ConfigError(
+      file,
+      [
+        {
+          file,
+          path: `/${wanted}`,
+          message: `air handler ${ahu.id} speaks ${ahu.protocol}, but profile ${name} has no ${wanted} points`,
+          allowed: `a profile with a ${wanted} section, or another protocol for the unit`,
+        },
+      ],
+      { code: ErrorCodes.PROFILE_INVALID },
+    );
+  }
+  return profile;
+}
+
 export async function createDevice(ahu: AirHandler, deps: DeviceDeps = {}): Promise<DeviceIo> {
-  if (ahu.protocol !== 'opcua') return new ModbusDevice(ahu, deps);
+  const profile = await unitProfile(ahu, deps.profilesDir);
+  if (ahu.protocol !== 'opcua') {
+    return profile ? new ProfileModbusDevice(ahu, profile, deps) : new ModbusDevice(ahu, deps);
+  }
   opcua ??= import('./opcua/opcua-device.ts').then((m) => {
     // node-opcua writes its warnings as plain text on stdout; route them into our JSON logs once.
     if (deps.logger) m.routeNodeOpcuaLogs(deps.logger);

@@ -32,6 +32,15 @@ export interface AhuReadings {
   quality: Quality;
   /** When the device (OPC-UA source timestamp) or we (Modbus, time of the reply) saw the values, ms since Unix epoch. */
   sourceTimeMs: number;
+  /** Profile units: the alarms that are on, by the profile's names (`alarms` is a bit per name). */
+  alarmNames?: string[];
+  /** Profile units: points read that said "no data" (their value here is NaN, never 0). */
+  absent?: string[];
+  /**
+   * Profile units: the unit's own BMS watchdog. `none`: nothing on the unit notices a silent
+   * controller — the controller is the only guard.
+   */
+  unitWatchdog?: 'toggle' | 'timeout-register' | 'countdown' | 'validity' | 'none';
 }
 
 /** What control asks the unit to do; the epoch fences it, the heartbeat is the adapter's business. */
@@ -79,6 +88,8 @@ export interface DeviceDeps {
   trustUnknownCertificates?: boolean;
   /** Client name the device may log or journal (OPC-UA session name). */
   clientName?: string;
+  /** Where a unit's `profile: NAME` is found (NAME.yaml); default config/profiles of the installation. */
+  profilesDir?: string;
 }
 
 export interface LinkEvent {

@@ -1,0 +1,470 @@
+// An air handler that speaks its own Modbus map, driven through its device profile
+// (config/profiles/NAME.yaml, compiled by src/devices/profile/codec.ts): status read with the
+// profile's read plan and decoded there (no-data is absent — NaN here, never 0), commands encoded
+// there (function codes, inverted flags, command bits, writeTogether) and sent one request at a
+// time in the profile's order. The connection, deadlines, retries, link state and reconnect are
+// ModbusDevice's; this file only knows what to read and write.
+// Fencing (docs/leadership.md, "Fencing per unit"): lease — each request is sent only while what is
+// left of the command still fits before the lease deadline, never sent twice within a call;
+// gateway — each request travels inside one FC16 to the fencing gateway with the epoch
+// (gateway-fencing.ts); epoch — the profile's own epoch point, as the native map does.
+// The unit's own BMS watchdog is kept as its profile says: a heartbeat that changes with every
+// write, the timeout register written at start and after every reconnect, a countdown or validity
+// timer rewritten within its refresh period; `none` leaves the controller as the only guard, and
+// the readings say so.
+import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
+import { DeviceError, ErrorCodes } from '../../errors.ts';
+import type { AhuCommandSet, AhuReadings, CallOptions, DeviceDeps, WriteOptions } from '../device-io.ts';
+import {
+  type CompiledProfile,
+  type DecodedStatus,
+  type ProfileCommand,
+  ProfileValueError,
+  type ReadRequest,
+  type ReadResult,
+  type WriteRequest,
+} from '../profile/codec.ts';
+import { decodeEpochBlock, encodeFencedWrite, GATEWAY_FENCE, writeAddress } from './gateway-fencing.ts';
+import { type CallContext, ModbusDevice, type RegisterClient } from './modbus-device.ts';
+import { MODBUS_EXCEPTION, STALE_EPOCH_EXCEPTION } from './point-map.ts';
+
+/** Where the fencing gateway keeps a unit's epoch block and write window, unless the site says. */
+export const DEFAULT_FENCE_BASE = GATEWAY_FENCE.defaultBase;
+
+export class ProfileModbusDevice extends ModbusDevice {
+  readonly profile: CompiledProfile;
+  /** What a status read covers: every status point, and a readable command with no feedback point. */
+  private readonly statusNames: string[];
+  /** The read plan in force: the profile's, with blocks that timed out split in two. */
+  private plan: ReadRequest[];
+  /** Blocks (by table:address) that have answered once: exception 02 from them is a fault, not "not ready". */
+  private readonly readyBlocks = new Set<string>();
+  /** The profile's alarm names, in a fixed order: bit i of `AhuReadings.alarms` is alarm i. */
+  private readonly alarmOrder: string[];
+  private heartbeat = 0;
+  /** `connections` when run / remote enable were last written, and the remote enable written. */
+  private statesWrittenOn = -1;
+  private remoteEnableWritten: boolean | undefined;
+  /** `connections` when the timeout register was last written: a reconnect writes it again. */
+  private timeoutWrittenOn = -1;
+  /** When (performance.now) a countdown or validity timer was last refreshed. */
+  private timerRefreshedMs = Number.NEGATIVE_INFINITY;
+  private readonly fenceBase: number;
+
+  constructor(ahu: ModbusAirHandler | ModbusRtuAirHandler, profile: CompiledProfile, deps: DeviceDeps = {}) {
+    super(ahu, deps);
+    this.profile = profile;
+    const pts = profile.points;
+    this.statusNames = [...pts.values()]
+      .filter((p) => p.readable && p.write === undefined)
+      .map((p) => p.name);
+    // A unit without a feedback point shows the command in force in the command register itself.
+    for (const [command, feedback] of [
+      ['supplySetpointC', 'supplySetpointFeedbackC'],
+      ['fanPct', 'fanFeedbackPct'],
+    ] as const) {
+      if (pts.get(command)?.readable && !pts.has(feedback)) this.statusNames.push(command);
+    }
+    this.plan = profile.planReads(this.statusNames);
+    this.alarmOrder = alarmNames(profile);
+    this.fenceBase = (ahu as { fenceBase?: number }).fenceBase ?? DEFAULT_FENCE_BASE;
+  }
+
+  /** The unit's own watchdog style; `none`: nothing on the unit notices a silent controller. */
+  get unitWatchdog(): CompiledProfile['watchdog'] {
+    return this.profile.watchdog;
+  }
+
+  override read(opts: CallOptions = {}): Promise<AhuReadings> {
+    return this.call('read', `read ${this.profile.name} points`, opts, (ctx) =>
+      this.readProfileStatus(ctx).then((s) => this.readings(s)),
+    );
+  }
+
+  /** Every readable point of the profile once, decoded (for commissioning: `coolctl profile read`). */
+  readAll(opts: CallOptions = {}): Promise<{ status: DecodedStatus; results: ReadResult[] }> {
+    const names = [...this.profile.points.values()].filter((p) => p.readable).map((p) => p.name);
+    const plan = this.profile.planReads(names);
+    return this.call('read', `read every ${this.profile.name} point`, opts, async (ctx) => {
+      const results: ReadResult[] = [];
+      for (const r of plan) results.push(await this.readBlock(ctx, r));
+      return { status: this.profile.decodeReads(results), results };
+    });
+  }
+
+  private async readProfileStatus(ctx: CallContext): Promise<DecodedStatus> {
+    const results: ReadResult[] = [];
+    for (const r of this.plan) results.push(await this.readBlock(ctx, r));
+    const status = this.profile.decodeReads(results);
+    if (this.drivingRemote && (status.mode === 'fallback' || status.mode === 'local')) {
+      this.markRemoteLost(`the unit reports mode ${status.mode}`);
+    }
+    return status;
+  }
+
+  private async readBlock(ctx: CallContext, r: ReadRequest): Promise<ReadResult> {
+    const what = `read ${r.table} ${r.address}+${r.count}`;
+    const key = `${r.table}:${r.address}`;
+    try {
+      const res = await this.request(ctx, what, (c) => this.readRequest(c, r, key, what), true);
+      this.readyBlocks.add(key);
+      const values = res.data;
+      if (!Array.isArray(values) || values.length < r.count) {
+        throw new DeviceError(
+          ErrorCodes.DEVICE_GARBAGE,
+          this.id,
+          `${what}: expected ${r.count} values, got ${Array.isArray(values) ? values.length : typeof values}`,
+          { retryable: true },
+        );
+      }
+      return { request: r, values: values.slice(0, r.count) };
+    } catch (err) {
+      // A large block can take seconds on some units (a gateway polling its serial side): read it
+      // in two halves from now on, down to one point per request.
+      if (err instanceof DeviceError && err.code === ErrorCodes.DEVICE_TIMEOUT) this.shrink(r);
+      throw err;
+    }
+  }
+
+  private readRequest(
+    c: RegisterClient,
+    r: ReadRequest,
+    key: string,
+    what: string,
+  ): Promise<{ data: readonly (number | boolean)[] }> {
+    const p =
+      r.fc === 1
+        ? c.readCoils(r.address, r.count)
+        : r.fc === 2
+          ? c.readDiscreteInputs(r.address, r.count)
+          : r.fc === 3
+            ? c.readHoldingRegisters(r.address, r.count)
+            : c.readInputRegisters(r.address, r.count);
+    return p.catch((err: unknown) => {
+      // Exception 02 from a block that never answered: the unit (or its gateway) has no data for
+      // it yet — still starting, or learning the point. Tried again, and the link stays up.
+      if (
+        (err as { modbusCode?: unknown }).modbusCode === MODBUS_EXCEPTION.illegalDataAddress &&
+        !this.readyBlocks.has(key)
+      ) {
+        throw new DeviceError(
+          ErrorCodes.DEVICE_EXCEPTION,
+          this.id,
+          `${what}: not ready yet (exception 02 before the block ever answered)`,
+          { cause: err, retryable: true, deviceCode: MODBUS_EXCEPTION.illegalDataAddress },
+        );
+      }
+      throw err;
+    });
+  }
+
+  private shrink(r: ReadRequest): void {
+    const inside = [...this.profile.points.values()]
+      .filter(
+        (p) =>
+          this.statusNames.includes(p.name) &&
+          p.table === r.table &&
+          p.address >= r.address &&
+          p.address + p.length <= r.address + r.count,
+      )
+      .sort((a, b) => a.address - b.address);
+    if (inside.length < 2) return;
+    const half = Math.ceil(inside.length / 2);
+    const split = [
+      ...this.profile.planReads(inside.slice(0, half).map((p) => p.name)),
+      ...this.profile.planReads(inside.slice(half).map((p) => p.name)),
+    ];
+    const i = this.plan.indexOf(r);
+    if (i < 0) return;
+    this.plan = [...this.plan.slice(0, i), ...split, ...this.plan.slice(i + 1)];
+    this.log.warn(
+      {
+        table: r.table,
+        address: r.address,
+        count: r.count,
+        blocks: split.map((b) => `${b.address}+${b.count}`),
+      },
+      'read block timed out; reading it in smaller blocks from now on',
+    );
+  }
+
+  private readings(s: DecodedStatus): AhuReadings {
+    let alarms = 0;
+    for (const a of s.alarms) {
+      const i = this.alarmOrder.indexOf(a);
+      if (i >= 0 && i < 31) alarms |= 1 << i;
+    }
+    const absent = s.absent.length > 0;
+    return {
+      mode: s.mode ?? 'unknown',
+      fanPct: s.fanFeedbackPct ?? s.fanPct ?? Number.NaN,
+      supplySetpointC: s.supplySetpointFeedbackC ?? s.supplySetpointC ?? Number.NaN,
+      supplyC: s.supplyC ?? Number.NaN,
+      returnC: s.returnC ?? Number.NaN,
+      cwValvePct: s.cwValvePct ?? Number.NaN,
+      alarms,
+      alarmNames: s.alarms,
+      absent: s.absent,
+      unitWatchdog: this.profile.watchdog.style,
+      // A unit that holds no epoch has accepted none.
+      epoch: s.epochFeedback ?? s.epoch ?? 0,
+      heartbeat: s.heartbeatFeedback ?? this.heartbeat,
+      fanKw: s.fanKw ?? Number.NaN,
+      coolingKw: s.coolingKw ?? Number.NaN,
+      quality: absent ? 'uncertain' : 'good',
+      sourceTimeMs: Date.now(),
+    };
+  }
+
+  override writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
+    const what = `${this.fencing}-fenced write (epoch ${cmd.epoch})`;
+    if (cmd.remoteEnable && this.lost && !opts.reassert) {
+      const err = new DeviceError(
+        ErrorCodes.DEVICE_REFUSED,
+        this.id,
+        `${what}: the unit left remote control; re-check leadership, re-read the unit, then write with reassert: true`,
+      );
+      this.meter?.observe('write', 0, err.code);
+      return Promise.reject(err);
+    }
+    let requests: WriteRequest[];
+    try {
+      requests = this.encode(cmd, this.heartbeat + 1, opts.reassert === true);
+    } catch (err) {
+      const e = new DeviceError(ErrorCodes.BAD_REQUEST, this.id, `${what}: ${(err as Error).message}`, {
+        cause: err,
+      });
+      this.meter?.observe('write', 0, e.code);
+      return Promise.reject(e);
+    }
+    return this.call('write', what, opts, async (ctx) => {
+      if (opts.reassert) await this.readProfileStatus(ctx);
+      this.heartbeat++;
+      // Encoded again here: a reconnect since the check above changes what must go out.
+      requests = this.encode(cmd, this.heartbeat, opts.reassert === true);
+      const connection = this.connections;
+      for (let k = 0; k < requests.length; k++) {
+        await this.send(ctx, requests[k]!, requests.length - k, cmd.epoch, opts, what);
+      }
+      this.noteWritten(requests, cmd, connection);
+      this.drivingRemote = cmd.remoteEnable;
+      if (this.lost && cmd.remoteEnable) {
+        this.lost = false;
+        this.log.info({ epoch: cmd.epoch }, 'remote control re-asserted');
+      }
+      if (!this.verifyWrites) return;
+      this.observePhase(ctx);
+      ctx.op = 'verify';
+      await this.verify(ctx, requests, what);
+    });
+  }
+
+  /**
+   * The profile's command for `cmd`: only the points it has, its watchdog points as its style asks.
+   * State points (run, remote enable) go out when they change and once per connection, and the
+   * watchdog timer when it is due, not every period: on a unit without FC16 each is a request of
+   * its own, and a lease unit's window counts every request. A profile that writes one of them
+   * together with a per-period point (a fan speed with its countdown) gets it every time.
+   */
+  private encode(cmd: AhuCommandSet, heartbeat: number, reassert: boolean): WriteRequest[] {
+    const can = this.profile.commandPoints;
+    const wd = this.profile.watchdog;
+    const every: ProfileCommand = {};
+    if (can.has('epoch')) every.epoch = cmd.epoch;
+    if (can.has('fanPct')) every.fanPct = cmd.fanPct;
+    if (can.has('supplySetpointC')) every.supplySetpointC = cmd.supplySetpointC;
+    if (can.has('heartbeat') && wd.style !== 'none') every.heartbeat = heartbeat;
+    const due: ProfileCommand = {};
+    const states = reassert || this.statesWrittenOn !== this.connections;
+    if (can.has('remoteEnable')) due.remoteEnable = cmd.remoteEnable;
+    // Handing a unit back to local control never stops it: run is asserted, never cleared.
+    if (can.has('run')) due.run = true;
+    if (can.has('watchdogTimerS') && wd.timeoutS !== undefined) due.watchdogTimerS = wd.timeoutS;
+    const lean: ProfileCommand = { ...every };
+    if (due.remoteEnable !== undefined && (states || this.remoteEnableWritten !== cmd.remoteEnable)) {
+      lean.remoteEnable = due.remoteEnable;
+    }
+    if (due.run !== undefined && states) lean.run = true;
+    if (due.watchdogTimerS !== undefined && this.timerDue()) lean.watchdogTimerS = due.watchdogTimerS;
+    try {
+      return this.profile.encodeCommand(lean);
+    } catch (err) {
+      if (!(err instanceof ProfileValueError)) throw err;
+      return this.profile.encodeCommand({ ...every, ...due });
+    }
+  }
+
+  /** Whether the unit's watchdog timer must be (re)written with this command. */
+  private timerDue(): boolean {
+    const wd = this.profile.watchdog;
+    switch (wd.style) {
+      case 'timeout-register':
+        // The period is a setting: written once per connection (a unit may reset it when it restarts).
+        return this.timeoutWrittenOn !== this.connections;
+      case 'countdown':
+      case 'validity': {
+        const refreshMs = (wd.refreshS ?? (wd.timeoutS ?? 0) / 3) * 1000;
+        return performance.now() - this.timerRefreshedMs >= refreshMs;
+      }
+      default:
+        return false;
+    }
+  }
+
+  /** What a whole command that went out on connection `connection` leaves for the next one to skip. */
+  private noteWritten(requests: WriteRequest[], cmd: AhuCommandSet, connection: number): void {
+    const wrote = (n: string) => requests.some((r) => (r.points as string[]).includes(n));
+    if (connection !== this.connections) return; // reconnected meanwhile: the next write sends it all
+    if (wrote('remoteEnable') || wrote('run')) this.statesWrittenOn = connection;
+    if (wrote('remoteEnable')) this.remoteEnableWritten = cmd.remoteEnable;
+    if (wrote('watchdogTimerS')) {
+      this.timeoutWrittenOn = connection;
+      this.timerRefreshedMs = performance.now();
+    }
+  }
+
+  /** One write request on the wire, fenced as the unit's kind says; `left` counts it and those after it. */
+  private async send(
+    ctx: CallContext,
+    w: WriteRequest,
+    left: number,
+    epoch: number,
+    opts: WriteOptions,
+    what: string,
+  ): Promise<void> {
+    const label = `write ${w.points.join('+')} (FC${w.fc} ${w.table} ${w.address})`;
+    if (this.fencing === 'lease') {
+      // One request, never re-sent within the call; sent only if it and those after it still land
+      // inside the lease.
+      await this.request(ctx, label, (c) => {
+        this.checkWriteWindow(opts, what, left * this.maxApplyDelayMs);
+        return writeRequest(c, w);
+      });
+      return;
+    }
+    if (this.fencing === 'gateway') {
+      const words = encodeFencedWrite({ epoch, fc: w.fc, address: w.address, values: w.values });
+      await this.withRetries(ctx, () =>
+        this.request(ctx, `${label} through the fencing gateway`, (c) => {
+          this.checkWriteWindow(opts, what, this.maxApplyDelayMs);
+          return c.writeRegisters(writeAddress(this.fenceBase), words);
+        }),
+      ).catch((err: unknown) => this.proveGatewayStale(ctx, err, epoch, what));
+      return;
+    }
+    await this.withRetries(ctx, () =>
+      this.request(ctx, label, (c) => {
+        this.checkWriteWindow(opts, what, this.maxApplyDelayMs);
+        return writeRequest(c, w);
+      }),
+    );
+  }
+
+  /** A refusal by the fencing gateway is a newer leader only if its epoch block says so. */
+  private async proveGatewayStale(
+    ctx: CallContext,
+    err: unknown,
+    epoch: number,
+    what: string,
+  ): Promise<never> {
+    if (!(err instanceof DeviceError) || err.deviceCode !== STALE_EPOCH_EXCEPTION) throw err;
+    let held: bigint;
+    try {
+      const res = await this.request(
+        ctx,
+        'read the fencing gateway epoch block',
+        (c) => c.readHoldingRegisters(this.fenceBase, GATEWAY_FENCE.epochBlockLen),
+        true,
+      );
+      held = decodeEpochBlock(res.data).epoch;
+    } catch (readErr) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_EXCEPTION,
+        this.id,
+        `${what}: refused as stale by the fencing gateway, not proven: its epoch block could not be read (${(readErr as Error).message})`,
+        { cause: err, retryable: true, deviceCode: STALE_EPOCH_EXCEPTION },
+      );
+    }
+    if (held > BigInt(epoch)) {
+      throw new DeviceError(
+        ErrorCodes.DEVICE_FENCED,
+        this.id,
+        `${what}: the fencing gateway holds epoch ${held} for this unit, above ours (${epoch}): a newer leader drives it`,
+        { cause: err, retryable: false, deviceCode: STALE_EPOCH_EXCEPTION, unitEpoch: Number(held) },
+      );
+    }
+    throw new DeviceError(
+      ErrorCodes.DEVICE_EXCEPTION,
+      this.id,
+      `${what}: refused as stale by the fencing gateway, not proven: it holds epoch ${held}, not above ours (${epoch})`,
+      { cause: err, retryable: true, deviceCode: STALE_EPOCH_EXCEPTION },
+    );
+  }
+
+  /** Reads back what was written where the unit lets it be read (command bits cannot be). */
+  private async verify(ctx: CallContext, requests: WriteRequest[], what: string): Promise<void> {
+    for (const w of requests) {
+      if (!w.points.every((n) => this.profile.points.get(n)?.readable)) continue;
+      const r: ReadRequest =
+        w.table === 'coil'
+          ? { fc: 1, table: 'coil', address: w.address, count: w.values.length }
+          : { fc: 3, table: 'holding', address: w.address, count: w.values.length };
+      const back = await this.request(
+        ctx,
+        `read back ${w.points.join('+')}`,
+        (c) => this.readRequest(c, r, `${r.table}:${r.address}`, 'read back'),
+        true,
+      );
+      const got = back.data.map((v) => (typeof v === 'boolean' ? Number(v) : v));
+      if (got.some((v, i) => v !== w.values[i])) {
+        throw new DeviceError(
+          ErrorCodes.DEVICE_VERIFY_MISMATCH,
+          this.id,
+          `${what}: ${w.points.join('+')} reads back [${got.join(',')}], not the [${w.values.join(',')}] written ` +
+            '(another writer, or a unit that ignores or limits writes)',
+        );
+      }
+    }
+  }
+}
+
+/** The request a WriteRequest names, by its function code. */
+function writeRequest(c: RegisterClient, w: WriteRequest): Promise<unknown> {
+  switch (w.fc) {
+    case 5:
+      return c.writeCoil(w.address, w.values[0] === 1);
+    case 6:
+      return c.writeRegister(w.address, w.values[0]!);
+    case 15:
+      return c.writeCoils(
+        w.address,
+        w.values.map((v) => v === 1),
+      );
+    case 16:
+      return c.writeRegisters(w.address, w.values);
+  }
+}
+
+/**
+ * Every alarm name the profile can report, sorted: what its alarm points decode to with every bit
+ * set and with every bit clear (an inverted alarm is on at 0), so no name is missed.
+ */
+function alarmNames(profile: CompiledProfile): string[] {
+  const alarmPoints = [...profile.points.values()].filter((p) => p.kind === 'alarm' && p.readable);
+  const names = new Set<string>();
+  for (const fill of [0, 0xffff]) {
+    const results: ReadResult[] = alarmPoints.map((p) => ({
+      request: {
+        fc: p.table === 'coil' ? 1 : p.table === 'discrete' ? 2 : p.table === 'input' ? 4 : 3,
+        table: p.table,
+        address: p.address,
+        count: p.length,
+      },
+      values: Array.from({ length: p.length }, () =>
+        p.table === 'coil' || p.table === 'discrete' ? fill & 1 : fill,
+      ),
+    }));
+    for (const n of profile.decodeReads(results).alarms) names.add(n);
+  }
+  return [...names].sort();
+}
