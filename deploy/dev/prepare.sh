@@ -17,7 +17,8 @@ case "$purpose" in
   # chromium: the dashboard's browser test (driven by playwright-core; no browser download)
   # libjemalloc2: the malloc the systemd unit runs the daemon on (its sd_notify test, the scale bench)
   # mosquitto: a broker in its own process (MQTT 3.1.1 and 5) for the oversized-packet test
-  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2 mosquitto) ;;
+  # mbpoll: a Modbus master nobody here wrote, reading every device profile from the simulator
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2 mosquitto mbpoll) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 
