@@ -2,7 +2,7 @@
 // client so both encode the same words. Plain data and pure functions, no sockets; documented in
 // docs/modbus-register-map.md. Commands encode exactly or throw; status values saturate.
 import type { ModbusPointMap } from '../../config/site-schema.ts';
-import type { AhuCommand, AhuMode, AhuStatus } from '../unit-contract.ts';
+import { AHU_MODES, type AhuCommand, type AhuMode, type AhuStatus } from '../unit-contract.ts';
 
 export type { ModbusPointMap };
 
@@ -51,7 +51,8 @@ export const STATUS_OFFSET = {
 const FAN_KW_SCALE = 100;
 const COOLING_KW_SCALE = 10;
 
-const MODE_BY_CODE: readonly AhuMode[] = ['local', 'remote', 'fallback', 'tripped'];
+/** Mode codes are the contract's order (MODE_CODE). */
+const MODE_BY_CODE: readonly AhuMode[] = AHU_MODES;
 
 /** The status fields the register map carries; an `AhuStatus` is one. */
 export type StatusFields = Pick<
