@@ -23,7 +23,8 @@ export const DEFAULT_PROFILES_DIR = fileURLToPath(new URL('../../config/profiles
 const compiled = new Map<string, Promise<CompiledProfile>>();
 
 /**
- * The compiled profile of a unit, or undefined for a coolctl-native one. Throws ConfigError
+ * The compiled profile of a unit, or undefined for a coolctl-native one (unless it sits behind a
+ * fencing gateway). Throws ConfigError
  * (COOLCTL_E_PROFILE_INVALID) naming the unit when the file is missing, invalid, or has no section
  * for the unit's protocol.
  */
@@ -32,7 +33,9 @@ export async function unitProfile(
   profilesDir: string = DEFAULT_PROFILES_DIR,
 ): Promise<CompiledProfile | undefined> {
   const name = (ahu as { profile?: string }).profile ?? NATIVE_PROFILE;
-  if (name === NATIVE_PROFILE) return undefined;
+  // A native unit behind a fencing gateway writes through the gateway's window: the profile device
+  // does that, with the native map as its profile.
+  if (name === NATIVE_PROFILE && (ahu.protocol === 'opcua' || ahu.fencing !== 'gateway')) return undefined;
   const file = join(profilesDir, `${name}.yaml`);
   const firmware = (ahu as { firmware?: string }).firmware;
   const key = `${file}\0${firmware ?? ''}`;

@@ -38,7 +38,7 @@ function f32lsw(v: number): number[] {
   return [dv.getUint16(2), dv.getUint16(0)];
 }
 
-export function vendorAhu(id: string, port: number, fencing?: FencingKind): ModbusAirHandler {
+function vendorAhu(id: string, port: number, fencing?: FencingKind): ModbusAirHandler {
   return {
     id,
     room: 'hall',

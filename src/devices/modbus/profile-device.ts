@@ -41,7 +41,10 @@ export class ProfileModbusDevice extends ModbusDevice {
   private readonly readyBlocks = new Set<string>();
   /** The profile's alarm names, in a fixed order: bit i of `AhuReadings.alarms` is alarm i. */
   private readonly alarmOrder: string[];
-  private heartbeat = 0;
+  /** Our heartbeat counter: the last value we sent. */
+  private heartbeat: number | undefined;
+  /** The heartbeat the unit reports it holds (profiles with a heartbeat feedback point). */
+  private heldHeartbeat: number | undefined;
   /** `connections` when run / remote enable were last written, and the remote enable written. */
   private statesWrittenOn = -1;
   private remoteEnableWritten: boolean | undefined;
@@ -96,6 +99,7 @@ export class ProfileModbusDevice extends ModbusDevice {
     const results: ReadResult[] = [];
     for (const r of this.plan) results.push(await this.readBlock(ctx, r));
     const status = this.profile.decodeReads(results);
+    if (status.heartbeatFeedback !== undefined) this.heldHeartbeat = status.heartbeatFeedback;
     if (this.drivingRemote && (status.mode === 'fallback' || status.mode === 'local')) {
       this.markRemoteLost(`the unit reports mode ${status.mode}`);
     }
@@ -208,7 +212,7 @@ export class ProfileModbusDevice extends ModbusDevice {
       unitWatchdog: this.profile.watchdog.style,
       // A unit that holds no epoch has accepted none.
       epoch: s.epochFeedback ?? s.epoch ?? 0,
-      heartbeat: s.heartbeatFeedback ?? this.heartbeat,
+      heartbeat: s.heartbeatFeedback ?? this.heartbeat ?? 0,
       fanKw: s.fanKw ?? Number.NaN,
       coolingKw: s.coolingKw ?? Number.NaN,
       quality: absent ? 'uncertain' : 'good',
@@ -229,7 +233,7 @@ export class ProfileModbusDevice extends ModbusDevice {
     }
     let requests: WriteRequest[];
     try {
-      requests = this.encode(cmd, this.heartbeat + 1, opts.reassert === true);
+      requests = this.encode(cmd, 1, opts.reassert === true);
     } catch (err) {
       const e = new DeviceError(ErrorCodes.BAD_REQUEST, this.id, `${what}: ${(err as Error).message}`, {
         cause: err,
@@ -238,8 +242,13 @@ export class ProfileModbusDevice extends ModbusDevice {
       return Promise.reject(e);
     }
     return this.call('write', what, opts, async (ctx) => {
-      if (opts.reassert) await this.readProfileStatus(ctx);
-      this.heartbeat++;
+      if (
+        opts.reassert ||
+        (this.heldHeartbeat === undefined && this.profile.points.has('heartbeatFeedback'))
+      ) {
+        await this.readProfileStatus(ctx);
+      }
+      this.heartbeat = this.nextProfileHeartbeat();
       // Encoded again here: a reconnect since the check above changes what must go out.
       requests = this.encode(cmd, this.heartbeat, opts.reassert === true);
       const connection = this.connections;
@@ -257,6 +266,16 @@ export class ProfileModbusDevice extends ModbusDevice {
       ctx.op = 'verify';
       await this.verify(ctx, requests, what);
     });
+  }
+
+  /**
+   * Our counter + 1 (from what the unit holds when we never wrote), never the value the unit
+   * holds: a unit that watches a counter may refuse an unchanged one. A bool point takes it mod 2.
+   */
+  private nextProfileHeartbeat(): number {
+    let hb = ((this.heartbeat ?? this.heldHeartbeat ?? 0) + 1) % 0x10000;
+    if (hb === this.heldHeartbeat) hb = (hb + 1) % 0x10000;
+    return hb;
   }
 
   /**
