@@ -15,6 +15,7 @@ import type {
   Registry,
 } from 'prom-client';
 import type { LinkState } from './device-io.ts';
+import { registerRtuLineMetrics } from './modbus/rtu-line.ts';
 
 export type DeviceOp = 'connect' | 'read' | 'write' | 'verify';
 const DEVICE_OPS: readonly DeviceOp[] = ['connect', 'read', 'write', 'verify'];
@@ -316,6 +317,8 @@ export class DeviceMetrics {
     registry.registerMetric(new ErrorsCounter(devices) as unknown as Counter);
     registry.registerMetric(new LatencyHistogram(devices) as unknown as Histogram);
     registry.registerMetric(new LinkStateGauge(devices) as unknown as Gauge);
+    // Shared RS-485 lines count per slave id, beside the per-device families.
+    registerRtuLineMetrics(registry);
   }
 
   /** The meter for one device, made once; adapters keep it and observe through it. */

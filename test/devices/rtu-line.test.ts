@@ -8,12 +8,14 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModbusRtuAhuServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
+import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { resolvePointMap, STATUS_BLOCK_LEN } from '../../src/devices/modbus/point-map.ts';
 import { RtuLine, RtuTimeoutError, rtuLineOn } from '../../src/devices/modbus/rtu-line.ts';
@@ -173,8 +175,10 @@ describe('ModbusDevices on one serial path', () => {
       endpoint: { path: controllerEnd, simPath: deviceEnd, unitId, baudRate: 19_200, parity: 'even' },
       client: { timeoutMs },
     });
-    const live = new ModbusDevice(rtu('AHU-LIVE', 3, 1_500), { logger: quietLogger });
-    const dead = new ModbusDevice(rtu('AHU-DEAD', 9, 300), { logger: quietLogger });
+    const registry = new Registry();
+    const deps = { logger: quietLogger, metrics: new DeviceMetrics(registry) };
+    const live = new ModbusDevice(rtu('AHU-LIVE', 3, 1_500), deps);
+    const dead = new ModbusDevice(rtu('AHU-DEAD', 9, 300), deps);
     closers.push(
       () => live.close(),
       () => dead.close(),
@@ -191,6 +195,17 @@ describe('ModbusDevices on one serial path', () => {
     expect(line).toBeDefined();
     expect(line!.unitCounters(9).timeouts).toBeGreaterThanOrEqual(1);
     expect(line!.unitCounters(3).timeouts).toBe(0);
+    // Each expiry on the line is counted against the unit that held it, on /metrics.
+    const text = await registry.getSingleMetricAsString('coolctl_rtu_line_requests_total');
+    const count = (unit: number, outcome: string) =>
+      Number(
+        new RegExp(`\\{line="${controllerEnd}",unit="${unit}",outcome="${outcome}"\\} (\\d+)`).exec(
+          text,
+        )?.[1],
+      );
+    expect(count(9, 'timeout')).toBeGreaterThanOrEqual(1);
+    expect(count(3, 'timeout')).toBe(0);
+    expect(count(3, 'answered')).toBeGreaterThanOrEqual(6);
     await live.writeCommand({ epoch: 4, remoteEnable: true, fanPct: 55, supplySetpointC: 20 });
     expect(unit.status()).toMatchObject({ mode: 'remote', fanCmdPct: 55, epoch: 4 });
   });

@@ -11,6 +11,7 @@
 // `openRtuUnit` (one line per serial path, closed with its last unit).
 import { EventEmitter } from 'node:events';
 import { type Logger, pino } from 'pino';
+import { Counter, type Registry } from 'prom-client';
 import { SerialPort } from 'serialport';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import { ModbusExceptionError, ModbusFrameError } from './modbus-tcp.ts';
@@ -42,6 +43,19 @@ export interface RtuLineOptions {
   logger?: Logger;
   /** Opens the port; default a SerialPort on `settings.path`. */
   openPort?: OpenRtuPort;
+  /** Where the line counts (default its own): lines of one path share them, so they outlive a reopen. */
+  counters?: RtuLineCounters;
+}
+
+/** What a line counts, per slave id and for the line. */
+export interface RtuLineCounters {
+  readonly units: Map<number, RtuUnitCounters>;
+  /** Frames (or bytes) that arrived while nothing was asked, or from another slave id. */
+  readonly line: { strayFrames: number; strayBytes: number };
+}
+
+function newLineCounters(): RtuLineCounters {
+  return { units: new Map(), line: { strayFrames: 0, strayBytes: 0 } };
 }
 
 /** Per slave id on a line: what happened to its requests. */
@@ -162,8 +176,8 @@ const CLOSE_DEADLINE_MS = 1_000;
 export class RtuLine {
   readonly settings: Required<RtuSerialSettings>;
   /** Frames (or bytes) that arrived while nothing was asked, or from another slave id. */
-  readonly counters = { strayFrames: 0, strayBytes: 0 };
-  private readonly units = new Map<number, RtuUnitCounters>();
+  readonly counters: { strayFrames: number; strayBytes: number };
+  private readonly units: Map<number, RtuUnitCounters>;
   private readonly log: Logger;
   private readonly openPort: OpenRtuPort;
   private readonly gapMs: number;
@@ -192,6 +206,9 @@ export class RtuLine {
       line: settings.path,
     });
     this.openPort = opts.openPort ?? openSerialPort;
+    const counters = opts.counters ?? newLineCounters();
+    this.counters = counters.line;
+    this.units = counters.units;
     this.gapMs = interFrameGapMs(this.settings.baudRate);
   }
 
@@ -655,6 +672,8 @@ export class RtuUnitClient extends EventEmitter {
 
 /** The lines open in this process, by serial path: a port can be opened once. */
 const lines = new Map<string, { line: RtuLine; units: Set<RtuUnitClient> }>();
+/** Every path's counts since start, whichever line object made them (for /metrics). */
+const countsByPath = new Map<string, RtuLineCounters>();
 
 /**
  * `unitId` on the line at `settings.path`, opened (or joined) and ready: every unit naming the same
@@ -672,7 +691,12 @@ export async function openRtuUnit(
     entry = undefined;
   }
   if (!entry) {
-    const line = new RtuLine(settings, opts);
+    let counters = countsByPath.get(settings.path);
+    if (!counters) {
+      counters = newLineCounters();
+      countsByPath.set(settings.path, counters);
+    }
+    const line = new RtuLine(settings, { ...opts, counters });
     entry = { line, units: new Set() };
     const e = entry;
     line.onClose(() => {
@@ -712,4 +736,46 @@ export async function openRtuUnit(
 /** The line open on `path` in this process, if any (for metrics and tests). */
 export function rtuLineOn(path: string): RtuLine | undefined {
   return lines.get(path)?.line;
+}
+
+const OUTCOMES = ['answered', 'exception', 'timeout', 'garbage', 'abandoned'] as const;
+const OUTCOME_FIELD = {
+  answered: 'answers',
+  exception: 'exceptions',
+  timeout: 'timeouts',
+  garbage: 'garbage',
+  abandoned: 'abandoned',
+} as const satisfies Record<(typeof OUTCOMES)[number], keyof RtuUnitCounters>;
+
+/**
+ * The shared lines' counts on `registry`, read when it is scraped: requests per line, slave id and
+ * outcome (a `timeout` is that unit's deadline expiring on the line), and stray frames per line.
+ */
+export function registerRtuLineMetrics(registry: Registry): void {
+  new Counter({
+    name: 'coolctl_rtu_line_requests_total',
+    help: 'Requests on a shared RS-485 line by slave id and outcome; timeout = the unit held the line for its whole deadline',
+    labelNames: ['line', 'unit', 'outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [path, c] of countsByPath) {
+        for (const [unit, u] of c.units) {
+          for (const outcome of OUTCOMES) {
+            this.inc({ line: path, unit: String(unit), outcome }, u[OUTCOME_FIELD[outcome]]);
+          }
+        }
+      }
+    },
+  });
+  new Counter({
+    name: 'coolctl_rtu_line_stray_frames_total',
+    help: 'Answers on a shared RS-485 line that no request in flight asked for (a unit answering after its deadline)',
+    labelNames: ['line'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [path, c] of countsByPath) this.inc({ line: path }, c.line.strayFrames);
+    },
+  });
 }
