@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/load-site.ts';
+import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import { waitFor } from '../helpers.ts';
 import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
 
@@ -112,6 +113,23 @@ describe('operator dashboard in a browser', () => {
     await waitFor('no alarms', async () => (await text('#alarms')) === 'no alarms');
     expect(await text('#node-name')).toBe('node-a');
     expect(await text('#ready')).toBe('ready');
+    noProblems();
+  });
+
+  it('bounds the command form by the device contract, as the API states it', async () => {
+    const bounds = async (sel: string) => [
+      await page.getAttribute(sel, 'min'),
+      await page.getAttribute(sel, 'max'),
+    ];
+    await waitFor(
+      'the form’s bounds from /openapi.json',
+      async () => (await bounds('#cmd-setpoint'))[1] !== null,
+    );
+    expect(await bounds('#cmd-setpoint')).toEqual([
+      String(SUPPLY_SETPOINT_RANGE_C.min),
+      String(SUPPLY_SETPOINT_RANGE_C.max),
+    ]);
+    expect(await bounds('#cmd-fan')).toEqual([String(FAN_RANGE_PCT.min), String(FAN_RANGE_PCT.max)]);
     noProblems();
   });
 

@@ -27,6 +27,8 @@ const state = {
   audit: [],
   auditSeq: 0,
   pollError: null,
+  /** The command form's bounds, from the API's schema (once). */
+  commandRanges: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -70,6 +72,29 @@ function leaderBase(group) {
 
 // ---------------------------------------------------------------- polling
 
+/**
+ * The manual-command form's bounds: the device contract's ranges, as the API's own request schema
+ * states them (the page keeps no copy). Null until the API answers (a failed fetch is tried at the
+ * next poll); the form works without them, and the API refuses a value out of range with its reason.
+ */
+async function loadCommandRanges() {
+  const doc = (await getJson('/openapi.json')).body;
+  const props =
+    doc?.paths?.['/api/v1/groups/{id}/commands']?.post?.requestBody?.content?.['application/json']?.schema
+      ?.properties;
+  // An API without the route is not asked again every poll: the form goes without bounds.
+  if (!props) return {};
+  for (const [input, key] of [
+    ['cmd-fan', 'fanPct'],
+    ['cmd-setpoint', 'supplySetpointC'],
+  ]) {
+    const p = props[key];
+    if (typeof p?.minimum === 'number') $(input).min = String(p.minimum);
+    if (typeof p?.maximum === 'number') $(input).max = String(p.maximum);
+  }
+  return props;
+}
+
 async function poll() {
   try {
     if (!state.node) state.node = (await getJson('/healthz')).body?.node ?? null;
@@ -79,6 +104,7 @@ async function poll() {
         s.status === 200 ? s.body : { missing: true, rooms: [], racks: [], airHandlers: [], groups: [] };
       drawFloor();
     }
+    if (!state.commandRanges) state.commandRanges = await loadCommandRanges();
     const [ready, cluster, live, trends, audit] = await Promise.all([
       getJson('/readyz'),
       getJson('/api/v1/cluster'),
