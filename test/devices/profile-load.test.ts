@@ -147,6 +147,52 @@ modbus:
   });
 });
 
+describe('sections that fail their schema', () => {
+  it('a broken modbus section is listed, and its points are still judged', () => {
+    const text = `profile: half
+description: d
+source: s
+protocol: modbus
+fencing: [lease]
+watchdog: { style: none }
+modbus:
+  maxGap: -1
+  points:
+    supplyC: { table: holding, address: 30010, type: i16 }
+`;
+    const problems = problemsOf(text, '/x/half.yaml');
+    // A missing setting is placed at the first line of its section.
+    expect(problems.map((p) => [p.line, p.path])).toEqual([
+      [8, '/modbus/functionCodes'],
+      [8, '/modbus/maxGap'],
+      [10, '/modbus/points/supplyC/address'],
+    ]);
+  });
+
+  it('OPC-UA points need exactly one of nodeId and browsePath; method arguments are command points', () => {
+    const text = `profile: ua
+description: d
+source: s
+protocol: opcua
+fencing: [epoch]
+watchdog: { style: none }
+opcua:
+  points:
+    supplyC: { nodeId: "s={unit}.SupplyC", browsePath: "/Objects/{unit}/SupplyC" }
+    returnC: {}
+    fanPct: { nodeId: "s={unit}.Fan", write: true }
+  writeCommand: { object: "s={unit}", method: "s={unit}.Write", arguments: [fanPct, supplyC] }
+`;
+    const problems = problemsOf(text, '/x/ua.yaml');
+    expect(problems.map((p) => [p.line, p.message])).toEqual([
+      [5, 'fencing epoch but the OPC-UA write method takes no epoch'],
+      [9, 'a point needs exactly one of nodeId and browsePath'],
+      [10, 'a point needs exactly one of nodeId and browsePath'],
+      [12, '"supplyC" is not a command point'],
+    ]);
+  });
+});
+
 describe('Modicon numbers', () => {
   it('converts each table’s numbers to wire addresses and back', () => {
     expect(resolveAddress('holding', 40001)).toEqual({ wire: 0 });

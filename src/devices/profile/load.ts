@@ -129,15 +129,30 @@ function checkable(doc: Record<string, unknown>): { view: Profile; dropped: Set<
   ] as const) {
     const s = view[key];
     if (s === undefined) continue;
-    if (!section(s)) {
+    if (s === null || typeof s !== 'object' || Array.isArray(s)) {
       // A section that is there but broken still counts as there (protocol ↔ section rule).
       view[key] = { points: {} };
       dropped.add(`/${key}`);
       continue;
     }
-    const sec = s as { points: Record<string, unknown> };
+    const sec: Record<string, unknown> = { ...(s as Record<string, unknown>) };
+    if (!section(s)) {
+      // Leave out only the settings that failed; the points are still judged one by one.
+      for (const e of section.errors ?? []) {
+        const field =
+          e.instancePath.split('/')[1] ??
+          String((e.params as { missingProperty?: string }).missingProperty ?? '');
+        if (field === '' || field === 'points') continue;
+        delete sec[field];
+        dropped.add(`/${key}/${field}`);
+      }
+    }
+    if (sec.points === null || typeof sec.points !== 'object' || Array.isArray(sec.points)) {
+      sec.points = {};
+      dropped.add(`/${key}/points`);
+    }
     const points: Record<string, unknown> = {};
-    for (const [n, p] of Object.entries(sec.points)) {
+    for (const [n, p] of Object.entries(sec.points as Record<string, unknown>)) {
       if (point(p)) points[n] = p;
       else dropped.add(n);
     }
