@@ -18,6 +18,12 @@ export interface RtuOptions {
 
 /** Address + 253-byte PDU + CRC. */
 const MAX_RTU_FRAME = 256;
+/**
+ * Silence that ends an answer cut short (a corrupted byte count, a unit that broke off): the line
+ * is free again then, not at the deadline. Far longer than RTU's 3.5 characters, because a pty or
+ * a USB adapter delivers bytes in bursts.
+ */
+const INCOMPLETE_GAP_MS = 50;
 const CLOSE_DEADLINE_MS = 2_000;
 
 interface Pending {
@@ -34,6 +40,7 @@ export class RtuTransport implements Transport {
   private readonly gapMs: number;
   private port: SerialPort | undefined;
   private rx: Buffer = Buffer.alloc(0);
+  private gapTimer: NodeJS.Timeout | undefined;
   private pending: Pending | undefined;
   private lastTrafficMs = 0;
   private closed = false;
@@ -91,6 +98,7 @@ export class RtuTransport implements Transport {
         if (this.pending !== p) return;
         this.pending = undefined;
         clearTimeout(timer);
+        clearTimeout(this.gapTimer);
         resolve(o);
       };
       const p: Pending = { unitId, request: pdu, settle };
@@ -123,6 +131,18 @@ export class RtuTransport implements Transport {
       return;
     }
     this.rx = this.rx.length === 0 ? chunk : Buffer.concat([this.rx, chunk]);
+    this.cutFrames(p);
+    clearTimeout(this.gapTimer);
+    if (this.pending === p && this.rx.length > 0) {
+      this.gapTimer = setTimeout(() => {
+        const n = this.rx.length;
+        this.rx = Buffer.alloc(0);
+        p.settle({ kind: 'garbage', reason: `an incomplete answer (${n} bytes), then silence` });
+      }, INCOMPLETE_GAP_MS);
+    }
+  }
+
+  private cutFrames(p: Pending): void {
     for (;;) {
       if (this.rx.length < 2) return;
       const addr = this.rx[0]!;
