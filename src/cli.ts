@@ -5,6 +5,7 @@
 import { Command, CommanderError } from 'commander';
 import { pino } from 'pino';
 import { profileCheck } from './cli/profile-check.ts';
+import { profileRead } from './cli/profile-read.ts';
 import { loadControllerConfig } from './config/controller-config.ts';
 import { ConfigWatcher } from './daemon/config-watch.ts';
 import { Controller, VERSION } from './daemon/controller.ts';
@@ -199,6 +200,30 @@ profileCommand
   .option('--firmware <version>', "the unit's firmware, for points with sinceFirmware")
   .action(async (file: string, o: { firmware?: string }) => {
     const r = await profileCheck(file, o.firmware !== undefined ? { firmware: o.firmware } : {});
+    (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
+    process.exitCode = r.exitCode;
+  });
+profileCommand
+  .command('read')
+  .description(
+    'commissioning: read every point of a unit once, as its profile maps it (name, raw, value, unit); writes nothing',
+  )
+  .requiredOption('--unit <id>', 'the air handler, as the site file names it')
+  .option(
+    '--config <file>',
+    'the site file, or a controller config whose site file to use',
+    '/etc/coolctl/controller.yaml',
+  )
+  .option(
+    '--profiles <dir>',
+    'where profile NAME.yaml files are (default: config/profiles of this installation)',
+  )
+  .action(async (o: { unit: string; config: string; profiles?: string }) => {
+    const r = await profileRead({
+      unit: o.unit,
+      config: o.config,
+      ...(o.profiles !== undefined ? { profilesDir: o.profiles } : {}),
+    });
     (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
     process.exitCode = r.exitCode;
   });

@@ -1,0 +1,171 @@
+// `coolctl profile read --unit ID [--config FILE]`: for commissioning a unit. Connects to it as the
+// site file says, reads every readable point of its profile once (coolctl-native for a unit
+// without one) and prints each point's name, place, raw words, value in engineering units and
+// unit — so a technician sees at once whether the map and the scaling match the unit's display.
+// Reads only: nothing is written. Returns the text and the exit code; the CLI prints them.
+import { readFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { parse } from 'yaml';
+import { loadSite } from '../config/load-site.ts';
+import {
+  type AirHandler,
+  type ModbusAirHandler,
+  type ModbusRtuAirHandler,
+  NATIVE_PROFILE,
+  unitFencing,
+} from '../config/site-schema.ts';
+import { DEFAULT_PROFILES_DIR } from '../devices/create-device.ts';
+import { ProfileModbusDevice } from '../devices/modbus/profile-device.ts';
+import {
+  type CompiledPoint,
+  type CompiledProfile,
+  compileProfile,
+  type ReadResult,
+} from '../devices/profile/codec.ts';
+import { loadProfile } from '../devices/profile/load.ts';
+import { toModicon } from '../devices/profile/modicon.ts';
+import { isPointName, POINTS, type PointKind } from '../devices/profile/points.ts';
+import { CoolctlError, DeviceError, ErrorCodes } from '../errors.ts';
+
+export interface ProfileReadOptions {
+  unit: string;
+  /** A site file, or a controller config (its `site:` is used). */
+  config: string;
+  profilesDir?: string;
+}
+
+export interface ReadOutcome {
+  exitCode: 0 | 1 | 2;
+  text: string;
+}
+
+const UNIT_OF: Readonly<Record<PointKind | 'alarm', string>> = {
+  temperatureC: '°C',
+  percent: '%',
+  kilowatt: 'kW',
+  seconds: 's',
+  counter: '',
+  boolean: '',
+  mode: '',
+  alarm: '',
+};
+
+export async function profileRead(o: ProfileReadOptions): Promise<ReadOutcome> {
+  const ahu = (await siteOf(o.config)).airHandlers.find((a) => a.id === o.unit);
+  if (!ahu) {
+    return { exitCode: 2, text: `${o.config}: no air handler "${o.unit}" in the site file\n` };
+  }
+  if (ahu.protocol === 'opcua') {
+    return {
+      exitCode: 2,
+      text: `${o.unit}: an OPC-UA unit; profile read speaks Modbus only (browse the server with an OPC-UA client)\n`,
+    };
+  }
+  const name = (ahu as { profile?: string }).profile ?? NATIVE_PROFILE;
+  const file = join(o.profilesDir ?? DEFAULT_PROFILES_DIR, `${name}.yaml`);
+  const firmware = (ahu as { firmware?: string }).firmware;
+  const profile = compileProfile(await loadProfile(file), firmware === undefined ? {} : { firmware });
+  // Reads pass a fencing gateway unchanged, so every unit is read the same way here.
+  const device = new ProfileModbusDevice(ahu as ModbusAirHandler | ModbusRtuAirHandler, profile);
+  try {
+    const { results } = await device.readAll();
+    return { exitCode: 0, text: report(ahu, device, profile, results) };
+  } catch (err) {
+    if (!(err instanceof DeviceError)) throw err;
+    return {
+      exitCode: 1,
+      text: `${o.unit} (${device.endpoint}, profile ${profile.name}): ${err.code}: ${err.message}\n`,
+    };
+  } finally {
+    await device.close();
+  }
+}
+
+/** The site: the file itself, or the `site:` of a controller config (relative to it). */
+async function siteOf(file: string) {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new CoolctlError(ErrorCodes.CONFIG_INVALID, `cannot read ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch {
+    doc = undefined; // loadSite reports the syntax error with its line
+  }
+  const site = (doc as { site?: unknown } | undefined)?.site;
+  if (typeof site === 'string') return loadSite(resolve(dirname(file), site));
+  return loadSite(file);
+}
+
+function report(
+  ahu: AirHandler,
+  device: ProfileModbusDevice,
+  profile: CompiledProfile,
+  results: ReadResult[],
+): string {
+  const rows: string[][] = [['point', 'table', 'address', 'raw', 'value', 'unit']];
+  const points = [...profile.points.values()]
+    .filter((p) => p.readable)
+    .sort((a, b) => a.table.localeCompare(b.table) || a.address - b.address);
+  for (const p of points) {
+    const words = rawOf(p, results);
+    rows.push([
+      p.name,
+      p.table,
+      `${p.address} (${toModicon(p.table, p.address)})`,
+      words
+        ? words
+            .map((w) =>
+              p.length === 1 && (p.table === 'coil' || p.table === 'discrete') ? String(w) : hex(w),
+            )
+            .join(' ')
+        : '-',
+      words ? pointValue(profile, p, words) : 'not read',
+      isPointName(p.name) ? UNIT_OF[POINTS[p.name].kind] : UNIT_OF.alarm,
+    ]);
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const table = rows.map((r) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd(),
+  );
+  const head =
+    `${ahu.id}: ${ahu.protocol} ${device.endpoint}, profile ${profile.name}, fencing ${unitFencing(ahu)}, ` +
+    `watchdog ${profile.watchdog.style}${profile.watchdog.style === 'none' ? ' (the controller is the only guard)' : ''}`;
+  return `${head}\n${table.join('\n')}\n`;
+}
+
+function rawOf(p: CompiledPoint, results: ReadResult[]): number[] | undefined {
+  const r = results.find(
+    (x) =>
+      x.request.table === p.table &&
+      p.address >= x.request.address &&
+      p.address + p.length <= x.request.address + x.values.length,
+  );
+  if (!r) return undefined;
+  const at = p.address - r.request.address;
+  return r.values.slice(at, at + p.length).map((v) => (typeof v === 'boolean' ? Number(v) : v));
+}
+
+/** The point decoded alone, as the device decodes it: its value, its alarms, or "no data". */
+function pointValue(profile: CompiledProfile, p: CompiledPoint, words: number[]): string {
+  const fc = p.table === 'coil' ? 1 : p.table === 'discrete' ? 2 : p.table === 'input' ? 4 : 3;
+  const s = profile.decodeReads([
+    { request: { fc, table: p.table, address: p.address, count: p.length }, values: words },
+  ]) as unknown as Record<string, unknown> & { alarms: string[]; absent: string[] };
+  if (s.absent.includes(p.name)) return 'no data';
+  if (p.kind === 'alarm') return s.alarms.length > 0 ? `on: ${s.alarms.join(', ')}` : 'off';
+  if (p.name === 'mode') return `${String(s.mode)} (${String(s.modeCode)})`;
+  const v = s[p.name];
+  if (typeof v === 'number') return String(Math.round(v * 1000) / 1000);
+  return String(v);
+}
+
+const hex = (w: number): string => `0x${w.toString(16).padStart(4, '0')}`;
