@@ -12,11 +12,21 @@
 //  - 1 000 devices each read + fenced write (with read-back) once per second: CPU % of one core of
 //    this process, writes/s, errors, event-loop lag (GC pauses are logged beside it);
 //  - RSS of fresh child processes (bench/lib/device-io-rss.ts): idle, 1 000 raw modbus-serial
-//    clients, 1 000 ModbusDevices (node-opcua checked not loaded), and those plus a few OpcuaDevices.
+//    clients, 1 000 ModbusDevices (node-opcua checked not loaded), and those plus a few OpcuaDevices;
+//  - vendor profiles: 1 000 more units in the same simulator serving a vendor-style profile
+//    (`--profile`), driven at 1 Hz as the native ones are (read + command), each through the
+//    adapter the daemon would build for it (createDevice); native and vendor windows alternate,
+//    and the ratio is the median of per-round vendor/native CPU. Wire requests are counted on the
+//    MBAP client, so CPU per request separates the codec's cost from the map's shape (a map that
+//    needs more requests per period costs more, whatever the code);
+//  - one shared RS-485 line at 19 200 baud (bench/lib/device-io-rtu.ts): units per second, each a
+//    control cycle, against the line's theoretical maximum from frame sizes.
 // Every loop is bounded in count and time; the simulator is killed at the end whatever happens.
 // Args: [--ahus 1000] [--opcua 4] [--rounds 7] [--round-ms 1500] [--concurrent 500]
 //       [--concurrent-rounds 5] [--concurrent-ms 3000] [--seconds 20] [--warmup-seconds 3]
-//       [--phases one,many,hz,rss]
+//       [--profile tenths-f-int32-msw-no-watchdog] [--vendor-rounds 3] [--vendor-seconds 10]
+//       [--rtu-units 8] [--rtu-baud 19200] [--rtu-seconds 20]
+//       [--phases one,many,hz,vendor,rtu,rss]
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -30,9 +40,11 @@ import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../firmware-sim/generate-site.ts';
 import type { AirHandler, ModbusAirHandler, OpcuaAirHandler } from '../src/config/site-schema.ts';
-import type { AhuCommandSet } from '../src/devices/device-io.ts';
+import { createDevice } from '../src/devices/create-device.ts';
+import type { AhuCommandSet, DeviceIo } from '../src/devices/device-io.ts';
 import { DeviceMetrics } from '../src/devices/metrics.ts';
 import { ModbusDevice } from '../src/devices/modbus/modbus-device.ts';
+import { ModbusTcpClient } from '../src/devices/modbus/modbus-tcp.ts';
 import {
   COMMAND_BLOCK_LEN,
   decodeStatus,
@@ -43,6 +55,7 @@ import {
 } from '../src/devices/modbus/point-map.ts';
 import { simArgs } from '../test/support/repo.ts';
 import type { RssReport } from './lib/device-io-rss.ts';
+import { rtuLineBench } from './lib/device-io-rtu.ts';
 import { delay, median, percentile, until } from './lib/stats.ts';
 
 // modbus-serial is CommonJS; its type declarations expose the client class as `.default`.
@@ -90,41 +103,60 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       'concurrent-ms': { type: 'string', default: '3000' },
       seconds: { type: 'string', default: '20' },
       'warmup-seconds': { type: 'string', default: '3' },
-      phases: { type: 'string', default: 'one,many,hz,rss' },
+      profile: { type: 'string', default: 'tenths-f-int32-msw-no-watchdog' },
+      'vendor-rounds': { type: 'string', default: '3' },
+      'vendor-seconds': { type: 'string', default: '10' },
+      'rtu-units': { type: 'string', default: '8' },
+      'rtu-baud': { type: 'string', default: '19200' },
+      'rtu-seconds': { type: 'string', default: '20' },
+      phases: { type: 'string', default: 'one,many,hz,vendor,rtu,rss' },
     },
   });
   const modbusCount = Number(values.ahus);
   const opcuaCount = Number(values.opcua);
   const concurrent = Math.min(Number(values.concurrent), modbusCount);
   const phases = new Set(values.phases.split(','));
+  // The vendor phase needs as many units again, serving the profile, in the same simulator.
+  const vendorCount = phases.has('vendor') ? modbusCount : 0;
   const tmp = await mkdtemp(join(tmpdir(), 'coolctl-bench-device-io-'));
   let sim: Sim | undefined;
   try {
     const site = generateSite({
       ...demoShape,
       id: 'bench-device-io',
-      airHandlers: modbusCount + opcuaCount,
-      opcuaShare: opcuaCount / (modbusCount + opcuaCount),
+      airHandlers: modbusCount + vendorCount + opcuaCount,
+      opcuaShare: opcuaCount / (modbusCount + vendorCount + opcuaCount),
       sensorNodes: 0, // the mesh has its own bench; here the sim only serves the units
       gateways: 1,
-      controlGroups: Math.max(1, Math.round((modbusCount + opcuaCount) / 10)),
+      controlGroups: Math.max(1, Math.round((modbusCount + vendorCount + opcuaCount) / 10)),
       racksPerAirHandler: 1,
       modbusBasePort: 0,
       opcuaPort: 0,
     });
+    // The Modbus TCP units after the first `modbusCount` serve the vendor profile.
+    let tcpSeen = 0;
+    site.airHandlers = site.airHandlers.map((a) =>
+      a.protocol === 'modbus-tcp' && tcpSeen++ >= modbusCount ? { ...a, profile: values.profile } : a,
+    );
     const siteFile = join(tmp, 'site.yaml');
     await writeFile(siteFile, stringify(site, { lineWidth: 0 }));
     const startedMs = performance.now();
     sim = await startSim(siteFile);
     const ahus = await liveEndpoints(sim.apiUrl, site.airHandlers);
-    const modbus = ahus.filter((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp');
+    const isVendor = (a: AirHandler) => (a as { profile?: string }).profile !== undefined;
+    const modbus = ahus.filter((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp' && !isVendor(a));
+    const vendor = ahus.filter((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp' && isVendor(a));
     const opcua = ahus.filter((a): a is OpcuaAirHandler => a.protocol === 'opcua');
-    if (modbus.length !== modbusCount || opcua.length !== opcuaCount) {
+    if (modbus.length !== modbusCount || vendor.length !== vendorCount || opcua.length !== opcuaCount) {
       throw new Error(
-        `generated site has ${modbus.length} Modbus and ${opcua.length} OPC-UA units, wanted ${modbusCount} and ${opcuaCount}`,
+        `generated site has ${modbus.length} native Modbus, ${vendor.length} vendor-profile and ${opcua.length} OPC-UA units, ` +
+          `wanted ${modbusCount}, ${vendorCount} and ${opcuaCount}`,
       );
     }
-    log(`simulator up with ${modbus.length} Modbus + ${opcua.length} OPC-UA AHUs in ${seconds(startedMs)} s`);
+    log(
+      `simulator up with ${modbus.length} Modbus + ${vendor.length} ${values.profile} + ${opcua.length} OPC-UA AHUs ` +
+        `in ${seconds(startedMs)} s`,
+    );
 
     const figures: Record<string, number> = { modbus_ahus: modbusCount };
     if (phases.has('one')) {
@@ -177,9 +209,54 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
         seconds_1hz: Number(values.seconds),
       });
     }
+    if (phases.has('vendor')) {
+      const v = await vendorVsNative(
+        modbus,
+        vendor,
+        Number(values['vendor-rounds']),
+        Number(values['warmup-seconds']),
+        Number(values['vendor-seconds']),
+      );
+      Object.assign(figures, {
+        vendor_profile_cpu_pct_1000_ahus_1hz: v.vendor.cpuPct,
+        native_cpu_pct_1000_ahus_1hz_paired: v.native.cpuPct,
+        vendor_profile_cpu_ratio: v.ratio,
+        vendor_profile_requests_per_unit_s: v.vendor.requestsPerUnitS,
+        native_requests_per_unit_s: v.native.requestsPerUnitS,
+        vendor_profile_cpu_us_per_request: v.vendor.cpuUsPerRequest,
+        native_cpu_us_per_request_1hz: v.native.cpuUsPerRequest,
+        vendor_profile_cpu_per_request_ratio: v.perRequestRatio,
+        vendor_profile_cycles_per_s: v.vendor.cyclesPerS,
+        native_cycles_per_s_paired: v.native.cyclesPerS,
+        vendor_profile_errors_1000_ahus_1hz: v.vendor.errors,
+        native_errors_1000_ahus_1hz_paired: v.native.errors,
+        vendor_rounds: Number(values['vendor-rounds']),
+        vendor_seconds_per_round: Number(values['vendor-seconds']),
+      });
+    }
+    if (phases.has('rtu')) {
+      const r = await rtuLineBench({
+        template: modbus[0]!,
+        units: Number(values['rtu-units']),
+        baudRate: Number(values['rtu-baud']),
+        warmupS: Number(values['warmup-seconds']),
+        seconds: Number(values['rtu-seconds']),
+        log,
+      });
+      Object.assign(figures, {
+        rtu_line_units_per_s: r.unitsPerS,
+        rtu_line_theoretical_units_per_s: r.theoreticalUnitsPerS,
+        rtu_line_ratio: r.unitsPerS / r.theoreticalUnitsPerS,
+        rtu_line_chars_per_cycle: r.charsPerCycle,
+        rtu_line_units: Number(values['rtu-units']),
+        rtu_line_baud: Number(values['rtu-baud']),
+        rtu_line_errors: r.errors,
+        rtu_line_deadline_expiries: r.lineTimeouts,
+      });
+    }
     if (phases.has('rss')) {
       const ahusFile = join(tmp, 'ahus.json');
-      await writeFile(ahusFile, JSON.stringify(ahus));
+      await writeFile(ahusFile, JSON.stringify([...modbus, ...opcua]));
       const idle = await rssChild('idle', ahusFile, tmp);
       const raw = await rssChild('raw', ahusFile, tmp);
       const modbusOnly = await rssChild('modbus', ahusFile, tmp);
@@ -467,7 +544,12 @@ async function oneHertz(
  * Runs each `tick` once per second (unit i at i/N of the second) for `warmupS + windowS` seconds;
  * CPU of this process, writes and errors are counted over the window only.
  */
-async function paced(ticks: (() => Promise<void>)[], warmupS: number, windowS: number): Promise<PacedResult> {
+async function paced(
+  ticks: (() => Promise<void>)[],
+  warmupS: number,
+  windowS: number,
+  window: { start(): void; stop(): void } = { start: () => undefined, stop: () => undefined },
+): Promise<PacedResult> {
   let writes = 0;
   let errors = 0;
   const kinds = new Map<string, { count: number; example: string }>();
@@ -514,11 +596,13 @@ async function paced(ticks: (() => Promise<void>)[], warmupS: number, windowS: n
   });
   gcWatch.observe({ entryTypes: ['gc'] });
   counting = true;
+  window.start();
   const cpu0 = process.cpuUsage();
   const w0 = performance.now();
   await delay(windowEnd - performance.now());
   const c = process.cpuUsage(cpu0);
   const wallS = (performance.now() - w0) / 1000;
+  window.stop();
   counting = false;
   lag.disable();
   gcWatch.disconnect();
@@ -539,6 +623,116 @@ async function paced(ticks: (() => Promise<void>)[], warmupS: number, windowS: n
     lagP99Ms: lag.percentile(99) / 1e6,
     gcMaxMs: Math.max(0, ...gcPauses),
     details,
+  };
+}
+
+// ---- vendor profiles against native, at 1 Hz ----
+
+interface VendorRound {
+  cpuPct: number;
+  cyclesPerS: number;
+  requestsPerUnitS: number;
+  cpuUsPerRequest: number;
+  errors: number;
+}
+
+/** Wire requests sent by every MBAP client of this process (bench instrumentation, both kinds alike). */
+let wireRequests = 0;
+function countWireRequests(): void {
+  const proto = ModbusTcpClient.prototype as unknown as { send: (...args: unknown[]) => unknown };
+  const send = proto.send;
+  proto.send = function (this: unknown, ...args: unknown[]) {
+    wireRequests++;
+    return send.apply(this, args);
+  };
+}
+
+/**
+ * Native (ModbusDevice) and vendor-profile units (what createDevice builds for them), both sets open
+ * throughout, each driven at 1 Hz (read + command) in alternating windows; a round is one window of
+ * each, back to back, and the ratio is the median of the rounds' vendor/native CPU.
+ */
+async function vendorVsNative(
+  native: ModbusAirHandler[],
+  vendor: ModbusAirHandler[],
+  rounds: number,
+  warmupS: number,
+  windowS: number,
+): Promise<{ native: VendorRound; vendor: VendorRound; ratio: number; perRequestRatio: number }> {
+  countWireRequests();
+  const deps = daemonDeps();
+  const sets: Record<'native' | 'vendor', DeviceIo[]> = {
+    native: native.map((a) => new ModbusDevice(a, deps)),
+    vendor: await Promise.all(vendor.map((a) => createDevice(a, deps))),
+  };
+  const out: Record<'native' | 'vendor', VendorRound[]> = { native: [], vendor: [] };
+  try {
+    // A vendor unit may answer "not ready" for a while after power-up: opening waits it out.
+    for (const kind of ['native', 'vendor'] as const) {
+      await inBatches(sets[kind], async (d) => {
+        for (let i = 0; ; i++) {
+          try {
+            return await d.open();
+          } catch (err) {
+            if (i >= 20) throw err;
+            await delay(250);
+          }
+        }
+      });
+    }
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? (['native', 'vendor'] as const) : (['vendor', 'native'] as const);
+      for (const kind of order) {
+        const units = sets[kind];
+        let requests = 0;
+        const r = await paced(
+          units.map((d) => async () => {
+            await d.read();
+            await d.writeCommand(COMMAND);
+          }),
+          warmupS,
+          windowS,
+          {
+            start: () => {
+              requests = wireRequests;
+            },
+            stop: () => {
+              requests = wireRequests - requests;
+            },
+          },
+        );
+        const cpuUs = (r.cpuPct / 100) * windowS * 1e6;
+        const v: VendorRound = {
+          cpuPct: r.cpuPct,
+          cyclesPerS: r.writesPerS,
+          requestsPerUnitS: requests / windowS / units.length,
+          cpuUsPerRequest: cpuUs / Math.max(1, requests),
+          errors: r.errors,
+        };
+        out[kind].push(v);
+        log(
+          `vendor vs native, round ${round} ${kind.padEnd(6)}: ${v.cpuPct.toFixed(1)} % CPU, ` +
+            `${v.cyclesPerS.toFixed(0)} cycles/s, ${v.requestsPerUnitS.toFixed(2)} requests per unit-second, ` +
+            `${v.cpuUsPerRequest.toFixed(1)} µs CPU per request, ${v.errors} errors`,
+        );
+        for (const line of r.details) log(line);
+      }
+    }
+  } finally {
+    await Promise.all([...sets.native, ...sets.vendor].map((d) => d.close()));
+  }
+  const summary = (kind: 'native' | 'vendor'): VendorRound => ({
+    cpuPct: median(out[kind].map((r) => r.cpuPct)),
+    cyclesPerS: median(out[kind].map((r) => r.cyclesPerS)),
+    requestsPerUnitS: median(out[kind].map((r) => r.requestsPerUnitS)),
+    cpuUsPerRequest: median(out[kind].map((r) => r.cpuUsPerRequest)),
+    errors: out[kind].reduce((n, r) => n + r.errors, 0),
+  });
+  return {
+    native: summary('native'),
+    vendor: summary('vendor'),
+    ratio: median(out.vendor.map((v, i) => v.cpuPct / out.native[i]!.cpuPct)),
+    perRequestRatio: median(out.vendor.map((v, i) => v.cpuUsPerRequest / out.native[i]!.cpuUsPerRequest)),
   };
 }
 
