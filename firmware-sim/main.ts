@@ -60,7 +60,16 @@ async function main(): Promise<number> {
     `coolctl-sim: site "${site.site.id}" running (time scale ${args.timeScale}×, seed ${args.seed})`,
     `  sim API      ${apiUrl}/sim/state   ${apiUrl}/sim/journal?since=0   POST ${apiUrl}/sim/faults`,
     `  MQTT broker  ${sim.brokerUrl}   (topics: ${site.gateways[0]?.topicPrefix ?? 'coolctl/sim'}/#)`,
-    ...sim.ahuStates().map((a) => `  ${a.id.padEnd(10)} ${a.protocol.padEnd(10)} ${a.endpoint}`),
+    ...sim.ahuStates().map((a) => {
+      const profile = sim.units.get(a.id)?.config.profile;
+      return `  ${a.id.padEnd(10)} ${a.protocol.padEnd(10)} ${a.endpoint}${profile ? `   profile ${profile}` : ''}`;
+    }),
+    ...sim
+      .sharedLines()
+      .map(
+        (l) =>
+          `  ${l.kind === 'rtu-gateway' ? 'TCP→RTU gateway' : 'shared RTU line'} ${l.endpoint}: ${l.units.map((u) => `${u.ahu}@${u.unitId}`).join(', ')}`,
+      ),
     ...Object.entries(sim.modbusGatewayEndpoints()).map(
       ([id, ep]) => `  ${id.padEnd(10)} sensor gateway  modbus-tcp://${ep.host}:${ep.port}`,
     ),

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { NATIVE_PROFILE, type Site } from '../src/config/site-schema.ts';
 import type { AhuStatus } from '../src/devices/unit-contract.ts';
 import { BadRequestError, ErrorCodes } from '../src/errors.ts';
-import { ModbusDevices } from './ahu/modbus-devices.ts';
+import { ModbusDevices, type SharedLineState } from './ahu/modbus-devices.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
 import type { ProfileQuirks } from './ahu/profile-pdu.ts';
 import { SimAirHandler } from './ahu/unit.ts';
@@ -228,6 +228,11 @@ export class Simulation {
     }
   }
 
+  /** Shared RS-485 lines and simulated TCP→RTU gateways, with their units and counters. */
+  sharedLines(): SharedLineState[] {
+    return this.modbus.sharedLines();
+  }
+
   ahuStates(): AhuState[] {
     return [...this.units.values()].map((u) => ({ ...u.status(), endpoint: this.endpoints.get(u.id) ?? '' }));
   }
@@ -260,7 +265,7 @@ export class Simulation {
           ? { ...g, transport: 'modbus-tcp', endpoint: `modbus-tcp://${ep.host}:${ep.port}` }
           : { ...g, transport: 'mqtt' };
       }),
-      rtuLines: this.modbus.sharedLines(),
+      rtuLines: this.sharedLines(),
       power: {
         fanKw: round2(totals.fanKw),
         coolingKw: round2(totals.coolingKw),

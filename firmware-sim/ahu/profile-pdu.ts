@@ -27,7 +27,7 @@ export interface ProfileQuirks {
 export const DEFAULT_PROFILE_QUIRKS: Readonly<ProfileQuirks> = Object.freeze({
   notReadyMs: 2_000,
   noDataMs: 2_000,
-  firstReadDelayMs: 300,
+  firstReadDelayMs: 150,
 });
 
 const FC = {
