@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import modbusSerial from 'modbus-serial';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ModbusDevices } from '../../firmware-sim/ahu/modbus-devices.ts';
 import { ModbusAhuPdu, newPduCounters } from '../../firmware-sim/ahu/modbus-pdu.ts';
 import { ModbusRtuLineServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
 import {
@@ -21,7 +22,8 @@ import { RtuLine } from '../../firmware-sim/ahu/rtu-line.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
-import type { ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
+import { checkSiteRules } from '../../src/config/site-rules.ts';
+import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
 import {
   decodeStatus,
   encodeCommand,
@@ -307,3 +309,56 @@ class RawMbap {
     this.socket.destroy();
   }
 }
+
+describe('the site file: who shares a line or a gateway', () => {
+  const site = generateSite(demoShape);
+  const tcp = site.airHandlers.filter((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp');
+
+  it('units on one TCP endpoint with distinct unit ids are behind one gateway; one unit id twice is refused', () => {
+    const [a, b, c] = tcp as [ModbusAirHandler, ModbusAirHandler, ModbusAirHandler];
+    const at = (x: ModbusAirHandler, unitId: number): ModbusAirHandler => ({
+      ...x,
+      endpoint: { host: '127.0.0.1', port: 15_099, unitId },
+    });
+    const shared = (ahus: ModbusAirHandler[]) => {
+      const others = site.airHandlers.filter((x) => !ahus.some((y) => y.id === x.id));
+      return checkSiteRules({ ...site, airHandlers: [...others, ...ahus] }).filter((p) =>
+        /endpoint/.test(p.path),
+      );
+    };
+    expect(shared([at(a, 1), at(b, 2), at(c, 3)])).toEqual([]);
+    const clash = shared([at(a, 1), at(b, 2), at(c, 2)]);
+    expect(clash).toEqual([
+      expect.objectContaining({
+        path: expect.stringMatching(/endpoint\/unitId$/),
+        message: expect.stringMatching(/unit id 2 is already used/),
+      }),
+    ]);
+    // Unit id 0 answers every id, 255 is the gateway itself: neither can share an endpoint.
+    expect(shared([at(a, 1), at(b, 0)])).toHaveLength(1);
+  });
+
+  it('units naming one simPath with different line settings are refused at start, naming both', async () => {
+    const rtu = (id: string, unitId: number, baudRate: number): ModbusRtuAirHandler =>
+      ({
+        ...base,
+        id,
+        protocol: 'modbus-rtu',
+        endpoint: { path: '/dev/ttyX', simPath: '/nonexistent/line', unitId, baudRate },
+      }) as ModbusRtuAirHandler;
+    const ahus = [rtu('AHU-R1', 1, 19_200), rtu('AHU-R2', 2, 9_600)];
+    const devices = new ModbusDevices(new Map(ahus.map((a) => [a.id, new SimAirHandler(a, journal)])), {
+      ephemeralPorts: true,
+      logger: quietLogger,
+    });
+    cleanups.push(() => devices.stop());
+    await expect(devices.start(ahus)).rejects.toThrow(/AHU-R2 has 9600 8E1 .* but AHU-R1 has 19200 8E1/);
+    const same = [rtu('AHU-R3', 1, 19_200), rtu('AHU-R4', 1, 19_200)];
+    const twice = new ModbusDevices(new Map(same.map((a) => [a.id, new SimAirHandler(a, journal)])), {
+      ephemeralPorts: true,
+      logger: quietLogger,
+    });
+    cleanups.push(() => twice.stop());
+    await expect(twice.start(same)).rejects.toThrow(/AHU-R4 and AHU-R3 both have slave address 1/);
+  });
+});
