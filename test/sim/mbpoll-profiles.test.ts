@@ -2,8 +2,9 @@
 // master nobody here wrote — point by point at the address, table, type and word order the
 // profile's YAML gives, scaled back by this test's own arithmetic (not the codec's). A write by
 // mbpoll reaches the unit and is journaled by coolctl's point names.
-import { execFile } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { load as loadYaml } from 'js-yaml';
@@ -12,10 +13,10 @@ import { DEFAULT_PROFILES_DIR, ModbusDevices } from '../../firmware-sim/ahu/modb
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
-import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
+import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
 import { compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
-import { quietLogger } from '../helpers.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
 
 const run = promisify(execFile);
 
@@ -260,5 +261,94 @@ describe('mbpoll reads every shipped profile from the simulator', () => {
       }),
     ]);
     expect(unit.status()).toMatchObject({ mode: 'remote', supplySetpointC: 20.5 });
+  });
+});
+
+describe('mbpoll as an RTU master on a shared line', () => {
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterAll(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+  });
+
+  it('reads a native unit (address 1) and a vendor unit (address 2) on one pty line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'coolctl-mbpoll-'));
+    const master = join(dir, 'master');
+    const device = join(dir, 'device');
+    const socat: ChildProcess = spawn(
+      'socat',
+      ['-d', '-d', `pty,raw,echo=0,link=${master}`, `pty,raw,echo=0,link=${device}`],
+      { stdio: 'ignore' },
+    );
+    socat.on('error', () => undefined);
+    cleanups.push(() => {
+      if (socat.exitCode === null) socat.kill('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await waitFor('socat pty pair (apt-get install socat)', () => existsSync(master) && existsSync(device));
+    const rtu = (id: string, unitId: number, profile?: string): ModbusRtuAirHandler => ({
+      ...(base as unknown as ModbusRtuAirHandler),
+      id,
+      protocol: 'modbus-rtu',
+      endpoint: { path: master, simPath: device, unitId },
+      localSetpointC: 18.5,
+      ...(profile ? { profile } : {}),
+    });
+    const ahus = [rtu('AHU-RN', 1), rtu('AHU-RV', 2, 'float32-lsw-toggle-inverted-coil')];
+    const lineUnits = new Map(ahus.map((a) => [a.id, new SimAirHandler(a, journal)]));
+    const line = new ModbusDevices(lineUnits, {
+      ephemeralPorts: true,
+      profileQuirks: { notReadyMs: 0, noDataMs: 0, firstReadDelayMs: 0 },
+      logger: quietLogger,
+    });
+    cleanups.push(() => line.stop());
+    await line.start(ahus);
+    for (const u of lineUnits.values()) {
+      u.updateMeasurements({
+        fanPct: 63,
+        supplyC: 19.4,
+        returnC: 29.7,
+        cwValvePct: 41,
+        fanKw: 3.25,
+        coolingKw: 45.6,
+      });
+    }
+    const rtuPoll = async (unitId: number, args: string[]) => {
+      const { stdout } = await run(
+        'mbpoll',
+        [
+          '-m',
+          'rtu',
+          '-b',
+          '19200',
+          '-P',
+          'even',
+          '-a',
+          String(unitId),
+          '-0',
+          '-1',
+          '-o',
+          '1',
+          ...args,
+          master,
+        ],
+        { timeout: 10_000 },
+      );
+      return [...stdout.matchAll(/^\[\d+\]:\s+(-?[\d.]+(?:e[-+]?\d+)?)/gim)].map((m) => Number(m[1]));
+    };
+    // Native status block: local setpoint at 115 in tenths.
+    expect(await rtuPoll(1, ['-t', '4', '-r', '115', '-c', '1'])).toEqual([185]);
+    // Vendor: supply air float32 low word first at 30010 (wire 9), no -B.
+    expect(await rtuPoll(2, ['-t', '3:float', '-r', '9', '-c', '1'])).toEqual([19.4]);
+    // Nobody at address 5: mbpoll gets no answer.
+    await expect(rtuPoll(5, ['-t', '4', '-r', '115', '-c', '1'])).rejects.toThrow();
+    expect(line.sharedLines()).toEqual([
+      expect.objectContaining({
+        kind: 'rtu-line',
+        units: [
+          { ahu: 'AHU-RN', unitId: 1 },
+          { ahu: 'AHU-RV', unitId: 2 },
+        ],
+      }),
+    ]);
   });
 });
