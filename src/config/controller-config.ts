@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
 import { leadershipTimingProblems, type TimingField } from '../cluster/timing.ts';
+import { leaseCommandRequests } from '../devices/create-device.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
 import { maxApplyDelayMs, type Site } from './site-schema.ts';
@@ -196,11 +197,18 @@ export function deviceTimingRules(
   site: Pick<Site, 'airHandlers'>,
   timing: Pick<ControllerConfig['cluster'], 'leaseTtlS' | 'safetyMarginMs' | 'keepaliveIntervalMs'>,
   siteFile: string,
+  leaseRequests: ReadonlyMap<string, { perPeriod: number; first: number }> = new Map(),
 ): ConfigProblem[] {
   const actWindowMs = timing.leaseTtlS * 1000 - timing.safetyMarginMs - timing.keepaliveIntervalMs;
   const problems: ConfigProblem[] = [];
   site.airHandlers.forEach((a, i) => {
     const applyMs = maxApplyDelayMs(a.client);
+    const lease = leaseRequests.get(a.id);
+    if (lease && applyMs <= actWindowMs) {
+      const problem = leaseWindowProblem(a.id, i, applyMs, lease, timing, siteFile);
+      if (problem) problems.push(problem);
+      return;
+    }
     if (applyMs <= actWindowMs) return;
     // Which setting the figure came from: the operator changes that one.
     const from =
@@ -222,6 +230,43 @@ export function deviceTimingRules(
     });
   });
   return problems;
+}
+
+/**
+ * A lease unit (docs/leadership.md, "The lease window") sends a command of n requests only while
+ * n × maxApplyDelayMs fits before the lease deadline. Its steady-state command must fit what a
+ * healthy leader is sure to have (TTL − margin − keepalive interval), and its first command on a
+ * connection (state points and watchdog timer too) what it has right after a keepalive
+ * (TTL − margin); else that unit would be written only part of the time, or never.
+ */
+function leaseWindowProblem(
+  unit: string,
+  i: number,
+  applyMs: number,
+  n: { perPeriod: number; first: number },
+  timing: Pick<ControllerConfig['cluster'], 'leaseTtlS' | 'safetyMarginMs' | 'keepaliveIntervalMs'>,
+  siteFile: string,
+): ConfigProblem | undefined {
+  const leaseMs = timing.leaseTtlS * 1000 - timing.safetyMarginMs;
+  const windowMs = leaseMs - timing.keepaliveIntervalMs;
+  const [count, limitMs, which] =
+    n.perPeriod * applyMs > windowMs
+      ? [n.perPeriod, windowMs, 'leaseTtlS × 1000 − safetyMarginMs − keepaliveIntervalMs']
+      : n.first * applyMs > leaseMs
+        ? [n.first, leaseMs, 'leaseTtlS × 1000 − safetyMarginMs']
+        : [0, 0, ''];
+  if (count === 0) return undefined;
+  return {
+    file: siteFile,
+    path: `/airHandlers/${i}/client/maxApplyDelayMs`,
+    message:
+      `air handler ${unit} is lease-fenced and its profile writes a command in ${count} requests: ` +
+      `${count} × ${applyMs} ms worst case = ${count * applyMs} ms, more than the ${limitMs} ms (${which}) ` +
+      'a leader is sure to have: its commands could not be sent whole inside the lease',
+    allowed:
+      `client.maxApplyDelayMs ≤ ${Math.floor(limitMs / count)} for this unit (a unit answers one register in well under 100 ms), ` +
+      `fencing: gateway, or leaseTtlS ≥ ${Math.ceil((count * applyMs + timing.safetyMarginMs + (limitMs === windowMs ? timing.keepaliveIntervalMs : 0)) / 1000)}`,
+  };
 }
 
 /** The cluster's timing with its defaults: the one place they are filled in. */
@@ -268,7 +313,16 @@ export async function loadControllerConfig(file: string, node: string): Promise<
       },
     ]);
   }
-  const slow = deviceTimingRules(site, clusterTiming(c), sitePath);
+  const lease = await leaseCommandRequests(site.airHandlers);
+  const slow = [
+    ...lease.problems.map((p) => ({
+      file: sitePath,
+      path: `/airHandlers/${p.index}/profile`,
+      message: p.message,
+      allowed: 'a profile in config/profiles that loads (coolctl profile check FILE)',
+    })),
+    ...deviceTimingRules(site, clusterTiming(c), sitePath, lease.counts),
+  ];
   if (slow.length > 0) throw new ConfigError(file, slow);
   const secret = await readSecret(file, base, c);
   const [apiHost, apiPort] = splitHostPort(self.api);

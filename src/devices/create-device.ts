@@ -5,11 +5,11 @@
 // native one, unchanged on the wire.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type AirHandler, NATIVE_PROFILE } from '../config/site-schema.ts';
+import { type AirHandler, NATIVE_PROFILE, unitFencing } from '../config/site-schema.ts';
 import { ConfigError, ErrorCodes } from '../errors.ts';
 import type { DeviceDeps, DeviceIo } from './device-io.ts';
 import { ModbusDevice } from './modbus/modbus-device.ts';
-import { ProfileModbusDevice } from './modbus/profile-device.ts';
+import { commandRequestCounts, ProfileModbusDevice } from './modbus/profile-device.ts';
 import { type CompiledProfile, compileProfile } from './profile/codec.ts';
 import { loadProfile } from './profile/load.ts';
 
@@ -63,6 +63,32 @@ export async function unitProfile(
     );
   }
   return profile;
+}
+
+/**
+ * Requests one command to each lease-fenced Modbus unit with a vendor profile takes (steady state,
+ * and the first on a connection), for the lease timing rule; a unit whose profile cannot be
+ * loaded is reported as a problem of its `profile` entry. Native units and other kinds: absent.
+ */
+export async function leaseCommandRequests(
+  ahus: readonly AirHandler[],
+  profilesDir: string = DEFAULT_PROFILES_DIR,
+): Promise<{
+  counts: Map<string, { perPeriod: number; first: number }>;
+  problems: { index: number; message: string }[];
+}> {
+  const counts = new Map<string, { perPeriod: number; first: number }>();
+  const problems: { index: number; message: string }[] = [];
+  for (const [index, ahu] of ahus.entries()) {
+    if (ahu.protocol === 'opcua' || unitFencing(ahu) !== 'lease') continue;
+    try {
+      const profile = await unitProfile(ahu, profilesDir);
+      if (profile) counts.set(ahu.id, commandRequestCounts(profile));
+    } catch (err) {
+      problems.push({ index, message: (err as Error).message });
+    }
+  }
+  return { counts, problems };
 }
 
 export async function createDevice(ahu: AirHandler, deps: DeviceDeps = {}): Promise<DeviceIo> {

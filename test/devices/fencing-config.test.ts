@@ -1,8 +1,12 @@
-// Fencing in the site file: the default per profile, and epoch refused where the unit has no epoch
-// point. Pure: the rule functions on an in-memory site.
+// Fencing in the site file: the default per profile, epoch refused where the unit has no epoch
+// point, and the lease timing rule (a command of n requests must fit the lease window). The rule
+// functions on in-memory sites, with the shipped profiles of config/profiles.
 import { describe, expect, it } from 'vitest';
+import { deviceTimingRules } from '../../src/config/controller-config.ts';
+import { loadSite } from '../../src/config/load-site.ts';
 import { checkSiteRules } from '../../src/config/site-rules.ts';
 import { type Site, unitFencing } from '../../src/config/site-schema.ts';
+import { leaseCommandRequests } from '../../src/devices/create-device.ts';
 
 function siteWith(units: { id: string; profile?: string; fencing?: string }[]): Site {
   return {
@@ -48,5 +52,47 @@ describe('fencing per unit', () => {
         allowed: expect.stringMatching(/fencing: lease .* or gateway/),
       }),
     ]);
+  });
+});
+
+describe('the lease timing rule', () => {
+  const testTiming = { leaseTtlS: 2, safetyMarginMs: 400, keepaliveIntervalMs: 300 };
+
+  it('refuses a lease unit whose command of n requests cannot fit, and says both ways out', async () => {
+    const site = siteWith([{ id: 'V', profile: 'float32-lsw-toggle-inverted-coil' }]);
+    (site.airHandlers[0] as { client?: object }).client = { maxApplyDelayMs: 500 };
+    const lease = await leaseCommandRequests(site.airHandlers);
+    expect(lease.problems).toEqual([]);
+    // heartbeat, setpoint, fan each period (FC5/FC6: one request each); run too on a new connection.
+    expect(lease.counts.get('V')).toEqual({ perPeriod: 3, first: 4 });
+    const problems = deviceTimingRules(site, testTiming, 'site.yaml', lease.counts);
+    expect(problems).toEqual([
+      expect.objectContaining({
+        path: '/airHandlers/0/client/maxApplyDelayMs',
+        message: expect.stringMatching(
+          /V is lease-fenced .* 3 requests: 3 × 500 ms worst case = 1500 ms, more than the 1300 ms/,
+        ),
+        allowed: expect.stringMatching(/maxApplyDelayMs ≤ 433 .* fencing: gateway, or leaseTtlS ≥ 3/),
+      }),
+    ]);
+    // The same unit behind a gateway, or with a tight bound, fits.
+    (site.airHandlers[0] as { client?: object }).client = { maxApplyDelayMs: 300 };
+    expect(deviceTimingRules(site, testTiming, 'site.yaml', lease.counts)).toEqual([]);
+    const gw = siteWith([{ id: 'G', profile: 'float32-lsw-toggle-inverted-coil', fencing: 'gateway' }]);
+    expect((await leaseCommandRequests(gw.airHandlers)).counts.size).toBe(0);
+  });
+
+  it('the demo site passes it with the tests’ timing (TTL 2 s, margin 400 ms, keepalive 300 ms)', async () => {
+    const site = await loadSite('config/demo-site.yaml');
+    const lease = await leaseCommandRequests(site.airHandlers);
+    expect(lease.problems).toEqual([]);
+    expect(lease.counts.size).toBeGreaterThan(0);
+    expect(deviceTimingRules(site, testTiming, 'config/demo-site.yaml', lease.counts)).toEqual([]);
+  });
+
+  it('a profile that does not load is a problem of the unit’s profile entry', async () => {
+    const site = siteWith([{ id: 'X', profile: 'no-such-profile' }]);
+    const lease = await leaseCommandRequests(site.airHandlers);
+    expect(lease.problems).toEqual([{ index: 0, message: expect.stringMatching(/no-such-profile/) }]);
   });
 });

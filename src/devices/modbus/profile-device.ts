@@ -286,31 +286,12 @@ export class ProfileModbusDevice extends ModbusDevice {
    * together with a per-period point (a fan speed with its countdown) gets it every time.
    */
   private encode(cmd: AhuCommandSet, heartbeat: number, reassert: boolean): WriteRequest[] {
-    const can = this.profile.commandPoints;
-    const wd = this.profile.watchdog;
-    const every: ProfileCommand = {};
-    if (can.has('epoch')) every.epoch = cmd.epoch;
-    if (can.has('fanPct')) every.fanPct = cmd.fanPct;
-    if (can.has('supplySetpointC')) every.supplySetpointC = cmd.supplySetpointC;
-    if (can.has('heartbeat') && wd.style !== 'none') every.heartbeat = heartbeat;
-    const due: ProfileCommand = {};
     const states = reassert || this.statesWrittenOn !== this.connections;
-    if (can.has('remoteEnable')) due.remoteEnable = cmd.remoteEnable;
-    // Handing a unit back to local control never stops it: run is asserted, never cleared.
-    if (can.has('run')) due.run = true;
-    if (can.has('watchdogTimerS') && wd.timeoutS !== undefined) due.watchdogTimerS = wd.timeoutS;
-    const lean: ProfileCommand = { ...every };
-    if (due.remoteEnable !== undefined && (states || this.remoteEnableWritten !== cmd.remoteEnable)) {
-      lean.remoteEnable = due.remoteEnable;
-    }
-    if (due.run !== undefined && states) lean.run = true;
-    if (due.watchdogTimerS !== undefined && this.timerDue()) lean.watchdogTimerS = due.watchdogTimerS;
-    try {
-      return this.profile.encodeCommand(lean);
-    } catch (err) {
-      if (!(err instanceof ProfileValueError)) throw err;
-      return this.profile.encodeCommand({ ...every, ...due });
-    }
+    return encodeProfileCommand(this.profile, cmd, heartbeat, {
+      remoteEnable: states || this.remoteEnableWritten !== cmd.remoteEnable,
+      run: states,
+      timer: this.timerDue(),
+    });
   }
 
   /** Whether the unit's watchdog timer must be (re)written with this command. */
@@ -486,4 +467,59 @@ function alarmNames(profile: CompiledProfile): string[] {
     for (const n of profile.decodeReads(results).alarms) names.add(n);
   }
   return [...names].sort();
+}
+
+/** Which of the points that are not written every period go out with this command. */
+export interface DuePoints {
+  remoteEnable: boolean;
+  run: boolean;
+  timer: boolean;
+}
+
+/**
+ * The requests of one command to a profile unit: fan speed, setpoint, epoch and heartbeat every
+ * time; remote enable, run and the watchdog timer when `due` says so — or every time when the
+ * profile writes them together with a per-period point.
+ */
+export function encodeProfileCommand(
+  profile: CompiledProfile,
+  cmd: AhuCommandSet,
+  heartbeat: number,
+  due: DuePoints,
+): WriteRequest[] {
+  const can = profile.commandPoints;
+  const wd = profile.watchdog;
+  const every: ProfileCommand = {};
+  if (can.has('epoch')) every.epoch = cmd.epoch;
+  if (can.has('fanPct')) every.fanPct = cmd.fanPct;
+  if (can.has('supplySetpointC')) every.supplySetpointC = cmd.supplySetpointC;
+  if (can.has('heartbeat') && wd.style !== 'none') every.heartbeat = heartbeat;
+  const all: ProfileCommand = { ...every };
+  if (can.has('remoteEnable')) all.remoteEnable = cmd.remoteEnable;
+  // Handing a unit back to local control never stops it: run is asserted, never cleared.
+  if (can.has('run')) all.run = true;
+  if (can.has('watchdogTimerS') && wd.timeoutS !== undefined) all.watchdogTimerS = wd.timeoutS;
+  const lean: ProfileCommand = { ...every };
+  if (due.remoteEnable && all.remoteEnable !== undefined) lean.remoteEnable = all.remoteEnable;
+  if (due.run && all.run !== undefined) lean.run = true;
+  if (due.timer && all.watchdogTimerS !== undefined) lean.watchdogTimerS = all.watchdogTimerS;
+  try {
+    return profile.encodeCommand(lean);
+  } catch (err) {
+    if (!(err instanceof ProfileValueError)) throw err;
+    return profile.encodeCommand(all);
+  }
+}
+
+/**
+ * Requests a command to this profile's unit takes: `perPeriod` in steady state, `first` on a
+ * fresh connection (state points and the watchdog timer too). The lease timing rule counts them.
+ */
+export function commandRequestCounts(profile: CompiledProfile): { perPeriod: number; first: number } {
+  const sample: AhuCommandSet = { epoch: 1, remoteEnable: true, fanPct: 50, supplySetpointC: 20 };
+  return {
+    perPeriod: encodeProfileCommand(profile, sample, 1, { remoteEnable: false, run: false, timer: false })
+      .length,
+    first: encodeProfileCommand(profile, sample, 1, { remoteEnable: true, run: true, timer: true }).length,
+  };
 }
