@@ -5,6 +5,7 @@
 // its mod revision so two operators cannot lose each other's change. A value that does not parse
 // never counts as "not paused": the last valid state is kept (operator-store.ts), and with none the
 // group is paused (FAILSAFE_OPERATOR_STATE).
+import { FAN_RANGE_PCT, inRange, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 
 export interface UnitOverride {
   fanPct?: number;
@@ -34,15 +35,12 @@ export function operatorKey(prefix: string, group: string): string {
   return `${prefix}/operator/${group}`;
 }
 
-/** The problem with an override, or null; the ranges are the units' own (0–100 %, 10–30 °C). */
+/** The problem with an override, or null; the ranges are the device contract's. */
 export function overrideProblem(o: UnitOverride): string | null {
-  if (o.fanPct !== undefined && !(Number.isFinite(o.fanPct) && o.fanPct >= 0 && o.fanPct <= 100))
-    return 'fanPct must be 0…100';
-  if (
-    o.supplySetpointC !== undefined &&
-    !(Number.isFinite(o.supplySetpointC) && o.supplySetpointC >= 10 && o.supplySetpointC <= 30)
-  )
-    return 'supplySetpointC must be 10…30 °C';
+  if (o.fanPct !== undefined && !inRange(o.fanPct, FAN_RANGE_PCT))
+    return `fanPct must be ${rangeText(FAN_RANGE_PCT)}`;
+  if (o.supplySetpointC !== undefined && !inRange(o.supplySetpointC, SUPPLY_SETPOINT_RANGE_C))
+    return `supplySetpointC must be ${rangeText(SUPPLY_SETPOINT_RANGE_C)} °C`;
   if (o.toLocal !== undefined && typeof o.toLocal !== 'boolean') return 'toLocal must be true or false';
   if (o.fanPct === undefined && o.supplySetpointC === undefined && !o.toLocal)
     return 'an override needs fanPct, supplySetpointC or toLocal: true';
