@@ -18,7 +18,14 @@ import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/sit
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { resolvePointMap, STATUS_BLOCK_LEN } from '../../src/devices/modbus/point-map.ts';
-import { RtuLine, RtuTimeoutError, rtuLineOn } from '../../src/devices/modbus/rtu-line.ts';
+import {
+  type OpenRtuPort,
+  openRtuUnit,
+  RtuLine,
+  type RtuPortEvents,
+  RtuTimeoutError,
+  rtuLineOn,
+} from '../../src/devices/modbus/rtu-line.ts';
 import { type DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
@@ -162,6 +169,51 @@ describe('a shared RTU line: a live unit and slave ids nobody answers', () => {
     expect(server.counters).toMatchObject({ reads: 1, wrongUnitId: 2 });
     expect(line.unitCounters(3)).toMatchObject({ requests: 2, abandoned: 1, answers: 1 });
     expect(line.unitCounters(9)).toMatchObject({ requests: 2, abandoned: 1, timeouts: 2 });
+  });
+});
+
+describe('a shared RTU line whose port goes away', () => {
+  // A USB adapter pulled out: a pty cannot show it (its slave end never errors), so the port here
+  // is scripted, the one stand-in in this file.
+  it('fails what is pending at once, tells its units, releases the port, and is replaced on the next open', async () => {
+    const path = '/dev/ttyUSB-bench-unplugged';
+    let events: RtuPortEvents | undefined;
+    let portClosed = 0;
+    const openPort: OpenRtuPort = async (_settings, ev) => {
+      events = ev;
+      return {
+        write: () => undefined, // nobody answers
+        close: async () => {
+          portClosed++;
+        },
+      };
+    };
+    const unit = await openRtuUnit({ path, baudRate: 19_200, parity: 'even' }, 3, {
+      logger: quietLogger,
+      openPort,
+    });
+    closers.push(() => unit.close());
+    const heard = new Promise<string>((resolve) => unit.once('close', resolve));
+    unit.setTimeout(5_000);
+    const t0 = performance.now();
+    const pending = timed(unit.readHoldingRegisters(pm.statusBlock, STATUS_BLOCK_LEN), t0);
+    const queued = timed(unit.line.request(4, FC3_STATUS, 5_000), t0);
+    events!.closed('port error: device disconnected');
+    for (const r of [await pending, await queued]) {
+      expect((r.err as Error).name).toBe('PortNotOpenError');
+      expect(r.atMs).toBeLessThan(1_000);
+    }
+    expect(await heard).toMatch(/disconnected/);
+    expect(portClosed).toBe(1);
+    expect(rtuLineOn(path)).toBeUndefined();
+    // The next unit on the path opens a fresh line, counts kept per path.
+    const again = await openRtuUnit({ path, baudRate: 19_200, parity: 'even' }, 3, {
+      logger: quietLogger,
+      openPort,
+    });
+    closers.push(() => again.close());
+    expect(again.line).not.toBe(unit.line);
+    expect(again.line.unitCounters(3).requests).toBe(1);
   });
 });
 

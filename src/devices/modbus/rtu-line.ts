@@ -313,7 +313,7 @@ export class RtuLine {
   }
 
   /** Frees the caller of `job` with `err`; a queued job never reaches the wire, a sent one keeps it until its deadline. */
-  abandon(job: Job, err: Error): void {
+  private abandon(job: Job, err: Error): void {
     if (job.settled) return;
     this.counterOf(job.unitId).abandoned++;
     this.settle(job, err);
@@ -326,6 +326,7 @@ export class RtuLine {
   /** Rejects everything pending and closes the port; bounded, idempotent. */
   async close(reason = 'closed'): Promise<void> {
     const port = this.port;
+    this.port = undefined;
     this.onClosed(reason);
     if (port) {
       let timer: NodeJS.Timeout | undefined;
@@ -447,7 +448,10 @@ export class RtuLine {
   private onClosed(reason: string): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
+    // A port that failed under us is still open: release it (close() closes its own port itself).
+    const port = this.port;
     this.port = undefined;
+    if (port) void port.close().catch(() => undefined);
     clearTimeout(this.deadlineTimer);
     clearTimeout(this.gapTimer);
     const err = new RtuLineClosedError(`line ${this.settings.path} closed: ${reason}`);
