@@ -56,6 +56,8 @@ export class FencingGateway {
   readonly lines = new Map<string, Line>();
   private readonly units = new Map<number, Unit>();
   private readonly base: number;
+  /** Whether each line could carry requests at its last one (one log line per change). */
+  private readonly lineUsable = new Map<string, boolean>();
 
   constructor(cfg: GatewayConfig, store: EpochStore, deps: GatewayDeps) {
     this.cfg = cfg;
@@ -289,6 +291,13 @@ export class FencingGateway {
     const start = performance.now();
     const out = await unit.line.transport.transact(unit.unitId, pdu, unit.timeoutMs);
     this.m.lineSeconds.observe({ line: unit.line.name }, (performance.now() - start) / 1000);
+    const usable = unit.line.transport.usable;
+    if (usable !== (this.lineUsable.get(unit.line.name) ?? true)) {
+      this.lineUsable.set(unit.line.name, usable);
+      const fields = { line: unit.line.name, endpoint: unit.line.transport.endpoint };
+      if (usable) this.log.info(fields, 'line usable again');
+      else this.log.error({ ...fields, reason: 'reason' in out ? out.reason : out.kind }, 'line not usable');
+    }
     const answered = out.kind === 'answer';
     if (answered !== unit.answering) {
       unit.answering = answered;

@@ -24,6 +24,8 @@ const MAX_RTU_FRAME = 256;
  * a USB adapter delivers bytes in bursts.
  */
 const INCOMPLETE_GAP_MS = 50;
+/** A line that went away (an adapter unplugged) is reopened by the next request, at most this often. */
+const REOPEN_INTERVAL_MS = 1_000;
 const CLOSE_DEADLINE_MS = 2_000;
 
 interface Pending {
@@ -44,6 +46,8 @@ export class RtuTransport implements Transport {
   private pending: Pending | undefined;
   private lastTrafficMs = 0;
   private closed = false;
+  private lastOpenTryMs = Number.NEGATIVE_INFINITY;
+  private lastOpenError = '';
 
   constructor(opts: RtuOptions) {
     this.opts = opts;
@@ -80,11 +84,37 @@ export class RtuTransport implements Transport {
     this.port = port;
   }
 
+  /** Opens the line again after it went away; false (and why, in lastOpenError) when it cannot yet. */
+  private async reopen(): Promise<boolean> {
+    const now = performance.now();
+    if (now - this.lastOpenTryMs < REOPEN_INTERVAL_MS) return false;
+    this.lastOpenTryMs = now;
+    const old = this.port;
+    this.port = undefined;
+    if (old) {
+      old.removeAllListeners();
+      old.on('error', () => undefined);
+      if (old.isOpen) old.close(() => undefined);
+    }
+    try {
+      await this.open();
+      return !this.closed;
+    } catch (err) {
+      this.lastOpenError = (err as Error).message;
+      return false;
+    }
+  }
+
   async transact(unitId: number, pdu: Buffer, timeoutMs: number): Promise<TransportOutcome> {
-    const port = this.port;
-    if (this.closed || !port?.isOpen)
-      return { kind: 'unavailable', reason: `serial line ${this.opts.path} is not open` };
+    if (this.closed) return { kind: 'unavailable', reason: 'gateway stopping' };
     if (this.pending) throw new Error('RtuTransport: one request at a time');
+    if (!this.port?.isOpen && !(await this.reopen())) {
+      return {
+        kind: 'unavailable',
+        reason: `serial line ${this.opts.path} is not open (${this.lastOpenError || 'closed'})`,
+      };
+    }
+    const port = this.port!;
     const quietMs = this.lastTrafficMs + this.gapMs - performance.now();
     if (quietMs > 0) await new Promise((r) => setTimeout(r, quietMs));
     const frame = Buffer.alloc(pdu.length + 3);

@@ -23,8 +23,11 @@ export async function stopAll(): Promise<void> {
   for (const s of stoppers.splice(0).reverse()) await s();
 }
 
-/** A pty pair: the gateway opens `master`, the simulated line `device`. */
-export async function ptyPair(dir: string, name: string): Promise<{ master: string; device: string }> {
+/** A pty pair: the gateway opens `master`, the simulated line `device`; `kill` unplugs it. */
+export async function ptyPair(
+  dir: string,
+  name: string,
+): Promise<{ master: string; device: string; kill: () => Promise<void> }> {
   const master = join(dir, `${name}-master`);
   const device = join(dir, `${name}-device`);
   const socat = spawn(
@@ -39,7 +42,13 @@ export async function ptyPair(dir: string, name: string): Promise<{ master: stri
     if (socat.exitCode === null) socat.kill('SIGTERM');
   });
   await waitFor('socat pty pair (apt-get install socat)', () => existsSync(master) && existsSync(device));
-  return { master, device };
+  const kill = async (): Promise<void> => {
+    if (socat.exitCode !== null || socat.signalCode !== null) return;
+    const exited = new Promise((r) => socat.once('exit', r));
+    socat.kill('SIGTERM');
+    await exited;
+  };
+  return { master, device, kill };
 }
 
 const site = generateSite(demoShape);
