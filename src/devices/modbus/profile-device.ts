@@ -251,9 +251,11 @@ export class ProfileModbusDevice extends ModbusDevice {
       this.heartbeat = this.nextProfileHeartbeat();
       // Encoded again here: a reconnect since the check above changes what must go out.
       requests = this.encode(cmd, this.heartbeat, opts.reassert === true);
-      const connection = this.connections;
+      let connection = -1;
       for (let k = 0; k < requests.length; k++) {
         await this.send(ctx, requests[k]!, requests.length - k, cmd.epoch, opts, what);
+        // The connection the first request went out on (the call may have had to open one).
+        if (k === 0) connection = this.connections;
       }
       this.noteWritten(requests, cmd, connection);
       this.drivingRemote = cmd.remoteEnable;
