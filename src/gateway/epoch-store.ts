@@ -19,6 +19,8 @@ interface StateFileV1 {
 export class EpochStore {
   readonly file: string;
   private readonly epochs = new Map<number, bigint>();
+  /** What the file is known to hold: a raise that failed to reach it is written again by the next write. */
+  private readonly durable = new Map<number, bigint>();
   private chain: Promise<void> = Promise.resolve();
   private writes = 0;
 
@@ -64,6 +66,7 @@ export class EpochStore {
         throw problem(`unit ${k}: ${JSON.stringify(v)} is not a unit id with an epoch`);
       }
       store.epochs.set(id, BigInt(v));
+      store.durable.set(id, BigInt(v));
     }
     return { store, found: true };
   }
@@ -83,21 +86,23 @@ export class EpochStore {
   }
 
   /**
-   * Raises a unit's epoch and resolves once that is on disk. The memory is raised at once, so a
-   * write with an older epoch is refused even while the file is written, or when writing failed.
+   * Raises a unit's epoch (if `epoch` is higher) and resolves once `epoch` is on disk — at once when
+   * it already is. The memory is raised first, so a write with an older epoch is refused even while
+   * the file is written, or when writing failed; a failed write is tried again by the next call.
    */
-  raise(unitId: number, epoch: bigint): Promise<void> {
-    if (epoch <= this.highest(unitId)) return Promise.resolve();
-    this.epochs.set(unitId, epoch);
-    const done = this.chain.then(() => this.writeFile());
+  ensure(unitId: number, epoch: bigint): Promise<void> {
+    if (epoch > this.highest(unitId)) this.epochs.set(unitId, epoch);
+    const onDisk = () => (this.durable.get(unitId) ?? 0n) >= epoch;
+    if (onDisk()) return Promise.resolve();
+    const done = this.chain.then(() => (onDisk() ? undefined : this.writeFile()));
     this.chain = done.catch(() => undefined);
     return done;
   }
 
   private async writeFile(): Promise<void> {
+    const snapshot = [...this.epochs.entries()].sort((a, b) => a[0] - b[0]);
     const units: Record<string, string> = {};
-    for (const [id, e] of [...this.epochs.entries()].sort((a, b) => a[0] - b[0]))
-      units[String(id)] = e.toString();
+    for (const [id, e] of snapshot) units[String(id)] = e.toString();
     const body = `${JSON.stringify({ version: FORMAT_VERSION, units } satisfies StateFileV1)}\n`;
     const dir = dirname(this.file);
     // One writer per file (the chain above), so one temp name is enough.
@@ -118,5 +123,6 @@ export class EpochStore {
       await dh.close();
     }
     this.writes++;
+    for (const [id, e] of snapshot) this.durable.set(id, e);
   }
 }

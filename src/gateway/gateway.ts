@@ -261,17 +261,19 @@ export class FencingGateway {
       );
       return exception(16, STALE_EPOCH_EXCEPTION);
     }
+    // Nothing goes on the line with an epoch the state file does not hold yet (a raise whose file
+    // write failed is written again here), so a restart never forgets an epoch a unit has seen.
+    try {
+      await this.store.ensure(unit.id, w.epoch);
+    } catch (err) {
+      this.m.stateWriteErrors.inc();
+      this.log.error(
+        { err, unit: unit.name, epoch: w.epoch.toString(), file: this.store.file },
+        'cannot persist the new epoch; write refused',
+      );
+      return exception(16, MODBUS_EXCEPTION.serverDeviceFailure);
+    }
     if (w.epoch > highest) {
-      try {
-        await this.store.raise(unit.id, w.epoch);
-      } catch (err) {
-        this.m.stateWriteErrors.inc();
-        this.log.error(
-          { err, unit: unit.name, epoch: w.epoch.toString(), file: this.store.file },
-          'cannot persist the new epoch; write refused',
-        );
-        return exception(16, MODBUS_EXCEPTION.serverDeviceFailure);
-      }
       this.m.unitEpoch.set({ unit: unit.name }, Number(w.epoch));
       this.log.info(
         { unit: unit.name, from: highest.toString(), to: w.epoch.toString(), client },
