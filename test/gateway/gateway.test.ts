@@ -391,8 +391,15 @@ StartTcpServer(context=ModbusServerContext(slaves=store, single=True), address=(
       listen: { host: '127.0.0.1', port: 0 },
       http: { host: '127.0.0.1', port: 0 },
       stateFile: join(dir, 'tcp-epochs.json'),
-      lines: [{ name: 'pymodbus', tcp: { host: '127.0.0.1', port } }],
-      units: [{ id: 7, name: 'PLAIN-7', line: 'pymodbus', unitId: 1, timeoutMs: 1_000 }],
+      lines: [
+        { name: 'pymodbus', tcp: { host: '127.0.0.1', port } },
+        // A converter that is down: nothing listens there.
+        { name: 'gone', tcp: { host: '127.0.0.1', port: await freePort('127.0.0.1') } },
+      ],
+      units: [
+        { id: 7, name: 'PLAIN-7', line: 'pymodbus', unitId: 1, timeoutMs: 1_000 },
+        { id: 8, name: 'GONE-8', line: 'gone', unitId: 1, timeoutMs: 1_000 },
+      ],
     });
     tcpGw = await startGateway(file);
   }, 60_000);
@@ -414,6 +421,53 @@ StartTcpServer(context=ModbusServerContext(slaves=store, single=True), address=(
     ]);
     expect((await c.readHoldingRegisters(50, 1)).data).toEqual([0xbeef]);
     expect((await c.readHoldingRegisters(60, 4)).data).toEqual([1, 2, 3, 0xffff]);
+  });
+
+  it('a converter that is down: 0x0A at once, a counter, /healthz 503 naming it; the other line unaffected', async () => {
+    const gone = await controllerClient(tcpGw.modbusPort, 8);
+    const t0 = performance.now();
+    expect(await exceptionOf(gone.readHoldingRegisters(0, 1))).toBe(0x0a);
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    expect(
+      await metric(tcpGw.httpUrl, 'coolctl_gateway_line_errors_total', {
+        unit: 'GONE-8',
+        kind: 'unavailable',
+      }),
+    ).toBe(1);
+    const health = await fetch(`${tcpGw.httpUrl}/healthz`);
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ problems: [expect.stringMatching(/line gone/)] });
+    const plain = await controllerClient(tcpGw.modbusPort, 7);
+    expect((await plain.readHoldingRegisters(50, 1)).data).toEqual([0xbeef]);
+  });
+
+  it('more than 16 unanswered requests on one connection: the rest get 0x06 (busy) at once', async () => {
+    const frames = Buffer.concat(Array.from({ length: 20 }, (_, i) => mbap(7, [3, 0, 50, 0, 1], i + 1)));
+    const answers = await new Promise<Map<number, number[]>>((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port: tcpGw.modbusPort });
+      const got = new Map<number, number[]>();
+      let rx = Buffer.alloc(0);
+      const timer = setTimeout(() => reject(new Error(`only ${got.size} of 20 answers`)), 10_000);
+      s.on('data', (d: Buffer) => {
+        rx = Buffer.concat([rx, d]);
+        while (rx.length >= 7 && rx.length >= 6 + rx.readUInt16BE(4)) {
+          const end = 6 + rx.readUInt16BE(4);
+          got.set(rx.readUInt16BE(0), [...rx.subarray(7, end)]);
+          rx = rx.subarray(end);
+        }
+        if (got.size === 20) {
+          clearTimeout(timer);
+          s.destroy();
+          resolve(got);
+        }
+      });
+      s.on('error', reject);
+      s.write(frames);
+    });
+    const busy = [...answers.values()].filter((a) => a[0] === 0x83 && a[1] === 0x06).length;
+    const served = [...answers.values()].filter((a) => a[0] === 3).length;
+    expect([served, busy]).toEqual([16, 4]);
+    expect(await metric(tcpGw.httpUrl, 'coolctl_gateway_bad_requests_total', { reason: 'busy' })).toBe(4);
   });
 
   it('a unit that checks nothing still never sees the deposed leader: its register keeps the newer value', async () => {
