@@ -688,7 +688,9 @@ async function vendorVsNative(
         const r = await paced(
           units.map((d) => async () => {
             await d.read();
-            await d.writeCommand(COMMAND);
+            // A set left idle for a window falls back to local control on its own watchdog; the
+            // control loop re-asserts deliberately, and so does this (in the warm-up, not counted).
+            await d.writeCommand(COMMAND, d.remoteControlLost ? { reassert: true } : {});
           }),
           warmupS,
           windowS,
