@@ -329,6 +329,16 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
                     protocol: { type: 'string' },
                     link: { type: 'string', description: 'up, degraded or down' },
                     remoteControlLost: { type: 'boolean' },
+                    fencing: {
+                      type: 'string',
+                      description:
+                        'epoch (the unit refuses stale epochs), lease (timing only) or gateway (a fencing gateway in front of it)',
+                    },
+                    unitWatchdog: {
+                      type: 'string',
+                      description:
+                        "the unit's own BMS watchdog (profile units): toggle, timeout-register, countdown, validity, or none — then this controller is the unit's only guard",
+                    },
                   },
                 },
               },
@@ -354,7 +364,13 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       }
       const units: Record<string, unknown> = {};
       for (const [id, d] of deps.devices ?? [])
-        units[id] = { protocol: d.protocol, link: d.linkState, remoteControlLost: d.remoteControlLost };
+        units[id] = {
+          protocol: d.protocol,
+          link: d.linkState,
+          remoteControlLost: d.remoteControlLost,
+          ...(d.fencing ? { fencing: d.fencing } : {}),
+          ...(d.unitWatchdog ? { unitWatchdog: d.unitWatchdog } : {}),
+        };
       return { atMs: Date.now(), rackInletsKnown, racks, groups, units };
     },
   );

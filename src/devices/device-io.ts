@@ -124,6 +124,10 @@ export interface DeviceIo extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   writeCommand(cmd: AhuCommandSet, opts?: WriteOptions): Promise<void>;
   /** True after the unit left remote control (fallback, link loss) until a write with `reassert` succeeds. */
   readonly remoteControlLost: boolean;
+  /** What keeps a deposed leader's writes off the unit (docs/leadership.md, "Fencing per unit"). */
+  readonly fencing?: 'epoch' | 'lease' | 'gateway';
+  /** The unit's own BMS watchdog style, when its profile says; `none`: the controller is its only guard. */
+  readonly unitWatchdog?: 'toggle' | 'timeout-register' | 'countdown' | 'validity' | 'none';
   close(): Promise<void>;
 }
 

@@ -74,8 +74,8 @@ export class ProfileModbusDevice extends ModbusDevice {
   }
 
   /** The unit's own watchdog style; `none`: nothing on the unit notices a silent controller. */
-  get unitWatchdog(): CompiledProfile['watchdog'] {
-    return this.profile.watchdog;
+  get unitWatchdog(): CompiledProfile['watchdog']['style'] {
+    return this.profile.watchdog.style;
   }
 
   override read(opts: CallOptions = {}): Promise<AhuReadings> {
