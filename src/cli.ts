@@ -11,8 +11,6 @@ import { ConfigWatcher } from './daemon/config-watch.ts';
 import { Controller, VERSION } from './daemon/controller.ts';
 import { SdNotify } from './daemon/sd-notify.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
-import { loadGatewayConfig } from './gateway/config.ts';
-import { GatewayService } from './gateway/service.ts';
 
 const program = new Command('coolctl')
   .version(VERSION)
@@ -78,36 +76,9 @@ program
   .requiredOption('--config <file>', 'gateway config file (YAML, docs/fencing-gateway.md)')
   .option('--log-level <level>', 'pino log level', 'info')
   .action(async (o: { config: string; logLevel: string }) => {
-    const cfg = await loadGatewayConfig(o.config);
-    const logger = pino({ level: o.logLevel, base: { app: 'coolctl-gateway', gateway: cfg.name } });
-    const service = new GatewayService(cfg, { logger });
-    const systemd = new SdNotify(process.env, process.pid, logger);
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'stopping');
-      void systemd.stopping();
-      void service.stop().then(() => {
-        process.exitCode = 0;
-        setTimeout(() => process.exit(0), 2000).unref();
-      });
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    // A half-started gateway (a line open, the port taken) must not keep the process alive.
-    await service.start().catch(async (err: unknown) => {
-      await service.stop();
-      throw err;
-    });
-    process.stdout.write(
-      `coolctl gateway ${cfg.name}: modbus ${service.modbus.host}:${service.modbus.port}, http ${service.httpUrl}\n`,
-    );
-    await systemd.ready(`gateway ${cfg.name}: ${cfg.units.length} units, modbus port ${service.modbus.port}`);
-    systemd.startWatchdog(() => {
-      const why = service.wedged();
-      return why ? { ok: false, why } : { ok: true };
-    });
+    // Its own module and entry (the systemd unit runs src/gateway/main.ts, without the controller).
+    const { runGateway } = await import('./gateway/main.ts');
+    await runGateway(o);
   });
 
 program

@@ -11,10 +11,13 @@ import { checkSiteRules } from './site-rules.ts';
 import { type Site, SiteSchema } from './site-schema.ts';
 
 export const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
-const validateSchema = ajv.compile<Site>(SiteSchema);
+// Compiled on first use: the site schema's validator is ~14 MB of heap, and modules that only borrow
+// parseYamlConfig (the fencing gateway's config) never need it.
+let validateSchema: ValidateFunction<Site> | undefined;
 
 /** Parses and validates YAML text; `file` only labels the problems. Throws ConfigError listing all problems. */
 export function parseSite(text: string, file = '<inline>'): Site {
+  validateSchema ??= ajv.compile<Site>(SiteSchema);
   return parseYamlConfig(text, file, validateSchema, checkSiteRules);
 }
 

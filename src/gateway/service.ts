@@ -2,13 +2,12 @@
 // epoch state file, the lines, the Modbus TCP listener for controllers and the HTTP side. start()
 // opens them in that order — no controller is answered before the epochs are loaded — and stop()
 // closes them in reverse, once, bounded.
-import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { GatewayConfig } from './config.ts';
 import { EpochStore } from './epoch-store.ts';
 import { FencingGateway } from './gateway.ts';
-import { buildGatewayHttp } from './http.ts';
+import { GatewayHttp } from './http.ts';
 import { GatewayMetrics } from './metrics.ts';
 import { ModbusListener } from './modbus-listener.ts';
 import type { Transport } from './transport.ts';
@@ -20,7 +19,7 @@ export class GatewayService {
   private readonly transports: Map<string, Transport> | undefined;
   private gateway: FencingGateway | undefined;
   private listener: ModbusListener | undefined;
-  private http: FastifyInstance | undefined;
+  private http: GatewayHttp | undefined;
   private stopping: Promise<void> | undefined;
   /** Where controllers and Prometheus reach it, once started. */
   modbus = { host: '', port: 0 };
@@ -59,14 +58,14 @@ export class GatewayService {
     this.listener = listener;
     this.modbus = await listener.start();
     const startedAtMs = performance.now();
-    this.http = buildGatewayHttp({
+    this.http = new GatewayHttp({
       logger: this.log,
       registry: this.registry,
       gateway: this.cfg.name,
       startedAtMs,
       health: () => gateway.health(),
     });
-    const url = await this.http.listen({ host: this.cfg.http.host, port: this.cfg.http.port });
+    const url = await this.http.listen(this.cfg.http.host, this.cfg.http.port);
     this.httpUrl = url;
     this.log.info(
       {

@@ -39,7 +39,9 @@ describe('deploy/systemd/coolctl-gateway@.service', () => {
     expect(text).toMatch(/^Type=notify$/m);
     expect(text).toMatch(/^WatchdogSec=\d+$/m);
     expect(text).toMatch(/^RestartPreventExitStatus=2$/m);
-    expect(text).toMatch(/^ExecStart=.* gateway --config \/etc\/coolctl\/gateway-%i\.yaml$/m);
+    expect(text).toMatch(
+      /^ExecStart=\S+\/node .*\/dist\/src\/gateway\/main\.js --config \/etc\/coolctl\/gateway-%i\.yaml$/m,
+    );
     expect(text).toMatch(/^StateDirectory=coolctl-gateway\/%i$/m);
   });
 });
@@ -72,7 +74,8 @@ describe('the gateway under systemd notification', () => {
       lines: [{ name: 'tcp', tcp: { host: '127.0.0.1', port: await freePort('127.0.0.1') } }],
       units: [{ id: 1, line: 'tcp' }],
     });
-    const gw = spawn(process.execPath, ['src/cli.ts', 'gateway', '--config', config, '--log-level', 'warn'], {
+    // The unit's own entry (src/gateway/main.ts; the unit runs its compiled dist/ twin).
+    const gw = spawn(process.execPath, ['src/gateway/main.ts', '--config', config, '--log-level', 'warn'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NOTIFY_SOCKET: sock, WATCHDOG_USEC: '600000' },
     });
