@@ -2,10 +2,12 @@
 // Debian's pymodbus (a stack nobody here wrote) — rack inlets in a Modbus TCP sensor gateway, the
 // unit's supply and return in a vendor-style air handler (float32-lsw-toggle-inverted-coil). The
 // controller's sensor poller (ModbusSource → SensorStore), its control loop (GroupDriver running
-// the law, leading by a fake leadership: no etcd) and its profile device drive the unit. The test
+// the law, leading for good by a stub leadership: no etcd) and its profile device drive the unit. The test
 // sets temperatures in the datastores and reads back the fan speed and setpoint the controller
 // wrote there, scaled as the profile says (fan in %, setpoint in tenths of °C).
+import { EventEmitter } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GroupLeadership, Leadership } from '../../src/cluster/leadership.ts';
 import { parseSite } from '../../src/config/load-site.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import { groupControlConfig } from '../../src/control/law/group-controller.ts';
@@ -16,7 +18,6 @@ import { encodeNode } from '../../src/sensors/modbus-gateway-map.ts';
 import { ModbusSource } from '../../src/sensors/modbus-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
-import { FakeCluster } from '../support/fake-cluster.ts';
 import { PymodbusUnit } from './pymodbus-unit.ts';
 
 /** Wire addresses of float32-lsw-toggle-inverted-coil's points. */
@@ -26,6 +27,24 @@ function f32lsw(v: number): number[] {
   const dv = new DataView(new ArrayBuffer(4));
   dv.setFloat32(0, v);
   return [dv.getUint16(2), dv.getUint16(0)];
+}
+
+/** This node leads G1 with epoch 7 for good: the loop under test, without etcd. */
+class SoleLeader extends EventEmitter implements Leadership {
+  readonly node = 'n1';
+  readonly healthy = true;
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  groups(): GroupLeadership[] {
+    return [{ group: 'G1', role: 'leader', leader: 'n1', epoch: 7, sinceMs: 1, relinquished: null }];
+  }
+  members() {
+    return [];
+  }
+  fence(group: string) {
+    return group === 'G1' ? { epoch: 7, untilMs: Number.POSITIVE_INFINITY } : null;
+  }
+  async switchover(): Promise<void> {}
 }
 
 let ahuPy: PymodbusUnit;
@@ -113,8 +132,7 @@ beforeAll(async () => {
     },
     close: () => real.close(),
   });
-  const cluster = new FakeCluster({ G1: ['n1', 7] });
-  driver = new GroupDriver(site.controlGroups[0]!, new Map([['AHU-V', device]]), cluster.node('n1'), {
+  driver = new GroupDriver(site.controlGroups[0]!, new Map([['AHU-V', device]]), new SoleLeader(), {
     periodMs: 200,
     logger: quietLogger,
     control: { config: groupControlConfig(site, 'G1'), sensors: store },
