@@ -4,7 +4,8 @@
 // raises run one after another, each snapshot holding every raise before it.
 // Invariant: the epoch of a unit never goes down, in memory or on disk. A file that cannot be read
 // or parsed stops the gateway at start (COOLCTL_E_STARTUP): guessing would reopen the fence.
-import { open, readFile, rename } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, open, readFile, rename } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 
@@ -31,6 +32,17 @@ export class EpochStore {
   /** Reads the state file; a missing one is a first start (empty). `found` says which. */
   static async open(file: string): Promise<{ store: EpochStore; found: boolean }> {
     const store = new EpochStore(file);
+    // Found at start, not at the first write of a new leader (which would then be refused).
+    try {
+      await access(dirname(file), constants.W_OK);
+    } catch (err) {
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `the directory of the epoch state file ${file} is missing or not writable: ${(err as Error).message} ` +
+          '(check stateFile; the systemd unit creates /var/lib/coolctl-gateway/NAME)',
+        { cause: err },
+      );
+    }
     let text: string;
     try {
       text = await readFile(file, 'utf8');

@@ -58,6 +58,7 @@ export class FencingGateway {
   private readonly base: number;
   /** Whether each line could carry requests at its last one (one log line per change). */
   private readonly lineUsable = new Map<string, boolean>();
+  private stateFileFailing = false;
 
   constructor(cfg: GatewayConfig, store: EpochStore, deps: GatewayDeps) {
     this.cfg = cfg;
@@ -265,12 +266,20 @@ export class FencingGateway {
     // write failed is written again here), so a restart never forgets an epoch a unit has seen.
     try {
       await this.store.ensure(unit.id, w.epoch);
+      if (this.stateFileFailing) {
+        this.stateFileFailing = false;
+        this.log.info({ file: this.store.file }, 'epoch state file written again');
+      }
     } catch (err) {
       this.m.stateWriteErrors.inc();
-      this.log.error(
-        { err, unit: unit.name, epoch: w.epoch.toString(), file: this.store.file },
-        'cannot persist the new epoch; write refused',
-      );
+      // One line per failure streak: a leader retries every period.
+      if (!this.stateFileFailing) {
+        this.stateFileFailing = true;
+        this.log.error(
+          { err, unit: unit.name, epoch: w.epoch.toString(), file: this.store.file },
+          'cannot persist the new epoch; fenced writes refused (0x04) until it can',
+        );
+      }
       return exception(16, MODBUS_EXCEPTION.serverDeviceFailure);
     }
     if (w.epoch > highest) {

@@ -37,15 +37,21 @@ describe('EpochStore', () => {
   });
 
   it('a raise whose file write failed is refused, stays raised in memory, and is written by the next call', async () => {
-    const sub = join(dir, 'not-yet');
+    const sub = join(dir, 'going');
     const file = join(sub, 'c.json');
+    mkdirSync(sub);
     const { store } = await EpochStore.open(file);
+    rmSync(sub, { recursive: true });
     await expect(store.ensure(2, 8n)).rejects.toThrow(/ENOENT/);
     // Older epochs are refused meanwhile: the memory holds the raise.
     expect(store.highest(2)).toBe(8n);
     mkdirSync(sub);
     await store.ensure(2, 8n);
     expect((await EpochStore.open(file)).store.highest(2)).toBe(8n);
+  });
+
+  it('a state directory that does not exist stops the start, not the first write', async () => {
+    await expect(EpochStore.open(join(dir, 'nowhere', 'd.json'))).rejects.toThrow(/missing or not writable/);
   });
 
   it('a file that is not a state file stops the start with COOLCTL_E_STARTUP, never a guess', async () => {
