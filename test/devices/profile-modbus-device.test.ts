@@ -4,7 +4,10 @@
 // across several of its watchdog periods of the simulator's wall clock, where it would drop the
 // BMS after one without the controller's refresh. The timeout register goes out again after a
 // reconnect.
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_PROFILES_DIR } from '../../firmware-sim/ahu/modbus-devices.ts';
 import { ModbusAhuServer } from '../../firmware-sim/ahu/modbus-server.ts';
@@ -17,6 +20,7 @@ import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { ProfileModbusDevice } from '../../src/devices/modbus/profile-device.ts';
 import { compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
+import { type DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger } from '../helpers.ts';
 
 const journal = new Journal(() => 0);
@@ -165,5 +169,70 @@ describe('profile device against the simulator’s vendor units', () => {
     await r.device.writeCommand(cmd(58, 20), { reassert: true }).catch(() => undefined);
     await r.device.writeCommand(cmd(59, 20), { reassert: true });
     expect(timerWrites().length).toBe(2);
+  });
+});
+
+describe('a unit that cannot answer a large block in time', () => {
+  it('reads the block in halves from then on, and the next read succeeds', async () => {
+    // Answers reads of up to 2 registers (zeros) at once; a larger block never (as a unit or
+    // gateway that takes seconds over one does, from the controller's deadline's point of view).
+    const asked: number[] = [];
+    const server = createServer((socket) => {
+      socket.on('data', (buf) => {
+        for (let at = 0; at + 12 <= buf.length; at += 12) {
+          const frame = buf.subarray(at, at + 12);
+          const fc = frame[7]!;
+          const count = frame.readUInt16BE(10);
+          asked.push(count);
+          if ((fc !== 3 && fc !== 4) || count > 2) continue;
+          const reply = Buffer.alloc(9 + 2 * count);
+          frame.copy(reply, 0, 0, 4);
+          reply.writeUInt16BE(3 + 2 * count, 4);
+          reply[6] = frame[6]!;
+          reply[7] = fc;
+          reply[8] = 2 * count;
+          socket.write(reply);
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const lines: { msg: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
+    const device = await createDevice(
+      {
+        id: 'AHU-slow-block',
+        room: 'hall',
+        xM: 1,
+        yM: 1,
+        capacityKw: 100,
+        maxAirflowM3s: 10,
+        fanMaxKw: 5,
+        localSetpointC: 18,
+        localFanPct: 80,
+        watchdogS: 30,
+        supplyTauS: 60,
+        protocol: 'modbus-tcp',
+        endpoint: { host: '127.0.0.1', port: (server.address() as AddressInfo).port, unitId: 1 },
+        client: { timeoutMs: 300, retries: 0 },
+        profile: 'tenths-c-countdown-command-bits',
+      },
+      { logger },
+    );
+    cleanups.push(() => device.close());
+    // The profile's plan: input 200+5 (supply, return, setpoint and fan feedback) and 209+2.
+    const first = await device.read().then(
+      () => undefined,
+      (e: unknown) => e as DeviceError,
+    );
+    expect(first?.code).toBe(ErrorCodes.DEVICE_TIMEOUT);
+    expect(asked).toEqual([5]);
+    const r = await device.read();
+    expect(r.supplyC).toBe(0);
+    expect(r.mode).toBe('local');
+    expect(asked.slice(1)).toEqual([2, 2, 2]);
+    expect(lines.filter((l) => l.msg.startsWith('read block timed out'))).toHaveLength(1);
   });
 });
