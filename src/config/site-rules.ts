@@ -85,6 +85,13 @@ export function checkSiteRules(site: Site): RuleProblem[] {
   });
   site.airHandlers.forEach((a, i) => {
     const profile = (a as { profile?: string }).profile ?? NATIVE_PROFILE;
+    if (a.fencing === 'gateway' && a.protocol === 'opcua') {
+      problems.push({
+        path: `/airHandlers/${i}/fencing`,
+        message: `air handler "${a.id}" is an OPC-UA unit: the coolctl fencing gateway speaks Modbus only`,
+        allowed: 'fencing: epoch (coolctl-native units) or lease for an OPC-UA unit',
+      });
+    }
     if (a.fencing === 'epoch' && profile !== NATIVE_PROFILE) {
       problems.push({
         path: `/airHandlers/${i}/fencing`,

@@ -55,6 +55,21 @@ describe('fencing per unit', () => {
   });
 });
 
+describe('gateway fencing', () => {
+  it('is refused for an OPC-UA unit: the gateway speaks Modbus only', () => {
+    const site = siteWith([{ id: 'UA', fencing: 'gateway' }]);
+    (site.airHandlers[0] as { protocol: string }).protocol = 'opcua';
+    expect(checkSiteRules(site)).toEqual([
+      expect.objectContaining({
+        path: '/airHandlers/0/fencing',
+        message: expect.stringMatching(
+          /"UA" is an OPC-UA unit: the coolctl fencing gateway speaks Modbus only/,
+        ),
+      }),
+    ]);
+  });
+});
+
 describe('the lease timing rule', () => {
   const testTiming = { leaseTtlS: 2, safetyMarginMs: 400, keepaliveIntervalMs: 300 };
 
