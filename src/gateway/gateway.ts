@@ -217,6 +217,7 @@ export class FencingGateway {
     this.m.requests.inc({ unit: unit.name, kind: 'read' });
     const arrivedMs = performance.now();
     const answer = unit.line.submit({
+      unitId: unit.id,
       arrivedMs,
       expire: () => this.expired(unit, fc),
       run: async () => {
@@ -243,6 +244,7 @@ export class FencingGateway {
     this.m.requests.inc({ unit: unit.name, kind: 'fenced_write' });
     const echo = Buffer.from(pdu.subarray(0, 5));
     const answer = unit.line.submit({
+      unitId: unit.id,
       arrivedMs: performance.now(),
       expire: () => this.expired(unit, fc),
       run: () => this.forwardFenced(unit, w, echo, client),

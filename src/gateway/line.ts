@@ -1,11 +1,15 @@
-// One line of the gateway: a bounded queue in front of one transport, served one request at a time.
-// A request not started within `queueTimeoutMs` of its arrival is answered without ever touching
-// the line (its `expire` answer): together with the unit's deadline this bounds how long the gateway
-// can hold a write — the figure the controllers' `client.maxApplyDelayMs` is set from. A dead unit
-// costs the units queued behind it at most its own deadline per request.
+// One line of the gateway: bounded queues in front of one transport, served one request at a time.
+// Each unit has its own queue (first come, first served within it) and the units take turns, so a
+// dead unit with many requests waiting costs another unit's request at most one of its deadlines,
+// not one per request waiting. A request not started within `queueTimeoutMs` of its arrival is
+// answered without ever touching the line (its `expire` answer): with the unit's deadline this
+// bounds how long the gateway can hold a write — what the controllers' `client.maxApplyDelayMs`
+// is set from.
 import type { Transport } from './transport.ts';
 
 export interface LineJob<T> {
+  /** The unit it is for: units take turns on the line. */
+  unitId: number;
   /** performance.now() when the request arrived. */
   arrivedMs: number;
   /** Runs with the line to itself. Must not throw; must end (every transport call has a deadline). */
@@ -14,12 +18,19 @@ export interface LineJob<T> {
   expire: () => T;
 }
 
+interface Waiting {
+  job: LineJob<unknown>;
+  resolve: (v: unknown) => void;
+}
+
 export class Line {
   readonly name: string;
   readonly transport: Transport;
   private readonly queueTimeoutMs: number;
   private readonly maxQueued: number;
-  private readonly queue: { job: LineJob<unknown>; resolve: (v: unknown) => void }[] = [];
+  /** Per unit, in arrival order; a Map iterates in insertion order, which makes the turns. */
+  private readonly queues = new Map<number, Waiting[]>();
+  private waiting = 0;
   private pumping = false;
   private stopped = false;
   /** performance.now() when the job on the line started, or undefined when idle. */
@@ -33,7 +44,7 @@ export class Line {
   }
 
   get queued(): number {
-    return this.queue.length;
+    return this.waiting;
   }
 
   /** How long the job on the line has run (0 when idle): a wedged line shows here. */
@@ -41,11 +52,17 @@ export class Line {
     return this.busySinceMs === undefined ? 0 : now - this.busySinceMs;
   }
 
-  /** Queues `job`; undefined when the queue is full (the caller answers busy). */
+  /** Queues `job`; undefined when the line's queue is full (the caller answers busy). */
   submit<T>(job: LineJob<T>): Promise<T> | undefined {
-    if (this.stopped || this.queue.length >= this.maxQueued) return undefined;
+    if (this.stopped || this.waiting >= this.maxQueued) return undefined;
     return new Promise<T>((resolve) => {
-      this.queue.push({ job, resolve: resolve as (v: unknown) => void });
+      let q = this.queues.get(job.unitId);
+      if (!q) {
+        q = [];
+        this.queues.set(job.unitId, q);
+      }
+      q.push({ job, resolve: resolve as (v: unknown) => void });
+      this.waiting++;
       if (!this.pumping) void this.pump();
     });
   }
@@ -53,23 +70,39 @@ export class Line {
   /** Answers everything queued with its `expire` answer; the job on the line ends by its deadline. */
   stop(): void {
     this.stopped = true;
-    for (const q of this.queue.splice(0)) q.resolve(q.job.expire());
+    for (const q of this.queues.values()) for (const w of q.splice(0)) w.resolve(w.job.expire());
+    this.queues.clear();
+    this.waiting = 0;
+  }
+
+  /** The next request: the oldest of the unit whose turn it is; that unit goes to the back. */
+  private next(): Waiting | undefined {
+    for (const [unitId, q] of this.queues) {
+      this.queues.delete(unitId);
+      const w = q.shift();
+      if (q.length > 0) this.queues.set(unitId, q);
+      if (w) {
+        this.waiting--;
+        return w;
+      }
+    }
+    return undefined;
   }
 
   private async pump(): Promise<void> {
     this.pumping = true;
     try {
-      for (let q = this.queue.shift(); q; q = this.queue.shift()) {
-        if (performance.now() - q.job.arrivedMs > this.queueTimeoutMs) {
-          q.resolve(q.job.expire());
+      for (let w = this.next(); w; w = this.next()) {
+        if (performance.now() - w.job.arrivedMs > this.queueTimeoutMs) {
+          w.resolve(w.job.expire());
           continue;
         }
         this.busySinceMs = performance.now();
         try {
-          q.resolve(await q.job.run());
+          w.resolve(await w.job.run());
         } catch {
           // A job is built not to throw; if one does, its client still gets an answer.
-          q.resolve(q.job.expire());
+          w.resolve(w.job.expire());
         } finally {
           this.busySinceMs = undefined;
         }

@@ -30,6 +30,7 @@ import {
   type GatewayProcess,
   mbap,
   metric,
+  pipelined,
   ptyPair,
   rawRequest,
   simLine,
@@ -194,6 +195,23 @@ describe('coolctl gateway on an RS-485 line of native units', () => {
       gw.logs().filter((l) => l.msg === 'unit not answering' && l.unit === 'AHU-DEAD');
     await waitFor('the dead unit logged', () => notAnswering().length > 0);
     expect(notAnswering()).toHaveLength(1);
+  });
+
+  it('a dead unit with many requests waiting costs another unit one deadline, not one per request', async () => {
+    const reads = () =>
+      metric(gw.httpUrl, 'coolctl_gateway_requests_total', { unit: 'AHU-DEAD', kind: 'read' });
+    const before = await reads();
+    const flood = pipelined(
+      gw.modbusPort,
+      Array.from({ length: 6 }, (_, i) => mbap(5, [3, 0, 100, 0, 16], i + 1)),
+    );
+    await waitFor('six dead reads queued', async () => (await reads()) >= before + 6);
+    const live = await controllerClient(gw.modbusPort, 4);
+    const t0 = performance.now();
+    await live.readHoldingRegisters(100, 16);
+    // First come, first served would wait for all six (1.8 s); the units take turns on the line.
+    expect(performance.now() - t0).toBeLessThan(2 * UNIT_TIMEOUT_MS + 150);
+    expect([...(await flood).values()].every((a) => a[0] === 0x83 && a[1] === 0x0b)).toBe(true);
   });
 
   it('a unit answering garbage (bad CRC) gets 0x0B and a counter; it answers again once the line is clean', async () => {
@@ -442,28 +460,10 @@ StartTcpServer(context=ModbusServerContext(slaves=store, single=True), address=(
   });
 
   it('more than 16 unanswered requests on one connection: the rest get 0x06 (busy) at once', async () => {
-    const frames = Buffer.concat(Array.from({ length: 20 }, (_, i) => mbap(7, [3, 0, 50, 0, 1], i + 1)));
-    const answers = await new Promise<Map<number, number[]>>((resolve, reject) => {
-      const s = connect({ host: '127.0.0.1', port: tcpGw.modbusPort });
-      const got = new Map<number, number[]>();
-      let rx = Buffer.alloc(0);
-      const timer = setTimeout(() => reject(new Error(`only ${got.size} of 20 answers`)), 10_000);
-      s.on('data', (d: Buffer) => {
-        rx = Buffer.concat([rx, d]);
-        while (rx.length >= 7 && rx.length >= 6 + rx.readUInt16BE(4)) {
-          const end = 6 + rx.readUInt16BE(4);
-          got.set(rx.readUInt16BE(0), [...rx.subarray(7, end)]);
-          rx = rx.subarray(end);
-        }
-        if (got.size === 20) {
-          clearTimeout(timer);
-          s.destroy();
-          resolve(got);
-        }
-      });
-      s.on('error', reject);
-      s.write(frames);
-    });
+    const answers = await pipelined(
+      tcpGw.modbusPort,
+      Array.from({ length: 20 }, (_, i) => mbap(7, [3, 0, 50, 0, 1], i + 1)),
+    );
     const busy = [...answers.values()].filter((a) => a[0] === 0x83 && a[1] === 0x06).length;
     const served = [...answers.values()].filter((a) => a[0] === 3).length;
     expect([served, busy]).toEqual([16, 4]);

@@ -192,6 +192,38 @@ export async function rawRequest(
   });
 }
 
+/** Sends `frames` at once on one connection; resolves with the answer PDUs by transaction id. */
+export function pipelined(
+  port: number,
+  frames: Buffer[],
+  timeoutMs = 10_000,
+): Promise<Map<number, number[]>> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port });
+    const got = new Map<number, number[]>();
+    let rx = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`only ${got.size} of ${frames.length} answers in ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('data', (d: Buffer) => {
+      rx = Buffer.concat([rx, d]);
+      while (rx.length >= 7 && rx.length >= 6 + rx.readUInt16BE(4)) {
+        const end = 6 + rx.readUInt16BE(4);
+        got.set(rx.readUInt16BE(0), [...rx.subarray(7, end)]);
+        rx = rx.subarray(end);
+      }
+      if (got.size === frames.length) {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(got);
+      }
+    });
+    s.on('error', reject);
+    s.write(Buffer.concat(frames));
+  });
+}
+
 /** An MBAP frame around `pdu`. */
 export function mbap(unitId: number, pdu: number[] | Buffer, tid = 1): Buffer {
   const p = Buffer.from(pdu);
