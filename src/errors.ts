@@ -31,6 +31,14 @@ export const ErrorCodes = {
   PROFILE_INVALID: 'COOLCTL_E_PROFILE_INVALID',
   /** A command value a profile's point cannot encode (out of the register's range, or no such point). */
   PROFILE_VALUE: 'COOLCTL_E_PROFILE_VALUE',
+  /** An API request without a valid identity (no or unknown token, expired session, wrong password). */
+  UNAUTHENTICATED: 'COOLCTL_E_UNAUTHENTICATED',
+  /** An API request whose identity's role does not allow the route. */
+  FORBIDDEN: 'COOLCTL_E_FORBIDDEN',
+  /** A state-changing request a cross-site page could have sent (not JSON, or no request header). */
+  CROSS_SITE: 'COOLCTL_E_CROSS_SITE',
+  /** Too many sign-ins or state-changing requests in the limiter's window. */
+  RATE_LIMITED: 'COOLCTL_E_RATE_LIMITED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -1,24 +1,48 @@
-// The controller's HTTP API (fastify). `buildApi` opens no socket, so tests use `inject()`; the
-// daemon calls `listen()`. Health for systemd and load balancers, Prometheus metrics, the cluster
-// view, and operator actions; every route is described in the OpenAPI document at /openapi.json.
-// Every refused request answers 4xx with a stable code and the list of problems, and is counted.
+// The controller's HTTP API: `buildApp` assembles fastify plugins and opens no socket, so tests use
+// `inject()`; the daemon calls `listen()`. One file per resource under ./routes/, the guard
+// (./auth/guard.ts: identity, roles, cross-site refusal, the audit trail) over all of them, CORS
+// for the cluster's own dashboards and rate limits from the fastify plugins. Every route is
+// described in the OpenAPI document at /openapi.json. Every refused request answers 4xx with a
+// stable code and the list of problems, and is counted.
+import cookie from '@fastify/cookie';
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { StateCache } from '../cache/state-cache.ts';
-import type { GroupLeadership, Leadership } from '../cluster/leadership.ts';
-import { type OperatorState, overrideProblem, type UnitOverride } from '../cluster/operator-state.ts';
+import type { Leadership, RoleChange } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
-import { rangeSchema } from '../devices/unit-contract.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
-import type { AuditLog } from './audit-log.ts';
+import type { AuditTrail } from './audit/audit-trail.ts';
+import type { AuthStore } from './auth/auth-store.ts';
+import { changesState, guard, REQUEST_HEADER } from './auth/guard.ts';
 import { dashboard } from './dashboard.ts';
-import { ErrorBody } from './error-body.ts';
-import { metricsStream } from './metrics-text.ts';
+import { auditRoutes } from './routes/audit.ts';
+import { authRoutes } from './routes/auth.ts';
+import { clusterRoutes } from './routes/cluster.ts';
+import { groupRoutes } from './routes/groups.ts';
+import { healthRoutes } from './routes/health.ts';
+import { operatorRoutes } from './routes/operator.ts';
+
+/** The API's own security settings (controller config `api:`; docs/security.md). */
+export interface ApiSecurity {
+  /** `none`: /metrics needs no identity (a scraper without a token); default `viewer`. */
+  metricsAuth?: 'none' | 'viewer';
+  /** Dashboard and CLI sessions expire after this (default 8 h). */
+  sessionTtlS?: number;
+  /** Sign-ins per client address per minute (default 10). */
+  signInsPerMinute?: number;
+  /** State-changing requests per user per minute (default 120). */
+  actionsPerMinute?: number;
+  /** The API is served over TLS: the session cookie is Secure. */
+  secureCookies?: boolean;
+}
 
 export interface ApiDeps {
   node: string;
@@ -27,6 +51,11 @@ export interface ApiDeps {
   registry: Registry;
   groups: string[];
   drivers: Map<string, GroupDriver>;
+  /** Users, tokens and sessions of the cluster (etcd). */
+  auth: AuthStore;
+  /** Where state-changing requests and gained leaderships are recorded (etcd). */
+  audit: AuditTrail;
+  security?: ApiSecurity;
   /** The process-state cache, when the node has a peer channel. */
   cache?: StateCache;
   /** What the node believes about the room. */
@@ -39,18 +68,16 @@ export interface ApiDeps {
   site?: Site;
   /** The air handlers' connections from this node: their link state. */
   devices?: ReadonlyMap<string, DeviceIo>;
-  /** Where operator actions and role changes are recorded (default: a fresh 1 000-entry log). */
-  audit?: AuditLog;
 }
 
-export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const loggerInstance = deps.logger.child({ component: 'api' }) as FastifyBaseLogger;
   // No log line per request: health probes and dashboards poll; refusals and failures are logged below.
   const app = Fastify({
     loggerInstance,
     bodyLimit: 64 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
-  });
+  }).withTypeProvider<TypeBoxTypeProvider>();
   const refused = new Counter({
     name: 'coolctl_api_requests_refused_total',
     help: 'API requests refused as bad input, by route',
@@ -62,21 +89,32 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       info: {
         title: 'coolctl controller API',
         version: deps.version,
-        description: 'One controller node of a coolctl cluster.',
+        description:
+          'One controller node of a coolctl cluster. Every route but /healthz and /readyz needs an identity: `Authorization: Bearer <token>` or the dashboard’s session cookie; state-changing requests also need JSON bodies and, with the cookie, the X-Coolctl-Request header (docs/security.md).',
       },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          session: { type: 'apiKey', in: 'cookie', name: 'coolctl_session' },
+        },
+      },
+      security: [{ bearer: [] }, { session: [] }],
     },
   });
 
   app.setErrorHandler((err, req, reply) => {
-    const e = err as Error & { statusCode?: number };
+    const e = err as Error & { statusCode?: number; validation?: unknown };
     const route = req.routeOptions.url ?? 'unknown';
     if (e instanceof BadRequestError) {
       refused.inc({ route });
-      req.log.warn({ code: e.code, details: e.details }, 'request refused');
+      if (e.httpStatus === 429) req.junk = true;
+      req.log.warn({ code: e.code, details: e.details, user: req.identity?.user }, 'request refused');
       return reply.code(e.httpStatus).send({ error: e.code, message: e.message, details: e.details });
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
       refused.inc({ route });
+      // A body its schema refuses is junk: counted and logged, never in the audit trail.
+      req.junk = true;
       req.log.warn({ err: e.message }, 'request refused');
       return reply
         .code(e.statusCode)
@@ -89,414 +127,85 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
       .send({ error: code, message: e.message, details: [] });
   });
 
+  await app.register(cookie);
+  // Only the dashboards of this cluster's members (the origins of their advertised API URLs), with
+  // their session cookie, so a page opened on any node can send an action straight to a group's leader.
+  await app.register(cors, {
+    origin: (origin, cb) => cb(null, allowedOrigin(deps.leadership, origin)),
+    credentials: true,
+    methods: ['GET', 'POST', 'PUT', 'DELETE'],
+    allowedHeaders: ['content-type', 'authorization', REQUEST_HEADER],
+    maxAge: 600,
+  });
+  await app.register(guard, { node: deps.node, auth: deps.auth, audit: deps.audit });
+  // Before the limiter registers its own onRoute hook, so it sees these limits.
+  const actionsPerMinute = deps.security?.actionsPerMinute ?? 120;
+  app.addHook('onRoute', (r) => {
+    const methods = Array.isArray(r.method) ? r.method : [r.method];
+    if (!methods.some(changesState) || r.config?.rateLimit) return;
+    r.config = {
+      ...r.config,
+      rateLimit: {
+        max: actionsPerMinute,
+        timeWindow: 60_000,
+        hook: 'preHandler',
+        keyGenerator: (req) => req.identity?.user ?? req.ip,
+      },
+    };
+  });
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, ctx) =>
+      new BadRequestError(
+        ErrorCodes.RATE_LIMITED,
+        `too many requests: at most ${ctx.max} per ${ctx.after}`,
+        [`retry in ${ctx.after}`],
+        429,
+      ),
+  });
+
+  await app.register(healthRoutes, deps);
+  await app.register(clusterRoutes, deps);
+  await app.register(groupRoutes, deps);
+  await app.register(operatorRoutes, deps);
+  await app.register(authRoutes, deps);
+  await app.register(auditRoutes, deps);
   await app.register(dashboard, deps);
+  app.get('/openapi.json', { config: { access: 'viewer' }, schema: { hide: true } }, async () =>
+    app.swagger(),
+  );
 
-  app.get(
-    '/healthz',
-    {
-      schema: {
-        description: 'The process is alive and its loops run.',
-        response: { 200: { type: 'object', additionalProperties: true } },
-      },
-    },
-    async () => ({
-      status: 'ok',
+  // The trail also says who led what since when: each node writes the leaderships it gains.
+  const onRole = (c: RoleChange) => {
+    if (c.to !== 'leader') return;
+    void deps.audit.record({
+      kind: 'role',
       node: deps.node,
-      uptimeS: Math.round((Date.now() - deps.startedAtMs) / 1000),
-    }),
-  );
-
-  app.get(
-    '/readyz',
-    {
-      schema: {
-        description: 'Ready: this node holds a live etcd lease and takes part in elections (503 otherwise).',
-      },
-    },
-    async (_req, reply) => {
-      const ready = deps.leadership.healthy;
-      return reply.code(ready ? 200 : 503).send({ ready, node: deps.node });
-    },
-  );
-
-  app.get(
-    '/metrics',
-    { schema: { description: 'Prometheus metrics (text exposition format).' } },
-    async (_req, reply) => {
-      return reply.type(deps.registry.contentType).send(metricsStream(deps.registry));
-    },
-  );
-
-  app.get(
-    '/api/v1/cluster',
-    {
-      schema: {
-        description:
-          'Members of the cluster and, per control group, its leader, epoch and this node’s state.',
-        response: {
-          200: {
-            type: 'object',
-            properties: {
-              node: { type: 'string' },
-              members: { type: 'array', items: { type: 'object', additionalProperties: true } },
-              groups: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  properties: {
-                    id: { type: 'string' },
-                    leader: { type: ['string', 'null'] },
-                    epoch: { type: ['integer', 'null'] },
-                    state: {
-                      type: 'string',
-                      description: 'this node: follower, candidate, leader, fenced or resigned',
-                    },
-                    sinceMs: { type: 'number' },
-                    driving: { type: 'boolean' },
-                    reason: {
-                      type: ['string', 'null'],
-                      description: 'why this node’s state last changed (null: not known)',
-                    },
-                    problem: {
-                      type: ['string', 'null'],
-                      description:
-                        'this node leads the group but does not drive it, and why (no unit accepting writes, a crashing loop, a newer epoch proven); it hands the group on unless its relinquish back-off holds',
-                    },
-                    relinquished: {
-                      type: ['object', 'null'],
-                      description:
-                        'the last time this node handed the group on because it could not drive it: reason, atMs (ms since the Unix epoch)',
-                      properties: { reason: { type: 'string' }, atMs: { type: 'number' } },
-                      additionalProperties: true,
-                    },
-                  },
-                },
-              },
-            },
-          },
-        },
-      },
-    },
-    async () => ({
-      node: deps.node,
-      members: deps.leadership.members(),
-      groups: deps.leadership.groups().map((g) => ({
-        id: g.group,
-        leader: g.leader,
-        epoch: g.epoch,
-        state: g.role,
-        sinceMs: g.sinceMs,
-        driving: deps.drivers.get(g.group)?.driving ?? false,
-        ...handOnView(g, deps.drivers.get(g.group)),
-      })),
-    }),
-  );
-
-  app.get(
-    '/api/v1/groups/:id',
-    {
-      schema: {
-        description:
-          'One control group: leader, epoch, this node’s state, and the units it drives with their held commands. `problem`: this node leads the group but does not drive it, and why; `relinquished`: the last time this node handed it on for that, with the reason; `drive`: the undriven bound (undrivenLimitMs) and, while the relinquish back-off holds, until when (relinquishHeldUntilMs, ms since the Unix epoch); each unit: its last error and its count of stale-epoch refusals its epoch did not prove (refusals).',
-        params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
-        response: { 404: ErrorBody },
-      },
-    },
-    async (req) => {
-      const id = (req.params as { id: string }).id;
-      const g = deps.leadership.groups().find((x) => x.group === id);
-      if (!g) throw notFound(id, deps.groups);
-      const d = deps.drivers.get(id);
-      const row = deps.cache?.get(id);
-      return {
-        id,
-        leader: g.leader,
-        epoch: g.epoch,
-        state: g.role,
-        driving: d?.driving ?? false,
-        start: d?.startInfo ?? null,
-        mode: d?.driving ? d.decision.mode : null,
-        reasons: d?.driving ? d.decision.reasons : [],
-        ...handOnView(g, d),
-        drive: d
-          ? {
-              undrivenLimitMs: d.driveStatus.undrivenLimitMs,
-              relinquishHeldUntilMs: d.driveStatus.relinquishHeldUntilMs,
-            }
-          : null,
-        operator: deps.leadership.operator?.(id) ?? null,
-        sensors: deps.sensors?.view(id) ?? null,
-        units: d?.units() ?? [],
-        processState: row
-          ? { epoch: row.epoch, seq: row.seq, writer: row.writer, atMs: row.atMs, bytes: row.body.length }
-          : null,
-      };
-    },
-  );
-
-  app.post(
-    '/api/v1/groups/:id/commands',
-    {
-      schema: {
-        description:
-          'Operator manual command for the group’s units (all, or one with `ahu`): held by the leader and carried in the process state, so it survives failovers. Send it to the leader.',
-        params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
-        body: {
-          type: 'object',
-          properties: {
-            ahu: { type: 'string', minLength: 1 },
-            fanPct: rangeSchema('fanPct'),
-            supplySetpointC: rangeSchema('supplySetpointC'),
-          },
-          minProperties: 1,
-          additionalProperties: false,
-        },
-        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
-      },
-    },
-    async (req) => {
-      const id = (req.params as { id: string }).id;
-      const { ahu, ...cmd } = req.body as { ahu?: string; fanPct?: number; supplySetpointC?: number };
-      const d = deps.drivers.get(id);
-      if (!d) throw notFound(id, deps.groups);
-      if (cmd.fanPct === undefined && cmd.supplySetpointC === undefined)
-        throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'nothing to set', ['fanPct or supplySetpointC']);
-      if (ahu !== undefined && !d.units().some((u) => u.ahu === ahu))
-        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `${ahu} is not a unit of ${id}`, [
-          `ahu: one of ${d
-            .units()
-            .map((u) => u.ahu)
-            .join(', ')}`,
-        ]);
-      const update = deps.leadership.updateOperator?.bind(deps.leadership);
-      if (d.closedLoop && update) {
-        // Under the control law an operator's command is an override, kept in etcd (any node takes it).
-        const targets = ahu ? [ahu] : d.units().map((u) => u.ahu);
-        const stored = await update(id, (cur) => {
-          const overrides = { ...cur.overrides };
-          for (const a of targets) overrides[a] = { ...overrides[a], ...cmd, toLocal: false };
-          return { ...cur, overrides, by: operatorOf(req), atMs: Date.now() };
-        });
-        return { group: id, overrides: stored.overrides };
-      }
-      if (!d.driving) {
-        const g = deps.leadership.groups().find((x) => x.group === id);
-        const leader = deps.leadership.members().find((m) => m.node === g?.leader);
-        throw new BadRequestError(
-          ErrorCodes.NOT_LEADER,
-          `${deps.node} does not drive ${id}; send the command to its leader ${g?.leader ?? '(none)'}`,
-          [leader ? `leader API: ${leader.apiUrl}` : 'the group has no leader right now'],
-          409,
-        );
-      }
-      try {
-        return { group: id, held: d.setCommand(cmd, ahu) };
-      } catch (err) {
-        // Leadership moved (or the term is still resuming) between the check and the command.
-        throw new BadRequestError(ErrorCodes.NOT_LEADER, (err as Error).message, ['retry in a moment'], 409);
-      }
-    },
-  );
-
-  const operatorRoute = (
-    url: string,
-    description: string,
-    body: object | undefined,
-    change: (req: { params: Record<string, string>; body: unknown }, cur: OperatorState) => OperatorState,
-    method: 'POST' | 'PUT' | 'DELETE' = 'POST',
-  ): void => {
-    app.route({
-      method,
-      url,
-      schema: {
-        description,
-        params: {
-          type: 'object',
-          properties: { id: { type: 'string' }, ahu: { type: 'string' } },
-          required: ['id'],
-        },
-        ...(body ? { body } : {}),
-        response: { 404: ErrorBody, 400: ErrorBody, 503: ErrorBody },
-      },
-      handler: async (req) => {
-        const params = req.params as Record<string, string>;
-        const id = params.id!;
-        const d = deps.drivers.get(id);
-        if (!d) throw notFound(id, deps.groups);
-        if (params.ahu !== undefined && !d.units().some((u) => u.ahu === params.ahu))
-          throw new BadRequestError(
-            ErrorCodes.BAD_REQUEST,
-            `${params.ahu} is not a unit of ${id}`,
-            [
-              `one of ${d
-                .units()
-                .map((u) => u.ahu)
-                .join(', ')}`,
-            ],
-            404,
-          );
-        const update = deps.leadership.updateOperator?.bind(deps.leadership);
-        if (!update)
-          throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'this node keeps no operator state', [], 503);
-        const stored = await update(id, (cur) => ({
-          ...change({ params, body: req.body }, cur),
-          by: operatorOf(req),
-          atMs: Date.now(),
-        }));
-        return { group: id, operator: stored };
-      },
+      group: c.group,
+      from: c.from,
+      to: c.to,
+      epoch: c.epoch,
+      reason: c.reason,
     });
   };
-  operatorRoute(
-    '/api/v1/groups/:id/pause',
-    'Maintenance pause, kept in etcd (survives restarts and failovers; any node takes it): the cluster stops writing the group and hands its units to their local control.',
-    {
-      type: 'object',
-      properties: { reason: { type: 'string', maxLength: 200 } },
-      additionalProperties: false,
-    },
-    (r, cur) => ({
-      ...cur,
-      paused: true,
-      reason: (r.body as { reason?: string } | undefined)?.reason ?? null,
-    }),
-  );
-  operatorRoute(
-    '/api/v1/groups/:id/resume',
-    'Ends a pause: the group’s leader takes its units back under remote control, from what they run now.',
-    undefined,
-    (_r, cur) => ({ ...cur, paused: false, reason: null }),
-  );
-  operatorRoute(
-    '/api/v1/groups/:id/overrides/:ahu',
-    'An operator override for one unit, kept in etcd: a fixed fan % and/or supply setpoint, or toLocal (hand the unit to its local control). The safety layer still applies its hard limits.',
-    {
-      type: 'object',
-      properties: {
-        fanPct: rangeSchema('fanPct'),
-        supplySetpointC: rangeSchema('supplySetpointC'),
-        toLocal: { type: 'boolean' },
-      },
-      minProperties: 1,
-      additionalProperties: false,
-    },
-    (r, cur) => {
-      const ov = r.body as UnitOverride;
-      const problem = overrideProblem(ov);
-      if (problem)
-        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `override refused: ${problem}`, [problem]);
-      return { ...cur, overrides: { ...cur.overrides, [r.params.ahu!]: ov } };
-    },
-    'PUT',
-  );
-  operatorRoute(
-    '/api/v1/groups/:id/overrides/:ahu',
-    'Removes a unit’s override: the control law takes it back bumplessly from what it runs now.',
-    undefined,
-    (r, cur) => {
-      const { [r.params.ahu!]: _gone, ...overrides } = cur.overrides;
-      return { ...cur, overrides };
-    },
-    'DELETE',
-  );
+  deps.leadership.on('role', onRole);
+  app.addHook('onClose', async () => {
+    deps.leadership.off('role', onRole);
+  });
 
-  app.get(
-    '/api/v1/cache',
-    {
-      schema: {
-        description:
-          'This node’s process-state cache: one row per group (version, writer, size) and its peer links.',
-      },
-    },
-    async () => ({
-      node: deps.node,
-      enabled: !!deps.cache,
-      rows: deps.cache?.list() ?? [],
-      peers: deps.cache?.peers() ?? [],
-    }),
-  );
-
-  app.post(
-    '/api/v1/groups/:id/switchover',
-    {
-      schema: {
-        description:
-          'Hands the group to the named node (graceful; the target leads within about 0.2 s). Send it to the current leader.',
-        params: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
-        body: {
-          type: 'object',
-          properties: {
-            to: { type: 'string', minLength: 1 },
-            timeoutMs: { type: 'integer', minimum: 100, maximum: 60_000 },
-          },
-          required: ['to'],
-          additionalProperties: false,
-        },
-        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
-      },
-    },
-    async (req) => {
-      const id = (req.params as { id: string }).id;
-      const { to, timeoutMs } = req.body as { to: string; timeoutMs?: number };
-      const g = deps.leadership.groups().find((x) => x.group === id);
-      if (!g) throw notFound(id, deps.groups);
-      const members = deps.leadership.members().map((m) => m.node);
-      if (!members.includes(to)) {
-        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `unknown node "${to}"`, [
-          `to: one of the members: ${members.join(', ')}`,
-        ]);
-      }
-      if (g.role !== 'leader') {
-        const leader = deps.leadership.members().find((m) => m.node === g.leader);
-        throw new BadRequestError(
-          ErrorCodes.NOT_LEADER,
-          `${deps.node} does not lead ${id} (its state here: ${g.role}); ask its leader ${g.leader ?? '(none)'}`,
-          [leader ? `leader API: ${leader.apiUrl}` : 'the group has no leader right now'],
-          409,
-        );
-      }
-      const started = performance.now();
-      await deps.leadership.switchover(id, to, timeoutMs ? { timeoutMs } : {});
-      return { group: id, leader: to, tookMs: Math.round(performance.now() - started) };
-    },
-  );
-
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-
-  return app;
+  return app as unknown as FastifyInstance;
 }
 
-/**
- * Never none, as the API says it: why this node's role last changed, why it does not drive a group
- * it leads, and when and why it last handed the group on (the leadership's record, else the driver's).
- */
-function handOnView(
-  g: GroupLeadership,
-  d: GroupDriver | undefined,
-): {
-  reason: string | null;
-  problem: string | null;
-  relinquished: { reason: string; atMs: number; cause?: string; epoch?: number } | null;
-} {
-  const own = d?.driveStatus;
-  return {
-    reason: g.reason ?? null,
-    problem: own?.problem ?? null,
-    relinquished: own?.relinquished ?? g.relinquished ?? null,
-  };
-}
+/** The old name, kept for callers that predate the plugin layout. */
+export const buildApi = buildApp;
 
-/** Who did it: the operator name a client sends (X-Coolctl-Operator, as the dashboard does), else its address. */
-function operatorOf(req: { headers: Record<string, unknown>; ip: string }): string {
-  const name = req.headers['x-coolctl-operator'];
-  return typeof name === 'string' && /^[\w .@-]{1,64}$/.test(name) ? name : req.ip;
-}
-
-function notFound(id: string, groups: string[]): BadRequestError {
-  return new BadRequestError(
-    ErrorCodes.BAD_REQUEST,
-    `unknown control group "${id}"`,
-    [`one of: ${groups.join(', ')}`],
-    404,
-  );
+function allowedOrigin(leadership: Leadership, origin: string | undefined): boolean {
+  if (!origin) return false;
+  return leadership.members().some((m) => {
+    try {
+      return new URL(m.apiUrl).origin === origin;
+    } catch {
+      return false;
+    }
+  });
 }

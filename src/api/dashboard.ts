@@ -1,16 +1,13 @@
-// The operator dashboard, served by every controller node: the page (`GET /`, assets under /ui/),
-// the data only it needs (site layout, live overlay, trends, audit log), and two things every API
-// route gets from it: operator actions are written to the audit log, and the API answers
-// cross-origin requests from the cluster's own members' pages (CORS), so a page opened on any node
-// can send an operator action straight to the group's leader. Registered without encapsulation
-// (skip-override) so its hooks see the routes of app.ts; nothing here opens a socket.
+// The operator dashboard, served by every controller node: the page (`GET /`, assets under /ui/:
+// public, they hold no data and carry the sign-in form) and the data only it needs (site layout,
+// live overlay, trends; a viewer's). An encapsulated plugin like every resource's routes: identity,
+// CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts). Nothing here opens a socket.
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GroupProcessRow } from '../control/group-driver.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
 import type { GroupSensorView } from '../sensors/sensor-store.ts';
 import type { ApiDeps } from './app.ts';
-import { AuditLog } from './audit-log.ts';
 import { ErrorBody } from './error-body.ts';
 import { TrendRecorder } from './trends.ts';
 
@@ -31,8 +28,6 @@ type AssetName = keyof typeof ASSETS;
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-const OPERATOR_HEADER = 'x-coolctl-operator';
-
 /**
  * HOOK — per-rack inlet temperatures for the floor map. The group sensor view carries the hottest
  * good inlet of the group but not yet one figure per rack; when it grows a
@@ -47,47 +42,9 @@ export function rackInletsOf(view: GroupSensorView): Record<string, number | nul
 const NullableNumber = { type: ['number', 'null'] } as const;
 
 async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<void> {
-  const audit = deps.audit ?? new AuditLog();
-  const log = deps.logger.child({ component: 'dashboard' });
   const assets = new Map<AssetName, Buffer>();
   for (const name of Object.keys(ASSETS) as AssetName[])
     assets.set(name, await readFile(new URL(`./ui/${name}`, import.meta.url)));
-
-  // --- audit: every operator action (a POST to an API route) this node received, and its answer ---
-  app.addHook('onSend', async (req, reply, payload) => {
-    if (req.method !== 'POST') return payload;
-    const route = req.routeOptions.url;
-    if (!route?.startsWith('/api/')) return payload;
-    let error: { code: string; message: string } | null = null;
-    if (reply.statusCode >= 400 && typeof payload === 'string') {
-      try {
-        const b = JSON.parse(payload) as { error?: unknown; message?: unknown };
-        error = { code: String(b.error ?? 'unknown'), message: String(b.message ?? '') };
-      } catch {
-        error = { code: 'unknown', message: payload.slice(0, 200) };
-      }
-    }
-    const operator = req.headers[OPERATOR_HEADER];
-    const entry = audit.record({
-      kind: 'operator',
-      action: route.split('/').at(-1) ?? route,
-      method: req.method,
-      path: req.url.split('?')[0] ?? req.url,
-      group: (req.params as { id?: string } | undefined)?.id ?? null,
-      params: req.body ?? null,
-      clientIp: req.ip,
-      operator: typeof operator === 'string' && operator.trim() ? operator.trim().slice(0, 64) : null,
-      status: reply.statusCode,
-      error,
-    });
-    log.info({ audit: entry }, 'operator action');
-    return payload;
-  });
-
-  const onRole = (c: { group: string; from: string; to: string; epoch: number | null; reason: string }) => {
-    audit.record({ kind: 'role', group: c.group, from: c.from, to: c.to, epoch: c.epoch, reason: c.reason });
-  };
-  deps.leadership.on('role', onRole);
 
   // --- trends: sampled by this node, so every node's page has them (see fanPctOf) ---
   const trends = new TrendRecorder(deps.groups, Math.ceil(TREND_WINDOW_MS / TREND_PERIOD_MS));
@@ -105,45 +62,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   });
   app.addHook('onClose', async () => {
     clearInterval(sampler);
-    deps.leadership.off('role', onRole);
   });
-
-  // --- CORS: only the pages of this cluster's members (their advertised API origins) ---
-  const allowedOrigin = (origin: string | undefined): boolean => {
-    if (!origin) return false;
-    return deps.leadership.members().some((m) => {
-      try {
-        return new URL(m.apiUrl).origin === origin;
-      } catch {
-        return false;
-      }
-    });
-  };
-  app.addHook('onRequest', async (req, reply) => {
-    const origin = req.headers.origin;
-    if (allowedOrigin(origin)) {
-      reply.header('access-control-allow-origin', origin);
-      reply.header('vary', 'origin');
-    }
-  });
-  app.options(
-    '/api/v1/*',
-    {
-      schema: {
-        description:
-          'CORS preflight: the API accepts cross-origin requests only from the dashboards of this cluster’s members (the origins of their advertised API URLs).',
-        response: { 204: { type: 'null' } },
-      },
-    },
-    async (req, reply) => {
-      if (allowedOrigin(req.headers.origin)) {
-        reply.header('access-control-allow-methods', 'GET, POST');
-        reply.header('access-control-allow-headers', `content-type, ${OPERATOR_HEADER}`);
-        reply.header('access-control-max-age', '600');
-      }
-      return reply.code(204).send();
-    },
-  );
 
   // --- the page ---
   const sendAsset = (reply: FastifyReply, name: AssetName) =>
@@ -155,12 +74,16 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       .send(assets.get(name));
   app.get(
     '/',
-    { schema: { description: 'The operator dashboard (HTML; it polls this API).' } },
+    {
+      config: { access: 'public' },
+      schema: { description: 'The operator dashboard (HTML; it signs in, then polls this API).' },
+    },
     async (_req, reply) => sendAsset(reply, 'index.html'),
   );
   app.get(
     '/ui/:file',
     {
+      config: { access: 'public' },
       schema: {
         description: 'The dashboard’s script and style sheet.',
         params: {
@@ -178,6 +101,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   app.get(
     '/api/v1/site',
     {
+      config: { access: 'viewer' },
       schema: {
         description:
           'The site layout from the site config, for the floor map: rooms, racks and air handlers with their positions (metres from the room origin) and control groups. No endpoints or credentials.',
@@ -299,6 +223,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   app.get(
     '/api/v1/site/live',
     {
+      config: { access: 'viewer' },
       schema: {
         description:
           'What changes on the floor map, as this node sees it: each rack’s inlet °C (null: no data), each group’s sensor verdict and hottest good inlet, and each air handler’s link from this node.',
@@ -378,6 +303,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   app.get(
     '/api/v1/trends',
     {
+      config: { access: 'viewer' },
       schema: {
         description: `Per control group, samples taken by this node every ${TREND_PERIOD_MS / 1000} s over the last ${TREND_WINDOW_MS / 60_000} minutes: mean held fan % of its units (from the driver when this node leads, else from the cached process state) and the hottest good rack inlet. null: no data.`,
         querystring: {
@@ -416,70 +342,8 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       return { periodMs: TREND_PERIOD_MS, windowMs: TREND_WINDOW_MS, groups: trends.series(sinceMs) };
     },
   );
-
-  app.get(
-    '/api/v1/audit',
-    {
-      schema: {
-        description:
-          'The audit log of this node (in memory, bounded: the oldest entries drop first): every operator action it received (POST to the API) with who, what, when and its answer, and its own leadership role changes.',
-        querystring: {
-          type: 'object',
-          properties: {
-            since: { type: 'integer', minimum: 0, description: 'only entries with a higher seq' },
-            limit: {
-              type: 'integer',
-              minimum: 1,
-              maximum: 1000,
-              description: 'at most this many (the newest)',
-            },
-          },
-          additionalProperties: false,
-        },
-        response: {
-          200: {
-            type: 'object',
-            properties: {
-              node: { type: 'string' },
-              capacity: { type: 'integer' },
-              dropped: { type: 'integer' },
-              lastSeq: { type: 'integer' },
-              entries: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  additionalProperties: true,
-                  properties: {
-                    seq: { type: 'integer' },
-                    atMs: { type: 'number' },
-                    kind: { type: 'string', enum: ['operator', 'role'] },
-                  },
-                },
-              },
-            },
-          },
-          400: ErrorBody,
-        },
-      },
-    },
-    async (req) => {
-      const { since, limit } = req.query as { since?: number; limit?: number };
-      return {
-        node: deps.node,
-        capacity: audit.capacity,
-        dropped: audit.dropped,
-        lastSeq: audit.lastSeq,
-        entries: audit.list({ since: since ?? 0, limit: limit ?? 200 }),
-      };
-    },
-  );
 }
 
-// Without encapsulation: the audit and CORS hooks must see app.ts's routes.
-Object.assign(dashboardPlugin, {
-  [Symbol.for('skip-override')]: true,
-  [Symbol.for('fastify.display-name')]: 'coolctl-dashboard',
-});
 export const dashboard = dashboardPlugin;
 
 function viewOf(deps: ApiDeps, group: string): GroupSensorView | null {

@@ -8,6 +8,7 @@ import { type Static, Type as T } from '@sinclair/typebox';
 import { leadershipTimingProblems, type TimingField } from '../cluster/timing.ts';
 import { leaseCommandRequests } from '../devices/create-device.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { type ApiSettings, ApiSettingsSchema, apiSettings } from './api-config.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
 import { maxApplyDelayMs, type Site } from './site-schema.ts';
 
@@ -99,6 +100,7 @@ export const ControllerConfigSchema = T.Object(
       ),
       { minProperties: 1 },
     ),
+    api: T.Optional(ApiSettingsSchema),
     dataDir: T.Optional(
       T.String({
         minLength: 1,
@@ -151,6 +153,8 @@ export interface ControllerConfig {
   site: Site;
   apiHost: string;
   apiPort: number;
+  /** Identity, sessions and limits of the API (`api:`; docs/security.md). */
+  api: ApiSettings;
   peer: { host: string; port: number } | undefined;
   /** What peers dial (registered in etcd): peerAdvertise, else the listen address. */
   peerUrl: string | undefined;
@@ -333,6 +337,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     site,
     apiHost,
     apiPort,
+    api: apiSettings(c.api, base),
     peer: self.peer ? (([host, port]) => ({ host, port }))(splitHostPort(self.peer)) : undefined,
     peerUrl: self.peer ? `tcp://${self.peerAdvertise ?? self.peer}` : undefined,
     nodes: c.nodes,

@@ -4,12 +4,17 @@
 // No `process` here (signals, exit codes and sd_notify belong to the entry point), so a test can
 // run three of these in one process or the entry point can run one as a service.
 import { mkdir } from 'node:fs/promises';
+import type { Etcd3 } from 'etcd3';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
-import { buildApi } from '../api/app.ts';
+import { buildApp } from '../api/app.ts';
+import { AuditTrail } from '../api/audit/audit-trail.ts';
+import { AuthStore } from '../api/auth/auth-store.ts';
 import { StateCache } from '../cache/state-cache.ts';
+import { createEtcdClient } from '../cluster/etcd/etcd-client.ts';
 import { EtcdLeadership } from '../cluster/etcd/etcd-leadership.ts';
+import { EtcdPrefixKv } from '../cluster/etcd/prefix-kv.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
 import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
@@ -67,6 +72,8 @@ export class Controller {
   private mqtt: MqttSource | undefined;
   private modbusSensors: ModbusSource | undefined;
   private api: FastifyInstance | undefined;
+  /** The API's users, tokens and audit trail live in etcd, on a client of their own. */
+  private controlPlane: { etcd: Etcd3; auth: AuthStore } | undefined;
   private stopping: Promise<void> | undefined;
   private apiUrl = '';
 
@@ -156,7 +163,39 @@ export class Controller {
       this.leadership = leadership;
       if (cache) leadership.on('members', (members: Member[]) => cache.setMembers(members));
       for (const g of cfg.site.controlGroups) this.drivers.set(g.id, this.newDriver(g));
-      this.api = await buildApi({
+      const etcd = createEtcdClient({
+        hosts: cfg.cluster.etcd,
+        callTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
+      });
+      const kv = new EtcdPrefixKv(etcd, cfg.cluster.etcdCallTimeoutMs);
+      const auth = new AuthStore({
+        kv,
+        prefix: cfg.cluster.prefix,
+        logger: this.log,
+        registry: this.registry,
+      });
+      this.controlPlane = { etcd, auth };
+      await auth.start();
+      if (cfg.api.bootstrapAdminFile) await auth.bootstrap(cfg.api.bootstrapAdminFile);
+      if (auth.empty)
+        this.log.warn(
+          'the cluster has no API user: nobody can sign in (set api.bootstrapAdminFile; docs/security.md)',
+        );
+      const audit = new AuditTrail({
+        kv,
+        prefix: cfg.cluster.prefix,
+        logger: this.log,
+        registry: this.registry,
+      });
+      this.api = await buildApp({
+        auth,
+        audit,
+        security: {
+          metricsAuth: cfg.api.metricsAuth,
+          sessionTtlS: cfg.api.sessionTtlS,
+          signInsPerMinute: cfg.api.signInsPerMinute,
+          actionsPerMinute: cfg.api.actionsPerMinute,
+        },
         node: cfg.node,
         version: VERSION,
         leadership,
@@ -373,6 +412,8 @@ export class Controller {
       await this.cache?.stop().catch(() => {});
       await Promise.allSettled([this.mqtt?.stop(), this.modbusSensors?.stop()]);
       await this.api?.close().catch(() => {});
+      await this.controlPlane?.auth.stop();
+      this.controlPlane?.etcd.close();
       await Promise.allSettled([...this.devices.values()].map((d) => d.close()));
       this.log.info('controller stopped');
     })();

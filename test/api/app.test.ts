@@ -4,12 +4,13 @@
 import { EventEmitter } from 'node:events';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { buildApi } from '../../src/api/app.ts';
+import { buildApp } from '../../src/api/app.ts';
 import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuCommandSet, DeviceIo } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { apiAuth, injectAs } from '../support/api-auth.ts';
 
 class FakeLeadership extends EventEmitter implements Leadership {
   readonly node = 'node-a';
@@ -55,7 +56,10 @@ function fakeUnit(written: AhuCommandSet[]): DeviceIo {
 async function setup(drivers = new Map<string, GroupDriver>()) {
   const leadership = new FakeLeadership();
   const registry = new Registry();
-  const app = await buildApi({
+  const a = await apiAuth(registry, quietLogger);
+  const app = await buildApp({
+    auth: a.auth,
+    audit: a.audit,
     node: 'node-a',
     version: '0.1.0',
     leadership,
@@ -65,7 +69,7 @@ async function setup(drivers = new Map<string, GroupDriver>()) {
     logger: quietLogger,
     startedAtMs: Date.now(),
   });
-  return { app, leadership, registry };
+  return { app: injectAs(app, a.as('operator')), leadership, registry };
 }
 
 describe('controller API', () => {

@@ -1,6 +1,6 @@
 // The dashboard's routes through inject(): the page and its assets, the site layout, the live
-// overlay, trends, the audit log of operator actions (with their answers) and role changes, CORS
-// for the cluster's own pages only, and bad queries refused, counted and described in OpenAPI.
+// overlay, trends, the audit trail of operator actions (with their answers) and leaderships gained,
+// CORS for the cluster's own pages only, and bad queries refused, counted and described in OpenAPI.
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
@@ -85,10 +85,12 @@ describe('dashboard routes', () => {
 
   it('answers 404 for the layout when the node has no site model', async () => {
     const { a } = await setup();
-    const { buildApi } = await import('../../src/api/app.ts');
+    const { buildApp } = await import('../../src/api/app.ts');
     const { Registry } = await import('prom-client');
     const { quietLogger } = await import('../helpers.ts');
-    const bare = await buildApi({
+    const bare = await buildApp({
+      auth: a.auth.auth,
+      audit: a.audit,
       node: 'node-a',
       version: '0',
       leadership: a.leadership,
@@ -98,20 +100,21 @@ describe('dashboard routes', () => {
       logger: quietLogger,
       startedAtMs: 0,
     });
-    const r = await bare.inject('/api/v1/site');
+    const r = await bare.inject({ url: '/api/v1/site', headers: a.auth.as('viewer') });
     expect(r.statusCode).toBe(404);
     expect(r.json().error).toBe('COOLCTL_E_BAD_REQUEST');
     await bare.close();
   });
 
-  it('records operator actions with who, what and the answer, and this node’s role changes', async () => {
+  it('records operator actions with the authenticated user, node, target and answer, and leaderships gained', async () => {
     const { a, cluster } = await setup();
     await zone1Driven(a);
     const post = (url: string, body: unknown) =>
       a.app.inject({
         method: 'POST',
         url,
-        headers: { 'content-type': 'application/json', 'x-coolctl-operator': 'alice' },
+        // A name the client claims is ignored: the trail says who signed the request.
+        headers: { 'content-type': 'application/json', 'x-coolctl-operator': 'mallory' },
         payload: JSON.stringify(body),
         remoteAddress: '10.1.2.3',
       });
@@ -121,42 +124,44 @@ describe('dashboard routes', () => {
     expect((await post('/api/v1/groups/zone-2/commands', { fanPct: 60 })).statusCode).toBe(409);
     expect((await post('/api/v1/groups/zone-1/switchover', { to: 'node-b' })).statusCode).toBe(200);
     expect(cluster.switched).toEqual([{ group: 'zone-1', from: 'node-a', to: 'node-b' }]);
-    const log = (await a.app.inject('/api/v1/audit')).json();
-    expect(log).toMatchObject({ node: 'node-a', capacity: 100, dropped: 0, lastSeq: 4 });
+    cluster.move('zone-1', 'node-a', 'test: back');
+    const log = await waitFor('four entries', async () => {
+      const l = (await a.app.inject('/api/v1/audit')).json();
+      return l.entries.length === 4 ? l : null;
+    });
+    expect(log).toMatchObject({ node: 'node-a', capacity: 10_000 });
+    const seqs = log.entries.map((e: { seq: number }) => e.seq);
+    expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    expect(log.lastSeq).toBe(seqs.at(-1));
     expect(log.entries).toEqual([
       expect.objectContaining({
-        seq: 1,
         kind: 'operator',
         action: 'commands',
         group: 'zone-1',
         params: { ahu: 'AHU-01', fanPct: 55 },
         clientIp: '10.1.2.3',
-        operator: 'alice',
+        user: 'operator',
+        role: 'operator',
+        node: 'node-a',
         status: 200,
         error: null,
       }),
       expect.objectContaining({
-        seq: 2,
         status: 409,
         error: expect.objectContaining({ code: 'COOLCTL_E_NOT_LEADER' }),
       }),
-      // The role change is heard while the switchover runs, so it lands before the request's answer.
-      expect.objectContaining({
-        seq: 3,
-        kind: 'role',
-        group: 'zone-1',
-        from: 'leader',
-        to: 'follower',
-        epoch: 51,
-      }),
-      expect.objectContaining({ seq: 4, action: 'switchover', params: { to: 'node-b' }, status: 200 }),
+      expect.objectContaining({ action: 'switchover', params: { to: 'node-b' }, status: 200 }),
+      expect.objectContaining({ kind: 'role', node: 'node-a', group: 'zone-1', to: 'leader' }),
     ]);
+    expect(JSON.stringify(log)).not.toContain('mallory');
     expect(
-      (await a.app.inject('/api/v1/audit?since=3')).json().entries.map((e: { seq: number }) => e.seq),
-    ).toEqual([4]);
+      (await a.app.inject(`/api/v1/audit?since=${seqs[2]}`))
+        .json()
+        .entries.map((e: { seq: number }) => e.seq),
+    ).toEqual([seqs[3]]);
     expect((await a.app.inject('/api/v1/audit?limit=1')).json().entries).toHaveLength(1);
     // Reads are not operator actions.
-    expect((await a.app.inject('/api/v1/audit')).json().lastSeq).toBe(4);
+    expect((await a.app.inject('/api/v1/audit')).json().lastSeq).toBe(seqs[3]);
   });
 
   it('stops listening to role changes when the API closes', async () => {
@@ -166,8 +171,8 @@ describe('dashboard routes', () => {
     for (const d of a.drivers.values()) d.stop();
     await a.app.close();
     expect(a.leadership.listenerCount('role')).toBe(0);
-    cluster.move('zone-1', 'node-b', 'test');
-    expect(a.audit.lastSeq).toBe(0);
+    cluster.move('zone-2', 'node-a', 'test');
+    expect((await a.audit.list()).entries).toEqual([]);
   });
 
   it('samples trends: the held fan % of the groups this node drives', async () => {
@@ -226,7 +231,10 @@ describe('dashboard routes', () => {
     });
     expect(pre.statusCode).toBe(204);
     expect(pre.headers['access-control-allow-origin']).toBe('http://127.0.0.1:8102');
-    expect(pre.headers['access-control-allow-headers']).toMatch(/content-type.*x-coolctl-operator/);
+    expect(pre.headers['access-control-allow-headers']).toMatch(
+      /content-type.*authorization.*x-coolctl-request/,
+    );
+    expect(pre.headers['access-control-allow-credentials']).toBe('true');
     const get = await a.app.inject({ url: '/api/v1/cluster', headers: { origin: 'http://127.0.0.1:8102' } });
     expect(get.headers['access-control-allow-origin']).toBe('http://127.0.0.1:8102');
     const evil = await a.app.inject({
@@ -263,7 +271,6 @@ describe('dashboard routes', () => {
         '/api/v1/site/live',
         '/api/v1/trends',
         '/api/v1/audit',
-        '/api/v1/{*}',
       ]),
     );
     for (const p of ['/api/v1/site', '/api/v1/site/live', '/api/v1/trends', '/api/v1/audit'])

@@ -1,18 +1,19 @@
 // Never none, as the API says it: a leader whose units accept nothing hands the group on and says
 // why in GET /api/v1/cluster and in the group's view; while its relinquish back-off holds it says
 // why it keeps a group it cannot drive; a unit's unproven stale-epoch refusals are counted per unit.
-// The API over a fake cluster and fake units (buildApi opens no socket: inject()).
+// The API over a fake cluster and fake units (buildApp opens no socket: inject()).
 import { EventEmitter } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { buildApi } from '../../src/api/app.ts';
+import { buildApp } from '../../src/api/app.ts';
 import type { ControlGroup } from '../../src/config/site-schema.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import { ControlMetrics } from '../../src/control/metrics.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { apiAuth, injectAs } from '../support/api-auth.ts';
 import { FakeCluster } from '../support/fake-cluster.ts';
 
 const GROUP = { id: 'g1', airHandlers: ['A', 'B'] } as unknown as ControlGroup;
@@ -53,7 +54,10 @@ async function node(c: FakeCluster, name: string, fail: (ahu: string) => DeviceE
     metrics: new ControlMetrics(registry),
   });
   drivers.push(driver);
-  const app = await buildApi({
+  const auth = await apiAuth(registry, quietLogger, c.controlPlane);
+  const app = await buildApp({
+    auth: auth.auth,
+    audit: auth.audit,
     node: name,
     version: '0.1.0',
     leadership,
@@ -63,6 +67,7 @@ async function node(c: FakeCluster, name: string, fail: (ahu: string) => DeviceE
     logger: quietLogger,
     startedAtMs: Date.now(),
   });
+  injectAs(app, auth.as('viewer'));
   apps.push(app);
   driver.start();
   return { app, driver, registry };

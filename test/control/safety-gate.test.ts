@@ -35,7 +35,7 @@ const EPOCH = 100;
 /** A leader whose operators' state the test sets (the real one reads it from etcd). */
 class OperatedLeadership extends FakeLeadership {
   op: OperatorState = NO_OPERATOR_STATE;
-  operator(): OperatorState {
+  override operator(): OperatorState {
     return this.op;
   }
 }

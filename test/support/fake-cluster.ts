@@ -5,13 +5,16 @@
 import { EventEmitter } from 'node:events';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
-import { buildApi } from '../../src/api/app.ts';
-import { AuditLog } from '../../src/api/audit-log.ts';
+import { buildApp } from '../../src/api/app.ts';
+import type { AuditTrail } from '../../src/api/audit/audit-trail.ts';
 import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
+import { NO_OPERATOR_STATE, type OperatorState } from '../../src/cluster/operator-state.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuCommandSet, DeviceIo } from '../../src/devices/device-io.ts';
 import { quietLogger } from '../helpers.ts';
+import { type ApiAuth, apiAuth, injectAs } from './api-auth.ts';
+import { MemoryKv } from './memory-kv.ts';
 
 export class FakeCluster {
   readonly leaders = new Map<string, { leader: string | null; epoch: number | null }>();
@@ -20,6 +23,10 @@ export class FakeCluster {
   switched: { group: string; from: string; to: string }[] = [];
   /** Every relinquish, in order: the group went to the next node (or back to the sole one). */
   relinquished: { group: string; from: string; to: string; reason: string }[] = [];
+  /** The cluster's users, tokens and audit trail, as etcd would hold them for every node. */
+  readonly controlPlane = new MemoryKv();
+  /** The operators' state per group, as etcd would hold it (pause, overrides). */
+  readonly operators = new Map<string, OperatorState>();
 
   constructor(leaders: Record<string, [string | null, number | null]>) {
     for (const [g, [leader, epoch]] of Object.entries(leaders)) this.leaders.set(g, { leader, epoch });
@@ -80,6 +87,14 @@ export class FakeLeadership extends EventEmitter implements Leadership {
       ? { epoch: l.epoch, untilMs: Number.POSITIVE_INFINITY }
       : null;
   }
+  operator(group: string): OperatorState {
+    return this.cluster.operators.get(group) ?? NO_OPERATOR_STATE;
+  }
+  async updateOperator(group: string, change: (cur: OperatorState) => OperatorState): Promise<OperatorState> {
+    const next = change(this.operator(group));
+    this.cluster.operators.set(group, next);
+    return next;
+  }
   async switchover(group: string, target: string): Promise<void> {
     this.cluster.switched.push({ group, from: this.node, to: target });
     this.cluster.move(group, target, `switchover to ${target}`);
@@ -127,14 +142,17 @@ export interface FakeNode {
   groups: string[];
   drivers: Map<string, GroupDriver>;
   registry: Registry;
-  audit: AuditLog;
+  audit: AuditTrail;
+  /** Its auth store and the tokens of the seeded users (shared by the cluster's nodes). */
+  auth: ApiAuth;
   /** Stops the drivers and closes the API. */
   close(): Promise<void>;
 }
 
 /**
  * One controller node's API over the fakes: a GroupDriver per group of `site` (period 100 ms) over
- * fake units that push onto `written`, started; the API built but not listening.
+ * fake units that push onto `written`, started; the API built but not listening, its users and
+ * tokens on the cluster's shared control-plane KV (./api-auth.ts).
  */
 export async function fakeNode(
   cluster: FakeCluster,
@@ -151,9 +169,11 @@ export async function fakeNode(
     ]),
   );
   const registry = new Registry();
-  const audit = new AuditLog(100);
+  const auth = await apiAuth(registry, quietLogger, cluster.controlPlane);
+  const { audit } = auth;
   const groups = site.controlGroups.map((g) => g.id);
-  const app = await buildApi({
+  const app = await buildApp({
+    auth: auth.auth,
     node: name,
     version: '0.1.0',
     leadership,
@@ -169,15 +189,18 @@ export async function fakeNode(
   for (const d of drivers.values()) d.start();
   return {
     name,
-    app,
+    // inject() runs as the operator unless a request sends its own Authorization (tests of the guard do).
+    app: injectAs(app, auth.as('operator')),
     leadership,
     groups,
     drivers,
     registry,
     audit,
+    auth,
     close: async () => {
       for (const d of drivers.values()) d.stop();
       await app.close();
+      await auth.auth.stop();
     },
   };
 }

@@ -176,9 +176,8 @@ describe('operator dashboard in a browser', () => {
     await waitFor('the result line names node-b', async () =>
       (await text('#action-result')).includes(`via ${urlB}`),
     );
-    expect(
-      b.audit.list().some((e) => e.kind === 'operator' && e.group === 'zone-3' && e.status === 200),
-    ).toBe(true);
+    const trail = (await b.audit.list()).entries;
+    expect(trail.some((e) => e.kind === 'operator' && e.group === 'zone-3' && e.status === 200)).toBe(true);
     noProblems();
   });
 
@@ -206,7 +205,9 @@ describe('operator dashboard in a browser', () => {
       await waitFor('done via node-b', async () =>
         (await text('#action-result')).includes(`done via ${urlB}`),
       );
-      const refusedHere = a.audit.list().find((e) => e.kind === 'operator' && e.group === 'zone-4');
+      const refusedHere = (await a.audit.list()).entries.find(
+        (e) => e.kind === 'operator' && e.group === 'zone-4' && e.status === 409,
+      );
       expect(refusedHere).toMatchObject({ status: 409, error: { code: 'COOLCTL_E_NOT_LEADER' } });
     } finally {
       // A poll still in the handler must not fail the run once the route is gone.

@@ -1,0 +1,181 @@
+// The cluster's audit trail: every state-changing API request that passed authentication and its
+// schema (who — the authenticated user, never a name the client sends —, which node, what target,
+// which values, the answer), and every leadership a node gains, kept in etcd as one key per entry
+// under `<prefix>/audit/`. Entries are ordered by etcd's create revision, which is also their `seq`,
+// so every node reads the same trail and it survives restarts and failovers.
+// Retention: the newest `maxEntries` (default 10 000) and nothing older than `maxAgeMs` (default
+// 30 days); every writer prunes after each `pruneEvery`-th entry it writes, deleting the oldest with
+// compare-and-delete (a racing writer's delete of the same key is harmless). Requests refused before
+// that (no identity, a bad body) are only counted: junk cannot evict real entries.
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+
+export interface OperatorAction {
+  kind: 'operator';
+  /** What was asked: the route's last segment, e.g. `switchover`, `commands`. */
+  action: string;
+  method: string;
+  /** The request's path, e.g. /api/v1/groups/zone-1/commands */
+  path: string;
+  group: string | null;
+  /** The route's other target, e.g. the unit of an override or the token revoked. */
+  target: string | null;
+  /** The request body (secrets removed; null when none or too big to keep). */
+  params: unknown;
+  /** The authenticated user and role (never a name the client claims). */
+  user: string;
+  role: string;
+  clientIp: string;
+  /** The node that took the request. */
+  node: string;
+  /** The HTTP status this node answered, and the stable error code when it refused. */
+  status: number;
+  error: { code: string; message: string } | null;
+}
+
+export interface RoleTransition {
+  kind: 'role';
+  node: string;
+  group: string;
+  from: string;
+  to: string;
+  epoch: number | null;
+  reason: string;
+}
+
+export type AuditRecord = OperatorAction | RoleTransition;
+export type AuditEntry = AuditRecord & { seq: number; atMs: number };
+
+/** A request body bigger than this (as JSON) is not kept; operator actions are a few fields. */
+export const MAX_PARAMS_CHARS = 2048;
+/** Fields whose values never enter the trail. */
+const SECRET_FIELDS = new Set(['password', 'token', 'secret']);
+
+export const AUDIT_RETENTION = { maxEntries: 10_000, maxAgeMs: 30 * 86_400_000 } as const;
+
+export interface AuditTrailOptions {
+  kv: PrefixKv;
+  prefix: string;
+  logger: Logger;
+  registry: Registry;
+  maxEntries?: number;
+  maxAgeMs?: number;
+  pruneEvery?: number;
+  now?: () => number;
+}
+
+export class AuditTrail {
+  readonly maxEntries: number;
+  readonly maxAgeMs: number;
+  private readonly opts: AuditTrailOptions;
+  private readonly now: () => number;
+  private written = 0;
+  private pruning: Promise<void> | undefined;
+  private readonly log: Logger;
+  private readonly outcomes: Counter<'kind' | 'result'>;
+  private readonly pruned: Counter;
+
+  constructor(opts: AuditTrailOptions) {
+    this.opts = opts;
+    this.maxEntries = opts.maxEntries ?? AUDIT_RETENTION.maxEntries;
+    this.maxAgeMs = opts.maxAgeMs ?? AUDIT_RETENTION.maxAgeMs;
+    this.now = opts.now ?? Date.now;
+    this.log = opts.logger.child({ component: 'audit' });
+    this.outcomes = new Counter({
+      name: 'coolctl_audit_entries_total',
+      help: 'Audit trail writes by this node, by kind and result (written, failed: etcd did not take it; the log line keeps it)',
+      labelNames: ['kind', 'result'],
+      registers: [opts.registry],
+    });
+    this.pruned = new Counter({
+      name: 'coolctl_audit_pruned_total',
+      help: 'Audit entries this node deleted for retention (count or age)',
+      registers: [opts.registry],
+    });
+  }
+
+  private get dir(): string {
+    return `${this.opts.prefix}/audit/`;
+  }
+
+  /** Writes one entry; a failure is logged and counted, never thrown (the request's answer stands). */
+  async record(rec: AuditRecord): Promise<void> {
+    const atMs = this.now();
+    const body = rec.kind === 'operator' ? { ...rec, params: keepable(rec.params) } : rec;
+    // The time leads the key so retention by age reads the oldest keys only; the revision orders them.
+    const key = `${this.dir}${String(atMs).padStart(14, '0')}-${rec.node}-${randomBytes(3).toString('hex')}`;
+    const value = JSON.stringify({ ...body, atMs });
+    this.log.info(
+      { audit: { ...body, atMs } },
+      rec.kind === 'operator' ? 'operator action' : 'leadership gained',
+    );
+    try {
+      await this.opts.kv.put(key, value);
+      this.outcomes.inc({ kind: rec.kind, result: 'written' });
+    } catch (err) {
+      this.outcomes.inc({ kind: rec.kind, result: 'failed' });
+      this.log.error({ err: (err as Error).message, key }, 'audit entry not stored in etcd');
+      return;
+    }
+    if (++this.written % (this.opts.pruneEvery ?? 100) === 0) void this.prune();
+  }
+
+  /** Entries with seq > `since`, oldest first; at most `limit` (the newest of them). */
+  async list({ since = 0, limit = 200 }: { since?: number; limit?: number } = {}): Promise<{
+    entries: AuditEntry[];
+    lastSeq: number;
+  }> {
+    const rows = await this.opts.kv.list(this.dir, { newest: true, limit, afterRevision: since });
+    const entries: AuditEntry[] = [];
+    for (const r of rows) {
+      try {
+        entries.push({ ...(JSON.parse(r.value) as AuditRecord & { atMs: number }), seq: r.createRevision });
+      } catch {
+        // a hand-made key; it is not ours to show
+      }
+    }
+    return { entries, lastSeq: entries.at(-1)?.seq ?? since };
+  }
+
+  /** Deletes what retention drops: beyond the newest maxEntries, and older than maxAgeMs. Runs once at a time. */
+  prune(): Promise<void> {
+    this.pruning ??= this.pruneOnce()
+      .catch((err) =>
+        this.log.warn({ err: (err as Error).message }, 'audit prune failed; next write retries'),
+      )
+      .finally(() => {
+        this.pruning = undefined;
+      });
+    return this.pruning;
+  }
+
+  private async pruneOnce(): Promise<void> {
+    const { kv } = this.opts;
+    const excess = Math.max(0, (await kv.count(this.dir)) - this.maxEntries);
+    const oldest = await kv.list(this.dir, { limit: Math.max(excess, 100) });
+    const cutoff = this.now() - this.maxAgeMs;
+    let n = 0;
+    for (const [i, e] of oldest.entries()) {
+      const atMs = Number(e.key.slice(this.dir.length, this.dir.length + 14));
+      if (i >= excess && !(atMs < cutoff)) break;
+      if (await kv.delete(e.key, e.createRevision)) n++;
+    }
+    if (n > 0) {
+      this.pruned.inc(n);
+      this.log.info({ deleted: n }, 'audit trail pruned');
+    }
+  }
+}
+
+/** A copy of the body without secrets; null when there is none or it is too big. */
+export function keepable(params: unknown): unknown {
+  if (params === undefined || params === null) return null;
+  try {
+    const json = JSON.stringify(params, (k, v) => (SECRET_FIELDS.has(k) ? '(secret)' : v));
+    return json !== undefined && json.length <= MAX_PARAMS_CHARS ? JSON.parse(json) : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,335 @@
+// Users and tokens of the cluster, kept in etcd under `<prefix>/auth/` so every node authenticates
+// the same way: `users/<name>` (role, scrypt hash) and `tokens/<id>` (API tokens and dashboard
+// sessions: owner, SHA-256 of the secret, expiry). Each node holds a copy in memory, filled by one
+// read and kept current by a watch, so a request is checked without an etcd call and a revoked token
+// stops working on every node as soon as the watch delivers the delete (milliseconds on a LAN).
+// A token acts with its owner's current role: removing or demoting a user takes effect at once.
+import { readFile, stat } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import YAML from 'yaml';
+import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
+import {
+  decoyHash,
+  hashPassword,
+  newToken,
+  parseToken,
+  sameHash,
+  secretHash,
+  verifyPassword,
+} from './credentials.ts';
+import { type Identity, isRole, type Role } from './roles.ts';
+
+export interface UserRecord {
+  name: string;
+  role: Role;
+  passwordHash: string;
+  createdAtMs: number;
+}
+
+export interface TokenRecord {
+  id: string;
+  user: string;
+  kind: 'token' | 'session';
+  /** What it is for (API tokens), e.g. "grafana"; empty for sessions. */
+  label: string;
+  hash: string;
+  createdAtMs: number;
+  expiresAtMs: number;
+}
+
+export type UserView = Omit<UserRecord, 'passwordHash'>;
+export type TokenView = Omit<TokenRecord, 'hash'>;
+
+export const USER_NAME = '^[a-z][a-z0-9._-]{0,63}$';
+export const MIN_PASSWORD_CHARS = 12;
+
+/** The answer to every failed sign-in and every bad token: it never says which part was wrong. */
+export function unauthenticated(): BadRequestError {
+  return new BadRequestError(
+    ErrorCodes.UNAUTHENTICATED,
+    'sign in: a valid API token (Authorization: Bearer) or dashboard session is needed',
+    ['wrong name or password, or an unknown, revoked or expired token'],
+    401,
+  );
+}
+
+export interface AuthStoreOptions {
+  kv: PrefixKv;
+  /** The cluster prefix, e.g. /coolctl. */
+  prefix: string;
+  logger: Logger;
+  registry: Registry;
+  now?: () => number;
+}
+
+export class AuthStore {
+  private readonly opts: AuthStoreOptions;
+  private readonly users = new Map<string, UserRecord>();
+  private readonly tokens = new Map<string, TokenRecord>();
+  private watch: { close(): Promise<void> } | undefined;
+  private pruner: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  readonly failures: Counter<'reason'>;
+  private readonly invalid: Counter<'kind'>;
+
+  constructor(opts: AuthStoreOptions) {
+    this.opts = opts;
+    this.log = opts.logger.child({ component: 'auth' });
+    this.now = opts.now ?? Date.now;
+    this.failures = new Counter({
+      name: 'coolctl_api_auth_failures_total',
+      help: 'API requests refused for their identity: unauthenticated (no or bad credentials), forbidden (role), cross_site, sign_in (wrong name or password)',
+      labelNames: ['reason'],
+      registers: [opts.registry],
+    });
+    this.invalid = new Counter({
+      name: 'coolctl_auth_records_invalid_total',
+      help: 'User or token records in etcd that could not be read (ignored: they grant nothing)',
+      labelNames: ['kind'],
+      registers: [opts.registry],
+    });
+  }
+
+  private get usersPrefix(): string {
+    return `${this.opts.prefix}/auth/users/`;
+  }
+  private get tokensPrefix(): string {
+    return `${this.opts.prefix}/auth/tokens/`;
+  }
+
+  /** Reads every user and token and follows changes; then removes expired tokens now and hourly. */
+  async start(): Promise<void> {
+    const { kv } = this.opts;
+    this.watch = await kv.watch(
+      `${this.opts.prefix}/auth/`,
+      (e) => (e.type === 'put' ? this.take(e.entry.key, e.entry.value) : this.drop(e.key)),
+      () =>
+        void this.reload().catch((err) =>
+          this.log.warn({ err: (err as Error).message }, 'auth reload failed'),
+        ),
+    );
+    await this.reload();
+    this.pruner = setInterval(() => void this.pruneExpired().catch(() => {}), 3_600_000);
+    this.pruner.unref();
+    await this.pruneExpired().catch(() => {});
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.pruner);
+    await this.watch?.close().catch(() => {});
+    this.watch = undefined;
+  }
+
+  private async reload(): Promise<void> {
+    const [users, tokens] = await Promise.all([
+      this.opts.kv.list(this.usersPrefix),
+      this.opts.kv.list(this.tokensPrefix),
+    ]);
+    this.users.clear();
+    this.tokens.clear();
+    for (const e of [...users, ...tokens]) this.take(e.key, e.value);
+  }
+
+  private take(key: string, value: string): void {
+    if (key.startsWith(this.usersPrefix)) {
+      const u = parseUser(value);
+      if (u && key === this.usersPrefix + u.name) this.users.set(u.name, u);
+      else this.invalid.inc({ kind: 'user' });
+    } else if (key.startsWith(this.tokensPrefix)) {
+      const t = parseTokenRecord(value);
+      if (t && key === this.tokensPrefix + t.id) this.tokens.set(t.id, t);
+      else this.invalid.inc({ kind: 'token' });
+    }
+  }
+
+  private drop(key: string): void {
+    if (key.startsWith(this.usersPrefix)) this.users.delete(key.slice(this.usersPrefix.length));
+    else if (key.startsWith(this.tokensPrefix)) this.tokens.delete(key.slice(this.tokensPrefix.length));
+  }
+
+  /** Who presents `token`, or null (unknown, revoked, expired, or its user is gone). No I/O. */
+  authenticate(token: string): Identity | null {
+    const p = parseToken(token);
+    if (!p) return null;
+    const t = this.tokens.get(p.id);
+    if (!t || t.expiresAtMs <= this.now() || !sameHash(t.hash, secretHash(p.secret))) return null;
+    const u = this.users.get(t.user);
+    return u ? { user: u.name, role: u.role, via: t.kind, tokenId: t.id } : null;
+  }
+
+  /** Checks a name and password; the same error and about the same time whether or not the user exists. */
+  async verify(name: string, password: string): Promise<UserRecord> {
+    const u = this.users.get(name);
+    const ok = await verifyPassword(password, u?.passwordHash ?? (await decoyHash()));
+    if (!u || !ok) {
+      this.failures.inc({ reason: 'sign_in' });
+      throw unauthenticated();
+    }
+    return u;
+  }
+
+  /** A new token for `user` (kind session: a dashboard sign-in); the whole token is returned once. */
+  async issue(
+    user: string,
+    kind: 'token' | 'session',
+    ttlMs: number,
+    label = '',
+  ): Promise<{ token: string; record: TokenView }> {
+    const t = newToken();
+    const at = this.now();
+    const record: TokenRecord = {
+      id: t.id,
+      user,
+      kind,
+      label,
+      hash: t.hash,
+      createdAtMs: at,
+      expiresAtMs: at + ttlMs,
+    };
+    await this.opts.kv.put(this.tokensPrefix + t.id, JSON.stringify(record));
+    this.tokens.set(t.id, record);
+    this.log.info({ token: t.id, user, kind, expiresAtMs: record.expiresAtMs }, 'token issued');
+    return { token: t.token, record: tokenView(record) };
+  }
+
+  /** Revokes a token everywhere (the watch tells every node); false when there was none. */
+  async revoke(id: string): Promise<boolean> {
+    const gone = await this.opts.kv.delete(this.tokensPrefix + id);
+    this.tokens.delete(id);
+    if (gone) this.log.info({ token: id }, 'token revoked');
+    return gone;
+  }
+
+  listUsers(): UserView[] {
+    return [...this.users.values()]
+      .map(({ passwordHash: _, ...u }) => u)
+      .sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  listTokens(): TokenView[] {
+    return [...this.tokens.values()].map(tokenView).sort((a, b) => a.createdAtMs - b.createdAtMs);
+  }
+
+  hasUser(name: string): boolean {
+    return this.users.has(name);
+  }
+
+  /** Adds a user; refuses one that exists (create-if-absent in etcd, so two nodes cannot both add it). */
+  async addUser(name: string, role: Role, password: string): Promise<UserView> {
+    const problems = userProblems(name, password);
+    if (problems.length > 0) throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'user refused', problems);
+    const rec: UserRecord = {
+      name,
+      role,
+      passwordHash: await hashPassword(password),
+      createdAtMs: this.now(),
+    };
+    if (!(await this.opts.kv.create(this.usersPrefix + name, JSON.stringify(rec))))
+      throw new BadRequestError(ErrorCodes.BAD_REQUEST, `user "${name}" exists`, ['remove it first'], 409);
+    this.users.set(name, rec);
+    this.log.info({ user: name, role }, 'user added');
+    const { passwordHash: _, ...view } = rec;
+    return view;
+  }
+
+  /** Removes a user and every token and session of theirs. */
+  async removeUser(name: string): Promise<boolean> {
+    const gone = await this.opts.kv.delete(this.usersPrefix + name);
+    this.users.delete(name);
+    for (const t of [...this.tokens.values()]) if (t.user === name) await this.revoke(t.id);
+    if (gone) this.log.info({ user: name }, 'user removed');
+    return gone;
+  }
+
+  /** Whether the cluster has any user yet (the bootstrap file is read only when it has none). */
+  get empty(): boolean {
+    return this.users.size === 0;
+  }
+
+  /**
+   * The first admin, from a file `name: …` / `password: …` (YAML), read only when the cluster has no
+   * user. A file others may read is refused: the password would be the whole site's.
+   */
+  async bootstrap(file: string): Promise<'created' | 'skipped'> {
+    if (!this.empty) return 'skipped';
+    const st = await stat(file).catch((err) => {
+      throw new CoolctlError(ErrorCodes.STARTUP, `api.bootstrapAdminFile ${file}: ${(err as Error).message}`);
+    });
+    if ((st.mode & 0o004) !== 0)
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `api.bootstrapAdminFile ${file} is world-readable (mode ${(st.mode & 0o777).toString(8)}); chmod 600 it`,
+      );
+    let doc: unknown;
+    try {
+      doc = YAML.parse(await readFile(file, 'utf8'));
+    } catch (err) {
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `api.bootstrapAdminFile ${file}: not YAML (${(err as Error).message})`,
+      );
+    }
+    const { name, password } = (doc ?? {}) as { name?: unknown; password?: unknown };
+    if (typeof name !== 'string' || typeof password !== 'string')
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `api.bootstrapAdminFile ${file}: needs "name" and "password"`,
+      );
+    try {
+      await this.addUser(name, 'admin', password);
+    } catch (err) {
+      if (err instanceof BadRequestError && err.httpStatus === 409) return 'skipped'; // another node was first
+      if (err instanceof BadRequestError)
+        throw new CoolctlError(
+          ErrorCodes.STARTUP,
+          `api.bootstrapAdminFile ${file}: ${err.details.join('; ')}`,
+        );
+      throw err;
+    }
+    this.log.warn({ user: name }, 'first admin created from the bootstrap file; remove the file');
+    return 'created';
+  }
+
+  private async pruneExpired(): Promise<void> {
+    const now = this.now();
+    for (const t of [...this.tokens.values()]) if (t.expiresAtMs <= now) await this.revoke(t.id);
+  }
+}
+
+export function userProblems(name: string, password: string): string[] {
+  const out: string[] = [];
+  if (!new RegExp(USER_NAME).test(name)) out.push(`name: ${USER_NAME}`);
+  if (password.length < MIN_PASSWORD_CHARS) out.push(`password: at least ${MIN_PASSWORD_CHARS} characters`);
+  return out;
+}
+
+function tokenView({ hash: _, ...t }: TokenRecord): TokenView {
+  return t;
+}
+
+function parseUser(value: string): UserRecord | null {
+  try {
+    const u = JSON.parse(value) as UserRecord;
+    return typeof u.name === 'string' && isRole(u.role) && typeof u.passwordHash === 'string' ? u : null;
+  } catch {
+    return null;
+  }
+}
+
+function parseTokenRecord(value: string): TokenRecord | null {
+  try {
+    const t = JSON.parse(value) as TokenRecord;
+    return typeof t.id === 'string' &&
+      typeof t.user === 'string' &&
+      (t.kind === 'token' || t.kind === 'session') &&
+      typeof t.hash === 'string' &&
+      typeof t.expiresAtMs === 'number'
+      ? t
+      : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,53 @@
+// The cluster's audit trail (./audit/audit-trail.ts): the same entries on every node, newest last.
+import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
+import type { ApiDeps } from '../app.ts';
+import { ErrorBody } from '../error-body.ts';
+
+export const auditRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
+  app.get(
+    '/api/v1/audit',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        description: `The cluster’s audit trail, kept in etcd (the same on every node; it survives restarts and failovers): every state-changing request that passed authentication and its schema, with the authenticated user, node, target, values (no secrets) and answer, and every leadership a node gained. seq is the entry's etcd revision. Retention: the newest ${deps.audit.maxEntries} entries, none older than ${Math.round(deps.audit.maxAgeMs / 86_400_000)} days.`,
+        querystring: T.Object(
+          {
+            since: T.Optional(T.Integer({ minimum: 0, description: 'only entries with a higher seq' })),
+            limit: T.Optional(
+              T.Integer({ minimum: 1, maximum: 1000, description: 'at most this many (the newest)' }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              node: { type: 'string' },
+              capacity: { type: 'integer' },
+              lastSeq: { type: 'integer' },
+              entries: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  additionalProperties: true,
+                  properties: {
+                    seq: { type: 'integer' },
+                    atMs: { type: 'number' },
+                    kind: { type: 'string', enum: ['operator', 'role'] },
+                  },
+                },
+              },
+            },
+          },
+          400: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const { since, limit } = req.query;
+      const { entries, lastSeq } = await deps.audit.list({ since: since ?? 0, limit: limit ?? 200 });
+      return { node: deps.node, capacity: deps.audit.maxEntries, lastSeq, entries };
+    },
+  );
+};

@@ -1,0 +1,160 @@
+// One control group: its view (viewer), an operator's manual command for its units, and a
+// switchover to another node (operator). Commands and switchover go to the group's leader; a node
+// that does not lead answers 409 with the leader's API address.
+import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
+import { BadRequestError, ErrorCodes } from '../../errors.ts';
+import type { ApiDeps } from '../app.ts';
+import { ErrorBody } from '../error-body.ts';
+import { GroupParams, handOnView, notFound, Ranged } from '../route-helpers.ts';
+
+export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
+  app.get(
+    '/api/v1/groups/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        description:
+          'One control group: leader, epoch, this node’s state, and the units it drives with their held commands. `problem`: this node leads the group but does not drive it, and why; `relinquished`: the last time this node handed it on for that, with the reason; `drive`: the undriven bound (undrivenLimitMs) and, while the relinquish back-off holds, until when (relinquishHeldUntilMs, ms since the Unix epoch); each unit: its last error and its count of stale-epoch refusals its epoch did not prove (refusals).',
+        params: GroupParams,
+        response: { 404: ErrorBody },
+      },
+    },
+    async (req) => {
+      const { id } = req.params;
+      const g = deps.leadership.groups().find((x) => x.group === id);
+      if (!g) throw notFound(id, deps.groups);
+      const d = deps.drivers.get(id);
+      const row = deps.cache?.get(id);
+      return {
+        id,
+        leader: g.leader,
+        epoch: g.epoch,
+        state: g.role,
+        driving: d?.driving ?? false,
+        start: d?.startInfo ?? null,
+        mode: d?.driving ? d.decision.mode : null,
+        reasons: d?.driving ? d.decision.reasons : [],
+        ...handOnView(g, d),
+        drive: d
+          ? {
+              undrivenLimitMs: d.driveStatus.undrivenLimitMs,
+              relinquishHeldUntilMs: d.driveStatus.relinquishHeldUntilMs,
+            }
+          : null,
+        operator: deps.leadership.operator?.(id) ?? null,
+        sensors: deps.sensors?.view(id) ?? null,
+        units: d?.units() ?? [],
+        processState: row
+          ? { epoch: row.epoch, seq: row.seq, writer: row.writer, atMs: row.atMs, bytes: row.body.length }
+          : null,
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/groups/:id/commands',
+    {
+      config: { access: 'operator' },
+      schema: {
+        description:
+          'Operator manual command for the group’s units (all, or one with `ahu`): held by the leader and carried in the process state, so it survives failovers. Send it to the leader.',
+        params: GroupParams,
+        body: T.Object(
+          {
+            ahu: T.Optional(T.String({ minLength: 1 })),
+            fanPct: T.Optional(Ranged('fanPct')),
+            supplySetpointC: T.Optional(Ranged('supplySetpointC')),
+          },
+          { minProperties: 1, additionalProperties: false },
+        ),
+        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
+      },
+    },
+    async (req) => {
+      const { id } = req.params;
+      const { ahu, ...cmd } = req.body;
+      const d = deps.drivers.get(id);
+      if (!d) throw notFound(id, deps.groups);
+      if (cmd.fanPct === undefined && cmd.supplySetpointC === undefined)
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'nothing to set', ['fanPct or supplySetpointC']);
+      if (ahu !== undefined && !d.units().some((u) => u.ahu === ahu))
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `${ahu} is not a unit of ${id}`, [
+          `ahu: one of ${d
+            .units()
+            .map((u) => u.ahu)
+            .join(', ')}`,
+        ]);
+      const update = deps.leadership.updateOperator?.bind(deps.leadership);
+      if (d.closedLoop && update) {
+        // Under the control law an operator's command is an override, kept in etcd (any node takes it).
+        const targets = ahu ? [ahu] : d.units().map((u) => u.ahu);
+        const stored = await update(id, (cur) => {
+          const overrides = { ...cur.overrides };
+          for (const a of targets) overrides[a] = { ...overrides[a], ...cmd, toLocal: false };
+          return { ...cur, overrides, by: req.identity?.user ?? req.ip, atMs: Date.now() };
+        });
+        return { group: id, overrides: stored.overrides };
+      }
+      if (!d.driving) {
+        const g = deps.leadership.groups().find((x) => x.group === id);
+        const leader = deps.leadership.members().find((m) => m.node === g?.leader);
+        throw new BadRequestError(
+          ErrorCodes.NOT_LEADER,
+          `${deps.node} does not drive ${id}; send the command to its leader ${g?.leader ?? '(none)'}`,
+          [leader ? `leader API: ${leader.apiUrl}` : 'the group has no leader right now'],
+          409,
+        );
+      }
+      try {
+        return { group: id, held: d.setCommand(cmd, ahu) };
+      } catch (err) {
+        // Leadership moved (or the term is still resuming) between the check and the command.
+        throw new BadRequestError(ErrorCodes.NOT_LEADER, (err as Error).message, ['retry in a moment'], 409);
+      }
+    },
+  );
+
+  app.post(
+    '/api/v1/groups/:id/switchover',
+    {
+      config: { access: 'operator' },
+      schema: {
+        description:
+          'Hands the group to the named node (graceful; the target leads within about 0.2 s). Send it to the current leader.',
+        params: GroupParams,
+        body: T.Object(
+          {
+            to: T.String({ minLength: 1 }),
+            timeoutMs: T.Optional(T.Integer({ minimum: 100, maximum: 60_000 })),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
+      },
+    },
+    async (req) => {
+      const { id } = req.params;
+      const { to, timeoutMs } = req.body;
+      const g = deps.leadership.groups().find((x) => x.group === id);
+      if (!g) throw notFound(id, deps.groups);
+      const members = deps.leadership.members().map((m) => m.node);
+      if (!members.includes(to)) {
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `unknown node "${to}"`, [
+          `to: one of the members: ${members.join(', ')}`,
+        ]);
+      }
+      if (g.role !== 'leader') {
+        const leader = deps.leadership.members().find((m) => m.node === g.leader);
+        throw new BadRequestError(
+          ErrorCodes.NOT_LEADER,
+          `${deps.node} does not lead ${id} (its state here: ${g.role}); ask its leader ${g.leader ?? '(none)'}`,
+          [leader ? `leader API: ${leader.apiUrl}` : 'the group has no leader right now'],
+          409,
+        );
+      }
+      const started = performance.now();
+      await deps.leadership.switchover(id, to, timeoutMs ? { timeoutMs } : {});
+      return { group: id, leader: to, tookMs: Math.round(performance.now() - started) };
+    },
+  );
+};

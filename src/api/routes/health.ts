@@ -1,0 +1,49 @@
+// Health for systemd and load balancers (no identity: a probe holds no credentials) and Prometheus
+// metrics (a viewer's, unless `api.metricsAuth: none` lets a scraper without a token read them).
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { ApiDeps } from '../app.ts';
+import { metricsStream } from '../metrics-text.ts';
+
+export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
+  app.get(
+    '/healthz',
+    {
+      config: { access: 'public' },
+      schema: {
+        description: 'The process is alive and its loops run.',
+        response: { 200: { type: 'object', additionalProperties: true } },
+      },
+    },
+    async () => ({
+      status: 'ok',
+      node: deps.node,
+      uptimeS: Math.round((Date.now() - deps.startedAtMs) / 1000),
+    }),
+  );
+
+  app.get(
+    '/readyz',
+    {
+      config: { access: 'public' },
+      schema: {
+        description: 'Ready: this node holds a live etcd lease and takes part in elections (503 otherwise).',
+      },
+    },
+    async (_req, reply) => {
+      const ready = deps.leadership.healthy;
+      return reply.code(ready ? 200 : 503).send({ ready, node: deps.node });
+    },
+  );
+
+  app.get(
+    '/metrics',
+    {
+      config: { access: deps.security?.metricsAuth === 'none' ? 'public' : 'viewer' },
+      schema: {
+        description:
+          'Prometheus metrics (text exposition format). Needs a viewer’s token unless the node runs with api.metricsAuth: none.',
+      },
+    },
+    async (_req, reply) => reply.type(deps.registry.contentType).send(metricsStream(deps.registry)),
+  );
+};

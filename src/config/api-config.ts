@@ -1,0 +1,64 @@
+// The controller config's `api:` section: how the API proves who calls it (docs/security.md).
+// Optional as a whole; every setting has a default that is the secure one.
+import { resolve } from 'node:path';
+import { type Static, Type as T } from '@sinclair/typebox';
+
+export const ApiSettingsSchema = T.Object(
+  {
+    bootstrapAdminFile: T.Optional(
+      T.String({
+        minLength: 1,
+        description:
+          'YAML file with `name` and `password` of the first admin, read at start only while the cluster has no user; refused when world-readable. Relative to this file.',
+      }),
+    ),
+    metricsAuth: T.Optional(
+      T.Union([T.Literal('none'), T.Literal('viewer')], {
+        description:
+          '/metrics: `viewer` (default) needs a viewer’s token; `none` lets a scraper in without one',
+      }),
+    ),
+    sessionTtlS: T.Optional(
+      T.Integer({
+        minimum: 60,
+        maximum: 7 * 86_400,
+        description: 'dashboard and CLI sessions expire after this (default 28 800)',
+      }),
+    ),
+    signInsPerMinute: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 10_000,
+        description: 'sign-ins per client address per minute (default 10)',
+      }),
+    ),
+    actionsPerMinute: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 100_000,
+        description: 'state-changing requests per user per minute (default 120)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ApiSettingsFile = Static<typeof ApiSettingsSchema>;
+
+export interface ApiSettings {
+  /** Absolute path, or undefined. */
+  bootstrapAdminFile: string | undefined;
+  metricsAuth: 'none' | 'viewer';
+  sessionTtlS: number;
+  signInsPerMinute: number;
+  actionsPerMinute: number;
+}
+
+export function apiSettings(file: ApiSettingsFile | undefined, base: string): ApiSettings {
+  return {
+    bootstrapAdminFile: file?.bootstrapAdminFile ? resolve(base, file.bootstrapAdminFile) : undefined,
+    metricsAuth: file?.metricsAuth ?? 'viewer',
+    sessionTtlS: file?.sessionTtlS ?? 8 * 3600,
+    signInsPerMinute: file?.signInsPerMinute ?? 10,
+    actionsPerMinute: file?.actionsPerMinute ?? 120,
+  };
+}
