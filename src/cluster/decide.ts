@@ -164,3 +164,28 @@ function lead(f: GroupFacts, mine: QueueEntry, action: GroupAction, reason: stri
       : 'first in line but the lease is not proven',
   };
 }
+
+/**
+ * The leases of other nodes' leaders this node polls for expiry (lease hex → its holder): of the
+ * nodes right behind a lease somewhere, the first by name polls it, so each lease has one poller
+ * whatever G (every node computes the same from the same queues). Every node right behind polling
+ * it made N × (N − 1) pollers once G ≳ N². A lease nobody polls in time still goes at etcd's own
+ * expiry, at most 500 ms later.
+ */
+export function leasesToPoll(
+  queues: ReadonlyMap<string, readonly QueueEntry[]>,
+  me: string,
+  myLeaseHex: string | null,
+): Map<string, string> {
+  const behind = new Map<string, { holder: string; poller: string }>();
+  for (const queue of queues.values()) {
+    const [first, second] = queue;
+    if (!first || !second || first.leaseHex === myLeaseHex) continue;
+    const cur = behind.get(first.leaseHex);
+    if (!cur || second.node < cur.poller)
+      behind.set(first.leaseHex, { holder: first.node, poller: second.node });
+  }
+  const out = new Map<string, string>();
+  for (const [hex, b] of behind) if (b.poller === me) out.set(hex, b.holder);
+  return out;
+}

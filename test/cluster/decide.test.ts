@@ -1,7 +1,7 @@
 // The pure parts of leadership: the per-group decision (the only code that can say "leader") and
 // the timing rule (placement: placement.test.ts).
 import { describe, expect, it } from 'vitest';
-import { decideGroup, type GroupFacts } from '../../src/cluster/decide.ts';
+import { decideGroup, type GroupFacts, leasesToPoll } from '../../src/cluster/decide.ts';
 import { leadershipTimingProblems } from '../../src/cluster/timing.ts';
 import type { HandoverMarker, QueueEntry } from '../../src/cluster/view.ts';
 
@@ -131,6 +131,25 @@ describe('decideGroup', () => {
       role: 'leader',
       epoch: 30,
     });
+  });
+});
+
+describe('leasesToPoll', () => {
+  it('gives each leader lease one poller: the first by name of the nodes right behind it', () => {
+    // a leads g1..g3 with b, c, d right behind in turn; b leads g4 with a behind.
+    const queues = new Map([
+      ['g1', q('a', 'c', 'b')],
+      ['g2', q('a', 'b', 'd')],
+      ['g3', q('a', 'd', 'c')],
+      ['g4', q('b', 'a')],
+    ]);
+    const pollers = ['a', 'b', 'c', 'd'].map((me) => [me, [...leasesToPoll(queues, me, `${me}-lease`)]]);
+    expect(pollers).toEqual([
+      ['a', [['b-lease', 'b']]],
+      ['b', [['a-lease', 'a']]],
+      ['c', []],
+      ['d', []],
+    ]);
   });
 });
 

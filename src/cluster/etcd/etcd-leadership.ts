@@ -15,7 +15,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
-import { decideGroup, type GroupAction, type GroupDecision } from '../decide.ts';
+import { decideGroup, type GroupAction, type GroupDecision, leasesToPoll } from '../decide.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { Failsafe, type FailsafeTransport } from '../failsafe.ts';
 import type {
@@ -33,7 +33,7 @@ import { type GroupSeats, planHandovers } from '../placement.ts';
 import { leadershipTimingProblems } from '../timing.ts';
 import type { ClusterSnapshot, HandoverMarker, QueueEntry } from '../view.ts';
 import { Election } from './election.ts';
-import { createEtcdClient, etcdCall } from './etcd-client.ts';
+import { createEtcdClient, type EtcdSecurity, etcdCall } from './etcd-client.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { OperatorStore } from './operator-store.ts';
@@ -43,17 +43,29 @@ import { WatchedView } from './watched-view.ts';
 
 /** The view is loaded again from a full read this often, as a check on the watches. */
 const FULL_RESYNC_MS = 60_000;
+/** Watch events within this of the first are decided in one pass. */
+const WATCH_COALESCE_MS = 20;
+/** Whole-cluster work (lease pollers, placement) at most this often outside full passes. */
+const CLUSTER_WORK_MS = 250;
+/** The same action for a group is not started again within this after the last one ended. */
+const ACTION_REPEAT_MS = 2_000;
 /** A leader check that failed, or met a marker the view has not seen yet, is retried after this. */
 const RETRY_SOON_MS = 100;
 /** Rebalancing handovers one node runs at once (placement plans the whole move set). */
 const MAX_HANDOVERS_IN_FLIGHT = 32;
+/**
+ * etcd actions (enqueue, step out, …) one node runs at once. A mass enqueue (start, a reload that
+ * adds many groups) otherwise fires one call per group at once, each with the call deadline, and
+ * on a loaded machine most of them miss it and are all fired again.
+ */
+const MAX_ACTIONS_IN_FLIGHT = 64;
 
 export interface EtcdLeadershipOptions {
   node: string;
   apiUrl: string;
   peerUrl?: string;
   groups: string[];
-  etcd: { hosts: string[] };
+  etcd: { hosts: string[] } & EtcdSecurity;
   /** Key prefix of this site's cluster, e.g. /coolctl/site-a */
   prefix: string;
   /** Lease TTL, whole seconds, ≥ 2. */
@@ -94,6 +106,15 @@ interface GroupState {
   givenUpRevision: number | null;
   /** The last relinquish, with its time (kept: the API shows why the group last moved away). */
   relinquished: { reason: string; atMs: number } | null;
+  /** The last etcd action for the group: in flight, or when it ended (monotonic ms). */
+  action: {
+    what: GroupAction;
+    done: boolean;
+    atMs: number;
+    blocked: boolean;
+    /** The queue it was decided from: the frozen view shares a group's queue until it changes. */
+    queue: readonly QueueEntry[];
+  } | null;
 }
 
 export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Leadership {
@@ -135,6 +156,13 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private fullPass = true;
   private resyncTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private holdTimer: NodeJS.Timeout | undefined;
+  private coalesceTimer: NodeJS.Timeout | undefined;
+  /** The operator maps of the last pass (the view keeps them while no operator key changes). */
+  private lastOperators: ClusterSnapshot['operators'] | null = null;
+  private lastOperatorsInvalid: ClusterSnapshot['operatorsInvalid'] | null = null;
+  /** Monotonic ms of the last whole-cluster work of a pass (lease pollers, placement). */
+  private clusterWorkAtMs = Number.NEGATIVE_INFINITY;
   private readonly reader: SnapshotReader;
   private readonly view: WatchedView;
   /** Monotonic ms of the last load of the view. */
@@ -147,6 +175,9 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   /** Monotonic ms of our last registration: a read from before it says nothing about our key. */
   private registeredAtMs = Number.NEGATIVE_INFINITY;
   private watchGeneration = 0;
+  private readonly actionSlots = new Slots(MAX_ACTIONS_IN_FLIGHT);
+  /** Groups to decide in the next pass whatever the view says changed (an action ended). */
+  private recheck = new Set<string>();
   private readonly operators: OperatorStore;
   private watchers: Watcher[] = [];
   private readonly handovers: Handovers;
@@ -172,9 +203,10 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const root = opts.logger ?? pino({ level: 'silent' });
     const base = root.bindings().node === opts.node ? root : root.child({ node: opts.node });
     this.log = base.child({ component: 'leadership' });
-    this.client = createEtcdClient({ hosts: opts.etcd.hosts, callTimeoutMs: opts.etcdCallTimeoutMs });
+    this.client = createEtcdClient({ ...opts.etcd, callTimeoutMs: opts.etcdCallTimeoutMs });
     this.session = new EtcdSession({
       hosts: opts.etcd.hosts,
+      security: { tls: opts.etcd.tls, auth: opts.etcd.auth },
       node: opts.node,
       ...(opts.mainStallBoundMs === undefined ? {} : { mainStallBoundMs: opts.mainStallBoundMs }),
       ttlS: opts.leaseTtlS,
@@ -336,6 +368,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.stopping.abort(new ClusterError(ClusterErrorCodes.ABORTED, 'leadership stopping'));
     clearInterval(this.resyncTimer);
     clearTimeout(this.retryTimer);
+    clearTimeout(this.holdTimer);
+    clearTimeout(this.coalesceTimer);
     this.watchGeneration++;
     this.revoker.stop();
     this.failsafe?.stop();
@@ -506,6 +540,24 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.dirty = true;
       return;
     }
+    if (!full) {
+      // Watch events come one revision at a time (a mass enqueue is thousands): gather those of
+      // the next few ms into one pass instead of one pass each.
+      this.coalesceTimer ??= setTimeout(() => {
+        this.coalesceTimer = undefined;
+        this.runTicks();
+      }, WATCH_COALESCE_MS);
+      return;
+    }
+    this.runTicks();
+  }
+
+  private runTicks(): void {
+    if (this.stopPromise || !this.started) return;
+    if (this.ticking) {
+      this.dirty = true;
+      return;
+    }
     this.ticking = true;
     void (async () => {
       try {
@@ -557,10 +609,19 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const { snapshot: snap, changed } = this.view.freeze(this.groupList);
     this.snapshot = snap;
     this.updateMembers(snap);
-    for (const group of this.operators.apply(snap, this.groupList)) {
-      const now = this.operators.state(group);
-      this.log.info({ group, operator: now }, 'operator state changed');
-      this.emit('operator', group, now);
+    if (
+      full ||
+      changed === null ||
+      snap.operators !== this.lastOperators ||
+      snap.operatorsInvalid !== this.lastOperatorsInvalid
+    ) {
+      this.lastOperators = snap.operators;
+      this.lastOperatorsInvalid = snap.operatorsInvalid;
+      for (const group of this.operators.apply(snap, this.groupList)) {
+        const now = this.operators.state(group);
+        this.log.info({ group, operator: now }, 'operator state changed');
+        this.emit('operator', group, now);
+      }
     }
     const seen = this.memberKeySeen;
     this.memberKeySeen = undefined;
@@ -592,12 +653,14 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       );
     this.fenceIfLapsed();
 
-    const actions: Promise<void>[] = [];
+    const actions = { started: 0 };
     const members = new Set(snap.members.keys());
+    const recheck = this.recheck;
+    this.recheck = new Set();
     const toDecide =
       full || changed === null
         ? [...this.state.values()]
-        : [...changed].flatMap((g) => this.state.get(g) ?? []);
+        : [...new Set([...changed, ...recheck])].flatMap((g) => this.state.get(g) ?? []);
     /** Groups this pass would newly lead: decided again from a leader check read. */
     const toCheck: GroupState[] = [];
     for (const s of toDecide) {
@@ -613,12 +676,14 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.apply(s, d, marker, queue, members, actions);
     }
     if (toCheck.length > 0) await this.checkAndLead(toCheck, leaseAtRead, actions);
-    this.revoker.follow(this.leasesToFollow(snap));
-    if (actions.length > 0) {
-      // The watch brings what the actions did; a failed one is retried by the next full pass.
-      await Promise.all(actions);
-      return;
-    }
+    // What looks at every group of the cluster runs on full passes, and at most every
+    // CLUSTER_WORK_MS otherwise: a pass of a few changed groups stays a few groups' work.
+    const clusterWork = full || changed === null || this.now() - this.clusterWorkAtMs >= CLUSTER_WORK_MS;
+    if (!clusterWork) return;
+    this.clusterWorkAtMs = this.now();
+    this.revoker.follow(leasesToPoll(snap.queues, this.node, this.lease?.hex ?? null));
+    // The actions run on (the watch brings what they did); placement waits for a quiet pass.
+    if (actions.started > 0) return;
     this.maybeRebalance(snap);
   }
 
@@ -657,12 +722,46 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     marker: HandoverMarker | undefined,
     queue: readonly QueueEntry[],
     members: ReadonlySet<string>,
-    actions: Promise<void>[],
+    actions: { started: number },
   ): void {
     if (d.role !== s.role || (d.role === 'leader' && d.epoch !== s.epoch))
       this.setRole(s, d.role, d.epoch, d.reason);
-    if (d.action !== 'none') actions.push(this.act(s.group, d.action, d.reason, marker, queue));
+    if (d.action !== 'none' && this.startAction(s, d, marker, queue)) actions.started++;
     this.handovers.observe(s.group, queue[0]?.node, members);
+  }
+
+  /**
+   * Runs the group's action unless one is in flight for it, or the same one, decided from the same
+   * queue (the view has shown nothing new for the group since), ended less than ACTION_REPEAT_MS ago:
+   * the watch may lag the write, and a second put-if-absent or delete would only load etcd. A failed
+   * action is tried again after that.
+   */
+  private startAction(
+    s: GroupState,
+    d: GroupDecision,
+    marker: HandoverMarker | undefined,
+    queue: readonly QueueEntry[],
+  ): boolean {
+    const last = s.action;
+    if (last && !last.done) {
+      last.blocked = true; // decided again as soon as it ends
+      return false;
+    }
+    if (last && last.what === d.action && last.queue === queue && this.now() - last.atMs < ACTION_REPEAT_MS)
+      return false;
+    const mark = { what: d.action, done: false, atMs: this.now(), blocked: false, queue };
+    s.action = mark;
+    void this.actionSlots
+      .run(() => this.act(s.group, d.action, d.reason, marker, queue))
+      .finally(() => {
+        mark.done = true;
+        mark.atMs = this.now();
+        if (mark.blocked && this.state.get(s.group) === s) {
+          this.recheck.add(s.group);
+          this.requestTick(false);
+        }
+      });
+    return true;
   }
 
   /**
@@ -674,7 +773,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private async checkAndLead(
     list: readonly GroupState[],
     leaseAtRead: SessionLease | null,
-    actions: Promise<void>[],
+    actions: { started: number },
   ): Promise<void> {
     let checks: LeaderCheck[];
     try {
@@ -723,25 +822,6 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.requestTick();
     }, RETRY_SOON_MS);
     this.retryTimer.unref();
-  }
-
-  /**
-   * The leases of other nodes' leaders to watch for expiry: of the nodes right behind a lease
-   * somewhere, the first by name polls it (one poller per lease, not one per node behind it). A
-   * lease nobody polls in time still goes at etcd's own expiry, at most 500 ms later.
-   */
-  private leasesToFollow(snap: ClusterSnapshot): Map<string, string> {
-    const behind = new Map<string, { holder: string; poller: string }>();
-    for (const queue of snap.queues.values()) {
-      const [first, second] = queue;
-      if (!first || !second || first.leaseHex === this.lease?.hex) continue;
-      const cur = behind.get(first.leaseHex);
-      if (!cur || second.node < cur.poller)
-        behind.set(first.leaseHex, { holder: first.node, poller: second.node });
-    }
-    const out = new Map<string, string>();
-    for (const [hex, b] of behind) if (b.poller === this.node) out.set(hex, b.holder);
-    return out;
   }
 
   private async act(
@@ -933,6 +1013,10 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     if (key === this.membersKey) return;
     this.membersKey = key;
     this.membersChangedAtMs = this.now();
+    // Placement may move groups once the hold is over: look then, not at the next timer pass.
+    clearTimeout(this.holdTimer);
+    this.holdTimer = setTimeout(() => this.requestTick(), this.opts.rebalanceHoldMs + 10);
+    this.holdTimer.unref();
     this.log.info({ members: list.map((m) => m.node) }, 'membership changed');
     this.emit('members', this.members());
   }
@@ -1041,6 +1125,7 @@ function newGroupState(group: string): GroupState {
     reason: 'starting',
     givenUpRevision: null,
     relinquished: null,
+    action: null,
   };
 }
 
@@ -1066,4 +1151,26 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
     };
     signal.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** At most `size` tasks at once; the rest wait their turn in order. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(size: number) {
+    this.free = size;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
 }

@@ -442,11 +442,24 @@ export function parseSnapshot(
 /** Why an election key does not count (null: it does). */
 export function ghostReason(kv: IKeyValue, memberLeases: ReadonlySet<string>): string | null {
   if (kv.lease === '0' || !kv.lease) return 'election key without a lease';
-  const lease = BigInt(kv.lease).toString(16);
+  const lease = leaseHex(kv.lease);
   const named = kv.key.toString().split('/').at(-1);
   if (named !== lease) return `election key named ${named} is on lease ${lease}`;
   if (!memberLeases.has(lease)) return `election key on lease ${lease}, which no member holds`;
   return null;
+}
+
+const hexOf = new Map<string, string>();
+
+/** A lease id (decimal, as etcd3 gives it) in hex; a few leases, many keys: remembered. */
+function leaseHex(id: string): string {
+  let hex = hexOf.get(id);
+  if (hex === undefined) {
+    if (hexOf.size > 10_000) hexOf.clear();
+    hex = BigInt(id).toString(16);
+    hexOf.set(id, hex);
+  }
+  return hex;
 }
 
 /** The smallest key after `key` in etcd's byte order. */

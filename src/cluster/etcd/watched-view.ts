@@ -6,7 +6,7 @@
 // not be at one revision: it may decide anything but "leader", which comes from a leader check read
 // (snapshot.ts) at one revision. Pure: no I/O; the caller feeds it reads and events.
 import type { IKeyValue } from 'etcd3';
-import type { ClusterSnapshot, IgnoredKind, MemberRecord, QueueEntry } from '../view.ts';
+import type { ClusterSnapshot, IgnoredKind, QueueEntry } from '../view.ts';
 import { queueOf } from './election.ts';
 import { ghostReason, parseSnapshot } from './snapshot.ts';
 
@@ -47,6 +47,8 @@ export class WatchedView {
   private otherDirty = true;
   private last: ClusterSnapshot | null = null;
   private memberLeasesKey = '';
+  private myGroups: readonly string[] = [];
+  private mine = new Set<string>();
 
   constructor(opts: WatchedViewOptions) {
     this.opts = opts;
@@ -127,15 +129,21 @@ export class WatchedView {
     const members = parsed!.members;
     const all = this.allDirty || !prev;
     const queues = new Map<string, readonly QueueEntry[]>(all ? [] : prev.queues);
+    if (myGroups !== this.myGroups) {
+      this.myGroups = myGroups;
+      this.mine = new Set(myGroups);
+    }
+    const mine = this.mine;
     const groups = all ? new Set([...this.election.keys(), ...myGroups]) : this.dirty;
-    for (const g of myGroups) if (!queues.has(g)) groups.add(g);
+    if (queues.size < mine.size || all) for (const g of myGroups) if (!queues.has(g)) groups.add(g);
+    const leases = new Set([...members.values()].map((m) => m.leaseHex));
     for (const g of groups) {
       const kvs = this.election.get(g);
-      if (!kvs && !myGroups.includes(g)) {
+      if (!kvs && !mine.has(g)) {
         queues.delete(g);
         continue;
       }
-      queues.set(g, this.queue(g, kvs, members));
+      queues.set(g, this.queue(g, kvs, leases));
     }
     const snapshot: ClusterSnapshot = Object.freeze({
       revision: this.revision,
@@ -157,10 +165,9 @@ export class WatchedView {
   private queue(
     group: string,
     kvs: Map<string, IKeyValue> | undefined,
-    members: ReadonlyMap<string, Readonly<MemberRecord>>,
+    leases: ReadonlySet<string>,
   ): readonly QueueEntry[] {
     if (!kvs) return Object.freeze([]);
-    const leases = new Set([...members.values()].map((m) => m.leaseHex));
     const counted: IKeyValue[] = [];
     for (const kv of kvs.values()) {
       const why = ghostReason(kv, leases);
