@@ -279,6 +279,13 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     // A random start, so a restarted controller does not repeat the heartbeat the unit last saw.
     this.heartbeat = Math.floor(Math.random() * 0xffff_ffff) >>> 0;
     this.metrics?.link(this.id, PROTOCOL, 'down');
+    // An unsigned link lets anyone on the OT network read and forge this unit's traffic: allowed,
+    // since many units offer nothing else, but said once at start (docs/security.md).
+    if ((ahu.endpoint.securityMode ?? 'None') === 'None')
+      this.log.warn(
+        { url: ahu.endpoint.url, securityMode: 'None', configured: ahu.endpoint.securityMode !== undefined },
+        'OPC-UA link without message security: traffic can be read and forged on the network (set endpoint.securityMode: SignAndEncrypt where the unit offers it)',
+      );
   }
 
   get linkState(): LinkState {
