@@ -79,7 +79,8 @@ beforeAll(async () => {
       { id: 5, name: 'AHU-DEAD', line: 'rs485-a', timeoutMs: UNIT_TIMEOUT_MS },
     ],
   });
-  gw = await startGateway(configFile);
+  // The user's command; the restart below goes through the unit's entry.
+  gw = await startGateway(configFile, 'cli');
 }, 60_000);
 
 afterAll(async () => {

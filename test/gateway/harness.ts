@@ -96,9 +96,14 @@ export function writeConfig(dir: string, name: string, cfg: object): string {
   return file;
 }
 
-/** `coolctl gateway --config FILE` as the unit runs it; resolves once it printed its ports. */
-export async function startGateway(config: string): Promise<GatewayProcess> {
-  const proc = spawn(process.execPath, ['src/cli.ts', 'gateway', '--config', config], {
+/**
+ * The gateway as a child process; resolves once it printed its ports. `via: 'cli'` is the user's
+ * `coolctl gateway --config FILE`; the default is the systemd unit's entry (src/gateway/main.ts),
+ * the same code without loading the controller (a start in ~1.5 s instead of ~4.5 s here).
+ */
+export async function startGateway(config: string, via: 'cli' | 'main' = 'main'): Promise<GatewayProcess> {
+  const args = via === 'cli' ? ['src/cli.ts', 'gateway'] : ['src/gateway/main.ts'];
+  const proc = spawn(process.execPath, [...args, '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
