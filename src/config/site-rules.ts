@@ -85,6 +85,13 @@ export function checkSiteRules(site: Site): RuleProblem[] {
   });
   site.airHandlers.forEach((a, i) => {
     const profile = (a as { profile?: string }).profile ?? NATIVE_PROFILE;
+    if (a.fenceBase !== undefined && a.fencing !== 'gateway') {
+      problems.push({
+        path: `/airHandlers/${i}/fenceBase`,
+        message: `air handler "${a.id}" sets fenceBase but is not fenced by a gateway (fencing: ${a.fencing ?? 'default'})`,
+        allowed: 'fenceBase only with fencing: gateway',
+      });
+    }
     if (a.fencing === 'gateway' && a.protocol === 'opcua') {
       problems.push({
         path: `/airHandlers/${i}/fencing`,

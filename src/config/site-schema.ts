@@ -230,6 +230,14 @@ const AhuCommon = {
         'device profile (config/profiles/NAME.yaml) mapping coolctl points to the unit’s own registers or nodes; default coolctl-native, the native map (docs/device-profiles.md). The simulator serves the same profile for the unit',
     }),
   ),
+  fenceBase: T.Optional(
+    T.Integer({
+      minimum: 0,
+      maximum: 65_536 - 131,
+      description:
+        'fencing: gateway only — the gateway’s fenceBase (its epoch block and write window in the unit id’s holding registers; default 61440 = 0xF000, as the gateway’s own default)',
+    }),
+  ),
   fencing: T.Optional(
     T.Union([T.Literal('epoch'), T.Literal('lease'), T.Literal('gateway')], {
       description:

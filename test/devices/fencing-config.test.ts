@@ -70,6 +70,23 @@ describe('gateway fencing', () => {
   });
 });
 
+describe('fenceBase', () => {
+  it('is refused on a unit that is not fenced by a gateway', () => {
+    const site = siteWith([
+      { id: 'A', profile: 'tenths-c-holding', fencing: 'gateway' },
+      { id: 'B', profile: 'tenths-c-holding' },
+    ]);
+    (site.airHandlers[0] as { fenceBase?: number }).fenceBase = 50_000;
+    (site.airHandlers[1] as { fenceBase?: number }).fenceBase = 50_000;
+    expect(checkSiteRules(site)).toEqual([
+      expect.objectContaining({
+        path: '/airHandlers/1/fenceBase',
+        allowed: 'fenceBase only with fencing: gateway',
+      }),
+    ]);
+  });
+});
+
 describe('the lease timing rule', () => {
   const testTiming = { leaseTtlS: 2, safetyMarginMs: 400, keepaliveIntervalMs: 300 };
 

@@ -25,6 +25,7 @@ const PROFILE = 'float32-lsw-toggle-inverted-coil';
 const AT = { setpoint: 4, fan: 5070 };
 const GATEWAY_UNIT_ID = 11;
 const NATIVE_UNIT_ID = 12;
+const FENCE_BASE = 50_000;
 
 const journal = new Journal(() => 0);
 let py: PymodbusUnit;
@@ -45,6 +46,8 @@ beforeAll(async () => {
       'listen: { host: 127.0.0.1, port: 0 }',
       'http: { host: 127.0.0.1, port: 0 }',
       `stateFile: ${join(dir, 'epochs.json')}`,
+      // Not the default (0xF000): the units' `fenceBase` must carry it to the controller.
+      `fenceBase: ${FENCE_BASE}`,
       'lines:',
       `  - { name: py, tcp: { host: 127.0.0.1, port: ${py.port} }, queueTimeoutMs: 500 }`,
       `  - { name: sim, tcp: { host: 127.0.0.1, port: ${simPort} }, queueTimeoutMs: 500 }`,
@@ -90,6 +93,7 @@ function behindGateway(id: string, unitId = GATEWAY_UNIT_ID, profile = PROFILE):
     endpoint: { host: gateway.modbus.host, port: gateway.modbus.port, unitId },
     client: { timeoutMs: 1_500, retries: 1, maxApplyDelayMs: 900 },
     fencing: 'gateway',
+    fenceBase: FENCE_BASE,
     ...({ profile } as object),
   };
 }

@@ -70,7 +70,7 @@ export class ProfileModbusDevice extends ModbusDevice {
     }
     this.plan = profile.planReads(this.statusNames);
     this.alarmOrder = alarmNames(profile);
-    this.fenceBase = (ahu as { fenceBase?: number }).fenceBase ?? DEFAULT_FENCE_BASE;
+    this.fenceBase = ahu.fenceBase ?? DEFAULT_FENCE_BASE;
   }
 
   /** The unit's own watchdog style; `none`: nothing on the unit notices a silent controller. */
