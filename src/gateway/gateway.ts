@@ -1,8 +1,8 @@
 // The fencing gateway's decision per request: reads pass through to the unit, the epoch block is
 // answered here, and a fenced write (one FC16 to the unit's window, src/devices/modbus/gateway-fencing.ts)
 // reaches the unit only when its epoch is the newest seen for that unit id. Any other write is refused.
-// Invariants: the epoch check runs when the write is about to go on the line — after every write
-// queued before it — so a write queued before a newer leader's cannot slip through after it; a raised
+// Invariants: the epoch check runs when the write is about to go on the line — after every request
+// for that unit queued before it — so a write queued behind a newer leader's cannot slip through; a raised
 // epoch is on disk before the write that raised it is sent; every request gets exactly one answer.
 import type { Logger } from 'pino';
 import {

@@ -1,4 +1,4 @@
-// `coolctl gateway` as a component that starts and stops (the CLI owns signals and sd_notify): the
+// `coolctl gateway` as a component that starts and stops (main.ts owns signals and sd_notify): the
 // epoch state file, the lines, the Modbus TCP listener for controllers and the HTTP side. start()
 // opens them in that order — no controller is answered before the epochs are loaded — and stop()
 // closes them in reverse, once, bounded.
