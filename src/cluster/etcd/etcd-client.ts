@@ -3,12 +3,24 @@
 // promise settles even if the library never answers). Watches carry the `hasleader` metadata, so
 // etcd refuses/cancels them on a member that has lost its raft leader instead of letting them go quiet.
 // The package's own lease keepalive is never used: ours runs on its own thread (keepalive-worker.ts).
+// Security (docs/security.md, "Encrypted links"): TLS with a client certificate and an etcd user are
+// handed in as material already read from files; they never travel in a URL, a log line or an error.
 import { type CallOptions, InterceptingCall, type Interceptor } from '@grpc/grpc-js';
 import { ConsecutiveBreaker, circuitBreaker, ExponentialBackoff, handleWhen, noop } from 'cockatiel';
 import { Etcd3, EtcdLeaseInvalidError, GRPCDeadlineExceededError, isRecoverableError } from 'etcd3';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 
-export interface EtcdClientOptions {
+/**
+ * How a client proves itself to etcd and checks etcd: the CA that signed the members' certificates,
+ * this node's client certificate, and an etcd user. Plain data (bytes and strings), so the keepalive
+ * worker gets the same settings through its workerData.
+ */
+export interface EtcdSecurity {
+  tls?: { ca: Uint8Array; cert?: Uint8Array | undefined; key?: Uint8Array | undefined } | undefined;
+  auth?: { username: string; password: string } | undefined;
+}
+
+export interface EtcdClientOptions extends EtcdSecurity {
   hosts: string[];
   /** Deadline of every unary call, ms. */
   callTimeoutMs: number;
@@ -27,8 +39,20 @@ const requireLeader: Interceptor = (options, nextCall) =>
   });
 
 export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
+  const { tls, auth } = opts;
   return new Etcd3({
     hosts: opts.hosts,
+    // grpc-js takes only Buffers; a worker's copy of the settings arrives as plain Uint8Arrays.
+    ...(tls
+      ? {
+          credentials: {
+            rootCertificate: Buffer.from(tls.ca),
+            ...(tls.cert ? { certChain: Buffer.from(tls.cert) } : {}),
+            ...(tls.key ? { privateKey: Buffer.from(tls.key) } : {}),
+          },
+        }
+      : {}),
+    ...(auth ? { auth: { username: auth.username, password: auth.password } } : {}),
     // Unary calls: a deadline even when a caller forgets one. Streams: their own deadline per use
     // (keepalive) or none (the long-lived watch, which requires a leader instead).
     defaultCallOptions: (ctx) => {

@@ -17,12 +17,14 @@ import type { Logger } from 'pino';
 import { DataDirLock } from '../data-dir-lock.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { LeaseGuard } from '../lease-guard.ts';
-import { leaseHex } from './etcd-client.ts';
+import { type EtcdSecurity, leaseHex } from './etcd-client.ts';
 import type { KeepaliveWorkerData, MainMessage, WorkerMessage } from './keepalive-worker.ts';
 
 export interface EtcdSessionOptions {
   /** etcd endpoints: the keepalive worker makes its own client. */
   hosts: string[];
+  /** TLS and user for the worker's client. */
+  security?: EtcdSecurity;
   /** This node's name: the lease-id file and the data dir lock say whose they are. */
   node: string;
   /** Lease TTL asked from etcd, whole seconds (etcd's unit). */
@@ -192,6 +194,7 @@ export class EtcdSession extends EventEmitter {
     const data: KeepaliveWorkerData = {
       shared: this.shared,
       hosts: this.opts.hosts,
+      security: this.opts.security ?? {},
       ttlS: this.opts.ttlS,
       keepaliveIntervalMs: this.opts.keepaliveIntervalMs,
       safetyMarginMs: this.opts.safetyMarginMs,

@@ -11,11 +11,13 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Etcd3 } from 'etcd3';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { type KeepaliveToken, LeaseGuard, sharedClockMs } from '../lease-guard.ts';
-import { createEtcdClient, etcdCall, leaseHex } from './etcd-client.ts';
+import { createEtcdClient, type EtcdSecurity, etcdCall, leaseHex } from './etcd-client.ts';
 
 export interface KeepaliveWorkerData {
   shared: SharedArrayBuffer;
   hosts: string[];
+  /** TLS and user, as the main thread's client has them. */
+  security: EtcdSecurity;
   ttlS: number;
   keepaliveIntervalMs: number;
   safetyMarginMs: number;
@@ -64,7 +66,7 @@ class KeepaliveLoop {
     this.d = d;
     this.send = send;
     this.guard = new LeaseGuard({ ttlMs: d.ttlS * 1000, marginMs: d.safetyMarginMs, shared: d.shared });
-    this.client = createEtcdClient({ hosts: d.hosts, callTimeoutMs: d.callTimeoutMs });
+    this.client = createEtcdClient({ ...d.security, hosts: d.hosts, callTimeoutMs: d.callTimeoutMs });
   }
 
   async start(): Promise<void> {
