@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { profileCheck } from './cli/profile-check.ts';
 import { profileRead } from './cli/profile-read.ts';
 import { loadControllerConfig } from './config/controller-config.ts';
+import { LOG_REDACT_PATHS } from './config/link-secrets.ts';
 import { ConfigWatcher } from './daemon/config-watch.ts';
 import { Controller, VERSION } from './daemon/controller.ts';
 import { SdNotify } from './daemon/sd-notify.ts';
@@ -28,7 +29,7 @@ program
     const logger = pino({
       level: o.logLevel,
       base: { app: 'coolctl', node: o.node },
-      redact: ['*.password', 'password'],
+      redact: LOG_REDACT_PATHS,
     });
     const cfg = await loadControllerConfig(o.config, o.node);
     const controller = new Controller(cfg, { logger, ...testCrashHook(logger) });

@@ -5,10 +5,19 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
+import type { EtcdSecurity } from '../cluster/etcd/etcd-client.ts';
 import { leadershipTimingProblems, type TimingField } from '../cluster/timing.ts';
 import { leaseCommandRequests } from '../devices/create-device.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { type ApiSettings, ApiSettingsSchema, apiSettings } from './api-config.ts';
+import {
+  EtcdSettingsSchema,
+  linkRules,
+  loadEtcdSecurity,
+  loadMqttLink,
+  type MqttLink,
+  MqttSettingsSchema,
+} from './link-secrets.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
 import { maxApplyDelayMs, type Site } from './site-schema.ts';
 
@@ -23,7 +32,13 @@ export const ControllerConfigSchema = T.Object(
     site: T.String({ minLength: 1, description: 'the site file, relative to this file' }),
     cluster: T.Object(
       {
-        etcd: T.Array(T.String({ pattern: '^https?://' }), { minItems: 1, description: 'etcd client URLs' }),
+        etcd: T.Union([
+          T.Array(T.String({ pattern: '^https?://' }), {
+            minItems: 1,
+            description: 'etcd client URLs (plain)',
+          }),
+          EtcdSettingsSchema,
+        ]),
         prefix: T.Optional(
           T.String({
             pattern: '^/[^\\s]*[^/\\s]$',
@@ -112,6 +127,7 @@ export const ControllerConfigSchema = T.Object(
       T.Object(
         {
           mqttUrl: T.Optional(T.String({ pattern: '^mqtts?://' })),
+          mqtt: T.Optional(MqttSettingsSchema),
         },
         { additionalProperties: false },
       ),
@@ -170,10 +186,14 @@ export interface ControllerConfig {
     failsafe: boolean;
     pullTimeoutMs: number;
   };
+  /** TLS and user for etcd (cluster.etcd.tls / auth), read from their files. */
+  etcdSecurity: EtcdSecurity;
   /** The shared cluster secret (from cluster.secretFile); undefined when no node has a peer address. */
   secret: Buffer | undefined;
   dataDir: string;
   mqttUrl: string | undefined;
+  /** The sensor broker link with its credentials and TLS material (sensors.mqtt or sensors.mqttUrl). */
+  mqtt: MqttLink | undefined;
   periodMs: number;
   timeScale: number;
 }
@@ -286,7 +306,10 @@ function clusterTiming(c: ControllerConfigFile): Pick<ControllerConfig['cluster'
 
 /** Loads the controller config and its site file for `node`; throws ConfigError listing every problem. */
 export async function loadControllerConfig(file: string, node: string): Promise<ControllerConfig> {
-  const c = parseYamlConfig(await readConfigFile(file), file, validate, timingRules);
+  const c = parseYamlConfig(await readConfigFile(file), file, validate, (x) => [
+    ...timingRules(x),
+    ...linkRules(x),
+  ]);
   const self = c.nodes[node];
   if (!self) {
     throw new ConfigError(file, [
@@ -329,6 +352,12 @@ export async function loadControllerConfig(file: string, node: string): Promise<
   ];
   if (slow.length > 0) throw new ConfigError(file, slow);
   const secret = await readSecret(file, base, c);
+  const linkProblems: ConfigProblem[] = [];
+  const etcd = Array.isArray(c.cluster.etcd) ? { hosts: c.cluster.etcd } : c.cluster.etcd;
+  const etcdSecurity = await loadEtcdSecurity(etcd, base, file, linkProblems);
+  const mqttSettings = c.sensors?.mqtt ?? (c.sensors?.mqttUrl ? { url: c.sensors.mqttUrl } : undefined);
+  const mqtt = mqttSettings ? await loadMqttLink(mqttSettings, base, file, linkProblems) : undefined;
+  if (linkProblems.length > 0) throw new ConfigError(file, linkProblems);
   const [apiHost, apiPort] = splitHostPort(self.api);
   return {
     file,
@@ -342,15 +371,17 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     peerUrl: self.peer ? `tcp://${self.peerAdvertise ?? self.peer}` : undefined,
     nodes: c.nodes,
     cluster: {
-      etcd: c.cluster.etcd,
+      etcd: etcd.hosts,
       prefix: c.cluster.prefix ?? '/coolctl',
       ...clusterTiming(c),
       failsafe: c.cluster.failsafe ?? false,
       pullTimeoutMs: c.cluster.pullTimeoutMs ?? 500,
     },
+    etcdSecurity,
     secret,
     dataDir: resolve(base, (c.dataDir ?? 'var/{node}').replaceAll('{node}', node)),
-    mqttUrl: c.sensors?.mqttUrl,
+    mqttUrl: mqtt?.url,
+    mqtt,
     periodMs,
     timeScale,
   };

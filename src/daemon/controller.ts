@@ -18,6 +18,7 @@ import { EtcdPrefixKv } from '../cluster/etcd/prefix-kv.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
 import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
+import { sameMqttLink } from '../config/link-secrets.ts';
 import type { AirHandler, ControlGroup } from '../config/site-schema.ts';
 import { GroupDriver } from '../control/group-driver.ts';
 import { groupControlConfig } from '../control/law/group-controller.ts';
@@ -148,7 +149,7 @@ export class Controller {
           apiUrl: `http://${cfg.apiHost}:${cfg.apiPort}`,
           ...(cfg.peerUrl ? { peerUrl: cfg.peerUrl } : {}),
           groups: cfg.site.controlGroups.map((g) => g.id),
-          etcd: { hosts: cfg.cluster.etcd },
+          etcd: { hosts: cfg.cluster.etcd, ...cfg.etcdSecurity },
           prefix: cfg.cluster.prefix,
           leaseTtlS: cfg.cluster.leaseTtlS,
           keepaliveIntervalMs: cfg.cluster.keepaliveIntervalMs,
@@ -166,6 +167,7 @@ export class Controller {
       const etcd = createEtcdClient({
         hosts: cfg.cluster.etcd,
         callTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
+        ...cfg.etcdSecurity,
       });
       const kv = new EtcdPrefixKv(etcd, cfg.cluster.etcdCallTimeoutMs);
       const auth = new AuthStore({
@@ -258,7 +260,7 @@ export class Controller {
         throw err;
       }
       const old = this.config;
-      const diff = diffSites(old.site, next.site, old.mqttUrl !== next.mqttUrl);
+      const diff = diffSites(old.site, next.site, !sameMqttLink(old.mqtt, next.mqtt));
       if (isEmptyDiff(diff)) {
         this.config = next;
         this.reloads.inc({ result: 'unchanged' });
@@ -363,9 +365,12 @@ export class Controller {
     this.sensorStore = store;
     const mqttGateways = cfg.site.gateways.filter((g) => (g.transport ?? 'mqtt') === 'mqtt');
     if (mqttGateways.length > 0) {
-      if (cfg.mqttUrl) {
+      if (cfg.mqtt) {
         this.mqtt = new MqttSource(cfg.site, store, {
-          url: cfg.mqttUrl,
+          url: cfg.mqtt.url,
+          username: cfg.mqtt.username,
+          password: cfg.mqtt.password,
+          tls: cfg.mqtt.tls,
           clientId: `coolctl-${cfg.node}`,
           logger: this.log.child({ component: 'mqtt' }),
           registry: this.registry,

@@ -3,6 +3,8 @@
 // Invariants: a message can never throw out of the handler; a packet larger than
 // MAX_MQTT_PACKET_BYTES is refused before it is buffered (mqtt-packet-guard.ts); the client
 // reconnects by itself with a bounded, backing-off period; stop() is bounded and idempotent.
+// Credentials come from the config's files (src/config/link-secrets.ts), never from the URL; a
+// broker that refuses them is counted and logged once per streak, without the password.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -25,13 +27,17 @@ const RECONNECT_MS = 1000;
 const RECONNECT_MAX_MS = 30_000;
 /** A refusal this long after the previous one starts the backoff over; so long without one, the delay is back to normal. */
 const REFUSAL_STREAK_RESET_MS = 60_000;
-const MQTT_METRICS = ['coolctl_sensor_mqtt_packets_refused_total'];
+const MQTT_METRICS = ['coolctl_sensor_mqtt_packets_refused_total', 'coolctl_sensor_mqtt_auth_refused_total'];
+/** CONNACK codes (3.1.1: 4, 5; 5.0: 134, 135) that mean the broker refused who we are. */
+const AUTH_REFUSED_CODES = new Set([4, 5, 134, 135]);
 
 export interface MqttSourceOptions {
   url: string;
   clientId?: string;
-  username?: string;
-  password?: string;
+  username?: string | undefined;
+  password?: string | undefined;
+  /** mqtts:// only: the broker's CA (else the system's), and a client certificate. */
+  tls?: { ca?: Buffer | undefined; cert?: Buffer | undefined; key?: Buffer | undefined } | undefined;
   logger?: Logger;
   registry?: Registry;
   /** Deadline for stop(): disconnect politely, else drop the socket. */
@@ -59,6 +65,7 @@ export class MqttSource {
     handlerErrors: 0,
     connects: 0,
     refusedPackets: 0,
+    authRefused: 0,
   };
   private readonly store: SensorStore;
   private readonly opts: MqttSourceOptions;
@@ -77,6 +84,9 @@ export class MqttSource {
   private backoffReset: NodeJS.Timeout | undefined;
   /** The connection is closing because we refused a packet: that line is written already. */
   private refusedClose = false;
+  /** The broker refused our credentials and that was logged; cleared by the next connect. */
+  private authRefusedLogged = false;
+  private authRefusalStreak = 0;
 
   constructor(site: Site, store: SensorStore, opts: MqttSourceOptions) {
     this.store = store;
@@ -105,6 +115,15 @@ export class MqttSource {
         this.inc(counters.refusedPackets);
       },
     });
+    new Counter({
+      name: 'coolctl_sensor_mqtt_auth_refused_total',
+      help: 'connection attempts the MQTT broker refused for bad credentials or no authorization',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(counters.authRefused);
+      },
+    });
   }
 
   /** Connected and subscribed: readings can arrive. */
@@ -125,6 +144,9 @@ export class MqttSource {
       // no-op whose callback runs before the broker's SUBACK, and `connected` would say so too early.
       resubscribe: false,
       reconnectPeriod: RECONNECT_MS,
+      // A refused CONNACK (bad password, not authorized) would otherwise end the client for good;
+      // a fixed password file or broker ACL must be picked up without a restart.
+      reconnectOnConnackError: true,
       connectTimeout: 5000,
       keepalive: 15,
       // Otherwise mqtt-packet fills a process-wide cache of 65 536 two-byte Buffers (~7 MB of heap)
@@ -142,6 +164,9 @@ export class MqttSource {
     this.client = client;
     client.on('connect', () => {
       this.counters.connects++;
+      this.authRefusedLogged = false;
+      this.authRefusalStreak = 0;
+      if (!this.refusalStreak) client.options.reconnectPeriod = RECONNECT_MS;
       // Clean session: whatever arrives from here on is newer than what came before the subscription.
       this.store.statusSubscriptionStarted(this.mqttGateways);
       // Reports are never retained by the gateways; with MQTT 5 a retained one (stale, or a planted
@@ -171,7 +196,27 @@ export class MqttSource {
         this.log?.warn({ url: this.opts.url }, 'sensor MQTT connection lost; reconnecting');
     });
     // Reconnect attempts repeat every second while the broker is away: debug, not a warning each time.
-    client.on('error', (err) => this.log?.debug({ err: err.message }, 'sensor MQTT error'));
+    client.on('error', (err) => {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'number' && AUTH_REFUSED_CODES.has(code)) {
+        this.counters.authRefused++;
+        // Backs off like a refused packet: a wrong password must not hammer the broker every second.
+        this.authRefusalStreak++;
+        client.options.reconnectPeriod = Math.min(
+          RECONNECT_MS * 2 ** (this.authRefusalStreak - 1),
+          RECONNECT_MAX_MS,
+        );
+        if (!this.authRefusedLogged) {
+          this.authRefusedLogged = true;
+          this.log?.error(
+            { url: this.opts.url, username: this.opts.username ?? null, code, reason: err.message },
+            'sensor MQTT broker refused our credentials; retrying (check sensors.mqtt username and passwordFile)',
+          );
+        }
+        return;
+      }
+      this.log?.debug({ err: err.message }, 'sensor MQTT error');
+    });
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet.retain));
   }
 
@@ -182,8 +227,15 @@ export class MqttSource {
     const secure = url.protocol === 'mqtts:';
     const port = Number(url.port) || (secure ? 8883 : 1883);
     // TLS verifies the broker's certificate (Node's default); SNI only for a name, never an address.
+    const t = this.opts.tls;
     const socket = secure
-      ? tls.connect({ host, port, ...(net.isIP(host) === 0 ? { servername: host } : {}) })
+      ? tls.connect({
+          host,
+          port,
+          ...(net.isIP(host) === 0 ? { servername: host } : {}),
+          ...(t?.ca ? { ca: t.ca } : {}),
+          ...(t?.cert && t.key ? { cert: t.cert, key: t.key } : {}),
+        })
       : net.connect({ host, port });
     return guardPacketSize(socket, this.maxPacketBytes, (p) => this.onRefused(p));
   }
