@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { AirHandler, ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
-import { NATIVE_PROFILE } from '../../src/config/site-schema.ts';
+import { DEFAULT_DEVICE_TIMEOUT_MS, maxApplyDelayMs, NATIVE_PROFILE } from '../../src/config/site-schema.ts';
 import { resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { type CompiledProfile, compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
@@ -155,10 +155,19 @@ export class ModbusDevices {
       host: first.endpoint.host,
       port: this.opts.ephemeralPorts ? 0 : first.endpoint.port,
       link: new InProcessLink(line),
-      // Half the controller's call deadline: its 0x0B answer arrives while the controller still waits.
+      // The unit's apply bound is the gateway's queue and response timeout (site-schema:
+      // client.maxApplyDelayMs), the response timeout at most half the controller's call deadline
+      // so that its 0x0B arrives while the controller still waits.
       units: group.map((a) => ({
         unitId: a.endpoint.unitId,
-        responseTimeoutMs: Math.max(50, Math.floor((a.client?.timeoutMs ?? 1_000) / 2)),
+        responseTimeoutMs: Math.max(
+          50,
+          Math.min(
+            Math.floor((a.client?.timeoutMs ?? DEFAULT_DEVICE_TIMEOUT_MS) / 2),
+            maxApplyDelayMs(a.client),
+          ),
+        ),
+        queueTimeoutMs: maxApplyDelayMs(a.client),
       })),
       logger: log,
     });

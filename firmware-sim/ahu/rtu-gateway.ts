@@ -66,6 +66,8 @@ export interface GatewayCounters {
   pathUnavailable: number;
   /** Exception 0x0B: the unit did not answer within its response timeout. */
   targetNoAnswer: number;
+  /** Exception 0x0B without using the line: the request waited in the queue past its unit's queue timeout. */
+  queueExpired: number;
   /** Exception 06: the master's queue was full. */
   busy: number;
   broadcasts: number;
@@ -79,8 +81,11 @@ export interface RtuGatewayOptions {
   /** 0 lets the OS pick; start() says which. */
   port: number;
   link: RtuMasterLink;
-  /** The unit ids the gateway maps onto its line, each with its own response timeout. */
-  units: { unitId: number; responseTimeoutMs?: number }[];
+  /**
+   * The unit ids the gateway maps onto its line, each with its own response timeout and, if set, a
+   * queue timeout: a request that waited longer than that is answered 0x0B and never sent.
+   */
+  units: { unitId: number; responseTimeoutMs?: number; queueTimeoutMs?: number }[];
   queueDepth?: number;
   maxConnections?: number;
   frameTimeoutMs?: number;
@@ -114,6 +119,7 @@ export class RtuGateway {
     answered: 0,
     pathUnavailable: 0,
     targetNoAnswer: 0,
+    queueExpired: 0,
     busy: 0,
     broadcasts: 0,
     socketErrors: 0,
@@ -121,6 +127,7 @@ export class RtuGateway {
   private readonly opts: RtuGatewayOptions;
   private readonly link: RtuMasterLink;
   private readonly timeouts = new Map<number, number>();
+  private readonly queueTimeouts = new Map<number, number>();
   private readonly queueDepth: number;
   private readonly maxConnections: number;
   private readonly frameTimeoutMs: number;
@@ -143,6 +150,7 @@ export class RtuGateway {
         );
       }
       this.timeouts.set(u.unitId, u.responseTimeoutMs ?? DEFAULT_RESPONSE_TIMEOUT_MS);
+      if (u.queueTimeoutMs !== undefined) this.queueTimeouts.set(u.unitId, u.queueTimeoutMs);
     }
     this.id = opts.id;
     this.opts = opts;
@@ -331,6 +339,18 @@ export class RtuGateway {
   private async forward(p: Pending): Promise<void> {
     const unitId = p.frame.readUInt8(6);
     const pdu = p.frame.subarray(MBAP_HEADER_LEN);
+    const queueTimeoutMs = this.queueTimeouts.get(unitId);
+    if (queueTimeoutMs !== undefined && performance.now() - p.atMs > queueTimeoutMs) {
+      // Too late for the unit's apply bound: the line is not spent on it, the master hears at once.
+      this.counters.queueExpired++;
+      this.warns.warn(
+        'queue-expired',
+        { gateway: this.id, client: p.conn.client, unitId, queueTimeoutMs },
+        'request waited past its queue timeout; exception 0x0B, not sent',
+      );
+      this.answerException(p.conn, p.frame, GATEWAY_EXCEPTION.targetFailedToRespond);
+      return;
+    }
     this.counters.forwarded++;
     const answer = await this.link.transact({
       client: p.conn.client,

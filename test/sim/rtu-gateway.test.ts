@@ -184,7 +184,9 @@ describe('multi-drop RTU line (socat pty pair)', () => {
 });
 
 describe('simulated Modbus TCP→RTU gateway', () => {
-  async function inProcessGateway(opts: { queueDepth?: number; simulateTiming?: boolean } = {}) {
+  async function inProcessGateway(
+    opts: { queueDepth?: number; simulateTiming?: boolean; queueTimeoutMs?: number } = {},
+  ) {
     const line = new RtuLine({
       name: 'line-test',
       logger: quietLogger,
@@ -199,7 +201,10 @@ describe('simulated Modbus TCP→RTU gateway', () => {
       host: '127.0.0.1',
       port: 0,
       link: new InProcessLink(line),
-      units: [{ unitId: 1 }, { unitId: 2 }],
+      units: [1, 2].map((unitId) => ({
+        unitId,
+        ...(opts.queueTimeoutMs !== undefined ? { queueTimeoutMs: opts.queueTimeoutMs } : {}),
+      })),
       ...(opts.queueDepth !== undefined ? { queueDepth: opts.queueDepth } : {}),
       logger: quietLogger,
     });
@@ -242,6 +247,46 @@ describe('simulated Modbus TCP→RTU gateway', () => {
     expect(busy.length).toBe(3);
     expect(served.map((f) => f.readUInt16BE(0))).toEqual([1, 2, 3]);
     expect(gateway.counters.busy).toBe(3);
+  });
+
+  it('a request that waited past its unit’s queue timeout is 0x0B at once and never goes on the line', async () => {
+    const { port, units, gateway } = await inProcessGateway({ queueTimeoutMs: 100 });
+    units[0]!.faults.slowMs = 250;
+    const raw = await RawMbap.open(port);
+    cleanups.push(() => raw.close());
+    const seq = journal.lastSeq;
+    // Unit 1 holds the line 250 ms; the write to unit 2 behind it is stale by then.
+    const write = Buffer.from(readRequest(2, 2));
+    write.writeUInt8(0x10, 7);
+    const cmd = encodeCommand(
+      { epoch: 1, heartbeat: 1, remoteEnable: true, fanPct: 50, supplySetpointC: 20 },
+      pm,
+    );
+    const pdu = Buffer.alloc(6 + 2 * cmd.length);
+    pdu.writeUInt8(0x10, 0);
+    pdu.writeUInt16BE(pm.commandBlock, 1);
+    pdu.writeUInt16BE(cmd.length, 3);
+    pdu.writeUInt8(2 * cmd.length, 5);
+    cmd.forEach((w, i) => {
+      pdu.writeUInt16BE(w, 6 + 2 * i);
+    });
+    const mbapWrite = Buffer.concat([write.subarray(0, 7), pdu]);
+    mbapWrite.writeUInt16BE(1 + pdu.length, 4);
+    raw.send(readRequest(1, 1), mbapWrite);
+    const answers = new Map<number, Buffer>();
+    await waitFor('two answers', async () => {
+      for (const f of raw.take()) answers.set(f.readUInt16BE(0), f);
+      return answers.size === 2;
+    });
+    expect(answers.get(1)?.readUInt8(7)).toBe(0x03);
+    expect([answers.get(2)?.readUInt8(7), answers.get(2)?.readUInt8(8)]).toEqual([
+      0x90,
+      GATEWAY_EXCEPTION.targetFailedToRespond,
+    ]);
+    expect(gateway.counters).toMatchObject({ forwarded: 1, queueExpired: 1 });
+    // It never reached unit 2: nothing journaled, still on local control.
+    expect(journal.since(seq).entries).toEqual([]);
+    expect(units[1]!.mode).toBe('local');
   });
 
   it('one request at a time on the line: reads take the line time 19 200 baud allows', async () => {
