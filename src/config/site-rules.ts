@@ -83,6 +83,34 @@ export function checkSiteRules(site: Site): RuleProblem[] {
       } else shared.set(unitId, i);
     }
   });
+  // Units on one serial path share one RS-485 line (src/devices/modbus/rtu-line.ts): one port, one
+  // set of line settings, a distinct slave address each.
+  const lines = new Map<string, { first: number; settings: string; unitIds: Map<number, number> }>();
+  site.airHandlers.forEach((a, i) => {
+    if (a.protocol !== 'modbus-rtu') return;
+    const e = a.endpoint;
+    const settings = `${e.baudRate ?? 19_200} baud, ${e.parity ?? 'even'} parity, ${e.dataBits ?? 8} data bits, ${e.stopBits ?? 1} stop bits`;
+    const line = lines.get(e.path);
+    if (!line) {
+      lines.set(e.path, { first: i, settings, unitIds: new Map([[e.unitId, i]]) });
+      return;
+    }
+    const clash = line.unitIds.get(e.unitId);
+    if (clash !== undefined) {
+      problems.push({
+        path: `/airHandlers/${i}/endpoint/unitId`,
+        message: `serial line ${e.path} unit id ${e.unitId} is already used by airHandlers/${clash}`,
+        allowed: 'units on one serial line with distinct unitId 1..247',
+      });
+    } else line.unitIds.set(e.unitId, i);
+    if (settings !== line.settings) {
+      problems.push({
+        path: `/airHandlers/${i}/endpoint`,
+        message: `serial line ${e.path} is ${line.settings} for airHandlers/${line.first}, ${settings} here`,
+        allowed: 'one baudRate, parity, dataBits and stopBits for every unit on a serial path',
+      });
+    }
+  });
   site.airHandlers.forEach((a, i) => {
     const profile = (a as { profile?: string }).profile ?? NATIVE_PROFILE;
     if (a.fenceBase !== undefined && a.fencing !== 'gateway') {

@@ -14,6 +14,7 @@ import { ModbusRtuAhuServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts'
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
+import { checkSiteRules } from '../../src/config/site-rules.ts';
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
@@ -214,6 +215,35 @@ describe('a shared RTU line whose port goes away', () => {
     closers.push(() => again.close());
     expect(again.line).not.toBe(unit.line);
     expect(again.line.unitCounters(3).requests).toBe(1);
+  });
+});
+
+describe('the site file and shared serial lines', () => {
+  it('refuses two units at one slave id on a path, and units that disagree on its settings', () => {
+    const rtu = (id: string, unitId: number, baudRate: number): ModbusRtuAirHandler => ({
+      ...baseAhu,
+      id,
+      protocol: 'modbus-rtu',
+      endpoint: { path: '/dev/ttyUSB0', unitId, baudRate, parity: 'even' },
+    });
+    const ok = { ...site, airHandlers: [rtu('AHU-01', 1, 19_200), rtu('AHU-02', 2, 19_200)] };
+    const rtuProblems = (s: typeof site) =>
+      checkSiteRules(s).filter((p) => p.message.includes('serial line'));
+    expect(rtuProblems(ok)).toEqual([]);
+    const bad = {
+      ...site,
+      airHandlers: [rtu('AHU-01', 1, 19_200), rtu('AHU-02', 1, 19_200), rtu('AHU-03', 3, 9_600)],
+    };
+    expect(rtuProblems(bad)).toEqual([
+      expect.objectContaining({
+        path: '/airHandlers/1/endpoint/unitId',
+        message: expect.stringMatching(/unit id 1 is already used by airHandlers\/0/),
+      }),
+      expect.objectContaining({
+        path: '/airHandlers/2/endpoint',
+        message: expect.stringMatching(/19200 baud.*airHandlers\/0, 9600 baud/),
+      }),
+    ]);
   });
 });
 
