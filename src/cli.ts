@@ -4,6 +4,8 @@
 // or request failure, 2 invalid config or usage).
 import { Command, CommanderError } from 'commander';
 import { pino } from 'pino';
+import { type ApiOptions, ApiUsageError, apiCall, apiOptions, apiRequest } from './cli/api-client.ts';
+import { addApiCommands } from './cli/api-commands.ts';
 import { profileCheck } from './cli/profile-check.ts';
 import { profileRead } from './cli/profile-read.ts';
 import { loadControllerConfig } from './config/controller-config.ts';
@@ -85,10 +87,9 @@ program
 program
   .command('status')
   .description('show the cluster: members, and per group its leader and epoch')
-  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
   .option('--json', 'print the raw JSON')
-  .action(async (o: { api: string; json?: boolean }) => {
-    const c = (await getJson(`${o.api}/api/v1/cluster`)) as {
+  .action(async (o: ApiOptions & { json?: boolean }) => {
+    const c = (await apiCall(o, 'GET', '/api/v1/cluster')) as {
       node: string;
       members: { node: string; apiUrl: string }[];
       groups: { id: string; leader: string | null; epoch: number | null }[];
@@ -111,13 +112,12 @@ program
   .command('switchover <group>')
   .description('hand a control group to another node, gracefully')
   .requiredOption('--to <node>', 'the node that should lead the group')
-  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
-  .action(async (group: string, o: { to: string; api: string }) => {
+  .action(async (group: string, o: ApiOptions & { to: string }) => {
     // The leader can change between reading the cluster and asking it (rebalancing, a failover,
     // a node that has just won and not yet proven its lease, a leader briefly fenced): ask again,
     // every 0.5 s, for up to 10 s.
     for (let attempt = 1; ; attempt++) {
-      const c = (await getJson(`${o.api}/api/v1/cluster`)) as {
+      const c = (await apiCall(o, 'GET', '/api/v1/cluster')) as {
         members: { node: string; apiUrl: string }[];
         groups: { id: string; leader: string | null }[];
       };
@@ -126,14 +126,15 @@ program
         throw new UsageError(`unknown group "${group}"; groups: ${c.groups.map((x) => x.id).join(', ')}`);
       const leader = c.members.find((m) => m.node === g.leader);
       if (leader) {
-        const res = await fetch(`${leader.apiUrl}/api/v1/groups/${encodeURIComponent(group)}/switchover`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ to: o.to }),
-          signal: AbortSignal.timeout(15_000),
-        });
-        const body = (await res.json()) as { message?: string; tookMs?: number };
-        if (res.ok) {
+        const res = await apiRequest<{ message?: string; tookMs?: number }>(
+          o,
+          'POST',
+          `${leader.apiUrl}/api/v1/groups/${encodeURIComponent(group)}/switchover`,
+          { to: o.to },
+          15_000,
+        );
+        const body = res.body;
+        if (res.status < 300) {
           process.stdout.write(`${group}: ${g.leader} → ${o.to} in ${body.tookMs} ms\n`);
           return;
         }
@@ -206,10 +207,9 @@ program
     'maintenance: the cluster stops writing the group and hands its units to local control (kept in etcd)',
   )
   .option('--reason <text>', 'why (shown in the audit log and the API)')
-  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
-  .action(async (group: string, o: { reason?: string; api: string }) => {
-    await operatorRequest(
-      o.api,
+  .action(async (group: string, o: ApiOptions & { reason?: string }) => {
+    await apiCall(
+      o,
       'POST',
       `/api/v1/groups/${encodeURIComponent(group)}/pause`,
       o.reason ? { reason: o.reason } : {},
@@ -222,9 +222,8 @@ program
 program
   .command('resume <group>')
   .description('end a pause: the group’s leader takes its units back under control')
-  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
-  .action(async (group: string, o: { api: string }) => {
-    await operatorRequest(o.api, 'POST', `/api/v1/groups/${encodeURIComponent(group)}/resume`);
+  .action(async (group: string, o: ApiOptions) => {
+    await apiCall(o, 'POST', `/api/v1/groups/${encodeURIComponent(group)}/resume`);
     process.stdout.write(`${group}: resumed\n`);
   });
 
@@ -237,16 +236,15 @@ program
   .option('--setpoint <c>', 'supply-air setpoint, °C', Number)
   .option('--local', 'hand the unit to its local control')
   .option('--clear', 'remove the override: the control law takes the unit back')
-  .option('--api <url>', 'any node’s API', 'http://127.0.0.1:8101')
   .action(
     async (
       group: string,
       ahu: string,
-      o: { fan?: number; setpoint?: number; local?: boolean; clear?: boolean; api: string },
+      o: ApiOptions & { fan?: number; setpoint?: number; local?: boolean; clear?: boolean },
     ) => {
       const path = `/api/v1/groups/${encodeURIComponent(group)}/overrides/${encodeURIComponent(ahu)}`;
       if (o.clear) {
-        await operatorRequest(o.api, 'DELETE', path);
+        await apiCall(o, 'DELETE', path);
         process.stdout.write(`${group}/${ahu}: override removed\n`);
         return;
       }
@@ -257,53 +255,12 @@ program
       };
       if (Object.keys(body).length === 0)
         throw new UsageError('override: give --fan, --setpoint, --local or --clear');
-      await operatorRequest(o.api, 'PUT', path, body);
+      await apiCall(o, 'PUT', path, body);
       process.stdout.write(`${group}/${ahu}: override ${JSON.stringify(body)}\n`);
     },
   );
 
 class UsageError extends Error {}
-
-/** An operator action: any node takes it (the state is in etcd); a refusal prints its reasons. */
-async function operatorRequest(api: string, method: string, path: string, body?: object): Promise<unknown> {
-  let res: Response;
-  try {
-    res = await fetch(`${api}${path}`, {
-      method,
-      headers: {
-        ...(body ? { 'content-type': 'application/json' } : {}),
-        'x-coolctl-operator': process.env.USER ?? 'cli',
-      },
-      ...(body ? { body: JSON.stringify(body) } : {}),
-      signal: AbortSignal.timeout(10_000),
-    });
-  } catch (err) {
-    throw new CoolctlError(ErrorCodes.STARTUP, `cannot reach ${api}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  const out = (await res.json().catch(() => ({}))) as { message?: string; details?: string[] };
-  if (!res.ok) {
-    const details = out.details?.length ? ` (${out.details.join('; ')})` : '';
-    if (res.status === 400 || res.status === 404)
-      throw new UsageError(`${out.message ?? res.status}${details}`);
-    throw new CoolctlError(ErrorCodes.BAD_REQUEST, `refused (${res.status}): ${out.message ?? ''}${details}`);
-  }
-  return out;
-}
-
-async function getJson(url: string): Promise<unknown> {
-  let res: Response;
-  try {
-    res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-  } catch (err) {
-    throw new CoolctlError(ErrorCodes.STARTUP, `cannot reach ${url}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  if (!res.ok) throw new CoolctlError(ErrorCodes.BAD_REQUEST, `${url} answered ${res.status}`);
-  return res.json();
-}
 
 /**
  * Tests only: `COOLCTL_TEST_CRASH_GROUP=<group>` arms a fault — each SIGUSR2 makes that group's next
@@ -339,6 +296,11 @@ async function firstNode(file: string): Promise<string> {
   }
 }
 
+addApiCommands(program);
+// Every command that calls the API takes --api and --token-file (src/cli/api-client.ts).
+for (const name of ['status', 'switchover', 'pause', 'resume', 'override'])
+  for (const opt of apiOptions()) program.commands.find((c) => c.name() === name)?.addOption(opt);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
@@ -347,7 +309,7 @@ try {
   } else if (err instanceof ConfigError) {
     process.stderr.write(`coolctl: the configuration is not valid — nothing was started.\n${err.message}\n`);
     process.exitCode = 2;
-  } else if (err instanceof UsageError) {
+  } else if (err instanceof UsageError || err instanceof ApiUsageError) {
     process.stderr.write(`coolctl: ${err.message}\n`);
     process.exitCode = 2;
   } else if (err instanceof CoolctlError) {

@@ -20,7 +20,11 @@ const chaos = useChaosHall({
 const hall = chaos.hall;
 
 async function api<T>(url: string, init?: RequestInit): Promise<T> {
-  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(2000) });
+  const res = await fetch(url, {
+    ...init,
+    headers: { ...hall().apiHeaders, ...(init?.headers as Record<string, string>) },
+    signal: AbortSignal.timeout(2000),
+  });
   const body = (await res.json()) as T;
   if (!res.ok) throw new Error(`${url} answered ${res.status}: ${JSON.stringify(body)}`);
   return body;
@@ -151,7 +155,7 @@ describe('state cache on real processes', () => {
       h.heal(old.node);
     }
     const stale = async (node: string) => {
-      const text = await (await fetch(`${h.apiUrl(node)}/metrics`)).text();
+      const text = await (await fetch(`${h.apiUrl(node)}/metrics`, { headers: h.apiHeaders })).text();
       return Number(/coolctl_cache_rows_received_total\{result="stale"\} (\d+)/.exec(text)?.[1] ?? 0);
     };
     await waitFor('a peer counted the old leader’s late rows as stale', async () =>

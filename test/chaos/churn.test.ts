@@ -21,7 +21,11 @@ function cli(
     execFile(
       process.execPath,
       ['src/cli.ts', ...args],
-      { encoding: 'utf8', timeout: timeoutMs },
+      {
+        encoding: 'utf8',
+        timeout: timeoutMs,
+        env: { ...process.env, COOLCTL_TOKEN: hall().apiAdmin?.token ?? '' },
+      },
       (err, stdout, stderr) => {
         const code = !err
           ? 0

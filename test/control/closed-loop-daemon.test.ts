@@ -74,7 +74,9 @@ describe('closed loop on the whole product (10× time)', () => {
     const leaders = await h.waitForLeaders();
     const [group, old] = await waitFor('a group under normal control', async () => {
       for (const [g, l] of leaders) {
-        const v = (await (await fetch(`${h.apiUrl(l.node)}/api/v1/groups/${g}`)).json()) as { mode: string };
+        const v = (await (
+          await fetch(`${h.apiUrl(l.node)}/api/v1/groups/${g}`, { headers: h.apiHeaders })
+        ).json()) as { mode: string };
         if (v.mode === 'normal') return [g, l] as const;
       }
       return null;

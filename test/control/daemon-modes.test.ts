@@ -41,7 +41,11 @@ interface GroupInfo {
 }
 
 async function api<T>(url: string, init?: RequestInit): Promise<T> {
-  const res = await fetch(url, { ...init, signal: AbortSignal.timeout(3000) });
+  const res = await fetch(url, {
+    ...init,
+    headers: { ...hall().apiHeaders, ...(init?.headers as Record<string, string>) },
+    signal: AbortSignal.timeout(3000),
+  });
   const body = (await res.json()) as T;
   if (!res.ok)
     throw new Error(`${init?.method ?? 'GET'} ${url} answered ${res.status}: ${JSON.stringify(body)}`);
@@ -87,7 +91,7 @@ function longestGap(es: JournalEntry[], ahu: string): number {
 }
 
 async function crashCount(node: string, group: string): Promise<number> {
-  const text = await (await fetch(`${hall().apiUrl(node)}/metrics`)).text();
+  const text = await (await fetch(`${hall().apiUrl(node)}/metrics`, { headers: hall().apiHeaders })).text();
   const m = new RegExp(`coolctl_control_loop_crashes_total\\{group="${group}"\\} (\\d+)`).exec(text);
   return Number(m?.[1] ?? 0);
 }

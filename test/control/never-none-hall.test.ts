@@ -33,7 +33,8 @@ interface GroupView {
 }
 
 async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+  // The hall's API token goes to the simulator too; it ignores it.
+  const res = await fetch(url, { headers: hall().apiHeaders, signal: AbortSignal.timeout(3000) });
   if (!res.ok) throw new Error(`${url} answered ${res.status}`);
   return (await res.json()) as T;
 }

@@ -1,5 +1,6 @@
 // A one-node controller config for daemon tests: the demo site (no simulator needed: its units stay
-// unreachable, the loops still run), the test's etcd cluster, a free API port.
+// unreachable, the loops still run), the test's etcd cluster, a free API port, and the first admin's
+// bootstrap file (mode 600).
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
@@ -10,9 +11,11 @@ export async function writeOneNodeConfig(opts: {
   etcd: string[];
   prefix: string;
   periodMs?: number;
-}): Promise<{ config: string; api: string }> {
+}): Promise<{ config: string; api: string; admin: { name: string; password: string; file: string } }> {
   const port = await freePort();
   const config = join(opts.dir, 'controller.yaml');
+  const admin = { name: 'admin', password: 'one-node admin password', file: join(opts.dir, 'admin.yaml') };
+  await writeFile(admin.file, stringify({ name: admin.name, password: admin.password }), { mode: 0o600 });
   await writeFile(
     config,
     stringify({
@@ -27,8 +30,9 @@ export async function writeOneNodeConfig(opts: {
       },
       nodes: { n1: { api: `127.0.0.1:${port}` } },
       dataDir: join(opts.dir, 'var'),
+      api: { bootstrapAdminFile: admin.file },
       ...(opts.periodMs ? { control: { periodMs: opts.periodMs } } : {}),
     }),
   );
-  return { config, api: `http://127.0.0.1:${port}` };
+  return { config, api: `http://127.0.0.1:${port}`, admin };
 }

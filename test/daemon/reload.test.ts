@@ -14,7 +14,7 @@ const chaos = useChaosHall({ name: 'reload', controllers: 2, groups: 3, airHandl
 const hall = chaos.hall;
 
 async function reloads(node: string, result: string): Promise<number> {
-  const text = await (await fetch(`${hall().apiUrl(node)}/metrics`)).text();
+  const text = await (await fetch(`${hall().apiUrl(node)}/metrics`, { headers: hall().apiHeaders })).text();
   return Number(
     new RegExp(`coolctl_config_reloads_total\\{result="${result}"\\} (\\d+)`).exec(text)?.[1] ?? 0,
   );
