@@ -102,5 +102,5 @@ export async function createDevice(ahu: AirHandler, deps: DeviceDeps = {}): Prom
     return m;
   });
   const { OpcuaDevice } = await opcua;
-  return new OpcuaDevice(ahu, deps);
+  return new OpcuaDevice(ahu, deps, profile);
 }

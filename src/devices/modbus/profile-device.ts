@@ -193,31 +193,7 @@ export class ProfileModbusDevice extends ModbusDevice {
   }
 
   private readings(s: DecodedStatus): AhuReadings {
-    let alarms = 0;
-    for (const a of s.alarms) {
-      const i = this.alarmOrder.indexOf(a);
-      if (i >= 0 && i < 31) alarms |= 1 << i;
-    }
-    const absent = s.absent.length > 0;
-    return {
-      mode: s.mode ?? 'unknown',
-      fanPct: s.fanFeedbackPct ?? s.fanPct ?? Number.NaN,
-      supplySetpointC: s.supplySetpointFeedbackC ?? s.supplySetpointC ?? Number.NaN,
-      supplyC: s.supplyC ?? Number.NaN,
-      returnC: s.returnC ?? Number.NaN,
-      cwValvePct: s.cwValvePct ?? Number.NaN,
-      alarms,
-      alarmNames: s.alarms,
-      absent: s.absent,
-      unitWatchdog: this.profile.watchdog.style,
-      // A unit that holds no epoch has accepted none.
-      epoch: s.epochFeedback ?? s.epoch ?? 0,
-      heartbeat: s.heartbeatFeedback ?? this.heartbeat ?? 0,
-      fanKw: s.fanKw ?? Number.NaN,
-      coolingKw: s.coolingKw ?? Number.NaN,
-      quality: absent ? 'uncertain' : 'good',
-      sourceTimeMs: Date.now(),
-    };
+    return profileReadings(s, this.alarmOrder, this.profile.watchdog.style, this.heartbeat ?? 0);
   }
 
   override writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
@@ -523,5 +499,42 @@ export function commandRequestCounts(profile: CompiledProfile): { perPeriod: num
     perPeriod: encodeProfileCommand(profile, sample, 1, { remoteEnable: false, run: false, timer: false })
       .length,
     first: encodeProfileCommand(profile, sample, 1, { remoteEnable: true, run: true, timer: true }).length,
+  };
+}
+
+/**
+ * A profile unit's decoded status as readings, whatever its protocol: no-data is NaN (listed in
+ * `absent`, quality uncertain), never 0; the feedback point where there is one, else the command
+ * in force; alarms by name, `alarms` one bit per name of `alarmOrder`.
+ */
+export function profileReadings(
+  s: DecodedStatus,
+  alarmOrder: readonly string[],
+  watchdog: CompiledProfile['watchdog']['style'],
+  heartbeat: number,
+): AhuReadings {
+  let alarms = 0;
+  for (const a of s.alarms) {
+    const i = alarmOrder.indexOf(a);
+    if (i >= 0 && i < 31) alarms |= 1 << i;
+  }
+  return {
+    mode: s.mode ?? 'unknown',
+    fanPct: s.fanFeedbackPct ?? s.fanPct ?? Number.NaN,
+    supplySetpointC: s.supplySetpointFeedbackC ?? s.supplySetpointC ?? Number.NaN,
+    supplyC: s.supplyC ?? Number.NaN,
+    returnC: s.returnC ?? Number.NaN,
+    cwValvePct: s.cwValvePct ?? Number.NaN,
+    alarms,
+    alarmNames: s.alarms,
+    absent: s.absent,
+    unitWatchdog: watchdog,
+    // A unit that holds no epoch has accepted none.
+    epoch: s.epochFeedback ?? s.epoch ?? 0,
+    heartbeat: s.heartbeatFeedback ?? heartbeat,
+    fanKw: s.fanKw ?? Number.NaN,
+    coolingKw: s.coolingKw ?? Number.NaN,
+    quality: s.absent.length > 0 ? 'uncertain' : 'good',
+    sourceTimeMs: Date.now(),
   };
 }

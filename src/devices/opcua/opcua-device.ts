@@ -33,7 +33,12 @@ import {
   Variant,
 } from 'node-opcua-client';
 import { type Logger, pino } from 'pino';
-import { maxApplyDelayMs, type OpcuaAirHandler } from '../../config/site-schema.ts';
+import {
+  type FencingKind,
+  maxApplyDelayMs,
+  type OpcuaAirHandler,
+  unitFencing,
+} from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff } from '../../util/async.ts';
 import type {
@@ -50,6 +55,7 @@ import type {
   WriteOptions,
 } from '../device-io.ts';
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
+import type { CompiledProfile } from '../profile/codec.ts';
 import {
   defaultLinkRule,
   LinkMonitor,
@@ -69,6 +75,7 @@ import {
   WRITE_COMMAND_ARGS,
   WRITE_COMMAND_STATUS,
 } from './node-map.ts';
+import { OpcuaProfileNodes, type ResolvedNode } from './profile-nodes.ts';
 
 /** Where the client keeps its certificate and its trust lists unless the daemon says otherwise. */
 export const DEFAULT_CLIENT_PKI_DIR = resolve(process.cwd(), 'var/opcua-client-pki');
@@ -155,6 +162,8 @@ interface Connection {
   subscription: ClientSubscription;
   group: ClientMonitoredItemGroup;
   nsIndex: number;
+  /** A vendor-profile unit: its points as this session addresses them. */
+  vendorNodes: ResolvedNode[] | undefined;
   /** Resolves once, when the connection is lost for any reason (never rejects). */
   lost: Promise<string>;
   markLost: (reason: string) => void;
@@ -224,6 +233,10 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 
   private readonly ahu: OpcuaAirHandler;
   private readonly map: OpcuaNodeMap;
+  /** A unit with a vendor profile: its nodes, decoding and commands; native units: undefined. */
+  private readonly vendor: OpcuaProfileNodes | undefined;
+  private readonly namespaceUri: string;
+  readonly fencing: FencingKind;
   private readonly log: Logger;
   private readonly metrics: DeviceMetrics | undefined;
   private readonly pkiDir: string;
@@ -253,11 +266,14 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   private lastWriteRemote = false;
   private lost = false;
 
-  constructor(ahu: OpcuaAirHandler, deps: DeviceDeps = {}) {
+  constructor(ahu: OpcuaAirHandler, deps: DeviceDeps = {}, profile?: CompiledProfile) {
     super();
     this.ahu = ahu;
     this.id = ahu.id;
     this.map = resolveNodeMap(ahu);
+    this.vendor = profile?.opcua ? new OpcuaProfileNodes(profile, this.map.prefix) : undefined;
+    this.namespaceUri = this.vendor?.namespaceUri ?? this.map.namespaceUri;
+    this.fencing = unitFencing(ahu);
     this.log = (deps.logger ?? pino({ level: 'silent' })).child({
       component: 'opcua',
       device: ahu.id,
@@ -294,6 +310,10 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 
   get remoteControlLost(): boolean {
     return this.lost;
+  }
+
+  get unitWatchdog(): DeviceIo['unitWatchdog'] {
+    return this.vendor?.profile.watchdog.style;
   }
 
   /** Connects within the connect deadline; on failure rejects, and the background loop keeps trying. */
@@ -341,6 +361,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 
   writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
     if (this.closing) return Promise.reject(this.closedError());
+    if (this.vendor) return this.writeVendor(this.vendor, cmd, opts);
     const invalid = invalidCommand(cmd);
     if (invalid || (cmd.remoteEnable && this.lost && !opts.reassert)) {
       const err = invalid
@@ -460,6 +481,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   }
 
   private async readOnce(signal: AbortSignal): Promise<AhuReadings> {
+    if (this.vendor) return this.readVendor(this.vendor, signal);
     const cached = this.freshCache();
     if (cached) return this.toReadings(cached);
     const conn = this.connected();
@@ -473,6 +495,110 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       }
     });
     return this.toReadings(values);
+  }
+
+  /** A vendor unit: every point read from the server (a Bad value is absent, never 0). */
+  private async readVendor(vendor: OpcuaProfileNodes, signal: AbortSignal): Promise<AhuReadings> {
+    const conn = this.connected();
+    const nodes = conn.vendorNodes ?? [];
+    const dvs = await abortable(
+      conn.session.read(nodes.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.Value }))),
+      signal,
+    );
+    const values: Record<string, unknown> = {};
+    nodes.forEach((n, i) => {
+      const dv = dvs[i];
+      values[n.name] = dv?.statusCode.isGood() ? dv.value.value : null;
+    });
+    const readings = vendor.readings(values, this.heartbeat);
+    this.observeMode(readings.mode);
+    return readings;
+  }
+
+  /**
+   * A vendor unit's command: its method call (if the profile has one) and one Write of its
+   * variables, each sent only while what is left of the command fits before the lease deadline;
+   * under lease fencing never re-sent within the call (a request whose answer was lost may have
+   * landed). No read-back: a vendor unit's variables may show the unit's own limits of a command.
+   */
+  private writeVendor(vendor: OpcuaProfileNodes, cmd: AhuCommandSet, opts: WriteOptions): Promise<void> {
+    const invalid = invalidCommand(cmd);
+    if (invalid || (cmd.remoteEnable && this.lost && !opts.reassert)) {
+      const err = invalid
+        ? new DeviceError(ErrorCodes.DEVICE_REFUSED, this.id, `command not sent: ${invalid}`)
+        : new DeviceError(
+            ErrorCodes.DEVICE_REFUSED,
+            this.id,
+            'unit left remote control (fallback, link loss or operator); write with reassert to take it back',
+          );
+      this.metrics?.observe(this.id, PROTOCOL, 'write', 0, err.code);
+      return Promise.reject(err);
+    }
+    const heartbeat = this.nextHeartbeat();
+    const what = `${this.fencing}-fenced write (epoch ${cmd.epoch})`;
+    return this.call('write', opts, async (signal, deadlineMs) => {
+      const started = performance.now();
+      const once = async (): Promise<void> => {
+        const conn = this.connected();
+        const { call, writes } = vendor.encode(cmd, heartbeat, conn.vendorNodes ?? []);
+        let left = (call ? 1 : 0) + (writes.length > 0 ? 1 : 0);
+        if (call) {
+          const budgetMs = writeBudgetMs(opts, this.id, what, left * this.maxApplyDelayMs);
+          const request = new CallRequest({
+            requestHeader: { timeoutHint: Math.max(1, Math.floor(Math.min(budgetMs, this.timeoutMs))) },
+            methodsToCall: [
+              {
+                objectId: call.objectId.startsWith('ns=')
+                  ? call.objectId
+                  : nodeIdFor(conn.nsIndex, call.objectId),
+                methodId: call.methodId.startsWith('ns=')
+                  ? call.methodId
+                  : nodeIdFor(conn.nsIndex, call.methodId),
+                inputArguments: call.inputArguments.map(
+                  (a) =>
+                    new Variant({
+                      dataType: typeof a.value === 'boolean' ? DataType.Boolean : DataType.Double,
+                      value: a.value,
+                    }),
+                ),
+              },
+            ],
+          });
+          const result = (await abortable(transact(conn.session, request), signal)).results?.[0];
+          if (!result?.statusCode.isGood())
+            throw this.badStatus(`${what}: method ${call.methodId}`, result?.statusCode);
+          left--;
+        }
+        if (writes.length > 0) {
+          writeBudgetMs(opts, this.id, what, left * this.maxApplyDelayMs);
+          const statuses = await abortable(
+            conn.session.write(
+              writes.map((w) => ({
+                nodeId: w.nodeId,
+                attributeId: AttributeIds.Value,
+                value: { value: w.value },
+              })),
+            ),
+            signal,
+          );
+          const bad = statuses.findIndex((st) => !st.isGood());
+          if (bad >= 0) throw this.badStatus(`${what}: write of ${writes[bad]!.point}`, statuses[bad]);
+        }
+      };
+      try {
+        if (this.fencing === 'lease') await this.attempt('write', once);
+        else await retry(() => this.attempt('write', once), this.retryOpts(signal, deadlineMs));
+        this.observe('write', started);
+      } catch (err) {
+        this.observe('write', started, err);
+        throw err;
+      }
+      this.lastWriteRemote = cmd.remoteEnable;
+      if (opts.reassert && cmd.remoteEnable && this.lost) {
+        this.lost = false;
+        this.log.info({ epoch: cmd.epoch }, 'remote control re-asserted');
+      }
+    });
   }
 
   private async callWriteCommand(
@@ -743,17 +869,19 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       const session = await client.createSession(identity);
       signal.throwIfAborted();
       const namespaces = await session.readNamespaceArray();
-      const nsIndex = namespaces.indexOf(this.map.namespaceUri);
+      const nsIndex = namespaces.indexOf(this.namespaceUri);
       if (nsIndex < 0) {
         throw new DeviceError(
           ErrorCodes.DEVICE_BAD_STATUS,
           this.id,
-          `namespace ${this.map.namespaceUri} is not on the server (has: ${namespaces.join(', ')}); check pointMap.namespaceUri`,
+          `namespace ${this.namespaceUri} is not on the server (has: ${namespaces.join(', ')}); check ${this.vendor ? "the profile's opcua.namespaceUri" : 'pointMap.namespaceUri'}`,
           { deviceCode: 'BadNodeIdUnknown' },
         );
       }
       signal.throwIfAborted();
-      const conn = await this.subscribe(client, session, nsIndex);
+      const vendorNodes = this.vendor ? await this.vendor.resolve(session, nsIndex) : undefined;
+      signal.throwIfAborted();
+      const conn = await this.subscribe(client, session, nsIndex, vendorNodes);
       signal.removeEventListener('abort', abandon);
       if (signal.aborted) {
         // The deadline passed while the last step finished: nobody will use this connection.
@@ -769,7 +897,12 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     }
   }
 
-  private async subscribe(client: OPCUAClient, session: ClientSession, nsIndex: number): Promise<Connection> {
+  private async subscribe(
+    client: OPCUAClient,
+    session: ClientSession,
+    nsIndex: number,
+    vendorNodes?: ResolvedNode[],
+  ): Promise<Connection> {
     const subscription = await session.createSubscription2({
       requestedPublishingInterval: PUBLISHING_INTERVAL_MS,
       requestedMaxKeepAliveCount: MAX_KEEP_ALIVE_COUNT,
@@ -779,7 +912,9 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       priority: 10,
     });
     const group = await subscription.monitorItems(
-      this.readIds({ nsIndex }, READ_POINTS),
+      vendorNodes
+        ? vendorNodes.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.Value }))
+        : this.readIds({ nsIndex }, READ_POINTS),
       {
         samplingInterval: PUBLISHING_INTERVAL_MS,
         queueSize: 1,
@@ -800,6 +935,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       subscription,
       group,
       nsIndex,
+      vendorNodes,
       lost,
       markLost: (reason) => {
         if (!conn.disposed) markLost(reason);
@@ -826,6 +962,8 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     client.on('connection_lost', () => conn.markLost('connection lost'));
     client.on('close', () => conn.markLost('connection closed'));
     group.on('changed', (_item: unknown, dv: DataValue, index: number) => {
+      // A vendor unit's subscription only proves the session alive: its reads always ask the server.
+      if (vendorNodes) return;
       const point = READ_POINTS[index];
       if (point) this.remember(point, dv);
     });
