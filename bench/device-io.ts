@@ -497,7 +497,9 @@ async function oneHertz(
     ours = await paced(
       devices.map((d) => async () => {
         await d.read();
-        await d.writeCommand(COMMAND);
+        // As the control loop does: a unit seen out of remote control (after a link lost under
+        // load) is taken back deliberately, so one timeout is one error, not a refusal every second.
+        await d.writeCommand(COMMAND, d.remoteControlLost ? { reassert: true } : {});
       }),
       warmupS,
       windowS,
