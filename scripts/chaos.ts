@@ -1,6 +1,7 @@
 // `npm run chaos -- --trials N`: the soak mode of the chaos suite, for nightly runs. A hall of
 // real processes (3-member etcd behind peer proxies, the simulator with Modbus TCP units behind
-// link proxies and OPC-UA units, 3 controllers under libfaketime); N faults drawn at random from
+// link proxies, OPC-UA units and Modbus RTU units on serial lines behind TCP→RTU gateways,
+// 3 controllers under libfaketime); N faults drawn at random from
 // the list; the failsafe faults run afterwards on a second hall with failsafe on. The safety and
 // liveness invariants are checked over the whole journal after every trial, and every trial must
 // show writes in every group before and after its fault. Bounded in trials, minutes and time per

@@ -1,18 +1,21 @@
 // Chaos: faults of the device links, the sensor network and the simulator, on real processes
-// (3-member etcd, the simulator with Modbus TCP units behind link proxies and OPC-UA units,
-// 3 controllers). Slow units, alone and with their leader SIGSTOPped (issue 15, item 5); lossy and
-// resetting links; a unit refusing writes for 2 s with the stale-epoch answer while its epoch is
-// not newer (item 1); the sensor gateway down; the MQTT broker restarted; a retained offline
-// gateway status (item 3); one 200 MB MQTT message (item 10); the simulator restarted (units forget
-// their epoch). Safety and liveness invariants after every trial.
+// (3-member etcd, the simulator with Modbus TCP units behind link proxies, OPC-UA units, and Modbus
+// RTU units on serial lines behind TCP→RTU gateways; 3 controllers). Slow units, alone and with
+// their leader SIGSTOPped (issue 15, item 5), on every protocol; lossy and resetting TCP links and
+// serial lines; a unit refusing writes for 2 s with the stale-epoch answer while its epoch is not
+// newer (item 1); the sensor gateway down; the MQTT broker restarted; a retained offline gateway
+// status (item 3); one 200 MB MQTT message (item 10); the simulator restarted (units forget their
+// epoch). Safety and liveness invariants after every trial.
 import { describe, expect, it } from 'vitest';
 import {
   MIXED_HALL,
   trialBrokerRestart,
   trialGatewayDown,
   trialGatewayStatusRetained,
+  trialLossyLine,
   trialLossyLink,
   trialMqttOversized,
+  trialResetLine,
   trialResetLink,
   trialSimRestart,
   trialSlowUnit,
@@ -24,11 +27,11 @@ import { useChaosHall } from './chaos-hall.ts';
 const chaos = useChaosHall({ ...MIXED_HALL, name: 'chaos-devices' });
 
 describe('chaos: device links, sensors and the simulator', () => {
-  it('a slow OPC-UA unit (5 s answers) keeps its group driven', async () => {
-    await chaos.trial('slow-unit', (h) => trialSlowUnit(h, { protocol: 'opcua', ms: 5000 }));
+  it('a slow Modbus RTU unit (5 s answers, its line held) keeps its group driven', async () => {
+    await chaos.trial('slow-unit', (h) => trialSlowUnit(h, { protocol: 'modbus-rtu', ms: 5000 }));
   }, 60_000);
 
-  for (const protocol of ['opcua', 'modbus-tcp']) {
+  for (const protocol of ['opcua', 'modbus-tcp', 'modbus-rtu']) {
     it(`a slow ${protocol} unit and its leader SIGSTOPped: no old-term write lands after the new term's`, async () => {
       const r = await chaos.trial('slow-unit-sigstop', (h) => trialSlowUnitSigstop(h, { protocol }));
       expect(r.newEpoch).toBeGreaterThan(r.oldEpoch!);
@@ -43,7 +46,15 @@ describe('chaos: device links, sensors and the simulator', () => {
     await chaos.trial('reset-link', trialResetLink);
   }, 60_000);
 
-  for (const protocol of ['modbus-tcp', 'opcua']) {
+  it('a lossy, noisy serial line under a Modbus RTU unit keeps its group driven', async () => {
+    await chaos.trial('lossy-line', trialLossyLine);
+  }, 60_000);
+
+  it('a resetting Modbus RTU link (answers cut off, line dropping out, gateway connections reset)', async () => {
+    await chaos.trial('reset-line', trialResetLine);
+  }, 60_000);
+
+  for (const protocol of ['modbus-tcp', 'opcua', 'modbus-rtu']) {
     it(`a ${protocol} unit refusing writes as stale for 2 s (its epoch not newer) stops nothing`, async () => {
       await chaos.trial('transient-refusal', (h) => trialTransientRefusal(h, { protocol }));
     }, 60_000);

@@ -2,10 +2,11 @@
 // state-cache peer links are cut too — all of them (nobody can be backed: every leader stops by
 // its lease deadline) or only those into one leader (it may be backed; its peers cannot). Never two
 // leaders; leaders return with etcd. Safety and liveness invariants after every trial. And the
-// liveness check's own wiring on real processes: an undeclared pause is caught.
+// checks' own wiring on real processes: an undeclared pause is caught, and so is a trial in which
+// no write reached a Modbus RTU unit while its group stayed driven through its other unit.
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.ts';
-import { FAILSAFE_HALL, trialPeerPartitionFailsafe } from '../support/hall.ts';
+import { FAILSAFE_HALL, runTrial, trialPeerPartitionFailsafe } from '../support/hall.ts';
 import { useChaosHall } from './chaos-hall.ts';
 
 const chaos = useChaosHall({ ...FAILSAFE_HALL, name: 'chaos-failsafe' });
@@ -48,6 +49,39 @@ describe('chaos: the liveness invariant on the real hall', () => {
       { timeoutMs: hall.halfPeriodMs + 2000, intervalMs: 100 },
     );
     expect(settled).toBe(true);
+    expect((await hall.check()).violations).toEqual([]);
+  }, 60_000);
+
+  it('sees a trial in which no write reached an RTU unit as vacuous, though its group stayed driven', async () => {
+    // Liveness is judged per group, so only the per-unit rule of runTrial catches a unit that no
+    // write reached: here its serial line is broken from 2 s before the "fault" until it ends.
+    const hall = chaos.hall();
+    const link = [...hall.rtuLinks.values()][0]!;
+    const r = await runTrial(hall, 'lossy-line', async () => {
+      link.line.break();
+      try {
+        await waitFor(
+          `${link.ahu} unwritten for 2 s`,
+          async () => (await hall.unitsWithoutWrites(Date.now() - 2000, Date.now())).includes(link.ahu),
+          { timeoutMs: 10_000, intervalMs: 100 },
+        );
+      } finally {
+        link.line.mend();
+      }
+      return {
+        fault: 'lossy-line',
+        node: '*',
+        group: '*',
+        oldEpoch: null,
+        newEpoch: null,
+        faultWallMs: Date.now(),
+        failoverMs: null,
+        gapMs: null,
+        notes: [],
+        problems: [],
+      };
+    });
+    expect(r.problems).toEqual([`vacuous: no accepted write in ${link.ahu} in the 2000 ms before the fault`]);
     expect((await hall.check()).violations).toEqual([]);
   }, 60_000);
 });

@@ -1,6 +1,8 @@
 // A whole data hall for chaos tests and the failover bench, as real processes: a 3-member etcd
-// cluster, the simulator (Modbus-only chaos site), and N controllers, each reaching every etcd
-// member through its own blackhole proxy so one controller can be cut off while the rest works.
+// cluster, the simulator (Modbus TCP, Modbus RTU and OPC-UA units), and N controllers, each
+// reaching every etcd member through its own blackhole proxy so one controller can be cut off while
+// the rest works. A Modbus RTU unit sits on its own serial line of ptys (`SerialLine`) whose one
+// master is a TCP→RTU gateway; the controllers dial the gateway, never the line.
 // Every process logs to a file in the hall's tmp dir; `stopAll()` is bounded and kills leftovers.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -9,9 +11,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
+import { pino } from 'pino';
 import { stringify } from 'yaml';
+import { RtuGateway, SerialMasterLink } from '../../firmware-sim/ahu/rtu-gateway.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import type { Site } from '../../src/config/site-schema.ts';
+import { type FencingKind, type Site, unitFencing } from '../../src/config/site-schema.ts';
 import { waitFor } from '../helpers.ts';
 import { type SeededAdmin, seedApiAdmin } from './api-seed.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
@@ -32,6 +36,7 @@ import {
 } from './journal-invariants.ts';
 
 import { REPO_ROOT, simArgs } from './repo.ts';
+import { SerialLine } from './serial-line.ts';
 
 export { REPO_ROOT };
 
@@ -86,6 +91,32 @@ export interface HallOptions {
   etcdPeerProxies?: boolean;
   /** Sample the controllers' claims (API + readyz) for the liveness invariant; default true. */
   liveness?: boolean;
+  /**
+   * Units moved onto Modbus RTU: each on its own serial line (`SerialLine`: ptys, the simulator at
+   * the device end), whose one master is a TCP→RTU gateway the controllers dial over Modbus TCP
+   * (behind a device proxy with `deviceProxies`). A serial line has one master: three controllers
+   * cannot share it, so a real site puts a gateway there too.
+   */
+  rtu?: { units: string[] };
+}
+
+/** The RTU line's settings, the same at both ends. */
+const RTU_LINE = { baudRate: 19_200, parity: 'even' } as const;
+/**
+ * How long the gateway waits for an RTU unit's answer before it answers 0x0B itself: under the
+ * controllers' 1 s call timeout, as a gateway in front of units with that timeout is configured.
+ */
+const RTU_GATEWAY_RESPONSE_MS = 500;
+
+/** One serial line of the hall with its gateway. */
+export interface RtuLink {
+  ahu: string;
+  /** The unit's address on its line, and the unit id the controllers send to the gateway. */
+  unitId: number;
+  line: SerialLine;
+  gateway: RtuGateway;
+  /** The gateway's log file (`gw-<unit>.log`), closed with it. */
+  log: { end(): void };
 }
 
 /** How often the claim monitor asks every live controller what it leads. */
@@ -152,8 +183,12 @@ export class Hall {
   private stopping: Promise<void> | undefined;
   /** Proxies in front of Modbus TCP units (with `deviceProxies`), by unit id. */
   readonly deviceProxies = new Map<string, BlackholeProxy>();
-  /** Units by protocol, from the site. */
+  /** Units by protocol, as the simulator serves them (an RTU unit is `modbus-rtu`, whatever dials it). */
   readonly protocols = new Map<string, string>();
+  /** The RTU units' serial lines and gateways, by unit id. */
+  readonly rtuLinks = new Map<string, RtuLink>();
+  /** What keeps a deposed leader off each unit (`unitFencing` of the controllers' site). */
+  readonly fencing = new Map<string, FencingKind>();
   /** The units' watchdog (s): the liveness bound is half of it. */
   readonly watchdogS: number;
   /** Journal entries of earlier simulator runs (seq already shifted) and the shift of the current run. */
@@ -175,6 +210,8 @@ export class Hall {
     simUrl: string;
     opts: HallOptions;
     site: Site;
+    /** The site as the simulator serves it (RTU units as `modbus-rtu`). */
+    simSite: Site;
     mqttUrl: string;
   }) {
     this.mqttUrl = args.mqttUrl;
@@ -185,7 +222,8 @@ export class Hall {
     this.simUrl = args.simUrl;
     this.opts = args.opts;
     for (const g of args.site.controlGroups) this.groups[g.id] = [...g.airHandlers];
-    for (const a of args.site.airHandlers) this.protocols.set(a.id, a.protocol);
+    for (const a of args.simSite.airHandlers) this.protocols.set(a.id, a.protocol);
+    for (const a of args.site.airHandlers) this.fencing.set(a.id, unitFencing(a));
     this.watchdogS = args.opts.watchdogS ?? 5;
   }
 
@@ -206,7 +244,12 @@ export class Hall {
   static async start(opts: HallOptions = {}): Promise<Hall> {
     const dir = await mkdtemp(join(tmpdir(), `coolctl-${opts.name ?? 'hall'}-`));
     const timing = { ...CHAOS_TIMING, ...opts.timing };
-    const started: { etcd?: EtcdCluster; sim?: ChildProcess } = {};
+    const started: {
+      etcd?: EtcdCluster;
+      sim?: ChildProcess;
+      lines: SerialLine[];
+      gateways: RtuGateway[];
+    } = { lines: [], gateways: [] };
     let hall: Hall | undefined;
     try {
       const site = generateSite({
@@ -221,8 +264,27 @@ export class Hall {
         modbusBasePort: 0,
       });
       for (const a of site.airHandlers) a.watchdogS = opts.watchdogS ?? 5;
+      // The simulator's copy: each RTU unit at the device end of its own serial line.
+      const simSite = structuredClone(site);
+      const lines = new Map<string, { line: SerialLine; unitId: number }>();
+      for (const id of opts.rtu?.units ?? []) {
+        const i = simSite.airHandlers.findIndex((a) => a.id === id);
+        const a = simSite.airHandlers[i];
+        if (a?.protocol !== 'modbus-tcp')
+          throw new Error(`rtu.units: ${id} is not a Modbus TCP unit of the generated site`);
+        const line = await SerialLine.start({ dir, name: `rtu-${id}` });
+        started.lines.push(line);
+        const unitId = i + 1;
+        const { endpoint: _tcp, protocol: _tcpProtocol, ...unit } = a;
+        simSite.airHandlers[i] = {
+          ...unit,
+          protocol: 'modbus-rtu',
+          endpoint: { path: line.masterPath, simPath: line.devicePath, unitId, ...RTU_LINE },
+        };
+        lines.set(id, { line, unitId });
+      }
       const simSitePath = join(dir, 'site-sim.yaml');
-      await writeFile(simSitePath, stringify(site));
+      await writeFile(simSitePath, stringify(simSite));
 
       started.etcd = await startEtcdCluster({
         dataDir: join(dir, 'etcd'),
@@ -253,21 +315,41 @@ export class Hall {
         5000,
       );
       const endpoints = new Map(state.ahus.map((a) => [a.id, a.endpoint]));
-      for (const a of site.airHandlers) {
+      for (const a of [...site.airHandlers, ...simSite.airHandlers]) {
         const ep = endpoints.get(a.id);
-        if (!ep) continue;
+        if (!ep || lines.has(a.id)) continue;
         if (a.protocol === 'modbus-tcp') a.endpoint.port = Number(new URL(ep).port);
         else if (a.protocol === 'opcua') a.endpoint.url = ep;
       }
       // A restarted simulator binds the same ports (the controllers' site names them).
       const simFixedPath = join(dir, 'site-sim-fixed.yaml');
-      await writeFile(simFixedPath, stringify(site));
+      await writeFile(simFixedPath, stringify(simSite));
       const simRestartArgs = simArgs(simFixedPath, {
         extra: ['--time-scale', String(opts.timeScale ?? 1)],
       })
         .filter((a) => a !== '--ephemeral-ports')
         .map((a, i, all) => (all[i - 1] === '--port' ? new URL(simUrl).port : a));
       simRestartArgs.push('--mqtt-port', new URL(state.mqttBrokerUrl).port);
+      // Each line's one master: a TCP→RTU gateway (in this process, as a proxy is: a box of its
+      // own that outlives a simulator restart). The controllers' site dials it over Modbus TCP.
+      const rtuLinks = new Map<string, RtuLink>();
+      for (const [id, { line, unitId }] of lines) {
+        const log = pino.destination({ dest: join(dir, `gw-${id}.log`), sync: true });
+        const logger = pino(log);
+        const gateway = new RtuGateway({
+          id: `gw-${id}`,
+          host: '127.0.0.1',
+          port: 0,
+          link: new SerialMasterLink(line.masterPath, RTU_LINE, logger),
+          units: [{ unitId, responseTimeoutMs: RTU_GATEWAY_RESPONSE_MS }],
+          logger,
+        });
+        started.gateways.push(gateway);
+        const { port } = await gateway.start();
+        const a = site.airHandlers.find((x) => x.id === id);
+        if (a?.protocol === 'modbus-tcp') a.endpoint = { host: '127.0.0.1', port, unitId };
+        rtuLinks.set(id, { ahu: id, unitId, line, gateway, log });
+      }
       const deviceProxies = new Map<string, BlackholeProxy>();
       if (opts.deviceProxies) {
         for (const a of site.airHandlers) {
@@ -287,9 +369,11 @@ export class Hall {
         simUrl,
         opts,
         site,
+        simSite,
         mqttUrl: state.mqttBrokerUrl,
       });
       hall.simRestartArgs = simRestartArgs;
+      for (const [id, l] of rtuLinks) hall.rtuLinks.set(id, l);
       for (const [id, p] of deviceProxies) hall.deviceProxies.set(id, p);
       await hall.createControllers(opts.controllers ?? 3);
       await Promise.all(hall.nodes.map((n) => hall!.start(n)));
@@ -303,6 +387,8 @@ export class Hall {
         await hall.stopAll();
       } else {
         if (started.sim && started.sim.exitCode === null) started.sim.kill('SIGKILL');
+        await Promise.all(started.gateways.map((g) => g.stop()));
+        await Promise.all(started.lines.map((l) => l.stop()));
         await started.etcd?.stop().catch(() => {});
       }
       throw err;
@@ -681,6 +767,54 @@ export class Hall {
   }
 
   /**
+   * One line per fencing kind: its units by protocol, the journal's accepted writes on them and
+   * its refusals by reason — what the journal shows for that kind (docs/chaos.md, "Fencing kinds").
+   */
+  fencingSummary(entries: readonly JournalEntry[]): string {
+    const kinds = new Map<
+      FencingKind,
+      { units: Map<string, number>; accepted: number; refused: Map<string, number> }
+    >();
+    for (const [ahu, kind] of this.fencing) {
+      const k = kinds.get(kind) ?? { units: new Map(), accepted: 0, refused: new Map() };
+      kinds.set(kind, k);
+      const protocol = this.protocols.get(ahu) ?? '?';
+      k.units.set(protocol, (k.units.get(protocol) ?? 0) + 1);
+    }
+    for (const e of entries) {
+      const k = kinds.get(this.fencing.get(e.ahu) ?? 'epoch');
+      if (!k) continue;
+      if (e.accepted) k.accepted++;
+      else k.refused.set(e.reason ?? 'unknown', (k.refused.get(e.reason ?? 'unknown') ?? 0) + 1);
+    }
+    const list = (m: Map<string, number>) =>
+      [...m]
+        .sort()
+        .map(([x, n]) => `${x} ${n}`)
+        .join(', ');
+    return [...kinds]
+      .map(
+        ([kind, k]) =>
+          `chaos: fencing ${kind}: ${[...k.units.values()].reduce((a, b) => a + b, 0)} units (${list(k.units)}), ` +
+          `${k.accepted} accepted, ${[...k.refused.values()].reduce((a, b) => a + b, 0)} refused` +
+          `${k.refused.size ? ` (${list(k.refused)})` : ''}`,
+      )
+      .join('\n');
+  }
+
+  /**
+   * Units without an accepted write in the wall-time window. Liveness is judged per group (one
+   * slow unit does not stop its group), so a unit nobody reached — an RTU unit behind a gateway
+   * that never got through — would pass every group check: the trials look at units too.
+   */
+  async unitsWithoutWrites(fromMs: number, toMs: number, sinceSeq = 0): Promise<string[]> {
+    const read = await this.journal(sinceSeq);
+    const seen = new Set<string>();
+    for (const e of read.entries) if (e.accepted && e.wallMs >= fromMs && e.wallMs <= toMs) seen.add(e.ahu);
+    return [...this.protocols.keys()].filter((a) => !seen.has(a));
+  }
+
+  /**
    * Kills the simulator (as a power cut would) and starts it again on the same ports: every unit
    * comes back in local control with epoch 0 and no memory of who wrote it. The journal so far is
    * kept (its seqs continue), so the invariants span both runs. Returns the wall time of the kill.
@@ -816,6 +950,8 @@ export class Hall {
   /** The last lines of every process's log, for a failed test's output. */
   async logTails(lines = 40): Promise<string> {
     const parts = [`hall dir: ${this.dir}`, `--- sim ---\n${await tail(join(this.dir, 'sim.log'), lines)}`];
+    for (const id of this.rtuLinks.keys())
+      parts.push(`--- gw-${id} ---\n${await tail(join(this.dir, `gw-${id}.log`), lines)}`);
     for (const c of this.controllers.values())
       parts.push(`--- ${c.name} ---\n${await tail(c.logPath, lines)}`);
     return `${parts.join('\n')}\n`;
@@ -845,6 +981,9 @@ export class Hall {
       for (const c of this.controllers.values())
         await Promise.all([...c.proxies, ...(c.peerProxy ? [c.peerProxy] : [])].map((p) => p.close()));
       await Promise.all([...this.deviceProxies.values()].map((p) => p.close()));
+      await Promise.all([...this.rtuLinks.values()].map((l) => l.gateway.stop()));
+      await Promise.all([...this.rtuLinks.values()].map((l) => l.line.stop()));
+      for (const l of this.rtuLinks.values()) l.log.end();
       await this.etcd.stop().catch(() => {});
       if (!keepDir) await rm(this.dir, { recursive: true, force: true }).catch(() => {});
     })();
@@ -895,7 +1034,9 @@ export type FaultName =
   | 'etcd-member-sigstop'
   | 'sim-restart'
   | 'reload-during-fault'
-  | 'operator-during-fault';
+  | 'operator-during-fault'
+  | 'lossy-line'
+  | 'reset-line';
 
 export interface TrialResult {
   fault: FaultName;
@@ -1336,6 +1477,11 @@ function unitOf(hall: Hall, group: string, protocol?: string): string {
   return pick(of.length > 0 ? of : ahus);
 }
 
+/** The protocols the hall's units are served on (`modbus-rtu` only with RTU units). */
+function protocolsOf(hall: Hall): string[] {
+  return [...new Set(hall.protocols.values())].sort();
+}
+
 /** A group with a unit of `protocol`, at random (any group when none has one). */
 function groupWith(hall: Hall, protocol: string | undefined, among: string[]): string {
   const fit = among.filter((g) =>
@@ -1396,7 +1542,7 @@ export async function trialSlowUnit(hall: Hall, o: TrialOptions & { protocol?: s
  */
 export async function trialSlowUnitSigstop(hall: Hall, o: TrialOptions & { protocol?: string } = {}) {
   const all = await hall.waitForLeaders();
-  const group = o.group ?? groupWith(hall, o.protocol ?? pick(['opcua', 'modbus-tcp']), [...all.keys()]);
+  const group = o.group ?? groupWith(hall, o.protocol ?? pick(protocolsOf(hall)), [...all.keys()]);
   const ahu = unitOf(hall, group, o.protocol);
   await hall.simFault({ fault: 'ahu-slow', ahu, ms: 5000 });
   try {
@@ -1468,6 +1614,92 @@ export async function trialResetLink(hall: Hall, o: TrialOptions = {}) {
   return r;
 }
 
+/** An RTU unit of `group` (or of a group that has one) with its serial line and gateway. */
+function rtuLinkOf(hall: Hall, group: string | undefined, among: string[]): { group: string; link: RtuLink } {
+  const g = group ?? groupWith(hall, 'modbus-rtu', among);
+  const ahu = unitOf(hall, g, 'modbus-rtu');
+  const link = hall.rtuLinks.get(ahu);
+  if (!link) throw new Error(`${g} has no Modbus RTU unit (start the hall with rtu.units)`);
+  return { group: g, link };
+}
+
+/**
+ * A bad serial line under a Modbus RTU unit, for 3 TTLs: 30 % of the byte stream's chunks lost
+ * either way, each delayed 50 ms, and one request in five garbled (a flipped byte: the unit sees a
+ * bad CRC and stays quiet). The gateway answers 0x0B for what the unit never answered. The group
+ * stays driven (its other unit, at least), and the RTU unit is written again within one watchdog
+ * period of the line mending.
+ */
+export async function trialLossyLine(
+  hall: Hall,
+  o: TrialOptions & { dropPct?: number; noisePct?: number } = {},
+) {
+  const all = await hall.waitForLeaders();
+  const { group, link } = rtuLinkOf(hall, o.group, [...all.keys()]);
+  const leader = all.get(group)!;
+  const line0 = link.line.stats;
+  const noAnswer0 = link.gateway.counters.targetNoAnswer;
+  const t0 = Date.now();
+  link.line.impair({ dropPct: o.dropPct ?? 30, delayMs: 50 });
+  link.line.setNoise(o.noisePct ?? 20);
+  const r = result('lossy-line', leader.node, group, leader.epoch, t0);
+  try {
+    await sleep(hall.timing.leaseTtlS * 1000 * 3);
+  } finally {
+    link.line.mend();
+  }
+  const line1 = link.line.stats;
+  r.notes.push(
+    `${link.ahu}: ${line1.droppedChunks - line0.droppedChunks} chunks lost, ` +
+      `${line1.noisyChunks - line0.noisyChunks} requests garbled, ` +
+      `gateway answered 0x0B ${link.gateway.counters.targetNoAnswer - noAnswer0}×`,
+  );
+  const seq = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  const again = await unitWrittenAfter(hall, link.ahu, Date.now(), seq, hall.handOnMs);
+  if (!again)
+    r.problems.push(`${link.ahu} not written again within ${hall.handOnMs} ms after its line mended`);
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
+/**
+ * A resetting RTU link, for 2 TTLs: the unit breaks its answers off half-way (`ahu-reset`: on a
+ * serial line the frame just stops), the line drops out for 300 ms of every 900 ms (a loose
+ * connector), and the controllers' TCP connections to the gateway are reset every 300 ms.
+ */
+export async function trialResetLine(hall: Hall, o: TrialOptions = {}) {
+  const all = await hall.waitForLeaders();
+  const { group, link } = rtuLinkOf(hall, o.group, [...all.keys()]);
+  const leader = all.get(group)!;
+  const proxy = hall.deviceProxies.get(link.ahu);
+  const t0 = Date.now();
+  await hall.simFault({ fault: 'ahu-reset', ahu: link.ahu });
+  const r = result('reset-line', leader.node, group, leader.epoch, t0);
+  let resets = 0;
+  let drops = 0;
+  try {
+    const end = Date.now() + hall.timing.leaseTtlS * 1000 * 2;
+    for (let tick = 0; Date.now() < end && tick < 1000; tick++) {
+      if (tick % 3 === 0) {
+        link.line.break();
+        drops++;
+      } else link.line.mend();
+      resets += proxy?.resetAll() ?? 0;
+      await sleep(300);
+    }
+  } finally {
+    link.line.mend();
+    await hall.simFault({ fault: 'ahu-reset', ahu: link.ahu, clear: true });
+  }
+  r.notes.push(`${link.ahu}: line dropped out ${drops}×, ${resets} gateway connections reset`);
+  const seq = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  const again = await unitWrittenAfter(hall, link.ahu, Date.now(), seq, hall.handOnMs);
+  if (!again)
+    r.problems.push(`${link.ahu} not written again within ${hall.handOnMs} ms after its line recovered`);
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
 /**
  * Issue 15, item 1: a unit refuses writes for ~2 s with the stale-epoch answer (Modbus exception
  * 0x0D, OPC-UA BadInvalidState) while its epoch is not newer (reads are served, so the leader can
@@ -1479,7 +1711,7 @@ export async function trialTransientRefusal(
   o: TrialOptions & { protocol?: string; ms?: number } = {},
 ) {
   const all = await hall.waitForLeaders();
-  const protocol = o.protocol ?? pick(['modbus-tcp', 'opcua']);
+  const protocol = o.protocol ?? pick(protocolsOf(hall));
   const group = o.group ?? groupWith(hall, protocol, [...all.keys()]);
   const ahu = unitOf(hall, group, protocol);
   const leader = all.get(group)!;
@@ -1649,6 +1881,11 @@ export async function trialSimRestart(hall: Hall, o: TrialOptions = {}) {
   const r = result('sim-restart', 'sim', '*', null, t0);
   const up = Date.now();
   r.notes.push(`simulator back after ${up - t0} ms`);
+  // While the simulator is down no unit exists to be written: a term begun then (a leader hands a
+  // group on when none of its units takes a write) cannot write, whoever leads. Exempt from the
+  // kill until the simulator serves again; liveness still wants writes within H after that.
+  for (const g of Object.keys(hall.groups))
+    hall.exemptions.push({ group: g, fromMs: t0, toMs: up, why: 'simulator down: no unit to write' });
   const missing = await waitFor(
     'every group written after the simulator restart',
     async () => {
@@ -1838,19 +2075,35 @@ export async function trialGatewayStatusRetained(hall: Hall, o: TrialOptions & {
 export async function trialMqttOversized(hall: Hall, o: TrialOptions & { mb?: number } = {}) {
   const before = await hall.waitForLeaders();
   const mb = o.mb ?? 200;
-  const client = await connectAsync(hall.mqttUrl, { connectTimeout: 5000, reconnectPeriod: 0 });
+  const broker = new URL(hall.mqttUrl);
   const t0 = Date.now();
   const r = result('mqtt-oversized', 'broker', '*', null, t0);
-  try {
-    const payload = Buffer.alloc(mb * 1024 * 1024, 0x20);
-    await Promise.race([
-      client.publishAsync(`${MQTT_PREFIX}/gateway/gw-1/node/n-chaos/report`, payload, { qos: 0 }),
-      sleep(30_000),
-    ]);
-    r.notes.push(`${mb} MB published in ${Date.now() - t0} ms`);
-  } finally {
-    await client.endAsync(true).catch(() => {});
-  }
+  // Sent by a process of its own (mosquitto_pub), as an attacker on the sensor network would: from
+  // this process, building and writing 200 MB stalled the etcd proxies that live here, and every
+  // controller's lease with them — the harness's fault, not the controllers'.
+  const pub = spawn(
+    'sh',
+    [
+      '-c',
+      `head -c ${mb * 1024 * 1024} /dev/zero | tr '\\0' ' ' | ` +
+        `mosquitto_pub -h ${broker.hostname} -p ${broker.port} -q 0 -s -t ${MQTT_PREFIX}/gateway/gw-1/node/n-chaos/report`,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  pub.stderr?.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  const code = await Promise.race([
+    new Promise<number | null>((resolve) => pub.once('exit', resolve)),
+    sleep(30_000).then(() => 'timeout' as const),
+  ]);
+  if (code === 'timeout') {
+    pub.kill('SIGKILL');
+    r.notes.push(`${mb} MB publish still running after 30 s: killed`);
+  } else if (code !== 0) {
+    r.problems.push(`mosquitto_pub exited ${code} (apt-get install mosquitto-clients): ${stderr.trim()}`);
+  } else r.notes.push(`${mb} MB published in ${Date.now() - t0} ms`);
   await sleep(hall.timing.leaseTtlS * 1000 * 2);
   for (const n of hall.nodes)
     if (!hall.running(n)) r.problems.push(`${n} died after a ${mb} MB MQTT message`);
@@ -1890,28 +2143,38 @@ export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => 
   'mqtt-oversized': (h) => trialMqttOversized(h),
   'reload-during-fault': (h) => trialReloadDuringFault(h),
   'operator-during-fault': (h) => trialOperatorDuringFault(h),
+  'lossy-line': (h) => trialLossyLine(h),
+  'reset-line': (h) => trialResetLine(h),
 };
 
 /** Faults that need a hall with failsafe on (the rest run on a hall with it off). */
 export const FAILSAFE_FAULTS: ReadonlySet<FaultName> = new Set(['peer-partition-failsafe']);
+
+/**
+ * The units every chaos hall puts on Modbus RTU behind a gateway: one in zone-1 and one in zone-3,
+ * each beside a Modbus TCP unit of its group (zone-2 is all OPC-UA in the mixed hall).
+ */
+export const RTU_UNITS: HallOptions['rtu'] = { units: ['AHU-04', 'AHU-06'] };
 
 /** The hall every fault but the failsafe ones runs on (CI's mixed hall and the soak's). */
 export const MIXED_HALL: HallOptions = {
   opcuaShare: 1 / 3,
   deviceProxies: true,
   etcdPeerProxies: true,
+  rtu: RTU_UNITS,
 };
 
 /** The hall of the failsafe faults. */
-export const FAILSAFE_HALL: HallOptions = { failsafe: true, peerProxies: true };
+export const FAILSAFE_HALL: HallOptions = { failsafe: true, peerProxies: true, rtu: RTU_UNITS };
 
 /** How long the "before" and "after" windows of the no-vacuous-pass rule are. */
 const WRITES_WINDOW_MS = 2000;
 
 /**
- * Runs one trial and holds it to the no-vacuous-pass rule: every group had an accepted write in
- * the 2 s before the fault and has one after the trial (within one watchdog period of its end),
- * or the trial has a problem. A trial that throws is a trial with a problem, not a crash.
+ * Runs one trial and holds it to the no-vacuous-pass rule: every group — and every unit, RTU units
+ * behind their gateways included — had an accepted write in the 2 s before the fault and has one
+ * after the trial (within one watchdog period of its end), or the trial has a problem. A trial that
+ * throws is a trial with a problem, not a crash.
  */
 export async function runTrial(
   hall: Hall,
@@ -1933,20 +2196,24 @@ export async function runTrial(
     r.problems.push(`the trial failed: ${(err as Error).message}`);
   }
   try {
-    const before = await hall.groupsWithoutWrites(r.faultWallMs - WRITES_WINDOW_MS, r.faultWallMs, seq0);
+    const unwritten = async (fromMs: number, toMs: number) => [
+      ...(await hall.groupsWithoutWrites(fromMs, toMs, seq0)),
+      ...(await hall.unitsWithoutWrites(fromMs, toMs, seq0)),
+    ];
+    const before = await unwritten(r.faultWallMs - WRITES_WINDOW_MS, r.faultWallMs);
     if (before.length > 0)
       r.problems.push(
         `vacuous: no accepted write in ${before.join(', ')} in the ${WRITES_WINDOW_MS} ms before the fault`,
       );
     const endMs = Date.now();
     const after = await waitFor(
-      'every group written after the trial',
+      'every group and unit written after the trial',
       async () => {
-        const m = await hall.groupsWithoutWrites(endMs, Date.now() + 1, seq0);
+        const m = await unwritten(endMs, Date.now() + 1);
         return m.length === 0 ? { m } : null;
       },
       { timeoutMs: hall.handOnMs, intervalMs: 100 },
-    ).catch(async () => ({ m: await hall.groupsWithoutWrites(endMs, Date.now() + 1, seq0) }));
+    ).catch(async () => ({ m: await unwritten(endMs, Date.now() + 1) }));
     if (after.m.length > 0)
       r.problems.push(
         `vacuous: no accepted write in ${after.m.join(', ')} within ${hall.handOnMs} ms after the trial`,
@@ -1964,7 +2231,7 @@ export class TrialLog {
     this.results.push(r);
     return r;
   }
-  summary(report?: InvariantReport, hall?: Hall): string {
+  summary(report?: InvariantReport & { read?: JournalRead }, hall?: Hall): string {
     const by: Record<string, number> = {};
     for (const r of this.results) by[r.fault] = (by[r.fault] ?? 0) + 1;
     const problems = this.results.reduce((n, r) => n + r.problems.length, 0);
@@ -1977,6 +2244,7 @@ export class TrialLog {
     const l = hall
       ? `, liveness over ${hall.claims.length} claim samples (${hall.exemptions.length} exemptions)`
       : '';
-    return `chaos: ${this.results.length} trials (${kinds}), ${problems} problems${j}${l}`;
+    const f = report?.read && hall ? `\n${hall.fencingSummary(report.read.entries)}` : '';
+    return `chaos: ${this.results.length} trials (${kinds}), ${problems} problems${j}${l}${f}`;
   }
 }
