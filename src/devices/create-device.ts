@@ -10,6 +10,7 @@ import { ConfigError, ErrorCodes } from '../errors.ts';
 import type { DeviceDeps, DeviceIo } from './device-io.ts';
 import { ModbusDevice } from './modbus/modbus-device.ts';
 import { commandRequestCounts, ProfileModbusDevice } from './modbus/profile-device.ts';
+import { opcuaCommandRequests } from './opcua/profile-command.ts';
 import { type CompiledProfile, compileProfile } from './profile/codec.ts';
 import { loadProfile } from './profile/load.ts';
 
@@ -66,9 +67,10 @@ export async function unitProfile(
 }
 
 /**
- * Requests one command to each lease-fenced Modbus unit with a vendor profile takes (steady state,
- * and the first on a connection), for the lease timing rule; a unit whose profile cannot be
- * loaded is reported as a problem of its `profile` entry. Native units and other kinds: absent.
+ * Requests one command to each lease-fenced unit with a vendor profile takes (Modbus: steady state,
+ * and the first on a connection; OPC-UA: its method call and one Write), for the lease timing rule;
+ * a unit whose profile cannot be loaded is reported as a problem of its `profile` entry. Native
+ * units and other kinds: absent.
  */
 export async function leaseCommandRequests(
   ahus: readonly AirHandler[],
@@ -80,10 +82,13 @@ export async function leaseCommandRequests(
   const counts = new Map<string, { perPeriod: number; first: number }>();
   const problems: { index: number; message: string }[] = [];
   for (const [index, ahu] of ahus.entries()) {
-    if (ahu.protocol === 'opcua' || unitFencing(ahu) !== 'lease') continue;
+    if (unitFencing(ahu) !== 'lease') continue;
     try {
       const profile = await unitProfile(ahu, profilesDir);
-      if (profile) counts.set(ahu.id, commandRequestCounts(profile));
+      if (profile?.opcua && ahu.protocol === 'opcua') {
+        const n = opcuaCommandRequests(profile.opcua, ahu.pointMap?.nodePrefix ?? ahu.id);
+        counts.set(ahu.id, { perPeriod: n, first: n });
+      } else if (profile) counts.set(ahu.id, commandRequestCounts(profile));
     } catch (err) {
       problems.push({ index, message: (err as Error).message });
     }

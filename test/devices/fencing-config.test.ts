@@ -1,6 +1,9 @@
 // Fencing in the site file: the default per profile, epoch refused where the unit has no epoch
 // point, and the lease timing rule (a command of n requests must fit the lease window). The rule
 // functions on in-memory sites, with the shipped profiles of config/profiles.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { deviceTimingRules } from '../../src/config/controller-config.ts';
 import { loadSite } from '../../src/config/load-site.ts';
@@ -120,6 +123,36 @@ describe('the lease timing rule', () => {
     expect(lease.problems).toEqual([]);
     expect(lease.counts.size).toBeGreaterThan(0);
     expect(deviceTimingRules(site, testTiming, 'config/demo-site.yaml', lease.counts)).toEqual([]);
+  });
+
+  it('counts an OPC-UA vendor unit’s command: one Write of its variables', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coolctl-fence-ua-'));
+    try {
+      await writeFile(
+        join(dir, 'ua-vendor.yaml'),
+        [
+          'profile: ua-vendor',
+          'description: an OPC-UA unit with writable variables',
+          'source: test',
+          'protocol: opcua',
+          'fencing: [lease]',
+          'watchdog: { style: none }',
+          'opcua:',
+          '  namespaceUri: urn:test:ua',
+          '  points:',
+          '    supplyC: { nodeId: "s={unit}.Supply" }',
+          '    fanPct: { nodeId: "s={unit}.Fan", write: true }',
+          '    supplySetpointC: { nodeId: "s={unit}.Sp", write: true }',
+        ].join('\n'),
+      );
+      const site = siteWith([{ id: 'UA', profile: 'ua-vendor' }]);
+      (site.airHandlers[0] as { protocol: string }).protocol = 'opcua';
+      const lease = await leaseCommandRequests(site.airHandlers, dir);
+      expect(lease.problems).toEqual([]);
+      expect(lease.counts.get('UA')).toEqual({ perPeriod: 1, first: 1 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it('a profile that does not load is a problem of the unit’s profile entry', async () => {

@@ -15,14 +15,9 @@ import {
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import type { AhuCommandSet, AhuReadings } from '../device-io.ts';
 import { profileReadings } from '../modbus/profile-device.ts';
-import {
-  type CompiledOpcua,
-  type CompiledProfile,
-  type OpcuaMethodCall,
-  type ProfileCommand,
-  ProfileValueError,
-} from '../profile/codec.ts';
+import type { CompiledOpcua, CompiledProfile, OpcuaMethodCall, ProfileCommand } from '../profile/codec.ts';
 import { nodeIdFor } from './node-map.ts';
+import { supportedFields } from './profile-command.ts';
 
 /** A profile point as this session addresses it. */
 export interface ResolvedNode {
@@ -43,17 +38,6 @@ const INTEGER_TYPES: ReadonlySet<DataType> = new Set([
   DataType.Int64,
   DataType.UInt64,
 ]);
-
-/** Every command field, with a sample value the codec can encode. */
-const SAMPLE: Required<ProfileCommand> = {
-  epoch: 1,
-  heartbeat: 1,
-  remoteEnable: true,
-  run: true,
-  fanPct: 50,
-  supplySetpointC: 20,
-  watchdogTimerS: 60,
-};
 
 export class OpcuaProfileNodes {
   readonly profile: CompiledProfile;
@@ -180,19 +164,4 @@ export class OpcuaProfileNodes {
       }),
     };
   }
-}
-
-/** Which command fields the profile takes, found by asking its encoder (the one owner of the answer). */
-function supportedFields(opcua: CompiledOpcua, prefix: string): ReadonlySet<keyof ProfileCommand> {
-  const fields = new Set(Object.keys(SAMPLE) as (keyof ProfileCommand)[]);
-  for (let i = 0; i <= Object.keys(SAMPLE).length; i++) {
-    try {
-      opcua.encodeCommand(Object.fromEntries([...fields].map((f) => [f, SAMPLE[f]])), prefix);
-      return fields;
-    } catch (err) {
-      if (!(err instanceof ProfileValueError) || !fields.has(err.point as keyof ProfileCommand)) throw err;
-      fields.delete(err.point as keyof ProfileCommand);
-    }
-  }
-  return fields;
 }
