@@ -4,6 +4,9 @@
 // it is in a HELLO that must match its TLS identity and our cluster. Anything else — a plain TCP
 // client, a wrong key, a bad HELLO, a malformed frame — is refused, counted and logged (rate-limited).
 // Outgoing links reconnect with backoff; a link with no frame for idleTimeoutMs is dead.
+// With per-pair keys (`peerKeys`: this node's key with each peer, pairKey()), a PSK identity is
+// bound to one node: the key for identity X is the one only X and we hold, so a member presenting
+// another member's name fails the handshake. The shared secret alone cannot bind: every node has it.
 import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
@@ -14,6 +17,16 @@ import { PeerConnection, type PeerConnectionOptions } from './peer-connection.ts
 import { isNodeName } from './rows.ts';
 
 const CIPHERS = 'PSK-AES256-GCM-SHA384';
+
+/**
+ * The key nodes `a` and `b` share on the peer channel, from a master secret that stays with the
+ * operator (scripts/peer-keys.ts writes each node its own keys): a node holds only the keys of
+ * its own pairs, so it cannot answer to another node's name.
+ */
+export function pairKey(master: Buffer, cluster: string, a: string, b: string): Buffer {
+  const [x, y] = a < b ? [a, b] : [b, a];
+  return createHmac('sha256', master).update(`coolctl peer pair v1 ${cluster} ${x} ${y}`).digest();
+}
 const PROTOCOL_VERSION = 1;
 
 export type RejectReason =
@@ -22,6 +35,7 @@ export type RejectReason =
   | 'malformed'
   | 'too-large'
   | 'stale'
+  | 'not-leader'
   | 'too-many-groups'
   | 'oversized-row';
 
@@ -29,7 +43,10 @@ export interface PeerChannelOptions extends PeerConnectionOptions {
   node: string;
   /** The cluster's key prefix: peers of another cluster are refused even with the same secret. */
   cluster: string;
-  secret: Buffer;
+  /** The shared cluster secret: every node derives the same PSK. Ignored when `peerKeys` is set. */
+  secret?: Buffer | undefined;
+  /** This node's key with each peer (pairKey), by peer name: a PSK identity bound to its node. */
+  peerKeys?: ReadonlyMap<string, Buffer> | undefined;
   listen: { host: string; port: number };
   /** Bound on TCP connect + TLS handshake + HELLO. */
   connectTimeoutMs: number;
@@ -65,7 +82,7 @@ export class PeerChannel extends EventEmitter {
   private readonly opts: PeerChannelOptions;
   private readonly log: Logger;
   private readonly warn: RateLimitedWarn;
-  private readonly psk: Buffer;
+  private readonly psk: Buffer | undefined;
   private readonly links = new Map<string, Link>();
   private readonly incoming = new Set<PeerConnection>();
   private server: Server | undefined;
@@ -77,7 +94,18 @@ export class PeerChannel extends EventEmitter {
     this.opts = opts;
     this.log = opts.logger;
     this.warn = new RateLimitedWarn(opts.logger, 10_000);
-    this.psk = createHmac('sha256', opts.secret).update(`coolctl peer channel v1 ${opts.cluster}`).digest();
+    if (!opts.secret && !opts.peerKeys)
+      throw new Error('peer channel: a cluster secret or peer keys are needed');
+    this.psk =
+      opts.peerKeys || !opts.secret
+        ? undefined
+        : createHmac('sha256', opts.secret).update(`coolctl peer channel v1 ${opts.cluster}`).digest();
+  }
+
+  /** The key a link with `peer` uses: its pair key, or the cluster PSK. */
+  private keyFor(peer: string): Buffer | null {
+    if (this.opts.peerKeys) return this.opts.peerKeys.get(peer) ?? null;
+    return this.psk ?? null;
   }
 
   get port(): number {
@@ -91,9 +119,11 @@ export class PeerChannel extends EventEmitter {
       maxVersion: 'TLSv1.2',
       pskIdentityHint: 'coolctl',
       pskCallback: (socket: TLSSocket, identity: string) => {
-        if (!isNodeName(identity)) return null;
+        if (!isNodeName(identity) || identity === this.opts.node) return null;
+        const key = this.keyFor(identity);
+        if (!key) return null;
         identities.set(socket, identity);
-        return this.psk;
+        return key;
       },
       handshakeTimeout: this.opts.connectTimeoutMs,
     });
@@ -229,13 +259,18 @@ export class PeerChannel extends EventEmitter {
 
   private dial(link: Link): void {
     if (this.stopped || link.removed) return;
+    const key = this.keyFor(link.node);
+    if (!key) {
+      this.retry(link, new Error(`no peer key for ${link.node} in this node's key file`));
+      return;
+    }
     const socket = connect({
       host: link.host,
       port: link.port,
       ciphers: CIPHERS,
       minVersion: 'TLSv1.2',
       maxVersion: 'TLSv1.2',
-      pskCallback: () => ({ psk: this.psk, identity: this.opts.node }),
+      pskCallback: () => ({ psk: key, identity: this.opts.node }),
       checkServerIdentity: () => undefined,
     });
     link.socket = socket;

@@ -4,6 +4,9 @@
 // newer rows). A row replaces a cached one only when its (epoch, seq) is newer, so a healed
 // netsplit's late broadcast from a stale leader is counted and ignored, never applied.
 // The cache is not the authority: processes are. It only resurrects them (warm start).
+// A row is applied only when this node's leadership view backs its writer: the writer led the
+// group at the row's epoch (setLeaderView). A member holding the cluster secret therefore cannot
+// plant state for a group it does not lead, nor a far-future epoch that would shadow every real row.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -25,8 +28,10 @@ export interface StateCacheOptions {
   node: string;
   /** Cluster key prefix (peers of another cluster are refused). */
   cluster: string;
-  /** Shared cluster secret (≥ 16 bytes); never logged. */
-  secret: Buffer;
+  /** Shared cluster secret (≥ 16 bytes); never logged. Not used when `peerKeys` is set. */
+  secret?: Buffer | undefined;
+  /** This node's key with each peer (peer-channel.ts pairKey): identities bound to nodes. */
+  peerKeys?: ReadonlyMap<string, Buffer> | undefined;
   listen: { host: string; port: number };
   logger: Logger;
   registry?: Registry;
@@ -41,6 +46,35 @@ export interface StateCacheOptions {
   pingIntervalMs?: number;
   idleTimeoutMs?: number;
   connectTimeoutMs?: number;
+}
+
+/** Who leads a group at which epoch, as this node's leadership sees it (undefined: not known). */
+export type LeaderView = (
+  group: string,
+  fresh: boolean,
+) => { leader: string | null; epoch: number | null } | undefined;
+
+/** Leaders remembered per group (epoch → node), to check a predecessor's row after a handover. */
+const LEADER_HISTORY_PER_GROUP = 8;
+
+/**
+ * A LeaderView over `groups()` (Leadership.groups builds every group's entry), rebuilt at most
+ * every `maxAgeMs`: a row burst costs one build, not one per row.
+ */
+export function memoizedLeaderView(
+  groups: () => { group: string; leader: string | null; epoch: number | null }[],
+  maxAgeMs = 50,
+): LeaderView {
+  let at = Number.NEGATIVE_INFINITY;
+  let byGroup = new Map<string, { leader: string | null; epoch: number | null }>();
+  return (group, fresh) => {
+    const now = performance.now();
+    if (fresh || now - at > maxAgeMs) {
+      byGroup = new Map(groups().map((g) => [g.group, { leader: g.leader, epoch: g.epoch }]));
+      at = now;
+    }
+    return byGroup.get(group);
+  };
 }
 
 /** What this node answers a leader that asks to stay in failsafe (see src/cluster/failsafe.ts). */
@@ -71,7 +105,8 @@ interface PendingAck {
 
 export class StateCache extends EventEmitter implements ProcessStateStore, FailsafeTransport {
   readonly node: string;
-  private readonly opts: Required<Omit<StateCacheOptions, 'registry'>> & { registry?: Registry };
+  private readonly opts: Required<Omit<StateCacheOptions, 'registry' | 'secret' | 'peerKeys'>> &
+    Pick<StateCacheOptions, 'secret' | 'peerKeys'> & { registry?: Registry };
   private readonly log: Logger;
   private readonly channel: PeerChannel;
   private readonly rows = new Map<string, CachedRow>();
@@ -81,13 +116,16 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
   private readonly fsPending = new Map<number, (a: FailsafeAnswer) => void>();
   private readonly metrics: CacheMetrics | undefined;
   private responder: FailsafeResponder = () => ({ ok: false, reason: 'failsafe not enabled on this node' });
+  private leaderView: LeaderView | undefined;
+  private readonly leaderHistory = new Map<string, Map<number, string>>();
   private nextId = 1;
   private totalBytes = 0;
   private started = false;
 
   constructor(opts: StateCacheOptions) {
     super();
-    if (opts.secret.length < 16) throw new Error('state cache: the cluster secret must be at least 16 bytes');
+    if (!opts.peerKeys && (opts.secret?.length ?? 0) < 16)
+      throw new Error('state cache: the cluster secret must be at least 16 bytes');
     this.opts = {
       chunkBytes: 64 * 1024,
       bulkBytesPerS: 16 * 1024 * 1024,
@@ -105,6 +143,7 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       node: opts.node,
       cluster: opts.cluster,
       secret: opts.secret,
+      peerKeys: opts.peerKeys,
       listen: opts.listen,
       chunkBytes: this.opts.chunkBytes,
       bulkBytesPerS: this.opts.bulkBytesPerS,
@@ -148,6 +187,11 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
   /** The members to replicate to (from etcd membership); ourselves and members without a peer URL are skipped. */
   setMembers(members: { node: string; peerUrl?: string | undefined }[]): void {
     this.channel.setPeers(members);
+  }
+
+  /** From here on, a peer's row is applied only if `view` backs its writer (see the header). */
+  setLeaderView(view: LeaderView): void {
+    this.leaderView = view;
   }
 
   setFailsafeResponder(fn: FailsafeResponder): void {
@@ -340,6 +384,22 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
     }
     const res = asm.add(h as unknown as RowHeader, body);
     if (res === 'partial' || res === 'dropped') return;
+    const notLeader = this.writerProblem(res);
+    if (notLeader) {
+      this.metrics?.received.inc({ result: 'not-leader' });
+      this.channel.reject(
+        'not-leader',
+        {
+          peer: conn.node,
+          group: res.group,
+          row: [res.epoch, res.seq],
+          writer: res.writer,
+          problem: notLeader,
+        },
+        'row refused: its writer does not lead the group at its epoch',
+      );
+      return;
+    }
     const cur = this.rows.get(res.group);
     const cmp = compareVersion(versionOf(res), versionOf(cur));
     if (cmp > 0) {
@@ -374,6 +434,42 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       conn.send(FrameType.ACK, { group: res.group, epoch: res.epoch, seq: res.seq });
     const done = this.pullsExpecting(res.group);
     for (const p of done) this.maybeFinishPull(p);
+  }
+
+  /**
+   * Why the leadership view does not back a row's writer; null when it does, or when no view is
+   * set. The current (leader, epoch) is remembered on every check, so a predecessor's row that
+   * arrives after a handover is checked against who led then. An epoch newer than the view's is
+   * refused: a view that lags a real handover refuses one row, and the next one (a period later)
+   * passes. An epoch older than anything this node watched (it started later), or a group with no
+   * leader known yet (leadership not started: anti-entropy at connect), cannot be checked and is
+   * accepted.
+   */
+  private writerProblem(row: CachedRow): string | null {
+    // A refusal is checked again on a fresh view: a memoized one may predate the handover.
+    return this.writerProblemIn(row, false) && this.writerProblemIn(row, true);
+  }
+
+  private writerProblemIn(row: CachedRow, fresh: boolean): string | null {
+    if (!this.leaderView) return null;
+    const view = this.leaderView(row.group, fresh);
+    let history = this.leaderHistory.get(row.group);
+    if (view?.leader && view.epoch !== null && history?.get(view.epoch) !== view.leader) {
+      if (!history) {
+        history = new Map();
+        this.leaderHistory.set(row.group, history);
+      }
+      history.set(view.epoch, view.leader);
+      if (history.size > LEADER_HISTORY_PER_GROUP) history.delete(Math.min(...history.keys()));
+    }
+    const known = history?.get(row.epoch);
+    if (known !== undefined)
+      return known === row.writer ? null : `epoch ${row.epoch} is ${known}'s, not ${row.writer}'s`;
+    const current = view?.epoch ?? null;
+    // No leader known (leadership not started yet, or between leaders): nothing to check against.
+    if (current === null) return null;
+    if (row.epoch > current) return `epoch ${row.epoch} is newer than the leader's (${current})`;
+    return null;
   }
 
   private onSync(conn: PeerConnection, h: Record<string, unknown>): void {
@@ -490,7 +586,7 @@ class CacheMetrics {
     });
     this.received = new Counter({
       name: 'coolctl_cache_rows_received_total',
-      help: 'Rows received from peers, by result: applied, duplicate, stale (older than the cached row: ignored)',
+      help: 'Rows received from peers, by result: applied, duplicate, stale (older than the cached row: ignored), not-leader (its writer did not lead the group at its epoch: refused)',
       labelNames: ['result'],
       registers,
     });
@@ -500,7 +596,14 @@ class CacheMetrics {
       labelNames: ['reason'],
       registers,
     });
-    for (const reason of ['auth', 'hello', 'malformed', 'too-large', 'stale'] satisfies RejectReason[])
+    for (const reason of [
+      'auth',
+      'hello',
+      'malformed',
+      'too-large',
+      'stale',
+      'not-leader',
+    ] satisfies RejectReason[])
       this.rejects.inc({ reason }, 0);
     this.replication = new Histogram({
       name: 'coolctl_cache_replication_seconds',

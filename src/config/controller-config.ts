@@ -15,6 +15,7 @@ import {
   linkRules,
   loadEtcdSecurity,
   loadMqttLink,
+  loadPeerKeys,
   type MqttLink,
   MqttSettingsSchema,
 } from './link-secrets.ts';
@@ -65,6 +66,13 @@ export const ControllerConfigSchema = T.Object(
             maximum: 3_600_000,
             default: 5000,
             description: 'membership must be stable this long before groups are rebalanced',
+          }),
+        ),
+        peerKeysFile: T.Optional(
+          T.String({
+            minLength: 1,
+            description:
+              'file holding this node’s peer-channel key with each other node (scripts/peer-keys.ts); binds each peer identity to its node; replaces secretFile; relative to this file',
           }),
         ),
         secretFile: T.Optional(
@@ -190,6 +198,8 @@ export interface ControllerConfig {
   etcdSecurity: EtcdSecurity;
   /** The shared cluster secret (from cluster.secretFile); undefined when no node has a peer address. */
   secret: Buffer | undefined;
+  /** This node's key with each peer (cluster.peerKeysFile), used instead of the shared secret. */
+  peerKeys: Map<string, Buffer> | undefined;
   dataDir: string;
   mqttUrl: string | undefined;
   /** The sensor broker link with its credentials and TLS material (sensors.mqtt or sensors.mqttUrl). */
@@ -357,6 +367,10 @@ export async function loadControllerConfig(file: string, node: string): Promise<
   const etcdSecurity = await loadEtcdSecurity(etcd, base, file, linkProblems);
   const mqttSettings = c.sensors?.mqtt ?? (c.sensors?.mqttUrl ? { url: c.sensors.mqttUrl } : undefined);
   const mqtt = mqttSettings ? await loadMqttLink(mqttSettings, base, file, linkProblems) : undefined;
+  const peerKeys =
+    c.cluster.peerKeysFile && self.peer
+      ? await loadPeerKeys(c.cluster.peerKeysFile, base, file, node, Object.keys(c.nodes), linkProblems)
+      : undefined;
   if (linkProblems.length > 0) throw new ConfigError(file, linkProblems);
   const [apiHost, apiPort] = splitHostPort(self.api);
   return {
@@ -379,6 +393,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     },
     etcdSecurity,
     secret,
+    peerKeys,
     dataDir: resolve(base, (c.dataDir ?? 'var/{node}').replaceAll('{node}', node)),
     mqttUrl: mqtt?.url,
     mqtt,
@@ -416,6 +431,7 @@ async function readSecret(file: string, base: string, c: ControllerConfigFile): 
       },
     ]);
   }
+  if (!c.cluster.secretFile && c.cluster.peerKeysFile) return undefined;
   if (!c.cluster.secretFile)
     throw problem('nodes have peer addresses but no cluster secret is configured', 'a path to a secret file');
   const path = resolve(base, c.cluster.secretFile);

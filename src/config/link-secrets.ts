@@ -224,6 +224,48 @@ export async function loadEtcdSecurity(
   return security;
 }
 
+/**
+ * This node's peer-channel keys (`cluster.peerKeysFile`, written by scripts/peer-keys.ts): one line
+ * per peer, `NODE HEX` (64 hex digits); `#` starts a comment. Problems name the line, never a key.
+ */
+export async function loadPeerKeys(
+  name: string,
+  base: string,
+  file: string,
+  self: string,
+  nodes: string[],
+  problems: ConfigProblem[],
+): Promise<Map<string, Buffer> | undefined> {
+  const path = '/cluster/peerKeysFile';
+  const text = (await reader(base, file, problems)(path, name))?.toString('utf8');
+  if (text === undefined) return undefined;
+  const keys = new Map<string, Buffer>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line) return;
+    const m = /^(\S+)\s+([0-9a-fA-F]{64})$/.exec(line);
+    if (!m) {
+      problems.push({
+        file,
+        path,
+        message: `${resolve(base, name)} line ${i + 1} is not "NODE HEXKEY"`,
+        allowed: 'lines written by scripts/peer-keys.ts',
+      });
+      return;
+    }
+    keys.set(m[1]!, Buffer.from(m[2]!, 'hex'));
+  });
+  const missing = nodes.filter((n) => n !== self && !keys.has(n));
+  if (missing.length > 0)
+    problems.push({
+      file,
+      path,
+      message: `${resolve(base, name)} has no key for ${missing.join(', ')}`,
+      allowed: `a key for every other node (scripts/peer-keys.ts for node ${self})`,
+    });
+  return keys;
+}
+
 /** Reads what the broker settings name. */
 export async function loadMqttLink(
   settings: MqttSettings,

@@ -11,7 +11,7 @@ import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../api/app.ts';
 import { AuditTrail } from '../api/audit/audit-trail.ts';
 import { AuthStore } from '../api/auth/auth-store.ts';
-import { StateCache } from '../cache/state-cache.ts';
+import { memoizedLeaderView, StateCache } from '../cache/state-cache.ts';
 import { createEtcdClient } from '../cluster/etcd/etcd-client.ts';
 import { EtcdLeadership } from '../cluster/etcd/etcd-leadership.ts';
 import { EtcdPrefixKv } from '../cluster/etcd/prefix-kv.ts';
@@ -31,8 +31,7 @@ import { ConfigError, CoolctlError, ErrorCodes } from '../errors.ts';
 import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
 import { SensorStore, type SensorView } from '../sensors/sensor-store.ts';
-
-export const VERSION = '0.1.0';
+import { VERSION } from '../version.ts';
 
 export interface ControllerDeps {
   logger: Logger;
@@ -118,11 +117,12 @@ export class Controller {
       const metrics = new DeviceMetrics(this.registry);
       this.deviceMetrics = metrics;
       for (const ahu of cfg.site.airHandlers) await this.openDevice(ahu);
-      if (cfg.peer && cfg.secret) {
+      if (cfg.peer && (cfg.secret || cfg.peerKeys)) {
         this.cache = new StateCache({
           node: cfg.node,
           cluster: cfg.cluster.prefix,
           secret: cfg.secret,
+          peerKeys: cfg.peerKeys,
           listen: cfg.peer,
           logger: this.log,
           registry: this.registry,
@@ -162,7 +162,10 @@ export class Controller {
           ...(cache && cfg.cluster.failsafe ? { failsafe: cache } : {}),
         });
       this.leadership = leadership;
-      if (cache) leadership.on('members', (members: Member[]) => cache.setMembers(members));
+      if (cache) {
+        leadership.on('members', (members: Member[]) => cache.setMembers(members));
+        cache.setLeaderView(memoizedLeaderView(() => leadership.groups()));
+      }
       for (const g of cfg.site.controlGroups) this.drivers.set(g.id, this.newDriver(g));
       const etcd = createEtcdClient({
         hosts: cfg.cluster.etcd,
