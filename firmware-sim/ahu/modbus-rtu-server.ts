@@ -14,8 +14,6 @@ import { FC, ModbusAhuPdu, newPduCounters, type PduCounters, type PduHandler } f
 import { DEFAULT_BAUD, RtuLine, type RtuLineSettings } from './rtu-line.ts';
 import type { SimAirHandler } from './unit.ts';
 
-export { crc16 } from './rtu-line.ts';
-
 export interface ModbusRtuLineServerOptions extends RtuLineSettings {
   /** The device end of the line, e.g. one end of a pty pair (`endpoint.simPath`). */
   path: string;

@@ -10,6 +10,7 @@
 import type { Logger } from 'pino';
 import { pino } from 'pino';
 import { maxApplyDelayMs } from '../../src/config/site-schema.ts';
+import { rtuCrcOk, rtuFrame } from '../../src/devices/modbus/rtu-frame.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, RateLimitedWarn } from '../../src/util/async.ts';
 import type { PduHandler } from './modbus-pdu.ts';
@@ -164,7 +165,7 @@ export class RtuLine {
     // The request occupies the line whoever it is for; a unit sees it only once it has all arrived.
     await this.lineTime(frame.length);
     if (this.stopped) return null;
-    if (frame.length < 4 || crc16(frame.subarray(0, -2)) !== frame.readUInt16LE(frame.length - 2)) {
+    if (!rtuCrcOk(frame)) {
       this.counters.badFrames++;
       this.warns.warn(
         'bad-frame',
@@ -250,21 +251,5 @@ export function bitsPerChar(s: Required<RtuLineSettings>): number {
   return 1 + s.dataBits + (s.parity === 'none' ? 0 : 1) + s.stopBits;
 }
 
-/** Address + PDU + CRC. */
-export function rtuFrame(unitId: number, pdu: Buffer): Buffer {
-  const out = Buffer.alloc(1 + pdu.length + 2);
-  out.writeUInt8(unitId, 0);
-  pdu.copy(out, 1);
-  out.writeUInt16LE(crc16(out.subarray(0, -2)), out.length - 2);
-  return out;
-}
-
-/** Modbus CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF), sent low byte first. */
-export function crc16(bytes: Uint8Array): number {
-  let crc = 0xffff;
-  for (const b of bytes) {
-    crc ^= b;
-    for (let i = 0; i < 8; i++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
-  }
-  return crc;
-}
+// The frame and its CRC are src's (one owner); the simulator's converter takes them from here.
+export { crc16, rtuFrame } from '../../src/devices/modbus/rtu-frame.ts';

@@ -4,6 +4,7 @@
 // timed out is recognised by its address and dropped, so it never answers the next unit's request.
 // Between frames the line stays silent for 3.5 characters, as RTU requires.
 import { SerialPort } from 'serialport';
+import { rtuCrcOk, rtuFrame } from '../devices/modbus/rtu-frame.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { settlesWithin } from '../util/async.ts';
 import { answerMatches, answerPduLength, type Transport, type TransportOutcome } from './transport.ts';
@@ -117,10 +118,7 @@ export class RtuTransport implements Transport {
     const port = this.port!;
     const quietMs = this.lastTrafficMs + this.gapMs - performance.now();
     if (quietMs > 0) await new Promise((r) => setTimeout(r, quietMs));
-    const frame = Buffer.alloc(pdu.length + 3);
-    frame[0] = unitId;
-    pdu.copy(frame, 1);
-    frame.writeUInt16LE(crc16(frame.subarray(0, -2)), frame.length - 2);
+    const frame = rtuFrame(unitId, pdu);
     this.rx = Buffer.alloc(0);
     return new Promise<TransportOutcome>((resolve) => {
       const timer = setTimeout(() => settle({ kind: 'timeout' }), timeoutMs);
@@ -191,7 +189,7 @@ export class RtuTransport implements Transport {
       if (this.rx.length < len) return;
       const frame = this.rx.subarray(0, len);
       this.rx = this.rx.subarray(len);
-      if (crc16(frame.subarray(0, -2)) !== frame.readUInt16LE(len - 2)) {
+      if (!rtuCrcOk(frame)) {
         this.rx = Buffer.alloc(0);
         p.settle({ kind: 'garbage', reason: 'bad CRC' });
         return;
@@ -209,14 +207,4 @@ export class RtuTransport implements Transport {
       return;
     }
   }
-}
-
-/** Modbus CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF), sent low byte first. */
-export function crc16(bytes: Uint8Array): number {
-  let crc = 0xffff;
-  for (const b of bytes) {
-    crc ^= b;
-    for (let i = 0; i < 8; i++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
-  }
-  return crc;
 }

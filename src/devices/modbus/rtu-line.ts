@@ -15,6 +15,7 @@ import { Counter, type Registry } from 'prom-client';
 import { SerialPort } from 'serialport';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import { ModbusExceptionError, ModbusFrameError } from './modbus-tcp.ts';
+import { rtuCrcOk, rtuFrame } from './rtu-frame.ts';
 
 export interface RtuSerialSettings {
   path: string;
@@ -115,16 +116,6 @@ function expectedResponseLength(buf: Buffer): number | undefined {
     default:
       return -1;
   }
-}
-
-/** Modbus CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF), sent low byte first. */
-export function crc16(bytes: Uint8Array, end = bytes.length): number {
-  let crc = 0xffff;
-  for (let j = 0; j < end; j++) {
-    crc ^= bytes[j]!;
-    for (let i = 0; i < 8; i++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
-  }
-  return crc;
 }
 
 /** Bits per character on the wire: start, 8 data, parity or a second stop bit, stop (Modbus over serial line, 2.5.1). */
@@ -283,10 +274,7 @@ export class RtuLine {
       );
     }
     if (signal?.aborted) return Promise.reject(this.abortedError(unitId, signal));
-    const frame = Buffer.allocUnsafe(pdu.length + 3);
-    frame[0] = unitId;
-    frame.set(pdu, 1);
-    frame.writeUInt16LE(crc16(frame, pdu.length + 1), pdu.length + 1);
+    const frame = rtuFrame(unitId, pdu);
     this.counterOf(unitId).requests++;
     return new Promise<Buffer>((resolve, reject) => {
       const job: Job = {
@@ -387,7 +375,7 @@ export class RtuLine {
       if (len === undefined || (len > 0 && this.rx.length < len)) return undefined;
       if (len < 0) return this.garbage(job, `function ${this.rx[1]} in the answer is no Modbus function`);
       const frame = this.rx.subarray(0, len);
-      if (crc16(frame, len - 2) !== frame.readUInt16LE(len - 2)) {
+      if (!rtuCrcOk(frame)) {
         return this.garbage(job, `CRC error in a ${len}-byte answer`);
       }
       if (frame[0] !== job.unitId) {

@@ -1,0 +1,27 @@
+// The Modbus RTU frame (Modbus over serial line, 2.5.1): slave address, PDU, CRC-16 low byte first.
+// The one owner of the CRC for every RTU end in the tree — the controller's line (./rtu-line.ts),
+// the fencing gateway's (src/gateway/rtu-transport.ts) and the simulator's units and converter.
+
+/** Modbus CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF) of `bytes[0..end)`. */
+export function crc16(bytes: Uint8Array, end = bytes.length): number {
+  let crc = 0xffff;
+  for (let j = 0; j < end; j++) {
+    crc ^= bytes[j]!;
+    for (let i = 0; i < 8; i++) crc = crc & 1 ? (crc >>> 1) ^ 0xa001 : crc >>> 1;
+  }
+  return crc;
+}
+
+/** Address + PDU + CRC. */
+export function rtuFrame(unitId: number, pdu: Uint8Array): Buffer {
+  const frame = Buffer.allocUnsafe(pdu.length + 3);
+  frame[0] = unitId;
+  frame.set(pdu, 1);
+  frame.writeUInt16LE(crc16(frame, pdu.length + 1), pdu.length + 1);
+  return frame;
+}
+
+/** Whether a whole frame (address, PDU, CRC) ends in the CRC of what precedes it. */
+export function rtuCrcOk(frame: Uint8Array, length = frame.length): boolean {
+  return length >= 4 && crc16(frame, length - 2) === (frame[length - 2]! | (frame[length - 1]! << 8));
+}

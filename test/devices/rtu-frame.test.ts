@@ -1,0 +1,27 @@
+// The Modbus RTU frame every RTU end in the tree builds and checks (src/devices/modbus/rtu-frame.ts),
+// against frames published as worked examples of Modbus RTU.
+import { describe, expect, it } from 'vitest';
+import { crc16, rtuCrcOk, rtuFrame } from '../../src/devices/modbus/rtu-frame.ts';
+
+describe('Modbus RTU frame', () => {
+  it('carries the CRC-16 real masters send, low byte first', () => {
+    // Read holding registers 0..9 of unit 1: 01 03 00 00 00 0A C5 CD.
+    expect(rtuFrame(1, Buffer.from([0x03, 0x00, 0x00, 0x00, 0x0a])).toString('hex')).toBe('01030000000ac5cd');
+    // Write single register 1 = 3 on unit 17: 11 06 00 01 00 03 9A 9B.
+    expect(rtuFrame(17, Buffer.from([0x06, 0x00, 0x01, 0x00, 0x03])).toString('hex')).toBe(
+      '1106000100039a9b',
+    );
+    expect(crc16(Buffer.from('0103', 'hex'), 0)).toBe(0xffff);
+  });
+
+  it('accepts a frame whose CRC is right and refuses one bit off, or one too short to have a CRC', () => {
+    const good = rtuFrame(5, Buffer.from([0x04, 0x00, 0x10, 0x00, 0x02]));
+    expect(rtuCrcOk(good)).toBe(true);
+    const flipped = Buffer.from(good);
+    flipped[3]! ^= 0x01;
+    expect(rtuCrcOk(flipped)).toBe(false);
+    expect(rtuCrcOk(Buffer.from([0x05, 0x04, 0xff]))).toBe(false);
+    // A frame cut from a longer buffer is checked over its own length only.
+    expect(rtuCrcOk(Buffer.concat([good, Buffer.from([0x00, 0x00])]), good.length)).toBe(true);
+  });
+});
