@@ -293,7 +293,7 @@ class Phase {
       (g) => (this.moves.get(g) ?? 0) !== (movesBefore.get(g) ?? 0),
     ).length;
     say2(
-      `kill -9 ${victim} (led ${itsGroups.length}): led again p50 ${f.kill_node_relead_p50_ms} ms, ` +
+      `kill -9 ${victim} at ${new Date(killAtMs).toISOString()} (led ${itsGroups.length}): led again p50 ${f.kill_node_relead_p50_ms} ms, ` +
         `p99 ${f.kill_node_relead_p99_ms} ms, max ${f.kill_node_relead_max_ms} ms; ` +
         `${f.kill_node_unled_groups} not led within ${reledBoundMs} ms`,
     );
