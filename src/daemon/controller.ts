@@ -390,6 +390,7 @@ export class Controller {
       this.modbusSensors = new ModbusSource(cfg.site, store, {
         timeScale: cfg.timeScale,
         logger: this.log.child({ component: 'modbus-sensors' }),
+        registry: this.registry,
       });
       this.modbusSensors.start();
     }

@@ -10,6 +10,7 @@
 // counted and dropped; stop() ends the loops and closes every socket.
 import { type Socket, connect as tcpConnect } from 'node:net';
 import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
 import { nodeUnitIds } from '../config/site-rules.ts';
 import type { Site } from '../config/site-schema.ts';
 import { ModbusExceptionError, ModbusFrameError, ModbusTcpClient } from '../devices/modbus/modbus-tcp.ts';
@@ -28,6 +29,8 @@ export interface ModbusSourceOptions {
   /** Simulation only: site time runs this many times faster than the wall clock. */
   timeScale?: number;
   logger?: Logger;
+  /** Where the poll counters are served (/metrics), read when it is scraped. */
+  registry?: Registry;
 }
 
 export const DEFAULT_SENSOR_POLL_TIMEOUT_MS = 1_000;
@@ -63,6 +66,7 @@ interface GatewayPoller {
 }
 
 const GATEWAY_TARGET_FAILED = 0x0b;
+const MODBUS_SENSOR_METRICS = ['coolctl_sensor_modbus_polls_total', 'coolctl_sensor_modbus_connects_total'];
 
 export class ModbusSource {
   readonly counters = { polls: 0, newReports: 0, pollErrors: 0, malformed: 0, noReportYet: 0, connects: 0 };
@@ -97,6 +101,40 @@ export class ModbusSource {
         conn: undefined,
       });
     }
+    if (opts.registry) this.registerMetrics(opts.registry);
+  }
+
+  private registerMetrics(registry: Registry): void {
+    // A reload that changes the sensors builds a new source on the same registry.
+    for (const name of MODBUS_SENSOR_METRICS) registry.removeSingleMetric(name);
+    const c = this.counters;
+    new Counter({
+      name: 'coolctl_sensor_modbus_polls_total',
+      help:
+        'Node reads from Modbus sensor gateways by outcome: new_report, unchanged (no new seq), no_report_yet (0x0B), ' +
+        'malformed (a node block that does not decode: dropped), failed (timeout, refused, garbage: ends that poll)',
+      labelNames: ['outcome'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const failed = c.pollErrors;
+        const unchanged = Math.max(0, c.polls - c.newReports - c.noReportYet - c.malformed - failed);
+        this.inc({ outcome: 'new_report' }, c.newReports);
+        this.inc({ outcome: 'unchanged' }, unchanged);
+        this.inc({ outcome: 'no_report_yet' }, c.noReportYet);
+        this.inc({ outcome: 'malformed' }, c.malformed);
+        this.inc({ outcome: 'failed' }, failed);
+      },
+    });
+    new Counter({
+      name: 'coolctl_sensor_modbus_connects_total',
+      help: 'TCP connections opened to Modbus sensor gateways (a new one after every timeout or garbage)',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(c.connects);
+      },
+    });
   }
 
   start(): void {

@@ -5,6 +5,7 @@
 // poll interval. The gateway here is a scripted MBAP server on loopback: the simulator's gateway
 // has no "answers late" or "never answers" fault.
 import { createServer, type Server, type Socket } from 'node:net';
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
@@ -104,24 +105,32 @@ const gw2Nodes = site.sensorNodes.filter((n) => n.gateway === 'gw-2');
 
 function start(gw: ScriptedGateway) {
   const logs = captureLogs();
+  const registry = new Registry();
   const store = new SensorStore(site, { timeScale: TIME_SCALE, logger: logs.logger });
   const source = new ModbusSource(site, store, {
     endpoints: { 'gw-2': { host: '127.0.0.1', port: gw.port } },
     timeScale: TIME_SCALE,
     timeoutMs: TIMEOUT_MS,
     logger: logs.logger,
+    registry,
   });
   sources.push(source);
   source.start();
   const online = () => store.gatewayStates().find((g) => g.id === 'gw-2')?.online;
-  return { store, source, logs, online };
+  /** A counter's value on /metrics, from the registry's text. */
+  const metric = async (name: string, labels = '') => {
+    const text = await registry.getSingleMetricAsString(name);
+    const m = new RegExp(`^${name}${labels.replace(/[{}]/g, '\\$&')} (\\d+)$`, 'm').exec(text);
+    return Number(m?.[1]);
+  };
+  return { store, source, logs, online, metric };
 }
 
 describe('sensor polling against a dead or slow Modbus gateway', () => {
   it('a gateway that never answers: offline at the deadline, one request per connection, retried with backoff', async () => {
     expect(gw2Nodes.length).toBeGreaterThan(2);
     const gw = await scriptedGateway(undefined);
-    const { source, logs, online } = start(gw);
+    const { source, logs, online, metric } = start(gw);
     await waitFor('a first connection', () => gw.accepts.length > 0);
     const firstMs = gw.accepts[0]!;
     await waitFor('gw-2 offline', () => online() === false, { timeoutMs: 5_000, intervalMs: 5 });
@@ -152,6 +161,14 @@ describe('sensor polling against a dead or slow Modbus gateway', () => {
     await waitFor('gw-2 online again', () => online() === true, { timeoutMs: 5_000 });
     await waitFor('reports', () => source.counters.newReports >= gw2Nodes.length);
     expect(source.counters.malformed).toBe(0);
+    // The same story on /metrics: every failed poll, every connection, the reports.
+    expect(await metric('coolctl_sensor_modbus_polls_total', '{outcome="failed"}')).toBeGreaterThanOrEqual(
+      tries.length,
+    );
+    expect(await metric('coolctl_sensor_modbus_connects_total')).toBeGreaterThanOrEqual(tries.length + 1);
+    expect(
+      await metric('coolctl_sensor_modbus_polls_total', '{outcome="new_report"}'),
+    ).toBeGreaterThanOrEqual(gw2Nodes.length);
   });
 
   it('a gateway that answers after the deadline: no late answer is taken, and a fast one is fine again', async () => {
