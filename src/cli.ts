@@ -2,18 +2,14 @@
 // `pause`/`resume`, `override` and `config validate` talk to a running cluster or check a file.
 // The only module that touches `process`: arguments, signals, exit codes (0 clean stop, 1 start-up
 // or request failure, 2 invalid config or usage).
+// Each command imports what it runs when it runs: the controller (etcd, OPC-UA, fastify) costs
+// seconds to load on a small gateway, and `--help`, `status` or `profile check` need none of it.
 import { Command, CommanderError } from 'commander';
-import { pino } from 'pino';
+import type { Logger } from 'pino';
 import { type ApiOptions, ApiUsageError, apiCall, apiOptions, apiRequest } from './cli/api-client.ts';
 import { addApiCommands } from './cli/api-commands.ts';
-import { profileCheck } from './cli/profile-check.ts';
-import { profileRead } from './cli/profile-read.ts';
-import { loadControllerConfig } from './config/controller-config.ts';
-import { LOG_REDACT_PATHS } from './config/link-secrets.ts';
-import { ConfigWatcher } from './daemon/config-watch.ts';
-import { Controller, VERSION } from './daemon/controller.ts';
-import { SdNotify } from './daemon/sd-notify.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
+import { VERSION } from './version.ts';
 
 const program = new Command('coolctl')
   .version(VERSION)
@@ -28,6 +24,21 @@ program
   .requiredOption('--node <name>', 'this node’s name, one of the config’s nodes')
   .option('--log-level <level>', 'pino log level', 'info')
   .action(async (o: { config: string; node: string; logLevel: string }) => {
+    const [
+      { pino },
+      { loadControllerConfig },
+      { LOG_REDACT_PATHS },
+      { ConfigWatcher },
+      { Controller },
+      { SdNotify },
+    ] = await Promise.all([
+      import('pino'),
+      import('./config/controller-config.ts'),
+      import('./config/link-secrets.ts'),
+      import('./daemon/config-watch.ts'),
+      import('./daemon/controller.ts'),
+      import('./daemon/sd-notify.ts'),
+    ]);
     const logger = pino({
       level: o.logLevel,
       base: { app: 'coolctl', node: o.node },
@@ -158,6 +169,7 @@ program
   .description('check a controller config (and its site file) and list every problem')
   .option('--node <name>', 'check it for this node (default: the first node)')
   .action(async (file: string, o: { node?: string }) => {
+    const { loadControllerConfig } = await import('./config/controller-config.ts');
     const node = o.node ?? (await firstNode(file));
     const cfg = await loadControllerConfig(file, node);
     process.stdout.write(
@@ -172,6 +184,7 @@ profileCommand
   .description('check a device profile: its read plan and writes, or every problem with its line (exit 1)')
   .option('--firmware <version>', "the unit's firmware, for points with sinceFirmware")
   .action(async (file: string, o: { firmware?: string }) => {
+    const { profileCheck } = await import('./cli/profile-check.ts');
     const r = await profileCheck(file, o.firmware !== undefined ? { firmware: o.firmware } : {});
     (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
     process.exitCode = r.exitCode;
@@ -192,6 +205,7 @@ profileCommand
     'where profile NAME.yaml files are (default: config/profiles of this installation)',
   )
   .action(async (o: { unit: string; config: string; profiles?: string }) => {
+    const { profileRead } = await import('./cli/profile-read.ts');
     const r = await profileRead({
       unit: o.unit,
       config: o.config,
@@ -268,7 +282,7 @@ class UsageError extends Error {}
  * (test/control/daemon-modes.test.ts). Nothing in the real path of a step throws on bad input, so
  * the crash has to be injected; unset (production), nothing is installed.
  */
-function testCrashHook(logger: pino.Logger): { beforeStep?: (group: string) => void } {
+function testCrashHook(logger: Logger): { beforeStep?: (group: string) => void } {
   const group = process.env.COOLCTL_TEST_CRASH_GROUP;
   if (!group) return {};
   let pending = 0;
