@@ -19,7 +19,8 @@ import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/sit
 import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { COMMAND_BLOCK_LEN, resolvePointMap, STATUS_BLOCK_LEN } from '../../src/devices/modbus/point-map.ts';
-import { RTU_BITS_PER_CHAR, rtuLineOn } from '../../src/devices/modbus/rtu-line.ts';
+import { RTU_BITS_PER_CHAR } from '../../src/devices/modbus/rtu-frame.ts';
+import { rtuLineOn } from '../../src/devices/modbus/rtu-line.ts';
 import { delay, until } from './stats.ts';
 
 export interface RtuLineBenchOptions {

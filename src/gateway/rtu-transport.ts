@@ -4,7 +4,7 @@
 // timed out is recognised by its address and dropped, so it never answers the next unit's request.
 // Between frames the line stays silent for 3.5 characters, as RTU requires.
 import { SerialPort } from 'serialport';
-import { rtuCrcOk, rtuFrame } from '../devices/modbus/rtu-frame.ts';
+import { interFrameGapMs, rtuCrcOk, rtuFrame } from '../devices/modbus/rtu-frame.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { settlesWithin } from '../util/async.ts';
 import { answerMatches, answerPduLength, type Transport, type TransportOutcome } from './transport.ts';
@@ -53,8 +53,7 @@ export class RtuTransport implements Transport {
   constructor(opts: RtuOptions) {
     this.opts = opts;
     this.endpoint = `serial:${opts.path}`;
-    // 3.5 characters of 11 bits; the spec fixes 1.75 ms above 19 200 baud.
-    this.gapMs = opts.baudRate > 19_200 ? 1.75 : (3.5 * 11 * 1000) / opts.baudRate;
+    this.gapMs = interFrameGapMs(opts.baudRate);
   }
 
   get usable(): boolean {

@@ -1,7 +1,7 @@
 // The Modbus RTU frame every RTU end in the tree builds and checks (src/devices/modbus/rtu-frame.ts),
 // against frames published as worked examples of Modbus RTU.
 import { describe, expect, it } from 'vitest';
-import { crc16, rtuCrcOk, rtuFrame } from '../../src/devices/modbus/rtu-frame.ts';
+import { crc16, interFrameGapMs, rtuCrcOk, rtuFrame } from '../../src/devices/modbus/rtu-frame.ts';
 
 describe('Modbus RTU frame', () => {
   it('carries the CRC-16 real masters send, low byte first', () => {
@@ -23,5 +23,11 @@ describe('Modbus RTU frame', () => {
     expect(rtuCrcOk(Buffer.from([0x05, 0x04, 0xff]))).toBe(false);
     // A frame cut from a longer buffer is checked over its own length only.
     expect(rtuCrcOk(Buffer.concat([good, Buffer.from([0x00, 0x00])]), good.length)).toBe(true);
+  });
+
+  it('keeps 3.5 characters of 11 bits between frames, and 1.75 ms above 19 200 baud', () => {
+    expect(interFrameGapMs(9_600)).toBeCloseTo((3.5 * 11 * 1000) / 9_600, 6);
+    expect(interFrameGapMs(19_200)).toBeCloseTo((3.5 * 11 * 1000) / 19_200, 6);
+    expect(interFrameGapMs(38_400)).toBe(1.75);
   });
 });

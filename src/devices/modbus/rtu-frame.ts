@@ -1,6 +1,7 @@
-// The Modbus RTU frame (Modbus over serial line, 2.5.1): slave address, PDU, CRC-16 low byte first.
-// The one owner of the CRC for every RTU end in the tree — the controller's line (./rtu-line.ts),
-// the fencing gateway's (src/gateway/rtu-transport.ts) and the simulator's units and converter.
+// The Modbus RTU frame (Modbus over serial line, 2.5.1): slave address, PDU, CRC-16 low byte first,
+// and the silence between frames. The one owner of both for every RTU end in the tree — the
+// controller's line (./rtu-line.ts), the fencing gateway's (src/gateway/rtu-transport.ts) and the
+// simulator's units and converter.
 
 /** Modbus CRC-16 (polynomial 0xA001 reflected, initial 0xFFFF) of `bytes[0..end)`. */
 export function crc16(bytes: Uint8Array, end = bytes.length): number {
@@ -24,4 +25,15 @@ export function rtuFrame(unitId: number, pdu: Uint8Array): Buffer {
 /** Whether a whole frame (address, PDU, CRC) ends in the CRC of what precedes it. */
 export function rtuCrcOk(frame: Uint8Array, length = frame.length): boolean {
   return length >= 4 && crc16(frame, length - 2) === (frame[length - 2]! | (frame[length - 1]! << 8));
+}
+
+/** Bits per character on the wire: start, 8 data, parity or a second stop bit, stop (Modbus over serial line, 2.5.1). */
+export const RTU_BITS_PER_CHAR = 11;
+
+/**
+ * The silence that must precede a frame: 3.5 characters, and a fixed 1.75 ms above 19 200 baud
+ * (the Modbus serial-line spec's advice, since timers cannot resolve less).
+ */
+export function interFrameGapMs(baudRate: number): number {
+  return baudRate > 19_200 ? 1.75 : (3.5 * RTU_BITS_PER_CHAR * 1000) / baudRate;
 }

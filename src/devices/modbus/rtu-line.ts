@@ -15,7 +15,7 @@ import { Counter, type Registry } from 'prom-client';
 import { SerialPort } from 'serialport';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import { ModbusExceptionError, ModbusFrameError } from './modbus-tcp.ts';
-import { rtuCrcOk, rtuFrame } from './rtu-frame.ts';
+import { interFrameGapMs, rtuCrcOk, rtuFrame } from './rtu-frame.ts';
 
 export interface RtuSerialSettings {
   path: string;
@@ -116,22 +116,6 @@ function expectedResponseLength(buf: Buffer): number | undefined {
     default:
       return -1;
   }
-}
-
-/** Bits per character on the wire: start, 8 data, parity or a second stop bit, stop (Modbus over serial line, 2.5.1). */
-export const RTU_BITS_PER_CHAR = 11;
-
-/**
- * The silence that must precede a frame: 3.5 characters, and a fixed 1.75 ms above 19 200 baud
- * (the Modbus serial-line spec's advice, since timers cannot resolve less).
- */
-export function interFrameGapMs(baudRate: number): number {
-  return baudRate > 19_200 ? 1.75 : (3.5 * RTU_BITS_PER_CHAR * 1000) / baudRate;
-}
-
-/** Time on the wire of `bytes` characters at `baudRate` (ms). */
-export function charTimeMs(bytes: number, baudRate: number): number {
-  return (bytes * RTU_BITS_PER_CHAR * 1000) / baudRate;
 }
 
 interface Job {
