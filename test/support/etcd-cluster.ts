@@ -2,13 +2,18 @@
 // free client and peer ports, tmp data dirs, fast raft timing (heartbeat 50 ms, election 500 ms).
 // Everything is bounded: start waits for `etcdctl endpoint health` with a deadline, stop() sends
 // SIGCONT+SIGTERM then SIGKILL after 3 s and removes the data dirs; a process exit kills leftovers.
+// Opt-in `secure`: TLS on client and peer URLs with client certificates required (a CA made with
+// openssl), and authentication on, with a `root` user and one user whose role reaches only a prefix.
+// The default stays plain: most tests do not need it, and CI time matters.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort as freePortOn } from '../../src/util/async.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
+import { makeCa, makeLeaf } from './test-pki.ts';
 
 export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
 export const ETCDCTL_BIN = process.env.ETCDCTL_BIN ?? '/usr/bin/etcdctl';
@@ -26,6 +31,22 @@ export interface EtcdClusterOptions {
    * advertised peer URL), so a chaos test can cut what the others send to one member.
    */
   peerProxies?: boolean;
+  /** TLS (client and peer, client certificates required) and auth on; a user for `prefix` (default `/coolctl/`). */
+  secure?: boolean | { prefix?: string };
+}
+
+/** What a client of a `secure` cluster needs; secrets are also in files, as a deployment has them. */
+export interface EtcdClusterSecurity {
+  caFile: string;
+  /** A client certificate whose CN (`coolctl-node`) is no etcd user: it proves the machine, not who. */
+  certFile: string;
+  keyFile: string;
+  /** The user whose role reaches only `prefix` (readwrite). */
+  username: string;
+  password: string;
+  passwordFile: string;
+  prefix: string;
+  rootPassword: string;
 }
 
 export interface EtcdCluster {
@@ -34,6 +55,10 @@ export interface EtcdCluster {
   /** `http://127.0.0.1:PORT` per member, in member order. */
   readonly clientUrls: string[];
   readonly dir: string;
+  /** Set with `secure`: CA, client certificate, and the prefix user. */
+  readonly security: EtcdClusterSecurity | undefined;
+  /** etcdctl against every member with this cluster's TLS flags; `asRoot` adds the root user. */
+  ctl(args: string[], opts?: { asRoot?: boolean; timeoutMs?: number }): Promise<string>;
   /** Sends `signal` to a member; for SIGKILL/SIGTERM waits (bounded) until it exited. */
   kill(member: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a member again on its data dir and ports (kills it first if it still runs); waits until it is healthy. */
@@ -94,10 +119,12 @@ export async function startEtcdCluster(opts: EtcdClusterOptions = {}): Promise<E
   await mkdir(dir, { recursive: true });
   const size = opts.size ?? 3;
   // A port picked free can be taken before etcd binds it: one retry with fresh ports.
+  const pki = opts.secure ? await makeSecurity(dir, opts.secure) : undefined;
   for (let attempt = 1; ; attempt++) {
-    const cluster = await RealEtcdCluster.create(dir, ownDir, size, opts, attempt);
+    const cluster = await RealEtcdCluster.create(dir, ownDir, size, opts, attempt, pki);
     try {
       await cluster.waitHealthy(opts.startTimeoutMs ?? 30_000);
+      if (pki) await cluster.enableAuth();
       return cluster;
     } catch (err) {
       const tails = await Promise.all(cluster.members.map((_, i) => cluster.logTail(i, 10)));
@@ -107,9 +134,40 @@ export async function startEtcdCluster(opts: EtcdClusterOptions = {}): Promise<E
   }
 }
 
+interface ClusterPki {
+  security: EtcdClusterSecurity;
+  memberCert: string;
+  memberKey: string;
+}
+
+async function makeSecurity(dir: string, secure: true | { prefix?: string }): Promise<ClusterPki> {
+  const ca = await makeCa(dir, 'etcd-ca');
+  const member = await makeLeaf(ca, 'etcd-member', { usage: ['serverAuth', 'clientAuth'] });
+  const client = await makeLeaf(ca, 'etcd-client', { cn: 'coolctl-node', usage: ['clientAuth'] });
+  const password = randomBytes(18).toString('base64url');
+  const passwordFile = join(dir, 'etcd-password');
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  return {
+    security: {
+      caFile: ca.caFile,
+      certFile: client.certFile,
+      keyFile: client.keyFile,
+      username: 'coolctl',
+      password,
+      passwordFile,
+      prefix: (secure === true ? undefined : secure.prefix) ?? '/coolctl/',
+      rootPassword: randomBytes(18).toString('base64url'),
+    },
+    memberCert: member.certFile,
+    memberKey: member.keyFile,
+  };
+}
+
 class RealEtcdCluster implements EtcdCluster {
   readonly members: MemberProc[];
   readonly dir: string;
+  private readonly pki: ClusterPki | undefined;
+  private authOn = false;
   private readonly ownDir: boolean;
   private readonly opts: EtcdClusterOptions;
   private readonly token: string;
@@ -121,7 +179,9 @@ class RealEtcdCluster implements EtcdCluster {
     members: MemberProc[],
     opts: EtcdClusterOptions,
     token: string,
+    pki: ClusterPki | undefined,
   ) {
+    this.pki = pki;
     this.dir = dir;
     this.ownDir = ownDir;
     this.members = members;
@@ -135,6 +195,7 @@ class RealEtcdCluster implements EtcdCluster {
     size: number,
     opts: EtcdClusterOptions,
     attempt: number,
+    pki: ClusterPki | undefined,
   ): Promise<RealEtcdCluster> {
     const members: MemberProc[] = [];
     for (let i = 0; i < size; i++) {
@@ -155,7 +216,14 @@ class RealEtcdCluster implements EtcdCluster {
         proc: null,
       });
     }
-    const c = new RealEtcdCluster(dir, ownDir, members, opts, `coolctl-test-${process.pid}-${Date.now()}`);
+    const c = new RealEtcdCluster(
+      dir,
+      ownDir,
+      members,
+      opts,
+      `coolctl-test-${process.pid}-${Date.now()}`,
+      pki,
+    );
     for (let i = 0; i < size; i++) c.spawnMember(i, 'new');
     return c;
   }
@@ -165,24 +233,77 @@ class RealEtcdCluster implements EtcdCluster {
   }
 
   get clientUrls(): string[] {
-    return this.endpoints.map((e) => `http://${e}`);
+    return this.endpoints.map((e) => `${this.scheme}://${e}`);
+  }
+
+  get security(): EtcdClusterSecurity | undefined {
+    return this.pki?.security;
+  }
+
+  private get scheme(): 'http' | 'https' {
+    return this.pki ? 'https' : 'http';
+  }
+
+  /** etcdctl's TLS flags (the node client certificate), and root once auth is on. */
+  private ctlFlags(asRoot: boolean): string[] {
+    const s = this.pki?.security;
+    if (!s) return [];
+    return [
+      `--cacert=${s.caFile}`,
+      `--cert=${s.certFile}`,
+      `--key=${s.keyFile}`,
+      ...(asRoot && this.authOn ? [`--user=root:${s.rootPassword}`] : []),
+    ];
+  }
+
+  ctl(args: string[], opts: { asRoot?: boolean; timeoutMs?: number } = {}): Promise<string> {
+    return etcdctl(this.endpoints, [...this.ctlFlags(opts.asRoot ?? false), ...args], opts.timeoutMs);
+  }
+
+  /** root, a role reaching only the prefix, its user, then `auth enable` (etcd 3.4's order). */
+  async enableAuth(): Promise<void> {
+    const s = this.pki!.security;
+    const steps = [
+      ['user', 'add', `root:${s.rootPassword}`],
+      ['role', 'add', 'coolctl'],
+      ['role', 'grant-permission', 'coolctl', '--prefix=true', 'readwrite', s.prefix],
+      ['user', 'add', `${s.username}:${s.password}`],
+      ['user', 'grant-role', s.username, 'coolctl'],
+      ['auth', 'enable'],
+    ];
+    for (const step of steps) await this.ctl(step);
+    this.authOn = true;
   }
 
   private spawnMember(i: number, state: 'new' | 'existing'): void {
     const m = this.members[i]!;
+    const scheme = this.scheme;
     const initialCluster = this.members
-      .map((x) => `${x.name}=http://127.0.0.1:${x.advertisePeerPort}`)
+      .map((x) => `${x.name}=${scheme}://127.0.0.1:${x.advertisePeerPort}`)
       .join(',');
+    const tlsFlags = this.pki
+      ? [
+          '--client-cert-auth',
+          `--trusted-ca-file=${this.pki.security.caFile}`,
+          `--cert-file=${this.pki.memberCert}`,
+          `--key-file=${this.pki.memberKey}`,
+          '--peer-client-cert-auth',
+          `--peer-trusted-ca-file=${this.pki.security.caFile}`,
+          `--peer-cert-file=${this.pki.memberCert}`,
+          `--peer-key-file=${this.pki.memberKey}`,
+        ]
+      : [];
     const fd = openSync(m.logPath, 'a');
     const proc = spawn(
       ETCD_BIN,
       [
         `--name=${m.name}`,
         `--data-dir=${m.dataDir}`,
-        `--listen-client-urls=http://127.0.0.1:${m.clientPort}`,
-        `--advertise-client-urls=http://127.0.0.1:${m.clientPort}`,
-        `--listen-peer-urls=http://127.0.0.1:${m.peerPort}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${m.advertisePeerPort}`,
+        `--listen-client-urls=${scheme}://127.0.0.1:${m.clientPort}`,
+        `--advertise-client-urls=${scheme}://127.0.0.1:${m.clientPort}`,
+        `--listen-peer-urls=${scheme}://127.0.0.1:${m.peerPort}`,
+        `--initial-advertise-peer-urls=${scheme}://127.0.0.1:${m.advertisePeerPort}`,
+        ...tlsFlags,
         `--initial-cluster=${initialCluster}`,
         `--initial-cluster-state=${state}`,
         `--initial-cluster-token=${this.token}`,
@@ -221,7 +342,7 @@ class RealEtcdCluster implements EtcdCluster {
   async healthy(member?: number): Promise<boolean> {
     const eps = member === undefined ? this.endpoints : [this.endpoints[member]!];
     try {
-      await etcdctl(eps, ['endpoint', 'health'], 4_000);
+      await etcdctl(eps, [...this.ctlFlags(true), 'endpoint', 'health'], 4_000);
       return true;
     } catch {
       return false;
