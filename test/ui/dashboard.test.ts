@@ -1,7 +1,8 @@
 // The dashboard in a real browser (Debian's chromium, driven by playwright-core): two controller
-// nodes over fakes listen on loopback; the page opened on node-a shows the site's floor map and the
-// groups' leaders, and an operator's command and switchover typed into it reach the unit, the
-// leadership and the audit log, across nodes too. Any page error or console error fails the test.
+// nodes over fakes listen on loopback; the page opened on node-a asks to sign in, then shows the
+// site's floor map and the groups' leaders, and an operator's command and switchover typed into it
+// reach the unit, the leadership and the audit trail under the signed-in user, across nodes too (the
+// session cookie is good on every node). Any page error or console error fails the test.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/load-site.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import { waitFor } from '../helpers.ts';
+import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -69,7 +71,25 @@ describe('operator dashboard in a browser', () => {
       if (i >= 0) expected.splice(i, 1);
       else problems.push(`console error: ${msg.text()} (${msg.location().url})`);
     });
+    // Not signed in yet: the page's one question (who am I?) is answered 401.
+    expected = [/status of 401/];
     await page.goto(`${urlA}/`);
+    await page.waitForSelector('#sign-in-form', { state: 'visible' });
+    expect(await page.locator('#main').isHidden()).toBe(true);
+    await page.fill('#sign-in-name', 'operator');
+    await page.fill('#sign-in-password', 'a wrong password');
+    expected.push(/status of 401/);
+    await page.click('#sign-in-send');
+    await waitFor('the refusal shown', async () =>
+      /not signed in/.test(await page.locator('#sign-in-result').innerText()),
+    );
+    await page.fill('#sign-in-password', TEST_PASSWORD);
+    await page.click('#sign-in-send');
+    await page.waitForSelector('#main', { state: 'visible' });
+    expect(await page.locator('#whoami').innerText()).toBe('operator (operator)');
+    const cookie = (await browser.cookies(urlA)).find((c) => c.name === 'coolctl_session');
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
+    expect(expected).toEqual([]);
   });
 
   afterAll(async () => {
@@ -134,8 +154,6 @@ describe('operator dashboard in a browser', () => {
   });
 
   it('sends an operator command typed into the page to the unit, and shows it in the audit log', async () => {
-    await page.fill('#operator', 'alice');
-    await page.dispatchEvent('#operator', 'change');
     await page.selectOption('#cmd-target', 'zone-1/AHU-01');
     await page.fill('#cmd-fan', '61.5');
     await page.click('#cmd-send');
@@ -152,7 +170,7 @@ describe('operator dashboard in a browser', () => {
       const rows = await page.locator('#audit tr[data-kind="operator"]').allInnerTexts();
       return rows.find((r) => r.includes('commands zone-1'));
     });
-    expect(audit).toMatch(/alice @ 127\.0\.0\.1/);
+    expect(audit).toMatch(/operator \(operator\) @ 127\.0\.0\.1 via node-a/);
     expect(audit).toContain('{"ahu":"AHU-01","fanPct":61.5}');
     expect(audit).toMatch(/\b200\b/);
     await waitFor('the held command in the unit table', async () =>
@@ -230,7 +248,7 @@ describe('operator dashboard in a browser', () => {
     await waitFor('the role change and the action in the audit log', async () => {
       const rows = await page.locator('#audit tbody tr').allInnerTexts();
       return (
-        rows.some((r) => /zone-2: leader → follower \(epoch 52\)/.test(r)) &&
+        rows.some((r) => /node-b\s+zone-2: \w+ → leader \(epoch 52\)/.test(r)) &&
         rows.some((r) => /switchover zone-2 \{"to":"node-b"\}/.test(r))
       );
     });
@@ -261,6 +279,19 @@ describe('operator dashboard in a browser', () => {
     );
     expect(await cell.getAttribute('class')).toContain('warn');
     expect(await text('#alarms')).toMatch(new RegExp(`${group}: handed on by node-b`));
+    noProblems();
+  });
+
+  it('signs out: the session is refused on every node and the page asks to sign in again', async () => {
+    const cookie = (await browser.cookies(urlA)).find((c) => c.name === 'coolctl_session')!;
+    await page.click('#sign-out');
+    await page.waitForSelector('#sign-in-form', { state: 'visible' });
+    for (const url of [urlA, urlB]) {
+      const r = await fetch(`${url}/api/v1/cluster`, {
+        headers: { cookie: `coolctl_session=${cookie.value}` },
+      });
+      expect(r.status, url).toBe(401);
+    }
     noProblems();
   });
 });

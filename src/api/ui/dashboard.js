@@ -25,6 +25,8 @@ const state = {
   trends: new Map(),
   trendsSince: 0,
   audit: [],
+  /** Who this page is signed in as ({user, role}); null: show the sign-in form. */
+  me: null,
   auditSeq: 0,
   pollError: null,
   /** The command form's bounds, from the API's schema (once). */
@@ -46,11 +48,69 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+// The session cookie goes to every member (credentials: include; the API's CORS allows only the
+// cluster's own pages), and every state-changing request carries X-Coolctl-Request, which a
+// cross-site form cannot send.
 async function getJson(url) {
-  const r = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), cache: 'no-store' });
+  const r = await fetch(url, {
+    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    cache: 'no-store',
+    credentials: 'include',
+  });
   const body = await r.json().catch(() => null);
+  if (r.status === 401 && !/^https?:/.test(url)) signedOut();
   return { status: r.status, body };
 }
+
+async function postJson(url, payload, timeoutMs = ACTION_TIMEOUT_MS) {
+  const r = await fetch(url, {
+    method: 'POST',
+    credentials: 'include',
+    headers: { 'content-type': 'application/json', 'x-coolctl-request': 'dashboard' },
+    body: JSON.stringify(payload),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  return { status: r.status, body: await r.json().catch(() => ({})) };
+}
+
+// ---------------------------------------------------------------- signing in
+
+function signedOut(message) {
+  state.me = null;
+  $('main').hidden = true;
+  $('sign-in-section').hidden = false;
+  $('sign-out').hidden = true;
+  $('whoami').textContent = '';
+  if (message) $('sign-in-result').textContent = message;
+}
+
+function signedIn(me) {
+  state.me = me;
+  $('sign-in-section').hidden = true;
+  $('main').hidden = false;
+  $('sign-out').hidden = false;
+  $('whoami').textContent = `${me.user} (${me.role})`;
+}
+
+$('sign-in-form').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const name = $('sign-in-name').value.trim();
+  const r = await postJson('/api/v1/auth/sign-in', { name, password: $('sign-in-password').value }).catch(
+    (err) => ({ status: 0, body: { message: err.message } }),
+  );
+  $('sign-in-password').value = '';
+  if (r.status !== 200) {
+    $('sign-in-result').textContent = `not signed in: ${r.body.message ?? r.status}`;
+    return;
+  }
+  signedIn({ user: r.body.user, role: r.body.role });
+  poll();
+});
+
+$('sign-out').addEventListener('click', async () => {
+  await postJson('/api/v1/auth/sign-out', {}).catch(() => null);
+  signedOut('signed out');
+});
 
 const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '–');
 const ago = (ms) => (ms ? `${Math.max(0, Math.round((Date.now() - ms) / 1000))} s ago` : 'never');
@@ -98,6 +158,14 @@ async function loadCommandRanges() {
 async function poll() {
   try {
     if (!state.node) state.node = (await getJson('/healthz')).body?.node ?? null;
+    if (!state.me) {
+      // Asked once per page load (a session cookie may be there already); then the form decides.
+      if (state.askedWhoAmI) return;
+      state.askedWhoAmI = true;
+      const me = await getJson('/api/v1/auth/me');
+      if (me.status !== 200) return signedOut();
+      signedIn(me.body);
+    }
     if (!state.site) {
       const s = await getJson('/api/v1/site');
       state.site =
@@ -453,7 +521,7 @@ function renderAudit() {
             { 'data-kind': 'role' },
             el('td', { text: e.seq }),
             el('td', { text: when }),
-            el('td', { text: state.node }),
+            el('td', { text: e.node }),
             el('td', { text: `${e.group}: ${e.from} → ${e.to}${e.epoch ? ` (epoch ${e.epoch})` : ''}` }),
             el('td', { text: e.reason }),
           );
@@ -462,7 +530,7 @@ function renderAudit() {
           { 'data-kind': 'operator' },
           el('td', { text: e.seq }),
           el('td', { text: when }),
-          el('td', { text: `${e.operator ?? 'anonymous'} @ ${e.clientIp}` }),
+          el('td', { text: `${e.user} (${e.role}) @ ${e.clientIp} via ${e.node}` }),
           el('td', { text: `${e.action} ${e.group ?? ''} ${e.params ? JSON.stringify(e.params) : ''}` }),
           el('td', {
             class: e.status < 300 ? 'ok' : 'bad',
@@ -559,18 +627,9 @@ function renderActionChoices() {
  */
 async function sendToLeader(group, action, payload) {
   let base = leaderBase(group) ?? '';
-  const operator = $('operator').value.trim();
   for (let hop = 0; ; hop++) {
-    const r = await fetch(`${base}/api/v1/groups/${encodeURIComponent(group)}/${action}`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        ...(operator ? { 'x-coolctl-operator': operator } : {}),
-      },
-      body: JSON.stringify(payload),
-      signal: AbortSignal.timeout(ACTION_TIMEOUT_MS),
-    });
-    const body = await r.json().catch(() => ({}));
+    const r = await postJson(`${base}/api/v1/groups/${encodeURIComponent(group)}/${action}`, payload);
+    const body = r.body;
     const next = /leader API: (\S+)/.exec((body.details ?? []).join('\n'))?.[1];
     if (r.status === 409 && next && hop < 3) {
       const origin = new URL(next).origin;
@@ -629,11 +688,6 @@ $('sw-form').addEventListener('submit', (ev) => {
   const to = $('sw-to').value;
   act(`switchover of ${group} to ${to}`, group, 'switchover', { to });
 });
-
-$('operator').value = localStorage.getItem('coolctl.operator') ?? '';
-$('operator').addEventListener('change', () =>
-  localStorage.setItem('coolctl.operator', $('operator').value.trim()),
-);
 
 // ---------------------------------------------------------------- main loop
 
