@@ -18,6 +18,7 @@ import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { parseGatewayConfig } from '../../src/gateway/config.ts';
 import { GatewayService } from '../../src/gateway/service.ts';
 import { quietLogger } from '../helpers.ts';
+import { modbusTestAhu } from '../support/air-handler.ts';
 import { PymodbusUnit } from './pymodbus-unit.ts';
 
 const PROFILE = 'float32-lsw-toggle-inverted-coil';
@@ -70,21 +71,7 @@ afterAll(async () => {
 });
 
 function baseAhu(id: string): ModbusAirHandler {
-  return {
-    id,
-    room: 'hall',
-    xM: 1,
-    yM: 1,
-    capacityKw: 100,
-    maxAirflowM3s: 10,
-    fanMaxKw: 5,
-    localSetpointC: 18,
-    localFanPct: 100,
-    watchdogS: 30,
-    supplyTauS: 60,
-    protocol: 'modbus-tcp',
-    endpoint: { host: '127.0.0.1', port: 0, unitId: 1 },
-  };
+  return modbusTestAhu(id, 0);
 }
 
 function behindGateway(id: string, unitId = GATEWAY_UNIT_ID, profile = PROFILE): ModbusAirHandler {

@@ -13,6 +13,7 @@ import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger } from '../helpers.ts';
+import { modbusTestAhu } from '../support/air-handler.ts';
 
 const journal = new Journal(() => 0);
 const stops: (() => Promise<void> | void)[] = [];
@@ -30,23 +31,7 @@ const entries = (ahu: string, epoch: number) =>
   journal.since(0).entries.filter((e) => e.ahu === ahu && e.epoch === epoch);
 
 function ahu(id: string, client: DeviceClientSettings, fencing?: FencingKind): ModbusAirHandler {
-  return {
-    id,
-    room: 'hall',
-    xM: 1,
-    yM: 1,
-    capacityKw: 100,
-    maxAirflowM3s: 10,
-    fanMaxKw: 5,
-    localSetpointC: 18,
-    localFanPct: 100,
-    watchdogS: 30,
-    supplyTauS: 60,
-    protocol: 'modbus-tcp',
-    endpoint: { host: '127.0.0.1', port: 0, unitId: 1 },
-    client,
-    ...(fencing ? { fencing } : {}),
-  };
+  return modbusTestAhu(id, 0, { client, ...(fencing ? { fencing } : {}) });
 }
 
 async function unitFor(config: ModbusAirHandler) {

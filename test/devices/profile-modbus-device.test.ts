@@ -14,7 +14,6 @@ import { ModbusAhuServer } from '../../firmware-sim/ahu/modbus-server.ts';
 import { ProfilePdu } from '../../firmware-sim/ahu/profile-pdu.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
-import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
 import { createDevice } from '../../src/devices/create-device.ts';
 import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { ProfileModbusDevice } from '../../src/devices/modbus/profile-device.ts';
@@ -22,6 +21,7 @@ import { compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
 import { type DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger } from '../helpers.ts';
+import { modbusTestAhu } from '../support/air-handler.ts';
 
 const journal = new Journal(() => 0);
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -42,23 +42,11 @@ async function rig(profileName: string) {
   const profile = compileProfile(raw);
   const clock = new Clock();
   const id = `AHU-P${++count}`;
-  const config: ModbusAirHandler = {
-    id,
-    room: 'hall',
-    xM: 1,
-    yM: 1,
-    capacityKw: 100,
-    maxAirflowM3s: 10,
-    fanMaxKw: 5,
-    localSetpointC: 18,
+  const config = modbusTestAhu(id, 0, {
     localFanPct: 80,
-    watchdogS: 30,
-    supplyTauS: 60,
-    protocol: 'modbus-tcp',
-    endpoint: { host: '127.0.0.1', port: 0, unitId: 1 },
     client: { timeoutMs: 1_000, retries: 2, maxApplyDelayMs: 300 },
     profile: profileName,
-  };
+  });
   const unit = new SimAirHandler(config, journal);
   let pdu: ProfilePdu | undefined;
   const server = new ModbusAhuServer(unit, {
@@ -202,23 +190,11 @@ describe('a unit that cannot answer a large block in time', () => {
     const lines: { msg: string }[] = [];
     const logger = pino({ level: 'warn' }, { write: (s: string) => void lines.push(JSON.parse(s)) });
     const device = await createDevice(
-      {
-        id: 'AHU-slow-block',
-        room: 'hall',
-        xM: 1,
-        yM: 1,
-        capacityKw: 100,
-        maxAirflowM3s: 10,
-        fanMaxKw: 5,
-        localSetpointC: 18,
+      modbusTestAhu('AHU-slow-block', (server.address() as AddressInfo).port, {
         localFanPct: 80,
-        watchdogS: 30,
-        supplyTauS: 60,
-        protocol: 'modbus-tcp',
-        endpoint: { host: '127.0.0.1', port: (server.address() as AddressInfo).port, unitId: 1 },
         client: { timeoutMs: 300, retries: 0 },
         profile: 'tenths-c-countdown-command-bits',
-      },
+      }),
       { logger },
     );
     cleanups.push(() => device.close());

@@ -23,6 +23,7 @@ import { createDevice } from '../../src/devices/create-device.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger } from '../helpers.ts';
+import { TEST_AHU_PLANT } from '../support/air-handler.ts';
 
 const NS = 'urn:test:vendor-ahu';
 const UNIT = 'AHU-X';
@@ -108,16 +109,8 @@ beforeAll(async () => {
   await writeFile(join(profiles, 'test-opcua-vendor.yaml'), PROFILE.replaceAll('NSX', String(ns.index)));
   const ahu: OpcuaAirHandler = {
     id: UNIT,
-    room: 'hall',
-    xM: 1,
-    yM: 1,
-    capacityKw: 100,
-    maxAirflowM3s: 10,
-    fanMaxKw: 5,
-    localSetpointC: 18,
+    ...TEST_AHU_PLANT,
     localFanPct: 80,
-    watchdogS: 30,
-    supplyTauS: 60,
     protocol: 'opcua',
     endpoint: { url: server.getEndpointUrl() },
     client: { timeoutMs: 2_000, maxApplyDelayMs: 500 },

@@ -14,6 +14,7 @@ import { Journal } from '../../firmware-sim/journal.ts';
 import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger } from '../helpers.ts';
+import { modbusTestAhu } from '../support/air-handler.ts';
 import { PymodbusUnit } from './pymodbus-unit.ts';
 
 const CLI_DEADLINE_MS = 30_000;
@@ -25,23 +26,7 @@ let dir = '';
 let siteFile = '';
 
 function ahu(id: string, port: number, extra: object = {}): ModbusAirHandler {
-  return {
-    id,
-    room: 'hall',
-    xM: 1,
-    yM: 1,
-    capacityKw: 100,
-    maxAirflowM3s: 10,
-    fanMaxKw: 5,
-    localSetpointC: 18,
-    localFanPct: 100,
-    watchdogS: 30,
-    supplyTauS: 60,
-    protocol: 'modbus-tcp',
-    endpoint: { host: '127.0.0.1', port, unitId: 1 },
-    client: { timeoutMs: 1_000, retries: 0 },
-    ...extra,
-  };
+  return modbusTestAhu(id, port, { client: { timeoutMs: 1_000, retries: 0 }, ...extra });
 }
 
 beforeAll(async () => {

@@ -9,6 +9,7 @@ import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { ProfileModbusDevice } from '../../src/devices/modbus/profile-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { modbusTestAhu } from '../support/air-handler.ts';
 import { PymodbusUnit, word } from './pymodbus-unit.ts';
 
 // The shipped profile float32-lsw-toggle-inverted-coil (config/profiles): Data Aire dap4-style
@@ -39,24 +40,11 @@ function f32lsw(v: number): number[] {
 }
 
 function vendorAhu(id: string, port: number, fencing?: FencingKind): ModbusAirHandler {
-  return {
-    id,
-    room: 'hall',
-    xM: 1,
-    yM: 1,
-    capacityKw: 100,
-    maxAirflowM3s: 10,
-    fanMaxKw: 5,
-    localSetpointC: 18,
-    localFanPct: 100,
-    watchdogS: 30,
-    supplyTauS: 60,
-    protocol: 'modbus-tcp',
-    endpoint: { host: '127.0.0.1', port, unitId: 1 },
+  return modbusTestAhu(id, port, {
     client: { timeoutMs: 1_000, retries: 2, maxApplyDelayMs: 200 },
-    ...({ profile: PROFILE } as object),
+    profile: PROFILE,
     ...(fencing ? { fencing } : {}),
-  };
+  });
 }
 
 const cmd = (fanPct: number, supplySetpointC: number): AhuCommandSet => ({
