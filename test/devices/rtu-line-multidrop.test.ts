@@ -3,10 +3,6 @@
 // baud: units on one path share one line, each request is answered by its own unit, and a slow
 // unit's late answer is dropped, never taken for the next unit's. Dead slave ids, callers that
 // give up and ModbusDevices on one path: rtu-line.test.ts.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModbusAhuPdu, newPduCounters } from '../../firmware-sim/ahu/modbus-pdu.ts';
 import { ModbusRtuLineServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
@@ -30,47 +26,28 @@ import {
   rtuLineOn,
 } from '../../src/devices/modbus/rtu-line.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { type PtyPair, ptyPair } from '../support/pty-pair.ts';
 
 const site = generateSite(demoShape);
 const baseAhu = site.airHandlers.find((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp')!;
 const pm = resolvePointMap(undefined);
 const journal = new Journal(() => 0);
 
-interface Pair {
-  socat: ChildProcess;
-  dir: string;
-  controllerEnd: string;
-  deviceEnd: string;
-}
-const pairs: Pair[] = [];
+const pairs: PtyPair[] = [];
 const servers: ModbusRtuLineServer[] = [];
 const closers: (() => Promise<void> | void)[] = [];
 
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
   for (const s of servers.splice(0)) await s.stop();
-  for (const { socat, dir } of pairs.splice(0)) {
-    if (socat.exitCode === null) socat.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-  }
+  for (const pair of pairs.splice(0)) await pair.close();
 });
 
 /** A pty pair with the simulator's line on the device end, units at the given slave ids. */
 async function simLine(unitIds: number[]) {
-  const dir = mkdtempSync(join(tmpdir(), 'coolctl-rtu-line-'));
-  const controllerEnd = join(dir, 'controller');
-  const deviceEnd = join(dir, 'device');
-  const socat = spawn(
-    'socat',
-    ['-d', '-d', `pty,raw,echo=0,link=${controllerEnd}`, `pty,raw,echo=0,link=${deviceEnd}`],
-    { stdio: 'ignore' },
-  );
-  socat.on('error', () => undefined);
-  pairs.push({ socat, dir, controllerEnd, deviceEnd });
-  await waitFor(
-    'socat pty pair (apt-get install socat)',
-    () => existsSync(controllerEnd) && existsSync(deviceEnd),
-  );
+  const pair = await ptyPair();
+  pairs.push(pair);
+  const { master: controllerEnd, device: deviceEnd } = pair;
   const server = new ModbusRtuLineServer({
     path: deviceEnd,
     parity: 'even',

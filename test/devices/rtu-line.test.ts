@@ -4,10 +4,6 @@
 // that gives up frees itself at once, and the line stays reserved for a request already sent; and
 // ModbusDevices naming one path share one line. Several live units on one line:
 // rtu-line-multidrop.test.ts.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ModbusRtuAhuServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
@@ -29,47 +25,28 @@ import {
 } from '../../src/devices/modbus/rtu-line.ts';
 import { type DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { type PtyPair, ptyPair } from '../support/pty-pair.ts';
 
 const site = generateSite(demoShape);
 const baseAhu = site.airHandlers.find((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp')!;
 const pm = resolvePointMap(undefined);
 const journal = new Journal(() => 0);
 
-interface Pair {
-  socat: ChildProcess;
-  dir: string;
-  controllerEnd: string;
-  deviceEnd: string;
-}
-const pairs: Pair[] = [];
+const pairs: PtyPair[] = [];
 const servers: ModbusRtuAhuServer[] = [];
 const closers: (() => Promise<void> | void)[] = [];
 
 afterEach(async () => {
   for (const c of closers.splice(0).reverse()) await c();
   for (const s of servers.splice(0)) await s.stop();
-  for (const { socat, dir } of pairs.splice(0)) {
-    if (socat.exitCode === null) socat.kill('SIGTERM');
-    rmSync(dir, { recursive: true, force: true });
-  }
+  for (const pair of pairs.splice(0)) await pair.close();
 });
 
 /** A pty pair with the simulator's RTU unit at slave id 3 on the device end. */
 async function simUnit() {
-  const dir = mkdtempSync(join(tmpdir(), 'coolctl-rtu-line-'));
-  const controllerEnd = join(dir, 'controller');
-  const deviceEnd = join(dir, 'device');
-  const socat = spawn(
-    'socat',
-    ['-d', '-d', `pty,raw,echo=0,link=${controllerEnd}`, `pty,raw,echo=0,link=${deviceEnd}`],
-    { stdio: 'ignore' },
-  );
-  socat.on('error', () => undefined);
-  pairs.push({ socat, dir, controllerEnd, deviceEnd });
-  await waitFor(
-    'socat pty pair (apt-get install socat)',
-    () => existsSync(controllerEnd) && existsSync(deviceEnd),
-  );
+  const pair = await ptyPair();
+  pairs.push(pair);
+  const { master: controllerEnd, device: deviceEnd } = pair;
   const unit = new SimAirHandler(
     { ...baseAhu, id: 'AHU-RTU-3', client: { timeoutMs: 2_000 } } as ModbusAirHandler,
     journal,

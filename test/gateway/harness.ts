@@ -3,7 +3,7 @@
 // native units on it, and Modbus TCP clients — the controller's own MBAP client and a raw one that
 // can send anything. Everything is bounded and stopped by `stopAll()`.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -16,6 +16,7 @@ import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/sit
 import { ModbusTcpClient } from '../../src/devices/modbus/modbus-tcp.ts';
 import { resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { type PtyPair, ptyPair as sharedPtyPair } from '../support/pty-pair.ts';
 
 const stoppers: (() => Promise<void> | void)[] = [];
 
@@ -23,32 +24,11 @@ export async function stopAll(): Promise<void> {
   for (const s of stoppers.splice(0).reverse()) await s();
 }
 
-/** A pty pair: the gateway opens `master`, the simulated line `device`; `kill` unplugs it. */
-export async function ptyPair(
-  dir: string,
-  name: string,
-): Promise<{ master: string; device: string; kill: () => Promise<void> }> {
-  const master = join(dir, `${name}-master`);
-  const device = join(dir, `${name}-device`);
-  const socat = spawn(
-    'socat',
-    ['-d', '-d', `pty,raw,echo=0,link=${master}`, `pty,raw,echo=0,link=${device}`],
-    {
-      stdio: 'ignore',
-    },
-  );
-  socat.on('error', () => undefined); // a missing socat fails the wait below
-  stoppers.push(() => {
-    if (socat.exitCode === null) socat.kill('SIGTERM');
-  });
-  await waitFor('socat pty pair (apt-get install socat)', () => existsSync(master) && existsSync(device));
-  const kill = async (): Promise<void> => {
-    if (socat.exitCode !== null || socat.signalCode !== null) return;
-    const exited = new Promise((r) => socat.once('exit', r));
-    socat.kill('SIGTERM');
-    await exited;
-  };
-  return { master, device, kill };
+/** A pty pair (test/support/pty-pair.ts): the gateway opens `master`, the simulated line `device`; stopped by stopAll(). */
+export async function ptyPair(dir: string, name: string): Promise<PtyPair> {
+  const pair = await sharedPtyPair(dir, name);
+  stoppers.push(() => pair.kill());
+  return pair;
 }
 
 const site = generateSite(demoShape);
