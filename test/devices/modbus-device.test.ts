@@ -4,10 +4,7 @@
 // Every failure must be a typed error with the right link state, in bounded time; vitest fails the
 // file on any unhandled rejection.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Registry } from 'prom-client';
@@ -26,6 +23,7 @@ import { encodeStatus } from '../../src/devices/modbus/point-map.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { type PtyPair, ptyPair } from '../support/pty-pair.ts';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
 // A full GC on demand, without starting the test process with --expose-gc.
@@ -440,31 +438,17 @@ describe('Modbus TCP adapter: faults on the wire, each a typed error in bounded 
 });
 
 describe('Modbus RTU adapter over a pty pair against the simulated RTU unit', () => {
-  const pairs: { socat: ChildProcess; dir: string }[] = [];
+  const pairs: PtyPair[] = [];
 
-  afterEach(() => {
-    for (const { socat, dir } of pairs.splice(0)) {
-      if (socat.exitCode === null) socat.kill('SIGTERM');
-      rmSync(dir, { recursive: true, force: true });
-    }
+  afterEach(async () => {
+    for (const pair of pairs.splice(0)) await pair.close();
   });
 
   /** A fresh serial line per test: socat ends the pair when either side closes its end. */
   async function startRtu(adapterUnitId = 3) {
-    const dir = mkdtempSync(join(tmpdir(), 'coolctl-rtu-'));
-    const controllerEnd = join(dir, 'controller');
-    const deviceEnd = join(dir, 'device');
-    const socat = spawn(
-      'socat',
-      ['-d', '-d', `pty,raw,echo=0,link=${controllerEnd}`, `pty,raw,echo=0,link=${deviceEnd}`],
-      { stdio: 'ignore' },
-    );
-    socat.on('error', () => undefined); // a missing socat fails the waitFor below with a clear message
-    pairs.push({ socat, dir });
-    await waitFor(
-      'socat pty pair (apt-get install socat)',
-      () => existsSync(controllerEnd) && existsSync(deviceEnd),
-    );
+    const pair = await ptyPair();
+    pairs.push(pair);
+    const { master: controllerEnd, device: deviceEnd } = pair;
     const config: ModbusRtuAirHandler = {
       ...baseAhu!,
       protocol: 'modbus-rtu',
@@ -599,15 +583,8 @@ function canConnect(port: number): Promise<boolean> {
 
 describe('the simulated hall serves a Modbus RTU unit', () => {
   it('on endpoint.simPath, reports it as modbus-rtu://…, and takes ahu-silent and ahu-reset faults', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'coolctl-rtu-sim-'));
-    const controllerEnd = join(dir, 'controller');
-    const deviceEnd = join(dir, 'device');
-    const socat = spawn(
-      'socat',
-      ['-d', '-d', `pty,raw,echo=0,link=${controllerEnd}`, `pty,raw,echo=0,link=${deviceEnd}`],
-      { stdio: 'ignore' },
-    );
-    socat.on('error', () => undefined);
+    const pair = await ptyPair();
+    const { master: controllerEnd, device: deviceEnd } = pair;
     const modbusUnits = site.airHandlers.filter((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp');
     const tcp = modbusUnits[0]!;
     const rtu: ModbusRtuAirHandler = {
@@ -622,7 +599,6 @@ describe('the simulated hall serves a Modbus RTU unit', () => {
       logger: quietLogger,
     });
     try {
-      await waitFor('socat pty pair', () => existsSync(controllerEnd) && existsSync(deviceEnd));
       await sim.start();
       const state = sim.ahuStates().find((a) => a.id === rtu.id);
       expect(state?.endpoint).toBe(`modbus-rtu://${deviceEnd}/5`);
@@ -638,8 +614,7 @@ describe('the simulated hall serves a Modbus RTU unit', () => {
       await d.close();
     } finally {
       await sim.stop();
-      if (socat.exitCode === null) socat.kill('SIGTERM');
-      rmSync(dir, { recursive: true, force: true });
+      await pair.close();
     }
   });
 

@@ -3,8 +3,6 @@
 // carries what is left as its timeoutHint, and the simulator's units keep the bound a real unit or
 // gateway keeps — a request held past it is dropped (journaled 'expired'), never applied later.
 // Real servers over real sockets (the simulator's Modbus TCP, RTU over a socat pty pair, OPC-UA).
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { type Socket, connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -29,6 +27,7 @@ import { encodeCommand, resolvePointMap } from '../../src/devices/modbus/point-m
 import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { type PtyPair, ptyPair } from '../support/pty-pair.ts';
 
 const site = generateSite(demoShape);
 const modbusBase = site.airHandlers.find((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp')!;
@@ -133,24 +132,14 @@ describe('Modbus: a write starts only if the unit can apply it before the deadli
 });
 
 describe('Modbus RTU: queued requests past the bound never reach the unit', () => {
-  let socat: ChildProcess | undefined;
-  let dir = '';
-  afterEach(() => {
-    if (socat?.exitCode === null) socat.kill('SIGTERM');
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  let pair: PtyPair | undefined;
+  afterEach(async () => {
+    await pair?.close();
   });
 
   it('a write the client gave up on is dropped at the bound, not applied when the line frees', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'coolctl-wd-rtu-'));
-    const controllerEnd = join(dir, 'controller');
-    const deviceEnd = join(dir, 'device');
-    socat = spawn(
-      'socat',
-      ['-d', '-d', `pty,raw,echo=0,link=${controllerEnd}`, `pty,raw,echo=0,link=${deviceEnd}`],
-      { stdio: 'ignore' },
-    );
-    socat.on('error', () => undefined);
-    await waitFor('socat pty pair', () => existsSync(controllerEnd) && existsSync(deviceEnd));
+    pair = await ptyPair();
+    const { master: controllerEnd, device: deviceEnd } = pair;
     const config: ModbusRtuAirHandler = {
       ...modbusBase,
       id: 'wd-rtu',
