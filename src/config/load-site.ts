@@ -22,24 +22,22 @@ export function parseSite(text: string, file = '<inline>'): Site {
 }
 
 /**
- * YAML → schema (with defaults filled in) → cross-reference rules, every problem collected with
- * its line. Shared by the site file and the controller config.
+ * YAML text → plain values. A syntax error throws `fail` with its one problem and line (by default
+ * a ConfigError; a loader with its own error code passes its own).
  */
-export function parseYamlConfig<T>(
+export function loadYamlData(
   text: string,
   file: string,
-  validate: ValidateFunction<T>,
-  rules: (data: T) => { path: string; message: string; allowed: string }[],
-): T {
-  let data: unknown;
+  fail: (problems: ConfigProblem[]) => Error = (problems) => new ConfigError(file, problems),
+): unknown {
   try {
     // js-yaml builds plain values straight from the text: ~30 MB at the peak for a 4.4 MB
     // 1 000-unit site, where the `yaml` library's document model took ~100 MB (and a heap that big
     // at start stays in V8's page pool, i.e. in the daemon's RSS, for good).
-    data = loadYaml(text, { schema: CORE_SCHEMA, filename: file });
+    return loadYaml(text, { schema: CORE_SCHEMA, filename: file });
   } catch (err) {
     if (!(err instanceof YAMLException)) throw err;
-    throw new ConfigError(file, [
+    throw fail([
       {
         file,
         path: '',
@@ -49,6 +47,19 @@ export function parseYamlConfig<T>(
       },
     ]);
   }
+}
+
+/**
+ * YAML → schema (with defaults filled in) → cross-reference rules, every problem collected with
+ * its line. Shared by the site file and the controller config.
+ */
+export function parseYamlConfig<T>(
+  text: string,
+  file: string,
+  validate: ValidateFunction<T>,
+  rules: (data: T) => { path: string; message: string; allowed: string }[],
+): T {
+  const data = loadYamlData(text, file);
   const lines = lineFinder(text);
   const problems: ConfigProblem[] = [];
   if (!validate(data)) {

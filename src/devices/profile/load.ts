@@ -4,8 +4,7 @@
 // sections that passed — so one pass over a bad profile shows all that is wrong with it.
 import { basename, extname } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { CORE_SCHEMA, load as loadYaml, YAMLException } from 'js-yaml';
-import { fromAjv, lineFinder, readConfigFile } from '../../config/load-site.ts';
+import { fromAjv, lineFinder, loadYamlData, readConfigFile } from '../../config/load-site.ts';
 import { ConfigError, type ConfigProblem, ErrorCodes } from '../../errors.ts';
 import { checkProfile } from './rules.ts';
 import {
@@ -42,21 +41,7 @@ export function profileError(file: string, problems: ConfigProblem[]): ConfigErr
  * the profile's name. Throws ConfigError (code COOLCTL_E_PROFILE_INVALID) listing every problem.
  */
 export function parseProfile(text: string, file = '<inline>'): Profile {
-  let data: unknown;
-  try {
-    data = loadYaml(text, { schema: CORE_SCHEMA, filename: file });
-  } catch (err) {
-    if (!(err instanceof YAMLException)) throw err;
-    throw profileError(file, [
-      {
-        file,
-        path: '',
-        line: err.mark ? err.mark.line + 1 : undefined,
-        message: `YAML syntax: ${err.reason}`,
-        allowed: 'well-formed YAML',
-      },
-    ]);
-  }
+  const data = loadYamlData(text, file, (problems) => profileError(file, problems));
   const lines = lineFinder(text);
   const problems: ConfigProblem[] = [];
   if (!validateProfile(data)) {
