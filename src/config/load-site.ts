@@ -64,7 +64,7 @@ export function parseYamlConfig<T>(
   const problems: ConfigProblem[] = [];
   if (!validate(data)) {
     for (const e of validate.errors ?? []) problems.push(fromAjv(e, file, lines));
-    throw new ConfigError(file, dedupe(problems));
+    throw new ConfigError(file, dedupeProblems(problems));
   }
   for (const p of rules(data)) problems.push({ ...p, file, line: lines(p.path) });
   if (problems.length > 0) throw new ConfigError(file, problems);
@@ -241,7 +241,7 @@ function describeAllowed(e: ErrorObject): string {
 }
 
 // A union error produces one error per branch; keep the first per path+message so the list stays readable.
-function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+export function dedupeProblems(problems: ConfigProblem[]): ConfigProblem[] {
   const seen = new Set<string>();
   return problems.filter((p) => {
     const key = `${p.path}|${p.message}`;

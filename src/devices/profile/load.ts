@@ -4,7 +4,7 @@
 // sections that passed — so one pass over a bad profile shows all that is wrong with it.
 import { basename, extname } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { fromAjv, lineFinder, loadYamlData, readConfigFile } from '../../config/load-site.ts';
+import { dedupeProblems, fromAjv, lineFinder, loadYamlData, readConfigFile } from '../../config/load-site.ts';
 import { ConfigError, type ConfigProblem, ErrorCodes } from '../../errors.ts';
 import { checkProfile } from './rules.ts';
 import {
@@ -56,7 +56,7 @@ export function parseProfile(text: string, file = '<inline>'): Profile {
   }
   if (problems.length > 0) {
     // In file order: schema and rule problems interleave as the reader walks down the file.
-    const ordered = dedupe(problems).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
+    const ordered = dedupeProblems(problems).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
     throw profileError(file, ordered);
   }
   return data as Profile;
@@ -145,14 +145,4 @@ function checkable(doc: Record<string, unknown>): { view: Profile; dropped: Set<
   }
   if (!Array.isArray(view.fencing)) delete view.fencing;
   return { view: view as unknown as Profile, dropped };
-}
-
-function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
-  const seen = new Set<string>();
-  return problems.filter((p) => {
-    const key = `${p.path}|${p.message}`;
-    if (seen.has(key)) return false;
-    seen.add(key);
-    return true;
-  });
 }
