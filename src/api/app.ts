@@ -68,12 +68,15 @@ export interface ApiDeps {
   site?: Site;
   /** The air handlers' connections from this node: their link state. */
   devices?: ReadonlyMap<string, DeviceIo>;
+  /** Serve HTTPS with this certificate (./tls.ts); the caller attaches ApiTls for reloads. */
+  https?: { cert: Buffer; key: Buffer; minVersion: 'TLSv1.2' };
 }
 
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const loggerInstance = deps.logger.child({ component: 'api' }) as FastifyBaseLogger;
   // No log line per request: health probes and dashboards poll; refusals and failures are logged below.
   const app = Fastify({
+    ...(deps.https ? { https: deps.https } : {}),
     loggerInstance,
     bodyLimit: 64 * 1024,
     logController: new LogController({ disableRequestLogging: true }),

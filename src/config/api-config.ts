@@ -12,6 +12,19 @@ export const ApiSettingsSchema = T.Object(
           'YAML file with `name` and `password` of the first admin, read at start only while the cluster has no user; refused when world-readable. Relative to this file.',
       }),
     ),
+    tls: T.Optional(
+      T.Object(
+        {
+          certFile: T.String({ minLength: 1, description: 'PEM certificate chain, leaf first' }),
+          keyFile: T.String({ minLength: 1, description: 'PEM private key (mode 600)' }),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'serve the API and dashboard over HTTPS only (the session cookie is then Secure); the files are read again on SIGHUP',
+        },
+      ),
+    ),
     metricsAuth: T.Optional(
       T.Union([T.Literal('none'), T.Literal('viewer')], {
         description:
@@ -47,6 +60,8 @@ export type ApiSettingsFile = Static<typeof ApiSettingsSchema>;
 export interface ApiSettings {
   /** Absolute path, or undefined. */
   bootstrapAdminFile: string | undefined;
+  /** Absolute paths of the API's certificate and key, or undefined (plain HTTP). */
+  tls: { certFile: string; keyFile: string } | undefined;
   metricsAuth: 'none' | 'viewer';
   sessionTtlS: number;
   signInsPerMinute: number;
@@ -56,6 +71,9 @@ export interface ApiSettings {
 export function apiSettings(file: ApiSettingsFile | undefined, base: string): ApiSettings {
   return {
     bootstrapAdminFile: file?.bootstrapAdminFile ? resolve(base, file.bootstrapAdminFile) : undefined,
+    tls: file?.tls
+      ? { certFile: resolve(base, file.tls.certFile), keyFile: resolve(base, file.tls.keyFile) }
+      : undefined,
     metricsAuth: file?.metricsAuth ?? 'viewer',
     sessionTtlS: file?.sessionTtlS ?? 8 * 3600,
     signInsPerMinute: file?.signInsPerMinute ?? 10,

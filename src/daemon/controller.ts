@@ -11,6 +11,7 @@ import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
 import { buildApp } from '../api/app.ts';
 import { AuditTrail } from '../api/audit/audit-trail.ts';
 import { AuthStore } from '../api/auth/auth-store.ts';
+import { ApiTls, type SecureContextTarget } from '../api/tls.ts';
 import { memoizedLeaderView, StateCache } from '../cache/state-cache.ts';
 import { createEtcdClient } from '../cluster/etcd/etcd-client.ts';
 import { EtcdLeadership } from '../cluster/etcd/etcd-leadership.ts';
@@ -74,6 +75,8 @@ export class Controller {
   private api: FastifyInstance | undefined;
   /** The API's users, tokens and audit trail live in etcd, on a client of their own. */
   private controlPlane: { etcd: Etcd3; auth: AuthStore } | undefined;
+  /** The API's certificate (api.tls), read again on every reload (SIGHUP). */
+  private apiTls: ApiTls | undefined;
   private stopping: Promise<void> | undefined;
   private apiUrl = '';
 
@@ -146,7 +149,7 @@ export class Controller {
         this.deps.leadership?.(cfg, this.registry, this.log) ??
         new EtcdLeadership({
           node: cfg.node,
-          apiUrl: `http://${cfg.apiHost}:${cfg.apiPort}`,
+          apiUrl: `${cfg.api.tls ? 'https' : 'http'}://${cfg.apiHost}:${cfg.apiPort}`,
           ...(cfg.peerUrl ? { peerUrl: cfg.peerUrl } : {}),
           groups: cfg.site.controlGroups.map((g) => g.id),
           etcd: { hosts: cfg.cluster.etcd, ...cfg.etcdSecurity },
@@ -192,10 +195,13 @@ export class Controller {
         logger: this.log,
         registry: this.registry,
       });
+      if (cfg.api.tls) this.apiTls = await ApiTls.load(cfg.api.tls, { logger: this.log });
       this.api = await buildApp({
         auth,
         audit,
+        ...(this.apiTls ? { https: this.apiTls.httpsOptions() } : {}),
         security: {
+          secureCookies: !!this.apiTls,
           metricsAuth: cfg.api.metricsAuth,
           sessionTtlS: cfg.api.sessionTtlS,
           signInsPerMinute: cfg.api.signInsPerMinute,
@@ -216,6 +222,7 @@ export class Controller {
       });
       try {
         this.apiUrl = await this.api.listen({ host: cfg.apiHost, port: cfg.apiPort });
+        if (this.apiTls) this.apiTls.attach(this.api.server as unknown as SecureContextTarget);
       } catch (err) {
         throw new CoolctlError(
           ErrorCodes.STARTUP,
@@ -249,6 +256,9 @@ export class Controller {
    */
   reload(): Promise<SiteDiff> {
     const run = async (): Promise<SiteDiff> => {
+      // A renewed certificate is taken whatever else the reload finds; a broken one is refused
+      // and the running one kept (ApiTls logs which).
+      await this.apiTls?.reload().catch(() => {});
       let next: ControllerConfig;
       try {
         next = await loadControllerConfig(this.config.file, this.config.node);
