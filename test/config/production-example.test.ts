@@ -47,6 +47,7 @@ describe('production example config', () => {
       expect(cfg.mqtt?.tls?.ca).toBeDefined();
       expect(cfg.peerKeys?.size).toBe(2);
       expect(cfg.secret).toBeUndefined();
+      expect(cfg.api.tls?.certFile).toBe(join(dir, 'pki/api.crt'));
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
