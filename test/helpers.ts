@@ -1,5 +1,6 @@
 // Shared test helpers: wait for a condition with a deadline (never a bare sleep), a quiet logger,
 // and a check that no unhandled rejection slipped through a test file.
+import { connect } from 'node:net';
 import { pino } from 'pino';
 
 export const quietLogger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -26,4 +27,20 @@ export async function waitFor<T>(
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/** Whether something accepts a TCP connection on 127.0.0.1:`port` (false on refusal or after 2 s). */
+export function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.setTimeout(2_000, () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
 }

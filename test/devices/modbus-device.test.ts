@@ -4,7 +4,6 @@
 // Every failure must be a typed error with the right link state, in bounded time; vitest fails the
 // file on any unhandled rejection.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { connect as tcpConnect } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Registry } from 'prom-client';
@@ -22,7 +21,7 @@ import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { encodeStatus } from '../../src/devices/modbus/point-map.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { freePort } from '../../src/util/async.ts';
-import { quietLogger, waitFor } from '../helpers.ts';
+import { canConnect, quietLogger, waitFor } from '../helpers.ts';
 import { type PtyPair, ptyPair } from '../support/pty-pair.ts';
 
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -570,16 +569,6 @@ StartTcpServer(context=ModbusServerContext(slaves=store, single=True), address=(
     expect(d.linkState).toBe('up');
   });
 });
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = tcpConnect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 describe('the simulated hall serves a Modbus RTU unit', () => {
   it('on endpoint.simPath, reports it as modbus-rtu://…, and takes ahu-silent and ahu-reset faults', async () => {

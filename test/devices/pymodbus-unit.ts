@@ -2,11 +2,10 @@
 // 3.0, set and read by the test over stdin/stdout (one JSON object a line). Loopback only; every
 // answer awaited with a deadline; the process ends when the test closes its stdin or kills it.
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { connect } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../src/util/async.ts';
-import { waitFor } from '../helpers.ts';
+import { canConnect, waitFor } from '../helpers.ts';
 
 const SCRIPT = fileURLToPath(new URL('../fixtures/pymodbus-unit.py', import.meta.url));
 const SYSTEM_PYTHON = '/usr/bin/python3';
@@ -77,17 +76,6 @@ export class PymodbusUnit {
       this.proc.stdin.write(`${JSON.stringify(cmd)}\n`);
     });
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /** A signed 16-bit value as the register word pymodbus stores. */

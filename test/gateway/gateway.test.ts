@@ -7,7 +7,6 @@
 // exits 0 at once, and a bad config lists every problem.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,7 +23,7 @@ import { decodeStatus, encodeCommand } from '../../src/devices/modbus/point-map.
 import { ConfigError } from '../../src/errors.ts';
 import { parseGatewayConfig } from '../../src/gateway/config.ts';
 import { freePort } from '../../src/util/async.ts';
-import { waitFor } from '../helpers.ts';
+import { canConnect, waitFor } from '../helpers.ts';
 import {
   controllerClient,
   type GatewayProcess,
@@ -552,14 +551,3 @@ describe('coolctl gateway --config with problems', () => {
     expect(problems).toEqual(['6 /lines/0', '9 /units/1/id', '9 /units/1/line']);
   });
 });
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
