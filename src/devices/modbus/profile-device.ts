@@ -12,6 +12,12 @@
 // write, the timeout register written at start and after every reconnect, a countdown or validity
 // timer rewritten within its refresh period; `none` leaves the controller as the only guard, and
 // the readings say so.
+// A command point the unit keeps (fan speed, setpoint) is not written again while the status read
+// of this connection shows the unit holding the very words we would send, within one leadership
+// term we already wrote in full: a unit that keeps what was written needs no rewrite, and each
+// request saved is one less in a lease unit's window. What a watchdog needs still goes out: a
+// heartbeat or epoch travels every time, a timer when due, and a unit whose watchdog any write
+// refreshes gets a full command at least once per refresh period.
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import type { AhuCommandSet, AhuReadings, CallOptions, DeviceDeps, WriteOptions } from '../device-io.ts';
@@ -53,6 +59,14 @@ export class ProfileModbusDevice extends ModbusDevice {
   /** When (performance.now) a countdown or validity timer was last refreshed. */
   private timerRefreshedMs = Number.NEGATIVE_INFINITY;
   private readonly fenceBase: number;
+  /** Words (by table:address) the last complete status read saw, on connection `seenOn`. */
+  private readonly seen = new Map<string, number>();
+  private seenOn = -1;
+  /** The epoch and connection of the last command written in full: the term may skip held points. */
+  private fullEpoch: number | undefined;
+  private fullOn = -1;
+  /** When (performance.now) the last write request went out, for watchdogs any write refreshes. */
+  private lastWriteMs = Number.NEGATIVE_INFINITY;
 
   constructor(ahu: ModbusAirHandler | ModbusRtuAirHandler, profile: CompiledProfile, deps: DeviceDeps = {}) {
     super(ahu, deps);
@@ -97,7 +111,16 @@ export class ProfileModbusDevice extends ModbusDevice {
 
   private async readProfileStatus(ctx: CallContext): Promise<DecodedStatus> {
     const results: ReadResult[] = [];
+    // A read that fails half way confirms nothing.
+    this.seenOn = -1;
+    this.seen.clear();
     for (const r of this.plan) results.push(await this.readBlock(ctx, r));
+    for (const { request, values } of results) {
+      for (let i = 0; i < values.length; i++) {
+        this.seen.set(`${request.table}:${request.address + i}`, Number(values[i]));
+      }
+    }
+    this.seenOn = this.connections;
     const status = this.profile.decodeReads(results);
     if (status.heartbeatFeedback !== undefined) this.heldHeartbeat = status.heartbeatFeedback;
     if (this.drivingRemote && (status.mode === 'fallback' || status.mode === 'local')) {
@@ -226,12 +249,25 @@ export class ProfileModbusDevice extends ModbusDevice {
       }
       this.heartbeat = this.nextProfileHeartbeat();
       // Encoded again here: a reconnect since the check above changes what must go out.
-      requests = this.encode(cmd, this.heartbeat, opts.reassert === true);
+      const encoded = this.encode(cmd, this.heartbeat, opts.reassert === true);
+      requests = this.withoutHeld(encoded, cmd.epoch, opts.reassert === true);
+      // Nothing to send still answers as a write would: a leader outside its lease is told so.
+      if (requests.length === 0) this.checkWriteWindow(opts, what, this.maxApplyDelayMs);
+      const full = requests.length === encoded.length;
       let connection = -1;
-      for (let k = 0; k < requests.length; k++) {
-        await this.send(ctx, requests[k]!, requests.length - k, cmd.epoch, opts, what);
-        // The connection the first request went out on (the call may have had to open one).
-        if (k === 0) connection = this.connections;
+      try {
+        for (let k = 0; k < requests.length; k++) {
+          const w = requests[k]!;
+          // Until the unit confirms it, what it held there before says nothing.
+          for (let i = 0; i < w.values.length; i++) this.seen.delete(`${w.table}:${w.address + i}`);
+          this.lastWriteMs = performance.now();
+          await this.send(ctx, w, requests.length - k, cmd.epoch, opts, what);
+          // The connection the first request went out on (the call may have had to open one).
+          if (k === 0) connection = this.connections;
+        }
+      } catch (err) {
+        this.fullEpoch = undefined;
+        throw err;
       }
       this.noteWritten(requests, cmd, connection);
       this.drivingRemote = cmd.remoteEnable;
@@ -239,11 +275,54 @@ export class ProfileModbusDevice extends ModbusDevice {
         this.lost = false;
         this.log.info({ epoch: cmd.epoch }, 'remote control re-asserted');
       }
-      if (!this.verifyWrites) return;
-      this.observePhase(ctx);
-      ctx.op = 'verify';
-      await this.verify(ctx, requests, what);
+      if (this.verifyWrites) {
+        this.observePhase(ctx);
+        ctx.op = 'verify';
+        try {
+          await this.verify(ctx, requests, what);
+        } catch (err) {
+          this.fullEpoch = undefined;
+          throw err;
+        }
+      }
+      if (full && connection === this.connections) {
+        this.fullEpoch = cmd.epoch;
+        this.fullOn = connection;
+      }
     });
+  }
+
+  /**
+   * `requests` less those that only repeat what the unit holds: every point of the request is one
+   * the unit keeps (fan speed, setpoint), and the last status read on this connection shows its
+   * words. Nothing is left out on a new connection, in a new term (cmd.epoch not yet written in
+   * full), on reassert, or when the unit's watchdog is refreshed by any write and one is due.
+   */
+  private withoutHeld(requests: WriteRequest[], epoch: number, reassert: boolean): WriteRequest[] {
+    if (
+      reassert ||
+      this.fullEpoch !== epoch ||
+      this.fullOn !== this.connections ||
+      this.seenOn !== this.connections ||
+      this.anyWriteRefreshDue()
+    ) {
+      return requests;
+    }
+    return requests.filter(
+      (w) =>
+        !(
+          w.points.every((n) => HELD_POINTS.has(n)) &&
+          w.values.every((v, i) => this.seen.get(`${w.table}:${w.address + i}`) === v)
+        ),
+    );
+  }
+
+  /** Whether the unit's watchdog, refreshed by any write (timeout register, validity), needs one now. */
+  private anyWriteRefreshDue(): boolean {
+    const wd = this.profile.watchdog;
+    if (wd.style !== 'timeout-register' && wd.style !== 'validity') return false;
+    const refreshMs = (wd.refreshS ?? (wd.timeoutS ?? 0) / 3) * 1000;
+    return performance.now() - this.lastWriteMs >= refreshMs;
   }
 
   /**
@@ -394,7 +473,7 @@ export class ProfileModbusDevice extends ModbusDevice {
         true,
       );
       const got = back.data.map((v) => (typeof v === 'boolean' ? Number(v) : v));
-      if (got.some((v, i) => v !== w.values[i])) {
+      if (got.length < w.values.length || got.some((v, i) => v !== w.values[i])) {
         throw new DeviceError(
           ErrorCodes.DEVICE_VERIFY_MISMATCH,
           this.id,
@@ -402,9 +481,16 @@ export class ProfileModbusDevice extends ModbusDevice {
             '(another writer, or a unit that ignores or limits writes)',
         );
       }
+      // The unit confirms it holds what was written.
+      if (this.seenOn === this.connections) {
+        for (let i = 0; i < w.values.length; i++) this.seen.set(`${w.table}:${w.address + i}`, w.values[i]!);
+      }
     }
   }
 }
+
+/** Command points a unit keeps once written, whatever its watchdog: repeating them changes nothing. */
+const HELD_POINTS: ReadonlySet<string> = new Set(['fanPct', 'supplySetpointC']);
 
 /** The request a WriteRequest names, by its function code. */
 function writeRequest(c: RegisterClient, w: WriteRequest): Promise<unknown> {
