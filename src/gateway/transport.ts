@@ -2,6 +2,7 @@
 // Modbus TCP connection to units that cannot check epochs (./tcp-transport.ts). One request at a
 // time (the line's pump guarantees it); every request ends within its deadline, with an answer PDU
 // or a reason — never a throw, never a wait without a timer.
+import { answerPduLength as pduLength } from '../devices/modbus/rtu-frame.ts';
 
 export type TransportOutcome =
   /** The unit answered; `pdu` is its answer (possibly an exception PDU), checked against the request. */
@@ -32,23 +33,8 @@ export interface Transport {
  */
 export function answerPduLength(fc: number, pdu: Buffer): number | undefined {
   if (pdu.length < 1) return undefined;
-  const f = pdu[0]!;
-  if (f === (fc | 0x80)) return 2;
-  if (f !== fc) return -1;
-  switch (fc) {
-    case 1:
-    case 2:
-    case 3:
-    case 4:
-      return pdu.length < 2 ? undefined : 2 + pdu[1]!;
-    case 5:
-    case 6:
-    case 15:
-    case 16:
-      return 5;
-    default:
-      return -1;
-  }
+  if (pdu[0] !== fc && pdu[0] !== (fc | 0x80)) return -1;
+  return pduLength(pdu);
 }
 
 /**

@@ -1,7 +1,13 @@
 // The Modbus RTU frame every RTU end in the tree builds and checks (src/devices/modbus/rtu-frame.ts),
 // against frames published as worked examples of Modbus RTU.
 import { describe, expect, it } from 'vitest';
-import { crc16, interFrameGapMs, rtuCrcOk, rtuFrame } from '../../src/devices/modbus/rtu-frame.ts';
+import {
+  answerPduLength,
+  crc16,
+  interFrameGapMs,
+  rtuCrcOk,
+  rtuFrame,
+} from '../../src/devices/modbus/rtu-frame.ts';
 
 describe('Modbus RTU frame', () => {
   it('carries the CRC-16 real masters send, low byte first', () => {
@@ -29,5 +35,15 @@ describe('Modbus RTU frame', () => {
     expect(interFrameGapMs(9_600)).toBeCloseTo((3.5 * 11 * 1000) / 9_600, 6);
     expect(interFrameGapMs(19_200)).toBeCloseTo((3.5 * 11 * 1000) / 19_200, 6);
     expect(interFrameGapMs(38_400)).toBe(1.75);
+  });
+
+  it("reads an answer PDU's length from its function code and byte count", () => {
+    expect(answerPduLength(Buffer.from([0x03]))).toBeUndefined();
+    expect(answerPduLength(Buffer.from([0x03, 0x04, 0, 1]))).toBe(6);
+    expect(answerPduLength(Buffer.from([0x01, 0x01]))).toBe(3);
+    expect(answerPduLength(Buffer.from([0x10, 0, 0]))).toBe(5);
+    expect(answerPduLength(Buffer.from([0x05]))).toBe(5);
+    expect(answerPduLength(Buffer.from([0x83]))).toBe(2);
+    expect(answerPduLength(Buffer.from([0x2b, 0x0e]))).toBe(-1);
   });
 });

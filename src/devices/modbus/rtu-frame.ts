@@ -37,3 +37,28 @@ export const RTU_BITS_PER_CHAR = 11;
 export function interFrameGapMs(baudRate: number): number {
   return baudRate > 19_200 ? 1.75 : (3.5 * RTU_BITS_PER_CHAR * 1000) / baudRate;
 }
+
+/**
+ * The length of the answer PDU at the start of `pdu` (function code first), read from its function
+ * code and byte count — RTU frames carry no length. Undefined while more bytes must arrive; -1 for
+ * a function code that is no answer we know the shape of. An exception answer is 2 bytes.
+ */
+export function answerPduLength(pdu: Uint8Array): number | undefined {
+  if (pdu.length < 1) return undefined;
+  const fc = pdu[0]!;
+  if (fc & 0x80) return 2;
+  switch (fc) {
+    case 0x01:
+    case 0x02:
+    case 0x03:
+    case 0x04:
+      return pdu.length < 2 ? undefined : 2 + pdu[1]!;
+    case 0x05:
+    case 0x06:
+    case 0x0f:
+    case 0x10:
+      return 5;
+    default:
+      return -1;
+  }
+}

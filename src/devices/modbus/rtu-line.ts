@@ -15,7 +15,7 @@ import { Counter, type Registry } from 'prom-client';
 import { SerialPort } from 'serialport';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import { ModbusExceptionError, ModbusFrameError } from './modbus-tcp.ts';
-import { interFrameGapMs, rtuCrcOk, rtuFrame } from './rtu-frame.ts';
+import { answerPduLength, interFrameGapMs, rtuCrcOk, rtuFrame } from './rtu-frame.ts';
 
 export interface RtuSerialSettings {
   path: string;
@@ -100,22 +100,8 @@ function answerLengthFor(pdu: Uint8Array): number | undefined {
 /** A response frame's length from its first bytes; undefined until enough has arrived to say, -1 for no Modbus function. */
 function expectedResponseLength(buf: Buffer): number | undefined {
   if (buf.length < 2) return undefined;
-  const fc = buf[1]!;
-  if (fc & 0x80) return 5; // address, fc|0x80, exception code, CRC
-  switch (fc) {
-    case 0x01:
-    case 0x02:
-    case 0x03:
-    case 0x04:
-      return buf.length >= 3 ? 5 + buf[2]! : undefined;
-    case 0x05:
-    case 0x06:
-    case 0x0f:
-    case 0x10:
-      return 8;
-    default:
-      return -1;
-  }
+  const pduLength = answerPduLength(buf.subarray(1));
+  return pduLength === undefined || pduLength < 0 ? pduLength : 1 + pduLength + 2;
 }
 
 interface Job {
