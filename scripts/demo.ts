@@ -100,6 +100,10 @@ async function main(): Promise<void> {
 
   const secretFile = join(DIR, 'cluster.secret');
   writeFileSync(secretFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  // The first admin, shown once below: the API refuses everything else without an identity.
+  const admin = { name: 'admin', password: randomBytes(12).toString('base64url') };
+  const adminFile = join(DIR, 'admin.yaml');
+  writeFileSync(adminFile, stringify(admin), { mode: 0o600 });
   const config = join(DIR, 'controller.yaml');
   writeFileSync(
     config,
@@ -122,12 +126,23 @@ async function main(): Promise<void> {
       dataDir: join(DIR, '{node}'),
       sensors: { mqttUrl: `mqtt://127.0.0.1:${MQTT_PORT}` },
       control: { periodMs: 1000 },
+      api: { bootstrapAdminFile: adminFile },
     })}`,
   );
 
   process.stdout.write('demo: starting three controllers…\n');
   for (const n of NODES) spawnLogged(n, ['src/cli.ts', 'run', '--config', config, '--node', n]);
   for (const n of NODES) await waitForLog(n, new RegExp(`coolctl: node ${n} running`), 60_000);
+  const tokenFile = join(DIR, 'admin.token');
+  const signIn = await fetch(`http://127.0.0.1:${apiPort(0)}/api/v1/auth/sign-in`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-coolctl-request': 'demo' },
+    body: JSON.stringify({ ...admin, as: 'token' }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (!signIn.ok)
+    throw new Error(`demo: the admin could not sign in (${signIn.status}): ${await signIn.text()}`);
+  writeFileSync(tokenFile, `${((await signIn.json()) as { token: string }).token}\n`, { mode: 0o600 });
 
   process.stdout.write(
     [
@@ -135,8 +150,11 @@ async function main(): Promise<void> {
       'coolctl demo is running (Ctrl-C stops everything):',
       '',
       ...NODES.map((n, i) => `  dashboard ${n}   http://127.0.0.1:${apiPort(i)}/`),
-      `  cluster          npm run coolctl -- status --api http://127.0.0.1:${apiPort(0)}`,
-      `  switchover       npm run coolctl -- switchover zone-1 --to c2 --api http://127.0.0.1:${apiPort(0)}`,
+      `  sign in as       ${admin.name} / ${admin.password}   (shown once; the API needs an identity)`,
+      `  CLI token        ${tokenFile}   (export COOLCTL_TOKEN=$(cat ${tokenFile}))`,
+      `  cluster          npm run coolctl -- status --api http://127.0.0.1:${apiPort(0)} --token-file ${tokenFile}`,
+      `  switchover       npm run coolctl -- switchover zone-1 --to c2 --api http://127.0.0.1:${apiPort(0)} --token-file ${tokenFile}`,
+      `  audit trail      npm run coolctl -- history --api http://127.0.0.1:${apiPort(0)} --token-file ${tokenFile}`,
       `  simulator        ${simUrl}/sim/state   (faults: POST ${simUrl}/sim/faults, see docs/sim-api.md)`,
       `  etcd             ${etcd.clientUrls.join(' ')}`,
       `  logs             ${DIR}/{sim,c1,c2,c3}.log`,
