@@ -239,7 +239,9 @@ async function phase(
     };
     await poll(`${o.name}: every group led and driven by the controller`, 120_000, async () => {
       alive();
-      const v = await getJson<ClusterView>(`${ctl.apiUrl}/api/v1/cluster`, 5000).catch(() => null);
+      const v = await getJson<ClusterView>(`${ctl.apiUrl}/api/v1/cluster`, 5000, ctl.headers).catch(
+        () => null,
+      );
       const driving = v?.groups.filter((g) => g.state === 'leader' && g.driving).length ?? 0;
       return driving === o.groups ? true : undefined;
     });
@@ -254,7 +256,7 @@ async function phase(
     // the p99 of the interval since the one before.
     const simState = () => getJson<SimState>(`${sim.simUrl}/sim/state`, 10_000);
     const s0 = await simState();
-    const m0 = await scrape(ctl.apiUrl);
+    const m0 = await scrape(ctl.apiUrl, 5000, ctl.headers);
     const w0 = performance.now();
     const cpu0 = cpuSeconds(ctl.proc.pid);
     const simCpu0 = cpuSeconds(sim.proc.pid);
@@ -277,7 +279,7 @@ async function phase(
         cpuIntervals.push(((c - lastCpu) / ((now - lastCpuAt) / 1000)) * 100);
         lastCpu = c;
         lastCpuAt = now;
-        const m = await scrape(ctl.apiUrl);
+        const m = await scrape(ctl.apiUrl, 5000, ctl.headers);
         scrapes.push(m);
         lagP99.push(sum(m.samples, 'coolctl_process_nodejs_eventloop_lag_p99_seconds') * 1000);
         lagMax.push(sum(m.samples, 'coolctl_process_nodejs_eventloop_lag_max_seconds') * 1000);
@@ -288,7 +290,7 @@ async function phase(
     const simCpu = cpuSeconds(sim.proc.pid) - simCpu0;
     const s1 = await simState();
     const m1 = scrapes.at(-1)!;
-    const cluster = await getJson<ClusterView>(`${ctl.apiUrl}/api/v1/cluster`, 5000);
+    const cluster = await getJson<ClusterView>(`${ctl.apiUrl}/api/v1/cluster`, 5000, ctl.headers);
 
     const delta = (name: string, where: Record<string, string> = {}) =>
       sum(m1.samples, name, where) - sum(m0.samples, name, where);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
+import { seedApiAdmin } from '../../test/support/api-seed.ts';
 import type { DaemonCommand } from '../../test/support/deployed-daemon.ts';
 import { freePort } from '../../test/support/etcd-cluster.ts';
 import { REPO_ROOT, simArgs } from '../../test/support/repo.ts';
@@ -191,7 +192,7 @@ export async function startController(
     daemon: DaemonCommand;
     nodeArgs?: string[];
   },
-): Promise<{ proc: Proc; apiUrl: string }> {
+): Promise<{ proc: Proc; apiUrl: string; headers: Record<string, string> }> {
   const node = 'c1';
   const [apiPort, peerPort] = [await freePort(), await freePort()];
   await writeFile(join(procs.dir, `${o.name}-site.yaml`), stringify(o.site));
@@ -199,13 +200,16 @@ export async function startController(
     mode: 0o600,
   });
   const configPath = join(procs.dir, `${o.name}.yaml`);
+  const prefix = `/coolctl-bench-scale-${o.name}-${process.pid}`;
+  // The API needs an identity: an admin and token seeded in etcd before the controller starts.
+  const { headers } = await seedApiAdmin(o.etcd, prefix);
   await writeFile(
     configPath,
     stringify({
       site: `${o.name}-site.yaml`,
       cluster: {
         etcd: o.etcd,
-        prefix: `/coolctl-bench-scale-${o.name}-${process.pid}`,
+        prefix,
         secretFile: `${o.name}.secret`,
       },
       nodes: { [node]: { api: `127.0.0.1:${apiPort}`, peer: `127.0.0.1:${peerPort}` } },
@@ -234,11 +238,15 @@ export async function startController(
     if (proc.exit()) throw new Error(`the controller ${proc.exit()} on start:\n${tail(log)}`);
     return undefined;
   });
-  return { proc, apiUrl: `http://127.0.0.1:${apiPort}` };
+  return { proc, apiUrl: `http://127.0.0.1:${apiPort}`, headers };
 }
 
-export async function getJson<T>(url: string, timeoutMs = 2000): Promise<T> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+export async function getJson<T>(
+  url: string,
+  timeoutMs = 2000,
+  headers: Record<string, string> = {},
+): Promise<T> {
+  const res = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
   if (!res.ok) throw new Error(`${url} answered ${res.status}`);
   return (await res.json()) as T;
 }

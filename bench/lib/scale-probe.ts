@@ -98,9 +98,13 @@ export interface Scrape {
   bytes: number;
 }
 
-export async function scrape(apiUrl: string, timeoutMs = 5000): Promise<Scrape> {
+export async function scrape(
+  apiUrl: string,
+  timeoutMs = 5000,
+  headers: Record<string, string> = {},
+): Promise<Scrape> {
   const t0 = performance.now();
-  const res = await fetch(`${apiUrl}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+  const res = await fetch(`${apiUrl}/metrics`, { headers, signal: AbortSignal.timeout(timeoutMs) });
   if (!res.ok) throw new Error(`${apiUrl}/metrics answered ${res.status}`);
   const text = await res.text();
   return { samples: parseMetrics(text), ms: performance.now() - t0, bytes: Buffer.byteLength(text) };
