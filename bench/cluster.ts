@@ -118,11 +118,14 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   let failed = true;
   try {
     const dir = await mkdtemp(join(tmpdir(), 'coolctl-bench-cluster-'));
-    // A failed run keeps the nodes' logs for a look; a good one leaves nothing behind.
+    // A failed run keeps the nodes' logs for a look (COOLCTL_BENCH_KEEP_LOGS=1: any run); a good one
+    // leaves nothing behind.
     undo.push({
       what: 'node data dirs',
       fn: () =>
-        failed ? Promise.resolve(say(`node logs kept in ${dir}`)) : rm(dir, { recursive: true, force: true }),
+        failed || process.env.COOLCTL_BENCH_KEEP_LOGS
+          ? Promise.resolve(say(`node logs kept in ${dir}`))
+          : rm(dir, { recursive: true, force: true }),
     });
     const etcd = await startEtcdCluster({ dataDir: join(dir, 'etcd') });
     undo.push({ what: 'etcd cluster', fn: () => etcd.stop() });

@@ -59,6 +59,8 @@ const MAX_HANDOVERS_IN_FLIGHT = 32;
  * on a loaded machine most of them miss it and are all fired again.
  */
 const MAX_ACTIONS_IN_FLIGHT = 64;
+/** Keys one enqueue transaction puts (etcd's --max-txn-ops is 128 per branch). */
+const ENQUEUE_BATCH = 64;
 
 export interface EtcdLeadershipOptions {
   node: string;
@@ -176,6 +178,12 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private registeredAtMs = Number.NEGATIVE_INFINITY;
   private watchGeneration = 0;
   private readonly actionSlots = new Slots(MAX_ACTIONS_IN_FLIGHT);
+  /** Rebalancing switchovers this node started and that have not settled: group → target. */
+  private readonly rebalancing = new Map<string, string>();
+  /** Groups whose rebalancing handover failed, and when (monotonic ms). */
+  private readonly rebalanceFailedAtMs = new Map<string, number>();
+  /** Enqueues decided in this pass, put together at its end. */
+  private enqueues: { group: string; ended: () => void }[] = [];
   /** Groups to decide in the next pass whatever the view says changed (an action ended). */
   private recheck = new Set<string>();
   private readonly operators: OperatorStore;
@@ -517,6 +525,10 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
         `switchover ${group}: ${targetNode} is not a member`,
       );
     }
+    // A marker naming us as the target is of the handover that made us leader: done, only not
+    // cleared yet (that is one etcd call behind the lead). Clear it rather than refuse a new one.
+    const done = this.snapshot?.markers.get(group);
+    if (done && done.to === this.node) await this.handovers.clearMarker(group, done.modRevision);
     return this.handovers.begin({
       group,
       to: targetNode,
@@ -676,6 +688,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.apply(s, d, marker, queue, members, actions);
     }
     if (toCheck.length > 0) await this.checkAndLead(toCheck, leaseAtRead, actions);
+    this.flushEnqueues();
     // What looks at every group of the cluster runs on full passes, and at most every
     // CLUSTER_WORK_MS otherwise: a pass of a few changed groups stays a few groups' work.
     const clusterWork = full || changed === null || this.now() - this.clusterWorkAtMs >= CLUSTER_WORK_MS;
@@ -751,17 +764,44 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       return false;
     const mark = { what: d.action, done: false, atMs: this.now(), blocked: false, queue };
     s.action = mark;
-    void this.actionSlots
-      .run(() => this.act(s.group, d.action, d.reason, marker, queue))
-      .finally(() => {
-        mark.done = true;
-        mark.atMs = this.now();
-        if (mark.blocked && this.state.get(s.group) === s) {
-          this.recheck.add(s.group);
-          this.requestTick(false);
-        }
-      });
+    const ended = (): void => {
+      mark.done = true;
+      mark.atMs = this.now();
+      if (mark.blocked && this.state.get(s.group) === s) {
+        this.recheck.add(s.group);
+        this.requestTick(false);
+      }
+    };
+    if (d.action === 'enqueue') {
+      // Gathered over the pass and put ENQUEUE_BATCH at a time (flushEnqueues).
+      this.enqueues.push({ group: s.group, ended });
+      return true;
+    }
+    void this.actionSlots.run(() => this.act(s.group, d.action, d.reason, marker, queue)).finally(ended);
     return true;
+  }
+
+  /** The pass's enqueues, in transactions of ENQUEUE_BATCH keys (Election.enqueueAll). */
+  private flushEnqueues(): void {
+    const all = this.enqueues;
+    this.enqueues = [];
+    for (let i = 0; i < all.length; i += ENQUEUE_BATCH) {
+      const chunk = all.slice(i, i + ENQUEUE_BATCH);
+      const elections = chunk.flatMap((c) => this.elections.get(c.group) ?? []);
+      const signal = this.stopping.signal;
+      void this.actionSlots
+        .run(() => Election.enqueueAll(elections, signal))
+        .catch((err: unknown) => {
+          if (!signal.aborted)
+            this.log.warn(
+              { err, groups: chunk.length },
+              'etcd enqueue failed; the groups are tried again on a later pass',
+            );
+        })
+        .finally(() => {
+          for (const c of chunk) c.ended();
+        });
+    }
   }
 
   /**
@@ -868,7 +908,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private maybeRebalance(snap: ClusterSnapshot): void {
     if (!this.lease || !this.registered) return;
     if (this.now() - this.membersChangedAtMs < this.opts.rebalanceHoldMs) return;
-    const room = MAX_HANDOVERS_IN_FLIGHT - this.handovers.size;
+    const room = MAX_HANDOVERS_IN_FLIGHT - this.rebalancing.size;
     if (room <= 0) return;
     // Only groups we lead AND may act on count as ours to give: no handover from a fenced node.
     for (const s of this.state.values()) if (s.leader === this.node && s.role !== 'leader') return;
@@ -878,8 +918,15 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const inFlight = new Map<string, string>();
     for (const [g, m] of snap.markers) inFlight.set(g, m.to);
     for (const [g, to] of this.handovers.targets()) inFlight.set(g, to);
+    // Started but not yet settled (the marker may not be written, nor seen, yet): never twice.
+    for (const [g, to] of this.rebalancing) inFlight.set(g, to);
     const nowMs = Date.now();
     const pinned = new Set<string>();
+    // A group whose handover failed waits out the hold before it is tried again.
+    for (const [g, atMs] of this.rebalanceFailedAtMs) {
+      if (this.now() - atMs < this.opts.rebalanceHoldMs) pinned.add(g);
+      else this.rebalanceFailedAtMs.delete(g);
+    }
     const ledSinceMs = new Map<string, number>();
     for (const s of this.state.values()) {
       if (s.role !== 'leader') continue;
@@ -896,9 +943,13 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     });
     for (const plan of plans.slice(0, room)) {
       this.log.info(plan, 'rebalancing: handing a group over');
-      this.switchover(plan.group, plan.to).catch((err: unknown) =>
-        this.log.warn({ err, ...plan }, 'rebalancing handover failed'),
-      );
+      this.rebalancing.set(plan.group, plan.to);
+      this.switchover(plan.group, plan.to)
+        .catch((err: unknown) => {
+          this.rebalanceFailedAtMs.set(plan.group, this.now());
+          this.log.warn({ err, ...plan }, 'rebalancing handover failed');
+        })
+        .finally(() => this.rebalancing.delete(plan.group));
     }
   }
 
