@@ -126,24 +126,4 @@ describe('Election (etcd recipe)', () => {
     expect((await e0.queue()).queue.map((q) => q.node)).toEqual(['a']);
     await e0.resign();
   });
-
-  it('enqueueAll puts many groups in one transaction, and falls back to one by one if a key exists', async () => {
-    const prefix = '/coolctl-test/election-batch';
-    const l = await lease();
-    const make = (group: string) =>
-      new Election({ client, prefix, group, node: 'n1', lease: l, callTimeoutMs: 1_000 });
-    const batch = ['b1', 'b2', 'b3'].map(make);
-    await Election.enqueueAll(batch);
-    const revs = batch.map((e) => e.epoch);
-    expect(new Set(revs).size).toBe(1); // one transaction, one revision
-    for (const e of batch) expect((await e.leader())?.createRevision).toBe(e.epoch);
-    // c1 already queued (a retry after a lost answer): nothing is put at once, each keeps its place.
-    const c1 = make('c1');
-    const own = await c1.enqueue();
-    const more = [make('c1'), make('c2')];
-    await Election.enqueueAll(more);
-    expect(more[0]!.epoch).toBe(own);
-    expect(more[1]!.epoch).toBeGreaterThan(own);
-    expect((await more[1]!.queue()).queue.map((e) => e.node)).toEqual(['n1']);
-  });
 });

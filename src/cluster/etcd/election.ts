@@ -117,36 +117,6 @@ export class Election {
   }
 
   /**
-   * Joins several queues of one node (same client, same lease) in ONE transaction: every key is put
-   * only if absent, all at one revision, which becomes each key's create revision (the epoch stays
-   * strictly increasing per group). If any key exists already (a retry, a ghost), nothing is put and
-   * each election enqueues on its own. A mass enqueue (a start, a join, a reload adding many groups)
-   * thus costs etcd G / batch writes and watch events instead of G.
-   */
-  static async enqueueAll(elections: readonly Election[], signal?: AbortSignal): Promise<void> {
-    const first = elections[0];
-    if (!first) return;
-    if (elections.length === 1) {
-      await first.enqueue(signal);
-      return;
-    }
-    const { client, lease, callTimeoutMs } = first.opts;
-    const res = await etcdCall('election enqueue (batch)', callTimeoutMs, signal, (o) => {
-      let txn = client.if(first.key, 'Create', '==', 0);
-      for (const e of elections.slice(1)) txn = txn.and(e.key, 'Create', '==', 0);
-      return txn
-        .then(...elections.map((e) => client.put(e.key).value(e.opts.node).lease(lease.id)))
-        .options(o)
-        .commit();
-    });
-    if (res.succeeded) {
-      for (const e of elections) e.ownRevision = Number(res.header.revision);
-      return;
-    }
-    for (const e of elections) await e.enqueue(signal);
-  }
-
-  /**
    * Leaves the queue (resign): deletes our key, only if it is still the one created at `createRevision`
    * (default: the one enqueue() made), so a stale resign never deletes a newer key of ours. When we
    * never learned the revision (a campaign aborted while its put was in flight), deletes the key if

@@ -59,8 +59,6 @@ const MAX_HANDOVERS_IN_FLIGHT = 32;
  * on a loaded machine most of them miss it and are all fired again.
  */
 const MAX_ACTIONS_IN_FLIGHT = 64;
-/** Keys one enqueue transaction puts (etcd's --max-txn-ops is 128 per branch). */
-const ENQUEUE_BATCH = 64;
 
 export interface EtcdLeadershipOptions {
   node: string;
@@ -182,8 +180,6 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private readonly rebalancing = new Map<string, string>();
   /** Groups whose rebalancing handover failed, and when (monotonic ms). */
   private readonly rebalanceFailedAtMs = new Map<string, number>();
-  /** Enqueues decided in this pass, put together at its end. */
-  private enqueues: { group: string; ended: () => void }[] = [];
   /** Groups to decide in the next pass whatever the view says changed (an action ended). */
   private recheck = new Set<string>();
   private readonly operators: OperatorStore;
@@ -688,7 +684,6 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.apply(s, d, marker, queue, members, actions);
     }
     if (toCheck.length > 0) await this.checkAndLead(toCheck, leaseAtRead, actions);
-    this.flushEnqueues();
     // What looks at every group of the cluster runs on full passes, and at most every
     // CLUSTER_WORK_MS otherwise: a pass of a few changed groups stays a few groups' work.
     const clusterWork = full || changed === null || this.now() - this.clusterWorkAtMs >= CLUSTER_WORK_MS;
@@ -772,36 +767,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
         this.requestTick(false);
       }
     };
-    if (d.action === 'enqueue') {
-      // Gathered over the pass and put ENQUEUE_BATCH at a time (flushEnqueues).
-      this.enqueues.push({ group: s.group, ended });
-      return true;
-    }
     void this.actionSlots.run(() => this.act(s.group, d.action, d.reason, marker, queue)).finally(ended);
     return true;
-  }
-
-  /** The pass's enqueues, in transactions of ENQUEUE_BATCH keys (Election.enqueueAll). */
-  private flushEnqueues(): void {
-    const all = this.enqueues;
-    this.enqueues = [];
-    for (let i = 0; i < all.length; i += ENQUEUE_BATCH) {
-      const chunk = all.slice(i, i + ENQUEUE_BATCH);
-      const elections = chunk.flatMap((c) => this.elections.get(c.group) ?? []);
-      const signal = this.stopping.signal;
-      void this.actionSlots
-        .run(() => Election.enqueueAll(elections, signal))
-        .catch((err: unknown) => {
-          if (!signal.aborted)
-            this.log.warn(
-              { err, groups: chunk.length },
-              'etcd enqueue failed; the groups are tried again on a later pass',
-            );
-        })
-        .finally(() => {
-          for (const c of chunk) c.ended();
-        });
-    }
   }
 
   /**
