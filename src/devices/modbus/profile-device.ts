@@ -59,8 +59,8 @@ export class ProfileModbusDevice extends ModbusDevice {
   /** When (performance.now) a countdown or validity timer was last refreshed. */
   private timerRefreshedMs = Number.NEGATIVE_INFINITY;
   private readonly fenceBase: number;
-  /** Words (by table:address) the last complete status read saw, on connection `seenOn`. */
-  private readonly seen = new Map<string, number>();
+  /** The blocks of the last complete status read, on connection `seenOn`; a write voids them. */
+  private seen: ReadResult[] = [];
   private seenOn = -1;
   /** The epoch and connection of the last command written in full: the term may skip held points. */
   private fullEpoch: number | undefined;
@@ -113,13 +113,8 @@ export class ProfileModbusDevice extends ModbusDevice {
     const results: ReadResult[] = [];
     // A read that fails half way confirms nothing.
     this.seenOn = -1;
-    this.seen.clear();
     for (const r of this.plan) results.push(await this.readBlock(ctx, r));
-    for (const { request, values } of results) {
-      for (let i = 0; i < values.length; i++) {
-        this.seen.set(`${request.table}:${request.address + i}`, Number(values[i]));
-      }
-    }
+    this.seen = results;
     this.seenOn = this.connections;
     const status = this.profile.decodeReads(results);
     if (status.heartbeatFeedback !== undefined) this.heldHeartbeat = status.heartbeatFeedback;
@@ -257,11 +252,11 @@ export class ProfileModbusDevice extends ModbusDevice {
       let connection = -1;
       try {
         for (let k = 0; k < requests.length; k++) {
-          const w = requests[k]!;
-          // Until the unit confirms it, what it held there before says nothing.
-          for (let i = 0; i < w.values.length; i++) this.seen.delete(`${w.table}:${w.address + i}`);
+          // What the unit held before a write says nothing of what it holds after: the next status
+          // read tells.
+          this.seenOn = -1;
           this.lastWriteMs = performance.now();
-          await this.send(ctx, w, requests.length - k, cmd.epoch, opts, what);
+          await this.send(ctx, requests[k]!, requests.length - k, cmd.epoch, opts, what);
           // The connection the first request went out on (the call may have had to open one).
           if (k === 0) connection = this.connections;
         }
@@ -308,13 +303,19 @@ export class ProfileModbusDevice extends ModbusDevice {
     ) {
       return requests;
     }
-    return requests.filter(
-      (w) =>
-        !(
-          w.points.every((n) => HELD_POINTS.has(n)) &&
-          w.values.every((v, i) => this.seen.get(`${w.table}:${w.address + i}`) === v)
-        ),
-    );
+    return requests.filter((w) => !(w.points.every((n) => HELD_POINTS.has(n)) && this.holds(w)));
+  }
+
+  /** Whether the last status read shows the unit holding every word `w` would write. */
+  private holds(w: WriteRequest): boolean {
+    for (const { request: r, values } of this.seen) {
+      if (r.table !== w.table || w.address < r.address || w.address + w.values.length > r.address + r.count) {
+        continue;
+      }
+      const at = w.address - r.address;
+      return w.values.every((v, i) => Number(values[at + i]) === v);
+    }
+    return false;
   }
 
   /** Whether the unit's watchdog, refreshed by any write (timeout register, validity), needs one now. */
@@ -480,10 +481,6 @@ export class ProfileModbusDevice extends ModbusDevice {
           `${what}: ${w.points.join('+')} reads back [${got.join(',')}], not the [${w.values.join(',')}] written ` +
             '(another writer, or a unit that ignores or limits writes)',
         );
-      }
-      // The unit confirms it holds what was written.
-      if (this.seenOn === this.connections) {
-        for (let i = 0; i < w.values.length; i++) this.seen.set(`${w.table}:${w.address + i}`, w.values[i]!);
       }
     }
   }
