@@ -39,11 +39,11 @@ import {
   LaneCall,
   LinkMonitor,
   pause,
+  RECONNECT_MAX_MS,
   retryAfter,
   writeBudgetMs,
 } from '../resilience.ts';
 import { ModbusFrameError, ModbusTcpClient } from './modbus-tcp.ts';
-import { openRtuUnit, type RtuUnitClient } from './rtu-line.ts';
 import {
   COMMAND_BLOCK_LEN,
   decodeStatus,
@@ -55,6 +55,7 @@ import {
   STALE_EPOCH_EXCEPTION,
   STATUS_BLOCK_LEN,
 } from './point-map.ts';
+import { openRtuUnit, type RtuUnitClient } from './rtu-line.ts';
 
 /**
  * Every Modbus TCP socket reads into this one buffer (net's `onread`). By default each read gets
@@ -95,9 +96,8 @@ export interface RegisterClient {
 
 export const DEFAULT_TIMEOUT_MS = DEFAULT_DEVICE_TIMEOUT_MS;
 export const DEFAULT_RETRIES = 2;
-/** Background reconnect: first try after ~100 ms, then doubling, never more than 3 s apart. */
+/** Background reconnect: first try after ~100 ms, then doubling up to RECONNECT_MAX_MS (resilience.ts). */
 const RECONNECT_BASE_MS = 100;
-const RECONNECT_MAX_MS = 3_000;
 /** Between tries of one call; the call's deadline bounds them anyway. */
 const RETRY_BASE_MS = 20;
 const RETRY_MAX_MS = 200;
