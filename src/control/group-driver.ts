@@ -176,6 +176,8 @@ export class GroupDriver {
   private judgedFromMs: number | null = null;
   /** Last accepted write of any unit under `judgedEpoch` (monotonic ms; 0: none yet). */
   private lastAcceptedAtMs = 0;
+  /** fence() was null at a judgement since the last one with a fence: the node could not write. */
+  private fenceLapsed = false;
   private crashesInARow = 0;
   private relinquishesInARow = 0;
   private lastRelinquishAtMs = Number.NEGATIVE_INFINITY;
@@ -435,6 +437,7 @@ export class GroupDriver {
     const fence = this.leadership.fence(this.group);
     if (!fence) {
       this.problem = null;
+      this.fenceLapsed = true;
       this.opts.metrics?.undriven(this.group, 0);
       return;
     }
@@ -445,8 +448,14 @@ export class GroupDriver {
       this.crashesInARow = 0; // a new term's loop is judged on its own crashes
     }
     // Units all handed to local control on purpose (pause, to-local): nothing to judge, and taking
-    // them back (resume) gives the term a fresh chance to write, not the time spent paused.
-    if (this.judgedFromMs !== null && !this.meansToDrive()) this.judgedFromMs = nowMs;
+    // them back (resume) gives the term a fresh chance to write, not the time spent paused. The same
+    // for time this node was not allowed to write (its lease deadline passed, until failsafe or a
+    // keepalive gave it back): that is not the group failing to take writes.
+    // And while etcd is out of reach, handing on could only leave the group with nobody (no other
+    // node can be elected without etcd; failsafe keeps only the leaders there are): keep driving.
+    if (this.judgedFromMs !== null && (!this.meansToDrive() || this.fenceLapsed || !this.leadership.healthy))
+      this.judgedFromMs = nowMs;
+    this.fenceLapsed = false;
     const sinceMs = this.judgedFromMs === null ? null : Math.max(this.judgedFromMs, this.lastAcceptedAtMs);
     this.opts.metrics?.undriven(this.group, sinceMs === null ? 0 : (nowMs - sinceMs) / 1000);
     let cause: RelinquishCause | null = null;

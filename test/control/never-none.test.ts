@@ -257,6 +257,39 @@ describe('a leader that cannot drive', () => {
   });
 });
 
+describe('time the group could not be driven by anyone', () => {
+  it('a lapse of the fence (lease deadline passed, then failsafe or a keepalive gave it back) is not counted as undriven', async () => {
+    const { c, nodes, writes } = cluster(['n1', 'n2']);
+    const n1 = nodes[0]!;
+    await waitFor('driving', () => n1.driver.driving && writes.some((w) => w.node === 'n1'));
+    // The node may not write for longer than the undriven bound (its lease deadline passed) ...
+    let lapsed = true;
+    const fence = n1.leadership.fence.bind(n1.leadership);
+    Object.assign(n1.leadership, { fence: (g: string) => (lapsed ? null : fence(g)) });
+    const t0 = performance.now();
+    await waitFor('the fence lapsed well past the bound', () => performance.now() - t0 > UNDRIVEN_MS * 2);
+    // ... then may again, with the same epoch: the term gets a fresh chance, it is not handed on.
+    const backAt = performance.now();
+    lapsed = false;
+    await waitFor('written again', () => writes.some((w) => w.node === 'n1' && w.atMs > backAt));
+    expect(c.relinquished).toEqual([]);
+  });
+
+  it('while etcd is out of reach a leader whose units take nothing keeps the group: nobody else could lead it', async () => {
+    const { c, nodes } = cluster(['n1', 'n2']);
+    const n1 = nodes[0]!;
+    await waitFor('driving', () => n1.driver.driving);
+    n1.leadership.healthy = false;
+    for (const u of n1.units.values()) u.answer = 'unreachable';
+    const t0 = performance.now();
+    await waitFor('well past the bound', () => performance.now() - t0 > UNDRIVEN_MS * 3);
+    expect(c.relinquished).toEqual([]);
+    // etcd back: the bound applies again from then on.
+    n1.leadership.healthy = true;
+    await waitFor('handed on once etcd is back', () => c.relinquished.length === 1, { timeoutMs: 5_000 });
+  });
+});
+
 describe('the undriven bound', () => {
   it('is three periods, at least 2 s, and at most half the tightest unit watchdog', () => {
     expect(undrivenLimitMs(1_000)).toBe(3_000);
