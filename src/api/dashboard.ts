@@ -28,17 +28,6 @@ type AssetName = keyof typeof ASSETS;
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/**
- * HOOK — per-rack inlet temperatures for the floor map. The group sensor view carries the hottest
- * good inlet of the group but not yet one figure per rack; when it grows a
- * `rackInletsC: { [rack]: °C | null }` field, the map colours every rack by it with no other change.
- * Until then each rack shows "no data".
- */
-export function rackInletsOf(view: GroupSensorView): Record<string, number | null> | null {
-  const r = (view as GroupSensorView & { rackInletsC?: Record<string, number | null> }).rackInletsC;
-  return r && typeof r === 'object' ? r : null;
-}
-
 const NullableNumber = { type: ['number', 'null'] } as const;
 
 async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<void> {
@@ -282,7 +271,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
         groups[g] = v
           ? { verdict: v.verdict, inletMaxC: v.inletMaxC, hottestRack: v.hottestRack, coverage: v.coverage }
           : null;
-        const perRack = v ? rackInletsOf(v) : null;
+        const perRack = rackInletsOf(deps, g);
         if (!perRack) continue;
         rackInletsKnown = true;
         for (const [rack, c] of Object.entries(perRack)) racks[rack] = typeof c === 'number' ? c : null;
@@ -345,6 +334,15 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
 }
 
 export const dashboard = dashboardPlugin;
+
+/** Per-rack hottest good inlet of a group (null: this node's sensor view cannot say). */
+function rackInletsOf(deps: ApiDeps, group: string): Record<string, number | null> | null {
+  try {
+    return deps.sensors?.rackInletsC?.(group) ?? null;
+  } catch {
+    return null;
+  }
+}
 
 function viewOf(deps: ApiDeps, group: string): GroupSensorView | null {
   try {

@@ -89,6 +89,11 @@ export interface GroupSensorView {
 /** Control depends on this, never on MQTT or Modbus. */
 export interface SensorView {
   view(groupId: string): GroupSensorView;
+  /**
+   * Per rack of the group that has inlet sensors: its hottest good inlet reading, °C, or null when
+   * it has none. For people (the floor map), not for control: it allocates, view() does not.
+   */
+  rackInletsC?(groupId: string): Record<string, number | null>;
 }
 
 export interface SensorStoreOptions {
@@ -582,6 +587,23 @@ export class SensorStore implements SensorView {
       uncoveredRacks: g.inletRacks.filter((r) => !coveredRacks.has(r)),
       atMs: this.wallAt(now),
     };
+  }
+
+  rackInletsC(groupId: string, now = this.now()): Record<string, number | null> {
+    const g = this.groups.get(groupId);
+    if (!g) throw new RangeError(`unknown control group "${groupId}"`);
+    const out: Record<string, number | null> = {};
+    for (const rack of g.inletRacks) out[rack] = null;
+    for (const n of g.nodes) {
+      const layout = n.layout;
+      for (let pos = 0; pos < layout.ids.length; pos++) {
+        if (!layout.isInlet[pos] || !this.isGood(n, pos, now)) continue;
+        const value = this.readings[(n.firstRow + pos) * READING + VALUE]!;
+        const cur = out[n.rack];
+        if (cur === null || cur === undefined || value > cur) out[n.rack] = value;
+      }
+    }
+    return out;
   }
 
   sensors(now = this.now()): SensorSnapshot[] {

@@ -106,6 +106,52 @@ describe('dashboard routes', () => {
     await bare.close();
   });
 
+  it('colours racks by their hottest good inlet where the node has a sensor view', async () => {
+    const { a } = await setup();
+    const { buildApp } = await import('../../src/api/app.ts');
+    const { Registry } = await import('prom-client');
+    const { quietLogger } = await import('../helpers.ts');
+    const { SensorStore } = await import('../../src/sensors/sensor-store.ts');
+    const store = new SensorStore(site);
+    const sn = site.sensorNodes.find((n) => n.rack === 'RA-01')!;
+    store.ingestReport(
+      {
+        node: sn.id,
+        gateway: sn.gateway,
+        seq: 1,
+        readings: sn.sensors.map((x) => ({
+          sensor: x.id,
+          kind: x.kind,
+          value: x.kind === 'humidity' ? 45 : 23.5,
+        })),
+      },
+      'mqtt',
+      store.nowMs(),
+    );
+    const withSensors = await buildApp({
+      auth: a.auth.auth,
+      audit: a.audit,
+      node: 'node-a',
+      version: '0',
+      leadership: a.leadership,
+      registry: new Registry(),
+      groups: site.controlGroups.map((g) => g.id),
+      drivers: new Map(),
+      logger: quietLogger,
+      startedAtMs: 0,
+      site,
+      sensors: store,
+    });
+    const live = (
+      await withSensors.inject({ url: '/api/v1/site/live', headers: a.auth.as('viewer') })
+    ).json();
+    expect(live.rackInletsKnown).toBe(true);
+    expect(live.racks['RA-01']).toBe(23.5);
+    const silent = site.racks.find((r) => !site.sensorNodes.some((n) => n.rack === r.id && n.id === sn.id))!;
+    expect(live.racks[silent.id]).toBeNull();
+    await withSensors.close();
+  });
+
   it('records operator actions with the authenticated user, node, target and answer, and leaderships gained', async () => {
     const { a, cluster } = await setup();
     await zone1Driven(a);

@@ -144,6 +144,24 @@ describe('sensor store', () => {
     expect(t.store.sensor(nodeId, 'inlet-bottom')!.flags).toContain('noisy');
   });
 
+  it('gives each rack of a group its hottest good inlet for the floor map, null where it has none', () => {
+    const t = setup();
+    const n = site.sensorNodes.find((x) => x.id === nodeId)!;
+    const racks = Object.keys(t.store.rackInletsC(group.id));
+    expect(racks).toContain(n.rack);
+    expect(Object.values(t.store.rackInletsC(group.id)).every((c) => c === null)).toBe(true);
+    const inlets = n.sensors.filter((s) => s.kind.startsWith('inlet-'));
+    const values = Object.fromEntries(inlets.map((s, i) => [s.id, 21 + i]));
+    t.feed(t.report(1, values));
+    const perRack = t.store.rackInletsC(group.id);
+    expect(perRack[n.rack]).toBe(21 + inlets.length - 1);
+    expect(Object.entries(perRack).filter(([r, c]) => r !== n.rack && c !== null)).toEqual([]);
+    // An out-of-range reading is not good: the rack shows the hottest good one.
+    t.feed(t.report(2, { ...values, [inlets[0]!.id]: 99 }));
+    expect(t.store.rackInletsC(group.id)[n.rack]).toBe(21 + inlets.length - 1);
+    expect(() => t.store.rackInletsC('no-such-group')).toThrow(/unknown control group/);
+  });
+
   it('gives each group a verdict from its coverage, and a dew point from temperature and humidity', () => {
     const t = setup();
     feedGroup(t, 1);

@@ -432,7 +432,7 @@ function updateFloor() {
   }
   $('floor-legend').textContent = live.rackInletsKnown
     ? 'Racks by inlet: blue < 18 °C, green–yellow 18–27 °C, orange > 27 °C, red > 32 °C, grey no data. Units: green driven, red write error, grey not driven.'
-    : 'Rack inlets: no data (the sensor view does not give per-rack inlets yet). Units: green driven, red write error, grey not driven.';
+    : 'Rack inlets: no data (this node has no sensor view of them). Units: green driven, red write error, grey not driven.';
 }
 
 // ---------------------------------------------------------------- tables
