@@ -87,7 +87,7 @@ describe('keepalive worker', () => {
     };
     const script = `
       import { pino } from 'pino';
-      import { EtcdSession } from './src/cluster/etcd-session.ts';
+      import { EtcdSession } from './src/cluster/etcd/etcd-session.ts';
       const s = new EtcdSession({ ...${JSON.stringify(opts)}, logger: pino({ level: 'silent' }) });
       console.log((await s.start(AbortSignal.timeout(10_000))).id);
     `;
