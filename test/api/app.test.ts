@@ -83,6 +83,20 @@ describe('controller API', () => {
     expect(r.json()).toEqual({ ready: false, node: 'node-a' });
   });
 
+  it('says in the group view when the stored operator state is invalid and what this node acts on', async () => {
+    const { app, leadership } = await setup();
+    expect((await app.inject('/api/v1/groups/zone-1')).json().operatorProblem).toBeNull();
+    const problem = {
+      problem: 'not JSON',
+      key: '/coolctl/operator/zone-1',
+      keptLastValid: false,
+      sinceMs: 1,
+    };
+    Object.assign(leadership, { operatorProblem: (g: string) => (g === 'zone-1' ? problem : null) });
+    expect((await app.inject('/api/v1/groups/zone-1')).json().operatorProblem).toEqual(problem);
+    expect((await app.inject('/api/v1/groups/zone-2')).json().operatorProblem).toBeNull();
+  });
+
   it('shows members and, per group, leader, epoch and this node’s state', async () => {
     const { app } = await setup();
     const c = (await app.inject('/api/v1/cluster')).json();

@@ -14,7 +14,7 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
       config: { access: 'viewer' },
       schema: {
         description:
-          'One control group: leader, epoch, this node’s state, and the units it drives with their held commands. `problem`: this node leads the group but does not drive it, and why; `relinquished`: the last time this node handed it on for that, with the reason; `drive`: the undriven bound (undrivenLimitMs) and, while the relinquish back-off holds, until when (relinquishHeldUntilMs, ms since the Unix epoch); each unit: its last error and its count of stale-epoch refusals its epoch did not prove (refusals).',
+          'One control group: leader, epoch, this node’s state, and the units it drives with their held commands. `problem`: this node leads the group but does not drive it, and why; `relinquished`: the last time this node handed it on for that, with the reason; `drive`: the undriven bound (undrivenLimitMs) and, while the relinquish back-off holds, until when (relinquishHeldUntilMs, ms since the Unix epoch); each unit: its last error and its count of stale-epoch refusals its epoch did not prove (refusals). `operatorProblem`: the stored operator state of the group is invalid (what is wrong, its key, since when) and this node acts on the last valid one (keptLastValid) or paused the group for lack of one; null when the stored state is in force.',
         params: GroupParams,
         response: { 404: ErrorBody },
       },
@@ -42,6 +42,7 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
             }
           : null,
         operator: deps.leadership.operator?.(id) ?? null,
+        operatorProblem: deps.leadership.operatorProblem?.(id) ?? null,
         sensors: deps.sensors?.view(id) ?? null,
         units: d?.units() ?? [],
         processState: row

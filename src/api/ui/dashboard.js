@@ -238,6 +238,12 @@ async function pollHandOns() {
 function handoverOf(g) {
   const problem = state.views.get(g.id)?.view?.problem ?? (g.state === 'leader' ? g.problem : null);
   if (problem) return { level: 'bad', text: `${g.leader} cannot drive it: ${problem}` };
+  const op = state.views.get(g.id)?.view?.operatorProblem;
+  if (op)
+    return {
+      level: 'bad',
+      text: `stored operator state invalid (${op.problem}): ${op.keptLastValid ? 'the last valid one is in force' : 'group paused until it is fixed'}`,
+    };
   const h = state.handOns.get(g.id);
   if (h && Date.now() - h.atMs < WINDOW_MS)
     return { level: 'warn', text: `handed on by ${h.node} ${ago(h.atMs)}: ${h.reason}` };
