@@ -152,6 +152,23 @@ describe('checkLiveness', () => {
     ]);
   });
 
+  it('a claim that resumes under the same epoch (fenced, then etcd back) starts afresh', () => {
+    // c1 leads epoch 51, loses etcd at 3 s (fenced: claims nothing), is back at 9 s with the same
+    // epoch and writes 100 ms later: the 6 s without a claim are not a gap of the claim.
+    const j = seq([...writes('AHU-01', 51, 0, 3000), ...writes('AHU-01', 51, 9100, 14_000)]);
+    const samples = [
+      ...claims('c1', 'zone-1', 51, 0, 2900),
+      ...claims('c1', 'zone-1', 51, 3000, 8900).map((x) => ({ ...x, leader: false, driving: false })),
+      ...claims('c1', 'zone-1', 51, 9000, 14_000),
+    ];
+    expect(checkLiveness(j, groups, claimSpans(samples, 1000), opts)).toEqual([]);
+    // Back at 9 s but no write until 12 s: more than half a watchdog after it claimed again.
+    const late = seq([...writes('AHU-01', 51, 0, 3000), ...writes('AHU-01', 51, 12_000, 14_000)]);
+    expect(checkLiveness(late, groups, claimSpans(samples, 1000), opts).map((x) => x.kind)).toEqual([
+      'drive-gap',
+    ]);
+  });
+
   it('a stopped leader’s stale claim after a newer term wrote the group is not a liveness matter', () => {
     const j = seq([...writes('AHU-01', 5, 0, 3000), ...writes('AHU-01', 9, 5200, 12_000)]);
     const spans = claimSpans(

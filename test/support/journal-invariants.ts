@@ -427,13 +427,19 @@ export function checkLiveness(
     const key = `${s.group}\u0000${s.epoch}`;
     const seen = termSeen.get(key) ?? s.firstMs;
     const times = writes.get(key) ?? [];
+    // A claim that resumes under the same epoch after the node claimed nothing (its lease guard
+    // fenced it until etcd answered again, a stop and SIGCONT) starts afresh, like a term: half a
+    // watchdog to write, and the time it did not claim is not a gap of this claim.
+    const resumed = s.firstMs > seen;
     // From here on a write of this term must never be older than H.
-    const from = Math.max(s.firstMs, seen + H);
+    const from = resumed ? s.firstMs + H : Math.max(s.firstMs, seen + H);
     for (const [a, b] of unexempted(from, endMs, ex, H)) {
       // The points at which "the newest write" changes: the newest before the window, each write in
       // it, and the window's end. Any two consecutive ones further apart than H are a gap.
       const i0 = upperBound(times, a) - 1;
-      const points = [i0 >= 0 ? times[i0]! : null, ...times.slice(i0 + 1, upperBound(times, b)), b];
+      const before = i0 >= 0 ? times[i0]! : null;
+      const newest = resumed ? Math.max(before ?? s.firstMs, s.firstMs) : before;
+      const points = [newest, ...times.slice(i0 + 1, upperBound(times, b)), b];
       let worst: { from: number; to: number; neverWrote: boolean } | null = null;
       for (let k = 1; k < points.length; k++) {
         const prev = points[k - 1] ?? null;
