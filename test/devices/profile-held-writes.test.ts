@@ -1,22 +1,11 @@
-// Requests per 1 Hz cycle (status read + command) to the simulator's vendor units, counted by the
-// unit's own Modbus server on real sockets: a command point the unit already holds — its last
-// status read shows the words we would write, in a term we wrote in full — is not written again,
-// and so not read back either. What must still go out does: a changed value, a value another
-// writer changed, a new term's command, and the heartbeat a toggle watchdog needs every time.
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROFILES_DIR } from '../../firmware-sim/ahu/modbus-devices.ts';
-import { ModbusAhuServer } from '../../firmware-sim/ahu/modbus-server.ts';
-import { ProfilePdu } from '../../firmware-sim/ahu/profile-pdu.ts';
-import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
 import { createDevice } from '../../src/devices/create-device.ts';
 import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import type { ProfileModbusDevice } from '../../src/devices/modbus/profile-device.ts';
-import { compileProfile } from '../../src/devices/profile/codec.ts';
-import { loadProfile } from '../../src/devices/profile/load.ts';
 import { quietLogger } from '../helpers.ts';
 import { modbusTestAhu } from '../support/air-handler.ts';
+import { startProfileUnit } from '../support/profile-unit.ts';
 
 const journal = new Journal(() => 0);
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -27,8 +16,6 @@ afterEach(async () => {
 let count = 0;
 
 async function rig(profileName: string) {
-  const raw = await loadProfile(join(DEFAULT_PROFILES_DIR, `${profileName}.yaml`));
-  const profile = compileProfile(raw);
   const clock = { ms: 1_000_000 };
   const id = `AHU-H${++count}`;
   const config = modbusTestAhu(id, 0, {
@@ -36,23 +23,11 @@ async function rig(profileName: string) {
     client: { timeoutMs: 1_000, retries: 2, maxApplyDelayMs: 300 },
     profile: profileName,
   });
-  const unit = new SimAirHandler(config, journal);
-  let pdu: ProfilePdu | undefined;
-  const server = new ModbusAhuServer(unit, {
-    host: '127.0.0.1',
-    port: 0,
-    unitId: 1,
-    logger: quietLogger,
-    handler: (counters, log) => {
-      pdu = new ProfilePdu(unit, profile, raw, counters, {
-        log,
-        quirks: { notReadyMs: 0, noDataMs: 0, firstReadDelayMs: 0 },
-        wallNowMs: () => clock.ms,
-      });
-      return pdu;
-    },
-  });
-  const { port } = await server.start();
+  const { unit, server, port, profile, pdu } = await startProfileUnit(
+    { ...config, profile: profileName },
+    journal,
+    { wallNowMs: () => clock.ms },
+  );
   cleanups.push(() => server.stop());
   const seq = journal.lastSeq;
   const device = (await createDevice(
@@ -73,7 +48,7 @@ async function rig(profileName: string) {
   };
   return {
     unit,
-    pdu: () => pdu as ProfilePdu,
+    pdu: () => pdu,
     clock,
     profile,
     device,

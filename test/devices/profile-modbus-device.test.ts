@@ -6,22 +6,16 @@
 // reconnect.
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
-import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROFILES_DIR } from '../../firmware-sim/ahu/modbus-devices.ts';
-import { ModbusAhuServer } from '../../firmware-sim/ahu/modbus-server.ts';
-import { ProfilePdu } from '../../firmware-sim/ahu/profile-pdu.ts';
-import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
 import { createDevice } from '../../src/devices/create-device.ts';
 import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { ProfileModbusDevice } from '../../src/devices/modbus/profile-device.ts';
-import { compileProfile } from '../../src/devices/profile/codec.ts';
-import { loadProfile } from '../../src/devices/profile/load.ts';
 import { type DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger } from '../helpers.ts';
 import { modbusTestAhu } from '../support/air-handler.ts';
+import { startProfileUnit } from '../support/profile-unit.ts';
 
 const journal = new Journal(() => 0);
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -38,8 +32,6 @@ class Clock {
 let count = 0;
 
 async function rig(profileName: string) {
-  const raw = await loadProfile(join(DEFAULT_PROFILES_DIR, `${profileName}.yaml`));
-  const profile = compileProfile(raw);
   const clock = new Clock();
   const id = `AHU-P${++count}`;
   const config = modbusTestAhu(id, 0, {
@@ -47,23 +39,11 @@ async function rig(profileName: string) {
     client: { timeoutMs: 1_000, retries: 2, maxApplyDelayMs: 300 },
     profile: profileName,
   });
-  const unit = new SimAirHandler(config, journal);
-  let pdu: ProfilePdu | undefined;
-  const server = new ModbusAhuServer(unit, {
-    host: '127.0.0.1',
-    port: 0,
-    unitId: 1,
-    logger: quietLogger,
-    handler: (counters, log) => {
-      pdu = new ProfilePdu(unit, profile, raw, counters, {
-        log,
-        quirks: { notReadyMs: 0, noDataMs: 0, firstReadDelayMs: 0 },
-        wallNowMs: clock.now,
-      });
-      return pdu;
-    },
-  });
-  const { port } = await server.start();
+  const { unit, server, port, profile, pdu } = await startProfileUnit(
+    { ...config, profile: profileName },
+    journal,
+    { wallNowMs: clock.now },
+  );
   cleanups.push(() => server.stop());
   const seq = journal.lastSeq;
   const device = await createDevice(
@@ -74,7 +54,7 @@ async function rig(profileName: string) {
   expect(device).toBeInstanceOf(ProfileModbusDevice);
   return {
     unit,
-    pdu: pdu as ProfilePdu,
+    pdu,
     clock,
     profile,
     device: device as ProfileModbusDevice,

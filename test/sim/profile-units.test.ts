@@ -1,27 +1,15 @@
-// Simulated units serving vendor-style profiles, over real Modbus TCP sockets: the unit's own
-// watchdog in each style the field has (toggle, timeout register, countdown, validity, none), what
-// bites at start-up (exception 02, no-data values, slow first reads), inverted flags and command
-// bits, function codes the unit lacks, and vendor units behind the simulated TCP→RTU gateway of a
-// whole simulation. The watchdogs run on an injected wall clock the test moves: no waiting.
-import { join } from 'node:path';
 import modbusSerial from 'modbus-serial';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_PROFILES_DIR } from '../../firmware-sim/ahu/modbus-devices.ts';
-import { ModbusAhuServer } from '../../firmware-sim/ahu/modbus-server.ts';
-import { ProfilePdu, type ProfileQuirks } from '../../firmware-sim/ahu/profile-pdu.ts';
-import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
+import type { ProfilePdu, ProfileQuirks } from '../../firmware-sim/ahu/profile-pdu.ts';
+import type { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { buildSimApi } from '../../firmware-sim/api.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal, type JournalEntry } from '../../firmware-sim/journal.ts';
 import { Simulation } from '../../firmware-sim/simulation.ts';
 import type { ModbusAirHandler, Site } from '../../src/config/site-schema.ts';
-import {
-  type CompiledProfile,
-  compileProfile,
-  type ProfileCommand,
-} from '../../src/devices/profile/codec.ts';
-import { loadProfile } from '../../src/devices/profile/load.ts';
+import type { CompiledProfile, ProfileCommand } from '../../src/devices/profile/codec.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { NO_QUIRKS, startProfileUnit } from '../support/profile-unit.ts';
 
 const ModbusRTU = modbusSerial.default;
 type ModbusClient = InstanceType<typeof ModbusRTU>;
@@ -30,7 +18,6 @@ const site = generateSite(demoShape);
 const base = site.airHandlers.find((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp');
 if (!base) throw new Error('demo site has no Modbus TCP air handler');
 const journal = new Journal(() => 0);
-const NO_QUIRKS: ProfileQuirks = { notReadyMs: 0, noDataMs: 0, firstReadDelayMs: 0 };
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -60,10 +47,8 @@ interface Rig {
 let unitCount = 0;
 
 async function rig(profileName: string, quirks: ProfileQuirks = NO_QUIRKS): Promise<Rig> {
-  const raw = await loadProfile(join(DEFAULT_PROFILES_DIR, `${profileName}.yaml`));
-  const profile = compileProfile(raw);
   const clock = new Clock();
-  const config: ModbusAirHandler = {
+  const config: ModbusAirHandler & { profile: string } = {
     ...base!,
     id: `AHU-V${++unitCount}`,
     endpoint: { host: '127.0.0.1', port: 0, unitId: 1 },
@@ -71,19 +56,10 @@ async function rig(profileName: string, quirks: ProfileQuirks = NO_QUIRKS): Prom
     localFanPct: 80,
     profile: profileName,
   };
-  const unit = new SimAirHandler(config, journal);
-  let pdu: ProfilePdu | undefined;
-  const server = new ModbusAhuServer(unit, {
-    host: '127.0.0.1',
-    port: 0,
-    unitId: 1,
-    logger: quietLogger,
-    handler: (counters, log) => {
-      pdu = new ProfilePdu(unit, profile, raw, counters, { log, quirks, wallNowMs: clock.now });
-      return pdu;
-    },
+  const { unit, server, port, profile, pdu } = await startProfileUnit(config, journal, {
+    quirks,
+    wallNowMs: clock.now,
   });
-  const { port } = await server.start();
   cleanups.push(() => server.stop());
   const client = new ModbusRTU();
   client.on('error', () => undefined);
@@ -94,7 +70,7 @@ async function rig(profileName: string, quirks: ProfileQuirks = NO_QUIRKS): Prom
   const seq = journal.lastSeq;
   return {
     unit,
-    pdu: pdu as ProfilePdu,
+    pdu,
     profile,
     client,
     clock,
