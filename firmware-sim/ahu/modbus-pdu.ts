@@ -160,16 +160,7 @@ export class ModbusAhuPdu implements PduHandler {
         answer = this.exception(fc, MODBUS_EXCEPTION.serverDeviceFailure);
       }
     }
-    // Garbage and reset destroy only the answer: the request was served (a write may have landed).
-    if (faults.garbage) {
-      this.counters.garbageSent++;
-      return { kind: 'garbage', pdu: answer };
-    }
-    if (faults.reset) {
-      this.counters.resetsSent++;
-      return { kind: 'reset', pdu: answer };
-    }
-    return { kind: 'reply', pdu: answer };
+    return answerWithFaults(answer, faults, this.counters);
   }
 
   /**
@@ -334,4 +325,24 @@ function parseWriteMultiple(pdu: Buffer): { start: number; values: number[] } | 
   const values: number[] = [];
   for (let i = 0; i < quantity; i++) values.push(pdu.readUInt16BE(6 + 2 * i));
   return { start, values };
+}
+
+/**
+ * The outcome of a served request under the unit's answer faults: garbage and reset destroy only the
+ * answer — the request was served (a write may have landed). Counted on `counters`.
+ */
+export function answerWithFaults(
+  answer: Buffer,
+  faults: { garbage: boolean; reset: boolean },
+  counters: PduCounters,
+): PduOutcome {
+  if (faults.garbage) {
+    counters.garbageSent++;
+    return { kind: 'garbage', pdu: answer };
+  }
+  if (faults.reset) {
+    counters.resetsSent++;
+    return { kind: 'reset', pdu: answer };
+  }
+  return { kind: 'reply', pdu: answer };
 }

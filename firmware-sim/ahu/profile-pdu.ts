@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { MODBUS_EXCEPTION } from '../../src/devices/modbus/point-map.ts';
 import type { CompiledProfile, ImageValues, ProfileCommand } from '../../src/devices/profile/codec.ts';
 import type { Profile } from '../../src/devices/profile/schema.ts';
-import type { PduCounters, PduHandler, PduOutcome } from './modbus-pdu.ts';
+import { answerWithFaults, type PduCounters, type PduHandler, type PduOutcome } from './modbus-pdu.ts';
 import type { BmsUpdate, RejectReason, SimAirHandler } from './unit.ts';
 
 /** Start-up behaviour of a vendor unit; the simulator's defaults, zero in tests that do not study it. */
@@ -194,15 +194,7 @@ export class ProfilePdu implements PduHandler {
         answer = this.exception(fc, MODBUS_EXCEPTION.serverDeviceFailure);
       }
     }
-    if (faults.garbage) {
-      this.counters.garbageSent++;
-      return { kind: 'garbage', pdu: answer };
-    }
-    if (faults.reset) {
-      this.counters.resetsSent++;
-      return { kind: 'reset', pdu: answer };
-    }
-    return { kind: 'reply', pdu: answer };
+    return answerWithFaults(answer, faults, this.counters);
   }
 
   expire(client: string, pdu: Buffer): void {
