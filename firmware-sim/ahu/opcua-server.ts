@@ -55,6 +55,8 @@ export interface OpcuaAhuServerOptions {
   pkiDir?: string;
   /** Accepted user/password identities, besides anonymous. */
   users?: OpcuaUser[];
+  /** Sessions the server accepts at once (node-opcua's default 10); embedded units often allow 2–5. */
+  maxSessions?: number;
 }
 
 /** Where a sim's certificate lives unless told: stable, so it is created only on the very first start. */
@@ -206,6 +208,7 @@ export class OpcuaAhuServer {
       },
       registerServerMethod: RegisterServerMethod.HIDDEN,
       isAuditing: false,
+      ...(this.opts.maxSessions ? { serverCapabilities: { maxSessions: this.opts.maxSessions } } : {}),
       serverInfo: {
         applicationUri: 'urn:coolctl:sim:opcua-server',
         productUri: 'urn:coolctl:sim',

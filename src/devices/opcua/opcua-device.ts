@@ -108,6 +108,15 @@ const CACHE_FRESH_INTERVALS = 3;
 /** No publish for this many keep-alive periods: the connection is dead even if TCP says otherwise. */
 const SILENT_KEEPALIVES_BEFORE_LOST = 4;
 const HOUSEKEEPING_MS = 500;
+/**
+ * The session timeout we ask for. A unit's server keeps a session this long after its client
+ * vanished (kill -9, a lost link, a reconnect that could not close the old session), and servers
+ * allow few sessions (node-opcua: 10; embedded controllers often 2–5): with the usual 60 s, three
+ * controller restarts in a minute fill a small server and it refuses the new sessions
+ * (BadTooManySessions). The publish loop touches the session every keep-alive period
+ * (PUBLISHING_INTERVAL_MS × MAX_KEEP_ALIVE_COUNT = 0.5 s), so 10 s is 20 periods of slack.
+ */
+export const OPCUA_SESSION_TIMEOUT_MS = 10_000;
 
 /** The points read() returns, in the order of the Read request and of the monitored items. */
 const READ_POINTS = [
@@ -857,7 +866,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       securityPolicy: SecurityPolicy[policy],
       clientCertificateManager: cm,
       keepSessionAlive: false, // the subscription's keep-alive is the liveness signal
-      requestedSessionTimeout: 60_000,
+      requestedSessionTimeout: OPCUA_SESSION_TIMEOUT_MS,
       transportTimeout: this.connectTimeoutMs,
       defaultTransactionTimeout: Math.max(10 * this.timeoutMs, 10_000),
     });
@@ -1056,6 +1065,16 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         this.id,
         `server refused user ${this.ahu.endpoint.username ?? '(anonymous)'}: ${statusIn(message) ?? message}`,
         { cause: err, deviceCode: statusIn(message) ?? 'BadUserAccessDenied' },
+      );
+    }
+    if (/BadTooManySessions/i.test(message)) {
+      return new DeviceError(
+        ErrorCodes.DEVICE_UNREACHABLE,
+        this.id,
+        `server at ${this.ahu.endpoint.url} refuses another session (BadTooManySessions): sessions of ` +
+          `clients that vanished expire after their timeout (ours ${OPCUA_SESSION_TIMEOUT_MS / 1000} s); ` +
+          'if this lasts, the server allows fewer sessions than controllers × units on it (retried automatically)',
+        { cause: err, retryable: true, deviceCode: 'BadTooManySessions' },
       );
     }
     if (/cannot find endpoint|BadSecurityPolicyRejected|BadSecurityModeRejected/i.test(message)) {
