@@ -6,7 +6,14 @@
 // seconds to load on a small gateway, and `--help`, `status` or `profile check` need none of it.
 import { Command, CommanderError } from 'commander';
 import type { Logger } from 'pino';
-import { type ApiOptions, ApiUsageError, apiCall, apiOptions, apiRequest } from './cli/api-client.ts';
+import {
+  type ApiOptions,
+  ApiUsageError,
+  apiCall,
+  apiOptions,
+  apiRequest,
+  DEFAULT_API,
+} from './cli/api-client.ts';
 import { addApiCommands } from './cli/api-commands.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
 import { VERSION } from './version.ts';
@@ -15,7 +22,19 @@ const program = new Command('coolctl')
   .version(VERSION)
   .description('High-availability controller for datacenter cooling')
   .exitOverride()
-  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+  .addHelpText(
+    'after',
+    `
+Commands that call the API read, unless their options say otherwise:
+  COOLCTL_API       any node's API address (default ${DEFAULT_API})
+  COOLCTL_TOKEN     the API token (or --token-file FILE; never a command-line argument)
+  COOLCTL_CA_FILE   the PEM CA that signed the API's certificate (or --ca-file FILE); without it an
+                    https:// API must be signed by a CA of the system's store. A server the CA did
+                    not sign is refused, never talked to unchecked.
+Exit codes: 0 done, 1 failed, or refused by or refusing the server; 2 invalid config or usage
+(a missing or unreadable CA file included).`,
+  );
 
 program
   .command('run')
@@ -311,7 +330,7 @@ async function firstNode(file: string): Promise<string> {
 }
 
 addApiCommands(program);
-// Every command that calls the API takes --api and --token-file (src/cli/api-client.ts).
+// Every command that calls the API takes --api, --token-file and --ca-file (src/cli/api-client.ts).
 for (const name of ['status', 'switchover', 'pause', 'resume', 'override'])
   for (const opt of apiOptions()) program.commands.find((c) => c.name() === name)?.addOption(opt);
 

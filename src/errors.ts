@@ -39,6 +39,8 @@ export const ErrorCodes = {
   CROSS_SITE: 'COOLCTL_E_CROSS_SITE',
   /** Too many sign-ins or state-changing requests in the limiter's window. */
   RATE_LIMITED: 'COOLCTL_E_RATE_LIMITED',
+  /** The CLI refused an API server whose certificate its CA did not sign, or not for the address dialled. */
+  API_UNTRUSTED: 'COOLCTL_E_API_UNTRUSTED_CERTIFICATE',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
