@@ -5,6 +5,7 @@
 // Every violation keeps both entries involved; nothing is thrown away.
 
 import type { JournalEntry } from '../../firmware-sim/journal.ts';
+import type { FencingViolationKind } from './fencing-proofs.ts';
 
 export type { JournalEntry };
 
@@ -46,6 +47,8 @@ export type ViolationKind =
   | 'ahu-epoch-decrease'
   | 'group-interleave'
   | 'journal-truncated'
+  // a vendor unit's write its witness cannot place in a term (fencing-proofs.ts)
+  | FencingViolationKind
   // liveness (checkLiveness): a group its leader claimed and did not drive
   | 'term-start-late'
   | 'drive-gap'

@@ -1,0 +1,165 @@
+// The vendor units' witnesses on synthetic journals: a lease unit's writes are placed in their
+// writer's term — a new leader's first write that reaches the lease unit before its epoch unit
+// included —, and a deposed leader's late write to it is then an interleave the group invariant
+// reports; a writer the hall could not identify, or one that never led the group, is a violation
+// of its own. A gateway unit's writes take the newest epoch the gateway held; a raise chain that
+// goes back, an epoch no leader held, a state file that disagrees, and a write that reached the
+// unit from another process are each reported.
+import { describe, expect, it } from 'vitest';
+import {
+  attributeLeaseWrites,
+  checkGatewayUnit,
+  type EpochOwner,
+  type GatewayRecord,
+} from '../support/fencing-proofs.ts';
+import { checkJournal, type JournalEntry } from '../support/journal-invariants.ts';
+
+const groups = { 'zone-1': ['AHU-01', 'AHU-07'] };
+const owners = new Map<number, EpochOwner>([
+  [10, { node: 'c1', group: 'zone-1' }],
+  [20, { node: 'c2', group: 'zone-1' }],
+]);
+
+/** Journal entries from [ahu, epoch as journaled, writer port, wallMs], seq in order. */
+function journal(rows: [string, number, number, number][]): JournalEntry[] {
+  return rows.map(([ahu, epoch, port, wallMs], i) => ({
+    seq: i + 1,
+    t: wallMs,
+    wallMs,
+    ahu,
+    protocol: 'modbus-tcp',
+    client: `modbus:127.0.0.1:${port}`,
+    epoch,
+    values: {},
+    accepted: true,
+    reason: null,
+  }));
+}
+
+/** Port 1001 is c1's connection, 1002 c2's, 1009 nobody the hall knows. */
+const writerOf = (e: JournalEntry) => ({ '1001': 'c1', '1002': 'c2' })[/:(\d+)$/.exec(e.client)![1]!] ?? null;
+
+function leaseCheck(entries: JournalEntry[]) {
+  const a = attributeLeaseWrites(entries, groups, new Set(['AHU-07']), new Set(['AHU-01']), writerOf, owners);
+  const placed = entries.map((e) => (a.epochs.has(e.seq) ? { ...e, epoch: a.epochs.get(e.seq)! } : e));
+  return { a, report: checkJournal(placed, groups) };
+}
+
+describe('lease units: each write in its writer’s term', () => {
+  it('a clean handover places every lease write, a new leader’s first one included', () => {
+    const { a, report } = leaseCheck(
+      journal([
+        ['AHU-01', 10, 1001, 0],
+        ['AHU-07', 0, 1001, 1],
+        ['AHU-07', 0, 1001, 200],
+        // c2's term begins on the lease unit, its epoch unit follows
+        ['AHU-07', 0, 1002, 3000],
+        ['AHU-01', 20, 1002, 3001],
+        ['AHU-07', 0, 1002, 3200],
+      ]),
+    );
+    expect(a.violations).toEqual([]);
+    expect([...a.epochs.values()]).toEqual([10, 10, 20, 20]);
+    expect(Object.fromEntries(a.writers)).toEqual({ c1: 2, c2: 2 });
+    expect(report.violations).toEqual([]);
+  });
+
+  it('a deposed leader’s write reaching the lease unit after the new term’s is two leaders', () => {
+    const { a, report } = leaseCheck(
+      journal([
+        ['AHU-01', 10, 1001, 0],
+        ['AHU-07', 0, 1001, 1],
+        ['AHU-01', 20, 1002, 3000],
+        ['AHU-07', 0, 1002, 3001],
+        // c1, stopped past its lease, writes on after SIGCONT: nothing at the unit refuses it
+        ['AHU-07', 0, 1001, 6000],
+      ]),
+    );
+    expect(a.violations).toEqual([]);
+    expect(a.epochs.get(5)).toBe(10);
+    expect(report.violations.map((v) => v.kind).sort()).toEqual(['ahu-epoch-decrease', 'group-interleave']);
+    expect(report.violations.find((v) => v.kind === 'group-interleave')?.message).toMatch(
+      /zone-1: epoch 10 wrote AHU-07 at seq 5 .* after epoch 20 .*two leaders drove the group/,
+    );
+  });
+
+  it('a writer it cannot identify, or that never led the group, cannot be placed', () => {
+    const { a } = leaseCheck(
+      journal([
+        ['AHU-01', 10, 1001, 0],
+        ['AHU-07', 0, 1009, 1],
+        ['AHU-07', 0, 1002, 2],
+      ]),
+    );
+    expect(a.violations.map((v) => v.kind)).toEqual(['lease-writer-unknown', 'lease-writer-not-leader']);
+    expect(a.violations[1]!.message).toMatch(
+      /c2 wrote AHU-07 at seq 3 .* while epoch 10 \(c1\) led the group/,
+    );
+  });
+});
+
+describe('gateway units: the gateway’s own record', () => {
+  const gw = (e: JournalEntry) => /:5000$/.test(e.client);
+  const base: GatewayRecord = {
+    ahu: 'AHU-08',
+    group: 'zone-1',
+    events: [
+      { kind: 'start', atMs: 0, epoch: 0 },
+      { kind: 'raise', atMs: 10, from: 0, to: 10 },
+      { kind: 'raise', atMs: 3000, from: 10, to: 20 },
+    ],
+    stateEpoch: 20,
+    metricEpoch: 20,
+  };
+  const entries = journal([
+    ['AHU-08', 0, 5000, 11],
+    ['AHU-08', 0, 5000, 2999],
+    ['AHU-08', 0, 5000, 3001],
+  ]);
+
+  it('places each write under the newest epoch the gateway held when it arrived', () => {
+    const a = checkGatewayUnit(entries, base, owners, gw);
+    expect(a.violations).toEqual([]);
+    expect([...a.epochs.values()]).toEqual([10, 10, 20]);
+  });
+
+  it('a raise chain that goes back, across a restart too, is reported', () => {
+    const a = checkGatewayUnit(
+      entries,
+      {
+        ...base,
+        events: [
+          ...base.events,
+          // restarted with a lost state file: the fence reopened
+          { kind: 'start', atMs: 4000, epoch: 0 },
+          { kind: 'raise', atMs: 4010, from: 0, to: 10 },
+        ],
+        stateEpoch: 10,
+        metricEpoch: 10,
+      },
+      owners,
+      gw,
+    );
+    expect(a.violations.map((v) => v.kind)).toEqual(['gateway-epoch-chain']);
+    expect(a.violations[0]!.message).toMatch(/restarted holding epoch 0, below the 20/);
+  });
+
+  it('an epoch no leader of the group held, a state file that disagrees, a write from elsewhere', () => {
+    const a = checkGatewayUnit(
+      [...entries, ...journal([['AHU-08', 0, 1001, 3500]]).map((e) => ({ ...e, seq: 4 }))],
+      {
+        ...base,
+        events: [...base.events, { kind: 'raise', atMs: 3100, from: 20, to: 99 }],
+        stateEpoch: 20,
+        metricEpoch: 99,
+      },
+      owners,
+      gw,
+    );
+    expect(a.violations.map((v) => v.kind)).toEqual([
+      'gateway-foreign-epoch',
+      'gateway-state',
+      'gateway-bypassed',
+    ]);
+  });
+});
