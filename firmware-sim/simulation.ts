@@ -170,6 +170,8 @@ export class Simulation {
         port: this.opts.ephemeralPorts ? 0 : Number(u.port || 4840),
         resourcePath: u.pathname,
         logger: this.log.child({ component: 'opcua' }),
+        ...(this.opts.profilesDir ? { profilesDir: this.opts.profilesDir } : {}),
+        ...(this.opts.profileQuirks ? { profileQuirks: this.opts.profileQuirks } : {}),
       });
       const entry = { server, ahuIds: units.map((x) => x.id), url };
       this.opcua.push(entry);
@@ -215,7 +217,7 @@ export class Simulation {
       this.advance(dtWallS * this.timeScale);
       for (const unit of this.units.values()) {
         // A profile unit runs its own BMS watchdog in the profile's style instead of the native one.
-        const own = this.modbus.profileUnit(unit.id);
+        const own = this.modbus.profileUnit(unit.id) ?? this.opcuaProfileUnit(unit.id);
         if (own) own.checkWatchdog();
         else unit.checkWatchdog();
       }
@@ -226,6 +228,15 @@ export class Simulation {
       this.counters.tickErrors++;
       this.log.error({ err }, 'simulation tick failed');
     }
+  }
+
+  /** An OPC-UA unit serving a vendor profile (one map lookup per server: servers are few). */
+  private opcuaProfileUnit(ahuId: string): { checkWatchdog(): void } | undefined {
+    for (const o of this.opcua) {
+      const unit = o.server.profileUnit(ahuId);
+      if (unit) return unit;
+    }
+    return undefined;
   }
 
   /** Shared RS-485 lines and simulated TCP→RTU gateways, with their units and counters. */

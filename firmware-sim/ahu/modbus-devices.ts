@@ -87,15 +87,6 @@ export class ModbusDevices {
   async start(ahus: readonly AirHandler[]): Promise<void> {
     const tcp = ahus.filter((a): a is ModbusAirHandler => a.protocol === 'modbus-tcp');
     const rtu = ahus.filter((a): a is ModbusRtuAirHandler => a.protocol === 'modbus-rtu');
-    for (const a of ahus) {
-      if (a.protocol === 'opcua' && (a.profile ?? NATIVE_PROFILE) !== NATIVE_PROFILE) {
-        throw new CoolctlError(
-          ErrorCodes.STARTUP,
-          `${a.id}: the simulator serves device profiles over Modbus only; an OPC-UA unit serves the native node map ` +
-            `(remove profile: ${a.profile}, or make it a Modbus unit)`,
-        );
-      }
-    }
     const byEndpoint = new Map<string, ModbusAirHandler[]>();
     for (const a of tcp) {
       const key = a.endpoint.port === 0 ? `${a.id}` : `${a.endpoint.host}:${a.endpoint.port}`;

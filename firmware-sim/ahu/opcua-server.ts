@@ -1,7 +1,9 @@
 // One node-opcua server hosting every simulated OPC-UA air handler behind one endpoint URL: an
 // Object per AHU with read-only variables bound live to `unit.status()`, and a WriteCommand method
 // that hands epoch, heartbeat and commands to `unit.write()` in one call (the fenced write).
-// Faults are read from `unit.faults` on every read and call, so they take effect at once.
+// Faults are read from `unit.faults` on every read and call, so they take effect at once. A unit
+// whose site entry names a vendor profile with an `opcua:` section serves that profile's own
+// namespace and nodes instead (./opcua-profile-unit.ts), backed by the same SimAirHandler.
 // Invariants: a getter or method never throws into node-opcua; every WriteCommand call that reaches
 // the method is journaled exactly once; stop() is bounded and leaves no timer behind.
 import { timingSafeEqual } from 'node:crypto';
@@ -19,7 +21,6 @@ import {
   OPCUAServer,
   RegisterServerMethod,
   SecurityPolicy,
-  type StatusCode,
   StatusCodes,
   Variant,
 } from 'node-opcua';
@@ -37,6 +38,10 @@ import {
 import { type AhuCommand, MODE_CODE } from '../../src/devices/unit-contract.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, freePort } from '../../src/util/async.ts';
+import { DEFAULT_PROFILES_DIR } from './modbus-devices.ts';
+import { type LoadedProfile, loadOpcuaProfile, OpcuaProfileUnit } from './opcua-profile-unit.ts';
+import { clientIdentity, faultStatus, statusByName } from './opcua-status.ts';
+import type { ProfileQuirks } from './profile-pdu.ts';
 import type { RejectReason, SimAirHandler } from './unit.ts';
 
 export interface OpcuaUser {
@@ -57,6 +62,12 @@ export interface OpcuaAhuServerOptions {
   users?: OpcuaUser[];
   /** Sessions the server accepts at once (node-opcua's default 10); embedded units often allow 2–5. */
   maxSessions?: number;
+  /** Where units' `profile: NAME` files are (default config/profiles). */
+  profilesDir?: string;
+  /** Start-up behaviour of vendor-profile units (not ready, no data). */
+  profileQuirks?: Partial<ProfileQuirks>;
+  /** Wall clock of vendor-profile units' watchdogs and start-up windows (tests may pass their own). */
+  wallNowMs?: () => number;
 }
 
 /** Where a sim's certificate lives unless told: stable, so it is created only on the very first start. */
@@ -99,6 +110,8 @@ export class OpcuaAhuServer {
    */
   private readonly callExpiry = new WeakMap<object, number>();
   readonly counters = { reads: 0, calls: 0, getterErrors: 0, methodErrors: 0, expiredCalls: 0 };
+  /** Units that serve a vendor profile, made at start(). */
+  private readonly vendor = new Map<string, OpcuaProfileUnit>();
 
   constructor(units: SimAirHandler[], opts: OpcuaAhuServerOptions) {
     const nonOpcua = units.filter((u) => u.config.protocol !== 'opcua').map((u) => u.id);
@@ -106,6 +119,7 @@ export class OpcuaAhuServer {
       throw new Error(`OpcuaAhuServer: not OPC-UA air handlers: ${nonOpcua.join(', ')}`);
     const seen = new Set<string>();
     for (const u of units) {
+      if ((u.config.profile ?? 'coolctl-native') !== 'coolctl-native') continue;
       const map = resolveNodeMap(u.config as OpcuaAirHandler);
       const key = `${map.namespaceUri} ${map.prefix}`;
       if (seen.has(key))
@@ -121,9 +135,31 @@ export class OpcuaAhuServer {
     return this.url;
   }
 
+  /** A unit serving a vendor profile (it runs its own BMS watchdog); undefined for native units. */
+  profileUnit(ahuId: string): OpcuaProfileUnit | undefined {
+    return this.vendor.get(ahuId);
+  }
+
+  /** Loads every vendor unit's profile once per file; a profile that cannot be served stops start(). */
+  private async loadProfiles(): Promise<void> {
+    const cache = new Map<string, Promise<LoadedProfile>>();
+    for (const u of this.units) {
+      const loaded = await loadOpcuaProfile(u.config, this.opts.profilesDir ?? DEFAULT_PROFILES_DIR, cache);
+      if (!loaded) continue;
+      this.vendor.set(
+        u.id,
+        new OpcuaProfileUnit(u, loaded, {
+          ...(this.opts.profileQuirks ? { quirks: this.opts.profileQuirks } : {}),
+          ...(this.opts.wallNowMs ? { wallNowMs: this.opts.wallNowMs } : {}),
+        }),
+      );
+    }
+  }
+
   async start(): Promise<{ endpointUrl: string }> {
     if (this.server) throw new Error('OpcuaAhuServer: already started');
     const startedMs = performance.now();
+    if (this.vendor.size === 0) await this.loadProfiles();
     const attempts = this.opts.port === 0 ? START_ATTEMPTS_ON_PORT_0 : 1;
     for (let attempt = 1; ; attempt++) {
       const port = this.opts.port === 0 ? await freePort(this.opts.host) : this.opts.port;
@@ -138,6 +174,7 @@ export class OpcuaAhuServer {
         break;
       } catch (err) {
         await boundedShutdown(server).catch(() => undefined);
+        if (err instanceof CoolctlError) throw err;
         // Another process may take the port between freePort() closing it and node-opcua binding it.
         if (attempt < attempts && (err as NodeJS.ErrnoException).code === 'EADDRINUSE') continue;
         throw new CoolctlError(
@@ -222,8 +259,38 @@ export class OpcuaAhuServer {
     const addressSpace = server.engine.addressSpace;
     if (!addressSpace) throw new Error('address space missing after initialize()');
     const namespaces = new Map<string, Namespace>();
+    const ids = new Map<string, string>();
+    const claim = (uri: string, id: string, ahu: string): void => {
+      const key = `${uri} ${id}`;
+      const other = ids.get(key);
+      if (other !== undefined) {
+        throw new CoolctlError(
+          ErrorCodes.STARTUP,
+          `OPC-UA units ${other} and ${ahu} both need node ${id} in ${uri}; give one a pointMap.nodePrefix of its own`,
+        );
+      }
+      ids.set(key, ahu);
+    };
+    // Vendor namespaces first, in the site's order: a profile's browse paths name their namespace
+    // by index, and the first namespace registered is index 2 whatever other units the site has.
     for (const unit of this.units) {
+      const v = this.vendor.get(unit.id);
+      if (!v) continue;
+      const ns = namespaces.get(v.namespaceUri) ?? addressSpace.registerNamespace(v.namespaceUri);
+      namespaces.set(v.namespaceUri, ns);
+      for (const id of v.nodeIds()) claim(v.namespaceUri, id, unit.id);
+      v.build(addressSpace, ns, {
+        wait: (ms) => this.delays.wait(ms),
+        stopping: () => this.stopping !== undefined,
+        callExpiresAtMs: (arg) => (arg && this.callExpiry.get(arg)) ?? Number.POSITIVE_INFINITY,
+        counters: this.counters,
+        log: this.log,
+      });
+    }
+    for (const unit of this.units) {
+      if (this.vendor.has(unit.id)) continue;
       const map = resolveNodeMap(unit.config as OpcuaAirHandler);
+      claim(map.namespaceUri, map.objectNodeId, unit.id);
       const ns = namespaces.get(map.namespaceUri) ?? addressSpace.registerNamespace(map.namespaceUri);
       namespaces.set(map.namespaceUri, ns);
       const object = ns.addObject({
@@ -363,25 +430,6 @@ export class OpcuaAhuServer {
   }
 }
 
-/** The status every read and call of a faulted unit answers, and the journal reason of a refused call. */
-function faultStatus(unit: SimAirHandler): { status: StatusCode; reason: RejectReason } | null {
-  if (unit.faults.offline) return { status: StatusCodes.BadCommunicationError, reason: 'offline' };
-  if (unit.faults.badStatus) {
-    const status = statusByName(unit.faults.badStatus);
-    // A fault must never read as Good: an unknown or non-Bad name falls back to BadDeviceFailure.
-    return {
-      status: status.isBad() ? status : StatusCodes.BadDeviceFailure,
-      reason: 'fault-bad-status',
-    };
-  }
-  return null;
-}
-
-function statusByName(name: string): StatusCode {
-  const status = (StatusCodes as unknown as Record<string, StatusCode | undefined>)[name];
-  return status ?? StatusCodes.BadDeviceFailure;
-}
-
 function parseCommand(args: Variant[]): AhuCommand | null {
   const [epoch, heartbeat, remoteEnable, fanPct, supplySetpointC] = args.map((a) => a?.value as unknown);
   if (
@@ -394,20 +442,6 @@ function parseCommand(args: Variant[]): AhuCommand | null {
     return null;
   }
   return { epoch, heartbeat, remoteEnable, fanPct, supplySetpointC };
-}
-
-/** `opcua:<session name or client application>@<session id>`: who wrote, as the journal names it. */
-function clientIdentity(context: ISessionContext): string {
-  const session = context.session as
-    | {
-        sessionName?: string;
-        clientDescription?: { applicationUri?: string | null };
-        getSessionId?: () => { toString(): string };
-      }
-    | undefined;
-  if (!session) return 'opcua:local';
-  const name = session.sessionName || session.clientDescription?.applicationUri || 'anonymous';
-  return `opcua:${name}@${session.getSessionId?.().toString() ?? '?'}`;
 }
 
 function checkUser(users: readonly OpcuaUser[], username: string, password: string): boolean {

@@ -48,7 +48,7 @@ const TABLE_OF_READ = { 1: 'coil', 2: 'discrete', 3: 'holding', 4: 'input' } as 
  * Which of the simulator's conditions a profile alarm name stands for: names are the profile
  * author's (alarm / alarmBits), so the words they use decide (docs/modbus-register-map.md).
  */
-const ALARM_WORDS: readonly [RegExp, 'commLoss' | 'trip' | 'highSupplyTemp'][] = [
+export const ALARM_WORDS: readonly [RegExp, 'commLoss' | 'trip' | 'highSupplyTemp'][] = [
   [/comm|bms|watchdog|heartbeat/i, 'commLoss'],
   [/high.*supply|supply.*(high|over)|over.*temp|discharge.*high/i, 'highSupplyTemp'],
   [/trip|fan|airflow|fail|common|general|unit/i, 'trip'],

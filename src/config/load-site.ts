@@ -161,8 +161,26 @@ export function lineFinder(text: string): (pointer: string) => number | undefine
   };
 }
 
-export async function loadSite(file: string): Promise<Site> {
-  return parseSite(await readConfigFile(file), file);
+/**
+ * Loads and checks a site file; a unit whose profile (in `profilesDir`, default config/profiles)
+ * has no section for the unit's protocol is refused with its line (./site-profiles.ts).
+ */
+export async function loadSite(file: string, opts: { profilesDir?: string } = {}): Promise<Site> {
+  const text = await readConfigFile(file);
+  const site = parseSite(text, file);
+  // Only a site with vendor profiles reads them (and loads the profile loader).
+  if (site.airHandlers.some((a) => a.profile !== undefined && a.profile !== 'coolctl-native')) {
+    const { unitProfileProblems } = await import('./site-profiles.ts');
+    const problems = await unitProfileProblems(site, opts.profilesDir);
+    if (problems.length > 0) {
+      const lines = lineFinder(text);
+      throw new ConfigError(
+        file,
+        problems.map((p) => ({ ...p, file, line: lines(p.path) })),
+      );
+    }
+  }
+  return site;
 }
 
 /** Reads a config file; an unreadable one is a ConfigError like any other problem. */

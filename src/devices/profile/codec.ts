@@ -13,6 +13,7 @@
 //   .encodeImage(values)           → RegisterImage   simulator: the registers/bits a unit shows
 //   .decodeWrite(fc, addr, values) → WriteDecode     simulator: what a write request commands
 //   .opcua                         → the OPC-UA node map with the same scaling (when the profile has one)
+//   .opcua.encodeValues(values)    → simulator: the raw value each OPC-UA variable shows
 import { ConfigError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { resolveAddress } from './modicon.ts';
 import {
@@ -146,6 +147,12 @@ export interface CompiledOpcua {
   nodes(unit: string): CompiledOpcuaPoint[];
   /** Values read by point name (the unit's units) → engineering units. */
   decode(values: Readonly<Record<string, unknown>>): DecodedStatus;
+  /**
+   * Simulator: the raw value (the unit's units) of every point `values` has, as its variable shows
+   * it — scaled, inverted, mode codes, alarm words; integers rounded and held to their `type`'s
+   * range, booleans as 0/1. Points without a value (no data) are left out.
+   */
+  encodeValues(values: ImageValues): Record<string, number>;
   /** The method call (writeCommand) and variable writes for a command, in that order. */
   encodeCommand(
     cmd: ProfileCommand,
@@ -791,6 +798,15 @@ function decodeWrite(
 // ---------------------------------------------------------------------------------------------
 // OPC-UA
 
+/** Integer OPC-UA types a point may declare, by their range; Double and Float carry any value. */
+const OPCUA_INT_RANGE: Readonly<Record<string, readonly [number, number] | undefined>> = {
+  Int16: [-0x8000, 0x7fff],
+  UInt16: [0, 0xffff],
+  Int32: [-0x8000_0000, 0x7fff_ffff],
+  UInt32: [0, 0xffff_ffff],
+  Boolean: [0, 1],
+};
+
 function compileOpcua(
   profile: string,
   section: NonNullable<Profile['opcua']>,
@@ -825,6 +841,36 @@ function compileOpcua(
           continue;
         }
         decodeValue(name, s, raw, out);
+      }
+      return out;
+    },
+    encodeValues: (values) => {
+      const out: Record<string, number> = {};
+      const alarmsOn = new Set(values.alarms ?? []);
+      const vals = values as Record<string, unknown>;
+      for (const { name, p, s } of pts) {
+        if (s.kind === 'alarm') {
+          out[name] =
+            s.alarm !== undefined
+              ? Number(alarmsOn.has(s.alarm) !== s.inverted)
+              : s.alarmBits.reduce((acc, [bit, n]) => acc + (alarmsOn.has(n) ? 2 ** bit : 0), 0);
+          continue;
+        }
+        const v = vals[name];
+        if (v === undefined || v === null || (typeof v === 'number' && Number.isNaN(v))) continue;
+        if (s.kind === 'mode') {
+          const code = s.codeOfMode.get(v as ProfileMode);
+          if (code !== undefined) out[name] = code;
+          continue;
+        }
+        if (typeof v === 'boolean') {
+          out[name] = Number(v !== s.inverted);
+          continue;
+        }
+        if (typeof v !== 'number') continue;
+        const raw = toRaw(s, v);
+        const range = OPCUA_INT_RANGE[p.type ?? 'Double'];
+        out[name] = range ? Math.min(range[1], Math.max(range[0], Math.round(raw))) : raw;
       }
       return out;
     },
