@@ -83,6 +83,26 @@ describe('lease units: each write in its writer’s term', () => {
     );
   });
 
+  it('a deposed leader’s late write is not its next term’s, when that term was seen only later', () => {
+    const entries = journal([
+      ['AHU-01', 10, 1001, 0],
+      ['AHU-01', 20, 1002, 3000],
+      // c1's old term writes at 6 s; c1 leads again (epoch 30), seen driving from 9 s
+      ['AHU-07', 0, 1001, 6000],
+      ['AHU-01', 30, 1001, 9000],
+    ]);
+    const withC1Again = new Map([...owners, [30, { node: 'c1', group: 'zone-1' }]]);
+    const ids = [new Set(['AHU-07']), new Set(['AHU-01'])] as const;
+    const blind = attributeLeaseWrites(entries, groups, ...ids, writerOf, withC1Again);
+    expect(blind.epochs.get(3)).toBe(30);
+    const seen = attributeLeaseWrites(entries, groups, ...ids, writerOf, withC1Again, new Map([[30, 8900]]));
+    expect(seen.epochs.get(3)).toBe(10);
+    const placed = entries.map((e) =>
+      seen.epochs.has(e.seq) ? { ...e, epoch: seen.epochs.get(e.seq)! } : e,
+    );
+    expect(checkJournal(placed, groups).violations.map((v) => v.kind)).toEqual(['group-interleave']);
+  });
+
   it('a writer it cannot identify, or that never led the group, cannot be placed', () => {
     const { a } = leaseCheck(
       journal([

@@ -4,7 +4,7 @@
 // it to the same rules as an epoch unit's:
 // - lease: who wrote it (the process that owned the TCP connection the unit saw) and the group's
 //   epoch writes around it: a write belongs to its writer's term only if that writer holds the
-//   newest epoch that has written the group, or the next one to write it;
+//   newest epoch that has written the group, or the next one to write it (and was about to lead);
 // - gateway: the gateway's own record (its log's `epoch raised` chain, its state file, its
 //   metrics): a write reaching the unit carries the newest epoch the gateway held when it arrived,
 //   and nothing reached the unit but through the gateway.
@@ -58,6 +58,13 @@ export function attributeLeaseWrites(
   epochUnits: ReadonlySet<string>,
   writerOf: (e: JournalEntry) => string | null,
   owners: ReadonlyMap<number, EpochOwner>,
+  /**
+   * When each term was first seen driving (the hall's claim samples, on the host's clock): a write
+   * more than `seenSlackMs` before that is not the `next` term's first — it would be a deposed
+   * leader's late write, made before it led again.
+   */
+  termSeenMs: ReadonlyMap<number, number> = new Map(),
+  seenSlackMs = 1500,
 ): Attribution {
   const out: Attribution = { epochs: new Map(), writers: new Map(), violations: [] };
   const sorted = [...entries].filter((e) => e.accepted).sort((a, b) => a.seq - b.seq);
@@ -101,7 +108,12 @@ export function attributeLeaseWrites(
       const next = rises[r]?.epoch;
       let epoch: number | undefined;
       if (prev > 0 && owners.get(prev)?.node === writer) epoch = prev;
-      else if (next !== undefined && owners.get(next)?.node === writer) epoch = next;
+      else if (
+        next !== undefined &&
+        owners.get(next)?.node === writer &&
+        e.wallMs >= (termSeenMs.get(next) ?? Number.NEGATIVE_INFINITY) - seenSlackMs
+      )
+        epoch = next;
       else epoch = (heldBy.get(writer) ?? []).filter((x) => x <= Math.max(prev, 0)).sort((a, b) => b - a)[0];
       if (epoch === undefined) {
         out.violations.push({
