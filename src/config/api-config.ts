@@ -2,6 +2,10 @@
 // Optional as a whole; every setting has a default that is the secure one.
 import { resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
+import { restartOnly } from './reload-class.ts';
+
+/** The API's routes, session lifetime and rate limits are built once, when the API starts. */
+const BUILT_AT_START = restartOnly('the API builds its routes and rate limits at start');
 
 export const ApiSettingsSchema = T.Object(
   {
@@ -10,6 +14,7 @@ export const ApiSettingsSchema = T.Object(
         minLength: 1,
         description:
           'YAML file with `name` and `password` of the first admin, read at start only while the cluster has no user; refused when world-readable. Relative to this file.',
+        ...restartOnly('read at start, and only while the cluster has no user'),
       }),
     ),
     tls: T.Optional(
@@ -22,6 +27,9 @@ export const ApiSettingsSchema = T.Object(
           additionalProperties: false,
           description:
             'serve the API and dashboard over HTTPS only (the session cookie is then Secure); the files are read again on SIGHUP',
+          ...restartOnly(
+            'HTTP or HTTPS, and which files, are fixed at start; new contents of the same files are taken by a reload (SIGHUP) without a restart',
+          ),
         },
       ),
     ),
@@ -29,6 +37,7 @@ export const ApiSettingsSchema = T.Object(
       T.Union([T.Literal('none'), T.Literal('viewer')], {
         description:
           '/metrics: `viewer` (default) needs a viewer’s token; `none` lets a scraper in without one',
+        ...BUILT_AT_START,
       }),
     ),
     sessionTtlS: T.Optional(
@@ -36,6 +45,7 @@ export const ApiSettingsSchema = T.Object(
         minimum: 60,
         maximum: 7 * 86_400,
         description: 'dashboard and CLI sessions expire after this (default 28 800)',
+        ...BUILT_AT_START,
       }),
     ),
     signInsPerMinute: T.Optional(
@@ -43,6 +53,7 @@ export const ApiSettingsSchema = T.Object(
         minimum: 1,
         maximum: 10_000,
         description: 'sign-ins per client address per minute (default 10)',
+        ...BUILT_AT_START,
       }),
     ),
     actionsPerMinute: T.Optional(
@@ -50,6 +61,7 @@ export const ApiSettingsSchema = T.Object(
         minimum: 1,
         maximum: 100_000,
         description: 'state-changing requests per user per minute (default 120)',
+        ...BUILT_AT_START,
       }),
     ),
   },

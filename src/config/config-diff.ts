@@ -1,15 +1,22 @@
 // What changed between the running config and a reloaded one, and whether it can be applied while
-// control runs. The site (groups, air handlers, sensors, tuning) and the sensor broker reload live;
-// everything about the node and its cluster (etcd, timing, nodes and addresses, data dir, period)
-// needs a restart and is refused on reload with the path that changed — the running config is kept.
+// control runs. The controller config's schema classes each setting (src/config/reload-class.ts):
+// the site file's contents and the sensor broker reload live; the node and its cluster (etcd,
+// timing, nodes and addresses, data dir, period) and the API's settings need a restart and are
+// refused on reload with the path that changed — the running config is kept.
+import { groupRacks, neighbourGroups } from '../control/law/influence.ts';
 import type { ConfigProblem } from '../errors.ts';
-import type { ControllerConfig } from './controller-config.ts';
+import { type ControllerConfig, ControllerConfigSchema } from './controller-config.ts';
+import { changedPaths, classifySettings } from './reload-class.ts';
 import type { Site } from './site-schema.ts';
 
 export interface SiteDiff {
   addedGroups: string[];
   removedGroups: string[];
-  /** Groups whose definition (units, racks, tuning…) or any of whose units changed. */
+  /**
+   * Groups whose definition (units, racks, tuning…) or any of whose units changed, or whose loop
+   * would be built differently: the racks its sensors sit on moved, its neighbours changed, or the
+   * site's dew point.
+   */
   changedGroups: string[];
   addedAhus: string[];
   removedAhus: string[];
@@ -37,11 +44,13 @@ export function diffSites(old: Site, next: Site, mqttChanged = false): SiteDiff 
   const newGroups = byId(next.controlGroups);
   const addedGroups = [...newGroups.keys()].filter((id) => !oldGroups.has(id));
   const removedGroups = [...oldGroups.keys()].filter((id) => !newGroups.has(id));
+  const inputs = loopInputsChanged(old, next);
   const changedGroups = [...newGroups.keys()].filter(
     (id) =>
       oldGroups.has(id) &&
       (!same(oldGroups.get(id), newGroups.get(id)) ||
-        newGroups.get(id)!.airHandlers.some((a) => touched.has(a))),
+        newGroups.get(id)!.airHandlers.some((a) => touched.has(a)) ||
+        inputs(id)),
   );
   const sensorsChanged =
     mqttChanged ||
@@ -56,6 +65,38 @@ export function diffSites(old: Site, next: Site, mqttChanged = false): SiteDiff 
   return { addedGroups, removedGroups, changedGroups, addedAhus, removedAhus, changedAhus, sensorsChanged };
 }
 
+/**
+ * Whether a group's loop would be built differently, beyond its own definition and units (as the
+ * daemon builds it, src/control/law): the dew-point fallback (`site.site`), the geometry of the
+ * racks its sensors sit on (its influence matrix), and the groups it answers (from every sensed
+ * rack's geometry). Each is compared only as far as needed: a 1 000-unit site costs milliseconds.
+ */
+function loopInputsChanged(old: Site, next: Site): (group: string) => boolean {
+  if (!same(old.site, next.site)) return () => true;
+  const geometry = (site: Site) => {
+    const racks = new Map(site.racks.map((r) => [r.id, r]));
+    return (group: string) =>
+      [...groupRacks(site, group)].sort().map((id) => {
+        const r = racks.get(id);
+        return r ? [id, r.room, r.xM, r.yM] : [id];
+      });
+  };
+  const [was, is] = [geometry(old), geometry(next)];
+  const everyGroup = (site: Site, of: ReturnType<typeof geometry>) => site.controlGroups.map((g) => of(g.id));
+  // The groups a group answers follow from every sensed rack's geometry; the law computes them
+  // only when that changed. A group added or removed next to it is no reason to restart a loop
+  // (loops that did not change run on through a reload): only neighbours on both sides count.
+  const newIds = new Set(next.controlGroups.map((g) => g.id));
+  const kept = new Set(old.controlGroups.map((g) => g.id).filter((id) => newIds.has(id)));
+  const neighbours = same(everyGroup(old, was), everyGroup(next, is))
+    ? undefined
+    : [neighbourGroups(old), neighbourGroups(next)].map(
+        (n) => (g: string) => (n[g] ?? []).filter((x) => kept.has(x)),
+      );
+  return (g) =>
+    !same(was(g), is(g)) || (neighbours !== undefined && !same(neighbours[0]!(g), neighbours[1]!(g)));
+}
+
 export function isEmptyDiff(d: SiteDiff): boolean {
   return (
     !d.sensorsChanged &&
@@ -65,22 +106,44 @@ export function isEmptyDiff(d: SiteDiff): boolean {
   );
 }
 
-/** Changes a reload cannot apply: each with its path and what to do. */
+/**
+ * What the restart-only settings hold beyond their text: the files they name, read at load. A
+ * renewed etcd certificate or a new cluster secret under the same path is still only read at start.
+ */
+const READ_AT_START: [path: string, material: (c: ControllerConfig) => unknown][] = [
+  ['/cluster/etcd', (c) => c.etcdSecurity],
+  ['/cluster/secretFile', (c) => c.secret?.toString('hex')],
+  [
+    '/cluster/peerKeysFile',
+    (c) => (c.peerKeys ? [...c.peerKeys].map(([n, k]) => [n, k.toString('hex')]) : null),
+  ],
+];
+
+/**
+ * Changes a reload cannot apply, each with its path and what to do: every setting the schema marks
+ * restart-only (src/config/reload-class.ts) whose value changed, and the files behind them. A
+ * setting the schema does not classify counts as restart-only, so nothing is ignored.
+ */
 export function restartOnlyChanges(old: ControllerConfig, next: ControllerConfig): ConfigProblem[] {
-  const checks: [string, unknown, unknown][] = [
-    ['/cluster', old.cluster, next.cluster],
-    ['/nodes', old.nodes, next.nodes],
-    ['/dataDir', old.dataDir, next.dataDir],
-    ['/control/periodMs', old.periodMs, next.periodMs],
-    ['/timeScale', old.timeScale, next.timeScale],
-    ['/cluster/secretFile', old.secret?.toString('hex'), next.secret?.toString('hex')],
-  ];
-  return checks
-    .filter(([, a, b]) => !same(a, b))
-    .map(([path]) => ({
+  const problems = new Map<string, ConfigProblem>();
+  const refuse = (path: string, message: string, hint: string | undefined) => {
+    // One problem per setting: a path already reported covers what lies under or above it.
+    const near = (p: string) => path === p || path.startsWith(`${p}/`) || p.startsWith(`${path}/`);
+    if ([...problems.keys()].some(near)) return;
+    problems.set(path, {
       file: next.file,
       path,
-      message: 'changed, but this setting is only read at start',
-      allowed: 'restart the node (systemctl restart coolctl@NODE) to apply it; the running config is kept',
-    }));
+      message,
+      allowed: `restart the node (systemctl restart coolctl@${next.node}) to apply it${hint ? ` — ${hint}` : ''}; the running config is kept`,
+    });
+  };
+  for (const s of classifySettings(ControllerConfigSchema)) {
+    if (s.reload === 'live') continue;
+    for (const path of changedPaths(old.doc, next.doc, s.path))
+      refuse(path, 'changed, but this setting is only read at start', s.hint);
+  }
+  for (const [path, material] of READ_AT_START)
+    if (!same(material(old), material(next)))
+      refuse(path, 'a file this setting names changed, but it is only read at start', undefined);
+  return [...problems.values()];
 }

@@ -1,7 +1,8 @@
 // The controller's own config file (`coolctl run --config FILE --node NAME`): where the site file
 // is, the etcd cluster and its timing, the nodes of the cluster and their APIs, the sensor broker.
 // One schema, defaults filled in, every problem listed with its line. The timing rules that keep
-// a single leader are checked here, at load, and say why (docs/leadership.md).
+// a single leader are checked here, at load, and say why (docs/leadership.md). Each setting says
+// whether a reload applies it or it needs a restart (`live`/`restartOnly`, src/config/reload-class.ts).
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
@@ -20,6 +21,7 @@ import {
   MqttSettingsSchema,
 } from './link-secrets.ts';
 import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
+import { live, restartOnly } from './reload-class.ts';
 import { maxApplyDelayMs, type Site } from './site-schema.ts';
 
 const NodeName = T.String({
@@ -30,7 +32,13 @@ const HostPort = T.String({ pattern: '^[^:/\\s]+:\\d{1,5}$', description: 'host:
 
 export const ControllerConfigSchema = T.Object(
   {
-    site: T.String({ minLength: 1, description: 'the site file, relative to this file' }),
+    site: T.String({
+      minLength: 1,
+      description: 'the site file, relative to this file',
+      ...restartOnly(
+        'the daemon watches the site file it started with; edits to that file (units, groups, sensors, tuning) reload live',
+      ),
+    }),
     cluster: T.Object(
       {
         etcd: T.Union([
@@ -98,7 +106,12 @@ export const ControllerConfigSchema = T.Object(
           }),
         ),
       },
-      { additionalProperties: false },
+      {
+        additionalProperties: false,
+        ...restartOnly(
+          'the etcd session, the leadership timing and the peer channel are set up at start; restart the nodes one at a time',
+        ),
+      },
     ),
     nodes: T.Record(
       NodeName,
@@ -121,7 +134,10 @@ export const ControllerConfigSchema = T.Object(
         },
         { additionalProperties: false },
       ),
-      { minProperties: 1 },
+      {
+        minProperties: 1,
+        ...restartOnly('each node binds its API and peer addresses, and registers them in etcd, at start'),
+      },
     ),
     api: T.Optional(ApiSettingsSchema),
     dataDir: T.Optional(
@@ -129,6 +145,7 @@ export const ControllerConfigSchema = T.Object(
         minLength: 1,
         default: 'var/{node}',
         description: '{node} is replaced by the node name; relative to this file',
+        ...restartOnly('the node locks and opens its data directory at start'),
       }),
     ),
     sensors: T.Optional(
@@ -137,7 +154,10 @@ export const ControllerConfigSchema = T.Object(
           mqttUrl: T.Optional(T.String({ pattern: '^mqtts?://' })),
           mqtt: T.Optional(MqttSettingsSchema),
         },
-        { additionalProperties: false },
+        {
+          additionalProperties: false,
+          ...live('the sensor ingest reconnects with the new broker settings, files read again'),
+        },
       ),
     ),
     control: T.Optional(
@@ -149,6 +169,7 @@ export const ControllerConfigSchema = T.Object(
               maximum: 60_000,
               default: 1000,
               description: 'control loop and heartbeat period',
+              ...restartOnly('every group loop and unit heartbeat runs at the period it started with'),
             }),
           ),
         },
@@ -161,6 +182,7 @@ export const ControllerConfigSchema = T.Object(
         maximum: 10_000,
         default: 1,
         description: 'simulation only: site time runs this much faster',
+        ...restartOnly('the clocks of the control loops and sensor ingest are made at start'),
       }),
     ),
   },
@@ -172,6 +194,8 @@ export type ControllerConfigFile = Static<typeof ControllerConfigSchema>;
 /** The config with every default applied and paths resolved, for one node. */
 export interface ControllerConfig {
   file: string;
+  /** The file as written, defaults filled in: what a reload compares by the schema's classes. */
+  doc: ControllerConfigFile;
   node: string;
   sitePath: string;
   site: Site;
@@ -375,6 +399,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
   const [apiHost, apiPort] = splitHostPort(self.api);
   return {
     file,
+    doc: c,
     node,
     sitePath,
     site,

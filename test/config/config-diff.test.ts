@@ -24,8 +24,11 @@ describe('config diff', () => {
 
   it('refuses start-only settings with their paths', async () => {
     const cfg = await loadControllerConfig('test/fixtures/cluster/controller.yaml', 'node-a');
-    const next = { ...cfg, cluster: { ...cfg.cluster, leaseTtlS: 5 }, periodMs: 250 };
-    expect(restartOnlyChanges(cfg, next).map((p) => p.path)).toEqual(['/cluster', '/control/periodMs']);
+    const doc = { ...cfg.doc, cluster: { ...cfg.doc.cluster, leaseTtlS: 5 }, control: { periodMs: 250 } };
+    expect(restartOnlyChanges(cfg, { ...cfg, doc }).map((p) => p.path)).toEqual([
+      '/cluster/leaseTtlS',
+      '/control/periodMs',
+    ]);
     expect(restartOnlyChanges(cfg, { ...cfg })).toEqual([]);
   });
 });
