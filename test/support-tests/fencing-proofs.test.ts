@@ -170,8 +170,9 @@ describe('gateway units: the gateway’s own record', () => {
       {
         ...base,
         events: [...base.events, { kind: 'raise', atMs: 3100, from: 20, to: 99 }],
+        // read before a raise reached the log: fine; an epoch the log never held: not
         stateEpoch: 20,
-        metricEpoch: 99,
+        metricEpoch: 30,
       },
       owners,
       gw,

@@ -137,12 +137,12 @@ export function attributeLeaseWrites(
 export interface GatewayRecord {
   ahu: string;
   group: string;
-  /** Its log, in order: each start's loaded epoch for the unit (0: none), and each raise. */
+  /** Its log, in order: each start's loaded epoch for the unit (0: none), and each raise; read last. */
   events: (
     | { kind: 'start'; atMs: number; epoch: number }
     | { kind: 'raise'; atMs: number; from: number; to: number }
   )[];
-  /** The unit's epoch in the state file and in `coolctl_gateway_unit_epoch` now (null: not read). */
+  /** The unit's epoch in the state file and in `coolctl_gateway_unit_epoch`, read before the log (null: not read). */
   stateEpoch: number | null;
   metricEpoch: number | null;
 }
@@ -193,16 +193,19 @@ export function checkGatewayUnit(
     current = Math.max(current, ev.to);
     held.push({ atMs: ev.atMs, epoch: current });
   }
-  if (rec.stateEpoch !== null && rec.stateEpoch !== current)
-    fail(
-      'gateway-state',
-      `${rec.ahu}: the gateway's state file holds epoch ${rec.stateEpoch}, its log ends at ${current}`,
-    );
-  if (rec.metricEpoch !== null && rec.metricEpoch !== current)
-    fail(
-      'gateway-state',
-      `${rec.ahu}: coolctl_gateway_unit_epoch is ${rec.metricEpoch}, the gateway's log ends at ${current}`,
-    );
+  // The state file and the metric are read before the log: a raise between the reads leaves them
+  // on an earlier link of the chain, never off it or past its end.
+  const chain = new Set(held.map((h) => h.epoch));
+  for (const [what, epoch] of [
+    ['state file holds', rec.stateEpoch],
+    ['coolctl_gateway_unit_epoch is', rec.metricEpoch],
+  ] as const) {
+    if (epoch !== null && epoch !== 0 && (epoch > current || !chain.has(epoch)))
+      fail(
+        'gateway-state',
+        `${rec.ahu}: the gateway's ${what} epoch ${epoch}, which its log never held (it ends at ${current})`,
+      );
+  }
   let k = 0;
   let newest = 0;
   for (const e of [...entries].filter((x) => x.ahu === rec.ahu).sort((a, b) => a.seq - b.seq)) {
