@@ -223,12 +223,17 @@ profileCommand
     '--profiles <dir>',
     'where profile NAME.yaml files are (default: config/profiles of this installation)',
   )
-  .action(async (o: { unit: string; config: string; profiles?: string }) => {
+  .option(
+    '--pki <dir>',
+    "OPC-UA units: the client's certificate store; a unit is trusted when its certificate is in <dir>/trusted/certs (default: var/opcua-client-pki)",
+  )
+  .action(async (o: { unit: string; config: string; profiles?: string; pki?: string }) => {
     const { profileRead } = await import('./cli/profile-read.ts');
     const r = await profileRead({
       unit: o.unit,
       config: o.config,
       ...(o.profiles !== undefined ? { profilesDir: o.profiles } : {}),
+      ...(o.pki !== undefined ? { pkiDir: o.pki } : {}),
     });
     (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
     process.exitCode = r.exitCode;

@@ -2,9 +2,13 @@
 // site file says, reads every readable point of its profile once (coolctl-native for a unit
 // without one) and prints each point's name, place, raw words, value in engineering units and
 // unit — so a technician sees at once whether the map and the scaling match the unit's display.
-// Reads only: nothing is written. Returns the text and the exit code; the CLI prints them.
+// An OPC-UA unit (native, or with a vendor profile's `opcua:` section) is read the same way: each
+// point's node (and the browse path it was found by), raw value with its data type or the status
+// that says why there is none, value and unit. Reads only: nothing is written. Returns the text
+// and the exit code; the CLI prints them.
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { pino } from 'pino';
 import { parse } from 'yaml';
 import { loadSite } from '../config/load-site.ts';
 import {
@@ -12,10 +16,12 @@ import {
   type ModbusAirHandler,
   type ModbusRtuAirHandler,
   NATIVE_PROFILE,
+  type OpcuaAirHandler,
   unitFencing,
 } from '../config/site-schema.ts';
-import { DEFAULT_PROFILES_DIR } from '../devices/create-device.ts';
+import { createDevice, DEFAULT_PROFILES_DIR } from '../devices/create-device.ts';
 import { ProfileModbusDevice } from '../devices/modbus/profile-device.ts';
+import type { RawNodeRead } from '../devices/opcua/profile-nodes.ts';
 import {
   type CompiledPoint,
   type CompiledProfile,
@@ -32,6 +38,8 @@ export interface ProfileReadOptions {
   /** A site file, or a controller config (its `site:` is used). */
   config: string;
   profilesDir?: string;
+  /** OPC-UA: the client's certificate store (default var/opcua-client-pki); its trusted/ folder says which units to trust. */
+  pkiDir?: string;
 }
 
 export interface ReadOutcome {
@@ -51,20 +59,15 @@ const UNIT_OF: Readonly<Record<PointKind | 'alarm', string>> = {
 };
 
 export async function profileRead(o: ProfileReadOptions): Promise<ReadOutcome> {
-  const ahu = (await siteOf(o.config)).airHandlers.find((a) => a.id === o.unit);
+  const ahu = (await siteOf(o.config, o.profilesDir)).airHandlers.find((a) => a.id === o.unit);
   if (!ahu) {
     return { exitCode: 2, text: `${o.config}: no air handler "${o.unit}" in the site file\n` };
-  }
-  if (ahu.protocol === 'opcua') {
-    return {
-      exitCode: 2,
-      text: `${o.unit}: an OPC-UA unit; profile read speaks Modbus only (browse the server with an OPC-UA client)\n`,
-    };
   }
   const name = (ahu as { profile?: string }).profile ?? NATIVE_PROFILE;
   const file = join(o.profilesDir ?? DEFAULT_PROFILES_DIR, `${name}.yaml`);
   const firmware = (ahu as { firmware?: string }).firmware;
   const profile = compileProfile(await loadProfile(file), firmware === undefined ? {} : { firmware });
+  if (ahu.protocol === 'opcua') return readOpcua(o, ahu, profile);
   // Reads pass a fencing gateway unchanged, so every unit is read the same way here.
   const device = new ProfileModbusDevice(ahu as ModbusAirHandler | ModbusRtuAirHandler, profile);
   try {
@@ -81,8 +84,96 @@ export async function profileRead(o: ProfileReadOptions): Promise<ReadOutcome> {
   }
 }
 
+/**
+ * An OPC-UA unit: connect as the controller would (the unit's endpoint, security and user; the
+ * certificate store `pkiDir`, trusting only what is in it), read every node of its profile once.
+ */
+async function readOpcua(o: ProfileReadOptions, ahu: OpcuaAirHandler, profile: CompiledProfile) {
+  const where = `${o.unit} (${ahu.endpoint.url}, profile ${profile.name})`;
+  if (!profile.opcua) {
+    return { exitCode: 2 as const, text: `${where}: the profile has no opcua section\n` };
+  }
+  const { OpcuaDevice } = await import('../devices/opcua/opcua-device.ts');
+  const device = await createDevice(ahu, {
+    // node-opcua prints its own warnings; routed into a silent log, the output stays the table.
+    logger: pino({ level: 'silent' }),
+    clientName: 'coolctl-profile-read',
+    ...(o.pkiDir !== undefined ? { pkiDir: o.pkiDir } : {}),
+    ...(o.profilesDir !== undefined ? { profilesDir: o.profilesDir } : {}),
+  });
+  try {
+    if (!(device instanceof OpcuaDevice))
+      throw new Error('unreachable: an OPC-UA unit without an OpcuaDevice');
+    await device.open();
+    const reads = await device.readProfileNodes(profile);
+    return { exitCode: 0 as const, text: opcuaReport(ahu, profile, reads) };
+  } catch (err) {
+    if (!(err instanceof DeviceError)) throw err;
+    return { exitCode: 1 as const, text: `${where}: ${err.code}: ${err.message}\n` };
+  } finally {
+    await device.close();
+  }
+}
+
+function opcuaReport(ahu: OpcuaAirHandler, profile: CompiledProfile, reads: RawNodeRead[]): string {
+  const rows: string[][] = [['point', 'node', 'raw', 'value', 'unit']];
+  for (const r of reads) {
+    rows.push([
+      r.name,
+      r.browsePath ? `${r.browsePath} = ${r.nodeId}` : r.nodeId,
+      r.value === null ? r.status : `${String(r.value)} ${r.dataType ?? ''}`.trimEnd(),
+      opcuaValue(profile, r),
+      isPointName(r.name) ? UNIT_OF[POINTS[r.name].kind] : UNIT_OF.alarm,
+    ]);
+  }
+  return `${header(ahu, ahu.endpoint.url, profile)}\n${columns(rows)}\n`;
+}
+
+/** The node's value decoded alone, as the device decodes it: its value, its alarms, or "no data". */
+function opcuaValue(profile: CompiledProfile, r: RawNodeRead): string {
+  if (r.value === null || !profile.opcua) return 'no data';
+  const s = profile.opcua.decode({ [r.name]: r.value }) as unknown as Record<string, unknown> & {
+    alarms: string[];
+    absent: string[];
+  };
+  return shown(s, r.name, !isPointName(r.name));
+}
+
+function header(ahu: AirHandler, endpoint: string, profile: CompiledProfile): string {
+  return (
+    `${ahu.id}: ${ahu.protocol} ${endpoint}, profile ${profile.name}, fencing ${unitFencing(ahu)}, ` +
+    `watchdog ${profile.watchdog.style}${profile.watchdog.style === 'none' ? ' (the controller is the only guard)' : ''}`
+  );
+}
+
+function columns(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** One decoded point as printed: "no data", the alarms on, the mode with its code, or the value. */
+function shown(
+  s: Record<string, unknown> & { alarms: string[]; absent: string[] },
+  name: string,
+  alarm: boolean,
+): string {
+  if (s.absent.includes(name)) return 'no data';
+  if (alarm) return s.alarms.length > 0 ? `on: ${s.alarms.join(', ')}` : 'off';
+  if (name === 'mode') return `${String(s.mode)} (${String(s.modeCode)})`;
+  const v = s[name];
+  if (typeof v === 'number') return String(Math.round(v * 1000) / 1000);
+  return String(v);
+}
+
 /** The site: the file itself, or the `site:` of a controller config (relative to it). */
-async function siteOf(file: string) {
+async function siteOf(file: string, profilesDir: string | undefined) {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -98,8 +189,9 @@ async function siteOf(file: string) {
     doc = undefined; // loadSite reports the syntax error with its line
   }
   const site = (doc as { site?: unknown } | undefined)?.site;
-  if (typeof site === 'string') return loadSite(resolve(dirname(file), site));
-  return loadSite(file);
+  const opts = profilesDir !== undefined ? { profilesDir } : {};
+  if (typeof site === 'string') return loadSite(resolve(dirname(file), site), opts);
+  return loadSite(file, opts);
 }
 
 function report(
@@ -129,17 +221,7 @@ function report(
       isPointName(p.name) ? UNIT_OF[POINTS[p.name].kind] : UNIT_OF.alarm,
     ]);
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  const table = rows.map((r) =>
-    r
-      .map((c, i) => c.padEnd(widths[i]!))
-      .join('  ')
-      .trimEnd(),
-  );
-  const head =
-    `${ahu.id}: ${ahu.protocol} ${device.endpoint}, profile ${profile.name}, fencing ${unitFencing(ahu)}, ` +
-    `watchdog ${profile.watchdog.style}${profile.watchdog.style === 'none' ? ' (the controller is the only guard)' : ''}`;
-  return `${head}\n${table.join('\n')}\n`;
+  return `${header(ahu, device.endpoint, profile)}\n${columns(rows)}\n`;
 }
 
 function rawOf(p: CompiledPoint, results: ReadResult[]): number[] | undefined {
@@ -160,12 +242,7 @@ function pointValue(profile: CompiledProfile, p: CompiledPoint, words: number[])
   const s = profile.decodeReads([
     { request: { fc, table: p.table, address: p.address, count: p.length }, values: words },
   ]) as unknown as Record<string, unknown> & { alarms: string[]; absent: string[] };
-  if (s.absent.includes(p.name)) return 'no data';
-  if (p.kind === 'alarm') return s.alarms.length > 0 ? `on: ${s.alarms.join(', ')}` : 'off';
-  if (p.name === 'mode') return `${String(s.mode)} (${String(s.modeCode)})`;
-  const v = s[p.name];
-  if (typeof v === 'number') return String(Math.round(v * 1000) / 1000);
-  return String(v);
+  return shown(s, p.name, p.kind === 'alarm');
 }
 
 const hex = (w: number): string => `0x${w.toString(16).padStart(4, '0')}`;

@@ -75,7 +75,7 @@ import {
   WRITE_COMMAND_ARGS,
   WRITE_COMMAND_STATUS,
 } from './node-map.ts';
-import { OpcuaProfileNodes, type ResolvedNode } from './profile-nodes.ts';
+import { OpcuaProfileNodes, type RawNodeRead, type ResolvedNode, readRawNodes } from './profile-nodes.ts';
 
 /** Where the client keeps its certificate and its trust lists unless the daemon says otherwise. */
 export const DEFAULT_CLIENT_PKI_DIR = resolve(process.cwd(), 'var/opcua-client-pki');
@@ -418,6 +418,25 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         this.lost = false;
         this.log.info({ epoch: cmd.epoch }, 'remote control re-asserted');
       }
+    });
+  }
+
+  /**
+   * Commissioning (`coolctl profile read`): every node of the unit's profile read once, raw — a
+   * native unit's through `profile` (coolctl-native's OPC-UA section, the same nodes as its map).
+   */
+  readProfileNodes(profile?: CompiledProfile, opts: CallOptions = {}): Promise<RawNodeRead[]> {
+    return this.call('read', opts, async (signal) => {
+      const conn = this.connected();
+      const nodes = this.vendor
+        ? (conn.vendorNodes ?? [])
+        : profile?.opcua
+          ? await abortable(
+              new OpcuaProfileNodes(profile, this.map.prefix).resolve(conn.session, conn.nsIndex),
+              signal,
+            )
+          : [];
+      return abortable(readRawNodes(conn.session, nodes), signal);
     });
   }
 

@@ -23,9 +23,45 @@ import { supportedFields } from './profile-command.ts';
 export interface ResolvedNode {
   name: string;
   nodeId: NodeIdLike;
+  /** The browse path it was found by (`{unit}` replaced), for a point given by one. */
+  browsePath?: string | undefined;
   write: boolean;
   /** Writable variables: their DataType, read once per session (a write must carry it). */
   dataType: DataType | undefined;
+}
+
+/** One node read once for commissioning (`coolctl profile read`): where it is and what it said. */
+export interface RawNodeRead {
+  name: string;
+  nodeId: string;
+  browsePath: string | undefined;
+  /** The status name: Good, or why there is no value (BadWaitingForInitialData …). */
+  status: string;
+  /** The value as the server sent it (the unit's units), or null without one. */
+  value: unknown;
+  /** Its OPC-UA data type name (Int16, Double …), when there is a value. */
+  dataType: string | undefined;
+}
+
+/** Every node read once, in one Read request, with its status and type: nothing decoded, nothing written. */
+export async function readRawNodes(
+  session: ClientSession,
+  nodes: readonly ResolvedNode[],
+): Promise<RawNodeRead[]> {
+  const dvs = await session.read(nodes.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.Value })));
+  return nodes.map((n, i) => {
+    const dv = dvs[i];
+    const good = dv?.statusCode.isGood() ?? false;
+    const value = good ? (dv?.value.value ?? null) : null;
+    return {
+      name: n.name,
+      nodeId: resolveNodeId(n.nodeId).toString(),
+      browsePath: n.browsePath,
+      status: dv?.statusCode.name ?? 'BadNoAnswer',
+      value,
+      dataType: value === null ? undefined : DataType[dv?.value.dataType ?? DataType.Null],
+    };
+  });
 }
 
 const INTEGER_TYPES: ReadonlySet<DataType> = new Set([
@@ -92,7 +128,13 @@ export class OpcuaProfileNodes {
         }
         nodeId = resolveNodeId(target.toString());
       }
-      out.push({ name: p.name, nodeId, write: p.write, dataType: undefined });
+      out.push({
+        name: p.name,
+        nodeId,
+        browsePath: p.nodeId ? undefined : p.browsePath,
+        write: p.write,
+        dataType: undefined,
+      });
     }
     const writable = out.filter((n) => n.write);
     if (writable.length > 0) {
