@@ -37,7 +37,7 @@ export async function unitProfileProblems(
     problems.push({
       path: `/airHandlers/${i}/profile`,
       message: `air handler "${a.id}" speaks ${a.protocol}, but profile "${name}" is for ${has.join(' and ')} only (it has no ${wanted} section)`,
-      allowed: `a profile with protocol ${wanted} (coolctl profile check FILE), or ${wanted === 'opcua' ? 'an opcua' : 'a modbus-tcp or modbus-rtu'} unit for this one's ${has.join(' and ')}`,
+      allowed: `a profile whose protocol lists ${wanted}, or protocol ${wanted === 'opcua' ? 'modbus-tcp or modbus-rtu if the unit speaks Modbus' : 'opcua if the unit speaks OPC-UA'}`,
     });
   }
   return problems;
