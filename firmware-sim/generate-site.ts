@@ -101,7 +101,9 @@ export function generateSite(shape: SiteShape): Site {
       airHandlers.push({
         ...common,
         protocol: 'opcua',
-        endpoint: { url: `opc.tcp://${shape.host}:${shape.opcuaPort}/coolctl-sim` },
+        // Said explicitly: generated sites serve tests and benches against a simulator nobody
+        // has trusted yet; real sites leave it out and get SignAndEncrypt (docs/security.md).
+        endpoint: { url: `opc.tcp://${shape.host}:${shape.opcuaPort}/coolctl-sim`, securityMode: 'None' },
       });
     } else {
       airHandlers.push({

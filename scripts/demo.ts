@@ -4,10 +4,11 @@
 // Everything lives under var/demo/ (logs, etcd data, the generated controller config and secret).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { DEFAULT_PKI_DIR } from '../firmware-sim/ahu/opcua-server.ts';
 import { startEtcdCluster } from '../test/support/etcd-cluster.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -97,6 +98,15 @@ async function main(): Promise<void> {
     'daily',
   ]);
   const simUrl = await waitForLog('sim', /sim API\s+(http:\/\/[\d.]+:\d+)/, 60_000);
+
+  // The OPC-UA units use SignAndEncrypt and nothing is trusted automatically: trust the
+  // simulator's certificate in each controller's PKI, as an operator would after checking it.
+  const simCertificate = join(DEFAULT_PKI_DIR, 'own', 'certs', 'certificate.pem');
+  for (const n of NODES) {
+    const trusted = join(DIR, n, 'opcua-pki', 'trusted', 'certs');
+    mkdirSync(trusted, { recursive: true });
+    copyFileSync(simCertificate, join(trusted, 'coolctl-sim.pem'));
+  }
 
   const secretFile = join(DIR, 'cluster.secret');
   writeFileSync(secretFile, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });

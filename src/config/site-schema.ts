@@ -109,9 +109,9 @@ const OpcuaEndpoint = T.Object(
     url: T.String({ pattern: '^opc\\.tcp://', description: 'opc.tcp://host:port/path' }),
     securityMode: T.Optional(
       T.Union([T.Literal('None'), T.Literal('Sign'), T.Literal('SignAndEncrypt')], {
-        default: 'None',
+        default: 'SignAndEncrypt',
         description:
-          'message security; Sign or SignAndEncrypt need the server certificate trusted in the PKI folder',
+          'message security (default SignAndEncrypt: the server certificate must be trusted in the PKI folder); None only where the unit offers nothing else, warned about at start',
       }),
     ),
     securityPolicy: T.Optional(

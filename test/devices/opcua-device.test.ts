@@ -61,7 +61,7 @@ function device(
   const d = new OpcuaDevice(
     {
       ...config,
-      endpoint: { url: opts.url ?? endpointUrl, ...opts.endpoint },
+      endpoint: { url: opts.url ?? endpointUrl, securityMode: 'None', ...opts.endpoint },
       client: { timeoutMs: opts.timeoutMs ?? 1_000 },
     },
     {

@@ -1,10 +1,10 @@
-// An OPC-UA unit without message security is allowed (many units offer nothing else) but never
-// silent: the device says so once at start, and whether the config asked for None or left it out.
-// A secured unit says nothing. (Trust and SignAndEncrypt against the simulator: opcua-device.test.ts.)
+// An OPC-UA unit without message security is allowed (many units offer nothing else) but only
+// where the config names None, and never silently: the device says so once at start. Left out,
+// the mode is SignAndEncrypt. A secured unit says nothing. (Trust and SignAndEncrypt against the simulator: opcua-device.test.ts.)
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
-import { OpcuaDevice } from '../../src/devices/opcua/opcua-device.ts';
+import { OpcuaDevice, securityModeOf } from '../../src/devices/opcua/opcua-device.ts';
 import { captureLogs } from '../support/log-lines.ts';
 
 const base = generateSite(demoShape).airHandlers.find((a): a is OpcuaAirHandler => a.protocol === 'opcua')!;
@@ -17,11 +17,10 @@ function warnings(endpoint: Partial<OpcuaAirHandler['endpoint']>): Record<string
 }
 
 describe('OPC-UA security mode at start', () => {
-  it('warns once for None, configured or by default; not for Sign or SignAndEncrypt', () => {
-    expect(warnings({ securityMode: 'None' })).toMatchObject([
-      { level: 40, securityMode: 'None', configured: true },
-    ]);
-    expect(warnings({})).toMatchObject([{ level: 40, configured: false }]);
+  it('is SignAndEncrypt unless the site names None, which is warned about once', () => {
+    expect(securityModeOf({ url: base.endpoint.url })).toBe('SignAndEncrypt');
+    expect(warnings({ securityMode: 'None' })).toMatchObject([{ level: 40, securityMode: 'None' }]);
+    expect(warnings({})).toEqual([]);
     expect(warnings({ securityMode: 'Sign' })).toEqual([]);
     expect(warnings({ securityMode: 'SignAndEncrypt' })).toEqual([]);
   });

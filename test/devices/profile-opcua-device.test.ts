@@ -112,7 +112,7 @@ beforeAll(async () => {
     ...TEST_AHU_PLANT,
     localFanPct: 80,
     protocol: 'opcua',
-    endpoint: { url: server.getEndpointUrl() },
+    endpoint: { url: server.getEndpointUrl(), securityMode: 'None' },
     client: { timeoutMs: 2_000, maxApplyDelayMs: 500 },
     profile: 'test-opcua-vendor',
   };

@@ -18,6 +18,14 @@ import { compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
+/** The profiles a Modbus unit can serve (OPC-UA-only ones are proven in opcua-profile-unit.test.ts). */
+function servesModbus(file: string): boolean {
+  return (
+    (loadYaml(readFileSync(join(DEFAULT_PROFILES_DIR, file), 'utf8')) as { modbus?: unknown }).modbus !==
+    undefined
+  );
+}
+
 const run = promisify(execFile);
 
 interface YamlPoint {
@@ -47,7 +55,7 @@ interface YamlProfile {
 }
 
 const PROFILES = readdirSync(DEFAULT_PROFILES_DIR)
-  .filter((f) => f.endsWith('.yaml'))
+  .filter((f) => f.endsWith('.yaml') && servesModbus(f))
   .map((f) => f.slice(0, -'.yaml'.length))
   .sort();
 

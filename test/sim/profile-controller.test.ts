@@ -3,7 +3,9 @@
 // simulated TCP→RTU gateway, with the start-up bites on. The controller reads through "not ready"
 // and "no data", writes fan and setpoint, and the simulated unit applies them — the journal
 // records the points that reached the unit.
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { load as loadYaml } from 'js-yaml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PROFILES_DIR, ModbusDevices } from '../../firmware-sim/ahu/modbus-devices.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
@@ -15,8 +17,16 @@ import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
+/** The profiles a Modbus unit can serve (OPC-UA-only ones are proven in opcua-profile-unit.test.ts). */
+function servesModbus(file: string): boolean {
+  return (
+    (loadYaml(readFileSync(join(DEFAULT_PROFILES_DIR, file), 'utf8')) as { modbus?: unknown }).modbus !==
+    undefined
+  );
+}
+
 const VENDOR_PROFILES = readdirSync(DEFAULT_PROFILES_DIR)
-  .filter((f) => f.endsWith('.yaml') && f !== 'coolctl-native.yaml')
+  .filter((f) => f.endsWith('.yaml') && f !== 'coolctl-native.yaml' && servesModbus(f))
   .map((f) => f.slice(0, -'.yaml'.length))
   .sort();
 

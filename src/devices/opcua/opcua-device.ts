@@ -164,6 +164,14 @@ interface CachedValue {
   receivedMs: number;
 }
 
+/**
+ * Message security unless the site says otherwise: None is allowed (many units offer nothing
+ * else) but only where the config names it, and then warned about at start (docs/security.md).
+ */
+export function securityModeOf(endpoint: OpcuaAirHandler['endpoint']): 'None' | 'Sign' | 'SignAndEncrypt' {
+  return endpoint.securityMode ?? 'SignAndEncrypt';
+}
+
 /** One live connection: a client, its session, its subscription. Replaced whole on reconnect. */
 interface Connection {
   client: OPCUAClient;
@@ -306,9 +314,9 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     this.metrics?.link(this.id, PROTOCOL, 'down');
     // An unsigned link lets anyone on the OT network read and forge this unit's traffic: allowed,
     // since many units offer nothing else, but said once at start (docs/security.md).
-    if ((ahu.endpoint.securityMode ?? 'None') === 'None')
+    if (securityModeOf(ahu.endpoint) === 'None')
       this.log.warn(
-        { url: ahu.endpoint.url, securityMode: 'None', configured: ahu.endpoint.securityMode !== undefined },
+        { url: ahu.endpoint.url, securityMode: 'None' },
         'OPC-UA link without message security: traffic can be read and forged on the network (set endpoint.securityMode: SignAndEncrypt where the unit offers it)',
       );
   }
@@ -873,7 +881,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     await initializedOnce(cm);
     await cm.reloadCertificates();
     signal.throwIfAborted();
-    const mode = this.ahu.endpoint.securityMode ?? 'None';
+    const mode = securityModeOf(this.ahu.endpoint);
     const policy = mode === 'None' ? 'None' : (this.ahu.endpoint.securityPolicy ?? 'Basic256Sha256');
     const client = OPCUAClient.create({
       applicationName: 'coolctl',
@@ -1100,7 +1108,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       return new DeviceError(
         ErrorCodes.DEVICE_REFUSED,
         this.id,
-        `server offers no endpoint for securityMode ${this.ahu.endpoint.securityMode ?? 'None'}: ${message}`,
+        `server offers no endpoint for securityMode ${securityModeOf(this.ahu.endpoint)}: ${message}`,
         { cause: err },
       );
     }
