@@ -28,7 +28,6 @@ import {
   type CompiledOpcua,
   type CompiledProfile,
   compileProfile,
-  type ImageValues,
   type ProfileCommand,
 } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
@@ -36,8 +35,8 @@ import { isPointName, POINTS } from '../../src/devices/profile/points.ts';
 import type { OpcuaPoint, Profile } from '../../src/devices/profile/schema.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { clientIdentity, faultStatus } from './opcua-status.ts';
-import { ALARM_WORDS, DEFAULT_PROFILE_QUIRKS, type ProfileQuirks } from './profile-pdu.ts';
-import type { BmsUpdate, RejectReason, SimAirHandler } from './unit.ts';
+import { ProfileBms, type ProfileQuirks } from './profile-bms.ts';
+import type { RejectReason, SimAirHandler } from './unit.ts';
 
 /** What the server lends a unit: its fault delays, whether it is stopping, a call's deadline, counters. */
 export interface OpcuaUnitHost {
@@ -138,18 +137,11 @@ export class OpcuaProfileUnit {
   private readonly opcua: CompiledOpcua;
   private readonly raw: Profile;
   private readonly prefix: string;
-  private readonly quirks: ProfileQuirks;
-  private readonly now: () => number;
-  private readonly bootMs: number;
   private host: OpcuaUnitHost | undefined;
-  /** Command points as the BMS last wrote them (what their variables read back). */
-  private readonly written: ProfileCommand = {};
+  /** The unit's BMS side: command points as written, its own watchdog, start-up windows. */
+  readonly bms: ProfileBms;
   /** Who wrote a value: node-opcua hands a setter the DataValue only, so the session is noted on the way in. */
   private readonly writers = new WeakMap<object, ISessionContext>();
-  private heartbeatChangedMs: number;
-  private refreshedMs: number;
-  private timerSetMs: number;
-  private timerS: number | undefined;
 
   constructor(unit: SimAirHandler, loaded: LoadedProfile, opts: OpcuaProfileUnitOptions = {}) {
     if (!loaded.compiled.opcua || !loaded.raw.opcua)
@@ -162,12 +154,15 @@ export class OpcuaProfileUnit {
     this.prefix = map.prefix;
     // The controller looks for the profile's namespace, else the unit's own (OpcuaDevice does the same).
     this.namespaceUri = this.opcua.namespaceUri ?? map.namespaceUri;
-    this.quirks = { ...DEFAULT_PROFILE_QUIRKS, ...opts.quirks };
-    this.now = opts.wallNowMs ?? (() => performance.now());
-    this.bootMs = this.now();
-    this.heartbeatChangedMs = this.bootMs;
-    this.refreshedMs = this.bootMs;
-    this.timerSetMs = this.bootMs;
+    this.bms = new ProfileBms(unit, loaded.compiled, {
+      ...(opts.quirks ? { quirks: opts.quirks } : {}),
+      ...(opts.wallNowMs ? { wallNowMs: opts.wallNowMs } : {}),
+      alarmNames: Object.values(loaded.raw.opcua.points).flatMap((p) => [
+        ...(p.alarm !== undefined ? [p.alarm] : []),
+        ...Object.values(p.alarmBits ?? {}),
+      ]),
+      hasCommand: (name) => this.hasCommand(name),
+    });
   }
 
   /** Node ids this unit adds to its namespace (without `ns=`), for the server's clash check. */
@@ -338,42 +333,12 @@ export class OpcuaProfileUnit {
 
   /** The unit's own BMS watchdog period now, seconds; undefined: it has none. */
   watchdogPeriodS(): number | undefined {
-    const w = this.profile.watchdog;
-    switch (w.style) {
-      case 'none':
-        return undefined;
-      case 'toggle':
-        return w.timeoutS ?? this.unit.config.watchdogS;
-      default: {
-        const s = this.timerS ?? w.timeoutS ?? this.unit.config.watchdogS;
-        return s > 0 ? s : undefined;
-      }
-    }
+    return this.bms.watchdogPeriodS();
   }
 
-  /** The unit's BMS watchdog, on the wall clock; the simulation calls it every tick. */
+  /** The unit's BMS watchdog (./profile-bms.ts); the simulation calls it every tick. */
   checkWatchdog(): void {
-    if (this.unit.mode !== 'remote') return;
-    const periodS = this.watchdogPeriodS();
-    if (periodS === undefined) return;
-    const style = this.profile.watchdog.style;
-    const since =
-      style === 'toggle'
-        ? this.heartbeatChangedMs
-        : style === 'countdown'
-          ? this.timerSetMs
-          : this.refreshedMs;
-    if (this.now() - since <= periodS * 1000) return;
-    if (this.unit.dropBms()) {
-      this.host?.log.warn(
-        { ahu: this.unit.id, profile: this.profile.name, style, periodS },
-        'unit watchdog expired: BMS commands dropped, unit on local control',
-      );
-    }
-  }
-
-  private notReady(): boolean {
-    return this.now() - this.bootMs < this.quirks.notReadyMs;
+    this.bms.checkWatchdog(this.host?.log);
   }
 
   private refresh(name: string, dataType: DataType, callback: (err: Error | null, dv?: DataValue) => void) {
@@ -400,9 +365,8 @@ export class OpcuaProfileUnit {
     const fault = faultStatus(this.unit);
     if (fault && !(this.unit.faults.faultWritesOnly && fault.reason === 'fault-bad-status'))
       return new DataValue({ statusCode: fault.status, sourceTimestamp });
-    const sinceBootMs = this.now() - this.bootMs;
-    const sensorsValid = sinceBootMs >= this.quirks.notReadyMs + this.quirks.noDataMs;
-    const raw = this.notReady() || (!sensorsValid && isSensor(name)) ? undefined : this.rawValues()[name];
+    const unready = this.bms.notReady() || (!this.bms.sensorsValid() && isSensor(name));
+    const raw = unready ? undefined : this.opcua.encodeValues(this.bms.image())[name];
     if (raw === undefined)
       return new DataValue({ statusCode: StatusCodes.BadWaitingForInitialData, sourceTimestamp });
     const value = dataType === DataType.Boolean ? raw !== 0 : raw;
@@ -411,51 +375,6 @@ export class OpcuaProfileUnit {
       statusCode: StatusCodes.Good,
       sourceTimestamp,
     });
-  }
-
-  /** What the unit shows now, in the unit's own units (the codec scales it). */
-  private rawValues(): Record<string, number> {
-    const st = this.unit.status();
-    const eff = this.unit.effectiveCommand();
-    const cfg = this.unit.config;
-    const conditions = {
-      commLoss: st.mode === 'fallback',
-      trip: st.mode === 'tripped',
-      highSupplyTemp: (st.alarms & 4) !== 0,
-    };
-    const alarms: string[] = [];
-    for (const p of Object.values(this.raw.opcua?.points ?? {})) {
-      for (const a of [p.alarm, ...Object.values(p.alarmBits ?? {})]) {
-        const kind = a === undefined ? undefined : ALARM_WORDS.find(([re]) => re.test(a))?.[1];
-        if (a !== undefined && kind && conditions[kind]) alarms.push(a);
-      }
-    }
-    const periodS = this.watchdogPeriodS();
-    const values: ImageValues = {
-      supplyC: st.supplyC,
-      returnC: st.returnC,
-      supplySetpointFeedbackC: st.supplySetpointC,
-      localSetpointC: st.localSetpointC,
-      fanFeedbackPct: st.fanPct,
-      cwValvePct: st.cwValvePct,
-      fanKw: st.fanKw,
-      coolingKw: st.coolingKw,
-      mode: st.mode,
-      runFeedback: eff.running,
-      heartbeatFeedback: st.heartbeat,
-      watchdogS: periodS ?? 0,
-      supplySetpointC: this.written.supplySetpointC ?? cfg.localSetpointC,
-      fanPct: this.written.fanPct ?? cfg.localFanPct,
-      remoteEnable: this.written.remoteEnable ?? false,
-      run: this.written.run ?? true,
-      heartbeat: this.written.heartbeat ?? 0,
-      watchdogTimerS:
-        this.profile.watchdog.style === 'countdown'
-          ? Math.max(0, Math.ceil((this.timerS ?? periodS ?? 0) - (this.now() - this.timerSetMs) / 1000))
-          : (this.timerS ?? this.profile.watchdog.timeoutS ?? 0),
-      alarms,
-    };
-    return this.opcua.encodeValues(values);
   }
 
   /** A write of one variable: decoded by the profile, applied to the unit, journaled once. */
@@ -543,53 +462,19 @@ export class OpcuaProfileUnit {
       this.unit.applyBms(client, {}, values, fault.reason);
       return fault.status;
     }
-    if (this.notReady()) {
+    if (this.bms.notReady()) {
       this.unit.applyBms(client, {}, values, 'not-ready');
       return StatusCodes.BadWaitingForInitialData;
     }
-    const now = this.now();
-    const style = this.profile.watchdog.style;
-    const heartbeatChanged = cmd.heartbeat !== undefined && cmd.heartbeat !== (this.written.heartbeat ?? 0);
-    const timerWritten = cmd.watchdogTimerS !== undefined;
-    const refreshes =
-      style === 'toggle'
-        ? heartbeatChanged
-        : style === 'countdown'
-          ? timerWritten && (cmd.watchdogTimerS ?? 0) > 0
-          : style !== 'none';
-    const inFallback = this.unit.mode === 'fallback';
-    const commands = cmd.fanPct !== undefined || cmd.supplySetpointC !== undefined || cmd.run !== undefined;
-    if (inFallback && !refreshes && (commands || cmd.remoteEnable === true)) {
-      this.unit.applyBms(client, {}, values, 'bms-timeout');
-      return StatusCodes.Good;
+    switch (this.bms.apply(client, cmd, values)) {
+      case 'out-of-range':
+        return StatusCodes.BadOutOfRange;
+      case 'failed':
+        return StatusCodes.BadDeviceFailure;
+      default:
+        // 'ignored' too: the unit ignores BMS commands until its watchdog is refreshed, silently.
+        return StatusCodes.Good;
     }
-    const update: BmsUpdate = {};
-    if (cmd.fanPct !== undefined) update.fanPct = cmd.fanPct;
-    if (cmd.supplySetpointC !== undefined) update.supplySetpointC = cmd.supplySetpointC;
-    if (cmd.run !== undefined) update.run = cmd.run;
-    if (cmd.heartbeat !== undefined) update.heartbeat = cmd.heartbeat;
-    if (cmd.remoteEnable !== undefined) update.remoteEnable = cmd.remoteEnable;
-    else if (commands && !this.hasCommand('remoteEnable')) update.remoteEnable = true;
-    else if (inFallback && refreshes) update.remoteEnable = true;
-    const wasRemote = this.unit.mode === 'remote';
-    const result = this.unit.applyBms(client, update, values);
-    if (!result.accepted) {
-      return result.reason === 'out-of-range' ? StatusCodes.BadOutOfRange : StatusCodes.BadDeviceFailure;
-    }
-    Object.assign(this.written, cmd);
-    if (heartbeatChanged) this.heartbeatChangedMs = now;
-    if (timerWritten) {
-      this.timerS = cmd.watchdogTimerS;
-      this.timerSetMs = now;
-    }
-    if (refreshes) this.refreshedMs = now;
-    // Taking remote control (from local, or back from fallback) starts the watchdog's period afresh.
-    if (!wasRemote && this.unit.status().mode === 'remote') {
-      this.heartbeatChangedMs = now;
-      this.refreshedMs = now;
-      if (!timerWritten) this.timerSetMs = now;
-    }
-    return StatusCodes.Good;
   }
 
   private hasCommand(name: string): boolean {

@@ -12,23 +12,10 @@ import { MODBUS_EXCEPTION } from '../../src/devices/modbus/point-map.ts';
 import type { CompiledProfile, ImageValues, ProfileCommand } from '../../src/devices/profile/codec.ts';
 import type { Profile } from '../../src/devices/profile/schema.ts';
 import { answerWithFaults, type PduCounters, type PduHandler, type PduOutcome } from './modbus-pdu.ts';
-import type { BmsUpdate, RejectReason, SimAirHandler } from './unit.ts';
+import { ProfileBms, type ProfileQuirks } from './profile-bms.ts';
+import type { RejectReason, SimAirHandler } from './unit.ts';
 
-/** Start-up behaviour of a vendor unit; the simulator's defaults, zero in tests that do not study it. */
-export interface ProfileQuirks {
-  /** After power-up, reads and writes answer exception 02 this long: the unit's data is not ready. */
-  notReadyMs: number;
-  /** After that, points with a no-data value read it (e.g. −32768) this long: sensors not yet valid. */
-  noDataMs: number;
-  /** The first read of each block is answered this much later (a unit or gateway learning the point). */
-  firstReadDelayMs: number;
-}
-
-export const DEFAULT_PROFILE_QUIRKS: Readonly<ProfileQuirks> = Object.freeze({
-  notReadyMs: 2_000,
-  noDataMs: 2_000,
-  firstReadDelayMs: 150,
-});
+export type { ProfileQuirks } from './profile-bms.ts';
 
 const FC = {
   coils: 1,
@@ -44,16 +31,6 @@ const MAX_READ_REGISTERS = 125;
 const MAX_READ_BITS = 2000;
 const TABLE_OF_READ = { 1: 'coil', 2: 'discrete', 3: 'holding', 4: 'input' } as const;
 
-/**
- * Which of the simulator's conditions a profile alarm name stands for: names are the profile
- * author's (alarm / alarmBits), so the words they use decide (docs/modbus-register-map.md).
- */
-export const ALARM_WORDS: readonly [RegExp, 'commLoss' | 'trip' | 'highSupplyTemp'][] = [
-  [/comm|bms|watchdog|heartbeat/i, 'commLoss'],
-  [/high.*supply|supply.*(high|over)|over.*temp|discharge.*high/i, 'highSupplyTemp'],
-  [/trip|fan|airflow|fail|common|general|unit/i, 'trip'],
-];
-
 export interface ProfilePduOptions {
   quirks?: Partial<ProfileQuirks>;
   log: Logger;
@@ -65,11 +42,9 @@ export class ProfilePdu implements PduHandler {
   readonly unit: SimAirHandler;
   readonly counters: PduCounters;
   readonly profile: CompiledProfile;
-  private readonly raw: Profile;
-  private readonly quirks: ProfileQuirks;
   private readonly log: Logger;
-  private readonly now: () => number;
-  private readonly bootMs: number;
+  /** The unit's BMS side: command points as written, its own watchdog, start-up windows. */
+  readonly bms: ProfileBms;
   /** Wire addresses that belong to a point, per table: reads elsewhere are exception 02. */
   private readonly defined = new Map<string, Set<number>>();
   /** Reads may span unused addresses (the profile's maxGap): they read 0 then, as the field does. */
@@ -78,13 +53,6 @@ export class ProfilePdu implements PduHandler {
   private readonly maxReadRegisters: number;
   private readonly noDataPoints: ReadonlySet<string>;
   private readonly seenBlocks = new Set<string>();
-  /** Command points as the BMS last wrote them (what their registers read back). */
-  private readonly written: ProfileCommand = {};
-  private heartbeatChangedMs: number;
-  private refreshedMs: number;
-  private timerSetMs: number;
-  private timerS: number | undefined;
-
   constructor(
     unit: SimAirHandler,
     profile: CompiledProfile,
@@ -94,21 +62,23 @@ export class ProfilePdu implements PduHandler {
   ) {
     this.unit = unit;
     this.profile = profile;
-    this.raw = raw;
     this.counters = counters;
-    this.quirks = { ...DEFAULT_PROFILE_QUIRKS, ...opts.quirks };
     this.log = opts.log;
-    this.now = opts.wallNowMs ?? (() => performance.now());
-    this.bootMs = this.now();
-    this.heartbeatChangedMs = this.bootMs;
-    this.refreshedMs = this.bootMs;
-    this.timerSetMs = this.bootMs;
     for (const p of profile.points.values()) {
       const set = this.defined.get(p.table) ?? new Set<number>();
       for (let i = 0; i < p.length; i++) set.add(p.address + i);
       this.defined.set(p.table, set);
     }
     const m = raw.modbus;
+    this.bms = new ProfileBms(unit, profile, {
+      ...(opts.quirks ? { quirks: opts.quirks } : {}),
+      ...(opts.wallNowMs ? { wallNowMs: opts.wallNowMs } : {}),
+      alarmNames: Object.values(m?.points ?? {}).flatMap((p) => [
+        ...(p.alarm ? [p.alarm] : []),
+        ...Object.values(p.alarmBits ?? {}),
+      ]),
+      hasCommand: (name) => profile.points.has(name),
+    });
     this.gapsReadZero = (m?.maxGap ?? 0) > 0;
     this.fcs = new Set(m?.functionCodes ?? []);
     this.maxReadRegisters = m?.maxReadRegisters ?? MAX_READ_REGISTERS;
@@ -119,53 +89,23 @@ export class ProfilePdu implements PduHandler {
     );
   }
 
-  /** The unit's own watchdog period now, seconds; undefined: it has none (style none, or disabled by 0). */
   watchdogPeriodS(): number | undefined {
-    const w = this.profile.watchdog;
-    switch (w.style) {
-      case 'none':
-        return undefined;
-      case 'toggle':
-        return w.timeoutS ?? this.unit.config.watchdogS;
-      default: {
-        const s = this.timerS ?? w.timeoutS ?? this.unit.config.watchdogS;
-        return s > 0 ? s : undefined;
-      }
-    }
+    return this.bms.watchdogPeriodS();
   }
 
   /** The first read of a new block is slow: a unit (or the gateway before it) learning the point. */
   serviceDelayMs(pdu: Buffer): number {
     const fc = pdu.readUInt8(0);
-    if (fc < 1 || fc > 4 || pdu.length !== 5 || this.quirks.firstReadDelayMs <= 0) return 0;
+    if (fc < 1 || fc > 4 || pdu.length !== 5 || this.bms.quirks.firstReadDelayMs <= 0) return 0;
     const key = pdu.toString('hex');
     if (this.seenBlocks.has(key)) return 0;
     this.seenBlocks.add(key);
-    return this.quirks.firstReadDelayMs;
+    return this.bms.quirks.firstReadDelayMs;
   }
 
-  /**
-   * The unit's own BMS watchdog, on the wall clock; the simulation calls it every tick. On expiry
-   * the unit drops the BMS's commands and runs on its local values until the BMS refreshes it.
-   */
+  /** The unit's own BMS watchdog (./profile-bms.ts); the simulation calls it every tick. */
   checkWatchdog(): void {
-    if (this.unit.mode !== 'remote') return;
-    const periodS = this.watchdogPeriodS();
-    if (periodS === undefined) return;
-    const style = this.profile.watchdog.style;
-    const since =
-      style === 'toggle'
-        ? this.heartbeatChangedMs
-        : style === 'countdown'
-          ? this.timerSetMs
-          : this.refreshedMs;
-    if (this.now() - since <= periodS * 1000) return;
-    if (this.unit.dropBms()) {
-      this.log.warn(
-        { ahu: this.unit.id, profile: this.profile.name, style, periodS },
-        'unit watchdog expired: BMS commands dropped, unit on local control',
-      );
-    }
+    this.bms.checkWatchdog(this.log);
   }
 
   handle(client: string, pdu: Buffer): PduOutcome {
@@ -217,10 +157,6 @@ export class ProfilePdu implements PduHandler {
     return Buffer.from(pdu);
   }
 
-  private notReady(): boolean {
-    return this.now() - this.bootMs < this.quirks.notReadyMs;
-  }
-
   private read(pdu: Buffer): Buffer {
     const fc = pdu.readUInt8(0);
     if (fc < 1 || fc > 4 || !this.fcs.has(fc)) return this.exception(fc, MODBUS_EXCEPTION.illegalFunction);
@@ -241,7 +177,7 @@ export class ProfilePdu implements PduHandler {
         if (!defined.has(a)) return this.exception(fc, MODBUS_EXCEPTION.illegalDataAddress);
       }
     }
-    if (this.notReady()) return this.exception(fc, MODBUS_EXCEPTION.illegalDataAddress);
+    if (this.bms.notReady()) return this.exception(fc, MODBUS_EXCEPTION.illegalDataAddress);
     const image = this.profile.encodeImage(this.imageValues()).get(table);
     const value = (a: number): number => image?.get(a) ?? 0;
     if (bits) {
@@ -263,60 +199,12 @@ export class ProfilePdu implements PduHandler {
 
   /** What the unit shows now: measurements, the mode, and the command registers as last written. */
   private imageValues(): ImageValues & Record<string, unknown> {
-    const st = this.unit.status();
-    const eff = this.unit.effectiveCommand();
-    const cfg = this.unit.config;
-    const alarms: string[] = [];
-    const conditions = {
-      commLoss: st.mode === 'fallback',
-      trip: st.mode === 'tripped',
-      highSupplyTemp: (st.alarms & 4) !== 0,
-    };
-    for (const name of this.alarmNames()) {
-      const kind = ALARM_WORDS.find(([re]) => re.test(name))?.[1];
-      if (kind && conditions[kind]) alarms.push(name);
-    }
-    const periodS = this.watchdogPeriodS();
-    const style = this.profile.watchdog.style;
-    const timerReadback =
-      style === 'countdown'
-        ? Math.max(0, Math.ceil((this.timerS ?? periodS ?? 0) - (this.now() - this.timerSetMs) / 1000))
-        : (this.timerS ?? this.profile.watchdog.timeoutS ?? 0);
-    const values: ImageValues & Record<string, unknown> = {
-      supplyC: st.supplyC,
-      returnC: st.returnC,
-      supplySetpointFeedbackC: st.supplySetpointC,
-      localSetpointC: st.localSetpointC,
-      fanFeedbackPct: st.fanPct,
-      cwValvePct: st.cwValvePct,
-      fanKw: st.fanKw,
-      coolingKw: st.coolingKw,
-      mode: st.mode,
-      runFeedback: eff.running,
-      heartbeatFeedback: st.heartbeat,
-      watchdogS: periodS ?? 0,
-      supplySetpointC: this.written.supplySetpointC ?? cfg.localSetpointC,
-      fanPct: this.written.fanPct ?? cfg.localFanPct,
-      remoteEnable: this.written.remoteEnable ?? false,
-      run: this.written.run ?? true,
-      heartbeat: this.written.heartbeat ?? 0,
-      watchdogTimerS: timerReadback,
-      alarms,
-    };
+    const values: ImageValues & Record<string, unknown> = this.bms.image();
     // Sensors not valid yet: the points that have a no-data value read it (never a plausible 0).
-    if (this.now() - this.bootMs < this.quirks.notReadyMs + this.quirks.noDataMs) {
+    if (!this.bms.sensorsValid()) {
       for (const n of this.noDataPoints) delete values[n];
     }
     return values;
-  }
-
-  private alarmNames(): string[] {
-    const out: string[] = [];
-    for (const p of Object.values(this.raw.modbus?.points ?? {})) {
-      if (p.alarm) out.push(p.alarm);
-      for (const n of Object.values(p.alarmBits ?? {})) out.push(n);
-    }
-    return out;
   }
 
   private write(client: string, pdu: Buffer): Buffer {
@@ -336,59 +224,15 @@ export class ProfilePdu implements PduHandler {
     }
     const cmd = decoded.command;
     const values = journalValues(cmd);
-    if (this.notReady()) {
+    if (this.bms.notReady()) {
       this.unit.applyBms(client, {}, values, 'not-ready');
       return this.exception(fc, MODBUS_EXCEPTION.illegalDataAddress);
     }
-    const now = this.now();
-    const style = this.profile.watchdog.style;
-    const heartbeatChanged = cmd.heartbeat !== undefined && cmd.heartbeat !== (this.written.heartbeat ?? 0);
-    const timerWritten = cmd.watchdogTimerS !== undefined;
-    const refreshes =
-      style === 'toggle'
-        ? heartbeatChanged
-        : style === 'countdown'
-          ? timerWritten && (cmd.watchdogTimerS ?? 0) > 0
-          : style !== 'none';
-    const inFallback = this.unit.mode === 'fallback';
-    const update: BmsUpdate = {};
-    const commands = cmd.fanPct !== undefined || cmd.supplySetpointC !== undefined || cmd.run !== undefined;
-    if (inFallback && !refreshes && (commands || cmd.remoteEnable === true)) {
-      // The unit ignores BMS commands until its watchdog is refreshed; the wire says nothing of it.
-      this.unit.applyBms(client, {}, values, 'bms-timeout');
-      return echo(pdu);
-    }
-    if (cmd.fanPct !== undefined) update.fanPct = cmd.fanPct;
-    if (cmd.supplySetpointC !== undefined) update.supplySetpointC = cmd.supplySetpointC;
-    if (cmd.run !== undefined) update.run = cmd.run;
-    if (cmd.heartbeat !== undefined) update.heartbeat = cmd.heartbeat;
-    if (cmd.remoteEnable !== undefined) update.remoteEnable = cmd.remoteEnable;
-    else if (commands && !this.profile.points.has('remoteEnable')) update.remoteEnable = true;
-    else if (inFallback && refreshes) update.remoteEnable = true;
-    const wasRemote = this.unit.mode === 'remote';
-    const result = this.unit.applyBms(client, update, values);
-    if (!result.accepted) {
-      return this.exception(
-        fc,
-        result.reason === 'out-of-range'
-          ? MODBUS_EXCEPTION.illegalDataValue
-          : MODBUS_EXCEPTION.serverDeviceFailure,
-      );
-    }
-    this.counters.writesAccepted++;
-    Object.assign(this.written, cmd);
-    if (heartbeatChanged) this.heartbeatChangedMs = now;
-    if (timerWritten) {
-      this.timerS = cmd.watchdogTimerS;
-      this.timerSetMs = now;
-    }
-    if (refreshes) this.refreshedMs = now;
-    // Taking remote control (from local, or back from fallback) starts the watchdog's period afresh.
-    if (!wasRemote && this.unit.status().mode === 'remote') {
-      this.heartbeatChangedMs = now;
-      this.refreshedMs = now;
-      if (!timerWritten) this.timerSetMs = now;
-    }
+    const applied = this.bms.apply(client, cmd, values);
+    if (applied === 'out-of-range') return this.exception(fc, MODBUS_EXCEPTION.illegalDataValue);
+    if (applied === 'failed') return this.exception(fc, MODBUS_EXCEPTION.serverDeviceFailure);
+    // 'ignored': the unit ignores BMS commands until its watchdog is refreshed; the wire says nothing of it.
+    if (applied === 'accepted') this.counters.writesAccepted++;
     return echo(pdu);
   }
 
