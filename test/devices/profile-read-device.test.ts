@@ -3,7 +3,6 @@
 // Debian's pymodbus (float32-lsw-toggle-inverted-coil). Every point printed once with its raw
 // words, its value in engineering units and its unit; nothing written; a dead unit is exit 1 with
 // a typed error, an unknown unit exit 2.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger } from '../helpers.ts';
 import { modbusTestAhu } from '../support/air-handler.ts';
+import { type CliRun, runCoolctl } from '../support/cli-run.ts';
 import { PymodbusUnit } from './pymodbus-unit.ts';
 
 const CLI_DEADLINE_MS = 30_000;
@@ -58,26 +58,8 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-function coolctl(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['src/cli.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`coolctl ${args.join(' ')} did not end within ${CLI_DEADLINE_MS} ms: ${out}${err}`));
-    }, CLI_DEADLINE_MS);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
+function coolctl(...args: string[]): Promise<CliRun> {
+  return runCoolctl(args, { deadlineMs: CLI_DEADLINE_MS });
 }
 
 /** The printed row of a point: its columns. */

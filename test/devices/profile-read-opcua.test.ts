@@ -4,7 +4,6 @@
 // type (or the Bad status that says why there is none: "no data", never 0), value and unit;
 // nothing written. An untrusted server certificate, an unreachable unit: exit 1 with the typed
 // error and what to do, no stack.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +15,7 @@ import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger } from '../helpers.ts';
 import { TEST_AHU_PLANT } from '../support/air-handler.ts';
+import { type CliRun, runCoolctl } from '../support/cli-run.ts';
 
 const CLI_DEADLINE_MS = 40_000;
 const PROFILE = 'opcua-tenths-c-method-heartbeat';
@@ -82,26 +82,8 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 }, 30_000);
 
-function coolctl(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['src/cli.ts', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    proc.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    proc.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`coolctl ${args.join(' ')} did not end within ${CLI_DEADLINE_MS} ms: ${out}${err}`));
-    }, CLI_DEADLINE_MS);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
+function coolctl(...args: string[]): Promise<CliRun> {
+  return runCoolctl(args, { deadlineMs: CLI_DEADLINE_MS });
 }
 
 const read = (unit: string) =>
