@@ -1,12 +1,15 @@
 // `npm run chaos -- --trials N`: the soak mode of the chaos suite, for nightly runs. A hall of
 // real processes (3-member etcd behind peer proxies, the simulator with Modbus TCP units behind
-// link proxies, OPC-UA units and Modbus RTU units on serial lines behind TCP→RTU gateways,
-// 3 controllers under libfaketime); N faults drawn at random from
+// link proxies, OPC-UA units, Modbus RTU units on serial lines behind TCP→RTU gateways, and two
+// vendor-profile units that check no epoch — one fenced by lease timing, one behind a `coolctl
+// gateway` process —, 3 controllers under libfaketime); N faults drawn at random from
 // the list; the failsafe faults run afterwards on a second hall with failsafe on. The safety and
 // liveness invariants are checked over the whole journal after every trial, and every trial must
 // show writes in every group before and after its fault. Bounded in trials, minutes and time per
 // trial; exits 1 on any violation or broken expectation (the hall's tmp dir with every log is
-// kept), 2 on bad usage, 0 otherwise. Ends with a one-line summary per hall.
+// kept), 2 on bad usage, 0 otherwise. Ends with a one-line summary per hall, and one line of what
+// each fencing kind's witness showed (epoch units' verdicts, lease writes by writer, the gateway's
+// raises and refusals).
 import { parseArgs } from 'node:util';
 import { mulberry32 } from '../firmware-sim/random.ts';
 import {

@@ -3,10 +3,17 @@
 // (libfaketime; monotonic time untouched) changes nothing unsafe. Invariants after every trial.
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { Hall, RTU_UNITS, stablePlacement, trialClockJump, trialRestartLoop } from '../support/hall.ts';
+import {
+  Hall,
+  RTU_UNITS,
+  stablePlacement,
+  trialClockJump,
+  trialRestartLoop,
+  VENDOR_UNITS,
+} from '../support/hall.ts';
 import { useChaosHall } from './chaos-hall.ts';
 
-const chaos = useChaosHall({ name: 'chaos-churn', faketime: true, rtu: RTU_UNITS });
+const chaos = useChaosHall({ name: 'chaos-churn', faketime: true, rtu: RTU_UNITS, vendor: VENDOR_UNITS });
 const hall = chaos.hall;
 
 /**

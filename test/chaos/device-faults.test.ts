@@ -5,11 +5,14 @@
 // serial lines; a unit refusing writes for 2 s with the stale-epoch answer while its epoch is not
 // newer (item 1); the sensor gateway down; the MQTT broker restarted; a retained offline gateway
 // status (item 3); one 200 MB MQTT message (item 10); the simulator restarted (units forget their
-// epoch). Safety and liveness invariants after every trial.
+// epoch); a vendor unit that checks nothing — fenced by the lease's timing, or behind a `coolctl
+// gateway` — slow while its leader is SIGSTOPped, and that gateway killed and restarted. Safety and
+// liveness invariants after every trial, with each vendor write placed in its term by its witness.
 import { describe, expect, it } from 'vitest';
 import {
   MIXED_HALL,
   trialBrokerRestart,
+  trialFencingGatewayRestart,
   trialGatewayDown,
   trialGatewayStatusRetained,
   trialLossyLine,
@@ -37,6 +40,17 @@ describe('chaos: device links, sensors and the simulator', () => {
       expect(r.newEpoch).toBeGreaterThan(r.oldEpoch!);
     }, 60_000);
   }
+
+  for (const fencing of ['lease', 'gateway'] as const) {
+    it(`a slow ${fencing}-fenced vendor unit and its leader SIGSTOPped: no old-term write lands after the new term's`, async () => {
+      const r = await chaos.trial('slow-unit-sigstop', (h) => trialSlowUnitSigstop(h, { fencing }));
+      expect(r.newEpoch).toBeGreaterThan(r.oldEpoch!);
+    }, 60_000);
+  }
+
+  it('the coolctl gateway in front of a unit killed and restarted: it keeps its fence, the unit is written again', async () => {
+    await chaos.trial('fencing-gateway-restart', trialFencingGatewayRestart);
+  }, 60_000);
 
   it('a lossy Modbus link (30 % of chunks dropped) keeps its group driven', async () => {
     await chaos.trial('lossy-link', trialLossyLink);

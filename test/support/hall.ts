@@ -2,12 +2,14 @@
 // cluster, the simulator (Modbus TCP, Modbus RTU and OPC-UA units), and N controllers, each
 // reaching every etcd member through its own blackhole proxy so one controller can be cut off while
 // the rest works. A Modbus RTU unit sits on its own serial line of ptys (`SerialLine`) whose one
-// master is a TCP→RTU gateway; the controllers dial the gateway, never the line.
+// master is a TCP→RTU gateway; the controllers dial the gateway, never the line. Vendor-profile
+// units (`vendor`) cannot check an epoch: a lease unit the controllers dial directly, and a gateway
+// unit behind a real `coolctl gateway` process the hall starts like the controllers.
 // Every process logs to a file in the hall's tmp dir; `stopAll()` is bounded and kills leftovers.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
@@ -20,6 +22,13 @@ import { waitFor } from '../helpers.ts';
 import { type SeededAdmin, seedApiAdmin } from './api-seed.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
 import { type EtcdCluster, etcdctl, freePort, startEtcdCluster } from './etcd-cluster.ts';
+import {
+  attributeLeaseWrites,
+  checkGatewayUnit,
+  type EpochOwner,
+  type FencingViolation,
+  type GatewayRecord,
+} from './fencing-proofs.ts';
 import {
   attemptsWithEpoch,
   type ClaimSample,
@@ -98,6 +107,21 @@ export interface HallOptions {
    * cannot share it, so a real site puts a gateway there too.
    */
   rtu?: { units: string[] };
+  /**
+   * Vendor-profile units added to the generated site, one per entry, each in `group` beside its
+   * epoch units: `lease` — the controllers dial it directly, it checks nothing; `gateway` — it sits
+   * behind a `coolctl gateway` process (src/gateway/main.ts, as the systemd unit runs it) that the
+   * hall starts, and the controllers dial the gateway.
+   */
+  vendor?: VendorUnit[];
+}
+
+export interface VendorUnit {
+  id: string;
+  group: string;
+  /** A shipped profile (config/profiles/NAME.yaml), served by the simulator. */
+  profile: string;
+  fencing: 'lease' | 'gateway';
 }
 
 /** The RTU line's settings, the same at both ends. */
@@ -107,6 +131,41 @@ const RTU_LINE = { baudRate: 19_200, parity: 'even' } as const;
  * controllers' 1 s call timeout, as a gateway in front of units with that timeout is configured.
  */
 const RTU_GATEWAY_RESPONSE_MS = 500;
+
+/**
+ * Timing of the vendor units. A lease unit applies (or drops) a write within 300 ms of its arrival,
+ * and its profile writes a command in 3 requests (4 on a new connection): 900 and 1 200 ms, inside
+ * what a 2 s lease leaves (1 300 and 1 600 ms; the config's timing rule checks it). Behind the
+ * fencing gateway a request waits at most 500 ms for the line and 500 ms on it; the controllers
+ * count 1 000 ms for it. The unit behind the gateway keeps a 300 ms bound, under the gateway's
+ * 500 ms: a write it applies is applied before the gateway puts the next request on the line, so the
+ * journal's order is the gateway's.
+ */
+const VENDOR_TIMING = {
+  lease: { timeoutMs: 1000, maxApplyDelayMs: 300 },
+  gateway: { timeoutMs: 1500, maxApplyDelayMs: 1000 },
+  behindGateway: { timeoutMs: 500, maxApplyDelayMs: 300 },
+  gatewayLine: { queueTimeoutMs: 500, timeoutMs: 500 },
+} as const;
+
+/** A `coolctl gateway` process of the hall, fronting one simulated vendor unit. */
+export interface FencingGatewayProc {
+  ahu: string;
+  group: string;
+  /** The gateway's name (`fgw-<unit>`): its log is `<name>.log`, its state `<name>/epochs.json`. */
+  name: string;
+  /** The unit id the controllers send; the unit itself is unit id 1 on the simulator's port. */
+  unitId: number;
+  configPath: string;
+  logPath: string;
+  stateFile: string;
+  simPort: number;
+  modbusPort: number;
+  httpUrl: string;
+  child: ChildProcess | null;
+  exited: Promise<number | null> | null;
+  starts: number;
+}
 
 /** One serial line of the hall with its gateway. */
 export interface RtuLink {
@@ -119,8 +178,31 @@ export interface RtuLink {
   log: { end(): void };
 }
 
+/** What the vendor units' witnesses gave: their writes' terms, and what each witness says. */
+export interface FencingProof {
+  /** Journal seq → the epoch of the term a vendor unit's accepted write belongs to. */
+  epochs: Map<number, number>;
+  violations: FencingViolation[];
+  /** Accepted lease-unit writes per writer (the process that owned the connection). */
+  leaseWriters: Map<string, number>;
+  gateways: {
+    ahu: string;
+    raises: number;
+    starts: number;
+    refusedStale: number | null;
+    forwardedWrites: number | null;
+    /** Journal entries (accepted or refused) of the unit behind the gateway. */
+    reached: number;
+  }[];
+}
+
+/** `Hall.check()`: the invariant report over the whole journal, vendor units' writes placed in their terms. */
+export type HallReport = InvariantReport & { read: JournalRead; fencing: FencingProof };
+
 /** How often the claim monitor asks every live controller what it leads. */
 const CLAIM_SAMPLE_MS = 250;
+/** How often the hall looks for new connections to a vendor unit (and which process owns each). */
+const SOCKET_SAMPLE_MS = 100;
 /** Samples of one node further apart than this do not join one claim span. */
 const CLAIM_MAX_GAP_MS = 1500;
 
@@ -201,6 +283,18 @@ export class Hall {
   readonly exemptions: LivenessExemption[] = [];
   private monitorStop: (() => void) | null = null;
   private monitorDone: Promise<void> | null = null;
+  /** The `coolctl gateway` processes in front of gateway-fenced units, by unit id. */
+  readonly fencingGateways = new Map<string, FencingGatewayProc>();
+  /**
+   * Who owned each TCP connection to a vendor unit (lease units, and the units behind a gateway),
+   * by the connection's local port — the port the journal's `client` names: the socket's owner
+   * process, read from /proc (`sampleSockets`). A port the kernel reused has several owners.
+   */
+  private readonly socketOwners = new Map<number, { owner: string; inode: string; firstMs: number }[]>();
+  /** The simulator's ports of the vendor units (connections to them are the ones sampled). */
+  private vendorSimPorts = new Set<number>();
+  private samplerStop: (() => void) | null = null;
+  private samplerDone: Promise<void> | null = null;
 
   private constructor(args: {
     dir: string;
@@ -249,7 +343,8 @@ export class Hall {
       sim?: ChildProcess;
       lines: SerialLine[];
       gateways: RtuGateway[];
-    } = { lines: [], gateways: [] };
+      fencingGateways: FencingGatewayProc[];
+    } = { lines: [], gateways: [], fencingGateways: [] };
     let hall: Hall | undefined;
     try {
       const site = generateSite({
@@ -264,8 +359,17 @@ export class Hall {
         modbusBasePort: 0,
       });
       for (const a of site.airHandlers) a.watchdogS = opts.watchdogS ?? 5;
-      // The simulator's copy: each RTU unit at the device end of its own serial line.
+      addVendorUnits(site, opts.vendor ?? []);
+      // The simulator's copy: each RTU unit at the device end of its own serial line, each unit
+      // behind a fencing gateway with the bound the gateway holds it to.
       const simSite = structuredClone(site);
+      for (const v of opts.vendor ?? []) {
+        const a = simSite.airHandlers.find((x) => x.id === v.id)!;
+        if (v.fencing === 'gateway') {
+          a.client = { ...VENDOR_TIMING.behindGateway };
+          delete a.fencing;
+        }
+      }
       const lines = new Map<string, { line: SerialLine; unitId: number }>();
       for (const id of opts.rtu?.units ?? []) {
         const i = simSite.airHandlers.findIndex((a) => a.id === id);
@@ -318,6 +422,8 @@ export class Hall {
       for (const a of [...site.airHandlers, ...simSite.airHandlers]) {
         const ep = endpoints.get(a.id);
         if (!ep || lines.has(a.id)) continue;
+        // The controllers dial a gateway unit at its gateway (below), never the unit.
+        if (a.fencing === 'gateway' && site.airHandlers.includes(a)) continue;
         if (a.protocol === 'modbus-tcp') a.endpoint.port = Number(new URL(ep).port);
         else if (a.protocol === 'opcua') a.endpoint.url = ep;
       }
@@ -350,10 +456,33 @@ export class Hall {
         if (a?.protocol === 'modbus-tcp') a.endpoint = { host: '127.0.0.1', port, unitId };
         rtuLinks.set(id, { ahu: id, unitId, line, gateway, log });
       }
+      // Each gateway unit's `coolctl gateway`, a process of its own (it outlives a simulator
+      // restart, as the RTU gateways do), dialling the unit's port on the simulator.
+      const fencingGateways = new Map<string, FencingGatewayProc>();
+      for (const v of opts.vendor ?? []) {
+        if (v.fencing !== 'gateway') continue;
+        const simUnit = simSite.airHandlers.find((x) => x.id === v.id);
+        if (simUnit?.protocol !== 'modbus-tcp')
+          throw new Error(`vendor: ${v.id} is not served over Modbus TCP`);
+        const g = fencingGatewayProc(dir, v, simUnit.endpoint.port);
+        await mkdir(join(dir, g.name), { recursive: true });
+        await writeGatewayConfig(g, 0);
+        started.fencingGateways.push(g);
+        await startGatewayProc(g);
+        const a = site.airHandlers.find((x) => x.id === v.id);
+        if (a?.protocol === 'modbus-tcp')
+          a.endpoint = { host: '127.0.0.1', port: g.modbusPort, unitId: g.unitId };
+        // A restart binds the same port: the controllers' site names it.
+        await writeGatewayConfig(g, g.modbusPort);
+        fencingGateways.set(v.id, g);
+      }
       const deviceProxies = new Map<string, BlackholeProxy>();
       if (opts.deviceProxies) {
         for (const a of site.airHandlers) {
           if (a.protocol !== 'modbus-tcp') continue;
+          // A lease unit is dialled directly: the journal's client must be the writer's own
+          // connection, which is how the hall knows who wrote (a proxy would stand in for all).
+          if (unitFencing(a) === 'lease') continue;
           const p = await BlackholeProxy.start({ target: { host: '127.0.0.1', port: a.endpoint.port } });
           deviceProxies.set(a.id, p);
           a.endpoint.port = p.port;
@@ -373,9 +502,15 @@ export class Hall {
         mqttUrl: state.mqttBrokerUrl,
       });
       hall.simRestartArgs = simRestartArgs;
+      for (const v of opts.vendor ?? []) {
+        const a = simSite.airHandlers.find((x) => x.id === v.id);
+        if (a?.protocol === 'modbus-tcp') hall.vendorSimPorts.add(a.endpoint.port);
+      }
       for (const [id, l] of rtuLinks) hall.rtuLinks.set(id, l);
       for (const [id, p] of deviceProxies) hall.deviceProxies.set(id, p);
+      for (const [id, g] of fencingGateways) hall.fencingGateways.set(id, g);
       await hall.createControllers(opts.controllers ?? 3);
+      hall.startSocketSampler();
       await Promise.all(hall.nodes.map((n) => hall!.start(n)));
       // Faults start from a settled hall: every group led, placement even (rebalancing done).
       await settle(hall, { even: true, timeoutMs: timing.rebalanceHoldMs + 30_000 });
@@ -388,6 +523,7 @@ export class Hall {
       } else {
         if (started.sim && started.sim.exitCode === null) started.sim.kill('SIGKILL');
         await Promise.all(started.gateways.map((g) => g.stop()));
+        await Promise.all(started.fencingGateways.map((g) => stopGatewayProc(g)));
         await Promise.all(started.lines.map((l) => l.stop()));
         await started.etcd?.stop().catch(() => {});
       }
@@ -684,12 +820,23 @@ export class Hall {
    * Reads the whole journal and checks the safety invariants over it, and the liveness invariant
    * against the controllers' claims sampled so far; liveness violations join `violations`.
    */
-  async check(): Promise<InvariantReport & { read: JournalRead }> {
+  async check(): Promise<HallReport> {
     const read = await this.journal();
-    const report = checkJournal(read.entries, this.groups, { truncated: read.truncated });
+    // Vendor units journal epoch 0: each accepted write gets its term from outside the unit first
+    // (fencing-proofs.ts), then every unit is held to the same invariants.
+    const fencing = await this.fencingProof(read.entries);
+    // A vendor unit's accepted write its witness could not place is reported as such (above), not
+    // again as an epoch-0 interleave.
+    const vendor = (ahu: string) => (this.fencing.get(ahu) ?? 'epoch') !== 'epoch';
+    const entries = read.entries
+      .filter((e) => !(e.accepted && vendor(e.ahu) && !fencing.epochs.has(e.seq)))
+      .map((e) => (fencing.epochs.has(e.seq) ? { ...e, epoch: fencing.epochs.get(e.seq)! } : e));
+    const report = checkJournal(entries, this.groups, { truncated: read.truncated });
+    report.violations.push(...fencing.violations);
+    report.ok = report.violations.length === 0;
     if (this.claims.length > 0) {
       const spans = claimSpans(this.claims, CLAIM_MAX_GAP_MS);
-      const live = checkLiveness(read.entries, this.groups, spans, {
+      const live = checkLiveness(entries, this.groups, spans, {
         halfPeriodMs: this.halfPeriodMs,
         handOnMs: this.handOnMs,
         maxSampleGapMs: CLAIM_MAX_GAP_MS,
@@ -698,7 +845,187 @@ export class Hall {
       for (const v of live) report.violations.push({ kind: v.kind, group: v.group, message: v.message });
       report.ok = report.violations.length === 0;
     }
-    return { ...report, read };
+    return { ...report, read, fencing };
+  }
+
+  /** Units of one fencing kind. */
+  unitsFenced(kind: FencingKind): string[] {
+    return [...this.fencing].filter(([, k]) => k === kind).map(([a]) => a);
+  }
+
+  /**
+   * Which node held each epoch and for which group: the controllers' logs ('driving the group'),
+   * and the claim monitor's samples for a term whose log line a kill -9 lost.
+   */
+  async termOwners(): Promise<Map<number, EpochOwner>> {
+    const owners = await this.epochOwners();
+    for (const c of this.claims)
+      if (c.leader && c.epoch > 0 && !owners.has(c.epoch))
+        owners.set(c.epoch, { node: c.node, group: c.group });
+    return owners;
+  }
+
+  /**
+   * Records the owner of every established connection to a vendor unit the hall has not placed
+   * yet: /proc/net/tcp gives the connection's socket inode, /proc/<pid>/fd of the hall's controllers
+   * and fencing gateways the process holding it. Only new connections are looked up.
+   */
+  async sampleSockets(): Promise<void> {
+    if (this.vendorSimPorts.size === 0) return;
+    const fresh = new Map<string, number>();
+    for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+      const text = await readFile(table, 'utf8').catch(() => '');
+      for (const line of text.split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        // local, remote, state (01 = established), …, inode
+        if (f.length < 10 || f[3] !== '01') continue;
+        const remote = Number.parseInt(f[2]!.split(':').at(-1)!, 16);
+        if (!this.vendorSimPorts.has(remote)) continue;
+        const local = Number.parseInt(f[1]!.split(':').at(-1)!, 16);
+        if (this.socketOwners.get(local)?.some((o) => o.inode === f[9])) continue;
+        fresh.set(f[9]!, local);
+      }
+    }
+    if (fresh.size === 0) return;
+    const procs: [string, number | undefined][] = [
+      ...[...this.controllers.values()].map((c): [string, number | undefined] => [c.name, c.child?.pid]),
+      ...[...this.fencingGateways.values()].map((g): [string, number | undefined] => [
+        `gateway:${g.name}`,
+        g.child?.pid,
+      ]),
+    ];
+    const nowMs = Date.now();
+    for (const [owner, pid] of procs) {
+      if (pid === undefined) continue;
+      const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+      for (const fd of fds.slice(0, 10_000)) {
+        const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+        const inode = /^socket:\[(\d+)\]$/.exec(link)?.[1];
+        const port = inode === undefined ? undefined : fresh.get(inode);
+        if (port === undefined) continue;
+        const list = this.socketOwners.get(port) ?? [];
+        this.socketOwners.set(port, list);
+        list.push({ owner, inode: inode!, firstMs: nowMs });
+      }
+    }
+  }
+
+  /** The process that owned the connection a journal entry names (null: not seen). */
+  writerOf(e: JournalEntry): string | null {
+    const port = Number(/:(\d+)$/.exec(e.client)?.[1]);
+    const list = this.socketOwners.get(port);
+    if (!list || list.length === 0) return null;
+    // A reused port: the owner whose connection was seen last before the write (the sampler runs
+    // every SOCKET_SAMPLE_MS, so a connection may be seen a little after its first write).
+    const seen = list.filter((o) => o.firstMs <= e.wallMs + 10 * SOCKET_SAMPLE_MS);
+    return (seen.at(-1) ?? list[0]!).owner;
+  }
+
+  /** What a fencing gateway recorded about its unit: its log's starts and raises, its state file, its metric. */
+  async gatewayRecord(
+    g: FencingGatewayProc,
+  ): Promise<GatewayRecord & { refusedStale: number | null; forwardedWrites: number | null }> {
+    const state = await readFile(g.stateFile, 'utf8')
+      .then((t) => (JSON.parse(t) as { units: Record<string, string> }).units[String(g.unitId)])
+      .catch(() => undefined);
+    const running = !!g.child && g.child.exitCode === null && g.child.signalCode === null;
+    const metrics = running
+      ? await fetch(`${g.httpUrl}/metrics`, { signal: AbortSignal.timeout(2000) })
+          .then((r) => r.text())
+          .catch(() => '')
+      : '';
+    const events: GatewayRecord['events'] = [];
+    const log = await readFile(g.logPath, 'utf8').catch(() => '');
+    for (const line of log.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      let j: {
+        time?: number;
+        msg?: string;
+        unit?: string;
+        from?: string;
+        to?: string;
+        epochs?: Record<string, string>;
+      };
+      try {
+        j = JSON.parse(line);
+      } catch {
+        continue; // a line cut by kill -9
+      }
+      const atMs = j.time ?? 0;
+      if (j.msg === 'epoch state loaded')
+        events.push({ kind: 'start', atMs, epoch: Number(j.epochs?.[String(g.unitId)] ?? 0) });
+      else if (j.msg?.startsWith('no epoch state file')) events.push({ kind: 'start', atMs, epoch: 0 });
+      else if (j.msg === 'epoch raised' && j.unit === g.ahu)
+        events.push({ kind: 'raise', atMs, from: Number(j.from), to: Number(j.to) });
+    }
+    // Prometheus text: `name{a="x",b="y"} value`, whatever the order of the labels.
+    // A counter never incremented has no sample yet: 0, once the metrics were read at all.
+    const metric = (name: string, labels: Record<string, string>): number | null => {
+      for (const line of metrics.split('\n')) {
+        const m = /^([a-z_]+)\{([^}]*)\} (\S+)$/.exec(line);
+        if (!m || m[1] !== name) continue;
+        const have = Object.fromEntries([...m[2]!.matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+        if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+      }
+      return metrics && name.endsWith('_total') ? 0 : null;
+    };
+    return {
+      ahu: g.ahu,
+      group: g.group,
+      events,
+      stateEpoch: state === undefined ? null : Number(state),
+      metricEpoch: metric('coolctl_gateway_unit_epoch', { unit: g.ahu }),
+      refusedStale: metric('coolctl_gateway_refused_stale_total', { unit: g.ahu }),
+      forwardedWrites: metric('coolctl_gateway_forwarded_total', { unit: g.ahu, kind: 'write' }),
+    };
+  }
+
+  /**
+   * Gives the vendor units' accepted writes their terms and checks what each kind's witness says
+   * (fencing-proofs.ts): lease units by who wrote, gateway units by the gateway's own record.
+   */
+  async fencingProof(entries: readonly JournalEntry[]): Promise<FencingProof> {
+    const proof: FencingProof = { epochs: new Map(), violations: [], leaseWriters: new Map(), gateways: [] };
+    const lease = new Set(this.unitsFenced('lease'));
+    const gateway = new Set(this.unitsFenced('gateway'));
+    if (lease.size === 0 && gateway.size === 0) return proof;
+    await this.sampleSockets();
+    const owners = await this.termOwners();
+    const epochUnits = new Set(this.unitsFenced('epoch'));
+    for (const g of this.fencingGateways.values()) {
+      const rec = await this.gatewayRecord(g);
+      const a = checkGatewayUnit(entries, rec, owners, (e) => {
+        const w = this.writerOf(e);
+        return w === null ? null : w === `gateway:${g.name}`;
+      });
+      for (const [seq, epoch] of a.epochs) proof.epochs.set(seq, epoch);
+      proof.violations.push(...a.violations);
+      proof.gateways.push({
+        ahu: g.ahu,
+        raises: rec.events.filter((e) => e.kind === 'raise').length,
+        starts: g.starts,
+        refusedStale: rec.refusedStale,
+        forwardedWrites: rec.forwardedWrites,
+        reached: entries.filter((e) => e.ahu === g.ahu).length,
+      });
+    }
+    const seen = new Map<number, number>();
+    for (const c of this.claims)
+      if (c.leader && c.driving && c.epoch > 0)
+        seen.set(c.epoch, Math.min(seen.get(c.epoch) ?? c.atMs, c.atMs));
+    const l = attributeLeaseWrites(
+      entries,
+      this.groups,
+      lease,
+      epochUnits,
+      (e) => this.writerOf(e),
+      owners,
+      seen,
+    );
+    for (const [seq, epoch] of l.epochs) proof.epochs.set(seq, epoch);
+    proof.violations.push(...l.violations);
+    for (const [w, n] of l.writers) proof.leaseWriters.set(w, n);
+    return proof;
   }
 
   /** The newest journal seq, for "after this" marks. */
@@ -753,6 +1080,31 @@ export class Hall {
     })();
   }
 
+  /**
+   * Looks for new connections to the vendor units every SOCKET_SAMPLE_MS, from before the first
+   * controller starts until the hall stops: a writer is known only while its connection lives (a
+   * connection that opened, wrote and closed between two looks leaves its writes unplaced, which
+   * the check reports).
+   */
+  private startSocketSampler(): void {
+    if (this.vendorSimPorts.size === 0) return;
+    let stopped = false;
+    let wake: (() => void) | null = null;
+    this.samplerStop = () => {
+      stopped = true;
+      wake?.();
+    };
+    this.samplerDone = (async () => {
+      while (!stopped) {
+        await this.sampleSockets().catch(() => {});
+        await new Promise<void>((r) => {
+          wake = r;
+          setTimeout(r, SOCKET_SAMPLE_MS);
+        });
+      }
+    })();
+  }
+
   /** Marks a group deliberately undriven from now (an operator pause); returns the exemption to close. */
   exempt(group: string, why: string): LivenessExemption {
     const x: LivenessExemption = { group, fromMs: Date.now(), toMs: null, why };
@@ -767,10 +1119,11 @@ export class Hall {
   }
 
   /**
-   * One line per fencing kind: its units by protocol, the journal's accepted writes on them and
-   * its refusals by reason — what the journal shows for that kind (docs/chaos.md, "Fencing kinds").
+   * One line, per fencing kind of the hall's units: its units by protocol, the journal's accepted
+   * writes on them and its refusals by reason, and each kind's own witness — lease writes by their
+   * writer, a gateway's raises, stale refusals and forwarded writes (docs/chaos.md, "Fencing kinds").
    */
-  fencingSummary(entries: readonly JournalEntry[]): string {
+  fencingSummary(report: Pick<HallReport, 'read' | 'fencing'>): string {
     const kinds = new Map<
       FencingKind,
       { units: Map<string, number>; accepted: number; refused: Map<string, number> }
@@ -781,7 +1134,7 @@ export class Hall {
       const protocol = this.protocols.get(ahu) ?? '?';
       k.units.set(protocol, (k.units.get(protocol) ?? 0) + 1);
     }
-    for (const e of entries) {
+    for (const e of report.read.entries) {
       const k = kinds.get(this.fencing.get(e.ahu) ?? 'epoch');
       if (!k) continue;
       if (e.accepted) k.accepted++;
@@ -792,14 +1145,33 @@ export class Hall {
         .sort()
         .map(([x, n]) => `${x} ${n}`)
         .join(', ');
-    return [...kinds]
-      .map(
-        ([kind, k]) =>
-          `chaos: fencing ${kind}: ${[...k.units.values()].reduce((a, b) => a + b, 0)} units (${list(k.units)}), ` +
-          `${k.accepted} accepted, ${[...k.refused.values()].reduce((a, b) => a + b, 0)} refused` +
-          `${k.refused.size ? ` (${list(k.refused)})` : ''}`,
-      )
-      .join('\n');
+    const witness = (kind: FencingKind): string => {
+      const unplaced = report.fencing.violations.filter((v) => v.kind.startsWith(kind)).length;
+      if (kind === 'lease')
+        return ` (writers: ${list(report.fencing.leaseWriters) || 'none'}; ${unplaced} not placed in a term)`;
+      if (kind === 'gateway')
+        return report.fencing.gateways
+          .map(
+            (g) =>
+              ` (${g.ahu}'s coolctl gateway: ${g.starts} start(s), ${g.raises} epoch raises, ` +
+              `${g.refusedStale ?? '?'} stale refused, ${g.forwardedWrites ?? '?'} writes forwarded this run, ` +
+              `${g.reached} reached the unit; ${unplaced} witness violations)`,
+          )
+          .join('');
+      return '';
+    };
+    const order: FencingKind[] = ['epoch', 'lease', 'gateway'];
+    return `chaos: fencing ${[...kinds]
+      .sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]))
+      .map(([kind, k]) => {
+        const n = [...k.units.values()].reduce((a, b) => a + b, 0);
+        const refused = [...k.refused.values()].reduce((a, b) => a + b, 0);
+        return (
+          `${kind}: ${n} unit${n === 1 ? '' : 's'} (${list(k.units)}), ${k.accepted} accepted${witness(kind)}, ` +
+          `${refused} refused${k.refused.size ? ` (${list(k.refused)})` : ''}`
+        );
+      })
+      .join('; ')}`;
   }
 
   /**
@@ -857,6 +1229,21 @@ export class Hall {
       },
       { timeoutMs: 60_000, intervalMs: 100 },
     );
+    return atMs;
+  }
+
+  /**
+   * Kills a unit's `coolctl gateway` (SIGKILL, as a power cut would) and starts it again on the same
+   * port after `downMs`: it must come back holding the epoch its state file kept. Returns the wall
+   * time of the kill.
+   */
+  async restartFencingGateway(ahu: string, { downMs = 1000 }: { downMs?: number } = {}): Promise<number> {
+    const g = this.fencingGateways.get(ahu);
+    if (!g) throw new Error(`${ahu} has no fencing gateway in this hall`);
+    const atMs = Date.now();
+    await stopGatewayProc(g, { kill9: true });
+    await sleep(downMs);
+    await startGatewayProc(g);
     return atMs;
   }
 
@@ -952,6 +1339,8 @@ export class Hall {
     const parts = [`hall dir: ${this.dir}`, `--- sim ---\n${await tail(join(this.dir, 'sim.log'), lines)}`];
     for (const id of this.rtuLinks.keys())
       parts.push(`--- gw-${id} ---\n${await tail(join(this.dir, `gw-${id}.log`), lines)}`);
+    for (const g of this.fencingGateways.values())
+      parts.push(`--- ${g.name} ---\n${await tail(g.logPath, lines)}`);
     for (const c of this.controllers.values())
       parts.push(`--- ${c.name} ---\n${await tail(c.logPath, lines)}`);
     return `${parts.join('\n')}\n`;
@@ -961,7 +1350,8 @@ export class Hall {
   stopAll({ keepDir = false }: { keepDir?: boolean } = {}): Promise<void> {
     this.stopping ??= (async () => {
       this.monitorStop?.();
-      await Promise.race([this.monitorDone, sleep(2000)]);
+      this.samplerStop?.();
+      await Promise.race([Promise.all([this.monitorDone, this.samplerDone]), sleep(2000)]);
       const procs = [...this.controllers.values()].filter(
         (c) => c.child && c.child.exitCode === null && c.child.signalCode === null,
       );
@@ -981,6 +1371,7 @@ export class Hall {
       for (const c of this.controllers.values())
         await Promise.all([...c.proxies, ...(c.peerProxy ? [c.peerProxy] : [])].map((p) => p.close()));
       await Promise.all([...this.deviceProxies.values()].map((p) => p.close()));
+      await Promise.all([...this.fencingGateways.values()].map((g) => stopGatewayProc(g)));
       await Promise.all([...this.rtuLinks.values()].map((l) => l.gateway.stop()));
       await Promise.all([...this.rtuLinks.values()].map((l) => l.line.stop()));
       for (const l of this.rtuLinks.values()) l.log.end();
@@ -989,6 +1380,130 @@ export class Hall {
     })();
     return this.stopping;
   }
+}
+
+/** Adds each vendor unit to the site and its group: a Modbus TCP unit beside the group's first. */
+export function addVendorUnits(site: Site, vendor: readonly VendorUnit[]): void {
+  for (const v of vendor) {
+    const group = site.controlGroups.find((g) => g.id === v.group);
+    if (!group) throw new Error(`vendor: ${v.id}'s group ${v.group} is not in the generated site`);
+    if (site.airHandlers.some((a) => a.id === v.id))
+      throw new Error(`vendor: ${v.id} is already in the site`);
+    const base = site.airHandlers.find((a) => a.id === group.airHandlers[0])!;
+    site.airHandlers.push({
+      id: v.id,
+      room: base.room,
+      xM: base.xM,
+      yM: base.yM + 0.5,
+      capacityKw: base.capacityKw,
+      maxAirflowM3s: base.maxAirflowM3s,
+      fanMaxKw: base.fanMaxKw,
+      localSetpointC: base.localSetpointC,
+      localFanPct: base.localFanPct,
+      watchdogS: base.watchdogS,
+      supplyTauS: base.supplyTauS,
+      protocol: 'modbus-tcp',
+      endpoint: { host: '127.0.0.1', port: 0, unitId: 1 },
+      profile: v.profile,
+      fencing: v.fencing,
+      client: { ...VENDOR_TIMING[v.fencing] },
+    });
+    group.airHandlers.push(v.id);
+  }
+}
+
+/** The unit id controllers send to a hall's fencing gateway (the unit's place in the site would do; any 1–247). */
+const FENCING_GATEWAY_UNIT_ID = 7;
+
+function fencingGatewayProc(dir: string, v: VendorUnit, simPort: number): FencingGatewayProc {
+  const name = `fgw-${v.id}`;
+  return {
+    ahu: v.id,
+    group: v.group,
+    name,
+    unitId: FENCING_GATEWAY_UNIT_ID,
+    configPath: join(dir, `${name}.yaml`),
+    logPath: join(dir, `${name}.log`),
+    stateFile: join(dir, name, 'epochs.json'),
+    simPort,
+    modbusPort: 0,
+    httpUrl: '',
+    child: null,
+    exited: null,
+    starts: 0,
+  };
+}
+
+/** The gateway's config (docs/fencing-gateway.md): one TCP line to the simulated unit. */
+async function writeGatewayConfig(g: FencingGatewayProc, modbusPort: number): Promise<void> {
+  await writeFile(
+    g.configPath,
+    stringify({
+      gateway: g.name,
+      listen: { host: '127.0.0.1', port: modbusPort },
+      http: { host: '127.0.0.1', port: 0 },
+      stateFile: g.stateFile,
+      lines: [
+        {
+          name: 'sim',
+          tcp: { host: '127.0.0.1', port: g.simPort },
+          queueTimeoutMs: VENDOR_TIMING.gatewayLine.queueTimeoutMs,
+        },
+      ],
+      units: [
+        {
+          id: g.unitId,
+          name: g.ahu,
+          line: 'sim',
+          unitId: 1,
+          timeoutMs: VENDOR_TIMING.gatewayLine.timeoutMs,
+        },
+      ],
+    }),
+  );
+}
+
+/** Starts (or restarts) a fencing gateway as the systemd unit runs it; waits until it prints its ports. */
+async function startGatewayProc(g: FencingGatewayProc, timeoutMs = 20_000): Promise<void> {
+  g.starts++;
+  const mark = `--- start #${g.starts} of ${g.name} at ${new Date().toISOString()} ---`;
+  const fd = openSync(g.logPath, 'a');
+  writeSync(fd, `${mark}\n`);
+  closeSync(fd);
+  const child = spawnLogged(
+    process.execPath,
+    ['src/gateway/main.ts', '--config', g.configPath],
+    g.logPath,
+    {},
+  );
+  g.child = child;
+  g.exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  const m = await waitFor(
+    `${g.name} to print its ports`,
+    async () => {
+      const log = await readFile(g.logPath, 'utf8');
+      const since = log.slice(log.lastIndexOf(mark));
+      if (child.exitCode !== null)
+        throw new Error(`${g.name} exited ${child.exitCode} on start:\n${since.slice(-3000)}`);
+      return /coolctl gateway \S+: modbus [\d.]+:(\d+), http (\S+)/.exec(since);
+    },
+    { timeoutMs, intervalMs: 50 },
+  );
+  g.modbusPort = Number(m[1]);
+  g.httpUrl = m[2]!;
+}
+
+/** SIGTERM (SIGKILL with `kill9`), bounded: SIGKILL after 3 s. */
+async function stopGatewayProc(
+  g: FencingGatewayProc,
+  { kill9 = false }: { kill9?: boolean } = {},
+): Promise<void> {
+  const c = g.child;
+  if (!c || c.exitCode !== null || c.signalCode !== null) return;
+  c.kill(kill9 ? 'SIGKILL' : 'SIGTERM');
+  await Promise.race([g.exited, sleep(3000)]);
+  if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await Promise.race([g.exited, sleep(1000)]);
 }
 
 function spawnLogged(cmd: string, args: string[], logPath: string, env: NodeJS.ProcessEnv): ChildProcess {
@@ -1036,7 +1551,8 @@ export type FaultName =
   | 'reload-during-fault'
   | 'operator-during-fault'
   | 'lossy-line'
-  | 'reset-line';
+  | 'reset-line'
+  | 'fencing-gateway-restart';
 
 export interface TrialResult {
   fault: FaultName;
@@ -1260,6 +1776,13 @@ export async function trialSigstop(hall: Hall, o: TrialOptions = {}): Promise<Tr
       );
     }
   }
+  await checkLeaseDeadline(
+    hall,
+    r,
+    leader.node,
+    held.map(([, l]) => l.epoch),
+    t0,
+  );
   if (o.restore !== false) await settle(hall, { even: true });
   return r;
 }
@@ -1298,11 +1821,63 @@ export async function trialPartition(hall: Hall, o: TrialOptions = {}): Promise<
         );
       }
     }
+    await checkLeaseDeadline(
+      hall,
+      r,
+      leader.node,
+      held.map(([, l]) => l.epoch),
+      t0,
+    );
   } finally {
     if (o.restore !== false) hall.heal(leader.node);
   }
   if (o.restore !== false) await settle(hall, { even: true });
   return r;
+}
+
+/**
+ * The lease units' witness for a leader that lost etcd at `faultWallMs` (stopped, cut off): the
+ * last keepalive it can have had answered was sent before then, so its lease guard's deadline is
+ * at most fault + TTL − margin; a lease write is sent only while its worst case still lands by the
+ * deadline. Each accepted lease write of `node` under an epoch it held then (placed in its term by
+ * `Hall.check`) must land by that bound — the simulator and the test process share the host's
+ * wall clock, and the controller's monotonic clock runs at the same rate. Adds a note with the
+ * last such write, and a problem per late one.
+ */
+async function checkLeaseDeadline(
+  hall: Hall,
+  r: TrialResult,
+  node: string,
+  epochs: readonly number[],
+  faultWallMs: number,
+): Promise<void> {
+  const lease = new Set(hall.unitsFenced('lease'));
+  if (lease.size === 0) return;
+  const report = await hall.check();
+  const boundMs = faultWallMs + hall.timing.leaseTtlS * 1000 - hall.timing.safetyMarginMs;
+  const mine = report.read.entries.filter(
+    (e) =>
+      e.accepted &&
+      lease.has(e.ahu) &&
+      hall.writerOf(e) === node &&
+      epochs.includes(report.fencing.epochs.get(e.seq) ?? -1),
+  );
+  const last = mine.at(-1);
+  if (last)
+    r.notes.push(
+      `${node}'s last lease write under its old term: ${last.ahu} ${signedMs(last.wallMs - faultWallMs)} from the fault ` +
+        `(deadline at most +${boundMs - faultWallMs} ms)`,
+    );
+  for (const e of mine.filter((x) => x.wallMs > boundMs))
+    r.problems.push(
+      `${e.ahu} (lease) took ${node}'s write at seq ${e.seq} +${e.wallMs - faultWallMs} ms after the fault, ` +
+        `past its lease deadline (at most +${boundMs - faultWallMs} ms: TTL − safety margin)`,
+    );
+}
+
+/** `+12 ms`, `-783 ms`: a time relative to a fault. */
+function signedMs(ms: number): string {
+  return `${ms >= 0 ? '+' : '−'}${Math.abs(ms)} ms`;
 }
 
 /** Loses one etcd member: leadership stays where it is and every group keeps being written. */
@@ -1470,11 +2045,14 @@ export async function trialClockJump(
 // acting while something is broken. Each states what must hold besides the invariants (safety
 // and liveness, checked over the whole journal by the caller) in docs/chaos.md.
 
-/** A unit of `group` (of `protocol` when the group has one, else any), at random. */
-function unitOf(hall: Hall, group: string, protocol?: string): string {
-  const ahus = hall.groups[group]!;
+/**
+ * A unit of `group` fenced by `fencing` (default epoch: the faults that study a protocol study it on
+ * the units that check epochs) and of `protocol` when the group has one, at random.
+ */
+function unitOf(hall: Hall, group: string, protocol?: string, fencing: FencingKind = 'epoch'): string {
+  const ahus = hall.groups[group]!.filter((a) => (hall.fencing.get(a) ?? 'epoch') === fencing);
   const of = protocol ? ahus.filter((a) => hall.protocols.get(a) === protocol) : [];
-  return pick(of.length > 0 ? of : ahus);
+  return pick(of.length > 0 ? of : ahus.length > 0 ? ahus : hall.groups[group]!);
 }
 
 /** The protocols the hall's units are served on (`modbus-rtu` only with RTU units). */
@@ -1482,12 +2060,26 @@ function protocolsOf(hall: Hall): string[] {
   return [...new Set(hall.protocols.values())].sort();
 }
 
-/** A group with a unit of `protocol`, at random (any group when none has one). */
-function groupWith(hall: Hall, protocol: string | undefined, among: string[]): string {
+/** A group with a unit of `protocol` fenced by `fencing`, at random (any group when none has one). */
+function groupWith(
+  hall: Hall,
+  protocol: string | undefined,
+  among: string[],
+  fencing: FencingKind = 'epoch',
+): string {
   const fit = among.filter((g) =>
-    hall.groups[g]!.some((a) => !protocol || hall.protocols.get(a) === protocol),
+    hall.groups[g]!.some(
+      (a) =>
+        (!protocol || hall.protocols.get(a) === protocol) && (hall.fencing.get(a) ?? 'epoch') === fencing,
+    ),
   );
   return pick(fit.length > 0 ? fit : among);
+}
+
+/** The group of the hall's first unit fenced by `fencing` (undefined: the hall has none). */
+export function groupFenced(hall: Hall, fencing: FencingKind): string | undefined {
+  const ahu = hall.unitsFenced(fencing)[0];
+  return Object.keys(hall.groups).find((g) => ahu !== undefined && hall.groups[g]!.includes(ahu));
 }
 
 /** Whether `ahu` took an accepted write after `afterWallMs` within `timeoutMs`. */
@@ -1540,17 +2132,30 @@ export async function trialSlowUnit(hall: Hall, o: TrialOptions & { protocol?: s
  * Issue 15, item 5: a slow unit (answers after 5 s) and its group's leader SIGSTOPped past the TTL.
  * The old term's write to the slow unit must not land after the new leader's first write.
  */
-export async function trialSlowUnitSigstop(hall: Hall, o: TrialOptions & { protocol?: string } = {}) {
+export async function trialSlowUnitSigstop(
+  hall: Hall,
+  o: TrialOptions & { protocol?: string; fencing?: FencingKind } = {},
+) {
   const all = await hall.waitForLeaders();
-  const group = o.group ?? groupWith(hall, o.protocol ?? pick(protocolsOf(hall)), [...all.keys()]);
-  const ahu = unitOf(hall, group, o.protocol);
+  const fencing = o.fencing ?? 'epoch';
+  const group =
+    o.group ??
+    groupWith(
+      hall,
+      o.protocol ?? (o.fencing ? undefined : pick(protocolsOf(hall))),
+      [...all.keys()],
+      fencing,
+    );
+  const ahu = unitOf(hall, group, o.protocol, fencing);
   await hall.simFault({ fault: 'ahu-slow', ahu, ms: 5000 });
   try {
     // Let the leader have a write to the slow unit in flight before it stops.
     await sleep(hall.timing.periodMs * 3);
     const r = await trialSigstop(hall, { ...o, group });
     r.fault = 'slow-unit-sigstop';
-    r.notes.unshift(`${ahu} (${hall.protocols.get(ahu)}) answers after 5000 ms`);
+    r.notes.unshift(
+      `${ahu} (${hall.protocols.get(ahu)}, fencing ${hall.fencing.get(ahu)}) answers after 5000 ms`,
+    );
     return r;
   } finally {
     await hall.simFault({ fault: 'ahu-slow', ahu, clear: true });
@@ -2119,6 +2724,41 @@ export async function trialMqttOversized(hall: Hall, o: TrialOptions & { mb?: nu
   return r;
 }
 
+/**
+ * The `coolctl gateway` in front of a unit killed (SIGKILL) and started again 1 s later on the same
+ * port. Meanwhile its unit cannot be written (its group stays driven through its epoch units); after
+ * the restart the gateway holds the epoch its state file kept (the witness checks its log's chain
+ * across the restart), and the unit is written through it again within one watchdog period.
+ */
+export async function trialFencingGatewayRestart(hall: Hall, o: TrialOptions & { ahu?: string } = {}) {
+  const all = await hall.waitForLeaders();
+  const ahu = o.ahu ?? pick(hall.unitsFenced('gateway'));
+  if (!ahu) throw new Error('this hall has no gateway-fenced unit');
+  const g = hall.fencingGateways.get(ahu)!;
+  const group = g.group;
+  const leader = all.get(group)!;
+  const before = await hall.gatewayRecord(g);
+  const t0 = await hall.restartFencingGateway(ahu);
+  const r = result('fencing-gateway-restart', leader.node, group, leader.epoch, t0);
+  const after = await hall.gatewayRecord(g);
+  const loaded = after.events.filter((e) => e.kind === 'start').at(-1);
+  const held = before.metricEpoch;
+  r.notes.push(
+    `${g.name} down ${Date.now() - t0} ms; held epoch ${held}, loaded ${loaded?.epoch ?? 'nothing'}`,
+  );
+  if (!loaded || held === null || loaded.epoch < held)
+    r.problems.push(
+      `${g.name} restarted holding epoch ${loaded?.epoch ?? 'none'}, below the ${held} it held before the kill`,
+    );
+  const seq = Math.max(0, (await hall.lastSeq()) - JOURNAL_BACKLOG);
+  const again = await unitWrittenAfter(hall, ahu, Date.now(), seq, hall.handOnMs);
+  if (!again) r.problems.push(`${ahu} not written through its restarted gateway within ${hall.handOnMs} ms`);
+  else r.notes.push(`${ahu} written again through it (journal seq ${again.seq})`);
+  r.newEpoch = (await hall.leaders()).leaders.get(group)?.epoch ?? null;
+  if (o.restore !== false) await settle(hall);
+  return r;
+}
+
 /** Every trial by name, with its default options. */
 export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => Promise<TrialResult>> = {
   'kill9-leader': (h) => trialKill9(h),
@@ -2145,6 +2785,7 @@ export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => 
   'operator-during-fault': (h) => trialOperatorDuringFault(h),
   'lossy-line': (h) => trialLossyLine(h),
   'reset-line': (h) => trialResetLine(h),
+  'fencing-gateway-restart': (h) => trialFencingGatewayRestart(h),
 };
 
 /** Faults that need a hall with failsafe on (the rest run on a hall with it off). */
@@ -2156,16 +2797,35 @@ export const FAILSAFE_FAULTS: ReadonlySet<FaultName> = new Set(['peer-partition-
  */
 export const RTU_UNITS: HallOptions['rtu'] = { units: ['AHU-04', 'AHU-06'] };
 
+/**
+ * The vendor-profile units every chaos hall adds, one per fencing kind that is not the unit's own:
+ * a lease unit in zone-1 and a unit behind a `coolctl gateway` in zone-3, each beside the group's
+ * epoch units (so the group's terms show in the journal around their writes). Their profile
+ * watches a toggling heartbeat coil, so a leader writes them every period — a profile whose
+ * watchdog any write refreshes lets the controller skip points the unit holds, and a unit that goes
+ * unwritten for seconds proves nothing in a trial.
+ */
+export const VENDOR_UNITS: VendorUnit[] = [
+  { id: 'AHU-07', group: 'zone-1', profile: 'float32-lsw-toggle-inverted-coil', fencing: 'lease' },
+  { id: 'AHU-08', group: 'zone-3', profile: 'float32-lsw-toggle-inverted-coil', fencing: 'gateway' },
+];
+
 /** The hall every fault but the failsafe ones runs on (CI's mixed hall and the soak's). */
 export const MIXED_HALL: HallOptions = {
   opcuaShare: 1 / 3,
   deviceProxies: true,
   etcdPeerProxies: true,
   rtu: RTU_UNITS,
+  vendor: VENDOR_UNITS,
 };
 
 /** The hall of the failsafe faults. */
-export const FAILSAFE_HALL: HallOptions = { failsafe: true, peerProxies: true, rtu: RTU_UNITS };
+export const FAILSAFE_HALL: HallOptions = {
+  failsafe: true,
+  peerProxies: true,
+  rtu: RTU_UNITS,
+  vendor: VENDOR_UNITS,
+};
 
 /** How long the "before" and "after" windows of the no-vacuous-pass rule are. */
 const WRITES_WINDOW_MS = 2000;
@@ -2231,7 +2891,7 @@ export class TrialLog {
     this.results.push(r);
     return r;
   }
-  summary(report?: InvariantReport & { read?: JournalRead }, hall?: Hall): string {
+  summary(report?: HallReport, hall?: Hall): string {
     const by: Record<string, number> = {};
     for (const r of this.results) by[r.fault] = (by[r.fault] ?? 0) + 1;
     const problems = this.results.reduce((n, r) => n + r.problems.length, 0);
@@ -2244,7 +2904,7 @@ export class TrialLog {
     const l = hall
       ? `, liveness over ${hall.claims.length} claim samples (${hall.exemptions.length} exemptions)`
       : '';
-    const f = report?.read && hall ? `\n${hall.fencingSummary(report.read.entries)}` : '';
+    const f = report && hall ? `\n${hall.fencingSummary(report)}` : '';
     return `chaos: ${this.results.length} trials (${kinds}), ${problems} problems${j}${l}${f}`;
   }
 }
