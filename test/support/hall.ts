@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
@@ -18,6 +19,9 @@ import { stringify } from 'yaml';
 import { RtuGateway, SerialMasterLink } from '../../firmware-sim/ahu/rtu-gateway.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { type FencingKind, type Site, unitFencing } from '../../src/config/site-schema.ts';
+import { encodeFencedWrite, writeAddress } from '../../src/devices/modbus/gateway-fencing.ts';
+import { ModbusExceptionError, ModbusTcpClient } from '../../src/devices/modbus/modbus-tcp.ts';
+import { STALE_EPOCH_EXCEPTION } from '../../src/devices/modbus/point-map.ts';
 import { waitFor } from '../helpers.ts';
 import { type SeededAdmin, seedApiAdmin } from './api-seed.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
@@ -147,6 +151,9 @@ const VENDOR_TIMING = {
   behindGateway: { timeoutMs: 500, maxApplyDelayMs: 300 },
   gatewayLine: { queueTimeoutMs: 500, timeoutMs: 500 },
 } as const;
+
+/** The vendor profile's fan speed command (holding 45071, float32-lsw-toggle-inverted-coil) on the wire. */
+const VENDOR_FAN_WIRE_ADDRESS = 5070;
 
 /** A `coolctl gateway` process of the hall, fronting one simulated vendor unit. */
 export interface FencingGatewayProc {
@@ -1245,6 +1252,36 @@ export class Hall {
     await sleep(downMs);
     await startGatewayProc(g);
     return atMs;
+  }
+
+  /**
+   * Sends one fenced write to a unit's `coolctl gateway` as a deposed leader would: `epoch`, the
+   * fan speed register of the hall's vendor profile (wire 5070, FC6) set to `fanPct`. Returns the
+   * Modbus exception the gateway answered, or null when it took the write.
+   */
+  async gatewayWrite(ahu: string, epoch: number, fanPct: number): Promise<number | null> {
+    const g = this.fencingGateways.get(ahu);
+    if (!g) throw new Error(`${ahu} has no fencing gateway in this hall`);
+    const socket = await new Promise<Socket>((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port: g.modbusPort });
+      s.once('connect', () => resolve(s));
+      s.once('error', reject);
+    });
+    const client = new ModbusTcpClient(g.unitId);
+    socket.on('data', (chunk: Buffer) => client.receive(chunk));
+    socket.on('error', () => undefined);
+    client.attach(socket);
+    try {
+      const words = encodeFencedWrite({ epoch, fc: 6, address: VENDOR_FAN_WIRE_ADDRESS, values: [fanPct] });
+      const answer = client.writeRegisters(writeAddress(), words).then(
+        () => null,
+        (err: unknown) => (err instanceof ModbusExceptionError ? err.modbusCode : Promise.reject(err)),
+      );
+      const late = sleep(5000).then(() => Promise.reject(new Error(`${g.name} did not answer within 5 s`)));
+      return await Promise.race([answer, late]);
+    } finally {
+      client.destroy();
+    }
   }
 
   /** Injects (or clears) simulator faults through POST /sim/faults. */
@@ -2728,7 +2765,9 @@ export async function trialMqttOversized(hall: Hall, o: TrialOptions & { mb?: nu
  * The `coolctl gateway` in front of a unit killed (SIGKILL) and started again 1 s later on the same
  * port. Meanwhile its unit cannot be written (its group stays driven through its epoch units); after
  * the restart the gateway holds the epoch its state file kept (the witness checks its log's chain
- * across the restart), and the unit is written through it again within one watchdog period.
+ * across the restart), and the unit is written through it again within one watchdog period. Then a
+ * deposed leader's write — the epoch the gateway held before its newest — is sent to the restarted
+ * gateway: it must be refused with 0x0D, counted, and never reach the unit (the journal).
  */
 export async function trialFencingGatewayRestart(hall: Hall, o: TrialOptions & { ahu?: string } = {}) {
   const all = await hall.waitForLeaders();
@@ -2754,6 +2793,36 @@ export async function trialFencingGatewayRestart(hall: Hall, o: TrialOptions & {
   const again = await unitWrittenAfter(hall, ahu, Date.now(), seq, hall.handOnMs);
   if (!again) r.problems.push(`${ahu} not written through its restarted gateway within ${hall.handOnMs} ms`);
   else r.notes.push(`${ahu} written again through it (journal seq ${again.seq})`);
+  const raises = after.events.filter((e) => e.kind === 'raise');
+  const deposed = raises.at(-1)?.kind === 'raise' ? raises.at(-1)!.from : 0;
+  if (deposed > 0) {
+    // A fan speed no leader of the hall sends (blind groups run safe fans), to find it in the journal.
+    const fanPct = 37;
+    const refusedBefore = (await hall.gatewayRecord(g)).refusedStale ?? 0;
+    const sentMs = Date.now();
+    const answer = await hall.gatewayWrite(ahu, deposed, fanPct);
+    const refusedAfter = (await hall.gatewayRecord(g)).refusedStale ?? 0;
+    await sleep(500);
+    const reached = (await hall.journal(seq)).entries.filter(
+      (e) => e.ahu === ahu && e.wallMs >= sentMs && e.values.fanPct === fanPct,
+    );
+    r.notes.push(
+      `a write with the deposed epoch ${deposed} answered ${answer === null ? 'ok' : `0x${answer.toString(16).padStart(2, '0')}`}, ` +
+        `refused_stale ${refusedBefore} → ${refusedAfter}`,
+    );
+    if (answer !== STALE_EPOCH_EXCEPTION)
+      r.problems.push(
+        `${g.name} answered a write with the deposed epoch ${deposed} ${answer ?? 'ok'}, not 0x0D`,
+      );
+    if (refusedAfter !== refusedBefore + 1)
+      r.problems.push(
+        `${g.name} counted ${refusedAfter - refusedBefore} stale refusals for one deposed write`,
+      );
+    if (reached.length > 0)
+      r.problems.push(
+        `the deposed write reached ${ahu} (journal seq ${reached[0]!.seq}): the gateway forwarded it`,
+      );
+  } else r.notes.push(`${g.name} has raised only once: no deposed epoch to send`);
   r.newEpoch = (await hall.leaders()).leaders.get(group)?.epoch ?? null;
   if (o.restore !== false) await settle(hall);
   return r;
@@ -2769,7 +2838,9 @@ export const TRIALS: Record<Exclude<FaultName, 'restart-loop'>, (hall: Hall) => 
   'etcd-quorum-loss': (h) => trialEtcdQuorumLoss(h),
   'clock-jump': (h) => trialClockJump(h),
   'slow-unit': (h) => trialSlowUnit(h),
-  'slow-unit-sigstop': (h) => trialSlowUnitSigstop(h),
+  // Any fencing kind the hall has: a vendor unit's late apply is what its witness must place.
+  'slow-unit-sigstop': (h) =>
+    trialSlowUnitSigstop(h, { fencing: pick([...new Set(h.fencing.values())].sort()) }),
   'lossy-link': (h) => trialLossyLink(h),
   'reset-link': (h) => trialResetLink(h),
   'transient-refusal': (h) => trialTransientRefusal(h),
