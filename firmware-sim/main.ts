@@ -9,6 +9,8 @@ import { Simulation } from './simulation.ts';
 
 const USAGE = `usage: npm run sim -- [--config FILE] [--host 127.0.0.1] [--port 8090] [--time-scale 1]
                        [--seed 1] [--profile constant|daily] [--mqtt-url URL | --mqtt-port 1883]
+                       [--mqtt-cert FILE --mqtt-key FILE [--mqtt-ca FILE]]
+                       [--mqtt-username NAME --mqtt-password-file FILE]
                        [--ephemeral-ports] [--log-level info]`;
 
 async function main(): Promise<number> {
@@ -42,6 +44,7 @@ async function main(): Promise<number> {
     profile: args.profile,
     logger,
     ...(args.mqttUrl ? { mqttUrl: args.mqttUrl } : { mqttPort: args.mqttPort }),
+    mqttSecurity: args.mqttSecurity,
   });
   const api = buildSimApi(sim, logger);
   try {
@@ -59,7 +62,9 @@ async function main(): Promise<number> {
   const lines = [
     `coolctl-sim: site "${site.site.id}" running (time scale ${args.timeScale}×, seed ${args.seed})`,
     `  sim API      ${apiUrl}/sim/state   ${apiUrl}/sim/journal?since=0   POST ${apiUrl}/sim/faults`,
-    `  MQTT broker  ${sim.brokerUrl}   (topics: ${site.gateways[0]?.topicPrefix ?? 'coolctl/sim'}/#)`,
+    `  MQTT broker  ${sim.brokerUrl}   (topics: ${site.gateways[0]?.topicPrefix ?? 'coolctl/sim'}/#)${
+      args.mqttSecurity.username ? `   user ${args.mqttSecurity.username}` : ''
+    }`,
     ...sim.ahuStates().map((a) => {
       const profile = sim.units.get(a.id)?.config.profile;
       return `  ${a.id.padEnd(10)} ${a.protocol.padEnd(10)} ${a.endpoint}${profile ? `   profile ${profile}` : ''}`;
@@ -100,6 +105,11 @@ function parse() {
       profile: { type: 'string', default: 'daily' },
       'mqtt-url': { type: 'string' },
       'mqtt-port': { type: 'string', default: '1883' },
+      'mqtt-cert': { type: 'string' },
+      'mqtt-key': { type: 'string' },
+      'mqtt-ca': { type: 'string' },
+      'mqtt-username': { type: 'string' },
+      'mqtt-password-file': { type: 'string' },
       'ephemeral-ports': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
     },
@@ -114,6 +124,15 @@ function parse() {
   if (values.profile !== 'daily' && values.profile !== 'constant') {
     throw new Error(`--profile must be daily or constant, got "${values.profile}"`);
   }
+  // A password on the command line would sit in `ps` and shell history: only its file is taken.
+  if ((values['mqtt-cert'] === undefined) !== (values['mqtt-key'] === undefined))
+    throw new Error('--mqtt-cert and --mqtt-key go together');
+  if ((values['mqtt-username'] === undefined) !== (values['mqtt-password-file'] === undefined))
+    throw new Error('--mqtt-username and --mqtt-password-file go together');
+  if (values['mqtt-ca'] !== undefined && values['mqtt-cert'] === undefined)
+    throw new Error('--mqtt-ca needs --mqtt-cert and --mqtt-key');
+  if (values['mqtt-url'] !== undefined && values['mqtt-cert'] !== undefined)
+    throw new Error('--mqtt-cert is for the embedded broker, not with --mqtt-url');
   return {
     config: values.config,
     host: values.host,
@@ -123,6 +142,13 @@ function parse() {
     profile: values.profile as 'daily' | 'constant',
     mqttUrl: values['mqtt-url'],
     mqttPort: num('mqtt-port', values['mqtt-port'], 0, 65_535),
+    mqttSecurity: {
+      certFile: values['mqtt-cert'],
+      keyFile: values['mqtt-key'],
+      caFile: values['mqtt-ca'],
+      username: values['mqtt-username'],
+      passwordFile: values['mqtt-password-file'],
+    },
     ephemeralPorts: values['ephemeral-ports'],
     logLevel: values['log-level'],
   };

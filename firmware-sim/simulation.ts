@@ -6,14 +6,21 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { NATIVE_PROFILE, type Site } from '../src/config/site-schema.ts';
 import type { AhuStatus } from '../src/devices/unit-contract.ts';
-import { BadRequestError, ErrorCodes } from '../src/errors.ts';
+import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
 import { ModbusDevices, type SharedLineState } from './ahu/modbus-devices.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
 import type { ProfileQuirks } from './ahu/profile-pdu.ts';
 import { SimAirHandler } from './ahu/unit.ts';
 import type { Fault } from './faults.ts';
 import { Journal } from './journal.ts';
-import { type BrokerHandle, startBroker } from './mesh/broker.ts';
+import {
+  type BrokerCounters,
+  type BrokerHandle,
+  type BrokerSecurity,
+  type BrokerSecurityFiles,
+  loadBrokerSecurity,
+  startBroker,
+} from './mesh/broker.ts';
 import { ModbusGatewayServer } from './mesh/modbus-gateway.ts';
 import { SensorMesh } from './mesh/sensor-mesh.ts';
 import { ThermalModel } from './thermal/model.ts';
@@ -31,6 +38,12 @@ export interface SimulationOptions {
   mqttUrl?: string;
   /** Where the embedded broker listens; default 127.0.0.1:1883. */
   mqttPort?: number;
+  /**
+   * The embedded broker's TLS listener and required user (docs/sim-api.md#a-secured-mqtt-broker);
+   * the simulated gateways log in with them. With `mqttUrl`, only the user applies (a broker of
+   * one's own has its own certificate).
+   */
+  mqttSecurity?: BrokerSecurityFiles | undefined;
   profile?: 'constant' | 'daily';
   /** Where units' `profile: NAME` files are (default config/profiles). */
   profilesDir?: string;
@@ -59,6 +72,8 @@ export class Simulation {
   private readonly opcua: { server: OpcuaAhuServer; ahuIds: string[]; url: string }[] = [];
   private readonly endpoints = new Map<string, string>();
   private broker: BrokerHandle | undefined;
+  private brokerSecurity: BrokerSecurity = {};
+  private readonly brokerCounters: BrokerCounters = { authRefused: 0, tlsRefused: 0 };
   private brokerRestarting = false;
   private mesh: SensorMesh | undefined;
   private readonly gatewayServers = new Map<string, ModbusGatewayServer>();
@@ -105,17 +120,32 @@ export class Simulation {
   async start(): Promise<void> {
     try {
       await this.startDevices();
+      const security = this.opts.mqttSecurity ?? {};
+      if (this.opts.mqttUrl && (security.certFile ?? security.keyFile ?? security.caFile) !== undefined)
+        throw new CoolctlError(
+          ErrorCodes.STARTUP,
+          'MQTT certificate, key and CA files are for the embedded broker; an external broker (mqttUrl) has its own',
+        );
+      this.brokerSecurity = await loadBrokerSecurity(security);
       if (this.opts.mqttUrl) {
         this.mqttUrl = this.opts.mqttUrl;
       } else {
         this.broker = await startBroker({
           host: '127.0.0.1',
           port: this.opts.ephemeralPorts ? 0 : (this.opts.mqttPort ?? 1883),
+          security: this.brokerSecurity,
+          counters: this.brokerCounters,
+          logger: this.log.child({ component: 'broker' }),
         });
         this.mqttUrl = this.broker.url;
       }
+      const { auth, tls } = this.brokerSecurity;
       this.mesh = new SensorMesh(this.site, this.model.readRack, {
         brokerUrl: this.mqttUrl,
+        brokerLogin: {
+          ...(auth ? { username: auth.username, password: auth.password } : {}),
+          ...(tls ? { ca: tls.ca } : {}),
+        },
         seed: this.opts.seed ?? 1,
         simNowMs: () => this.simMs,
         logger: this.log.child({ component: 'mesh' }),
@@ -255,6 +285,11 @@ export class Simulation {
       simTimeS: this.simMs / 1000,
       timeScale: this.timeScale,
       mqttBrokerUrl: this.mqttUrl,
+      mqttBroker: {
+        tls: this.mqttUrl.startsWith('mqtts://'),
+        username: this.brokerSecurity.auth?.username ?? null,
+        ...this.brokerCounters,
+      },
       racks: this.site.racks.map((r) => ({ id: r.id, inletC: round2(this.model.rackInletC(r.id)) })),
       ahus: this.ahuStates().map((a) => ({
         id: a.id,
@@ -464,7 +499,13 @@ export class Simulation {
       await old.close();
       await new Promise((r) => setTimeout(r, downMs).unref());
       if (this.stopping) return;
-      this.broker = await startBroker({ host: '127.0.0.1', port: old.port });
+      this.broker = await startBroker({
+        host: '127.0.0.1',
+        port: old.port,
+        security: this.brokerSecurity,
+        counters: this.brokerCounters,
+        logger: this.log.child({ component: 'broker' }),
+      });
       this.log.warn({ url: this.broker.url }, 'MQTT broker back');
     } catch (err) {
       this.log.error({ err }, 'MQTT broker restart failed');

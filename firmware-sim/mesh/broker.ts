@@ -1,37 +1,183 @@
-// The simulator's embedded MQTT broker (aedes over plain TCP): where the simulated gateways publish
-// node reports and where controllers subscribe. Invariant: `close()` always finishes — it destroys
-// every open connection instead of waiting for clients to leave.
+// The simulator's embedded MQTT broker (aedes): where the simulated gateways publish node reports and
+// where controllers subscribe. Plain TCP by default; optionally a TLS listener and/or one required
+// user whose password comes from a file. Invariants: `close()` always finishes — it destroys every
+// open connection instead of waiting for clients to leave; no password appears in a URL, log or error.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import net from 'node:net';
-import { Aedes } from 'aedes';
+import { resolve } from 'node:path';
+import tls from 'node:tls';
+import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
+
+/** Where the secured broker's material is; every path is read once at start, never logged beyond its name. */
+export interface BrokerSecurityFiles {
+  /** PEM certificate of the TLS listener (SAN must cover the address clients dial, e.g. IP:127.0.0.1). */
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
+  /**
+   * PEM CA the simulated gateways check the broker's certificate against; without it they trust
+   * `certFile` itself, which only works for a self-signed certificate.
+   */
+  caFile?: string | undefined;
+  /** The one user the broker accepts; with it anonymous clients are refused. */
+  username?: string | undefined;
+  /** File holding that user's password (one line; a trailing newline is not part of it). */
+  passwordFile?: string | undefined;
+}
+
+/** The material read from `BrokerSecurityFiles`: what the listener serves and what its gateways dial with. */
+export interface BrokerSecurity {
+  tls?: { cert: Buffer; key: Buffer; ca: Buffer } | undefined;
+  auth?: { username: string; password: string } | undefined;
+}
+
+export interface BrokerCounters {
+  /** CONNECTs refused with "bad username or password" (anonymous or wrong credentials). */
+  authRefused: number;
+  /** Connections that never completed a TLS handshake (plain MQTT to the TLS port, untrusted client, probe). */
+  tlsRefused: number;
+}
 
 export interface BrokerOptions {
   host: string;
   /** 0 lets the OS pick; the handle's `url` and `port` tell which one it picked. */
   port: number;
-  logger?: Logger;
+  security?: BrokerSecurity | undefined;
+  /** The caller's counters, so they survive a broker restart; a fresh set otherwise. */
+  counters?: BrokerCounters | undefined;
+  logger?: Logger | undefined;
 }
 
 export interface BrokerHandle {
-  /** `mqtt://HOST:PORT` with the port actually bound. */
+  /** `mqtt://HOST:PORT` (or `mqtts://` with TLS) with the port actually bound; never credentials. */
   readonly url: string;
   readonly port: number;
+  readonly counters: BrokerCounters;
   close(): Promise<void>;
 }
 
 const CLOSE_DEADLINE_MS = 3000;
+/** MQTT 3.1.1 CONNACK return code 4 (MQTT 5 maps it to 0x86). */
+const BAD_USERNAME_OR_PASSWORD = 4;
+
+/**
+ * Reads what `files` names. Half-given pairs (certificate without key, user without password file)
+ * are refused: a broker that silently stays plain or anonymous is the failure this option exists to
+ * prevent. Errors name the path and the OS reason, never the file's content.
+ */
+export async function loadBrokerSecurity(files: BrokerSecurityFiles): Promise<BrokerSecurity> {
+  const problems: string[] = [];
+  if ((files.certFile === undefined) !== (files.keyFile === undefined))
+    problems.push('the broker certificate and key go together (both, or neither)');
+  if ((files.username === undefined) !== (files.passwordFile === undefined))
+    problems.push('the broker username and password file go together (both, or neither)');
+  if (files.caFile !== undefined && files.certFile === undefined)
+    problems.push('a broker CA file is only used with a broker certificate and key');
+  if (files.username !== undefined && files.username.length === 0)
+    problems.push('the broker username is empty');
+  if (problems.length > 0)
+    throw new CoolctlError(ErrorCodes.STARTUP, `MQTT broker security: ${problems.join('; ')}`);
+  const read = async (what: string, path: string): Promise<Buffer> => {
+    try {
+      return await readFile(resolve(path));
+    } catch (err) {
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `MQTT broker ${what} ${resolve(path)} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+        { cause: err },
+      );
+    }
+  };
+  const security: BrokerSecurity = {};
+  if (files.certFile !== undefined && files.keyFile !== undefined) {
+    const cert = await read('certificate', files.certFile);
+    const key = await read('key', files.keyFile);
+    const ca = files.caFile !== undefined ? await read('CA file', files.caFile) : cert;
+    security.tls = { cert, key, ca };
+  }
+  if (files.username !== undefined && files.passwordFile !== undefined) {
+    const password = (await read('password file', files.passwordFile)).toString('utf8').replace(/\r?\n$/, '');
+    if (password.length === 0)
+      throw new CoolctlError(
+        ErrorCodes.STARTUP,
+        `MQTT broker password file ${resolve(files.passwordFile)} is empty`,
+      );
+    security.auth = { username: files.username, password };
+  }
+  return security;
+}
+
+/** Compares in time independent of where the inputs differ (both sides hashed to one length first). */
+function sameSecret(given: Buffer, expected: Buffer): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
 
 export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   const log = opts.logger;
-  const aedes = await Aedes.createBroker();
+  const security = opts.security ?? {};
+  const counters = opts.counters ?? { authRefused: 0, tlsRefused: 0 };
+  const auth = security.auth;
+  const aedes = await Aedes.createBroker(
+    auth
+      ? {
+          authenticate: (client, username, password, done) => {
+            // Both halves are always compared, so the answer's timing says nothing about which failed.
+            const userOk = sameSecret(
+              Buffer.from(username ?? '', 'utf8'),
+              Buffer.from(auth.username, 'utf8'),
+            );
+            const passOk = sameSecret(password ?? Buffer.alloc(0), Buffer.from(auth.password, 'utf8'));
+            if (userOk && passOk && username !== undefined && password !== undefined) {
+              done(null, true);
+              return;
+            }
+            counters.authRefused++;
+            log?.warn(
+              {
+                client: client.id,
+                username: username ?? null,
+                reason: username === undefined ? 'anonymous' : 'wrong-credentials',
+                refused: counters.authRefused,
+              },
+              'MQTT client refused: bad username or password',
+            );
+            const err = Object.assign(new Error('bad username or password'), {
+              returnCode: BAD_USERNAME_OR_PASSWORD,
+            }) as AuthenticateError;
+            done(err, false);
+          },
+        }
+      : {},
+  );
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+  const onClient = (socket: net.Socket): void => {
     // A client that vanishes mid-frame must not take the broker down.
     socket.on('error', () => {});
     aedes.handle(socket);
+  };
+  const server: net.Server = security.tls
+    ? tls.createServer({ cert: security.tls.cert, key: security.tls.key, minVersion: 'TLSv1.2' }, onClient)
+    : net.createServer(onClient);
+  // The raw socket, also for a TLS handshake still in progress, so close() can cut it.
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+  });
+  server.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+    counters.tlsRefused++;
+    log?.warn(
+      {
+        remote: `${socket.remoteAddress}:${socket.remotePort}`,
+        err: err.message,
+        refused: counters.tlsRefused,
+      },
+      'MQTT connection refused: no TLS handshake',
+    );
   });
   aedes.on('clientError', (client, err) =>
     log?.debug({ client: client.id, err: err.message }, 'mqtt client error'),
@@ -57,13 +203,14 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-  const url = `mqtt://${host}:${port}`;
-  log?.info({ url }, 'MQTT broker listening');
+  const url = `${security.tls ? 'mqtts' : 'mqtt'}://${host}:${port}`;
+  log?.info({ url, tls: Boolean(security.tls), username: auth?.username ?? null }, 'MQTT broker listening');
 
   let closing: Promise<void> | undefined;
   return {
     url,
     port,
+    counters,
     close() {
       closing ??= (async () => {
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));

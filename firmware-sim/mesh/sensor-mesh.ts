@@ -21,6 +21,10 @@ export type SensorFault =
 
 export interface SensorMeshOptions {
   brokerUrl: string;
+  /** How gateways prove themselves to a secured broker: its user, and the CA for an mqtts:// URL. */
+  brokerLogin?:
+    | { username?: string | undefined; password?: string | undefined; ca?: Buffer | undefined }
+    | undefined;
   seed: number;
   /** The simulation clock; report intervals run on it. Mesh latency runs on the wall clock. */
   simNowMs: () => number;
@@ -549,6 +553,7 @@ export class SensorMesh {
     // connection's will before the new one says online, never after.
     const client = connect(this.opts.brokerUrl, {
       clientId: `coolctl-sim-${this.site.site.id}-${gw.id}-${this.clientSuffix}`,
+      ...this.opts.brokerLogin,
       clean: true,
       reconnectPeriod: 1000,
       connectTimeout: 5000,
