@@ -119,14 +119,15 @@ export class Simulation {
   /** Starts every server; on failure stops what had started and rethrows. */
   async start(): Promise<void> {
     try {
-      await this.startDevices();
       const security = this.opts.mqttSecurity ?? {};
       if (this.opts.mqttUrl && (security.certFile ?? security.keyFile ?? security.caFile) !== undefined)
         throw new CoolctlError(
           ErrorCodes.STARTUP,
           'MQTT certificate, key and CA files are for the embedded broker; an external broker (mqttUrl) has its own',
         );
+      // Before any device listens: a missing key or password file fails fast, with nothing to undo.
       this.brokerSecurity = await loadBrokerSecurity(security);
+      await this.startDevices();
       if (this.opts.mqttUrl) {
         this.mqttUrl = this.opts.mqttUrl;
       } else {

@@ -281,7 +281,7 @@ describe('broker security settings', () => {
     expect(ok.tls).toBeUndefined();
   });
 
-  it('a simulation whose broker files cannot be read does not start, and leaves nothing listening', async () => {
+  it('a simulation whose broker files cannot be read does not start, nor any of its devices', async () => {
     const bad = new Simulation({
       site,
       ephemeralPorts: true,
@@ -291,6 +291,19 @@ describe('broker security settings', () => {
     const err = await bad.start().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CoolctlError);
     expect((err as CoolctlError).message).toContain('nope.crt cannot be read');
+    // The files are read before any device listens: no unit got an endpoint.
+    expect(bad.ahuStates().every((a) => a.endpoint === '')).toBe(true);
     await bad.stop();
+
+    const external = new Simulation({
+      site,
+      ephemeralPorts: true,
+      logger: quietLogger,
+      mqttUrl: 'mqtts://127.0.0.1:1',
+      mqttSecurity: { certFile: leaf.certFile, keyFile: leaf.keyFile },
+    });
+    const refused = await external.start().catch((e: unknown) => e);
+    expect((refused as CoolctlError).message).toContain('are for the embedded broker');
+    await external.stop();
   });
 });
