@@ -172,7 +172,8 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
     counters.tlsRefused++;
     log?.warn(
       {
-        remote: `${socket.remoteAddress}:${socket.remotePort}`,
+        // A socket the peer already closed has no address left.
+        remote: socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : null,
         err: err.message,
         refused: counters.tlsRefused,
       },
