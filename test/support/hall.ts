@@ -526,7 +526,9 @@ export class Hall {
     } catch (err) {
       if (hall) {
         process.stderr.write(await hall.logTails());
-        await hall.stopAll();
+        // The tails are cut short; a start that failed keeps every log for whoever looks next.
+        await hall.stopAll({ keepDir: true });
+        process.stderr.write(`hall start failed; logs kept in ${dir}\n`);
       } else {
         if (started.sim && started.sim.exitCode === null) started.sim.kill('SIGKILL');
         await Promise.all(started.gateways.map((g) => g.stop()));
