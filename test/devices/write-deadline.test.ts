@@ -196,7 +196,7 @@ describe('OPC-UA: the write carries the time left as its timeoutHint, and the un
   function opcua(i: number, client: DeviceClientSettings): OpcuaDevice {
     return keep(
       new OpcuaDevice(
-        { ...opcuaBase, id: ids[i]!, endpoint: { url: endpointUrl }, client },
+        { ...opcuaBase, id: ids[i]!, endpoint: { url: endpointUrl, securityMode: 'None' }, client },
         { logger: quietLogger, pkiDir: join(root, 'client-pki'), clientName: `test-${ids[i]}` },
       ),
     );
