@@ -9,7 +9,9 @@
 // trial; exits 1 on any violation or broken expectation (the hall's tmp dir with every log is
 // kept), 2 on bad usage, 0 otherwise. Ends with a one-line summary per hall, and one line of what
 // each fencing kind's witness showed (epoch units' verdicts, lease writes by writer, the gateway's
-// raises and refusals).
+// raises and refusals). `--secure` runs both halls with every link secured (etcd on TLS with
+// client certificates and a prefix user, the broker on TLS with a user, OPC-UA on SignAndEncrypt
+// with explicit trust; docs/chaos.md "The secure hall").
 import { parseArgs } from 'node:util';
 import { mulberry32 } from '../firmware-sim/random.ts';
 import {
@@ -27,7 +29,7 @@ import {
 import { summarize } from '../test/support/journal-invariants.ts';
 
 const ALL: FaultName[] = [...(Object.keys(TRIALS) as FaultName[]), 'restart-loop'];
-const USAGE = `usage: npm run chaos -- [--trials 20] [--faults ${ALL.join(',')}] [--seed N] [--max-minutes M] [--keep]`;
+const USAGE = `usage: npm run chaos -- [--trials 20] [--faults ${ALL.join(',')}] [--seed N] [--max-minutes M] [--keep] [--secure]`;
 
 function parse() {
   const { values } = parseArgs({
@@ -37,6 +39,7 @@ function parse() {
       seed: { type: 'string', default: String(Date.now() % 1_000_000) },
       'max-minutes': { type: 'string' },
       keep: { type: 'boolean', default: false },
+      secure: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -58,7 +61,7 @@ function parse() {
   const maxMinutes = values['max-minutes'] === undefined ? trials + 5 : Number(values['max-minutes']);
   if (!Number.isFinite(maxMinutes) || maxMinutes <= 0)
     throw new Error(`--max-minutes must be > 0, got "${values['max-minutes']}"`);
-  return { trials, faults, seed, maxMinutes, keep: values.keep };
+  return { trials, faults, seed, maxMinutes, keep: values.keep, secure: values.secure };
 }
 
 async function main(): Promise<number> {
@@ -72,16 +75,24 @@ async function main(): Promise<number> {
   const rnd = mulberry32(o.seed);
   const deadline = Date.now() + o.maxMinutes * 60_000;
   const say = (s: string) => process.stdout.write(`${s}\n`);
-  say(`chaos: ${o.trials} trials of ${o.faults.join(', ')} (seed ${o.seed}, at most ${o.maxMinutes} min)`);
+  say(
+    `chaos: ${o.trials} trials of ${o.faults.join(', ')} (seed ${o.seed}, at most ${o.maxMinutes} min` +
+      `${o.secure ? ', every link secured' : ''})`,
+  );
+  const suffix = o.secure ? '-secure' : '';
   // The sequence is drawn whole from the seed, then split by the hall each fault needs.
   const drawn = Array.from({ length: o.trials }, () => o.faults[Math.floor(rnd() * o.faults.length)]!);
   const phases: { name: string; opts: HallOptions; faults: FaultName[] }[] = [
     {
-      name: 'chaos-soak',
-      opts: { ...MIXED_HALL, faketime: true },
+      name: `chaos-soak${suffix}`,
+      opts: { ...MIXED_HALL, faketime: true, secure: o.secure },
       faults: drawn.filter((f) => !FAILSAFE_FAULTS.has(f)),
     },
-    { name: 'chaos-soak-failsafe', opts: FAILSAFE_HALL, faults: drawn.filter((f) => FAILSAFE_FAULTS.has(f)) },
+    {
+      name: `chaos-soak-failsafe${suffix}`,
+      opts: { ...FAILSAFE_HALL, secure: o.secure },
+      faults: drawn.filter((f) => FAILSAFE_FAULTS.has(f)),
+    },
   ];
   let interrupted = false;
   const onSignal = (): void => {

@@ -17,16 +17,21 @@ export interface SeededAdmin {
 
 let hash: Promise<string> | undefined;
 
-export async function seedApiAdmin(endpoints: string[], prefix: string): Promise<SeededAdmin> {
+/** `ctl` runs etcdctl with whatever the cluster needs (a secured one: certificates and a user). */
+export async function seedApiAdmin(
+  endpoints: string[],
+  prefix: string,
+  ctl: (args: string[]) => Promise<string> = (args) => etcdctl(endpoints, args),
+): Promise<SeededAdmin> {
   hash ??= hashPassword(HARNESS_PASSWORD);
   const t = newToken();
   const at = Date.now();
-  await etcdctl(endpoints, [
+  await ctl([
     'put',
     `${prefix}/auth/users/${HARNESS_ADMIN}`,
     JSON.stringify({ name: HARNESS_ADMIN, role: 'admin', passwordHash: await hash, createdAtMs: at }),
   ]);
-  await etcdctl(endpoints, [
+  await ctl([
     'put',
     `${prefix}/auth/tokens/${t.id}`,
     JSON.stringify({

@@ -6,16 +6,20 @@
 // units (`vendor`) cannot check an epoch: a lease unit the controllers dial directly, and a gateway
 // unit behind a real `coolctl gateway` process the hall starts like the controllers.
 // Every process logs to a file in the hall's tmp dir; `stopAll()` is bounded and kills leftovers.
+// Opt-in `secure`: every link as a site should run it — etcd on TLS with client certificates and a
+// prefix user, the broker on TLS with a required user, OPC-UA on SignAndEncrypt with the
+// simulator's certificate trusted explicitly in each controller's PKI (nothing accepted blindly).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, writeSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connectAsync } from 'mqtt';
+import { connectAsync, type IClientOptions } from 'mqtt';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
+import { DEFAULT_PKI_DIR } from '../../firmware-sim/ahu/opcua-server.ts';
 import { RtuGateway, SerialMasterLink } from '../../firmware-sim/ahu/rtu-gateway.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { type FencingKind, type Site, unitFencing } from '../../src/config/site-schema.ts';
@@ -25,7 +29,7 @@ import { STALE_EPOCH_EXCEPTION } from '../../src/devices/modbus/point-map.ts';
 import { waitFor } from '../helpers.ts';
 import { type SeededAdmin, seedApiAdmin } from './api-seed.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
-import { type EtcdCluster, etcdctl, freePort, startEtcdCluster } from './etcd-cluster.ts';
+import { type EtcdCluster, type EtcdClusterSecurity, freePort, startEtcdCluster } from './etcd-cluster.ts';
 import {
   attributeLeaseWrites,
   checkGatewayUnit,
@@ -50,6 +54,7 @@ import {
 
 import { REPO_ROOT, simArgs } from './repo.ts';
 import { SerialLine } from './serial-line.ts';
+import { makeCa, makeLeaf } from './test-pki.ts';
 
 export { REPO_ROOT };
 
@@ -118,6 +123,24 @@ export interface HallOptions {
    * hall starts, and the controllers dial the gateway.
    */
   vendor?: VendorUnit[];
+  /**
+   * Every link secured (docs/chaos.md "The secure hall"): etcd on TLS with client certificates and
+   * auth (a user whose role reaches only the hall's prefix), the simulator's broker on TLS with a
+   * required user, the OPC-UA units on SignAndEncrypt with the simulator's certificate in each
+   * controller's trusted folder. The hall's own etcd, MQTT and mosquitto_pub clients use the same.
+   */
+  secure?: boolean;
+}
+
+/** The hall's etcd prefix (the secure hall's etcd user reaches only this). */
+const HALL_PREFIX = '/coolctl-chaos';
+
+/** What the secure hall's clients need; every secret is in a file too, as a deployment has it. */
+export interface HallSecurity {
+  etcd: EtcdClusterSecurity;
+  mqtt: { caFile: string; username: string; password: string; passwordFile: string };
+  /** The simulator's OPC-UA certificate, as copied into each controller's trusted folder. */
+  opcuaServerCertFile: string;
 }
 
 export interface VendorUnit {
@@ -263,6 +286,8 @@ export class Hall {
   readonly etcd: EtcdCluster;
   /** The controllers' API admin and token (seeded in etcd before they start): send `apiHeaders`. */
   apiAdmin: SeededAdmin | undefined;
+  /** Set on a `secure` hall: what a client of its etcd and broker needs. */
+  security: HallSecurity | undefined;
   readonly simUrl: string;
   /** The simulator's broker: the controllers read the sensor mesh there (closed loop). */
   readonly mqttUrl: string;
@@ -366,6 +391,10 @@ export class Hall {
         modbusBasePort: 0,
       });
       for (const a of site.airHandlers) a.watchdogS = opts.watchdogS ?? 5;
+      // The generated site says None for a simulator nobody trusted yet; the secure hall trusts it.
+      if (opts.secure)
+        for (const a of site.airHandlers)
+          if (a.protocol === 'opcua') a.endpoint.securityMode = 'SignAndEncrypt';
       addVendorUnits(site, opts.vendor ?? []);
       // The simulator's copy: each RTU unit at the device end of its own serial line, each unit
       // behind a fencing gateway with the bound the gateway holds it to.
@@ -402,14 +431,13 @@ export class Hall {
         heartbeatMs: 50,
         electionMs: ETCD_ELECTION_MS,
         ...(opts.etcdPeerProxies ? { peerProxies: true } : {}),
+        ...(opts.secure ? { secure: { prefix: `${HALL_PREFIX}/` } } : {}),
       });
+      const mqttSecurity = opts.secure ? await makeMqttSecurity(dir) : undefined;
+      // A restarted simulator (and its restarted broker) gets the same certificate and user.
+      const simExtra = ['--time-scale', String(opts.timeScale ?? 1), ...(mqttSecurity?.simFlags ?? [])];
       const simLog = join(dir, 'sim.log');
-      started.sim = spawnLogged(
-        process.execPath,
-        simArgs(simSitePath, { extra: ['--time-scale', String(opts.timeScale ?? 1)] }),
-        simLog,
-        {},
-      );
+      started.sim = spawnLogged(process.execPath, simArgs(simSitePath, { extra: simExtra }), simLog, {});
       const sim = started.sim;
       const simUrl = await waitFor(
         'the simulator to print its API address',
@@ -437,9 +465,7 @@ export class Hall {
       // A restarted simulator binds the same ports (the controllers' site names them).
       const simFixedPath = join(dir, 'site-sim-fixed.yaml');
       await writeFile(simFixedPath, stringify(simSite));
-      const simRestartArgs = simArgs(simFixedPath, {
-        extra: ['--time-scale', String(opts.timeScale ?? 1)],
-      })
+      const simRestartArgs = simArgs(simFixedPath, { extra: simExtra })
         .filter((a) => a !== '--ephemeral-ports')
         .map((a, i, all) => (all[i - 1] === '--port' ? new URL(simUrl).port : a));
       simRestartArgs.push('--mqtt-port', new URL(state.mqttBrokerUrl).port);
@@ -509,6 +535,15 @@ export class Hall {
         mqttUrl: state.mqttBrokerUrl,
       });
       hall.simRestartArgs = simRestartArgs;
+      if (started.etcd.security && mqttSecurity) {
+        if (!state.mqttBrokerUrl.startsWith('mqtts://'))
+          throw new Error(`secure hall: the simulator's broker is at ${state.mqttBrokerUrl}, not mqtts://`);
+        hall.security = {
+          etcd: started.etcd.security,
+          mqtt: mqttSecurity.client,
+          opcuaServerCertFile: join(DEFAULT_PKI_DIR, 'own', 'certs', 'certificate.pem'),
+        };
+      }
       for (const v of opts.vendor ?? []) {
         const a = simSite.airHandlers.find((x) => x.id === v.id);
         if (a?.protocol === 'modbus-tcp') hall.vendorSimPorts.add(a.endpoint.port);
@@ -558,7 +593,7 @@ export class Hall {
         nodes[name].peerAdvertise = p.address;
       }
     }
-    this.apiAdmin = await seedApiAdmin(this.etcd.endpoints, '/coolctl-chaos');
+    this.apiAdmin = await seedApiAdmin(this.etcd.endpoints, HALL_PREFIX, (args) => this.etcdctl(args));
     await writeFile(join(this.dir, 'cluster.secret'), `${randomBytes(32).toString('hex')}\n`, {
       mode: 0o600,
     });
@@ -571,11 +606,20 @@ export class Hall {
       );
       const configPath = join(this.dir, `${name}.yaml`);
       const t = this.timing;
+      // The proxies pass TLS through (they are TCP-level): the members' certificates name
+      // 127.0.0.1, which is what the controllers dial at each proxy.
+      const sec = this.security;
       const cfg = {
         site: 'site.yaml',
         cluster: {
-          etcd: proxies.map((p) => `http://${p.address}`),
-          prefix: '/coolctl-chaos',
+          etcd: sec
+            ? {
+                hosts: proxies.map((p) => `https://${p.address}`),
+                tls: { caFile: sec.etcd.caFile, certFile: sec.etcd.certFile, keyFile: sec.etcd.keyFile },
+                auth: { username: sec.etcd.username, passwordFile: sec.etcd.passwordFile },
+              }
+            : proxies.map((p) => `http://${p.address}`),
+          prefix: HALL_PREFIX,
           leaseTtlS: t.leaseTtlS,
           keepaliveIntervalMs: t.keepaliveIntervalMs,
           safetyMarginMs: t.safetyMarginMs,
@@ -586,11 +630,27 @@ export class Hall {
         },
         nodes,
         dataDir: `var/{node}`,
-        sensors: { mqttUrl: this.mqttUrl },
+        sensors: sec
+          ? {
+              mqtt: {
+                url: this.mqttUrl,
+                username: sec.mqtt.username,
+                passwordFile: sec.mqtt.passwordFile,
+                caFile: sec.mqtt.caFile,
+              },
+            }
+          : { mqttUrl: this.mqttUrl },
         timeScale: this.opts.timeScale ?? 1,
         control: { periodMs: t.periodMs },
       };
       await writeFile(configPath, stringify(cfg));
+      if (sec) {
+        // The simulator's OPC-UA certificate trusted by hand, as an operator would after checking
+        // it: the controllers accept no unknown certificate (dataDir is var/{node}, above).
+        const trusted = join(this.dir, 'var', name, 'opcua-pki', 'trusted', 'certs');
+        await mkdir(trusted, { recursive: true });
+        await copyFile(sec.opcuaServerCertFile, join(trusted, 'coolctl-sim.pem'));
+      }
       const clockFile = join(this.dir, `clock-${name}`);
       await writeFile(clockFile, '+0\n');
       this.controllers.set(name, {
@@ -1336,11 +1396,28 @@ export class Hall {
     await this.etcd.kill(member, signal);
   }
 
+  /** etcdctl against every member, as the hall's admin (a secure hall: certificates and root). */
+  etcdctl(args: string[], timeoutMs = 5000): Promise<string> {
+    return this.etcd.ctl(args, { asRoot: true, timeoutMs });
+  }
+
+  /**
+   * Options of an MQTT client of the hall's broker (`connectAsync(hall.mqttUrl, …)`): on a secure
+   * hall the broker's CA and the hall's user.
+   */
+  mqttOptions(extra: IClientOptions = {}): IClientOptions {
+    const m = this.security?.mqtt;
+    return {
+      connectTimeout: 5000,
+      reconnectPeriod: 0,
+      ...(m ? { ca: [readFileSync(m.caFile)], username: m.username, password: m.password } : {}),
+      ...extra,
+    };
+  }
+
   /** The etcd member that is raft leader now (by `endpoint status`), or null. */
   async etcdLeader(): Promise<number | null> {
-    const out = await etcdctl(this.etcd.endpoints, ['endpoint', 'status', '-w', 'json'], 4000).catch(
-      () => '[]',
-    );
+    const out = await this.etcdctl(['endpoint', 'status', '-w', 'json'], 4000).catch(() => '[]');
     // Member ids are 64-bit: quote them before JSON.parse rounds them.
     const rows = JSON.parse(out.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"')) as {
       Endpoint: string;
@@ -2668,7 +2745,7 @@ export async function trialGatewayStatusRetained(hall: Hall, o: TrialOptions & {
   const leaders = await hall.waitForLeaders();
   const gateway = o.gateway ?? 'gw-1';
   const topic = `${MQTT_PREFIX}/gateway/${gateway}/status`;
-  const client = await connectAsync(hall.mqttUrl, { connectTimeout: 5000, reconnectPeriod: 0 });
+  const client = await connectAsync(hall.mqttUrl, hall.mqttOptions());
   const r = result('gateway-status-retained', gateway, '*', null, Date.now());
   try {
     // What the gateway itself retained, to put back.
@@ -2720,6 +2797,11 @@ export async function trialMqttOversized(hall: Hall, o: TrialOptions & { mb?: nu
   const before = await hall.waitForLeaders();
   const mb = o.mb ?? 200;
   const broker = new URL(hall.mqttUrl);
+  const m = hall.security?.mqtt;
+  // On a secure hall the attacker holds the sensor network's credentials: what is tested is the
+  // message's size, not who may publish. (The password goes on the command line of a throwaway
+  // test broker only.)
+  const auth = m ? ` --cafile ${m.caFile} -u ${m.username} -P ${m.password}` : '';
   const t0 = Date.now();
   const r = result('mqtt-oversized', 'broker', '*', null, t0);
   // Sent by a process of its own (mosquitto_pub), as an attacker on the sensor network would: from
@@ -2730,7 +2812,7 @@ export async function trialMqttOversized(hall: Hall, o: TrialOptions & { mb?: nu
     [
       '-c',
       `head -c ${mb * 1024 * 1024} /dev/zero | tr '\\0' ' ' | ` +
-        `mosquitto_pub -h ${broker.hostname} -p ${broker.port} -q 0 -s -t ${MQTT_PREFIX}/gateway/gw-1/node/n-chaos/report`,
+        `mosquitto_pub -h ${broker.hostname} -p ${broker.port}${auth} -q 0 -s -t ${MQTT_PREFIX}/gateway/gw-1/node/n-chaos/report`,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
@@ -2980,4 +3062,34 @@ export class TrialLog {
     const f = report && hall ? `\n${hall.fencingSummary(report)}` : '';
     return `chaos: ${this.results.length} trials (${kinds}), ${problems} problems${j}${l}${f}`;
   }
+}
+
+/**
+ * The secure hall's broker material: a CA and a certificate for 127.0.0.1 (what the controllers and
+ * the simulated gateways dial), and a user whose password lives in a file (mode 0600).
+ */
+async function makeMqttSecurity(dir: string): Promise<{ simFlags: string[]; client: HallSecurity['mqtt'] }> {
+  const pki = join(dir, 'mqtt-pki');
+  await mkdir(pki, { recursive: true });
+  const ca = await makeCa(pki, 'mqtt-ca');
+  const server = await makeLeaf(ca, 'mqtt-broker', { usage: ['serverAuth'] });
+  const username = 'coolctl-hall';
+  const password = randomBytes(18).toString('base64url');
+  const passwordFile = join(pki, 'mqtt-password');
+  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+  return {
+    simFlags: [
+      '--mqtt-cert',
+      server.certFile,
+      '--mqtt-key',
+      server.keyFile,
+      '--mqtt-ca',
+      ca.caFile,
+      '--mqtt-username',
+      username,
+      '--mqtt-password-file',
+      passwordFile,
+    ],
+    client: { caFile: ca.caFile, username, password, passwordFile },
+  };
 }
