@@ -35,7 +35,7 @@ function parse() {
   const { values } = parseArgs({
     options: {
       trials: { type: 'string', default: '20' },
-      faults: { type: 'string', default: ALL.join(',') },
+      faults: { type: 'string' },
       seed: { type: 'string', default: String(Date.now() % 1_000_000) },
       'max-minutes': { type: 'string' },
       keep: { type: 'boolean', default: false },
@@ -51,7 +51,12 @@ function parse() {
   const trials = Number(values.trials);
   if (!Number.isInteger(trials) || trials < 1 || trials > 100_000)
     throw new Error(`--trials must be 1…100000, got "${values.trials}"`);
-  const faults = values.faults.split(',').map((f) => f.trim()) as FaultName[];
+  // The secure hall leaves mqtt-oversized out unless named: over TLS the simulator, which hosts the
+  // broker and every unit in one event loop, stalled ~3 s on the 200 MB message and its units stopped
+  // answering, so leadership moved for the harness's sake (docs/chaos.md "The secure hall").
+  const faults = (values.faults ?? ALL.filter((f) => !(values.secure && f === 'mqtt-oversized')).join(','))
+    .split(',')
+    .map((f) => f.trim()) as FaultName[];
   const unknown = faults.filter((f) => !ALL.includes(f));
   if (unknown.length) throw new Error(`unknown fault(s) ${unknown.join(', ')}; known: ${ALL.join(', ')}`);
   const seed = Number(values.seed);
