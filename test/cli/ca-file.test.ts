@@ -3,8 +3,8 @@
 // The site CA → it works; another CA, none (a self-signed root is in no system store), or a
 // certificate the site CA signed for another name → refused, saying why, before anything is sent —
 // even with NODE_TLS_REJECT_UNAUTHORIZED=0; a missing CA file → exit 2 and one line, no stack.
-import { execFile, spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,57 +29,6 @@ let received = 0;
 let elsewhere: Server;
 let elsewhereUrl: string;
 let elsewhereRequests = 0;
-
-/** A leaf the site CA signs for a name that is not the address the CLI dials. */
-async function leafForAnotherName(ca: TestCa): Promise<{ cert: string; key: string }> {
-  const run = (args: string[]) =>
-    new Promise<void>((resolve, reject) =>
-      execFile('openssl', args, { cwd: ca.dir, timeout: 20_000, killSignal: 'SIGKILL' }, (err, _o, e) =>
-        err ? reject(new Error(`openssl ${args[0]}: ${e || err.message}`)) : resolve(),
-      ),
-    );
-  const key = join(ca.dir, 'elsewhere.key');
-  const csr = join(ca.dir, 'elsewhere.csr');
-  const cert = join(ca.dir, 'elsewhere.crt');
-  const ext = join(ca.dir, 'elsewhere.ext');
-  await writeFile(
-    ext,
-    'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:elsewhere.example\n',
-  );
-  await run([
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-subj',
-    '/CN=elsewhere.example',
-    '-keyout',
-    key,
-    '-out',
-    csr,
-  ]);
-  await run([
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    ca.caFile,
-    '-CAkey',
-    ca.caKeyFile,
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    ext,
-    '-out',
-    cert,
-  ]);
-  await chmod(key, 0o600);
-  return { cert, key };
-}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'coolctl-cli-ca-'));
@@ -109,12 +58,20 @@ beforeAll(async () => {
   await app.listen({ host: '127.0.0.1', port: 0 });
   api = `https://127.0.0.1:${(app.server.address() as { port: number }).port}`;
 
-  const other = await leafForAnotherName(siteCa);
-  const { readFile } = await import('node:fs/promises');
-  elsewhere = createServer({ cert: await readFile(other.cert), key: await readFile(other.key) }, (_q, s) => {
-    elsewhereRequests++;
-    s.end('{}');
+  // Signed by the site CA, but for a name that is not the address the CLI dials.
+  const other = await makeLeaf(siteCa, 'elsewhere', {
+    cn: 'elsewhere.example',
+    usage: ['serverAuth'],
+    subjectAltName: 'DNS:elsewhere.example',
   });
+  const { readFile } = await import('node:fs/promises');
+  elsewhere = createServer(
+    { cert: await readFile(other.certFile), key: await readFile(other.keyFile) },
+    (_q, s) => {
+      elsewhereRequests++;
+      s.end('{}');
+    },
+  );
   await new Promise<void>((r) => elsewhere.listen(0, '127.0.0.1', r));
   elsewhereUrl = `https://127.0.0.1:${(elsewhere.address() as { port: number }).port}`;
 }, 60_000);

@@ -59,7 +59,7 @@ export async function makeCa(dir: string, name = 'ca'): Promise<TestCa> {
 export async function makeLeaf(
   ca: TestCa,
   name: string,
-  opts: { cn?: string; usage: ('serverAuth' | 'clientAuth')[] },
+  opts: { cn?: string; usage: ('serverAuth' | 'clientAuth')[]; subjectAltName?: string },
 ): Promise<TestLeaf> {
   const keyFile = join(ca.dir, `${name}.key`);
   const csr = join(ca.dir, `${name}.csr`);
@@ -71,7 +71,7 @@ export async function makeLeaf(
       'basicConstraints=CA:FALSE',
       'keyUsage=digitalSignature,keyEncipherment',
       `extendedKeyUsage=${opts.usage.join(',')}`,
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      `subjectAltName=${opts.subjectAltName ?? 'IP:127.0.0.1,DNS:localhost'}`,
       '',
     ].join('\n'),
   );
