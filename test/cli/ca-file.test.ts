@@ -4,7 +4,7 @@
 // certificate the site CA signed for another name → refused, saying why, before anything is sent —
 // even with NODE_TLS_REJECT_UNAUTHORIZED=0; a missing CA file → exit 2 and one line, no stack.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +64,6 @@ beforeAll(async () => {
     usage: ['serverAuth'],
     subjectAltName: 'DNS:elsewhere.example',
   });
-  const { readFile } = await import('node:fs/promises');
   elsewhere = createServer(
     { cert: await readFile(other.certFile), key: await readFile(other.keyFile) },
     (_q, s) => {
