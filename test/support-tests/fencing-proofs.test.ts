@@ -103,6 +103,27 @@ describe('lease units: each write in its writer’s term', () => {
     expect(checkJournal(placed, groups).violations.map((v) => v.kind)).toEqual(['group-interleave']);
   });
 
+  it('a term no epoch unit shows yet (a paused group) still places its writer’s lease writes', () => {
+    // Found on the real hall: c1 took the paused zone-1 (epoch 30) and heartbeat its lease unit;
+    // a paused leader writes no epoch unit, so no rise showed the term, and the write was placed
+    // in c1's old epoch 10 — a false "two leaders".
+    const entries = journal([
+      ['AHU-01', 10, 1001, 0],
+      ['AHU-01', 20, 1002, 3000],
+      ['AHU-07', 0, 1001, 6000],
+    ]);
+    const withC1Again = new Map([...owners, [30, { node: 'c1', group: 'zone-1' }]]);
+    const ids = [new Set(['AHU-07']), new Set(['AHU-01'])] as const;
+    const led = attributeLeaseWrites(entries, groups, ...ids, writerOf, withC1Again, new Map([[30, 5950]]));
+    expect(led.violations).toEqual([]);
+    expect(led.epochs.get(3)).toBe(30);
+    const placed = entries.map((e) => (led.epochs.has(e.seq) ? { ...e, epoch: led.epochs.get(e.seq)! } : e));
+    expect(checkJournal(placed, groups).violations).toEqual([]);
+    // The same write long before c1 was seen leading again stays in its old term: two leaders.
+    const late = attributeLeaseWrites(entries, groups, ...ids, writerOf, withC1Again, new Map([[30, 9000]]));
+    expect(late.epochs.get(3)).toBe(10);
+  });
+
   it('a writer it cannot identify, or that never led the group, cannot be placed', () => {
     const { a } = leaseCheck(
       journal([

@@ -106,14 +106,19 @@ export function attributeLeaseWrites(
       out.writers.set(writer, (out.writers.get(writer) ?? 0) + 1);
       const prev = r > 0 ? rises[r - 1]!.epoch : 0;
       const next = rises[r]?.epoch;
+      // A term the writer began after `prev`: the next rise, if it is the writer's (its first lease
+      // write may come before its epoch unit's), or one seen leading before the write that no
+      // epoch-unit write shows yet (a paused group writes none; its lease units get heartbeats).
+      const begun = (x: number) => e.wallMs >= (termSeenMs.get(x) ?? Number.NEGATIVE_INFINITY) - seenSlackMs;
+      const newer = (heldBy.get(writer) ?? [])
+        .filter(
+          (x) =>
+            x > prev && (next === undefined || x <= next) && begun(x) && (x === next || termSeenMs.has(x)),
+        )
+        .sort((a, b) => a - b)[0];
       let epoch: number | undefined;
       if (prev > 0 && owners.get(prev)?.node === writer) epoch = prev;
-      else if (
-        next !== undefined &&
-        owners.get(next)?.node === writer &&
-        e.wallMs >= (termSeenMs.get(next) ?? Number.NEGATIVE_INFINITY) - seenSlackMs
-      )
-        epoch = next;
+      else if (newer !== undefined) epoch = newer;
       else epoch = (heldBy.get(writer) ?? []).filter((x) => x <= Math.max(prev, 0)).sort((a, b) => b - a)[0];
       if (epoch === undefined) {
         out.violations.push({

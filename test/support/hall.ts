@@ -1079,9 +1079,10 @@ export class Hall {
       });
     }
     const seen = new Map<number, number>();
+    // A term begins when its node claims the lead, driving or not: a paused leader still
+    // heartbeats its lease units.
     for (const c of this.claims)
-      if (c.leader && c.driving && c.epoch > 0)
-        seen.set(c.epoch, Math.min(seen.get(c.epoch) ?? c.atMs, c.atMs));
+      if (c.leader && c.epoch > 0) seen.set(c.epoch, Math.min(seen.get(c.epoch) ?? c.atMs, c.atMs));
     const l = attributeLeaseWrites(
       entries,
       this.groups,
