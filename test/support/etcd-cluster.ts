@@ -128,8 +128,10 @@ export async function startEtcdCluster(opts: EtcdClusterOptions = {}): Promise<E
       return cluster;
     } catch (err) {
       const tails = await Promise.all(cluster.members.map((_, i) => cluster.logTail(i, 10)));
-      await cluster.stop();
-      if (attempt >= 2) throw new Error(`etcd cluster did not start: ${String(err)}\n${tails.join('\n')}`);
+      const last = attempt >= 2;
+      // The retry starts in the same directory: its certificates and this attempt's logs stay.
+      await cluster.stop({ keepDir: !last });
+      if (last) throw new Error(`etcd cluster did not start: ${String(err)}\n${tails.join('\n')}`);
     }
   }
 }
@@ -383,7 +385,11 @@ class RealEtcdCluster implements EtcdCluster {
     return `--- etcd ${m.name} ---\n${text.trim().split('\n').slice(-lines).join('\n')}`;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops every member and removes what the cluster made. `keepDir` keeps the shared directory
+   * (certificates, earlier attempts' logs) for a retry that starts in it again.
+   */
+  async stop(opts: { keepDir?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     await Promise.all(
@@ -399,7 +405,7 @@ class RealEtcdCluster implements EtcdCluster {
       }),
     );
     await Promise.all(this.members.map((m) => m.proxy?.close()));
-    if (this.ownDir) await rm(this.dir, { recursive: true, force: true });
+    if (this.ownDir && !opts.keepDir) await rm(this.dir, { recursive: true, force: true });
     else
       await Promise.all(this.members.map((m) => rm(join(m.dataDir, '..'), { recursive: true, force: true })));
   }
