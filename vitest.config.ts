@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // COOLCTL_TEST_LINKS (plain | secure) checked once before any file runs.
+    globalSetup: ['test/support/links-setup.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // One file at a time: the cluster and chaos files run real etcd clusters with 2 s leases and

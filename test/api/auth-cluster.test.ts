@@ -32,7 +32,7 @@ describe('control plane across controller processes (real etcd)', () => {
       stringify({
         site: resolve('config/demo-site.yaml'),
         cluster: {
-          etcd: fx.etcd.clientUrls,
+          etcd: fx.etcd.clientConfig(),
           prefix: '/coolctl/auth',
           leaseTtlS: 2,
           keepaliveIntervalMs: 300,

@@ -13,6 +13,7 @@ import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import { EtcdSession } from '../../src/cluster/etcd/etcd-session.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { sessionSettings } from '../support/etcd-cluster.ts';
 
 const PEER = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'peer-process.ts');
 const fx = useEtcdFixture('bulk-rows');
@@ -67,9 +68,9 @@ describe('big rows and the lease', () => {
     writer.setMembers(peers.map((p, i) => ({ node: p.node, peerUrl: `tcp://127.0.0.1:${ports[i]}` })));
     await waitFor('links up', () => writer.peers().every((p) => p.up));
 
-    const client = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 500 });
+    const client = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 500 });
     const session = new EtcdSession({
-      hosts: fx.etcd.clientUrls,
+      ...sessionSettings(fx.etcd.clientOptions()),
       node: 'leader',
       ttlS: 2,
       keepaliveIntervalMs: 300,

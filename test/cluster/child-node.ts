@@ -23,6 +23,7 @@ export class ChildNode {
   private stderr = '';
 
   constructor(opts: Omit<EtcdLeadershipOptions, 'logger' | 'registry' | 'now'>) {
+    // The etcd TLS material goes as Buffer JSON; the fixture revives it (reviveBytes).
     this.proc = spawn(process.execPath, [FIXTURE, JSON.stringify(opts)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });

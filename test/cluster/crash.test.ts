@@ -28,12 +28,12 @@ const wall = (): number => performance.timeOrigin + performance.now();
 /** n1 in a child process, n2 and n3 in this one; waits until n1 leads its share (2 of 6). */
 async function startMixed(timing: Partial<EtcdLeadershipOptions> = {}) {
   const prefix = `/coolctl-test/crash-${++seq}`;
-  const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
+  const base = { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
   child = new ChildNode({
     node: 'n1',
     apiUrl: 'http://127.0.0.1:0/n1',
     groups: GROUPS,
-    etcd: { hosts: fx.etcd.clientUrls },
+    etcd: fx.etcd.clientOptions(),
     prefix,
     dataDir: `${base.dataRoot}/n1`,
     ...TEST_TIMING,

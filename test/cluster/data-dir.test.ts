@@ -28,7 +28,7 @@ afterEach(async () => {
 
 /** Remaining TTL etcd reports for a lease (−1: gone). */
 async function leaseTtl(id: string): Promise<number> {
-  const client = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 1_000 });
+  const client = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 1_000 });
   try {
     const res = await client.leaseClient.leaseTimeToLive({ ID: id, keys: false });
     return Number(res.TTL);
@@ -54,7 +54,7 @@ async function startChild(node: string, dataDir: string, prefix: string, timing 
     node,
     apiUrl: `http://127.0.0.1:0/${node}`,
     groups: GROUPS,
-    etcd: { hosts: fx.etcd.clientUrls },
+    etcd: fx.etcd.clientOptions(),
     prefix,
     dataDir,
     ...TEST_TIMING,
@@ -76,7 +76,7 @@ describe('data dir: one live node each', () => {
 
     const n2 = makeNode(
       'n2',
-      { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: fx.root.dir },
+      { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: fx.root.dir },
       {
         dataDir: shared,
       },
@@ -107,7 +107,7 @@ describe('data dir: one live node each', () => {
 
     const again = makeNode(
       'n1',
-      { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: fx.root.dir },
+      { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: fx.root.dir },
       {
         ...timing,
         dataDir: dir,
@@ -135,7 +135,7 @@ describe('data dir: one live node each', () => {
 
     const n2 = makeNode(
       'n2',
-      { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: fx.root.dir },
+      { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: fx.root.dir },
       {
         dataDir: d2,
       },

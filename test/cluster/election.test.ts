@@ -14,7 +14,7 @@ let client: Etcd3;
 
 beforeAll(async () => {
   etcd = await startEtcdCluster();
-  client = createEtcdClient({ hosts: etcd.clientUrls, callTimeoutMs: 1_000 });
+  client = createEtcdClient({ ...etcd.clientOptions(), callTimeoutMs: 1_000 });
 });
 
 afterAll(async () => {
@@ -29,7 +29,14 @@ async function lease(): Promise<{ id: string; hex: string }> {
 
 /** `etcdctl elect --listen PREFIX`: prints key and value of each leader it observes. */
 function listen(prefix: string): { proc: ChildProcess; lines: string[] } {
-  const proc = spawn(ETCDCTL_BIN, [`--endpoints=${etcd.endpoints.join(',')}`, 'elect', '--listen', prefix], {
+  const args = [
+    `--endpoints=${etcd.endpoints.join(',')}`,
+    ...etcd.ctlFlags('user'),
+    'elect',
+    '--listen',
+    prefix,
+  ];
+  const proc = spawn(ETCDCTL_BIN, args, {
     env: { ...process.env, ETCDCTL_API: '3' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

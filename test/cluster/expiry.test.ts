@@ -44,7 +44,7 @@ async function leaderAndCandidate(): Promise<{
     node: 'n1',
     apiUrl: 'http://127.0.0.1:0/n1',
     groups,
-    etcd: { hosts: fx.etcd.clientUrls },
+    etcd: fx.etcd.clientOptions(),
     prefix,
     dataDir: `${fx.root.dir}/${seq}/n1`,
     ...TEST_TIMING,
@@ -54,7 +54,7 @@ async function leaderAndCandidate(): Promise<{
   const registry = new Registry();
   const candidate = makeNode(
     'n2',
-    { hosts: fx.etcd.clientUrls, prefix, groups, dataRoot: `${fx.root.dir}/${seq}` },
+    { etcd: fx.etcd.clientOptions(), prefix, groups, dataRoot: `${fx.root.dir}/${seq}` },
     { registry, rebalanceHoldMs: 600_000 },
   );
   inProc = [candidate];
@@ -69,7 +69,7 @@ async function leaderAndCandidate(): Promise<{
 
 describe('etcd 3.4 lease expiry, as seen by LeaseTimeToLive', () => {
   it('TTL reads 0 from ≈ 1 s before expiry, the key outlives the expiry by up to 500 ms, and a late keepalive renews nothing', async () => {
-    const c = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 1_000 });
+    const c = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 1_000 });
     try {
       const { ID } = await c.leaseClient.leaseGrant({ TTL: 2 });
       await c.put('/expiry-probe/k').value('v').lease(ID).exec();
@@ -190,7 +190,7 @@ describe('the next in line revokes an expired leader lease', () => {
     const { prefix, candidate, registry } = await leaderAndCandidate();
     const epoch = child!.writable().get('g1');
     // The leader's lease, read from its election key, to watch what etcd reports during the freeze.
-    const c = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 1_000 });
+    const c = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 1_000 });
     try {
       const kvs = (await c.getAll().prefix(`${prefix}/election/g1/`).exec()).kvs;
       const kv = kvs.find((k) => k.value.toString() === 'n1')!;

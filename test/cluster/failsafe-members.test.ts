@@ -46,7 +46,7 @@ describe('failsafe membership', () => {
   it('asks a member that left the last snapshot: it is silent, so no hold starts', async () => {
     const hub = new Hub();
     const base = {
-      hosts: fx.etcd.clientUrls,
+      etcd: fx.etcd.clientOptions(),
       prefix: '/coolctl-test/failsafe-members',
       groups: GROUPS,
       dataRoot: `${fx.root.dir}/1`,

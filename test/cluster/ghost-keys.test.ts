@@ -6,7 +6,6 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { etcdctl } from '../support/etcd-cluster.ts';
 import { balanced, FenceMonitor, makeNode, useEtcdFixture, writers } from './harness.ts';
 
 const GROUPS = ['g1', 'g2', 'g3'];
@@ -31,14 +30,15 @@ const allLed = () => [...writers(nodes, GROUPS).values()].every((w) => w !== nul
 describe('ghost election keys', () => {
   it('do not count: the group is led, each ghost reported once; own-name ghosts and a lost member key heal', async () => {
     const prefix = '/coolctl-test/ghost-keys';
-    const ep = fx.etcd.endpoints;
+    // etcdctl as the cluster's etcd user (on a secured cluster: its certificate and password).
+    const etcdctl = (args: string[]) => fx.etcd.ctl(args, { asUser: true });
     // A leaseless key, and a key on a live lease that no member holds, each first in its queue.
-    await etcdctl(ep, ['put', `${prefix}/election/g1/1234abcd`, 'restored']);
-    const granted = await etcdctl(ep, ['lease', 'grant', '60']);
+    await etcdctl(['put', `${prefix}/election/g1/1234abcd`, 'restored']);
+    const granted = await etcdctl(['lease', 'grant', '60']);
     const stranger = /lease ([0-9a-f]+) granted/.exec(granted)![1]!;
-    await etcdctl(ep, ['put', `--lease=${stranger}`, `${prefix}/election/g2/${stranger}`, 'stranger']);
+    await etcdctl(['put', `--lease=${stranger}`, `${prefix}/election/g2/${stranger}`, 'stranger']);
 
-    const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/1` };
+    const base = { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/1` };
     const registry = new Registry();
     nodes = [makeNode('n1', base, { registry }), makeNode('n2', base)];
     monitor = new FenceMonitor(GROUPS, () => nodes);
@@ -67,23 +67,23 @@ describe('ghost election keys', () => {
     // queues again, and g3 stays led (by n2, or by n1 again on a new key). Like deleting a leader's
     // key by hand, this operator action can leave two nodes believing they lead for the few ms until
     // the old leader's next read (docs/leadership.md, Known limits), so the monitor is off for it.
-    const keys = (await etcdctl(ep, ['get', '--prefix', `${prefix}/election/g3/`])).trim().split('\n');
+    const keys = (await etcdctl(['get', '--prefix', `${prefix}/election/g3/`])).trim().split('\n');
     const ownKey = keys[keys.indexOf('n1') - 1]!;
     const epochBefore = nodes.find((n) => n.fence('g3'))!.fence('g3')!.epoch;
-    await etcdctl(ep, ['put', ownKey, 'n1']);
+    await etcdctl(['put', ownKey, 'n1']);
     await waitFor('g3 led on a key that counts', () => {
       const w = nodes.find((n) => n.fence('g3'));
       return w && (w.node === 'n2' || w.fence('g3')!.epoch !== epochBefore);
     });
     await waitFor('n1 queued again on a leased key', async () => {
-      const out = await etcdctl(ep, ['get', '--prefix', `${prefix}/election/g3/`, '-w', 'json']);
+      const out = await etcdctl(['get', '--prefix', `${prefix}/election/g3/`, '-w', 'json']);
       const kvs = (JSON.parse(out) as { kvs?: { value: string; lease?: number }[] }).kvs ?? [];
       return kvs.some((kv) => Buffer.from(kv.value, 'base64').toString() === 'n1' && kv.lease);
     });
 
     // n2's member key deleted by hand: its keys stop counting, it registers again and re-queues
     // at the back; every group is led and both are members again.
-    await etcdctl(ep, ['del', `${prefix}/members/n2`]);
+    await etcdctl(['del', `${prefix}/members/n2`]);
     await waitFor('n2 a member again', () => nodes[0]!.members().some((m) => m.node === 'n2'), {
       timeoutMs: 5_000,
     });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { EtcdLeadership, type EtcdLeadershipOptions } from '../../src/cluster/etcd/etcd-leadership.ts';
 import type { RoleChange } from '../../src/cluster/leadership.ts';
 import { quietLogger } from '../helpers.ts';
-import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
+import { type EtcdClientSettings, type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
 
 export const TEST_TIMING = {
   leaseTtlS: 2,
@@ -23,7 +23,10 @@ export async function tmpDir(name: string): Promise<{ dir: string; cleanup: () =
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
-/** One real etcd cluster and one tmp dir per test file, started before its tests and always removed after. */
+/**
+ * One real etcd cluster and one tmp dir per test file, started before its tests and always removed
+ * after; plain or secured as the suite's mode says (test/support/links.ts).
+ */
 export function useEtcdFixture(name: string): {
   etcd: EtcdCluster;
   root: { dir: string; cleanup: () => Promise<void> };
@@ -48,7 +51,8 @@ export interface RecordedChange extends RoleChange {
 
 export function makeNode(
   node: string,
-  base: { hosts: string[]; prefix: string; groups: string[]; dataRoot: string },
+  /** `etcd`: the cluster's `clientOptions()` (its URLs, or proxies in front of them, and its TLS and user). */
+  base: { etcd: EtcdClientSettings; prefix: string; groups: string[]; dataRoot: string },
   overrides: Partial<EtcdLeadershipOptions> = {},
   changes?: RecordedChange[],
 ): EtcdLeadership {
@@ -56,7 +60,7 @@ export function makeNode(
     node,
     apiUrl: `http://127.0.0.1:0/${node}`,
     groups: base.groups,
-    etcd: { hosts: base.hosts },
+    etcd: base.etcd,
     prefix: base.prefix,
     dataDir: join(base.dataRoot, node),
     logger: quietLogger,

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import { EtcdSession, type SessionLease } from '../../src/cluster/etcd/etcd-session.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { sessionSettings } from '../support/etcd-cluster.ts';
 import { REPO_ROOT } from '../support/repo.ts';
 import { TEST_TIMING, useEtcdFixture } from './harness.ts';
 
@@ -21,7 +22,7 @@ afterEach(async () => {
 });
 
 async function leaseTtl(id: string): Promise<number> {
-  const client = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 1_000 });
+  const client = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 1_000 });
   try {
     return Number((await client.leaseClient.leaseTimeToLive({ ID: id, keys: false })).TTL);
   } finally {
@@ -31,7 +32,7 @@ async function leaseTtl(id: string): Promise<number> {
 
 function newSession(): EtcdSession {
   return new EtcdSession({
-    hosts: fx.etcd.clientUrls,
+    ...sessionSettings(fx.etcd.clientOptions()),
     node: 'n1',
     ttlS: TEST_TIMING.leaseTtlS,
     keepaliveIntervalMs: TEST_TIMING.keepaliveIntervalMs,
@@ -77,7 +78,7 @@ describe('keepalive worker', () => {
 
   it('does not keep a process alive: a process whose main loop has nothing left exits with the lease held', async () => {
     const opts = {
-      hosts: fx.etcd.clientUrls,
+      ...sessionSettings(fx.etcd.clientOptions()),
       node: 'n1',
       ttlS: TEST_TIMING.leaseTtlS,
       keepaliveIntervalMs: TEST_TIMING.keepaliveIntervalMs,
@@ -88,7 +89,9 @@ describe('keepalive worker', () => {
     const script = `
       import { pino } from 'pino';
       import { EtcdSession } from './src/cluster/etcd/etcd-session.ts';
-      const s = new EtcdSession({ ...${JSON.stringify(opts)}, logger: pino({ level: 'silent' }) });
+      import { reviveBytes } from './test/support/etcd-cluster.ts';
+      const opts = JSON.parse(${JSON.stringify(JSON.stringify(opts))}, reviveBytes);
+      const s = new EtcdSession({ ...opts, logger: pino({ level: 'silent' }) });
       console.log((await s.start(AbortSignal.timeout(10_000))).id);
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', script], {

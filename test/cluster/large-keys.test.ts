@@ -37,8 +37,8 @@ async function ignoredOversized(r: Registry): Promise<number> {
 describe('large keys under the cluster prefix', () => {
   it('never stop leadership: every node stays healthy, big values are ignored, a killed leader is replaced', async () => {
     const prefix = '/coolctl-test/large-keys';
-    const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/1` };
-    writer = createEtcdClient({ hosts: fx.etcd.clientUrls, callTimeoutMs: 5_000 });
+    const base = { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/1` };
+    writer = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 5_000 });
     // Any client can put these: 4.2 MB of unrelated keys, and three large values in one page of our
     // own members/ (more than one gRPC message there too), before any node starts.
     for (const k of ['a', 'b', 'c']) await writer.put(`${prefix}/junk/${k}`).value(BIG);
@@ -47,7 +47,7 @@ describe('large keys under the cluster prefix', () => {
       node: 'n1',
       apiUrl: 'http://127.0.0.1:0/n1',
       groups: GROUPS,
-      etcd: { hosts: fx.etcd.clientUrls },
+      etcd: fx.etcd.clientOptions(),
       prefix,
       dataDir: `${base.dataRoot}/n1`,
       ...TEST_TIMING,

@@ -5,7 +5,6 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { etcdctl } from '../support/etcd-cluster.ts';
 import { balanced, FenceMonitor, makeNode, type RecordedChange, useEtcdFixture, writers } from './harness.ts';
 
 const GROUPS = ['g1', 'g2', 'g3', 'g4', 'g5', 'g6'];
@@ -27,7 +26,12 @@ afterEach(async () => {
 /** Starts the three nodes under a fresh prefix; waits for an even placement. */
 async function startTrio(): Promise<{ prefix: string; base: Parameters<typeof makeNode>[1] }> {
   const prefix = `/coolctl-test/leadership-${++prefixSeq}`;
-  const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${prefixSeq}` };
+  const base = {
+    etcd: fx.etcd.clientOptions(),
+    prefix,
+    groups: GROUPS,
+    dataRoot: `${fx.root.dir}/${prefixSeq}`,
+  };
   changes = [];
   registries = new Map(NAMES.map((n) => [n, new Registry()]));
   nodes = NAMES.map((n) => makeNode(n, base, { registry: registries.get(n)! }, changes));
@@ -66,13 +70,10 @@ describe('EtcdLeadership on a real etcd cluster', () => {
       }),
     );
     // etcdctl sees the same leader for a group (the election recipe is etcd's own).
-    const out = await etcdctl(fx.etcd.endpoints, [
-      'get',
-      '--prefix',
-      `${prefix}/election/g1/`,
-      '--sort-by=CREATE',
-      '--order=ASCEND',
-    ]);
+    const out = await fx.etcd.ctl(
+      ['get', '--prefix', `${prefix}/election/g1/`, '--sort-by=CREATE', '--order=ASCEND'],
+      { asUser: true },
+    );
     const leader = nodes.find((n) => n.fence('g1'))!.node;
     expect(out.split('\n')[1]).toBe(leader);
   });

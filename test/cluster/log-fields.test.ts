@@ -23,7 +23,7 @@ describe('leadership log fields', () => {
   it('a run of two nodes, one stopping, writes no line with a key twice', async () => {
     const logs = NAMES.map((n) => captureLogs({ app: 'coolctl', node: n }));
     const b = {
-      hosts: fx.etcd.clientUrls,
+      etcd: fx.etcd.clientOptions(),
       prefix: '/coolctl-test/log-fields',
       groups: GROUPS,
       dataRoot: `${fx.root.dir}/run`,

@@ -34,7 +34,7 @@ function blockMainThread(ms: number): void {
 /** n1 in this process leads g1; n2, in a child process, is next in line. */
 async function startPair(): Promise<{ changes: RecordedChange[]; logs: { msg: string; reason?: string }[] }> {
   const prefix = `/coolctl-test/stall-${++seq}`;
-  const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
+  const base = { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
   const changes: RecordedChange[] = [];
   const logs: { msg: string; reason?: string }[] = [];
   const sink = new Writable({
@@ -50,7 +50,7 @@ async function startPair(): Promise<{ changes: RecordedChange[]; logs: { msg: st
     node: 'n2',
     apiUrl: 'http://127.0.0.1:0/n2',
     groups: GROUPS,
-    etcd: { hosts: fx.etcd.clientUrls },
+    etcd: fx.etcd.clientOptions(),
     prefix,
     dataDir: `${base.dataRoot}/n2`,
     ...TEST_TIMING,

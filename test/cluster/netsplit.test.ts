@@ -31,14 +31,14 @@ afterEach(async () => {
 /** n1 reaches etcd only through proxies we can blackhole; n2 and n3 directly. */
 async function startTrio(): Promise<void> {
   const prefix = `/coolctl-test/netsplit-${++seq}`;
-  const base = { hosts: fx.etcd.clientUrls, prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
+  const base = { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
   proxies = await Promise.all(
     fx.etcd.clientUrls.map((u) =>
       BlackholeProxy.start({ target: { host: '127.0.0.1', port: Number(new URL(u).port) } }),
     ),
   );
   nodes = [
-    makeNode('n1', { ...base, hosts: proxies.map((p) => `http://${p.address}`) }),
+    makeNode('n1', { ...base, etcd: fx.etcd.clientOptions(proxies.map((p) => p.address)) }),
     makeNode('n2', base),
     makeNode('n3', base),
   ];
@@ -168,17 +168,36 @@ describe('leadership under partitions and pauses', () => {
 
   it('watches require an etcd leader: a member without one refuses them', async () => {
     await waitFor('cluster healthy', () => fx.etcd.healthy(), { timeoutMs: 15_000 });
-    // Member 0 alone (1 and 2 stopped) has no raft leader once its election timeout passes.
-    await fx.etcd.kill(1, 'SIGSTOP');
-    await fx.etcd.kill(2, 'SIGSTOP');
-    const client = createEtcdClient({ hosts: [fx.etcd.clientUrls[0]!], callTimeoutMs: 500 });
+    const key = '/coolctl-test/netsplit-watch';
+    const member0 = fx.etcd.clientOptions([fx.etcd.endpoints[0]!]);
+    const client = createEtcdClient({ ...member0, callTimeoutMs: 500 });
+    // The control: the same watch without the metadata, from a client with the same TLS and user.
+    const plain = new Etcd3({
+      hosts: member0.hosts,
+      ...(member0.tls
+        ? {
+            credentials: {
+              rootCertificate: Buffer.from(member0.tls.ca),
+              ...(member0.tls.cert ? { certChain: Buffer.from(member0.tls.cert) } : {}),
+              ...(member0.tls.key ? { privateKey: Buffer.from(member0.tls.key) } : {}),
+            },
+          }
+        : {}),
+      ...(member0.auth ? { auth: member0.auth } : {}),
+    });
     try {
+      // A secured cluster signs a user in through raft: both clients sign in while there is a leader.
+      await client.get(key);
+      await plain.get(key);
+      // Member 0 alone (1 and 2 stopped) has no raft leader once its election timeout passes.
+      await fx.etcd.kill(1, 'SIGSTOP');
+      await fx.etcd.kill(2, 'SIGSTOP');
       // Until its election timeout passes, member 0 still believes in its old leader; from then on
       // it must refuse a watch that requires one (a plain watch would connect and stay silent).
       const refusal = await waitFor(
         'member 0 refuses a leader-requiring watch',
         async () => {
-          const w = client.watch().key('x').watcher();
+          const w = client.watch().key(key).watcher();
           const outcome = await new Promise<string>((resolve) => {
             const t = setTimeout(() => resolve('timeout'), 1_000);
             const done = (what: unknown): void => {
@@ -196,9 +215,8 @@ describe('leadership under partitions and pauses', () => {
       );
       expect(refusal).toMatch(/no leader/);
       // Control: the same watch without the metadata connects to the leaderless member and stays silent.
-      const plain = new Etcd3({ hosts: [fx.etcd.clientUrls[0]!] });
-      try {
-        const w = plain.watch().key('x').watcher();
+      {
+        const w = plain.watch().key(key).watcher();
         const outcome = await new Promise<string>((resolve) => {
           const t = setTimeout(() => resolve('timeout'), 2_000);
           w.once('connected', () => {
@@ -207,10 +225,9 @@ describe('leadership under partitions and pauses', () => {
           });
         });
         expect(outcome).toBe('connected');
-      } finally {
-        plain.close();
       }
     } finally {
+      plain.close();
       client.close();
       await fx.etcd.kill(1, 'SIGCONT');
       await fx.etcd.kill(2, 'SIGCONT');

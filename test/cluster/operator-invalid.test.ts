@@ -5,7 +5,6 @@ import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { etcdctl } from '../support/etcd-cluster.ts';
 import { makeNode, useEtcdFixture } from './harness.ts';
 
 const fx = useEtcdFixture('operator-invalid');
@@ -19,7 +18,7 @@ afterEach(async () => {
 describe('an invalid stored operator state', () => {
   it('fails safe: the last valid state stays in force, a new node pauses, and it is shown until fixed', async () => {
     const prefix = '/coolctl-test/operator-invalid';
-    const base = { hosts: fx.etcd.clientUrls, prefix, groups: ['g1'], dataRoot: `${fx.root.dir}/1` };
+    const base = { etcd: fx.etcd.clientOptions(), prefix, groups: ['g1'], dataRoot: `${fx.root.dir}/1` };
     const registry = new Registry();
     const n1 = makeNode('n1', base, { registry });
     nodes = [n1];
@@ -28,7 +27,7 @@ describe('an invalid stored operator state', () => {
     await n1.updateOperator('g1', (cur) => ({ ...cur, paused: true, by: 'ops', reason: 'maintenance' }));
     await waitFor('paused in force', () => n1.operator('g1').paused);
 
-    await etcdctl(fx.etcd.endpoints, ['put', `${prefix}/operator/g1`, '{"paused": tru']);
+    await fx.etcd.ctl(['put', `${prefix}/operator/g1`, '{"paused": tru'], { asUser: true });
     await waitFor('the bad value seen', () => n1.operatorProblem('g1'));
     expect(n1.operator('g1')).toMatchObject({ paused: true, reason: 'maintenance' });
     expect(n1.operatorProblem('g1')).toMatchObject({ keptLastValid: true, key: `${prefix}/operator/g1` });

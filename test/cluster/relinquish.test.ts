@@ -26,7 +26,7 @@ afterEach(async () => {
 function base(groups: string[]) {
   seq++;
   return {
-    hosts: fx.etcd.clientUrls,
+    etcd: fx.etcd.clientOptions(),
     prefix: `/coolctl-test/relinquish-${seq}`,
     groups,
     dataRoot: `${fx.root.dir}/${seq}`,

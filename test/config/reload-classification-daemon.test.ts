@@ -51,7 +51,7 @@ describe('reload of API settings on a running daemon', () => {
   it('is refused as restart-only, and the API keeps the settings it runs with', async () => {
     const { config, api } = await writeOneNodeConfig({
       dir: root!.dir,
-      etcd: etcd!.clientUrls,
+      etcd: etcd!.clientConfig(),
       prefix: '/coolctl/reload-class',
     });
     const doc = parse(await readFile(config, 'utf8')) as { api: Record<string, unknown> };

@@ -1,14 +1,15 @@
 // A one-node controller config for daemon tests: the demo site (no simulator needed: its units stay
-// unreachable, the loops still run), the test's etcd cluster, a free API port, and the first admin's
-// bootstrap file (mode 600).
+// unreachable, the loops still run), the test's etcd cluster (its `clientConfig()`: plain or secured
+// as the suite runs), a free API port, and the first admin's bootstrap file (mode 600).
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
+import type { EtcdSettings } from '../../src/config/link-secrets.ts';
 import { freePort } from '../support/etcd-cluster.ts';
 
 export async function writeOneNodeConfig(opts: {
   dir: string;
-  etcd: string[];
+  etcd: EtcdSettings;
   prefix: string;
   periodMs?: number;
 }): Promise<{ config: string; api: string; admin: { name: string; password: string; file: string } }> {

@@ -30,7 +30,7 @@ describe('operator CLI', () => {
   it('pause, override, clear and resume reach etcd through any node; a bad override is refused', async () => {
     const { config, api, admin } = await writeOneNodeConfig({
       dir: fx.root.dir,
-      etcd: fx.etcd.clientUrls,
+      etcd: fx.etcd.clientConfig(),
       prefix: '/coolctl/cli',
     });
     daemon = spawn(

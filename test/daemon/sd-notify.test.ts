@@ -47,7 +47,7 @@ describe('systemd notification', () => {
     await waitFor('the notify socket', () => heard.includes('listening'));
     const { config } = await writeOneNodeConfig({
       dir: dir,
-      etcd: fx.etcd.clientUrls,
+      etcd: fx.etcd.clientConfig(),
       prefix: '/coolctl/sd',
       periodMs: 200,
     });

@@ -2,17 +2,23 @@
 // free client and peer ports, tmp data dirs, fast raft timing (heartbeat 50 ms, election 500 ms).
 // Everything is bounded: start waits for `etcdctl endpoint health` with a deadline, stop() sends
 // SIGCONT+SIGTERM then SIGKILL after 3 s and removes the data dirs; a process exit kills leftovers.
-// Opt-in `secure`: TLS on client and peer URLs with client certificates required (a CA made with
-// openssl), and authentication on, with a `root` user and one user whose role reaches only a prefix.
-// The default stays plain: most tests do not need it, and CI time matters.
+// `secure`: TLS on client and peer URLs with client certificates required (a CA made with openssl),
+// and authentication on, with a `root` user and one user whose role reaches only a prefix. Left
+// out, it follows the suite's mode (links.ts: `COOLCTL_TEST_LINKS=secure` turns it on); a test
+// whose point is the plain path says `secure: false`. Clients take their settings from the cluster
+// (`clientConfig()` for a controller's config file, `clientOptions()` in the test process), so one
+// test runs unchanged on either.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { EtcdSecurity } from '../../src/cluster/etcd/etcd-client.ts';
+import type { EtcdSettings } from '../../src/config/link-secrets.ts';
 import { freePort as freePortOn } from '../../src/util/async.ts';
 import { BlackholeProxy } from './blackhole-proxy.ts';
+import { secureLinks } from './links.ts';
 import { makeCa, makeLeaf } from './test-pki.ts';
 
 export const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
@@ -31,8 +37,41 @@ export interface EtcdClusterOptions {
    * advertised peer URL), so a chaos test can cut what the others send to one member.
    */
   peerProxies?: boolean;
-  /** TLS (client and peer, client certificates required) and auth on; a user for `prefix` (default `/coolctl/`). */
+  /**
+   * TLS (client and peer, client certificates required) and auth on, with a user whose role
+   * reaches only `prefix` (default {@link TEST_ROLE_PREFIX}). Default: the suite's mode (links.ts);
+   * `false` pins plain.
+   */
   secure?: boolean | { prefix?: string };
+}
+
+/**
+ * The prefix the test user's role reaches by default: every key whose name starts with `/coolctl`
+ * — the tests' own roots (`/coolctl/…`, `/coolctl-test/…`, `/coolctl-chaos/…`) and nothing else.
+ * Still a prefix-limited role, as a site's is, never root.
+ */
+export const TEST_ROLE_PREFIX = '/coolctl';
+
+/** What an in-process client (createEtcdClient, EtcdLeadership, EtcdSession) takes: URLs and material read. */
+export type EtcdClientSettings = { hosts: string[] } & EtcdSecurity;
+
+/** EtcdSession's form of a client's settings: the URLs, and TLS and user as `security`. */
+export function sessionSettings({ hosts, tls, auth }: EtcdClientSettings): {
+  hosts: string[];
+  security: EtcdSecurity;
+} {
+  return { hosts, security: { tls, auth } };
+}
+
+/**
+ * Settings as JSON for a child process (argv), and back: the TLS material's bytes survive the trip
+ * (`Buffer`'s JSON form, revived by {@link reviveBytes}).
+ */
+export function reviveBytes(_key: string, value: unknown): unknown {
+  const v = value as { type?: unknown; data?: unknown } | null;
+  return v && typeof v === 'object' && v.type === 'Buffer' && Array.isArray(v.data)
+    ? Buffer.from(v.data as number[])
+    : value;
 }
 
 /** What a client of a `secure` cluster needs; secrets are also in files, as a deployment has them. */
@@ -57,8 +96,21 @@ export interface EtcdCluster {
   readonly dir: string;
   /** Set with `secure`: CA, client certificate, and the prefix user. */
   readonly security: EtcdClusterSecurity | undefined;
-  /** etcdctl against every member with this cluster's TLS flags; `asRoot` adds the root user. */
-  ctl(args: string[], opts?: { asRoot?: boolean; timeoutMs?: number }): Promise<string>;
+  /**
+   * The controller config's `cluster.etcd` for this cluster: URLs, and when secure the TLS files
+   * and the prefix user with its password file. `endpoints` (`host:port`, e.g. proxies in front of
+   * the members) replace the members' own addresses.
+   */
+  clientConfig(endpoints?: string[]): EtcdSettings;
+  /** The same for a client in the test process: URLs, and the TLS material and user already read. */
+  clientOptions(endpoints?: string[]): EtcdClientSettings;
+  /**
+   * etcdctl against every member with this cluster's TLS flags; `asRoot` adds the root user,
+   * `asUser` the prefix user (neither: the client certificate alone, which a secure cluster refuses).
+   */
+  ctl(args: string[], opts?: { asRoot?: boolean; asUser?: boolean; timeoutMs?: number }): Promise<string>;
+  /** etcdctl's flags for this cluster (TLS, and the user `as` names), for a long-running etcdctl. */
+  ctlFlags(as?: 'root' | 'user' | 'none'): string[];
   /** Sends `signal` to a member; for SIGKILL/SIGTERM waits (bounded) until it exited. */
   kill(member: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a member again on its data dir and ports (kills it first if it still runs); waits until it is healthy. */
@@ -119,7 +171,8 @@ export async function startEtcdCluster(opts: EtcdClusterOptions = {}): Promise<E
   await mkdir(dir, { recursive: true });
   const size = opts.size ?? 3;
   // A port picked free can be taken before etcd binds it: one retry with fresh ports.
-  const pki = opts.secure ? await makeSecurity(dir, opts.secure) : undefined;
+  const secure = opts.secure ?? secureLinks();
+  const pki = secure ? await makeSecurity(dir, secure) : undefined;
   for (let attempt = 1; ; attempt++) {
     const cluster = await RealEtcdCluster.create(dir, ownDir, size, opts, attempt, pki);
     try {
@@ -157,7 +210,7 @@ async function makeSecurity(dir: string, secure: true | { prefix?: string }): Pr
       username: 'coolctl',
       password,
       passwordFile,
-      prefix: (secure === true ? undefined : secure.prefix) ?? '/coolctl/',
+      prefix: (secure === true ? undefined : secure.prefix) ?? TEST_ROLE_PREFIX,
       rootPassword: randomBytes(18).toString('base64url'),
     },
     memberCert: member.certFile,
@@ -242,24 +295,53 @@ class RealEtcdCluster implements EtcdCluster {
     return this.pki?.security;
   }
 
+  private urls(endpoints: string[] = this.endpoints): string[] {
+    return endpoints.map((e) => `${this.scheme}://${e}`);
+  }
+
+  clientConfig(endpoints?: string[]): EtcdSettings {
+    const s = this.pki?.security;
+    if (!s) return { hosts: this.urls(endpoints) };
+    return {
+      hosts: this.urls(endpoints),
+      tls: { caFile: s.caFile, certFile: s.certFile, keyFile: s.keyFile },
+      auth: { username: s.username, passwordFile: s.passwordFile },
+    };
+  }
+
+  private material: EtcdSecurity | undefined;
+
+  clientOptions(endpoints?: string[]): EtcdClientSettings {
+    const s = this.pki?.security;
+    if (!s) return { hosts: this.urls(endpoints) };
+    this.material ??= {
+      tls: { ca: readFileSync(s.caFile), cert: readFileSync(s.certFile), key: readFileSync(s.keyFile) },
+      auth: { username: s.username, password: s.password },
+    };
+    return { hosts: this.urls(endpoints), ...this.material };
+  }
+
   private get scheme(): 'http' | 'https' {
     return this.pki ? 'https' : 'http';
   }
 
-  /** etcdctl's TLS flags (the node client certificate), and root once auth is on. */
-  private ctlFlags(asRoot: boolean): string[] {
+  /** etcdctl's TLS flags (the node client certificate), and once auth is on the user `as` names. */
+  ctlFlags(as: 'root' | 'user' | 'none' = 'none'): string[] {
     const s = this.pki?.security;
     if (!s) return [];
-    return [
-      `--cacert=${s.caFile}`,
-      `--cert=${s.certFile}`,
-      `--key=${s.keyFile}`,
-      ...(asRoot && this.authOn ? [`--user=root:${s.rootPassword}`] : []),
-    ];
+    const user =
+      !this.authOn || as === 'none'
+        ? []
+        : [as === 'root' ? `--user=root:${s.rootPassword}` : `--user=${s.username}:${s.password}`];
+    return [`--cacert=${s.caFile}`, `--cert=${s.certFile}`, `--key=${s.keyFile}`, ...user];
   }
 
-  ctl(args: string[], opts: { asRoot?: boolean; timeoutMs?: number } = {}): Promise<string> {
-    return etcdctl(this.endpoints, [...this.ctlFlags(opts.asRoot ?? false), ...args], opts.timeoutMs);
+  ctl(
+    args: string[],
+    opts: { asRoot?: boolean; asUser?: boolean; timeoutMs?: number } = {},
+  ): Promise<string> {
+    const as = opts.asRoot ? 'root' : opts.asUser ? 'user' : 'none';
+    return etcdctl(this.endpoints, [...this.ctlFlags(as), ...args], opts.timeoutMs);
   }
 
   /** root, a role reaching only the prefix, its user, then `auth enable` (etcd 3.4's order). */
@@ -344,7 +426,7 @@ class RealEtcdCluster implements EtcdCluster {
   async healthy(member?: number): Promise<boolean> {
     const eps = member === undefined ? this.endpoints : [this.endpoints[member]!];
     try {
-      await etcdctl(eps, [...this.ctlFlags(true), 'endpoint', 'health'], 4_000);
+      await etcdctl(eps, [...this.ctlFlags('root'), 'endpoint', 'health'], 4_000);
       return true;
     } catch {
       return false;

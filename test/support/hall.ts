@@ -6,9 +6,10 @@
 // units (`vendor`) cannot check an epoch: a lease unit the controllers dial directly, and a gateway
 // unit behind a real `coolctl gateway` process the hall starts like the controllers.
 // Every process logs to a file in the hall's tmp dir; `stopAll()` is bounded and kills leftovers.
-// Opt-in `secure`: every link as a site should run it — etcd on TLS with client certificates and a
+// `secure`: every link as a site should run it — etcd on TLS with client certificates and a
 // prefix user, the broker on TLS with a required user, OPC-UA on SignAndEncrypt with the
 // simulator's certificate trusted explicitly in each controller's PKI (nothing accepted blindly).
+// Left out, it follows the suite's mode (links.ts, `COOLCTL_TEST_LINKS=secure`).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
@@ -52,9 +53,15 @@ import {
   readJournal,
 } from './journal-invariants.ts';
 
+import { secureLinks } from './links.ts';
 import { REPO_ROOT, simArgs } from './repo.ts';
 import { SerialLine } from './serial-line.ts';
-import { makeCa, makeLeaf } from './test-pki.ts';
+import {
+  makeSimBrokerSecurity,
+  type SimBrokerSecurity,
+  simBrokerFlags,
+  simBrokerSensors,
+} from './sim-broker.ts';
 
 export { REPO_ROOT };
 
@@ -128,6 +135,7 @@ export interface HallOptions {
    * auth (a user whose role reaches only the hall's prefix), the simulator's broker on TLS with a
    * required user, the OPC-UA units on SignAndEncrypt with the simulator's certificate in each
    * controller's trusted folder. The hall's own etcd, MQTT and mosquitto_pub clients use the same.
+   * Default: the suite's mode (links.ts); `false` pins plain.
    */
   secure?: boolean;
 }
@@ -138,7 +146,7 @@ const HALL_PREFIX = '/coolctl-chaos';
 /** What the secure hall's clients need; every secret is in a file too, as a deployment has it. */
 export interface HallSecurity {
   etcd: EtcdClusterSecurity;
-  mqtt: { caFile: string; username: string; password: string; passwordFile: string };
+  mqtt: SimBrokerSecurity;
   /** The simulator's OPC-UA certificate, as copied into each controller's trusted folder. */
   opcuaServerCertFile: string;
 }
@@ -367,7 +375,8 @@ export class Hall {
   }
 
   /** Starts etcd, the simulator and the controllers; waits until every group has a driving leader. */
-  static async start(opts: HallOptions = {}): Promise<Hall> {
+  static async start(options: HallOptions = {}): Promise<Hall> {
+    const opts = { ...options, secure: options.secure ?? secureLinks() };
     const dir = await mkdtemp(join(tmpdir(), `coolctl-${opts.name ?? 'hall'}-`));
     const timing = { ...CHAOS_TIMING, ...opts.timing };
     const started: {
@@ -431,11 +440,15 @@ export class Hall {
         heartbeatMs: 50,
         electionMs: ETCD_ELECTION_MS,
         ...(opts.etcdPeerProxies ? { peerProxies: true } : {}),
-        ...(opts.secure ? { secure: { prefix: `${HALL_PREFIX}/` } } : {}),
+        secure: opts.secure ? { prefix: `${HALL_PREFIX}/` } : false,
       });
-      const mqttSecurity = opts.secure ? await makeMqttSecurity(dir) : undefined;
+      const mqttSecurity = opts.secure ? await makeSimBrokerSecurity(dir) : undefined;
       // A restarted simulator (and its restarted broker) gets the same certificate and user.
-      const simExtra = ['--time-scale', String(opts.timeScale ?? 1), ...(mqttSecurity?.simFlags ?? [])];
+      const simExtra = [
+        '--time-scale',
+        String(opts.timeScale ?? 1),
+        ...(mqttSecurity ? simBrokerFlags(mqttSecurity) : []),
+      ];
       const simLog = join(dir, 'sim.log');
       started.sim = spawnLogged(process.execPath, simArgs(simSitePath, { extra: simExtra }), simLog, {});
       const sim = started.sim;
@@ -540,7 +553,7 @@ export class Hall {
           throw new Error(`secure hall: the simulator's broker is at ${state.mqttBrokerUrl}, not mqtts://`);
         hall.security = {
           etcd: started.etcd.security,
-          mqtt: mqttSecurity.client,
+          mqtt: mqttSecurity,
           opcuaServerCertFile: join(DEFAULT_PKI_DIR, 'own', 'certs', 'certificate.pem'),
         };
       }
@@ -599,9 +612,9 @@ export class Hall {
     });
     for (const [i, name] of names.entries()) {
       const proxies = await Promise.all(
-        this.etcd.clientUrls.map((u) => {
-          const url = new URL(u);
-          return BlackholeProxy.start({ target: { host: url.hostname, port: Number(url.port) } });
+        this.etcd.endpoints.map((e) => {
+          const [host, port] = e.split(':');
+          return BlackholeProxy.start({ target: { host: host!, port: Number(port) } });
         }),
       );
       const configPath = join(this.dir, `${name}.yaml`);
@@ -612,13 +625,7 @@ export class Hall {
       const cfg = {
         site: 'site.yaml',
         cluster: {
-          etcd: sec
-            ? {
-                hosts: proxies.map((p) => `https://${p.address}`),
-                tls: { caFile: sec.etcd.caFile, certFile: sec.etcd.certFile, keyFile: sec.etcd.keyFile },
-                auth: { username: sec.etcd.username, passwordFile: sec.etcd.passwordFile },
-              }
-            : proxies.map((p) => `http://${p.address}`),
+          etcd: this.etcd.clientConfig(proxies.map((p) => p.address)),
           prefix: HALL_PREFIX,
           leaseTtlS: t.leaseTtlS,
           keepaliveIntervalMs: t.keepaliveIntervalMs,
@@ -630,16 +637,7 @@ export class Hall {
         },
         nodes,
         dataDir: `var/{node}`,
-        sensors: sec
-          ? {
-              mqtt: {
-                url: this.mqttUrl,
-                username: sec.mqtt.username,
-                passwordFile: sec.mqtt.passwordFile,
-                caFile: sec.mqtt.caFile,
-              },
-            }
-          : { mqttUrl: this.mqttUrl },
+        sensors: simBrokerSensors(this.mqttUrl, sec?.mqtt),
         timeScale: this.opts.timeScale ?? 1,
         control: { periodMs: t.periodMs },
       };
@@ -3084,34 +3082,4 @@ export class TrialLog {
     const f = report && hall ? `\n${hall.fencingSummary(report)}` : '';
     return `chaos: ${this.results.length} trials (${kinds}), ${problems} problems${j}${l}${f}`;
   }
-}
-
-/**
- * The secure hall's broker material: a CA and a certificate for 127.0.0.1 (what the controllers and
- * the simulated gateways dial), and a user whose password lives in a file (mode 0600).
- */
-async function makeMqttSecurity(dir: string): Promise<{ simFlags: string[]; client: HallSecurity['mqtt'] }> {
-  const pki = join(dir, 'mqtt-pki');
-  await mkdir(pki, { recursive: true });
-  const ca = await makeCa(pki, 'mqtt-ca');
-  const server = await makeLeaf(ca, 'mqtt-broker', { usage: ['serverAuth'] });
-  const username = 'coolctl-hall';
-  const password = randomBytes(18).toString('base64url');
-  const passwordFile = join(pki, 'mqtt-password');
-  await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
-  return {
-    simFlags: [
-      '--mqtt-cert',
-      server.certFile,
-      '--mqtt-key',
-      server.keyFile,
-      '--mqtt-ca',
-      ca.caFile,
-      '--mqtt-username',
-      username,
-      '--mqtt-password-file',
-      passwordFile,
-    ],
-    client: { caFile: ca.caFile, username, password, passwordFile },
-  };
 }
