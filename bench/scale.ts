@@ -281,8 +281,8 @@ async function phase(
         lastCpuAt = now;
         const m = await scrape(ctl.apiUrl, 5000, ctl.headers);
         scrapes.push(m);
-        lagP99.push(sum(m.samples, 'coolctl_process_nodejs_eventloop_lag_p99_seconds') * 1000);
-        lagMax.push(sum(m.samples, 'coolctl_process_nodejs_eventloop_lag_max_seconds') * 1000);
+        lagP99.push(sum(m.samples, 'nodejs_eventloop_lag_p99_seconds') * 1000);
+        lagMax.push(sum(m.samples, 'nodejs_eventloop_lag_max_seconds') * 1000);
       }
     }
     const wallS = (performance.now() - w0) / 1000;
@@ -311,9 +311,9 @@ async function phase(
       rss_anon_mb: median(rssAnon),
       // The unit preloads jemalloc (deploy/dev/prepare.sh test installs it); 0: glibc's malloc ran.
       jemalloc: mapsLibrary(ctl.proc.pid, 'libjemalloc') ? 1 : 0,
-      heap_used_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_used_bytes') / 2 ** 20,
-      heap_total_mb: sum(m1.samples, 'coolctl_process_nodejs_heap_size_total_bytes') / 2 ** 20,
-      external_mb: sum(m1.samples, 'coolctl_process_nodejs_external_memory_bytes') / 2 ** 20,
+      heap_used_mb: sum(m1.samples, 'nodejs_heap_size_used_bytes') / 2 ** 20,
+      heap_total_mb: sum(m1.samples, 'nodejs_heap_size_total_bytes') / 2 ** 20,
+      external_mb: sum(m1.samples, 'nodejs_external_memory_bytes') / 2 ** 20,
       event_loop_lag_p99_ms: Math.max(...lagP99),
       event_loop_lag_p99_ms_median: median(lagP99),
       event_loop_lag_p99_ms_min: Math.min(...lagP99),

@@ -60,6 +60,8 @@ export interface ApiDeps {
   cache?: StateCache;
   /** What the node believes about the room. */
   sensors?: SensorView;
+  /** Whether every loop of the node runs (GET /healthz answers 503 with the problems when not). */
+  loops?: () => { ok: boolean; problems: string[] };
   logger: Logger;
   startedAtMs: number;
   // For the dashboard (./dashboard.ts; it also reads `sensors`); each is optional and the page

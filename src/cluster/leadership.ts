@@ -103,6 +103,8 @@ export interface Leadership {
   relinquish?(group: string, reason: string): void;
   /** Hands `group` to `targetNode` (which must be a member); resolves when the target leads. */
   switchover(group: string, targetNode: string, opts?: { timeoutMs?: number }): Promise<void>;
+  /** Monotonic ms when the decision loop last finished a pass (absent: the implementation has none). */
+  readonly lastPassAtMs?: number;
   /** Whether the node can reach etcd and holds a live lease (readiness). */
   readonly healthy: boolean;
 }

@@ -30,11 +30,11 @@ export class LeadershipMetrics {
       registers,
     });
     new Gauge({
-      name: 'coolctl_lease_remaining_ms',
-      help: 'Ms until the lease guard deadline (monotonic); 0 when fenced',
+      name: 'coolctl_lease_remaining_seconds',
+      help: 'Seconds until the lease guard deadline (monotonic clock); 0 when fenced',
       registers,
       collect() {
-        this.set(Math.max(0, leaseRemainingMs()));
+        this.set(Math.max(0, leaseRemainingMs()) / 1000);
       },
     });
     this.keepalive = new Histogram({

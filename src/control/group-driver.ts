@@ -272,6 +272,15 @@ export class GroupDriver {
     }));
   }
 
+  /**
+   * What `ahu` reported at this node's last read of it, while this node drives the group and that
+   * read succeeded; else null (a failed read's values are not what the unit runs now).
+   */
+  lastReading(ahu: string): AhuReadings | null {
+    const rd = this.reads.get(ahu);
+    return this.driving && rd?.ok ? rd.r : null;
+  }
+
   /** Whether the group runs its control law (else it holds its commands). */
   get closedLoop(): boolean {
     return !!this.opts.control;
@@ -410,7 +419,7 @@ export class GroupDriver {
     const t0 = performance.now();
     this.decide(t0);
     const decideMs = performance.now() - t0;
-    this.opts.metrics?.decision(this.group, decideMs / 1000, this.mode);
+    this.opts.metrics?.decision(this.group, decideMs / 1000);
     this.writeRow(fence.epoch);
     for (const ahu of this.ahus) {
       if (this.inFlight.has(ahu)) continue;

@@ -1,14 +1,13 @@
-// Control-loop metrics: decision time (sensor view → commands), the mode each group runs in, loop
-// crashes (each restarts alone), periods that overran, and "never none": how long a group this node
+// Control-loop metrics: decision time (sensor view → commands), loop crashes (each restarts alone), periods that overran, and "never none": how long a group this node
 // leads has gone without an accepted write, stale-epoch refusals (proven or not), relinquishes, and
 // commands the safety layer limited right before a write.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-
-const MODES = ['normal', 'degraded', 'blind', 'paused', 'hold'] as const;
+// The mode each group runs in is a process value (coolctl_group_mode, metrics/process-values.ts):
+// only the node that leads the group says it, where a gauge set here stayed behind on a node that
+// had lost the group.
 
 export class ControlMetrics {
   private readonly decisions: Histogram<'group'>;
-  private readonly modes: Gauge<'group' | 'mode'>;
   private readonly crashes: Counter<'group'>;
   private readonly overruns: Counter<'group'>;
   private readonly undrivenS: Gauge<'group'>;
@@ -23,12 +22,6 @@ export class ControlMetrics {
       help: 'One control decision of a group: sensor view and unit reads to commands',
       labelNames: ['group'],
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
-      registers,
-    });
-    this.modes = new Gauge({
-      name: 'coolctl_control_mode',
-      help: '1 for the mode the group’s loop runs in on this node (normal, degraded, blind, paused, hold)',
-      labelNames: ['group', 'mode'],
       registers,
     });
     this.crashes = new Counter({
@@ -69,9 +62,8 @@ export class ControlMetrics {
     });
   }
 
-  decision(group: string, seconds: number, mode: string): void {
+  decision(group: string, seconds: number): void {
     this.decisions.observe({ group }, seconds);
-    for (const m of MODES) this.modes.set({ group, mode: m }, m === mode ? 1 : 0);
   }
 
   crash(group: string): void {

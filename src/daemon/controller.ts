@@ -29,10 +29,13 @@ import { createDevice } from '../devices/create-device.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { DeviceMetrics } from '../devices/metrics.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from '../errors.ts';
+import { registerBuildInfo } from '../metrics/build-info.ts';
+import { ProcessValues } from '../metrics/process-values.ts';
 import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
 import { SensorStore, type SensorView } from '../sensors/sensor-store.ts';
 import { VERSION } from '../version.ts';
+import { checkLoops, type LoopHealthReport, nodeLoopProbes } from './loop-health.ts';
 
 export interface ControllerDeps {
   logger: Logger;
@@ -64,11 +67,16 @@ export class Controller {
       if (!this.sensorStore) throw new Error('sensor ingest not started');
       return this.sensorStore.view(group);
     },
+    rackInletStats: (group) => {
+      if (!this.sensorStore) throw new Error('sensor ingest not started');
+      return this.sensorStore.rackInletStats(group);
+    },
   };
   /** The group ids the API serves; updated in place on reload. */
   private readonly groupIds: string[] = [];
   private deviceMetrics: DeviceMetrics | undefined;
   private controlMetrics: ControlMetrics | undefined;
+  private processValues: ProcessValues | undefined;
   private reloading: Promise<SiteDiff> | undefined;
   private mqtt: MqttSource | undefined;
   private modbusSensors: ModbusSource | undefined;
@@ -113,7 +121,10 @@ export class Controller {
   async start(): Promise<void> {
     const { cfg } = this;
     this.groupIds.push(...cfg.site.controlGroups.map((g) => g.id));
-    collectDefaultMetrics({ register: this.registry, prefix: 'coolctl_process_' });
+    // Unprefixed, as every Prometheus client names them (process_*, nodejs_*): stock rules and
+    // dashboards for Node processes work as they are.
+    collectDefaultMetrics({ register: this.registry });
+    registerBuildInfo(this.registry, VERSION);
     try {
       await mkdir(cfg.dataDir, { recursive: true });
       this.startSensors();
@@ -170,6 +181,14 @@ export class Controller {
         cache.setLeaderView(memoizedLeaderView(() => leadership.groups()));
       }
       for (const g of cfg.site.controlGroups) this.drivers.set(g.id, this.newDriver(g));
+      this.processValues = new ProcessValues(this.registry, {
+        node: cfg.node,
+        site: () => this.config.site,
+        leadership: () => this.leadership,
+        drivers: this.drivers,
+        devices: this.devices,
+        sensors: this.sensorView,
+      });
       const etcd = createEtcdClient({
         hosts: cfg.cluster.etcd,
         callTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
@@ -215,6 +234,7 @@ export class Controller {
         drivers: this.drivers,
         ...(cache ? { cache } : {}),
         sensors: this.sensorView,
+        loops: () => this.health(),
         site: cfg.site,
         devices: this.devices,
         logger: this.log,
@@ -233,6 +253,7 @@ export class Controller {
       await leadership.start(AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)));
       cache?.setMembers(leadership.members());
       for (const d of this.drivers.values()) d.start();
+      this.processValues.start();
       this.log.info(
         { api: this.apiUrl, groups: this.drivers.size, units: this.devices.size },
         'controller started',
@@ -417,10 +438,33 @@ export class Controller {
     };
   }
 
+  /**
+   * Whether every loop of the node still runs (GET /healthz): each group's control loop ticked within
+   * three periods (at least 2 s), the leadership decision loop finished a pass within max(10 s, 3 TTL), and the
+   * sensor ingest the site needs is running.
+   */
+  health(): LoopHealthReport {
+    const { cfg } = this;
+    const mqttGateways = cfg.site.gateways.some((g) => (g.transport ?? 'mqtt') === 'mqtt');
+    return checkLoops(
+      nodeLoopProbes({
+        drivers: this.drivers.values(),
+        periodMs: cfg.periodMs,
+        leadership: this.leadership,
+        leaseTtlS: cfg.cluster.leaseTtlS,
+        mqtt: cfg.mqtt && mqttGateways ? () => this.mqtt?.running ?? false : undefined,
+        modbus: cfg.site.gateways.some((g) => g.transport === 'modbus-tcp')
+          ? () => this.modbusSensors?.polling ?? false
+          : undefined,
+      }),
+    );
+  }
+
   /** Resigns every group (the others take over at once; the last node first hands its units to local control), then closes the rest. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const d of this.drivers.values()) d.stop();
+      this.processValues?.stop();
       // The last node standing hands its units to local control before it lets go; otherwise the
       // others take over at once and the units never notice.
       const others = this.leadership?.members().filter((m) => m.node !== this.config.node) ?? [];

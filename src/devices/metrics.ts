@@ -14,6 +14,13 @@ import type {
   MetricValueWithName,
   Registry,
 } from 'prom-client';
+import {
+  escapeLabelValue,
+  familyHeader,
+  RENDERS_OWN_TEXT,
+  type SelfRenderingFamily,
+  valueText,
+} from '../metrics/text.ts';
 import type { LinkState } from './device-io.ts';
 import { registerRtuLineMetrics } from './modbus/rtu-line.ts';
 
@@ -155,7 +162,8 @@ abstract class ScrapeTimeMetric {
 }
 
 /** A family with one line per device and extra label set: its values for prom-client, and its own text. */
-abstract class PerDeviceMetric extends ScrapeTimeMetric {
+abstract class PerDeviceMetric extends ScrapeTimeMetric implements SelfRenderingFamily {
+  readonly [RENDERS_OWN_TEXT] = true;
   /** Emits the lines of one device, in order. */
   protected abstract deviceLines(d: DeviceMeter, emit: Emit): void;
 
@@ -178,7 +186,7 @@ abstract class PerDeviceMetric extends ScrapeTimeMetric {
    */
   *textChunks(): Generator<string> {
     const name = this.name;
-    yield `# HELP ${name} ${escapeText(this.help)}\n# TYPE ${name} ${this.type}`;
+    yield familyHeader(name, this.help, this.type);
     let chunk = '';
     const emit: Emit = (d, extra, value) => {
       chunk += `\n${name}{${d.labelText},${extra.text}} ${valueText(value)}`;
@@ -343,16 +351,6 @@ export class DeviceMetrics {
   }
 }
 
-/** A family that renders its own text, chunk by chunk (served by api/metrics-text.ts). */
-export interface SelfRenderingFamily {
-  /** The family's text in chunks, joined as registry.getSingleMetricAsString() would render it. */
-  textChunks(): Iterable<string>;
-}
-
-export function rendersOwnText(metric: unknown): metric is SelfRenderingFamily {
-  return metric instanceof PerDeviceMetric;
-}
-
 /**
  * `COOLCTL_E_DEVICE_BAD_STATUS` → `bad_status`; `COOLCTL_E_NOT_LEADER` → `not_leader` (a write held
  * back: no lease, or the unit's worst case no longer fits before the lease deadline); else `other`.
@@ -361,19 +359,4 @@ export function errorKind(code: string): string {
   if (code === 'COOLCTL_E_NOT_LEADER') return 'not_leader';
   const m = /^COOLCTL_E_DEVICE_(.+)$/.exec(code);
   return m ? m[1]!.toLowerCase() : 'other';
-}
-
-// As prom-client's registry escapes and prints them, so both renderings are the same text.
-function escapeText(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
-
-function escapeLabelValue(s: string): string {
-  return escapeText(s).replace(/"/g, '\\"');
-}
-
-function valueText(v: number): string {
-  if (Number.isNaN(v)) return 'Nan';
-  if (!Number.isFinite(v)) return v < 0 ? '-Inf' : '+Inf';
-  return `${v}`;
 }

@@ -4,6 +4,8 @@
 // closes them in reverse, once, bounded.
 import type { Logger } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { registerBuildInfo } from '../metrics/build-info.ts';
+import { VERSION } from '../version.ts';
 import type { GatewayConfig } from './config.ts';
 import { EpochStore } from './epoch-store.ts';
 import { FencingGateway } from './gateway.ts';
@@ -33,6 +35,7 @@ export class GatewayService {
 
   async start(): Promise<void> {
     collectDefaultMetrics({ register: this.registry });
+    registerBuildInfo(this.registry, VERSION);
     const metrics = new GatewayMetrics(this.registry);
     const { store, found } = await EpochStore.open(this.cfg.stateFile);
     const epochs = Object.fromEntries(store.entries().map(([id, e]) => [id, e.toString()]));

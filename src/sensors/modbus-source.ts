@@ -75,6 +75,11 @@ export class ModbusSource {
   private readonly log: Logger | undefined;
   private readonly timeoutMs: number;
   private running = false;
+
+  /** Started and not stopped: its poll loops run (for /healthz). */
+  get polling(): boolean {
+    return this.running;
+  }
   private stopCtl = new AbortController();
   private loops: Promise<void>[] = [];
 

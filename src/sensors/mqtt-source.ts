@@ -131,6 +131,11 @@ export class MqttSource {
     return (this.client?.connected ?? false) && this.subscribed;
   }
 
+  /** Started and not stopped: the client is connected or keeps reconnecting (for /healthz). */
+  get running(): boolean {
+    return this.client !== undefined && this.stopping === undefined;
+  }
+
   /** Starts connecting and returns at once; the client keeps trying until stop(). */
   start(): void {
     if (this.client || this.routes.length === 0) return;

@@ -94,6 +94,18 @@ export interface SensorView {
    * it has none. For people (the floor map), not for control: it allocates, view() does not.
    */
   rackInletsC?(groupId: string): Record<string, number | null>;
+  /** Per rack of the group that has inlet sensors: its hottest good inlet and its inlet sensors' trust. */
+  rackInletStats?(groupId: string): RackInletStats[];
+}
+
+/** One rack's inlet as /metrics says it (rackInletStats). */
+export interface RackInletStats {
+  rack: string;
+  /** Hottest good inlet reading, °C; null when none is good. */
+  inletMaxC: number | null;
+  /** Good inlet sensors of the rack / its configured inlet sensors. */
+  goodInlets: number;
+  inlets: number;
 }
 
 export interface SensorStoreOptions {
@@ -604,6 +616,27 @@ export class SensorStore implements SensorView {
       }
     }
     return out;
+  }
+
+  rackInletStats(groupId: string, now = this.now()): RackInletStats[] {
+    const g = this.groups.get(groupId);
+    if (!g) throw new RangeError(`unknown control group "${groupId}"`);
+    const byRack = new Map<string, RackInletStats>();
+    for (const rack of g.inletRacks) byRack.set(rack, { rack, inletMaxC: null, goodInlets: 0, inlets: 0 });
+    for (const n of g.nodes) {
+      const r = byRack.get(n.rack);
+      if (!r) continue;
+      const layout = n.layout;
+      for (let pos = 0; pos < layout.ids.length; pos++) {
+        if (!layout.isInlet[pos]) continue;
+        r.inlets++;
+        if (!this.isGood(n, pos, now)) continue;
+        r.goodInlets++;
+        const value = this.readings[(n.firstRow + pos) * READING + VALUE]!;
+        if (r.inletMaxC === null || value > r.inletMaxC) r.inletMaxC = value;
+      }
+    }
+    return [...byRack.values()];
   }
 
   sensors(now = this.now()): SensorSnapshot[] {

@@ -5,20 +5,33 @@ import type { ApiDeps } from '../app.ts';
 import { metricsStream } from '../metrics-text.ts';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
+  /** One log line when /healthz starts failing and one when it recovers, not one per probe. */
+  let failing = false;
   app.get(
     '/healthz',
     {
       config: { access: 'public' },
       schema: {
-        description: 'The process is alive and its loops run.',
-        response: { 200: { type: 'object', additionalProperties: true } },
+        description:
+          'The process is alive and every loop it runs still runs: each control group’s loop, the leadership decision loop, sensor ingest. 503 with `problems` (one line per stopped loop) when one has stopped.',
+        response: {
+          200: { type: 'object', additionalProperties: true },
+          503: { type: 'object', additionalProperties: true },
+        },
       },
     },
-    async () => ({
-      status: 'ok',
-      node: deps.node,
-      uptimeS: Math.round((Date.now() - deps.startedAtMs) / 1000),
-    }),
+    async (_req, reply) => {
+      const loops = deps.loops?.() ?? { ok: true, problems: [] };
+      const uptimeS = Math.round((Date.now() - deps.startedAtMs) / 1000);
+      if (loops.ok) {
+        if (failing) deps.logger.info('health: every loop runs again');
+        failing = false;
+        return { status: 'ok', node: deps.node, uptimeS };
+      }
+      if (!failing) deps.logger.error({ problems: loops.problems }, 'health: a loop has stopped');
+      failing = true;
+      return reply.code(503).send({ status: 'failing', node: deps.node, uptimeS, problems: loops.problems });
+    },
   );
 
   app.get(

@@ -151,6 +151,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   /** Monotonic ms of the last fence: leadership needs a snapshot read after it. */
   private fencedAtMs = Number.NEGATIVE_INFINITY;
   private ticking = false;
+  /** Monotonic ms when the decision loop last finished a pass (its liveness, for /healthz). */
+  lastPassAtMs = performance.now();
   private dirty = false;
   /** The next pass decides every group, not only those whose keys changed. */
   private fullPass = true;
@@ -572,6 +574,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
         do {
           this.dirty = false;
           await this.tick();
+          this.lastPassAtMs = performance.now();
         } while (this.dirty && !this.stopPromise);
       } catch (err) {
         this.log.error({ err }, 'decision loop failed; retrying on the next wake-up');
