@@ -108,3 +108,38 @@ export class Backoff {
     this.attempt = 0;
   }
 }
+
+/**
+ * Runs `fn` until it succeeds, retrying (with backoff) only errors that say retrying can help
+ * (`retryable: true`, as the error catalog's do), until `signal` aborts: then the last error is
+ * thrown. A start-up step that needs etcd waits out a slow or briefly unavailable cluster this
+ * way instead of failing the whole start on one slow answer.
+ */
+export async function retryWhileRetryable<T>(
+  fn: () => Promise<T>,
+  opts: { signal: AbortSignal; backoff?: Backoff; onRetry?: (err: unknown, retryInMs: number) => void },
+): Promise<T> {
+  const backoff = opts.backoff ?? new Backoff(100, 2_000);
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      const retryable = (err as { retryable?: unknown } | null)?.retryable === true;
+      if (!retryable || opts.signal.aborted) throw err;
+      const waitMs = backoff.next();
+      opts.onRetry?.(err, waitMs);
+      const aborted = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          opts.signal.removeEventListener('abort', onAbort);
+          resolve(false);
+        }, waitMs);
+        const onAbort = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        opts.signal.addEventListener('abort', onAbort, { once: true });
+      });
+      if (aborted) throw err;
+    }
+  }
+}

@@ -10,6 +10,7 @@ import { Counter, type Registry } from 'prom-client';
 import YAML from 'yaml';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
+import { retryWhileRetryable } from '../../util/async.ts';
 import {
   decoyHash,
   hashPassword,
@@ -41,6 +42,9 @@ export interface TokenRecord {
 
 export type UserView = Omit<UserRecord, 'passwordHash'>;
 export type TokenView = Omit<TokenRecord, 'hash'>;
+
+/** How long start-up waits out an etcd that does not answer before the node gives up. */
+const START_TIMEOUT_MS = 30_000;
 
 export const USER_NAME = '^[a-z][a-z0-9._-]{0,63}$';
 export const MIN_PASSWORD_CHARS = 12;
@@ -100,18 +104,30 @@ export class AuthStore {
     return `${this.opts.prefix}/auth/tokens/`;
   }
 
-  /** Reads every user and token and follows changes; then removes expired tokens now and hourly. */
-  async start(): Promise<void> {
+  /**
+   * Reads every user and token and follows changes; then removes expired tokens now and hourly.
+   * A slow or briefly unavailable etcd is waited out (with backoff) until `signal` aborts.
+   */
+  async start(signal: AbortSignal = AbortSignal.timeout(START_TIMEOUT_MS)): Promise<void> {
     const { kv } = this.opts;
-    this.watch = await kv.watch(
-      `${this.opts.prefix}/auth/`,
-      (e) => (e.type === 'put' ? this.take(e.entry.key, e.entry.value) : this.drop(e.key)),
+    const onRetry = (err: unknown, retryInMs: number) =>
+      this.log.warn(
+        { err: (err as Error).message, retryInMs: Math.round(retryInMs) },
+        'auth start: etcd did not answer; retrying',
+      );
+    this.watch = await retryWhileRetryable(
       () =>
-        void this.reload().catch((err) =>
-          this.log.warn({ err: (err as Error).message }, 'auth reload failed'),
+        kv.watch(
+          `${this.opts.prefix}/auth/`,
+          (e) => (e.type === 'put' ? this.take(e.entry.key, e.entry.value) : this.drop(e.key)),
+          () =>
+            void this.reload().catch((err) =>
+              this.log.warn({ err: (err as Error).message }, 'auth reload failed'),
+            ),
         ),
+      { signal, onRetry },
     );
-    await this.reload();
+    await retryWhileRetryable(() => this.reload(), { signal, onRetry });
     this.pruner = setInterval(() => void this.pruneExpired().catch(() => {}), 3_600_000);
     this.pruner.unref();
     await this.pruneExpired().catch(() => {});
@@ -253,7 +269,10 @@ export class AuthStore {
    * The first admin, from a file `name: …` / `password: …` (YAML), read only when the cluster has no
    * user. A file others may read is refused: the password would be the whole site's.
    */
-  async bootstrap(file: string): Promise<'created' | 'skipped'> {
+  async bootstrap(
+    file: string,
+    signal: AbortSignal = AbortSignal.timeout(START_TIMEOUT_MS),
+  ): Promise<'created' | 'skipped'> {
     if (!this.empty) return 'skipped';
     const st = await stat(file).catch((err) => {
       throw new CoolctlError(ErrorCodes.STARTUP, `api.bootstrapAdminFile ${file}: ${(err as Error).message}`);
@@ -279,7 +298,8 @@ export class AuthStore {
         `api.bootstrapAdminFile ${file}: needs "name" and "password"`,
       );
     try {
-      await this.addUser(name, 'admin', password);
+      // A create that timed out may have landed: its retry then finds the user (409, skipped).
+      await retryWhileRetryable(() => this.addUser(name, 'admin', password), { signal });
     } catch (err) {
       if (err instanceof BadRequestError && err.httpStatus === 409) return 'skipped'; // another node was first
       if (err instanceof BadRequestError)
