@@ -12,6 +12,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import type { AlarmApi } from '../alarms/alarm.ts';
 import type { StateCache } from '../cache/state-cache.ts';
 import type { Leadership, RoleChange } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
@@ -23,6 +24,7 @@ import type { AuditTrail } from './audit/audit-trail.ts';
 import type { AuthStore } from './auth/auth-store.ts';
 import { changesState, guard, REQUEST_HEADER } from './auth/guard.ts';
 import { dashboard } from './dashboard.ts';
+import { alarmRoutes } from './routes/alarms.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
 import { clusterRoutes } from './routes/cluster.ts';
@@ -56,6 +58,8 @@ export interface ApiDeps {
   /** Where state-changing requests and gained leaderships are recorded (etcd). */
   audit: AuditTrail;
   security?: ApiSecurity;
+  /** The cluster's alarms (src/alarms/; routes/alarms.ts); without it the alarm routes answer 503. */
+  alarms?: AlarmApi;
   /** The process-state cache, when the node has a peer channel. */
   cache?: StateCache;
   /** What the node believes about the room. */
@@ -175,6 +179,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(operatorRoutes, deps);
   await app.register(authRoutes, deps);
   await app.register(auditRoutes, deps);
+  await app.register(alarmRoutes, deps);
   await app.register(dashboard, deps);
   app.get('/openapi.json', { config: { access: 'viewer' }, schema: { hide: true } }, async () =>
     app.swagger(),

@@ -1,5 +1,6 @@
 // Cross-reference rules a JSON Schema cannot express: unique ids, references that must resolve,
 // each AHU in at most one control group, endpoints that do not collide, racks inside their room.
+import { alarmSiteProblems } from '../alarms/alarm-schema.ts';
 import { NATIVE_PROFILE, type Site } from './site-schema.ts';
 
 export interface RuleProblem {
@@ -206,6 +207,7 @@ export function checkSiteRules(site: Site): RuleProblem[] {
       for (const r of Object.keys(row)) ref(racks, r, `${path}/${pointerToken(r)}`, 'rack');
     }
   });
+  problems.push(...alarmSiteProblems(site));
   return problems;
 }
 

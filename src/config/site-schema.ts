@@ -2,6 +2,7 @@
 // types are derived from it, so the validator and the code can never disagree.
 // Cross-references (rack → room, node → gateway, group → AHU) are checked in `site-rules.ts`.
 import { type Static, Type as T } from '@sinclair/typebox';
+import { AlarmSettingsSchema, GroupAlarmLimitsSchema } from '../alarms/alarm-schema.ts';
 import { ControlTuningSchema, InfluenceSchema } from '../control/tuning-schema.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 
@@ -433,6 +434,7 @@ export const ControlGroupSchema = T.Object(
     sensorNodes: T.Array(Id, { minItems: 0, uniqueItems: true }),
     tuning: T.Optional(ControlTuningSchema),
     influence: T.Optional(InfluenceSchema),
+    alarms: T.Optional(GroupAlarmLimitsSchema),
   },
   { additionalProperties: false },
 );
@@ -466,6 +468,7 @@ export const SiteSchema = T.Object(
     controlGroups: T.Array(ControlGroupSchema),
     mesh: T.Optional(MeshSchema),
     sensing: T.Optional(SensingSchema),
+    alarms: T.Optional(AlarmSettingsSchema),
   },
   { additionalProperties: false },
 );

@@ -8,6 +8,7 @@ import type { Etcd3 } from 'etcd3';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
+import { createAlarms } from '../alarms/wiring.ts';
 import { buildApp } from '../api/app.ts';
 import { AuditTrail } from '../api/audit/audit-trail.ts';
 import { AuthStore } from '../api/auth/auth-store.ts';
@@ -86,6 +87,8 @@ export class Controller {
   /** The API's certificate (api.tls), read again on every reload (SIGHUP). */
   private apiTls: ApiTls | undefined;
   private stopping: Promise<void> | undefined;
+  /** The cluster's alarms (src/alarms/): judged by the groups' leaders, kept in etcd. */
+  private alarms: ReturnType<typeof createAlarms> | undefined;
   private apiUrl = '';
 
   constructor(cfg: ControllerConfig, deps: ControllerDeps) {
@@ -214,10 +217,30 @@ export class Controller {
         logger: this.log,
         registry: this.registry,
       });
+      this.alarms = createAlarms({
+        node: cfg.node,
+        etcd,
+        prefix: cfg.cluster.prefix,
+        callTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
+        leadership,
+        drivers: this.drivers,
+        devices: this.devices,
+        sensors: () => this.sensorStore,
+        config: () => ({
+          site: this.config.site,
+          sitePath: this.config.sitePath,
+          nodes: Object.keys(this.config.nodes),
+          mqtt: this.config.mqtt,
+        }),
+        apiUrl: `${cfg.api.tls ? 'https' : 'http'}://${cfg.apiHost}:${cfg.apiPort}`,
+        logger: this.log,
+        registry: this.registry,
+      });
       if (cfg.api.tls) this.apiTls = await ApiTls.load(cfg.api.tls, { logger: this.log });
       this.api = await buildApp({
         auth,
         audit,
+        alarms: this.alarms.engine,
         ...(this.apiTls ? { https: this.apiTls.httpsOptions() } : {}),
         security: {
           secureCookies: !!this.apiTls,
@@ -253,6 +276,7 @@ export class Controller {
       await leadership.start(AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)));
       cache?.setMembers(leadership.members());
       for (const d of this.drivers.values()) d.start();
+      this.alarms.engine.start();
       this.processValues.start();
       this.log.info(
         { api: this.apiUrl, groups: this.drivers.size, units: this.devices.size },
@@ -475,6 +499,7 @@ export class Controller {
       await this.cache?.stop().catch(() => {});
       await Promise.allSettled([this.mqtt?.stop(), this.modbusSensors?.stop()]);
       await this.api?.close().catch(() => {});
+      await this.alarms?.stop();
       await this.controlPlane?.auth.stop();
       this.controlPlane?.etcd.close();
       await Promise.allSettled([...this.devices.values()].map((d) => d.close()));

@@ -117,7 +117,7 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
       method: req.method,
       path: req.url.split('?')[0] ?? req.url,
       group: params.id ?? null,
-      target: params.ahu ?? params.name ?? params.tokenId ?? null,
+      target: params.ahu ?? params.name ?? params.tokenId ?? params.alarm ?? null,
       params: req.body ?? null,
       user: req.identity.user,
       role: req.identity.role,

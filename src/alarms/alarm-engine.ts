@@ -1,0 +1,473 @@
+// The alarm engine of one node. Every period it takes one snapshot of what this node knows and
+// lets the pure rules (./rules.ts) judge it, then makes etcd agree (./alarm-store.ts):
+// - group-scoped alarms (inlets, dew point, units, sensor trust, a group not driven) are judged
+//   only by the node that leads the group and holds its fence — its reads are the current ones,
+//   and one leader means one judge; a node that does not lead a group says nothing about it;
+// - cluster-scoped alarms (a node down, a group without a leader) are judged by the live member
+//   whose name sorts first (rules.clusterOwner), which also prunes cleared alarms for retention;
+// - etcd-quorum-lost cannot be written to etcd while it is true: each node keeps its own in
+//   memory, shows it in its API, notifies, and records it in etcd once it reaches etcd again.
+// The store's transactions make a condition open at most once cluster-wide, whoever races.
+// Each transition is notified once, by the node whose transaction made it (raise and clear: the
+// owner; acknowledge and shelve: the node that took the request). A failing evaluation is logged
+// and counted; it never stops the next one, nor anything else on the node.
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import type { Leadership } from '../cluster/leadership.ts';
+import type { Site } from '../config/site-schema.ts';
+import type { GroupDriver } from '../control/group-driver.ts';
+import type { DeviceIo } from '../devices/device-io.ts';
+import { BadRequestError, ErrorCodes } from '../errors.ts';
+import { dewPointC, type SensorStore } from '../sensors/sensor-store.ts';
+import {
+  ALARM_KINDS,
+  type Alarm,
+  type AlarmApi,
+  type AlarmKind,
+  alarmId,
+  conditionKey,
+  isAlarmKind,
+  type NotificationStatus,
+  type StoredAlarm,
+  shelved,
+  toApiAlarm,
+} from './alarm.ts';
+import { alarmDelays, alarmLimits, alarmRetention } from './alarm-schema.ts';
+import type { AlarmStore } from './alarm-store.ts';
+import type { Notifier, Transition } from './notify.ts';
+import {
+  type Condition,
+  clusterOwner,
+  evaluateCluster,
+  evaluateGroup,
+  newMemory,
+  type RuleMemory,
+  type UnitSnapshot,
+} from './rules.ts';
+
+export interface AlarmEngineOptions {
+  node: string;
+  store: AlarmStore;
+  leadership: Leadership;
+  drivers: ReadonlyMap<string, GroupDriver>;
+  devices: ReadonlyMap<string, DeviceIo>;
+  /** What the node believes about the room (replaced on a sensor reload, hence a getter). */
+  sensors: () => SensorStore | undefined;
+  /** The running site and the configured node names (replaced on reload). */
+  config: () => { site: Site; nodes: readonly string[] };
+  /** Where transitions are sent (the running site's notifications; none: not sent). */
+  notifier?: () => Notifier | undefined;
+  logger: Logger;
+  registry: Registry;
+  /** How often the rules run (default 1000 ms). */
+  periodMs?: number;
+  /** How often an open, unshelved alarm this node owns is sent to the webhook again (default 60 s). */
+  resendMs?: () => number;
+  /** How often the cluster owner prunes cleared alarms (default 10 min). */
+  pruneEveryMs?: number;
+}
+
+export class AlarmEngine implements AlarmApi {
+  private readonly opts: AlarmEngineOptions;
+  private readonly log: Logger;
+  private readonly groupMemory = new Map<string, RuleMemory>();
+  private clusterMemory = newMemory();
+  private localMemory = newMemory();
+  /** This node's etcd-quorum-lost alarms not in etcd yet (at most one open), oldest first. */
+  private readonly locals: StoredAlarm[] = [];
+  private lastList: StoredAlarm[] | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private lastResendMs = 0;
+  private lastPruneMs = Number.NEGATIVE_INFINITY;
+  private readonly evaluations: Counter<'result'>;
+  private readonly transitions: Counter<'kind' | 'transition'>;
+  private lastError: string | null = null;
+
+  constructor(opts: AlarmEngineOptions) {
+    this.opts = opts;
+    this.log = opts.logger.child({ component: 'alarms' });
+    for (const n of ['coolctl_alarm_evaluations_total', 'coolctl_alarm_transitions_total'])
+      opts.registry.removeSingleMetric(n);
+    this.evaluations = new Counter({
+      name: 'coolctl_alarm_evaluations_total',
+      help: 'alarm evaluations by this node, by result (ok, failed: etcd or a rule failed; the next one runs as usual)',
+      labelNames: ['result'],
+      registers: [opts.registry],
+    });
+    this.transitions = new Counter({
+      name: 'coolctl_alarm_transitions_total',
+      help: 'alarm transitions this node made (raised, cleared, acknowledged, shelved, unshelved), by kind',
+      labelNames: ['kind', 'transition'],
+      registers: [opts.registry],
+    });
+  }
+
+  start(): void {
+    if (this.timer || this.stopped) return;
+    this.timer = setInterval(() => {
+      if (!this.running) this.running = this.evaluate().finally(() => (this.running = undefined));
+    }, this.opts.periodMs ?? 1000);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** One evaluation: every scope this node owns, then etcd made to agree. Never throws. */
+  async evaluate(): Promise<void> {
+    try {
+      await this.evaluateOnce();
+      this.evaluations.inc({ result: 'ok' });
+      if (this.lastError) this.log.info('alarm evaluation works again');
+      this.lastError = null;
+    } catch (err) {
+      this.evaluations.inc({ result: 'failed' });
+      const msg = (err as Error).message;
+      if (msg !== this.lastError)
+        this.log.warn({ err: msg }, 'alarm evaluation failed; the next one runs as usual');
+      this.lastError = msg;
+    }
+  }
+
+  private async evaluateOnce(): Promise<void> {
+    const { leadership, node } = this.opts;
+    const { site, nodes } = this.opts.config();
+    const nowMs = performance.now();
+    const delays = alarmDelays(site.alarms);
+    await this.evaluateLocal(nowMs, delays.etcdLostS);
+    if (!leadership.healthy) return;
+    const open = await this.opts.store.openConditions();
+    const leads = new Set(
+      leadership
+        .groups()
+        .filter((g) => g.role === 'leader' && leadership.fence(g.group) !== null)
+        .map((g) => g.group),
+    );
+    const groups = new Map(site.controlGroups.map((g) => [g.id, g]));
+    for (const id of [...this.groupMemory.keys()]) if (!leads.has(id)) this.groupMemory.delete(id);
+    for (const id of leads) {
+      const g = groups.get(id);
+      if (!g) continue;
+      let memory = this.groupMemory.get(id);
+      if (!memory) {
+        memory = newMemory();
+        this.groupMemory.set(id, memory);
+      }
+      const conditions = evaluateGroup(this.groupSnapshot(site, id, nowMs, delays), memory);
+      await this.reconcile(
+        conditions,
+        open,
+        (kind, group) => ALARM_KINDS[kind].scope === 'group' && group === id,
+      );
+    }
+    const members = leadership.members().map((m) => m.node);
+    if (clusterOwner(members) !== node) {
+      this.clusterMemory = newMemory();
+    } else {
+      const conditions = evaluateCluster(
+        {
+          nowMs,
+          configuredNodes: nodes,
+          members,
+          groups: leadership.groups().map((g) => ({ id: g.group, leader: g.leader })),
+          delays,
+        },
+        this.clusterMemory,
+      );
+      // The cluster's owner also closes group alarms of groups the site no longer has.
+      await this.reconcile(
+        conditions,
+        open,
+        (kind, group) => ALARM_KINDS[kind].scope === 'cluster' || (group !== null && !groups.has(group)),
+      );
+      if (nowMs - this.lastPruneMs >= (this.opts.pruneEveryMs ?? 600_000)) {
+        this.lastPruneMs = nowMs;
+        await this.opts.store.prune(alarmRetention(site.alarms), Date.now());
+      }
+    }
+    await this.resend(open, leads, clusterOwner(members) === node, nowMs);
+  }
+
+  /**
+   * etcd out of reach: this node's own alarm, kept here (and in the API's answers) until etcd can
+   * take it; raised after the delay, closed and recorded once etcd answers again.
+   */
+  private async evaluateLocal(nowMs: number, delayS: number): Promise<void> {
+    const { node, leadership, store } = this.opts;
+    const key = conditionKey('etcd-quorum-lost', null, node);
+    const open = this.locals.find((a) => a.clearedAtMs === null);
+    if (!leadership.healthy) {
+      const since = this.localMemory.since.get(key) ?? nowMs;
+      this.localMemory.since.set(key, since);
+      if (open || nowMs - since < delayS * 1000) return;
+      const at = Date.now();
+      const alarm: StoredAlarm = {
+        v: 1,
+        id: alarmId(key, at),
+        kind: 'etcd-quorum-lost',
+        severity: ALARM_KINDS['etcd-quorum-lost'].severity,
+        group: null,
+        subject: node,
+        message: `node ${node} cannot reach etcd (quorum lost, or this node cut off): leadership and alarms cannot be written`,
+        value: null,
+        raisedAtMs: at,
+        raisedBy: node,
+        clearedAtMs: null,
+        clearedBy: null,
+        clearReason: null,
+        ack: null,
+        shelf: null,
+      };
+      this.locals.push(alarm);
+      this.log.error(
+        { alarm: alarm.id },
+        `alarm raised (kept on this node until etcd is back): ${alarm.message}`,
+      );
+      this.transitioned(alarm, 'raised');
+      return;
+    }
+    this.localMemory.since.delete(key);
+    if (open) {
+      const closed = {
+        ...open,
+        clearedAtMs: Date.now(),
+        clearedBy: node,
+        clearReason: 'this node reaches etcd again',
+      };
+      this.locals[this.locals.indexOf(open)] = closed;
+      this.transitioned(closed, 'cleared');
+    }
+    while (this.locals.length > 0) {
+      const a = this.locals[0]!;
+      await store.record(a, key);
+      this.locals.shift();
+      this.log.info({ alarm: a.id }, 'etcd-quorum-lost recorded in etcd now that it answers again');
+    }
+  }
+
+  private groupSnapshot(
+    site: Site,
+    group: string,
+    nowMs: number,
+    delays: ReturnType<typeof alarmDelays>,
+  ): Parameters<typeof evaluateGroup>[0] {
+    const g = site.controlGroups.find((x) => x.id === group)!;
+    const store = this.opts.sensors();
+    const view = store?.view(group);
+    const driver = this.opts.drivers.get(group);
+    const units: UnitSnapshot[] = (driver?.units() ?? []).map((u) => ({
+      id: u.ahu,
+      link: this.opts.devices.get(u.ahu)?.linkState ?? 'down',
+      mode: u.mode,
+    }));
+    return {
+      group,
+      nowMs,
+      rackInletsC: store?.rackInletsC(group) ?? {},
+      rackDewPointsC: store ? rackDewPoints(site, g.sensorNodes, store) : {},
+      verdict: view?.verdict ?? 'blind',
+      configuredInletSensors: view?.configuredInletSensors ?? 0,
+      units,
+      drive: { driving: driver?.driving ?? false, problem: driver?.driveStatus.problem ?? null },
+      limits: alarmLimits(site.alarms, g.alarms),
+      delays,
+    };
+  }
+
+  /**
+   * Makes etcd agree with the verdicts on the conditions `mine` says this node judges: raise what
+   * is active and not open, close what is clear and open, and close what is open but no longer a
+   * condition at all (a rack, unit or node removed from the config).
+   */
+  private async reconcile(
+    conditions: Condition[],
+    open: Map<string, string>,
+    mine: (kind: AlarmKind, group: string | null) => boolean,
+  ): Promise<void> {
+    const { store, node } = this.opts;
+    const seen = new Set<string>();
+    for (const c of conditions) {
+      seen.add(c.key);
+      const openId = open.get(c.key);
+      if (c.verdict === 'active' && openId === undefined) {
+        const at = Date.now();
+        const alarm: StoredAlarm = {
+          v: 1,
+          id: alarmId(c.key, at),
+          kind: c.kind,
+          severity: c.severity,
+          group: c.group,
+          subject: c.subject,
+          message: c.message,
+          value: c.value === null ? null : Math.round(c.value * 10) / 10,
+          raisedAtMs: at,
+          raisedBy: node,
+          clearedAtMs: null,
+          clearedBy: null,
+          clearReason: null,
+          ack: null,
+          shelf: null,
+        };
+        if (await store.raise(alarm, c.key)) {
+          open.set(c.key, alarm.id);
+          this.log.warn(
+            { alarm: alarm.id, severity: alarm.severity, why: c.reason },
+            `alarm raised: ${c.message}`,
+          );
+          this.transitioned(alarm, 'raised');
+        }
+      } else if (c.verdict === 'clear' && openId !== undefined) {
+        await this.close(c.key, openId, c.reason, open);
+      }
+    }
+    for (const [key, id] of [...open]) {
+      if (seen.has(key)) continue;
+      const [kind, group] = key.split('~');
+      if (!isAlarmKind(kind) || kind === 'etcd-quorum-lost') continue;
+      const g = group === '-' ? null : (group ?? null);
+      if (!mine(kind, g)) continue;
+      await this.close(key, id, 'the condition no longer exists (the config changed)', open);
+    }
+  }
+
+  private async close(key: string, id: string, reason: string, open: Map<string, string>): Promise<void> {
+    const closed = await this.opts.store.clear(key, id, { atMs: Date.now(), by: this.opts.node, reason });
+    open.delete(key);
+    if (!closed) return;
+    this.log.info({ alarm: id, why: reason }, `alarm cleared: ${closed.message}`);
+    this.transitioned(closed, 'cleared');
+  }
+
+  /** Alertmanager resolves an alert nobody sends again: the owner re-sends its open ones. */
+  private async resend(open: Map<string, string>, leads: Set<string>, clusterOwner: boolean, nowMs: number) {
+    const notifier = this.opts.notifier?.();
+    if (!notifier?.enabled || nowMs - this.lastResendMs < (this.opts.resendMs?.() ?? 60_000)) return;
+    this.lastResendMs = nowMs;
+    const wallNow = Date.now();
+    for (const [key, id] of open) {
+      const [kind, group] = key.split('~');
+      if (!isAlarmKind(kind)) continue;
+      const owned = ALARM_KINDS[kind].scope === 'group' ? leads.has(group ?? '') : clusterOwner;
+      if (!owned) continue;
+      const a = await this.opts.store.get(id);
+      if (a && a.clearedAtMs === null && !shelved(a, wallNow)) notifier.notify(a, 'resend');
+    }
+  }
+
+  private transitioned(a: StoredAlarm, t: Transition): void {
+    this.transitions.inc({ kind: a.kind, transition: t });
+    // Shelved: nothing is sent but its clearing (a receiver must not keep a firing alert for ever).
+    if (t !== 'cleared' && t !== 'shelved' && t !== 'unshelved' && shelved(a, Date.now())) return;
+    this.opts.notifier?.()?.notify(a, t);
+  }
+
+  // --- the API (src/api/routes/alarms.ts) ---
+
+  async list(which: 'active' | 'all'): Promise<Alarm[]> {
+    let stored: StoredAlarm[];
+    try {
+      stored = await this.opts.store.list();
+      this.lastList = stored;
+    } catch (err) {
+      // etcd out of reach: what this node read last, with its own alarm; else the error.
+      if (!this.lastList) throw err;
+      stored = this.lastList;
+    }
+    const all = [...stored, ...this.locals];
+    const now = Date.now();
+    return all
+      .filter((a) => which === 'all' || a.clearedAtMs === null)
+      .sort((a, b) => b.raisedAtMs - a.raisedAtMs)
+      .map((a) => toApiAlarm(a, now));
+  }
+
+  async acknowledge(id: string, user: string, comment: string): Promise<Alarm> {
+    let changed = false;
+    const a = await this.change(id, (cur) => {
+      if (cur.ack) return cur;
+      changed = true;
+      return { ...cur, ack: { user, atMs: Date.now(), comment } };
+    });
+    if (changed) this.action(a, 'acknowledged', user, comment);
+    return toApiAlarm(a, Date.now());
+  }
+
+  async shelve(id: string, user: string, durationS: number, comment: string): Promise<Alarm> {
+    const a = await this.change(id, (cur) => {
+      if (cur.clearedAtMs !== null)
+        throw new BadRequestError(
+          ErrorCodes.BAD_REQUEST,
+          `alarm ${id} is cleared: there is nothing to shelve`,
+          ['shelve an active alarm'],
+          409,
+        );
+      const at = Date.now();
+      return { ...cur, shelf: { untilMs: at + durationS * 1000, user, atMs: at, comment } };
+    });
+    this.action(a, 'shelved', user, comment);
+    return toApiAlarm(a, Date.now());
+  }
+
+  async unshelve(id: string, user: string): Promise<Alarm> {
+    let changed = false;
+    const a = await this.change(id, (cur) => {
+      if (!cur.shelf) return cur;
+      changed = true;
+      return { ...cur, shelf: null };
+    });
+    if (changed) this.action(a, 'unshelved', user, '');
+    return toApiAlarm(a, Date.now());
+  }
+
+  notifications(): NotificationStatus {
+    return this.opts.notifier?.()?.status() ?? { sinks: [], failures: [] };
+  }
+
+  /** A change to a stored alarm, or to this node's own while etcd cannot take it. */
+  private async change(id: string, fn: (cur: StoredAlarm) => StoredAlarm): Promise<StoredAlarm> {
+    const i = this.locals.findIndex((a) => a.id === id);
+    if (i >= 0) {
+      this.locals[i] = fn(this.locals[i]!);
+      return this.locals[i]!;
+    }
+    return this.opts.store.update(id, fn);
+  }
+
+  private action(a: StoredAlarm, t: Transition, user: string, comment: string): void {
+    this.log.info({ alarm: a.id, user, comment }, `alarm ${t} by ${user}`);
+    this.transitioned(a, t);
+  }
+}
+
+/** Per rack with a %RH sensor: the highest dew point of its nodes with a good inlet and a good %RH. */
+export function rackDewPoints(
+  site: Site,
+  groupNodes: readonly string[],
+  store: SensorStore,
+): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  const nodes = new Map(site.sensorNodes.map((n) => [n.id, n]));
+  for (const id of groupNodes) {
+    const n = nodes.get(id);
+    if (!n?.sensors.some((s) => s.kind === 'humidity')) continue;
+    if (!(n.rack in out)) out[n.rack] = null;
+    let t: number | null = null;
+    let rh: number | null = null;
+    for (const s of n.sensors) {
+      const snap = store.sensor(n.id, s.id);
+      if (snap?.quality !== 'good' || snap.value === null) continue;
+      if (s.kind === 'humidity') rh = snap.value;
+      else if (s.kind === 'inlet-middle' || (t === null && s.kind.startsWith('inlet-'))) t = snap.value;
+    }
+    if (t === null || rh === null || rh <= 0) continue;
+    const dp = dewPointC(t, rh);
+    const cur = out[n.rack];
+    if (cur === null || cur === undefined || dp > cur) out[n.rack] = dp;
+  }
+  return out;
+}

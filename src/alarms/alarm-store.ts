@@ -1,0 +1,274 @@
+// The cluster's alarms in etcd: one key per occurrence, `<prefix>/alarms/<id>`, and one key per
+// condition that is open now, `<prefix>/alarms-open/<condition>` → id. Raising creates both in one
+// transaction that succeeds only if the condition's open key does not exist, so two nodes — two
+// leaders of one group across a failover, or two nodes that both think they own the cluster's
+// alarms — can never raise the same condition twice. Clearing deletes the open key and closes the
+// record in one transaction guarded by both keys' revisions; acknowledging and shelving are
+// compare-and-swap on the record. Every node reads the same records, so an acknowledgement made on
+// one node is what every other node answers.
+// A stored value that is not an alarm is skipped, counted and logged (once per value), never acted on.
+// Retention: prune() deletes cleared alarms older than the retention age or beyond the newest
+// `clearedMaxCount` cleared ones; open alarms are never pruned.
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import { etcdCall } from '../cluster/etcd/etcd-client.ts';
+import { BadRequestError, ErrorCodes } from '../errors.ts';
+import { AlarmValueError, parseStoredAlarm, type StoredAlarm } from './alarm.ts';
+
+export interface AlarmStoreOptions {
+  client: Etcd3;
+  prefix: string;
+  callTimeoutMs: number;
+  logger: Logger;
+  registry: Registry;
+}
+
+interface Versioned {
+  alarm: StoredAlarm;
+  modRevision: string;
+}
+
+/** The answer to an action on an alarm nobody has (404 through the error catalog). */
+export function unknownAlarm(id: string): BadRequestError {
+  return new BadRequestError(
+    ErrorCodes.BAD_REQUEST,
+    `unknown alarm "${id}"`,
+    ['list them with GET /api/v1/alarms?state=all'],
+    404,
+  );
+}
+
+export class AlarmStore {
+  private readonly opts: AlarmStoreOptions;
+  private readonly log: Logger;
+  /** `${key}@${modRevision}` of invalid values already logged. */
+  private readonly reported = new Set<string>();
+  readonly invalid: Counter;
+  readonly pruned: Counter;
+
+  constructor(opts: AlarmStoreOptions) {
+    this.opts = opts;
+    this.log = opts.logger.child({ component: 'alarms' });
+    for (const n of ['coolctl_alarm_values_invalid_total', 'coolctl_alarms_pruned_total'])
+      opts.registry.removeSingleMetric(n);
+    this.invalid = new Counter({
+      name: 'coolctl_alarm_values_invalid_total',
+      help: 'values under <prefix>/alarms/ that are not an alarm (skipped; each counted once)',
+      registers: [opts.registry],
+    });
+    this.pruned = new Counter({
+      name: 'coolctl_alarms_pruned_total',
+      help: 'cleared alarms this node deleted for retention (age or count)',
+      registers: [opts.registry],
+    });
+  }
+
+  private get dir(): string {
+    return `${this.opts.prefix}/alarms/`;
+  }
+
+  private get openDir(): string {
+    return `${this.opts.prefix}/alarms-open/`;
+  }
+
+  key(id: string): string {
+    return `${this.dir}${id}`;
+  }
+
+  openKey(condition: string): string {
+    return `${this.openDir}${condition}`;
+  }
+
+  private call<T>(what: string, fn: (o: import('@grpc/grpc-js').CallOptions) => Promise<T>): Promise<T> {
+    return etcdCall(`alarms ${what}`, this.opts.callTimeoutMs, undefined, fn);
+  }
+
+  /** Every valid alarm, oldest first; invalid values are counted and logged, never returned. */
+  async list(): Promise<StoredAlarm[]> {
+    const res = await this.call('list', (o) =>
+      this.opts.client.getAll().prefix(this.dir).sort('Create', 'Ascend').options(o).exec(),
+    );
+    const out: StoredAlarm[] = [];
+    for (const kv of res.kvs) {
+      const a = this.parse(kv.key.toString(), kv.value.toString(), String(kv.mod_revision));
+      if (a) out.push(a);
+    }
+    return out;
+  }
+
+  /** Conditions open now → the id of their alarm. */
+  async openConditions(): Promise<Map<string, string>> {
+    const res = await this.call('open conditions', (o) =>
+      this.opts.client.getAll().prefix(this.openDir).options(o).exec(),
+    );
+    return new Map(res.kvs.map((kv) => [kv.key.toString().slice(this.openDir.length), kv.value.toString()]));
+  }
+
+  private parse(key: string, text: string, modRevision: string): StoredAlarm | null {
+    const id = key.slice(this.dir.length);
+    try {
+      return parseStoredAlarm(id, text);
+    } catch (err) {
+      const tag = `${key}@${modRevision}`;
+      if (!this.reported.has(tag)) {
+        this.reported.add(tag);
+        this.invalid.inc();
+        this.log.error(
+          { key, problem: (err as Error).message, bytes: text.length },
+          'stored alarm is not valid: skipped until it is fixed or deleted',
+        );
+      }
+      if (!(err instanceof AlarmValueError)) throw err;
+      return null;
+    }
+  }
+
+  private async read(id: string): Promise<Versioned | null> {
+    const key = this.key(id);
+    const res = await this.call('read', (o) => this.opts.client.get(key).options(o).exec());
+    const kv = res.kvs[0];
+    if (!kv) return null;
+    const alarm = this.parse(key, kv.value.toString(), String(kv.mod_revision));
+    return alarm ? { alarm, modRevision: String(kv.mod_revision) } : null;
+  }
+
+  async get(id: string): Promise<StoredAlarm | null> {
+    return (await this.read(id))?.alarm ?? null;
+  }
+
+  /**
+   * Raises `a` unless its condition is open already (by anyone): one transaction creates the open
+   * key and the record. Whether this call raised it.
+   */
+  async raise(a: StoredAlarm, condition: string): Promise<boolean> {
+    const { client } = this.opts;
+    const res = await this.call('raise', (o) =>
+      client
+        .if(this.openKey(condition), 'Create', '==', 0)
+        .and(this.key(a.id), 'Create', '==', 0)
+        .then(
+          client.put(this.openKey(condition)).value(a.id),
+          client.put(this.key(a.id)).value(JSON.stringify(a)),
+        )
+        .options(o)
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  /**
+   * Closes the open alarm of `condition` if it is still `id`: the record gets its clear time and
+   * reason, the open key goes. A record that is missing or invalid only loses its open key. The
+   * closed record, or null when someone else closed it first.
+   */
+  async clear(
+    condition: string,
+    id: string,
+    close: { atMs: number; by: string; reason: string },
+  ): Promise<StoredAlarm | null> {
+    const { client } = this.opts;
+    const openKey = this.openKey(condition);
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const cur = await this.read(id);
+      if (!cur || cur.alarm.clearedAtMs !== null) {
+        await this.call('drop open key', (o) =>
+          client.if(openKey, 'Value', '==', id).then(client.delete().key(openKey)).options(o).commit(),
+        );
+        return null;
+      }
+      const next: StoredAlarm = {
+        ...cur.alarm,
+        clearedAtMs: close.atMs,
+        clearedBy: close.by,
+        clearReason: close.reason,
+      };
+      const res = await this.call('clear', (o) =>
+        client
+          .if(openKey, 'Value', '==', id)
+          .and(this.key(id), 'Mod', '==', cur.modRevision)
+          .then(client.delete().key(openKey), client.put(this.key(id)).value(JSON.stringify(next)))
+          .options(o)
+          .commit(),
+      );
+      if (res.succeeded) return next;
+    }
+    return null;
+  }
+
+  /**
+   * Compare-and-swap change of one alarm (acknowledge, shelve): re-read and retry if it changed in
+   * between, three times. Unknown id: 404.
+   */
+  async update(id: string, change: (cur: StoredAlarm) => StoredAlarm): Promise<StoredAlarm> {
+    const { client } = this.opts;
+    for (let attempt = 1; ; attempt++) {
+      const cur = await this.read(id);
+      if (!cur) throw unknownAlarm(id);
+      const next = change(cur.alarm);
+      if (next === cur.alarm) return next;
+      const res = await this.call('update', (o) =>
+        client
+          .if(this.key(id), 'Mod', '==', cur.modRevision)
+          .then(client.put(this.key(id)).value(JSON.stringify(next)))
+          .options(o)
+          .commit(),
+      );
+      if (res.succeeded) return next;
+      if (attempt >= 3)
+        throw new BadRequestError(
+          ErrorCodes.BAD_REQUEST,
+          `alarm ${id} changed three times under this request; try again`,
+          [],
+          409,
+        );
+    }
+  }
+
+  /** Keeps a record made while etcd was out of reach (already closed, or still open). Whether it was new. */
+  async record(a: StoredAlarm, condition: string): Promise<boolean> {
+    if (a.clearedAtMs === null) return this.raise(a, condition);
+    const { client } = this.opts;
+    const res = await this.call('record', (o) =>
+      client
+        .if(this.key(a.id), 'Create', '==', 0)
+        .then(client.put(this.key(a.id)).value(JSON.stringify(a)))
+        .options(o)
+        .commit(),
+    );
+    return res.succeeded;
+  }
+
+  /** Deletes what retention drops from the cleared alarms; open ones stay. How many went. */
+  async prune(
+    retention: { clearedMaxAgeMs: number; clearedMaxCount: number },
+    nowMs: number,
+  ): Promise<number> {
+    const { client } = this.opts;
+    const res = await this.call('prune list', (o) =>
+      client.getAll().prefix(this.dir).sort('Create', 'Ascend').options(o).exec(),
+    );
+    const cleared = res.kvs
+      .map((kv) => ({
+        key: kv.key.toString(),
+        mod: String(kv.mod_revision),
+        a: this.parse(kv.key.toString(), kv.value.toString(), String(kv.mod_revision)),
+      }))
+      .filter((x): x is { key: string; mod: string; a: StoredAlarm } => x.a?.clearedAtMs != null)
+      .sort((x, y) => (y.a.clearedAtMs ?? 0) - (x.a.clearedAtMs ?? 0));
+    let n = 0;
+    for (const [i, x] of cleared.entries()) {
+      const old = nowMs - (x.a.clearedAtMs ?? nowMs) > retention.clearedMaxAgeMs;
+      if (i < retention.clearedMaxCount && !old) continue;
+      const del = await this.call('prune', (o) =>
+        client.if(x.key, 'Mod', '==', x.mod).then(client.delete().key(x.key)).options(o).commit(),
+      );
+      if (del.succeeded) n++;
+    }
+    if (n > 0) {
+      this.pruned.inc(n);
+      this.log.info({ deleted: n }, 'cleared alarms pruned');
+    }
+    return n;
+  }
+}

@@ -1,0 +1,176 @@
+// What an alarm is: its kinds and their fixed severities, the record kept in etcd (one key per
+// occurrence), the shape the API answers with, and the ids. An alarm's id is its condition key
+// (kind, group, subject) plus when it was raised, so a condition that clears and comes back is a
+// new alarm while the cleared one stays in the history. Site ids never hold `~`, so ids parse back.
+// A stored value is checked field by field before anyone acts on it (parseStoredAlarm).
+
+export const SEVERITIES = ['critical', 'major', 'minor', 'warning'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+/** Every kind, its severity and who raises it (docs/alarms.md has the conditions). */
+export const ALARM_KINDS = {
+  'inlet-allowable': { severity: 'critical', scope: 'group' },
+  'inlet-recommended': { severity: 'major', scope: 'group' },
+  'inlet-rise-rate': { severity: 'major', scope: 'group' },
+  'dew-point': { severity: 'minor', scope: 'group' },
+  'unit-tripped': { severity: 'major', scope: 'group' },
+  'unit-comm-loss': { severity: 'major', scope: 'group' },
+  'unit-fallback': { severity: 'minor', scope: 'group' },
+  'sensors-blind': { severity: 'major', scope: 'group' },
+  'sensors-degraded': { severity: 'warning', scope: 'group' },
+  'group-not-driven': { severity: 'critical', scope: 'group' },
+  'group-leaderless': { severity: 'critical', scope: 'cluster' },
+  'node-down': { severity: 'minor', scope: 'cluster' },
+  'etcd-quorum-lost': { severity: 'critical', scope: 'node' },
+} as const satisfies Record<string, { severity: Severity; scope: 'group' | 'cluster' | 'node' }>;
+export type AlarmKind = keyof typeof ALARM_KINDS;
+
+export function isAlarmKind(x: unknown): x is AlarmKind {
+  return typeof x === 'string' && Object.hasOwn(ALARM_KINDS, x);
+}
+
+export type AlarmState = 'raised' | 'acknowledged' | 'cleared';
+
+/** One alarm occurrence as etcd keeps it (`<prefix>/alarms/<id>`), times in ms since the Unix epoch. */
+export interface StoredAlarm {
+  v: 1;
+  id: string;
+  kind: AlarmKind;
+  severity: Severity;
+  group: string | null;
+  subject: string | null;
+  message: string;
+  value: number | null;
+  raisedAtMs: number;
+  raisedBy: string;
+  clearedAtMs: number | null;
+  clearedBy: string | null;
+  /** Why it cleared: the rule's reason, or why the condition is gone. */
+  clearReason: string | null;
+  ack: { user: string; atMs: number; comment: string } | null;
+  shelf: { untilMs: number; user: string; atMs: number; comment: string } | null;
+}
+
+/** The API's alarm (GET /api/v1/alarms): the contract the dashboard and the CLI read. */
+export interface Alarm {
+  id: string;
+  kind: string;
+  severity: Severity;
+  group: string | null;
+  subject: string | null;
+  message: string;
+  state: AlarmState;
+  raisedAt: string;
+  clearedAt: string | null;
+  ack: { user: string; at: string; comment: string } | null;
+  shelvedUntil: string | null;
+  value: number | null;
+}
+
+/** The condition an alarm stands for: at most one open alarm per key, cluster-wide. */
+export function conditionKey(kind: AlarmKind, group: string | null, subject: string | null): string {
+  return `${kind}~${group ?? '-'}~${subject ?? '-'}`;
+}
+
+export function alarmId(condition: string, raisedAtMs: number): string {
+  return `${condition}~${raisedAtMs.toString(36)}`;
+}
+
+/** The condition key of an alarm id (everything before its last `~`). */
+export function conditionOf(id: string): string {
+  return id.slice(0, id.lastIndexOf('~'));
+}
+
+/** Alarm ids as the API takes them: letters, digits, `_ . - ~`. */
+export const ALARM_ID_PATTERN = '^[A-Za-z0-9_.~-]{1,200}$';
+
+export function stateOf(a: StoredAlarm): AlarmState {
+  if (a.clearedAtMs !== null) return 'cleared';
+  return a.ack ? 'acknowledged' : 'raised';
+}
+
+/** Whether the alarm is shelved at `nowMs` (a shelf past its expiry is no shelf). */
+export function shelved(a: StoredAlarm, nowMs: number): boolean {
+  return a.shelf !== null && a.shelf.untilMs > nowMs;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export function toApiAlarm(a: StoredAlarm, nowMs: number): Alarm {
+  return {
+    id: a.id,
+    kind: a.kind,
+    severity: a.severity,
+    group: a.group,
+    subject: a.subject,
+    message: a.message,
+    state: stateOf(a),
+    raisedAt: iso(a.raisedAtMs),
+    clearedAt: a.clearedAtMs === null ? null : iso(a.clearedAtMs),
+    ack: a.ack ? { user: a.ack.user, at: iso(a.ack.atMs), comment: a.ack.comment } : null,
+    shelvedUntil: a.shelf && shelved(a, nowMs) ? iso(a.shelf.untilMs) : null,
+    value: a.value,
+  };
+}
+
+/** A stored value that is not an alarm: what is wrong with it. */
+export class AlarmValueError extends Error {}
+
+const isStr = (x: unknown): x is string => typeof x === 'string';
+const isStrOrNull = (x: unknown): x is string | null => x === null || typeof x === 'string';
+const isTime = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+
+/** Parses `<prefix>/alarms/<id>`'s value; throws AlarmValueError saying what is wrong. */
+export function parseStoredAlarm(keyId: string, text: string): StoredAlarm {
+  let v: Partial<StoredAlarm>;
+  try {
+    v = JSON.parse(text) as Partial<StoredAlarm>;
+  } catch {
+    throw new AlarmValueError('not JSON');
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new AlarmValueError('not an object');
+  const bad = (field: string) => {
+    throw new AlarmValueError(`bad or missing ${field}`);
+  };
+  if (v.v !== 1) bad('v (want 1)');
+  if (v.id !== keyId) bad(`id (the key says ${keyId})`);
+  if (!isAlarmKind(v.kind)) bad('kind');
+  if (!SEVERITIES.includes(v.severity as Severity)) bad('severity');
+  if (!isStrOrNull(v.group)) bad('group');
+  if (!isStrOrNull(v.subject)) bad('subject');
+  if (!isStr(v.message)) bad('message');
+  if (!(v.value === null || (typeof v.value === 'number' && Number.isFinite(v.value)))) bad('value');
+  if (!isTime(v.raisedAtMs)) bad('raisedAtMs');
+  if (!isStr(v.raisedBy)) bad('raisedBy');
+  if (!(v.clearedAtMs === null || isTime(v.clearedAtMs))) bad('clearedAtMs');
+  if (!isStrOrNull(v.clearedBy)) bad('clearedBy');
+  if (!isStrOrNull(v.clearReason)) bad('clearReason');
+  const ack = v.ack;
+  if (!(ack === null || (ack && isStr(ack.user) && isTime(ack.atMs) && isStr(ack.comment)))) bad('ack');
+  const shelf = v.shelf;
+  if (
+    !(
+      shelf === null ||
+      (shelf && isTime(shelf.untilMs) && isStr(shelf.user) && isTime(shelf.atMs) && isStr(shelf.comment))
+    )
+  )
+    bad('shelf');
+  return v as StoredAlarm;
+}
+
+/** What the API needs of the alarms (the engine serves it; src/api/routes/alarms.ts). */
+export interface AlarmApi {
+  /** Active (not cleared) or all kept alarms, newest first, as etcd holds them, plus this node's own. */
+  list(which: 'active' | 'all'): Promise<Alarm[]>;
+  acknowledge(id: string, user: string, comment: string): Promise<Alarm>;
+  shelve(id: string, user: string, durationS: number, comment: string): Promise<Alarm>;
+  unshelve(id: string, user: string): Promise<Alarm>;
+  /** Notifications that could not be delivered, and the sinks' state. */
+  notifications(): NotificationStatus;
+}
+
+export interface NotificationStatus {
+  sinks: { name: 'webhook' | 'mqtt'; target: string; sent: number; failed: number; pending: number }[];
+  /** The latest notifications given up on after every retry (newest last, at most 50). */
+  failures: { sink: string; alarm: string; transition: string; error: string; atMs: number }[];
+}

@@ -1,0 +1,347 @@
+// The alarm rules as pure functions (no I/O, no clock): from one snapshot of a group — or of the
+// cluster — and the rules' own memory, the verdict on every condition and the reason for it.
+// A verdict is `active` (raise it if it is not open), `clear` (close it if it is) or `hold` (keep
+// whatever is stored: the value is inside the hysteresis band, unknown, or the delay runs). `hold`
+// is what makes a new leader safe: it has no history, so it never clears what it cannot judge.
+// Delay: a condition is active only after it held this long without a break (a sample inside the
+// band, or unknown, is a break). Hysteresis: it clears only once the value is back by the band.
+import { ALARM_KINDS, type AlarmKind, conditionKey, type Severity } from './alarm.ts';
+import type { AlarmDelays, AlarmLimits } from './alarm-schema.ts';
+
+export type Verdict = 'active' | 'clear' | 'hold';
+
+export interface Condition {
+  key: string;
+  kind: AlarmKind;
+  severity: Severity;
+  group: string | null;
+  subject: string | null;
+  verdict: Verdict;
+  /** What a person reads: the value, the limit, how long. */
+  message: string;
+  value: number | null;
+  /** Why this verdict (for the log and the cleared record). */
+  reason: string;
+}
+
+/** What the rules remember between evaluations of one scope (a group, or the cluster). */
+export interface RuleMemory {
+  /** Condition key → when (ms) the raw condition started to hold without a break. */
+  since: Map<string, number>;
+  /** Rack → recent (time ms, hottest inlet °C) samples, oldest first: the rise-rate rule's window. */
+  inlets: Map<string, { tMs: number; c: number }[]>;
+}
+
+export function newMemory(): RuleMemory {
+  return { since: new Map(), inlets: new Map() };
+}
+
+/** A raw reading of a condition: beyond the limit, back inside the band, in between, or unknown. */
+type Level = 'on' | 'off' | 'band' | 'unknown';
+
+/**
+ * The delay applied to one raw level. on: active once it held `delayS` (else hold, the clock
+ * running); off: clear; band or unknown: hold, and the clock starts over.
+ */
+export function delayed(
+  level: Level,
+  key: string,
+  delayS: number,
+  nowMs: number,
+  memory: RuleMemory,
+): { verdict: Verdict; heldS: number } {
+  if (level !== 'on') {
+    memory.since.delete(key);
+    return { verdict: level === 'off' ? 'clear' : 'hold', heldS: 0 };
+  }
+  const since = memory.since.get(key) ?? nowMs;
+  memory.since.set(key, since);
+  const heldS = (nowMs - since) / 1000;
+  return { verdict: heldS >= delayS ? 'active' : 'hold', heldS };
+}
+
+/** Above `limit` is on, at or below `limit − band` is off, in between is the band; null is unknown. */
+export function aboveLevel(value: number | null, limit: number, band: number): Level {
+  if (value === null || !Number.isFinite(value)) return 'unknown';
+  if (value > limit) return 'on';
+  return value <= limit - band ? 'off' : 'band';
+}
+
+/** Outside [min, max] is on, inside [min + band, max − band] is off, else the band. */
+export function rangeLevel(value: number | null, min: number, max: number, band: number): Level {
+  if (value === null || !Number.isFinite(value)) return 'unknown';
+  if (value > max || value < min) return 'on';
+  return value <= max - band && value >= min + band ? 'off' : 'band';
+}
+
+export interface UnitSnapshot {
+  id: string;
+  link: 'up' | 'degraded' | 'down';
+  /** What the unit said it runs at the last read (null: not read yet). */
+  mode: string | null;
+}
+
+/** What the group's leader knows of its group at one instant. */
+export interface GroupSnapshot {
+  group: string;
+  /** Monotonic ms: delays and rates. */
+  nowMs: number;
+  /** Per rack of the group with inlet sensors: its hottest good inlet, °C (null: none good). */
+  rackInletsC: Record<string, number | null>;
+  /** Per rack: the highest dew point of its sensor nodes with good temperature and %RH (null: none). */
+  rackDewPointsC: Record<string, number | null>;
+  verdict: 'ok' | 'degraded' | 'blind';
+  configuredInletSensors: number;
+  units: UnitSnapshot[];
+  /** This node drives the group now; `problem`: its leader says it cannot, and why. */
+  drive: { driving: boolean; problem: string | null };
+  limits: AlarmLimits;
+  delays: AlarmDelays;
+}
+
+const f1 = (x: number) => x.toFixed(1);
+
+function condition(
+  kind: AlarmKind,
+  group: string | null,
+  subject: string | null,
+  verdict: Verdict,
+  message: string,
+  value: number | null,
+  reason: string,
+): Condition {
+  return {
+    key: conditionKey(kind, group, subject),
+    kind,
+    severity: ALARM_KINDS[kind].severity,
+    group,
+    subject,
+    verdict,
+    message,
+    value,
+    reason,
+  };
+}
+
+/** The °C/h over the rack's window, or null while the samples span less than half the window. */
+export function riseRateCPerH(
+  samples: readonly { tMs: number; c: number }[],
+  windowS: number,
+): number | null {
+  const last = samples.at(-1);
+  const first = samples[0];
+  if (!first || !last || last.tMs - first.tMs < (windowS * 1000) / 2) return null;
+  return ((last.c - first.c) * 3_600_000) / (last.tMs - first.tMs);
+}
+
+/** Every group-scoped condition of one group, with its verdict. Updates `memory`. */
+export function evaluateGroup(s: GroupSnapshot, memory: RuleMemory): Condition[] {
+  const out: Condition[] = [];
+  const g = s.group;
+  const { inlet, dewPoint, riseRate } = s.limits;
+  const now = s.nowMs;
+  const racks = Object.keys(s.rackInletsC).sort();
+  for (const rack of racks) {
+    const c = s.rackInletsC[rack] ?? null;
+    for (const [kind, limit, name] of [
+      ['inlet-allowable', inlet.allowableC, 'allowable'],
+      ['inlet-recommended', inlet.recommendedC, 'recommended'],
+    ] as const) {
+      const key = conditionKey(kind, g, rack);
+      const level = aboveLevel(c, limit, inlet.hysteresisC);
+      const d = delayed(level, key, inlet.delayS, now, memory);
+      out.push(
+        condition(
+          kind,
+          g,
+          rack,
+          d.verdict,
+          `rack ${rack} inlet ${c === null ? 'unknown' : `${f1(c)} °C`} above the ${name} ${limit} °C`,
+          c,
+          level === 'unknown'
+            ? 'no good inlet reading: kept as it is'
+            : level === 'band'
+              ? `inside the hysteresis band (${limit - inlet.hysteresisC}…${limit} °C)`
+              : level === 'on'
+                ? `above ${limit} °C for ${f1(d.heldS)} s (delay ${inlet.delayS} s)`
+                : `at or below ${limit - inlet.hysteresisC} °C`,
+        ),
+      );
+    }
+    // The rise-rate window: samples of the hottest good inlet, kept 1.5 windows back.
+    const samples = memory.inlets.get(rack) ?? [];
+    if (c !== null) samples.push({ tMs: now, c });
+    const keepFrom = now - riseRate.windowS * 1500;
+    while (samples.length > 0 && samples[0]!.tMs < keepFrom) samples.shift();
+    const window = samples.filter((x) => x.tMs >= now - riseRate.windowS * 1000);
+    memory.inlets.set(rack, samples);
+    const rate = c === null ? null : riseRateCPerH(window, riseRate.windowS);
+    const rateKey = conditionKey('inlet-rise-rate', g, rack);
+    const rl = aboveLevel(rate, riseRate.limitCPerH, riseRate.hysteresisCPerH);
+    const rd = delayed(rl, rateKey, riseRate.delayS, now, memory);
+    out.push(
+      condition(
+        'inlet-rise-rate',
+        g,
+        rack,
+        rd.verdict,
+        `rack ${rack} inlet rising ${rate === null ? '(unknown)' : f1(rate)} °C/h, faster than ${riseRate.limitCPerH} °C/h`,
+        rate === null ? null : Math.round(rate * 10) / 10,
+        rl === 'unknown'
+          ? `not enough inlet history yet (half of the ${riseRate.windowS} s window): kept as it is`
+          : `${f1(rate ?? 0)} °C/h over the last ${riseRate.windowS} s`,
+      ),
+    );
+  }
+  for (const rack of Object.keys(s.rackDewPointsC).sort()) {
+    const dp = s.rackDewPointsC[rack] ?? null;
+    const key = conditionKey('dew-point', g, rack);
+    const level = rangeLevel(dp, dewPoint.minC, dewPoint.maxC, dewPoint.hysteresisC);
+    const d = delayed(level, key, dewPoint.delayS, now, memory);
+    out.push(
+      condition(
+        'dew-point',
+        g,
+        rack,
+        d.verdict,
+        `rack ${rack} dew point ${dp === null ? 'unknown' : `${f1(dp)} °C`} outside ${dewPoint.minC}…${dewPoint.maxC} °C`,
+        dp === null ? null : Math.round(dp * 10) / 10,
+        level === 'unknown' ? 'no good temperature and %RH pair: kept as it is' : `dew point ${level}`,
+      ),
+    );
+  }
+  // A group with no inlet sensors configured runs blind by its config, not by a fault: no alarm.
+  if (s.configuredInletSensors > 0) {
+    for (const [kind, bad] of [
+      ['sensors-blind', s.verdict === 'blind'],
+      ['sensors-degraded', s.verdict === 'degraded'],
+    ] as const) {
+      const key = conditionKey(kind, g, null);
+      const d = delayed(bad ? 'on' : 'off', key, s.delays.sensorsS, now, memory);
+      out.push(
+        condition(
+          kind,
+          g,
+          null,
+          d.verdict,
+          `group ${g}: sensor trust ${s.verdict}`,
+          null,
+          `verdict ${s.verdict}${bad ? ` for ${f1(d.heldS)} s (delay ${s.delays.sensorsS} s)` : ''}`,
+        ),
+      );
+    }
+  }
+  // What the units report only counts while this node drives them (its reads are current).
+  for (const u of s.units) {
+    const known = s.drive.driving && u.link !== 'down' && u.mode !== null && u.mode !== 'unknown';
+    const unitRules: [AlarmKind, Level, number, string][] = [
+      [
+        'unit-comm-loss',
+        !s.drive.driving ? 'unknown' : u.link === 'down' ? 'on' : 'off',
+        s.delays.unitCommLossS,
+        `unit ${u.id}: no link from its group's leader`,
+      ],
+      ['unit-tripped', !known ? 'unknown' : u.mode === 'tripped' ? 'on' : 'off', 0, `unit ${u.id} tripped`],
+      [
+        'unit-fallback',
+        !known ? 'unknown' : u.mode === 'fallback' ? 'on' : 'off',
+        s.delays.unitFallbackS,
+        `unit ${u.id} in watchdog fallback (its own local control)`,
+      ],
+    ];
+    for (const [kind, level, delayS, message] of unitRules) {
+      const d = delayed(level, conditionKey(kind, g, u.id), delayS, now, memory);
+      out.push(
+        condition(
+          kind,
+          g,
+          u.id,
+          d.verdict,
+          message,
+          null,
+          level === 'unknown'
+            ? 'not driven by this node or not read: kept as it is'
+            : `link ${u.link}, mode ${u.mode}`,
+        ),
+      );
+    }
+  }
+  const nd = delayed(
+    s.drive.problem !== null ? 'on' : s.drive.driving ? 'off' : 'unknown',
+    conditionKey('group-not-driven', g, null),
+    s.delays.groupNotDrivenS,
+    now,
+    memory,
+  );
+  out.push(
+    condition(
+      'group-not-driven',
+      g,
+      null,
+      nd.verdict,
+      `group ${g} not driven by its leader${s.drive.problem ? `: ${s.drive.problem}` : ''}`,
+      null,
+      s.drive.problem ?? (s.drive.driving ? 'driven' : 'its term is starting: kept as it is'),
+    ),
+  );
+  return out;
+}
+
+/** What every node knows of the cluster from etcd. */
+export interface ClusterSnapshot {
+  nowMs: number;
+  /** The nodes of the controller config. */
+  configuredNodes: readonly string[];
+  /** The live members (a node's key lives with its etcd lease). */
+  members: readonly string[];
+  groups: readonly { id: string; leader: string | null }[];
+  delays: AlarmDelays;
+}
+
+/**
+ * Who raises and clears the cluster-scoped alarms: the live member whose name sorts first. Every
+ * node reads the same membership from etcd, so they agree but for a watch's delay; a node that
+ * dies leaves the membership with its lease, and the next name takes over. Two nodes that briefly
+ * both believe it is them still cannot raise one condition twice (the store's transaction).
+ */
+export function clusterOwner(members: readonly string[]): string | null {
+  return [...members].sort()[0] ?? null;
+}
+
+export function evaluateCluster(s: ClusterSnapshot, memory: RuleMemory): Condition[] {
+  const out: Condition[] = [];
+  const live = new Set(s.members);
+  for (const node of [...s.configuredNodes].sort()) {
+    const key = conditionKey('node-down', null, node);
+    const d = delayed(live.has(node) ? 'off' : 'on', key, s.delays.nodeDownS, s.nowMs, memory);
+    out.push(
+      condition(
+        'node-down',
+        null,
+        node,
+        d.verdict,
+        `node ${node} is not a member of the cluster`,
+        null,
+        live.has(node) ? 'a member' : `not a member for ${f1(d.heldS)} s (delay ${s.delays.nodeDownS} s)`,
+      ),
+    );
+  }
+  for (const g of s.groups) {
+    const key = conditionKey('group-leaderless', g.id, null);
+    const d = delayed(g.leader === null ? 'on' : 'off', key, s.delays.leaderlessS, s.nowMs, memory);
+    out.push(
+      condition(
+        'group-leaderless',
+        g.id,
+        null,
+        d.verdict,
+        `group ${g.id} has no leader`,
+        null,
+        g.leader === null
+          ? `no leader for ${f1(d.heldS)} s (delay ${s.delays.leaderlessS} s)`
+          : `led by ${g.leader}`,
+      ),
+    );
+  }
+  return out;
+}

@@ -1,0 +1,150 @@
+// How a controller node puts its alarms together: the etcd store on the control plane's client,
+// the notifier built from the site's `alarms.notifications` (rebuilt when a reload changes that
+// section; the webhook's header read from its file then), and the engine. The daemon calls
+// createAlarms() once and start()/stop() on what it returns (src/daemon/controller.ts).
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Leadership } from '../cluster/leadership.ts';
+import type { MqttLink } from '../config/link-secrets.ts';
+import type { Site } from '../config/site-schema.ts';
+import type { GroupDriver } from '../control/group-driver.ts';
+import type { DeviceIo } from '../devices/device-io.ts';
+import type { SensorStore } from '../sensors/sensor-store.ts';
+import { AlarmEngine } from './alarm-engine.ts';
+import { AlarmStore } from './alarm-store.ts';
+import { Notifier } from './notify.ts';
+
+export interface AlarmWiring {
+  node: string;
+  etcd: Etcd3;
+  prefix: string;
+  callTimeoutMs: number;
+  leadership: Leadership;
+  drivers: ReadonlyMap<string, GroupDriver>;
+  devices: ReadonlyMap<string, DeviceIo>;
+  sensors: () => SensorStore | undefined;
+  /** The running config (replaced on reload). */
+  config: () => { site: Site; sitePath: string; nodes: readonly string[]; mqtt: MqttLink | undefined };
+  /** This node's API, for the alerts' generatorURL. */
+  apiUrl: string;
+  logger: Logger;
+  registry: Registry;
+}
+
+/** The notifier for the running site's `alarms.notifications`, rebuilt when that section changes. */
+class NotifierHolder {
+  private key: string | undefined;
+  private current: Notifier | undefined;
+  private readonly w: AlarmWiring;
+  private readonly log: Logger;
+
+  constructor(w: AlarmWiring) {
+    this.w = w;
+    this.log = w.logger.child({ component: 'alarm-notify' });
+  }
+
+  get(): Notifier | undefined {
+    const cfg = this.w.config();
+    const n = cfg.site.alarms?.notifications;
+    const key = JSON.stringify([n ?? null, cfg.sitePath]);
+    if (key === this.key) return this.current;
+    this.key = key;
+    const old = this.current;
+    this.current = undefined;
+    if (old) void old.stop();
+    if (!n?.webhook && !n?.mqtt) return undefined;
+    let header: { name: string; value: string } | undefined;
+    if (n.webhook?.headerFile) {
+      const file = resolve(dirname(cfg.sitePath), n.webhook.headerFile);
+      try {
+        header = {
+          name: n.webhook.headerName ?? 'Authorization',
+          value: readFileSync(file, 'utf8').trim(),
+        };
+      } catch (err) {
+        // The webhook still goes out, without its header: the receiver's refusal shows as failures.
+        this.log.error(
+          { file, err: (err as NodeJS.ErrnoException).code ?? (err as Error).message },
+          'alarms.notifications.webhook.headerFile cannot be read: the webhook is sent without its header',
+        );
+      }
+    }
+    if (n.mqtt && !cfg.mqtt)
+      this.log.error(
+        'alarms.notifications.mqtt is set but the controller config names no broker (sensors.mqtt): no MQTT notifications',
+      );
+    this.current = new Notifier({
+      logger: this.w.logger,
+      registry: this.w.registry,
+      site: cfg.site.site.id,
+      generatorUrl: `${this.w.apiUrl}/api/v1/alarms?state=all`,
+      ...(n.maxAttempts !== undefined ? { maxAttempts: n.maxAttempts } : {}),
+      ...(n.webhook?.resendS !== undefined ? { firingHoldMs: n.webhook.resendS * 5000 } : {}),
+      ...(n.webhook
+        ? {
+            webhook: {
+              url: n.webhook.url,
+              header,
+              ...(n.webhook.timeoutMs ? { timeoutMs: n.webhook.timeoutMs } : {}),
+            },
+          }
+        : {}),
+      ...(n.mqtt && cfg.mqtt
+        ? {
+            mqtt: {
+              url: cfg.mqtt.url,
+              topic: n.mqtt.topic,
+              username: cfg.mqtt.username,
+              password: cfg.mqtt.password,
+              tls: cfg.mqtt.tls,
+              clientId: `coolctl-${this.w.node}-alarms`,
+            },
+          }
+        : {}),
+    });
+    this.log.info(
+      { sinks: this.current.status().sinks.map((s) => `${s.name} ${s.target}`) },
+      'alarm notifications configured',
+    );
+    return this.current;
+  }
+
+  async stop(): Promise<void> {
+    await this.current?.stop();
+    this.current = undefined;
+  }
+}
+
+export function createAlarms(w: AlarmWiring): { engine: AlarmEngine; stop(): Promise<void> } {
+  const store = new AlarmStore({
+    client: w.etcd,
+    prefix: w.prefix,
+    callTimeoutMs: w.callTimeoutMs,
+    logger: w.logger,
+    registry: w.registry,
+  });
+  const notifier = new NotifierHolder(w);
+  const engine = new AlarmEngine({
+    node: w.node,
+    store,
+    leadership: w.leadership,
+    drivers: w.drivers,
+    devices: w.devices,
+    sensors: w.sensors,
+    config: w.config,
+    notifier: () => notifier.get(),
+    resendMs: () => (w.config().site.alarms?.notifications?.webhook?.resendS ?? 60) * 1000,
+    logger: w.logger,
+    registry: w.registry,
+  });
+  return {
+    engine,
+    stop: async () => {
+      await engine.stop();
+      await notifier.stop();
+    },
+  };
+}
