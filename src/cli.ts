@@ -44,25 +44,25 @@ program
   .option('--log-level <level>', 'pino log level', 'info')
   .action(async (o: { config: string; node: string; logLevel: string }) => {
     const [
-      { pino },
+      { daemonLogger },
       { loadControllerConfig },
       { LOG_REDACT_PATHS },
       { ConfigWatcher },
       { Controller },
       { SdNotify },
     ] = await Promise.all([
-      import('pino'),
+      import('./daemon/logger.ts'),
       import('./config/controller-config.ts'),
       import('./config/link-secrets.ts'),
       import('./daemon/config-watch.ts'),
       import('./daemon/controller.ts'),
       import('./daemon/sd-notify.ts'),
     ]);
-    const logger = pino({
-      level: o.logLevel,
-      base: { app: 'coolctl', node: o.node },
-      redact: LOG_REDACT_PATHS,
-    });
+    // Each line behind its syslog level when stdout is the journal (`journalctl -p err`).
+    const logger = daemonLogger(
+      { level: o.logLevel, base: { app: 'coolctl', node: o.node }, redact: LOG_REDACT_PATHS },
+      process.env,
+    );
     const cfg = await loadControllerConfig(o.config, o.node);
     const controller = new Controller(cfg, { logger, ...testCrashHook(logger) });
     const systemd = new SdNotify(process.env, process.pid, logger);

@@ -3,7 +3,7 @@
 // load the controller (etcd, OPC-UA: ~60 MB of a Pi's memory it never uses). The only gateway module
 // that touches `process`: signals, sd_notify, exit codes (0 clean stop, 1 start-up failure, 2 config).
 import { Command, CommanderError } from 'commander';
-import { pino } from 'pino';
+import { daemonLogger } from '../daemon/logger.ts';
 import { SdNotify } from '../daemon/sd-notify.ts';
 import { ConfigError, CoolctlError } from '../errors.ts';
 import { loadGatewayConfig } from './config.ts';
@@ -12,7 +12,11 @@ import { GatewayService } from './service.ts';
 /** Runs the gateway until SIGTERM/SIGINT; rejects (ConfigError, CoolctlError) when it cannot start. */
 export async function runGateway(o: { config: string; logLevel: string }): Promise<void> {
   const cfg = await loadGatewayConfig(o.config);
-  const logger = pino({ level: o.logLevel, base: { app: 'coolctl-gateway', gateway: cfg.name } });
+  // Each line behind its syslog level when stdout is the journal (`journalctl -p err`).
+  const logger = daemonLogger(
+    { level: o.logLevel, base: { app: 'coolctl-gateway', gateway: cfg.name } },
+    process.env,
+  );
   const service = new GatewayService(cfg, { logger });
   const systemd = new SdNotify(process.env, process.pid, logger);
   let stopping = false;
