@@ -72,7 +72,7 @@ describe('etcd 3.4 lease expiry, as seen by LeaseTimeToLive', () => {
     const c = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 1_000 });
     try {
       const { ID } = await c.leaseClient.leaseGrant({ TTL: 2 });
-      await c.put('/expiry-probe/k').value('v').lease(ID).exec();
+      await c.put('/coolctl-test/expiry-probe/k').value('v').lease(ID).exec();
       const ka = await c.leaseClient.leaseKeepAlive();
       const sentMs = performance.now();
       await new Promise<void>((resolve, reject) => {
@@ -90,7 +90,7 @@ describe('etcd 3.4 lease expiry, as seen by LeaseTimeToLive', () => {
         const t = performance.now();
         const [ttl, kv] = await Promise.all([
           c.leaseClient.leaseTimeToLive({ ID }),
-          c.get('/expiry-probe/k').exec(),
+          c.get('/coolctl-test/expiry-probe/k').exec(),
         ]);
         samples.push({ t, ttl: Number(ttl.TTL), key: kv.kvs.length > 0 });
         if (!samples.at(-1)!.key || t - sentMs > 4_000) break;
@@ -116,7 +116,7 @@ describe('etcd 3.4 lease expiry, as seen by LeaseTimeToLive', () => {
       // A keepalive sent right at expiry (before or after the expiry loop ran) does not renew it.
       const late = await c.leaseClient.leaseGrant({ TTL: 2 });
       const grantedMs = performance.now();
-      await c.put('/expiry-probe/k2').value('v').lease(late.ID).exec();
+      await c.put('/coolctl-test/expiry-probe/k2').value('v').lease(late.ID).exec();
       await new Promise((r) => setTimeout(r, grantedMs + TTL_MS + 20 - performance.now()));
       const ka2 = await c.leaseClient.leaseKeepAlive();
       const answer = await new Promise<number | string>((resolve) => {
@@ -129,7 +129,7 @@ describe('etcd 3.4 lease expiry, as seen by LeaseTimeToLive', () => {
       });
       console.log(`keepalive at expiry + 20 ms answered ${answer}`);
       expect(typeof answer === 'string' || answer <= 0).toBe(true);
-      expect((await c.get('/expiry-probe/k2').exec()).kvs).toHaveLength(0);
+      expect((await c.get('/coolctl-test/expiry-probe/k2').exec()).kvs).toHaveLength(0);
       expect(Number((await c.leaseClient.leaseTimeToLive({ ID: late.ID })).TTL)).toBe(-1);
     } finally {
       c.close();
