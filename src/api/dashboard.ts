@@ -1,19 +1,21 @@
 // The operator dashboard, served by every controller node: the page (`GET /`, assets under /ui/:
 // public, they hold no data and carry the sign-in form) and the data only it needs (site layout,
-// live overlay, trends; a viewer's). An encapsulated plugin like every resource's routes: identity,
-// CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts). Nothing here opens a socket.
+// live overlay, a rack's sensors, trends, energy; a viewer's). An encapsulated plugin like every
+// resource's routes: identity, CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts).
+// Nothing here opens a socket. Trends and energy are sampled by this node every TREND_PERIOD_MS.
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { GroupProcessRow } from '../control/group-driver.ts';
+import type { GroupProcessRow, HeldCommand } from '../control/group-driver.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
-import type { GroupSensorView } from '../sensors/sensor-store.ts';
+import type { GroupSensorView, SensorSnapshot, SensorStore } from '../sensors/sensor-store.ts';
 import type { ApiDeps } from './app.ts';
+import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
-import { TrendRecorder } from './trends.ts';
+import { GROUP_TRENDS, type TrendRange, TrendStore, UNIT_TRENDS } from './trends.ts';
 
-/** How often the trends are sampled, and how far back they reach. */
-export const TREND_PERIOD_MS = 2_000;
-export const TREND_WINDOW_MS = 10 * 60_000;
+/** How often trends and energy are sampled; the recent trend window. */
+export const TREND_PERIOD_MS = GROUP_TRENDS.recent.stepMs;
+export const TREND_WINDOW_MS = GROUP_TRENDS.recent.stepMs * GROUP_TRENDS.recent.slots;
 
 /** The page's files: served from memory, read once when the API is built. */
 const ASSETS = {
@@ -29,19 +31,77 @@ const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const NullableNumber = { type: ['number', 'null'] } as const;
+const NullableNumbers = { type: 'array', items: NullableNumber } as const;
+const Numbers = { type: 'array', items: { type: 'number' } } as const;
+
+/** Units a sensor kind's value is in, for people. */
+const SENSOR_UNIT: Record<string, string> = {
+  'inlet-top': '°C',
+  'inlet-middle': '°C',
+  'inlet-bottom': '°C',
+  humidity: '%RH',
+  'subfloor-pressure': 'Pa',
+};
+
+/** A sensor view that can also say one sensor's state (the SensorStore can; a bare view cannot). */
+type SensorDetail = Pick<SensorStore, 'sensor'>;
+function canDetail(v: unknown): v is SensorDetail {
+  return typeof (v as Partial<SensorDetail> | undefined)?.sensor === 'function';
+}
+
+const ENERGY_BASIS =
+  'Fan power under coolctl: each unit’s fan kW point where its profile has one, else fanMaxKw × (measured fan %/100)³ (counted in estimatedFanKwh). Baseline: the same units on local control over the same seconds, each at its local fan speed: fanMaxKw × (localFanPct/100)³ — fan power goes with the cube of speed (fan affinity laws); localFanPct is 100 % unless the site config says otherwise. Cooling: each unit’s cooling kW point (delivered, thermal), no baseline: in steady state the units remove the IT heat whoever drives them. Only the node driving a group reads its units: the cluster’s figure is the sum over its members; a restarted node starts from zero.';
 
 async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const assets = new Map<AssetName, Buffer>();
   for (const name of Object.keys(ASSETS) as AssetName[])
     assets.set(name, await readFile(new URL(`./ui/${name}`, import.meta.url)));
 
-  // --- trends: sampled by this node, so every node's page has them (see fanPctOf) ---
-  const trends = new TrendRecorder(deps.groups, Math.ceil(TREND_WINDOW_MS / TREND_PERIOD_MS));
+  // --- trends and energy: sampled by this node, so every node's page has them (see commandsOf) ---
+  const groupTrends = new TrendStore(GROUP_TRENDS, deps.groups);
+  const unitTrends = new TrendStore(UNIT_TRENDS);
+  const energy = new EnergyMeter();
+  let ratings: { site: unknown; byAhu: Map<string, UnitRating> } = { site: null, byAhu: new Map() };
+  const ratingOf = (ahu: string) => {
+    if (ratings.site !== deps.site)
+      ratings = {
+        site: deps.site,
+        byAhu: new Map(
+          (deps.site?.airHandlers ?? []).map((a) => [
+            a.id,
+            { fanMaxKw: a.fanMaxKw, localFanPct: a.localFanPct ?? 100 },
+          ]),
+        ),
+      };
+    return ratings.byAhu.get(ahu);
+  };
   const sample = () => {
     const now = Date.now();
-    trends.keep(deps.groups); // the running config's groups: a reload may have changed them
-    for (const g of deps.groups)
-      trends.add(g, now, { fanPct: fanPctOf(deps, g), inletMaxC: viewOf(deps, g)?.inletMaxC ?? null });
+    // The running config's groups: a reload may have changed them.
+    groupTrends.keep(deps.groups);
+    unitTrends.keep(deps.groups.flatMap((g) => unitsOf(deps, g)));
+    for (const g of deps.groups) {
+      const commands = commandsOf(deps, g);
+      const fans = [...commands.values()].map((c) => c.fanPct);
+      groupTrends.add(g, now, {
+        inletMaxC: viewOf(deps, g)?.inletMaxC ?? null,
+        fanPct: fans.length ? fans.reduce((x, y) => x + y, 0) / fans.length : null,
+      });
+      const d = deps.drivers.get(g);
+      const power: UnitPower[] = [];
+      for (const ahu of unitsOf(deps, g)) {
+        const r = d?.driving ? d.lastReading(ahu) : null;
+        const c = commands.get(ahu);
+        unitTrends.add(ahu, now, {
+          fanPct: c?.fanPct ?? null,
+          supplySetpointC: c?.supplySetpointC ?? null,
+          supplyC: r && Number.isFinite(r.supplyC) ? r.supplyC : null,
+        });
+        if (r) power.push({ ahu, fanPct: r.fanPct, fanKw: r.fanKw, coolingKw: r.coolingKw });
+      }
+      if (d?.driving && power.length > 0) energy.add(g, now, power, ratingOf);
+      else energy.stop(g);
+    }
   };
   let sampler: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
@@ -215,14 +275,23 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       config: { access: 'viewer' },
       schema: {
         description:
-          'What changes on the floor map, as this node sees it: each rack’s inlet °C (null: no data), each group’s sensor verdict and hottest good inlet, and each air handler’s link from this node.',
+          'What changes on the floor map, as this node sees it: each rack’s inlet °C (hottest good inlet sensor; null: no data) and how many of its inlet sensors are good, each group’s sensor verdict and hottest good inlet, and each air handler’s link from this node. The dashboard reads a group’s racks and units from the group’s leader.',
         response: {
           200: {
             type: 'object',
             properties: {
               atMs: { type: 'number' },
+              node: { type: 'string' },
               rackInletsKnown: { type: 'boolean' },
               racks: { type: 'object', additionalProperties: NullableNumber },
+              rackTrust: {
+                type: 'object',
+                description: 'per rack: good inlet sensors and configured inlet sensors',
+                additionalProperties: {
+                  type: 'object',
+                  properties: { goodInlets: { type: 'number' }, inlets: { type: 'number' } },
+                },
+              },
               groups: {
                 type: 'object',
                 additionalProperties: {
@@ -263,6 +332,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
     },
     async () => {
       const racks: Record<string, number | null> = {};
+      const rackTrust: Record<string, { goodInlets: number; inlets: number }> = {};
       for (const r of deps.site?.racks ?? []) racks[r.id] = null;
       let rackInletsKnown = false;
       const groups: Record<string, unknown> = {};
@@ -274,7 +344,10 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
         const perRack = rackInletsOf(deps, g);
         if (!perRack) continue;
         rackInletsKnown = true;
-        for (const [rack, c] of Object.entries(perRack)) racks[rack] = typeof c === 'number' ? c : null;
+        for (const r of perRack) {
+          racks[r.rack] = r.inletMaxC;
+          rackTrust[r.rack] = { goodInlets: r.goodInlets, inlets: r.inlets };
+        }
       }
       const units: Record<string, unknown> = {};
       for (const [id, d] of deps.devices ?? [])
@@ -285,20 +358,155 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
           ...(d.fencing ? { fencing: d.fencing } : {}),
           ...(d.unitWatchdog ? { unitWatchdog: d.unitWatchdog } : {}),
         };
-      return { atMs: Date.now(), rackInletsKnown, racks, groups, units };
+      return { atMs: Date.now(), node: deps.node, rackInletsKnown, racks, rackTrust, groups, units };
     },
   );
 
+  let rackIndex: { site: unknown; byRack: Map<string, { group: string | null; nodes: string[] }> } = {
+    site: null,
+    byRack: new Map(),
+  };
+  const rackInfo = (rack: string) => {
+    const site = deps.site;
+    if (rackIndex.site !== site) {
+      const byRack = new Map<string, { group: string | null; nodes: string[] }>();
+      for (const r of site?.racks ?? []) byRack.set(r.id, { group: null, nodes: [] });
+      for (const n of site?.sensorNodes ?? []) byRack.get(n.rack)?.nodes.push(n.id);
+      const nodeRack = new Map((site?.sensorNodes ?? []).map((n) => [n.id, n.rack]));
+      for (const g of site?.controlGroups ?? [])
+        for (const n of g.sensorNodes) {
+          const r = byRack.get(nodeRack.get(n) ?? '');
+          if (r && r.group === null) r.group = g.id;
+        }
+      rackIndex = { site, byRack };
+    }
+    return rackIndex.byRack.get(rack);
+  };
+
+  app.get(
+    '/api/v1/site/racks/:id',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        description:
+          'One rack as this node sees it: its hottest good inlet (what colours it on the floor map), how many inlet sensors are good, and every sensor on it — value and unit (°C, %RH, Pa), age, source, quality (good: control may trust it) and the flags that say why not. The dashboard reads it from the leader of the rack’s group.',
+        params: {
+          type: 'object',
+          properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$' } },
+          required: ['id'],
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              rack: { type: 'string' },
+              group: { type: ['string', 'null'] },
+              node: { type: 'string' },
+              atMs: { type: 'number' },
+              sensorsKnown: { type: 'boolean' },
+              inletMaxC: NullableNumber,
+              goodInlets: { type: 'number' },
+              inlets: { type: 'number' },
+              sensors: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    node: { type: 'string' },
+                    sensor: { type: 'string' },
+                    kind: { type: 'string' },
+                    unit: { type: 'string' },
+                    value: NullableNumber,
+                    ageS: NullableNumber,
+                    source: { type: ['string', 'null'] },
+                    quality: { type: 'string', description: 'good, bad, or unknown (no sensor view)' },
+                    flags: { type: 'array', items: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+          404: ErrorBody,
+        },
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const info = rackInfo(id);
+      if (!info)
+        throw new BadRequestError(
+          ErrorCodes.BAD_REQUEST,
+          `unknown rack "${id}"`,
+          [deps.site ? 'a rack of the site config' : `${deps.node} was started without a site model`],
+          404,
+        );
+      const view = deps.sensors;
+      const detail = canDetail(view) ? view : null;
+      const sensors = [];
+      let inletMaxC: number | null = null;
+      let goodInlets = 0;
+      let inlets = 0;
+      for (const nodeId of info.nodes) {
+        const node = deps.site!.sensorNodes.find((n) => n.id === nodeId)!;
+        for (const s of node.sensors) {
+          const snap: SensorSnapshot | undefined = detail?.sensor(nodeId, s.id);
+          const isInlet = s.kind.startsWith('inlet-');
+          if (isInlet) inlets++;
+          if (isInlet && snap?.quality === 'good' && snap.value !== null) {
+            goodInlets++;
+            if (inletMaxC === null || snap.value > inletMaxC) inletMaxC = snap.value;
+          }
+          sensors.push({
+            node: nodeId,
+            sensor: s.id,
+            kind: s.kind,
+            unit: SENSOR_UNIT[s.kind] ?? '',
+            value: snap?.value ?? null,
+            ageS: snap?.ageMs == null ? null : Math.round(snap.ageMs / 100) / 10,
+            source: snap?.source ?? null,
+            quality: snap?.quality ?? 'unknown',
+            flags: snap?.flags ?? [],
+          });
+        }
+      }
+      return {
+        rack: id,
+        group: info.group,
+        node: deps.node,
+        atMs: Date.now(),
+        sensorsKnown: detail !== null,
+        inletMaxC,
+        goodInlets,
+        inlets,
+        sensors,
+      };
+    },
+  );
+
+  const tierSchema = (metrics: readonly string[]) => {
+    const perMetric = {
+      type: 'object',
+      properties: Object.fromEntries(metrics.map((m) => [m, NullableNumbers])),
+    };
+    return {
+      t: Numbers,
+      ...Object.fromEntries(metrics.map((m) => [m, NullableNumbers])),
+      min: perMetric,
+      max: perMetric,
+    };
+  };
   app.get(
     '/api/v1/trends',
     {
       config: { access: 'viewer' },
       schema: {
-        description: `Per control group, samples taken by this node every ${TREND_PERIOD_MS / 1000} s over the last ${TREND_WINDOW_MS / 60_000} minutes: mean held fan % of its units (from the driver when this node leads, else from the cached process state) and the hottest good rack inlet. null: no data.`,
+        description: `Trends sampled by this node every ${TREND_PERIOD_MS / 1000} s. Per control group: hottest good rack inlet °C and mean fan % its units are told; range=recent: every ${GROUP_TRENDS.recent.stepMs / 1000} s for ${TREND_WINDOW_MS / 60_000} min, range=day: ${GROUP_TRENDS.day.stepMs / 60_000}-minute means with min and max for 24 h. Per unit (only with group=, that group's units): fan % and supply setpoint °C it is told (the driver's when this node drives the group, else the cached process state), supply air °C it measures (only the driving node reads units); recent: every ${UNIT_TRENDS.recent.stepMs / 1000} s for ${(UNIT_TRENDS.recent.stepMs * UNIT_TRENDS.recent.slots) / 60_000} min, day: ${UNIT_TRENDS.day.stepMs / 60_000}-minute means with min and max. t: step start, ms since the Unix epoch; null: no data. memoryBytes: what the rings of this node take.`,
         querystring: {
           type: 'object',
           properties: {
-            sinceMs: { type: 'number', minimum: 0, description: 'only samples after this time' },
+            sinceMs: { type: 'number', minimum: 0, description: 'only steps starting after this time' },
+            range: { type: 'string', enum: ['recent', 'day'], default: 'recent' },
+            group: { type: 'string', description: 'only this group, with its units' },
           },
           additionalProperties: false,
         },
@@ -308,37 +516,156 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
             properties: {
               periodMs: { type: 'number' },
               windowMs: { type: 'number' },
+              range: { type: 'string' },
+              memoryBytes: { type: 'number' },
               groups: {
                 type: 'array',
                 items: {
                   type: 'object',
+                  properties: { group: { type: 'string' }, ...tierSchema(GROUP_TRENDS.metrics) },
+                },
+              },
+              units: {
+                type: 'array',
+                items: {
+                  type: 'object',
                   properties: {
+                    ahu: { type: 'string' },
                     group: { type: 'string' },
-                    t: { type: 'array', items: { type: 'number' } },
-                    fanPct: { type: 'array', items: NullableNumber },
-                    inletMaxC: { type: 'array', items: NullableNumber },
+                    stepMs: { type: 'number' },
+                    ...tierSchema(UNIT_TRENDS.metrics),
                   },
                 },
               },
             },
           },
           400: ErrorBody,
+          404: ErrorBody,
         },
       },
     },
     async (req) => {
-      const { sinceMs } = req.query as { sinceMs?: number };
-      return { periodMs: TREND_PERIOD_MS, windowMs: TREND_WINDOW_MS, groups: trends.series(sinceMs) };
+      const q = req.query as { sinceMs?: number; range?: TrendRange; group?: string };
+      const range = q.range ?? 'recent';
+      if (q.group !== undefined && !deps.groups.includes(q.group))
+        throw new BadRequestError(
+          ErrorCodes.BAD_REQUEST,
+          `unknown control group "${q.group}"`,
+          [`one of: ${deps.groups.join(', ')}`],
+          404,
+        );
+      const now = Date.now();
+      const groupIds = q.group === undefined ? deps.groups : [q.group];
+      const groups = groupIds.flatMap((group) => {
+        const s = groupTrends.read(group, range, q.sinceMs, now);
+        return s ? [{ group, t: s.t, ...s.mean, ...(s.min ? { min: s.min, max: s.max } : {}) }] : [];
+      });
+      const units =
+        q.group === undefined
+          ? []
+          : unitsOf(deps, q.group).flatMap((ahu) => {
+              const s = unitTrends.read(ahu, range, q.sinceMs, now);
+              return s
+                ? [
+                    {
+                      ahu,
+                      group: q.group!,
+                      stepMs: s.stepMs,
+                      t: s.t,
+                      ...s.mean,
+                      ...(s.min ? { min: s.min, max: s.max } : {}),
+                    },
+                  ]
+                : [];
+            });
+      const tier = GROUP_TRENDS[range];
+      return {
+        periodMs: tier.stepMs,
+        windowMs: tier.stepMs * tier.slots,
+        range,
+        memoryBytes: groupTrends.bytes() + unitTrends.bytes(),
+        groups,
+        units,
+      };
     },
+  );
+
+  const figures = {
+    fanKwh: { type: 'number' },
+    estimatedFanKwh: { type: 'number' },
+    baselineFanKwh: { type: 'number' },
+    coolingKwh: { type: 'number' },
+    unitSeconds: { type: 'number' },
+  } as const;
+  const bucket = {
+    type: 'array',
+    items: {
+      type: 'object',
+      properties: {
+        startMs: { type: 'number' },
+        ...figures,
+        groups: { type: 'object', additionalProperties: { type: 'object', properties: figures } },
+      },
+    },
+  } as const;
+  app.get(
+    '/api/v1/energy',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        description: `Fan and cooling energy of the units this node drove, per UTC hour (the last 48) and UTC day (the last 7), in total and per group, beside the local-control baseline. ${ENERGY_BASIS}`,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              node: { type: 'string' },
+              atMs: { type: 'number' },
+              basis: { type: 'string' },
+              units: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    ahu: { type: 'string' },
+                    fanMaxKw: { type: 'number' },
+                    localFanPct: { type: 'number' },
+                    baselineKw: { type: 'number' },
+                  },
+                },
+              },
+              hours: bucket,
+              days: bucket,
+            },
+          },
+        },
+      },
+    },
+    async () => ({
+      node: deps.node,
+      atMs: Date.now(),
+      basis: ENERGY_BASIS,
+      units: (deps.site?.airHandlers ?? []).map((a) => {
+        const r = ratingOf(a.id)!;
+        return { ahu: a.id, ...r, baselineKw: baselineKw(r) };
+      }),
+      ...energy.report(),
+    }),
   );
 }
 
 export const dashboard = dashboardPlugin;
 
-/** Per-rack hottest good inlet of a group (null: this node's sensor view cannot say). */
-function rackInletsOf(deps: ApiDeps, group: string): Record<string, number | null> | null {
+/**
+ * Per rack of the group: its hottest good inlet sensor and how many of its inlet sensors are good
+ * (null: this node has no sensor view). The page reads a group's racks from its leader, whose view
+ * is the one control acts on.
+ */
+function rackInletsOf(
+  deps: ApiDeps,
+  group: string,
+): { rack: string; inletMaxC: number | null; goodInlets: number; inlets: number }[] | null {
   try {
-    return deps.sensors?.rackInletsC?.(group) ?? null;
+    return deps.sensors?.rackInletStats?.(group) ?? null;
   } catch {
     return null;
   }
@@ -352,15 +679,25 @@ function viewOf(deps: ApiDeps, group: string): GroupSensorView | null {
   }
 }
 
-/** Mean held fan % of the group's units: the driver's when this node drives it, else the cached process state's. */
-function fanPctOf(deps: ApiDeps, group: string): number | null {
+/** A group's units: as its driver has them (the running config), else as the site says. */
+function unitsOf(deps: ApiDeps, group: string): string[] {
   const d = deps.drivers.get(group);
-  let fans: number[] = [];
-  if (d?.driving) fans = d.units().flatMap((u) => (u.held ? [u.held.fanPct] : []));
-  else {
-    const commands = deps.cache?.value<GroupProcessRow>(group)?.state?.commands;
-    if (commands && typeof commands === 'object')
-      fans = Object.values(commands).flatMap((c) => (typeof c?.fanPct === 'number' ? [c.fanPct] : []));
+  if (d) return d.units().map((u) => u.ahu);
+  return deps.site?.controlGroups.find((g) => g.id === group)?.airHandlers ?? [];
+}
+
+/** What the group's units are told: the driver's held commands when this node drives it, else the cached process state's. */
+function commandsOf(deps: ApiDeps, group: string): Map<string, HeldCommand> {
+  const out = new Map<string, HeldCommand>();
+  const d = deps.drivers.get(group);
+  if (d?.driving) {
+    for (const u of d.units()) if (u.held) out.set(u.ahu, u.held);
+    return out;
   }
-  return fans.length ? fans.reduce((a, b) => a + b, 0) / fans.length : null;
+  const commands = deps.cache?.value<GroupProcessRow>(group)?.state?.commands;
+  if (commands && typeof commands === 'object')
+    for (const [ahu, c] of Object.entries(commands))
+      if (typeof c?.fanPct === 'number' && typeof c.supplySetpointC === 'number')
+        out.set(ahu, { fanPct: c.fanPct, supplySetpointC: c.supplySetpointC });
+  return out;
 }

@@ -1,79 +1,226 @@
-// The dashboard's trends: per control group, a fixed ring of samples (time, mean held fan %, hottest
-// good rack inlet) taken every `periodMs` by this node, so a reloaded page still shows the last
-// minutes. Memory is fixed per group: 3 Float64Arrays of `samples`. NaN: no data. The groups
-// follow the running config (`keep`): a group added by a hot reload gets a ring, a removed one's goes.
+// The dashboard's trends: per control group and per air handler, a few figures sampled by this node
+// and kept in two tiers of fixed rings — recent (fine steps, the last minutes) and day (coarse
+// steps with mean, min and max, the last 24 h) — so a reloaded page still has a day of history.
+// Memory is fixed per series and stated by `bytes()`: values are Int16 hundredths (°C and % fit in
+// ±327.67 with 0.01 resolution); no time is stored per value, a tier's slots are consecutive steps.
+// The owners follow the running config (`keep`): one added by a hot reload gets rings, a removed one's go.
 
-export interface TrendSample {
-  fanPct: number | null;
-  inletMaxC: number | null;
+/** One resolution of a series: `slots` steps of `stepMs`; min/max kept only where they say something. */
+export interface TierSpec {
+  stepMs: number;
+  slots: number;
+  minMax: boolean;
 }
 
-export interface TrendSeries {
-  group: string;
-  /** ms since the Unix epoch, oldest first; fanPct and inletMaxC line up with it (null: no data). */
+/** How an owner kind (groups, units) is kept: its figures and its two tiers. */
+export interface TrendSpec<K extends string> {
+  metrics: readonly K[];
+  recent: TierSpec;
+  day: TierSpec;
+}
+
+/** One tier of one owner's figures, as the API gives it: slot start times, oldest first; null: no data. */
+export interface TierSeries<K extends string> {
+  stepMs: number;
   t: number[];
-  fanPct: (number | null)[];
-  inletMaxC: (number | null)[];
+  mean: Record<K, (number | null)[]>;
+  min?: Record<K, (number | null)[]>;
+  max?: Record<K, (number | null)[]>;
 }
 
-class Ring {
-  readonly t: Float64Array;
-  readonly fan: Float64Array;
-  readonly inlet: Float64Array;
-  count = 0;
-  constructor(n: number) {
-    this.t = new Float64Array(n);
-    this.fan = new Float64Array(n);
-    this.inlet = new Float64Array(n);
-  }
+const NO_DATA = -32768;
+const LIMIT = 32767;
+
+function encode(x: number): number {
+  return Math.max(-LIMIT, Math.min(LIMIT, Math.round(x * 100)));
 }
 
-export class TrendRecorder {
-  readonly samples: number;
-  private readonly rings = new Map<string, Ring>();
+function decode(x: number): number | null {
+  return x === NO_DATA ? null : x / 100;
+}
 
-  constructor(groups: readonly string[], samples: number) {
-    this.samples = samples;
-    this.keep(groups);
+/**
+ * One owner's figures at one resolution: ring slot i holds step number `last - ((head - i) mod n)`.
+ * The open step's samples are summed in doubles and written (mean, min, max) at every sample, so a
+ * read sees the open step too.
+ */
+class Tier {
+  private readonly spec: TierSpec;
+  private readonly k: number;
+  private readonly mean: Int16Array;
+  private readonly min: Int16Array | null;
+  private readonly max: Int16Array | null;
+  /** Step number of the newest slot (NaN: empty) and where it is in the ring. */
+  private last = Number.NaN;
+  private head = 0;
+  private filled = 0;
+  private readonly sum: Float64Array;
+  private readonly count: Uint32Array;
+  private readonly lo: Float64Array;
+  private readonly hi: Float64Array;
+
+  constructor(spec: TierSpec, metrics: number) {
+    this.spec = spec;
+    this.k = metrics;
+    const n = spec.slots * metrics;
+    this.mean = new Int16Array(n).fill(NO_DATA);
+    this.min = spec.minMax ? new Int16Array(n).fill(NO_DATA) : null;
+    this.max = spec.minMax ? new Int16Array(n).fill(NO_DATA) : null;
+    this.sum = new Float64Array(metrics);
+    this.count = new Uint32Array(metrics);
+    this.lo = new Float64Array(metrics);
+    this.hi = new Float64Array(metrics);
   }
 
-  /** Rings for exactly these groups: new ones start empty, the others keep their samples. */
-  keep(groups: readonly string[]): void {
-    for (const g of groups) if (!this.rings.has(g)) this.rings.set(g, new Ring(this.samples));
-    if (this.rings.size === groups.length) return;
-    const wanted = new Set(groups);
-    for (const g of this.rings.keys()) if (!wanted.has(g)) this.rings.delete(g);
+  static bytes(spec: TierSpec, metrics: number): number {
+    return spec.slots * metrics * 2 * (spec.minMax ? 3 : 1) + metrics * 28;
   }
 
-  add(group: string, atMs: number, s: TrendSample): void {
-    const r = this.rings.get(group);
-    if (!r) return;
-    const i = r.count % this.samples;
-    r.t[i] = atMs;
-    r.fan[i] = s.fanPct ?? Number.NaN;
-    r.inlet[i] = s.inletMaxC ?? Number.NaN;
-    r.count++;
-  }
-
-  /** Each group's samples taken after `sinceMs`, oldest first. */
-  series(sinceMs = 0): TrendSeries[] {
-    const out: TrendSeries[] = [];
-    for (const [group, r] of this.rings) {
-      const s: TrendSeries = { group, t: [], fanPct: [], inletMaxC: [] };
-      const n = Math.min(r.count, this.samples);
-      for (let k = r.count - n; k < r.count; k++) {
-        const i = k % this.samples;
-        if (r.t[i]! <= sinceMs) continue;
-        s.t.push(r.t[i]!);
-        s.fanPct.push(orNull(r.fan[i]!));
-        s.inletMaxC.push(orNull(r.inlet[i]!));
+  add(atMs: number, values: readonly (number | null)[]): void {
+    const step = Math.floor(atMs / this.spec.stepMs);
+    if (step < this.last) return; // a wall-clock step backwards: the ring only grows forward
+    if (step !== this.last) this.open(step);
+    const base = this.head * this.k;
+    for (let m = 0; m < this.k; m++) {
+      const v = values[m];
+      if (typeof v !== 'number' || !Number.isFinite(v)) continue;
+      if (this.count[m] === 0) {
+        this.lo[m] = v;
+        this.hi[m] = v;
+      } else {
+        if (v < this.lo[m]!) this.lo[m] = v;
+        if (v > this.hi[m]!) this.hi[m] = v;
       }
-      out.push(s);
+      this.sum[m]! += v;
+      this.count[m]!++;
+      this.mean[base + m] = encode(this.sum[m]! / this.count[m]!);
+      if (this.min) this.min[base + m] = encode(this.lo[m]!);
+      if (this.max) this.max[base + m] = encode(this.hi[m]!);
+    }
+  }
+
+  /** Moves to step `step`: the steps skipped in between read as no data (at most a ring's worth). */
+  private open(step: number): void {
+    const n = this.spec.slots;
+    const skip = Number.isNaN(this.last) ? 1 : Math.min(n, step - this.last);
+    for (let s = 0; s < skip; s++) {
+      this.head = this.filled === 0 && s === 0 ? 0 : (this.head + 1) % n;
+      const base = this.head * this.k;
+      this.mean.fill(NO_DATA, base, base + this.k);
+      this.min?.fill(NO_DATA, base, base + this.k);
+      this.max?.fill(NO_DATA, base, base + this.k);
+      if (this.filled < n) this.filled++;
+    }
+    this.last = step;
+    this.sum.fill(0);
+    this.count.fill(0);
+  }
+
+  /** Steps starting after `sinceMs` (and within the ring), oldest first. */
+  read<K extends string>(metrics: readonly K[], sinceMs: number, nowMs: number): TierSeries<K> {
+    const { stepMs, slots: n } = this.spec;
+    const mk = () =>
+      Object.fromEntries(metrics.map((m) => [m, [] as (number | null)[]])) as Record<K, (number | null)[]>;
+    const out: TierSeries<K> = { stepMs, t: [], mean: mk() };
+    if (this.min) out.min = mk();
+    if (this.max) out.max = mk();
+    if (Number.isNaN(this.last)) return out;
+    // Steps the ring has not seen since (a quiet sampler) are gone from the window, not shown as now.
+    const nowStep = Math.floor(nowMs / stepMs);
+    for (let age = this.filled - 1; age >= 0; age--) {
+      const step = this.last - age;
+      if (nowStep - step >= n) continue;
+      const t = step * stepMs;
+      if (t <= sinceMs) continue;
+      const base = ((this.head - age + n) % n) * this.k;
+      out.t.push(t);
+      metrics.forEach((m, i) => {
+        out.mean[m].push(decode(this.mean[base + i]!));
+        out.min?.[m].push(decode(this.min![base + i]!));
+        out.max?.[m].push(decode(this.max![base + i]!));
+      });
     }
     return out;
   }
 }
 
-function orNull(x: number): number | null {
-  return Number.isNaN(x) ? null : x;
+class Owner {
+  readonly recent: Tier;
+  readonly day: Tier;
+  constructor(spec: TrendSpec<string>) {
+    this.recent = new Tier(spec.recent, spec.metrics.length);
+    this.day = new Tier(spec.day, spec.metrics.length);
+  }
 }
+
+export type TrendRange = 'recent' | 'day';
+
+/** Figures of one kind of owner (every group, or every unit), each owner with its own rings. */
+export class TrendStore<K extends string> {
+  readonly spec: TrendSpec<K>;
+  private readonly owners = new Map<string, Owner>();
+
+  constructor(spec: TrendSpec<K>, owners: readonly string[] = []) {
+    this.spec = spec;
+    this.keep(owners);
+  }
+
+  /** Rings for exactly these owners: new ones start empty, the others keep their samples. */
+  keep(owners: readonly string[]): void {
+    for (const o of owners) if (!this.owners.has(o)) this.owners.set(o, new Owner(this.spec));
+    if (this.owners.size === owners.length) return;
+    const wanted = new Set(owners);
+    for (const o of this.owners.keys()) if (!wanted.has(o)) this.owners.delete(o);
+  }
+
+  has(owner: string): boolean {
+    return this.owners.has(owner);
+  }
+
+  get size(): number {
+    return this.owners.size;
+  }
+
+  add(owner: string, atMs: number, sample: Partial<Record<K, number | null>>): void {
+    const o = this.owners.get(owner);
+    if (!o) return;
+    const values = this.spec.metrics.map((m) => sample[m] ?? null);
+    o.recent.add(atMs, values);
+    o.day.add(atMs, values);
+  }
+
+  read(owner: string, range: TrendRange, sinceMs = 0, nowMs = Date.now()): TierSeries<K> | null {
+    const o = this.owners.get(owner);
+    return o ? o[range].read(this.spec.metrics, sinceMs, nowMs) : null;
+  }
+
+  owned(): string[] {
+    return [...this.owners.keys()];
+  }
+
+  /** Bytes one owner takes (typed arrays only; a few hundred bytes of objects come on top). */
+  static bytesPerOwner(spec: TrendSpec<string>): number {
+    return Tier.bytes(spec.recent, spec.metrics.length) + Tier.bytes(spec.day, spec.metrics.length);
+  }
+
+  bytes(): number {
+    return this.owners.size * TrendStore.bytesPerOwner(this.spec);
+  }
+}
+
+/** Per group: the hottest good rack inlet and the mean fan % its units are told. */
+export const GROUP_TRENDS: TrendSpec<'inletMaxC' | 'fanPct'> = {
+  metrics: ['inletMaxC', 'fanPct'],
+  recent: { stepMs: 2_000, slots: 300, minMax: false },
+  day: { stepMs: 60_000, slots: 1_440, minMax: true },
+};
+
+/**
+ * Per unit: fan % and supply setpoint it is told, supply air it measures. Coarser than the groups'
+ * because a site has ten times as many units: 1 000 units must fit a gateway's memory.
+ */
+export const UNIT_TRENDS: TrendSpec<'fanPct' | 'supplyC' | 'supplySetpointC'> = {
+  metrics: ['fanPct', 'supplyC', 'supplySetpointC'],
+  recent: { stepMs: 10_000, slots: 60, minMax: false },
+  day: { stepMs: 15 * 60_000, slots: 96, minMax: true },
+};

@@ -63,15 +63,11 @@ export class Controller {
   private cache: StateCache | undefined;
   private sensorStore: SensorStore | undefined;
   /** Stays the same object across reloads that rebuild the store: the API and loops hold it. */
-  private readonly sensorView: SensorView = {
-    view: (group) => {
-      if (!this.sensorStore) throw new Error('sensor ingest not started');
-      return this.sensorStore.view(group);
-    },
-    rackInletStats: (group) => {
-      if (!this.sensorStore) throw new Error('sensor ingest not started');
-      return this.sensorStore.rackInletStats(group);
-    },
+  private readonly sensorView: SensorView & Pick<SensorStore, 'sensor'> = {
+    view: (group) => this.ingest().view(group),
+    rackInletStats: (group) => this.ingest().rackInletStats(group),
+    // A rack's sensors for the dashboard's floor map (GET /api/v1/site/racks/:id).
+    sensor: (node, sensor) => this.ingest().sensor(node, sensor),
   };
   /** The group ids the API serves; updated in place on reload. */
   private readonly groupIds: string[] = [];
@@ -113,6 +109,11 @@ export class Controller {
 
   get stateCache(): StateCache | undefined {
     return this.cache;
+  }
+
+  private ingest(): SensorStore {
+    if (!this.sensorStore) throw new Error('sensor ingest not started');
+    return this.sensorStore;
   }
 
   /** What the node believes about the room (every group's trusted view). */
