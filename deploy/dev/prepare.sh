@@ -18,7 +18,8 @@ case "$purpose" in
   # libjemalloc2: the malloc the systemd unit runs the daemon on (its sd_notify test, the scale bench)
   # mosquitto: a broker in its own process (MQTT 3.1.1 and 5) for the oversized-packet test
   # mbpoll: a Modbus master nobody here wrote, reading every device profile from the simulator
-  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2 mosquitto mbpoll) ;;
+  # prometheus: promtool checks and unit-tests deploy/prometheus/alerts.yml; prometheus scrapes a node
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2 mosquitto mbpoll prometheus) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
 
@@ -35,6 +36,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # their own broker, so a service this script brought in is stopped and disabled.
   if [[ " ${missing[*]} " == *" mosquitto "* ]] && [ -d /run/systemd/system ]; then
     $sudo_ systemctl disable --now mosquitto.service >/dev/null 2>&1 || true
+  fi
+  # The same for Debian's Prometheus (port 9090) and the node exporter it recommends (9100).
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+    $sudo_ systemctl disable --now prometheus.service prometheus-node-exporter.service >/dev/null 2>&1 || true
   fi
 fi
 
