@@ -6,6 +6,7 @@
 // seconds to load on a small gateway, and `--help`, `status` or `profile check` need none of it.
 import { Command, CommanderError } from 'commander';
 import type { Logger } from 'pino';
+import { addAlarmCommands } from './cli/alarm-commands.ts';
 import {
   type ApiOptions,
   ApiUsageError,
@@ -335,6 +336,7 @@ async function firstNode(file: string): Promise<string> {
 }
 
 addApiCommands(program);
+addAlarmCommands(program);
 // Every command that calls the API takes --api, --token-file and --ca-file (src/cli/api-client.ts).
 for (const name of ['status', 'switchover', 'pause', 'resume', 'override'])
   for (const opt of apiOptions()) program.commands.find((c) => c.name() === name)?.addOption(opt);

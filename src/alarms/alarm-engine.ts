@@ -17,20 +17,22 @@ import type { Leadership } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
-import { BadRequestError, ErrorCodes } from '../errors.ts';
 import { dewPointC, type SensorStore } from '../sensors/sensor-store.ts';
 import {
   ALARM_KINDS,
   type Alarm,
   type AlarmApi,
   type AlarmKind,
+  acknowledged,
   alarmId,
   conditionKey,
   isAlarmKind,
   type NotificationStatus,
   type StoredAlarm,
   shelved,
+  shelvedFor,
   toApiAlarm,
+  unshelved,
 } from './alarm.ts';
 import { alarmDelays, alarmLimits, alarmRetention } from './alarm-schema.ts';
 import type { AlarmStore } from './alarm-store.ts';
@@ -387,40 +389,41 @@ export class AlarmEngine implements AlarmApi {
   }
 
   async acknowledge(id: string, user: string, comment: string): Promise<Alarm> {
-    let changed = false;
-    const a = await this.change(id, (cur) => {
-      if (cur.ack) return cur;
-      changed = true;
-      return { ...cur, ack: { user, atMs: Date.now(), comment } };
-    });
-    if (changed) this.action(a, 'acknowledged', user, comment);
-    return toApiAlarm(a, Date.now());
+    return this.act(id, (cur) => acknowledged(cur, user, comment, Date.now()), 'acknowledged', user, comment);
   }
 
   async shelve(id: string, user: string, durationS: number, comment: string): Promise<Alarm> {
-    const a = await this.change(id, (cur) => {
-      if (cur.clearedAtMs !== null)
-        throw new BadRequestError(
-          ErrorCodes.BAD_REQUEST,
-          `alarm ${id} is cleared: there is nothing to shelve`,
-          ['shelve an active alarm'],
-          409,
-        );
-      const at = Date.now();
-      return { ...cur, shelf: { untilMs: at + durationS * 1000, user, atMs: at, comment } };
-    });
-    this.action(a, 'shelved', user, comment);
-    return toApiAlarm(a, Date.now());
+    return this.act(
+      id,
+      (cur) => shelvedFor(cur, user, durationS, comment, Date.now()),
+      'shelved',
+      user,
+      comment,
+    );
   }
 
   async unshelve(id: string, user: string): Promise<Alarm> {
+    return this.act(id, unshelved, 'unshelved', user, '');
+  }
+
+  /** An operator's action: the change, and its notification when it changed anything. */
+  private async act(
+    id: string,
+    fn: (cur: StoredAlarm) => StoredAlarm,
+    t: Transition,
+    user: string,
+    comment: string,
+  ): Promise<Alarm> {
     let changed = false;
     const a = await this.change(id, (cur) => {
-      if (!cur.shelf) return cur;
-      changed = true;
-      return { ...cur, shelf: null };
+      const next = fn(cur);
+      changed = next !== cur;
+      return next;
     });
-    if (changed) this.action(a, 'unshelved', user, '');
+    if (changed) {
+      this.log.info({ alarm: a.id, user, comment }, `alarm ${t} by ${user}`);
+      this.transitioned(a, t);
+    }
     return toApiAlarm(a, Date.now());
   }
 
@@ -436,11 +439,6 @@ export class AlarmEngine implements AlarmApi {
       return this.locals[i]!;
     }
     return this.opts.store.update(id, fn);
-  }
-
-  private action(a: StoredAlarm, t: Transition, user: string, comment: string): void {
-    this.log.info({ alarm: a.id, user, comment }, `alarm ${t} by ${user}`);
-    this.transitioned(a, t);
   }
 }
 

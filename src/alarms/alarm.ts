@@ -2,7 +2,9 @@
 // occurrence), the shape the API answers with, and the ids. An alarm's id is its condition key
 // (kind, group, subject) plus when it was raised, so a condition that clears and comes back is a
 // new alarm while the cleared one stays in the history. Site ids never hold `~`, so ids parse back.
-// A stored value is checked field by field before anyone acts on it (parseStoredAlarm).
+// A stored value is checked field by field before anyone acts on it (parseStoredAlarm); what an
+// operator's action does to a record is a pure function here (acknowledged, shelvedFor, unshelved).
+import { BadRequestError, ErrorCodes } from '../errors.ts';
 
 export const SEVERITIES = ['critical', 'major', 'minor', 'warning'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -111,6 +113,34 @@ export function toApiAlarm(a: StoredAlarm, nowMs: number): Alarm {
     shelvedUntil: a.shelf && shelved(a, nowMs) ? iso(a.shelf.untilMs) : null,
     value: a.value,
   };
+}
+
+/** The first acknowledgement stays: an acknowledged alarm comes back as it is (the same object). */
+export function acknowledged(cur: StoredAlarm, user: string, comment: string, atMs: number): StoredAlarm {
+  return cur.ack ? cur : { ...cur, ack: { user, atMs, comment } };
+}
+
+/** Shelves an active alarm until `atMs + durationS`; a cleared one has nothing to shelve (409). */
+export function shelvedFor(
+  cur: StoredAlarm,
+  user: string,
+  durationS: number,
+  comment: string,
+  atMs: number,
+): StoredAlarm {
+  if (cur.clearedAtMs !== null)
+    throw new BadRequestError(
+      ErrorCodes.BAD_REQUEST,
+      `alarm ${cur.id} is cleared: there is nothing to shelve`,
+      ['shelve an active alarm'],
+      409,
+    );
+  return { ...cur, shelf: { untilMs: atMs + durationS * 1000, user, atMs, comment } };
+}
+
+/** Ends a shelf; an alarm without one comes back as it is (the same object). */
+export function unshelved(cur: StoredAlarm): StoredAlarm {
+  return cur.shelf ? { ...cur, shelf: null } : cur;
 }
 
 /** A stored value that is not an alarm: what is wrong with it. */

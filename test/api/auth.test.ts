@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { alarmId, conditionKey } from '../../src/alarms/alarm.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { AuthStore } from '../../src/api/auth/auth-store.ts';
 import { ROLES, type Role } from '../../src/api/auth/roles.ts';
@@ -26,6 +27,7 @@ afterEach(async () => {
 
 async function cluster(nodes = ['node-a']) {
   const c = new FakeCluster({ 'zone-1': ['node-a', 41], 'zone-2': ['node-b', 57], 'zone-3': [null, null] });
+  c.alarms.raise('unit-tripped', 'zone-1', AHU, `unit ${AHU} tripped`, { atMs: ALARM_AT_MS });
   c.members.push(
     { node: 'node-a', apiUrl: 'http://127.0.0.1:8101', startedAtMs: 1 },
     { node: 'node-b', apiUrl: 'http://127.0.0.1:8102', startedAtMs: 2 },
@@ -37,6 +39,8 @@ async function cluster(nodes = ['node-a']) {
 }
 
 const AHU = 'AHU-01';
+const ALARM_AT_MS = 1_764_800_000_000;
+const ALARM = alarmId(conditionKey('unit-tripped', 'zone-1', AHU), ALARM_AT_MS);
 /** Every state-changing route, its least role and a request that does its work. */
 const CHANGING: Record<string, { role: Role | 'public'; body?: object; params?: Record<string, string> }> = {
   'POST /api/v1/groups/{id}/commands': { role: 'operator', body: { ahu: AHU, fanPct: 40 } },
@@ -57,6 +61,17 @@ const CHANGING: Record<string, { role: Role | 'public'; body?: object; params?: 
   'DELETE /api/v1/users/{name}': { role: 'admin', params: { name: 'newbie' } },
   'POST /api/v1/tokens': { role: 'admin', body: { label: 'grafana', user: 'viewer' } },
   'DELETE /api/v1/tokens/{tokenId}': { role: 'admin' },
+  'POST /api/v1/alarms/{alarm}/ack': {
+    role: 'operator',
+    body: { comment: 'on it' },
+    params: { alarm: ALARM },
+  },
+  'POST /api/v1/alarms/{alarm}/shelve': {
+    role: 'operator',
+    body: { durationS: 3600, comment: 'filter change' },
+    params: { alarm: ALARM },
+  },
+  'POST /api/v1/alarms/{alarm}/unshelve': { role: 'operator', params: { alarm: ALARM } },
 };
 
 function urlOf(path: string, params: Record<string, string>): string {

@@ -14,6 +14,7 @@ import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuCommandSet, DeviceIo } from '../../src/devices/device-io.ts';
 import { quietLogger } from '../helpers.ts';
 import { type ApiAuth, apiAuth, injectAs } from './api-auth.ts';
+import { FakeAlarms } from './fake-alarms.ts';
 import { MemoryKv } from './memory-kv.ts';
 
 export class FakeCluster {
@@ -25,6 +26,8 @@ export class FakeCluster {
   relinquished: { group: string; from: string; to: string; reason: string }[] = [];
   /** The cluster's users, tokens and audit trail, as etcd would hold them for every node. */
   readonly controlPlane = new MemoryKv();
+  /** The cluster's alarms, as etcd would hold them for every node. */
+  readonly alarms = new FakeAlarms();
   /** The operators' state per group, as etcd would hold it (pause, overrides). */
   readonly operators = new Map<string, OperatorState>();
 
@@ -185,6 +188,7 @@ export async function fakeNode(
     site,
     devices,
     audit,
+    alarms: cluster.alarms,
   });
   for (const d of drivers.values()) d.start();
   return {

@@ -71,12 +71,16 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
         description:
           'Acknowledges an alarm as the signed-in user, with an optional comment; the first acknowledgement stays (a second answers the alarm as it is).',
         params: AlarmParams,
-        body: T.Optional(T.Object({ comment: T.Optional(Comment) }, { additionalProperties: false })),
+        body: T.Object({ comment: T.Optional(Comment) }, { additionalProperties: false }),
         response: ONE,
+      },
+      // The body is optional: a body-less acknowledgement is validated as `{}`.
+      preValidation: async (req) => {
+        req.body ??= {};
       },
     },
     async (req) => ({
-      alarm: await alarms().acknowledge(req.params.alarm, user(req), req.body?.comment ?? ''),
+      alarm: await alarms().acknowledge(req.params.alarm, user(req), req.body.comment ?? ''),
     }),
   );
 

@@ -1,0 +1,91 @@
+// `coolctl alarms`: the cluster's alarms as any node answers them (docs/alarms.md) — the active
+// ones, or all that retention keeps — and the operator's acknowledge, shelve and unshelve.
+import type { Command } from 'commander';
+import type { Alarm } from '../alarms/alarm.ts';
+import { type ApiOptions, ApiUsageError, apiCall, apiOptions } from './api-client.ts';
+
+/** `90`, `90s`, `15m`, `1h`, `1.5h` → seconds; anything else is a usage error. */
+export function parseDurationS(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h)?$/.exec(text.trim());
+  if (!m) throw new ApiUsageError(`--for ${text}: give a duration such as 90s, 15m or 1h`);
+  const s = Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
+  if (s < 60 || s > 86_400) throw new ApiUsageError(`--for ${text}: a shelf lasts 1 minute to 24 hours`);
+  return Math.round(s);
+}
+
+const when = (iso: string) => iso.replace(/\.\d+Z$/, 'Z');
+
+/** One line per alarm: what, where, since when, and who acknowledged or shelved it. */
+export function formatAlarms(alarms: readonly Alarm[]): string {
+  if (alarms.length === 0) return 'no alarms';
+  const lines = ['severity  state         raised                where                 message'];
+  for (const a of alarms) {
+    const where = [a.group, a.subject].filter(Boolean).join('/') || '-';
+    const notes = [
+      a.ack ? `ack ${a.ack.user} ${when(a.ack.at)}${a.ack.comment ? ` "${a.ack.comment}"` : ''}` : '',
+      a.shelvedUntil ? `shelved until ${when(a.shelvedUntil)}` : '',
+      a.clearedAt ? `cleared ${when(a.clearedAt)}` : '',
+    ].filter(Boolean);
+    lines.push(
+      `${a.severity.padEnd(9)} ${a.state.padEnd(13)} ${when(a.raisedAt).padEnd(21)} ${where.padEnd(21)} ${a.message}`,
+      `          id ${a.id}${notes.length ? ` — ${notes.join('; ')}` : ''}`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function addAlarmCommands(program: Command): void {
+  const cmd = program
+    .command('alarms')
+    .description('the cluster’s alarms (active, or --all); --ack, --shelve or --unshelve one (operator)')
+    .option('--all', 'with the cleared alarms retention keeps')
+    .option('--ack <id>', 'acknowledge an alarm')
+    .option('--comment <text>', 'with --ack or --shelve: why')
+    .option('--shelve <id>', 'shelve an alarm: no notifications until it clears or the shelf ends')
+    .option('--for <duration>', 'with --shelve: how long (60s … 24h, e.g. 1h)')
+    .option('--unshelve <id>', 'end a shelf now')
+    .option('--json', 'print the raw JSON');
+  for (const o of apiOptions()) cmd.addOption(o);
+  cmd.action(
+    async (
+      o: ApiOptions & {
+        all?: boolean;
+        ack?: string;
+        comment?: string;
+        shelve?: string;
+        for?: string;
+        unshelve?: string;
+        json?: boolean;
+      },
+    ) => {
+      const print = (s: string) => process.stdout.write(`${s}\n`);
+      const path = (id: string, action: string) => `/api/v1/alarms/${encodeURIComponent(id)}/${action}`;
+      const acted = [o.ack, o.shelve, o.unshelve].filter((x) => x !== undefined).length;
+      if (acted > 1) throw new ApiUsageError('alarms: give one of --ack, --shelve, --unshelve');
+      if (o.for !== undefined && o.shelve === undefined)
+        throw new ApiUsageError('alarms: --for goes with --shelve');
+      const comment = o.comment !== undefined ? { comment: o.comment } : {};
+      let one: Alarm | undefined;
+      if (o.ack !== undefined)
+        one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.ack, 'ack'), comment)).alarm;
+      else if (o.shelve !== undefined) {
+        if (o.for === undefined) throw new ApiUsageError('alarms --shelve: give --for, e.g. --for 1h');
+        const durationS = parseDurationS(o.for);
+        one = (
+          await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.shelve, 'shelve'), { durationS, ...comment })
+        ).alarm;
+      } else if (o.unshelve !== undefined)
+        one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.unshelve, 'unshelve'), {})).alarm;
+      if (one) {
+        print(o.json ? JSON.stringify({ alarm: one }, null, 2) : formatAlarms([one]));
+        return;
+      }
+      const r = await apiCall<{ alarms: Alarm[] }>(
+        o,
+        'GET',
+        `/api/v1/alarms?state=${o.all ? 'all' : 'active'}`,
+      );
+      print(o.json ? JSON.stringify(r, null, 2) : formatAlarms(r.alarms));
+    },
+  );
+}
