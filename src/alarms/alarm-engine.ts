@@ -81,7 +81,7 @@ export class AlarmEngine implements AlarmApi {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  private lastResendMs = 0;
+  private lastResendMs = performance.now();
   private lastPruneMs = Number.NEGATIVE_INFINITY;
   private readonly evaluations: Counter<'result'>;
   private readonly transitions: Counter<'kind' | 'transition'>;
@@ -442,6 +442,9 @@ export class AlarmEngine implements AlarmApi {
   }
 }
 
+/** A site's sensor nodes by id, built once per site object (a reload makes a new one). */
+const nodesBySite = new WeakMap<Site, Map<string, Site['sensorNodes'][number]>>();
+
 /** Per rack with a %RH sensor: the highest dew point of its nodes with a good inlet and a good %RH. */
 export function rackDewPoints(
   site: Site,
@@ -449,7 +452,11 @@ export function rackDewPoints(
   store: SensorStore,
 ): Record<string, number | null> {
   const out: Record<string, number | null> = {};
-  const nodes = new Map(site.sensorNodes.map((n) => [n.id, n]));
+  let nodes = nodesBySite.get(site);
+  if (!nodes) {
+    nodes = new Map(site.sensorNodes.map((n) => [n.id, n]));
+    nodesBySite.set(site, nodes);
+  }
   for (const id of groupNodes) {
     const n = nodes.get(id);
     if (!n?.sensors.some((s) => s.kind === 'humidity')) continue;

@@ -2,6 +2,8 @@
 // leader from clearing what it cannot judge; the rise rate; dew point both ways; units, sensor
 // trust and the cluster's conditions; the site section's defaults and per-group limits.
 import { describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { rackDewPoints } from '../../src/alarms/alarm-engine.ts';
 import {
   alarmDelays,
   alarmLimits,
@@ -16,6 +18,7 @@ import {
   newMemory,
   type RuleMemory,
 } from '../../src/alarms/rules.ts';
+import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
 
 const base = (over: Partial<GroupSnapshot> = {}): GroupSnapshot => ({
   group: 'zone-1',
@@ -214,5 +217,42 @@ describe('cluster conditions', () => {
     expect(cs.find((c) => c.kind === 'group-leaderless')!.verdict).toBe('clear');
     expect(clusterOwner(['n3', 'n1', 'n2'])).toBe('n1');
     expect(clusterOwner([])).toBeNull();
+  });
+});
+
+describe('dew point per rack from what the sensors report', () => {
+  it('the highest of the rack’s nodes with a good inlet and %RH; racks without %RH have none', () => {
+    const site = generateSite(demoShape);
+    const group = site.controlGroups[0]!;
+    const nodes = group.sensorNodes.map((id) => site.sensorNodes.find((n) => n.id === id)!);
+    const now = 1_000_000;
+    const store = new SensorStore(site, { now: () => now });
+    for (const [i, n] of nodes.entries())
+      store.ingestReport(
+        {
+          node: n.id,
+          gateway: n.gateway,
+          seq: 1,
+          readings: n.sensors.map((s) => ({
+            sensor: s.id,
+            kind: s.kind,
+            value: s.kind === 'humidity' ? 40 + i : 24,
+          })),
+        },
+        'mqtt',
+        now,
+      );
+    const dp = rackDewPoints(site, group.sensorNodes, store);
+    for (const [i, n] of nodes.entries()) {
+      if (!n.sensors.some((s) => s.kind === 'humidity')) continue;
+      const sameRack = nodes.filter((m) => m.rack === n.rack && m.sensors.some((s) => s.kind === 'humidity'));
+      const want = Math.max(...sameRack.map((m) => dewPointC(24, 40 + nodes.indexOf(m))));
+      expect(dp[n.rack], `rack ${n.rack} (node ${i})`).toBeCloseTo(want, 6);
+    }
+    const withRh = new Set(
+      nodes.filter((n) => n.sensors.some((s) => s.kind === 'humidity')).map((n) => n.rack),
+    );
+    expect(Object.keys(dp).sort()).toEqual([...withRh].sort());
+    expect(withRh.size).toBeGreaterThan(0);
   });
 });
