@@ -4,9 +4,10 @@
 // it (one series per rack, group and unit across the cluster, never one per node); a node that
 // loses the group drops them at its next scrape. A rack in several groups belongs to the first of
 // them in the site file. Enumerations are state sets (one series per state, 1 for the current one).
-// Everything is read at scrape time from what the loops already hold (no device or sensor I/O),
-// from one look at the node per scrape, and the large families render their own text in chunks
-// (metrics/text.ts), so a scrape at 1 000 units stays a few ms of work. Base units throughout:
+// Everything is read at scrape time from what the loops already hold (no device or sensor I/O):
+// which groups the node leads is taken once per scrape, each group's sensor view, racks and units
+// when a family first asks for them; the families render their own text a few groups per chunk
+// (metrics/text.ts), so no turn of the event loop carries more than a few groups' work. Base units:
 // °C (`_celsius`), ratios 0…1 (`_ratio`), watts, joules (docs/observability.md).
 import type {
   Counter,
@@ -56,25 +57,10 @@ const UNIT_MODE_LABELS = stateSets('mode', UNIT_MODES);
 const LINK_LABELS = stateSets('state', LINK_STATES);
 const ALARM_LABELS = ALARMS.map(([alarm, bit]) => ({ bit, set: labelSet({ alarm }) }));
 
-/** Rows of a per-unit or per-rack family per chunk of text (each row a few lines). */
-const ROWS_PER_CHUNK = 64;
+/** Groups per chunk of text (each group: its racks or units, a few dozen lines). */
+const GROUPS_PER_CHUNK = 4;
 /** One look at the node serves the families of one scrape (they render within a few ms). */
 const SNAPSHOT_TTL_MS = 250;
-
-interface GroupRow {
-  id: string;
-  set: LabelSet;
-  view: GroupSensorView | null;
-  mode: LoopMode | null;
-  driven: boolean;
-  leader: LabelSet;
-  epoch: number;
-}
-
-interface RackRow {
-  set: LabelSet;
-  stats: RackInletStats;
-}
 
 interface UnitRow {
   set: LabelSet;
@@ -83,19 +69,101 @@ interface UnitRow {
   link: LinkState | null;
 }
 
+/** What the site says of one group, indexed once per site (a reload brings a new one). */
+interface GroupLayout {
+  set: LabelSet;
+  ahus: { id: string; set: LabelSet }[];
+  /** rack → label set {rack, group}, for the racks this group owns. */
+  racks: Map<string, LabelSet>;
+}
+
+interface Layout {
+  site: Site;
+  groups: Map<string, GroupLayout>;
+}
+
+/**
+ * One group this node leads, as one scrape sees it. Its sensor view, racks and units are taken
+ * when a family first asks (then kept for the scrape's other families): a scrape's work is spread
+ * over its chunks, a few groups each, instead of one look at 50 000 sensors in one turn.
+ */
+class GroupRow {
+  readonly id: string;
+  readonly set: LabelSet;
+  readonly leader: LabelSet;
+  readonly epoch: number;
+  private readonly layout: GroupLayout;
+  private readonly driver: GroupDriver | undefined;
+  private readonly values: ProcessValuesDeps;
+  private viewMemo: GroupSensorView | null | undefined;
+  private racksMemo: { set: LabelSet; stats: RackInletStats }[] | undefined;
+  private unitsMemo: UnitRow[] | undefined;
+
+  constructor(id: string, layout: GroupLayout, epoch: number, leader: LabelSet, deps: ProcessValuesDeps) {
+    this.id = id;
+    this.set = layout.set;
+    this.layout = layout;
+    this.epoch = epoch;
+    this.leader = leader;
+    this.values = deps;
+    this.driver = deps.drivers.get(id);
+  }
+
+  get mode(): LoopMode | null {
+    return this.driver ? this.driver.decision.mode : null;
+  }
+
+  get driven(): boolean {
+    return !!this.driver?.driving && this.driver.driveStatus.problem === null;
+  }
+
+  view(): GroupSensorView | null {
+    if (this.viewMemo === undefined) {
+      try {
+        this.viewMemo = this.values.sensors.view(this.id);
+      } catch {
+        this.viewMemo = null; // sensor ingest not started, or a group the store does not know (a reload)
+      }
+    }
+    return this.viewMemo;
+  }
+
+  racks(): { set: LabelSet; stats: RackInletStats }[] {
+    if (this.racksMemo === undefined) {
+      let stats: RackInletStats[] = [];
+      try {
+        stats = this.values.sensors.rackInletStats?.(this.id) ?? [];
+      } catch {
+        stats = [];
+      }
+      this.racksMemo = [];
+      for (const st of stats) {
+        const set = this.layout.racks.get(st.rack);
+        if (set) this.racksMemo.push({ set, stats: st });
+      }
+    }
+    return this.racksMemo;
+  }
+
+  units(): UnitRow[] {
+    if (this.unitsMemo === undefined) {
+      const d = this.driver;
+      const commands = new Map<string, number>();
+      if (d?.driving) for (const u of d.units()) if (u.held) commands.set(u.ahu, u.held.fanPct);
+      this.unitsMemo = this.layout.ahus.map((a) => ({
+        set: a.set,
+        reading: d?.lastReading(a.id) ?? null,
+        commandFanPct: commands.get(a.id) ?? null,
+        link: this.values.devices.get(a.id)?.linkState ?? null,
+      }));
+    }
+    return this.unitsMemo;
+  }
+}
+
 interface Snapshot {
   atMs: number;
   groups: GroupRow[];
-  racks: RackRow[];
-  units: UnitRow[];
-}
-
-/** What the site says, indexed once per site (a reload brings a new one). */
-interface Layout {
-  site: Site;
-  groups: Map<string, { set: LabelSet; ahus: { id: string; set: LabelSet }[] }>;
-  /** rack → label set {rack, group} of its owner group. */
-  rackOwner: Map<string, { group: string; set: LabelSet }>;
 }
 
 export interface ProcessValuesDeps {
@@ -112,40 +180,42 @@ export interface ProcessValuesDeps {
   now?: () => number;
 }
 
-type Emit<R> = (row: R, extra: LabelSet | null, value: number) => void;
+/** One line: a row's label set, an extra label set (a state, an alarm) or none, the value. */
+type Emit = (set: LabelSet, extra: LabelSet | null, value: number) => void;
 
 /**
- * One family of process values: its lines come from the rows of the scrape's snapshot. Both what
- * prom-client's registry reads (`get()`) and its own text (`textChunks()`), the same lines.
+ * One family of process values: its lines come from the groups of the scrape's snapshot (a
+ * group's own line, or one per rack or unit of it). Both what prom-client's registry reads
+ * (`get()`) and its own text (`textChunks()`), the same lines.
  */
-class ProcessFamily<R extends { set: LabelSet }> implements SelfRenderingFamily {
+class ProcessFamily implements SelfRenderingFamily {
   readonly [RENDERS_OWN_TEXT] = true;
   readonly aggregator = 'sum';
   readonly name: string;
   readonly help: string;
   readonly type: 'gauge' | 'counter';
-  private readonly rows: () => readonly R[];
-  private readonly lines: (row: R, emit: Emit<R>) => void;
+  private readonly groups: () => readonly GroupRow[];
+  private readonly lines: (g: GroupRow, emit: Emit) => void;
 
   constructor(
     name: string,
     help: string,
     type: 'gauge' | 'counter',
-    rows: () => readonly R[],
-    lines: (row: R, emit: Emit<R>) => void,
+    groups: () => readonly GroupRow[],
+    lines: (g: GroupRow, emit: Emit) => void,
   ) {
     this.name = name;
     this.help = help;
     this.type = type;
-    this.rows = rows;
+    this.groups = groups;
     this.lines = lines;
   }
 
   async get(): Promise<MetricObjectWithValues<MetricValueWithName<string>>> {
     const values: MetricValueWithName<string>[] = [];
-    const emit: Emit<R> = (row, extra, value) =>
-      values.push({ labels: extra ? { ...row.set.labels, ...extra.labels } : { ...row.set.labels }, value });
-    for (const row of this.rows()) this.lines(row, emit);
+    const emit: Emit = (set, extra, value) =>
+      values.push({ labels: extra ? { ...set.labels, ...extra.labels } : { ...set.labels }, value });
+    for (const g of this.groups()) this.lines(g, emit);
     return {
       name: this.name,
       help: this.help,
@@ -159,22 +229,33 @@ class ProcessFamily<R extends { set: LabelSet }> implements SelfRenderingFamily 
   *textChunks(): Generator<string> {
     const name = this.name;
     yield familyHeader(name, this.help, this.type);
-    const rows = this.rows();
+    const groups = this.groups();
     let chunk = '';
-    const emit: Emit<R> = (row, extra, value) => {
-      const labels = extra ? (row.set.text ? `${row.set.text},${extra.text}` : extra.text) : row.set.text;
+    const emit: Emit = (set, extra, value) => {
+      const labels = extra ? (set.text ? `${set.text},${extra.text}` : extra.text) : set.text;
       chunk += labels ? `\n${name}{${labels}} ${valueText(value)}` : `\n${name} ${valueText(value)}`;
     };
-    for (let from = 0; from < rows.length; from += ROWS_PER_CHUNK) {
+    for (let from = 0; from < groups.length; from += GROUPS_PER_CHUNK) {
       chunk = '';
-      const to = Math.min(from + ROWS_PER_CHUNK, rows.length);
-      for (let i = from; i < to; i++) this.lines(rows[i]!, emit);
+      const to = Math.min(from + GROUPS_PER_CHUNK, groups.length);
+      for (let i = from; i < to; i++) this.lines(groups[i]!, emit);
       if (chunk) yield chunk;
     }
   }
 
   /** Process values are states, or counters kept by their owner: nothing to reset. */
   reset(): void {}
+}
+
+/** The lines of one value per unit of a group (measured: only after a good read, and when the unit has it). */
+function perUnit(value: (r: AhuReadings) => number): (g: GroupRow, emit: Emit) => void {
+  return (g, emit) => {
+    for (const u of g.units()) {
+      if (!u.reading) continue;
+      const v = value(u.reading);
+      if (Number.isFinite(v)) emit(u.set, null, v);
+    }
+  };
 }
 
 /** The process-value families on one registry, and the energy counters they integrate. */
@@ -189,213 +270,226 @@ export class ProcessValues {
   private coolingW = 0;
   private fanJ = 0;
   private coolingJ = 0;
-  private readonly plantRow: { set: LabelSet }[] = [{ set: labelSet({}) }];
+  private readonly plant = labelSet({});
 
   constructor(registry: Registry, deps: ProcessValuesDeps) {
     this.deps = deps;
     this.now = deps.now ?? (() => performance.now());
     this.lastIntegrateMs = this.now();
-    const s = () => this.snapshot();
-    const racks = () => s().racks;
-    const groups = () => s().groups;
-    const units = () => s().units;
+    const groups = () => this.snapshot().groups;
+    // The plant families have one line each, not one per group: their "group list" is one entry.
+    const once = () => ONE;
     const families: SelfRenderingFamily[] = [
-      new ProcessFamily<RackRow>(
+      new ProcessFamily(
         'coolctl_rack_inlet_celsius',
         'Hottest good inlet reading of the rack (absent: none is good); from the node that leads its group',
         'gauge',
-        racks,
-        (r, emit) => {
-          if (r.stats.inletMaxC !== null) emit(r, null, r.stats.inletMaxC);
+        groups,
+        (g, emit) => {
+          for (const r of g.racks()) if (r.stats.inletMaxC !== null) emit(r.set, null, r.stats.inletMaxC);
         },
       ),
-      new ProcessFamily<RackRow>(
+      new ProcessFamily(
         'coolctl_rack_inlet_trust_ratio',
         'Good inlet sensors of the rack / its inlet sensors (0…1): how far its inlet reading can be trusted',
         'gauge',
-        racks,
-        (r, emit) => emit(r, null, r.stats.inlets > 0 ? r.stats.goodInlets / r.stats.inlets : 0),
+        groups,
+        (g, emit) => {
+          for (const r of g.racks())
+            emit(r.set, null, r.stats.inlets > 0 ? r.stats.goodInlets / r.stats.inlets : 0);
+        },
       ),
-      new ProcessFamily<GroupRow>(
+      new ProcessFamily(
         'coolctl_group_inlet_max_celsius',
         'Hottest good rack inlet of the group (absent: none is good)',
         'gauge',
         groups,
         (g, emit) => {
-          if (g.view?.inletMaxC != null) emit(g, null, g.view.inletMaxC);
+          const v = g.view()?.inletMaxC;
+          if (v != null) emit(g.set, null, v);
         },
       ),
-      new ProcessFamily<GroupRow>(
+      new ProcessFamily(
         'coolctl_group_dew_point_celsius',
         'Highest dew point among the group’s sensor nodes with a good inlet and humidity reading (absent: none)',
         'gauge',
         groups,
         (g, emit) => {
-          if (g.view?.dewPointC != null) emit(g, null, g.view.dewPointC);
+          const v = g.view()?.dewPointC;
+          if (v != null) emit(g.set, null, v);
         },
       ),
-      new ProcessFamily<GroupRow>(
+      new ProcessFamily(
         'coolctl_group_inlet_trust_ratio',
         'Good inlet sensors of the group / its configured inlet sensors (0…1); the verdict follows from it',
         'gauge',
         groups,
         (g, emit) => {
-          if (g.view) emit(g, null, g.view.coverage);
+          const v = g.view();
+          if (v) emit(g.set, null, v.coverage);
         },
       ),
-      new ProcessFamily<GroupRow>(
+      new ProcessFamily(
         'coolctl_group_sensor_verdict',
         'The group’s sensor verdict: 1 for the current one of ok, degraded, blind',
         'gauge',
         groups,
         (g, emit) => {
-          if (!g.view) return;
-          for (const [v, set] of VERDICT_LABELS) emit(g, set, v === g.view.verdict ? 1 : 0);
+          const v = g.view();
+          if (!v) return;
+          for (const [verdict, set] of VERDICT_LABELS) emit(g.set, set, verdict === v.verdict ? 1 : 0);
         },
       ),
-      new ProcessFamily<GroupRow>(
+      new ProcessFamily(
         'coolctl_group_mode',
         'The group’s control loop mode: 1 for the current one of normal, degraded, blind, paused, hold, starting',
         'gauge',
         groups,
         (g, emit) => {
-          if (g.mode === null) return;
-          for (const [m, set] of GROUP_MODE_LABELS) emit(g, set, m === g.mode ? 1 : 0);
+          const mode = g.mode;
+          if (mode === null) return;
+          for (const [m, set] of GROUP_MODE_LABELS) emit(g.set, set, m === mode ? 1 : 0);
         },
       ),
-      new ProcessFamily<GroupRow>(
+      new ProcessFamily(
         'coolctl_group_driven',
         '1 while the node that leads the group drives it (its writes land), 0 while it leads but cannot',
         'gauge',
         groups,
-        (g, emit) => emit(g, null, g.driven ? 1 : 0),
+        (g, emit) => emit(g.set, null, g.driven ? 1 : 0),
       ),
-      new ProcessFamily<GroupRow>(
+      new ProcessFamily(
         'coolctl_group_leader_epoch',
         'The epoch of the group’s leader, exported by the leader, named in the node label',
         'gauge',
         groups,
-        (g, emit) => emit(g, g.leader, g.epoch),
+        (g, emit) => emit(g.set, g.leader, g.epoch),
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_supply_celsius',
         'Supply-air temperature the unit measures',
         'gauge',
-        units,
-        (u, emit) => reading(u, emit, (r) => r.supplyC),
+        groups,
+        perUnit((r) => r.supplyC),
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_return_celsius',
         'Return-air temperature the unit measures',
         'gauge',
-        units,
-        (u, emit) => reading(u, emit, (r) => r.returnC),
+        groups,
+        perUnit((r) => r.returnC),
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_supply_setpoint_celsius',
         'Supply-air setpoint in force on the unit (the remote command, or its local setpoint), as it reports it',
         'gauge',
-        units,
-        (u, emit) => reading(u, emit, (r) => r.supplySetpointC),
+        groups,
+        perUnit((r) => r.supplySetpointC),
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_fan_command_ratio',
         'Fan speed this node commands the unit, 0…1 (1 = 100 %)',
         'gauge',
-        units,
-        (u, emit) => {
-          if (u.commandFanPct !== null) emit(u, null, u.commandFanPct / 100);
+        groups,
+        (g, emit) => {
+          for (const u of g.units()) if (u.commandFanPct !== null) emit(u.set, null, u.commandFanPct / 100);
         },
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_fan_ratio',
         'Fan speed the unit reports, 0…1 (1 = 100 %)',
         'gauge',
-        units,
-        (u, emit) => reading(u, emit, (r) => r.fanPct / 100),
+        groups,
+        perUnit((r) => r.fanPct / 100),
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_fan_power_watts',
         'Fan electrical power the unit reports',
         'gauge',
-        units,
-        (u, emit) => reading(u, emit, (r) => r.fanKw * 1000),
+        groups,
+        perUnit((r) => r.fanKw * 1000),
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_cooling_power_watts',
         'Cooling the unit delivers, as it reports it',
         'gauge',
-        units,
-        (u, emit) => reading(u, emit, (r) => r.coolingKw * 1000),
+        groups,
+        perUnit((r) => r.coolingKw * 1000),
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_mode',
         'The unit’s mode as it reports it: 1 for the current one of local, remote, fallback, tripped, unknown',
         'gauge',
-        units,
-        (u, emit) => {
-          if (!u.reading) return;
-          for (const [m, set] of UNIT_MODE_LABELS) emit(u, set, m === u.reading.mode ? 1 : 0);
+        groups,
+        (g, emit) => {
+          for (const u of g.units()) {
+            if (!u.reading) continue;
+            for (const [m, set] of UNIT_MODE_LABELS) emit(u.set, set, m === u.reading.mode ? 1 : 0);
+          }
         },
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_alarm',
         'The unit’s alarms: 1 while on (comm_loss: its watchdog fell back to local; trip; high_supply_temp)',
         'gauge',
-        units,
-        (u, emit) => {
-          if (!u.reading) return;
-          for (const a of ALARM_LABELS) emit(u, a.set, u.reading.alarms & a.bit ? 1 : 0);
+        groups,
+        (g, emit) => {
+          for (const u of g.units()) {
+            if (!u.reading) continue;
+            for (const a of ALARM_LABELS) emit(u.set, a.set, u.reading.alarms & a.bit ? 1 : 0);
+          }
         },
       ),
-      new ProcessFamily<UnitRow>(
+      new ProcessFamily(
         'coolctl_unit_link_state',
         'Link from the leading node to the unit: 1 for the current one of up, degraded, down',
         'gauge',
-        units,
-        (u, emit) => {
-          if (u.link === null) return;
-          for (const [st, set] of LINK_LABELS) emit(u, set, st === u.link ? 1 : 0);
+        groups,
+        (g, emit) => {
+          for (const u of g.units()) {
+            if (u.link === null) continue;
+            for (const [st, set] of LINK_LABELS) emit(u.set, set, st === u.link ? 1 : 0);
+          }
         },
       ),
       new ProcessFamily(
         'coolctl_plant_fan_power_watts',
         'Fan power of the units this node drives (sum over the nodes: the plant’s)',
         'gauge',
-        () => this.plantRow,
-        (p, emit) => {
+        once,
+        (_g, emit) => {
           this.integrate();
-          emit(p, null, this.fanW);
+          emit(this.plant, null, this.fanW);
         },
       ),
       new ProcessFamily(
         'coolctl_plant_cooling_power_watts',
         'Cooling delivered by the units this node drives (sum over the nodes: the plant’s)',
         'gauge',
-        () => this.plantRow,
-        (p, emit) => {
+        once,
+        (_g, emit) => {
           this.integrate();
-          emit(p, null, this.coolingW);
+          emit(this.plant, null, this.coolingW);
         },
       ),
       new ProcessFamily(
         'coolctl_plant_fan_energy_joules_total',
         'Fan energy of the units while this node drove them (sum the nodes’ increases for the plant’s)',
         'counter',
-        () => this.plantRow,
-        (p, emit) => {
+        once,
+        (_g, emit) => {
           this.integrate();
-          emit(p, null, this.fanJ);
+          emit(this.plant, null, this.fanJ);
         },
       ),
       new ProcessFamily(
         'coolctl_plant_cooling_energy_joules_total',
         'Cooling energy delivered by the units while this node drove them',
         'counter',
-        () => this.plantRow,
-        (p, emit) => {
+        once,
+        (_g, emit) => {
           this.integrate();
-          emit(p, null, this.coolingJ);
+          emit(this.plant, null, this.coolingJ);
         },
       ),
     ];
@@ -427,9 +521,10 @@ export class ProcessValues {
     this.lastIntegrateMs = now;
     let fanW = 0;
     let coolingW = 0;
+    const layout = this.layoutOf();
     for (const d of this.deps.drivers.values()) {
       if (!d.driving) continue;
-      for (const u of this.layoutOf().groups.get(d.group)?.ahus ?? []) {
+      for (const u of layout.groups.get(d.group)?.ahus ?? []) {
         const r = d.lastReading(u.id);
         if (!r) continue;
         if (Number.isFinite(r.fanKw)) fanW += r.fanKw * 1000;
@@ -440,64 +535,23 @@ export class ProcessValues {
     this.coolingW = coolingW;
   }
 
-  /** The scrape's one look at the node (taken again after SNAPSHOT_TTL_MS). */
+  /** The scrape's one look at the node: the groups it leads (taken again after SNAPSHOT_TTL_MS). */
   snapshot(): Snapshot {
     const now = this.now();
     if (this.snap && now - this.snap.atMs < SNAPSHOT_TTL_MS) return this.snap;
     const layout = this.layoutOf();
-    const snap: Snapshot = { atMs: now, groups: [], racks: [], units: [] };
+    const snap: Snapshot = { atMs: now, groups: [] };
     const leadership = this.deps.leadership();
     if (leadership) {
       const leader = labelSet({ node: this.deps.node });
       for (const gl of leadership.groups()) {
         if (gl.role !== 'leader') continue;
         const g = layout.groups.get(gl.group);
-        if (!g) continue;
-        const driver = this.deps.drivers.get(gl.group);
-        const view = this.view(gl.group);
-        snap.groups.push({
-          id: gl.group,
-          set: g.set,
-          view,
-          mode: driver ? driver.decision.mode : null,
-          driven: !!driver?.driving && driver.driveStatus.problem === null,
-          leader,
-          epoch: gl.epoch ?? 0,
-        });
-        for (const stats of this.rackStats(gl.group)) {
-          const owner = layout.rackOwner.get(stats.rack);
-          if (owner?.group === gl.group) snap.racks.push({ set: owner.set, stats });
-        }
-        const commands = new Map<string, number>();
-        if (driver?.driving) for (const u of driver.units()) if (u.held) commands.set(u.ahu, u.held.fanPct);
-        for (const a of g.ahus) {
-          snap.units.push({
-            set: a.set,
-            reading: driver?.lastReading(a.id) ?? null,
-            commandFanPct: commands.get(a.id) ?? null,
-            link: this.deps.devices.get(a.id)?.linkState ?? null,
-          });
-        }
+        if (g) snap.groups.push(new GroupRow(gl.group, g, gl.epoch ?? 0, leader, this.deps));
       }
     }
     this.snap = snap;
     return snap;
-  }
-
-  private view(group: string): GroupSensorView | null {
-    try {
-      return this.deps.sensors.view(group);
-    } catch {
-      return null; // sensor ingest not started, or a group the store does not know (a reload)
-    }
-  }
-
-  private rackStats(group: string): RackInletStats[] {
-    try {
-      return this.deps.sensors.rackInletStats?.(group) ?? [];
-    } catch {
-      return [];
-    }
   }
 
   private layoutOf(): Layout {
@@ -505,26 +559,25 @@ export class ProcessValues {
     if (this.layout?.site === site) return this.layout;
     const nodeRack = new Map(site.sensorNodes.map((n) => [n.id, n.rack]));
     const groups: Layout['groups'] = new Map();
-    const rackOwner: Layout['rackOwner'] = new Map();
+    const owned = new Set<string>();
     for (const g of site.controlGroups) {
+      const racks = new Map<string, LabelSet>();
+      for (const n of g.sensorNodes) {
+        const rack = nodeRack.get(n);
+        if (rack === undefined || owned.has(rack)) continue;
+        owned.add(rack);
+        racks.set(rack, labelSet({ rack, group: g.id }));
+      }
       groups.set(g.id, {
         set: labelSet({ group: g.id }),
         ahus: g.airHandlers.map((id) => ({ id, set: labelSet({ unit: id, group: g.id }) })),
+        racks,
       });
-      for (const n of g.sensorNodes) {
-        const rack = nodeRack.get(n);
-        if (rack !== undefined && !rackOwner.has(rack))
-          rackOwner.set(rack, { group: g.id, set: labelSet({ rack, group: g.id }) });
-      }
     }
-    this.layout = { site, groups, rackOwner };
+    this.layout = { site, groups };
     return this.layout;
   }
 }
 
-/** A measured value of the unit, when the last read succeeded and the unit had it (NaN: no data). */
-function reading(u: UnitRow, emit: Emit<UnitRow>, value: (r: AhuReadings) => number): void {
-  if (!u.reading) return;
-  const v = value(u.reading);
-  if (Number.isFinite(v)) emit(u, null, v);
-}
+/** The one "group" of the plant families (their lines do not depend on it). */
+const ONE: readonly GroupRow[] = [null as unknown as GroupRow];
