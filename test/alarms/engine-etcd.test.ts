@@ -1,0 +1,272 @@
+// The alarm engine and its store against a real etcd cluster, with the leadership and the group's
+// loop stood in for (the real ones run in test/alarms/alarms-hall.test.ts): two nodes that both
+// believe they lead a group at the same moment raise its condition once, and only the winner
+// notifies; a clear closes it and a return is a new alarm; a malformed stored value is skipped,
+// counted and logged once, never a crash; etcd-quorum-lost is kept on the node and recorded, with
+// its acknowledgement, once etcd answers again; retention prunes cleared alarms only.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Etcd3 } from 'etcd3';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { afterAll, describe, expect, it } from 'vitest';
+import { AlarmEngine } from '../../src/alarms/alarm-engine.ts';
+import { AlarmStore } from '../../src/alarms/alarm-store.ts';
+import { Notifier } from '../../src/alarms/notify.ts';
+import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
+import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
+import { loadSite } from '../../src/config/load-site.ts';
+import type { Site } from '../../src/config/site-schema.ts';
+import type { GroupDriver } from '../../src/control/group-driver.ts';
+import type { DeviceIo } from '../../src/devices/device-io.ts';
+import { useEtcdFixture } from '../cluster/harness.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+
+const fx = useEtcdFixture('alarms-engine');
+const site: Site = await loadSite('config/demo-site.yaml');
+const GROUP = site.controlGroups[0]!.id;
+const UNIT = site.controlGroups[0]!.airHandlers[0]!;
+const clients: Etcd3[] = [];
+const stops: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const s of stops.splice(0)) await s();
+  for (const c of clients.splice(0)) c.close();
+});
+
+/** What a node's leadership says, changed by the test. */
+interface Said {
+  healthy: boolean;
+  leads: Set<string>;
+  members: string[];
+}
+
+function leadershipOf(node: string, said: Said): Leadership {
+  const groups = (): GroupLeadership[] =>
+    site.controlGroups.map((g) => ({
+      group: g.id,
+      role: said.leads.has(g.id) ? 'leader' : 'follower',
+      leader: said.leads.has(g.id) ? node : null,
+      epoch: said.leads.has(g.id) ? 7 : null,
+      sinceMs: 0,
+    }));
+  const members = (): Member[] =>
+    said.members.map((n) => ({ node: n, apiUrl: `http://${n}`, startedAtMs: 0 }));
+  return {
+    node,
+    on: () => undefined,
+    off: () => undefined,
+    once: () => undefined,
+    start: async () => {},
+    stop: async () => {},
+    groups,
+    members,
+    fence: (g: string) => (said.leads.has(g) ? { epoch: 7, untilMs: Number.POSITIVE_INFINITY } : null),
+    switchover: async () => {},
+    get healthy() {
+      return said.healthy;
+    },
+  };
+}
+
+/** The group's loop as the engine reads it: the unit's mode, changed by the test. */
+function driverOf(unit: { mode: string }): GroupDriver {
+  return {
+    driving: true,
+    driveStatus: { problem: null, relinquished: null, relinquishHeldUntilMs: null, undrivenLimitMs: 5000 },
+    units: () => [
+      {
+        ahu: UNIT,
+        held: null,
+        lastWriteOkMs: null,
+        lastError: null,
+        refusals: 0,
+        mode: unit.mode,
+        released: false,
+      },
+    ],
+  } as unknown as GroupDriver;
+}
+
+function node(
+  name: string,
+  prefix: string,
+  said: Said,
+  unit: { mode: string },
+  opts: { notifier?: Notifier; logger?: pino.Logger; site?: Site } = {},
+) {
+  const client = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 2000 });
+  clients.push(client);
+  const registry = new Registry();
+  const logger = opts.logger ?? quietLogger;
+  const store = new AlarmStore({ client, prefix, callTimeoutMs: 2000, logger, registry });
+  const devices = new Map([[UNIT, { linkState: 'up' } as unknown as DeviceIo]]);
+  const engine = new AlarmEngine({
+    node: name,
+    store,
+    leadership: leadershipOf(name, said),
+    drivers: new Map([[GROUP, driverOf(unit)]]),
+    devices,
+    sensors: () => undefined,
+    config: () => ({ site: opts.site ?? site, nodes: ['n1', 'n2'] }),
+    ...(opts.notifier ? { notifier: () => opts.notifier } : {}),
+    logger,
+    registry,
+  });
+  stops.push(() => engine.stop());
+  return { engine, store, registry, client };
+}
+
+let seq = 0;
+// Under /coolctl/: the prefix a secured test etcd lets its user reach (COOLCTL_TEST_LINKS=secure).
+const freshPrefix = () => `/coolctl/alarms-test-${process.pid}-${++seq}`;
+
+describe('alarm engine on etcd', () => {
+  it('two nodes that both think they lead raise a trip once, and only the winner notifies', async () => {
+    const got: unknown[] = [];
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        got.push(...(JSON.parse(Buffer.concat(chunks).toString()) as unknown[]));
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    stops.push(() => new Promise((r) => server.close(r)));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v2/alerts`;
+    const prefix = freshPrefix();
+    const unit = { mode: 'tripped' };
+    const notifiers = ['n1', 'n2'].map((n) => {
+      const x = new Notifier({
+        logger: quietLogger,
+        registry: new Registry(),
+        site: 'demo',
+        generatorUrl: `http://${n}/`,
+        webhook: { url },
+      });
+      stops.push(() => x.stop());
+      return x;
+    });
+    const a = node('n1', prefix, { healthy: true, leads: new Set([GROUP]), members: ['n1', 'n2'] }, unit, {
+      notifier: notifiers[0]!,
+    });
+    const b = node('n2', prefix, { healthy: true, leads: new Set([GROUP]), members: ['n1', 'n2'] }, unit, {
+      notifier: notifiers[1]!,
+    });
+    for (let i = 0; i < 5; i++) await Promise.all([a.engine.evaluate(), b.engine.evaluate()]);
+    const open = (await a.engine.list('active')).filter((x) => x.kind === 'unit-tripped');
+    expect(open).toHaveLength(1);
+    expect(open[0]).toMatchObject({ group: GROUP, subject: UNIT, state: 'raised', severity: 'major' });
+    expect(await b.engine.list('active')).toEqual(await a.engine.list('active'));
+    await waitFor('the raise notified', () => got.length >= 1);
+    // Both nodes' queues are empty: nothing else is on its way.
+    await waitFor('queues empty', () => notifiers.every((n) => n.status().sinks[0]!.pending === 0));
+    expect(got).toHaveLength(1);
+    expect(got[0]).toMatchObject({ labels: { alertname: 'unit-tripped', alarm_id: open[0]!.id } });
+
+    // Acknowledged on n2, read on n1; then the unit runs again: cleared by a leader, once.
+    await b.engine.acknowledge(open[0]!.id, 'op', 'reset it');
+    expect((await a.engine.list('active'))[0]?.ack).toMatchObject({ user: 'op', comment: 'reset it' });
+    unit.mode = 'remote';
+    await Promise.all([a.engine.evaluate(), b.engine.evaluate()]);
+    const all = await a.engine.list('all');
+    expect(all.filter((x) => x.kind === 'unit-tripped')).toEqual([
+      expect.objectContaining({
+        id: open[0]!.id,
+        state: 'cleared',
+        ack: expect.objectContaining({ user: 'op' }),
+      }),
+    ]);
+    // It comes back: a new alarm; the cleared one stays in the history.
+    unit.mode = 'tripped';
+    await Promise.all([a.engine.evaluate(), b.engine.evaluate()]);
+    const again = (await b.engine.list('all')).filter((x) => x.kind === 'unit-tripped');
+    expect(again.map((x) => x.state)).toEqual(['raised', 'cleared']);
+    expect(again[0]!.id).not.toBe(open[0]!.id);
+  });
+
+  it('a malformed stored alarm: skipped, counted once, logged once; evaluation goes on', async () => {
+    const prefix = freshPrefix();
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(s) });
+    const unit = { mode: 'tripped' };
+    const n = node('n1', prefix, { healthy: true, leads: new Set([GROUP]), members: ['n1'] }, unit, {
+      logger,
+    });
+    await n.client.put(`${prefix}/alarms/unit-tripped~${GROUP}~${UNIT}~bad`).value('{"v":1,"id":');
+    await n.client
+      .put(`${prefix}/alarms/node-down~-~n9~x1`)
+      .value(JSON.stringify({ v: 1, id: 'node-down~-~n9~x1', kind: 'meltdown' }));
+    await n.engine.evaluate();
+    await n.engine.evaluate();
+    const listed = await n.engine.list('all');
+    expect(listed.map((x) => x.kind)).toEqual(['unit-tripped']);
+    expect(await n.engine.list('all')).toHaveLength(1);
+    expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 2');
+    const bad = lines.filter((l) => l.includes('stored alarm is not valid'));
+    expect(bad).toHaveLength(2);
+    expect(bad.join('\n')).toContain('bad or missing kind');
+    expect(await n.registry.metrics()).toContain('coolctl_alarm_evaluations_total{result="ok"} 2');
+  });
+
+  it('etcd out of reach: the node keeps its own alarm and records it, acknowledged, when etcd answers', async () => {
+    const prefix = freshPrefix();
+    const said: Said = { healthy: false, leads: new Set(), members: ['n1'] };
+    const n = node(
+      'n1',
+      prefix,
+      said,
+      { mode: 'remote' },
+      {
+        site: { ...site, alarms: { delays: { etcdLostS: 0 } } },
+      },
+    );
+    const other = node(
+      'n2',
+      prefix,
+      { healthy: true, leads: new Set(), members: ['n1'] },
+      { mode: 'remote' },
+    );
+    await n.engine.evaluate();
+    const local = (await n.engine.list('active')).filter((x) => x.kind === 'etcd-quorum-lost');
+    expect(local).toEqual([
+      expect.objectContaining({ subject: 'n1', state: 'raised', severity: 'critical' }),
+    ]);
+    expect(await other.engine.list('all')).toEqual([]); // not in etcd: it could not be written
+    await n.engine.acknowledge(local[0]!.id, 'op', 'etcd members restarting');
+    said.healthy = true;
+    await n.engine.evaluate();
+    const recorded = await other.engine.list('all');
+    expect(recorded).toEqual([
+      expect.objectContaining({
+        id: local[0]!.id,
+        kind: 'etcd-quorum-lost',
+        state: 'cleared',
+        ack: expect.objectContaining({ user: 'op', comment: 'etcd members restarting' }),
+      }),
+    ]);
+    expect(await n.engine.list('all')).toEqual(recorded);
+  });
+
+  it('retention prunes cleared alarms, never open ones', async () => {
+    const prefix = freshPrefix();
+    const unit = { mode: 'tripped' };
+    const n = node('n1', prefix, { healthy: true, leads: new Set([GROUP]), members: ['n1'] }, unit);
+    for (let i = 0; i < 3; i++) {
+      unit.mode = 'tripped';
+      await n.engine.evaluate();
+      unit.mode = 'remote';
+      await n.engine.evaluate();
+      await new Promise((r) => setImmediate(r));
+    }
+    unit.mode = 'tripped';
+    await n.engine.evaluate();
+    const before = await n.engine.list('all');
+    expect(before.map((x) => x.state)).toEqual(['raised', 'cleared', 'cleared', 'cleared']);
+    expect(await n.store.prune({ clearedMaxAgeMs: 86_400_000, clearedMaxCount: 10 }, Date.now())).toBe(0);
+    expect(await n.store.prune({ clearedMaxAgeMs: 86_400_000, clearedMaxCount: 1 }, Date.now())).toBe(2);
+    expect((await n.engine.list('all')).map((x) => x.state)).toEqual(['raised', 'cleared']);
+    expect(await n.store.prune({ clearedMaxAgeMs: 0, clearedMaxCount: 10 }, Date.now() + 1)).toBe(1);
+    expect((await n.engine.list('all')).map((x) => x.id)).toEqual([before[0]!.id]);
+  });
+});
