@@ -2,8 +2,11 @@
 // nodes over fakes listen on loopback; the page opened on node-a asks to sign in, then shows the
 // site's floor map and the groups' leaders, and an operator's command and switchover typed into it
 // reach the unit, the leadership and the audit trail under the signed-in user, across nodes too (the
-// session cookie is good on every node). Any page error or console error fails the test.
-import { mkdtemp, rm } from 'node:fs/promises';
+// session cookie is good on every node); trends and the energy report are drawn, and a rack opens
+// from the keyboard; the cluster's alarms (the fakes' shared store, test/support/fake-alarms.ts) are
+// acknowledged and shelved in the page and read the same on the other node's page. Any page error
+// or console error fails the test. test/ui/hall-dashboard.test.ts does the same on a real hall.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
@@ -15,6 +18,8 @@ import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
+/** Screenshots of each run (gitignored), for people to look at. */
+const SHOTS = 'test-results/screenshots';
 const site = await loadSite('config/demo-site.yaml');
 
 describe('operator dashboard in a browser', () => {
@@ -47,6 +52,7 @@ describe('operator dashboard in a browser', () => {
       { node: 'node-b', apiUrl: urlB, startedAtMs: 2 },
     );
     profile = await mkdtemp(join(tmpdir(), 'coolctl-ui-'));
+    await mkdir(SHOTS, { recursive: true });
     browser = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
@@ -63,6 +69,7 @@ describe('operator dashboard in a browser', () => {
       timeout: 30_000,
     });
     page = browser.pages()[0] ?? (await browser.newPage());
+    await page.setViewportSize({ width: 1366, height: 768 });
     page.setDefaultTimeout(10_000);
     page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
     page.on('console', (msg) => {
@@ -100,21 +107,30 @@ describe('operator dashboard in a browser', () => {
   });
 
   const text = (selector: string) => page.locator(selector).innerText();
+  const box = async (selector: string) => (await page.locator(selector).boundingBox()) ?? undefined;
   const noProblems = () => expect(problems).toEqual([]);
 
-  it('shows the floor map with the site’s racks and air handlers', async () => {
-    await waitFor('the floor map drawn', async () => (await page.locator('#floor rect.rack').count()) > 0);
-    expect(await page.locator('#floor rect.rack').count()).toBe(site.racks.length);
-    expect(await page.locator('#floor rect.ahu').count()).toBe(site.airHandlers.length);
+  it('shows the floor map with the site’s racks and air handlers, and its fixed colour scale', async () => {
+    await waitFor('the floor map drawn', async () => (await page.locator('#floor g.rack').count()) > 0);
+    expect(await page.locator('#floor g.rack').count()).toBe(site.racks.length);
+    expect(await page.locator('#floor g.ahu').count()).toBe(site.airHandlers.length);
     const ids = await page
-      .locator('#floor rect.ahu')
+      .locator('#floor g.ahu')
       .evaluateAll((els) => els.map((e) => e.getAttribute('data-id')));
     expect(ids.sort()).toEqual(site.airHandlers.map((x) => x.id).sort());
     expect(await text('#site-name')).toBe(site.site.name);
+    // The scale is labelled, with both limits, whatever the data.
+    const ticks = await page.locator('#floor-legend svg.scale text.tick-label').allTextContents();
+    expect(ticks).toEqual(['18', '21', '24', '27', '30', '32', '35']);
+    expect(await text('#floor-legend')).toMatch(/▲ above 27 °C · ✖ above 32 °C/);
+    // The fakes have no sensor view: every rack is grey with "no data" in words and a "?".
     await waitFor('the legend says rack inlets have no data', async () =>
-      /Rack inlets: no data/.test(await text('#floor-legend')),
+      /Rack inlets of .*: no data/.test(await text('#floor-source')),
     );
-    expect(await page.locator('#floor rect.rack[data-id="RA-01"] title').textContent()).toMatch(/no data/);
+    const ra01 = page.locator('#floor g.rack[data-id="RA-01"]');
+    expect(await ra01.getAttribute('aria-label')).toMatch(/RA-01: no data/);
+    expect(await ra01.getAttribute('data-level')).toBe('none');
+    expect(await ra01.locator('.rack-temp').textContent()).toBe('– ?');
     noProblems();
   });
 
@@ -128,11 +144,18 @@ describe('operator dashboard in a browser', () => {
       /node-b\s+57\s+follower\s+yes/.test(await row('zone-3')),
     );
     await waitFor('AHU-01 held at 50 %, driven by node-a', async () =>
-      /AHU-01\s+zone-1\s+node-a\s+50\.0\s+18\.0/.test(await text('#units tr[data-ahu="AHU-01"]')),
+      /AHU-01\s+zone-1\s+node-a\s+● driven\s+50\.0\s+18\.0/.test(await text('#units tr[data-ahu="AHU-01"]')),
     );
-    await waitFor('no alarms', async () => (await text('#alarms')) === 'no alarms');
+    // Each unit's state on the map in words and a mark, as its group's leader holds it.
+    await waitFor('AHU-03 driven on the map', async () =>
+      /● driven/.test((await page.locator('#floor g.ahu[data-id="AHU-03"] .ahu-state').textContent()) ?? ''),
+    );
+    // No alarm computed in the browser (no "link down" for units other nodes drive): the cluster's list.
+    await waitFor('no active alarms', async () => /✔ no active alarms/.test(await text('#alarms')));
+    expect(await text('#alarm-count')).toBe('✔ no unacknowledged alarms');
+    expect(await text('#notices')).toBe('');
     expect(await text('#node-name')).toBe('node-a');
-    expect(await text('#ready')).toBe('ready');
+    expect(await text('#ready')).toBe('✔ ready');
     noProblems();
   });
 
@@ -255,17 +278,176 @@ describe('operator dashboard in a browser', () => {
     noProblems();
   });
 
-  it('draws trends and raises an alarm when a group loses its leader', async () => {
+  it('draws trends with labelled axes for a group and a unit, over 10 minutes or 24 hours', async () => {
+    await page.selectOption('#trend-subject', 'group:zone-1');
+    const fan = page.locator('#trends figure[data-chart="fan"]');
     await waitFor(
-      'a zone-1 fan trend',
-      async () => /zone-1: fan \d/.test(await text('#trends .trend[data-group="zone-1"]')),
+      'a zone-1 fan line',
+      async () => /^M/.test((await fan.locator('path[data-series="fanPct"]').getAttribute('d')) ?? ''),
       { timeoutMs: 15_000 },
     );
-    expect(await page.locator('#trends .trend[data-group="zone-1"] path.fan').getAttribute('d')).toMatch(
-      /^M/,
+    expect(await fan.locator('figcaption').textContent()).toBe('group zone-1: fan speed, % — last 10 min');
+    expect(await fan.locator('text.y-label').allTextContents()).toEqual(['0', '20', '40', '60', '80', '100']);
+    expect(await fan.locator('text.axis-title').textContent()).toBe('%');
+    const times = await fan.locator('text.x-label').allTextContents();
+    expect(times.length).toBeGreaterThanOrEqual(4);
+    expect(times.every((t) => /^\d\d:\d\d$/.test(t))).toBe(true);
+    expect(await text('#trends figure[data-chart="fan"] .chart-key')).toMatch(
+      /mean fan % of its units \(told\): \d+\.\d/,
     );
+    const temp = page.locator('#trends figure[data-chart="temperature"]');
+    expect(await temp.locator('text.ref-label').allTextContents()).toEqual([
+      '27 °C recommended',
+      '32 °C allowable',
+    ]);
+    // A unit: its own fan and setpoint, with the group's hottest inlet.
+    await page.selectOption('#trend-subject', 'unit:AHU-05');
+    await waitFor('AHU-05’s setpoint line', async () =>
+      /^M/.test((await temp.locator('path[data-series="supplySetpointC"]').getAttribute('d')) ?? ''),
+    );
+    expect(await text('#trends figure[data-chart="temperature"] figcaption')).toMatch(
+      /unit AHU-05 \(group zone-1\)/,
+    );
+    await page.click('#trend-day');
+    expect(await page.getAttribute('#trend-day', 'aria-pressed')).toBe('true');
+    await waitFor('the 24-hour chart', async () =>
+      /last 24 h/.test(await text('#trends figure[data-chart="fan"] figcaption')),
+    );
+    await waitFor('24-hour time labels', async () => (await fan.locator('text.x-label').count()) >= 7);
+    await page.screenshot({
+      path: `${SHOTS}/fakes-trends.png`,
+      fullPage: false,
+      clip: await box('#trends-section'),
+    });
+    await page.click('#trend-recent');
+    noProblems();
+  });
+
+  it('reports fan energy against every unit on local control, with the saving', async () => {
+    // The fake units run at 50 %: 0.5³ of the baseline's power, a saving of 87.5 %.
+    await waitFor(
+      'an hour row with its saving',
+      async () => /\b88 %/.test(await text('#energy-hours tbody')),
+      { timeoutMs: 25_000 },
+    );
+    expect(await text('#energy-summary')).toMatch(/saving [\d.]+ kWh \(88 %\)/);
+    expect(await text('#energy-days tbody')).toMatch(/\b88 %/);
+    expect(await page.locator('#energy-chart rect.bar.fan').count()).toBeGreaterThan(0);
+    expect(await page.locator('#energy-basis').textContent()).toMatch(/cube of speed/);
+    noProblems();
+  });
+
+  it('opens a rack from the keyboard: Tab to it, Enter shows its sensors', async () => {
+    await page.locator('#sign-out').focus();
+    let focused = '';
+    for (let i = 0; i < 80 && !focused.startsWith('rack:'); i++) {
+      await page.keyboard.press('Tab');
+      // A string runs in the page (this file has no DOM types).
+      focused = await page.evaluate<string>(
+        "(e => e?.classList.contains('rack') ? 'rack:' + e.getAttribute('data-id') : (e?.tagName ?? ''))(document.activeElement)",
+      );
+    }
+    expect(focused).toMatch(/^rack:RA-\d+$/);
+    const id = focused.slice(5);
+    // The focus is visible: a thick dark frame.
+    const stroke = await page.evaluate<string>(
+      "getComputedStyle(document.activeElement.querySelector('rect')).strokeWidth",
+    );
+    expect(Number.parseFloat(stroke)).toBeGreaterThan(0.1);
+    await page.keyboard.press('Enter');
+    await waitFor('the rack’s panel', async () => (await text('#rack-details h3')).startsWith(`Rack ${id}`));
+    await waitFor(
+      'its sensors listed',
+      async () => (await page.locator('#rack-details tr[data-sensor]').count()) > 0,
+    );
+    // The fakes have no sensor view: every sensor's trust says unknown, in words.
+    expect(await text('#rack-details')).toMatch(/no sensor view/);
+    expect(await text('#rack-details tbody')).toMatch(/\? unknown/);
+    await page.click('#rack-close');
+    expect(await page.evaluate<string>("document.activeElement?.getAttribute('data-id')")).toBe(id);
+    noProblems();
+  });
+
+  it('acknowledges and shelves an alarm of the cluster; the other node’s page shows it acknowledged', async () => {
+    const id = cluster.alarms.raise(
+      'inlet-recommended',
+      'zone-1',
+      'RA-03',
+      'RA-03 inlet 28.4 °C above 27 °C',
+      {
+        value: 28.4,
+      },
+    );
+    const row = page.locator(`#alarms tr[data-alarm="${id}"]`);
+    await waitFor('the alarm listed', async () => (await row.count()) === 1);
+    expect(await row.locator('td.sev').innerText()).toBe('◆ major');
+    expect(await row.locator('td.alarm-state').innerText()).toBe('unacknowledged');
+    expect(await row.innerText()).toMatch(/zone-1 \/ RA-03\s+RA-03 inlet 28\.4 °C above 27 °C/);
+    await waitFor(
+      'the header counts it',
+      async () => (await text('#alarm-count')) === '1 unacknowledged alarm',
+    );
+    await page.fill('#alarm-comment', 'facilities on it');
+    await row.locator('button.ack').click();
+    await waitFor('acknowledged', async () => (await row.getAttribute('data-state')) === 'acknowledged');
+    expect(await row.locator('td.alarm-ack').innerText()).toMatch(
+      /^by operator \d+ s ago: “facilities on it”$/,
+    );
+    expect(await row.locator('button.ack').count()).toBe(0);
+    expect(await text('#alarm-result')).toBe(`ack ${id}: done`);
+
+    // node-b's page, same session: the same alarm, acknowledged.
+    const other = await browser.newPage();
+    try {
+      other.on('pageerror', (err) => problems.push(`page error (node-b): ${err.message}`));
+      await other.goto(`${urlB}/`);
+      await other.waitForSelector('#main', { state: 'visible' });
+      const there = other.locator(`#alarms tr[data-alarm="${id}"]`);
+      await waitFor(
+        'acknowledged on node-b’s page',
+        async () =>
+          (await there.count()) === 1 && (await there.getAttribute('data-state')) === 'acknowledged',
+      );
+      expect(await there.locator('td.alarm-ack').innerText()).toMatch(/by operator .*“facilities on it”/);
+      expect(await other.locator('#node-name').innerText()).toBe('node-b');
+    } finally {
+      await other.close();
+    }
+
+    // Shelved for an hour, then back.
+    await page.selectOption('#alarm-shelve-for', '3600');
+    await row.locator('button.shelve').click();
+    await waitFor('shelved', async () =>
+      /acknowledged, shelved until \d\d:\d\d/.test(await row.locator('td.alarm-state').innerText()),
+    );
+    const shelf = cluster.alarms.records.get(id)!.shelf!;
+    expect(shelf.untilMs - shelf.atMs).toBe(3_600_000);
+    await page.screenshot({ path: `${SHOTS}/fakes-alarms.png`, clip: await box('#alarms-section') });
+    await row.locator('button.unshelve').click();
+    await waitFor(
+      'unshelved',
+      async () => (await row.locator('td.alarm-state').innerText()) === 'acknowledged',
+    );
+    // Cleared: it leaves the active list, and "All" still shows it.
+    cluster.alarms.clear(id);
+    await waitFor('gone from the active list', async () => (await row.count()) === 0);
+    await page.click('#alarms-all');
+    await waitFor('cleared, under All', async () => (await row.getAttribute('data-state')) === 'cleared');
+    await page.click('#alarms-active');
+    noProblems();
+  });
+
+  it('shows a group without a leader, in words', async () => {
     cluster.move('zone-4', null, 'test: leader lost');
-    await waitFor('the no-leader alarm', async () => /zone-4: no leader/.test(await text('#alarms')));
+    await waitFor('zone-4 without a leader', async () =>
+      /zone-4\s+✖ none/.test(await text('#groups tr[data-group="zone-4"]')),
+    );
+    await waitFor('its units not driven on the map', async () =>
+      /○ no leader/.test(
+        (await page.locator('#floor g.ahu[data-id="AHU-04"] .ahu-state').textContent()) ?? '',
+      ),
+    );
+    await page.screenshot({ path: `${SHOTS}/fakes-page.png`, fullPage: true });
     noProblems();
   });
 
@@ -278,7 +460,7 @@ describe('operator dashboard in a browser', () => {
       /handed on by node-b \d+ s ago: no unit accepted a write for 2\.0 s/.test(await cell.innerText()),
     );
     expect(await cell.getAttribute('class')).toContain('warn');
-    expect(await text('#alarms')).toMatch(new RegExp(`${group}: handed on by node-b`));
+    expect(await cell.innerText()).toMatch(/^▲ handed on/);
     noProblems();
   });
 

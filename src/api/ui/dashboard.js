@@ -1,14 +1,20 @@
 // The operator dashboard's script: no framework, no build step, nothing from the internet. Every
-// POLL_MS it reads this node's API (cluster, live overlay, trends, audit) and each group's view from
-// the group's leader, then redraws. Operator actions go to the group's leader (docs/dashboard.md).
-// Data is only ever put into the page as text (textContent, attributes), never as HTML.
+// POLL_MS it reads this node's API (cluster, alarms, audit), each group's view and racks from the
+// group's leader, the selected trend from that group's leader and the energy report from every
+// member, then redraws. Operator actions go to the group's leader; alarm actions to this node (the
+// alarms are the cluster's, docs/dashboard.md). Data is only ever put into the page as text
+// (textContent, attributes), never as HTML. Every status shown in colour has its text or shape.
 
 const POLL_MS = 1500;
 const FETCH_TIMEOUT_MS = 3000;
 const ACTION_TIMEOUT_MS = 15000;
 const WINDOW_MS = 10 * 60_000;
+const DAY_MS = 24 * 3_600_000;
 /** A unit whose last good write is older than this is "not driven". */
 const STALE_WRITE_MS = 10_000;
+/** The 24-hour trend and the energy report change by the minute: read them this often. */
+const DAY_TREND_EVERY_MS = 60_000;
+const ENERGY_EVERY_MS = 15_000;
 const SVG = 'http://www.w3.org/2000/svg';
 
 const state = {
@@ -16,14 +22,12 @@ const state = {
   ready: null,
   site: null,
   cluster: null,
-  live: null,
+  /** API base ('' = this node) → its /api/v1/site/live answer (or { error }). */
+  live: new Map(),
   /** group → { view, from, error } */
   views: new Map(),
   /** group → { node, reason, atMs }: the newest time any member handed it on (relinquished). */
   handOns: new Map(),
-  /** group → { t: [], fanPct: [], inletMaxC: [] } */
-  trends: new Map(),
-  trendsSince: 0,
   audit: [],
   /** Who this page is signed in as ({user, role}); null: show the sign-in form. */
   me: null,
@@ -31,6 +35,16 @@ const state = {
   pollError: null,
   /** The command form's bounds, from the API's schema (once). */
   commandRanges: null,
+  /** The cluster's alarms: { list, error }; which ones to show: 'active' | 'all'. */
+  alarms: { list: [], error: null },
+  alarmFilter: 'active',
+  /** The rack whose sensors are shown: { id, body, from, error }. */
+  rack: null,
+  /** Trends: what is shown ('group:ID' | 'unit:ID'), the range, the last answer and whence. */
+  trend: { subject: null, range: 'recent', body: null, from: '', error: null, readAtMs: 0, key: '' },
+  /** The energy report summed over the members: { hours, days, basis, members, missing } and when read. */
+  energy: null,
+  energyAtMs: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -114,6 +128,20 @@ $('sign-out').addEventListener('click', async () => {
 
 const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '–');
 const ago = (ms) => (ms ? `${Math.max(0, Math.round((Date.now() - ms) / 1000))} s ago` : 'never');
+const agoIso = (iso) => {
+  const ms = Date.parse(iso);
+  if (!Number.isFinite(ms)) return '–';
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  return s < 120
+    ? `${s} s ago`
+    : s < 7200
+      ? `${Math.round(s / 60)} min ago`
+      : `${Math.round(s / 3600)} h ago`;
+};
+const hhmm = (ms) => {
+  const d = new Date(ms);
+  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
+};
 
 /** The API base of the node that leads `group` ('' for this node), or null when nobody leads it. */
 function leaderBase(group) {
@@ -129,6 +157,19 @@ function leaderBase(group) {
     return null;
   }
 }
+
+/** Where a group's live figures are read: its leader, else this node. */
+const sourceOf = (group) => leaderBase(group) ?? '';
+const nodeAt = (base) =>
+  base === ''
+    ? state.node
+    : (state.cluster?.members.find((m) => {
+        try {
+          return new URL(m.apiUrl).origin === base;
+        } catch {
+          return false;
+        }
+      })?.node ?? base);
 
 // ---------------------------------------------------------------- polling
 
@@ -173,19 +214,24 @@ async function poll() {
       drawFloor();
     }
     if (!state.commandRanges) state.commandRanges = await loadCommandRanges();
-    const [ready, cluster, live, trends, audit] = await Promise.all([
+    const [ready, cluster, audit] = await Promise.all([
       getJson('/readyz'),
       getJson('/api/v1/cluster'),
-      getJson('/api/v1/site/live'),
-      getJson(`/api/v1/trends?sinceMs=${state.trendsSince}`),
       getJson(`/api/v1/audit?since=${state.auditSeq}`),
+      pollAlarms(),
     ]);
     state.ready = ready.body?.ready === true;
     state.cluster = cluster.body;
-    state.live = live.body;
-    mergeTrends(trends.body);
     mergeAudit(audit.body);
-    await Promise.all([...state.cluster.groups.map((g) => pollGroup(g.id)), pollHandOns()]);
+    const bases = new Set(['', ...state.cluster.groups.map((g) => sourceOf(g.id))]);
+    await Promise.all([
+      ...state.cluster.groups.map((g) => pollGroup(g.id)),
+      ...[...bases].map(pollLive),
+      pollHandOns(),
+      pollTrend(),
+      pollEnergy(),
+      state.rack ? pollRack(state.rack.id) : null,
+    ]);
     state.pollError = null;
   } catch (err) {
     state.pollError = `this node's API did not answer: ${err.message}`;
@@ -195,14 +241,29 @@ async function poll() {
 
 /** A group's view (driving, units and their held commands) from its leader, else from this node. */
 async function pollGroup(group) {
-  const base = leaderBase(group);
-  const from = base === null ? '' : base;
+  const from = sourceOf(group);
   try {
     const r = await getJson(`${from}/api/v1/groups/${encodeURIComponent(group)}`);
     state.views.set(group, { view: r.body, from, error: r.status === 200 ? null : `HTTP ${r.status}` });
   } catch (err) {
     state.views.set(group, { view: null, from, error: `${from || 'this node'} unreachable: ${err.message}` });
   }
+}
+
+/** Racks, sensor verdicts and unit links as the node at `base` sees them. */
+async function pollLive(base) {
+  try {
+    const r = await getJson(`${base}/api/v1/site/live`);
+    state.live.set(base, r.status === 200 ? r.body : { error: `HTTP ${r.status}` });
+  } catch (err) {
+    state.live.set(base, { error: `${base || 'this node'} unreachable: ${err.message}` });
+  }
+}
+
+/** A group's live figures from its leader (else this node); null when that node did not answer. */
+function liveOf(group) {
+  const l = state.live.get(sourceOf(group));
+  return l && !l.error ? l : null;
 }
 
 /**
@@ -250,25 +311,6 @@ function handoverOf(g) {
   return null;
 }
 
-function mergeTrends(body) {
-  if (!body) return;
-  const cutoff = Date.now() - WINDOW_MS;
-  for (const s of body.groups) {
-    const cur = state.trends.get(s.group) ?? { t: [], fanPct: [], inletMaxC: [] };
-    const last = cur.t.at(-1) ?? 0;
-    s.t.forEach((t, i) => {
-      if (t <= last) return; // an overlapping poll already has it
-      cur.t.push(t);
-      cur.fanPct.push(s.fanPct[i]);
-      cur.inletMaxC.push(s.inletMaxC[i]);
-    });
-    const drop = cur.t.findIndex((t) => t >= cutoff);
-    if (drop > 0) for (const k of ['t', 'fanPct', 'inletMaxC']) cur[k].splice(0, drop);
-    state.trends.set(s.group, cur);
-    if (s.t.length) state.trendsSince = Math.max(state.trendsSince, s.t[s.t.length - 1]);
-  }
-}
-
 function mergeAudit(body) {
   if (!body) return;
   if (body.lastSeq < state.auditSeq) {
@@ -283,72 +325,260 @@ function mergeAudit(body) {
 
 // ---------------------------------------------------------------- alarms
 
-/** Alarms derived from what the page sees; each { level: 'critical' | 'warning', text }. */
-function deriveAlarms() {
-  const out = [];
-  const now = Date.now();
-  if (state.pollError) out.push({ level: 'critical', text: state.pollError });
-  if (state.ready === false)
-    out.push({
-      level: 'critical',
-      text: `${state.node}: not ready (no live etcd lease): it cannot lead any group`,
-    });
-  for (const g of state.cluster?.groups ?? []) {
-    if (!g.leader) {
-      out.push({ level: 'critical', text: `${g.id}: no leader: its units run on local control` });
-      continue;
-    }
-    const v = state.views.get(g.id);
-    if (v?.error) {
-      out.push({
-        level: 'warning',
-        text: `${g.id}: cannot read the group from its leader ${g.leader}: ${v.error}`,
-      });
-      continue;
-    }
-    const handover = handoverOf(g);
-    if (handover)
-      out.push({
-        level: handover.level === 'bad' ? 'critical' : 'warning',
-        text: `${g.id}: ${handover.text}`,
-      });
-    if (v?.view && !v.view.driving)
-      out.push({ level: 'critical', text: `${g.id}: its leader ${g.leader} does not drive its units` });
-    for (const u of v?.view?.driving ? v.view.units : []) {
-      if (u.lastError) out.push({ level: 'critical', text: `${u.ahu}: write failed: ${u.lastError}` });
-      else if (!u.lastWriteOkMs || now - u.lastWriteOkMs > STALE_WRITE_MS)
-        out.push({
-          level: 'critical',
-          text: `${u.ahu}: not driven (last good write ${ago(u.lastWriteOkMs)})`,
-        });
-    }
-    const sensors = state.live?.groups?.[g.id];
-    if (sensors?.verdict === 'blind') out.push({ level: 'critical', text: `${g.id}: sensors blind` });
-    else if (sensors?.verdict === 'degraded')
-      out.push({ level: 'warning', text: `${g.id}: sensors degraded` });
-    if (sensors?.inletMaxC > 32)
-      out.push({ level: 'critical', text: `${g.id}: inlet ${fmt(sensors.inletMaxC)} °C above 32 °C` });
-    else if (sensors?.inletMaxC > 27)
-      out.push({ level: 'warning', text: `${g.id}: inlet ${fmt(sensors.inletMaxC)} °C above 27 °C` });
+const SEVERITY_MARK = { critical: '✖', major: '◆', minor: '▲', warning: '●' };
+const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
+
+/** The cluster's alarms from this node (any node answers the same: they are kept in etcd). */
+async function pollAlarms() {
+  try {
+    const r = await getJson(`/api/v1/alarms?state=${state.alarmFilter === 'all' ? 'all' : 'active'}`);
+    state.alarms =
+      r.status === 200 && Array.isArray(r.body?.alarms)
+        ? { list: r.body.alarms, error: null }
+        : {
+            list: [],
+            error: `this node's alarm API answered ${r.status}${r.body?.message ? `: ${r.body.message}` : ''}`,
+          };
+  } catch (err) {
+    state.alarms = { list: [], error: `this node's alarm API did not answer: ${err.message}` };
   }
-  for (const [ahu, u] of Object.entries(state.live?.units ?? {}))
-    if (u.link !== 'up') out.push({ level: 'warning', text: `${ahu}: link ${u.link} from ${state.node}` });
-  return out;
+}
+
+async function alarmAction(id, what, payload) {
+  const p = $('alarm-result');
+  p.className = 'muted';
+  p.textContent = `${what} ${id}: sending…`;
+  try {
+    const r = await postJson(`/api/v1/alarms/${encodeURIComponent(id)}/${what}`, payload);
+    const ok = r.status >= 200 && r.status < 300;
+    p.className = ok ? 'ok' : 'bad';
+    p.textContent = ok
+      ? `${what} ${id}: done`
+      : `${what} ${id}: refused (${r.status} ${r.body.error ?? ''}: ${r.body.message ?? ''})`;
+  } catch (err) {
+    p.className = 'bad';
+    p.textContent = `${what} ${id}: this node did not answer (${err.message})`;
+  }
+  await pollAlarms();
+  renderAlarms();
+}
+
+function alarmComment() {
+  const c = $('alarm-comment').value.trim();
+  return c ? { comment: c } : {};
+}
+
+function setAlarmFilter(f) {
+  state.alarmFilter = f;
+  $('alarms-active').setAttribute('aria-pressed', String(f === 'active'));
+  $('alarms-all').setAttribute('aria-pressed', String(f === 'all'));
+  pollAlarms().then(renderAlarms);
+}
+$('alarms-active').addEventListener('click', () => setAlarmFilter('active'));
+$('alarms-all').addEventListener('click', () => setAlarmFilter('all'));
+
+function raisedText(a) {
+  return a.state === 'cleared' && a.clearedAt
+    ? `${agoIso(a.raisedAt)}, cleared ${agoIso(a.clearedAt)}`
+    : agoIso(a.raisedAt);
+}
+
+function renderAlarms() {
+  const body = $('alarms').tBodies[0];
+  const list = state.alarms.list
+    .slice()
+    .sort(
+      (a, b) =>
+        (a.state === 'cleared') - (b.state === 'cleared') ||
+        (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) ||
+        Date.parse(b.raisedAt) - Date.parse(a.raisedAt),
+    );
+  // Rows that did not change are kept as they are (only their "ago" is rewritten): a button under
+  // the pointer or the keyboard focus must not be replaced by the next poll.
+  const kept = new Map(
+    [...body.querySelectorAll('tr[data-alarm]')].map((tr) => [tr.getAttribute('data-alarm'), tr]),
+  );
+  const rows = list.map((a) => {
+    const shelved = a.shelvedUntil !== null && Date.parse(a.shelvedUntil) > Date.now();
+    const sig = JSON.stringify([
+      a.state,
+      a.severity,
+      a.message,
+      a.ack,
+      a.clearedAt,
+      shelved && a.shelvedUntil,
+    ]);
+    const old = kept.get(a.id);
+    if (old?.getAttribute('data-sig') === sig) {
+      old.querySelector('td.raised').textContent = raisedText(a);
+      return old;
+    }
+    const actions = el('td', { class: 'alarm-actions' });
+    if (a.state === 'raised')
+      actions.append(
+        el('button', {
+          type: 'button',
+          class: 'ack',
+          text: 'Acknowledge',
+          'aria-label': `acknowledge ${a.message}`,
+        }),
+      );
+    if (a.state !== 'cleared')
+      actions.append(
+        shelved
+          ? el('button', {
+              type: 'button',
+              class: 'unshelve',
+              text: 'Unshelve',
+              'aria-label': `unshelve ${a.message}`,
+            })
+          : el('button', {
+              type: 'button',
+              class: 'shelve',
+              text: 'Shelve',
+              'aria-label': `shelve ${a.message}`,
+            }),
+      );
+    const tr = el(
+      'tr',
+      {
+        'data-alarm': a.id,
+        'data-kind': a.kind,
+        'data-state': a.state,
+        'data-sig': sig,
+        class: `${a.severity} ${a.state}${shelved ? ' shelved' : ''}`,
+      },
+      el('td', { class: `sev ${a.severity}`, text: `${SEVERITY_MARK[a.severity] ?? '?'} ${a.severity}` }),
+      el('td', {
+        class: 'alarm-state',
+        text: `${a.state === 'raised' ? 'unacknowledged' : a.state}${shelved ? `, shelved until ${hhmm(Date.parse(a.shelvedUntil))}` : ''}`,
+      }),
+      el('td', { class: 'raised', text: raisedText(a), title: a.raisedAt }),
+      el('td', { text: [a.group, a.subject].filter(Boolean).join(' / ') || 'cluster' }),
+      el('td', { class: 'alarm-message', text: a.message }),
+      el('td', {
+        class: 'alarm-ack',
+        text: a.ack
+          ? `by ${a.ack.user} ${agoIso(a.ack.at)}${a.ack.comment ? `: “${a.ack.comment}”` : ''}`
+          : '–',
+      }),
+      actions,
+    );
+    tr.querySelector('button.ack')?.addEventListener('click', () => alarmAction(a.id, 'ack', alarmComment()));
+    tr.querySelector('button.shelve')?.addEventListener('click', () =>
+      alarmAction(a.id, 'shelve', { durationS: Number($('alarm-shelve-for').value), ...alarmComment() }),
+    );
+    tr.querySelector('button.unshelve')?.addEventListener('click', () => alarmAction(a.id, 'unshelve', {}));
+    return tr;
+  });
+  const same = rows.length > 0 && rows.length === kept.size && rows.every((tr, i) => body.rows[i] === tr);
+  // A row rebuilt while one of its buttons had the focus gets the focus back on its new button.
+  const focused = document.activeElement?.closest?.('#alarms tr[data-alarm]');
+  const focusKey = focused ? [focused.getAttribute('data-alarm'), document.activeElement.className] : null;
+  if (!same)
+    body.replaceChildren(
+      ...(rows.length
+        ? rows
+        : [
+            el(
+              'tr',
+              { class: 'none' },
+              el('td', {
+                colspan: 7,
+                class: state.alarms.error ? 'bad' : 'ok',
+                text:
+                  state.alarms.error ??
+                  (state.alarmFilter === 'all' ? 'no alarms kept' : '✔ no active alarms'),
+              }),
+            ),
+          ]),
+    );
+  if (focusKey && !body.contains(document.activeElement))
+    body
+      .querySelector(`tr[data-alarm="${CSS.escape(focusKey[0])}"] button.${CSS.escape(focusKey[1])}`)
+      ?.focus();
+  const open = state.alarms.list.filter((a) => a.state === 'raised');
+  const badge = $('alarm-count');
+  badge.hidden = state.alarms.error !== null;
+  const worst = open.reduce((w, a) => Math.min(w, SEVERITY_RANK[a.severity] ?? 9), 9);
+  badge.className = `badge ${open.length === 0 ? 'ok' : worst <= 1 ? 'bad' : 'warn'}`;
+  badge.textContent =
+    open.length === 0
+      ? '✔ no unacknowledged alarms'
+      : `${open.length} unacknowledged alarm${open.length > 1 ? 's' : ''}`;
+}
+
+/** What only this browser knows: an API it could not read. These are no alarms (the cluster keeps those). */
+function renderNotices() {
+  const out = [];
+  if (state.pollError) out.push(state.pollError);
+  if (state.ready === false)
+    out.push(`${state.node}: not ready (no live etcd lease): it cannot lead any group`);
+  for (const g of state.cluster?.groups ?? []) {
+    const v = state.views.get(g.id);
+    if (g.leader && v?.error)
+      out.push(`${g.id}: cannot read the group from its leader ${g.leader}: ${v.error}`);
+  }
+  for (const [base, l] of state.live) if (l.error) out.push(`live figures of ${nodeAt(base)}: ${l.error}`);
+  $('notices').replaceChildren(...out.map((t) => el('li', { class: 'bad', text: `⚠ ${t}` })));
 }
 
 // ---------------------------------------------------------------- floor map
 
-/** Rack fill by inlet °C against the ASHRAE A1 envelope; grey: no data. */
+/**
+ * The fixed inlet scale (ASHRAE A1): blue below 18 °C, green→yellow up to the recommended 27 °C,
+ * orange up to the allowable 32 °C, red→dark red to 35 °C and above. The bands jump at 27 and 32
+ * so a limit crossed shows as a change of colour, and each has its mark (RACK_MARK) beside it.
+ */
+const SCALE_LO_C = 18;
+const SCALE_HI_C = 35;
+const BANDS = [
+  { from: 18, to: 27, c0: [67, 160, 71], c1: [253, 216, 53] },
+  { from: 27, to: 32, c0: [251, 140, 0], c1: [230, 81, 0] },
+  { from: 32, to: 35, c0: [211, 47, 47], c1: [127, 0, 0] },
+];
+const COLD = 'rgb(100, 181, 246)';
+const NO_DATA = '#cfd8dc';
+
 function inletColour(c) {
-  if (typeof c !== 'number') return '#cfd8dc';
-  if (c > 32) return '#c62828';
-  if (c > 27) return '#ef6c00';
-  if (c < 18) return '#64b5f6';
-  const k = (c - 18) / 9; // 18 °C green → 27 °C yellow
-  return `rgb(${Math.round(102 + k * 151)}, ${Math.round(187 - k * 5)}, ${Math.round(106 - k * 80)})`;
+  if (typeof c !== 'number') return NO_DATA;
+  if (c < SCALE_LO_C) return COLD;
+  const b = BANDS.find((x) => c < x.to) ?? BANDS[BANDS.length - 1];
+  const k = Math.min(1, (c - b.from) / (b.to - b.from));
+  const ch = (i) => Math.round(b.c0[i] + k * (b.c1[i] - b.c0[i]));
+  return `rgb(${ch(0)}, ${ch(1)}, ${ch(2)})`;
 }
 
-/** Rooms side by side, 1 m apart; coordinates in metres. */
+/** A rack's level against the scale, with the mark and words shown beside its colour. */
+function inletLevel(c) {
+  if (typeof c !== 'number') return { level: 'none', mark: '?', words: 'no data' };
+  if (c > 32) return { level: 'crit', mark: '✖', words: 'above the 32 °C allowable limit' };
+  if (c > 27) return { level: 'warn', mark: '▲', words: 'above the 27 °C recommended limit' };
+  if (c < 18) return { level: 'cold', mark: '▼', words: 'below the 18 °C recommended range' };
+  return { level: 'ok', mark: '', words: 'in the recommended range' };
+}
+
+/** Room placement: rooms side by side, 1 m apart; a room deeper than wide is turned a quarter so the page's width holds its length. */
+function layout(site) {
+  const rooms = new Map();
+  let x = 0.5;
+  let depth = 0;
+  for (const r of site.rooms) {
+    const turned = r.depthM > r.widthM;
+    const w = turned ? r.depthM : r.widthM;
+    const d = turned ? r.widthM : r.depthM;
+    rooms.set(r.id, { ...r, x0: x, turned, w, d });
+    x += w + 1;
+    depth = Math.max(depth, d);
+  }
+  const at = (room, xM, yM) => {
+    const r = rooms.get(room);
+    if (!r) return [0, 0];
+    return r.turned ? [r.x0 + yM, 0.9 + (r.widthM - xM)] : [r.x0 + xM, 0.9 + yM];
+  };
+  return { rooms, at, width: x - 0.5, height: depth + 1.3 };
+}
+
 function drawFloor() {
   const site = state.site;
   const host = $('floor');
@@ -358,87 +588,294 @@ function drawFloor() {
     return;
   }
   $('site-name').textContent = site.name;
-  const offset = new Map();
-  let x = 0.5;
-  let depth = 0;
-  for (const r of site.rooms) {
-    offset.set(r.id, x);
-    x += r.widthM + 1;
-    depth = Math.max(depth, r.depthM);
-  }
+  const geo = layout(site);
   const svg = el('svg:svg', {
-    viewBox: `0 0 ${x - 0.5} ${depth + 1}`,
-    role: 'img',
-    'aria-label': 'floor map',
+    viewBox: `0 0 ${geo.width} ${geo.height}`,
+    role: 'group',
+    'aria-label': `floor map of ${site.name}: racks coloured by inlet temperature`,
   });
-  for (const r of site.rooms) {
+  for (const r of geo.rooms.values()) {
+    svg.append(el('svg:rect', { class: 'room', x: r.x0, y: 0.9, width: r.w, height: r.d }));
     svg.append(
-      el('svg:rect', { class: 'room', x: offset.get(r.id), y: 0.5, width: r.widthM, height: r.depthM }),
-    );
-    svg.append(el('svg:text', { x: offset.get(r.id) + 0.1, y: 0.9, text: r.name }));
-  }
-  for (const k of site.racks) {
-    const g = el('svg:g', { class: 'rack-g' });
-    const rect = el('svg:rect', {
-      class: 'rack',
-      'data-id': k.id,
-      x: offset.get(k.room) + k.xM - 0.28,
-      y: 0.5 + k.yM - 0.5,
-      width: 0.56,
-      height: 1,
-      fill: inletColour(null),
-    });
-    rect.append(el('svg:title', { text: `${k.id} (${k.row}, ${k.group ?? 'no group'}): no data` }));
-    g.append(
-      rect,
       el('svg:text', {
-        class: 'rack-label',
-        x: offset.get(k.room) + k.xM - 0.25,
-        y: 0.5 + k.yM + 0.06,
-        text: k.id,
+        class: 'room-name',
+        x: r.x0 + 0.1,
+        y: 0.7,
+        text: `${r.name}${r.turned ? ' (turned a quarter: its length runs across)' : ''}`,
       }),
     );
+  }
+  for (const k of site.racks) {
+    const room = geo.rooms.get(k.room);
+    const [cx, cy] = geo.at(k.room, k.xM, k.yM);
+    const [w, h] = room?.turned ? [1, 0.56] : [0.56, 1];
+    const g = el('svg:g', {
+      // A rack drawn upright is narrow: its value goes in a smaller font.
+      class: room?.turned ? 'rack' : 'rack narrow',
+      'data-id': k.id,
+      'data-group': k.group ?? '',
+      'data-level': 'none',
+      tabindex: 0,
+      role: 'button',
+      'aria-label': `${k.id}: no data`,
+    });
+    g.append(
+      el('svg:rect', { class: 'rack-box', x: cx - w / 2, y: cy - h / 2, width: w, height: h, fill: NO_DATA }),
+      el('svg:text', { class: 'rack-id', x: cx, y: cy - h / 2 + 0.17, text: k.id }),
+      el('svg:text', { class: 'rack-temp', x: cx, y: cy + h / 2 - 0.08, text: '?' }),
+      el('svg:title', { text: `${k.id}: no data` }),
+    );
+    g.addEventListener('click', () => selectRack(k.id));
+    g.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        selectRack(k.id);
+      }
+    });
     svg.append(g);
   }
   for (const a of site.airHandlers) {
-    const rect = el('svg:rect', {
+    const [cx, cy] = geo.at(a.room, a.xM, a.yM);
+    const g = el('svg:g', {
       class: 'ahu',
       'data-id': a.id,
-      x: offset.get(a.room) + a.xM - 0.9,
-      y: 0.5 + a.yM - 0.45,
-      width: 1.8,
-      height: 0.9,
-      fill: '#e3f2fd',
+      tabindex: 0,
+      role: 'button',
+      'aria-label': `${a.id}: show its trend`,
     });
-    rect.append(
+    g.append(
+      el('svg:rect', { class: 'ahu-box', x: cx - 1.2, y: cy - 0.5, width: 2.4, height: 1, fill: '#eceff1' }),
+      el('svg:text', { class: 'ahu-id', x: cx, y: cy - 0.1, text: a.id }),
+      el('svg:text', { class: 'ahu-state', x: cx, y: cy + 0.32, text: '…' }),
       el('svg:title', { text: `${a.id} (${a.protocol}, ${a.capacityKw} kW, ${a.group ?? 'no group'})` }),
     );
-    svg.append(
-      rect,
-      el('svg:text', { x: offset.get(a.room) + a.xM - 0.8, y: 0.5 + a.yM + 0.12, text: a.id }),
-    );
+    const show = () => {
+      setTrendSubject(`unit:${a.id}`);
+      $('trends-section').scrollIntoView({ block: 'nearest' });
+    };
+    g.addEventListener('click', show);
+    g.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' || ev.key === ' ') {
+        ev.preventDefault();
+        show();
+      }
+    });
+    svg.append(g);
   }
   host.append(svg);
+  drawLegend();
+}
+
+/** The colour scale as a labelled bar (fixed: it never rescales to the data) and the marks' meaning. */
+function drawLegend() {
+  const W = 420;
+  const x = (c) => 10 + ((c - 16) / (SCALE_HI_C + 1 - 16)) * (W - 20);
+  const bar = el('svg:svg', {
+    viewBox: `0 0 ${W} 46`,
+    class: 'scale',
+    role: 'img',
+    'aria-label':
+      'inlet colour scale: below 18 °C blue, 18 to 27 °C green to yellow, 27 to 32 °C orange, above 32 °C red, grey no data',
+  });
+  for (let c = 16; c < SCALE_HI_C + 1; c += 0.25)
+    bar.append(
+      el('svg:rect', { x: x(c), y: 4, width: x(c + 0.25) - x(c) + 0.3, height: 14, fill: inletColour(c) }),
+    );
+  for (const c of [18, 21, 24, 27, 30, 32, 35]) {
+    const limit = c === 27 || c === 32;
+    bar.append(
+      el('svg:line', {
+        x1: x(c),
+        x2: x(c),
+        y1: 2,
+        y2: limit ? 24 : 21,
+        class: limit ? 'tick limit' : 'tick',
+      }),
+      el('svg:text', { x: x(c), y: 35, class: limit ? 'tick-label limit' : 'tick-label', text: `${c}` }),
+    );
+  }
+  bar.append(el('svg:text', { x: x(27), y: 45, class: 'tick-note', text: 'recommended ▲' }));
+  bar.append(el('svg:text', { x: x(32) + 28, y: 45, class: 'tick-note', text: 'allowable ✖' }));
+  bar.append(el('svg:text', { x: W - 4, y: 35, class: 'tick-unit', text: '°C' }));
+  $('floor-legend').replaceChildren(
+    el('div', { class: 'legend-row' }, el('b', { text: 'Rack inlet (hottest good sensor), °C:' }), bar),
+    el('div', {
+      class: 'legend-row',
+      text: 'Marks beside the value: ▲ above 27 °C · ✖ above 32 °C · ▼ below 18 °C · ? no trusted inlet reading (grey) · ◐ some inlet sensors untrusted.',
+    }),
+    el('div', {
+      class: 'legend-row',
+      text: 'Units: ● driven · ▲ fallback or link degraded · ✖ tripped, write error or link down · ▽ on local control · ○ not driven.',
+    }),
+    el('div', { id: 'floor-source', class: 'legend-row muted' }),
+  );
 }
 
 function updateFloor() {
-  const live = state.live;
-  if (!live || !state.site || state.site.missing) return;
-  for (const rect of document.querySelectorAll('#floor rect.rack')) {
-    const id = rect.getAttribute('data-id');
-    const c = live.racks?.[id];
-    rect.setAttribute('fill', inletColour(c));
-    rect.querySelector('title').textContent =
-      `${id}: ${typeof c === 'number' ? `inlet ${fmt(c)} °C` : 'no data'}`;
+  if (!state.site || state.site.missing) return;
+  const unknown = [];
+  for (const g of document.querySelectorAll('#floor g.rack')) {
+    const id = g.getAttribute('data-id');
+    const group = g.getAttribute('data-group');
+    const live = (group && liveOf(group)) || state.live.get('');
+    const known = live && !live.error && live.rackInletsKnown;
+    if (!known && !unknown.includes(group)) unknown.push(group || 'no group');
+    const c = known ? live.racks?.[id] : null;
+    const trust = known ? live.rackTrust?.[id] : undefined;
+    const lv = inletLevel(c);
+    const partial = trust && trust.inlets > 0 && trust.goodInlets < trust.inlets && typeof c === 'number';
+    const mark = `${lv.mark}${partial ? '◐' : ''}`;
+    g.setAttribute('data-level', lv.level);
+    g.classList.toggle('partial', !!partial);
+    g.querySelector('rect').setAttribute('fill', inletColour(c));
+    const temp = g.querySelector('.rack-temp');
+    temp.textContent = typeof c === 'number' ? `${fmt(c)}${mark ? ` ${mark}` : ''}` : '– ?';
+    temp.classList.toggle('light', typeof c === 'number' && c > 32);
+    const trustText = trust ? `; ${trust.goodInlets} of ${trust.inlets} inlet sensors good` : '';
+    const label = `${id}: ${typeof c === 'number' ? `inlet ${fmt(c)} °C, ${lv.words}` : 'no data'}${trustText}`;
+    g.setAttribute('aria-label', `${label}. Enter shows its sensors.`);
+    g.querySelector('title').textContent = label;
   }
-  const units = unitRows();
-  for (const rect of document.querySelectorAll('#floor rect.ahu')) {
-    const u = units.get(rect.getAttribute('data-id'));
-    rect.setAttribute('fill', !u?.drivenBy ? '#eceff1' : u.error ? '#ffcdd2' : '#c8e6c9');
+  for (const g of document.querySelectorAll('#floor g.ahu')) {
+    const id = g.getAttribute('data-id');
+    const s = unitState(id);
+    g.setAttribute('data-state', s.key);
+    g.querySelector('rect').setAttribute('fill', s.fill);
+    g.querySelector('.ahu-state').textContent = `${s.mark} ${s.text}`;
+    g.setAttribute('aria-label', `${id}: ${s.text}. Enter shows its trend.`);
   }
-  $('floor-legend').textContent = live.rackInletsKnown
-    ? 'Racks by inlet: blue < 18 °C, green–yellow 18–27 °C, orange > 27 °C, red > 32 °C, grey no data. Units: green driven, red write error, grey not driven.'
-    : 'Rack inlets: no data (this node has no sensor view of them). Units: green driven, red write error, grey not driven.';
+  $('floor-source').textContent = unknown.length
+    ? `Rack inlets of ${unknown.join(', ')}: no data (the node read has no sensor view of them).`
+    : 'Each group’s racks and units as its leader sees them (this node where a group has no leader).';
+}
+
+/** A unit's state as its group's leader holds it: what the map and the unit table show. */
+function unitState(ahu) {
+  const a = state.site?.airHandlers.find((x) => x.id === ahu);
+  const group = a?.group;
+  const g = state.cluster?.groups.find((x) => x.id === group);
+  const pick = (key, text, mark, fill) => ({ key, text, mark, fill });
+  if (!group || !g) return pick('none', 'in no group', '○', '#eceff1');
+  if (!g.leader) return pick('not-driven', 'no leader', '○', '#eceff1');
+  const v = state.views.get(group);
+  if (!v?.view) return pick('unknown', 'unknown', '?', '#eceff1');
+  if (!v.view.driving) return pick('not-driven', 'not driven', '○', '#eceff1');
+  const u = v.view.units.find((x) => x.ahu === ahu);
+  if (!u) return pick('not-driven', 'not driven', '○', '#eceff1');
+  const link = liveOf(group)?.units?.[ahu]?.link;
+  if (u.mode === 'tripped') return pick('tripped', 'tripped', '✖', '#ffcdd2');
+  if (u.lastError) return pick('error', 'write error', '✖', '#ffcdd2');
+  if (link === 'down') return pick('link-down', 'link down', '✖', '#ffcdd2');
+  if (u.released || u.mode === 'local') return pick('local', 'local control', '▽', '#e1f5fe');
+  if (u.mode === 'fallback') return pick('fallback', 'fallback', '▲', '#ffe0b2');
+  if (!u.lastWriteOkMs || Date.now() - u.lastWriteOkMs > STALE_WRITE_MS)
+    return pick('not-driven', 'not driven', '○', '#eceff1');
+  if (link === 'degraded') return pick('link-degraded', 'link degraded', '▲', '#ffe0b2');
+  return pick('driven', 'driven', '●', '#c8e6c9');
+}
+
+// ---------------------------------------------------------------- rack details
+
+function selectRack(id) {
+  state.rack = { id, body: null, from: null, error: null };
+  for (const g of document.querySelectorAll('#floor g.rack'))
+    g.setAttribute('aria-pressed', String(g.getAttribute('data-id') === id));
+  renderRack();
+  pollRack(id).then(renderRack);
+}
+
+/** The rack's sensors from its group's leader (whose view control acts on), else this node. */
+async function pollRack(id) {
+  const group = state.site?.racks.find((r) => r.id === id)?.group;
+  const from = group ? sourceOf(group) : '';
+  try {
+    const r = await getJson(`${from}/api/v1/site/racks/${encodeURIComponent(id)}`);
+    if (state.rack?.id !== id) return;
+    state.rack =
+      r.status === 200
+        ? { id, body: r.body, from, error: null }
+        : { id, body: null, from, error: `HTTP ${r.status}: ${r.body?.message ?? ''}` };
+  } catch (err) {
+    if (state.rack?.id === id)
+      state.rack = { id, body: null, from, error: `${nodeAt(from)} unreachable: ${err.message}` };
+  }
+}
+
+function trustOf(good, of) {
+  if (of === 0) return { mark: '?', text: 'no inlet sensors' };
+  if (good === of) return { mark: '✔', text: `trusted: ${good} of ${of} inlet sensors good` };
+  if (good === 0) return { mark: '✖', text: `not trusted: none of ${of} inlet sensors good` };
+  return { mark: '◐', text: `partly trusted: ${good} of ${of} inlet sensors good` };
+}
+
+function renderRack() {
+  const host = $('rack-details');
+  const r = state.rack;
+  if (!r) return;
+  const hadFocus = document.activeElement?.id === 'rack-close';
+  const close = el('button', { type: 'button', id: 'rack-close', text: 'Close' });
+  close.addEventListener('click', () => {
+    const id = state.rack?.id;
+    state.rack = null;
+    host.replaceChildren(
+      el('p', { class: 'muted', text: 'Select a rack to see its sensors and their trust.' }),
+    );
+    document.querySelector(`#floor g.rack[data-id="${CSS.escape(id ?? '')}"]`)?.focus();
+  });
+  const rack = state.site?.racks.find((x) => x.id === r.id);
+  const head = el('h3', { text: `Rack ${r.id}${rack?.group ? ` (${rack.group})` : ''}` });
+  if (!r.body) {
+    host.replaceChildren(
+      head,
+      el('p', { class: r.error ? 'bad' : 'muted', text: r.error ?? 'reading…' }),
+      close,
+    );
+    return;
+  }
+  const b = r.body;
+  const lv = inletLevel(b.inletMaxC);
+  const trust = trustOf(b.goodInlets, b.inlets);
+  const rows = b.sensors.map((s) => {
+    const warnFlags = s.flags.length ? ` (${s.flags.join(', ')})` : '';
+    const q =
+      s.quality === 'good'
+        ? { cls: 'ok', text: `✔ good${warnFlags}` }
+        : s.quality === 'bad'
+          ? { cls: 'bad', text: `✖ untrusted${warnFlags}` }
+          : { cls: 'warn', text: '? unknown' };
+    return el(
+      'tr',
+      { 'data-sensor': `${s.node}/${s.sensor}` },
+      el('td', { text: `${s.node} / ${s.sensor}` }),
+      el('td', { text: s.kind }),
+      el('td', { class: 'num', text: s.value === null ? 'no reading' : `${fmt(s.value)} ${s.unit}` }),
+      el('td', { class: 'num', text: s.ageS === null ? '–' : `${fmt(s.ageS, 0)} s` }),
+      el('td', { class: q.cls, text: q.text }),
+    );
+  });
+  host.replaceChildren(
+    head,
+    el('p', {
+      class: 'rack-summary',
+      text: `Hottest good inlet: ${b.inletMaxC === null ? 'no data' : `${fmt(b.inletMaxC)} °C ${lv.mark}`} (${lv.words}). ${trust.mark} ${trust.text}.`,
+    }),
+    el('p', {
+      class: 'muted',
+      text: `As ${b.node} sees it${rack?.group ? (r.from === '' && leaderBase(rack.group) === null ? ' (the group has no leader)' : `, the leader of ${rack.group}`) : ''}, ${ago(b.atMs)}.${b.sensorsKnown ? '' : ' That node has no sensor view: no readings.'}`,
+    }),
+    el(
+      'table',
+      { class: 'sensors' },
+      el(
+        'thead',
+        {},
+        el('tr', {}, ...['node / sensor', 'kind', 'value', 'age', 'trust'].map((t) => el('th', { text: t }))),
+      ),
+      el('tbody', {}, ...rows),
+    ),
+    close,
+  );
+  if (hadFocus) close.focus();
 }
 
 // ---------------------------------------------------------------- tables
@@ -470,21 +907,34 @@ function renderGroups() {
   body.replaceChildren(
     ...(state.cluster?.groups ?? []).map((g) => {
       const v = state.views.get(g.id);
-      const s = state.live?.groups?.[g.id];
+      const s = liveOf(g.id)?.groups?.[g.id];
+      const h = handoverOf(g);
+      const lv = inletLevel(s?.inletMaxC);
       return el(
         'tr',
         { 'data-group': g.id },
         el('td', { text: g.id }),
-        el('td', { class: g.leader ? '' : 'bad', text: g.leader ?? 'none' }),
+        el('td', { class: g.leader ? '' : 'bad', text: g.leader ?? '✖ none' }),
         el('td', { text: g.epoch ?? '–' }),
         el('td', { text: g.state }),
-        el('td', { text: v?.view ? (v.view.driving ? 'yes' : 'no') : (v?.error ?? '…') }),
         el('td', {
-          class: `handover ${handoverOf(g)?.level ?? ''}`,
-          text: handoverOf(g)?.text ?? '–',
+          class: v?.view ? (v.view.driving ? '' : 'bad') : '',
+          text: v?.view ? (v.view.driving ? 'yes' : '✖ no') : (v?.error ?? '…'),
         }),
-        el('td', { text: s ? `${s.verdict} (${Math.round(s.coverage * 100)} %)` : 'no data' }),
-        el('td', { text: s?.inletMaxC == null ? 'no data' : `${fmt(s.inletMaxC)} °C` }),
+        el('td', {
+          class: `handover ${h?.level ?? ''}`,
+          text: h ? `${h.level === 'bad' ? '✖' : '▲'} ${h.text}` : '–',
+        }),
+        el('td', {
+          class: s?.verdict === 'blind' ? 'bad' : s?.verdict === 'degraded' ? 'warn' : '',
+          text: s
+            ? `${s.verdict === 'ok' ? '' : s.verdict === 'blind' ? '✖ ' : '◐ '}${s.verdict} (${Math.round(s.coverage * 100)} %)`
+            : 'no data',
+        }),
+        el('td', {
+          class: lv.level === 'crit' ? 'bad' : lv.level === 'warn' ? 'warn' : '',
+          text: s?.inletMaxC == null ? 'no data' : `${fmt(s.inletMaxC)} °C${lv.mark ? ` ${lv.mark}` : ''}`,
+        }),
       );
     }),
   );
@@ -492,24 +942,32 @@ function renderGroups() {
 
 function renderUnits() {
   const body = $('units').tBodies[0];
-  const links = state.live?.units ?? {};
   body.replaceChildren(
-    ...[...unitRows().values()].map((u) =>
-      el(
+    ...[...unitRows().values()].map((u) => {
+      const s = unitState(u.ahu);
+      const link = u.group ? liveOf(u.group)?.units?.[u.ahu]?.link : undefined;
+      return el(
         'tr',
         { 'data-ahu': u.ahu },
         el('td', { text: u.ahu }),
         el('td', { text: u.group ?? '–' }),
         el('td', { class: u.drivenBy ? '' : 'warn', text: u.drivenBy ?? 'nobody' }),
+        el('td', {
+          class: `unit-state ${s.key === 'driven' ? 'ok' : ['tripped', 'error', 'link-down'].includes(s.key) ? 'bad' : 'warn'}`,
+          text: `${s.mark} ${s.text}`,
+        }),
         el('td', { class: 'held-fan', text: fmt(u.held?.fanPct) }),
         el('td', { class: 'held-setpoint', text: fmt(u.held?.supplySetpointC) }),
-        el('td', { class: u.error ? 'bad' : '', text: u.error ? `error: ${u.error}` : ago(u.lastWriteOkMs) }),
         el('td', {
-          class: links[u.ahu]?.link === 'up' ? 'ok' : 'warn',
-          text: links[u.ahu]?.link ?? 'no data',
+          class: u.error ? 'bad' : '',
+          text: u.error ? `✖ error: ${u.error}` : ago(u.lastWriteOkMs),
         }),
-      ),
-    ),
+        el('td', {
+          class: link === 'up' ? 'ok' : link ? 'warn' : '',
+          text: link ? `${link === 'up' ? '●' : link === 'down' ? '✖' : '▲'} ${link}` : 'no data',
+        }),
+      );
+    }),
   );
 }
 
@@ -547,55 +1005,483 @@ function renderAudit() {
   );
 }
 
-function renderAlarms() {
-  const alarms = deriveAlarms();
-  $('alarms').replaceChildren(
-    ...(alarms.length
-      ? alarms.map((a) => el('li', { class: a.level, text: a.text }))
-      : [el('li', { class: 'none', text: 'no alarms' })]),
-  );
-}
-
 // ---------------------------------------------------------------- trends
 
-function path(ts, ys, x0, lo, hi) {
-  let d = '';
-  let pen = false;
-  for (let i = 0; i < ts.length; i++) {
-    const y = ys[i];
-    if (typeof y !== 'number') {
-      pen = false;
-      continue;
-    }
-    const px = ((ts[i] - x0) / WINDOW_MS) * 320;
-    const py = 85 - ((Math.min(hi, Math.max(lo, y)) - lo) / (hi - lo)) * 80;
-    d += `${pen ? 'L' : 'M'}${px.toFixed(1)},${py.toFixed(1)} `;
-    pen = true;
+function trendGroupOf(subject) {
+  if (!subject) return null;
+  const [kind, id] = [subject.slice(0, subject.indexOf(':')), subject.slice(subject.indexOf(':') + 1)];
+  return kind === 'group' ? id : (state.site?.airHandlers.find((a) => a.id === id)?.group ?? null);
+}
+
+function setTrendSubject(subject) {
+  if (state.trend.subject === subject) return;
+  state.trend.subject = subject;
+  $('trend-subject').value = subject;
+  state.trend.body = null;
+  state.trend.readAtMs = 0;
+  pollTrend().then(renderTrends);
+}
+
+function setTrendRange(range) {
+  state.trend.range = range;
+  $('trend-recent').setAttribute('aria-pressed', String(range === 'recent'));
+  $('trend-day').setAttribute('aria-pressed', String(range === 'day'));
+  state.trend.body = null;
+  state.trend.readAtMs = 0;
+  pollTrend().then(renderTrends);
+}
+$('trend-recent').addEventListener('click', () => setTrendRange('recent'));
+$('trend-day').addEventListener('click', () => setTrendRange('day'));
+$('trend-subject').addEventListener('change', () => setTrendSubject($('trend-subject').value));
+
+/** The chosen group's trends (and its units') from the group's leader: it reads the units, so it has their supply air. */
+async function pollTrend() {
+  const t = state.trend;
+  if (!t.subject) {
+    const first = state.site?.groups[0]?.id;
+    if (!first) return;
+    t.subject = `group:${first}`;
   }
-  return d.trim();
+  const group = trendGroupOf(t.subject);
+  if (!group) return;
+  const from = sourceOf(group);
+  const key = `${from}|${group}|${t.range}`;
+  if (t.range === 'day' && t.key === key && Date.now() - t.readAtMs < DAY_TREND_EVERY_MS) return;
+  try {
+    const r = await getJson(`${from}/api/v1/trends?range=${t.range}&group=${encodeURIComponent(group)}`);
+    // The operator chose something else meanwhile: this answer is for a chart no longer shown.
+    if (`${sourceOf(trendGroupOf(t.subject))}|${trendGroupOf(t.subject)}|${t.range}` !== key) return;
+    if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+    Object.assign(t, { body: r.body, from, error: null, readAtMs: Date.now(), key });
+  } catch (err) {
+    Object.assign(t, { error: `trends from ${nodeAt(from)}: ${err.message}`, key });
+  }
+}
+
+/** Round tick steps for an axis from lo to hi, about `n` of them. */
+function ticks(lo, hi, n) {
+  const raw = (hi - lo) / n;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? raw;
+  const out = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 && out.length < 50; v += step)
+    out.push(+v.toFixed(6));
+  return out;
+}
+
+/**
+ * One chart: labelled axes (values with their unit, local time), lines per series (gaps where no
+ * data), a min–max band for 24-hour series, dashed reference lines (the inlet limits).
+ */
+function chart({ label, unit, x0, x1, xStep, yLo, yHi, series, refs = [] }) {
+  const W = 640;
+  const H = 220;
+  const m = { l: 46, r: 12, t: 12, b: 30 };
+  const px = (t) => m.l + ((t - x0) / (x1 - x0)) * (W - m.l - m.r);
+  const py = (v) => m.t + (1 - (Math.min(yHi, Math.max(yLo, v)) - yLo) / (yHi - yLo)) * (H - m.t - m.b);
+  const svg = el('svg:svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': label });
+  for (const v of ticks(yLo, yHi, 5)) {
+    svg.append(
+      el('svg:line', { class: 'grid', x1: m.l, x2: W - m.r, y1: py(v), y2: py(v) }),
+      el('svg:text', { class: 'y-label', x: m.l - 5, y: py(v) + 4, text: `${v}` }),
+    );
+  }
+  svg.append(
+    el('svg:text', {
+      class: 'axis-title',
+      x: 12,
+      y: m.t + (H - m.t - m.b) / 2,
+      transform: `rotate(-90 12 ${m.t + (H - m.t - m.b) / 2})`,
+      text: unit,
+    }),
+  );
+  for (let t = Math.ceil(x0 / xStep) * xStep; t <= x1; t += xStep) {
+    // Whole steps of UTC time, labelled in the browser's local time.
+    svg.append(
+      el('svg:line', { class: 'grid', x1: px(t), x2: px(t), y1: m.t, y2: H - m.b }),
+      el('svg:text', { class: 'x-label', x: px(t), y: H - m.b + 16, text: hhmm(t) }),
+    );
+  }
+  svg.append(
+    el('svg:line', { class: 'axis', x1: m.l, x2: m.l, y1: m.t, y2: H - m.b }),
+    el('svg:line', { class: 'axis', x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b }),
+  );
+  for (const r of refs) {
+    if (r.v < yLo || r.v > yHi) continue;
+    svg.append(
+      el('svg:line', { class: 'ref', x1: m.l, x2: W - m.r, y1: py(r.v), y2: py(r.v) }),
+      el('svg:text', { class: 'ref-label', x: W - m.r - 4, y: py(r.v) - 3, text: r.text }),
+    );
+  }
+  for (const s of series) {
+    if (s.lo && s.hi) {
+      // The band: each run of steps with data is one closed polygon, max forward then min back.
+      let run = [];
+      const flush = () => {
+        if (run.length > 1) {
+          const pts = [
+            ...run.map((i) => `${px(s.t[i])},${py(s.hi[i])}`),
+            ...run.reverse().map((i) => `${px(s.t[i])},${py(s.lo[i])}`),
+          ];
+          svg.append(el('svg:polygon', { class: `band ${s.cls}`, points: pts.join(' ') }));
+        }
+        run = [];
+      };
+      for (let i = 0; i < s.t.length; i++) {
+        if (typeof s.lo[i] === 'number' && typeof s.hi[i] === 'number') run.push(i);
+        else flush();
+      }
+      flush();
+    }
+    let d = '';
+    let pen = false;
+    s.t.forEach((t, i) => {
+      const v = s.v[i];
+      if (typeof v !== 'number' || t < x0) {
+        pen = false;
+        return;
+      }
+      d += `${pen ? 'L' : 'M'}${px(t).toFixed(1)},${py(v).toFixed(1)} `;
+      pen = true;
+    });
+    svg.append(el('svg:path', { class: `line ${s.cls}`, d: d.trim(), 'data-series': s.name }));
+    // A step with no neighbour draws no line: a dot shows it (a fresh unit's first 15 minutes).
+    const has = (i) => typeof s.v[i] === 'number' && s.t[i] >= x0;
+    for (let i = 0; i < s.t.length; i++)
+      if (has(i) && !has(i - 1) && !has(i + 1))
+        svg.append(el('svg:circle', { class: `dot ${s.cls}`, cx: px(s.t[i]), cy: py(s.v[i]), r: 3 }));
+  }
+  return svg;
+}
+
+function lastOf(xs) {
+  for (let i = xs.length - 1; i >= 0; i--) if (typeof xs[i] === 'number') return xs[i];
+  return null;
+}
+
+function renderTrendChoices() {
+  const opts = [];
+  for (const g of state.site?.groups ?? []) {
+    opts.push([`group:${g.id}`, `group ${g.id}`]);
+    for (const a of g.airHandlers) opts.push([`unit:${a}`, `  unit ${a} (${g.id})`]);
+  }
+  setOptions($('trend-subject'), opts);
+  if (state.trend.subject) $('trend-subject').value = state.trend.subject;
 }
 
 function renderTrends() {
-  const x0 = Date.now() - WINDOW_MS;
-  $('trends').replaceChildren(
-    ...[...state.trends].map(([group, s]) => {
-      const lastFan = s.fanPct.findLast((v) => typeof v === 'number');
-      const lastInlet = s.inletMaxC.findLast((v) => typeof v === 'number');
-      const svg = el(
-        'svg:svg',
-        { viewBox: '0 0 320 90', role: 'img', 'aria-label': `${group} trend` },
-        el('svg:path', { class: 'fan', d: path(s.t, s.fanPct, x0, 0, 100) }),
-        el('svg:path', { class: 'inlet', d: path(s.t, s.inletMaxC, x0, 15, 35) }),
-      );
-      return el(
-        'div',
-        { class: 'trend', 'data-group': group },
-        el('div', {
-          text: `${group}: fan ${fmt(lastFan)} %, inlet ${lastInlet === undefined ? 'no data' : `${fmt(lastInlet)} °C`}`,
-        }),
-        svg,
-      );
+  const t = state.trend;
+  const host = $('trends');
+  const body = t.body;
+  if (!t.subject || !body) {
+    host.replaceChildren(el('p', { class: t.error ? 'bad' : 'muted', text: t.error ?? 'reading…' }));
+    return;
+  }
+  const day = t.range === 'day';
+  const x1 = Date.now();
+  const x0 = x1 - (day ? DAY_MS : WINDOW_MS);
+  const xStep = day ? 3 * 3_600_000 : 2 * 60_000;
+  const [kind, id] = t.subject.split(':');
+  const g = body.groups[0];
+  const u = kind === 'unit' ? body.units.find((x) => x.ahu === id) : null;
+  if (!g || (kind === 'unit' && !u)) {
+    host.replaceChildren(el('p', { class: 'muted', text: `no trend of ${id} at ${nodeAt(t.from)}` }));
+    return;
+  }
+  const band = (s, k) => (day && s.min ? { lo: s.min[k], hi: s.max[k] } : {});
+  const tempSeries = [
+    {
+      name: 'inletMaxC',
+      cls: 'inlet',
+      label: 'hottest inlet',
+      t: g.t,
+      v: g.inletMaxC,
+      ...(kind === 'group' ? band(g, 'inletMaxC') : {}),
+    },
+  ];
+  if (u)
+    tempSeries.push(
+      {
+        name: 'supplyC',
+        cls: 'supply',
+        label: 'supply air (measured)',
+        t: u.t,
+        v: u.supplyC,
+        ...band(u, 'supplyC'),
+      },
+      {
+        name: 'supplySetpointC',
+        cls: 'setpoint',
+        label: 'supply setpoint (told)',
+        t: u.t,
+        v: u.supplySetpointC,
+      },
+    );
+  const fan = u
+    ? { name: 'fanPct', cls: 'fan', label: 'fan % (told)', t: u.t, v: u.fanPct, ...band(u, 'fanPct') }
+    : {
+        name: 'fanPct',
+        cls: 'fan',
+        label: 'mean fan % of its units (told)',
+        t: g.t,
+        v: g.fanPct,
+        ...band(g, 'fanPct'),
+      };
+  const values = tempSeries
+    .flatMap((s) => [...s.v, ...(s.hi ?? []), ...(s.lo ?? [])])
+    .filter((v) => typeof v === 'number');
+  const yLo = Math.floor(Math.min(15, ...values) / 5) * 5;
+  const yHi = Math.ceil(Math.max(35, ...values) / 5) * 5;
+  const what = kind === 'unit' ? `unit ${id} (group ${g.group})` : `group ${id}`;
+  const stepText = (ms) => (ms >= 60_000 ? `${ms / 60_000}-min means, band min–max` : `every ${ms / 1000} s`);
+  const key = (series) =>
+    el(
+      'ul',
+      { class: 'chart-key' },
+      ...series.map((s) =>
+        el(
+          'li',
+          {},
+          el('span', { class: `swatch ${s.cls}`, 'aria-hidden': 'true' }),
+          `${s.label}: ${fmt(lastOf(s.v))}`,
+        ),
+      ),
+    );
+  host.replaceChildren(
+    el(
+      'figure',
+      { class: 'trend', 'data-subject': t.subject, 'data-chart': 'temperature' },
+      el('figcaption', { text: `${what}: temperature, °C — last ${day ? '24 h' : '10 min'}` }),
+      chart({
+        label: `${what} temperatures, °C, last ${day ? '24 hours' : '10 minutes'}`,
+        unit: '°C',
+        x0,
+        x1,
+        xStep,
+        yLo,
+        yHi,
+        series: tempSeries,
+        refs: [
+          { v: 27, text: '27 °C recommended' },
+          { v: 32, text: '32 °C allowable' },
+        ],
+      }),
+      key(tempSeries),
+    ),
+    el(
+      'figure',
+      { class: 'trend', 'data-subject': t.subject, 'data-chart': 'fan' },
+      el('figcaption', { text: `${what}: fan speed, % — last ${day ? '24 h' : '10 min'}` }),
+      chart({
+        label: `${what} fan speed, %, last ${day ? '24 hours' : '10 minutes'}`,
+        unit: '%',
+        x0,
+        x1,
+        xStep,
+        yLo: 0,
+        yHi: 100,
+        series: [fan],
+      }),
+      key([fan]),
+    ),
+  );
+  $('trend-source').textContent =
+    `from ${nodeAt(t.from)} (the group’s ${t.from === '' && leaderBase(g.group) === null ? 'node: no leader' : 'leader'}); group ${stepText(body.periodMs)}${u ? `, unit ${stepText(u.stepMs)}` : ''}; ${(body.memoryBytes / 1024).toFixed(0)} KiB of trends kept there${t.error ? ` — last read failed: ${t.error}` : ''}`;
+}
+
+// ---------------------------------------------------------------- energy
+
+const FIGURES = ['fanKwh', 'estimatedFanKwh', 'baselineFanKwh', 'coolingKwh', 'unitSeconds'];
+
+/** Every member's energy report, summed per hour and day: each integrated only the groups it drove. */
+async function pollEnergy() {
+  if (Date.now() - state.energyAtMs < ENERGY_EVERY_MS) return;
+  state.energyAtMs = Date.now();
+  const members = state.cluster?.members ?? [];
+  const bases = members.length
+    ? members.map((m) => {
+        try {
+          const o = new URL(m.apiUrl).origin;
+          return { node: m.node, base: o === location.origin ? '' : o };
+        } catch {
+          return { node: m.node, base: null };
+        }
+      })
+    : [{ node: state.node, base: '' }];
+  const answers = await Promise.all(
+    bases.map(async ({ node, base }) => {
+      if (base === null) return { node, body: null };
+      try {
+        const r = await getJson(`${base}/api/v1/energy`);
+        return { node, body: r.status === 200 ? r.body : null };
+      } catch {
+        return { node, body: null };
+      }
     }),
+  );
+  const sum = (key) => {
+    const by = new Map();
+    for (const a of answers)
+      for (const b of a.body?.[key] ?? []) {
+        const cur =
+          by.get(b.startMs) ?? Object.fromEntries([['startMs', b.startMs], ...FIGURES.map((f) => [f, 0])]);
+        for (const f of FIGURES) cur[f] += b[f] ?? 0;
+        by.set(b.startMs, cur);
+      }
+    return [...by.values()].sort((x, y) => x.startMs - y.startMs);
+  };
+  state.energy = {
+    hours: sum('hours'),
+    days: sum('days'),
+    basis: answers.find((a) => a.body)?.body.basis ?? '',
+    missing: answers.filter((a) => !a.body).map((a) => a.node),
+  };
+}
+
+const saving = (b) => {
+  const kwh = b.baselineFanKwh - b.fanKwh;
+  return { kwh, pct: b.baselineFanKwh > 0 ? (kwh / b.baselineFanKwh) * 100 : null };
+};
+const kwh = (x) => x.toFixed(Math.abs(x) >= 100 ? 0 : Math.abs(x) >= 10 ? 1 : Math.abs(x) >= 1 ? 2 : 3);
+
+function energyRow(label, b) {
+  const s = saving(b);
+  return el(
+    'tr',
+    { 'data-start': b.startMs },
+    el('td', { text: label }),
+    el('td', {
+      class: 'num',
+      text: kwh(b.fanKwh),
+      title:
+        b.estimatedFanKwh > 0 ? `${kwh(b.estimatedFanKwh)} kWh of it estimated from fan speed` : undefined,
+    }),
+    el('td', { class: 'num', text: kwh(b.baselineFanKwh) }),
+    el('td', { class: 'num', text: kwh(s.kwh) }),
+    el('td', { class: 'num', text: s.pct === null ? '–' : `${s.pct.toFixed(0)} %` }),
+    el('td', { class: 'num', text: kwh(b.coolingKwh) }),
+  );
+}
+
+function renderEnergy() {
+  const e = state.energy;
+  if (!e) return;
+  const utcDay = (ms) => new Date(ms).toISOString().slice(0, 10);
+  const utcHour = (ms) => `${new Date(ms).toISOString().slice(11, 16)} UTC`;
+  const today = e.days.find((d) => utcDay(d.startMs) === utcDay(Date.now()));
+  if (today) {
+    const s = saving(today);
+    $('energy-summary').textContent =
+      `Today (UTC, ${(today.unitSeconds / 3600).toFixed(1)} unit-hours measured): fans ${kwh(today.fanKwh)} kWh against ${kwh(today.baselineFanKwh)} kWh on local control — ${s.kwh >= 0 ? 'saving' : 'over by'} ${kwh(Math.abs(s.kwh))} kWh${s.pct === null ? '' : ` (${Math.abs(s.pct).toFixed(0)} %)`}; cooling delivered ${kwh(today.coolingKwh)} kWh.` +
+      (e.missing.length ? ` Not counted: ${e.missing.join(', ')} did not answer.` : '');
+  } else
+    $('energy-summary').textContent =
+      `No energy measured yet today: a node counts the units of the groups it drives.${e.missing.length ? ` ${e.missing.join(', ')} did not answer.` : ''}`;
+  $('energy-days').tBodies[0].replaceChildren(
+    ...e.days
+      .slice()
+      .reverse()
+      .map((d) => energyRow(utcDay(d.startMs), d)),
+  );
+  $('energy-hours').tBodies[0].replaceChildren(
+    ...e.hours
+      .slice(-24)
+      .reverse()
+      .map((h) => energyRow(`${utcDay(h.startMs)} ${utcHour(h.startMs)}`, h)),
+  );
+  $('energy-basis').textContent = e.basis;
+  $('energy-chart').replaceChildren(energyChart(e.hours));
+}
+
+/** The last 24 hours: per hour, the fans' kWh beside the baseline's, on a labelled kWh axis. */
+function energyChart(hours) {
+  const W = 560;
+  const H = 220;
+  const m = { l: 50, r: 10, t: 12, b: 30 };
+  const end = Math.floor(Date.now() / 3_600_000) * 3_600_000;
+  const slots = Array.from({ length: 24 }, (_, i) => end - (23 - i) * 3_600_000);
+  const by = new Map(hours.map((h) => [h.startMs, h]));
+  const top = Math.max(0.01, ...hours.map((h) => Math.max(h.baselineFanKwh, h.fanKwh)));
+  const yt = ticks(0, top, 4);
+  const yHi = Math.max(top, yt[yt.length - 1] ?? top);
+  const bw = (W - m.l - m.r) / 24;
+  const py = (v) => m.t + (1 - v / yHi) * (H - m.t - m.b);
+  const svg = el('svg:svg', {
+    viewBox: `0 0 ${W} ${H}`,
+    class: 'chart energy',
+    role: 'img',
+    'aria-label': 'fan energy per hour, kWh, against the local-control baseline, last 24 hours',
+  });
+  for (const v of yt)
+    svg.append(
+      el('svg:line', { class: 'grid', x1: m.l, x2: W - m.r, y1: py(v), y2: py(v) }),
+      el('svg:text', { class: 'y-label', x: m.l - 5, y: py(v) + 4, text: kwh(v) }),
+    );
+  svg.append(
+    el('svg:text', {
+      class: 'axis-title',
+      x: 12,
+      y: H / 2,
+      transform: `rotate(-90 12 ${H / 2})`,
+      text: 'kWh per hour',
+    }),
+  );
+  slots.forEach((s, i) => {
+    const x = m.l + i * bw;
+    const h = by.get(s);
+    if (h) {
+      svg.append(
+        el('svg:rect', {
+          class: 'bar baseline',
+          x: x + 1,
+          y: py(h.baselineFanKwh),
+          width: bw / 2 - 1,
+          height: py(0) - py(h.baselineFanKwh),
+        }),
+        el('svg:rect', {
+          class: 'bar fan',
+          x: x + bw / 2,
+          y: py(h.fanKwh),
+          width: bw / 2 - 1,
+          height: py(0) - py(h.fanKwh),
+        }),
+      );
+    }
+    if (i % 3 === 0)
+      svg.append(
+        el('svg:text', {
+          class: 'x-label',
+          x: x + bw / 2,
+          y: H - m.b + 16,
+          text: new Date(s).toISOString().slice(11, 16),
+        }),
+      );
+  });
+  svg.append(
+    el('svg:line', { class: 'axis', x1: m.l, x2: m.l, y1: m.t, y2: H - m.b }),
+    el('svg:line', { class: 'axis', x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b }),
+  );
+  return el(
+    'figure',
+    { class: 'energy-figure' },
+    el('figcaption', { text: 'Fan energy per hour (UTC), last 24 h' }),
+    svg,
+    el(
+      'ul',
+      { class: 'chart-key' },
+      el(
+        'li',
+        {},
+        el('span', { class: 'swatch baseline', 'aria-hidden': 'true' }),
+        'left bar: local-control baseline',
+      ),
+      el(
+        'li',
+        {},
+        el('span', { class: 'swatch fan', 'aria-hidden': 'true' }),
+        'right bar: fans under coolctl',
+      ),
+    ),
   );
 }
 
@@ -700,15 +1586,19 @@ $('sw-form').addEventListener('submit', (ev) => {
 function render() {
   $('node-name').textContent = state.node ?? '?';
   const ready = $('ready');
-  ready.textContent = state.ready ? 'ready' : 'not ready';
+  ready.textContent = state.ready ? '✔ ready' : '✖ not ready';
   ready.className = `badge ${state.ready ? 'ok' : 'bad'}`;
   $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
   renderAlarms();
+  renderNotices();
   updateFloor();
+  if (state.rack) renderRack();
   renderGroups();
   renderUnits();
   renderActionChoices();
+  renderTrendChoices();
   renderTrends();
+  renderEnergy();
   renderAudit();
   document.body.dataset.polls = String(Number(document.body.dataset.polls ?? 0) + 1);
 }
