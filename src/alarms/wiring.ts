@@ -35,13 +35,13 @@ export interface AlarmWiring {
 }
 
 /** The notifier for the running site's `alarms.notifications`, rebuilt when that section changes. */
-class NotifierHolder {
+export class NotifierHolder {
   private key: string | undefined;
   private current: Notifier | undefined;
-  private readonly w: AlarmWiring;
+  private readonly w: Pick<AlarmWiring, 'node' | 'config' | 'apiUrl' | 'logger' | 'registry'>;
   private readonly log: Logger;
 
-  constructor(w: AlarmWiring) {
+  constructor(w: Pick<AlarmWiring, 'node' | 'config' | 'apiUrl' | 'logger' | 'registry'>) {
     this.w = w;
     this.log = w.logger.child({ component: 'alarm-notify' });
   }
