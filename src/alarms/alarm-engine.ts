@@ -77,6 +77,8 @@ export class AlarmEngine implements AlarmApi {
   private localMemory = newMemory();
   /** This node's etcd-quorum-lost alarms not in etcd yet (at most one open), oldest first. */
   private readonly locals: StoredAlarm[] = [];
+  /** Open alarm ids this node found a valid record for (an open key's target, checked once). */
+  private readonly verified = new Set<string>();
   private lastList: StoredAlarm[] | null = null;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -296,7 +298,22 @@ export class AlarmEngine implements AlarmApi {
     for (const c of conditions) {
       seen.add(c.key);
       const openId = open.get(c.key);
-      if (c.verdict === 'active' && openId === undefined) {
+      if (c.verdict === 'active' && openId !== undefined && !this.verified.has(openId)) {
+        // An open key whose alarm is gone (deleted by hand, a bad restore) would hold the condition
+        // for ever: checked once per id, and dropped so the next evaluation raises it afresh.
+        if (await store.get(openId)) {
+          if (this.verified.size > 10_000) this.verified.clear();
+          this.verified.add(openId);
+        } else {
+          store.invalid.inc();
+          this.log.error(
+            { key: store.openKey(c.key), id: openId },
+            'open alarm key names no valid alarm: dropped, the condition is judged afresh',
+          );
+          await store.clear(c.key, openId, { atMs: Date.now(), by: node, reason: 'no valid record' });
+          open.delete(c.key);
+        }
+      } else if (c.verdict === 'active' && openId === undefined) {
         const at = Date.now();
         const alarm: StoredAlarm = {
           v: 1,

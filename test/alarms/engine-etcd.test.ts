@@ -185,7 +185,7 @@ describe('alarm engine on etcd', () => {
     expect(again[0]!.id).not.toBe(open[0]!.id);
   });
 
-  it('a malformed stored alarm: skipped, counted once, logged once; evaluation goes on', async () => {
+  it('a malformed stored alarm or open key: skipped or dropped, counted once, logged once; evaluation goes on', async () => {
     const prefix = freshPrefix();
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(s) });
@@ -197,14 +197,17 @@ describe('alarm engine on etcd', () => {
     await n.client
       .put(`${prefix}/alarms/node-down~-~n9~x1`)
       .value(JSON.stringify({ v: 1, id: 'node-down~-~n9~x1', kind: 'meltdown' }));
+    // The trip's open key names an alarm that does not exist: dropped, then the trip is raised.
+    await n.client.put(`${prefix}/alarms-open/unit-tripped~${GROUP}~${UNIT}`).value('unit-tripped~x~y~gone');
     await n.engine.evaluate();
     await n.engine.evaluate();
     const listed = await n.engine.list('all');
     expect(listed.map((x) => x.kind)).toEqual(['unit-tripped']);
     expect(await n.engine.list('all')).toHaveLength(1);
-    expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 2');
+    expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 3');
     const bad = lines.filter((l) => l.includes('stored alarm is not valid'));
     expect(bad).toHaveLength(2);
+    expect(lines.filter((l) => l.includes('open alarm key names no valid alarm'))).toHaveLength(1);
     expect(bad.join('\n')).toContain('bad or missing kind');
     expect(await n.registry.metrics()).toContain('coolctl_alarm_evaluations_total{result="ok"} 2');
   });
