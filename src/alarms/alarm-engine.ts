@@ -168,6 +168,8 @@ export class AlarmEngine implements AlarmApi {
         open,
         (kind, group) => ALARM_KINDS[kind].scope === 'group' && group === id,
       );
+      // One group at a time: a node leading 100 groups must not hold the event loop for all of them.
+      await new Promise((r) => setImmediate(r));
     }
     const members = leadership.members().map((m) => m.node);
     if (clusterOwner(members) !== node) {
