@@ -5,9 +5,11 @@
 // With taskset the controller has core 1 to itself; the simulator, etcd and this process share
 // core 0. After a warm-up, over a bounded window: the controller's CPU (/proc utime+stime), RSS
 // (/proc VmRSS), event-loop lag p99 (prom-client's, reset at every scrape), writes, readings and
-// decision time from /metrics. The baseline, in the same run and measured the same way, is the
+// decision time from /metrics. Then a scrape burst (`--scrape-burst`, one /metrics a second, as
+// an impatient Prometheus would): scrape time p50/p99/max, the series a scrape holds, and the
+// event-loop lag while it lasts. The baseline, in the same run and measured the same way, is the
 // same controller on a 1-group / 10-AHU site of the same shape.
-// Args: [--seconds 60] [--warmup 30] [--baseline-seconds 30] [--scrape-s 5] [--ahus 1000]
+// Args: [--seconds 60] [--warmup 30] [--baseline-seconds 30] [--scrape-s 5] [--scrape-burst 60] [--ahus 1000]
 //       [--groups 100] [--nodes 11765] [--report-interval-s S] [--profile DIR] [--heap-snapshot DIR]
 //       [--trace-gc] [--keep] [--from-source] [--node-flags "FLAGS"] [--glibc-malloc]
 // The controller runs as deploy/systemd/coolctl@.service runs it: the unit's Node flags and the
@@ -47,7 +49,7 @@ import {
   scrape,
   sum,
 } from './lib/scale-probe.ts';
-import { delay, median } from './lib/stats.ts';
+import { delay, median, percentile } from './lib/stats.ts';
 
 const SIM_CORE = 0;
 const CONTROLLER_CORE = 1;
@@ -62,6 +64,7 @@ interface PhaseOptions {
   warmupS: number;
   windowS: number;
   scrapeS: number;
+  scrapeBurst: number;
   daemon: DaemonCommand;
   nodeArgs: string[];
   snapDir?: string | undefined;
@@ -83,6 +86,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       warmup: { type: 'string', default: '30' },
       'baseline-seconds': { type: 'string', default: '30' },
       'scrape-s': { type: 'string', default: '5' },
+      'scrape-burst': { type: 'string', default: '60' },
       ahus: { type: 'string', default: '1000' },
       groups: { type: 'string', default: '100' },
       // 4 sensors per node plus a subfloor sensor on every 4th (generate-site.ts): 11 765 → 50 002.
@@ -107,6 +111,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   const warmupS = int('warmup', 0, 600);
   const baselineS = int('baseline-seconds', 5, 600);
   const scrapeS = int('scrape-s', 1, 60);
+  const scrapeBurst = int('scrape-burst', 2, 600);
   const ahus = int('ahus', 10, 5000);
   const groups = int('groups', 1, ahus);
   const nodes = int('nodes', 1, 100_000);
@@ -160,7 +165,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     const etcd = await startEtcdCluster({ dataDir: join(dir, 'etcd') });
     procs.onStop(() => etcd.stop());
     say(`etcd: ${etcd.clientUrls.join(' ')}; logs in ${dir}`);
-    const common = { reportIntervalS, warmupS, scrapeS, daemon, nodeArgs: [] as string[] };
+    const common = { reportIntervalS, warmupS, scrapeS, scrapeBurst, daemon, nodeArgs: [] as string[] };
     const base = await phase(procs, etcd.clientUrls, {
       ...common,
       name: 'baseline',
@@ -192,10 +197,13 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       built_daemon: values['from-source'] ? 0 : 1,
       rss_target_met: scale['rss_mb_max']! < 150 ? 1 : 0,
       lag_target_met: scale['event_loop_lag_p99_ms']! < 20 ? 1 : 0,
+      scrape_target_met:
+        scale['metrics_scrape_ms_p99']! < 50 && scale['event_loop_lag_p99_ms_while_scraping']! < 20 ? 1 : 0,
     };
     say(
       `targets: RSS max ${scale['rss_mb_max']!.toFixed(1)} MB < 150 ${figures['rss_target_met'] ? 'MET' : 'MISSED'}; ` +
-        `event-loop lag p99 (worst ${scrapeS} s window) ${scale['event_loop_lag_p99_ms']!.toFixed(1)} ms < 20 ${figures['lag_target_met'] ? 'MET' : 'MISSED'}`,
+        `event-loop lag p99 (worst ${scrapeS} s window) ${scale['event_loop_lag_p99_ms']!.toFixed(1)} ms < 20 ${figures['lag_target_met'] ? 'MET' : 'MISSED'}; ` +
+        `/metrics p99 ${scale['metrics_scrape_ms_p99']!.toFixed(1)} ms < 50 with lag p99 ${scale['event_loop_lag_p99_ms_while_scraping']!.toFixed(1)} ms < 20 ${figures['scrape_target_met'] ? 'MET' : 'MISSED'} (${scale['metrics_series']} series)`,
     );
     ok = true;
     return figures;
@@ -340,6 +348,7 @@ async function phase(
       sim_cpu_pct: (simCpu / wallS) * 100,
       sim_pace: (s1.simTimeS - s0.simTimeS) / wallS,
     };
+    Object.assign(figures, await scrapeBurst(ctl, o.scrapeBurst, alive));
     if (o.snapDir) await heapSnapshot(ctl.proc, o.snapDir);
     say(
       `${o.name}: cpu ${figures.cpu_pct.toFixed(1)} % (${figures.cpu_pct_min_interval.toFixed(1)}–${figures.cpu_pct_max_interval.toFixed(1)}), ` +
@@ -358,6 +367,41 @@ async function phase(
     await procs.stop(ctl.proc, 15_000);
     await procs.stop(sim.proc);
   }
+}
+
+/**
+ * One /metrics a second, `n` times: how long each took (request to last byte, as a scraper sees
+ * it), the series of the last one, and the event-loop lag p99 of each 1 s window between them (the
+ * first reports the time before the burst, and is left out).
+ */
+async function scrapeBurst(
+  ctl: { apiUrl: string; headers: Record<string, string> },
+  n: number,
+  alive: () => void,
+): Promise<Record<string, number>> {
+  const ms: number[] = [];
+  const lag: number[] = [];
+  let last: Scrape | undefined;
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) {
+    await delay(t0 + i * 1000 - performance.now());
+    alive();
+    last = await scrape(ctl.apiUrl, 5000, ctl.headers);
+    ms.push(last.ms);
+    if (i > 0) lag.push(sum(last.samples, 'nodejs_eventloop_lag_p99_seconds') * 1000);
+  }
+  return {
+    metrics_scrapes: n,
+    metrics_scrape_ms_p50: percentile(ms, 50),
+    metrics_scrape_ms_p99: percentile(ms, 99),
+    metrics_scrape_ms_burst_max: Math.max(...ms),
+    metrics_series: last!.samples.length,
+    metrics_burst_bytes: last!.bytes,
+    metrics_process_value_series: last!.samples.filter((s) =>
+      /^coolctl_(rack|group|unit|plant)_/.test(s.name),
+    ).length,
+    event_loop_lag_p99_ms_while_scraping: Math.max(...lag),
+  };
 }
 
 /** Asks the controller for a heap snapshot and waits (bounded) until the file stops growing. */
