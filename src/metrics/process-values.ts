@@ -57,8 +57,8 @@ const UNIT_MODE_LABELS = stateSets('mode', UNIT_MODES);
 const LINK_LABELS = stateSets('state', LINK_STATES);
 const ALARM_LABELS = ALARMS.map(([alarm, bit]) => ({ bit, set: labelSet({ alarm }) }));
 
-/** Groups per chunk of text (each group: its racks or units, a few dozen lines). */
-const GROUPS_PER_CHUNK = 4;
+/** Groups per chunk of text (each group: its racks or units, a few dozen lines; or its own line). */
+const GROUPS_PER_CHUNK = 16;
 /** One look at the node serves the families of one scrape (they render within a few ms). */
 const SNAPSHOT_TTL_MS = 250;
 

@@ -183,6 +183,16 @@ describe('process values on /metrics', () => {
     expect(value(s, 'coolctl_unit_supply_celsius', {})).toHaveLength(g0!.airHandlers.length);
   });
 
+  it('hands /metrics to the socket in few large pieces, not one per family or chunk', async () => {
+    const n = node();
+    const pieces: string[] = [];
+    for await (const chunk of metricsStream(n.registry)) pieces.push(String(chunk));
+    const text = pieces.join('');
+    expect(n.registry.getMetricsAsArray().length).toBeGreaterThan(20);
+    // A piece once 64 KB of text have gathered (this small hall: the whole text in one).
+    expect(pieces).toHaveLength(Math.ceil(text.length / (64 * 1024)) || 1);
+  });
+
   it('drops a group’s values at the scrape after the node lost it', async () => {
     const n = node();
     const d0 = n.drivers.get(g0!.id)!;
