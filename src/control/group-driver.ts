@@ -63,6 +63,12 @@ export interface GroupDriverOptions {
   undrivenLimitMs?: number;
   /** Spacing of one node's relinquishes of the group (default RELINQUISH_BACKOFF). */
   relinquishBackoff?: { baseMs: number; maxMs: number };
+  /**
+   * The shortest time any of the group's units may take to apply a write (`client.maxApplyDelayMs`):
+   * a write goes out only while it fits before the lease deadline, so with less term left than this
+   * the node cannot drive the group and does not say it does. Default 0.
+   */
+  minApplyDelayMs?: number;
 }
 
 /** A term's first write rounds: a unit's write deadline (1 s by default) fits twice, retries included. */
@@ -286,8 +292,18 @@ export class GroupDriver {
     return !!this.opts.control;
   }
 
+  /**
+   * The node drives the group: its loop holds a term, and a write of that term can still land — the
+   * fence holds that epoch with at least the quickest unit's apply delay left before its deadline.
+   * A leader cut off from etcd stops writing that long before its deadline (writeBudgetMs), and from
+   * then on says so, rather than claiming a group nobody writes.
+   */
   get driving(): boolean {
-    return this.drivingEpoch !== null;
+    if (this.drivingEpoch === null) return false;
+    const f = this.leadership.fence(this.group);
+    return (
+      f?.epoch === this.drivingEpoch && f.untilMs - performance.now() >= (this.opts.minApplyDelayMs ?? 0)
+    );
   }
 
   /** How this node's current (or last) term began. */

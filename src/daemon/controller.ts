@@ -21,7 +21,7 @@ import type { Leadership, Member } from '../cluster/leadership.ts';
 import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
 import { sameMqttLink } from '../config/link-secrets.ts';
-import type { AirHandler, ControlGroup } from '../config/site-schema.ts';
+import { type AirHandler, type ControlGroup, maxApplyDelayMs } from '../config/site-schema.ts';
 import { GroupDriver } from '../control/group-driver.ts';
 import { groupControlConfig } from '../control/law/group-controller.ts';
 import { neighbourGroups } from '../control/law/influence.ts';
@@ -369,15 +369,14 @@ export class Controller {
   private newDriver(g: ControlGroup): GroupDriver {
     const { cfg } = this;
     this.controlMetrics ??= new ControlMetrics(this.registry);
+    const units = cfg.site.airHandlers.filter((a) => g.airHandlers.includes(a.id));
     return new GroupDriver(g, this.devices, this.leadership!, {
       periodMs: cfg.periodMs,
       logger: this.log.child({ component: 'driver' }),
       pullTimeoutMs: cfg.cluster.pullTimeoutMs,
       // The undriven bound stays inside the tightest watchdog of the group's units.
-      unitWatchdogMs:
-        Math.min(
-          ...cfg.site.airHandlers.filter((a) => g.airHandlers.includes(a.id)).map((a) => a.watchdogS ?? 30),
-        ) * 1000,
+      unitWatchdogMs: Math.min(...units.map((a) => a.watchdogS ?? 30)) * 1000,
+      minApplyDelayMs: units.length > 0 ? Math.min(...units.map((a) => maxApplyDelayMs(a.client))) : 0,
       ...(this.cache ? { store: this.cache } : {}),
       metrics: this.controlMetrics,
       ...(this.deps.beforeStep ? { beforeStep: this.deps.beforeStep } : {}),

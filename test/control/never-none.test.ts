@@ -290,6 +290,30 @@ describe('time the group could not be driven by anyone', () => {
   });
 });
 
+describe('what the node says about driving', () => {
+  it('says it drives only while a write of its term can still land: less term left than the quickest unit applies in is not driving', async () => {
+    const APPLY_MS = 1_000;
+    const { nodes } = cluster(['n1', 'n2'], { minApplyDelayMs: APPLY_MS });
+    const n1 = nodes[0]!;
+    await waitFor('driving', () => n1.driver.driving);
+    // The lease deadline comes nearer, as on a leader cut off from etcd: its keepalives stop moving it.
+    let leftMs = APPLY_MS + 500;
+    const fence = n1.leadership.fence.bind(n1.leadership);
+    Object.assign(n1.leadership, {
+      fence: (g: string) => {
+        const f = fence(g);
+        return f && { ...f, untilMs: performance.now() + leftMs };
+      },
+    });
+    expect(n1.driver.driving).toBe(true);
+    leftMs = APPLY_MS - 1;
+    expect(n1.driver.driving).toBe(false);
+    // A keepalive answered: the deadline moves out again, the same term drives on.
+    leftMs = APPLY_MS + 500;
+    expect(n1.driver.driving).toBe(true);
+  });
+});
+
 describe('the undriven bound', () => {
   it('is three periods, at least 2 s, and at most half the tightest unit watchdog', () => {
     expect(undrivenLimitMs(1_000)).toBe(3_000);
