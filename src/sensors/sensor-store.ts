@@ -126,6 +126,8 @@ const RANGE: Record<string, readonly [number, number]> = {
   'subfloor-pressure': [-100, 500],
 };
 const NOISE_WINDOW = 8;
+/** A noisy inlet is good again once its noise is at or below this share of `noisySigmaC`. */
+const NOISY_CLEARS_AT = 0.5;
 const STUCK_EPSILON = 0.001;
 /**
  * Seqs remembered per node, to tell a duplicate from a late report: mesh retries and MQTT
@@ -161,7 +163,9 @@ const SPIKE = 3;
 /** How many of the sensor's `diffs` slots hold a difference (0…NOISE_WINDOW), and the slot the next one goes to. */
 const DIFF_COUNT = 4;
 const DIFF_NEXT = 5;
-const MARK = 6;
+/** 1 while the inlet is judged noisy (set and cleared as each reading comes: see judgeNoise). */
+const NOISY = 6;
+const MARK = 7;
 const MAX_REPEATS = 0xffff;
 // `diffs` (Float32Array, NOISE_WINDOW per sensor): the last successive differences, a ring.
 
@@ -721,6 +725,7 @@ export class SensorStore implements SensorView {
         this.diffs[row * NOISE_WINDOW + next] = d;
         marks[m + DIFF_NEXT] = next === NOISE_WINDOW - 1 ? 0 : next + 1;
         if (marks[m + DIFF_COUNT]! < NOISE_WINDOW) marks[m + DIFF_COUNT]!++;
+        if (node.layout.isInlet[pos]) this.judgeNoise(row);
       }
       if (layout.isInlet[pos] && bothInRange) {
         // A change faster than air can make it; at least 0.9 of the report interval is assumed
@@ -758,7 +763,7 @@ export class SensorStore implements SensorView {
     if (has && !inRange(readings[o + VALUE]!, layout.lo[pos]!, layout.hi[pos]!)) bits |= BIT['out-of-range'];
     if (marks[m + REPEATS]! >= this.s.stuckReports - 1) bits |= BIT.stuck;
     if (marks[m + SPIKE] === 1) bits |= BIT.spike;
-    if (layout.isInlet[pos] && this.noisy(row)) bits |= BIT.noisy;
+    if (marks[m + NOISY] === 1) bits |= BIT.noisy;
     return bits;
   }
 
@@ -771,15 +776,42 @@ export class SensorStore implements SensorView {
     return bits;
   }
 
-  /** σ of successive differences / √2 over the last readings: white noise shows, slow drift does not. */
-  private noisy(row: number): boolean {
-    const n = this.marks[row * MARK + DIFF_COUNT]!;
-    if (n < 4) return false;
+  /**
+   * Noise is what goes back and forth. Set: over the last steps, the distance travelled beyond the
+   * net change, per step, (Σ|d| − |Σd|) / n — about σ for white noise — is above `noisySigmaC`. Air
+   * moves one way: a rack warming after a heat step, however fast, travels no further than it gets
+   * and scores ~0 (the RMS of the steps, used before, judged a rise of 1 K per report as noisy as a
+   * sensor of σ 0.7 K, and blinded a whole group exactly when it got hot). Cleared: only once that
+   * and the RMS of the second differences / √6 (also σ for white noise, blind to any steady rise)
+   * are both at most half the limit — a noisy sensor riding a steep rise shows fewer
+   * reversals, but its steps stay irregular, so it does not pass for good while the rack climbs.
+   */
+  private judgeNoise(row: number): void {
+    const m = row * MARK;
+    const n = this.marks[m + DIFF_COUNT]!;
+    if (n < 4) return;
     const diffs = this.diffs;
     const d0 = row * NOISE_WINDOW;
-    let sq = 0;
-    for (let i = 0; i < n; i++) sq += diffs[d0 + i]! ** 2;
-    return Math.sqrt(sq / n / 2) > this.s.noisySigmaC;
+    // The ring's oldest difference: slot 0 until it is full, then the one written next.
+    const first = n < NOISE_WINDOW ? 0 : this.marks[m + DIFF_NEXT]!;
+    let travelled = 0;
+    let net = 0;
+    let curvature = 0;
+    let prev = Number.NaN;
+    for (let k = 0; k < n; k++) {
+      const d = diffs[d0 + ((first + k) % NOISE_WINDOW)]!;
+      travelled += Math.abs(d);
+      net += d;
+      if (k > 0) curvature += (d - prev) ** 2;
+      prev = d;
+    }
+    const limit = this.s.noisySigmaC;
+    if ((travelled - Math.abs(net)) / n > limit) this.marks[m + NOISY] = 1;
+    else if (
+      (travelled - Math.abs(net)) / n <= limit * NOISY_CLEARS_AT &&
+      Math.sqrt(curvature / (n - 1) / 6) <= limit * NOISY_CLEARS_AT
+    )
+      this.marks[m + NOISY] = 0;
   }
 
   /** null when `seq` is new and in order (and records it); else why it must not be applied. */
