@@ -2,6 +2,7 @@
 // delays that can all be cancelled at once, a bounded wait for a promise, rate-limited warnings,
 // an OS-chosen free port for servers that must know their port before they bind, and backoff.
 import { createServer } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 
 /** Delays a component hands out (e.g. a "slow" fault); `cancelAll()` settles them all at once on stop. */
@@ -27,6 +28,17 @@ export class Delays {
       d.done();
     }
     this.pending.clear();
+  }
+}
+
+/** Waits `ms`: true when the time ran out, false at once if `signal` aborts first (or already had). */
+export async function waitUnlessAborted(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return false;
+  try {
+    await sleep(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false; // timers/promises rejects only on abort
   }
 }
 
@@ -128,18 +140,7 @@ export async function retryWhileRetryable<T>(
       if (!retryable || opts.signal.aborted) throw err;
       const waitMs = backoff.next();
       opts.onRetry?.(err, waitMs);
-      const aborted = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          opts.signal.removeEventListener('abort', onAbort);
-          resolve(false);
-        }, waitMs);
-        const onAbort = () => {
-          clearTimeout(timer);
-          resolve(true);
-        };
-        opts.signal.addEventListener('abort', onAbort, { once: true });
-      });
-      if (aborted) throw err;
+      if (!(await waitUnlessAborted(waitMs, opts.signal))) throw err;
     }
   }
 }

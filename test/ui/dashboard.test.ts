@@ -6,20 +6,16 @@
 // from the keyboard; the cluster's alarms (the fakes' shared store, test/support/fake-alarms.ts) are
 // acknowledged and shelved in the page and read the same on the other node's page. Any page error
 // or console error fails the test. test/ui/hall-dashboard.test.ts does the same on a real hall.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { mkdir } from 'node:fs/promises';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/load-site.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
+import { launchChromium, SCREENSHOTS_DIR, type TestBrowser, watchPage } from '../support/browser.ts';
 import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-/** Screenshots of each run (gitignored), for people to look at. */
-const SHOTS = 'test-results/screenshots';
 const site = await loadSite('config/demo-site.yaml');
 
 describe('operator dashboard in a browser', () => {
@@ -34,8 +30,7 @@ describe('operator dashboard in a browser', () => {
   let b: FakeNode;
   let urlA: string;
   let urlB: string;
-  let profile: string;
-  let browser: BrowserContext;
+  let browser: TestBrowser;
   let page: Page;
   /** Page errors and console errors: each fails the test. */
   const problems: string[] = [];
@@ -51,33 +46,14 @@ describe('operator dashboard in a browser', () => {
       { node: 'node-a', apiUrl: urlA, startedAtMs: 1 },
       { node: 'node-b', apiUrl: urlB, startedAtMs: 2 },
     );
-    profile = await mkdtemp(join(tmpdir(), 'coolctl-ui-'));
-    await mkdir(SHOTS, { recursive: true });
-    browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      timeout: 30_000,
-    });
-    page = browser.pages()[0] ?? (await browser.newPage());
-    await page.setViewportSize({ width: 1366, height: 768 });
-    page.setDefaultTimeout(10_000);
-    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() !== 'error') return;
-      const i = expected.findIndex((re) => re.test(msg.text()));
-      if (i >= 0) expected.splice(i, 1);
-      else problems.push(`console error: ${msg.text()} (${msg.location().url})`);
-    });
+    await mkdir(SCREENSHOTS_DIR, { recursive: true });
+    browser = await launchChromium('ui');
+    page = await watchPage(
+      browser.context.pages()[0] ?? (await browser.context.newPage()),
+      problems,
+      () => expected,
+      10_000,
+    );
     // Not signed in yet: the page's one question (who am I?) is answered 401.
     expected = [/status of 401/];
     await page.goto(`${urlA}/`);
@@ -94,7 +70,7 @@ describe('operator dashboard in a browser', () => {
     await page.click('#sign-in-send');
     await page.waitForSelector('#main', { state: 'visible' });
     expect(await page.locator('#whoami').innerText()).toBe('operator (operator)');
-    const cookie = (await browser.cookies(urlA)).find((c) => c.name === 'coolctl_session');
+    const cookie = (await browser.context.cookies(urlA)).find((c) => c.name === 'coolctl_session');
     expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Strict' });
     expect(expected).toEqual([]);
   });
@@ -103,7 +79,6 @@ describe('operator dashboard in a browser', () => {
     await browser?.close();
     await a?.close();
     await b?.close();
-    if (profile) await rm(profile, { recursive: true, force: true });
   });
 
   const text = (selector: string) => page.locator(selector).innerText();
@@ -315,7 +290,7 @@ describe('operator dashboard in a browser', () => {
     );
     await waitFor('24-hour time labels', async () => (await fan.locator('text.x-label').count()) >= 7);
     await page.screenshot({
-      path: `${SHOTS}/fakes-trends.png`,
+      path: `${SCREENSHOTS_DIR}/fakes-trends.png`,
       fullPage: false,
       clip: await box('#trends-section'),
     });
@@ -397,7 +372,7 @@ describe('operator dashboard in a browser', () => {
     expect(await text('#alarm-result')).toBe(`ack ${id}: done`);
 
     // node-b's page, same session: the same alarm, acknowledged.
-    const other = await browser.newPage();
+    const other = await browser.context.newPage();
     try {
       other.on('pageerror', (err) => problems.push(`page error (node-b): ${err.message}`));
       await other.goto(`${urlB}/`);
@@ -422,7 +397,10 @@ describe('operator dashboard in a browser', () => {
     );
     const shelf = cluster.alarms.records.get(id)!.shelf!;
     expect(shelf.untilMs - shelf.atMs).toBe(3_600_000);
-    await page.screenshot({ path: `${SHOTS}/fakes-alarms.png`, clip: await box('#alarms-section') });
+    await page.screenshot({
+      path: `${SCREENSHOTS_DIR}/fakes-alarms.png`,
+      clip: await box('#alarms-section'),
+    });
     await row.locator('button.unshelve').click();
     await waitFor(
       'unshelved',
@@ -447,7 +425,7 @@ describe('operator dashboard in a browser', () => {
         (await page.locator('#floor g.ahu[data-id="AHU-04"] .ahu-state').textContent()) ?? '',
       ),
     );
-    await page.screenshot({ path: `${SHOTS}/fakes-page.png`, fullPage: true });
+    await page.screenshot({ path: `${SCREENSHOTS_DIR}/fakes-page.png`, fullPage: true });
     noProblems();
   });
 
@@ -465,7 +443,7 @@ describe('operator dashboard in a browser', () => {
   });
 
   it('signs out: the session is refused on every node and the page asks to sign in again', async () => {
-    const cookie = (await browser.cookies(urlA)).find((c) => c.name === 'coolctl_session')!;
+    const cookie = (await browser.context.cookies(urlA)).find((c) => c.name === 'coolctl_session')!;
     await page.click('#sign-out');
     await page.waitForSelector('#sign-in-form', { state: 'visible' });
     for (const url of [urlA, urlB]) {

@@ -5,35 +5,24 @@
 // their trust; an alarm a fault raised (a unit tripped in the simulator) is acknowledged on one
 // node's page and shows acknowledged on the other node's page. Screenshots of the map, the trends and the alarms go to
 // test-results/screenshots/ (gitignored). Heavy: run it alone (flock /tmp/coolctl-heavy.lock).
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { mkdir } from 'node:fs/promises';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.ts';
+import { launchChromium, SCREENSHOTS_DIR, type TestBrowser, watchPage } from '../support/browser.ts';
 import { Hall } from '../support/hall.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const SHOTS = 'test-results/screenshots';
 /** Hall time runs this much faster: the heat step warms the racks in seconds, not minutes. */
 const TIME_SCALE = 10;
 
 let hall: Hall | undefined;
-let profile = '';
-let browser: BrowserContext | undefined;
+let browser: TestBrowser | undefined;
 /** Page errors and console errors of either page: each fails the test. */
 const problems: string[] = [];
 
 async function openPage(url: string): Promise<Page> {
-  const page = await browser!.newPage();
-  await page.setViewportSize({ width: 1366, height: 768 });
-  page.setDefaultTimeout(15_000);
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-  page.on('console', (msg) => {
-    // Before signing in, the page's one question (who am I?) is answered 401.
-    if (msg.type() === 'error' && !/status of 401/.test(msg.text()))
-      problems.push(`console error: ${msg.text()} (${msg.location().url})`);
-  });
+  // Before signing in, the page's one question (who am I?) is answered 401, as often as it asks.
+  const page = await watchPage(await browser!.context.newPage(), problems, () => [/status of 401/], 15_000);
   await page.goto(`${url}/`);
   return page;
 }
@@ -49,29 +38,13 @@ async function signIn(page: Page): Promise<void> {
 
 beforeAll(async () => {
   hall = await Hall.start({ name: 'ui', controllers: 2, groups: 2, airHandlers: 4, timeScale: TIME_SCALE });
-  await mkdir(SHOTS, { recursive: true });
-  profile = await mkdtemp(join(tmpdir(), 'coolctl-ui-hall-'));
-  browser = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    timeout: 30_000,
-  });
+  await mkdir(SCREENSHOTS_DIR, { recursive: true });
+  browser = await launchChromium('ui-hall');
 }, 180_000);
 
 afterAll(async () => {
   await browser?.close();
   await hall?.stopAll();
-  if (profile) await rm(profile, { recursive: true, force: true });
 }, 60_000);
 
 describe('the dashboard of a running hall', () => {
@@ -124,7 +97,7 @@ describe('the dashboard of a running hall', () => {
       expect(g).toBeLessThan(150);
     }
     expect(b).toBeLessThan(50);
-    await a.locator('#floor-section').screenshot({ path: `${SHOTS}/hall-floor-map.png` });
+    await a.locator('#floor-section').screenshot({ path: `${SCREENSHOTS_DIR}/hall-floor-map.png` });
     expect(problems).toEqual([]);
   }, 300_000);
 
@@ -153,7 +126,7 @@ describe('the dashboard of a running hall', () => {
     for (const r of rows) expect(r).toMatch(/\d+\.\d (°C|%RH|Pa)\s+\d+ s\s+(✔ good|✖ untrusted)/);
     expect(rows.some((r) => /inlet-middle\s+\d+\.\d °C/.test(r))).toBe(true);
     expect(rows.some((r) => /humidity\s+\d+\.\d %RH/.test(r))).toBe(true);
-    await a.locator('#floor-section').screenshot({ path: `${SHOTS}/hall-rack-details.png` });
+    await a.locator('#floor-section').screenshot({ path: `${SCREENSHOTS_DIR}/hall-rack-details.png` });
     expect(problems).toEqual([]);
   });
 
@@ -172,7 +145,7 @@ describe('the dashboard of a running hall', () => {
     await waitFor('the unit’s supply air, measured by its driver', async () =>
       /^M/.test((await temp.locator('path[data-series="supplyC"]').getAttribute('d')) ?? ''),
     );
-    await a.locator('#trends-section').screenshot({ path: `${SHOTS}/hall-trends.png` });
+    await a.locator('#trends-section').screenshot({ path: `${SCREENSHOTS_DIR}/hall-trends.png` });
     expect(problems).toEqual([]);
   });
 
@@ -208,7 +181,7 @@ describe('the dashboard of a running hall', () => {
     expect(await row.locator('td.alarm-ack').innerText()).toMatch(
       new RegExp(`by ${h.apiAdmin!.user} .* ago: “hall test: trip seen”`),
     );
-    await a.locator('#alarms-section').screenshot({ path: `${SHOTS}/hall-alarms.png` });
+    await a.locator('#alarms-section').screenshot({ path: `${SCREENSHOTS_DIR}/hall-alarms.png` });
 
     // The other node's page: the same session (the cookie is good on every node), the same alarm.
     const b = await openPage(h.apiUrl(h.nodes[1]!));
@@ -221,7 +194,7 @@ describe('the dashboard of a running hall', () => {
     );
     expect(await there.locator('td.alarm-ack').innerText()).toMatch(/hall test: trip seen/);
     expect(await b.locator('#node-name').innerText()).toBe(h.nodes[1]);
-    await b.locator('#alarms-section').screenshot({ path: `${SHOTS}/hall-alarms-other-node.png` });
+    await b.locator('#alarms-section').screenshot({ path: `${SCREENSHOTS_DIR}/hall-alarms-other-node.png` });
     expect(problems).toEqual([]);
   }, 300_000);
 });

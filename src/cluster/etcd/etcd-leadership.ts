@@ -15,6 +15,7 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
+import { waitUnlessAborted } from '../../util/async.ts';
 import { decideGroup, type GroupAction, type GroupDecision, leasesToPoll } from '../decide.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { Failsafe, type FailsafeTransport } from '../failsafe.ts';
@@ -333,7 +334,11 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       await this.session.start(bound);
       while (!this.registered) {
         await this.register(bound);
-        if (!this.registered) await delay(Math.min(200, this.opts.keepaliveIntervalMs), bound);
+        if (
+          !this.registered &&
+          !(await waitUnlessAborted(Math.min(200, this.opts.keepaliveIntervalMs), bound))
+        )
+          throw bound.reason;
       }
     } catch (err) {
       await this.session.stop().catch(() => {});
@@ -1157,21 +1162,6 @@ function checkGroupNames(groups: readonly string[]): void {
       'leadership: group names must be unique, non-empty, without "/"',
     );
   }
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 /** At most `size` tasks at once; the rest wait their turn in order. */

@@ -8,6 +8,7 @@
 // lease, so the old leader stopped acting before we can lead. A live lease is never proven expired.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
+import { waitUnlessAborted } from '../../util/async.ts';
 import { ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { ExpiryProof } from '../expiry-proof.ts';
 import { etcdCall } from './etcd-client.ts';
@@ -76,7 +77,7 @@ export class ExpiredLeaseRevoker {
     const signal = f.stop.signal;
     let waitMs = 0;
     while (!signal.aborted) {
-      if (waitMs > 0 && !(await sleep(waitMs, signal))) return;
+      if (waitMs > 0 && !(await waitUnlessAborted(waitMs, signal))) return;
       const sentAtMs = now();
       let verdict: ReturnType<ExpiryProof['observe']>;
       try {
@@ -124,20 +125,4 @@ export class ExpiredLeaseRevoker {
       return;
     }
   }
-}
-
-/** Resolves true after `ms`, false if `signal` aborts first. */
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      resolve(false);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -9,6 +9,7 @@
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Etcd3 } from 'etcd3';
+import { Backoff, waitUnlessAborted } from '../../util/async.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { type KeepaliveToken, LeaseGuard, sharedClockMs } from '../lease-guard.ts';
 import { createEtcdClient, type EtcdSecurity, etcdCall, leaseHex } from './etcd-client.ts';
@@ -143,7 +144,7 @@ class KeepaliveLoop {
   private async grantWithRetry(): Promise<void> {
     if (this.granting) return;
     this.granting = true;
-    let backoffMs = REGRANT_BACKOFF_MS.first;
+    const backoff = new Backoff(REGRANT_BACKOFF_MS.first, REGRANT_BACKOFF_MS.max);
     try {
       while (!this.stopped && !this.current) {
         if (this.mainStalledMs() === null) {
@@ -152,11 +153,10 @@ class KeepaliveLoop {
             return;
           } catch (err) {
             if (this.stopped) return;
-            this.log('warn', { err: errFields(err), retryInMs: backoffMs }, 'lease grant failed');
+            this.log('warn', { err: errFields(err) }, 'lease grant failed');
           }
         }
-        await abortableDelay(backoffMs * (0.5 + Math.random() / 2), this.stopping.signal).catch(() => {});
-        backoffMs = Math.min(backoffMs * 2, REGRANT_BACKOFF_MS.max);
+        await waitUnlessAborted(backoff.next(), this.stopping.signal);
       }
     } finally {
       this.granting = false;
@@ -288,24 +288,6 @@ export function errFields(err: unknown): Record<string, unknown> {
   if (!(err instanceof Error)) return { message: String(err) };
   const code = (err as { code?: unknown }).code;
   return { type: err.name, message: err.message, ...(code === undefined ? {} : { code }) };
-}
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 if (!isMainThread && parentPort) {
