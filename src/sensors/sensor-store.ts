@@ -128,6 +128,8 @@ const RANGE: Record<string, readonly [number, number]> = {
 const NOISE_WINDOW = 8;
 /** A noisy inlet is good again once its noise is at or below this share of `noisySigmaC`. */
 const NOISY_CLEARS_AT = 0.5;
+/** A jump is the air's, not a spike, when another inlet of its node moved this share of it the same way. */
+const SPIKE_WITNESS_SHARE = 0.5;
 const STUCK_EPSILON = 0.001;
 /**
  * Seqs remembered per node, to tell a duplicate from a late report: mesh retries and MQTT
@@ -266,6 +268,13 @@ export class SensorStore implements SensorView {
   private readonly now: () => number;
   private readonly wallNow: () => number;
   private readonly lastLog = new Map<string, { atMs: number; suppressed: number }>();
+  /**
+   * This report's inlet steps, by position in the node's layout (the spike rule's witnesses):
+   * `stepOf[pos]` counts only while `stepReport[pos]` is the current report's number.
+   */
+  private stepOf = new Float64Array(8);
+  private stepReport = new Uint32Array(8);
+  private reportNo = 0;
 
   constructor(site: Site, opts: SensorStoreOptions = {}) {
     this.timeScale = opts.timeScale ?? 1;
@@ -341,6 +350,10 @@ export class SensorStore implements SensorView {
         tokensAtMs: 0,
       };
       row += layout.ids.length;
+      if (layout.ids.length > this.stepOf.length) {
+        this.stepOf = new Float64Array(layout.ids.length);
+        this.stepReport = new Uint32Array(layout.ids.length);
+      }
       this.nodes.set(n.id, node);
     }
     for (const g of site.controlGroups) {
@@ -470,6 +483,8 @@ export class SensorStore implements SensorView {
     const layout = node.layout;
     const sourceCode = source === 'mqtt' ? 0 : 1;
     let applied = 0;
+    let spiked = false;
+    this.reportNo = this.reportNo === 0xffff_ffff ? 1 : this.reportNo + 1;
     const readings = r.readings;
     for (let i = 0; i < readings.length; i++) {
       const reading = readings[i]!;
@@ -486,9 +501,10 @@ export class SensorStore implements SensorView {
         );
         continue;
       }
-      this.apply(node, pos, reading.value, sourceCode, receivedAtMs);
+      if (this.apply(node, pos, reading.value, sourceCode, receivedAtMs)) spiked = true;
       applied++;
     }
+    if (spiked) this.witnessSpikes(node);
     this.counters.readings[source] += applied;
     return null;
   }
@@ -702,8 +718,33 @@ export class SensorStore implements SensorView {
     return [...this.gateways.values()].map((g) => ({ id: g.id, online: g.online }));
   }
 
-  /** Sensor `pos` of `node` takes `value`; the rules its flags are computed from run here. */
-  private apply(node: NodeRt, pos: number, value: number, source: number, atMs: number): void {
+  /**
+   * A jump that another inlet of the same node made with it — the same way, at least half as
+   * far, in the same report — is the air moving (a heat-load step lifts a rack's top, middle and
+   * bottom together, the top most), not a spike: the sensors agree. A lone jump stays a spike.
+   */
+  private witnessSpikes(node: NodeRt): void {
+    const layout = node.layout;
+    for (let pos = 0; pos < layout.ids.length; pos++) {
+      const m = (node.firstRow + pos) * MARK;
+      if (this.marks[m + SPIKE] !== 1 || this.stepReport[pos] !== this.reportNo) continue;
+      const d = this.stepOf[pos]!;
+      for (let other = 0; other < layout.ids.length; other++) {
+        if (other === pos || this.stepReport[other] !== this.reportNo) continue;
+        const w = this.stepOf[other]!;
+        if (w * d > 0 && Math.abs(w) >= Math.abs(d) * SPIKE_WITNESS_SHARE) {
+          this.marks[m + SPIKE] = 0;
+          break;
+        }
+      }
+    }
+  }
+
+  /**
+   * Sensor `pos` of `node` takes `value`; the rules its flags are computed from run here. Whether
+   * the step is a spike (before its node's other inlets are heard: witnessSpikes).
+   */
+  private apply(node: NodeRt, pos: number, value: number, source: number, atMs: number): boolean {
     const readings = this.readings;
     const marks = this.marks;
     const row = node.firstRow + pos;
@@ -732,12 +773,15 @@ export class SensorStore implements SensorView {
         // between two samples, so a late or bunched delivery does not look like a spike.
         const dtS = Math.max((atMs - readings[o + AT_MS]!) / 1000, node.minSampleGapS) * this.timeScale;
         marks[m + SPIKE] = Math.abs(d) / dtS > this.s.spikeCPerS ? 1 : 0;
+        this.stepOf[pos] = d;
+        this.stepReport[pos] = this.reportNo;
       } else marks[m + SPIKE] = 0;
     }
     readings[o + VALUE] = value;
     readings[o + AT_MS] = atMs;
     marks[m + HAS] = 1;
     marks[m + SOURCE] = source;
+    return marks[m + SPIKE] === 1;
   }
 
   private isGood(n: NodeRt, pos: number, now: number): boolean {
