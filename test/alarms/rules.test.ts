@@ -19,6 +19,7 @@ import {
   type RuleMemory,
 } from '../../src/alarms/rules.ts';
 import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
+import { reportNodes } from '../support/sensor-reports.ts';
 
 const base = (over: Partial<GroupSnapshot> = {}): GroupSnapshot => ({
   group: 'zone-1',
@@ -227,21 +228,9 @@ describe('dew point per rack from what the sensors report', () => {
     const nodes = group.sensorNodes.map((id) => site.sensorNodes.find((n) => n.id === id)!);
     const now = 1_000_000;
     const store = new SensorStore(site, { now: () => now });
-    for (const [i, n] of nodes.entries())
-      store.ingestReport(
-        {
-          node: n.id,
-          gateway: n.gateway,
-          seq: 1,
-          readings: n.sensors.map((s) => ({
-            sensor: s.id,
-            kind: s.kind,
-            value: s.kind === 'humidity' ? 40 + i : 24,
-          })),
-        },
-        'mqtt',
-        now,
-      );
+    reportNodes(store, site, group.sensorNodes, (_n, s, i) => (s.kind === 'humidity' ? 40 + i : 24), {
+      atMs: now,
+    });
     const dp = rackDewPoints(site, group.sensorNodes, store);
     for (const [i, n] of nodes.entries()) {
       if (!n.sensors.some((s) => s.kind === 'humidity')) continue;
