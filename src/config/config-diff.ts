@@ -2,7 +2,9 @@
 // control runs. The controller config's schema classes each setting (src/config/reload-class.ts):
 // the site file's contents and the sensor broker reload live; the node and its cluster (etcd,
 // timing, nodes and addresses, data dir, period) and the API's settings need a restart and are
-// refused on reload with the path that changed — the running config is kept.
+// refused on reload with the path that changed — the running config is kept. Alarm settings (the
+// site's `alarms:` and a group's own limits) are read by the alarm engine at every evaluation: they
+// apply live and are no reason to restart a group's loop (a restart starts a new term: a bump).
 import { groupRacks, neighbourGroups } from '../control/law/influence.ts';
 import type { ConfigProblem } from '../errors.ts';
 import { type ControllerConfig, ControllerConfigSchema } from './controller-config.ts';
@@ -23,6 +25,17 @@ export interface SiteDiff {
   changedAhus: string[];
   /** Racks, sensor nodes, gateways, sensing thresholds or the broker: the sensor ingest restarts. */
   sensorsChanged: boolean;
+  /**
+   * The site's `alarms:` section or a group's own alarm limits: applied by the alarm engine at its
+   * next evaluation, without touching any loop (a group whose only change is this is not changed).
+   */
+  alarmsChanged: boolean;
+}
+
+/** A group as its loop is built from it: everything but its alarm limits, which only the alarm engine reads. */
+function loopDefinition(g: Site['controlGroups'][number]): unknown {
+  const { alarms: _alarms, ...loop } = g;
+  return loop;
 }
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
@@ -48,7 +61,7 @@ export function diffSites(old: Site, next: Site, mqttChanged = false): SiteDiff 
   const changedGroups = [...newGroups.keys()].filter(
     (id) =>
       oldGroups.has(id) &&
-      (!same(oldGroups.get(id), newGroups.get(id)) ||
+      (!same(loopDefinition(oldGroups.get(id)!), loopDefinition(newGroups.get(id)!)) ||
         newGroups.get(id)!.airHandlers.some((a) => touched.has(a)) ||
         inputs(id)),
   );
@@ -62,7 +75,22 @@ export function diffSites(old: Site, next: Site, mqttChanged = false): SiteDiff 
       old.controlGroups.map((g) => [g.id, g.sensorNodes]),
       next.controlGroups.map((g) => [g.id, g.sensorNodes]),
     );
-  return { addedGroups, removedGroups, changedGroups, addedAhus, removedAhus, changedAhus, sensorsChanged };
+  const alarmsChanged =
+    !same(old.alarms, next.alarms) ||
+    !same(
+      old.controlGroups.map((g) => [g.id, g.alarms]),
+      next.controlGroups.map((g) => [g.id, g.alarms]),
+    );
+  return {
+    addedGroups,
+    removedGroups,
+    changedGroups,
+    addedAhus,
+    removedAhus,
+    changedAhus,
+    sensorsChanged,
+    alarmsChanged,
+  };
 }
 
 /**
@@ -100,6 +128,7 @@ function loopInputsChanged(old: Site, next: Site): (group: string) => boolean {
 export function isEmptyDiff(d: SiteDiff): boolean {
   return (
     !d.sensorsChanged &&
+    !d.alarmsChanged &&
     [d.addedGroups, d.removedGroups, d.changedGroups, d.addedAhus, d.removedAhus, d.changedAhus].every(
       (x) => x.length === 0,
     )
