@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { Counter, collectDefaultMetrics, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { createAlarms } from '../alarms/wiring.ts';
 import { buildApp } from '../api/app.ts';
 import { AuditTrail } from '../api/audit/audit-trail.ts';
@@ -31,6 +31,7 @@ import type { DeviceIo } from '../devices/device-io.ts';
 import { DeviceMetrics } from '../devices/metrics.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from '../errors.ts';
 import { registerBuildInfo } from '../metrics/build-info.ts';
+import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 import { ProcessValues } from '../metrics/process-values.ts';
 import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
@@ -127,7 +128,7 @@ export class Controller {
     this.groupIds.push(...cfg.site.controlGroups.map((g) => g.id));
     // Unprefixed, as every Prometheus client names them (process_*, nodejs_*): stock rules and
     // dashboards for Node processes work as they are.
-    collectDefaultMetrics({ register: this.registry });
+    registerDefaultMetrics(this.registry);
     registerBuildInfo(this.registry, VERSION);
     try {
       await mkdir(cfg.dataDir, { recursive: true });

@@ -17,8 +17,10 @@ import type {
 import {
   escapeLabelValue,
   familyHeader,
+  isAscii,
   RENDERS_OWN_TEXT,
   type SelfRenderingFamily,
+  type TextWriter,
   valueText,
 } from '../metrics/text.ts';
 import type { LinkState } from './device-io.ts';
@@ -39,13 +41,15 @@ type Labels = Readonly<Record<string, string>>;
 interface ExtraLabels {
   readonly text: string;
   readonly labels: Labels;
+  /** The text is printable ASCII (TextWriter.ascii copies it as it is). */
+  readonly ascii: boolean;
 }
 
 function extraLabels(labels: Labels): ExtraLabels {
   const text = Object.entries(labels)
     .map(([k, v]) => `${k}="${escapeLabelValue(v)}"`)
     .join(',');
-  return { text, labels };
+  return { text, labels, ascii: isAscii(text) };
 }
 
 const OUTCOME_LABELS = Object.fromEntries(
@@ -92,6 +96,7 @@ export class DeviceMeter {
   readonly labels: Labels;
   /** `device="…",protocol="…"`, escaped, for the text of every line of this device. */
   readonly labelText: string;
+  readonly labelAscii: boolean;
   readonly byOp: Record<DeviceOp, OpSeries>;
   /** Index in LINK_STATES of the current link state; -1 before the adapter said any. */
   linkState = -1;
@@ -102,6 +107,7 @@ export class DeviceMeter {
     this.protocol = protocol;
     this.labels = { device, protocol };
     this.labelText = extraLabels(this.labels).text;
+    this.labelAscii = isAscii(this.labelText);
     const byOp = {} as Record<DeviceOp, OpSeries>;
     for (const op of DEVICE_OPS) byOp[op] = new OpSeries(op);
     this.byOp = byOp;
@@ -195,6 +201,27 @@ abstract class PerDeviceMetric extends ScrapeTimeMetric implements SelfRendering
       chunk = '';
       this.each(emit, from, Math.min(from + DEVICES_PER_CHUNK, this.devices.length));
       if (chunk) yield chunk;
+    }
+  }
+
+  /** The same text written as bytes, a chunk of devices per step (no string per line). */
+  *writeChunks(w: TextWriter): Generator<void> {
+    const open = `\n${this.name}{`;
+    w.text(familyHeader(this.name, this.help, this.type));
+    yield;
+    const emit: Emit = (d, extra, value) => {
+      w.ascii(open);
+      if (d.labelAscii) w.ascii(d.labelText);
+      else w.text(d.labelText);
+      w.byte(0x2c); // ','
+      if (extra.ascii) w.ascii(extra.text);
+      else w.text(extra.text);
+      w.ascii('} ');
+      w.value(value);
+    };
+    for (let from = 0; from < this.devices.length; from += DEVICES_PER_CHUNK) {
+      this.each(emit, from, Math.min(from + DEVICES_PER_CHUNK, this.devices.length));
+      yield;
     }
   }
 }

@@ -5,10 +5,11 @@
 // loses the group drops them at its next scrape. A rack in several groups belongs to the first of
 // them in the site file. Enumerations are state sets (one series per state, 1 for the current one).
 // Everything is read at scrape time from what the loops already hold (no device or sensor I/O):
-// which groups the node leads is taken once per scrape, each group's sensor view, racks and units
-// when a family first asks for them; the families render their own text a few groups per chunk
-// (metrics/text.ts), so no turn of the event loop carries more than a few groups' work. Base units:
-// °C (`_celsius`), ratios 0…1 (`_ratio`), watts, joules (docs/observability.md).
+// which groups the node leads is taken once per scrape, each group's figures (sensor view, rack
+// statistics, units) when a family first asks for them, as numbers kept for the scrape's other
+// families; the families render their own text a few groups per chunk (metrics/text.ts), so no
+// turn of the event loop carries more than a few groups' work. Base units: °C (`_celsius`),
+// ratios 0…1 (`_ratio`), watts, joules (docs/observability.md).
 import type {
   Counter,
   Gauge,
@@ -20,10 +21,18 @@ import type {
 import type { Leadership } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver, LoopMode } from '../control/group-driver.ts';
-import type { AhuReadings, DeviceIo, LinkState } from '../devices/device-io.ts';
+import type { DeviceIo, LinkState } from '../devices/device-io.ts';
 import { AHU_MODES, ALARM_BITS } from '../devices/unit-contract.ts';
 import type { GroupSensorView, RackInletStats, SensorView, Verdict } from '../sensors/sensor-store.ts';
-import { familyHeader, labelText, RENDERS_OWN_TEXT, type SelfRenderingFamily, valueText } from './text.ts';
+import {
+  familyHeader,
+  isAscii,
+  labelText,
+  RENDERS_OWN_TEXT,
+  type SelfRenderingFamily,
+  type TextWriter,
+  valueText,
+} from './text.ts';
 
 type Labels = Readonly<Record<string, string>>;
 
@@ -31,19 +40,22 @@ type Labels = Readonly<Record<string, string>>;
 interface LabelSet {
   readonly labels: Labels;
   readonly text: string;
+  /** The text is printable ASCII (TextWriter.ascii copies it as it is). */
+  readonly ascii: boolean;
 }
 
 function labelSet(labels: Labels): LabelSet {
-  return { labels, text: labelText(labels) };
+  const text = labelText(labels);
+  return { labels, text, ascii: isAscii(text) };
 }
 
-function stateSets(name: string, states: readonly string[]): Map<string, LabelSet> {
-  return new Map(states.map((s) => [s, labelSet({ [name]: s })]));
+function stateSets<S extends string>(name: string, states: readonly S[]): LabelSet[] {
+  return states.map((s) => labelSet({ [name]: s }));
 }
 
 const VERDICTS: readonly Verdict[] = ['ok', 'degraded', 'blind'];
 const GROUP_MODES: readonly LoopMode[] = ['normal', 'degraded', 'blind', 'paused', 'hold', 'starting'];
-const UNIT_MODES = [...AHU_MODES, 'unknown'] as const;
+const UNIT_MODES: readonly string[] = [...AHU_MODES, 'unknown'];
 const LINK_STATES: readonly LinkState[] = ['up', 'degraded', 'down'];
 /** The native alarm word's bits, by the label value /metrics gives each. */
 const ALARMS: readonly (readonly [string, number])[] = [
@@ -56,18 +68,12 @@ const GROUP_MODE_LABELS = stateSets('mode', GROUP_MODES);
 const UNIT_MODE_LABELS = stateSets('mode', UNIT_MODES);
 const LINK_LABELS = stateSets('state', LINK_STATES);
 const ALARM_LABELS = ALARMS.map(([alarm, bit]) => ({ bit, set: labelSet({ alarm }) }));
+const UNKNOWN_MODE = UNIT_MODES.indexOf('unknown');
 
 /** Groups per chunk of text (each group: its racks or units, a few dozen lines; or its own line). */
 const GROUPS_PER_CHUNK = 16;
 /** One look at the node serves the families of one scrape (they render within a few ms). */
 const SNAPSHOT_TTL_MS = 250;
-
-interface UnitRow {
-  set: LabelSet;
-  reading: AhuReadings | null;
-  commandFanPct: number | null;
-  link: LinkState | null;
-}
 
 /** What the site says of one group, indexed once per site (a reload brings a new one). */
 interface GroupLayout {
@@ -82,22 +88,51 @@ interface Layout {
   groups: Map<string, GroupLayout>;
 }
 
+// A unit's figures in a group's Float64Array, UNIT_FIELDS per unit in the layout's order. NaN: the
+// unit has no such value (no good read, a point it does not report, no command).
+const U_SUPPLY = 0;
+const U_RETURN = 1;
+const U_SETPOINT = 2;
+const U_FAN_CMD = 3;
+const U_FAN = 4;
+const U_FAN_W = 5;
+const U_COOLING_W = 6;
+/** Index in UNIT_MODES; -1: no good read, so no reading at all. */
+const U_MODE = 7;
+const U_ALARMS = 8;
+/** Index in LINK_STATES; -1: no device. */
+const U_LINK = 9;
+const UNIT_FIELDS = 10;
+
 /**
- * One group this node leads, as one scrape sees it. Its sensor view, racks and units are taken
- * when a family first asks (then kept for the scrape's other families): a scrape's work is spread
- * over its chunks, a few groups each, instead of one look at 50 000 sensors in one turn.
+ * One group this node leads, as one scrape sees it: its figures are taken when a family first asks
+ * for them (then kept for the scrape's other families), as numbers in typed arrays rather than an
+ * object per rack and unit — a scrape lasts several event-loop turns, and per-row objects that
+ * live that long are what V8 promotes to its old generation. A scrape's work is so spread over its
+ * chunks, a few groups each, instead of one look at 50 000 sensors in one turn.
  */
 class GroupRow {
   readonly id: string;
   readonly set: LabelSet;
   readonly leader: LabelSet;
   readonly epoch: number;
-  private readonly layout: GroupLayout;
-  private readonly driver: GroupDriver | undefined;
-  private readonly values: ProcessValuesDeps;
-  private viewMemo: GroupSensorView | null | undefined;
-  private racksMemo: { set: LabelSet; stats: RackInletStats }[] | undefined;
-  private unitsMemo: UnitRow[] | undefined;
+  readonly layout: GroupLayout;
+  private readonly deps: ProcessValuesDeps;
+  private taken = false;
+  /** The sensor view's figures; hasView false: no view (ingest not started, a group it does not know). */
+  hasView = false;
+  inletMaxC: number | null = null;
+  dewPointC: number | null = null;
+  coverage = 0;
+  verdict = -1;
+  /** Index in GROUP_MODES; -1: no control loop for the group on this node. */
+  mode = -1;
+  driven = false;
+  /** Per rack with inlet statistics, in the store's order: its label set, hottest good inlet (NaN: none), trust. */
+  rackSets: LabelSet[] = [];
+  rackFigures: Float64Array = EMPTY;
+  /** UNIT_FIELDS per unit of layout.ahus. */
+  unitFigures: Float64Array = EMPTY;
 
   constructor(id: string, layout: GroupLayout, epoch: number, leader: LabelSet, deps: ProcessValuesDeps) {
     this.id = id;
@@ -105,65 +140,86 @@ class GroupRow {
     this.layout = layout;
     this.epoch = epoch;
     this.leader = leader;
-    this.values = deps;
-    this.driver = deps.drivers.get(id);
+    this.deps = deps;
   }
 
-  get mode(): LoopMode | null {
-    return this.driver ? this.driver.decision.mode : null;
-  }
-
-  get driven(): boolean {
-    return !!this.driver?.driving && this.driver.driveStatus.problem === null;
-  }
-
-  view(): GroupSensorView | null {
-    if (this.viewMemo === undefined) {
-      try {
-        this.viewMemo = this.values.sensors.view(this.id);
-      } catch {
-        this.viewMemo = null; // sensor ingest not started, or a group the store does not know (a reload)
-      }
+  /** Takes the group's figures from the sensor store, its driver and its devices, once per scrape. */
+  take(): this {
+    if (this.taken) return this;
+    this.taken = true;
+    const { sensors, drivers, devices } = this.deps;
+    const d = drivers.get(this.id);
+    let view: GroupSensorView | null = null;
+    try {
+      view = sensors.view(this.id);
+    } catch {
+      view = null; // sensor ingest not started, or a group the store does not know (a reload)
     }
-    return this.viewMemo;
-  }
-
-  racks(): { set: LabelSet; stats: RackInletStats }[] {
-    if (this.racksMemo === undefined) {
-      let stats: RackInletStats[] = [];
-      try {
-        stats = this.values.sensors.rackInletStats?.(this.id) ?? [];
-      } catch {
-        stats = [];
-      }
-      this.racksMemo = [];
-      for (const st of stats) {
-        const set = this.layout.racks.get(st.rack);
-        if (set) this.racksMemo.push({ set, stats: st });
-      }
+    if (view) {
+      this.hasView = true;
+      this.inletMaxC = view.inletMaxC;
+      this.dewPointC = view.dewPointC;
+      this.coverage = view.coverage;
+      this.verdict = VERDICTS.indexOf(view.verdict);
     }
-    return this.racksMemo;
-  }
-
-  units(): UnitRow[] {
-    if (this.unitsMemo === undefined) {
-      const d = this.driver;
-      const commands = new Map<string, number>();
-      if (d?.driving) for (const u of d.units()) if (u.held) commands.set(u.ahu, u.held.fanPct);
-      this.unitsMemo = this.layout.ahus.map((a) => ({
-        set: a.set,
-        reading: d?.lastReading(a.id) ?? null,
-        commandFanPct: commands.get(a.id) ?? null,
-        link: this.values.devices.get(a.id)?.linkState ?? null,
-      }));
+    if (d) {
+      this.mode = GROUP_MODES.indexOf(d.decision.mode);
+      this.driven = d.driving && d.driveStatus.problem === null;
     }
-    return this.unitsMemo;
+    let stats: RackInletStats[] = [];
+    try {
+      stats = sensors.rackInletStats?.(this.id) ?? [];
+    } catch {
+      stats = [];
+    }
+    const racks = new Float64Array(stats.length * 2);
+    let n = 0;
+    for (const st of stats) {
+      const set = this.layout.racks.get(st.rack);
+      if (!set) continue;
+      this.rackSets.push(set);
+      racks[n * 2] = st.inletMaxC ?? Number.NaN;
+      racks[n * 2 + 1] = st.inlets > 0 ? st.goodInlets / st.inlets : 0;
+      n++;
+    }
+    this.rackFigures = racks;
+    const ahus = this.layout.ahus;
+    const units = new Float64Array(ahus.length * UNIT_FIELDS).fill(Number.NaN);
+    const driving = !!d?.driving;
+    const commands = new Map<string, number>();
+    if (driving) for (const u of d!.units()) if (u.held) commands.set(u.ahu, u.held.fanPct);
+    for (let i = 0; i < ahus.length; i++) {
+      const id = ahus[i]!.id;
+      const o = i * UNIT_FIELDS;
+      const r = driving ? d!.lastReading(id) : null;
+      if (r) {
+        units[o + U_SUPPLY] = r.supplyC;
+        units[o + U_RETURN] = r.returnC;
+        units[o + U_SETPOINT] = r.supplySetpointC;
+        units[o + U_FAN] = r.fanPct / 100;
+        units[o + U_FAN_W] = r.fanKw * 1000;
+        units[o + U_COOLING_W] = r.coolingKw * 1000;
+        const mode = UNIT_MODES.indexOf(r.mode);
+        units[o + U_MODE] = mode < 0 ? UNKNOWN_MODE : mode;
+        units[o + U_ALARMS] = r.alarms;
+      } else units[o + U_MODE] = -1;
+      const cmd = commands.get(id);
+      if (cmd !== undefined) units[o + U_FAN_CMD] = cmd / 100;
+      const link = devices.get(id)?.linkState;
+      units[o + U_LINK] = link === undefined ? -1 : LINK_STATES.indexOf(link);
+    }
+    this.unitFigures = units;
+    return this;
   }
 }
+
+const EMPTY = new Float64Array(0);
 
 interface Snapshot {
   atMs: number;
   groups: GroupRow[];
+  /** The energy counters were brought up to date for this scrape (its four plant lines agree). */
+  integrated: boolean;
 }
 
 export interface ProcessValuesDeps {
@@ -243,17 +299,60 @@ class ProcessFamily implements SelfRenderingFamily {
     }
   }
 
+  *writeChunks(w: TextWriter): Generator<void> {
+    const name = this.name;
+    const open = `\n${name}{`;
+    const bare = `\n${name} `;
+    w.text(familyHeader(name, this.help, this.type));
+    yield;
+    const label = (set: LabelSet) => (set.ascii ? w.ascii(set.text) : w.text(set.text));
+    const emit: Emit = (set, extra, value) => {
+      if (!set.text && !extra) w.ascii(bare);
+      else {
+        w.ascii(open);
+        if (set.text) label(set);
+        if (extra) {
+          if (set.text) w.byte(0x2c); // ','
+          label(extra);
+        }
+        w.ascii('} ');
+      }
+      w.value(value);
+    };
+    const groups = this.groups();
+    for (let from = 0; from < groups.length; from += GROUPS_PER_CHUNK) {
+      const to = Math.min(from + GROUPS_PER_CHUNK, groups.length);
+      for (let i = from; i < to; i++) this.lines(groups[i]!, emit);
+      yield;
+    }
+  }
+
   /** Process values are states, or counters kept by their owner: nothing to reset. */
   reset(): void {}
 }
 
-/** The lines of one value per unit of a group (measured: only after a good read, and when the unit has it). */
-function perUnit(value: (r: AhuReadings) => number): (g: GroupRow, emit: Emit) => void {
+/** The lines of one figure per unit of a group (absent where the unit has none: no good read, no such point). */
+function perUnit(field: number): (g: GroupRow, emit: Emit) => void {
   return (g, emit) => {
-    for (const u of g.units()) {
-      if (!u.reading) continue;
-      const v = value(u.reading);
-      if (Number.isFinite(v)) emit(u.set, null, v);
+    const f = g.take().unitFigures;
+    const ahus = g.layout.ahus;
+    for (let i = 0; i < ahus.length; i++) {
+      const v = f[i * UNIT_FIELDS + field]!;
+      if (Number.isFinite(v)) emit(ahus[i]!.set, null, v);
+    }
+  };
+}
+
+/** The lines of a state set per unit of a group: one per state, 1 for the current one. */
+function perUnitState(field: number, states: readonly LabelSet[]): (g: GroupRow, emit: Emit) => void {
+  return (g, emit) => {
+    const f = g.take().unitFigures;
+    const ahus = g.layout.ahus;
+    for (let i = 0; i < ahus.length; i++) {
+      const cur = f[i * UNIT_FIELDS + field]!;
+      if (cur < 0) continue;
+      const set = ahus[i]!.set;
+      for (let s = 0; s < states.length; s++) emit(set, states[s]!, s === cur ? 1 : 0);
     }
   };
 }
@@ -286,7 +385,11 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          for (const r of g.racks()) if (r.stats.inletMaxC !== null) emit(r.set, null, r.stats.inletMaxC);
+          const f = g.take().rackFigures;
+          for (let i = 0; i < g.rackSets.length; i++) {
+            const v = f[i * 2]!;
+            if (!Number.isNaN(v)) emit(g.rackSets[i]!, null, v);
+          }
         },
       ),
       new ProcessFamily(
@@ -295,8 +398,8 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          for (const r of g.racks())
-            emit(r.set, null, r.stats.inlets > 0 ? r.stats.goodInlets / r.stats.inlets : 0);
+          const f = g.take().rackFigures;
+          for (let i = 0; i < g.rackSets.length; i++) emit(g.rackSets[i]!, null, f[i * 2 + 1]!);
         },
       ),
       new ProcessFamily(
@@ -305,8 +408,8 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          const v = g.view()?.inletMaxC;
-          if (v != null) emit(g.set, null, v);
+          const v = g.take().inletMaxC;
+          if (v !== null) emit(g.set, null, v);
         },
       ),
       new ProcessFamily(
@@ -315,8 +418,8 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          const v = g.view()?.dewPointC;
-          if (v != null) emit(g.set, null, v);
+          const v = g.take().dewPointC;
+          if (v !== null) emit(g.set, null, v);
         },
       ),
       new ProcessFamily(
@@ -325,8 +428,7 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          const v = g.view();
-          if (v) emit(g.set, null, v.coverage);
+          if (g.take().hasView) emit(g.set, null, g.coverage);
         },
       ),
       new ProcessFamily(
@@ -335,9 +437,9 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          const v = g.view();
-          if (!v) return;
-          for (const [verdict, set] of VERDICT_LABELS) emit(g.set, set, verdict === v.verdict ? 1 : 0);
+          if (!g.take().hasView) return;
+          for (let i = 0; i < VERDICT_LABELS.length; i++)
+            emit(g.set, VERDICT_LABELS[i]!, i === g.verdict ? 1 : 0);
         },
       ),
       new ProcessFamily(
@@ -346,9 +448,9 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          const mode = g.mode;
-          if (mode === null) return;
-          for (const [m, set] of GROUP_MODE_LABELS) emit(g.set, set, m === mode ? 1 : 0);
+          if (g.take().mode < 0) return;
+          for (let i = 0; i < GROUP_MODE_LABELS.length; i++)
+            emit(g.set, GROUP_MODE_LABELS[i]!, i === g.mode ? 1 : 0);
         },
       ),
       new ProcessFamily(
@@ -356,7 +458,7 @@ export class ProcessValues {
         '1 while the node that leads the group drives it (its writes land), 0 while it leads but cannot',
         'gauge',
         groups,
-        (g, emit) => emit(g.set, null, g.driven ? 1 : 0),
+        (g, emit) => emit(g.set, null, g.take().driven ? 1 : 0),
       ),
       new ProcessFamily(
         'coolctl_group_leader_epoch',
@@ -370,63 +472,56 @@ export class ProcessValues {
         'Supply-air temperature the unit measures',
         'gauge',
         groups,
-        perUnit((r) => r.supplyC),
+        perUnit(U_SUPPLY),
       ),
       new ProcessFamily(
         'coolctl_unit_return_celsius',
         'Return-air temperature the unit measures',
         'gauge',
         groups,
-        perUnit((r) => r.returnC),
+        perUnit(U_RETURN),
       ),
       new ProcessFamily(
         'coolctl_unit_supply_setpoint_celsius',
         'Supply-air setpoint in force on the unit (the remote command, or its local setpoint), as it reports it',
         'gauge',
         groups,
-        perUnit((r) => r.supplySetpointC),
+        perUnit(U_SETPOINT),
       ),
       new ProcessFamily(
         'coolctl_unit_fan_command_ratio',
         'Fan speed this node commands the unit, 0…1 (1 = 100 %)',
         'gauge',
         groups,
-        (g, emit) => {
-          for (const u of g.units()) if (u.commandFanPct !== null) emit(u.set, null, u.commandFanPct / 100);
-        },
+        perUnit(U_FAN_CMD),
       ),
       new ProcessFamily(
         'coolctl_unit_fan_ratio',
         'Fan speed the unit reports, 0…1 (1 = 100 %)',
         'gauge',
         groups,
-        perUnit((r) => r.fanPct / 100),
+        perUnit(U_FAN),
       ),
       new ProcessFamily(
         'coolctl_unit_fan_power_watts',
         'Fan electrical power the unit reports',
         'gauge',
         groups,
-        perUnit((r) => r.fanKw * 1000),
+        perUnit(U_FAN_W),
       ),
       new ProcessFamily(
         'coolctl_unit_cooling_power_watts',
         'Cooling the unit delivers, as it reports it',
         'gauge',
         groups,
-        perUnit((r) => r.coolingKw * 1000),
+        perUnit(U_COOLING_W),
       ),
       new ProcessFamily(
         'coolctl_unit_mode',
         'The unit’s mode as it reports it: 1 for the current one of local, remote, fallback, tripped, unknown',
         'gauge',
         groups,
-        (g, emit) => {
-          for (const u of g.units()) {
-            if (!u.reading) continue;
-            for (const [m, set] of UNIT_MODE_LABELS) emit(u.set, set, m === u.reading.mode ? 1 : 0);
-          }
-        },
+        perUnitState(U_MODE, UNIT_MODE_LABELS),
       ),
       new ProcessFamily(
         'coolctl_unit_alarm',
@@ -434,9 +529,12 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => {
-          for (const u of g.units()) {
-            if (!u.reading) continue;
-            for (const a of ALARM_LABELS) emit(u.set, a.set, u.reading.alarms & a.bit ? 1 : 0);
+          const f = g.take().unitFigures;
+          const ahus = g.layout.ahus;
+          for (let i = 0; i < ahus.length; i++) {
+            const word = f[i * UNIT_FIELDS + U_ALARMS]!;
+            if (Number.isNaN(word)) continue;
+            for (const a of ALARM_LABELS) emit(ahus[i]!.set, a.set, word & a.bit ? 1 : 0);
           }
         },
       ),
@@ -445,12 +543,7 @@ export class ProcessValues {
         'Link from the leading node to the unit: 1 for the current one of up, degraded, down',
         'gauge',
         groups,
-        (g, emit) => {
-          for (const u of g.units()) {
-            if (u.link === null) continue;
-            for (const [st, set] of LINK_LABELS) emit(u.set, set, st === u.link ? 1 : 0);
-          }
-        },
+        perUnitState(U_LINK, LINK_LABELS),
       ),
       new ProcessFamily(
         'coolctl_plant_fan_power_watts',
@@ -458,7 +551,7 @@ export class ProcessValues {
         'gauge',
         once,
         (_g, emit) => {
-          this.integrate();
+          this.integrateOncePerScrape();
           emit(this.plant, null, this.fanW);
         },
       ),
@@ -468,7 +561,7 @@ export class ProcessValues {
         'gauge',
         once,
         (_g, emit) => {
-          this.integrate();
+          this.integrateOncePerScrape();
           emit(this.plant, null, this.coolingW);
         },
       ),
@@ -478,7 +571,7 @@ export class ProcessValues {
         'counter',
         once,
         (_g, emit) => {
-          this.integrate();
+          this.integrateOncePerScrape();
           emit(this.plant, null, this.fanJ);
         },
       ),
@@ -488,7 +581,7 @@ export class ProcessValues {
         'counter',
         once,
         (_g, emit) => {
-          this.integrate();
+          this.integrateOncePerScrape();
           emit(this.plant, null, this.coolingJ);
         },
       ),
@@ -535,12 +628,19 @@ export class ProcessValues {
     this.coolingW = coolingW;
   }
 
+  private integrateOncePerScrape(): void {
+    const snap = this.snapshot();
+    if (snap.integrated) return;
+    snap.integrated = true;
+    this.integrate();
+  }
+
   /** The scrape's one look at the node: the groups it leads (taken again after SNAPSHOT_TTL_MS). */
   snapshot(): Snapshot {
     const now = this.now();
     if (this.snap && now - this.snap.atMs < SNAPSHOT_TTL_MS) return this.snap;
     const layout = this.layoutOf();
-    const snap: Snapshot = { atMs: now, groups: [] };
+    const snap: Snapshot = { atMs: now, groups: [], integrated: false };
     const leadership = this.deps.leadership();
     if (leadership) {
       const leader = labelSet({ node: this.deps.node });

@@ -2,14 +2,18 @@
 // every point, a real sensor store fed with reports, leadership from a fake cluster of two nodes.
 // Only the node that leads a group says its group's, units' and racks' values; it stops saying them
 // when it loses the group; enumerations are state sets; the energy counters integrate the units'
-// power; and /metrics' own text is the text prom-client renders for the same families.
-import { Registry } from 'prom-client';
+// power; /metrics' own text is the text prom-client renders for the same families, holds the series
+// the values are read from (computed here the way they were before the families wrote bytes), and
+// passes `promtool check metrics`; scrapes that come together share one render.
+import { execFile } from 'node:child_process';
+import { Gauge, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMetrics, type Sample } from '../../bench/lib/scale-probe.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import { metricsStream } from '../../src/api/metrics-text.ts';
+import { metricsBody } from '../../src/api/metrics-text.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuReadings, DeviceIo } from '../../src/devices/device-io.ts';
+import { MetricsExposition } from '../../src/metrics/exposition.ts';
 import { ProcessValues } from '../../src/metrics/process-values.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
@@ -34,26 +38,36 @@ const READING: AhuReadings = {
   sourceTimeMs: 0,
 };
 
-function unit(id: string): DeviceIo {
+/** A unit that reports READING, or with `vary` figures of its own (a mode, alarms, a point it lacks). */
+function unit(id: string, vary = false): DeviceIo {
+  const i = site.airHandlers.findIndex((a) => a.id === id);
+  const own: Partial<AhuReadings> = vary
+    ? {
+        fanPct: 40 + i * 3.7,
+        supplyC: i === 1 ? Number.NaN : 17 + i / 7,
+        returnC: 28.25 + i,
+        fanKw: 1.1 + i / 3,
+        mode: (['remote', 'local', 'fallback', 'tripped', 'unknown'] as const)[i % 5]!,
+        alarms: i % 8,
+      }
+    : {};
   return {
     id,
     protocol: 'modbus-tcp',
-    linkState: 'up',
+    linkState: vary ? (['up', 'degraded', 'down'] as const)[i % 3] : 'up',
     remoteControlLost: false,
     on() {},
     off() {},
     once() {},
     open: async () => {},
-    read: async () => ({ ...READING, sourceTimeMs: Date.now() }),
+    read: async () => ({ ...READING, ...own, sourceTimeMs: Date.now() }),
     writeCommand: async () => {},
     close: async () => {},
   } as unknown as DeviceIo;
 }
 
 async function text(registry: Registry): Promise<string> {
-  let out = '';
-  for await (const chunk of metricsStream(registry)) out += String(chunk);
-  return out;
+  return (await new MetricsExposition(registry, { reuseMs: 0 }).body()).toString('utf8');
 }
 
 const value = (samples: Sample[], name: string, where: Record<string, string>) =>
@@ -65,13 +79,15 @@ afterEach(() => {
   stops = [];
 });
 
-function node() {
+function node(o: { vary?: boolean; leadsAll?: boolean } = {}) {
   const cluster = new FakeCluster(
-    Object.fromEntries(site.controlGroups.map((g, i) => [g.id, [i === 0 ? 'n1' : 'n2', 5 + i]])),
+    Object.fromEntries(
+      site.controlGroups.map((g, i) => [g.id, [i === 0 || o.leadsAll ? 'n1' : 'n2', 5 + i]]),
+    ),
   );
   const leadership = cluster.node('n1');
   cluster.node('n2');
-  const devices = new Map(site.airHandlers.map((a) => [a.id, unit(a.id)]));
+  const devices = new Map(site.airHandlers.map((a) => [a.id, unit(a.id, o.vary)]));
   const drivers = new Map(
     site.controlGroups.map((g) => [
       g.id,
@@ -79,8 +95,9 @@ function node() {
     ]),
   );
   const store = new SensorStore(site);
-  // Every sensor node of the first group reports, its racks' inlets 22 °C + the rack's index.
-  for (const id of g0!.sensorNodes) {
+  // Every sensor node of the first group (of every group: leadsAll) reports, its racks' inlets
+  // 22 °C + the rack's index.
+  for (const id of o.leadsAll ? site.sensorNodes.map((n) => n.id) : g0!.sensorNodes) {
     const n = site.sensorNodes.find((x) => x.id === id)!;
     const rackIndex = site.racks.findIndex((r) => r.id === n.rack);
     store.ingestReport(
@@ -116,6 +133,7 @@ function node() {
   return {
     cluster,
     drivers,
+    devices,
     registry,
     values,
     store,
@@ -183,16 +201,6 @@ describe('process values on /metrics', () => {
     expect(value(s, 'coolctl_unit_supply_celsius', {})).toHaveLength(g0!.airHandlers.length);
   });
 
-  it('hands /metrics to the socket in few large pieces, not one per family or chunk', async () => {
-    const n = node();
-    const pieces: string[] = [];
-    for await (const chunk of metricsStream(n.registry)) pieces.push(String(chunk));
-    const text = pieces.join('');
-    expect(n.registry.getMetricsAsArray().length).toBeGreaterThan(20);
-    // A piece once 64 KB of text have gathered (this small hall: the whole text in one).
-    expect(pieces).toHaveLength(Math.ceil(text.length / (64 * 1024)) || 1);
-  });
-
   it('drops a group’s values at the scrape after the node lost it', async () => {
     const n = node();
     const d0 = n.drivers.get(g0!.id)!;
@@ -223,4 +231,152 @@ describe('process values on /metrics', () => {
       6,
     );
   });
+  it('writes the series the store, drivers and units hold, as before it wrote bytes; promtool takes it', async () => {
+    const n = node({ vary: true, leadsAll: true });
+    await waitFor('every unit read', () =>
+      site.controlGroups.every((g) =>
+        g.airHandlers.every((a) => n.drivers.get(g.id)!.lastReading(a) !== null),
+      ),
+    );
+    n.advance(1000);
+    const body = await text(n.registry);
+    const got = parseMetrics(body)
+      .filter((x) => /^coolctl_(rack|group|unit)_|^coolctl_plant_\w+_power_watts$/.test(x.name))
+      .map((x) => series(x.name, x.labels, x.value))
+      .sort();
+    const want = expectedSeries(n).sort();
+    expect(want.length).toBeGreaterThan(100);
+    expect(got).toEqual(want);
+    // The text is also what prom-client renders from the same families, byte for byte.
+    expect(body).toBe(await n.registry.metrics());
+    const check = await promtoolCheck(body);
+    expect(check).toEqual({ code: 0, out: '' });
+  });
+
+  it('gives scrapes that come together one render, and a scrape after reuseMs a new one', async () => {
+    const registry = new Registry();
+    let collects = 0;
+    new Gauge({
+      name: 'coolctl_test_renders',
+      help: 'how often the registry was read',
+      registers: [registry],
+      collect() {
+        collects++;
+        this.set(collects);
+      },
+    });
+    let nowMs = 0;
+    const e = new MetricsExposition(registry, { reuseMs: 500, now: () => nowMs });
+    const [a, b, c] = await Promise.all([e.body(), e.body(), e.body()]);
+    expect(collects).toBe(1);
+    expect(e.renders).toBe(1);
+    expect(b).toBe(a);
+    expect(c).toBe(a);
+    nowMs = 499;
+    expect(await e.body()).toBe(a);
+    nowMs = 500;
+    const d = await e.body();
+    expect(collects).toBe(2);
+    expect(d.toString('utf8')).toContain('coolctl_test_renders 2\n');
+    // /metrics' own entry point keeps one exposition per registry, so its scrapes share too.
+    const [x, y] = await Promise.all([metricsBody(registry), metricsBody(registry)]);
+    expect(y).toBe(x);
+    expect(collects).toBe(3);
+  });
 });
+
+function series(name: string, labels: Record<string, string>, v: number): string {
+  const l = Object.entries(labels)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, x]) => `${k}=${x}`)
+    .join(',');
+  return `${name}{${l}} ${v}`;
+}
+
+/**
+ * The process-value series of node `n`, read the way the families read them before they kept
+ * numbers and wrote bytes: the store's views and rack statistics, each driver's decision, commands
+ * and last readings, each unit's link.
+ */
+function expectedSeries(n: ReturnType<typeof node>): string[] {
+  const out: string[] = [];
+  const add = (name: string, labels: Record<string, string>, v: number) => out.push(series(name, labels, v));
+  const nodeRack = new Map(site.sensorNodes.map((x) => [x.id, x.rack]));
+  const owner = new Map<string, string>();
+  for (const g of site.controlGroups)
+    for (const id of g.sensorNodes) {
+      const rack = nodeRack.get(id);
+      if (rack !== undefined && !owner.has(rack)) owner.set(rack, g.id);
+    }
+  const leadership = n.cluster.nodes.get('n1')!;
+  let fanW = 0;
+  let coolingW = 0;
+  for (const gl of leadership.groups()) {
+    if (gl.role !== 'leader') continue;
+    const group = gl.group;
+    const g = site.controlGroups.find((x) => x.id === group)!;
+    for (const st of n.store.rackInletStats(group)) {
+      if (owner.get(st.rack) !== group) continue;
+      const at = { rack: st.rack, group };
+      if (st.inletMaxC !== null) add('coolctl_rack_inlet_celsius', at, st.inletMaxC);
+      add('coolctl_rack_inlet_trust_ratio', at, st.inlets > 0 ? st.goodInlets / st.inlets : 0);
+    }
+    const view = n.store.view(group);
+    if (view.inletMaxC !== null) add('coolctl_group_inlet_max_celsius', { group }, view.inletMaxC);
+    if (view.dewPointC !== null) add('coolctl_group_dew_point_celsius', { group }, view.dewPointC);
+    add('coolctl_group_inlet_trust_ratio', { group }, view.coverage);
+    for (const v of ['ok', 'degraded', 'blind'])
+      add('coolctl_group_sensor_verdict', { group, verdict: v }, v === view.verdict ? 1 : 0);
+    const d = n.drivers.get(group)!;
+    for (const m of ['normal', 'degraded', 'blind', 'paused', 'hold', 'starting'])
+      add('coolctl_group_mode', { group, mode: m }, m === d.decision.mode ? 1 : 0);
+    add('coolctl_group_driven', { group }, d.driving && d.driveStatus.problem === null ? 1 : 0);
+    add('coolctl_group_leader_epoch', { group, node: 'n1' }, gl.epoch ?? 0);
+    const held = new Map(d.units().map((u) => [u.ahu, u.held]));
+    for (const unit of g.airHandlers) {
+      const at = { unit, group };
+      const r = d.lastReading(unit);
+      if (r) {
+        const perUnit: [string, number][] = [
+          ['coolctl_unit_supply_celsius', r.supplyC],
+          ['coolctl_unit_return_celsius', r.returnC],
+          ['coolctl_unit_supply_setpoint_celsius', r.supplySetpointC],
+          ['coolctl_unit_fan_ratio', r.fanPct / 100],
+          ['coolctl_unit_fan_power_watts', r.fanKw * 1000],
+          ['coolctl_unit_cooling_power_watts', r.coolingKw * 1000],
+        ];
+        for (const [name, v] of perUnit) if (Number.isFinite(v)) add(name, at, v);
+        for (const m of ['local', 'remote', 'fallback', 'tripped', 'unknown'])
+          add('coolctl_unit_mode', { ...at, mode: m }, m === r.mode ? 1 : 0);
+        for (const [alarm, bit] of [
+          ['comm_loss', 1],
+          ['trip', 2],
+          ['high_supply_temp', 4],
+        ] as const)
+          add('coolctl_unit_alarm', { ...at, alarm }, r.alarms & bit ? 1 : 0);
+        fanW += r.fanKw * 1000;
+        coolingW += r.coolingKw * 1000;
+      }
+      const h = held.get(unit);
+      if (h) add('coolctl_unit_fan_command_ratio', at, h.fanPct / 100);
+      const link = n.devices.get(unit)!.linkState;
+      for (const st of ['up', 'degraded', 'down'])
+        add('coolctl_unit_link_state', { ...at, state: st }, st === link ? 1 : 0);
+    }
+  }
+  add('coolctl_plant_fan_power_watts', {}, fanW);
+  add('coolctl_plant_cooling_power_watts', {}, coolingW);
+  return out;
+}
+
+/** `promtool check metrics` on `text` (Debian's prometheus package: deploy/dev/prepare.sh test). */
+function promtoolCheck(text: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('promtool', ['check', 'metrics'], { timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT')
+        reject(new Error('promtool not found: run deploy/dev/prepare.sh test (Debian package prometheus)'));
+      else resolve({ code: typeof err?.code === 'number' ? err.code : 0, out: `${stdout}${stderr}` });
+    });
+    child.stdin!.end(text);
+  });
+}
