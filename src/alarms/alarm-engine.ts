@@ -9,8 +9,9 @@
 //   memory, shows it in its API, notifies, and records it in etcd once it reaches etcd again.
 // The store's transactions make a condition open at most once cluster-wide, whoever races.
 // Each transition is notified once, by the node whose transaction made it (raise and clear: the
-// owner; acknowledge and shelve: the node that took the request). A failing evaluation is logged
-// and counted; it never stops the next one, nor anything else on the node.
+// owner; acknowledge and shelve: the node that took the request; a shelf's end: the owner, from
+// the shelved index in etcd, so a failover between shelving and expiry neither loses nor doubles
+// it). A failing evaluation is logged and counted; it never stops the next one, nor anything else.
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Leadership } from '../cluster/leadership.ts';
@@ -24,11 +25,15 @@ import {
   type AlarmApi,
   type AlarmKind,
   acknowledged,
-  alarmId,
+  clearedAlarm,
   conditionKey,
+  conditionOf,
   isAlarmKind,
+  listAlarms,
   type NotificationStatus,
+  raisedAlarm,
   type StoredAlarm,
+  shelfExpired,
   shelved,
   shelvedFor,
   toApiAlarm,
@@ -67,6 +72,8 @@ export interface AlarmEngineOptions {
   resendMs?: () => number;
   /** How often the cluster owner prunes cleared alarms (default 10 min). */
   pruneEveryMs?: number;
+  /** Wall ms (default `Date.now`): what records are dated with, and when a shelf ends. */
+  wallNow?: () => number;
 }
 
 export class AlarmEngine implements AlarmApi {
@@ -89,8 +96,11 @@ export class AlarmEngine implements AlarmApi {
   private readonly transitions: Counter<'kind' | 'transition'>;
   private lastError: string | null = null;
 
+  private readonly wallNow: () => number;
+
   constructor(opts: AlarmEngineOptions) {
     this.opts = opts;
+    this.wallNow = opts.wallNow ?? Date.now;
     this.log = opts.logger.child({ component: 'alarms' });
     for (const n of ['coolctl_alarm_evaluations_total', 'coolctl_alarm_transitions_total'])
       opts.registry.removeSingleMetric(n);
@@ -102,7 +112,7 @@ export class AlarmEngine implements AlarmApi {
     });
     this.transitions = new Counter({
       name: 'coolctl_alarm_transitions_total',
-      help: 'alarm transitions this node made (raised, cleared, acknowledged, shelved, unshelved), by kind',
+      help: 'alarm transitions this node made (raised, cleared, acknowledged, shelved, unshelved, shelf-expired), by kind',
       labelNames: ['kind', 'transition'],
       registers: [opts.registry],
     });
@@ -145,7 +155,7 @@ export class AlarmEngine implements AlarmApi {
     const delays = alarmDelays(site.alarms);
     await this.evaluateLocal(nowMs, delays.etcdLostS);
     if (!leadership.healthy) return;
-    const open = await this.opts.store.openConditions();
+    const { open, shelved: shelves } = await this.opts.store.index();
     const leads = new Set(
       leadership
         .groups()
@@ -172,7 +182,16 @@ export class AlarmEngine implements AlarmApi {
       await new Promise((r) => setImmediate(r));
     }
     const members = leadership.members().map((m) => m.node);
-    if (clusterOwner(members) !== node) {
+    const owner = clusterOwner(members) === node;
+    // A group's own alarms are its leader's; the cluster owner takes those of a group nobody leads
+    // or the site no longer has, so a shelf still ends on time while a group waits for a leader.
+    const led = new Set(leadership.groups().flatMap((g) => (g.leader === null ? [] : [g.group])));
+    await this.expireShelves(shelves, (kind, group) =>
+      ALARM_KINDS[kind].scope === 'group' && group !== null
+        ? leads.has(group) || (owner && (!led.has(group) || !groups.has(group)))
+        : owner,
+    );
+    if (!owner) {
       this.clusterMemory = newMemory();
     } else {
       const conditions = evaluateCluster(
@@ -193,10 +212,37 @@ export class AlarmEngine implements AlarmApi {
       );
       if (nowMs - this.lastPruneMs >= (this.opts.pruneEveryMs ?? 600_000)) {
         this.lastPruneMs = nowMs;
-        await this.opts.store.prune(alarmRetention(site.alarms), Date.now());
+        await this.opts.store.prune(alarmRetention(site.alarms), this.wallNow());
       }
     }
-    await this.resend(open, leads, clusterOwner(members) === node, nowMs);
+    await this.resend(open, leads, owner, nowMs);
+  }
+
+  /**
+   * Ends the shelves that ran out, of the alarms this node owns: the alarm is active again, so it
+   * is notified as when it was raised (the webhook gets it firing again), logged, and listed without
+   * its shelf. The store's transaction lets exactly one node end each shelf.
+   */
+  private async expireShelves(
+    shelves: Map<string, number>,
+    owns: (kind: AlarmKind, group: string | null) => boolean,
+  ): Promise<void> {
+    const now = this.wallNow();
+    for (const [id, untilMs] of shelves) {
+      if (untilMs > now) continue;
+      const [kind, group] = conditionOf(id).split('~');
+      if (!isAlarmKind(kind) || !owns(kind, group === undefined || group === '-' ? null : group)) continue;
+      const ended = await this.opts.store.expireShelf(id, now);
+      if (ended) this.shelfEnded(ended, untilMs);
+    }
+  }
+
+  private shelfEnded(a: StoredAlarm, untilMs: number): void {
+    this.log.warn(
+      { alarm: a.id, severity: a.severity, shelvedUntil: new Date(untilMs).toISOString() },
+      `alarm shelf expired, the alarm is still active: ${a.message}`,
+    );
+    this.transitioned(a, 'shelf-expired');
   }
 
   /**
@@ -206,29 +252,28 @@ export class AlarmEngine implements AlarmApi {
   private async evaluateLocal(nowMs: number, delayS: number): Promise<void> {
     const { node, leadership, store } = this.opts;
     const key = conditionKey('etcd-quorum-lost', null, node);
-    const open = this.locals.find((a) => a.clearedAtMs === null);
+    let open = this.locals.find((a) => a.clearedAtMs === null);
+    const ended = open && shelfExpired(open, this.wallNow());
+    if (open && ended && ended !== open) {
+      this.locals[this.locals.indexOf(open)] = ended;
+      this.shelfEnded(ended, open.shelf?.untilMs ?? 0);
+      open = ended;
+    }
     if (!leadership.healthy) {
       const since = this.localMemory.since.get(key) ?? nowMs;
       this.localMemory.since.set(key, since);
       if (open || nowMs - since < delayS * 1000) return;
-      const at = Date.now();
-      const alarm: StoredAlarm = {
-        v: 1,
-        id: alarmId(key, at),
-        kind: 'etcd-quorum-lost',
-        severity: ALARM_KINDS['etcd-quorum-lost'].severity,
-        group: null,
-        subject: node,
-        message: `node ${node} cannot reach etcd (quorum lost, or this node cut off): leadership and alarms cannot be written`,
-        value: null,
-        raisedAtMs: at,
-        raisedBy: node,
-        clearedAtMs: null,
-        clearedBy: null,
-        clearReason: null,
-        ack: null,
-        shelf: null,
-      };
+      const alarm = raisedAlarm(
+        {
+          kind: 'etcd-quorum-lost',
+          group: null,
+          subject: node,
+          message: `node ${node} cannot reach etcd (quorum lost, or this node cut off): leadership and alarms cannot be written`,
+          value: null,
+        },
+        node,
+        this.wallNow(),
+      );
       this.locals.push(alarm);
       this.log.error(
         { alarm: alarm.id },
@@ -239,12 +284,11 @@ export class AlarmEngine implements AlarmApi {
     }
     this.localMemory.since.delete(key);
     if (open) {
-      const closed = {
-        ...open,
-        clearedAtMs: Date.now(),
-        clearedBy: node,
-        clearReason: 'this node reaches etcd again',
-      };
+      const closed = clearedAlarm(open, {
+        atMs: this.wallNow(),
+        by: node,
+        reason: 'this node reaches etcd again',
+      });
       this.locals[this.locals.indexOf(open)] = closed;
       this.transitioned(closed, 'cleared');
     }
@@ -312,28 +356,11 @@ export class AlarmEngine implements AlarmApi {
             { key: store.openKey(c.key), id: openId },
             'open alarm key names no valid alarm: dropped, the condition is judged afresh',
           );
-          await store.clear(c.key, openId, { atMs: Date.now(), by: node, reason: 'no valid record' });
+          await store.clear(c.key, openId, { atMs: this.wallNow(), by: node, reason: 'no valid record' });
           open.delete(c.key);
         }
       } else if (c.verdict === 'active' && openId === undefined) {
-        const at = Date.now();
-        const alarm: StoredAlarm = {
-          v: 1,
-          id: alarmId(c.key, at),
-          kind: c.kind,
-          severity: c.severity,
-          group: c.group,
-          subject: c.subject,
-          message: c.message,
-          value: c.value === null ? null : Math.round(c.value * 10) / 10,
-          raisedAtMs: at,
-          raisedBy: node,
-          clearedAtMs: null,
-          clearedBy: null,
-          clearReason: null,
-          ack: null,
-          shelf: null,
-        };
+        const alarm = raisedAlarm(c, node, this.wallNow());
         if (await store.raise(alarm, c.key)) {
           open.set(c.key, alarm.id);
           this.log.warn(
@@ -357,7 +384,7 @@ export class AlarmEngine implements AlarmApi {
   }
 
   private async close(key: string, id: string, reason: string, open: Map<string, string>): Promise<void> {
-    const closed = await this.opts.store.clear(key, id, { atMs: Date.now(), by: this.opts.node, reason });
+    const closed = await this.opts.store.clear(key, id, { atMs: this.wallNow(), by: this.opts.node, reason });
     open.delete(key);
     if (!closed) return;
     this.log.info({ alarm: id, why: reason }, `alarm cleared: ${closed.message}`);
@@ -369,7 +396,7 @@ export class AlarmEngine implements AlarmApi {
     const notifier = this.opts.notifier?.();
     if (!notifier?.enabled || nowMs - this.lastResendMs < (this.opts.resendMs?.() ?? 60_000)) return;
     this.lastResendMs = nowMs;
-    const wallNow = Date.now();
+    const wallNow = this.wallNow();
     for (const [key, id] of open) {
       const [kind, group] = key.split('~');
       if (!isAlarmKind(kind)) continue;
@@ -383,7 +410,7 @@ export class AlarmEngine implements AlarmApi {
   private transitioned(a: StoredAlarm, t: Transition): void {
     this.transitions.inc({ kind: a.kind, transition: t });
     // Shelved: nothing is sent but its clearing (a receiver must not keep a firing alert for ever).
-    if (t !== 'cleared' && t !== 'shelved' && t !== 'unshelved' && shelved(a, Date.now())) return;
+    if (t !== 'cleared' && t !== 'shelved' && shelved(a, this.wallNow())) return;
     this.opts.notifier?.()?.notify(a, t);
   }
 
@@ -399,22 +426,23 @@ export class AlarmEngine implements AlarmApi {
       if (!this.lastList) throw err;
       stored = this.lastList;
     }
-    const all = [...stored, ...this.locals];
-    const now = Date.now();
-    return all
-      .filter((a) => which === 'all' || a.clearedAtMs === null)
-      .sort((a, b) => b.raisedAtMs - a.raisedAtMs)
-      .map((a) => toApiAlarm(a, now));
+    return listAlarms([...stored, ...this.locals], which, this.wallNow());
   }
 
   async acknowledge(id: string, user: string, comment: string): Promise<Alarm> {
-    return this.act(id, (cur) => acknowledged(cur, user, comment, Date.now()), 'acknowledged', user, comment);
+    return this.act(
+      id,
+      (cur) => acknowledged(cur, user, comment, this.wallNow()),
+      'acknowledged',
+      user,
+      comment,
+    );
   }
 
   async shelve(id: string, user: string, durationS: number, comment: string): Promise<Alarm> {
     return this.act(
       id,
-      (cur) => shelvedFor(cur, user, durationS, comment, Date.now()),
+      (cur) => shelvedFor(cur, user, durationS, comment, this.wallNow()),
       'shelved',
       user,
       comment,
@@ -443,7 +471,7 @@ export class AlarmEngine implements AlarmApi {
       this.log.info({ alarm: a.id, user, comment }, `alarm ${t} by ${user}`);
       this.transitioned(a, t);
     }
-    return toApiAlarm(a, Date.now());
+    return toApiAlarm(a, this.wallNow());
   }
 
   notifications(): NotificationStatus {

@@ -6,6 +6,9 @@
 // record in one transaction guarded by both keys' revisions; acknowledging and shelving are
 // compare-and-swap on the record. Every node reads the same records, so an acknowledgement made on
 // one node is what every other node answers.
+// A shelved open alarm also has `<prefix>/alarms-shelved/<id>` → the shelf's end (wall ms), written
+// in the same transaction as the record: the engines read that small index every second, next to
+// the open keys (one range read covers both), to end a shelf on time without reading every record.
 // A stored value that is not an alarm is skipped, counted and logged (once per value), never acted on.
 // Retention: prune() deletes cleared alarms older than the retention age or beyond the newest
 // `clearedMaxCount` cleared ones; open alarms are never pruned.
@@ -14,7 +17,14 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { etcdCall } from '../cluster/etcd/etcd-client.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
-import { AlarmValueError, parseStoredAlarm, type StoredAlarm } from './alarm.ts';
+import {
+  AlarmValueError,
+  type Close,
+  clearedAlarm,
+  parseStoredAlarm,
+  type StoredAlarm,
+  shelfExpired,
+} from './alarm.ts';
 
 export interface AlarmStoreOptions {
   client: Etcd3;
@@ -72,12 +82,20 @@ export class AlarmStore {
     return `${this.opts.prefix}/alarms-open/`;
   }
 
+  private get shelvedDir(): string {
+    return `${this.opts.prefix}/alarms-shelved/`;
+  }
+
   key(id: string): string {
     return `${this.dir}${id}`;
   }
 
   openKey(condition: string): string {
     return `${this.openDir}${condition}`;
+  }
+
+  shelvedKey(id: string): string {
+    return `${this.shelvedDir}${id}`;
   }
 
   private call<T>(what: string, fn: (o: import('@grpc/grpc-js').CallOptions) => Promise<T>): Promise<T> {
@@ -97,12 +115,26 @@ export class AlarmStore {
     return out;
   }
 
-  /** Conditions open now → the id of their alarm. */
-  async openConditions(): Promise<Map<string, string>> {
+  /**
+   * One range read of the two indexes: conditions open now → the id of their alarm, and shelved
+   * alarms → when their shelf ends (wall ms; a value that is not a number reads as 0, so the next
+   * owner looks at the record and mends it).
+   */
+  async index(): Promise<{ open: Map<string, string>; shelved: Map<string, number> }> {
     const res = await this.call('open conditions', (o) =>
-      this.opts.client.getAll().prefix(this.openDir).options(o).exec(),
+      this.opts.client.getAll().prefix(`${this.opts.prefix}/alarms-`).options(o).exec(),
     );
-    return new Map(res.kvs.map((kv) => [kv.key.toString().slice(this.openDir.length), kv.value.toString()]));
+    const open = new Map<string, string>();
+    const shelved = new Map<string, number>();
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      if (key.startsWith(this.openDir)) open.set(key.slice(this.openDir.length), kv.value.toString());
+      else if (key.startsWith(this.shelvedDir)) {
+        const until = Number(kv.value.toString());
+        shelved.set(key.slice(this.shelvedDir.length), Number.isFinite(until) ? until : 0);
+      }
+    }
+    return { open, shelved };
   }
 
   private parse(key: string, text: string, modRevision: string): StoredAlarm | null {
@@ -150,6 +182,7 @@ export class AlarmStore {
         .then(
           client.put(this.openKey(condition)).value(a.id),
           client.put(this.key(a.id)).value(JSON.stringify(a)),
+          ...(a.shelf ? [client.put(this.shelvedKey(a.id)).value(String(a.shelf.untilMs))] : []),
         )
         .options(o)
         .commit(),
@@ -162,11 +195,7 @@ export class AlarmStore {
    * reason, the open key goes. A record that is missing or invalid only loses its open key. The
    * closed record, or null when someone else closed it first.
    */
-  async clear(
-    condition: string,
-    id: string,
-    close: { atMs: number; by: string; reason: string },
-  ): Promise<StoredAlarm | null> {
+  async clear(condition: string, id: string, close: Close): Promise<StoredAlarm | null> {
     const { client } = this.opts;
     const openKey = this.openKey(condition);
     for (let attempt = 1; attempt <= 3; attempt++) {
@@ -177,17 +206,16 @@ export class AlarmStore {
         );
         return null;
       }
-      const next: StoredAlarm = {
-        ...cur.alarm,
-        clearedAtMs: close.atMs,
-        clearedBy: close.by,
-        clearReason: close.reason,
-      };
+      const next = clearedAlarm(cur.alarm, close);
       const res = await this.call('clear', (o) =>
         client
           .if(openKey, 'Value', '==', id)
           .and(this.key(id), 'Mod', '==', cur.modRevision)
-          .then(client.delete().key(openKey), client.put(this.key(id)).value(JSON.stringify(next)))
+          .then(
+            client.delete().key(openKey),
+            client.delete().key(this.shelvedKey(id)),
+            client.put(this.key(id)).value(JSON.stringify(next)),
+          )
           .options(o)
           .commit(),
       );
@@ -210,7 +238,7 @@ export class AlarmStore {
       const res = await this.call('update', (o) =>
         client
           .if(this.key(id), 'Mod', '==', cur.modRevision)
-          .then(client.put(this.key(id)).value(JSON.stringify(next)))
+          .then(client.put(this.key(id)).value(JSON.stringify(next)), this.shelfIndexOp(next))
           .options(o)
           .commit(),
       );
@@ -223,6 +251,55 @@ export class AlarmStore {
           409,
         );
     }
+  }
+
+  /** The shelved index as `a` wants it: its shelf's end while it is open and shelved, else no key. */
+  private shelfIndexOp(a: StoredAlarm) {
+    const key = this.shelvedKey(a.id);
+    return a.shelf && a.clearedAtMs === null
+      ? this.opts.client.put(key).value(String(a.shelf.untilMs))
+      : this.opts.client.delete().key(key);
+  }
+
+  /**
+   * Ends the shelf of `id` if it ran out by `nowMs` and the alarm is still open: one transaction
+   * on the record's revision that also drops its index key, so of two nodes that try at once (two
+   * leaders across a failover) exactly one ends it. The ended record when this call ended it; null
+   * when there was nothing to end (someone else did, it cleared, it was shelved again) — an index
+   * key that no longer says what the record does is mended on the way.
+   */
+  async expireShelf(id: string, nowMs: number): Promise<StoredAlarm | null> {
+    const { client } = this.opts;
+    const key = this.shelvedKey(id);
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const cur = await this.read(id);
+      const next = cur ? shelfExpired(cur.alarm, nowMs) : null;
+      if (!cur || !next || next === cur.alarm) {
+        // No valid record: no shelf to end (the record's own problem is counted and logged).
+        if (!cur) {
+          await this.call('mend shelf index', (o) => client.delete().key(key).options(o).exec());
+          return null;
+        }
+        const want = cur.alarm.shelf && cur.alarm.clearedAtMs === null ? cur.alarm.shelf.untilMs : null;
+        await this.call('mend shelf index', (o) =>
+          client
+            .if(this.key(id), 'Mod', '==', cur.modRevision)
+            .then(want === null ? client.delete().key(key) : client.put(key).value(String(want)))
+            .options(o)
+            .commit(),
+        );
+        return null;
+      }
+      const res = await this.call('expire shelf', (o) =>
+        client
+          .if(this.key(id), 'Mod', '==', cur.modRevision)
+          .then(client.put(this.key(id)).value(JSON.stringify(next)), client.delete().key(key))
+          .options(o)
+          .commit(),
+      );
+      if (res.succeeded) return next;
+    }
+    return null;
   }
 
   /** Keeps a record made while etcd was out of reach (already closed, or still open). Whether it was new. */

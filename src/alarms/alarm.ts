@@ -115,6 +115,67 @@ export function toApiAlarm(a: StoredAlarm, nowMs: number): Alarm {
   };
 }
 
+/** What a rule or a node says when it raises a condition. */
+export interface Raise {
+  kind: AlarmKind;
+  group: string | null;
+  subject: string | null;
+  message: string;
+  value: number | null;
+}
+
+/**
+ * The record of a condition raised by `by` at `atMs` (wall ms): the one place a record is made, for
+ * the rules' conditions, a node's own etcd-quorum-lost and the tests' fakes. The value is kept to
+ * one decimal, as people read it.
+ */
+export function raisedAlarm(r: Raise, by: string, atMs: number): StoredAlarm {
+  return {
+    v: 1,
+    id: alarmId(conditionKey(r.kind, r.group, r.subject), atMs),
+    kind: r.kind,
+    severity: ALARM_KINDS[r.kind].severity,
+    group: r.group,
+    subject: r.subject,
+    message: r.message,
+    value: r.value === null ? null : Math.round(r.value * 10) / 10,
+    raisedAtMs: atMs,
+    raisedBy: by,
+    clearedAtMs: null,
+    clearedBy: null,
+    clearReason: null,
+    ack: null,
+    shelf: null,
+  };
+}
+
+/** How an alarm closes: when, by which node, why. */
+export interface Close {
+  atMs: number;
+  by: string;
+  reason: string;
+}
+
+/** `cur` closed; the one place a record is closed (the store's clear, a node's own, the fakes). */
+export function clearedAlarm(cur: StoredAlarm, close: Close): StoredAlarm {
+  return { ...cur, clearedAtMs: close.atMs, clearedBy: close.by, clearReason: close.reason };
+}
+
+/** A shelf that ran out on an alarm still open ends; anything else comes back as it is (the same object). */
+export function shelfExpired(cur: StoredAlarm, nowMs: number): StoredAlarm {
+  return cur.clearedAtMs === null && cur.shelf !== null && cur.shelf.untilMs <= nowMs
+    ? { ...cur, shelf: null }
+    : cur;
+}
+
+/** The API's list of `stored`: active (not cleared) or all, newest first. */
+export function listAlarms(stored: Iterable<StoredAlarm>, which: 'active' | 'all', nowMs: number): Alarm[] {
+  return [...stored]
+    .filter((a) => which === 'all' || a.clearedAtMs === null)
+    .sort((a, b) => b.raisedAtMs - a.raisedAtMs)
+    .map((a) => toApiAlarm(a, nowMs));
+}
+
 /** The first acknowledgement stays: an acknowledged alarm comes back as it is (the same object). */
 export function acknowledged(cur: StoredAlarm, user: string, comment: string, atMs: number): StoredAlarm {
   return cur.ack ? cur : { ...cur, ack: { user, atMs, comment } };

@@ -11,7 +11,14 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { type NotificationStatus, type StoredAlarm, stateOf, toApiAlarm } from './alarm.ts';
 
-export type Transition = 'raised' | 'acknowledged' | 'cleared' | 'shelved' | 'unshelved' | 'resend';
+export type Transition =
+  | 'raised'
+  | 'acknowledged'
+  | 'cleared'
+  | 'shelved'
+  | 'unshelved'
+  | 'shelf-expired'
+  | 'resend';
 
 export interface WebhookSettings {
   url: string;
@@ -110,11 +117,15 @@ export class Notifier {
     if (opts.mqtt) this.sinks.push(this.mqttSink(opts.mqtt));
   }
 
-  /** Queues one transition of `alarm` on every sink (the webhook takes no shelve news: it has no such state). */
+  /**
+   * Queues one transition of `alarm` on every sink. The webhook has no shelved state: a shelf is
+   * silence (nothing sent, so Alertmanager resolves the alert at its endsAt), and its end — by an
+   * operator or by expiry — sends the alert firing again, the same body as its raise.
+   */
   notify(alarm: StoredAlarm, transition: Transition): void {
     if (this.stopped) return;
     for (const s of this.sinks) {
-      if (s.name === 'webhook' && (transition === 'shelved' || transition === 'unshelved')) continue;
+      if (s.name === 'webhook' && transition === 'shelved') continue;
       if (s.name === 'mqtt' && transition === 'resend') continue;
       if (s.queue.length >= (this.opts.maxQueue ?? 1000)) {
         const dropped = s.queue.shift()!;

@@ -3,13 +3,16 @@
 // believe they lead a group at the same moment raise its condition once, and only the winner
 // notifies; a clear closes it and a return is a new alarm; a malformed stored value is skipped,
 // counted and logged once, never a crash; etcd-quorum-lost is kept on the node and recorded, with
-// its acknowledgement, once etcd answers again; retention prunes cleared alarms only.
+// its acknowledgement, once etcd answers again; retention prunes cleared alarms only; a shelf that
+// runs out while the condition holds ends once, on time, on whichever node leads the group then.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Etcd3 } from 'etcd3';
+import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
+import { startBroker } from '../../firmware-sim/mesh/broker.ts';
 import { AlarmEngine } from '../../src/alarms/alarm-engine.ts';
 import { AlarmStore } from '../../src/alarms/alarm-store.ts';
 import { Notifier } from '../../src/alarms/notify.ts';
@@ -92,7 +95,7 @@ function node(
   prefix: string,
   said: Said,
   unit: { mode: string },
-  opts: { notifier?: Notifier; logger?: pino.Logger; site?: Site } = {},
+  opts: { notifier?: Notifier; logger?: pino.Logger; site?: Site; wallNow?: () => number } = {},
 ) {
   const client = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 2000 });
   clients.push(client);
@@ -109,6 +112,7 @@ function node(
     sensors: () => undefined,
     config: () => ({ site: opts.site ?? site, nodes: ['n1', 'n2'] }),
     ...(opts.notifier ? { notifier: () => opts.notifier } : {}),
+    ...(opts.wallNow ? { wallNow: opts.wallNow } : {}),
     logger,
     registry,
   });
@@ -119,6 +123,22 @@ function node(
 let seq = 0;
 // Under /coolctl/: the prefix a secured test etcd lets its user reach (COOLCTL_TEST_LINKS=secure).
 const freshPrefix = () => `/coolctl/alarms-test-${process.pid}-${++seq}`;
+
+/** An Alertmanager stand-in on loopback: every alert posted to it, in order. */
+async function alertReceiver(): Promise<{ url: string; got: Record<string, unknown>[] }> {
+  const got: Record<string, unknown>[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      got.push(...(JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>[]));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  stops.push(() => new Promise((r) => server.close(r)));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v2/alerts`, got };
+}
 
 describe('alarm engine on etcd', () => {
   it('two nodes that both think they lead raise a trip once, and only the winner notifies', async () => {
@@ -271,5 +291,115 @@ describe('alarm engine on etcd', () => {
     expect((await n.engine.list('all')).map((x) => x.state)).toEqual(['raised', 'cleared']);
     expect(await n.store.prune({ clearedMaxAgeMs: 0, clearedMaxCount: 10 }, Date.now() + 1)).toBe(1);
     expect((await n.engine.list('all')).map((x) => x.id)).toEqual([before[0]!.id]);
+  });
+
+  it('a shelf that runs out while the trip holds ends once, on time, on the group’s leader after a failover', async () => {
+    const receiver = await alertReceiver();
+    const broker = await startBroker({ host: '127.0.0.1', port: 0 });
+    stops.push(() => broker.close());
+    const sub = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+    stops.push(() => sub.endAsync());
+    const published: { transition: string; alarm: { id: string; shelvedUntil: string | null } }[] = [];
+    sub.on('message', (_t, p) => published.push(JSON.parse(p.toString())));
+    await sub.subscribeAsync('site/alarms', { qos: 1 });
+    const notifiers: Notifier[] = [];
+    const notifierOf = (name: string) => {
+      const x = new Notifier({
+        logger: quietLogger,
+        registry: new Registry(),
+        site: 'demo',
+        generatorUrl: `http://${name}/`,
+        webhook: { url: receiver.url },
+        mqtt: { url: broker.url, topic: 'site/alarms', clientId: `coolctl-${name}-alarms-${seq}` },
+        backoffMs: 50,
+      });
+      notifiers.push(x);
+      stops.push(() => x.stop());
+      return x;
+    };
+    const settled = () =>
+      waitFor('notification queues empty', () =>
+        notifiers.every((n) => n.status().sinks.every((s) => s.pending === 0)),
+      );
+    const transitions = () => published.map((p) => p.transition);
+    // One wall clock for both nodes, moved by the test: a minute's shelf ends without a minute's wait.
+    let wall = Date.now();
+    const wallNow = () => wall;
+    const prefix = freshPrefix();
+    const unit = { mode: 'tripped' };
+    const saidA: Said = { healthy: true, leads: new Set([GROUP]), members: ['n1', 'n2'] };
+    const saidB: Said = { healthy: true, leads: new Set(), members: ['n1', 'n2'] };
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
+    const a = node('n1', prefix, saidA, unit, { notifier: notifierOf('n1'), wallNow });
+    const b = node('n2', prefix, saidB, unit, { notifier: notifierOf('n2'), wallNow, logger });
+    await a.engine.evaluate();
+    await b.engine.evaluate();
+    const [trip] = await b.engine.list('active');
+    expect(trip).toMatchObject({ kind: 'unit-tripped', state: 'raised', shelvedUntil: null });
+    await waitFor('the raise sent', () => receiver.got.length === 1 && published.length === 1);
+
+    // Shelved for a minute through n2, which does not lead the group: silence on the webhook.
+    await b.engine.shelve(trip!.id, 'op', 60, 'known; reset at the next round');
+    await waitFor('the shelve published', () => transitions().includes('shelved'));
+    expect((await b.store.index()).shelved.get(trip!.id)).toBe(wall + 60_000);
+
+    // n1, the leader that raised it, dies; n2 leads the group from now on.
+    await a.engine.stop();
+    saidA.leads.clear();
+    saidA.members = saidB.members = ['n2'];
+    saidB.leads.add(GROUP);
+    wall += 59_999;
+    await b.engine.evaluate();
+    expect((await b.engine.list('active'))[0]!.shelvedUntil).not.toBeNull();
+    await settled();
+    expect(transitions()).toEqual(['raised', 'shelved']);
+
+    wall += 1; // the shelf's end
+    await b.engine.evaluate();
+    // Active again in the API (the dashboard's list is this), and in etcd: no shelf, no index key.
+    expect(await b.engine.list('active')).toEqual([
+      expect.objectContaining({ id: trip!.id, state: 'raised', shelvedUntil: null }),
+    ]);
+    expect((await b.store.get(trip!.id))!.shelf).toBeNull();
+    expect((await b.store.index()).shelved.size).toBe(0);
+    await waitFor('the expiry sent', () => receiver.got.length === 2 && published.length === 3);
+    // The webhook gets it firing again, as when it was raised; MQTT says why.
+    const [raised, again] = receiver.got as {
+      labels: unknown;
+      annotations: { state: string };
+      endsAt: string;
+    }[];
+    expect(again!.labels).toEqual(raised!.labels);
+    expect(again!.annotations.state).toBe('raised');
+    expect(Date.parse(again!.endsAt)).toBeGreaterThan(Date.now());
+    expect(published[2]).toMatchObject({
+      transition: 'shelf-expired',
+      alarm: { id: trip!.id, shelvedUntil: null },
+    });
+    expect(lines.filter((l) => l.includes('alarm shelf expired'))).toHaveLength(1);
+    expect(await b.registry.metrics()).toContain(
+      'coolctl_alarm_transitions_total{kind="unit-tripped",transition="shelf-expired"} 1',
+    );
+
+    // Shelved again, and n1 back: both believe they lead the group as that shelf ends. One ends it.
+    await b.engine.shelve(trip!.id, 'op', 60, 'again');
+    const a2 = node('n1', prefix, { healthy: true, leads: new Set([GROUP]), members: ['n1', 'n2'] }, unit, {
+      notifier: notifierOf('n1b'),
+      wallNow,
+    });
+    saidB.members = ['n1', 'n2'];
+    wall += 60_000;
+    for (let i = 0; i < 3; i++) await Promise.all([a2.engine.evaluate(), b.engine.evaluate()]);
+    await settled();
+    expect(transitions()).toEqual(['raised', 'shelved', 'shelf-expired', 'shelved', 'shelf-expired']);
+    expect(receiver.got).toHaveLength(3);
+
+    // A shelved alarm that clears leaves no index key behind.
+    await b.engine.shelve(trip!.id, 'op', 60, 'third time');
+    unit.mode = 'remote';
+    await b.engine.evaluate();
+    expect((await b.engine.list('all'))[0]).toMatchObject({ id: trip!.id, state: 'cleared' });
+    expect((await b.store.index()).shelved.size).toBe(0);
   });
 });

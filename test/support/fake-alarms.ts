@@ -4,14 +4,14 @@
 // one fake node reads the same on the others. The real store and engine are tested against etcd in
 // test/alarms/.
 import {
-  ALARM_KINDS,
   type Alarm,
   type AlarmApi,
   type AlarmKind,
   acknowledged,
-  alarmId,
-  conditionKey,
+  clearedAlarm,
+  listAlarms,
   type NotificationStatus,
+  raisedAlarm,
   type StoredAlarm,
   shelvedFor,
   toApiAlarm,
@@ -30,40 +30,22 @@ export class FakeAlarms implements AlarmApi {
     message: string,
     opts: { atMs?: number; value?: number | null; by?: string } = {},
   ): string {
-    const at = opts.atMs ?? Date.now();
-    const id = alarmId(conditionKey(kind, group, subject), at);
-    this.records.set(id, {
-      v: 1,
-      id,
-      kind,
-      severity: ALARM_KINDS[kind].severity,
-      group,
-      subject,
-      message,
-      value: opts.value ?? null,
-      raisedAtMs: at,
-      raisedBy: opts.by ?? 'node-a',
-      clearedAtMs: null,
-      clearedBy: null,
-      clearReason: null,
-      ack: null,
-      shelf: null,
-    });
-    return id;
+    const a = raisedAlarm(
+      { kind, group, subject, message, value: opts.value ?? null },
+      opts.by ?? 'node-a',
+      opts.atMs ?? Date.now(),
+    );
+    this.records.set(a.id, a);
+    return a.id;
   }
 
   clear(id: string, reason = 'back in range'): void {
     const a = this.records.get(id);
-    if (a)
-      this.records.set(id, { ...a, clearedAtMs: Date.now(), clearedBy: a.raisedBy, clearReason: reason });
+    if (a) this.records.set(id, clearedAlarm(a, { atMs: Date.now(), by: a.raisedBy, reason }));
   }
 
   async list(which: 'active' | 'all'): Promise<Alarm[]> {
-    const now = Date.now();
-    return [...this.records.values()]
-      .filter((a) => which === 'all' || a.clearedAtMs === null)
-      .sort((a, b) => b.raisedAtMs - a.raisedAtMs)
-      .map((a) => toApiAlarm(a, now));
+    return listAlarms(this.records.values(), which, Date.now());
   }
 
   private act(id: string, fn: (cur: StoredAlarm) => StoredAlarm): Alarm {
