@@ -18,6 +18,7 @@ import { ProcessValues } from '../../src/metrics/process-values.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { FakeCluster } from '../support/fake-cluster.ts';
+import { reportNodes } from '../support/sensor-reports.ts';
 
 const site = generateSite({ ...demoShape, modbusBasePort: 0 });
 const [g0, g1] = site.controlGroups;
@@ -97,24 +98,13 @@ function node(o: { vary?: boolean; leadsAll?: boolean } = {}) {
   const store = new SensorStore(site);
   // Every sensor node of the first group (of every group: leadsAll) reports, its racks' inlets
   // 22 °C + the rack's index.
-  for (const id of o.leadsAll ? site.sensorNodes.map((n) => n.id) : g0!.sensorNodes) {
-    const n = site.sensorNodes.find((x) => x.id === id)!;
-    const rackIndex = site.racks.findIndex((r) => r.id === n.rack);
-    store.ingestReport(
-      {
-        node: n.id,
-        gateway: n.gateway,
-        seq: 1,
-        readings: n.sensors.map((s) => ({
-          sensor: s.id,
-          kind: s.kind,
-          value: s.kind === 'humidity' ? 40 : s.kind === 'subfloor-pressure' ? 20 : 22 + rackIndex / 10,
-        })),
-      },
-      'mqtt',
-      store.nowMs(),
-    );
-  }
+  reportNodes(store, site, o.leadsAll ? site.sensorNodes.map((n) => n.id) : g0!.sensorNodes, (n, s) =>
+    s.kind === 'humidity'
+      ? 40
+      : s.kind === 'subfloor-pressure'
+        ? 20
+        : 22 + site.racks.findIndex((r) => r.id === n.rack) / 10,
+  );
   let nowMs = 0;
   const registry = new Registry();
   const values = new ProcessValues(registry, {
