@@ -118,6 +118,35 @@ describe('webhook (Alertmanager v2)', () => {
     expect(text).toContain('coolctl_alarm_notifications_total{sink="webhook",result="sent"} 2');
   });
 
+  it('a shelf is silence on the webhook; its end, by an operator or by expiry, sends the alert firing again', async () => {
+    const r = await receiver([200]);
+    servers.push(r.server);
+    const n = new Notifier({
+      logger: quietLogger,
+      registry: new Registry(),
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      webhook: { url: r.url },
+    });
+    notifiers.push(n);
+    n.notify(alarm(), 'raised');
+    n.notify(
+      alarm({ shelf: { untilMs: Date.now() + 60_000, user: 'op', atMs: Date.now(), comment: '' } }),
+      'shelved',
+    );
+    n.notify(alarm(), 'unshelved');
+    n.notify(alarm(), 'shelf-expired');
+    await waitFor('three delivered', () => r.got.length === 3 && n.status().sinks[0]!.pending === 0);
+    const bodies = r.got.map(
+      (g) => (g.body as { labels: unknown; annotations: { state: string }; endsAt: string }[])[0]!,
+    );
+    for (const b of bodies) {
+      expect(b.labels).toEqual(bodies[0]!.labels);
+      expect(b.annotations.state).toBe('raised');
+      expect(Date.parse(b.endsAt)).toBeGreaterThan(Date.now());
+    }
+  });
+
   it('a receiver that never accepts: given up after maxAttempts, counted, listed; the secret never logged', async () => {
     const r = await receiver([503]);
     servers.push(r.server);
