@@ -14,6 +14,7 @@ export class LeadershipMetrics {
   private readonly relinquishes: Counter<'group'>;
   private readonly ignoredKeys: Counter<'kind'>;
   private readonly operatorInvalid: Counter<'group'>;
+  private readonly watchResets: Counter;
 
   constructor(registry: Registry, leaseRemainingMs: () => number) {
     const registers = [registry];
@@ -65,6 +66,11 @@ export class LeadershipMetrics {
       labelNames: ['kind'],
       registers,
     });
+    this.watchResets = new Counter({
+      name: 'coolctl_leadership_watch_resets_total',
+      help: 'Times the leadership watches were reconnected on a new etcd client because etcd answered reads but did not confirm them',
+      registers,
+    });
     this.operatorInvalid = new Counter({
       name: 'coolctl_operator_state_invalid_total',
       help: 'Invalid stored operator states seen (once per value): the last valid one, or a pause, stays in force',
@@ -79,6 +85,10 @@ export class LeadershipMetrics {
 
   ignoredKey(kind: string): void {
     this.ignoredKeys.inc({ kind });
+  }
+
+  watchReset(): void {
+    this.watchResets.inc();
   }
 
   relinquished(group: string): void {

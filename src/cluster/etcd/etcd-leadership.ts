@@ -44,6 +44,8 @@ import { WatchedView } from './watched-view.ts';
 
 /** The view is loaded again from a full read this often, as a check on the watches. */
 const FULL_RESYNC_MS = 60_000;
+/** How long a watch may stay unconfirmed while etcd answers reads before its client is replaced. */
+const WATCH_CONFIRM_MS = 3_000;
 /** Watch events within this of the first are decided in one pass. */
 const WATCH_COALESCE_MS = 20;
 /** Whole-cluster work (lease pollers, placement) at most this often outside full passes. */
@@ -187,6 +189,15 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private recheck = new Set<string>();
   private readonly operators: OperatorStore;
   private watchers: Watcher[] = [];
+  /**
+   * The watches' own client. etcd3 runs every watch of a client on one gRPC stream and gives its
+   * creation no deadline: a stream left on a connection that never answers (seen after a restart of
+   * every member, on TLS) keeps the view silent for good while unary reads succeed. Such a client
+   * is replaced (watchNotConfirmed), without touching the client that elections and reads use.
+   */
+  private watchClient: Etcd3;
+  /** Sub-prefixes whose current watch has not been confirmed by etcd yet, and since when (monotonic ms). */
+  private readonly unconfirmed = new Map<string, number>();
   private readonly handovers: Handovers;
   private started = false;
   private stopPromise: Promise<void> | undefined;
@@ -211,6 +222,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const base = root.bindings().node === opts.node ? root : root.child({ node: opts.node });
     this.log = base.child({ component: 'leadership' });
     this.client = createEtcdClient({ ...opts.etcd, callTimeoutMs: opts.etcdCallTimeoutMs });
+    this.watchClient = createEtcdClient({ ...opts.etcd, callTimeoutMs: opts.etcdCallTimeoutMs });
     this.session = new EtcdSession({
       hosts: opts.etcd.hosts,
       security: { tls: opts.etcd.tls, auth: opts.etcd.auth },
@@ -343,6 +355,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     } catch (err) {
       await this.session.stop().catch(() => {});
       this.client.close();
+      this.watchClient.close();
       if (isClusterError(err, ClusterErrorCodes.DATA_DIR_IN_USE)) throw err;
       if (this.nameTakenLogged) {
         throw new ClusterError(
@@ -395,6 +408,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     // one etcd revision: every group's successor sees its predecessor gone at once.
     await this.session.stop();
     this.client.close();
+    this.watchClient.close();
     this.log.info('leadership stopped');
   }
 
@@ -615,6 +629,12 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     }
     if (this.session.guard.mayAct()) this.failsafe?.disengage('etcd readable and the lease proven');
     if (this.stopPromise) return;
+    if (this.watchNotConfirmed()) {
+      // The view is not trusted until it is loaded again (on the new client's watches).
+      this.reloadWanted = true;
+      this.requestTick();
+      return;
+    }
     if (!this.etcdReachable) this.log.info({ revision: this.view.loadRevision }, 'etcd readable');
     this.etcdReachable = true;
     if (this.lease !== leaseAtRead) {
@@ -1089,12 +1109,14 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const generation = ++this.watchGeneration;
     for (const w of this.watchers) void w.cancel().catch(() => {});
     this.watchers = [];
+    this.unconfirmed.clear();
     for (const sub of SNAPSHOT_SUBPREFIXES) this.startSubWatch(sub, fromRevision, generation);
   }
 
   private startSubWatch(sub: string, fromRevision: number, generation: number): void {
     if (this.stopPromise || generation !== this.watchGeneration) return;
-    const w = this.client
+    this.unconfirmed.set(sub, this.now());
+    const w = this.watchClient
       .watch()
       .prefix(`${this.opts.prefix}/${sub}/`)
       .startRevision(String(fromRevision))
@@ -1105,9 +1127,14 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.view.apply(res.events);
       this.requestTick(false);
     });
-    w.on('connected', () => this.requestTick());
+    w.on('connected', () => {
+      if (generation === this.watchGeneration) this.unconfirmed.delete(sub);
+      this.requestTick();
+    });
     w.on('disconnected', (err: unknown) => {
       this.log.debug({ err }, 'watch disconnected; it resumes from its last revision');
+      if (generation === this.watchGeneration && !this.unconfirmed.has(sub))
+        this.unconfirmed.set(sub, this.now());
       this.checkDue = true;
       this.requestTick();
     });
@@ -1118,6 +1145,31 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.reloadWanted = true;
       this.requestTick();
     });
+  }
+
+  /**
+   * A watch etcd has not confirmed (created, or re-created after a disconnect) within
+   * WATCH_CONFIRM_MS while etcd answers reads: the view may be missing events, so decisions from it
+   * could wait forever on a leader that is gone. Replace the watch client and load the view again.
+   */
+  private watchNotConfirmed(): boolean {
+    if (this.unconfirmed.size === 0) return false;
+    const since = Math.min(...this.unconfirmed.values());
+    const waitedMs = this.now() - since;
+    if (waitedMs < Math.max(WATCH_CONFIRM_MS, 4 * this.opts.etcdCallTimeoutMs)) return false;
+    this.log.warn(
+      { watches: [...this.unconfirmed.keys()], waitedMs: Math.round(waitedMs) },
+      'etcd answers reads but has not confirmed our watches: reconnecting them on a new client and loading the view again',
+    );
+    this.metrics?.watchReset();
+    const old = this.watchClient;
+    this.watchGeneration++;
+    for (const w of this.watchers) void w.cancel().catch(() => {});
+    this.watchers = [];
+    this.unconfirmed.clear();
+    this.watchClient = createEtcdClient({ ...this.opts.etcd, callTimeoutMs: this.opts.etcdCallTimeoutMs });
+    old.close();
+    return true;
   }
 
   private setRole(
