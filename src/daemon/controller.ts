@@ -194,12 +194,16 @@ export class Controller {
         devices: this.devices,
         sensors: this.sensorView,
       });
-      const etcd = createEtcdClient({
+      const etcdSettings = {
         hosts: cfg.cluster.etcd,
         callTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
         ...cfg.etcdSecurity,
+      };
+      const etcd = createEtcdClient(etcdSettings);
+      const kv = new EtcdPrefixKv(etcd, cfg.cluster.etcdCallTimeoutMs, {
+        newClient: () => createEtcdClient(etcdSettings),
+        log: this.log.child({ component: 'control-plane' }),
       });
-      const kv = new EtcdPrefixKv(etcd, cfg.cluster.etcdCallTimeoutMs);
       const auth = new AuthStore({
         kv,
         prefix: cfg.cluster.prefix,

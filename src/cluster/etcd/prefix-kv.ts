@@ -1,8 +1,11 @@
 // A small key-value view of one etcd prefix for the control plane's own records (users, API tokens,
 // the audit trail): list in create-revision order, put, create-if-absent, delete, count, and a watch
-// that reports every change and asks for a full re-read after the stream was lost. Every unary call
-// runs under etcdCall's deadline; nothing here awaits forever.
-import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
+// that reports every change and asks for a full re-read whenever etcd confirms it (again): the watch
+// runs on its own client, replaced when etcd leaves it unconfirmed (confirmed-watch.ts). Every unary
+// call runs under etcdCall's deadline; nothing here awaits forever.
+import type { Etcd3, IKeyValue } from 'etcd3';
+import type { Logger } from 'pino';
+import { ConfirmedWatch } from './confirmed-watch.ts';
 import { etcdCall } from './etcd-client.ts';
 
 export interface KvEntry {
@@ -27,8 +30,8 @@ export interface PrefixKv {
   /** Deletes only when the key still has `createRevision` (when given); whether it deleted. */
   delete(key: string, createRevision?: number): Promise<boolean>;
   /**
-   * Follows changes under `prefix`. `resync` runs after the stream reconnects (events may have been
-   * missed): the caller re-reads with list().
+   * Follows changes under `prefix`. `resync` runs each time etcd confirms the watch, the first time
+   * included (events may have been missed): the caller re-reads with list(). Returns at once.
    */
   watch(
     prefix: string,
@@ -37,13 +40,24 @@ export interface PrefixKv {
   ): Promise<{ close(): Promise<void> }>;
 }
 
+export interface PrefixWatchSettings {
+  /** A new client for each watch (and each replacement of one), configured like `client`. */
+  newClient: () => Etcd3;
+  /** How long a watch may stay unconfirmed before it starts again on a new client (default 5 s). */
+  confirmMs?: number;
+  log?: Logger;
+  onReplace?: () => void;
+}
+
 export class EtcdPrefixKv implements PrefixKv {
   private readonly client: Etcd3;
   private readonly callTimeoutMs: number;
+  private readonly watches: PrefixWatchSettings;
 
-  constructor(client: Etcd3, callTimeoutMs: number) {
+  constructor(client: Etcd3, callTimeoutMs: number, watches: PrefixWatchSettings) {
     this.client = client;
     this.callTimeoutMs = callTimeoutMs;
+    this.watches = watches;
   }
 
   async list(
@@ -104,17 +118,17 @@ export class EtcdPrefixKv implements PrefixKv {
     onEvent: (e: KvEvent) => void,
     resync: () => void,
   ): Promise<{ close(): Promise<void> }> {
-    const watcher: Watcher = await this.client.watch().prefix(prefix).create();
-    let first = true;
-    watcher.on('put', (kv) => onEvent({ type: 'put', entry: entryOf(kv) }));
-    watcher.on('delete', (kv) => onEvent({ type: 'delete', key: kv.key.toString() }));
-    watcher.on('connected', () => {
-      if (!first) resync();
-      first = false;
+    const w = new ConfirmedWatch({
+      newClient: this.watches.newClient,
+      prefix,
+      onPut: (kv) => onEvent({ type: 'put', entry: entryOf(kv) }),
+      onDelete: (kv) => onEvent({ type: 'delete', key: kv.key.toString() }),
+      resync,
+      confirmMs: this.watches.confirmMs ?? 5_000,
+      ...(this.watches.log ? { log: this.watches.log } : {}),
+      ...(this.watches.onReplace ? { onReplace: this.watches.onReplace } : {}),
     });
-    // The library reconnects on its own; a lost stream shows as a reconnect, then a resync.
-    watcher.on('error', () => {});
-    return { close: () => watcher.cancel() };
+    return { close: () => w.close() };
   }
 }
 
