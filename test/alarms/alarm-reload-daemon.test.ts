@@ -2,37 +2,15 @@
 // simulator, so every group is blind): the site file's `alarms:` section and a group's own limits
 // change, the reload is applied, the new sensor delay raises `sensors-blind` at once — and no loop
 // was stopped or started again (no new term, so no bump).
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { Site } from '../../src/config/site-schema.ts';
-import { tmpDir } from '../cluster/harness.ts';
-import { writeOneNodeConfig } from '../daemon/one-node.ts';
+import { useOneNodeDaemon, writeOneNodeConfig } from '../daemon/one-node.ts';
 import { waitFor } from '../helpers.ts';
-import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
 
-let etcd: EtcdCluster | undefined;
-let root: { dir: string; cleanup: () => Promise<void> } | undefined;
-let daemon: ChildProcess | undefined;
-let log = '';
-
-beforeAll(async () => {
-  root = await tmpDir('alarm-reload');
-  etcd = await startEtcdCluster({ size: 1 });
-}, 60_000);
-
-afterAll(async () => {
-  if (daemon && daemon.exitCode === null) {
-    const exited = new Promise((r) => daemon!.once('exit', r));
-    daemon.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
-    if (daemon.exitCode === null) daemon.kill('SIGKILL');
-  }
-  await etcd?.stop();
-  await root?.cleanup();
-});
+const fx = useOneNodeDaemon('alarm-reload');
 
 interface Line {
   msg: string;
@@ -42,7 +20,8 @@ interface Line {
 }
 
 const lines = (): Line[] =>
-  log
+  fx
+    .log()
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as Line);
@@ -54,29 +33,21 @@ async function metric(api: string, pattern: RegExp): Promise<number> {
 
 describe('alarm settings on reload', () => {
   it('apply live: the new delay raises its alarm, and no loop is restarted', async () => {
-    const dir = root!.dir;
+    const dir = fx.dir();
     const site = parse(await readFile('config/demo-site.yaml', 'utf8')) as Site;
     const sitePath = join(dir, 'site.yaml');
     // Blind from the start (no simulator), but an hour before that is an alarm.
     await writeFile(sitePath, stringify({ ...site, alarms: { delays: { sensorsS: 3600 } } }));
     const { config, api } = await writeOneNodeConfig({
       dir,
-      etcd: etcd!.clientConfig(),
+      etcd: fx.etcd().clientConfig(),
       prefix: '/coolctl/alarm-reload',
     });
     const doc = parse(await readFile(config, 'utf8')) as { site: string; api: Record<string, unknown> };
     doc.site = sitePath;
     doc.api = { ...doc.api, metricsAuth: 'none' };
     await writeFile(config, stringify(doc));
-    daemon = spawn(process.execPath, ['src/cli.ts', 'run', '--config', config, '--node', 'n1'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    daemon.stdout!.on('data', (c) => {
-      log += c;
-    });
-    daemon.stderr!.on('data', (c) => {
-      log += c;
-    });
+    const daemon = fx.run(config);
     const groups = site.controlGroups.map((g) => g.id);
     const driving = () => lines().filter((l) => l.msg.startsWith('driving the group'));
     await waitFor(

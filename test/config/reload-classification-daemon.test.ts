@@ -1,35 +1,13 @@
 // A reload that changes API settings on a running daemon (a real process, real etcd): the change is
 // refused as restart-only, with its path, and the API keeps the settings it runs with — /metrics
 // stays open (api.metricsAuth: none) and the sign-in limit stays 2 a minute, not the 50 written.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { tmpDir } from '../cluster/harness.ts';
-import { writeOneNodeConfig } from '../daemon/one-node.ts';
+import { useOneNodeDaemon, writeOneNodeConfig } from '../daemon/one-node.ts';
 import { waitFor } from '../helpers.ts';
-import { type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
 
-let etcd: EtcdCluster | undefined;
-let root: { dir: string; cleanup: () => Promise<void> } | undefined;
-let daemon: ChildProcess | undefined;
-let log = '';
-
-beforeAll(async () => {
-  root = await tmpDir('reload-class');
-  etcd = await startEtcdCluster({ size: 1 });
-}, 60_000);
-
-afterAll(async () => {
-  if (daemon && daemon.exitCode === null) {
-    const exited = new Promise((r) => daemon!.once('exit', r));
-    daemon.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000).unref())]);
-    if (daemon.exitCode === null) daemon.kill('SIGKILL');
-  }
-  await etcd?.stop();
-  await root?.cleanup();
-});
+const fx = useOneNodeDaemon('reload-class');
 
 async function refusedReloads(api: string): Promise<number> {
   const text = await (await fetch(`${api}/metrics`)).text();
@@ -50,22 +28,14 @@ async function signIn(api: string): Promise<number> {
 describe('reload of API settings on a running daemon', () => {
   it('is refused as restart-only, and the API keeps the settings it runs with', async () => {
     const { config, api } = await writeOneNodeConfig({
-      dir: root!.dir,
-      etcd: etcd!.clientConfig(),
+      dir: fx.dir(),
+      etcd: fx.etcd().clientConfig(),
       prefix: '/coolctl/reload-class',
     });
     const doc = parse(await readFile(config, 'utf8')) as { api: Record<string, unknown> };
     doc.api = { ...doc.api, metricsAuth: 'none', signInsPerMinute: 2 };
     await writeFile(config, stringify(doc));
-    daemon = spawn(process.execPath, ['src/cli.ts', 'run', '--config', config, '--node', 'n1'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    daemon.stdout!.on('data', (c) => {
-      log += c;
-    });
-    daemon.stderr!.on('data', (c) => {
-      log += c;
-    });
+    const daemon = fx.run(config);
     await waitFor('the daemon API', async () => (await fetch(`${api}/readyz`).catch(() => null))?.ok, {
       timeoutMs: 30_000,
       intervalMs: 100,
@@ -81,7 +51,8 @@ describe('reload of API settings on a running daemon', () => {
       intervalMs: 200,
     });
 
-    const line = log
+    const line = fx
+      .log()
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as { msg: string; problems?: { path: string; allowed: string }[] })
