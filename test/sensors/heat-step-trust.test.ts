@@ -26,6 +26,26 @@ const BROKEN = new Map([
   [`${rangeNode}/inlet-bottom`, 'out-of-range'],
 ]);
 
+/**
+ * One report period of the hall: the model steps REPORT_MS in 1 s steps, then every sensor node
+ * reports what `reading` makes of its sensor's true value.
+ */
+function stepAndReport(
+  model: ThermalModel,
+  store: SensorStore,
+  at: { seq: number; atMs: number },
+  reading: (truth: number, id: string) => number,
+): void {
+  for (let s = 0; s < REPORT_MS / 1000; s++) model.step(1);
+  reportNodes(
+    store,
+    site,
+    site.sensorNodes.map((n) => n.id),
+    (n, sensor) => reading(climateValue(model.readRack(n.rack), sensor.kind), `${n.id}/${sensor.id}`),
+    at,
+  );
+}
+
 describe('a genuine heat-load step with broken sensors among the hot racks', () => {
   it('keeps the hot racks trusted and raises their inlet alarms; the broken sensors stay found out', () => {
     const model = new ThermalModel(site, { seed: 7, profile: 'constant' });
@@ -36,26 +56,18 @@ describe('a genuine heat-load step with broken sensors among the hot racks', () 
     let stuckAt: number | undefined;
     let seq = 0;
     const report = () => {
-      for (let s = 0; s < REPORT_MS / 1000; s++) model.step(1);
       nowMs += REPORT_MS;
       seq++;
-      reportNodes(
-        store,
-        site,
-        site.sensorNodes.map((n) => n.id),
-        (n, sensor) => {
-          const truth = climateValue(model.readRack(n.rack), sensor.kind);
-          const broken = BROKEN.get(`${n.id}/${sensor.id}`);
-          if (broken === 'stuck') {
-            stuckAt ??= Math.round(truth * 100) / 100;
-            return stuckAt;
-          }
-          if (broken === 'out-of-range') return 150;
-          const sigma = broken === 'noisy' ? 2 : 0.1; // a healthy sensor's σ, as the simulator's
-          return Math.round((truth + gaussian(rnd) * sigma) * 100) / 100;
-        },
-        { seq, atMs: nowMs },
-      );
+      stepAndReport(model, store, { seq, atMs: nowMs }, (truth, id) => {
+        const broken = BROKEN.get(id);
+        if (broken === 'stuck') {
+          stuckAt ??= Math.round(truth * 100) / 100;
+          return stuckAt;
+        }
+        if (broken === 'out-of-range') return 150;
+        const sigma = broken === 'noisy' ? 2 : 0.1; // a healthy sensor's σ, as the simulator's
+        return Math.round((truth + gaussian(rnd) * sigma) * 100) / 100;
+      });
     };
     const limits = alarmLimits(undefined);
     const delays = alarmDelays(undefined);
@@ -146,19 +158,11 @@ describe('a genuine heat-load step with broken sensors among the hot racks', () 
     let glitchOn = false;
     const before = new Map<string, number>();
     const report = (seq: number) => {
-      for (let s = 0; s < REPORT_MS / 1000; s++) model.step(1);
       nowMs += REPORT_MS;
-      reportNodes(
-        store,
-        site,
-        site.sensorNodes.map((n) => n.id),
-        (n, sensor) => {
-          const truth = climateValue(model.readRack(n.rack), sensor.kind);
-          const glitched = glitchOn && `${n.id}/${sensor.id}` === glitch ? 30 : 0;
-          return Math.round((truth + glitched + gaussian(rnd) * 0.1) * 100) / 100;
-        },
-        { seq, atMs: nowMs },
-      );
+      stepAndReport(model, store, { seq, atMs: nowMs }, (truth, id) => {
+        const glitched = glitchOn && id === glitch ? 30 : 0;
+        return Math.round((truth + glitched + gaussian(rnd) * 0.1) * 100) / 100;
+      });
     };
     for (let seq = 1; seq <= 12; seq++) report(seq);
     for (const s of store.sensors()) before.set(`${s.node}/${s.sensor}`, s.value ?? 0);
