@@ -342,10 +342,19 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.stopping.signal,
       ...(signal ? [signal] : []),
     ]);
+    let lastRetried: unknown;
     try {
       await this.session.start(bound);
       while (!this.registered) {
-        await this.register(bound);
+        // One slow answer (a loaded etcd, TLS and auth sign-ins of several nodes starting at once) is
+        // not a failed start: try again until the budget is spent.
+        try {
+          await this.register(bound);
+        } catch (err) {
+          if (bound.aborted || (err as { retryable?: unknown }).retryable !== true) throw err;
+          lastRetried = err;
+          this.log.warn({ err: (err as Error).message }, 'member register failed; retrying');
+        }
         if (
           !this.registered &&
           !(await waitUnlessAborted(Math.min(200, this.opts.keepaliveIntervalMs), bound))
@@ -366,7 +375,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       }
       throw new ClusterError(
         ClusterErrorCodes.ETCD_UNAVAILABLE,
-        `leadership start: etcd not usable within ${budgetMs} ms (${this.opts.etcd.hosts.join(', ')})`,
+        `leadership start: etcd not usable within ${budgetMs} ms (${this.opts.etcd.hosts.join(', ')}): ${startFailure(err, bound.aborted, lastRetried, this.lease !== null)}`,
         {
           cause: err,
           retryable: true,
@@ -1190,6 +1199,13 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.metrics?.transition(s.group, from, to);
     this.emit('role', change);
   }
+}
+
+/** Why start gave up, in the words of what failed last (the budget running out says little alone). */
+function startFailure(err: unknown, budgetSpent: boolean, lastRetried: unknown, leased: boolean): string {
+  if (!budgetSpent) return (err as Error)?.message ?? String(err);
+  if (lastRetried) return `last try: ${(lastRetried as Error).message}`;
+  return leased ? 'member registration did not complete' : 'no lease granted';
 }
 
 function newGroupState(group: string): GroupState {
