@@ -12,6 +12,7 @@ import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { Backoff, RateLimitedWarn } from '../util/async.ts';
+import { agreedWireVersion, parseWireRange, VERSION, WIRE, type WireRange } from '../version.ts';
 import { type Frame, FrameError, FrameType } from './frames.ts';
 import { PeerConnection, type PeerConnectionOptions } from './peer-connection.ts';
 import { isNodeName } from './rows.ts';
@@ -27,7 +28,6 @@ export function pairKey(master: Buffer, cluster: string, a: string, b: string): 
   const [x, y] = a < b ? [a, b] : [b, a];
   return createHmac('sha256', master).update(`coolctl peer pair v1 ${cluster} ${x} ${y}`).digest();
 }
-const PROTOCOL_VERSION = 1;
 
 export type RejectReason =
   | 'auth'
@@ -52,6 +52,8 @@ export interface PeerChannelOptions extends PeerConnectionOptions {
   connectTimeoutMs: number;
   logger: Logger;
   onReject?: (reason: RejectReason) => void;
+  /** Wire versions this node speaks (default: this release's, WIRE). */
+  wire?: WireRange | undefined;
 }
 
 export interface PeerStatus {
@@ -61,6 +63,10 @@ export interface PeerStatus {
   up: boolean;
   sinceMs: number;
   lastError: string | null;
+  /** The wire version agreed with this peer on the link (null while it is down). */
+  wire: number | null;
+  /** The peer's release, as its HELLO said (null while the link is down). */
+  release: string | null;
 }
 
 interface Link {
@@ -75,6 +81,8 @@ interface Link {
   sinceMs: number;
   lastError: string | null;
   removed: boolean;
+  wire: number | null;
+  release: string | null;
 }
 
 /** Events: 'up' (PeerConnection, outgoing), 'down' (node), 'frame' (PeerConnection, Frame), 'incoming' (PeerConnection). */
@@ -174,6 +182,8 @@ export class PeerChannel extends EventEmitter {
         sinceMs: Date.now(),
         lastError: null,
         removed: false,
+        wire: null,
+        release: null,
       };
       this.links.set(node, link);
       this.dial(link);
@@ -199,6 +209,8 @@ export class PeerChannel extends EventEmitter {
       up: !!l.conn?.isOpen,
       sinceMs: l.sinceMs,
       lastError: l.lastError,
+      wire: l.conn?.isOpen ? l.wire : null,
+      release: l.conn?.isOpen ? l.release : null,
     }));
   }
 
@@ -241,12 +253,13 @@ export class PeerChannel extends EventEmitter {
         this.emit('frame', conn, f);
         return;
       }
-      const problem = this.helloProblem(f, identity);
-      if (problem) {
-        this.reject('hello', { peer: identity, problem }, 'peer refused: bad HELLO');
-        conn.close(new Error(problem));
+      const hello = this.checkHello(f, identity);
+      if (typeof hello === 'string') {
+        this.reject('hello', { peer: identity, problem: hello }, 'peer refused: bad HELLO');
+        conn.close(new Error(hello));
         return;
       }
+      conn.wireVersion = hello.wire;
       helloDone = true;
       clearTimeout(helloTimer);
       conn.send(FrameType.HELLO, this.hello());
@@ -304,19 +317,23 @@ export class PeerChannel extends EventEmitter {
           this.emit('frame', conn, f);
           return;
         }
-        const problem = this.helloProblem(f, link.node);
-        if (problem) {
-          this.reject('hello', { peer: link.node, problem }, 'peer refused: bad HELLO');
-          conn.close(new Error(problem));
+        const hello = this.checkHello(f, link.node);
+        if (typeof hello === 'string') {
+          this.reject('hello', { peer: link.node, problem: hello }, 'peer refused: bad HELLO');
+          conn.close(new Error(hello));
           return;
         }
+        conn.wireVersion = hello.wire;
         helloDone = true;
         clearTimeout(deadline);
         link.conn = conn;
+        link.wire = hello.wire;
+        link.release = hello.release;
         link.backoff.reset();
         link.sinceMs = Date.now();
-        if (link.lastError) this.log.info({ peer: link.node }, 'peer link up again');
-        else this.log.info({ peer: link.node }, 'peer link up');
+        const fields = { peer: link.node, wire: hello.wire, release: hello.release };
+        if (link.lastError) this.log.info(fields, 'peer link up again');
+        else this.log.info(fields, 'peer link up');
         link.lastError = null;
         this.emit('up', conn);
       });
@@ -349,17 +366,32 @@ export class PeerChannel extends EventEmitter {
     }
   }
 
+  /** `v`/`min`: the wire versions we speak; `release`: for the operator's eyes (status, logs). */
   private hello(): object {
-    return { v: PROTOCOL_VERSION, node: this.opts.node, cluster: this.opts.cluster };
+    const wire = this.opts.wire ?? WIRE;
+    return {
+      v: wire.version,
+      min: wire.oldest,
+      release: VERSION,
+      node: this.opts.node,
+      cluster: this.opts.cluster,
+    };
   }
 
-  private helloProblem(f: Frame, expected: string): string | null {
+  /** The link's agreed wire version and the peer's release, or why the HELLO is refused. */
+  private checkHello(f: Frame, expected: string): { wire: number; release: string | null } | string {
     if (f.type !== FrameType.HELLO) return `expected HELLO, got frame type ${f.type}`;
     const h = f.header;
-    if (h.v !== PROTOCOL_VERSION) return `protocol version ${String(h.v)}, want ${PROTOCOL_VERSION}`;
+    const ours = this.opts.wire ?? WIRE;
+    const theirs = parseWireRange(h.v, h.min);
+    const release = typeof h.release === 'string' ? h.release.slice(0, 64) : null;
+    if (!theirs) return `wire version ${String(h.v)} (oldest ${String(h.min)}) is not a version range`;
+    const wire = agreedWireVersion(ours, theirs);
+    if (wire === null)
+      return `no wire version in common: the peer (release ${release ?? 'unknown'}) speaks ${theirs.oldest}..${theirs.version}, this node ${ours.oldest}..${ours.version}; upgrade one release step at a time (docs/upgrade.md)`;
     if (h.cluster !== this.opts.cluster) return `cluster ${String(h.cluster)}, want ${this.opts.cluster}`;
     if (h.node !== expected) return `says it is ${String(h.node)}, authenticated as ${expected}`;
     if (h.node === this.opts.node) return 'a peer with our own node name';
-    return null;
+    return { wire, release };
   }
 }

@@ -60,6 +60,8 @@ export class PeerConnection extends EventEmitter {
   private readonly timer: NodeJS.Timeout;
   bytesOut = 0;
   bytesIn = 0;
+  /** The wire version agreed in the HELLO exchange (0 until then): what this link may send. */
+  wireVersion = 0;
 
   constructor(socket: TLSSocket, node: string, direction: 'in' | 'out', opts: PeerConnectionOptions) {
     super();

@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { FailsafeAnswer, FailsafeGroup, FailsafeTransport } from '../cluster/failsafe.ts';
+import type { WireRange } from '../version.ts';
 import { type Frame, FrameType } from './frames.ts';
 import { PeerChannel, type PeerStatus, type RejectReason } from './peer-channel.ts';
 import type { PeerConnection } from './peer-connection.ts';
@@ -33,6 +34,8 @@ export interface StateCacheOptions {
   /** This node's key with each peer (peer-channel.ts pairKey): identities bound to nodes. */
   peerKeys?: ReadonlyMap<string, Buffer> | undefined;
   listen: { host: string; port: number };
+  /** Wire versions this node speaks on the peer channel (default: this release's). */
+  wire?: WireRange | undefined;
   logger: Logger;
   registry?: Registry;
   /** Body bytes per chunk of a big row (default 64 KiB). */
@@ -105,8 +108,8 @@ interface PendingAck {
 
 export class StateCache extends EventEmitter implements ProcessStateStore, FailsafeTransport {
   readonly node: string;
-  private readonly opts: Required<Omit<StateCacheOptions, 'registry' | 'secret' | 'peerKeys'>> &
-    Pick<StateCacheOptions, 'secret' | 'peerKeys'> & { registry?: Registry };
+  private readonly opts: Required<Omit<StateCacheOptions, 'registry' | 'secret' | 'peerKeys' | 'wire'>> &
+    Pick<StateCacheOptions, 'secret' | 'peerKeys' | 'wire'> & { registry?: Registry };
   private readonly log: Logger;
   private readonly channel: PeerChannel;
   private readonly rows = new Map<string, CachedRow>();
@@ -150,6 +153,7 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       idleTimeoutMs: this.opts.idleTimeoutMs,
       pingIntervalMs: this.opts.pingIntervalMs,
       connectTimeoutMs: this.opts.connectTimeoutMs,
+      wire: opts.wire,
       logger: this.log,
       onReject: (reason) => this.metrics?.rejects.inc({ reason }),
     });
