@@ -1,10 +1,11 @@
 // The `coolctl` command, patronictl-like: `run` starts a controller node; `status`, `switchover`,
-// `pause`/`resume`, `override` and `config validate` talk to a running cluster or check a file.
+// `pause`/`resume`, `override`, `history` and `alarms` talk to a running cluster; `config validate`,
+// `site import` and `profile check` check or build files; `completion` prints a shell's completion.
 // The only module that touches `process`: arguments, signals, exit codes (0 clean stop, 1 start-up
 // or request failure, 2 invalid config or usage).
 // Each command imports what it runs when it runs: the controller (etcd, OPC-UA, fastify) costs
 // seconds to load on a small gateway, and `--help`, `status` or `profile check` need none of it.
-import { Command, CommanderError } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import type { Logger } from 'pino';
 import { addAlarmCommands } from './cli/alarm-commands.ts';
 import {
@@ -16,6 +17,7 @@ import {
   DEFAULT_API,
 } from './cli/api-client.ts';
 import { addApiCommands } from './cli/api-commands.ts';
+import { CliConfigError, emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
 import { VERSION } from './version.ts';
 
@@ -33,6 +35,9 @@ Commands that call the API read, unless their options say otherwise:
   COOLCTL_CA_FILE   the PEM CA that signed the API's certificate (or --ca-file FILE); without it an
                     https:// API must be signed by a CA of the system's store. A server the CA did
                     not sign is refused, never talked to unchecked.
+  COOLCTL_OUTPUT    table or json (or --output on any command)
+and then the CLI config file ($COOLCTL_CLI_CONFIG, else ~/.config/coolctl/cli.yaml, else
+/etc/coolctl/cli.yaml): api, tokenFile, caFile, output (docs/cli.md).
 Exit codes: 0 done, 1 failed, or refused by or refusing the server; 2 invalid config or usage
 (a missing or unreadable CA file included).`,
   );
@@ -117,33 +122,21 @@ program
 
 program
   .command('status')
-  .description('show the cluster: members, and per group its leader and epoch')
-  .option('--json', 'print the raw JSON')
-  .action(async (o: ApiOptions & { json?: boolean }) => {
-    const c = (await apiCall(o, 'GET', '/api/v1/cluster')) as {
-      node: string;
-      members: { node: string; apiUrl: string }[];
-      groups: { id: string; leader: string | null; epoch: number | null }[];
-    };
-    if (o.json) {
-      process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
-      return;
-    }
-    const lines = [
-      `members: ${c.members.map((m) => `${m.node} (${m.apiUrl})`).join(', ') || '(none)'}`,
-      '',
-      'group        leader       epoch',
-    ];
-    for (const g of c.groups)
-      lines.push(`${g.id.padEnd(12)} ${(g.leader ?? '-').padEnd(12)} ${g.epoch ?? '-'}`);
-    process.stdout.write(`${lines.join('\n')}\n`);
+  .description(
+    'the cluster: members and their configs, and per group its leader, epoch, mode, pause, overrides, sensors and whether it is driven',
+  )
+  .option('--json', 'the same as --output json')
+  .action(async (o: ApiOptions & { json?: boolean; output?: string }) => {
+    const { gatherStatus, formatStatus } = await import('./cli/status.ts');
+    const r = await gatherStatus(o);
+    emit(o, r, () => formatStatus(r));
   });
 
 program
   .command('switchover <group>')
   .description('hand a control group to another node, gracefully')
   .requiredOption('--to <node>', 'the node that should lead the group')
-  .action(async (group: string, o: ApiOptions & { to: string }) => {
+  .action(async (group: string, o: ApiOptions & { to: string; output?: string }) => {
     // The leader can change between reading the cluster and asking it (rebalancing, a failover,
     // a node that has just won and not yet proven its lease, a leader briefly fenced): ask again,
     // every 0.5 s, for up to 10 s.
@@ -166,7 +159,8 @@ program
         );
         const body = res.body;
         if (res.status < 300) {
-          process.stdout.write(`${group}: ${g.leader} → ${o.to} in ${body.tookMs} ms\n`);
+          const done = { group, from: g.leader, to: o.to, tookMs: body.tookMs };
+          emit(o, done, () => `${group}: ${g.leader} → ${o.to} in ${body.tookMs} ms`);
           return;
         }
         if (res.status !== 409 || attempt >= 20) {
@@ -182,20 +176,87 @@ program
     }
   });
 
-program
-  .command('config')
-  .description('configuration tools')
+const configCommand = program.command('config').description('configuration tools');
+configCommand
   .command('validate <file>')
-  .description('check a controller config (and its site file) and list every problem')
-  .option('--node <name>', 'check it for this node (default: the first node)')
-  .action(async (file: string, o: { node?: string }) => {
-    const { loadControllerConfig } = await import('./config/controller-config.ts');
-    const node = o.node ?? (await firstNode(file));
-    const cfg = await loadControllerConfig(file, node);
-    process.stdout.write(
-      `${file}: valid — ${cfg.site.controlGroups.length} groups, ${cfg.site.airHandlers.length} air handlers, ` +
-        `${Object.keys(cfg.nodes).length} nodes, lease TTL ${cfg.cluster.leaseTtlS} s\n`,
-    );
+  .description(
+    'check a controller config (and its site file) or a site file — told apart by what it holds — and list every problem',
+  )
+  .option('--node <name>', 'a controller config: check it for this node (default: the first node)')
+  .addOption(
+    new Option('--kind <kind>', 'what the file is, instead of the guess').choices(['site', 'controller']),
+  )
+  .action(async (file: string, o: { node?: string; kind?: string; output?: string }) => {
+    const { validateConfigFile, formatValidation } = await import('./cli/config-validate.ts');
+    const r = await validateConfigFile(file, o);
+    if (outputFormat(o) === 'json') process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    else if (r.valid) process.stdout.write(`${formatValidation(r)}\n`);
+    else if (r.kind === 'controller') {
+      // As `run` says it: the daemon's own words for the same file.
+      const { ConfigError } = await import('./errors.ts');
+      throw new ConfigError(file, r.problems);
+    } else process.stderr.write(`${formatValidation(r)}\n`);
+    if (!r.valid) process.exitCode = 2;
+  });
+
+const siteCommand = program.command('site').description('site files');
+siteCommand
+  .command('import')
+  .description(
+    'build a site file from CSV inventories (racks, units, sensor nodes, groups); every problem listed with its file and line',
+  )
+  .requiredOption('--site-id <id>', 'the site’s id')
+  .requiredOption('--site-name <name>', 'the site’s name')
+  .requiredOption('--rooms <csv>', 'rooms: id,name,widthM,depthM,heightM')
+  .requiredOption('--racks <csv>', 'racks: id,room,row,xM,yM,itLoadKw[,airflowM3s]')
+  .requiredOption(
+    '--units <csv>',
+    'air handlers: id,room,xM,yM,capacityKw,maxAirflowM3s,fanMaxKw,endpoint[,unitId,profile,…]',
+  )
+  .requiredOption('--sensors <csv>', 'sensor nodes: id,rack,gateway,sensors[,hops,reportIntervalS,unitId]')
+  .requiredOption('--groups <csv>', 'control groups: id,airHandlers,sensorNodes')
+  .option(
+    '--gateways <csv>',
+    'sensor gateways: id,transport,topicPrefix,host,port (default: the mqtt gateways the sensor nodes name)',
+  )
+  .option('--out <file>', 'write the site file here (default: stdout)')
+  .action(async (o: Record<string, string | undefined>) => {
+    const { importSite } = await import('./cli/site-import.ts');
+    const r = await importSite({
+      siteId: o.siteId!,
+      siteName: o.siteName!,
+      rooms: o.rooms!,
+      racks: o.racks!,
+      units: o.units!,
+      sensors: o.sensors!,
+      groups: o.groups!,
+      ...(o.gateways ? { gateways: o.gateways } : {}),
+    });
+    if (outputFormat(o) === 'json') {
+      process.stdout.write(`${JSON.stringify({ ok: r.ok, problems: r.problems, site: r.site }, null, 2)}\n`);
+    } else if (r.ok) {
+      if (o.out) {
+        const { writeFile } = await import('node:fs/promises');
+        await writeFile(o.out, r.yaml);
+        process.stderr.write(`${o.out}: ${r.summary}\n`);
+      } else process.stdout.write(r.yaml);
+    } else {
+      process.stderr.write(
+        `site import: ${r.problems.length} problem(s)\n${r.problems.map((p) => `  ${p}`).join('\n')}\n`,
+      );
+    }
+    if (!r.ok) process.exitCode = 2;
+  });
+
+program
+  .command('completion')
+  .description(
+    'print the shell completion script: bash or zsh (e.g. coolctl completion bash > /etc/bash_completion.d/coolctl)',
+  )
+  .addArgument(new Argument('<shell>', 'bash or zsh').choices(['bash', 'zsh']))
+  .action(async (shell: string) => {
+    const { completionScript } = await import('./cli/completion.ts');
+    process.stdout.write(completionScript(program, shell));
   });
 
 const profileCommand = program.command('profile').description('device profiles (config/profiles/*.yaml)');
@@ -203,11 +264,10 @@ profileCommand
   .command('check <file>')
   .description('check a device profile: its read plan and writes, or every problem with its line (exit 1)')
   .option('--firmware <version>', "the unit's firmware, for points with sinceFirmware")
-  .action(async (file: string, o: { firmware?: string }) => {
+  .action(async (file: string, o: { firmware?: string; output?: string }) => {
     const { profileCheck } = await import('./cli/profile-check.ts');
     const r = await profileCheck(file, o.firmware !== undefined ? { firmware: o.firmware } : {});
-    (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
-    process.exitCode = r.exitCode;
+    printOutcome(o, r);
   });
 profileCommand
   .command('read')
@@ -228,7 +288,7 @@ profileCommand
     '--pki <dir>',
     "OPC-UA units: the client's certificate store; a unit is trusted when its certificate is in <dir>/trusted/certs (default: var/opcua-client-pki)",
   )
-  .action(async (o: { unit: string; config: string; profiles?: string; pki?: string }) => {
+  .action(async (o: { unit: string; config: string; profiles?: string; pki?: string; output?: string }) => {
     const { profileRead } = await import('./cli/profile-read.ts');
     const r = await profileRead({
       unit: o.unit,
@@ -236,8 +296,7 @@ profileCommand
       ...(o.profiles !== undefined ? { profilesDir: o.profiles } : {}),
       ...(o.pki !== undefined ? { pkiDir: o.pki } : {}),
     });
-    (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
-    process.exitCode = r.exitCode;
+    printOutcome(o, r);
   });
 
 program
@@ -246,24 +305,26 @@ program
     'maintenance: the cluster stops writing the group and hands its units to local control (kept in etcd)',
   )
   .option('--reason <text>', 'why (shown in the audit log and the API)')
-  .action(async (group: string, o: ApiOptions & { reason?: string }) => {
-    await apiCall(
+  .action(async (group: string, o: ApiOptions & { reason?: string; output?: string }) => {
+    const r = await apiCall(
       o,
       'POST',
       `/api/v1/groups/${encodeURIComponent(group)}/pause`,
       o.reason ? { reason: o.reason } : {},
     );
-    process.stdout.write(
-      `${group}: paused — its units run on their local control until: coolctl resume ${group}\n`,
+    emit(
+      o,
+      r,
+      () => `${group}: paused — its units run on their local control until: coolctl resume ${group}`,
     );
   });
 
 program
   .command('resume <group>')
   .description('end a pause: the group’s leader takes its units back under control')
-  .action(async (group: string, o: ApiOptions) => {
-    await apiCall(o, 'POST', `/api/v1/groups/${encodeURIComponent(group)}/resume`);
-    process.stdout.write(`${group}: resumed\n`);
+  .action(async (group: string, o: ApiOptions & { output?: string }) => {
+    const r = await apiCall(o, 'POST', `/api/v1/groups/${encodeURIComponent(group)}/resume`);
+    emit(o, r, () => `${group}: resumed`);
   });
 
 program
@@ -279,12 +340,12 @@ program
     async (
       group: string,
       ahu: string,
-      o: ApiOptions & { fan?: number; setpoint?: number; local?: boolean; clear?: boolean },
+      o: ApiOptions & { fan?: number; setpoint?: number; local?: boolean; clear?: boolean; output?: string },
     ) => {
       const path = `/api/v1/groups/${encodeURIComponent(group)}/overrides/${encodeURIComponent(ahu)}`;
       if (o.clear) {
-        await apiCall(o, 'DELETE', path);
-        process.stdout.write(`${group}/${ahu}: override removed\n`);
+        const r = await apiCall(o, 'DELETE', path);
+        emit(o, r, () => `${group}/${ahu}: override removed`);
         return;
       }
       const body = {
@@ -294,12 +355,22 @@ program
       };
       if (Object.keys(body).length === 0)
         throw new UsageError('override: give --fan, --setpoint, --local or --clear');
-      await apiCall(o, 'PUT', path, body);
-      process.stdout.write(`${group}/${ahu}: override ${JSON.stringify(body)}\n`);
+      const r = await apiCall(o, 'PUT', path, body);
+      emit(o, r, () => `${group}/${ahu}: override ${JSON.stringify(body)}`);
     },
   );
 
 class UsageError extends Error {}
+
+/** A text outcome (profile check/read): its text on stdout or stderr, or as JSON with whether it passed. */
+function printOutcome(o: { output?: string }, r: { exitCode: number; text: string }): void {
+  if (outputFormat(o) === 'json')
+    process.stdout.write(
+      `${JSON.stringify({ ok: r.exitCode === 0, exitCode: r.exitCode, text: r.text }, null, 2)}\n`,
+    );
+  else (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
+  process.exitCode = r.exitCode;
+}
 
 /**
  * Tests only: `COOLCTL_TEST_CRASH_GROUP=<group>` arms a fault — each SIGUSR2 makes that group's next
@@ -324,22 +395,26 @@ function testCrashHook(logger: Logger): { beforeStep?: (group: string) => void }
   };
 }
 
-async function firstNode(file: string): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  const { parse } = await import('yaml');
-  try {
-    const doc = parse(await readFile(file, 'utf8')) as { nodes?: Record<string, unknown> };
-    return Object.keys(doc?.nodes ?? {})[0] ?? '(none)';
-  } catch {
-    return '(none)'; // the loader reports the real problem
-  }
-}
-
 addApiCommands(program);
 addAlarmCommands(program);
 // Every command that calls the API takes --api, --token-file and --ca-file (src/cli/api-client.ts).
 for (const name of ['status', 'switchover', 'pause', 'resume', 'override'])
   for (const opt of apiOptions()) program.commands.find((c) => c.name() === name)?.addOption(opt);
+// --output on every command that prints a result (run and gateway print logs; completion a script).
+const NO_OUTPUT = new Set(['run', 'gateway', 'completion']);
+const withOutput = (cmd: Command): void => {
+  for (const sub of cmd.commands) {
+    if (sub.commands.length > 0) withOutput(sub);
+    else if (!NO_OUTPUT.has(sub.name()))
+      sub.addOption(
+        new Option(
+          '--output <format>',
+          'table or json (default: $COOLCTL_OUTPUT, the CLI config, else table)',
+        ).choices(OUTPUT_FORMATS),
+      );
+  }
+};
+withOutput(program);
 
 try {
   await program.parseAsync(process.argv);
@@ -349,7 +424,7 @@ try {
   } else if (err instanceof ConfigError) {
     process.stderr.write(`coolctl: the configuration is not valid — nothing was started.\n${err.message}\n`);
     process.exitCode = 2;
-  } else if (err instanceof UsageError || err instanceof ApiUsageError) {
+  } else if (err instanceof UsageError || err instanceof ApiUsageError || err instanceof CliConfigError) {
     process.stderr.write(`coolctl: ${err.message}\n`);
     process.exitCode = 2;
   } else if (err instanceof CoolctlError) {

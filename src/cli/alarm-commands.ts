@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import type { Alarm } from '../alarms/alarm.ts';
 import { type ApiOptions, ApiUsageError, apiCall, apiOptions } from './api-client.ts';
+import { outputFormat } from './cli-config.ts';
 
 /** `90`, `90s`, `15m`, `1h`, `1.5h` → seconds; anything else is a usage error. */
 export function parseDurationS(text: string): number {
@@ -77,7 +78,7 @@ export function addAlarmCommands(program: Command): void {
       } else if (o.unshelve !== undefined)
         one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.unshelve, 'unshelve'), {})).alarm;
       if (one) {
-        print(o.json ? JSON.stringify({ alarm: one }, null, 2) : formatAlarms([one]));
+        print(outputFormat(o) === 'json' ? JSON.stringify({ alarm: one }, null, 2) : formatAlarms([one]));
         return;
       }
       const r = await apiCall<{ alarms: Alarm[] }>(
@@ -85,7 +86,7 @@ export function addAlarmCommands(program: Command): void {
         'GET',
         `/api/v1/alarms?state=${o.all ? 'all' : 'active'}`,
       );
-      print(o.json ? JSON.stringify(r, null, 2) : formatAlarms(r.alarms));
+      print(outputFormat(o) === 'json' ? JSON.stringify(r, null, 2) : formatAlarms(r.alarms));
     },
   );
 }

@@ -1,7 +1,8 @@
-// How the CLI reaches a controller's API: the address from --api, else COOLCTL_API, else
-// http://127.0.0.1:8101; the token from --token-file, else COOLCTL_TOKEN (never from an argument: it
-// would show in `ps` and shell history); the CA that signed the API's certificate from --ca-file,
-// else COOLCTL_CA_FILE, else the system's CAs. Every request has a deadline; a refusal becomes an
+// How the CLI reaches a controller's API: the address from --api, else COOLCTL_API, else the CLI
+// config file's `api` (./cli-config.ts), else http://127.0.0.1:8101; the token from --token-file,
+// else COOLCTL_TOKEN, else the file's `tokenFile` (never from an argument: it would show in `ps` and
+// shell history); the CA that signed the API's certificate from --ca-file, else COOLCTL_CA_FILE,
+// else the file's `caFile`, else the system's CAs. Every request has a deadline; a refusal becomes an
 // error that prints the API's message and reasons. A server the CA did not sign, or whose
 // certificate is not for the address dialled, is refused before the token is sent; nothing turns
 // verification off (NODE_TLS_REJECT_UNAUTHORIZED included).
@@ -11,6 +12,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Option } from 'commander';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { cliConfig } from './cli-config.ts';
 
 export const DEFAULT_API = 'http://127.0.0.1:8101';
 
@@ -21,6 +23,8 @@ export interface ApiOptions {
   api?: string;
   tokenFile?: string;
   caFile?: string;
+  /** --output (table or json), which every command that calls the API takes. */
+  output?: string;
 }
 
 /** --api, --token-file and --ca-file, for every command that calls the API. */
@@ -39,7 +43,7 @@ export function apiOptions(): Option[] {
 export class ApiUsageError extends Error {}
 
 export function apiBase(o: ApiOptions): string {
-  return (o.api ?? process.env.COOLCTL_API ?? DEFAULT_API).replace(/\/+$/, '');
+  return (o.api ?? process.env.COOLCTL_API ?? cliConfig().api ?? DEFAULT_API).replace(/\/+$/, '');
 }
 
 export function apiToken(o: ApiOptions): string | undefined {
@@ -50,7 +54,18 @@ export function apiToken(o: ApiOptions): string | undefined {
       throw new CoolctlError(ErrorCodes.STARTUP, `--token-file ${o.tokenFile}: ${(err as Error).message}`);
     }
   }
-  return process.env.COOLCTL_TOKEN?.trim() || undefined;
+  const fromEnv = process.env.COOLCTL_TOKEN?.trim();
+  if (fromEnv) return fromEnv;
+  const cfg = cliConfig();
+  if (!cfg.tokenFile) return undefined;
+  try {
+    return readFileSync(cfg.tokenFile, 'utf8').trim() || undefined;
+  } catch (err) {
+    throw new CoolctlError(
+      ErrorCodes.STARTUP,
+      `tokenFile ${cfg.tokenFile} (${cfg.file}): ${(err as Error).message}`,
+    );
+  }
 }
 
 export function authHeaders(o: ApiOptions): Record<string, string> {
@@ -75,9 +90,15 @@ const loadedCas = new Map<string, ApiCa>();
  */
 export function apiCa(o: ApiOptions): ApiCa | undefined {
   const env = process.env.COOLCTL_CA_FILE;
-  const file = o.caFile ?? (env ? env : undefined);
+  const fromFile = cliConfig().caFile;
+  const file = o.caFile ?? (env ? env : undefined) ?? fromFile;
   if (file === undefined) return undefined;
-  const from = o.caFile !== undefined ? `--ca-file ${file}` : `COOLCTL_CA_FILE=${file}`;
+  const from =
+    o.caFile !== undefined
+      ? `--ca-file ${file}`
+      : env
+        ? `COOLCTL_CA_FILE=${file}`
+        : `caFile ${file} (${cliConfig().file})`;
   const cached = loadedCas.get(from);
   if (cached) return cached;
   let pem: string;

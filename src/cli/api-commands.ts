@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { type ApiOptions, apiCall, apiOptions } from './api-client.ts';
+import { outputFormat } from './cli-config.ts';
 
 function withApi(cmd: Command): Command {
   for (const o of apiOptions()) cmd.addOption(o);
@@ -42,6 +43,7 @@ export function addApiCommands(program: Command): void {
       '/api/v1/auth/sign-in',
       { name: o.user, password, as: 'token' },
     );
+    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
     process.stderr.write(`signed in as ${o.user} (${r.role}) until ${when(r.expiresAtMs)}\n`);
     print(r.token);
   });
@@ -60,7 +62,7 @@ export function addApiCommands(program: Command): void {
       role: o.role,
       password,
     });
-    print(`user ${u.name} added (${u.role})`);
+    print(outputFormat(o) === 'json' ? JSON.stringify(u, null, 2) : `user ${u.name} added (${u.role})`);
   });
   withApi(
     user.command('list').description('list users and roles').option('--json', 'print the raw JSON'),
@@ -70,14 +72,18 @@ export function addApiCommands(program: Command): void {
       'GET',
       '/api/v1/users',
     );
-    if (o.json) return print(JSON.stringify(r, null, 2));
+    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
     print('user             role      since');
     for (const u of r.users) print(`${u.name.padEnd(16)} ${u.role.padEnd(9)} ${when(u.createdAtMs)}`);
   });
   withApi(user.command('remove <name>').description('remove a user and revoke their tokens')).action(
     async (name: string, o: ApiOptions) => {
       await apiCall(o, 'DELETE', `/api/v1/users/${encodeURIComponent(name)}`);
-      print(`user ${name} removed; their tokens and sessions are revoked`);
+      print(
+        outputFormat(o) === 'json'
+          ? JSON.stringify({ user: name, removed: true })
+          : `user ${name} removed; their tokens and sessions are revoked`,
+      );
     },
   );
 
@@ -100,6 +106,7 @@ export function addApiCommands(program: Command): void {
         ...(o.ttlDays ? { ttlS: Math.round(o.ttlDays * 86_400) } : {}),
       },
     );
+    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
     process.stderr.write(`token ${r.id} for ${r.user}, expires ${when(r.expiresAtMs)} (shown once)\n`);
     print(r.token);
   });
@@ -109,7 +116,7 @@ export function addApiCommands(program: Command): void {
     const r = await apiCall<{
       tokens: { id: string; user: string; kind: string; label: string; expiresAtMs: number }[];
     }>(o, 'GET', '/api/v1/tokens');
-    if (o.json) return print(JSON.stringify(r, null, 2));
+    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
     print('id               user             kind     expires               label');
     for (const t of r.tokens)
       print(`${t.id} ${t.user.padEnd(16)} ${t.kind.padEnd(8)} ${when(t.expiresAtMs)}  ${t.label}`);
@@ -117,7 +124,9 @@ export function addApiCommands(program: Command): void {
   withApi(token.command('revoke <id>').description('revoke a token or session on every node')).action(
     async (id: string, o: ApiOptions) => {
       await apiCall(o, 'DELETE', `/api/v1/tokens/${encodeURIComponent(id)}`);
-      print(`token ${id} revoked`);
+      print(
+        outputFormat(o) === 'json' ? JSON.stringify({ token: id, revoked: true }) : `token ${id} revoked`,
+      );
     },
   );
 
@@ -133,7 +142,7 @@ export function addApiCommands(program: Command): void {
       'GET',
       `/api/v1/audit?limit=${o.limit}`,
     );
-    if (o.json) return print(JSON.stringify(r, null, 2));
+    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
     for (const e of r.entries) {
       const at = when(e.atMs as number);
       if (e.kind === 'role') print(`${at} ${e.node} leads ${e.group} (epoch ${e.epoch}): ${e.reason}`);

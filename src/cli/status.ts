@@ -1,0 +1,192 @@
+// `coolctl status`: the cluster at a glance — members with the config each runs, and per control
+// group its leader, epoch, mode, pause, overrides, sensor verdict and whether it is driven — and
+// warnings an operator must see: members running different configs, a group without a leader, a
+// group led but not driven. The member list and leaders come from the node asked; each group's
+// mode, driving and sensors from its leader (only the leader drives), the pause and overrides
+// from the same answer (they are kept in etcd, so every node has them).
+import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
+import { type ApiOptions, apiCall, apiRequest } from './api-client.ts';
+import { formatTable } from './cli-config.ts';
+
+export interface StatusMember {
+  node: string;
+  apiUrl: string;
+  startedAtMs: number;
+  /** Fingerprint of its controller config and site file; null from a node that publishes none. */
+  configHash: string | null;
+}
+
+export interface StatusGroup {
+  id: string;
+  leader: string | null;
+  epoch: number | null;
+  /** The control mode its leader runs (normal, degraded, blind, …); null when not driven or not known. */
+  mode: string | null;
+  paused: boolean;
+  pauseReason: string | null;
+  overrides: Record<string, UnitOverride>;
+  /** The leader's sensor verdict for the group (ok, degraded, blind); null when not known. */
+  sensors: string | null;
+  /** Whether its leader drives it; null when the leader could not be asked. */
+  driven: boolean | null;
+  /** Why its leader does not drive it, or why it could not be asked. */
+  problem: string | null;
+  /** The node whose answer this row shows. */
+  from: string | null;
+}
+
+export interface StatusReport {
+  node: string;
+  members: StatusMember[];
+  groups: StatusGroup[];
+  warnings: string[];
+}
+
+interface ClusterAnswer {
+  node: string;
+  members: { node: string; apiUrl: string; startedAtMs?: number; configHash?: string }[];
+  groups: { id: string; leader: string | null; epoch: number | null }[];
+}
+
+interface GroupAnswer {
+  id: string;
+  leader: string | null;
+  epoch: number | null;
+  driving: boolean;
+  mode: string | null;
+  problem?: string | null;
+  operator: OperatorState | null;
+  sensors: { verdict?: string } | null;
+}
+
+/** The warnings of a report: different configs, members without a hash, groups without a leader or undriven. */
+export function statusWarnings(members: StatusMember[], groups: StatusGroup[]): string[] {
+  const out: string[] = [];
+  const byHash = new Map<string, string[]>();
+  for (const m of members) {
+    if (m.configHash === null) continue;
+    byHash.set(m.configHash, [...(byHash.get(m.configHash) ?? []), m.node]);
+  }
+  if (byHash.size > 1)
+    out.push(
+      `nodes run different configs: ${[...byHash].map(([h, nodes]) => `${h} on ${nodes.join(', ')}`).join('; ')} — copy the same controller config and site file to every node, then systemctl reload coolctl@NODE`,
+    );
+  const unknown = members.filter((m) => m.configHash === null).map((m) => m.node);
+  if (unknown.length > 0 && members.length > 1)
+    out.push(
+      `${unknown.join(', ')} publish(es) no config hash (an older coolctl): their configs are not compared`,
+    );
+  for (const g of groups) {
+    if (g.leader === null) out.push(`${g.id} has no leader`);
+    else if (g.driven === false)
+      out.push(`${g.id} is led by ${g.leader} but not driven: ${g.problem ?? 'no reason given'}`);
+    else if (g.driven === null) out.push(`${g.id}: its leader ${g.leader} could not be asked (${g.problem})`);
+    if (g.paused)
+      out.push(
+        `${g.id} is paused${g.pauseReason ? ` (${g.pauseReason})` : ''}: its units run on local control`,
+      );
+  }
+  return out;
+}
+
+/** Asks the cluster: the members and leaders from `o.api`, each group's state from its leader. */
+export async function gatherStatus(o: ApiOptions, concurrency = 8): Promise<StatusReport> {
+  const c = await apiCall<ClusterAnswer>(o, 'GET', '/api/v1/cluster');
+  const members: StatusMember[] = c.members.map((m) => ({
+    node: m.node,
+    apiUrl: m.apiUrl,
+    startedAtMs: m.startedAtMs ?? 0,
+    configHash: m.configHash ?? null,
+  }));
+  const urls = new Map(members.map((m) => [m.node, m.apiUrl]));
+  const groups: StatusGroup[] = new Array(c.groups.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < c.groups.length; i = next++)
+      groups[i] = await groupStatus(o, c, c.groups[i]!, urls);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, c.groups.length) }, worker));
+  return { node: c.node, members, groups, warnings: statusWarnings(members, groups) };
+}
+
+async function groupStatus(
+  o: ApiOptions,
+  c: ClusterAnswer,
+  g: ClusterAnswer['groups'][number],
+  urls: Map<string, string>,
+): Promise<StatusGroup> {
+  const path = `/api/v1/groups/${encodeURIComponent(g.id)}`;
+  const leaderUrl = g.leader ? urls.get(g.leader) : undefined;
+  let answer: GroupAnswer | undefined;
+  let from: string | null = null;
+  let problem: string | null = null;
+  if (leaderUrl) {
+    try {
+      const r = await apiRequest<GroupAnswer>(o, 'GET', `${leaderUrl}${path}`, undefined, 5_000);
+      if (r.status === 200) {
+        answer = r.body;
+        from = g.leader;
+      } else problem = `it answered ${r.status}`;
+    } catch (err) {
+      problem = (err as Error).message;
+    }
+  } else if (g.leader) problem = `no member record for ${g.leader}`;
+  if (!answer) {
+    // The pause and overrides are in etcd: the node asked has them even when the leader is away.
+    const r = await apiRequest<GroupAnswer>(o, 'GET', path, undefined, 5_000);
+    if (r.status === 200) {
+      answer = r.body;
+      from = c.node;
+    }
+  }
+  const fromLeader = from !== null && from === g.leader;
+  return {
+    id: g.id,
+    leader: g.leader,
+    epoch: g.epoch,
+    mode: fromLeader ? (answer?.mode ?? null) : null,
+    paused: answer?.operator?.paused ?? false,
+    pauseReason: answer?.operator?.paused ? (answer.operator.reason ?? null) : null,
+    overrides: answer?.operator?.overrides ?? {},
+    sensors: fromLeader ? (answer?.sensors?.verdict ?? null) : null,
+    driven: fromLeader ? (answer?.driving ?? false) : g.leader === null ? false : null,
+    problem: fromLeader ? (answer?.problem ?? null) : problem,
+    from,
+  };
+}
+
+function overrideText(id: string, ov: UnitOverride): string {
+  const parts = [
+    ov.toLocal ? 'local' : '',
+    ov.fanPct !== undefined ? `fan ${ov.fanPct}%` : '',
+    ov.supplySetpointC !== undefined ? `sp ${ov.supplySetpointC}°C` : '',
+  ].filter(Boolean);
+  return `${id} ${parts.join(' ')}`;
+}
+
+const yesNo = (b: boolean | null): string => (b === null ? '?' : b ? 'yes' : 'no');
+
+/** The table `coolctl status` prints. */
+export function formatStatus(r: StatusReport): string {
+  const members = formatTable(
+    ['member', 'api', 'config'],
+    r.members.map((m) => [m.node, m.apiUrl, m.configHash ?? '(none)']),
+  );
+  const groups = formatTable(
+    ['group', 'leader', 'epoch', 'mode', 'paused', 'sensors', 'driven', 'overrides'],
+    r.groups.map((g) => [
+      g.id,
+      g.leader,
+      g.epoch,
+      g.mode,
+      g.paused ? 'yes' : 'no',
+      g.sensors,
+      yesNo(g.driven),
+      Object.entries(g.overrides)
+        .map(([id, ov]) => overrideText(id, ov))
+        .join(', ') || '-',
+    ]),
+  );
+  const warnings = r.warnings.length ? `\n\nwarnings:\n${r.warnings.map((w) => `  ! ${w}`).join('\n')}` : '';
+  return `${members}\n\n${groups}${warnings}`;
+}
