@@ -7,7 +7,12 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GroupProcessRow, HeldCommand } from '../control/group-driver.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
-import type { GroupSensorView, SensorSnapshot, SensorStore } from '../sensors/sensor-store.ts';
+import {
+  type GroupSensorView,
+  type SensorSnapshot,
+  type SensorStore,
+  SHARED_FIGURES_MAX_AGE_MS,
+} from '../sensors/sensor-store.ts';
 import type { ApiDeps } from './app.ts';
 import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
@@ -665,7 +670,18 @@ function rackInletsOf(
   group: string,
 ): { rack: string; inletMaxC: number | null; goodInlets: number; inlets: number }[] | null {
   try {
-    return deps.sensors?.rackInletStats?.(group) ?? null;
+    const s = deps.sensors;
+    // The figures the group's loop took this period, when the view shares them.
+    if (s?.figures) {
+      const f = s.figures(group, SHARED_FIGURES_MAX_AGE_MS);
+      return f.inletRacks.map((rack, i) => ({
+        rack,
+        inletMaxC: Number.isNaN(f.rackInletMaxC[i]!) ? null : f.rackInletMaxC[i]!,
+        goodInlets: f.rackGoodInlets[i]!,
+        inlets: f.rackInlets[i]!,
+      }));
+    }
+    return s?.rackInletStats?.(group) ?? null;
   } catch {
     return null;
   }
@@ -673,7 +689,8 @@ function rackInletsOf(
 
 function viewOf(deps: ApiDeps, group: string): GroupSensorView | null {
   try {
-    return deps.sensors?.view(group) ?? null;
+    const s = deps.sensors;
+    return (s?.figures ? s.figures(group, SHARED_FIGURES_MAX_AGE_MS).view : s?.view(group)) ?? null;
   } catch {
     return null;
   }

@@ -67,6 +67,7 @@ export class Controller {
   private readonly sensorView: SensorView & Pick<SensorStore, 'sensor'> = {
     view: (group) => this.ingest().view(group),
     rackInletStats: (group) => this.ingest().rackInletStats(group),
+    figures: (group, maxAgeMs) => this.ingest().figures(group, maxAgeMs),
     // A rack's sensors for the dashboard's floor map (GET /api/v1/site/racks/:id).
     sensor: (node, sensor) => this.ingest().sensor(node, sensor),
   };

@@ -23,7 +23,14 @@ import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver, LoopMode } from '../control/group-driver.ts';
 import type { DeviceIo, LinkState } from '../devices/device-io.ts';
 import { AHU_MODES, ALARM_BITS } from '../devices/unit-contract.ts';
-import type { GroupSensorView, RackInletStats, SensorView, Verdict } from '../sensors/sensor-store.ts';
+import {
+  type GroupFigures,
+  type GroupSensorView,
+  type RackInletStats,
+  type SensorView,
+  SHARED_FIGURES_MAX_AGE_MS,
+  type Verdict,
+} from '../sensors/sensor-store.ts';
 import {
   familyHeader,
   isAscii,
@@ -81,6 +88,8 @@ interface GroupLayout {
   ahus: { id: string; set: LabelSet }[];
   /** rack → label set {rack, group}, for the racks this group owns. */
   racks: Map<string, LabelSet>;
+  /** The label sets of the sensor store's rack list, in its order (rackSetsOf). */
+  rackSetsFor?: { racks: readonly string[]; sets: readonly (LabelSet | undefined)[] };
 }
 
 interface Layout {
@@ -150,8 +159,13 @@ class GroupRow {
     const { sensors, drivers, devices } = this.deps;
     const d = drivers.get(this.id);
     let view: GroupSensorView | null = null;
+    let figures: GroupFigures | null = null;
     try {
-      view = sensors.view(this.id);
+      // The figures the group's loop took this period, when the view can share them.
+      if (sensors.figures) {
+        figures = sensors.figures(this.id, SHARED_FIGURES_MAX_AGE_MS);
+        view = figures.view;
+      } else view = sensors.view(this.id);
     } catch {
       view = null; // sensor ingest not started, or a group the store does not know (a reload)
     }
@@ -166,23 +180,26 @@ class GroupRow {
       this.mode = GROUP_MODES.indexOf(d.decision.mode);
       this.driven = d.driving && d.driveStatus.problem === null;
     }
-    let stats: RackInletStats[] = [];
-    try {
-      stats = sensors.rackInletStats?.(this.id) ?? [];
-    } catch {
-      stats = [];
+    if (figures) this.takeRacks(figures);
+    else {
+      let stats: RackInletStats[] = [];
+      try {
+        stats = sensors.rackInletStats?.(this.id) ?? [];
+      } catch {
+        stats = [];
+      }
+      const racks = new Float64Array(stats.length * 2);
+      let n = 0;
+      for (const st of stats) {
+        const set = this.layout.racks.get(st.rack);
+        if (!set) continue;
+        this.rackSets.push(set);
+        racks[n * 2] = st.inletMaxC ?? Number.NaN;
+        racks[n * 2 + 1] = st.inlets > 0 ? st.goodInlets / st.inlets : 0;
+        n++;
+      }
+      this.rackFigures = racks;
     }
-    const racks = new Float64Array(stats.length * 2);
-    let n = 0;
-    for (const st of stats) {
-      const set = this.layout.racks.get(st.rack);
-      if (!set) continue;
-      this.rackSets.push(set);
-      racks[n * 2] = st.inletMaxC ?? Number.NaN;
-      racks[n * 2 + 1] = st.inlets > 0 ? st.goodInlets / st.inlets : 0;
-      n++;
-    }
-    this.rackFigures = racks;
     const ahus = this.layout.ahus;
     const units = new Float64Array(ahus.length * UNIT_FIELDS).fill(Number.NaN);
     const driving = !!d?.driving;
@@ -211,6 +228,32 @@ class GroupRow {
     this.unitFigures = units;
     return this;
   }
+
+  /** The racks' lines from the shared figures: the same as rackInletStats() would give, without its objects. */
+  private takeRacks(f: GroupFigures): void {
+    const sets = rackSetsOf(this.layout, f.inletRacks);
+    const racks = new Float64Array(f.inletRacks.length * 2);
+    const rackSets: LabelSet[] = [];
+    let n = 0;
+    for (let i = 0; i < sets.length; i++) {
+      const set = sets[i];
+      if (!set) continue;
+      rackSets.push(set);
+      racks[n * 2] = f.rackInletMaxC[i]!;
+      const inlets = f.rackInlets[i]!;
+      racks[n * 2 + 1] = inlets > 0 ? f.rackGoodInlets[i]! / inlets : 0;
+      n++;
+    }
+    this.rackSets = rackSets;
+    this.rackFigures = racks;
+  }
+}
+
+/** Per rack of the store's list, its label set (undefined: a rack another group owns), kept with the layout. */
+function rackSetsOf(layout: GroupLayout, racks: readonly string[]): readonly (LabelSet | undefined)[] {
+  if (layout.rackSetsFor?.racks !== racks)
+    layout.rackSetsFor = { racks, sets: racks.map((r) => layout.racks.get(r)) };
+  return layout.rackSetsFor.sets;
 }
 
 const EMPTY = new Float64Array(0);

@@ -96,7 +96,41 @@ export interface SensorView {
   rackInletsC?(groupId: string): Record<string, number | null>;
   /** Per rack of the group that has inlet sensors: its hottest good inlet and its inlet sensors' trust. */
   rackInletStats?(groupId: string): RackInletStats[];
+  /**
+   * The group's figures taken less than `maxAgeMs` ago (the control loop takes them every period),
+   * else taken now. For readers that run beside control (alarms, /metrics, the dashboard).
+   */
+  figures?(groupId: string, maxAgeMs: number): GroupFigures;
 }
+
+/**
+ * A group's sensor figures at one instant, all from one walk of its sensors: the view control acts
+ * on, and per rack what the alarm rules, /metrics and the floor map read. Shared: the control loop's
+ * walk each period is what the others read (SensorStore.figures), not a walk of their own each.
+ * Read-only for everyone.
+ */
+export interface GroupFigures {
+  /** Monotonic ms the figures were taken at. */
+  atMs: number;
+  view: GroupSensorView;
+  /** Racks of the group with inlet sensors, in the store's order. */
+  inletRacks: readonly string[];
+  /** Per inlet rack: hottest good inlet reading, °C (NaN: none is good). */
+  rackInletMaxC: Float64Array;
+  /** Per inlet rack: its good inlet sensors, and its configured inlet sensors. */
+  rackGoodInlets: Uint32Array;
+  rackInlets: Uint32Array;
+  /** Racks with a %RH sensor, in the store's order. */
+  dewRacks: readonly string[];
+  /** Per dew rack: highest dew point of its nodes with a good inlet and a good %RH, °C (NaN: none). */
+  rackDewPointC: Float64Array;
+}
+
+/**
+ * How old figures a reader beside control (alarms, /metrics, the dashboard) takes: what the
+ * group's loop took in its last period (1 s by default), with a quarter period for its jitter.
+ */
+export const SHARED_FIGURES_MAX_AGE_MS = 1250;
 
 /** One rack's inlet as /metrics says it (rackInletStats). */
 export interface RackInletStats {
@@ -245,6 +279,22 @@ interface NodeRt {
   tokensAtMs: number;
 }
 
+interface GroupRt {
+  id: string;
+  nodes: NodeRt[];
+  configuredInlets: number;
+  inletRacks: string[];
+  /** Per rack of inletRacks: its configured inlet sensors. */
+  rackInlets: Uint32Array;
+  /** Racks with a %RH sensor. */
+  dewRacks: string[];
+  /** Per entry of `nodes`: its rack's index in inletRacks (-1: the node has no inlet), and in dewRacks (-1: no %RH). */
+  nodeInletRack: Int32Array;
+  nodeDewRack: Int32Array;
+  /** The figures last taken (every control period by the group's loop, through view()). */
+  last: GroupFigures | undefined;
+}
+
 export class SensorStore implements SensorView {
   readonly counters = {
     reports: 0,
@@ -253,10 +303,7 @@ export class SensorStore implements SensorView {
   };
   private readonly nodes = new Map<string, NodeRt>();
   private readonly gateways = new Map<string, GatewayRt>();
-  private readonly groups = new Map<
-    string,
-    { id: string; nodes: NodeRt[]; configuredInlets: number; inletRacks: string[] }
-  >();
+  private readonly groups = new Map<string, GroupRt>();
   private readonly readings: Float64Array;
   private readonly marks: Uint16Array;
   private readonly diffs: Float32Array;
@@ -364,7 +411,31 @@ export class SensorStore implements SensorView {
         0,
       );
       const inletRacks = [...new Set(withInlets.map((n) => n.rack))];
-      this.groups.set(g.id, { id: g.id, nodes, configuredInlets, inletRacks });
+      const dewRacks = [
+        ...new Set(nodes.filter((n) => n.layout.kinds.includes('humidity')).map((n) => n.rack)),
+      ];
+      const rackInlets = new Uint32Array(inletRacks.length);
+      const nodeInletRack = new Int32Array(nodes.length).fill(-1);
+      const nodeDewRack = new Int32Array(nodes.length).fill(-1);
+      nodes.forEach((n, i) => {
+        const inlets = n.layout.isInlet.filter(Boolean).length;
+        if (inlets > 0) {
+          nodeInletRack[i] = inletRacks.indexOf(n.rack);
+          rackInlets[nodeInletRack[i]!]! += inlets;
+        }
+        if (n.layout.kinds.includes('humidity')) nodeDewRack[i] = dewRacks.indexOf(n.rack);
+      });
+      this.groups.set(g.id, {
+        id: g.id,
+        nodes,
+        configuredInlets,
+        inletRacks,
+        rackInlets,
+        dewRacks,
+        nodeInletRack,
+        nodeDewRack,
+        last: undefined,
+      });
     }
     if (opts.registry) this.registerMetrics(opts.registry);
   }
@@ -411,8 +482,13 @@ export class SensorStore implements SensorView {
         let bad = 0;
         const now = store.now();
         for (const n of store.nodes.values()) {
-          for (let pos = 0; pos < n.layout.ids.length; pos++) {
-            if (store.isGood(n, pos, now)) good++;
+          const count = n.layout.ids.length;
+          if ((store.nodeBits(n) & BAD_BITS) !== 0) {
+            bad += count;
+            continue;
+          }
+          for (let pos = 0; pos < count; pos++) {
+            if ((store.sensorBits(n, pos, now) & BAD_BITS) === 0) good++;
             else bad++;
           }
         }
@@ -562,23 +638,45 @@ export class SensorStore implements SensorView {
   }
 
   view(groupId: string, now = this.now()): GroupSensorView {
+    return this.take(this.group(groupId), now).view;
+  }
+
+  figures(groupId: string, maxAgeMs = 0, now = this.now()): GroupFigures {
+    const g = this.group(groupId);
+    const last = g.last;
+    if (last && now >= last.atMs && now - last.atMs < maxAgeMs) return last;
+    return this.take(g, now);
+  }
+
+  private group(groupId: string): GroupRt {
     const g = this.groups.get(groupId);
     if (!g) throw new RangeError(`unknown control group "${groupId}"`);
+    return g;
+  }
+
+  /** One walk of the group's sensors: every figure of GroupFigures, kept as the group's latest. */
+  private take(g: GroupRt, now: number): GroupFigures {
     const readings = this.readings;
+    const rackMax = new Float64Array(g.inletRacks.length).fill(Number.NaN);
+    const rackGood = new Uint32Array(g.inletRacks.length);
+    const rackDew = new Float64Array(g.dewRacks.length).fill(Number.NaN);
     let max = Number.NEGATIVE_INFINITY;
     let sum = 0;
     let good = 0;
     let hottest: string | null = null;
-    const coveredRacks = new Set<string>();
     let rhSum = 0;
     let rhN = 0;
     let dewMax = Number.NEGATIVE_INFINITY;
-    for (const n of g.nodes) {
+    for (let i = 0; i < g.nodes.length; i++) {
+      const n = g.nodes[i]!;
+      // A node's own flags (gateway, battery, link, loss) make every sensor of it bad.
+      if ((this.nodeBits(n) & BAD_BITS) !== 0) continue;
       const layout = n.layout;
+      const ri = g.nodeInletRack[i]!;
       let t: number | undefined;
       let rh: number | undefined;
       for (let pos = 0; pos < layout.ids.length; pos++) {
-        if (!this.isGood(n, pos, now)) continue;
+        if ((this.sensorBits(n, pos, now) & BAD_BITS) !== 0) continue;
         const value = readings[(n.firstRow + pos) * READING + VALUE]!;
         const kind = layout.kinds[pos];
         if (kind === 'humidity') rh = value;
@@ -586,7 +684,8 @@ export class SensorStore implements SensorView {
         if (kind === 'inlet-middle' || t === undefined) t = value;
         good++;
         sum += value;
-        coveredRacks.add(n.rack);
+        rackGood[ri]!++;
+        if (!(rackMax[ri]! >= value)) rackMax[ri] = value;
         if (value > max) {
           max = value;
           hottest = n.rack;
@@ -595,7 +694,12 @@ export class SensorStore implements SensorView {
       if (rh === undefined) continue;
       rhSum += rh;
       rhN++;
-      if (t !== undefined && rh > 0) dewMax = Math.max(dewMax, dewPointC(t, rh));
+      if (t !== undefined && rh > 0) {
+        const dp = dewPointC(t, rh);
+        dewMax = Math.max(dewMax, dp);
+        const di = g.nodeDewRack[i]!;
+        if (!(rackDew[di]! >= dp)) rackDew[di] = dp;
+      }
     }
     const configured = g.configuredInlets;
     const coverage = configured > 0 ? good / configured : 0;
@@ -605,58 +709,60 @@ export class SensorStore implements SensorView {
         : coverage >= this.s.okCoverage
           ? 'ok'
           : 'degraded';
-    return {
-      group: g.id,
-      verdict,
-      inletMaxC: good > 0 ? max : null,
-      inletMeanC: good > 0 ? sum / good : null,
-      hottestRack: hottest,
-      humidityPct: rhN > 0 ? rhSum / rhN : null,
-      dewPointC: Number.isFinite(dewMax) ? dewMax : null,
-      coverage,
-      goodInletSensors: good,
-      configuredInletSensors: configured,
-      uncoveredRacks: g.inletRacks.filter((r) => !coveredRacks.has(r)),
-      atMs: this.wallAt(now),
+    const figures: GroupFigures = {
+      atMs: now,
+      view: {
+        group: g.id,
+        verdict,
+        inletMaxC: good > 0 ? max : null,
+        inletMeanC: good > 0 ? sum / good : null,
+        hottestRack: hottest,
+        humidityPct: rhN > 0 ? rhSum / rhN : null,
+        dewPointC: Number.isFinite(dewMax) ? dewMax : null,
+        coverage,
+        goodInletSensors: good,
+        configuredInletSensors: configured,
+        uncoveredRacks: g.inletRacks.filter((_, i) => rackGood[i] === 0),
+        atMs: this.wallAt(now),
+      },
+      inletRacks: g.inletRacks,
+      rackInletMaxC: rackMax,
+      rackGoodInlets: rackGood,
+      rackInlets: g.rackInlets,
+      dewRacks: g.dewRacks,
+      rackDewPointC: rackDew,
     };
+    g.last = figures;
+    return figures;
   }
 
   rackInletsC(groupId: string, now = this.now()): Record<string, number | null> {
-    const g = this.groups.get(groupId);
-    if (!g) throw new RangeError(`unknown control group "${groupId}"`);
+    const f = this.take(this.group(groupId), now);
     const out: Record<string, number | null> = {};
-    for (const rack of g.inletRacks) out[rack] = null;
-    for (const n of g.nodes) {
-      const layout = n.layout;
-      for (let pos = 0; pos < layout.ids.length; pos++) {
-        if (!layout.isInlet[pos] || !this.isGood(n, pos, now)) continue;
-        const value = this.readings[(n.firstRow + pos) * READING + VALUE]!;
-        const cur = out[n.rack];
-        if (cur === null || cur === undefined || value > cur) out[n.rack] = value;
-      }
-    }
+    f.inletRacks.forEach((rack, i) => {
+      out[rack] = orNull(f.rackInletMaxC[i]!);
+    });
+    return out;
+  }
+
+  /** Per rack of the group with a %RH sensor: the highest dew point of its nodes with a good inlet and %RH (null: none). */
+  rackDewPointsC(groupId: string, now = this.now()): Record<string, number | null> {
+    const f = this.take(this.group(groupId), now);
+    const out: Record<string, number | null> = {};
+    f.dewRacks.forEach((rack, i) => {
+      out[rack] = orNull(f.rackDewPointC[i]!);
+    });
     return out;
   }
 
   rackInletStats(groupId: string, now = this.now()): RackInletStats[] {
-    const g = this.groups.get(groupId);
-    if (!g) throw new RangeError(`unknown control group "${groupId}"`);
-    const byRack = new Map<string, RackInletStats>();
-    for (const rack of g.inletRacks) byRack.set(rack, { rack, inletMaxC: null, goodInlets: 0, inlets: 0 });
-    for (const n of g.nodes) {
-      const r = byRack.get(n.rack);
-      if (!r) continue;
-      const layout = n.layout;
-      for (let pos = 0; pos < layout.ids.length; pos++) {
-        if (!layout.isInlet[pos]) continue;
-        r.inlets++;
-        if (!this.isGood(n, pos, now)) continue;
-        r.goodInlets++;
-        const value = this.readings[(n.firstRow + pos) * READING + VALUE]!;
-        if (r.inletMaxC === null || value > r.inletMaxC) r.inletMaxC = value;
-      }
-    }
-    return [...byRack.values()];
+    const f = this.take(this.group(groupId), now);
+    return f.inletRacks.map((rack, i) => ({
+      rack,
+      inletMaxC: orNull(f.rackInletMaxC[i]!),
+      goodInlets: f.rackGoodInlets[i]!,
+      inlets: f.rackInlets[i]!,
+    }));
   }
 
   sensors(now = this.now()): SensorSnapshot[] {
@@ -698,7 +804,6 @@ export class SensorStore implements SensorView {
   }
 
   nodeHealth(_now = this.now()): NodeHealth[] {
-    const orNull = (v: number) => (Number.isNaN(v) ? null : v);
     return [...this.nodes.values()].map((n) => ({
       node: n.id,
       gateway: n.gw.id,
@@ -782,10 +887,6 @@ export class SensorStore implements SensorView {
     marks[m + HAS] = 1;
     marks[m + SOURCE] = source;
     return marks[m + SPIKE] === 1;
-  }
-
-  private isGood(n: NodeRt, pos: number, now: number): boolean {
-    return (this.flagBits(n, pos, now) & BAD_BITS) === 0;
   }
 
   /** Every flag of sensor `pos` of `n`, the node's included: what snapshots list and views judge by. */
@@ -946,6 +1047,10 @@ export class SensorStore implements SensorView {
     }
     return reason;
   }
+}
+
+function orNull(v: number): number | null {
+  return Number.isNaN(v) ? null : v;
 }
 
 function inRange(v: number, lo: number, hi: number): boolean {

@@ -162,6 +162,31 @@ describe('sensor store', () => {
     expect(() => t.store.rackInletsC('no-such-group')).toThrow(/unknown control group/);
   });
 
+  it('shares the figures the control loop took this period with the readers beside it', () => {
+    const t = setup();
+    feedGroup(t, 1);
+    // The loop's view each period is one walk of the group's sensors; alarms, /metrics and the
+    // dashboard read that walk's figures while it is recent, not a walk of their own each.
+    const v = t.store.view(group.id);
+    const shared = t.store.figures(group.id, 1000);
+    expect(shared.view).toBe(v);
+    t.advance(999);
+    expect(t.store.figures(group.id, 1000)).toBe(shared);
+    // The figures agree with the fresh per-rack answers.
+    const byRack = Object.fromEntries(shared.inletRacks.map((r, i) => [r, shared.rackInletMaxC[i]]));
+    for (const [rack, c] of Object.entries(t.store.rackInletsC(group.id))) expect(byRack[rack]).toBe(c);
+    const dew = Object.fromEntries(shared.dewRacks.map((r, i) => [r, shared.rackDewPointC[i]]));
+    for (const [rack, dp] of Object.entries(t.store.rackDewPointsC(group.id))) expect(dew[rack]).toBe(dp);
+    // Older than the reader accepts: taken again, and kept for the next reader.
+    t.advance(1001);
+    const again = t.store.figures(group.id, 1000);
+    expect(again).not.toBe(shared);
+    expect(again.atMs).toBe(t.now());
+    expect(t.store.figures(group.id, 1000)).toBe(again);
+    // No age accepted: always a fresh walk.
+    expect(t.store.figures(group.id, 0)).not.toBe(again);
+  });
+
   it('gives each group a verdict from its coverage, and a dew point from temperature and humidity', () => {
     const t = setup();
     feedGroup(t, 1);
