@@ -18,7 +18,7 @@ import type { Leadership } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
-import { dewPointC, type SensorStore } from '../sensors/sensor-store.ts';
+import { type SensorStore, SHARED_FIGURES_MAX_AGE_MS } from '../sensors/sensor-store.ts';
 import {
   ALARM_KINDS,
   type Alarm,
@@ -156,6 +156,7 @@ export class AlarmEngine implements AlarmApi {
     await this.evaluateLocal(nowMs, delays.etcdLostS);
     if (!leadership.healthy) return;
     const { open, shelved: shelves } = await this.opts.store.index();
+    const openByGroup = openKeysByGroup(open);
     const leads = new Set(
       leadership
         .groups()
@@ -176,6 +177,7 @@ export class AlarmEngine implements AlarmApi {
       await this.reconcile(
         conditions,
         open,
+        openByGroup.get(id) ?? [],
         (kind, group) => ALARM_KINDS[kind].scope === 'group' && group === id,
       );
       // One group at a time: a node leading 100 groups must not hold the event loop for all of them.
@@ -208,6 +210,7 @@ export class AlarmEngine implements AlarmApi {
       await this.reconcile(
         conditions,
         open,
+        [...open.keys()],
         (kind, group) => ALARM_KINDS[kind].scope === 'cluster' || (group !== null && !groups.has(group)),
       );
       if (nowMs - this.lastPruneMs >= (this.opts.pruneEveryMs ?? 600_000)) {
@@ -308,7 +311,9 @@ export class AlarmEngine implements AlarmApi {
   ): Parameters<typeof evaluateGroup>[0] {
     const g = site.controlGroups.find((x) => x.id === group)!;
     const store = this.opts.sensors();
-    const view = store?.view(group);
+    // What the group's loop took from the sensors this period, not a walk of our own.
+    const figures = store?.figures(group, SHARED_FIGURES_MAX_AGE_MS);
+    const view = figures?.view;
     const driver = this.opts.drivers.get(group);
     const units: UnitSnapshot[] = (driver?.units() ?? []).map((u) => ({
       id: u.ahu,
@@ -318,8 +323,8 @@ export class AlarmEngine implements AlarmApi {
     return {
       group,
       nowMs,
-      rackInletsC: store?.rackInletsC(group) ?? {},
-      rackDewPointsC: store ? rackDewPoints(site, g.sensorNodes, store) : {},
+      rackInletsC: figures ? byRack(figures.inletRacks, figures.rackInletMaxC) : {},
+      rackDewPointsC: figures ? byRack(figures.dewRacks, figures.rackDewPointC) : {},
       verdict: view?.verdict ?? 'blind',
       configuredInletSensors: view?.configuredInletSensors ?? 0,
       units,
@@ -332,25 +337,26 @@ export class AlarmEngine implements AlarmApi {
   /**
    * Makes etcd agree with the verdicts on the conditions `mine` says this node judges: raise what
    * is active and not open, close what is clear and open, and close what is open but no longer a
-   * condition at all (a rack, unit or node removed from the config).
+   * condition at all (a rack, unit or node removed from the config). `candidates`: the open keys
+   * that may be such (a group's own: not every open alarm of the cluster for each group).
    */
   private async reconcile(
     conditions: Condition[],
     open: Map<string, string>,
+    candidates: readonly string[],
     mine: (kind: AlarmKind, group: string | null) => boolean,
   ): Promise<void> {
     const { store, node } = this.opts;
     const seen = new Set<string>();
+    const raise: { alarm: StoredAlarm; condition: string; c: Condition }[] = [];
     for (const c of conditions) {
       seen.add(c.key);
       const openId = open.get(c.key);
       if (c.verdict === 'active' && openId !== undefined && !this.verified.has(openId)) {
         // An open key whose alarm is gone (deleted by hand, a bad restore) would hold the condition
         // for ever: checked once per id, and dropped so the next evaluation raises it afresh.
-        if (await store.get(openId)) {
-          if (this.verified.size > 10_000) this.verified.clear();
-          this.verified.add(openId);
-        } else {
+        if (await store.get(openId)) this.verify(openId);
+        else {
           store.invalid.inc();
           this.log.error(
             { key: store.openKey(c.key), id: openId },
@@ -360,27 +366,39 @@ export class AlarmEngine implements AlarmApi {
           open.delete(c.key);
         }
       } else if (c.verdict === 'active' && openId === undefined) {
-        const alarm = raisedAlarm(c, node, this.wallNow());
-        if (await store.raise(alarm, c.key)) {
-          open.set(c.key, alarm.id);
-          this.log.warn(
-            { alarm: alarm.id, severity: alarm.severity, why: c.reason },
-            `alarm raised: ${c.message}`,
-          );
-          this.transitioned(alarm, 'raised');
-        }
+        raise.push({ alarm: raisedAlarm(c, node, this.wallNow()), condition: c.key, c });
       } else if (c.verdict === 'clear' && openId !== undefined) {
         await this.close(c.key, openId, c.reason, open);
       }
     }
-    for (const [key, id] of [...open]) {
-      if (seen.has(key)) continue;
+    if (raise.length > 0) {
+      const raised = new Set(await store.raiseMany(raise));
+      for (const { alarm, c } of raise) {
+        if (!raised.has(alarm)) continue;
+        open.set(c.key, alarm.id);
+        this.verify(alarm.id);
+        this.log.warn(
+          { alarm: alarm.id, severity: alarm.severity, why: c.reason },
+          `alarm raised: ${c.message}`,
+        );
+        this.transitioned(alarm, 'raised');
+      }
+    }
+    for (const key of candidates) {
+      const id = open.get(key);
+      if (id === undefined || seen.has(key)) continue;
       const [kind, group] = key.split('~');
       if (!isAlarmKind(kind) || kind === 'etcd-quorum-lost') continue;
       const g = group === '-' ? null : (group ?? null);
       if (!mine(kind, g)) continue;
       await this.close(key, id, 'the condition no longer exists (the config changed)', open);
     }
+  }
+
+  /** An open alarm id whose record is known to exist (this node wrote it, or read it). */
+  private verify(id: string): void {
+    if (this.verified.size > 10_000) this.verified.clear();
+    this.verified.add(id);
   }
 
   private async close(key: string, id: string, reason: string, open: Map<string, string>): Promise<void> {
@@ -489,37 +507,25 @@ export class AlarmEngine implements AlarmApi {
   }
 }
 
-/** A site's sensor nodes by id, built once per site object (a reload makes a new one). */
-const nodesBySite = new WeakMap<Site, Map<string, Site['sensorNodes'][number]>>();
-
-/** Per rack with a %RH sensor: the highest dew point of its nodes with a good inlet and a good %RH. */
-export function rackDewPoints(
-  site: Site,
-  groupNodes: readonly string[],
-  store: SensorStore,
-): Record<string, number | null> {
-  const out: Record<string, number | null> = {};
-  let nodes = nodesBySite.get(site);
-  if (!nodes) {
-    nodes = new Map(site.sensorNodes.map((n) => [n.id, n]));
-    nodesBySite.set(site, nodes);
+/** The open condition keys by their group ('-' keys: cluster and node alarms, under null). */
+function openKeysByGroup(open: ReadonlyMap<string, string>): Map<string | null, string[]> {
+  const out = new Map<string | null, string[]>();
+  for (const key of open.keys()) {
+    const group = key.split('~')[1];
+    const g = group === undefined || group === '-' ? null : group;
+    const keys = out.get(g);
+    if (keys) keys.push(key);
+    else out.set(g, [key]);
   }
-  for (const id of groupNodes) {
-    const n = nodes.get(id);
-    if (!n?.sensors.some((s) => s.kind === 'humidity')) continue;
-    if (!(n.rack in out)) out[n.rack] = null;
-    let t: number | null = null;
-    let rh: number | null = null;
-    for (const s of n.sensors) {
-      const snap = store.sensor(n.id, s.id);
-      if (snap?.quality !== 'good' || snap.value === null) continue;
-      if (s.kind === 'humidity') rh = snap.value;
-      else if (s.kind === 'inlet-middle' || (t === null && s.kind.startsWith('inlet-'))) t = snap.value;
-    }
-    if (t === null || rh === null || rh <= 0) continue;
-    const dp = dewPointC(t, rh);
-    const cur = out[n.rack];
-    if (cur === null || cur === undefined || dp > cur) out[n.rack] = dp;
+  return out;
+}
+
+/** Per rack, its figure (NaN: none) as the rules read it (null: none). */
+function byRack(racks: readonly string[], figures: Float64Array): Record<string, number | null> {
+  const out: Record<string, number | null> = {};
+  for (let i = 0; i < racks.length; i++) {
+    const v = figures[i]!;
+    out[racks[i]!] = Number.isNaN(v) ? null : v;
   }
   return out;
 }

@@ -26,6 +26,12 @@ import {
   shelfExpired,
 } from './alarm.ts';
 
+/**
+ * Alarms per raising transaction: a compare and two puts each (three when shelved), inside etcd's
+ * default --max-txn-ops of 128 per list.
+ */
+export const RAISE_BATCH = 32;
+
 export interface AlarmStoreOptions {
   client: Etcd3;
   prefix: string;
@@ -188,6 +194,41 @@ export class AlarmStore {
         .commit(),
     );
     return res.succeeded;
+  }
+
+  /**
+   * Raises several alarms, RAISE_BATCH to a transaction that succeeds only if none of their
+   * conditions is open (so each still opens at most once, cluster-wide): a hall that heats up
+   * raises thousands at once, and one transaction each kept the node busy for tens of seconds. A
+   * batch that someone got ahead of, even in part, is raised one by one (raise()). A condition
+   * given twice is raised once. The alarms this call raised, in the order given.
+   */
+  async raiseMany(items: readonly { alarm: StoredAlarm; condition: string }[]): Promise<StoredAlarm[]> {
+    const { client } = this.opts;
+    const seen = new Set<string>();
+    const unique = items.filter((x) => !seen.has(x.condition) && seen.add(x.condition));
+    const raised: StoredAlarm[] = [];
+    for (let from = 0; from < unique.length; from += RAISE_BATCH) {
+      const batch = unique.slice(from, from + RAISE_BATCH);
+      const res = await this.call('raise', (o) => {
+        const [first, ...rest] = batch;
+        let txn = client.if(this.openKey(first!.condition), 'Create', '==', 0);
+        for (const x of rest) txn = txn.and(this.openKey(x.condition), 'Create', '==', 0);
+        return txn
+          .then(
+            ...batch.flatMap(({ alarm: a, condition }) => [
+              client.put(this.openKey(condition)).value(a.id),
+              client.put(this.key(a.id)).value(JSON.stringify(a)),
+              ...(a.shelf ? [client.put(this.shelvedKey(a.id)).value(String(a.shelf.untilMs))] : []),
+            ]),
+          )
+          .options(o)
+          .commit();
+      });
+      if (res.succeeded) raised.push(...batch.map((x) => x.alarm));
+      else for (const x of batch) if (await this.raise(x.alarm, x.condition)) raised.push(x.alarm);
+    }
+    return raised;
   }
 
   /**

@@ -13,8 +13,9 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startBroker } from '../../firmware-sim/mesh/broker.ts';
+import { conditionKey, raisedAlarm } from '../../src/alarms/alarm.ts';
 import { AlarmEngine } from '../../src/alarms/alarm-engine.ts';
-import { AlarmStore } from '../../src/alarms/alarm-store.ts';
+import { AlarmStore, RAISE_BATCH } from '../../src/alarms/alarm-store.ts';
 import { Notifier } from '../../src/alarms/notify.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
@@ -401,5 +402,44 @@ describe('alarm engine on etcd', () => {
     await b.engine.evaluate();
     expect((await b.engine.list('all'))[0]).toMatchObject({ id: trip!.id, state: 'cleared' });
     expect((await b.store.index()).shelved.size).toBe(0);
+  });
+
+  it('a hall that heats up raises its racks a batch to a transaction, each condition once', async () => {
+    const prefix = freshPrefix();
+    const n = node(
+      'n1',
+      prefix,
+      { healthy: true, leads: new Set([GROUP]), members: ['n1'] },
+      { mode: 'remote' },
+    );
+    const hot = (rack: string, by: string) => {
+      const r = {
+        kind: 'inlet-recommended' as const,
+        group: GROUP,
+        subject: rack,
+        message: `rack ${rack} inlet 30.0 °C above the recommended 27 °C`,
+        value: 30,
+      };
+      const condition = conditionKey(r.kind, r.group, r.subject);
+      return { alarm: raisedAlarm(r, by, Date.now()), condition };
+    };
+    const revision = async () => Number((await n.client.get(`${prefix}/none`).exec()).header.revision);
+    // Two batches' worth: two transactions, where one each made it ~1 800 in the scale bench's hall.
+    const first = Array.from({ length: 2 * RAISE_BATCH }, (_, i) => hot(`R${i}`, 'n1'));
+    const before = await revision();
+    expect(await n.store.raiseMany(first)).toHaveLength(first.length);
+    expect((await revision()) - before).toBe(2);
+    expect((await n.store.index()).open.size).toBe(first.length);
+    // Raised again: none of them opens twice.
+    expect(await n.store.raiseMany(first.map((x) => hot(x.alarm.subject!, 'n1')))).toEqual([]);
+    // Another node got one of the next racks first: the others are raised, that one stays its.
+    const theirs = hot('S5', 'n2');
+    expect(await n.store.raise(theirs.alarm, theirs.condition)).toBe(true);
+    const next = Array.from({ length: 10 }, (_, i) => hot(`S${i}`, 'n1'));
+    const raised = await n.store.raiseMany(next);
+    expect(raised.map((a) => a.subject)).toEqual(next.map((x) => x.alarm.subject).filter((r) => r !== 'S5'));
+    const { open } = await n.store.index();
+    expect(open.get(theirs.condition)).toBe(theirs.alarm.id);
+    expect(open.size).toBe(first.length + next.length);
   });
 });

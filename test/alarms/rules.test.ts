@@ -3,7 +3,6 @@
 // trust and the cluster's conditions; the site section's defaults and per-group limits.
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import { rackDewPoints } from '../../src/alarms/alarm-engine.ts';
 import {
   alarmDelays,
   alarmLimits,
@@ -231,7 +230,7 @@ describe('dew point per rack from what the sensors report', () => {
     reportNodes(store, site, group.sensorNodes, (_n, s, i) => (s.kind === 'humidity' ? 40 + i : 24), {
       atMs: now,
     });
-    const dp = rackDewPoints(site, group.sensorNodes, store);
+    const dp = store.rackDewPointsC(group.id);
     for (const [i, n] of nodes.entries()) {
       if (!n.sensors.some((s) => s.kind === 'humidity')) continue;
       const sameRack = nodes.filter((m) => m.rack === n.rack && m.sensors.some((s) => s.kind === 'humidity'));
