@@ -7,7 +7,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import YAML from 'yaml';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { retryWhileRetryable } from '../../util/async.ts';
@@ -284,6 +283,9 @@ export class AuthStore {
       );
     let doc: unknown;
     try {
+      // Loaded for this one file, at the first start of a cluster: the yaml library's 72 modules
+      // are memory every node would hold for good otherwise.
+      const { default: YAML } = await import('yaml');
       doc = YAML.parse(await readFile(file, 'utf8'));
     } catch (err) {
       throw new CoolctlError(

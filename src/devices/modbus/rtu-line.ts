@@ -12,7 +12,6 @@
 import { EventEmitter } from 'node:events';
 import { type Logger, pino } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import { SerialPort } from 'serialport';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import { ModbusExceptionError, ModbusFrameError } from './modbus-tcp.ts';
 import { answerPduLength, interFrameGapMs, rtuCrcOk, rtuFrame } from './rtu-frame.ts';
@@ -440,9 +439,13 @@ export class RtuLine {
   }
 }
 
-/** A SerialPort on the settings' path; port errors end the line, never throw. */
-const openSerialPort: OpenRtuPort = (settings, events) =>
-  new Promise<RtuPort>((resolve, reject) => {
+/**
+ * A SerialPort on the settings' path; port errors end the line, never throw. serialport (its native
+ * binding and ~30 modules) is loaded by the first RTU line: a node with none never holds it.
+ */
+const openSerialPort: OpenRtuPort = async (settings, events) => {
+  const { SerialPort } = await import('serialport');
+  return new Promise<RtuPort>((resolve, reject) => {
     const port = new SerialPort({
       path: settings.path,
       baudRate: settings.baudRate ?? 19_200,
@@ -468,6 +471,7 @@ const openSerialPort: OpenRtuPort = (settings, events) =>
       });
     });
   });
+};
 
 // ---- units on shared lines ----
 
