@@ -18,6 +18,7 @@ import {
 } from './cli/api-client.ts';
 import { addApiCommands } from './cli/api-commands.ts';
 import { CliConfigError, emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
+import { addUpgradeCommands } from './cli/upgrade-commands.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
 import { VERSION } from './version.ts';
 
@@ -397,6 +398,7 @@ function testCrashHook(logger: Logger): { beforeStep?: (group: string) => void }
 
 addApiCommands(program);
 addAlarmCommands(program);
+addUpgradeCommands(program);
 // Every command that calls the API takes --api, --token-file and --ca-file (src/cli/api-client.ts).
 for (const name of ['status', 'switchover', 'pause', 'resume', 'override'])
   for (const opt of apiOptions()) program.commands.find((c) => c.name() === name)?.addOption(opt);

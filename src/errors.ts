@@ -41,6 +41,12 @@ export const ErrorCodes = {
   RATE_LIMITED: 'COOLCTL_E_RATE_LIMITED',
   /** The CLI refused an API server whose certificate its CA did not sign, or not for the address dialled. */
   API_UNTRUSTED: 'COOLCTL_E_API_UNTRUSTED_CERTIFICATE',
+  /** A release folder or bundle that cannot be installed or run (no manifest, a bad wire range, no such version). */
+  RELEASE_INVALID: 'COOLCTL_E_RELEASE_INVALID',
+  /** A rolling upgrade refused before it touched a node (an unhealthy cluster, no wire version in common). */
+  UPGRADE_REFUSED: 'COOLCTL_E_UPGRADE_REFUSED',
+  /** A rolling upgrade stopped at a node that did not come back; that node was rolled back. */
+  UPGRADE_FAILED: 'COOLCTL_E_UPGRADE_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
