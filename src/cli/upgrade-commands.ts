@@ -43,6 +43,8 @@ async function runRolling(target: string | undefined, o: RollingCliOptions, verb
     import('../upgrade/cluster-view.ts'),
     import('../upgrade/rolling.ts'),
   ]);
+  const handoverTimeoutMs = parseDurationMs('--handover-timeout', o.handoverTimeout);
+  const rejoinTimeoutMs = parseDurationMs('--rejoin-timeout', o.rejoinTimeout);
   const nodes = o.nodes
     ?.split(',')
     .map((n) => n.trim())
@@ -78,8 +80,8 @@ async function runRolling(target: string | undefined, o: RollingCliOptions, verb
       ),
     ...(nodes ? { nodes } : {}),
     logger,
-    handoverTimeoutMs: parseDurationMs('--handover-timeout', o.handoverTimeout),
-    rejoinTimeoutMs: parseDurationMs('--rejoin-timeout', o.rejoinTimeout),
+    handoverTimeoutMs,
+    rejoinTimeoutMs,
   });
   emit(o, report, () =>
     [

@@ -142,10 +142,6 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
   const report: RollingReport = { to: o.to.version, steps: [], totalMs: 0 };
   const signal = o.signal ?? new AbortController().signal;
 
-  const first = await o.reader.snapshot();
-  const members = first.members.map((m) => m.node).sort();
-  const nodes = o.nodes ?? members;
-  const groups = groupIds(first);
   const refuse = (reasons: string[]) => {
     log.warn({ reasons }, 'upgrade refused');
     return new CoolctlError(
@@ -153,6 +149,12 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
       `upgrade to ${o.to.version} refused: ${reasons.join('; ')}`,
     );
   };
+  const first = await o.reader.snapshot().catch((err: unknown) => {
+    throw refuse([`cannot read the cluster: ${(err as Error).message}`]);
+  });
+  const members = first.members.map((m) => m.node).sort();
+  const nodes = o.nodes ?? members;
+  const groups = groupIds(first);
   const unknown = nodes.filter((n) => !members.includes(n));
   if (unknown.length > 0)
     throw refuse([`${unknown.join(', ')}: not a member (members: ${members.join(', ')})`]);
