@@ -1,0 +1,92 @@
+// The .deb of one architecture, built with dpkg-deb from a staged tree: the release bundle under
+// /opt/coolctl/releases/VERSION (postinst points /opt/coolctl/current at it), the units from
+// deploy/systemd as they are, /etc/coolctl as conffiles, /var/lib/coolctl, /usr/bin/coolctl, and
+// the maintainer scripts of deploy/debian. The links from /opt/coolctl into `current` keep the
+// paths the units (and deploy/install.sh) use, so one unit file serves both kinds of install.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from './bundle.ts';
+
+export interface DebInput {
+  repo: string;
+  /** The staged bundle folder (hard-linked into the package tree, so it must not change after). */
+  bundle: string;
+  version: string;
+  /** Debian's name: arm64 | amd64. */
+  debArch: string;
+  nodeVersion: string;
+  /** The folder to stage the package tree in (emptied by the caller). */
+  stage: string;
+}
+
+/** /opt/coolctl entries that lead into the current release: what the units and docs name. */
+const OPT_LINKS = ['dist', 'node_modules', 'docs', 'README.md'];
+
+/** The configs under /etc/coolctl (conffiles: dpkg keeps an operator's edits on upgrade). */
+const CONFFILES: { path: string; from: string }[] = [
+  { path: 'etc/coolctl/controller.yaml', from: 'deploy/etcd/controller.yaml.example' },
+  { path: 'etc/coolctl/gateway.yaml.example', from: 'config/examples/gateway.yaml' },
+];
+
+const UNITS = ['coolctl@.service', 'coolctl-gateway@.service'];
+
+function fill(template: string, values: Record<string, string>): string {
+  return template.replace(/@([A-Z_]+)@/g, (m, k: string) => {
+    const v = values[k];
+    if (v === undefined) throw new Error(`deploy/debian: no value for ${m}`);
+    return v;
+  });
+}
+
+/** Stages the package tree of `d` in `d.stage` (then `buildDeb` packs it). */
+export function stageDeb(d: DebInput): void {
+  const root = d.stage;
+  const release = join(root, 'opt/coolctl/releases', d.version);
+  mkdirSync(join(root, 'opt/coolctl/releases'), { recursive: true });
+  execFileSync('cp', ['-al', d.bundle, release]);
+  for (const l of OPT_LINKS) symlinkSync(`current/${l}`, join(root, 'opt/coolctl', l));
+  mkdirSync(join(root, 'usr/bin'), { recursive: true });
+  symlinkSync('../../opt/coolctl/current/bin/coolctl', join(root, 'usr/bin/coolctl'));
+
+  mkdirSync(join(root, 'usr/lib/systemd/system'), { recursive: true });
+  for (const u of UNITS) cpSync(join(d.repo, 'deploy/systemd', u), join(root, 'usr/lib/systemd/system', u));
+  mkdirSync(join(root, 'etc/coolctl'), { recursive: true, mode: 0o750 });
+  chmodSync(join(root, 'etc/coolctl'), 0o750);
+  for (const c of CONFFILES) {
+    cpSync(join(d.repo, c.from), join(root, c.path));
+    chmodSync(join(root, c.path), 0o640);
+  }
+  mkdirSync(join(root, 'var/lib/coolctl'), { recursive: true });
+  chmodSync(join(root, 'var/lib/coolctl'), 0o750);
+  mkdirSync(join(root, 'usr/share/doc/coolctl'), { recursive: true });
+  cpSync(join(d.repo, 'deploy/debian/copyright'), join(root, 'usr/share/doc/coolctl/copyright'));
+
+  const installedKb = Number(
+    execFileSync('du', ['-sk', '--apparent-size', root], { encoding: 'utf8' }).split('\t')[0],
+  );
+  const values = {
+    VERSION: d.version,
+    DEB_ARCH: d.debArch,
+    INSTALLED_SIZE: String(installedKb),
+    NODE_VERSION: d.nodeVersion,
+  };
+  const control = join(root, 'DEBIAN');
+  mkdirSync(control, { mode: 0o755 });
+  writeFileSync(
+    join(control, 'control'),
+    fill(readFileSync(join(d.repo, 'deploy/debian/control.in'), 'utf8'), values),
+  );
+  writeFileSync(join(control, 'conffiles'), CONFFILES.map((c) => `/${c.path}\n`).join(''));
+  for (const s of ['postinst', 'prerm', 'postrm']) {
+    writeFileSync(join(control, s), fill(readFileSync(join(d.repo, 'deploy/debian', s), 'utf8'), values));
+    chmodSync(join(control, s), 0o755);
+  }
+}
+
+/** Packs a staged tree into `out` with dpkg-deb. */
+export function buildDeb(stage: string, out: string): Promise<void> {
+  // xz at its fastest preset: about a quarter smaller than the .tar.gz, in seconds rather than the
+  // minute the default preset takes on a gateway-sized runtime.
+  return run('dpkg-deb', ['--root-owner-group', '-Zxz', '-z1', '--build', stage, out]);
+}
