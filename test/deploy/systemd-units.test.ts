@@ -164,7 +164,7 @@ class UserManager {
       p.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000).unref())]);
       if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
-      if (pid > 0) {
+      if (pid > 1) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {
@@ -279,8 +279,13 @@ describe('deploy/systemd/coolctl@.service under a real systemd service manager',
 
   it('a daemon that stops pinging is killed by the watchdog and restarted, READY again', async () => {
     const before = manager.show(UNIT, ['MainPID', 'NRestarts']);
+    // Only the daemon's own pid: kill(0) would stop this test's whole process group (the test
+    // runner and everything it started), and the suite would hang for good.
+    const pid = Number(before.MainPID);
+    if (!Number.isSafeInteger(pid) || pid <= 1)
+      throw new Error(`the unit has no main process: ${JSON.stringify(before)}`);
     // A frozen process pings nothing: WatchdogSec=10 s later systemd aborts it (and sends SIGCONT).
-    process.kill(Number(before.MainPID), 'SIGSTOP');
+    process.kill(pid, 'SIGSTOP');
     await waitFor(
       'a watchdog restart',
       () => {
@@ -322,6 +327,8 @@ function dropIn(config: string, testRoot: string, logFile: string): string {
     // The config, the admin bootstrap file and etcd's TLS files are in the test's dir under /tmp,
     // which PrivateTmp= hides: bound in read-only (the state dir below it is bound writable).
     `BindReadOnlyPaths=${testRoot}`,
+    // A checkout under /tmp (CI's fresh clone may be one) is hidden the same way: bound in too.
+    ...(REPO_ROOT.startsWith('/tmp/') ? [`BindReadOnlyPaths=${REPO_ROOT}`] : []),
     `StandardOutput=append:${logFile}`,
     `StandardError=append:${logFile}`,
     '',
