@@ -36,6 +36,8 @@ export interface Member {
   /** The node's peer channel (state cache), when it has one. */
   peerUrl?: string;
   startedAtMs: number;
+  /** Fingerprint of the node's controller config and site file (config/config-hash.ts); absent from older nodes. */
+  configHash?: string;
 }
 
 /** What fence() proves: the epoch to write with, and until when (monotonic ms) this node may act. */
@@ -77,6 +79,8 @@ export interface Leadership {
   groups(): GroupLeadership[];
   /** Hot reload: the groups to take part in from now on (removed ones are resigned first). */
   setGroups?(groups: string[]): void;
+  /** Hot reload: the config fingerprint this node publishes in its member record from now on. */
+  setConfigHash?(hash: string): void;
   /** Operators' pause and overrides in force for `group`, from the store (see operatorProblem). */
   operator?(group: string): OperatorState;
   /**

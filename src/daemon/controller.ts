@@ -19,6 +19,7 @@ import { EtcdLeadership } from '../cluster/etcd/etcd-leadership.ts';
 import { EtcdPrefixKv } from '../cluster/etcd/prefix-kv.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
 import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
+import { configHash } from '../config/config-hash.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
 import { sameMqttLink } from '../config/link-secrets.ts';
 import { type AirHandler, type ControlGroup, maxApplyDelayMs } from '../config/site-schema.ts';
@@ -168,6 +169,7 @@ export class Controller {
           node: cfg.node,
           apiUrl: `${cfg.api.tls ? 'https' : 'http'}://${cfg.apiHost}:${cfg.apiPort}`,
           ...(cfg.peerUrl ? { peerUrl: cfg.peerUrl } : {}),
+          configHash: await configHash(cfg.file, cfg.sitePath),
           groups: cfg.site.controlGroups.map((g) => g.id),
           etcd: { hosts: cfg.cluster.etcd, ...cfg.etcdSecurity },
           prefix: cfg.cluster.prefix,
@@ -324,6 +326,7 @@ export class Controller {
         );
         throw err;
       }
+      void configHash(next.file, next.sitePath).then((h) => this.leadership?.setConfigHash?.(h));
       const old = this.config;
       const diff = diffSites(old.site, next.site, !sameMqttLink(old.mqtt, next.mqtt));
       if (isEmptyDiff(diff)) {

@@ -67,6 +67,8 @@ export interface EtcdLeadershipOptions {
   node: string;
   apiUrl: string;
   peerUrl?: string;
+  /** Published in the member record (Member.configHash); setConfigHash() replaces it. */
+  configHash?: string;
   groups: string[];
   etcd: { hosts: string[] } & EtcdSecurity;
   /** Key prefix of this site's cluster, e.g. /coolctl/site-a */
@@ -179,6 +181,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private memberKeySeen: { atMs: number; leaseHex: string | null } | undefined;
   /** Monotonic ms of our last registration: a read from before it says nothing about our key. */
   private registeredAtMs = Number.NEGATIVE_INFINITY;
+  private memberStartedAtMs = 0;
+  private configHash: string | undefined;
   private watchGeneration = 0;
   private readonly actionSlots = new Slots(MAX_ACTIONS_IN_FLIGHT);
   /** Rebalancing switchovers this node started and that have not settled: group → target. */
@@ -214,6 +218,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     checkGroupNames(opts.groups);
     this.groupList = [...opts.groups];
     this.opts = opts;
+    this.configHash = opts.configHash;
     this.node = opts.node;
     this.now = opts.now ?? (() => performance.now());
     // The daemon's logger already names the node; binding it again would repeat `node` in every line.
@@ -1013,16 +1018,37 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.failsafe.engage(groups, [...this.everMembers].filter((n) => n !== this.node).sort());
   }
 
+  private memberValue(startedAtMs: number): string {
+    this.memberStartedAtMs = startedAtMs;
+    return JSON.stringify({
+      node: this.node,
+      apiUrl: this.opts.apiUrl,
+      ...(this.opts.peerUrl ? { peerUrl: this.opts.peerUrl } : {}),
+      startedAtMs,
+      ...(this.configHash ? { configHash: this.configHash } : {}),
+    });
+  }
+
+  /** Hot reload: rewrites this node's member record (same lease) with the new config fingerprint. */
+  setConfigHash(hash: string): void {
+    if (hash === this.configHash) return;
+    this.configHash = hash;
+    const lease = this.lease;
+    if (!this.registered || !lease) return; // the next registration publishes it
+    const key = memberKey(this.opts.prefix, this.node);
+    const value = this.memberValue(this.memberStartedAtMs);
+    etcdCall('member update', this.opts.etcdCallTimeoutMs, this.stopping.signal, (o) =>
+      this.client.put(key).value(value).lease(lease.id).options(o).exec(),
+    ).catch((err: unknown) =>
+      this.log.warn({ err: (err as Error).message }, 'member record keeps the old config hash'),
+    );
+  }
+
   private async register(signal: AbortSignal): Promise<void> {
     const lease = this.lease;
     if (!lease) return;
     const key = memberKey(this.opts.prefix, this.node);
-    const value = JSON.stringify({
-      node: this.node,
-      apiUrl: this.opts.apiUrl,
-      ...(this.opts.peerUrl ? { peerUrl: this.opts.peerUrl } : {}),
-      startedAtMs: Date.now(),
-    });
+    const value = this.memberValue(Date.now());
     const res = await etcdCall('member register', this.opts.etcdCallTimeoutMs, signal, (o) =>
       this.client
         .if(key, 'Version', '==', 0)

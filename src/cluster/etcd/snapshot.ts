@@ -374,6 +374,7 @@ export function parseSnapshot(
             apiUrl: m.apiUrl,
             ...(typeof m.peerUrl === 'string' ? { peerUrl: m.peerUrl } : {}),
             startedAtMs: Number(m.startedAtMs) || 0,
+            ...(typeof m.configHash === 'string' ? { configHash: m.configHash } : {}),
             leaseHex: BigInt(kv.lease).toString(16),
           }),
         );
