@@ -30,11 +30,17 @@ export interface ApiOptions {
 /** --api, --token-file and --ca-file, for every command that calls the API. */
 export function apiOptions(): Option[] {
   return [
-    new Option('--api <url>', `any node’s API (default: $COOLCTL_API, else ${DEFAULT_API})`),
-    new Option('--token-file <file>', 'file holding the API token (default: $COOLCTL_TOKEN)'),
+    new Option(
+      '--api <url>',
+      `any node’s API (default: $COOLCTL_API, the CLI config’s api, else ${DEFAULT_API})`,
+    ),
+    new Option(
+      '--token-file <file>',
+      'file holding the API token (default: $COOLCTL_TOKEN, the CLI config’s tokenFile)',
+    ),
     new Option(
       '--ca-file <file>',
-      'PEM CA certificate(s) that signed the API’s certificate; only these are trusted for https:// (default: $COOLCTL_CA_FILE, else the system’s CAs)',
+      'PEM CA certificate(s) that signed the API’s certificate; only these are trusted for https:// (default: $COOLCTL_CA_FILE, the CLI config’s caFile, else the system’s CAs)',
     ),
   ];
 }

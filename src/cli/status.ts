@@ -133,10 +133,14 @@ async function groupStatus(
   } else if (g.leader) problem = `no member record for ${g.leader}`;
   if (!answer) {
     // The pause and overrides are in etcd: the node asked has them even when the leader is away.
-    const r = await apiRequest<GroupAnswer>(o, 'GET', path, undefined, 5_000);
-    if (r.status === 200) {
-      answer = r.body;
-      from = c.node;
+    try {
+      const r = await apiRequest<GroupAnswer>(o, 'GET', path, undefined, 5_000);
+      if (r.status === 200) {
+        answer = r.body;
+        from = c.node;
+      } else problem ??= `${c.node} answered ${r.status}`;
+    } catch (err) {
+      problem ??= (err as Error).message;
     }
   }
   const fromLeader = from !== null && from === g.leader;
