@@ -642,7 +642,9 @@ export class Hall {
         control: { periodMs: t.periodMs },
       };
       await writeFile(configPath, stringify(cfg));
-      if (sec) {
+      // A hall without OPC-UA units never starts the simulator's OPC-UA server, so its certificate
+      // may not exist (a fresh clone): nothing to trust then.
+      if (sec && [...this.protocols.values()].includes('opcua')) {
         // The simulator's OPC-UA certificate trusted by hand, as an operator would after checking
         // it: the controllers accept no unknown certificate (dataDir is var/{node}, above).
         const trusted = join(this.dir, 'var', name, 'opcua-pki', 'trusted', 'certs');
