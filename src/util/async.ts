@@ -1,6 +1,7 @@
 // Small async helpers every long-running component needs, so none of them hangs on stop():
 // delays that can all be cancelled at once, a bounded wait for a promise, rate-limited warnings,
-// an OS-chosen free port for servers that must know their port before they bind, and backoff.
+// a free port for servers that must know their port before they bind, and backoff.
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -83,8 +84,43 @@ export class RateLimitedWarn {
   }
 }
 
-/** A port the OS says is free on `host` now (another process may take it before it is bound). */
-export function freePort(host: string): Promise<number> {
+/**
+ * A port free on `host` now, for a server that must know its port before it binds (another process
+ * may still take it first). Chosen below the kernel's ephemeral range where there is room: a port
+ * from that range (what listen(0) hands out) can be taken meanwhile by any outgoing connection's
+ * source port, and a busy test run makes thousands of those.
+ */
+export async function freePort(host: string): Promise<number> {
+  const low = ephemeralLow();
+  if (low !== null && low > 12_000) {
+    for (let i = 0; i < 50; i++) {
+      const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
+      if (await bindable(host, port)) return port;
+    }
+  }
+  return osChosenPort(host);
+}
+
+/** The lowest port Linux gives outgoing connections (ip_local_port_range), or null elsewhere. */
+function ephemeralLow(): number | null {
+  try {
+    const lo = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(lo) && lo > 0 ? lo : null;
+  } catch {
+    return null;
+  }
+}
+
+function bindable(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.unref();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, host, () => probe.close(() => resolve(true)));
+  });
+}
+
+function osChosenPort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createServer();
     probe.unref();
