@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startBroker } from '../../firmware-sim/mesh/broker.ts';
-import { conditionKey, raisedAlarm } from '../../src/alarms/alarm.ts';
+import { conditionKey, raisedAlarm, shelvedFor } from '../../src/alarms/alarm.ts';
 import { AlarmEngine } from '../../src/alarms/alarm-engine.ts';
 import { AlarmStore, RAISE_BATCH } from '../../src/alarms/alarm-store.ts';
 import { Notifier } from '../../src/alarms/notify.ts';
@@ -441,5 +441,51 @@ describe('alarm engine on etcd', () => {
     const { open } = await n.store.index();
     expect(open.get(theirs.condition)).toBe(theirs.alarm.id);
     expect(open.size).toBe(first.length + next.length);
+  });
+
+  it('the open index read every second sees every change another node makes, read whole only then', async () => {
+    const prefix = freshPrefix();
+    const said = { healthy: true, leads: new Set([GROUP]), members: ['n1', 'n2'] };
+    const a = node('n1', prefix, said, { mode: 'remote' });
+    const b = node('n2', prefix, said, { mode: 'remote' });
+    const raise = async (rack: string) => {
+      const r = {
+        kind: 'inlet-recommended' as const,
+        group: GROUP,
+        subject: rack,
+        message: 'hot',
+        value: 30,
+      };
+      const alarm = raisedAlarm(r, 'n2', Date.now());
+      expect(await b.store.raise(alarm, conditionKey(r.kind, r.group, r.subject))).toBe(true);
+      return { alarm, condition: conditionKey(r.kind, r.group, r.subject) };
+    };
+    expect((await a.store.index()).open.size).toBe(0);
+    const one = await raise('R1');
+    const two = await raise('R2');
+    expect([...(await a.store.index()).open.keys()].sort()).toEqual([one.condition, two.condition].sort());
+    // Unchanged: the same answer, and a copy (the engine edits what it gets).
+    const same = await a.store.index();
+    same.open.clear();
+    expect((await a.store.index()).open.size).toBe(2);
+    // A clear alone deletes: the count falls.
+    await b.store.clear(one.condition, one.alarm.id, { atMs: Date.now(), by: 'n2', reason: 'cool' });
+    expect([...(await a.store.index()).open.keys()]).toEqual([two.condition]);
+    // A shelf puts its index key.
+    await b.store.update(two.alarm.id, (cur) => shelvedFor(cur, 'op', 600, 'known', Date.now()));
+    expect((await a.store.index()).shelved.has(two.alarm.id)).toBe(true);
+    // One key deleted and another put in one transaction: the count stays, the newest moves.
+    const three = await raise('R3');
+    expect((await a.store.index()).open.has(three.condition)).toBe(true);
+    await b.client
+      .if(b.store.openKey(three.condition), 'Create', '>', 0)
+      .then(
+        b.client.delete().key(b.store.openKey(three.condition)),
+        b.client.put(b.store.openKey('inlet-recommended~x~R4')).value('id-4'),
+      )
+      .commit();
+    const after = await a.store.index();
+    expect(after.open.has(three.condition)).toBe(false);
+    expect(after.open.get('inlet-recommended~x~R4')).toBe('id-4');
   });
 });
