@@ -138,6 +138,12 @@ export interface HallOptions {
    * Default: the suite's mode (links.ts); `false` pins plain.
    */
   secure?: boolean;
+  /**
+   * The directory each controller runs from (read at every start; default the repository): a
+   * release's folder, or a `current` link to one, holding `src/cli.ts` — how a rolling upgrade
+   * moves a node onto another build (test/upgrade).
+   */
+  controllerDir?: (node: string) => string;
 }
 
 /** The hall's etcd prefix (the secure hall's etcd user reaches only this). */
@@ -719,6 +725,7 @@ export class Hall {
       ],
       c.logPath,
       env,
+      this.opts.controllerDir?.(node),
     );
     c.child = child;
     c.stopped = false;
@@ -1623,10 +1630,16 @@ async function stopGatewayProc(
   await Promise.race([g.exited, sleep(1000)]);
 }
 
-function spawnLogged(cmd: string, args: string[], logPath: string, env: NodeJS.ProcessEnv): ChildProcess {
+function spawnLogged(
+  cmd: string,
+  args: string[],
+  logPath: string,
+  env: NodeJS.ProcessEnv,
+  cwd = REPO_ROOT,
+): ChildProcess {
   const fd = openSync(logPath, 'a');
   try {
-    return spawn(cmd, args, { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+    return spawn(cmd, args, { cwd, stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
   } finally {
     closeSync(fd);
   }
