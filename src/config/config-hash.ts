@@ -3,7 +3,9 @@
 // cluster run different configs. Each node publishes it in its member record (docs/cli.md).
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { parse } from 'yaml';
+// js-yaml, as the site loader: plain values straight from the text. `yaml`'s document model costs
+// hundreds of MB on a 1 000-unit site (docs/scale.md).
+import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
 
 /** Plain data with every object's keys sorted: one text per meaning. */
 function canonical(v: unknown): unknown {
@@ -21,7 +23,7 @@ function canonical(v: unknown): unknown {
 export async function configHash(controllerFile: string, siteFile: string): Promise<string> {
   const read = async (f: string): Promise<unknown> => {
     try {
-      return canonical(parse(await readFile(f, 'utf8')));
+      return canonical(loadYaml(await readFile(f, 'utf8'), { schema: CORE_SCHEMA }));
     } catch (err) {
       return { unreadable: (err as Error).message };
     }
