@@ -2,14 +2,15 @@
 // --if-changed`: built again only when its inputs changed), a packaged unit's command line with
 // its paths moved into a staged root, a node of a running hall replaced by a packaged one, and the
 // figures of a running process from /proc. qemu-user runs the arm64 runtime on this machine.
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { type ChildProcess, execFile, spawnSync } from 'node:child_process';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { copyFile, cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { parse, stringify } from 'yaml';
 import { type ReleaseFiles, releaseFiles } from '../../scripts/package.ts';
 import { waitFor } from '../helpers.ts';
+import { spawnLogged } from '../support/hall.ts';
 import { REPO_ROOT } from '../support/repo.ts';
 
 const exec = promisify(execFile);
@@ -96,13 +97,8 @@ export function startLogged(
   env: NodeJS.ProcessEnv,
   cwd = REPO_ROOT,
 ): ChildProcess {
-  const fd = openSync(logPath, 'a');
-  try {
-    writeSync(fd, `${START_MARK}${new Date().toISOString()}: ${c.cmd} ---\n`);
-    return spawn(c.cmd, c.args, { cwd, stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
-  } finally {
-    closeSync(fd);
-  }
+  appendFileSync(logPath, `${START_MARK}${new Date().toISOString()}: ${c.cmd} ---\n`);
+  return spawnLogged(c.cmd, c.args, logPath, env, cwd);
 }
 
 /**

@@ -1630,7 +1630,8 @@ async function stopGatewayProc(
   await Promise.race([g.exited, sleep(1000)]);
 }
 
-function spawnLogged(
+/** A process with its output appended to `logPath`, as the hall logs every process it starts. */
+export function spawnLogged(
   cmd: string,
   args: string[],
   logPath: string,
