@@ -7,7 +7,15 @@ import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
 import { parseFaults } from './faults.ts';
 import type { Simulation } from './simulation.ts';
 
-export function buildSimApi(sim: Simulation, logger: Logger): FastifyInstance {
+export interface SimApiOptions {
+  /**
+   * Serve the test-only routes (`GET /sim/test/influence`: the physics' true influence matrix).
+   * Off by default: a controller must learn the hall, not read the answer from the simulator.
+   */
+  testRoutes?: boolean;
+}
+
+export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions = {}): FastifyInstance {
   // pino's Logger is a FastifyBaseLogger; the cast keeps the instance's type the default one.
   const loggerInstance = logger.child({ component: 'sim-api' }) as FastifyBaseLogger;
   const app = Fastify({ loggerInstance, bodyLimit: 1_000_000 });
@@ -60,6 +68,23 @@ export function buildSimApi(sim: Simulation, logger: Logger): FastifyInstance {
     return reply.code(200).send({ applied: faults.length, faults: sim.state().faults });
   });
 
+  if (opts.testRoutes) {
+    app.get('/sim/test/influence', async (req) => {
+      const q = req.query as Record<string, string | undefined>;
+      const problems: string[] = [];
+      const at = oneOf('at', q.at ?? 'current', ['current', 'design'] as const, problems);
+      const measure = oneOf(
+        'measure',
+        q.measure ?? 'intake-share',
+        ['intake-share', 'supply-response'] as const,
+        problems,
+      );
+      if (at === undefined || measure === undefined)
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'bad influence query', problems);
+      return { simTimeS: sim.simTimeMs / 1000, at, measure, ...sim.model.trueInfluence({ at, measure }) };
+    });
+  }
+
   return app;
 }
 
@@ -70,4 +95,15 @@ function parseNonNegativeInt(raw: string, name: string): number {
     ]);
   }
   return Number(raw);
+}
+
+function oneOf<T extends string>(
+  name: string,
+  raw: string,
+  allowed: readonly T[],
+  problems: string[],
+): T | undefined {
+  if ((allowed as readonly string[]).includes(raw)) return raw as T;
+  problems.push(`${name}: got ${JSON.stringify(raw)}, allowed: ${allowed.join(', ')}`);
+  return undefined;
 }

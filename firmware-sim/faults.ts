@@ -127,6 +127,32 @@ export const FaultSchema = T.Union([
     },
     { additionalProperties: false },
   ),
+  T.Object(
+    {
+      fault: T.Literal('unit-moved'),
+      ahu: Ahu,
+      dxM: T.Optional(
+        T.Number({
+          minimum: -1000,
+          maximum: 1000,
+          description: 'm along x from the site file position, default 0',
+        }),
+      ),
+      dyM: T.Optional(
+        T.Number({
+          minimum: -1000,
+          maximum: 1000,
+          description: 'm along y from the site file position, default 0',
+        }),
+      ),
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    { fault: T.Literal('blanking-panel-removed'), rack: T.String({ minLength: 1 }), clear: Clear },
+    { additionalProperties: false },
+  ),
   T.Object({ fault: T.Literal('clear-all') }, { additionalProperties: false }),
 ]);
 

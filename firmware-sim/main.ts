@@ -11,7 +11,7 @@ const USAGE = `usage: npm run sim -- [--config FILE] [--host 127.0.0.1] [--port 
                        [--seed 1] [--profile constant|daily] [--mqtt-url URL | --mqtt-port 1883]
                        [--mqtt-cert FILE --mqtt-key FILE [--mqtt-ca FILE]]
                        [--mqtt-username NAME --mqtt-password-file FILE]
-                       [--ephemeral-ports] [--log-level info]`;
+                       [--ephemeral-ports] [--test-routes] [--log-level info]`;
 
 async function main(): Promise<number> {
   let args: ReturnType<typeof parse>;
@@ -46,7 +46,7 @@ async function main(): Promise<number> {
     ...(args.mqttUrl ? { mqttUrl: args.mqttUrl } : { mqttPort: args.mqttPort }),
     mqttSecurity: args.mqttSecurity,
   });
-  const api = buildSimApi(sim, logger);
+  const api = buildSimApi(sim, logger, { testRoutes: args.testRoutes });
   try {
     await sim.start();
     await api.listen({ host: args.host, port: args.port });
@@ -111,6 +111,7 @@ function parse() {
       'mqtt-username': { type: 'string' },
       'mqtt-password-file': { type: 'string' },
       'ephemeral-ports': { type: 'boolean', default: false },
+      'test-routes': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
     },
     strict: true,
@@ -150,6 +151,7 @@ function parse() {
       passwordFile: values['mqtt-password-file'],
     },
     ephemeralPorts: values['ephemeral-ports'],
+    testRoutes: values['test-routes'],
     logLevel: values['log-level'],
   };
 }

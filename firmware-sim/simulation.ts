@@ -390,6 +390,18 @@ export class Simulation {
         this.site.gateways.map((g) => g.id),
       );
     }
+    if (f.fault === 'unit-moved' && f.clear !== true) {
+      if ((f.dxM ?? 0) === 0 && (f.dyM ?? 0) === 0)
+        return ['unit-moved: give dxM or dyM (m), or clear: true'];
+      return this.model.layoutProblems({ kind: 'unit-moved', ahu: f.ahu, dxM: f.dxM ?? 0, dyM: f.dyM ?? 0 });
+    }
+    if (f.fault === 'blanking-panel-removed' && !this.site.racks.some((r) => r.id === f.rack)) {
+      return unknown(
+        'rack',
+        f.rack,
+        this.site.racks.map((r) => r.id),
+      );
+    }
     if (f.fault === 'heat-load-step' && f.rack !== '*' && !this.site.racks.some((r) => r.id === f.rack)) {
       return unknown(
         'rack',
@@ -468,6 +480,14 @@ export class Simulation {
         return;
       case 'load-profile':
         this.model.setProfile(f.profile, f.factor);
+        return;
+      case 'unit-moved':
+        if (clear) this.model.restoreLayout({ kind: 'unit-moved', ahu: f.ahu });
+        else this.model.layoutChange({ kind: 'unit-moved', ahu: f.ahu, dxM: f.dxM ?? 0, dyM: f.dyM ?? 0 });
+        return;
+      case 'blanking-panel-removed':
+        if (clear) this.model.restoreLayout({ kind: 'blanking-panel-removed', rack: f.rack });
+        else this.model.layoutChange({ kind: 'blanking-panel-removed', rack: f.rack });
         return;
       case 'broker-restart':
         void this.restartBroker(f.downMs ?? 1000);

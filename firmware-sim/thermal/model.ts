@@ -41,6 +41,11 @@ export const THERMAL_PARAMS = {
   maxAirC: 80,
   /** Default subfloor pressure coefficient, Pa per m³/s of cold air reaching a rack's tiles. */
   subfloorPaPerM3s: 12,
+  /**
+   * A rack with a blanking panel removed draws this share of the intake it would otherwise take
+   * cold back from its own exhaust, through the open U: f' = f + leak·(1 − f).
+   */
+  blankingPanelLeak: 0.15,
 } as const;
 
 export type LoadProfileName = 'constant' | 'daily';
@@ -68,6 +73,45 @@ export interface AhuAirState {
   airflowM3s: number;
 }
 
+/**
+ * A change of the hall's layout the physics follows from that moment (docs/thermal-model.md#layout-changes).
+ * `unit-moved`: the unit sits `dxM`, `dyM` from where the site file puts it (not from where it sits
+ * now: a second move replaces the first); its local air reaches other racks. `blanking-panel-removed`:
+ * the rack recirculates more of its own exhaust, so every unit's air makes up less of its intake.
+ */
+export type LayoutChange =
+  | { kind: 'unit-moved'; ahu: string; dxM: number; dyM: number }
+  | { kind: 'blanking-panel-removed'; rack: string };
+
+/** What `restoreLayout` puts back: the unit where the site file has it, or the rack's panel. */
+export type LayoutTarget =
+  | { kind: 'unit-moved'; ahu: string }
+  | { kind: 'blanking-panel-removed'; rack: string };
+
+/**
+ * The influence matrix the physics uses (docs/thermal-model.md#true-influence): `rows[a][r]` for
+ * unit `ahuIds[a]` and rack `rackIds[r]`, both in site-file order.
+ */
+export interface TrueInfluence {
+  ahuIds: string[];
+  rackIds: string[];
+  rows: number[][];
+}
+
+export interface TrueInfluenceOptions {
+  /**
+   * `current` (default): at the fans' speeds now (a tripped unit has none); `design`: every unit
+   * running at one common fan speed, full speed — the layout alone.
+   */
+  at?: 'current' | 'design';
+  /**
+   * `intake-share` (default): the share of the rack's intake that is this unit's cold air,
+   * (1 − f_r)·C_ar / C_r; `supply-response`: the steady inlet change per kelvin of this unit's
+   * supply air, C_ar / C_r.
+   */
+  measure?: 'intake-share' | 'supply-response';
+}
+
 export interface ThermalTotals {
   fanKw: number;
   coolingKw: number;
@@ -89,6 +133,7 @@ export class ThermalModel {
   private readonly ahuIds: string[];
   private readonly dewPointC: number;
   private readonly subfloorCoef: number;
+  private readonly site: Site;
   // racks
   private readonly rackRoom: Int32Array;
   private readonly rackQ: Float64Array;
@@ -102,6 +147,8 @@ export class ThermalModel {
   private readonly exhaustC: Float64Array;
   private readonly rackIt: Float64Array;
   private readonly tsupAcc: Float64Array;
+  /** Extra own-exhaust recirculation of a rack whose blanking panel is out (0: panel in place). */
+  private readonly rackLeak: Float64Array;
   // air handlers
   private readonly ahuRoom: Int32Array;
   private readonly qMax: Float64Array;
@@ -115,9 +162,11 @@ export class ThermalModel {
   private readonly supplyC: Float64Array;
   private readonly returnC: Float64Array;
   private readonly coilKw: Float64Array;
+  /** Per AHU: its displacement from the site file's position (m), from `unit-moved`. */
+  private readonly ahuMoveM: { dxM: number; dyM: number }[];
   /** Per AHU: the racks it reaches locally and the share of its local air each gets (sums to 1). */
-  private readonly reachRacks: Int32Array[];
-  private readonly reachShare: Float64Array[];
+  private readonly reachRacks: Int32Array[] = [];
+  private readonly reachShare: Float64Array[] = [];
   // rooms
   private readonly roomRackQ: Float64Array;
   private readonly plenumQ: Float64Array;
@@ -136,6 +185,7 @@ export class ThermalModel {
   constructor(site: Site, opts: ThermalModelOptions) {
     const p = THERMAL_PARAMS;
     const rnd = mulberry32(opts.seed);
+    this.site = site;
     this.profile = opts.profile;
     this.startHour = opts.startHourOfDay ?? 7.5;
     this.dewPointC = site.site.supplyAirDewPointC ?? 8;
@@ -160,6 +210,7 @@ export class ThermalModel {
     this.exhaustC = new Float64Array(nR).fill(30);
     this.rackIt = new Float64Array(nR);
     this.tsupAcc = new Float64Array(nR);
+    this.rackLeak = new Float64Array(nR);
     for (const [i, r] of site.racks.entries()) this.rackIndex.set(r.id, i);
 
     this.ahuIds = site.airHandlers.map((a) => a.id);
@@ -175,29 +226,9 @@ export class ThermalModel {
     this.supplyC = Float64Array.from(this.setpointC);
     this.returnC = new Float64Array(nA).fill(28);
     this.coilKw = new Float64Array(nA);
+    this.ahuMoveM = site.airHandlers.map(() => ({ dxM: 0, dyM: 0 }));
     for (const [i, a] of site.airHandlers.entries()) this.ahuIndex.set(a.id, i);
-
-    this.reachRacks = [];
-    this.reachShare = [];
-    for (let a = 0; a < nA; a++) {
-      const ahu = site.airHandlers[a]!;
-      const idx: number[] = [];
-      const w: number[] = [];
-      let wMax = 0;
-      for (let r = 0; r < nR; r++) {
-        if (this.rackRoom[r] !== this.ahuRoom[a]) continue;
-        const rack = site.racks[r]!;
-        const d2 = ((rack.xM - ahu.xM) ** 2 + (rack.yM - ahu.yM) ** 2) / p.influenceLengthM ** 2;
-        const k = 1 / (1 + d2);
-        if (k > wMax) wMax = k;
-        idx.push(r);
-        w.push(k);
-      }
-      const keep = idx.map((_, j) => j).filter((j) => w[j]! >= p.influenceCutoff * wMax);
-      const sum = keep.reduce((s, j) => s + w[j]!, 0);
-      this.reachRacks.push(Int32Array.from(keep, (j) => idx[j]!));
-      this.reachShare.push(Float64Array.from(keep, (j) => (sum > 0 ? w[j]! / sum : 0)));
-    }
+    for (let a = 0; a < nA; a++) this.updateReach(a);
 
     const nRooms = site.rooms.length;
     this.roomRackQ = new Float64Array(nRooms);
@@ -251,6 +282,123 @@ export class ThermalModel {
     return (this.startHour + this.timeS / 3600) % 24;
   }
 
+  /**
+   * The racks unit `a` reaches locally from where it sits now, and the share of its local air each
+   * gets: weights k = 1 / (1 + (d/L)²) within its room, normalised over the racks it reaches.
+   */
+  private updateReach(a: number): void {
+    const p = THERMAL_PARAMS;
+    const ahu = this.site.airHandlers[a]!;
+    const xM = ahu.xM + this.ahuMoveM[a]!.dxM;
+    const yM = ahu.yM + this.ahuMoveM[a]!.dyM;
+    const idx: number[] = [];
+    const w: number[] = [];
+    let wMax = 0;
+    for (let r = 0; r < this.rackRoom.length; r++) {
+      if (this.rackRoom[r] !== this.ahuRoom[a]) continue;
+      const rack = this.site.racks[r]!;
+      const d2 = ((rack.xM - xM) ** 2 + (rack.yM - yM) ** 2) / p.influenceLengthM ** 2;
+      const k = 1 / (1 + d2);
+      if (k > wMax) wMax = k;
+      idx.push(r);
+      w.push(k);
+    }
+    const keep = idx.map((_, j) => j).filter((j) => w[j]! >= p.influenceCutoff * wMax);
+    const sum = keep.reduce((s, j) => s + w[j]!, 0);
+    this.reachRacks[a] = Int32Array.from(keep, (j) => idx[j]!);
+    this.reachShare[a] = Float64Array.from(keep, (j) => (sum > 0 ? w[j]! / sum : 0));
+  }
+
+  /** Why `change` cannot be applied (unknown id, a unit moved out of its room); empty when it can. */
+  layoutProblems(change: LayoutChange): string[] {
+    if (change.kind === 'blanking-panel-removed') {
+      return this.rackIndex.has(change.rack) ? [] : [`unknown rack "${change.rack}"`];
+    }
+    const a = this.ahuIndex.get(change.ahu);
+    if (a === undefined) return [`unknown air handler "${change.ahu}"`];
+    if (!Number.isFinite(change.dxM) || !Number.isFinite(change.dyM))
+      return [`unit-moved: dxM and dyM must be finite numbers of metres`];
+    const ahu = this.site.airHandlers[a]!;
+    const room = this.site.rooms.find((r) => r.id === ahu.room);
+    const x = ahu.xM + change.dxM;
+    const y = ahu.yM + change.dyM;
+    if (room && (x < 0 || x > room.widthM || y < 0 || y > room.depthM)) {
+      return [
+        `unit-moved: ${change.ahu} would sit at (${round3(x)}, ${round3(y)}) m, outside room ${room.id} (0…${room.widthM} × 0…${room.depthM} m)`,
+      ];
+    }
+    return [];
+  }
+
+  /** Applies a layout change from now on; throws RangeError (with `layoutProblems`) when it cannot. */
+  layoutChange(change: LayoutChange): void {
+    const problems = this.layoutProblems(change);
+    if (problems.length > 0) throw new RangeError(problems.join('; '));
+    if (change.kind === 'blanking-panel-removed') {
+      this.rackLeak[this.rackIndex.get(change.rack)!] = THERMAL_PARAMS.blankingPanelLeak;
+      return;
+    }
+    const a = this.ahuIndex.get(change.ahu)!;
+    this.ahuMoveM[a] = { dxM: change.dxM, dyM: change.dyM };
+    this.updateReach(a);
+    this.updateAirflowAndMix();
+  }
+
+  /** Undoes a layout change: the unit back where the site file has it, or the rack's panel back in. */
+  restoreLayout(target: LayoutTarget): void {
+    if (target.kind === 'blanking-panel-removed') {
+      const r = this.rackIndex.get(target.rack);
+      if (r === undefined) throw new RangeError(`unknown rack "${target.rack}"`);
+      this.rackLeak[r] = 0;
+      return;
+    }
+    this.layoutChange({ kind: 'unit-moved', ahu: target.ahu, dxM: 0, dyM: 0 });
+  }
+
+  /**
+   * The true influence of every unit on every rack, as the physics has it now (docs/thermal-model.md#true-influence).
+   * Like src/control/law/influence.ts, an absolute weight in [0, 1] — 0 no influence, 1 the whole
+   * of it — not renormalised per unit or per rack, so a learned matrix on the same scale compares
+   * entry by entry (mean absolute error).
+   */
+  trueInfluence(opts: TrueInfluenceOptions = {}): TrueInfluence {
+    const design = opts.at === 'design';
+    const intake = (opts.measure ?? 'intake-share') === 'intake-share';
+    const nR = this.rackQ.length;
+    const nA = this.qMax.length;
+    const share = THERMAL_PARAMS.plenumShare;
+    // Cold air from each unit to each rack, C_ar, the same split updateAirflowAndMix makes.
+    const c = Array.from({ length: nA }, () => new Float64Array(nR));
+    const cRack = new Float64Array(nR);
+    for (let a = 0; a < nA; a++) {
+      const q = design ? this.qMax[a]! : this.qMax[a]! * (this.fanPct[a]! / 100);
+      const racks = this.reachRacks[a]!;
+      const sh = this.reachShare[a]!;
+      const localQ = racks.length > 0 ? q * (1 - share) : 0;
+      for (let j = 0; j < racks.length; j++) c[a]![racks[j]!]! += localQ * sh[j]!;
+      const room = this.ahuRoom[a]!;
+      for (let r = 0; r < nR; r++) {
+        if (this.rackRoom[r] === room) c[a]![r]! += (q - localQ) * (this.rackQ[r]! / this.roomRackQ[room]!);
+      }
+    }
+    for (let a = 0; a < nA; a++) for (let r = 0; r < nR; r++) cRack[r]! += c[a]![r]!;
+    const rows = c.map((row) =>
+      Array.from(row, (car, r) => {
+        if (!(cRack[r]! > 1e-12)) return 0;
+        const f = this.recirculationOf(r, cRack[r]!);
+        return (intake ? 1 - f : 1) * (car / cRack[r]!);
+      }),
+    );
+    return { ahuIds: [...this.ahuIds], rackIds: this.site.racks.map((r) => r.id), rows };
+  }
+
+  /** Recirculation of rack `r` offered `coldQ` m³/s of cold air, with its blanking-panel leak. */
+  private recirculationOf(r: number, coldQ: number): number {
+    const f = recirculation(coldQ / this.rackQ[r]!);
+    const leak = this.rackLeak[r]!;
+    return leak > 0 ? Math.min(THERMAL_PARAMS.recircMax, f + leak * (1 - f)) : f;
+  }
+
   /** Advances the physics by `dtS` seconds of sim time. */
   step(dtS: number): void {
     if (!(dtS > 0)) return;
@@ -270,7 +418,7 @@ export class ThermalModel {
       const it = this.rackItNomKw[r]! * this.rackStep[r]! * load;
       this.rackIt[r] = it;
       const dT = it / (AIR_RHO_CP * q);
-      const f = recirculation(this.coldQ[r]! / q);
+      const f = this.recirculationOf(r, this.coldQ[r]!);
       const steady = this.tsupC[r]! + (f / (1 - f)) * dT;
       this.inletC[r] = clamp(this.inletC[r]! + (steady - this.inletC[r]!) * rackK, -20, p.maxAirC);
       this.exhaustC[r] = Math.min(p.maxAirC, this.inletC[r]! + dT);
@@ -436,6 +584,10 @@ export function relativeHumidity(tC: number, dewPointC: number): number {
   const a = 17.62;
   const b = 243.12;
   return clamp(100 * Math.exp((a * dewPointC) / (b + dewPointC) - (a * tC) / (b + tC)), 0, 100);
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
 }
 
 function clamp(x: number, lo: number, hi: number): number {
