@@ -10,6 +10,14 @@
 import type { Site } from '../../src/config/site-schema.ts';
 import { FAN_RANGE_PCT } from '../../src/devices/unit-contract.ts';
 import { mulberry32 } from '../random.ts';
+import {
+  chwSupplyForC,
+  DEFAULT_PLANT,
+  type PlantParams,
+  type PlantPoint,
+  plantPoint,
+  wetBulbC,
+} from './plant.ts';
 import type { RackClimate, RackClimateReader } from './types.ts';
 
 /** ρ·cp of air near 20 °C at sea level, kJ/(m³·K): 1.2 kg/m³ × 1.005 kJ/(kg·K). */
@@ -55,6 +63,11 @@ export interface ThermalModelOptions {
   profile: LoadProfileName;
   /** Time of day (hours) at model time 0; the daily profile follows it. Default 7.5. */
   startHourOfDay?: number;
+  /**
+   * The chilled-water plant (docs/thermal-model.md#chilled-water-plant); absent fields take
+   * `DEFAULT_PLANT`: a Carrier 19XR curve, a warm mid-latitude summer day's wet bulb.
+   */
+  plant?: Partial<PlantParams>;
 }
 
 export interface AhuCommandInput {
@@ -116,8 +129,20 @@ export interface ThermalTotals {
   fanKw: number;
   coolingKw: number;
   itKw: number;
+  /** Chiller + pumps + tower fans now, kW (fans of the air handlers not included). */
+  plantKw: number;
+  chillerKw: number;
+  wetBulbC: number;
+  chwSupplyC: number;
   fanKwh: number;
   coolingKwh: number;
+  /** Chiller + pumps + tower fans since the meters were reset. */
+  plantKwh: number;
+  chillerKwh: number;
+  /** Hours the economiser carried some or all of the load. */
+  economiserHours: number;
+  /** Cooling the economiser carried instead of the chiller, kWh (thermal). */
+  freeCoolingKwh: number;
 }
 
 /** IT load multiplier over the day: 0.7 at night, 1.0 mid-afternoon (a smooth cosine, peak 15:00). */
@@ -181,6 +206,13 @@ export class ThermalModel {
   private globalStep = 1;
   private fanKwh = 0;
   private coolingKwh = 0;
+  private readonly plantParams: PlantParams;
+  private readonly chillerRefKw: number;
+  private plantNow: PlantPoint;
+  private plantKwh = 0;
+  private chillerKwh = 0;
+  private economiserHours = 0;
+  private freeCoolingKwh = 0;
 
   constructor(site: Site, opts: ThermalModelOptions) {
     const p = THERMAL_PARAMS;
@@ -237,6 +269,11 @@ export class ThermalModel {
     this.plenumT = new Float64Array(nRooms).fill(18);
     this.plenumRet = new Float64Array(nRooms).fill(28);
     this.plenumAcc = new Float64Array(nRooms);
+
+    this.plantParams = { ...DEFAULT_PLANT, ...opts.plant };
+    this.chillerRefKw =
+      this.plantParams.chillerRefKw ?? site.airHandlers.reduce((sum, a) => sum + a.capacityKw, 0);
+    this.plantNow = this.plantAt();
 
     this.readRack = (rackId: string): RackClimate => {
       const r = this.rackIndex.get(rackId);
@@ -471,7 +508,35 @@ export class ThermalModel {
     }
     this.fanKwh += (fanKw * dtS) / 3600;
     this.coolingKwh += (coolingKw * dtS) / 3600;
+    this.plantNow = this.plantAt();
+    this.plantKwh += (this.plantNow.plantKw * dtS) / 3600;
+    this.chillerKwh += (this.plantNow.chillerKw * dtS) / 3600;
+    this.freeCoolingKwh += (this.plantNow.freeCoolingKw * dtS) / 3600;
+    if (this.plantNow.freeCoolingKw > 0) this.economiserHours += dtS / 3600;
     this.timeS += dtS;
+  }
+
+  /** The plant carrying the coils' duty now, its chilled water set by the running units' setpoints. */
+  private plantAt(): PlantPoint {
+    let loadKw = 0;
+    const setpoints: number[] = [];
+    for (let a = 0; a < this.coilKw.length; a++) {
+      loadKw += this.coilKw[a]!;
+      if (this.running[a]) setpoints.push(this.setpointC[a]!);
+    }
+    const p = this.plantParams;
+    return plantPoint(
+      loadKw,
+      chwSupplyForC(setpoints, p),
+      wetBulbC(this.hourOfDay(), p.wetBulb),
+      p,
+      this.chillerRefKw,
+    );
+  }
+
+  /** The plant's operating point as of the last step (water temperatures, mode, power). */
+  plant(): PlantPoint {
+    return { ...this.plantNow };
   }
 
   /** Cold air (local + plenum) offered to each rack and its mixed supply temperature. */
@@ -552,13 +617,31 @@ export class ThermalModel {
     }
     let itKw = 0;
     for (let r = 0; r < this.rackIt.length; r++) itKw += this.rackIt[r]!;
-    return { fanKw, coolingKw, itKw, fanKwh: this.fanKwh, coolingKwh: this.coolingKwh };
+    return {
+      fanKw,
+      coolingKw,
+      itKw,
+      plantKw: this.plantNow.plantKw,
+      chillerKw: this.plantNow.chillerKw,
+      wetBulbC: this.plantNow.wetBulbC,
+      chwSupplyC: this.plantNow.chwSupplyC,
+      fanKwh: this.fanKwh,
+      coolingKwh: this.coolingKwh,
+      plantKwh: this.plantKwh,
+      chillerKwh: this.chillerKwh,
+      economiserHours: this.economiserHours,
+      freeCoolingKwh: this.freeCoolingKwh,
+    };
   }
 
   /** Starts the energy meters from zero (after the simulation settles the hall). */
   resetEnergy(): void {
     this.fanKwh = 0;
     this.coolingKwh = 0;
+    this.plantKwh = 0;
+    this.chillerKwh = 0;
+    this.economiserHours = 0;
+    this.freeCoolingKwh = 0;
   }
 
   private requireAhu(ahuId: string): number {
