@@ -31,3 +31,50 @@ export function parseWireRange(version: unknown, oldest: unknown): WireRange | n
   if (!Number.isSafeInteger(o) || (o as number) < 1 || (o as number) > (version as number)) return null;
   return { version: version as number, oldest: o as number };
 }
+
+/** The field of a JSON value in etcd that says which wire version its writer wrote. */
+export const WIRE_FIELD = 'wv';
+
+/**
+ * A JSON value for etcd, stamped with the wire version this release writes (`wv`). The stamp is
+ * set last, so a value read from a newer release and written back says who wrote it now.
+ */
+export function wireJson(value: object): string {
+  return JSON.stringify({ ...value, [WIRE_FIELD]: WIRE.version });
+}
+
+export type WireValue =
+  | { ok: true; version: number; value: Record<string, unknown> }
+  | { ok: false; problem: string; tooOld: boolean };
+
+/**
+ * A JSON object read from etcd, without its stamp, or what is wrong with it. A value with no stamp
+ * was written before values carried one: wire version 1. A newer stamp is read (its extra fields
+ * are the reader's to ignore); one below `range.oldest` is refused (`tooOld`): its writer spoke a
+ * version this release no longer reads, so its fields may mean what they no longer mean.
+ */
+export function parseWireJson(text: string, range: WireRange = WIRE): WireValue {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return { ok: false, problem: 'not JSON', tooOld: false };
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    return { ok: false, problem: 'not a JSON object', tooOld: false };
+  const { [WIRE_FIELD]: stamp, ...value } = parsed as Record<string, unknown>;
+  const version = stamp === undefined ? 1 : stamp;
+  if (!Number.isSafeInteger(version) || (version as number) < 1)
+    return {
+      ok: false,
+      problem: `"${WIRE_FIELD}" ${JSON.stringify(stamp)} is not a wire version`,
+      tooOld: false,
+    };
+  if ((version as number) < range.oldest)
+    return {
+      ok: false,
+      problem: `written at wire version ${version}${stamp === undefined ? ' (no "wv": a release before values carried one)' : ''}; release ${VERSION} reads wire versions ${range.oldest}..${range.version} (rewrite it, or upgrade one release step at a time: docs/upgrade.md)`,
+      tooOld: true,
+    };
+  return { ok: true, version: version as number, value };
+}

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { etcdCall } from '../cluster/etcd/etcd-client.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
+import { wireJson } from '../version.ts';
 import {
   AlarmValueError,
   type Close,
@@ -208,7 +209,7 @@ export class AlarmStore {
         .and(this.key(a.id), 'Create', '==', 0)
         .then(
           client.put(this.openKey(condition)).value(a.id),
-          client.put(this.key(a.id)).value(JSON.stringify(a)),
+          client.put(this.key(a.id)).value(wireJson(a)),
           ...(a.shelf ? [client.put(this.shelvedKey(a.id)).value(String(a.shelf.untilMs))] : []),
         )
         .options(o)
@@ -239,7 +240,7 @@ export class AlarmStore {
           .then(
             ...batch.flatMap(({ alarm: a, condition }) => [
               client.put(this.openKey(condition)).value(a.id),
-              client.put(this.key(a.id)).value(JSON.stringify(a)),
+              client.put(this.key(a.id)).value(wireJson(a)),
               ...(a.shelf ? [client.put(this.shelvedKey(a.id)).value(String(a.shelf.untilMs))] : []),
             ]),
           )
@@ -276,7 +277,7 @@ export class AlarmStore {
           .then(
             client.delete().key(openKey),
             client.delete().key(this.shelvedKey(id)),
-            client.put(this.key(id)).value(JSON.stringify(next)),
+            client.put(this.key(id)).value(wireJson(next)),
           )
           .options(o)
           .commit(),
@@ -300,7 +301,7 @@ export class AlarmStore {
       const res = await this.call('update', (o) =>
         client
           .if(this.key(id), 'Mod', '==', cur.modRevision)
-          .then(client.put(this.key(id)).value(JSON.stringify(next)), this.shelfIndexOp(next))
+          .then(client.put(this.key(id)).value(wireJson(next)), this.shelfIndexOp(next))
           .options(o)
           .commit(),
       );
@@ -355,7 +356,7 @@ export class AlarmStore {
       const res = await this.call('expire shelf', (o) =>
         client
           .if(this.key(id), 'Mod', '==', cur.modRevision)
-          .then(client.put(this.key(id)).value(JSON.stringify(next)), client.delete().key(key))
+          .then(client.put(this.key(id)).value(wireJson(next)), client.delete().key(key))
           .options(o)
           .commit(),
       );
@@ -371,7 +372,7 @@ export class AlarmStore {
     const res = await this.call('record', (o) =>
       client
         .if(this.key(a.id), 'Create', '==', 0)
-        .then(client.put(this.key(a.id)).value(JSON.stringify(a)))
+        .then(client.put(this.key(a.id)).value(wireJson(a)))
         .options(o)
         .commit(),
     );

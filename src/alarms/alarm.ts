@@ -5,6 +5,7 @@
 // A stored value is checked field by field before anyone acts on it (parseStoredAlarm); what an
 // operator's action does to a record is a pure function here (acknowledged, shelvedFor, unshelved).
 import { BadRequestError, ErrorCodes } from '../errors.ts';
+import { parseWireJson } from '../version.ts';
 
 export const SEVERITIES = ['critical', 'major', 'minor', 'warning'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -213,13 +214,9 @@ const isTime = (x: unknown): x is number => typeof x === 'number' && Number.isFi
 
 /** Parses `<prefix>/alarms/<id>`'s value; throws AlarmValueError saying what is wrong. */
 export function parseStoredAlarm(keyId: string, text: string): StoredAlarm {
-  let v: Partial<StoredAlarm>;
-  try {
-    v = JSON.parse(text) as Partial<StoredAlarm>;
-  } catch {
-    throw new AlarmValueError('not JSON');
-  }
-  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new AlarmValueError('not an object');
+  const read = parseWireJson(text);
+  if (!read.ok) throw new AlarmValueError(read.problem);
+  const v = read.value as Partial<StoredAlarm>;
   const bad = (field: string) => {
     throw new AlarmValueError(`bad or missing ${field}`);
   };

@@ -6,6 +6,7 @@
 // never counts as "not paused": the last valid state is kept (operator-store.ts), and with none the
 // group is paused (FAILSAFE_OPERATOR_STATE).
 import { FAN_RANGE_PCT, inRange, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { parseWireJson } from '../version.ts';
 
 export interface UnitOverride {
   fanPct?: number;
@@ -70,14 +71,9 @@ export function parseOperatorState(raw: string): OperatorState | null {
 export function checkOperatorState(
   raw: string,
 ): { ok: true; state: OperatorState } | { ok: false; problem: string } {
-  let v: unknown;
-  try {
-    v = JSON.parse(raw);
-  } catch {
-    return { ok: false, problem: 'not JSON' };
-  }
-  const o = v as Partial<OperatorState>;
-  if (!o || typeof o !== 'object') return { ok: false, problem: 'not a JSON object' };
+  const read = parseWireJson(raw);
+  if (!read.ok) return { ok: false, problem: read.problem };
+  const o = read.value as Partial<OperatorState>;
   if (typeof o.paused !== 'boolean') return { ok: false, problem: '"paused" is not true or false' };
   const overrides: Record<string, UnitOverride> = {};
   if (o.overrides && typeof o.overrides === 'object') {

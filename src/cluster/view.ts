@@ -49,5 +49,8 @@ export interface InvalidOperatorValue {
   modRevision: number;
 }
 
-/** Why a key under our sub-prefixes was left out of the snapshot. */
-export type IgnoredKind = 'oversized' | 'foreign' | 'ghost';
+/**
+ * Why a key under our sub-prefixes was left out of the snapshot; `wire`: written at a wire version
+ * this release no longer reads (docs/upgrade.md).
+ */
+export type IgnoredKind = 'oversized' | 'foreign' | 'ghost' | 'wire';

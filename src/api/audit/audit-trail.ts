@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+import { parseWireJson, wireJson } from '../../version.ts';
 
 export interface OperatorAction {
   kind: 'operator';
@@ -76,6 +77,9 @@ export class AuditTrail {
   private readonly log: Logger;
   private readonly outcomes: Counter<'kind' | 'result'>;
   private readonly pruned: Counter;
+  private readonly unreadable: Counter;
+  /** `${key}@${createRevision}` of unreadable entries already logged. */
+  private readonly reported = new Set<string>();
 
   constructor(opts: AuditTrailOptions) {
     this.opts = opts;
@@ -94,6 +98,11 @@ export class AuditTrail {
       help: 'Audit entries this node deleted for retention (count or age)',
       registers: [opts.registry],
     });
+    this.unreadable = new Counter({
+      name: 'coolctl_audit_entries_unreadable_total',
+      help: 'Audit entries in etcd not shown: not a JSON object, or written at a wire version this release no longer reads (each counted once)',
+      registers: [opts.registry],
+    });
   }
 
   private get dir(): string {
@@ -106,7 +115,7 @@ export class AuditTrail {
     const body = rec.kind === 'operator' ? { ...rec, params: keepable(rec.params) } : rec;
     // The time leads the key so retention by age reads the oldest keys only; the revision orders them.
     const key = `${this.dir}${String(atMs).padStart(14, '0')}-${rec.node}-${randomBytes(3).toString('hex')}`;
-    const value = JSON.stringify({ ...body, atMs });
+    const value = wireJson({ ...body, atMs });
     this.log.info(
       { audit: { ...body, atMs } },
       rec.kind === 'operator' ? 'operator action' : 'leadership gained',
@@ -130,13 +139,23 @@ export class AuditTrail {
     const rows = await this.opts.kv.list(this.dir, { newest: true, limit, afterRevision: since });
     const entries: AuditEntry[] = [];
     for (const r of rows) {
-      try {
-        entries.push({ ...(JSON.parse(r.value) as AuditRecord & { atMs: number }), seq: r.createRevision });
-      } catch {
-        // a hand-made key; it is not ours to show
-      }
+      const read = parseWireJson(r.value);
+      if (read.ok)
+        entries.push({ ...(read.value as unknown as AuditRecord & { atMs: number }), seq: r.createRevision });
+      else this.refuse(r.key, r.createRevision, read.problem);
     }
     return { entries, lastSeq: entries.at(-1)?.seq ?? since };
+  }
+
+  /** An entry not shown (a hand-made key, an old release's): counted and logged once per key. */
+  private refuse(key: string, createRevision: number, problem: string): void {
+    const tag = `${key}@${createRevision}`;
+    if (this.reported.has(tag)) return;
+    // Bounded: retention deletes such keys in time, and a repeat after a clear is only a log line.
+    if (this.reported.size >= 1000) this.reported.clear();
+    this.reported.add(tag);
+    this.unreadable.inc();
+    this.log.warn({ key, problem }, 'audit entry in etcd cannot be read: not shown');
   }
 
   /** Deletes what retention drops: beyond the newest maxEntries, and older than maxAgeMs. Runs once at a time. */

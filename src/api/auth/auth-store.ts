@@ -10,6 +10,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { retryWhileRetryable } from '../../util/async.ts';
+import { parseWireJson, wireJson } from '../../version.ts';
 import {
   decoyHash,
   hashPassword,
@@ -77,6 +78,8 @@ export class AuthStore {
   private readonly now: () => number;
   readonly failures: Counter<'reason'>;
   private readonly invalid: Counter<'kind'>;
+  /** Key → why its record was refused, so each is reported once. */
+  private readonly refused = new Map<string, string>();
 
   constructor(opts: AuthStoreOptions) {
     this.opts = opts;
@@ -118,7 +121,11 @@ export class AuthStore {
       () =>
         kv.watch(
           `${this.opts.prefix}/auth/`,
-          (e) => (e.type === 'put' ? this.take(e.entry.key, e.entry.value) : this.drop(e.key)),
+          (e) => {
+            if (e.type === 'put') return this.take(e.entry.key, e.entry.value);
+            this.refused.delete(e.key);
+            this.drop(e.key);
+          },
           () =>
             void this.reload().catch((err) =>
               this.log.warn({ err: (err as Error).message }, 'auth reload failed'),
@@ -151,13 +158,29 @@ export class AuthStore {
   private take(key: string, value: string): void {
     if (key.startsWith(this.usersPrefix)) {
       const u = parseUser(value);
-      if (u && key === this.usersPrefix + u.name) this.users.set(u.name, u);
-      else this.invalid.inc({ kind: 'user' });
+      if (typeof u !== 'string' && key === this.usersPrefix + u.name) {
+        this.users.set(u.name, u);
+        this.refused.delete(key);
+      } else this.refuse('user', key, typeof u === 'string' ? u : `names user "${u.name}"`);
     } else if (key.startsWith(this.tokensPrefix)) {
       const t = parseTokenRecord(value);
-      if (t && key === this.tokensPrefix + t.id) this.tokens.set(t.id, t);
-      else this.invalid.inc({ kind: 'token' });
+      if (typeof t !== 'string' && key === this.tokensPrefix + t.id) {
+        this.tokens.set(t.id, t);
+        this.refused.delete(key);
+      } else this.refuse('token', key, typeof t === 'string' ? t : `names token "${t.id}"`);
     }
+  }
+
+  /**
+   * A record that grants nothing, whatever it held before: counted and logged once while it stays
+   * what it is (a resync reads every record again).
+   */
+  private refuse(kind: 'user' | 'token', key: string, problem: string): void {
+    this.drop(key);
+    if (this.refused.get(key) === problem) return;
+    this.refused.set(key, problem);
+    this.invalid.inc({ kind });
+    this.log.warn({ key, problem }, `${kind} record in etcd cannot be read: it grants nothing until fixed`);
   }
 
   private drop(key: string): void {
@@ -204,7 +227,7 @@ export class AuthStore {
       createdAtMs: at,
       expiresAtMs: at + ttlMs,
     };
-    await this.opts.kv.put(this.tokensPrefix + t.id, JSON.stringify(record));
+    await this.opts.kv.put(this.tokensPrefix + t.id, wireJson(record));
     this.tokens.set(t.id, record);
     this.log.info({ token: t.id, user, kind, expiresAtMs: record.expiresAtMs }, 'token issued');
     return { token: t.token, record: tokenView(record) };
@@ -242,7 +265,7 @@ export class AuthStore {
       passwordHash: await hashPassword(password),
       createdAtMs: this.now(),
     };
-    if (!(await this.opts.kv.create(this.usersPrefix + name, JSON.stringify(rec))))
+    if (!(await this.opts.kv.create(this.usersPrefix + name, wireJson(rec))))
       throw new BadRequestError(ErrorCodes.BAD_REQUEST, `user "${name}" exists`, ['remove it first'], 409);
     this.users.set(name, rec);
     this.log.info({ user: name, role }, 'user added');
@@ -332,26 +355,41 @@ function tokenView({ hash: _, ...t }: TokenRecord): TokenView {
   return t;
 }
 
-function parseUser(value: string): UserRecord | null {
-  try {
-    const u = JSON.parse(value) as UserRecord;
-    return typeof u.name === 'string' && isRole(u.role) && typeof u.passwordHash === 'string' ? u : null;
-  } catch {
-    return null;
-  }
+/** A stored user, or what is wrong with it. */
+function parseUser(value: string): UserRecord | string {
+  const r = parseWireJson(value);
+  if (!r.ok) return r.problem;
+  const u = r.value as Partial<UserRecord>;
+  if (typeof u.name !== 'string' || !isRole(u.role) || typeof u.passwordHash !== 'string')
+    return 'not a user record (name, role, passwordHash)';
+  return {
+    name: u.name,
+    role: u.role,
+    passwordHash: u.passwordHash,
+    createdAtMs: Number(u.createdAtMs) || 0,
+  };
 }
 
-function parseTokenRecord(value: string): TokenRecord | null {
-  try {
-    const t = JSON.parse(value) as TokenRecord;
-    return typeof t.id === 'string' &&
-      typeof t.user === 'string' &&
-      (t.kind === 'token' || t.kind === 'session') &&
-      typeof t.hash === 'string' &&
-      typeof t.expiresAtMs === 'number'
-      ? t
-      : null;
-  } catch {
-    return null;
-  }
+/** A stored token, or what is wrong with it. */
+function parseTokenRecord(value: string): TokenRecord | string {
+  const r = parseWireJson(value);
+  if (!r.ok) return r.problem;
+  const t = r.value as Partial<TokenRecord>;
+  if (
+    typeof t.id !== 'string' ||
+    typeof t.user !== 'string' ||
+    (t.kind !== 'token' && t.kind !== 'session') ||
+    typeof t.hash !== 'string' ||
+    typeof t.expiresAtMs !== 'number'
+  )
+    return 'not a token record (id, user, kind, hash, expiresAtMs)';
+  return {
+    id: t.id,
+    user: t.user,
+    kind: t.kind,
+    label: typeof t.label === 'string' ? t.label : '',
+    hash: t.hash,
+    createdAtMs: Number(t.createdAtMs) || 0,
+    expiresAtMs: t.expiresAtMs,
+  };
 }

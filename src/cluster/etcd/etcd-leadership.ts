@@ -16,6 +16,7 @@ import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
 import { waitUnlessAborted } from '../../util/async.ts';
+import { wireJson } from '../../version.ts';
 import { decideGroup, type GroupAction, type GroupDecision, leasesToPoll } from '../decide.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { Failsafe, type FailsafeTransport } from '../failsafe.ts';
@@ -1020,7 +1021,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
 
   private memberValue(startedAtMs: number): string {
     this.memberStartedAtMs = startedAtMs;
-    return JSON.stringify({
+    return wireJson({
       node: this.node,
       apiUrl: this.opts.apiUrl,
       ...(this.opts.peerUrl ? { peerUrl: this.opts.peerUrl } : {}),

@@ -5,6 +5,7 @@
 // value is logged at error level once per value, counted, and shown by problem() until it is fixed.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
+import { wireJson } from '../../version.ts';
 import {
   FAILSAFE_OPERATOR_STATE,
   NO_OPERATOR_STATE,
@@ -141,7 +142,7 @@ export async function updateOperatorState(
     const txn = await etcdCall('operator state write', callTimeoutMs, undefined, (o) =>
       client
         .if(key, 'Mod', '==', rev)
-        .then(client.put(key).value(JSON.stringify(next)))
+        .then(client.put(key).value(wireJson(next)))
         .options(o)
         .commit(),
     );

@@ -2,12 +2,14 @@
 // group the election queue, any handover marker and the operators' state — read from those four
 // sub-prefixes only, in pages, every page at ONE etcd revision (the first page's). Whatever else
 // lives under the cluster prefix, and however large, is never read; a value over the size bound or
-// that is not ours under our sub-prefixes is ignored with a log line and a counter, never fatal, and
-// only a member's leased election keys count in a queue.
+// that is not ours under our sub-prefixes, or written at a wire version this release no longer reads,
+// is ignored with a log line and a counter, never fatal, and only a member's leased election keys
+// count in a queue.
 // Layout: <prefix>/members/<node>, <prefix>/election/<group>/<leaseHex>, <prefix>/handover/<group>,
 // <prefix>/operator/<group>. Nothing here does I/O but SnapshotReader.read().
 import { type Etcd3, GRPCResourceExhastedError, type IKeyValue, Range } from 'etcd3';
 import type { Logger } from 'pino';
+import { parseWireJson } from '../../version.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { checkOperatorState, type OperatorState } from '../operator-state.ts';
 import type {
@@ -364,9 +366,11 @@ export function parseSnapshot(
   for (const kv of kvs) {
     const key = kv.key.toString();
     if (key.startsWith(memberStart)) {
-      const m = parseJson(kv.value);
+      const r = parseWireJson(kv.value.toString());
+      const m = r.ok ? r.value : null;
       const node = key.slice(memberStart.length);
-      if (m && typeof m.apiUrl === 'string') {
+      if (!r.ok && r.tooOld) ignore(kv, 'wire', r.problem);
+      else if (m && typeof m.apiUrl === 'string') {
         members.set(
           node,
           Object.freeze({
@@ -390,9 +394,11 @@ export function parseSnapshot(
           Object.freeze({ problem: r.problem, modRevision: Number(kv.mod_revision) }),
         );
     } else if (key.startsWith(markerStart)) {
-      const m = parseJson(kv.value);
+      const r = parseWireJson(kv.value.toString());
+      const m = r.ok ? r.value : null;
       const group = key.slice(markerStart.length);
-      if (m && typeof m.from === 'string' && typeof m.to === 'string') {
+      if (!r.ok && r.tooOld) ignore(kv, 'wire', r.problem);
+      else if (m && typeof m.from === 'string' && typeof m.to === 'string') {
         markers.set(
           group,
           Object.freeze({
@@ -487,13 +493,4 @@ function isCompacted(err: unknown): boolean {
   return causes(err).some(
     (e) => e instanceof Error && /required revision has been compacted/.test(e.message),
   );
-}
-
-function parseJson(value: Buffer): Record<string, unknown> | null {
-  try {
-    const v: unknown = JSON.parse(value.toString());
-    return v && typeof v === 'object' ? (v as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
 }

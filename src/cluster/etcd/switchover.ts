@@ -6,6 +6,7 @@
 // Invariants: at most one handover per group in flight; every promise settles exactly once.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
+import { wireJson } from '../../version.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { etcdCall } from './etcd-client.ts';
 import { markerKey } from './snapshot.ts';
@@ -74,7 +75,7 @@ export class Handovers {
       );
     }
     const mk = markerKey(this.opts.prefix, r.group);
-    const value = JSON.stringify({ from: this.opts.node, to: r.to, epoch: r.epoch, atMs: Date.now() });
+    const value = wireJson({ from: this.opts.node, to: r.to, epoch: r.epoch, atMs: Date.now() });
     const res = await etcdCall('handover marker put', callTimeoutMs, signal, (o) =>
       client
         .if(r.electionKey, 'Create', '==', r.epoch)
