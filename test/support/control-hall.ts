@@ -1,8 +1,11 @@
 // A closed loop in accelerated time, in one process and without sockets: the simulator's thermal
 // model, sensor nodes that report through the real SensorStore (its quality rules decide each
 // group's verdict), and the control law stepping every group at the loop period, its commands
-// applied to the units as the group driver would. Or, as the baseline, every unit on local
-// control. Hours of hall time run in seconds. Used by test/control and bench/control.ts.
+// applied to the units as the group driver would. Or, as baselines, every unit on local control
+// (100 % fans, the most wasteful hall there is), or every unit run as a BMS runs it without rack
+// sensors (`tuned`: fixed supply-air setpoint held by the unit's coil, fan speed by a PI on its own
+// return air, no coordination). Hours of hall time run in seconds. Used by test/control and
+// bench/control.ts.
 
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { mulberry32 } from '../../firmware-sim/random.ts';
@@ -18,6 +21,7 @@ import {
   type UnitOverride,
 } from '../../src/control/law/group-controller.ts';
 import { neighbourGroups } from '../../src/control/law/influence.ts';
+import { clamp, piStep, trackIntegral } from '../../src/control/law/pi.ts';
 import type { ControlTuningInput } from '../../src/control/tuning-schema.ts';
 import { type GroupSensorView, SensorStore } from '../../src/sensors/sensor-store.ts';
 
@@ -27,9 +31,14 @@ export interface ControlHallOptions {
   profile?: 'constant' | 'daily';
   /** Hour of day at hall time 0 (after settling). */
   startHourOfDay?: number;
-  /** `local`: no controller, every unit on its local fan % and setpoint (the baseline). */
-  control: 'law' | 'local';
+  /**
+   * `law`: coolctl. `local`: no controller, every unit on its local fan % and setpoint. `tuned`: the
+   * conventional hall, each unit on its own loops (`TunedUnitTuning`, default `TUNED_BASELINE`).
+   */
+  control: 'law' | 'local' | 'tuned';
   tuning?: ControlTuningInput;
+  /** The conventional units' settings (`control: 'tuned'`). */
+  tunedUnits?: TunedUnitTuning;
   periodS?: number;
   /** Every unit's command while the hall settles before t = 0 (default: its local fallback). */
   settleWith?: { fanPct: number; supplySetpointC: number };
@@ -42,6 +51,40 @@ export interface GroupStep {
   view: GroupSensorView;
   out: GroupControlOutput;
 }
+
+/**
+ * One conventional unit as a BMS runs it with no rack sensors: the chilled-water valve holds a fixed
+ * supply-air setpoint (the simulator's coil does, within its capacity) and the fan speed is a PI on
+ * the unit's own return-air temperature — the split vendors recommend for units with variable-speed
+ * fans (Liebert iCOM: cooling on supply, fans on return or remote sensors). Every unit alone.
+ */
+export interface TunedUnitTuning {
+  supplySetpointC: number;
+  returnSetpointC: number;
+  minFanPct: number;
+  maxFanPct: number;
+  kpPctPerK: number;
+  kiPctPerKS: number;
+  /** VFD ramp limits of the unit's own fan loop, %/s. */
+  rampUpPctPerS: number;
+  rampDownPctPerS: number;
+}
+
+/**
+ * The tuned baseline the bench compares with, as `npm run bench -- control-baseline` finds it
+ * (bench/lib/control-baseline-search.ts; docs/control.md "The tuned conventional baseline"). The fan
+ * floor and ramps are coolctl's own, so neither side wins on a setting the other may not use.
+ */
+export const TUNED_BASELINE: TunedUnitTuning = {
+  supplySetpointC: 18,
+  returnSetpointC: 26.1,
+  minFanPct: 30,
+  maxFanPct: 100,
+  kpPctPerK: 16,
+  kiPctPerKS: 0.01,
+  rampUpPctPerS: 6,
+  rampDownPctPerS: 0.5,
+};
 
 type SensorFault = { kind: 'stuck' } | { kind: 'bias'; k: number } | { kind: 'dead' };
 
@@ -78,6 +121,9 @@ export class ControlHall {
   private readonly commanded = new Map<string, { fanPct: number; supplySetpointC: number }>();
   private stepHook: ((s: GroupStep) => void) | undefined;
   private readonly neighbours: Record<string, string[]>;
+  private readonly tunedUnits: TunedUnitTuning;
+  /** Each conventional unit's fan PI: output and integral. */
+  private readonly unitLoop = new Map<string, { outPct: number; integralPct: number }>();
   /** Set false to run every group on its own sensors only (no help between groups). */
   cooperate = true;
 
@@ -93,6 +139,7 @@ export class ControlHall {
     });
     this.store = new SensorStore(this.site, { now: () => this.t * 1000 });
     this.neighbours = neighbourGroups(this.site);
+    this.tunedUnits = opts.tunedUnits ?? TUNED_BASELINE;
     for (const a of this.site.airHandlers) {
       const c = opts.settleWith ?? { fanPct: a.localFanPct, supplySetpointC: a.localSetpointC };
       this.commanded.set(a.id, c);
@@ -112,6 +159,16 @@ export class ControlHall {
     for (let s = 0; s < settleS; s += 10) this.model.step(10);
     this.model.resetEnergy();
     for (const n of this.site.sensorNodes) this.nextReport.set(n.id, this.nodePhase.get(n.id)!);
+    if (opts.control === 'tuned')
+      for (const a of this.site.airHandlers) {
+        // The BMS took over from what the unit ran while the hall settled: bumpless.
+        const fan = this.commanded.get(a.id)!.fanPct;
+        const err = this.model.ahu(a.id).returnC - this.tunedUnits.returnSetpointC;
+        this.unitLoop.set(a.id, {
+          outPct: fan,
+          integralPct: trackIntegral(fan, err, this.tunedUnits.kpPctPerK),
+        });
+      }
   }
 
   /** Calls `fn` after every group step (for assertions on decisions). */
@@ -139,8 +196,9 @@ export class ControlHall {
 
   private tick(): void {
     const dt = this.period;
-    this.report();
+    if (this.opts.control !== 'tuned') this.report(); // a conventional hall has no rack sensors
     if (this.opts.control === 'law') for (const g of this.site.controlGroups) this.control(g.id, dt);
+    if (this.opts.control === 'tuned') this.conventional(dt);
     this.applyUnits();
     this.model.step(dt);
     this.t += dt;
@@ -223,6 +281,31 @@ export class ControlHall {
     const s = { t: this.t, group, view, out };
     this.last.set(group, s);
     this.stepHook?.(s);
+  }
+
+  /** Each unit's own loops, as a BMS runs them: fan PI on its return air, supply setpoint fixed. */
+  private conventional(dt: number): void {
+    const u = this.tunedUnits;
+    for (const a of this.site.airHandlers) {
+      const loop = this.unitLoop.get(a.id)!;
+      // A tripped unit's loop is stopped: it restarts from where it stood.
+      if (this.tripped.has(a.id)) continue;
+      const err = this.model.ahu(a.id).returnC - u.returnSetpointC;
+      const r = piStep(err, dt, loop.outPct, loop.integralPct, {
+        kp: u.kpPctPerK,
+        ki: u.kiPctPerKS,
+        loPct: u.minFanPct,
+        hiPct: u.maxFanPct,
+        upPctPerS: u.rampUpPctPerS,
+        downPctPerS: u.rampDownPctPerS,
+      });
+      loop.outPct = r.outputPct;
+      loop.integralPct = r.integralPct;
+      this.commanded.set(a.id, {
+        fanPct: clamp(Math.round(r.outputPct * 10) / 10, 0, 100),
+        supplySetpointC: u.supplySetpointC,
+      });
+    }
   }
 
   private applyUnits(): void {
