@@ -39,6 +39,12 @@ import {
   stepGroup,
   type UnitInput,
 } from './law/group-controller.ts';
+import {
+  type InfluenceLearner,
+  type LearnedInfluenceSnapshot,
+  type PlantObservation,
+  stepGroupLearning,
+} from './law/influence-learner.ts';
 import { enforceHardLimits } from './law/safety.ts';
 import type { ControlMetrics } from './metrics.ts';
 
@@ -50,7 +56,16 @@ export interface GroupDriverOptions {
   /** How long a new leader waits for its peers' rows when its own cache has none. */
   pullTimeoutMs?: number;
   /** The closed loop: the law's config and the sensor view it runs on. Absent: hold the commands. */
-  control?: { config: GroupControlConfig; sensors: SensorView; neighbours?: readonly string[] };
+  control?: {
+    config: GroupControlConfig;
+    sensors: SensorView;
+    neighbours?: readonly string[];
+    /**
+     * Learns the units' influence on the racks while the group runs (docs/control.md, "Learned
+     * influence"); what it learned travels in the group's row, so a new leader resumes with it.
+     */
+    learner?: InfluenceLearner;
+  };
   metrics?: ControlMetrics;
   /**
    * Tests only (the entry point sets it from `COOLCTL_TEST_CRASH_GROUP`): called first in every
@@ -126,6 +141,8 @@ export interface GroupProcessRow {
   /** Last command per unit (both kinds): what the units were told. */
   commands: Record<string, HeldCommand>;
   mode: LoopMode;
+  /** What the influence learner learned (an added field: readers that do not know it ignore it). */
+  influence?: LearnedInfluenceSnapshot;
 }
 
 /** How the current term started: from a cached row (warm) or from reading the units (cold). */
@@ -203,6 +220,8 @@ export class GroupDriver {
   private readonly limitedWhy = new Map<string, string>();
   private release = new Set<string>();
   private law: GroupControlState | null = null;
+  /** The learner's last snapshot and the sample it was taken at: re-encoded once per new sample. */
+  private learned: { samples: number; snap: LearnedInfluenceSnapshot } | null = null;
   private mode: LoopMode = 'hold';
   private reasons: string[] = [];
   private lastStepAtMs = 0;
@@ -598,6 +617,14 @@ export class GroupDriver {
       if (this.opts.control)
         this.law =
           saved.control && isGroupControlState(saved.control) ? saved.control : resumeState(saved.commands);
+      const learner = this.opts.control?.learner;
+      if (learner && saved.influence !== undefined) {
+        const problem = learner.restore(saved.influence);
+        if (problem)
+          this.log.warn({ problem }, 'learned influence in the row not used: learning from the prior');
+        else this.log.info({ samples: learner.sampleCount }, 'learned influence resumed from the row');
+        this.learned = null;
+      }
     }
     this.lastStepAtMs = performance.now();
     this.started = {
@@ -659,18 +686,19 @@ export class GroupDriver {
           : null,
       };
     });
-    const out = stepGroup(
-      ctl.config,
-      {
-        view: ctl.sensors.view(this.group),
-        units,
-        dtS,
-        overrides: op.overrides,
-        paused: op.paused,
-        neighbourHelpK: this.neighbourHelpK(),
-      },
-      this.law,
-    );
+    // The figures carry the view and, per rack, the inlets the learner needs: one walk of the sensors.
+    const fig = ctl.learner ? ctl.sensors.figures?.(this.group, 0) : undefined;
+    const inputs = {
+      view: fig?.view ?? ctl.sensors.view(this.group),
+      units,
+      dtS,
+      overrides: op.overrides,
+      paused: op.paused,
+      neighbourHelpK: this.neighbourHelpK(),
+    };
+    const out = ctl.learner
+      ? stepGroupLearning(ctl.config, ctl.learner, inputs, this.law, fig ? this.plant(fig) : null)
+      : stepGroup(ctl.config, inputs, this.law);
     this.law = out.state;
     if (out.mode !== this.mode || out.reasons.join() !== this.reasons.join())
       this.log.info({ mode: out.mode, reasons: out.reasons }, 'control mode');
@@ -709,6 +737,25 @@ export class GroupDriver {
     return res.command;
   }
 
+  /** What the learner reads besides the law's inputs: each unit's supply air and each rack's inlet. */
+  private plant(fig: { inletRacks: readonly string[]; rackInletMaxC: Float64Array }): PlantObservation {
+    const supplyC: Record<string, number> = {};
+    for (const a of this.ahus) {
+      const rd = this.reads.get(a);
+      supplyC[a] = rd?.ok && rd.r ? rd.r.supplyC : Number.NaN;
+    }
+    return { supplyC, racks: fig.inletRacks, inletC: fig.rackInletMaxC };
+  }
+
+  /** The learner's snapshot for the row: taken again only when it learned something new. */
+  private learnedSnapshot(): LearnedInfluenceSnapshot | undefined {
+    const learner = this.opts.control?.learner;
+    if (!learner || learner.sampleCount === 0) return undefined;
+    if (this.learned?.samples !== learner.sampleCount)
+      this.learned = { samples: learner.sampleCount, snap: learner.snapshot() };
+    return this.learned.snap;
+  }
+
   /** The largest call for help among neighbouring groups, from their broadcast process state. */
   private neighbourHelpK(): number {
     let k = 0;
@@ -730,6 +777,8 @@ export class GroupDriver {
       mode: this.mode,
       ...(this.law ? { control: this.law } : {}),
     };
+    const learned = this.learnedSnapshot();
+    if (learned) row.influence = learned;
     if (store.write(this.group, epoch, row) === null) {
       const held = store.get(this.group);
       this.refuseEpoch(
@@ -856,6 +905,7 @@ function parseRow(body: Buffer): GroupProcessRow | null {
       commands,
       mode: v.mode ?? 'hold',
       ...(v.control ? { control: v.control } : {}),
+      ...(v.influence !== undefined ? { influence: v.influence } : {}),
     };
   } catch {
     return null;

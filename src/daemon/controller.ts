@@ -26,6 +26,7 @@ import { type AirHandler, type ControlGroup, maxApplyDelayMs } from '../config/s
 import { GroupDriver } from '../control/group-driver.ts';
 import { groupControlConfig } from '../control/law/group-controller.ts';
 import { neighbourGroups } from '../control/law/influence.ts';
+import { learnerFor } from '../control/law/influence-learner.ts';
 import { ControlMetrics } from '../control/metrics.ts';
 import { createDevice } from '../devices/create-device.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
@@ -379,6 +380,14 @@ export class Controller {
     const { cfg } = this;
     this.controlMetrics ??= new ControlMetrics(this.registry);
     const units = cfg.site.airHandlers.filter((a) => g.airHandlers.includes(a.id));
+    const control = {
+      config: groupControlConfig(cfg.site, g.id, {
+        ...(g.tuning ? { tuning: g.tuning } : {}),
+        ...(g.influence ? { influence: g.influence } : {}),
+      }),
+      sensors: this.sensorView,
+      neighbours: neighbourGroups(cfg.site)[g.id] ?? [],
+    };
     return new GroupDriver(g, this.devices, this.leadership!, {
       periodMs: cfg.periodMs,
       logger: this.log.child({ component: 'driver' }),
@@ -390,12 +399,8 @@ export class Controller {
       metrics: this.controlMetrics,
       ...(this.deps.beforeStep ? { beforeStep: this.deps.beforeStep } : {}),
       control: {
-        config: groupControlConfig(cfg.site, g.id, {
-          ...(g.tuning ? { tuning: g.tuning } : {}),
-          ...(g.influence ? { influence: g.influence } : {}),
-        }),
-        sensors: this.sensorView,
-        neighbours: neighbourGroups(cfg.site)[g.id] ?? [],
+        ...control,
+        learner: learnerFor(cfg.site, control.config, g.influence ? { influence: g.influence } : {}),
       },
     });
   }

@@ -26,6 +26,8 @@ export type UnitCommand = Command;
 const HELP_MARGIN_K = 0.3;
 /** Help asked with every unit of the group down (in proportion for fewer), K. */
 const LOST_UNIT_HELP_K = 4;
+/** The most a learner's dither may move one unit's supply setpoint from the group's, K. */
+export const MAX_DITHER_K = 1;
 export type ControlMode = 'normal' | 'degraded' | 'blind' | 'paused';
 /** available: reads and writes work and it runs; tripped: it reports a trip; lost: no link. */
 export type UnitStatus = 'available' | 'tripped' | 'lost';
@@ -61,6 +63,15 @@ export interface GroupControlInputs {
    * broadcast process state: a neighbour that runs out of fan asks this group for air. 0 if none.
    */
   neighbourHelpK?: number;
+  /** Influence for allocation this step (the learner's blend with the prior); absent: `cfg.influence`. */
+  influence?: InfluenceMatrix;
+  /**
+   * The influence learner's perturbation of supply setpoints, K per unit (`ditherGate` decides
+   * when): added to the group's setpoint for that unit in normal mode, never while an inlet is at
+   * alarm or on a manual setpoint, kept inside the reset's range; the safety layer ramps and clips
+   * it as any command.
+   */
+  ditherK?: Readonly<Record<string, number>>;
 }
 
 /** What does not change between steps: built from the site and tuning at (re)load. */
@@ -324,7 +335,9 @@ export function stepGroup(
     Math.min(t.fan.maxPct - demand, demand - t.fan.minPct) / Math.max(1, t.allocation.maxOffsetPct);
   const alloc = { ...t.allocation, maxOffsetPct: t.allocation.maxOffsetPct * clamp(room, 0, 1) };
   const target0 =
-    mode === 'blind' ? zeros(auto) : targetOffsets(auto, cfg.influence, inp.view.hottestRack, demand, alloc);
+    mode === 'blind'
+      ? zeros(auto)
+      : targetOffsets(auto, inp.influence ?? cfg.influence, inp.view.hottestRack, demand, alloc);
   const slewed = slewOffsets(s.offsets, target0, t.allocation.slewPctPerS * dt);
   s.offsets = slewed;
 
@@ -344,9 +357,20 @@ export function stepGroup(
     }
     const ov = inp.overrides?.[a];
     const groupSp = mode === 'blind' ? cfg.local[a]!.supplySetpointC : s.setpointC;
+    const d = mode === 'normal' && !hot ? (inp.ditherK?.[a] ?? 0) : 0;
+    const dither = Number.isFinite(d) ? clamp(d, -MAX_DITHER_K, MAX_DITHER_K) : 0;
     const wanted: UnitCommand = {
       fanPct: ov?.fanPct ?? clamp(demand + (slewed[a] ?? 0), Math.min(demand, floorPct), t.fan.maxPct),
-      supplySetpointC: ov?.supplySetpointC ?? groupSp,
+      supplySetpointC:
+        ov?.supplySetpointC ??
+        (dither === 0
+          ? groupSp
+          : clamp(
+              groupSp + dither,
+              // Never colder than the law's preferred minimum (rack bottoms under 18 °C), unless it is already.
+              Math.min(groupSp, Math.max(t.setpoint.preferredMinC, floorC)),
+              Math.max(groupSp, Math.min(t.setpoint.maxC, SAFETY.setpointMaxC)),
+            )),
     };
     const manual = ov?.fanPct !== undefined || ov?.supplySetpointC !== undefined;
     const res = enforceSafety(wanted, s.last[a]!, lim, { dtS: dt, hot: hot && !manual, rateLimit: !manual });

@@ -71,6 +71,34 @@ export function influenceFromGeometry(
 }
 
 /**
+ * The share of each rack's cold air that comes from each of `ahuIds`, by geometry alone: the unit's
+ * weight over the sum of the weights of every unit of the rack's room (units taken alike). The
+ * scale the influence learner learns on (a unit's supply air moves the rack's inlet by this many K
+ * per K), and its prior.
+ */
+export function influenceShares(
+  site: Site,
+  ahuIds: readonly string[],
+  racks?: ReadonlySet<string>,
+  lengthM = INFLUENCE_LENGTH_M,
+): InfluenceMatrix {
+  const rooms = new Set(site.airHandlers.filter((a) => ahuIds.includes(a.id)).map((a) => a.room));
+  const all = site.airHandlers.filter((a) => rooms.has(a.room)).map((a) => a.id);
+  const m = influenceFromGeometry(site, all, lengthM, racks);
+  const total = new Float64Array(m.rackIndex.size);
+  for (const row of m.rows.values()) for (let r = 0; r < total.length; r++) total[r]! += row[r]!;
+  const rows = new Map<string, Float64Array>();
+  for (const a of ahuIds) {
+    const w = m.rows.get(a);
+    rows.set(
+      a,
+      Float64Array.from(total, (t, r) => (w && t > 0 ? w[r]! / t : 0)),
+    );
+  }
+  return { rackIndex: m.rackIndex, rows };
+}
+
+/**
  * For each group, the groups it answers when they call for help (`GroupControlState.helpK`): those
  * with a rack (of their sensor nodes) on which one of its units has at least `minInfluence`.
  */
