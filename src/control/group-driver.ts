@@ -45,7 +45,7 @@ import {
   type PlantObservation,
   stepGroupLearning,
 } from './law/influence-learner.ts';
-import { enforceHardLimits } from './law/safety.ts';
+import { enforceHardLimits, fanFloorPct } from './law/safety.ts';
 import type { ControlMetrics } from './metrics.ts';
 
 export interface GroupDriverOptions {
@@ -719,7 +719,8 @@ export class GroupDriver {
    * each distinct one once.
    */
   private gate(ahu: string, wanted: HeldCommand): HeldCommand | null {
-    const fanMinPct = this.opts.control?.config.tuning.hardMinFanPct ?? FAN_RANGE_PCT.min;
+    const tuning = this.opts.control?.config.tuning;
+    const fanMinPct = tuning ? fanFloorPct(tuning, ahu) : FAN_RANGE_PCT.min;
     const res = enforceHardLimits(wanted, this.commands.get(ahu) ?? null, fanMinPct);
     if (res.clipped.length === 0) return res.command;
     for (const clip of res.clipped) this.opts.metrics?.limited(this.group, ahu, clip);

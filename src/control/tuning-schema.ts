@@ -4,6 +4,7 @@
 // floors inside the range), so the law never has to check a setting again.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { ASHRAE_INLET_RATE } from './law/safety.ts';
 
 /** A fan speed (every % setting here is one): the device contract's range. */
 const Pct = (def: number, description: string) =>
@@ -94,6 +95,49 @@ export const ControlTuningSchema = T.Object(
     ),
     blindFanPct: Pct(100, 'fan speed while the group is blind (setpoints go to the units’ local values)'),
     hardMinFanPct: Pct(20, 'safety layer: no command (override included) below this fan speed'),
+    unitMinFanPct: T.Optional(
+      T.Record(
+        T.String({ minLength: 1 }),
+        T.Number({ minimum: FAN_RANGE_PCT.min, maximum: FAN_RANGE_PCT.max }),
+        {
+          description:
+            'safety layer: a unit’s own fan minimum (e.g. its EC fans’ or the vendor’s), above hardMinFanPct; per unit id',
+        },
+      ),
+    ),
+    inletRate: T.Optional(
+      T.Object(
+        {
+          perHourC: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: ASHRAE_INLET_RATE.perHourC,
+              default: ASHRAE_INLET_RATE.perHourC,
+              description:
+                'safety layer: most an inlet may move in any hour (K; ASHRAE TC9.9: 20, 5 with tape drives)',
+            }),
+          ),
+          per15MinC: T.Optional(
+            T.Number({
+              exclusiveMinimum: 0,
+              maximum: ASHRAE_INLET_RATE.per15MinC,
+              default: ASHRAE_INLET_RATE.per15MinC,
+              description: 'safety layer: most an inlet may move in any 15 minutes (K; ASHRAE TC9.9: 5)',
+            }),
+          ),
+          holdFraction: T.Optional(
+            T.Number({
+              minimum: 0.2,
+              maximum: 0.9,
+              default: 0.6,
+              description:
+                'changes that would move the hottest inlet further are held once it has moved this share of a limit in its window',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     alarmInletC: C(
       27,
       'safety layer: at or above this inlet no fan is slowed and no setpoint raised',
@@ -132,6 +176,9 @@ export interface ControlTuning {
   degraded: { minFanPct: number; targetOffsetC: number };
   blindFanPct: number;
   hardMinFanPct: number;
+  /** Per unit id; absent: `hardMinFanPct`. */
+  unitMinFanPct: Readonly<Record<string, number>>;
+  inletRate: { perHourC: number; per15MinC: number; holdFraction: number };
   alarmInletC: number;
 }
 
@@ -161,6 +208,8 @@ export const DEFAULT_TUNING: ControlTuning = {
   degraded: { minFanPct: 60, targetOffsetC: -1 },
   blindFanPct: 100,
   hardMinFanPct: 20,
+  unitMinFanPct: {},
+  inletRate: { ...ASHRAE_INLET_RATE, holdFraction: 0.6 },
   alarmInletC: 27,
 };
 
@@ -183,6 +232,8 @@ export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
     degraded,
     blindFanPct: clamp(input.blindFanPct ?? d.blindFanPct, hardMinFanPct, FAN_RANGE_PCT.max),
     hardMinFanPct,
+    unitMinFanPct: { ...input.unitMinFanPct },
+    inletRate: { ...d.inletRate, ...input.inletRate },
     alarmInletC: input.alarmInletC ?? d.alarmInletC,
   };
 }

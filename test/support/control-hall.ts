@@ -107,6 +107,13 @@ export class ControlHall {
   /** Truth, not sensors: hottest rack inlet (top of rack) since t = 0 and seconds it was above 27 °C. */
   maxInletC = Number.NEGATIVE_INFINITY;
   secondsAbove27 = 0;
+  /**
+   * ASHRAE rate of change (truth): the largest max − min of any rack's top or bottom inlet within
+   * any 15-min / 1-h window since t = 0, from 1-minute [min, max] buckets (a window is read as up
+   * to one minute longer than its length, so the figure is never smaller than the truth).
+   */
+  maxInletRate15MinC = 0;
+  maxInletRateHourC = 0;
   /** Sensor view → commands, per group step, ms (reading the units is I/O the driver does). */
   decisionsMs: number[] = [];
   t = 0;
@@ -120,6 +127,11 @@ export class ControlHall {
   private readonly stuckValue = new Map<string, number>();
   private readonly commanded = new Map<string, { fanPct: number; supplySetpointC: number }>();
   private stepHook: ((s: GroupStep) => void) | undefined;
+  /** Per inlet (racks × top/bottom): this minute's min and max, and the last hour of minutes. */
+  private readonly minuteLo: Float64Array;
+  private readonly minuteHi: Float64Array;
+  private readonly minutes: { lo: Float64Array; hi: Float64Array }[] = [];
+  private minuteAgeS = 0;
   private readonly neighbours: Record<string, string[]>;
   private readonly tunedUnits: TunedUnitTuning;
   /** Each conventional unit's fan PI: output and integral. */
@@ -138,6 +150,8 @@ export class ControlHall {
       startHourOfDay: (opts.startHourOfDay ?? 8) - (opts.settleS ?? 1800) / 3600,
     });
     this.store = new SensorStore(this.site, { now: () => this.t * 1000 });
+    this.minuteLo = new Float64Array(2 * this.site.racks.length).fill(Number.POSITIVE_INFINITY);
+    this.minuteHi = new Float64Array(2 * this.site.racks.length).fill(Number.NEGATIVE_INFINITY);
     this.neighbours = neighbourGroups(this.site);
     this.tunedUnits = opts.tunedUnits ?? TUNED_BASELINE;
     for (const a of this.site.airHandlers) {
@@ -203,10 +217,44 @@ export class ControlHall {
     this.model.step(dt);
     this.t += dt;
     let hottest = Number.NEGATIVE_INFINITY;
-    for (const r of this.site.racks) hottest = Math.max(hottest, this.model.readRack(r.id).inletTopC);
+    for (const [i, r] of this.site.racks.entries()) {
+      const c = this.model.readRack(r.id);
+      hottest = Math.max(hottest, c.inletTopC);
+      this.trackInlet(2 * i, c.inletTopC);
+      this.trackInlet(2 * i + 1, c.inletBottomC);
+    }
+    this.minuteAgeS += dt;
+    if (this.minuteAgeS >= 60 - 1e-9) this.closeMinute();
     if (hottest > this.maxInletC) this.maxInletC = hottest;
     if (hottest > 27) this.secondsAbove27 += dt;
     for (const a of this.site.airHandlers) this.fanLog.get(a.id)!.push(this.commanded.get(a.id)!.fanPct);
+  }
+
+  private trackInlet(k: number, c: number): void {
+    if (c < this.minuteLo[k]!) this.minuteLo[k] = c;
+    if (c > this.minuteHi[k]!) this.minuteHi[k] = c;
+  }
+
+  /** Ends a minute: keeps its [min, max] per inlet (an hour of them) and updates the rate maxima. */
+  private closeMinute(): void {
+    this.minuteAgeS = 0;
+    this.minutes.push({ lo: Float64Array.from(this.minuteLo), hi: Float64Array.from(this.minuteHi) });
+    if (this.minutes.length > 60) this.minutes.shift();
+    this.minuteLo.fill(Number.POSITIVE_INFINITY);
+    this.minuteHi.fill(Number.NEGATIVE_INFINITY);
+    const n = this.minutes.length;
+    for (let k = 0; k < this.minuteLo.length; k++) {
+      let lo = Number.POSITIVE_INFINITY;
+      let hi = Number.NEGATIVE_INFINITY;
+      for (let m = n - 1; m >= 0; m--) {
+        const b = this.minutes[m]!;
+        lo = Math.min(lo, b.lo[k]!);
+        hi = Math.max(hi, b.hi[k]!);
+        if (m === n - 15) this.maxInletRate15MinC = Math.max(this.maxInletRate15MinC, hi - lo);
+      }
+      if (n < 15) this.maxInletRate15MinC = Math.max(this.maxInletRate15MinC, hi - lo);
+      this.maxInletRateHourC = Math.max(this.maxInletRateHourC, hi - lo);
+    }
   }
 
   /** Nodes whose report is due send one, with the mesh's noise and resolution, through the store. */
@@ -347,6 +395,8 @@ export class ControlHall {
   resetInletStats(): void {
     this.maxInletC = Number.NEGATIVE_INFINITY;
     this.secondsAbove27 = 0;
+    this.maxInletRate15MinC = 0;
+    this.maxInletRateHourC = 0;
   }
 }
 

@@ -18,7 +18,18 @@ import {
   influenceFromRecords,
 } from './influence.ts';
 import { clamp, piStep, trackIntegral } from './pi.ts';
-import { type Command, enforceSafety, SAFETY, type SafetyLimits } from './safety.ts';
+import {
+  type Command,
+  emptyInletHistory,
+  enforceSafety,
+  fanFloorPct,
+  type InletHistory,
+  inletRateHold,
+  isInletHistory,
+  recordInlet,
+  SAFETY,
+  type SafetyLimits,
+} from './safety.ts';
 import { resetSetpoint } from './setpoint-reset.ts';
 
 export type UnitCommand = Command;
@@ -108,6 +119,8 @@ export interface GroupControlState {
    * from `fanHighPct` to `maxPct`, and with its inlet error. Neighbours control to it.
    */
   helpK: number;
+  /** The hottest inlet over the last hour, for the ASHRAE rate-of-change hold (absent in older rows). */
+  inletHist?: InletHistory;
 }
 
 export interface GroupControlOutput {
@@ -187,7 +200,8 @@ export function isGroupControlState(x: unknown): x is GroupControlState {
     typeof s.offsets === 'object' &&
     s.offsets !== null &&
     Object.values(s.last).every((c) => Number.isFinite(c?.fanPct) && Number.isFinite(c?.supplySetpointC)) &&
-    Object.values(s.offsets).every(Number.isFinite)
+    Object.values(s.offsets).every(Number.isFinite) &&
+    (s.inletHist === undefined || isInletHistory(s.inletHist))
   );
 }
 
@@ -254,6 +268,13 @@ export function stepGroup(
   const errorK = helpIn > 0 && helpIn > ownErrorK && mode !== 'blind' ? helpIn : ownErrorK;
   if (errorK > ownErrorK) reasons.push(`helping a neighbour short of air (${helpIn.toFixed(1)} K)`);
   const hot = inlet !== null && inlet >= t.alarmInletC;
+  s.inletHist = recordInlet(s.inletHist ?? emptyInletHistory(), inlet, dt);
+  const moved = inletRateHold(s.inletHist, inlet, t.inletRate);
+  // Cooling is held only while the inlet is at or under target: heat is answered first.
+  const rateHold = { ...moved, cooling: moved.cooling && errorK <= 0 };
+  // Stable phrases (the driver logs a line when the reasons change), no figures.
+  if (rateHold.warming) reasons.push('inlet rising near the ASHRAE rate limit: nothing warms');
+  if (rateHold.cooling) reasons.push('inlet falling near the ASHRAE rate limit: nothing cools');
   if (hot) reasons.push(`inlet ${inlet.toFixed(1)} °C at alarm: nothing slows or warms`);
 
   if (s.track || (s.mode === 'blind') !== (mode === 'blind')) {
@@ -302,6 +323,11 @@ export function stepGroup(
     demand = r.outputPct;
     s.integralPct = r.integralPct;
   }
+  if (rateHold.warming && demand < s.demandPct && mode !== 'blind') {
+    // The commands are held; so is the demand, or it would wind down behind them.
+    demand = s.demandPct;
+    s.integralPct = trackIntegral(demand, errorK, t.fan.kpPctPerK);
+  }
   s.demandPct = demand;
 
   const dewC = inp.view.dewPointC ?? cfg.dewPointFallbackC;
@@ -314,7 +340,7 @@ export function stepGroup(
       {
         demandPct: demand,
         errorK: ownErrorK,
-        mayRaise: mode === 'normal' && !hot && errorK === ownErrorK,
+        mayRaise: mode === 'normal' && !hot && errorK === ownErrorK && !rateHold.warming,
         lowC: Math.max(t.setpoint.minC, floorC),
         highC: Math.min(t.setpoint.maxC, SAFETY.setpointMaxC),
       },
@@ -373,7 +399,12 @@ export function stepGroup(
             )),
     };
     const manual = ov?.fanPct !== undefined || ov?.supplySetpointC !== undefined;
-    const res = enforceSafety(wanted, s.last[a]!, lim, { dtS: dt, hot: hot && !manual, rateLimit: !manual });
+    const res = enforceSafety(
+      wanted,
+      s.last[a]!,
+      { ...lim, fanMinPct: fanFloorPct(t, a) },
+      { dtS: dt, hot: hot && !manual, rateLimit: !manual, ...(manual ? {} : { inletRate: rateHold }) },
+    );
     if (res.clipped.some((c) => c !== 'fan-rate' && c !== 'setpoint-rate')) clippedUnits.push(a);
     commands[a] = res.command;
     s.last[a] = res.command;

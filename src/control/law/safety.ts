@@ -1,7 +1,9 @@
 // The last thing every command passes before it goes to a unit: hard limits the tuning cannot
 // widen (the device contract's ranges), rate limits, and "never make the room less safe": with a
-// good inlet at or above the alarm no fan is slowed and no setpoint raised. A non-finite value is
-// replaced by the last command. The law calls `enforceSafety`; the group driver passes every
+// good inlet at or above the alarm no fan is slowed and no setpoint raised; with the hottest inlet
+// already near ASHRAE's rate-of-change limits (20 K in any hour, 5 K in any 15 min) the law makes
+// no change that would push it further the same way. A non-finite value is replaced by the last
+// command. The law calls `enforceSafety`; the group driver passes every
 // command — the law's, a hold's, an operator's, a cached row's, a hand-over to local — through
 // `enforceHardLimits` right before the write, so nothing reaches a unit around this file.
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../devices/unit-contract.ts';
@@ -22,9 +24,11 @@ export type SafetyClip =
   | 'setpoint-range'
   | 'setpoint-rate'
   | 'hot-hold'
+  | 'rate-hold'
   | 'not-finite';
 
 export interface SafetyLimits {
+  /** The unit's fan floor (`fanFloorPct`). */
   fanMinPct: number;
   /** Dew point + margin, never below SAFETY.setpointMinC. */
   setpointFloorC: number;
@@ -44,6 +48,8 @@ export interface SafetyContext {
   hot: boolean;
   /** Operator overrides skip the rate limits (hard limits still hold). */
   rateLimit: boolean;
+  /** From `inletRateHold`: changes in this direction are held (the hottest inlet moved near a limit). */
+  inletRate?: InletRateHold;
 }
 
 export interface SafetyResult {
@@ -78,6 +84,27 @@ export function enforceSafety(
       clipped.push('hot-hold');
     }
   }
+  if (ctx.inletRate?.warming) {
+    if (fan < last.fanPct) {
+      fan = Math.min(SAFETY.fanMaxPct, last.fanPct);
+      clipped.push('rate-hold');
+    }
+    if (sp > last.supplySetpointC) {
+      sp = Math.max(spLo, last.supplySetpointC);
+      clipped.push('rate-hold');
+    }
+  }
+  // Never while an inlet is at alarm: a hot rack cooling fast is the lesser harm.
+  if (ctx.inletRate?.cooling && !ctx.hot) {
+    if (fan > last.fanPct) {
+      fan = Math.max(lim.fanMinPct, last.fanPct);
+      clipped.push('rate-hold');
+    }
+    if (sp < last.supplySetpointC) {
+      sp = Math.min(SAFETY.setpointMaxC, last.supplySetpointC);
+      clipped.push('rate-hold');
+    }
+  }
   if (ctx.rateLimit) {
     const f = clamp(
       fan,
@@ -93,6 +120,118 @@ export function enforceSafety(
     sp = clamp(s, spLo, SAFETY.setpointMaxC);
   }
   return { command: { fanPct: round1(fan), supplySetpointC: round1(sp) }, clipped };
+}
+
+/** The fan floor of one unit: the group's `hardMinFanPct`, raised by the unit's own minimum if it has one. */
+export function fanFloorPct(
+  t: { hardMinFanPct: number; unitMinFanPct?: Readonly<Record<string, number>> },
+  ahu: string,
+): number {
+  return clamp(Math.max(t.hardMinFanPct, t.unitMinFanPct?.[ahu] ?? 0), SAFETY.fanMinPct, SAFETY.fanMaxPct);
+}
+
+/**
+ * ASHRAE TC9.9 (2021): an inlet moves at most 20 K in any hour and 5 K in any 15 minutes, measured as
+ * max − min within the window. Tighter settings are allowed (5 K/h where tape drives are present).
+ */
+export const ASHRAE_INLET_RATE = { perHourC: 20, per15MinC: 5 } as const;
+
+export interface InletRateLimits {
+  perHourC: number;
+  per15MinC: number;
+  /**
+   * Changes are held once the inlet has moved this share of a limit within its window: the rest is
+   * for what is already on its way (supply air lags its setpoint by a minute, inlets by 20 s more).
+   */
+  holdFraction: number;
+}
+
+/** Width of one history bucket, s: 3 make the 15-min window, 12 the hour. */
+export const INLET_BUCKET_S = 300;
+const BUCKETS_15_MIN = 900 / INLET_BUCKET_S;
+const BUCKETS_HOUR = 3600 / INLET_BUCKET_S;
+
+/**
+ * The group's hottest inlet over the last hour, as [min, max] per 5-minute bucket (oldest first; the
+ * last is the current one, `ageS` into it; null while no inlet was seen). Part of the process state
+ * (a new leader keeps it): 13 pairs, ~200 bytes of JSON. A window is read as the current bucket plus
+ * the whole ones before it, so it spans up to 5 min more than its length: it sees more change, never less.
+ */
+export interface InletHistory {
+  ageS: number;
+  b: ([number, number] | null)[];
+}
+
+export function emptyInletHistory(): InletHistory {
+  return { ageS: 0, b: [null] };
+}
+
+export function isInletHistory(x: unknown): x is InletHistory {
+  const h = x as InletHistory;
+  return (
+    !!h &&
+    Number.isFinite(h.ageS) &&
+    Array.isArray(h.b) &&
+    h.b.length > 0 &&
+    h.b.length <= BUCKETS_HOUR + 1 &&
+    h.b.every((p) => p === null || (Array.isArray(p) && p.length === 2 && p.every(Number.isFinite)))
+  );
+}
+
+/** `h` with `dtS` more seconds and this step's hottest inlet (null: none seen); `h` is not changed. */
+export function recordInlet(h: InletHistory, inletC: number | null, dtS: number): InletHistory {
+  const b = h.b.slice(-(BUCKETS_HOUR + 1));
+  let ageS = h.ageS + Math.max(0, dtS);
+  // Bounded: at most one bucket per INLET_BUCKET_S of dt, and dt is clamped to 5 s by the law.
+  for (let i = 0; ageS >= INLET_BUCKET_S && i <= BUCKETS_HOUR; i++) {
+    ageS -= INLET_BUCKET_S;
+    b.push(null);
+    if (b.length > BUCKETS_HOUR + 1) b.shift();
+  }
+  ageS = Math.min(ageS, INLET_BUCKET_S);
+  if (inletC !== null && Number.isFinite(inletC)) {
+    const cur = b[b.length - 1];
+    const v = Math.round(inletC * 100) / 100;
+    b[b.length - 1] = cur ? [Math.min(cur[0], v), Math.max(cur[1], v)] : [v, v];
+  }
+  return { ageS, b };
+}
+
+/** Which way the law may not push the hottest inlet now, and by how much it moved in each window. */
+export interface InletRateHold {
+  /** Risen near a limit: no fan slower, no setpoint warmer. */
+  warming: boolean;
+  /** Fallen near a limit: no fan faster, no setpoint colder (unless an inlet is at alarm). */
+  cooling: boolean;
+  rise15MinC: number;
+  riseHourC: number;
+  fall15MinC: number;
+  fallHourC: number;
+}
+
+export function inletRateHold(h: InletHistory, inletC: number | null, lim: InletRateLimits): InletRateHold {
+  const window = (n: number) => {
+    let lo = Number.POSITIVE_INFINITY;
+    let hi = Number.NEGATIVE_INFINITY;
+    for (const p of h.b.slice(-(n + 1))) {
+      if (!p) continue;
+      lo = Math.min(lo, p[0]);
+      hi = Math.max(hi, p[1]);
+    }
+    if (inletC === null || !Number.isFinite(inletC) || lo > hi) return { rise: 0, fall: 0 };
+    return { rise: Math.max(0, inletC - lo), fall: Math.max(0, hi - inletC) };
+  };
+  const q = window(BUCKETS_15_MIN);
+  const hr = window(BUCKETS_HOUR);
+  const near = (moved: number, limit: number) => moved >= lim.holdFraction * limit;
+  return {
+    warming: near(q.rise, lim.per15MinC) || near(hr.rise, lim.perHourC),
+    cooling: near(q.fall, lim.per15MinC) || near(hr.fall, lim.perHourC),
+    rise15MinC: q.rise,
+    riseHourC: hr.rise,
+    fall15MinC: q.fall,
+    fallHourC: hr.fall,
+  };
 }
 
 /** What `enforceHardLimits` lets through: a command inside the ranges, or null — nothing safe to send. */
