@@ -21,6 +21,12 @@ import {
   type UnitOverride,
 } from '../../src/control/law/group-controller.ts';
 import { neighbourGroups } from '../../src/control/law/influence.ts';
+import {
+  type InfluenceLearner,
+  type InfluenceLearningOptions,
+  learnerFor,
+  stepGroupLearning,
+} from '../../src/control/law/influence-learner.ts';
 import { clamp, piStep, trackIntegral } from '../../src/control/law/pi.ts';
 import type { ControlTuningInput } from '../../src/control/tuning-schema.ts';
 import { type GroupSensorView, SensorStore } from '../../src/sensors/sensor-store.ts';
@@ -43,6 +49,8 @@ export interface ControlHallOptions {
   /** Every unit's command while the hall settles before t = 0 (default: its local fallback). */
   settleWith?: { fanPct: number; supplySetpointC: number };
   settleS?: number;
+  /** Every group learns its units' influence beside the law (`stepGroupLearning`); `learners` has them. */
+  learn?: Partial<InfluenceLearningOptions> | boolean;
 }
 
 export interface GroupStep {
@@ -136,6 +144,8 @@ export class ControlHall {
   private readonly tunedUnits: TunedUnitTuning;
   /** Each conventional unit's fan PI: output and integral. */
   private readonly unitLoop = new Map<string, { outPct: number; integralPct: number }>();
+  /** Each group's influence learner (`learn`). */
+  readonly learners = new Map<string, InfluenceLearner>();
   /** Set false to run every group on its own sensors only (no help between groups). */
   cooperate = true;
 
@@ -163,6 +173,11 @@ export class ControlHall {
     for (const g of this.site.controlGroups) {
       this.configs.set(g.id, groupControlConfig(this.site, g.id, opts.tuning ? { tuning: opts.tuning } : {}));
       this.states.set(g.id, null);
+      if (opts.learn)
+        this.learners.set(
+          g.id,
+          learnerFor(this.site, this.configs.get(g.id)!, opts.learn === true ? {} : { learning: opts.learn }),
+        );
     }
     for (const n of this.site.sensorNodes) {
       const interval = n.reportIntervalS ?? 10;
@@ -307,21 +322,29 @@ export class ControlHall {
         read: status === 'lost' ? null : { fanPct: air.fanPct, supplySetpointC: cmd.supplySetpointC },
       };
     });
-    const out = stepGroup(
-      cfg,
-      {
-        view,
-        units,
-        dtS: dt,
-        overrides: this.overrides.get(group) ?? {},
-        paused: this.paused.has(group),
-        // As the driver would, from the neighbours' broadcast process state.
-        neighbourHelpK: this.cooperate
-          ? Math.max(0, ...this.neighbours[group]!.map((n) => this.states.get(n)?.helpK ?? 0))
-          : 0,
-      },
-      this.states.get(group) ?? null,
-    );
+    const inputs = {
+      view,
+      units,
+      dtS: dt,
+      overrides: this.overrides.get(group) ?? {},
+      paused: this.paused.has(group),
+      // As the driver would, from the neighbours' broadcast process state.
+      neighbourHelpK: this.cooperate
+        ? Math.max(0, ...this.neighbours[group]!.map((n) => this.states.get(n)?.helpK ?? 0))
+        : 0,
+    };
+    const prev = this.states.get(group) ?? null;
+    const learner = this.learners.get(group);
+    // The figures of the walk view() just made: per rack, the inlets the learner reads.
+    const fig = learner ? this.store.figures(group, 1) : undefined;
+    const out =
+      learner && fig
+        ? stepGroupLearning(cfg, learner, inputs, prev, {
+            supplyC: Object.fromEntries(cfg.ahus.map((a) => [a, this.model.ahu(a).supplyC])),
+            racks: fig.inletRacks,
+            inletC: fig.rackInletMaxC,
+          })
+        : stepGroup(cfg, inputs, prev);
     this.decisionsMs.push(performance.now() - t0);
     this.states.set(group, out.state);
     for (const [a, c] of Object.entries(out.commands)) if (!this.lost.has(a)) this.commanded.set(a, c);

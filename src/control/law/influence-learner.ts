@@ -85,7 +85,7 @@ export interface PlantObservation {
 }
 
 /** Information (Σ of a unit's filtered supply changes², K²) at which its confidence is one half, per K² of dither. */
-const HALF_CONFIDENCE_PER_K2 = 4;
+const HALF_CONFIDENCE_PER_K2 = 1;
 /** Starting covariance of every coefficient: next to no information. */
 const P0 = 10;
 /** Residuals beyond this many of the rack's running σ are clipped (a sensor swap, a burst). */
@@ -97,7 +97,8 @@ export class InfluenceLearner {
   readonly opts: InfluenceLearningOptions;
   /** Of the units and racks: a snapshot is only restored onto the same layout. */
   readonly key: string;
-  private readonly prior: InfluenceMatrix;
+  /** The matrix before anything is learned. */
+  readonly priorMatrix: InfluenceMatrix;
   /** Regressors: each unit's supply air, the group's mean fan, a constant (slow drift). */
   private readonly n: number;
   /** Coefficients, rack-major: theta[r * n + i]. */
@@ -127,7 +128,7 @@ export class InfluenceLearner {
   constructor(ahus: readonly string[], prior: InfluenceMatrix, opts: Partial<InfluenceLearningOptions> = {}) {
     this.ahus = [...ahus];
     this.racks = [...prior.rackIndex.keys()];
-    this.prior = prior;
+    this.priorMatrix = prior;
     this.opts = { ...DEFAULT_LEARNING, ...opts };
     this.opts.ditherK = Math.min(Math.max(0, this.opts.ditherK), MAX_DITHER_K);
     this.key = fnv1a(`${this.ahus.join(',')}|${this.racks.join(',')}`);
@@ -216,13 +217,13 @@ export class InfluenceLearner {
     const rows = new Map<string, Float64Array>();
     this.ahus.forEach((a, i) => {
       const c = this.confidence(i);
-      const pr = this.prior.rows.get(a);
+      const pr = this.priorMatrix.rows.get(a);
       const le = learned.rows.get(a)!;
       const row = new Float64Array(this.racks.length);
       for (let r = 0; r < row.length; r++) row[r] = c * le[r]! + (1 - c) * (pr?.[r] ?? 0);
       rows.set(a, row);
     });
-    this.blended = { rackIndex: this.prior.rackIndex, rows };
+    this.blended = { rackIndex: this.priorMatrix.rackIndex, rows };
     return this.blended;
   }
 
@@ -234,7 +235,7 @@ export class InfluenceLearner {
       for (let r = 0; r < row.length; r++) row[r] = Math.min(1, Math.max(0, this.theta[r * this.n + i]!));
       rows.set(a, row);
     });
-    return { rackIndex: this.prior.rackIndex, rows };
+    return { rackIndex: this.priorMatrix.rackIndex, rows };
   }
 
   /** Each unit's confidence, 0…1. */
@@ -309,7 +310,7 @@ export class InfluenceLearner {
     if (this.rackSlot?.of !== racks) {
       const slot = new Int32Array(this.racks.length).fill(-1);
       racks.forEach((id, i) => {
-        const r = this.prior.rackIndex.get(id);
+        const r = this.priorMatrix.rackIndex.get(id);
         if (r !== undefined) slot[r] = i;
       });
       this.rackSlot = { of: racks, slot };
@@ -348,14 +349,21 @@ export class InfluenceLearner {
       } else this.residualVar[r] = e * e;
       for (let i = 0; i < n; i++) this.theta[r * n + i]! += (pPhi[i]! / denom) * e;
     }
-    let trace = 0;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < n; i++)
       for (let j = 0; j < n; j++)
         this.p[i * n + j] = (this.p[i * n + j]! - (pPhi[i]! * pPhi[j]!) / denom) / this.lambda;
-      trace += this.p[i * n + i]!;
+    // A direction nothing excites (a fan that does not move, a unit not dithered for a while) would
+    // wind up without bound under forgetting: cap its variance at P0. Scaling its row and column
+    // (P ← D·P·D) leaves the directions that are excited as they are.
+    for (let i = 0; i < n; i++) {
+      const v = this.p[i * n + i]!;
+      if (!(v > P0)) continue;
+      const d = Math.sqrt(P0 / v);
+      for (let j = 0; j < n; j++) {
+        this.p[i * n + j]! *= d;
+        this.p[j * n + i]! *= d;
+      }
     }
-    // Without excitation forgetting inflates the covariance without bound (wind-up): cap it.
-    if (trace > n * P0) for (let i = 0; i < n * n; i++) this.p[i]! *= (n * P0) / trace;
     this.samples++;
     this.blended = null;
   }
