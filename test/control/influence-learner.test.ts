@@ -2,9 +2,12 @@
 // influence matrix the test knows, and beside the control law: it converges to the matrix, follows
 // a change of it within the stated hours, its dither stays within its bound and stops without
 // margin, and what it learned survives a snapshot taken into a row and restored by a new leader.
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { mulberry32 } from '../../firmware-sim/random.ts';
+import type { CachedRow } from '../../src/cache/rows.ts';
+import type { ProcessStateStore } from '../../src/cache/state-cache.ts';
+import { GroupDriver } from '../../src/control/group-driver.ts';
 import {
   type ControlView,
   type GroupControlInputs,
@@ -20,6 +23,10 @@ import {
   learnerFor,
   stepGroupLearning,
 } from '../../src/control/law/influence-learner.ts';
+import type { DeviceIo } from '../../src/devices/device-io.ts';
+import type { GroupSensorView } from '../../src/sensors/sensor-store.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+import { FakeCluster, fakeUnit, type UnitWrite } from '../support/fake-cluster.ts';
 
 const HOUR = 3600;
 
@@ -47,10 +54,10 @@ class SyntheticGroup {
   private otherC = 0;
   t = 0;
 
-  constructor(ahus: string[], h: number[][], seed = 3) {
+  constructor(ahus: string[], h: number[][], seed = 3, racks?: readonly string[]) {
     this.ahus = ahus;
     this.h = h;
-    this.racks = h[0]!.map((_, i) => `R${i}`);
+    this.racks = racks ? [...racks] : h[0]!.map((_, i) => `R${i}`);
     this.supplyC = ahus.map(() => 18);
     this.inletC = this.racks.map((_, r) => 22 + r * 0.3);
     this.readC = Float64Array.from(this.inletC);
@@ -274,3 +281,104 @@ describe('the dither beside the law', () => {
     }
   });
 });
+
+describe('learned influence across a handover', () => {
+  const site = generateSite(demoShape);
+  const group = site.controlGroups.find((g) => g.id === 'zone-1')!;
+  const stops: (() => void)[] = [];
+  afterEach(() => {
+    for (const stop of stops.splice(0)) stop();
+  });
+
+  /** A state cache every node shares (the real one broadcasts each row to every peer). */
+  function sharedStore(): ProcessStateStore & { rows: Map<string, CachedRow> } {
+    const rows = new Map<string, CachedRow>();
+    return {
+      rows,
+      get: (g) => rows.get(g),
+      pull: async () => {},
+      write: (g, epoch, state) => {
+        const cur = rows.get(g);
+        if (cur && cur.epoch > epoch) return null;
+        const row = {
+          group: g,
+          epoch,
+          seq: cur?.epoch === epoch ? cur.seq + 1 : 1,
+          writer: 'n',
+          atMs: Date.now(),
+          body: Buffer.from(JSON.stringify(state)),
+        };
+        rows.set(g, row);
+        return row;
+      },
+    };
+  }
+
+  it("a new leader resumes with what the old one learned, through the group's cached row", async () => {
+    const cfg = groupControlConfig(site, group.id);
+    const old = learnerFor(site, cfg);
+    // What the old leader learned: a known matrix, far from the geometry prior.
+    const h = cfg.ahus.map((_, a) => old.racks.map((_, r) => (a === 0 ? 0.5 - r * 0.03 : 0.1 + r * 0.02)));
+    learn(new SyntheticGroup([...cfg.ahus], h, 7, old.racks), old, 2 * HOUR);
+    const view: GroupSensorView = {
+      group: group.id,
+      verdict: 'ok',
+      inletMaxC: 24,
+      inletMeanC: 23,
+      hottestRack: old.racks[0]!,
+      humidityPct: 45,
+      dewPointC: 8,
+      coverage: 1,
+      goodInletSensors: 36,
+      configuredInletSensors: 36,
+      uncoveredRacks: [],
+      atMs: Date.now(),
+    };
+    const cluster = new FakeCluster({ [group.id]: ['n1', 100] });
+    const store = sharedStore();
+    const written: UnitWrite[] = [];
+    const driverOn = (node: string, learner: InfluenceLearner) => {
+      const leadership = cluster.node(node);
+      const devices = new Map<string, DeviceIo>(cfg.ahus.map((a) => [a, fakeUnit(a, written, node)]));
+      const d = new GroupDriver(group, devices, leadership, {
+        periodMs: 50,
+        logger: quietLogger,
+        store,
+        control: { config: cfg, sensors: { view: () => view }, learner },
+      });
+      stops.push(() => d.stop());
+      d.start();
+      return d;
+    };
+    driverOn('n1', old);
+    const oldRow = await waitFor('the old leader writes its row with what it learned', () => {
+      const row = store.get(group.id);
+      const body = row && (JSON.parse(row.body.toString('utf8')) as { influence?: { n: number } });
+      return body?.influence?.n === old.sampleCount ? body : null;
+    });
+    expect(JSON.stringify(oldRow.influence).length).toBeLessThan(300);
+
+    const next = learnerFor(site, cfg);
+    const before = meanAbsDiff(next.learnedMatrix(), old.learnedMatrix());
+    driverOn('n2', next);
+    cluster.move(group.id, 'n2', 'the old leader died');
+    await waitFor('the new leader resumes the learned matrix from the row', () =>
+      next.sampleCount === old.sampleCount ? true : null,
+    );
+    expect(before).toBeGreaterThan(0.1);
+    expect(meanAbsDiff(next.learnedMatrix(), old.learnedMatrix())).toBeLessThan(0.005);
+    // And allocation uses it: the blend is the learned matrix in proportion to confidence, not the prior.
+    expect(meanAbsDiff(next.matrix(), old.matrix())).toBeLessThan(0.01);
+  });
+});
+
+function meanAbsDiff(a: InfluenceMatrix, b: InfluenceMatrix): number {
+  let s = 0;
+  let n = 0;
+  for (const [u, row] of a.rows)
+    row.forEach((x, r) => {
+      s += Math.abs(x - (b.rows.get(u)?.[r] ?? 0));
+      n++;
+    });
+  return s / n;
+}
