@@ -1,8 +1,10 @@
 // The .deb of one architecture, built with dpkg-deb from a staged tree: the release bundle under
-// /opt/coolctl/releases/VERSION (postinst points /opt/coolctl/current at it), the units from
-// deploy/systemd as they are, /etc/coolctl as conffiles, /var/lib/coolctl, /usr/bin/coolctl, and
-// the maintainer scripts of deploy/debian. The links from /opt/coolctl into `current` keep the
-// paths the units (and deploy/install.sh) use, so one unit file serves both kinds of install.
+// /usr/lib/coolctl/VERSION, which postinst installs beside the others as /opt/coolctl/releases/VERSION
+// (with `coolctl release install`: dpkg never owns, so never removes, a release a node may run from),
+// the units from deploy/systemd as they are, /etc/coolctl as conffiles, /var/lib/coolctl,
+// /usr/bin/coolctl, and the maintainer scripts of deploy/debian. The links from /opt/coolctl into
+// `current` keep the paths the units (and deploy/install.sh) use, so one unit file serves both kinds
+// of install.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,9 +44,9 @@ function fill(template: string, values: Record<string, string>): string {
 /** Stages the package tree of `d` in `d.stage` (then `buildDeb` packs it). */
 export function stageDeb(d: DebInput): void {
   const root = d.stage;
-  const release = join(root, 'opt/coolctl/releases', d.version);
-  mkdirSync(join(root, 'opt/coolctl/releases'), { recursive: true });
-  execFileSync('cp', ['-al', d.bundle, release]);
+  mkdirSync(join(root, 'usr/lib/coolctl'), { recursive: true });
+  execFileSync('cp', ['-al', d.bundle, join(root, 'usr/lib/coolctl', d.version)]);
+  mkdirSync(join(root, 'opt/coolctl'), { recursive: true });
   for (const l of OPT_LINKS) symlinkSync(`current/${l}`, join(root, 'opt/coolctl', l));
   mkdirSync(join(root, 'usr/bin'), { recursive: true });
   symlinkSync('../../opt/coolctl/current/bin/coolctl', join(root, 'usr/bin/coolctl'));
@@ -62,9 +64,10 @@ export function stageDeb(d: DebInput): void {
   mkdirSync(join(root, 'usr/share/doc/coolctl'), { recursive: true });
   cpSync(join(d.repo, 'deploy/debian/copyright'), join(root, 'usr/share/doc/coolctl/copyright'));
 
-  const installedKb = Number(
-    execFileSync('du', ['-sk', '--apparent-size', root], { encoding: 'utf8' }).split('\t')[0],
-  );
+  const kb = (dir: string) =>
+    Number(execFileSync('du', ['-sk', '--apparent-size', dir], { encoding: 'utf8' }).split('\t')[0]);
+  // The disk it takes: its files, and the release postinst installs from them.
+  const installedKb = kb(root) + kb(d.bundle);
   const values = {
     VERSION: d.version,
     DEB_ARCH: d.debArch,

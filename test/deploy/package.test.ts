@@ -6,8 +6,11 @@
 // no libc6. Then the installed `coolctl` validates a config, and the daemon, started as the
 // installed unit's ExecStart says (its node flags, its Environment=), takes node c2's place in a
 // running hall — etcd ×3, the simulator's Modbus and OPC-UA units, c1 — leads a group, drives it,
-// and hands it back when stopped.
+// and hands it back when stopped. A newer .deb (this one repacked under another version) then
+// installs its release beside the one the node ran, leaving that release's files and `current` as
+// they were; purge removes the release store.
 import { type ChildProcess, execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import {
   chmod,
   chown,
@@ -15,6 +18,7 @@ import {
   mkdtemp,
   readFile,
   readlink,
+  rename,
   rm,
   stat,
   symlink,
@@ -77,6 +81,39 @@ afterAll(async () => {
   await hall?.stopAll();
   if (tmp) await rm(tmp, { recursive: true, force: true });
 }, 60_000);
+
+/**
+ * The .deb restated as another version, as the next release's package would be: unpacked, every
+ * place that names the version changed (control, postinst, the bundle's folder, its manifest and
+ * version module), packed again uncompressed (seconds, where a build takes a minute).
+ */
+async function repackAs(from: string, next: string): Promise<string> {
+  const tree = join(tmp, `deb-${next}`);
+  await run('dpkg-deb', ['-R', from, tree], { timeout: 120_000 });
+  const restate = async (file: string, from: RegExp, to: string) => {
+    const text = await readFile(file, 'utf8');
+    const changed = text.replace(from, to);
+    if (changed === text) throw new Error(`${file}: nothing matched ${from}`);
+    await writeFile(file, changed);
+  };
+  await restate(join(tree, 'DEBIAN/control'), /^Version: .*$/m, `Version: ${next}`);
+  await restate(join(tree, 'DEBIAN/postinst'), /^version=".*"$/m, `version="${next}"`);
+  // Where the package keeps its release: /usr/lib/coolctl, or /opt/coolctl/releases in the layout
+  // before side-by-side installs (so the test also says what that layout does on upgrade).
+  const home = existsSync(join(tree, 'usr/lib/coolctl')) ? 'usr/lib/coolctl' : 'opt/coolctl/releases';
+  const bundle = join(tree, home, next);
+  await rename(join(tree, home, version), bundle);
+  await restate(join(bundle, 'release.json'), /"version": "[^"]*"/, `"version": "${next}"`);
+  await restate(
+    join(bundle, 'dist/src/version.js'),
+    /export const VERSION = '[^']*';/,
+    `export const VERSION = '${next}';`,
+  );
+  const out = join(tmp, `coolctl_${next}_amd64.deb`);
+  await run('dpkg-deb', ['--root-owner-group', '-Znone', '--build', tree, out], { timeout: 120_000 });
+  await rm(tree, { recursive: true, force: true });
+  return out;
+}
 
 /** A field of `name`'s line in the root's passwd or group file. */
 async function entry(file: 'passwd' | 'group', name: string): Promise<string[] | undefined> {
@@ -142,6 +179,10 @@ describe('the x64 .deb', () => {
       await readFile(join(root, 'opt/coolctl/releases', version, 'release.json'), 'utf8'),
     ) as { version: string; cpu: string };
     expect([manifest.version, manifest.cpu]).toEqual([version, 'x64']);
+    // dpkg owns the package's copy of the release, never the installed one a node runs from.
+    const owned = (await run('dpkg-query', [admin, '-L', 'coolctl'], { maxBuffer: 64 * 1024 * 1024 })).stdout;
+    expect(owned).toContain(`/usr/lib/coolctl/${version}/release.json`);
+    expect(owned).not.toContain('/opt/coolctl/releases');
   }, 180_000);
 
   it('runs coolctl from /usr/bin: --version, and config validate', async () => {
@@ -234,6 +275,74 @@ describe('the x64 .deb', () => {
     await h.waitForLeaders({ among: ['c1'], timeoutMs: 20_000 });
     expect((await h.check()).violations.map((v) => v.message)).toEqual([]);
   }, 180_000);
+
+  it('a newer .deb installs beside the running release and leaves it and current alone; purge removes them', async () => {
+    const next = `${version}+next`;
+    const nextDeb = await repackAs(deb, next);
+    const opt = join(root, 'opt/coolctl');
+    const oldCli = join(opt, 'releases', version, 'dist/src/cli.js');
+    const oldNode = join(opt, 'releases', version, 'node/bin/node');
+    const [cliBefore, nodeBefore] = [await stat(oldCli), await stat(oldNode)];
+
+    const dpkg = await run(
+      'unshare',
+      [
+        '--net',
+        'dpkg',
+        `--root=${root}`,
+        '--force-script-chrootless',
+        '--force-depends',
+        '--log=/dev/null',
+        '-i',
+        nextDeb,
+      ],
+      { timeout: 180_000 },
+    );
+    const admin = `--admindir=${join(root, 'var/lib/dpkg')}`;
+    expect((await run('dpkg-query', [admin, '-W', `-f=\${Status} \${Version}`, 'coolctl'])).stdout).toBe(
+      `install ok installed ${next}`,
+    );
+
+    // The release the node ran from: the very same files, still what `current` names.
+    for (const [file, before] of [
+      [oldCli, cliBefore],
+      [oldNode, nodeBefore],
+    ] as const) {
+      expect(existsSync(file), `${file} after the upgrade`).toBe(true);
+      const now = await stat(file);
+      expect([now.ino, now.size, now.mode]).toEqual([before.ino, before.size, before.mode]);
+    }
+    expect(await readlink(join(opt, 'current'))).toBe(`releases/${version}`);
+    expect(dpkg.stdout).toContain(`coolctl ${next} installed beside ${version}, which the nodes still run`);
+    // dpkg took away only its own copy of the old release.
+    expect(existsSync(join(root, 'usr/lib/coolctl', version))).toBe(false);
+    expect(existsSync(join(root, 'usr/lib/coolctl', next, 'release.json'))).toBe(true);
+
+    const coolctl = join(root, 'usr/bin/coolctl');
+    const env = { ...process.env, PATH: launcherPath };
+    expect((await run(coolctl, ['--version'], { env })).stdout.trim()).toBe(version);
+    const list = JSON.parse(
+      (await run(coolctl, ['release', 'list', '--root', opt, '--output', 'json'], { env })).stdout,
+    ) as { version: string; current: boolean; manifest: { version: string; cpu: string } }[];
+    expect(list.map((r) => [r.version, r.current, r.manifest.version, r.manifest.cpu])).toEqual([
+      [version, true, version, 'x64'],
+      [next, false, next, 'x64'],
+    ]);
+    // What the rolling upgrade does on this host for its node: current moves, coolctl is the new one.
+    await run(coolctl, ['release', 'activate', next, '--root', opt], { env });
+    expect((await run(coolctl, ['--version'], { env })).stdout.trim()).toBe(next);
+    expect(await readlink(join(opt, 'previous'))).toBe(`releases/${version}`);
+
+    await run(
+      'dpkg',
+      [`--root=${root}`, '--force-script-chrootless', '--log=/dev/null', '--purge', 'coolctl'],
+      {
+        timeout: 120_000,
+      },
+    );
+    for (const gone of ['opt/coolctl', 'usr/lib/coolctl', 'usr/bin/coolctl', 'var/lib/coolctl'])
+      expect(existsSync(join(root, gone)), gone).toBe(false);
+  }, 300_000);
 
   it("the simulator's own bundle runs the demo hall from its folder", async () => {
     await run('tar', ['-xzf', simTarball, '-C', tmp]);
