@@ -1,46 +1,58 @@
 // The control law on the demo hall, in accelerated time (test/support/control-hall.ts: the
-// simulator's thermal model, sensor reports through the real SensorStore, every group stepped at
-// 1 Hz). Side by side in the same run: 24 h of the daily load profile under the law and with every
-// unit on local control (the baseline: local fan % and setpoint, as the units fall back to), then
-// the fault scenarios under the law (+30 % IT load, the AHU by the hottest row tripped, a stuck
-// top sensor on the hottest rack followed by +30 % load). Decision time is sensor view → commands
-// for one group step, over every step of every run. Args: [--hours 24]
+// simulator's thermal model and chilled-water plant, sensor reports through the real SensorStore,
+// every group stepped at 1 Hz). Side by side in the same run, 24 h of the daily load profile under
+// three controllers: coolctl's law; the tuned conventional hall (every unit on its own return-air
+// fan PI with a fixed supply setpoint, as bench/control-baseline.ts tuned it); every unit on local
+// control (100 % fans). Then the fault runs, from a hall settled at full load: +30 % IT load, the AHU
+// by the hottest row tripped (both also under the tuned baseline), a stuck top sensor on the hottest
+// rack followed by +30 %, and a failover (every group's state dropped and its units on local
+// fallback for a lease, then resumed from the cached row of last commands, as a new leader does).
+// Energy: fans, plant (chiller, tower, pumps, economiser) and their sum. Inlet rate of change: the
+// largest max − min of any inlet in any 15-min / 1-h window (ASHRAE: 5 K, 20 K). Decision time is
+// sensor view → commands for one group step. Args: [--hours 24] [--no-influence]
 import { parseArgs } from 'node:util';
+import { resumeState } from '../src/control/law/group-controller.ts';
 import { ControlHall } from '../test/support/control-hall.ts';
+import { FAULT_SCENARIOS } from './lib/control-baseline-search.ts';
+import { influenceFigures } from './lib/control-influence.ts';
 import { percentile } from './lib/stats.ts';
 
 const HOUR = 3600;
+/** Units fall back to local control for this long while a new leader takes over (a lease TTL). */
+const FAILOVER_GAP_S = 10;
 
 export async function run(argv: string[]): Promise<Record<string, number>> {
-  const { values } = parseArgs({ args: argv, options: { hours: { type: 'string' } } });
+  const { values } = parseArgs({
+    args: argv,
+    options: { hours: { type: 'string' }, 'no-influence': { type: 'boolean' } },
+  });
   const hours = Number(values.hours ?? 24);
   const decisions: number[] = [];
 
   const law = new ControlHall({ control: 'law', profile: 'daily' });
+  const tuned = new ControlHall({ control: 'tuned', profile: 'daily' });
   const local = new ControlHall({ control: 'local', profile: 'daily' });
-  law.run(hours * HOUR);
-  local.run(hours * HOUR);
+  for (const h of [law, tuned, local]) h.run(hours * HOUR);
   for (const d of law.decisionsMs) decisions.push(d);
-  const fanKwh = law.model.totals().fanKwh;
-  const baseKwh = local.model.totals().fanKwh;
+  const e = (h: ControlHall) => {
+    const t = h.model.totals();
+    return { fan: t.fanKwh, plant: t.plantKwh, total: t.fanKwh + t.plantKwh, econH: t.economiserHours };
+  };
+  const ours = e(law);
+  const tunedE = e(tuned);
+  const localE = e(local);
 
-  const scenario = (setup: (h: ControlHall) => void): ControlHall => {
-    const h = new ControlHall({ control: 'law' });
+  const scenario = (control: 'law' | 'tuned', setup: (h: ControlHall) => void): ControlHall => {
+    const h = new ControlHall({ control });
     h.run(HOUR);
     h.resetInletStats();
     setup(h);
-    for (const d of h.decisionsMs) decisions.push(d);
+    if (control === 'law') for (const d of h.decisionsMs) decisions.push(d);
     return h;
   };
-  const step = scenario((h) => {
-    h.model.setLoadStep('*', 1.3);
-    h.run(2 * HOUR);
-  });
-  const trip = scenario((h) => {
-    h.trip('AHU-01', true);
-    h.run(HOUR);
-  });
-  const stuck = scenario((h) => {
+  const step = scenario('law', FAULT_SCENARIOS['load-step']!);
+  const trip = scenario('law', FAULT_SCENARIOS.trip!);
+  const stuck = scenario('law', (h) => {
     const hot = h.last.get('zone-1')!.view.hottestRack!;
     const node = h.site.sensorNodes.find((n) => n.rack === hot)!;
     h.sensorFault(node.id, 'inlet-top', { kind: 'stuck' });
@@ -48,21 +60,59 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     h.model.setLoadStep('*', 1.3);
     h.run(HOUR);
   });
-  const runs = [law, step, trip, stuck];
+  const failover = scenario('law', (h) => {
+    // Every group's leader dies at once: units run their local fallback for a lease, then each new
+    // leader starts from the cached row (the last commands only) and keeps going through a load step.
+    const rows = new Map([...h.last].map(([g, s]) => [g, { ...s.out.commands }]));
+    for (const a of h.site.airHandlers) h.lost.add(a.id);
+    for (const g of rows.keys()) h.states.set(g, null);
+    h.run(FAILOVER_GAP_S);
+    h.lost.clear();
+    for (const [g, commands] of rows) h.states.set(g, resumeState(commands));
+    h.run(HOUR);
+    h.model.setLoadStep('*', 1.3);
+    h.run(HOUR);
+  });
+  const tunedStep = scenario('tuned', FAULT_SCENARIOS['load-step']!);
+  const tunedTrip = scenario('tuned', FAULT_SCENARIOS.trip!);
+  const lawRuns = [law, step, trip, stuck, failover];
+  const tunedRuns = [tuned, tunedStep, tunedTrip];
+
+  const influence = values['no-influence'] ? {} : await influenceFigures();
 
   return {
-    fan_energy_saving_pct: 100 * (1 - fanKwh / baseKwh),
-    fan_kwh: fanKwh,
-    baseline_fan_kwh: baseKwh,
     hours,
-    max_inlet_c: Math.max(...runs.map((h) => h.maxInletC)),
-    seconds_above_27c: runs.reduce((s, h) => s + h.secondsAbove27, 0),
+    fan_kwh: ours.fan,
+    plant_kwh: ours.plant,
+    total_kwh: ours.total,
+    economiser_hours: ours.econH,
+    tuned_baseline_fan_kwh: tunedE.fan,
+    tuned_baseline_plant_kwh: tunedE.plant,
+    tuned_baseline_total_kwh: tunedE.total,
+    tuned_baseline_economiser_hours: tunedE.econH,
+    fan_saving_vs_tuned_pct: 100 * (1 - ours.fan / tunedE.fan),
+    total_saving_vs_tuned_pct: 100 * (1 - ours.total / tunedE.total),
+    baseline_fan_kwh: localE.fan,
+    baseline_plant_kwh: localE.plant,
+    baseline_total_kwh: localE.total,
+    fan_energy_saving_pct: 100 * (1 - ours.fan / localE.fan),
+    total_saving_vs_local_pct: 100 * (1 - ours.total / localE.total),
+    max_inlet_c: Math.max(...lawRuns.map((h) => h.maxInletC)),
+    seconds_above_27c: lawRuns.reduce((s, h) => s + h.secondsAbove27, 0),
+    max_inlet_rate_c_per_h: Math.max(...lawRuns.map((h) => h.maxInletRateHourC)),
+    max_inlet_rate_c_per_15min: Math.max(...lawRuns.map((h) => h.maxInletRate15MinC)),
     daily_max_inlet_c: law.maxInletC,
-    baseline_max_inlet_c: local.maxInletC,
-    baseline_seconds_above_27c: local.secondsAbove27,
     load_step_max_inlet_c: step.maxInletC,
     trip_max_inlet_c: trip.maxInletC,
     stuck_sensor_max_inlet_c: stuck.maxInletC,
+    failover_max_inlet_c: failover.maxInletC,
+    tuned_baseline_max_inlet_c: Math.max(...tunedRuns.map((h) => h.maxInletC)),
+    tuned_baseline_seconds_above_27c: tunedRuns.reduce((s, h) => s + h.secondsAbove27, 0),
+    tuned_baseline_max_inlet_rate_c_per_h: Math.max(...tunedRuns.map((h) => h.maxInletRateHourC)),
+    tuned_baseline_max_inlet_rate_c_per_15min: Math.max(...tunedRuns.map((h) => h.maxInletRate15MinC)),
+    baseline_max_inlet_c: local.maxInletC,
+    baseline_seconds_above_27c: local.secondsAbove27,
+    ...influence,
     decision_p50_ms: percentile(decisions, 50),
     decision_p99_ms: percentile(decisions, 99),
     decision_max_ms: percentile(decisions, 100),

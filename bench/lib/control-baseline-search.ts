@@ -20,7 +20,7 @@ export interface BaselineRun {
   /** Coolest inlet (bottom of rack) at the end of each run. */
   minInletC: number;
   fanKwh: number;
-  /** The chilled-water plant's energy over the day, when the simulator models it (else 0). */
+  /** The chilled-water plant's energy over the day (chiller, tower, pumps). */
   plantKwh: number;
   /** Most reversals (≥ 2 % swings) of one unit's fan command over the day. */
   reversals: number;
@@ -39,12 +39,6 @@ export const FAULT_SCENARIOS: Record<string, (h: ControlHall) => void> = {
   },
 };
 
-/** The plant's kWh if the thermal model meters one. */
-export function plantKwhOf(h: ControlHall): number {
-  const t = h.model.totals() as { plantKwh?: number };
-  return typeof t.plantKwh === 'number' ? t.plantKwh : 0;
-}
-
 /** One setting through the day and the fault runs; the faults are skipped once the day fails. */
 export function evaluateBaseline(tuned: TunedUnitTuning, hours = 24): BaselineRun {
   const day = new ControlHall({ control: 'tuned', profile: 'daily', tunedUnits: tuned });
@@ -56,7 +50,7 @@ export function evaluateBaseline(tuned: TunedUnitTuning, hours = 24): BaselineRu
   let maxInletC = day.maxInletC;
   const hunting = Math.max(...[...day.fanLog.values()].map((log) => reversals(log, 2)));
   const fanKwh = day.model.totals().fanKwh;
-  const plantKwh = plantKwhOf(day);
+  const plantKwh = day.model.totals().plantKwh;
   for (const fault of Object.values(FAULT_SCENARIOS)) {
     if (maxInletC > INLET_MAX_C) break;
     const h = new ControlHall({ control: 'tuned', tunedUnits: tuned });
