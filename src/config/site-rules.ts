@@ -206,6 +206,15 @@ export function checkSiteRules(site: Site): RuleProblem[] {
       }
       for (const r of Object.keys(row)) ref(racks, r, `${path}/${pointerToken(r)}`, 'rack');
     }
+    // A unit's own fan floor keyed by a unit not in the group would silently guard nothing.
+    for (const a of Object.keys(g.tuning?.unitMinFanPct ?? {})) {
+      if (!g.airHandlers.includes(a))
+        problems.push({
+          path: `/controlGroups/${i}/tuning/unitMinFanPct/${pointerToken(a)}`,
+          message: `air handler "${a}" is not in control group "${g.id}"`,
+          allowed: "the group's own air handlers",
+        });
+    }
   });
   problems.push(...alarmSiteProblems(site));
   return problems;

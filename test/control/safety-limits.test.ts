@@ -6,6 +6,7 @@
 import { Value } from '@sinclair/typebox/value';
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { checkSiteRules } from '../../src/config/site-rules.ts';
 import {
   type ControlView,
   type GroupControlState,
@@ -243,5 +244,19 @@ describe('closed loop: the rate limit holds in the hall', () => {
     // And it still gets where it was going: fans down, inlets up to target.
     expect(h.maxInletC).toBeGreaterThan(24);
     expect(h.maxInletC).toBeLessThanOrEqual(27);
+  });
+});
+
+describe('configuration of the limits', () => {
+  it('a unit fan floor for a unit outside the group is refused at load, with the path', () => {
+    const bad = structuredClone(site);
+    bad.controlGroups[0]!.tuning = {
+      unitMinFanPct: { 'AHU-99': 40, [bad.controlGroups[0]!.airHandlers[0]!]: 40 },
+    };
+    const problems = checkSiteRules(bad);
+    expect(problems).toContainEqual(
+      expect.objectContaining({ path: '/controlGroups/0/tuning/unitMinFanPct/AHU-99' }),
+    );
+    expect(problems.filter((p) => p.path.includes('unitMinFanPct'))).toHaveLength(1);
   });
 });
