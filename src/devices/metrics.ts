@@ -18,6 +18,7 @@ import {
   escapeLabelValue,
   familyHeader,
   isAscii,
+  LinePrefixes,
   RENDERS_OWN_TEXT,
   type SelfRenderingFamily,
   type TextWriter,
@@ -43,23 +44,34 @@ interface ExtraLabels {
   readonly labels: Labels;
   /** The text is printable ASCII (TextWriter.ascii copies it as it is). */
   readonly ascii: boolean;
+  /** Its place among the fixed extra label sets of its family (line starts made once); none for error kinds. */
+  readonly slot?: number;
 }
 
-function extraLabels(labels: Labels): ExtraLabels {
+function extraLabels(labels: Labels, slot?: number): ExtraLabels {
   const text = Object.entries(labels)
     .map(([k, v]) => `${k}="${escapeLabelValue(v)}"`)
     .join(',');
-  return { text, labels, ascii: isAscii(text) };
+  return slot === undefined
+    ? { text, labels, ascii: isAscii(text) }
+    : { text, labels, ascii: isAscii(text), slot };
 }
 
 const OUTCOME_LABELS = Object.fromEntries(
-  DEVICE_OPS.map((op) => [
+  DEVICE_OPS.map((op, i) => [
     op,
-    { ok: extraLabels({ op, outcome: 'ok' }), error: extraLabels({ op, outcome: 'error' }) },
+    {
+      ok: extraLabels({ op, outcome: 'ok' }, 2 * i),
+      error: extraLabels({ op, outcome: 'error' }, 2 * i + 1),
+    },
   ]),
 ) as Record<DeviceOp, { ok: ExtraLabels; error: ExtraLabels }>;
+const OUTCOME_SLOTS: readonly ExtraLabels[] = DEVICE_OPS.flatMap((op) => [
+  OUTCOME_LABELS[op].ok,
+  OUTCOME_LABELS[op].error,
+]);
 
-const STATE_LABELS = LINK_STATES.map((state) => extraLabels({ state }));
+const STATE_LABELS = LINK_STATES.map((state, i) => extraLabels({ state }, i));
 
 /**
  * One device's counts for one operation, kept in plain numbers: prom-client's labelled `inc()` and
@@ -92,6 +104,8 @@ class OpSeries {
 
 /** Everything /metrics says of one device, and what an adapter holds: observe() with no lookup by label. */
 export class DeviceMeter {
+  /** Its place in its DeviceMetrics' list. */
+  index = 0;
   readonly protocol: string;
   readonly labels: Labels;
   /** `device="…",protocol="…"`, escaped, for the text of every line of this device. */
@@ -170,6 +184,19 @@ abstract class ScrapeTimeMetric {
 /** A family with one line per device and extra label set: its values for prom-client, and its own text. */
 abstract class PerDeviceMetric extends ScrapeTimeMetric implements SelfRenderingFamily {
   readonly [RENDERS_OWN_TEXT] = true;
+  /** The fixed extra label sets of its lines, by slot (their line starts are made once per device). */
+  protected readonly extras: readonly ExtraLabels[] | null = null;
+  private prefixes: LinePrefixes | undefined;
+
+  /** `\nname{device labels,extra labels} ` of every device and fixed extra set, remade when devices were added. */
+  private linePrefixes(extras: readonly ExtraLabels[]): LinePrefixes {
+    if (this.prefixes?.lines === this.devices.length * extras.length) return this.prefixes;
+    const starts: string[] = [];
+    for (const d of this.devices)
+      for (const e of extras) starts.push(`\n${this.name}{${d.labelText},${e.text}} `);
+    this.prefixes = new LinePrefixes(starts);
+    return this.prefixes;
+  }
   /** Emits the lines of one device, in order. */
   protected abstract deviceLines(d: DeviceMeter, emit: Emit): void;
 
@@ -209,7 +236,14 @@ abstract class PerDeviceMetric extends ScrapeTimeMetric implements SelfRendering
     const open = `\n${this.name}{`;
     w.text(familyHeader(this.name, this.help, this.type));
     yield;
+    const extras = this.extras;
+    const prefixes = extras ? this.linePrefixes(extras) : undefined;
     const emit: Emit = (d, extra, value) => {
+      if (prefixes && extra.slot !== undefined) {
+        w.prefix(prefixes, d.index * extras!.length + extra.slot);
+        w.value(value);
+        return;
+      }
       w.ascii(open);
       if (d.labelAscii) w.ascii(d.labelText);
       else w.text(d.labelText);
@@ -242,10 +276,19 @@ class LatencyHistogram extends ScrapeTimeMetric {
       string,
       { labels: { protocol: string; op: DeviceOp }; counts: Float64Array; sum: number; count: number }
     >();
+    // Keyed per protocol, then by operation: no key string made per device and operation.
+    const keys = new Map<string, Record<DeviceOp, string>>();
     for (const d of this.devices) {
-      for (const s of Object.values(d.byOp)) {
+      let opKeys = keys.get(d.protocol);
+      if (!opKeys) {
+        opKeys = { connect: '', read: '', write: '', verify: '' };
+        for (const op of DEVICE_OPS) opKeys[op] = `${d.protocol} ${op}`;
+        keys.set(d.protocol, opKeys);
+      }
+      for (let o = 0; o < DEVICE_OPS.length; o++) {
+        const s = d.byOp[DEVICE_OPS[o]!];
         if (s.count === 0) continue; // an operation no device did has no series yet
-        const key = `${d.protocol} ${s.op}`;
+        const key = opKeys[s.op];
         let t = totals.get(key);
         if (!t) {
           t = {
@@ -291,6 +334,7 @@ class TransactionsCounter extends PerDeviceMetric {
   readonly name = 'coolctl_device_transactions_total';
   readonly help = 'Device requests by operation and outcome (ok or error)';
   readonly type = 'counter';
+  protected override readonly extras = OUTCOME_SLOTS;
 
   protected deviceLines(d: DeviceMeter, emit: Emit): void {
     for (const op of DEVICE_OPS) {
@@ -331,6 +375,7 @@ class LinkStateGauge extends PerDeviceMetric {
   readonly name = 'coolctl_device_link_state';
   readonly help = 'Link state of each device: 1 for the current state, 0 for the others';
   readonly type = 'gauge';
+  protected override readonly extras = STATE_LABELS;
 
   protected deviceLines(d: DeviceMeter, emit: Emit): void {
     if (d.linkState < 0) return;
@@ -362,6 +407,7 @@ export class DeviceMetrics {
     let m = this.meters.get(key);
     if (!m) {
       m = new DeviceMeter(device, protocol);
+      m.index = this.devices.length;
       this.devices.push(m);
       this.meters.set(key, m);
     }

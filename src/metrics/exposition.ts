@@ -4,10 +4,11 @@
 // shared: scrapes that arrive while a render runs, or within REUSE_MS of its start, get the same
 // bytes. The text is what registry.metrics() renders (families in registration order, lines joined
 // by "\n", families by "\n\n", one "\n" at the end); families that render their own text
-// (metrics/text.ts) are asked for it chunk by chunk instead of through prom-client's formatting.
+// (metrics/text.ts) are asked for it chunk by chunk, and prom-client's own families are read from
+// the metric (what the registry would format) and written as bytes a few hundred lines a step.
 import { setImmediate } from 'node:timers/promises';
-import type { Registry } from 'prom-client';
-import { rendersOwnText, TextWriter } from './text.ts';
+import { type Metric, Registry } from 'prom-client';
+import { type PromFamily, rendersOwnText, TextWriter, writeFamily } from './text.ts';
 
 /** Work between two event-loop turns: well inside the control loops' lag budget (20 ms p99). */
 const SLICE_MS = 3;
@@ -81,6 +82,18 @@ export class MetricsExposition {
     this.dropTimer.unref();
   }
 
+  /**
+   * Whether the registry renders as writeFamily writes: the Prometheus format (not OpenMetrics, with
+   * its exemplars and counter names) and no default labels (which the daemon never sets).
+   */
+  private plain(): boolean {
+    const defaults = (this.registry as unknown as { _defaultLabels?: object })._defaultLabels;
+    return (
+      this.registry.contentType === Registry.PROMETHEUS_CONTENT_TYPE &&
+      (defaults === undefined || Object.keys(defaults).length === 0)
+    );
+  }
+
   private async render(): Promise<Buffer> {
     // Sized for the last answer: growing a buffer of megabytes copies it.
     const w = new TextWriter(this.lastBytes + (this.lastBytes >> 3));
@@ -104,6 +117,9 @@ export class MetricsExposition {
             w.text(chunk);
             await turn();
           }
+      } else if (this.plain()) {
+        for (const _ of writeFamily(w, await familyOf(metric))) await turn();
+        await turn();
       } else {
         w.text(await this.registry.getSingleMetricAsString(name));
         await turn();
@@ -113,4 +129,13 @@ export class MetricsExposition {
     this.lastBytes = w.length;
     return w.bytes();
   }
+}
+
+/** What the registry formats for a metric: getForPromString() where it has one (histograms), else get(). */
+function familyOf(metric: Metric): Promise<PromFamily> {
+  const m = metric as unknown as {
+    getForPromString?: () => Promise<PromFamily>;
+    get: () => Promise<PromFamily>;
+  };
+  return typeof m.getForPromString === 'function' ? m.getForPromString() : m.get();
 }

@@ -34,6 +34,7 @@ import {
 import {
   familyHeader,
   isAscii,
+  LinePrefixes,
   labelText,
   RENDERS_OWN_TEXT,
   type SelfRenderingFamily,
@@ -49,15 +50,27 @@ interface LabelSet {
   readonly text: string;
   /** The text is printable ASCII (TextWriter.ascii copies it as it is). */
   readonly ascii: boolean;
+  /** Its place in `rows` (a row: rack, unit, group), or in its family's extra label sets (a state). */
+  id: number;
+  /** The row sets of one kind of one site layout it belongs to (a family's line starts are made per such list). */
+  rows: readonly LabelSet[] | null;
 }
 
-function labelSet(labels: Labels): LabelSet {
+function labelSet(labels: Labels, id = 0): LabelSet {
   const text = labelText(labels);
-  return { labels, text, ascii: isAscii(text) };
+  return { labels, text, ascii: isAscii(text), id, rows: null };
+}
+
+/** A row's label set, numbered in `rows`. */
+function rowSet(rows: LabelSet[], labels: Labels): LabelSet {
+  const set = labelSet(labels, rows.length);
+  set.rows = rows;
+  rows.push(set);
+  return set;
 }
 
 function stateSets<S extends string>(name: string, states: readonly S[]): LabelSet[] {
-  return states.map((s) => labelSet({ [name]: s }));
+  return states.map((s, i) => labelSet({ [name]: s }, i));
 }
 
 const VERDICTS: readonly Verdict[] = ['ok', 'degraded', 'blind'];
@@ -74,7 +87,7 @@ const VERDICT_LABELS = stateSets('verdict', VERDICTS);
 const GROUP_MODE_LABELS = stateSets('mode', GROUP_MODES);
 const UNIT_MODE_LABELS = stateSets('mode', UNIT_MODES);
 const LINK_LABELS = stateSets('state', LINK_STATES);
-const ALARM_LABELS = ALARMS.map(([alarm, bit]) => ({ bit, set: labelSet({ alarm }) }));
+const ALARM_LABELS = ALARMS.map(([alarm, bit], i) => ({ bit, set: labelSet({ alarm }, i) }));
 const UNKNOWN_MODE = UNIT_MODES.indexOf('unknown');
 
 /** Groups per chunk of text (each group: its racks or units, a few dozen lines; or its own line). */
@@ -295,6 +308,10 @@ class ProcessFamily implements SelfRenderingFamily {
   readonly type: 'gauge' | 'counter';
   private readonly groups: () => readonly GroupRow[];
   private readonly lines: (g: GroupRow, emit: Emit) => void;
+  /** The extra label sets a line may have (states, alarms, the leader), by their id; null: none. */
+  private readonly extras: readonly LabelSet[] | null;
+  /** Every line start this family can write for one list of rows (one site layout). */
+  private table: { rows: readonly LabelSet[]; prefixes: LinePrefixes } | undefined;
 
   constructor(
     name: string,
@@ -302,12 +319,31 @@ class ProcessFamily implements SelfRenderingFamily {
     type: 'gauge' | 'counter',
     groups: () => readonly GroupRow[],
     lines: (g: GroupRow, emit: Emit) => void,
+    extras: readonly LabelSet[] | null = null,
   ) {
     this.name = name;
     this.help = help;
     this.type = type;
     this.groups = groups;
     this.lines = lines;
+    this.extras = extras;
+  }
+
+  /** `\nname{labels} `: the start of a line, up to its value. */
+  private lineStart(set: LabelSet, extra: LabelSet | null): string {
+    const labels = extra ? (set.text ? `${set.text},${extra.text}` : extra.text) : set.text;
+    return labels ? `\n${this.name}{${labels}} ` : `\n${this.name} `;
+  }
+
+  /** The line starts of every row of `rows` with each extra label set, made when first needed. */
+  private prefixes(rows: readonly LabelSet[]): LinePrefixes {
+    if (this.table?.rows === rows) return this.table.prefixes;
+    const starts: string[] = [];
+    for (const set of rows)
+      for (const extra of this.extras ?? [null]) starts.push(this.lineStart(set, extra));
+    const prefixes = new LinePrefixes(starts);
+    this.table = { rows, prefixes };
+    return prefixes;
   }
 
   async get(): Promise<MetricObjectWithValues<MetricValueWithName<string>>> {
@@ -326,13 +362,11 @@ class ProcessFamily implements SelfRenderingFamily {
   }
 
   *textChunks(): Generator<string> {
-    const name = this.name;
-    yield familyHeader(name, this.help, this.type);
+    yield familyHeader(this.name, this.help, this.type);
     const groups = this.groups();
     let chunk = '';
     const emit: Emit = (set, extra, value) => {
-      const labels = extra ? (set.text ? `${set.text},${extra.text}` : extra.text) : set.text;
-      chunk += labels ? `\n${name}{${labels}} ${valueText(value)}` : `\n${name} ${valueText(value)}`;
+      chunk += `${this.lineStart(set, extra)}${valueText(value)}`;
     };
     for (let from = 0; from < groups.length; from += GROUPS_PER_CHUNK) {
       chunk = '';
@@ -343,22 +377,19 @@ class ProcessFamily implements SelfRenderingFamily {
   }
 
   *writeChunks(w: TextWriter): Generator<void> {
-    const name = this.name;
-    const open = `\n${name}{`;
-    const bare = `\n${name} `;
-    w.text(familyHeader(name, this.help, this.type));
+    w.text(familyHeader(this.name, this.help, this.type));
     yield;
-    const label = (set: LabelSet) => (set.ascii ? w.ascii(set.text) : w.text(set.text));
+    const width = this.extras?.length ?? 1;
+    let rows: readonly LabelSet[] | null = null;
+    let prefixes: LinePrefixes | undefined;
     const emit: Emit = (set, extra, value) => {
-      if (!set.text && !extra) w.ascii(bare);
+      if (set.rows === null) w.text(this.lineStart(set, extra));
       else {
-        w.ascii(open);
-        if (set.text) label(set);
-        if (extra) {
-          if (set.text) w.byte(0x2c); // ','
-          label(extra);
+        if (set.rows !== rows) {
+          rows = set.rows;
+          prefixes = this.prefixes(rows);
         }
-        w.ascii('} ');
+        w.prefix(prefixes!, set.id * width + (extra ? extra.id : 0));
       }
       w.value(value);
     };
@@ -412,12 +443,15 @@ export class ProcessValues {
   private coolingW = 0;
   private fanJ = 0;
   private coolingJ = 0;
-  private readonly plant = labelSet({});
+  private readonly plant = rowSet([], {});
+  /** The `node` label of the leader epoch's lines: this node, the only leader it speaks for. */
+  private readonly leader: LabelSet;
 
   constructor(registry: Registry, deps: ProcessValuesDeps) {
     this.deps = deps;
     this.now = deps.now ?? (() => performance.now());
     this.lastIntegrateMs = this.now();
+    this.leader = labelSet({ node: deps.node });
     const groups = () => this.snapshot().groups;
     // The plant families have one line each, not one per group: their "group list" is one entry.
     const once = () => ONE;
@@ -484,6 +518,7 @@ export class ProcessValues {
           for (let i = 0; i < VERDICT_LABELS.length; i++)
             emit(g.set, VERDICT_LABELS[i]!, i === g.verdict ? 1 : 0);
         },
+        VERDICT_LABELS,
       ),
       new ProcessFamily(
         'coolctl_group_mode',
@@ -495,6 +530,7 @@ export class ProcessValues {
           for (let i = 0; i < GROUP_MODE_LABELS.length; i++)
             emit(g.set, GROUP_MODE_LABELS[i]!, i === g.mode ? 1 : 0);
         },
+        GROUP_MODE_LABELS,
       ),
       new ProcessFamily(
         'coolctl_group_driven',
@@ -509,6 +545,7 @@ export class ProcessValues {
         'gauge',
         groups,
         (g, emit) => emit(g.set, g.leader, g.epoch),
+        [this.leader],
       ),
       new ProcessFamily(
         'coolctl_unit_supply_celsius',
@@ -565,6 +602,7 @@ export class ProcessValues {
         'gauge',
         groups,
         perUnitState(U_MODE, UNIT_MODE_LABELS),
+        UNIT_MODE_LABELS,
       ),
       new ProcessFamily(
         'coolctl_unit_alarm',
@@ -577,9 +615,13 @@ export class ProcessValues {
           for (let i = 0; i < ahus.length; i++) {
             const word = f[i * UNIT_FIELDS + U_ALARMS]!;
             if (Number.isNaN(word)) continue;
-            for (const a of ALARM_LABELS) emit(ahus[i]!.set, a.set, word & a.bit ? 1 : 0);
+            for (let a = 0; a < ALARM_LABELS.length; a++) {
+              const alarm = ALARM_LABELS[a]!;
+              emit(ahus[i]!.set, alarm.set, word & alarm.bit ? 1 : 0);
+            }
           }
         },
+        ALARM_LABELS.map((a) => a.set),
       ),
       new ProcessFamily(
         'coolctl_unit_link_state',
@@ -587,6 +629,7 @@ export class ProcessValues {
         'gauge',
         groups,
         perUnitState(U_LINK, LINK_LABELS),
+        LINK_LABELS,
       ),
       new ProcessFamily(
         'coolctl_plant_fan_power_watts',
@@ -686,11 +729,10 @@ export class ProcessValues {
     const snap: Snapshot = { atMs: now, groups: [], integrated: false };
     const leadership = this.deps.leadership();
     if (leadership) {
-      const leader = labelSet({ node: this.deps.node });
       for (const gl of leadership.groups()) {
         if (gl.role !== 'leader') continue;
         const g = layout.groups.get(gl.group);
-        if (g) snap.groups.push(new GroupRow(gl.group, g, gl.epoch ?? 0, leader, this.deps));
+        if (g) snap.groups.push(new GroupRow(gl.group, g, gl.epoch ?? 0, this.leader, this.deps));
       }
     }
     this.snap = snap;
@@ -703,17 +745,21 @@ export class ProcessValues {
     const nodeRack = new Map(site.sensorNodes.map((n) => [n.id, n.rack]));
     const groups: Layout['groups'] = new Map();
     const owned = new Set<string>();
+    // One list per kind of row: each family's line starts are made for the lists of this layout.
+    const rackRows: LabelSet[] = [];
+    const unitRows: LabelSet[] = [];
+    const groupRows: LabelSet[] = [];
     for (const g of site.controlGroups) {
       const racks = new Map<string, LabelSet>();
       for (const n of g.sensorNodes) {
         const rack = nodeRack.get(n);
         if (rack === undefined || owned.has(rack)) continue;
         owned.add(rack);
-        racks.set(rack, labelSet({ rack, group: g.id }));
+        racks.set(rack, rowSet(rackRows, { rack, group: g.id }));
       }
       groups.set(g.id, {
-        set: labelSet({ group: g.id }),
-        ahus: g.airHandlers.map((id) => ({ id, set: labelSet({ unit: id, group: g.id }) })),
+        set: rowSet(groupRows, { group: g.id }),
+        ahus: g.airHandlers.map((id) => ({ id, set: rowSet(unitRows, { unit: id, group: g.id }) })),
         racks,
       });
     }

@@ -55,6 +55,35 @@ export function familyHeader(name: string, help: string, type: string): string {
 
 const ASCII = /^[\x20-\x7e]*$/;
 
+/**
+ * The starts of many lines (`\nname{labels} `), encoded once into one buffer: a family with
+ * thousands of lines of fixed label sets copies each line's start with one call at a scrape and
+ * writes only its value (byte by byte, a line was ~75 characters to copy). Kept between scrapes:
+ * ~2.8 MB at 1 000 units, outside the V8 heap.
+ */
+export class LinePrefixes {
+  readonly bytes: Buffer;
+  /** Line i's start is bytes[offsets[i], offsets[i + 1]). */
+  readonly offsets: Uint32Array;
+
+  constructor(prefixes: readonly string[]) {
+    this.offsets = new Uint32Array(prefixes.length + 1);
+    let at = 0;
+    for (let i = 0; i < prefixes.length; i++) {
+      this.offsets[i] = at;
+      at += Buffer.byteLength(prefixes[i]!, 'utf8');
+    }
+    this.offsets[prefixes.length] = at;
+    this.bytes = Buffer.allocUnsafeSlow(at);
+    let w = 0;
+    for (const p of prefixes) w += this.bytes.write(p, w, 'utf8');
+  }
+
+  get lines(): number {
+    return this.offsets.length - 1;
+  }
+}
+
 /** Whether `s` is printable ASCII, so TextWriter.ascii() may copy it byte for byte. */
 export function isAscii(s: string): boolean {
   return ASCII.test(s);
@@ -86,12 +115,21 @@ export class TextWriter {
     this.length += this.buf.write(s, this.length, 'utf8');
   }
 
-  /** Printable ASCII only (see isAscii): copied without encoding. */
+  /** ASCII text (names, label sets made once), copied byte by byte; anything else is UTF-8 encoded. */
   ascii(s: string): void {
     this.room(s.length);
     const buf = this.buf;
-    let at = this.length;
-    for (let i = 0; i < s.length; i++) buf[at++] = s.charCodeAt(i);
+    const from = this.length;
+    let at = from;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        this.length = from;
+        this.text(s);
+        return;
+      }
+      buf[at++] = c;
+    }
     this.length = at;
   }
 
@@ -100,7 +138,7 @@ export class TextWriter {
     this.buf[this.length++] = b;
   }
 
-  /** A sample value as valueText() prints it. */
+  /** A sample value as valueText() prints it (integers as digits, other numbers through valueText). */
   value(v: number): void {
     if (!Number.isSafeInteger(v)) {
       this.ascii(valueText(v));
@@ -123,8 +161,127 @@ export class TextWriter {
     } while (n > 0);
   }
 
+  /** The start of line `slot` of a LinePrefixes table (copied, not encoded). */
+  prefix(p: LinePrefixes, slot: number): void {
+    const from = p.offsets[slot]!;
+    const to = p.offsets[slot + 1]!;
+    this.room(to - from);
+    // A loop, not Buffer.copy: a native call costs more than copying the ~70 bytes of a line start.
+    const src = p.bytes;
+    const buf = this.buf;
+    let at = this.length;
+    for (let i = from; i < to; i++) buf[at++] = src[i]!;
+    this.length = at;
+  }
+
+  /** A label value as escapeLabelValue() escapes it, UTF-8 (no string made for ASCII values). */
+  labelValue(s: string): void {
+    this.room(s.length * 2);
+    const buf = this.buf;
+    let at = this.length;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) {
+        this.length = at;
+        this.text(escapeLabelValue(s.slice(i)));
+        return;
+      }
+      if (c === 0x5c || c === 0x22) {
+        buf[at++] = 0x5c; // '\\'
+        buf[at++] = c;
+      } else if (c === 0x0a) {
+        buf[at++] = 0x5c;
+        buf[at++] = 0x6e; // 'n'
+      } else buf[at++] = c;
+    }
+    this.length = at;
+  }
+
   /** What was written (a view of the writer's buffer: do not write after taking it). */
   bytes(): Buffer {
     return this.buf.subarray(0, this.length);
+  }
+}
+
+/** One sample as prom-client's metrics give it to the registry (`get()`, `getForPromString()`). */
+export interface PromSample {
+  value: unknown;
+  labels?: Readonly<Record<string, unknown>>;
+  metricName?: string;
+  /** Labels of the series a histogram's bucket, sum and count lines belong to. */
+  sharedLabels?: Readonly<Record<string, unknown>>;
+}
+
+/** One family as prom-client's metrics give it to the registry. */
+export interface PromFamily {
+  name: string;
+  help: string;
+  type: string;
+  values?: readonly PromSample[];
+}
+
+/** Lines written between two steps of writeFamily (a few hundred µs of work). */
+const LINES_PER_STEP = 256;
+
+/** A shared label set's text, made once per label object, as prom-client caches it too. */
+const sharedLabelText = new WeakMap<object, string>();
+
+function promLabelText(labels: Readonly<Record<string, unknown>>): string {
+  let text = sharedLabelText.get(labels);
+  if (text === undefined) {
+    text = Object.entries(labels)
+      .map(([k, v]) => `${k}="${typeof v === 'string' ? escapeLabelValue(v) : v}"`)
+      .join(',');
+    sharedLabelText.set(labels, text);
+  }
+  return text;
+}
+
+/**
+ * The text prom-client's registry renders for one of its families in the Prometheus format
+ * (getMetricsAsString without default labels): `# HELP` and `# TYPE`, then a line per sample with
+ * its labels in their order, a shared label set last, the value as getValueAsString prints it.
+ * Written as bytes, a step every LINES_PER_STEP lines, so a family of a thousand lines (a histogram
+ * per control group) is neither one long turn of the event loop nor a string per line.
+ */
+export function* writeFamily(w: TextWriter, family: PromFamily): Generator<void> {
+  const name = escapeText(family.name);
+  w.text(`# HELP ${name} ${escapeText(family.help)}\n# TYPE ${name} ${family.type}`);
+  const values = family.values ?? [];
+  for (let i = 0; i < values.length; i++) {
+    const sample = values[i]!;
+    w.byte(0x0a); // '\n'
+    w.ascii(sample.metricName ?? name);
+    const labels = sample.labels;
+    const shared = sample.sharedLabels;
+    let open = false;
+    if (labels)
+      for (const k in labels) {
+        if (!Object.hasOwn(labels, k) || (shared && Object.hasOwn(shared, k))) continue;
+        w.byte(open ? 0x2c : 0x7b); // ',' or '{'
+        open = true;
+        w.ascii(k);
+        w.byte(0x3d); // '='
+        w.byte(0x22); // '"'
+        const v = labels[k];
+        if (typeof v === 'string') w.labelValue(v);
+        else if (typeof v === 'number' && Number.isFinite(v)) w.value(v);
+        else w.text(`${v}`);
+        w.byte(0x22);
+      }
+    if (shared) {
+      const text = promLabelText(shared);
+      if (text) {
+        w.byte(open ? 0x2c : 0x7b);
+        open = true;
+        w.ascii(text);
+      }
+    }
+    if (open) w.byte(0x7d); // '}'
+    w.byte(0x20); // ' '
+    const v = sample.value;
+    if (typeof v === 'number') w.value(v);
+    else w.ascii((v as number) < 0 ? '-Inf' : '+Inf');
+    if (i % LINES_PER_STEP === LINES_PER_STEP - 1) yield;
   }
 }

@@ -1,0 +1,282 @@
+// /metrics' renderer against prom-client's own: prom-client's families written as bytes
+// (writeFamily) are the text registry.metrics() gives, escaping, shared labels and odd values
+// included; a family of a thousand lines is written over several event-loop turns, not in one; the
+// line starts the per-device and process-value families keep between scrapes follow devices added
+// and a site reloaded; `promtool check metrics` takes the text.
+import { execFile } from 'node:child_process';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import type { Site } from '../../src/config/site-schema.ts';
+import { GroupDriver } from '../../src/control/group-driver.ts';
+import type { AhuReadings, DeviceIo } from '../../src/devices/device-io.ts';
+import { DeviceMetrics } from '../../src/devices/metrics.ts';
+import { MetricsExposition } from '../../src/metrics/exposition.ts';
+import { ProcessValues } from '../../src/metrics/process-values.ts';
+import { escapeLabelValue, TextWriter } from '../../src/metrics/text.ts';
+import { SensorStore } from '../../src/sensors/sensor-store.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+import { FakeCluster } from '../support/fake-cluster.ts';
+import { reportNodes } from '../support/sensor-reports.ts';
+
+async function render(registry: Registry, opts: { sliceMs?: number } = {}): Promise<string> {
+  return (await new MetricsExposition(registry, { reuseMs: 0, ...opts }).body()).toString('utf8');
+}
+
+/** Event-loop turns (setImmediate callbacks) that ran while `work` did. */
+async function turnsDuring(work: () => Promise<unknown>): Promise<number> {
+  let turns = 0;
+  let on = true;
+  const tick = () => {
+    turns++;
+    if (on) setImmediate(tick);
+  };
+  setImmediate(tick);
+  try {
+    await work();
+  } finally {
+    on = false;
+  }
+  return turns;
+}
+
+describe('/metrics renders prom-client families as prom-client does', () => {
+  it('the same text as registry.metrics(): labels escaped, shared labels, odd values', async () => {
+    const registry = new Registry();
+    const c = new Counter({
+      name: 'coolctl_test_requests_total',
+      help: 'Requests\\ with "quotes",\na newline and °C',
+      labelNames: ['route', 'code'],
+      registers: [registry],
+    });
+    c.inc({ route: 'a\\b"c"\nd', code: '200' }, 3);
+    c.inc({ route: 'Kühlung °C', code: '500' }, 0.1 + 0.2);
+    c.inc({ route: '', code: '404' });
+    const g = new Gauge({ name: 'coolctl_test_level', help: 'A level', registers: [registry] });
+    g.set(-0.000123);
+    const odd = new Gauge({
+      name: 'coolctl_test_odd',
+      help: 'NaN, infinities, big and tiny numbers',
+      labelNames: ['k'],
+      registers: [registry],
+    });
+    odd.set({ k: 'nan' }, Number.NaN);
+    odd.set({ k: 'inf' }, Number.POSITIVE_INFINITY);
+    odd.set({ k: 'minf' }, Number.NEGATIVE_INFINITY);
+    odd.set({ k: 'big' }, 1.5e300);
+    odd.set({ k: 'tiny' }, 5e-324);
+    odd.set({ k: 'int' }, 2 ** 53 + 2);
+    new Gauge({
+      name: 'coolctl_test_empty',
+      help: 'No values yet',
+      labelNames: ['x'],
+      registers: [registry],
+    });
+    const h = new Histogram({
+      name: 'coolctl_test_seconds',
+      help: 'A histogram with labels',
+      labelNames: ['group'],
+      buckets: [0.00005, 0.001, 0.25, 1],
+      registers: [registry],
+    });
+    h.observe({ group: 'G-01' }, 0.0002);
+    h.observe({ group: 'G-"2"' }, 3);
+    const bare = new Histogram({
+      name: 'coolctl_test_bare_seconds',
+      help: 'A histogram without labels',
+      buckets: [0.1],
+      registers: [registry],
+    });
+    bare.observe(0.05);
+
+    const text = await render(registry);
+    expect(text).toBe(await registry.metrics());
+    expect(text).toContain('route="a\\\\b\\"c\\"\\nd"');
+    expect(await promtoolCheck(text)).toEqual({ code: 0, out: '' });
+  });
+
+  it('writes a family of a thousand lines over several event-loop turns', async () => {
+    const registry = new Registry();
+    const h = new Histogram({
+      name: 'coolctl_test_decision_seconds',
+      help: 'One histogram per group, as the control loops keep them',
+      labelNames: ['group'],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05],
+      registers: [registry],
+    });
+    for (let i = 0; i < 100; i++) h.observe({ group: `G-${i}` }, i / 1e5);
+    let text = '';
+    // sliceMs 0: the renderer yields at every step it offers; a family rendered in one piece offers one.
+    const turns = await turnsDuring(async () => {
+      text = await render(registry, { sliceMs: 0 });
+    });
+    expect(text).toBe(await registry.metrics());
+    expect(text.split('\n').length).toBeGreaterThan(1200);
+    expect(turns).toBeGreaterThanOrEqual(4);
+  });
+
+  it('TextWriter.labelValue escapes as prom-client does', () => {
+    for (const v of ['plain', 'a\\b', 'q"q', 'line\nbreak', 'Kühlung "°C"\\\n', '', 'tab\there']) {
+      const w = new TextWriter(16);
+      w.labelValue(v);
+      expect(w.bytes().toString('utf8')).toBe(escapeLabelValue(v));
+    }
+  });
+});
+
+describe('line starts kept between scrapes', () => {
+  it('per-device families: devices added after a scrape get their own lines', async () => {
+    const registry = new Registry();
+    const m = new DeviceMetrics(registry);
+    m.observe('AHU-1', 'modbus-tcp', 'read', 0.003);
+    m.meter('AHU-1', 'modbus-tcp').link('up');
+    expect(await render(registry)).toBe(await registry.metrics());
+    m.observe('AHU-2', 'opcua', 'write', 0.02, 'COOLCTL_E_DEVICE_TIMEOUT');
+    m.meter('AHU-2', 'opcua').link('degraded');
+    m.observe('AHU-1', 'modbus-tcp', 'verify', 0.004);
+    const text = await render(registry);
+    expect(text).toBe(await registry.metrics());
+    expect(text).toContain('coolctl_device_link_state{device="AHU-2",protocol="opcua",state="degraded"} 1');
+    expect(text).toContain(
+      'coolctl_device_transactions_total{device="AHU-2",protocol="opcua",op="write",outcome="error"} 1',
+    );
+  });
+
+  it('process values: a reloaded site brings its own label sets', async () => {
+    const first = generateSite({ ...demoShape, opcuaShare: 0, modbusBasePort: 0 });
+    // The same hall with its units and groups renamed, as a reload could bring.
+    const second: Site = structuredClone(first);
+    const rename = new Map(second.airHandlers.map((a, i) => [a.id, `U${i}-new`]));
+    for (const a of second.airHandlers) a.id = rename.get(a.id)!;
+    for (const g of second.controlGroups) {
+      g.airHandlers = g.airHandlers.map((id) => rename.get(id)!);
+      g.id = `${g.id}-new`;
+    }
+    let site = first;
+    const reading: AhuReadings = {
+      mode: 'remote',
+      fanPct: 55.5,
+      supplySetpointC: 18,
+      supplyC: 17.25,
+      returnC: 29.1,
+      cwValvePct: 40,
+      alarms: 1,
+      epoch: 5,
+      heartbeat: 1,
+      fanKw: 2.5,
+      coolingKw: 40.125,
+      quality: 'good',
+      sourceTimeMs: 0,
+    };
+    const unit = (id: string): DeviceIo =>
+      ({
+        id,
+        protocol: 'modbus-tcp',
+        linkState: 'up',
+        remoteControlLost: false,
+        on() {},
+        off() {},
+        once() {},
+        open: async () => {},
+        read: async () => ({ ...reading, sourceTimeMs: Date.now() }),
+        writeCommand: async () => {},
+        close: async () => {},
+      }) as unknown as DeviceIo;
+    const hall = (s: Site) => {
+      const cluster = new FakeCluster(
+        Object.fromEntries(s.controlGroups.map((g, i) => [g.id, ['n1', 3 + i]])),
+      );
+      const leadership = cluster.node('n1');
+      const devices = new Map(s.airHandlers.map((a) => [a.id, unit(a.id)]));
+      const drivers = new Map(
+        s.controlGroups.map((g) => [
+          g.id,
+          new GroupDriver(g, devices, leadership, { periodMs: 50, logger: quietLogger }),
+        ]),
+      );
+      const store = new SensorStore(s);
+      reportNodes(
+        store,
+        s,
+        s.sensorNodes.map((n) => n.id),
+        (_n, x, i) => (x.kind === 'humidity' ? 40 : x.kind === 'subfloor-pressure' ? 20 : 21 + i / 8),
+      );
+      return { leadership, devices, drivers, store };
+    };
+    const halls = new Map([
+      [first, hall(first)],
+      [second, hall(second)],
+    ]);
+    const now = { ms: 0 };
+    const registry = new Registry();
+    const current = () => halls.get(site)!;
+    // One ProcessValues across the reload, reading whichever hall is running.
+    new ProcessValues(registry, {
+      node: 'n1',
+      site: () => site,
+      leadership: () => current().leadership,
+      drivers: new Proxy(new Map(), {
+        get: (_t, k) => {
+          const m = current().drivers as unknown as Record<string | symbol, unknown>;
+          const v = m[k];
+          return typeof v === 'function' ? v.bind(current().drivers) : v;
+        },
+      }),
+      devices: new Proxy(new Map(), {
+        get: (_t, k) => {
+          const m = current().devices as unknown as Record<string | symbol, unknown>;
+          const v = m[k];
+          return typeof v === 'function' ? v.bind(current().devices) : v;
+        },
+      }),
+      sensors: new Proxy({} as SensorStore, {
+        get: (_t, k) => {
+          const v = (current().store as unknown as Record<string | symbol, unknown>)[k];
+          return typeof v === 'function' ? v.bind(current().store) : v;
+        },
+      }),
+      now: () => now.ms,
+    });
+    const stops: (() => void)[] = [];
+    try {
+      for (const s of [first, second]) {
+        const h = halls.get(s)!;
+        for (const d of h.drivers.values()) d.start();
+        stops.push(() => {
+          for (const d of h.drivers.values()) d.stop();
+        });
+        await waitFor('every unit read', () =>
+          s.controlGroups.every((g) =>
+            g.airHandlers.every((a) => h.drivers.get(g.id)!.lastReading(a) !== null),
+          ),
+        );
+      }
+      const before = await render(registry);
+      expect(before).toBe(await registry.metrics());
+      expect(before).toContain(`unit="${first.airHandlers[0]!.id}"`);
+      site = second;
+      now.ms += 1000; // past the snapshot's lifetime
+      const after = await render(registry);
+      expect(after).toBe(await registry.metrics());
+      expect(after).toContain(
+        `coolctl_unit_supply_celsius{unit="U0-new",group="${second.controlGroups[0]!.id}"} 17.25`,
+      );
+      expect(after).not.toContain(`unit="${first.airHandlers[0]!.id}"`);
+      expect(await promtoolCheck(after)).toEqual({ code: 0, out: '' });
+    } finally {
+      for (const s of stops) s();
+    }
+  });
+});
+
+/** `promtool check metrics` on `text` (Debian's prometheus package: deploy/dev/prepare.sh test). */
+function promtoolCheck(text: string): Promise<{ code: number; out: string }> {
+  return new Promise((resolve, reject) => {
+    const child = execFile('promtool', ['check', 'metrics'], { timeout: 30_000 }, (err, stdout, stderr) => {
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT')
+        reject(new Error('promtool not found: run deploy/dev/prepare.sh test (Debian package prometheus)'));
+      else resolve({ code: typeof err?.code === 'number' ? err.code : 0, out: `${stdout}${stderr}` });
+    });
+    child.stdin!.end(text);
+  });
+}
