@@ -98,8 +98,14 @@ export class TextWriter {
   private buf: Buffer;
   length = 0;
 
-  constructor(capacity = 64 * 1024) {
-    this.buf = Buffer.allocUnsafe(Math.max(1024, capacity));
+  /** `reuse`: a buffer to write into (a render's, handed back), used when it holds `capacity`. */
+  constructor(capacity = 64 * 1024, reuse?: Buffer) {
+    this.buf = reuse && reuse.length >= capacity ? reuse : Buffer.allocUnsafe(Math.max(1024, capacity));
+  }
+
+  /** The whole buffer written into (the text is its first `length` bytes). */
+  buffer(): Buffer {
+    return this.buf;
   }
 
   private room(n: number): void {

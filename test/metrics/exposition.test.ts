@@ -124,6 +124,65 @@ describe('/metrics renders prom-client families as prom-client does', () => {
   });
 });
 
+describe('render buffers', () => {
+  it('a render writes into the buffer of an earlier one once its answer was sent, never before', async () => {
+    const registry = new Registry();
+    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
+    const e = new MetricsExposition(registry, { reuseMs: 0 });
+    g.set(1);
+    const a = await e.lease();
+    g.set(2);
+    const b = await e.lease(); // a is still being sent: b has a buffer of its own
+    expect(b.body.buffer).not.toBe(a.body.buffer);
+    a.release();
+    a.release(); // twice is once
+    g.set(3);
+    const c = await e.lease();
+    expect(c.body.buffer).toBe(a.body.buffer); // a's buffer, handed back
+    expect(c.body.toString()).toContain('coolctl_test_n 3\n');
+    expect(b.body.toString()).toContain('coolctl_test_n 2\n'); // untouched while lent
+    // What body() returns is kept for good: later renders never write into it.
+    const kept = await e.body();
+    const text = kept.toString();
+    b.release();
+    c.release();
+    for (let i = 0; i < 3; i++) {
+      g.set(10 + i);
+      const l = await e.lease();
+      expect(l.body.buffer).not.toBe(kept.buffer);
+      l.release();
+    }
+    expect(kept.toString()).toBe(text);
+  });
+
+  it('scrapes within reuseMs share a render; its buffer is reused only after it is no longer offered', async () => {
+    const registry = new Registry();
+    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
+    let nowMs = 0;
+    const e = new MetricsExposition(registry, { reuseMs: 500, now: () => nowMs });
+    g.set(1);
+    const [a, b] = await Promise.all([e.lease(), e.lease()]);
+    expect(b.body).toBe(a.body);
+    a.release();
+    b.release();
+    nowMs = 100;
+    const c = await e.lease(); // still offered: the same render
+    expect(c.body).toBe(a.body);
+    c.release();
+    nowMs = 600;
+    g.set(2);
+    const d = await e.lease(); // a new render; the old one is no longer offered
+    expect(d.body.toString()).toContain('coolctl_test_n 2\n');
+    nowMs = 1200;
+    d.release();
+    g.set(3);
+    const f = await e.lease();
+    expect(f.body.buffer).toBe(a.body.buffer);
+    expect(f.body.toString()).toContain('coolctl_test_n 3\n');
+    f.release();
+  });
+});
+
 describe('line starts kept between scrapes', () => {
   it('per-device families: devices added after a scrape get their own lines', async () => {
     const registry = new Registry();

@@ -2,7 +2,7 @@
 // metrics (a viewer's, unless `api.metricsAuth: none` lets a scraper without a token read them).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ApiDeps } from '../app.ts';
-import { metricsBody } from '../metrics-text.ts';
+import { metricsLease } from '../metrics-text.ts';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
   /** One log line when /healthz starts failing and one when it recovers, not one per probe. */
@@ -57,6 +57,11 @@ export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps
           'Prometheus metrics (text exposition format). Needs a viewer’s token unless the node runs with api.metricsAuth: none.',
       },
     },
-    async (_req, reply) => reply.type(deps.registry.contentType).send(await metricsBody(deps.registry)),
+    async (_req, reply) => {
+      const lease = await metricsLease(deps.registry);
+      // 'close' follows the last byte handed to the kernel, or an abandoned answer.
+      reply.raw.once('close', lease.release);
+      return reply.type(deps.registry.contentType).send(lease.body);
+    },
   );
 };
