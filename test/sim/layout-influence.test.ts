@@ -5,40 +5,11 @@
 import { describe, expect, it } from 'vitest';
 import { recirculation, THERMAL_PARAMS, ThermalModel } from '../../firmware-sim/thermal/model.ts';
 import type { Site } from '../../src/config/site-schema.ts';
+import { labRoom, labUnit, settle } from '../support/lab-room.ts';
 
 /** A 10 × 10 m room: A1 at (1, 5), A2 at (9, 5); racks R1 at (3, 5), R2 at (7, 5), 10 kW / 0.8 m³/s each. */
 function twoByTwoRoom(): Site {
-  const unit = (id: string, xM: number) => ({
-    id,
-    room: 'r',
-    xM,
-    yM: 5,
-    capacityKw: 40,
-    maxAirflowM3s: 2,
-    fanMaxKw: 1.5,
-    localSetpointC: 18,
-    localFanPct: 100,
-    watchdogS: 30,
-    supplyTauS: 60,
-    protocol: 'modbus-tcp' as const,
-    endpoint: { host: '127.0.0.1', port: 0, unitId: 1 },
-  });
-  return {
-    site: { id: 'lab', name: 'two by two', supplyAirDewPointC: 8, subfloorPressurePaPerM3s: 12 },
-    rooms: [{ id: 'r', widthM: 10, depthM: 10 }],
-    racks: [
-      { id: 'R1', room: 'r', row: 'a', xM: 3, yM: 5, itLoadKw: 10, airflowM3s: 0.8 },
-      { id: 'R2', room: 'r', row: 'a', xM: 7, yM: 5, itLoadKw: 10, airflowM3s: 0.8 },
-    ],
-    airHandlers: [unit('A1', 1), unit('A2', 9)],
-    gateways: [{ id: 'g', topicPrefix: 'coolctl/sim' }],
-    sensorNodes: [],
-    controlGroups: [],
-  } as Site;
-}
-
-function settle(m: ThermalModel, seconds = 3600): void {
-  for (let t = 0; t < seconds; t += 5) m.step(5);
+  return labRoom('two by two', [labUnit('A1', 1), labUnit('A2', 9)], { R1: 3, R2: 7 });
 }
 
 // By hand, fans 100 % (2 m³/s each), L = 6 m: A1→R1 is 2 m away, k = 1/(1 + 4/36) = 0.9; A1→R2

@@ -10,39 +10,7 @@ import {
   relativeHumidity,
   ThermalModel,
 } from '../../firmware-sim/thermal/model.ts';
-import type { Site } from '../../src/config/site-schema.ts';
-
-function oneRackRoom(overrides: { capacityKw?: number } = {}): Site {
-  return {
-    site: { id: 'lab', name: 'one rack', supplyAirDewPointC: 8, subfloorPressurePaPerM3s: 12 },
-    rooms: [{ id: 'r', widthM: 10, depthM: 10 }],
-    racks: [{ id: 'R1', room: 'r', row: 'a', xM: 5, yM: 5, itLoadKw: 10, airflowM3s: 0.8 }],
-    airHandlers: [
-      {
-        id: 'A1',
-        room: 'r',
-        xM: 1,
-        yM: 5,
-        capacityKw: overrides.capacityKw ?? 40,
-        maxAirflowM3s: 2,
-        fanMaxKw: 1.5,
-        localSetpointC: 18,
-        localFanPct: 100,
-        watchdogS: 30,
-        supplyTauS: 60,
-        protocol: 'modbus-tcp',
-        endpoint: { host: '127.0.0.1', port: 0, unitId: 1 },
-      },
-    ],
-    gateways: [{ id: 'g', topicPrefix: 'coolctl/sim' }],
-    sensorNodes: [],
-    controlGroups: [],
-  };
-}
-
-function settle(m: ThermalModel, seconds = 3600): void {
-  for (let t = 0; t < seconds; t += 5) m.step(5);
-}
+import { oneRackRoom, settle } from '../support/lab-room.ts';
 
 describe('thermal model', () => {
   it('reaches the steady state worked out by hand for one rack and one unit', () => {
