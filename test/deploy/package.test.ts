@@ -115,6 +115,24 @@ async function repackAs(from: string, next: string): Promise<string> {
   return out;
 }
 
+/** `dpkg -i` into the fresh root, in a network namespace of its own (an install needs no network). */
+function dpkgInstall(deb: string): Promise<{ stdout: string; stderr: string }> {
+  return run(
+    'unshare',
+    [
+      '--net',
+      'dpkg',
+      `--root=${root}`,
+      '--force-script-chrootless',
+      '--force-depends',
+      '--log=/dev/null',
+      '-i',
+      deb,
+    ],
+    { timeout: 180_000 },
+  );
+}
+
 /** A field of `name`'s line in the root's passwd or group file. */
 async function entry(file: 'passwd' | 'group', name: string): Promise<string[] | undefined> {
   const lines = (await readFile(join(root, 'etc', file), 'utf8')).split('\n');
@@ -132,20 +150,7 @@ describe('the x64 .deb', () => {
     await writeFile(join(root, 'etc/group'), 'root:x:0:\n');
     await writeFile(join(root, 'etc/shadow'), 'root:*:19000:0:99999:7:::\n', { mode: 0o640 });
     await writeFile(join(root, 'etc/gshadow'), 'root:*::\n', { mode: 0o640 });
-    const dpkg = await run(
-      'unshare',
-      [
-        '--net',
-        'dpkg',
-        `--root=${root}`,
-        '--force-script-chrootless',
-        '--force-depends',
-        '--log=/dev/null',
-        '-i',
-        deb,
-      ],
-      { timeout: 120_000 },
-    );
+    const dpkg = await dpkgInstall(deb);
     expect(dpkg.stdout).toMatch(/Setting up coolctl/);
 
     const admin = `--admindir=${join(root, 'var/lib/dpkg')}`;
@@ -284,20 +289,7 @@ describe('the x64 .deb', () => {
     const oldNode = join(opt, 'releases', version, 'node/bin/node');
     const [cliBefore, nodeBefore] = [await stat(oldCli), await stat(oldNode)];
 
-    const dpkg = await run(
-      'unshare',
-      [
-        '--net',
-        'dpkg',
-        `--root=${root}`,
-        '--force-script-chrootless',
-        '--force-depends',
-        '--log=/dev/null',
-        '-i',
-        nextDeb,
-      ],
-      { timeout: 180_000 },
-    );
+    const dpkg = await dpkgInstall(nextDeb);
     const admin = `--admindir=${join(root, 'var/lib/dpkg')}`;
     expect((await run('dpkg-query', [admin, '-W', `-f=\${Status} \${Version}`, 'coolctl'])).stdout).toBe(
       `install ok installed ${next}`,
