@@ -2,12 +2,12 @@
 // and Vigilent learn it (../shared/PLANT-MODEL-NOTES.md, "Learned influence"): a regression of
 // every rack inlet's change on every unit's supply-air temperature change (and the group's fan
 // change), fitted online by recursive least squares with exponential forgetting, on the loop's
-// natural variation plus a small dither of one unit's supply setpoint at a time. The coefficient
+// natural variation plus a small dither of one unit's supply setpoint at a time (warmer only). The coefficient
 // of unit a on rack r is the share of the rack's cold air that comes from a (K of inlet per K of
 // the unit's supply air), whatever the rack's load or recirculation: that is the influence.
 // Pure and deterministic: no clock, no I/O; the group driver (and the control hall) steps it
 // beside the law with `stepGroupLearning`.
-// Invariants: the dither is ±`ditherK` on one unit's setpoint (≤ MAX_DITHER_K), changes at most
+// Invariants: the dither is +`ditherK` on one unit's setpoint (≤ MAX_DITHER_K), changes at most
 // every `ditherHoldS`, and runs only while every good inlet of the group is `marginK` (> ditherK)
 // under the alarm, in normal mode with every unit available and under the law (`ditherGate`); the
 // safety layer then ramps and clips it as any command. Allocation gets the prior where nothing is
@@ -37,8 +37,16 @@ export interface InfluenceLearningOptions {
   responseTauS: number;
   /** Memory of the regression (exponential forgetting): a sample weighs e^(−age/memoryS). */
   memoryS: number;
-  /** Seeds the dither's signs: groups of one hall must not dither in step (use the group id). */
+  /** Seeds the dither's sequence: groups of one hall must not dither in step (use the group id). */
   seed: string;
+  /**
+   * `warmer`: the dither only ever raises a unit's setpoint. A colder one would lower the
+   * chilled-water supply the plant makes for the whole hall (it follows the lowest setpoint).
+   * `both`: ± at random.
+   */
+  signs: 'warmer' | 'both';
+  /** Share of holds with no dither at all (the rest of the time the plant runs as the law wants). */
+  restShare: number;
 }
 
 export const DEFAULT_LEARNING: InfluenceLearningOptions = {
@@ -49,6 +57,8 @@ export const DEFAULT_LEARNING: InfluenceLearningOptions = {
   responseTauS: 25,
   memoryS: 3600,
   seed: '',
+  signs: 'warmer',
+  restShare: 0.5,
 };
 
 /**
@@ -153,17 +163,20 @@ export class InfluenceLearner {
   }
 
   /**
-   * This step's dither, while the gate is open (its clock runs only then), else null: ±ditherK on
-   * one unit for ditherHoldS, then the next unit; the sign of each hold from the seed, so that
-   * groups of one hall, each learning, do not dither in step and read each other's dither as theirs.
+   * This step's dither, while the gate is open (its clock runs only then), else null: each hold of
+   * ditherHoldS rests (restShare of them) or dithers one unit drawn at random, from a sequence
+   * seeded by the group, so that groups of one hall do not dither in step and read each other's
+   * dither as theirs.
    */
   nextDither(open: boolean, dtS: number): { ahu: string; k: number } | null {
     if (!open || this.ahus.length === 0 || this.opts.ditherK === 0) return null;
     const hold = Math.floor(this.ditherClockS / this.opts.ditherHoldS);
-    const ahu = this.ahus[hold % this.ahus.length]!;
-    const k =
-      (mix32(this.seed ^ Math.imul(hold + 1, 0x9e3779b9)) & 1) === 1 ? this.opts.ditherK : -this.opts.ditherK;
     this.ditherClockS += Math.max(0, dtS);
+    // One coin per hold: whether it rests, which unit, which sign — seeded, so groups differ.
+    const coin = mix32(this.seed ^ Math.imul(hold + 1, 0x9e3779b9));
+    if ((coin >>> 16) / 65536 < this.opts.restShare) return null;
+    const ahu = this.ahus[(coin >>> 1) % this.ahus.length]!;
+    const k = this.opts.signs === 'warmer' || (coin & 1) === 1 ? this.opts.ditherK : -this.opts.ditherK;
     return { ahu, k };
   }
 
@@ -372,7 +385,7 @@ export class InfluenceLearner {
 /**
  * Whether the dither may run this step: every unit available, none overridden or released, the
  * group not paused and in normal mode on trusted sensors, and the hottest good inlet at least `marginK` under the alarm. A unit's supply air moves a
- * rack inlet by at most its share of the rack's cold air (≤ 1 K per K), so ±ditherK < marginK
+ * rack inlet by at most its share of the rack's cold air (≤ 1 K per K), so ditherK < marginK
  * cannot take an inlet to the alarm.
  */
 export function ditherGate(
