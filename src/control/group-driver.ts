@@ -620,9 +620,10 @@ export class GroupDriver {
       const learner = this.opts.control?.learner;
       if (learner && saved.influence !== undefined) {
         const problem = learner.restore(saved.influence);
-        if (problem)
+        if (problem) {
+          this.opts.metrics?.learnedInfluenceRefused(this.group);
           this.log.warn({ problem }, 'learned influence in the row not used: learning from the prior');
-        else this.log.info({ samples: learner.sampleCount }, 'learned influence resumed from the row');
+        } else this.log.info({ samples: learner.sampleCount }, 'learned influence resumed from the row');
         this.learned = null;
       }
     }

@@ -1,6 +1,7 @@
 // Control-loop metrics: decision time (sensor view → commands), loop crashes (each restarts alone), periods that overran, and "never none": how long a group this node
 // leads has gone without an accepted write, stale-epoch refusals (proven or not), relinquishes, and
-// commands the safety layer limited right before a write.
+// commands the safety layer limited right before a write, and learned influence a new leader
+// found in the group's row and could not use.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 // The mode each group runs in is a process value (coolctl_group_mode, metrics/process-values.ts):
 // only the node that leads the group says it, where a gauge set here stayed behind on a node that
@@ -14,6 +15,7 @@ export class ControlMetrics {
   private readonly refusals: Counter<'group' | 'ahu' | 'proven'>;
   private readonly relinquishes: Counter<'group' | 'cause'>;
   private readonly limits: Counter<'group' | 'ahu' | 'limit'>;
+  private readonly learnedRefused: Counter<'group'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -60,6 +62,12 @@ export class ControlMetrics {
       labelNames: ['group', 'ahu', 'limit'],
       registers,
     });
+    this.learnedRefused = new Counter({
+      name: 'coolctl_control_learned_influence_refused_total',
+      help: "Learned influence in a group's cached row that a new leader could not use (another layout, a damaged row): it learns again from the prior",
+      labelNames: ['group'],
+      registers,
+    });
   }
 
   decision(group: string, seconds: number): void {
@@ -88,5 +96,9 @@ export class ControlMetrics {
 
   limited(group: string, ahu: string, limit: string): void {
     this.limits.inc({ group, ahu, limit });
+  }
+
+  learnedInfluenceRefused(group: string): void {
+    this.learnedRefused.inc({ group });
   }
 }

@@ -2,6 +2,8 @@
 // influence matrix the test knows, and beside the control law: it converges to the matrix, follows
 // a change of it within the stated hours, its dither stays within its bound and stops without
 // margin, and what it learned survives a snapshot taken into a row and restored by a new leader.
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { mulberry32 } from '../../firmware-sim/random.ts';
@@ -23,10 +25,12 @@ import {
   learnerFor,
   stepGroupLearning,
 } from '../../src/control/law/influence-learner.ts';
+import { ControlMetrics } from '../../src/control/metrics.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import type { GroupSensorView } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { FakeCluster, fakeUnit, type UnitWrite } from '../support/fake-cluster.ts';
+import { captureLogs } from '../support/log-lines.ts';
 
 const HOUR = 3600;
 
@@ -316,18 +320,15 @@ describe('learned influence across a handover', () => {
     };
   }
 
-  it("a new leader resumes with what the old one learned, through the group's cached row", async () => {
+  /** Group zone-1 led by n1 on a fake cluster, its rows in one shared cache; drivers learn. */
+  function handoverHall() {
     const cfg = groupControlConfig(site, group.id);
-    const old = learnerFor(site, cfg);
-    // What the old leader learned: a known matrix, far from the geometry prior.
-    const h = cfg.ahus.map((_, a) => old.racks.map((_, r) => (a === 0 ? 0.5 - r * 0.03 : 0.1 + r * 0.02)));
-    learn(new SyntheticGroup([...cfg.ahus], h, 7, old.racks), old, 2 * HOUR);
     const view: GroupSensorView = {
       group: group.id,
       verdict: 'ok',
       inletMaxC: 24,
       inletMeanC: 23,
-      hottestRack: old.racks[0]!,
+      hottestRack: learnerFor(site, cfg).racks[0]!,
       humidityPct: 45,
       dewPointC: 8,
       coverage: 1,
@@ -339,19 +340,33 @@ describe('learned influence across a handover', () => {
     const cluster = new FakeCluster({ [group.id]: ['n1', 100] });
     const store = sharedStore();
     const written: UnitWrite[] = [];
-    const driverOn = (node: string, learner: InfluenceLearner) => {
+    const driverOn = (
+      node: string,
+      learner: InfluenceLearner,
+      extra: { metrics?: ControlMetrics; logger?: Logger } = {},
+    ) => {
       const leadership = cluster.node(node);
       const devices = new Map<string, DeviceIo>(cfg.ahus.map((a) => [a, fakeUnit(a, written, node)]));
       const d = new GroupDriver(group, devices, leadership, {
         periodMs: 50,
-        logger: quietLogger,
+        logger: extra.logger ?? quietLogger,
         store,
+        metrics: extra.metrics,
         control: { config: cfg, sensors: { view: () => view }, learner },
       });
       stops.push(() => d.stop());
       d.start();
       return d;
     };
+    return { cfg, cluster, store, driverOn };
+  }
+
+  it("a new leader resumes with what the old one learned, through the group's cached row", async () => {
+    const { cfg, cluster, store, driverOn } = handoverHall();
+    const old = learnerFor(site, cfg);
+    // What the old leader learned: a known matrix, far from the geometry prior.
+    const h = cfg.ahus.map((_, a) => old.racks.map((_, r) => (a === 0 ? 0.5 - r * 0.03 : 0.1 + r * 0.02)));
+    learn(new SyntheticGroup([...cfg.ahus], h, 7, old.racks), old, 2 * HOUR);
     driverOn('n1', old);
     const oldRow = await waitFor('the old leader writes its row with what it learned', () => {
       const row = store.get(group.id);
@@ -371,6 +386,49 @@ describe('learned influence across a handover', () => {
     expect(meanAbsDiff(next.learnedMatrix(), old.learnedMatrix())).toBeLessThan(0.005);
     // And allocation uses it: the blend is the learned matrix in proportion to confidence, not the prior.
     expect(meanAbsDiff(next.matrix(), old.matrix())).toBeLessThan(0.01);
+  });
+
+  it("a new leader that cannot use the row's learned influence says so, counts it and learns from the prior", async () => {
+    const { cfg, cluster, store, driverOn } = handoverHall();
+    const old = learnerFor(site, cfg);
+    learn(
+      new SyntheticGroup(
+        [...cfg.ahus],
+        cfg.ahus.map(() => old.racks.map(() => 0.3)),
+        7,
+        old.racks,
+      ),
+      old,
+      HOUR,
+    );
+    driverOn('n1', old);
+    await waitFor('the old leader writes its row with what it learned', () => {
+      const row = store.get(group.id);
+      return row && (JSON.parse(row.body.toString('utf8')) as { influence?: unknown }).influence ? row : null;
+    });
+    // The row as a damaged (or another layout's) writer left it: the learned gains do not fit.
+    const row = store.rows.get(group.id)!;
+    const body = JSON.parse(row.body.toString('utf8')) as { influence: Record<string, unknown> };
+    store.rows.set(group.id, {
+      ...row,
+      epoch: row.epoch + 1,
+      body: Buffer.from(JSON.stringify({ ...body, influence: { ...body.influence, g: 'AAAA' } })),
+    });
+
+    const registry = new Registry();
+    const logs = captureLogs();
+    const next = learnerFor(site, cfg);
+    driverOn('n2', next, { metrics: new ControlMetrics(registry), logger: logs.logger });
+    cluster.move(group.id, 'n2', 'the old leader died');
+    const line = await waitFor('the new leader logs the unusable learned influence', () =>
+      logs.parsed().find((l) => l.msg === 'learned influence in the row not used: learning from the prior'),
+    );
+    expect(line.level).toBe(40);
+    expect(String(line.problem)).toMatch(/gains do not fit/);
+    const refused = await registry.getSingleMetric('coolctl_control_learned_influence_refused_total')!.get();
+    expect(refused.values).toEqual([expect.objectContaining({ labels: { group: group.id }, value: 1 })]);
+    // It drives on, from the prior: nothing half-read from the damaged row.
+    expect(next.sampleCount).toBe(0);
   });
 });
 
