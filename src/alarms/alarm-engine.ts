@@ -173,7 +173,9 @@ export class AlarmEngine implements AlarmApi {
         memory = newMemory();
         this.groupMemory.set(id, memory);
       }
-      const conditions = evaluateGroup(this.groupSnapshot(site, id, nowMs, delays), memory);
+      // Only what can change etcd comes back (active, or open): a quiet hall's ~23 000 conditions
+      // a second made no objects (rules.ts).
+      const conditions = evaluateGroup(this.groupSnapshot(site, id, nowMs, delays), memory, open);
       await this.reconcile(
         conditions,
         open,
@@ -323,8 +325,8 @@ export class AlarmEngine implements AlarmApi {
     return {
       group,
       nowMs,
-      rackInletsC: figures ? byRack(figures.inletRacks, figures.rackInletMaxC) : {},
-      rackDewPointsC: figures ? byRack(figures.dewRacks, figures.rackDewPointC) : {},
+      rackInletsC: figures ? { racks: figures.inletRacks, c: figures.rackInletMaxC } : {},
+      rackDewPointsC: figures ? { racks: figures.dewRacks, c: figures.rackDewPointC } : {},
       verdict: view?.verdict ?? 'blind',
       configuredInletSensors: view?.configuredInletSensors ?? 0,
       units,
@@ -516,16 +518,6 @@ function openKeysByGroup(open: ReadonlyMap<string, string>): Map<string | null, 
     const keys = out.get(g);
     if (keys) keys.push(key);
     else out.set(g, [key]);
-  }
-  return out;
-}
-
-/** Per rack, its figure (NaN: none) as the rules read it (null: none). */
-function byRack(racks: readonly string[], figures: Float64Array): Record<string, number | null> {
-  const out: Record<string, number | null> = {};
-  for (let i = 0; i < racks.length; i++) {
-    const v = figures[i]!;
-    out[racks[i]!] = Number.isNaN(v) ? null : v;
   }
   return out;
 }
