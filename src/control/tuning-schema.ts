@@ -77,6 +77,35 @@ export const ControlTuningSchema = T.Object(
         { additionalProperties: false },
       ),
     ),
+    help: T.Optional(
+      T.Object(
+        {
+          startPct: Pct(
+            90,
+            'a group asks its neighbours for air as its fan demand rises from this to fan.maxPct (%): lower spreads airflow earlier (fan power ∝ speed³)',
+          ),
+          lostUnitK: T.Optional(
+            T.Number({
+              minimum: 0,
+              maximum: 10,
+              default: 4,
+              description:
+                'help asked at once with every unit of the group down, in proportion for fewer (K)',
+            }),
+          ),
+          feedForwardPctPerK: T.Optional(
+            T.Number({
+              minimum: 0,
+              maximum: 50,
+              default: 15,
+              description:
+                'a neighbour’s help rising by ≥ 0.5 K in one step (a unit down next door) raises this group’s fan demand at once by this much per K (%/K)',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     degraded: T.Optional(
       T.Object(
         {
@@ -173,6 +202,7 @@ export interface ControlTuning {
     rateCPerS: number;
   };
   allocation: { gain: number; maxOffsetPct: number; slewPctPerS: number };
+  help: { startPct: number; lostUnitK: number; feedForwardPctPerK: number };
   degraded: { minFanPct: number; targetOffsetC: number };
   blindFanPct: number;
   hardMinFanPct: number;
@@ -205,6 +235,7 @@ export const DEFAULT_TUNING: ControlTuning = {
     rateCPerS: 0.1,
   },
   allocation: { gain: 0.3, maxOffsetPct: 15, slewPctPerS: 0.2 },
+  help: { startPct: 90, lostUnitK: 4, feedForwardPctPerK: 15 },
   degraded: { minFanPct: 60, targetOffsetC: -1 },
   blindFanPct: 100,
   hardMinFanPct: 20,
@@ -229,6 +260,7 @@ export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
     fan,
     setpoint,
     allocation: { ...d.allocation, ...input.allocation },
+    help: { ...d.help, ...input.help },
     degraded,
     blindFanPct: clamp(input.blindFanPct ?? d.blindFanPct, hardMinFanPct, FAN_RANGE_PCT.max),
     hardMinFanPct,

@@ -35,8 +35,8 @@ import { resetSetpoint } from './setpoint-reset.ts';
 export type UnitCommand = Command;
 /** A saturated group asks for help once its hottest inlet is within this of its target, K. */
 const HELP_MARGIN_K = 0.3;
-/** Help asked with every unit of the group down (in proportion for fewer), K. */
-const LOST_UNIT_HELP_K = 4;
+/** A neighbour's help rising this much in one step is an event (a unit down), not a drift, K. */
+const HELP_STEP_K = 0.5;
 /** The most a learner's dither may move one unit's supply setpoint from the group's, K. */
 export const MAX_DITHER_K = 1;
 export type ControlMode = 'normal' | 'degraded' | 'blind' | 'paused';
@@ -119,6 +119,8 @@ export interface GroupControlState {
    * from `fanHighPct` to `maxPct`, and with its inlet error. Neighbours control to it.
    */
   helpK: number;
+  /** `neighbourHelpK` at the last step, to see it jump (absent in older rows: 0). */
+  helpInK?: number;
   /** The hottest inlet over the last hour, for the ASHRAE rate-of-change hold (absent in older rows). */
   inletHist?: InletHistory;
 }
@@ -201,6 +203,7 @@ export function isGroupControlState(x: unknown): x is GroupControlState {
     s.offsets !== null &&
     Object.values(s.last).every((c) => Number.isFinite(c?.fanPct) && Number.isFinite(c?.supplySetpointC)) &&
     Object.values(s.offsets).every(Number.isFinite) &&
+    (s.helpInK === undefined || Number.isFinite(s.helpInK)) &&
     (s.inletHist === undefined || isInletHistory(s.inletHist))
   );
 }
@@ -301,6 +304,16 @@ export function stepGroup(
     reasons.push(`units running ${s.running} → ${running}: demand feed-forward`);
   }
   s.running = running;
+  // A neighbour's help that jumps is a unit down next door: its racks lose that air now, long
+  // before their inlets (or this group's return air) show it. Answer with airflow at once.
+  const helpStep = helpIn - (s.helpInK ?? 0);
+  if (helpStep >= HELP_STEP_K && mode !== 'blind' && t.help.feedForwardPctPerK > 0) {
+    const boosted = Math.min(t.fan.maxPct, s.demandPct + t.help.feedForwardPctPerK * helpStep);
+    s.integralPct += boosted - s.demandPct;
+    s.demandPct = boosted;
+    reasons.push('neighbour lost air: demand feed-forward');
+  }
+  s.helpInK = helpIn;
 
   const floorPct = mode === 'degraded' ? t.degraded.minFanPct : t.fan.minPct;
   let demand: number;
@@ -340,6 +353,7 @@ export function stepGroup(
       {
         demandPct: demand,
         errorK: ownErrorK,
+        fanMaxPct: t.fan.maxPct,
         mayRaise: mode === 'normal' && !hot && errorK === ownErrorK && !rateHold.warming,
         lowC: Math.max(t.setpoint.minC, floorC),
         highC: Math.min(t.setpoint.maxC, SAFETY.setpointMaxC),
@@ -411,13 +425,13 @@ export function stepGroup(
   }
   if (clippedUnits.length > 0) reasons.push(`safety limited ${clippedUnits.join(', ')}`);
   s.mode = mode;
-  const over = (demand - t.setpoint.fanHighPct) / Math.max(1, t.fan.maxPct - t.setpoint.fanHighPct);
+  const over = (demand - t.help.startPct) / Math.max(1, t.fan.maxPct - t.help.startPct);
   // A unit down is a call for help at once, before the inlets show it.
   const down = cfg.ahus.length > 0 ? (cfg.ahus.length - running) / cfg.ahus.length : 0;
   s.helpK =
     mode === 'blind'
       ? 0
-      : round2(Math.max(clamp(over, 0, 1) * Math.max(0, ownErrorK + HELP_MARGIN_K), down * LOST_UNIT_HELP_K));
+      : round2(Math.max(clamp(over, 0, 1) * Math.max(0, ownErrorK + HELP_MARGIN_K), down * t.help.lostUnitK));
   return { commands, release, state: s, mode, reasons };
 }
 
