@@ -5,7 +5,8 @@
 // fan PI with a fixed supply setpoint, as bench/control-baseline.ts tuned it); every unit on local
 // control (100 % fans). Then the fault runs, from a hall settled at full load: +30 % IT load, the AHU
 // by the hottest row tripped (both also under the tuned baseline), a stuck top sensor on the hottest
-// rack followed by +30 %, and a failover (every group's state dropped and its units on local
+// rack followed by +30 %, +30 % at 03:00 after a day's run (also under the tuned baseline, reported
+// beside its own runs), and a failover (every group's state dropped and its units on local
 // fallback for a lease, then resumed from the cached row of last commands, as a new leader does).
 // Energy: fans, plant (chiller, tower, pumps, economiser) and their sum. Inlet rate of change: the
 // largest max − min of any inlet in any 15-min / 1-h window (ASHRAE: 5 K, 20 K). Decision time is
@@ -31,6 +32,8 @@ export const LAW_TUNING: ControlTuningInput = {
   inletTargetC: 25.7,
   fan: { kpPctPerK: 8, kiPctPerKS: 0.16 },
 };
+/** The night load step comes this long after 08:00: at 03:00, the lowest load of the day. */
+const NIGHT_STEP_AFTER_H = 19;
 /** Units fall back to local control for this long while a new leader takes over (a lease TTL). */
 const FAILOVER_GAP_S = 10;
 
@@ -87,8 +90,25 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     h.run(HOUR);
   });
   const tunedStep = scenario('tuned', FAULT_SCENARIOS['load-step']!);
+  // The same +30 % step at 03:00 after a day's run: both controllers are at their night state,
+  // where the tuned baseline lets its hottest inlet reach 27 °C (its tuning steps only at full load).
+  const nightStep = (control: 'law' | 'tuned'): ControlHall => {
+    const h = new ControlHall({
+      control,
+      profile: 'daily',
+      ...(control === 'law' ? { tuning: LAW_TUNING } : {}),
+    });
+    h.run(NIGHT_STEP_AFTER_H * HOUR);
+    h.resetInletStats();
+    h.model.setLoadStep('*', 1.3);
+    h.run(HOUR);
+    if (control === 'law') for (const d of h.decisionsMs) decisions.push(d);
+    return h;
+  };
+  const night = nightStep('law');
+  const tunedNight = nightStep('tuned');
   const tunedTrip = scenario('tuned', FAULT_SCENARIOS.trip!);
-  const lawRuns = [law, step, trip, stuck, failover];
+  const lawRuns = [law, step, trip, stuck, failover, night];
   const tunedRuns = [tuned, tunedStep, tunedTrip];
 
   const influence = values['no-influence'] ? {} : await influenceFigures();
@@ -119,8 +139,11 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     trip_max_inlet_c: trip.maxInletC,
     stuck_sensor_max_inlet_c: stuck.maxInletC,
     failover_max_inlet_c: failover.maxInletC,
+    night_load_step_max_inlet_c: night.maxInletC,
     tuned_baseline_max_inlet_c: Math.max(...tunedRuns.map((h) => h.maxInletC)),
     tuned_baseline_seconds_above_27c: tunedRuns.reduce((s, h) => s + h.secondsAbove27, 0),
+    tuned_baseline_night_load_step_max_inlet_c: tunedNight.maxInletC,
+    tuned_baseline_night_load_step_seconds_above_27c: tunedNight.secondsAbove27,
     tuned_baseline_max_inlet_rate_c_per_h: Math.max(...tunedRuns.map((h) => h.maxInletRateHourC)),
     tuned_baseline_max_inlet_rate_c_per_15min: Math.max(...tunedRuns.map((h) => h.maxInletRate15MinC)),
     baseline_max_inlet_c: local.maxInletC,
