@@ -17,6 +17,7 @@ import { escapeLabelValue, TextWriter } from '../../src/metrics/text.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { FakeCluster } from '../support/fake-cluster.ts';
+import { promtoolCheck } from '../support/promtool.ts';
 import { reportNodes } from '../support/sensor-reports.ts';
 
 async function render(registry: Registry, opts: { sliceMs?: number } = {}): Promise<string> {
@@ -327,15 +328,3 @@ describe('line starts kept between scrapes', () => {
     }
   });
 });
-
-/** `promtool check metrics` on `text` (Debian's prometheus package: deploy/dev/prepare.sh test). */
-function promtoolCheck(text: string): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('promtool', ['check', 'metrics'], { timeout: 30_000 }, (err, stdout, stderr) => {
-      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT')
-        reject(new Error('promtool not found: run deploy/dev/prepare.sh test (Debian package prometheus)'));
-      else resolve({ code: typeof err?.code === 'number' ? err.code : 0, out: `${stdout}${stderr}` });
-    });
-    child.stdin!.end(text);
-  });
-}

@@ -18,6 +18,7 @@ import { ProcessValues } from '../../src/metrics/process-values.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { FakeCluster } from '../support/fake-cluster.ts';
+import { promtoolCheck } from '../support/promtool.ts';
 import { reportNodes } from '../support/sensor-reports.ts';
 
 const site = generateSite({ ...demoShape, modbusBasePort: 0 });
@@ -357,16 +358,4 @@ function expectedSeries(n: ReturnType<typeof node>): string[] {
   add('coolctl_plant_fan_power_watts', {}, fanW);
   add('coolctl_plant_cooling_power_watts', {}, coolingW);
   return out;
-}
-
-/** `promtool check metrics` on `text` (Debian's prometheus package: deploy/dev/prepare.sh test). */
-function promtoolCheck(text: string): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('promtool', ['check', 'metrics'], { timeout: 30_000 }, (err, stdout, stderr) => {
-      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT')
-        reject(new Error('promtool not found: run deploy/dev/prepare.sh test (Debian package prometheus)'));
-      else resolve({ code: typeof err?.code === 'number' ? err.code : 0, out: `${stdout}${stderr}` });
-    });
-    child.stdin!.end(text);
-  });
 }
