@@ -3,7 +3,6 @@
 // included; a family of a thousand lines is written over several event-loop turns, not in one; the
 // line starts the per-device and process-value families keep between scrapes follow devices added
 // and a site reloaded; `promtool check metrics` takes the text.
-import { execFile } from 'node:child_process';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';

@@ -5,7 +5,6 @@
 // power; /metrics' own text is the text prom-client renders for the same families, holds the series
 // the values are read from (computed here the way they were before the families wrote bytes), and
 // passes `promtool check metrics`; scrapes that come together share one render.
-import { execFile } from 'node:child_process';
 import { Gauge, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseMetrics, type Sample } from '../../bench/lib/scale-probe.ts';
