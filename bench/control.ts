@@ -32,6 +32,8 @@ export const LAW_TUNING: ControlTuningInput = {
   inletTargetC: 25.9,
   fan: { kpPctPerK: 8, kiPctPerKS: 0.16 },
 };
+/** coolctl as it ships: the law with its influence learner (and the learner's dither) on. */
+const COOLCTL = { control: 'law', tuning: LAW_TUNING, learn: true } as const;
 /** The night load step comes this long after 08:00: at 03:00, the lowest load of the day. */
 const NIGHT_STEP_AFTER_H = 19;
 /** Units fall back to local control for this long while a new leader takes over (a lease TTL). */
@@ -45,7 +47,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   const hours = Number(values.hours ?? 24);
   const decisions: number[] = [];
 
-  const law = new ControlHall({ control: 'law', profile: 'daily', tuning: LAW_TUNING });
+  const law = new ControlHall({ ...COOLCTL, profile: 'daily' });
   const tuned = new ControlHall({ control: 'tuned', profile: 'daily' });
   const local = new ControlHall({ control: 'local', profile: 'daily' });
   for (const h of [law, tuned, local]) h.run(hours * HOUR);
@@ -59,7 +61,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   const localE = e(local);
 
   const scenario = (control: 'law' | 'tuned', setup: (h: ControlHall) => void): ControlHall => {
-    const h = new ControlHall(control === 'law' ? { control, tuning: LAW_TUNING } : { control });
+    const h = new ControlHall(control === 'law' ? COOLCTL : { control });
     h.run(HOUR);
     h.resetInletStats();
     setup(h);
@@ -93,11 +95,9 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   // The same +30 % step at 03:00 after a day's run: both controllers are at their night state,
   // where the tuned baseline lets its hottest inlet reach 27 °C (its tuning steps only at full load).
   const nightStep = (control: 'law' | 'tuned'): ControlHall => {
-    const h = new ControlHall({
-      control,
-      profile: 'daily',
-      ...(control === 'law' ? { tuning: LAW_TUNING } : {}),
-    });
+    const h = new ControlHall(
+      control === 'law' ? { ...COOLCTL, profile: 'daily' } : { control, profile: 'daily' },
+    );
     h.run(NIGHT_STEP_AFTER_H * HOUR);
     h.resetInletStats();
     h.model.setLoadStep('*', 1.3);

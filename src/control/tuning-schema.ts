@@ -167,6 +167,20 @@ export const ControlTuningSchema = T.Object(
         { additionalProperties: false },
       ),
     ),
+    learning: T.Optional(
+      T.Object(
+        {
+          dither: T.Optional(
+            T.Boolean({
+              default: true,
+              description:
+                'the influence learner may warm one unit’s supply setpoint by its bounded dither (docs/control.md, "Learned influence"); false: it learns from natural variation only',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     alarmInletC: C(
       27,
       'safety layer: at or above this inlet no fan is slowed and no setpoint raised',
@@ -209,6 +223,7 @@ export interface ControlTuning {
   /** Per unit id; absent: `hardMinFanPct`. */
   unitMinFanPct: Readonly<Record<string, number>>;
   inletRate: { perHourC: number; per15MinC: number; holdFraction: number };
+  learning: { dither: boolean };
   alarmInletC: number;
 }
 
@@ -241,6 +256,7 @@ export const DEFAULT_TUNING: ControlTuning = {
   hardMinFanPct: 20,
   unitMinFanPct: {},
   inletRate: { ...ASHRAE_INLET_RATE, holdFraction: 0.6 },
+  learning: { dither: true },
   alarmInletC: 27,
 };
 
@@ -266,6 +282,7 @@ export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
     hardMinFanPct,
     unitMinFanPct: { ...input.unitMinFanPct },
     inletRate: { ...d.inletRate, ...input.inletRate },
+    learning: { ...d.learning, ...input.learning },
     alarmInletC: input.alarmInletC ?? d.alarmInletC,
   };
 }

@@ -286,6 +286,22 @@ describe('the dither beside the law', () => {
       }
     }
   });
+  it("never dithers with the tuning's learning.dither off, and takes the law's commands as they are", () => {
+    const off = groupControlConfig(site, 'zone-1', { tuning: { learning: { dither: false } } });
+    const learner = learnerFor(site, off);
+    let plain: GroupControlState | null = null;
+    let learning: GroupControlState | null = null;
+    for (let t = 0; t < 1200; t++) {
+      const inp: GroupControlInputs = { view: view(24.9), units, dtS: 1 };
+      const a = stepGroup(off, inp, plain);
+      const b = stepGroupLearning(off, learner, inp, learning, plant);
+      expect(b.dither).toBeNull();
+      for (const u of off.ahus)
+        expect(b.commands[u]!.supplySetpointC).toBeCloseTo(a.commands[u]!.supplySetpointC, 9);
+      plain = a.state;
+      learning = b.state;
+    }
+  });
 });
 
 describe('learned influence across a handover', () => {

@@ -424,7 +424,9 @@ export function stepGroupLearning(
   plant: PlantObservation | null,
 ): GroupControlOutput & { dither: { ahu: string; k: number } | null } {
   const dt = Number.isFinite(inp.dtS) ? Math.min(Math.max(inp.dtS, 0), 5) : 0;
-  const dither = learner.nextDither(plant !== null && ditherGate(cfg, inp, prev, learner.opts).ok, dt);
+  // The operator's switch is read each step, so a reload that turns the dither off stops it at once.
+  const open = cfg.tuning.learning.dither && plant !== null && ditherGate(cfg, inp, prev, learner.opts).ok;
+  const dither = learner.nextDither(open, dt);
   const out = stepGroup(
     cfg,
     { ...inp, influence: learner.matrix(), ...(dither ? { ditherK: { [dither.ahu]: dither.k } } : {}) },
