@@ -74,26 +74,19 @@ export function enforceSafety(
   }
   const spLo = Math.min(SAFETY.setpointMaxC, Math.max(SAFETY.setpointMinC, lim.setpointFloorC));
   ({ fan, sp } = clampToRanges(fan, sp, lim.fanMinPct, spLo, clipped));
-  if (ctx.hot) {
+  // Hot, or the inlet rising near its rate limit: nothing slower, nothing warmer than last time.
+  const holdWarming = (clip: SafetyClip) => {
     if (fan < last.fanPct) {
       fan = Math.min(SAFETY.fanMaxPct, last.fanPct);
-      clipped.push('hot-hold');
+      clipped.push(clip);
     }
     if (sp > last.supplySetpointC) {
       sp = Math.max(spLo, last.supplySetpointC);
-      clipped.push('hot-hold');
+      clipped.push(clip);
     }
-  }
-  if (ctx.inletRate?.warming) {
-    if (fan < last.fanPct) {
-      fan = Math.min(SAFETY.fanMaxPct, last.fanPct);
-      clipped.push('rate-hold');
-    }
-    if (sp > last.supplySetpointC) {
-      sp = Math.max(spLo, last.supplySetpointC);
-      clipped.push('rate-hold');
-    }
-  }
+  };
+  if (ctx.hot) holdWarming('hot-hold');
+  if (ctx.inletRate?.warming) holdWarming('rate-hold');
   // Never while an inlet is at alarm: a hot rack cooling fast is the lesser harm.
   if (ctx.inletRate?.cooling && !ctx.hot) {
     if (fan > last.fanPct) {
