@@ -15,10 +15,9 @@ import type {
   Registry,
 } from 'prom-client';
 import {
-  escapeLabelValue,
   familyHeader,
-  isAscii,
   LinePrefixes,
+  labelText,
   RENDERS_OWN_TEXT,
   type SelfRenderingFamily,
   type TextWriter,
@@ -42,19 +41,13 @@ type Labels = Readonly<Record<string, string>>;
 interface ExtraLabels {
   readonly text: string;
   readonly labels: Labels;
-  /** The text is printable ASCII (TextWriter.ascii copies it as it is). */
-  readonly ascii: boolean;
   /** Its place among the fixed extra label sets of its family (line starts made once); none for error kinds. */
   readonly slot?: number;
 }
 
 function extraLabels(labels: Labels, slot?: number): ExtraLabels {
-  const text = Object.entries(labels)
-    .map(([k, v]) => `${k}="${escapeLabelValue(v)}"`)
-    .join(',');
-  return slot === undefined
-    ? { text, labels, ascii: isAscii(text) }
-    : { text, labels, ascii: isAscii(text), slot };
+  const text = labelText(labels);
+  return slot === undefined ? { text, labels } : { text, labels, slot };
 }
 
 const OUTCOME_LABELS = Object.fromEntries(
@@ -110,7 +103,6 @@ export class DeviceMeter {
   readonly labels: Labels;
   /** `device="…",protocol="…"`, escaped, for the text of every line of this device. */
   readonly labelText: string;
-  readonly labelAscii: boolean;
   readonly byOp: Record<DeviceOp, OpSeries>;
   /** Index in LINK_STATES of the current link state; -1 before the adapter said any. */
   linkState = -1;
@@ -121,7 +113,6 @@ export class DeviceMeter {
     this.protocol = protocol;
     this.labels = { device, protocol };
     this.labelText = extraLabels(this.labels).text;
-    this.labelAscii = isAscii(this.labelText);
     const byOp = {} as Record<DeviceOp, OpSeries>;
     for (const op of DEVICE_OPS) byOp[op] = new OpSeries(op);
     this.byOp = byOp;
@@ -245,11 +236,9 @@ abstract class PerDeviceMetric extends ScrapeTimeMetric implements SelfRendering
         return;
       }
       w.ascii(open);
-      if (d.labelAscii) w.ascii(d.labelText);
-      else w.text(d.labelText);
+      w.ascii(d.labelText);
       w.byte(0x2c); // ','
-      if (extra.ascii) w.ascii(extra.text);
-      else w.text(extra.text);
+      w.ascii(extra.text);
       w.ascii('} ');
       w.value(value);
     };

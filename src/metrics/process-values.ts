@@ -33,7 +33,6 @@ import {
 } from '../sensors/sensor-store.ts';
 import {
   familyHeader,
-  isAscii,
   LinePrefixes,
   labelText,
   RENDERS_OWN_TEXT,
@@ -48,8 +47,6 @@ type Labels = Readonly<Record<string, string>>;
 interface LabelSet {
   readonly labels: Labels;
   readonly text: string;
-  /** The text is printable ASCII (TextWriter.ascii copies it as it is). */
-  readonly ascii: boolean;
   /** Its place in `rows` (a row: rack, unit, group), or in its family's extra label sets (a state). */
   id: number;
   /** The row sets of one kind of one site layout it belongs to (a family's line starts are made per such list). */
@@ -58,7 +55,7 @@ interface LabelSet {
 
 function labelSet(labels: Labels, id = 0): LabelSet {
   const text = labelText(labels);
-  return { labels, text, ascii: isAscii(text), id, rows: null };
+  return { labels, text, id, rows: null };
 }
 
 /** A row's label set, numbered in `rows`. */

@@ -53,8 +53,6 @@ export function familyHeader(name: string, help: string, type: string): string {
   return `# HELP ${name} ${escapeText(help)}\n# TYPE ${name} ${type}`;
 }
 
-const ASCII = /^[\x20-\x7e]*$/;
-
 /**
  * The starts of many lines (`\nname{labels} `), encoded once into one buffer: a family with
  * thousands of lines of fixed label sets copies each line's start with one call at a scrape and
@@ -82,11 +80,6 @@ export class LinePrefixes {
   get lines(): number {
     return this.offsets.length - 1;
   }
-}
-
-/** Whether `s` is printable ASCII, so TextWriter.ascii() may copy it byte for byte. */
-export function isAscii(s: string): boolean {
-  return ASCII.test(s);
 }
 
 /**
