@@ -354,20 +354,9 @@ function keyOf(memory: RuleMemory, kind: AlarmKind, group: string | null, subjec
 }
 
 /**
- * The °C/h over the rack's window (its oldest sample to `now`, else its newest), or null while the
- * samples span less than half the window.
+ * The °C/h over the rack's window, from its oldest sample to (lastT, lastC), or null while there is
+ * none or the samples span less than half the window.
  */
-export function riseRateCPerH(
-  samples: RiseWindow,
-  windowS: number,
-  now?: { tMs: number; c: number },
-): number | null {
-  if (samples.length === 0) return null;
-  if (now) return rateTo(samples, windowS, now.tMs, now.c);
-  return rateTo(samples, windowS, samples.tMs(samples.length - 1), samples.c(samples.length - 1));
-}
-
-/** riseRateCPerH from the window's oldest sample to (lastT, lastC); samples not empty. */
 function rateTo(samples: RiseWindow, windowS: number, lastT: number, lastC: number): number | null {
   if (samples.length === 0) return null;
   const firstT = samples.tMs(0);
