@@ -108,6 +108,11 @@ interface Gap {
   atMs: number;
 }
 
+/** The hall's units, each to its group. */
+function unitGroups(): Map<string, string> {
+  return new Map(Object.entries(h().groups).flatMap(([g, ahus]) => ahus.map((a) => [a, g] as const)));
+}
+
 /** Longest stretch in [fromMs, toMs] without an accepted write, per key (group or unit). */
 function longestGaps(
   entries: readonly JournalEntry[],
@@ -162,9 +167,7 @@ async function watched(to: { version: string; wire: { version: number; oldest: n
   }
   const toMs = Date.now();
   const entries = (await h().journal(seq)).entries;
-  const groupOf = new Map(
-    Object.entries(h().groups).flatMap(([g, ahus]) => ahus.map((a) => [a, g] as const)),
-  );
+  const groupOf = unitGroups();
   const groupGaps = longestGaps(
     entries,
     (e) => groupOf.get(e.ahu) ?? null,
@@ -283,9 +286,7 @@ describe('rolling upgrade of a 3-node hall', () => {
     expect(await reader.release(h().apiUrl('c1'))).toBe(VERSION);
     for (const n of ['c2', 'c3']) expect(h().running(n)).toBe(true);
     const entries = (await h().journal(seq)).entries;
-    const groupOf = new Map(
-      Object.entries(h().groups).flatMap(([g, ahus]) => ahus.map((a) => [a, g] as const)),
-    );
+    const groupOf = unitGroups();
     const gaps = longestGaps(
       entries,
       (e) => groupOf.get(e.ahu) ?? null,
