@@ -81,7 +81,12 @@ describe('chaos: the liveness invariant on the real hall', () => {
         problems: [],
       };
     });
-    expect(r.problems).toEqual([`vacuous: no accepted write in ${link.ahu} in the 2000 ms before the fault`]);
+    // On a loaded machine another unit can miss its writes in the same window too; runTrial is right
+    // to name it, so the claim is that the broken unit is named and that nothing but vacuity is.
+    expect(r.problems).toContain(`vacuous: no accepted write in ${link.ahu} in the 2000 ms before the fault`);
+    for (const problem of r.problems) {
+      expect(problem).toMatch(/^vacuous: no accepted write in \S+ in the 2000 ms before the fault$/);
+    }
     expect((await hall.check()).violations).toEqual([]);
   }, 60_000);
 });
