@@ -17,10 +17,11 @@ case "$purpose" in
   # chromium: the dashboard's browser test (driven by playwright-core; no browser download)
   # libjemalloc2: the malloc the systemd unit runs the daemon on (its sd_notify test, the scale bench)
   # mosquitto: a broker in its own process (MQTT 3.1.1 and 5) for the oversized-packet test
+  # mosquitto-clients: mosquitto_sub / mosquitto_pub, MQTT clients nobody here wrote (TLS broker, chaos)
   # mbpoll: a Modbus master nobody here wrote, reading every device profile from the simulator
   # prometheus: promtool checks and unit-tests deploy/prometheus/alerts.yml; prometheus scrapes a node
   # qemu-user-static, libc6-arm64-cross, libstdc++6-arm64-cross: the arm64 bundle's Node runs under qemu
-  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2 mosquitto mbpoll prometheus
+  test) debs=(python3-pymodbus socat etcd-server etcd-client faketime systemd chromium libjemalloc2 mosquitto mosquitto-clients mbpoll prometheus
               qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross) ;;
   *) echo "usage: $0 demo|test" >&2; exit 2 ;;
 esac
