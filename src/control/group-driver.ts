@@ -685,6 +685,7 @@ export class GroupDriver {
               supplySetpointC: rd.r.supplySetpointC,
             }
           : null,
+        air: rd?.r ? { returnC: rd.r.returnC, supplyC: rd.r.supplyC } : null,
       };
     });
     // The figures carry the view and, per rack, the inlets the learner needs: one walk of the sensors.

@@ -106,6 +106,36 @@ export const ControlTuningSchema = T.Object(
         { additionalProperties: false },
       ),
     ),
+    coilLoad: T.Optional(
+      T.Object(
+        {
+          feedForwardGain: T.Optional(
+            T.Number({
+              minimum: 0,
+              maximum: 2,
+              default: 1,
+              description:
+                'the running units’ mean return − supply air rising faster than its filter by more than riseFraction (more IT heat) raises the fan demand at once by this × the rise (0 = off)',
+            }),
+          ),
+          riseFraction: T.Optional(
+            T.Number({
+              minimum: 0.01,
+              maximum: 1,
+              default: 0.05,
+              description:
+                'share by which the coils’ air temperature rise must jump over its filtered value to count as a load step',
+            }),
+          ),
+          filterS: Pos(
+            120,
+            'time constant the coils’ filtered air temperature rise follows slow changes with (s)',
+            3600,
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     degraded: T.Optional(
       T.Object(
         {
@@ -217,6 +247,7 @@ export interface ControlTuning {
   };
   allocation: { gain: number; maxOffsetPct: number; slewPctPerS: number };
   help: { startPct: number; lostUnitK: number; feedForwardPctPerK: number };
+  coilLoad: { feedForwardGain: number; riseFraction: number; filterS: number };
   degraded: { minFanPct: number; targetOffsetC: number };
   blindFanPct: number;
   hardMinFanPct: number;
@@ -251,6 +282,7 @@ export const DEFAULT_TUNING: ControlTuning = {
   },
   allocation: { gain: 0.3, maxOffsetPct: 15, slewPctPerS: 0.2 },
   help: { startPct: 90, lostUnitK: 4, feedForwardPctPerK: 15 },
+  coilLoad: { feedForwardGain: 1, riseFraction: 0.05, filterS: 120 },
   degraded: { minFanPct: 60, targetOffsetC: -1 },
   blindFanPct: 100,
   hardMinFanPct: 20,
@@ -277,6 +309,7 @@ export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
     setpoint,
     allocation: { ...d.allocation, ...input.allocation },
     help: { ...d.help, ...input.help },
+    coilLoad: { ...d.coilLoad, ...input.coilLoad },
     degraded,
     blindFanPct: clamp(input.blindFanPct ?? d.blindFanPct, hardMinFanPct, FAN_RANGE_PCT.max),
     hardMinFanPct,

@@ -9,7 +9,7 @@ import { ControlHall, TUNED_BASELINE } from '../support/control-hall.ts';
 const HOUR = 3600;
 
 describe('tuned conventional baseline', () => {
-  it('keeps every inlet in 18–27 °C over the daily profile, a +30 % load step and a trip, without hunting', () => {
+  it('keeps every inlet in 18–27 °C over the daily profile, a +30 % load step at full load and at 03:00 and a trip, without hunting', () => {
     const r = evaluateBaseline(TUNED_BASELINE);
     process.stdout.write(
       `tuned baseline: hottest ${r.maxInletC.toFixed(2)} °C, coolest ${r.minInletC.toFixed(2)} °C, fans ${r.fanKwh.toFixed(1)} kWh/day, ${r.reversals} reversals\n`,

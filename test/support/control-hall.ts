@@ -85,10 +85,10 @@ export interface TunedUnitTuning {
  */
 export const TUNED_BASELINE: TunedUnitTuning = {
   supplySetpointC: 18,
-  returnSetpointC: 26.1,
+  returnSetpointC: 25.9,
   minFanPct: 30,
   maxFanPct: 100,
-  kpPctPerK: 16,
+  kpPctPerK: 32,
   kiPctPerKS: 0.01,
   rampUpPctPerS: 6,
   rampDownPctPerS: 0.5,
@@ -320,6 +320,7 @@ export class ControlHall {
         id: a,
         status,
         read: status === 'lost' ? null : { fanPct: air.fanPct, supplySetpointC: cmd.supplySetpointC },
+        air: status === 'lost' ? null : { returnC: air.returnC, supplyC: air.supplyC },
       };
     });
     const inputs = {

@@ -51,6 +51,12 @@ export interface UnitInput {
   status: UnitStatus;
   /** Last values read from the unit (what it runs now), if any. */
   read: UnitCommand | null;
+  /**
+   * The unit's measured return and supply air, °C, when it reports them: their difference across
+   * the running units is the load the coils see, which moves with IT heat at once, before the rack
+   * inlets do (`coilLoad` feed-forward).
+   */
+  air?: { returnC: number; supplyC: number } | null;
 }
 
 /** An operator's manual command for one unit; stored by the driver (etcd), applied every step. */
@@ -123,6 +129,8 @@ export interface GroupControlState {
   helpInK?: number;
   /** The hottest inlet over the last hour, for the ASHRAE rate-of-change hold (absent in older rows). */
   inletHist?: InletHistory;
+  /** The running units' mean return − supply air, filtered (`coilLoad`), K; absent until seen. */
+  coilRiseK?: number;
 }
 
 export interface GroupControlOutput {
@@ -204,6 +212,7 @@ export function isGroupControlState(x: unknown): x is GroupControlState {
     Object.values(s.last).every((c) => Number.isFinite(c?.fanPct) && Number.isFinite(c?.supplySetpointC)) &&
     Object.values(s.offsets).every(Number.isFinite) &&
     (s.helpInK === undefined || Number.isFinite(s.helpInK)) &&
+    (s.coilRiseK === undefined || Number.isFinite(s.coilRiseK)) &&
     (s.inletHist === undefined || isInletHistory(s.inletHist))
   );
 }
@@ -280,6 +289,8 @@ export function stepGroup(
   if (rateHold.cooling) reasons.push('inlet falling near the ASHRAE rate limit: nothing cools');
   if (hot) reasons.push(`inlet ${inlet.toFixed(1)} °C at alarm: nothing slows or warms`);
 
+  const prevRunning = s.running;
+  const tracked = s.track;
   if (s.track || (s.mode === 'blind') !== (mode === 'blind')) {
     // Resume (or leave/enter blind) from what the units were last told: demand is their mean,
     // offsets their spread, the integral whatever makes P + I equal that demand now.
@@ -314,6 +325,31 @@ export function stepGroup(
     reasons.push('neighbour lost air: demand feed-forward');
   }
   s.helpInK = helpIn;
+  // More IT heat shows in the return air at once and in the racks' inlets only after their mixing
+  // lag (and the next sensor report): a jump of the coils' air temperature rise over its filtered
+  // value is answered with that share more airflow now (airflow ∝ heat at a given rise); the PI
+  // trims after. Only a rise: a fall is left to the PI, which slows fans at its own gentle rate.
+  const coilK = coilRise(units);
+  const unitsChanged = running !== prevRunning;
+  if (coilK === null || mode === 'blind') {
+    // Nothing to compare with: keep the filter where it was.
+  } else if (s.coilRiseK === undefined || !(s.coilRiseK > 0.5) || unitsChanged || tracked) {
+    // A unit that stopped or started moves every other unit's rise: that is the running-units
+    // feed-forward's event, not a load step; start the filter again from here.
+    s.coilRiseK = coilK;
+  } else {
+    const rise = coilK / s.coilRiseK - 1;
+    const gain = t.coilLoad.feedForwardGain;
+    if (gain > 0 && rise > t.coilLoad.riseFraction) {
+      const boosted = Math.min(t.fan.maxPct, s.demandPct * (1 + gain * rise));
+      s.integralPct += boosted - s.demandPct;
+      s.demandPct = boosted;
+      s.coilRiseK = coilK;
+      reasons.push('coil load rose: demand feed-forward');
+    } else {
+      s.coilRiseK += (coilK - s.coilRiseK) * Math.min(1, dt / t.coilLoad.filterS);
+    }
+  }
 
   const floorPct = mode === 'degraded' ? t.degraded.minFanPct : t.fan.minPct;
   let demand: number;
@@ -433,6 +469,20 @@ export function stepGroup(
       ? 0
       : round2(Math.max(clamp(over, 0, 1) * Math.max(0, ownErrorK + HELP_MARGIN_K), down * t.help.lostUnitK));
   return { commands, release, state: s, mode, reasons };
+}
+
+/** The mean return − supply air of the available units that report both, K; null if none does. */
+function coilRise(units: ReadonlyMap<string, UnitInput>): number | null {
+  let sum = 0;
+  let n = 0;
+  for (const u of units.values()) {
+    if (u.status !== 'available' || !u.air) continue;
+    const k = u.air.returnC - u.air.supplyC;
+    if (!Number.isFinite(k)) continue;
+    sum += Math.max(0, k);
+    n++;
+  }
+  return n > 0 ? sum / n : null;
 }
 
 function readCommands(cfg: GroupControlConfig, units: Map<string, UnitInput>): Record<string, UnitCommand> {
