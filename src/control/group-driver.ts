@@ -685,7 +685,8 @@ export class GroupDriver {
               supplySetpointC: rd.r.supplySetpointC,
             }
           : null,
-        air: rd?.r ? { returnC: rd.r.returnC, supplyC: rd.r.supplyC } : null,
+        // Air read with doubt (OPC-UA uncertain/bad) does not count as load.
+        air: rd?.r?.quality === 'good' ? { returnC: rd.r.returnC, supplyC: rd.r.supplyC } : null,
       };
     });
     // The figures carry the view and, per rack, the inlets the learner needs: one walk of the sensors.

@@ -33,6 +33,11 @@ export interface PointRange {
 export const SUPPLY_SETPOINT_RANGE_C: PointRange = Object.freeze({ min: 12, max: 27 });
 /** Fan speed, commanded and read back. */
 export const FAN_RANGE_PCT: PointRange = Object.freeze({ min: 0, max: 100 });
+/**
+ * Air temperatures a unit reads (supply, return: read only). Outside it the reading is a broken
+ * probe or a "no data" code (3276.7, −273), never air a controller should act on.
+ */
+export const AIR_TEMP_RANGE_C: PointRange = Object.freeze({ min: -20, max: 70 });
 /** Chilled-water valve position (read only). */
 export const VALVE_RANGE_PCT: PointRange = Object.freeze({ min: 0, max: 100 });
 

@@ -80,6 +80,22 @@ describe('coil-load feed-forward (the law)', () => {
     expect(none.state.coilRiseK).toBe(out.state.coilRiseK);
   });
 
+  it('a broken probe on one unit (a "no data" code, −273, a rise no coil makes) neither feeds forward nor moves the filter', () => {
+    const settled = run(600, { view, units: unitsAt(26) }, null);
+    for (const bad of [
+      { returnC: 3276.7, supplyC: 18 },
+      { returnC: -273.1, supplyC: 18 },
+      { returnC: 26, supplyC: -273.1 },
+      { returnC: 65, supplyC: 12 },
+      { returnC: Number.POSITIVE_INFINITY, supplyC: 18 },
+    ]) {
+      const units = unitsAt(26).map((u, i) => (i === 0 ? { ...u, air: bad } : u));
+      const out = stepGroup(cfg, { view, units, dtS: 1 }, settled.state);
+      expect(out.reasons).not.toContain(FED);
+      expect(out.state.coilRiseK).toBeCloseTo(settled.state.coilRiseK!, 9);
+    }
+  });
+
   it('a unit that trips is the running-units feed-forward’s event, not a load step as well', () => {
     const settled = run(600, { view, units: unitsAt(26) }, null);
     // The others' return air rises as they carry the tripped unit's racks.

@@ -6,6 +6,7 @@
 // bump (the integral is back-calculated from it); an overridden, released or unavailable unit never
 // winds the loop up.
 import type { Site } from '../../config/site-schema.ts';
+import { AIR_TEMP_RANGE_C, inRange } from '../../devices/unit-contract.ts';
 import type { GroupSensorView } from '../../sensors/sensor-store.ts';
 import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../tuning-schema.ts';
 import { slewOffsets, targetOffsets } from './allocation.ts';
@@ -471,14 +472,23 @@ export function stepGroup(
   return { commands, release, state: s, mode, reasons };
 }
 
-/** The mean return − supply air of the available units that report both, K; null if none does. */
+/** No coil in a hall warms its air by more than this; a larger return − supply is a broken probe, K. */
+const COIL_RISE_MAX_K = 25;
+
+/**
+ * The mean return − supply air of the available units that report both as air (in
+ * `AIR_TEMP_RANGE_C`, a rise ≤ `COIL_RISE_MAX_K`), K; null if none does. A probe that reads
+ * nonsense is left out, so it can neither feed forward nor drag the filter away.
+ */
 function coilRise(units: ReadonlyMap<string, UnitInput>): number | null {
   let sum = 0;
   let n = 0;
   for (const u of units.values()) {
     if (u.status !== 'available' || !u.air) continue;
-    const k = u.air.returnC - u.air.supplyC;
-    if (!Number.isFinite(k)) continue;
+    const { returnC, supplyC } = u.air;
+    if (!inRange(returnC, AIR_TEMP_RANGE_C) || !inRange(supplyC, AIR_TEMP_RANGE_C)) continue;
+    const k = returnC - supplyC;
+    if (k > COIL_RISE_MAX_K) continue;
     sum += Math.max(0, k);
     n++;
   }
