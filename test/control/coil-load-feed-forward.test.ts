@@ -14,6 +14,7 @@ import {
 } from '../../src/control/law/group-controller.ts';
 import { DEFAULT_TUNING } from '../../src/control/tuning-schema.ts';
 import { ControlHall } from '../support/control-hall.ts';
+import { stepsOf } from '../support/law-steps.ts';
 
 const FED = 'coil load rose: demand feed-forward';
 const site = generateSite(demoShape);
@@ -33,11 +34,8 @@ const unitsAt = (returnC: number, status: UnitInput['status'] = 'available'): Un
     air: { returnC, supplyC: 18 },
   }));
 
-function run(n: number, inp: Omit<GroupControlInputs, 'dtS'>, s: GroupControlState | null) {
-  let out = stepGroup(cfg, { ...inp, dtS: 1 }, s);
-  for (let i = 1; i < n; i++) out = stepGroup(cfg, { ...inp, dtS: 1 }, out.state);
-  return out;
-}
+const run = (n: number, inp: Omit<GroupControlInputs, 'dtS'>, s: GroupControlState | null) =>
+  stepsOf(cfg, n, inp, s);
 
 describe('coil-load feed-forward (the law)', () => {
   it('a jump of the coils’ rise raises the demand at once by the same share', () => {

@@ -13,6 +13,7 @@ import {
 } from '../../src/control/law/group-controller.ts';
 import { resetSetpoint } from '../../src/control/law/setpoint-reset.ts';
 import { DEFAULT_TUNING } from '../../src/control/tuning-schema.ts';
+import { stepsOf } from '../support/law-steps.ts';
 
 const site = generateSite(demoShape);
 const cfg = groupControlConfig(site, 'zone-2');
@@ -23,11 +24,8 @@ const units: UnitInput[] = cfg.ahus.map((id) => ({
 }));
 const view = { verdict: 'ok' as const, inletMaxC: 24, hottestRack: null, dewPointC: 8 };
 
-function run(n: number, inp: Omit<GroupControlInputs, 'dtS'>, s: GroupControlState | null) {
-  let out = stepGroup(cfg, { ...inp, dtS: 1 }, s);
-  for (let i = 1; i < n; i++) out = stepGroup(cfg, { ...inp, dtS: 1 }, out.state);
-  return out;
-}
+const run = (n: number, inp: Omit<GroupControlInputs, 'dtS'>, s: GroupControlState | null) =>
+  stepsOf(cfg, n, inp, s);
 
 describe('a unit lost next door', () => {
   it('raises this group’s demand at once by the feed-forward per K of the neighbour’s help step', () => {
