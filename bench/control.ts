@@ -23,7 +23,7 @@ const HOUR = 3600;
 /**
  * coolctl's tuning for the demo hall, found as the baseline's was: the warmest inlet target on a
  * 0.1 K grid whose runs here (the day, +30 % IT load, the trip, the stuck sensor, the failover, the
- * night step) all stay ≤ 27 °C — 26.7 °C takes the +30 % step to 27.08 °C — with the fan PI at
+ * night step) all stay ≤ 27 °C — 26.7 °C takes the +30 % step to 27.21 °C — with the fan PI at
  * twice the default gains (kp 4 → 8 %/K, ki 0.08 → 0.16 %/(K·s)), neighbours asked for air from
  * 80 % demand (`help.startPct` on a 5 % grid, 70–90, at a 26.5 °C target; docs/control.md) and the
  * coil-load feed-forward at its default. The +30 % step is what limits the target: the inlets rise
