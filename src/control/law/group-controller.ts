@@ -310,9 +310,7 @@ export function stepGroup(
   // A unit lost or tripped: the others take over its airflow at once (then PI trims).
   if (running > 0 && running < s.running && mode !== 'blind') {
     // Demand jumps (the safety layer still ramps each unit's command at its up-rate).
-    const boosted = Math.min(t.fan.maxPct, (s.demandPct * s.running) / running);
-    s.integralPct += boosted - s.demandPct;
-    s.demandPct = boosted;
+    feedForward(s, (s.demandPct * s.running) / running, t.fan.maxPct);
     reasons.push(`units running ${s.running} → ${running}: demand feed-forward`);
   }
   s.running = running;
@@ -320,9 +318,7 @@ export function stepGroup(
   // before their inlets (or this group's return air) show it. Answer with airflow at once.
   const helpStep = helpIn - (s.helpInK ?? 0);
   if (helpStep >= HELP_STEP_K && mode !== 'blind' && t.help.feedForwardPctPerK > 0) {
-    const boosted = Math.min(t.fan.maxPct, s.demandPct + t.help.feedForwardPctPerK * helpStep);
-    s.integralPct += boosted - s.demandPct;
-    s.demandPct = boosted;
+    feedForward(s, s.demandPct + t.help.feedForwardPctPerK * helpStep, t.fan.maxPct);
     reasons.push('neighbour lost air: demand feed-forward');
   }
   s.helpInK = helpIn;
@@ -342,9 +338,7 @@ export function stepGroup(
     const rise = coilK / s.coilRiseK - 1;
     const gain = t.coilLoad.feedForwardGain;
     if (gain > 0 && rise > t.coilLoad.riseFraction) {
-      const boosted = Math.min(t.fan.maxPct, s.demandPct * (1 + gain * rise));
-      s.integralPct += boosted - s.demandPct;
-      s.demandPct = boosted;
+      feedForward(s, s.demandPct * (1 + gain * rise), t.fan.maxPct);
       s.coilRiseK = coilK;
       reasons.push('coil load rose: demand feed-forward');
     } else {
@@ -470,6 +464,16 @@ export function stepGroup(
       ? 0
       : round2(Math.max(clamp(over, 0, 1) * Math.max(0, ownErrorK + HELP_MARGIN_K), down * t.help.lostUnitK));
   return { commands, release, state: s, mode, reasons };
+}
+
+/**
+ * A feed-forward: the demand goes to `toPct` (at most `maxPct`) at once, and the integral with it,
+ * so the PI continues from there instead of winding back to where it was.
+ */
+function feedForward(s: GroupControlState, toPct: number, maxPct: number): void {
+  const boosted = Math.min(maxPct, toPct);
+  s.integralPct += boosted - s.demandPct;
+  s.demandPct = boosted;
 }
 
 /** No coil in a hall warms its air by more than this; a larger return − supply is a broken probe, K. */
