@@ -16,6 +16,7 @@ import {
 import { influenceOf } from '../../src/control/law/influence.ts';
 import { enforceSafety } from '../../src/control/law/safety.ts';
 import { resolveTuning } from '../../src/control/tuning-schema.ts';
+import { stepsOf } from '../support/law-steps.ts';
 
 const site = generateSite(demoShape);
 const cfg: GroupControlConfig = groupControlConfig(site, 'zone-1');
@@ -34,15 +35,8 @@ const units = (fan = 60, sp = 18, status: Partial<Record<string, UnitInput['stat
     read: { fanPct: fan, supplySetpointC: sp },
   }));
 
-function run(
-  n: number,
-  inp: Omit<GroupControlInputs, 'dtS'>,
-  state: GroupControlState | null,
-): ReturnType<typeof stepGroup> {
-  let out = stepGroup(cfg, { ...inp, dtS: 1 }, state);
-  for (let i = 1; i < n; i++) out = stepGroup(cfg, { ...inp, dtS: 1 }, out.state);
-  return out;
-}
+const run = (n: number, inp: Omit<GroupControlInputs, 'dtS'>, state: GroupControlState | null) =>
+  stepsOf(cfg, n, inp, state);
 
 describe('bumpless start', () => {
   it('a cold start continues what the units run now, whatever the inlet error', () => {
