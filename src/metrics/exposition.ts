@@ -6,6 +6,9 @@
 // by "\n", families by "\n\n", one "\n" at the end); families that render their own text
 // (metrics/text.ts) are asked for it chunk by chunk, and prom-client's own families are read from
 // the metric (what the registry would format) and written as bytes a few hundred lines a step.
+// A scraper that comes at a steady interval finds its answer ready: the next render starts a
+// little before the scrape is due (renderAhead), so the scrape waits for the socket, not for
+// the render; such a render is served at most aheadMaxAgeMs after it began (one control period).
 import { setImmediate } from 'node:timers/promises';
 import { type Metric, Registry } from 'prom-client';
 import { type PromFamily, rendersOwnText, TextWriter, writeFamily } from './text.ts';
@@ -18,17 +21,50 @@ const SLICE_MS = 3;
  * scraper always gets a fresh render.
  */
 const REUSE_MS = 500;
+/**
+ * A render made ahead of a scrape is served to scrapes that come within this long of its start:
+ * one control period, the age the process values have anyway (each is one period's figure).
+ */
+const AHEAD_MAX_AGE_MS = 1000;
+/** Scrape intervals kept to judge whether the scraper is steady (and how often it comes). */
+const CADENCE_SAMPLES = 3;
+/** Intervals within this share of their median are steady (Prometheus jitters by milliseconds). */
+const CADENCE_TOLERANCE = 0.1;
+/**
+ * How far ahead of a due scrape a render starts, at most (and at most half the interval). A render
+ * yields between slices, so its wall time swings with the node's load — 20 to 250 ms at 1 000 units,
+ * GC included — and a lead sized from the last renders was too short one time in twenty; half a
+ * period always covers it, and keeps the answer within a period of the scrape.
+ */
+const AHEAD_LEAD_MS = 500;
+
+/** Timers the exposition schedules its renders ahead with (real ones unless a test gives its own). */
+export interface ExpositionTimers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const realTimers: ExpositionTimers = {
+  set: (fn, ms) => setTimeout(fn, ms).unref(),
+  clear: (h) => clearTimeout(h as NodeJS.Timeout),
+};
 
 export interface ExpositionOptions {
   sliceMs?: number;
   reuseMs?: number;
+  /** Render ahead of a steady scraper (default true; 0 s of extra age is then never promised). */
+  renderAhead?: boolean;
+  aheadMaxAgeMs?: number;
   /** Monotonic ms (default performance.now). */
   now?: () => number;
+  timers?: ExpositionTimers;
 }
 
 /** One render's text, lent to the answers that send it. */
 export interface MetricsLease {
   readonly body: Buffer;
+  /** How long before this lease the render began: what the answer's values may lag the scrape by. */
+  readonly ageMs: number;
   /** The answer is sent (or abandoned): the buffer may be written again once every lease is released. */
   release(): void;
 }
@@ -43,6 +79,9 @@ interface Rendered {
   offered: boolean;
   /** Lent for good (body()): never written again. */
   kept: boolean;
+  /** Made ahead of a due scrape (served up to aheadMaxAgeMs after its start, not reuseMs). */
+  ahead: boolean;
+  servedAhead: boolean;
 }
 
 export class MetricsExposition {
@@ -50,6 +89,12 @@ export class MetricsExposition {
   private readonly sliceMs: number;
   private readonly reuseMs: number;
   private readonly now: () => number;
+  private readonly renderAhead: boolean;
+  private readonly aheadMaxAgeMs: number;
+  private readonly timers: ExpositionTimers;
+  /** When the scrapes that asked for a render came (monotonic ms), newest last. */
+  private readonly arrivals: number[] = [];
+  private aheadTimer: unknown;
   private inFlight: Promise<Rendered> | undefined;
   private last: Rendered | undefined;
   private dropTimer: NodeJS.Timeout | undefined;
@@ -62,6 +107,9 @@ export class MetricsExposition {
   private spare: Buffer | undefined;
   /** Renders run so far (what concurrent scrapes shared is not counted twice). */
   renders = 0;
+  /** Of them, made ahead of a due scrape; and of those, served to one. */
+  rendersAhead = 0;
+  aheadServed = 0;
   private lastBytes = 64 * 1024;
 
   constructor(registry: Registry, opts: ExpositionOptions = {}) {
@@ -69,11 +117,20 @@ export class MetricsExposition {
     this.sliceMs = opts.sliceMs ?? SLICE_MS;
     this.reuseMs = opts.reuseMs ?? REUSE_MS;
     this.now = opts.now ?? (() => performance.now());
+    this.renderAhead = opts.renderAhead ?? true;
+    this.aheadMaxAgeMs = opts.aheadMaxAgeMs ?? AHEAD_MAX_AGE_MS;
+    this.timers = opts.timers ?? realTimers;
+  }
+
+  /** Stops rendering ahead (a node shutting down); scrapes are still answered. */
+  close(): void {
+    if (this.aheadTimer !== undefined) this.timers.clear(this.aheadTimer);
+    this.aheadTimer = undefined;
   }
 
   /** The registry's text, UTF-8, to keep: the render in progress, one that began within reuseMs, or a new one. */
   async body(): Promise<Buffer> {
-    const r = await this.rendered();
+    const r = await this.scraped();
     r.kept = true;
     return r.body;
   }
@@ -83,11 +140,12 @@ export class MetricsExposition {
    * What /metrics uses.
    */
   async lease(): Promise<MetricsLease> {
-    const r = await this.rendered();
+    const r = await this.scraped();
     r.leases++;
     let released = false;
     return {
       body: r.body,
+      ageMs: Math.max(0, this.now() - r.startedAtMs),
       release: () => {
         if (released) return;
         released = true;
@@ -97,12 +155,62 @@ export class MetricsExposition {
     };
   }
 
-  private rendered(): Promise<Rendered> {
-    if (this.last && this.now() - this.last.startedAtMs < this.reuseMs) return Promise.resolve(this.last);
-    if (this.inFlight) return this.inFlight;
-    const startedAtMs = this.now();
+  /** A scrape's render: one still offered, the one in flight, or a new one; then the next is planned. */
+  private async scraped(): Promise<Rendered> {
+    const atMs = this.now();
+    // The second of an HA pair (within reuseMs of the first) neither moves the plan nor sets the cadence.
+    const lastArrival = this.arrivals.at(-1);
+    const anew = lastArrival === undefined || atMs - lastArrival >= this.reuseMs;
+    if (anew && this.aheadTimer !== undefined) {
+      // Earlier than planned: this scrape's render is the fresh one, and the plan starts again.
+      this.timers.clear(this.aheadTimer);
+      this.aheadTimer = undefined;
+    }
+    const r = await (this.offered(atMs) ?? this.inFlight ?? this.rendered(atMs, false));
+    if (r.ahead && !r.servedAhead) {
+      r.servedAhead = true;
+      this.aheadServed++;
+    }
+    if (anew) this.planAhead(atMs);
+    return r;
+  }
+
+  /** The render a scrape at `atMs` may be answered with, if one is offered. */
+  private offered(atMs: number): Rendered | undefined {
+    const last = this.last;
+    if (!last) return undefined;
+    return atMs - last.startedAtMs < this.offeredForMs(last) ? last : undefined;
+  }
+
+  /**
+   * Records a scrape's arrival; when the last CADENCE_SAMPLES intervals agree, starts the next render
+   * so that it is done a little before the next scrape is due.
+   */
+  private planAhead(atMs: number): void {
+    if (!this.renderAhead) return;
+    const arrivals = this.arrivals;
+    arrivals.push(atMs);
+    if (arrivals.length > CADENCE_SAMPLES + 1) arrivals.shift();
+    if (arrivals.length < CADENCE_SAMPLES + 1) return;
+    const intervals = arrivals.slice(1).map((t, i) => t - arrivals[i]!);
+    const median = [...intervals].sort((a, b) => a - b)[intervals.length >> 1]!;
+    if (!intervals.every((d) => Math.abs(d - median) <= median * CADENCE_TOLERANCE)) return;
+    const leadMs = Math.min(AHEAD_LEAD_MS, this.aheadMaxAgeMs / 2, median / 2);
+    const dueInMs = atMs + median - leadMs - this.now();
+    if (dueInMs <= 0) return;
+    this.aheadTimer = this.timers.set(() => {
+      this.aheadTimer = undefined;
+      if (this.inFlight) return;
+      this.rendered(this.now(), true).catch(() => {
+        // The scrape that comes renders again and answers with the error.
+      });
+    }, dueInMs);
+  }
+
+  private rendered(startedAtMs: number, ahead: boolean): Promise<Rendered> {
     this.renders++;
-    const render = this.render(startedAtMs).then(
+    if (ahead) this.rendersAhead++;
+    const render = this.render(startedAtMs, ahead).then(
       (r) => {
         this.inFlight = undefined;
         this.offer(r);
@@ -123,10 +231,10 @@ export class MetricsExposition {
     if (!this.spare || this.spare.length < r.backing.length) this.spare = r.backing;
   }
 
-  /** Offers a render to the scrapes within reuseMs of its start, and no longer. */
+  /** Offers a render to the scrapes within reuseMs (aheadMaxAgeMs if made ahead) of its start, and no longer. */
   private offer(r: Rendered): void {
     // Not offered: recycled when the last of its leases is released.
-    if (this.reuseMs <= 0) return;
+    if (this.offeredForMs(r) <= 0) return;
     const before = this.last;
     r.offered = true;
     this.last = r;
@@ -137,8 +245,8 @@ export class MetricsExposition {
     clearTimeout(this.dropTimer);
     const drop = () => {
       const last = this.last;
-      if (last && this.now() - last.startedAtMs < this.reuseMs) {
-        this.dropTimer = setTimeout(drop, this.reuseMs);
+      if (last && this.now() - last.startedAtMs < this.offeredForMs(last)) {
+        this.dropTimer = setTimeout(drop, this.offeredForMs(last));
         this.dropTimer.unref();
       } else if (last) {
         this.last = undefined;
@@ -146,8 +254,13 @@ export class MetricsExposition {
         this.recycle(last);
       }
     };
-    this.dropTimer = setTimeout(drop, this.reuseMs);
+    this.dropTimer = setTimeout(drop, this.offeredForMs(r));
     this.dropTimer.unref();
+  }
+
+  /** How long after its start a render is offered to scrapes. */
+  private offeredForMs(r: Rendered): number {
+    return r.ahead ? this.aheadMaxAgeMs : this.reuseMs;
   }
 
   /**
@@ -162,7 +275,7 @@ export class MetricsExposition {
     );
   }
 
-  private async render(startedAtMs: number): Promise<Rendered> {
+  private async render(startedAtMs: number, ahead: boolean): Promise<Rendered> {
     // Sized for the last answer: growing a buffer of megabytes copies it.
     const spare = this.spare;
     this.spare = undefined;
@@ -204,6 +317,8 @@ export class MetricsExposition {
       leases: 0,
       offered: false,
       kept: false,
+      ahead,
+      servedAhead: false,
     };
   }
 }

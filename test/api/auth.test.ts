@@ -317,7 +317,12 @@ describe('API identity and roles', () => {
     expect((await closed.inject('/readyz')).statusCode).toBe(200);
     expect((await closed.inject('/api/v1/cluster')).statusCode).toBe(401);
     const open = await build('none');
-    expect((await open.inject('/metrics')).statusCode).toBe(200);
+    const scraped = await open.inject('/metrics');
+    expect(scraped.statusCode).toBe(200);
+    // How old the render is: a number of ms, never more than one control period.
+    const ageMs = Number(scraped.headers['x-coolctl-metrics-age-ms']);
+    expect(ageMs).toBeGreaterThanOrEqual(0);
+    expect(ageMs).toBeLessThanOrEqual(1000);
     await Promise.all([closed.close(), open.close()]);
     await auth.auth.stop();
   });

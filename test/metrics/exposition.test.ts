@@ -183,6 +183,130 @@ describe('render buffers', () => {
   });
 });
 
+/** Timers a test fires by hand: the plans the exposition makes, and what it cancelled. */
+function handTimers() {
+  const plans: { fn: () => void; ms: number; cleared: boolean }[] = [];
+  return {
+    plans,
+    timers: {
+      set: (fn: () => void, ms: number) => {
+        const p = { fn, ms, cleared: false };
+        plans.push(p);
+        return p;
+      },
+      clear: (h: unknown) => {
+        (h as { cleared: boolean }).cleared = true;
+      },
+    },
+    /** The one plan still pending, if any. */
+    pending: () => plans.filter((p) => !p.cleared && !(p as { fired?: boolean }).fired),
+    fire: (p: { fn: () => void }) => {
+      (p as { fired?: boolean }).fired = true;
+      p.fn();
+    },
+  };
+}
+
+describe('a steady scraper finds its answer rendered', () => {
+  async function scrapeAt(e: MetricsExposition, clock: { ms: number }, atMs: number) {
+    clock.ms = atMs;
+    const l = await e.lease();
+    l.release();
+    return l;
+  }
+
+  it('renders ahead of the due scrape once the cadence is steady; the answer is at most one period old', async () => {
+    const registry = new Registry();
+    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
+    const clock = { ms: 0 };
+    const t = handTimers();
+    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers });
+    for (const at of [0, 1000, 2000]) await scrapeAt(e, clock, at);
+    expect(t.pending()).toHaveLength(0); // two intervals are not yet a cadence
+    await scrapeAt(e, clock, 3000);
+    const [plan] = t.pending();
+    expect(plan).toBeDefined();
+    // Due at 4000, started half a second before (at most half the interval, half the max age).
+    expect(plan!.ms).toBe(500);
+    g.set(7);
+    clock.ms = 3000 + plan!.ms;
+    t.fire(plan!);
+    expect(e.rendersAhead).toBe(1);
+    g.set(8); // after the ahead render began: the scrape at 4000 gets what was rendered
+    const l = await scrapeAt(e, clock, 4000);
+    expect(l.body.toString()).toContain('coolctl_test_n 7\n');
+    expect(l.ageMs).toBe(1000 - plan!.ms);
+    expect(e.aheadServed).toBe(1);
+    expect(e.renders).toBe(5); // four on demand, one ahead: no scrape rendered twice
+    // And the next one is planned from this scrape.
+    expect(t.pending()).toHaveLength(1);
+  });
+
+  it('never serves a render older than aheadMaxAgeMs: a late scrape renders afresh', async () => {
+    const registry = new Registry();
+    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
+    const clock = { ms: 0 };
+    const t = handTimers();
+    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers, aheadMaxAgeMs: 1000 });
+    for (const at of [0, 2000, 4000, 6000]) await scrapeAt(e, clock, at);
+    const [plan] = t.pending();
+    clock.ms = 6000 + plan!.ms;
+    g.set(1);
+    t.fire(plan!);
+    await waitFor(
+      'the ahead render is done',
+      () => e.rendersAhead === 1 && !(e as unknown as { inFlight?: unknown }).inFlight,
+    );
+    g.set(2);
+    // The scraper is late by more than a period: the render made for it is too old to serve.
+    const late = await scrapeAt(e, clock, 6000 + plan!.ms + 1000);
+    expect(late.body.toString()).toContain('coolctl_test_n 2\n');
+    expect(late.ageMs).toBe(0);
+    expect(e.aheadServed).toBe(0);
+  });
+
+  it('an irregular scraper, or one that stopped, gets no render ahead', async () => {
+    const registry = new Registry();
+    new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
+    const clock = { ms: 0 };
+    const t = handTimers();
+    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers });
+    for (const at of [0, 1000, 4000, 5500, 6500]) await scrapeAt(e, clock, at);
+    expect(t.plans).toHaveLength(0);
+    // Steady now: one plan; the scraper then stops, and after that one render nothing more is planned.
+    for (const at of [7500, 8500]) await scrapeAt(e, clock, at);
+    expect(t.pending()).toHaveLength(1);
+    clock.ms = 9000;
+    t.fire(t.pending()[0]!);
+    await waitFor('the ahead render is done', () => !(e as unknown as { inFlight?: unknown }).inFlight);
+    expect(e.rendersAhead).toBe(1);
+    expect(t.pending()).toHaveLength(0);
+    // A scrape earlier than planned cancels the plan and renders for itself.
+    for (const at of [20_000, 22_000, 24_000, 26_000]) await scrapeAt(e, clock, at);
+    const plan = t.pending()[0]!;
+    expect(26_000 + plan.ms).toBe(27_500);
+    await scrapeAt(e, clock, 27_000);
+    expect(plan.cleared).toBe(true);
+    expect(e.rendersAhead).toBe(1);
+  });
+
+  it("the second of an HA pair shares the first one's render and does not move the plan", async () => {
+    const registry = new Registry();
+    new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
+    const clock = { ms: 0 };
+    const t = handTimers();
+    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers, reuseMs: 500 });
+    for (const at of [0, 1000, 2000, 3000]) {
+      const a = await scrapeAt(e, clock, at);
+      const b = await scrapeAt(e, clock, at + 200);
+      expect(b.body).toBe(a.body);
+    }
+    const plan = t.pending()[0]!;
+    expect(plan.cleared).toBe(false);
+    expect(3000 + plan.ms).toBe(3500);
+  });
+});
+
 describe('line starts kept between scrapes', () => {
   it('per-device families: devices added after a scrape get their own lines', async () => {
     const registry = new Registry();
