@@ -6,9 +6,10 @@
 // by "\n", families by "\n\n", one "\n" at the end); families that render their own text
 // (metrics/text.ts) are asked for it chunk by chunk, and prom-client's own families are read from
 // the metric (what the registry would format) and written as bytes a few hundred lines a step.
-// A scraper that comes at a steady interval finds its answer ready: the next render starts a
-// little before the scrape is due (renderAhead), so the scrape waits for the socket, not for
-// the render; such a render is served at most aheadMaxAgeMs after it began (one control period).
+// A scraper that comes at a steady interval finds its answer ready: the next render starts half a
+// second before the scrape is due (renderAhead), so the scrape waits for the socket, not for the
+// render; such a render is served at most aheadMaxAgeMs after it began (one control period). Two
+// buffers then take turns: the one being sent and the one the next render writes.
 import { setImmediate } from 'node:timers/promises';
 import { type Metric, Registry } from 'prom-client';
 import { type PromFamily, rendersOwnText, TextWriter, writeFamily } from './text.ts';
@@ -52,7 +53,7 @@ const realTimers: ExpositionTimers = {
 export interface ExpositionOptions {
   sliceMs?: number;
   reuseMs?: number;
-  /** Render ahead of a steady scraper (default true; 0 s of extra age is then never promised). */
+  /** Render ahead of a steady scraper (default true); false: every scrape renders, or shares a render within reuseMs. */
   renderAhead?: boolean;
   aheadMaxAgeMs?: number;
   /** Monotonic ms (default performance.now). */
@@ -120,6 +121,11 @@ export class MetricsExposition {
     this.renderAhead = opts.renderAhead ?? true;
     this.aheadMaxAgeMs = opts.aheadMaxAgeMs ?? AHEAD_MAX_AGE_MS;
     this.timers = opts.timers ?? realTimers;
+  }
+
+  /** Resolves once no render is in flight (whatever its outcome). */
+  async idle(): Promise<void> {
+    while (this.inFlight) await this.inFlight.catch(() => undefined);
   }
 
   /** Stops rendering ahead (a node shutting down); scrapes are still answered. */

@@ -208,6 +208,16 @@ function handTimers() {
 }
 
 describe('a steady scraper finds its answer rendered', () => {
+  /** An exposition of one gauge, on a hand-moved clock and hand-fired timers. */
+  function steady(opts: { reuseMs?: number; aheadMaxAgeMs?: number } = {}) {
+    const registry = new Registry();
+    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
+    const clock = { ms: 0 };
+    const t = handTimers();
+    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers, ...opts });
+    return { g, clock, t, e };
+  }
+
   async function scrapeAt(e: MetricsExposition, clock: { ms: number }, atMs: number) {
     clock.ms = atMs;
     const l = await e.lease();
@@ -216,11 +226,7 @@ describe('a steady scraper finds its answer rendered', () => {
   }
 
   it('renders ahead of the due scrape once the cadence is steady; the answer is at most one period old', async () => {
-    const registry = new Registry();
-    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
-    const clock = { ms: 0 };
-    const t = handTimers();
-    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers });
+    const { g, clock, t, e } = steady();
     for (const at of [0, 1000, 2000]) await scrapeAt(e, clock, at);
     expect(t.pending()).toHaveLength(0); // two intervals are not yet a cadence
     await scrapeAt(e, clock, 3000);
@@ -243,20 +249,14 @@ describe('a steady scraper finds its answer rendered', () => {
   });
 
   it('never serves a render older than aheadMaxAgeMs: a late scrape renders afresh', async () => {
-    const registry = new Registry();
-    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
-    const clock = { ms: 0 };
-    const t = handTimers();
-    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers, aheadMaxAgeMs: 1000 });
+    const { g, clock, t, e } = steady({ aheadMaxAgeMs: 1000 });
     for (const at of [0, 2000, 4000, 6000]) await scrapeAt(e, clock, at);
     const [plan] = t.pending();
     clock.ms = 6000 + plan!.ms;
     g.set(1);
     t.fire(plan!);
-    await waitFor(
-      'the ahead render is done',
-      () => e.rendersAhead === 1 && !(e as unknown as { inFlight?: unknown }).inFlight,
-    );
+    await e.idle();
+    expect(e.rendersAhead).toBe(1);
     g.set(2);
     // The scraper is late by more than a period: the render made for it is too old to serve.
     const late = await scrapeAt(e, clock, 6000 + plan!.ms + 1000);
@@ -266,11 +266,7 @@ describe('a steady scraper finds its answer rendered', () => {
   });
 
   it('an irregular scraper, or one that stopped, gets no render ahead', async () => {
-    const registry = new Registry();
-    new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
-    const clock = { ms: 0 };
-    const t = handTimers();
-    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers });
+    const { clock, t, e } = steady();
     for (const at of [0, 1000, 4000, 5500, 6500]) await scrapeAt(e, clock, at);
     expect(t.plans).toHaveLength(0);
     // Steady now: one plan; the scraper then stops, and after that one render nothing more is planned.
@@ -278,7 +274,7 @@ describe('a steady scraper finds its answer rendered', () => {
     expect(t.pending()).toHaveLength(1);
     clock.ms = 9000;
     t.fire(t.pending()[0]!);
-    await waitFor('the ahead render is done', () => !(e as unknown as { inFlight?: unknown }).inFlight);
+    await e.idle();
     expect(e.rendersAhead).toBe(1);
     expect(t.pending()).toHaveLength(0);
     // A scrape earlier than planned cancels the plan and renders for itself.
@@ -291,11 +287,7 @@ describe('a steady scraper finds its answer rendered', () => {
   });
 
   it("the second of an HA pair shares the first one's render and does not move the plan", async () => {
-    const registry = new Registry();
-    new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
-    const clock = { ms: 0 };
-    const t = handTimers();
-    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers, reuseMs: 500 });
+    const { clock, t, e } = steady({ reuseMs: 500 });
     for (const at of [0, 1000, 2000, 3000]) {
       const a = await scrapeAt(e, clock, at);
       const b = await scrapeAt(e, clock, at + 200);
