@@ -63,10 +63,19 @@ export class AlarmStore {
   private lastIndex:
     | { count: number; newest: string; open: Map<string, string>; shelved: Map<string, number> }
     | undefined;
-  /** `${key}@${modRevision}` of invalid values already logged. */
-  private readonly reported = new Set<string>();
+  /**
+   * Per key holding an invalid value, the revision already counted and logged: one entry per key
+   * that is invalid now (a key that parses again, or is gone from a listing, is forgotten), so a
+   * writer that keeps putting junk costs a count and a line per revision, never memory that grows.
+   */
+  private readonly reported = new Map<string, string>();
   readonly invalid: Counter;
   readonly pruned: Counter;
+
+  /** Keys whose invalid value was counted and is remembered (so it is not counted again). */
+  get invalidKeysRemembered(): number {
+    return this.reported.size;
+  }
 
   constructor(opts: AlarmStoreOptions) {
     this.opts = opts;
@@ -119,10 +128,14 @@ export class AlarmStore {
       this.opts.client.getAll().prefix(this.dir).sort('Create', 'Ascend').options(o).exec(),
     );
     const out: StoredAlarm[] = [];
+    const listed = new Set<string>();
     for (const kv of res.kvs) {
-      const a = this.parse(kv.key.toString(), kv.value.toString(), String(kv.mod_revision));
+      const key = kv.key.toString();
+      listed.add(key);
+      const a = this.parse(key, kv.value.toString(), String(kv.mod_revision));
       if (a) out.push(a);
     }
+    for (const key of this.reported.keys()) if (!listed.has(key)) this.reported.delete(key);
     return out;
   }
 
@@ -168,11 +181,12 @@ export class AlarmStore {
   private parse(key: string, text: string, modRevision: string): StoredAlarm | null {
     const id = key.slice(this.dir.length);
     try {
-      return parseStoredAlarm(id, text);
+      const alarm = parseStoredAlarm(id, text);
+      this.reported.delete(key);
+      return alarm;
     } catch (err) {
-      const tag = `${key}@${modRevision}`;
-      if (!this.reported.has(tag)) {
-        this.reported.add(tag);
+      if (this.reported.get(key) !== modRevision) {
+        this.reported.set(key, modRevision);
         this.invalid.inc();
         this.log.error(
           { key, problem: (err as Error).message, bytes: text.length },

@@ -231,6 +231,22 @@ describe('alarm engine on etcd', () => {
     expect(lines.filter((l) => l.includes('open alarm key names no valid alarm'))).toHaveLength(1);
     expect(bad.join('\n')).toContain('bad or missing kind');
     expect(await n.registry.metrics()).toContain('coolctl_alarm_evaluations_total{result="ok"} 2');
+    // A writer that keeps putting junk: each revision counted and logged once, and what the store
+    // remembers stays one entry per key that is invalid now.
+    const junk = `${prefix}/alarms/unit-tripped~${GROUP}~${UNIT}~bad`;
+    for (let i = 0; i < 20; i++) {
+      await n.client.put(junk).value(`{"v":1,"id":${i}`);
+      await n.engine.list('all');
+      await n.engine.list('all');
+    }
+    expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 23');
+    expect(lines.filter((l) => l.includes('stored alarm is not valid'))).toHaveLength(22);
+    expect(n.store.invalidKeysRemembered).toBe(2);
+    // Deleted, or mended: forgotten.
+    await n.client.delete().key(junk);
+    await n.client.delete().key(`${prefix}/alarms/node-down~-~n9~x1`);
+    await n.engine.list('all');
+    expect(n.store.invalidKeysRemembered).toBe(0);
   });
 
   it('etcd out of reach: the node keeps its own alarm and records it, acknowledged, when etcd answers', async () => {
