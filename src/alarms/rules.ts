@@ -5,6 +5,8 @@
 // is what makes a new leader safe: it has no history, so it never clears what it cannot judge.
 // Delay: a condition is active only after it held this long without a break (a sample inside the
 // band, or unknown, is a break). Hysteresis: it clears only once the value is back by the band.
+
+import { flatString } from '../util/flat-string.ts';
 import { ALARM_KINDS, type AlarmKind, conditionKey, type Severity } from './alarm.ts';
 import type { AlarmDelays, AlarmLimits } from './alarm-schema.ts';
 
@@ -347,7 +349,8 @@ function keyOf(memory: RuleMemory, kind: AlarmKind, group: string | null, subjec
   const i = KIND_INDEX.get(kind)!;
   let key = row[i];
   if (key === undefined) {
-    key = conditionKey(kind, group, subject);
+    // Kept as long as the memory: one flat string, not the tree of joins the template makes.
+    key = flatString(conditionKey(kind, group, subject));
     row[i] = key;
   }
   return key;
