@@ -190,6 +190,17 @@ const VALUE = 0;
 /** Monotonic ms when the gateway got the reading (MQTT: arrival; Modbus: poll time − age). */
 const AT_MS = 1;
 const READING = 2;
+// `nodeFigures` (Float64Array, NODE_FIGURES columns per node): a node's fractional and NaN-able
+// figures. As object fields each was a boxed number of its own (V8 keeps a double field as a heap
+// number): ~70 000 objects at 11 765 nodes for every collection of the old generation to mark.
+const MIN_GAP_S = 0;
+const LOSS_EWMA = 1;
+const HOPS = 2;
+const RSSI_DBM = 3;
+const BATTERY_PCT = 4;
+const TOKENS = 5;
+const TOKENS_AT_MS = 6;
+const NODE_FIGURES = 7;
 // `marks` (Uint16Array, MARK columns): small counters and flags.
 const HAS = 0;
 const SOURCE = 1;
@@ -252,8 +263,12 @@ interface NodeRt {
   rack: string;
   gw: GatewayRt;
   intervalMs: number;
-  /** The shortest time assumed between two samples (0.9 of an interval), s: late or bunched deliveries are no spikes. */
-  minSampleGapS: number;
+  /**
+   * Where the node's row starts in the store's `nodeFigures`: the shortest time assumed between two
+   * samples (0.9 of an interval, s: late or bunched deliveries are no spikes), the loss EWMA, hops,
+   * RSSI and battery (NaN until the node reports them) and its rate-limit tokens.
+   */
+  figures: number;
   layout: Layout;
   /**
    * Row of the node's first sensor; the others follow in layout order. A sensor is (node, its
@@ -270,13 +285,6 @@ interface NodeRt {
   reports: number;
   duplicates: number;
   outOfOrder: number;
-  lossEwma: number;
-  /** NaN until the node reports one. */
-  hops: number;
-  rssiDbm: number;
-  batteryPct: number;
-  tokens: number;
-  tokensAtMs: number;
 }
 
 interface GroupRt {
@@ -308,6 +316,7 @@ export class SensorStore implements SensorView {
   private readonly marks: Uint16Array;
   private readonly diffs: Float32Array;
   private readonly recentSeqs: Uint32Array;
+  private readonly nodeFigures: Float64Array;
   private readonly s: Required<SensingSettings>;
   private readonly burstTokens: number;
   private readonly timeScale: number;
@@ -348,6 +357,7 @@ export class SensorStore implements SensorView {
     this.marks = new Uint16Array(sensorCount * MARK);
     this.diffs = new Float32Array(sensorCount * NOISE_WINDOW);
     this.recentSeqs = new Uint32Array(site.sensorNodes.length * SEQ_WINDOW);
+    this.nodeFigures = new Float64Array(site.sensorNodes.length * NODE_FIGURES);
     for (let r = 0; r < sensorCount; r++) this.readings[r * READING + VALUE] = Number.NaN;
     for (const g of site.gateways)
       this.gateways.set(g.id, { id: g.id, online: true, known: true, heard: false });
@@ -373,12 +383,21 @@ export class SensorStore implements SensorView {
         layouts.set(key, layout);
       }
       const intervalMs = ((n.reportIntervalS ?? 10) * 1000) / this.timeScale;
+      const f = this.nodes.size * NODE_FIGURES;
+      const nf = this.nodeFigures;
+      nf[f + MIN_GAP_S] = (0.9 * intervalMs) / 1000;
+      nf[f + LOSS_EWMA] = 0;
+      nf[f + HOPS] = Number.NaN;
+      nf[f + RSSI_DBM] = Number.NaN;
+      nf[f + BATTERY_PCT] = Number.NaN;
+      nf[f + TOKENS] = this.burstTokens;
+      nf[f + TOKENS_AT_MS] = 0;
       const node: NodeRt = {
         id: n.id,
         rack: n.rack,
         gw: this.gateways.get(n.gateway) ?? { id: n.gateway, online: false, known: false, heard: false },
         intervalMs,
-        minSampleGapS: (0.9 * intervalMs) / 1000,
+        figures: f,
         layout,
         firstRow: row,
         lastSeq: 0,
@@ -389,12 +408,6 @@ export class SensorStore implements SensorView {
         reports: 0,
         duplicates: 0,
         outOfOrder: 0,
-        lossEwma: 0,
-        hops: Number.NaN,
-        rssiDbm: Number.NaN,
-        batteryPct: Number.NaN,
-        tokens: this.burstTokens,
-        tokensAtMs: 0,
       };
       row += layout.ids.length;
       if (layout.ids.length > this.stepOf.length) {
@@ -554,9 +567,10 @@ export class SensorStore implements SensorView {
 
     node.reports++;
     this.counters.reports++;
-    if (r.hops !== undefined) node.hops = r.hops;
-    if (r.rssiDbm !== undefined) node.rssiDbm = r.rssiDbm;
-    if (r.batteryPct !== undefined) node.batteryPct = r.batteryPct;
+    const nf = this.nodeFigures;
+    if (r.hops !== undefined) nf[node.figures + HOPS] = r.hops;
+    if (r.rssiDbm !== undefined) nf[node.figures + RSSI_DBM] = r.rssiDbm;
+    if (r.batteryPct !== undefined) nf[node.figures + BATTERY_PCT] = r.batteryPct;
     const layout = node.layout;
     const sourceCode = source === 'mqtt' ? 0 : 1;
     let applied = 0;
@@ -805,17 +819,18 @@ export class SensorStore implements SensorView {
   }
 
   nodeHealth(_now = this.now()): NodeHealth[] {
+    const nf = this.nodeFigures;
     return [...this.nodes.values()].map((n) => ({
       node: n.id,
       gateway: n.gw.id,
-      hops: orNull(n.hops),
-      rssiDbm: orNull(n.rssiDbm),
-      batteryPct: orNull(n.batteryPct),
+      hops: orNull(nf[n.figures + HOPS]!),
+      rssiDbm: orNull(nf[n.figures + RSSI_DBM]!),
+      batteryPct: orNull(nf[n.figures + BATTERY_PCT]!),
       lastSeq: n.lastSeq,
       reports: n.reports,
       duplicates: n.duplicates,
       outOfOrder: n.outOfOrder,
-      lossPct: Math.round(n.lossEwma * 1000) / 10,
+      lossPct: Math.round(nf[n.figures + LOSS_EWMA]! * 1000) / 10,
       flags: flagList(this.nodeBits(n)),
     }));
   }
@@ -877,7 +892,9 @@ export class SensorStore implements SensorView {
       if (layout.isInlet[pos] && bothInRange) {
         // A change faster than air can make it; at least 0.9 of the report interval is assumed
         // between two samples, so a late or bunched delivery does not look like a spike.
-        const dtS = Math.max((atMs - readings[o + AT_MS]!) / 1000, node.minSampleGapS) * this.timeScale;
+        const dtS =
+          Math.max((atMs - readings[o + AT_MS]!) / 1000, this.nodeFigures[node.figures + MIN_GAP_S]!) *
+          this.timeScale;
         marks[m + SPIKE] = Math.abs(d) / dtS > this.s.spikeCPerS ? 1 : 0;
         this.stepOf[pos] = d;
         this.stepReport[pos] = this.reportNo;
@@ -916,9 +933,10 @@ export class SensorStore implements SensorView {
   private nodeBits(n: NodeRt): number {
     let bits = 0;
     if (!n.gw.online) bits |= BIT['gateway-offline'];
-    if (n.batteryPct < this.s.lowBatteryPct) bits |= BIT['low-battery'];
-    if (n.rssiDbm < this.s.weakRssiDbm) bits |= BIT['weak-link'];
-    if (n.lossEwma * 100 > this.s.lossyPct) bits |= BIT.lossy;
+    const nf = this.nodeFigures;
+    if (nf[n.figures + BATTERY_PCT]! < this.s.lowBatteryPct) bits |= BIT['low-battery'];
+    if (nf[n.figures + RSSI_DBM]! < this.s.weakRssiDbm) bits |= BIT['weak-link'];
+    if (nf[n.figures + LOSS_EWMA]! * 100 > this.s.lossyPct) bits |= BIT.lossy;
     return bits;
   }
 
@@ -996,14 +1014,16 @@ export class SensorStore implements SensorView {
     }
     n.outOfOrder++;
     // A late report fills a gap counted as loss when its successor came.
-    n.lossEwma = Math.max(0, n.lossEwma - LOSS_ALPHA / 2);
+    const loss = n.figures + LOSS_EWMA;
+    this.nodeFigures[loss] = Math.max(0, this.nodeFigures[loss]! - LOSS_ALPHA / 2);
     this.remember(n, seq);
     return 'out-of-order';
   }
 
   private accept(n: NodeRt, seq: number, missing: number): void {
     const lossNow = missing / (missing + 1);
-    n.lossEwma += LOSS_ALPHA * (lossNow - n.lossEwma);
+    const loss = n.figures + LOSS_EWMA;
+    this.nodeFigures[loss]! += LOSS_ALPHA * (lossNow - this.nodeFigures[loss]!);
     n.lastSeq = seq;
     this.remember(n, seq);
   }
@@ -1023,11 +1043,13 @@ export class SensorStore implements SensorView {
   private takeToken(n: NodeRt, nowMs: number): boolean {
     const rate = this.s.maxReportsPerNodePerS;
     // A receive time older than the last one (a Modbus gateway's age) earns nothing and takes nothing back.
-    const elapsedMs = Math.max(0, nowMs - n.tokensAtMs);
-    n.tokens = Math.min(this.burstTokens, n.tokens + (elapsedMs / 1000) * rate);
-    n.tokensAtMs = Math.max(n.tokensAtMs, nowMs);
-    if (n.tokens < 1) return false;
-    n.tokens -= 1;
+    const nf = this.nodeFigures;
+    const f = n.figures;
+    const elapsedMs = Math.max(0, nowMs - nf[f + TOKENS_AT_MS]!);
+    nf[f + TOKENS] = Math.min(this.burstTokens, nf[f + TOKENS]! + (elapsedMs / 1000) * rate);
+    nf[f + TOKENS_AT_MS] = Math.max(nf[f + TOKENS_AT_MS]!, nowMs);
+    if (nf[f + TOKENS]! < 1) return false;
+    nf[f + TOKENS]! -= 1;
     return true;
   }
 
