@@ -7,7 +7,7 @@
 // (metrics/text.ts) are asked for it chunk by chunk, and prom-client's own families are read from
 // the metric (what the registry would format) and written as bytes a few hundred lines a step.
 // A scraper that comes at a steady interval finds its answer ready: the next render starts half a
-// second before the scrape is due (renderAhead), so the scrape waits for the socket, not for the
+// second before the scrape is due (planAhead), so the scrape waits for the socket, not for the
 // render; such a render is served at most aheadMaxAgeMs after it began (one control period). Two
 // buffers then take turns: the one being sent and the one the next render writes.
 import { setImmediate } from 'node:timers/promises';
@@ -53,8 +53,6 @@ const realTimers: ExpositionTimers = {
 export interface ExpositionOptions {
   sliceMs?: number;
   reuseMs?: number;
-  /** Render ahead of a steady scraper (default true); false: every scrape renders, or shares a render within reuseMs. */
-  renderAhead?: boolean;
   aheadMaxAgeMs?: number;
   /** Monotonic ms (default performance.now). */
   now?: () => number;
@@ -90,7 +88,6 @@ export class MetricsExposition {
   private readonly sliceMs: number;
   private readonly reuseMs: number;
   private readonly now: () => number;
-  private readonly renderAhead: boolean;
   private readonly aheadMaxAgeMs: number;
   private readonly timers: ExpositionTimers;
   /** When the scrapes that asked for a render came (monotonic ms), newest last. */
@@ -118,7 +115,6 @@ export class MetricsExposition {
     this.sliceMs = opts.sliceMs ?? SLICE_MS;
     this.reuseMs = opts.reuseMs ?? REUSE_MS;
     this.now = opts.now ?? (() => performance.now());
-    this.renderAhead = opts.renderAhead ?? true;
     this.aheadMaxAgeMs = opts.aheadMaxAgeMs ?? AHEAD_MAX_AGE_MS;
     this.timers = opts.timers ?? realTimers;
   }
@@ -193,7 +189,6 @@ export class MetricsExposition {
    * so that it is done a little before the next scrape is due.
    */
   private planAhead(atMs: number): void {
-    if (!this.renderAhead) return;
     const arrivals = this.arrivals;
     arrivals.push(atMs);
     if (arrivals.length > CADENCE_SAMPLES + 1) arrivals.shift();
