@@ -43,6 +43,8 @@ import {
 import {
   cpuSeconds,
   histogramPercentile,
+  histogramShareAbove,
+  LOOP_DELAY,
   mapsLibrary,
   rssMb,
   type Scrape,
@@ -326,6 +328,10 @@ async function phase(
       event_loop_lag_p99_ms_median: median(lagP99),
       event_loop_lag_p99_ms_min: Math.min(...lagP99),
       event_loop_lag_max_ms: Math.max(...lagMax),
+      // Every delay sample of the window in one histogram (coolctl_event_loop_delay_seconds): the
+      // p99 of the whole window, as the upper bound of its bucket, and the share over 20 ms.
+      event_loop_lag_p99_ms_pooled: histogramPercentile(m0.samples, m1.samples, LOOP_DELAY, 99) * 1000,
+      event_loop_delay_over_20ms_pct: histogramShareAbove(m0.samples, m1.samples, LOOP_DELAY, 0.02),
       writes_per_s: rate(tx, { op: 'write', outcome: 'ok' }),
       write_errors_per_s: rate(tx, { op: 'write', outcome: 'error' }),
       reads_per_s: rate(tx, { op: 'read', outcome: 'ok' }),
@@ -393,6 +399,7 @@ async function scrapeBurst(
   const lag: number[] = [];
   const leadIn: number[] = [];
   let last: Scrape | undefined;
+  let first: Scrape | undefined;
   const t0 = performance.now();
   for (let i = -BURST_LEAD_IN; i < n; i++) {
     await delay(t0 + (i + BURST_LEAD_IN) * 1000 - performance.now());
@@ -402,6 +409,7 @@ async function scrapeBurst(
       leadIn.push(last.ms);
       continue;
     }
+    first ??= last;
     ms.push(last.ms);
     age.push(last.ageMs);
     if (i > 0) lag.push(sum(last.samples, 'nodejs_eventloop_lag_p99_seconds') * 1000);
@@ -428,6 +436,14 @@ async function scrapeBurst(
       /^coolctl_(rack|group|unit|plant)_/.test(s.name),
     ).length,
     event_loop_lag_p99_ms_while_scraping: Math.max(...lag),
+    event_loop_lag_p99_ms_pooled_while_scraping:
+      histogramPercentile(first!.samples, last!.samples, LOOP_DELAY, 99) * 1000,
+    event_loop_delay_over_20ms_pct_while_scraping: histogramShareAbove(
+      first!.samples,
+      last!.samples,
+      LOOP_DELAY,
+      0.02,
+    ),
   };
 }
 

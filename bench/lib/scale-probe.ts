@@ -93,6 +93,17 @@ export function histogramPercentile(before: Sample[], after: Sample[], name: str
   return Number.POSITIVE_INFINITY;
 }
 
+/** Share (%) of a histogram's observations between two scrapes that lie above `bound`. */
+export function histogramShareAbove(before: Sample[], after: Sample[], name: string, bound: number): number {
+  const count = (samples: Sample[], le: string) => sum(samples, `${name}_bucket`, { le });
+  const total = count(after, '+Inf') - count(before, '+Inf');
+  if (total <= 0) return Number.NaN;
+  return (100 * (total - (count(after, String(bound)) - count(before, String(bound))))) / total;
+}
+
+/** The event-loop delay histogram every node exports (src/metrics/event-loop-delay.ts). */
+export const LOOP_DELAY = 'coolctl_event_loop_delay_seconds';
+
 export interface Scrape {
   samples: Sample[];
   /** Wall time the scrape took, ms, and the size of the answer. */

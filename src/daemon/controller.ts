@@ -34,6 +34,7 @@ import { DeviceMetrics } from '../devices/metrics.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from '../errors.ts';
 import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
+import { registerEventLoopDelay } from '../metrics/event-loop-delay.ts';
 import { ProcessValues } from '../metrics/process-values.ts';
 import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
@@ -90,6 +91,8 @@ export class Controller {
   /** The cluster's alarms (src/alarms/): judged by the groups' leaders, kept in etcd. */
   private alarms: ReturnType<typeof createAlarms> | undefined;
   private apiUrl = '';
+  /** Stops the event-loop delay sampler (coolctl_event_loop_delay_seconds). */
+  private stopLoopDelay: (() => void) | undefined;
 
   constructor(cfg: ControllerConfig, deps: ControllerDeps) {
     this.config = cfg;
@@ -132,6 +135,7 @@ export class Controller {
     // Unprefixed, as every Prometheus client names them (process_*, nodejs_*): stock rules and
     // dashboards for Node processes work as they are.
     registerDefaultMetrics(this.registry);
+    this.stopLoopDelay = registerEventLoopDelay(this.registry);
     registerBuildInfo(this.registry, VERSION);
     try {
       await mkdir(cfg.dataDir, { recursive: true });
@@ -517,6 +521,7 @@ export class Controller {
       await this.controlPlane?.auth.stop();
       this.controlPlane?.etcd.close();
       await Promise.allSettled([...this.devices.values()].map((d) => d.close()));
+      this.stopLoopDelay?.();
       this.log.info('controller stopped');
     })();
     return this.stopping;
