@@ -185,7 +185,17 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       windowS,
       nodeArgs: [
         ...(profDir
-          ? ['--cpu-prof', '--cpu-prof-dir', profDir, '--heap-prof', '--heap-prof-dir', profDir]
+          ? // Sampled every 250 µs, not 1 ms: the tasks that make the lag are 10–30 ms long.
+            [
+              '--cpu-prof',
+              '--cpu-prof-interval',
+              '250',
+              '--cpu-prof-dir',
+              profDir,
+              '--heap-prof',
+              '--heap-prof-dir',
+              profDir,
+            ]
           : []),
         ...(values['trace-gc'] ? ['--trace-gc'] : []),
         ...(snapDir ? [`--heapsnapshot-signal=${SNAPSHOT_SIGNAL}`, '--diagnostic-dir', snapDir] : []),
