@@ -208,14 +208,25 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       pinned_to_cores: pinned ? 1 : 0,
       built_daemon: values['from-source'] ? 0 : 1,
       rss_target_met: scale['rss_mb_max']! < 150 ? 1 : 0,
-      lag_target_met: scale['event_loop_lag_p99_ms']! < 20 ? 1 : 0,
+      // Lag p99 ≤ 20 ms: at most 1 % of the window's delay samples over 20 ms (every sample of the
+      // window in one histogram, coolctl_event_loop_delay_seconds).
+      lag_target_met: scale['event_loop_delay_over_20ms_pct']! < 1 ? 1 : 0,
       scrape_target_met:
-        scale['metrics_scrape_ms_p99']! < 50 && scale['event_loop_lag_p99_ms_while_scraping']! < 20 ? 1 : 0,
+        scale['metrics_scrape_ms_p99']! < 50 && scale['event_loop_delay_over_20ms_pct_while_scraping']! < 1
+          ? 1
+          : 0,
+      // The stricter reading: the p99 of every 5 s window (of every 1 s window while scraped each
+      // second: ~100 samples, so nearly the maximum) under 20 ms.
+      lag_every_window_met:
+        scale['event_loop_lag_p99_ms']! < 20 && scale['event_loop_lag_p99_ms_while_scraping']! < 20 ? 1 : 0,
     };
+    const met = (k: string) => (figures[k] ? 'MET' : 'MISSED');
+    const pct = (k: string) => `${scale[k]!.toFixed(2)} % of samples over 20 ms`;
     say(
-      `targets: RSS max ${scale['rss_mb_max']!.toFixed(1)} MB < 150 ${figures['rss_target_met'] ? 'MET' : 'MISSED'}; ` +
-        `event-loop lag p99 (worst ${scrapeS} s window) ${scale['event_loop_lag_p99_ms']!.toFixed(1)} ms < 20 ${figures['lag_target_met'] ? 'MET' : 'MISSED'}; ` +
-        `/metrics p99 ${scale['metrics_scrape_ms_p99']!.toFixed(1)} ms < 50 with lag p99 ${scale['event_loop_lag_p99_ms_while_scraping']!.toFixed(1)} ms < 20 ${figures['scrape_target_met'] ? 'MET' : 'MISSED'} (${scale['metrics_series']} series)`,
+      `targets: RSS max ${scale['rss_mb_max']!.toFixed(1)} MB < 150 ${met('rss_target_met')}; ` +
+        `event-loop lag p99 ≤ 20 ms (${pct('event_loop_delay_over_20ms_pct')}) ${met('lag_target_met')}; ` +
+        `/metrics p99 ${scale['metrics_scrape_ms_p99']!.toFixed(1)} ms < 50 with lag p99 ≤ 20 ms (${pct('event_loop_delay_over_20ms_pct_while_scraping')}) ${met('scrape_target_met')} (${scale['metrics_series']} series); ` +
+        `every window's lag p99 < 20 ms (worst ${scrapeS} s window ${scale['event_loop_lag_p99_ms']!.toFixed(1)}, worst 1 s while scraped ${scale['event_loop_lag_p99_ms_while_scraping']!.toFixed(1)} ms) ${met('lag_every_window_met')}`,
     );
     ok = true;
     return figures;
