@@ -4,6 +4,7 @@
 // resource's routes: identity, CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts).
 // Nothing here opens a socket. Trends and energy are sampled by this node every TREND_PERIOD_MS.
 import { readFile } from 'node:fs/promises';
+import { setImmediate } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GroupProcessRow, HeldCommand } from '../control/group-driver.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
@@ -20,6 +21,8 @@ import { GROUP_TRENDS, type TrendRange, TrendStore, UNIT_TRENDS } from './trends
 
 /** How often trends and energy are sampled; the recent trend window. */
 export const TREND_PERIOD_MS = GROUP_TRENDS.recent.stepMs;
+/** Work of one trend sample before the event loop gets a turn. */
+const SAMPLE_SLICE_MS = 2;
 export const TREND_WINDOW_MS = GROUP_TRENDS.recent.stepMs * GROUP_TRENDS.recent.slots;
 
 /** The page's files: served from memory, read once when the API is built. */
@@ -80,12 +83,28 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       };
     return ratings.byAhu.get(ahu);
   };
-  const sample = () => {
+  // One pass over every group and unit: at 1 000 units ~10 ms of work, so it lets the event loop
+  // turn every SAMPLE_SLICE_MS; a pass still running when the next is due makes that one wait.
+  let sampling: Promise<void> | undefined;
+  const sample = (): Promise<void> => {
+    sampling ??= samplePass().finally(() => {
+      sampling = undefined;
+    });
+    return sampling;
+  };
+  const samplePass = async () => {
     const now = Date.now();
     // The running config's groups: a reload may have changed them.
     groupTrends.keep(deps.groups);
     unitTrends.keep(deps.groups.flatMap((g) => unitsOf(deps, g)));
-    for (const g of deps.groups) {
+    let sliceFrom = performance.now();
+    for (const g of [...deps.groups]) {
+      if (performance.now() - sliceFrom >= SAMPLE_SLICE_MS) {
+        await setImmediate();
+        sliceFrom = performance.now();
+        // A reload while we waited: its groups are sampled from the next pass on.
+        if (!deps.groups.includes(g)) continue;
+      }
       const commands = commandsOf(deps, g);
       const fans = [...commands.values()].map((c) => c.fanPct);
       groupTrends.add(g, now, {
@@ -110,8 +129,14 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   };
   let sampler: NodeJS.Timeout | undefined;
   app.addHook('onReady', async () => {
-    sample();
-    sampler = setInterval(sample, TREND_PERIOD_MS);
+    await sample();
+    sampler = setInterval(
+      () =>
+        void sample().catch((err: unknown) =>
+          app.log.error({ err }, 'trend sample failed; the next one runs as usual'),
+        ),
+      TREND_PERIOD_MS,
+    );
     sampler.unref();
   });
   app.addHook('onClose', async () => {
