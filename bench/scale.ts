@@ -4,8 +4,9 @@
 // the mesh over MQTT from the simulator's broker and writes every unit (fenced) every period.
 // With taskset the controller has core 1 to itself; the simulator, etcd and this process share
 // core 0. After a warm-up, over a bounded window: the controller's CPU (/proc utime+stime), RSS
-// (/proc VmRSS), event-loop lag p99 (prom-client's, reset at every scrape), writes, readings and
-// decision time from /metrics. Then a scrape burst (`--scrape-burst`, one /metrics a second, as
+// (/proc VmRSS), event-loop lag p99 (over all of the window's samples, from the node's cumulative
+// coolctl_event_loop_delay_seconds; and per 5 s window, prom-client's, reset at every scrape),
+// writes, readings and decision time from /metrics. Then a scrape burst (`--scrape-burst`, one /metrics a second, as
 // an impatient Prometheus would): scrape time p50/p99/max, the series a scrape holds, and the
 // event-loop lag while it lasts. The baseline, in the same run and measured the same way, is the
 // same controller on a 1-group / 10-AHU site of the same shape.
