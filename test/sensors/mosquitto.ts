@@ -8,6 +8,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { afterAll, beforeAll } from 'vitest';
 import { waitFor } from '../helpers.ts';
 import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
@@ -102,4 +104,26 @@ export async function startMosquitto(
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A mosquitto for the test file and a client connected to it that publishes as a gateway would,
+ * started before its tests and stopped after them. Read them inside tests (`broker()`, `publisher()`).
+ */
+export function mosquittoWithPublisher(): { broker: () => Mosquitto; publisher: () => mqtt.MqttClient } {
+  let broker: Mosquitto | undefined;
+  let publisher: mqtt.MqttClient | undefined;
+  beforeAll(async () => {
+    broker = await startMosquitto();
+    publisher = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+  }, 30_000);
+  afterAll(async () => {
+    await publisher?.endAsync(true);
+    await broker?.stop();
+  });
+  const need = <T>(x: T | undefined, what: string): T => {
+    if (x === undefined) throw new Error(`${what} not started (call inside a test)`);
+    return x;
+  };
+  return { broker: () => need(broker, 'mosquitto'), publisher: () => need(publisher, 'the publisher') };
 }

@@ -3,34 +3,23 @@
 // so a burst of reports never holds up the control loops' timers; none is lost on the way.
 // Through a real broker in its own process (Debian's mosquitto): the test blocks its own event
 // loop while the broker forwards a burst, so the burst lands in the client's socket at once.
-import mqtt from 'mqtt';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { MQTT_INGEST_SLICE_MS, MqttSource } from '../../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
-import { type Mosquitto, startMosquitto } from './mosquitto.ts';
+import { mosquittoWithPublisher } from './mosquitto.ts';
 
 const site = generateSite(demoShape);
 const BURST = 600;
 
-let broker: Mosquitto;
-let gateway: mqtt.MqttClient;
-
-beforeAll(async () => {
-  broker = await startMosquitto();
-  gateway = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
-}, 30_000);
-
-afterAll(async () => {
-  await gateway?.endAsync(true);
-  await broker?.stop();
-});
+const mosquitto = mosquittoWithPublisher();
 
 describe('MQTT ingest of a burst', () => {
   it('lets the event loop turn within a read, and ingests every report of the burst', async () => {
     const store = new SensorStore(site, { logger: quietLogger });
-    const source = new MqttSource(site, store, { url: broker.url, logger: quietLogger });
+    const gateway = mosquitto.publisher();
+    const source = new MqttSource(site, store, { url: mosquitto.broker().url, logger: quietLogger });
     source.start();
     try {
       await source.waitConnected(10_000);

@@ -4,34 +4,22 @@
 // announced size, reconnects and ingests what follows; a second one in a row doubles the wait.
 // An MQTT 5 client announces its Maximum Packet Size, and the broker never sends it the packet.
 import net from 'node:net';
-import mqtt from 'mqtt';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { MAX_MQTT_PACKET_BYTES, MqttSource } from '../../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { waitFor } from '../helpers.ts';
 import { captureLogs } from '../support/log-lines.ts';
 import { remainingLength } from '../support/mqtt-frames.ts';
-import { type Mosquitto, startMosquitto } from './mosquitto.ts';
+import { mosquittoWithPublisher } from './mosquitto.ts';
 
 const site = generateSite(demoShape);
 const node = site.sensorNodes[0]!;
 const reportTopic = `coolctl/sim/gateway/${node.gateway}/node/${node.id}/report`;
 const BIG_BYTES = 128 * 1024 * 1024;
 
-let broker: Mosquitto;
-let gateway: mqtt.MqttClient;
-
-beforeAll(async () => {
-  broker = await startMosquitto();
-  gateway = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
-}, 30_000);
-
-afterAll(async () => {
-  await gateway?.endAsync(true);
-  await broker?.stop();
-});
+const mosquitto = mosquittoWithPublisher();
 
 /**
  * Publishes a QoS 0 message of `payloadBytes` zero bytes on `topic` over a raw connection, written
@@ -85,7 +73,7 @@ async function publishHuge(port: number, topic: string, payloadBytes: number): P
 }
 
 async function report(seq: number): Promise<void> {
-  await gateway.publishAsync(
+  await mosquitto.publisher().publishAsync(
     reportTopic,
     JSON.stringify({
       node: node.id,
@@ -107,12 +95,12 @@ describe('an oversized MQTT packet', () => {
     const registry = new Registry();
     const store = new SensorStore(site, { logger: logs.logger.child({ component: 'sensors' }) });
     const v4 = new MqttSource(site, store, {
-      url: broker.url,
+      url: mosquitto.broker().url,
       logger: logs.logger.child({ component: 'mqtt' }),
       registry,
     });
     const store5 = new SensorStore(site);
-    const v5 = new MqttSource(site, store5, { url: broker.url, protocolVersion: 5 });
+    const v5 = new MqttSource(site, store5, { url: mosquitto.broker().url, protocolVersion: 5 });
     try {
       v4.start();
       v5.start();
@@ -127,7 +115,7 @@ describe('an oversized MQTT packet', () => {
         peakMb = Math.max(peakMb, memoryMb());
       }, 5);
       try {
-        await publishHuge(broker.port, reportTopic, BIG_BYTES);
+        await publishHuge(mosquitto.broker().port, reportTopic, BIG_BYTES);
         await waitFor('the MQTT 3.1.1 client to refuse the packet', () => v4.counters.refusedPackets === 1, {
           timeoutMs: 20_000,
         });
@@ -167,7 +155,7 @@ describe('an oversized MQTT packet', () => {
       expect(store.counters.drops['too-large'] + store5.counters.drops['too-large']).toBe(0);
 
       // a second one right after: refused too, and the next attempt waits twice as long
-      await publishHuge(broker.port, reportTopic, 1024 * 1024);
+      await publishHuge(mosquitto.broker().port, reportTopic, 1024 * 1024);
       await waitFor('the second refusal', () => v4.counters.refusedPackets === 2, { timeoutMs: 10_000 });
       const second = logs.parsed().filter((l) => String(l.msg).startsWith('MQTT packet refused'));
       expect(second.map((l) => l.reconnectMs)).toEqual([1000, 2000]);
