@@ -549,8 +549,15 @@ function inletColour(c) {
   return `rgb(${ch(0)}, ${ch(1)}, ${ch(2)})`;
 }
 
+/**
+ * An inlet as the page shows it (0.1 °C): its level and colour are judged on that, so a rack at
+ * 27.04 °C reads "27.0" in range, never "27.0 ▲ above the 27 °C limit".
+ */
+const shownC = (c) => (typeof c === 'number' && Number.isFinite(c) ? Number(c.toFixed(1)) : c);
+
 /** A rack's level against the scale, with the mark and words shown beside its colour. */
-function inletLevel(c) {
+function inletLevel(raw) {
+  const c = shownC(raw);
   if (typeof c !== 'number') return { level: 'none', mark: '?', words: 'no data' };
   if (c > 32) return { level: 'crit', mark: '✖', words: 'above the 32 °C allowable limit' };
   if (c > 27) return { level: 'warn', mark: '▲', words: 'above the 27 °C recommended limit' };
@@ -727,7 +734,7 @@ function updateFloor() {
     const mark = `${lv.mark}${partial ? '◐' : ''}`;
     g.setAttribute('data-level', lv.level);
     g.classList.toggle('partial', !!partial);
-    g.querySelector('rect').setAttribute('fill', inletColour(c));
+    g.querySelector('rect').setAttribute('fill', inletColour(shownC(c)));
     const temp = g.querySelector('.rack-temp');
     temp.textContent = typeof c === 'number' ? `${fmt(c)}${mark ? ` ${mark}` : ''}` : '– ?';
     temp.classList.toggle('light', typeof c === 'number' && c > 32);
