@@ -24,6 +24,9 @@ import type { SensorStore } from './sensor-store.ts';
 export const MAX_MQTT_PACKET_BYTES = 4 * MAX_REPORT_BYTES;
 /** Reconnect delay after a refused packet: doubles per refusal in a row, up to the cap. */
 const RECONNECT_MS = 1000;
+const RECONNECT_MAX_MS = 30_000;
+/** A refusal this long after the previous one starts the backoff over; so long without one, the delay is back to normal. */
+const REFUSAL_STREAK_RESET_MS = 60_000;
 /**
  * Work on one socket read's messages before the rest wait for the next turn of the event loop. A
  * read holds up to 64 KB, a few hundred reports, and mqtt.js works through all of a read's packets
@@ -31,9 +34,6 @@ const RECONNECT_MS = 1000;
  * loop's timer.
  */
 export const MQTT_INGEST_SLICE_MS = 2;
-const RECONNECT_MAX_MS = 30_000;
-/** A refusal this long after the previous one starts the backoff over; so long without one, the delay is back to normal. */
-const REFUSAL_STREAK_RESET_MS = 60_000;
 const MQTT_METRICS = ['coolctl_sensor_mqtt_packets_refused_total', 'coolctl_sensor_mqtt_auth_refused_total'];
 /** CONNACK codes (3.1.1: 4, 5; 5.0: 134, 135) that mean the broker refused who we are. */
 const AUTH_REFUSED_CODES = new Set([4, 5, 134, 135]);
