@@ -4,7 +4,6 @@
 // resource's routes: identity, CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts).
 // Nothing here opens a socket. Trends and energy are sampled by this node every TREND_PERIOD_MS.
 import { readFile } from 'node:fs/promises';
-import { setImmediate } from 'node:timers/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GroupProcessRow, HeldCommand } from '../control/group-driver.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
@@ -14,6 +13,7 @@ import {
   type SensorStore,
   SHARED_FIGURES_MAX_AGE_MS,
 } from '../sensors/sensor-store.ts';
+import { sliceTurns } from '../util/async.ts';
 import type { ApiDeps } from './app.ts';
 import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
@@ -97,14 +97,10 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
     // The running config's groups: a reload may have changed them.
     groupTrends.keep(deps.groups);
     unitTrends.keep(deps.groups.flatMap((g) => unitsOf(deps, g)));
-    let sliceFrom = performance.now();
+    const turn = sliceTurns(SAMPLE_SLICE_MS);
     for (const g of [...deps.groups]) {
-      if (performance.now() - sliceFrom >= SAMPLE_SLICE_MS) {
-        await setImmediate();
-        sliceFrom = performance.now();
-        // A reload while we waited: its groups are sampled from the next pass on.
-        if (!deps.groups.includes(g)) continue;
-      }
+      // A reload while we waited: its groups are sampled from the next pass on.
+      if ((await turn()) && !deps.groups.includes(g)) continue;
       const commands = commandsOf(deps, g);
       const fans = [...commands.values()].map((c) => c.fanPct);
       groupTrends.add(g, now, {

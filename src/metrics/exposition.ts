@@ -10,8 +10,9 @@
 // second before the scrape is due (planAhead), so the scrape waits for the socket, not for the
 // render; such a render is served at most aheadMaxAgeMs after it began (one control period). Two
 // buffers then take turns: the one being sent and the one the next render writes.
-import { setImmediate } from 'node:timers/promises';
+
 import { type Metric, Registry } from 'prom-client';
+import { sliceTurns } from '../util/async.ts';
 import { type PromFamily, rendersOwnText, TextWriter, writeFamily } from './text.ts';
 
 /** Work between two event-loop turns: well inside the control loops' lag budget (20 ms p99). */
@@ -281,12 +282,7 @@ export class MetricsExposition {
     const spare = this.spare;
     this.spare = undefined;
     const w = new TextWriter(this.lastBytes + (this.lastBytes >> 3), spare);
-    let sliceFrom = this.now();
-    const turn = async () => {
-      if (this.now() - sliceFrom < this.sliceMs) return;
-      await setImmediate();
-      sliceFrom = this.now();
-    };
+    const turn = sliceTurns(this.sliceMs, this.now);
     let first = true;
     for (const { name } of this.registry.getMetricsAsArray()) {
       // A reload may have replaced a family while we yielded: render what is registered now.

@@ -3,7 +3,7 @@
 // a free port for servers that must know their port before they bind, and backoff.
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 
 /** Delays a component hands out (e.g. a "slow" fault); `cancelAll()` settles them all at once on stop. */
@@ -30,6 +30,23 @@ export class Delays {
     }
     this.pending.clear();
   }
+}
+
+/**
+ * For a long pass on the event loop: `await turn()` between its items lets the loop turn once
+ * `sliceMs` of work has run since the last turn (true), else goes on at once (false).
+ */
+export function sliceTurns(
+  sliceMs: number,
+  now: () => number = () => performance.now(),
+): () => Promise<boolean> {
+  let sliceFrom = now();
+  return async () => {
+    if (now() - sliceFrom < sliceMs) return false;
+    await nextTurn();
+    sliceFrom = now();
+    return true;
+  };
 }
 
 /** Waits `ms`: true when the time ran out, false at once if `signal` aborts first (or already had). */
