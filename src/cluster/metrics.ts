@@ -1,5 +1,5 @@
 // Leadership metrics on a prom-client Registry (served at /metrics): role transitions, which groups
-// this node leads, how much lease time is left, keepalive round trips (send → ack), and the polling
+// this node leads, how much lease time is left, keepalive round trips (send → ack) and failures per etcd member, the polling
 // and revoking of expired leases of leaders this node is next in line behind, and groups given up
 // because this node could not drive them, and keys left out of the decisions.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -9,6 +9,7 @@ export class LeadershipMetrics {
   private readonly transitions: Counter<'group' | 'from' | 'to'>;
   private readonly leader: Gauge<'group'>;
   private readonly keepalive: Histogram;
+  private readonly keepaliveFailures: Counter<'member'>;
   private readonly expiryPolls: Counter;
   private readonly expiredRevoked: Counter;
   private readonly relinquishes: Counter<'group'>;
@@ -42,6 +43,12 @@ export class LeadershipMetrics {
       name: 'coolctl_etcd_keepalive_seconds',
       help: 'Lease keepalive round trip, from send to acknowledgement',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.keepaliveFailures = new Counter({
+      name: 'coolctl_etcd_keepalive_failures_total',
+      help: 'Lease keepalive attempts that failed on an etcd member (each went on to the next member at once)',
+      labelNames: ['member'],
       registers,
     });
     this.expiryPolls = new Counter({
@@ -110,5 +117,9 @@ export class LeadershipMetrics {
 
   keepaliveSeconds(seconds: number): void {
     this.keepalive.observe(seconds);
+  }
+
+  keepaliveFailed(member: string): void {
+    this.keepaliveFailures.inc({ member });
   }
 }

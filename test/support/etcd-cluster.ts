@@ -111,6 +111,8 @@ export interface EtcdCluster {
   ctl(args: string[], opts?: { asRoot?: boolean; asUser?: boolean; timeoutMs?: number }): Promise<string>;
   /** etcdctl's flags for this cluster (TLS, and the user `as` names), for a long-running etcdctl. */
   ctlFlags(as?: 'root' | 'user' | 'none'): string[];
+  /** The member that is raft leader now, by `endpoint status` (null when none answers as leader). */
+  leader(timeoutMs?: number): Promise<number | null>;
   /** Sends `signal` to a member; for SIGKILL/SIGTERM waits (bounded) until it exited. */
   kill(member: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts a member again on its data dir and ports (kills it first if it still runs); waits until it is healthy. */
@@ -342,6 +344,24 @@ class RealEtcdCluster implements EtcdCluster {
   ): Promise<string> {
     const as = opts.asRoot ? 'root' : opts.asUser ? 'user' : 'none';
     return etcdctl(this.endpoints, [...this.ctlFlags(as), ...args], opts.timeoutMs);
+  }
+
+  async leader(timeoutMs = 4000): Promise<number | null> {
+    const out = await this.ctl(['endpoint', 'status', '-w', 'json'], { asRoot: true, timeoutMs }).catch(
+      () => '[]',
+    );
+    // Member ids are 64-bit: quote them before JSON.parse rounds them.
+    const rows = JSON.parse(out.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"')) as {
+      Endpoint: string;
+      Status: { header: { member_id: string }; leader: string };
+    }[];
+    for (const r of rows) {
+      if (String(r.Status.header.member_id) === String(r.Status.leader)) {
+        const i = this.endpoints.findIndex((e) => r.Endpoint.endsWith(e));
+        if (i >= 0) return i;
+      }
+    }
+    return null;
   }
 
   /** root, a role reaching only the prefix, its user, then `auth enable` (etcd 3.4's order). */

@@ -1424,20 +1424,8 @@ export class Hall {
   }
 
   /** The etcd member that is raft leader now (by `endpoint status`), or null. */
-  async etcdLeader(): Promise<number | null> {
-    const out = await this.etcdctl(['endpoint', 'status', '-w', 'json'], 4000).catch(() => '[]');
-    // Member ids are 64-bit: quote them before JSON.parse rounds them.
-    const rows = JSON.parse(out.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"')) as {
-      Endpoint: string;
-      Status: { header: { member_id: string }; leader: string };
-    }[];
-    for (const r of rows) {
-      if (String(r.Status.header.member_id) === String(r.Status.leader)) {
-        const i = this.etcd.endpoints.findIndex((e) => r.Endpoint.endsWith(e));
-        if (i >= 0) return i;
-      }
-    }
-    return null;
+  etcdLeader(): Promise<number | null> {
+    return this.etcd.leader();
   }
 
   /** Which node drove which epoch, from the controllers' logs ('driving the group'). */
@@ -1468,6 +1456,29 @@ export class Hall {
     for (const c of this.controllers.values())
       parts.push(`--- ${c.name} ---\n${await tail(c.logPath, lines)}`);
     return `${parts.join('\n')}\n`;
+  }
+
+  /**
+   * A controller's warnings and errors about its lease since `sinceWallMs` (lease lost, guard lapsed,
+   * fenced, revoked), each as `+MS msg: reason`: what a trial names when a leadership moved.
+   */
+  async leaseTrouble(node: string, sinceWallMs: number): Promise<string[]> {
+    const c = this.controllers.get(node);
+    if (!c) return [];
+    const text = await readFile(c.logPath, 'utf8').catch(() => '');
+    const out: string[] = [];
+    for (const line of text.split('\n')) {
+      if (!line.includes('lease') && !line.includes('fenced')) continue;
+      let j: { level?: number; time?: number; msg?: string; reason?: string };
+      try {
+        j = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if ((j.level ?? 0) < 40 || (j.time ?? 0) < sinceWallMs) continue;
+      out.push(`+${(j.time ?? 0) - sinceWallMs} ms ${j.msg ?? ''}${j.reason ? `: ${j.reason}` : ''}`);
+    }
+    return out;
   }
 
   /** Stops everything, bounded: SIGCONT, SIGTERM, then SIGKILL after 3 s; etcd and proxies last. */
@@ -2028,10 +2039,12 @@ export async function trialEtcdMemberLoss(
     const after = await hall.leaders();
     for (const [g, l] of before) {
       const now = after.leaders.get(g);
-      if (!now || now.epoch !== l.epoch)
+      if (!now || now.epoch !== l.epoch) {
+        const why = await hall.leaseTrouble(l.node, t0);
         r.problems.push(
-          `${g}: leadership moved (${l.node}@${l.epoch} → ${now ? `${now.node}@${now.epoch}` : 'none'}) on the loss of one etcd member`,
+          `${g}: leadership moved (${l.node}@${l.epoch} → ${now ? `${now.node}@${now.epoch}` : 'none'}) on the loss of one etcd member; ${l.node} after the fault: ${why.length > 0 ? why.join('; ') : 'no lease trouble logged'}`,
         );
+      }
     }
     // What a unit notices is a gap in its writes, not when the last one fell: every group is
     // written across the whole hold, from the fault to this read, with no gap a driving leader

@@ -323,6 +323,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.lastEtcdOkMs = this.now();
       this.metrics?.keepaliveSeconds(s);
     });
+    this.session.on('keepalive-failed', (member: string) => this.metrics?.keepaliveFailed(member));
   }
 
   get healthy(): boolean {

@@ -61,7 +61,8 @@ const WORKER_URL = new URL(
 /**
  * Events: 'lease' (SessionLease) a new lease is live; 'lost' (reason) etcd dropped it, guard already
  * invalidated; 'expired' the guard deadline passed without a newer ack; 'proven' an ack moved the
- * deadline while the guard had lapsed; 'keepalive' (seconds from send to ack).
+ * deadline while the guard had lapsed; 'keepalive' (seconds from send to ack); 'keepalive-failed'
+ * (member, host:port) an attempt failed there and went on to the next member.
  */
 export class EtcdSession extends EventEmitter {
   readonly guard: LeaseGuard;
@@ -255,6 +256,9 @@ export class EtcdSession extends EventEmitter {
       case 'ack':
         this.emit('keepalive', m.seconds);
         if (m.moved) this.onProof();
+        return;
+      case 'keepalive-failed':
+        this.emit('keepalive-failed', m.member);
         return;
       case 'lost':
         if (this.current?.hex !== m.hex) return;

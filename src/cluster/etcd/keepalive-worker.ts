@@ -8,11 +8,11 @@
 // the main thread as a message (etcd-session.ts); nothing here throws past its own loop.
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import type { Etcd3 } from 'etcd3';
 import { Backoff, waitUnlessAborted } from '../../util/async.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { type KeepaliveToken, LeaseGuard, sharedClockMs } from '../lease-guard.ts';
-import { createEtcdClient, type EtcdSecurity, etcdCall, leaseHex } from './etcd-client.ts';
+import { type EtcdSecurity, etcdCall, leaseHex } from './etcd-client.ts';
+import { EtcdMembers, memberName } from './etcd-members.ts';
 
 export interface KeepaliveWorkerData {
   shared: SharedArrayBuffer;
@@ -35,6 +35,8 @@ export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type WorkerMessage =
   | { t: 'lease'; id: string; hex: string; moved: boolean }
   | { t: 'ack'; seconds: number; moved: boolean }
+  /** A keepalive attempt failed on `member` (host:port) and went on to the next member. */
+  | { t: 'keepalive-failed'; member: string }
   | { t: 'lost'; hex: string; reason: string }
   | { t: 'log'; level: LogLevel; fields: Record<string, unknown>; msg: string }
   | { t: 'stopped' };
@@ -54,7 +56,8 @@ interface Lease {
 class KeepaliveLoop {
   private readonly d: KeepaliveWorkerData;
   private readonly guard: LeaseGuard;
-  private readonly client: Etcd3;
+  /** Calls go to the member that answered last, and on to the next at once when it fails. */
+  private readonly members: EtcdMembers;
   private readonly send: (m: WorkerMessage) => void;
   private readonly stopping = new AbortController();
   private current: Lease | null = null;
@@ -67,7 +70,7 @@ class KeepaliveLoop {
     this.d = d;
     this.send = send;
     this.guard = new LeaseGuard({ ttlMs: d.ttlS * 1000, marginMs: d.safetyMarginMs, shared: d.shared });
-    this.client = createEtcdClient({ ...d.security, hosts: d.hosts, callTimeoutMs: d.callTimeoutMs });
+    this.members = new EtcdMembers({ ...d.security, hosts: d.hosts, callTimeoutMs: d.callTimeoutMs });
   }
 
   async start(): Promise<void> {
@@ -98,7 +101,7 @@ class KeepaliveLoop {
         );
       }
     }
-    this.client.close();
+    this.members.close();
   }
 
   private log(level: LogLevel, fields: Record<string, unknown>, msg: string): void {
@@ -131,8 +134,10 @@ class KeepaliveLoop {
 
   private async revoke(id: string, signal: AbortSignal | undefined): Promise<void> {
     try {
-      await etcdCall('lease revoke', this.d.callTimeoutMs, signal, (o) =>
-        this.client.leaseClient.leaseRevoke({ ID: id }, o),
+      await this.members.call((client) =>
+        etcdCall('lease revoke', this.d.callTimeoutMs, signal, (o) =>
+          client.leaseClient.leaseRevoke({ ID: id }, o),
+        ),
       );
     } catch (err) {
       if (isClusterError(err, ClusterErrorCodes.LEASE_LOST)) return; // already gone
@@ -165,10 +170,13 @@ class KeepaliveLoop {
 
   private async grant(): Promise<void> {
     // The grant's own send time is the first proof: etcd starts the TTL when it applies the grant.
-    const token = this.guard.keepaliveSent();
-    const res = await etcdCall('lease grant', this.d.callTimeoutMs, this.stopping.signal, (o) =>
-      this.client.leaseClient.leaseGrant({ TTL: this.d.ttlS }, o),
-    );
+    let token!: KeepaliveToken;
+    const res = await this.members.call((client) => {
+      token = this.guard.keepaliveSent();
+      return etcdCall('lease grant', this.d.callTimeoutMs, this.stopping.signal, (o) =>
+        client.leaseClient.leaseGrant({ TTL: this.d.ttlS }, o),
+      );
+    });
     if (Number(res.TTL) > this.d.ttlS) {
       // etcd raised the TTL to its minimum: failover will take longer than configured. The guard
       // keeps using the smaller, asked-for TTL, which is only more conservative.
@@ -213,9 +221,8 @@ class KeepaliveLoop {
     }
     if (this.inFlight >= MAX_KEEPALIVES_IN_FLIGHT) return;
     this.inFlight++;
-    const token = this.guard.keepaliveSent();
     this.keepaliveOnce(lease)
-      .then((ttlS) => {
+      .then(({ ttlS, token }) => {
         if (this.current !== lease) return; // answer for a lease we already gave up
         if (ttlS <= 0) {
           this.onLost(lease, 'etcd says the lease expired (keepalive TTL 0)');
@@ -229,28 +236,42 @@ class KeepaliveLoop {
           this.onLost(lease, 'etcd says the lease is not found');
           return;
         }
-        // Transient: the guard keeps counting down; the next keepalive may get through.
-        this.log('debug', { err: errFields(err) }, 'keepalive failed');
+        // Every member failed this once: the guard keeps counting down; the next tick tries again.
+        this.log('debug', { err: errFields(err) }, 'keepalive failed on every member');
       })
       .finally(() => {
         this.inFlight--;
       });
   }
 
-  /** One keepalive on its own short stream, with a deadline; resolves with etcd's TTL for the lease. */
-  private async keepaliveOnce(lease: Lease): Promise<number> {
-    return etcdCall('lease keepalive', this.d.callTimeoutMs, this.stopping.signal, async (o) => {
-      const stream = await this.client.leaseClient.leaseKeepAlive(o);
-      return new Promise<number>((resolve, reject) => {
-        stream.on('data', (res) => {
-          // Half-close: the server ends the call cleanly (a cancel would make etcd3 reset the host).
-          stream.end();
-          resolve(Number(res.TTL));
-        });
-        stream.on('error', reject);
-        stream.write({ ID: lease.id });
-      });
-    });
+  /**
+   * One keepalive on its own short stream, with a deadline, on the member that answered last and,
+   * if that one fails, on the next ones at once (not a tick later). Resolves with etcd's TTL for the
+   * lease and the send time of the attempt that was answered: that is what moves the deadline.
+   */
+  private keepaliveOnce(lease: Lease): Promise<{ ttlS: number; token: KeepaliveToken }> {
+    return this.members.call(
+      (client) => {
+        const token = this.guard.keepaliveSent();
+        return etcdCall('lease keepalive', this.d.callTimeoutMs, this.stopping.signal, async (o) => {
+          const stream = await client.leaseClient.leaseKeepAlive(o);
+          return new Promise<number>((resolve, reject) => {
+            stream.on('data', (res) => {
+              // Half-close: the server ends the call cleanly (a cancel would make etcd3 reset the host).
+              stream.end();
+              resolve(Number(res.TTL));
+            });
+            stream.on('error', reject);
+            stream.write({ ID: lease.id });
+          });
+        }).then((ttlS) => ({ ttlS, token }));
+      },
+      (endpoint, err) => {
+        const member = memberName(endpoint);
+        this.log('debug', { member, err: errFields(err) }, 'keepalive failed; trying the next member');
+        this.send({ t: 'keepalive-failed', member });
+      },
+    );
   }
 
   private onAck(token: KeepaliveToken): void {
