@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterErrorCodes, isClusterError } from '../../src/cluster/errors.ts';
-import { etcdCall } from '../../src/cluster/etcd/etcd-client.ts';
+import { createEtcdClient, etcdCall } from '../../src/cluster/etcd/etcd-client.ts';
 import { EtcdMembers, memberName } from '../../src/cluster/etcd/etcd-members.ts';
 import { EtcdSession } from '../../src/cluster/etcd/etcd-session.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
@@ -101,6 +101,34 @@ describe('etcd members: the next member at once, the answering member kept', () 
     expect(isClusterError(err, ClusterErrorCodes.LEASE_LOST)).toBe(true);
     expect(tried).toEqual([etcd.clientUrls[0]]);
   }, 30_000);
+});
+
+describe('the shared client with one etcd member down', () => {
+  it('no call fails: one the dead member was picked for goes to the next member instead', async () => {
+    const client = createEtcdClient({
+      ...etcd.clientOptions(),
+      callTimeoutMs: TEST_TIMING.etcdCallTimeoutMs,
+    });
+    cleanups.push(() => client.close());
+    const member = await aFollower();
+    const failures: string[] = [];
+    await withMemberDown(member, async () => {
+      // The package picks a member at random per call: 40 calls reach the dead one ~13 times.
+      for (let i = 0; i < 40; i++) {
+        try {
+          await etcdCall('put', 500, undefined, (o) =>
+            client.put(`/member-loss/k${i}`).value(String(i)).options(o).exec(),
+          );
+          await etcdCall('get', 500, undefined, (o) => client.get(`/member-loss/k${i}`).options(o).string());
+        } catch (err) {
+          failures.push((err as Error).message);
+        }
+      }
+    });
+    expect(failures).toEqual([]);
+    const all = await client.getAll().prefix('/member-loss/').keys();
+    expect(all.length).toBe(40);
+  }, 60_000);
 });
 
 describe('lease keepalives with one etcd member down', () => {
