@@ -84,7 +84,7 @@ export class Controller {
   private modbusSensors: ModbusSource | undefined;
   private api: FastifyInstance | undefined;
   /** The API's users, tokens and audit trail live in etcd, on a client of their own. */
-  private controlPlane: { etcd: Etcd3; auth: AuthStore } | undefined;
+  private controlPlane: { etcd: Etcd3; auth: AuthStore; audit?: AuditTrail } | undefined;
   /** The API's certificate (api.tls), read again on every reload (SIGHUP). */
   private apiTls: ApiTls | undefined;
   private stopping: Promise<void> | undefined;
@@ -231,6 +231,7 @@ export class Controller {
         logger: this.log,
         registry: this.registry,
       });
+      this.controlPlane.audit = audit;
       this.alarms = createAlarms({
         node: cfg.node,
         etcd,
@@ -518,6 +519,7 @@ export class Controller {
       await Promise.allSettled([this.mqtt?.stop(), this.modbusSensors?.stop()]);
       await this.api?.close().catch(() => {});
       await this.alarms?.stop();
+      await this.controlPlane?.audit?.stop();
       await this.controlPlane?.auth.stop();
       this.controlPlane?.etcd.close();
       await Promise.allSettled([...this.devices.values()].map((d) => d.close()));

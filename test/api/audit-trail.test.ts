@@ -1,11 +1,17 @@
 // The audit trail keeps its retention (the newest maxEntries, nothing older than maxAgeMs; what it
 // prunes is counted), pages by seq (the store's revision), keeps no request body too big to be an
-// operator action, and never a secret. On the PrefixKv contract in memory; the etcd side runs in
+// operator action, and never a secret. An entry the store does not take waits for a later try
+// (bounded; what is never stored is counted dropped). On the PrefixKv contract in memory; the etcd side runs in
 // test/api/auth-cluster.test.ts.
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { AuditTrail, MAX_PARAMS_CHARS, type OperatorAction } from '../../src/api/audit/audit-trail.ts';
-import { quietLogger } from '../helpers.ts';
+import {
+  AuditTrail,
+  MAX_PARAMS_CHARS,
+  MAX_PENDING,
+  type OperatorAction,
+} from '../../src/api/audit/audit-trail.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
 import { MemoryKv } from '../support/memory-kv.ts';
 
 const action = (n: number, params: unknown = { fanPct: n }): OperatorAction => ({
@@ -76,14 +82,46 @@ describe('AuditTrail', () => {
     expect(user!.params).toEqual({ name: 'bob', password: '(secret)' });
   });
 
-  it('a store that fails loses no request: the entry is counted as failed and logged', async () => {
+  it('a store that fails loses no request: the entry waits and is written by a later try', async () => {
     const { t, kv, registry } = trail();
-    kv.put = async () => {
-      throw new Error('etcd down');
+    const put = kv.put.bind(kv);
+    let down = true;
+    kv.put = async (k, v) => {
+      if (down) throw new Error('etcd down');
+      return put(k, v);
     };
     await expect(t.record(action(1))).resolves.toBeUndefined();
-    expect(await registry.getSingleMetricAsString('coolctl_audit_entries_total')).toMatch(
-      /kind="operator",result="failed"} 1/,
-    );
+    await t.record(action(2));
+    const metrics = () => registry.metrics();
+    expect(await metrics()).toMatch(/coolctl_audit_entries_total\{kind="operator",result="failed"} 2/);
+    expect(await metrics()).toMatch(/coolctl_audit_entries_pending 2/);
+    down = false;
+    await waitFor('both entries stored on a later try', async () => (await t.list()).entries.length === 2);
+    expect((await t.list()).entries.map((e) => (e as OperatorAction).params)).toEqual([
+      { fanPct: 1 },
+      { fanPct: 2 },
+    ]);
+    expect(await metrics()).toMatch(/coolctl_audit_entries_total\{kind="operator",result="retried"} 2/);
+    expect(await metrics()).toMatch(/coolctl_audit_entries_pending 0/);
+    await t.stop();
+  });
+
+  it('at stop, what etcd still does not take is counted dropped; beyond the bound, the oldest is', async () => {
+    const { t, kv, registry } = trail();
+    let tries = 0;
+    kv.put = async () => {
+      tries++;
+      throw new Error('etcd down');
+    };
+    for (let i = 1; i <= MAX_PENDING + 1; i++) await t.record(action(i));
+    expect(await registry.metrics()).toMatch(/result="dropped"} 1\n/);
+    expect(await registry.metrics()).toMatch(new RegExp(`coolctl_audit_entries_pending ${MAX_PENDING}\\n`));
+    const before = tries;
+    await t.stop();
+    expect(tries).toBe(before + 1); // one last try at stop, which stops at the first failure
+    expect(await registry.metrics()).toMatch(new RegExp(`result="dropped"} ${MAX_PENDING + 1}\\n`));
+    expect(await registry.metrics()).toMatch(/coolctl_audit_entries_pending 0\n/);
+    await t.record(action(0));
+    expect(await registry.metrics()).toMatch(new RegExp(`result="dropped"} ${MAX_PENDING + 2}\\n`));
   });
 });

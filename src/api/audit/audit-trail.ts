@@ -3,14 +3,19 @@
 // which values, the answer), and every leadership a node gains, kept in etcd as one key per entry
 // under `<prefix>/audit/`. Entries are ordered by etcd's create revision, which is also their `seq`,
 // so every node reads the same trail and it survives restarts and failovers.
+// An entry etcd does not take (no quorum, a leader election, a timeout) is kept and sent again with
+// backoff until etcd takes it: the key is the same, so a try that did land and lost its answer is
+// simply written again. At most MAX_PENDING wait in memory; one more, or a stop with some waiting,
+// counts them `dropped` (their log lines keep them). The request's answer never waits for a retry.
 // Retention: the newest `maxEntries` (default 10 000) and nothing older than `maxAgeMs` (default
 // 30 days); every writer prunes after each `pruneEvery`-th entry it writes, deleting the oldest with
 // compare-and-delete (a racing writer's delete of the same key is harmless). Requests refused before
 // that (no identity, a bad body) are only counted: junk cannot evict real entries.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+import { Backoff } from '../../util/async.ts';
 import { parseWireJson, wireJson } from '../../version.ts';
 
 export interface OperatorAction {
@@ -56,6 +61,17 @@ const SECRET_FIELDS = new Set(['password', 'token', 'secret']);
 
 export const AUDIT_RETENTION = { maxEntries: 10_000, maxAgeMs: 30 * 86_400_000 } as const;
 
+/** Entries etcd did not take, kept for another try; beyond this the oldest is dropped. */
+export const MAX_PENDING = 1_000;
+/** Backoff between tries of the entries waiting, ms. */
+export const AUDIT_RETRY_MS = { first: 250, max: 10_000 } as const;
+
+interface Pending {
+  key: string;
+  value: string;
+  kind: AuditRecord['kind'];
+}
+
 export interface AuditTrailOptions {
   kv: PrefixKv;
   prefix: string;
@@ -80,6 +96,12 @@ export class AuditTrail {
   private readonly unreadable: Counter;
   /** `${key}@${createRevision}` of unreadable entries already logged. */
   private readonly reported = new Set<string>();
+  /** Entries etcd did not take yet, oldest first. */
+  private readonly pending: Pending[] = [];
+  private readonly backoff = new Backoff(AUDIT_RETRY_MS.first, AUDIT_RETRY_MS.max);
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retrying: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(opts: AuditTrailOptions) {
     this.opts = opts;
@@ -89,9 +111,18 @@ export class AuditTrail {
     this.log = opts.logger.child({ component: 'audit' });
     this.outcomes = new Counter({
       name: 'coolctl_audit_entries_total',
-      help: 'Audit trail writes by this node, by kind and result (written, failed: etcd did not take it; the log line keeps it)',
+      help: 'Audit entries by this node, by kind and result (written at once; failed: etcd did not take the first try, the entry waits for another; retried: written by a later try; dropped: never written, its log line keeps it)',
       labelNames: ['kind', 'result'],
       registers: [opts.registry],
+    });
+    const pending = this.pending;
+    new Gauge({
+      name: 'coolctl_audit_entries_pending',
+      help: 'Audit entries etcd did not take yet, waiting on this node for another try',
+      registers: [opts.registry],
+      collect() {
+        this.set(pending.length);
+      },
     });
     this.pruned = new Counter({
       name: 'coolctl_audit_pruned_total',
@@ -125,10 +156,76 @@ export class AuditTrail {
       this.outcomes.inc({ kind: rec.kind, result: 'written' });
     } catch (err) {
       this.outcomes.inc({ kind: rec.kind, result: 'failed' });
-      this.log.error({ err: (err as Error).message, key }, 'audit entry not stored in etcd');
+      this.log.warn({ err: (err as Error).message, key }, 'audit entry not stored in etcd yet; trying again');
+      this.keep({ key, value, kind: rec.kind });
       return;
     }
+    this.afterWrite();
+  }
+
+  /**
+   * Sends what waits once more now (at stop), then counts what is still waiting as dropped. Bounded
+   * by the store's own call deadlines.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    await this.retrying;
+    if (this.pending.length > 0) await this.retryPending();
+    for (const p of this.pending.splice(0)) this.drop(p, 'the node stopped before etcd took it');
+  }
+
+  private afterWrite(): void {
     if (++this.written % (this.opts.pruneEvery ?? 100) === 0) void this.prune();
+  }
+
+  private keep(p: Pending): void {
+    if (this.stopped) {
+      this.drop(p, 'the node is stopping');
+      return;
+    }
+    this.pending.push(p);
+    if (this.pending.length > MAX_PENDING)
+      this.drop(this.pending.shift()!, `more than ${MAX_PENDING} entries waiting`);
+    this.scheduleRetry();
+  }
+
+  private drop(p: Pending, why: string): void {
+    this.outcomes.inc({ kind: p.kind, result: 'dropped' });
+    this.log.error({ key: p.key, why }, 'audit entry never stored in etcd (its log line above keeps it)');
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.retrying || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retrying = this.retryPending().finally(() => {
+        this.retrying = undefined;
+        if (this.pending.length > 0) this.scheduleRetry();
+      });
+    }, this.backoff.next());
+    this.retryTimer.unref();
+  }
+
+  /** Oldest first; stops at the first failure (etcd is still not taking them). */
+  private async retryPending(): Promise<void> {
+    while (this.pending.length > 0) {
+      const p = this.pending[0]!;
+      try {
+        await this.opts.kv.put(p.key, p.value);
+      } catch {
+        return;
+      }
+      this.pending.shift();
+      this.backoff.reset();
+      this.outcomes.inc({ kind: p.kind, result: 'retried' });
+      this.log.info(
+        { key: p.key, waiting: this.pending.length },
+        'audit entry stored in etcd on a later try',
+      );
+      this.afterWrite();
+    }
   }
 
   /** Entries with seq > `since`, oldest first; at most `limit` (the newest of them). */
