@@ -2,11 +2,16 @@
 // where controllers subscribe. Plain TCP by default; optionally a TLS listener and/or one required
 // user whose password comes from a file. Invariants: `close()` always finishes — it destroys every
 // open connection instead of waiting for clients to leave; no password appears in a URL, log or error.
+// The broker runs on a thread of its own (broker-thread.ts), as a real broker is a process of its
+// own: one 200 MB publish held aedes ~1 s per copy it parsed and sent, and on the simulator's one
+// event loop every simulated unit stopped answering meanwhile, so every leader rightly gave up its
+// group (the mqtt-oversized chaos trial) for the simulator's sake, not the controllers'.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import tls from 'node:tls';
+import { Worker } from 'node:worker_threads';
 import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
@@ -116,7 +121,104 @@ function sameSecret(given: Buffer, expected: Buffer): boolean {
   return timingSafeEqual(a, b);
 }
 
+/** The broker thread's messages to the thread that started it. */
+export type BrokerThreadMessage =
+  | { t: 'ready'; url: string; port: number }
+  | { t: 'failed'; code: string; message: string }
+  | { t: 'count'; field: keyof BrokerCounters }
+  | { t: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; fields: Record<string, unknown>; msg: string }
+  | { t: 'closed' };
+
+/** What the broker thread is started with (plain data: its buffers arrive as Uint8Arrays). */
+export interface BrokerThreadData {
+  host: string;
+  port: number;
+  security: BrokerSecurity;
+}
+
+const THREAD_URL = new URL(
+  `./broker-thread${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`,
+  import.meta.url,
+);
+
+/**
+ * Starts the broker on a thread of its own; resolves once it listens. Its counters and log lines
+ * come back to this thread (`opts.counters`, `opts.logger`); a thread that dies is logged.
+ */
 export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
+  const log = opts.logger;
+  const counters = opts.counters ?? { authRefused: 0, tlsRefused: 0 };
+  const data: BrokerThreadData = { host: opts.host, port: opts.port, security: opts.security ?? {} };
+  const worker = new Worker(THREAD_URL, { workerData: data, name: 'sim-mqtt-broker', execArgv: [] });
+  let closed: (() => void) | undefined;
+  let stopping = false;
+  const ready = new Promise<{ url: string; port: number }>((resolve, reject) => {
+    worker.on('message', (m: BrokerThreadMessage) => {
+      switch (m.t) {
+        case 'ready':
+          resolve({ url: m.url, port: m.port });
+          return;
+        case 'failed':
+          reject(new CoolctlError(m.code as typeof ErrorCodes.STARTUP, m.message));
+          return;
+        case 'count':
+          counters[m.field]++;
+          return;
+        case 'log':
+          log?.[m.level](m.fields, m.msg);
+          return;
+        case 'closed':
+          closed?.();
+          return;
+      }
+    });
+    worker.on('error', (err) => {
+      log?.error({ err }, 'MQTT broker thread failed');
+      reject(
+        new CoolctlError(ErrorCodes.STARTUP, `MQTT broker thread failed: ${err.message}`, { cause: err }),
+      );
+    });
+    worker.on('exit', (code) => {
+      closed?.();
+      if (!stopping) log?.error({ code }, 'MQTT broker thread exited');
+      reject(new CoolctlError(ErrorCodes.STARTUP, `MQTT broker thread exited (code ${code})`));
+    });
+  });
+  let where: { url: string; port: number };
+  try {
+    where = await ready;
+  } catch (err) {
+    stopping = true;
+    await worker.terminate();
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    url: where.url,
+    port: where.port,
+    counters,
+    close() {
+      closing ??= (async () => {
+        stopping = true;
+        const done = new Promise<void>((resolve) => {
+          closed = resolve;
+        });
+        worker.postMessage({ t: 'close' });
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          done,
+          new Promise<void>((r) => (timer = setTimeout(r, CLOSE_DEADLINE_MS + 500))),
+        ]);
+        clearTimeout(timer);
+        await worker.terminate();
+      })();
+      return closing;
+    },
+  };
+}
+
+/** The broker on the calling thread (the broker thread's body; tests of the broker itself). */
+export async function startBrokerHere(opts: BrokerOptions): Promise<BrokerHandle> {
   const log = opts.logger;
   const security = opts.security ?? {};
   const counters = opts.counters ?? { authRefused: 0, tlsRefused: 0 };
