@@ -1,11 +1,13 @@
-// The keepalive worker: this node's lease lives here, on a thread with its own event loop and its own
-// etcd client, so a long synchronous stretch on the main loop (a huge message parsed, a GC storm)
-// cannot delay the keepalives and let the guard deadline pass. It grants the lease, sends one
-// keepalive every keepaliveIntervalMs (each with a deadline), and moves the deadline of the
-// LeaseGuard it shares with the main thread. It also watches the main thread's heartbeat: a main
-// loop stuck longer than stallBoundMs cannot drive its groups, so the worker invalidates the guard
-// and revokes the lease — a hung process must not hold groups ("never none"). Every outcome reaches
-// the main thread as a message (etcd-session.ts); nothing here throws past its own loop.
+// The keepalive worker: this node's lease lives here, on a thread with its own event loop and its
+// own etcd clients (one per member: etcd-members.ts), so a long synchronous stretch on the main loop
+// (a huge message parsed, a GC storm) cannot delay the keepalives and let the guard deadline pass.
+// It grants the lease, sends one keepalive every keepaliveIntervalMs (each with a deadline, on the
+// member that answered last, and on to the next member at once when it fails), and moves the
+// deadline of the LeaseGuard it shares with the main thread. It also watches the main thread's
+// heartbeat: a main loop stuck longer than stallBoundMs cannot drive its groups, so the worker
+// invalidates the guard and revokes the lease — a hung process must not hold groups ("never
+// none"). Every outcome reaches the main thread as a message (etcd-session.ts); nothing here
+// throws past its own loop.
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Backoff, waitUnlessAborted } from '../../util/async.ts';
