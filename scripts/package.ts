@@ -200,7 +200,11 @@ async function main(): Promise<number> {
       throw new Error(
         `package.json dependencies must be what src/ imports:${undeclared.map(([p, f]) => `\n  missing ${p} (imported by ${relative(build, f)})`).join('')}${unused.map((u) => `\n  not imported by src/: ${u} (a devDependency, if the simulator or tests use it)`).join('')}`,
       );
-    const sim = importedPackages([join(build, 'firmware-sim/main.js')]);
+    // The broker's thread is started by URL (new Worker), not imported: named here as an entry.
+    const sim = importedPackages([
+      join(build, 'firmware-sim/main.js'),
+      join(build, 'firmware-sim/mesh/broker-thread.js'),
+    ]);
     const simRoots = [...sim.packages.keys()];
     for (const [p, f] of sim.packages)
       if (!declared.has(p) && !(p in pkg.devDependencies))
