@@ -14,7 +14,7 @@ import tls from 'node:tls';
 import { Worker } from 'node:worker_threads';
 import { Aedes, type AuthenticateError } from 'aedes';
 import type { Logger } from 'pino';
-import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
+import { CoolctlError, type ErrorCode, ErrorCodes } from '../../src/errors.ts';
 
 /** Where the secured broker's material is; every path is read once at start, never logged beyond its name. */
 export interface BrokerSecurityFiles {
@@ -124,7 +124,7 @@ function sameSecret(given: Buffer, expected: Buffer): boolean {
 /** The broker thread's messages to the thread that started it. */
 export type BrokerThreadMessage =
   | { t: 'ready'; url: string; port: number }
-  | { t: 'failed'; code: string; message: string }
+  | { t: 'failed'; code: ErrorCode; message: string }
   | { t: 'count'; field: keyof BrokerCounters }
   | { t: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; fields: Record<string, unknown>; msg: string }
   | { t: 'closed' };
@@ -159,7 +159,7 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
           resolve({ url: m.url, port: m.port });
           return;
         case 'failed':
-          reject(new CoolctlError(m.code as typeof ErrorCodes.STARTUP, m.message));
+          reject(new CoolctlError(m.code, m.message));
           return;
         case 'count':
           counters[m.field]++;
@@ -217,7 +217,7 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   };
 }
 
-/** The broker on the calling thread (the broker thread's body; tests of the broker itself). */
+/** The broker on the calling thread: the broker thread's body. */
 export async function startBrokerHere(opts: BrokerOptions): Promise<BrokerHandle> {
   const log = opts.logger;
   const security = opts.security ?? {};
