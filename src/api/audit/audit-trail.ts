@@ -217,7 +217,9 @@ export class AuditTrail {
       } catch {
         return;
       }
-      this.pending.shift();
+      // By identity: while the put was out, the bound may have dropped the oldest (this one).
+      const i = this.pending.indexOf(p);
+      if (i >= 0) this.pending.splice(i, 1);
       this.backoff.reset();
       this.outcomes.inc({ kind: p.kind, result: 'retried' });
       this.log.info(
