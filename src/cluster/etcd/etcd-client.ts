@@ -77,10 +77,10 @@ export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
     faultHandling: {
       // Library retries for one case only: a unary call that never left this process (no connection
       // to the member the package picked at random, e.g. a dead one) goes to the next member at once
-      // (each member at most once per call), inside
-      // the same deadline; a call that reached a member is never sent again (our loops retry that on
-      // their own schedule). Before, a dead member failed about one call in three until its breaker
-      // opened, and once a second after that: a lost audit entry, a failed member-key check.
+      // (each member at most once per call), inside the same deadline; a call that reached a member
+      // is never sent again (our loops retry that on their own schedule). Before, a dead member
+      // failed about one call in three until its breaker opened, and once a second after that: a
+      // lost audit entry, a failed member-key check.
       global:
         opts.hosts.length > 1
           ? retry(handleWhen(neverSent), {
