@@ -1,5 +1,5 @@
 // The simulator's MQTT broker thread: runs startBrokerHere() with the settings it was started with,
-// and sends back what the starting thread needs — where it listens, each refused client counted, its
+// and sends back what the starting thread needs — where it listens, each refused client counted (in shared memory), its
 // log lines — as messages (broker.ts). Ends when told to close, after the broker has closed.
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
@@ -10,6 +10,7 @@ import {
   type BrokerSecurity,
   type BrokerThreadData,
   type BrokerThreadMessage,
+  COUNTER_FIELDS,
   startBrokerHere,
 } from './broker.ts';
 
@@ -25,17 +26,14 @@ if (!isMainThread && parentPort) {
       : {}),
     ...(d.security.auth ? { auth: d.security.auth } : {}),
   };
-  // Each increment also goes to the starting thread, whose counters outlive a broker restart.
-  const local = { authRefused: 0, tlsRefused: 0 };
+  // Counted in memory the starting thread reads, before the refusal is answered.
+  const counts = new Int32Array(d.counts);
   const counters = {} as BrokerCounters;
-  for (const field of Object.keys(local) as (keyof BrokerCounters)[]) {
+  for (const [i, field] of COUNTER_FIELDS.entries()) {
     Object.defineProperty(counters, field, {
       enumerable: true,
-      get: () => local[field],
-      set: (v: number) => {
-        local[field] = v;
-        send({ t: 'count', field });
-      },
+      get: () => Atomics.load(counts, i),
+      set: (v: number) => Atomics.store(counts, i, v),
     });
   }
   const logAt =

@@ -125,7 +125,6 @@ function sameSecret(given: Buffer, expected: Buffer): boolean {
 export type BrokerThreadMessage =
   | { t: 'ready'; url: string; port: number }
   | { t: 'failed'; code: ErrorCode; message: string }
-  | { t: 'count'; field: keyof BrokerCounters }
   | { t: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; fields: Record<string, unknown>; msg: string }
   | { t: 'closed' };
 
@@ -134,7 +133,15 @@ export interface BrokerThreadData {
   host: string;
   port: number;
   security: BrokerSecurity;
+  /** The thread's counts, in COUNTER_FIELDS order: written there before a refusal is answered. */
+  counts: SharedArrayBuffer;
 }
+
+/** The counters' slots in BrokerThreadData.counts. */
+export const COUNTER_FIELDS = [
+  'authRefused',
+  'tlsRefused',
+] as const satisfies readonly (keyof BrokerCounters)[];
 
 const THREAD_URL = new URL(
   `./broker-thread${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`,
@@ -148,7 +155,24 @@ const THREAD_URL = new URL(
 export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   const log = opts.logger;
   const counters = opts.counters ?? { authRefused: 0, tlsRefused: 0 };
-  const data: BrokerThreadData = { host: opts.host, port: opts.port, security: opts.security ?? {} };
+  // Shared memory, not messages: a client refused and then asking /sim/state must see its refusal
+  // counted, and a message could still be queued. The caller's counters read the thread's counts on
+  // top of what they held (they outlive a broker restart).
+  const counts = new Int32Array(new SharedArrayBuffer(4 * COUNTER_FIELDS.length));
+  for (const [i, field] of COUNTER_FIELDS.entries()) {
+    const base = counters[field];
+    Object.defineProperty(counters, field, {
+      configurable: true,
+      enumerable: true,
+      get: () => base + Atomics.load(counts, i),
+    });
+  }
+  const data: BrokerThreadData = {
+    host: opts.host,
+    port: opts.port,
+    security: opts.security ?? {},
+    counts: counts.buffer as SharedArrayBuffer,
+  };
   const worker = new Worker(THREAD_URL, { workerData: data, name: 'sim-mqtt-broker', execArgv: [] });
   let closed: (() => void) | undefined;
   let stopping = false;
@@ -160,9 +184,6 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
           return;
         case 'failed':
           reject(new CoolctlError(m.code, m.message));
-          return;
-        case 'count':
-          counters[m.field]++;
           return;
         case 'log':
           log?.[m.level](m.fields, m.msg);
