@@ -1,6 +1,7 @@
 // The simulator's MQTT broker thread: runs startBrokerHere() with the settings it was started with,
-// and sends back what the starting thread needs — where it listens, each refused client counted (in shared memory), its
-// log lines — as messages (broker.ts). Ends when told to close, after the broker has closed.
+// and gives back what the starting thread needs (broker.ts): each refused client counted in shared
+// memory, and where it listens and its log lines as messages. Ends when told to close, after the
+// broker has closed.
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
