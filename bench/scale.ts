@@ -12,7 +12,7 @@
 // same controller on a 1-group / 10-AHU site of the same shape.
 // Args: [--seconds 60] [--warmup 30] [--baseline-seconds 30] [--scrape-s 5] [--scrape-burst 60] [--ahus 1000]
 //       [--groups 100] [--nodes 11765] [--report-interval-s S] [--profile DIR] [--heap-snapshot DIR]
-//       [--trace-gc] [--keep] [--from-source] [--node-flags "FLAGS"] [--glibc-malloc]
+//       [--trace-gc] [--keep] [--from-source] [--node-flags "FLAGS"] [--glibc-malloc] [--lag-attribution]
 // The controller runs as deploy/systemd/coolctl@.service runs it: the unit's Node flags and the
 // built dist/src/cli.js (built here first). --from-source runs src/cli.ts with no flags, as the
 // tests do; --node-flags replaces the unit's flags (for trying others); --glibc-malloc runs it
@@ -20,6 +20,9 @@
 // --profile DIR: the scale controller runs with --cpu-prof and --heap-prof (written to DIR when it
 // exits); --heap-snapshot DIR: at the end of the window the scale controller writes a V8 heap
 // snapshot (live objects only, after a full GC) to DIR; --trace-gc logs the controller's GC pauses to its log; --keep keeps the logs and configs of a run that succeeded.
+// --lag-attribution: the scale controller preloads bench/lib/lag-probe.ts, and the figures say what
+// the window's and the burst's long turns (samples over 20 ms) had in them: a mark-compact, only
+// scavenges, or no collection (bench/lib/lag-attribution.ts; `long_turns_*`, `mark_compact_*`).
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -27,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { buildDaemon, type DaemonCommand, deployedDaemon } from '../test/support/deployed-daemon.ts';
 import { startEtcdCluster } from '../test/support/etcd-cluster.ts';
 import type { ClusterView } from '../test/support/hall.ts';
+import { attributeLongTurns, type LagProbe } from './lib/lag-attribution.ts';
 import {
   canPin,
   getJson,
@@ -71,6 +75,8 @@ interface PhaseOptions {
   daemon: DaemonCommand;
   nodeArgs: string[];
   snapDir?: string | undefined;
+  /** Where the controller's lag probe writes (--lag-attribution); the probe is preloaded when set. */
+  lagProbeFile?: string | undefined;
 }
 
 const SNAPSHOT_SIGNAL = 'SIGTTIN';
@@ -102,6 +108,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       'from-source': { type: 'boolean', default: false },
       'node-flags': { type: 'string' },
       'glibc-malloc': { type: 'boolean', default: false },
+      'lag-attribution': { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -200,8 +207,10 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
           : []),
         ...(values['trace-gc'] ? ['--trace-gc'] : []),
         ...(snapDir ? [`--heapsnapshot-signal=${SNAPSHOT_SIGNAL}`, '--diagnostic-dir', snapDir] : []),
+        ...(values['lag-attribution'] ? [`--import=${join(REPO_ROOT, 'bench/lib/lag-probe.ts')}`] : []),
       ],
       snapDir,
+      lagProbeFile: values['lag-attribution'] ? join(dir, 'scale-lag-probe.json') : undefined,
     });
     const figures: Record<string, number> = {
       ...scale,
@@ -261,10 +270,18 @@ async function phase(
     mqttUrl: sim.mqttUrl,
     core: CONTROLLER_CORE,
     timeoutMs: 180_000,
-    daemon: o.daemon,
+    daemon: o.lagProbeFile
+      ? { ...o.daemon, env: { ...o.daemon.env, COOLCTL_BENCH_LAG_PROBE: o.lagProbeFile } }
+      : o.daemon,
     nodeArgs: o.nodeArgs,
   });
   const startS = (performance.now() - t) / 1000;
+  // Wall-clock spans of the window and of the burst, for the lag probe.
+  const spans: Record<'window' | 'burst', [number, number] | undefined> = {
+    window: undefined,
+    burst: undefined,
+  };
+  let result: Record<string, number>;
   try {
     const alive = () => {
       for (const p of [ctl.proc, sim.proc]) if (p.exit()) throw new Error(died(p));
@@ -290,6 +307,7 @@ async function phase(
     const s0 = await simState();
     const m0 = await scrape(ctl.apiUrl, 5000, ctl.headers);
     const w0 = performance.now();
+    const w0Wall = Date.now();
     const cpu0 = cpuSeconds(ctl.proc.pid);
     const simCpu0 = cpuSeconds(sim.proc.pid);
     const rss: number[] = [];
@@ -318,6 +336,7 @@ async function phase(
       }
     }
     const wallS = (performance.now() - w0) / 1000;
+    spans.window = [w0Wall, Date.now()];
     const cpu = cpuSeconds(ctl.proc.pid) - cpu0;
     const simCpu = cpuSeconds(sim.proc.pid) - simCpu0;
     const s1 = await simState();
@@ -376,7 +395,9 @@ async function phase(
       sim_cpu_pct: (simCpu / wallS) * 100,
       sim_pace: (s1.simTimeS - s0.simTimeS) / wallS,
     };
+    const b0Wall = Date.now();
     Object.assign(figures, await scrapeBurst(ctl, o.scrapeBurst, alive, (line) => say(`${o.name}: ${line}`)));
+    spans.burst = [b0Wall, Date.now()];
     if (o.snapDir) await heapSnapshot(ctl.proc, o.snapDir);
     say(
       `${o.name}: cpu ${figures.cpu_pct.toFixed(1)} % (${figures.cpu_pct_min_interval.toFixed(1)}–${figures.cpu_pct_max_interval.toFixed(1)}), ` +
@@ -385,7 +406,7 @@ async function phase(
         `${figures.writes_per_s.toFixed(0)} writes/s, ${figures.sensor_readings_per_s.toFixed(0)} readings/s, ` +
         `${figures.ahus_remote}/${figures.ahus} units remote, ${figures.groups_driving}/${o.groups} groups driven`,
     );
-    return figures;
+    result = figures;
   } catch (err) {
     const log = await readFile(ctl.proc.logPath, 'utf8').catch(() => '');
     say(`--- ${o.name} controller log (tail) ---\n${tail(log, 40)}`);
@@ -395,6 +416,19 @@ async function phase(
     await procs.stop(ctl.proc, 15_000);
     await procs.stop(sim.proc);
   }
+  // The probe writes when the controller exits (stopped above).
+  if (o.lagProbeFile && spans.window && spans.burst) {
+    const probe = JSON.parse(await readFile(o.lagProbeFile, 'utf8')) as LagProbe;
+    Object.assign(result, attributeLongTurns(probe, ...spans.window));
+    for (const [k, v] of Object.entries(attributeLongTurns(probe, ...spans.burst)))
+      result[`${k}_while_scraping`] = v;
+    say(
+      `${o.name}: long turns in the window ${result['long_turns']} (mark-compact ${result['long_turns_with_mark_compact_pct']!.toFixed(0)} %, ` +
+        `scavenges only ${result['long_turns_with_scavenge_only_pct']!.toFixed(0)} %, no collection ${result['long_turns_without_gc_pct']!.toFixed(0)} %); ` +
+        `mark-compacts ${result['mark_compacts_per_min']!.toFixed(1)}/min, pause p50 ${result['mark_compact_ms_p50']!.toFixed(1)} ms`,
+    );
+  }
+  return result;
 }
 
 /** Scrapes at the burst's one-a-second cadence before it is counted (see scrapeBurst). */
