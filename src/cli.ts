@@ -50,26 +50,16 @@ program
   .requiredOption('--node <name>', 'this node’s name, one of the config’s nodes')
   .option('--log-level <level>', 'pino log level', 'info')
   .action(async (o: { config: string; node: string; logLevel: string }) => {
-    const [
-      { daemonLogger },
-      { loadControllerConfig },
-      { LOG_REDACT_PATHS },
-      { ConfigWatcher },
-      { Controller },
-      { SdNotify },
-    ] = await Promise.all([
-      import('./daemon/logger.ts'),
-      import('./config/controller-config.ts'),
-      import('./config/link-secrets.ts'),
-      import('./daemon/config-watch.ts'),
-      import('./daemon/controller.ts'),
-      import('./daemon/sd-notify.ts'),
-    ]);
+    const [{ daemonLogger }, { loadControllerConfig }, { ConfigWatcher }, { Controller }, { SdNotify }] =
+      await Promise.all([
+        import('./daemon/logger.ts'),
+        import('./config/controller-config.ts'),
+        import('./daemon/config-watch.ts'),
+        import('./daemon/controller.ts'),
+        import('./daemon/sd-notify.ts'),
+      ]);
     // Each line behind its syslog level when stdout is the journal (`journalctl -p err`).
-    const logger = daemonLogger(
-      { level: o.logLevel, base: { app: 'coolctl', node: o.node }, redact: LOG_REDACT_PATHS },
-      process.env,
-    );
+    const logger = daemonLogger({ level: o.logLevel, base: { app: 'coolctl', node: o.node } }, process.env);
     const cfg = await loadControllerConfig(o.config, o.node);
     const controller = new Controller(cfg, { logger, ...testCrashHook(logger) });
     const systemd = new SdNotify(process.env, process.pid, logger);

@@ -78,28 +78,47 @@ export interface MqttLink {
   tls?: { ca?: Buffer | undefined; cert?: Buffer | undefined; key?: Buffer | undefined } | undefined;
 }
 
+/** Keys whose value is a link secret (passwords, the peer PSK, private keys), in a log object. */
+const SECRET_LOG_KEYS: ReadonlySet<string> = new Set(['password', 'passwd', 'secret', 'psk', 'privateKey']);
+/** How deep a log object is searched: `{ password }`, `{ mqtt: { password } }`, `{ etcd: { auth: { password } } }`. */
+const SECRET_LOG_DEPTH = 2;
+export const REDACTED = '[REDACTED]';
+
 /**
- * pino redaction paths for every field that can hold a link secret (passwords, private keys, the
- * peer PSK), at the top of a log object and one or two levels down (`{ mqtt: { password } }`,
- * `{ etcd: { auth: { password } } }`). Belt and braces: no code logs these on purpose.
+ * A log object with every link secret replaced by `[REDACTED]`: a key named in SECRET_LOG_KEYS,
+ * or `key` under `tls`, at the top of the object and up to two levels down. Belt and braces: no
+ * code logs these on purpose. The object itself is never changed: what holds a secret is copied
+ * on the way down to it, and an object without one is returned as it is (no allocation — every
+ * line of the daemon passes here; pino's path-based redaction re-parsed its paths for each line,
+ * ~6 µs a line against ~1 µs for the whole line without it).
  */
-export const LOG_REDACT_PATHS = [
-  'password',
-  '*.password',
-  '*.*.password',
-  'passwd',
-  '*.passwd',
-  'secret',
-  '*.secret',
-  'psk',
-  '*.psk',
-  'privateKey',
-  '*.privateKey',
-  'tls.key',
-  '*.tls.key',
-  'auth.password',
-  '*.auth.password',
-];
+export function redactSecrets<T>(obj: T): T {
+  return scrub(obj, 0, undefined) as T;
+}
+
+function scrub(value: unknown, depth: number, parentKey: string | undefined): unknown {
+  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) return value;
+  let copy: Record<string, unknown> | unknown[] | undefined;
+  const src = value as Record<string, unknown>;
+  for (const key of Object.keys(src)) {
+    const v = src[key];
+    let next = v;
+    if (v !== undefined && (SECRET_LOG_KEYS.has(key) || (key === 'key' && parentKey === 'tls')))
+      next = REDACTED;
+    else if (depth < SECRET_LOG_DEPTH) next = scrub(v, depth + 1, key);
+    if (next === v) continue;
+    copy ??= Array.isArray(value) ? value.slice() : errorAsObject(value);
+    (copy as Record<string, unknown>)[key] = next;
+  }
+  return copy ?? value;
+}
+
+/** A shallow copy that keeps what JSON would show of an Error (its message and stack are not enumerable). */
+function errorAsObject(value: object): Record<string, unknown> {
+  return value instanceof Error
+    ? { ...value, type: value.name, message: value.message, stack: value.stack }
+    : { ...value };
+}
 
 /** Whether two broker links dial the same way (a changed password or certificate reconnects). */
 export function sameMqttLink(a: MqttLink | undefined, b: MqttLink | undefined): boolean {

@@ -5,7 +5,15 @@
 // stream (JOURNAL_STREAM names its device and inode, as systemd sets it): a terminal, a pipe or a
 // file gets plain JSON lines.
 import { fstatSync } from 'node:fs';
-import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import {
+  type Bindings,
+  type ChildLoggerOptions,
+  type DestinationStream,
+  type Logger,
+  type LoggerOptions,
+  pino,
+} from 'pino';
+import { redactSecrets } from '../config/link-secrets.ts';
 
 /** pino level → syslog priority (RFC 5424): fatal crit, error err, warn warning, info, debug/trace debug. */
 export function syslogPriority(pinoLevel: number): number {
@@ -50,9 +58,22 @@ export function syslogPrefixed(dest: { write(s: string): unknown }): Destination
   return stream as unknown as DestinationStream;
 }
 
+/** `logger`, whose children (and theirs: a child's methods are its parent's) redact their bindings. */
+export function withRedactedChildren(logger: Logger): Logger {
+  type Child = (this: Logger, bindings: Bindings, options?: ChildLoggerOptions<string>) => Logger;
+  const child = logger.child as unknown as Child;
+  const redacting: Child = function (bindings, options) {
+    return child.call(this, redactSecrets(bindings), options);
+  };
+  logger.child = redacting as unknown as Logger['child'];
+  return logger;
+}
+
 /**
  * The daemon's logger: pino JSON lines on stdout (`dest`, for tests), each behind its syslog level
- * prefix when stdout is the journal.
+ * prefix when stdout is the journal. Link secrets never reach a line: each log object and the base
+ * bindings pass through redactSecrets (src/config/link-secrets.ts), and withRedactedChildren covers
+ * every child logger's bindings (pino applies `formatters.bindings` to the root's only).
  */
 export function daemonLogger(
   opts: LoggerOptions,
@@ -60,5 +81,9 @@ export function daemonLogger(
   dest: DestinationStream = pino.destination(1),
   journal = isJournalStream(env),
 ): Logger {
-  return pino(opts, journal ? syslogPrefixed(dest) : dest) as Logger;
+  const options = {
+    ...opts,
+    formatters: { ...opts.formatters, log: redactSecrets, bindings: redactSecrets },
+  };
+  return withRedactedChildren(pino(options, journal ? syslogPrefixed(dest) : dest) as Logger);
 }

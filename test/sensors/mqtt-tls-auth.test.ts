@@ -8,13 +8,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import mqtt from 'mqtt';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
-import { LOG_REDACT_PATHS } from '../../src/config/link-secrets.ts';
+import { daemonLogger } from '../../src/daemon/logger.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { MqttSource } from '../../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
@@ -127,13 +126,15 @@ describe('MQTT over TLS with a password', () => {
     const wrong = `${PASSWORD}-old`;
     // The daemon's redaction (src/cli.ts), so a slip would show here as it would in the journal.
     const lines: string[] = [];
-    const logger = pino(
-      { level: 'debug', redact: LOG_REDACT_PATHS },
+    const logger = daemonLogger(
+      { level: 'debug' },
+      {},
       {
         write: (s: string) => {
           lines.push(s);
         },
       },
+      false,
     );
     const registry = new Registry();
     const store = new SensorStore(site, {});
