@@ -20,7 +20,7 @@
 // --profile DIR: the scale controller runs with --cpu-prof and --heap-prof (written to DIR when it
 // exits); --heap-snapshot DIR: at the end of the window the scale controller writes a V8 heap
 // snapshot (live objects only, after a full GC) to DIR; --trace-gc logs the controller's GC pauses to its log; --keep keeps the logs and configs of a run that succeeded.
-// --lag-attribution: the scale controller preloads bench/lib/lag-probe.ts, and the figures say what
+// --lag-attribution: the scale controller preloads bench/lib/lag-probe.mjs, and the figures say what
 // the window's and the burst's long turns (samples over 20 ms) had in them: a mark-compact, only
 // scavenges, or no collection (bench/lib/lag-attribution.ts; `long_turns_*`, `mark_compact_*`).
 import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -207,7 +207,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
           : []),
         ...(values['trace-gc'] ? ['--trace-gc'] : []),
         ...(snapDir ? [`--heapsnapshot-signal=${SNAPSHOT_SIGNAL}`, '--diagnostic-dir', snapDir] : []),
-        ...(values['lag-attribution'] ? [`--import=${join(REPO_ROOT, 'bench/lib/lag-probe.ts')}`] : []),
+        ...(values['lag-attribution'] ? [`--import=${join(REPO_ROOT, 'bench/lib/lag-probe.mjs')}`] : []),
       ],
       snapDir,
       lagProbeFile: values['lag-attribution'] ? join(dir, 'scale-lag-probe.json') : undefined,

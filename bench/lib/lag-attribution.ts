@@ -1,5 +1,5 @@
 // What the event loop's long turns had in them (`npm run bench -- scale --lag-attribution`): each
-// turn that held the 10 ms delay timer back by more than 10 ms (bench/lib/lag-probe.ts records
+// turn that held the 10 ms delay timer back by more than 10 ms (bench/lib/lag-probe.mjs records
 // them) is matched against the collections that overlapped it. A turn with a mark-compact in it
 // counts as one; with scavenges only, as a scavenge turn; with neither, as the node's own work.
 import { constants } from 'node:perf_hooks';
