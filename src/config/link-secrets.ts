@@ -89,8 +89,8 @@ export const REDACTED = '[REDACTED]';
  * or `key` under `tls`, at the top of the object and up to two levels down. Belt and braces: no
  * code logs these on purpose. The object itself is never changed: what holds a secret is copied
  * on the way down to it, and an object without one is returned as it is (no allocation — every
- * line of the daemon passes here; pino's path-based redaction re-parsed its paths for each line,
- * ~6 µs a line against ~1 µs for the whole line without it).
+ * line of the daemon passes here; pino's path-based redaction re-parsed its 15 paths for each
+ * value of each line: ~3.5 µs a line, against ~0.6 µs for the whole line with this).
  */
 export function redactSecrets<T>(obj: T): T {
   return scrub(obj, 0, undefined) as T;
