@@ -3,6 +3,7 @@
 // them) is matched against the collections that overlapped it. A turn with a mark-compact in it
 // counts as one; with scavenges only, as a scavenge turn; with neither, as the node's own work.
 import { constants } from 'node:perf_hooks';
+import { EVENT_LOOP_DELAY_RESOLUTION_MS } from '../../src/metrics/event-loop-delay.ts';
 import { percentile } from './stats.ts';
 
 export interface LagProbe {
@@ -11,8 +12,6 @@ export interface LagProbe {
   /** Flat [start wall ms, duration ms, kind]. */
   gcs: number[];
 }
-
-const TIMER_MS = 10;
 
 export function attributeLongTurns(probe: LagProbe, fromMs: number, toMs: number): Record<string, number> {
   const gcs: { start: number; end: number; kind: number }[] = [];
@@ -30,7 +29,7 @@ export function attributeLongTurns(probe: LagProbe, fromMs: number, toMs: number
     if (end < fromMs || end > toMs) continue;
     turns++;
     // The turn held the loop from one timer's due time to this callback.
-    const start = end - (probe.longs[i + 1]! - TIMER_MS);
+    const start = end - (probe.longs[i + 1]! - EVENT_LOOP_DELAY_RESOLUTION_MS);
     let major = false;
     let minor = false;
     for (const g of gcs) {

@@ -1,6 +1,7 @@
 // Preloaded (`--import`) into the scale bench's controller by `--lag-attribution`: every event-loop
 // turn that held a 10 ms timer back by more than 10 ms — a sample over 20 ms on the node's own
-// delay histogram (src/metrics/event-loop-delay.ts) — and every garbage collection with its kind,
+// delay histogram (src/metrics/event-loop-delay.ts, whose EVENT_LOOP_DELAY_RESOLUTION_MS the 10 here
+// mirrors: importing it would load type stripping, below) — and every garbage collection with its kind,
 // on the wall clock, written as JSON to $COOLCTL_BENCH_LAG_PROBE when the process exits.
 // A bench instrument, never loaded by the product: it adds a 10 ms timer of its own. Plain
 // JavaScript, so that the controller does not load Node's TypeScript stripping for it (~10 MB of RSS).

@@ -59,7 +59,7 @@ export function syslogPrefixed(dest: { write(s: string): unknown }): Destination
 }
 
 /** `logger`, whose children (and theirs: a child's methods are its parent's) redact their bindings. */
-export function withRedactedChildren(logger: Logger): Logger {
+function withRedactedChildren(logger: Logger): Logger {
   type Child = (this: Logger, bindings: Bindings, options?: ChildLoggerOptions<string>) => Logger;
   const child = logger.child as unknown as Child;
   const redacting: Child = function (bindings, options) {
