@@ -5,7 +5,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Election, electionPrefix } from '../../src/cluster/etcd/election.ts';
-import { createEtcdClient, leaseHex } from '../../src/cluster/etcd/etcd-client.ts';
+import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
+import { leaseHex } from '../../src/cluster/etcd/lease-wire.ts';
 import { waitFor } from '../helpers.ts';
 import { ETCDCTL_BIN, type EtcdCluster, startEtcdCluster } from '../support/etcd-cluster.ts';
 

@@ -9,6 +9,7 @@ import { ClusterErrorCodes, isClusterError } from '../../src/cluster/errors.ts';
 import { createEtcdClient, etcdCall } from '../../src/cluster/etcd/etcd-client.ts';
 import { EtcdMembers, memberName } from '../../src/cluster/etcd/etcd-members.ts';
 import { EtcdSession } from '../../src/cluster/etcd/etcd-session.ts';
+import { EtcdLeaseWire } from '../../src/cluster/etcd/lease-wire.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { type EtcdCluster, sessionSettings, startEtcdCluster } from '../support/etcd-cluster.ts';
 import { TEST_TIMING, tmpDir } from './harness.ts';
@@ -58,44 +59,41 @@ async function withMemberDown<T>(member: number, run: () => Promise<T>): Promise
   }
 }
 
+/** The keepalive worker's connections: one lease wire per member, `start` tried first. */
+function leaseWires(start: number): EtcdMembers<EtcdLeaseWire> {
+  const { hosts, ...security } = etcd.clientOptions();
+  return new EtcdMembers(hosts, (endpoint) => new EtcdLeaseWire({ ...security, endpoint }), start);
+}
+
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('etcd members: the next member at once, the answering member kept', () => {
   it('a call that fails on a dead member is answered by the next one, and later calls go there first', async () => {
     const member = await aFollower();
-    const members = new EtcdMembers(
-      { ...etcd.clientOptions(), callTimeoutMs: TEST_TIMING.etcdCallTimeoutMs },
-      member,
-    );
+    const members = leaseWires(member);
     cleanups.push(() => members.close());
     const grant = () =>
       members.call(
-        (client) =>
-          etcdCall('lease grant', 500, undefined, (o) => client.leaseClient.leaseGrant({ TTL: 10 }, o)),
+        (wire) => wire.grant(10, 500),
         (endpoint) => failed.push(memberName(endpoint)),
       );
     const failed: string[] = [];
     expect(members.current).toBe(etcd.clientUrls[member]);
     await withMemberDown(member, async () => {
-      for (let i = 0; i < 10; i++) expect(Number((await grant()).TTL)).toBe(10);
+      for (let i = 0; i < 10; i++) expect((await grant()).ttlS).toBe(10);
     });
     expect(failed).toEqual([etcd.endpoints[member]]);
     expect(members.current).toBe(etcd.clientUrls[(member + 1) % etcd.clientUrls.length]);
   }, 60_000);
 
   it('a lost lease is not passed on to the next member: etcd said so, and that holds everywhere', async () => {
-    const members = new EtcdMembers(
-      { ...etcd.clientOptions(), callTimeoutMs: TEST_TIMING.etcdCallTimeoutMs },
-      0,
-    );
+    const members = leaseWires(0);
     cleanups.push(() => members.close());
     const tried: string[] = [];
     const err = await members
-      .call((client, endpoint) => {
+      .call((wire, endpoint) => {
         tried.push(endpoint);
-        return etcdCall('lease revoke', 500, undefined, (o) =>
-          client.leaseClient.leaseRevoke({ ID: '1234567' }, o),
-        );
+        return wire.revoke('1234567', 500);
       })
       .catch((e: unknown) => e);
     expect(isClusterError(err, ClusterErrorCodes.LEASE_LOST)).toBe(true);
@@ -188,7 +186,8 @@ describe('lease keepalives with one etcd member down', () => {
       );
       expect(x.lapses.filter((l) => l.startsWith('lost'))).toEqual([]);
       const check = new EtcdMembers(
-        { ...etcd.clientOptions(), callTimeoutMs: 1_000 },
+        etcd.clientUrls,
+        (host) => createEtcdClient({ ...etcd.clientOptions(), hosts: [host], callTimeoutMs: 1_000 }),
         (leader + 1) % etcd.clientUrls.length,
       );
       cleanups.push(() => check.close());

@@ -2,7 +2,8 @@
 // forever, and `etcdCall()`, which gives every unary call a gRPC deadline AND an outer deadline (the
 // promise settles even if the library never answers). Watches carry the `hasleader` metadata, so
 // etcd refuses/cancels them on a member that has lost its raft leader instead of letting them go quiet.
-// The package's own lease keepalive is never used: ours runs on its own thread (keepalive-worker.ts).
+// The package's own lease keepalive is never used: ours runs on its own thread (keepalive-worker.ts)
+// over lease-wire.ts, which speaks the few Lease calls it needs without this package.
 // Security (docs/security.md, "Encrypted links"): TLS with a client certificate and an etcd user are
 // handed in as material already read from files; they never travel in a URL, a log line or an error.
 import { type CallOptions, InterceptingCall, type Interceptor } from '@grpc/grpc-js';
@@ -182,9 +183,4 @@ export function toClusterError(what: string, timeoutMs: number, err: unknown): C
     cause: err,
     retryable: true,
   });
-}
-
-/** etcd lease ids travel as decimal strings (int64); keys use lowercase hex, as etcd's Go client does. */
-export function leaseHex(leaseId: string): string {
-  return BigInt(leaseId).toString(16);
 }

@@ -1,32 +1,34 @@
-// EtcdMembers: one etcd client per member, and the member chosen here rather than by the `etcd3`
-// package. A call goes to the member that answered last; a retryable failure (refused, reset, no
+// EtcdMembers: one connection per etcd member, and the member chosen here rather than by a client
+// library. A call goes to the member that answered last; a retryable failure (refused, reset, no
 // answer within its deadline, no raft leader there) moves the call on at once to the next member,
-// each attempt with its own deadline, until one answers or every member has failed once. The
-// package's own choice is a fresh random member per call, and its circuit breaker counts a stream's
-// creation as a success, so it never skips a dead member for the lease keepalive (a short stream):
-// with one of three members down, about 40 % of keepalives went to it, and runs of five or more in
-// a row — enough for the lease to expire with a 2 s TTL — came in a few per cent of member losses.
+// each attempt with its own deadline, until one answers or every member has failed once. The etcd3
+// package's own choice was a fresh random member per call, and its circuit breaker counted a
+// stream's creation as a success, so it never skipped a dead member for the lease keepalive (a short
+// stream): with one of three members down, about 40 % of keepalives went to it, and runs of five or
+// more in a row — enough for the lease to expire with a 2 s TTL — came in a few per cent of member
+// losses. The keepalive worker uses this with lease-wire.ts, one EtcdLeaseWire per member.
 import { randomInt } from 'node:crypto';
-import type { Etcd3 } from 'etcd3';
 import { CoolctlError } from '../../errors.ts';
-import { createEtcdClient, type EtcdClientOptions } from './etcd-client.ts';
 
 /** A member's name in logs and metric labels: its host and port, without the scheme. */
 export function memberName(endpoint: string): string {
   return endpoint.replace(/^[a-z]+:\/\//i, '').replace(/\/+$/, '');
 }
 
-export class EtcdMembers {
+export class EtcdMembers<C extends { close(): void }> {
   readonly endpoints: readonly string[];
-  private readonly clients: readonly Etcd3[];
+  private readonly clients: readonly C[];
   private preferred: number;
 
-  /** `start`: the member tried first until one fails (default: one at random, so nodes spread). */
-  constructor(opts: EtcdClientOptions, start?: number) {
-    if (opts.hosts.length === 0) throw new RangeError('EtcdMembers: no etcd endpoints');
-    this.endpoints = [...opts.hosts];
-    this.clients = opts.hosts.map((h) => createEtcdClient({ ...opts, hosts: [h] }));
-    this.preferred = (start ?? randomInt(opts.hosts.length)) % opts.hosts.length;
+  /**
+   * `connect` makes the connection to one member (by its client URL). `start`: the member tried
+   * first until one fails (default: one at random, so nodes spread).
+   */
+  constructor(endpoints: readonly string[], connect: (endpoint: string) => C, start?: number) {
+    if (endpoints.length === 0) throw new RangeError('EtcdMembers: no etcd endpoints');
+    this.endpoints = [...endpoints];
+    this.clients = endpoints.map((e) => connect(e));
+    this.preferred = (start ?? randomInt(endpoints.length)) % endpoints.length;
   }
 
   /** The member the next call goes to first. */
@@ -37,11 +39,11 @@ export class EtcdMembers {
   /**
    * Runs `attempt` on the member that answered last, then on each next member while the failure is
    * retryable (a {@link CoolctlError} with `retryable`); anything else — an abort, a lost lease — is
-   * thrown at once. `attempt` sets its own deadline (etcdCall). Rejects with the last failure when
-   * every member failed. `onFailure` hears of each failed attempt that was passed on.
+   * thrown at once. `attempt` sets its own deadline. Rejects with the last failure when every
+   * member failed. `onFailure` hears of each failed attempt that was passed on.
    */
   async call<T>(
-    attempt: (client: Etcd3, endpoint: string) => Promise<T>,
+    attempt: (client: C, endpoint: string) => Promise<T>,
     onFailure?: (endpoint: string, err: CoolctlError) => void,
   ): Promise<T> {
     const n = this.clients.length;

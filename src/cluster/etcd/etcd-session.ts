@@ -17,8 +17,9 @@ import type { Logger } from 'pino';
 import { DataDirLock } from '../data-dir-lock.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { LeaseGuard } from '../lease-guard.ts';
-import { type EtcdSecurity, leaseHex } from './etcd-client.ts';
+import type { EtcdSecurity } from './etcd-client.ts';
 import type { KeepaliveWorkerData, MainMessage, WorkerMessage } from './keepalive-worker.ts';
+import { leaseHex } from './lease-wire.ts';
 
 export interface EtcdSessionOptions {
   /** etcd endpoints: the keepalive worker makes its own client. */

@@ -1,5 +1,5 @@
 // The keepalive worker: this node's lease lives here, on a thread with its own event loop and its
-// own etcd clients (one per member: etcd-members.ts), so a long synchronous stretch on the main loop
+// own connections to etcd (one per member: etcd-members.ts, speaking lease-wire.ts), so a long synchronous stretch on the main loop
 // (a huge message parsed, a GC storm) cannot delay the keepalives and let the guard deadline pass.
 // It grants the lease, sends one keepalive every keepaliveIntervalMs (each with a deadline, on the
 // member that answered last, and on to the next member at once when it fails), and moves the
@@ -13,8 +13,9 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Backoff, waitUnlessAborted } from '../../util/async.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
 import { type KeepaliveToken, LeaseGuard, sharedClockMs } from '../lease-guard.ts';
-import { type EtcdSecurity, etcdCall, leaseHex } from './etcd-client.ts';
+import type { EtcdSecurity } from './etcd-client.ts';
 import { EtcdMembers, memberName } from './etcd-members.ts';
+import { EtcdLeaseWire, leaseHex } from './lease-wire.ts';
 
 export interface KeepaliveWorkerData {
   shared: SharedArrayBuffer;
@@ -59,7 +60,7 @@ class KeepaliveLoop {
   private readonly d: KeepaliveWorkerData;
   private readonly guard: LeaseGuard;
   /** Calls go to the member that answered last, and on to the next at once when it fails. */
-  private readonly members: EtcdMembers;
+  private readonly members: EtcdMembers<EtcdLeaseWire>;
   private readonly send: (m: WorkerMessage) => void;
   private readonly stopping = new AbortController();
   private current: Lease | null = null;
@@ -72,7 +73,7 @@ class KeepaliveLoop {
     this.d = d;
     this.send = send;
     this.guard = new LeaseGuard({ ttlMs: d.ttlS * 1000, marginMs: d.safetyMarginMs, shared: d.shared });
-    this.members = new EtcdMembers({ ...d.security, hosts: d.hosts, callTimeoutMs: d.callTimeoutMs });
+    this.members = new EtcdMembers(d.hosts, (endpoint) => new EtcdLeaseWire({ ...d.security, endpoint }));
   }
 
   async start(): Promise<void> {
@@ -136,11 +137,7 @@ class KeepaliveLoop {
 
   private async revoke(id: string, signal: AbortSignal | undefined): Promise<void> {
     try {
-      await this.members.call((client) =>
-        etcdCall('lease revoke', this.d.callTimeoutMs, signal, (o) =>
-          client.leaseClient.leaseRevoke({ ID: id }, o),
-        ),
-      );
+      await this.members.call((member) => member.revoke(id, this.d.callTimeoutMs, signal));
     } catch (err) {
       if (isClusterError(err, ClusterErrorCodes.LEASE_LOST)) return; // already gone
       throw err;
@@ -173,18 +170,16 @@ class KeepaliveLoop {
   private async grant(): Promise<void> {
     // The grant's own send time is the first proof: etcd starts the TTL when it applies the grant.
     let token!: KeepaliveToken;
-    const res = await this.members.call((client) => {
+    const res = await this.members.call((member) => {
       token = this.guard.keepaliveSent();
-      return etcdCall('lease grant', this.d.callTimeoutMs, this.stopping.signal, (o) =>
-        client.leaseClient.leaseGrant({ TTL: this.d.ttlS }, o),
-      );
+      return member.grant(this.d.ttlS, this.d.callTimeoutMs, this.stopping.signal);
     });
-    if (Number(res.TTL) > this.d.ttlS) {
+    if (res.ttlS > this.d.ttlS) {
       // etcd raised the TTL to its minimum: failover will take longer than configured. The guard
       // keeps using the smaller, asked-for TTL, which is only more conservative.
-      this.log('warn', { askedS: this.d.ttlS, grantedS: Number(res.TTL) }, 'etcd raised the lease TTL');
+      this.log('warn', { askedS: this.d.ttlS, grantedS: res.ttlS }, 'etcd raised the lease TTL');
     }
-    const lease = { id: res.ID, hex: leaseHex(res.ID) };
+    const lease = { id: res.id, hex: leaseHex(res.id) };
     if (this.stopped) {
       await this.revoke(lease.id, undefined).catch(() => {});
       throw new ClusterError(ClusterErrorCodes.ABORTED, 'session stopped during lease grant');
@@ -253,20 +248,11 @@ class KeepaliveLoop {
    */
   private keepaliveOnce(lease: Lease): Promise<{ ttlS: number; token: KeepaliveToken }> {
     return this.members.call(
-      (client) => {
+      (member) => {
         const token = this.guard.keepaliveSent();
-        return etcdCall('lease keepalive', this.d.callTimeoutMs, this.stopping.signal, async (o) => {
-          const stream = await client.leaseClient.leaseKeepAlive(o);
-          return new Promise<number>((resolve, reject) => {
-            stream.on('data', (res) => {
-              // Half-close: the server ends the call cleanly (a cancel would make etcd3 reset the host).
-              stream.end();
-              resolve(Number(res.TTL));
-            });
-            stream.on('error', reject);
-            stream.write({ ID: lease.id });
-          });
-        }).then((ttlS) => ({ ttlS, token }));
+        return member
+          .keepAlive(lease.id, this.d.callTimeoutMs, this.stopping.signal)
+          .then((ttlS) => ({ ttlS, token }));
       },
       (endpoint, err) => {
         const member = memberName(endpoint);
