@@ -7,6 +7,7 @@
 // band, or unknown, is a break). Hysteresis: it clears only once the value is back by the band.
 
 import { flatString } from '../util/flat-string.ts';
+import { TypedSlab } from '../util/typed-slab.ts';
 import { ALARM_KINDS, type AlarmKind, conditionKey, type Severity } from './alarm.ts';
 import type { AlarmDelays, AlarmLimits } from './alarm-schema.ts';
 
@@ -32,6 +33,8 @@ export interface RuleMemory {
   since: Map<string, number>;
   /** Rack → recent (time ms, hottest inlet °C) samples, oldest first: the rise-rate rule's window. */
   inlets: Map<string, RiseWindow>;
+  /** Where the rise-rate windows' rings come from. */
+  rings: RingPool;
   /** Group → subject ('-' for none) → condition key by kind (KIND_INDEX): see keyOf. */
   keys: Map<string, Map<string, (string | undefined)[]>>;
   /** A rack list of the sensor store (one per site layout) → its indexes sorted by rack name. */
@@ -43,10 +46,15 @@ export interface RuleMemory {
  * object and two boxed numbers per sample were ~12 MB at 5 000 racks.
  */
 export class RiseWindow {
-  private readonly ring = new Float64Array(RING * 2);
+  private readonly ring: Float64Array;
   private first = 0;
   /** Samples held. */
   length = 0;
+
+  /** `ring`: RING_DOUBLES doubles (RingPool.take()). */
+  constructor(ring: Float64Array) {
+    this.ring = ring;
+  }
 
   tMs(i: number): number {
     return this.ring[((this.first + i) % RING) * 2]!;
@@ -70,8 +78,32 @@ export class RiseWindow {
   }
 }
 
+/** Rise-rate rings per buffer: a rack's ring alone would be a 512-byte store plus ~200 of overhead. */
+const RINGS_PER_SLAB = 16;
+
+/** Hands out rise-rate rings, RINGS_PER_SLAB carved from each buffer (TypedSlab says why). */
+export class RingPool {
+  private slab: TypedSlab | undefined;
+  private left = 0;
+
+  take(): Float64Array {
+    if (this.left === 0 || !this.slab) {
+      this.slab = new TypedSlab(TypedSlab.room(RINGS_PER_SLAB * RING_DOUBLES * 8, RINGS_PER_SLAB));
+      this.left = RINGS_PER_SLAB;
+    }
+    this.left--;
+    return this.slab.f64(RING_DOUBLES);
+  }
+}
+
 export function newMemory(): RuleMemory {
-  return { since: new Map(), inlets: new Map(), keys: new Map(), order: new WeakMap() };
+  return {
+    since: new Map(),
+    inlets: new Map(),
+    rings: new RingPool(),
+    keys: new Map(),
+    order: new WeakMap(),
+  };
 }
 
 /** A raw reading of a condition: beyond the limit, back inside the band, in between, or unknown. */
@@ -165,6 +197,8 @@ const f1 = (x: number) => x.toFixed(1);
 const RISE_SAMPLES = 30;
 /** The ring's room: RISE_SAMPLES + 1 fit in a window (both ends count), with a spare. */
 const RING = RISE_SAMPLES + 2;
+/** A ring's doubles: a (time, °C) pair per slot. */
+const RING_DOUBLES = RING * 2;
 
 /** A text, or how to write it when someone reads it. */
 type Text = string | (() => string);
@@ -423,7 +457,7 @@ export function evaluateGroup(
     // oldest to the reading now.
     let samples = memory.inlets.get(rack);
     if (!samples) {
-      samples = new RiseWindow();
+      samples = new RiseWindow(memory.rings.take());
       memory.inlets.set(rack, samples);
     }
     while (samples.length > 0 && samples.tMs(0) < windowFrom) samples.shift();

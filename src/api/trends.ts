@@ -4,6 +4,9 @@
 // Memory is fixed per series and stated by `bytes()`: values are Int16 hundredths (°C and % fit in
 // ±327.67 with 0.01 resolution); no time is stored per value, a tier's slots are consecutive steps.
 // The owners follow the running config (`keep`): one added by a hot reload gets rings, a removed one's go.
+// An owner's rings are carved out of one buffer (TypedSlab): twelve small arrays each with a store
+// of its own cost as much again as their data.
+import { TypedSlab } from '../util/typed-slab.ts';
 
 /** One resolution of a series: `slots` steps of `stepMs`; min/max kept only where they say something. */
 export interface TierSpec {
@@ -59,21 +62,26 @@ class Tier {
   private readonly lo: Float64Array;
   private readonly hi: Float64Array;
 
-  constructor(spec: TierSpec, metrics: number) {
+  constructor(spec: TierSpec, metrics: number, slab: TypedSlab) {
     this.spec = spec;
     this.k = metrics;
     const n = spec.slots * metrics;
-    this.mean = new Int16Array(n).fill(NO_DATA);
-    this.min = spec.minMax ? new Int16Array(n).fill(NO_DATA) : null;
-    this.max = spec.minMax ? new Int16Array(n).fill(NO_DATA) : null;
-    this.sum = new Float64Array(metrics);
-    this.count = new Uint32Array(metrics);
-    this.lo = new Float64Array(metrics);
-    this.hi = new Float64Array(metrics);
+    this.sum = slab.f64(metrics);
+    this.lo = slab.f64(metrics);
+    this.hi = slab.f64(metrics);
+    this.count = slab.u32(metrics);
+    this.mean = slab.i16(n).fill(NO_DATA);
+    this.min = spec.minMax ? slab.i16(n).fill(NO_DATA) : null;
+    this.max = spec.minMax ? slab.i16(n).fill(NO_DATA) : null;
   }
 
   static bytes(spec: TierSpec, metrics: number): number {
     return spec.slots * metrics * 2 * (spec.minMax ? 3 : 1) + metrics * 28;
+  }
+
+  /** Typed arrays a tier holds. */
+  static arrays(spec: TierSpec): number {
+    return spec.minMax ? 7 : 5;
   }
 
   add(atMs: number, values: readonly (number | null)[]): void {
@@ -148,8 +156,11 @@ class Owner {
   readonly recent: Tier;
   readonly day: Tier;
   constructor(spec: TrendSpec<string>) {
-    this.recent = new Tier(spec.recent, spec.metrics.length);
-    this.day = new Tier(spec.day, spec.metrics.length);
+    const slab = new TypedSlab(
+      TypedSlab.room(TrendStore.bytesPerOwner(spec), Tier.arrays(spec.recent) + Tier.arrays(spec.day)),
+    );
+    this.recent = new Tier(spec.recent, spec.metrics.length, slab);
+    this.day = new Tier(spec.day, spec.metrics.length, slab);
   }
 }
 

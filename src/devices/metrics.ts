@@ -23,6 +23,7 @@ import {
   type TextWriter,
   valueText,
 } from '../metrics/text.ts';
+import { TypedSlab } from '../util/typed-slab.ts';
 import type { LinkState } from './device-io.ts';
 import { registerRtuLineMetrics } from './modbus/rtu-line.ts';
 
@@ -34,6 +35,8 @@ const LINK_STATES: readonly LinkState[] = ['up', 'degraded', 'down'];
 // Few buckets, and the histogram is by protocol and operation, not per device: at a thousand devices
 // per-device buckets made /metrics 4.7–7 MB and each scrape stall the loop and bloat the heap.
 const LATENCY_BUCKETS_S: readonly number[] = [0.0025, 0.01, 0.05, 0.25, 1, 5];
+/** A latency histogram's slots: one per bucket and +Inf. */
+const LATENCY_SLOTS = LATENCY_BUCKETS_S.length + 1;
 
 type Labels = Readonly<Record<string, string>>;
 
@@ -76,12 +79,14 @@ class OpSeries {
   ok = 0;
   error = 0;
   /** Non-cumulative: counts[i] observations in (bucket[i-1], bucket[i]]; the last slot is +Inf. */
-  readonly counts = new Float64Array(LATENCY_BUCKETS_S.length + 1);
+  readonly counts: Float64Array;
   sum = 0;
   count = 0;
 
-  constructor(op: DeviceOp) {
+  /** `slab`: the device's one store for the counts of all its operations. */
+  constructor(op: DeviceOp, slab: TypedSlab) {
     this.op = op;
+    this.counts = slab.f64(LATENCY_SLOTS);
   }
 
   observe(seconds: number, failed: boolean): void {
@@ -114,7 +119,8 @@ export class DeviceMeter {
     this.labels = { device, protocol };
     this.labelText = extraLabels(this.labels).text;
     const byOp = {} as Record<DeviceOp, OpSeries>;
-    for (const op of DEVICE_OPS) byOp[op] = new OpSeries(op);
+    const slab = new TypedSlab(TypedSlab.room(DEVICE_OPS.length * LATENCY_SLOTS * 8, DEVICE_OPS.length));
+    for (const op of DEVICE_OPS) byOp[op] = new OpSeries(op, slab);
     this.byOp = byOp;
   }
 
