@@ -451,6 +451,7 @@ async function scrapeBurst(
   say: (line: string) => void,
 ): Promise<Record<string, number>> {
   const ms: number[] = [];
+  const firstByte: number[] = [];
   const age: number[] = [];
   const lag: number[] = [];
   const leadIn: number[] = [];
@@ -467,6 +468,7 @@ async function scrapeBurst(
     }
     first ??= last;
     ms.push(last.ms);
+    firstByte.push(last.firstByteMs);
     age.push(last.ageMs);
     if (i > 0) lag.push(sum(last.samples, 'nodejs_eventloop_lag_p99_seconds') * 1000);
   }
@@ -474,13 +476,19 @@ async function scrapeBurst(
     .map((m, i) => ({ m, i }))
     .sort((a, b) => b.m - a.m)
     .slice(0, 5)
-    .map(({ m, i }) => `#${i} ${m.toFixed(1)} ms (render ${age[i]} ms old)`);
+    .map(
+      ({ m, i }) =>
+        `#${i} ${m.toFixed(1)} ms (headers at ${firstByte[i]!.toFixed(1)} ms, render ${age[i]} ms old)`,
+    );
   say(`slowest scrapes of the burst: ${slowest.join(', ')}`);
   return {
     metrics_scrapes: n,
     metrics_scrape_ms_p50: percentile(ms, 50),
     metrics_scrape_ms_p99: percentile(ms, 99),
     metrics_scrape_ms_burst_max: Math.max(...ms),
+    // To the answer's headers: a slow scrape with early headers spent its time in the body's transfer.
+    metrics_scrape_first_byte_ms_p50: percentile(firstByte, 50),
+    metrics_scrape_first_byte_ms_p99: percentile(firstByte, 99),
     metrics_scrape_ms_lead_in_max: Math.max(...leadIn),
     // Values' age when sent: a steady scraper is answered from a render begun just before it came.
     metrics_age_ms_p50: percentile(age, 50),

@@ -108,6 +108,11 @@ export interface Scrape {
   samples: Sample[];
   /** Wall time the scrape took, ms, and the size of the answer. */
   ms: number;
+  /**
+   * Wall time to the answer's headers, ms: the request's wait for the node's loop and the answer's
+   * start. What comes after (ms − firstByteMs) is the body's transfer.
+   */
+  firstByteMs: number;
   bytes: number;
   /** How old the answer's render was when it was sent (the node's x-coolctl-metrics-age-ms), ms. */
   ageMs: number;
@@ -124,12 +129,14 @@ export async function scrape(
   // Node's own HTTP client, bytes only: fetch's body stream and its UTF-8 decoding of the ~2.7 MB
   // answer cost the bench ~10 ms a scrape on a quiet core (curl reads it in ~3 ms), which is not
   // the node's time. The clock stops at the last byte; decoding and parsing come after.
+  let firstByteMs = Number.NaN;
   const { status, chunks, ageHeader } = await new Promise<{
     status: number;
     chunks: Buffer[];
     ageHeader: string | undefined;
   }>((resolve, reject) => {
     const req = get(url, { headers, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+      firstByteMs = performance.now() - t0;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);
@@ -147,5 +154,5 @@ export async function scrape(
   if (status !== 200) throw new Error(`${apiUrl}/metrics answered ${status}`);
   const body = Buffer.concat(chunks);
   const ageMs = ageHeader === undefined ? Number.NaN : Number(ageHeader);
-  return { samples: parseMetrics(body.toString('utf8')), ms, bytes: body.length, ageMs };
+  return { samples: parseMetrics(body.toString('utf8')), ms, firstByteMs, bytes: body.length, ageMs };
 }
