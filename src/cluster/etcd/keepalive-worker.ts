@@ -1,6 +1,7 @@
 // The keepalive worker: this node's lease lives here, on a thread with its own event loop and its
-// own connections to etcd (one per member: etcd-members.ts, speaking lease-wire.ts), so a long synchronous stretch on the main loop
-// (a huge message parsed, a GC storm) cannot delay the keepalives and let the guard deadline pass.
+// own connections to etcd (one per member: etcd-members.ts, speaking lease-wire.ts), so a long
+// synchronous stretch on the main loop (a huge message parsed, a GC storm) cannot delay the
+// keepalives and let the guard deadline pass.
 // It grants the lease, sends one keepalive every keepaliveIntervalMs (each with a deadline, on the
 // member that answered last, and on to the next member at once when it fails), and moves the
 // deadline of the LeaseGuard it shares with the main thread. It also watches the main thread's

@@ -184,9 +184,9 @@ export class EtcdLeaseWire {
     return s;
   }
 
-  private dropSession(): void {
-    const s = this.session;
-    this.session = undefined;
+  /** Ends `s` (default: the current connection); the next call dials afresh. */
+  private dropSession(s: ClientHttp2Session | undefined = this.session): void {
+    if (this.session === s) this.session = undefined;
     s?.destroy();
   }
 
@@ -203,6 +203,7 @@ export class EtcdLeaseWire {
       return Promise.reject(new ClusterError(ClusterErrorCodes.ABORTED, `etcd ${what}: client closed`));
     if (signal?.aborted) return Promise.reject(aborted(what, signal));
     return new Promise<Buffer>((resolve, reject) => {
+      let session: ClientHttp2Session | undefined;
       let stream: ClientHttp2Stream | undefined;
       let settled = false;
       const chunks: Buffer[] = [];
@@ -221,8 +222,8 @@ export class EtcdLeaseWire {
       const onAbort = () => finish(aborted(what, signal));
       const timer = setTimeout(() => {
         // A member that does not answer in time may be gone without a word (a blackhole): dial
-        // afresh next time instead of queueing behind a dead connection.
-        this.dropSession();
+        // afresh next time instead of queueing behind a dead connection (this call's, not a newer one).
+        this.dropSession(session);
         finish(
           new ClusterError(ClusterErrorCodes.ETCD_TIMEOUT, `etcd ${what}: no answer within ${timeoutMs} ms`, {
             retryable: true,
@@ -231,7 +232,8 @@ export class EtcdLeaseWire {
       }, timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
-        stream = this.connection().request({
+        session = this.connection();
+        stream = session.request({
           [constants.HTTP2_HEADER_METHOD]: 'POST',
           [constants.HTTP2_HEADER_PATH]: path,
           [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
@@ -240,7 +242,7 @@ export class EtcdLeaseWire {
           ...(token === undefined ? {} : { token }),
         });
       } catch (err) {
-        this.dropSession();
+        this.dropSession(session);
         finish(err);
         return;
       }
