@@ -31,3 +31,32 @@ export class ClusterError extends CoolctlError {
 export function isClusterError(err: unknown, code: ClusterErrorCode): err is ClusterError {
   return err instanceof CoolctlError && err.code === code;
 }
+
+// One wording for the failures of an etcd call, whichever client made it (etcd-client.ts over
+// etcd3, lease-wire.ts over node:http2): `etcd <what>: …`. Retryable where another try can help.
+
+/** No answer within the call's deadline. */
+export function etcdTimeout(what: string, timeoutMs: number, cause?: unknown): ClusterError {
+  return new ClusterError(ClusterErrorCodes.ETCD_TIMEOUT, `etcd ${what}: no answer within ${timeoutMs} ms`, {
+    cause,
+    retryable: true,
+  });
+}
+
+/** The call failed (refused, reset, no leader, a garbled answer); another try or member may answer. */
+export function etcdUnavailable(what: string, message: string, cause?: unknown): ClusterError {
+  return new ClusterError(ClusterErrorCodes.ETCD_UNAVAILABLE, `etcd ${what}: ${message}`, {
+    cause,
+    retryable: true,
+  });
+}
+
+/** etcd has no such lease: every key it held is gone, on every member. */
+export function etcdLeaseLost(what: string, cause: unknown): ClusterError {
+  return new ClusterError(ClusterErrorCodes.LEASE_LOST, `etcd ${what}: lease not found`, { cause });
+}
+
+/** The caller's signal aborted the call. */
+export function etcdAborted(what: string, signal: AbortSignal | undefined): ClusterError {
+  return new ClusterError(ClusterErrorCodes.ABORTED, `etcd ${what}: aborted`, { cause: signal?.reason });
+}

@@ -23,7 +23,7 @@ import {
   GRPCUnavailableError,
   isRecoverableError,
 } from 'etcd3';
-import { ClusterError, ClusterErrorCodes } from '../errors.ts';
+import { ClusterError, etcdAborted, etcdLeaseLost, etcdTimeout, etcdUnavailable } from '../errors.ts';
 
 /**
  * How a client proves itself to etcd and checks etcd: the CA that signed the members' certificates,
@@ -130,20 +130,12 @@ export async function etcdCall<T>(
   signal: AbortSignal | undefined,
   fn: (options: CallOptions) => Promise<T>,
 ): Promise<T> {
-  if (signal?.aborted) throw abortedError(what, signal);
+  if (signal?.aborted) throw etcdAborted(what, signal);
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const bounded = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () =>
-        reject(
-          new ClusterError(ClusterErrorCodes.ETCD_TIMEOUT, `etcd ${what}: no answer within ${timeoutMs} ms`, {
-            retryable: true,
-          }),
-        ),
-      timeoutMs,
-    );
-    onAbort = () => reject(abortedError(what, signal));
+    timer = setTimeout(() => reject(etcdTimeout(what, timeoutMs)), timeoutMs);
+    onAbort = () => reject(etcdAborted(what, signal));
     signal?.addEventListener('abort', onAbort, { once: true });
   });
   try {
@@ -158,29 +150,10 @@ export async function etcdCall<T>(
   }
 }
 
-function abortedError(what: string, signal: AbortSignal | undefined): ClusterError {
-  return new ClusterError(ClusterErrorCodes.ABORTED, `etcd ${what}: aborted`, { cause: signal?.reason });
-}
-
 /** Maps an etcd3/gRPC error to our catalog; a lease etcd does not know is LEASE_LOST (not retryable). */
 export function toClusterError(what: string, timeoutMs: number, err: unknown): ClusterError {
   if (err instanceof ClusterError) return err;
-  if (err instanceof EtcdLeaseInvalidError) {
-    return new ClusterError(ClusterErrorCodes.LEASE_LOST, `etcd ${what}: lease not found`, { cause: err });
-  }
-  if (err instanceof GRPCDeadlineExceededError) {
-    return new ClusterError(
-      ClusterErrorCodes.ETCD_TIMEOUT,
-      `etcd ${what}: no answer within ${timeoutMs} ms`,
-      {
-        cause: err,
-        retryable: true,
-      },
-    );
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return new ClusterError(ClusterErrorCodes.ETCD_UNAVAILABLE, `etcd ${what}: ${message}`, {
-    cause: err,
-    retryable: true,
-  });
+  if (err instanceof EtcdLeaseInvalidError) return etcdLeaseLost(what, err);
+  if (err instanceof GRPCDeadlineExceededError) return etcdTimeout(what, timeoutMs, err);
+  return etcdUnavailable(what, err instanceof Error ? err.message : String(err), err);
 }

@@ -17,7 +17,14 @@ import {
   type SecureClientSessionOptions,
 } from 'node:http2';
 import { isIP } from 'node:net';
-import { ClusterError, ClusterErrorCodes } from '../errors.ts';
+import {
+  ClusterError,
+  ClusterErrorCodes,
+  etcdAborted,
+  etcdLeaseLost,
+  etcdTimeout,
+  etcdUnavailable,
+} from '../errors.ts';
 import type { EtcdSecurity } from './etcd-client.ts';
 
 /** gRPC status codes this wire tells apart (grpc/doc/statuscodes.md). */
@@ -79,9 +86,9 @@ export class EtcdLeaseWire {
       signal,
     );
     const error = f.bytes.get(4)?.toString('utf8');
-    if (error) throw unavailable('lease grant', `etcd refused the grant: ${error}`);
+    if (error) throw etcdUnavailable('lease grant', `etcd refused the grant: ${error}`);
     const id = f.varints.get(2);
-    if (id === undefined || id <= 0n) throw unavailable('lease grant', 'the answer has no lease id');
+    if (id === undefined || id <= 0n) throw etcdUnavailable('lease grant', 'the answer has no lease id');
     return { id: id.toString(), ttlS: Number(BigInt.asIntN(64, f.varints.get(3) ?? 0n)) };
   }
 
@@ -163,7 +170,7 @@ export class EtcdLeaseWire {
     } catch (err) {
       throw toClusterError('authenticate', timeoutMs, err);
     }
-    if (!token) throw unavailable('authenticate', 'the answer has no token');
+    if (!token) throw etcdUnavailable('authenticate', 'the answer has no token');
     return token;
   }
 
@@ -201,7 +208,7 @@ export class EtcdLeaseWire {
   ): Promise<Buffer> {
     if (this.closed)
       return Promise.reject(new ClusterError(ClusterErrorCodes.ABORTED, `etcd ${what}: client closed`));
-    if (signal?.aborted) return Promise.reject(aborted(what, signal));
+    if (signal?.aborted) return Promise.reject(etcdAborted(what, signal));
     return new Promise<Buffer>((resolve, reject) => {
       let session: ClientHttp2Session | undefined;
       let stream: ClientHttp2Stream | undefined;
@@ -219,16 +226,12 @@ export class EtcdLeaseWire {
         if (err === undefined) resolve(value!);
         else reject(err);
       };
-      const onAbort = () => finish(aborted(what, signal));
+      const onAbort = () => finish(etcdAborted(what, signal));
       const timer = setTimeout(() => {
         // A member that does not answer in time may be gone without a word (a blackhole): dial
         // afresh next time instead of queueing behind a dead connection (this call's, not a newer one).
         this.dropSession(session);
-        finish(
-          new ClusterError(ClusterErrorCodes.ETCD_TIMEOUT, `etcd ${what}: no answer within ${timeoutMs} ms`, {
-            retryable: true,
-          }),
-        );
+        finish(etcdTimeout(what, timeoutMs));
       }, timeoutMs);
       signal?.addEventListener('abort', onAbort, { once: true });
       try {
@@ -321,24 +324,13 @@ function toClusterError(what: string, timeoutMs: number, err: unknown): ClusterE
   if (err instanceof ClusterError) return err;
   if (err instanceof WireStatus) {
     if (err.status === GRPC_NOT_FOUND && /lease not found/.test(err.message)) {
-      return new ClusterError(ClusterErrorCodes.LEASE_LOST, `etcd ${what}: lease not found`, { cause: err });
+      return etcdLeaseLost(what, err);
     }
-    return unavailable(what, err.message, err);
+    return etcdUnavailable(what, err.message, err);
   }
-  if (err instanceof WireProtocolError) return unavailable(what, `malformed answer: ${err.message}`, err);
+  if (err instanceof WireProtocolError) return etcdUnavailable(what, `malformed answer: ${err.message}`, err);
   const message = err instanceof Error ? err.message : String(err);
-  return unavailable(what, message || `no answer within ${timeoutMs} ms`, err);
-}
-
-function unavailable(what: string, message: string, cause?: unknown): ClusterError {
-  return new ClusterError(ClusterErrorCodes.ETCD_UNAVAILABLE, `etcd ${what}: ${message}`, {
-    cause,
-    retryable: true,
-  });
-}
-
-function aborted(what: string, signal: AbortSignal | undefined): ClusterError {
-  return new ClusterError(ClusterErrorCodes.ABORTED, `etcd ${what}: aborted`, { cause: signal?.reason });
+  return etcdUnavailable(what, message || `no answer within ${timeoutMs} ms`, err);
 }
 
 /** A gRPC length-prefixed message: no compression, 4-byte big-endian length. */
