@@ -145,7 +145,7 @@ export class EtcdLeaseWire {
           this.token = undefined; // etcd's simple tokens expire; ask for a fresh one, once
           continue;
         }
-        throw toClusterError(what, timeoutMs, err);
+        throw toClusterError(what, err);
       }
     }
   }
@@ -168,7 +168,7 @@ export class EtcdLeaseWire {
       );
       token = decode(reply).bytes.get(2)?.toString('utf8');
     } catch (err) {
-      throw toClusterError('authenticate', timeoutMs, err);
+      throw toClusterError('authenticate', err);
     }
     if (!token) throw etcdUnavailable('authenticate', 'the answer has no token');
     return token;
@@ -320,7 +320,7 @@ function readReply(
   return data.subarray(5, 5 + length);
 }
 
-function toClusterError(what: string, timeoutMs: number, err: unknown): ClusterError {
+function toClusterError(what: string, err: unknown): ClusterError {
   if (err instanceof ClusterError) return err;
   if (err instanceof WireStatus) {
     if (err.status === GRPC_NOT_FOUND && /lease not found/.test(err.message)) {
@@ -329,8 +329,10 @@ function toClusterError(what: string, timeoutMs: number, err: unknown): ClusterE
     return etcdUnavailable(what, err.message, err);
   }
   if (err instanceof WireProtocolError) return etcdUnavailable(what, `malformed answer: ${err.message}`, err);
+  // A timeout is already a ClusterError (above); an error without words is named by its code.
   const message = err instanceof Error ? err.message : String(err);
-  return etcdUnavailable(what, message || `no answer within ${timeoutMs} ms`, err);
+  const code = (err as { code?: unknown } | null)?.code;
+  return etcdUnavailable(what, message || (typeof code === 'string' ? code : 'failed, no reason given'), err);
 }
 
 /** A gRPC length-prefixed message: no compression, 4-byte big-endian length. */
