@@ -391,6 +391,7 @@ async function phase(
       ahus_remote: s1.ahus.filter((a) => a.mode === 'remote').length,
       metrics_scrape_ms_max: Math.max(...scrapes.map((s) => s.ms)),
       metrics_bytes: m1.bytes,
+      metrics_wire_bytes: m1.wireBytes,
       start_s: startS,
       sim_cpu_pct: (simCpu / wallS) * 100,
       sim_pace: (s1.simTimeS - s0.simTimeS) / wallS,
@@ -496,6 +497,7 @@ async function scrapeBurst(
     metrics_age_ms_max: Math.max(...age),
     metrics_series: last!.samples.length,
     metrics_burst_bytes: last!.bytes,
+    metrics_burst_wire_bytes: last!.wireBytes,
     metrics_process_value_series: last!.samples.filter((s) =>
       /^coolctl_(rack|group|unit|plant)_/.test(s.name),
     ).length,

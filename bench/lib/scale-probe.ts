@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import { gunzipSync } from 'node:zlib';
 
 const CLK_TCK = (() => {
   try {
@@ -114,6 +115,8 @@ export interface Scrape {
    */
   firstByteMs: number;
   bytes: number;
+  /** Bytes on the wire: the answer as sent (gzipped when the node compressed it). */
+  wireBytes: number;
   /** How old the answer's render was when it was sent (the node's x-coolctl-metrics-age-ms), ms. */
   ageMs: number;
 }
@@ -128,14 +131,17 @@ export async function scrape(
   const t0 = performance.now();
   // Node's own HTTP client, bytes only: fetch's body stream and its UTF-8 decoding of the ~2.7 MB
   // answer cost the bench ~10 ms a scrape on a quiet core (curl reads it in ~3 ms), which is not
-  // the node's time. The clock stops at the last byte; decoding and parsing come after.
+  // the node's time. The clock stops at the last byte; decoding and parsing come after. It asks for
+  // gzip as Prometheus does (its scrapes always send Accept-Encoding: gzip).
   let firstByteMs = Number.NaN;
-  const { status, chunks, ageHeader } = await new Promise<{
+  const { status, chunks, ageHeader, encoding } = await new Promise<{
     status: number;
     chunks: Buffer[];
     ageHeader: string | undefined;
+    encoding: string | undefined;
   }>((resolve, reject) => {
-    const req = get(url, { headers, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
+    const asked = { 'accept-encoding': 'gzip', ...headers };
+    const req = get(url, { headers: asked, signal: AbortSignal.timeout(timeoutMs) }, (res) => {
       firstByteMs = performance.now() - t0;
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -145,6 +151,7 @@ export async function scrape(
           status: res.statusCode ?? 0,
           chunks,
           ageHeader: res.headers['x-coolctl-metrics-age-ms'] as string | undefined,
+          encoding: res.headers['content-encoding'],
         }),
       );
     });
@@ -152,7 +159,15 @@ export async function scrape(
   });
   const ms = performance.now() - t0;
   if (status !== 200) throw new Error(`${apiUrl}/metrics answered ${status}`);
-  const body = Buffer.concat(chunks);
+  const wire = Buffer.concat(chunks);
+  const body = encoding === 'gzip' ? gunzipSync(wire) : wire;
   const ageMs = ageHeader === undefined ? Number.NaN : Number(ageHeader);
-  return { samples: parseMetrics(body.toString('utf8')), ms, firstByteMs, bytes: body.length, ageMs };
+  return {
+    samples: parseMetrics(body.toString('utf8')),
+    ms,
+    firstByteMs,
+    bytes: body.length,
+    wireBytes: wire.length,
+    ageMs,
+  };
 }

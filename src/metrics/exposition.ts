@@ -10,7 +10,13 @@
 // second before the scrape is due (planAhead), so the scrape waits for the socket, not for the
 // render; such a render is served at most aheadMaxAgeMs after it began (one control period). Two
 // buffers then take turns: the one being sent and the one the next render writes.
+// A scraper that accepts gzip (Prometheus always does) gets the render compressed once, off the
+// event loop (zlib's thread pool, fastest level: ~10× smaller, a few ms of CPU at 1 000 units), and
+// a render made ahead for such a scraper is compressed as soon as it is done: the scrape then waits
+// neither for the render nor for a 2.7 MB answer to drain through the socket turn by turn.
 
+import { promisify } from 'node:util';
+import { gzip as gzipCallback, constants as zlibConstants } from 'node:zlib';
 import { type Metric, Registry } from 'prom-client';
 import { sliceTurns } from '../util/async.ts';
 import { type PromFamily, rendersOwnText, TextWriter, writeFamily } from './text.ts';
@@ -60,9 +66,13 @@ export interface ExpositionOptions {
   timers?: ExpositionTimers;
 }
 
+const gzipAsync = promisify(gzipCallback);
+
 /** One render's text, lent to the answers that send it. */
 export interface MetricsLease {
   readonly body: Buffer;
+  /** `gzip` when body is the render compressed (asked for, and the compression worked). */
+  readonly encoding: 'identity' | 'gzip';
   /** How long before this lease the render began: what the answer's values may lag the scrape by. */
   readonly ageMs: number;
   /** The answer is sent (or abandoned): the buffer may be written again once every lease is released. */
@@ -82,6 +92,8 @@ interface Rendered {
   /** Made ahead of a due scrape (served up to aheadMaxAgeMs after its start, not reuseMs). */
   ahead: boolean;
   servedAhead: boolean;
+  /** The body gzipped, once asked for (the render is leased while zlib reads it). */
+  gzip?: Promise<Buffer>;
 }
 
 export class MetricsExposition {
@@ -109,6 +121,11 @@ export class MetricsExposition {
   /** Of them, made ahead of a due scrape; and of those, served to one. */
   rendersAhead = 0;
   aheadServed = 0;
+  /** Renders compressed (one per render, however many gzip answers send it); of them, failed. */
+  compressions = 0;
+  compressionFailures = 0;
+  /** The last scrape that moved the plan accepted gzip: compress the next render ahead as soon as it is done. */
+  private gzipAhead = false;
   private lastBytes = 64 * 1024;
 
   constructor(registry: Registry, opts: ExpositionOptions = {}) {
@@ -142,24 +159,59 @@ export class MetricsExposition {
    * The same text, lent: release() once the answer is sent, and its buffer serves a later render.
    * What /metrics uses.
    */
-  async lease(): Promise<MetricsLease> {
-    const r = await this.scraped();
+  async lease(opts: { gzip?: boolean } = {}): Promise<MetricsLease> {
+    const r = await this.scraped(opts.gzip === true);
+    // Leased before anything is awaited: the render stays as it is for the answer, gzipped or not.
     r.leases++;
     let released = false;
-    return {
-      body: r.body,
-      ageMs: Math.max(0, this.now() - r.startedAtMs),
-      release: () => {
-        if (released) return;
-        released = true;
+    const release = () => {
+      if (released) return;
+      released = true;
+      r.leases--;
+      this.recycle(r);
+    };
+    if (opts.gzip) {
+      const body = await this.compressed(r).catch(() => undefined);
+      if (body) {
+        // The compressed bytes are the answer's own: the render goes back now.
+        release();
+        return { body, encoding: 'gzip', ageMs: Math.max(0, this.now() - r.startedAtMs), release() {} };
+      }
+    }
+    return { body: r.body, encoding: 'identity', ageMs: Math.max(0, this.now() - r.startedAtMs), release };
+  }
+
+  /**
+   * The render gzipped, once: zlib reads the render's buffer in its thread pool, so the render is
+   * leased (not written again) until it is done. A failure is counted and not kept (the answer goes
+   * uncompressed; the next gzip scrape tries again).
+   */
+  private compressed(r: Rendered): Promise<Buffer> {
+    if (!r.gzip) {
+      this.compressions++;
+      r.leases++;
+      const done = () => {
         r.leases--;
         this.recycle(r);
-      },
-    };
+      };
+      r.gzip = gzipAsync(r.body, { level: zlibConstants.Z_BEST_SPEED }).then(
+        (z) => {
+          done();
+          return z;
+        },
+        (err: unknown) => {
+          done();
+          this.compressionFailures++;
+          r.gzip = undefined;
+          throw err;
+        },
+      );
+    }
+    return r.gzip;
   }
 
   /** A scrape's render: one still offered, the one in flight, or a new one; then the next is planned. */
-  private async scraped(): Promise<Rendered> {
+  private async scraped(gzip = false): Promise<Rendered> {
     const atMs = this.now();
     // The second of an HA pair (within reuseMs of the first) neither moves the plan nor sets the cadence.
     const lastArrival = this.arrivals.at(-1);
@@ -174,7 +226,10 @@ export class MetricsExposition {
       r.servedAhead = true;
       this.aheadServed++;
     }
-    if (anew) this.planAhead(atMs);
+    if (anew) {
+      this.gzipAhead = gzip;
+      this.planAhead(atMs);
+    }
     return r;
   }
 
@@ -216,6 +271,8 @@ export class MetricsExposition {
       (r) => {
         this.inFlight = undefined;
         this.offer(r);
+        // Ready before the scrape it was made for, in the encoding that scraper asked for last.
+        if (ahead && this.gzipAhead) this.compressed(r).catch(() => {});
         return r;
       },
       (err: unknown) => {

@@ -2,6 +2,7 @@
 // cluster view, switchover sent to the right node, bad requests refused with a stable code and
 // counted, and an OpenAPI description of every route.
 import { EventEmitter } from 'node:events';
+import { gunzipSync } from 'node:zlib';
 import { Counter, Gauge, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/api/app.ts';
@@ -186,6 +187,14 @@ describe('controller API', () => {
     );
     expect(m.body.match(/^coolctl_device_link_state\{/gm)).toHaveLength(450);
     expect(m.body.match(/^coolctl_device_errors_total\{/gm)).toHaveLength(45);
+    expect(m.headers['content-encoding']).toBeUndefined();
+    // Prometheus asks for gzip: the same text, compressed.
+    const z = await app.inject({ url: '/metrics', headers: { 'accept-encoding': 'gzip' } });
+    expect(z.statusCode).toBe(200);
+    expect(z.headers['content-encoding']).toBe('gzip');
+    expect(z.headers.vary).toMatch(/accept-encoding/i);
+    expect(gunzipSync(z.rawPayload).toString('utf8')).toBe(await registry.metrics());
+    expect(z.rawPayload.length).toBeLessThan(m.rawPayload.length / 4);
     const spec = (await app.inject('/openapi.json')).json();
     expect(spec.openapi).toMatch(/^3\./);
     expect(Object.keys(spec.paths)).toEqual(

@@ -3,9 +3,11 @@
 // included; a family of a thousand lines is written over several event-loop turns, not in one; the
 // line starts the per-device and process-value families keep between scrapes follow devices added
 // and a site reloaded; `promtool check metrics` takes the text.
+import { gunzipSync } from 'node:zlib';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { acceptsGzip } from '../../src/api/metrics-text.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuReadings, DeviceIo } from '../../src/devices/device-io.ts';
@@ -180,6 +182,93 @@ describe('render buffers', () => {
     expect(f.body.buffer).toBe(a.body.buffer);
     expect(f.body.toString()).toContain('coolctl_test_n 3\n');
     f.release();
+  });
+});
+
+describe('gzip for scrapers that accept it', () => {
+  it('answers the same text gzipped, compressed once per render, and leaves the render buffers as they were', async () => {
+    const registry = new Registry();
+    const g = new Gauge({
+      name: 'coolctl_test_n',
+      help: 'a number',
+      labelNames: ['u'],
+      registers: [registry],
+    });
+    for (let i = 0; i < 2000; i++) g.set({ u: `AHU-${i}` }, i / 7);
+    const e = new MetricsExposition(registry, { reuseMs: 500 });
+    const [z1, z2, plain] = await Promise.all([e.lease({ gzip: true }), e.lease({ gzip: true }), e.lease()]);
+    expect(z1.encoding).toBe('gzip');
+    expect(plain.encoding).toBe('identity');
+    const text = plain.body.toString('utf8');
+    expect(text).toBe(await registry.metrics());
+    expect(gunzipSync(z1.body).toString('utf8')).toBe(text);
+    expect(z2.body).toBe(z1.body); // one compression serves both answers of the render
+    expect(e.compressions).toBe(1);
+    expect(z1.body.length).toBeLessThan(text.length / 4);
+    // The gzip answers hold nothing of the render: once the plain answer is sent its buffer is reused.
+    z1.release();
+    z2.release();
+    plain.release();
+    const e2 = new MetricsExposition(registry, { reuseMs: 0 });
+    const a = await e2.lease({ gzip: true });
+    g.set({ u: 'AHU-0' }, 42);
+    const b = await e2.lease();
+    expect(b.body.toString()).toContain('coolctl_test_n{u="AHU-0"} 42\n');
+    expect(gunzipSync(a.body).toString()).not.toContain('coolctl_test_n{u="AHU-0"} 42\n');
+    b.release();
+  });
+
+  it('a render made ahead for a gzip scraper is compressed before the scrape comes', async () => {
+    const registry = new Registry();
+    new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] }).set(5);
+    const clock = { ms: 0 };
+    const t = handTimers();
+    const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers });
+    for (const at of [0, 1000, 2000, 3000]) {
+      clock.ms = at;
+      (await e.lease({ gzip: true })).release();
+    }
+    expect(e.compressions).toBe(4);
+    const [plan] = t.pending();
+    clock.ms = 3500;
+    t.fire(plan!);
+    await e.idle();
+    // Compressed as soon as the render was done, before any scrape asked for it.
+    await waitFor('the ahead render compressed', () => e.compressions === 5);
+    clock.ms = 4000;
+    const l = await e.lease({ gzip: true });
+    expect(e.compressions).toBe(5); // the scrape took that compression, it started none
+    expect(e.aheadServed).toBe(1);
+    expect(gunzipSync(l.body).toString()).toContain('coolctl_test_n 5\n');
+  });
+
+  it('reads Accept-Encoding as RFC 9110 says: gzip or *, with a q-value above 0', () => {
+    for (const yes of [
+      'gzip',
+      'GZIP',
+      'identity, gzip',
+      'x-gzip',
+      'br;q=1.0, gzip;q=0.5',
+      '*',
+      'gzip;q=0.001',
+      ['deflate', 'gzip'],
+    ])
+      expect(acceptsGzip(yes), String(yes)).toBe(true);
+    for (const no of [
+      undefined,
+      '',
+      'identity',
+      'deflate, br',
+      'gzip;q=0',
+      'gzip; q=0.0',
+      '*;q=0',
+      '*, gzip;q=0',
+      'gzipx',
+      'gzip;q=abc',
+      'gzip;q=2',
+      `${'x,'.repeat(600)}gzip`,
+    ])
+      expect(acceptsGzip(no), String(no)).toBe(false);
   });
 });
 

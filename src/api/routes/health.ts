@@ -2,7 +2,7 @@
 // metrics (a viewer's, unless `api.metricsAuth: none` lets a scraper without a token read them).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ApiDeps } from '../app.ts';
-import { expositionOf, metricsLease } from '../metrics-text.ts';
+import { acceptsGzip, expositionOf, metricsLease } from '../metrics-text.ts';
 
 export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
   /** One log line when /healthz starts failing and one when it recovers, not one per probe. */
@@ -54,16 +54,18 @@ export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps
       config: { access: deps.security?.metricsAuth === 'none' ? 'public' : 'viewer' },
       schema: {
         description:
-          'Prometheus metrics (text exposition format). Needs a viewer’s token unless the node runs with api.metricsAuth: none. A steady scraper is answered from a render begun shortly before it came, never more than 1 s before; the header x-coolctl-metrics-age-ms says how long before.',
+          'Prometheus metrics (text exposition format). Needs a viewer’s token unless the node runs with api.metricsAuth: none. A steady scraper is answered from a render begun shortly before it came, never more than 1 s before; the header x-coolctl-metrics-age-ms says how long before. Gzipped when Accept-Encoding allows it (Prometheus asks), compressed once per render.',
       },
     },
-    async (_req, reply) => {
-      const lease = await metricsLease(deps.registry);
+    async (req, reply) => {
+      const lease = await metricsLease(deps.registry, acceptsGzip(req.headers['accept-encoding']));
       // 'close' follows the last byte handed to the kernel, or an abandoned answer.
       reply.raw.once('close', lease.release);
       // A steady scraper is answered from a render made just before it came (at most one control
       // period old): how old, for whoever wants to know.
       reply.header('x-coolctl-metrics-age-ms', Math.round(lease.ageMs));
+      reply.header('vary', 'accept-encoding');
+      if (lease.encoding === 'gzip') reply.header('content-encoding', 'gzip');
       return reply.type(deps.registry.contentType).send(lease.body);
     },
   );
