@@ -5,7 +5,7 @@
 // supply setpoint, then the best day: one setpoint all day (18 °C, where both controllers run), the
 // setpoint chosen per hour for the least total, and the trade between fans and total as the price
 // of fan energy rises. T is coolctl's tuned inlet target (`LAW_TUNING`: the margin the +30 % load
-// step needs) and 27 °C (no margin: the steady state alone, no fault could be met). The tuned
+// step needs) and 27 °C (no margin at all: the steady state alone, no room for any fault). The tuned
 // baseline and coolctl run the same day beside it (test/support/control-hall.ts), so every ratio is
 // from one run. Args: [--step 0.5] (supply grid, K).
 import { parseArgs } from 'node:util';
@@ -20,6 +20,7 @@ const TOTAL_GOAL_PCT = 10;
 export async function run(argv: string[]): Promise<Record<string, number>> {
   const { values } = parseArgs({ args: argv, options: { step: { type: 'string' } } });
   const step = Number(values.step ?? 0.5);
+  if (!(step >= 0.1 && step <= 4)) throw new RangeError(`--step must be 0.1–4 K, not "${values.step}"`);
   const supplies: number[] = [];
   for (let s = 18; s <= 22 + 1e-9; s += step) supplies.push(Math.round(s * 100) / 100);
   const loads = [0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0];
