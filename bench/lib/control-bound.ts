@@ -147,19 +147,36 @@ export interface BoundTable {
   supplies: number[];
   /** points[i][j]: load i, supply j. */
   points: SteadyPoint[][];
+  /**
+   * Each hour of the daily profile (hall time 0 = `startHourOfDay`), for each supply j: the fans'
+   * and the plant's kWh at that hour's load and wet bulb. What `dayBound` chooses from.
+   */
+  hours: { fanKwh: Float64Array; plantKwh: Float64Array }[];
 }
 
+export interface BoundTableOptions extends BoundOptions {
+  /** Hour of day at hall time 0 (the bench's halls start at 08:00). */
+  startHourOfDay?: number;
+}
+
+/** The steady points for every load and supply, and from them each hour's energy (one site for all). */
 export function boundTable(
   limitC: number,
   loads: number[],
   supplies: number[],
-  opts: BoundOptions = {},
+  opts: BoundTableOptions = {},
 ): BoundTable {
-  return { loads, supplies, points: loads.map((l) => supplies.map((s) => steadyFans(l, s, limitC, opts))) };
+  const site = opts.site ?? generateSite(demoShape);
+  const t = {
+    loads,
+    supplies,
+    points: loads.map((l) => supplies.map((s) => steadyFans(l, s, limitC, { ...opts, site }))),
+  };
+  return { ...t, hours: hourlyEnergy(t, site, opts.startHourOfDay ?? 8) };
 }
 
 /** Linear in load between the table's rows; Infinity where either row cannot hold the limit. */
-function interp(t: BoundTable, load: number, j: number, k: 'fanKw' | 'coilKw'): number {
+function interp(t: Omit<BoundTable, 'hours'>, load: number, j: number, k: 'fanKw' | 'coilKw'): number {
   let i = t.loads.findIndex((x) => x >= load);
   if (i <= 0) i = 1;
   const a = t.loads[i - 1]!;
@@ -172,24 +189,11 @@ function interp(t: BoundTable, load: number, j: number, k: 'fanKw' | 'coilKw'): 
   return va * (1 - w) + vb * w;
 }
 
-/**
- * The day at its best for one price of fan energy: each hour takes the supply setpoint that
- * minimises (1 + fanWeight)·fan kWh + plant kWh. fanWeight 0 minimises the total; a large weight
- * holds 18 °C-like supply and minimises fans; the weights between trace the trade-off.
- * `fixedSupplyC` holds one setpoint all day instead.
- */
-export function dayBound(
-  t: BoundTable,
-  fanWeight: number,
-  fixedSupplyC?: number,
-  site: Site = generateSite(demoShape),
-  startHourOfDay = 8,
-): DayBound {
+/** Each hour's fan and plant kWh per supply: six steps an hour of its load and wet bulb. */
+function hourlyEnergy(t: Omit<BoundTable, 'hours'>, site: Site, startHourOfDay: number): BoundTable['hours'] {
   const refKw = site.airHandlers.reduce((s, a) => s + a.capacityKw, 0);
   const sub = 6;
-  let fanKwh = 0;
-  let plantKwh = 0;
-  const supplyByHour: number[] = [];
+  const hours: BoundTable['hours'] = [];
   for (let h = 0; h < 24; h++) {
     const fan = new Float64Array(t.supplies.length);
     const plant = new Float64Array(t.supplies.length);
@@ -204,6 +208,22 @@ export function dayBound(
           plantPoint(coil, chwSupplyForC([s], DEFAULT_PLANT), wb, DEFAULT_PLANT, refKw).plantKw / sub;
       });
     }
+    hours.push({ fanKwh: fan, plantKwh: plant });
+  }
+  return hours;
+}
+
+/**
+ * The day at its best for one price of fan energy: each hour takes the supply setpoint that
+ * minimises (1 + fanWeight)·fan kWh + plant kWh. fanWeight 0 minimises the total; a large weight
+ * holds 18 °C-like supply and minimises fans; the weights between trace the trade-off.
+ * `fixedSupplyC` holds one setpoint all day instead.
+ */
+export function dayBound(t: BoundTable, fanWeight: number, fixedSupplyC?: number): DayBound {
+  let fanKwh = 0;
+  let plantKwh = 0;
+  const supplyByHour: number[] = [];
+  for (const [h, { fanKwh: fan, plantKwh: plant }] of t.hours.entries()) {
     let best = -1;
     t.supplies.forEach((s, j) => {
       if (fixedSupplyC !== undefined && s !== fixedSupplyC) return;

@@ -60,9 +60,9 @@ describe('control-hall energy bound', () => {
 
   it('trades fans for plant as the price of fan energy says', () => {
     const t = boundTable(27, [0.7, 1], [18, 20], { site });
-    const held = dayBound(t, 0, 18, site);
-    const cheapest = dayBound(t, 0, undefined, site);
-    const fansDear = dayBound(t, 100, undefined, site);
+    const held = dayBound(t, 0, 18);
+    const cheapest = dayBound(t, 0);
+    const fansDear = dayBound(t, 100);
     expect(held.supplyByHour.every((s) => s === 18)).toBe(true);
     expect(cheapest.totalKwh).toBeLessThanOrEqual(held.totalKwh);
     // Warmer supply air at some hours: less plant, more fans.
