@@ -23,16 +23,18 @@ const HOUR = 3600;
 /**
  * coolctl's tuning for the demo hall, found as the baseline's was: the warmest inlet target on a
  * 0.1 K grid whose runs here (the day, +30 % IT load, the trip, the stuck sensor, the failover, the
- * night step) all stay ≤ 27 °C — 26.7 °C takes the +30 % step to 27.21 °C — with the fan PI at
+ * night step) all stay ≤ 27 °C — 26.7 °C takes the stuck sensor's run to 27.05 °C — with the fan PI at
  * twice the default gains (kp 4 → 8 %/K, ki 0.08 → 0.16 %/(K·s)), neighbours asked for air from
- * 80 % demand (`help.startPct` on a 5 % grid, 70–90, at a 26.5 °C target; docs/control.md) and the
- * coil-load feed-forward at its default. The +30 % step is what limits the target: the inlets rise
- * ~0.4 K over it before the airflow it calls for has reached them.
+ * 75 % demand and answering while 5 % or more under the caller (`help.startPct` on a 5 % grid,
+ * 70–85; `help.priceGapPct` 3–10), units within a group nearly alike (`allocation.gain` 0.05; 0–0.5
+ * swept; docs/control.md) and the coil-load feed-forward at its default. The +30 % step is what
+ * limits the target: the inlets rise ~0.4 K over it before the airflow it calls for has reached them.
  */
 export const LAW_TUNING: ControlTuningInput = {
   inletTargetC: 26.6,
   fan: { kpPctPerK: 8, kiPctPerKS: 0.16 },
-  help: { startPct: 80 },
+  help: { startPct: 75, priceGapPct: 5, priceBandPct: 5 },
+  allocation: { gain: 0.05 },
 };
 /** coolctl as it ships: the law with its influence learner (and the learner's dither) on. */
 const COOLCTL = { control: 'law', tuning: LAW_TUNING, learn: true } as const;

@@ -39,6 +39,7 @@ import {
   stepGroup,
   type UnitInput,
 } from './law/group-controller.ts';
+import { answeredHelpK, callFrom, type NeighbourCall } from './law/help.ts';
 import {
   type InfluenceLearner,
   type LearnedInfluenceSnapshot,
@@ -775,12 +776,14 @@ export class GroupDriver {
 
   /** The largest call for help among neighbouring groups, from their broadcast process state. */
   private neighbourHelpK(): number {
-    let k = 0;
-    for (const g of this.opts.control?.neighbours ?? []) {
+    const ctl = this.opts.control;
+    const calls: NeighbourCall[] = [];
+    for (const g of ctl?.neighbours ?? []) {
       const row = this.opts.store?.get(g);
-      if (row) k = Math.max(k, helpKOf(row.body));
+      const call = row ? callOf(row.body) : null;
+      if (call) calls.push(call);
     }
-    return k;
+    return ctl ? answeredHelpK(this.law?.demandPct, calls, ctl.config.tuning.help) : 0;
   }
 
   /** Writes the group's process state (broadcast to every peer); a newer row means we are stale. */
@@ -897,17 +900,16 @@ export class GroupDriver {
 
 /**
  * Each group reads its neighbours' rows every period, and a row is read by all of its group's
- * neighbours: its `helpK` is parsed once per row (a new row is a new body).
+ * neighbours: its call for air is parsed once per row (a new row is a new body); null: none.
  */
-const helpKByRow = new WeakMap<Buffer, number>();
-function helpKOf(body: Buffer): number {
-  let k = helpKByRow.get(body);
-  if (k === undefined) {
-    const st = parseRow(body)?.control;
-    k = st && Number.isFinite(st.helpK) ? st.helpK : 0;
-    helpKByRow.set(body, k);
+const callByRow = new WeakMap<Buffer, NeighbourCall | null>();
+function callOf(body: Buffer): NeighbourCall | null {
+  let c = callByRow.get(body);
+  if (c === undefined) {
+    c = callFrom(parseRow(body)?.control);
+    callByRow.set(body, c);
   }
-  return k;
+  return c;
 }
 
 function parseRow(body: Buffer): GroupProcessRow | null {

@@ -102,6 +102,20 @@ export const ControlTuningSchema = T.Object(
                 'a neighbour’s help rising by ≥ 0.5 K in one step (a unit down next door) raises this group’s fan demand at once by this much per K (%/K)',
             }),
           ),
+          priceGapPct: T.Optional(
+            T.Number({
+              minimum: -100,
+              maximum: 100,
+              default: 5,
+              description:
+                'a neighbour’s call for air is answered only while this group’s fan demand is more than this under the caller’s (a unit down next door is answered always); −100 answers every call (%)',
+            }),
+          ),
+          priceBandPct: Pos(
+            5,
+            'over how much more demand gap a call goes from unanswered to answered in full, %',
+            100,
+          ),
         },
         { additionalProperties: false },
       ),
@@ -246,7 +260,13 @@ export interface ControlTuning {
     rateCPerS: number;
   };
   allocation: { gain: number; maxOffsetPct: number; slewPctPerS: number };
-  help: { startPct: number; lostUnitK: number; feedForwardPctPerK: number };
+  help: {
+    startPct: number;
+    lostUnitK: number;
+    feedForwardPctPerK: number;
+    priceGapPct: number;
+    priceBandPct: number;
+  };
   coilLoad: { feedForwardGain: number; riseFraction: number; filterS: number };
   degraded: { minFanPct: number; targetOffsetC: number };
   blindFanPct: number;
@@ -281,7 +301,7 @@ export const DEFAULT_TUNING: ControlTuning = {
     rateCPerS: 0.1,
   },
   allocation: { gain: 0.3, maxOffsetPct: 15, slewPctPerS: 0.2 },
-  help: { startPct: 90, lostUnitK: 4, feedForwardPctPerK: 15 },
+  help: { startPct: 90, lostUnitK: 4, feedForwardPctPerK: 15, priceGapPct: 5, priceBandPct: 5 },
   coilLoad: { feedForwardGain: 1, riseFraction: 0.05, filterS: 120 },
   degraded: { minFanPct: 60, targetOffsetC: -1 },
   blindFanPct: 100,

@@ -20,6 +20,7 @@ import {
   type UnitInput,
   type UnitOverride,
 } from '../../src/control/law/group-controller.ts';
+import { answeredHelpK } from '../../src/control/law/help.ts';
 import { neighbourGroups } from '../../src/control/law/influence.ts';
 import {
   type InfluenceLearner,
@@ -331,7 +332,11 @@ export class ControlHall {
       paused: this.paused.has(group),
       // As the driver would, from the neighbours' broadcast process state.
       neighbourHelpK: this.cooperate
-        ? Math.max(0, ...this.neighbours[group]!.map((n) => this.states.get(n)?.helpK ?? 0))
+        ? answeredHelpK(
+            this.states.get(group)?.demandPct,
+            this.neighbours[group]!.flatMap((n) => this.states.get(n) ?? []),
+            this.configs.get(group)!.tuning.help,
+          )
         : 0,
     };
     const prev = this.states.get(group) ?? null;

@@ -77,8 +77,9 @@ export interface GroupControlInputs {
   /** Maintenance pause: no commands, every unit released to local control. */
   paused?: boolean;
   /**
-   * The largest `state.helpK` among neighbouring groups (`neighbourGroups`), read from their
-   * broadcast process state: a neighbour that runs out of fan asks this group for air. 0 if none.
+   * The largest call for air among neighbouring groups (`neighbourGroups`) that this group answers
+   * (`answeredHelpK` of their broadcast `state.helpK`): a neighbour that runs out of fan asks this
+   * group for air. 0 if none.
    */
   neighbourHelpK?: number;
   /** Influence for allocation this step (the learner's blend with the prior); absent: `cfg.influence`. */
@@ -126,6 +127,11 @@ export interface GroupControlState {
    * from `fanHighPct` to `maxPct`, and with its inlet error. Neighbours control to it.
    */
   helpK: number;
+  /**
+   * The part of `helpK` asked because units are down (absent in older rows): neighbours answer it
+   * whatever their own demand (`answeredHelpK`).
+   */
+  helpDownK?: number;
   /** `neighbourHelpK` at the last step, to see it jump (absent in older rows: 0). */
   helpInK?: number;
   /** The hottest inlet over the last hour, for the ASHRAE rate-of-change hold (absent in older rows). */
@@ -213,6 +219,7 @@ export function isGroupControlState(x: unknown): x is GroupControlState {
     Object.values(s.last).every((c) => Number.isFinite(c?.fanPct) && Number.isFinite(c?.supplySetpointC)) &&
     Object.values(s.offsets).every(Number.isFinite) &&
     (s.helpInK === undefined || Number.isFinite(s.helpInK)) &&
+    (s.helpDownK === undefined || Number.isFinite(s.helpDownK)) &&
     (s.coilRiseK === undefined || Number.isFinite(s.coilRiseK)) &&
     (s.inletHist === undefined || isInletHistory(s.inletHist))
   );
@@ -459,10 +466,12 @@ export function stepGroup(
   const over = (demand - t.help.startPct) / Math.max(1, t.fan.maxPct - t.help.startPct);
   // A unit down is a call for help at once, before the inlets show it.
   const down = cfg.ahus.length > 0 ? (cfg.ahus.length - running) / cfg.ahus.length : 0;
+  const downK = mode === 'blind' ? 0 : round2(down * t.help.lostUnitK);
   s.helpK =
     mode === 'blind'
       ? 0
-      : round2(Math.max(clamp(over, 0, 1) * Math.max(0, ownErrorK + HELP_MARGIN_K), down * t.help.lostUnitK));
+      : Math.max(round2(clamp(over, 0, 1) * Math.max(0, ownErrorK + HELP_MARGIN_K)), downK);
+  s.helpDownK = downK;
   return { commands, release, state: s, mode, reasons };
 }
 
