@@ -32,6 +32,7 @@ import { loadProfile } from '../devices/profile/load.ts';
 import { toModicon } from '../devices/profile/modicon.ts';
 import { isPointName, POINTS, type PointKind } from '../devices/profile/points.ts';
 import { CoolctlError, DeviceError, ErrorCodes } from '../errors.ts';
+import { compareCodeUnits } from '../util/order.ts';
 
 export interface ProfileReadOptions {
   unit: string;
@@ -203,7 +204,7 @@ function report(
   const rows: string[][] = [['point', 'table', 'address', 'raw', 'value', 'unit']];
   const points = [...profile.points.values()]
     .filter((p) => p.readable)
-    .sort((a, b) => a.table.localeCompare(b.table) || a.address - b.address);
+    .sort((a, b) => compareCodeUnits(a.table, b.table) || a.address - b.address);
   for (const p of points) {
     const words = rawOf(p, results);
     rows.push([

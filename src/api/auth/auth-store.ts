@@ -10,6 +10,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { retryWhileRetryable } from '../../util/async.ts';
+import { compareCodeUnits } from '../../util/order.ts';
 import { parseWireJson, wireJson } from '../../version.ts';
 import {
   decoyHash,
@@ -244,7 +245,7 @@ export class AuthStore {
   listUsers(): UserView[] {
     return [...this.users.values()]
       .map(({ passwordHash: _, ...u }) => u)
-      .sort((a, b) => a.name.localeCompare(b.name));
+      .sort((a, b) => compareCodeUnits(a.name, b.name));
   }
 
   listTokens(): TokenView[] {

@@ -16,6 +16,7 @@ import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
 import { waitUnlessAborted } from '../../util/async.ts';
+import { compareCodeUnits } from '../../util/order.ts';
 import { wireJson } from '../../version.ts';
 import { decideGroup, type GroupAction, type GroupDecision, leasesToPoll } from '../decide.ts';
 import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
@@ -1089,7 +1090,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private updateMembers(snap: ClusterSnapshot): void {
     const list = [...snap.members.values()]
       .map(({ leaseHex: _, ...m }) => m)
-      .sort((a, b) => a.node.localeCompare(b.node));
+      .sort((a, b) => compareCodeUnits(a.node, b.node));
     const key = JSON.stringify(list.map((m) => m.node));
     this.memberList = list;
     for (const m of list) this.everMembers.add(m.node);
