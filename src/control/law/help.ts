@@ -3,8 +3,9 @@
 // asker's racks less well than the asker's own (least power: each unit's speed ∝ √ of its
 // influence), so air moved from an asker to a helper pays only while the helper runs well under
 // the asker. A call is answered in full while this group's demand is `priceGapPct + priceBandPct`
-// or more under the asker's, fading to nothing at `priceGapPct` under it (−100: every call in full). A unit down next door
-// (`helpDownK`) is answered whatever the price: that air is gone, not dear. Pure; no I/O.
+// or more under the asker's, fading to nothing at `priceGapPct` under it (−100: every call in
+// full). A unit down next door (`helpDownK`) is answered whatever the price: that air is gone, not
+// dear. Pure; no I/O.
 import type { ControlTuning } from '../tuning-schema.ts';
 import type { GroupControlState } from './group-controller.ts';
 import { clamp } from './pi.ts';
@@ -12,7 +13,7 @@ import { clamp } from './pi.ts';
 /** What this group reads of one neighbour's broadcast process state. */
 export interface NeighbourCall {
   helpK: number;
-  /** The neighbour's fan demand, %; absent in rows from older versions (answered in full). */
+  /** The neighbour's fan demand, %; absent when its row has none usable (answered in full). */
   demandPct?: number;
   /** The part of `helpK` that is its units down (absent in older rows: all of it may be). */
   helpDownK?: number;
