@@ -20,7 +20,7 @@ import {
   type UnitInput,
   type UnitOverride,
 } from '../../src/control/law/group-controller.ts';
-import { answeredHelpK } from '../../src/control/law/help.ts';
+import { answeredHelpK, callFrom } from '../../src/control/law/help.ts';
 import { neighbourGroups } from '../../src/control/law/influence.ts';
 import {
   type InfluenceLearner,
@@ -334,7 +334,7 @@ export class ControlHall {
       neighbourHelpK: this.cooperate
         ? answeredHelpK(
             this.states.get(group)?.demandPct,
-            this.neighbours[group]!.flatMap((n) => this.states.get(n) ?? []),
+            this.neighbours[group]!.flatMap((n) => callFrom(this.states.get(n)) ?? []),
             this.configs.get(group)!.tuning.help,
           )
         : 0,

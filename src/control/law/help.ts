@@ -10,8 +10,9 @@ import type { ControlTuning } from '../tuning-schema.ts';
 import type { GroupControlState } from './group-controller.ts';
 import { clamp } from './pi.ts';
 
-/** What this group reads of one neighbour's broadcast process state. */
+/** What this group reads of one neighbour's broadcast process state (`callFrom`: finite numbers). */
 export interface NeighbourCall {
+  /** > 0. */
   helpK: number;
   /** The neighbour's fan demand, %; absent when its row has none usable (answered in full). */
   demandPct?: number;
@@ -42,24 +43,17 @@ export function answeredHelpK(
 ): number {
   let k = 0;
   for (const c of calls) {
-    const callK = finiteOr0(c.helpK);
-    if (!(callK > 0)) continue;
-    const down = c.helpDownK === undefined ? undefined : finiteOr0(c.helpDownK);
     if (
       h.priceGapPct <= -100 ||
       ownDemandPct === undefined ||
-      !Number.isFinite(c.demandPct) ||
-      down === undefined
+      c.demandPct === undefined ||
+      c.helpDownK === undefined
     ) {
-      k = Math.max(k, callK);
+      k = Math.max(k, c.helpK);
       continue;
     }
-    const share = clamp((c.demandPct! - ownDemandPct - h.priceGapPct) / Math.max(0.1, h.priceBandPct), 0, 1);
-    k = Math.max(k, Math.min(callK, down), callK * share);
+    const share = clamp((c.demandPct - ownDemandPct - h.priceGapPct) / Math.max(0.1, h.priceBandPct), 0, 1);
+    k = Math.max(k, Math.min(c.helpK, c.helpDownK), c.helpK * share);
   }
   return k;
-}
-
-function finiteOr0(x: number | undefined): number {
-  return Number.isFinite(x) ? Math.max(0, x!) : 0;
 }
