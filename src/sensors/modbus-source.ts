@@ -7,7 +7,8 @@
 // under the same deadline, settled by it whatever the socket does), and the devices' reconnect
 // backoff after a failed poll. Invariants: a connection that timed out or answered garbage is
 // destroyed (a late answer must never pair with a later request); a malformed node block is
-// counted and dropped; stop() ends the loops and closes every socket.
+// counted and dropped (its line at most once every 10 s); stop() ends the loops and closes every
+// socket.
 import { type Socket, connect as tcpConnect } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -20,6 +21,7 @@ import type { Backoff } from '../util/async.ts';
 import { decodeNode, NODE_HEADER_LEN } from './modbus-gateway-map.ts';
 import type { Report } from './report.ts';
 import type { SensorStore } from './sensor-store.ts';
+import { clip, LogLimiter } from './wire-log.ts';
 
 export interface ModbusSourceOptions {
   /** Where each gateway really listens, when it differs from the site file (the simulator's ephemeral ports). */
@@ -73,6 +75,8 @@ export class ModbusSource {
   private readonly store: SensorStore;
   private readonly pollers: GatewayPoller[] = [];
   private readonly log: Logger | undefined;
+  /** A gateway that garbles every node's block would otherwise write a line per node per poll. */
+  private readonly malformedLog = new LogLimiter(() => performance.now(), 10_000);
   private readonly timeoutMs: number;
   private running = false;
 
@@ -308,10 +312,12 @@ export class ModbusSource {
         throw new RangeError(`${decoded.values.length} slots, configured ${node.sensors.length}`);
     } catch (err) {
       this.counters.malformed++;
-      this.log?.warn(
-        { gateway: p.id, sensorNode: node.id, err: (err as Error).message },
-        'malformed node block from Modbus gateway',
-      );
+      const notLogged = this.log ? this.malformedLog.admit('malformed') : -1;
+      if (notLogged >= 0)
+        this.log?.warn(
+          { gateway: p.id, sensorNode: node.id, err: clip((err as Error).message), notLogged },
+          'malformed node block from Modbus gateway',
+        );
       return;
     }
     if (decoded.seq === 0 || decoded.ageS === null || decoded.seq === node.lastSeq) return; // nothing new

@@ -1,20 +1,30 @@
 // Sensor readings from MQTT gateways (topics and payloads: docs/mqtt-topics.md): subscribes to every
 // report and status topic of the site's MQTT gateways and hands each message to the SensorStore.
 // Invariants: a message can never throw out of the handler; a packet larger than
-// MAX_MQTT_PACKET_BYTES is refused before it is buffered (mqtt-packet-guard.ts); the client
-// reconnects by itself with a bounded, backing-off period; stop() is bounded and idempotent.
+// MAX_MQTT_PACKET_BYTES, or a PUBLISH at QoS 2 (we subscribe at QoS 1), is refused before it is
+// buffered (mqtt-packet-guard.ts), and no QoS 2 message is ever held for a PUBREL; a message that
+// is not used is counted by reason and logged at most once per reason every 10 s, wire text
+// clipped; the client reconnects by itself with a bounded, backing-off period; stop() is bounded
+// and idempotent.
 // Credentials come from the config's files (src/config/link-secrets.ts), never from the URL; a
 // broker that refuses them is counted and logged once per streak, without the password.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
-import { type IClientOptions, MqttClient } from 'mqtt';
+import { type IClientOptions, MqttClient, Store } from 'mqtt';
+import type { Packet } from 'mqtt-packet';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Site } from '../config/site-schema.ts';
-import { guardPacketSize, type RefusedPacket } from './mqtt-packet-guard.ts';
+import {
+  guardPacketSize,
+  PACKET_REFUSALS,
+  type PacketRefusal,
+  type RefusedPacket,
+} from './mqtt-packet-guard.ts';
 import { MAX_REPORT_BYTES } from './report.ts';
 import type { SensorStore } from './sensor-store.ts';
+import { clip, LogLimiter } from './wire-log.ts';
 
 /**
  * The largest MQTT packet a controller reads. Above the largest report (`MAX_REPORT_BYTES`, which
@@ -34,7 +44,35 @@ const REFUSAL_STREAK_RESET_MS = 60_000;
  * loop's timer.
  */
 export const MQTT_INGEST_SLICE_MS = 2;
-const MQTT_METRICS = ['coolctl_sensor_mqtt_packets_refused_total', 'coolctl_sensor_mqtt_auth_refused_total'];
+const MQTT_METRICS = [
+  'coolctl_sensor_mqtt_packets_refused_total',
+  'coolctl_sensor_mqtt_messages_dropped_total',
+  'coolctl_sensor_mqtt_auth_refused_total',
+];
+/** The QoS of every subscription: a broker grants at most this, so a PUBLISH above it is a violation. */
+const SUBSCRIBE_QOS = 1 as const;
+const DROP_LOG_EVERY_MS = 10_000;
+
+/** Why a message was not handed on (a report's own drops are the store's); each is a counter label. */
+export type MqttDropReason = 'unroutable-topic' | 'unknown-gateway' | 'malformed-status' | 'handler-error';
+export const MQTT_DROP_REASONS: readonly MqttDropReason[] = [
+  'unroutable-topic',
+  'unknown-gateway',
+  'malformed-status',
+  'handler-error',
+];
+
+/**
+ * mqtt.js's incoming store holds a QoS 2 PUBLISH until the broker's PUBREL. The guard refuses any
+ * QoS 2 PUBLISH and closes the connection; this store keeps none of those the refused read may still
+ * have carried to the parser, so not one waits for a PUBREL that a rogue broker never sends.
+ */
+class NoQos2Store extends Store {
+  override put(_packet: Packet, cb: () => void): this {
+    cb();
+    return this;
+  }
+}
 /** CONNACK codes (3.1.1: 4, 5; 5.0: 134, 135) that mean the broker refused who we are. */
 const AUTH_REFUSED_CODES = new Set([4, 5, 134, 135]);
 
@@ -68,10 +106,12 @@ export class MqttSource {
   readonly counters = {
     messages: 0,
     statusMessages: 0,
-    unroutable: 0,
-    handlerErrors: 0,
+    /** Messages not handed on, by reason. */
+    dropped: Object.fromEntries(MQTT_DROP_REASONS.map((r) => [r, 0])) as Record<MqttDropReason, number>,
     connects: 0,
+    /** Packets refused unread (each closed the connection), and by reason. */
     refusedPackets: 0,
+    refused: Object.fromEntries(PACKET_REFUSALS.map((r) => [r, 0])) as Record<PacketRefusal, number>,
     authRefused: 0,
     /** Times the rest of a read's messages waited for the next turn of the event loop. */
     ingestYields: 0,
@@ -99,6 +139,7 @@ export class MqttSource {
   /** The broker refused our credentials and that was logged; cleared by the next connect. */
   private authRefusedLogged = false;
   private authRefusalStreak = 0;
+  private readonly dropLog = new LogLimiter(() => performance.now(), DROP_LOG_EVERY_MS);
 
   constructor(site: Site, store: SensorStore, opts: MqttSourceOptions) {
     this.store = store;
@@ -120,11 +161,26 @@ export class MqttSource {
     const counters = this.counters;
     new Counter({
       name: 'coolctl_sensor_mqtt_packets_refused_total',
-      help: 'MQTT packets refused before being read (larger than the limit, or a broken length); each closes the connection',
+      help:
+        'MQTT packets refused before being read, by reason: too-large, malformed-length, qos-not-granted ' +
+        '(a PUBLISH above the QoS we subscribe with); each closes the connection',
+      labelNames: ['reason'],
       registers: [registry],
       collect() {
         this.reset();
-        this.inc(counters.refusedPackets);
+        for (const reason of PACKET_REFUSALS) this.inc({ reason }, counters.refused[reason]);
+      },
+    });
+    new Counter({
+      name: 'coolctl_sensor_mqtt_messages_dropped_total',
+      help:
+        'MQTT messages not used, by reason: unroutable-topic, unknown-gateway (a status), malformed-status, ' +
+        'handler-error (reports are counted in coolctl_sensor_reports_dropped_total)',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const reason of MQTT_DROP_REASONS) this.inc({ reason }, counters.dropped[reason]);
       },
     });
     new Counter({
@@ -169,6 +225,7 @@ export class MqttSource {
       // Otherwise mqtt-packet fills a process-wide cache of 65 536 two-byte Buffers (~7 MB of heap)
       // to write packet ids; we send a handful of packets (subscribe, ping), never at a rate.
       writeCache: false,
+      incomingStore: new NoQos2Store(),
       ...(v5 ? { properties: { maximumPacketSize: this.maxPacketBytes } } : {}),
       ...(this.opts.username ? { username: this.opts.username } : {}),
       ...(this.opts.password ? { password: this.opts.password } : {}),
@@ -190,8 +247,8 @@ export class MqttSource {
       // oversized one that would refuse every reconnect) is not even sent.
       const topics = Object.fromEntries(
         this.routes.flatMap((r) => [
-          [`${r.prefix}/gateway/+/node/+/report`, { qos: 1 as const, ...(v5 ? { rh: 2 } : {}) }],
-          [`${r.prefix}/gateway/+/status`, { qos: 1 as const }],
+          [`${r.prefix}/gateway/+/node/+/report`, { qos: SUBSCRIBE_QOS, ...(v5 ? { rh: 2 } : {}) }],
+          [`${r.prefix}/gateway/+/status`, { qos: SUBSCRIBE_QOS }],
         ]),
       );
       client.subscribe(topics, (err) => {
@@ -278,7 +335,7 @@ export class MqttSource {
           ...(t?.cert && t.key ? { cert: t.cert, key: t.key } : {}),
         })
       : net.connect({ host, port });
-    return guardPacketSize(socket, this.maxPacketBytes, (p) => this.onRefused(p));
+    return guardPacketSize(socket, this.maxPacketBytes, (p) => this.onRefused(p), SUBSCRIBE_QOS);
   }
 
   /**
@@ -288,6 +345,7 @@ export class MqttSource {
    */
   private onRefused(p: RefusedPacket): void {
     this.counters.refusedPackets++;
+    this.counters.refused[p.reason]++;
     const now = performance.now();
     this.refusalStreak = now - this.lastRefusalMs > REFUSAL_STREAK_RESET_MS ? 1 : this.refusalStreak + 1;
     this.lastRefusalMs = now;
@@ -302,8 +360,9 @@ export class MqttSource {
     this.log?.warn(
       {
         reason: p.reason,
-        topic: p.topic ?? null,
+        topic: p.topic === undefined ? null : clip(p.topic),
         packetType: p.packetType,
+        ...(p.reason === 'qos-not-granted' ? { qos: p.qos, maxQos: SUBSCRIBE_QOS } : {}),
         announcedBytes: p.announcedBytes,
         maxBytes: this.maxPacketBytes,
         reconnectMs,
@@ -362,7 +421,7 @@ export class MqttSource {
         if (b === -1) {
           if (topic.length - a === 7 && topic.endsWith('status')) {
             this.counters.statusMessages++;
-            this.onStatus(topic.slice(start, a), payload, retained);
+            this.onStatus(topic, topic.slice(start, a), payload, retained);
             return;
           }
           continue;
@@ -379,32 +438,46 @@ export class MqttSource {
           return;
         }
       }
-      this.counters.unroutable++;
+      this.dropMessage('unroutable-topic', topic, 'neither a report nor a status topic of the site');
     } catch (err) {
       // The store never throws by contract; this is the last line of defence for the client's loop.
-      this.counters.handlerErrors++;
-      this.log?.error({ err, topic }, 'sensor message handler failed');
+      this.dropMessage('handler-error', topic, 'the handler threw', err);
     }
   }
 
+  /** Counts the message and logs it, at most one line per reason every 10 s (with how many were not). */
+  private dropMessage(reason: MqttDropReason, topic: string, detail: string, err?: unknown): void {
+    this.counters.dropped[reason]++;
+    if (!this.log) return;
+    const notLogged = this.dropLog.admit(reason);
+    if (notLogged < 0) return;
+    if (reason === 'handler-error')
+      this.log.error({ reason, topic: clip(topic), err, notLogged }, 'sensor message handler failed');
+    else this.log.warn({ reason, topic: clip(topic), detail, notLogged }, 'sensor MQTT message dropped');
+  }
+
   /** `retained`: sent because we subscribed (of unknown age), not as it was published. */
-  private onStatus(gw: string, payload: Buffer, retained: boolean): void {
+  private onStatus(topic: string, gw: string, payload: Buffer, retained: boolean): void {
     if (!this.mqttGateways.has(gw)) {
-      this.counters.unroutable++;
+      this.dropMessage('unknown-gateway', topic, 'no MQTT gateway of the site has this id');
       return;
     }
-    let online: unknown;
-    let reason: unknown;
+    let body: unknown;
     try {
-      ({ online, reason } = JSON.parse(payload.toString('utf8')) as { online?: unknown; reason?: unknown });
+      body = JSON.parse(payload.toString('utf8'));
     } catch {
-      online = undefined;
-    }
-    if (typeof online !== 'boolean') {
-      this.counters.unroutable++;
-      this.log?.warn({ gateway: gw, bytes: payload.length }, 'malformed gateway status ignored');
+      this.dropMessage('malformed-status', topic, `not JSON (${payload.length} bytes)`);
       return;
     }
+    const { online, reason } = (typeof body === 'object' && body !== null ? body : {}) as {
+      online?: unknown;
+      reason?: unknown;
+    };
+    if (typeof online !== 'boolean') {
+      this.dropMessage('malformed-status', topic, `"online" is not true or false (${payload.length} bytes)`);
+      return;
+    }
+    // `reason` is the gateway's own text, of any length: the store clips it where it logs it.
     this.store.setGatewayOnline(gw, online, typeof reason === 'string' ? reason : 'status', { retained });
   }
 }

@@ -1,6 +1,7 @@
 // A sensor node report as it arrives from a gateway (docs/mqtt-topics.md), and its validation.
-// Everything from the wire is untrusted: size first, then JSON, then the schema; the result is
-// either a typed report or a drop reason with a one-line detail, never an exception.
+// Everything from the wire is untrusted: size first, then JSON, then the schema (every number
+// finite), then one reading per sensor; the result is either a typed report or a drop reason with a
+// one-line detail, never an exception.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
 
@@ -56,7 +57,12 @@ export const ReportSchema = T.Object({
 
 export type Report = Static<typeof ReportSchema>;
 
-const ajv = new Ajv({ allErrors: false, strict: false });
+/**
+ * `strictNumbers`: JSON.parse reads `1e999` as Infinity, which JSON Schema's `number` and `integer`
+ * would take; a reading must be a finite number, like every other figure of a report.
+ */
+export const REPORT_AJV_OPTIONS = { allErrors: false, strict: false, strictNumbers: true } as const;
+const ajv = new Ajv(REPORT_AJV_OPTIONS);
 const validate = ajv.compile<Report>(ReportSchema);
 
 export type ParseResult = { ok: true; report: Report } | { ok: false; reason: DropReason; detail: string };
@@ -76,9 +82,35 @@ export function parseReport(payload: Buffer | string): ParseResult {
   // skip it. Whatever it is unsure of (or rejects) goes to the schema, which decides and explains.
   if (!isPlainlyValidReport(body) && !validate(body)) {
     const e = validate.errors?.[0];
-    return { ok: false, reason: 'schema', detail: `${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}` };
+    const type = e?.keyword === 'type' ? (e.params as { type?: unknown }).type : undefined;
+    const message =
+      type === 'number' || type === 'integer' ? `must be a finite ${type}` : (e?.message ?? 'is invalid');
+    return { ok: false, reason: 'schema', detail: `${e?.instancePath || '/'} ${message}` };
   }
-  return { ok: true, report: body as Report };
+  const report = body as Report;
+  // Beyond what JSON Schema can say: a sensor read twice in one report would be applied twice (six
+  // copies are "stuck" at once, alternating ones "noisy"), and which copy is right nobody knows.
+  const repeat = repeatedSensor(report.readings);
+  if (repeat > 0) {
+    return {
+      ok: false,
+      reason: 'schema',
+      detail: `/readings/${repeat}/sensor repeats an earlier reading's sensor "${report.readings[repeat]!.sensor}"`,
+    };
+  }
+  return { ok: true, report };
+}
+
+/**
+ * The index of the first reading whose sensor an earlier reading of the report names too, or -1.
+ * Compares every pair: a report has a handful of readings (at most 32), and this allocates nothing.
+ */
+export function repeatedSensor(readings: Report['readings']): number {
+  for (let i = 1; i < readings.length; i++) {
+    const sensor = readings[i]!.sensor;
+    for (let j = 0; j < i; j++) if (readings[j]!.sensor === sensor) return i;
+  }
+  return -1;
 }
 
 /**

@@ -2,14 +2,17 @@
 // and arrival time, per-sensor quality flags, per-node mesh health, and per control group the view
 // that control may trust (max/mean of good inlets, dew point, coverage, verdict).
 // Invariants: a node's reports are applied in seq order only (duplicates and late reports never
-// overwrite a newer value); every report is either applied or counted under one drop reason;
-// nothing from the wire can throw out of `ingest*()`. Quality rules: docs/sensor-ingest.md.
+// overwrite a newer value; a node that restarts its count is followed once the evidence rules out
+// a late delivery); every report is either applied or counted under one drop reason; nothing from
+// the wire can throw out of `ingest*()`, nor write more than a rate-limited log line of bounded
+// length. Quality rules: docs/sensor-ingest.md.
 // Every age, rate and deadline runs on a monotonic clock (`now`): a wall-clock step must neither
 // freeze ingest nor keep old readings good. Wall time (`wallNow`) only dates what people read.
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { SensingSettings, SensorKindName, Site } from '../config/site-schema.ts';
 import { DROP_REASONS, type DropReason, parseReport, type Report } from './report.ts';
+import { clip, LogLimiter, MAX_LOGGED_TEXT } from './wire-log.ts';
 
 export type SourceName = 'mqtt' | 'modbus';
 
@@ -61,6 +64,8 @@ export interface NodeHealth {
   reports: number;
   duplicates: number;
   outOfOrder: number;
+  /** Times the node started its seq count again (rebooted) and the store followed it. */
+  restarts: number;
   /** Share of reports missing (seq gaps), recent-weighted, %. */
   lossPct: number;
   flags: SensorFlag[];
@@ -173,14 +178,31 @@ const STUCK_EPSILON = 0.001;
 const SEQ_WINDOW = 16;
 /** A seq this far behind the newest is a node that restarted its count, not a late report. */
 const RESTART_BEHIND = 320;
+/** Reports in a row that a restart is believed after (unless the report's own time says so at once). */
+const RESTART_RUN = 3;
+/**
+ * No copy or late delivery of a report arrives later than this after the node's newest report: the
+ * mesh delivers within 10 s of sending (docs/mqtt-topics.md), and a report is sent before its
+ * successors are; twice that, for the broker and our own queue. An older seq counting up after it is
+ * a new count, however early in the node's life.
+ */
+const LATE_MAX_MS = 20_000;
+/** Largest seq step within a run of older seqs that still counts as counting up (reports get lost). */
+const RUN_MAX_STEP = 16;
+/** A gateway's online/offline lines: a flapping (or forged) status writes at most this many a minute. */
+const GATEWAY_LINES_PER_MIN = 10;
 const LOSS_ALPHA = 0.1;
 const LOG_EVERY_MS = 10_000;
 const SOURCES: readonly SourceName[] = ['mqtt', 'modbus'];
 const SENSOR_METRICS = [
   'coolctl_sensor_readings_total',
   'coolctl_sensor_reports_dropped_total',
+  'coolctl_sensor_node_restarts_total',
   'coolctl_sensors',
 ];
+
+/** What told the store a node had started its seq count again. */
+export type RestartEvidence = 'report-time' | 'far-behind' | 'counting-up';
 
 // A sensor's changing state is row r of three typed arrays, a node's sensors in consecutive rows: a
 // report touches a few adjacent cache lines instead of an object graph per sensor, which at 20 000
@@ -200,7 +222,11 @@ const RSSI_DBM = 3;
 const BATTERY_PCT = 4;
 const TOKENS = 5;
 const TOKENS_AT_MS = 6;
-const NODE_FIGURES = 7;
+/** Monotonic ms the node's newest applied report was received: how late an older seq is. */
+const NEWEST_AT_MS = 7;
+/** Monotonic ms the store last followed the node into a new count (−∞: never). */
+const RESTART_AT_MS = 8;
+const NODE_FIGURES = 9;
 // `marks` (Uint16Array, MARK columns): small counters and flags.
 const HAS = 0;
 const SOURCE = 1;
@@ -242,6 +268,8 @@ interface GatewayRt {
    * retained status, whose age nobody knows.
    */
   heard: boolean;
+  /** That a retained offline status was outweighed is logged once per subscription. */
+  retainedIgnoredLogged: boolean;
 }
 
 /**
@@ -282,9 +310,20 @@ interface NodeRt {
   seqNext: number;
   /** Far-older seqs in a row: a node that rebooted starts again from 1. */
   resetRun: number;
+  /** Older seqs counting up (each a little above the one before): the latest, and how many in a row (≤ RESTART_RUN). */
+  runSeq: number;
+  runLen: number;
+  /**
+   * `sampledAt` of the newest applied report, as it came (parsed only when an older seq arrives):
+   * a report sampled after it is newer, whatever its seq.
+   */
+  sampledAt: string | undefined;
+  /** The old count's newest seq, once the store has followed the node into a new count. */
+  lastSeqBefore: number;
   reports: number;
   duplicates: number;
   outOfOrder: number;
+  restarts: number;
 }
 
 interface GroupRt {
@@ -306,6 +345,8 @@ interface GroupRt {
 export class SensorStore implements SensorView {
   readonly counters = {
     reports: 0,
+    /** Nodes followed into a new seq count (rebooted). */
+    restarts: 0,
     readings: { mqtt: 0, modbus: 0 } as Record<SourceName, number>,
     drops: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
   };
@@ -323,7 +364,10 @@ export class SensorStore implements SensorView {
   private readonly log: Logger | undefined;
   private readonly now: () => number;
   private readonly wallNow: () => number;
-  private readonly lastLog = new Map<string, { atMs: number; suppressed: number }>();
+  /** Drop lines per reason, and restart lines: one every 10 s each, with how many were not written. */
+  private readonly dropLog: LogLimiter;
+  /** Online/offline lines per configured gateway. */
+  private readonly gatewayLog: LogLimiter;
   /**
    * This report's inlet steps, by position in the node's layout (the spike rule's witnesses):
    * `stepOf[pos]` counts only while `stepReport[pos]` is the current report's number.
@@ -337,6 +381,8 @@ export class SensorStore implements SensorView {
     this.log = opts.logger;
     this.now = opts.now ?? (() => performance.now());
     this.wallNow = opts.wallNow ?? Date.now;
+    this.dropLog = new LogLimiter(this.now, LOG_EVERY_MS);
+    this.gatewayLog = new LogLimiter(this.now, 60_000, GATEWAY_LINES_PER_MIN);
     const c = site.sensing ?? {};
     this.s = {
       staleIntervals: c.staleIntervals ?? 3,
@@ -360,7 +406,13 @@ export class SensorStore implements SensorView {
     this.nodeFigures = new Float64Array(site.sensorNodes.length * NODE_FIGURES);
     for (let r = 0; r < sensorCount; r++) this.readings[r * READING + VALUE] = Number.NaN;
     for (const g of site.gateways)
-      this.gateways.set(g.id, { id: g.id, online: true, known: true, heard: false });
+      this.gateways.set(g.id, {
+        id: g.id,
+        online: true,
+        known: true,
+        heard: false,
+        retainedIgnoredLogged: false,
+      });
     const layouts = new Map<string, Layout>();
     let row = 0;
     for (const n of site.sensorNodes) {
@@ -392,10 +444,18 @@ export class SensorStore implements SensorView {
       nf[f + BATTERY_PCT] = Number.NaN;
       nf[f + TOKENS] = this.burstTokens;
       nf[f + TOKENS_AT_MS] = 0;
+      nf[f + NEWEST_AT_MS] = Number.NaN;
+      nf[f + RESTART_AT_MS] = Number.NEGATIVE_INFINITY;
       const node: NodeRt = {
         id: n.id,
         rack: n.rack,
-        gw: this.gateways.get(n.gateway) ?? { id: n.gateway, online: false, known: false, heard: false },
+        gw: this.gateways.get(n.gateway) ?? {
+          id: n.gateway,
+          online: false,
+          known: false,
+          heard: false,
+          retainedIgnoredLogged: false,
+        },
         intervalMs,
         figures: f,
         layout,
@@ -405,9 +465,14 @@ export class SensorStore implements SensorView {
         seqCount: 0,
         seqNext: 0,
         resetRun: 0,
+        runSeq: 0,
+        runLen: 0,
+        sampledAt: undefined,
+        lastSeqBefore: 0,
         reports: 0,
         duplicates: 0,
         outOfOrder: 0,
+        restarts: 0,
       };
       row += layout.ids.length;
       if (layout.ids.length > this.stepOf.length) {
@@ -483,6 +548,15 @@ export class SensorStore implements SensorView {
       collect() {
         this.reset();
         for (const reason of DROP_REASONS) this.inc({ reason }, store.counters.drops[reason]);
+      },
+    });
+    new Counter({
+      name: 'coolctl_sensor_node_restarts_total',
+      help: 'Sensor nodes followed into a new seq count (a node that rebooted counts from 1 again)',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(store.counters.restarts);
       },
     });
     new Gauge({
@@ -562,7 +636,7 @@ export class SensorStore implements SensorView {
         r.node,
       );
     }
-    const order = this.order(node, r.seq);
+    const order = this.order(node, r.seq, r.sampledAt, receivedAtMs);
     if (order !== null) return this.drop(order, `node ${r.node} seq ${r.seq} (last ${node.lastSeq})`, r.node);
 
     node.reports++;
@@ -617,10 +691,13 @@ export class SensorStore implements SensorView {
       return;
     }
     if (!online && opts.retained && gw.heard) {
-      this.log?.info(
-        { gateway: gatewayId, reason },
-        'retained gateway offline status ignored: reports came through it since subscribing',
-      );
+      if (!gw.retainedIgnoredLogged) {
+        gw.retainedIgnoredLogged = true;
+        this.log?.info(
+          { gateway: gatewayId, reason: clip(reason) },
+          'retained gateway offline status ignored: reports came through it since subscribing',
+        );
+      }
       return;
     }
     this.setGateway(gw, online, reason);
@@ -633,7 +710,10 @@ export class SensorStore implements SensorView {
   statusSubscriptionStarted(gatewayIds: Iterable<string>): void {
     for (const id of gatewayIds) {
       const gw = this.gateways.get(id);
-      if (gw) gw.heard = false;
+      if (gw) {
+        gw.heard = false;
+        gw.retainedIgnoredLogged = false;
+      }
     }
   }
 
@@ -643,11 +723,16 @@ export class SensorStore implements SensorView {
     if (!gw.online) this.setGateway(gw, true, 'a report came through it after its offline status');
   }
 
+  /** `reason` may come from the wire (a status message's): it is clipped in the line. */
   private setGateway(gw: GatewayRt, online: boolean, reason: string): void {
     if (gw.online === online) return;
     gw.online = online;
-    this.log?.[online ? 'info' : 'warn'](
-      { gateway: gw.id, reason },
+    if (!this.log) return;
+    // One line per change, but a status that flaps (or is forged to) cannot flood the log.
+    const notLogged = this.gatewayLog.admit(gw.id);
+    if (notLogged < 0) return;
+    this.log[online ? 'info' : 'warn'](
+      { gateway: gw.id, reason: clip(reason), notLogged },
       online ? 'sensor gateway online' : 'sensor gateway offline',
     );
   }
@@ -830,6 +915,7 @@ export class SensorStore implements SensorView {
       reports: n.reports,
       duplicates: n.duplicates,
       outOfOrder: n.outOfOrder,
+      restarts: n.restarts,
       lossPct: Math.round(nf[n.figures + LOSS_EWMA]! * 1000) / 10,
       flags: flagList(this.nodeBits(n)),
     }));
@@ -978,40 +1064,45 @@ export class SensorStore implements SensorView {
       this.marks[m + NOISY] = 0;
   }
 
-  /** null when `seq` is new and in order (and records it); else why it must not be applied. */
-  private order(n: NodeRt, seq: number): DropReason | null {
+  /**
+   * null when `seq` is new and in order, or the first of a node's new count (and records it); else
+   * why it must not be applied. `sampledAt` and `atMs` (receipt, monotonic) are the report's.
+   */
+  private order(n: NodeRt, seq: number, sampledAt: string | undefined, atMs: number): DropReason | null {
     if (n.lastSeq === 0) {
-      this.accept(n, seq, 0);
+      this.accept(n, seq, 0, sampledAt, atMs);
       return null;
     }
     // How far ahead modulo 2^32 (seqs wrap), without a floating-point remainder.
     let ahead = seq - n.lastSeq;
     if (ahead < 0) ahead += 0x1_0000_0000;
     if (ahead > 0 && ahead < 0x8000_0000) {
+      // Just after a new count began, the old count's late reports may still come, and look ahead.
+      if (
+        atMs - this.nodeFigures[n.figures + RESTART_AT_MS]! <= LATE_MAX_MS &&
+        this.lateFromOldCount(n, seq, ahead, sampledAt)
+      )
+        return this.late(n, seq);
       n.resetRun = 0;
-      this.accept(n, seq, ahead - 1);
+      n.runLen = 0;
+      this.accept(n, seq, ahead - 1, sampledAt, atMs);
       return null;
     }
-    if (ahead === 0 || this.seenRecently(n, seq)) {
+    // Not newer than the newest: a copy, a late report, or a node that rebooted and counts again.
+    const copy = ahead === 0 || this.seenRecently(n, seq);
+    const evidence = this.restartEvidence(n, seq, ahead, copy, sampledAt, atMs);
+    if (evidence !== null) {
+      this.restarted(n, seq, evidence, sampledAt, atMs);
+      return null;
+    }
+    if (copy) {
       n.duplicates++;
       return 'duplicate';
     }
-    const behind = 0x1_0000_0000 - ahead;
-    if (behind > RESTART_BEHIND) {
-      // Far behind: a rebooted node counting from 1 again. Believe it after three such reports in a row.
-      n.resetRun++;
-      if (n.resetRun >= 3) {
-        this.log?.warn(
-          { sensorNode: n.id, seq, lastSeq: n.lastSeq },
-          'sensor node restarted its sequence numbers',
-        );
-        n.resetRun = 0;
-        n.seqCount = 0;
-        n.seqNext = 0;
-        this.accept(n, seq, 0);
-        return null;
-      }
-    }
+    return this.late(n, seq);
+  }
+
+  private late(n: NodeRt, seq: number): DropReason {
     n.outOfOrder++;
     // A late report fills a gap counted as loss when its successor came.
     const loss = n.figures + LOSS_EWMA;
@@ -1020,11 +1111,91 @@ export class SensorStore implements SensorView {
     return 'out-of-order';
   }
 
-  private accept(n: NodeRt, seq: number, missing: number): void {
+  /**
+   * Within LATE_MAX_MS of following a new count: whether `seq`, ahead of the new count's newest, is
+   * rather a late report of the old count. Sampled before the newest, it is; without times, a seq
+   * not past the old count's newest that jumps further than a new count plausibly lost is.
+   */
+  private lateFromOldCount(n: NodeRt, seq: number, ahead: number, sampledAt: string | undefined): boolean {
+    if (sampledAt !== undefined && n.sampledAt !== undefined)
+      return Date.parse(sampledAt) < Date.parse(n.sampledAt);
+    let behindOld = n.lastSeqBefore - seq;
+    if (behindOld < 0) behindOld += 0x1_0000_0000;
+    return behindOld < 0x8000_0000 && ahead > RUN_MAX_STEP;
+  }
+
+  /**
+   * Whether seq `seq`, not ahead of the node's newest, is a new count rather than a copy or a late
+   * report, and what says so. A late report or a copy never passes: it was sampled no later than the
+   * newest (report-time), and it arrives within LATE_MAX_MS of the newest (counting-up). Far behind
+   * (more than RESTART_BEHIND) is the older rule, for nodes whose count had gone far.
+   */
+  private restartEvidence(
+    n: NodeRt,
+    seq: number,
+    ahead: number,
+    copy: boolean,
+    sampledAt: string | undefined,
+    atMs: number,
+  ): RestartEvidence | null {
+    // Parsed only here, off the common path: an ISO time from the wire (NaN never compares greater).
+    if (
+      sampledAt !== undefined &&
+      n.sampledAt !== undefined &&
+      Date.parse(sampledAt) > Date.parse(n.sampledAt)
+    )
+      return 'report-time';
+    if (!copy && 0x1_0000_0000 - ahead > RESTART_BEHIND) {
+      n.resetRun++;
+      if (n.resetRun >= RESTART_RUN) return 'far-behind';
+    }
+    // A run of older seqs, each a little above the one before: a new count, or late reports that
+    // came in order. The newest report's receipt time tells them apart.
+    let step = seq - n.runSeq;
+    if (step < 0) step += 0x1_0000_0000;
+    if (n.runLen > 0 && step === 0) return null; // a copy of the run's latest: the run stands
+    n.runLen = n.runLen > 0 && step <= RUN_MAX_STEP ? Math.min(n.runLen + 1, RESTART_RUN) : 1;
+    n.runSeq = seq;
+    if (n.runLen >= RESTART_RUN && atMs - this.nodeFigures[n.figures + NEWEST_AT_MS]! > LATE_MAX_MS)
+      return 'counting-up';
+    return null;
+  }
+
+  /** Follows the node into its new count from `seq`: the seqs remembered were the old count's. */
+  private restarted(
+    n: NodeRt,
+    seq: number,
+    evidence: RestartEvidence,
+    sampledAt: string | undefined,
+    atMs: number,
+  ): void {
+    const lastSeq = n.lastSeq;
+    n.restarts++;
+    this.counters.restarts++;
+    n.resetRun = 0;
+    n.runLen = 0;
+    n.seqCount = 0;
+    n.seqNext = 0;
+    n.lastSeqBefore = lastSeq;
+    this.nodeFigures[n.figures + RESTART_AT_MS] = atMs;
+    this.accept(n, seq, 0, sampledAt, atMs);
+    if (!this.log) return;
+    // A node (or whoever publishes on its topic) can make this happen with every report.
+    const notLogged = this.dropLog.admit('restart');
+    if (notLogged >= 0)
+      this.log.warn(
+        { sensorNode: n.id, seq, lastSeq, evidence, notLogged },
+        'sensor node restarted its sequence numbers',
+      );
+  }
+
+  private accept(n: NodeRt, seq: number, missing: number, sampledAt: string | undefined, atMs: number): void {
     const lossNow = missing / (missing + 1);
     const loss = n.figures + LOSS_EWMA;
     this.nodeFigures[loss]! += LOSS_ALPHA * (lossNow - this.nodeFigures[loss]!);
+    this.nodeFigures[n.figures + NEWEST_AT_MS] = atMs;
     n.lastSeq = seq;
+    n.sampledAt = sampledAt;
     this.remember(n, seq);
   }
 
@@ -1053,20 +1224,26 @@ export class SensorStore implements SensorView {
     return true;
   }
 
-  /** Counts the drop and logs it, at most one line per reason every 10 s (with how many were not logged). */
+  /**
+   * Counts the drop and logs it, at most one line per reason every 10 s (with how many were not
+   * logged). `detail` and `sensorNode` may hold wire text (a topic's node is any length): clipped.
+   */
   private drop(reason: DropReason, detail: string, sensorNode?: string): DropReason {
     this.counters.drops[reason]++;
     if (this.log) {
-      const now = this.now();
-      const last = this.lastLog.get(reason);
-      if (!last || now - last.atMs >= LOG_EVERY_MS) {
+      const notLogged = this.dropLog.admit(reason);
+      if (notLogged >= 0) {
         // `sensorNode`, not `node`: the daemon's logger binds `node` to the controller's name.
         this.log.warn(
-          { reason, sensorNode, detail, notLogged: last?.suppressed ?? 0 },
+          {
+            reason,
+            sensorNode: sensorNode === undefined ? undefined : clip(sensorNode),
+            detail: clip(detail, 2 * MAX_LOGGED_TEXT),
+            notLogged,
+          },
           'sensor report dropped',
         );
-        this.lastLog.set(reason, { atMs: now, suppressed: 0 });
-      } else last.suppressed++;
+      }
     }
     return reason;
   }

@@ -101,7 +101,7 @@ describe('log fields', () => {
         'sensor node restarted its sequence numbers',
         'sensor gateway offline',
         'sensor gateway online',
-        'malformed gateway status ignored',
+        'sensor MQTT message dropped',
         'MQTT packet refused before reading it; connection closed',
       ])
         expect(msgs).toContain(m);

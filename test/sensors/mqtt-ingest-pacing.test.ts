@@ -57,7 +57,7 @@ describe('MQTT ingest of a burst', () => {
         timeoutMs: 20_000,
       });
       expect(source.counters.messages).toBe(BURST);
-      expect(source.counters.handlerErrors).toBe(0);
+      expect(source.counters.dropped['handler-error']).toBe(0);
       expect(store.counters.readings.mqtt).toBe(
         Array.from({ length: BURST }, (_, i) => nodes[i % nodes.length]!.sensors.length).reduce(
           (a, b) => a + b,

@@ -210,6 +210,6 @@ describe('sensor ingest over MQTT', () => {
     // a group at 20x time is stale after 1.5 s: a moment's CPU starvation of this shared machine can
     // make it degraded for an instant, so it must be ok again within a few seconds, not at one sample
     await waitFor('the last group ok', () => store.view(other.id).verdict === 'ok', { timeoutMs: 5000 });
-    expect(source.counters.handlerErrors).toBe(0);
+    expect(source.counters.dropped['handler-error']).toBe(0);
   });
 });

@@ -127,7 +127,7 @@ describe('an oversized MQTT packet', () => {
       expect(peakMb - baseMb).toBeLessThan(BIG_BYTES / 1e6 / 8);
 
       expect(await registry.getSingleMetricAsString('coolctl_sensor_mqtt_packets_refused_total')).toMatch(
-        /^coolctl_sensor_mqtt_packets_refused_total 1$/m,
+        /^coolctl_sensor_mqtt_packets_refused_total\{reason="too-large"\} 1$/m,
       );
       const refusals = logs.parsed().filter((l) => String(l.msg).startsWith('MQTT packet refused'));
       expect(refusals).toHaveLength(1);

@@ -1,17 +1,18 @@
-// The packet-size guard on a connection's reads: packets within the limit are never refused however
-// the reads split them (headers included); the first packet that announces more than the limit is
-// refused from its header alone, with its topic and announced size, and the connection destroyed
-// before any read after that one.
+// The packet guard on a connection's reads: packets within the limit are never refused however
+// the reads split them (headers included); the first packet that announces more than the limit, or
+// a PUBLISH above the QoS we subscribe with, is refused from its header alone, with its topic and
+// announced size, and the connection destroyed before any read after that one.
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { guardPacketSize, type RefusedPacket } from '../../src/sensors/mqtt-packet-guard.ts';
 import { remainingLength } from '../support/mqtt-frames.ts';
 
-/** A QoS 0 PUBLISH as a broker sends it. */
-function publish(topic: string, payload: Buffer): Buffer {
+/** A PUBLISH as a broker sends it (QoS 0 unless asked; QoS 1 and 2 carry message id 1). */
+function publish(topic: string, payload: Buffer, qos = 0): Buffer {
   const t = Buffer.from(topic, 'utf8');
-  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, payload]);
-  return Buffer.concat([Buffer.from([0x30]), remainingLength(body.length), body]);
+  const id = qos > 0 ? Buffer.from([0, 1]) : Buffer.alloc(0);
+  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, id, payload]);
+  return Buffer.concat([Buffer.from([0x30 | (qos << 1)]), remainingLength(body.length), body]);
 }
 
 /** Only the fixed header and topic of a PUBLISH announcing `payloadBytes`: no body to allocate. */
@@ -25,10 +26,10 @@ function publishHead(topic: string, payloadBytes: number): Buffer {
   ]);
 }
 
-async function run(reads: Buffer[], max: number) {
+async function run(reads: Buffer[], max: number, maxQos?: number) {
   const socket = new PassThrough();
   const refused: RefusedPacket[] = [];
-  guardPacketSize(socket, max, (p) => refused.push(p));
+  guardPacketSize(socket, max, (p) => refused.push(p), maxQos);
   // what the client's parser would get: it listens after the guard, as mqtt.js pipes the socket
   const parsed: Buffer[] = [];
   socket.on('data', (b: Buffer) => parsed.push(Buffer.from(b)));
@@ -100,6 +101,7 @@ describe('MQTT packet-size guard', () => {
       {
         reason: 'too-large',
         packetType: 3,
+        qos: 0,
         announcedBytes: 1 + remainingLength(remaining).length + remaining,
         topic,
       },
@@ -114,7 +116,13 @@ describe('MQTT packet-size guard', () => {
     const head = publishHead('x/y', 1_000_000);
     const r = await run([head.subarray(0, 2), head.subarray(2, 4)], 64 * 1024);
     expect(r.refused).toEqual([
-      { reason: 'too-large', packetType: 3, announcedBytes: 1 + 3 + 2 + 3 + 1_000_000, topic: undefined },
+      {
+        reason: 'too-large',
+        packetType: 3,
+        qos: 0,
+        announcedBytes: 1 + 3 + 2 + 3 + 1_000_000,
+        topic: undefined,
+      },
     ]);
     expect(r.socket.destroyed).toBe(true);
   });
@@ -128,7 +136,36 @@ describe('MQTT packet-size guard', () => {
   it('refuses a length field that runs past 4 bytes', async () => {
     const r = await run([Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])], 64 * 1024);
     expect(r.refused).toEqual([
-      { reason: 'malformed-length', packetType: 3, announcedBytes: 0, topic: undefined },
+      { reason: 'malformed-length', packetType: 3, qos: 0, announcedBytes: 0, topic: undefined },
     ]);
+  });
+
+  it('refuses a PUBLISH above the QoS we subscribe with, from its header; QoS 0 and 1 and the acks pass', async () => {
+    const topic = 'coolctl/sim/gateway/gw-1/node/N0001/report';
+    const pubrel = Buffer.from([0x62, 0x02, 0x00, 0x01]); // flags 0b0010, as a PUBREL must have
+    const fine = Buffer.concat([
+      publish(topic, Buffer.from('{}'), 0),
+      publish(topic, Buffer.from('{}'), 1),
+      pubrel,
+    ]);
+    const ok = await run([fine], 64 * 1024, 1);
+    expect(ok.refused).toEqual([]);
+    expect(ok.socket.destroyed).toBe(false);
+
+    const qos2 = publish(topic, Buffer.alloc(60_000, 0x20), 2);
+    const first = Buffer.concat([fine, qos2.subarray(0, 1000)]);
+    const r = await run([first, qos2.subarray(1000), publish(topic, Buffer.from('{}'), 2)], 64 * 1024, 1);
+    expect(r.refused).toEqual([
+      { reason: 'qos-not-granted', packetType: 3, qos: 2, announcedBytes: qos2.length, topic },
+    ]);
+    expect(r.socket.destroyed).toBe(true);
+    // the parser got the read with the header in it, and nothing after: never the whole QoS 2 packet
+    expect(r.parsed().equals(first)).toBe(true);
+
+    // QoS 3 is no QoS: refused too; and the guard's default (2) lets QoS 2 through
+    const qos3 = Buffer.from(publish('t', Buffer.from('x'), 2));
+    qos3[0] = 0x36;
+    expect((await run([qos3], 64 * 1024, 1)).refused).toMatchObject([{ reason: 'qos-not-granted', qos: 3 }]);
+    expect((await run([qos2], 64 * 1024)).refused).toEqual([]);
   });
 });

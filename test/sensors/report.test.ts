@@ -1,10 +1,17 @@
 // Report validation: the hand-written check for the common report never accepts what the schema
-// rejects, and a report it is unsure of still gets the schema's verdict (and its error message).
+// rejects, and a report it is unsure of still gets the schema's verdict (and its error message);
+// beyond the schema, every number is finite and a report reads each sensor once.
 import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
-import { isPlainlyValidReport, parseReport, ReportSchema } from '../../src/sensors/report.ts';
+import {
+  isPlainlyValidReport,
+  parseReport,
+  REPORT_AJV_OPTIONS,
+  ReportSchema,
+  repeatedSensor,
+} from '../../src/sensors/report.ts';
 
-const bySchema = new Ajv({ allErrors: false, strict: false }).compile(ReportSchema);
+const bySchema = new Ajv(REPORT_AJV_OPTIONS).compile(ReportSchema);
 
 const good = {
   node: 'N00001',
@@ -62,8 +69,9 @@ function* variants(): Generator<unknown> {
   const top = Object.keys(good).filter((k) => k !== 'readings');
   for (const key of top) for (const v of values) yield { ...good, [key]: v };
   for (const v of values) yield { ...good, readings: v };
-  yield { ...good, readings: Array.from({ length: 32 }, () => good.readings[0]) };
-  yield { ...good, readings: Array.from({ length: 33 }, () => good.readings[0]) };
+  const many = (n: number) => Array.from({ length: n }, (_, i) => ({ ...good.readings[0], sensor: `s${i}` }));
+  yield { ...good, readings: many(32) };
+  yield { ...good, readings: many(33) };
   for (const item of [null, [], 'x', 5]) yield { ...good, readings: [good.readings[0], item] };
   for (const key of Object.keys(good.readings[0]!))
     for (const v of values)
@@ -94,5 +102,42 @@ describe('report validation', () => {
   it('explains a rejected report with the schema error', () => {
     const r = parseReport(JSON.stringify({ ...good, seq: 0 }));
     expect(r).toEqual({ ok: false, reason: 'schema', detail: '/seq must be >= 1' });
+  });
+
+  it('drops a report that reads one sensor twice: no copy is applied, whichever is right', () => {
+    const top = good.readings[0]!;
+    const rh = good.readings[1]!;
+    const six = { ...good, readings: Array.from({ length: 6 }, () => top) };
+    expect(parseReport(JSON.stringify(six))).toEqual({
+      ok: false,
+      reason: 'schema',
+      detail: '/readings/1/sensor repeats an earlier reading\'s sensor "inlet-top"',
+    });
+    const apart = { ...good, readings: [top, rh, { ...top, value: 30 }] };
+    expect(parseReport(JSON.stringify(apart))).toMatchObject({ ok: false, reason: 'schema' });
+    expect(repeatedSensor(apart.readings)).toBe(2);
+    expect(repeatedSensor(good.readings)).toBe(-1);
+    // the same kind twice under two sensor ids is two sensors
+    expect(
+      parseReport(JSON.stringify({ ...good, readings: [top, { ...top, sensor: 'inlet-top-2' }] })).ok,
+    ).toBe(true);
+  });
+
+  it('takes no number that is not finite: 1e999 is Infinity to JSON.parse, and no reading', () => {
+    const text = JSON.stringify({ ...good, readings: [{ ...good.readings[0], value: 12345 }] });
+    expect(parseReport(text.replace('12345', '1e999'))).toEqual({
+      ok: false,
+      reason: 'schema',
+      detail: '/readings/0/value must be a finite number',
+    });
+    expect(parseReport(text.replace('12345', '-1e999'))).toMatchObject({ ok: false, reason: 'schema' });
+    for (const field of ['retries', 'batteryPct', 'rssiDbm', 'hops', 'seq']) {
+      const body = JSON.stringify({ ...good, [field]: 12345 }).replace('12345', '1e999');
+      expect(parseReport(body), field).toMatchObject({
+        ok: false,
+        reason: 'schema',
+        detail: expect.stringMatching(new RegExp(`^/${field} must be`)),
+      });
+    }
   });
 });

@@ -1,19 +1,21 @@
 // The sensor store's rules on a fake clock: sequence handling (duplicates, late reports, wrap,
-// a rebooted node), each quality flag, the group verdict and dew point, bad payloads and floods.
+// a rebooted node), each quality flag, the group verdict and dew point, bad payloads and floods,
+// and the log lines wire input can cause (rate-limited, wire text clipped).
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Report } from '../../src/sensors/report.ts';
 import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
+import { captureLogs } from '../support/log-lines.ts';
 
 const site = generateSite(demoShape);
 const group = site.controlGroups[0]!;
 const nodeId = group.sensorNodes[0]!;
 const node = site.sensorNodes.find((n) => n.id === nodeId)!;
 
-function setup() {
+function setup(opts: { logger?: import('pino').Logger } = {}) {
   let now = 1_000_000;
-  const store = new SensorStore(site, { now: () => now });
+  const store = new SensorStore(site, { now: () => now, ...opts });
   const advance = (ms: number) => {
     now += ms;
   };
@@ -92,6 +94,120 @@ describe('sensor store', () => {
     expect(r.feed(r.report(3, { 'inlet-top': 30 }))).toBeNull();
     expect(r.feed(r.report(4, { 'inlet-top': 30.1 }))).toBeNull();
     expect(r.store.sensor(nodeId, 'inlet-top')!.value).toBe(30.1);
+  });
+
+  it('follows a node that reboots early in its life once its low seq counts up past any late delivery', () => {
+    const t = setup();
+    const top = () => t.store.sensor(nodeId, 'inlet-top')!;
+    for (let seq = 1; seq <= 200; seq++) {
+      t.advance(10_000);
+      expect(t.feed(t.report(seq, { 'inlet-top': 22 + (seq % 7) * 0.1 }))).toBeNull();
+    }
+    // rebooted: counts from 1 again, every 10 s (before: 30 reports "out-of-order", the sensor stale)
+    const outcomes: (string | null)[] = [];
+    for (let seq = 1; seq <= 30; seq++) {
+      t.advance(10_000);
+      outcomes.push(t.feed(t.report(seq, { 'inlet-top': 25 + (seq % 5) * 0.1 })));
+    }
+    // the first two might still be late reports of the old count; by the third, none can be
+    expect(outcomes.slice(0, 2)).toEqual(['out-of-order', 'out-of-order']);
+    expect(outcomes.slice(2)).toEqual(Array(28).fill(null));
+    expect(top()).toMatchObject({ value: 25, quality: 'good' });
+    expect(t.store.nodeHealth().find((n) => n.node === nodeId)).toMatchObject({ lastSeq: 30, restarts: 1 });
+    expect(t.store.counters.restarts).toBe(1);
+
+    // so early that its new seqs are among the last 16 remembered: the same
+    const e = setup();
+    for (let seq = 1; seq <= 5; seq++) {
+      e.advance(10_000);
+      e.feed(e.report(seq));
+    }
+    const again = [1, 2, 3, 4].map((seq) => {
+      e.advance(10_000);
+      return e.feed(e.report(seq, { 'inlet-top': 30 + seq / 10 }));
+    });
+    expect(again).toEqual(['duplicate', 'duplicate', null, null]);
+    expect(e.store.sensor(nodeId, 'inlet-top')!.value).toBe(30.4);
+  });
+
+  it('believes at once a report sampled after the newest, whatever its seq', () => {
+    const t = setup();
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 10_000).toISOString();
+    for (let seq = 1; seq <= 5; seq++) {
+      t.advance(10_000);
+      t.feed(t.report(seq, {}, { sampledAt: at(seq) }));
+    }
+    // reboots after 5 reports: seq 1 again, sampled later; a seq the store still remembers
+    t.advance(10_000);
+    expect(t.feed(t.report(1, { 'inlet-top': 31 }, { sampledAt: at(6) }))).toBeNull();
+    expect(t.store.sensor(nodeId, 'inlet-top')!.value).toBe(31);
+    t.advance(10_000);
+    expect(t.feed(t.report(2, { 'inlet-top': 31.2 }, { sampledAt: at(7) }))).toBeNull();
+    expect(t.store.nodeHealth().find((n) => n.node === nodeId)).toMatchObject({ lastSeq: 2, restarts: 1 });
+  });
+
+  it("never takes a late report or a copy for a new count, nor an old count's late report for news", () => {
+    const t = setup();
+    const top = () => t.store.sensor(nodeId, 'inlet-top')!.value;
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 1000).toISOString();
+    for (let seq = 1; seq <= 100; seq++) {
+      t.advance(1000);
+      t.feed(t.report(seq, { 'inlet-top': 22 }, { sampledAt: at(seq) }));
+    }
+    t.advance(1000);
+    t.feed(t.report(104, { 'inlet-top': 23 }, { sampledAt: at(104) }));
+    // 101…103 took the long way round the mesh: they count up, from below, and are late
+    for (const seq of [101, 102, 103]) {
+      t.advance(2000);
+      expect(t.feed(t.report(seq, { 'inlet-top': 5 }, { sampledAt: at(seq) }))).toBe('out-of-order');
+    }
+    // …and without their times (the rule must not need them)
+    const u = setup();
+    for (let seq = 1; seq <= 100; seq++) {
+      u.advance(1000);
+      u.feed(u.report(seq, { 'inlet-top': 22 }));
+    }
+    u.advance(1000);
+    u.feed(u.report(104, { 'inlet-top': 23 }));
+    for (const seq of [101, 102, 103]) {
+      u.advance(3000);
+      expect(u.feed(u.report(seq, { 'inlet-top': 5 }))).toBe('out-of-order');
+    }
+    expect(u.store.sensor(nodeId, 'inlet-top')!.value).toBe(23);
+    // a copy of the newest, sampled when it was: a copy
+    expect(t.feed(t.report(104, { 'inlet-top': 5 }, { sampledAt: at(104) }))).toBe('duplicate');
+    expect(t.feed(t.report(90, { 'inlet-top': 5 }, { sampledAt: at(90) }))).toBe('duplicate');
+    expect(top()).toBe(23);
+    expect(t.store.counters.restarts).toBe(0);
+
+    // A real reboot, believed at once from its time; the old count's reports still on their way
+    // arrive after it and look "ahead" of the new count: they are late, not news.
+    t.advance(1000);
+    expect(t.feed(t.report(1, { 'inlet-top': 26 }, { sampledAt: at(200) }))).toBeNull();
+    t.advance(500);
+    expect(t.feed(t.report(103, { 'inlet-top': 5 }, { sampledAt: at(103) }))).toBe('out-of-order');
+    expect(top()).toBe(26);
+    t.advance(500);
+    expect(t.feed(t.report(2, { 'inlet-top': 26.1 }, { sampledAt: at(201) }))).toBeNull();
+    expect(top()).toBe(26.1);
+
+    // Without times: a node far along reboots; it is believed at its third report (fast: 10/s),
+    // and a late report of the old count right after is not taken for a jump of the new one.
+    const f = setup();
+    for (let seq = 4990; seq <= 5000; seq++) {
+      f.advance(100);
+      f.feed(f.report(seq, { 'inlet-top': 22 }));
+    }
+    for (const seq of [1, 2, 3]) {
+      f.advance(100);
+      f.feed(f.report(seq, { 'inlet-top': 27 }));
+    }
+    expect(f.store.nodeHealth().find((n) => n.node === nodeId)).toMatchObject({ lastSeq: 3, restarts: 1 });
+    f.advance(100);
+    expect(f.feed(f.report(4998, { 'inlet-top': 5 }))).toBe('out-of-order');
+    f.advance(100);
+    expect(f.feed(f.report(4, { 'inlet-top': 27.1 }))).toBeNull();
+    expect(f.store.sensor(nodeId, 'inlet-top')!.value).toBe(27.1);
   });
 
   it('flags stale, stuck, out-of-range, spike and noisy; low battery and weak link only warn', () => {
@@ -403,5 +519,79 @@ describe('clocks', () => {
     tick(2000);
     expect(store.sensor(nodeId, 'inlet-top')!.flags).toContain('stale');
     expect(store.view(group.id).atMs).toBe(wall);
+  });
+});
+
+describe('wire input: counted, and logged in bounded lines', () => {
+  it('drops a report that reads a sensor twice, or a value that is not finite, whole, as schema', () => {
+    const t = setup();
+    const top = node.sensors.find((s) => s.id === 'inlet-top')!;
+    const payload = (readings: unknown[], seq = 1) =>
+      JSON.stringify({ node: nodeId, gateway: node.gateway, seq, readings });
+    const copy = { sensor: top.id, kind: top.kind, value: 22 };
+    // six copies used to make the sensor "stuck" at once and count six readings
+    expect(t.store.ingestPayload(payload(Array(6).fill(copy)), 'mqtt')).toBe('schema');
+    const alternating = Array.from({ length: 9 }, (_, i) => ({ ...copy, value: i % 2 ? 20 : 24 }));
+    expect(t.store.ingestPayload(payload(alternating), 'mqtt')).toBe('schema');
+    // 1e999 is Infinity to JSON.parse: it used to be applied, flagged out-of-range and shown as null
+    expect(t.store.ingestPayload(payload([copy]).replace('"value":22', '"value":1e999'), 'mqtt')).toBe(
+      'schema',
+    );
+    expect(t.store.counters.drops.schema).toBe(3);
+    expect(t.store.counters.readings.mqtt).toBe(0);
+    expect(t.store.sensor(nodeId, top.id)).toMatchObject({ value: null, flags: ['stale'] });
+    // nothing of them counted against the node's seq either
+    expect(t.store.ingestPayload(payload([copy]), 'mqtt')).toBeNull();
+    expect(t.store.sensor(nodeId, top.id)!.value).toBe(22);
+  });
+
+  it('clips wire text in its lines, and a flapping gateway or a restarting node cannot flood them', () => {
+    const logs = captureLogs({ node: 'ctl-1' });
+    const t = setup({ logger: logs.logger.child({ component: 'sensors' }) });
+    const longest = () => Math.max(...logs.lines.map((l) => l.length));
+    // a 60 KB status reason, and a 60 KB node name in a report's topic
+    t.store.setGatewayOnline(node.gateway, false, 'r'.repeat(60_000));
+    t.store.ingestPayload('not json', 'mqtt', node.gateway, 'N'.repeat(60_000));
+    t.store.setGatewayOnline('gw-'.repeat(20_000), false, 'x');
+    expect(logs.lines).toHaveLength(3);
+    expect(longest()).toBeLessThan(1000);
+    const offline = logs.parsed().find((l) => l.msg === 'sensor gateway offline')!;
+    expect(offline.reason).toMatch(/^r{120}… \(60000 chars\)$/);
+
+    // a status flapping at wire speed: at most 10 lines a minute, the next one says how many were not
+    t.advance(60_000);
+    logs.lines.length = 0;
+    for (let i = 0; i < 500; i++) t.store.setGatewayOnline(node.gateway, i % 2 === 0, 'flap');
+    expect(logs.lines).toHaveLength(10);
+    t.advance(60_000);
+    t.store.setGatewayOnline(node.gateway, true, 'connected');
+    expect(logs.parsed().at(-1)).toMatchObject({ msg: 'sensor gateway online', notLogged: 490 });
+    expect(t.store.gatewayStates().find((g) => g.id === node.gateway)!.online).toBe(true);
+
+    // a node made to "restart" with every report: counted each time, one line per 10 s
+    logs.lines.length = 0;
+    const at = (s: number) => new Date(Date.UTC(2026, 0, 1) + s * 1000).toISOString();
+    for (let i = 0; i < 40; i++) {
+      t.advance(100);
+      t.feed(t.report(1, {}, { sampledAt: at(i) }));
+    }
+    expect(t.store.counters.restarts).toBe(39);
+    const restarts = logs.parsed().filter((l) => l.msg === 'sensor node restarted its sequence numbers');
+    expect(restarts).toHaveLength(1);
+    expect(restarts[0]).toMatchObject({ sensorNode: nodeId, seq: 1, lastSeq: 1, evidence: 'report-time' });
+  });
+
+  it('exports node restarts to Prometheus', async () => {
+    const registry = new Registry();
+    let now = 1_000_000;
+    const store = new SensorStore(site, { now: () => now, registry });
+    const readings = [{ sensor: 'inlet-top', kind: 'inlet-top', value: 22 }];
+    for (const seq of [5000, 1, 2, 3]) {
+      now += 1000;
+      store.ingestReport({ node: nodeId, gateway: node.gateway, seq, readings }, 'mqtt', now);
+    }
+    expect(await registry.getSingleMetricAsString('coolctl_sensor_node_restarts_total')).toMatch(
+      /^coolctl_sensor_node_restarts_total 1$/m,
+    );
   });
 });
