@@ -8,6 +8,23 @@ import { ajv, parseYamlConfig } from '../config/load-site.ts';
 import { GATEWAY_FENCE } from '../devices/modbus/gateway-fencing.ts';
 import { ConfigError } from '../errors.ts';
 
+/**
+ * A controller that leads a unit's group sends at least one request per control period (at most
+ * 60 s, control.periodMs); one that does not holds a silent connection and reopens it at once when it
+ * is closed. Five periods at the longest: never a leader's connection, a follower's every 5 minutes.
+ */
+export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
+
+const DEFAULT_MAX_CONNECTIONS = 32;
+
+/** One source address may hold this share of maxConnections by default (never fewer than the units). */
+const DEFAULT_PER_HOST_SHARE = 0.75;
+
+/** The per-address cap when the file sets none: most of the slots, and one per unit at least. */
+export function defaultMaxConnectionsPerHost(maxConnections: number, units: number): number {
+  return Math.min(maxConnections, Math.max(units, Math.floor(maxConnections * DEFAULT_PER_HOST_SHARE)));
+}
+
 const Name = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
   description: 'letters, digits, _ . -',
@@ -121,7 +138,31 @@ export const GatewayConfigSchema = T.Object(
           'first holding register of the epoch block and write window, in every unit id; must be unused by the units',
       }),
     ),
-    maxConnections: T.Optional(T.Integer({ minimum: 1, maximum: 1_000, default: 32 })),
+    maxConnections: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 1_000,
+        default: DEFAULT_MAX_CONNECTIONS,
+        description: 'controller connections',
+      }),
+    ),
+    maxConnectionsPerHost: T.Optional(
+      T.Integer({
+        minimum: 1,
+        maximum: 1_000,
+        description:
+          'connections from one source address (default: three quarters of maxConnections, at least one per unit); a controller opens one per unit id',
+      }),
+    ),
+    idleTimeoutMs: T.Optional(
+      T.Integer({
+        minimum: 1_000,
+        maximum: 3_600_000,
+        default: DEFAULT_IDLE_TIMEOUT_MS,
+        description:
+          'a connection that sends no request for this long is closed; keep it well above the controllers’ control.periodMs',
+      }),
+    ),
     lines: T.Array(LineSchema, { minItems: 1 }),
     units: T.Array(UnitSchema, { minItems: 1 }),
   },
@@ -141,6 +182,10 @@ export interface GatewayConfig {
   stateFile: string;
   fenceBase: number;
   maxConnections: number;
+  /** Connections one source address may hold. */
+  maxConnectionsPerHost: number;
+  /** A connection without a request for this long is closed. */
+  idleTimeoutMs: number;
   lines: (LineConfig & { queueTimeoutMs: number; maxQueued: number })[];
   units: (UnitConfig & { name: string; unitId: number; timeoutMs: number })[];
 }
@@ -178,6 +223,21 @@ function rules(c: GatewayConfigFile): { path: string; message: string; allowed: 
         allowed: 'one line per serial device',
       });
     serialPaths.set(l.serial.path, l.name);
+  }
+  const maxConnections = c.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  if (c.maxConnectionsPerHost !== undefined) {
+    if (c.maxConnectionsPerHost > maxConnections)
+      out.push({
+        path: '/maxConnectionsPerHost',
+        message: `${c.maxConnectionsPerHost} connections per host is more than maxConnections (${maxConnections})`,
+        allowed: `≤ ${maxConnections}`,
+      });
+    if (c.maxConnectionsPerHost < c.units.length)
+      out.push({
+        path: '/maxConnectionsPerHost',
+        message: `${c.maxConnectionsPerHost} connections per host is fewer than the ${c.units.length} units: a controller opens one connection per unit id, so one would be refused some of its units`,
+        allowed: `≥ ${c.units.length}`,
+      });
   }
   const ids = new Set<number>();
   const names = new Set<string>();
@@ -230,6 +290,7 @@ function rules(c: GatewayConfigFile): { path: string; message: string; allowed: 
 /** Parses and checks gateway YAML; throws ConfigError listing every problem. */
 export function parseGatewayConfig(text: string, file = '<inline>'): GatewayConfig {
   const c = parseYamlConfig(text, file, validate, rules);
+  const maxConnections = c.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   return {
     file,
     name: c.gateway,
@@ -237,7 +298,10 @@ export function parseGatewayConfig(text: string, file = '<inline>'): GatewayConf
     http: { host: c.http.host ?? '127.0.0.1', port: c.http.port },
     stateFile: c.stateFile,
     fenceBase: c.fenceBase ?? GATEWAY_FENCE.defaultBase,
-    maxConnections: c.maxConnections ?? 32,
+    maxConnections,
+    maxConnectionsPerHost:
+      c.maxConnectionsPerHost ?? defaultMaxConnectionsPerHost(maxConnections, c.units.length),
+    idleTimeoutMs: c.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
     lines: c.lines.map((l) => ({
       ...l,
       queueTimeoutMs: l.queueTimeoutMs ?? 1_000,

@@ -59,6 +59,8 @@ export class FencingGateway {
   /** Whether each line could carry requests at its last one (one log line per change). */
   private readonly lineUsable = new Map<string, boolean>();
   private stateFileFailing = false;
+  private idleLoggedAtMs = Number.NEGATIVE_INFINITY;
+  private idleSuppressed = 0;
 
   constructor(cfg: GatewayConfig, store: EpochStore, deps: GatewayDeps) {
     this.cfg = cfg;
@@ -135,6 +137,22 @@ export class FencingGateway {
   refuse(reason: BadRequestReason, client: string, detail: string): void {
     this.m.badRequests.inc({ reason });
     this.warns.warn(`bad:${reason}`, { reason, client, detail }, 'request refused');
+  }
+
+  /**
+   * Counts a connection closed for idleness, with an info line at most once a second (the next says
+   * how many were left out): routine for a controller that does not lead the unit, so not a warning.
+   */
+  idleClosed(client: string, detail: string): void {
+    this.m.idleClosed.inc();
+    const now = performance.now();
+    if (now - this.idleLoggedAtMs < WARN_INTERVAL_MS) {
+      this.idleSuppressed++;
+      return;
+    }
+    this.log.info({ client, detail, suppressedSinceLast: this.idleSuppressed }, 'idle connection closed');
+    this.idleLoggedAtMs = now;
+    this.idleSuppressed = 0;
   }
 
   /** One request PDU for MBAP unit id `unitId`; resolves with the answer PDU, never rejects. */

@@ -14,7 +14,9 @@ export type BadRequestReason =
   | 'unsupported_function'
   | 'unknown_unit'
   | 'busy'
-  | 'too_many_connections';
+  | 'too_many_connections'
+  | 'too_many_from_host'
+  | 'slow_reader';
 
 export class GatewayMetrics {
   readonly requests: Counter<'unit' | 'kind'>;
@@ -26,6 +28,7 @@ export class GatewayMetrics {
   readonly unitEpoch: Gauge<'unit'>;
   readonly stateWriteErrors: Counter;
   readonly connections: Gauge;
+  readonly idleClosed: Counter;
   readonly lineSeconds: Histogram<'line'>;
 
   constructor(registry: Registry) {
@@ -80,6 +83,11 @@ export class GatewayMetrics {
     this.connections = new Gauge({
       name: 'coolctl_gateway_connections',
       help: 'Open Modbus TCP connections from controllers',
+      registers,
+    });
+    this.idleClosed = new Counter({
+      name: 'coolctl_gateway_idle_connections_closed_total',
+      help: 'Connections closed after idleTimeoutMs without a request (a controller that does not lead the unit reopens its silent connection at once)',
       registers,
     });
     this.lineSeconds = new Histogram({

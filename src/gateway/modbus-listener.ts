@@ -2,8 +2,12 @@
 // and answered with its own transaction id (answers may leave out of order: requests for units on
 // different lines run side by side). Bad input costs at most its own connection: a stream that is
 // not MBAP (protocol id ≠ 0, a length outside 2..254) or a frame left incomplete is counted, logged
-// and closed; a connection over the cap is closed at once; too many unanswered requests on one
-// connection are answered 0x06 (busy). stop() is bounded and leaves no socket behind.
+// and closed; too many unanswered requests on one connection are answered 0x06 (busy).
+// No connection holds a slot or memory it does not use: one over the cap, or over its source
+// address's share, is closed at once; one that sends no request for idleTimeoutMs is closed; while
+// a connection's answers back up (its client does not read them) nothing more is read from it, and
+// past maxBufferedBytes, or with no progress for idleTimeoutMs, it is closed. stop() is bounded and
+// leaves no socket behind.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { settlesWithin } from '../util/async.ts';
@@ -13,29 +17,47 @@ const MBAP_LEN = 7;
 const MBAP_MIN_LENGTH = 2;
 const MBAP_MAX_LENGTH = 254;
 const STOP_DEADLINE_MS = 2_000;
+/**
+ * Answer bytes one connection may have waiting in the gateway. Reading stops at the socket's
+ * high-water mark (64 KiB), which a controller — one request at a time, answers under 260 bytes —
+ * never nears; what is already in flight then lands on top (at most maxInFlight answers).
+ */
+const MAX_BUFFERED_BYTES = 256 * 1024;
 
 export interface ListenerOptions {
   host: string;
   port: number;
   maxConnections: number;
+  /** Connections one source address may hold (default: maxConnections). */
+  maxConnectionsPerHost?: number;
+  /** A connection with no request (and nothing in flight) for this long is closed. */
+  idleTimeoutMs: number;
   /** An incomplete frame older than this closes its connection. */
   frameTimeoutMs?: number;
   /** Unanswered requests per connection; more are answered busy. */
   maxInFlight?: number;
+  /** Answer bytes waiting for a client that does not read them; more closes the connection. */
+  maxBufferedBytes?: number;
 }
 
 export interface ListenerHooks {
   handle: (unitId: number, pdu: Buffer, client: string) => Promise<Buffer> | Buffer;
   refuse: (reason: BadRequestReason, client: string, detail: string) => void;
+  /** A connection closed for sending nothing for idleTimeoutMs. */
+  idle: (client: string, detail: string) => void;
   connections: (open: number) => void;
 }
 
 interface Conn {
   socket: Socket;
+  /** The source address: what maxConnectionsPerHost counts. */
+  host: string;
   client: string;
   rx: Buffer;
   frameTimer: NodeJS.Timeout | undefined;
   inFlight: number;
+  /** Its answers are backed up: nothing is read or handed on until they drain. */
+  held: boolean;
 }
 
 export class ModbusListener {
@@ -43,11 +65,18 @@ export class ModbusListener {
   private readonly hooks: ListenerHooks;
   private readonly log: Logger;
   private readonly conns = new Set<Conn>();
+  private readonly perHost = new Map<string, number>();
   private server: Server | undefined;
   private stopping: Promise<void> | undefined;
 
   constructor(opts: ListenerOptions, hooks: ListenerHooks, log: Logger) {
-    this.opts = { frameTimeoutMs: 2_000, maxInFlight: 16, ...opts };
+    this.opts = {
+      frameTimeoutMs: 2_000,
+      maxInFlight: 16,
+      maxBufferedBytes: MAX_BUFFERED_BYTES,
+      maxConnectionsPerHost: opts.maxConnections,
+      ...opts,
+    };
     this.hooks = hooks;
     this.log = log.child({ component: 'modbus-listener' });
   }
@@ -77,8 +106,15 @@ export class ModbusListener {
   }
 
   private accept(socket: Socket): void {
-    const client = `${socket.remoteAddress}:${socket.remotePort}`;
     socket.on('error', () => undefined);
+    const host = socket.remoteAddress;
+    // No address: the peer is already gone.
+    if (host === undefined) {
+      socket.destroy();
+      return;
+    }
+    const client = `${host}:${socket.remotePort}`;
+    const fromHost = this.perHost.get(host) ?? 0;
     if (this.stopping || this.conns.size >= this.opts.maxConnections) {
       this.hooks.refuse(
         'too_many_connections',
@@ -88,26 +124,95 @@ export class ModbusListener {
       socket.destroy();
       return;
     }
+    if (fromHost >= this.opts.maxConnectionsPerHost) {
+      this.hooks.refuse(
+        'too_many_from_host',
+        client,
+        `${fromHost} open from ${host} (maxConnectionsPerHost ${this.opts.maxConnectionsPerHost})`,
+      );
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
-    const conn: Conn = { socket, client, rx: Buffer.alloc(0), frameTimer: undefined, inFlight: 0 };
+    const conn: Conn = {
+      socket,
+      host,
+      client,
+      rx: Buffer.alloc(0),
+      frameTimer: undefined,
+      inFlight: 0,
+      held: false,
+    };
     this.conns.add(conn);
+    this.perHost.set(host, fromHost + 1);
     this.hooks.connections(this.conns.size);
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
-    socket.once('close', () => {
-      clearTimeout(conn.frameTimer);
-      if (this.conns.delete(conn)) this.hooks.connections(this.conns.size);
-    });
+    socket.on('drain', () => this.onDrain(conn));
+    // Node's own inactivity timer: any byte read or written, or a write the kernel is still taking,
+    // counts as activity; nothing does while the connection is held and its client reads nothing.
+    socket.setTimeout(this.opts.idleTimeoutMs);
+    socket.on('timeout', () => this.onIdle(conn));
+    socket.once('close', () => this.forget(conn));
   }
 
   private close(c: Conn): void {
-    clearTimeout(c.frameTimer);
     c.socket.destroy();
-    if (this.conns.delete(c)) this.hooks.connections(this.conns.size);
+    this.forget(c);
+  }
+
+  /** Gives back the connection's slot, once. */
+  private forget(c: Conn): void {
+    clearTimeout(c.frameTimer);
+    if (!this.conns.delete(c)) return;
+    const left = (this.perHost.get(c.host) ?? 1) - 1;
+    if (left > 0) this.perHost.set(c.host, left);
+    else this.perHost.delete(c.host);
+    this.hooks.connections(this.conns.size);
+  }
+
+  private onIdle(c: Conn): void {
+    // A request still on the line: its answer, when written, is activity again.
+    if (c.inFlight > 0) return;
+    if (c.held)
+      this.hooks.refuse(
+        'slow_reader',
+        c.client,
+        `${c.socket.writableLength} bytes of answers unread for ${this.opts.idleTimeoutMs} ms`,
+      );
+    else this.hooks.idle(c.client, `no request for ${this.opts.idleTimeoutMs} ms`);
+    this.close(c);
+  }
+
+  /** Answers backed up: read nothing more and hand on nothing already read until they drain. */
+  private hold(c: Conn): void {
+    if (c.held) return;
+    c.held = true;
+    c.socket.pause();
+    // The rest of a frame cannot arrive while nothing is read: not the client's delay.
+    clearTimeout(c.frameTimer);
+    c.frameTimer = undefined;
+  }
+
+  private onDrain(c: Conn): void {
+    if (!c.held || c.socket.destroyed) return;
+    c.held = false;
+    c.socket.resume();
+    this.pump(c);
   }
 
   private onData(c: Conn, chunk: Buffer): void {
     c.rx = c.rx.length === 0 ? chunk : Buffer.concat([c.rx, chunk]);
+    this.pump(c);
+  }
+
+  /** Hands on each complete frame received while the client takes its answers. */
+  private pump(c: Conn): void {
+    let framesTaken = 0;
     while (c.rx.length >= MBAP_LEN) {
+      if (c.socket.writableNeedDrain) {
+        this.hold(c);
+        return;
+      }
       const protocol = c.rx.readUInt16BE(2);
       const length = c.rx.readUInt16BE(4);
       if (protocol !== 0 || length < MBAP_MIN_LENGTH || length > MBAP_MAX_LENGTH) {
@@ -125,11 +230,16 @@ export class ModbusListener {
       const unitId = c.rx[6]!;
       const pdu = Buffer.from(c.rx.subarray(MBAP_LEN, 6 + length));
       c.rx = c.rx.subarray(6 + length);
+      framesTaken++;
       this.request(c, tid, unitId, pdu);
+      if (c.socket.destroyed) return;
     }
-    clearTimeout(c.frameTimer);
-    c.frameTimer = undefined;
-    if (c.rx.length > 0) {
+    if (c.rx.length === 0) {
+      clearTimeout(c.frameTimer);
+      c.frameTimer = undefined;
+    } else if (framesTaken > 0 || !c.frameTimer) {
+      // Timed from the frame's first byte: more bytes of the same frame do not buy it more time.
+      clearTimeout(c.frameTimer);
       c.frameTimer = setTimeout(() => {
         this.hooks.refuse(
           'frame_timeout',
@@ -171,5 +281,13 @@ export class ModbusListener {
     frame[6] = unitId;
     pdu.copy(frame, MBAP_LEN);
     c.socket.write(frame);
+    if (c.socket.writableLength > this.opts.maxBufferedBytes) {
+      this.hooks.refuse(
+        'slow_reader',
+        c.client,
+        `${c.socket.writableLength} bytes of answers unread (maxBufferedBytes ${this.opts.maxBufferedBytes})`,
+      );
+      this.close(c);
+    } else if (c.socket.writableNeedDrain) this.hold(c);
   }
 }

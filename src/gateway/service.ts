@@ -50,10 +50,17 @@ export class GatewayService {
     this.gateway = gateway;
     await gateway.open();
     const listener = new ModbusListener(
-      { host: this.cfg.listen.host, port: this.cfg.listen.port, maxConnections: this.cfg.maxConnections },
+      {
+        host: this.cfg.listen.host,
+        port: this.cfg.listen.port,
+        maxConnections: this.cfg.maxConnections,
+        maxConnectionsPerHost: this.cfg.maxConnectionsPerHost,
+        idleTimeoutMs: this.cfg.idleTimeoutMs,
+      },
       {
         handle: (unitId, pdu, client) => gateway.handle(unitId, pdu, client),
         refuse: (reason, client, detail) => gateway.refuse(reason, client, detail),
+        idle: (client, detail) => gateway.idleClosed(client, detail),
         connections: (n) => metrics.connections.set(n),
       },
       this.log,

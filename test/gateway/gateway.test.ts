@@ -528,6 +528,38 @@ describe('coolctl gateway --config with problems', () => {
     expect(cfg.units.map((u) => u.id)).toEqual([11, 12, 13, 21, 22]);
   });
 
+  it('connection limits: defaults, and a per-host cap that would refuse a controller some units or mean nothing', () => {
+    const three = [
+      'gateway: conns',
+      'listen: { port: 0 }',
+      'http: { port: 0 }',
+      'stateFile: /tmp/x.json',
+      'lines: [{ name: a, tcp: { host: 127.0.0.1, port: 502 } }]',
+      'units: [{ id: 1, line: a }, { id: 2, line: a }, { id: 3, line: a }]',
+    ];
+    const parse = (...extra: string[]) => parseGatewayConfig([...three, ...extra].join('\n'), 'conns.yaml');
+    // A quarter of the slots stays out of any one address's reach; a controller's one per unit fits.
+    expect(parse()).toMatchObject({ maxConnections: 32, maxConnectionsPerHost: 24, idleTimeoutMs: 300_000 });
+    expect(parse('maxConnections: 4').maxConnectionsPerHost).toBe(3);
+    expect(parse('maxConnections: 3').maxConnectionsPerHost).toBe(3);
+    const problems = (...extra: string[]) => {
+      try {
+        parse(...extra);
+      } catch (err) {
+        if (err instanceof ConfigError) return err.problems.map((p) => `${p.path}: ${p.message}`);
+        throw err;
+      }
+      return [];
+    };
+    expect(problems('idleTimeoutMs: 500')).toEqual([expect.stringMatching(/^\/idleTimeoutMs: /)]);
+    expect(problems('maxConnections: 8', 'maxConnectionsPerHost: 2')).toEqual([
+      '/maxConnectionsPerHost: 2 connections per host is fewer than the 3 units: a controller opens one connection per unit id, so one would be refused some of its units',
+    ]);
+    expect(problems('maxConnections: 8', 'maxConnectionsPerHost: 9')).toEqual([
+      '/maxConnectionsPerHost: 9 connections per host is more than maxConnections (8)',
+    ]);
+  });
+
   it('lists every cross-reference problem: two transports, a unit id twice, a line nobody defined', () => {
     const text = [
       'gateway: bad',

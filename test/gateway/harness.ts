@@ -140,12 +140,35 @@ export async function controllerClient(port: number, unitId: number): Promise<Mo
   return client;
 }
 
-function connected(port: number): Promise<Socket> {
+function connected(port: number, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port });
+    const s = connect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) });
     s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
+}
+
+export interface RawConnection {
+  socket: Socket;
+  /** Whether it has closed (the gateway closed it, or the test did). */
+  closed(): boolean;
+}
+
+/**
+ * A connection that sends only what the test writes, from `localAddress` (any 127.x.y.z on Linux:
+ * another host, as the gateway sees it); destroyed by stopAll().
+ */
+export async function rawConnection(port: number, localAddress?: string): Promise<RawConnection> {
+  const socket = await connected(port, localAddress);
+  socket.on('error', () => undefined);
+  let closed = false;
+  socket.once('close', () => {
+    closed = true;
+  });
+  stoppers.push(() => {
+    socket.destroy();
+  });
+  return { socket, closed: () => closed };
 }
 
 /**
