@@ -4,6 +4,7 @@
 // Every failure must be a typed error with the right link state, in bounded time; vitest fails the
 // file on any unhandled rejection.
 import { type ChildProcess, spawn } from 'node:child_process';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { Registry } from 'prom-client';
@@ -360,6 +361,28 @@ describe('Modbus TCP adapter: faults on the wire, each a typed error in bounded 
     await waitFor('link up', () => d.linkState === 'up');
   });
 
+  it('a connection the far end closes while idle is no link failure; one closed under a request is', async () => {
+    const { config } = await startUnit();
+    const proxy = await cuttingProxy(config.endpoint.port);
+    const d = device({ ...config, endpoint: { ...config.endpoint, port: proxy.port } });
+    const events: LinkEvent[] = [];
+    d.on('link', (e: LinkEvent) => events.push(e));
+    await d.read();
+    expect(d.linkState).toBe('up');
+    // Nothing in flight: a fencing gateway closing a connection that sent nothing for its idle timeout.
+    proxy.cutAll();
+    await waitFor('reconnected by itself', () => proxy.accepted === 2);
+    await waitFor('read on the new connection', () => proxy.bytesUp > 12);
+    await d.read();
+    expect(events.filter((e) => e.to !== 'up')).toEqual([]);
+    expect(d.linkState).toBe('up');
+    // Under a request: the far end took it and closed before answering.
+    proxy.cutOnNextRequest = true;
+    await d.read().catch(() => undefined);
+    expect(events.some((e) => e.to !== 'up' && /closed by the device/.test(e.reason))).toBe(true);
+    await waitFor('link up again', () => d.linkState === 'up');
+  });
+
   it('silent peer: DEVICE_TIMEOUT at the deadline', async () => {
     const { unit, config } = await startUnit({}, { timeoutMs: 300 });
     const d = device(config);
@@ -618,3 +641,47 @@ describe('the simulated hall serves a Modbus RTU unit', () => {
     }
   });
 });
+
+/**
+ * A TCP relay in front of a unit that can cut its clients' connections: all at once (nothing in
+ * flight), or the next one that sends a request, before the request reaches the unit.
+ */
+async function cuttingProxy(targetPort: number) {
+  const clients = new Set<Socket>();
+  const state = { port: 0, accepted: 0, bytesUp: 0, cutOnNextRequest: false, cutAll: () => {} };
+  const server = createServer((c) => {
+    state.accepted++;
+    clients.add(c);
+    const up = connect(targetPort, '127.0.0.1');
+    c.on('data', (chunk: Buffer) => {
+      if (state.cutOnNextRequest) {
+        state.cutOnNextRequest = false;
+        c.destroy();
+        return;
+      }
+      state.bytesUp += chunk.length;
+      up.write(chunk);
+    });
+    up.on('data', (chunk: Buffer) => c.write(chunk));
+    const end = () => {
+      clients.delete(c);
+      c.destroy();
+      up.destroy();
+    };
+    c.on('close', end).on('error', end);
+    up.on('close', end).on('error', end);
+  });
+  state.cutAll = () => {
+    for (const c of clients) c.destroy();
+  };
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  state.port = (server.address() as AddressInfo).port;
+  servers.push({
+    stop: () =>
+      new Promise<void>((resolve) => {
+        state.cutAll();
+        server.close(() => resolve());
+      }),
+  });
+  return state;
+}

@@ -638,6 +638,14 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     }
     const onClose = (): void => {
       if (conn.dead) return;
+      // With nothing in flight nothing failed yet: a fencing gateway closes a connection a node
+      // that leads no group of the unit holds and sends nothing on (its idle timeout). The
+      // reconnect's read decides whether the link is well.
+      if (conn.inFlight.length === 0) {
+        this.log.debug('connection closed by the device while idle; reconnecting');
+        void this.drop(conn, 'connection closed by the device while idle');
+        return;
+      }
       this.link.failure('connection closed by the device');
       void this.drop(conn, 'connection closed by the device');
     };
