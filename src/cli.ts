@@ -2,7 +2,8 @@
 // `pause`/`resume`, `override`, `history` and `alarms` talk to a running cluster; `config validate`,
 // `site import` and `profile check` check or build files; `completion` prints a shell's completion.
 // The only module that touches `process`: arguments, signals, exit codes (0 clean stop, 1 start-up
-// or request failure, 2 invalid config or usage).
+// or request failure, 2 invalid config or usage, a request the server refused as bad input
+// included; 130 a prompt cancelled with Ctrl-C).
 // Each command imports what it runs when it runs: the controller (etcd, OPC-UA, fastify) costs
 // seconds to load on a small gateway, and `--help`, `status` or `profile check` need none of it.
 import { Argument, Command, CommanderError, Option } from 'commander';
@@ -10,14 +11,16 @@ import type { Logger } from 'pino';
 import { addAlarmCommands } from './cli/alarm-commands.ts';
 import {
   type ApiOptions,
-  ApiUsageError,
   apiCall,
   apiOptions,
   apiRequest,
   DEFAULT_API,
+  refusalError,
 } from './cli/api-client.ts';
 import { addApiCommands } from './cli/api-commands.ts';
-import { CliConfigError, emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
+import { CancelledError, logLevelOption, parseNumber, UsageError } from './cli/args.ts';
+import { emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
+import { jsonText, printable, printableText } from './cli/printable.ts';
 import { addUpgradeCommands } from './cli/upgrade-commands.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
 import { VERSION } from './version.ts';
@@ -39,8 +42,9 @@ Commands that call the API read, unless their options say otherwise:
   COOLCTL_OUTPUT    table or json (or --output on any command)
 and then the CLI config file ($COOLCTL_CLI_CONFIG, else ~/.config/coolctl/cli.yaml, else
 /etc/coolctl/cli.yaml): api, tokenFile, caFile, output (docs/cli.md).
-Exit codes: 0 done, 1 failed, or refused by or refusing the server; 2 invalid config or usage
-(a missing or unreadable CA file included).`,
+Exit codes: 0 done; 1 failed: the API unreachable or failing (5xx), not signed in or not allowed
+(401, 403), busy (408, 429); 2 invalid config or usage — an option, a CA or token file, or a
+request the server refused as bad input (any other 4xx); 130 a password prompt cancelled.`,
   );
 
 program
@@ -48,7 +52,7 @@ program
   .description('run one controller node')
   .requiredOption('--config <file>', 'controller config file (YAML)')
   .requiredOption('--node <name>', 'this node’s name, one of the config’s nodes')
-  .option('--log-level <level>', 'pino log level', 'info')
+  .addOption(logLevelOption('pino log level'))
   .action(async (o: { config: string; node: string; logLevel: string }) => {
     const [{ daemonLogger }, { loadControllerConfig }, { ConfigWatcher }, { Controller }, { SdNotify }] =
       await Promise.all([
@@ -104,7 +108,7 @@ program
   .command('gateway')
   .description('run a fencing gateway: Modbus TCP for controllers in front of units that cannot check epochs')
   .requiredOption('--config <file>', 'gateway config file (YAML, docs/fencing-gateway.md)')
-  .option('--log-level <level>', 'pino log level', 'info')
+  .addOption(logLevelOption('pino log level'))
   .action(async (o: { config: string; logLevel: string }) => {
     // Its own module and entry (the systemd unit runs src/gateway/main.ts, without the controller).
     const { runGateway } = await import('./gateway/main.ts');
@@ -138,7 +142,9 @@ program
       };
       const g = c.groups.find((x) => x.id === group);
       if (!g)
-        throw new UsageError(`unknown group "${group}"; groups: ${c.groups.map((x) => x.id).join(', ')}`);
+        throw new UsageError(
+          `unknown group "${printable(group)}"; groups: ${c.groups.map((x) => printable(x.id)).join(', ')}`,
+        );
       const leader = c.members.find((m) => m.node === g.leader);
       if (leader) {
         const res = await apiRequest<{ message?: string; tookMs?: number }>(
@@ -149,17 +155,13 @@ program
           15_000,
         );
         const body = res.body;
-        if (res.status < 300) {
+        if (res.status >= 200 && res.status < 300) {
           const done = { group, from: g.leader, to: o.to, tookMs: body.tookMs };
-          emit(o, done, () => `${group}: ${g.leader} → ${o.to} in ${body.tookMs} ms`);
+          emit(o, done, () => `${group}: ${printable(g.leader)} → ${o.to} in ${printable(body.tookMs)} ms`);
           return;
         }
-        if (res.status !== 409 || attempt >= 20) {
-          throw new CoolctlError(
-            ErrorCodes.BAD_REQUEST,
-            `switchover refused (${res.status}): ${body.message}`,
-          );
-        }
+        // 409: the leader changed meanwhile; ask again. Any other answer by the one rule.
+        if (res.status !== 409 || attempt >= 20) throw refusalError(res.status, body, 'switchover refused');
       } else if (attempt >= 20) {
         throw new CoolctlError(ErrorCodes.NOT_LEADER, `group ${group} has no leader right now; try again`);
       }
@@ -180,7 +182,7 @@ configCommand
   .action(async (file: string, o: { node?: string; kind?: string; output?: string }) => {
     const { validateConfigFile, formatValidation } = await import('./cli/config-validate.ts');
     const r = await validateConfigFile(file, o);
-    if (outputFormat(o) === 'json') process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+    if (outputFormat(o) === 'json') process.stdout.write(`${jsonText(r)}\n`);
     else if (r.valid) process.stdout.write(`${formatValidation(r)}\n`);
     else if (r.kind === 'controller') {
       // As `run` says it: the daemon's own words for the same file.
@@ -224,7 +226,7 @@ siteCommand
       ...(o.gateways ? { gateways: o.gateways } : {}),
     });
     if (outputFormat(o) === 'json') {
-      process.stdout.write(`${JSON.stringify({ ok: r.ok, problems: r.problems, site: r.site }, null, 2)}\n`);
+      process.stdout.write(`${jsonText({ ok: r.ok, problems: r.problems, site: r.site })}\n`);
     } else if (r.ok) {
       if (o.out) {
         const { writeFile } = await import('node:fs/promises');
@@ -323,27 +325,35 @@ program
   .description(
     'an operator override for one unit (kept in etcd): fixed fan %/setpoint, or local control; --clear removes it',
   )
-  .option('--fan <pct>', 'fan speed, %', Number)
-  .option('--setpoint <c>', 'supply-air setpoint, °C', Number)
+  .option('--fan <pct>', 'fan speed, %')
+  .option('--setpoint <c>', 'supply-air setpoint, °C')
   .option('--local', 'hand the unit to its local control')
   .option('--clear', 'remove the override: the control law takes the unit back')
   .action(
     async (
       group: string,
       ahu: string,
-      o: ApiOptions & { fan?: number; setpoint?: number; local?: boolean; clear?: boolean; output?: string },
+      o: ApiOptions & { fan?: string; setpoint?: string; local?: boolean; clear?: boolean; output?: string },
     ) => {
       const path = `/api/v1/groups/${encodeURIComponent(group)}/overrides/${encodeURIComponent(ahu)}`;
+      // The ranges are the device contract's (its one owner), loaded only by the command that needs them.
+      const { POINT_RANGES } = await import('./devices/unit-contract.ts');
+      const point = (option: string, text: string, name: 'fanPct' | 'supplySetpointC', unit: string) =>
+        parseNumber(option, text, { ...POINT_RANGES[name], what: `${name}, ${unit}` });
+      const body = {
+        ...(o.fan !== undefined ? { fanPct: point('--fan', o.fan, 'fanPct', '%') } : {}),
+        ...(o.setpoint !== undefined
+          ? { supplySetpointC: point('--setpoint', o.setpoint, 'supplySetpointC', '°C') }
+          : {}),
+        ...(o.local ? { toLocal: true } : {}),
+      };
       if (o.clear) {
+        if (Object.keys(body).length > 0)
+          throw new UsageError('override: --clear goes alone (not with --fan, --setpoint or --local)');
         const r = await apiCall(o, 'DELETE', path);
         emit(o, r, () => `${group}/${ahu}: override removed`);
         return;
       }
-      const body = {
-        ...(o.fan !== undefined ? { fanPct: o.fan } : {}),
-        ...(o.setpoint !== undefined ? { supplySetpointC: o.setpoint } : {}),
-        ...(o.local ? { toLocal: true } : {}),
-      };
       if (Object.keys(body).length === 0)
         throw new UsageError('override: give --fan, --setpoint, --local or --clear');
       const r = await apiCall(o, 'PUT', path, body);
@@ -351,15 +361,12 @@ program
     },
   );
 
-class UsageError extends Error {}
-
 /** A text outcome (profile check/read): its text on stdout or stderr, or as JSON with whether it passed. */
 function printOutcome(o: { output?: string }, r: { exitCode: number; text: string }): void {
   if (outputFormat(o) === 'json')
-    process.stdout.write(
-      `${JSON.stringify({ ok: r.exitCode === 0, exitCode: r.exitCode, text: r.text }, null, 2)}\n`,
-    );
-  else (r.exitCode === 0 ? process.stdout : process.stderr).write(r.text);
+    process.stdout.write(`${jsonText({ ok: r.exitCode === 0, exitCode: r.exitCode, text: r.text })}\n`);
+  // A unit's strings (OPC-UA values, a profile's texts) go to a terminal: escaped.
+  else (r.exitCode === 0 ? process.stdout : process.stderr).write(printableText(r.text));
   process.exitCode = r.exitCode;
 }
 
@@ -416,11 +423,14 @@ try {
   } else if (err instanceof ConfigError) {
     process.stderr.write(`coolctl: the configuration is not valid — nothing was started.\n${err.message}\n`);
     process.exitCode = 2;
-  } else if (err instanceof UsageError || err instanceof ApiUsageError || err instanceof CliConfigError) {
-    process.stderr.write(`coolctl: ${err.message}\n`);
+  } else if (err instanceof UsageError) {
+    process.stderr.write(`coolctl: ${printableText(err.message)}\n`);
     process.exitCode = 2;
+  } else if (err instanceof CancelledError) {
+    process.stderr.write(`coolctl: ${printableText(err.message)}\n`);
+    process.exitCode = 130;
   } else if (err instanceof CoolctlError) {
-    process.stderr.write(`coolctl: ${err.message}\n`);
+    process.stderr.write(`coolctl: ${printableText(err.message)}\n`);
     process.exitCode = 1;
   } else {
     process.stderr.write(`coolctl: fatal: ${(err as Error)?.stack ?? String(err)}\n`);

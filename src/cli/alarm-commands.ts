@@ -3,33 +3,41 @@
 import type { Command } from 'commander';
 import type { Alarm } from '../alarms/alarm.ts';
 import { type ApiOptions, ApiUsageError, apiCall, apiOptions } from './api-client.ts';
+import { parseDuration } from './args.ts';
 import { outputFormat } from './cli-config.ts';
+import { jsonText, printable } from './printable.ts';
 
 /** `90`, `90s`, `15m`, `1h`, `1.5h` → seconds; anything else is a usage error. */
 export function parseDurationS(text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(s|m|h)?$/.exec(text.trim());
-  if (!m) throw new ApiUsageError(`--for ${text}: give a duration such as 90s, 15m or 1h`);
-  const s = Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
-  if (s < 60 || s > 86_400) throw new ApiUsageError(`--for ${text}: a shelf lasts 1 minute to 24 hours`);
-  return Math.round(s);
+  const ms = parseDuration('--for', text, {
+    bare: 's',
+    units: ['s', 'm', 'h'],
+    minMs: 60_000,
+    maxMs: 86_400_000,
+    example: '90s, 15m or 1h',
+    range: 'a shelf lasts 1 minute to 24 hours',
+  });
+  return Math.round(ms / 1000);
 }
 
-const when = (iso: string) => iso.replace(/\.\d+Z$/, 'Z');
+/** A time of the server's (ISO 8601) without its fraction of a second, and escaped. */
+const when = (iso: unknown) => printable(String(iso ?? '-').replace(/\.\d+Z$/, 'Z'));
+const s = (x: unknown): string => printable(x ?? '-');
 
-/** One line per alarm: what, where, since when, and who acknowledged or shelved it. */
+/** One line per alarm: what, where, since when, and who acknowledged or shelved it (the server's strings escaped). */
 export function formatAlarms(alarms: readonly Alarm[]): string {
   if (alarms.length === 0) return 'no alarms';
   const lines = ['severity  state         raised                where                 message'];
   for (const a of alarms) {
-    const where = [a.group, a.subject].filter(Boolean).join('/') || '-';
+    const where = s([a.group, a.subject].filter(Boolean).join('/') || '-');
     const notes = [
-      a.ack ? `ack ${a.ack.user} ${when(a.ack.at)}${a.ack.comment ? ` "${a.ack.comment}"` : ''}` : '',
+      a.ack ? `ack ${s(a.ack.user)} ${when(a.ack.at)}${a.ack.comment ? ` "${s(a.ack.comment)}"` : ''}` : '',
       a.shelvedUntil ? `shelved until ${when(a.shelvedUntil)}` : '',
       a.clearedAt ? `cleared ${when(a.clearedAt)}` : '',
     ].filter(Boolean);
     lines.push(
-      `${a.severity.padEnd(9)} ${a.state.padEnd(13)} ${when(a.raisedAt).padEnd(21)} ${where.padEnd(21)} ${a.message}`,
-      `          id ${a.id}${notes.length ? ` — ${notes.join('; ')}` : ''}`,
+      `${s(a.severity).padEnd(9)} ${s(a.state).padEnd(13)} ${when(a.raisedAt).padEnd(21)} ${where.padEnd(21)} ${s(a.message)}`,
+      `          id ${s(a.id)}${notes.length ? ` — ${notes.join('; ')}` : ''}`,
     );
   }
   return lines.join('\n');
@@ -78,7 +86,7 @@ export function addAlarmCommands(program: Command): void {
       } else if (o.unshelve !== undefined)
         one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.unshelve, 'unshelve'), {})).alarm;
       if (one) {
-        print(outputFormat(o) === 'json' ? JSON.stringify({ alarm: one }, null, 2) : formatAlarms([one]));
+        print(outputFormat(o) === 'json' ? jsonText({ alarm: one }) : formatAlarms([one]));
         return;
       }
       const r = await apiCall<{ alarms: Alarm[] }>(
@@ -86,7 +94,7 @@ export function addAlarmCommands(program: Command): void {
         'GET',
         `/api/v1/alarms?state=${o.all ? 'all' : 'active'}`,
       );
-      print(outputFormat(o) === 'json' ? JSON.stringify(r, null, 2) : formatAlarms(r.alarms));
+      print(outputFormat(o) === 'json' ? jsonText(r) : formatAlarms(r.alarms));
     },
   );
 }

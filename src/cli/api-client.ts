@@ -5,14 +5,18 @@
 // else the file's `caFile`, else the system's CAs. Every request has a deadline; a refusal becomes an
 // error that prints the API's message and reasons. A server the CA did not sign, or whose
 // certificate is not for the address dialled, is refused before the token is sent; nothing turns
-// verification off (NODE_TLS_REJECT_UNAUTHORIZED included).
+// verification off (NODE_TLS_REJECT_UNAUTHORIZED included). An address with a user name or
+// password in it is refused, never dialled (Node would send it as Basic auth) and never printed; a
+// token that is not one line of token characters is refused before any request.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, STATUS_CODES } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Option } from 'commander';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { UsageError } from './args.ts';
 import { cliConfig } from './cli-config.ts';
+import { printable } from './printable.ts';
 
 export const DEFAULT_API = 'http://127.0.0.1:8101';
 
@@ -25,6 +29,8 @@ export interface ApiOptions {
   caFile?: string;
   /** --output (table or json), which every command that calls the API takes. */
   output?: string;
+  /** Send no token, and read none (sign-in: the token file may be the one being written). */
+  withoutToken?: boolean;
 }
 
 /** --api, --token-file and --ca-file, for every command that calls the API. */
@@ -32,7 +38,7 @@ export function apiOptions(): Option[] {
   return [
     new Option(
       '--api <url>',
-      `any node’s API (default: $COOLCTL_API, the CLI config’s api, else ${DEFAULT_API})`,
+      `any node’s API, without user:password@ (default: $COOLCTL_API, the CLI config’s api, else ${DEFAULT_API})`,
     ),
     new Option(
       '--token-file <file>',
@@ -46,32 +52,111 @@ export function apiOptions(): Option[] {
 }
 
 /** A request the API refused because of what was asked (exit code 2), not because it failed. */
-export class ApiUsageError extends Error {}
+export class ApiUsageError extends UsageError {}
 
-export function apiBase(o: ApiOptions): string {
-  return (o.api ?? process.env.COOLCTL_API ?? cliConfig().api ?? DEFAULT_API).replace(/\/+$/, '');
+/**
+ * An address without a user name or password in it. Only an address with an `@` can hold one; if
+ * stripping its user info does not leave it without `@`, or it does not parse, it is not shown at
+ * all (what is before an `@` may be a password).
+ */
+export function withoutCredentials(text: string): string {
+  if (!text.includes('@')) return text;
+  try {
+    const u = new URL(text);
+    u.username = '';
+    u.password = '';
+    const href = u.href.replace(/\/$/, text.endsWith('/') ? '/' : '');
+    if (!href.includes('@')) return href;
+  } catch {}
+  return '(an address that holds "@", not shown)';
 }
 
-export function apiToken(o: ApiOptions): string | undefined {
-  if (o.tokenFile) {
-    try {
-      return readFileSync(o.tokenFile, 'utf8').trim();
-    } catch (err) {
-      throw new CoolctlError(ErrorCodes.STARTUP, `--token-file ${o.tokenFile}: ${(err as Error).message}`);
-    }
+/** An address as the CLI prints it: without credentials, and escaped for the terminal. */
+export function shownUrl(text: string): string {
+  return printable(withoutCredentials(text));
+}
+
+/**
+ * Whether an address may name a user or password before its host (`http://user:pass@host`). An API
+ * address has no use for `@` anywhere, and a password with a `/` in it does not even parse as user
+ * info, so any `@` counts.
+ */
+function mayHoldCredentials(text: string): boolean {
+  return text.includes('@');
+}
+
+/**
+ * The API's base address and where it came from: --api, else COOLCTL_API, else the CLI config's
+ * `api`, else the default. One with a user name or password is refused (exit 2) without printing
+ * it: the CLI proves who it is with a token, and a password in an address ends up in shell
+ * history, `ps`, logs and a proxy's Basic auth.
+ */
+export function apiBase(o: ApiOptions): string {
+  const env = process.env.COOLCTL_API;
+  const [text, from] =
+    o.api !== undefined
+      ? [o.api, '--api']
+      : env
+        ? [env, 'COOLCTL_API']
+        : cliConfig().api !== undefined
+          ? [cliConfig().api!, `api in ${cliConfig().file}`]
+          : [DEFAULT_API, 'the default API address'];
+  if (mayHoldCredentials(text))
+    throw new ApiUsageError(
+      `${from}: the address holds "@" — a user name or password (user:password@host), which the CLI never sends (not shown); give the address alone, and the token with --token-file or COOLCTL_TOKEN`,
+    );
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new ApiUsageError(`${from}: not an API address: ${shownUrl(text)} (want http(s)://host:port)`);
   }
-  const fromEnv = process.env.COOLCTL_TOKEN?.trim();
-  if (fromEnv) return fromEnv;
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new ApiUsageError(`${from}: not an API address: ${shownUrl(text)} (want http(s)://host:port)`);
+  return text.replace(/\/+$/, '');
+}
+
+/** One line of the characters a bearer token is made of (RFC 6750's b64token). */
+const TOKEN_CHARS = /^[A-Za-z0-9\-._~+/]+=*$/;
+
+/**
+ * A token as read from `from` (`--token-file F`, `COOLCTL_TOKEN`, …): trimmed of the spaces and line
+ * end around it; empty, several lines or other characters are refused naming where it came from,
+ * never showing it (it would otherwise fail as a header, as "cannot reach", after the DNS lookup).
+ */
+function checkedToken(raw: string, from: string): string {
+  const token = raw.trim();
+  if (token === '') throw new UsageError(`${from}: no token in it (coolctl login prints one)`);
+  if (/[\r\n]/.test(token))
+    throw new UsageError(
+      `${from}: holds more than one line; it must hold the token alone, one line as coolctl login or token create prints it`,
+    );
+  if (!TOKEN_CHARS.test(token))
+    throw new UsageError(
+      `${from}: holds characters no token has (a token is letters, digits and - . _ ~ + /); it must hold the token alone`,
+    );
+  return token;
+}
+
+function readTokenFile(file: string, from: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new UsageError(`${from}: cannot read the token file (${code})`);
+  }
+  return checkedToken(text, from);
+}
+
+/** The token from --token-file, else COOLCTL_TOKEN, else the CLI config's tokenFile, else none. */
+export function apiToken(o: ApiOptions): string | undefined {
+  if (o.tokenFile !== undefined) return readTokenFile(o.tokenFile, `--token-file ${o.tokenFile}`);
+  const fromEnv = process.env.COOLCTL_TOKEN;
+  if (fromEnv !== undefined && fromEnv.trim() !== '') return checkedToken(fromEnv, 'COOLCTL_TOKEN');
   const cfg = cliConfig();
   if (!cfg.tokenFile) return undefined;
-  try {
-    return readFileSync(cfg.tokenFile, 'utf8').trim() || undefined;
-  } catch (err) {
-    throw new CoolctlError(
-      ErrorCodes.STARTUP,
-      `tokenFile ${cfg.tokenFile} (${cfg.file}): ${(err as Error).message}`,
-    );
-  }
+  return readTokenFile(cfg.tokenFile, `tokenFile ${cfg.tokenFile} (${cfg.file})`);
 }
 
 export function authHeaders(o: ApiOptions): Record<string, string> {
@@ -227,21 +312,34 @@ export async function apiRequest<T = unknown>(
   timeoutMs = 10_000,
 ): Promise<{ status: number; body: T }> {
   const full = url.startsWith('http') ? url : `${apiBase(o)}${url}`;
+  // A whole URL is another node's address, as a member record gives it: the server's data, not the
+  // user's, so a bad one fails the request (exit 1) rather than the usage.
+  if (mayHoldCredentials(full))
+    throw new CoolctlError(
+      ErrorCodes.BAD_REQUEST,
+      `not calling ${shownUrl(full)}: the address holds "@" — a user name or password, which the CLI never sends`,
+    );
   let target: URL;
   try {
     target = new URL(full);
   } catch {
-    throw new ApiUsageError(`not an API address: ${full} (want http(s)://host:port)`);
+    throw new CoolctlError(
+      ErrorCodes.BAD_REQUEST,
+      `not an API address: ${shownUrl(full)} (want http(s)://host:port)`,
+    );
   }
   if (target.protocol !== 'http:' && target.protocol !== 'https:')
-    throw new ApiUsageError(`not an API address: ${full} (want http(s)://host:port)`);
+    throw new CoolctlError(
+      ErrorCodes.BAD_REQUEST,
+      `not an API address: ${shownUrl(full)} (want http(s)://host:port)`,
+    );
   const ca = apiCa(o);
   if (ca && target.protocol === 'http:')
     throw new ApiUsageError(
       `${ca.from} is set, but ${target.protocol}//${target.host} is plain HTTP: there is no certificate to check; use the node’s https:// address`,
     );
   const headers = {
-    ...authHeaders(o),
+    ...(o.withoutToken ? {} : authHeaders(o)),
     ...(body ? { 'content-type': 'application/json' } : {}),
     // The API refuses state-changing requests a cross-site page could send; a CLI says it is none.
     'x-coolctl-request': 'cli',
@@ -254,7 +352,9 @@ export async function apiRequest<T = unknown>(
     if (refusal) throw refusal;
     const why =
       (err as Error).name === 'AbortError' ? `no answer in ${timeoutMs} ms` : (err as Error).message;
-    throw new CoolctlError(ErrorCodes.STARTUP, `cannot reach ${full}: ${why}`, { cause: err });
+    throw new CoolctlError(ErrorCodes.STARTUP, `cannot reach ${shownUrl(full)}: ${printable(why)}`, {
+      cause: err,
+    });
   }
   let out: unknown;
   try {
@@ -265,23 +365,72 @@ export async function apiRequest<T = unknown>(
   return { status: answer.status, body: (typeof out === 'object' && out !== null ? out : {}) as T };
 }
 
-/** As apiRequest, but a non-2xx answer throws: 400/404 as a usage error, 401/403 saying how to sign in. */
+/** How a proxy's or a node's answer without a message reads to an operator: what it means, and what to check. */
+const STATUS_HINTS: Record<number, string> = {
+  502: 'a proxy between here and the node, or the node behind it, is not reachable',
+  503: 'the node is not ready (starting, stopping, or not able to serve this now); try again shortly, or another node',
+  504: 'a proxy between here and the node got no answer from the node in time',
+};
+
+/**
+ * The API's refusal as an error, by one rule (docs/cli.md, "Exit codes"): 401 and 403 say how to
+ * sign in or whose role it needs (exit 1); 408 and 429 are worth retrying (exit 1); any other 4xx is
+ * a request the server refused as bad input (ApiUsageError, exit 2); 5xx and anything else failed
+ * (exit 1). The server's message and reasons are escaped for the terminal; a schema refusal's
+ * repeats are said once; an answer without a message is named by its status text, with a hint.
+ */
+export function refusalError(
+  status: number,
+  body: { message?: unknown; details?: unknown },
+  what = 'refused',
+): Error {
+  const message =
+    typeof body.message === 'string' && body.message !== '' ? readable(body.message) : undefined;
+  // Reasons the message does not already say (a schema refusal's message lists them all).
+  const details = (Array.isArray(body.details) ? body.details : [])
+    .filter((d): d is string => typeof d === 'string')
+    .map(readable)
+    .filter((d, i, all) => !message?.includes(d) && all.indexOf(d) === i);
+  const named = `${status} ${STATUS_CODES[status] ?? 'unknown status'}`;
+  const text = message
+    ? `${message}${details.length ? ` (${details.join('; ')})` : ''}`
+    : `the API answered ${named}${STATUS_HINTS[status] ? ` — ${STATUS_HINTS[status]}` : ''}`;
+  if (status === 401)
+    return new CoolctlError(
+      ErrorCodes.UNAUTHENTICATED,
+      `${text} — set COOLCTL_TOKEN or --token-file (coolctl login prints a token)`,
+    );
+  if (status === 403) return new CoolctlError(ErrorCodes.FORBIDDEN, text);
+  if (status >= 400 && status < 500 && status !== 408 && status !== 429) return new ApiUsageError(text);
+  return new CoolctlError(ErrorCodes.BAD_REQUEST, message ? `${what} (${named}): ${text}` : text);
+}
+
+/**
+ * A message of the server's, one line and safe to print. A schema refusal can list one problem per
+ * failed branch (`body/role must be equal to constant, body/role must be equal to constant, …`):
+ * each is said once.
+ */
+function readable(message: string): string {
+  const once = (text: string, sep: string) => [...new Set(text.split(sep))].join(sep);
+  return printable(
+    once(
+      message
+        .split('; ')
+        .map((part) => once(part, ', '))
+        .join('; '),
+      '; ',
+    ),
+  );
+}
+
+/** As apiRequest, but an answer other than 2xx throws refusalError's error. */
 export async function apiCall<T = unknown>(
   o: ApiOptions,
   method: string,
   url: string,
   body?: object,
 ): Promise<T> {
-  const r = await apiRequest<T & { message?: string; details?: string[] }>(o, method, url, body);
-  if (r.status < 300) return r.body;
-  const details = r.body.details?.length ? ` (${r.body.details.join('; ')})` : '';
-  const message = `${r.body.message ?? r.status}${details}`;
-  if (r.status === 401)
-    throw new CoolctlError(
-      ErrorCodes.UNAUTHENTICATED,
-      `${message} — set COOLCTL_TOKEN or --token-file (coolctl login prints a token)`,
-    );
-  if (r.status === 403) throw new CoolctlError(ErrorCodes.FORBIDDEN, message);
-  if (r.status === 400 || r.status === 404 || r.status === 409) throw new ApiUsageError(message);
-  throw new CoolctlError(ErrorCodes.BAD_REQUEST, `refused (${r.status}): ${message}`);
+  const r = await apiRequest<T & { message?: unknown; details?: unknown }>(o, method, url, body);
+  if (r.status >= 200 && r.status < 300) return r.body;
+  throw refusalError(r.status, r.body);
 }

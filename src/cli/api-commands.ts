@@ -1,32 +1,42 @@
 // The CLI's commands for the secure control plane: sign in (prints a session token to export as
 // COOLCTL_TOKEN), users and API tokens (admin), and the cluster's audit trail (`history`).
-// Passwords come from a file or from stdin, never from an argument.
-import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
-import { CoolctlError, ErrorCodes } from '../errors.ts';
+// Passwords come from a file or standard input (a prompt without echo on a terminal), never from an
+// argument. Every string of the server's a line prints is escaped (./printable.ts).
+import { type Command, Option } from 'commander';
+import { ROLES } from '../api/auth/roles.ts';
 import { type ApiOptions, apiCall, apiOptions } from './api-client.ts';
+import { numberOption } from './args.ts';
 import { outputFormat } from './cli-config.ts';
+import { jsonText, printable } from './printable.ts';
+import { readSecret } from './secret-input.ts';
 
 function withApi(cmd: Command): Command {
   for (const o of apiOptions()) cmd.addOption(o);
   return cmd;
 }
 
-function readSecret(file: string | undefined, what: string): string {
-  const from = file ?? '/dev/stdin';
-  try {
-    const s = readFileSync(from, 'utf8').replace(/\r?\n$/, '');
-    if (!s) throw new Error('empty');
-    return s;
-  } catch (err) {
-    throw new CoolctlError(ErrorCodes.STARTUP, `${what} from ${from}: ${(err as Error).message}`);
-  }
+/** The password for `user`: --password-file, else a prompt on a terminal, else stdin's first line. */
+function password(file: string | undefined, prompt: string, confirm = false): Promise<string> {
+  return readSecret({ file, input: process.stdin, output: process.stderr, prompt, confirm });
 }
+
+/**
+ * The API's bounds, which its schemas own (src/api/routes/auth.ts MAX_TOKEN_TTL_S, 366 days;
+ * src/api/routes/audit.ts, limit ≤ 1000): checked here too, so a bad value never leaves the CLI.
+ */
+const MAX_TOKEN_TTL_DAYS = 366;
+const MAX_HISTORY_ENTRIES = 1000;
 
 const print = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
-const when = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
+const printJson = (v: unknown): void => print(jsonText(v));
+const when = (ms: unknown) =>
+  typeof ms === 'number' && Number.isFinite(ms)
+    ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z')
+    : printable(ms ?? '-');
+/** A string of the server's, as a line may print it. */
+const s = (x: unknown): string => printable(x ?? '-');
 
 export function addApiCommands(program: Command): void {
   withApi(
@@ -36,33 +46,37 @@ export function addApiCommands(program: Command): void {
       .requiredOption('--user <name>', 'user name')
       .option('--password-file <file>', 'file holding the password (default: stdin)'),
   ).action(async (o: ApiOptions & { user: string; passwordFile?: string }) => {
-    const password = readSecret(o.passwordFile, 'password');
+    const pw = await password(o.passwordFile, `password for ${printable(o.user)}: `);
     const r = await apiCall<{ token: string; role: string; expiresAtMs: number }>(
-      { ...o, tokenFile: undefined },
+      // No token: signing in is how one gets it (`coolctl login … > token` empties the file first).
+      { ...o, withoutToken: true },
       'POST',
       '/api/v1/auth/sign-in',
-      { name: o.user, password, as: 'token' },
+      { name: o.user, password: pw, as: 'token' },
     );
-    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
-    process.stderr.write(`signed in as ${o.user} (${r.role}) until ${when(r.expiresAtMs)}\n`);
-    print(r.token);
+    if (outputFormat(o) === 'json') return printJson(r);
+    process.stderr.write(`signed in as ${s(o.user)} (${s(r.role)}) until ${when(r.expiresAtMs)}\n`);
+    print(s(r.token));
   });
 
   const user = program.command('user').description('API users (admin)');
   withApi(
     user
       .command('add <name>')
-      .description('add a user with a role; the password is read from --password-file or stdin')
-      .requiredOption('--role <role>', 'viewer, operator or admin')
-      .option('--password-file <file>', 'file holding the password (default: stdin)'),
+      .description(
+        'add a user with a role; the password from --password-file, else asked for on a terminal (twice, not shown), else the first line of stdin',
+      )
+      .addOption(new Option('--role <role>', 'what the user may do').choices(ROLES).makeOptionMandatory())
+      .option('--password-file <file>', 'file holding the password (default: a prompt, or stdin)'),
   ).action(async (name: string, o: ApiOptions & { role: string; passwordFile?: string }) => {
-    const password = readSecret(o.passwordFile, 'password');
+    const pw = await password(o.passwordFile, `password for the new user ${printable(name)}: `, true);
     const u = await apiCall<{ name: string; role: string }>(o, 'POST', '/api/v1/users', {
       name,
       role: o.role,
-      password,
+      password: pw,
     });
-    print(outputFormat(o) === 'json' ? JSON.stringify(u, null, 2) : `user ${u.name} added (${u.role})`);
+    if (outputFormat(o) === 'json') return printJson(u);
+    print(`user ${s(u.name)} added (${s(u.role)})`);
   });
   withApi(
     user.command('list').description('list users and roles').option('--json', 'print the raw JSON'),
@@ -72,17 +86,17 @@ export function addApiCommands(program: Command): void {
       'GET',
       '/api/v1/users',
     );
-    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
+    if (outputFormat(o) === 'json') return printJson(r);
     print('user             role      since');
-    for (const u of r.users) print(`${u.name.padEnd(16)} ${u.role.padEnd(9)} ${when(u.createdAtMs)}`);
+    for (const u of r.users) print(`${s(u.name).padEnd(16)} ${s(u.role).padEnd(9)} ${when(u.createdAtMs)}`);
   });
   withApi(user.command('remove <name>').description('remove a user and revoke their tokens')).action(
     async (name: string, o: ApiOptions) => {
       await apiCall(o, 'DELETE', `/api/v1/users/${encodeURIComponent(name)}`);
       print(
         outputFormat(o) === 'json'
-          ? JSON.stringify({ user: name, removed: true })
-          : `user ${name} removed; their tokens and sessions are revoked`,
+          ? jsonText({ user: name, removed: true }, 0)
+          : `user ${s(name)} removed; their tokens and sessions are revoked`,
       );
     },
   );
@@ -94,7 +108,13 @@ export function addApiCommands(program: Command): void {
       .description('create an API token; it is printed once, keep it in a file readable only by its user')
       .requiredOption('--label <text>', 'what it is for, e.g. grafana')
       .option('--user <name>', 'whose role it acts with (default: you)')
-      .option('--ttl-days <n>', 'expiry in days (default 90)', Number),
+      .addOption(
+        numberOption('--ttl-days <n>', `expiry in days, 0.01 to ${MAX_TOKEN_TTL_DAYS} (default 90)`, {
+          min: 0.01,
+          max: MAX_TOKEN_TTL_DAYS,
+          what: 'days',
+        }),
+      ),
   ).action(async (o: ApiOptions & { label: string; user?: string; ttlDays?: number }) => {
     const r = await apiCall<{ token: string; id: string; user: string; expiresAtMs: number }>(
       o,
@@ -103,12 +123,12 @@ export function addApiCommands(program: Command): void {
       {
         label: o.label,
         ...(o.user ? { user: o.user } : {}),
-        ...(o.ttlDays ? { ttlS: Math.round(o.ttlDays * 86_400) } : {}),
+        ...(o.ttlDays !== undefined ? { ttlS: Math.round(o.ttlDays * 86_400) } : {}),
       },
     );
-    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
-    process.stderr.write(`token ${r.id} for ${r.user}, expires ${when(r.expiresAtMs)} (shown once)\n`);
-    print(r.token);
+    if (outputFormat(o) === 'json') return printJson(r);
+    process.stderr.write(`token ${s(r.id)} for ${s(r.user)}, expires ${when(r.expiresAtMs)} (shown once)\n`);
+    print(s(r.token));
   });
   withApi(
     token.command('list').description('list tokens and sessions').option('--json', 'print the raw JSON'),
@@ -116,16 +136,18 @@ export function addApiCommands(program: Command): void {
     const r = await apiCall<{
       tokens: { id: string; user: string; kind: string; label: string; expiresAtMs: number }[];
     }>(o, 'GET', '/api/v1/tokens');
-    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
+    if (outputFormat(o) === 'json') return printJson(r);
     print('id               user             kind     expires               label');
     for (const t of r.tokens)
-      print(`${t.id} ${t.user.padEnd(16)} ${t.kind.padEnd(8)} ${when(t.expiresAtMs)}  ${t.label}`);
+      print(
+        `${s(t.id)} ${s(t.user).padEnd(16)} ${s(t.kind).padEnd(8)} ${when(t.expiresAtMs)}  ${s(t.label)}`,
+      );
   });
   withApi(token.command('revoke <id>').description('revoke a token or session on every node')).action(
     async (id: string, o: ApiOptions) => {
       await apiCall(o, 'DELETE', `/api/v1/tokens/${encodeURIComponent(id)}`);
       print(
-        outputFormat(o) === 'json' ? JSON.stringify({ token: id, revoked: true }) : `token ${id} revoked`,
+        outputFormat(o) === 'json' ? jsonText({ token: id, revoked: true }, 0) : `token ${s(id)} revoked`,
       );
     },
   );
@@ -134,7 +156,13 @@ export function addApiCommands(program: Command): void {
     program
       .command('history')
       .description('the cluster’s audit trail: who did what, where, and the answer (newest last)')
-      .option('--limit <n>', 'at most this many entries (the newest)', Number, 50)
+      .addOption(
+        numberOption('--limit <n>', `at most this many entries (the newest), 1 to ${MAX_HISTORY_ENTRIES}`, {
+          min: 1,
+          max: MAX_HISTORY_ENTRIES,
+          integer: true,
+        }).default(50),
+      )
       .option('--json', 'print the raw JSON'),
   ).action(async (o: ApiOptions & { limit: number; json?: boolean }) => {
     const r = await apiCall<{ entries: Record<string, unknown>[] }>(
@@ -142,14 +170,22 @@ export function addApiCommands(program: Command): void {
       'GET',
       `/api/v1/audit?limit=${o.limit}`,
     );
-    if (outputFormat(o) === 'json') return print(JSON.stringify(r, null, 2));
+    if (outputFormat(o) === 'json') return printJson(r);
     for (const e of r.entries) {
-      const at = when(e.atMs as number);
-      if (e.kind === 'role') print(`${at} ${e.node} leads ${e.group} (epoch ${e.epoch}): ${e.reason}`);
-      else
+      const at = when(e.atMs);
+      if (e.kind === 'role')
+        print(`${at} ${s(e.node)} leads ${s(e.group)} (epoch ${s(e.epoch)}): ${s(e.reason)}`);
+      else {
+        const code = (e.error as { code?: unknown } | null)?.code;
+        // A request without a body is kept as `{}` by newer nodes, as null by older ones: neither says anything.
+        const params =
+          e.params && !(typeof e.params === 'object' && Object.keys(e.params).length === 0)
+            ? ` ${jsonText(e.params, 0)}`
+            : '';
         print(
-          `${at} ${e.user} (${e.role}) via ${e.node}: ${e.method} ${e.path}${e.params ? ` ${JSON.stringify(e.params)}` : ''} → ${e.status}${(e.error as { code?: string } | null)?.code ? ` ${(e.error as { code: string }).code}` : ''}`,
+          `${at} ${s(e.user)} (${s(e.role)}) via ${s(e.node)}: ${s(e.method)} ${s(e.path)}${params} → ${s(e.status)}${code ? ` ${s(code)}` : ''}`,
         );
+      }
     }
   });
 }

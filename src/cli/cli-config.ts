@@ -8,6 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'yaml';
+import { UsageError } from './args.ts';
+import { jsonText, printable, printableText } from './printable.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -23,7 +25,7 @@ export interface CliConfig {
 }
 
 /** A CLI config file that cannot be used: the command stops (exit 2) rather than guess. */
-export class CliConfigError extends Error {}
+export class CliConfigError extends UsageError {}
 
 const KEYS: Record<string, string> = {
   api: 'any node’s API address, e.g. https://gw-1.example:8101',
@@ -110,15 +112,25 @@ export function outputFormat(
   return pick as OutputFormat;
 }
 
-/** Prints `data` as JSON, or `table()`'s text. */
+/**
+ * Prints `data` as JSON, or `table()`'s text. Whatever a table forgot to escape cannot act on the
+ * terminal either: every control character but its line ends is escaped on the way out.
+ */
 export function emit(o: { output?: string; json?: boolean }, data: unknown, table: () => string): void {
-  const text = outputFormat(o) === 'json' ? JSON.stringify(data, null, 2) : table();
+  const text = outputFormat(o) === 'json' ? jsonText(data) : printableText(table());
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
-/** Rows as aligned columns (the header first); a cell never holds a newline. */
+/**
+ * Rows as aligned columns (the header first). A cell never holds a newline or any other control or
+ * bidi character: each is escaped (./printable.ts), so a cell from the server cannot break a row
+ * or act on the terminal.
+ */
 export function formatTable(header: string[], rows: (string | number | null | undefined)[][]): string {
-  const cells = [header, ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))))];
+  const cells = [
+    header,
+    ...rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : printable(c)))),
+  ];
   const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
   return cells
     .map((r) =>

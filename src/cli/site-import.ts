@@ -8,6 +8,7 @@
 import { readFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { finiteNumber } from './args.ts';
 import { type CsvRow, type CsvTable, parseCsv } from './csv.ts';
 
 export type InventoryKind = 'rooms' | 'racks' | 'units' | 'sensors' | 'groups' | 'gateways';
@@ -122,8 +123,9 @@ function typedRow(file: string, r: CsvRow, spec: Record<string, Column>, problem
       continue;
     }
     if (col.type === 'number' || col.type === 'integer') {
-      const n = Number(v);
-      if (!Number.isFinite(n) || (col.type === 'integer' && !Number.isInteger(n)))
+      // The CLI's one number syntax (decimal, finite): "0x10", "Infinity" or "1e999" are not numbers.
+      const n = finiteNumber(v);
+      if (n === undefined || (col.type === 'integer' && !Number.isInteger(n)))
         problems.push(
           `${file}:${r.line}: ${name} "${v}" is not ${col.type === 'integer' ? 'a whole number' : 'a number'}`,
         );

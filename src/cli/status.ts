@@ -5,8 +5,9 @@
 // mode, driving and sensors from its leader (only the leader drives), the pause and overrides
 // from the same answer (they are kept in etcd, so every node has them).
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
-import { type ApiOptions, apiCall, apiRequest } from './api-client.ts';
+import { type ApiOptions, apiCall, apiRequest, shownUrl, withoutCredentials } from './api-client.ts';
 import { formatTable } from './cli-config.ts';
+import { printable } from './printable.ts';
 
 export interface StatusMember {
   node: string;
@@ -94,11 +95,13 @@ export async function gatherStatus(o: ApiOptions, concurrency = 8): Promise<Stat
   const c = await apiCall<ClusterAnswer>(o, 'GET', '/api/v1/cluster');
   const members: StatusMember[] = c.members.map((m) => ({
     node: m.node,
-    apiUrl: m.apiUrl,
+    // A report is for printing: an address in it never holds a user name or password.
+    apiUrl: withoutCredentials(m.apiUrl),
     startedAtMs: m.startedAtMs ?? 0,
     configHash: m.configHash ?? null,
   }));
-  const urls = new Map(members.map((m) => [m.node, m.apiUrl]));
+  // Asked as the member record says (an address with credentials is refused, not stripped and dialled).
+  const urls = new Map(c.members.map((m) => [m.node, m.apiUrl]));
   const groups: StatusGroup[] = new Array(c.groups.length);
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -170,11 +173,15 @@ function overrideText(id: string, ov: UnitOverride): string {
 
 const yesNo = (b: boolean | null): string => (b === null ? '?' : b ? 'yes' : 'no');
 
-/** The table `coolctl status` prints. */
+/**
+ * The table `coolctl status` prints. Every string in it came from the cluster (names, addresses, an
+ * operator's pause reason, a leader's problem): the cells are escaped by formatTable, the warnings
+ * here, and an address never shows a user name or password.
+ */
 export function formatStatus(r: StatusReport): string {
   const members = formatTable(
     ['member', 'api', 'config'],
-    r.members.map((m) => [m.node, m.apiUrl, m.configHash ?? '(none)']),
+    r.members.map((m) => [m.node, shownUrl(m.apiUrl), m.configHash ?? '(none)']),
   );
   const groups = formatTable(
     ['group', 'leader', 'epoch', 'mode', 'paused', 'sensors', 'driven', 'overrides'],
@@ -191,6 +198,8 @@ export function formatStatus(r: StatusReport): string {
         .join(', ') || '-',
     ]),
   );
-  const warnings = r.warnings.length ? `\n\nwarnings:\n${r.warnings.map((w) => `  ! ${w}`).join('\n')}` : '';
+  const warnings = r.warnings.length
+    ? `\n\nwarnings:\n${r.warnings.map((w) => `  ! ${printable(w)}`).join('\n')}`
+    : '';
   return `${members}\n\n${groups}${warnings}`;
 }

@@ -4,6 +4,7 @@
 // when it runs.
 import type { Command } from 'commander';
 import { type ApiOptions, ApiUsageError, apiOptions } from './api-client.ts';
+import { logLevelOption, parseDuration } from './args.ts';
 import { emit, formatTable } from './cli-config.ts';
 
 const DEFAULT_ROOT = '/opt/coolctl';
@@ -22,10 +23,14 @@ interface RollingCliOptions extends ApiOptions {
 
 /** `500`, `500ms`, `10s`, `2m` → ms; anything else is a usage error. */
 export function parseDurationMs(option: string, text: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m)?$/.exec(text.trim());
-  if (!m) throw new ApiUsageError(`${option} ${text}: give a duration such as 500ms, 10s or 2m`);
-  const ms = Number(m[1]) * (m[2] === 'm' ? 60_000 : m[2] === 's' ? 1000 : 1);
-  if (ms < 100 || ms > 3_600_000) throw new ApiUsageError(`${option} ${text}: between 100ms and 60m`);
+  const ms = parseDuration(option, text, {
+    bare: 'ms',
+    units: ['ms', 's', 'm'],
+    minMs: 100,
+    maxMs: 3_600_000,
+    example: '500ms, 10s or 2m',
+    range: 'between 100ms and 60m',
+  });
   return Math.round(ms);
 }
 
@@ -173,7 +178,7 @@ export function addUpgradeCommands(program: Command): void {
       )
       .option('--handover-timeout <duration>', 'stop → every group driven by the others', '10s')
       .option('--rejoin-timeout <duration>', 'start → ready, leading again, every group driven', '2m')
-      .option('--log-level <level>', 'progress log on stderr (pino JSON)', 'info');
+      .addOption(logLevelOption('progress log on stderr (pino JSON)'));
     for (const opt of apiOptions()) c.addOption(opt);
     return c;
   };
