@@ -82,7 +82,7 @@ export class ConfigError extends CoolctlError {
   ) {
     super(
       opts.code ?? ErrorCodes.CONFIG_INVALID,
-      `${file}: ${problems.length} problem(s)\n${problems.map(formatProblem).join('\n')}`,
+      `${file}: ${problems.length} problem(s)\n${formatProblems(problems)}`,
       opts,
     );
     this.problems = problems;
@@ -92,6 +92,20 @@ export class ConfigError extends CoolctlError {
 export function formatProblem(p: ConfigProblem): string {
   const where = `${p.file}${p.line ? `:${p.line}` : ''}`;
   return `  ${where} ${p.path || '/'}: ${p.message} (allowed: ${p.allowed})`;
+}
+
+/**
+ * How many problems a message or a log line lists: a file with 300 000 bad racks must not become
+ * a 57 MB log line. The first ones are what to fix first; the rest are counted.
+ */
+export const MAX_LISTED_PROBLEMS = 100;
+
+/** The first MAX_LISTED_PROBLEMS problems, one a line, then "… and N more". */
+export function formatProblems(problems: readonly ConfigProblem[]): string {
+  const listed = problems.slice(0, MAX_LISTED_PROBLEMS).map(formatProblem);
+  const more = problems.length - listed.length;
+  if (more > 0) listed.push(`  … and ${more} more problem(s) like these (fix those above, then check again)`);
+  return listed.join('\n');
 }
 
 /** A request the simulator or the API refuses; `details` lists each problem for the 400 body. */

@@ -2,12 +2,12 @@
 // the notifier built from the site's `alarms.notifications` (rebuilt when a reload changes that
 // section; the webhook's header read from its file then), and the engine. The daemon calls
 // createAlarms() once and start()/stop() on what it returns (src/daemon/controller.ts).
-import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Leadership } from '../cluster/leadership.ts';
+import { readSecretLineSync } from '../config/config-files.ts';
 import type { MqttLink } from '../config/link-secrets.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
@@ -58,19 +58,17 @@ export class NotifierHolder {
     if (!n?.webhook && !n?.mqtt) return undefined;
     let header: { name: string; value: string } | undefined;
     if (n.webhook?.headerFile) {
+      // The config check (src/config/site-files.ts) refused a header file the same rules would
+      // refuse here; this read only meets one changed on disk since. Then the webhook still goes
+      // out, without its header: the receiver's refusal shows as failures.
       const file = resolve(dirname(cfg.sitePath), n.webhook.headerFile);
-      try {
-        header = {
-          name: n.webhook.headerName ?? 'Authorization',
-          value: readFileSync(file, 'utf8').trim(),
-        };
-      } catch (err) {
-        // The webhook still goes out, without its header: the receiver's refusal shows as failures.
+      const value = readSecretLineSync(file);
+      if (value.ok) header = { name: n.webhook.headerName ?? 'Authorization', value: value.value };
+      else
         this.log.error(
-          { file, err: (err as NodeJS.ErrnoException).code ?? (err as Error).message },
+          { file, err: value.message },
           'alarms.notifications.webhook.headerFile cannot be read: the webhook is sent without its header',
         );
-      }
     }
     if (n.mqtt && !cfg.mqtt)
       this.log.error(

@@ -1,10 +1,19 @@
-// `coolctl config validate FILE`: tells a site file from a controller config by what it holds, and
-// checks it against its own schema — a site file given to the controller's schema would be told
-// "/cluster is required" and "unknown setting" for every site key, which helps nobody. --kind
-// overrides the guess. Every problem is listed with its file and line.
-import { readFile } from 'node:fs/promises';
-import { load as loadYaml } from 'js-yaml';
-import { ConfigError, type ConfigProblem, formatProblem } from '../errors.ts';
+// `coolctl config validate FILE`: tells a site file from a controller config by what it holds (by
+// its name when it cannot be read as YAML or is empty), and checks it with the loader `coolctl run`
+// uses — a controller config with its site file and every file either names, so that what run would
+// refuse, validate refuses. A site file given to the controller's schema would be told "/cluster is
+// required" and "unknown setting" for every site key, which helps nobody. --kind overrides the
+// guess. Every problem is listed with its file and line (the first 100 of them, then a count).
+import { basename } from 'node:path';
+import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
+import { loadYamlData, readConfigFile } from '../config/load-site.ts';
+import {
+  ConfigError,
+  type ConfigProblem,
+  formatProblem,
+  formatProblems,
+  MAX_LISTED_PROBLEMS,
+} from '../errors.ts';
 
 export type ConfigKind = 'site' | 'controller';
 
@@ -42,31 +51,53 @@ export interface ValidateResult {
   valid: boolean;
   summary: string | null;
   problems: ConfigProblem[];
+  /** What the daemon would run with but probably should not (e.g. MQTT gateways and no broker). */
+  warnings: ConfigProblem[];
+}
+
+/** A file's kind from its name, for a file whose contents cannot tell: `site.yaml`, `controller.yaml`. */
+function kindFromName(file: string): ConfigKind | null {
+  const name = basename(file);
+  if (/site/i.test(name)) return 'site';
+  if (/controller/i.test(name)) return 'controller';
+  return null;
 }
 
 export async function validateConfigFile(
   file: string,
   o: { kind?: string; node?: string } = {},
 ): Promise<ValidateResult> {
-  const fail = (kind: ConfigKind | null, problems: ConfigProblem[]): ValidateResult => ({
-    file,
-    kind,
-    valid: false,
-    summary: null,
-    problems,
-  });
+  const done = (kind: ConfigKind | null, r: Partial<ValidateResult>): ValidateResult =>
+    withCappedJson({ file, kind, valid: false, summary: null, problems: [], warnings: [], ...r });
+  const fail = (kind: ConfigKind | null, problems: ConfigProblem[]) => done(kind, { problems });
   if (o.kind !== undefined && o.kind !== 'site' && o.kind !== 'controller')
     return fail(null, [{ file, path: '', message: `--kind ${o.kind}`, allowed: 'site or controller' }]);
+  // Read as the loaders read (size, UTF-8, YAML), once: the guess and the default node come from it.
+  let doc: unknown;
+  let unreadable: ConfigProblem[] | undefined;
+  try {
+    doc = loadYamlData(await readConfigFile(file, SITE_FILE_MAX_BYTES), file);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    unreadable = err.problems;
+  }
   let kind = o.kind as ConfigKind | undefined;
   if (!kind) {
-    let doc: unknown;
-    try {
-      doc = loadYaml(await readFile(file, 'utf8'));
-    } catch {
-      doc = undefined; // the loader of either kind reports an unreadable or broken file
-    }
-    const guess = detectConfigKind(doc);
-    if (guess === null && doc !== undefined)
+    const guess = unreadable ? null : detectConfigKind(doc);
+    const empty = !unreadable && (doc === undefined || doc === null);
+    if (guess) kind = guess;
+    else if (kindFromName(file) && (unreadable || empty)) kind = kindFromName(file)!;
+    else if (unreadable) return fail(null, unreadable);
+    else if (empty)
+      return fail(null, [
+        {
+          file,
+          path: '',
+          message: 'the file is empty (nothing but blank lines or comments)',
+          allowed: 'a controller config or a site file (say which with --kind site|controller)',
+        },
+      ]);
+    else
       return fail(null, [
         {
           file,
@@ -76,50 +107,67 @@ export async function validateConfigFile(
           allowed: 'one of the two (or say which with --kind site|controller)',
         },
       ]);
-    kind = guess ?? 'controller';
   }
   try {
     if (kind === 'site') {
-      const { loadSite } = await import('../config/load-site.ts');
+      const [{ loadSite }, { siteFileProblems }] = await Promise.all([
+        import('../config/load-site.ts'),
+        import('../config/site-files.ts'),
+      ]);
       const s = await loadSite(file);
-      return {
-        file,
-        kind,
+      // The files it names, as a controller would read them (the simulator needs none of them).
+      const files = await siteFileProblems(s, file);
+      if (files.length > 0) return fail(kind, files);
+      return done(kind, {
         valid: true,
         summary: `site ${s.site.id}: ${s.rooms.length} rooms, ${s.racks.length} racks, ${s.airHandlers.length} air handlers, ${s.sensorNodes.length} sensor nodes, ${s.controlGroups.length} groups`,
-        problems: [],
-      };
+      });
     }
     const { loadControllerConfig } = await import('../config/controller-config.ts');
-    const node = o.node ?? (await firstNode(file));
-    const cfg = await loadControllerConfig(file, node);
-    return {
-      file,
-      kind,
+    const cfg = await loadControllerConfig(file, o.node ?? firstNode(doc));
+    return done(kind, {
       valid: true,
       summary:
         `${cfg.site.controlGroups.length} groups, ${cfg.site.airHandlers.length} air handlers, ` +
         `${Object.keys(cfg.nodes).length} nodes, lease TTL ${cfg.cluster.leaseTtlS} s`,
-      problems: [],
-    };
+      warnings: cfg.warnings ?? [],
+    });
   } catch (err) {
     if (err instanceof ConfigError) return fail(kind, err.problems);
     throw err;
   }
 }
 
-/** The text `config validate` prints for a result (stdout when valid, stderr when not). */
-export function formatValidation(r: ValidateResult): string {
-  if (r.valid) return `${r.file}: valid ${r.kind === 'site' ? 'site file ' : ''}— ${r.summary}`;
-  const what = r.kind === 'site' ? 'site file' : r.kind === 'controller' ? 'controller config' : 'file';
-  return `${r.file}: not a valid ${what} — ${r.problems.length} problem(s)\n${r.problems.map(formatProblem).join('\n')}`;
+/**
+ * The result as JSON lists the first MAX_LISTED_PROBLEMS problems and counts them all
+ * (`problemCount`): 300 000 bad racks must not print 24 MB. The object keeps every problem.
+ */
+function withCappedJson(r: ValidateResult): ValidateResult {
+  Object.defineProperty(r, 'toJSON', {
+    enumerable: false,
+    value: () => ({
+      ...r,
+      problems: r.problems.slice(0, MAX_LISTED_PROBLEMS),
+      problemCount: r.problems.length,
+    }),
+  });
+  return r;
 }
 
-async function firstNode(file: string): Promise<string> {
-  try {
-    const doc = loadYaml(await readFile(file, 'utf8')) as { nodes?: Record<string, unknown> };
-    return Object.keys(doc?.nodes ?? {})[0] ?? '(none)';
-  } catch {
-    return '(none)'; // the loader reports the real problem
-  }
+/** The text `config validate` prints for a result (stdout when valid, stderr when not). */
+export function formatValidation(r: ValidateResult): string {
+  const warnings = r.warnings.map((w) => `  warning:${formatProblem(w).slice(1)}`);
+  if (r.valid)
+    return [`${r.file}: valid ${r.kind === 'site' ? 'site file ' : ''}— ${r.summary}`, ...warnings].join(
+      '\n',
+    );
+  const what = r.kind === 'site' ? 'site file' : r.kind === 'controller' ? 'controller config' : 'file';
+  return `${r.file}: not a valid ${what} — ${r.problems.length} problem(s)\n${formatProblems(r.problems)}`;
+}
+
+/** The node a controller config is checked for without --node: its first. */
+function firstNode(doc: unknown): string {
+  const nodes = (doc as { nodes?: unknown } | undefined)?.nodes;
+  if (!nodes || typeof nodes !== 'object' || Array.isArray(nodes)) return '(none)';
+  return Object.keys(nodes)[0] ?? '(none)'; // the loader reports what is wrong with the file
 }

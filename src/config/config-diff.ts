@@ -119,7 +119,8 @@ function loopInputsChanged(old: Site, next: Site): (group: string) => boolean {
   const neighbours = same(everyGroup(old, was), everyGroup(next, is))
     ? undefined
     : [neighbourGroups(old), neighbourGroups(next)].map(
-        (n) => (g: string) => (n[g] ?? []).filter((x) => kept.has(x)),
+        // A group id is any name the site file gives (`constructor` too): an own key, or none.
+        (n) => (g: string) => (Object.hasOwn(n, g) ? n[g]! : []).filter((x) => kept.has(x)),
       );
   return (g) =>
     !same(was(g), is(g)) || (neighbours !== undefined && !same(neighbours[0]!(g), neighbours[1]!(g)));

@@ -3,7 +3,6 @@
 // One schema, defaults filled in, every problem listed with its line. The timing rules that keep
 // a single leader are checked here, at load, and say why (docs/leadership.md). Each setting says
 // whether a reload applies it or it needs a restart (`live`/`restartOnly`, src/config/reload-class.ts).
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { type Static, Type as T } from '@sinclair/typebox';
 import type { EtcdSecurity } from '../cluster/etcd/etcd-client.ts';
@@ -11,7 +10,9 @@ import { leadershipTimingProblems, type TimingField } from '../cluster/timing.ts
 import { leaseCommandRequests } from '../devices/create-device.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { type ApiSettings, ApiSettingsSchema, apiSettings } from './api-config.ts';
+import { CONTROLLER_FILE_MAX_BYTES, readSecretLine } from './config-files.ts';
 import {
+  checkApiTls,
   EtcdSettingsSchema,
   linkRules,
   loadEtcdSecurity,
@@ -20,15 +21,21 @@ import {
   type MqttLink,
   MqttSettingsSchema,
 } from './link-secrets.ts';
-import { ajv, loadSite, parseYamlConfig, readConfigFile } from './load-site.ts';
+import { ajv, checkSite, checkYamlConfig, readConfigFile, valueAt } from './load-site.ts';
 import { live, restartOnly } from './reload-class.ts';
+import { bootstrapAdminCheck, siteEndpointProblems, siteFileProblems } from './site-files.ts';
 import { maxApplyDelayMs, type Site } from './site-schema.ts';
+
+/** Where the controller config's settings are documented: what a problem with no better hint points to. */
+const CONTROLLER_DOCS = 'docs/daemon.md';
 
 const NodeName = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
   description: 'node name: letters, digits, _ . -',
 });
-const HostPort = T.String({ pattern: '^[^:/\\s]+:\\d{1,5}$', description: 'host:port' });
+// No `user@`: these addresses become URLs that are registered in etcd and logged.
+const HOST_PORT = '^[^:/@\\s]+:\\d{1,5}$';
+const HostPort = T.String({ pattern: HOST_PORT, description: 'host:port' });
 
 export const ControllerConfigSchema = T.Object(
   {
@@ -120,13 +127,13 @@ export const ControllerConfigSchema = T.Object(
           api: HostPort,
           peer: T.Optional(
             T.String({
-              pattern: '^[^:/\\s]+:\\d{1,5}$',
+              pattern: HOST_PORT,
               description: 'host:port the peer channel (state cache) listens on',
             }),
           ),
           peerAdvertise: T.Optional(
             T.String({
-              pattern: '^[^:/\\s]+:\\d{1,5}$',
+              pattern: HOST_PORT,
               description:
                 'host:port peers dial to reach this node, when not the listen address (NAT, port mapping)',
             }),
@@ -230,6 +237,11 @@ export interface ControllerConfig {
   mqtt: MqttLink | undefined;
   periodMs: number;
   timeScale: number;
+  /**
+   * What the daemon can run with but probably should not (a site's MQTT gateways with no broker, a
+   * bootstrap admin file that is gone): `config validate` prints them, the daemon logs them at start.
+   */
+  warnings?: ConfigProblem[];
 }
 
 const validate = ajv.compile<ControllerConfigFile>(ControllerConfigSchema);
@@ -338,64 +350,109 @@ function clusterTiming(c: ControllerConfigFile): Pick<ControllerConfig['cluster'
   };
 }
 
-/** Loads the controller config and its site file for `node`; throws ConfigError listing every problem. */
+/**
+ * Loads the controller config and its site file for `node`, and reads every file they name; throws
+ * ConfigError listing every problem of both files at once — shape, rules, timing, the node, and
+ * each file that is missing, unreadable, open to other users or broken — with its line. The one
+ * check `coolctl run`, a reload and `coolctl config validate` make.
+ */
 export async function loadControllerConfig(file: string, node: string): Promise<ControllerConfig> {
-  const c = parseYamlConfig(await readConfigFile(file), file, validate, (x) => [
-    ...timingRules(x),
-    ...linkRules(x),
-  ]);
-  const self = c.nodes[node];
-  if (!self) {
-    throw new ConfigError(file, [
-      {
-        file,
-        path: '/nodes',
-        message: `no node "${node}" in this file`,
-        allowed: `one of ${Object.keys(c.nodes).join(', ')}`,
-      },
-    ]);
-  }
+  const text = await readConfigFile(file, CONTROLLER_FILE_MAX_BYTES, 'controller config');
+  const checked = checkYamlConfig(text, file, validate, (x) => [...timingRules(x), ...linkRules(x)], {
+    docs: CONTROLLER_DOCS,
+  });
+  const problems: ConfigProblem[] = [...checked.problems];
+  const warnings: ConfigProblem[] = [];
   const base = dirname(resolve(file));
-  const sitePath = resolve(base, c.site);
-  const site = await loadSite(sitePath);
+  // The site file is checked whatever the shape of the rest: its problems come in the same round.
+  const siteName = (checked.data as { site?: unknown } | undefined)?.site;
+  const sitePath = typeof siteName === 'string' && siteName !== '' ? resolve(base, siteName) : undefined;
+  let site: Site | undefined;
+  let siteLines: ((pointer: string) => number | undefined) | undefined;
+  if (sitePath) {
+    try {
+      const s = await checkSite(sitePath);
+      problems.push(...s.problems);
+      site = s.value;
+      siteLines = s.lines;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+    }
+  }
+  const c = checked.value;
+  const failed = (): ConfigError => {
+    for (const p of problems)
+      p.line ??=
+        p.file === file ? checked.lines(p.path) : p.file === sitePath ? siteLines?.(p.path) : undefined;
+    return new ConfigError(file, problems);
+  };
+  if (!c || !sitePath) throw failed();
+
+  // A name from the command line: an own key of the file's nodes, never Object.prototype's toString.
+  const self = Object.hasOwn(c.nodes, node) ? c.nodes[node] : undefined;
+  if (!self)
+    problems.push({
+      file,
+      path: '/nodes',
+      message: `no node "${node}" in this file`,
+      allowed: `one of ${Object.keys(c.nodes).join(', ')}`,
+    });
   const periodMs = c.control?.periodMs ?? 1000;
   const timeScale = c.timeScale ?? 1;
-  const tightest = site.airHandlers.reduce(
-    (m, a) => Math.min(m, a.watchdogS ?? 30),
-    Number.POSITIVE_INFINITY,
-  );
-  if (Number.isFinite(tightest) && periodMs * 2 > tightest * 1000) {
-    throw new ConfigError(file, [
-      {
+  if (site) {
+    const tightest = site.airHandlers.reduce(
+      (m, a) => Math.min(m, a.watchdogS ?? 30),
+      Number.POSITIVE_INFINITY,
+    );
+    if (Number.isFinite(tightest) && periodMs * 2 > tightest * 1000)
+      problems.push({
         file,
         path: '/control/periodMs',
         message: `a ${periodMs} ms heartbeat period leaves less than two heartbeats per ${tightest} s unit watchdog: units would drop to local control between writes`,
         allowed: `periodMs ≤ ${Math.floor((tightest * 1000) / 2)}`,
-      },
-    ]);
+      });
+    const lease = await leaseCommandRequests(site.airHandlers);
+    problems.push(
+      ...lease.problems.map((p) => ({
+        file: sitePath,
+        path: `/airHandlers/${p.index}/profile`,
+        message: p.message,
+        allowed: 'a profile in config/profiles that loads (coolctl profile check FILE)',
+      })),
+      ...deviceTimingRules(site, clusterTiming(c), sitePath, lease.counts),
+      ...siteEndpointProblems(site, sitePath),
+      ...(await siteFileProblems(site, sitePath)),
+    );
+    const mqttGateways = site.gateways.filter((g) => (g.transport ?? 'mqtt') === 'mqtt');
+    if (mqttGateways.length > 0 && !c.sensors?.mqtt && !c.sensors?.mqttUrl)
+      warnings.push({
+        file,
+        path: '/sensors',
+        message: `the site's gateways ${mqttGateways.map((g) => g.id).join(', ')} publish over MQTT, but this config names no broker: their sensors stay unknown and the groups they feed run blind`,
+        allowed: 'sensors.mqtt { url, … } or sensors.mqttUrl (the broker the gateways publish to)',
+      });
   }
-  const lease = await leaseCommandRequests(site.airHandlers);
-  const slow = [
-    ...lease.problems.map((p) => ({
-      file: sitePath,
-      path: `/airHandlers/${p.index}/profile`,
-      message: p.message,
-      allowed: 'a profile in config/profiles that loads (coolctl profile check FILE)',
-    })),
-    ...deviceTimingRules(site, clusterTiming(c), sitePath, lease.counts),
-  ];
-  if (slow.length > 0) throw new ConfigError(file, slow);
-  const secret = await readSecret(file, base, c);
-  const linkProblems: ConfigProblem[] = [];
+  const secret = await clusterSecret(file, base, c, problems);
   const etcd = Array.isArray(c.cluster.etcd) ? { hosts: c.cluster.etcd } : c.cluster.etcd;
-  const etcdSecurity = await loadEtcdSecurity(etcd, base, file, linkProblems);
+  const etcdSecurity = await loadEtcdSecurity(etcd, base, file, problems);
   const mqttSettings = c.sensors?.mqtt ?? (c.sensors?.mqttUrl ? { url: c.sensors.mqttUrl } : undefined);
-  const mqtt = mqttSettings ? await loadMqttLink(mqttSettings, base, file, linkProblems) : undefined;
+  const mqtt = mqttSettings ? await loadMqttLink(mqttSettings, base, file, problems) : undefined;
   const peerKeys =
-    c.cluster.peerKeysFile && self.peer
-      ? await loadPeerKeys(c.cluster.peerKeysFile, base, file, node, Object.keys(c.nodes), linkProblems)
+    c.cluster.peerKeysFile && self?.peer
+      ? await loadPeerKeys(c.cluster.peerKeysFile, base, file, node, Object.keys(c.nodes), problems)
       : undefined;
-  if (linkProblems.length > 0) throw new ConfigError(file, linkProblems);
+  const api = apiSettings(c.api, base);
+  if (api.tls) await checkApiTls(api.tls, base, file, problems);
+  if (api.bootstrapAdminFile) {
+    const admin = await bootstrapAdminCheck(api.bootstrapAdminFile, { required: false });
+    problems.push(...admin.problems.map((p) => ({ ...p, file })));
+    warnings.push(...admin.warnings.map((p) => ({ ...p, file })));
+  }
+  if (problems.length > 0 || !self || !site) throw failed();
+  // A warning about a setting that is not there has no line to point at.
+  for (const w of warnings)
+    if (w.file === file && valueAt(checked.data, w.path) !== undefined) w.line ??= checked.lines(w.path);
   const [apiHost, apiPort] = splitHostPort(self.api);
   return {
     file,
@@ -405,7 +462,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     site,
     apiHost,
     apiPort,
-    api: apiSettings(c.api, base),
+    api,
     peer: self.peer ? (([host, port]) => ({ host, port }))(splitHostPort(self.peer)) : undefined,
     peerUrl: self.peer ? `tcp://${self.peerAdvertise ?? self.peer}` : undefined,
     nodes: c.nodes,
@@ -424,53 +481,58 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     mqtt,
     periodMs,
     timeScale,
+    warnings,
   };
 }
 
-/** The cluster secret, when peers are configured; every problem reported at its config path. */
-async function readSecret(file: string, base: string, c: ControllerConfigFile): Promise<Buffer | undefined> {
+/** The cluster secret, when peers are configured; every problem recorded at its config path. */
+async function clusterSecret(
+  file: string,
+  base: string,
+  c: ControllerConfigFile,
+  problems: ConfigProblem[],
+): Promise<Buffer | undefined> {
   const withPeer = Object.entries(c.nodes)
     .filter(([, n]) => n.peer)
     .map(([name]) => name);
   const problem = (message: string, allowed: string) =>
-    new ConfigError(file, [{ file, path: '/cluster/secretFile', message, allowed }]);
+    problems.push({ file, path: '/cluster/secretFile', message, allowed });
   if (withPeer.length === 0) {
     if (c.cluster.failsafe)
-      throw new ConfigError(file, [
-        {
-          file,
-          path: '/cluster/failsafe',
-          message: 'failsafe needs the peer channel, but no node has a peer address',
-          allowed: 'give every node a peer: host:port, or set failsafe: false',
-        },
-      ]);
+      problems.push({
+        file,
+        path: '/cluster/failsafe',
+        message: 'failsafe needs the peer channel, but no node has a peer address',
+        allowed: 'give every node a peer: host:port, or set failsafe: false',
+      });
     return undefined;
   }
-  if (withPeer.length !== Object.keys(c.nodes).length) {
-    throw new ConfigError(file, [
-      {
-        file,
-        path: '/nodes',
-        message: `only ${withPeer.join(', ')} have a peer address: process state would not reach every node`,
-        allowed: 'a peer: host:port on every node, or on none',
-      },
-    ]);
-  }
+  if (withPeer.length !== Object.keys(c.nodes).length)
+    problems.push({
+      file,
+      path: '/nodes',
+      message: `only ${withPeer.join(', ')} have a peer address: process state would not reach every node`,
+      allowed: 'a peer: host:port on every node, or on none',
+    });
   if (!c.cluster.secretFile && c.cluster.peerKeysFile) return undefined;
-  if (!c.cluster.secretFile)
-    throw problem('nodes have peer addresses but no cluster secret is configured', 'a path to a secret file');
-  const path = resolve(base, c.cluster.secretFile);
-  let secret: Buffer;
-  try {
-    secret = Buffer.from((await readFile(path, 'utf8')).trim());
-  } catch (err) {
-    throw problem(`cannot read ${path}: ${(err as Error).message}`, 'a readable file');
+  if (!c.cluster.secretFile) {
+    problem('nodes have peer addresses but no cluster secret is configured', 'a path to a secret file');
+    return undefined;
   }
-  if (secret.length < 16)
-    throw problem(
+  const path = resolve(base, c.cluster.secretFile);
+  const read = await readSecretLine(path);
+  if (!read.ok) {
+    problem(read.message, read.allowed);
+    return undefined;
+  }
+  const secret = Buffer.from(read.value);
+  if (secret.length < 16) {
+    problem(
       `the secret in ${path} has ${secret.length} bytes`,
       'at least 16 bytes, e.g. openssl rand -hex 32',
     );
+    return undefined;
+  }
   return secret;
 }
 

@@ -2,11 +2,19 @@
 // and credentials are. Secrets are read from files at load, never taken from a URL (a URL is logged
 // and shown in errors), and no problem message ever quotes a secret — only the path it came from.
 // One owner for these settings: the controller config embeds the schemas and calls the loaders.
-import { readFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
 import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { Type as T } from '@sinclair/typebox';
 import type { EtcdSecurity } from '../cluster/etcd/etcd-client.ts';
 import type { ConfigProblem } from '../errors.ts';
+import {
+  CERT_FILE_MAX_BYTES,
+  type FileRead,
+  readBoundedFile,
+  readSecretFile,
+  readSecretLine,
+} from './config-files.ts';
 
 const FilePath = (description: string) => T.String({ minLength: 1, description });
 
@@ -140,11 +148,54 @@ export function urlHasCredentials(url: string): boolean {
     const u = new URL(url);
     return u.username !== '' || u.password !== '';
   } catch {
-    return /^[a-z]+:\/\/[^/]*@/i.test(url);
+    return /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(url);
   }
 }
 
-/** Rules checked at parse time: credentials never in a URL, TLS settings complete and consistent. */
+/** Where the credentials of each URL setting go instead; any other URL gets the general answer. */
+const URL_CREDENTIALS: readonly { path: RegExp; what: string; instead: string }[] = [
+  {
+    path: /^\/cluster\/etcd(\/hosts)?\/\d+$/,
+    what: 'an etcd URL',
+    instead: 'cluster.etcd.auth { username, passwordFile }',
+  },
+  {
+    path: /^\/sensors\/(mqttUrl|mqtt\/url)$/,
+    what: 'the broker URL',
+    instead: 'sensors.mqtt { username, passwordFile }',
+  },
+  {
+    path: /^\/airHandlers\/\d+\/endpoint\/url$/,
+    what: 'an OPC-UA endpoint URL',
+    instead: 'endpoint.username and endpoint.passwordFile',
+  },
+  {
+    path: /^\/alarms\/notifications\/webhook\/url$/,
+    what: 'the webhook URL',
+    instead: 'headerName and headerFile (e.g. Authorization: Basic … in the file)',
+  },
+];
+
+/**
+ * A URL (`scheme://…`) anywhere in a config that carries `user:password@` (or a user alone): refused
+ * at its path, without repeating it (it would be written to logs and errors), with where the
+ * credentials go instead. Checked on every string of every config file (load-site.ts).
+ */
+export function urlCredentialProblem(
+  value: string,
+  path: () => string,
+): { path: string; message: string; allowed: string } | undefined {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value) || !urlHasCredentials(value)) return undefined;
+  const at = path();
+  const known = URL_CREDENTIALS.find((u) => u.path.test(at));
+  return {
+    path: at,
+    message: `credentials in ${known?.what ?? 'a URL'} would be written to logs and errors`,
+    allowed: `a URL without user:password@, and ${known?.instead ?? 'the secret in a file the config names'}`,
+  };
+}
+
+/** Rules checked at parse time: TLS settings complete and consistent (credentials in URLs: urlCredentialProblem). */
 export function linkRules(c: {
   cluster: { etcd: string[] | EtcdSettings };
   sensors?: { mqttUrl?: string | undefined; mqtt?: MqttSettings | undefined } | undefined;
@@ -152,14 +203,6 @@ export function linkRules(c: {
   const problems: { path: string; message: string; allowed: string }[] = [];
   const etcd = Array.isArray(c.cluster.etcd) ? { hosts: c.cluster.etcd } : c.cluster.etcd;
   const hostsPath = Array.isArray(c.cluster.etcd) ? '/cluster/etcd' : '/cluster/etcd/hosts';
-  etcd.hosts.forEach((h, i) => {
-    if (urlHasCredentials(h))
-      problems.push({
-        path: `${hostsPath}/${i}`,
-        message: 'credentials in an etcd URL would be written to logs and errors',
-        allowed: 'a URL without user:password@, and cluster.etcd.auth { username, passwordFile }',
-      });
-  });
   if (!Array.isArray(c.cluster.etcd)) {
     const tls = c.cluster.etcd.tls;
     if (tls && etcd.hosts.some((h) => h.startsWith('http://')))
@@ -176,18 +219,7 @@ export function linkRules(c: {
       });
     if (tls) problems.push(...pairRule('/cluster/etcd/tls', tls));
   }
-  const urls: [string, string][] = [];
-  if (c.sensors?.mqttUrl !== undefined) urls.push(['/sensors/mqttUrl', c.sensors.mqttUrl]);
   const mqtt = c.sensors?.mqtt;
-  if (mqtt) urls.push(['/sensors/mqtt/url', mqtt.url]);
-  for (const [path, url] of urls) {
-    if (urlHasCredentials(url))
-      problems.push({
-        path,
-        message: 'credentials in the broker URL would be written to logs and errors',
-        allowed: 'a URL without user:password@, and sensors.mqtt { username, passwordFile }',
-      });
-  }
   if (c.sensors?.mqttUrl !== undefined && mqtt)
     problems.push({
       path: '/sensors/mqttUrl',
@@ -221,7 +253,7 @@ function pairRule(
   return [{ path, message: 'certFile and keyFile go together', allowed: 'both, or neither' }];
 }
 
-/** Reads what the etcd settings name; every unreadable file is one problem at its path. */
+/** Reads what the etcd settings name; every unreadable or broken file is one problem at its path. */
 export async function loadEtcdSecurity(
   settings: EtcdSettings,
   base: string,
@@ -231,14 +263,12 @@ export async function loadEtcdSecurity(
   const read = reader(base, file, problems);
   const security: EtcdSecurity = {};
   if (settings.tls) {
-    const ca = await read('/cluster/etcd/tls/caFile', settings.tls.caFile);
-    const cert = await read('/cluster/etcd/tls/certFile', settings.tls.certFile);
-    const key = await read('/cluster/etcd/tls/keyFile', settings.tls.keyFile);
-    if (ca) security.tls = { ca, cert, key };
+    const material = await read.tls('/cluster/etcd/tls', settings.tls);
+    if (material?.ca) security.tls = { ca: material.ca, cert: material.cert, key: material.key };
   }
   if (settings.auth) {
-    const password = await read('/cluster/etcd/auth/passwordFile', settings.auth.passwordFile, true);
-    if (password) security.auth = { username: settings.auth.username, password: password.toString('utf8') };
+    const password = await read.secret('/cluster/etcd/auth/passwordFile', settings.auth.passwordFile);
+    if (password !== undefined) security.auth = { username: settings.auth.username, password };
   }
   return security;
 }
@@ -256,7 +286,7 @@ export async function loadPeerKeys(
   problems: ConfigProblem[],
 ): Promise<Map<string, Buffer> | undefined> {
   const path = '/cluster/peerKeysFile';
-  const text = (await reader(base, file, problems)(path, name))?.toString('utf8');
+  const text = (await reader(base, file, problems).secretBytes(path, name))?.toString('utf8');
   if (text === undefined) return undefined;
   const keys = new Map<string, Buffer>();
   text.split('\n').forEach((raw, i) => {
@@ -296,43 +326,92 @@ export async function loadMqttLink(
   const link: MqttLink = { url: settings.url };
   if (settings.username !== undefined) {
     link.username = settings.username;
-    link.password = (await read('/sensors/mqtt/passwordFile', settings.passwordFile, true))?.toString('utf8');
+    link.password = await read.secret('/sensors/mqtt/passwordFile', settings.passwordFile);
   }
   if (settings.caFile ?? settings.certFile) {
-    link.tls = {
-      ca: await read('/sensors/mqtt/caFile', settings.caFile),
-      cert: await read('/sensors/mqtt/certFile', settings.certFile),
-      key: await read('/sensors/mqtt/keyFile', settings.keyFile),
-    };
+    const material = await read.tls('/sensors/mqtt', settings);
+    link.tls = { ca: material?.ca, cert: material?.cert, key: material?.key };
   }
   return link;
 }
 
+/** The API's certificate and key (`api.tls`): read and checked as the API will load them. */
+export async function checkApiTls(
+  settings: { certFile: string; keyFile: string },
+  base: string,
+  file: string,
+  problems: ConfigProblem[],
+): Promise<void> {
+  await reader(base, file, problems).tls('/api/tls', settings);
+}
+
 /**
- * A file reader that records problems instead of throwing. A password file holds one line; its
- * trailing newline is not part of the password (echo adds one). Messages name the path only.
+ * A reader that records problems instead of throwing, each at its setting's path; messages name
+ * files, never their contents. Secrets (passwords, keys) must be kept from other users
+ * (config-files.ts secretModeRefusal); a password is the file's one line (secretLine); TLS
+ * material must parse, and a key must be the certificate's.
  */
 function reader(base: string, file: string, problems: ConfigProblem[]) {
-  return async (path: string, name: string | undefined, secret = false): Promise<Buffer | undefined> => {
-    if (name === undefined) return undefined;
-    const full = resolve(base, name);
-    try {
-      const bytes = await readFile(full);
-      if (!secret) return bytes;
-      const text = bytes.toString('utf8').replace(/\r?\n$/, '');
-      if (text.length === 0) {
-        problems.push({ file, path, message: `${full} is empty`, allowed: 'a file holding the password' });
-        return undefined;
+  const take = <T>(path: string, r: FileRead<T>): T | undefined => {
+    if (r.ok) return r.value;
+    problems.push({ file, path, message: r.message, allowed: r.allowed });
+    return undefined;
+  };
+  const bytes = async (path: string, name: string | undefined) =>
+    name === undefined
+      ? undefined
+      : take(path, await readBoundedFile(resolve(base, name), CERT_FILE_MAX_BYTES, 'PEM file'));
+  const secretBytes = async (path: string, name: string | undefined) =>
+    name === undefined ? undefined : take(path, await readSecretFile(resolve(base, name)));
+  return {
+    secretBytes,
+    secret: async (path: string, name: string | undefined) =>
+      name === undefined ? undefined : take(path, await readSecretLine(resolve(base, name))),
+    /** CA, certificate and key at `${at}/caFile`, `/certFile`, `/keyFile`; each that fails is one problem. */
+    tls: async (
+      at: string,
+      files: { caFile?: string | undefined; certFile?: string | undefined; keyFile?: string | undefined },
+    ) => {
+      const ca = await bytes(`${at}/caFile`, files.caFile);
+      const cert = await bytes(`${at}/certFile`, files.certFile);
+      const key = await secretBytes(`${at}/keyFile`, files.keyFile);
+      const full = (name: string | undefined) => resolve(base, name ?? '');
+      const bad = (path: string, message: string, allowed: string) =>
+        problems.push({ file, path, message, allowed });
+      const parses = (pem: Buffer) => {
+        try {
+          new X509Certificate(pem);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      if (ca && !parses(ca))
+        bad(
+          `${at}/caFile`,
+          `${full(files.caFile)} holds no PEM certificate`,
+          'the PEM certificate(s) of the CA',
+        );
+      const certOk = cert !== undefined && parses(cert);
+      if (cert && !certOk)
+        bad(
+          `${at}/certFile`,
+          `${full(files.certFile)} holds no PEM certificate`,
+          'a PEM certificate chain, leaf first',
+        );
+      if (certOk && key) {
+        try {
+          createSecureContext({ cert, key });
+        } catch {
+          // The library's message can quote the PEM it failed on: only the file names go out.
+          bad(
+            `${at}/keyFile`,
+            `${full(files.keyFile)} is not the private key of ${full(files.certFile)} (or not a PEM key)`,
+            'the PEM private key that goes with certFile',
+          );
+        }
       }
-      return Buffer.from(text, 'utf8');
-    } catch (err) {
-      problems.push({
-        file,
-        path,
-        message: `cannot read ${full}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
-        allowed: 'a readable file (mode 0600, owned by the service user)',
-      });
-      return undefined;
-    }
+      return { ca, cert, key };
+    },
   };
 }

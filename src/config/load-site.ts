@@ -1,13 +1,17 @@
 // Loads a site file (YAML) and validates it against the one site schema plus the cross-reference
 // rules. Every problem is collected and reported together — never just the first — each with the
-// file, the path in the document, the line, what is wrong and what is allowed.
-import { readFile } from 'node:fs/promises';
+// file, the path in the document, the line, what is wrong and what is allowed. The same parser
+// checks the controller config and the fencing gateway's: file size and encoding, values no schema
+// sees (NaN, infinities, credentials in a URL), then the schema, then the rules.
 import { createRequire } from 'node:module';
+import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CORE_SCHEMA, load as loadYaml, YAMLException } from 'js-yaml';
 import type { LineCounter, Node as YamlNode } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
-import { checkSiteRules } from './site-rules.ts';
+import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from './config-files.ts';
+import { urlCredentialProblem } from './link-secrets.ts';
+import { checkSiteRules, type RuleProblem } from './site-rules.ts';
 import { type Site, SiteSchema } from './site-schema.ts';
 
 export const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
@@ -17,8 +21,12 @@ let validateSchema: ValidateFunction<Site> | undefined;
 
 /** Parses and validates YAML text; `file` only labels the problems. Throws ConfigError listing all problems. */
 export function parseSite(text: string, file = '<inline>'): Site {
+  return parseYamlConfig(text, file, siteValidator(), checkSiteRules);
+}
+
+function siteValidator(): ValidateFunction<Site> {
   validateSchema ??= ajv.compile<Site>(SiteSchema);
-  return parseYamlConfig(text, file, validateSchema, checkSiteRules);
+  return validateSchema;
 }
 
 /**
@@ -36,6 +44,16 @@ export function loadYamlData(
     // at start stays in V8's page pool, i.e. in the daemon's RSS, for good).
     return loadYaml(text, { schema: CORE_SCHEMA, filename: file });
   } catch (err) {
+    // The parser recurses: a file of a million `[` must be a refusal, never a crash.
+    if (err instanceof RangeError)
+      throw fail([
+        {
+          file,
+          path: '',
+          message: 'YAML syntax: nested too deeply to read',
+          allowed: 'well-formed YAML',
+        },
+      ]);
     if (!(err instanceof YAMLException)) throw err;
     throw fail([
       {
@@ -49,29 +67,224 @@ export function loadYamlData(
   }
 }
 
+/** A config checked without throwing: its value once its shape is valid, and every problem found. */
+export interface CheckedConfig<T> {
+  /** The document as parsed, whatever its shape (undefined for an empty file). */
+  data: unknown;
+  /** The value, defaults filled in, once the shape is valid (its rules may still have failed). */
+  value: T | undefined;
+  problems: ConfigProblem[];
+  /** The line of a JSON-pointer path in the file. */
+  lines: (pointer: string) => number | undefined;
+}
+
+/** Where a config's settings are documented: what a problem with no better hint points to. */
+export interface ConfigDocs {
+  docs?: string;
+}
+
 /**
- * YAML → schema (with defaults filled in) → cross-reference rules, every problem collected with
- * its line. Shared by the site file and the controller config.
+ * YAML → values no schema can judge (numbers that are not finite, credentials in URLs) → schema
+ * (with defaults filled in) → cross-reference rules, every problem collected with its line.
+ * Shared by the site file, the controller config and the fencing gateway's config. Throws only for
+ * a YAML syntax error (the one problem a file can then have).
  */
+export function checkYamlConfig<T>(
+  text: string,
+  file: string,
+  validate: ValidateFunction<T>,
+  rules: (data: T) => RuleProblem[],
+  opts: ConfigDocs = {},
+): CheckedConfig<T> {
+  const data = loadYamlData(text, file);
+  const lines = lineFinder(text);
+  const checked = (value: T | undefined, problems: ConfigProblem[]): CheckedConfig<T> => ({
+    data,
+    value,
+    problems,
+    lines,
+  });
+  if (data === undefined || data === null)
+    return checked(undefined, [
+      {
+        file,
+        path: '',
+        message: 'the file is empty (nothing but blank lines or comments)',
+        allowed: `the settings as a YAML mapping of key: value lines${opts.docs ? ` (${opts.docs})` : ''}`,
+      },
+    ]);
+  const raw = rawValueProblems(data);
+  const problems: ConfigProblem[] = [...raw.notFinite, ...raw.urls].map((p) => ({
+    ...p,
+    file,
+    line: lines(p.path),
+  }));
+  if (!validate(data)) {
+    // What the walk above said of a value is the real problem: not also "must be <= 200" and
+    // "must be >= 0" for a .nan, or the pattern that only keeps credentials out of a URL.
+    const notFinite = new Set(raw.notFinite.map((p) => p.path));
+    const urls = new Set(raw.urls.map((p) => p.path));
+    for (const e of unionBranchErrors(validate.errors ?? [], data)) {
+      if (notFinite.has(e.instancePath)) continue;
+      if (e.keyword === 'pattern' && urls.has(e.instancePath)) continue;
+      problems.push(fromAjv(e, file, lines, opts.docs));
+    }
+    return checked(undefined, dedupeProblems(problems));
+  }
+  // Rules judge sound values only (a NaN end would also make a range "empty"); and a NaN would
+  // become null in the copy below, a value the schema never allowed.
+  if (raw.notFinite.length > 0) return checked(undefined, problems);
+  for (const p of rules(data)) problems.push({ ...p, file, line: lines(p.path) });
+  // Strings cut from the text may be V8 slices of it, so one kept string (a sensor's id) would
+  // keep the whole text alive: 4.3 MB for a 1 000-unit site, as long as the config runs. A JSON
+  // round trip gives the config strings of its own; equal values are then made one.
+  return checked(internValues(JSON.parse(JSON.stringify(data))) as T, problems);
+}
+
+/** checkYamlConfig, throwing ConfigError with every problem; the value when there is none. */
 export function parseYamlConfig<T>(
   text: string,
   file: string,
   validate: ValidateFunction<T>,
-  rules: (data: T) => { path: string; message: string; allowed: string }[],
+  rules: (data: T) => RuleProblem[],
+  opts: ConfigDocs = {},
 ): T {
-  const data = loadYamlData(text, file);
-  const lines = lineFinder(text);
-  const problems: ConfigProblem[] = [];
-  if (!validate(data)) {
-    for (const e of validate.errors ?? []) problems.push(fromAjv(e, file, lines));
-    throw new ConfigError(file, dedupeProblems(problems));
+  const { value, problems } = checkYamlConfig(text, file, validate, rules, opts);
+  if (problems.length > 0 || value === undefined) throw new ConfigError(file, problems);
+  return value;
+}
+
+/** A key as one JSON-pointer token (RFC 6901). */
+export const pointerToken = (key: string): string => key.replace(/~/g, '~0').replace(/\//g, '~1');
+
+/**
+ * What a schema cannot see in the parsed values: a number that is not finite (YAML's `.nan`,
+ * `.inf`: JSON Schema's number type lets them through, and the JSON copy of the config would turn
+ * them into null, so that a default or "out of range" took their place unseen), and a URL that
+ * carries a user or password (it would be written to logs and errors). Every value, anywhere in
+ * the document, whatever its setting: one walk, no recursion.
+ */
+export function rawValueProblems(data: unknown): { notFinite: RuleProblem[]; urls: RuleProblem[] } {
+  const notFinite: RuleProblem[] = [];
+  const urls: RuleProblem[] = [];
+  // Depth first, in document order: [value, its parent's path, its key]; a path is built only for
+  // a value reported or entered (a 1 000-unit site has half a million values).
+  const stack: [unknown, string, string | undefined][] = [[data, '', undefined]];
+  while (stack.length > 0) {
+    const [v, parent, key] = stack.pop()!;
+    const path = () => (key === undefined ? parent : `${parent}/${pointerToken(key)}`);
+    if (v === null || typeof v !== 'object') {
+      if (typeof v === 'number' && !Number.isFinite(v))
+        notFinite.push({
+          path: path(),
+          message: Number.isNaN(v) ? 'is not a number (.nan)' : `is infinite (${v > 0 ? '.inf' : '-.inf'})`,
+          allowed: 'a finite number',
+        });
+      else if (typeof v === 'string') {
+        const p = urlCredentialProblem(v, path);
+        if (p) urls.push(p);
+      }
+      continue;
+    }
+    const at = path();
+    const keys = Array.isArray(v) ? v.map((_, i) => String(i)) : Object.keys(v);
+    for (let i = keys.length - 1; i >= 0; i--)
+      stack.push([(v as Record<string, unknown>)[keys[i]!], at, keys[i]]);
   }
-  for (const p of rules(data)) problems.push({ ...p, file, line: lines(p.path) });
-  if (problems.length > 0) throw new ConfigError(file, problems);
-  // Strings cut from the text may be V8 slices of it, so one kept string (a sensor's id) would
-  // keep the whole text alive: 4.3 MB for a 1 000-unit site, as long as the config runs. A JSON
-  // round trip gives the config strings of its own; equal values are then made one.
-  return internValues(JSON.parse(JSON.stringify(data))) as T;
+  return { notFinite, urls };
+}
+
+/**
+ * A union (JSON Schema anyOf) that fails reports every branch's errors and "must match a schema in
+ * anyOf": for `cluster.etcd` written as a mapping with one bad key, "must be array" would bury the
+ * real problem. Keep the errors of the branch whose type the value has; when none has, one problem
+ * that says what the value may be (a list or a mapping; one of the listed words).
+ */
+export function unionBranchErrors(errors: ErrorObject[], data: unknown): ErrorObject[] {
+  const drop = new Set<ErrorObject>();
+  const add: ErrorObject[] = [];
+  for (const union of errors) {
+    if (union.keyword !== 'anyOf' || drop.has(union)) continue;
+    const prefix = `${union.schemaPath}/`;
+    const branches = new Map<number, ErrorObject[]>();
+    for (const e of errors) {
+      if (!e.schemaPath.startsWith(prefix)) continue;
+      const branch = Number(e.schemaPath.slice(prefix.length).split('/')[0]);
+      if (!branches.has(branch)) branches.set(branch, []);
+      branches.get(branch)!.push(e);
+    }
+    const atRoot = (e: ErrorObject) => e.instancePath === union.instancePath;
+    const misfit = (es: ErrorObject[]) =>
+      es.some((e) => atRoot(e) && (e.keyword === 'type' || e.keyword === 'const'));
+    const fitting = [...branches.entries()].filter(([, es]) => !misfit(es));
+    drop.add(union);
+    if (fitting.length > 0) {
+      const keep = fitting[0]![0];
+      for (const [b, es] of branches) if (b !== keep) for (const e of es) drop.add(e);
+      continue;
+    }
+    for (const es of branches.values()) for (const e of es) drop.add(e);
+    const words = [...branches.values()].flatMap((es) =>
+      es
+        .filter(atRoot)
+        .map((e) =>
+          e.keyword === 'const'
+            ? JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)
+            : typeWord(String((e.params as { type: unknown }).type)),
+        ),
+    );
+    const unique = [...new Set(words)];
+    add.push({
+      ...union,
+      keyword: 'anyOf',
+      message: `is ${describeValue(valueAt(data, union.instancePath))}`,
+      params: {
+        allowed: unique.length > 1 ? `${unique.slice(0, -1).join(', ')} or ${unique.at(-1)}` : unique[0],
+      },
+    });
+  }
+  return [...errors.filter((e) => !drop.has(e)), ...add];
+}
+
+/** The value at a JSON pointer of the parsed document (undefined where there is none). */
+export function valueAt(data: unknown, pointer: string): unknown {
+  let v = data;
+  for (const raw of pointer.split('/').slice(1)) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+    if (v === null || typeof v !== 'object' || !Object.hasOwn(v, key)) return undefined;
+    v = (v as Record<string, unknown>)[key];
+  }
+  return v;
+}
+
+function describeValue(v: unknown): string {
+  if (Array.isArray(v)) return 'a list';
+  if (v === null || v === undefined) return 'empty';
+  if (typeof v === 'object') return 'a mapping';
+  if (typeof v === 'string') return 'text';
+  return `a ${typeof v}`;
+}
+
+/** JSON Schema's type names as a YAML author knows them. */
+function typeWord(type: string): string {
+  switch (type) {
+    case 'object':
+      return 'a mapping (key: value)';
+    case 'array':
+      return 'a list';
+    case 'string':
+      return 'text';
+    case 'integer':
+      return 'a whole number';
+    case 'number':
+      return 'a number';
+    case 'boolean':
+      return 'true or false';
+    case 'null':
+      return 'nothing (null)';
+    default:
+      return `a ${type}`;
+  }
 }
 
 /** Containers up to this many characters of JSON are shared when equal. */
@@ -166,53 +379,92 @@ export function lineFinder(text: string): (pointer: string) => number | undefine
  * has no section for the unit's protocol is refused with its line (./site-profiles.ts).
  */
 export async function loadSite(file: string, opts: { profilesDir?: string } = {}): Promise<Site> {
-  const text = await readConfigFile(file);
-  const site = parseSite(text, file);
+  const { value, problems } = await checkSite(file, opts);
+  if (problems.length > 0 || value === undefined) throw new ConfigError(file, problems);
+  return value;
+}
+
+/**
+ * A site file checked without throwing (but for a file that cannot be read or parsed at all): every
+ * problem, and the site once its shape is valid, with the files it names resolved against it.
+ */
+export async function checkSite(
+  file: string,
+  opts: { profilesDir?: string } = {},
+): Promise<CheckedConfig<Site>> {
+  const text = await readConfigFile(file, SITE_FILE_MAX_BYTES, 'site file');
+  const checked = checkYamlConfig(text, file, siteValidator(), checkSiteRules, {
+    docs: 'docs/site-config.md',
+  });
+  const site = checked.value;
+  if (!site) return checked;
+  const resolved = resolveSiteFiles(site, dirname(resolve(file)));
   // Only a site with vendor profiles reads them (and loads the profile loader).
   if (site.airHandlers.some((a) => a.profile !== undefined && a.profile !== 'coolctl-native')) {
     const { unitProfileProblems } = await import('./site-profiles.ts');
-    const problems = await unitProfileProblems(site, opts.profilesDir);
-    if (problems.length > 0) {
-      const lines = lineFinder(text);
-      throw new ConfigError(
-        file,
-        problems.map((p) => ({ ...p, file, line: lines(p.path) })),
-      );
-    }
+    for (const p of await unitProfileProblems(site, opts.profilesDir))
+      checked.problems.push({ ...p, file, line: checked.lines(p.path) });
   }
-  return site;
+  return { ...checked, value: resolved };
 }
 
-/** Reads a config file; an unreadable one is a ConfigError like any other problem. */
-export async function readConfigFile(file: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (cause) {
-    throw new ConfigError(
-      file,
-      [
-        {
-          file,
-          path: '',
-          message: `cannot read file: ${(cause as Error).message}`,
-          allowed: 'a readable YAML file',
-        },
-      ],
-      { cause },
-    );
-  }
-  return text;
+/**
+ * The site with every file it names as an absolute path, resolved against the site file's folder
+ * (as a relative path in the controller config is against that file): the OPC-UA units'
+ * `endpoint.passwordFile` and the webhook's `headerFile`, whatever the process's working folder.
+ */
+function resolveSiteFiles(site: Site, base: string): Site {
+  const airHandlers = site.airHandlers.map((a) =>
+    a.protocol === 'opcua' && a.endpoint.passwordFile !== undefined
+      ? { ...a, endpoint: { ...a.endpoint, passwordFile: resolve(base, a.endpoint.passwordFile) } }
+      : a,
+  );
+  const webhook = site.alarms?.notifications?.webhook;
+  const alarms =
+    webhook?.headerFile !== undefined
+      ? {
+          ...site.alarms,
+          notifications: {
+            ...site.alarms!.notifications,
+            webhook: { ...webhook, headerFile: resolve(base, webhook.headerFile) },
+          },
+        }
+      : site.alarms;
+  return { ...site, airHandlers, ...(alarms !== undefined ? { alarms } : {}) };
+}
+
+/**
+ * Reads a config file as UTF-8 text; a file that cannot be read, is no regular file, is bigger
+ * than `maxBytes` (sized before it is read) or is not UTF-8 is a ConfigError like any other problem.
+ */
+export async function readConfigFile(
+  file: string,
+  maxBytes = SITE_FILE_MAX_BYTES,
+  what = 'config file',
+): Promise<string> {
+  const bytes = await readBoundedFile(file, maxBytes, what);
+  // The problem names the file already: an unreadable one is said by its error code.
+  if (!bytes.ok && bytes.code)
+    throw new ConfigError(file, [
+      { file, path: '', message: `cannot read file (${bytes.code})`, allowed: `a readable ${what}` },
+    ]);
+  const text = bytes.ok ? utf8Text(bytes.value) : bytes;
+  if (!text.ok)
+    throw new ConfigError(file, [
+      { file, path: '', line: text.line, message: text.message, allowed: text.allowed },
+    ]);
+  return text.value;
 }
 
 export function fromAjv(
   e: ErrorObject,
   file: string,
   lines: (pointer: string) => number | undefined,
+  docs = 'docs/site-config.md',
 ): ConfigProblem {
   let path = e.instancePath;
   let message = e.message ?? 'is invalid';
-  let allowed = describeAllowed(e);
+  let allowed = describeAllowed(e, docs);
   if (e.keyword === 'additionalProperties') {
     const extra = String((e.params as { additionalProperty: string }).additionalProperty);
     path = `${path}/${extra}`;
@@ -231,7 +483,7 @@ export function fromAjv(
   return { file, path, line: lines(path), message, allowed };
 }
 
-function describeAllowed(e: ErrorObject): string {
+function describeAllowed(e: ErrorObject, docs: string): string {
   const p = e.params as Record<string, unknown>;
   switch (e.keyword) {
     case 'minimum':
@@ -240,13 +492,15 @@ function describeAllowed(e: ErrorObject): string {
     case 'exclusiveMaximum':
       return `${String(p.comparison)} ${String(p.limit)}`;
     case 'type':
-      return `a ${String(p.type)}`;
+      return typeWord(String(p.type));
     case 'pattern':
       return `text matching ${String(p.pattern)}`;
     case 'const':
       return `exactly ${JSON.stringify(p.allowedValue)}`;
     case 'anyOf':
-      return 'one of the documented shapes (see docs/site-config.md)';
+      return typeof p.allowed === 'string'
+        ? `${p.allowed}; see ${docs}`
+        : `one of the documented shapes (see ${docs})`;
     case 'minItems':
       return `at least ${String(p.limit)} item(s)`;
     case 'maxItems':
@@ -254,7 +508,7 @@ function describeAllowed(e: ErrorObject): string {
     case 'uniqueItems':
       return 'no duplicate entries';
     default:
-      return 'see docs/site-config.md';
+      return `see ${docs}`;
   }
 }
 

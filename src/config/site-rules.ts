@@ -121,6 +121,20 @@ export function checkSiteRules(site: Site): RuleProblem[] {
         allowed: 'fenceBase only with fencing: gateway',
       });
     }
+    if (
+      a.protocol === 'opcua' &&
+      (a.endpoint.username === undefined) !== (a.endpoint.passwordFile === undefined)
+    ) {
+      problems.push({
+        path: `/airHandlers/${i}/endpoint/${a.endpoint.username === undefined ? 'username' : 'passwordFile'}`,
+        message:
+          a.endpoint.username === undefined
+            ? `air handler "${a.id}" names a passwordFile but no username`
+            : `air handler "${a.id}" names a username but no passwordFile: the unit would be sent no password`,
+        allowed:
+          'username and passwordFile together (the password in that file, relative to the site file), or neither',
+      });
+    }
     if (a.fencing === 'gateway' && a.protocol === 'opcua') {
       problems.push({
         path: `/airHandlers/${i}/fencing`,
@@ -216,7 +230,27 @@ export function checkSiteRules(site: Site): RuleProblem[] {
         });
     }
   });
+  problems.push(...sensingProblems(site.sensing));
   problems.push(...alarmSiteProblems(site));
+  return problems;
+}
+
+/** Ranges in `sensing` whose ends must come in order: an inverted one would call every reading bad. */
+function sensingProblems(s: Site['sensing']): RuleProblem[] {
+  const problems: RuleProblem[] = [];
+  const range = s?.inletRangeC;
+  if (range && !(range[0] < range[1]))
+    problems.push({
+      path: '/sensing/inletRangeC/1',
+      message: `the range [${range[0]}, ${range[1]}] is empty: its upper end is not above its lower end`,
+      allowed: '[lowest, highest] °C with lowest < highest (default [-10, 60])',
+    });
+  if (s?.okCoverage !== undefined && s.blindCoverage !== undefined && s.blindCoverage > s.okCoverage)
+    problems.push({
+      path: '/sensing/blindCoverage',
+      message: `blindCoverage (${s.blindCoverage}) is above okCoverage (${s.okCoverage})`,
+      allowed: 'blindCoverage ≤ okCoverage',
+    });
   return problems;
 }
 

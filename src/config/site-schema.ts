@@ -10,6 +10,8 @@ const Id = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
   description: 'identifier: letters, digits, _ . -',
 });
+/** A host name or address a controller dials; no `user@` (it would be logged with the host). */
+const Host = T.String({ minLength: 1, pattern: '^[^@/\\s]+$', description: 'host name or IP address' });
 const Metres = (description: string) => T.Number({ minimum: 0, maximum: 10_000, description });
 
 export const RoomSchema = T.Object(
@@ -78,7 +80,7 @@ export const OpcuaNodeMapSchema = T.Object(
 
 const ModbusTcpEndpoint = T.Object(
   {
-    host: T.String({ minLength: 1 }),
+    host: Host,
     port: T.Integer({ minimum: 0, maximum: 65_535, description: '0 lets the simulator pick a free port' }),
     unitId: T.Integer({ minimum: 0, maximum: 255, default: 1 }),
   },
@@ -334,7 +336,7 @@ export const GatewaySchema = T.Object(
     endpoint: T.Optional(
       T.Object(
         {
-          host: T.String({ minLength: 1 }),
+          host: Host,
           port: T.Integer({
             minimum: 0,
             maximum: 65_535,

@@ -22,6 +22,7 @@ import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../co
 import { configHash } from '../config/config-hash.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
 import { sameMqttLink } from '../config/link-secrets.ts';
+import { bootstrapAdminCheck } from '../config/site-files.ts';
 import { type AirHandler, type ControlGroup, maxApplyDelayMs } from '../config/site-schema.ts';
 import { GroupDriver } from '../control/group-driver.ts';
 import { groupControlConfig } from '../control/law/group-controller.ts';
@@ -31,7 +32,7 @@ import { ControlMetrics } from '../control/metrics.ts';
 import { createDevice } from '../devices/create-device.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { DeviceMetrics } from '../devices/metrics.ts';
-import { ConfigError, CoolctlError, ErrorCodes } from '../errors.ts';
+import { ConfigError, CoolctlError, ErrorCodes, MAX_LISTED_PROBLEMS } from '../errors.ts';
 import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 import { registerEventLoopDelay } from '../metrics/event-loop-delay.ts';
@@ -137,6 +138,8 @@ export class Controller {
     registerDefaultMetrics(this.registry);
     this.stopLoopDelay = registerEventLoopDelay(this.registry);
     registerBuildInfo(this.registry, VERSION);
+    for (const w of cfg.warnings ?? [])
+      this.log.warn({ file: w.file, line: w.line, path: w.path, allowed: w.allowed }, `config: ${w.message}`);
     try {
       await mkdir(cfg.dataDir, { recursive: true });
       this.startSensors();
@@ -219,8 +222,25 @@ export class Controller {
         registry: this.registry,
       });
       this.controlPlane = { etcd, auth };
-      await auth.start();
-      if (cfg.api.bootstrapAdminFile) await auth.bootstrap(cfg.api.bootstrapAdminFile);
+      const etcdStartedAtMs = performance.now();
+      await auth.start().catch((err: unknown) => {
+        throw etcdStartError(err, cfg, performance.now() - etcdStartedAtMs);
+      });
+      if (cfg.api.bootstrapAdminFile && auth.empty) {
+        // The file is needed now, and judged as the config check judges it: a problem with it is
+        // the operator's to fix (exit 2), not a start-up failure to retry.
+        const admin = await bootstrapAdminCheck(cfg.api.bootstrapAdminFile, { required: true });
+        if (admin.problems.length > 0)
+          throw new ConfigError(
+            cfg.file,
+            admin.problems.map((p) => ({
+              ...p,
+              file: cfg.file,
+              message: `the cluster has no API user yet, so this node creates the first admin from it, but ${p.message}`,
+            })),
+          );
+        await auth.bootstrap(cfg.api.bootstrapAdminFile);
+      }
       if (auth.empty)
         this.log.warn(
           'the cluster has no API user: nobody can sign in (set api.bootstrapAdminFile; docs/security.md)',
@@ -251,7 +271,7 @@ export class Controller {
         logger: this.log,
         registry: this.registry,
       });
-      if (cfg.api.tls) this.apiTls = await ApiTls.load(cfg.api.tls, { logger: this.log });
+      if (cfg.api.tls) this.apiTls = await loadApiTls(cfg, this.log);
       this.api = await buildApp({
         auth,
         audit,
@@ -288,7 +308,12 @@ export class Controller {
           { cause: err },
         );
       }
-      await leadership.start(AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)));
+      const leadershipStartedAtMs = performance.now();
+      await leadership
+        .start(AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)))
+        .catch((err: unknown) => {
+          throw etcdStartError(err, cfg, performance.now() - leadershipStartedAtMs);
+        });
       cache?.setMembers(leadership.members());
       for (const d of this.drivers.values()) d.start();
       this.alarms.engine.start();
@@ -326,8 +351,15 @@ export class Controller {
         if (refused.length > 0) throw new ConfigError(next.file, refused);
       } catch (err) {
         this.reloads.inc({ result: 'refused' });
+        // Once, and bounded: the problems as data (the first ones, and how many in all), not again
+        // as the error's text; a file with 300 000 bad racks is one short line.
         this.log.error(
-          { problems: err instanceof ConfigError ? err.problems : undefined, err: (err as Error).message },
+          err instanceof ConfigError
+            ? {
+                problems: err.problems.slice(0, MAX_LISTED_PROBLEMS),
+                problemCount: err.problems.length,
+              }
+            : { err: (err as Error).message },
           'config reload refused: the running config is kept',
         );
         throw err;
@@ -391,7 +423,7 @@ export class Controller {
         ...(g.influence ? { influence: g.influence } : {}),
       }),
       sensors: this.sensorView,
-      neighbours: neighbourGroups(cfg.site)[g.id] ?? [],
+      neighbours: ownValue(neighbourGroups(cfg.site), g.id) ?? [],
     };
     return new GroupDriver(g, this.devices, this.leadership!, {
       periodMs: cfg.periodMs,
@@ -528,4 +560,61 @@ export class Controller {
     })();
     return this.stopping;
   }
+}
+
+/** A plain record's own value for a key from a file: never Object.prototype's (`constructor`, `toString`). */
+function ownValue<T>(record: Record<string, T>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+/**
+ * The API's certificate, loaded as the config check read it; a file that changed meanwhile into
+ * something it cannot serve is still the operator's to fix (exit 2), named by its setting.
+ */
+async function loadApiTls(cfg: ControllerConfig, logger: Logger): Promise<ApiTls> {
+  try {
+    return await ApiTls.load(cfg.api.tls!, { logger });
+  } catch (err) {
+    if (!(err instanceof CoolctlError) || err.code !== ErrorCodes.CONFIG_INVALID) throw err;
+    throw new ConfigError(
+      cfg.file,
+      [
+        {
+          file: cfg.file,
+          path: '/api/tls',
+          message: err.message,
+          allowed: 'a PEM certificate chain (leaf first) and its private key (mode 600)',
+        },
+      ],
+      { cause: err },
+    );
+  }
+}
+
+/** Codes of an etcd that did not answer (or not as the settings expect) during start-up. */
+const ETCD_START_CODES: ReadonlySet<string> = new Set([
+  ErrorCodes.ETCD_UNAVAILABLE,
+  ErrorCodes.ETCD_TIMEOUT,
+  ErrorCodes.CLUSTER_ABORTED,
+]);
+
+/**
+ * An etcd that could not be reached at start, as the operator can act on it: which setting, in
+ * which file, which addresses, how long it was tried, and what to check. Still a start-up failure
+ * (exit 1, docs/daemon.md): etcd may come back, and systemd's restart tries again. Other errors
+ * (a data dir in use, a node name taken) pass as they are.
+ */
+export function etcdStartError(err: unknown, cfg: ControllerConfig, triedMs: number): unknown {
+  if (err instanceof CoolctlError && !ETCD_START_CODES.has(err.code)) return err;
+  const tls = cfg.etcdSecurity.tls ? ', TLS with cluster.etcd.tls' : '';
+  const auth = cfg.etcdSecurity.auth ? `, user ${cfg.etcdSecurity.auth.username}` : '';
+  return new CoolctlError(
+    ErrorCodes.STARTUP,
+    `cannot use etcd: cluster.etcd in ${cfg.file} names ${cfg.cluster.etcd.join(', ')}${tls}${auth}; ` +
+      `tried for ${Math.round(triedMs / 1000)} s, last: ${(err as Error).message}. ` +
+      'Check that the etcd members run and listen on those addresses (systemctl status etcd; ' +
+      'etcdctl --endpoints=… endpoint health), that this node reaches them (firewall, routes), and that ' +
+      'the URLs’ scheme, the TLS files and the user match the members (docs/daemon.md, "Links")',
+    { cause: err },
+  );
 }

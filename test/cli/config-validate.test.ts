@@ -79,4 +79,20 @@ describe('coolctl config validate', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/Allowed choices are site, controller/);
   });
+
+  it('a valid controller config prints its warnings; a site.yaml that does not parse is still told as a site file', () => {
+    const r = cli(CONTROLLER, '--node', 'node-b');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/valid — 4 groups/);
+    expect(r.stdout).toMatch(
+      /\n {2}warning: .*controller\.yaml \/sensors: the site's gateways gw-1, gw-2 publish over MQTT/,
+    );
+    const broken = join(dir, 'site.yaml');
+    writeFileSync(broken, 'site:\n  id: [unclosed\n');
+    const b = cli(broken);
+    expect(b.status).toBe(2);
+    expect(b.stderr).toMatch(
+      /site\.yaml: not a valid site file — 1 problem\(s\)\n.*site\.yaml:3 \/: YAML syntax/,
+    );
+  });
 });

@@ -149,7 +149,7 @@ nodes:
 
     it('reads the cluster secret relative to the file, and what peers dial', async () => {
       const dir = await mkdtemp(join(tmpdir(), 'coolctl-cfg-'));
-      await writeFile(join(dir, 'secret'), 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n');
+      await writeFile(join(dir, 'secret'), 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n', { mode: 0o600 });
       const file = join(dir, 'c.yaml');
       await writeFile(
         file,
@@ -173,7 +173,7 @@ nodes:
         /cannot read \/nonexistent\/secret/,
       );
       const dir = await mkdtemp(join(tmpdir(), 'coolctl-cfg-'));
-      await writeFile(join(dir, 'short'), 'tooshort\n');
+      await writeFile(join(dir, 'short'), 'tooshort\n', { mode: 0o600 });
       expect(await problemsOf(peers(`  secretFile: ${join(dir, 'short')}`))).toMatch(
         /has 8 bytes \(allowed: at least 16 bytes/,
       );

@@ -1,12 +1,13 @@
 // The production example (config/examples/production-controller.yaml) loads, and every link it
 // configures is secured: no plain etcd or MQTT URL, TLS material and users for etcd and the broker,
 // per-pair peer keys. Its /etc paths are laid out in a tmp dir with stand-in files.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { pairKey } from '../../src/cache/peer-channel.ts';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
+import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 const EXAMPLE = resolve('config/examples/production-controller.yaml');
 
@@ -20,9 +21,15 @@ describe('production example config', () => {
       const paths = [...text.matchAll(/\/etc\/coolctl\/(\S+)/g)]
         .map((m) => m[1]!)
         .filter((p) => p !== 'site.yaml' && p !== 'controller.yaml');
+      // Certificates and keys that parse and match, as the config check reads them; passwords.
+      await mkdir(join(dir, 'pki'), { recursive: true });
+      const ca = await makeCa(join(dir, 'pki'), 'test-ca');
+      const leaf = await makeLeaf(ca, 'leaf', { usage: ['serverAuth', 'clientAuth'] });
       for (const p of new Set(paths)) {
         await mkdir(join(dir, p, '..'), { recursive: true });
-        await writeFile(join(dir, p), `stand-in for ${p}\n`, { mode: 0o600 });
+        if (p.endsWith('.crt')) await copyFile(/ca\.crt$/.test(p) ? ca.caFile : leaf.certFile, join(dir, p));
+        else if (p.endsWith('.key')) await copyFile(leaf.keyFile, join(dir, p));
+        else await writeFile(join(dir, p), `stand-in for ${p}\n`, { mode: 0o600 });
       }
       const master = Buffer.alloc(32, 7);
       await writeFile(
@@ -30,6 +37,7 @@ describe('production example config', () => {
         ['gw-2', 'gw-3']
           .map((n) => `${n} ${pairKey(master, '/coolctl/hall-a', 'gw-1', n).toString('hex')}`)
           .join('\n'),
+        { mode: 0o600 },
       );
       const file = join(dir, 'controller.yaml');
       await writeFile(

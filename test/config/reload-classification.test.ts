@@ -2,7 +2,7 @@
 // says which (src/config/reload-class.ts), a walk of the schema finds none that says neither, and a
 // reload that changes an `api.*` setting, a file behind `cluster.*`, or the site's dew point is
 // reported or applied, never ignored.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Type as T } from '@sinclair/typebox';
@@ -16,10 +16,19 @@ import {
   loadControllerConfig,
 } from '../../src/config/controller-config.ts';
 import { classifySettings, live, restartOnly } from '../../src/config/reload-class.ts';
+import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 let dir: string;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'coolctl-reload-class-'));
+  // The files the API settings below name: the config check reads them as the daemon would.
+  const ca = await makeCa(dir, 'api-ca');
+  const api = await makeLeaf(ca, 'api', { usage: ['serverAuth'] });
+  await copyFile(api.certFile, join(dir, 'api.crt'));
+  await copyFile(api.keyFile, join(dir, 'api.key'));
+  await writeFile(join(dir, 'admin.yaml'), 'name: admin\npassword: "a long admin password"\n', {
+    mode: 0o600,
+  });
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -125,8 +134,14 @@ describe('a reload against the classes', () => {
   });
 
   it('a file behind a restart-only setting changed on disk is refused too (same path, new contents)', async () => {
-    const pki = (name: string, text: string) => writeFile(join(dir, name), text, { mode: 0o600 });
-    await Promise.all([pki('etcd-ca.crt', 'ca 1'), pki('node.crt', 'cert 1'), pki('node.key', 'key 1')]);
+    const ca = await makeCa(dir, 'etcd-ca');
+    const first = await makeLeaf(ca, 'node-1', { usage: ['clientAuth'] });
+    const second = await makeLeaf(ca, 'node-2', { usage: ['clientAuth'] });
+    const pki = async (leaf: { certFile: string; keyFile: string }) => {
+      await copyFile(leaf.certFile, join(dir, 'node.crt'));
+      await copyFile(leaf.keyFile, join(dir, 'node.key'));
+    };
+    await pki(first);
     const doc = {
       ...base(),
       cluster: {
@@ -138,7 +153,7 @@ describe('a reload against the classes', () => {
     };
     const running = await load(doc);
     expect(restartOnlyChanges(running, await load(doc))).toEqual([]);
-    await pki('node.crt', 'cert 2');
+    await pki(second);
     const refused = restartOnlyChanges(running, await load(doc));
     expect(refused.map((p) => [p.path, p.message])).toEqual([
       ['/cluster/etcd', 'a file this setting names changed, but it is only read at start'],

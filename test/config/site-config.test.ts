@@ -152,7 +152,7 @@ describe('site config', () => {
       timeout: 20_000,
     }).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(err.code).toBe(2);
-    expect(err.stderr).toContain('cannot read file');
+    expect(err.stderr).toContain('cannot read file (ENOENT)');
   });
 });
 

@@ -392,8 +392,9 @@ describe('OPC-UA air handler adapter', () => {
   it('user and password: from a passwordFile; a wrong or missing one is DEVICE_AUTH', async () => {
     const good = join(root, 'password');
     const bad = join(root, 'wrong-password');
-    await writeFile(good, `${user.password}\n`);
-    await writeFile(bad, 'not-it\n');
+    // Mode 0600, as the config check wants every secret file (src/config/config-files.ts).
+    await writeFile(good, `${user.password}\n`, { mode: 0o600 });
+    await writeFile(bad, 'not-it\n', { mode: 0o600 });
     const ok = device(configs.security, { endpoint: { username: user.username, passwordFile: good } });
     await ok.open();
     expect((await ok.read()).quality).toBe('good');

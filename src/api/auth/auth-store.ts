@@ -312,9 +312,13 @@ export class AuthStore {
       const { default: YAML } = await import('yaml');
       doc = YAML.parse(await readFile(file, 'utf8'));
     } catch (err) {
+      // The parser's message quotes the line it failed on, and that line can hold the password:
+      // only its position (or the system's error code) goes out.
+      const at = (err as { linePos?: { line: number; col: number }[] }).linePos?.[0];
+      const code = (err as NodeJS.ErrnoException).syscall ? (err as NodeJS.ErrnoException).code : undefined;
       throw new CoolctlError(
         ErrorCodes.STARTUP,
-        `api.bootstrapAdminFile ${file}: not YAML (${(err as Error).message})`,
+        `api.bootstrapAdminFile ${file}: ${code ? `cannot read it (${code})` : `not YAML${at ? ` (line ${at.line}, column ${at.col})` : ''}`}`,
       );
     }
     const { name, password } = (doc ?? {}) as { name?: unknown; password?: unknown };
