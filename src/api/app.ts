@@ -2,16 +2,27 @@
 // `inject()`; the daemon calls `listen()`. One file per resource under ./routes/, the guard
 // (./auth/guard.ts: identity, roles, cross-site refusal, the audit trail) over all of them, CORS
 // for the cluster's own dashboards and rate limits from the fastify plugins. Every route is
-// described in the OpenAPI document at /openapi.json. Every refused request answers 4xx with a
-// stable code and the list of problems, and is counted.
+// described in the OpenAPI document at /openapi.json. A route takes only the input it declares,
+// bodies exactly as typed (./request-schema.ts); a client gets bounded time and connections
+// (./connection-limits.ts). Every refused request — a bad body, an unknown route, an unreadable URL
+// — answers 4xx with a stable code and the list of problems, and is counted and logged
+// (./refusals.ts). No answer is cached, and none is sniffed as another type.
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { ErrorObject } from 'ajv';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import type { AlarmApi } from '../alarms/alarm.ts';
 import type { StateCache } from '../cache/state-cache.ts';
 import type { Leadership, RoleChange } from '../cluster/leadership.ts';
@@ -23,7 +34,16 @@ import type { SensorView } from '../sensors/sensor-store.ts';
 import type { AuditTrail } from './audit/audit-trail.ts';
 import type { AuthStore } from './auth/auth-store.ts';
 import { changesState, guard, REQUEST_HEADER } from './auth/guard.ts';
+import {
+  applyConnectionLimits,
+  CONNECTION_LIMITS,
+  type ConnectionLimits,
+  clientErrorHandler,
+  serverOptions,
+} from './connection-limits.ts';
 import { dashboard } from './dashboard.ts';
+import { Refusals } from './refusals.ts';
+import { buildValidator, closeUndeclaredInput, quoted, schemaProblems } from './request-schema.ts';
 import { alarmRoutes } from './routes/alarms.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { authRoutes } from './routes/auth.ts';
@@ -76,22 +96,71 @@ export interface ApiDeps {
   devices?: ReadonlyMap<string, DeviceIo>;
   /** Serve HTTPS with this certificate (./tls.ts); the caller attaches ApiTls for reloads. */
   https?: { cert: Buffer; key: Buffer; minVersion: 'TLSv1.2' };
+  /** Time and connection bounds (./connection-limits.ts); the defaults suit every site, tests shrink them. */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   const loggerInstance = deps.logger.child({ component: 'api' }) as FastifyBaseLogger;
+  const refusals = new Refusals(deps.registry, loggerInstance as unknown as Logger);
+  const refuse = (
+    req: FastifyRequest,
+    route: string,
+    e: { code: string; httpStatus: number; message: string; details: string[] },
+  ) =>
+    refusals.refuse({
+      route,
+      code: e.code,
+      status: e.httpStatus,
+      message: e.message,
+      details: e.details,
+      method: req.method,
+      user: req.identity?.user,
+      clientIp: req.ip,
+    });
+  const limits = { ...CONNECTION_LIMITS, ...deps.limits };
+  const server = serverOptions(limits);
   // No log line per request: health probes and dashboards poll; refusals and failures are logged below.
   const app = Fastify({
-    ...(deps.https ? { https: deps.https } : {}),
+    // Node's own bounds go to its server at creation; https takes them beside the certificate.
+    ...(deps.https ? { https: { ...deps.https, ...server.node } } : {}),
+    http: server.node,
+    ...server.fastify,
     loggerInstance,
     bodyLimit: 64 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
+    // Typed by fastify as taking a schema; it is called with the route ({ schema, httpPart }).
+    schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
+    clientErrorHandler: clientErrorHandler(refusals),
+    // A URL the router cannot decode (`%zz`) or a path parameter over its length.
+    frameworkErrors: (err: FastifyError, req, reply) => {
+      const e = {
+        code: ErrorCodes.BAD_REQUEST,
+        httpStatus: err.statusCode && err.statusCode < 500 ? err.statusCode : 400,
+        message: 'the URL cannot be read',
+        details: [quoted(err.message, 200)],
+      };
+      refuse(req, 'unknown', e);
+      return (reply as unknown as FastifyReply)
+        .code(e.httpStatus)
+        .header('cache-control', 'no-store')
+        .header('x-content-type-options', 'nosniff')
+        .send({ error: e.code, message: e.message, details: e.details });
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  const refused = new Counter({
-    name: 'coolctl_api_requests_refused_total',
-    help: 'API requests refused as bad input, by route',
-    labelNames: ['route'],
-    registers: [deps.registry],
+  applyConnectionLimits(app.server, limits, refusals);
+  // Before any route, so every route is closed to input it does not declare.
+  app.addHook('onRoute', (r) => closeUndeclaredInput(r, changesState));
+  // A state-changing request without a body is checked as `{}`: its schema says whether that will do.
+  app.addHook('preValidation', async (req) => {
+    if (req.body === undefined && changesState(req.method)) req.body = {};
+  });
+  // Answers can carry tokens, and always carry the cluster's state: no cache keeps them (the
+  // dashboard's assets say otherwise), and no browser reads them as another type.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
+    return payload;
   });
   await app.register(swagger, {
     openapi: {
@@ -99,7 +168,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
         title: 'coolctl controller API',
         version: deps.version,
         description:
-          'One controller node of a coolctl cluster. Every route but /healthz and /readyz needs an identity: `Authorization: Bearer <token>` or the dashboard’s session cookie; state-changing requests also need JSON bodies and, with the cookie, the X-Coolctl-Request header (docs/security.md).',
+          'One controller node of a coolctl cluster. Every route but /healthz and /readyz needs an identity: `Authorization: Bearer <token>` or the dashboard’s session cookie; state-changing requests also need JSON bodies and, with the cookie, the X-Coolctl-Request header (docs/security.md). A body is taken as typed (no coercion: `null` or `"25"` is not a number) and may hold only the fields its schema names; a route without a body schema takes none (`{}` or nothing); a query string may hold only the parameters its route names. Free-text fields refuse control and bidirectional formatting characters. Every refusal answers `{error: COOLCTL_E_…, message, details}`.',
       },
       components: {
         securitySchemes: {
@@ -112,28 +181,45 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((err, req, reply) => {
-    const e = err as Error & { statusCode?: number; validation?: unknown };
-    const route = req.routeOptions.url ?? 'unknown';
+    const e = err as Error & {
+      statusCode?: number;
+      validation?: ErrorObject[];
+      validationContext?: string;
+    };
+    const route = req.is404 ? 'unknown' : (req.routeOptions.url ?? 'unknown');
     if (e instanceof BadRequestError) {
-      refused.inc({ route });
       if (e.httpStatus === 429) req.junk = true;
-      req.log.warn({ code: e.code, details: e.details, user: req.identity?.user }, 'request refused');
+      refuse(req, route, e);
       return reply.code(e.httpStatus).send({ error: e.code, message: e.message, details: e.details });
     }
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
-      refused.inc({ route });
       // A body its schema refuses is junk: counted and logged, never in the audit trail.
       req.junk = true;
-      req.log.warn({ err: e.message }, 'request refused');
+      const details = e.validation ? schemaProblems(e.validationContext, e.validation) : [e.message];
+      const refused = {
+        code: ErrorCodes.BAD_REQUEST,
+        httpStatus: e.statusCode,
+        message: e.validation ? `refused by its schema: ${details.join('; ')}` : e.message,
+        details,
+      };
+      refuse(req, route, refused);
       return reply
-        .code(e.statusCode)
-        .send({ error: ErrorCodes.BAD_REQUEST, message: e.message, details: [e.message] });
+        .code(refused.httpStatus)
+        .send({ error: refused.code, message: refused.message, details: refused.details });
     }
     req.log.error({ err }, 'request failed');
     const code = e instanceof CoolctlError ? e.code : 'COOLCTL_E_INTERNAL';
     return reply
       .code(e instanceof CoolctlError && e.retryable ? 503 : 500)
       .send({ error: code, message: e.message, details: [] });
+  });
+  app.setNotFoundHandler(async (req) => {
+    throw new BadRequestError(
+      ErrorCodes.BAD_REQUEST,
+      `no route ${req.method} ${quoted(req.url.split('?')[0] ?? '', 100)}`,
+      ['the API’s routes are in /openapi.json'],
+      404,
+    );
   });
 
   await app.register(cookie);

@@ -17,6 +17,7 @@ import { sliceTurns } from '../util/async.ts';
 import type { ApiDeps } from './app.ts';
 import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
+import { PRINTABLE_PATTERN } from './request-schema.ts';
 import { GROUP_TRENDS, type TrendRange, TrendStore, UNIT_TRENDS } from './trends.ts';
 
 /** How often trends and energy are sampled; the recent trend window. */
@@ -532,7 +533,11 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
           properties: {
             sinceMs: { type: 'number', minimum: 0, description: 'only steps starting after this time' },
             range: { type: 'string', enum: ['recent', 'day'], default: 'recent' },
-            group: { type: 'string', description: 'only this group, with its units' },
+            group: {
+              type: 'string',
+              pattern: PRINTABLE_PATTERN,
+              description: 'only this group, with its units',
+            },
           },
           additionalProperties: false,
         },

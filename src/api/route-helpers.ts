@@ -7,6 +7,7 @@ import type { GroupDriver } from '../control/group-driver.ts';
 import { type RangedPoint, rangeSchema } from '../devices/unit-contract.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
 import type { Identity, RouteAccess } from './auth/roles.ts';
+import { Name } from './request-schema.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -21,7 +22,7 @@ declare module 'fastify' {
   }
 }
 
-export const GroupParams = T.Object({ id: T.String() });
+export const GroupParams = T.Object({ id: Name });
 
 /** A unit's commanded value with the contract's bounds (src/devices/unit-contract.ts owns them). */
 export function Ranged(point: RangedPoint) {

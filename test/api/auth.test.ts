@@ -233,6 +233,28 @@ describe('API identity and roles', () => {
     expect(failures).toMatch(/reason="sign_in"} 10/);
   });
 
+  it('sign-in limit: per node and per address, as docs/security.md states (N nodes allow N × the limit)', async () => {
+    const { nodes } = await cluster(['node-a', 'node-b']);
+    const [a, b] = nodes as [FakeNode, FakeNode];
+    const signIn = (n: FakeNode, remoteAddress: string) =>
+      n.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/sign-in',
+        headers: { authorization: '', 'x-coolctl-request': '1' },
+        payload: { name: 'nobody', password: 'x' },
+        remoteAddress,
+      });
+    const codes = async (n: FakeNode, addr: string, k: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < k; i++) out.push((await signIn(n, addr)).statusCode);
+      return out;
+    };
+    expect(await codes(a, '10.9.9.1', 11)).toEqual([...Array(10).fill(401), 429]);
+    // Another address on the same node, and the same address on another node: their own 10.
+    expect(await codes(a, '10.9.9.2', 1)).toEqual([401]);
+    expect(await codes(b, '10.9.9.1', 11)).toEqual([...Array(10).fill(401), 429]);
+  });
+
   it('a token revoked on one node is refused by the other; tokens carry their user’s current role', async () => {
     const { nodes } = await cluster(['node-a', 'node-b']);
     const [a, b] = nodes as [FakeNode, FakeNode];

@@ -306,8 +306,11 @@ describe('dashboard routes', () => {
       expect(r.json()).toMatchObject({ error: 'COOLCTL_E_BAD_REQUEST', details: [expect.any(String)] });
     }
     expect(await refusedCount(a)).toBe(5);
-    // An unknown query parameter is dropped (fastify's removeAdditional), not refused.
-    expect((await a.app.inject('/api/v1/audit?what=1')).statusCode).toBe(200);
+    // An unknown query parameter is refused by name, never dropped in silence.
+    const unknown = await a.app.inject('/api/v1/audit?what=1');
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().details).toEqual(['querystring: unknown parameter "what"']);
+    expect(await refusedCount(a)).toBe(6);
     const spec = (await a.app.inject('/openapi.json')).json();
     expect(Object.keys(spec.paths)).toEqual(
       expect.arrayContaining([

@@ -56,8 +56,14 @@ export type AuditEntry = AuditRecord & { seq: number; atMs: number };
 
 /** A request body bigger than this (as JSON) is not kept; operator actions are a few fields. */
 export const MAX_PARAMS_CHARS = 2048;
-/** Fields whose values never enter the trail. */
-const SECRET_FIELDS = new Set(['password', 'token', 'secret']);
+/**
+ * Fields whose values never enter the trail nor its log line, by name in any case and anywhere in
+ * the body: password, Passwd, apiToken, client_secret, privateKey, credentials, Authorization, …
+ * Matching by pattern costs a harmless `(secret)` on a field that only sounds like one.
+ */
+const SECRET_FIELD = /pass|pwd|secret|token|key|credential|auth|cookie|session|bearer|private/i;
+/** One of our tokens, wherever it sits (a value, a label, a reason). */
+const TOKEN_VALUE = /cct_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/g;
 
 export const AUDIT_RETENTION = { maxEntries: 10_000, maxAgeMs: 30 * 86_400_000 } as const;
 
@@ -291,7 +297,9 @@ export class AuditTrail {
 export function keepable(params: unknown): unknown {
   if (params === undefined || params === null) return null;
   try {
-    const json = JSON.stringify(params, (k, v) => (SECRET_FIELDS.has(k) ? '(secret)' : v));
+    const json = JSON.stringify(params, (k, v) =>
+      SECRET_FIELD.test(k) ? '(secret)' : typeof v === 'string' ? v.replace(TOKEN_VALUE, '(secret)') : v,
+    );
     return json !== undefined && json.length <= MAX_PARAMS_CHARS ? JSON.parse(json) : null;
   } catch {
     return null;

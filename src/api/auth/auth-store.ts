@@ -113,6 +113,9 @@ export class AuthStore {
    */
   async start(signal: AbortSignal = AbortSignal.timeout(START_TIMEOUT_MS)): Promise<void> {
     const { kv } = this.opts;
+    // Hashed now, beside the reads: made lazily, the first sign-in for an unknown name would take
+    // one more scrypt than any other and tell that the name does not exist.
+    const decoy = decoyHash();
     const onRetry = (err: unknown, retryInMs: number) =>
       this.log.warn(
         { err: (err as Error).message, retryInMs: Math.round(retryInMs) },
@@ -138,6 +141,7 @@ export class AuthStore {
     this.pruner = setInterval(() => void this.pruneExpired().catch(() => {}), 3_600_000);
     this.pruner.unref();
     await this.pruneExpired().catch(() => {});
+    await decoy;
   }
 
   async stop(): Promise<void> {

@@ -37,8 +37,8 @@ export async function verifyPassword(password: string, stored: string): Promise<
 }
 
 /**
- * Hashed once at load: a sign-in for a name that does not exist still runs one scrypt against it,
- * so the answer's timing does not tell whether the user exists.
+ * Hashed once, when the first AuthStore starts: a sign-in for a name that does not exist still
+ * runs one scrypt against it, so the answer's timing does not tell whether the user exists.
  */
 let decoy: Promise<string> | undefined;
 export function decoyHash(): Promise<string> {

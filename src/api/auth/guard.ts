@@ -5,8 +5,11 @@
 // (any method but GET/HEAD/OPTIONS) must also be one a cross-site page cannot send: a body only as
 // JSON, and either the bearer token or the X-Coolctl-Request header — a form post from another
 // site carries the cookie but can set neither (a custom header needs a CORS preflight, which only
-// the cluster's own dashboards pass). Each state-changing request that got past all that is
-// written to the audit trail with its answer, before the answer leaves.
+// the cluster's own dashboards pass). Each state-changing request that got past all that — and its
+// schema and the limiter — is written to the audit trail with its answer, before the answer leaves.
+// A request the guard refuses (no identity, cross-site, a role too low) never is: it is counted and
+// logged like any refusal (../refusals.ts), so nobody can fill the trail with refusals and push the
+// real entries out. `req.identity` is set only once the role allows the route.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { AuditTrail } from '../audit/audit-trail.ts';
@@ -82,7 +85,6 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
       }
     }
     if (!id || access === 'public') return;
-    req.identity = id;
     if (!roleAllows(id.role, access)) {
       auth.failures.inc({ reason: 'forbidden' });
       throw new BadRequestError(
@@ -92,6 +94,7 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
         403,
       );
     }
+    req.identity = id;
   });
 
   app.addHook('onSend', async (req, reply, payload) => {
@@ -118,7 +121,8 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
       path: req.url.split('?')[0] ?? req.url,
       group: params.id ?? null,
       target: params.ahu ?? params.name ?? params.tokenId ?? params.alarm ?? null,
-      params: req.body ?? null,
+      // A body-less request is checked as `{}` (../app.ts): either way it carried nothing.
+      params: isEmpty(req.body) ? null : req.body,
       user: req.identity.user,
       role: req.identity.role,
       clientIp: req.ip,
@@ -128,6 +132,10 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
     });
     return payload;
   });
+}
+
+function isEmpty(body: unknown): boolean {
+  return body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0);
 }
 
 Object.assign(guardPlugin, {

@@ -6,6 +6,7 @@ import { ALARM_ID_PATTERN, type AlarmApi, SEVERITIES } from '../../alarms/alarm.
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
+import { NoBody, Text } from '../request-schema.ts';
 
 const Iso = T.String({ format: 'date-time' });
 const Nullable = <S extends ReturnType<typeof T.String>>(s: S) => T.Union([s, T.Null()]);
@@ -30,7 +31,7 @@ export const AlarmSchema = T.Object(
 );
 
 const AlarmParams = T.Object({ alarm: T.String({ pattern: ALARM_ID_PATTERN }) });
-const Comment = T.String({ maxLength: 500 });
+const Comment = Text({ maxLength: 500 });
 const ONE = {
   200: T.Object({ alarm: T.Ref('Alarm') }),
   400: ErrorBody,
@@ -74,10 +75,6 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
         body: T.Object({ comment: T.Optional(Comment) }, { additionalProperties: false }),
         response: ONE,
       },
-      // The body is optional: a body-less acknowledgement is validated as `{}`.
-      preValidation: async (req) => {
-        req.body ??= {};
-      },
     },
     async (req) => ({
       alarm: await alarms().acknowledge(req.params.alarm, user(req), req.body.comment ?? ''),
@@ -108,7 +105,7 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
     '/api/v1/alarms/:alarm/unshelve',
     {
       config: { access: 'operator' },
-      schema: { description: 'Ends a shelf now.', params: AlarmParams, response: ONE },
+      schema: { description: 'Ends a shelf now.', params: AlarmParams, body: NoBody, response: ONE },
     },
     async (req) => ({ alarm: await alarms().unshelve(req.params.alarm, user(req)) }),
   );

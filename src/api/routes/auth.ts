@@ -10,6 +10,7 @@ import { MIN_PASSWORD_CHARS, USER_NAME } from '../auth/auth-store.ts';
 import { SESSION_COOKIE_NAME as SESSION_COOKIE } from '../auth/guard.ts';
 import { ROLES } from '../auth/roles.ts';
 import { ErrorBody } from '../error-body.ts';
+import { Name, NoBody, Text } from '../request-schema.ts';
 
 export const DEFAULT_SESSION_TTL_S = 8 * 3600;
 export const DEFAULT_TOKEN_TTL_S = 90 * 86_400;
@@ -49,7 +50,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
         description: `Signs in with a name and password. Answers a session cookie (${SESSION_COOKIE}: HttpOnly, SameSite=Strict, Secure over TLS) that expires after ${DEFAULT_SESSION_TTL_S / 3600} h by default, or with \`as: "token"\` the session token itself (for the CLI). Wrong name or password: 401, the same answer whether or not the user exists. Rate-limited per client address.`,
         body: T.Object(
           {
-            name: T.String({ minLength: 1, maxLength: 64 }),
+            name: Text({ minLength: 1, maxLength: 64 }),
             password: T.String({ minLength: 1, maxLength: 1024 }),
             as: T.Optional(T.Union([T.Literal('cookie'), T.Literal('token')])),
           },
@@ -81,6 +82,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
       config: { access: 'viewer' },
       schema: {
         description: 'Ends this session (or revokes the token sent) on every node.',
+        body: NoBody,
         response: Refusals,
       },
     },
@@ -138,7 +140,8 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
       config: { access: 'admin' },
       schema: {
         description: 'Removes a user and revokes every token and session of theirs, on every node.',
-        params: T.Object({ name: T.String() }),
+        params: T.Object({ name: Name }),
+        body: NoBody,
         response: Refusals,
       },
     },
@@ -177,7 +180,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
         body: T.Object(
           {
             user: T.Optional(T.String({ pattern: USER_NAME })),
-            label: T.String({ minLength: 1, maxLength: 64 }),
+            label: Text({ minLength: 1, maxLength: 64 }),
             ttlS: T.Optional(T.Integer({ minimum: 60, maximum: MAX_TOKEN_TTL_S })),
           },
           { additionalProperties: false },
@@ -206,6 +209,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
       schema: {
         description: 'Revokes a token or session; every node refuses it within about a second.',
         params: T.Object({ tokenId: T.String({ pattern: '^[0-9a-f]{16}$' }) }),
+        body: NoBody,
         response: Refusals,
       },
     },

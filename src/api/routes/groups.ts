@@ -5,6 +5,7 @@ import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provide
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
+import { Name } from '../request-schema.ts';
 import { GroupParams, handOnView, notFound, Ranged } from '../route-helpers.ts';
 
 export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
@@ -62,7 +63,7 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
         params: GroupParams,
         body: T.Object(
           {
-            ahu: T.Optional(T.String({ minLength: 1 })),
+            ahu: T.Optional(Name),
             fanPct: T.Optional(Ranged('fanPct')),
             supplySetpointC: T.Optional(Ranged('supplySetpointC')),
           },
@@ -125,7 +126,7 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
         params: GroupParams,
         body: T.Object(
           {
-            to: T.String({ minLength: 1 }),
+            to: Name,
             timeoutMs: T.Optional(T.Integer({ minimum: 100, maximum: 60_000 })),
           },
           { additionalProperties: false },

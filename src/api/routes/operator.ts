@@ -7,12 +7,10 @@ import { type OperatorState, overrideProblem } from '../../cluster/operator-stat
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
-import { notFound, Ranged } from '../route-helpers.ts';
+import { Name, NoBody, Text } from '../request-schema.ts';
+import { GroupParams, notFound, Ranged } from '../route-helpers.ts';
 
-const PauseBody = T.Object(
-  { reason: T.Optional(T.String({ maxLength: 200 })) },
-  { additionalProperties: false },
-);
+const PauseBody = T.Object({ reason: T.Optional(Text({ maxLength: 200 })) }, { additionalProperties: false });
 const OverrideBody = T.Object(
   {
     fanPct: T.Optional(Ranged('fanPct')),
@@ -21,8 +19,7 @@ const OverrideBody = T.Object(
   },
   { minProperties: 1, additionalProperties: false },
 );
-const UnitParams = T.Object({ id: T.String(), ahu: T.String() });
-const GroupOnly = T.Object({ id: T.String() });
+const UnitParams = T.Object({ id: Name, ahu: Name });
 const ANSWERS = { 404: ErrorBody, 400: ErrorBody, 503: ErrorBody };
 
 export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
@@ -66,7 +63,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, de
         description:
           'Maintenance pause, kept in etcd (survives restarts and failovers; any node takes it): the cluster stops writing the group and hands its units to their local control.',
         response: ANSWERS,
-        params: GroupOnly,
+        params: GroupParams,
         body: PauseBody,
       },
     },
@@ -82,7 +79,8 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, de
         description:
           'Ends a pause: the group’s leader takes its units back under remote control, from what they run now.',
         response: ANSWERS,
-        params: GroupOnly,
+        params: GroupParams,
+        body: NoBody,
       },
     },
     async (req) => apply(req, req.params, (cur) => ({ ...cur, paused: false, reason: null })),
@@ -119,6 +117,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, de
           'Removes a unit’s override: the control law takes it back bumplessly from what it runs now.',
         response: ANSWERS,
         params: UnitParams,
+        body: NoBody,
       },
     },
     async (req) =>

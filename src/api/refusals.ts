@@ -1,0 +1,60 @@
+// Every refused API request and connection, in one place: counted in
+// coolctl_api_requests_refused_total{route} — a route's pattern, `unknown` (no such route, or a URL
+// that cannot be decoded) or `connection` (cut off before a request was read: too slow, malformed,
+// over the connection cap) — and logged at most once per route and code every LOG_EVERY_MS, the next
+// line saying how many it left out. A flood of refusals costs a counter increment each, never a log
+// line each, and never an audit entry (./auth/guard.ts).
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+
+/** At most one log line per route and code this often. */
+export const REFUSAL_LOG_EVERY_MS = 10_000;
+/** Routes × codes are few; beyond this many the memory of who was logged starts afresh. */
+const MAX_KEYS = 1_000;
+
+export interface Refusal {
+  route: string;
+  code: string;
+  status: number;
+  message: string;
+  details?: string[];
+  method?: string;
+  user?: string | undefined;
+  clientIp?: string | undefined;
+}
+
+export class Refusals {
+  private readonly counter: Counter<'route'>;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  /** route + code → when its last line went out, and how many were left out since. */
+  private readonly lastLine = new Map<string, { atMs: number; left: number }>();
+
+  constructor(registry: Registry, log: Logger, now: () => number = Date.now) {
+    this.counter = new Counter({
+      name: 'coolctl_api_requests_refused_total',
+      help: 'API requests refused, by route (its pattern; unknown: no such route or an unreadable URL; connection: cut off before a request was read)',
+      labelNames: ['route'],
+      registers: [registry],
+    });
+    this.log = log;
+    this.now = now;
+  }
+
+  refuse(r: Refusal): void {
+    this.counter.inc({ route: r.route });
+    const key = `${r.route} ${r.code}`;
+    const at = this.now();
+    const last = this.lastLine.get(key);
+    if (last && at - last.atMs < REFUSAL_LOG_EVERY_MS) {
+      last.left++;
+      return;
+    }
+    if (this.lastLine.size >= MAX_KEYS) this.lastLine.clear();
+    this.lastLine.set(key, { atMs: at, left: 0 });
+    this.log.warn(
+      { ...r, ...(last?.left ? { alsoRefusedSinceLastLine: last.left } : {}) },
+      'request refused',
+    );
+  }
+}

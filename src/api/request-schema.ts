@@ -1,0 +1,139 @@
+// How the API checks what a client sends, for every route. A body is taken exactly as sent: no type
+// is coerced (null, false, [30] or "25" is not a fan %) and no field is dropped in silence (an
+// unknown one is refused by name). Query strings and path parameters arrive as text, so numbers and
+// booleans are read from it (`?limit=5`), and are still refused when they are not one (`?limit=lots`).
+// A route takes only what it declares: no body schema means no body (`{}` or none), no querystring
+// schema means no parameters — except the dashboard's page and assets, which a browser may open
+// with any query, and /metrics, /healthz and /readyz, which machines poll. Free text the API stores
+// or echoes holds no control characters (C0, C1) and no bidirectional formatting, which would
+// rewrite a terminal or reorder what a reader of the trail sees.
+import { Type as T } from '@sinclair/typebox';
+import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
+import type { RouteOptions } from 'fastify';
+
+/** The characters no text field may hold: C0, DEL and C1 controls, and bidirectional marks, embeddings, overrides and isolates. */
+const UNPRINTABLE_CLASS = '\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069';
+/** The JSON-schema pattern of text without them (Ajv compiles patterns with the `u` flag). */
+export const PRINTABLE_PATTERN = `^[^${UNPRINTABLE_CLASS}]*$`;
+const UNPRINTABLE = new RegExp(`[${UNPRINTABLE_CLASS}]`, 'gu');
+
+/** Free text the API stores (a reason, a label, a comment): printable, at most `maxLength` characters. */
+export function Text(opts: { maxLength: number; minLength?: number; description?: string }) {
+  return T.String({ ...opts, pattern: PRINTABLE_PATTERN });
+}
+
+/** A name the client picks from a list (a group, a unit, a node): printable, so it may be echoed. */
+export const Name = T.String({ minLength: 1, maxLength: 128, pattern: PRINTABLE_PATTERN });
+
+/** The body of a state-changing route that takes none: nothing, or `{}`. */
+export const NoBody = T.Object({}, { additionalProperties: false, description: 'no body, or {}' });
+/** The query of a route that takes none. */
+export const NoQuery = T.Object({}, { additionalProperties: false });
+
+/**
+ * Client input quoted in an answer or a log line: control and bidirectional characters shown as
+ * `\u{…}`, and at most `max` characters, so an echo cannot rewrite a terminal or flood a line.
+ */
+export function quoted(s: string, max = 64): string {
+  const cut = s.length > max ? `${s.slice(0, max)}…` : s;
+  return cut.replace(UNPRINTABLE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+}
+
+const COMMON: Options = {
+  useDefaults: true,
+  removeAdditional: false,
+  // One problem per request: all of them would let a crafted body make the check itself expensive.
+  allErrors: false,
+  addUsedSchema: false,
+};
+
+/**
+ * Fastify's validator factory (`schemaController.compilersFactory.buildValidator`): bodies on an
+ * Ajv that coerces nothing, every other part (querystring, params, headers) on one that reads
+ * scalars from text. Formats are not registered: a request schema that names one fails at build
+ * time, loudly, rather than passing anything. Fastify asks once per plugin context; the pair is
+ * made once per set of shared schemas in the process (as @fastify/ajv-compiler pools its own), and
+ * a schema compiled for one app serves the next: `ready()` compiles every route's schemas on the
+ * event loop, while the control loops already run.
+ */
+const pool = new Map<string, (route: { schema: unknown; httpPart?: string }) => ValidateFunction>();
+export function buildValidator(
+  externalSchemas: Record<string, unknown>,
+): (route: { schema: unknown; httpPart?: string }) => ValidateFunction {
+  const key = JSON.stringify(externalSchemas);
+  const pooled = pool.get(key);
+  if (pooled) return pooled;
+  const bodies = new Ajv({ ...COMMON, coerceTypes: false });
+  const text = new Ajv({ ...COMMON, coerceTypes: 'array' });
+  for (const s of Object.values(externalSchemas)) {
+    bodies.addSchema(s as object);
+    text.addSchema(s as object);
+  }
+  const compile = ({ schema, httpPart }: { schema: unknown; httpPart?: string }) => {
+    const ajv = httpPart === 'body' ? bodies : text;
+    const id = (schema as { $id?: string }).$id;
+    return (id ? ajv.getSchema(id) : undefined) ?? ajv.compile(schema as object);
+  };
+  pool.set(key, compile);
+  return compile;
+}
+
+/**
+ * Routes that ignore any query: the dashboard's page and assets (a browser or a bookmark may add
+ * one), and what machines poll — /metrics (a Prometheus job may send `params:`), /healthz and
+ * /readyz (a load balancer's probe may add a cache-buster). None of them reads a parameter.
+ */
+const TAKES_ANY_QUERY = new Set(['/', '/ui/:file', '/metrics', '/healthz', '/readyz']);
+
+/** Closes what a route does not declare (an onRoute hook, before the route's schemas compile). */
+export function closeUndeclaredInput(r: RouteOptions, changesState: (method: string) => boolean): void {
+  const methods = Array.isArray(r.method) ? r.method : [r.method];
+  // CORS preflights (@fastify/cors) carry whatever URL the request they precede will have.
+  if (methods.every((m) => m === 'OPTIONS')) return;
+  const schema = { ...r.schema };
+  if (methods.some(changesState) && !schema.body) schema.body = NoBody;
+  if (!schema.querystring && !TAKES_ANY_QUERY.has(r.url)) schema.querystring = NoQuery;
+  r.schema = schema;
+}
+
+/**
+ * One line per problem Ajv found, naming the field: `body/fanPct: must be number`, `body: unknown
+ * field "evil"`, `querystring/state: must be one of "active", "all"` (a union of literals fails
+ * once, not once per literal).
+ */
+export function schemaProblems(context: string | undefined, errors: ErrorObject[]): string[] {
+  const part = context ?? 'request';
+  const literals = new Map<string, unknown[]>();
+  for (const e of errors)
+    if (e.keyword === 'const')
+      literals.set(e.instancePath, [...(literals.get(e.instancePath) ?? []), e.params.allowedValue]);
+  const oneOf = (values: unknown[]) => `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
+  const lines = errors.flatMap((e) => {
+    const where = `${part}${e.instancePath}`;
+    switch (e.keyword) {
+      case 'additionalProperties':
+        return [
+          `${where}: unknown ${part === 'body' ? 'field' : 'parameter'} "${quoted(String(e.params.additionalProperty))}"`,
+        ];
+      case 'pattern':
+        return e.params.pattern === PRINTABLE_PATTERN
+          ? [`${where}: control characters (C0, C1) and bidirectional formatting characters are not allowed`]
+          : [`${where}: ${e.message}`];
+      case 'required':
+        return [`${where}: missing "${quoted(String(e.params.missingProperty))}"`];
+      case 'const':
+        return errors.some((x) => x.keyword === 'anyOf' && x.instancePath === e.instancePath)
+          ? []
+          : [`${where}: ${oneOf([e.params.allowedValue])}`];
+      case 'anyOf': {
+        const values = literals.get(e.instancePath);
+        return [`${where}: ${values ? oneOf(values) : e.message}`];
+      }
+      case 'enum':
+        return [`${where}: ${oneOf(e.params.allowedValues as unknown[])}`];
+      default:
+        return [`${where}: ${e.message ?? e.keyword}`];
+    }
+  });
+  return [...new Set(lines)];
+}
