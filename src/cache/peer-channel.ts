@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { Backoff, RateLimitedWarn } from '../util/async.ts';
 import { agreedWireVersion, parseWireRange, VERSION, WIRE, type WireRange } from '../version.ts';
 import { type Frame, FrameError, FrameType } from './frames.ts';
-import { PeerConnection, type PeerConnectionOptions } from './peer-connection.ts';
+import { LinkError, PeerConnection, type PeerConnectionOptions } from './peer-connection.ts';
 import { isNodeName } from './rows.ts';
 
 const CIPHERS = 'PSK-AES256-GCM-SHA384';
@@ -37,7 +37,11 @@ export type RejectReason =
   | 'stale'
   | 'not-leader'
   | 'too-many-groups'
-  | 'oversized-row';
+  | 'oversized-row'
+  | 'unknown-group'
+  | 'assembly-full'
+  | 'backlog'
+  | 'internal';
 
 export interface PeerChannelOptions extends PeerConnectionOptions {
   node: string;
@@ -363,6 +367,19 @@ export class PeerChannel extends EventEmitter {
   private noteClose(conn: PeerConnection, err: Error | null): void {
     if (err instanceof FrameError) {
       this.reject(err.reason, { peer: conn.node, err: err.message }, 'peer frame refused; link closed');
+    } else if (err instanceof LinkError && err.reason === 'backlog') {
+      this.reject(
+        'backlog',
+        { peer: conn.node, err: err.message },
+        'peer link closed: the peer does not read what we owe it (a stuck or hostile peer); it reconnects',
+      );
+    } else if (err instanceof LinkError) {
+      // Our bug, not the peer's: the stack says where (the peer reconnects and catches up).
+      this.reject(
+        'internal',
+        { peer: conn.node, err: err.cause instanceof Error ? err.cause : err.message, problem: err.message },
+        'peer link closed: handling its frame failed on this node',
+      );
     }
   }
 

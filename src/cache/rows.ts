@@ -74,40 +74,129 @@ function rowOf(h: RowHeader, body: Buffer): CachedRow {
   return { group: h.group, epoch: h.epoch, seq: h.seq, writer: h.writer, atMs: h.atMs, body };
 }
 
-/**
- * Reassembles rows sent in chunks, one in progress per group. A chunk of a newer version replaces
- * the row in progress; a chunk that does not continue it (gap, older version) is dropped.
- */
-export class RowAssembler {
-  private readonly partial = new Map<string, { h: RowHeader; parts: Buffer[]; got: number }>();
+/** A ROW header's own fields and nothing else: a header may carry any padding, and a kept header keeps all of it. */
+export function rowHeaderOf(h: Record<string, unknown>): RowHeader {
+  return {
+    group: h.group as string,
+    epoch: h.epoch as number,
+    seq: h.seq as number,
+    writer: h.writer as string,
+    atMs: h.atMs as number,
+    size: h.size as number,
+    off: h.off as number,
+  };
+}
 
-  /** Adds one chunk; returns the whole row once its last chunk arrived. */
-  add(h: RowHeader, body: Buffer): CachedRow | 'partial' | 'dropped' {
-    if (h.off === 0 && body.length === h.size) {
-      this.partial.delete(h.group);
-      return rowOf(h, Buffer.from(body));
-    }
-    let p = this.partial.get(h.group);
-    if (h.off === 0) {
-      if (p && compareVersion([h.epoch, h.seq], [p.h.epoch, p.h.seq]) < 0) return 'dropped';
-      p = { h, parts: [], got: 0 };
-      this.partial.set(h.group, p);
-    } else if (!p || p.h.epoch !== h.epoch || p.h.seq !== h.seq || p.got !== h.off) {
-      return 'dropped';
-    }
-    // A view, not a copy: it only lives until the row is whole and concatenated below (a copy per
-    // chunk would allocate the row twice over, in 64 KiB pieces that make the GC work hard).
-    p.parts.push(body);
-    p.got += body.length;
-    if (p.got < h.size) return 'partial';
-    this.partial.delete(h.group);
-    return rowOf(h, Buffer.concat(p.parts, p.got));
+const EMPTY = Buffer.alloc(0);
+/** First allocation of a row in assembly: a few chunks' worth. */
+const MIN_ASSEMBLY_BYTES = 256 * 1024;
+
+/**
+ * Bytes of chunked rows in assembly, shared by every link. A row's declared size is reserved at its
+ * first chunk, before anything is buffered, and given back when it completes, is superseded, or its
+ * link closes; a first chunk that does not fit is refused, so rows already admitted always complete.
+ * A row whose chunks stopped coming for `stallMs` gives its bytes up to one that needs them: a peer
+ * cannot hold the budget with one chunk per link.
+ */
+export class AssemblyBudget {
+  readonly limitBytes: number;
+  private readonly stallMs: number;
+  private readonly holders = new Set<RowAssembler>();
+  private used = 0;
+
+  constructor(limitBytes: number, stallMs: number) {
+    this.limitBytes = limitBytes;
+    this.stallMs = stallMs;
   }
 
-  /** Bytes held in rows not yet complete. */
+  get reservedBytes(): number {
+    return this.used;
+  }
+
+  reserve(who: RowAssembler, bytes: number, nowMs: number): boolean {
+    if (this.used + bytes > this.limitBytes) {
+      for (const h of this.holders) if (h !== who && nowMs - h.lastChunkMs > this.stallMs) h.clear();
+      if (this.used + bytes > this.limitBytes) return false;
+    }
+    this.used += bytes;
+    this.holders.add(who);
+    return true;
+  }
+
+  release(who: RowAssembler, bytes: number): void {
+    this.used -= bytes;
+    this.holders.delete(who);
+  }
+}
+
+/**
+ * Reassembles the chunked rows of one link. A sender's pump finishes one big row before it starts
+ * the next (peer-connection.ts), so a link has at most one row in assembly: a first chunk of
+ * another row supersedes it, and memory per link is at most one row (≤ the row size limit, checked
+ * in the header). Chunks are copied into the row as they come, so nothing pins the frame buffers
+ * they arrived in (a 1-byte chunk behind a 60 KB header would otherwise keep the 60 KB), and a
+ * row's bytes are one buffer however small its chunks (no per-chunk object to pay for).
+ */
+export class RowAssembler {
+  private readonly budget: AssemblyBudget;
+  private partial: { h: RowHeader; buf: Buffer; got: number } | null = null;
+  /** performance.now() of the last chunk that continued the row in assembly. */
+  lastChunkMs = 0;
+
+  constructor(budget: AssemblyBudget) {
+    this.budget = budget;
+  }
+
+  /**
+   * Adds one chunk; returns the whole row once its last chunk arrived. 'over-budget': a first
+   * chunk the budget cannot take (the row is refused); 'dropped': a chunk that continues nothing.
+   */
+  add(
+    h: RowHeader,
+    body: Buffer,
+    nowMs = performance.now(),
+  ): CachedRow | 'partial' | 'dropped' | 'over-budget' {
+    // A whole row in one frame: copied, so the cache never keeps the frame it came in.
+    if (h.off === 0 && body.length === h.size) return rowOf(h, Buffer.from(body));
+    if (h.off === 0) {
+      this.clear();
+      if (!this.budget.reserve(this, h.size, nowMs)) return 'over-budget';
+      this.partial = { h, buf: EMPTY, got: 0 };
+    }
+    const p = this.partial;
+    if (!p || p.h.group !== h.group || p.h.epoch !== h.epoch || p.h.seq !== h.seq) return 'dropped';
+    if (p.got !== h.off) {
+      this.clear(); // a gap: the row can never complete
+      return 'dropped';
+    }
+    if (p.got + body.length > p.buf.length) {
+      // Grows by doubling up to the declared size: memory follows the bytes that came, not the
+      // size a header claims, and a row costs a handful of allocations, not one per chunk.
+      const grown = Buffer.allocUnsafe(
+        Math.min(p.h.size, Math.max(p.got + body.length, 2 * p.buf.length, MIN_ASSEMBLY_BYTES)),
+      );
+      p.buf.copy(grown, 0, 0, p.got);
+      p.buf = grown;
+    }
+    body.copy(p.buf, p.got);
+    p.got += body.length;
+    this.lastChunkMs = nowMs;
+    if (p.got < p.h.size) return 'partial';
+    this.partial = null;
+    this.budget.release(this, p.h.size);
+    // The last growth stopped at the declared size, so the buffer is exactly the row.
+    return rowOf(p.h, p.buf);
+  }
+
+  /** Gives up the row in assembly (superseded, stalled, or its link closed). */
+  clear(): void {
+    if (!this.partial) return;
+    this.budget.release(this, this.partial.h.size);
+    this.partial = null;
+  }
+
+  /** Bytes received of the row in assembly. */
   get heldBytes(): number {
-    let n = 0;
-    for (const p of this.partial.values()) n += p.got;
-    return n;
+    return this.partial?.got ?? 0;
   }
 }

@@ -6,21 +6,35 @@
 // The cache is not the authority: processes are. It only resurrects them (warm start).
 // A row is applied only when this node's leadership view backs its writer: the writer led the
 // group at the row's epoch (setLeaderView). A member holding the cluster secret therefore cannot
-// plant state for a group it does not lead, nor a far-future epoch that would shadow every real row.
+// plant state for a group it does not lead, nor a far-future epoch that would shadow every real row;
+// with `siteGroups`, nor any row for a group the site does not have.
+// Every list a frame carries (digests, SYNC_DONE rows, pulled and failsafe groups) goes in pages
+// under the header limit (pages.ts), and every check on a row runs at its first frame, before a
+// byte of it is buffered: no peer, and no size of cache, makes a frame we cannot send or hold.
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { FailsafeAnswer, FailsafeGroup, FailsafeTransport } from '../cluster/failsafe.ts';
 import type { WireRange } from '../version.ts';
 import { type Frame, FrameType } from './frames.ts';
+import {
+  digestEntryBytes,
+  failsafeGroupBytes,
+  PAGE_BYTES,
+  paginate,
+  rowRefBytes,
+  syncGroupBytes,
+} from './pages.ts';
 import { PeerChannel, type PeerStatus, type RejectReason } from './peer-channel.ts';
 import type { PeerConnection } from './peer-connection.ts';
 import {
+  AssemblyBudget,
   type CachedRow,
   compareVersion,
   isGroupName,
   RowAssembler,
   type RowHeader,
+  rowHeaderOf,
   rowHeaderProblem,
   versionOf,
 } from './rows.ts';
@@ -46,6 +60,16 @@ export interface StateCacheOptions {
   maxRowBytes?: number;
   /** Most groups cached (default 10 000). */
   maxGroups?: number;
+  /**
+   * The groups this site has (the config's control groups, read again as they change): a peer's
+   * row for any other group is refused (`unknown-group`) at its first frame. Without it (tests,
+   * tools) every well-formed group name is taken, up to `maxGroups`.
+   */
+  siteGroups?: (() => readonly string[]) | undefined;
+  /** Bytes of chunked rows in assembly at once, over every link (default: `maxRowBytes`). */
+  maxAssemblyBytes?: number;
+  /** Replies queued per link before it is closed as `backlog` (default 1 MiB; peer-connection.ts). */
+  maxQueuedReplyBytes?: number;
   pingIntervalMs?: number;
   idleTimeoutMs?: number;
   connectTimeoutMs?: number;
@@ -93,11 +117,23 @@ export interface ProcessStateStore {
 }
 
 interface PendingPull {
-  waiting: Set<string>;
-  /** Versions peers said they sent: the pull is done when each arrived (or was superseded). */
+  /** The groups asked for: a SYNC_DONE naming others is not believed (it could grow `expect`). */
+  groups: Set<string>;
+  /** Peer → ids of its pages (one SYNC each) not answered yet; a peer leaves once all are. */
+  waiting: Map<string, Set<number>>;
+  /**
+   * Versions peers said they sent and not here yet (each leaves once it, or a newer one, is): the
+   * pull is done when none is left. Kept as what is missing, so a row's arrival costs O(1), not a
+   * scan of every group pulled.
+   */
   expect: Map<string, [number, number]>;
   done: () => void;
 }
+
+type RowRef = [group: string, epoch: number, seq: number];
+
+/** How long a snapshot of the site's groups serves: a group added by a reload waits at most this. */
+const SITE_GROUPS_MAX_AGE_MS = 100;
 
 interface PendingAck {
   epoch: number;
@@ -108,12 +144,20 @@ interface PendingAck {
 
 export class StateCache extends EventEmitter implements ProcessStateStore, FailsafeTransport {
   readonly node: string;
-  private readonly opts: Required<Omit<StateCacheOptions, 'registry' | 'secret' | 'peerKeys' | 'wire'>> &
-    Pick<StateCacheOptions, 'secret' | 'peerKeys' | 'wire'> & { registry?: Registry };
+  private readonly opts: Required<
+    Omit<StateCacheOptions, 'registry' | 'secret' | 'peerKeys' | 'wire' | 'siteGroups'>
+  > &
+    Pick<StateCacheOptions, 'secret' | 'peerKeys' | 'wire' | 'siteGroups'> & { registry?: Registry };
   private readonly log: Logger;
   private readonly channel: PeerChannel;
   private readonly rows = new Map<string, CachedRow>();
   private readonly assemblers = new WeakMap<PeerConnection, RowAssembler>();
+  private readonly assembly: AssemblyBudget;
+  /** Links we sent our digest in pages (with `groups`): they tell us only about the groups we hold. */
+  private readonly pagedDigestTo = new WeakSet<PeerConnection>();
+  /** Per link, the groups we lacked and asked for after its digest (each once, at most maxGroups). */
+  private readonly askedFor = new WeakMap<PeerConnection, Set<string>>();
+  private siteGroupSet: { groups: Set<string>; atMs: number } | undefined;
   private readonly pulls = new Map<number, PendingPull>();
   private readonly acks = new Map<string, PendingAck>();
   private readonly fsPending = new Map<number, (a: FailsafeAnswer) => void>();
@@ -137,8 +181,13 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       pingIntervalMs: 500,
       idleTimeoutMs: 2000,
       connectTimeoutMs: 1000,
+      maxQueuedReplyBytes: 1024 * 1024,
       ...opts,
+      maxAssemblyBytes: opts.maxAssemblyBytes ?? opts.maxRowBytes ?? 64 * 1024 * 1024,
     };
+    // A row in assembly whose chunks stopped for as long as a dead link takes to notice gives its
+    // bytes up to one that needs them.
+    this.assembly = new AssemblyBudget(this.opts.maxAssemblyBytes, this.opts.idleTimeoutMs);
     this.node = opts.node;
     this.log = opts.logger.child({ component: 'state-cache' });
     this.metrics = opts.registry ? new CacheMetrics(opts.registry, this) : undefined;
@@ -153,6 +202,7 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       idleTimeoutMs: this.opts.idleTimeoutMs,
       pingIntervalMs: this.opts.pingIntervalMs,
       connectTimeoutMs: this.opts.connectTimeoutMs,
+      maxQueuedReplyBytes: this.opts.maxQueuedReplyBytes,
       wire: opts.wire,
       logger: this.log,
       onReject: (reason) => this.metrics?.rejects.inc({ reason }),
@@ -174,6 +224,11 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
 
   get bytes(): number {
     return this.totalBytes;
+  }
+
+  /** Bytes reserved for chunked rows still arriving (their declared sizes), over every link. */
+  get assemblyBytes(): number {
+    return this.assembly.reservedBytes;
   }
 
   async start(): Promise<void> {
@@ -270,27 +325,31 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
 
   async pull(groups: string[], timeoutMs: number): Promise<void> {
     const links = this.channel.upLinks();
-    if (links.length === 0) return;
-    const id = this.nextId++;
-    const digest: Record<string, [number, number]> = {};
-    for (const g of groups) {
-      const r = this.rows.get(g);
-      if (r) digest[g] = [r.epoch, r.seq];
-    }
+    const wanted = [...new Set(groups)];
+    if (links.length === 0 || wanted.length === 0) return;
+    // One SYNC per page, each with an id of its own: a peer of any release answers each with one
+    // SYNC_DONE that fits (pages.ts), and the pull is done when every peer answered every page.
+    const pages = paginate(wanted, (g) => syncGroupBytes(g, this.versionHeld(g)));
+    const ids = pages.map(() => this.nextId++);
     await new Promise<void>((resolve) => {
       const timer = setTimeout(finish, timeoutMs);
       function finish(): void {
         clearTimeout(timer);
         resolve();
       }
-      this.pulls.set(id, {
-        waiting: new Set(links.map((c) => c.node)),
+      const pending: PendingPull = {
+        groups: new Set(wanted),
+        waiting: new Map(links.map((c) => [c.node, new Set(ids)])),
         expect: new Map(),
         done: finish,
+      };
+      for (const id of ids) this.pulls.set(id, pending);
+      pages.forEach((page, i) => {
+        const header = { id: ids[i], digest: this.digestOf(page), groups: page };
+        for (const c of links) c.send(FrameType.SYNC, header);
       });
-      for (const c of links) c.send(FrameType.SYNC, { id, digest, groups });
     });
-    this.pulls.delete(id);
+    for (const id of ids) this.pulls.delete(id);
   }
 
   /** Asks `nodes` whether this node may stay in failsafe for `groups`; a node not answering in time is 'silent'. */
@@ -300,35 +359,111 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
     windowMs: number,
     timeoutMs: number,
   ): Promise<Map<string, FailsafeAnswer>> {
+    // A leader of many groups asks in pages; a member backs it only if it backs every page (each
+    // page's promise covers that page's groups, from when the member received it).
+    const pages = groups.length > 0 ? paginate(groups, failsafeGroupBytes) : [[]];
     const answers = await Promise.all(
       nodes.map(async (node): Promise<[string, FailsafeAnswer]> => {
         const conn = this.channel.link(node);
         if (!conn) return [node, { ok: false, reason: 'no peer link' }];
-        const id = this.nextId++;
-        const answer = await new Promise<FailsafeAnswer>((resolve) => {
-          const timer = setTimeout(() => {
-            this.fsPending.delete(id);
-            resolve({ ok: false, reason: `silent for ${timeoutMs} ms` });
-          }, timeoutMs);
-          this.fsPending.set(id, (a) => {
-            clearTimeout(timer);
-            this.fsPending.delete(id);
-            resolve(a);
-          });
-          conn.send(FrameType.FS_PING, { id, groups, windowMs });
-        });
-        return [node, answer];
+        const perPage = await Promise.all(
+          pages.map((page) => this.askFailsafe(conn, page, windowMs, timeoutMs)),
+        );
+        return [node, perPage.find((a) => !a.ok) ?? perPage[0]!];
       }),
     );
     return new Map(answers);
   }
 
+  private askFailsafe(
+    conn: PeerConnection,
+    groups: FailsafeGroup[],
+    windowMs: number,
+    timeoutMs: number,
+  ): Promise<FailsafeAnswer> {
+    const id = this.nextId++;
+    return new Promise<FailsafeAnswer>((resolve) => {
+      const timer = setTimeout(() => {
+        this.fsPending.delete(id);
+        resolve({ ok: false, reason: `silent for ${timeoutMs} ms` });
+      }, timeoutMs);
+      this.fsPending.set(id, (a) => {
+        clearTimeout(timer);
+        this.fsPending.delete(id);
+        resolve(a);
+      });
+      conn.send(FrameType.FS_PING, { id, groups, windowMs });
+    });
+  }
+
   // --- protocol ---------------------------------------------------------------------------------
 
+  /**
+   * Anti-entropy on a new link. A digest that fits one frame goes as it always did ("this is all I
+   * hold": the peer answers with everything newer or missing). A bigger one goes in pages that name
+   * their groups, which any release answers for those groups alone; the groups we lack entirely we
+   * learn from the peer's own digest on this link and ask for then (requestMissing).
+   */
   private sendDigest(conn: PeerConnection): void {
+    let bytes = 0;
+    for (const r of this.rows.values()) bytes += digestEntryBytes(r.group, r.epoch, r.seq);
+    if (bytes <= PAGE_BYTES) {
+      conn.send(FrameType.SYNC, { id: 0, digest: this.digestOf(this.rows.keys()) });
+      return;
+    }
+    this.pagedDigestTo.add(conn);
+    const pages = paginate(this.rows.values(), (r) => syncGroupBytes(r.group, [r.epoch, r.seq]));
+    for (const page of pages) {
+      const groups = page.map((r) => r.group);
+      conn.send(FrameType.SYNC, { id: 0, digest: this.digestOf(groups), groups });
+    }
+  }
+
+  /** After a peer's digest, on a link we paged ours on: ask for the groups it holds and we lack. */
+  private requestMissing(conn: PeerConnection, digest: Record<string, unknown>): void {
+    if (!this.pagedDigestTo.has(conn)) return;
+    let asked = this.askedFor.get(conn);
+    if (!asked) {
+      asked = new Set();
+      this.askedFor.set(conn, asked);
+    }
+    const want: string[] = [];
+    for (const [g, v] of Object.entries(digest)) {
+      if (this.rows.size + want.length >= this.opts.maxGroups || asked.size >= this.opts.maxGroups) break;
+      if (!isGroupName(g) || !isVersion(v) || this.rows.has(g) || asked.has(g) || !this.isSiteGroup(g))
+        continue;
+      asked.add(g);
+      want.push(g);
+    }
+    for (const page of paginate(want, (g) => syncGroupBytes(g, undefined)))
+      conn.send(FrameType.SYNC, { id: 0, digest: {}, groups: page });
+  }
+
+  private digestOf(groups: Iterable<string>): Record<string, [number, number]> {
     const digest: Record<string, [number, number]> = {};
-    for (const r of this.rows.values()) digest[r.group] = [r.epoch, r.seq];
-    conn.send(FrameType.SYNC, { id: 0, digest });
+    for (const g of groups) {
+      const r = this.rows.get(g);
+      if (r) digest[g] = [r.epoch, r.seq];
+    }
+    return digest;
+  }
+
+  private versionHeld(group: string): [number, number] | undefined {
+    const r = this.rows.get(group);
+    return r ? [r.epoch, r.seq] : undefined;
+  }
+
+  /**
+   * Whether the site has `group` (always, without `siteGroups`). The list is read again at most
+   * every SITE_GROUPS_MAX_AGE_MS: a burst of rows costs one Set, not one scan per row.
+   */
+  private isSiteGroup(group: string): boolean {
+    const list = this.opts.siteGroups;
+    if (!list) return true;
+    const now = performance.now();
+    if (!this.siteGroupSet || now - this.siteGroupSet.atMs > SITE_GROUPS_MAX_AGE_MS)
+      this.siteGroupSet = { groups: new Set(list()), atMs: now };
+    return this.siteGroupSet.groups.has(group);
   }
 
   private onDown(node: string): void {
@@ -381,63 +516,110 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       this.malformed(conn, `ROW: ${problem}`);
       return;
     }
-    let asm = this.assemblers.get(conn);
-    if (!asm) {
-      asm = new RowAssembler();
-      this.assemblers.set(conn, asm);
-    }
-    const res = asm.add(h as unknown as RowHeader, body);
+    const rh = rowHeaderOf(h);
+    const whole = rh.off === 0 && body.length === rh.size;
+    // Everything that can refuse a row is decided at its first frame, before a byte of it is
+    // buffered; its later chunks then continue nothing and are dropped.
+    if (rh.off === 0 && !this.admit(conn, rh)) return;
+    const res = this.assemblerFor(conn).add(rh, body);
     if (res === 'partial' || res === 'dropped') return;
-    const notLeader = this.writerProblem(res);
+    if (res === 'over-budget') {
+      this.channel.reject(
+        'assembly-full',
+        {
+          peer: conn.node,
+          group: rh.group,
+          row: [rh.epoch, rh.seq],
+          size: rh.size,
+          assemblyBytes: this.assembly.reservedBytes,
+          limit: this.assembly.limitBytes,
+        },
+        'row refused: too many bytes of chunked rows in assembly (it comes again with the next write)',
+      );
+      return;
+    }
+    // A chunked row took a while: a newer row, a handover or a full cache may have come meanwhile.
+    if (!whole && !this.admit(conn, rh)) return;
+    this.store(res);
+    this.metrics?.received.inc({ result: 'applied' });
+    this.emit('row', res);
+    this.received(conn, rh);
+  }
+
+  /**
+   * Whether a peer's row may be taken: the site has its group, the leadership view backs its
+   * writer, it is newer than the cached one, and there is room for it. A refusal is counted and
+   * logged here, once per row.
+   */
+  private admit(conn: PeerConnection, h: RowHeader): boolean {
+    if (!this.isSiteGroup(h.group)) {
+      this.metrics?.received.inc({ result: 'unknown-group' });
+      this.channel.reject(
+        'unknown-group',
+        { peer: conn.node, group: h.group, row: [h.epoch, h.seq], writer: h.writer },
+        'row refused: this site has no such control group',
+      );
+      return false;
+    }
+    const notLeader = this.writerProblem(h);
     if (notLeader) {
       this.metrics?.received.inc({ result: 'not-leader' });
       this.channel.reject(
         'not-leader',
-        {
-          peer: conn.node,
-          group: res.group,
-          row: [res.epoch, res.seq],
-          writer: res.writer,
-          problem: notLeader,
-        },
+        { peer: conn.node, group: h.group, row: [h.epoch, h.seq], writer: h.writer, problem: notLeader },
         'row refused: its writer does not lead the group at its epoch',
       );
-      return;
+      return false;
     }
-    const cur = this.rows.get(res.group);
-    const cmp = compareVersion(versionOf(res), versionOf(cur));
-    if (cmp > 0) {
-      if (!cur && this.rows.size >= this.opts.maxGroups) {
-        this.channel.reject(
-          'too-many-groups',
-          { peer: conn.node, group: res.group },
-          'row refused: cache full',
-        );
-        return;
-      }
-      this.store(res);
-      this.metrics?.received.inc({ result: 'applied' });
-      this.emit('row', res);
-    } else if (cmp === 0) {
+    const cur = this.rows.get(h.group);
+    const cmp = compareVersion([h.epoch, h.seq], versionOf(cur));
+    if (cmp === 0) {
       this.metrics?.received.inc({ result: 'duplicate' });
-    } else {
+      this.received(conn, h);
+      return false;
+    }
+    if (cmp < 0) {
       this.metrics?.received.inc({ result: 'stale' });
       this.channel.reject(
         'stale',
         {
           peer: conn.node,
-          group: res.group,
-          row: [res.epoch, res.seq],
+          group: h.group,
+          row: [h.epoch, h.seq],
           cached: [cur!.epoch, cur!.seq],
-          writer: res.writer,
+          writer: h.writer,
         },
         'stale row ignored: a newer version of the group is cached (a late broadcast from an old leader?)',
       );
+      this.received(conn, h);
+      return false;
     }
-    if (conn.direction === 'in')
-      conn.send(FrameType.ACK, { group: res.group, epoch: res.epoch, seq: res.seq });
-    const done = this.pullsExpecting(res.group);
-    for (const p of done) this.maybeFinishPull(p);
+    if (!cur && this.rows.size >= this.opts.maxGroups) {
+      this.channel.reject('too-many-groups', { peer: conn.node, group: h.group }, 'row refused: cache full');
+      return false;
+    }
+    return true;
+  }
+
+  /** A row was taken, or is already here in that version or newer: acknowledge it, wake pulls. */
+  private received(conn: PeerConnection, h: RowHeader): void {
+    if (conn.direction === 'in') conn.send(FrameType.ACK, { group: h.group, epoch: h.epoch, seq: h.seq });
+    const held = versionOf(this.rows.get(h.group));
+    for (const p of this.pullsExpecting(h.group)) {
+      if (compareVersion(held, p.expect.get(h.group)!) >= 0) p.expect.delete(h.group);
+      this.maybeFinishPull(p);
+    }
+  }
+
+  private assemblerFor(conn: PeerConnection): RowAssembler {
+    let asm = this.assemblers.get(conn);
+    if (!asm) {
+      const created = new RowAssembler(this.assembly);
+      conn.once('close', () => created.clear());
+      this.assemblers.set(conn, created);
+      asm = created;
+    }
+    return asm;
   }
 
   /**
@@ -449,12 +631,12 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
    * leader known yet (leadership not started: anti-entropy at connect), cannot be checked and is
    * accepted.
    */
-  private writerProblem(row: CachedRow): string | null {
+  private writerProblem(row: Pick<CachedRow, 'group' | 'epoch' | 'writer'>): string | null {
     // A refusal is checked again on a fresh view: a memoized one may predate the handover.
     return this.writerProblemIn(row, false) && this.writerProblemIn(row, true);
   }
 
-  private writerProblemIn(row: CachedRow, fresh: boolean): string | null {
+  private writerProblemIn(row: Pick<CachedRow, 'group' | 'epoch' | 'writer'>, fresh: boolean): string | null {
     if (!this.leaderView) return null;
     const view = this.leaderView(row.group, fresh);
     let history = this.leaderHistory.get(row.group);
@@ -487,22 +669,42 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
     }
     const digest = h.digest as Record<string, unknown>;
     const groups = h.groups as string[] | undefined;
-    const sent: [string, number, number][] = [];
+    const sent: RowRef[] = [];
     const candidates = groups ? groups.map((g) => this.rows.get(g)).filter((r) => !!r) : this.rows.values();
     for (const r of candidates) {
       const d = digest[r.group];
-      const theirs: [number, number] =
-        Array.isArray(d) && d.length === 2 && isCount(d[0]) && isCount(d[1]) ? [d[0], d[1]] : [0, 0];
+      const theirs: [number, number] = isVersion(d) ? [d[0], d[1]] : [0, 0];
       if (compareVersion(versionOf(r), theirs) > 0) {
         conn.sendRow(r);
         sent.push([r.group, r.epoch, r.seq]);
       }
     }
-    conn.send(FrameType.SYNC_DONE, { id: h.id, rows: sent });
+    // Only a pull (id > 0) waits on the list; nobody reads an anti-entropy answer's (id 0), so it
+    // goes empty rather than as up to 10 000 entries.
+    this.sendSyncDone(conn, h.id, h.id === 0 ? [] : sent);
+    if (h.id === 0) this.requestMissing(conn, digest);
+  }
+
+  /**
+   * SYNC_DONE in pages, every page but the last with `more: true`. A release from before paging
+   * takes the first page for the whole answer; that needs a pull of more groups than a page holds,
+   * and leaders pull one group at a time (pull() pages bigger pulls so each answer fits one frame).
+   */
+  private sendSyncDone(conn: PeerConnection, id: number, rows: RowRef[]): void {
+    const pages = paginate(rows, rowRefBytes);
+    if (pages.length <= 1) {
+      conn.send(FrameType.SYNC_DONE, { id, rows: pages[0] ?? [] });
+      return;
+    }
+    for (const [i, page] of pages.entries())
+      conn.send(
+        FrameType.SYNC_DONE,
+        i < pages.length - 1 ? { id, rows: page, more: true } : { id, rows: page },
+      );
   }
 
   private onSyncDone(conn: PeerConnection, h: Record<string, unknown>): void {
-    if (!isCount(h.id) || !Array.isArray(h.rows)) {
+    if (!isCount(h.id) || !Array.isArray(h.rows) || (h.more !== undefined && typeof h.more !== 'boolean')) {
       this.malformed(conn, 'SYNC_DONE needs id and rows');
       return;
     }
@@ -510,10 +712,16 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
     if (!p) return; // anti-entropy on connect (id 0), or a pull that timed out
     for (const r of h.rows as unknown[]) {
       if (!Array.isArray(r) || !isGroupName(r[0]) || !isCount(r[1]) || !isCount(r[2])) continue;
+      if (!p.groups.has(r[0])) continue;
+      if (compareVersion(versionOf(this.rows.get(r[0])), [r[1], r[2]]) >= 0) continue; // here already
       const prev = p.expect.get(r[0]);
       if (!prev || compareVersion([r[1], r[2]], prev) > 0) p.expect.set(r[0], [r[1], r[2]]);
     }
-    p.waiting.delete(conn.node);
+    if (h.more !== true) {
+      const ids = p.waiting.get(conn.node);
+      ids?.delete(h.id);
+      if (ids?.size === 0) p.waiting.delete(conn.node);
+    }
     this.maybeFinishPull(p);
   }
 
@@ -552,16 +760,15 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
     conn.close(new Error(problem));
   }
 
-  private pullsExpecting(group: string): PendingPull[] {
-    const out: PendingPull[] = [];
-    for (const p of this.pulls.values()) if (p.expect.has(group)) out.push(p);
+  private pullsExpecting(group: string): Set<PendingPull> {
+    // A pull of several pages is in `pulls` once per page id.
+    const out = new Set<PendingPull>();
+    for (const p of this.pulls.values()) if (p.expect.has(group)) out.add(p);
     return out;
   }
 
   private maybeFinishPull(p: PendingPull): void {
-    if (p.waiting.size > 0) return;
-    for (const [g, v] of p.expect) if (compareVersion(versionOf(this.rows.get(g)), v) < 0) return;
-    p.done();
+    if (p.waiting.size === 0 && p.expect.size === 0) p.done();
   }
 
   private store(row: CachedRow): void {
@@ -573,6 +780,10 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
 
 function isCount(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+}
+
+function isVersion(x: unknown): x is [number, number] {
+  return Array.isArray(x) && x.length === 2 && isCount(x[0]) && isCount(x[1]);
 }
 
 class CacheMetrics {
@@ -590,7 +801,7 @@ class CacheMetrics {
     });
     this.received = new Counter({
       name: 'coolctl_cache_rows_received_total',
-      help: 'Rows received from peers, by result: applied, duplicate, stale (older than the cached row: ignored), not-leader (its writer did not lead the group at its epoch: refused)',
+      help: 'Rows received from peers, by result: applied, duplicate, stale (older than the cached row: ignored), not-leader (its writer did not lead the group at its epoch: refused), unknown-group (the site has no such group: refused)',
       labelNames: ['result'],
       registers,
     });
@@ -607,6 +818,11 @@ class CacheMetrics {
       'too-large',
       'stale',
       'not-leader',
+      'too-many-groups',
+      'unknown-group',
+      'assembly-full',
+      'backlog',
+      'internal',
     ] satisfies RejectReason[])
       this.rejects.inc({ reason }, 0);
     this.replication = new Histogram({
@@ -629,6 +845,14 @@ class CacheMetrics {
       registers,
       collect() {
         this.set(cache.bytes);
+      },
+    });
+    new Gauge({
+      name: 'coolctl_cache_assembly_bytes',
+      help: 'Bytes reserved for chunked rows still arriving from peers (their declared sizes), over every link',
+      registers,
+      collect() {
+        this.set(cache.assemblyBytes);
       },
     });
     new Gauge({

@@ -159,6 +159,7 @@ export class Controller {
           // A dead link shows within a few TTLs; failsafe does not wait for it (its pings time out).
           idleTimeoutMs: cfg.cluster.leaseTtlS * 3000,
           connectTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
+          siteGroups: () => this.groupIds,
         });
         try {
           await this.cache.start();

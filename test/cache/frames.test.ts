@@ -7,7 +7,16 @@ import {
   MAX_BODY_BYTES,
   MAX_FRAME_BYTES,
 } from '../../src/cache/frames.ts';
-import { compareVersion, RowAssembler, rowHeaderProblem } from '../../src/cache/rows.ts';
+import {
+  digestEntryBytes,
+  failsafeGroupBytes,
+  PAGE_BYTES,
+  paginate,
+  rowRefBytes,
+  rowRefMaxBytes,
+  syncGroupBytes,
+} from '../../src/cache/pages.ts';
+import { AssemblyBudget, compareVersion, RowAssembler, rowHeaderProblem } from '../../src/cache/rows.ts';
 
 describe('peer channel frames', () => {
   it('round-trips frames split at every byte boundary', () => {
@@ -75,7 +84,7 @@ describe('rows', () => {
   });
 
   it('reassembles chunks, and a newer row replaces one still in progress', () => {
-    const asm = new RowAssembler();
+    const asm = new RowAssembler(new AssemblyBudget(1024, 1000));
     expect(asm.add({ ...h, off: 0 }, Buffer.from('abc'))).toBe('partial');
     expect(asm.add({ ...h, seq: 3, off: 0 }, Buffer.from('xyz'))).toBe('partial');
     expect(asm.add({ ...h, off: 3 }, Buffer.from('def'))).toBe('dropped');
@@ -83,5 +92,69 @@ describe('rows', () => {
     expect(row).toMatchObject({ group: 'g1', epoch: 7, seq: 3 });
     expect((row as { body: Buffer }).body.toString()).toBe('xyzuvw');
     expect(asm.heldBytes).toBe(0);
+  });
+
+  it('holds one row in assembly per link, reserves its declared size, and gives it back', () => {
+    const budget = new AssemblyBudget(100, 1000);
+    const [a, b] = [new RowAssembler(budget), new RowAssembler(budget)];
+    const row = (group: string, size: number, off: number) => ({ ...h, group, size, off });
+    expect(a.add(row('g1', 60, 0), Buffer.alloc(10), 0)).toBe('partial');
+    expect(budget.reservedBytes).toBe(60);
+    // A whole row in one frame needs no assembly, and leaves the row in progress alone.
+    expect(a.add(row('g9', 3, 0), Buffer.from('abc'), 1)).toMatchObject({ group: 'g9' });
+    // A first chunk of another row supersedes the one in progress: still one row's bytes.
+    expect(a.add(row('g2', 50, 0), Buffer.alloc(10), 2)).toBe('partial');
+    expect(budget.reservedBytes).toBe(50);
+    expect(a.add(row('g1', 60, 10), Buffer.alloc(10), 3)).toBe('dropped');
+    // Another link's row that does not fit is refused before anything is kept…
+    expect(b.add(row('g3', 60, 0), Buffer.alloc(10), 4)).toBe('over-budget');
+    expect(b.heldBytes).toBe(0);
+    // …until the row in the way stalls for longer than the budget's stall time.
+    expect(b.add(row('g3', 60, 0), Buffer.alloc(10), 1003)).toBe('partial');
+    expect(budget.reservedBytes).toBe(60);
+    expect(a.add(row('g2', 50, 10), Buffer.alloc(10), 1004)).toBe('dropped');
+    // A gap can never complete: the row goes.
+    expect(b.add(row('g3', 60, 30), Buffer.alloc(10), 1005)).toBe('dropped');
+    expect(budget.reservedBytes).toBe(0);
+  });
+
+  it('copies chunks out of the frames they came in, growing to the declared size', () => {
+    const asm = new RowAssembler(new AssemblyBudget(4 * 1024 * 1024, 1000));
+    const frame = Buffer.alloc(300 * 1024, 7);
+    const size = 3 * 256 * 1024 + 1;
+    let off = 0;
+    let res: ReturnType<RowAssembler['add']> = 'partial';
+    for (const n of [1, 256 * 1024, 256 * 1024, 256 * 1024 - 1, 1]) {
+      res = asm.add({ ...h, size, off }, frame.subarray(0, n));
+      off += n;
+    }
+    const row = res as { body: Buffer };
+    expect(row.body.length).toBe(size);
+    expect(row.body.buffer).not.toBe(frame.buffer);
+    expect(row.body.every((b) => b === 7)).toBe(true);
+  });
+
+  it('pages a list so that each page, and any answer to it, fits one header', () => {
+    const names = Array.from({ length: 10_000 }, (_, i) => `${'z'.repeat(120)}${String(i).padStart(8, '0')}`);
+    const epoch = Number.MAX_SAFE_INTEGER;
+    const pages = paginate(names, (g) => syncGroupBytes(g, [epoch, epoch]));
+    expect(pages.length).toBeGreaterThan(1);
+    expect(pages.flat()).toEqual(names);
+    for (const page of pages) {
+      const digest = Object.fromEntries(page.map((g) => [g, [epoch, epoch]]));
+      const sync = encodeFrame(FrameType.SYNC, { id: 4_000_000_000, digest, groups: page });
+      const answer = encodeFrame(FrameType.SYNC_DONE, {
+        id: 4_000_000_000,
+        rows: page.map((g) => [g, epoch, epoch]),
+        more: true,
+      });
+      expect(sync.length).toBeLessThan(PAGE_BYTES + 1024);
+      expect(answer.length).toBeLessThan(PAGE_BYTES + 1024);
+    }
+    // The byte counts are exact JSON lengths, separators included.
+    expect(digestEntryBytes('g1', 12, 3)).toBe(`"g1":[12,3],`.length);
+    expect(rowRefBytes(['g1', 12, 3])).toBe(`["g1",12,3],`.length);
+    expect(rowRefMaxBytes('g1')).toBe(`["g1",${epoch},${epoch}],`.length);
+    expect(failsafeGroupBytes({ group: 'g1', epoch: 12 })).toBe(`{"group":"g1","epoch":12},`.length);
   });
 });

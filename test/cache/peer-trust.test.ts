@@ -186,7 +186,8 @@ describe('peer channel trust', () => {
         .split('\n')
         .filter((l) => !l.startsWith('n3'))
         .join('\n');
-      await writeFile(join(dir, 'partial.peer-keys'), partial);
+      // Mode 0600, as scripts/peer-keys.ts writes them: the config refuses a key file others can read.
+      await writeFile(join(dir, 'partial.peer-keys'), partial, { mode: 0o600 });
       const err = (await loadControllerConfig(await config('partial.peer-keys'), 'n1').catch(
         (e: unknown) => e,
       )) as ConfigError;
