@@ -9,7 +9,8 @@ import { type Logger, pino } from 'pino';
 import { SerialPort } from 'serialport';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
-import { RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
+import { settlesWithin } from '../../src/util/async.ts';
+import { RateLimitedLog } from '../../src/util/log-limit.ts';
 import { FC, ModbusAhuPdu, newPduCounters, type PduCounters, type PduHandler } from './modbus-pdu.ts';
 import { DEFAULT_BAUD, RtuLine, type RtuLineSettings } from './rtu-line.ts';
 import type { SimAirHandler } from './unit.ts';
@@ -52,7 +53,7 @@ export class ModbusRtuLineServer {
   private readonly log: Logger;
   private readonly frameGapMs: number;
   private readonly client: string;
-  private readonly warns: RateLimitedWarn;
+  private readonly warns: RateLimitedLog;
   private port: SerialPort | undefined;
   private buffer: Buffer = Buffer.alloc(0);
   private gapTimer: NodeJS.Timeout | undefined;
@@ -66,7 +67,7 @@ export class ModbusRtuLineServer {
   constructor(opts: ModbusRtuLineServerOptions) {
     this.opts = opts;
     this.log = opts.logger ?? pino({ level: 'silent' });
-    this.warns = new RateLimitedWarn(this.log, LOG_INTERVAL_MS);
+    this.warns = new RateLimitedLog(this.log, LOG_INTERVAL_MS);
     this.frameGapMs = opts.frameGapMs ?? DEFAULT_FRAME_GAP_MS;
     this.client = `modbus-rtu:${opts.path}`;
     this.line = new RtuLine({

@@ -11,7 +11,8 @@ import { type Logger, pino } from 'pino';
 import { maxApplyDelayMs } from '../../src/config/site-schema.ts';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
-import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
+import { Delays, settlesWithin } from '../../src/util/async.ts';
+import { RateLimitedLog } from '../../src/util/log-limit.ts';
 import { mulberry32 } from '../random.ts';
 import {
   GARBAGE_FUNCTION_CODE,
@@ -105,7 +106,7 @@ export class ModbusAhuServer {
   private readonly connections = new Set<Connection>();
   /** Fault delays in flight; stop() settles them so no timer outlives the server. */
   private readonly delays = new Delays();
-  private readonly warns: RateLimitedWarn;
+  private readonly warns: RateLimitedLog;
   private listener: Server | undefined;
   private boundPort = 0;
   private started = false;
@@ -138,7 +139,7 @@ export class ModbusAhuServer {
     this.unit = unit;
     this.opts = opts;
     this.log = opts.logger ?? pino({ level: 'silent' });
-    this.warns = new RateLimitedWarn(this.log, LOG_INTERVAL_MS);
+    this.warns = new RateLimitedLog(this.log, LOG_INTERVAL_MS);
     this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.garbageRandom = mulberry32(opts.garbageSeed ?? 1);

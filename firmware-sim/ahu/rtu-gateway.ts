@@ -11,7 +11,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { SerialPort } from 'serialport';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
-import { Delays, RateLimitedWarn, settlesWithin } from '../../src/util/async.ts';
+import { Delays, settlesWithin } from '../../src/util/async.ts';
+import { RateLimitedLog } from '../../src/util/log-limit.ts';
 import { crc16, DEFAULT_BAUD, type RtuLine, type RtuLineSettings, rtuFrame } from './rtu-line.ts';
 
 /** The exceptions a gateway itself answers (Modbus Application Protocol v1.1b3, 7). */
@@ -132,7 +133,7 @@ export class RtuGateway {
   private readonly maxConnections: number;
   private readonly frameTimeoutMs: number;
   private readonly log: Logger;
-  private readonly warns: RateLimitedWarn;
+  private readonly warns: RateLimitedLog;
   private readonly connections = new Set<Connection>();
   private readonly pending: Pending[] = [];
   private pumping = false;
@@ -159,7 +160,7 @@ export class RtuGateway {
     this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.log = opts.logger ?? pino({ level: 'silent' });
-    this.warns = new RateLimitedWarn(this.log, LOG_INTERVAL_MS);
+    this.warns = new RateLimitedLog(this.log, LOG_INTERVAL_MS);
   }
 
   get port(): number {

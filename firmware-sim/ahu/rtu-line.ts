@@ -12,7 +12,8 @@ import { pino } from 'pino';
 import { maxApplyDelayMs } from '../../src/config/site-schema.ts';
 import { rtuCrcOk, rtuFrame } from '../../src/devices/modbus/rtu-frame.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
-import { Delays, RateLimitedWarn } from '../../src/util/async.ts';
+import { Delays } from '../../src/util/async.ts';
+import { RateLimitedLog } from '../../src/util/log-limit.ts';
 import type { PduHandler } from './modbus-pdu.ts';
 
 export interface RtuLineSettings {
@@ -72,7 +73,7 @@ export class RtuLine {
   private readonly simulateTiming: boolean;
   private readonly slaves = new Map<number, Slave>();
   private readonly log: Logger;
-  private readonly warns: RateLimitedWarn;
+  private readonly warns: RateLimitedLog;
   private readonly delays = new Delays();
   /** The line is half duplex: each transaction starts when the one before it has ended. */
   private tail: Promise<unknown> = Promise.resolve();
@@ -90,7 +91,7 @@ export class RtuLine {
     this.charMs = (bitsPerChar(s) * 1000) / s.baudRate;
     this.simulateTiming = opts.simulateTiming ?? true;
     this.log = opts.logger ?? pino({ level: 'silent' });
-    this.warns = new RateLimitedWarn(this.log, LOG_INTERVAL_MS);
+    this.warns = new RateLimitedLog(this.log, LOG_INTERVAL_MS);
   }
 
   /** Puts a unit on the line at `unitId`; refuses a second unit at one address. */

@@ -6,11 +6,10 @@
 // line each, and never an audit entry (./auth/guard.ts).
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import { LogLimiter } from '../util/log-limit.ts';
 
 /** At most one log line per route and code this often. */
 export const REFUSAL_LOG_EVERY_MS = 10_000;
-/** Routes × codes are few; beyond this many the memory of who was logged starts afresh. */
-const MAX_KEYS = 1_000;
 
 export interface Refusal {
   route: string;
@@ -26,9 +25,8 @@ export interface Refusal {
 export class Refusals {
   private readonly counter: Counter<'route'>;
   private readonly log: Logger;
-  private readonly now: () => number;
-  /** route + code → when its last line went out, and how many were left out since. */
-  private readonly lastLine = new Map<string, { atMs: number; left: number }>();
+  /** One line per route and code per REFUSAL_LOG_EVERY_MS. */
+  private readonly lines: LogLimiter;
 
   constructor(registry: Registry, log: Logger, now: () => number = Date.now) {
     this.counter = new Counter({
@@ -38,23 +36,13 @@ export class Refusals {
       registers: [registry],
     });
     this.log = log;
-    this.now = now;
+    this.lines = new LogLimiter(now, REFUSAL_LOG_EVERY_MS);
   }
 
   refuse(r: Refusal): void {
     this.counter.inc({ route: r.route });
-    const key = `${r.route} ${r.code}`;
-    const at = this.now();
-    const last = this.lastLine.get(key);
-    if (last && at - last.atMs < REFUSAL_LOG_EVERY_MS) {
-      last.left++;
-      return;
-    }
-    if (this.lastLine.size >= MAX_KEYS) this.lastLine.clear();
-    this.lastLine.set(key, { atMs: at, left: 0 });
-    this.log.warn(
-      { ...r, ...(last?.left ? { alsoRefusedSinceLastLine: last.left } : {}) },
-      'request refused',
-    );
+    const left = this.lines.admit(`${r.route} ${r.code}`);
+    if (left < 0) return;
+    this.log.warn({ ...r, ...(left ? { alsoRefusedSinceLastLine: left } : {}) }, 'request refused');
   }
 }

@@ -11,7 +11,8 @@ import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
-import { Backoff, RateLimitedWarn } from '../util/async.ts';
+import { Backoff } from '../util/async.ts';
+import { RateLimitedLog } from '../util/log-limit.ts';
 import { agreedWireVersion, parseWireRange, VERSION, WIRE, type WireRange } from '../version.ts';
 import { type Frame, FrameError, FrameType } from './frames.ts';
 import { LinkError, PeerConnection, type PeerConnectionOptions } from './peer-connection.ts';
@@ -93,7 +94,7 @@ interface Link {
 export class PeerChannel extends EventEmitter {
   private readonly opts: PeerChannelOptions;
   private readonly log: Logger;
-  private readonly warn: RateLimitedWarn;
+  private readonly warn: RateLimitedLog;
   private readonly psk: Buffer | undefined;
   private readonly links = new Map<string, Link>();
   private readonly incoming = new Set<PeerConnection>();
@@ -105,7 +106,7 @@ export class PeerChannel extends EventEmitter {
     super();
     this.opts = opts;
     this.log = opts.logger;
-    this.warn = new RateLimitedWarn(opts.logger, 10_000);
+    this.warn = new RateLimitedLog(opts.logger, 10_000);
     if (!opts.secret && !opts.peerKeys)
       throw new Error('peer channel: a cluster secret or peer keys are needed');
     this.psk =

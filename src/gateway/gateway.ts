@@ -12,7 +12,7 @@ import {
   GATEWAY_FENCE,
 } from '../devices/modbus/gateway-fencing.ts';
 import { MODBUS_EXCEPTION, STALE_EPOCH_EXCEPTION } from '../devices/modbus/point-map.ts';
-import { RateLimitedWarn } from '../util/async.ts';
+import { RateLimitedLog } from '../util/log-limit.ts';
 import type { GatewayConfig } from './config.ts';
 import type { EpochStore } from './epoch-store.ts';
 import { Line } from './line.ts';
@@ -52,22 +52,20 @@ export class FencingGateway {
   private readonly store: EpochStore;
   private readonly log: Logger;
   private readonly m: GatewayMetrics;
-  private readonly warns: RateLimitedWarn;
+  private readonly warns: RateLimitedLog;
   readonly lines = new Map<string, Line>();
   private readonly units = new Map<number, Unit>();
   private readonly base: number;
   /** Whether each line could carry requests at its last one (one log line per change). */
   private readonly lineUsable = new Map<string, boolean>();
   private stateFileFailing = false;
-  private idleLoggedAtMs = Number.NEGATIVE_INFINITY;
-  private idleSuppressed = 0;
 
   constructor(cfg: GatewayConfig, store: EpochStore, deps: GatewayDeps) {
     this.cfg = cfg;
     this.store = store;
     this.log = deps.logger.child({ component: 'gateway' });
     this.m = deps.metrics;
-    this.warns = new RateLimitedWarn(this.log, WARN_INTERVAL_MS);
+    this.warns = new RateLimitedLog(this.log, WARN_INTERVAL_MS);
     this.base = cfg.fenceBase;
     for (const l of cfg.lines) {
       const transport =
@@ -145,14 +143,7 @@ export class FencingGateway {
    */
   idleClosed(client: string, detail: string): void {
     this.m.idleClosed.inc();
-    const now = performance.now();
-    if (now - this.idleLoggedAtMs < WARN_INTERVAL_MS) {
-      this.idleSuppressed++;
-      return;
-    }
-    this.log.info({ client, detail, suppressedSinceLast: this.idleSuppressed }, 'idle connection closed');
-    this.idleLoggedAtMs = now;
-    this.idleSuppressed = 0;
+    this.warns.info('idle', { client, detail }, 'idle connection closed');
   }
 
   /** One request PDU for MBAP unit id `unitId`; resolves with the answer PDU, never rejects. */

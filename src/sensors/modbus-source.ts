@@ -18,10 +18,10 @@ import { ModbusExceptionError, ModbusFrameError, ModbusTcpClient } from '../devi
 import { CallLane, LaneCall, pause, reconnectBackoff } from '../devices/resilience.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { Backoff } from '../util/async.ts';
+import { clip, LogLimiter } from '../util/log-limit.ts';
 import { decodeNode, NODE_HEADER_LEN } from './modbus-gateway-map.ts';
 import type { Report } from './report.ts';
 import type { SensorStore } from './sensor-store.ts';
-import { clip, LogLimiter } from './wire-log.ts';
 
 export interface ModbusSourceOptions {
   /** Where each gateway really listens, when it differs from the site file (the simulator's ephemeral ports). */

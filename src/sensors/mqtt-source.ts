@@ -16,6 +16,7 @@ import type { Packet } from 'mqtt-packet';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { Site } from '../config/site-schema.ts';
+import { clip, LogLimiter } from '../util/log-limit.ts';
 import {
   guardPacketSize,
   PACKET_REFUSALS,
@@ -24,7 +25,6 @@ import {
 } from './mqtt-packet-guard.ts';
 import { MAX_REPORT_BYTES } from './report.ts';
 import type { SensorStore } from './sensor-store.ts';
-import { clip, LogLimiter } from './wire-log.ts';
 
 /**
  * The largest MQTT packet a controller reads. Above the largest report (`MAX_REPORT_BYTES`, which

@@ -11,8 +11,8 @@
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { SensingSettings, SensorKindName, Site } from '../config/site-schema.ts';
+import { clip, LogLimiter, MAX_LOGGED_TEXT } from '../util/log-limit.ts';
 import { DROP_REASONS, type DropReason, parseReport, type Report } from './report.ts';
-import { clip, LogLimiter, MAX_LOGGED_TEXT } from './wire-log.ts';
 
 export type SourceName = 'mqtt' | 'modbus';
 

@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
-import type { Logger } from 'pino';
 
 /** Delays a component hands out (e.g. a "slow" fault); `cancelAll()` settles them all at once on stop. */
 export class Delays {
@@ -75,29 +74,6 @@ export async function settlesWithin(p: Promise<unknown>, ms: number): Promise<bo
     ]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-/** One warn line per kind per interval at most; the next line says how many were left out. */
-export class RateLimitedWarn {
-  private readonly last = new Map<string, { atMs: number; suppressed: number }>();
-  private readonly log: Logger;
-  private readonly intervalMs: number;
-
-  constructor(log: Logger, intervalMs: number) {
-    this.log = log;
-    this.intervalMs = intervalMs;
-  }
-
-  warn(kind: string, fields: Record<string, unknown>, msg: string): void {
-    const now = performance.now();
-    const limit = this.last.get(kind);
-    if (limit && now - limit.atMs < this.intervalMs) {
-      limit.suppressed++;
-      return;
-    }
-    this.last.set(kind, { atMs: now, suppressed: 0 });
-    this.log.warn({ ...fields, suppressedSinceLast: limit?.suppressed ?? 0 }, msg);
   }
 }
 

@@ -1,7 +1,9 @@
-// Log lines about what the wire sends. A sender chooses how many messages we get, so each kind of
-// line is written at most `burst` times per window, and the next line written says how many were
-// not; and a string from the wire is clipped before it is logged, so a 60 KB field is still a line of
-// ordinary length. Limiter keys are a bounded set (drop reasons, configured gateways), never wire text.
+// Log lines about what others send us (the wire, peers, clients). A sender chooses how many messages
+// we get, so each kind of line is written at most `burst` times per window, and the next line written
+// says how many were not; and a string from the wire is clipped before it is logged, so a 60 KB field
+// is still a line of ordinary length. Keys are a bounded set (reasons, routes, configured gateways),
+// never wire text; past `maxKeys` of them the memory of what was logged starts afresh.
+import type { Logger } from 'pino';
 
 /** Longest wire-supplied string a log line carries, in UTF-16 units (a clipped one says its length). */
 export const MAX_LOGGED_TEXT = 120;
@@ -27,11 +29,13 @@ export class LogLimiter {
   private readonly now: () => number;
   private readonly windowMs: number;
   private readonly burst: number;
+  private readonly maxKeys: number;
 
-  constructor(now: () => number, windowMs: number, burst = 1) {
+  constructor(now: () => number, windowMs: number, burst = 1, maxKeys = 1_000) {
     this.now = now;
     this.windowMs = windowMs;
     this.burst = burst;
+    this.maxKeys = maxKeys;
   }
 
   /**
@@ -42,6 +46,7 @@ export class LogLimiter {
     const now = this.now();
     const w = this.windows.get(key);
     if (!w) {
+      if (this.windows.size >= this.maxKeys) this.windows.clear();
       this.windows.set(key, { fromMs: now, written: 1, notLogged: 0 });
       return 0;
     }
@@ -58,5 +63,29 @@ export class LogLimiter {
     const notLogged = w.notLogged;
     w.notLogged = 0;
     return notLogged;
+  }
+}
+
+/**
+ * Lines of a few kinds, each at most once per `intervalMs`; a line written says how many of its
+ * kind were not (`suppressedSinceLast`).
+ */
+export class RateLimitedLog {
+  private readonly log: Logger;
+  private readonly limiter: LogLimiter;
+
+  constructor(log: Logger, intervalMs: number, now: () => number = () => performance.now()) {
+    this.log = log;
+    this.limiter = new LogLimiter(now, intervalMs);
+  }
+
+  warn(kind: string, fields: Record<string, unknown>, msg: string): void {
+    const n = this.limiter.admit(kind);
+    if (n >= 0) this.log.warn({ ...fields, suppressedSinceLast: n }, msg);
+  }
+
+  info(kind: string, fields: Record<string, unknown>, msg: string): void {
+    const n = this.limiter.admit(kind);
+    if (n >= 0) this.log.info({ ...fields, suppressedSinceLast: n }, msg);
   }
 }
