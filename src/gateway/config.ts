@@ -2,11 +2,10 @@
 // (the site file's loader, load-site.ts), then the cross-reference rules below. Every setting needs
 // a restart: the gateway has no reload, since a line or a unit id that moves under a running
 // controller is a change the controllers' site files must follow anyway.
-import { readFile } from 'node:fs/promises';
 import { type Static, Type as T } from '@sinclair/typebox';
-import { ajv, parseYamlConfig } from '../config/load-site.ts';
+import { CONTROLLER_FILE_MAX_BYTES } from '../config/config-files.ts';
+import { ajv, parseYamlConfig, readConfigFile } from '../config/load-site.ts';
 import { GATEWAY_FENCE } from '../devices/modbus/gateway-fencing.ts';
-import { ConfigError } from '../errors.ts';
 
 /**
  * A controller that leads a unit's group sends at least one request per control period (at most
@@ -317,18 +316,7 @@ export function parseGatewayConfig(text: string, file = '<inline>'): GatewayConf
 }
 
 export async function loadGatewayConfig(file: string): Promise<GatewayConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(file, [
-      {
-        file,
-        path: '',
-        message: `cannot read the file: ${(err as Error).message}`,
-        allowed: 'a readable YAML file',
-      },
-    ]);
-  }
+  // Sized before it is read and checked for UTF-8, like the controller's own config.
+  const text = await readConfigFile(file, CONTROLLER_FILE_MAX_BYTES, 'gateway config file');
   return parseGatewayConfig(text, file);
 }

@@ -3,6 +3,7 @@
 // load the controller (etcd, OPC-UA: ~60 MB of a Pi's memory it never uses). The only gateway module
 // that touches `process`: signals, sd_notify, exit codes (0 clean stop, 1 start-up failure, 2 config).
 import { Command, CommanderError } from 'commander';
+import { logLevelOption } from '../cli/args.ts';
 import { daemonLogger } from '../daemon/logger.ts';
 import { SdNotify } from '../daemon/sd-notify.ts';
 import { ConfigError, CoolctlError } from '../errors.ts';
@@ -66,7 +67,7 @@ if (import.meta.main) {
   const program = new Command('coolctl-gateway')
     .description('fencing gateway: Modbus TCP for controllers in front of units that cannot check epochs')
     .requiredOption('--config <file>', 'gateway config file (YAML, docs/fencing-gateway.md)')
-    .option('--log-level <level>', 'pino log level', 'info')
+    .addOption(logLevelOption('pino log level'))
     .exitOverride()
     .action((o: { config: string; logLevel: string }) => runGateway(o));
   try {

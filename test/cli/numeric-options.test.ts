@@ -4,6 +4,7 @@
 // option and the range, before anything is sent (the API counts no request, nothing is stored). The
 // same for options with a closed set of values (--log-level, --role): the choices are listed. The
 // CLI as its own process against the real API of a fake node.
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -144,7 +145,7 @@ describe('numeric options refuse what is not a number in range, and send nothing
 });
 
 describe('options with a closed set of values list them and exit 2', () => {
-  it('--log-level of run, gateway and upgrade', async () => {
+  it('--log-level of run, gateway (both entries) and upgrade', async () => {
     const runs = await Promise.all(
       [
         ['run', '--config', 'x.yaml', '--node', 'n1'],
@@ -152,7 +153,16 @@ describe('options with a closed set of values list them and exit 2', () => {
         ['upgrade', '1.2.3'],
       ].map((args) => runCli([...args, '--log-level', 'verbose'])),
     );
-    for (const r of runs) {
+    // The gateway's own entry point, as its systemd unit runs it.
+    const gw = spawnSync(
+      process.execPath,
+      ['src/gateway/main.ts', '--config', 'x.yaml', '--log-level', 'verbose'],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+      },
+    );
+    for (const r of [...runs, { status: gw.status, stderr: gw.stderr }]) {
       expect(r.status, r.stderr).toBe(2);
       expect(r.stderr.trim()).toBe(
         "error: option '--log-level <level>' argument 'verbose' is invalid. Allowed choices are fatal, error, warn, info, debug, trace, silent.",
