@@ -27,6 +27,8 @@ export const ErrorCodes = {
   SWITCHOVER_FAILED: 'COOLCTL_E_SWITCHOVER_FAILED',
   CLUSTER_ABORTED: 'COOLCTL_E_CLUSTER_ABORTED',
   MQTT_PACKET_TOO_LARGE: 'COOLCTL_E_MQTT_PACKET_TOO_LARGE',
+  /** A broker broke the protocol (a PUBLISH at a QoS we never asked for): the connection is closed. */
+  MQTT_PROTOCOL_VIOLATION: 'COOLCTL_E_MQTT_PROTOCOL_VIOLATION',
   /** A device profile (config/profiles/*.yaml) that breaks its schema or rules. */
   PROFILE_INVALID: 'COOLCTL_E_PROFILE_INVALID',
   /** A command value a profile's point cannot encode (out of the register's range, or no such point). */

@@ -32,7 +32,8 @@ const PUBLISH = 3;
 /**
  * Watches the reads of `socket` (the broker connection, before the client pipes it to its parser)
  * and returns it. On a refused packet: `onRefused` once, then the socket is destroyed with a
- * `COOLCTL_E_MQTT_PACKET_TOO_LARGE` error (the client sees a lost connection and reconnects).
+ * `COOLCTL_E_MQTT_PACKET_TOO_LARGE` error (`COOLCTL_E_MQTT_PROTOCOL_VIOLATION` for a QoS not granted;
+ * the client sees a lost connection and reconnects).
  * `maxPublishQos`: the highest QoS of our subscriptions (a broker grants at most that); a PUBLISH
  * above it is a protocol violation. Must be called before anything reads the socket: its listener
  * has to run first on every read.
@@ -55,9 +56,13 @@ export function guardPacketSize<S extends Duplex>(
           ? `a QoS ${refused.qos} PUBLISH (subscribed with QoS ${maxPublishQos} at most)`
           : 'an MQTT packet whose length field runs past 4 bytes';
     socket.destroy(
-      new CoolctlError(ErrorCodes.MQTT_PACKET_TOO_LARGE, `refused ${what}; connection closed`, {
-        retryable: true,
-      }),
+      new CoolctlError(
+        refused.reason === 'qos-not-granted'
+          ? ErrorCodes.MQTT_PROTOCOL_VIOLATION
+          : ErrorCodes.MQTT_PACKET_TOO_LARGE,
+        `refused ${what}; connection closed`,
+        { retryable: true },
+      ),
     );
   });
   return socket;

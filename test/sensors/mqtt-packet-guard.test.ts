@@ -158,6 +158,7 @@ describe('MQTT packet-size guard', () => {
     expect(r.refused).toEqual([
       { reason: 'qos-not-granted', packetType: 3, qos: 2, announcedBytes: qos2.length, topic },
     ]);
+    expect((r.error() as { code?: string }).code).toBe('COOLCTL_E_MQTT_PROTOCOL_VIOLATION');
     expect(r.socket.destroyed).toBe(true);
     // the parser got the read with the header in it, and nothing after: never the whole QoS 2 packet
     expect(r.parsed().equals(first)).toBe(true);
