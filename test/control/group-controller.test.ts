@@ -13,7 +13,7 @@ import {
   stepGroup,
   type UnitInput,
 } from '../../src/control/law/group-controller.ts';
-import { influenceOf } from '../../src/control/law/influence.ts';
+import { influenceFromRecords, influenceOf } from '../../src/control/law/influence.ts';
 import { enforceSafety } from '../../src/control/law/safety.ts';
 import { resolveTuning } from '../../src/control/tuning-schema.ts';
 import { stepsOf } from '../support/law-steps.ts';
@@ -251,5 +251,15 @@ describe('safety layer', () => {
         { dtS: 100, hot: false, rateLimit: true },
       ).command.supplySetpointC,
     ).toBe(17);
+  });
+});
+
+describe('influence from the config', () => {
+  it('a rack named like an Object member is a rack: a unit without it has no weight there, not NaN', () => {
+    const m = influenceFromRecords({ 'AHU-01': { constructor: 0.6, R1: 0.3 }, 'AHU-02': { R1: 0.5 } });
+    const at = (ahu: string, rack: string) => m.rows.get(ahu)![m.rackIndex.get(rack)!];
+    expect(at('AHU-01', 'constructor')).toBe(0.6);
+    expect(at('AHU-02', 'constructor')).toBe(0);
+    expect(at('AHU-02', 'R1')).toBe(0.5);
   });
 });

@@ -42,7 +42,12 @@ function matrixOf(
 /** The config's `influence[ahu][rack]`, as a matrix. */
 export function influenceFromRecords(records: InfluenceRecords): InfluenceMatrix {
   const racks = Object.values(records).flatMap((row) => Object.keys(row));
-  return matrixOf(Object.keys(records), racks, (a, r) => records[a]?.[r]);
+  // Own keys only: a rack named like an Object.prototype member (`constructor`) absent from a
+  // unit's row is no weight of that unit, not a function read as NaN.
+  return matrixOf(Object.keys(records), racks, (a, r) => {
+    const row = Object.hasOwn(records, a) ? records[a] : undefined;
+    return row && Object.hasOwn(row, r) ? row[r] : undefined;
+  });
 }
 
 /** Distance scale of one unit's local reach, m. */
