@@ -3,9 +3,14 @@
 // without a restart (the entry point calls it on SIGHUP); a file that is missing, broken or whose
 // key does not match is refused and the running certificate kept. Errors name files, never key bytes.
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
+import {
+  CERT_FILE_MAX_BYTES,
+  type FileRead,
+  readBoundedFile,
+  readSecretFile,
+} from '../config/config-files.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 
 export interface ApiTlsFiles {
@@ -100,15 +105,14 @@ export class ApiTls {
 }
 
 async function readMaterial(files: ApiTlsFiles): Promise<Material> {
-  const read = async (path: string): Promise<Buffer> => {
-    try {
-      return await readFile(path);
-    } catch (err) {
-      throw invalid(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, err);
-    }
+  // The same rules as the config check (src/config/config-files.ts), on every read, SIGHUP's too:
+  // a key swapped in with other users' access is refused, and the running certificate kept.
+  const got = <T>(r: FileRead<T>): T => {
+    if (!r.ok) throw invalid(`${r.message} (allowed: ${r.allowed})`);
+    return r.value;
   };
-  const cert = await read(files.certFile);
-  const key = await read(files.keyFile);
+  const cert = got(await readBoundedFile(files.certFile, CERT_FILE_MAX_BYTES, 'certificate file'));
+  const key = got(await readSecretFile(files.keyFile));
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);

@@ -2,7 +2,7 @@
 // its files; after the files are replaced, reload() makes the next connection get the new one
 // without a restart; a broken key on reload is refused, the error names the file and not the key,
 // and the running certificate stays.
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
@@ -74,6 +74,10 @@ describe('API TLS', () => {
       expect(err.message).not.toContain(keyText);
       await writeFile(keyFile, 'not a key\n');
       await expect(tls.reload()).rejects.toThrow(keyFile);
+      // The right key, but readable by every user: refused as the config check refuses it.
+      await copyFile(second.keyFile, keyFile);
+      await chmod(keyFile, 0o644);
+      await expect(tls.reload()).rejects.toThrow(/open to every user on this machine \(mode 0644\)/);
       expect(await served(port)).toBe(fp2);
     } finally {
       await app.close();
