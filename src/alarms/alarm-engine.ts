@@ -4,7 +4,8 @@
 //   only by the node that leads the group and holds its fence — its reads are the current ones,
 //   and one leader means one judge; a node that does not lead a group says nothing about it;
 // - cluster-scoped alarms (a node down, a group without a leader) are judged by the live member
-//   whose name sorts first (rules.clusterOwner), which also prunes cleared alarms for retention;
+//   whose name sorts first (rules.clusterOwner), which also prunes cleared alarms for retention
+//   and closes orphaned records (open, but named by no open key);
 // - etcd-quorum-lost cannot be written to etcd while it is true: each node keeps its own in
 //   memory, shows it in its API, notifies, and records it in etcd once it reaches etcd again.
 // The store's transactions make a condition open at most once cluster-wide, whoever races.
@@ -217,6 +218,12 @@ export class AlarmEngine implements AlarmApi {
       );
       if (nowMs - this.lastPruneMs >= (this.opts.pruneEveryMs ?? 600_000)) {
         this.lastPruneMs = nowMs;
+        const orphans = await this.opts.store.closeOrphans({
+          atMs: this.wallNow(),
+          by: node,
+          reason: 'no open condition named this alarm (an orphaned record)',
+        });
+        for (const a of orphans) this.transitioned(a, 'cleared');
         await this.opts.store.prune(alarmRetention(site.alarms), this.wallNow());
       }
     }
@@ -351,13 +358,20 @@ export class AlarmEngine implements AlarmApi {
     const { store, node } = this.opts;
     const seen = new Set<string>();
     const raise: { alarm: StoredAlarm; condition: string; c: Condition }[] = [];
+    const closing: { key: string; id: string; reason: string }[] = [];
+    // An open key whose alarm is gone (deleted by hand, a bad restore) would hold the condition for
+    // ever: each id checked once (all of them in a few reads: a new leader inherits thousands), and
+    // one that names no valid alarm dropped, so the next evaluation raises it afresh.
+    const unchecked = conditions.flatMap((c) => {
+      const id = c.verdict === 'active' ? open.get(c.key) : undefined;
+      return id !== undefined && !this.verified.has(id) ? [id] : [];
+    });
+    const valid = new Set(unchecked.length > 0 ? (await store.getMany(unchecked)).map((a) => a.id) : []);
     for (const c of conditions) {
       seen.add(c.key);
       const openId = open.get(c.key);
       if (c.verdict === 'active' && openId !== undefined && !this.verified.has(openId)) {
-        // An open key whose alarm is gone (deleted by hand, a bad restore) would hold the condition
-        // for ever: checked once per id, and dropped so the next evaluation raises it afresh.
-        if (await store.get(openId)) this.verify(openId);
+        if (valid.has(openId)) this.verify(openId);
         else {
           store.invalid.inc();
           this.log.error(
@@ -370,9 +384,10 @@ export class AlarmEngine implements AlarmApi {
       } else if (c.verdict === 'active' && openId === undefined) {
         raise.push({ alarm: raisedAlarm(c, node, this.wallNow()), condition: c.key, c });
       } else if (c.verdict === 'clear' && openId !== undefined) {
-        await this.close(c.key, openId, c.reason, open);
+        closing.push({ key: c.key, id: openId, reason: c.reason });
       }
     }
+    await this.close(closing.splice(0), open);
     if (raise.length > 0) {
       const raised = new Set(await store.raiseMany(raise));
       for (const { alarm, c } of raise) {
@@ -393,8 +408,9 @@ export class AlarmEngine implements AlarmApi {
       if (!isAlarmKind(kind) || kind === 'etcd-quorum-lost') continue;
       const g = group === '-' ? null : (group ?? null);
       if (!mine(kind, g)) continue;
-      await this.close(key, id, 'the condition no longer exists (the config changed)', open);
+      closing.push({ key, id, reason: 'the condition no longer exists (the config changed)' });
     }
+    await this.close(closing, open);
   }
 
   /** An open alarm id whose record is known to exist (this node wrote it, or read it). */
@@ -403,12 +419,22 @@ export class AlarmEngine implements AlarmApi {
     this.verified.add(id);
   }
 
-  private async close(key: string, id: string, reason: string, open: Map<string, string>): Promise<void> {
-    const closed = await this.opts.store.clear(key, id, { atMs: this.wallNow(), by: this.opts.node, reason });
-    open.delete(key);
-    if (!closed) return;
-    this.log.info({ alarm: id, why: reason }, `alarm cleared: ${closed.message}`);
-    this.transitioned(closed, 'cleared');
+  /** Closes open alarms (a batch to a transaction: a hall that cools clears thousands at once). */
+  private async close(
+    items: readonly { key: string; id: string; reason: string }[],
+    open: Map<string, string>,
+  ): Promise<void> {
+    if (items.length === 0) return;
+    const atMs = this.wallNow();
+    const { node } = this.opts;
+    const closed = await this.opts.store.clearMany(
+      items.map((x) => ({ condition: x.key, id: x.id, close: { atMs, by: node, reason: x.reason } })),
+    );
+    for (const x of items) open.delete(x.key);
+    for (const a of closed) {
+      this.log.info({ alarm: a.id, why: a.clearReason }, `alarm cleared: ${a.message}`);
+      this.transitioned(a, 'cleared');
+    }
   }
 
   /** Alertmanager resolves an alert nobody sends again: the owner re-sends its open ones. */
@@ -417,14 +443,14 @@ export class AlarmEngine implements AlarmApi {
     if (!notifier?.enabled || nowMs - this.lastResendMs < (this.opts.resendMs?.() ?? 60_000)) return;
     this.lastResendMs = nowMs;
     const wallNow = this.wallNow();
+    const owned: string[] = [];
     for (const [key, id] of open) {
       const [kind, group] = key.split('~');
       if (!isAlarmKind(kind)) continue;
-      const owned = ALARM_KINDS[kind].scope === 'group' ? leads.has(group ?? '') : clusterOwner;
-      if (!owned) continue;
-      const a = await this.opts.store.get(id);
-      if (a && a.clearedAtMs === null && !shelved(a, wallNow)) notifier.notify(a, 'resend');
+      if (ALARM_KINDS[kind].scope === 'group' ? leads.has(group ?? '') : clusterOwner) owned.push(id);
     }
+    for (const a of await this.opts.store.getMany(owned))
+      if (a.clearedAtMs === null && !shelved(a, wallNow)) notifier.notify(a, 'resend');
   }
 
   private transitioned(a: StoredAlarm, t: Transition): void {

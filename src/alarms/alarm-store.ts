@@ -11,7 +11,8 @@
 // the open keys (one range read covers both), to end a shelf on time without reading every record.
 // A stored value that is not an alarm is skipped, counted and logged (once per value), never acted on.
 // Retention: prune() deletes cleared alarms older than the retention age or beyond the newest
-// `clearedMaxCount` cleared ones; open alarms are never pruned.
+// `clearedMaxCount` cleared ones; open alarms are never pruned, but an open record no open key
+// names (an orphan) is closed by closeOrphans(). A flood raises, clears and reads in batches.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -22,6 +23,7 @@ import {
   AlarmValueError,
   type Close,
   clearedAlarm,
+  conditionOf,
   parseStoredAlarm,
   type StoredAlarm,
   shelfExpired,
@@ -32,6 +34,9 @@ import {
  * default --max-txn-ops of 128 per list.
  */
 export const RAISE_BATCH = 32;
+
+/** Records read per transaction by getMany(): one range op each, inside etcd's --max-txn-ops (128). */
+export const READ_BATCH = 100;
 
 export interface AlarmStoreOptions {
   client: Etcd3;
@@ -212,6 +217,39 @@ export class AlarmStore {
   }
 
   /**
+   * The valid records of `ids`, READ_BATCH to a transaction (missing and invalid ones left out; an
+   * invalid one counted and logged as list() does): the owner re-sends thousands of open alarms
+   * every minute, and a read each held the alarm evaluation for seconds.
+   */
+  async getMany(ids: readonly string[]): Promise<StoredAlarm[]> {
+    return [...(await this.readMany(ids)).values()].map((x) => x.alarm);
+  }
+
+  /** The valid records of `ids` with their revisions, by id (see getMany()). */
+  private async readMany(ids: readonly string[]): Promise<Map<string, Versioned>> {
+    const { client } = this.opts;
+    const out = new Map<string, Versioned>();
+    for (let from = 0; from < ids.length; from += READ_BATCH) {
+      const batch = ids.slice(from, from + READ_BATCH);
+      // A compare that always holds (no key has a create revision below 0): the reads in one round trip.
+      const res = await this.call('read many', (o) =>
+        client
+          .if(this.key(batch[0]!), 'Create', '>', -1)
+          .then(...batch.map((id) => client.get(this.key(id))))
+          .options(o)
+          .commit(),
+      );
+      for (const r of res.responses)
+        for (const kv of r.response_range?.kvs ?? []) {
+          const modRevision = String(kv.mod_revision);
+          const alarm = this.parse(kv.key.toString(), kv.value.toString(), modRevision);
+          if (alarm) out.set(alarm.id, { alarm, modRevision });
+        }
+    }
+    return out;
+  }
+
+  /**
    * Raises `a` unless its condition is open already (by anyone): one transaction creates the open
    * key and the record. Whether this call raised it.
    */
@@ -299,6 +337,59 @@ export class AlarmStore {
       if (res.succeeded) return next;
     }
     return null;
+  }
+
+  /**
+   * Closes several open alarms as clear() does, RAISE_BATCH to a transaction guarded by every open
+   * key and record revision in it: a hall that cools down clears thousands at once, and a read and
+   * a transaction each held the evaluation for many seconds. A batch someone changed in between,
+   * and a record that is missing, invalid or closed already, go one by one through clear(). The
+   * records this call closed, in the order given.
+   */
+  async clearMany(items: readonly { condition: string; id: string; close: Close }[]): Promise<StoredAlarm[]> {
+    const { client } = this.opts;
+    const closed: StoredAlarm[] = [];
+    for (let from = 0; from < items.length; from += RAISE_BATCH) {
+      const batch = items.slice(from, from + RAISE_BATCH);
+      const cur = await this.readMany(batch.map((x) => x.id));
+      const ready = batch.flatMap((x) => {
+        const c = cur.get(x.id);
+        return c && c.alarm.clearedAtMs === null ? [{ ...x, c, next: clearedAlarm(c.alarm, x.close) }] : [];
+      });
+      let done = false;
+      if (ready.length > 0) {
+        const res = await this.call('clear', (o) => {
+          const [first, ...rest] = ready;
+          let txn = client
+            .if(this.openKey(first!.condition), 'Value', '==', first!.id)
+            .and(this.key(first!.id), 'Mod', '==', first!.c.modRevision);
+          for (const x of rest)
+            txn = txn
+              .and(this.openKey(x.condition), 'Value', '==', x.id)
+              .and(this.key(x.id), 'Mod', '==', x.c.modRevision);
+          return txn
+            .then(
+              ...ready.flatMap((x) => [
+                client.delete().key(this.openKey(x.condition)),
+                client.delete().key(this.shelvedKey(x.id)),
+                client.put(this.key(x.id)).value(wireJson(x.next)),
+              ]),
+            )
+            .options(o)
+            .commit();
+        });
+        done = res.succeeded;
+      }
+      for (const x of batch) {
+        const mine = done ? ready.find((r) => r.id === x.id) : undefined;
+        if (mine) closed.push(mine.next);
+        else {
+          const one = await this.clear(x.condition, x.id, x.close);
+          if (one) closed.push(one);
+        }
+      }
+    }
+    return closed;
   }
 
   /**
@@ -391,6 +482,45 @@ export class AlarmStore {
         .commit(),
     );
     return res.succeeded;
+  }
+
+  /**
+   * Closes the open records no open key names (its condition's key gone or naming another id): a
+   * hand-deleted key, a partial restore, a record a newer release wrote that an older one dropped
+   * the key of. Nothing else would ever close one, and it would stay active in every list for good.
+   * The records are read before the keys, so an alarm raised in between is not taken for one; each
+   * close is guarded by the record's revision. The records this call closed.
+   */
+  async closeOrphans(close: Close): Promise<StoredAlarm[]> {
+    const { client } = this.opts;
+    const res = await this.call('orphans list', (o) => client.getAll().prefix(this.dir).options(o).exec());
+    const candidates = res.kvs.flatMap((kv) => {
+      const a = this.parse(kv.key.toString(), kv.value.toString(), String(kv.mod_revision));
+      return a && a.clearedAtMs === null ? [{ a, mod: String(kv.mod_revision) }] : [];
+    });
+    if (candidates.length === 0) return [];
+    const { open } = await this.index();
+    const closed: StoredAlarm[] = [];
+    for (const { a, mod } of candidates) {
+      if (open.get(conditionOf(a.id)) === a.id) continue;
+      const next = clearedAlarm(a, close);
+      const done = await this.call('close orphan', (o) =>
+        client
+          .if(this.key(a.id), 'Mod', '==', mod)
+          .then(client.put(this.key(a.id)).value(wireJson(next)), client.delete().key(this.shelvedKey(a.id)))
+          .options(o)
+          .commit(),
+      );
+      if (done.succeeded) closed.push(next);
+    }
+    if (closed.length > 0) {
+      this.invalid.inc(closed.length);
+      this.log.error(
+        { alarms: closed.length, first: closed[0]!.id },
+        'open alarms no open key named (orphans) closed: their conditions are judged afresh',
+      );
+    }
+    return closed;
   }
 
   /** Deletes what retention drops from the cleared alarms; open ones stay. How many went. */

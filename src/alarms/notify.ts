@@ -1,14 +1,20 @@
 // Alarm notifications leave the cluster two ways: a webhook whose body is what Alertmanager's
 // `POST /api/v2/alerts` takes (an array of {labels, annotations, startsAt, endsAt, generatorURL}),
 // and an MQTT topic (QoS 1) on the controller config's sensor broker. Each sink has its own queue,
-// sends one notification at a time in order, and retries a failure with exponential backoff up to
-// `maxAttempts`; then the notification is dropped, counted and kept in the list of failures the API
-// shows. The queues are bounded (the oldest goes first, counted as failed): a receiver that is down
-// for a day cannot grow the node. Secrets (the webhook's header) come from a file and never reach a
-// log line or an error.
+// sends in order, and retries a failure with exponential backoff up to `maxAttempts`; then the
+// notification is dropped, counted and kept in the list of failures the API shows. The queues are
+// bounded (the oldest waiting one goes first, counted as failed; never the one in flight): a
+// receiver that is down for a day cannot grow the node. A hall that heats up raises thousands of
+// alarms at once, so the webhook sends up to WEBHOOK_BATCH alerts per request and keeps one waiting
+// entry per alarm (its body is the alarm's state now, so a newer transition replaces a waiting one);
+// MQTT publishes every transition, one at a time. The webhook follows no redirect: a POST turned
+// into a GET, or the header's secret sent to another origin, would read as delivered. Secrets (the
+// webhook's header) come from a file and never reach a log line or an error; lines about failures
+// are rate-limited (src/util/log-limit.ts), the counters count every one.
 import { type IClientOptions, type MqttClient, connect as mqttConnect } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { clip, LogLimiter } from '../util/log-limit.ts';
 import { type NotificationStatus, type StoredAlarm, stateOf, toApiAlarm } from './alarm.ts';
 
 export type Transition =
@@ -73,15 +79,27 @@ interface Item {
 interface Sink {
   name: 'webhook' | 'mqtt';
   target: string;
+  /** Oldest first; the first `inFlight` are being sent now. */
   queue: Item[];
-  busy: boolean;
+  inFlight: number;
+  /** Most items one send carries. */
+  batch: number;
+  /** Waiting (not in flight) items by alarm id, for a sink whose body is the alarm's state (webhook). */
+  waiting: Map<string, Item> | undefined;
   timer: NodeJS.Timeout | undefined;
   sent: number;
   failed: number;
-  send(item: Item): Promise<void>;
+  send(items: readonly Item[]): Promise<void>;
 }
 
 const MAX_FAILURES_KEPT = 50;
+/** Alerts per webhook request: Alertmanager takes arrays; ~100 KB of JSON at most. */
+export const WEBHOOK_BATCH = 100;
+/** Default bound of a sink's queue: a flood of a big hall (~500 bytes an alarm, a few MB). */
+export const DEFAULT_MAX_QUEUE = 10_000;
+/** Lines about failed notifications: at most a few per kind and sink a minute (each is counted). */
+const FAILURE_LINES_EVERY_MS = 60_000;
+const FAILURE_LINES_BURST = 5;
 
 export class Notifier {
   private readonly opts: NotifierOptions;
@@ -91,6 +109,11 @@ export class Notifier {
   private readonly outcomes: Counter<'sink' | 'result'>;
   private mqtt: MqttClient | undefined;
   private stopped = false;
+  private readonly lines = new LogLimiter(
+    () => performance.now(),
+    FAILURE_LINES_EVERY_MS,
+    FAILURE_LINES_BURST,
+  );
 
   constructor(opts: NotifierOptions) {
     this.opts = opts;
@@ -124,15 +147,49 @@ export class Notifier {
    */
   notify(alarm: StoredAlarm, transition: Transition): void {
     if (this.stopped) return;
-    for (const s of this.sinks) {
-      if (s.name === 'webhook' && transition === 'shelved') continue;
-      if (s.name === 'mqtt' && transition === 'resend') continue;
-      if (s.queue.length >= (this.opts.maxQueue ?? 1000)) {
-        const dropped = s.queue.shift()!;
-        this.giveUp(s, dropped, 'the queue was full: pushed out by newer notifications');
+    for (const s of this.sinks) this.enqueue(s, alarm, transition, 0);
+  }
+
+  private enqueue(s: Sink, alarm: StoredAlarm, transition: Transition, attempts: number): void {
+    if (this.stopped) return;
+    if (s.name === 'webhook' && transition === 'shelved') return;
+    if (s.name === 'mqtt' && transition === 'resend') return;
+    const same = s.waiting?.get(alarm.id);
+    if (same) {
+      same.alarm = alarm;
+      same.transition = transition;
+      return;
+    }
+    if (s.queue.length >= (this.opts.maxQueue ?? DEFAULT_MAX_QUEUE) && s.queue.length > s.inFlight) {
+      const [dropped] = s.queue.splice(s.inFlight, 1);
+      s.waiting?.delete(dropped!.alarm.id);
+      this.giveUp(s, dropped!, 'the queue was full: pushed out by newer notifications', 'queue full');
+    }
+    const item: Item = { alarm, transition, attempts, atMs: Date.now() };
+    s.queue.push(item);
+    s.waiting?.set(alarm.id, item);
+    this.pump(s);
+  }
+
+  /**
+   * Stops, and hands what was not delivered yet to `next` (a reload that rebuilt the notifier):
+   * each to the sink of the same name there; a sink the new config no longer has drops its own,
+   * with a line saying how many.
+   */
+  async handOver(next: Notifier): Promise<void> {
+    const carried = this.sinks.map((s) => ({ name: s.name, items: [...s.queue] }));
+    await this.stop();
+    for (const { name, items } of carried) {
+      const to = next.sinks.find((x) => x.name === name);
+      if (!to) {
+        if (items.length > 0)
+          this.log.warn(
+            { sink: name, dropped: items.length },
+            'alarm notifications dropped: the sink was removed',
+          );
+        continue;
       }
-      s.queue.push({ alarm, transition, attempts: 0, atMs: Date.now() });
-      this.pump(s);
+      for (const it of items) next.enqueue(to, it.alarm, it.transition, it.attempts);
     }
   }
 
@@ -163,46 +220,64 @@ export class Notifier {
   }
 
   private pump(s: Sink): void {
-    if (s.busy || s.timer || this.stopped) return;
-    const item = s.queue[0];
-    if (!item) return;
-    s.busy = true;
-    item.attempts++;
-    s.send(item).then(
+    if (s.inFlight > 0 || s.timer || this.stopped || s.queue.length === 0) return;
+    const items = s.queue.slice(0, s.batch);
+    s.inFlight = items.length;
+    for (const it of items) {
+      it.attempts++;
+      s.waiting?.delete(it.alarm.id);
+    }
+    s.send(items).then(
       () => {
-        s.busy = false;
-        s.queue.shift();
-        s.sent++;
-        this.outcomes.inc({ sink: s.name, result: 'sent' });
+        s.inFlight = 0;
+        if (this.stopped) return;
+        s.queue.splice(0, items.length);
+        s.sent += items.length;
+        this.outcomes.inc({ sink: s.name, result: 'sent' }, items.length);
         this.pump(s);
       },
       (err: unknown) => {
-        s.busy = false;
+        s.inFlight = 0;
+        if (this.stopped) return;
         const why = (err as Error).message;
         const max = this.opts.maxAttempts ?? 6;
-        if (item.attempts >= max) {
-          s.queue.shift();
-          this.giveUp(s, item, `${why} (after ${item.attempts} tries)`);
+        s.queue.splice(0, items.length);
+        const again = items.filter((it) => it.attempts < max);
+        for (const it of items)
+          if (it.attempts >= max) this.giveUp(s, it, `${why} (after ${it.attempts} tries)`, 'given up');
+        if (again.length === 0) {
           this.pump(s);
           return;
         }
-        this.outcomes.inc({ sink: s.name, result: 'retried' });
+        // Back at the head, in order; a newer transition of the same alarm queued meanwhile wins.
+        const keep = again.filter((it) => !s.waiting?.has(it.alarm.id));
+        s.queue.unshift(...keep);
+        for (const it of keep) s.waiting?.set(it.alarm.id, it);
+        this.outcomes.inc({ sink: s.name, result: 'retried' }, again.length);
+        const attempts = Math.max(...again.map((it) => it.attempts));
         const waitMs = Math.min(
           this.opts.maxBackoffMs ?? 60_000,
-          (this.opts.backoffMs ?? 1000) * 2 ** (item.attempts - 1),
+          (this.opts.backoffMs ?? 1000) * 2 ** (attempts - 1),
         );
-        if (item.attempts === 1)
+        const notLogged = this.lines.admit(`${s.name} retry`);
+        if (notLogged >= 0)
           this.log.warn(
             {
               sink: s.name,
               target: s.target,
-              alarm: item.alarm.id,
-              transition: item.transition,
+              alarm: items[0]!.alarm.id,
+              alarms: items.length,
+              transition: items[0]!.transition,
               err: why,
               retryInMs: waitMs,
+              suppressedSinceLast: notLogged,
             },
             'alarm notification failed; retrying with backoff',
           );
+        if (keep.length === 0) {
+          this.pump(s);
+          return;
+        }
         s.timer = setTimeout(() => {
           s.timer = undefined;
           this.pump(s);
@@ -211,7 +286,7 @@ export class Notifier {
     );
   }
 
-  private giveUp(s: Sink, item: Item, error: string): void {
+  private giveUp(s: Sink, item: Item, error: string, kind: 'given up' | 'queue full'): void {
     s.failed++;
     this.outcomes.inc({ sink: s.name, result: 'failed' });
     this.failures.push({
@@ -222,10 +297,20 @@ export class Notifier {
       atMs: Date.now(),
     });
     if (this.failures.length > MAX_FAILURES_KEPT) this.failures.shift();
-    this.log.error(
-      { sink: s.name, target: s.target, alarm: item.alarm.id, transition: item.transition, err: error },
-      'alarm notification not delivered: given up',
-    );
+    // A flood or a receiver down for long gives up on thousands: a few lines a minute say so.
+    const notLogged = this.lines.admit(`${s.name} ${kind}`);
+    if (notLogged >= 0)
+      this.log.error(
+        {
+          sink: s.name,
+          target: s.target,
+          alarm: item.alarm.id,
+          transition: item.transition,
+          err: error,
+          suppressedSinceLast: notLogged,
+        },
+        'alarm notification not delivered: given up',
+      );
   }
 
   /** The Alertmanager v2 alert for one alarm now. */
@@ -262,28 +347,41 @@ export class Notifier {
     // The URL may carry a path with a token-like segment; only its origin and path go to logs.
     const u = new URL(w.url);
     const target = `${u.origin}${u.pathname}`;
+    const timeoutMs = w.timeoutMs ?? 5000;
     return {
       name: 'webhook',
       target,
       queue: [],
-      busy: false,
+      inFlight: 0,
+      batch: WEBHOOK_BATCH,
+      waiting: new Map(),
       timer: undefined,
       sent: 0,
       failed: 0,
-      send: async (item) => {
+      send: async (items) => {
+        const nowMs = Date.now();
         const res = await fetch(w.url, {
           method: 'POST',
           headers: {
             'content-type': 'application/json',
             ...(w.header ? { [w.header.name]: w.header.value } : {}),
           },
-          body: JSON.stringify([this.alertOf(item.alarm)]),
-          signal: AbortSignal.timeout(w.timeoutMs ?? 5000),
+          body: JSON.stringify(items.map((it) => this.alertOf(it.alarm, nowMs))),
+          redirect: 'manual',
+          signal: AbortSignal.timeout(timeoutMs),
         }).catch((err: unknown) => {
-          const e = err as Error;
-          throw new Error(e.name === 'TimeoutError' ? `no answer in ${w.timeoutMs ?? 5000} ms` : e.message);
+          const e = err as Error & { cause?: { code?: unknown; message?: unknown } };
+          if (e.name === 'TimeoutError') throw new Error(`no answer in ${timeoutMs} ms`);
+          // undici says "fetch failed"; the cause says why (ECONNREFUSED, a TLS error), never the URL.
+          const cause = e.cause?.code ?? e.cause?.message;
+          throw new Error(clip(typeof cause === 'string' ? `${e.message}: ${cause}` : e.message));
         });
+        // Nothing of the answer is read: a receiver that sends a huge body costs nothing.
         await res.body?.cancel().catch(() => {});
+        if (res.status >= 300 && res.status < 400)
+          throw new Error(
+            `${target} answered ${res.status} (a redirect: not followed; configure the receiver’s own URL)`,
+          );
         if (!res.ok) throw new Error(`${target} answered ${res.status}`);
       },
     };
@@ -305,20 +403,34 @@ export class Notifier {
       ...(m.tls?.key ? { key: m.tls.key } : {}),
     };
     const client = mqttConnect(m.url, options);
-    client.on('error', () => {}); // a refused connect shows as a failed publish, with its reason
+    // A refused connect shows as a failed publish, with its reason (the broker's, never the password).
+    let connectError: string | undefined;
+    client.on('error', (err) => {
+      connectError = clip(err.message);
+    });
+    client.on('connect', () => {
+      connectError = undefined;
+    });
     this.mqtt = client;
+    const host = new URL(m.url).host;
     return {
       name: 'mqtt',
-      target: `${new URL(m.url).host} ${m.topic}`,
+      target: `${host} ${m.topic}`,
       queue: [],
-      busy: false,
+      inFlight: 0,
+      batch: 1,
+      waiting: undefined,
       timer: undefined,
       sent: 0,
       failed: 0,
-      send: (item) =>
+      send: ([item]) =>
         new Promise<void>((resolve, reject) => {
+          if (!item) {
+            resolve();
+            return;
+          }
           if (!client.connected) {
-            reject(new Error(`not connected to ${new URL(m.url).host}`));
+            reject(new Error(`not connected to ${host}${connectError ? `: ${connectError}` : ''}`));
             return;
           }
           const timer = setTimeout(() => reject(new Error('no PUBACK in 5000 ms')), 5000);

@@ -1,6 +1,7 @@
 // How a controller node puts its alarms together: the etcd store on the control plane's client,
 // the notifier built from the site's `alarms.notifications` (rebuilt when a reload changes that
-// section; the webhook's header read from its file then), and the engine. The daemon calls
+// section, handing on what was not delivered yet; the webhook's header read from its file then),
+// and the engine. The daemon calls
 // createAlarms() once and start()/stop() on what it returns (src/daemon/controller.ts).
 import { dirname, resolve } from 'node:path';
 import type { Etcd3 } from 'etcd3';
@@ -54,8 +55,10 @@ export class NotifierHolder {
     this.key = key;
     const old = this.current;
     this.current = undefined;
-    if (old) void old.stop();
-    if (!n?.webhook && !n?.mqtt) return undefined;
+    if (!n?.webhook && !n?.mqtt) {
+      if (old) void old.stop();
+      return undefined;
+    }
     let header: { name: string; value: string } | undefined;
     if (n.webhook?.headerFile) {
       // The config check (src/config/site-files.ts) refused a header file the same rules would
@@ -107,6 +110,8 @@ export class NotifierHolder {
       { sinks: this.current.status().sinks.map((s) => `${s.name} ${s.target}`) },
       'alarm notifications configured',
     );
+    // What the old sinks had not delivered yet goes on through the new ones, not lost to a reload.
+    if (old) void old.handOver(this.current);
     return this.current;
   }
 

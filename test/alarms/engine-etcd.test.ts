@@ -4,18 +4,20 @@
 // notifies; a clear closes it and a return is a new alarm; a malformed stored value is skipped,
 // counted and logged once, never a crash; etcd-quorum-lost is kept on the node and recorded, with
 // its acknowledgement, once etcd answers again; retention prunes cleared alarms only; a shelf that
-// runs out while the condition holds ends once, on time, on whichever node leads the group then.
+// runs out while the condition holds ends once, on time, on whichever node leads the group then;
+// an open record no open key names (a hand-deleted key, a partial restore) is closed by the cluster
+// owner rather than shown active for good; the owner re-sends, and closes, thousands of open alarms in a few round trips to etcd, not one each.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { startBroker } from '../../firmware-sim/mesh/broker.ts';
 import { conditionKey, raisedAlarm, shelvedFor } from '../../src/alarms/alarm.ts';
 import { AlarmEngine } from '../../src/alarms/alarm-engine.ts';
-import { AlarmStore, RAISE_BATCH } from '../../src/alarms/alarm-store.ts';
+import { AlarmStore, RAISE_BATCH, READ_BATCH } from '../../src/alarms/alarm-store.ts';
 import { Notifier } from '../../src/alarms/notify.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
@@ -503,5 +505,151 @@ describe('alarm engine on etcd', () => {
     const after = await a.store.index();
     expect(after.open.has(three.condition)).toBe(false);
     expect(after.open.get('inlet-recommended~x~R4')).toBe('id-4');
+  });
+  it('the owner re-sends 2 500 open alarms to the webhook in a few etcd round trips, skipping a bad one', async () => {
+    const prefix = freshPrefix();
+    const r = await alertReceiver();
+    const notifier = new Notifier({
+      logger: quietLogger,
+      registry: new Registry(),
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      webhook: { url: r.url },
+    });
+    stops.push(() => notifier.stop());
+    const n = node(
+      'n1',
+      prefix,
+      { healthy: true, leads: new Set([GROUP]), members: ['n1'] },
+      { mode: 'remote' },
+      {
+        notifier,
+      },
+    );
+    const items = Array.from({ length: 2500 }, (_, i) => {
+      const x = {
+        kind: 'inlet-recommended' as const,
+        group: GROUP,
+        subject: `R${i}`,
+        message: 'hot',
+        value: 30,
+      };
+      return { alarm: raisedAlarm(x, 'n1', Date.now()), condition: conditionKey(x.kind, x.group, x.subject) };
+    });
+    expect(await n.store.raiseMany(items)).toHaveLength(items.length);
+    await n.client.put(n.store.key(items[7]!.alarm.id)).value('{"v":1,"id":"trunc');
+    const { open } = await n.store.index();
+    const range = vi.spyOn(n.client.kv, 'range');
+    const txn = vi.spyOn(n.client.kv, 'txn');
+    const engine = n.engine as unknown as {
+      resend(open: Map<string, string>, leads: Set<string>, owner: boolean, nowMs: number): Promise<void>;
+    };
+    await engine.resend(open, new Set([GROUP]), true, Number.MAX_SAFE_INTEGER);
+    expect(range.mock.calls.length + txn.mock.calls.length).toBeLessThanOrEqual(Math.ceil(2500 / READ_BATCH));
+    range.mockRestore();
+    txn.mockRestore();
+    await waitFor(
+      'every good one re-sent',
+      () => r.got.length === 2499 && notifier.status().sinks[0]!.pending === 0,
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 1');
+  }, 60_000);
+  it('a group removed from the site: its 200 open alarms close a batch to a transaction, each once', async () => {
+    const prefix = freshPrefix();
+    const r = await alertReceiver();
+    const notifier = new Notifier({
+      logger: quietLogger,
+      registry: new Registry(),
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      webhook: { url: r.url },
+    });
+    stops.push(() => notifier.stop());
+    const n = node(
+      'n1',
+      prefix,
+      { healthy: true, leads: new Set(), members: ['n1', 'n2'] },
+      { mode: 'remote' },
+      {
+        notifier,
+      },
+    );
+    const items = Array.from({ length: 200 }, (_, i) => {
+      const x = {
+        kind: 'inlet-recommended' as const,
+        group: 'zone-gone',
+        subject: `R${i}`,
+        message: 'hot',
+        value: 30,
+      };
+      return { alarm: raisedAlarm(x, 'n1', Date.now()), condition: conditionKey(x.kind, x.group, x.subject) };
+    });
+    expect(await n.store.raiseMany(items)).toHaveLength(items.length);
+    // One shelved, one closed by another node meanwhile, one whose record went bad: each still ends right.
+    await n.store.update(items[3]!.alarm.id, (cur) => shelvedFor(cur, 'op', 600, 'known', Date.now()));
+    await n.store.clear(items[5]!.condition, items[5]!.alarm.id, {
+      atMs: Date.now(),
+      by: 'n2',
+      reason: 'cool',
+    });
+    await n.client.put(n.store.key(items[9]!.alarm.id)).value('{"v":1');
+    const range = vi.spyOn(n.client.kv, 'range');
+    const txn = vi.spyOn(n.client.kv, 'txn');
+    await n.engine.evaluate();
+    const trips = range.mock.calls.length + txn.mock.calls.length;
+    range.mockRestore();
+    txn.mockRestore();
+    expect(trips).toBeLessThan(60);
+    const { open, shelved } = await n.store.index();
+    expect(open.size).toBe(0);
+    expect(shelved.size).toBe(0);
+    const all = await n.engine.list('all');
+    expect(all).toHaveLength(199);
+    expect(all.every((a) => a.state === 'cleared')).toBe(true);
+    expect(all.filter((a) => a.id !== items[5]!.alarm.id).every((a) => a.clearedAt !== null)).toBe(true);
+    expect(await n.registry.metrics()).toContain(
+      'coolctl_alarm_transitions_total{kind="inlet-recommended",transition="cleared"} 198',
+    );
+    await waitFor(
+      'every clear sent',
+      () => r.got.length === 198 && notifier.status().sinks[0]!.pending === 0,
+    );
+  }, 60_000);
+  it('an open record no open key names is closed by the cluster owner, its ack kept; a live one stays', async () => {
+    const prefix = freshPrefix();
+    const n = node(
+      'n1',
+      prefix,
+      { healthy: true, leads: new Set([GROUP]), members: ['n1'] },
+      { mode: 'tripped' },
+    );
+    const hot = (rack: string) => {
+      const x = {
+        kind: 'inlet-recommended' as const,
+        group: GROUP,
+        subject: rack,
+        message: 'hot',
+        value: 30,
+      };
+      return { alarm: raisedAlarm(x, 'n1', Date.now()), condition: conditionKey(x.kind, x.group, x.subject) };
+    };
+    const ghost = hot('R-ghost');
+    expect(await n.store.raiseMany([ghost])).toHaveLength(1);
+    await n.engine.acknowledge(ghost.alarm.id, 'op', 'seen');
+    // The open key deleted by hand (or never restored): nothing would close the record any more.
+    await n.client.delete().key(n.store.openKey(ghost.condition));
+    await n.engine.evaluate();
+    const all = await n.engine.list('all');
+    expect(all.find((a) => a.id === ghost.alarm.id)).toMatchObject({
+      state: 'cleared',
+      ack: expect.objectContaining({ user: 'op', comment: 'seen' }),
+    });
+    // The trip raised in the same evaluation has its open key: not an orphan.
+    const trip = all.find((a) => a.kind === 'unit-tripped');
+    expect(trip?.state).toBe('raised');
+    expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 1');
   });
 });

@@ -10,7 +10,9 @@ import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type BrokerHandle, startBroker } from '../../firmware-sim/mesh/broker.ts';
 import type { StoredAlarm } from '../../src/alarms/alarm.ts';
-import { Notifier } from '../../src/alarms/notify.ts';
+import { Notifier, WEBHOOK_BATCH } from '../../src/alarms/notify.ts';
+import { NotifierHolder } from '../../src/alarms/wiring.ts';
+import type { Site } from '../../src/config/site-schema.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 const alarm = (over: Partial<StoredAlarm> = {}): StoredAlarm => ({
@@ -129,12 +131,15 @@ describe('webhook (Alertmanager v2)', () => {
       webhook: { url: r.url },
     });
     notifiers.push(n);
+    // One at a time: waiting transitions of one alarm coalesce into its newest state (a test below).
     n.notify(alarm(), 'raised');
+    await waitFor('raise delivered', () => r.got.length === 1);
     n.notify(
       alarm({ shelf: { untilMs: Date.now() + 60_000, user: 'op', atMs: Date.now(), comment: '' } }),
       'shelved',
     );
     n.notify(alarm(), 'unshelved');
+    await waitFor('unshelve delivered', () => r.got.length === 2);
     n.notify(alarm(), 'shelf-expired');
     await waitFor('three delivered', () => r.got.length === 3 && n.status().sinks[0]!.pending === 0);
     const bodies = r.got.map(
@@ -181,6 +186,183 @@ describe('webhook (Alertmanager v2)', () => {
   });
 });
 
+describe('webhook receivers that misbehave, and floods', () => {
+  const listen = async (server: Server) => {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    servers.push(server);
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  };
+
+  it('a redirect is not followed: a failure with its status, no GET elsewhere, the header’s secret stays home', async () => {
+    const elsewhere: { method: string | undefined; headers: IncomingMessage['headers'] }[] = [];
+    const other = await listen(
+      createServer((req, res) => {
+        elsewhere.push({ method: req.method, headers: req.headers });
+        res.writeHead(200).end();
+      }),
+    );
+    const url = await listen(
+      createServer((req, res) => {
+        req.resume();
+        res.writeHead(302, { location: `${other}/steal` }).end();
+      }),
+    );
+    const n = new Notifier({
+      logger: quietLogger,
+      registry: new Registry(),
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      webhook: { url: `${url}/api/v2/alerts`, header: { name: 'X-Api-Key', value: 'hunter2-secret' } },
+      backoffMs: 10,
+      maxAttempts: 2,
+    });
+    notifiers.push(n);
+    n.notify(alarm(), 'raised');
+    await waitFor('given up', () => n.status().failures.length === 1);
+    expect(n.status().sinks[0]).toMatchObject({ sent: 0, failed: 1, pending: 0 });
+    expect(n.status().failures[0]!.error).toContain('answered 302');
+    expect(elsewhere).toEqual([]);
+  });
+
+  it('a flood of 3 000 raises reaches the receiver whole, in batched requests, with a few log lines', async () => {
+    let requests = 0;
+    const ids = new Set<string>();
+    const url = await listen(
+      createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          requests++;
+          for (const a of JSON.parse(Buffer.concat(chunks).toString()) as { labels: { alarm_id: string } }[])
+            ids.add(a.labels.alarm_id);
+          res.writeHead(200).end();
+        });
+      }),
+    );
+    const lines: string[] = [];
+    const registry = new Registry();
+    const n = new Notifier({
+      logger: pino({ level: 'info' }, { write: (l: string) => lines.push(l) }),
+      registry,
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      webhook: { url },
+    });
+    notifiers.push(n);
+    const many = Array.from({ length: 3000 }, (_, i) => alarm({ id: `unit-tripped~zone-1~AHU-${i}~m1abc` }));
+    for (const a of many) n.notify(a, 'raised');
+    // A resend of what is still waiting adds nothing: one waiting entry per alarm.
+    for (const a of many) n.notify(a, 'resend');
+    await waitFor('all delivered', () => ids.size === 3000 && n.status().sinks[0]!.pending === 0);
+    expect(n.status().sinks[0]!.failed).toBe(0);
+    expect(requests).toBeLessThanOrEqual(2 * Math.ceil(3000 / WEBHOOK_BATCH) + 2);
+    expect(lines.filter((l) => l.includes('not delivered')).length).toBe(0);
+  });
+
+  it('a full queue pushes out the oldest waiting notification, never the one being sent', async () => {
+    const got: string[] = [];
+    let release: (() => void) | undefined;
+    const url = await listen(
+      createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          for (const a of JSON.parse(Buffer.concat(chunks).toString()) as { labels: { alarm_id: string } }[])
+            got.push(a.labels.alarm_id);
+          if (got.length === 1) release = () => res.writeHead(200).end();
+          else res.writeHead(200).end();
+        });
+      }),
+    );
+    const n = new Notifier({
+      logger: quietLogger,
+      registry: new Registry(),
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      webhook: { url },
+      maxQueue: 2,
+    });
+    notifiers.push(n);
+    const id = (x: string) => `unit-tripped~zone-1~${x}~m1abc`;
+    n.notify(alarm({ id: id('A') }), 'raised');
+    await waitFor('A in flight', () => release);
+    n.notify(alarm({ id: id('B') }), 'raised');
+    n.notify(alarm({ id: id('C') }), 'raised');
+    release!();
+    await waitFor('drained', () => n.status().sinks[0]!.pending === 0 && got.length === 2);
+    expect(got).toEqual([id('A'), id('C')]);
+    expect(n.status().sinks[0]).toMatchObject({ sent: 2, failed: 1 });
+    expect(n.status().failures.map((f) => f.alarm)).toEqual([id('B')]);
+  });
+
+  it('a reload that changes the receiver hands what was not delivered to the new one', async () => {
+    const got: string[] = [];
+    const good = await listen(
+      createServer((req, res) => {
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          for (const a of JSON.parse(Buffer.concat(chunks).toString()) as { labels: { alarm_id: string } }[])
+            got.push(a.labels.alarm_id);
+          res.writeHead(200).end();
+        });
+      }),
+    );
+    let refused = 0;
+    const down = await listen(
+      createServer((req, res) => {
+        req.resume();
+        refused++;
+        res.writeHead(503).end();
+      }),
+    );
+    let webhookUrl = down;
+    const site = () =>
+      ({
+        site: { id: 'demo' },
+        alarms: { notifications: { webhook: { url: webhookUrl } } },
+      }) as unknown as Site;
+    const holder = new NotifierHolder({
+      node: 'n1',
+      config: () => ({ site: site(), sitePath: '/nowhere/site.yaml', nodes: ['n1'], mqtt: undefined }),
+      apiUrl: 'http://127.0.0.1:1',
+      logger: quietLogger,
+      registry: new Registry(),
+    });
+    try {
+      holder.get()!.notify(alarm(), 'raised');
+      await waitFor('refused once', () => refused === 1);
+      webhookUrl = good;
+      await waitFor('delivered by the new receiver', () => {
+        holder.get();
+        return got.length === 1;
+      });
+      expect(got).toEqual([alarm().id]);
+    } finally {
+      await holder.stop();
+    }
+  });
+
+  it('a receiver out of reach says why (refused), not just that the fetch failed', async () => {
+    const server = createServer(() => {});
+    const url = await listen(server);
+    await new Promise((r) => server.close(r));
+    servers.splice(servers.indexOf(server), 1);
+    const n = new Notifier({
+      logger: quietLogger,
+      registry: new Registry(),
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      webhook: { url },
+      maxAttempts: 1,
+    });
+    notifiers.push(n);
+    n.notify(alarm(), 'raised');
+    await waitFor('given up', () => n.status().failures.length === 1);
+    expect(n.status().failures[0]!.error).toContain('ECONNREFUSED');
+  });
+});
+
 describe('MQTT', () => {
   let broker: BrokerHandle | undefined;
   afterAll(async () => broker?.close());
@@ -210,5 +392,40 @@ describe('MQTT', () => {
     ]);
     expect(got[0]!.alarm.raisedAt).toBe('2026-12-04T10:00:00.000Z');
     await sub.endAsync();
+  });
+  it('a broker that refuses our credentials: the failure says so, the password in no line', async () => {
+    const strict = await startBroker({
+      host: '127.0.0.1',
+      port: 0,
+      security: { auth: { username: 'alarms', password: 'right-password' } },
+    });
+    const lines: string[] = [];
+    const n = new Notifier({
+      logger: pino({ level: 'debug' }, { write: (l: string) => lines.push(l) }),
+      registry: new Registry(),
+      site: 'demo',
+      generatorUrl: 'http://x/',
+      mqtt: {
+        url: strict.url,
+        topic: 'site/alarms',
+        clientId: 'coolctl-test-refused',
+        username: 'alarms',
+        password: 'wrong-hunter2',
+      },
+      backoffMs: 100,
+      maxAttempts: 4,
+    });
+    notifiers.push(n);
+    try {
+      n.notify(alarm(), 'raised');
+      await waitFor('given up', () => n.status().failures.length === 1);
+      expect(n.status().failures[0]!.error).toMatch(
+        /not connected to 127\.0\.0\.1:\d+: .*(authori|password)/i,
+      );
+      expect(JSON.stringify(n.status()) + lines.join('\n')).not.toContain('wrong-hunter2');
+    } finally {
+      await n.stop();
+      await strict.close();
+    }
   });
 });
