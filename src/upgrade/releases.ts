@@ -4,10 +4,17 @@
 // Invariants: a release folder appears whole or not at all (copied under a dot-name, then renamed);
 // an installed release is never written over (a running node's files never change under it);
 // `current` and `previous` are switched by a rename of a fresh link, so they never dangle or vanish.
+// A release is refused before anything is copied when it is for another OS or CPU than this host's,
+// or when a tarball has a SHA256SUMS beside it (as `npm run package` writes one) that it does not
+// match; an installed release's files belong to the installer and nobody else may write them, whatever
+// owners and modes its tarball or folder carried (the code runs as the service and as root's CLI).
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import {
+  chmod,
   cp,
+  lchown,
   lstat,
   mkdir,
   mkdtemp,
@@ -19,7 +26,7 @@ import {
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
@@ -138,22 +145,32 @@ export class ReleaseStore {
    * Installs a release folder or a bundle tarball (.tar.gz, one folder inside) beside the others.
    * An already installed version is left as it is (`installed: false`): never written over.
    */
-  async install(source: string): Promise<{ release: InstalledRelease; installed: boolean }> {
+  async install(
+    source: string,
+    /** What messages call it: the tarball a folder was unpacked from. */
+    shownAs = source,
+  ): Promise<{ release: InstalledRelease; installed: boolean }> {
     await mkdir(this.releasesDir, { recursive: true });
     if (/\.(tar\.gz|tgz)$/.test(source)) {
+      await checkSums(source);
       const unpacked = await mkdtemp(join(this.releasesDir, '.unpack-'));
       try {
-        await run('tar', ['-xzf', source, '-C', unpacked], { timeout: 300_000 }).catch((err: unknown) => {
+        // Root's tar would keep the archive's owners and modes: a foreign uid or a world-writable
+        // file in the code the service runs. Both are reset here and again by sealRelease.
+        const tarArgs = ['--no-same-owner', '--no-same-permissions', '-xzf', source, '-C', unpacked];
+        await run('tar', tarArgs, { timeout: 300_000 }).catch((err: unknown) => {
           throw invalid(`${source}: cannot be unpacked: ${(err as Error).message}`, err);
         });
         const inside = (await readdir(unpacked)).filter((n) => !n.startsWith('.'));
         const dir = inside.length === 1 ? join(unpacked, inside[0]!) : unpacked;
-        return await this.install(dir);
+        return await this.install(dir, source);
       } finally {
         await rm(unpacked, { recursive: true, force: true });
       }
     }
     const manifest = await readReleaseDir(source);
+    const foreign = platformMismatch(manifest);
+    if (foreign) throw invalid(`${shownAs}: ${foreign}`);
     const target = this.dirOf(manifest.version);
     if (await exists(target)) return { release: await this.get(manifest.version), installed: false };
     const staging = join(this.releasesDir, `.install-${manifest.version}-${randomBytes(6).toString('hex')}`);
@@ -166,6 +183,7 @@ export class ReleaseStore {
         errorOnExist: true,
       });
       await writeFile(join(staging, 'release.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+      await sealRelease(staging);
       await rename(staging, target);
     } catch (err) {
       await rm(staging, { recursive: true, force: true });
@@ -232,6 +250,81 @@ export class ReleaseStore {
       await rm(tmp, { force: true });
       throw invalid(`cannot point ${join(this.root, name)} at ${version}: ${(err as Error).message}`, err);
     }
+  }
+}
+
+/**
+ * Why a release cannot run on this host: its manifest names another OS or CPU (a bundle's `os` and
+ * `cpu`, as `npm run package` writes them), or null. A tree without them (a source build) runs anywhere.
+ */
+export function platformMismatch(
+  m: Record<string, unknown>,
+  host: { os: string; cpu: string } = { os: process.platform, cpu: process.arch },
+): string | null {
+  const wrong: string[] = [];
+  if (m.os !== undefined && m.os !== host.os) wrong.push(`os ${JSON.stringify(m.os)}`);
+  if (m.cpu !== undefined && m.cpu !== host.cpu) wrong.push(`cpu ${JSON.stringify(m.cpu)}`);
+  return wrong.length === 0
+    ? null
+    : `it is built for ${wrong.join(' and ')}, this host is ${host.os}-${host.cpu}: install the bundle for ${host.cpu}`;
+}
+
+/**
+ * Checks `tarball` against the SHA256SUMS beside it, if there is one: a release folder copied whole
+ * (USB stick, jump host) is checked end to end; a tarball the sums do not list, or that differs from
+ * them (truncated, corrupted, altered), is refused before it is unpacked.
+ */
+async function checkSums(tarball: string): Promise<void> {
+  const sumsFile = join(dirname(tarball), 'SHA256SUMS');
+  let sums: string;
+  try {
+    sums = await readFile(sumsFile, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw invalid(`${sumsFile}: ${(err as Error).message}`, err);
+  }
+  const name = basename(tarball);
+  const line = sums
+    .split('\n')
+    .map((l) => /^([0-9a-f]{64}) [ *](.+)$/.exec(l.trim()))
+    .find((m) => m !== null && basename(m[2]!) === name);
+  if (!line) throw invalid(`${tarball}: ${sumsFile} does not list it, so it cannot be checked`);
+  const hash = createHash('sha256');
+  try {
+    for await (const chunk of createReadStream(tarball)) hash.update(chunk as Buffer);
+  } catch (err) {
+    throw invalid(`${tarball}: ${(err as Error).message}`, err);
+  }
+  const actual = hash.digest('hex');
+  if (actual !== line[1])
+    throw invalid(
+      `${tarball}: its SHA-256 is ${actual}, ${sumsFile} says ${line[1]}: the file is damaged or altered; copy it again`,
+    );
+}
+
+/**
+ * Every file and folder of a staged release owned by the installer and written by nobody else (no
+ * group or world write, no set-id bits); links are left as links.
+ */
+async function sealRelease(dir: string): Promise<void> {
+  const uid = process.getuid?.() ?? -1;
+  const gid = process.getgid?.() ?? -1;
+  // Walked by hand: readdir's `recursive` descends into linked folders (a test build's node_modules
+  // link), which are not the release's to change.
+  const folders = [dir];
+  for (let next = folders.pop(); next !== undefined; next = folders.pop()) {
+    await seal(next);
+    for (const e of await readdir(next, { withFileTypes: true })) {
+      const path = join(next, e.name);
+      if (e.isDirectory()) folders.push(path);
+      else if (!e.isSymbolicLink()) await seal(path);
+    }
+  }
+  async function seal(path: string): Promise<void> {
+    const st = await lstat(path);
+    if (uid >= 0 && (st.uid !== uid || st.gid !== gid)) await lchown(path, uid, gid);
+    const mode = st.mode & 0o7777;
+    if (mode & 0o7022) await chmod(path, mode & 0o755);
   }
 }
 

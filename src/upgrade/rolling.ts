@@ -158,6 +158,9 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
   const unknown = nodes.filter((n) => !members.includes(n));
   if (unknown.length > 0)
     throw refuse([`${unknown.join(', ')}: not a member (members: ${members.join(', ')})`]);
+  // A node named twice would be stopped again after its step, and "rolled back" to what it left.
+  const twice = [...new Set(nodes.filter((n, i) => nodes.indexOf(n) !== i))];
+  if (twice.length > 0) throw refuse([`${twice.join(', ')}: named more than once in the node list`]);
   const problems = clusterProblems(first, { nodes: members, groups });
   if (groups.length === 0) problems.push('no node reports a control group');
   if (problems.length > 0) throw refuse(problems);
@@ -210,8 +213,9 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
       o.onStep?.(step);
       continue;
     }
+    let before: ClusterSnapshot;
     try {
-      const before = await until<ClusterSnapshot>(
+      before = await until<ClusterSnapshot>(
         'the cluster fit before the step',
         rejoinTimeoutMs,
         poll,
@@ -222,6 +226,18 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
           return p.length === 0 ? { value: s } : { waiting: p.join('; ') };
         },
       );
+    } catch (err) {
+      // Nothing was done to the node: stopping it now would take a driver from a cluster that is
+      // already short of one. It keeps running what it ran.
+      log.error({ node, err: (err as Error).message }, 'upgrade: cluster not fit, node left running');
+      throw new UpgradeFailedError(`${node} was left running ${from}, untouched: ${(err as Error).message}`, {
+        report,
+        node,
+        rolledBack: true,
+        cause: err,
+      });
+    }
+    try {
       step.ledBefore = ledBy(before, node);
       log.info({ node, from, leads: step.ledBefore }, 'upgrade: stopping node (its groups move now)');
       const stopStarted = Date.now();
@@ -253,7 +269,8 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
     } catch (err) {
       // Nothing was switched yet: the node is started again on what it ran.
       const rolledBack = await restore(o, node, from, members, groups, log, signal);
-      throw new UpgradeFailedError(`${node}: ${(err as Error).message}`, {
+      const back = rolledBack ? `started again on ${from}` : `starting it again on ${from} failed too`;
+      throw new UpgradeFailedError(`${node}: ${(err as Error).message}; ${back}`, {
         report,
         node,
         rolledBack,

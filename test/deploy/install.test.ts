@@ -3,7 +3,16 @@
 // systemctl, and owner/group changes). It installs the controller's unit and config and the
 // fencing gateway's unit and example config, reloads systemd, and enables the controller only.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -18,11 +27,15 @@ function stub(bin: string, name: string, body: string): void {
 }
 
 /** Runs install.sh NODE into `root`; systemctl's calls are in `root`/systemctl.log. */
-function install(root: string, node: string): { status: number | null; stdout: string; stderr: string } {
+function install(
+  root: string,
+  node: string,
+  o: { script?: string; aptGet?: string } = {},
+): { status: number | null; stdout: string; stderr: string } {
   const bin = join(dir, 'bin');
   mkdirSync(bin, { recursive: true });
   const log = join(root, 'systemctl.log');
-  stub(bin, 'apt-get', 'exit 0');
+  stub(bin, 'apt-get', o.aptGet ?? 'exit 0');
   stub(bin, 'useradd', 'exit 0');
   stub(bin, 'id', '[ "$1" = -u ] && echo 0; exit 0');
   // npm ci + build in the staged /opt/coolctl: stands in the node that validates the config.
@@ -32,13 +45,16 @@ function install(root: string, node: string): { status: number | null; stdout: s
     'mkdir -p node_modules/.bin && printf "#!/bin/sh\\nexit 0\\n" > node_modules/.bin/node && chmod 755 node_modules/.bin/node',
   );
   stub(bin, 'systemctl', `echo "$*" >> ${log}`);
+  // Owner and group changes are logged, not made (no coolctl group on a test host).
+  stub(bin, 'chown', `echo "chown $*" >> ${JSON.stringify(join(root, 'owners.log'))}`);
+  stub(bin, 'chgrp', `echo "chgrp $*" >> ${JSON.stringify(join(root, 'owners.log'))}`);
   // The real install(1), without owner and group (no coolctl user on a test host).
   stub(
     bin,
     'install',
     'for a; do shift; case "$skip$a" in 1*) skip=;; -o|-g) skip=1;; *) set -- "$@" "$a";; esac; done; exec /usr/bin/install "$@"',
   );
-  const res = spawnSync('bash', [SCRIPT, node], {
+  const res = spawnSync('bash', [o.script ?? SCRIPT, node], {
     encoding: 'utf8',
     timeout: 60_000,
     env: { ...process.env, DESTDIR: root, PATH: `${bin}:${process.env.PATH}` },
@@ -81,5 +97,72 @@ describe('deploy/install.sh', () => {
       '# edited by the operator\n',
     );
     expect(statSync(join(root, 'etc/systemd/system/coolctl-gateway@.service')).isFile()).toBe(true);
+  });
+
+  it('on a re-run, takes a config and secrets other users could read back to root and the coolctl group', () => {
+    const root = join(dir, 'rerun');
+    mkdirSync(root);
+    expect(install(root, 'n3').status).toBe(0);
+    // What the old hint made (umask 022), a key the world may write, and one already right.
+    writeFileSync(join(root, 'etc/coolctl/cluster.secret'), 'feedface\n', { mode: 0o644 });
+    chmodSync(join(root, 'etc/coolctl/cluster.secret'), 0o644);
+    writeFileSync(join(root, 'etc/coolctl/peer.key'), 'k\n');
+    chmodSync(join(root, 'etc/coolctl/peer.key'), 0o666);
+    writeFileSync(join(root, 'etc/coolctl/api.secret'), 's\n');
+    chmodSync(join(root, 'etc/coolctl/api.secret'), 0o600);
+    chmodSync(join(root, 'etc/coolctl/controller.yaml'), 0o666);
+    writeFileSync(join(root, 'etc/coolctl/controller.yaml'), '# edited\n');
+    const r = install(root, 'n3');
+    expect(r.status, r.stderr).toBe(0);
+    const mode = (f: string) => statSync(join(root, 'etc/coolctl', f)).mode & 0o777;
+    expect(mode('cluster.secret')).toBe(0o640);
+    expect(mode('peer.key')).toBe(0o640);
+    expect(mode('api.secret')).toBe(0o600);
+    expect(mode('controller.yaml')).toBe(0o640);
+    expect(readFileSync(join(root, 'etc/coolctl/controller.yaml'), 'utf8')).toBe('# edited\n');
+    expect(readFileSync(join(root, 'etc/coolctl/cluster.secret'), 'utf8')).toBe('feedface\n');
+    expect(r.stderr).toMatch(/\/etc\/coolctl\/cluster\.secret was mode 644: now 640/);
+    expect(r.stderr).not.toMatch(/api\.secret/);
+    // the world's reader is now the service's group
+    const owners = readFileSync(join(root, 'owners.log'), 'utf8');
+    expect(owners).toContain(`chgrp coolctl ${join(root, 'etc/coolctl/cluster.secret')}`);
+    expect(owners).toContain(`chown root:coolctl ${join(root, 'etc/coolctl/controller.yaml')}`);
+    // and the hint for a missing secret makes one the daemon accepts
+    expect(install(join(dir, 'rerun-empty'), 'n3').stderr).toMatch(
+      /\(umask 027; openssl rand -hex 32 > \/etc\/coolctl\/cluster\.secret\)/,
+    );
+  });
+
+  it('installs from a checkout and into a root whose paths have spaces', () => {
+    const checkout = join(dir, 'my checkout');
+    mkdirSync(checkout);
+    for (const f of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.build.json',
+      'README.md',
+    ])
+      cpSync(f, join(checkout, f));
+    for (const d of ['src', 'firmware-sim', 'config', 'deploy', 'docs'])
+      cpSync(d, join(checkout, d), { recursive: true });
+    const root = join(dir, 'a root dir');
+    mkdirSync(root);
+    const r = install(root, 'n4', { script: join(checkout, 'deploy/install.sh') });
+    expect(r.status, r.stderr).toBe(0);
+    expect(statSync(join(root, 'opt/coolctl/src/cli.ts')).isFile()).toBe(true);
+    expect(statSync(join(root, 'etc/coolctl/controller.yaml')).mode & 0o777).toBe(0o640);
+  });
+
+  it('stops with what to do when a dependency cannot be installed (no network)', () => {
+    const root = join(dir, 'offline');
+    mkdirSync(root);
+    const r = install(root, 'n5', {
+      aptGet: 'echo "E: Temporary failure resolving deb.debian.org" >&2; exit 100',
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/apt-get could not install etcd-server .*\n.*install the \.deb instead/);
+    // nothing was installed
+    expect(() => statSync(join(root, 'opt/coolctl'))).toThrow();
   });
 });
