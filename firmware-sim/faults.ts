@@ -1,12 +1,17 @@
 // The fault catalogue of the simulated hall: one schema for every fault request that
 // POST /sim/faults accepts, and their validation. A batch is validated whole before any fault is
 // applied, so a bad request changes nothing; every problem is reported, not just the first.
+// Ids are at most as long as the site schema allows (64), so an unknown one is echoed back short.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
 import { BadRequestError, ErrorCodes } from '../src/errors.ts';
+import { clip } from '../src/util/log-limit.ts';
 
+/** A site id (src/config/site-schema.ts: at most 64 characters), or `*` where a fault allows it. */
+const SiteId = (description?: string) =>
+  T.String({ minLength: 1, maxLength: 64, ...(description ? { description } : {}) });
 const Clear = T.Optional(T.Boolean({ description: 'true clears this fault' }));
-const Ahu = T.String({ minLength: 1, description: 'air handler id' });
+const Ahu = SiteId('air handler id');
 const WritesOnly = T.Optional(
   T.Boolean({ description: 'true: only writes get the fault, reads are served as usual (default false)' }),
 );
@@ -43,7 +48,11 @@ export const FaultSchema = T.Union([
       fault: T.Literal('ahu-bad-status'),
       ahu: Ahu,
       status: T.Optional(
-        T.String({ pattern: '^Bad[A-Za-z]+$', description: 'OPC-UA status name, default BadDeviceFailure' }),
+        T.String({
+          pattern: '^Bad[A-Za-z]+$',
+          maxLength: 64,
+          description: 'OPC-UA status name, default BadDeviceFailure',
+        }),
       ),
       writesOnly: WritesOnly,
       clear: Clear,
@@ -53,8 +62,8 @@ export const FaultSchema = T.Union([
   T.Object(
     {
       fault: T.Union([T.Literal('sensor-stuck'), T.Literal('sensor-dead')]),
-      node: T.String({ minLength: 1 }),
-      sensor: T.Optional(T.String({ minLength: 1, description: 'sensor id, or * for all (default)' })),
+      node: SiteId(),
+      sensor: T.Optional(SiteId('sensor id, or * for all (default)')),
       clear: Clear,
     },
     { additionalProperties: false },
@@ -62,8 +71,8 @@ export const FaultSchema = T.Union([
   T.Object(
     {
       fault: T.Literal('sensor-noisy'),
-      node: T.String({ minLength: 1 }),
-      sensor: T.Optional(T.String({ minLength: 1 })),
+      node: SiteId(),
+      sensor: T.Optional(SiteId()),
       sigma: T.Optional(
         T.Number({ exclusiveMinimum: 0, maximum: 100, description: 'extra noise σ, default 2' }),
       ),
@@ -74,15 +83,15 @@ export const FaultSchema = T.Union([
   T.Object(
     {
       fault: T.Literal('sensor-out-of-range'),
-      node: T.String({ minLength: 1 }),
-      sensor: T.Optional(T.String({ minLength: 1 })),
+      node: SiteId(),
+      sensor: T.Optional(SiteId()),
       value: T.Optional(T.Number({ description: 'raw value reported, default 150' })),
       clear: Clear,
     },
     { additionalProperties: false },
   ),
   T.Object(
-    { fault: T.Literal('gateway-down'), gateway: T.String({ minLength: 1 }), clear: Clear },
+    { fault: T.Literal('gateway-down'), gateway: SiteId(), clear: Clear },
     { additionalProperties: false },
   ),
   T.Object(
@@ -96,7 +105,7 @@ export const FaultSchema = T.Union([
   T.Object(
     {
       fault: T.Literal('heat-load-step'),
-      rack: T.String({ minLength: 1, description: 'rack id, or * for every rack' }),
+      rack: SiteId('rack id, or * for every rack'),
       factor: T.Optional(
         T.Number({ minimum: 0, maximum: 5, description: 'multiplies IT load; default 1.5' }),
       ),
@@ -150,7 +159,7 @@ export const FaultSchema = T.Union([
     { additionalProperties: false },
   ),
   T.Object(
-    { fault: T.Literal('blanking-panel-removed'), rack: T.String({ minLength: 1 }), clear: Clear },
+    { fault: T.Literal('blanking-panel-removed'), rack: SiteId(), clear: Clear },
     { additionalProperties: false },
   ),
   T.Object({ fault: T.Literal('clear-all') }, { additionalProperties: false }),
@@ -172,6 +181,16 @@ const validatorByKind = new Map(
 );
 const FAULT_KINDS = [...validatorByKind.keys()];
 
+/**
+ * The `fault` a request sent, as a refusal quotes it: a string clipped, anything else by its type
+ * only (a 200 000-deep array would overflow JSON.stringify's stack; a long one would size the answer).
+ */
+function describeKind(kind: unknown): string {
+  if (typeof kind === 'string') return JSON.stringify(clip(kind));
+  if (kind === undefined) return 'missing';
+  return `of type ${kind === null ? 'null' : Array.isArray(kind) ? 'array' : typeof kind}`;
+}
+
 /** Parses one fault or a list of faults; throws BadRequestError naming each problem. */
 export function parseFaults(body: unknown): Fault[] {
   const list = Array.isArray(body) ? body : [body];
@@ -189,9 +208,7 @@ export function parseFaults(body: unknown): Fault[] {
     const kind = (item as { fault?: unknown }).fault;
     const validate = typeof kind === 'string' ? validatorByKind.get(kind) : undefined;
     if (!validate) {
-      problems.push(
-        `${where}fault: unknown fault ${JSON.stringify(kind)}; allowed: ${FAULT_KINDS.join(', ')}`,
-      );
+      problems.push(`${where}fault: unknown fault ${describeKind(kind)}; allowed: ${FAULT_KINDS.join(', ')}`);
       return;
     }
     if (!validate(item)) {
