@@ -126,6 +126,13 @@ export const AlarmSettingsSchema = T.Object(
                       'file holding that header’s value (e.g. "Bearer …"); relative to the site file; never logged',
                   }),
                 ),
+                caFile: T.Optional(
+                  T.String({
+                    minLength: 1,
+                    description:
+                      'PEM certificate(s) of the CA that signed an https:// receiver’s certificate (a site’s own CA); relative to the site file; without it the system’s CAs',
+                  }),
+                ),
                 timeoutMs: T.Optional(T.Integer({ minimum: 100, maximum: 60_000, description: '(5000)' })),
                 resendS: T.Optional(
                   T.Integer({

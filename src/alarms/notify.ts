@@ -11,9 +11,12 @@
 // into a GET, or the header's secret sent to another origin, would read as delivered. Secrets (the
 // webhook's header) come from a file and never reach a log line or an error; lines about failures
 // are rate-limited (src/util/log-limit.ts), the counters count every one.
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { type IClientOptions, type MqttClient, connect as mqttConnect } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { readCaFile } from '../config/config-files.ts';
 import { clip, LogLimiter } from '../util/log-limit.ts';
 import { type NotificationStatus, type StoredAlarm, stateOf, toApiAlarm } from './alarm.ts';
 
@@ -30,6 +33,8 @@ export interface WebhookSettings {
   url: string;
   /** A header sent with every request (its value read from a file). */
   header?: { name: string; value: string } | undefined;
+  /** The PEM CA an https:// receiver's certificate is checked against (absent: the system's). */
+  caFile?: string | undefined;
   timeoutMs?: number;
 }
 
@@ -348,6 +353,7 @@ export class Notifier {
     const u = new URL(w.url);
     const target = `${u.origin}${u.pathname}`;
     const timeoutMs = w.timeoutMs ?? 5000;
+    let ca: Buffer | undefined;
     return {
       name: 'webhook',
       target,
@@ -360,29 +366,24 @@ export class Notifier {
       failed: 0,
       send: async (items) => {
         const nowMs = Date.now();
-        const res = await fetch(w.url, {
-          method: 'POST',
-          headers: {
-            'content-type': 'application/json',
-            ...(w.header ? { [w.header.name]: w.header.value } : {}),
-          },
+        // The site's CA, read once (and again after a failed read): a file that went missing since
+        // the config check fails the send, which says so, rather than trusting the system's CAs.
+        if (w.caFile !== undefined && ca === undefined) {
+          const r = await readCaFile(w.caFile);
+          if (!r.ok) throw new Error(clip(`caFile: ${r.message}`));
+          ca = r.value;
+        }
+        const status = await postJson(u, {
+          headers: w.header ? { [w.header.name]: w.header.value } : {},
           body: JSON.stringify(items.map((it) => this.alertOf(it.alarm, nowMs))),
-          redirect: 'manual',
-          signal: AbortSignal.timeout(timeoutMs),
-        }).catch((err: unknown) => {
-          const e = err as Error & { cause?: { code?: unknown; message?: unknown } };
-          if (e.name === 'TimeoutError') throw new Error(`no answer in ${timeoutMs} ms`);
-          // undici says "fetch failed"; the cause says why (ECONNREFUSED, a TLS error), never the URL.
-          const cause = e.cause?.code ?? e.cause?.message;
-          throw new Error(clip(typeof cause === 'string' ? `${e.message}: ${cause}` : e.message));
+          ca,
+          timeoutMs,
         });
-        // Nothing of the answer is read: a receiver that sends a huge body costs nothing.
-        await res.body?.cancel().catch(() => {});
-        if (res.status >= 300 && res.status < 400)
+        if (status >= 300 && status < 400)
           throw new Error(
-            `${target} answered ${res.status} (a redirect: not followed; configure the receiver’s own URL)`,
+            `${target} answered ${status} (a redirect: not followed; configure the receiver’s own URL)`,
           );
-        if (!res.ok) throw new Error(`${target} answered ${res.status}`);
+        if (status < 200 || status >= 300) throw new Error(`${target} answered ${status}`);
       },
     };
   }
@@ -446,4 +447,50 @@ export class Notifier {
         }),
     };
   }
+}
+
+/**
+ * One POST of `body` (JSON) to `url`; resolves with the answer's status as soon as its head arrives.
+ * Nothing of the answer is read (a receiver that sends a huge body costs nothing) and no redirect is
+ * followed. The whole exchange has `timeoutMs`; an error says why (ECONNREFUSED, a TLS error code),
+ * never the URL's query.
+ */
+function postJson(
+  url: URL,
+  o: { headers: Record<string, string>; body: string; ca: Buffer | undefined; timeoutMs: number },
+): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const req = send(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(o.body),
+          ...o.headers,
+        },
+        ...(o.ca !== undefined ? { ca: o.ca } : {}),
+      },
+      (res) => {
+        clearTimeout(timer);
+        resolve(res.statusCode ?? 0);
+        res.destroy();
+      },
+    );
+    const timer = setTimeout(() => req.destroy(new Error(`no answer in ${o.timeoutMs} ms`)), o.timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        new Error(
+          clip(
+            err.code !== undefined && !err.message.includes(err.code)
+              ? `${err.code}: ${err.message}`
+              : err.message,
+          ),
+        ),
+      );
+    });
+    req.end(o.body);
+  });
 }

@@ -89,6 +89,9 @@ export class NotifierHolder {
             webhook: {
               url: n.webhook.url,
               header,
+              ...(n.webhook.caFile !== undefined
+                ? { caFile: resolve(dirname(cfg.sitePath), n.webhook.caFile) }
+                : {}),
               ...(n.webhook.timeoutMs ? { timeoutMs: n.webhook.timeoutMs } : {}),
             },
           }

@@ -4,6 +4,7 @@
 // never a byte of what it holds (a parser's message may quote a line: only positions go out).
 
 import { isUtf8 } from 'node:buffer';
+import { X509Certificate } from 'node:crypto';
 import { closeSync, openSync, readSync, type Stats, statSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 
@@ -141,6 +142,22 @@ export async function readBoundedFile(
 ): Promise<FileRead<Buffer>> {
   const r = await readBounded(full, maxBytes, what);
   return r.ok ? { ok: true, value: r.value.bytes } : r;
+}
+
+/**
+ * A CA file's bytes (PEM, one certificate or a bundle; not a secret, so any mode), refused when no
+ * certificate parses in it: a TLS link given a wrong file would fail every handshake, later and
+ * with a less useful error.
+ */
+export async function readCaFile(full: string): Promise<FileRead<Buffer>> {
+  const r = await readBoundedFile(full, CERT_FILE_MAX_BYTES, 'PEM file');
+  if (!r.ok) return r;
+  try {
+    new X509Certificate(r.value);
+  } catch {
+    return refuse(`${full} holds no PEM certificate`, 'the PEM certificate(s) of the CA');
+  }
+  return r;
 }
 
 /**

@@ -411,7 +411,8 @@ export async function checkSite(
 /**
  * The site with every file it names as an absolute path, resolved against the site file's folder
  * (as a relative path in the controller config is against that file): the OPC-UA units'
- * `endpoint.passwordFile` and the webhook's `headerFile`, whatever the process's working folder.
+ * `endpoint.passwordFile` and the webhook's `headerFile` and `caFile`, whatever the process's
+ * working folder.
  */
 function resolveSiteFiles(site: Site, base: string): Site {
   const airHandlers = site.airHandlers.map((a) =>
@@ -421,12 +422,16 @@ function resolveSiteFiles(site: Site, base: string): Site {
   );
   const webhook = site.alarms?.notifications?.webhook;
   const alarms =
-    webhook?.headerFile !== undefined
+    webhook?.headerFile !== undefined || webhook?.caFile !== undefined
       ? {
           ...site.alarms,
           notifications: {
             ...site.alarms!.notifications,
-            webhook: { ...webhook, headerFile: resolve(base, webhook.headerFile) },
+            webhook: {
+              ...webhook,
+              ...(webhook.headerFile !== undefined ? { headerFile: resolve(base, webhook.headerFile) } : {}),
+              ...(webhook.caFile !== undefined ? { caFile: resolve(base, webhook.caFile) } : {}),
+            },
           },
         }
       : site.alarms;

@@ -3,7 +3,7 @@
 // ./config-files.ts), and endpoints it can really dial. The simulator loads the same site without
 // these: it serves the units, it does not log in to them.
 import type { ConfigProblem } from '../errors.ts';
-import { readSecretFile, readSecretLine, utf8Text } from './config-files.ts';
+import { readCaFile, readSecretFile, readSecretLine, utf8Text } from './config-files.ts';
 import type { Site } from './site-schema.ts';
 
 type Problem = Omit<ConfigProblem, 'file'>;
@@ -54,10 +54,11 @@ function opcuaPort(url: string): string | undefined {
 
 /**
  * Every file the site names that the controller reads, read now as the daemon will: each OPC-UA
- * unit's `endpoint.passwordFile` and the webhook's `headerFile` (paths already resolved against the
- * site file, load-site.ts). A file that is missing, unreadable, open to other users, empty or more
- * than one line is a problem at its path, so that `config validate` and the daemon's start refuse it
- * alike, and the daemon never runs a unit without its password or a webhook without its header.
+ * unit's `endpoint.passwordFile` and the webhook's `headerFile` and `caFile` (paths already resolved
+ * against the site file, load-site.ts). A secret that is missing, unreadable, open to other users,
+ * empty or more than one line, and a CA file that is missing or holds no certificate, is a problem at
+ * its path, so that `config validate` and the daemon's start refuse it alike, and the daemon never
+ * runs a unit without its password or a webhook without its header or its CA.
  */
 export async function siteFileProblems(site: Site, sitePath: string): Promise<ConfigProblem[]> {
   const problems: ConfigProblem[] = [];
@@ -70,6 +71,19 @@ export async function siteFileProblems(site: Site, sitePath: string): Promise<Co
       await check(`/airHandlers/${i}/endpoint/passwordFile`, a.endpoint.passwordFile);
   const headerFile = site.alarms?.notifications?.webhook?.headerFile;
   if (headerFile !== undefined) await check('/alarms/notifications/webhook/headerFile', headerFile);
+  const webhook = site.alarms?.notifications?.webhook;
+  if (webhook?.caFile !== undefined) {
+    const path = '/alarms/notifications/webhook/caFile';
+    const r = await readCaFile(webhook.caFile);
+    if (!r.ok) problems.push({ file: sitePath, path, message: r.message, allowed: r.allowed });
+    else if (!webhook.url.startsWith('https://'))
+      problems.push({
+        file: sitePath,
+        path,
+        message: `a CA for a receiver at ${new URL(webhook.url).origin}, which is not https://: it would never be used`,
+        allowed: 'an https:// url with the CA, or no caFile',
+      });
+  }
   return problems;
 }
 

@@ -2,8 +2,12 @@
 // Alertmanager's v2 alert array (and first answers 500: the notification is retried with backoff and
 // then delivered once), a receiver that never accepts (given up after maxAttempts, counted, listed
 // with its error, the header's secret in no log line), and the simulator's MQTT broker (QoS 1).
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -14,6 +18,7 @@ import { Notifier, WEBHOOK_BATCH } from '../../src/alarms/notify.ts';
 import { NotifierHolder } from '../../src/alarms/wiring.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 const alarm = (over: Partial<StoredAlarm> = {}): StoredAlarm => ({
   v: 1,
@@ -360,6 +365,55 @@ describe('webhook receivers that misbehave, and floods', () => {
     n.notify(alarm(), 'raised');
     await waitFor('given up', () => n.status().failures.length === 1);
     expect(n.status().failures[0]!.error).toContain('ECONNREFUSED');
+  });
+});
+
+describe('webhook over TLS', () => {
+  it('a receiver whose certificate a site CA signed: refused (with the TLS code) without caFile, delivered with it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coolctl-am-tls-'));
+    try {
+      const ca = await makeCa(dir);
+      const leaf = await makeLeaf(ca, 'am', { usage: ['serverAuth'] });
+      const got: unknown[] = [];
+      const server = createHttpsServer(
+        { cert: await readFile(leaf.certFile), key: await readFile(leaf.keyFile) },
+        (req, res) => {
+          const chunks: Buffer[] = [];
+          req.on('data', (c: Buffer) => chunks.push(c));
+          req.on('end', () => {
+            got.push(JSON.parse(Buffer.concat(chunks).toString()));
+            res.writeHead(200).end();
+          });
+        },
+      );
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      servers.push(server);
+      const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/api/v2/alerts`;
+      const notifier = (caFile?: string) => {
+        const n = new Notifier({
+          logger: quietLogger,
+          registry: new Registry(),
+          site: 'demo',
+          generatorUrl: 'http://x/',
+          webhook: { url, ...(caFile ? { caFile } : {}) },
+          maxAttempts: 1,
+        });
+        notifiers.push(n);
+        return n;
+      };
+      const system = notifier();
+      system.notify(alarm(), 'raised');
+      await waitFor('given up', () => system.status().failures.length === 1);
+      expect(system.status().failures[0]!.error).toMatch(/UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED/);
+      expect(got).toEqual([]);
+      const site = notifier(ca.caFile);
+      site.notify(alarm(), 'raised');
+      await waitFor('delivered', () => got.length === 1);
+      expect((got[0] as { labels: { alertname: string } }[])[0]!.labels.alertname).toBeDefined();
+      expect(site.status().failures).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -275,6 +275,34 @@ describe('every file the config names, checked as run reads it', () => {
     await expect(loadControllerConfig(file, 'a')).resolves.toBeDefined();
   });
 
+  it('alarms.notifications.webhook.caFile: missing, not a certificate, or for a plain http:// receiver is refused at load', async () => {
+    const dir = await folder();
+    const withUrl = (url: string) =>
+      configWith(dir, {
+        site: (s) => {
+          s.alarms = { notifications: { webhook: { url, caFile: 'am-ca.pem' } } };
+        },
+      });
+    const file = await withUrl('https://127.0.0.1:9093/api/v2/alerts');
+    const at = '/alarms/notifications/webhook/caFile';
+    expect((await refusal(file)).problems).toEqual([
+      expect.objectContaining({ path: at, message: `cannot read ${join(dir, 'am-ca.pem')} (ENOENT)` }),
+    ]);
+    await writeFile(join(dir, 'am-ca.pem'), 'not a certificate\n');
+    expect((await refusal(file)).problems).toEqual([
+      expect.objectContaining({ path: at, message: `${join(dir, 'am-ca.pem')} holds no PEM certificate` }),
+    ]);
+    const ca = await makeCa(dir, 'am-ca-made');
+    await copyFile(ca.caFile, join(dir, 'am-ca.pem'));
+    await expect(loadControllerConfig(file, 'a')).resolves.toBeDefined();
+    expect((await refusal(await withUrl('http://127.0.0.1:9093/api/v2/alerts'))).problems).toEqual([
+      expect.objectContaining({
+        path: at,
+        message: expect.stringMatching(/not https:\/\/: it would never be used/),
+      }),
+    ]);
+  });
+
   it('a bootstrap admin file that is gone is a warning (the cluster may have its admin), not a refusal', async () => {
     const dir = await folder();
     const file = await configWith(dir, { controller: { api: { bootstrapAdminFile: 'admin.yaml' } } });
