@@ -18,13 +18,23 @@ import type { ApiDeps } from './app.ts';
 import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
 import { PRINTABLE_PATTERN } from './request-schema.ts';
-import { GROUP_TRENDS, type TrendRange, TrendStore, UNIT_TRENDS } from './trends.ts';
+import { GROUP_TRENDS, type TrendRange, type TrendSpec, TrendStore, UNIT_TRENDS } from './trends.ts';
 
 /** How often trends and energy are sampled; the recent trend window. */
 export const TREND_PERIOD_MS = GROUP_TRENDS.recent.stepMs;
 /** Work of one trend sample before the event loop gets a turn. */
 const SAMPLE_SLICE_MS = 2;
 export const TREND_WINDOW_MS = GROUP_TRENDS.recent.stepMs * GROUP_TRENDS.recent.slots;
+/**
+ * Figures (step times and values) one trends answer may hold. Reading and serialising them runs on
+ * the event loop the control loops share: ~2 µs a figure, so this is ~20 ms and ~1 MB of JSON. A day
+ * of every group of a large node is a hundred times that; such a request names a group or a sinceMs.
+ */
+export const TREND_FIGURES_MAX = 100_000;
+/** The last ms since the Unix epoch a Date can hold: the latest sinceMs that means a time. */
+const SINCE_MS_MAX = 8.64e15;
+/** Group ids an unknown-group refusal lists: enough to see the naming, bounded at any cluster size. */
+const GROUPS_LISTED = 20;
 
 /** The page's files: served from memory, read once when the API is built. */
 const ASSETS = {
@@ -147,6 +157,8 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       .header('cache-control', 'no-cache')
       .header('x-content-type-options', 'nosniff')
       .header('content-security-policy', CSP)
+      // The page's requests to the other members need no Referer: CORS goes by Origin.
+      .header('referrer-policy', 'no-referrer')
       .send(assets.get(name));
   app.get(
     '/',
@@ -531,11 +543,17 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
         querystring: {
           type: 'object',
           properties: {
-            sinceMs: { type: 'number', minimum: 0, description: 'only steps starting after this time' },
+            sinceMs: {
+              type: 'number',
+              minimum: 0,
+              maximum: SINCE_MS_MAX,
+              description: 'only steps starting after this time (ms since the Unix epoch)',
+            },
             range: { type: 'string', enum: ['recent', 'day'], default: 'recent' },
             group: {
               type: 'string',
               pattern: PRINTABLE_PATTERN,
+              maxLength: 128,
               description: 'only this group, with its units',
             },
           },
@@ -578,15 +596,36 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
     async (req) => {
       const q = req.query as { sinceMs?: number; range?: TrendRange; group?: string };
       const range = q.range ?? 'recent';
+      // The query string's "Infinity" and "1e400" coerce to Infinity, which Ajv's maximum lets by.
+      if (q.sinceMs !== undefined && !Number.isFinite(q.sinceMs))
+        throw new BadRequestError(ErrorCodes.BAD_REQUEST, `sinceMs ${q.sinceMs} is no time`, [
+          `querystring/sinceMs: must be a finite number of ms since the Unix epoch, at most ${SINCE_MS_MAX}`,
+        ]);
       if (q.group !== undefined && !deps.groups.includes(q.group))
         throw new BadRequestError(
           ErrorCodes.BAD_REQUEST,
           `unknown control group "${q.group}"`,
-          [`one of: ${deps.groups.join(', ')}`],
+          [
+            `one of: ${deps.groups.slice(0, GROUPS_LISTED).join(', ')}${deps.groups.length > GROUPS_LISTED ? `, … (${deps.groups.length} in all: GET /api/v1/cluster)` : ''}`,
+          ],
           404,
         );
       const now = Date.now();
       const groupIds = q.group === undefined ? deps.groups : [q.group];
+      const figures =
+        trendFigures(GROUP_TRENDS, range, groupIds.length, q.sinceMs, now) +
+        (q.group === undefined
+          ? 0
+          : trendFigures(UNIT_TRENDS, range, unitsOf(deps, q.group).length, q.sinceMs, now));
+      if (figures > TREND_FIGURES_MAX)
+        throw new BadRequestError(
+          ErrorCodes.BAD_REQUEST,
+          `a ${range} trend of ${q.group === undefined ? `all ${groupIds.length} groups` : `group "${q.group}" and its units`} holds up to ${figures} figures, more than one answer may (${TREND_FIGURES_MAX})`,
+          [
+            q.group === undefined ? 'name one group: group=ID' : 'ask for range=recent',
+            `or only the newest steps: sinceMs=${now - GROUP_TRENDS[range].stepMs * 10}`,
+          ],
+        );
       const groups = groupIds.flatMap((group) => {
         const s = groupTrends.read(group, range, q.sinceMs, now);
         return s ? [{ group, t: s.t, ...s.mean, ...(s.min ? { min: s.min, max: s.max } : {}) }] : [];
@@ -685,6 +724,25 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
 }
 
 export const dashboard = dashboardPlugin;
+
+/**
+ * The most figures (step times and values) a trends answer of `owners` of one kind can hold for
+ * `range` since `sinceMs`: its ring's steps, fewer when sinceMs leaves only the newest.
+ */
+function trendFigures(
+  spec: TrendSpec<string>,
+  range: TrendRange,
+  owners: number,
+  sinceMs: number | undefined,
+  nowMs: number,
+): number {
+  const tier = spec[range];
+  const steps =
+    sinceMs === undefined
+      ? tier.slots
+      : Math.max(0, Math.min(tier.slots, Math.ceil((nowMs - sinceMs) / tier.stepMs) + 1));
+  return owners * steps * (1 + spec.metrics.length * (tier.minMax ? 3 : 1));
+}
 
 /**
  * Per rack of the group: its hottest good inlet sensor and how many of its inlet sensors are good

@@ -83,7 +83,9 @@ class Buckets {
       b = { startMs, ...zero(), groups: {} };
       this.byStart.set(startMs, b);
       const oldest = startMs - (this.kept - 1) * this.widthMs;
-      for (const s of this.byStart.keys()) if (s < oldest) this.byStart.delete(s);
+      // A bucket after this one was counted under a clock that ran ahead and has been set back: it
+      // would stand as the newest until the right time caught up with it.
+      for (const s of this.byStart.keys()) if (s < oldest || s > startMs) this.byStart.delete(s);
     }
     return b;
   }

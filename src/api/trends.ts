@@ -86,7 +86,7 @@ class Tier {
 
   add(atMs: number, values: readonly (number | null)[]): void {
     const step = Math.floor(atMs / this.spec.stepMs);
-    if (step < this.last) return; // a wall-clock step backwards: the ring only grows forward
+    if (step < this.last) this.rewind(step);
     if (step !== this.last) this.open(step);
     const base = this.head * this.k;
     for (let m = 0; m < this.k; m++) {
@@ -122,6 +122,33 @@ class Tier {
     this.last = step;
     this.sum.fill(0);
     this.count.fill(0);
+  }
+
+  /**
+   * The wall clock was set back (NTP correcting a clock that ran ahead): the steps after `step` were
+   * taken under the wrong clock and would stand in the window, and block it, until the right time
+   * caught up with them. They go; the steps up to `step` stay, and `step` itself starts afresh.
+   */
+  private rewind(step: number): void {
+    const n = this.spec.slots;
+    const back = Math.min(this.filled, this.last - step);
+    for (let s = 0; s < back; s++) {
+      const base = this.head * this.k;
+      this.mean.fill(NO_DATA, base, base + this.k);
+      this.min?.fill(NO_DATA, base, base + this.k);
+      this.max?.fill(NO_DATA, base, base + this.k);
+      this.head = (this.head - 1 + n) % n;
+    }
+    this.filled -= back;
+    if (this.filled === 0) {
+      this.last = Number.NaN;
+      this.head = 0;
+      return;
+    }
+    // `step` is still in the ring: `open` below moves onto it, its old figures overwritten by the new.
+    this.last = step - 1;
+    this.head = (this.head - 1 + n) % n;
+    this.filled--;
   }
 
   /** Steps starting after `sinceMs` (and within the ring), oldest first. */

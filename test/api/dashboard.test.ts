@@ -52,6 +52,12 @@ describe('dashboard routes', () => {
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toMatch(/text\/html/);
     expect(page.headers['content-security-policy']).toMatch(/script-src 'self'/);
+    for (const asset of ['/', '/ui/dashboard.js', '/ui/dashboard.css']) {
+      const h = (await a.app.inject(asset)).headers;
+      expect(h['content-security-policy'], asset).toMatch(/default-src 'none'.*frame-ancestors 'none'/);
+      expect(h['x-content-type-options'], asset).toBe('nosniff');
+      expect(h['referrer-policy'], asset).toBe('no-referrer');
+    }
     expect(page.body).toContain('/ui/dashboard.js');
     expect((await a.app.inject('/ui/dashboard.js')).headers['content-type']).toMatch(/javascript/);
     expect((await a.app.inject('/ui/dashboard.css')).statusCode).toBe(200);
@@ -300,17 +306,20 @@ describe('dashboard routes', () => {
       '/api/v1/audit?limit=x',
       '/api/v1/trends?sinceMs=abc',
       '/api/v1/audit?limit=5000',
+      '/api/v1/trends?sinceMs=Infinity',
+      '/api/v1/trends?sinceMs=1e400',
+      `/api/v1/trends?group=${'g'.repeat(129)}`,
     ]) {
       const r = await a.app.inject(url);
       expect(r.statusCode, url).toBe(400);
       expect(r.json()).toMatchObject({ error: 'COOLCTL_E_BAD_REQUEST', details: [expect.any(String)] });
     }
-    expect(await refusedCount(a)).toBe(5);
+    expect(await refusedCount(a)).toBe(8);
     // An unknown query parameter is refused by name, never dropped in silence.
     const unknown = await a.app.inject('/api/v1/audit?what=1');
     expect(unknown.statusCode).toBe(400);
     expect(unknown.json().details).toEqual(['querystring: unknown parameter "what"']);
-    expect(await refusedCount(a)).toBe(6);
+    expect(await refusedCount(a)).toBe(9);
     const spec = (await a.app.inject('/openapi.json')).json();
     expect(Object.keys(spec.paths)).toEqual(
       expect.arrayContaining([
@@ -324,5 +333,33 @@ describe('dashboard routes', () => {
     );
     for (const p of ['/api/v1/site', '/api/v1/site/live', '/api/v1/trends', '/api/v1/audit'])
       expect(spec.paths[p].get.description, p).toBeTruthy();
+  });
+
+  it('refuses a trends answer too big for one request, and says how to ask for less', async () => {
+    const { a } = await setup();
+    // A large node: a reload brought 150 more groups (the API serves a.groups as the daemon keeps it).
+    a.groups.push(...Array.from({ length: 150 }, (_, i) => `extra-${i}`));
+    const before = await refusedCount(a);
+    for (const url of ['/api/v1/trends?range=day', '/api/v1/trends']) {
+      const r = await a.app.inject(url);
+      expect(r.statusCode, url).toBe(400);
+      expect(r.json()).toMatchObject({
+        error: 'COOLCTL_E_BAD_REQUEST',
+        message: expect.stringMatching(/all 154 groups holds up to \d+ figures/),
+        details: [expect.stringMatching(/group=ID/), expect.stringMatching(/sinceMs=\d+/)],
+      });
+    }
+    expect(await refusedCount(a)).toBe(before + 2);
+    // What the page asks for (one group), and the newest steps of all, are answered.
+    expect((await a.app.inject('/api/v1/trends?range=day&group=zone-1')).statusCode).toBe(200);
+    await waitFor('the newest steps of all 154 groups answered', async () => {
+      const r = await a.app.inject(`/api/v1/trends?range=day&sinceMs=${Date.now() - 10 * 60_000}`);
+      return r.statusCode === 200 && r.json().groups.length === 154;
+    });
+    // An unknown group's refusal names a few groups, not every one of a large cluster.
+    const unknown = await a.app.inject('/api/v1/trends?group=zone-9');
+    expect(unknown.statusCode).toBe(404);
+    expect(unknown.json().details[0]).toMatch(/, … \(154 in all: GET \/api\/v1\/cluster\)$/);
+    expect(unknown.json().details[0].length).toBeLessThan(400);
   });
 });

@@ -53,6 +53,29 @@ describe('trend rings', () => {
     expect(s.read('g', 'day', 0, later)!.mean.inletMaxC).toEqual([22.5]);
   });
 
+  it('keeps sampling after the wall clock is set back, and drops what it took from the wrong clock', () => {
+    const s = new TrendStore(GROUP_TRENDS, ['g']);
+    // A node booted with its clock a day ahead samples for a minute, then NTP sets it right.
+    for (let t = T0 + 24 * HOUR_MS; t < T0 + 24 * HOUR_MS + 60_000; t += 2000)
+      s.add('g', t, { inletMaxC: 40, fanPct: 90 });
+    for (let t = T0; t < T0 + 5 * 60_000; t += 2000) s.add('g', t, { inletMaxC: 22, fanPct: 40 });
+    const now = T0 + 5 * 60_000 - 1000;
+    for (const range of ['recent', 'day'] as const) {
+      const r = s.read('g', range, 0, now)!;
+      expect(r.t.length, range).toBeGreaterThan(0);
+      expect(r.t.at(-1)!, range).toBeLessThanOrEqual(now);
+      expect(
+        r.mean.inletMaxC.filter((x) => x !== null).every((x) => x === 22),
+        range,
+      ).toBe(true);
+    }
+    expect(s.read('g', 'recent', 0, now)!.t).toHaveLength(150);
+    // A step back within one step (a clock slewed across a step's edge) keeps the history.
+    s.add('g', now + 1500, { inletMaxC: 23, fanPct: 40 });
+    s.add('g', now + 900, { inletMaxC: 23, fanPct: 40 });
+    expect(s.read('g', 'day', 0, now + 1500)!.t).toHaveLength(5);
+  });
+
   it('follows the running config: an added owner starts empty, a removed one goes', () => {
     const s = new TrendStore(UNIT_TRENDS, ['AHU-01', 'AHU-02']);
     s.add('AHU-01', T0, { fanPct: 60, supplyC: 17.5, supplySetpointC: 18 });
@@ -65,9 +88,9 @@ describe('trend rings', () => {
     });
     expect(s.read('AHU-03', 'recent', 0, T0)!.t).toEqual([]);
     expect(s.read('AHU-02', 'recent', 0, T0)).toBeNull();
-    // A wall clock stepped back does not rewrite history.
+    // A wall clock set back: the step taken under the clock that ran ahead goes, sampling goes on.
     s.add('AHU-01', T0 - 60_000, { fanPct: 10 });
-    expect(s.read('AHU-01', 'recent', 0, T0)!.mean.fanPct).toEqual([60]);
+    expect(s.read('AHU-01', 'recent', 0, T0)!.mean.fanPct).toEqual([10]);
   });
 });
 
@@ -131,5 +154,19 @@ describe('energy meter', () => {
     expect(hours).toHaveLength(48);
     expect(days).toHaveLength(7);
     expect(hours.at(-1)!.startMs).toBe(T0 + (24 * 9 - 1) * HOUR_MS);
+  });
+
+  it('drops the hours it counted under a clock that was ahead once the clock is set back', () => {
+    const m = new EnergyMeter();
+    const u = [{ ahu: 'AHU-01', fanPct: 50, fanKw: null, coolingKw: null }];
+    const ahead = T0 + 30 * 24 * HOUR_MS;
+    m.add('g', ahead, u, ratings);
+    m.add('g', ahead + 2000, u, ratings);
+    m.add('g', T0, u, ratings);
+    m.add('g', T0 + 2000, u, ratings);
+    const { hours, days } = m.report();
+    expect(hours.map((h) => h.startMs)).toEqual([T0]);
+    expect(days.map((d) => d.startMs)).toEqual([T0]);
+    expect(hours[0]!.unitSeconds).toBe(2);
   });
 });

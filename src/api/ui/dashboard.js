@@ -4,6 +4,9 @@
 // member, then redraws. Operator actions go to the group's leader; alarm actions to this node (the
 // alarms are the cluster's, docs/dashboard.md). Data is only ever put into the page as text
 // (textContent, attributes), never as HTML. Every status shown in colour has its text or shape.
+// An answer is used only when it is a 200 of the expected shape: a failed, malformed or hostile
+// answer (a peer of another version, a proxy's error page) is named in the notices, and neither it
+// nor a section that cannot be drawn stops the polling or the other sections.
 
 const POLL_MS = 1500;
 const FETCH_TIMEOUT_MS = 3000;
@@ -33,6 +36,13 @@ const state = {
   me: null,
   auditSeq: 0,
   pollError: null,
+  /** This node's audit trail could not be read (why); sections that could not be drawn (why). */
+  auditError: null,
+  renderErrors: [],
+  /** The sign-out button was pressed but the session is still open (why). */
+  signOutError: null,
+  /** Counts sign-outs: a poll that began in an earlier session neither keeps nor shows what it read. */
+  session: 0,
   /** The command form's bounds, from the API's schema (once). */
   commandRanges: null,
   /** The cluster's alarms: { list, error }; which ones to show: 'active' | 'all'. */
@@ -76,6 +86,16 @@ async function getJson(url) {
   return { status: r.status, body };
 }
 
+/** An answer came, but not one the page can use (an error status, another shape). */
+class BadAnswer extends Error {}
+
+/** Why an answer cannot be used: its status and the API's own message, for the notices. */
+const refusedText = (r) =>
+  `answered ${r.status}${typeof r.body?.message === 'string' ? `: ${r.body.message}` : ''}`;
+const isObject = (x) => typeof x === 'object' && x !== null && !Array.isArray(x);
+/** A finite number, else null: a malformed answer shows "no data", never NaN or a wrong figure. */
+const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
+
 async function postJson(url, payload, timeoutMs = ACTION_TIMEOUT_MS) {
   const r = await fetch(url, {
     method: 'POST',
@@ -84,13 +104,16 @@ async function postJson(url, payload, timeoutMs = ACTION_TIMEOUT_MS) {
     body: JSON.stringify(payload),
     signal: AbortSignal.timeout(timeoutMs),
   });
-  return { status: r.status, body: await r.json().catch(() => ({})) };
+  const body = await r.json().catch(() => null);
+  return { status: r.status, body: isObject(body) ? body : {} };
 }
 
 // ---------------------------------------------------------------- signing in
 
 function signedOut(message) {
   state.me = null;
+  state.session++;
+  forgetData();
   $('main').hidden = true;
   $('sign-in-section').hidden = false;
   $('sign-out').hidden = true;
@@ -121,8 +144,46 @@ $('sign-in-form').addEventListener('submit', async (ev) => {
   poll();
 });
 
+/**
+ * What the signed-in operator read goes with the session: the next person at a shared console
+ * signs in to an empty page, not to the last one's alarms and audit trail hidden in it.
+ */
+function forgetData() {
+  Object.assign(state, {
+    cluster: null,
+    ready: null,
+    live: new Map(),
+    views: new Map(),
+    handOns: new Map(),
+    audit: [],
+    auditSeq: 0,
+    auditError: null,
+    alarms: { list: [], error: null },
+    rack: null,
+    energy: null,
+    energyAtMs: 0,
+    pollError: null,
+  });
+  Object.assign(state.trend, { body: null, error: null, readAtMs: 0, key: '' });
+  for (const id of ['alarms', 'groups', 'units', 'audit', 'energy-days', 'energy-hours'])
+    $(id).tBodies[0].replaceChildren();
+  for (const id of ['notices', 'trends', 'energy-chart', 'rack-details']) $(id).replaceChildren();
+  for (const id of ['energy-summary', 'energy-basis', 'trend-source', 'action-result', 'alarm-result'])
+    $(id).textContent = '';
+}
+
 $('sign-out').addEventListener('click', async () => {
-  await postJson('/api/v1/auth/sign-out', {}).catch(() => null);
+  const r = await postJson('/api/v1/auth/sign-out', {}).catch((err) => ({
+    status: 0,
+    body: { message: err.message },
+  }));
+  // 401: the session had ended already. Anything else: it is still open, and the operator must know.
+  if (r.status !== 200 && r.status !== 401) {
+    state.signOutError = `not signed out (${r.status ? `answered ${r.status}` : 'no answer'}${r.body.message ? `: ${r.body.message}` : ''}): the session is still open; try again`;
+    renderNotices();
+    return;
+  }
+  state.signOutError = null;
   signedOut('signed out');
 });
 
@@ -197,6 +258,7 @@ async function loadCommandRanges() {
 }
 
 async function poll() {
+  const session = state.session;
   try {
     if (!state.node) state.node = (await getJson('/healthz')).body?.node ?? null;
     if (!state.me) {
@@ -221,8 +283,15 @@ async function poll() {
       pollAlarms(),
     ]);
     state.ready = ready.body?.ready === true;
+    if (
+      cluster.status !== 200 ||
+      !Array.isArray(cluster.body?.groups) ||
+      !Array.isArray(cluster.body?.members)
+    )
+      throw new BadAnswer(`its cluster view ${refusedText(cluster)}`);
     state.cluster = cluster.body;
-    mergeAudit(audit.body);
+    state.auditError = audit.status === 200 ? null : `the audit trail ${refusedText(audit)}`;
+    if (audit.status === 200) mergeAudit(audit.body);
     const bases = new Set(['', ...state.cluster.groups.map((g) => sourceOf(g.id))]);
     await Promise.all([
       ...state.cluster.groups.map((g) => pollGroup(g.id)),
@@ -234,7 +303,14 @@ async function poll() {
     ]);
     state.pollError = null;
   } catch (err) {
-    state.pollError = `this node's API did not answer: ${err.message}`;
+    state.pollError =
+      err instanceof BadAnswer
+        ? `this node's API: ${err.message}`
+        : `this node's API did not answer: ${err.message}`;
+  }
+  if (state.session !== session) {
+    forgetData();
+    return;
   }
   render();
 }
@@ -244,7 +320,8 @@ async function pollGroup(group) {
   const from = sourceOf(group);
   try {
     const r = await getJson(`${from}/api/v1/groups/${encodeURIComponent(group)}`);
-    state.views.set(group, { view: r.body, from, error: r.status === 200 ? null : `HTTP ${r.status}` });
+    const ok = r.status === 200 && Array.isArray(r.body?.units);
+    state.views.set(group, { view: ok ? r.body : null, from, error: ok ? null : refusedText(r) });
   } catch (err) {
     state.views.set(group, { view: null, from, error: `${from || 'this node'} unreachable: ${err.message}` });
   }
@@ -254,7 +331,8 @@ async function pollGroup(group) {
 async function pollLive(base) {
   try {
     const r = await getJson(`${base}/api/v1/site/live`);
-    state.live.set(base, r.status === 200 ? r.body : { error: `HTTP ${r.status}` });
+    const ok = r.status === 200 && isObject(r.body) && !('error' in r.body);
+    state.live.set(base, ok ? r.body : { error: refusedText(r) });
   } catch (err) {
     state.live.set(base, { error: `${base || 'this node'} unreachable: ${err.message}` });
   }
@@ -312,13 +390,13 @@ function handoverOf(g) {
 }
 
 function mergeAudit(body) {
-  if (!body) return;
+  if (!Array.isArray(body?.entries) || typeof body.lastSeq !== 'number') return;
   if (body.lastSeq < state.auditSeq) {
     // The node restarted: its log starts again at 1.
     state.audit = [];
     state.auditSeq = 0;
   }
-  state.audit.push(...body.entries.filter((e) => e.seq > state.auditSeq));
+  state.audit.push(...body.entries.filter((e) => isObject(e) && e.seq > state.auditSeq));
   if (state.audit.length > 200) state.audit.splice(0, state.audit.length - 200);
   state.auditSeq = Math.max(state.auditSeq, body.lastSeq);
 }
@@ -511,7 +589,10 @@ function renderAlarms() {
 /** What only this browser knows: an API it could not read. These are no alarms (the cluster keeps those). */
 function renderNotices() {
   const out = [];
+  if (state.signOutError) out.push(state.signOutError);
   if (state.pollError) out.push(state.pollError);
+  if (state.auditError) out.push(`this node's API: ${state.auditError}`);
+  out.push(...(state.renderErrors ?? []));
   if (state.ready === false)
     out.push(`${state.node}: not ready (no live etcd lease): it cannot lead any group`);
   for (const g of state.cluster?.groups ?? []) {
@@ -935,7 +1016,7 @@ function renderGroups() {
         el('td', {
           class: s?.verdict === 'blind' ? 'bad' : s?.verdict === 'degraded' ? 'warn' : '',
           text: s
-            ? `${s.verdict === 'ok' ? '' : s.verdict === 'blind' ? '✖ ' : '◐ '}${s.verdict} (${Math.round(s.coverage * 100)} %)`
+            ? `${s.verdict === 'ok' ? '' : s.verdict === 'blind' ? '✖ ' : '◐ '}${s.verdict} (${num(s.coverage) === null ? '–' : Math.round(s.coverage * 100)} %)`
             : 'no data',
         }),
         el('td', {
@@ -1058,7 +1139,8 @@ async function pollTrend() {
     const r = await getJson(`${from}/api/v1/trends?range=${t.range}&group=${encodeURIComponent(group)}`);
     // The operator chose something else meanwhile: this answer is for a chart no longer shown.
     if (`${sourceOf(trendGroupOf(t.subject))}|${trendGroupOf(t.subject)}|${t.range}` !== key) return;
-    if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+    if (r.status !== 200 || !Array.isArray(r.body?.groups) || !Array.isArray(r.body?.units))
+      throw new Error(refusedText(r));
     Object.assign(t, { body: r.body, from, error: null, readAtMs: Date.now(), key });
   } catch (err) {
     Object.assign(t, { error: `trends from ${nodeAt(from)}: ${err.message}`, key });
@@ -1320,7 +1402,7 @@ async function pollEnergy() {
       if (base === null) return { node, body: null };
       try {
         const r = await getJson(`${base}/api/v1/energy`);
-        return { node, body: r.status === 200 ? r.body : null };
+        return { node, body: r.status === 200 && isObject(r.body) ? r.body : null };
       } catch {
         return { node, body: null };
       }
@@ -1329,10 +1411,11 @@ async function pollEnergy() {
   const sum = (key) => {
     const by = new Map();
     for (const a of answers)
-      for (const b of a.body?.[key] ?? []) {
+      for (const b of Array.isArray(a.body?.[key]) ? a.body[key] : []) {
+        if (num(b?.startMs) === null) continue;
         const cur =
           by.get(b.startMs) ?? Object.fromEntries([['startMs', b.startMs], ...FIGURES.map((f) => [f, 0])]);
-        for (const f of FIGURES) cur[f] += b[f] ?? 0;
+        for (const f of FIGURES) cur[f] += num(b[f]) ?? 0;
         by.set(b.startMs, cur);
       }
     return [...by.values()].sort((x, y) => x.startMs - y.startMs);
@@ -1340,7 +1423,7 @@ async function pollEnergy() {
   state.energy = {
     hours: sum('hours'),
     days: sum('days'),
-    basis: answers.find((a) => a.body)?.body.basis ?? '',
+    basis: String(answers.find((a) => a.body)?.body.basis ?? ''),
     missing: answers.filter((a) => !a.body).map((a) => a.node),
   };
 }
@@ -1520,6 +1603,18 @@ function renderActionChoices() {
   );
 }
 
+function originOf(url) {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return null;
+  }
+}
+
+/** This page's node or a member of the cluster as this node lists them. */
+const isMemberOrigin = (origin) =>
+  origin === location.origin || (state.cluster?.members ?? []).some((m) => originOf(m.apiUrl) === origin);
+
 /**
  * Sends an operator action to the group's leader (as this page knows it); if that node answers 409
  * it names the leader's API, and the action follows it (a few hops at most: leadership may move).
@@ -1529,9 +1624,12 @@ async function sendToLeader(group, action, payload) {
   for (let hop = 0; ; hop++) {
     const r = await postJson(`${base}/api/v1/groups/${encodeURIComponent(group)}/${action}`, payload);
     const body = r.body;
-    const next = /leader API: (\S+)/.exec((body.details ?? []).join('\n'))?.[1];
-    if (r.status === 409 && next && hop < 3) {
-      const origin = new URL(next).origin;
+    const details = Array.isArray(body.details) ? body.details.filter((d) => typeof d === 'string') : [];
+    const next = /leader API: (\S+)/.exec(details.join('\n'))?.[1];
+    // Followed only to a member's own API: the session cookie goes with the action, and a cookie is
+    // sent to every port of its host, so an address a node names is no place to send it.
+    const origin = next ? originOf(next) : null;
+    if (r.status === 409 && origin && hop < 3 && isMemberOrigin(origin)) {
       const nextBase = origin === location.origin ? '' : origin;
       if (nextBase !== base) {
         base = nextBase;
@@ -1596,22 +1694,36 @@ function render() {
   ready.textContent = state.ready ? '✔ ready' : '✖ not ready';
   ready.className = `badge ${state.ready ? 'ok' : 'bad'}`;
   $('updated').textContent = `updated ${new Date().toLocaleTimeString()}`;
-  renderAlarms();
+  // Each section on its own: one that cannot draw what it got says so, the others still draw.
+  const failed = [];
+  for (const [what, draw] of [
+    ['alarms', renderAlarms],
+    ['floor map', updateFloor],
+    ['rack', () => state.rack && renderRack()],
+    ['control groups', renderGroups],
+    ['air handlers', renderUnits],
+    ['operator actions', renderActionChoices],
+    ['trend choices', renderTrendChoices],
+    ['trends', renderTrends],
+    ['energy', renderEnergy],
+    ['audit trail', renderAudit],
+  ])
+    try {
+      draw();
+    } catch (err) {
+      failed.push(`${what}: cannot show what was read (${err.message})`);
+    }
+  state.renderErrors = failed;
   renderNotices();
-  updateFloor();
-  if (state.rack) renderRack();
-  renderGroups();
-  renderUnits();
-  renderActionChoices();
-  renderTrendChoices();
-  renderTrends();
-  renderEnergy();
-  renderAudit();
   document.body.dataset.polls = String(Number(document.body.dataset.polls ?? 0) + 1);
 }
 
 async function loop() {
-  await poll();
-  setTimeout(loop, POLL_MS);
+  try {
+    await poll();
+  } finally {
+    // Whatever the poll met, the next one comes: a page that stops polling shows old figures as now.
+    setTimeout(loop, POLL_MS);
+  }
 }
 loop();
