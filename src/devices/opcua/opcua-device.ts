@@ -4,7 +4,7 @@
 // settles on close(); a refused/fenced write is never retried; remote control is re-asserted only
 // by a write with `reassert`. Load this module with `await import()` only: node-opcua costs ~90 MB.
 import { EventEmitter } from 'node:events';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { OPCUACertificateManager } from 'node-opcua-certificate-manager';
@@ -33,6 +33,7 @@ import {
   Variant,
 } from 'node-opcua-client';
 import { type Logger, pino } from 'pino';
+import { readSecretLine } from '../../config/config-files.ts';
 import {
   type FencingKind,
   maxApplyDelayMs,
@@ -41,6 +42,7 @@ import {
 } from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff } from '../../util/async.ts';
+import { RateLimitedLog } from '../../util/log-limit.ts';
 import type {
   AhuCommandSet,
   AhuModeName,
@@ -76,6 +78,7 @@ import {
   WRITE_COMMAND_STATUS,
 } from './node-map.ts';
 import { OpcuaProfileNodes, type RawNodeRead, type ResolvedNode, readRawNodes } from './profile-nodes.ts';
+import { variantNumber, variantScalar, variantShape } from './variant-value.ts';
 
 /** Where the client keeps its certificate and its trust lists unless the daemon says otherwise. */
 export const DEFAULT_CLIENT_PKI_DIR = resolve(process.cwd(), 'var/opcua-client-pki');
@@ -108,6 +111,14 @@ const CACHE_FRESH_INTERVALS = 3;
 /** No publish for this many keep-alive periods: the connection is dead even if TCP says otherwise. */
 const SILENT_KEEPALIVES_BEFORE_LOST = 4;
 const HOUSEKEEPING_MS = 500;
+/**
+ * The largest message we take from a unit. Ours are small (a Read of a profile's points, endpoints
+ * with their certificates: kilobytes); node-opcua's own ceiling is 64 MB per message, which lets one
+ * broken or hostile server that sends a huge string every publishing interval exhaust a gateway.
+ */
+const MAX_MESSAGE_BYTES = 1024 * 1024;
+/** A unit that keeps sending values of the wrong type says so in the log once a minute per point. */
+const REFUSED_VALUE_LOG_MS = 60_000;
 /**
  * The session timeout we ask for. A unit's server keeps a session this long after its client
  * vanished (kill -9, a lost link, a reconnect that could not close the old session), and servers
@@ -255,6 +266,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   private readonly namespaceUri: string;
   readonly fencing: FencingKind;
   private readonly log: Logger;
+  private readonly refusedLog: RateLimitedLog;
   private readonly metrics: DeviceMetrics | undefined;
   private readonly pkiDir: string;
   private readonly trustUnknown: boolean;
@@ -296,6 +308,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       device: ahu.id,
       protocol: PROTOCOL,
     });
+    this.refusedLog = new RateLimitedLog(this.log, REFUSED_VALUE_LOG_MS);
     this.metrics = deps.metrics;
     this.pkiDir = deps.pkiDir ?? DEFAULT_CLIENT_PKI_DIR;
     this.trustUnknown = deps.trustUnknownCertificates ?? false;
@@ -544,7 +557,14 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     const values: Record<string, unknown> = {};
     nodes.forEach((n, i) => {
       const dv = dvs[i];
-      values[n.name] = dv?.statusCode.isGood() ? dv.value.value : null;
+      if (!dv?.statusCode.isGood()) {
+        values[n.name] = null;
+        return;
+      }
+      const v = variantScalar(dv.value);
+      // A Good status over a value of the wrong type or shape: absent, as a Bad one is, and said.
+      if (v === undefined && dv.value.dataType !== DataType.Null) this.refusedValue(n.name, dv);
+      values[n.name] = v ?? null;
     });
     const readings = vendor.readings(values, this.heartbeat);
     this.observeMode(readings.mode);
@@ -576,7 +596,17 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       const started = performance.now();
       const once = async (): Promise<void> => {
         const conn = this.connected();
-        const { call, writes } = vendor.encode(cmd, heartbeat, conn.vendorNodes ?? []);
+        let encoded: ReturnType<OpcuaProfileNodes['encode']>;
+        try {
+          encoded = vendor.encode(cmd, heartbeat, conn.vendorNodes ?? []);
+        } catch (err) {
+          // A command the profile cannot carry (a value beyond its variable's type): refused here,
+          // nothing sent, and the link is not to blame.
+          throw new DeviceError(ErrorCodes.BAD_REQUEST, this.id, `${what} not sent: ${errorMessage(err)}`, {
+            cause: err,
+          });
+        }
+        const { call, writes } = encoded;
         let left = (call ? 1 : 0) + (writes.length > 0 ? 1 : 0);
         if (call) {
           const budgetMs = writeBudgetMs(opts, this.id, what, left * this.maxApplyDelayMs);
@@ -686,8 +716,8 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       const conn = this.connected();
       const [dv] = await abortable(conn.session.read(this.readIds(conn, ['epoch']), 0), signal);
       if (!dv?.statusCode.isGood()) throw this.badStatus('read of epoch', dv?.statusCode);
-      unitEpoch = Number(dv.value.value);
-      if (!Number.isFinite(unitEpoch)) throw new Error(`epoch reads ${String(dv.value.value)}`);
+      unitEpoch = variantNumber(dv.value) ?? Number.NaN;
+      if (!Number.isFinite(unitEpoch)) throw new Error(`epoch reads ${variantShape(dv.value)}`);
     } catch (readErr) {
       throw new DeviceError(
         ErrorCodes.DEVICE_BAD_STATUS,
@@ -720,7 +750,9 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       const dv = dvs[i]?.statusCode.isGood() ? dvs[i] : undefined;
       if (!dv) throw this.badStatus(`read-back of ${p}`, dvs[i]?.statusCode);
       this.remember(p, dv);
-      got[p] = Number(dv.value.value);
+      const v = variantNumber(dv.value);
+      if (v === undefined || !Number.isFinite(v)) throw this.garbage(`read-back of ${p}`, dv);
+      got[p] = v;
     });
     const mode = modeName(got.mode);
     if (got.epoch > cmd.epoch) {
@@ -778,7 +810,8 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     const prev = this.cache.get(point);
     if (prev && sourceMs < prev.sourceMs) return false;
     this.cache.set(point, { dv, sourceMs, receivedMs: performance.now() });
-    if (point === 'mode' && dv.statusCode.isGood()) this.observeMode(modeName(Number(dv.value.value)));
+    if (point === 'mode' && dv.statusCode.isGood())
+      this.observeMode(modeName(variantNumber(dv.value) ?? Number.NaN));
     return true;
   }
 
@@ -790,10 +823,8 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       const dv = values.get(p);
       if (!dv || dv.statusCode.isBad()) throw this.badStatus(`read of ${p}`, dv?.statusCode);
       if (!dv.statusCode.isGood()) quality = 'uncertain';
-      const v = Number(dv.value.value);
-      if (!Number.isFinite(v)) {
-        throw new DeviceError(ErrorCodes.DEVICE_GARBAGE, this.id, `${p} is not a number (${dv.value.value})`);
-      }
+      const v = variantNumber(dv.value);
+      if (v === undefined || !Number.isFinite(v)) throw this.garbage(p, dv);
       num[p] = v;
       // The oldest sample of the set: the readings are true "as of" that time.
       sourceTimeMs = Math.min(sourceTimeMs, dv.sourceTimestamp?.getTime() ?? Date.now());
@@ -895,6 +926,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       keepSessionAlive: false, // the subscription's keep-alive is the liveness signal
       requestedSessionTimeout: OPCUA_SESSION_TIMEOUT_MS,
       transportTimeout: this.connectTimeoutMs,
+      transportSettings: { maxMessageSize: MAX_MESSAGE_BYTES },
       defaultTransactionTimeout: Math.max(10 * this.timeoutMs, 10_000),
     });
     const abandon = () => void disposeClient(client, undefined);
@@ -1036,18 +1068,18 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         'endpoint.username is set but endpoint.passwordFile is not; put the password in a file and name it there',
       );
     }
-    let password: string;
-    try {
-      password = (await readFile(passwordFile, 'utf8')).trim();
-    } catch (err) {
+    // Read again on every connect (a rotated password counts), by the rules config validation
+    // applied at start: a file that has since become readable by others, grown or emptied is refused.
+    const r = await readSecretLine(passwordFile);
+    if (!r.ok) {
       throw new DeviceError(
         ErrorCodes.DEVICE_AUTH,
         this.id,
-        `cannot read endpoint.passwordFile ${passwordFile} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
-        { cause: err },
+        `endpoint.passwordFile: ${r.message}; ${r.allowed}`,
+        r.code ? { deviceCode: r.code } : {},
       );
     }
-    return { type: UserTokenType.UserName, userName: username, password };
+    return { type: UserTokenType.UserName, userName: username, password: r.value };
   }
 
   private houseKeep(): void {
@@ -1104,7 +1136,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         { cause: err, retryable: true, deviceCode: 'BadTooManySessions' },
       );
     }
-    if (/cannot find endpoint|BadSecurityPolicyRejected|BadSecurityModeRejected/i.test(message)) {
+    if (/cannot find (an )?endpoint|BadSecurityPolicyRejected|BadSecurityModeRejected/i.test(message)) {
       return new DeviceError(
         ErrorCodes.DEVICE_REFUSED,
         this.id,
@@ -1167,6 +1199,25 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       retryable: TRANSIENT_STATUSES.has(name),
       deviceCode: name,
     });
+  }
+
+  /** A Good value that is no number (wrong type, array, Null, NaN): DEVICE_GARBAGE, and a log line. */
+  private garbage(what: string, dv: DataValue): DeviceError {
+    this.refusedValue(what, dv);
+    return new DeviceError(
+      ErrorCodes.DEVICE_GARBAGE,
+      this.id,
+      `${what} is not a number (the unit sent ${variantShape(dv.value)})`,
+      { retryable: false },
+    );
+  }
+
+  private refusedValue(point: string, dv: DataValue): void {
+    this.refusedLog.warn(
+      point,
+      { point, sent: variantShape(dv.value) },
+      'unit sent a value that is not a number; not used',
+    );
   }
 
   private closedError(): DeviceError {

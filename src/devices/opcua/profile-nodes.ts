@@ -15,7 +15,13 @@ import {
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import type { AhuCommandSet, AhuReadings } from '../device-io.ts';
 import { profileReadings } from '../modbus/profile-device.ts';
-import type { CompiledOpcua, CompiledProfile, OpcuaMethodCall, ProfileCommand } from '../profile/codec.ts';
+import {
+  type CompiledOpcua,
+  type CompiledProfile,
+  type OpcuaMethodCall,
+  opcuaIntegerIn,
+  type ProfileCommand,
+} from '../profile/codec.ts';
 import { nodeIdFor } from './node-map.ts';
 import { supportedFields } from './profile-command.ts';
 
@@ -91,7 +97,8 @@ export class OpcuaProfileNodes {
     this.fields = supportedFields(profile.opcua, unitPrefix);
     const alarms = new Set<string>();
     const names = profile.opcua.nodes(unitPrefix).map((n) => n.name);
-    for (const v of [true, false]) {
+    // A flag point is on at true (or false, inverted); an alarm word at every bit set.
+    for (const v of [true, false, Number.MAX_SAFE_INTEGER]) {
       for (const a of profile.opcua.decode(Object.fromEntries(names.map((n) => [n, v]))).alarms)
         alarms.add(a);
     }
@@ -192,11 +199,12 @@ export class OpcuaProfileNodes {
       writes: writes.map((w) => {
         const n = byName.get(w.point);
         const dataType = n?.dataType ?? DataType.Double;
+        // The variable's own type, as the server reported it, bounds what it can take.
         const value =
           typeof w.value === 'boolean'
             ? w.value
             : INTEGER_TYPES.has(dataType)
-              ? Math.round(w.value)
+              ? opcuaIntegerIn(this.profile.name, w.point, DataType[dataType], w.value, Math.round(w.value))
               : w.value;
         return {
           nodeId: n?.nodeId ?? w.nodeId,

@@ -147,6 +147,10 @@ export interface CompiledOpcua {
   nodes(unit: string): CompiledOpcuaPoint[];
   /** Values read by point name (the unit's units) → engineering units. */
   decode(values: Readonly<Record<string, unknown>>): DecodedStatus;
+  /** The command fields the profile can write: a method argument or a writable variable. */
+  commandFields: ReadonlySet<string>;
+  /** The write method's arguments, in order (none without a method). */
+  methodArguments: readonly string[];
   /**
    * Simulator: the raw value (the unit's units) of every point `values` has, as its variable shows
    * it — scaled, inverted, mode codes, alarm words; integers rounded and held to their `type`'s
@@ -800,12 +804,39 @@ function decodeWrite(
 
 /** Integer OPC-UA types a point may declare, by their range; Double and Float carry any value. */
 const OPCUA_INT_RANGE: Readonly<Record<string, readonly [number, number] | undefined>> = {
+  SByte: [-0x80, 0x7f],
+  Byte: [0, 0xff],
   Int16: [-0x8000, 0x7fff],
   UInt16: [0, 0xffff],
   Int32: [-0x8000_0000, 0x7fff_ffff],
   UInt32: [0, 0xffff_ffff],
   Boolean: [0, 1],
 };
+
+/** The range of an integer OPC-UA type by its name (Int16 …); undefined for Double, Float and the rest. */
+export function opcuaIntRange(type: string): readonly [number, number] | undefined {
+  return type === 'Boolean' ? undefined : OPCUA_INT_RANGE[type];
+}
+
+/** `raw` (before rounding) as an integer `type` holds it; a value the type cannot hold is refused, never clipped. */
+export function opcuaIntegerIn(
+  profile: string,
+  point: string,
+  type: string,
+  value: number,
+  raw: number,
+): number {
+  const range = opcuaIntRange(type);
+  if (!range) return raw;
+  const r = Math.round(raw);
+  if (r < range[0] || r > range[1])
+    throw new ProfileValueError(
+      profile,
+      point,
+      `${value} is ${r} as the unit's ${type}, outside ${range[0]}…${range[1]}`,
+    );
+  return r;
+}
 
 function compileOpcua(
   profile: string,
@@ -817,8 +848,14 @@ function compileOpcua(
     .map(([name, p]) => ({ name, p, s: scalingOf(name, p) }));
   const byName = new Map(pts.map((x) => [x.name, x]));
   const sub = (id: string | undefined, unit: string) => id?.replaceAll('{unit}', unit);
+  const methodArguments = section.writeCommand?.arguments ?? [];
   return {
     namespaceUri: section.namespaceUri,
+    commandFields: new Set([
+      ...methodArguments,
+      ...pts.filter(({ p }) => p.write === true).map((x) => x.name),
+    ]),
+    methodArguments,
     nodes: (unit) =>
       pts.map(({ name, p }) => ({
         name,
@@ -831,11 +868,14 @@ function compileOpcua(
       for (const { name, s } of pts) {
         if (!(name in values)) continue;
         const v = values[name];
-        if (v === null || v === undefined || (typeof v === 'number' && Number.isNaN(v))) {
-          out.absent.push(name);
-          continue;
-        }
-        const raw = typeof v === 'boolean' ? Number(v) : Number(v);
+        // Only a number is a value, or a Boolean on a point that is a flag: Number() would make ""
+        // or [] a 0, "21.5" or [21] a reading and `true` 0.1 °C — a broken unit's data as a figure.
+        const raw =
+          typeof v === 'number'
+            ? v
+            : typeof v === 'boolean' && (s.kind === 'boolean' || s.kind === 'alarm')
+              ? Number(v)
+              : Number.NaN;
         if (!Number.isFinite(raw)) {
           out.absent.push(name);
           continue;
@@ -876,7 +916,9 @@ function compileOpcua(
     },
     encodeCommand: (cmd, unit) => {
       const c = cmd as Record<string, unknown>;
-      const argValue = (name: string): number | boolean => {
+      // A method argument goes as a Double whatever the variable it sets; a variable write is the
+      // variable's `type`, so an integer one takes the rounded value, or refuses one it cannot hold.
+      const argValue = (name: string, variable = false): number | boolean => {
         const x = byName.get(name);
         const v = c[name];
         if (typeof v === 'boolean') return x?.s.inverted ? !v : v;
@@ -892,7 +934,8 @@ function compileOpcua(
         }
         if (typeof v !== 'number' || !Number.isFinite(v))
           throw new ProfileValueError(profile, name, `${String(v)} is not a number`);
-        return toRaw(x.s, v);
+        const raw = toRaw(x.s, v);
+        return variable && x.p.type ? opcuaIntegerIn(profile, name, x.p.type, v, raw) : raw;
       };
       const wc = section.writeCommand;
       const inMethod = new Set(wc?.arguments ?? []);
@@ -927,7 +970,7 @@ function compileOpcua(
         .map(({ name, p }) => ({
           point: name as CommandPointName,
           nodeId: sub(p.nodeId ?? p.browsePath, unit) as string,
-          value: argValue(name),
+          value: argValue(name, true),
         }));
       return { call, writes };
     },

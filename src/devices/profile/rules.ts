@@ -464,9 +464,24 @@ function checkOpcua(
   const add = (path: string, message: string, allowed: string): void => {
     out.push({ path, message, allowed });
   };
+  // One variable, one point: two names on it read one value as two meanings, and a command written
+  // to one (a fan speed) overwrites the other (an alarm word, a feedback) — as an overlap in Modbus.
+  const onNode = new Map<string, string>();
   for (const [name, p] of Object.entries(o.points ?? {})) {
     if (!p || typeof p !== 'object') continue;
     const base = `/opcua/points/${esc(name)}`;
+    for (const field of ['nodeId', 'browsePath'] as const) {
+      const id = p[field];
+      if (typeof id !== 'string') continue;
+      const first = onNode.get(`${field} ${id.trim()}`);
+      if (first === undefined) onNode.set(`${field} ${id.trim()}`, name);
+      else
+        add(
+          `${base}/${field}`,
+          `${name} is on the same node as ${first} (${id})`,
+          'its own node: one variable per point',
+        );
+    }
     const kind = isPointName(name) ? POINTS[name].kind : 'alarm';
     checkPointMeaning(base, name, p, kind !== 'mode' && kind !== 'boolean' && kind !== 'alarm', add);
     if ((p.nodeId === undefined) === (p.browsePath === undefined)) {
