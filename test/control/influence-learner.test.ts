@@ -156,6 +156,25 @@ describe('influence learner on a plant with a known matrix', () => {
     expect(plant.meanAbsError(learner.matrix())).toBeLessThan(before / 2);
   });
 
+  it('a unit whose probe reads impossible air now and then (1e6 °C, −273 °C) does not spoil what is learned', () => {
+    const plant = new SyntheticGroup(AHUS, TRUE_H);
+    const learner = new InfluenceLearner(AHUS, FLAT_PRIOR, { seed: 'g' });
+    for (let i = 0; i < 6 * HOUR; i++) {
+      plant.step(learner.nextDither(true, 1));
+      const seen = plant.observation();
+      // Twice an hour, one second of a broken probe or a "no data" code, as a unit can send.
+      const glitch = i % 1800 === 900 ? 1e6 : i % 1800 === 1700 ? -273 : undefined;
+      learner.observe(
+        1,
+        true,
+        60,
+        glitch === undefined ? seen : { ...seen, supplyC: { ...seen.supplyC, U2: glitch } },
+      );
+    }
+    expect(plant.meanAbsError(learner.learnedMatrix())).toBeLessThan(0.035);
+    for (const row of learner.learnedMatrix().rows.values()) expect(row.every(Number.isFinite)).toBe(true);
+  });
+
   it('follows a layout change within 3 h (memory 1 h); without forgetting it does not', () => {
     const run = (opts: Partial<InfluenceLearningOptions>) => {
       const plant = new SyntheticGroup(AHUS, TRUE_H, 5);

@@ -14,6 +14,7 @@
 // learned yet, the learned matrix in proportion to each unit's confidence.
 
 import type { Site } from '../../config/site-schema.ts';
+import { AIR_TEMP_RANGE_C, inRange } from '../../devices/unit-contract.ts';
 import {
   type GroupControlConfig,
   type GroupControlInputs,
@@ -187,7 +188,12 @@ export class InfluenceLearner {
   observe(dtS: number, ok: boolean, meanFanPct: number, plant: PlantObservation): void {
     const nA = this.ahus.length;
     const now = this.zNow;
-    for (let a = 0; a < nA; a++) now[a] = plant.supplyC[this.ahus[a]!] ?? Number.NaN;
+    // Supply air outside the contract's range is a broken probe or a "no data" code, not air: one
+    // such reading in a window would outweigh hours of real ones, so it breaks the chain as a gap does.
+    for (let a = 0; a < nA; a++) {
+      const c = plant.supplyC[this.ahus[a]!] ?? Number.NaN;
+      now[a] = inRange(c, AIR_TEMP_RANGE_C) ? c : Number.NaN;
+    }
     now[nA] = meanFanPct;
     if (!ok || !now.every(Number.isFinite)) {
       this.breakChain();
