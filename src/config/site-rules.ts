@@ -135,6 +135,20 @@ export function checkSiteRules(site: Site): RuleProblem[] {
           'username and passwordFile together (the password in that file, relative to the site file), or neither',
       });
     }
+    if (
+      a.protocol === 'opcua' &&
+      a.endpoint.securityMode !== 'None' &&
+      a.endpoint.securityPolicy === 'None'
+    ) {
+      // Signing with no algorithm is no mode a server offers: the link would fail at every connect,
+      // or, with a server that took it, carry the unit's commands unsigned while the config says signed.
+      problems.push({
+        path: `/airHandlers/${i}/endpoint/securityPolicy`,
+        message: `air handler "${a.id}" asks for securityMode ${a.endpoint.securityMode ?? 'SignAndEncrypt (the default)'} with securityPolicy None: a signed link needs a policy`,
+        allowed:
+          'a policy (Basic256Sha256, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss), or securityMode None where the unit offers nothing else',
+      });
+    }
     if (a.fencing === 'gateway' && a.protocol === 'opcua') {
       problems.push({
         path: `/airHandlers/${i}/fencing`,

@@ -73,6 +73,30 @@ describe('gateway fencing', () => {
   });
 });
 
+describe('OPC-UA message security', () => {
+  it('a signed mode with securityPolicy None is refused at its path; None with None, or a policy, is not', () => {
+    const site = (endpoint: Record<string, string>) => {
+      const s = siteWith([{ id: 'UA' }]);
+      Object.assign(s.airHandlers[0]!, {
+        protocol: 'opcua',
+        endpoint: { url: 'opc.tcp://127.0.0.1:4840/ua', ...endpoint },
+      });
+      return s;
+    };
+    for (const mode of [{}, { securityMode: 'Sign' }, { securityMode: 'SignAndEncrypt' }])
+      expect(checkSiteRules(site({ ...mode, securityPolicy: 'None' }))).toEqual([
+        expect.objectContaining({
+          path: '/airHandlers/0/endpoint/securityPolicy',
+          message: expect.stringMatching(
+            /"UA" asks for securityMode .* with securityPolicy None: a signed link needs a policy/,
+          ),
+        }),
+      ]);
+    expect(checkSiteRules(site({ securityMode: 'None', securityPolicy: 'None' }))).toEqual([]);
+    expect(checkSiteRules(site({ securityMode: 'Sign', securityPolicy: 'Basic256Sha256' }))).toEqual([]);
+  });
+});
+
 describe('fenceBase', () => {
   it('is refused on a unit that is not fenced by a gateway', () => {
     const site = siteWith([
