@@ -6,8 +6,9 @@
 // `current` keep the paths the units (and deploy/install.sh) use, so one unit file serves both kinds
 // of install.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { chmodSync, cpSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { run } from './bundle.ts';
 
 export interface DebInput {
@@ -81,10 +82,32 @@ export function stageDeb(d: DebInput): void {
     fill(readFileSync(join(d.repo, 'deploy/debian/control.in'), 'utf8'), values),
   );
   writeFileSync(join(control, 'conffiles'), CONFFILES.map((c) => `/${c.path}\n`).join(''));
+  writeFileSync(join(control, 'md5sums'), md5sums(root));
   for (const s of ['postinst', 'prerm', 'postrm']) {
     writeFileSync(join(control, s), fill(readFileSync(join(d.repo, 'deploy/debian', s), 'utf8'), values));
     chmodSync(join(control, s), 0o755);
   }
+}
+
+/**
+ * DEBIAN/md5sums: every regular file the package installs but its conffiles (dpkg keeps theirs
+ * itself), so `dpkg --verify` and debsums tell an installed file changed since from one as shipped.
+ */
+export function md5sums(root: string): string {
+  const conffiles = new Set(CONFFILES.map((c) => c.path));
+  const lines: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const path = join(dir, e.name);
+      const rel = relative(root, path);
+      if (rel === 'DEBIAN') continue;
+      if (e.isDirectory()) walk(path);
+      else if (e.isFile() && !conffiles.has(rel))
+        lines.push(`${createHash('md5').update(readFileSync(path)).digest('hex')}  ${rel}\n`);
+    }
+  };
+  walk(root);
+  return lines.join('');
 }
 
 /** Packs a staged tree into `out` with dpkg-deb. */

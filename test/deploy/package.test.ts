@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { md5sums } from '../../scripts/package/deb.ts';
 import { waitFor } from '../helpers.ts';
 import { Hall } from '../support/hall.ts';
 import {
@@ -109,6 +110,7 @@ async function repackAs(from: string, next: string): Promise<string> {
     /export const VERSION = '[^']*';/,
     `export const VERSION = '${next}';`,
   );
+  await writeFile(join(tree, 'DEBIAN/md5sums'), md5sums(tree));
   const out = join(tmp, `coolctl_${next}_amd64.deb`);
   await run('dpkg-deb', ['--root-owner-group', '-Znone', '--build', tree, out], { timeout: 120_000 });
   await rm(tree, { recursive: true, force: true });
@@ -188,6 +190,20 @@ describe('the x64 .deb', () => {
     const owned = (await run('dpkg-query', [admin, '-L', 'coolctl'], { maxBuffer: 64 * 1024 * 1024 })).stdout;
     expect(owned).toContain(`/usr/lib/coolctl/${version}/release.json`);
     expect(owned).not.toContain('/opt/coolctl/releases');
+    // DEBIAN/md5sums: dpkg --verify finds nothing changed as shipped, and names a file changed since.
+    const verify = () =>
+      run('dpkg', [`--root=${root}`, '--verify', 'coolctl']).then(
+        (r) => r.stdout,
+        (err: { stdout?: string }) => err.stdout ?? '',
+      );
+    expect(await verify()).toBe('');
+    const shipped = join(root, 'usr/lib/coolctl', version, 'release.json');
+    const text = await readFile(shipped, 'utf8');
+    await writeFile(shipped, `${text} `);
+    expect(await verify()).toMatch(
+      new RegExp(`^\\?\\?5\\S* +/usr/lib/coolctl/${version}/release\\.json$`, 'm'),
+    );
+    await writeFile(shipped, text);
   }, 180_000);
 
   it('runs coolctl from /usr/bin: --version, and config validate', async () => {
