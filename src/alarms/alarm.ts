@@ -5,7 +5,17 @@
 // A stored value is checked field by field before anyone acts on it (parseStoredAlarm); what an
 // operator's action does to a record is a pure function here (acknowledged, shelvedFor, unshelved).
 import { BadRequestError, ErrorCodes } from '../errors.ts';
+import { clip } from '../util/log-limit.ts';
 import { parseWireJson } from '../version.ts';
+
+/**
+ * The longest text an alarm carries (its message, clear reason, comments) and the longest name (a
+ * node, a user, a group, a subject). A stored row is served by the API, sent to every receiver and
+ * logged; one written by any holder of etcd credentials, or a message quoting a device's long error,
+ * must not make those megabytes. Longer text is clipped where it is made and where it is read.
+ */
+export const ALARM_TEXT_MAX = 1000;
+export const ALARM_NAME_MAX = 128;
 
 export const SEVERITIES = ['critical', 'major', 'minor', 'warning'] as const;
 export type Severity = (typeof SEVERITIES)[number];
@@ -138,7 +148,7 @@ export function raisedAlarm(r: Raise, by: string, atMs: number): StoredAlarm {
     severity: ALARM_KINDS[r.kind].severity,
     group: r.group,
     subject: r.subject,
-    message: r.message,
+    message: clip(r.message, ALARM_TEXT_MAX),
     value: r.value === null ? null : Math.round(r.value * 10) / 10,
     raisedAtMs: atMs,
     raisedBy: by,
@@ -159,7 +169,12 @@ export interface Close {
 
 /** `cur` closed; the one place a record is closed (the store's clear, a node's own, the fakes). */
 export function clearedAlarm(cur: StoredAlarm, close: Close): StoredAlarm {
-  return { ...cur, clearedAtMs: close.atMs, clearedBy: close.by, clearReason: close.reason };
+  return {
+    ...cur,
+    clearedAtMs: close.atMs,
+    clearedBy: close.by,
+    clearReason: clip(close.reason, ALARM_TEXT_MAX),
+  };
 }
 
 /** A shelf that ran out on an alarm still open ends; anything else comes back as it is (the same object). */
@@ -243,7 +258,37 @@ export function parseStoredAlarm(keyId: string, text: string): StoredAlarm {
     )
   )
     bad('shelf');
-  return v as StoredAlarm;
+  return clipped(v as StoredAlarm);
+}
+
+/** `a` with every text and name within ALARM_TEXT_MAX / ALARM_NAME_MAX (the same object when all are). */
+function clipped(a: StoredAlarm): StoredAlarm {
+  const text = (x: string) => clip(x, ALARM_TEXT_MAX);
+  const name = (x: string) => clip(x, ALARM_NAME_MAX);
+  const orNull = (x: string | null, f: (y: string) => string) => (x === null ? null : f(x));
+  const next: StoredAlarm = {
+    ...a,
+    group: orNull(a.group, name),
+    subject: orNull(a.subject, name),
+    message: text(a.message),
+    raisedBy: name(a.raisedBy),
+    clearedBy: orNull(a.clearedBy, name),
+    clearReason: orNull(a.clearReason, text),
+    ack: a.ack && { ...a.ack, user: name(a.ack.user), comment: text(a.ack.comment) },
+    shelf: a.shelf && { ...a.shelf, user: name(a.shelf.user), comment: text(a.shelf.comment) },
+  };
+  const same =
+    next.group === a.group &&
+    next.subject === a.subject &&
+    next.message === a.message &&
+    next.raisedBy === a.raisedBy &&
+    next.clearedBy === a.clearedBy &&
+    next.clearReason === a.clearReason &&
+    next.ack?.user === a.ack?.user &&
+    next.ack?.comment === a.ack?.comment &&
+    next.shelf?.user === a.shelf?.user &&
+    next.shelf?.comment === a.shelf?.comment;
+  return same ? a : next;
 }
 
 /** What the API needs of the alarms (the engine serves it; src/api/routes/alarms.ts). */

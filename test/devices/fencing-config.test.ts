@@ -75,7 +75,7 @@ describe('gateway fencing', () => {
 
 describe('OPC-UA message security', () => {
   it('a signed mode with securityPolicy None is refused at its path; None with None, or a policy, is not', () => {
-    const site = (endpoint: Record<string, string>) => {
+    const site = (endpoint: Record<string, string | undefined>) => {
       const s = siteWith([{ id: 'UA' }]);
       Object.assign(s.airHandlers[0]!, {
         protocol: 'opcua',
