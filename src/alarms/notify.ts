@@ -123,14 +123,19 @@ export class Notifier {
   constructor(opts: NotifierOptions) {
     this.opts = opts;
     this.log = opts.logger.child({ component: 'alarm-notify' });
-    for (const n of ['coolctl_alarm_notifications_total', 'coolctl_alarm_notifications_pending'])
-      opts.registry.removeSingleMetric(n);
-    this.outcomes = new Counter({
-      name: 'coolctl_alarm_notifications_total',
-      help: 'alarm notifications by sink and result: sent, retried (a try failed, another follows), failed (given up after every try, or pushed out of a full queue)',
-      labelNames: ['sink', 'result'],
-      registers: [opts.registry],
-    });
+    // A reload that rebuilds the notifier keeps counting where the last one left off: a counter that
+    // went back to 0 would read as a restart to Prometheus. The pending gauge is this notifier's own.
+    opts.registry.removeSingleMetric('coolctl_alarm_notifications_pending');
+    const counted = opts.registry.getSingleMetric('coolctl_alarm_notifications_total');
+    this.outcomes =
+      counted instanceof Counter
+        ? (counted as Counter<'sink' | 'result'>)
+        : new Counter({
+            name: 'coolctl_alarm_notifications_total',
+            help: 'alarm notifications by sink and result: sent, retried (a try failed, another follows), failed (given up after every try, or pushed out of a full queue)',
+            labelNames: ['sink', 'result'],
+            registers: [opts.registry],
+          });
     const sinks = this.sinks;
     new Gauge({
       name: 'coolctl_alarm_notifications_pending',

@@ -327,13 +327,18 @@ describe('webhook receivers that misbehave, and floods', () => {
         site: { id: 'demo' },
         alarms: { notifications: { webhook: { url: webhookUrl } } },
       }) as unknown as Site;
+    const registry = new Registry();
     const holder = new NotifierHolder({
       node: 'n1',
       config: () => ({ site: site(), sitePath: '/nowhere/site.yaml', nodes: ['n1'], mqtt: undefined }),
       apiUrl: 'http://127.0.0.1:1',
       logger: quietLogger,
-      registry: new Registry(),
+      registry,
     });
+    const counted = async () =>
+      (await registry.getSingleMetric('coolctl_alarm_notifications_total')!.get()).values.map(
+        (v) => `${v.labels.result} ${v.value}`,
+      );
     try {
       holder.get()!.notify(alarm(), 'raised');
       await waitFor('refused once', () => refused === 1);
@@ -343,6 +348,9 @@ describe('webhook receivers that misbehave, and floods', () => {
         return got.length === 1;
       });
       expect(got).toEqual([alarm().id]);
+      // The counters carry on across the rebuild (a reset would read as a counter reset to Prometheus).
+      await waitFor('counted', async () => (await counted()).includes('sent 1'));
+      expect(await counted()).toContain('retried 1');
     } finally {
       await holder.stop();
     }
