@@ -28,7 +28,7 @@ export class Refusals {
   /** One line per route and code per REFUSAL_LOG_EVERY_MS. */
   private readonly lines: LogLimiter;
 
-  constructor(registry: Registry, log: Logger, now: () => number = Date.now) {
+  constructor(registry: Registry, log: Logger, now: () => number = () => performance.now()) {
     this.counter = new Counter({
       name: 'coolctl_api_requests_refused_total',
       help: 'API requests refused, by route (its pattern; unknown: no such route or an unreadable URL; connection: cut off before a request was read)',
