@@ -16,7 +16,7 @@ import { request as httpsRequest } from 'node:https';
 import { type IClientOptions, type MqttClient, connect as mqttConnect } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { readCaFile } from '../config/config-files.ts';
+import { readCaFile, readSecretLine } from '../config/config-files.ts';
 import { clip, LogLimiter } from '../util/log-limit.ts';
 import { type NotificationStatus, type StoredAlarm, stateOf, toApiAlarm } from './alarm.ts';
 
@@ -31,8 +31,10 @@ export type Transition =
 
 export interface WebhookSettings {
   url: string;
-  /** A header sent with every request (its value read from a file). */
+  /** A header sent with every request. */
   header?: { name: string; value: string } | undefined;
+  /** A header whose value is a secret file's one line (config-files.ts rules), read at the first send. */
+  headerFile?: { name: string; file: string } | undefined;
   /** The PEM CA an https:// receiver's certificate is checked against (absent: the system's). */
   caFile?: string | undefined;
   timeoutMs?: number;
@@ -359,6 +361,7 @@ export class Notifier {
     const target = `${u.origin}${u.pathname}`;
     const timeoutMs = w.timeoutMs ?? 5000;
     let ca: Buffer | undefined;
+    let header = w.header;
     return {
       name: 'webhook',
       target,
@@ -371,15 +374,21 @@ export class Notifier {
       failed: 0,
       send: async (items) => {
         const nowMs = Date.now();
-        // The site's CA, read once (and again after a failed read): a file that went missing since
-        // the config check fails the send, which says so, rather than trusting the system's CAs.
+        // The header's secret and the site's CA, read at the first send (and again after a failed
+        // read): a file that went missing or open to others since the config check fails the send,
+        // which says so — never a request without its header, or trusting the system's CAs instead.
+        if (w.headerFile !== undefined && header === undefined) {
+          const r = await readSecretLine(w.headerFile.file);
+          if (!r.ok) throw new Error(clip(`headerFile: ${r.message}`, 300));
+          header = { name: w.headerFile.name, value: r.value };
+        }
         if (w.caFile !== undefined && ca === undefined) {
           const r = await readCaFile(w.caFile);
-          if (!r.ok) throw new Error(clip(`caFile: ${r.message}`));
+          if (!r.ok) throw new Error(clip(`caFile: ${r.message}`, 300));
           ca = r.value;
         }
         const status = await postJson(u, {
-          headers: w.header ? { [w.header.name]: w.header.value } : {},
+          headers: header ? { [header.name]: header.value } : {},
           body: JSON.stringify(items.map((it) => this.alertOf(it.alarm, nowMs))),
           ca,
           timeoutMs,

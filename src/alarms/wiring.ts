@@ -1,6 +1,6 @@
 // How a controller node puts its alarms together: the etcd store on the control plane's client,
 // the notifier built from the site's `alarms.notifications` (rebuilt when a reload changes that
-// section, handing on what was not delivered yet; the webhook's header read from its file then),
+// section, handing on what was not delivered yet; the webhook reads its header and CA files),
 // and the engine. The daemon calls
 // createAlarms() once and start()/stop() on what it returns (src/daemon/controller.ts).
 import { dirname, resolve } from 'node:path';
@@ -8,7 +8,6 @@ import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Leadership } from '../cluster/leadership.ts';
-import { readSecretLineSync } from '../config/config-files.ts';
 import type { MqttLink } from '../config/link-secrets.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
@@ -59,20 +58,6 @@ export class NotifierHolder {
       if (old) void old.stop();
       return undefined;
     }
-    let header: { name: string; value: string } | undefined;
-    if (n.webhook?.headerFile) {
-      // The config check (src/config/site-files.ts) refused a header file the same rules would
-      // refuse here; this read only meets one changed on disk since. Then the webhook still goes
-      // out, without its header: the receiver's refusal shows as failures.
-      const file = resolve(dirname(cfg.sitePath), n.webhook.headerFile);
-      const value = readSecretLineSync(file);
-      if (value.ok) header = { name: n.webhook.headerName ?? 'Authorization', value: value.value };
-      else
-        this.log.error(
-          { file, err: value.message },
-          'alarms.notifications.webhook.headerFile cannot be read: the webhook is sent without its header',
-        );
-    }
     if (n.mqtt && !cfg.mqtt)
       this.log.error(
         'alarms.notifications.mqtt is set but the controller config names no broker (sensors.mqtt): no MQTT notifications',
@@ -88,7 +73,14 @@ export class NotifierHolder {
         ? {
             webhook: {
               url: n.webhook.url,
-              header,
+              ...(n.webhook.headerFile !== undefined
+                ? {
+                    headerFile: {
+                      name: n.webhook.headerName ?? 'Authorization',
+                      file: resolve(dirname(cfg.sitePath), n.webhook.headerFile),
+                    },
+                  }
+                : {}),
               ...(n.webhook.caFile !== undefined
                 ? { caFile: resolve(dirname(cfg.sitePath), n.webhook.caFile) }
                 : {}),

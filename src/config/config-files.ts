@@ -5,7 +5,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { X509Certificate } from 'node:crypto';
-import { closeSync, openSync, readSync, type Stats, statSync } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 
 /**
@@ -102,35 +102,6 @@ async function readBounded(full: string, maxBytes: number, what: string): Promis
     return unreadable(full, err, what);
   } finally {
     await fh?.close().catch(() => {});
-  }
-}
-
-/** readBounded for the few readers that must stay synchronous (a notifier built on demand). */
-function readBoundedSync(full: string, maxBytes: number, what: string): FileRead<Bounded> {
-  let st: Stats;
-  try {
-    st = statSync(full);
-  } catch (err) {
-    return unreadable(full, err, what);
-  }
-  const shape = shapeRefusal(full, st, maxBytes, what);
-  if (shape) return { ok: false, ...shape };
-  let fd: number | undefined;
-  try {
-    fd = openSync(full, 'r');
-    const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
-    let got = 0;
-    while (got < buf.length) {
-      const n = readSync(fd, buf, got, buf.length - got, got);
-      if (n === 0) break;
-      got += n;
-    }
-    if (got > maxBytes) return { ok: false, ...tooBig(full, got, maxBytes, what) };
-    return { ok: true, value: { bytes: buf.subarray(0, got), st } };
-  } catch (err) {
-    return unreadable(full, err, what);
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -246,10 +217,6 @@ export async function readSecretFile(full: string): Promise<FileRead<Buffer>> {
   return secretBytes(full, await readBounded(full, SECRET_FILE_MAX_BYTES, 'secret file'));
 }
 
-export function readSecretFileSync(full: string): FileRead<Buffer> {
-  return secretBytes(full, readBoundedSync(full, SECRET_FILE_MAX_BYTES, 'secret file'));
-}
-
 function secretBytes(full: string, r: FileRead<Bounded>): FileRead<Buffer> {
   if (!r.ok) return r;
   const bad = secretModeRefusal(full, r.value.st);
@@ -273,10 +240,5 @@ export function secretLine(bytes: Uint8Array, full: string): FileRead<string> {
 /** A secret file read and checked by the rules above: its one line. */
 export async function readSecretLine(full: string): Promise<FileRead<string>> {
   const bytes = await readSecretFile(full);
-  return bytes.ok ? secretLine(bytes.value, full) : bytes;
-}
-
-export function readSecretLineSync(full: string): FileRead<string> {
-  const bytes = readSecretFileSync(full);
   return bytes.ok ? secretLine(bytes.value, full) : bytes;
 }

@@ -1,7 +1,7 @@
 // The site file's `alarms:` section as the daemon takes it: validated with the rest of the site
 // (limits in the wrong order refused with their path), and its notifications built from it — the
 // webhook's header read from its file beside the site file and sent, never logged; a reload that
-// changes the section rebuilds the sinks; an unreadable header file is said once, at error level.
+// changes the section rebuilds the sinks; an unreadable header file fails the send, saying why.
 
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -120,15 +120,23 @@ describe('the site file’s alarms section', () => {
     await waitFor('the alert with its header', () => got.length === 1);
     expect(got[0]!.authorization).toBe('Bearer from-the-file');
 
-    // A reload with another header file that cannot be read: new sinks, said once, sent without it.
-    site = { ...site, alarms: { notifications: { webhook: { url, headerFile: 'missing.header' } } } };
+    // A reload with another header file that cannot be read: new sinks; the send fails saying why
+    // (never a request without its header), and goes out with it once the file is there.
+    site = {
+      ...site,
+      alarms: { notifications: { webhook: { url, headerFile: join(dir, 'missing.header') } } },
+    };
     const second = holder.get()!;
     expect(second).not.toBe(first);
     second.notify(alarm, 'raised');
-    await waitFor('the alert without a header', () => got.length === 2);
-    expect(got[1]!.authorization).toBeUndefined();
-    expect(lines.filter((l) => l.includes('headerFile cannot be read'))).toHaveLength(1);
-    expect(lines.join('\n')).not.toContain('from-the-file');
+    await waitFor('the failure says why', () =>
+      lines.some((l) => l.includes('retrying') && l.includes('headerFile: cannot read')),
+    );
+    expect(got).toHaveLength(1);
+    await writeFile(join(dir, 'missing.header'), 'Bearer written-later\n', { mode: 0o600 });
+    await waitFor('the alert with the new header', () => got.length === 2, { timeoutMs: 15_000 });
+    expect(got[1]!.authorization).toBe('Bearer written-later');
+    expect(lines.join('\n')).not.toMatch(/from-the-file|written-later/);
     // No section: no sinks.
     site = { ...site, alarms: {} };
     expect(holder.get()).toBeUndefined();
