@@ -6,9 +6,11 @@
 // socket opened here, each request a call in the devices' CallLane (one at a time per gateway, each
 // under the same deadline, settled by it whatever the socket does), and the devices' reconnect
 // backoff after a failed poll. Invariants: a connection that timed out or answered garbage is
-// destroyed (a late answer must never pair with a later request); a malformed node block is
-// counted and dropped (its line at most once every 10 s); stop() ends the loops and closes every
-// socket.
+// destroyed (a late answer must never pair with a later request); a malformed node block (one that
+// does not decode, or a report the report schema refuses) is counted and dropped, and a node
+// answered with an exception is that node's fault, not the gateway's (each line at most once every
+// 10 s); a gateway that answers no node with a block but some with an exception is offline; stop()
+// ends the loops and closes every socket.
 import { type Socket, connect as tcpConnect } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -20,7 +22,7 @@ import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { Backoff } from '../util/async.ts';
 import { clip, LogLimiter } from '../util/log-limit.ts';
 import { decodeNode, NODE_HEADER_LEN } from './modbus-gateway-map.ts';
-import type { Report } from './report.ts';
+import { checkReport, type Report } from './report.ts';
 import type { SensorStore } from './sensor-store.ts';
 
 export interface ModbusSourceOptions {
@@ -71,12 +73,21 @@ const GATEWAY_TARGET_FAILED = 0x0b;
 const MODBUS_SENSOR_METRICS = ['coolctl_sensor_modbus_polls_total', 'coolctl_sensor_modbus_connects_total'];
 
 export class ModbusSource {
-  readonly counters = { polls: 0, newReports: 0, pollErrors: 0, malformed: 0, noReportYet: 0, connects: 0 };
+  readonly counters = {
+    polls: 0,
+    newReports: 0,
+    pollErrors: 0,
+    malformed: 0,
+    noReportYet: 0,
+    /** Node reads answered with an exception other than 0x0B. */
+    exceptions: 0,
+    connects: 0,
+  };
   private readonly store: SensorStore;
   private readonly pollers: GatewayPoller[] = [];
   private readonly log: Logger | undefined;
   /** A gateway that garbles every node's block would otherwise write a line per node per poll. */
-  private readonly malformedLog = new LogLimiter(() => performance.now(), 10_000);
+  private readonly nodeLog = new LogLimiter(() => performance.now(), 10_000);
   private readonly timeoutMs: number;
   private running = false;
 
@@ -121,16 +132,22 @@ export class ModbusSource {
       name: 'coolctl_sensor_modbus_polls_total',
       help:
         'Node reads from Modbus sensor gateways by outcome: new_report, unchanged (no new seq), no_report_yet (0x0B), ' +
-        'malformed (a node block that does not decode: dropped), failed (timeout, refused, garbage: ends that poll)',
+        'exception (any other Modbus exception: that node gave nothing), ' +
+        'malformed (a node block that does not decode or is no valid report: dropped), ' +
+        'failed (timeout, refused, garbage: ends that poll)',
       labelNames: ['outcome'],
       registers: [registry],
       collect() {
         this.reset();
         const failed = c.pollErrors;
-        const unchanged = Math.max(0, c.polls - c.newReports - c.noReportYet - c.malformed - failed);
+        const unchanged = Math.max(
+          0,
+          c.polls - c.newReports - c.noReportYet - c.exceptions - c.malformed - failed,
+        );
         this.inc({ outcome: 'new_report' }, c.newReports);
         this.inc({ outcome: 'unchanged' }, unchanged);
         this.inc({ outcome: 'no_report_yet' }, c.noReportYet);
+        this.inc({ outcome: 'exception' }, c.exceptions);
         this.inc({ outcome: 'malformed' }, c.malformed);
         this.inc({ outcome: 'failed' }, failed);
       },
@@ -196,6 +213,8 @@ export class ModbusSource {
   }
 
   private async pollOnce(p: GatewayPoller): Promise<void> {
+    let blocks = 0;
+    let refusal: ModbusExceptionError | undefined;
     for (const node of p.nodes) {
       if (!this.running) return;
       let regs: number[];
@@ -206,16 +225,48 @@ export class ModbusSource {
           (call) => this.readNode(p, node, call),
         );
       } catch (err) {
-        // The gateway answers 0x0B for a node it has not heard from: the node is silent, not the gateway.
-        if (err instanceof ModbusExceptionError && err.modbusCode === GATEWAY_TARGET_FAILED) {
-          this.counters.noReportYet++;
-          continue;
+        if (!(err instanceof ModbusExceptionError)) throw err;
+        // The gateway answers 0x0B for a node it has not heard from: the node is silent, not the
+        // gateway. Any other exception is about this node's read too (a block shorter than the
+        // site says: 0x02; the gateway failed it: 0x04): the gateway's other nodes stay trusted,
+        // and this one's readings go stale. Ending the poll there blinded every group behind it.
+        if (err.modbusCode === GATEWAY_TARGET_FAILED) this.counters.noReportYet++;
+        else {
+          this.counters.exceptions++;
+          refusal = err;
+          this.logNode(p, node, 'exception', {
+            modbusCode: err.modbusCode,
+            msg: 'Modbus gateway answered a node read with an exception',
+          });
         }
-        throw err;
+        continue;
       }
+      blocks++;
       this.store.setGatewayOnline(p.id, true, 'poll answered');
       this.ingest(p, node, regs);
     }
+    // A gateway that refuses every node delivers nothing: as good as down, though it answers at
+    // once (no deadline spent, so no backoff: the next poll comes at the interval).
+    if (blocks === 0 && refusal)
+      this.store.setGatewayOnline(
+        p.id,
+        false,
+        `poll failed: ${ErrorCodes.DEVICE_EXCEPTION}: no node answered with a block (${refusal.message})`,
+      );
+  }
+
+  /** A line about one node's read, at most one per `kind` every 10 s (with how many were not written). */
+  private logNode(
+    p: GatewayPoller,
+    node: PolledNode,
+    kind: string,
+    fields: { msg: string } & Record<string, unknown>,
+  ): void {
+    if (!this.log) return;
+    const notLogged = this.nodeLog.admit(kind);
+    if (notLogged < 0) return;
+    const { msg, ...rest } = fields;
+    this.log.warn({ gateway: p.id, sensorNode: node.id, ...rest, notLogged }, msg);
   }
 
   /** One request, the lane's call: on the gateway's connection, opened within the call's deadline if need be. */
@@ -305,45 +356,50 @@ export class ModbusSource {
   }
 
   private ingest(p: GatewayPoller, node: PolledNode, regs: number[]): void {
+    const malformed = (why: string): void => {
+      this.counters.malformed++;
+      this.logNode(p, node, 'malformed', { err: clip(why), msg: 'malformed node block from Modbus gateway' });
+    };
     let decoded: ReturnType<typeof decodeNode>;
     try {
       decoded = decodeNode(regs);
       if (decoded.values.length !== node.sensors.length)
         throw new RangeError(`${decoded.values.length} slots, configured ${node.sensors.length}`);
     } catch (err) {
-      this.counters.malformed++;
-      const notLogged = this.log ? this.malformedLog.admit('malformed') : -1;
-      if (notLogged >= 0)
-        this.log?.warn(
-          { gateway: p.id, sensorNode: node.id, err: clip((err as Error).message), notLogged },
-          'malformed node block from Modbus gateway',
-        );
+      malformed((err as Error).message);
       return;
     }
     if (decoded.seq === 0 || decoded.ageS === null || decoded.seq === node.lastSeq) return; // nothing new
     node.lastSeq = decoded.seq;
-    this.counters.newReports++;
     const readings: Report['readings'] = [];
     decoded.values.forEach((value, i) => {
       const s = node.sensors[i]!;
       if (value !== null) readings.push({ sensor: s.id, kind: s.kind, value });
     });
-    if (readings.length === 0) return;
+    if (readings.length === 0) {
+      this.counters.newReports++;
+      return;
+    }
+    const report: Report = {
+      node: node.id,
+      gateway: p.id,
+      seq: decoded.seq,
+      hops: decoded.hops,
+      rssiDbm: decoded.rssiDbm,
+      batteryPct: decoded.batteryPct,
+      readings,
+    };
+    // Registers hold figures no report may carry (battery 6553.5 %, 65 535 hops): the same limits
+    // as an MQTT report's, from the one schema, else an operator is shown them.
+    const checked = checkReport(report);
+    if (!checked.ok) {
+      malformed(checked.detail);
+      return;
+    }
+    this.counters.newReports++;
     // The gateway's age is real seconds (a real gateway's clock), whatever the simulation's time
     // scale; a duration, so it is taken off the store's monotonic clock, never off wall time.
     const receivedAtMs = this.store.nowMs() - decoded.ageS * 1000;
-    this.store.ingestReport(
-      {
-        node: node.id,
-        gateway: p.id,
-        seq: decoded.seq,
-        hops: decoded.hops,
-        rssiDbm: decoded.rssiDbm,
-        batteryPct: decoded.batteryPct,
-        readings,
-      },
-      'modbus',
-      receivedAtMs,
-    );
+    this.store.ingestReport(report, 'modbus', receivedAtMs);
   }
 }

@@ -78,6 +78,14 @@ export function parseReport(payload: Buffer | string): ParseResult {
   } catch (err) {
     return { ok: false, reason: 'malformed-json', detail: (err as Error).message };
   }
+  return checkReport(body);
+}
+
+/**
+ * Judges a report however it arrived (parsed from MQTT, or built from a Modbus gateway's registers):
+ * the schema's limits, then one reading per sensor; never throws.
+ */
+export function checkReport(body: unknown): ParseResult {
   // The schema is the authority; the hand-written check only lets the common, plainly valid report
   // skip it. Whatever it is unsure of (or rejects) goes to the schema, which decides and explains.
   if (!isPlainlyValidReport(body) && !validate(body)) {

@@ -263,6 +263,8 @@ interface GatewayRt {
   online: boolean;
   /** One of the site's gateways (a node's unknown gateway gets a stand-in that stays offline). */
   known: boolean;
+  /** How its nodes' reports come (its transport): a report of any other source is not its nodes'. */
+  source: SourceName | undefined;
   /**
    * A report came through the gateway since its status subscription began: fresher than any
    * retained status, whose age nobody knows.
@@ -410,6 +412,7 @@ export class SensorStore implements SensorView {
         id: g.id,
         online: true,
         known: true,
+        source: g.transport === 'modbus-tcp' ? 'modbus' : 'mqtt',
         heard: false,
         retainedIgnoredLogged: false,
       });
@@ -453,6 +456,7 @@ export class SensorStore implements SensorView {
           id: n.gateway,
           online: false,
           known: false,
+          source: undefined,
           heard: false,
           retainedIgnoredLogged: false,
         },
@@ -623,6 +627,16 @@ export class SensorStore implements SensorView {
       return this.drop(
         'topic-mismatch',
         `report of ${r.node} on the topic of ${topicGateway}/${topicNode}`,
+        r.node,
+      );
+    }
+    // A node polled over Modbus has no MQTT topic: such a report is someone else's (a broker shares
+    // its prefix with the site's MQTT gateways), and taken it would keep a dead gateway online and
+    // outrun the gateway's own seqs with its own.
+    if (source !== node.gw.source) {
+      return this.drop(
+        'topic-mismatch',
+        `report of ${r.node} over ${source}, but its gateway ${node.gw.id} reports over ${node.gw.source ?? 'nothing'}`,
         r.node,
       );
     }
