@@ -179,6 +179,9 @@ export function checkSiteRules(site: Site): RuleProblem[] {
       sensorIds.add(s.id);
     });
   });
+  // One Modbus TCP endpoint is one physical gateway: two site gateways on it would poll the same slave
+  // ids and give each node's readings to two nodes and their racks; an air handler there is no gateway.
+  const gatewayAt = new Map<string, number>();
   site.gateways.forEach((g, i) => {
     if (g.transport === 'modbus-tcp' && !g.endpoint) {
       problems.push({
@@ -187,6 +190,17 @@ export function checkSiteRules(site: Site): RuleProblem[] {
         allowed: 'endpoint: {host, port} (port 0: the simulator picks one)',
       });
     }
+    if (g.transport !== 'modbus-tcp' || !g.endpoint || g.endpoint.port === 0) return;
+    const key = `${g.endpoint.host}:${g.endpoint.port}`;
+    const other = gatewayAt.get(key);
+    const unit = endpoints.get(key);
+    if (other !== undefined || unit !== undefined)
+      problems.push({
+        path: `/gateways/${i}/endpoint`,
+        message: `gateway "${g.id}" is polled at ${key}, already ${other !== undefined ? `gateways/${other}'s` : `airHandlers/${[...unit!.values()][0]}'s`}: two would read the same slave ids as different nodes`,
+        allowed: 'each Modbus TCP sensor gateway at an endpoint of its own',
+      });
+    else gatewayAt.set(key, i);
   });
   for (const [gwId, ids] of nodeUnitIds(site)) {
     const seen = new Map<number, string>();

@@ -422,6 +422,40 @@ describe('values no schema sees', () => {
     expect(err.problems[0]!.message).toMatch(/has port 0: the controller cannot dial it/);
   });
 
+  it('two Modbus sensor gateways on one endpoint, or one on an air handler’s, are refused at the second', async () => {
+    const unitAt = (s: Doc) =>
+      (s.airHandlers as Doc[]).find((a) => a.protocol === 'modbus-tcp')!.endpoint as Doc;
+    const twice = await configWith(await folder(), {
+      site: (s) => {
+        s.gateways = s.gateways.map((g: Doc) => ({
+          ...g,
+          transport: 'modbus-tcp',
+          endpoint: { host: '127.0.0.1', port: 15999 },
+        }));
+      },
+      controller: { sensors: { mqttUrl: 'mqtt://127.0.0.1:1883' } },
+    });
+    expect((await refusal(twice)).problems).toEqual([
+      expect.objectContaining({
+        path: '/gateways/1/endpoint',
+        message: expect.stringMatching(/"gw-2" is polled at 127\.0\.0\.1:15999, already gateways\/0's/),
+      }),
+    ]);
+    const onUnit = await configWith(await folder(), {
+      site: (s) => {
+        const { host, port } = unitAt(s);
+        s.gateways[0] = { ...s.gateways[0], transport: 'modbus-tcp', endpoint: { host, port } };
+      },
+      controller: { sensors: { mqttUrl: 'mqtt://127.0.0.1:1883' } },
+    });
+    expect((await refusal(onUnit)).problems).toEqual([
+      expect.objectContaining({
+        path: '/gateways/0/endpoint',
+        message: expect.stringMatching(/already airHandlers\/0's/),
+      }),
+    ]);
+  });
+
   it('a site with MQTT gateways and no broker in the controller config is valid, with a warning that says so', async () => {
     const r = await validateConfigFile(FIXTURE, { node: 'node-a' });
     expect(r.valid).toBe(true);
