@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { REPO_ROOT } from '../support/repo.ts';
 import { dashboardQueries, metricNamesIn } from './metric-names.ts';
 
@@ -27,6 +28,20 @@ async function promtool(args: string[], cwd = PROM_DIR): Promise<{ code: number;
       throw new Error('promtool not found: run deploy/dev/prepare.sh test (Debian package prometheus)');
     return { code: typeof e.code === 'number' ? e.code : -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
   }
+}
+
+interface AlertRule {
+  alert: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+async function alertRules(): Promise<AlertRule[]> {
+  const doc = parse(await readFile(join(PROM_DIR, 'alerts.yml'), 'utf8')) as {
+    groups: { rules: (AlertRule | { record: string })[] }[];
+  };
+  return doc.groups.flatMap((g) => g.rules.filter((r): r is AlertRule => 'alert' in r));
 }
 
 describe('deploy/prometheus/alerts.yml', () => {
@@ -81,6 +96,36 @@ describe('deploy/prometheus/alerts.yml', () => {
       expect(alerts).toContain(a);
     expect(text.match(/severity: (warning|critical)/g)).toHaveLength(alerts.length);
     expect(text.match(/summary: /g)).toHaveLength(alerts.length);
+  });
+
+  it('gives every alert a for:, a severity, a summary and a description of what to do', async () => {
+    for (const r of await alertRules()) {
+      expect(r.for, `${r.alert}: for`).toMatch(/^\d+[smh]$/);
+      expect(['warning', 'critical'], r.alert).toContain(r.labels?.['severity']);
+      expect(r.annotations?.['summary'], `${r.alert}: summary`).toBeTruthy();
+      // What to look at or do, not only what happened.
+      expect(r.annotations?.['description'], `${r.alert}: description`).toMatch(
+        /\b(Check|Look|Find|Act|send|The unit needs)\b/i,
+      );
+    }
+  });
+
+  it('has a promtool test that each alert fires and one that it stays quiet', async () => {
+    const tests = parse(await readFile(join(PROM_DIR, 'alerts.test.yml'), 'utf8')) as {
+      tests: { alert_rule_test?: { alertname: string; exp_alerts?: unknown[] }[] }[];
+    };
+    const cases = tests.tests.flatMap((t) => t.alert_rule_test ?? []);
+    for (const { alert } of await alertRules()) {
+      const mine = cases.filter((c) => c.alertname === alert);
+      expect(
+        mine.some((c) => (c.exp_alerts?.length ?? 0) > 0),
+        `${alert} fires in a test`,
+      ).toBe(true);
+      expect(
+        mine.some((c) => (c.exp_alerts?.length ?? 0) === 0),
+        `${alert} stays quiet in a test`,
+      ).toBe(true);
+    }
   });
 });
 
