@@ -671,18 +671,32 @@ export class GroupDriver {
           release.add(a);
           continue;
         }
-        // What it was told (a cached row, an operator), else what it runs: through the hard limits
-        // either way — a unit may run, and a row may carry, what no command may ask for.
+        // What it was told (a cached row, an operator), else what it runs, with the operator's
+        // override on top: through the hard limits either way — a unit may run, and a row may
+        // carry, what no command may ask for. The override becomes what it was told, so removing
+        // it leaves the unit where it is.
         const r = this.reads.get(a)?.r;
         const told = this.commands.get(a);
-        const wanted = told ?? (r ? { fanPct: r.fanPct, supplySetpointC: r.supplySetpointC } : undefined);
+        const base = told ?? (r ? { fanPct: r.fanPct, supplySetpointC: r.supplySetpointC } : undefined);
+        const fanPct = ov?.fanPct ?? base?.fanPct;
+        const supplySetpointC = ov?.supplySetpointC ?? base?.supplySetpointC;
+        const wanted =
+          fanPct !== undefined && supplySetpointC !== undefined ? { fanPct, supplySetpointC } : undefined;
         const c = wanted && this.gate(a, wanted);
         if (!c) continue;
         this.commands.set(a, c);
       }
       this.release = release;
       this.mode = 'hold';
-      this.reasons = op.paused ? ['group paused'] : [];
+      this.reasons = op.paused
+        ? ['group paused']
+        : this.ahus.flatMap((a) => {
+            const ov = op.overrides[a];
+            if (ov?.toLocal) return [`${a} on local control by operator`];
+            return ov && (ov.fanPct !== undefined || ov.supplySetpointC !== undefined)
+              ? [`${a} held at the operator's override`]
+              : [];
+          });
       return;
     }
     const units: UnitInput[] = this.ahus.map((a) => {

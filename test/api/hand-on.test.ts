@@ -42,14 +42,19 @@ afterEach(async () => {
   await Promise.all(apps.splice(0).map((a) => a.close()));
 });
 
-async function node(c: FakeCluster, name: string, fail: (ahu: string) => DeviceError | undefined) {
+async function node(
+  c: FakeCluster,
+  name: string,
+  fail: (ahu: string) => DeviceError | undefined,
+  undrivenLimitMs = 200,
+) {
   const leadership = c.node(name);
   const registry = new Registry();
   const devices = new Map(GROUP.airHandlers.map((a) => [a, unit(a, () => fail(a))]));
   const driver = new GroupDriver(GROUP, devices, leadership, {
     periodMs: 20,
     logger: quietLogger,
-    undrivenLimitMs: 200,
+    undrivenLimitMs,
     relinquishBackoff: { baseMs: 60_000, maxMs: 60_000 },
     metrics: new ControlMetrics(registry),
   });
@@ -118,24 +123,34 @@ describe('hand-on in the API', () => {
 
   it('counts a unit’s unproven stale-epoch refusals and shows its last error, the group driven all along', async () => {
     const c = new FakeCluster({ g1: ['n1', 100] });
-    const n1 = await node(c, 'n1', (a) =>
-      a === 'A'
-        ? new DeviceError(
-            ErrorCodes.DEVICE_EXCEPTION,
-            a,
-            'refused with exception 0x0D (stale epoch), not proven',
-            {
-              retryable: true,
-              deviceCode: 13,
-            },
-          )
-        : undefined,
+    // A 1 s bound: a machine busy enough to stall this process's loop for 0.2 s would otherwise
+    // judge the group undriven for the stall, not for A's refusals.
+    const n1 = await node(
+      c,
+      'n1',
+      (a) =>
+        a === 'A'
+          ? new DeviceError(
+              ErrorCodes.DEVICE_EXCEPTION,
+              a,
+              'refused with exception 0x0D (stale epoch), not proven',
+              {
+                retryable: true,
+                deviceCode: 13,
+              },
+            )
+          : undefined,
+      1_000,
     );
-    const view = await waitFor('refusals counted', async () => {
-      const v = await get(n1.app, '/api/v1/groups/g1');
-      const a = (v.units as { ahu: string; refusals: number }[]).find((u) => u.ahu === 'A');
-      return (a?.refusals ?? 0) >= 15 ? v : null; // 15 periods: past the 0.2 s bound
-    });
+    const view = await waitFor(
+      'refusals counted',
+      async () => {
+        const v = await get(n1.app, '/api/v1/groups/g1');
+        const a = (v.units as { ahu: string; refusals: number }[]).find((u) => u.ahu === 'A');
+        return (a?.refusals ?? 0) >= 75 ? v : null; // 75 periods of 20 ms: past the 1 s bound
+      },
+      { timeoutMs: 10_000 },
+    );
     expect(view).toMatchObject({ driving: true, problem: null, relinquished: null });
     const units = view.units as { ahu: string; lastError: string | null; lastWriteOkMs: number | null }[];
     expect(units.find((u) => u.ahu === 'A')!.lastError).toMatch(/0x0D .*not proven/);

@@ -1,12 +1,16 @@
 // One control group: its view (viewer), an operator's manual command for its units, and a
-// switchover to another node (operator). Commands and switchover go to the group's leader; a node
-// that does not lead answers 409 with the leader's API address.
+// switchover to another node (operator). Under the control law a command is an override kept in
+// etcd (any node takes it); a hold group's command and a switchover go to the group's leader, and
+// a node that does not lead answers 409 with the leader's API address.
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
-import { BadRequestError, ErrorCodes } from '../../errors.ts';
+import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
 import { Name } from '../request-schema.ts';
 import { GroupParams, handOnView, notFound, Ranged } from '../route-helpers.ts';
+import { REFUSED, UnitOverrideView } from './operator-answers.ts';
+
+const HeldView = T.Object({ fanPct: T.Number(), supplySetpointC: T.Number() });
 
 export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
   app.get(
@@ -59,7 +63,7 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
       config: { access: 'operator' },
       schema: {
         description:
-          'Operator manual command for the group’s units (all, or one with `ahu`): held by the leader and carried in the process state, so it survives failovers. Send it to the leader.',
+          'Operator manual command for the group’s units (all, or one with `ahu`). Under the control law (every group a controller runs) it becomes each unit’s override, kept in etcd: any node takes it, and it survives failovers and restarts (`overrides` answers what is stored). A hold group’s command is held by its leader and carried in the process state (`held`); another node answers 409 with the leader’s API address.',
         params: GroupParams,
         body: T.Object(
           {
@@ -69,7 +73,24 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
           },
           { minProperties: 1, additionalProperties: false },
         ),
-        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
+        response: {
+          200: T.Object(
+            {
+              group: T.String(),
+              overrides: T.Optional(
+                T.Record(T.String(), UnitOverrideView, {
+                  description: 'a group under the control law: the overrides stored now (etcd)',
+                }),
+              ),
+              held: T.Optional(
+                T.Array(HeldView, { description: 'a hold group: the commands its leader holds now' }),
+              ),
+            },
+            { description: 'overrides (control law) or held (hold group)' },
+          ),
+          409: ErrorBody,
+          ...REFUSED,
+        },
       },
     },
     async (req) => {
@@ -122,7 +143,7 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
       config: { access: 'operator' },
       schema: {
         description:
-          'Hands the group to the named node (graceful; the target leads within about 0.2 s). Send it to the current leader.',
+          'Hands the group to the named node (graceful; the target leads within about 0.2 s). Send it to the current leader: another node, a leadership that moved meanwhile, a switchover already in progress or one the target did not complete in time answers 409 with the reason (COOLCTL_E_NOT_LEADER, COOLCTL_E_SWITCHOVER_FAILED); the group stays led throughout.',
         params: GroupParams,
         body: T.Object(
           {
@@ -131,7 +152,11 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
           },
           { additionalProperties: false },
         ),
-        response: { 404: ErrorBody, 409: ErrorBody, 400: ErrorBody },
+        response: {
+          200: T.Object({ group: T.String(), leader: T.String(), tookMs: T.Number() }),
+          409: ErrorBody,
+          ...REFUSED,
+        },
       },
     },
     async (req) => {
@@ -155,7 +180,30 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
         );
       }
       const started = performance.now();
-      await deps.leadership.switchover(id, to, timeoutMs ? { timeoutMs } : {});
+      try {
+        await deps.leadership.switchover(id, to, timeoutMs ? { timeoutMs } : {});
+      } catch (err) {
+        // A refusal is the request aimed wrong or at a moment that passed (leadership moved since
+        // the check above, another switchover in progress, the target did not take over in time):
+        // 409 with the reason — a refusal, counted and logged as one, not a failure of the node.
+        // etcd out of reach stays what it is (503: retry).
+        const refused = [ErrorCodes.NOT_LEADER, ErrorCodes.SWITCHOVER_FAILED] as string[];
+        if (err instanceof CoolctlError && refused.includes(err.code)) {
+          const now = deps.leadership.groups().find((x) => x.group === id);
+          const leader = deps.leadership.members().find((m) => m.node === now?.leader);
+          throw new BadRequestError(
+            err.code === ErrorCodes.NOT_LEADER ? ErrorCodes.NOT_LEADER : ErrorCodes.SWITCHOVER_FAILED,
+            err.message,
+            [
+              err.code === ErrorCodes.NOT_LEADER && leader
+                ? `leader API: ${leader.apiUrl}`
+                : 'see GET /api/v1/cluster, then retry',
+            ],
+            409,
+          );
+        }
+        throw err;
+      }
       return { group: id, leader: to, tookMs: Math.round(performance.now() - started) };
     },
   );

@@ -6,9 +6,9 @@ import type { FastifyRequest } from 'fastify';
 import { type OperatorState, overrideProblem } from '../../cluster/operator-state.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
-import { ErrorBody } from '../error-body.ts';
 import { Name, NoBody, Text } from '../request-schema.ts';
 import { GroupParams, notFound, Ranged } from '../route-helpers.ts';
+import { OperatorStateView, REFUSED } from './operator-answers.ts';
 
 const PauseBody = T.Object({ reason: T.Optional(Text({ maxLength: 200 })) }, { additionalProperties: false });
 const OverrideBody = T.Object(
@@ -20,7 +20,10 @@ const OverrideBody = T.Object(
   { minProperties: 1, additionalProperties: false },
 );
 const UnitParams = T.Object({ id: Name, ahu: Name });
-const ANSWERS = { 404: ErrorBody, 400: ErrorBody, 503: ErrorBody };
+const ANSWERS = {
+  200: T.Object({ group: T.String(), operator: OperatorStateView }, { description: 'what is stored now' }),
+  ...REFUSED,
+};
 
 export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
   /** Applies `change` to the group's stored operator state, after checking the group and unit. */
@@ -28,11 +31,16 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, de
     req: FastifyRequest,
     params: { id: string; ahu?: string },
     change: (cur: OperatorState) => OperatorState,
+    opts: { storedUnit?: boolean } = {},
   ) => {
     const { id, ahu } = params;
     const d = deps.drivers.get(id);
     if (!d) throw notFound(id, deps.groups);
-    if (ahu !== undefined && !d.units().some((u) => u.ahu === ahu))
+    // A unit a reload took out of the group may still have an override in etcd: it can be removed
+    // (else it would come back in force with the unit), never set.
+    const overrides = deps.leadership.operator?.(id)?.overrides;
+    const stored = opts.storedUnit && ahu !== undefined && !!overrides && Object.hasOwn(overrides, ahu);
+    if (ahu !== undefined && !stored && !d.units().some((u) => u.ahu === ahu))
       throw new BadRequestError(
         ErrorCodes.BAD_REQUEST,
         `${ahu} is not a unit of ${id}`,
@@ -47,12 +55,12 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, de
     const update = deps.leadership.updateOperator?.bind(deps.leadership);
     if (!update)
       throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'this node keeps no operator state', [], 503);
-    const stored = await update(id, (cur) => ({
+    const next = await update(id, (cur) => ({
       ...change(cur),
       by: req.identity?.user ?? req.ip,
       atMs: Date.now(),
     }));
-    return { group: id, operator: stored };
+    return { group: id, operator: next };
   };
 
   app.post(
@@ -92,7 +100,7 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, de
       config: { access: 'operator' },
       schema: {
         description:
-          'An operator override for one unit, kept in etcd: a fixed fan % and/or supply setpoint, or toLocal (hand the unit to its local control). The safety layer still applies its hard limits.',
+          'An operator override for one unit, kept in etcd (any node takes it; it survives restarts and failovers, and holds until deleted): a fixed fan % and/or supply setpoint, or toLocal (hand the unit to its local control). The safety layer still applies its hard limits (the unit’s fan floor, the dew-point floor of the setpoint), and while a group inlet is at alarm or rising near the ASHRAE rate limit the override may cool but not warm: the group’s `reasons` (GET /api/v1/groups/{id}) say when it is held.',
         response: ANSWERS,
         params: UnitParams,
         body: OverrideBody,
@@ -114,16 +122,21 @@ export const operatorRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, de
       config: { access: 'operator' },
       schema: {
         description:
-          'Removes a unit’s override: the control law takes it back bumplessly from what it runs now.',
+          'Removes a unit’s override: the control law takes it back bumplessly from what it runs now. An override left in etcd for a unit a reload took out of the group can be removed too.',
         response: ANSWERS,
         params: UnitParams,
         body: NoBody,
       },
     },
     async (req) =>
-      apply(req, req.params, (cur) => {
-        const { [req.params.ahu]: _gone, ...overrides } = cur.overrides;
-        return { ...cur, overrides };
-      }),
+      apply(
+        req,
+        req.params,
+        (cur) => {
+          const { [req.params.ahu]: _gone, ...overrides } = cur.overrides;
+          return { ...cur, overrides };
+        },
+        { storedUnit: true },
+      ),
   );
 };

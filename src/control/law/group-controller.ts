@@ -251,7 +251,18 @@ export function stepGroup(
     for (const a of cfg.ahus) s.last[a] = units.get(a)?.read ?? cfg.local[a]!;
     s.track = true;
     s.mode = 'paused';
-    return { commands: {}, release: [...cfg.ahus], state: s, mode: 'paused', reasons: ['group paused'] };
+    // The inlet history goes on (ASHRAE's windows are wall time): a resume judges the rate of
+    // change on what the inlets did meanwhile, not on what they did before the pause.
+    const inletC = inp.view.inletMaxC;
+    s.inletHist = recordInlet(s.inletHist ?? emptyInletHistory(), inletC, dt);
+    const pausedReasons = ['group paused'];
+    // Nobody in the cluster acts on a paused group: the operator must hear that its inlets are hot
+    // (a stable phrase: the driver logs a line when the reasons change).
+    if (inletC !== null && inletC >= t.alarmInletC)
+      pausedReasons.push(
+        'inlet at alarm while paused: the units run on their local control; resume the group to let the controller act',
+      );
+    return { commands: {}, release: [...cfg.ahus], state: s, mode: 'paused', reasons: pausedReasons };
   }
 
   // Roles of the units this step.
@@ -437,26 +448,52 @@ export function stepGroup(
     const groupSp = mode === 'blind' ? cfg.local[a]!.supplySetpointC : s.setpointC;
     const d = mode === 'normal' && !hot ? (inp.ditherK?.[a] ?? 0) : 0;
     const dither = Number.isFinite(d) ? clamp(d, -MAX_DITHER_K, MAX_DITHER_K) : 0;
-    const wanted: UnitCommand = {
-      fanPct: ov?.fanPct ?? clamp(demand + (slewed[a] ?? 0), Math.min(demand, floorPct), t.fan.maxPct),
+    const law: UnitCommand = {
+      fanPct: clamp(demand + (slewed[a] ?? 0), Math.min(demand, floorPct), t.fan.maxPct),
       supplySetpointC:
-        ov?.supplySetpointC ??
-        (dither === 0
+        dither === 0
           ? groupSp
           : clamp(
               groupSp + dither,
               // Never colder than the law's preferred minimum (rack bottoms under 18 °C), unless it is already.
               Math.min(groupSp, Math.max(t.setpoint.preferredMinC, floorC)),
               Math.max(groupSp, Math.min(t.setpoint.maxC, SAFETY.setpointMaxC)),
-            )),
+            ),
     };
     const manual = ov?.fanPct !== undefined || ov?.supplySetpointC !== undefined;
+    const wanted: UnitCommand = {
+      fanPct: ov?.fanPct ?? law.fanPct,
+      supplySetpointC: ov?.supplySetpointC ?? law.supplySetpointC,
+    };
+    // An override is the operator's change: no rate limit, no cooling hold. But it may not warm a
+    // room whose inlet is at alarm or rising near the ASHRAE rate limit: then it cools at least as
+    // much as the law would, and no less than the last command (an override may always cool more).
+    const holdWarming = manual && (hot || rateHold.warming);
+    if (holdWarming) {
+      wanted.fanPct = Math.max(wanted.fanPct, law.fanPct);
+      wanted.supplySetpointC = Math.min(wanted.supplySetpointC, law.supplySetpointC);
+    }
     const res = enforceSafety(
       wanted,
       s.last[a]!,
       { ...lim, fanMinPct: fanFloorPct(t, a) },
-      { dtS: dt, hot: hot && !manual, rateLimit: !manual, ...(manual ? {} : { inletRate: rateHold }) },
+      manual
+        ? {
+            dtS: dt,
+            hot,
+            rateLimit: false,
+            ...(rateHold.warming ? { inletRate: { ...rateHold, cooling: false } } : {}),
+          }
+        : { dtS: dt, hot, rateLimit: true, inletRate: rateHold },
     );
+    const held =
+      (ov?.fanPct !== undefined && wanted.fanPct > ov.fanPct) ||
+      (ov?.supplySetpointC !== undefined && wanted.supplySetpointC < ov.supplySetpointC) ||
+      res.clipped.some((c) => c === 'hot-hold' || c === 'rate-hold');
+    if (holdWarming && held)
+      reasons.push(
+        `${a} override held: ${hot ? 'inlet at alarm' : 'inlet rising near the ASHRAE rate limit'}, it may cool but not warm`,
+      );
     if (res.clipped.some((c) => c !== 'fan-rate' && c !== 'setpoint-rate')) clippedUnits.push(a);
     commands[a] = res.command;
     s.last[a] = res.command;
