@@ -63,7 +63,9 @@ export function decideGroup(f: GroupFacts): GroupDecision {
   }
   const mine = f.queue.find((e) => e.leaseHex === f.leaseHex);
   const first = f.queue[0];
-  const m = f.marker;
+  const m = markerInForce(f);
+  // A marker that is no handover in progress: nobody runs it, so only its deletion ends it.
+  const stale = f.marker && !m ? staleWhy(f.marker) : null;
 
   if (mine && f.givenUpRevision != null && mine.createRevision === f.givenUpRevision) {
     return {
@@ -90,6 +92,7 @@ export function decideGroup(f: GroupFacts): GroupDecision {
       return lead(f, mine, 'none', `handing over to ${m.to}: waiting for it to be next in line`);
     }
     if (m && m.to === f.me) return lead(f, mine, 'clearMarker', 'switchover target took the lead');
+    if (stale) return lead(f, mine, 'clearMarker', `lowest create revision in the queue; deleting ${stale}`);
     return lead(f, mine, 'none', 'lowest create revision in the queue');
   }
 
@@ -131,6 +134,26 @@ export function decideGroup(f: GroupFacts): GroupDecision {
     action,
     reason: f.role === 'leader' ? 'a key older than ours leads' : `queued behind ${first?.node ?? 'nobody'}`,
   };
+}
+
+/**
+ * The group's marker if it is a handover in progress: one its leader wrote on its own lease (not a
+ * ghost, see snapshot.ts) while the queue is still led by its `from` or already by its `to`. Our own
+ * marker on our current lease always counts: the view's member records may lag it.
+ */
+function markerInForce(f: GroupFacts): HandoverMarker | undefined {
+  const m = f.marker;
+  if (!m) return undefined;
+  if (m.from === f.me && m.leaseHex === f.leaseHex) return m;
+  if (m.ghost) return undefined;
+  const head = f.queue[0]?.node;
+  return head === m.from || head === m.to ? m : undefined;
+}
+
+function staleWhy(m: HandoverMarker): string {
+  return m.ghost
+    ? `a handover marker that is no member's (${m.ghost})`
+    : `a stale handover marker (${m.from} → ${m.to}): neither leads`;
 }
 
 function lead(f: GroupFacts, mine: QueueEntry, action: GroupAction, reason: string): GroupDecision {

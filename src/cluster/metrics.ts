@@ -69,7 +69,7 @@ export class LeadershipMetrics {
     });
     this.ignoredKeys = new Counter({
       name: 'coolctl_leadership_ignored_keys_total',
-      help: 'Keys under the leadership sub-prefixes left out of decisions (oversized, foreign, ghost election keys, wire: written at a wire version this release no longer reads), once per key version',
+      help: 'Keys under the leadership sub-prefixes left out of decisions (oversized, foreign, ghost election keys and handover markers, wire: written at a wire version this release no longer reads, override: operator overrides outside the device contract), once per key version',
       labelNames: ['kind'],
       registers,
     });

@@ -6,6 +6,7 @@
 // never counts as "not paused": the last valid state is kept (operator-store.ts), and with none the
 // group is paused (FAILSAFE_OPERATOR_STATE).
 import { FAN_RANGE_PCT, inRange, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { clip } from '../util/log-limit.ts';
 import { parseWireJson } from '../version.ts';
 
 export interface UnitOverride {
@@ -67,29 +68,51 @@ export function parseOperatorState(raw: string): OperatorState | null {
   return r.ok ? r.state : null;
 }
 
-/** Parses a stored value, or says what is wrong with it. */
+/** How many dropped overrides a problem names (the rest are counted): a log line stays a line. */
+const DROPPED_NAMED = 5;
+
+/**
+ * Parses a stored value, or says what is wrong with it. An override outside the device contract is
+ * not in force while the rest of the state is; `dropped` says which and why (empty: none), so the
+ * caller can log and count it.
+ */
 export function checkOperatorState(
   raw: string,
-): { ok: true; state: OperatorState } | { ok: false; problem: string } {
+): { ok: true; state: OperatorState; dropped: string[] } | { ok: false; problem: string } {
   const read = parseWireJson(raw);
   if (!read.ok) return { ok: false, problem: read.problem };
   const o = read.value as Partial<OperatorState>;
   if (typeof o.paused !== 'boolean') return { ok: false, problem: '"paused" is not true or false' };
-  const overrides: Record<string, UnitOverride> = {};
-  if (o.overrides && typeof o.overrides === 'object') {
-    for (const [ahu, ov] of Object.entries(o.overrides)) {
-      if (ov && typeof ov === 'object' && overrideProblem(ov) === null) overrides[ahu] = ov;
-    }
+  const kept: [string, UnitOverride][] = [];
+  const dropped: string[] = [];
+  if (o.overrides !== undefined && o.overrides !== null) {
+    if (typeof o.overrides !== 'object' || Array.isArray(o.overrides))
+      dropped.push('"overrides" is not an object of unit → override');
+    else
+      for (const [ahu, ov] of Object.entries(o.overrides as Record<string, unknown>)) {
+        const problem =
+          ov && typeof ov === 'object' && !Array.isArray(ov)
+            ? overrideProblem(ov as UnitOverride)
+            : 'an override is an object';
+        if (problem === null) kept.push([ahu, ov as UnitOverride]);
+        else dropped.push(`${clip(JSON.stringify(ahu), 80)}: ${problem}`);
+      }
   }
   return {
     ok: true,
     state: {
       paused: o.paused,
-      overrides,
+      // fromEntries defines own properties: a unit named "__proto__" cannot become the prototype
+      // through which every other unit's lookup would find an override nobody checked.
+      overrides: Object.fromEntries(kept),
       by: typeof o.by === 'string' ? o.by : null,
       atMs: typeof o.atMs === 'number' ? o.atMs : null,
       reason: typeof o.reason === 'string' ? o.reason : null,
     },
+    dropped:
+      dropped.length > DROPPED_NAMED
+        ? [...dropped.slice(0, DROPPED_NAMED), `and ${dropped.length - DROPPED_NAMED} more`]
+        : dropped,
   };
 }
 

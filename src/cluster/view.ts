@@ -23,6 +23,12 @@ export interface HandoverMarker {
   /** Lease (hex) of the writer: the marker dies with the old leader. */
   leaseHex: string;
   modRevision: number;
+  /**
+   * Why this marker is no member's handover (set: it does not count): written without a lease, on a
+   * lease no member holds, or on one that is not `from`'s. Decisions ignore it and the group's leader
+   * deletes it, or it would hold the group's queue (and any switchover of it) for ever.
+   */
+  ghost?: string;
 }
 
 export interface MemberRecord extends Member {
@@ -51,6 +57,7 @@ export interface InvalidOperatorValue {
 
 /**
  * Why a key under our sub-prefixes was left out of the snapshot; `wire`: written at a wire version
- * this release no longer reads (docs/upgrade.md).
+ * this release no longer reads (docs/upgrade.md); `override`: an operator state whose overrides
+ * outside the device contract are left out (the rest of it is in force).
  */
-export type IgnoredKind = 'oversized' | 'foreign' | 'ghost' | 'wire';
+export type IgnoredKind = 'oversized' | 'foreign' | 'ghost' | 'wire' | 'override';

@@ -149,8 +149,10 @@ describe('wire versions of etcd values', () => {
     expect(entries.map((e) => (e as { reason: string }).reason)).toEqual(['old', 'newer']);
     expect(entries[1]).not.toHaveProperty('wv');
 
-    expect(ignored).toEqual([]);
-    expect(lines).toEqual([]);
+    // The fixture's markers are put without a lease, so each is also a ghost (no leader's handover:
+    // hostile-markers.test.ts); it is still read, which is what this test is about.
+    expect(ignored.filter((k) => k !== 'ghost')).toEqual([]);
+    expect(lines.filter((l) => l.kind !== 'ghost')).toEqual([]);
     expect(await registry.metrics()).not.toMatch(/_(invalid|unreadable)_total(\{[^}]*\})? [1-9]/);
   });
 
@@ -249,7 +251,7 @@ describe('wire versions of etcd values', () => {
       expect([...snap.markers.keys()]).toEqual(['v2']);
       // Members and markers: two of each refused, once per value however often they are read.
       await reader.read(groups);
-      expect(ignored).toEqual(['wire', 'wire', 'wire', 'wire']);
+      expect(ignored.filter((k) => k !== 'ghost')).toEqual(['wire', 'wire', 'wire', 'wire']);
       const operatorInvalid: string[] = [];
       const operators = new OperatorStore({
         client,

@@ -40,7 +40,7 @@ import { createEtcdClient, type EtcdSecurity, etcdCall } from './etcd-client.ts'
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { OperatorStore } from './operator-store.ts';
-import { type LeaderCheck, memberKey, SNAPSHOT_SUBPREFIXES, SnapshotReader } from './snapshot.ts';
+import { type LeaderCheck, markerKey, memberKey, SNAPSHOT_SUBPREFIXES, SnapshotReader } from './snapshot.ts';
 import { Handovers } from './switchover.ts';
 import { WatchedView } from './watched-view.ts';
 
@@ -103,7 +103,10 @@ interface GroupState {
   role: GroupRole;
   /** Our epoch while leading. */
   epoch: number | null;
+  /** Since when (ms since the Unix epoch) in this role: what operators see. */
   sinceMs: number;
+  /** The same on the monotonic clock: what placement's hold measures (a wall clock may jump). */
+  sinceMonoMs: number;
   /** The leader and epoch as the last snapshot showed them. */
   leader: string | null;
   leaderEpoch: number | null;
@@ -286,7 +289,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       onInvalid: (group) => this.metrics?.operatorStateInvalid(group),
     });
     for (const group of opts.groups) {
-      this.state.set(group, newGroupState(group));
+      this.state.set(group, newGroupState(group, this.now()));
     }
     if (opts.failsafe) {
       this.failsafe = new Failsafe(
@@ -452,7 +455,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     }
     for (const group of groups) {
       if (this.state.has(group)) continue;
-      this.state.set(group, newGroupState(group));
+      this.state.set(group, newGroupState(group, this.now()));
       if (this.lease) this.elections.set(group, this.newElection(group, this.lease));
     }
     this.groupList = [...groups];
@@ -563,6 +566,12 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     // cleared yet (that is one etcd call behind the lead). Clear it rather than refuse a new one.
     const done = this.snapshot?.markers.get(group);
     if (done && done.to === this.node) await this.handovers.clearMarker(group, done.modRevision);
+    // So is one too large to read (no handover writes it): it would refuse every switchover.
+    else if (!done && this.view.isOversized(markerKey(this.opts.prefix, group))) {
+      const [check] = await this.reader.leaderCheck([group], this.stopping.signal);
+      const seen = check?.markers.get(group);
+      if (seen) await this.handovers.clearMarker(group, seen.modRevision);
+    }
     return this.handovers.begin({
       group,
       to: targetNode,
@@ -852,11 +861,26 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
         if (!s || this.state.get(group) !== s) continue; // removed by a hot reload meanwhile
         const seenMarker = check.markers.get(group);
         const viewMarker = this.snapshot?.markers.get(group);
+        let marker = seenMarker ? viewMarker : undefined;
         if (seenMarker && viewMarker?.modRevision !== seenMarker.modRevision) {
-          this.retrySoon();
-          continue;
+          // A value too large to read is no marker, and never will be: waiting for the watch to bring
+          // it would leave the group unled for as long as it stands. It is decided as a ghost (the
+          // leader deletes it, compared on the revision this read saw).
+          if (!this.view.isOversized(markerKey(this.opts.prefix, group))) {
+            this.retrySoon();
+            continue;
+          }
+          marker = Object.freeze({
+            key: markerKey(this.opts.prefix, group),
+            group,
+            from: '',
+            to: '',
+            epoch: 0,
+            leaseHex: seenMarker.leaseHex,
+            modRevision: seenMarker.modRevision,
+            ghost: `handover marker value over ${this.reader.valueLimitBytes} bytes`,
+          });
         }
-        const marker = seenMarker ? viewMarker : undefined;
         const d = this.decide(s, queue, marker, check.members, check.readAtMs > this.fencedAtMs);
         s.leader = queue[0]?.node ?? null;
         s.leaderEpoch = queue[0]?.createRevision ?? null;
@@ -928,11 +952,10 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     for (const [g, q] of snap.queues)
       groups.set(g, { leader: q[0]?.node ?? null, queued: q.map((e) => e.node) });
     const inFlight = new Map<string, string>();
-    for (const [g, m] of snap.markers) inFlight.set(g, m.to);
+    for (const [g, m] of snap.markers) if (!m.ghost) inFlight.set(g, m.to);
     for (const [g, to] of this.handovers.targets()) inFlight.set(g, to);
     // Started but not yet settled (the marker may not be written, nor seen, yet): never twice.
     for (const [g, to] of this.rebalancing) inFlight.set(g, to);
-    const nowMs = Date.now();
     const pinned = new Set<string>();
     // A group whose handover failed waits out the hold before it is tried again.
     for (const [g, atMs] of this.rebalanceFailedAtMs) {
@@ -942,8 +965,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const ledSinceMs = new Map<string, number>();
     for (const s of this.state.values()) {
       if (s.role !== 'leader') continue;
-      ledSinceMs.set(s.group, s.sinceMs);
-      if (nowMs - s.sinceMs < this.opts.rebalanceHoldMs) pinned.add(s.group);
+      ledSinceMs.set(s.group, s.sinceMonoMs);
+      if (this.now() - s.sinceMonoMs < this.opts.rebalanceHoldMs) pinned.add(s.group);
     }
     const plans = planHandovers({
       me: this.node,
@@ -1221,6 +1244,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     s.role = to;
     s.epoch = to === 'leader' ? epoch : null;
     s.sinceMs = Date.now();
+    s.sinceMonoMs = this.now();
     if (from === to) return;
     s.reason = reason;
     const change: RoleChange = { group: s.group, from, to, epoch: s.epoch, reason };
@@ -1237,12 +1261,13 @@ function startFailure(err: unknown, budgetSpent: boolean, lastRetried: unknown, 
   return leased ? 'member registration did not complete' : 'no lease granted';
 }
 
-function newGroupState(group: string): GroupState {
+function newGroupState(group: string, nowMonoMs: number): GroupState {
   return {
     group,
     role: 'follower',
     epoch: null,
     sinceMs: Date.now(),
+    sinceMonoMs: nowMonoMs,
     leader: null,
     leaderEpoch: null,
     reason: 'starting',

@@ -356,6 +356,7 @@ export function parseSnapshot(
 ): ClusterSnapshot {
   const members = new Map<string, MemberRecord>();
   const markers = new Map<string, HandoverMarker>();
+  const markerKvs = new Map<string, IKeyValue>();
   const operators = new Map<string, OperatorState>();
   const operatorsInvalid = new Map<string, InvalidOperatorValue>();
   const electionKvs = new Map<string, IKeyValue[]>();
@@ -387,8 +388,11 @@ export function parseSnapshot(
       // An invalid value is not "none": the operator store keeps the last valid state for it.
       const group = key.slice(operatorStart.length);
       const r = checkOperatorState(kv.value.toString());
-      if (r.ok) operators.set(group, r.state);
-      else
+      if (r.ok) {
+        operators.set(group, r.state);
+        if (r.dropped.length > 0)
+          ignore(kv, 'override', `operator overrides not in force: ${r.dropped.join('; ')}`);
+      } else
         operatorsInvalid.set(
           group,
           Object.freeze({ problem: r.problem, modRevision: Number(kv.mod_revision) }),
@@ -411,6 +415,7 @@ export function parseSnapshot(
             modRevision: Number(kv.mod_revision),
           }),
         );
+        markerKvs.set(group, kv);
       } else ignore(kv, 'foreign', 'not a handover marker');
     } else if (key.startsWith(electionStart)) {
       const group = key.slice(electionStart.length).split('/', 1)[0]!;
@@ -424,6 +429,12 @@ export function parseSnapshot(
   // would sit in the queue and could block the group for ever; it is a ghost.
   const memberLeases = new Set<string>();
   for (const m of members.values()) memberLeases.add(m.leaseHex);
+  for (const [group, m] of markers) {
+    const why = markerGhostReason(m, members);
+    if (!why) continue;
+    ignore(markerKvs.get(group)!, 'ghost', why);
+    markers.set(group, Object.freeze({ ...m, ghost: why }));
+  }
   const queues = new Map<string, readonly QueueEntry[]>();
   for (const group of groups) {
     const counted: IKeyValue[] = [];
@@ -453,6 +464,22 @@ export function ghostReason(kv: IKeyValue, memberLeases: ReadonlySet<string>): s
   const named = kv.key.toString().split('/').at(-1);
   if (named !== lease) return `election key named ${named} is on lease ${lease}`;
   if (!memberLeases.has(lease)) return `election key on lease ${lease}, which no member holds`;
+  return null;
+}
+
+/**
+ * Why a handover marker is no member's (null: it is). Only a leader writes one, on its own lease,
+ * naming itself `from`; any other (an `etcdctl put`, a restore, a lease borrowed by hand) would make
+ * the group's other nodes wait on a handover nobody runs.
+ */
+export function markerGhostReason(
+  m: Pick<HandoverMarker, 'from' | 'leaseHex'>,
+  members: ReadonlyMap<string, Pick<MemberRecord, 'leaseHex'>>,
+): string | null {
+  if (m.leaseHex === '0') return 'handover marker without a lease';
+  const holder = [...members].find(([, r]) => r.leaseHex === m.leaseHex)?.[0];
+  if (holder === undefined) return `handover marker on lease ${m.leaseHex}, which no member holds`;
+  if (holder !== m.from) return `handover marker from ${m.from} is on the lease of ${holder}`;
   return null;
 }
 

@@ -87,7 +87,8 @@ export class WatchedView {
       this.revision = Math.max(this.revision, rev);
       if (e.type === 'Delete') this.remove(e.kv.key.toString());
       else if (e.kv.value.length > this.opts.maxValueBytes) {
-        this.remove(e.kv.key.toString());
+        this.remove(e.kv.key.toString()); // which also forgets it as oversized: listed once
+        this.oversized.push(Buffer.from(e.kv.key));
         this.opts.onIgnored(
           e.kv,
           'oversized',
@@ -95,6 +96,11 @@ export class WatchedView {
         );
       } else this.put(e.kv);
     }
+  }
+
+  /** Whether the key is there but its value was left out as oversized (the view has no value for it). */
+  isOversized(key: string): boolean {
+    return this.oversized.some((k) => k.toString() === key);
   }
 
   /** One immutable snapshot for a decision pass; `myGroups` always get a queue (maybe empty). */
@@ -179,6 +185,7 @@ export class WatchedView {
 
   private put(kv: IKeyValue): void {
     const key = kv.key.toString();
+    if (this.oversized.length > 0) this.oversized = this.oversized.filter((k) => k.toString() !== key);
     const group = this.groupOf(key);
     if (group === null) {
       this.other.set(key, kv);
@@ -196,11 +203,11 @@ export class WatchedView {
   }
 
   private remove(key: string): void {
+    if (this.oversized.length > 0) this.oversized = this.oversized.filter((k) => k.toString() !== key);
     const group = this.groupOf(key);
     if (group === null) {
       if (this.other.delete(key)) this.otherDirty = true;
       if (key.startsWith(this.markerStart)) this.dirty.add(key.slice(this.markerStart.length));
-      this.oversized = this.oversized.filter((k) => k.toString() !== key);
       return;
     }
     const m = this.election.get(group);
