@@ -25,6 +25,8 @@ export const ErrorCodes = {
   NODE_NAME_TAKEN: 'COOLCTL_E_NODE_NAME_TAKEN',
   DATA_DIR_IN_USE: 'COOLCTL_E_DATA_DIR_IN_USE',
   SWITCHOVER_FAILED: 'COOLCTL_E_SWITCHOVER_FAILED',
+  /** Others kept changing a group's operator state while this node wrote it: try again (503). */
+  OPERATOR_STATE_CONTENDED: 'COOLCTL_E_OPERATOR_STATE_CONTENDED',
   CLUSTER_ABORTED: 'COOLCTL_E_CLUSTER_ABORTED',
   MQTT_PACKET_TOO_LARGE: 'COOLCTL_E_MQTT_PACKET_TOO_LARGE',
   /** A broker broke the protocol (a PUBLISH at a QoS we never asked for): the connection is closed. */

@@ -3,8 +3,11 @@
 // large) never means "not paused" — the last valid state stays in force, and a node that never saw a
 // valid one pauses the group (FAILSAFE_OPERATOR_STATE: units to their local control). An invalid
 // value is logged at error level once per value, counted, and shown by problem() until it is fixed.
+
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
+import { CoolctlError, ErrorCodes } from '../../errors.ts';
 import { wireJson } from '../../version.ts';
 import {
   FAILSAFE_OPERATOR_STATE,
@@ -117,10 +120,17 @@ export class OperatorStore {
   }
 }
 
+/** Compare-and-swap tries before a change gives up (COOLCTL_E_OPERATOR_STATE_CONTENDED, retryable). */
+export const OPERATOR_STATE_ATTEMPTS = 8;
+/** The longest random wait before a try after a lost race grows by this much a try, ms. */
+const CONTENDED_BACKOFF_STEP_MS = 15;
+
 /**
- * Applies `change` to the group's stored state, compare-and-swap: re-read and retry (3 times) if
- * someone else changed it in between. Returns what was stored. A stored value that does not parse
- * is changed from `invalidAs` (what this node acts on for it), never from "nothing set".
+ * Applies `change` to the group's stored state, compare-and-swap: re-read and retry if someone else
+ * changed it in between, after a random wait that grows with each lost race (operators acting on
+ * one group through several nodes at once write one key; retrying at once, they collide again).
+ * Returns what was stored. A stored value that does not parse is changed from `invalidAs` (what this
+ * node acts on for it), never from "nothing set".
  */
 export async function updateOperatorState(
   client: Etcd3,
@@ -147,6 +157,12 @@ export async function updateOperatorState(
         .commit(),
     );
     if (txn.succeeded) return next;
-    if (attempt >= 3) throw new Error(`operator state of ${group} changed three times under us; try again`);
+    if (attempt >= OPERATOR_STATE_ATTEMPTS)
+      throw new CoolctlError(
+        ErrorCodes.OPERATOR_STATE_CONTENDED,
+        `operator state of ${group} changed ${attempt} times under us while we wrote it; try again`,
+        { retryable: true },
+      );
+    await delay(Math.random() * CONTENDED_BACKOFF_STEP_MS * attempt);
   }
 }
