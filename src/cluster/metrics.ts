@@ -115,6 +115,16 @@ export class LeadershipMetrics {
     this.leader.set({ group }, to === 'leader' ? 1 : 0);
   }
 
+  /**
+   * A group left the config: its series go. `coolctl_leader{group} 0` left on every node would read
+   * as a group nobody leads (CoolctlGroupWithoutLeader, critical) for as long as the nodes run.
+   */
+  groupRemoved(group: string): void {
+    this.leader.remove({ group });
+    this.relinquishes.remove({ group });
+    this.operatorInvalid.remove({ group });
+  }
+
   keepaliveSeconds(seconds: number): void {
     this.keepalive.observe(seconds);
   }

@@ -443,6 +443,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       if (want.has(group)) continue;
       if (s.role !== 'resigned') this.setRole(s, 'resigned', null, 'group removed from the config');
       this.state.delete(group);
+      this.metrics?.groupRemoved(group);
       const election = this.elections.get(group);
       this.elections.delete(group);
       const mine = this.snapshot?.queues.get(group)?.find((e) => e.leaseHex === this.lease?.hex);
