@@ -16,6 +16,11 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 
 const DEFAULT_MAX_CONNECTIONS = 32;
 
+/** Standard serial rates (Modbus over serial line names 9600 and 19200; the rest are in use). */
+export const BAUD_RATES = [
+  1_200, 2_400, 4_800, 9_600, 14_400, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600,
+] as const;
+
 /** One source address may hold this share of maxConnections by default (never fewer than the units). */
 const DEFAULT_PER_HOST_SHARE = 0.75;
 
@@ -34,7 +39,11 @@ const Port = (description: string) => T.Integer({ minimum: 0, maximum: 65_535, d
 const SerialSchema = T.Object(
   {
     path: T.String({ minLength: 1, description: 'the serial device of the RS-485 line, e.g. /dev/ttyUSB0' }),
-    baudRate: T.Optional(T.Integer({ minimum: 1_200, maximum: 921_600, default: 19_200 })),
+    // The rates RS-485 adapters and units share: a typo (19201, 96000) would open the line at a rate
+    // no unit speaks, and every unit would only time out.
+    baudRate: T.Optional(
+      T.Unsafe<(typeof BAUD_RATES)[number]>({ type: 'integer', enum: [...BAUD_RATES], default: 19_200 }),
+    ),
     // Enums, not unions of literals: a wrong value then gets one problem that lists the choices.
     parity: T.Optional(
       T.Unsafe<'none' | 'even' | 'odd'>({ type: 'string', enum: ['none', 'even', 'odd'], default: 'even' }),
@@ -288,7 +297,8 @@ function rules(c: GatewayConfigFile): { path: string; message: string; allowed: 
 
 /** Parses and checks gateway YAML; throws ConfigError listing every problem. */
 export function parseGatewayConfig(text: string, file = '<inline>'): GatewayConfig {
-  const c = parseYamlConfig(text, file, validate, rules);
+  // A problem the schema finds points at this file's docs, not the site file's.
+  const c = parseYamlConfig(text, file, validate, rules, { docs: 'docs/fencing-gateway.md' });
   const maxConnections = c.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   return {
     file,

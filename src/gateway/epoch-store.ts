@@ -10,6 +10,8 @@ import { basename, dirname, join } from 'node:path';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 
 const FORMAT_VERSION = 1;
+/** Epochs are u64 on the wire (gateway-fencing.ts); a larger one could never be written again. */
+const U64_MAX = (1n << 64n) - 1n;
 
 interface StateFileV1 {
   version: 1;
@@ -62,6 +64,8 @@ export class EpochStore {
         `the epoch state file ${file} is not valid (${why}); the gateway will not guess the epochs it accepted. ` +
           'Restore it, or remove it knowing that until each unit’s leader writes again a deposed leader could write once',
       );
+    // Our writes replace the file whole (rename), so an empty one was emptied by something else.
+    if (text.trim() === '') throw problem('the file is empty');
     let doc: unknown;
     try {
       doc = JSON.parse(text);
@@ -69,16 +73,25 @@ export class EpochStore {
       throw problem((err as Error).message);
     }
     const d = doc as Partial<StateFileV1>;
-    if (d?.version !== FORMAT_VERSION || typeof d.units !== 'object' || d.units === null) {
+    if (typeof d?.version === 'number' && d.version > FORMAT_VERSION) {
+      throw problem(
+        `format version ${d.version} was written by a newer coolctl; this one reads ${FORMAT_VERSION}: run the newer version`,
+      );
+    }
+    if (d?.version !== FORMAT_VERSION || !isPlainObject(d.units)) {
       throw problem(`expected {"version":${FORMAT_VERSION},"units":{…}}`);
     }
     for (const [k, v] of Object.entries(d.units)) {
-      const id = Number(k);
-      if (!Number.isInteger(id) || id < 1 || id > 247 || typeof v !== 'string' || !/^\d{1,20}$/.test(v)) {
-        throw problem(`unit ${k}: ${JSON.stringify(v)} is not a unit id with an epoch`);
+      // Canonical ids only: "3" and "03" would be one unit, and the later of the two would win.
+      const id = /^[1-9]\d{0,2}$/.test(k) ? Number(k) : 0;
+      const epoch = typeof v === 'string' && /^\d{1,20}$/.test(v) ? BigInt(v) : -1n;
+      if (id < 1 || id > 247 || epoch < 0n || epoch > U64_MAX) {
+        throw problem(
+          `unit ${JSON.stringify(k)}: ${JSON.stringify(v)} is not a unit id (1..247) with a u64 epoch`,
+        );
       }
-      store.epochs.set(id, BigInt(v));
-      store.durable.set(id, BigInt(v));
+      store.epochs.set(id, epoch);
+      store.durable.set(id, epoch);
     }
     return { store, found: true };
   }
@@ -137,4 +150,8 @@ export class EpochStore {
     this.writes++;
     for (const [id, e] of snapshot) this.durable.set(id, e);
   }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

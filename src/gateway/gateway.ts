@@ -311,8 +311,21 @@ export class FencingGateway {
 
   private async onLine(unit: Unit, pdu: Buffer): Promise<TransportOutcome> {
     const start = performance.now();
+    const straysBefore = unit.line.transport.strays?.frames ?? 0;
     const out = await unit.line.transport.transact(unit.unitId, pdu, unit.timeoutMs);
     this.m.lineSeconds.observe({ line: unit.line.name }, (performance.now() - start) / 1000);
+    const strays = unit.line.transport.strays;
+    if (strays && strays.frames > straysBefore) {
+      this.m.lineErrors.inc(
+        { line: unit.line.name, unit: unit.name, kind: 'wrong_address' },
+        strays.frames - straysBefore,
+      );
+      this.warns.warn(
+        `wrong-address:${unit.line.name}`,
+        { line: unit.line.name, unit: unit.name, asked: unit.unitId, answered: strays.lastAddress },
+        'answer from another slave address skipped (a late answer, or a unit whose address the config does not say)',
+      );
+    }
     const usable = unit.line.transport.usable;
     if (usable !== (this.lineUsable.get(unit.line.name) ?? true)) {
       this.lineUsable.set(unit.line.name, usable);

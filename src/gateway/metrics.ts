@@ -30,6 +30,7 @@ export class GatewayMetrics {
   readonly connections: Gauge;
   readonly idleClosed: Counter;
   readonly lineSeconds: Histogram<'line'>;
+  readonly httpRefused: Counter<'reason'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -59,7 +60,7 @@ export class GatewayMetrics {
     });
     this.lineErrors = new Counter({
       name: 'coolctl_gateway_line_errors_total',
-      help: 'Requests that failed on the line: garbage (bad CRC, wrong answer), unavailable (line down), expired (waited past queueTimeoutMs, never sent)',
+      help: 'Requests that failed on the line: garbage (bad CRC, wrong answer), unavailable (line down), expired (waited past queueTimeoutMs, never sent), wrong_address (an RTU answer from another slave address, skipped)',
       labelNames: ['line', 'unit', 'kind'],
       registers,
     });
@@ -88,6 +89,12 @@ export class GatewayMetrics {
     this.idleClosed = new Counter({
       name: 'coolctl_gateway_idle_connections_closed_total',
       help: 'Connections closed after idleTimeoutMs without a request (a controller that does not lead the unit reopens its silent connection at once)',
+      registers,
+    });
+    this.httpRefused = new Counter({
+      name: 'coolctl_gateway_http_refused_total',
+      help: 'HTTP connections dropped (too_many_connections), and requests refused unparsed (bad_request) or too slow (timeout)',
+      labelNames: ['reason'],
       registers,
     });
     this.lineSeconds = new Histogram({

@@ -39,6 +39,12 @@ export class RtuTransport implements Transport {
   readonly endpoint: string;
   /** Bytes that arrived with no request waiting, or from another address: dropped. */
   strayBytes = 0;
+  /**
+   * Whole frames (good CRC) from another address while a request waited: a late answer, or a unit
+   * at an address the config does not say — the gateway counts and logs them, as the request alone
+   * would end as a plain timeout.
+   */
+  readonly strays = { frames: 0, lastAddress: 0 };
   private readonly opts: RtuOptions;
   private readonly gapMs: number;
   private port: SerialPort | undefined;
@@ -195,6 +201,8 @@ export class RtuTransport implements Transport {
       }
       if (addr !== p.unitId) {
         this.strayBytes += len;
+        this.strays.frames++;
+        this.strays.lastAddress = addr;
         continue;
       }
       const answer = Buffer.from(frame.subarray(1, -2));

@@ -8,6 +8,7 @@ import { registerBuildInfo } from '../metrics/build-info.ts';
 import { VERSION } from '../version.ts';
 import type { GatewayConfig } from './config.ts';
 import { EpochStore } from './epoch-store.ts';
+import { ExclusiveClaims } from './exclusive.ts';
 import { FencingGateway } from './gateway.ts';
 import { GatewayHttp } from './http.ts';
 import { GatewayMetrics } from './metrics.ts';
@@ -22,6 +23,7 @@ export class GatewayService {
   private gateway: FencingGateway | undefined;
   private listener: ModbusListener | undefined;
   private http: GatewayHttp | undefined;
+  private readonly claims: ExclusiveClaims;
   private stopping: Promise<void> | undefined;
   /** Where controllers and Prometheus reach it, once started. */
   modbus = { host: '', port: 0 };
@@ -31,12 +33,17 @@ export class GatewayService {
     this.cfg = cfg;
     this.log = deps.logger;
     this.transports = deps.transports;
+    this.claims = new ExclusiveClaims(cfg.name);
   }
 
   async start(): Promise<void> {
     collectDefaultMetrics({ register: this.registry });
     registerBuildInfo(this.registry, VERSION);
     const metrics = new GatewayMetrics(this.registry);
+    // Before anything is read or opened: a second gateway on the same file or line stops here.
+    await this.claims.stateFile(this.cfg.stateFile);
+    for (const l of this.cfg.lines)
+      if (l.serial && !this.transports?.has(l.name)) await this.claims.serialLine(l.serial.path, l.name);
     const { store, found } = await EpochStore.open(this.cfg.stateFile);
     const epochs = Object.fromEntries(store.entries().map(([id, e]) => [id, e.toString()]));
     if (found) this.log.info({ file: this.cfg.stateFile, epochs }, 'epoch state loaded');
@@ -74,6 +81,7 @@ export class GatewayService {
       gateway: this.cfg.name,
       startedAtMs,
       health: () => gateway.health(),
+      refused: metrics.httpRefused,
     });
     const url = await this.http.listen(this.cfg.http.host, this.cfg.http.port);
     this.httpUrl = url;
@@ -98,6 +106,7 @@ export class GatewayService {
       await this.listener?.stop();
       await this.gateway?.stop();
       await this.http?.close();
+      await this.claims.release();
       this.log.info({ gateway: this.cfg.name }, 'gateway stopped');
     })();
     return this.stopping;

@@ -25,6 +25,8 @@ export interface Transport {
   readonly usable: boolean;
   /** Bounded, idempotent. */
   close(): Promise<void>;
+  /** Answers from another address than the one asked, skipped while waiting (a multi-drop line's). */
+  readonly strays?: { readonly frames: number; readonly lastAddress: number };
 }
 
 /**
