@@ -53,6 +53,7 @@ import {
   STATUS_BLOCK_LEN,
   STATUS_OFFSET,
 } from '../src/devices/modbus/point-map.ts';
+import { BAUD_RATES } from '../src/devices/modbus/rtu-frame.ts';
 import { simArgs } from '../test/support/repo.ts';
 import type { RssReport } from './lib/device-io-rss.ts';
 import { rtuLineBench } from './lib/device-io-rtu.ts';
@@ -238,7 +239,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       const r = await rtuLineBench({
         template: modbus[0]!,
         units: Number(values['rtu-units']),
-        baudRate: Number(values['rtu-baud']),
+        baudRate: baudRateOf(values['rtu-baud']),
         warmupS: Number(values['warmup-seconds']),
         seconds: Number(values['rtu-seconds']),
         log,
@@ -914,4 +915,11 @@ function log(line: string): void {
 
 function seconds(sinceMs: number): string {
   return ((performance.now() - sinceMs) / 1000).toFixed(1);
+}
+
+/** --rtu-baud as a rate the site schema takes (a standard one), or a clear refusal. */
+function baudRateOf(text: string | undefined): (typeof BAUD_RATES)[number] {
+  const rate = BAUD_RATES.find((b) => String(b) === text);
+  if (rate === undefined) throw new Error(`--rtu-baud ${text}: one of ${BAUD_RATES.join(', ')}`);
+  return rate;
 }

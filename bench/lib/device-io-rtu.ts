@@ -19,7 +19,7 @@ import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/sit
 import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { COMMAND_BLOCK_LEN, resolvePointMap, STATUS_BLOCK_LEN } from '../../src/devices/modbus/point-map.ts';
-import { RTU_BITS_PER_CHAR } from '../../src/devices/modbus/rtu-frame.ts';
+import { type BAUD_RATES, RTU_BITS_PER_CHAR } from '../../src/devices/modbus/rtu-frame.ts';
 import { rtuLineOn } from '../../src/devices/modbus/rtu-line.ts';
 import { delay, until } from './stats.ts';
 
@@ -27,7 +27,7 @@ export interface RtuLineBenchOptions {
   /** A Modbus TCP unit of the generated site, used as the template of each RTU unit. */
   template: ModbusAirHandler;
   units: number;
-  baudRate: number;
+  baudRate: (typeof BAUD_RATES)[number];
   warmupS: number;
   seconds: number;
   log: (line: string) => void;

@@ -502,6 +502,10 @@ function describeAllowed(e: ErrorObject, docs: string): string {
       return `text matching ${String(p.pattern)}`;
     case 'const':
       return `exactly ${JSON.stringify(p.allowedValue)}`;
+    case 'enum': {
+      const values = Array.isArray(p.allowedValues) ? p.allowedValues.map((v) => String(v)) : [];
+      return values.length > 1 ? `${values.slice(0, -1).join(', ')} or ${values.at(-1)}` : `see ${docs}`;
+    }
     case 'anyOf':
       return typeof p.allowed === 'string'
         ? `${p.allowed}; see ${docs}`

@@ -4,6 +4,7 @@
 import { type Static, Type as T } from '@sinclair/typebox';
 import { AlarmSettingsSchema, GroupAlarmLimitsSchema } from '../alarms/alarm-schema.ts';
 import { ControlTuningSchema, InfluenceSchema } from '../control/tuning-schema.ts';
+import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 
 const Id = T.String({
@@ -90,7 +91,10 @@ const ModbusTcpEndpoint = T.Object(
 const ModbusRtuEndpoint = T.Object(
   {
     path: T.String({ minLength: 1, description: 'serial device the controller opens, e.g. /dev/ttyUSB0' }),
-    baudRate: T.Optional(T.Integer({ minimum: 300, maximum: 921_600, default: 19_200 })),
+    // An enum, not a union of literals: a wrong rate then gets one problem that lists the rates.
+    baudRate: T.Optional(
+      T.Unsafe<(typeof BAUD_RATES)[number]>({ type: 'integer', enum: [...BAUD_RATES], default: 19_200 }),
+    ),
     parity: T.Optional(
       T.Union([T.Literal('none'), T.Literal('even'), T.Literal('odd')], { default: 'even' }),
     ),

@@ -6,6 +6,7 @@ import { type Static, Type as T } from '@sinclair/typebox';
 import { CONTROLLER_FILE_MAX_BYTES } from '../config/config-files.ts';
 import { ajv, parseYamlConfig, readConfigFile } from '../config/load-site.ts';
 import { GATEWAY_FENCE } from '../devices/modbus/gateway-fencing.ts';
+import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
 
 /**
  * A controller that leads a unit's group sends at least one request per control period (at most
@@ -15,11 +16,6 @@ import { GATEWAY_FENCE } from '../devices/modbus/gateway-fencing.ts';
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 
 const DEFAULT_MAX_CONNECTIONS = 32;
-
-/** Standard serial rates (Modbus over serial line names 9600 and 19200; the rest are in use). */
-export const BAUD_RATES = [
-  1_200, 2_400, 4_800, 9_600, 14_400, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600,
-] as const;
 
 /** One source address may hold this share of maxConnections by default (never fewer than the units). */
 const DEFAULT_PER_HOST_SHARE = 0.75;

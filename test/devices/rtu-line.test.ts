@@ -6,15 +6,18 @@
 // rtu-line-multidrop.test.ts.
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { ModbusRtuAhuServer } from '../../firmware-sim/ahu/modbus-rtu-server.ts';
 import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
+import { parseSite } from '../../src/config/load-site.ts';
 import { checkSiteRules } from '../../src/config/site-rules.ts';
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../src/config/site-schema.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { resolvePointMap, STATUS_BLOCK_LEN } from '../../src/devices/modbus/point-map.ts';
+import type { BAUD_RATES } from '../../src/devices/modbus/rtu-frame.ts';
 import {
   type OpenRtuPort,
   openRtuUnit,
@@ -196,8 +199,25 @@ describe('a shared RTU line whose port goes away', () => {
 });
 
 describe('the site file and shared serial lines', () => {
+  it('refuses a baud rate no unit speaks (19 201), listing the standard rates', () => {
+    const unit = (baudRate: number) => ({
+      ...site,
+      airHandlers: site.airHandlers.map((a, i) =>
+        i === 0
+          ? { ...a, protocol: 'modbus-rtu', endpoint: { path: '/dev/ttyUSB0', unitId: 1, baudRate } }
+          : a,
+      ),
+    });
+    expect(() => parseSite(stringify(unit(19_201)))).toThrow(
+      /baudRate: must be equal to one of the allowed values \(allowed: 1200, 2400, [0-9, ]*19200, [0-9, ]* or 921600\)/,
+    );
+    expect(parseSite(stringify(unit(38_400))).airHandlers[0]).toMatchObject({
+      endpoint: { baudRate: 38_400 },
+    });
+  });
+
   it('refuses two units at one slave id on a path, and units that disagree on its settings', () => {
-    const rtu = (id: string, unitId: number, baudRate: number): ModbusRtuAirHandler => ({
+    const rtu = (id: string, unitId: number, baudRate: (typeof BAUD_RATES)[number]): ModbusRtuAirHandler => ({
       ...baseAhu,
       id,
       protocol: 'modbus-rtu',

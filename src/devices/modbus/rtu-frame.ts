@@ -31,6 +31,14 @@ export function rtuCrcOk(frame: Uint8Array, length = frame.length): boolean {
 export const RTU_BITS_PER_CHAR = 11;
 
 /**
+ * The serial rates Modbus RTU units are built for (the standard UART rates): a line opened at any
+ * other rate is one no unit speaks, and every request on it would only time out.
+ */
+export const BAUD_RATES = [
+  1_200, 2_400, 4_800, 9_600, 14_400, 19_200, 38_400, 57_600, 115_200, 230_400, 460_800, 921_600,
+] as const;
+
+/**
  * The silence that must precede a frame: 3.5 characters, and a fixed 1.75 ms above 19 200 baud
  * (the Modbus serial-line spec's advice, since timers cannot resolve less).
  */
