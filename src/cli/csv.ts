@@ -1,6 +1,24 @@
 // A small CSV reader for inventories (RFC 4180: commas, double quotes, "" inside quotes, CRLF or
 // LF): each record keeps the line it starts on, so every problem can name its file and line. The
-// first record is the header; blank lines and lines starting with # are skipped.
+// first record is the header; blank lines and lines starting with # are skipped. A file is read as
+// every config file is (config-files.ts): a regular file, sized before it is read, UTF-8 — so a
+// FIFO, /dev/zero, a 100 MB export or a UTF-16 or Latin-1 save is refused with what to do, never
+// waited on, read into memory or turned silently into U+FFFD. A cell holding a control character
+// (a NUL of a binary file, an ESC) is refused with its line: no inventory has one.
+import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from '../config/config-files.ts';
+import { printable } from './printable.ts';
+
+/**
+ * The largest inventory read: the site it builds must fit the site file the daemon reads, and an
+ * inventory row is shorter than the YAML it becomes, so a bigger CSV could only build a refused site.
+ */
+export const CSV_FILE_MAX_BYTES = SITE_FILE_MAX_BYTES;
+/**
+ * The most rows an inventory may have: a site the daemon reads holds ~100 000 items at most (a
+ * 10 000-node hall is 4.4 MB of the 8 MB); past that, each row would only cost memory (a problem or
+ * more per row) to build a site that is refused anyway.
+ */
+export const CSV_MAX_ROWS = 100_000;
 
 export interface CsvRow {
   /** 1-based line of the record's first character. */
@@ -17,25 +35,40 @@ export interface CsvTable {
   rows: CsvRow[];
   /** "file:line: message" for records that cannot be read (an unclosed quote, too many cells). */
   problems: string[];
+  /** The file itself could not be read (missing, no regular file, too big, not UTF-8): no rows at all. */
+  unread?: boolean;
 }
 
 /** Splits `text` into records of cells, with the line each starts on. */
-function records(text: string): { line: number; cells: string[]; unclosed: boolean }[] {
-  const out: { line: number; cells: string[]; unclosed: boolean }[] = [];
+interface CsvRecord {
+  line: number;
+  cells: string[];
+  unclosed: boolean;
+  /** Text after a closing quote (`"Hall B"x`): RFC 4180 has none, and a spreadsheet reads it otherwise. */
+  stray: boolean;
+}
+
+/** At most `max` records: the rest of the text is not split. */
+function records(text: string, max: number): CsvRecord[] {
+  const out: CsvRecord[] = [];
   let line = 1;
   let start = 1;
   let cells: string[] = [];
   let cell = '';
   let quoted = false;
   let any = false;
-  for (let i = 0; i < text.length; i++) {
+  let closed = false;
+  let stray = false;
+  for (let i = 0; i < text.length && out.length < max; i++) {
     const ch = text[i]!;
     if (quoted) {
       if (ch === '"' && text[i + 1] === '"') {
         cell += '"';
         i++;
-      } else if (ch === '"') quoted = false;
-      else {
+      } else if (ch === '"') {
+        quoted = false;
+        closed = true;
+      } else {
         if (ch === '\n') line++;
         cell += ch;
       }
@@ -49,27 +82,58 @@ function records(text: string): { line: number; cells: string[]; unclosed: boole
       cells.push(cell);
       cell = '';
       any = true;
+      closed = false;
     } else if (ch === '\n' || ch === '\r') {
       if (ch === '\r' && text[i + 1] === '\n') i++;
-      if (any || cell.trim() !== '') out.push({ line: start, cells: [...cells, cell], unclosed: false });
+      if (any || cell.trim() !== '')
+        out.push({ line: start, cells: [...cells, cell], unclosed: false, stray });
       cells = [];
       cell = '';
       any = false;
+      closed = false;
+      stray = false;
       line++;
       start = line;
     } else {
       cell += ch;
-      if (ch.trim() !== '') any = true;
+      if (ch.trim() !== '') {
+        any = true;
+        if (closed) stray = true;
+      }
     }
   }
-  if (quoted) out.push({ line: start, cells: [...cells, cell], unclosed: true });
-  else if (any || cell.trim() !== '') out.push({ line: start, cells: [...cells, cell], unclosed: false });
+  if (out.length >= max) return out;
+  if (quoted) out.push({ line: start, cells: [...cells, cell], unclosed: true, stray });
+  else if (any || cell.trim() !== '')
+    out.push({ line: start, cells: [...cells, cell], unclosed: false, stray });
   return out;
+}
+
+/** C0 controls but tab and line ends, DEL, C1 and the bidi controls: what printable() escapes. */
+const controlIn = (cell: string): string | undefined =>
+  [...cell.replace(/[\t\r\n]/g, '')].find((c) => printable(c) !== c);
+
+/** An inventory file read and split, or a table with no rows and the one problem that stopped it. */
+export async function readCsv(file: string): Promise<CsvTable> {
+  const bytes = await readBoundedFile(file, CSV_FILE_MAX_BYTES, 'CSV inventory');
+  const text = bytes.ok ? utf8Text(bytes.value, file) : bytes;
+  if (text.ok) return parseCsv(text.value, file);
+  return {
+    file,
+    header: [],
+    headerLine: 1,
+    rows: [],
+    problems: [`${text.message}; want ${text.allowed}`],
+    unread: true,
+  };
 }
 
 export function parseCsv(text: string, file: string): CsvTable {
   const problems: string[] = [];
-  const recs = records(text.replace(/^\uFEFF/, '')).filter((r) => !r.cells[0]?.trimStart().startsWith('#'));
+  // Comments count towards the bound too: a file of a million "#" lines is no inventory either.
+  const recs = records(text.replace(/^\uFEFF/, ''), CSV_MAX_ROWS + 2).filter(
+    (r) => !r.cells[0]?.trimStart().startsWith('#'),
+  );
   const head = recs.shift();
   if (!head)
     return {
@@ -80,10 +144,25 @@ export function parseCsv(text: string, file: string): CsvTable {
       problems: [`${file}:1: empty file: want a header line`],
     };
   const header = head.cells.map((c) => c.trim());
+  if (recs.length > CSV_MAX_ROWS)
+    return {
+      file,
+      header,
+      headerLine: head.line,
+      rows: [],
+      problems: [`${file}: more than ${CSV_MAX_ROWS} rows, more than a site holds: is it the right export?`],
+      unread: true,
+    };
   const rows: CsvRow[] = [];
   for (const r of recs) {
     if (r.unclosed) {
       problems.push(`${file}:${r.line}: a quoted cell is never closed`);
+      continue;
+    }
+    if (r.stray) {
+      problems.push(
+        `${file}:${r.line}: text after a closing quote: quote the whole cell ("Hall ""B"" north")`,
+      );
       continue;
     }
     if (r.cells.length > header.length) {
@@ -95,6 +174,13 @@ export function parseCsv(text: string, file: string): CsvTable {
       const v = r.cells[i]?.trim();
       if (v !== undefined && v !== '') cells[h] = v;
     });
+    const bad = Object.entries(cells).find(([, v]) => controlIn(v) !== undefined);
+    if (bad) {
+      problems.push(
+        `${file}:${r.line}: ${bad[0]} holds the control character ${printable(controlIn(bad[1]))}: a cell is plain text (a NUL is a sign of a binary or UTF-16 file)`,
+      );
+      continue;
+    }
     rows.push({ line: r.line, cells });
   }
   return { file, header, headerLine: head.line, rows, problems };

@@ -6,11 +6,11 @@
 // point's node (and the browse path it was found by), raw value with its data type or the status
 // that says why there is none, value and unit. Reads only: nothing is written. Returns the text
 // and the exit code; the CLI prints them.
-import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { parse } from 'yaml';
-import { loadSite } from '../config/load-site.ts';
+import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
+import { loadSite, readConfigFile } from '../config/load-site.ts';
 import {
   type AirHandler,
   type ModbusAirHandler,
@@ -31,7 +31,7 @@ import {
 import { loadProfile } from '../devices/profile/load.ts';
 import { toModicon } from '../devices/profile/modicon.ts';
 import { isPointName, POINTS, type PointKind } from '../devices/profile/points.ts';
-import { CoolctlError, DeviceError, ErrorCodes } from '../errors.ts';
+import { DeviceError } from '../errors.ts';
 import { compareCodeUnits } from '../util/order.ts';
 
 export interface ProfileReadOptions {
@@ -175,14 +175,8 @@ function shown(
 
 /** The site: the file itself, or the `site:` of a controller config (relative to it). */
 async function siteOf(file: string, profilesDir: string | undefined) {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new CoolctlError(ErrorCodes.CONFIG_INVALID, `cannot read ${file}: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
+  // Read as the daemon reads it: a FIFO or /dev/zero is refused, not waited on or read without end.
+  const text = await readConfigFile(file, SITE_FILE_MAX_BYTES, 'site file or controller config');
   let doc: unknown;
   try {
     doc = parse(text);

@@ -5,11 +5,21 @@
 // describes breaks the site schema or its rules (a rack in no room, a unit in no group): the site
 // is built, then validated by the same parser the daemon uses (config/load-site.ts), and each of
 // its problems is traced back to the row it came from. Nothing is written unless all is valid.
-import { readFile } from 'node:fs/promises';
+// Problems quote the files' cells, so each is escaped for the terminal it is printed on, and a
+// file wrong on every row (an export of the wrong table) lists its first problems, not a million.
+import { lstat, open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
-import { finiteNumber } from './args.ts';
-import { type CsvRow, type CsvTable, parseCsv } from './csv.ts';
+import { finiteNumber, UsageError } from './args.ts';
+import { type CsvRow, type CsvTable, readCsv } from './csv.ts';
+import { printable } from './printable.ts';
+
+/** The problems listed at most; the rest are counted (the first ones say what is wrong with a file). */
+export const MAX_PROBLEMS_LISTED = 100;
+/** Past this many, rows are no longer checked: a file wrong on every row would hold them all in memory. */
+const PROBLEMS_KEPT = 1000;
 
 export type InventoryKind = 'rooms' | 'racks' | 'units' | 'sensors' | 'groups' | 'gateways';
 
@@ -78,6 +88,16 @@ export const COLUMNS: Record<InventoryKind, Record<string, Column>> = {
   },
 };
 
+/** The inventory each section of the site is built from. */
+const SECTION_KIND: Record<string, InventoryKind> = {
+  rooms: 'rooms',
+  racks: 'racks',
+  airHandlers: 'units',
+  sensorNodes: 'sensors',
+  controlGroups: 'groups',
+  gateways: 'gateways',
+};
+
 /** Where each item of the site came from: section → index → "file:line". */
 type Origins = Record<string, string[]>;
 
@@ -97,6 +117,7 @@ type Row = Record<string, string | number | string[]>;
 function typedRows(t: CsvTable, kind: InventoryKind, problems: string[]): { row: Row; at: string }[] {
   const spec = COLUMNS[kind];
   problems.push(...t.problems);
+  if (t.unread) return [];
   const unknown = t.header.filter((h) => !(h in spec));
   if (unknown.length > 0)
     problems.push(
@@ -110,7 +131,10 @@ function typedRows(t: CsvTable, kind: InventoryKind, problems: string[]): { row:
     return [];
   }
   const out: { row: Row; at: string }[] = [];
-  for (const r of t.rows) out.push({ row: typedRow(t.file, r, spec, problems), at: `${t.file}:${r.line}` });
+  for (const r of t.rows) {
+    if (problems.length >= PROBLEMS_KEPT) break;
+    out.push({ row: typedRow(t.file, r, spec, problems), at: `${t.file}:${r.line}` });
+  }
   return out;
 }
 
@@ -127,13 +151,22 @@ function typedRow(file: string, r: CsvRow, spec: Record<string, Column>, problem
       const n = finiteNumber(v);
       if (n === undefined || (col.type === 'integer' && !Number.isInteger(n)))
         problems.push(
-          `${file}:${r.line}: ${name} "${v}" is not ${col.type === 'integer' ? 'a whole number' : 'a number'}`,
+          `${file}:${r.line}: ${name} "${v}" is not ${col.type === 'integer' ? 'a whole number' : 'a number'}${numberHint(v)}`,
         );
       else row[name] = n;
     } else if (col.type === 'list') row[name] = v.split(/[\s;|]+/).filter(Boolean);
     else row[name] = v;
   }
   return row;
+}
+
+/** What a spreadsheet's export may have made of a number, and how to write it. */
+function numberHint(v: string): string {
+  if (/^[+-]?\d+,\d+$/.test(v)) return ` (a decimal comma: write ${v.replace(',', '.')})`;
+  if (/^[+-]?(?:\d+\.?\d*|\.\d+)[eE][+-]?\d+$/.test(v)) return ' (too large or too small for a number)';
+  if (/^[=+\-@]/.test(v) && finiteNumber(v) === undefined)
+    return ' (a formula: export the values, not the formulas)';
+  return '';
 }
 
 const pick = (row: Row, keys: string[]): Record<string, unknown> =>
@@ -273,15 +306,17 @@ export async function importSite(o: {
     ['groups', o.groups],
     ['gateways', o.gateways],
   ];
-  for (const [kind, file] of files) {
-    if (file === undefined) continue;
-    try {
-      tables[kind] = parseCsv(await readFile(file, 'utf8'), file);
-    } catch (err) {
-      problems.push(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-  }
+  for (const [kind, file] of files) if (file !== undefined) tables[kind] = await readCsv(file);
   return validateImport(o.siteId, o.siteName, tables, problems);
+}
+
+/** Problems as printed: a cell's ESC or bidi override escaped, and no more than MAX_PROBLEMS_LISTED. */
+function listed(problems: string[]): string[] {
+  const shown = problems.slice(0, MAX_PROBLEMS_LISTED).map((p) => printable(p));
+  const more = problems.length - shown.length;
+  if (more <= 0) return shown;
+  const count = problems.length >= PROBLEMS_KEPT ? `at least ${more}` : `${more}`;
+  return [...shown, `… and ${count} more problem(s): fix the ones above first`];
 }
 
 /** Builds and validates; the problems of the CSV come first, then the site's, each traced to its row. */
@@ -295,7 +330,24 @@ export async function validateImport(
   const yaml = `# Built by coolctl site import from ${Object.values(tables)
     .map((t) => t.file)
     .join(', ')}\n${stringify(site)}`;
-  const fail = (): ImportResult => ({ ok: false, problems, site: null, yaml: '', summary: '' });
+  const fail = (): ImportResult => ({
+    ok: false,
+    problems: listed(problems),
+    site: null,
+    yaml: '',
+    summary: '',
+  });
+  // A file not read at all leaves every row that names its items dangling: the schema would only
+  // repeat that, once per row.
+  // Nor does a check that stopped early: the rows it did not reach would be missing.
+  if (Object.values(tables).some((t) => t.unread) || problems.length >= PROBLEMS_KEPT) return fail();
+  const bytes = Buffer.byteLength(yaml);
+  if (bytes > SITE_FILE_MAX_BYTES) {
+    problems.push(
+      `(site): the site file would be ${(bytes / 1024 / 1024).toFixed(1)} MB, more than the ${SITE_FILE_MAX_BYTES / 1024 / 1024} MB the daemon reads (docs/site-config.md, "File limits")`,
+    );
+    return fail();
+  }
   // Rows the CSV checks already found wrong: the schema's complaints about them would repeat those.
   const badRows = new Set(problems.map((p) => /^(.+?:\d+): /.exec(p)?.[1]).filter(Boolean));
   const { parseSite } = await import('../config/load-site.ts');
@@ -312,8 +364,18 @@ export async function validateImport(
     }
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
+    // A section the schema finds empty or short, whose file had rows refused already, says it twice.
+    const badFiles = new Set(
+      Object.values(tables)
+        .filter((t) => problems.some((p) => p.startsWith(`${t.file}:`)))
+        .map((t) => t.file),
+    );
     for (const p of err.problems) {
       const line = traced(p, origins);
+      const [sectionName, index] = p.path.split('/').filter(Boolean);
+      const kind = sectionName === undefined ? undefined : SECTION_KIND[sectionName];
+      const file = kind === undefined ? undefined : tables[kind]?.file;
+      if (index === undefined && file !== undefined && badFiles.has(file)) continue;
       if (!badRows.has(/^(.+?:\d+): /.exec(line)?.[1])) problems.push(line);
     }
     return fail();
@@ -327,4 +389,40 @@ export async function validateImport(
     yaml,
     summary: `site ${siteId}: ${count('rooms')} rooms, ${count('racks')} racks, ${count('airHandlers')} air handlers, ${count('sensorNodes')} sensor nodes, ${count('controlGroups')} groups`,
   };
+}
+
+/**
+ * Writes the site file for `--out` as a running daemon must see it (it reloads when the file
+ * changes): whole or not at all — a temporary file beside it, flushed, then renamed over it, so a
+ * reload never reads half a site (a site cut at a line end can still be valid, with units missing).
+ * A symbolic link, a directory or a device at `out` is refused rather than written through, and
+ * every refusal is a UsageError (exit 2) that names the file and what to do.
+ */
+export async function writeSiteFile(out: string, yaml: string): Promise<void> {
+  const code = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  let mode = 0o644;
+  try {
+    const st = await lstat(out);
+    if (st.isSymbolicLink())
+      throw new UsageError(`--out ${out}: a symbolic link; give the file it points to, not the link`);
+    if (!st.isFile()) throw new UsageError(`--out ${out}: not a regular file; give a file's path`);
+    mode = st.mode & 0o777;
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    if (code(err) !== 'ENOENT') throw new UsageError(`--out ${out}: cannot use it (${code(err)})`);
+  }
+  const tmp = join(dirname(out), `.${basename(out)}.${process.pid}.tmp`);
+  let fh: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    fh = await open(tmp, 'wx', mode);
+    await fh.writeFile(yaml);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, out);
+  } catch (err) {
+    await fh?.close().catch(() => {});
+    await rm(tmp, { force: true }).catch(() => {});
+    throw new UsageError(`--out ${out}: cannot write it (${code(err)}); nothing was written`);
+  }
 }

@@ -3,9 +3,13 @@
 // warnings an operator must see: members running different configs, a group without a leader, a
 // group led but not driven. The member list and leaders come from the node asked; each group's
 // mode, driving and sensors from its leader (only the leader drives), the pause and overrides
-// from the same answer (they are kept in etcd, so every node has them).
+// from the same answer (they are kept in etcd, so every node has them). A leader that does not answer
+// is asked once, not once per group it leads: a node down costs one deadline, not minutes. An
+// answer of the wrong shape (another service on the port, a proxy's page) is said as such, never a
+// crash; a field of the wrong type in a group's answer shows as unknown.
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
-import { type ApiOptions, apiCall, apiRequest, shownUrl, withoutCredentials } from './api-client.ts';
+import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl, withoutCredentials } from './api-client.ts';
 import { formatTable } from './cli-config.ts';
 import { printable } from './printable.ts';
 
@@ -92,7 +96,7 @@ export function statusWarnings(members: StatusMember[], groups: StatusGroup[]): 
 
 /** Asks the cluster: the members and leaders from `o.api`, each group's state from its leader. */
 export async function gatherStatus(o: ApiOptions, concurrency = 8): Promise<StatusReport> {
-  const c = await apiCall<ClusterAnswer>(o, 'GET', '/api/v1/cluster');
+  const c = clusterAnswer(o, await apiCall<unknown>(o, 'GET', '/api/v1/cluster'));
   const members: StatusMember[] = c.members.map((m) => ({
     node: m.node,
     // A report is for printing: an address in it never holds a user name or password.
@@ -102,11 +106,12 @@ export async function gatherStatus(o: ApiOptions, concurrency = 8): Promise<Stat
   }));
   // Asked as the member record says (an address with credentials is refused, not stripped and dialled).
   const urls = new Map(c.members.map((m) => [m.node, m.apiUrl]));
+  const down = new Map<string, string>();
   const groups: StatusGroup[] = new Array(c.groups.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     for (let i = next++; i < c.groups.length; i = next++)
-      groups[i] = await groupStatus(o, c, c.groups[i]!, urls);
+      groups[i] = await groupStatus(o, c, c.groups[i]!, urls, down);
   };
   await Promise.all(Array.from({ length: Math.min(concurrency, c.groups.length) }, worker));
   return { node: c.node, members, groups, warnings: statusWarnings(members, groups) };
@@ -117,17 +122,29 @@ async function groupStatus(
   c: ClusterAnswer,
   g: ClusterAnswer['groups'][number],
   urls: Map<string, string>,
+  /** Address → why it did not answer: it is not asked again. */
+  down: Map<string, string>,
 ): Promise<StatusGroup> {
   const path = `/api/v1/groups/${encodeURIComponent(g.id)}`;
   const leaderUrl = g.leader ? urls.get(g.leader) : undefined;
   let answer: GroupAnswer | undefined;
   let from: string | null = null;
   let problem: string | null = null;
+  const ask = async (base: string, url: string): Promise<{ status: number; body: unknown }> => {
+    const known = down.get(base);
+    if (known !== undefined) throw new Error(`not asked again, as it failed for another group: ${known}`);
+    try {
+      return await apiRequest<unknown>(o, 'GET', url, undefined, 5_000);
+    } catch (err) {
+      down.set(base, (err as Error).message);
+      throw err;
+    }
+  };
   if (leaderUrl) {
     try {
-      const r = await apiRequest<GroupAnswer>(o, 'GET', `${leaderUrl}${path}`, undefined, 5_000);
+      const r = await ask(leaderUrl, `${leaderUrl}${path}`);
       if (r.status === 200) {
-        answer = r.body;
+        answer = groupAnswer(r.body);
         from = g.leader;
       } else problem = `it answered ${r.status}`;
     } catch (err) {
@@ -137,9 +154,9 @@ async function groupStatus(
   if (!answer) {
     // The pause and overrides are in etcd: the node asked has them even when the leader is away.
     try {
-      const r = await apiRequest<GroupAnswer>(o, 'GET', path, undefined, 5_000);
+      const r = await ask(apiBase(o), path);
       if (r.status === 200) {
-        answer = r.body;
+        answer = groupAnswer(r.body);
         from = c.node;
       } else problem ??= `${c.node} answered ${r.status}`;
     } catch (err) {
@@ -159,6 +176,76 @@ async function groupStatus(
     driven: fromLeader ? (answer?.driving ?? false) : g.leader === null ? false : null,
     problem: fromLeader ? (answer?.problem ?? null) : problem,
     from,
+  };
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+/**
+ * The cluster answer, checked before a field of it is used: members and groups lists of records
+ * with string names. Anything else is not a coolctl API (exit 1, naming the address).
+ */
+function clusterAnswer(o: ApiOptions, body: unknown): ClusterAnswer {
+  const wrong = (what: string) =>
+    new CoolctlError(
+      ErrorCodes.BAD_REQUEST,
+      `${shownUrl(apiBase(o))}/api/v1/cluster answered, but not as a coolctl node does (${what}): is the API address (--api, COOLCTL_API) a coolctl node's?`,
+    );
+  if (!isRecord(body)) throw wrong('no JSON object');
+  if (!Array.isArray(body.members)) throw wrong('no members list');
+  if (!Array.isArray(body.groups)) throw wrong('no groups list');
+  const members = body.members.map((m, i) => {
+    if (!isRecord(m) || typeof m.node !== 'string' || typeof m.apiUrl !== 'string')
+      throw wrong(`member ${i + 1} has no node and apiUrl`);
+    return {
+      node: m.node,
+      apiUrl: m.apiUrl,
+      ...(typeof m.startedAtMs === 'number' ? { startedAtMs: m.startedAtMs } : {}),
+      ...(typeof m.configHash === 'string' ? { configHash: m.configHash } : {}),
+    };
+  });
+  const groups = body.groups.map((g, i) => {
+    if (!isRecord(g) || typeof g.id !== 'string') throw wrong(`group ${i + 1} has no id`);
+    return {
+      id: g.id,
+      leader: text(g.leader),
+      epoch: typeof g.epoch === 'number' && Number.isFinite(g.epoch) ? g.epoch : null,
+    };
+  });
+  return { node: text(body.node) ?? '(the node asked)', members, groups };
+}
+
+/** A group's answer with each field of the wrong type taken as not known. */
+function groupAnswer(body: unknown): GroupAnswer {
+  const b = isRecord(body) ? body : {};
+  const op = isRecord(b.operator) ? b.operator : null;
+  const overrides = Object.fromEntries(
+    Object.entries(isRecord(op?.overrides) ? op.overrides : {})
+      .filter((e): e is [string, Record<string, unknown>] => isRecord(e[1]))
+      .map(([id, ov]) => [
+        id,
+        {
+          ...(ov.toLocal === true ? { toLocal: true } : {}),
+          ...(typeof ov.fanPct === 'number' ? { fanPct: ov.fanPct } : {}),
+          ...(typeof ov.supplySetpointC === 'number' ? { supplySetpointC: ov.supplySetpointC } : {}),
+        } as UnitOverride,
+      ]),
+  );
+  return {
+    id: text(b.id) ?? '',
+    leader: text(b.leader),
+    epoch: typeof b.epoch === 'number' ? b.epoch : null,
+    driving: b.driving === true,
+    mode: text(b.mode),
+    problem: text(b.problem),
+    operator: op
+      ? ({ ...op, paused: op.paused === true, reason: text(op.reason), overrides } as OperatorState)
+      : null,
+    sensors: isRecord(b.sensors)
+      ? { ...(text(b.sensors.verdict) ? { verdict: text(b.sensors.verdict)! } : {}) }
+      : null,
   };
 }
 

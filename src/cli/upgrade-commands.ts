@@ -54,6 +54,11 @@ async function runRolling(target: string | undefined, o: RollingCliOptions, verb
     ?.split(',')
     .map((n) => n.trim())
     .filter(Boolean);
+  // An empty list would be an upgrade of no node that reports success.
+  if (nodes?.length === 0)
+    throw new ApiUsageError(
+      `--nodes ${JSON.stringify(o.nodes)}: names no node; give a,b,c, or leave it out for every member`,
+    );
   // The releases this host knows: their manifests give each release's wire range.
   const rootNode = nodes?.[0];
   if (o.root.includes('{node}') && !rootNode)
