@@ -54,6 +54,9 @@ program
   .requiredOption('--node <name>', 'this node’s name, one of the config’s nodes')
   .addOption(logLevelOption('pino log level'))
   .action(async (o: { config: string; node: string; logLevel: string }) => {
+    // Signals are ours from the first moment: by default a SIGHUP (a reload sent while the node
+    // starts) would kill it.
+    const signals = runSignals();
     const [{ daemonLogger }, { loadControllerConfig }, { ConfigWatcher }, { Controller }, { SdNotify }] =
       await Promise.all([
         import('./daemon/logger.ts'),
@@ -67,42 +70,96 @@ program
     const cfg = await loadControllerConfig(o.config, o.node);
     const controller = new Controller(cfg, { logger, ...testCrashHook(logger) });
     const systemd = new SdNotify(process.env, process.pid, logger);
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals): void => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'stopping: resigning every group');
-      void systemd.stopping();
-      controller.stop().then(() => {
-        process.exitCode = 0;
-        // Everything is closed; a stray handle must not keep a stopped service alive.
-        setTimeout(() => process.exit(0), 2000).unref();
+    let started = false;
+    let stopped: Promise<void> | undefined;
+    let reloadAsked: string | undefined;
+    let lastReload: Promise<unknown> | undefined;
+    // Hot reload on SIGHUP (systemctl reload) or when the config or site file changes; one asked
+    // for while the node starts runs once it has started.
+    const reload = (why: string): void => {
+      if (stopped) return;
+      if (!started) {
+        reloadAsked = why;
+        return;
+      }
+      const p = controller.reload(why);
+      if (p === lastReload) return; // joined the reload already queued
+      lastReload = p;
+      void systemd.reloading();
+      p.then(() => systemd.ready(`node ${cfg.node}: config reloaded`)).catch((err: unknown) => {
+        // A refused file was logged with its problems; anything else is a bug worth a line.
+        if (!(err instanceof ConfigError)) logger.error({ err }, 'config reload failed while applying');
+        return systemd.ready(`node ${cfg.node}: config reload refused, running config kept`);
       });
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-    await controller.start();
+    const watcher = new ConfigWatcher([cfg.file, cfg.sitePath], () => reload('config file changed'), logger);
+    const stop = (signal: string): void => {
+      if (stopped) {
+        // A second SIGTERM (an impatient script) must not cut the handover short: systemd's
+        // TimeoutStopSec, and its SIGKILL, bound the stop.
+        logger.warn({ signal }, 'already stopping: the groups are being handed over');
+        return;
+      }
+      logger.info({ signal }, 'stopping: resigning every group');
+      watcher.close();
+      void systemd.stopping();
+      stopped = controller
+        .stop()
+        .catch((err: unknown) => logger.error({ err }, 'stop failed'))
+        .then(() => {
+          process.exitCode = 0;
+          // Everything is closed; a stray handle must not keep a stopped service alive.
+          setTimeout(() => process.exit(0), 2000).unref();
+        });
+    };
+    signals.on({ stop, reload: () => reload('SIGHUP') });
+    try {
+      await controller.start();
+    } catch (err) {
+      // Stopped while it started (SIGTERM before etcd answered): a clean stop, not a failure.
+      if (!controller.stoppedDuringStart(err)) {
+        watcher.close();
+        throw err;
+      }
+      logger.info('stopped during start-up, as asked');
+      return;
+    }
+    started = true;
     process.stdout.write(`coolctl: node ${cfg.node} running, API ${controller.url}\n`);
     await systemd.ready(`node ${cfg.node}: ${cfg.site.controlGroups.length} groups, API ${controller.url}`);
     systemd.startWatchdog(() => controller.loopHealth());
-    // Hot reload on SIGHUP (systemctl reload) or when the config or site file changes.
-    const reload = (why: string): void => {
-      if (stopping) return;
-      logger.info({ why }, 'reloading the config');
-      void systemd.reloading();
-      controller
-        .reload()
-        .then(() => systemd.ready(`node ${cfg.node}: config reloaded`))
-        .catch((err: unknown) => {
-          // A refused file was logged with its problems; anything else is a bug worth a line.
-          if (!(err instanceof ConfigError)) logger.error({ err }, 'config reload failed while applying');
-          return systemd.ready(`node ${cfg.node}: config reload refused, running config kept`);
-        });
-    };
-    process.on('SIGHUP', () => reload('SIGHUP'));
-    const watcher = new ConfigWatcher([cfg.file, cfg.sitePath], () => reload('config file changed'), logger);
-    process.once('exit', () => watcher.close());
+    if (reloadAsked) reload(reloadAsked);
   });
+
+/**
+ * `run`'s signal handlers, installed before anything loads: SIGTERM and SIGINT stop the node (one
+ * that comes before the node exists ends the process, nothing having started), SIGHUP reloads.
+ * Until `on` hands in the daemon's handlers, a SIGHUP is remembered and handed on then.
+ */
+function runSignals(): { on(h: { stop: (signal: string) => void; reload: () => void }): void } {
+  let handlers: { stop: (signal: string) => void; reload: () => void } | undefined;
+  let hupBeforeStart = false;
+  const onStop = (signal: NodeJS.Signals): void => {
+    if (handlers) {
+      handlers.stop(signal);
+      return;
+    }
+    process.stderr.write(`coolctl: ${signal} before the node started: nothing to hand over, exiting\n`);
+    process.exit(0);
+  };
+  process.on('SIGTERM', onStop);
+  process.on('SIGINT', onStop);
+  process.on('SIGHUP', () => {
+    if (handlers) handlers.reload();
+    else hupBeforeStart = true;
+  });
+  return {
+    on(h) {
+      handlers = h;
+      if (hupBeforeStart) h.reload();
+    },
+  };
+}
 
 program
   .command('gateway')
@@ -229,8 +286,8 @@ siteCommand
       process.stdout.write(`${jsonText({ ok: r.ok, problems: r.problems, site: r.site })}\n`);
     } else if (r.ok) {
       if (o.out) {
-        const { writeFile } = await import('node:fs/promises');
-        await writeFile(o.out, r.yaml);
+        // Whole or not at all, never through a link: a daemon may be watching the file.
+        await (await import('./cli/site-import.ts')).writeSiteFile(o.out, r.yaml);
         process.stderr.write(`${o.out}: ${r.summary}\n`);
       } else process.stdout.write(r.yaml);
     } else {

@@ -3,7 +3,9 @@
 // once, in the right order.
 // No `process` here (signals, exit codes and sd_notify belong to the entry point), so a test can
 // run three of these in one process or the entry point can run one as a service.
-import { mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -89,6 +91,12 @@ export class Controller {
   /** The API's certificate (api.tls), read again on every reload (SIGHUP). */
   private apiTls: ApiTls | undefined;
   private stopping: Promise<void> | undefined;
+  /** Aborted by stop(): a start-up still running gives up at its next step instead of finishing. */
+  private readonly startAbort = new AbortController();
+  private starting: Promise<void> | undefined;
+  private tearingDown: Promise<void> | undefined;
+  /** A reload asked for while another runs: later asks join it (it reads the files after them all). */
+  private queuedReload: Promise<SiteDiff> | undefined;
   /** The cluster's alarms (src/alarms/): judged by the groups' leaders, kept in etcd. */
   private alarms: ReturnType<typeof createAlarms> | undefined;
   private apiUrl = '';
@@ -129,8 +137,41 @@ export class Controller {
     return this.sensorStore;
   }
 
-  /** Starts everything; on failure stops what started and throws a CoolctlError saying what to fix. */
-  async start(): Promise<void> {
+  /**
+   * Starts everything; on failure stops what started and throws a CoolctlError saying what to fix.
+   * A stop() meanwhile (SIGTERM during start-up) makes it give up at its next step and throw
+   * `stoppedDuringStart`: nothing it had not started yet is started after the stop.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.startUp();
+    return this.starting;
+  }
+
+  /** Whether `err` (from start()) only says that stop() was called while it ran. */
+  stoppedDuringStart(err: unknown): boolean {
+    return this.startAbort.signal.aborted && err instanceof CoolctlError && err.code === ErrorCodes.STARTUP;
+  }
+
+  /**
+   * `p`, unless stop() comes first: then a STARTUP error at once (a step waiting on an etcd that does
+   * not answer must not hold the stop for its whole retry budget); `p` settles unobserved.
+   */
+  private step<T>(p: Promise<T>): Promise<T> {
+    const signal = this.startAbort.signal;
+    const stopped = () =>
+      new CoolctlError(ErrorCodes.STARTUP, `controller ${this.config.node} was stopped during start-up`);
+    if (signal.aborted) {
+      p.catch(() => {});
+      return Promise.reject(stopped());
+    }
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => reject(stopped());
+      signal.addEventListener('abort', onAbort, { once: true });
+      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
+  private async startUp(): Promise<void> {
     const { cfg } = this;
     this.groupIds.push(...cfg.site.controlGroups.map((g) => g.id));
     // Unprefixed, as every Prometheus client names them (process_*, nodejs_*): stock rules and
@@ -141,11 +182,15 @@ export class Controller {
     for (const w of cfg.warnings ?? [])
       this.log.warn({ file: w.file, line: w.line, path: w.path, allowed: w.allowed }, `config: ${w.message}`);
     try {
-      await mkdir(cfg.dataDir, { recursive: true });
+      await this.step(prepareDataDir(cfg));
       this.startSensors();
       const metrics = new DeviceMetrics(this.registry);
       this.deviceMetrics = metrics;
-      for (const ahu of cfg.site.airHandlers) await this.openDevice(ahu);
+      // Not raced against a stop: a unit opened after the teardown would keep reconnecting.
+      for (const ahu of cfg.site.airHandlers) {
+        await this.openDevice(ahu);
+        await this.step(Promise.resolve());
+      }
       if (cfg.peer && (cfg.secret || cfg.peerKeys)) {
         this.cache = new StateCache({
           node: cfg.node,
@@ -162,7 +207,7 @@ export class Controller {
           siteGroups: () => this.groupIds,
         });
         try {
-          await this.cache.start();
+          await this.step(this.cache.start());
         } catch (err) {
           throw new CoolctlError(
             ErrorCodes.STARTUP,
@@ -178,7 +223,7 @@ export class Controller {
           node: cfg.node,
           apiUrl: `${cfg.api.tls ? 'https' : 'http'}://${cfg.apiHost}:${cfg.apiPort}`,
           ...(cfg.peerUrl ? { peerUrl: cfg.peerUrl } : {}),
-          configHash: await configHash(cfg.file, cfg.sitePath),
+          configHash: await this.step(configHash(cfg.file, cfg.sitePath)),
           groups: cfg.site.controlGroups.map((g) => g.id),
           etcd: { hosts: cfg.cluster.etcd, ...cfg.etcdSecurity },
           prefix: cfg.cluster.prefix,
@@ -224,13 +269,15 @@ export class Controller {
       });
       this.controlPlane = { etcd, auth };
       const etcdStartedAtMs = performance.now();
-      await auth.start().catch((err: unknown) => {
-        throw etcdStartError(err, cfg, performance.now() - etcdStartedAtMs);
-      });
+      await this.step(
+        auth.start().catch((err: unknown) => {
+          throw etcdStartError(err, cfg, performance.now() - etcdStartedAtMs);
+        }),
+      );
       if (cfg.api.bootstrapAdminFile && auth.empty) {
         // The file is needed now, and judged as the config check judges it: a problem with it is
         // the operator's to fix (exit 2), not a start-up failure to retry.
-        const admin = await bootstrapAdminCheck(cfg.api.bootstrapAdminFile, { required: true });
+        const admin = await this.step(bootstrapAdminCheck(cfg.api.bootstrapAdminFile, { required: true }));
         if (admin.problems.length > 0)
           throw new ConfigError(
             cfg.file,
@@ -240,7 +287,7 @@ export class Controller {
               message: `the cluster has no API user yet, so this node creates the first admin from it, but ${p.message}`,
             })),
           );
-        await auth.bootstrap(cfg.api.bootstrapAdminFile);
+        await this.step(auth.bootstrap(cfg.api.bootstrapAdminFile));
       }
       if (auth.empty)
         this.log.warn(
@@ -272,35 +319,37 @@ export class Controller {
         logger: this.log,
         registry: this.registry,
       });
-      if (cfg.api.tls) this.apiTls = await loadApiTls(cfg, this.log);
-      this.api = await buildApp({
-        auth,
-        audit,
-        alarms: this.alarms.engine,
-        ...(this.apiTls ? { https: this.apiTls.httpsOptions() } : {}),
-        security: {
-          secureCookies: !!this.apiTls,
-          metricsAuth: cfg.api.metricsAuth,
-          sessionTtlS: cfg.api.sessionTtlS,
-          signInsPerMinute: cfg.api.signInsPerMinute,
-          actionsPerMinute: cfg.api.actionsPerMinute,
-        },
-        node: cfg.node,
-        version: VERSION,
-        leadership,
-        registry: this.registry,
-        groups: this.groupIds,
-        drivers: this.drivers,
-        ...(cache ? { cache } : {}),
-        sensors: this.sensorView,
-        loops: () => this.health(),
-        site: cfg.site,
-        devices: this.devices,
-        logger: this.log,
-        startedAtMs: Date.now(),
-      });
+      if (cfg.api.tls) this.apiTls = await this.step(loadApiTls(cfg, this.log));
+      this.api = await this.step(
+        buildApp({
+          auth,
+          audit,
+          alarms: this.alarms.engine,
+          ...(this.apiTls ? { https: this.apiTls.httpsOptions() } : {}),
+          security: {
+            secureCookies: !!this.apiTls,
+            metricsAuth: cfg.api.metricsAuth,
+            sessionTtlS: cfg.api.sessionTtlS,
+            signInsPerMinute: cfg.api.signInsPerMinute,
+            actionsPerMinute: cfg.api.actionsPerMinute,
+          },
+          node: cfg.node,
+          version: VERSION,
+          leadership,
+          registry: this.registry,
+          groups: this.groupIds,
+          drivers: this.drivers,
+          ...(cache ? { cache } : {}),
+          sensors: this.sensorView,
+          loops: () => this.health(),
+          site: cfg.site,
+          devices: this.devices,
+          logger: this.log,
+          startedAtMs: Date.now(),
+        }),
+      );
       try {
-        this.apiUrl = await this.api.listen({ host: cfg.apiHost, port: cfg.apiPort });
+        this.apiUrl = await this.step(this.api.listen({ host: cfg.apiHost, port: cfg.apiPort }));
         if (this.apiTls) this.apiTls.attach(this.api.server as unknown as SecureContextTarget);
       } catch (err) {
         throw new CoolctlError(
@@ -310,11 +359,18 @@ export class Controller {
         );
       }
       const leadershipStartedAtMs = performance.now();
-      await leadership
-        .start(AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)))
-        .catch((err: unknown) => {
-          throw etcdStartError(err, cfg, performance.now() - leadershipStartedAtMs);
-        });
+      await this.step(
+        leadership
+          .start(
+            AbortSignal.any([
+              AbortSignal.timeout(Math.max(10_000, cfg.cluster.leaseTtlS * 3000)),
+              this.startAbort.signal,
+            ]),
+          )
+          .catch((err: unknown) => {
+            throw etcdStartError(err, cfg, performance.now() - leadershipStartedAtMs);
+          }),
+      );
       cache?.setMembers(leadership.members());
       for (const d of this.drivers.values()) d.start();
       this.alarms.engine.start();
@@ -324,7 +380,11 @@ export class Controller {
         'controller started',
       );
     } catch (err) {
-      await this.stop();
+      await this.teardown();
+      if (this.startAbort.signal.aborted)
+        throw new CoolctlError(ErrorCodes.STARTUP, `controller ${cfg.node} was stopped during start-up`, {
+          cause: err,
+        });
       if (err instanceof CoolctlError) throw err;
       throw new CoolctlError(
         ErrorCodes.STARTUP,
@@ -340,8 +400,12 @@ export class Controller {
    * the difference — units opened/closed, groups joined/left, changed groups' loops restarted (they
    * warm-start from their own process state) — without touching the loops that did not change.
    */
-  reload(): Promise<SiteDiff> {
+  reload(why = 'asked'): Promise<SiteDiff> {
+    // A burst of asks (SIGHUPs, a file written in steps) is one more reload, not one each: the
+    // queued one reads the files after every ask in the burst.
+    if (this.queuedReload) return this.queuedReload;
     const run = async (): Promise<SiteDiff> => {
+      this.log.info({ why }, 'reloading the config');
       // A renewed certificate is taken whatever else the reload finds; a broken one is refused
       // and the running one kept (ApiTls logs which).
       await this.apiTls?.reload().catch(() => {});
@@ -409,7 +473,13 @@ export class Controller {
       this.log.info(diff, 'config reloaded and applied');
       return diff;
     };
-    const p = (this.reloading ?? Promise.resolve()).catch(() => {}).then(run);
+    const p = (this.reloading ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => {
+        this.queuedReload = undefined;
+        return run();
+      });
+    this.queuedReload = p;
     this.reloading = p;
     return p;
   }
@@ -536,9 +606,26 @@ export class Controller {
     );
   }
 
-  /** Resigns every group (the others take over at once; the last node first hands its units to local control), then closes the rest. */
+  /**
+   * Resigns every group (the others take over at once; the last node first hands its units to local
+   * control), then closes the rest. During start-up: the start gives up at its next step and takes
+   * down what it had started; nothing is started after this.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.startAbort.abort();
+      await this.starting?.catch(() => {});
+      // A reload half applied (drivers stopped, units reopening) finishes first: taking the node
+      // down under it would leave what it opens after the teardown running.
+      await this.reloading?.catch(() => {});
+      await this.teardown();
+    })();
+    return this.stopping;
+  }
+
+  /** Takes down whatever is up, once (from stop(), or from a start-up that failed). */
+  private teardown(): Promise<void> {
+    this.tearingDown ??= (async () => {
       for (const d of this.drivers.values()) d.stop();
       this.processValues?.stop();
       // The last node standing hands its units to local control before it lets go; otherwise the
@@ -559,7 +646,7 @@ export class Controller {
       this.stopLoopDelay?.();
       this.log.info('controller stopped');
     })();
-    return this.stopping;
+    return this.tearingDown;
   }
 }
 
@@ -589,6 +676,30 @@ async function loadApiTls(cfg: ControllerConfig, logger: Logger): Promise<ApiTls
       ],
       { cause: err },
     );
+  }
+}
+
+/**
+ * The data dir made and proven writable before anything else starts: a path that is a file, a
+ * folder the service user cannot write, or a full disk is named with its setting and what to do,
+ * not found later as a bare errno in the middle of the start.
+ */
+async function prepareDataDir(cfg: ControllerConfig): Promise<void> {
+  const probe = join(cfg.dataDir, `.write-test.${randomBytes(4).toString('hex')}`);
+  try {
+    await mkdir(cfg.dataDir, { recursive: true });
+    await writeFile(probe, 'coolctl\n');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new CoolctlError(
+      ErrorCodes.STARTUP,
+      `cannot use the data dir ${cfg.dataDir} (dataDir in ${cfg.file}): ${e.code ?? e.message}. ` +
+        'It must be a directory this service user can write, on a file system with free space ' +
+        '(the unit’s StateDirectory=coolctl/%i makes /var/lib/coolctl/NODE; docs/daemon.md)',
+      { cause: err },
+    );
+  } finally {
+    await rm(probe, { force: true }).catch(() => {});
   }
 }
 

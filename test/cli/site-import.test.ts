@@ -4,7 +4,15 @@
 // group naming a unit that does not exist) — is listed with its file and line, and nothing is
 // written. Pure: the CSV reader and the builder, then the CLI as a process.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -160,5 +168,19 @@ describe('coolctl site import', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/site import: 1 problem\(s\)\n {2}.*racks\.csv:5: room: unknown room "hall-b"/);
     expect(existsSync(bad)).toBe(false);
+    // --out through a link (say a deploy's site.yaml -> releases/x/site.yaml) is refused, exit 2,
+    // and the file it points to is left as it was; nothing is left beside it either.
+    const target = join(dir, 'linked-target.yaml');
+    writeFileSync(target, 'kept: true\n');
+    const link = join(dir, 'linked.yaml');
+    symlinkSync(target, link);
+    r = spawnSync(process.execPath, ['src/cli.ts', ...args(FIX, link)], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--out .*linked\.yaml: a symbolic link/);
+    expect(r.stderr).not.toMatch(/at .*\.ts:\d+/);
+    expect(readFileSync(target, 'utf8')).toBe('kept: true\n');
   });
 });
