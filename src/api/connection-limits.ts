@@ -64,17 +64,23 @@ export function applyConnectionLimits(
   );
 }
 
+/**
+ * What a request node could not read, or not in time, is answered with (the API's and the fencing
+ * gateway's servers alike): its status and why.
+ */
+export function clientErrorAnswer(code: string | undefined): { status: 400 | 408 | 431; message: string } {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return { status: 408, message: 'the request did not arrive in time' };
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, message: 'the request headers are too large' };
+  return { status: 400, message: 'the request is not HTTP this server can read' };
+}
+
 /** Fastify's `clientErrorHandler`: a request node could not read, or not in time. */
 export function clientErrorHandler(refusals: Refusals) {
   return (err: Error & { code?: string }, socket: Socket): void => {
     // The client went away: nothing was refused.
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
-    const [status, message] =
-      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-        ? [408, 'the request did not arrive in time']
-        : err.code === 'HPE_HEADER_OVERFLOW'
-          ? [431, 'the request headers are too large']
-          : [400, 'the request is not HTTP this server can read'];
+    const { status, message } = clientErrorAnswer(err.code);
     refusals.refuse({
       route: 'connection',
       code: ErrorCodes.BAD_REQUEST,

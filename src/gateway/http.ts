@@ -5,10 +5,11 @@
 // descriptor the gateway shares with the controllers' connections and the epoch state file, so a
 // scanner holding idle ones must not starve fencing. A refused connection or a request it cannot
 // parse gets a status where it can, a counter and a rate-limited log line.
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counter, Registry } from 'prom-client';
+import { clientErrorAnswer } from '../api/connection-limits.ts';
 import { settlesWithin } from '../util/async.ts';
 import { clip, RateLimitedLog } from '../util/log-limit.ts';
 
@@ -31,13 +32,6 @@ const REQUEST_TIMEOUT_MS = 10_000;
 const WARN_INTERVAL_MS = 1_000;
 
 export type HttpRefusal = 'too_many_connections' | 'bad_request' | 'timeout';
-
-/** The status a client error gets, when the socket can still carry one. */
-function clientErrorStatus(code: string | undefined): [number, HttpRefusal] {
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'timeout'];
-  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'bad_request'];
-  return [400, 'bad_request'];
-}
 
 export class GatewayHttp {
   private readonly server: Server;
@@ -93,11 +87,12 @@ export class GatewayHttp {
       ),
     );
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      const [status, reason] = clientErrorStatus(err.code);
+      const { status } = clientErrorAnswer(err.code);
+      const reason: HttpRefusal = status === 408 ? 'timeout' : 'bad_request';
       refuse(reason, `${socket.remoteAddress}:${socket.remotePort}`, err.code ?? err.message);
       if (socket.writable && !socket.writableEnded)
         socket.end(
-          `HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
         );
       socket.destroy();
     });
