@@ -11,6 +11,7 @@ import {
   checkGatewayUnit,
   type EpochOwner,
   type GatewayRecord,
+  termsSeen,
 } from '../support/fencing-proofs.ts';
 import { checkJournal, type JournalEntry } from '../support/journal-invariants.ts';
 
@@ -122,6 +123,40 @@ describe('lease units: each write in its writer’s term', () => {
     // The same write long before c1 was seen leading again stays in its old term: two leaders.
     const late = attributeLeaseWrites(entries, groups, ...ids, writerOf, withC1Again, new Map([[30, 9000]]));
     expect(late.epochs.get(3)).toBe(10);
+  });
+
+  it('a term won at start-up, before any claim sample, is seen from its driving log line', () => {
+    // Found in CI: the claim monitor starts once the hall has settled, so the hall's first terms
+    // were seen seconds late; c1's first lease writes, before any epoch-unit write of the group,
+    // could be placed in no term — a false "held no term of the group before".
+    const entries = journal([
+      ['AHU-07', 0, 1001, 1000],
+      ['AHU-07', 0, 1001, 1010],
+      ['AHU-01', 10, 1001, 1200],
+    ]);
+    const ids = [new Set(['AHU-07']), new Set(['AHU-01'])] as const;
+    const claims = [
+      { atMs: 6000, node: 'c1', group: 'zone-1', epoch: 10, leader: true, driving: true, ready: true },
+    ];
+    const fromClaims = attributeLeaseWrites(
+      entries,
+      groups,
+      ...ids,
+      writerOf,
+      owners,
+      termsSeen(claims, owners),
+    );
+    expect(fromClaims.violations.map((v) => v.kind)).toEqual([
+      'lease-writer-not-leader',
+      'lease-writer-not-leader',
+    ]);
+    const logged = new Map(owners).set(10, { node: 'c1', group: 'zone-1', drivingAtMs: 990 });
+    expect(termsSeen(claims, logged).get(10)).toBe(990);
+    const a = attributeLeaseWrites(entries, groups, ...ids, writerOf, logged, termsSeen(claims, logged));
+    expect(a.violations).toEqual([]);
+    expect([...a.epochs.values()]).toEqual([10, 10]);
+    // A claim sample earlier than the line still counts: the earliest evidence wins.
+    expect(termsSeen([{ ...claims[0]!, atMs: 500 }], logged).get(10)).toBe(500);
   });
 
   it('a writer it cannot identify, or that never led the group, cannot be placed', () => {

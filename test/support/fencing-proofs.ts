@@ -9,12 +9,31 @@
 //   metrics): a write reaching the unit carries the newest epoch the gateway held when it arrived,
 //   and nothing reached the unit but through the gateway.
 // Pure functions over what the hall collected; every write it cannot place is a violation.
-import type { JournalEntry } from './journal-invariants.ts';
+import type { ClaimSample, JournalEntry } from './journal-invariants.ts';
 
 /** Who held an epoch: a controller node leading a group (from its logs and its API). */
 export interface EpochOwner {
   node: string;
   group: string;
+  /** When its node logged that it began driving the term (host clock); absent when no line says. */
+  drivingAtMs?: number;
+}
+
+/**
+ * When each term was first seen begun, for `attributeLeaseWrites`: the earliest of the claim
+ * samples that show its node leading (driving or not: a paused leader still heartbeats its lease
+ * units) and its node's own 'driving the group' line. The claim monitor starts only once the hall
+ * has settled, so a term won at start-up is seen in time only by its log line.
+ */
+export function termsSeen(
+  claims: readonly ClaimSample[],
+  owners: ReadonlyMap<number, EpochOwner>,
+): Map<number, number> {
+  const seen = new Map<number, number>();
+  const note = (epoch: number, atMs: number) => seen.set(epoch, Math.min(seen.get(epoch) ?? atMs, atMs));
+  for (const c of claims) if (c.leader && c.epoch > 0) note(c.epoch, c.atMs);
+  for (const [epoch, o] of owners) if (o.drivingAtMs !== undefined) note(epoch, o.drivingAtMs);
+  return seen;
 }
 
 export type FencingViolationKind =

@@ -37,6 +37,7 @@ import {
   type EpochOwner,
   type FencingViolation,
   type GatewayRecord,
+  termsSeen,
 } from './fencing-proofs.ts';
 import {
   attemptsWithEpoch,
@@ -1085,11 +1086,6 @@ export class Hall {
         reached: entries.filter((e) => e.ahu === g.ahu).length,
       });
     }
-    const seen = new Map<number, number>();
-    // A term begins when its node claims the lead, driving or not: a paused leader still
-    // heartbeats its lease units.
-    for (const c of this.claims)
-      if (c.leader && c.epoch > 0) seen.set(c.epoch, Math.min(seen.get(c.epoch) ?? c.atMs, c.atMs));
     const l = attributeLeaseWrites(
       entries,
       this.groups,
@@ -1097,7 +1093,7 @@ export class Hall {
       epochUnits,
       (e) => this.writerOf(e),
       owners,
-      seen,
+      termsSeen(this.claims, owners),
     );
     for (const [seq, epoch] of l.epochs) proof.epochs.set(seq, epoch);
     proof.violations.push(...l.violations);
@@ -1428,16 +1424,24 @@ export class Hall {
     return this.etcd.leader();
   }
 
-  /** Which node drove which epoch, from the controllers' logs ('driving the group'). */
-  async epochOwners(): Promise<Map<number, { node: string; group: string }>> {
-    const owners = new Map<number, { node: string; group: string }>();
+  /**
+   * Which node drove which epoch, from the controllers' logs ('driving the group'), and when its
+   * node first said so (the line's time, on the host's clock).
+   */
+  async epochOwners(): Promise<Map<number, EpochOwner>> {
+    const owners = new Map<number, EpochOwner>();
     for (const c of this.controllers.values()) {
       const log = await readFile(c.logPath, 'utf8').catch(() => '');
       for (const line of log.split('\n')) {
         if (!line.includes('driving the group')) continue;
         try {
-          const j = JSON.parse(line) as { epoch?: number; group?: string };
-          if (typeof j.epoch === 'number' && j.group) owners.set(j.epoch, { node: c.name, group: j.group });
+          const j = JSON.parse(line) as { epoch?: number; group?: string; time?: number };
+          if (typeof j.epoch !== 'number' || !j.group || owners.has(j.epoch)) continue;
+          owners.set(j.epoch, {
+            node: c.name,
+            group: j.group,
+            ...(typeof j.time === 'number' ? { drivingAtMs: j.time } : {}),
+          });
         } catch {
           // a line cut by kill -9
         }
