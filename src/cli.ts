@@ -127,7 +127,7 @@ program
     started = true;
     process.stdout.write(`coolctl: node ${cfg.node} running, API ${controller.url}\n`);
     await systemd.ready(`node ${cfg.node}: ${cfg.site.controlGroups.length} groups, API ${controller.url}`);
-    systemd.startWatchdog(() => controller.loopHealth());
+    systemd.startWatchdog(() => controller.health());
     if (reloadAsked) reload(reloadAsked);
   });
 

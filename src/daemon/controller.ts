@@ -573,19 +573,8 @@ export class Controller {
     }
   }
 
-  /** Whether every group's loop ran within three periods (what the systemd watchdog vouches for). */
-  loopHealth(): { ok: boolean; why?: string } {
-    const now = performance.now();
-    const late = [...this.drivers.values()].filter((d) => now - d.lastTickAtMs > this.cfg.periodMs * 3);
-    if (late.length === 0) return { ok: true };
-    return {
-      ok: false,
-      why: `no period for ${late.map((d) => d.group).join(', ')} in ${this.cfg.periodMs * 3} ms`,
-    };
-  }
-
   /**
-   * Whether every loop of the node still runs (GET /healthz): each group's control loop ticked within
+   * Whether every loop of the node still runs (GET /healthz, and the systemd watchdog's pings): each group's control loop ticked within
    * three periods (at least 2 s), the leadership decision loop finished a pass within max(10 s, 3 TTL), and the
    * sensor ingest the site needs is running.
    */

@@ -1,11 +1,12 @@
 // sd_notify for the daemon under systemd (Type=notify, WatchdogSec=…): READY when started,
-// WATCHDOG pings only while the control loops are healthy, RELOADING/READY around a reload,
+// WATCHDOG pings only while every loop of the node runs (what /healthz vouches for), RELOADING/READY around a reload,
 // STOPPING on the way out. Node cannot open the AF_UNIX datagram socket systemd listens on, so the
 // messages go through Debian's `systemd-notify` (the unit sets NotifyAccess=all). Without
 // NOTIFY_SOCKET (not under systemd) every call is a no-op. Each send is bounded; a failed send is
 // logged once per kind and never stops the daemon.
 import { execFile } from 'node:child_process';
 import type { Logger } from 'pino';
+import type { LoopHealthReport } from './loop-health.ts';
 
 export interface SdNotifyEnv {
   NOTIFY_SOCKET?: string | undefined;
@@ -50,16 +51,20 @@ export class SdNotify {
     return this.send(['STOPPING=1'], 'stopping');
   }
 
-  /** Pings the watchdog every interval while `healthy()` says the loops run; a missed ping is logged. */
-  startWatchdog(healthy: () => { ok: boolean; why?: string }): void {
+  /**
+   * Pings the watchdog every interval while `health()` says every loop of the node runs — the same
+   * report GET /healthz answers from, so systemd restarts what a probe sees wedged; a withheld
+   * ping is logged once, with what stopped.
+   */
+  startWatchdog(health: () => LoopHealthReport): void {
     if (this.watchdogIntervalMs === null || this.timer) return;
     let lastOk = true;
     this.timer = setInterval(() => {
-      const h = healthy();
+      const h = health();
       if (h.ok) void this.send(['WATCHDOG=1'], 'watchdog');
       else if (lastOk)
-        this.log.error({ why: h.why }, 'control loops unhealthy: withholding the watchdog ping');
-      if (h.ok && !lastOk) this.log.info('control loops healthy again: watchdog pings resume');
+        this.log.error({ problems: h.problems }, 'a loop of the node stopped: withholding the watchdog ping');
+      if (h.ok && !lastOk) this.log.info('every loop of the node runs again: watchdog pings resume');
       lastOk = h.ok;
     }, this.watchdogIntervalMs);
   }

@@ -43,9 +43,11 @@ export async function runGateway(o: { config: string; logLevel: string }): Promi
     `coolctl gateway ${cfg.name}: modbus ${service.modbus.host}:${service.modbus.port}, http ${service.httpUrl}\n`,
   );
   await systemd.ready(`gateway ${cfg.name}: ${cfg.units.length} units, modbus port ${service.modbus.port}`);
+  // Only a wedged line withholds the ping: a line that is down (a unit unplugged) is the world's
+  // doing, which /healthz reports and a restart would not mend.
   systemd.startWatchdog(() => {
     const why = service.wedged();
-    return why ? { ok: false, why } : { ok: true };
+    return why ? { ok: false, problems: [why] } : { ok: true, problems: [] };
   });
 }
 

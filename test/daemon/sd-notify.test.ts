@@ -100,7 +100,7 @@ describe('systemd notification', () => {
       ((await readFile(log, 'utf8').catch(() => '')).match(/WATCHDOG=1/g) ?? []).length;
     sd.startWatchdog(() => {
       asked++;
-      return healthy ? { ok: true } : { ok: false, why: 'test' };
+      return healthy ? { ok: true, problems: [] } : { ok: false, problems: ['the test stopped a loop'] };
     });
     try {
       await waitFor('three watchdog periods while unhealthy', () => asked >= 3);
