@@ -312,7 +312,7 @@ program
 const profileCommand = program.command('profile').description('device profiles (config/profiles/*.yaml)');
 profileCommand
   .command('check <file>')
-  .description('check a device profile: its read plan and writes, or every problem with its line (exit 1)')
+  .description('check a device profile: its read plan and writes, or every problem with its line (exit 2)')
   .option('--firmware <version>', "the unit's firmware, for points with sinceFirmware")
   .action(async (file: string, o: { firmware?: string; output?: string }) => {
     const { profileCheck } = await import('./cli/profile-check.ts');

@@ -29,7 +29,8 @@ export function commandWords(program: Command): CommandWords[] {
     const options = ['--help'];
     if (path === '') options.push('--version');
     for (const o of cmd.options) {
-      if (!o.long || o.hidden) continue;
+      // commander lists the program's own --version among its options too.
+      if (!o.long || o.hidden || options.includes(o.long)) continue;
       options.push(o.long);
       if (o.argChoices) choices[o.long] = [...o.argChoices];
       else if (FILE_VALUE.test(o.flags)) fileOptions.push(o.long);

@@ -7,7 +7,8 @@ import { toModicon } from '../devices/profile/modicon.ts';
 import { ConfigError } from '../errors.ts';
 
 export interface CheckOutcome {
-  exitCode: 0 | 1;
+  /** 2 for a profile with problems: an invalid config file, as `config validate` and `site import` say. */
+  exitCode: 0 | 2;
   text: string;
 }
 
@@ -18,7 +19,7 @@ export async function profileCheck(file: string, opts: { firmware?: string } = {
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     const lines = [`${file}: ${err.problems.length} problem(s)`, ...err.problems.map(problemLine)];
-    return { exitCode: 1, text: `${lines.join('\n')}\n` };
+    return { exitCode: 2, text: `${lines.join('\n')}\n` };
   }
   const c = compileProfile(profile, opts.firmware !== undefined ? { firmware: opts.firmware } : {});
   const protocols = Array.isArray(profile.protocol) ? profile.protocol : [profile.protocol];

@@ -51,6 +51,8 @@ describe('bash completion', () => {
     expect(complete('coolctl config validate si')).toEqual(['site.yaml']);
     expect(complete('coolctl status --ca-file si')).toEqual(['site.yaml']);
     expect(complete('coolctl pause --re')).toEqual(['--reason']);
+    // Each once: commander lists the program's --version among its options too.
+    expect(complete('coolctl --v')).toEqual(['--version']);
   });
 
   it('zsh gets the same through bashcompinit; another shell is a usage error', () => {

@@ -70,7 +70,7 @@ describe('coolctl profile check', () => {
       ].join('\n'),
     );
     const r = await coolctl('profile', 'check', file);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2); // an invalid config file, as config validate and site import say
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain(`${file}: 3 problem(s)`);
     expect(r.stderr).toContain('line 10: /modbus/points/supplyC/address: 30010 is a Modicon input number');
@@ -82,7 +82,7 @@ describe('coolctl profile check', () => {
 
   it('a file that is not there is a problem too, not a crash', async () => {
     const r = await coolctl('profile', 'check', join(dir, 'missing.yaml'));
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/cannot read file/);
     expect(r.stderr).not.toMatch(/fatal|at .*\.ts:\d+/);
   }, 30_000);
