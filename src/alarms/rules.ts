@@ -6,6 +6,7 @@
 // Delay: a condition is active only after it held this long without a break (a sample inside the
 // band, or unknown, is a break). Hysteresis: it clears only once the value is back by the band.
 
+import { uncoveredRacksText } from '../sensors/verdict.ts';
 import { flatString } from '../util/flat-string.ts';
 import { TypedSlab } from '../util/typed-slab.ts';
 import { ALARM_KINDS, type AlarmKind, conditionKey, type Severity } from './alarm.ts';
@@ -528,7 +529,7 @@ export function evaluateGroup(
           g,
           null,
           verdict,
-          `group ${g}: sensor trust ${s.verdict}`,
+          bad ? () => sensorTrustText(g, s, memory) : `group ${g}: sensor trust ${s.verdict}`,
           null,
           `verdict ${s.verdict}${bad ? ` for ${f1(heldS)} s (delay ${s.delays.sensorsS} s)` : ''}`,
         ),
@@ -625,6 +626,21 @@ function rackFigures(
   const racks = Object.keys(x).sort();
   const c = Float64Array.from(racks, (r) => x[r] ?? Number.NaN);
   return { racks, c, order: Uint32Array.from(racks.keys()) };
+}
+
+/**
+ * "group zone-1: sensor trust degraded — 1 rack without a good inlet sensor: RA-03": the racks
+ * nobody watches are what an operator must go and look at (coverage alone can hide them).
+ */
+function sensorTrustText(g: string, s: GroupSnapshot, memory: RuleMemory): string {
+  const { racks, c, order } = rackFigures(s.rackInletsC, memory);
+  const uncovered: string[] = [];
+  for (const i of order) if (Number.isNaN(c[i]!)) uncovered.push(racks[i]!);
+  const head = `group ${g}: sensor trust ${s.verdict}`;
+  // With nothing good at all, every rack is unwatched: naming them says nothing more.
+  return uncovered.length > 0 && uncovered.length < racks.length
+    ? `${head} — ${uncoveredRacksText(uncovered)}`
+    : head;
 }
 
 function isRackFigures(x: Record<string, number | null> | RackFigures): x is RackFigures {

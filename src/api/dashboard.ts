@@ -314,7 +314,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       config: { access: 'viewer' },
       schema: {
         description:
-          'What changes on the floor map, as this node sees it: each rack’s inlet °C (hottest good inlet sensor; null: no data) and how many of its inlet sensors are good, each group’s sensor verdict and hottest good inlet, and each air handler’s link from this node. The dashboard reads a group’s racks and units from the group’s leader.',
+          'What changes on the floor map, as this node sees it: each rack’s inlet °C (hottest good inlet sensor; null: no data) and how many of its inlet sensors are good, each group’s sensor verdict (with the racks that have no good inlet sensor, and why it is not ok) and hottest good inlet, and each air handler’s link from this node. The dashboard reads a group’s racks and units from the group’s leader.',
         response: {
           200: {
             type: 'object',
@@ -340,6 +340,18 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
                     inletMaxC: NullableNumber,
                     hottestRack: { type: ['string', 'null'] },
                     coverage: { type: 'number' },
+                    uncoveredRacks: {
+                      type: 'array',
+                      items: { type: 'string' },
+                      description:
+                        'racks without a good inlet sensor: each makes the verdict at most degraded',
+                    },
+                    reasons: {
+                      type: 'array',
+                      items: { type: 'string' },
+                      description:
+                        'why the verdict is not ok, in words (uncovered racks named); empty when ok',
+                    },
                   },
                 },
               },
@@ -378,7 +390,14 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       for (const g of deps.groups) {
         const v = viewOf(deps, g);
         groups[g] = v
-          ? { verdict: v.verdict, inletMaxC: v.inletMaxC, hottestRack: v.hottestRack, coverage: v.coverage }
+          ? {
+              verdict: v.verdict,
+              inletMaxC: v.inletMaxC,
+              hottestRack: v.hottestRack,
+              coverage: v.coverage,
+              uncoveredRacks: v.uncoveredRacks,
+              reasons: v.reasons ?? [],
+            }
           : null;
         const perRack = rackInletsOf(deps, g);
         if (!perRack) continue;

@@ -9,6 +9,7 @@
 // crash; a field of the wrong type in a group's answer shows as unknown.
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { nameRacks } from '../sensors/verdict.ts';
 import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl, withoutCredentials } from './api-client.ts';
 import { formatTable } from './cli-config.ts';
 import { printable } from './printable.ts';
@@ -32,6 +33,8 @@ export interface StatusGroup {
   overrides: Record<string, UnitOverride>;
   /** The leader's sensor verdict for the group (ok, degraded, blind); null when not known. */
   sensors: string | null;
+  /** Racks of the group with no good inlet sensor, as its leader sees them (each one: at most degraded). */
+  uncoveredRacks: string[];
   /** Whether its leader drives it; null when the leader could not be asked. */
   driven: boolean | null;
   /** Why its leader does not drive it, or why it could not be asked. */
@@ -61,7 +64,7 @@ interface GroupAnswer {
   mode: string | null;
   problem?: string | null;
   operator: OperatorState | null;
-  sensors: { verdict?: string } | null;
+  sensors: { verdict?: string; uncoveredRacks?: string[] } | null;
 }
 
 /** The warnings of a report: different configs, members without a hash, groups without a leader or undriven. */
@@ -173,6 +176,7 @@ async function groupStatus(
     pauseReason: answer?.operator?.paused ? (answer.operator.reason ?? null) : null,
     overrides: answer?.operator?.overrides ?? {},
     sensors: fromLeader ? (answer?.sensors?.verdict ?? null) : null,
+    uncoveredRacks: fromLeader ? (answer?.sensors?.uncoveredRacks ?? []) : [],
     driven: fromLeader ? (answer?.driving ?? false) : g.leader === null ? false : null,
     problem: fromLeader ? (answer?.problem ?? null) : problem,
     from,
@@ -244,7 +248,12 @@ function groupAnswer(body: unknown): GroupAnswer {
       ? ({ ...op, paused: op.paused === true, reason: text(op.reason), overrides } as OperatorState)
       : null,
     sensors: isRecord(b.sensors)
-      ? { ...(text(b.sensors.verdict) ? { verdict: text(b.sensors.verdict)! } : {}) }
+      ? {
+          ...(text(b.sensors.verdict) ? { verdict: text(b.sensors.verdict)! } : {}),
+          ...(Array.isArray(b.sensors.uncoveredRacks)
+            ? { uncoveredRacks: b.sensors.uncoveredRacks.filter((r): r is string => typeof r === 'string') }
+            : {}),
+        }
       : null,
   };
 }
@@ -278,7 +287,11 @@ export function formatStatus(r: StatusReport): string {
       g.epoch,
       g.mode,
       g.paused ? 'yes' : 'no',
-      g.sensors,
+      // The racks nobody watches are what someone must go and look at: named beside a degraded
+      // verdict (blind already says that little or nothing is seen).
+      g.sensors === 'degraded' && g.uncoveredRacks.length > 0
+        ? `${g.sensors} (${nameRacks(g.uncoveredRacks)})`
+        : g.sensors,
       yesNo(g.driven),
       Object.entries(g.overrides)
         .map(([id, ov]) => overrideText(id, ov))

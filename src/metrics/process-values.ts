@@ -498,7 +498,7 @@ export class ProcessValues {
       ),
       new ProcessFamily(
         'coolctl_group_inlet_trust_ratio',
-        'Good inlet sensors of the group / its configured inlet sensors (0…1); the verdict follows from it',
+        'Good inlet sensors of the group / its configured inlet sensors (0…1); the verdict follows from it and from racks with no good inlet sensor (docs/sensor-ingest.md)',
         'gauge',
         groups,
         (g, emit) => {

@@ -13,6 +13,9 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { SensingSettings, SensorKindName, Site } from '../config/site-schema.ts';
 import { clip, LogLimiter, MAX_LOGGED_TEXT } from '../util/log-limit.ts';
 import { DROP_REASONS, type DropReason, parseReport, type Report } from './report.ts';
+import { judgeVerdict, type Verdict } from './verdict.ts';
+
+export type { Verdict } from './verdict.ts';
 
 export type SourceName = 'mqtt' | 'modbus';
 
@@ -36,8 +39,6 @@ const BAD_FLAGS: ReadonlySet<SensorFlag> = new Set([
   'noisy',
   'gateway-offline',
 ]);
-
-export type Verdict = 'ok' | 'degraded' | 'blind';
 
 export interface SensorSnapshot {
   node: string;
@@ -85,8 +86,13 @@ export interface GroupSensorView {
   coverage: number;
   goodInletSensors: number;
   configuredInletSensors: number;
-  /** Racks of the group without a single good inlet reading. */
+  /** Racks of the group without a single good inlet reading: any one makes the verdict at most `degraded`. */
   uncoveredRacks: string[];
+  /**
+   * Why the verdict is not `ok`, for people (the uncovered racks named, capped); empty when it is.
+   * The store always sets it; a view made by hand (a test's) may leave it out.
+   */
+  reasons?: readonly string[];
   /** Wall ms of the view, for people. */
   atMs: number;
 }
@@ -816,13 +822,11 @@ export class SensorStore implements SensorView {
       }
     }
     const configured = g.configuredInlets;
-    const coverage = configured > 0 ? good / configured : 0;
-    const verdict: Verdict =
-      good === 0 || coverage < this.s.blindCoverage
-        ? 'blind'
-        : coverage >= this.s.okCoverage
-          ? 'ok'
-          : 'degraded';
+    const uncoveredRacks = g.inletRacks.filter((_, i) => rackGood[i] === 0);
+    const { verdict, coverage, reasons } = judgeVerdict(
+      { goodInletSensors: good, configuredInletSensors: configured, uncoveredRacks },
+      this.s,
+    );
     const figures: GroupFigures = {
       atMs: now,
       view: {
@@ -836,7 +840,8 @@ export class SensorStore implements SensorView {
         coverage,
         goodInletSensors: good,
         configuredInletSensors: configured,
-        uncoveredRacks: g.inletRacks.filter((_, i) => rackGood[i] === 0),
+        uncoveredRacks,
+        reasons,
         atMs: this.wallAt(now),
       },
       inletRacks: g.inletRacks,

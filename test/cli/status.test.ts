@@ -182,6 +182,7 @@ describe('status warnings', () => {
     pauseReason: null,
     overrides: {},
     sensors: 'ok',
+    uncoveredRacks: [] as string[],
     driven: true,
     problem: null,
     from: 'n1',
@@ -213,5 +214,20 @@ describe('status warnings', () => {
     const table = formatStatus({ node: 'n1', members: [member('n1', 'a')], groups: [group], warnings: w });
     expect(table).toMatch(/^zone-1\s+n1\s+3\s+normal\s+no\s+ok\s+yes\s+-$/m);
     expect(table).toMatch(/! zone-2 is led by n1 but not driven/);
+  });
+
+  it('names the racks nobody watches beside a group’s verdict, capped', () => {
+    const racks = ['RA-01', 'RA-02', 'RA-03', 'RA-04', 'RA-05', 'RA-06', 'RA-07'];
+    const table = formatStatus({
+      node: 'n1',
+      members: [member('n1', 'a')],
+      groups: [
+        { ...group, mode: 'degraded', sensors: 'degraded', uncoveredRacks: ['RA-03'] },
+        { ...group, id: 'zone-2', mode: 'degraded', sensors: 'degraded', uncoveredRacks: racks },
+      ],
+      warnings: [],
+    });
+    expect(table).toMatch(/^zone-1\s+n1\s+3\s+degraded\s+no\s+degraded \(RA-03\)\s+yes\s+-$/m);
+    expect(table).toMatch(/^zone-2 .* degraded \(RA-01, RA-02, RA-03, RA-04, RA-05 \+2 more\)\s+yes/m);
   });
 });

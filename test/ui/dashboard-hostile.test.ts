@@ -147,6 +147,36 @@ describe('dashboard against hostile and broken answers', () => {
     bent.delete('/api/v1/energy');
   });
 
+  it('says why a group’s sensors are not trusted, naming the racks, as text', async () => {
+    expected = [];
+    const why = `1 rack without a good inlet sensor: RA-03 ${MARKUP}`;
+    const live = async (route: Route) => {
+      const res = await route.fetch();
+      const body = (await res.json()) as { groups?: Record<string, unknown> };
+      body.groups = {
+        ...body.groups,
+        'zone-1': {
+          verdict: 'degraded',
+          inletMaxC: 24.5,
+          hottestRack: 'RA-01',
+          coverage: 0.92,
+          uncoveredRacks: ['RA-03'],
+          reasons: [why, 7],
+        },
+      };
+      await route.fulfill({ response: res, json: body });
+    };
+    bend('/api/v1/site/live', ...Array.from({ length: 40 }, () => live));
+    const row = page.locator('#groups tbody tr[data-group="zone-1"]');
+    await waitFor('the reason shown beside the verdict', async () =>
+      (await row.innerText()).includes('RA-03'),
+    );
+    expect(await row.innerText()).toContain('◐ degraded (92 %)');
+    expect(await row.innerText()).toContain(`(92 %) — ${why}`);
+    expect(await page.evaluate('window.__xss')).toBeUndefined();
+    bent.delete('/api/v1/site/live');
+  });
+
   it('shows markup in audit entries as text', async () => {
     const entry = {
       seq: 10_000,

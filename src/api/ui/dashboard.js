@@ -990,6 +990,13 @@ function unitRows() {
   return rows;
 }
 
+/** " — why" from a live group's `reasons` (strings only, at most three: a table cell). */
+function reasonsText(reasons) {
+  if (!Array.isArray(reasons)) return '';
+  const words = reasons.filter((r) => typeof r === 'string' && r !== '').slice(0, 3);
+  return words.length ? ` — ${words.join('; ')}` : '';
+}
+
 function renderGroups() {
   const body = $('groups').tBodies[0];
   body.replaceChildren(
@@ -1015,8 +1022,9 @@ function renderGroups() {
         }),
         el('td', {
           class: s?.verdict === 'blind' ? 'bad' : s?.verdict === 'degraded' ? 'warn' : '',
+          // Why it is not ok, in the node's words (the racks nobody watches, named): not colour only.
           text: s
-            ? `${s.verdict === 'ok' ? '' : s.verdict === 'blind' ? '✖ ' : '◐ '}${s.verdict} (${num(s.coverage) === null ? '–' : Math.round(s.coverage * 100)} %)`
+            ? `${s.verdict === 'ok' ? '' : s.verdict === 'blind' ? '✖ ' : '◐ '}${s.verdict} (${num(s.coverage) === null ? '–' : Math.round(s.coverage * 100)} %)${reasonsText(s.reasons)}`
             : 'no data',
         }),
         el('td', {
