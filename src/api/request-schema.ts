@@ -66,16 +66,81 @@ export function buildValidator(
   const bodies = new Ajv({ ...COMMON, coerceTypes: false });
   const text = new Ajv({ ...COMMON, coerceTypes: 'array' });
   for (const s of Object.values(externalSchemas)) {
-    bodies.addSchema(s as object);
-    text.addSchema(s as object);
+    bodies.addSchema(exactIntegers(s) as object);
+    text.addSchema(exactIntegers(s) as object);
   }
   const compile = ({ schema, httpPart }: { schema: unknown; httpPart?: string }) => {
     const ajv = httpPart === 'body' ? bodies : text;
     const id = (schema as { $id?: string }).$id;
-    return (id ? ajv.getSchema(id) : undefined) ?? ajv.compile(schema as object);
+    const validate = (id ? ajv.getSchema(id) : undefined) ?? ajv.compile(exactIntegers(schema) as object);
+    return httpPart === 'body' ? validate : finiteText(validate);
   };
   pool.set(key, compile);
   return compile;
+}
+
+/** Keywords whose values are data, not schemas: never rewritten. */
+const DATA_KEYWORDS = new Set(['const', 'default', 'enum', 'examples', 'example']);
+
+/**
+ * A copy of `schema` whose integers are exact: one past 2^53 − 1 (`9007199254740993`) has lost its
+ * last digits by the time it is read, so each `integer` is held to ±(2^53 − 1), inside any bound the
+ * schema sets itself, and the refusal names the field (`body/ttlS: must be <= 9007199254740991`).
+ */
+export function exactIntegers(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(exactIntegers);
+  if (!schema || typeof schema !== 'object') return schema;
+  const src = schema as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(src)) out[k] = DATA_KEYWORDS.has(k) ? v : exactIntegers(v);
+  if (src.type === 'integer' || (Array.isArray(src.type) && src.type.includes('integer'))) {
+    const max = Number.MAX_SAFE_INTEGER;
+    out.maximum = Math.min(typeof src.maximum === 'number' ? src.maximum : max, max);
+    out.minimum = Math.max(typeof src.minimum === 'number' ? src.minimum : -max, -max);
+  }
+  return out;
+}
+
+/**
+ * A text part's validator that also refuses numbers that are not finite. Ajv reads `1e309` from
+ * text as Infinity, takes it as an integer and skips every bound for it (its bound checks apply
+ * to finite numbers only), so `?since=1e309` reached the handler; bodies need no such check (JSON
+ * `1e309` is Infinity too, and Ajv's type check without coercion refuses it).
+ */
+function finiteText(validate: ValidateFunction): ValidateFunction {
+  const checked = ((data: unknown) => {
+    if (!validate(data)) {
+      checked.errors = validate.errors ?? null;
+      return false;
+    }
+    const where = nonFinite(data, '', 0);
+    checked.errors =
+      where === null
+        ? null
+        : [
+            {
+              instancePath: where,
+              schemaPath: '#',
+              keyword: 'type',
+              params: {},
+              message: 'must be a finite number',
+            },
+          ];
+    return where === null;
+  }) as ValidateFunction;
+  checked.errors = null;
+  return checked;
+}
+
+/** Where in `data` (already past its schema, so of bounded depth) a number is not finite, or null. */
+function nonFinite(data: unknown, at: string, depth: number): string | null {
+  if (typeof data === 'number') return Number.isFinite(data) ? null : at;
+  if (!data || typeof data !== 'object' || depth > 8) return null;
+  for (const [k, v] of Object.entries(data)) {
+    const found = nonFinite(v, `${at}/${k}`, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
 }
 
 /**

@@ -56,7 +56,15 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
           },
           { additionalProperties: false },
         ),
-        response: { ...Refusals },
+        response: {
+          200: T.Object({
+            user: T.String(),
+            role: T.String(),
+            expiresAtMs: T.Number(),
+            token: T.Optional(T.String({ description: 'with `as: "token"` only' })),
+          }),
+          ...Refusals,
+        },
       },
     },
     async (req, reply) => {
@@ -83,7 +91,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
       schema: {
         description: 'Ends this session (or revokes the token sent) on every node.',
         body: NoBody,
-        response: Refusals,
+        response: { 200: T.Object({ signedOut: T.Boolean() }), ...Refusals },
       },
     },
     async (req, reply) => {
@@ -97,7 +105,17 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
     '/api/v1/auth/me',
     {
       config: { access: 'viewer' },
-      schema: { description: 'Who this request is signed in as, and the role.', response: Refusals },
+      schema: {
+        description: 'Who this request is signed in as, and the role.',
+        response: {
+          200: T.Object({
+            user: T.String(),
+            role: RoleSchema,
+            via: T.Union([T.Literal('token'), T.Literal('session')]),
+          }),
+          ...Refusals,
+        },
+      },
     },
     async (req) => ({ user: req.identity?.user, role: req.identity?.role, via: req.identity?.via }),
   );
@@ -142,7 +160,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
         description: 'Removes a user and revokes every token and session of theirs, on every node.',
         params: T.Object({ name: Name }),
         body: NoBody,
-        response: Refusals,
+        response: { 200: T.Object({ removed: T.String() }), ...Refusals },
       },
     },
     async (req) => {
@@ -210,7 +228,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
         description: 'Revokes a token or session; every node refuses it within about a second.',
         params: T.Object({ tokenId: T.String({ pattern: '^[0-9a-f]{16}$' }) }),
         body: NoBody,
-        response: Refusals,
+        response: { 200: T.Object({ revoked: T.String() }), ...Refusals },
       },
     },
     async (req) => {

@@ -4,6 +4,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ApiDeps } from '../app.ts';
 import { acceptsGzip, expositionOf, metricsLease } from '../metrics-text.ts';
 
+const Readiness = {
+  type: 'object',
+  properties: { ready: { type: 'boolean' }, node: { type: 'string' } },
+  required: ['ready', 'node'],
+} as const;
+
 export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
   /** One log line when /healthz starts failing and one when it recovers, not one per probe. */
   let failing = false;
@@ -40,6 +46,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps
       config: { access: 'public' },
       schema: {
         description: 'Ready: this node holds a live etcd lease and takes part in elections (503 otherwise).',
+        response: { 200: Readiness, 503: Readiness },
       },
     },
     async (_req, reply) => {
