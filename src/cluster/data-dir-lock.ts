@@ -4,10 +4,13 @@
 // /proc/<pid> is the same process (its start time): a pid reused after a crash or a reboot is stale,
 // and a stale lock is taken over (logged). Takeovers are serialised by a second O_EXCL file, so two
 // processes finding the same stale lock cannot both take it.
+// A data dir that is full or read-only fails the acquire with COOLCTL_E_STARTUP naming the file and
+// the errno, and leaves no half-written lock behind.
 import { constants } from 'node:fs';
 import { type FileHandle, open, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { ClusterError, ClusterErrorCodes } from './errors.ts';
 
 export interface LockHolder {
@@ -106,14 +109,27 @@ async function createExclusive(path: string, content: string): Promise<boolean> 
     fh = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
+    throw unwritable(path, err);
   }
   try {
     await fh.writeFile(content);
-  } finally {
     await fh.close();
+  } catch (err) {
+    // An empty lock on a full disk would be taken for a crashed holder's at the next start.
+    await fh.close().catch(() => {});
+    await unlink(path).catch(() => {});
+    throw unwritable(path, err);
   }
   return true;
+}
+
+function unwritable(path: string, err: unknown): CoolctlError {
+  const e = err as NodeJS.ErrnoException;
+  return new CoolctlError(
+    ErrorCodes.STARTUP,
+    `cannot write the data dir lock ${path}: ${e.code ?? e.message} (the data dir must be writable, with free space)`,
+    { cause: err },
+  );
 }
 
 function parseHolder(text: string): LockHolder | null {

@@ -668,16 +668,20 @@ async function loadApiTls(cfg: ControllerConfig, logger: Logger): Promise<ApiTls
   }
 }
 
+/** What the start writes to the data dir (OPC-UA PKI, lock, lease id: ~20 KiB), with room to spare. */
+const DATA_DIR_PROBE_BYTES = 64 * 1024;
+
 /**
  * The data dir made and proven writable before anything else starts: a path that is a file, a
  * folder the service user cannot write, or a full disk is named with its setting and what to do,
- * not found later as a bare errno in the middle of the start.
+ * not found later as a bare errno in the middle of the start. The probe is as large as what the
+ * start writes there, so a nearly full disk fails here too, not as a failed lock or certificate.
  */
 async function prepareDataDir(cfg: ControllerConfig): Promise<void> {
   const probe = join(cfg.dataDir, `.write-test.${randomBytes(4).toString('hex')}`);
   try {
     await mkdir(cfg.dataDir, { recursive: true });
-    await writeFile(probe, 'coolctl\n');
+    await writeFile(probe, Buffer.alloc(DATA_DIR_PROBE_BYTES));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     throw new CoolctlError(

@@ -1,11 +1,13 @@
 // The highest epoch the gateway accepted per unit id, kept across restarts: a gateway that forgot
 // would let a deposed leader's write through until the current leader wrote again. A raise is on
 // disk (temp file, fsync, rename, fsync of the directory) before the write it guards is forwarded;
-// raises run one after another, each snapshot holding every raise before it.
+// raises run one after another, each snapshot holding every raise before it. A write that fails
+// (a full or read-only disk, no file descriptor left) leaves the file as it was and no temp file
+// behind; the raise stays in memory and is written by the next write or flush().
 // Invariant: the epoch of a unit never goes down, in memory or on disk. A file that cannot be read
 // or parsed stops the gateway at start (COOLCTL_E_STARTUP): guessing would reopen the fence.
 import { constants } from 'node:fs';
-import { access, open, readFile, rename } from 'node:fs/promises';
+import { access, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 
@@ -100,6 +102,17 @@ export class EpochStore {
     return this.epochs.get(unitId) ?? 0n;
   }
 
+  /** The highest epoch the state file holds for a unit: what a restart would start from. */
+  persisted(unitId: number): bigint {
+    return this.durable.get(unitId) ?? 0n;
+  }
+
+  /** Whether some raise is only in memory (its file write failed). */
+  get behind(): boolean {
+    for (const [id, e] of this.epochs) if (this.persisted(id) < e) return true;
+    return false;
+  }
+
   /** Every unit's highest epoch (for metrics and logs). */
   entries(): [number, bigint][] {
     return [...this.epochs.entries()];
@@ -124,14 +137,31 @@ export class EpochStore {
     return done;
   }
 
+  /** Writes the raises only in memory, if any; rejects as ensure() does. */
+  flush(): Promise<void> {
+    const done = this.chain.then(() => (this.behind ? this.writeFile() : undefined));
+    this.chain = done.catch(() => undefined);
+    return done;
+  }
+
   private async writeFile(): Promise<void> {
+    const tmp = join(dirname(this.file), `.${basename(this.file)}.tmp`);
+    try {
+      await this.replaceFile(tmp);
+    } catch (err) {
+      // A half-written temp file would hold the last free blocks of a full disk.
+      await rm(tmp, { force: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async replaceFile(tmp: string): Promise<void> {
     const snapshot = [...this.epochs.entries()].sort((a, b) => a[0] - b[0]);
     const units: Record<string, string> = {};
     for (const [id, e] of snapshot) units[String(id)] = e.toString();
     const body = `${JSON.stringify({ version: FORMAT_VERSION, units } satisfies StateFileV1)}\n`;
     const dir = dirname(this.file);
     // One writer per file (the chain above), so one temp name is enough.
-    const tmp = join(dir, `.${basename(this.file)}.tmp`);
     const fh = await open(tmp, 'w', 0o600);
     try {
       await fh.writeFile(body);

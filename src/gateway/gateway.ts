@@ -29,6 +29,8 @@ const MAX_WRITE_REGISTERS = 123;
 /** A line whose request runs this much past the unit's deadline is wedged: the watchdog stops. */
 const WEDGED_MARGIN_MS = 2_000;
 const WARN_INTERVAL_MS = 1_000;
+/** While the state file cannot be written, it is tried again this often without waiting for a write. */
+const STATE_RETRY_MS = 2_000;
 
 interface Unit {
   readonly id: number;
@@ -58,7 +60,11 @@ export class FencingGateway {
   private readonly base: number;
   /** Whether each line could carry requests at its last one (one log line per change). */
   private readonly lineUsable = new Map<string, boolean>();
-  private stateFileFailing = false;
+  /** Why the last write of the state file failed (errno), while it keeps failing; else undefined. */
+  private stateFileFailing: string | undefined;
+  private stateRetry: NodeJS.Timeout | undefined;
+  /** Per unit, the persisted epoch last shown (gauge, `epoch raised` line). */
+  private readonly shownEpoch = new Map<number, bigint>();
 
   constructor(cfg: GatewayConfig, store: EpochStore, deps: GatewayDeps) {
     this.cfg = cfg;
@@ -90,7 +96,8 @@ export class FencingGateway {
         line: this.lines.get(u.line)!,
         answering: true,
       });
-      this.m.unitEpoch.set({ unit: u.name }, Number(store.highest(u.id)));
+      this.shownEpoch.set(u.id, store.persisted(u.id));
+      this.m.unitEpoch.set({ unit: u.name }, Number(store.persisted(u.id)));
     }
   }
 
@@ -104,6 +111,7 @@ export class FencingGateway {
 
   /** Answers queued requests (0x0B) and closes the lines; bounded. */
   async stop(): Promise<void> {
+    clearInterval(this.stateRetry);
     for (const line of this.lines.values()) line.stop();
     await Promise.all([...this.lines.values()].map((l) => l.transport.close()));
   }
@@ -117,6 +125,10 @@ export class FencingGateway {
     }
     const wedged = this.wedged();
     if (wedged) problems.push(wedged);
+    if (this.stateFileFailing)
+      problems.push(
+        `epoch state file ${this.store.file} cannot be written (${this.stateFileFailing}): fenced writes that raise an epoch are refused (0x04)`,
+      );
     return { ok: problems.length === 0, problems };
   }
 
@@ -277,26 +289,19 @@ export class FencingGateway {
     // write failed is written again here), so a restart never forgets an epoch a unit has seen.
     try {
       await this.store.ensure(unit.id, w.epoch);
-      if (this.stateFileFailing) {
-        this.stateFileFailing = false;
-        this.log.info({ file: this.store.file }, 'epoch state file written again');
-      }
+      this.stateWritten();
     } catch (err) {
-      this.m.stateWriteErrors.inc();
-      // One line per failure streak: a leader retries every period.
-      if (!this.stateFileFailing) {
-        this.stateFileFailing = true;
-        this.log.error(
-          { err, unit: unit.name, epoch: w.epoch.toString(), file: this.store.file },
-          'cannot persist the new epoch; fenced writes refused (0x04) until it can',
-        );
-      }
+      this.stateWriteFailed(err, { unit: unit.name, epoch: w.epoch.toString() });
       return exception(16, MODBUS_EXCEPTION.serverDeviceFailure);
     }
-    if (w.epoch > highest) {
+    // Against what was last shown, not the memory: a raise whose file write failed is in memory
+    // already, and is announced when it reaches the file.
+    const shown = this.shownEpoch.get(unit.id) ?? 0n;
+    if (w.epoch > shown) {
+      this.shownEpoch.set(unit.id, w.epoch);
       this.m.unitEpoch.set({ unit: unit.name }, Number(w.epoch));
       this.log.info(
-        { unit: unit.name, from: highest.toString(), to: w.epoch.toString(), client },
+        { unit: unit.name, from: shown.toString(), to: w.epoch.toString(), client },
         'epoch raised',
       );
     }
@@ -307,6 +312,37 @@ export class FencingGateway {
     if (out.pdu[0] === (w.fc | 0x80))
       return exception(16, out.pdu[1] ?? MODBUS_EXCEPTION.serverDeviceFailure);
     return echo;
+  }
+
+  private stateWritten(): void {
+    if (this.stateFileFailing === undefined) return;
+    this.stateFileFailing = undefined;
+    clearInterval(this.stateRetry);
+    this.stateRetry = undefined;
+    this.log.info({ file: this.store.file }, 'epoch state file written again');
+  }
+
+  /**
+   * A refused write is counted; the log says it once per streak (and per new errno): a leader
+   * retries every period. `fields` undefined: a background retry, which refused nothing.
+   */
+  private stateWriteFailed(err: unknown, fields: Record<string, string> | undefined): void {
+    if (fields) this.m.stateWriteErrors.inc();
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code ?? e.message;
+    if (why !== this.stateFileFailing)
+      this.log.error(
+        { err, ...fields, file: this.store.file },
+        'cannot persist the new epoch; fenced writes that raise an epoch are refused (0x04) until it can',
+      );
+    this.stateFileFailing = why;
+    // Tried again without waiting for a leader's write, so /healthz clears once space returns.
+    this.stateRetry ??= setInterval(() => {
+      this.store.flush().then(
+        () => this.stateWritten(),
+        (retryErr: unknown) => this.stateWriteFailed(retryErr, undefined),
+      );
+    }, STATE_RETRY_MS).unref();
   }
 
   private async onLine(unit: Unit, pdu: Buffer): Promise<TransportOutcome> {

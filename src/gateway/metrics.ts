@@ -78,7 +78,7 @@ export class GatewayMetrics {
     });
     this.stateWriteErrors = new Counter({
       name: 'coolctl_gateway_state_write_errors_total',
-      help: 'Failed writes of the epoch state file (the write it guarded was refused with 0x04)',
+      help: 'Fenced writes refused with 0x04 because their new epoch could not be written to the state file (full or read-only disk, no file descriptor)',
       registers,
     });
     this.connections = new Gauge({

@@ -8,6 +8,8 @@
 // or when a tarball has a SHA256SUMS beside it (as `npm run package` writes one) that it does not
 // match; an installed release's files belong to the installer and nobody else may write them, whatever
 // owners and modes its tarball or folder carried (the code runs as the service and as root's CLI).
+// A root that cannot be written (full, read-only) fails with RELEASE_INVALID naming the path and the
+// errno, and leaves no staging folder or link behind.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -150,10 +152,14 @@ export class ReleaseStore {
     /** What messages call it: the tarball a folder was unpacked from. */
     shownAs = source,
   ): Promise<{ release: InstalledRelease; installed: boolean }> {
-    await mkdir(this.releasesDir, { recursive: true });
+    await mkdir(this.releasesDir, { recursive: true }).catch((err: unknown) => {
+      throw invalid(`cannot create ${this.releasesDir}: ${(err as Error).message}`, err);
+    });
     if (/\.(tar\.gz|tgz)$/.test(source)) {
       await checkSums(source);
-      const unpacked = await mkdtemp(join(this.releasesDir, '.unpack-'));
+      const unpacked = await mkdtemp(join(this.releasesDir, '.unpack-')).catch((err: unknown) => {
+        throw invalid(`${source}: cannot be unpacked in ${this.releasesDir}: ${(err as Error).message}`, err);
+      });
       try {
         // Root's tar would keep the archive's owners and modes: a foreign uid or a world-writable
         // file in the code the service runs. Both are reset here and again by sealRelease.
@@ -186,7 +192,7 @@ export class ReleaseStore {
       await sealRelease(staging);
       await rename(staging, target);
     } catch (err) {
-      await rm(staging, { recursive: true, force: true });
+      await rm(staging, { recursive: true, force: true }).catch(() => {});
       if (err instanceof CoolctlError) throw err;
       throw invalid(`${source} → ${target}: ${(err as Error).message}`, err);
     }
@@ -242,12 +248,12 @@ export class ReleaseStore {
   /** `name` → releases/VERSION, relative (the .deb's links are too), swapped in by one rename. */
   private async link(name: 'current' | 'previous', version: string): Promise<void> {
     const tmp = join(this.root, `.${name}.${process.pid}.${Date.now()}`);
-    await rm(tmp, { force: true });
-    await symlink(`releases/${version}`, tmp);
     try {
+      await rm(tmp, { force: true });
+      await symlink(`releases/${version}`, tmp);
       await rename(tmp, join(this.root, name));
     } catch (err) {
-      await rm(tmp, { force: true });
+      await rm(tmp, { force: true }).catch(() => {});
       throw invalid(`cannot point ${join(this.root, name)} at ${version}: ${(err as Error).message}`, err);
     }
   }

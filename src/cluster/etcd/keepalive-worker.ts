@@ -9,6 +9,9 @@
 // invalidates the guard and revokes the lease — a hung process must not hold groups ("never
 // none"). Every outcome reaches the main thread as a message (etcd-session.ts); nothing here
 // throws past its own loop.
+// The lease-id file only lets a restart revoke this run's lease at once instead of waiting out its
+// TTL; safety never rests on it. So a data dir that is full or read-only costs that speed-up, never
+// the lease: the lease is used anyway, the write is tried again, one line says so and one its end.
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Backoff, waitUnlessAborted } from '../../util/async.ts';
@@ -51,6 +54,8 @@ export type MainMessage = { t: 'stop' };
 /** Keepalives allowed in flight at once: enough to ride over one slow member, bounded under a blackhole. */
 const MAX_KEEPALIVES_IN_FLIGHT = 3;
 const REGRANT_BACKOFF_MS = { first: 100, max: 2_000 };
+/** A lease-id file that could not be written is tried again at most this often. */
+const LEASE_FILE_RETRY_MS = 1_000;
 
 interface Lease {
   id: string;
@@ -69,6 +74,13 @@ class KeepaliveLoop {
   private inFlight = 0;
   private granting = false;
   private stopped = false;
+  /** The lease the lease-id file names, as far as this run wrote it. */
+  private persistedId: string | null = null;
+  /** The write of the lease-id file in progress: one at a time, so an older id never lands last. */
+  private leaseFileWrite: Promise<void> | null = null;
+  private leaseFileTriedMs = 0;
+  /** The error code of the failing lease-id writes (one line per streak and per new code). */
+  private leaseFileError: string | null = null;
 
   constructor(d: KeepaliveWorkerData, send: (m: WorkerMessage) => void) {
     this.d = d;
@@ -94,8 +106,10 @@ class KeepaliveLoop {
     if (lease) {
       try {
         await this.revoke(lease.id, undefined);
-        await rm(this.d.leaseFile, { force: true });
         this.log('info', { lease: lease.hex }, 'lease revoked');
+        // A read-only data dir keeps the file: the next start revokes a lease that is gone, harmlessly.
+        await this.leaseFileWrite;
+        await rm(this.d.leaseFile, { force: true }).catch(() => {});
       } catch (err) {
         // The keys expire with the TTL anyway; the next start revokes it from the file.
         this.log(
@@ -150,15 +164,25 @@ class KeepaliveLoop {
     if (this.granting) return;
     this.granting = true;
     const backoff = new Backoff(REGRANT_BACKOFF_MS.first, REGRANT_BACKOFF_MS.max);
+    // One warning per streak (and per new cause), not one per attempt: etcd may be away for minutes.
+    let failed = 0;
+    let lastCause: unknown;
     try {
       while (!this.stopped && !this.current) {
         if (this.mainStalledMs() === null) {
           try {
-            await this.grant();
+            await this.grant(failed);
             return;
           } catch (err) {
             if (this.stopped) return;
-            this.log('warn', { err: errFields(err) }, 'lease grant failed');
+            failed++;
+            const cause = errFields(err).code ?? errFields(err).message;
+            this.log(
+              failed === 1 || cause !== lastCause ? 'warn' : 'debug',
+              { err: errFields(err), attempt: failed },
+              'lease grant failed',
+            );
+            lastCause = cause;
           }
         }
         await waitUnlessAborted(backoff.next(), this.stopping.signal);
@@ -168,7 +192,8 @@ class KeepaliveLoop {
     }
   }
 
-  private async grant(): Promise<void> {
+  /** `failedBefore`: the attempts of this streak that failed, for the line that ends it. */
+  private async grant(failedBefore: number): Promise<void> {
     // The grant's own send time is the first proof: etcd starts the TTL when it applies the grant.
     let token!: KeepaliveToken;
     const res = await this.members.call((member) => {
@@ -185,14 +210,55 @@ class KeepaliveLoop {
       await this.revoke(lease.id, undefined).catch(() => {});
       throw new ClusterError(ClusterErrorCodes.ABORTED, 'session stopped during lease grant');
     }
-    // Persisted before it is used, so that whatever happens next a restart can revoke it.
-    const tmp = `${this.d.leaseFile}.tmp`;
-    await writeFile(tmp, `${lease.id}\n`);
-    await rename(tmp, this.d.leaseFile);
+    // Persisted before it is used where the disk allows, so that a crash after this point leaves
+    // the restart an id to revoke.
+    await this.persistLeaseId(lease);
     this.current = lease;
     const moved = this.guard.keepaliveAcked(token);
-    this.log('info', { lease: lease.hex, ttlS: this.d.ttlS }, 'lease granted');
+    this.log(
+      'info',
+      { lease: lease.hex, ttlS: this.d.ttlS, ...(failedBefore > 0 ? { failedAttempts: failedBefore } : {}) },
+      'lease granted',
+    );
     this.send({ t: 'lease', id: lease.id, hex: lease.hex, moved });
+  }
+
+  /** Writes `lease`'s id to the lease-id file (temp file, rename); never throws. */
+  private async persistLeaseId(lease: Lease): Promise<void> {
+    while (this.leaseFileWrite) await this.leaseFileWrite;
+    // A retry that waited behind a newer lease's write must not put the older id back.
+    if (this.current !== null && this.current !== lease) return;
+    this.leaseFileTriedMs = performance.now();
+    this.leaseFileWrite = this.writeLeaseFile(lease);
+    await this.leaseFileWrite;
+    this.leaseFileWrite = null;
+  }
+
+  private async writeLeaseFile(lease: Lease): Promise<void> {
+    const tmp = `${this.d.leaseFile}.tmp`;
+    try {
+      await writeFile(tmp, `${lease.id}\n`);
+      await rename(tmp, this.d.leaseFile);
+    } catch (err) {
+      // A half-written temp file would hold the last free blocks of a full disk.
+      await rm(tmp, { force: true }).catch(() => {});
+      const e = errFields(err);
+      const code = String(e.code ?? e.message);
+      if (code !== this.leaseFileError) {
+        this.log(
+          'error',
+          { err: e, file: this.d.leaseFile, lease: lease.hex },
+          'cannot write the lease id file; the lease is used anyway, and a restart after a crash waits out its TTL instead of revoking it (free space in the data dir)',
+        );
+      }
+      this.leaseFileError = code;
+      return;
+    }
+    this.persistedId = lease.id;
+    if (this.leaseFileError !== null) {
+      this.leaseFileError = null;
+      this.log('info', { file: this.d.leaseFile, lease: lease.hex }, 'lease id file written again');
+    }
   }
 
   /** Ms the main loop has been silent, when that is past the stall bound; else null. */
@@ -217,6 +283,12 @@ class KeepaliveLoop {
       this.giveUpForStall(lease, stalledMs);
       return;
     }
+    if (
+      this.persistedId !== lease.id &&
+      !this.leaseFileWrite &&
+      performance.now() - this.leaseFileTriedMs >= LEASE_FILE_RETRY_MS
+    )
+      void this.persistLeaseId(lease);
     if (this.inFlight >= MAX_KEEPALIVES_IN_FLIGHT) return;
     this.inFlight++;
     this.keepaliveOnce(lease)
