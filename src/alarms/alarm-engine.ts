@@ -35,7 +35,6 @@ import {
   raisedAlarm,
   type StoredAlarm,
   shelfExpired,
-  shelved,
   shelvedFor,
   toApiAlarm,
   unshelved,
@@ -52,6 +51,7 @@ import {
   type RuleMemory,
   type UnitSnapshot,
 } from './rules.ts';
+import { ShelfClock } from './shelf-clock.ts';
 
 export interface AlarmEngineOptions {
   node: string;
@@ -73,8 +73,13 @@ export interface AlarmEngineOptions {
   resendMs?: () => number;
   /** How often the cluster owner prunes cleared alarms (default 10 min). */
   pruneEveryMs?: number;
-  /** Wall ms (default `Date.now`): what records are dated with, and when a shelf ends. */
+  /**
+   * Wall ms (default `Date.now`): what records are dated with and what a shelf's end says to
+   * people; how long a shelf lasts is timed on the monotonic clock (./shelf-clock.ts).
+   */
   wallNow?: () => number;
+  /** Monotonic ms (default `performance.now`): delays, re-sends, and how long a shelf lasts. */
+  monoNow?: () => number;
 }
 
 export class AlarmEngine implements AlarmApi {
@@ -91,17 +96,24 @@ export class AlarmEngine implements AlarmApi {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private stopped = false;
-  private lastResendMs = performance.now();
+  private lastResendMs: number;
   private lastPruneMs = Number.NEGATIVE_INFINITY;
   private readonly evaluations: Counter<'result'>;
   private readonly transitions: Counter<'kind' | 'transition'>;
   private lastError: string | null = null;
 
   private readonly wallNow: () => number;
+  private readonly monoNow: () => number;
+  private readonly shelves: ShelfClock;
+  /** Whether a shelf holds now, by this node's clock: what it notifies and what its API shows agree. */
+  private readonly isShelved = (a: StoredAlarm) => this.shelves.shelved(a);
 
   constructor(opts: AlarmEngineOptions) {
     this.opts = opts;
     this.wallNow = opts.wallNow ?? Date.now;
+    this.monoNow = opts.monoNow ?? (() => performance.now());
+    this.lastResendMs = this.monoNow();
+    this.shelves = new ShelfClock(this.wallNow, this.monoNow);
     this.log = opts.logger.child({ component: 'alarms' });
     for (const n of ['coolctl_alarm_evaluations_total', 'coolctl_alarm_transitions_total'])
       opts.registry.removeSingleMetric(n);
@@ -152,7 +164,7 @@ export class AlarmEngine implements AlarmApi {
   private async evaluateOnce(): Promise<void> {
     const { leadership, node } = this.opts;
     const { site, nodes } = this.opts.config();
-    const nowMs = performance.now();
+    const nowMs = this.monoNow();
     const delays = alarmDelays(site.alarms);
     await this.evaluateLocal(nowMs, delays.etcdLostS);
     if (!leadership.healthy) return;
@@ -239,12 +251,17 @@ export class AlarmEngine implements AlarmApi {
     shelves: Map<string, number>,
     owns: (kind: AlarmKind, group: string | null) => boolean,
   ): Promise<void> {
-    const now = this.wallNow();
-    for (const [id, untilMs] of shelves) {
-      if (untilMs > now) continue;
+    // Every node times every shelf (not only the ones it owns): a failover hands the owner's
+    // deadline on only as the wall end, so each node keeps its own from the moment the shelf is put on.
+    for (const a of this.locals) if (a.shelf && a.clearedAtMs === null) shelves.set(a.id, a.shelf.untilMs);
+    const unknown = this.shelves.unknown(shelves);
+    const records = unknown.length > 0 ? await this.opts.store.getMany(unknown) : [];
+    this.shelves.sync(shelves, [...records, ...this.locals]);
+    for (const [id, untilMs] of this.shelves.due()) {
+      if (this.locals.some((a) => a.id === id)) continue;
       const [kind, group] = conditionOf(id).split('~');
       if (!isAlarmKind(kind) || !owns(kind, group === undefined || group === '-' ? null : group)) continue;
-      const ended = await this.opts.store.expireShelf(id, now);
+      const ended = await this.opts.store.expireShelf(id, untilMs);
       if (ended) this.shelfEnded(ended, untilMs);
     }
   }
@@ -265,7 +282,7 @@ export class AlarmEngine implements AlarmApi {
     const { node, leadership, store } = this.opts;
     const key = conditionKey('etcd-quorum-lost', null, node);
     let open = this.locals.find((a) => a.clearedAtMs === null);
-    const ended = open && shelfExpired(open, this.wallNow());
+    const ended = open?.shelf && !this.shelves.shelved(open) ? shelfExpired(open, open.shelf.untilMs) : open;
     if (open && ended && ended !== open) {
       this.locals[this.locals.indexOf(open)] = ended;
       this.shelfEnded(ended, open.shelf?.untilMs ?? 0);
@@ -442,7 +459,6 @@ export class AlarmEngine implements AlarmApi {
     const notifier = this.opts.notifier?.();
     if (!notifier?.enabled || nowMs - this.lastResendMs < (this.opts.resendMs?.() ?? 60_000)) return;
     this.lastResendMs = nowMs;
-    const wallNow = this.wallNow();
     const owned: string[] = [];
     for (const [key, id] of open) {
       const [kind, group] = key.split('~');
@@ -450,13 +466,13 @@ export class AlarmEngine implements AlarmApi {
       if (ALARM_KINDS[kind].scope === 'group' ? leads.has(group ?? '') : clusterOwner) owned.push(id);
     }
     for (const a of await this.opts.store.getMany(owned))
-      if (a.clearedAtMs === null && !shelved(a, wallNow)) notifier.notify(a, 'resend');
+      if (a.clearedAtMs === null && !this.shelves.shelved(a)) notifier.notify(a, 'resend');
   }
 
   private transitioned(a: StoredAlarm, t: Transition): void {
     this.transitions.inc({ kind: a.kind, transition: t });
     // Shelved: nothing is sent but its clearing (a receiver must not keep a firing alert for ever).
-    if (t !== 'cleared' && t !== 'shelved' && shelved(a, this.wallNow())) return;
+    if (t !== 'cleared' && t !== 'shelved' && this.shelves.shelved(a)) return;
     this.opts.notifier?.()?.notify(a, t);
   }
 
@@ -472,7 +488,7 @@ export class AlarmEngine implements AlarmApi {
       if (!this.lastList) throw err;
       stored = this.lastList;
     }
-    return listAlarms([...stored, ...this.locals], which, this.wallNow());
+    return listAlarms([...stored, ...this.locals], which, this.isShelved);
   }
 
   async acknowledge(id: string, user: string, comment: string): Promise<Alarm> {
@@ -514,10 +530,11 @@ export class AlarmEngine implements AlarmApi {
       return next;
     });
     if (changed) {
+      this.shelves.observe(a, t === 'shelved');
       this.log.info({ alarm: a.id, user, comment }, `alarm ${t} by ${user}`);
       this.transitioned(a, t);
     }
-    return toApiAlarm(a, this.wallNow());
+    return toApiAlarm(a, this.isShelved);
   }
 
   notifications(): NotificationStatus {

@@ -430,18 +430,19 @@ export class AlarmStore {
   }
 
   /**
-   * Ends the shelf of `id` if it ran out by `nowMs` and the alarm is still open: one transaction
-   * on the record's revision that also drops its index key, so of two nodes that try at once (two
+   * Ends the shelf of `id` that ends at `untilMs` (the caller's monotonic clock judged that it ran
+   * out: ./shelf-clock.ts) if the alarm is still open under that shelf: one transaction on the
+   * record's revision that also drops its index key, so of two nodes that try at once (two
    * leaders across a failover) exactly one ends it. The ended record when this call ended it; null
    * when there was nothing to end (someone else did, it cleared, it was shelved again) — an index
    * key that no longer says what the record does is mended on the way.
    */
-  async expireShelf(id: string, nowMs: number): Promise<StoredAlarm | null> {
+  async expireShelf(id: string, untilMs: number): Promise<StoredAlarm | null> {
     const { client } = this.opts;
     const key = this.shelvedKey(id);
     for (let attempt = 1; attempt <= 3; attempt++) {
       const cur = await this.read(id);
-      const next = cur ? shelfExpired(cur.alarm, nowMs) : null;
+      const next = cur ? shelfExpired(cur.alarm, untilMs) : null;
       if (!cur || !next || next === cur.alarm) {
         // No valid record: no shelf to end (the record's own problem is counted and logged).
         if (!cur) {

@@ -107,9 +107,17 @@ export function shelved(a: StoredAlarm, nowMs: number): boolean {
   return a.shelf !== null && a.shelf.untilMs > nowMs;
 }
 
+/**
+ * Whether a shelf holds now: a wall time to compare its end with, or the judge of a node that
+ * times shelves on its monotonic clock (./shelf-clock.ts), so what it shows is what it does.
+ */
+export type ShelfNow = number | ((a: StoredAlarm) => boolean);
+
+const shelvedAt = (a: StoredAlarm, now: ShelfNow) => (typeof now === 'number' ? shelved(a, now) : now(a));
+
 const iso = (ms: number) => new Date(ms).toISOString();
 
-export function toApiAlarm(a: StoredAlarm, nowMs: number): Alarm {
+export function toApiAlarm(a: StoredAlarm, now: ShelfNow): Alarm {
   return {
     id: a.id,
     kind: a.kind,
@@ -121,7 +129,7 @@ export function toApiAlarm(a: StoredAlarm, nowMs: number): Alarm {
     raisedAt: iso(a.raisedAtMs),
     clearedAt: a.clearedAtMs === null ? null : iso(a.clearedAtMs),
     ack: a.ack ? { user: a.ack.user, at: iso(a.ack.atMs), comment: a.ack.comment } : null,
-    shelvedUntil: a.shelf && shelved(a, nowMs) ? iso(a.shelf.untilMs) : null,
+    shelvedUntil: a.shelf && shelvedAt(a, now) ? iso(a.shelf.untilMs) : null,
     value: a.value,
   };
 }
@@ -177,19 +185,23 @@ export function clearedAlarm(cur: StoredAlarm, close: Close): StoredAlarm {
   };
 }
 
-/** A shelf that ran out on an alarm still open ends; anything else comes back as it is (the same object). */
-export function shelfExpired(cur: StoredAlarm, nowMs: number): StoredAlarm {
-  return cur.clearedAtMs === null && cur.shelf !== null && cur.shelf.untilMs <= nowMs
+/**
+ * The shelf that ends at `untilMs` (wall ms as stored; the caller judged that it ran out) ends, if
+ * the alarm is still open and still under that shelf; anything else comes back as it is (the same
+ * object): a shelf put on again since is another shelf.
+ */
+export function shelfExpired(cur: StoredAlarm, untilMs: number): StoredAlarm {
+  return cur.clearedAtMs === null && cur.shelf !== null && cur.shelf.untilMs === untilMs
     ? { ...cur, shelf: null }
     : cur;
 }
 
 /** The API's list of `stored`: active (not cleared) or all, newest first. */
-export function listAlarms(stored: Iterable<StoredAlarm>, which: 'active' | 'all', nowMs: number): Alarm[] {
+export function listAlarms(stored: Iterable<StoredAlarm>, which: 'active' | 'all', now: ShelfNow): Alarm[] {
   return [...stored]
     .filter((a) => which === 'all' || a.clearedAtMs === null)
     .sort((a, b) => b.raisedAtMs - a.raisedAtMs)
-    .map((a) => toApiAlarm(a, nowMs));
+    .map((a) => toApiAlarm(a, now));
 }
 
 /** The first acknowledgement stays: an acknowledged alarm comes back as it is (the same object). */

@@ -98,7 +98,14 @@ function node(
   prefix: string,
   said: Said,
   unit: { mode: string },
-  opts: { notifier?: Notifier; logger?: pino.Logger; site?: Site; wallNow?: () => number } = {},
+  opts: {
+    notifier?: Notifier;
+    logger?: pino.Logger;
+    site?: Site;
+    wallNow?: () => number;
+    monoNow?: () => number;
+    resendMs?: () => number;
+  } = {},
 ) {
   const client = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 2000 });
   clients.push(client);
@@ -116,6 +123,8 @@ function node(
     config: () => ({ site: opts.site ?? site, nodes: ['n1', 'n2'] }),
     ...(opts.notifier ? { notifier: () => opts.notifier } : {}),
     ...(opts.wallNow ? { wallNow: opts.wallNow } : {}),
+    ...(opts.monoNow ? { monoNow: opts.monoNow } : {}),
+    ...(opts.resendMs ? { resendMs: opts.resendMs } : {}),
     logger,
     registry,
   });
@@ -341,17 +350,27 @@ describe('alarm engine on etcd', () => {
         notifiers.every((n) => n.status().sinks.every((s) => s.pending === 0)),
       );
     const transitions = () => published.map((p) => p.transition);
-    // One wall clock for both nodes, moved by the test: a minute's shelf ends without a minute's wait.
+    // One clock for both nodes, wall and monotonic alike, moved by the test: a minute's shelf ends
+    // without a minute's wait.
     let wall = Date.now();
     const wallNow = () => wall;
+    const monoNow = () => wall;
+    // Re-sends (every minute of that clock) are another test's: here each alert is a transition.
+    const resendMs = () => Number.POSITIVE_INFINITY;
     const prefix = freshPrefix();
     const unit = { mode: 'tripped' };
     const saidA: Said = { healthy: true, leads: new Set([GROUP]), members: ['n1', 'n2'] };
     const saidB: Said = { healthy: true, leads: new Set(), members: ['n1', 'n2'] };
     const lines: string[] = [];
     const logger = pino({ level: 'info' }, { write: (l: string) => lines.push(l) });
-    const a = node('n1', prefix, saidA, unit, { notifier: notifierOf('n1'), wallNow });
-    const b = node('n2', prefix, saidB, unit, { notifier: notifierOf('n2'), wallNow, logger });
+    const a = node('n1', prefix, saidA, unit, { notifier: notifierOf('n1'), wallNow, monoNow, resendMs });
+    const b = node('n2', prefix, saidB, unit, {
+      notifier: notifierOf('n2'),
+      wallNow,
+      monoNow,
+      resendMs,
+      logger,
+    });
     await a.engine.evaluate();
     await b.engine.evaluate();
     const [trip] = await b.engine.list('active');
@@ -406,6 +425,8 @@ describe('alarm engine on etcd', () => {
     const a2 = node('n1', prefix, { healthy: true, leads: new Set([GROUP]), members: ['n1', 'n2'] }, unit, {
       notifier: notifierOf('n1b'),
       wallNow,
+      monoNow,
+      resendMs,
     });
     saidB.members = ['n1', 'n2'];
     wall += 60_000;

@@ -44,6 +44,14 @@ export interface TokenRecord {
 export type UserView = Omit<UserRecord, 'passwordHash'>;
 export type TokenView = Omit<TokenRecord, 'hash'>;
 
+/**
+ * How long a token stays in etcd after it expired by the clock of the node that prunes. Expiry is
+ * wall time (the cluster's nodes share nothing else), and authenticate() refuses an expired token
+ * at once on each node by that node's clock; deleting is cluster-wide, so one node whose clock NTP
+ * stepped a day ahead (or that booted with a wrong clock) must not sign everybody out everywhere.
+ */
+export const TOKEN_PRUNE_GRACE_MS = 7 * 86_400_000;
+
 /** How long start-up waits out an etcd that does not answer before the node gives up. */
 const START_TIMEOUT_MS = 30_000;
 
@@ -108,7 +116,8 @@ export class AuthStore {
   }
 
   /**
-   * Reads every user and token and follows changes; then removes expired tokens now and hourly.
+   * Reads every user and token and follows changes; then removes tokens expired for a while
+   * (TOKEN_PRUNE_GRACE_MS) now and hourly.
    * A slow or briefly unavailable etcd is waited out (with backoff) until `signal` aborts.
    */
   async start(signal: AbortSignal = AbortSignal.timeout(START_TIMEOUT_MS)): Promise<void> {
@@ -348,8 +357,8 @@ export class AuthStore {
   }
 
   private async pruneExpired(): Promise<void> {
-    const now = this.now();
-    for (const t of [...this.tokens.values()]) if (t.expiresAtMs <= now) await this.revoke(t.id);
+    const before = this.now() - TOKEN_PRUNE_GRACE_MS;
+    for (const t of [...this.tokens.values()]) if (t.expiresAtMs <= before) await this.revoke(t.id);
   }
 }
 

@@ -3,6 +3,7 @@
 // and shelve. Each action is written to the audit trail by the guard, with the alarm as its target.
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
 import { ALARM_ID_PATTERN, type AlarmApi, SEVERITIES } from '../../alarms/alarm.ts';
+import { MAX_SHELF_MS } from '../../alarms/shelf-clock.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
@@ -90,7 +91,10 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
           'Shelves an active alarm for durationS (60…86 400 s): it stays in the list with shelvedUntil and sends no notification until the shelf expires or it clears. A cleared alarm cannot be shelved (409).',
         params: AlarmParams,
         body: T.Object(
-          { durationS: T.Integer({ minimum: 60, maximum: 86_400 }), comment: T.Optional(Comment) },
+          {
+            durationS: T.Integer({ minimum: 60, maximum: MAX_SHELF_MS / 1000 }),
+            comment: T.Optional(Comment),
+          },
           { additionalProperties: false },
         ),
         response: ONE,
