@@ -20,9 +20,9 @@ import {
 import { addApiCommands } from './cli/api-commands.ts';
 import { CancelledError, logLevelOption, parseNumber, UsageError } from './cli/args.ts';
 import { emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
-import { jsonText, printable, printableText } from './cli/printable.ts';
 import { addUpgradeCommands } from './cli/upgrade-commands.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
+import { jsonText, printable, printableText } from './util/printable.ts';
 import { VERSION } from './version.ts';
 
 const program = new Command('coolctl')

@@ -14,9 +14,9 @@ import { request as httpRequest, type IncomingMessage, STATUS_CODES } from 'node
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Option } from 'commander';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { printable } from '../util/printable.ts';
 import { UsageError } from './args.ts';
 import { cliConfig } from './cli-config.ts';
-import { printable } from './printable.ts';
 
 export const DEFAULT_API = 'http://127.0.0.1:8101';
 

@@ -8,8 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parse } from 'yaml';
+import { jsonText, printable, printableText } from '../util/printable.ts';
 import { UsageError } from './args.ts';
-import { jsonText, printable, printableText } from './printable.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];

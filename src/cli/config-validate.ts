@@ -14,6 +14,7 @@ import {
   formatProblems,
   MAX_LISTED_PROBLEMS,
 } from '../errors.ts';
+import { printable } from '../util/printable.ts';
 
 export type ConfigKind = 'site' | 'controller';
 
@@ -68,7 +69,15 @@ export async function validateConfigFile(
   o: { kind?: string; node?: string } = {},
 ): Promise<ValidateResult> {
   const done = (kind: ConfigKind | null, r: Partial<ValidateResult>): ValidateResult =>
-    withCappedJson({ file, kind, valid: false, summary: null, problems: [], warnings: [], ...r });
+    withCappedJson({
+      file,
+      kind,
+      valid: false,
+      summary: null,
+      ...r,
+      problems: (r.problems ?? []).map(printableProblem),
+      warnings: (r.warnings ?? []).map(printableProblem),
+    });
   const fail = (kind: ConfigKind | null, problems: ConfigProblem[]) => done(kind, { problems });
   if (o.kind !== undefined && o.kind !== 'site' && o.kind !== 'controller')
     return fail(null, [{ file, path: '', message: `--kind ${o.kind}`, allowed: 'site or controller' }]);
@@ -136,6 +145,15 @@ export async function validateConfigFile(
     if (err instanceof ConfigError) return fail(kind, err.problems);
     throw err;
   }
+}
+
+/**
+ * Every problem goes to a terminal: what it quotes of a file (a path, a file name, a value) has
+ * its control and bidi characters escaped, whichever check found it (the loaders clip and escape
+ * their own; the files a config names are checked here too).
+ */
+function printableProblem(p: ConfigProblem): ConfigProblem {
+  return { ...p, path: printable(p.path), message: printable(p.message), allowed: printable(p.allowed) };
 }
 
 /**

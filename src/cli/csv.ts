@@ -6,7 +6,7 @@
 // waited on, read into memory or turned silently into U+FFFD. A cell holding a control character
 // (a NUL of a binary file, an ESC) is refused with its line: no inventory has one.
 import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from '../config/config-files.ts';
-import { printable } from './printable.ts';
+import { printable } from '../util/printable.ts';
 
 /**
  * The largest inventory read: the site it builds must fit the site file the daemon reads, and an

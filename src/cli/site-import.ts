@@ -12,9 +12,9 @@ import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { printable } from '../util/printable.ts';
 import { finiteNumber, UsageError } from './args.ts';
 import { type CsvRow, type CsvTable, readCsv } from './csv.ts';
-import { printable } from './printable.ts';
 
 /** The problems listed at most; the rest are counted (the first ones say what is wrong with a file). */
 export const MAX_PROBLEMS_LISTED = 100;

@@ -10,9 +10,9 @@
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { nameRacks } from '../sensors/verdict.ts';
+import { printable } from '../util/printable.ts';
 import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl, withoutCredentials } from './api-client.ts';
 import { formatTable } from './cli-config.ts';
-import { printable } from './printable.ts';
 
 export interface StatusMember {
   node: string;

@@ -9,6 +9,8 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CORE_SCHEMA, load as loadYaml, YAMLException } from 'js-yaml';
 import type { LineCounter, Node as YamlNode } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { clip } from '../util/log-limit.ts';
+import { printable } from '../util/printable.ts';
 import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from './config-files.ts';
 import { urlCredentialProblem } from './link-secrets.ts';
 import { checkSiteRules, type RuleProblem } from './site-rules.ts';
@@ -38,11 +40,12 @@ export function loadYamlData(
   file: string,
   fail: (problems: ConfigProblem[]) => Error = (problems) => new ConfigError(file, problems),
 ): unknown {
+  let data: unknown;
   try {
     // js-yaml builds plain values straight from the text: ~30 MB at the peak for a 4.4 MB
     // 1 000-unit site, where the `yaml` library's document model took ~100 MB (and a heap that big
     // at start stays in V8's page pool, i.e. in the daemon's RSS, for good).
-    return loadYaml(text, { schema: CORE_SCHEMA, filename: file });
+    data = loadYaml(text, { schema: CORE_SCHEMA, filename: file });
   } catch (err) {
     // The parser recurses: a file of a million `[` must be a refusal, never a crash.
     if (err instanceof RangeError)
@@ -65,6 +68,71 @@ export function loadYamlData(
       },
     ]);
   }
+  const aliases = aliasProblem(data, text.length);
+  if (aliases) throw fail([shownProblem({ file, line: lineFinder(text)(aliases.path), ...aliases })]);
+  return data;
+}
+
+/**
+ * js-yaml gives an alias the very object its anchor made: `x: &a [*a]` is a value that holds
+ * itself, and nine anchors of nine aliases each are 9^9 values from 200 bytes ("billion laughs").
+ * Every walk after parsing (the checks, the schema, the JSON copy) would then run out of memory or
+ * never end, in the daemon on a reload too. Without aliases a file holds at most about one value
+ * per byte, so a walk that counts what the aliases add may stop at a bound no alias-free file
+ * reaches: a cycle, or aliases that more than double the file, is refused before anything else
+ * looks at it. No recursion: a deeply nested file is a list of work, not a stack.
+ */
+export function aliasProblem(data: unknown, textChars: number): Omit<ConfigProblem, 'file'> | undefined {
+  const budget = 2 * textChars + 1024;
+  let seen = 0;
+  // [value, its parent's path, its key, whether its children are done]; `open` holds the
+  // containers on the current path: one met again while open holds itself.
+  const open = new Set<object>();
+  const stack: [unknown, string, string | undefined, boolean][] = [[data, '', undefined, false]];
+  while (stack.length > 0) {
+    const [v, parent, key, done] = stack.pop()!;
+    if (v === null || typeof v !== 'object') {
+      seen++;
+      continue;
+    }
+    if (done) {
+      open.delete(v);
+      continue;
+    }
+    const path = key === undefined ? parent : `${parent}/${pointerToken(key)}`;
+    if (open.has(v))
+      return {
+        path,
+        message: 'an alias (*name) refers to a value that holds it: the value would be endless',
+        allowed: 'aliases only to anchors (&name) outside the value that uses them',
+      };
+    if (++seen > budget)
+      return {
+        path,
+        message: `aliases (*name) expand the file to more than ${budget} values (an alias bomb)`,
+        allowed: 'each value written out, or aliases that repeat a few small values',
+      };
+    open.add(v);
+    stack.push([v, parent, key, true]);
+    const keys = Array.isArray(v) ? v.map((_, i) => String(i)) : Object.keys(v);
+    for (let i = keys.length - 1; i >= 0; i--)
+      stack.push([(v as Record<string, unknown>)[keys[i]!], path, keys[i], false]);
+  }
+  return undefined;
+}
+
+/** The longest key path, message or list of what is allowed a problem carries, in UTF-16 units. */
+const SHOWN_PROBLEM_CHARS = 300;
+
+/**
+ * A problem as it may be printed and logged: what it quotes of the file (a key in its path, an
+ * unknown value in its message) has its control and bidi characters escaped, so that a key
+ * holding ESC or U+202E cannot retitle a terminal or reorder the line, and is clipped, so that a
+ * 100 KB value is not a 100 KB line. Its line was found from the path as written.
+ */
+export function shownProblem<P extends ConfigProblem | RuleProblem>(p: P): P {
+  const shown = (s: string) => clip(printable(s), SHOWN_PROBLEM_CHARS);
+  return { ...p, path: shown(p.path), message: shown(p.message), allowed: shown(p.allowed) };
 }
 
 /** A config checked without throwing: its value once its shape is valid, and every problem found. */
@@ -101,7 +169,7 @@ export function checkYamlConfig<T>(
   const checked = (value: T | undefined, problems: ConfigProblem[]): CheckedConfig<T> => ({
     data,
     value,
-    problems,
+    problems: problems.map(shownProblem),
     lines,
   });
   if (data === undefined || data === null)
@@ -477,8 +545,10 @@ export function fromAjv(
     allowed = 'remove it or check the spelling';
   } else if (e.keyword === 'discriminator') {
     const tag = String((e.params as { tag: string }).tag);
+    const value = (e.params as { tagValue?: unknown }).tagValue;
     path = `${path}/${tag}`;
-    message = `unknown ${tag} ${JSON.stringify((e.params as { tagValue?: unknown }).tagValue)}`;
+    // ajv words a missing tag as the unknown value `undefined`.
+    message = value === undefined ? 'is required' : `unknown ${tag} ${JSON.stringify(value)}`;
     allowed = 'modbus-tcp, modbus-rtu or opcua';
   } else if (e.keyword === 'required') {
     const missing = String((e.params as { missingProperty: string }).missingProperty);

@@ -1,6 +1,7 @@
 // Cross-reference rules a JSON Schema cannot express: unique ids, references that must resolve,
 // each AHU in at most one control group, endpoints that do not collide, racks inside their room.
 import { alarmSiteProblems } from '../alarms/alarm-schema.ts';
+import { tuningProblems } from '../control/tuning-schema.ts';
 import { NATIVE_PROFILE, type Site } from './site-schema.ts';
 
 export interface RuleProblem {
@@ -248,6 +249,7 @@ export function checkSiteRules(site: Site): RuleProblem[] {
       }
       for (const r of Object.keys(row)) ref(racks, r, `${path}/${pointerToken(r)}`, 'rack');
     }
+    problems.push(...tuningProblems(g.tuning, `/controlGroups/${i}/tuning`));
     // A unit's own fan floor keyed by a unit not in the group would silently guard nothing.
     for (const a of Object.keys(g.tuning?.unitMinFanPct ?? {})) {
       if (!g.airHandlers.includes(a))

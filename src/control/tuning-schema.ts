@@ -312,6 +312,35 @@ export const DEFAULT_TUNING: ControlTuning = {
   alarmInletC: 27,
 };
 
+/**
+ * Ranges of a group's tuning whose ends cross, as the file sets them over the defaults
+ * (`/controlGroups/N/tuning` at `at`): refused at load, since ordering them would run the group
+ * outside what was written (`fan: {maxPct: 20}` under the default 30 % floor would let the fans
+ * reach 30 %). Floors that only a default puts outside a written range are still clamped in.
+ */
+export function tuningProblems(
+  input: ControlTuningInput | undefined,
+  at: string,
+): { path: string; message: string; allowed: string }[] {
+  if (!input) return [];
+  const out: { path: string; message: string; allowed: string }[] = [];
+  const fan = { ...DEFAULT_TUNING.fan, ...input.fan };
+  const setpoint = { ...DEFAULT_TUNING.setpoint, ...input.setpoint };
+  if (fan.minPct > fan.maxPct)
+    out.push({
+      path: `${at}/fan/${input.fan?.maxPct !== undefined ? 'maxPct' : 'minPct'}`,
+      message: `fan minPct (${fan.minPct}) is above maxPct (${fan.maxPct})`,
+      allowed: 'minPct ≤ maxPct (set both when one leaves the default range)',
+    });
+  if (setpoint.minC > setpoint.maxC)
+    out.push({
+      path: `${at}/setpoint/${input.setpoint?.maxC !== undefined ? 'maxC' : 'minC'}`,
+      message: `setpoint minC (${setpoint.minC}) is above maxC (${setpoint.maxC})`,
+      allowed: 'minC ≤ maxC (set both when one leaves the default range)',
+    });
+  return out;
+}
+
 /** A complete tuning from a (validated) partial one; ranges that cross are ordered, floors clamped in. */
 export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
   const d = DEFAULT_TUNING;

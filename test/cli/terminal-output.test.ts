@@ -1,12 +1,12 @@
 // Text from the server reaches an operator's terminal only escaped: a pause reason, an alarm's
 // message and comment, user and node names, token labels, the audit trail, the API's refusals —
 // control characters (ESC sequences that clear the screen or retitle the window, CR, BEL, C1) and
-// bidi overrides are printed as `\x1b`, `\u202e`… (src/cli/printable.ts), in tables, warnings and
+// bidi overrides are printed as `\x1b`, `\u202e`… (src/util/printable.ts), in tables, warnings and
 // lines; JSON output stays the same JSON values with every such character escaped too. Through the
 // real API of a fake node (the operator state and alarms put in as a rogue writer would, past any
 // check the server makes), and a recording server for the rest.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jsonText, printable, printableText } from '../../src/cli/printable.ts';
+import { jsonText, printable, printableText } from '../../src/util/printable.ts';
 import { type FakeApi, fakeApi, runCli, type StubApi, stubApi } from './cli-process.ts';
 
 /** Clears the screen, retitles the terminal, rings the bell, rewrites the line, flips the text. */

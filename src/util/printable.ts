@@ -1,7 +1,7 @@
 // What the CLI prints of text it did not write — pause reasons, token labels, alarm comments, user
-// and node names, the API's messages — goes to an operator's terminal. Control characters there are
-// commands to the terminal (ESC clears the screen, retitles the window, rewrites lines), and bidi
-// overrides make text read as something else. So every such string is shown with those characters
+// and node names, the API's messages, what a config refusal quotes of its file — goes to an
+// operator's terminal or log. Control characters there are commands to the terminal (ESC clears the
+// screen, retitles the window, rewrites lines), and bidi overrides make text read as something else. So every such string is shown with those characters
 // escaped (`\x1b`, `\n`, `\u202e`): the text stays readable, and nothing in it acts on the terminal.
 
 /**
