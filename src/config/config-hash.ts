@@ -2,10 +2,11 @@
 // (comments, key order and layout do not count), so `coolctl status` can warn when the members of a
 // cluster run different configs. Each node publishes it in its member record (docs/cli.md).
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-// js-yaml, as the site loader: plain values straight from the text. `yaml`'s document model costs
-// hundreds of MB on a 1 000-unit site (docs/scale.md).
-import { CORE_SCHEMA, load as loadYaml } from 'js-yaml';
+import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from './config-files.ts';
+// The loaders' own reading: bounded in size, and a value whose aliases hold themselves or expand
+// past the file's size is refused before anything walks it (a file may have been swapped since it
+// was loaded).
+import { loadYamlData } from './load-site.ts';
 
 /** Plain data with every object's keys sorted: one text per meaning. */
 function canonical(v: unknown): unknown {
@@ -23,7 +24,11 @@ function canonical(v: unknown): unknown {
 export async function configHash(controllerFile: string, siteFile: string): Promise<string> {
   const read = async (f: string): Promise<unknown> => {
     try {
-      return canonical(loadYaml(await readFile(f, 'utf8'), { schema: CORE_SCHEMA }));
+      const bytes = await readBoundedFile(f, SITE_FILE_MAX_BYTES, 'config file');
+      if (!bytes.ok) return { unreadable: bytes.message };
+      const text = utf8Text(bytes.value, f);
+      if (!text.ok) return { unreadable: text.message };
+      return canonical(loadYamlData(text.value, f));
     } catch (err) {
       return { unreadable: (err as Error).message };
     }

@@ -42,6 +42,24 @@ describe('configHash', () => {
     expect(c).not.toBe(a);
     expect(d).not.toBe(a);
   });
+
+  it('a file swapped for an alias bomb or a cycle since it was loaded: still a fingerprint', async () => {
+    const controller = file('ok.yaml', 'site: site.yaml\ncluster: {prefix: /x, leaseTtlS: 2}\n');
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 9; i++)
+      levels.push(
+        `${'abcdefghi'[i]}: &${'abcdefghi'[i]} [${Array(9)
+          .fill(`*${'abcdefghi'[i - 1]}`)
+          .join(', ')}]`,
+      );
+    const bomb = file('bomb.yaml', `${levels.join('\n')}\n`);
+    const cycle = file('cycle.yaml', 'x: &c [*c]\n');
+    // The old read walked the bomb's 9^9 values (minutes, or out of memory: past the test's timeout).
+    const [h1, h2] = await Promise.all([configHash(controller, bomb), configHash(controller, cycle)]);
+    expect(h1).toMatch(/^[0-9a-f]{12}$/);
+    expect(h2).toMatch(/^[0-9a-f]{12}$/);
+    expect(h1).not.toBe(h2);
+  });
 });
 
 describe('member records', () => {
