@@ -43,6 +43,7 @@ import {
 } from './connection-limits.ts';
 import { dashboard } from './dashboard.ts';
 import { declareAnswers } from './error-body.ts';
+import { MonotonicRateStore } from './rate-store.ts';
 import { Refusals } from './refusals.ts';
 import { buildValidator, closeUndeclaredInput, quoted, schemaProblems } from './request-schema.ts';
 import { alarmRoutes } from './routes/alarms.ts';
@@ -259,6 +260,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   });
   await app.register(rateLimit, {
     global: false,
+    // Windows on the monotonic clock: a wall clock stepped back must not lock anyone out for the step.
+    store: MonotonicRateStore,
     errorResponseBuilder: (_req, ctx) =>
       new BadRequestError(
         ErrorCodes.RATE_LIMITED,

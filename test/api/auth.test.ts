@@ -255,6 +255,30 @@ describe('API identity and roles', () => {
     expect(await codes(b, '10.9.9.1', 11)).toEqual([...Array(10).fill(401), 429]);
   });
 
+  it('a wall clock stepped back a day does not lock a sign-in address out for a day', async () => {
+    const { nodes } = await cluster(['node-a']);
+    const [a] = nodes as [FakeNode];
+    const signIn = () =>
+      a.app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/sign-in',
+        headers: { authorization: '', 'x-coolctl-request': '1' },
+        payload: { name: 'nobody', password: 'x' },
+        remoteAddress: '10.9.9.7',
+      });
+    for (let i = 0; i < 10; i++) expect((await signIn()).statusCode).toBe(401);
+    const realNow = Date.now;
+    // NTP steps the clock back a day: the limiter's window is timed on the monotonic clock.
+    Date.now = () => realNow() - 86_400_000;
+    try {
+      const refused = await signIn();
+      expect(refused.statusCode).toBe(429);
+      expect(Number(refused.headers['retry-after'])).toBeLessThanOrEqual(60);
+    } finally {
+      Date.now = realNow;
+    }
+  });
+
   it('a token revoked on one node is refused by the other; tokens carry their user’s current role', async () => {
     const { nodes } = await cluster(['node-a', 'node-b']);
     const [a, b] = nodes as [FakeNode, FakeNode];

@@ -155,7 +155,13 @@ describe('the wall clock stepped under a running node', () => {
       });
       await waitFor(`every group led by n1 after a step to ${offset}`, allLed, { timeoutMs: 10_000 });
       expect(leaseTrouble(), `after a step to ${offset}`).toEqual([]);
-      expect((await fetch(`${api}/healthz`)).status, `every loop runs after a step to ${offset}`).toBe(200);
+      const health = await fetch(`${api}/healthz`);
+      expect(health.status, `every loop runs after a step to ${offset}`).toBe(200);
+      // The process's age, not the wall clock's: a step back made it −86 395 s.
+      expect(
+        ((await health.json()) as { uptimeS: number }).uptimeS,
+        `uptime after ${offset}`,
+      ).toBeGreaterThanOrEqual(0);
       expect(shelfEnded(), `a 10-minute shelf ended by a step to ${offset}`).toBe(false);
       const shelvedNow = ((await call(token, '/api/v1/alarms')).json.alarms as A[]).find(
         (a) => a.id === blind.id,

@@ -28,7 +28,8 @@ export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps
     },
     async (_req, reply) => {
       const loops = deps.loops?.() ?? { ok: true, problems: [] };
-      const uptimeS = Math.round((Date.now() - deps.startedAtMs) / 1000);
+      // The process's own monotonic age: a wall clock stepped back a day made it −86 395 s.
+      const uptimeS = Math.round(process.uptime());
       if (loops.ok) {
         if (failing) deps.logger.info('health: every loop runs again');
         failing = false;
