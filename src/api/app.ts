@@ -42,7 +42,7 @@ import {
   serverOptions,
 } from './connection-limits.ts';
 import { dashboard } from './dashboard.ts';
-import { declareAnswers } from './error-body.ts';
+import { declaredAnswers } from './error-body.ts';
 import { MonotonicRateStore } from './rate-store.ts';
 import { Refusals } from './refusals.ts';
 import { buildValidator, closeUndeclaredInput, quoted, schemaProblems } from './request-schema.ts';
@@ -151,12 +151,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
   applyConnectionLimits(app.server, limits, refusals);
-  // Before any route, so every route is closed to input it does not declare, and declares every
-  // answer the app can give it (the guard's, the limiter's, the parser's).
-  app.addHook('onRoute', (r) => {
-    closeUndeclaredInput(r, changesState);
-    declareAnswers(r, changesState);
-  });
+  // Before any route, so every route is closed to input it does not declare.
+  app.addHook('onRoute', (r) => closeUndeclaredInput(r, changesState));
   // A state-changing request without a body is checked as `{}`: its schema says whether that will do.
   // Hooks every request passes are callback hooks: an async one costs each request a promise and
   // a turn (bench/api.ts measures what the app adds to a request).
@@ -173,6 +169,11 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     done();
   });
   await app.register(swagger, {
+    // The description lists every answer the app gives a route, its refusals included.
+    transform: ({ schema, url, route }) => ({
+      schema: declaredAnswers(schema as Record<string, unknown> | undefined, route, changesState) as never,
+      url,
+    }),
     openapi: {
       info: {
         title: 'coolctl controller API',
