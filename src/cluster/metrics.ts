@@ -1,7 +1,8 @@
 // Leadership metrics on a prom-client Registry (served at /metrics): role transitions, which groups
 // this node leads, how much lease time is left, keepalive round trips (send → ack) and failures per etcd member, the polling
 // and revoking of expired leases of leaders this node is next in line behind, and groups given up
-// because this node could not drive them, and keys left out of the decisions.
+// because this node could not drive them, and keys left out of the decisions; and whether the data
+// dir takes the lease-id file (safety never rests on it, but a restart after a crash waits out a TTL).
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { GroupRole } from './leadership.ts';
 
@@ -16,6 +17,8 @@ export class LeadershipMetrics {
   private readonly ignoredKeys: Counter<'kind'>;
   private readonly operatorInvalid: Counter<'group'>;
   private readonly watchResets: Counter;
+  private readonly dataDirWriteErrors: Counter;
+  private readonly dataDirFailing: Gauge;
 
   constructor(registry: Registry, leaseRemainingMs: () => number) {
     const registers = [registry];
@@ -78,6 +81,18 @@ export class LeadershipMetrics {
       help: 'Times the leadership watches were reconnected on a new etcd client because etcd answered reads but did not confirm them',
       registers,
     });
+    this.dataDirWriteErrors = new Counter({
+      name: 'coolctl_data_dir_write_errors_total',
+      help: 'Writes to the data dir that failed (the lease-id file: full or read-only disk, no file descriptor); each is tried again every second',
+      registers,
+    });
+    this.dataDirFailing = new Gauge({
+      name: 'coolctl_data_dir_failing',
+      help: '1 while the last write to the data dir failed (a restart after a crash then waits out the lease TTL instead of revoking it), else 0',
+      registers,
+    });
+    // There from the start, at 0: a rule reads `== 1`, and increase() sees the first error.
+    this.dataDirFailing.set(0);
     this.operatorInvalid = new Counter({
       name: 'coolctl_operator_state_invalid_total',
       help: 'Invalid stored operator states seen (once per value): the last valid one, or a pause, stays in force',
@@ -127,6 +142,11 @@ export class LeadershipMetrics {
 
   keepaliveSeconds(seconds: number): void {
     this.keepalive.observe(seconds);
+  }
+
+  dataDirWrite(ok: boolean): void {
+    if (!ok) this.dataDirWriteErrors.inc();
+    this.dataDirFailing.set(ok ? 0 : 1);
   }
 
   keepaliveFailed(member: string): void {

@@ -317,6 +317,7 @@ export class FencingGateway {
   private stateWritten(): void {
     if (this.stateFileFailing === undefined) return;
     this.stateFileFailing = undefined;
+    this.m.stateFileFailing.set(0);
     clearInterval(this.stateRetry);
     this.stateRetry = undefined;
     this.log.info({ file: this.store.file }, 'epoch state file written again');
@@ -336,6 +337,7 @@ export class FencingGateway {
         'cannot persist the new epoch; fenced writes that raise an epoch are refused (0x04) until it can',
       );
     this.stateFileFailing = why;
+    this.m.stateFileFailing.set(1);
     // Tried again without waiting for a leader's write, so /healthz clears once space returns.
     this.stateRetry ??= setInterval(() => {
       this.store.flush().then(

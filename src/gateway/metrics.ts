@@ -27,6 +27,7 @@ export class GatewayMetrics {
   readonly badRequests: Counter<'reason'>;
   readonly unitEpoch: Gauge<'unit'>;
   readonly stateWriteErrors: Counter;
+  readonly stateFileFailing: Gauge;
   readonly connections: Gauge;
   readonly idleClosed: Counter;
   readonly lineSeconds: Histogram<'line'>;
@@ -81,6 +82,12 @@ export class GatewayMetrics {
       help: 'Fenced writes refused with 0x04 because their new epoch could not be written to the state file (full or read-only disk, no file descriptor)',
       registers,
     });
+    this.stateFileFailing = new Gauge({
+      name: 'coolctl_gateway_state_file_failing',
+      help: '1 while the last write of the epoch state file failed (it is tried again every 2 s, with or without a leader writing), else 0',
+      registers,
+    });
+    this.stateFileFailing.set(0);
     this.connections = new Gauge({
       name: 'coolctl_gateway_connections',
       help: 'Open Modbus TCP connections from controllers',

@@ -19,7 +19,7 @@ import { waitUnlessAborted } from '../../util/async.ts';
 import { compareCodeUnits } from '../../util/order.ts';
 import { wireJson } from '../../version.ts';
 import { decideGroup, type GroupAction, type GroupDecision, leasesToPoll } from '../decide.ts';
-import { ClusterError, ClusterErrorCodes, isClusterError } from '../errors.ts';
+import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { Failsafe, type FailsafeTransport } from '../failsafe.ts';
 import type {
   Fence,
@@ -328,6 +328,9 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.metrics?.keepaliveSeconds(s);
     });
     this.session.on('keepalive-failed', (member: string) => this.metrics?.keepaliveFailed(member));
+    // The data dir's health is the world's, not a stopped loop: a metric and an alert, not /healthz
+    // (a watchdog restart cannot free a disk, and the start's own probe would then keep it down).
+    this.session.on('lease-file', (ok: boolean) => this.metrics?.dataDirWrite(ok));
   }
 
   get healthy(): boolean {
@@ -376,7 +379,16 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       await this.session.stop().catch(() => {});
       this.client.close();
       this.watchClient.close();
-      if (isClusterError(err, ClusterErrorCodes.DATA_DIR_IN_USE)) throw err;
+      // Only etcd's failures are etcd's: the data dir (in use, full, read-only) says so itself.
+      if (err instanceof CoolctlError && !ETCD_START_CODES.has(err.code)) throw err;
+      const fsCode = dataDirFailure(err);
+      if (fsCode) {
+        throw new CoolctlError(
+          ErrorCodes.STARTUP,
+          `leadership start: cannot use the data dir ${this.opts.dataDir}: ${fsCode} (it must be writable, with free space)`,
+          { cause: err },
+        );
+      }
       if (this.nameTakenLogged) {
         throw new ClusterError(
           ClusterErrorCodes.NODE_NAME_TAKEN,
@@ -1253,6 +1265,21 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.metrics?.transition(s.group, from, to);
     this.emit('role', change);
   }
+}
+
+/** Codes of an etcd that did not answer, or a start that ran out of time waiting for it. */
+const ETCD_START_CODES: ReadonlySet<string> = new Set([
+  ClusterErrorCodes.ETCD_TIMEOUT,
+  ClusterErrorCodes.ETCD_UNAVAILABLE,
+  ClusterErrorCodes.LEASE_LOST,
+  ClusterErrorCodes.ABORTED,
+]);
+
+/** A file-system errno with its call and path (the session's data dir work), as one line; else null. */
+function dataDirFailure(err: unknown): string | null {
+  const e = err as NodeJS.ErrnoException | undefined;
+  if (!(err instanceof Error) || typeof e?.code !== 'string' || typeof e.path !== 'string') return null;
+  return `${e.code} (${e.syscall ?? 'file operation'} ${e.path})`;
 }
 
 /** Why start gave up, in the words of what failed last (the budget running out says little alone). */

@@ -63,7 +63,8 @@ const WORKER_URL = new URL(
  * Events: 'lease' (SessionLease) a new lease is live; 'lost' (reason) etcd dropped it, guard already
  * invalidated; 'expired' the guard deadline passed without a newer ack; 'proven' an ack moved the
  * deadline while the guard had lapsed; 'keepalive' (seconds from send to ack); 'keepalive-failed'
- * (member, host:port) an attempt failed there and went on to the next member.
+ * (member, host:port) an attempt failed there and went on to the next member; 'lease-file' (ok:
+ * boolean) a write of the lease-id file succeeded or failed.
  */
 export class EtcdSession extends EventEmitter {
   readonly guard: LeaseGuard;
@@ -260,6 +261,9 @@ export class EtcdSession extends EventEmitter {
         return;
       case 'keepalive-failed':
         this.emit('keepalive-failed', m.member);
+        return;
+      case 'lease-file':
+        this.emit('lease-file', m.ok);
         return;
       case 'lost':
         if (this.current?.hex !== m.hex) return;

@@ -11,7 +11,8 @@
 // throws past its own loop.
 // The lease-id file only lets a restart revoke this run's lease at once instead of waiting out its
 // TTL; safety never rests on it. So a data dir that is full or read-only costs that speed-up, never
-// the lease: the lease is used anyway, the write is tried again, one line says so and one its end.
+// the lease: the lease is used anyway, the write is tried again, one line says so and one its end,
+// and every attempt reaches the main thread ('lease-file') for the metrics an alert reads.
 import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { Backoff, waitUnlessAborted } from '../../util/async.ts';
@@ -45,6 +46,8 @@ export type WorkerMessage =
   /** A keepalive attempt failed on `member` (host:port) and went on to the next member. */
   | { t: 'keepalive-failed'; member: string }
   | { t: 'lost'; hex: string; reason: string }
+  /** A write of the lease-id file: done, or failed (`code`: the errno). */
+  | { t: 'lease-file'; ok: boolean; code?: string }
   | { t: 'log'; level: LogLevel; fields: Record<string, unknown>; msg: string }
   | { t: 'stopped' };
 
@@ -252,9 +255,12 @@ class KeepaliveLoop {
         );
       }
       this.leaseFileError = code;
+      this.send({ t: 'lease-file', ok: false, code });
       return;
     }
     this.persistedId = lease.id;
+    // Said on every success (one per grant), so a replaced worker's first write clears the gauge too.
+    this.send({ t: 'lease-file', ok: true });
     if (this.leaseFileError !== null) {
       this.leaseFileError = null;
       this.log('info', { file: this.d.leaseFile, lease: lease.hex }, 'lease id file written again');
