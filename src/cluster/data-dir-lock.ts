@@ -1,13 +1,17 @@
 // DataDirLock: one live process per data dir. The lease-id file and the OPC-UA PKI live there; two
-// nodes sharing one would revoke each other's live lease at start. The lock is a file created with
-// O_EXCL holding {node, pid, bootId, startTicks}. A holder is alive only if the boot is the same and
+// nodes sharing one would revoke each other's live lease at start. The lock is a file published
+// whole (written aside, then linked to its name, which fails if the name exists) holding {node, pid,
+// bootId, startTicks}. A holder is alive only if the boot is the same and
 // /proc/<pid> is the same process (its start time): a pid reused after a crash or a reboot is stale,
-// and a stale lock is taken over (logged). Takeovers are serialised by a second O_EXCL file, so two
-// processes finding the same stale lock cannot both take it.
+// and a stale lock is taken over (logged). Takeovers are serialised by a second such file, so two
+// processes finding the same stale lock cannot both take it; it names its holder the same way and is
+// stale by the same test. No clock decides staleness: judged by its age (now − mtime), a wall-clock
+// step let a starter a day ahead delete a live takeover file (two takeovers at once), and one set
+// back wait out a dead starter's for as long as the step.
 // A data dir that is full or read-only fails the acquire with COOLCTL_E_STARTUP naming the file and
 // the errno, and leaves no half-written lock behind.
-import { constants } from 'node:fs';
-import { type FileHandle, open, readFile, stat, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
@@ -23,8 +27,8 @@ export interface LockHolder {
 }
 
 const LOCK_FILE = 'coolctl.lock';
-/** A takeover lasts microseconds; one older than this was left by a process that died inside it. */
-const TAKEOVER_STALE_MS = 10_000;
+/** Between tries to take a takeover file another starter holds. */
+const TAKEOVER_WAIT_MS = 20;
 const MAX_ATTEMPTS = 5;
 
 export class DataDirLock {
@@ -77,13 +81,17 @@ export class DataDirLock {
   }
 
   private async takeOver(stale: string, holder: LockHolder | null): Promise<void> {
-    if (!(await createExclusive(this.takeoverPath, `${process.pid}\n`))) {
-      const age = await stat(this.takeoverPath).then(
-        (s) => Date.now() - s.mtimeMs,
-        () => 0,
-      );
-      if (age > TAKEOVER_STALE_MS) await unlink(this.takeoverPath).catch(() => {});
-      else await new Promise((r) => setTimeout(r, 20)); // another starter is taking over right now
+    if (!(await createExclusive(this.takeoverPath, `${JSON.stringify(await selfHolder(this.node))}\n`))) {
+      const seen = await readFile(this.takeoverPath, 'utf8').catch(() => null);
+      if (seen === null) return; // its holder finished: try again
+      const starter = parseHolder(seen);
+      // Published whole (createExclusive): one that does not parse is damaged, not being written.
+      const dead = starter ? !(await isAlive(starter)) : true;
+      if (dead) {
+        // Only if it is still the one judged: a live starter may have replaced it meanwhile.
+        if ((await readFile(this.takeoverPath, 'utf8').catch(() => null)) === seen)
+          await unlink(this.takeoverPath).catch(() => {});
+      } else await new Promise((r) => setTimeout(r, TAKEOVER_WAIT_MS)); // another starter is taking over now
       return;
     }
     try {
@@ -103,24 +111,30 @@ export class DataDirLock {
   }
 }
 
+/**
+ * Creates `path` holding `content`, or returns false when it exists. The content is written to a
+ * file of our own first and published with link(2), which fails if the name exists: nobody ever
+ * reads the lock (or a takeover file) empty or half written, so one that does not parse is damaged,
+ * never another starter's in the middle of its write.
+ */
 async function createExclusive(path: string, content: string): Promise<boolean> {
-  let fh: FileHandle;
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    fh = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o644);
+    await writeFile(tmp, content, { flag: 'wx', mode: 0o644 });
+  } catch (err) {
+    // A half-written file on a full disk would hold its last free blocks.
+    await unlink(tmp).catch(() => {});
+    throw unwritable(path, err);
+  }
+  try {
+    await link(tmp, path);
+    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw unwritable(path, err);
+  } finally {
+    await unlink(tmp).catch(() => {});
   }
-  try {
-    await fh.writeFile(content);
-    await fh.close();
-  } catch (err) {
-    // An empty lock on a full disk would be taken for a crashed holder's at the next start.
-    await fh.close().catch(() => {});
-    await unlink(path).catch(() => {});
-    throw unwritable(path, err);
-  }
-  return true;
 }
 
 function unwritable(path: string, err: unknown): CoolctlError {
