@@ -8,9 +8,20 @@
 // simply written again. At most MAX_PENDING wait in memory; one more, or a stop with some waiting,
 // counts them `dropped` (their log lines keep them). The request's answer never waits for a retry.
 // Retention: the newest `maxEntries` (default 10 000) and nothing older than `maxAgeMs` (default
-// 30 days); every writer prunes after each `pruneEvery`-th entry it writes, deleting the oldest with
-// compare-and-delete (a racing writer's delete of the same key is harmless). Requests refused before
-// that (no identity, a bad body) are only counted: junk cannot evict real entries.
+// 30 days); every writer prunes after each `pruneEvery`-th entry it writes, deleting the oldest (by
+// create revision) with compare-and-delete (a racing writer's delete of the same key is harmless).
+// Requests refused before that (no identity, a bad body) are only counted: junk cannot evict real
+// entries.
+// Age is judged so that one node's wrong clock cannot empty the trail, nor drop fresh entries:
+// - "now" is this node's clock, but never later than what the trail's other writers read: the
+//   lower median of each node's newest stamp among the newest entries (a node 30 days ahead finds
+//   the others' stamps and prunes by them; a node behind prunes less, which is safe). A trail only
+//   one node writes has nothing to check that node against.
+// - entries are written in revision order, so an entry stamped earlier than one written before it
+//   (a node that booted at 1970, or was set back) has a stamp that says nothing: it is judged by the
+//   next entry after it whose stamp is in order (it was written before that one), and kept when
+//   there is none. One with no entry left before it can only be judged by its own stamp. Age
+//   deletes a prefix of the trail in revision order.
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -69,6 +80,8 @@ export const AUDIT_RETENTION = { maxEntries: 10_000, maxAgeMs: 30 * 86_400_000 }
 
 /** Entries etcd did not take, kept for another try; beyond this the oldest is dropped. */
 export const MAX_PENDING = 1_000;
+/** Newest entries read to learn what the trail's writers' clocks read (for retention by age). */
+const AGE_SAMPLE = 200;
 /** Backoff between tries of the entries waiting, ms. */
 export const AUDIT_RETRY_MS = { first: 250, max: 10_000 } as const;
 
@@ -150,7 +163,7 @@ export class AuditTrail {
   async record(rec: AuditRecord): Promise<void> {
     const atMs = this.now();
     const body = rec.kind === 'operator' ? { ...rec, params: keepable(rec.params) } : rec;
-    // The time leads the key so retention by age reads the oldest keys only; the revision orders them.
+    // The stamp leads the key so retention by age reads it without the value; the revision orders them.
     const key = `${this.dir}${String(atMs).padStart(14, '0')}-${rec.node}-${randomBytes(3).toString('hex')}`;
     const value = wireJson({ ...body, atMs });
     this.log.info(
@@ -279,17 +292,50 @@ export class AuditTrail {
     const { kv } = this.opts;
     const excess = Math.max(0, (await kv.count(this.dir)) - this.maxEntries);
     const oldest = await kv.list(this.dir, { limit: Math.max(excess, 100) });
-    const cutoff = this.now() - this.maxAgeMs;
+    const cutoff = (await this.ageReference()) - this.maxAgeMs;
+    // Each entry's stamp where it is in order (no earlier than every one written before it), else
+    // the stamp of the next entry that is; +Infinity: none read, so it is not judged old.
+    const stamps = oldest.map((e) => Number(e.key.slice(this.dir.length, this.dir.length + 14)));
+    const inOrder: boolean[] = [];
+    let newestSoFar = Number.NEGATIVE_INFINITY;
+    for (const atMs of stamps) {
+      inOrder.push(Number.isFinite(atMs) && atMs >= newestSoFar);
+      if (Number.isFinite(atMs)) newestSoFar = Math.max(newestSoFar, atMs);
+    }
+    const judged = new Array<number>(stamps.length);
+    let next = Number.POSITIVE_INFINITY;
+    for (let i = stamps.length - 1; i >= 0; i--) {
+      if (inOrder[i]) next = stamps[i]!;
+      judged[i] = next;
+    }
     let n = 0;
     for (const [i, e] of oldest.entries()) {
-      const atMs = Number(e.key.slice(this.dir.length, this.dir.length + 14));
-      if (i >= excess && !(atMs < cutoff)) break;
+      if (i >= excess && !(judged[i]! < cutoff)) break;
       if (await kv.delete(e.key, e.createRevision)) n++;
     }
     if (n > 0) {
       this.pruned.inc(n);
       this.log.info({ deleted: n }, 'audit trail pruned');
     }
+  }
+
+  /**
+   * This node's clock, but never later than the lower median of each writer's newest stamp among
+   * the newest AGE_SAMPLE entries: one node's clock far ahead is outvoted by the others'.
+   */
+  private async ageReference(): Promise<number> {
+    const now = this.now();
+    const newest = await this.opts.kv.list(this.dir, { newest: true, limit: AGE_SAMPLE });
+    const byNode = new Map<string, number>();
+    for (const r of newest) {
+      const read = parseWireJson(r.value);
+      const v = read.ok ? (read.value as { node?: unknown; atMs?: unknown }) : null;
+      if (typeof v?.node !== 'string' || typeof v.atMs !== 'number' || !Number.isFinite(v.atMs)) continue;
+      byNode.set(v.node, Math.max(byNode.get(v.node) ?? Number.NEGATIVE_INFINITY, v.atMs));
+    }
+    if (byNode.size < 2) return now;
+    const stamps = [...byNode.values()].sort((a, b) => a - b);
+    return Math.min(now, stamps[Math.floor((stamps.length - 1) / 2)]!);
   }
 }
 
