@@ -11,6 +11,11 @@
 // into a GET, or the header's secret sent to another origin, would read as delivered. Secrets (the
 // webhook's header) come from a file and never reach a log line or an error; lines about failures
 // are rate-limited (src/util/log-limit.ts), the counters count every one.
+// Times in the webhook's body are judged by Alertmanager on its own clock (it resolves an alert at
+// its endsAt, and refuses one that starts after it ends), so they are written on the receiver's
+// clock (ReceiverClock), never on this node's alone: a node a day behind would send an endsAt
+// already past — the alert resolved as it arrives — and one a day ahead an alert that outlives its
+// sender by a day.
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { type IClientOptions, type MqttClient, connect as mqttConnect } from 'mqtt';
@@ -63,7 +68,10 @@ export interface NotifierOptions {
   maxBackoffMs?: number;
   /** Most notifications waiting per sink. */
   maxQueue?: number;
-  /** An alert without an end is told to end this far ahead; the owner sends it again before then. */
+  /**
+   * An alert without an end is told to end this far ahead (on the receiver's clock); the owner sends
+   * it again before then.
+   */
   firingHoldMs?: number;
 }
 
@@ -81,6 +89,8 @@ interface Item {
   transition: Transition;
   attempts: number;
   atMs: number;
+  /** Sent again at once because the receiver's clock turned out far from the one its times used. */
+  clockFix?: true;
 }
 
 interface Sink {
@@ -107,6 +117,41 @@ export const DEFAULT_MAX_QUEUE = 10_000;
 /** Lines about failed notifications: at most a few per kind and sink a minute (each is counted). */
 const FAILURE_LINES_EVERY_MS = 60_000;
 const FAILURE_LINES_BURST = 5;
+
+/**
+ * The webhook receiver's wall clock as this node sees it: learned from each answer's Date header
+ * (RFC 9110: a server with a clock sends one; Alertmanager does) and carried forward on this node's
+ * monotonic clock, so a step of this node's wall clock changes nothing. Until an answer with a Date
+ * arrives (or from a receiver that sends none) it is this node's wall clock.
+ */
+export class ReceiverClock {
+  /** Receiver's wall ms minus this node's monotonic ms; undefined: not learned yet. */
+  private anchorMs: number | undefined;
+  private readonly wall: () => number;
+  private readonly mono: () => number;
+
+  constructor(wall: () => number = () => Date.now(), mono: () => number = () => performance.now()) {
+    this.wall = wall;
+    this.mono = mono;
+  }
+
+  now(): number {
+    return this.anchorMs === undefined ? this.wall() : this.anchorMs + this.mono();
+  }
+
+  /**
+   * Takes the Date header of an answer that came now; returns how far the estimate moved (ms). The
+   * header has whole seconds: the receiver's time is taken as the start of its second, so a clear
+   * sent as "now" is never in the receiver's future (a firing alert's hold is a second short at most).
+   */
+  learn(date: string | undefined): number {
+    const dateMs = date === undefined ? Number.NaN : Date.parse(date);
+    if (!Number.isFinite(dateMs)) return 0;
+    const before = this.now();
+    this.anchorMs = dateMs - this.mono();
+    return this.now() - before;
+  }
+}
 
 export class Notifier {
   private readonly opts: NotifierOptions;
@@ -162,7 +207,13 @@ export class Notifier {
     for (const s of this.sinks) this.enqueue(s, alarm, transition, 0);
   }
 
-  private enqueue(s: Sink, alarm: StoredAlarm, transition: Transition, attempts: number): void {
+  private enqueue(
+    s: Sink,
+    alarm: StoredAlarm,
+    transition: Transition,
+    attempts: number,
+    clockFix?: true,
+  ): void {
     if (this.stopped) return;
     if (s.name === 'webhook' && transition === 'shelved') return;
     if (s.name === 'mqtt' && transition === 'resend') return;
@@ -177,7 +228,7 @@ export class Notifier {
       s.waiting?.delete(dropped!.alarm.id);
       this.giveUp(s, dropped!, 'the queue was full: pushed out by newer notifications', 'queue full');
     }
-    const item: Item = { alarm, transition, attempts, atMs: Date.now() };
+    const item: Item = { alarm, transition, attempts, atMs: Date.now(), ...(clockFix ? { clockFix } : {}) };
     s.queue.push(item);
     s.waiting?.set(alarm.id, item);
     this.pump(s);
@@ -325,7 +376,11 @@ export class Notifier {
       );
   }
 
-  /** The Alertmanager v2 alert for one alarm now. */
+  /**
+   * The Alertmanager v2 alert for one alarm, `nowMs` on the receiver's clock. The alarm's own times
+   * are its raising and clearing nodes' clocks: none is sent later than the receiver's now, so an
+   * alert never starts after it ends (Alertmanager refuses that) nor is cleared in the future.
+   */
   alertOf(a: StoredAlarm, nowMs = Date.now()): AlertmanagerAlert {
     const labels: Record<string, string> = {
       alertname: a.kind,
@@ -347,12 +402,18 @@ export class Notifier {
     return {
       labels,
       annotations,
-      startsAt: new Date(a.raisedAtMs).toISOString(),
+      startsAt: new Date(Math.min(a.raisedAtMs, nowMs)).toISOString(),
       // Alertmanager resolves an alert at endsAt: a cleared one now, a firing one only if nobody
       // sends it again in time (the owner re-sends it well before).
-      endsAt: new Date(a.clearedAtMs ?? nowMs + (this.opts.firingHoldMs ?? 300_000)).toISOString(),
+      endsAt: new Date(
+        a.clearedAtMs === null ? nowMs + this.holdMs : Math.min(a.clearedAtMs, nowMs),
+      ).toISOString(),
       generatorURL: this.opts.generatorUrl,
     };
+  }
+
+  private get holdMs(): number {
+    return this.opts.firingHoldMs ?? 300_000;
   }
 
   private webhookSink(w: WebhookSettings): Sink {
@@ -362,7 +423,8 @@ export class Notifier {
     const timeoutMs = w.timeoutMs ?? 5000;
     let ca: Buffer | undefined;
     let header = w.header;
-    return {
+    const clock = new ReceiverClock();
+    const sink: Sink = {
       name: 'webhook',
       target,
       queue: [],
@@ -373,7 +435,7 @@ export class Notifier {
       sent: 0,
       failed: 0,
       send: async (items) => {
-        const nowMs = Date.now();
+        const nowMs = clock.now();
         // The header's secret and the site's CA, read at the first send (and again after a failed
         // read): a file that went missing or open to others since the config check fails the send,
         // which says so — never a request without its header, or trusting the system's CAs instead.
@@ -387,19 +449,38 @@ export class Notifier {
           if (!r.ok) throw new Error(clip(`caFile: ${r.message}`, 300));
           ca = r.value;
         }
-        const status = await postJson(u, {
+        const { status, date } = await postJson(u, {
           headers: header ? { [header.name]: header.value } : {},
           body: JSON.stringify(items.map((it) => this.alertOf(it.alarm, nowMs))),
           ca,
           timeoutMs,
         });
+        const movedMs = clock.learn(date);
         if (status >= 300 && status < 400)
           throw new Error(
             `${target} answered ${status} (a redirect: not followed; configure the receiver’s own URL)`,
           );
         if (status < 200 || status >= 300) throw new Error(`${target} answered ${status}`);
+        // Times off by more than half the hold (the first answer of a receiver whose clock is far
+        // from ours): the same alerts again at once, before Alertmanager acts on the wrong ones.
+        // Once per notification, so a receiver whose Date jumps about cannot make a loop.
+        if (Math.abs(movedMs) > this.holdMs / 2) {
+          const again = items.filter((it) => !it.clockFix);
+          if (again.length > 0)
+            this.log.warn(
+              {
+                sink: 'webhook',
+                target,
+                offsetMs: Math.round(clock.now() - Date.now()),
+                alerts: again.length,
+              },
+              'the webhook receiver’s clock is far from this node’s: alerts sent again with its time',
+            );
+          for (const it of again) this.enqueue(sink, it.alarm, it.transition, 0, true);
+        }
       },
     };
+    return sink;
   }
 
   private mqttSink(m: MqttSettings): Sink {
@@ -464,7 +545,8 @@ export class Notifier {
 }
 
 /**
- * One POST of `body` (JSON) to `url`; resolves with the answer's status as soon as its head arrives.
+ * One POST of `body` (JSON) to `url`; resolves with the answer's status and Date header as soon as its
+ * head arrives.
  * Nothing of the answer is read (a receiver that sends a huge body costs nothing) and no redirect is
  * followed. The whole exchange has `timeoutMs`; an error says why (ECONNREFUSED, a TLS error code),
  * never the URL's query.
@@ -472,7 +554,7 @@ export class Notifier {
 function postJson(
   url: URL,
   o: { headers: Record<string, string>; body: string; ca: Buffer | undefined; timeoutMs: number },
-): Promise<number> {
+): Promise<{ status: number; date: string | undefined }> {
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
     const req = send(
@@ -488,7 +570,7 @@ function postJson(
       },
       (res) => {
         clearTimeout(timer);
-        resolve(res.statusCode ?? 0);
+        resolve({ status: res.statusCode ?? 0, date: res.headers.date });
         res.destroy();
       },
     );
