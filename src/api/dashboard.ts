@@ -2,7 +2,8 @@
 // public, they hold no data and carry the sign-in form) and the data only it needs (site layout,
 // live overlay, a rack's sensors, trends, energy; a viewer's). An encapsulated plugin like every
 // resource's routes: identity, CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts).
-// Nothing here opens a socket. Trends and energy are sampled by this node every TREND_PERIOD_MS.
+// Nothing here opens a socket. Trends and energy are sampled by this node every TREND_PERIOD_MS, on
+// its steady clock (SampleClock): a wall-clock step moves their labels, never their history.
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { GroupProcessRow, HeldCommand } from '../control/group-driver.ts';
@@ -18,7 +19,14 @@ import type { ApiDeps } from './app.ts';
 import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
 import { PRINTABLE_PATTERN } from './request-schema.ts';
-import { GROUP_TRENDS, type TrendRange, type TrendSpec, TrendStore, UNIT_TRENDS } from './trends.ts';
+import {
+  GROUP_TRENDS,
+  SampleClock,
+  type TrendRange,
+  type TrendSpec,
+  TrendStore,
+  UNIT_TRENDS,
+} from './trends.ts';
 
 /** How often trends and energy are sampled; the recent trend window. */
 export const TREND_PERIOD_MS = GROUP_TRENDS.recent.stepMs;
@@ -80,6 +88,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   const groupTrends = new TrendStore(GROUP_TRENDS, deps.groups);
   const unitTrends = new TrendStore(UNIT_TRENDS);
   const energy = new EnergyMeter();
+  const clock = new SampleClock();
   let ratings: { site: unknown; byAhu: Map<string, UnitRating> } = { site: null, byAhu: new Map() };
   const ratingOf = (ahu: string) => {
     if (ratings.site !== deps.site)
@@ -104,7 +113,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
     return sampling;
   };
   const samplePass = async () => {
-    const now = Date.now();
+    const now = clock.now();
     // The running config's groups: a reload may have changed them.
     groupTrends.keep(deps.groups);
     unitTrends.keep(deps.groups.flatMap((g) => unitsOf(deps, g)));
@@ -645,15 +654,16 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
             `or only the newest steps: sinceMs=${now - GROUP_TRENDS[range].stepMs * 10}`,
           ],
         );
+      const [at, offsetMs] = [clock.now(), clock.wallOffsetMs()];
       const groups = groupIds.flatMap((group) => {
-        const s = groupTrends.read(group, range, q.sinceMs, now);
+        const s = groupTrends.read(group, range, q.sinceMs, at, offsetMs);
         return s ? [{ group, t: s.t, ...s.mean, ...(s.min ? { min: s.min, max: s.max } : {}) }] : [];
       });
       const units =
         q.group === undefined
           ? []
           : unitsOf(deps, q.group).flatMap((ahu) => {
-              const s = unitTrends.read(ahu, range, q.sinceMs, now);
+              const s = unitTrends.read(ahu, range, q.sinceMs, at, offsetMs);
               return s
                 ? [
                     {
@@ -737,7 +747,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
         const r = ratingOf(a.id)!;
         return { ahu: a.id, ...r, baselineKw: baselineKw(r) };
       }),
-      ...energy.report(),
+      ...energy.report(clock.wallOffsetMs()),
     }),
   );
 }

@@ -10,12 +10,21 @@
 // unit's own fan kW point where its profile has one, else the same law applied to its measured fan
 // speed (counted as estimated). Cooling delivered is shown as measured, with no baseline: in steady
 // state the units remove the IT heat whoever drives them.
+//
+// Time: samples come on the sampler's steady clock (trends.ts, SampleClock), so an interval is what
+// the monotonic clock says it was — a wall-clock step neither counts a day of energy nor a day of
+// zeros, nor drops the hours counted before it. Hours are hours of that clock; the report labels them
+// in wall time with the wall clock's offset now in whole hours (so members' hours still line up), and
+// the days are the sums of those labelled hours by UTC day.
+import { wholeSteps } from './trends.ts';
 
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
-/** Buckets kept: two days of hours (today and yesterday in full), a week of days. */
-const HOURS_KEPT = 48;
-const DAYS_KEPT = 7;
+/** Reported: two days of hours (today and yesterday in full), a week of days. */
+const HOURS_SHOWN = 48;
+const DAYS_SHOWN = 7;
+/** Hours kept: enough for the week of days (today and the six before it, in full). */
+const HOURS_KEPT = DAYS_SHOWN * 24;
 /** A gap between two samples longer than this is not integrated (the node was not sampling). */
 const MAX_STEP_MS = 10_000;
 
@@ -96,13 +105,12 @@ class Buckets {
 
 export class EnergyMeter {
   private readonly hours = new Buckets(HOUR_MS, HOURS_KEPT);
-  private readonly days = new Buckets(DAY_MS, DAYS_KEPT);
   /** Per group, when it was last sampled while driven: a group's first sample integrates nothing. */
   private readonly lastAtMs = new Map<string, number>();
 
   /**
-   * One sample of a group this node drives, at wall time `atMs`: its units' power since the last
-   * one. `rating` says what each unit is rated (a unit without one is not counted).
+   * One sample of a group this node drives, at `atMs` on the sampler's clock: its units' power since
+   * the last one. `rating` says what each unit is rated (a unit without one is not counted).
    */
   add(
     group: string,
@@ -134,12 +142,11 @@ export class EnergyMeter {
       f.unitSeconds += dtMs / 1000;
     }
     if (f.unitSeconds === 0) return;
-    for (const b of [this.hours.at(atMs), this.days.at(atMs)]) {
-      addInto(b, f);
-      const g = b.groups[group] ?? zero();
-      b.groups[group] = g;
-      addInto(g, f);
-    }
+    const b = this.hours.at(atMs);
+    addInto(b, f);
+    const g = b.groups[group] ?? zero();
+    b.groups[group] = g;
+    addInto(g, f);
   }
 
   /** The group is no longer driven here (or sampling paused): its next sample starts afresh. */
@@ -147,8 +154,26 @@ export class EnergyMeter {
     this.lastAtMs.delete(group);
   }
 
-  report(): { hours: EnergyBucket[]; days: EnergyBucket[] } {
-    return { hours: this.hours.list(), days: this.days.list() };
+  /** The hours labelled in wall time (`wallOffsetMs`: SampleClock.wallOffsetMs()), and their days. */
+  report(wallOffsetMs = 0): { hours: EnergyBucket[]; days: EnergyBucket[] } {
+    const shiftMs = wholeSteps(wallOffsetMs, HOUR_MS);
+    const hours = this.hours.list().map((h) => ({ ...h, startMs: h.startMs + shiftMs }));
+    const days = new Map<number, EnergyBucket>();
+    for (const h of hours) {
+      const startMs = Math.floor(h.startMs / DAY_MS) * DAY_MS;
+      let d = days.get(startMs);
+      if (!d) {
+        d = { startMs, ...zero(), groups: {} };
+        days.set(startMs, d);
+      }
+      addInto(d, h);
+      for (const [group, f] of Object.entries(h.groups)) {
+        const g = d.groups[group] ?? zero();
+        d.groups[group] = g;
+        addInto(g, f);
+      }
+    }
+    return { hours: hours.slice(-HOURS_SHOWN), days: [...days.values()].slice(-DAYS_SHOWN) };
   }
 }
 

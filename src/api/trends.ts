@@ -6,6 +6,10 @@
 // The owners follow the running config (`keep`): one added by a hot reload gets rings, a removed one's go.
 // An owner's rings are carved out of one buffer (TypedSlab): twelve small arrays each with a store
 // of its own cost as much again as their data.
+// Time: samples are placed on the sampler's steady clock (SampleClock: monotonic, started at the wall
+// time the process started), never on the wall clock, so an NTP step neither erases history (a step
+// back) nor opens a day of empty slots (a step forward). Only what people read is wall time: a read
+// labels the steps with the wall clock's offset now, rounded to whole steps.
 import { TypedSlab } from '../util/typed-slab.ts';
 
 /** One resolution of a series: `slots` steps of `stepMs`; min/max kept only where they say something. */
@@ -29,6 +33,37 @@ export interface TierSeries<K extends string> {
   mean: Record<K, (number | null)[]>;
   min?: Record<K, (number | null)[]>;
   max?: Record<K, (number | null)[]>;
+}
+
+/**
+ * The sampler's clock: monotonic ms that start at the wall time this process started, and how far the
+ * wall clock stands from it now (0 until the wall clock is stepped). Monotonic time is slewed by NTP
+ * as the wall clock is, but never stepped.
+ */
+export class SampleClock {
+  private readonly wall: () => number;
+  private readonly mono: () => number;
+  private readonly originMs: number;
+
+  constructor(wall: () => number = () => Date.now(), mono: () => number = () => performance.now()) {
+    this.wall = wall;
+    this.mono = mono;
+    this.originMs = wall() - mono();
+  }
+
+  now(): number {
+    return this.originMs + this.mono();
+  }
+
+  /** What to add to a time on this clock to show it as wall time now. */
+  wallOffsetMs(): number {
+    return this.wall() - this.now();
+  }
+}
+
+/** `offsetMs` in whole `stepMs`: labels shifted by it still fall on step boundaries. */
+export function wholeSteps(offsetMs: number, stepMs: number): number {
+  return Math.round(offsetMs / stepMs) * stepMs || 0;
 }
 
 const NO_DATA = -32768;
@@ -125,9 +160,9 @@ class Tier {
   }
 
   /**
-   * The wall clock was set back (NTP correcting a clock that ran ahead): the steps after `step` were
-   * taken under the wrong clock and would stand in the window, and block it, until the right time
-   * caught up with them. They go; the steps up to `step` stay, and `step` itself starts afresh.
+   * Time went back (only a caller that feeds wall time can see this; the sampler's SampleClock never
+   * goes back): the steps after `step` would stand in the window, and block it, until time caught up
+   * with them. They go; the steps up to `step` stay, and `step` itself starts afresh.
    */
   private rewind(step: number): void {
     const n = this.spec.slots;
@@ -151,9 +186,18 @@ class Tier {
     this.filled--;
   }
 
-  /** Steps starting after `sinceMs` (and within the ring), oldest first. */
-  read<K extends string>(metrics: readonly K[], sinceMs: number, nowMs: number): TierSeries<K> {
+  /**
+   * Steps starting after `sinceMs` (and within the ring), oldest first. `sinceMs` and the answer's
+   * times are wall time: the ring's times plus `wallOffsetMs` in whole steps.
+   */
+  read<K extends string>(
+    metrics: readonly K[],
+    sinceMs: number,
+    nowMs: number,
+    wallOffsetMs: number,
+  ): TierSeries<K> {
     const { stepMs, slots: n } = this.spec;
+    const offsetMs = wholeSteps(wallOffsetMs, stepMs);
     const mk = () =>
       Object.fromEntries(metrics.map((m) => [m, [] as (number | null)[]])) as Record<K, (number | null)[]>;
     const out: TierSeries<K> = { stepMs, t: [], mean: mk() };
@@ -165,7 +209,7 @@ class Tier {
     for (let age = this.filled - 1; age >= 0; age--) {
       const step = this.last - age;
       if (nowStep - step >= n) continue;
-      const t = step * stepMs;
+      const t = step * stepMs + offsetMs;
       if (t <= sinceMs) continue;
       const base = ((this.head - age + n) % n) * this.k;
       out.t.push(t);
@@ -219,6 +263,7 @@ export class TrendStore<K extends string> {
     return this.owners.size;
   }
 
+  /** One sample at `atMs` on the sampler's clock (SampleClock.now()). */
   add(owner: string, atMs: number, sample: Partial<Record<K, number | null>>): void {
     const o = this.owners.get(owner);
     if (!o) return;
@@ -227,9 +272,19 @@ export class TrendStore<K extends string> {
     o.day.add(atMs, values);
   }
 
-  read(owner: string, range: TrendRange, sinceMs = 0, nowMs = Date.now()): TierSeries<K> | null {
+  /**
+   * `nowMs` on the sampler's clock; `sinceMs` and the answer's step times are wall time, the ring's
+   * times shifted by `wallOffsetMs` (SampleClock.wallOffsetMs(); 0 where the two clocks are one).
+   */
+  read(
+    owner: string,
+    range: TrendRange,
+    sinceMs = 0,
+    nowMs = Date.now(),
+    wallOffsetMs = 0,
+  ): TierSeries<K> | null {
     const o = this.owners.get(owner);
-    return o ? o[range].read(this.spec.metrics, sinceMs, nowMs) : null;
+    return o ? o[range].read(this.spec.metrics, sinceMs, nowMs, wallOffsetMs) : null;
   }
 
   owned(): string[] {
