@@ -13,11 +13,13 @@
 // Retention: prune() deletes cleared alarms older than the retention age or beyond the newest
 // `clearedMaxCount` cleared ones; open alarms are never pruned, but an open record no open key
 // names (an orphan) is closed by closeOrphans(). A flood raises, clears and reads in batches.
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, IKeyValue, ITxnResponse } from 'etcd3';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import { etcdCall } from '../cluster/etcd/etcd-client.ts';
+import { readPrefixBounded } from '../cluster/etcd/bounded-range.ts';
+import { etcdCall, isTooLarge } from '../cluster/etcd/etcd-client.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
+import { clip } from '../util/log-limit.ts';
 import { wireJson } from '../version.ts';
 import {
   AlarmValueError,
@@ -37,6 +39,11 @@ export const RAISE_BATCH = 32;
 
 /** Records read per transaction by getMany(): one range op each, inside etcd's --max-txn-ops (128). */
 export const READ_BATCH = 100;
+/**
+ * Values above this many bytes are no alarm (texts are clipped to ALARM_TEXT_MAX when written): left
+ * out unparsed, counted and logged.
+ */
+const MAX_VALUE_BYTES = 64 * 1024;
 
 export interface AlarmStoreOptions {
   client: Etcd3;
@@ -129,18 +136,21 @@ export class AlarmStore {
 
   /** Every valid alarm, oldest first; invalid values are counted and logged, never returned. */
   async list(): Promise<StoredAlarm[]> {
-    const res = await this.call('list', (o) =>
-      this.opts.client.getAll().prefix(this.dir).sort('Create', 'Ascend').options(o).exec(),
-    );
-    const out: StoredAlarm[] = [];
     const listed = new Set<string>();
+    const res = await this.readBounded('list', this.dir, (key, bytes) => {
+      listed.add(key);
+      this.refuseOversized(key, bytes);
+    });
+    const out: StoredAlarm[] = [];
+    res.kvs.sort((a, b) => Number(a.create_revision) - Number(b.create_revision));
     for (const kv of res.kvs) {
       const key = kv.key.toString();
       listed.add(key);
       const a = this.parse(key, kv.value.toString(), String(kv.mod_revision));
       if (a) out.push(a);
     }
-    for (const key of this.reported.keys()) if (!listed.has(key)) this.reported.delete(key);
+    for (const key of this.reported.keys())
+      if (key.startsWith(this.dir) && !listed.has(key)) this.reported.delete(key);
     return out;
   }
 
@@ -165,7 +175,9 @@ export class AlarmStore {
       if (Number(probe.count) === cached.count && newest === cached.newest)
         return { open: new Map(cached.open), shelved: new Map(cached.shelved) };
     }
-    const res = await this.call('open conditions', (o) => client.getAll().prefix(prefix).options(o).exec());
+    const res = await this.readBounded('open conditions', prefix, (key, bytes) =>
+      this.refuseOversized(key, bytes),
+    );
     const open = new Map<string, string>();
     const shelved = new Map<string, number>();
     let newest = 0n;
@@ -179,8 +191,48 @@ export class AlarmStore {
         shelved.set(key.slice(this.shelvedDir.length), Number.isFinite(until) ? until : 0);
       }
     }
-    this.lastIndex = { count: res.kvs.length, newest: String(newest), open, shelved };
+    this.lastIndex = { count: res.count, newest: String(newest), open, shelved };
     return { open: new Map(open), shelved: new Map(shelved) };
+  }
+
+  /**
+   * A whole prefix others can write, read so that no value there can fail the read (bounded-range.ts):
+   * one too large to be an alarm, or an index entry, is left out, counted and logged.
+   */
+  private readBounded(
+    what: string,
+    prefix: string,
+    onOversized: (key: string, bytes: number | null) => void,
+  ) {
+    return readPrefixBounded({
+      client: this.opts.client,
+      prefix,
+      what: `alarms ${what}`,
+      callTimeoutMs: this.opts.callTimeoutMs,
+      maxValueBytes: MAX_VALUE_BYTES,
+      onOversized,
+    });
+  }
+
+  private refuseOversized(key: string, bytes: number | null): void {
+    const tag = `oversized:${bytes}`;
+    if (this.reported.get(key) === tag) return;
+    this.reported.set(key, tag);
+    this.invalid.inc();
+    this.log.error(
+      { key: clip(key), bytes },
+      'stored alarm value is too large to be an alarm: skipped until it is fixed or deleted',
+    );
+  }
+
+  /** parse() of a kv read by key; a value over MAX_VALUE_BYTES is refused unparsed. */
+  private parseKv(kv: IKeyValue): StoredAlarm | null {
+    const key = kv.key.toString();
+    if (kv.value.length > MAX_VALUE_BYTES) {
+      this.refuseOversized(key, kv.value.length);
+      return null;
+    }
+    return this.parse(key, kv.value.toString(), String(kv.mod_revision));
   }
 
   private parse(key: string, text: string, modRevision: string): StoredAlarm | null {
@@ -194,7 +246,7 @@ export class AlarmStore {
         this.reported.set(key, modRevision);
         this.invalid.inc();
         this.log.error(
-          { key, problem: (err as Error).message, bytes: text.length },
+          { key: clip(key), problem: clip((err as Error).message, 300), bytes: text.length },
           'stored alarm is not valid: skipped until it is fixed or deleted',
         );
       }
@@ -208,7 +260,7 @@ export class AlarmStore {
     const res = await this.call('read', (o) => this.opts.client.get(key).options(o).exec());
     const kv = res.kvs[0];
     if (!kv) return null;
-    const alarm = this.parse(key, kv.value.toString(), String(kv.mod_revision));
+    const alarm = this.parseKv(kv);
     return alarm ? { alarm, modRevision: String(kv.mod_revision) } : null;
   }
 
@@ -232,17 +284,29 @@ export class AlarmStore {
     for (let from = 0; from < ids.length; from += READ_BATCH) {
       const batch = ids.slice(from, from + READ_BATCH);
       // A compare that always holds (no key has a create revision below 0): the reads in one round trip.
-      const res = await this.call('read many', (o) =>
-        client
-          .if(this.key(batch[0]!), 'Create', '>', -1)
-          .then(...batch.map((id) => client.get(this.key(id))))
-          .options(o)
-          .commit(),
-      );
+      let res: ITxnResponse;
+      try {
+        res = await this.call('read many', (o) =>
+          client
+            .if(this.key(batch[0]!), 'Create', '>', -1)
+            .then(...batch.map((id) => client.get(this.key(id))))
+            .options(o)
+            .commit(),
+        );
+      } catch (err) {
+        // Values too large together for one message (no alarm is that large): one by one, so the
+        // real ones are still read and the large ones refused.
+        if (!isTooLarge(err)) throw err;
+        for (const id of batch) {
+          const v = await this.read(id);
+          if (v) out.set(v.alarm.id, v);
+        }
+        continue;
+      }
       for (const r of res.responses)
         for (const kv of r.response_range?.kvs ?? []) {
           const modRevision = String(kv.mod_revision);
-          const alarm = this.parse(kv.key.toString(), kv.value.toString(), modRevision);
+          const alarm = this.parseKv(kv);
           if (alarm) out.set(alarm.id, { alarm, modRevision });
         }
     }
@@ -494,7 +558,9 @@ export class AlarmStore {
    */
   async closeOrphans(close: Close): Promise<StoredAlarm[]> {
     const { client } = this.opts;
-    const res = await this.call('orphans list', (o) => client.getAll().prefix(this.dir).options(o).exec());
+    const res = await this.readBounded('orphans list', this.dir, (key, bytes) =>
+      this.refuseOversized(key, bytes),
+    );
     const candidates = res.kvs.flatMap((kv) => {
       const a = this.parse(kv.key.toString(), kv.value.toString(), String(kv.mod_revision));
       return a && a.clearedAtMs === null ? [{ a, mod: String(kv.mod_revision) }] : [];
@@ -530,8 +596,8 @@ export class AlarmStore {
     nowMs: number,
   ): Promise<number> {
     const { client } = this.opts;
-    const res = await this.call('prune list', (o) =>
-      client.getAll().prefix(this.dir).sort('Create', 'Ascend').options(o).exec(),
+    const res = await this.readBounded('prune list', this.dir, (key, bytes) =>
+      this.refuseOversized(key, bytes),
     );
     const cleared = res.kvs
       .map((kv) => ({

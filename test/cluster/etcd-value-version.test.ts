@@ -80,7 +80,10 @@ async function putValues(prefix: string, name: string, stamp: (body: object) => 
       }),
     ],
   ];
-  for (const [k, v] of puts) await client.put(k).value(v).exec();
+  // A member record counts only on its own lease (snapshot.ts parseMember), as a node registers it.
+  const lease = client.lease(60, { autoKeepAlive: false });
+  for (const [k, v] of puts)
+    await (k.includes('/members/') ? lease.put(k).value(v).exec() : client.put(k).value(v).exec());
   return { alarmId: a.id };
 }
 

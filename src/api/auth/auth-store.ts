@@ -7,9 +7,10 @@
 import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
-import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+import type { KvEntry, PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { retryWhileRetryable } from '../../util/async.ts';
+import { clip, LogLimiter } from '../../util/log-limit.ts';
 import { compareCodeUnits } from '../../util/order.ts';
 import { parseWireJson, wireJson } from '../../version.ts';
 import {
@@ -89,6 +90,8 @@ export class AuthStore {
   private readonly invalid: Counter<'kind'>;
   /** Key → why its record was refused, so each is reported once. */
   private readonly refused = new Map<string, string>();
+  /** At most 10 refusal lines per kind every 10 s (on the monotonic clock). */
+  private readonly refusalLog = new LogLimiter(() => performance.now(), 10_000, 10);
 
   constructor(opts: AuthStoreOptions) {
     this.opts = opts;
@@ -135,7 +138,7 @@ export class AuthStore {
         kv.watch(
           `${this.opts.prefix}/auth/`,
           (e) => {
-            if (e.type === 'put') return this.take(e.entry.key, e.entry.value);
+            if (e.type === 'put') return this.take(e.entry);
             this.refused.delete(e.key);
             this.drop(e.key);
           },
@@ -166,10 +169,19 @@ export class AuthStore {
     ]);
     this.users.clear();
     this.tokens.clear();
-    for (const e of [...users, ...tokens]) this.take(e.key, e.value);
+    for (const e of [...users, ...tokens]) this.take(e);
   }
 
-  private take(key: string, value: string): void {
+  private take({ key, value, oversizedBytes }: KvEntry): void {
+    if (oversizedBytes !== undefined) {
+      const kind = key.startsWith(this.usersPrefix)
+        ? 'user'
+        : key.startsWith(this.tokensPrefix)
+          ? 'token'
+          : null;
+      if (kind) this.refuse(kind, key, `a value of ${oversizedBytes} bytes is no ${kind} record`);
+      return;
+    }
     if (key.startsWith(this.usersPrefix)) {
       const u = parseUser(value);
       if (typeof u !== 'string' && key === this.usersPrefix + u.name) {
@@ -194,7 +206,13 @@ export class AuthStore {
     if (this.refused.get(key) === problem) return;
     this.refused.set(key, problem);
     this.invalid.inc({ kind });
-    this.log.warn({ key, problem }, `${kind} record in etcd cannot be read: it grants nothing until fixed`);
+    // Counted per record, logged per kind: thousands of bad records are a few lines, not thousands.
+    const notLogged = this.refusalLog.admit(kind);
+    if (notLogged < 0) return;
+    this.log.warn(
+      { key: clip(key), problem: clip(problem, 300), notLoggedSinceLast: notLogged },
+      `${kind} record in etcd cannot be read: it grants nothing until fixed`,
+    );
   }
 
   private drop(key: string): void {

@@ -20,6 +20,7 @@ import {
   Etcd3,
   EtcdLeaseInvalidError,
   GRPCDeadlineExceededError,
+  GRPCResourceExhastedError,
   GRPCUnavailableError,
   isRecoverableError,
 } from 'etcd3';
@@ -89,9 +90,12 @@ export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
               backoff: new ConstantBackoff(0),
             })
           : noop,
-      // Skip a failing member briefly, and try it again soon (the library default waits 5 s).
+      // Skip a failing member briefly, and try it again soon (the library default waits 5 s). An
+      // answer too large for one message says nothing of the member (others can put large values;
+      // the paged readers shrink their pages): counted, three of them in a row took every member
+      // out for a second, and every call of the client with it.
       host: () =>
-        circuitBreaker(handleWhen(isRecoverableError), {
+        circuitBreaker(handleWhen(memberFault), {
           halfOpenAfter: 1_000,
           breaker: new ConsecutiveBreaker(3),
         }),
@@ -104,6 +108,20 @@ export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
       'grpc.keepalive_timeout_ms': 3_000,
     },
   });
+}
+
+/** A failure that says the member is unwell (not one that says the answer was too large). */
+function memberFault(err: Error): boolean {
+  return isRecoverableError(err) && !isTooLarge(err);
+}
+
+/** A response over the gRPC message limit (grpc-js: RESOURCE_EXHAUSTED "larger than max"). */
+export function isTooLarge(err: unknown): boolean {
+  for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
+    if (e instanceof GRPCResourceExhastedError) return true;
+    if (e instanceof Error && /larger than max|RESOURCE_EXHAUSTED/i.test(e.message)) return true;
+  }
+  return false;
 }
 
 /**

@@ -2,18 +2,25 @@
 // the audit trail): list in create-revision order, put, create-if-absent, delete, count, and a watch
 // that reports every change and asks for a full re-read whenever etcd confirms it (again): the watch
 // runs on its own client, replaced when etcd leaves it unconfirmed (confirmed-watch.ts). Every unary
-// call runs under etcdCall's deadline; nothing here awaits forever.
-import type { Etcd3, IKeyValue } from 'etcd3';
+// call runs under etcdCall's deadline; nothing here awaits forever. Others can write these prefixes:
+// a value too large to be a record is handed on empty with its size, and none fails a listing.
+import type { CallOptions } from '@grpc/grpc-js';
+import { type Etcd3, type IKeyValue, Range } from 'etcd3';
 import type { Logger } from 'pino';
 import { ConfirmedWatch } from './confirmed-watch.ts';
-import { etcdCall } from './etcd-client.ts';
+import { etcdCall, isTooLarge } from './etcd-client.ts';
 
 export interface KvEntry {
   key: string;
   value: string;
   /** etcd's create revision: the cluster-wide order of entries. */
   createRevision: number;
+  /** Set when the stored value was over MAX_VALUE_BYTES: `value` is then empty (no record is that large). */
+  oversizedBytes?: number;
 }
+
+/** Values above this many bytes are no record of ours: handed on empty, with their size. */
+export const MAX_VALUE_BYTES = 64 * 1024;
 
 export type KvEvent = { type: 'put'; entry: KvEntry } | { type: 'delete'; key: string };
 
@@ -64,16 +71,39 @@ export class EtcdPrefixKv implements PrefixKv {
     prefix: string,
     opts: { limit?: number; newest?: boolean; afterRevision?: number } = {},
   ): Promise<KvEntry[]> {
-    const res = await etcdCall('list', this.callTimeoutMs, undefined, (o) => {
-      let q = this.client
-        .getAll()
-        .prefix(prefix)
-        .sort('Create', opts.newest ? 'Descend' : 'Ascend');
-      if (opts.afterRevision) q = q.minCreateRevision(opts.afterRevision + 1);
-      if (opts.limit) q = q.limit(opts.limit);
-      return q.options(o).exec();
-    });
-    const out = res.kvs.map(entryOf);
+    const query = (keysOnly: boolean) => (o: CallOptions) => {
+      const r = Range.prefix(prefix);
+      return this.client.kv.range(
+        {
+          key: r.start,
+          range_end: r.end,
+          sort_order: opts.newest ? 'Descend' : 'Ascend',
+          sort_target: 'Create',
+          keys_only: keysOnly,
+          ...(opts.afterRevision ? { min_create_revision: opts.afterRevision + 1 } : {}),
+          ...(opts.limit ? { limit: opts.limit } : {}),
+        },
+        o,
+      );
+    };
+    let kvs: IKeyValue[];
+    try {
+      kvs = (await etcdCall('list', this.callTimeoutMs, undefined, query(false))).kvs;
+    } catch (err) {
+      // Values too large together for one gRPC message (others can write here): the keys, then each
+      // value alone, so the records beside them are still read.
+      if (!isTooLarge(err)) throw err;
+      const keys = (await etcdCall('list keys', this.callTimeoutMs, undefined, query(true))).kvs;
+      kvs = [];
+      for (const k of keys) {
+        // Each may be most of an etcd request (1.5 MiB): more time than an ordinary call.
+        const res = await etcdCall('list value', 4 * this.callTimeoutMs, undefined, (o) =>
+          this.client.kv.range({ key: k.key }, o),
+        );
+        if (res.kvs[0]) kvs.push(res.kvs[0]);
+      }
+    }
+    const out = kvs.map(entryOf);
     return opts.newest ? out.reverse() : out;
   }
 
@@ -133,5 +163,8 @@ export class EtcdPrefixKv implements PrefixKv {
 }
 
 function entryOf(kv: IKeyValue): KvEntry {
-  return { key: kv.key.toString(), value: kv.value.toString(), createRevision: Number(kv.create_revision) };
+  const createRevision = Number(kv.create_revision);
+  if (kv.value.length > MAX_VALUE_BYTES)
+    return { key: kv.key.toString(), value: '', createRevision, oversizedBytes: kv.value.length };
+  return { key: kv.key.toString(), value: kv.value.toString(), createRevision };
 }

@@ -3,12 +3,14 @@
 // sub-prefixes only, in pages, every page at ONE etcd revision (the first page's). Whatever else
 // lives under the cluster prefix, and however large, is never read; a value over the size bound or
 // that is not ours under our sub-prefixes, or written at a wire version this release no longer reads,
-// is ignored with a log line and a counter, never fatal, and only a member's leased election keys
-// count in a queue.
+// is ignored with a counter and a log line (one per kind and window, clipped), never fatal; only a
+// member record a node could have written counts (named after a node, an http(s) apiUrl, on its own
+// lease), and only a member's leased election keys count in a queue.
 // Layout: <prefix>/members/<node>, <prefix>/election/<group>/<leaseHex>, <prefix>/handover/<group>,
 // <prefix>/operator/<group>. Nothing here does I/O but SnapshotReader.read().
-import { type Etcd3, GRPCResourceExhastedError, type IKeyValue, Range } from 'etcd3';
+import { type Etcd3, type IKeyValue, Range } from 'etcd3';
 import type { Logger } from 'pino';
+import { clip, LogLimiter } from '../../util/log-limit.ts';
 import { parseWireJson } from '../../version.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { checkOperatorState, type OperatorState } from '../operator-state.ts';
@@ -21,7 +23,7 @@ import type {
   QueueEntry,
 } from '../view.ts';
 import { queueOf } from './election.ts';
-import { etcdCall } from './etcd-client.ts';
+import { etcdCall, isTooLarge } from './etcd-client.ts';
 
 /** The sub-prefixes leadership reads; nothing else under the cluster prefix is ever read. */
 export const SNAPSHOT_SUBPREFIXES = ['members', 'election', 'handover', 'operator'] as const;
@@ -53,6 +55,11 @@ export interface SnapshotReaderOptions {
 const DEFAULT_PAGE_SIZE = 500;
 const DEFAULT_MAX_VALUE_BYTES = 64 * 1024;
 const DEFAULT_OVERSIZED_RECHECK_MS = 30_000;
+/** Ignored keys of one kind: at most IGNORED_LOG_BURST lines per window (every one is counted). */
+const IGNORED_LOG_WINDOW_MS = 10_000;
+const IGNORED_LOG_BURST = 10;
+/** Longest reason an ignored-key line carries (it quotes names from the key and the value). */
+const MAX_LOGGED_WHY = 300;
 /** Range calls one read may make: pages of every sub-prefix, plus retries with smaller pages. */
 const MAX_CALLS_PER_READ = 10_000;
 /** Groups per leader-check transaction: 1 + 2 × 60 ranges, under etcd's default --max-txn-ops 128. */
@@ -95,9 +102,12 @@ export class SnapshotReader {
   private readonly oversized = new Map<string, { key: Buffer; untilMs: number }>();
   /** key (latin1) → what was reported about it, so each key version is reported once. */
   private readonly reported = new Map<string, string>();
+  /** Ignored-key lines per kind and IGNORED_LOG_WINDOW_MS. */
+  private readonly logLimit: LogLimiter;
 
   constructor(opts: SnapshotReaderOptions) {
     this.opts = opts;
+    this.logLimit = new LogLimiter(opts.now, IGNORED_LOG_WINDOW_MS, IGNORED_LOG_BURST);
     this.pageSize = Math.max(1, opts.pageSize ?? DEFAULT_PAGE_SIZE);
     this.maxValueBytes = opts.maxValueBytes ?? DEFAULT_MAX_VALUE_BYTES;
   }
@@ -174,9 +184,15 @@ export class SnapshotReader {
     const rs = res.responses.map((r) => r.response_range?.kvs ?? []);
     const memberStart = `${prefix}/members/`;
     const members = new Map<string, string>(); // lease hex → node
-    for (const kv of rs[0] ?? []) {
-      if (!kv.lease || kv.lease === '0') continue;
-      members.set(BigInt(kv.lease).toString(16), kv.key.toString().slice(memberStart.length));
+    // As parseMember counts them: named after a node, leased, the oldest record on its lease.
+    const memberKvs = [...(rs[0] ?? [])].sort(
+      (a, b) => Number(a.create_revision) - Number(b.create_revision),
+    );
+    for (const kv of memberKvs) {
+      const node = kv.key.toString().slice(memberStart.length);
+      if (!kv.lease || kv.lease === '0' || !NODE_NAME.test(node)) continue;
+      const lease = leaseHex(kv.lease);
+      if (!members.has(lease)) members.set(lease, node);
     }
     const memberLeases = new Set(members.keys());
     const queues = new Map<string, QueueEntry[]>();
@@ -337,7 +353,15 @@ export class SnapshotReader {
     if (this.reported.get(k) === version) return;
     this.reported.set(k, version);
     this.opts.onIgnored?.(kind);
-    this.opts.logger.warn({ key: key.toString(), kind, why }, 'ignoring a key under the cluster prefix');
+    // Counted per key version, logged per kind: a writer that floods the prefix with thousands of
+    // keys gets a few lines per kind and window (the next saying how many were not), each of
+    // ordinary length.
+    const notLogged = this.logLimit.admit(kind);
+    if (notLogged < 0) return;
+    this.opts.logger.warn(
+      { key: clip(key.toString()), kind, why: clip(why, MAX_LOGGED_WHY), notLoggedSinceLast: notLogged },
+      'ignoring a key under the cluster prefix',
+    );
   }
 }
 
@@ -360,31 +384,15 @@ export function parseSnapshot(
   const operators = new Map<string, OperatorState>();
   const operatorsInvalid = new Map<string, InvalidOperatorValue>();
   const electionKvs = new Map<string, IKeyValue[]>();
+  const memberKvs: IKeyValue[] = [];
   const memberStart = `${prefix}/members/`;
   const markerStart = `${prefix}/handover/`;
   const operatorStart = `${prefix}/operator/`;
   const electionStart = `${prefix}/election/`;
   for (const kv of kvs) {
     const key = kv.key.toString();
-    if (key.startsWith(memberStart)) {
-      const r = parseWireJson(kv.value.toString());
-      const m = r.ok ? r.value : null;
-      const node = key.slice(memberStart.length);
-      if (!r.ok && r.tooOld) ignore(kv, 'wire', r.problem);
-      else if (m && typeof m.apiUrl === 'string') {
-        members.set(
-          node,
-          Object.freeze({
-            node,
-            apiUrl: m.apiUrl,
-            ...(typeof m.peerUrl === 'string' ? { peerUrl: m.peerUrl } : {}),
-            startedAtMs: Number(m.startedAtMs) || 0,
-            ...(typeof m.configHash === 'string' ? { configHash: m.configHash } : {}),
-            leaseHex: BigInt(kv.lease).toString(16),
-          }),
-        );
-      } else ignore(kv, 'foreign', 'not a member record');
-    } else if (key.startsWith(operatorStart)) {
+    if (key.startsWith(memberStart)) memberKvs.push(kv);
+    else if (key.startsWith(operatorStart)) {
       // An invalid value is not "none": the operator store keeps the last valid state for it.
       const group = key.slice(operatorStart.length);
       const r = checkOperatorState(kv.value.toString());
@@ -424,6 +432,17 @@ export function parseSnapshot(
       else electionKvs.set(group, [kv]);
     }
   }
+  // Oldest record first: a record put later on a lease a member already holds is the copy.
+  memberKvs.sort((a, b) => Number(a.create_revision) - Number(b.create_revision));
+  const memberOfLease = new Map<string, string>();
+  for (const kv of memberKvs) {
+    const r = parseMember(kv, memberStart, memberOfLease);
+    if ('why' in r) ignore(kv, r.kind, r.why);
+    else {
+      members.set(r.member.node, r.member);
+      memberOfLease.set(r.member.leaseHex, r.member.node);
+    }
+  }
   // Only a member's keys count: attached to a lease, the lease its key is named after, and the lease
   // of a member record. A key without one (an `etcdctl put`, a restore) or on a lease no member holds
   // would sit in the queue and could block the group for ever; it is a ghost.
@@ -455,6 +474,67 @@ export function parseSnapshot(
       );
   }
   return Object.freeze({ revision, readAtMs, members, queues, markers, operators, operatorsInvalid });
+}
+
+/**
+ * A member record, or why it is none. A node registers itself: its record is named after it (a config
+ * node name), says where its API is (an http(s) URL: the API allows that origin, and the CLI and the
+ * refusals send operators there) and is attached to its own lease, no other record's. Anything else
+ * — an `etcdctl put`, a restore, a copy on a live node's lease — would be counted as a member that
+ * never leads: a seat placement keeps waiting to fill (the groups never spread), an origin the API
+ * trusts, a name the leader check could give another node's keys.
+ */
+export function parseMember(
+  kv: IKeyValue,
+  memberStart: string,
+  memberOfLease: ReadonlyMap<string, string>,
+): { member: MemberRecord } | { kind: IgnoredKind; why: string } {
+  const node = kv.key.toString().slice(memberStart.length);
+  if (!NODE_NAME.test(node)) return { kind: 'foreign', why: 'a member key names no node' };
+  const r = parseWireJson(kv.value.toString());
+  if (!r.ok) return { kind: r.tooOld ? 'wire' : 'foreign', why: `not a member record: ${r.problem}` };
+  const m = r.value;
+  if (typeof m.apiUrl !== 'string' || !isHttpUrl(m.apiUrl))
+    return { kind: 'foreign', why: 'not a member record: apiUrl is not an http(s) URL' };
+  if (!kv.lease || kv.lease === '0') return { kind: 'ghost', why: 'member record without a lease' };
+  const lease = leaseHex(kv.lease);
+  const holder = memberOfLease.get(lease);
+  if (holder !== undefined) return { kind: 'ghost', why: `member record on the lease of ${holder}` };
+  const startedAtMs = Number(m.startedAtMs);
+  return {
+    member: Object.freeze({
+      node,
+      apiUrl: m.apiUrl,
+      ...(typeof m.peerUrl === 'string' && isPeerUrl(m.peerUrl) ? { peerUrl: m.peerUrl } : {}),
+      startedAtMs: Number.isFinite(startedAtMs) && startedAtMs > 0 ? startedAtMs : 0,
+      ...(typeof m.configHash === 'string' ? { configHash: clip(m.configHash, 128) } : {}),
+      leaseHex: lease,
+    }),
+  };
+}
+
+/** A node name as the controller config allows it (src/config/controller-config.ts). */
+const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/** Longest apiUrl a member record may carry (a host, a port, maybe a path). */
+const MAX_URL_CHARS = 512;
+
+function isHttpUrl(text: string): boolean {
+  return isUrlOf(text, ['http:', 'https:']);
+}
+
+/** The state cache's peer address as a node advertises it: `tcp://host:port` (controller-config.ts). */
+function isPeerUrl(text: string): boolean {
+  return isUrlOf(text, ['tcp:']);
+}
+
+function isUrlOf(text: string, protocols: readonly string[]): boolean {
+  if (text.length > MAX_URL_CHARS) return false;
+  try {
+    const u = new URL(text);
+    return protocols.includes(u.protocol) && u.hostname !== '' && u.username === '' && u.password === '';
+  } catch {
+    return false;
+  }
 }
 
 /** Why an election key does not count (null: it does). */
@@ -505,15 +585,6 @@ function causes(err: unknown): unknown[] {
   const out: unknown[] = [];
   for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) out.push(e);
   return out;
-}
-
-/** A response over the gRPC message limit (grpc-js: RESOURCE_EXHAUSTED "larger than max"). */
-function isTooLarge(err: unknown): boolean {
-  return causes(err).some(
-    (e) =>
-      e instanceof GRPCResourceExhastedError ||
-      (e instanceof Error && /larger than max|RESOURCE_EXHAUSTED/i.test(e.message)),
-  );
 }
 
 function isCompacted(err: unknown): boolean {
