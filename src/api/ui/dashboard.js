@@ -59,6 +59,10 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 
+// A part that scrolls (a table wider than its half of a 1366 px screen, the energy tables) takes the
+// focus, so the arrow keys scroll it: there is nothing else in it to focus.
+for (const e of document.querySelectorAll('.scrolls')) e.tabIndex = 0;
+
 function el(tag, attrs = {}, ...children) {
   const e = tag.startsWith('svg:')
     ? document.createElementNS(SVG, tag.slice(4))
@@ -96,9 +100,9 @@ const isObject = (x) => typeof x === 'object' && x !== null && !Array.isArray(x)
 /** A finite number, else null: a malformed answer shows "no data", never NaN or a wrong figure. */
 const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : null);
 
-async function postJson(url, payload, timeoutMs = ACTION_TIMEOUT_MS) {
+async function postJson(url, payload, timeoutMs = ACTION_TIMEOUT_MS, method = 'POST') {
   const r = await fetch(url, {
-    method: 'POST',
+    method,
     credentials: 'include',
     headers: { 'content-type': 'application/json', 'x-coolctl-request': 'dashboard' },
     body: JSON.stringify(payload),
@@ -168,6 +172,8 @@ function forgetData() {
   for (const id of ['alarms', 'groups', 'units', 'audit', 'energy-days', 'energy-hours'])
     $(id).tBodies[0].replaceChildren();
   for (const id of ['notices', 'trends', 'energy-chart', 'rack-details']) $(id).replaceChildren();
+  delete $('notices').dataset.sig;
+  $('rack-status').textContent = '';
   for (const id of ['energy-summary', 'energy-basis', 'trend-source', 'action-result', 'alarm-result'])
     $(id).textContent = '';
 }
@@ -601,6 +607,10 @@ function renderNotices() {
       out.push(`${g.id}: cannot read the group from its leader ${g.leader}: ${v.error}`);
   }
   for (const [base, l] of state.live) if (l.error) out.push(`live figures of ${nodeAt(base)}: ${l.error}`);
+  // A live region: redrawn only when its words change, so a screen reader says each notice once.
+  const sig = out.join('\n');
+  if ($('notices').dataset.sig === sig) return;
+  $('notices').dataset.sig = sig;
   $('notices').replaceChildren(...out.map((t) => el('li', { class: 'bad', text: `⚠ ${t}` })));
 }
 
@@ -629,6 +639,26 @@ function inletColour(c) {
   const ch = (i) => Math.round(b.c0[i] + k * (b.c1[i] - b.c0[i]));
   return `rgb(${ch(0)}, ${ch(1)}, ${ch(2)})`;
 }
+
+/** WCAG relative luminance of an `rgb(r, g, b)` or `#rrggbb` colour. */
+function luminance(colour) {
+  const hex = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(colour);
+  const rgb = hex
+    ? hex.slice(1).map((h) => Number.parseInt(h, 16))
+    : (colour.match(/\d+/g) ?? []).map(Number);
+  const lin = (v) => (v / 255 <= 0.04045 ? v / 255 / 12.92 : ((v / 255 + 0.055) / 1.055) ** 2.4);
+  const [r, g, b] = rgb.map(lin);
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}
+
+/**
+ * White text where it reads better than black on `fill`: the scale runs from light yellow to dark
+ * red, and a fixed text colour falls under 4.5:1 somewhere on it.
+ */
+const lightTextOn = (fill) => {
+  const l = luminance(fill);
+  return 1.05 / (l + 0.05) > (l + 0.05) / 0.05;
+};
 
 /**
  * An inlet as the page shows it (0.1 °C): its level and colour are judged on that, so a rack at
@@ -759,7 +789,7 @@ function drawLegend() {
   const W = 420;
   const x = (c) => 10 + ((c - 16) / (SCALE_HI_C + 1 - 16)) * (W - 20);
   const bar = el('svg:svg', {
-    viewBox: `0 0 ${W} 46`,
+    viewBox: `0 0 ${W} 54`,
     class: 'scale',
     role: 'img',
     'aria-label':
@@ -782,8 +812,8 @@ function drawLegend() {
       el('svg:text', { x: x(c), y: 35, class: limit ? 'tick-label limit' : 'tick-label', text: `${c}` }),
     );
   }
-  bar.append(el('svg:text', { x: x(27), y: 45, class: 'tick-note', text: 'recommended ▲' }));
-  bar.append(el('svg:text', { x: x(32) + 28, y: 45, class: 'tick-note', text: 'allowable ✖' }));
+  bar.append(el('svg:text', { x: x(27), y: 48, class: 'tick-note', text: 'recommended ▲' }));
+  bar.append(el('svg:text', { x: x(32) + 28, y: 48, class: 'tick-note', text: 'allowable ✖' }));
   bar.append(el('svg:text', { x: W - 4, y: 35, class: 'tick-unit', text: '°C' }));
   $('floor-legend').replaceChildren(
     el('div', { class: 'legend-row' }, el('b', { text: 'Rack inlet (hottest good sensor), °C:' }), bar),
@@ -815,12 +845,16 @@ function updateFloor() {
     const mark = `${lv.mark}${partial ? '◐' : ''}`;
     g.setAttribute('data-level', lv.level);
     g.classList.toggle('partial', !!partial);
-    g.querySelector('rect').setAttribute('fill', inletColour(shownC(c)));
+    const fill = inletColour(shownC(c));
+    g.querySelector('rect').setAttribute('fill', fill);
     const temp = g.querySelector('.rack-temp');
-    temp.textContent = typeof c === 'number' ? `${fmt(c)}${mark ? ` ${mark}` : ''}` : '– ?';
-    temp.classList.toggle('light', typeof c === 'number' && c > 32);
+    // The leading space (not drawn) keeps id and value two words in the rack's text, as read
+    // aloud and as its accessible name must contain it.
+    temp.textContent = typeof c === 'number' ? ` ${fmt(c)}${mark ? ` ${mark}` : ''}` : '– ?';
+    for (const t of g.querySelectorAll('text')) t.classList.toggle('light', lightTextOn(fill));
     const trustText = trust ? `; ${trust.goodInlets} of ${trust.inlets} inlet sensors good` : '';
-    const label = `${id}: ${typeof c === 'number' ? `inlet ${fmt(c)} °C, ${lv.words}` : 'no data'}${trustText}`;
+    // Starts with what the rack shows (its id and value), so speech and sight name it alike.
+    const label = `${id}${typeof c === 'number' ? `${temp.textContent}: inlet ${fmt(c)} °C, ${lv.words}` : ': no data'}${trustText}`;
     g.setAttribute('aria-label', `${label}. Enter shows its sensors.`);
     g.querySelector('title').textContent = label;
   }
@@ -866,6 +900,8 @@ function unitState(ahu) {
 
 function selectRack(id) {
   state.rack = { id, body: null, from: null, error: null };
+  // Said once when it opens: the panel itself redraws every poll and is no live region.
+  $('rack-status').textContent = `Rack ${id} opened beside the map; Escape closes it.`;
   for (const g of document.querySelectorAll('#floor g.rack'))
     g.setAttribute('aria-pressed', String(g.getAttribute('data-id') === id));
   renderRack();
@@ -896,20 +932,34 @@ function trustOf(good, of) {
   return { mark: '◐', text: `partly trusted: ${good} of ${of} inlet sensors good` };
 }
 
+/** Closes the rack panel and gives the focus back to its rack. */
+function closeRack() {
+  const id = state.rack?.id;
+  if (id === undefined) return;
+  state.rack = null;
+  $('rack-details').replaceChildren(
+    el('p', { class: 'muted', text: 'Select a rack to see its sensors and their trust.' }),
+  );
+  for (const g of document.querySelectorAll('#floor g.rack[aria-pressed]')) g.removeAttribute('aria-pressed');
+  $('rack-status').textContent = `Rack ${id} closed.`;
+  document.querySelector(`#floor g.rack[data-id="${CSS.escape(id)}"]`)?.focus();
+}
+// Escape closes what a rack opened, from the map or the panel (not from a form field elsewhere).
+for (const id of ['floor', 'rack-details'])
+  $(id).addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape' && state.rack) {
+      ev.preventDefault();
+      closeRack();
+    }
+  });
+
 function renderRack() {
   const host = $('rack-details');
   const r = state.rack;
   if (!r) return;
   const hadFocus = document.activeElement?.id === 'rack-close';
   const close = el('button', { type: 'button', id: 'rack-close', text: 'Close' });
-  close.addEventListener('click', () => {
-    const id = state.rack?.id;
-    state.rack = null;
-    host.replaceChildren(
-      el('p', { class: 'muted', text: 'Select a rack to see its sensors and their trust.' }),
-    );
-    document.querySelector(`#floor g.rack[data-id="${CSS.escape(id ?? '')}"]`)?.focus();
-  });
+  close.addEventListener('click', closeRack);
   const rack = state.site?.racks.find((x) => x.id === r.id);
   const head = el('h3', { text: `Rack ${r.id}${rack?.group ? ` (${rack.group})` : ''}` });
   if (!r.body) {
@@ -997,6 +1047,17 @@ function reasonsText(reasons) {
   return words.length ? ` — ${words.join('; ')}` : '';
 }
 
+/** The operators' pause and overrides of a group, in words beside "driving" (its leader's view). */
+function operatorText(op) {
+  if (!isObject(op)) return '';
+  const words = [];
+  if (op.paused === true)
+    words.push(`⏸ paused${typeof op.reason === 'string' && op.reason ? ` (${op.reason})` : ''}`);
+  const units = isObject(op.overrides) ? Object.keys(op.overrides) : [];
+  if (units.length) words.push(`override on ${units.slice(0, 4).join(', ')}${units.length > 4 ? ' …' : ''}`);
+  return words.length ? ` — ${words.join('; ')}` : '';
+}
+
 function renderGroups() {
   const body = $('groups').tBodies[0];
   body.replaceChildren(
@@ -1014,7 +1075,9 @@ function renderGroups() {
         el('td', { text: g.state }),
         el('td', {
           class: v?.view ? (v.view.driving ? '' : 'bad') : '',
-          text: v?.view ? (v.view.driving ? 'yes' : '✖ no') : (v?.error ?? '…'),
+          text: v?.view
+            ? `${v.view.driving ? 'yes' : '✖ no'}${operatorText(v.view.operator)}`
+            : (v?.error ?? '…'),
         }),
         el('td', {
           class: `handover ${h?.level ?? ''}`,
@@ -1606,6 +1669,10 @@ function renderActionChoices() {
     (state.cluster?.groups ?? []).map((g) => [g.id, g.id]),
   );
   setOptions(
+    $('pause-group'),
+    (state.cluster?.groups ?? []).map((g) => [g.id, g.id]),
+  );
+  setOptions(
     $('sw-to'),
     (state.cluster?.members ?? []).map((m) => [m.node, m.node]),
   );
@@ -1685,6 +1752,57 @@ $('cmd-form').addEventListener('submit', (ev) => {
     return;
   }
   act(`manual command for ${ahu ?? `every unit of ${group}`}`, group, 'commands', payload);
+});
+
+/**
+ * A change to a group's operator state (pause, resume, an override removed): kept in etcd, so this
+ * node takes it whoever leads the group.
+ */
+async function actHere(what, method, path, payload) {
+  showResult(true, `${what}: sending…`);
+  try {
+    const r = await postJson(path, payload, ACTION_TIMEOUT_MS, method);
+    const ok = r.status >= 200 && r.status < 300;
+    showResult(
+      ok,
+      `${what}: ${ok ? 'done' : `refused (${r.status} ${r.body.error ?? ''}: ${r.body.message ?? ''})`}`,
+    );
+  } catch (err) {
+    showResult(false, `${what}: this node did not answer (${err.message})`);
+  }
+  poll();
+}
+
+$('cmd-clear').addEventListener('click', () => {
+  const [group, ahu] = $('cmd-target').value.split('/');
+  if (!group || !ahu) {
+    showResult(false, 'clear override: choose one unit under "for"');
+    return;
+  }
+  const g = encodeURIComponent(group);
+  actHere(
+    `clear override of ${ahu}`,
+    'DELETE',
+    `/api/v1/groups/${g}/overrides/${encodeURIComponent(ahu)}`,
+    {},
+  );
+});
+
+$('pause-form').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const group = $('pause-group').value;
+  const reason = $('pause-reason').value.trim();
+  actHere(
+    `pause of ${group}`,
+    'POST',
+    `/api/v1/groups/${encodeURIComponent(group)}/pause`,
+    reason ? { reason } : {},
+  );
+});
+
+$('resume-send').addEventListener('click', () => {
+  const group = $('pause-group').value;
+  actHere(`resume of ${group}`, 'POST', `/api/v1/groups/${encodeURIComponent(group)}/resume`, {});
 });
 
 $('sw-form').addEventListener('submit', (ev) => {
