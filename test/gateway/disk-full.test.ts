@@ -65,6 +65,14 @@ async function metric(gw: GatewayProcess, line: string): Promise<number | undefi
 const STATE_PROBLEM = /epoch state file .*epochs\.json cannot be written \((ENOSPC|EROFS|EMFILE)\)/;
 const countLogs = (gw: GatewayProcess, msg: RegExp) =>
   gw.logs().filter((l) => msg.test(String(l.msg))).length;
+/**
+ * The first line matching `msg`, once it has come through the gateway's stdout pipe (it may trail
+ * the HTTP answer that showed its effect on a loaded machine).
+ */
+async function logged(gw: GatewayProcess, msg: RegExp): Promise<Record<string, unknown>> {
+  await waitFor(`a log line ${msg}`, () => countLogs(gw, msg) > 0, { timeoutMs: 5_000, intervalMs: 50 });
+  return gw.logs().find((l) => msg.test(String(l.msg)))!;
+}
 
 describe('the epoch state file on a disk that fills up or turns read-only', () => {
   it.each([
@@ -94,6 +102,7 @@ describe('the epoch state file on a disk that fills up or turns read-only', () =
       expect(sick.status).toBe(503);
       expect(sick.problems.join('\n')).toMatch(STATE_PROBLEM);
       expect(sick.problems.join('\n')).toContain(errno);
+      await logged(gw, /cannot persist the new epoch/);
       expect(countLogs(gw, /cannot persist the new epoch/)).toBe(1);
       expect(JSON.parse(readFileSync(stateFile, 'utf8'))).toEqual({ version: 1, units: { 1: '10' } });
       expect(readdirSync(disk.dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
@@ -106,10 +115,19 @@ describe('the epoch state file on a disk that fills up or turns read-only', () =
         async () => !(await health(gw)).problems.some((p) => STATE_PROBLEM.test(p)),
         { timeoutMs: 10_000, intervalMs: 100 },
       );
+      await logged(gw, /epoch state file written again/);
       expect(countLogs(gw, /epoch state file written again/)).toBe(1);
       expect(JSON.parse(readFileSync(stateFile, 'utf8'))).toEqual({ version: 1, units: { 1: '11' } });
       expect(await fencedWrite(newLeader, 11)).toBe(0x0a);
       expect(await metric(gw, 'coolctl_gateway_unit_epoch{unit="1"}')).toBe(11);
+      await waitFor(
+        'the epoch raised line',
+        () => gw.logs().some((l) => l.msg === 'epoch raised' && l.to === '11'),
+        {
+          timeoutMs: 5_000,
+          intervalMs: 50,
+        },
+      );
       expect(gw.logs().find((l) => l.msg === 'epoch raised' && l.to === '11')).toMatchObject({ from: '10' });
       expect((await gw.stop()).code).toBe(0);
 
@@ -162,7 +180,7 @@ describe('the gateway out of file descriptors', () => {
       { timeoutMs: 10_000, intervalMs: 100 },
     );
     expect((await health(gw)).problems.some((p) => STATE_PROBLEM.test(p))).toBe(false);
-    expect(gw.logs().find((l) => /cannot persist the new epoch/.test(String(l.msg)))).toMatchObject({
+    expect(await logged(gw, /cannot persist the new epoch/)).toMatchObject({
       err: { code: 'EMFILE' },
     });
     expect(await fencedWrite(leader, 6)).toBe(0x0a);
