@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { mulberry32 } from '../../firmware-sim/random.ts';
 import { raisedAlarm } from '../../src/alarms/alarm.ts';
 import { AlarmStore } from '../../src/alarms/alarm-store.ts';
 import { AuditTrail } from '../../src/api/audit/audit-trail.ts';
@@ -40,17 +41,8 @@ afterEach(async () => {
   for (const c of closers.splice(0)) c();
 });
 
-/** A small deterministic PRNG (mulberry32): the same hostile values every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The simulator's seeded PRNG: the same cases on every run.
+const rng = mulberry32;
 
 async function ignored(r: Registry, kind: string): Promise<number> {
   const m = await r.getSingleMetric('coolctl_leadership_ignored_keys_total')!.get();

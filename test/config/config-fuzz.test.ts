@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { mulberry32 } from '../../firmware-sim/random.ts';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
 import { parseSite, valueAt } from '../../src/config/load-site.ts';
 import { ConfigError } from '../../src/errors.ts';
@@ -20,17 +21,8 @@ import { parseGatewayConfig } from '../../src/gateway/config.ts';
 const CASES = Number(process.env.COOLCTL_FUZZ_CASES ?? 400);
 const SEED = Number(process.env.COOLCTL_FUZZ_SEED ?? 20261206);
 
-/** mulberry32: small, seeded, the same cases on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The simulator's seeded PRNG: the same cases on every run.
+const rng = mulberry32;
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 interface Case {
