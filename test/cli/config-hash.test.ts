@@ -63,20 +63,22 @@ describe('configHash', () => {
 });
 
 describe('member records', () => {
-  const kv = (node: string, value: object): IKeyValue => ({
+  // Each node's record on its own lease, as a node registers it (a second record on one lease is a
+  // copy, not a member: snapshot.ts's parseMember).
+  const kv = (node: string, value: object, lease: string): IKeyValue => ({
     key: Buffer.from(`/p/members/${node}`),
     value: Buffer.from(JSON.stringify(value)),
     create_revision: '2',
     mod_revision: '2',
     version: '1',
-    lease: '7',
+    lease,
   });
 
   it('carry the config hash, and parse without one (an older node)', () => {
     const snap = parseSnapshot(
       [
-        kv('n1', { node: 'n1', apiUrl: 'http://a:1', startedAtMs: 5, configHash: '0123456789ab' }),
-        kv('n2', { node: 'n2', apiUrl: 'http://b:1', startedAtMs: 6 }),
+        kv('n1', { node: 'n1', apiUrl: 'http://a:1', startedAtMs: 5, configHash: '0123456789ab' }, '7'),
+        kv('n2', { node: 'n2', apiUrl: 'http://b:1', startedAtMs: 6 }, '8'),
       ],
       '/p',
       ['g1'],
