@@ -8,28 +8,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { StoredAlarm } from '../../src/alarms/alarm.ts';
 import { Notifier } from '../../src/alarms/notify.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { storedAlarm } from '../support/stored-alarm.ts';
 
 const DAY_MS = 86_400_000;
 const HOLD_MS = 300_000;
 
-const alarm = (over: Partial<StoredAlarm> = {}): StoredAlarm => ({
-  v: 1,
-  id: 'unit-tripped~zone-1~AHU-01~m1abc',
-  kind: 'unit-tripped',
-  severity: 'major',
-  group: 'zone-1',
-  subject: 'AHU-01',
-  message: 'unit AHU-01 tripped',
-  value: null,
-  raisedAtMs: Date.now(),
-  raisedBy: 'n1',
-  clearedAtMs: null,
-  clearedBy: null,
-  clearReason: null,
-  ack: null,
-  shelf: null,
-  ...over,
-});
+const alarm = (over: Partial<StoredAlarm> = {}): StoredAlarm =>
+  storedAlarm({ raisedAtMs: Date.now(), ...over });
 
 interface Alert {
   labels: { alarm_id: string };

@@ -18,26 +18,10 @@ import { Notifier, WEBHOOK_BATCH } from '../../src/alarms/notify.ts';
 import { NotifierHolder } from '../../src/alarms/wiring.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { storedAlarm } from '../support/stored-alarm.ts';
 import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
-const alarm = (over: Partial<StoredAlarm> = {}): StoredAlarm => ({
-  v: 1,
-  id: 'unit-tripped~zone-1~AHU-01~m1abc',
-  kind: 'unit-tripped',
-  severity: 'major',
-  group: 'zone-1',
-  subject: 'AHU-01',
-  message: 'unit AHU-01 tripped',
-  value: null,
-  raisedAtMs: Date.parse('2026-12-04T10:00:00Z'),
-  raisedBy: 'n1',
-  clearedAtMs: null,
-  clearedBy: null,
-  clearReason: null,
-  ack: null,
-  shelf: null,
-  ...over,
-});
+const alarm = (over: Partial<StoredAlarm> = {}): StoredAlarm => storedAlarm(over);
 
 interface Received {
   headers: IncomingMessage['headers'];
