@@ -16,13 +16,13 @@
 // clock (ReceiverClock), never on this node's alone: a node a day behind would send an endsAt
 // already past — the alert resolved as it arrives — and one a day ahead an alert that outlives its
 // sender by a day.
-import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { type IClientOptions, type MqttClient, connect as mqttConnect } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { readCaFile, readSecretLine } from '../config/config-files.ts';
 import { clip, LogLimiter } from '../util/log-limit.ts';
+import { http } from '../util/node-http.ts';
 import { type NotificationStatus, type StoredAlarm, stateOf, toApiAlarm } from './alarm.ts';
 
 export type Transition =
@@ -556,7 +556,7 @@ function postJson(
   o: { headers: Record<string, string>; body: string; ca: Buffer | undefined; timeoutMs: number },
 ): Promise<{ status: number; date: string | undefined }> {
   return new Promise((resolve, reject) => {
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const send = url.protocol === 'https:' ? httpsRequest : http.request;
     const req = send(
       url,
       {

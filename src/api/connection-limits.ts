@@ -7,9 +7,9 @@
 // between REQUEST_MS and REQUEST_MS + CHECK_EVERY_MS after its request began. Whatever is cut off
 // before a request was read is answered where the socket still takes it (408, 400, 431), counted
 // (route `connection`) and logged like every refusal (./refusals.ts).
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { ErrorCodes } from '../errors.ts';
+import { http } from '../util/node-http.ts';
 import type { Refusals } from './refusals.ts';
 
 export interface ConnectionLimits {
@@ -92,7 +92,7 @@ export function clientErrorHandler(refusals: Refusals) {
     if (socket.writable) {
       const body = JSON.stringify({ error: ErrorCodes.BAD_REQUEST, message, details: [] });
       socket.write(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
       );
     }
     socket.destroy(err);

@@ -10,10 +10,11 @@
 // token that is not one line of token characters is refused before any request.
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { Option } from 'commander';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { http } from '../util/node-http.ts';
 import { printable } from '../util/printable.ts';
 import { UsageError } from './args.ts';
 import { cliConfig } from './cli-config.ts';
@@ -297,7 +298,7 @@ function exchange(
         resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
       );
     };
-    const req = secure ? httpsRequest(url, options, onAnswer) : httpRequest(url, options, onAnswer);
+    const req = secure ? httpsRequest(url, options, onAnswer) : http.request(url, options, onAnswer);
     req.on('error', reject);
     req.end(body);
   });
@@ -391,7 +392,7 @@ export function refusalError(
     .filter((d): d is string => typeof d === 'string')
     .map(readable)
     .filter((d, i, all) => !message?.includes(d) && all.indexOf(d) === i);
-  const named = `${status} ${STATUS_CODES[status] ?? 'unknown status'}`;
+  const named = `${status} ${http.STATUS_CODES[status] ?? 'unknown status'}`;
   const text = message
     ? `${message}${details.length ? ` (${details.join('; ')})` : ''}`
     : `the API answered ${named}${STATUS_HINTS[status] ? ` — ${STATUS_HINTS[status]}` : ''}`;

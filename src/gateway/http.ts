@@ -5,13 +5,14 @@
 // descriptor the gateway shares with the controllers' connections and the epoch state file, so a
 // scanner holding idle ones must not starve fencing. A refused connection or a request it cannot
 // parse gets a status where it can, a counter and a rate-limited log line.
-import { createServer, type Server, STATUS_CODES } from 'node:http';
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counter, Registry } from 'prom-client';
 import { clientErrorAnswer } from '../api/connection-limits.ts';
 import { settlesWithin } from '../util/async.ts';
 import { clip, RateLimitedLog } from '../util/log-limit.ts';
+import { http } from '../util/node-http.ts';
 
 export interface GatewayHttpDeps {
   logger: Logger;
@@ -43,7 +44,7 @@ export class GatewayHttp {
       warns.warn(`http:${reason}`, { reason, client, detail: clip(detail) }, 'http connection refused');
     };
     // The check of both timeouts runs every connectionsCheckingInterval: tighter than Node's 30 s.
-    this.server = createServer(
+    this.server = http.createServer(
       {
         headersTimeout: HEADERS_TIMEOUT_MS,
         requestTimeout: REQUEST_TIMEOUT_MS,
@@ -92,7 +93,7 @@ export class GatewayHttp {
       refuse(reason, `${socket.remoteAddress}:${socket.remotePort}`, err.code ?? err.message);
       if (socket.writable && !socket.writableEnded)
         socket.end(
-          `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+          `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
         );
       socket.destroy();
     });
