@@ -1,9 +1,8 @@
 // GET /metrics: the registry's Prometheus text from its one MetricsExposition (src/metrics/
 // exposition.ts): rendered in slices between event-loop turns, one render shared by the scrapes
-// that come together, handed to the socket as one buffer (gzipped for a scraper that accepts it),
-// lent until the answer is sent.
+// that come together, handed to the socket as one buffer (gzipped for a scraper that accepts it).
 import type { Registry } from 'prom-client';
-import { MetricsExposition, type MetricsLease } from '../metrics/exposition.ts';
+import { type MetricsAnswer, MetricsExposition } from '../metrics/exposition.ts';
 
 const expositions = new WeakMap<Registry, MetricsExposition>();
 
@@ -22,12 +21,9 @@ export function metricsBody(registry: Registry): Promise<Buffer> {
   return expositionOf(registry).body();
 }
 
-/**
- * The same text lent to one HTTP answer, gzipped when `gzip`: release() once it is sent (its buffer
- * serves later renders).
- */
-export function metricsLease(registry: Registry, gzip = false): Promise<MetricsLease> {
-  return expositionOf(registry).lease({ gzip });
+/** The same text as one HTTP answer's own bytes, gzipped when `gzip`. */
+export function metricsAnswer(registry: Registry, gzip = false): Promise<MetricsAnswer> {
+  return expositionOf(registry).answer({ gzip });
 }
 
 /**

@@ -8,15 +8,22 @@
 // the metric (what the registry would format) and written as bytes a few hundred lines a step.
 // A scraper that comes at a steady interval finds its answer ready: the next render starts half a
 // second before the scrape is due (planAhead), so the scrape waits for the socket, not for the
-// render; such a render is served at most aheadMaxAgeMs after it began (one control period). Two
-// buffers then take turns: the one being sent and the one the next render writes.
-// A scraper that accepts gzip (Prometheus always does) gets the render compressed once, off the
-// event loop (zlib's thread pool, fastest level: ~10× smaller, a few ms of CPU at 1 000 units), and
-// a render made ahead for such a scraper is compressed as soon as it is done: the scrape then waits
-// neither for the render nor for a 2.7 MB answer to drain through the socket turn by turn.
+// render; such a render is served at most aheadMaxAgeMs after it began (one control period).
+// A scraper that accepts gzip (Prometheus always does) gets a render written straight through a
+// streaming gzip (zlib's thread pool, fastest level: ~10× smaller), GZIP_CHUNK_BYTES at a time: the
+// render waits for zlib to take each chunk before writing it again (a turn of the event loop), and
+// keeps only the compressed bytes, so the uncompressed text (2.7 MB at 1 000 units) never sits in
+// memory whole. A render begun for a plain scrape is kept as text and compressed once if a gzip
+// scrape shares it; a plain scrape (curl, a human) that shares a gzip render gets it gunzipped, also
+// in the thread pool. A compression that fails is counted and the render's scrapes get the text
+// (rendered anew if the failure cut a gzip render short). A render made ahead is made in the
+// encoding the scraper asked for last, so a steady gzip scraper waits neither for the render nor
+// for a 2.7 MB answer to drain through the socket turn by turn.
 
+import type { Transform } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
-import { gzip as gzipCallback, constants as zlibConstants } from 'node:zlib';
+import { createGzip, gunzip as gunzipCallback, constants as zlibConstants } from 'node:zlib';
 import { type Metric, Registry } from 'prom-client';
 import { sliceTurns } from '../util/async.ts';
 import { type PromFamily, rendersOwnText, TextWriter, writeFamily } from './text.ts';
@@ -57,6 +64,15 @@ const realTimers: ExpositionTimers = {
   clear: (h) => clearTimeout(h as NodeJS.Timeout),
 };
 
+/**
+ * The chunk a gzip render writes into before zlib takes it. Each hand-over is a thread-pool trip
+ * and a turn of the event loop, which costs CPU of its own (~50–70 µs): at 128 KiB a render of
+ * 1 000 units makes ~25 of them and compresses within a ms of CPU of one piece, at 64 KiB twice as
+ * many cost ~3 ms more. Two chunks are out at most (one written, one in zlib), next to zlib's own
+ * ~400 KB of state, while a render runs; none is kept after it.
+ */
+export const GZIP_CHUNK_BYTES = 128 * 1024;
+
 export interface ExpositionOptions {
   sliceMs?: number;
   reuseMs?: number;
@@ -64,36 +80,35 @@ export interface ExpositionOptions {
   /** Monotonic ms (default performance.now). */
   now?: () => number;
   timers?: ExpositionTimers;
+  /** A streaming gzip to compress a render through (default zlib's, at its fastest level). */
+  gzipStream?: () => Transform;
 }
 
-const gzipAsync = promisify(gzipCallback);
+const gunzipAsync = promisify(gunzipCallback);
 
-/** One render's text, lent to the answers that send it. */
-export interface MetricsLease {
+const fastestGzip = (): Transform => createGzip({ level: zlibConstants.Z_BEST_SPEED });
+
+/** One scrape's answer: its own bytes (nothing to hand back once sent). */
+export interface MetricsAnswer {
   readonly body: Buffer;
-  /** `gzip` when body is the render compressed (asked for, and the compression worked). */
+  /** `gzip` when body is the text compressed (asked for, and the compression worked). */
   readonly encoding: 'identity' | 'gzip';
-  /** How long before this lease the render began: what the answer's values may lag the scrape by. */
+  /** How long before this answer the render began: what the answer's values may lag the scrape by. */
   readonly ageMs: number;
-  /** The answer is sent (or abandoned): the buffer may be written again once every lease is released. */
-  release(): void;
 }
 
+/** One render, in the encoding it was made in and, once a scrape sharing it asked, the other. */
 interface Rendered {
   startedAtMs: number;
-  body: Buffer;
-  /** The buffer body is a view of. */
-  backing: Buffer;
-  leases: number;
-  /** Still offered to scrapes within reuseMs of its start. */
-  offered: boolean;
-  /** Lent for good (body()): never written again. */
-  kept: boolean;
   /** Made ahead of a due scrape (served up to aheadMaxAgeMs after its start, not reuseMs). */
   ahead: boolean;
   servedAhead: boolean;
-  /** The body gzipped, once asked for (the render is leased while zlib reads it). */
+  /** The text: as rendered, or gunzipped from `gzip`. */
+  text?: Promise<Buffer>;
+  /** The text gzipped: as rendered, or compressed from `text` (tried once; rejected if it failed). */
   gzip?: Promise<Buffer>;
+  /** The buffers text and gzip resolved to (heldBytes). */
+  held: Buffer[];
 }
 
 export class MetricsExposition {
@@ -103,19 +118,13 @@ export class MetricsExposition {
   private readonly now: () => number;
   private readonly aheadMaxAgeMs: number;
   private readonly timers: ExpositionTimers;
+  private readonly gzipStream: () => Transform;
   /** When the scrapes that asked for a render came (monotonic ms), newest last. */
   private readonly arrivals: number[] = [];
   private aheadTimer: unknown;
   private inFlight: Promise<Rendered> | undefined;
   private last: Rendered | undefined;
   private dropTimer: NodeJS.Timeout | undefined;
-  /**
-   * A render's buffer, handed back once its answers were sent, for the next render to write into:
-   * a fresh ~3 MB buffer a scrape (outside the V8 heap, but counted towards its limits and freed
-   * only by a mark-compact once its owner was promoted) made the node collect its old generation
-   * about twice as often while scraped every second. One is kept (~3 MB at 1 000 units).
-   */
-  private spare: Buffer | undefined;
   /** Renders run so far (what concurrent scrapes shared is not counted twice). */
   renders = 0;
   /** Of them, made ahead of a due scrape; and of those, served to one. */
@@ -124,8 +133,9 @@ export class MetricsExposition {
   /** Renders compressed (one per render, however many gzip answers send it); of them, failed. */
   compressions = 0;
   compressionFailures = 0;
-  /** The last scrape that moved the plan accepted gzip: compress the next render ahead as soon as it is done. */
+  /** The last scrape that moved the plan accepted gzip: make the next render ahead gzipped. */
   private gzipAhead = false;
+  /** The last render's text, in bytes: a plain render's buffer is sized for it (growing one copies it). */
   private lastBytes = 64 * 1024;
 
   constructor(registry: Registry, opts: ExpositionOptions = {}) {
@@ -135,6 +145,7 @@ export class MetricsExposition {
     this.now = opts.now ?? (() => performance.now());
     this.aheadMaxAgeMs = opts.aheadMaxAgeMs ?? AHEAD_MAX_AGE_MS;
     this.timers = opts.timers ?? realTimers;
+    this.gzipStream = opts.gzipStream ?? fastestGzip;
   }
 
   /** Resolves once no render is in flight (whatever its outcome). */
@@ -148,70 +159,66 @@ export class MetricsExposition {
     this.aheadTimer = undefined;
   }
 
-  /** The registry's text, UTF-8, to keep: the render in progress, one that began within reuseMs, or a new one. */
+  /**
+   * Bytes of answers kept between scrapes: those of the render still offered (its gzip alone, for
+   * a gzip scraper), none once it is no longer offered. A render in flight is not counted.
+   */
+  heldBytes(): number {
+    let n = 0;
+    for (const b of this.last?.held ?? []) n += b.buffer.byteLength;
+    return n;
+  }
+
+  /** The registry's text, UTF-8: the render in progress, one that began within reuseMs, or a new one. */
   async body(): Promise<Buffer> {
-    const r = await this.scraped();
-    r.kept = true;
-    return r.body;
+    return this.textOf(await this.scraped(false));
   }
 
-  /**
-   * The same text, lent: release() once the answer is sent, and its buffer serves a later render.
-   * What /metrics uses.
-   */
-  async lease(opts: { gzip?: boolean } = {}): Promise<MetricsLease> {
+  /** A scrape's answer, gzipped when `gzip` unless the compression failed. What /metrics uses. */
+  async answer(opts: { gzip?: boolean } = {}): Promise<MetricsAnswer> {
     const r = await this.scraped(opts.gzip === true);
-    // Leased before anything is awaited: the render stays as it is for the answer, gzipped or not.
-    r.leases++;
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      r.leases--;
-      this.recycle(r);
-    };
     if (opts.gzip) {
-      const body = await this.compressed(r).catch(() => undefined);
-      if (body) {
-        // The compressed bytes are the answer's own: the render goes back now.
-        release();
-        return { body, encoding: 'gzip', ageMs: Math.max(0, this.now() - r.startedAtMs), release() {} };
-      }
+      const body = await this.gzipOf(r).catch(() => undefined);
+      if (body) return { body, encoding: 'gzip', ageMs: Math.max(0, this.now() - r.startedAtMs) };
     }
-    return { body: r.body, encoding: 'identity', ageMs: Math.max(0, this.now() - r.startedAtMs), release };
+    const body = await this.textOf(r);
+    return { body, encoding: 'identity', ageMs: Math.max(0, this.now() - r.startedAtMs) };
   }
 
-  /**
-   * The render gzipped, once: zlib reads the render's buffer in its thread pool, so the render is
-   * leased (not written again) until it is done. A failure is counted and not kept (the answer goes
-   * uncompressed; the next gzip scrape tries again).
-   */
-  private compressed(r: Rendered): Promise<Buffer> {
+  /** A render's text: a gzip render's is gunzipped once, in zlib's thread pool. */
+  private textOf(r: Rendered): Promise<Buffer> {
+    r.text ??= held(
+      r,
+      r.gzip!.then((z) => gunzipAsync(z)),
+    );
+    return r.text;
+  }
+
+  /** A plain render's text gzipped, once, in zlib's thread pool; a failure is counted and kept. */
+  private gzipOf(r: Rendered): Promise<Buffer> {
     if (!r.gzip) {
       this.compressions++;
-      r.leases++;
-      const done = () => {
-        r.leases--;
-        this.recycle(r);
-      };
-      r.gzip = gzipAsync(r.body, { level: zlibConstants.Z_BEST_SPEED }).then(
-        (z) => {
-          done();
-          return z;
-        },
-        (err: unknown) => {
-          done();
-          this.compressionFailures++;
-          r.gzip = undefined;
-          throw err;
-        },
+      r.gzip = held(
+        r,
+        r.text!.then(async (text) => {
+          const z = new Gzip(this.gzipStream);
+          try {
+            await z.write(text);
+            return await z.end();
+          } catch (err) {
+            this.compressionFailures++;
+            throw err;
+          } finally {
+            z.destroy();
+          }
+        }),
       );
     }
     return r.gzip;
   }
 
   /** A scrape's render: one still offered, the one in flight, or a new one; then the next is planned. */
-  private async scraped(gzip = false): Promise<Rendered> {
+  private async scraped(gzip: boolean): Promise<Rendered> {
     const atMs = this.now();
     // The second of an HA pair (within reuseMs of the first) neither moves the plan nor sets the cadence.
     const lastArrival = this.arrivals.at(-1);
@@ -221,7 +228,7 @@ export class MetricsExposition {
       this.timers.clear(this.aheadTimer);
       this.aheadTimer = undefined;
     }
-    const r = await (this.offered(atMs) ?? this.inFlight ?? this.rendered(atMs, false));
+    const r = await (this.offered(atMs) ?? this.inFlight ?? this.rendered(atMs, false, gzip));
     if (r.ahead && !r.servedAhead) {
       r.servedAhead = true;
       this.aheadServed++;
@@ -258,21 +265,20 @@ export class MetricsExposition {
     this.aheadTimer = this.timers.set(() => {
       this.aheadTimer = undefined;
       if (this.inFlight) return;
-      this.rendered(this.now(), true).catch(() => {
+      this.rendered(this.now(), true, this.gzipAhead).catch(() => {
         // The scrape that comes renders again and answers with the error.
       });
     }, dueInMs);
   }
 
-  private rendered(startedAtMs: number, ahead: boolean): Promise<Rendered> {
+  private rendered(startedAtMs: number, ahead: boolean, gzip: boolean): Promise<Rendered> {
     this.renders++;
     if (ahead) this.rendersAhead++;
-    const render = this.render(startedAtMs, ahead).then(
-      (r) => {
+    const r: Rendered = { startedAtMs, ahead, servedAhead: false, held: [] };
+    const render = (gzip ? this.renderGzip(r) : this.renderText(r)).then(
+      () => {
         this.inFlight = undefined;
         this.offer(r);
-        // Ready before the scrape it was made for, in the encoding that scraper asked for last.
-        if (ahead && this.gzipAhead) this.compressed(r).catch(() => {});
         return r;
       },
       (err: unknown) => {
@@ -284,34 +290,18 @@ export class MetricsExposition {
     return render;
   }
 
-  /** A render's buffer back to the spare once nobody sends it and it is no longer offered. */
-  private recycle(r: Rendered): void {
-    if (r.leases > 0 || r.offered || r.kept) return;
-    if (!this.spare || this.spare.length < r.backing.length) this.spare = r.backing;
-  }
-
   /** Offers a render to the scrapes within reuseMs (aheadMaxAgeMs if made ahead) of its start, and no longer. */
   private offer(r: Rendered): void {
-    // Not offered: recycled when the last of its leases is released.
     if (this.offeredForMs(r) <= 0) return;
-    const before = this.last;
-    r.offered = true;
     this.last = r;
-    if (before && before !== r) {
-      before.offered = false;
-      this.recycle(before);
-    }
     clearTimeout(this.dropTimer);
+    // Dropped once too old, so that its bytes are not kept until the next scrape.
     const drop = () => {
       const last = this.last;
       if (last && this.now() - last.startedAtMs < this.offeredForMs(last)) {
         this.dropTimer = setTimeout(drop, this.offeredForMs(last));
         this.dropTimer.unref();
-      } else if (last) {
-        this.last = undefined;
-        last.offered = false;
-        this.recycle(last);
-      }
+      } else this.last = undefined;
     };
     this.dropTimer = setTimeout(drop, this.offeredForMs(r));
     this.dropTimer.unref();
@@ -334,12 +324,46 @@ export class MetricsExposition {
     );
   }
 
-  private async render(startedAtMs: number, ahead: boolean): Promise<Rendered> {
-    // Sized for the last answer: growing a buffer of megabytes copies it.
-    const spare = this.spare;
-    this.spare = undefined;
-    const w = new TextWriter(this.lastBytes + (this.lastBytes >> 3), spare);
+  /** The text into one buffer, sized for the last render. */
+  private async renderText(r: Rendered): Promise<void> {
+    const w = new TextWriter(this.lastBytes + (this.lastBytes >> 3));
+    await this.write(w);
+    r.text = held(r, Promise.resolve(w.bytes()));
+  }
+
+  /**
+   * The text through a streaming gzip, a chunk at a time, keeping only the compressed bytes. If the
+   * compression fails the render is made again as text (the chunks already compressed are gone).
+   */
+  private async renderGzip(r: Rendered): Promise<void> {
+    this.compressions++;
+    let z: Gzip | undefined;
+    try {
+      z = new Gzip(this.gzipStream);
+      const w = new TextWriter(GZIP_CHUNK_BYTES, z.write);
+      await this.write(w);
+      await w.finish();
+      r.gzip = held(r, Promise.resolve(await z.end()));
+      return;
+    } catch (err) {
+      // A render that threw while zlib was well rejects its scrapes, as a plain one would.
+      if (z && !z.failed) throw err;
+      this.compressionFailures++;
+      r.gzip = held(r, Promise.reject(err));
+    } finally {
+      z?.destroy();
+    }
+    await this.renderText(r);
+  }
+
+  /** The registry's text into `w`, a step at a time, the loop turning between slices of work. */
+  private async write(w: TextWriter): Promise<void> {
     const turn = sliceTurns(this.sliceMs, this.now);
+    // After each step: the sink (gzip) is done with the chunks filled so far, before more are.
+    const step = async () => {
+      await w.flushed();
+      await turn();
+    };
     let first = true;
     for (const { name } of this.registry.getMetricsAsArray()) {
       // A reload may have replaced a family while we yielded: render what is registered now.
@@ -348,32 +372,73 @@ export class MetricsExposition {
       if (!first) w.ascii('\n\n');
       first = false;
       if (rendersOwnText(metric)) {
-        if (metric.writeChunks) for (const _ of metric.writeChunks(w)) await turn();
+        if (metric.writeChunks) for (const _ of metric.writeChunks(w)) await step();
         else
           for (const chunk of metric.textChunks()) {
             w.text(chunk);
-            await turn();
+            await step();
           }
       } else if (this.plain()) {
-        for (const _ of writeFamily(w, await familyOf(metric))) await turn();
-        await turn();
+        for (const _ of writeFamily(w, await familyOf(metric))) await step();
+        await step();
       } else {
         w.text(await this.registry.getSingleMetricAsString(name));
-        await turn();
+        await step();
       }
     }
     w.ascii('\n');
-    this.lastBytes = w.length;
-    return {
-      startedAtMs,
-      body: w.bytes(),
-      backing: w.buffer(),
-      leases: 0,
-      offered: false,
-      kept: false,
-      ahead,
-      servedAhead: false,
-    };
+    this.lastBytes = w.written;
+  }
+}
+
+/** Keeps what `p` resolves to on `r`'s account (heldBytes); whoever awaits `p` sees a rejection. */
+function held(r: Rendered, p: Promise<Buffer>): Promise<Buffer> {
+  p.then(
+    (b) => r.held.push(b),
+    () => {},
+  );
+  return p;
+}
+
+/**
+ * A streaming gzip that chunks are written into and the compressed bytes collected from; `failed`
+ * once zlib reported an error. destroy() it on every way out (zlib's state is native memory).
+ */
+class Gzip {
+  failed = false;
+  private readonly z: Transform;
+  private readonly out: Buffer[] = [];
+  private readonly done: Promise<void>;
+
+  constructor(make: () => Transform) {
+    this.z = make();
+    this.z.on('error', () => {
+      this.failed = true;
+    });
+    this.z.on('data', (c: Buffer) => this.out.push(c));
+    this.done = finished(this.z);
+    this.done.catch(() => {}); // end() reports it
+  }
+
+  /** Resolves once zlib has taken `chunk` (it may then be written again). */
+  readonly write = (chunk: Buffer): Promise<void> =>
+    new Promise((resolve, reject) =>
+      this.z.write(chunk, (err) => {
+        if (!err) return resolve();
+        this.failed = true;
+        reject(err);
+      }),
+    );
+
+  /** The compressed bytes, once zlib has flushed them. */
+  async end(): Promise<Buffer> {
+    this.z.end();
+    await this.done;
+    return Buffer.concat(this.out);
+  }
+
+  destroy(): void {
+    this.z.destroy();
   }
 }
 

@@ -82,35 +82,96 @@ export class LinePrefixes {
   }
 }
 
+/** Where a chunked TextWriter hands each chunk it filled: resolves once the chunk may be written again. */
+export type ChunkSink = (chunk: Buffer) => Promise<void>;
+
 /**
- * A growing UTF-8 buffer that Prometheus text is written into without a string per line: ASCII
- * strings made once (names, label sets) are copied byte by byte, integers written as digits; only
- * other numbers become a short string first.
+ * A UTF-8 buffer that Prometheus text is written into without a string per line: ASCII strings made
+ * once (names, label sets) are copied byte by byte, integers written as digits; only other numbers
+ * become a short string first. Without a sink the buffer grows to hold the whole text (`bytes()`).
+ * With one it is a chunk of `capacity` bytes: a write that does not fit hands the chunk, as filled,
+ * to the sink and goes on in a chunk the sink is done with (or a new one), so the text never sits
+ * in memory whole; a write bigger than a chunk gets a buffer of its own. `flushed()` bounds how many
+ * chunks are out: the writer's owner awaits it between steps.
  */
 export class TextWriter {
   private buf: Buffer;
+  /** Bytes written into the current buffer. */
   length = 0;
+  private readonly sink: ChunkSink | undefined;
+  private readonly chunkBytes: number;
+  /** Chunks the sink is done with, to write again. */
+  private readonly free: Buffer[] = [];
+  /** The sink's promises for the chunks handed to it since the last flushed(). */
+  private handing: Promise<void>[] = [];
+  /** Bytes handed to the sink. */
+  private handed = 0;
 
-  /** `reuse`: a buffer to write into (a render's, handed back), used when it holds `capacity`. */
-  constructor(capacity = 64 * 1024, reuse?: Buffer) {
-    this.buf = reuse && reuse.length >= capacity ? reuse : Buffer.allocUnsafe(Math.max(1024, capacity));
+  constructor(capacity = 64 * 1024, sink?: ChunkSink) {
+    this.chunkBytes = Math.max(1024, capacity);
+    this.buf = Buffer.allocUnsafe(this.chunkBytes);
+    this.sink = sink;
   }
 
-  /** The whole buffer written into (the text is its first `length` bytes). */
-  buffer(): Buffer {
-    return this.buf;
+  /** Bytes written so far, handed to the sink or not. */
+  get written(): number {
+    return this.handed + this.length;
   }
 
+  /** Makes room for `n` more bytes (kept this small so that every write inlines it). */
   private room(n: number): void {
-    if (this.length + n <= this.buf.length) return;
+    if (this.length + n > this.buf.length) this.more(n);
+  }
+
+  private more(n: number): void {
+    if (this.sink) {
+      this.handOver();
+      this.buf =
+        n <= this.chunkBytes
+          ? (this.free.pop() ?? Buffer.allocUnsafe(this.chunkBytes))
+          : Buffer.allocUnsafe(n);
+      return;
+    }
     const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + n));
     this.buf.copy(next, 0, 0, this.length);
     this.buf = next;
   }
 
+  /** The current buffer, as filled, to the sink; the writer must take another before writing on. */
+  private handOver(): void {
+    const full = this.buf;
+    if (this.length === 0) {
+      if (full.length === this.chunkBytes) this.free.push(full);
+      return;
+    }
+    const done = this.sink!(full.subarray(0, this.length)).then(() => {
+      if (full.length === this.chunkBytes) this.free.push(full);
+    });
+    done.catch(() => {}); // the owner learns of a failure from flushed()
+    this.handing.push(done);
+    this.handed += this.length;
+    this.length = 0;
+  }
+
+  /** Resolves once the sink is done with every chunk handed to it so far; rejects if it failed one. */
+  async flushed(): Promise<void> {
+    if (this.handing.length === 0) return;
+    const handing = this.handing;
+    this.handing = [];
+    await Promise.all(handing);
+  }
+
+  /** With a sink: hands it the last chunk and resolves once it is done with everything. */
+  async finish(): Promise<void> {
+    this.handOver();
+    this.buf = Buffer.alloc(0);
+    await this.flushed();
+  }
+
   /** Any text (HELP lines, text rendered elsewhere), UTF-8 encoded. */
   text(s: string): void {
-    this.room(s.length * 3);
+    // Up to 3 bytes a UTF-16 unit: a string too long for that guess to fit a chunk is measured.
+    this.room(s.length * 3 <= this.chunkBytes ? s.length * 3 : Buffer.byteLength(s, 'utf8'));
     this.length += this.buf.write(s, this.length, 'utf8');
   }
 
@@ -196,7 +257,7 @@ export class TextWriter {
     this.length = at;
   }
 
-  /** What was written (a view of the writer's buffer: do not write after taking it). */
+  /** What was written, without a sink (a view of the writer's buffer: do not write after taking it). */
   bytes(): Buffer {
     return this.buf.subarray(0, this.length);
   }

@@ -2,8 +2,11 @@
 // (writeFamily) are the text registry.metrics() gives, escaping, shared labels and odd values
 // included; a family of a thousand lines is written over several event-loop turns, not in one; the
 // line starts the per-device and process-value families keep between scrapes follow devices added
-// and a site reloaded; `promtool check metrics` takes the text.
-import { gunzipSync } from 'node:zlib';
+// and a site reloaded; `promtool check metrics` takes the text. A gzip scraper's render goes through
+// zlib a chunk at a time and keeps only the compressed bytes; scrapes of either encoding share a
+// render; a failed compression is answered with the text, a failed render rejects.
+import { Transform } from 'node:stream';
+import { createGzip, gunzipSync, constants as zlibConstants } from 'node:zlib';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
@@ -12,7 +15,7 @@ import type { Site } from '../../src/config/site-schema.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuReadings, DeviceIo } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
-import { MetricsExposition } from '../../src/metrics/exposition.ts';
+import { GZIP_CHUNK_BYTES, MetricsExposition } from '../../src/metrics/exposition.ts';
 import { ProcessValues } from '../../src/metrics/process-values.ts';
 import { escapeLabelValue, TextWriter } from '../../src/metrics/text.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
@@ -126,96 +129,206 @@ describe('/metrics renders prom-client families as prom-client does', () => {
   });
 });
 
-describe('render buffers', () => {
-  it('a render writes into the buffer of an earlier one once its answer was sent, never before', async () => {
-    const registry = new Registry();
-    const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
-    const e = new MetricsExposition(registry, { reuseMs: 0 });
-    g.set(1);
-    const a = await e.lease();
-    g.set(2);
-    const b = await e.lease(); // a is still being sent: b has a buffer of its own
-    expect(b.body.buffer).not.toBe(a.body.buffer);
-    a.release();
-    a.release(); // twice is once
-    g.set(3);
-    const c = await e.lease();
-    expect(c.body.buffer).toBe(a.body.buffer); // a's buffer, handed back
-    expect(c.body.toString()).toContain('coolctl_test_n 3\n');
-    expect(b.body.toString()).toContain('coolctl_test_n 2\n'); // untouched while lent
-    // What body() returns is kept for good: later renders never write into it.
-    const kept = await e.body();
-    const text = kept.toString();
-    b.release();
-    c.release();
-    for (let i = 0; i < 3; i++) {
-      g.set(10 + i);
-      const l = await e.lease();
-      expect(l.body.buffer).not.toBe(kept.buffer);
-      l.release();
-    }
-    expect(kept.toString()).toBe(text);
-  });
-
-  it('scrapes within reuseMs share a render; its buffer is reused only after it is no longer offered', async () => {
+describe('renders shared by the scrapes that come together', () => {
+  it('scrapes within reuseMs share a render; a later one renders afresh', async () => {
     const registry = new Registry();
     const g = new Gauge({ name: 'coolctl_test_n', help: 'a number', registers: [registry] });
     let nowMs = 0;
     const e = new MetricsExposition(registry, { reuseMs: 500, now: () => nowMs });
     g.set(1);
-    const [a, b] = await Promise.all([e.lease(), e.lease()]);
+    const [a, b] = await Promise.all([e.answer(), e.answer()]);
     expect(b.body).toBe(a.body);
-    a.release();
-    b.release();
     nowMs = 100;
-    const c = await e.lease(); // still offered: the same render
-    expect(c.body).toBe(a.body);
-    c.release();
-    nowMs = 600;
     g.set(2);
-    const d = await e.lease(); // a new render; the old one is no longer offered
+    const c = await e.answer(); // still offered: the same render
+    expect(c.body).toBe(a.body);
+    expect(c.ageMs).toBe(100);
+    nowMs = 600;
+    const d = await e.answer(); // a new render; the old one is no longer offered
     expect(d.body.toString()).toContain('coolctl_test_n 2\n');
-    nowMs = 1200;
-    d.release();
-    g.set(3);
-    const f = await e.lease();
-    expect(f.body.buffer).toBe(a.body.buffer);
-    expect(f.body.toString()).toContain('coolctl_test_n 3\n');
-    f.release();
+    expect(a.body.toString()).toContain('coolctl_test_n 1\n'); // an answer's bytes are its own
+    expect(e.renders).toBe(2);
   });
 });
 
+/** A registry of `series` gauge lines, a few families with multi-byte HELP text among them. */
+function bigRegistry(series: number): { registry: Registry; g: Gauge } {
+  const registry = new Registry();
+  const g = new Gauge({
+    name: 'coolctl_test_unit_supply_celsius',
+    help: 'Zuluft °C — Kühlung',
+    labelNames: ['unit', 'group'],
+    registers: [registry],
+  });
+  for (let i = 0; i < series; i++) g.set({ unit: `AHU-${i}`, group: `G-${i % 100}` }, 17 + (i % 50) / 8);
+  // HELP texts of two- and three-byte characters, one longer than a chunk, many of them between
+  // short families: chunk boundaries fall next to and around them.
+  for (let f = 0; f < 60; f++) {
+    const help = f === 30 ? 'Kühlwasser °C → '.repeat(9000) : `Lüfter ${f} — ${'€°ü'.repeat(f * 37)}`;
+    new Gauge({ name: `coolctl_test_help_${f}`, help, registers: [registry] }).set(f);
+  }
+  return { registry, g };
+}
+
+/** zlib's gzip, recording the chunks written into it, and every stream made. */
+function recordingGzip() {
+  const chunks: Buffer[] = [];
+  const streams: Transform[] = [];
+  return {
+    chunks,
+    streams,
+    make: (): Transform => {
+      const z = createGzip({ level: zlibConstants.Z_BEST_SPEED });
+      const write = z.write.bind(z) as (c: Buffer, cb: (err?: Error | null) => void) => boolean;
+      z.write = ((c: Buffer, cb: (err?: Error | null) => void) => {
+        chunks.push(Buffer.from(c));
+        return write(c, cb);
+      }) as typeof z.write;
+      streams.push(z);
+      return z;
+    },
+  };
+}
+
+/** A stream that fails as zlib can mid-stream (e.g. out of memory) once it was given `afterBytes`. */
+function failingGzip(afterBytes: number) {
+  const streams: Transform[] = [];
+  return {
+    streams,
+    make: (): Transform => {
+      let seen = 0;
+      const z = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          seen += chunk.length;
+          if (seen > afterBytes) cb(new Error('zlib: insufficient memory'));
+          else cb();
+        },
+      });
+      streams.push(z);
+      return z;
+    },
+  };
+}
+
 describe('gzip for scrapers that accept it', () => {
-  it('answers the same text gzipped, compressed once per render, and leaves the render buffers as they were', async () => {
+  it('a gzip render goes through zlib a chunk at a time and decodes to exactly registry.metrics()', async () => {
+    const { registry } = bigRegistry(8000);
+    const zlib = recordingGzip();
+    const e = new MetricsExposition(registry, { reuseMs: 0, gzipStream: zlib.make });
+    const z = await e.answer({ gzip: true });
+    expect(z.encoding).toBe('gzip');
+    const text = await registry.metrics();
+    expect(Buffer.byteLength(text)).toBeGreaterThan(4 * GZIP_CHUNK_BYTES);
+    expect(gunzipSync(z.body).toString('utf8')).toBe(text);
+    // Several chunks, none bigger than one but the one HELP line that is (its own buffer).
+    expect(zlib.chunks.length).toBeGreaterThan(4);
+    expect(zlib.chunks.filter((c) => c.length > GZIP_CHUNK_BYTES)).toHaveLength(1);
+    expect(Buffer.concat(zlib.chunks).toString('utf8')).toBe(text);
+    // Chunks end next to multi-byte HELP text, and never inside a character.
+    expect(
+      zlib.chunks.slice(1).some((c) => c.toString('latin1').startsWith('# HELP coolctl_test_help_')),
+    ).toBe(true);
+    const utf8 = new TextDecoder('utf-8', { fatal: true });
+    for (const c of zlib.chunks) expect(() => utf8.decode(c)).not.toThrow();
+    expect(zlib.streams.every((s) => s.destroyed)).toBe(true);
+    expect(e.compressions).toBe(1);
+    expect(e.compressionFailures).toBe(0);
+    // body() of the same render is its text, gunzipped.
+    expect((await new MetricsExposition(registry, { reuseMs: 500 }).body()).toString('utf8')).toBe(text);
+  });
+
+  it('concurrent gzip and plain scrapes share one render, whichever comes first', async () => {
+    const { registry } = bigRegistry(2000);
+    const text = await registry.metrics();
+    for (const order of [['gzip', 'plain', 'gzip'] as const, ['plain', 'gzip', 'plain'] as const]) {
+      const e = new MetricsExposition(registry, { reuseMs: 500 });
+      const answers = await Promise.all(order.map((k) => e.answer({ gzip: k === 'gzip' })));
+      expect(e.renders).toBe(1);
+      expect(e.compressions).toBe(1);
+      for (const [i, a] of answers.entries()) {
+        expect(a.encoding).toBe(order[i] === 'gzip' ? 'gzip' : 'identity');
+        expect((a.encoding === 'gzip' ? gunzipSync(a.body) : a.body).toString('utf8')).toBe(text);
+      }
+      expect(answers[2]!.body).toBe(answers[0]!.body);
+      // A scrape of either kind within reuseMs is answered from the same render.
+      expect(await e.body()).toBe(order[0] === 'plain' ? answers[0]!.body : answers[1]!.body);
+      expect(e.renders).toBe(1);
+    }
+  });
+
+  it('a compression that fails mid-render is counted and answered with the whole text; no stream is left', async () => {
+    const { registry } = bigRegistry(4000);
+    const text = await registry.metrics();
+    const zlib = failingGzip(3 * GZIP_CHUNK_BYTES);
+    const e = new MetricsExposition(registry, { reuseMs: 500, gzipStream: zlib.make });
+    const [a, b] = await Promise.all([e.answer({ gzip: true }), e.answer({ gzip: true })]);
+    for (const x of [a, b]) {
+      expect(x.encoding).toBe('identity');
+      expect(x.body.toString('utf8')).toBe(text);
+    }
+    expect(e.renders).toBe(1);
+    expect(e.compressions).toBe(1);
+    expect(e.compressionFailures).toBe(1);
+    expect(zlib.streams.length).toBe(1);
+    expect(zlib.streams[0]!.destroyed).toBe(true);
+    // A plain render a gzip scrape shares: its compression fails too, and the scrape gets the text.
+    const e2 = new MetricsExposition(registry, { reuseMs: 500, gzipStream: zlib.make });
+    const [plain, z] = await Promise.all([e2.answer(), e2.answer({ gzip: true })]);
+    expect(z.encoding).toBe('identity');
+    expect(z.body).toBe(plain.body);
+    expect(e2.compressionFailures).toBe(1);
+    expect(zlib.streams.every((s) => s.destroyed)).toBe(true);
+    // A factory that throws is a failed compression as well.
+    const e3 = new MetricsExposition(registry, {
+      reuseMs: 0,
+      gzipStream: () => {
+        throw new Error('no memory for zlib');
+      },
+    });
+    const c = await e3.answer({ gzip: true });
+    expect(c.encoding).toBe('identity');
+    expect(c.body.toString('utf8')).toBe(text);
+    expect(e3.compressionFailures).toBe(1);
+  });
+
+  it('a render that throws rejects its gzip scrapes and leaves no stream', async () => {
     const registry = new Registry();
     const g = new Gauge({
-      name: 'coolctl_test_n',
-      help: 'a number',
-      labelNames: ['u'],
+      name: 'coolctl_test_lines',
+      help: 'many',
+      labelNames: ['i'],
       registers: [registry],
     });
-    for (let i = 0; i < 2000; i++) g.set({ u: `AHU-${i}` }, i / 7);
-    const e = new MetricsExposition(registry, { reuseMs: 500 });
-    const [z1, z2, plain] = await Promise.all([e.lease({ gzip: true }), e.lease({ gzip: true }), e.lease()]);
-    expect(z1.encoding).toBe('gzip');
-    expect(plain.encoding).toBe('identity');
-    const text = plain.body.toString('utf8');
-    expect(text).toBe(await registry.metrics());
-    expect(gunzipSync(z1.body).toString('utf8')).toBe(text);
-    expect(z2.body).toBe(z1.body); // one compression serves both answers of the render
-    expect(e.compressions).toBe(1);
-    expect(z1.body.length).toBeLessThan(text.length / 4);
-    // The gzip answers hold nothing of the render: once the plain answer is sent its buffer is reused.
-    z1.release();
-    z2.release();
-    plain.release();
-    const e2 = new MetricsExposition(registry, { reuseMs: 0 });
-    const a = await e2.lease({ gzip: true });
-    g.set({ u: 'AHU-0' }, 42);
-    const b = await e2.lease();
-    expect(b.body.toString()).toContain('coolctl_test_n{u="AHU-0"} 42\n');
-    expect(gunzipSync(a.body).toString()).not.toContain('coolctl_test_n{u="AHU-0"} 42\n');
-    b.release();
+    for (let i = 0; i < 10_000; i++) g.set({ i: `${i}` }, i);
+    new Gauge({
+      name: 'coolctl_test_broken',
+      help: 'throws when collected',
+      registers: [registry],
+      collect() {
+        throw new Error('sensor view gone');
+      },
+    });
+    const zlib = recordingGzip();
+    const e = new MetricsExposition(registry, { reuseMs: 0, gzipStream: zlib.make });
+    await expect(e.answer({ gzip: true })).rejects.toThrow('sensor view gone');
+    expect(e.compressionFailures).toBe(0);
+    expect(zlib.chunks.length).toBeGreaterThan(0); // it had begun writing
+    expect(zlib.streams.every((s) => s.destroyed)).toBe(true);
+  });
+
+  it('a kept gzip render holds its compressed bytes only, not the text', async () => {
+    const { registry } = bigRegistry(30_000);
+    const e = new MetricsExposition(registry, { reuseMs: 1000 });
+    const z = await e.answer({ gzip: true });
+    const textBytes = gunzipSync(z.body).length;
+    expect(textBytes).toBeGreaterThan(2_000_000);
+    // Offered to the scrapes of the next second: what it keeps is the answer's gzip, not a buffer
+    // of the text's size (the render's chunks are gone with it).
+    expect(e.heldBytes()).toBeGreaterThanOrEqual(z.body.length);
+    expect(e.heldBytes()).toBeLessThan(GZIP_CHUNK_BYTES + z.body.length);
+    expect(z.body.length).toBeLessThan(textBytes / 5);
+    // And nothing once it is no longer offered.
+    await waitFor('the render dropped', () => e.heldBytes() === 0);
   });
 
   it('a render made ahead for a gzip scraper is compressed before the scrape comes', async () => {
@@ -226,19 +339,21 @@ describe('gzip for scrapers that accept it', () => {
     const e = new MetricsExposition(registry, { now: () => clock.ms, timers: t.timers });
     for (const at of [0, 1000, 2000, 3000]) {
       clock.ms = at;
-      (await e.lease({ gzip: true })).release();
+      await e.answer({ gzip: true });
     }
     expect(e.compressions).toBe(4);
     const [plan] = t.pending();
     clock.ms = 3500;
     t.fire(plan!);
     await e.idle();
-    // Compressed as soon as the render was done, before any scrape asked for it.
-    await waitFor('the ahead render compressed', () => e.compressions === 5);
+    // Rendered through gzip before any scrape asked for it.
+    expect(e.compressions).toBe(5);
     clock.ms = 4000;
-    const l = await e.lease({ gzip: true });
-    expect(e.compressions).toBe(5); // the scrape took that compression, it started none
+    const l = await e.answer({ gzip: true });
+    expect(l.encoding).toBe('gzip');
+    expect(e.compressions).toBe(5); // the scrape took that render, it started none
     expect(e.aheadServed).toBe(1);
+    expect(l.ageMs).toBe(500);
     expect(gunzipSync(l.body).toString()).toContain('coolctl_test_n 5\n');
   });
 
@@ -309,9 +424,7 @@ describe('a steady scraper finds its answer rendered', () => {
 
   async function scrapeAt(e: MetricsExposition, clock: { ms: number }, atMs: number) {
     clock.ms = atMs;
-    const l = await e.lease();
-    l.release();
-    return l;
+    return e.answer();
   }
 
   it('renders ahead of the due scrape once the cadence is steady; the answer is at most one period old', async () => {

@@ -2,7 +2,7 @@
 // metrics (a viewer's, unless `api.metricsAuth: none` lets a scraper without a token read them).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ApiDeps } from '../app.ts';
-import { acceptsGzip, expositionOf, metricsLease } from '../metrics-text.ts';
+import { acceptsGzip, expositionOf, metricsAnswer } from '../metrics-text.ts';
 
 const Readiness = {
   type: 'object',
@@ -66,15 +66,13 @@ export const healthRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps
       },
     },
     async (req, reply) => {
-      const lease = await metricsLease(deps.registry, acceptsGzip(req.headers['accept-encoding']));
-      // 'close' follows the last byte handed to the kernel, or an abandoned answer.
-      reply.raw.once('close', lease.release);
+      const answer = await metricsAnswer(deps.registry, acceptsGzip(req.headers['accept-encoding']));
       // A steady scraper is answered from a render made just before it came (at most one control
       // period old): how old, for whoever wants to know.
-      reply.header('x-coolctl-metrics-age-ms', Math.round(lease.ageMs));
+      reply.header('x-coolctl-metrics-age-ms', Math.round(answer.ageMs));
       reply.header('vary', 'accept-encoding');
-      if (lease.encoding === 'gzip') reply.header('content-encoding', 'gzip');
-      return reply.type(deps.registry.contentType).send(lease.body);
+      if (answer.encoding === 'gzip') reply.header('content-encoding', 'gzip');
+      return reply.type(deps.registry.contentType).send(answer.body);
     },
   );
   app.addHook('onClose', async () => expositionOf(deps.registry).close());
