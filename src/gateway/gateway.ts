@@ -4,6 +4,9 @@
 // Invariants: the epoch check runs when the write is about to go on the line — after every request
 // for that unit queued before it — so a write queued behind a newer leader's cannot slip through; a raised
 // epoch is on disk before the write that raised it is sent; every request gets exactly one answer.
+import { constants as fsConstants } from 'node:fs';
+import { access, stat, statfs } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import {
   decodeFencedWrite,
@@ -31,6 +34,17 @@ const WEDGED_MARGIN_MS = 2_000;
 const WARN_INTERVAL_MS = 1_000;
 /** While the state file cannot be written, it is tried again this often without waiting for a write. */
 const STATE_RETRY_MS = 2_000;
+/**
+ * How often the state file's directory is checked while no raise writes the file. A gateway may
+ * see no new epoch for weeks; a disk that filled or went read-only meanwhile would only show at the
+ * next failover, whose raise it refuses. The check writes nothing (flash on a gateway wears).
+ */
+const STATE_PROBE_MS = 10_000;
+/**
+ * The next raise writes a temp copy of the file beside it (then renames it): with less free space
+ * than twice the file's size, or than STATE_MIN_FREE_BYTES, it may not fit.
+ */
+const STATE_MIN_FREE_BYTES = 8 * 1024;
 
 interface Unit {
   readonly id: number;
@@ -62,7 +76,11 @@ export class FencingGateway {
   private readonly lineUsable = new Map<string, boolean>();
   /** Why the last write of the state file failed (errno), while it keeps failing; else undefined. */
   private stateFileFailing: string | undefined;
+  /** Whether stateFileFailing came from the directory check (which clears it) or a real write. */
+  private stateFailingFromProbe = false;
   private stateRetry: NodeJS.Timeout | undefined;
+  private stateProbe: NodeJS.Timeout | undefined;
+  private stateProbing = false;
   /** Per unit, the persisted epoch last shown (gauge, `epoch raised` line). */
   private readonly shownEpoch = new Map<number, bigint>();
 
@@ -107,11 +125,60 @@ export class FencingGateway {
       await line.transport.open();
       this.log.info({ line: line.name, endpoint: line.transport.endpoint }, 'line open');
     }
+    await this.probeStateDir();
+    this.stateProbe = setInterval(() => void this.probeStateDir(), STATE_PROBE_MS).unref();
+  }
+
+  /**
+   * Whether the next raise could be written: the state file's directory writable (not a read-only
+   * mount) with room for a temp copy of the file. A problem found here shows as a failing write does (gauge,
+   * /healthz, one error line) and clears when the check passes; a failure of a real write is left
+   * to its own retry, which alone can say the file is written again. One check at a time.
+   */
+  private async probeStateDir(): Promise<void> {
+    if (this.stateProbing) return;
+    this.stateProbing = true;
+    const dir = dirname(this.store.file);
+    let problem: string | undefined;
+    try {
+      await access(dir, fsConstants.W_OK);
+      const fs = await statfs(dir);
+      const free = fs.bavail * fs.bsize;
+      const size = await stat(this.store.file).then(
+        (st) => st.size,
+        () => 0,
+      );
+      const need = Math.max(STATE_MIN_FREE_BYTES, 2 * size);
+      if (free < need)
+        problem = `ENOSPC: ${Math.floor(free / 1024)} KiB free, a raise needs ${Math.ceil(need / 1024)} KiB`;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      problem = e.code ?? e.message;
+    } finally {
+      this.stateProbing = false;
+    }
+    if (problem !== undefined) {
+      if (this.stateFileFailing !== undefined && !this.stateFailingFromProbe) return;
+      if (problem.split(':')[0] !== this.stateFileFailing?.split(':')[0])
+        this.log.error(
+          { dir, problem, file: this.store.file },
+          'the epoch state file’s disk is read-only or full: the next epoch raise (a failover, a switchover) would be refused (0x04)',
+        );
+      this.stateFileFailing = problem;
+      this.stateFailingFromProbe = true;
+      this.m.stateFileFailing.set(1);
+    } else if (this.stateFailingFromProbe) {
+      this.stateFileFailing = undefined;
+      this.stateFailingFromProbe = false;
+      this.m.stateFileFailing.set(0);
+      this.log.info({ dir, file: this.store.file }, 'the epoch state file’s disk can take a raise again');
+    }
   }
 
   /** Answers queued requests (0x0B) and closes the lines; bounded. */
   async stop(): Promise<void> {
     clearInterval(this.stateRetry);
+    clearInterval(this.stateProbe);
     for (const line of this.lines.values()) line.stop();
     await Promise.all([...this.lines.values()].map((l) => l.transport.close()));
   }
@@ -317,6 +384,7 @@ export class FencingGateway {
   private stateWritten(): void {
     if (this.stateFileFailing === undefined) return;
     this.stateFileFailing = undefined;
+    this.stateFailingFromProbe = false;
     this.m.stateFileFailing.set(0);
     clearInterval(this.stateRetry);
     this.stateRetry = undefined;
@@ -337,6 +405,7 @@ export class FencingGateway {
         'cannot persist the new epoch; fenced writes that raise an epoch are refused (0x04) until it can',
       );
     this.stateFileFailing = why;
+    this.stateFailingFromProbe = false;
     this.m.stateFileFailing.set(1);
     // Tried again without waiting for a leader's write, so /healthz clears once space returns.
     this.stateRetry ??= setInterval(() => {

@@ -84,7 +84,7 @@ export class GatewayMetrics {
     });
     this.stateFileFailing = new Gauge({
       name: 'coolctl_gateway_state_file_failing',
-      help: '1 while the last write of the epoch state file failed (it is tried again every 2 s, with or without a leader writing), else 0',
+      help: '1 while the last write of the epoch state file failed (it is tried again every 2 s, with or without a leader writing) or the 10 s check of its directory finds it read-only or full, else 0',
       registers,
     });
     this.stateFileFailing.set(0);

@@ -2,6 +2,8 @@
 // `coolctl gateway` with its state file on a tmpfs turned read-only. The counter of refused writes
 // rises only while a leader asks for a raise; once no leader writes, only a gauge can say the file
 // still fails (and that the next failover will be refused), and it clears by itself with the disk.
+// A disk that fills or turns read-only while no epoch changes at all (weeks, on a quiet site) is
+// found by the gateway's own check of the directory, before the failover whose raise it would refuse.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,4 +66,59 @@ describe('coolctl_gateway_state_file_failing', () => {
       },
     );
   }, 60_000);
+
+  it.each([
+    ['read-only', 'EROFS'],
+    ['full', 'ENOSPC'],
+  ] as const)(
+    '%s with no raise at all: 1 within one check, /healthz says %s, 0 again with the disk',
+    async (mode, errno) => {
+      const disk = mountTmpfs(join(dir, `quiet-${mode}`));
+      mounts.push(disk);
+      const config = writeConfig(dir, `quiet-${mode}`, {
+        gateway: `quiet-${mode}`,
+        listen: { host: '127.0.0.1', port: 0 },
+        http: { host: '127.0.0.1', port: 0 },
+        stateFile: join(disk.dir, 'epochs.json'),
+        lines: [{ name: 'gone', tcp: { host: '127.0.0.1', port: await freePort('127.0.0.1') } }],
+        units: [{ id: 1, line: 'gone' }],
+      });
+      const gw = await startGateway(config);
+      expect(await metric(gw, 'coolctl_gateway_state_file_failing')).toBe(0);
+
+      if (mode === 'full') disk.fill();
+      else disk.readOnly(true);
+      // The check runs every 10 s: no leader writes, so nothing else can find it.
+      await waitFor(
+        'the gauge to say 1',
+        async () => (await metric(gw, 'coolctl_gateway_state_file_failing')) === 1,
+        {
+          timeoutMs: 25_000,
+          intervalMs: 200,
+        },
+      );
+      const health = await fetch(`${gw.httpUrl}/healthz`, { signal: AbortSignal.timeout(3_000) });
+      expect(health.status).toBe(503);
+      expect(JSON.stringify(await health.json())).toContain(errno);
+      expect(
+        gw.logs().filter((l) => /epoch state file’s disk is read-only or full/.test(String(l.msg))),
+      ).toHaveLength(1);
+      // Nothing was refused: no leader asked.
+      expect(await metric(gw, 'coolctl_gateway_state_write_errors_total')).toBe(0);
+
+      if (mode === 'full') disk.free();
+      else disk.readOnly(false);
+      await waitFor(
+        'the gauge to clear',
+        async () => (await metric(gw, 'coolctl_gateway_state_file_failing')) === 0,
+        {
+          timeoutMs: 25_000,
+          intervalMs: 200,
+        },
+      );
+      expect((await fetch(`${gw.httpUrl}/healthz`, { signal: AbortSignal.timeout(3_000) })).status).toBe(200);
+      expect(gw.logs().some((l) => /disk can take a raise again/.test(String(l.msg)))).toBe(true);
+    },
+    90_000,
+  );
 });
