@@ -359,7 +359,18 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
                       type: 'array',
                       items: { type: 'string' },
                       description:
-                        'why the verdict is not ok, in words (uncovered racks named); empty when ok',
+                        'why the verdict is not ok, in words (uncovered racks named; while a better verdict proves itself, "recovering: RA-03 covered again for 12 s of 60 s"); empty when ok',
+                    },
+                    recovery: {
+                      type: ['object', 'null'],
+                      description:
+                        'set while the group keeps a worse verdict than its sensors give (sensing.verdictRecoveryS): the verdict they give (to), for how long (heldS) of the hold (needS), and the racks covered again',
+                      properties: {
+                        to: { type: 'string' },
+                        heldS: { type: 'number' },
+                        needS: { type: 'number' },
+                        racks: { type: 'array', items: { type: 'string' } },
+                      },
                     },
                   },
                 },
@@ -406,6 +417,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
               coverage: v.coverage,
               uncoveredRacks: v.uncoveredRacks,
               reasons: v.reasons ?? [],
+              recovery: v.recovery ?? null,
             }
           : null;
         const perRack = rackInletsOf(deps, g);

@@ -6,6 +6,7 @@ import { AlarmSettingsSchema, GroupAlarmLimitsSchema } from '../alarms/alarm-sch
 import { ControlTuningSchema, InfluenceSchema } from '../control/tuning-schema.ts';
 import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { VERDICT_RECOVERY_S } from '../sensors/verdict.ts';
 
 const Id = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
@@ -421,6 +422,15 @@ export const SensingSchema = T.Object(
     ),
     blindCoverage: T.Optional(
       T.Number({ minimum: 0, maximum: 1, default: 0.3, description: 'verdict blind below this share' }),
+    ),
+    verdictRecoveryS: T.Optional(
+      T.Number({
+        minimum: 0,
+        maximum: 3600,
+        default: VERDICT_RECOVERY_S,
+        description:
+          'a group returns to a better verdict only once its sensors gave it this long without a break, s (a worse one is taken at once)',
+      }),
     ),
     maxReportsPerNodePerS: T.Optional(
       T.Number({

@@ -13,9 +13,15 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { SensingSettings, SensorKindName, Site } from '../config/site-schema.ts';
 import { clip, LogLimiter, MAX_LOGGED_TEXT } from '../util/log-limit.ts';
 import { DROP_REASONS, type DropReason, parseReport, type Report } from './report.ts';
-import { judgeVerdict, type Verdict } from './verdict.ts';
+import {
+  judgeVerdict,
+  VERDICT_RECOVERY_S,
+  type Verdict,
+  VerdictHold,
+  type VerdictRecovery,
+} from './verdict.ts';
 
-export type { Verdict } from './verdict.ts';
+export type { Verdict, VerdictRecovery } from './verdict.ts';
 
 export type SourceName = 'mqtt' | 'modbus';
 
@@ -93,6 +99,12 @@ export interface GroupSensorView {
    * The store always sets it; a view made by hand (a test's) may leave it out.
    */
   reasons?: readonly string[];
+  /**
+   * Set while the group keeps a worse verdict than its sensors give now, because the better one has
+   * not held `sensing.verdictRecoveryS` yet (src/sensors/verdict.ts, VerdictHold); null otherwise.
+   * A view made by hand may leave it out.
+   */
+  recovery?: VerdictRecovery | null;
   /** Wall ms of the view, for people. */
   atMs: number;
 }
@@ -348,6 +360,8 @@ interface GroupRt {
   nodeDewRack: Int32Array;
   /** The figures last taken (every control period by the group's loop, through view()). */
   last: GroupFigures | undefined;
+  /** The verdict the group acts on, over time: worse at once, better only once it held. */
+  hold: VerdictHold;
 }
 
 export class SensorStore implements SensorView {
@@ -403,6 +417,7 @@ export class SensorStore implements SensorView {
       lossyPct: c.lossyPct ?? 30,
       okCoverage: c.okCoverage ?? 0.8,
       blindCoverage: c.blindCoverage ?? 0.3,
+      verdictRecoveryS: c.verdictRecoveryS ?? VERDICT_RECOVERY_S,
       maxReportsPerNodePerS: c.maxReportsPerNodePerS ?? 50,
     };
     this.burstTokens = Math.max(10, this.s.maxReportsPerNodePerS * 2);
@@ -523,6 +538,7 @@ export class SensorStore implements SensorView {
         nodeInletRack,
         nodeDewRack,
         last: undefined,
+        hold: new VerdictHold(),
       });
     }
     if (opts.registry) this.registerMetrics(opts.registry);
@@ -823,10 +839,17 @@ export class SensorStore implements SensorView {
     }
     const configured = g.configuredInlets;
     const uncoveredRacks = g.inletRacks.filter((_, i) => rackGood[i] === 0);
-    const { verdict, coverage, reasons } = judgeVerdict(
+    const raw = judgeVerdict(
       { goodInletSensors: good, configuredInletSensors: configured, uncoveredRacks },
       this.s,
     );
+    // Site time, as the stale rule's intervals are: a simulated hall recovers in its own seconds.
+    const { verdict, reasons, recovery } = g.hold.judge(
+      { verdict: raw.verdict, reasons: raw.reasons, uncoveredRacks },
+      now * this.timeScale,
+      this.s.verdictRecoveryS * 1000,
+    );
+    const coverage = raw.coverage;
     const figures: GroupFigures = {
       atMs: now,
       view: {
@@ -842,6 +865,7 @@ export class SensorStore implements SensorView {
         configuredInletSensors: configured,
         uncoveredRacks,
         reasons,
+        recovery,
         atMs: this.wallAt(now),
       },
       inletRacks: g.inletRacks,

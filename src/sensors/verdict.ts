@@ -61,3 +61,107 @@ export function judgeVerdict(
   if (uncovered > 0 && v.goodInletSensors > 0) reasons.push(uncoveredRacksText(v.uncoveredRacks));
   return { verdict: blind ? 'blind' : 'degraded', coverage, reasons };
 }
+
+/**
+ * How long a better verdict must hold before a group takes it, s (`sensing.verdictRecoveryS`):
+ * twice the stale window of a node at the default 10 s interval (`staleIntervals` 3: 30 s). A node
+ * on a marginal link that lets one or a few reports through is good for a stale window each time,
+ * so a shorter hold would let its rack flip the group's mode — and fan floor — with every report.
+ */
+export const VERDICT_RECOVERY_S = 60;
+
+/** Worse is larger: entering a larger rank is immediate, returning to a smaller one waits. */
+const RANK: Readonly<Record<Verdict, number>> = { ok: 0, degraded: 1, blind: 2 };
+const BY_RANK: readonly Verdict[] = ['ok', 'degraded', 'blind'];
+
+/** Why a group keeps a worse verdict than its sensors now give: the better one has not held long enough. */
+export interface VerdictRecovery {
+  /** The verdict the sensors give now. */
+  to: Verdict;
+  /** How long the sensors have given a better verdict than the kept one, without a break, s. */
+  heldS: number;
+  /** The hold it needs (`sensing.verdictRecoveryS`), s. */
+  needS: number;
+  /** Racks that were uncovered when the sensors last gave a verdict worse than ok (covered again now). */
+  racks: readonly string[];
+}
+
+export interface HeldVerdict {
+  verdict: Verdict;
+  reasons: readonly string[];
+  recovery: VerdictRecovery | null;
+}
+
+/**
+ * "recovering: RA-03 covered again for 12 s of 60 s" — the line a recovering group's reasons end
+ * with. `from`: the verdict kept (the line says what came back since it was entered).
+ */
+export function recoveryText(r: VerdictRecovery, from: Verdict): string {
+  return `recovering: ${recoveryCause(r, from)} for ${Math.floor(r.heldS)} s of ${r.needS} s`;
+}
+
+/** "RA-03 covered again": what came back since the kept verdict `from` was entered. */
+export function recoveryCause(r: VerdictRecovery, from: Verdict): string {
+  if (from === 'blind') return 'good inlets seen again';
+  return r.racks.length > 0 ? `${nameRacks(r.racks)} covered again` : 'coverage at okCoverage again';
+}
+
+/**
+ * One group's verdict over time: a worse verdict is taken at once (safety first), a better one only
+ * once it held `recoveryMs` without a break, so a rack whose node drops in and out keeps the group
+ * degraded instead of flipping its mode with every report. A better verdict the group never had
+ * since this memory began (a start: sensors blind until their first reports) is taken at once —
+ * there is nothing to return to, and a start is no flap. Lives in the sensor store and moves when a
+ * group's figures are taken (its leader's loop each period; elsewhere only when asked): a node
+ * that takes a group over goes on from what it last saw of it — a hold it left runs again from the
+ * takeover — and a node that never judged the group takes the sensors' verdict at once.
+ */
+export class VerdictHold {
+  private held = -1;
+  /** The best rank the group has had (3: none yet). */
+  private best = 3;
+  /** Per rank 0 (ok) and 1 (degraded): since when the sensors' verdict is that good or better (NaN: it is not). */
+  private readonly since = [Number.NaN, Number.NaN];
+  private racks: readonly string[] = [];
+  private atMs = Number.NEGATIVE_INFINITY;
+
+  /**
+   * The verdict to act on, from the sensors' verdict now (`raw`, with its reasons and uncovered
+   * racks). `nowMs`: monotonic, in site time; an instant before the last one is taken as the last.
+   */
+  judge(
+    raw: { verdict: Verdict; reasons: readonly string[]; uncoveredRacks: readonly string[] },
+    nowMs: number,
+    recoveryMs: number,
+  ): HeldVerdict {
+    const now = Math.max(nowMs, this.atMs);
+    this.atMs = now;
+    const r = RANK[raw.verdict];
+    for (let k = 0; k < 2; k++)
+      this.since[k] = r > k ? Number.NaN : Number.isNaN(this.since[k]!) ? now : this.since[k]!;
+    if (r > 0) this.racks = raw.uncoveredRacks;
+    if (this.held < 0 || r >= this.held) {
+      this.held = r;
+      this.best = Math.min(this.best, r);
+      return { verdict: raw.verdict, reasons: raw.reasons, recovery: null };
+    }
+    for (let k = r; k < this.held; k++)
+      if (k < this.best || now - this.since[k]! >= recoveryMs) {
+        this.held = k;
+        this.best = Math.min(this.best, k);
+        break;
+      }
+    if (this.held === r) return { verdict: raw.verdict, reasons: raw.reasons, recovery: null };
+    const recovery: VerdictRecovery = {
+      to: raw.verdict,
+      heldS: (now - this.since[this.held - 1]!) / 1000,
+      needS: recoveryMs / 1000,
+      racks: this.racks,
+    };
+    return {
+      verdict: BY_RANK[this.held]!,
+      reasons: [...raw.reasons, recoveryText(recovery, BY_RANK[this.held]!)],
+      recovery,
+    };
+  }
+}
