@@ -36,6 +36,8 @@ import {
   type StoredAlarm,
   shelfExpired,
   shelvedFor,
+  storedText,
+  TEXT_FOLLOWS,
   toApiAlarm,
   unshelved,
 } from './alarm.ts';
@@ -82,6 +84,13 @@ export interface AlarmEngineOptions {
   monoNow?: () => number;
 }
 
+/**
+ * How often an open alarm's text may be rewritten to follow its condition (the racks a sensor alarm
+ * names, a group's drive problem: TEXT_FOLLOWS): one check, and at most one write, per condition in
+ * this time, so a rack whose node drops in and out does not write etcd with every report.
+ */
+export const TEXT_REVISE_MS = 30_000;
+
 export class AlarmEngine implements AlarmApi {
   private readonly opts: AlarmEngineOptions;
   private readonly log: Logger;
@@ -92,6 +101,10 @@ export class AlarmEngine implements AlarmApi {
   private readonly locals: StoredAlarm[] = [];
   /** Open alarm ids this node found a valid record for (an open key's target, checked once). */
   private readonly verified = new Set<string>();
+  /** Open alarm id → the message and value its record has, as this node last wrote or read them. */
+  private readonly texts = new Map<string, { message: string; value: number | null }>();
+  /** Condition key → monotonic ms its open alarm's text was last compared (TEXT_REVISE_MS apart). */
+  private readonly textCheckedMs = new Map<string, number>();
   private lastList: StoredAlarm[] | null = null;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -170,6 +183,7 @@ export class AlarmEngine implements AlarmApi {
     if (!leadership.healthy) return;
     const { open, shelved: shelves } = await this.opts.store.index();
     const openByGroup = openKeysByGroup(open);
+    this.forgetClosedTexts(open);
     const leads = new Set(
       leadership
         .groups()
@@ -352,6 +366,7 @@ export class AlarmEngine implements AlarmApi {
       rackInletsC: figures ? { racks: figures.inletRacks, c: figures.rackInletMaxC } : {},
       rackDewPointsC: figures ? { racks: figures.dewRacks, c: figures.rackDewPointC } : {},
       verdict: view?.verdict ?? 'blind',
+      recovery: view?.recovery ?? null,
       configuredInletSensors: view?.configuredInletSensors ?? 0,
       units,
       drive: { driving: driver?.driving ?? false, problem: driver?.driveStatus.problem ?? null },
@@ -383,7 +398,11 @@ export class AlarmEngine implements AlarmApi {
       const id = c.verdict === 'active' ? open.get(c.key) : undefined;
       return id !== undefined && !this.verified.has(id) ? [id] : [];
     });
-    const valid = new Set(unchecked.length > 0 ? (await store.getMany(unchecked)).map((a) => a.id) : []);
+    const checked = unchecked.length > 0 ? await store.getMany(unchecked) : [];
+    for (const a of checked) this.texts.set(a.id, { message: a.message, value: a.value });
+    const valid = new Set(checked.map((a) => a.id));
+    const nowMs = this.monoNow();
+    const revise: { condition: string; id: string; c: Condition }[] = [];
     for (const c of conditions) {
       seen.add(c.key);
       const openId = open.get(c.key);
@@ -398,6 +417,16 @@ export class AlarmEngine implements AlarmApi {
           await store.clear(c.key, openId, { atMs: this.wallNow(), by: node, reason: 'no valid record' });
           open.delete(c.key);
         }
+      } else if (c.verdict === 'active' && openId !== undefined) {
+        // Still active: a text that names what is wrong follows it (TEXT_FOLLOWS), checked at most
+        // every TEXT_REVISE_MS so a quiet hall writes nothing and a changing one little.
+        if (
+          TEXT_FOLLOWS.has(c.kind) &&
+          nowMs - (this.textCheckedMs.get(c.key) ?? Number.NEGATIVE_INFINITY) >= TEXT_REVISE_MS
+        ) {
+          this.textCheckedMs.set(c.key, nowMs);
+          revise.push({ condition: c.key, id: openId, c });
+        }
       } else if (c.verdict === 'active' && openId === undefined) {
         raise.push({ alarm: raisedAlarm(c, node, this.wallNow()), condition: c.key, c });
       } else if (c.verdict === 'clear' && openId !== undefined) {
@@ -405,12 +434,15 @@ export class AlarmEngine implements AlarmApi {
       }
     }
     await this.close(closing.splice(0), open);
+    await this.revise(revise, open);
     if (raise.length > 0) {
       const raised = new Set(await store.raiseMany(raise));
       for (const { alarm, c } of raise) {
         if (!raised.has(alarm)) continue;
         open.set(c.key, alarm.id);
         this.verify(alarm.id);
+        this.texts.set(alarm.id, { message: alarm.message, value: alarm.value });
+        this.textCheckedMs.set(c.key, nowMs);
         this.log.warn(
           { alarm: alarm.id, severity: alarm.severity, why: c.reason },
           `alarm raised: ${c.message}`,
@@ -430,6 +462,42 @@ export class AlarmEngine implements AlarmApi {
     await this.close(closing, open);
   }
 
+  /**
+   * Rewrites the texts of open alarms whose condition now reads otherwise (the racks named, the
+   * value): in batches, only where the text changed, the acknowledgement and shelf kept. Not a
+   * transition: nothing is notified (a receiver gets the new text with the next re-send), and a
+   * write that lost a race is tried again at the next check.
+   */
+  private async revise(items: { condition: string; id: string; c: Condition }[], open: Map<string, string>) {
+    const live = items.filter((x) => open.get(x.condition) === x.id);
+    if (live.length === 0) return;
+    const unknown = live.filter((x) => !this.texts.has(x.id)).map((x) => x.id);
+    if (unknown.length > 0)
+      for (const a of await this.opts.store.getMany(unknown))
+        this.texts.set(a.id, { message: a.message, value: a.value });
+    const changed = live.flatMap((x) => {
+      const known = this.texts.get(x.id);
+      if (!known) return [];
+      const next = storedText(x.c.message, x.c.value);
+      return next.message === known.message && next.value === known.value
+        ? []
+        : [{ condition: x.condition, id: x.id, message: next.message, value: next.value }];
+    });
+    if (changed.length === 0) return;
+    for (const a of await this.opts.store.reviseMany(changed)) {
+      this.texts.set(a.id, { message: a.message, value: a.value });
+      this.log.info({ alarm: a.id }, `alarm text now: ${a.message}`);
+    }
+  }
+
+  /** Drops what it knew of texts no longer open (closed by another node, a group handed on). */
+  private forgetClosedTexts(open: ReadonlyMap<string, string>): void {
+    if (this.textCheckedMs.size + this.texts.size <= 2 * open.size + 64) return;
+    for (const key of this.textCheckedMs.keys()) if (!open.has(key)) this.textCheckedMs.delete(key);
+    const ids = new Set(open.values());
+    for (const id of this.texts.keys()) if (!ids.has(id)) this.texts.delete(id);
+  }
+
   /** An open alarm id whose record is known to exist (this node wrote it, or read it). */
   private verify(id: string): void {
     if (this.verified.size > 10_000) this.verified.clear();
@@ -447,7 +515,11 @@ export class AlarmEngine implements AlarmApi {
     const closed = await this.opts.store.clearMany(
       items.map((x) => ({ condition: x.key, id: x.id, close: { atMs, by: node, reason: x.reason } })),
     );
-    for (const x of items) open.delete(x.key);
+    for (const x of items) {
+      open.delete(x.key);
+      this.texts.delete(x.id);
+      this.textCheckedMs.delete(x.key);
+    }
     for (const a of closed) {
       this.log.info({ alarm: a.id, why: a.clearReason }, `alarm cleared: ${a.message}`);
       this.transitioned(a, 'cleared');

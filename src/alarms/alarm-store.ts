@@ -27,6 +27,7 @@ import {
   clearedAlarm,
   conditionOf,
   parseStoredAlarm,
+  revised,
   type StoredAlarm,
   shelfExpired,
 } from './alarm.ts';
@@ -483,6 +484,45 @@ export class AlarmStore {
           409,
         );
     }
+  }
+
+  /**
+   * New texts for open alarms (revised()), RAISE_BATCH to a transaction guarded by each open key's
+   * value and record's revision, so an acknowledgement or shelf put on in between is never lost: a
+   * batch someone changed in between is left whole, for the caller's next try. The records this
+   * call rewrote.
+   */
+  async reviseMany(
+    items: readonly { condition: string; id: string; message: string; value: number | null }[],
+  ): Promise<StoredAlarm[]> {
+    const { client } = this.opts;
+    const done: StoredAlarm[] = [];
+    for (let from = 0; from < items.length; from += RAISE_BATCH) {
+      const batch = items.slice(from, from + RAISE_BATCH);
+      const cur = await this.readMany(batch.map((x) => x.id));
+      const ready = batch.flatMap((x) => {
+        const c = cur.get(x.id);
+        const next = c ? revised(c.alarm, x.message, x.value) : undefined;
+        return c && next && next !== c.alarm ? [{ ...x, c, next }] : [];
+      });
+      if (ready.length === 0) continue;
+      const res = await this.call('revise', (o) => {
+        const [first, ...rest] = ready;
+        let txn = client
+          .if(this.openKey(first!.condition), 'Value', '==', first!.id)
+          .and(this.key(first!.id), 'Mod', '==', first!.c.modRevision);
+        for (const x of rest)
+          txn = txn
+            .and(this.openKey(x.condition), 'Value', '==', x.id)
+            .and(this.key(x.id), 'Mod', '==', x.c.modRevision);
+        return txn
+          .then(...ready.map((x) => client.put(this.key(x.id)).value(wireJson(x.next))))
+          .options(o)
+          .commit();
+      });
+      if (res.succeeded) done.push(...ready.map((x) => x.next));
+    }
+    return done;
   }
 
   /** The shelved index as `a` wants it: its shelf's end while it is open and shelved, else no key. */

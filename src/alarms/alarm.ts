@@ -38,6 +38,19 @@ export const ALARM_KINDS = {
 } as const satisfies Record<string, { severity: Severity; scope: 'group' | 'cluster' | 'node' }>;
 export type AlarmKind = keyof typeof ALARM_KINDS;
 
+/**
+ * Kinds whose open alarm's text follows its condition: it names what is wrong (the racks nobody
+ * watches, why a group is not driven), and an operator acts on the names of now. The others carry a
+ * figure — an inlet's °C, a rate, a dew point — and keep the one they were raised at (the figure of
+ * now is in the group view and on /metrics): rewritten with every tenth of a degree, ~3 000 hot racks
+ * would write etcd ~100 times a second.
+ */
+export const TEXT_FOLLOWS: ReadonlySet<AlarmKind> = new Set<AlarmKind>([
+  'sensors-degraded',
+  'sensors-blind',
+  'group-not-driven',
+]);
+
 export function isAlarmKind(x: unknown): x is AlarmKind {
   return typeof x === 'string' && Object.hasOwn(ALARM_KINDS, x);
 }
@@ -156,8 +169,7 @@ export function raisedAlarm(r: Raise, by: string, atMs: number): StoredAlarm {
     severity: ALARM_KINDS[r.kind].severity,
     group: r.group,
     subject: r.subject,
-    message: clip(r.message, ALARM_TEXT_MAX),
-    value: r.value === null ? null : Math.round(r.value * 10) / 10,
+    ...storedText(r.message, r.value),
     raisedAtMs: atMs,
     raisedBy: by,
     clearedAtMs: null,
@@ -165,6 +177,25 @@ export function raisedAlarm(r: Raise, by: string, atMs: number): StoredAlarm {
     clearReason: null,
     ack: null,
     shelf: null,
+  };
+}
+
+/**
+ * An open alarm whose text follows its condition (the racks a sensor alarm names, an inlet's °C):
+ * the new message and value, everything else — its id, raise time, acknowledgement and shelf —
+ * kept. The same record when nothing changes or it is closed (a closed record keeps its last text).
+ */
+export function revised(a: StoredAlarm, message: string, value: number | null): StoredAlarm {
+  const t = storedText(message, value);
+  if (a.clearedAtMs !== null || (a.message === t.message && a.value === t.value)) return a;
+  return { ...a, ...t };
+}
+
+/** A condition's message and value as a record keeps them: clipped, and the value to 0.1. */
+export function storedText(message: string, value: number | null): { message: string; value: number | null } {
+  return {
+    message: clip(message, ALARM_TEXT_MAX),
+    value: value === null ? null : Math.round(value * 10) / 10,
   };
 }
 

@@ -6,7 +6,7 @@
 // Delay: a condition is active only after it held this long without a break (a sample inside the
 // band, or unknown, is a break). Hysteresis: it clears only once the value is back by the band.
 
-import { uncoveredRacksText } from '../sensors/verdict.ts';
+import { recoveryCause, uncoveredRacksText, type VerdictRecovery } from '../sensors/verdict.ts';
 import { flatString } from '../util/flat-string.ts';
 import { TypedSlab } from '../util/typed-slab.ts';
 import { ALARM_KINDS, type AlarmKind, conditionKey, type Severity } from './alarm.ts';
@@ -184,6 +184,8 @@ export interface GroupSnapshot {
   /** Per rack: the highest dew point of its sensor nodes with good temperature and %RH (null: none). */
   rackDewPointsC: Record<string, number | null> | RackFigures;
   verdict: 'ok' | 'degraded' | 'blind';
+  /** The verdict is kept while a better one has not held long enough (the view's `recovery`). */
+  recovery?: VerdictRecovery | null;
   configuredInletSensors: number;
   units: UnitSnapshot[];
   /** This node drives the group now; `problem`: its leader says it cannot, and why. */
@@ -630,7 +632,8 @@ function rackFigures(
 
 /**
  * "group zone-1: sensor trust degraded — 1 rack without a good inlet sensor: RA-03": the racks
- * nobody watches are what an operator must go and look at (coverage alone can hide them).
+ * nobody watches are what an operator must go and look at (coverage alone can hide them). Read
+ * again while the alarm is open: its text follows the racks (the engine rewrites it, rate-bound).
  */
 function sensorTrustText(g: string, s: GroupSnapshot, memory: RuleMemory): string {
   const { racks, c, order } = rackFigures(s.rackInletsC, memory);
@@ -638,8 +641,12 @@ function sensorTrustText(g: string, s: GroupSnapshot, memory: RuleMemory): strin
   for (const i of order) if (Number.isNaN(c[i]!)) uncovered.push(racks[i]!);
   const head = `group ${g}: sensor trust ${s.verdict}`;
   // With nothing good at all, every rack is unwatched: naming them says nothing more.
-  return uncovered.length > 0 && uncovered.length < racks.length
-    ? `${head} — ${uncoveredRacksText(uncovered)}`
+  if (uncovered.length > 0 && uncovered.length < racks.length)
+    return `${head} — ${uncoveredRacksText(uncovered)}`;
+  // Held while the better verdict proves itself: no running seconds here (a text that changed
+  // every check would be rewritten every TEXT_REVISE_MS for nothing).
+  return s.recovery
+    ? `${head} — recovering: ${recoveryCause(s.recovery, s.verdict)}, until that holds ${s.recovery.needS} s`
     : head;
 }
 

@@ -6,7 +6,9 @@
 // its acknowledgement, once etcd answers again; retention prunes cleared alarms only; a shelf that
 // runs out while the condition holds ends once, on time, on whichever node leads the group then;
 // an open record no open key names (a hand-deleted key, a partial restore) is closed by the cluster
-// owner rather than shown active for good; the owner re-sends, and closes, thousands of open alarms in a few round trips to etcd, not one each.
+// owner rather than shown active for good; the owner re-sends, and closes, thousands of open alarms in a few round trips to etcd, not one each;
+// an open alarm's text follows its condition (more racks unwatched, some back), acknowledged or
+// not, without a new notification and with at most one write per TEXT_REVISE_MS.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Etcd3 } from 'etcd3';
@@ -16,7 +18,7 @@ import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { startBroker } from '../../firmware-sim/mesh/broker.ts';
 import { conditionKey, raisedAlarm, shelvedFor } from '../../src/alarms/alarm.ts';
-import { AlarmEngine } from '../../src/alarms/alarm-engine.ts';
+import { AlarmEngine, TEXT_REVISE_MS } from '../../src/alarms/alarm-engine.ts';
 import { AlarmStore, RAISE_BATCH, READ_BATCH } from '../../src/alarms/alarm-store.ts';
 import { Notifier } from '../../src/alarms/notify.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
@@ -25,6 +27,7 @@ import { loadSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import type { GroupDriver } from '../../src/control/group-driver.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
+import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
@@ -105,6 +108,7 @@ function node(
     wallNow?: () => number;
     monoNow?: () => number;
     resendMs?: () => number;
+    sensors?: SensorStore;
   } = {},
 ) {
   const client = createEtcdClient({ ...fx.etcd.clientOptions(), callTimeoutMs: 2000 });
@@ -119,7 +123,7 @@ function node(
     leadership: leadershipOf(name, said),
     drivers: new Map([[GROUP, driverOf(unit)]]),
     devices,
-    sensors: () => undefined,
+    sensors: () => opts.sensors,
     config: () => ({ site: opts.site ?? site, nodes: ['n1', 'n2'] }),
     ...(opts.notifier ? { notifier: () => opts.notifier } : {}),
     ...(opts.wallNow ? { wallNow: opts.wallNow } : {}),
@@ -672,5 +676,113 @@ describe('alarm engine on etcd', () => {
     const trip = all.find((a) => a.kind === 'unit-tripped');
     expect(trip?.state).toBe('raised');
     expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 1');
+  });
+
+  it('an open sensors-degraded alarm follows the racks it names: ack kept, no new notification, writes rate-bound', async () => {
+    const prefix = freshPrefix();
+    let now = 10_000_000;
+    const sensors = new SensorStore(site, { now: () => now });
+    const group = site.controlGroups[0]!;
+    const nodeOf = (id: string) => site.sensorNodes.find((x) => x.id === id)!;
+    const [first, second] = [group.sensorNodes[1]!, group.sensorNodes[2]!];
+    const silent = new Set<string>();
+    let seqNo = 0;
+    const round = () => {
+      seqNo++;
+      for (const id of group.sensorNodes) {
+        if (silent.has(id)) continue;
+        const n = nodeOf(id);
+        sensors.ingestReport(
+          {
+            node: id,
+            gateway: n.gateway,
+            seq: seqNo,
+            readings: n.sensors.map((x) => ({
+              sensor: x.id,
+              kind: x.kind,
+              value: x.kind === 'humidity' ? 45 : 22 + (seqNo % 5) * 0.05,
+            })),
+          },
+          'mqtt',
+          now,
+        );
+      }
+    };
+    const sent: string[] = [];
+    const notifier = {
+      enabled: true,
+      notify: (a: { kind: string }, t: string) => {
+        if (a.kind === 'sensors-degraded') sent.push(t);
+      },
+      status: () => ({ sinks: [], failures: [] }),
+      stop: async () => {},
+    } as unknown as Notifier;
+    const n = node(
+      'n1',
+      prefix,
+      { healthy: true, leads: new Set([GROUP]), members: ['n1'] },
+      { mode: 'remote' },
+      {
+        sensors,
+        monoNow: () => now,
+        notifier,
+        resendMs: () => 3_600_000,
+      },
+    );
+    /** `s` seconds of the hall: the nodes not silent report every 10 s, the engine runs every second. */
+    const pass = async (s: number) => {
+      for (let i = 0; i < s; i++) {
+        if (i % 10 === 0) round();
+        await n.engine.evaluate();
+        now += 1000;
+      }
+    };
+    const degraded = async () => (await n.engine.list('active')).find((a) => a.kind === 'sensors-degraded');
+    const version = async (id: string) =>
+      Number((await n.client.get(n.store.key(id)).exec()).kvs[0]!.version);
+    const rack = (id: string) => nodeOf(id).rack;
+
+    await pass(10);
+    silent.add(first);
+    await pass(75); // stale after 30 s, raised after 30 s more
+    const raised = await degraded();
+    expect(raised?.message).toBe(
+      `group ${GROUP}: sensor trust degraded — 1 rack without a good inlet sensor: ${rack(first)}`,
+    );
+    await n.engine.acknowledge(raised!.id, 'op', 'on my way');
+    const afterAck = await version(raised!.id);
+    // Nothing changes for a minute: no write.
+    await pass(60);
+    expect(await version(raised!.id)).toBe(afterAck);
+    // A second rack goes unwatched: within a check period the open alarm names both, still acknowledged.
+    silent.add(second);
+    await pass(31 + TEXT_REVISE_MS / 1000 + 1);
+    const both = await degraded();
+    expect(both).toMatchObject({
+      id: raised!.id,
+      state: 'acknowledged',
+      ack: expect.objectContaining({ user: 'op', comment: 'on my way' }),
+      message: `group ${GROUP}: sensor trust degraded — 2 racks without a good inlet sensor: ${[rack(first), rack(second)].sort().join(', ')}`,
+    });
+    expect(await version(raised!.id)).toBe(afterAck + 1);
+    // The first comes back: the text names the one still unwatched.
+    silent.delete(first);
+    await pass(TEXT_REVISE_MS / 1000 + 2);
+    expect((await degraded())?.message).toBe(
+      `group ${GROUP}: sensor trust degraded — 1 rack without a good inlet sensor: ${rack(second)}`,
+    );
+    // Both back: covered, but the group keeps degraded through its recovery hold, and says so.
+    silent.delete(second);
+    await pass(TEXT_REVISE_MS / 1000 + 2);
+    expect((await degraded())?.message).toBe(
+      `group ${GROUP}: sensor trust degraded — recovering: ${rack(second)} covered again, until that holds 60 s`,
+    );
+    // Three text changes in three minutes: three writes, not one a second; one notification (the raise, the ack).
+    expect(await version(raised!.id)).toBe(afterAck + 3);
+    expect(sent).toEqual(['raised', 'acknowledged']);
+    // Held 60 s: ok, and the alarm clears (its clearing notified, as ever).
+    await pass(40);
+    expect(await degraded()).toBeUndefined();
+    expect(sent).toEqual(['raised', 'acknowledged', 'cleared']);
   });
 });
