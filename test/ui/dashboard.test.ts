@@ -338,6 +338,10 @@ describe('operator dashboard in a browser', () => {
     // The fakes have no sensor view: every sensor's trust says unknown, in words.
     expect(await text('#rack-details')).toMatch(/no sensor view/);
     expect(await text('#rack-details tbody')).toMatch(/\? unknown/);
+    // No good inlet reading is said once, in words: never "no data (no data)".
+    expect(await text('#rack-details .rack-summary')).toMatch(
+      /^Hottest good inlet: no data\. [✖?] (not trusted: none of \d+ inlet sensors good|no inlet sensors)\.$/,
+    );
     await page.click('#rack-close');
     expect(await page.evaluate<string>("document.activeElement?.getAttribute('data-id')")).toBe(id);
     noProblems();

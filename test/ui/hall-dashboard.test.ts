@@ -119,7 +119,7 @@ describe('the dashboard of a running hall', () => {
     const panel = await text(a, '#rack-details');
     expect(panel).toMatch(new RegExp(`Rack ${id}`));
     // The heat step may already have made its sensors noisy: either way the panel says which to trust.
-    expect(panel).toMatch(/Hottest good inlet: (\d+\.\d °C [▲✖]|no data)/);
+    expect(panel).toMatch(/Hottest good inlet: (\d+\.\d °C [▲✖] \(above the \d+ °C \w+ limit\)|no data)\. /);
     expect(panel).toMatch(/[✔◐✖] (trusted|partly trusted|not trusted): .* inlet sensors good/);
     const rows = await a.locator('#rack-details tr[data-sensor]').allInnerTexts();
     expect(rows.length).toBeGreaterThanOrEqual(4);

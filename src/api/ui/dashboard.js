@@ -676,6 +676,16 @@ function inletLevel(raw) {
   return { level: 'ok', mark: '', words: 'in the recommended range' };
 }
 
+/**
+ * A hottest good inlet in words, one way everywhere (rack panel, group table): "28.4 °C ▲ (above the
+ * 27 °C recommended limit)", or "no data" alone — the level's words already say it, never twice.
+ */
+function inletWords(c) {
+  const lv = inletLevel(c);
+  if (lv.level === 'none') return lv.words;
+  return `${fmt(c)} °C${lv.mark ? ` ${lv.mark}` : ''} (${lv.words})`;
+}
+
 /** Room placement: rooms side by side, 1 m apart; a room deeper than wide is turned a quarter so the page's width holds its length. */
 function layout(site) {
   const rooms = new Map();
@@ -971,7 +981,6 @@ function renderRack() {
     return;
   }
   const b = r.body;
-  const lv = inletLevel(b.inletMaxC);
   const trust = trustOf(b.goodInlets, b.inlets);
   const rows = b.sensors.map((s) => {
     const warnFlags = s.flags.length ? ` (${s.flags.join(', ')})` : '';
@@ -995,7 +1004,7 @@ function renderRack() {
     head,
     el('p', {
       class: 'rack-summary',
-      text: `Hottest good inlet: ${b.inletMaxC === null ? 'no data' : `${fmt(b.inletMaxC)} °C ${lv.mark}`} (${lv.words}). ${trust.mark} ${trust.text}.`,
+      text: `Hottest good inlet: ${inletWords(b.inletMaxC)}. ${trust.mark} ${trust.text}.`,
     }),
     el('p', {
       class: 'muted',
