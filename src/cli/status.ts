@@ -35,6 +35,11 @@ export interface StatusGroup {
   sensors: string | null;
   /** Racks of the group with no good inlet sensor, as its leader sees them (each one: at most degraded). */
   uncoveredRacks: string[];
+  /**
+   * Set while the group keeps a worse verdict than its sensors give now, until the better one has
+   * held `needS` (sensing.verdictRecoveryS): for how long it has, as its leader sees it.
+   */
+  recovery: { heldS: number; needS: number } | null;
   /** Whether its leader drives it; null when the leader could not be asked. */
   driven: boolean | null;
   /** Why its leader does not drive it, or why it could not be asked. */
@@ -64,7 +69,11 @@ interface GroupAnswer {
   mode: string | null;
   problem?: string | null;
   operator: OperatorState | null;
-  sensors: { verdict?: string; uncoveredRacks?: string[] } | null;
+  sensors: {
+    verdict?: string;
+    uncoveredRacks?: string[];
+    recovery?: { heldS: number; needS: number };
+  } | null;
 }
 
 /** The warnings of a report: different configs, members without a hash, groups without a leader or undriven. */
@@ -177,6 +186,7 @@ async function groupStatus(
     overrides: answer?.operator?.overrides ?? {},
     sensors: fromLeader ? (answer?.sensors?.verdict ?? null) : null,
     uncoveredRacks: fromLeader ? (answer?.sensors?.uncoveredRacks ?? []) : [],
+    recovery: fromLeader ? (answer?.sensors?.recovery ?? null) : null,
     driven: fromLeader ? (answer?.driving ?? false) : g.leader === null ? false : null,
     problem: fromLeader ? (answer?.problem ?? null) : problem,
     from,
@@ -253,6 +263,16 @@ function groupAnswer(body: unknown): GroupAnswer {
           ...(Array.isArray(b.sensors.uncoveredRacks)
             ? { uncoveredRacks: b.sensors.uncoveredRacks.filter((r): r is string => typeof r === 'string') }
             : {}),
+          ...(isRecord(b.sensors.recovery) &&
+          Number.isFinite(b.sensors.recovery.heldS) &&
+          Number.isFinite(b.sensors.recovery.needS)
+            ? {
+                recovery: {
+                  heldS: b.sensors.recovery.heldS as number,
+                  needS: b.sensors.recovery.needS as number,
+                },
+              }
+            : {}),
         }
       : null,
   };
@@ -265,6 +285,19 @@ function overrideText(id: string, ov: UnitOverride): string {
     ov.supplySetpointC !== undefined ? `sp ${ov.supplySetpointC}°C` : '',
   ].filter(Boolean);
   return `${id} ${parts.join(' ')}`;
+}
+
+/**
+ * The racks nobody watches are what someone must go and look at: named beside a degraded verdict
+ * (blind already says that little or nothing is seen). A verdict kept while a better one proves
+ * itself says so, or an operator who fixed the rack would read it as not fixed.
+ */
+function sensorsCell(g: StatusGroup): string | null {
+  if (g.sensors === 'degraded' && g.uncoveredRacks.length > 0)
+    return `${g.sensors} (${nameRacks(g.uncoveredRacks)})`;
+  if (g.sensors !== null && g.recovery)
+    return `${g.sensors} (recovering: ${Math.floor(g.recovery.heldS)} s of ${g.recovery.needS} s)`;
+  return g.sensors;
 }
 
 const yesNo = (b: boolean | null): string => (b === null ? '?' : b ? 'yes' : 'no');
@@ -287,11 +320,7 @@ export function formatStatus(r: StatusReport): string {
       g.epoch,
       g.mode,
       g.paused ? 'yes' : 'no',
-      // The racks nobody watches are what someone must go and look at: named beside a degraded
-      // verdict (blind already says that little or nothing is seen).
-      g.sensors === 'degraded' && g.uncoveredRacks.length > 0
-        ? `${g.sensors} (${nameRacks(g.uncoveredRacks)})`
-        : g.sensors,
+      sensorsCell(g),
       yesNo(g.driven),
       Object.entries(g.overrides)
         .map(([id, ov]) => overrideText(id, ov))

@@ -183,6 +183,7 @@ describe('status warnings', () => {
     overrides: {},
     sensors: 'ok',
     uncoveredRacks: [] as string[],
+    recovery: null as { heldS: number; needS: number } | null,
     driven: true,
     problem: null,
     from: 'n1',
@@ -229,5 +230,17 @@ describe('status warnings', () => {
     });
     expect(table).toMatch(/^zone-1\s+n1\s+3\s+degraded\s+no\s+degraded \(RA-03\)\s+yes\s+-$/m);
     expect(table).toMatch(/^zone-2 .* degraded \(RA-01, RA-02, RA-03, RA-04, RA-05 \+2 more\)\s+yes/m);
+  });
+
+  it('says a group is recovering while its better verdict has not held long enough', () => {
+    const table = formatStatus({
+      node: 'n1',
+      members: [member('n1', 'a')],
+      groups: [{ ...group, mode: 'degraded', sensors: 'degraded', recovery: { heldS: 12.7, needS: 60 } }],
+      warnings: [],
+    });
+    expect(table).toMatch(
+      /^zone-1\s+n1\s+3\s+degraded\s+no\s+degraded \(recovering: 12 s of 60 s\)\s+yes\s+-$/m,
+    );
   });
 });
