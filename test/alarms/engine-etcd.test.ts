@@ -785,4 +785,61 @@ describe('alarm engine on etcd', () => {
     expect(await degraded()).toBeUndefined();
     expect(sent).toEqual(['raised', 'acknowledged', 'cleared']);
   });
+
+  it('an open inlet alarm keeps the figure it was raised at: no rewrite as the inlet moves', async () => {
+    const prefix = freshPrefix();
+    let now = 20_000_000;
+    const sensors = new SensorStore(site, { now: () => now });
+    const group = site.controlGroups[0]!;
+    const nodeOf = (id: string) => site.sensorNodes.find((x) => x.id === id)!;
+    const hot = group.sensorNodes[0]!;
+    let hotC = 28;
+    let seqNo = 0;
+    const round = () => {
+      seqNo++;
+      for (const id of group.sensorNodes) {
+        const n = nodeOf(id);
+        sensors.ingestReport(
+          {
+            node: id,
+            gateway: n.gateway,
+            seq: seqNo,
+            readings: n.sensors.map((x) => ({
+              sensor: x.id,
+              kind: x.kind,
+              // Moving a little, as real sensors do (a value that never moves is judged stuck).
+              value: x.kind === 'humidity' ? 45 : (id === hot ? hotC : 22) + (seqNo % 5) * 0.05,
+            })),
+          },
+          'mqtt',
+          now,
+        );
+      }
+    };
+    const n = node(
+      'n1',
+      prefix,
+      { healthy: true, leads: new Set([GROUP]), members: ['n1'] },
+      { mode: 'remote' },
+      { sensors, monoNow: () => now, resendMs: () => 3_600_000 },
+    );
+    const pass = async (s: number) => {
+      for (let i = 0; i < s; i++) {
+        if (i % 10 === 0) round();
+        await n.engine.evaluate();
+        now += 1000;
+      }
+    };
+    const inlet = async () => (await n.engine.list('active')).find((a) => a.kind === 'inlet-recommended');
+    await pass(75); // above 27 °C for the 60 s delay
+    const raised = await inlet();
+    expect(raised?.value).toBeGreaterThanOrEqual(28);
+    expect(raised?.value).toBeLessThan(28.3);
+    const version = async () => Number((await n.client.get(n.store.key(raised!.id)).exec()).kvs[0]!.version);
+    const before = await version();
+    hotC = 28.6;
+    await pass(2 * (TEXT_REVISE_MS / 1000) + 5);
+    expect(await inlet()).toMatchObject({ id: raised!.id, value: raised!.value, message: raised!.message });
+    expect(await version()).toBe(before);
+  });
 });
