@@ -424,15 +424,7 @@ export class AlarmStore {
       let done = false;
       if (ready.length > 0) {
         const res = await this.call('clear', (o) => {
-          const [first, ...rest] = ready;
-          let txn = client
-            .if(this.openKey(first!.condition), 'Value', '==', first!.id)
-            .and(this.key(first!.id), 'Mod', '==', first!.c.modRevision);
-          for (const x of rest)
-            txn = txn
-              .and(this.openKey(x.condition), 'Value', '==', x.id)
-              .and(this.key(x.id), 'Mod', '==', x.c.modRevision);
-          return txn
+          return this.unchangedSinceRead(ready)
             .then(
               ...ready.flatMap((x) => [
                 client.delete().key(this.openKey(x.condition)),
@@ -507,15 +499,7 @@ export class AlarmStore {
       });
       if (ready.length === 0) continue;
       const res = await this.call('revise', (o) => {
-        const [first, ...rest] = ready;
-        let txn = client
-          .if(this.openKey(first!.condition), 'Value', '==', first!.id)
-          .and(this.key(first!.id), 'Mod', '==', first!.c.modRevision);
-        for (const x of rest)
-          txn = txn
-            .and(this.openKey(x.condition), 'Value', '==', x.id)
-            .and(this.key(x.id), 'Mod', '==', x.c.modRevision);
-        return txn
+        return this.unchangedSinceRead(ready)
           .then(...ready.map((x) => client.put(this.key(x.id)).value(wireJson(x.next))))
           .options(o)
           .commit();
@@ -523,6 +507,25 @@ export class AlarmStore {
       if (res.succeeded) done.push(...ready.map((x) => x.next));
     }
     return done;
+  }
+
+  /**
+   * A transaction's guard for open records read a moment ago: each condition's open key still
+   * names the record, and the record is at the revision read (nobody acknowledged, shelved,
+   * revised or closed it in between). One change anywhere fails the whole batch.
+   */
+  private unchangedSinceRead(
+    records: readonly { condition: string; id: string; c: { modRevision: string } }[],
+  ) {
+    const [first, ...rest] = records;
+    let txn = this.opts.client
+      .if(this.openKey(first!.condition), 'Value', '==', first!.id)
+      .and(this.key(first!.id), 'Mod', '==', first!.c.modRevision);
+    for (const x of rest)
+      txn = txn
+        .and(this.openKey(x.condition), 'Value', '==', x.id)
+        .and(this.key(x.id), 'Mod', '==', x.c.modRevision);
+    return txn;
   }
 
   /** The shelved index as `a` wants it: its shelf's end while it is open and shelved, else no key. */
