@@ -156,6 +156,42 @@ async function alertReceiver(): Promise<{ url: string; got: Record<string, unkno
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v2/alerts`, got };
 }
 
+/**
+ * One report from each of `nodes` per call, through the store's ingest as MQTT brings them: inlets
+ * at `inletC(node)` (null: the node is silent) moving a little, as real sensors do (a value that
+ * never moves is judged stuck), humidity at 45 %.
+ */
+function reporter(
+  sensors: SensorStore,
+  nodes: readonly string[],
+  now: () => number,
+  inletC: (node: string) => number | null,
+): () => void {
+  let seq = 0;
+  return () => {
+    seq++;
+    for (const id of nodes) {
+      const c = inletC(id);
+      if (c === null) continue;
+      const n = site.sensorNodes.find((x) => x.id === id)!;
+      sensors.ingestReport(
+        {
+          node: id,
+          gateway: n.gateway,
+          seq,
+          readings: n.sensors.map((x) => ({
+            sensor: x.id,
+            kind: x.kind,
+            value: x.kind === 'humidity' ? 45 : c + (seq % 5) * 0.05,
+          })),
+        },
+        'mqtt',
+        now(),
+      );
+    }
+  };
+}
+
 describe('alarm engine on etcd', () => {
   it('two nodes that both think they lead raise a trip once, and only the winner notifies', async () => {
     const got: unknown[] = [];
@@ -686,28 +722,12 @@ describe('alarm engine on etcd', () => {
     const nodeOf = (id: string) => site.sensorNodes.find((x) => x.id === id)!;
     const [first, second] = [group.sensorNodes[1]!, group.sensorNodes[2]!];
     const silent = new Set<string>();
-    let seqNo = 0;
-    const round = () => {
-      seqNo++;
-      for (const id of group.sensorNodes) {
-        if (silent.has(id)) continue;
-        const n = nodeOf(id);
-        sensors.ingestReport(
-          {
-            node: id,
-            gateway: n.gateway,
-            seq: seqNo,
-            readings: n.sensors.map((x) => ({
-              sensor: x.id,
-              kind: x.kind,
-              value: x.kind === 'humidity' ? 45 : 22 + (seqNo % 5) * 0.05,
-            })),
-          },
-          'mqtt',
-          now,
-        );
-      }
-    };
+    const round = reporter(
+      sensors,
+      group.sensorNodes,
+      () => now,
+      (id) => (silent.has(id) ? null : 22),
+    );
     const sent: string[] = [];
     const notifier = {
       enabled: true,
@@ -791,31 +811,14 @@ describe('alarm engine on etcd', () => {
     let now = 20_000_000;
     const sensors = new SensorStore(site, { now: () => now });
     const group = site.controlGroups[0]!;
-    const nodeOf = (id: string) => site.sensorNodes.find((x) => x.id === id)!;
     const hot = group.sensorNodes[0]!;
     let hotC = 28;
-    let seqNo = 0;
-    const round = () => {
-      seqNo++;
-      for (const id of group.sensorNodes) {
-        const n = nodeOf(id);
-        sensors.ingestReport(
-          {
-            node: id,
-            gateway: n.gateway,
-            seq: seqNo,
-            readings: n.sensors.map((x) => ({
-              sensor: x.id,
-              kind: x.kind,
-              // Moving a little, as real sensors do (a value that never moves is judged stuck).
-              value: x.kind === 'humidity' ? 45 : (id === hot ? hotC : 22) + (seqNo % 5) * 0.05,
-            })),
-          },
-          'mqtt',
-          now,
-        );
-      }
-    };
+    const round = reporter(
+      sensors,
+      group.sensorNodes,
+      () => now,
+      (id) => (id === hot ? hotC : 22),
+    );
     const n = node(
       'n1',
       prefix,
