@@ -30,6 +30,7 @@ import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
+import { reportNodes } from '../support/sensor-reports.ts';
 
 const fx = useEtcdFixture('alarms-engine');
 const site: Site = await loadSite('config/demo-site.yaml');
@@ -170,25 +171,13 @@ function reporter(
   let seq = 0;
   return () => {
     seq++;
-    for (const id of nodes) {
-      const c = inletC(id);
-      if (c === null) continue;
-      const n = site.sensorNodes.find((x) => x.id === id)!;
-      sensors.ingestReport(
-        {
-          node: id,
-          gateway: n.gateway,
-          seq,
-          readings: n.sensors.map((x) => ({
-            sensor: x.id,
-            kind: x.kind,
-            value: x.kind === 'humidity' ? 45 : c + (seq % 5) * 0.05,
-          })),
-        },
-        'mqtt',
-        now(),
-      );
-    }
+    reportNodes(
+      sensors,
+      site,
+      nodes.filter((id) => inletC(id) !== null),
+      (n, s) => (s.kind === 'humidity' ? 45 : inletC(n.id)! + (seq % 5) * 0.05),
+      { seq, atMs: now() },
+    );
   };
 }
 

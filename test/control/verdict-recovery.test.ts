@@ -14,6 +14,7 @@ import {
   type UnitInput,
 } from '../../src/control/law/group-controller.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
+import { reportNodes } from '../support/sensor-reports.ts';
 
 const base = generateSite(demoShape);
 const group = base.controlGroups[0]!;
@@ -43,23 +44,12 @@ function run(site: Site, periods: number, flapFromS = 120, steadyFromS = Number.
   const cfg = groupControlConfig(site, group.id);
   const seqs = new Map<string, number>();
   const report = (id: string, t: number) => {
-    const n = nodeOf(id);
     const seq = (seqs.get(id) ?? 0) + 1;
     seqs.set(id, seq);
-    store.ingestReport(
-      {
-        node: id,
-        gateway: n.gateway,
-        seq,
-        readings: n.sensors.map((s) => ({
-          sensor: s.id,
-          kind: s.kind,
-          value: s.kind === 'humidity' ? 45 : 22 + ((seq * 7 + t) % 5) * 0.04,
-        })),
-      },
-      'mqtt',
-      now,
-    );
+    reportNodes(store, site, [id], (_, x) => (x.kind === 'humidity' ? 45 : 22 + ((seq * 7 + t) % 5) * 0.04), {
+      seq,
+      atMs: now,
+    });
   };
   let out: GroupControlOutput | null = null;
   const r: Run = { modes: [], fanMin: [], sensorReasons: [], firstUncoveredS: -1 };

@@ -7,6 +7,7 @@ import { alarmDelays, alarmLimits } from '../../src/alarms/alarm-schema.ts';
 import { evaluateGroup, newMemory } from '../../src/alarms/rules.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { judgeVerdict, nameRacks } from '../../src/sensors/verdict.ts';
+import { type ReportFields, reportNodes } from '../support/sensor-reports.ts';
 
 const site = generateSite(demoShape);
 const group = site.controlGroups[0]!;
@@ -16,28 +17,15 @@ const rackOf = (id: string) => nodeOf(id).rack;
 function setup() {
   let now = 1_000_000;
   const store = new SensorStore(site, { now: () => now });
-  /** Every node of the group but `silent` reports, healthy; `extra` goes into each report. */
-  const feed = (seq: number, silent: ReadonlySet<string> = new Set(), extra: object = {}) => {
-    for (const id of group.sensorNodes) {
-      if (silent.has(id)) continue;
-      const n = nodeOf(id);
-      store.ingestReport(
-        {
-          node: id,
-          gateway: n.gateway,
-          seq,
-          readings: n.sensors.map((s) => ({
-            sensor: s.id,
-            kind: s.kind,
-            value: s.kind === 'humidity' ? 45 : 22 + ((seq * 7 + id.length) % 5) * 0.05,
-          })),
-          ...extra,
-        },
-        'mqtt',
-        now,
-      );
-    }
-  };
+  /** Every node of the group but `silent` reports, healthy; `fields` go into each report. */
+  const feed = (seq: number, silent: ReadonlySet<string> = new Set(), fields: ReportFields = {}) =>
+    reportNodes(
+      store,
+      site,
+      group.sensorNodes.filter((id) => !silent.has(id)),
+      (n, s) => (s.kind === 'humidity' ? 45 : 22 + ((seq * 7 + n.id.length) % 5) * 0.05),
+      { seq, atMs: now, fields },
+    );
   const advance = (ms: number) => {
     now += ms;
   };

@@ -7,6 +7,7 @@ import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { Report } from '../../src/sensors/report.ts';
 import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
 import { captureLogs } from '../support/log-lines.ts';
+import { reportNodes } from '../support/sensor-reports.ts';
 
 const site = generateSite(demoShape);
 const group = site.controlGroups[0]!;
@@ -40,23 +41,13 @@ function setup(opts: { logger?: import('pino').Logger } = {}) {
 
 /** Every node of the group reports once, healthy. */
 function feedGroup(t: ReturnType<typeof setup>, seq: number) {
-  for (const id of group.sensorNodes) {
-    const n = site.sensorNodes.find((x) => x.id === id)!;
-    t.store.ingestReport(
-      {
-        node: id,
-        gateway: n.gateway,
-        seq,
-        readings: n.sensors.map((s) => ({
-          sensor: s.id,
-          kind: s.kind,
-          value: s.kind === 'humidity' ? 45 : 22 + ((seq * 7 + id.length) % 5) * 0.05,
-        })),
-      },
-      'mqtt',
-      t.now(),
-    );
-  }
+  reportNodes(
+    t.store,
+    site,
+    group.sensorNodes,
+    (n, s) => (s.kind === 'humidity' ? 45 : 22 + ((seq * 7 + n.id.length) % 5) * 0.05),
+    { seq, atMs: t.now() },
+  );
 }
 
 describe('sensor store', () => {

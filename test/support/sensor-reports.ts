@@ -4,7 +4,11 @@
 // sensor-trust tests, so a change to the report shape is made once.
 import type { RackClimate } from '../../firmware-sim/thermal/types.ts';
 import type { SensorKindName, SensorNode, Site } from '../../src/config/site-schema.ts';
+import type { Report } from '../../src/sensors/report.ts';
 import type { SensorStore } from '../../src/sensors/sensor-store.ts';
+
+/** What a report may say besides its readings. */
+export type ReportFields = Partial<Pick<Report, 'batteryPct' | 'rssiDbm' | 'hops'>>;
 
 /** A sensor's value in one report; `index` is the node's position in the list reported. */
 export type SensorValueOf = (
@@ -15,15 +19,20 @@ export type SensorValueOf = (
 
 /**
  * Every node of `nodeIds` reports once, with sequence number `seq` (default 1), received at the
- * store's monotonic `atMs` (default: its clock now). Throws if the store drops a report: a fixture
- * that feeds nothing would let a test pass for the wrong reason.
+ * store's monotonic `atMs` (default: its clock now), with `fields` (battery, RSSI…) in each. Throws
+ * if the store drops a report: a fixture that feeds nothing would let a test pass for the wrong
+ * reason.
  */
 export function reportNodes(
   store: SensorStore,
   site: Site,
   nodeIds: readonly string[],
   reading: SensorValueOf,
-  opts: { seq?: number; atMs?: number } = {},
+  opts: {
+    seq?: number;
+    atMs?: number;
+    fields?: ReportFields;
+  } = {},
 ): void {
   const byId = new Map(site.sensorNodes.map((n) => [n.id, n]));
   for (const [index, id] of nodeIds.entries()) {
@@ -35,6 +44,7 @@ export function reportNodes(
         gateway: n.gateway,
         seq: opts.seq ?? 1,
         readings: n.sensors.map((s) => ({ sensor: s.id, kind: s.kind, value: reading(n, s, index) })),
+        ...opts.fields,
       },
       'mqtt',
       opts.atMs ?? store.nowMs(),
