@@ -29,19 +29,24 @@ async function metric(gw: GatewayProcess, name: string): Promise<number | undefi
   return hit === undefined ? undefined : Number(hit.slice(name.length + 1));
 }
 
+/** A gateway whose state file is on a tmpfs of its own (to fill or turn read-only), its one line dead. */
+async function gatewayOnTmpfs(name: string): Promise<{ disk: Tmpfs; gw: GatewayProcess }> {
+  const disk = mountTmpfs(join(dir, name));
+  mounts.push(disk);
+  const config = writeConfig(dir, name, {
+    gateway: name,
+    listen: { host: '127.0.0.1', port: 0 },
+    http: { host: '127.0.0.1', port: 0 },
+    stateFile: join(disk.dir, 'epochs.json'),
+    lines: [{ name: 'gone', tcp: { host: '127.0.0.1', port: await freePort('127.0.0.1') } }],
+    units: [{ id: 1, line: 'gone' }],
+  });
+  return { disk, gw: await startGateway(config) };
+}
+
 describe('coolctl_gateway_state_file_failing', () => {
   it('0 while the file is written, 1 while it fails with no leader writing, 0 once the disk is back', async () => {
-    const disk = mountTmpfs(join(dir, 'state'));
-    mounts.push(disk);
-    const config = writeConfig(dir, 'gauge', {
-      gateway: 'gauge',
-      listen: { host: '127.0.0.1', port: 0 },
-      http: { host: '127.0.0.1', port: 0 },
-      stateFile: join(disk.dir, 'epochs.json'),
-      lines: [{ name: 'gone', tcp: { host: '127.0.0.1', port: await freePort('127.0.0.1') } }],
-      units: [{ id: 1, line: 'gone' }],
-    });
-    const gw = await startGateway(config);
+    const { disk, gw } = await gatewayOnTmpfs('gauge');
     expect(await metric(gw, 'coolctl_gateway_state_file_failing')).toBe(0);
 
     disk.readOnly(true);
@@ -73,17 +78,7 @@ describe('coolctl_gateway_state_file_failing', () => {
   ] as const)(
     '%s with no raise at all: 1 within one check, /healthz says %s, 0 again with the disk',
     async (mode, errno) => {
-      const disk = mountTmpfs(join(dir, `quiet-${mode}`));
-      mounts.push(disk);
-      const config = writeConfig(dir, `quiet-${mode}`, {
-        gateway: `quiet-${mode}`,
-        listen: { host: '127.0.0.1', port: 0 },
-        http: { host: '127.0.0.1', port: 0 },
-        stateFile: join(disk.dir, 'epochs.json'),
-        lines: [{ name: 'gone', tcp: { host: '127.0.0.1', port: await freePort('127.0.0.1') } }],
-        units: [{ id: 1, line: 'gone' }],
-      });
-      const gw = await startGateway(config);
+      const { disk, gw } = await gatewayOnTmpfs(`quiet-${mode}`);
       expect(await metric(gw, 'coolctl_gateway_state_file_failing')).toBe(0);
 
       if (mode === 'full') disk.fill();
