@@ -63,14 +63,14 @@ export function judgeVerdict(
 }
 
 /**
- * How long a better verdict must hold before a group takes it, s (`sensing.verdictRecoveryS`):
- * twice the stale window of a node at the default 10 s interval (`staleIntervals` 3: 30 s). A node
+ * How long a better verdict must hold before a flapping group takes it, s
+ * (`sensing.verdictRecoveryS`): twice the stale window of a node at the default 10 s interval (`staleIntervals` 3: 30 s). A node
  * on a marginal link that lets one or a few reports through is good for a stale window each time,
  * so a shorter hold would let its rack flip the group's mode — and fan floor — with every report.
  */
 export const VERDICT_RECOVERY_S = 60;
 
-/** Worse is larger: entering a larger rank is immediate, returning to a smaller one waits. */
+/** Worse is larger: entering a larger rank is immediate, returning to a smaller one may wait. */
 const RANK: Readonly<Record<Verdict, number>> = { ok: 0, degraded: 1, blind: 2 };
 const BY_RANK: readonly Verdict[] = ['ok', 'degraded', 'blind'];
 
@@ -107,21 +107,31 @@ export function recoveryCause(r: VerdictRecovery, from: Verdict): string {
 }
 
 /**
- * One group's verdict over time: a worse verdict is taken at once (safety first), a better one only
- * once it held `recoveryMs` without a break, so a rack whose node drops in and out keeps the group
- * degraded instead of flipping its mode with every report. A better verdict the group never had
- * since this memory began (a start: sensors blind until their first reports) is taken at once —
- * there is nothing to return to, and a start is no flap. Lives in the sensor store and moves when a
- * group's figures are taken (its leader's loop each period; elsewhere only when asked): a node
- * that takes a group over goes on from what it last saw of it — a hold it left runs again from the
- * takeover — and a node that never judged the group takes the sensors' verdict at once.
+ * A group flaps when it left a verdict twice within this many recovery times: its third return to
+ * that verdict, and each one after, waits out the hold.
+ */
+const FLAP_WINDOW_RECOVERIES = 10;
+
+/**
+ * One group's verdict over time: a worse verdict is taken at once (safety first); a better one at
+ * once too, unless the group is flapping — it left that verdict twice within
+ * FLAP_WINDOW_RECOVERIES recovery times — and then only once the better verdict held `recoveryMs`
+ * without a break. So a rack whose node drops in and out stops flipping its group's mode (and fan
+ * floor) after its second dropout, while a single blip (a spurious gateway status, one lost report)
+ * costs no more than it lasts: held blind for a minute, a group's units would run at full fans for
+ * nothing. Lives in the sensor store and moves when a group's figures are taken (its leader's loop
+ * each period; elsewhere only when asked): a node that takes a group over goes on from what it
+ * last saw of it, and a node that never judged the group starts with no departures on record.
  */
 export class VerdictHold {
   private held = -1;
-  /** The best rank the group has had (3: none yet). */
-  private best = 3;
   /** Per rank 0 (ok) and 1 (degraded): since when the sensors' verdict is that good or better (NaN: it is not). */
   private readonly since = [Number.NaN, Number.NaN];
+  /** Per rank 0 and 1: the last two times the held verdict left it for a worse one (NaN: none). */
+  private readonly left = [
+    [Number.NaN, Number.NaN],
+    [Number.NaN, Number.NaN],
+  ];
   private racks: readonly string[] = [];
   private atMs = Number.NEGATIVE_INFINITY;
 
@@ -141,14 +151,21 @@ export class VerdictHold {
       this.since[k] = r > k ? Number.NaN : Number.isNaN(this.since[k]!) ? now : this.since[k]!;
     if (r > 0) this.racks = raw.uncoveredRacks;
     if (this.held < 0 || r >= this.held) {
+      for (let k = Math.max(this.held, 0); k < r && this.held >= 0; k++) {
+        const left = this.left[k]!;
+        left[0] = left[1]!;
+        left[1] = now;
+      }
       this.held = r;
-      this.best = Math.min(this.best, r);
       return { verdict: raw.verdict, reasons: raw.reasons, recovery: null };
     }
+    const flapping = (k: number) => {
+      const [before, last] = this.left[k]!;
+      return last! - before! <= FLAP_WINDOW_RECOVERIES * recoveryMs;
+    };
     for (let k = r; k < this.held; k++)
-      if (k < this.best || now - this.since[k]! >= recoveryMs) {
+      if (!flapping(k) || now - this.since[k]! >= recoveryMs) {
         this.held = k;
-        this.best = Math.min(this.best, k);
         break;
       }
     if (this.held === r) return { verdict: raw.verdict, reasons: raw.reasons, recovery: null };

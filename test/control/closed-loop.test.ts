@@ -126,14 +126,11 @@ describe('closed loop on the thermal model', () => {
     }
     const before = group.airHandlers.map((a) => h.command(a).fanPct);
     for (const n of group.sensorNodes) h.sensorFault(n, '*', null);
-    h.run(30); // three reports' worth: the sensors are ok again, the group keeps blind for the hold
-    expect(h.last.get('zone-2')!.out.mode).toBe('blind');
-    expect(h.store.view('zone-2').recovery).toMatchObject({ to: 'ok', needS: 60 });
-    h.run(45); // the sensors ok for verdictRecoveryS (60 s) without a break: normal again
+    h.run(30); // three reports' worth: the view is ok again
     expect(h.last.get('zone-2')!.out.mode).toBe('normal');
     group.airHandlers.forEach((a, i) => {
       expect(Math.abs(h.command(a).fanPct - before[i]!)).toBeLessThanOrEqual(
-        cfg.tuning.fan.rampDownPctPerS * 45,
+        cfg.tuning.fan.rampDownPctPerS * 30,
       );
     });
     h.run(HOUR);

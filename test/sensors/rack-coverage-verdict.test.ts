@@ -48,23 +48,9 @@ describe('group verdict by rack', () => {
     expect(v.reasons).toEqual([`1 rack without a good inlet sensor: ${rackOf(dead)}`]);
     // the figures beside control (alarms, /metrics, dashboard) carry the same verdict
     expect(t.store.figures(group.id, 1000).view.verdict).toBe('degraded');
-    // the node reports again: covered, but ok only once that held verdictRecoveryS (60 s)
+    // the node reports again: ok again
     t.feed(3);
-    expect(t.store.view(group.id)).toMatchObject({
-      verdict: 'degraded',
-      uncoveredRacks: [],
-      reasons: [`recovering: ${rackOf(dead)} covered again for 0 s of 60 s`],
-    });
-    for (let seq = 4; seq <= 10; seq++) {
-      t.advance(10_000);
-      t.feed(seq);
-    }
-    expect(t.store.view(group.id)).toMatchObject({
-      verdict: 'ok',
-      uncoveredRacks: [],
-      reasons: [],
-      recovery: null,
-    });
+    expect(t.store.view(group.id)).toMatchObject({ verdict: 'ok', uncoveredRacks: [], reasons: [] });
   });
 
   it('a rack that keeps one good inlet is covered; a warning flag does not uncover it', () => {

@@ -324,13 +324,7 @@ describe('sensor store', () => {
     t.advance(31_000);
     expect(t.store.view(group.id).verdict).toBe('blind');
     expect(t.store.view(group.id).inletMaxC).toBeNull();
-    // every node back: the group had been ok, so it returns only once that held 60 s (verdictRecoveryS)
     feedGroup(t, 3);
-    expect(t.store.view(group.id)).toMatchObject({ verdict: 'blind', recovery: { to: 'ok', heldS: 0 } });
-    for (let seq = 4; seq <= 10; seq++) {
-      t.advance(10_000);
-      feedGroup(t, seq);
-    }
     expect(t.store.view(group.id).verdict).toBe('ok');
     t.store.setGatewayOnline(node.gateway, false, 'last will');
     expect(t.store.view(group.id).verdict).not.toBe('ok');
