@@ -646,7 +646,7 @@ function sensorTrustText(g: string, s: GroupSnapshot, memory: RuleMemory): strin
   // Held while the better verdict proves itself: no running seconds here (a text that changed
   // every check would be rewritten every TEXT_REVISE_MS for nothing).
   return s.recovery
-    ? `${head} — recovering: ${recoveryCause(s.recovery, s.verdict)}, until that holds ${s.recovery.needS} s`
+    ? `${head} — recovering: ${recoveryCause(s.recovery)}, until that holds ${s.recovery.needS} s`
     : head;
 }
 

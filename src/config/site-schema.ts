@@ -429,7 +429,7 @@ export const SensingSchema = T.Object(
         maximum: 3600,
         default: VERDICT_RECOVERY_S,
         description:
-          'a flapping group (one that left a verdict twice within 10 times this) returns to it only once its sensors gave it this long without a break, s (a worse verdict is taken at once)',
+          'a flapping group (one that left ok twice within 10 times this) returns to ok only once its sensors said ok this long without a break, degraded meanwhile, s (any other change is taken at once)',
       }),
     ),
     maxReportsPerNodePerS: T.Optional(

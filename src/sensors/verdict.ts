@@ -70,11 +70,7 @@ export function judgeVerdict(
  */
 export const VERDICT_RECOVERY_S = 60;
 
-/** Worse is larger: entering a larger rank is immediate, returning to a smaller one may wait. */
-const RANK: Readonly<Record<Verdict, number>> = { ok: 0, degraded: 1, blind: 2 };
-const BY_RANK: readonly Verdict[] = ['ok', 'degraded', 'blind'];
-
-/** Why a group keeps a worse verdict than its sensors now give: the better one has not held long enough. */
+/** Why a flapping group is kept degraded while its sensors say ok: that has not held long enough. */
 export interface VerdictRecovery {
   /** The verdict the sensors give now. */
   to: Verdict;
@@ -93,45 +89,42 @@ export interface HeldVerdict {
 }
 
 /**
- * "recovering: RA-03 covered again for 12 s of 60 s" — the line a recovering group's reasons end
- * with. `from`: the verdict kept (the line says what came back since it was entered).
+ * "recovering: RA-03 covered again for 12 s of 60 s" — the line a group held degraded ends its
+ * reasons with.
  */
-export function recoveryText(r: VerdictRecovery, from: Verdict): string {
-  return `recovering: ${recoveryCause(r, from)} for ${Math.floor(r.heldS)} s of ${r.needS} s`;
+export function recoveryText(r: VerdictRecovery): string {
+  return `recovering: ${recoveryCause(r)} for ${Math.floor(r.heldS)} s of ${r.needS} s`;
 }
 
-/** "RA-03 covered again": what came back since the kept verdict `from` was entered. */
-export function recoveryCause(r: VerdictRecovery, from: Verdict): string {
-  if (from === 'blind') return 'good inlets seen again';
+/** "RA-03 covered again": what came back since the group was last worse than ok. */
+export function recoveryCause(r: VerdictRecovery): string {
   return r.racks.length > 0 ? `${nameRacks(r.racks)} covered again` : 'coverage at okCoverage again';
 }
 
 /**
- * A group flaps when it left a verdict twice within this many recovery times: its third return to
- * that verdict, and each one after, waits out the hold.
+ * A group flaps when it left `ok` twice within this many recovery times: its third return to `ok`,
+ * and each one after, waits out the hold.
  */
 const FLAP_WINDOW_RECOVERIES = 10;
 
 /**
- * One group's verdict over time: a worse verdict is taken at once (safety first); a better one at
- * once too, unless the group is flapping — it left that verdict twice within
- * FLAP_WINDOW_RECOVERIES recovery times — and then only once the better verdict held `recoveryMs`
- * without a break. So a rack whose node drops in and out stops flipping its group's mode (and fan
- * floor) after its second dropout, while a single blip (a spurious gateway status, one lost report)
- * costs no more than it lasts: held blind for a minute, a group's units would run at full fans for
- * nothing. Lives in the sensor store and moves when a group's figures are taken (its leader's loop
- * each period; elsewhere only when asked): a node that takes a group over goes on from what it
- * last saw of it, and a node that never judged the group starts with no departures on record.
+ * One group's verdict over time. A worse verdict is taken at once (safety first), and so is a
+ * better one, but for one case: a flapping group — it left `ok` twice within FLAP_WINDOW_RECOVERIES
+ * recovery times — returns to `ok` only once the sensors have said ok for `recoveryMs` without a
+ * break, and stays `degraded` (not blind) meanwhile. So a rack whose node drops in and out stops
+ * flipping its group's mode (and fan floor) after its second dropout, while a single blip (a
+ * spurious gateway status, one lost report) costs no more than it lasts, and a group out of blind
+ * is driven on its sensors at once: held blind, its units would run at full fans for nothing. Lives
+ * in the sensor store and moves when a group's figures are taken (its leader's loop each period;
+ * elsewhere only when asked): a node that takes a group over goes on from what it last saw of it,
+ * and a node that never judged the group starts with no departures on record.
  */
 export class VerdictHold {
-  private held = -1;
-  /** Per rank 0 (ok) and 1 (degraded): since when the sensors' verdict is that good or better (NaN: it is not). */
-  private readonly since = [Number.NaN, Number.NaN];
-  /** Per rank 0 and 1: the last two times the held verdict left it for a worse one (NaN: none). */
-  private readonly left = [
-    [Number.NaN, Number.NaN],
-    [Number.NaN, Number.NaN],
-  ];
+  private held: Verdict | undefined;
+  /** Since when the sensors' verdict is ok (NaN: it is not). */
+  private okSince = Number.NaN;
+  /** The last two times the held verdict left ok for a worse one (NaN: none). */
+  private readonly leftOk = [Number.NaN, Number.NaN];
   private racks: readonly string[] = [];
   private atMs = Number.NEGATIVE_INFINITY;
 
@@ -146,39 +139,32 @@ export class VerdictHold {
   ): HeldVerdict {
     const now = Math.max(nowMs, this.atMs);
     this.atMs = now;
-    const r = RANK[raw.verdict];
-    for (let k = 0; k < 2; k++)
-      this.since[k] = r > k ? Number.NaN : Number.isNaN(this.since[k]!) ? now : this.since[k]!;
-    if (r > 0) this.racks = raw.uncoveredRacks;
-    if (this.held < 0 || r >= this.held) {
-      for (let k = Math.max(this.held, 0); k < r && this.held >= 0; k++) {
-        const left = this.left[k]!;
-        left[0] = left[1]!;
-        left[1] = now;
+    if (raw.verdict !== 'ok') {
+      this.okSince = Number.NaN;
+      this.racks = raw.uncoveredRacks;
+      if (this.held === 'ok') {
+        this.leftOk[0] = this.leftOk[1]!;
+        this.leftOk[1] = now;
       }
-      this.held = r;
+    } else if (Number.isNaN(this.okSince)) this.okSince = now;
+    const flapping = this.leftOk[1]! - this.leftOk[0]! <= FLAP_WINDOW_RECOVERIES * recoveryMs;
+    if (
+      raw.verdict !== 'ok' ||
+      this.held === 'ok' ||
+      this.held === undefined ||
+      !flapping ||
+      now - this.okSince >= recoveryMs
+    ) {
+      this.held = raw.verdict;
       return { verdict: raw.verdict, reasons: raw.reasons, recovery: null };
     }
-    const flapping = (k: number) => {
-      const [before, last] = this.left[k]!;
-      return last! - before! <= FLAP_WINDOW_RECOVERIES * recoveryMs;
-    };
-    for (let k = r; k < this.held; k++)
-      if (!flapping(k) || now - this.since[k]! >= recoveryMs) {
-        this.held = k;
-        break;
-      }
-    if (this.held === r) return { verdict: raw.verdict, reasons: raw.reasons, recovery: null };
+    this.held = 'degraded';
     const recovery: VerdictRecovery = {
-      to: raw.verdict,
-      heldS: (now - this.since[this.held - 1]!) / 1000,
+      to: 'ok',
+      heldS: (now - this.okSince) / 1000,
       needS: recoveryMs / 1000,
       racks: this.racks,
     };
-    return {
-      verdict: BY_RANK[this.held]!,
-      reasons: [...raw.reasons, recoveryText(recovery, BY_RANK[this.held]!)],
-      recovery,
-    };
+    return { verdict: 'degraded', reasons: [recoveryText(recovery)], recovery };
   }
 }

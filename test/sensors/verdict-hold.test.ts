@@ -54,21 +54,27 @@ describe('VerdictHold', () => {
     expect(h.judge(raw('ok'), 603_000, 60_000).verdict).toBe('ok');
   });
 
-  it('flapping out of blind: degraded then ok, each step after its own hold; blind again at once', () => {
+  it('flapping out of blind: degraded at once (driven on its sensors), ok only after the hold; blind again at once', () => {
     const h = new VerdictHold();
     h.judge(raw('ok'), 0, 60_000);
     h.judge(raw('blind'), 1_000, 60_000);
     h.judge(raw('ok'), 2_000, 60_000);
     h.judge(raw('blind'), 3_000, 60_000);
-    let v = h.judge(raw('degraded', ['R1']), 4_000, 60_000);
-    expect(v.verdict).toBe('blind');
-    expect(v.reasons).toEqual(['why degraded', 'recovering: good inlets seen again for 0 s of 60 s']);
-    h.judge(raw('ok'), 32_000, 60_000);
-    // degraded-or-better for 60 s: degraded; ok only for 32 s so far
-    v = h.judge(raw('ok'), 64_000, 60_000);
+    expect(h.judge(raw('degraded', ['R1']), 4_000, 60_000)).toEqual({
+      verdict: 'degraded',
+      reasons: ['why degraded'],
+      recovery: null,
+    });
+    const v = h.judge(raw('ok'), 32_000, 60_000);
     expect(v.verdict).toBe('degraded');
-    expect(v.reasons).toEqual(['recovering: R1 covered again for 32 s of 60 s']);
+    expect(v.reasons).toEqual(['recovering: R1 covered again for 0 s of 60 s']);
+    expect(h.judge(raw('ok'), 64_000, 60_000).reasons).toEqual([
+      'recovering: R1 covered again for 32 s of 60 s',
+    ]);
     expect(h.judge(raw('blind'), 65_000, 60_000).verdict).toBe('blind');
+    // straight from blind to ok: degraded, not blind, for the hold
+    expect(h.judge(raw('ok'), 66_000, 60_000).verdict).toBe('degraded');
+    expect(h.judge(raw('ok'), 126_000, 60_000).verdict).toBe('ok');
   });
 
   it('a reader with an older instant neither moves the hold back nor ends it early', () => {
