@@ -18,6 +18,7 @@ import { loadSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { waitFor } from '../helpers.ts';
+import { storedAlarm } from '../support/stored-alarm.ts';
 
 let dir: string;
 let server: Server;
@@ -50,23 +51,15 @@ async function siteWith(alarms: unknown, groupAlarms?: unknown): Promise<string>
   return file;
 }
 
-const alarm: StoredAlarm = {
-  v: 1,
+const alarm: StoredAlarm = storedAlarm({
   id: 'node-down~-~n3~m1',
   kind: 'node-down',
   severity: 'minor',
   group: null,
   subject: 'n3',
   message: 'node n3 is not a member of the cluster',
-  value: null,
   raisedAtMs: Date.now(),
-  raisedBy: 'n1',
-  clearedAtMs: null,
-  clearedBy: null,
-  clearReason: null,
-  ack: null,
-  shelf: null,
-};
+});
 
 describe('the site file’s alarms section', () => {
   it('loads with limits, delays and notifications; refuses limits in the wrong order', async () => {

@@ -1,4 +1,4 @@
-// A stored alarm for the notifier's tests: a unit trip of zone-1, open, unacknowledged, unshelved;
+// A stored alarm for the alarm tests: a unit trip of zone-1, open, unacknowledged, unshelved;
 // `over` changes what a test is about.
 import type { StoredAlarm } from '../../src/alarms/alarm.ts';
 
