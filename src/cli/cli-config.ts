@@ -5,10 +5,10 @@
 // file and the key. Precedence everywhere: a command-line option, then the environment
 // (COOLCTL_API, COOLCTL_TOKEN, COOLCTL_CA_FILE, COOLCTL_OUTPUT), then this file, then the default.
 import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { jsonText, printable, printableText } from '../util/printable.ts';
+import { yamlLib } from '../util/yaml-lib.ts';
 import { UsageError } from './args.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json'] as const;
@@ -41,18 +41,12 @@ export function cliConfigCandidates(env: NodeJS.ProcessEnv = process.env): strin
   return [join(xdg, 'coolctl/cli.yaml'), '/etc/coolctl/cli.yaml'];
 }
 
-/**
- * The `yaml` library, loaded when a CLI config file is read: this module is on the path of every
- * command, `coolctl run` included, and a controller never reads this file.
- */
-const parseYaml = (text: string): unknown =>
-  (createRequire(import.meta.url)('yaml') as typeof import('yaml')).parse(text);
-
 /** Parses a CLI config file's text; every problem is listed in one error. */
 export function parseCliConfig(text: string, file: string): CliConfig {
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    // Loaded here, not with this module: it is on the path of every command, `coolctl run` included.
+    doc = yamlLib().parse(text);
   } catch (err) {
     throw new CliConfigError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }

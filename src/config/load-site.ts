@@ -3,7 +3,6 @@
 // file, the path in the document, the line, what is wrong and what is allowed. The same parser
 // checks the controller config and the fencing gateway's: file size and encoding, values no schema
 // sees (NaN, infinities, credentials in a URL), then the schema, then the rules.
-import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CORE_SCHEMA, load as loadYaml, YAMLException } from 'js-yaml';
@@ -11,6 +10,7 @@ import type { LineCounter, Node as YamlNode } from 'yaml';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { clip } from '../util/log-limit.ts';
 import { printable } from '../util/printable.ts';
+import { yamlLib } from '../util/yaml-lib.ts';
 import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from './config-files.ts';
 import { urlCredentialProblem } from './link-secrets.ts';
 import { checkSiteRules, type RuleProblem } from './site-rules.ts';
@@ -415,17 +415,6 @@ export function internValues(value: unknown): unknown {
  */
 const LINES_UP_TO_BYTES = 512 * 1024;
 
-type YamlLib = typeof import('yaml');
-let yamlLib: YamlLib | undefined;
-/**
- * The `yaml` library, loaded on the first problem to place: 143 modules (~3 MB of heap) that a
- * daemon with a valid config never needs.
- */
-const yaml = (): YamlLib => {
-  yamlLib ??= createRequire(import.meta.url)('yaml') as YamlLib;
-  return yamlLib;
-};
-
 /** The line (1-based) of a JSON-pointer path in the text, parsed for that only when asked. */
 export function lineFinder(text: string): (pointer: string) => number | undefined {
   let doc: { root: unknown; lc: LineCounter } | null | undefined;
@@ -433,7 +422,7 @@ export function lineFinder(text: string): (pointer: string) => number | undefine
     if (doc === undefined) {
       if (text.length > LINES_UP_TO_BYTES) doc = null;
       else {
-        const { LineCounter, parseDocument } = yaml();
+        const { LineCounter, parseDocument } = yamlLib();
         const lc = new LineCounter();
         doc = { root: parseDocument(text, { lineCounter: lc }).contents, lc };
       }
@@ -604,7 +593,7 @@ export function dedupeProblems(problems: ConfigProblem[]): ConfigProblem[] {
 
 /** Line (1-based) of the deepest YAML node on a JSON-pointer path. */
 function lineOf(root: unknown, pointer: string, lc: LineCounter): number | undefined {
-  const { isMap, isSeq } = yaml();
+  const { isMap, isSeq } = yamlLib();
   let node = root as YamlNode | null | undefined;
   let best: number | undefined;
   const parts = pointer.split('/').slice(1);
