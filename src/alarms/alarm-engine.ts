@@ -399,7 +399,9 @@ export class AlarmEngine implements AlarmApi {
       return id !== undefined && !this.verified.has(id) ? [id] : [];
     });
     const checked = unchecked.length > 0 ? await store.getMany(unchecked) : [];
-    for (const a of checked) this.texts.set(a.id, { message: a.message, value: a.value });
+    // Only texts that may follow their condition are kept: a hot hall has thousands of inlet alarms.
+    for (const a of checked)
+      if (TEXT_FOLLOWS.has(a.kind)) this.texts.set(a.id, { message: a.message, value: a.value });
     const valid = new Set(checked.map((a) => a.id));
     const nowMs = this.monoNow();
     const revise: { condition: string; id: string; c: Condition }[] = [];
@@ -441,8 +443,10 @@ export class AlarmEngine implements AlarmApi {
         if (!raised.has(alarm)) continue;
         open.set(c.key, alarm.id);
         this.verify(alarm.id);
-        this.texts.set(alarm.id, { message: alarm.message, value: alarm.value });
-        this.textCheckedMs.set(c.key, nowMs);
+        if (TEXT_FOLLOWS.has(alarm.kind)) {
+          this.texts.set(alarm.id, { message: alarm.message, value: alarm.value });
+          this.textCheckedMs.set(c.key, nowMs);
+        }
         this.log.warn(
           { alarm: alarm.id, severity: alarm.severity, why: c.reason },
           `alarm raised: ${c.message}`,
