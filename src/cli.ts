@@ -1,9 +1,9 @@
 // The `coolctl` command, patronictl-like: `run` starts a controller node; `status`, `switchover`,
 // `pause`/`resume`, `override`, `history` and `alarms` talk to a running cluster; `config validate`,
 // `site import` and `profile check` check or build files; `completion` prints a shell's completion.
-// The only module that touches `process`: arguments, signals, exit codes (0 clean stop, 1 start-up
-// or request failure, 2 invalid config or usage, a request the server refused as bad input
-// included; 130 a prompt cancelled with Ctrl-C).
+// The only module that touches `process`: arguments, signals, exit codes (one rule, exitCodeOf in
+// ./cli/args.ts: 0 clean stop, 1 start-up, request or operation failure, 2 invalid config, usage or
+// input, a request the server refused as bad input included; 130 a prompt cancelled with Ctrl-C).
 // Each command imports what it runs when it runs: the controller (etcd, OPC-UA, fastify) costs
 // seconds to load on a small gateway, and `--help`, `status` or `profile check` need none of it.
 import { Argument, Command, CommanderError, Option } from 'commander';
@@ -18,7 +18,7 @@ import {
   refusalError,
 } from './cli/api-client.ts';
 import { addApiCommands } from './cli/api-commands.ts';
-import { CancelledError, logLevelOption, parseNumber, UsageError } from './cli/args.ts';
+import { CancelledError, exitCodeOf, logLevelOption, parseNumber, UsageError } from './cli/args.ts';
 import { emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
 import { addUpgradeCommands } from './cli/upgrade-commands.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
@@ -43,8 +43,9 @@ Commands that call the API read, unless their options say otherwise:
 and then the CLI config file ($COOLCTL_CLI_CONFIG, else ~/.config/coolctl/cli.yaml, else
 /etc/coolctl/cli.yaml): api, tokenFile, caFile, output (docs/cli.md).
 Exit codes: 0 done; 1 failed: the API unreachable or failing (5xx), not signed in or not allowed
-(401, 403), busy (408, 429); 2 invalid config or usage — an option, a CA or token file, or a
-request the server refused as bad input (any other 4xx); 130 a password prompt cancelled.`,
+(401, 403), busy (408, 429), or the operation itself on a good input; 2 invalid config, usage or
+input — an option, a CA or token file, a config, profile or release that is not what the command
+needs, or a request the server refused as bad input (any other 4xx); 130 a password prompt cancelled.`,
   );
 
 program
@@ -475,22 +476,12 @@ withOutput(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode === 0 ? 0 : 2;
-  } else if (err instanceof ConfigError) {
+  // Commander has printed its own refusal; a bug gets its stack.
+  if (err instanceof ConfigError)
     process.stderr.write(`coolctl: the configuration is not valid — nothing was started.\n${err.message}\n`);
-    process.exitCode = 2;
-  } else if (err instanceof UsageError) {
+  else if (err instanceof UsageError || err instanceof CancelledError || err instanceof CoolctlError)
     process.stderr.write(`coolctl: ${printableText(err.message)}\n`);
-    process.exitCode = 2;
-  } else if (err instanceof CancelledError) {
-    process.stderr.write(`coolctl: ${printableText(err.message)}\n`);
-    process.exitCode = 130;
-  } else if (err instanceof CoolctlError) {
-    process.stderr.write(`coolctl: ${printableText(err.message)}\n`);
-    process.exitCode = 1;
-  } else {
+  else if (!(err instanceof CommanderError))
     process.stderr.write(`coolctl: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
-    process.exitCode = 1;
-  }
+  process.exitCode = exitCodeOf(err);
 }

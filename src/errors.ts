@@ -65,6 +65,14 @@ export class CoolctlError extends Error {
   }
 }
 
+/**
+ * Refused for what it was given — a folder or tarball that is no release for this host, a version
+ * that is not installed, a node list that names no member — as against what failed on the way (a
+ * root that cannot be written, a node that did not come back). The CLI exits 2 for the first and 1
+ * for the second (docs/cli.md, "Exit codes"); the error's code is the catalogue's either way.
+ */
+export class InputRefusedError extends CoolctlError {}
+
 export interface ConfigProblem {
   file: string;
   /** JSON pointer into the document, e.g. /airHandlers/3/endpoint/port */

@@ -2,13 +2,27 @@
 // the closed sets of values some options take. Every refusal is a UsageError — exit 2 and one line
 // that names the option and says what it wants — raised before anything is sent. One parser for
 // every number, so no option can turn "abc", "60%", "" or "1e999" into NaN, 0 or Infinity.
-import { Option } from 'commander';
+import { CommanderError, Option } from 'commander';
+import { ConfigError, InputRefusedError } from '../errors.ts';
 
 /** Bad usage: an option, argument or file the user gave (exit 2, one line, no stack). */
 export class UsageError extends Error {}
 
 /** The user stopped an interactive prompt (Ctrl-C): exit 130, as a shell reports an interrupt. */
 export class CancelledError extends Error {}
+
+/**
+ * The one rule from what ended a command to its exit code (docs/cli.md, "Exit codes"): 2 for what
+ * the user gave — an option or argument, a file that is not what the command needs (a config, a
+ * profile, a release), a request the server refused as bad input — 130 for a cancelled prompt, and
+ * 1 for what failed on the way (I/O on a good input, the API, the cluster, a start-up).
+ */
+export function exitCodeOf(err: unknown): 0 | 1 | 2 | 130 {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+  if (err instanceof CancelledError) return 130;
+  if (err instanceof UsageError || err instanceof ConfigError || err instanceof InputRefusedError) return 2;
+  return 1;
+}
 
 /** pino's levels (`--log-level`): anything else makes pino throw at start. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

@@ -1,10 +1,19 @@
 // `coolctl profile check FILE`: loads a device profile and says either what it is — its points, the
 // requests one status read takes, how a command is written, its watchdog and fencing — or every
-// problem with its line. Returns the text and the exit code; the CLI entry point prints them.
-import { compileProfile, type WriteRequest } from '../devices/profile/codec.ts';
-import { loadProfile } from '../devices/profile/load.ts';
+// problem with its line. Returns the text and the exit code; the CLI entry point prints them. A
+// profile that loads but cannot encode the command it shows (a scale or type too small for it) is a
+// profile with a problem too, not a failure of the check.
+import { lineFinder, readConfigFile } from '../config/load-site.ts';
+import { compileProfile, ProfileValueError, type WriteRequest } from '../devices/profile/codec.ts';
+import { parseProfile } from '../devices/profile/load.ts';
 import { toModicon } from '../devices/profile/modicon.ts';
-import { ConfigError } from '../errors.ts';
+import { ModbusPointSchema } from '../devices/profile/schema.ts';
+import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { UsageError } from './args.ts';
+
+/** A firmware version as a profile's `sinceFirmware` is written (the schema owns the pattern). */
+const FIRMWARE = ModbusPointSchema.properties.sinceFirmware;
+const FIRMWARE_PATTERN = new RegExp(FIRMWARE.pattern!);
 
 export interface CheckOutcome {
   /** 2 for a profile with problems: an invalid config file, as `config validate` and `site import` say. */
@@ -13,15 +22,36 @@ export interface CheckOutcome {
 }
 
 export async function profileCheck(file: string, opts: { firmware?: string } = {}): Promise<CheckOutcome> {
-  let profile: Awaited<ReturnType<typeof loadProfile>>;
+  if (opts.firmware !== undefined && !FIRMWARE_PATTERN.test(opts.firmware))
+    throw new UsageError(`--firmware ${JSON.stringify(opts.firmware)}: want ${FIRMWARE.description}`);
+  let text: string;
+  let profile: ReturnType<typeof parseProfile>;
   try {
-    profile = await loadProfile(file);
+    text = await readConfigFile(file);
+    profile = parseProfile(text, file);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    const lines = [`${file}: ${err.problems.length} problem(s)`, ...err.problems.map(problemLine)];
-    return { exitCode: 2, text: `${lines.join('\n')}\n` };
+    return problemsOutcome(file, err.problems);
   }
   const c = compileProfile(profile, opts.firmware !== undefined ? { firmware: opts.firmware } : {});
+  let writes: WriteRequest[] = [];
+  if (profile.modbus) {
+    try {
+      writes = sampleWrites(c);
+    } catch (err) {
+      if (!(err instanceof ProfileValueError)) throw err;
+      const path = `/modbus/points/${err.point}`;
+      return problemsOutcome(file, [
+        {
+          file,
+          path,
+          line: lineFinder(text)(path),
+          message: err.message.replace(`profile ${profile.profile}: ${err.point}: `, ''),
+          allowed: 'a type and scale that hold every value a command writes to the point',
+        },
+      ]);
+    }
+  }
   const protocols = Array.isArray(profile.protocol) ? profile.protocol : [profile.protocol];
   const out = [
     `${file}: OK — profile ${profile.profile} (${protocols.join(', ')})`,
@@ -39,7 +69,6 @@ export async function profileCheck(file: string, opts: { firmware?: string } = {
     for (const r of plan) {
       out.push(`    FC${r.fc} ${r.table} ${r.address} (${toModicon(r.table, r.address)}) × ${r.count}`);
     }
-    const writes = sampleWrites(c);
     out.push(`  a full command: ${writes.length} write request${writes.length === 1 ? '' : 's'}`);
     for (const w of writes) {
       out.push(
@@ -82,6 +111,11 @@ function sampleWrites(c: ReturnType<typeof compileProfile>): WriteRequest[] {
   return c.encodeCommand(cmd);
 }
 
-function problemLine(p: ConfigError['problems'][number]): string {
+function problemsOutcome(file: string, problems: readonly ConfigProblem[]): CheckOutcome {
+  const lines = [`${file}: ${problems.length} problem(s)`, ...problems.map(problemLine)];
+  return { exitCode: 2, text: `${lines.join('\n')}\n` };
+}
+
+function problemLine(p: ConfigProblem): string {
   return `  line ${p.line ?? '?'}: ${p.path || '/'}: ${p.message} (allowed: ${p.allowed})`;
 }

@@ -4,7 +4,7 @@
 // runs /opt/coolctl/current/…). Each step can be a command instead (e.g. over ssh, one node per
 // host), with {node} and {version} filled in. Tests supply their own (kill and spawn a process).
 import { execFile } from 'node:child_process';
-import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { CoolctlError, ErrorCodes, InputRefusedError } from '../errors.ts';
 import { ReleaseStore } from './releases.ts';
 
 export interface NodeControl {
@@ -30,7 +30,7 @@ export interface SystemdControlOptions {
 export function fillCommand(template: string, values: { node: string; version?: string }): string {
   for (const [k, v] of Object.entries(values))
     if (v !== undefined && !/^[0-9A-Za-z][0-9A-Za-z.+_@-]*$/.test(v))
-      throw new CoolctlError(ErrorCodes.UPGRADE_REFUSED, `${k} "${v}" cannot go into a command`);
+      throw new InputRefusedError(ErrorCodes.UPGRADE_REFUSED, `${k} "${v}" cannot go into a command`);
   return template.replaceAll('{node}', values.node).replaceAll('{version}', values.version ?? '');
 }
 

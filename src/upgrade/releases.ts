@@ -9,7 +9,9 @@
 // match; an installed release's files belong to the installer and nobody else may write them, whatever
 // owners and modes its tarball or folder carried (the code runs as the service and as root's CLI).
 // A root that cannot be written (full, read-only) fails with RELEASE_INVALID naming the path and the
-// errno, and leaves no staging folder or link behind.
+// errno, and leaves no staging folder or link behind. What is refused for what it was given (no
+// release, damaged, for another host, a version not installed) is an InputRefusedError; what failed
+// on this host is not (the CLI's exit 2 and 1).
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -31,7 +33,7 @@ import {
 import { basename, dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { CoolctlError, ErrorCodes, InputRefusedError } from '../errors.ts';
 import { parseWireRange, type WireRange } from '../version.ts';
 
 const run = promisify(execFile);
@@ -59,7 +61,13 @@ const ENTRIES = ['dist/src/cli.js', 'src/cli.ts'];
 /** A version is a folder name: no separators, no dot-names, nothing a shell or a path would bend. */
 const VERSION_NAME = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/;
 
+/** The folder, tarball or version given is not a release this host can install or run. */
 function invalid(message: string, cause?: unknown): CoolctlError {
+  return new InputRefusedError(ErrorCodes.RELEASE_INVALID, message, cause === undefined ? {} : { cause });
+}
+
+/** A good release this host could not install or switch to (a full or read-only root, a copy cut short). */
+function failed(message: string, cause?: unknown): CoolctlError {
   return new CoolctlError(ErrorCodes.RELEASE_INVALID, message, cause === undefined ? {} : { cause });
 }
 
@@ -153,19 +161,25 @@ export class ReleaseStore {
     shownAs = source,
   ): Promise<{ release: InstalledRelease; installed: boolean }> {
     await mkdir(this.releasesDir, { recursive: true }).catch((err: unknown) => {
-      throw invalid(`cannot create ${this.releasesDir}: ${(err as Error).message}`, err);
+      throw failed(`cannot create ${this.releasesDir}: ${(err as Error).message}`, err);
     });
     if (/\.(tar\.gz|tgz)$/.test(source)) {
       await checkSums(source);
       const unpacked = await mkdtemp(join(this.releasesDir, '.unpack-')).catch((err: unknown) => {
-        throw invalid(`${source}: cannot be unpacked in ${this.releasesDir}: ${(err as Error).message}`, err);
+        throw failed(`${source}: cannot be unpacked in ${this.releasesDir}: ${(err as Error).message}`, err);
       });
       try {
         // Root's tar would keep the archive's owners and modes: a foreign uid or a world-writable
         // file in the code the service runs. Both are reset here and again by sealRelease.
         const tarArgs = ['--no-same-owner', '--no-same-permissions', '-xzf', source, '-C', unpacked];
-        await run('tar', tarArgs, { timeout: 300_000 }).catch((err: unknown) => {
-          throw invalid(`${source}: cannot be unpacked: ${(err as Error).message}`, err);
+        await run('tar', tarArgs, { timeout: 300_000 }).catch(async (err: unknown) => {
+          // A tarball tar cannot even list is not a release; one it lists but cannot unpack here
+          // failed on this host (a full or read-only root).
+          const listed = await run('tar', ['-tzf', source], { timeout: 300_000, maxBuffer: 64 << 20 }).then(
+            () => true,
+            () => false,
+          );
+          throw (listed ? failed : invalid)(`${source}: cannot be unpacked: ${(err as Error).message}`, err);
         });
         const inside = (await readdir(unpacked)).filter((n) => !n.startsWith('.'));
         const dir = inside.length === 1 ? join(unpacked, inside[0]!) : unpacked;
@@ -194,7 +208,7 @@ export class ReleaseStore {
     } catch (err) {
       await rm(staging, { recursive: true, force: true }).catch(() => {});
       if (err instanceof CoolctlError) throw err;
-      throw invalid(`${source} → ${target}: ${(err as Error).message}`, err);
+      throw failed(`${source} → ${target}: ${(err as Error).message}`, err);
     }
     return { release: await this.get(manifest.version), installed: true };
   }
@@ -254,7 +268,7 @@ export class ReleaseStore {
       await rename(tmp, join(this.root, name));
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
-      throw invalid(`cannot point ${join(this.root, name)} at ${version}: ${(err as Error).message}`, err);
+      throw failed(`cannot point ${join(this.root, name)} at ${version}: ${(err as Error).message}`, err);
     }
   }
 }
@@ -341,7 +355,7 @@ async function readInstalledManifest(dir: string): Promise<ReleaseManifest> {
   try {
     parsed = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
   } catch (err) {
-    throw invalid(
+    throw failed(
       `${file}: ${(err as Error).message} (install the release with coolctl release install)`,
       err,
     );
@@ -349,7 +363,7 @@ async function readInstalledManifest(dir: string): Promise<ReleaseManifest> {
   const w = parsed.wire as { version?: unknown; oldest?: unknown } | undefined;
   const wire = parseWireRange(w?.version, w?.oldest);
   if (typeof parsed.version !== 'string' || !wire)
-    throw invalid(
+    throw failed(
       `${file}: no version and wire {version, oldest} (install the release with coolctl release install)`,
     );
   return { ...parsed, version: parsed.version, wire };

@@ -7,7 +7,7 @@
 // A node that does not come back within its deadline is put back on the release it ran, and the
 // upgrade stops there with the reason. Every wait polls with a deadline; one log line per step.
 import type { Logger } from 'pino';
-import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { CoolctlError, ErrorCodes, InputRefusedError } from '../errors.ts';
 import { agreedWireVersion, type WireRange } from '../version.ts';
 import {
   type ClusterReader,
@@ -142,12 +142,11 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
   const report: RollingReport = { to: o.to.version, steps: [], totalMs: 0 };
   const signal = o.signal ?? new AbortController().signal;
 
-  const refuse = (reasons: string[]) => {
+  // `byInput`: refused for the node list it was given, not for the state of the cluster.
+  const refuse = (reasons: string[], byInput = false) => {
     log.warn({ reasons }, 'upgrade refused');
-    return new CoolctlError(
-      ErrorCodes.UPGRADE_REFUSED,
-      `upgrade to ${o.to.version} refused: ${reasons.join('; ')}`,
-    );
+    const message = `upgrade to ${o.to.version} refused: ${reasons.join('; ')}`;
+    return new (byInput ? InputRefusedError : CoolctlError)(ErrorCodes.UPGRADE_REFUSED, message);
   };
   const first = await o.reader.snapshot().catch((err: unknown) => {
     throw refuse([`cannot read the cluster: ${(err as Error).message}`]);
@@ -157,10 +156,10 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
   const groups = groupIds(first);
   const unknown = nodes.filter((n) => !members.includes(n));
   if (unknown.length > 0)
-    throw refuse([`${unknown.join(', ')}: not a member (members: ${members.join(', ')})`]);
+    throw refuse([`${unknown.join(', ')}: not a member (members: ${members.join(', ')})`], true);
   // A node named twice would be stopped again after its step, and "rolled back" to what it left.
   const twice = [...new Set(nodes.filter((n, i) => nodes.indexOf(n) !== i))];
-  if (twice.length > 0) throw refuse([`${twice.join(', ')}: named more than once in the node list`]);
+  if (twice.length > 0) throw refuse([`${twice.join(', ')}: named more than once in the node list`], true);
   const problems = clusterProblems(first, { nodes: members, groups });
   if (groups.length === 0) problems.push('no node reports a control group');
   if (problems.length > 0) throw refuse(problems);

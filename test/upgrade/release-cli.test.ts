@@ -64,10 +64,10 @@ describe('coolctl release, upgrade, rollback', () => {
   it('refuses before touching anything, saying why', async () => {
     const root = join(tmp, 'opt');
     const bad = await runCoolctl(['release', 'install', join(tmp, 'nowhere'), '--root', root]);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/nowhere is not a coolctl release/);
     const unknown = await runCoolctl(['upgrade', '9.9.9', '--root', root]);
-    expect(unknown.code).toBe(1);
+    expect(unknown.code).toBe(2);
     expect(unknown.err).toMatch(/release 9\.9\.9 is not installed/);
     const noPrevious = await runCoolctl(['rollback', '--root', join(tmp, 'empty-root')]);
     expect(noPrevious.code).toBe(2);
