@@ -6,6 +6,9 @@
 // its steady clock (SampleClock): a wall-clock step moves their labels, never their history.
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
+import type { Member } from '../cluster/leadership.ts';
 import type { GroupProcessRow, HeldCommand } from '../control/group-driver.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
 import {
@@ -15,6 +18,7 @@ import {
   SHARED_FIGURES_MAX_AGE_MS,
 } from '../sensors/sensor-store.ts';
 import { sliceTurns } from '../util/async.ts';
+import { withoutCredentials } from '../util/url-credentials.ts';
 import type { ApiDeps } from './app.ts';
 import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
@@ -53,9 +57,101 @@ const ASSETS = {
 type AssetName = keyof typeof ASSETS;
 
 // Everything from this node; fetch() may also reach the other members' APIs (operator actions
-// sent to a group's leader, a group's view read from its leader).
-const CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' http: https:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+// sent to a group's leader, a group's view read from its leader), and no other host: a script that
+// got into the page has nowhere to send what it reads. PagePolicy puts the members between the two.
+const CSP_HEAD =
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'";
+const CSP_TAIL = "; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/** Longest member API URL considered (the member records' own bound, src/cluster/etcd/snapshot.ts). */
+const API_URL_MAX_CHARS = 512;
+/** Distinct left-out URLs remembered so each is logged once; past this the memory starts over. */
+const LEFT_OUT_REMEMBERED = 1_000;
+/**
+ * An origin as a CSP host-source can name it: a host of letters, digits, dots and hyphens (no `*`,
+ * `%`, `_`) or a bracketed IPv6 address, and a port. The URL parser lets `;`, `,` and quotes into a
+ * host (`http://a;script-src`), which would end the directive and start another.
+ */
+const CSP_ORIGIN =
+  /^https?:\/\/(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$/;
+
+/**
+ * The source a member's API URL adds to the page's connect-src (its origin), or why it adds none. A
+ * member record holds whatever its writer put there (the cluster layer checks only that it parses
+ * as an http(s) URL): only a bare origin the header cannot misread goes in.
+ */
+export function connectSource(apiUrl: unknown): { source: string } | { why: string } {
+  if (typeof apiUrl !== 'string' || apiUrl.length > API_URL_MAX_CHARS)
+    return { why: `not a URL of at most ${API_URL_MAX_CHARS} characters` };
+  if (!/^[\x21-\x7e]+$/.test(apiUrl) || /[;,'"]/.test(apiUrl))
+    return { why: 'holds a space, a quote, `;`, `,`, a control or a non-ASCII character' };
+  let u: URL;
+  try {
+    u = new URL(apiUrl);
+  } catch {
+    return { why: 'not a URL' };
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return { why: 'not an http(s) URL' };
+  if (u.username !== '' || u.password !== '') return { why: 'carries credentials' };
+  if (u.pathname !== '/' || u.search !== '' || u.hash !== '' || /[?#]/.test(apiUrl))
+    return { why: 'has a path, query or fragment: an API URL is an origin' };
+  if (!CSP_ORIGIN.test(u.origin)) return { why: 'its host is none a CSP source can name' };
+  return { source: u.origin };
+}
+
+/**
+ * The page's Content-Security-Policy for the cluster as this node sees it now: connect-src lists
+ * 'self' and every member's origin. Built again only when the members' API URLs change; each URL
+ * left out is counted and logged once.
+ */
+export class PagePolicy {
+  private key: string | null = null;
+  private value = '';
+  private readonly leftOut = new Set<string>();
+  private readonly leftOutTotal: Counter;
+  private readonly members: () => readonly Pick<Member, 'node' | 'apiUrl'>[];
+  private readonly log: Pick<Logger, 'warn'>;
+
+  constructor(
+    members: () => readonly Pick<Member, 'node' | 'apiUrl'>[],
+    log: Pick<Logger, 'warn'>,
+    registry: Registry,
+  ) {
+    this.members = members;
+    this.log = log;
+    this.leftOutTotal = new Counter({
+      name: 'coolctl_dashboard_connect_sources_left_out_total',
+      help: 'Member API URLs left out of the dashboard page’s connect-src (not a bare http(s) origin a CSP header can carry), once per distinct URL',
+      registers: [registry],
+    });
+  }
+
+  header(): string {
+    const members = this.members();
+    const key = JSON.stringify(members.map((m) => m.apiUrl));
+    if (key === this.key) return this.value;
+    const sources = new Set<string>();
+    for (const m of members) {
+      const s = connectSource(m.apiUrl);
+      if ('source' in s) sources.add(s.source);
+      else this.leftOutOnce(m, s.why);
+    }
+    this.key = key;
+    this.value = `${CSP_HEAD}${[...sources].map((s) => ` ${s}`).join('')}${CSP_TAIL}`;
+    return this.value;
+  }
+
+  private leftOutOnce(m: Pick<Member, 'node' | 'apiUrl'>, why: string): void {
+    const url = typeof m.apiUrl === 'string' ? m.apiUrl : String(m.apiUrl);
+    if (this.leftOut.has(url)) return;
+    if (this.leftOut.size >= LEFT_OUT_REMEMBERED) this.leftOut.clear();
+    this.leftOut.add(url);
+    this.leftOutTotal.inc();
+    this.log.warn(
+      { node: String(m.node).slice(0, 64), apiUrl: withoutCredentials(url).slice(0, 200), why },
+      'member API URL left out of the dashboard page’s connect-src: the page cannot reach that member',
+    );
+  }
+}
 
 const NullableNumber = { type: ['number', 'null'] } as const;
 const NullableNumbers = { type: 'array', items: NullableNumber } as const;
@@ -160,12 +256,14 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
   });
 
   // --- the page ---
+  const policy = new PagePolicy(() => deps.leadership.members(), app.log, deps.registry);
   const sendAsset = (reply: FastifyReply, name: AssetName) =>
     reply
       .type(ASSETS[name])
       .header('cache-control', 'no-cache')
       .header('x-content-type-options', 'nosniff')
-      .header('content-security-policy', CSP)
+      // A member that joins later is not in a page served before: the page says to reload it.
+      .header('content-security-policy', policy.header())
       // The page's requests to the other members need no Referer: CORS goes by Origin.
       .header('referrer-policy', 'no-referrer')
       .send(assets.get(name));

@@ -16,6 +16,7 @@ import { Option } from 'commander';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { http } from '../util/node-http.ts';
 import { printable } from '../util/printable.ts';
+import { withoutCredentials } from '../util/url-credentials.ts';
 import { UsageError } from './args.ts';
 import { cliConfig } from './cli-config.ts';
 
@@ -54,23 +55,6 @@ export function apiOptions(): Option[] {
 
 /** A request the API refused because of what was asked (exit code 2), not because it failed. */
 export class ApiUsageError extends UsageError {}
-
-/**
- * An address without a user name or password in it. Only an address with an `@` can hold one; if
- * stripping its user info does not leave it without `@`, or it does not parse, it is not shown at
- * all (what is before an `@` may be a password).
- */
-export function withoutCredentials(text: string): string {
-  if (!text.includes('@')) return text;
-  try {
-    const u = new URL(text);
-    u.username = '';
-    u.password = '';
-    const href = u.href.replace(/\/$/, text.endsWith('/') ? '/' : '');
-    if (!href.includes('@')) return href;
-  } catch {}
-  return '(an address that holds "@", not shown)';
-}
 
 /** An address as the CLI prints it: without credentials, and escaped for the terminal. */
 export function shownUrl(text: string): string {

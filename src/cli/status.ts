@@ -11,7 +11,8 @@ import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { nameRacks } from '../sensors/verdict.ts';
 import { printable } from '../util/printable.ts';
-import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl, withoutCredentials } from './api-client.ts';
+import { withoutCredentials } from '../util/url-credentials.ts';
+import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl } from './api-client.ts';
 import { formatTable } from './cli-config.ts';
 
 export interface StatusMember {

@@ -55,6 +55,8 @@ const state = {
   /** The energy report summed over the members: { hours, days, basis, members, missing } and when read. */
   energy: null,
   energyAtMs: 0,
+  /** Member origins the browser refused to connect to: not in the policy this page was served with. */
+  outsidePolicy: new Set(),
 };
 
 const $ = (id) => document.getElementById(id);
@@ -607,12 +609,45 @@ function renderNotices() {
       out.push(`${g.id}: cannot read the group from its leader ${g.leader}: ${v.error}`);
   }
   for (const [base, l] of state.live) if (l.error) out.push(`live figures of ${nodeAt(base)}: ${l.error}`);
+  const outside = [...state.outsidePolicy].filter(isMemberOrigin).map(nodeAt);
+  const reload = outside.length
+    ? `${outside.join(', ')} joined the cluster after this page was loaded, and the page may reach only the members it was loaded with: reload it`
+    : null;
   // A live region: redrawn only when its words change, so a screen reader says each notice once.
-  const sig = out.join('\n');
+  const sig = [reload, ...out].join('\n');
   if ($('notices').dataset.sig === sig) return;
   $('notices').dataset.sig = sig;
-  $('notices').replaceChildren(...out.map((t) => el('li', { class: 'bad', text: `⚠ ${t}` })));
+  $('notices').replaceChildren(
+    ...(reload
+      ? [
+          el(
+            'li',
+            { class: 'bad', id: 'reload-needed' },
+            `⚠ ${reload} `,
+            el('button', { type: 'button', id: 'reload-page', text: 'Reload' }),
+          ),
+        ]
+      : []),
+    ...out.map((t) => el('li', { class: 'bad', text: `⚠ ${t}` })),
+  );
 }
+
+$('notices').addEventListener('click', (ev) => {
+  if (ev.target.id === 'reload-page') location.reload();
+});
+
+// The page's Content-Security-Policy lets it connect to this node and to the members the node knew
+// when it served the page (src/api/dashboard.ts). The browser refuses a member that joined since (or
+// moved its API) and says so here: the operator is told to reload rather than left with "Failed to
+// fetch". A refused address that is no member's is no reason to reload, and is not shown.
+document.addEventListener('securitypolicyviolation', (ev) => {
+  if (ev.effectiveDirective !== 'connect-src') return;
+  const origin = originOf(ev.blockedURI);
+  if (!origin || origin === location.origin || !isMemberOrigin(origin) || state.outsidePolicy.has(origin))
+    return;
+  state.outsidePolicy.add(origin);
+  renderNotices();
+});
 
 // ---------------------------------------------------------------- floor map
 
