@@ -119,17 +119,20 @@ export async function validateConfigFile(
   }
   try {
     if (kind === 'site') {
-      const [{ loadSite }, { siteFileProblems }] = await Promise.all([
+      const [{ checkSite }, { siteFileProblems }] = await Promise.all([
         import('../config/load-site.ts'),
         import('../config/site-files.ts'),
       ]);
-      const s = await loadSite(file);
+      const c = await checkSite(file);
+      if (c.problems.length > 0 || !c.value) return fail(kind, c.problems);
+      const s = c.value;
       // The files it names, as a controller would read them (the simulator needs none of them).
       const files = await siteFileProblems(s, file);
       if (files.length > 0) return fail(kind, files);
       return done(kind, {
         valid: true,
         summary: `site ${s.site.id}: ${s.rooms.length} rooms, ${s.racks.length} racks, ${s.airHandlers.length} air handlers, ${s.sensorNodes.length} sensor nodes, ${s.controlGroups.length} groups`,
+        warnings: c.warnings,
       });
     }
     const { loadControllerConfig } = await import('../config/controller-config.ts');

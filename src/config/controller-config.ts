@@ -239,7 +239,8 @@ export interface ControllerConfig {
   timeScale: number;
   /**
    * What the daemon can run with but probably should not (a site's MQTT gateways with no broker, a
-   * bootstrap admin file that is gone): `config validate` prints them, the daemon logs them at start.
+   * bootstrap admin file that is gone, a tuning default a written range moved): `config validate`
+   * prints them, the daemon logs them at start.
    */
   warnings?: ConfigProblem[];
 }
@@ -373,6 +374,7 @@ export async function loadControllerConfig(file: string, node: string): Promise<
     try {
       const s = await checkSite(sitePath);
       problems.push(...s.problems);
+      warnings.push(...s.warnings);
       site = s.value;
       siteLines = s.lines;
     } catch (err) {

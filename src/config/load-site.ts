@@ -7,13 +7,14 @@ import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CORE_SCHEMA, load as loadYaml, YAMLException } from 'js-yaml';
 import type { LineCounter, Node as YamlNode } from 'yaml';
+import type { ControlTuningInput } from '../control/tuning-schema.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { clip } from '../util/log-limit.ts';
 import { printable } from '../util/printable.ts';
 import { yamlLib } from '../util/yaml-lib.ts';
 import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from './config-files.ts';
 import { urlCredentialProblem } from './link-secrets.ts';
-import { checkSiteRules, type RuleProblem } from './site-rules.ts';
+import { checkSiteRules, type RuleProblem, siteTuningNotes } from './site-rules.ts';
 import { type Site, SiteSchema } from './site-schema.ts';
 
 export const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
@@ -23,7 +24,27 @@ let validateSchema: ValidateFunction<Site> | undefined;
 
 /** Parses and validates YAML text; `file` only labels the problems. Throws ConfigError listing all problems. */
 export function parseSite(text: string, file = '<inline>'): Site {
-  return parseYamlConfig(text, file, siteValidator(), checkSiteRules);
+  const written = new WrittenTunings();
+  return parseYamlConfig(text, file, siteValidator(), (s) => checkSiteRules(s, written.tunings), {
+    asWritten: (data) => written.take(data),
+  });
+}
+
+/**
+ * Each group's tuning as the file wrote it: the schema fills its defaults into the document, and
+ * the tuning checks must tell a written value (refused when it cannot run as written) from a
+ * default (reported when a written range moves it). A copy of these few small objects, no more.
+ */
+class WrittenTunings {
+  tunings: (ControlTuningInput | undefined)[] = [];
+  take(data: unknown): void {
+    const groups = (data as { controlGroups?: unknown } | null | undefined)?.controlGroups;
+    if (!Array.isArray(groups)) return;
+    this.tunings = groups.map((g: unknown) => {
+      const t = g && typeof g === 'object' ? (g as { tuning?: unknown }).tuning : undefined;
+      return t && typeof t === 'object' ? (structuredClone(t) as ControlTuningInput) : undefined;
+    });
+  }
 }
 
 function siteValidator(): ValidateFunction<Site> {
@@ -151,6 +172,11 @@ export interface ConfigDocs {
   docs?: string;
 }
 
+export interface CheckOptions extends ConfigDocs {
+  /** Sees the parsed document before the schema fills its defaults in (it must not change it). */
+  asWritten?: (data: unknown) => void;
+}
+
 /**
  * YAML → values no schema can judge (numbers that are not finite, credentials in URLs) → schema
  * (with defaults filled in) → cross-reference rules, every problem collected with its line.
@@ -162,7 +188,7 @@ export function checkYamlConfig<T>(
   file: string,
   validate: ValidateFunction<T>,
   rules: (data: T) => RuleProblem[],
-  opts: ConfigDocs = {},
+  opts: CheckOptions = {},
 ): CheckedConfig<T> {
   const data = loadYamlData(text, file);
   const lines = lineFinder(text);
@@ -187,6 +213,7 @@ export function checkYamlConfig<T>(
     file,
     line: lines(p.path),
   }));
+  opts.asWritten?.(data);
   if (!validate(data)) {
     // What the walk above said of a value is the real problem: not also "must be <= 200" and
     // "must be >= 0" for a .nan, or the pattern that only keeps credentials out of a URL.
@@ -215,7 +242,7 @@ export function parseYamlConfig<T>(
   file: string,
   validate: ValidateFunction<T>,
   rules: (data: T) => RuleProblem[],
-  opts: ConfigDocs = {},
+  opts: CheckOptions = {},
 ): T {
   const { value, problems } = checkYamlConfig(text, file, validate, rules, opts);
   if (problems.length > 0 || value === undefined) throw new ConfigError(file, problems);
@@ -441,20 +468,27 @@ export async function loadSite(file: string, opts: { profilesDir?: string } = {}
   return value;
 }
 
+/** A site file checked, and what it runs with but probably should not (`tuningNotes`). */
+export interface CheckedSite extends CheckedConfig<Site> {
+  warnings: ConfigProblem[];
+}
+
 /**
  * A site file checked without throwing (but for a file that cannot be read or parsed at all): every
  * problem, and the site once its shape is valid, with the files it names resolved against it.
  */
-export async function checkSite(
-  file: string,
-  opts: { profilesDir?: string } = {},
-): Promise<CheckedConfig<Site>> {
+export async function checkSite(file: string, opts: { profilesDir?: string } = {}): Promise<CheckedSite> {
   const text = await readConfigFile(file, SITE_FILE_MAX_BYTES, 'site file');
-  const checked = checkYamlConfig(text, file, siteValidator(), checkSiteRules, {
+  const written = new WrittenTunings();
+  const checked = checkYamlConfig(text, file, siteValidator(), (s) => checkSiteRules(s, written.tunings), {
     docs: 'docs/site-config.md',
+    asWritten: (data) => written.take(data),
   });
   const site = checked.value;
-  if (!site) return checked;
+  if (!site) return { ...checked, warnings: [] };
+  const warnings = siteTuningNotes(site, written.tunings).map((p) =>
+    shownProblem({ ...p, file, line: checked.lines(p.path) }),
+  );
   const resolved = resolveSiteFiles(site, dirname(resolve(file)));
   // Only a site with vendor profiles reads them (and loads the profile loader).
   if (site.airHandlers.some((a) => a.profile !== undefined && a.profile !== 'coolctl-native')) {
@@ -462,7 +496,7 @@ export async function checkSite(
     for (const p of await unitProfileProblems(site, opts.profilesDir))
       checked.problems.push({ ...p, file, line: checked.lines(p.path) });
   }
-  return { ...checked, value: resolved };
+  return { ...checked, value: resolved, warnings };
 }
 
 /**

@@ -1,7 +1,7 @@
 // Cross-reference rules a JSON Schema cannot express: unique ids, references that must resolve,
 // each AHU in at most one control group, endpoints that do not collide, racks inside their room.
 import { alarmSiteProblems } from '../alarms/alarm-schema.ts';
-import { tuningProblems } from '../control/tuning-schema.ts';
+import { type ControlTuningInput, tuningNotes, tuningProblems } from '../control/tuning-schema.ts';
 import { NATIVE_PROFILE, type Site } from './site-schema.ts';
 
 export interface RuleProblem {
@@ -10,7 +10,15 @@ export interface RuleProblem {
   allowed: string;
 }
 
-export function checkSiteRules(site: Site): RuleProblem[] {
+/**
+ * `written`: each group's tuning as the file wrote it, before the schema filled its defaults in
+ * (`tuningProblems` refuses a written setting the law would have to move, not a default); without
+ * it, the site's tunings count as written.
+ */
+export function checkSiteRules(
+  site: Site,
+  written?: readonly (ControlTuningInput | undefined)[],
+): RuleProblem[] {
   const problems: RuleProblem[] = [];
   const uniq = (list: { id: string }[], where: string): Set<string> => {
     const ids = new Set<string>();
@@ -249,7 +257,7 @@ export function checkSiteRules(site: Site): RuleProblem[] {
       }
       for (const r of Object.keys(row)) ref(racks, r, `${path}/${pointerToken(r)}`, 'rack');
     }
-    problems.push(...tuningProblems(g.tuning, `/controlGroups/${i}/tuning`));
+    problems.push(...tuningProblems(written ? written[i] : g.tuning, `/controlGroups/${i}/tuning`));
     // A unit's own fan floor keyed by a unit not in the group would silently guard nothing.
     for (const a of Object.keys(g.tuning?.unitMinFanPct ?? {})) {
       if (!g.airHandlers.includes(a))
@@ -263,6 +271,14 @@ export function checkSiteRules(site: Site): RuleProblem[] {
   problems.push(...sensingProblems(site.sensing));
   problems.push(...alarmSiteProblems(site));
   return problems;
+}
+
+/** Each group's tuning defaults that a range its file moved puts elsewhere (`tuningNotes`), as warnings. */
+export function siteTuningNotes(
+  site: Site,
+  written: readonly (ControlTuningInput | undefined)[],
+): RuleProblem[] {
+  return site.controlGroups.flatMap((_, i) => tuningNotes(written[i], `/controlGroups/${i}/tuning`));
 }
 
 /** Ranges in `sensing` whose ends must come in order: an inverted one would call every reading bad. */

@@ -1,7 +1,9 @@
 // Per-group tuning of the control law (docs/control.md): one TypeBox fragment the site schema can
 // take as `controlGroups[].tuning`, and the defaults every omitted field falls back to.
 // Invariant: `resolveTuning` always returns a complete, internally consistent tuning (min ≤ max,
-// floors inside the range), so the law never has to check a setting again.
+// floors inside the range), so the law never has to check a setting again. A written setting it
+// would have to move is refused at load (`tuningProblems`); a default it moves is reported
+// (`tuningNotes`), so that no group runs a value the operator neither wrote nor was told of.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 import { ASHRAE_INLET_RATE } from './law/safety.ts';
@@ -312,46 +314,192 @@ export const DEFAULT_TUNING: ControlTuning = {
   alarmInletC: 27,
 };
 
+/** A setting of a group's tuning at its path in the site file, what is wrong, and what is allowed. */
+export interface TuningProblem {
+  path: string;
+  message: string;
+  allowed: string;
+}
+
+/** A setting that lies outside the range other settings make, and where `resolveTuning` puts it. */
+interface Moved {
+  /** Its path under the group's tuning, and the range it depends on. */
+  key: string;
+  range: 'fan' | 'setpoint';
+  from: number;
+  to: number;
+  /** The end it crossed, as `fan.minPct` and the key of that setting under the tuning. */
+  bound: { name: string; key: string | undefined; value: number };
+  /** The file set it; else only its default lies outside (a range the file moved). */
+  written: boolean;
+  allowed: string;
+}
+
+type Bound = Moved['bound'];
+
 /**
- * Ranges of a group's tuning whose ends cross, as the file sets them over the defaults
- * (`/controlGroups/N/tuning` at `at`): refused at load, since ordering them would run the group
- * outside what was written (`fan: {maxPct: 20}` under the default 30 % floor would let the fans
- * reach 30 %). Floors that only a default puts outside a written range are still clamped in.
+ * The one place a tuning's ranges are ordered and its floors put inside them, for `resolveTuning`
+ * and for the checks alike, so what the checks refuse or report is what the law would have run.
+ * `input` is what the file wrote; the defaults fill the rest.
  */
-export function tuningProblems(
-  input: ControlTuningInput | undefined,
-  at: string,
-): { path: string; message: string; allowed: string }[] {
+function settle(input: ControlTuningInput): {
+  fan: ControlTuning['fan'];
+  setpoint: ControlTuning['setpoint'];
+  degraded: ControlTuning['degraded'];
+  hardMinFanPct: number;
+  blindFanPct: number;
+  crossed: Set<Moved['range']>;
+  moved: Moved[];
+} {
+  const d = DEFAULT_TUNING;
+  const fan = { ...d.fan, ...input.fan };
+  const setpoint = { ...d.setpoint, ...input.setpoint };
+  const crossed = new Set<Moved['range']>();
+  if (fan.minPct > fan.maxPct) {
+    crossed.add('fan');
+    [fan.minPct, fan.maxPct] = [fan.maxPct, fan.minPct];
+  }
+  if (setpoint.minC > setpoint.maxC) {
+    crossed.add('setpoint');
+    [setpoint.minC, setpoint.maxC] = [setpoint.maxC, setpoint.minC];
+  }
+  const moved: Moved[] = [];
+  const inside = (
+    key: string,
+    range: Moved['range'],
+    written: number | undefined,
+    fallback: number,
+    lo: Bound,
+    hi: Bound,
+    allowed: string,
+  ): number => {
+    const from = written ?? fallback;
+    const to = clamp(from, lo.value, hi.value);
+    if (to !== from)
+      moved.push({
+        key,
+        range,
+        from,
+        to,
+        bound: from < lo.value ? lo : hi,
+        written: written !== undefined,
+        allowed,
+      });
+    return to;
+  };
+  const fanMin: Bound = { name: 'fan.minPct', key: 'fan/minPct', value: fan.minPct };
+  const fanMax: Bound = { name: 'fan.maxPct', key: 'fan/maxPct', value: fan.maxPct };
+  setpoint.preferredMinC = inside(
+    'setpoint/preferredMinC',
+    'setpoint',
+    input.setpoint?.preferredMinC,
+    d.setpoint.preferredMinC,
+    { name: 'setpoint.minC', key: 'setpoint/minC', value: setpoint.minC },
+    { name: 'setpoint.maxC', key: 'setpoint/maxC', value: setpoint.maxC },
+    'setpoint.minC ≤ preferredMinC ≤ setpoint.maxC (set it too when the range leaves its default)',
+  );
+  // The safety layer's floor under the law's: a law floor beneath it would be a floor never reached.
+  const hardMinFanPct = inside(
+    'hardMinFanPct',
+    'fan',
+    input.hardMinFanPct,
+    d.hardMinFanPct,
+    { name: 'the fan range', key: undefined, value: FAN_RANGE_PCT.min },
+    fanMin,
+    'hardMinFanPct ≤ fan.minPct (set it too when fan.minPct goes under its default)',
+  );
+  const degraded = { ...d.degraded, ...input.degraded };
+  degraded.minFanPct = inside(
+    'degraded/minFanPct',
+    'fan',
+    input.degraded?.minFanPct,
+    d.degraded.minFanPct,
+    fanMin,
+    fanMax,
+    'fan.minPct ≤ degraded.minFanPct ≤ fan.maxPct (set it too when the fan range leaves its default)',
+  );
+  const blindFanPct = inside(
+    'blindFanPct',
+    'fan',
+    input.blindFanPct,
+    d.blindFanPct,
+    // The floor as it runs: the loaded site holds its defaults filled in, so the value alone decides.
+    {
+      name:
+        hardMinFanPct === (input.hardMinFanPct ?? d.hardMinFanPct)
+          ? 'hardMinFanPct'
+          : 'hardMinFanPct held to fan.minPct',
+      key: 'hardMinFanPct',
+      value: hardMinFanPct,
+    },
+    { name: 'the fan range', key: undefined, value: FAN_RANGE_PCT.max },
+    'hardMinFanPct ≤ blindFanPct (the safety layer would raise a blind group’s fans to its floor anyway)',
+  );
+  return { fan, setpoint, degraded, hardMinFanPct, blindFanPct, crossed, moved };
+}
+
+/**
+ * What the file sets in a group's tuning, over the defaults, that the law could not run as written
+ * (`/controlGroups/N/tuning` at `at`): ranges whose ends cross (`fan: {maxPct: 20}` under the
+ * default 30 % floor would let the fans reach 30 %), and a setting outside the range others make
+ * (`degraded: {minFanPct: 20}` under `fan.minPct` 30 would run at 30). Refused at load, with both
+ * values: the operator chooses which to change. A setting under a crossed range is judged once the
+ * range is fixed (its problem would name an end the operator did not write).
+ */
+export function tuningProblems(input: ControlTuningInput | undefined, at: string): TuningProblem[] {
   if (!input) return [];
-  const out: { path: string; message: string; allowed: string }[] = [];
+  const out: TuningProblem[] = [];
+  const { crossed, moved } = settle(input);
   const fan = { ...DEFAULT_TUNING.fan, ...input.fan };
   const setpoint = { ...DEFAULT_TUNING.setpoint, ...input.setpoint };
-  if (fan.minPct > fan.maxPct)
+  if (crossed.has('fan'))
     out.push({
       path: `${at}/fan/${input.fan?.maxPct !== undefined ? 'maxPct' : 'minPct'}`,
       message: `fan minPct (${fan.minPct}) is above maxPct (${fan.maxPct})`,
       allowed: 'minPct ≤ maxPct (set both when one leaves the default range)',
     });
-  if (setpoint.minC > setpoint.maxC)
+  if (crossed.has('setpoint'))
     out.push({
       path: `${at}/setpoint/${input.setpoint?.maxC !== undefined ? 'maxC' : 'minC'}`,
       message: `setpoint minC (${setpoint.minC}) is above maxC (${setpoint.maxC})`,
       allowed: 'minC ≤ maxC (set both when one leaves the default range)',
     });
+  for (const m of moved) {
+    if (!m.written || crossed.has(m.range)) continue;
+    out.push({
+      path: `${at}/${m.key}`,
+      message: `${m.key.replace('/', '.')} (${m.from}) is ${m.from < m.to ? 'below' : 'above'} ${m.bound.name} (${m.bound.value})`,
+      allowed: m.allowed,
+    });
+  }
   return out;
+}
+
+/**
+ * Defaults that a range the file moved leaves outside it, and where the group runs them instead
+ * (`fan: {minPct: 10}` puts the default hardMinFanPct 20 above the fan floor: it runs at 10). Not
+ * refused — the file did not write them — but said, at the setting that moved them, so that the
+ * operator sees the value the group runs with.
+ */
+export function tuningNotes(input: ControlTuningInput | undefined, at: string): TuningProblem[] {
+  if (!input) return [];
+  const { crossed, moved } = settle(input);
+  return moved
+    .filter((m) => !m.written && !crossed.has(m.range))
+    .map((m) => {
+      const name = m.key.replace('/', '.');
+      return {
+        path: m.bound.key ? `${at}/${m.bound.key}` : at,
+        message: `${name} is not set: its default ${m.from} is ${m.from < m.to ? 'below' : 'above'} ${m.bound.name} (${m.bound.value}), so the group runs ${name} ${m.to}`,
+        allowed: `set ${name} in the file to choose it (${m.allowed.replace(/ \(.*\)$/, '')})`,
+      };
+    });
 }
 
 /** A complete tuning from a (validated) partial one; ranges that cross are ordered, floors clamped in. */
 export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
   const d = DEFAULT_TUNING;
-  const fan = { ...d.fan, ...input.fan };
-  const setpoint = { ...d.setpoint, ...input.setpoint };
-  if (fan.minPct > fan.maxPct) [fan.minPct, fan.maxPct] = [fan.maxPct, fan.minPct];
-  if (setpoint.minC > setpoint.maxC) [setpoint.minC, setpoint.maxC] = [setpoint.maxC, setpoint.minC];
-  setpoint.preferredMinC = clamp(setpoint.preferredMinC, setpoint.minC, setpoint.maxC);
-  const hardMinFanPct = Math.min(input.hardMinFanPct ?? d.hardMinFanPct, fan.minPct);
-  const degraded = { ...d.degraded, ...input.degraded };
-  degraded.minFanPct = clamp(degraded.minFanPct, fan.minPct, fan.maxPct);
+  const { fan, setpoint, degraded, hardMinFanPct, blindFanPct } = settle(input);
   return {
     inletTargetC: input.inletTargetC ?? d.inletTargetC,
     fan,
@@ -360,7 +508,7 @@ export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
     help: { ...d.help, ...input.help },
     coilLoad: { ...d.coilLoad, ...input.coilLoad },
     degraded,
-    blindFanPct: clamp(input.blindFanPct ?? d.blindFanPct, hardMinFanPct, FAN_RANGE_PCT.max),
+    blindFanPct,
     hardMinFanPct,
     unitMinFanPct: { ...input.unitMinFanPct },
     inletRate: { ...d.inletRate, ...input.inletRate },

@@ -95,4 +95,40 @@ describe('coolctl config validate', () => {
       /site\.yaml: not a valid site file — 1 problem\(s\)\n.*site\.yaml:3 \/: YAML syntax/,
     );
   });
+
+  it('a group tuning the law would have to move is refused with every setting; a moved default is a warning', () => {
+    // Group 1 of the demo site (zone-2), with a tuning block added under its sensor nodes.
+    const withTuning = (yaml: string) =>
+      readFileSync(SITE, 'utf8').replace(/(\n {2}- id: zone-2\n(?: {4}.*\n)+)/, `$1    tuning:\n${yaml}`);
+    const written = join(dir, 'tuning-site.yaml');
+    writeFileSync(
+      written,
+      withTuning('      fan: { minPct: 30 }\n      degraded: { minFanPct: 20 }\n      blindFanPct: 10\n'),
+    );
+    const r = cli(written);
+    expect(r.status, r.stdout).toBe(2);
+    expect(r.stderr).toMatch(/not a valid site file — 2 problem\(s\)/);
+    expect(r.stderr).toMatch(
+      /tuning-site\.yaml:\d+ \/controlGroups\/1\/tuning\/degraded\/minFanPct: degraded\.minFanPct \(20\) is below fan\.minPct \(30\)/,
+    );
+    expect(r.stderr).toMatch(
+      /\/controlGroups\/1\/tuning\/blindFanPct: blindFanPct \(10\) is below hardMinFanPct \(20\)/,
+    );
+
+    const moved = join(dir, 'moved-site.yaml');
+    writeFileSync(moved, withTuning('      fan: { minPct: 10 }\n'));
+    const controller = join(dir, 'moved-controller.yaml');
+    writeFileSync(controller, readFileSync(CONTROLLER, 'utf8').replace(/^site: .*$/m, `site: ${moved}`));
+    const c = cli(controller);
+    expect(c.status, c.stderr).toBe(0);
+    expect(c.stdout).toMatch(
+      /\n {2}warning: .*moved-site\.yaml:\d+ \/controlGroups\/1\/tuning\/fan\/minPct: hardMinFanPct is not set: its default 20 is above fan\.minPct \(10\), so the group runs hardMinFanPct 10/,
+    );
+    // The site file alone says the same.
+    const s = cli(moved);
+    expect(s.status, s.stderr).toBe(0);
+    expect(s.stdout).toMatch(
+      /\n {2}warning: .*moved-site\.yaml:\d+ \/controlGroups\/1\/tuning\/fan\/minPct: hardMinFanPct is not set/,
+    );
+  });
 });
