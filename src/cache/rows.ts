@@ -11,6 +11,12 @@ export interface CachedRow {
   writer: string;
   /** Writer's wall clock at write, ms since the Unix epoch (for humans and lag metrics). */
   atMs: number;
+  /**
+   * This node's monotonic clock (performance.now) when the row was written here or arrived whole:
+   * how old a row is without comparing two nodes' clocks (the link's delay aside). Never on the
+   * wire; absent from a store that does not keep it.
+   */
+  localAtMs?: number;
   /** The state, serialised (JSON for process state; any bytes for bulk). */
   body: Buffer;
 }
@@ -70,8 +76,16 @@ function isCount(x: unknown): x is number {
   return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 }
 
-function rowOf(h: RowHeader, body: Buffer): CachedRow {
-  return { group: h.group, epoch: h.epoch, seq: h.seq, writer: h.writer, atMs: h.atMs, body };
+function rowOf(h: RowHeader, body: Buffer, nowMs: number): CachedRow {
+  return {
+    group: h.group,
+    epoch: h.epoch,
+    seq: h.seq,
+    writer: h.writer,
+    atMs: h.atMs,
+    localAtMs: nowMs,
+    body,
+  };
 }
 
 /** A ROW header's own fields and nothing else: a header may carry any padding, and a kept header keeps all of it. */
@@ -157,7 +171,7 @@ export class RowAssembler {
     nowMs = performance.now(),
   ): CachedRow | 'partial' | 'dropped' | 'over-budget' {
     // A whole row in one frame: copied, so the cache never keeps the frame it came in.
-    if (h.off === 0 && body.length === h.size) return rowOf(h, Buffer.from(body));
+    if (h.off === 0 && body.length === h.size) return rowOf(h, Buffer.from(body), nowMs);
     if (h.off === 0) {
       this.clear();
       if (!this.budget.reserve(this, h.size, nowMs)) return 'over-budget';
@@ -185,7 +199,7 @@ export class RowAssembler {
     this.partial = null;
     this.budget.release(this, p.h.size);
     // The last growth stopped at the declared size, so the buffer is exactly the row.
-    return rowOf(p.h, p.buf);
+    return rowOf(p.h, p.buf, nowMs);
   }
 
   /** Gives up the row in assembly (superseded, stalled, or its link closed). */

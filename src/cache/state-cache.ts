@@ -302,6 +302,7 @@ export class StateCache extends EventEmitter implements ProcessStateStore, Fails
       seq: cur && cur.epoch === epoch ? cur.seq + 1 : 1,
       writer: this.node,
       atMs: Date.now(),
+      localAtMs: performance.now(),
       body,
     };
     this.store(row);

@@ -16,6 +16,7 @@
 // bound, the loop keeps crashing, or a newer epoch was proven) relinquishes it with the reason,
 // at most as often as its relinquish back-off allows (docs/daemon.md, "A leader that cannot drive").
 import type { Logger } from 'pino';
+import type { CachedRow } from '../cache/rows.ts';
 import type { ProcessStateStore } from '../cache/state-cache.ts';
 import type { Leadership, RoleChange } from '../cluster/leadership.ts';
 import { NO_OPERATOR_STATE } from '../cluster/operator-state.ts';
@@ -29,6 +30,7 @@ import {
 import { FAN_RANGE_PCT } from '../devices/unit-contract.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
+import { type VerdictHoldMemory, verdictHoldMemoryOf } from '../sensors/verdict.ts';
 import { Backoff } from '../util/async.ts';
 import {
   type ControlMode,
@@ -144,6 +146,12 @@ export interface GroupProcessRow {
   mode: LoopMode;
   /** What the influence learner learned (an added field: readers that do not know it ignore it). */
   influence?: LearnedInfluenceSnapshot;
+  /**
+   * The sensor verdict hold's memory (control): ages as of the row's write, so a new leader keeps a
+   * flapping group held (an added field, like `influence`; a row without it leaves the new
+   * leader's own memory as it is).
+   */
+  verdictHold?: VerdictHoldMemory;
 }
 
 /** How the current term started: from a cached row (warm) or from reading the units (cold). */
@@ -181,7 +189,16 @@ export function phaseOfMs(groupId: string, periodMs: number): number {
 
 export class GroupDriver {
   readonly group: string;
-  readonly counters = { writes: 0, writeErrors: 0, notLeader: 0, fenced: 0, crashes: 0, overruns: 0 };
+  readonly counters = {
+    writes: 0,
+    writeErrors: 0,
+    notLeader: 0,
+    fenced: 0,
+    crashes: 0,
+    overruns: 0,
+    /** Rows whose verdict-hold memory a new term could not use (malformed): ignored. */
+    verdictHoldRefused: 0,
+  };
   private readonly ahus: string[];
   private readonly devices: Map<string, DeviceIo>;
   private readonly leadership: Leadership;
@@ -640,6 +657,7 @@ export class GroupDriver {
         } else this.log.info({ samples: learner.sampleCount }, 'learned influence resumed from the row');
         this.learned = null;
       }
+      if (row && saved.verdictHold !== undefined) this.resumeVerdictHold(saved.verdictHold, row);
     }
     this.lastStepAtMs = performance.now();
     this.started = {
@@ -652,6 +670,38 @@ export class GroupDriver {
       source === 'cold'
         ? 'driving the group: cold start (no process state)'
         : 'driving the group: warm start',
+    );
+  }
+
+  /**
+   * The sensor verdict hold goes on from the row's memory (the store keeps its own when fresher).
+   * The row's age counts from when it reached this node's cache; a store that does not know it gives
+   * the ages as of now.
+   */
+  private resumeVerdictHold(field: unknown, row: CachedRow): void {
+    const sensors = this.opts.control?.sensors;
+    if (!sensors?.resumeVerdictHold) return;
+    const memory = verdictHoldMemoryOf(field);
+    if (typeof memory === 'string') {
+      this.counters.verdictHoldRefused++;
+      this.log.warn(
+        { problem: memory },
+        'verdict hold in the row not used: the group goes on from this node’s memory',
+      );
+      return;
+    }
+    const ageMs = row.localAtMs === undefined ? 0 : Math.max(0, performance.now() - row.localAtMs);
+    const taken = sensors.resumeVerdictHold(this.group, memory, ageMs);
+    this.log.info(
+      {
+        held: memory.held,
+        leftOkAgoMs: memory.leftOkAgoMs,
+        okForMs: memory.okForMs,
+        rowAgeMs: Math.round(ageMs),
+      },
+      taken === 'resumed'
+        ? 'verdict hold resumed from the row'
+        : 'verdict hold: this node’s own memory of the group is fresher than the row, kept',
     );
   }
 
@@ -813,6 +863,8 @@ export class GroupDriver {
     };
     const learned = this.learnedSnapshot();
     if (learned) row.influence = learned;
+    const hold = this.opts.control?.sensors.verdictHold?.(this.group);
+    if (hold) row.verdictHold = hold;
     if (store.write(this.group, epoch, row) === null) {
       const held = store.get(this.group);
       this.refuseEpoch(
@@ -939,6 +991,8 @@ function parseRow(body: Buffer): GroupProcessRow | null {
       mode: v.mode ?? 'hold',
       ...(v.control ? { control: v.control } : {}),
       ...(v.influence !== undefined ? { influence: v.influence } : {}),
+      // Checked where it is used (verdictHoldMemoryOf at a new term), as `influence` is.
+      ...(v.verdictHold !== undefined ? { verdictHold: v.verdictHold } : {}),
     };
   } catch {
     return null;

@@ -69,13 +69,20 @@ export class Controller {
   private leadership: Leadership | undefined;
   private cache: StateCache | undefined;
   private sensorStore: SensorStore | undefined;
-  /** Stays the same object across reloads that rebuild the store: the API and loops hold it. */
-  private readonly sensorView: SensorView & Pick<SensorStore, 'sensor'> = {
+  /**
+   * Stays the same object across reloads that rebuild the store: the API and loops hold it. Every
+   * method of SensorView, the optional ones too (Required): one left out here would be missing from
+   * the daemon only, while tests that hand a SensorStore in pass.
+   */
+  private readonly sensorView: Required<SensorView> & Pick<SensorStore, 'sensor'> = {
     view: (group) => this.ingest().view(group),
     rackInletStats: (group) => this.ingest().rackInletStats(group),
     figures: (group, maxAgeMs) => this.ingest().figures(group, maxAgeMs),
     // A rack's sensors for the dashboard's floor map (GET /api/v1/site/racks/:id).
     sensor: (node, sensor) => this.ingest().sensor(node, sensor),
+    // The verdict hold's memory into a group's process state, and back from it at a new term.
+    verdictHold: (group) => this.ingest().verdictHold(group),
+    resumeVerdictHold: (group, memory, rowAgeMs) => this.ingest().resumeVerdictHold(group, memory, rowAgeMs),
   };
   /** The group ids the API serves; updated in place on reload. */
   private readonly groupIds: string[] = [];

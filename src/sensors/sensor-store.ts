@@ -14,14 +14,16 @@ import type { SensingSettings, SensorKindName, Site } from '../config/site-schem
 import { clip, LogLimiter, MAX_LOGGED_TEXT } from '../util/log-limit.ts';
 import { DROP_REASONS, type DropReason, parseReport, type Report } from './report.ts';
 import {
+  flapWindowMs,
   judgeVerdict,
   VERDICT_RECOVERY_S,
   type Verdict,
   VerdictHold,
+  type VerdictHoldMemory,
   type VerdictRecovery,
 } from './verdict.ts';
 
-export type { Verdict, VerdictRecovery } from './verdict.ts';
+export type { Verdict, VerdictHoldMemory, VerdictRecovery } from './verdict.ts';
 
 export type SourceName = 'mqtt' | 'modbus';
 
@@ -112,11 +114,6 @@ export interface GroupSensorView {
 /** Control depends on this, never on MQTT or Modbus. */
 export interface SensorView {
   view(groupId: string): GroupSensorView;
-  /**
-   * Per rack of the group that has inlet sensors: its hottest good inlet reading, °C, or null when
-   * it has none. For people (the floor map), not for control: it allocates, view() does not.
-   */
-  rackInletsC?(groupId: string): Record<string, number | null>;
   /** Per rack of the group that has inlet sensors: its hottest good inlet and its inlet sensors' trust. */
   rackInletStats?(groupId: string): RackInletStats[];
   /**
@@ -124,6 +121,16 @@ export interface SensorView {
    * else taken now. For readers that run beside control (alarms, /metrics, the dashboard).
    */
   figures?(groupId: string, maxAgeMs: number): GroupFigures;
+  /**
+   * The group's verdict-hold memory for its process state, as of now (null: never judged here).
+   * With `resumeVerdictHold`, what lets a new leader go on with a flap its predecessor saw.
+   */
+  verdictHold?(groupId: string): VerdictHoldMemory | null;
+  /**
+   * A new term: takes `memory` from the group's row, written `rowAgeMs` ago (0: age unknown, taken
+   * as of now), unless this node's own memory of the group is fresher (SensorStore.resumeVerdictHold).
+   */
+  resumeVerdictHold?(groupId: string, memory: VerdictHoldMemory, rowAgeMs: number): 'resumed' | 'kept';
 }
 
 /**
@@ -154,6 +161,12 @@ export interface GroupFigures {
  * group's loop took in its last period (1 s by default), with a quarter period for its jitter.
  */
 export const SHARED_FIGURES_MAX_AGE_MS = 1250;
+
+/**
+ * A group whose figures were taken at most this far apart is followed by this node's verdict hold
+ * (two default control periods, with their jitter): it saw every departure from ok its leader saw.
+ */
+const FOLLOW_GAP_MS = 2 * SHARED_FIGURES_MAX_AGE_MS;
 
 /** One rack's inlet as /metrics says it (rackInletStats). */
 export interface RackInletStats {
@@ -362,6 +375,8 @@ interface GroupRt {
   last: GroupFigures | undefined;
   /** The verdict the group acts on, over time: worse at once, better only once it held. */
   hold: VerdictHold;
+  /** Since when (monotonic ms) the figures were taken without a gap over FOLLOW_GAP_MS. */
+  followedSinceMs: number;
 }
 
 export class SensorStore implements SensorView {
@@ -539,6 +554,7 @@ export class SensorStore implements SensorView {
         nodeDewRack,
         last: undefined,
         hold: new VerdictHold(),
+        followedSinceMs: Number.POSITIVE_INFINITY,
       });
     }
     if (opts.registry) this.registerMetrics(opts.registry);
@@ -784,6 +800,34 @@ export class SensorStore implements SensorView {
     return this.take(g, now);
   }
 
+  verdictHold(groupId: string, now = this.now()): VerdictHoldMemory | null {
+    return this.group(groupId).hold.memory(now * this.timeScale);
+  }
+
+  /**
+   * Takes the group's verdict-hold memory from its row, written `rowAgeMs` (monotonic) ago, unless
+   * this node's own is fresher: it has followed the group (figures taken at most FOLLOW_GAP_MS
+   * apart, the last within it) since a flap window before the row was written, so it saw every
+   * departure the row's writer saw that can still count, and what came after. Racks the group does
+   * not have are dropped from the memory.
+   */
+  resumeVerdictHold(
+    groupId: string,
+    memory: VerdictHoldMemory,
+    rowAgeMs: number,
+    now = this.now(),
+  ): 'resumed' | 'kept' {
+    const g = this.group(groupId);
+    const age = Math.max(0, rowAgeMs);
+    const windowMs = flapWindowMs(this.s.verdictRecoveryS * 1000) / this.timeScale;
+    const followed =
+      g.last !== undefined && now - g.last.atMs <= FOLLOW_GAP_MS && g.followedSinceMs <= now - age - windowMs;
+    if (followed) return 'kept';
+    const racks = memory.racks?.filter((r) => g.inletRacks.includes(r));
+    g.hold.resume({ ...memory, ...(racks ? { racks } : {}) }, now * this.timeScale, age * this.timeScale);
+    return 'resumed';
+  }
+
   private group(groupId: string): GroupRt {
     const g = this.groups.get(groupId);
     if (!g) throw new RangeError(`unknown control group "${groupId}"`);
@@ -792,6 +836,7 @@ export class SensorStore implements SensorView {
 
   /** One walk of the group's sensors: every figure of GroupFigures, kept as the group's latest. */
   private take(g: GroupRt, now: number): GroupFigures {
+    if (g.last === undefined || !(now - g.last.atMs <= FOLLOW_GAP_MS)) g.followedSinceMs = now;
     const readings = this.readings;
     const rackMax = new Float64Array(g.inletRacks.length).fill(Number.NaN);
     const rackGood = new Uint32Array(g.inletRacks.length);
@@ -879,6 +924,10 @@ export class SensorStore implements SensorView {
     return figures;
   }
 
+  /**
+   * Per rack of the group that has inlet sensors: its hottest good inlet reading, °C, or null when
+   * it has none (the alarm rules' plain form of a group's figures). Not for control: it allocates.
+   */
   rackInletsC(groupId: string, now = this.now()): Record<string, number | null> {
     const f = this.take(this.group(groupId), now);
     const out: Record<string, number | null> = {};

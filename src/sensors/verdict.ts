@@ -116,8 +116,9 @@ const FLAP_WINDOW_RECOVERIES = 10;
  * spurious gateway status, one lost report) costs no more than it lasts, and a group out of blind
  * is driven on its sensors at once: held blind, its units would run at full fans for nothing. Lives
  * in the sensor store and moves when a group's figures are taken (its leader's loop each period;
- * elsewhere only when asked): a node that takes a group over goes on from what it last saw of it,
- * and a node that never judged the group starts with no departures on record.
+ * elsewhere only when asked). Its memory travels in the group's process state (`memory()` into the
+ * leader's row, `resume()` from it at a new term), so a flap under one leader is still one under
+ * the next.
  */
 export class VerdictHold {
   private held: Verdict | undefined;
@@ -147,7 +148,7 @@ export class VerdictHold {
         this.leftOk[1] = now;
       }
     } else if (Number.isNaN(this.okSince)) this.okSince = now;
-    const flapping = this.leftOk[1]! - this.leftOk[0]! <= FLAP_WINDOW_RECOVERIES * recoveryMs;
+    const flapping = this.leftOk[1]! - this.leftOk[0]! <= flapWindowMs(recoveryMs);
     if (
       raw.verdict !== 'ok' ||
       this.held === 'ok' ||
@@ -167,4 +168,91 @@ export class VerdictHold {
     };
     return { verdict: 'degraded', reasons: [recoveryText(recovery)], recovery };
   }
+
+  /**
+   * What the hold remembers, as ages before `nowMs` (as judge's instants; null: never judged).
+   * Ages, not instants: two nodes' monotonic clocks share no origin.
+   */
+  memory(nowMs: number): VerdictHoldMemory | null {
+    if (this.held === undefined) return null;
+    const now = Math.max(nowMs, this.atMs);
+    const ago = (t: number) => (Number.isNaN(t) ? null : Math.round(now - t));
+    const okForMs = ago(this.okSince);
+    const m: VerdictHoldMemory = {
+      held: this.held,
+      leftOkAgoMs: [ago(this.leftOk[0]!), ago(this.leftOk[1]!)],
+      okForMs,
+    };
+    // The racks only word a hold under way; a group that is not recovering carries none.
+    if (this.held !== 'ok' && okForMs !== null && this.racks.length > 0) m.racks = [...this.racks];
+    return m;
+  }
+
+  /**
+   * Takes over `m`, a memory taken `ageMs` before `nowMs` (0: as of now), in place of this hold's
+   * own. Time the memory's writer did not see (the age) is taken as it left things: a group ok then
+   * has been ok since, as far as this hold can tell.
+   */
+  resume(m: VerdictHoldMemory, nowMs: number, ageMs: number): void {
+    const now = Math.max(nowMs, this.atMs);
+    const at = now - Math.max(0, ageMs);
+    const when = (ago: number | null) => (ago === null ? Number.NaN : at - ago);
+    this.held = m.held;
+    this.leftOk[0] = when(m.leftOkAgoMs[0]);
+    this.leftOk[1] = when(m.leftOkAgoMs[1]);
+    this.okSince = when(m.okForMs);
+    this.racks = m.racks ?? [];
+    this.atMs = now;
+  }
+}
+
+/** The flap window of a recovery time (FLAP_WINDOW_RECOVERIES of them), ms. */
+export function flapWindowMs(recoveryMs: number): number {
+  return FLAP_WINDOW_RECOVERIES * recoveryMs;
+}
+
+/**
+ * A VerdictHold's memory as it travels in a group's process state (`verdictHold` of the row):
+ * ages in ms (site ms in the simulator) before the row was written. 70–90 bytes of JSON in the row.
+ */
+export interface VerdictHoldMemory {
+  /** The verdict the group acted on. */
+  held: Verdict;
+  /** How long ago the group last left ok, the older of the last two first (null: no such departure). */
+  leftOkAgoMs: [number | null, number | null];
+  /** How long the sensors have said ok without a break (null: they do not). */
+  okForMs: number | null;
+  /** While a hold is under way: the racks it waits on (covered again), for its reasons. */
+  racks?: string[];
+}
+
+/** Racks a memory read from a row may name: what a row can make us hold (the store keeps the group's own). */
+const MEMORY_RACKS_MAX = 1_000;
+
+/**
+ * `x` as a VerdictHoldMemory, or why it is not one (a row is input from the wire: checked, never
+ * trusted). Racks are only checked to be names here; the store keeps those of the group.
+ */
+export function verdictHoldMemoryOf(x: unknown): VerdictHoldMemory | string {
+  if (!x || typeof x !== 'object' || Array.isArray(x)) return 'not an object';
+  const m = x as Record<string, unknown>;
+  if (m.held !== 'ok' && m.held !== 'degraded' && m.held !== 'blind') return 'held is not a verdict';
+  const age = (v: unknown) => v === null || (typeof v === 'number' && Number.isFinite(v) && v >= 0);
+  const left = m.leftOkAgoMs;
+  if (!Array.isArray(left) || left.length !== 2 || !left.every(age))
+    return 'leftOkAgoMs is not two ages (ms or null)';
+  if (!age(m.okForMs)) return 'okForMs is not an age (ms or null)';
+  if (
+    m.racks !== undefined &&
+    (!Array.isArray(m.racks) ||
+      m.racks.length > MEMORY_RACKS_MAX ||
+      !m.racks.every((r) => typeof r === 'string'))
+  )
+    return 'racks is not a list of rack names';
+  return {
+    held: m.held,
+    leftOkAgoMs: [left[0] as number | null, left[1] as number | null],
+    okForMs: m.okForMs as number | null,
+    ...(m.racks !== undefined ? { racks: m.racks as string[] } : {}),
+  };
 }
