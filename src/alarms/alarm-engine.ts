@@ -19,6 +19,7 @@ import type { Leadership } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
+import { zeroSeries } from '../metrics/zero-series.ts';
 import { type SensorStore, SHARED_FIGURES_MAX_AGE_MS } from '../sensors/sensor-store.ts';
 import {
   ALARM_KINDS,
@@ -43,7 +44,7 @@ import {
 } from './alarm.ts';
 import { alarmDelays, alarmLimits, alarmRetention } from './alarm-schema.ts';
 import type { AlarmStore } from './alarm-store.ts';
-import type { Notifier, Transition } from './notify.ts';
+import { ALARM_TRANSITIONS, type AlarmTransition, type Notifier } from './notify.ts';
 import {
   type Condition,
   clusterOwner,
@@ -54,6 +55,9 @@ import {
   type UnitSnapshot,
 } from './rules.ts';
 import { ShelfClock } from './shelf-clock.ts';
+
+/** How an evaluation ended (coolctl_alarm_evaluations_total{result}). */
+const EVALUATION_RESULTS = ['ok', 'failed'] as const;
 
 export interface AlarmEngineOptions {
   node: string;
@@ -142,6 +146,8 @@ export class AlarmEngine implements AlarmApi {
       labelNames: ['kind', 'transition'],
       registers: [opts.registry],
     });
+    zeroSeries(this.evaluations, { result: EVALUATION_RESULTS });
+    zeroSeries(this.transitions, { kind: Object.keys(ALARM_KINDS), transition: ALARM_TRANSITIONS });
   }
 
   start(): void {
@@ -545,7 +551,7 @@ export class AlarmEngine implements AlarmApi {
       if (a.clearedAtMs === null && !this.shelves.shelved(a)) notifier.notify(a, 'resend');
   }
 
-  private transitioned(a: StoredAlarm, t: Transition): void {
+  private transitioned(a: StoredAlarm, t: AlarmTransition): void {
     this.transitions.inc({ kind: a.kind, transition: t });
     // Shelved: nothing is sent but its clearing (a receiver must not keep a firing alert for ever).
     if (t !== 'cleared' && t !== 'shelved' && this.shelves.shelved(a)) return;
@@ -595,7 +601,7 @@ export class AlarmEngine implements AlarmApi {
   private async act(
     id: string,
     fn: (cur: StoredAlarm) => StoredAlarm,
-    t: Transition,
+    t: AlarmTransition,
     user: string,
     comment: string,
   ): Promise<Alarm> {

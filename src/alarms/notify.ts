@@ -21,18 +21,25 @@ import { type IClientOptions, type MqttClient, connect as mqttConnect } from 'mq
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { readCaFile, readSecretLine } from '../config/config-files.ts';
+import { zeroSeries } from '../metrics/zero-series.ts';
 import { clip, LogLimiter } from '../util/log-limit.ts';
 import { http } from '../util/node-http.ts';
 import { type NotificationStatus, type StoredAlarm, stateOf, toApiAlarm } from './alarm.ts';
 
-export type Transition =
-  | 'raised'
-  | 'acknowledged'
-  | 'cleared'
-  | 'shelved'
-  | 'unshelved'
-  | 'shelf-expired'
-  | 'resend';
+/** What happens to an alarm (coolctl_alarm_transitions_total{transition}). */
+export const ALARM_TRANSITIONS = [
+  'raised',
+  'acknowledged',
+  'cleared',
+  'shelved',
+  'unshelved',
+  'shelf-expired',
+] as const;
+export type AlarmTransition = (typeof ALARM_TRANSITIONS)[number];
+/** What a notification says: a transition, or an open alarm sent again (Alertmanager forgets). */
+export type Transition = AlarmTransition | 'resend';
+/** What became of a notification (coolctl_alarm_notifications_total{result}). */
+const NOTIFICATION_RESULTS = ['sent', 'retried', 'failed'] as const;
 
 export interface WebhookSettings {
   url: string;
@@ -195,6 +202,7 @@ export class Notifier {
     });
     if (opts.webhook) this.sinks.push(this.webhookSink(opts.webhook));
     if (opts.mqtt) this.sinks.push(this.mqttSink(opts.mqtt));
+    zeroSeries(this.outcomes, { sink: this.sinks.map((s) => s.name), result: NOTIFICATION_RESULTS });
   }
 
   /**

@@ -153,6 +153,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   applyConnectionLimits(app.server, limits, refusals);
   // Before any route, so every route is closed to input it does not declare.
   app.addHook('onRoute', (r) => closeUndeclaredInput(r, changesState));
+  app.addHook('onRoute', (r) => refusals.route(r.url));
   // A state-changing request without a body is checked as `{}`: its schema says whether that will do.
   // Hooks every request passes are callback hooks: an async one costs each request a promise and
   // a turn (bench/api.ts measures what the app adds to a request).

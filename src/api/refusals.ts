@@ -6,10 +6,14 @@
 // line each, and never an audit entry (./auth/guard.ts).
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import { zeroSeries } from '../metrics/zero-series.ts';
 import { LogLimiter } from '../util/log-limit.ts';
 
 /** At most one log line per route and code this often. */
 export const REFUSAL_LOG_EVERY_MS = 10_000;
+
+/** The `route` values that name no route: no such route (or an unreadable URL), or no request read. */
+export const ROUTELESS = ['unknown', 'connection'] as const;
 
 export interface Refusal {
   route: string;
@@ -35,8 +39,14 @@ export class Refusals {
       labelNames: ['route'],
       registers: [registry],
     });
+    zeroSeries(this.counter, { route: ROUTELESS });
     this.log = log;
     this.lines = new LogLimiter(now, REFUSAL_LOG_EVERY_MS);
+  }
+
+  /** A route the app serves (its pattern): its refusals count from 0. */
+  route(pattern: string): void {
+    zeroSeries(this.counter, { route: [pattern] });
   }
 
   refuse(r: Refusal): void {

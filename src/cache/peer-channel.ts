@@ -30,19 +30,22 @@ export function pairKey(master: Buffer, cluster: string, a: string, b: string): 
   return createHmac('sha256', master).update(`coolctl peer pair v1 ${cluster} ${x} ${y}`).digest();
 }
 
-export type RejectReason =
-  | 'auth'
-  | 'hello'
-  | 'malformed'
-  | 'too-large'
-  | 'stale'
-  | 'not-leader'
-  | 'too-many-groups'
-  | 'oversized-row'
-  | 'unknown-group'
-  | 'assembly-full'
-  | 'backlog'
-  | 'internal';
+/** Why a connection or frame on the peer channel is refused (coolctl_cache_rejects_total{reason}). */
+export const REJECT_REASONS = [
+  'auth',
+  'hello',
+  'malformed',
+  'too-large',
+  'stale',
+  'not-leader',
+  'too-many-groups',
+  'oversized-row',
+  'unknown-group',
+  'assembly-full',
+  'backlog',
+  'internal',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
 
 export interface PeerChannelOptions extends PeerConnectionOptions {
   node: string;

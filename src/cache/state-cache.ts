@@ -15,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { FailsafeAnswer, FailsafeGroup, FailsafeTransport } from '../cluster/failsafe.ts';
+import { zeroSeries } from '../metrics/zero-series.ts';
 import type { WireRange } from '../version.ts';
 import { type Frame, FrameType } from './frames.ts';
 import {
@@ -25,7 +26,7 @@ import {
   rowRefBytes,
   syncGroupBytes,
 } from './pages.ts';
-import { PeerChannel, type PeerStatus, type RejectReason } from './peer-channel.ts';
+import { PeerChannel, type PeerStatus, REJECT_REASONS } from './peer-channel.ts';
 import type { PeerConnection } from './peer-connection.ts';
 import {
   AssemblyBudget,
@@ -787,6 +788,9 @@ function isVersion(x: unknown): x is [number, number] {
   return Array.isArray(x) && x.length === 2 && isCount(x[0]) && isCount(x[1]);
 }
 
+/** What becomes of a row a peer sends (coolctl_cache_rows_received_total{result}). */
+const RECEIVED_RESULTS = ['applied', 'duplicate', 'stale', 'not-leader', 'unknown-group'] as const;
+
 class CacheMetrics {
   readonly written: Counter;
   readonly received: Counter<'result'>;
@@ -812,20 +816,8 @@ class CacheMetrics {
       labelNames: ['reason'],
       registers,
     });
-    for (const reason of [
-      'auth',
-      'hello',
-      'malformed',
-      'too-large',
-      'stale',
-      'not-leader',
-      'too-many-groups',
-      'unknown-group',
-      'assembly-full',
-      'backlog',
-      'internal',
-    ] satisfies RejectReason[])
-      this.rejects.inc({ reason }, 0);
+    zeroSeries(this.received, { result: RECEIVED_RESULTS });
+    zeroSeries(this.rejects, { reason: REJECT_REASONS });
     this.replication = new Histogram({
       name: 'coolctl_cache_replication_seconds',
       help: 'Replication lag: from a row written here (the oldest not yet acknowledged, when newer rows of the group followed) until every peer that was up acknowledged the group',

@@ -4,7 +4,9 @@
 // because this node could not drive them, and keys left out of the decisions; and whether the data
 // dir takes the lease-id file (safety never rests on it, but a restart after a crash waits out a TTL).
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { zeroSeries } from '../metrics/zero-series.ts';
 import type { GroupRole } from './leadership.ts';
+import { IGNORED_KINDS, type IgnoredKind } from './view.ts';
 
 export class LeadershipMetrics {
   private readonly transitions: Counter<'group' | 'from' | 'to'>;
@@ -20,7 +22,8 @@ export class LeadershipMetrics {
   private readonly dataDirWriteErrors: Counter;
   private readonly dataDirFailing: Gauge;
 
-  constructor(registry: Registry, leaseRemainingMs: () => number) {
+  /** `members`: the configured etcd members (host:port), each one's keepalive failures from 0. */
+  constructor(registry: Registry, leaseRemainingMs: () => number, members: readonly string[] = []) {
     const registers = [registry];
     this.transitions = new Counter({
       name: 'coolctl_leadership_transitions_total',
@@ -54,6 +57,7 @@ export class LeadershipMetrics {
       labelNames: ['member'],
       registers,
     });
+    zeroSeries(this.keepaliveFailures, { member: members });
     this.expiryPolls = new Counter({
       name: 'coolctl_lease_expiry_polls_total',
       help: 'LeaseTimeToLive calls on the leases of leaders this node is next in line behind',
@@ -76,6 +80,7 @@ export class LeadershipMetrics {
       labelNames: ['kind'],
       registers,
     });
+    zeroSeries(this.ignoredKeys, { kind: IGNORED_KINDS });
     this.watchResets = new Counter({
       name: 'coolctl_leadership_watch_resets_total',
       help: 'Times the leadership watches were reconnected on a new etcd client because etcd answered reads but did not confirm them',
@@ -105,7 +110,7 @@ export class LeadershipMetrics {
     this.operatorInvalid.inc({ group });
   }
 
-  ignoredKey(kind: string): void {
+  ignoredKey(kind: IgnoredKind): void {
     this.ignoredKeys.inc({ kind });
   }
 
@@ -128,6 +133,12 @@ export class LeadershipMetrics {
   transition(group: string, from: GroupRole, to: GroupRole): void {
     this.transitions.inc({ group, from, to });
     this.leader.set({ group }, to === 'leader' ? 1 : 0);
+  }
+
+  /** A configured group (at start or added by a reload): its counters from 0. */
+  groupAdded(group: string): void {
+    zeroSeries(this.relinquishes, { group: [group] });
+    zeroSeries(this.operatorInvalid, { group: [group] });
   }
 
   /**

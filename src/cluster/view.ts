@@ -60,4 +60,5 @@ export interface InvalidOperatorValue {
  * this release no longer reads (docs/upgrade.md); `override`: an operator state whose overrides
  * outside the device contract are left out (the rest of it is in force).
  */
-export type IgnoredKind = 'oversized' | 'foreign' | 'ghost' | 'wire' | 'override';
+export const IGNORED_KINDS = ['oversized', 'foreign', 'ghost', 'wire', 'override'] as const;
+export type IgnoredKind = (typeof IGNORED_KINDS)[number];

@@ -684,6 +684,7 @@ export class GroupDriver {
     const memory = verdictHoldMemoryOf(field);
     if (typeof memory === 'string') {
       this.counters.verdictHoldRefused++;
+      this.opts.metrics?.verdictHoldRefused(this.group);
       this.log.warn(
         { problem: memory },
         'verdict hold in the row not used: the group goes on from this node’s memory',

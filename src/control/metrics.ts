@@ -3,9 +3,19 @@
 // commands the safety layer limited right before a write, and learned influence a new leader
 // found in the group's row and could not use.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { zeroSeries } from '../metrics/zero-series.ts';
+import type { RelinquishCause } from './group-driver.ts';
+
 // The mode each group runs in is a process value (coolctl_group_mode, metrics/process-values.ts):
 // only the node that leads the group says it, where a gauge set here stayed behind on a node that
 // had lost the group.
+
+/** Every cause a group is handed on for; `satisfies` keeps it the whole of RelinquishCause. */
+const RELINQUISH_CAUSES = Object.keys({
+  undriven: true,
+  crashing: true,
+  'stale-epoch': true,
+} satisfies Record<RelinquishCause, true>) as RelinquishCause[];
 
 export class ControlMetrics {
   private readonly decisions: Histogram<'group'>;
@@ -16,6 +26,7 @@ export class ControlMetrics {
   private readonly relinquishes: Counter<'group' | 'cause'>;
   private readonly limits: Counter<'group' | 'ahu' | 'limit'>;
   private readonly learnedRefused: Counter<'group'>;
+  private readonly holdRefused: Counter<'group'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -68,6 +79,12 @@ export class ControlMetrics {
       labelNames: ['group'],
       registers,
     });
+    this.holdRefused = new Counter({
+      name: 'coolctl_control_verdict_hold_refused_total',
+      help: "Sensor verdict-hold memories in a group's cached row that a new leader could not use (a damaged field): it goes on from its own memory of the group",
+      labelNames: ['group'],
+      registers,
+    });
   }
 
   decision(group: string, seconds: number): void {
@@ -90,7 +107,24 @@ export class ControlMetrics {
     this.refusals.inc({ group, ahu, proven: String(proven) });
   }
 
-  relinquished(group: string, cause: string): void {
+  /**
+   * A configured group's counters at 0 (each node says them for every group: any of them may lead
+   * it); those per unit and limit, or per unit and refusal, stay lazy (a thousand units' worth).
+   */
+  groupAdded(group: string): void {
+    for (const counter of [this.crashes, this.overruns, this.learnedRefused, this.holdRefused])
+      zeroSeries(counter, { group: [group] });
+    zeroSeries(this.relinquishes, { group: [group], cause: RELINQUISH_CAUSES });
+  }
+
+  /** A group left the config: the series groupAdded made go with it. */
+  groupRemoved(group: string): void {
+    for (const counter of [this.crashes, this.overruns, this.learnedRefused, this.holdRefused])
+      counter.remove({ group });
+    for (const cause of RELINQUISH_CAUSES) this.relinquishes.remove({ group, cause });
+  }
+
+  relinquished(group: string, cause: RelinquishCause): void {
     this.relinquishes.inc({ group, cause });
   }
 
@@ -100,5 +134,9 @@ export class ControlMetrics {
 
   learnedInfluenceRefused(group: string): void {
     this.learnedRefused.inc({ group });
+  }
+
+  verdictHoldRefused(group: string): void {
+    this.holdRefused.inc({ group });
   }
 }

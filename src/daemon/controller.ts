@@ -39,11 +39,16 @@ import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 import { registerEventLoopDelay } from '../metrics/event-loop-delay.ts';
 import { ProcessValues } from '../metrics/process-values.ts';
+import { zeroSeries } from '../metrics/zero-series.ts';
 import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
 import { SensorStore, type SensorView } from '../sensors/sensor-store.ts';
 import { VERSION } from '../version.ts';
 import { checkLoops, type LoopHealthReport, nodeLoopProbes } from './loop-health.ts';
+
+/** What a config reload comes to (coolctl_config_reloads_total{result}). */
+export const RELOAD_RESULTS = ['applied', 'unchanged', 'refused'] as const;
+type ReloadResult = (typeof RELOAD_RESULTS)[number];
 
 export interface ControllerDeps {
   logger: Logger;
@@ -115,6 +120,17 @@ export class Controller {
     this.deps = deps;
     // The entry point's logger already names the node; a test's may not.
     this.log = deps.logger.bindings().node === cfg.node ? deps.logger : deps.logger.child({ node: cfg.node });
+    zeroSeries(this.reloads, { result: RELOAD_RESULTS });
+  }
+
+  /** What the config runs with but probably should not: at start and at every reload taken. */
+  private logWarnings(cfg: ControllerConfig): void {
+    for (const w of cfg.warnings ?? [])
+      this.log.warn({ file: w.file, line: w.line, path: w.path, allowed: w.allowed }, `config: ${w.message}`);
+  }
+
+  private reloaded(result: ReloadResult): void {
+    this.reloads.inc({ result });
   }
 
   /** The running config (replaced by a successful reload). */
@@ -186,8 +202,7 @@ export class Controller {
     registerDefaultMetrics(this.registry);
     this.stopLoopDelay = registerEventLoopDelay(this.registry);
     registerBuildInfo(this.registry, VERSION);
-    for (const w of cfg.warnings ?? [])
-      this.log.warn({ file: w.file, line: w.line, path: w.path, allowed: w.allowed }, `config: ${w.message}`);
+    this.logWarnings(cfg);
     try {
       await this.step(prepareDataDir(cfg));
       this.startSensors();
@@ -422,7 +437,7 @@ export class Controller {
         const refused = restartOnlyChanges(this.config, next);
         if (refused.length > 0) throw new ConfigError(next.file, refused);
       } catch (err) {
-        this.reloads.inc({ result: 'refused' });
+        this.reloaded('refused');
         // Once, and bounded: the problems as data (the first ones, and how many in all), not again
         // as the error's text; a file with 300 000 bad racks is one short line.
         this.log.error(
@@ -436,12 +451,13 @@ export class Controller {
         );
         throw err;
       }
+      this.logWarnings(next);
       void configHash(next.file, next.sitePath).then((h) => this.leadership?.setConfigHash?.(h));
       const old = this.config;
       const diff = diffSites(old.site, next.site, !sameMqttLink(old.mqtt, next.mqtt));
       if (isEmptyDiff(diff)) {
         this.config = next;
-        this.reloads.inc({ result: 'unchanged' });
+        this.reloaded('unchanged');
         this.log.info('config reloaded: nothing changed');
         return diff;
       }
@@ -450,6 +466,7 @@ export class Controller {
         this.drivers.get(g)?.stop();
         this.drivers.delete(g);
       }
+      for (const g of diff.removedGroups) this.controlMetrics?.groupRemoved(g);
       for (const a of [...diff.removedAhus, ...diff.changedAhus]) {
         await this.devices
           .get(a)
@@ -476,7 +493,7 @@ export class Controller {
         this.drivers.set(g.id, d);
         d.start();
       }
-      this.reloads.inc({ result: 'applied' });
+      this.reloaded('applied');
       this.log.info(diff, 'config reloaded and applied');
       return diff;
     };
@@ -494,6 +511,7 @@ export class Controller {
   private newDriver(g: ControlGroup): GroupDriver {
     const { cfg } = this;
     this.controlMetrics ??= new ControlMetrics(this.registry);
+    this.controlMetrics.groupAdded(g.id);
     const units = cfg.site.airHandlers.filter((a) => g.airHandlers.includes(a.id));
     const control = {
       config: groupControlConfig(cfg.site, g.id, {

@@ -32,7 +32,9 @@ export const HEADERS_TIMEOUT_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 10_000;
 const WARN_INTERVAL_MS = 1_000;
 
-export type HttpRefusal = 'too_many_connections' | 'bad_request' | 'timeout';
+/** Why a connection or request was dropped (coolctl_gateway_http_refused_total{reason}). */
+export const HTTP_REFUSALS = ['too_many_connections', 'bad_request', 'timeout'] as const;
+export type HttpRefusal = (typeof HTTP_REFUSALS)[number];
 
 export class GatewayHttp {
   private readonly server: Server;

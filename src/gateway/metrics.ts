@@ -1,22 +1,26 @@
 // The fencing gateway's Prometheus families (docs/fencing-gateway.md lists them): what it forwarded,
 // what it refused and why, and how each unit on each line answers. One registry per gateway.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { zeroSeries } from '../metrics/zero-series.ts';
+import { HTTP_REFUSALS } from './http.ts';
 
 /** Why a request was answered with an exception before any unit saw it. */
-export type BadRequestReason =
-  | 'malformed_frame'
-  | 'oversized_frame'
-  | 'frame_timeout'
-  | 'bad_pdu'
-  | 'oversized_request'
-  | 'bad_window'
-  | 'unfenced_write'
-  | 'unsupported_function'
-  | 'unknown_unit'
-  | 'busy'
-  | 'too_many_connections'
-  | 'too_many_from_host'
-  | 'slow_reader';
+export const BAD_REQUEST_REASONS = [
+  'malformed_frame',
+  'oversized_frame',
+  'frame_timeout',
+  'bad_pdu',
+  'oversized_request',
+  'bad_window',
+  'unfenced_write',
+  'unsupported_function',
+  'unknown_unit',
+  'busy',
+  'too_many_connections',
+  'too_many_from_host',
+  'slow_reader',
+] as const;
+export type BadRequestReason = (typeof BAD_REQUEST_REASONS)[number];
 
 export class GatewayMetrics {
   readonly requests: Counter<'unit' | 'kind'>;
@@ -71,6 +75,7 @@ export class GatewayMetrics {
       labelNames: ['reason'],
       registers,
     });
+    zeroSeries(this.badRequests, { reason: BAD_REQUEST_REASONS });
     this.unitEpoch = new Gauge({
       name: 'coolctl_gateway_unit_epoch',
       help: 'The newest epoch seen for the unit id (persisted in the state file)',
@@ -104,6 +109,7 @@ export class GatewayMetrics {
       labelNames: ['reason'],
       registers,
     });
+    zeroSeries(this.httpRefused, { reason: HTTP_REFUSALS });
     this.lineSeconds = new Histogram({
       name: 'coolctl_gateway_line_request_seconds',
       help: 'Time a request held the line (send to answer or deadline)',

@@ -26,6 +26,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+import { zeroSeries } from '../../metrics/zero-series.ts';
 import { Backoff } from '../../util/async.ts';
 import { parseWireJson, wireJson } from '../../version.ts';
 
@@ -63,6 +64,13 @@ export interface RoleTransition {
 }
 
 export type AuditRecord = OperatorAction | RoleTransition;
+/** Every kind of record; `satisfies` keeps it the whole of AuditRecord['kind']. */
+const AUDIT_KINDS = Object.keys({ operator: true, role: true } satisfies Record<
+  AuditRecord['kind'],
+  true
+>) as AuditRecord['kind'][];
+/** What became of an entry (coolctl_audit_entries_total{result}). */
+const AUDIT_RESULTS = ['written', 'failed', 'retried', 'dropped'] as const;
 export type AuditEntry = AuditRecord & { seq: number; atMs: number };
 
 /** A request body bigger than this (as JSON) is not kept; operator actions are a few fields. */
@@ -134,6 +142,7 @@ export class AuditTrail {
       labelNames: ['kind', 'result'],
       registers: [opts.registry],
     });
+    zeroSeries(this.outcomes, { kind: AUDIT_KINDS, result: AUDIT_RESULTS });
     const pending = this.pending;
     new Gauge({
       name: 'coolctl_audit_entries_pending',
@@ -155,6 +164,10 @@ export class AuditTrail {
     });
   }
 
+  private counted(kind: AuditRecord['kind'], result: (typeof AUDIT_RESULTS)[number]): void {
+    this.outcomes.inc({ kind, result });
+  }
+
   private get dir(): string {
     return `${this.opts.prefix}/audit/`;
   }
@@ -172,9 +185,9 @@ export class AuditTrail {
     );
     try {
       await this.opts.kv.put(key, value);
-      this.outcomes.inc({ kind: rec.kind, result: 'written' });
+      this.counted(rec.kind, 'written');
     } catch (err) {
-      this.outcomes.inc({ kind: rec.kind, result: 'failed' });
+      this.counted(rec.kind, 'failed');
       this.log.warn({ err: (err as Error).message, key }, 'audit entry not stored in etcd yet; trying again');
       this.keep({ key, value, kind: rec.kind });
       return;
@@ -211,7 +224,7 @@ export class AuditTrail {
   }
 
   private drop(p: Pending, why: string): void {
-    this.outcomes.inc({ kind: p.kind, result: 'dropped' });
+    this.counted(p.kind, 'dropped');
     this.log.error({ key: p.key, why }, 'audit entry never stored in etcd (its log line above keeps it)');
   }
 
@@ -240,7 +253,7 @@ export class AuditTrail {
       const i = this.pending.indexOf(p);
       if (i >= 0) this.pending.splice(i, 1);
       this.backoff.reset();
-      this.outcomes.inc({ kind: p.kind, result: 'retried' });
+      this.counted(p.kind, 'retried');
       this.log.info(
         { key: p.key, waiting: this.pending.length },
         'audit entry stored in etcd on a later try',

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { KvEntry, PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
+import { zeroSeries } from '../../metrics/zero-series.ts';
 import { retryWhileRetryable } from '../../util/async.ts';
 import { clip, LogLimiter } from '../../util/log-limit.ts';
 import { compareCodeUnits } from '../../util/order.ts';
@@ -23,6 +24,15 @@ import {
   verifyPassword,
 } from './credentials.ts';
 import { type Identity, isRole, type Role } from './roles.ts';
+
+/**
+ * Why a request was refused for its identity (coolctl_api_auth_failures_total{reason}): none or bad
+ * credentials, a role too low, a possible cross-site request, a wrong name or password at sign-in.
+ */
+export const AUTH_FAILURE_REASONS = ['unauthenticated', 'forbidden', 'cross_site', 'sign_in'] as const;
+export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
+/** The records under `<prefix>/auth/` (coolctl_auth_records_invalid_total{kind}). */
+const RECORD_KINDS = ['user', 'token'] as const;
 
 export interface UserRecord {
   name: string;
@@ -86,7 +96,7 @@ export class AuthStore {
   private pruner: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
-  readonly failures: Counter<'reason'>;
+  private readonly failures: Counter<'reason'>;
   private readonly invalid: Counter<'kind'>;
   /** Key → why its record was refused, so each is reported once. */
   private readonly refused = new Map<string, string>();
@@ -109,6 +119,13 @@ export class AuthStore {
       labelNames: ['kind'],
       registers: [opts.registry],
     });
+    zeroSeries(this.failures, { reason: AUTH_FAILURE_REASONS });
+    zeroSeries(this.invalid, { kind: RECORD_KINDS });
+  }
+
+  /** A request refused for its identity: counted here, answered by the caller. */
+  authFailed(reason: AuthFailureReason): void {
+    this.failures.inc({ reason });
   }
 
   private get usersPrefix(): string {
@@ -201,7 +218,7 @@ export class AuthStore {
    * A record that grants nothing, whatever it held before: counted and logged once while it stays
    * what it is (a resync reads every record again).
    */
-  private refuse(kind: 'user' | 'token', key: string, problem: string): void {
+  private refuse(kind: (typeof RECORD_KINDS)[number], key: string, problem: string): void {
     this.drop(key);
     if (this.refused.get(key) === problem) return;
     this.refused.set(key, problem);
@@ -235,7 +252,7 @@ export class AuthStore {
     const u = this.users.get(name);
     const ok = await verifyPassword(password, u?.passwordHash ?? (await decoyHash()));
     if (!u || !ok) {
-      this.failures.inc({ reason: 'sign_in' });
+      this.authFailed('sign_in');
       throw unauthenticated();
     }
     return u;

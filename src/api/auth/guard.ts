@@ -68,14 +68,14 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
     if (access !== 'public') {
       id = identify(req, auth);
       if (!id) {
-        auth.failures.inc({ reason: 'unauthenticated' });
+        auth.authFailed('unauthenticated');
         throw unauthenticated();
       }
     }
     if (changesState(req.method)) {
       const problem = crossSiteProblem(req, /^Bearer\s/i.test(req.headers.authorization ?? ''));
       if (problem) {
-        auth.failures.inc({ reason: 'cross_site' });
+        auth.authFailed('cross_site');
         throw new BadRequestError(
           ErrorCodes.CROSS_SITE,
           `${req.method} ${req.routeOptions.url}: refused as a possible cross-site request`,
@@ -86,7 +86,7 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
     }
     if (!id || access === 'public') return;
     if (!roleAllows(id.role, access)) {
-      auth.failures.inc({ reason: 'forbidden' });
+      auth.authFailed('forbidden');
       throw new BadRequestError(
         ErrorCodes.FORBIDDEN,
         `${req.method} ${req.routeOptions.url} needs the ${access} role; ${id.user} is ${id.role}`,

@@ -37,6 +37,7 @@ import { leadershipTimingProblems } from '../timing.ts';
 import type { ClusterSnapshot, HandoverMarker, QueueEntry } from '../view.ts';
 import { Election } from './election.ts';
 import { createEtcdClient, type EtcdSecurity, etcdCall } from './etcd-client.ts';
+import { memberName } from './etcd-members.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
 import { OperatorStore } from './operator-store.ts';
@@ -247,7 +248,11 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       now: this.now,
     });
     this.metrics = opts.registry
-      ? new LeadershipMetrics(opts.registry, () => this.session.guard.remainingMs())
+      ? new LeadershipMetrics(
+          opts.registry,
+          () => this.session.guard.remainingMs(),
+          opts.etcd.hosts.map(memberName),
+        )
       : undefined;
     this.revoker = new ExpiredLeaseRevoker({
       client: this.client,
@@ -290,6 +295,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     });
     for (const group of opts.groups) {
       this.state.set(group, newGroupState(group, this.now()));
+      this.metrics?.groupAdded(group);
     }
     if (opts.failsafe) {
       this.failsafe = new Failsafe(
@@ -469,6 +475,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     for (const group of groups) {
       if (this.state.has(group)) continue;
       this.state.set(group, newGroupState(group, this.now()));
+      this.metrics?.groupAdded(group);
       if (this.lease) this.elections.set(group, this.newElection(group, this.lease));
     }
     this.groupList = [...groups];
