@@ -482,7 +482,7 @@ export class Controller {
         this.mqtt = undefined;
         this.modbusSensors = undefined;
         SensorStore.unregisterMetrics(this.registry);
-        this.startSensors();
+        this.startSensors(this.sensorStore);
       }
       const ids = next.site.controlGroups.map((g) => g.id);
       this.groupIds.splice(0, this.groupIds.length, ...ids);
@@ -559,14 +559,19 @@ export class Controller {
       );
   }
 
-  /** Every node ingests every sensor: whichever groups it comes to lead, its view is warm. */
-  private startSensors(): void {
+  /**
+   * Every node ingests every sensor: whichever groups it comes to lead, its view is warm. A reload
+   * hands in the store it replaces (`prev`): the new one starts from what it knew, before any
+   * source can feed it, or every group would be blind until each node reported again.
+   */
+  private startSensors(prev?: SensorStore): void {
     const { cfg } = this;
     const store = new SensorStore(cfg.site, {
       timeScale: cfg.timeScale,
       logger: this.log.child({ component: 'sensors' }),
       registry: this.registry,
     });
+    if (prev) store.carryOver(prev);
     this.sensorStore = store;
     const mqttGateways = cfg.site.gateways.filter((g) => (g.transport ?? 'mqtt') === 'mqtt');
     if (mqttGateways.length > 0) {

@@ -115,7 +115,14 @@ export class ModbusSource {
         intervalMs: ((g.pollIntervalS ?? 5) * 1000) / (opts.timeScale ?? 1),
         nodes: site.sensorNodes
           .filter((n) => n.gateway === g.id)
-          .map((n) => ({ id: n.id, unitId: ids.get(n.id)!, sensors: n.sensors, lastSeq: 0 })),
+          // A store carried over by a reload already has the block a gateway still holds: polled
+          // again from 0, it would come back as a duplicate of every node.
+          .map((n) => ({
+            id: n.id,
+            unitId: ids.get(n.id)!,
+            sensors: n.sensors,
+            lastSeq: store.nodeLastSeq(n.id),
+          })),
         lane: new CallLane(`gateway ${g.id}`, this.timeoutMs),
         backoff: reconnectBackoff(),
         conn: undefined,

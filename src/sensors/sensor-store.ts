@@ -373,6 +373,11 @@ interface GroupRt {
   nodeDewRack: Int32Array;
   /** The figures last taken (every control period by the group's loop, through view()). */
   last: GroupFigures | undefined;
+  /**
+   * Monotonic ms the figures were last taken (−∞: never): `last.atMs`, but also carried over from
+   * the store a reload replaced, whose figures (of the old site's racks) are not.
+   */
+  lastAtMs: number;
   /** The verdict the group acts on, over time: worse at once, better only once it held. */
   hold: VerdictHold;
   /** Since when (monotonic ms) the figures were taken without a gap over FOLLOW_GAP_MS. */
@@ -553,11 +558,97 @@ export class SensorStore implements SensorView {
         nodeInletRack,
         nodeDewRack,
         last: undefined,
+        lastAtMs: Number.NEGATIVE_INFINITY,
         hold: new VerdictHold(),
         followedSinceMs: Number.POSITIVE_INFINITY,
       });
     }
     if (opts.registry) this.registerMetrics(opts.registry);
+  }
+
+  /**
+   * A reload rebuilt the store: this one takes over what `prev`, the store it replaces, knew of
+   * everything that is still the same thing here, so no group goes blind (its units to full fans)
+   * waiting for every node to report again — reports are not retained on the broker. Per node of the
+   * same id: its seq memory, counters, mesh figures and rate-limit tokens, and per sensor of the
+   * same id and kind its reading with its receive time, repeat count, spike and noise window: what
+   * was stale stays stale, what was stuck stays stuck, and a copy redelivered after the reconnect
+   * is still a duplicate. Per gateway of the same id and transport: its status. Per group of the
+   * same id: its verdict hold and how long it has been followed. Anything only here starts empty.
+   * Both stores run on one monotonic clock and time scale (the daemon's; `timeScale` is restart-only).
+   * Call it before any source feeds this store; `prev` is not to be fed or read after. O(nodes +
+   * sensors), and it allocates only per distinct pair of node layouts and per group.
+   */
+  carryOver(prev: SensorStore): void {
+    if (prev === this) return;
+    this.gateways.forEach((gw) => {
+      const p = prev.gateways.get(gw.id);
+      // A gateway now reached another way is another link: its old status says nothing of it.
+      if (!p || p.source !== gw.source) return;
+      gw.online = p.online;
+      gw.heard = p.heard;
+      gw.retainedIgnoredLogged = p.retainedIgnoredLogged;
+    });
+    // A node moved to another rack takes its readings along: they are its sensors', and the site
+    // now says where those are. Moved in the hall before the file changed, the node has been reading
+    // the new rack's air already; the file changed first, it reads the old rack's until it is moved,
+    // carried over or not (its spike rule judges the step when it is). Dropping them would only
+    // leave the rack without a reading for a report interval.
+    const positions = new Map<Layout, Map<Layout, Int32Array>>();
+    this.nodes.forEach((n) => {
+      const p = prev.nodes.get(n.id);
+      if (p) this.carryNode(prev, p, n, layoutPositions(positions, p.layout, n.layout));
+    });
+    const c = this.counters;
+    const pc = prev.counters;
+    c.reports = pc.reports;
+    c.restarts = pc.restarts;
+    for (const source of SOURCES) c.readings[source] = pc.readings[source];
+    for (const reason of DROP_REASONS) c.drops[reason] = pc.drops[reason];
+    this.groups.forEach((g) => {
+      const p = prev.groups.get(g.id);
+      if (!p) return;
+      g.hold = p.hold.copy((rack) => g.inletRacks.includes(rack));
+      g.lastAtMs = p.lastAtMs;
+      g.followedSinceMs = p.followedSinceMs;
+    });
+  }
+
+  /** `p` of `prev` into `n`; `from[pos]` is the row offset in `p` of `n`'s sensor `pos` (−1: new). */
+  private carryNode(prev: SensorStore, p: NodeRt, n: NodeRt, from: Int32Array): void {
+    const nf = this.nodeFigures;
+    const pf = prev.nodeFigures;
+    // MIN_GAP_S stays the new config's (it follows reportIntervalS); the rest is what the node did.
+    for (let k = 0; k < NODE_FIGURES; k++) if (k !== MIN_GAP_S) nf[n.figures + k] = pf[p.figures + k]!;
+    nf[n.figures + TOKENS] = Math.min(this.burstTokens, nf[n.figures + TOKENS]!);
+    for (let i = 0; i < SEQ_WINDOW; i++) this.recentSeqs[n.seqBase + i] = prev.recentSeqs[p.seqBase + i]!;
+    n.lastSeq = p.lastSeq;
+    n.seqCount = p.seqCount;
+    n.seqNext = p.seqNext;
+    n.resetRun = p.resetRun;
+    n.runSeq = p.runSeq;
+    n.runLen = p.runLen;
+    n.sampledAt = p.sampledAt;
+    n.lastSeqBefore = p.lastSeqBefore;
+    n.reports = p.reports;
+    n.duplicates = p.duplicates;
+    n.outOfOrder = p.outOfOrder;
+    n.restarts = p.restarts;
+    for (let pos = 0; pos < from.length; pos++) {
+      const op = from[pos]!;
+      if (op < 0) continue;
+      const row = n.firstRow + pos;
+      const prow = p.firstRow + op;
+      for (let k = 0; k < READING; k++) this.readings[row * READING + k] = prev.readings[prow * READING + k]!;
+      for (let k = 0; k < MARK; k++) this.marks[row * MARK + k] = prev.marks[prow * MARK + k]!;
+      for (let k = 0; k < NOISE_WINDOW; k++)
+        this.diffs[row * NOISE_WINDOW + k] = prev.diffs[prow * NOISE_WINDOW + k]!;
+    }
+  }
+
+  /** The newest seq applied of `nodeId` (0: none, or no such node): where a poller resumes. */
+  nodeLastSeq(nodeId: string): number {
+    return this.nodes.get(nodeId)?.lastSeq ?? 0;
   }
 
   /** Removes this store's metrics from `registry` (a reload builds a new store on the same registry). */
@@ -820,8 +911,7 @@ export class SensorStore implements SensorView {
     const g = this.group(groupId);
     const age = Math.max(0, rowAgeMs);
     const windowMs = flapWindowMs(this.s.verdictRecoveryS * 1000) / this.timeScale;
-    const followed =
-      g.last !== undefined && now - g.last.atMs <= FOLLOW_GAP_MS && g.followedSinceMs <= now - age - windowMs;
+    const followed = now - g.lastAtMs <= FOLLOW_GAP_MS && g.followedSinceMs <= now - age - windowMs;
     if (followed) return 'kept';
     const racks = memory.racks?.filter((r) => g.inletRacks.includes(r));
     g.hold.resume({ ...memory, ...(racks ? { racks } : {}) }, now * this.timeScale, age * this.timeScale);
@@ -836,7 +926,7 @@ export class SensorStore implements SensorView {
 
   /** One walk of the group's sensors: every figure of GroupFigures, kept as the group's latest. */
   private take(g: GroupRt, now: number): GroupFigures {
-    if (g.last === undefined || !(now - g.last.atMs <= FOLLOW_GAP_MS)) g.followedSinceMs = now;
+    if (!(now - g.lastAtMs <= FOLLOW_GAP_MS)) g.followedSinceMs = now;
     const readings = this.readings;
     const rackMax = new Float64Array(g.inletRacks.length).fill(Number.NaN);
     const rackGood = new Uint32Array(g.inletRacks.length);
@@ -921,6 +1011,7 @@ export class SensorStore implements SensorView {
       rackDewPointC: rackDew,
     };
     g.last = figures;
+    g.lastAtMs = now;
     return figures;
   }
 
@@ -1339,6 +1430,28 @@ export class SensorStore implements SensorView {
     }
     return reason;
   }
+}
+
+/**
+ * Per sensor of layout `to`, its position in layout `from` — the sensor of the same id and kind —
+ * or −1. Nodes share layouts, so a site has a handful of pairs: each is worked out once in `cache`.
+ */
+function layoutPositions(cache: Map<Layout, Map<Layout, Int32Array>>, from: Layout, to: Layout): Int32Array {
+  let byTo = cache.get(from);
+  if (!byTo) {
+    byTo = new Map();
+    cache.set(from, byTo);
+  }
+  let out = byTo.get(to);
+  if (!out) {
+    out = new Int32Array(to.ids.length);
+    for (let pos = 0; pos < to.ids.length; pos++) {
+      const at = from.position.get(to.ids[pos]!);
+      out[pos] = at !== undefined && from.kinds[at] === to.kinds[pos] ? at : -1;
+    }
+    byTo.set(to, out);
+  }
+  return out;
 }
 
 function orNull(v: number): number | null {

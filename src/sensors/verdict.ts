@@ -170,6 +170,22 @@ export class VerdictHold {
   }
 
   /**
+   * The same hold, for a store rebuilt on the same clock (a reload): exact, where memory() and
+   * resume() round to whole ms and keep the racks only while a hold is under way. Only the racks
+   * `keep` says the group still has are named.
+   */
+  copy(keep: (rack: string) => boolean): VerdictHold {
+    const h = new VerdictHold();
+    h.held = this.held;
+    h.okSince = this.okSince;
+    h.leftOk[0] = this.leftOk[0]!;
+    h.leftOk[1] = this.leftOk[1]!;
+    h.racks = this.racks.filter(keep);
+    h.atMs = this.atMs;
+    return h;
+  }
+
+  /**
    * What the hold remembers, as ages before `nowMs` (as judge's instants; null: never judged).
    * Ages, not instants: two nodes' monotonic clocks share no origin.
    */
