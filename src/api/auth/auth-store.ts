@@ -93,6 +93,15 @@ export class AuthStore {
   private readonly users = new Map<string, UserRecord>();
   private readonly tokens = new Map<string, TokenRecord>();
   private watch: { close(): Promise<void> } | undefined;
+  /**
+   * Per reload whose read is out, the keys changed since it began (a watch event, or this node's own
+   * write): newer than what the read will bring back, so the read does not overwrite them.
+   */
+  private readonly changedDuringReload = new Set<Set<string>>();
+  /** The latest resync; an older one still retrying gives way to it. */
+  private resyncs = 0;
+  /** Aborted by stop(): ends a resync's retries. */
+  private readonly stopping = new AbortController();
   private pruner: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private readonly now: () => number;
@@ -155,14 +164,15 @@ export class AuthStore {
         kv.watch(
           `${this.opts.prefix}/auth/`,
           (e) => {
-            if (e.type === 'put') return this.take(e.entry);
+            if (e.type === 'put') {
+              this.changed(e.entry.key);
+              return this.take(e.entry);
+            }
+            this.changed(e.key);
             this.refused.delete(e.key);
             this.drop(e.key);
           },
-          () =>
-            void this.reload().catch((err) =>
-              this.log.warn({ err: (err as Error).message }, 'auth reload failed'),
-            ),
+          () => this.resync(),
         ),
       { signal, onRetry },
     );
@@ -174,19 +184,63 @@ export class AuthStore {
   }
 
   async stop(): Promise<void> {
+    this.stopping.abort();
     clearInterval(this.pruner);
     await this.watch?.close().catch(() => {});
     this.watch = undefined;
   }
 
+  /**
+   * The watch was (re)confirmed and may have missed events: read everything again, and keep trying
+   * (with backoff, until a newer resync or stop()) — a failed re-read left alone would leave this
+   * node without the tokens issued meanwhile, refusing them until the watch next reconnected.
+   */
+  private resync(): void {
+    const n = ++this.resyncs;
+    let logged = false;
+    void retryWhileRetryable(() => (n === this.resyncs ? this.reload() : Promise.resolve()), {
+      signal: this.stopping.signal,
+      onRetry: (err, retryInMs) => {
+        if (logged) return;
+        logged = true;
+        this.log.warn(
+          { err: (err as Error).message, retryInMs: Math.round(retryInMs) },
+          'auth resync: etcd did not answer; retrying until it does',
+        );
+      },
+    }).then(
+      () => {
+        if (logged) this.log.info('auth resync done: users and tokens read again');
+      },
+      (err: unknown) => {
+        if (!this.stopping.signal.aborted)
+          this.log.warn({ err: (err as Error).message }, 'auth resync failed');
+      },
+    );
+  }
+
+  private changed(key: string): void {
+    for (const keys of this.changedDuringReload) keys.add(key);
+  }
+
   private async reload(): Promise<void> {
-    const [users, tokens] = await Promise.all([
-      this.opts.kv.list(this.usersPrefix),
-      this.opts.kv.list(this.tokensPrefix),
-    ]);
-    this.users.clear();
-    this.tokens.clear();
-    for (const e of [...users, ...tokens]) this.take(e);
+    const changed = new Set<string>();
+    this.changedDuringReload.add(changed);
+    try {
+      const [users, tokens] = await Promise.all([
+        this.opts.kv.list(this.usersPrefix),
+        this.opts.kv.list(this.tokensPrefix),
+      ]);
+      // What the read no longer has goes, and what it has is taken, except for the keys changed
+      // while it was out: their state now is newer than the read.
+      for (const name of [...this.users.keys()])
+        if (!changed.has(this.usersPrefix + name)) this.users.delete(name);
+      for (const id of [...this.tokens.keys()])
+        if (!changed.has(this.tokensPrefix + id)) this.tokens.delete(id);
+      for (const e of [...users, ...tokens]) if (!changed.has(e.key)) this.take(e);
+    } finally {
+      this.changedDuringReload.delete(changed);
+    }
   }
 
   private take({ key, value, oversizedBytes }: KvEntry): void {
@@ -277,6 +331,7 @@ export class AuthStore {
       expiresAtMs: at + ttlMs,
     };
     await this.opts.kv.put(this.tokensPrefix + t.id, wireJson(record));
+    this.changed(this.tokensPrefix + t.id);
     this.tokens.set(t.id, record);
     this.log.info({ token: t.id, user, kind, expiresAtMs: record.expiresAtMs }, 'token issued');
     return { token: t.token, record: tokenView(record) };
@@ -285,6 +340,7 @@ export class AuthStore {
   /** Revokes a token everywhere (the watch tells every node); false when there was none. */
   async revoke(id: string): Promise<boolean> {
     const gone = await this.opts.kv.delete(this.tokensPrefix + id);
+    this.changed(this.tokensPrefix + id);
     this.tokens.delete(id);
     if (gone) this.log.info({ token: id }, 'token revoked');
     return gone;
@@ -316,6 +372,7 @@ export class AuthStore {
     };
     if (!(await this.opts.kv.create(this.usersPrefix + name, wireJson(rec))))
       throw new BadRequestError(ErrorCodes.BAD_REQUEST, `user "${name}" exists`, ['remove it first'], 409);
+    this.changed(this.usersPrefix + name);
     this.users.set(name, rec);
     this.log.info({ user: name, role }, 'user added');
     const { passwordHash: _, ...view } = rec;
@@ -325,6 +382,7 @@ export class AuthStore {
   /** Removes a user and every token and session of theirs. */
   async removeUser(name: string): Promise<boolean> {
     const gone = await this.opts.kv.delete(this.usersPrefix + name);
+    this.changed(this.usersPrefix + name);
     this.users.delete(name);
     for (const t of [...this.tokens.values()]) if (t.user === name) await this.revoke(t.id);
     if (gone) this.log.info({ user: name }, 'user removed');
