@@ -24,8 +24,8 @@ class ResyncKv extends MemoryKv {
   deaf = false;
   /** While set, list() reads at once but answers only when it resolves. */
   hold: Promise<void> | null = null;
-  override async watch(prefix: string, on: (e: KvEvent) => void, resync: () => void) {
-    this.resyncs.push(resync);
+  override async watch(prefix: string, on: (e: KvEvent) => void, resync?: () => void) {
+    if (resync) this.resyncs.push(resync);
     return super.watch(prefix, (e) => {
       if (!this.deaf) on(e);
     });

@@ -17,6 +17,14 @@ import { type ApiAuth, apiAuth, injectAs } from './api-auth.ts';
 import { FakeAlarms } from './fake-alarms.ts';
 import { MemoryKv } from './memory-kv.ts';
 
+/** The demo site's four groups led two and two by node-a and node-b (the dashboard's browser tests). */
+export const DEMO_TWO_NODES: Record<string, [string, number]> = {
+  'zone-1': ['node-a', 41],
+  'zone-2': ['node-a', 42],
+  'zone-3': ['node-b', 57],
+  'zone-4': ['node-b', 58],
+};
+
 export class FakeCluster {
   readonly leaders = new Map<string, { leader: string | null; epoch: number | null }>();
   readonly members: Member[] = [];

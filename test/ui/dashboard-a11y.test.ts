@@ -12,7 +12,13 @@ import { loadSite } from '../../src/config/load-site.ts';
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { launchChromium, SCREENSHOTS_DIR, type TestBrowser, watchPage } from '../support/browser.ts';
-import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+import {
+  DEMO_TWO_NODES,
+  FakeCluster,
+  type FakeNode,
+  fakeNode,
+  type UnitWrite,
+} from '../support/fake-cluster.ts';
 
 // Evaluated through the devtools protocol: the page's CSP (scripts from the node only) rightly
 // refuses an added <script>.
@@ -28,12 +34,7 @@ interface AxeViolation {
 
 describe('dashboard for keyboard users and without colour', () => {
   const written: UnitWrite[] = [];
-  const cluster = new FakeCluster({
-    'zone-1': ['node-a', 41],
-    'zone-2': ['node-a', 42],
-    'zone-3': ['node-b', 57],
-    'zone-4': ['node-b', 58],
-  });
+  const cluster = new FakeCluster(DEMO_TWO_NODES);
   let a: FakeNode;
   let b: FakeNode;
   let urlA: string;

@@ -11,18 +11,19 @@ import { loadSite } from '../../src/config/load-site.ts';
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { launchChromium, type TestBrowser, watchPage } from '../support/browser.ts';
-import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+import {
+  DEMO_TWO_NODES,
+  FakeCluster,
+  type FakeNode,
+  fakeNode,
+  type UnitWrite,
+} from '../support/fake-cluster.ts';
 
 const site = await loadSite('config/demo-site.yaml');
 
 describe('the dashboard page’s connections in a browser', () => {
   const written: UnitWrite[] = [];
-  const cluster = new FakeCluster({
-    'zone-1': ['node-a', 41],
-    'zone-2': ['node-a', 42],
-    'zone-3': ['node-b', 57],
-    'zone-4': ['node-b', 58],
-  });
+  const cluster = new FakeCluster(DEMO_TWO_NODES);
   const nodes: FakeNode[] = [];
   const urls: Record<string, string> = {};
   let browser: TestBrowser;

@@ -14,18 +14,19 @@ import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-c
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { launchChromium, SCREENSHOTS_DIR, type TestBrowser, watchPage } from '../support/browser.ts';
-import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+import {
+  DEMO_TWO_NODES,
+  FakeCluster,
+  type FakeNode,
+  fakeNode,
+  type UnitWrite,
+} from '../support/fake-cluster.ts';
 
 const site = await loadSite('config/demo-site.yaml');
 
 describe('operator dashboard in a browser', () => {
   const written: UnitWrite[] = [];
-  const cluster = new FakeCluster({
-    'zone-1': ['node-a', 41],
-    'zone-2': ['node-a', 42],
-    'zone-3': ['node-b', 57],
-    'zone-4': ['node-b', 58],
-  });
+  const cluster = new FakeCluster(DEMO_TWO_NODES);
   let a: FakeNode;
   let b: FakeNode;
   let urlA: string;
