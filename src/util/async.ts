@@ -88,10 +88,23 @@ export async function freePort(host: string): Promise<number> {
   if (low !== null && low > 12_000) {
     for (let i = 0; i < 50; i++) {
       const port = 10_000 + Math.floor(Math.random() * (low - 10_000));
-      if (await bindable(host, port)) return port;
+      if (handedOut.has(port)) continue;
+      if (await bindable(host, port)) return handOut(port);
     }
   }
-  return osChosenPort(host);
+  return handOut(await osChosenPort(host));
+}
+
+/**
+ * Ports this process has handed out: a port is free again the moment its probe closes, so a second
+ * call before the first caller binds (servers started one after another, or in one Promise.all)
+ * could hand out the same port twice and one of the two would fail to listen.
+ */
+const handedOut = new Set<number>();
+
+function handOut(port: number): number {
+  handedOut.add(port);
+  return port;
 }
 
 /** The lowest port Linux gives outgoing connections (ip_local_port_range), or null elsewhere. */
