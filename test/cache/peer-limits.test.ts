@@ -375,15 +375,15 @@ describe('a hostile peer', () => {
     slow.send(FrameType.SYNC, { id: 0, digest: {} });
     const batch = Buffer.concat(Array.from({ length: 6000 }, () => encodeFrame(FrameType.PING, {})));
     for (let i = 0; i < 10; i++) slow.socket.write(batch);
-    // Now read, a few ms in every 100 ms, pinging as a live peer does: for several idle timeouts
+    // Now read, a few ms in every 200 ms, pinging as a live peer does: for several idle timeouts
     // the node reads nothing from us, but sees its backlog going down.
     const t0 = performance.now();
-    while (performance.now() - t0 < 8000 && slow.of(FrameType.ROW).length < ROWS) {
+    while (performance.now() - t0 < 12_000 && slow.of(FrameType.ROW).length < ROWS) {
       slow.socket.resume();
       await delay(1);
       slow.socket.pause();
       slow.send(FrameType.PING, {});
-      await delay(100); // the slow reader's pace
+      await delay(200); // the slow reader's pace
     }
     slow.socket.resume();
     await waitFor('every row arrived', () => slow.of(FrameType.ROW).length >= ROWS, { timeoutMs: 15_000 });
