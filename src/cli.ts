@@ -193,11 +193,9 @@ program
     // The leader can change between reading the cluster and asking it (rebalancing, a failover,
     // a node that has just won and not yet proven its lease, a leader briefly fenced): ask again,
     // every 0.5 s, for up to 10 s.
+    const { readCluster } = await import('./cli/status.ts');
     for (let attempt = 1; ; attempt++) {
-      const c = (await apiCall(o, 'GET', '/api/v1/cluster')) as {
-        members: { node: string; apiUrl: string }[];
-        groups: { id: string; leader: string | null }[];
-      };
+      const c = await readCluster(o);
       const g = c.groups.find((x) => x.id === group);
       if (!g)
         throw new UsageError(
@@ -205,10 +203,16 @@ program
         );
       const leader = c.members.find((m) => m.node === g.leader);
       if (leader) {
+        // The request carries the operator's token: only to an origin (src/util/api-origin.ts).
+        if ('why' in leader.api)
+          throw new CoolctlError(
+            ErrorCodes.BAD_REQUEST,
+            `${printable(leader.node)} leads ${printable(group)}, but the API address of its member record ${leader.api.why}: not asked (fix that node's nodes.<name>.api, or ask it with --api)`,
+          );
         const res = await apiRequest<{ message?: string; tookMs?: number }>(
           o,
           'POST',
-          `${leader.apiUrl}/api/v1/groups/${encodeURIComponent(group)}/switchover`,
+          `${leader.api.origin}/api/v1/groups/${encodeURIComponent(group)}/switchover`,
           { to: o.to },
           15_000,
         );

@@ -73,7 +73,7 @@ async function start(a: NodeStartArgs): Promise<{ peerPort: number }> {
   for (let attempt = 1; !l; attempt++) {
     const candidate = new EtcdLeadership({
       node: a.node,
-      apiUrl: 'http://127.0.0.1:0',
+      apiUrl: `http://${a.node}.test`,
       peerUrl: `tcp://127.0.0.1:${c.port}`,
       groups: a.groups,
       etcd: { hosts: a.etcdHosts },

@@ -17,6 +17,7 @@ import {
   type SensorStore,
   SHARED_FIGURES_MAX_AGE_MS,
 } from '../sensors/sensor-store.ts';
+import { apiOrigin } from '../util/api-origin.ts';
 import { sliceTurns } from '../util/async.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
 import type { ApiDeps } from './app.ts';
@@ -62,41 +63,8 @@ type AssetName = keyof typeof ASSETS;
 const CSP_HEAD =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'";
 const CSP_TAIL = "; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-/** Longest member API URL considered (the member records' own bound, src/cluster/etcd/snapshot.ts). */
-const API_URL_MAX_CHARS = 512;
 /** Distinct left-out URLs remembered so each is logged once; past this the memory starts over. */
 const LEFT_OUT_REMEMBERED = 1_000;
-/**
- * An origin as a CSP host-source can name it: a host of letters, digits, dots and hyphens (no `*`,
- * `%`, `_`) or a bracketed IPv6 address, and a port. The URL parser lets `;`, `,` and quotes into a
- * host (`http://a;script-src`), which would end the directive and start another.
- */
-const CSP_ORIGIN =
-  /^https?:\/\/(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?$/;
-
-/**
- * The source a member's API URL adds to the page's connect-src (its origin), or why it adds none. A
- * member record holds whatever its writer put there (the cluster layer checks only that it parses
- * as an http(s) URL): only a bare origin the header cannot misread goes in.
- */
-export function connectSource(apiUrl: unknown): { source: string } | { why: string } {
-  if (typeof apiUrl !== 'string' || apiUrl.length > API_URL_MAX_CHARS)
-    return { why: `not a URL of at most ${API_URL_MAX_CHARS} characters` };
-  if (!/^[\x21-\x7e]+$/.test(apiUrl) || /[;,'"]/.test(apiUrl))
-    return { why: 'holds a space, a quote, `;`, `,`, a control or a non-ASCII character' };
-  let u: URL;
-  try {
-    u = new URL(apiUrl);
-  } catch {
-    return { why: 'not a URL' };
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return { why: 'not an http(s) URL' };
-  if (u.username !== '' || u.password !== '') return { why: 'carries credentials' };
-  if (u.pathname !== '/' || u.search !== '' || u.hash !== '' || /[?#]/.test(apiUrl))
-    return { why: 'has a path, query or fragment: an API URL is an origin' };
-  if (!CSP_ORIGIN.test(u.origin)) return { why: 'its host is none a CSP source can name' };
-  return { source: u.origin };
-}
 
 /**
  * The page's Content-Security-Policy for the cluster as this node sees it now: connect-src lists
@@ -131,8 +99,10 @@ export class PagePolicy {
     if (key === this.key) return this.value;
     const sources = new Set<string>();
     for (const m of members) {
-      const s = connectSource(m.apiUrl);
-      if ('source' in s) sources.add(s.source);
+      // Member records are checked as they are read (src/cluster/etcd/snapshot.ts); checked again
+      // here because this header is where a misread URL would do harm.
+      const s = apiOrigin(m.apiUrl);
+      if ('origin' in s) sources.add(s.origin);
       else this.leftOutOnce(m, s.why);
     }
     this.key = key;

@@ -10,6 +10,7 @@
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { nameRacks } from '../sensors/verdict.ts';
+import { apiOrigin } from '../util/api-origin.ts';
 import { printable } from '../util/printable.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
 import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl } from './api-client.ts';
@@ -56,9 +57,16 @@ export interface StatusReport {
   warnings: string[];
 }
 
-interface ClusterAnswer {
+export interface ClusterAnswer {
   node: string;
-  members: { node: string; apiUrl: string; startedAtMs?: number; configHash?: string }[];
+  members: {
+    node: string;
+    apiUrl: string;
+    /** Where to ask the member, or why it is not asked (src/util/api-origin.ts: an origin only). */
+    api: { origin: string } | { why: string };
+    startedAtMs?: number;
+    configHash?: string;
+  }[];
   groups: { id: string; leader: string | null; epoch: number | null }[];
 }
 
@@ -107,9 +115,14 @@ export function statusWarnings(members: StatusMember[], groups: StatusGroup[]): 
   return out;
 }
 
+/** The members and leaders as the node at `o.api` sees them, checked (clusterAnswer). */
+export async function readCluster(o: ApiOptions): Promise<ClusterAnswer> {
+  return clusterAnswer(o, await apiCall<unknown>(o, 'GET', '/api/v1/cluster'));
+}
+
 /** Asks the cluster: the members and leaders from `o.api`, each group's state from its leader. */
 export async function gatherStatus(o: ApiOptions, concurrency = 8): Promise<StatusReport> {
-  const c = clusterAnswer(o, await apiCall<unknown>(o, 'GET', '/api/v1/cluster'));
+  const c = await readCluster(o);
   const members: StatusMember[] = c.members.map((m) => ({
     node: m.node,
     // A report is for printing: an address in it never holds a user name or password.
@@ -117,8 +130,9 @@ export async function gatherStatus(o: ApiOptions, concurrency = 8): Promise<Stat
     startedAtMs: m.startedAtMs ?? 0,
     configHash: m.configHash ?? null,
   }));
-  // Asked as the member record says (an address with credentials is refused, not stripped and dialled).
-  const urls = new Map(c.members.map((m) => [m.node, m.apiUrl]));
+  // Asked at the origin its member record names; a record that names none is not dialled (an
+  // operator's token would go with the request).
+  const urls = new Map(c.members.map((m) => [m.node, m.api]));
   const down = new Map<string, string>();
   const groups: StatusGroup[] = new Array(c.groups.length);
   let next = 0;
@@ -134,12 +148,13 @@ async function groupStatus(
   o: ApiOptions,
   c: ClusterAnswer,
   g: ClusterAnswer['groups'][number],
-  urls: Map<string, string>,
+  urls: Map<string, ClusterAnswer['members'][number]['api']>,
   /** Address → why it did not answer: it is not asked again. */
   down: Map<string, string>,
 ): Promise<StatusGroup> {
   const path = `/api/v1/groups/${encodeURIComponent(g.id)}`;
-  const leaderUrl = g.leader ? urls.get(g.leader) : undefined;
+  const leaderApi = g.leader ? urls.get(g.leader) : undefined;
+  const leaderUrl = leaderApi && 'origin' in leaderApi ? leaderApi.origin : undefined;
   let answer: GroupAnswer | undefined;
   let from: string | null = null;
   let problem: string | null = null;
@@ -163,7 +178,9 @@ async function groupStatus(
     } catch (err) {
       problem = (err as Error).message;
     }
-  } else if (g.leader) problem = `no member record for ${g.leader}`;
+  } else if (leaderApi && 'why' in leaderApi)
+    problem = `not asked: the API address of ${g.leader}'s member record ${leaderApi.why}`;
+  else if (g.leader) problem = `no member record for ${g.leader}`;
   if (!answer) {
     // The pause and overrides are in etcd: the node asked has them even when the leader is away.
     try {
@@ -217,6 +234,7 @@ function clusterAnswer(o: ApiOptions, body: unknown): ClusterAnswer {
     return {
       node: m.node,
       apiUrl: m.apiUrl,
+      api: apiOrigin(m.apiUrl),
       ...(typeof m.startedAtMs === 'number' ? { startedAtMs: m.startedAtMs } : {}),
       ...(typeof m.configHash === 'string' ? { configHash: m.configHash } : {}),
     };

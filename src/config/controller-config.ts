@@ -33,9 +33,15 @@ const NodeName = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
   description: 'node name: letters, digits, _ . -',
 });
-// No `user@`: these addresses become URLs that are registered in etcd and logged.
-const HOST_PORT = '^[^:/@\\s]+:\\d{1,5}$';
-const HostPort = T.String({ pattern: HOST_PORT, description: 'host:port' });
+// These addresses become URLs that are registered in etcd, dialled with operators' tokens, written
+// into the dashboard's CSP and logged: a DNS name or IPv4 address (no `user@`, no `;`, no path) and a
+// port 1–65535, as src/util/api-origin.ts reads them back.
+const HOST_PORT =
+  '^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*:(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$';
+const HostPort = T.String({
+  pattern: HOST_PORT,
+  description: 'host:port (a DNS name or IPv4 address; port 1–65535)',
+});
 
 export const ControllerConfigSchema = T.Object(
   {

@@ -3,6 +3,8 @@
 // pure check of that snapshot with one reason per problem. A node that does not answer is a
 // problem unless the step expects it to be down.
 import { type ApiOptions, apiRequest } from '../cli/api-client.ts';
+import { apiOrigin } from '../util/api-origin.ts';
+import { withoutCredentials } from '../util/url-credentials.ts';
 
 export interface GroupState {
   id: string;
@@ -59,29 +61,51 @@ export class ClusterReader {
   async snapshot(): Promise<ClusterSnapshot> {
     const entries = this.known.length > 0 ? this.known : [null];
     let members: { node: string; apiUrl: string }[] | null = null;
+    /** Members whose record names no origin (src/util/api-origin.ts): listed, never dialled. */
+    const refused = new Map<string, string>();
     const errors: string[] = [];
     for (const base of entries) {
       try {
-        const r = await this.get<{ members?: { node: string; apiUrl: string }[] }>(
+        const r = await this.get<{ members?: unknown[] }>(
           base ? `${base}/api/v1/cluster` : '/api/v1/cluster',
         );
-        if (r.status !== 200 || !Array.isArray(r.body.members)) throw new Error(`answered ${r.status}`);
-        members = r.body.members.map((m) => ({ node: m.node, apiUrl: m.apiUrl.replace(/\/+$/, '') }));
+        if (r.status !== 200 || !Array.isArray(r.body?.members)) throw new Error(`answered ${r.status}`);
+        members = r.body.members.map((m, i) => {
+          const rec = (typeof m === 'object' && m !== null ? m : {}) as { node?: unknown; apiUrl?: unknown };
+          const node = typeof rec.node === 'string' ? rec.node : `(member ${i + 1} without a name)`;
+          const api = apiOrigin(rec.apiUrl);
+          if ('origin' in api) return { node, apiUrl: api.origin };
+          refused.set(node, api.why);
+          return { node, apiUrl: withoutCredentials(String(rec.apiUrl)) };
+        });
         break;
       } catch (err) {
         errors.push(`${base ?? 'the API'}: ${(err as Error).message}`);
       }
     }
     if (!members) throw new Error(`no node answered: ${errors.join('; ')}`);
-    for (const m of members) if (!this.known.includes(m.apiUrl)) this.known.push(m.apiUrl);
+    for (const m of members)
+      if (!refused.has(m.node) && !this.known.includes(m.apiUrl)) this.known.push(m.apiUrl);
     const views = new Map<string, MemberView>();
-    await Promise.all(members.map(async (m) => views.set(m.node, await this.member(m.node, m.apiUrl))));
+    await Promise.all(
+      members.map(async (m) => {
+        const why = refused.get(m.node);
+        const view =
+          why === undefined
+            ? await this.member(m.node, m.apiUrl)
+            : {
+                ...emptyView(m.node, m.apiUrl),
+                error: `not asked: the API address of its member record ${why}`,
+              };
+        views.set(m.node, view);
+      }),
+    );
     return { atMs: Date.now(), members, views };
   }
 
   /** One node's own view; any node, member or not (a node just started is not one yet). */
   async member(node: string, apiUrl: string): Promise<MemberView> {
-    const view: MemberView = { node, apiUrl, ready: null, groups: [], peers: null, error: null };
+    const view = emptyView(node, apiUrl);
     try {
       const [ready, cluster, cache] = await Promise.all([
         this.get<{ ready?: boolean }>(`${apiUrl}/readyz`),
@@ -104,6 +128,10 @@ export class ClusterReader {
     const r = await this.get<{ info?: { version?: unknown } }>(`${apiUrl}/openapi.json`);
     return r.status === 200 && typeof r.body.info?.version === 'string' ? r.body.info.version : null;
   }
+}
+
+function emptyView(node: string, apiUrl: string): MemberView {
+  return { node, apiUrl, ready: null, groups: [], peers: null, error: null };
 }
 
 /** Per group, the node that leads it (from the leader's own view), or null. */

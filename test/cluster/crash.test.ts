@@ -31,7 +31,7 @@ async function startMixed(timing: Partial<EtcdLeadershipOptions> = {}) {
   const base = { etcd: fx.etcd.clientOptions(), prefix, groups: GROUPS, dataRoot: `${fx.root.dir}/${seq}` };
   child = new ChildNode({
     node: 'n1',
-    apiUrl: 'http://127.0.0.1:0/n1',
+    apiUrl: 'http://n1.test',
     groups: GROUPS,
     etcd: fx.etcd.clientOptions(),
     prefix,

@@ -52,7 +52,7 @@ function fencedAfterLeading(c: ChildNode): string[] {
 async function startChild(node: string, dataDir: string, prefix: string, timing = {}): Promise<ChildNode> {
   const c = new ChildNode({
     node,
-    apiUrl: `http://127.0.0.1:0/${node}`,
+    apiUrl: `http://${node}.test`,
     groups: GROUPS,
     etcd: fx.etcd.clientOptions(),
     prefix,

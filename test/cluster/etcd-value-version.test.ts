@@ -51,10 +51,7 @@ function alarm(group: string, atMs: number): StoredAlarm {
 async function putValues(prefix: string, name: string, stamp: (body: object) => string) {
   const a = alarm(name, 1_700_000_000_000);
   const puts: [string, string][] = [
-    [
-      `${prefix}/members/${name}`,
-      stamp({ node: name, apiUrl: `http://127.0.0.1:1/${name}`, startedAtMs: 1 }),
-    ],
+    [`${prefix}/members/${name}`, stamp({ node: name, apiUrl: `http://${name}.test:1`, startedAtMs: 1 })],
     [`${prefix}/handover/${name}`, stamp({ from: `${name}-a`, to: `${name}-b`, epoch: 7, atMs: 1 })],
     [
       `${prefix}/operator/${name}`,
@@ -114,7 +111,7 @@ describe('wire versions of etcd values', () => {
       onIgnored: (kind) => ignored.push(kind),
     }).read(['old', 'newer']);
     for (const name of ['old', 'newer']) {
-      expect(snap.members.get(name)).toMatchObject({ node: name, apiUrl: `http://127.0.0.1:1/${name}` });
+      expect(snap.members.get(name)).toMatchObject({ node: name, apiUrl: `http://${name}.test:1` });
       expect(snap.markers.get(name)).toMatchObject({ from: `${name}-a`, to: `${name}-b`, epoch: 7 });
       expect(snap.operators.get(name)).toEqual({
         paused: true,

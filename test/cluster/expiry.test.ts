@@ -42,7 +42,7 @@ async function leaderAndCandidate(): Promise<{
   const groups = ['g1'];
   child = new ChildNode({
     node: 'n1',
-    apiUrl: 'http://127.0.0.1:0/n1',
+    apiUrl: 'http://n1.test',
     groups,
     etcd: fx.etcd.clientOptions(),
     prefix,

@@ -58,7 +58,7 @@ export function makeNode(
 ): EtcdLeadership {
   const l = new EtcdLeadership({
     node,
-    apiUrl: `http://127.0.0.1:0/${node}`,
+    apiUrl: `http://${node}.test`,
     groups: base.groups,
     etcd: base.etcd,
     prefix: base.prefix,

@@ -45,7 +45,7 @@ describe('large keys under the cluster prefix', () => {
     for (const k of ['x1', 'x2', 'x3']) await writer.put(`${prefix}/members/${k}`).value(BIG);
     child = new ChildNode({
       node: 'n1',
-      apiUrl: 'http://127.0.0.1:0/n1',
+      apiUrl: 'http://n1.test',
       groups: GROUPS,
       etcd: fx.etcd.clientOptions(),
       prefix,

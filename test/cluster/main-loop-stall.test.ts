@@ -48,7 +48,7 @@ async function startPair(): Promise<{ changes: RecordedChange[]; logs: { msg: st
   await waitFor('n1 leads g1', () => leader!.fence('g1'), { timeoutMs: 10_000 });
   child = new ChildNode({
     node: 'n2',
-    apiUrl: 'http://127.0.0.1:0/n2',
+    apiUrl: 'http://n2.test',
     groups: GROUPS,
     etcd: fx.etcd.clientOptions(),
     prefix,

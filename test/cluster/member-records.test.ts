@@ -61,6 +61,37 @@ describe('member records', () => {
     expect(ignored).toHaveLength(10);
   });
 
+  it('count only with an API address that is an origin, which every reader follows as such', () => {
+    const ignored: string[] = [];
+    const bad = [
+      'http://evil.example;script-src', // a CSP header would read a second directive
+      'http://127.0.0.1:8101/steer', // a path: an API URL is an origin
+      'http://127.0.0.1:8101/?x=1',
+      'http://127.0.0.1:8101#frag',
+      'http://127.0.0.1:0', // nothing listens on port 0
+      'http://a_b:8101', // not a DNS name
+      'http://127.0.0.1:8101 ',
+      "http://it's:8101",
+      'http://a,b:8101',
+    ];
+    const snap = parseSnapshot(
+      [
+        kv('members/ok', { apiUrl: 'HTTP://Node-A.Hall.example:8101/' }, '10', 5),
+        ...bad.map((apiUrl, i) => kv(`members/bad${i}`, { apiUrl }, String(20 + i), 6 + i)),
+      ],
+      '/p',
+      [],
+      40,
+      0,
+      (k, kind, why) => ignored.push(`${kind}:${k.key.toString().slice(11)}:${why}`),
+    );
+    expect([...snap.members.keys()]).toEqual(['ok']);
+    // Kept as the origin it names: the form the API, the CSP and the CLI compare and dial.
+    expect(snap.members.get('ok')?.apiUrl).toBe('http://node-a.hall.example:8101');
+    expect(ignored).toHaveLength(bad.length);
+    for (const line of ignored) expect(line).toMatch(/^foreign:bad\d+:not a member record: its apiUrl /);
+  });
+
   it('keep the state cache’s peer address a node advertises (tcp://host:port), and only that', () => {
     const snap = parseSnapshot(
       [

@@ -15,8 +15,10 @@ import type { Etcd3, Watcher } from 'etcd3';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
+import { apiOrigin } from '../../util/api-origin.ts';
 import { waitUnlessAborted } from '../../util/async.ts';
 import { compareCodeUnits } from '../../util/order.ts';
+import { withoutCredentials } from '../../util/url-credentials.ts';
 import { wireJson } from '../../version.ts';
 import { decideGroup, type GroupAction, type GroupDecision, leasesToPoll } from '../decide.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
@@ -222,6 +224,14 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       );
     }
     checkGroupNames(opts.groups);
+    // Every node reads member records by one rule (snapshot.ts): a record whose apiUrl breaks it is
+    // not a member, so a node that advertised one would never lead anything. Said here, at start.
+    const api = apiOrigin(opts.apiUrl);
+    if ('why' in api)
+      throw new CoolctlError(
+        ErrorCodes.CONFIG_INVALID,
+        `the API address this node advertises (${withoutCredentials(String(opts.apiUrl))}) ${api.why}`,
+      );
     this.groupList = [...opts.groups];
     this.opts = opts;
     this.configHash = opts.configHash;

@@ -10,6 +10,7 @@
 // <prefix>/operator/<group>. Nothing here does I/O but SnapshotReader.read().
 import { type Etcd3, type IKeyValue, Range } from 'etcd3';
 import type { Logger } from 'pino';
+import { apiOrigin } from '../../util/api-origin.ts';
 import { clip, LogLimiter } from '../../util/log-limit.ts';
 import { parseWireJson } from '../../version.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
@@ -478,9 +479,9 @@ export function parseSnapshot(
 
 /**
  * A member record, or why it is none. A node registers itself: its record is named after it (a config
- * node name), says where its API is (an http(s) URL: the API allows that origin, and the CLI and the
- * refusals send operators there) and is attached to its own lease, no other record's. Anything else
- * — an `etcdctl put`, a restore, a copy on a live node's lease — would be counted as a member that
+ * node name), says where its API is (an http(s) origin, src/util/api-origin.ts: the API allows that
+ * origin, the dashboard's CSP lists it, and the CLI and the refusals send operators there) and is
+ * attached to its own lease, no other record's. Anything else — an `etcdctl put`, a restore, a copy on a live node's lease — would be counted as a member that
  * never leads: a seat placement keeps waiting to fill (the groups never spread), an origin the API
  * trusts, a name the leader check could give another node's keys.
  */
@@ -494,8 +495,8 @@ export function parseMember(
   const r = parseWireJson(kv.value.toString());
   if (!r.ok) return { kind: r.tooOld ? 'wire' : 'foreign', why: `not a member record: ${r.problem}` };
   const m = r.value;
-  if (typeof m.apiUrl !== 'string' || !isHttpUrl(m.apiUrl))
-    return { kind: 'foreign', why: 'not a member record: apiUrl is not an http(s) URL' };
+  const api = apiOrigin(m.apiUrl);
+  if ('why' in api) return { kind: 'foreign', why: `not a member record: its apiUrl ${api.why}` };
   if (!kv.lease || kv.lease === '0') return { kind: 'ghost', why: 'member record without a lease' };
   const lease = leaseHex(kv.lease);
   const holder = memberOfLease.get(lease);
@@ -504,7 +505,7 @@ export function parseMember(
   return {
     member: Object.freeze({
       node,
-      apiUrl: m.apiUrl,
+      apiUrl: api.origin,
       ...(typeof m.peerUrl === 'string' && isPeerUrl(m.peerUrl) ? { peerUrl: m.peerUrl } : {}),
       startedAtMs: Number.isFinite(startedAtMs) && startedAtMs > 0 ? startedAtMs : 0,
       ...(typeof m.configHash === 'string' ? { configHash: clip(m.configHash, 128) } : {}),
@@ -515,12 +516,8 @@ export function parseMember(
 
 /** A node name as the controller config allows it (src/config/controller-config.ts). */
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-/** Longest apiUrl a member record may carry (a host, a port, maybe a path). */
+/** Longest peerUrl a member record may carry (a host and a port). */
 const MAX_URL_CHARS = 512;
-
-function isHttpUrl(text: string): boolean {
-  return isUrlOf(text, ['http:', 'https:']);
-}
 
 /** The state cache's peer address as a node advertises it: `tcp://host:port` (controller-config.ts). */
 function isPeerUrl(text: string): boolean {
