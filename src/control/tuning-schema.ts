@@ -325,9 +325,11 @@ export interface TuningProblem {
 interface Moved {
   /** Its path under the group's tuning, and the range it depends on. */
   key: string;
-  range: 'fan' | 'setpoint';
+  range: 'fan' | 'setpoint' | 'inlet';
   from: number;
   to: number;
+  /** The upper end is one the value must stay under, not reach (a target at the alarm). */
+  strict?: boolean;
   /** The end it crossed, as `fan.minPct` and the key of that setting under the tuning. */
   bound: { name: string; key: string | undefined; value: number };
   /** The file set it; else only its default lies outside (a range the file moved). */
@@ -343,8 +345,10 @@ type Bound = Moved['bound'];
  * `input` is what the file wrote; the defaults fill the rest.
  */
 function settle(input: ControlTuningInput): {
+  inletTargetC: number;
   fan: ControlTuning['fan'];
   setpoint: ControlTuning['setpoint'];
+  help: ControlTuning['help'];
   degraded: ControlTuning['degraded'];
   hardMinFanPct: number;
   blindFanPct: number;
@@ -372,9 +376,11 @@ function settle(input: ControlTuningInput): {
     lo: Bound,
     hi: Bound,
     allowed: string,
+    /** > 0: the value must stay this far under `hi` (it acts only below it). */
+    underHi = 0,
   ): number => {
     const from = written ?? fallback;
-    const to = clamp(from, lo.value, hi.value);
+    const to = underHi > 0 && from >= hi.value ? hi.value - underHi : clamp(from, lo.value, hi.value);
     if (to !== from)
       moved.push({
         key,
@@ -384,9 +390,12 @@ function settle(input: ControlTuningInput): {
         bound: from < lo.value ? lo : hi,
         written: written !== undefined,
         allowed,
+        ...(underHi > 0 && from >= hi.value ? { strict: true } : {}),
       });
     return to;
   };
+  const noFloor: Bound = { name: 'no floor', key: undefined, value: Number.NEGATIVE_INFINITY };
+  const noCeiling: Bound = { name: 'no ceiling', key: undefined, value: Number.POSITIVE_INFINITY };
   const fanMin: Bound = { name: 'fan.minPct', key: 'fan/minPct', value: fan.minPct };
   const fanMax: Bound = { name: 'fan.maxPct', key: 'fan/maxPct', value: fan.maxPct };
   setpoint.preferredMinC = inside(
@@ -435,7 +444,51 @@ function settle(input: ControlTuningInput): {
     { name: 'the fan range', key: undefined, value: FAN_RANGE_PCT.max },
     'hardMinFanPct ≤ blindFanPct (the safety layer would raise a blind group’s fans to its floor anyway)',
   );
-  return { fan, setpoint, degraded, hardMinFanPct, blindFanPct, crossed, moved };
+  // Settings that act only when the group's fan demand or its hottest inlet reaches them: where the
+  // fan range or the alarm keeps them from being reached, a part of the law would never act — no
+  // colder air with the fans at their top, no warmer air at their floor, no neighbour asked for air,
+  // a target the safety layer holds as too hot to slow any fan for.
+  setpoint.fanHighPct = inside(
+    'setpoint/fanHighPct',
+    'fan',
+    input.setpoint?.fanHighPct,
+    d.setpoint.fanHighPct,
+    noFloor,
+    fanMax,
+    'setpoint.fanHighPct ≤ fan.maxPct (the supply setpoint is lowered once the fans reach it)',
+  );
+  setpoint.fanLowPct = inside(
+    'setpoint/fanLowPct',
+    'fan',
+    input.setpoint?.fanLowPct,
+    d.setpoint.fanLowPct,
+    fanMin,
+    noCeiling,
+    'fan.minPct ≤ setpoint.fanLowPct (the supply setpoint is raised once the fans fall to it)',
+  );
+  const help = { ...d.help, ...input.help };
+  help.startPct = inside(
+    'help/startPct',
+    'fan',
+    input.help?.startPct,
+    d.help.startPct,
+    noFloor,
+    fanMax,
+    'help.startPct < fan.maxPct (neighbours are asked as the demand rises from startPct to maxPct)',
+    1,
+  );
+  const alarmInletC = input.alarmInletC ?? d.alarmInletC;
+  const inletTargetC = inside(
+    'inletTargetC',
+    'inlet',
+    input.inletTargetC,
+    d.inletTargetC,
+    noFloor,
+    { name: 'alarmInletC', key: 'alarmInletC', value: alarmInletC },
+    'inletTargetC < alarmInletC (at the alarm the safety layer slows no fan: the target could not be held)',
+    0.5,
+  );
+  return { inletTargetC, fan, setpoint, help, degraded, hardMinFanPct, blindFanPct, crossed, moved };
 }
 
 /**
@@ -468,7 +521,7 @@ export function tuningProblems(input: ControlTuningInput | undefined, at: string
     if (!m.written || crossed.has(m.range)) continue;
     out.push({
       path: `${at}/${m.key}`,
-      message: `${m.key.replace('/', '.')} (${m.from}) is ${m.from < m.to ? 'below' : 'above'} ${m.bound.name} (${m.bound.value})`,
+      message: `${m.key.replace('/', '.')} (${m.from}) is ${side(m)} ${m.bound.name} (${m.bound.value})`,
       allowed: m.allowed,
     });
   }
@@ -490,22 +543,26 @@ export function tuningNotes(input: ControlTuningInput | undefined, at: string): 
       const name = m.key.replace('/', '.');
       return {
         path: m.bound.key ? `${at}/${m.bound.key}` : at,
-        message: `${name} is not set: its default ${m.from} is ${m.from < m.to ? 'below' : 'above'} ${m.bound.name} (${m.bound.value}), so the group runs ${name} ${m.to}`,
+        message: `${name} is not set: its default ${m.from} is ${side(m)} ${m.bound.name} (${m.bound.value}), so the group runs ${name} ${m.to}`,
         allowed: `set ${name} in the file to choose it (${m.allowed.replace(/ \(.*\)$/, '')})`,
       };
     });
 }
 
+function side(m: Moved): string {
+  return m.from < m.to ? 'below' : m.strict ? 'not under' : 'above';
+}
+
 /** A complete tuning from a (validated) partial one; ranges that cross are ordered, floors clamped in. */
 export function resolveTuning(input: ControlTuningInput = {}): ControlTuning {
   const d = DEFAULT_TUNING;
-  const { fan, setpoint, degraded, hardMinFanPct, blindFanPct } = settle(input);
+  const { inletTargetC, fan, setpoint, help, degraded, hardMinFanPct, blindFanPct } = settle(input);
   return {
-    inletTargetC: input.inletTargetC ?? d.inletTargetC,
+    inletTargetC,
     fan,
     setpoint,
     allocation: { ...d.allocation, ...input.allocation },
-    help: { ...d.help, ...input.help },
+    help,
     coilLoad: { ...d.coilLoad, ...input.coilLoad },
     degraded,
     blindFanPct,

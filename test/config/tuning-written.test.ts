@@ -1,6 +1,6 @@
 // A group's tuning runs as the file wrote it, or not at all: a written setting that the law would
 // have to move into the range other settings make (a degraded floor under the fan floor, a blind
-// speed under the safety floor) is refused at load with its path and both values, as a reload
+// speed under the safety floor, a threshold the fans or the inlet could never reach) is refused at load with its path and both values, as a reload
 // would be; a default that a written range moves is run where the range puts it, and said as a
 // warning at the setting that moved it. Through the loaders `coolctl run`, a reload and
 // `coolctl config validate` use.
@@ -81,10 +81,54 @@ describe('a written tuning setting the law would have to move', () => {
       'blindFanPct',
       'blindFanPct (10) is below hardMinFanPct (20)',
     ],
+    // Thresholds the fans or the inlet could never reach: that part of the law would never act.
+    [
+      'a respond threshold over a written fan top (no colder air with the fans at their top)',
+      { fan: { maxPct: 85 }, setpoint: { fanHighPct: 90 } },
+      'setpoint/fanHighPct',
+      'setpoint.fanHighPct (90) is above fan.maxPct (85)',
+    ],
+    [
+      'a trim threshold under the default fan floor (no warmer air at the floor)',
+      { setpoint: { fanLowPct: 25 } },
+      'setpoint/fanLowPct',
+      'setpoint.fanLowPct (25) is below fan.minPct (30)',
+    ],
+    [
+      'help asked only from the fan top (never asked)',
+      { help: { startPct: 100 } },
+      'help/startPct',
+      'help.startPct (100) is not under fan.maxPct (100)',
+    ],
+    [
+      'a target at the default alarm (held as too hot to slow a fan)',
+      { inletTargetC: 27 },
+      'inletTargetC',
+      'inletTargetC (27) is not under alarmInletC (27)',
+    ],
+    [
+      'a target over a written alarm',
+      { inletTargetC: 25, alarmInletC: 24 },
+      'inletTargetC',
+      'inletTargetC (25) is not under alarmInletC (24)',
+    ],
   ])('%s is refused with its path and both values', async (_, tuning, key, message) => {
     expect(await refusal(tuning)).toEqual([
-      expect.objectContaining({ path: `${AT}/${key}`, message, allowed: expect.stringContaining('≤') }),
+      expect.objectContaining({ path: `${AT}/${key}`, message, allowed: expect.stringMatching(/[≤<]/) }),
     ]);
+  });
+
+  it('a threshold the law can reach is run as written', async () => {
+    for (const tuning of [
+      { fan: { maxPct: 85 }, setpoint: { fanHighPct: 85 }, help: { startPct: 84 } },
+      { setpoint: { fanLowPct: 30 } },
+      { inletTargetC: 26.9 },
+      { inletTargetC: 27, alarmInletC: 28 },
+    ]) {
+      const checked = await checkSite(await siteFile(tuning));
+      expect(checked.problems, JSON.stringify(tuning)).toEqual([]);
+      expect(checked.warnings, JSON.stringify(tuning)).toEqual([]);
+    }
   });
 
   it('every one is listed at once, each with its line', async () => {
@@ -158,6 +202,22 @@ describe('a default that a written range moves', () => {
       70,
     ],
     [
+      'the trim threshold under a higher law floor',
+      { fan: { minPct: 40 } },
+      'fan/minPct',
+      'setpoint.fanLowPct is not set: its default 35 is below fan.minPct (40), so the group runs setpoint.fanLowPct 40',
+      (t: ReturnType<typeof groupControlConfig>['tuning']) => t.setpoint.fanLowPct,
+      40,
+    ],
+    [
+      'the target at a lower alarm',
+      { alarmInletC: 25 },
+      'alarmInletC',
+      'inletTargetC is not set: its default 25 is not under alarmInletC (25), so the group runs inletTargetC 24.5',
+      (t: ReturnType<typeof groupControlConfig>['tuning']) => t.inletTargetC,
+      24.5,
+    ],
+    [
       'the preferred setpoint under a higher bottom',
       { setpoint: { minC: 19 } },
       'setpoint/minC',
@@ -168,13 +228,29 @@ describe('a default that a written range moves', () => {
   ])('%s is run where the range puts it, and said', async (_, tuning, key, message, ran, value) => {
     const checked = await checkSite(await siteFile(tuning));
     expect(checked.problems).toEqual([]);
-    expect(checked.warnings).toEqual([
+    expect(checked.warnings).toContainEqual(
       expect.objectContaining({ path: `${AT}/${key}`, message, line: expect.any(Number) }),
-    ]);
+    );
     // What the note says is what the group runs, from the site as loaded (its defaults filled in).
     const site = checked.value!;
     const g = site.controlGroups[1]!;
     expect(ran(groupControlConfig(site, g.id, g.tuning ? { tuning: g.tuning } : {}).tuning)).toBe(value);
+  });
+
+  it('a lower fan top moves each threshold it puts out of reach, each said once, all run as said', async () => {
+    const checked = await checkSite(await siteFile({ fan: { maxPct: 50 } }));
+    expect(checked.problems).toEqual([]);
+    expect(checked.warnings.map((w) => w.message).sort()).toEqual(
+      [
+        'degraded.minFanPct is not set: its default 60 is above fan.maxPct (50), so the group runs degraded.minFanPct 50',
+        'help.startPct is not set: its default 90 is not under fan.maxPct (50), so the group runs help.startPct 49',
+        'setpoint.fanHighPct is not set: its default 90 is above fan.maxPct (50), so the group runs setpoint.fanHighPct 50',
+      ].sort(),
+    );
+    const site = checked.value!;
+    const g = site.controlGroups[1]!;
+    const t = groupControlConfig(site, g.id, g.tuning ? { tuning: g.tuning } : {}).tuning;
+    expect([t.degraded.minFanPct, t.help.startPct, t.setpoint.fanHighPct]).toEqual([50, 49, 50]);
   });
 
   it('nothing is said once the file sets the value itself, or leaves the range alone', async () => {

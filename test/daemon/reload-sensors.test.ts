@@ -53,11 +53,11 @@ beforeAll(async () => {
     airHandlers: simSite.airHandlers.map((a) =>
       a.protocol === 'modbus-tcp' ? { ...a, endpoint: { ...a.endpoint, port: ports.get(a.id)! } } : a,
     ),
-    // Inlets held at 27 °C and fans allowed down fast: the loops take the units off their local
-    // 100 % within seconds, so a blind group's climb back to it shows.
+    // Inlets held at 27 °C (the alarm above it) and fans allowed down fast: the loops take the units
+    // off their local 100 % within seconds, so a blind group's climb back to it shows.
     controlGroups: simSite.controlGroups.map((g) => ({
       ...g,
-      tuning: { inletTargetC: 27, fan: { rampDownPctPerS: 10 } },
+      tuning: { inletTargetC: 27, alarmInletC: 28, fan: { rampDownPctPerS: 10 } },
     })),
   };
   sitePath = join(root.dir, 'site.yaml');
