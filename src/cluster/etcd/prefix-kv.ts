@@ -21,6 +21,9 @@ export interface KvEntry {
 
 /** Values above this many bytes are no record of ours: handed on empty, with their size. */
 export const MAX_VALUE_BYTES = 64 * 1024;
+/** Oversized keys remembered (each a key and two numbers); past this the memory starts over. */
+const OVERSIZED_REMEMBERED = 10_000;
+const TOO_LARGE_REMEMBERED = 100;
 
 export type KvEvent = { type: 'put'; entry: KvEntry } | { type: 'delete'; key: string };
 
@@ -60,6 +63,10 @@ export class EtcdPrefixKv implements PrefixKv {
   private readonly client: Etcd3;
   private readonly callTimeoutMs: number;
   private readonly watches: PrefixWatchSettings;
+  /** Keys whose value was over MAX_VALUE_BYTES when last listed: at which mod revision, how large. */
+  private readonly oversized = new Map<string, { modRevision: string; bytes: number }>();
+  /** Prefixes whose whole listing was too large for one gRPC message. */
+  private readonly tooLarge = new Set<string>();
 
   constructor(client: Etcd3, callTimeoutMs: number, watches: PrefixWatchSettings) {
     this.client = client;
@@ -86,25 +93,94 @@ export class EtcdPrefixKv implements PrefixKv {
         o,
       );
     };
-    let kvs: IKeyValue[];
-    try {
-      kvs = (await etcdCall('list', this.callTimeoutMs, undefined, query(false))).kvs;
-    } catch (err) {
-      // Values too large together for one gRPC message (others can write here): the keys, then each
-      // value alone, so the records beside them are still read.
-      if (!isTooLarge(err)) throw err;
-      const keys = (await etcdCall('list keys', this.callTimeoutMs, undefined, query(true))).kvs;
-      kvs = [];
-      for (const k of keys) {
-        // Each may be most of an etcd request (1.5 MiB): more time than an ordinary call.
-        const res = await etcdCall('list value', 4 * this.callTimeoutMs, undefined, (o) =>
-          this.client.kv.range({ key: k.key }, o),
-        );
-        if (res.kvs[0]) kvs.push(res.kvs[0]);
+    let out: KvEntry[] | null = null;
+    const whole = !opts.limit && !opts.afterRevision;
+    // A whole prefix that was too large to read in one message, and still holds a value too large
+    // to be a record, is read keys first (below) at once, without moving its values again.
+    if (!(whole && this.tooLarge.has(prefix) && this.holdsOversized(prefix))) {
+      try {
+        const kvs = (await etcdCall('list', this.callTimeoutMs, undefined, query(false))).kvs;
+        out = kvs.map((kv) => this.entry(kv));
+        if (whole) this.tooLarge.delete(prefix);
+      } catch (err) {
+        if (!isTooLarge(err)) throw err;
+        if (whole && this.tooLarge.size < TOO_LARGE_REMEMBERED) this.tooLarge.add(prefix);
       }
     }
-    const out = kvs.map(entryOf);
+    if (out === null) {
+      // Values too large together for one gRPC message (others can write here): the keys, then the
+      // values between those known to be too large, each run in one call (each value alone when
+      // a run is still too large), so the records beside them are still read. A value already
+      // found too large is not read again while its key is unchanged: a resync would otherwise
+      // move megabytes each time.
+      const keys = (await etcdCall('list keys', this.callTimeoutMs, undefined, query(true))).kvs;
+      const read = new Map<string, KvEntry>();
+      let run: IKeyValue[] = [];
+      for (const k of [...keys].sort((a, b) => Buffer.compare(a.key, b.key))) {
+        const key = k.key.toString();
+        const known = this.oversized.get(key);
+        if (!known || known.modRevision !== String(k.mod_revision)) {
+          run.push(k);
+          continue;
+        }
+        await this.readRun(run, k.key, read);
+        run = [];
+        read.set(key, {
+          key,
+          value: '',
+          createRevision: Number(k.create_revision),
+          oversizedBytes: known.bytes,
+        });
+      }
+      await this.readRun(run, Range.prefix(prefix).end, read);
+      // In the order the keys were listed (create revision); a key deleted meanwhile is left out.
+      out = keys.flatMap((k) => read.get(k.key.toString()) ?? []);
+      if (whole) {
+        const listed = new Set(keys.map((k) => k.key.toString()));
+        for (const key of this.oversized.keys())
+          if (key.startsWith(prefix) && !listed.has(key)) this.oversized.delete(key);
+      }
+    }
     return opts.newest ? out.reverse() : out;
+  }
+
+  /** The values of `run` (listed keys in key order, none known too large), read up to `end`. */
+  private async readRun(run: readonly IKeyValue[], end: Buffer, into: Map<string, KvEntry>): Promise<void> {
+    if (run.length === 0) return;
+    const wanted = new Set(run.map((k) => k.key.toString()));
+    try {
+      const res = await etcdCall('list values', this.callTimeoutMs, undefined, (o) =>
+        this.client.kv.range({ key: run[0]!.key, range_end: end }, o),
+      );
+      for (const kv of res.kvs)
+        if (wanted.has(kv.key.toString())) into.set(kv.key.toString(), this.entry(kv));
+      return;
+    } catch (err) {
+      if (!isTooLarge(err)) throw err;
+    }
+    for (const k of run) {
+      // Each may be most of an etcd request (1.5 MiB): more time than an ordinary call.
+      const res = await etcdCall('list value', 4 * this.callTimeoutMs, undefined, (o) =>
+        this.client.kv.range({ key: k.key }, o),
+      );
+      if (res.kvs[0]) into.set(k.key.toString(), this.entry(res.kvs[0]));
+    }
+  }
+
+  private holdsOversized(prefix: string): boolean {
+    for (const key of this.oversized.keys()) if (key.startsWith(prefix)) return true;
+    return false;
+  }
+
+  /** An entry of a listed value, remembering (or forgetting) whether it was too large to be a record. */
+  private entry(kv: IKeyValue): KvEntry {
+    const e = entryOf(kv);
+    if (e.oversizedBytes === undefined) this.oversized.delete(e.key);
+    else {
+      if (this.oversized.size >= OVERSIZED_REMEMBERED) this.oversized.clear();
+      this.oversized.set(e.key, { modRevision: String(kv.mod_revision), bytes: e.oversizedBytes });
+    }
+    return e;
   }
 
   async count(prefix: string): Promise<number> {
