@@ -95,6 +95,15 @@ export interface AlarmEngineOptions {
  */
 export const TEXT_REVISE_MS = 30_000;
 
+/**
+ * How often the open alarms of conditions still active are read again to see that their record is
+ * still there and valid. A record deleted or written over by a holder of etcd credentials after
+ * this node checked it vanished from every list while its open key held the condition, so nothing
+ * raised it again: it stayed hidden while the condition lasted. Now its open key is dropped and the
+ * condition raised afresh within this time (one batched read per 100 open alarms a minute).
+ */
+export const REVERIFY_MS = 60_000;
+
 export class AlarmEngine implements AlarmApi {
   private readonly opts: AlarmEngineOptions;
   private readonly log: Logger;
@@ -105,6 +114,8 @@ export class AlarmEngine implements AlarmApi {
   private readonly locals: StoredAlarm[] = [];
   /** Open alarm ids this node found a valid record for (an open key's target, checked once). */
   private readonly verified = new Set<string>();
+  /** Monotonic ms `verified` was last emptied (REVERIFY_MS apart). */
+  private verifiedSinceMs: number;
   /** Open alarm id → the message and value its record has, as this node last wrote or read them. */
   private readonly texts = new Map<string, { message: string; value: number | null }>();
   /** Condition key → monotonic ms its open alarm's text was last compared (TEXT_REVISE_MS apart). */
@@ -130,6 +141,7 @@ export class AlarmEngine implements AlarmApi {
     this.wallNow = opts.wallNow ?? Date.now;
     this.monoNow = opts.monoNow ?? (() => performance.now());
     this.lastResendMs = this.monoNow();
+    this.verifiedSinceMs = this.monoNow();
     this.shelves = new ShelfClock(this.wallNow, this.monoNow);
     this.log = opts.logger.child({ component: 'alarms' });
     for (const n of ['coolctl_alarm_evaluations_total', 'coolctl_alarm_transitions_total'])
@@ -188,6 +200,10 @@ export class AlarmEngine implements AlarmApi {
     await this.evaluateLocal(nowMs, delays.etcdLostS);
     if (!leadership.healthy) return;
     const { open, shelved: shelves } = await this.opts.store.index();
+    if (nowMs - this.verifiedSinceMs >= REVERIFY_MS) {
+      this.verifiedSinceMs = nowMs;
+      this.verified.clear();
+    }
     const openByGroup = openKeysByGroup(open);
     this.forgetClosedTexts(open);
     const leads = new Set(

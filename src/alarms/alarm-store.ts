@@ -26,7 +26,7 @@ import {
   type Close,
   clearedAlarm,
   conditionOf,
-  parseStoredAlarm,
+  readStoredAlarm,
   revised,
   type StoredAlarm,
   shelfExpired,
@@ -239,8 +239,17 @@ export class AlarmStore {
   private parse(key: string, text: string, modRevision: string): StoredAlarm | null {
     const id = key.slice(this.dir.length);
     try {
-      const alarm = parseStoredAlarm(id, text);
-      this.reported.delete(key);
+      const { alarm, problems } = readStoredAlarm(id, text);
+      if (problems.length === 0) this.reported.delete(key);
+      else if (this.reported.get(key) !== modRevision) {
+        // Kept (it is a real alarm's record, maybe written over), without what nobody did to it.
+        this.reported.set(key, modRevision);
+        this.invalid.inc();
+        this.log.error(
+          { key: clip(key), problems: problems.map((p) => clip(p, 200)) },
+          'stored alarm claims what no node or operator did: read without it until it is rewritten',
+        );
+      }
       return alarm;
     } catch (err) {
       if (this.reported.get(key) !== modRevision) {

@@ -7,6 +7,7 @@
 import { BadRequestError, ErrorCodes } from '../errors.ts';
 import { clip } from '../util/log-limit.ts';
 import { parseWireJson } from '../version.ts';
+import { MAX_SHELF_MS } from './shelf-clock.ts';
 
 /**
  * The longest text an alarm carries (its message, clear reason, comments) and the longest name (a
@@ -258,20 +259,50 @@ export function shelvedFor(
   return { ...cur, shelf: { untilMs: atMs + durationS * 1000, user, atMs, comment } };
 }
 
-/** Ends a shelf; an alarm without one comes back as it is (the same object). */
+/**
+ * Ends a shelf; an alarm without one, or cleared (its shelf ended when it cleared: unshelving it
+ * would notify `unshelved` for an alarm that is over), comes back as it is (the same object).
+ */
 export function unshelved(cur: StoredAlarm): StoredAlarm {
-  return cur.shelf ? { ...cur, shelf: null } : cur;
+  return cur.shelf && cur.clearedAtMs === null ? { ...cur, shelf: null } : cur;
 }
 
 /** A stored value that is not an alarm: what is wrong with it. */
 export class AlarmValueError extends Error {}
 
+/**
+ * The latest time a record may carry: 9999-12-31T23:59:59.999Z, the last one ISO 8601 writes with
+ * four year digits (the API's `date-time`). A later one — `1e16`, a shelf "until 1e300" — has no
+ * ISO form, and one such record failed every GET /api/v1/alarms with a 500, hiding every alarm.
+ */
+export const LAST_TIME_MS = 253_402_300_799_999;
+
 const isStr = (x: unknown): x is string => typeof x === 'string';
 const isStrOrNull = (x: unknown): x is string | null => x === null || typeof x === 'string';
-const isTime = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+const isTime = (x: unknown): x is number =>
+  typeof x === 'number' && Number.isFinite(x) && x >= 0 && x <= LAST_TIME_MS;
+const isNum = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
 
 /** Parses `<prefix>/alarms/<id>`'s value; throws AlarmValueError saying what is wrong. */
 export function parseStoredAlarm(keyId: string, text: string): StoredAlarm {
+  return readStoredAlarm(keyId, text).alarm;
+}
+
+/**
+ * A stored value read as an alarm, and what was not believed of it. What makes it no alarm throws
+ * AlarmValueError: not JSON, a field missing or of the wrong type, a time with no ISO form, a
+ * kind, group or subject other than its key's (the engine owns and ends an alarm by its key, the
+ * API shows the record: the two must name one condition). What an operator's action on it claims
+ * and no operator did is dropped, the alarm kept — dropping the record would hide a real alarm,
+ * keeping the claim would show it acknowledged or shelved when nobody did that: an acknowledgement
+ * or shelf with a time past LAST_TIME_MS, a shelf longer than MAX_SHELF_MS (the API's bound) or
+ * ending before it starts (both its times are the shelving node's clock). An acknowledgement dated
+ * ahead of the reader is believed: a node whose clock is behind (a gateway booted at its build
+ * date) reads every other node's as future, and must neither hide them nor let them be replaced.
+ * A severity other than its kind's is read as its kind's (the kind owns it; a lowered one would
+ * hide a critical).
+ */
+export function readStoredAlarm(keyId: string, text: string): { alarm: StoredAlarm; problems: string[] } {
   const read = parseWireJson(text);
   if (!read.ok) throw new AlarmValueError(read.problem);
   const v = read.value as Partial<StoredAlarm>;
@@ -285,23 +316,46 @@ export function parseStoredAlarm(keyId: string, text: string): StoredAlarm {
   if (!isStrOrNull(v.group)) bad('group');
   if (!isStrOrNull(v.subject)) bad('subject');
   if (!isStr(v.message)) bad('message');
-  if (!(v.value === null || (typeof v.value === 'number' && Number.isFinite(v.value)))) bad('value');
+  if (!(v.value === null || isNum(v.value))) bad('value');
   if (!isTime(v.raisedAtMs)) bad('raisedAtMs');
   if (!isStr(v.raisedBy)) bad('raisedBy');
   if (!(v.clearedAtMs === null || isTime(v.clearedAtMs))) bad('clearedAtMs');
   if (!isStrOrNull(v.clearedBy)) bad('clearedBy');
   if (!isStrOrNull(v.clearReason)) bad('clearReason');
   const ack = v.ack;
-  if (!(ack === null || (ack && isStr(ack.user) && isTime(ack.atMs) && isStr(ack.comment)))) bad('ack');
+  if (!(ack === null || (ack && isStr(ack.user) && isNum(ack.atMs) && isStr(ack.comment)))) bad('ack');
   const shelf = v.shelf;
   if (
     !(
       shelf === null ||
-      (shelf && isTime(shelf.untilMs) && isStr(shelf.user) && isTime(shelf.atMs) && isStr(shelf.comment))
+      (shelf && isNum(shelf.untilMs) && isStr(shelf.user) && isNum(shelf.atMs) && isStr(shelf.comment))
     )
   )
     bad('shelf');
-  return clipped(v as StoredAlarm);
+  const a = v as StoredAlarm;
+  if (conditionOf(keyId) !== conditionKey(a.kind, a.group, a.subject))
+    bad(`kind, group or subject (the key names ${conditionOf(keyId)})`);
+  const problems: string[] = [];
+  let fixed = a;
+  const kindSeverity = ALARM_KINDS[a.kind].severity;
+  if (a.severity !== kindSeverity) {
+    problems.push(`severity ${a.severity} is not its kind's (${kindSeverity}): read as ${kindSeverity}`);
+    fixed = { ...fixed, severity: kindSeverity };
+  }
+  if (a.ack && !isTime(a.ack.atMs)) {
+    problems.push(`acknowledgement dated ${a.ack.atMs} has no date: read as unacknowledged`);
+    fixed = { ...fixed, ack: null };
+  }
+  if (a.shelf) {
+    const lastsMs = a.shelf.untilMs - a.shelf.atMs;
+    if (!isTime(a.shelf.atMs) || !isTime(a.shelf.untilMs) || !(lastsMs > 0 && lastsMs <= MAX_SHELF_MS)) {
+      problems.push(
+        `shelf from ${a.shelf.atMs} until ${a.shelf.untilMs} is none an operator can put on: read as unshelved`,
+      );
+      fixed = { ...fixed, shelf: null };
+    }
+  }
+  return { alarm: clipped(fixed), problems };
 }
 
 /** `a` with every text and name within ALARM_TEXT_MAX / ALARM_NAME_MAX (the same object when all are). */
