@@ -434,7 +434,11 @@ export class MqttSource {
           topic.length - c === 7 &&
           topic.endsWith('report')
         ) {
-          this.store.ingestPayload(payload, 'mqtt', topic.slice(start, a), topic.slice(b + 1, c));
+          // A retained report (gateways never retain theirs; MQTT 3.1.1 cannot ask for none) comes
+          // at every (re)connect, however old: the store counts it and applies nothing of it.
+          this.store.ingestPayload(payload, 'mqtt', topic.slice(start, a), topic.slice(b + 1, c), {
+            retained,
+          });
           return;
         }
       }

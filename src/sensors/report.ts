@@ -12,6 +12,8 @@ export type DropReason =
   | 'schema'
   | 'unknown-node'
   | 'topic-mismatch'
+  | 'site-mismatch'
+  | 'retained'
   | 'duplicate'
   | 'out-of-order'
   | 'rate-limited'
@@ -24,6 +26,8 @@ export const DROP_REASONS: readonly DropReason[] = [
   'schema',
   'unknown-node',
   'topic-mismatch',
+  'site-mismatch',
+  'retained',
   'duplicate',
   'out-of-order',
   'rate-limited',

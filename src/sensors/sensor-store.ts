@@ -218,6 +218,13 @@ const RESTART_RUN = 3;
  * a new count, however early in the node's life.
  */
 const LATE_MAX_MS = 20_000;
+/**
+ * A report sampled further ahead of our wall clock than this has a clock that is wrong (or a time
+ * that lies): its `sampledAt` is ignored. Taken as a time, one such report of a low seq was believed
+ * at once as a reboot ('report-time') and its successors' true times then read as late for 20 s.
+ * Generous: NTP keeps gateways within a second, and a controller's own clock may have stepped back.
+ */
+const MAX_SAMPLED_AHEAD_MS = 10 * 60_000;
 /** Largest seq step within a run of older seqs that still counts as counting up (reports get lost). */
 const RUN_MAX_STEP = 16;
 /** A gateway's online/offline lines: a flapping (or forged) status writes at most this many a minute. */
@@ -229,6 +236,7 @@ const SENSOR_METRICS = [
   'coolctl_sensor_readings_total',
   'coolctl_sensor_reports_dropped_total',
   'coolctl_sensor_node_restarts_total',
+  'coolctl_sensor_report_times_ignored_total',
   'coolctl_sensors',
 ];
 
@@ -389,6 +397,8 @@ export class SensorStore implements SensorView {
     reports: 0,
     /** Nodes followed into a new seq count (rebooted). */
     restarts: 0,
+    /** Reports applied without their `sampledAt`: not a time, or too far ahead of ours to be one. */
+    timesIgnored: 0,
     readings: { mqtt: 0, modbus: 0 } as Record<SourceName, number>,
     drops: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
   };
@@ -603,6 +613,7 @@ export class SensorStore implements SensorView {
     const pc = prev.counters;
     c.reports = pc.reports;
     c.restarts = pc.restarts;
+    c.timesIgnored = pc.timesIgnored;
     for (const source of SOURCES) c.readings[source] = pc.readings[source];
     for (const reason of DROP_REASONS) c.drops[reason] = pc.drops[reason];
     this.groups.forEach((g) => {
@@ -692,6 +703,17 @@ export class SensorStore implements SensorView {
         this.inc(store.counters.restarts);
       },
     });
+    new Counter({
+      name: 'coolctl_sensor_report_times_ignored_total',
+      help:
+        'Sensor reports whose sampledAt was ignored (unparseable, or more than 10 min ahead of our clock); ' +
+        'the report itself is judged by its seq',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(store.counters.timesIgnored);
+      },
+    });
     new Gauge({
       name: 'coolctl_sensors',
       help: 'Configured sensors by quality (good or bad) right now',
@@ -724,13 +746,24 @@ export class SensorStore implements SensorView {
     return this.now();
   }
 
-  /** The MQTT path: one raw payload from `topicGateway`/`topicNode` (taken from the topic). */
+  /**
+   * The MQTT path: one raw payload from `topicGateway`/`topicNode` (taken from the topic).
+   * `retained`: the broker sent it because we subscribed, not as it was published: of unknown age,
+   * so never applied (its receive time would make a reading of any age look fresh).
+   */
   ingestPayload(
     payload: Buffer | string,
     source: SourceName,
     topicGateway?: string,
     topicNode?: string,
+    opts: { retained?: boolean } = {},
   ): DropReason | null {
+    if (opts.retained)
+      return this.drop(
+        'retained',
+        `a retained report of ${topicGateway}/${topicNode} (${payload.length} bytes), of unknown age`,
+        topicNode,
+      );
     const parsed = parseReport(payload);
     if (!parsed.ok) return this.drop(parsed.reason, parsed.detail, topicNode);
     return this.ingestReport(parsed.report, source, this.now(), topicGateway, topicNode);
@@ -769,6 +802,18 @@ export class SensorStore implements SensorView {
         r.node,
       );
     }
+    // The report's own words about where it comes from must be the site's: a node whose gateway or
+    // rack the report names otherwise is misconfigured or forged, and its readings may be another
+    // rack's air. Refused before it counts as proof of the gateway's life.
+    if (r.gateway !== node.gw.id || (r.rack !== undefined && r.rack !== node.rack)) {
+      return this.drop(
+        'site-mismatch',
+        r.gateway !== node.gw.id
+          ? `report of ${r.node} says gateway ${r.gateway}; the site has it behind ${node.gw.id}`
+          : `report of ${r.node} says rack ${r.rack}; the site has it in ${node.rack}`,
+        r.node,
+      );
+    }
     // A report that came through its gateway is proof of the gateway's life, whatever its fate below.
     const gw = node.gw;
     if (!gw.heard || !gw.online) this.heardFrom(gw);
@@ -779,7 +824,8 @@ export class SensorStore implements SensorView {
         r.node,
       );
     }
-    const order = this.order(node, r.seq, r.sampledAt, receivedAtMs);
+    const sampledAt = r.sampledAt === undefined ? undefined : this.trustedTime(r.node, r.sampledAt);
+    const order = this.order(node, r.seq, sampledAt, receivedAtMs);
     if (order !== null) return this.drop(order, `node ${r.node} seq ${r.seq} (last ${node.lastSeq})`, r.node);
 
     node.reports++;
@@ -1283,6 +1329,29 @@ export class SensorStore implements SensorView {
       return 'duplicate';
     }
     return this.late(n, seq);
+  }
+
+  /**
+   * `sampledAt` if it is a time not too far ahead of ours (MAX_SAMPLED_AHEAD_MS), else undefined,
+   * counted and logged (one line every 10 s): the seq alone then orders the report. A time far in
+   * the past stays: it is only ever compared with the same node's other times.
+   */
+  private trustedTime(nodeId: string, sampledAt: string): string | undefined {
+    const t = Date.parse(sampledAt);
+    if (t <= this.wallNow() + MAX_SAMPLED_AHEAD_MS) return sampledAt;
+    this.counters.timesIgnored++;
+    const notLogged = this.log ? this.dropLog.admit('time-ignored') : -1;
+    if (notLogged >= 0)
+      this.log?.warn(
+        {
+          sensorNode: clip(nodeId),
+          sampledAt: clip(sampledAt),
+          reason: Number.isNaN(t) ? 'not a time' : 'ahead of our clock',
+          notLogged,
+        },
+        'sensor report time ignored; ordered by its seq alone',
+      );
+    return undefined;
   }
 
   private late(n: NodeRt, seq: number): DropReason {
