@@ -29,6 +29,14 @@ const SERVER_BUSY = 0x06;
 const MAX_READ_BITS = 2_000;
 const MAX_READ_REGISTERS = 125;
 const MAX_WRITE_REGISTERS = 123;
+/**
+ * The epochs a leader can hold: an etcd create revision, a positive int64. The wire carries a u64,
+ * so a negative revision written as a signed int64 (-1 is 0xFFFF_FFFF_FFFF_FFFF) would read as the
+ * largest epoch there is and fence every real leader off the unit for good; epoch 0 is no leader's,
+ * and on a unit that never saw an epoch it would be forwarded as if unfenced.
+ */
+const MIN_EPOCH = 1n;
+const MAX_EPOCH = (1n << 63n) - 1n;
 /** A line whose request runs this much past the unit's deadline is wedged: the watchdog stops. */
 const WEDGED_MARGIN_MS = 2_000;
 const WARN_INTERVAL_MS = 1_000;
@@ -328,6 +336,14 @@ export class FencingGateway {
     if ('exception' in w) {
       this.refuse('bad_window', client, `fenced write to unit ${unit.name}: ${w.reason}`);
       return exception(fc, w.exception);
+    }
+    if (w.epoch < MIN_EPOCH || w.epoch > MAX_EPOCH) {
+      this.refuse(
+        'bad_window',
+        client,
+        `fenced write to unit ${unit.name}: epoch ${w.epoch} is not an etcd revision (1..2^63-1)`,
+      );
+      return exception(fc, MODBUS_EXCEPTION.illegalDataValue);
     }
     this.m.requests.inc({ unit: unit.name, kind: 'fenced_write' });
     const echo = Buffer.from(pdu.subarray(0, 5));

@@ -1,6 +1,8 @@
 // The gateway's HTTP side, for systemd checks and Prometheus: GET /healthz (200 ok, 503 degraded
-// with the problems) and GET /metrics. Two routes on node:http — a web framework would be a third of
-// the gateway's memory on a Pi. Anything else is 404; every request is answered, none is logged.
+// with the problems) and GET /metrics (HEAD of either: the same without the body). Two read-only
+// routes on node:http — a web framework would be a third of the gateway's memory on a Pi; nothing
+// here can steer a unit. Another method on them is 405 (with Allow), another path 404: each is
+// answered with what is served, counted and logged (rate-limited), as a scanner's probes should be.
 // Its connections are few and short (HTTP_MAX_CONNECTIONS, HEADERS_TIMEOUT_MS): each is a file
 // descriptor the gateway shares with the controllers' connections and the epoch state file, so a
 // scanner holding idle ones must not starve fencing. A refused connection or a request it cannot
@@ -31,9 +33,19 @@ export const HTTP_MAX_CONNECTIONS = 16;
 export const HEADERS_TIMEOUT_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 10_000;
 const WARN_INTERVAL_MS = 1_000;
+const ROUTES = new Set(['/healthz', '/metrics']);
+const ALLOW = 'GET, HEAD';
+/** The path of a request target in origin or absolute form (RFC 9112 §3.2). */
+const ABSOLUTE_OR_ORIGIN = /^(?:https?:\/\/[^/?#]*)?(\/[^?#]*)/i;
 
 /** Why a connection or request was dropped (coolctl_gateway_http_refused_total{reason}). */
-export const HTTP_REFUSALS = ['too_many_connections', 'bad_request', 'timeout'] as const;
+export const HTTP_REFUSALS = [
+  'too_many_connections',
+  'bad_request',
+  'timeout',
+  'not_found',
+  'method_not_allowed',
+] as const;
 export type HttpRefusal = (typeof HTTP_REFUSALS)[number];
 
 export class GatewayHttp {
@@ -53,11 +65,27 @@ export class GatewayHttp {
         connectionsCheckingInterval: 1_000,
       },
       (req, res) => {
-        const path = (req.url ?? '').split('?')[0];
-        if (req.method !== 'GET' || (path !== '/healthz' && path !== '/metrics')) {
+        const client = `${req.socket.remoteAddress}:${req.socket.remotePort}`;
+        // Origin form (`/healthz?x`) and absolute form (`http://host/healthz`) alike, taken as sent:
+        // no dot-segment or case folding makes another path one of ours.
+        const path = ABSOLUTE_OR_ORIGIN.exec(req.url ?? '')?.[1] ?? '';
+        // A refusal closes the connection: a body sent with it is not read on our time.
+        const refuseWith = (status: 404 | 405, reason: HttpRefusal, error: string): void => {
+          refuse(reason, client, `${req.method} ${req.url}`);
           res
-            .writeHead(404, { 'content-type': 'application/json' })
-            .end('{"error":"not found: GET /healthz or /metrics"}');
+            .writeHead(status, {
+              'content-type': 'application/json',
+              connection: 'close',
+              ...(status === 405 ? { allow: ALLOW } : {}),
+            })
+            .end(JSON.stringify({ error }));
+        };
+        if (!ROUTES.has(path)) {
+          refuseWith(404, 'not_found', 'not found: GET or HEAD /healthz or /metrics');
+          return;
+        }
+        if (req.method !== 'GET' && req.method !== 'HEAD') {
+          refuseWith(405, 'method_not_allowed', `method ${req.method} not allowed on ${path}: GET or HEAD`);
           return;
         }
         if (path === '/healthz') {
@@ -90,12 +118,18 @@ export class GatewayHttp {
       ),
     );
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-      const { status } = clientErrorAnswer(err.code);
+      // The client went away (a scrape given up): nothing was refused.
+      if (err.code === 'ECONNRESET' || socket.destroyed) {
+        socket.destroy();
+        return;
+      }
+      const { status, message } = clientErrorAnswer(err.code);
       const reason: HttpRefusal = status === 408 ? 'timeout' : 'bad_request';
       refuse(reason, `${socket.remoteAddress}:${socket.remotePort}`, err.code ?? err.message);
+      const body = JSON.stringify({ error: message });
       if (socket.writable && !socket.writableEnded)
         socket.end(
-          `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+          `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
         );
       socket.destroy();
     });

@@ -105,7 +105,7 @@ export class GatewayMetrics {
     });
     this.httpRefused = new Counter({
       name: 'coolctl_gateway_http_refused_total',
-      help: 'HTTP connections dropped (too_many_connections), and requests refused unparsed (bad_request) or too slow (timeout)',
+      help: 'HTTP connections dropped (too_many_connections), and requests refused unparsed (bad_request), too slow (timeout), for another path (not_found) or method (method_not_allowed)',
       labelNames: ['reason'],
       registers,
     });
