@@ -8,6 +8,7 @@ import { compileProfile, ProfileValueError, type WriteRequest } from '../devices
 import { parseProfile } from '../devices/profile/load.ts';
 import { toModicon } from '../devices/profile/modicon.ts';
 import { ModbusPointSchema } from '../devices/profile/schema.ts';
+import { POINT_RANGES, type PointRange, rangeText } from '../devices/unit-contract.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { UsageError } from './args.ts';
 
@@ -36,21 +37,21 @@ export async function profileCheck(file: string, opts: { firmware?: string } = {
   const c = compileProfile(profile, opts.firmware !== undefined ? { firmware: opts.firmware } : {});
   let writes: WriteRequest[] = [];
   if (profile.modbus) {
-    try {
-      writes = sampleWrites(c);
-    } catch (err) {
-      if (!(err instanceof ProfileValueError)) throw err;
-      const path = `/modbus/points/${err.point}`;
-      return problemsOutcome(file, [
-        {
+    const failed = commandProblems(c);
+    if (failed.size > 0) {
+      const line = lineFinder(text);
+      return problemsOutcome(
+        file,
+        [...failed].map(([point, message]) => ({
           file,
-          path,
-          line: lineFinder(text)(path),
-          message: err.message.replace(`profile ${profile.profile}: ${err.point}: `, ''),
+          path: `/modbus/points/${point}`,
+          line: line(`/modbus/points/${point}`),
+          message: message.replace(`profile ${profile.profile}: ${point}: `, ''),
           allowed: 'a type and scale that hold every value a command writes to the point',
-        },
-      ]);
+        })),
+      );
     }
+    writes = c.encodeCommand(sampleCommand(c));
   }
   const protocols = Array.isArray(profile.protocol) ? profile.protocol : [profile.protocol];
   const out = [
@@ -94,8 +95,39 @@ export async function profileCheck(file: string, opts: { firmware?: string } = {
   return { exitCode: 0, text: `${out.join('\n')}\n` };
 }
 
-/** The writes of a command that sets every point the profile can write. */
-function sampleWrites(c: ReturnType<typeof compileProfile>): WriteRequest[] {
+/**
+ * Every written point that cannot carry what control may write to it, with why: the sample command,
+ * then each ranged point (fan speed, setpoints, valve) at both ends of the device contract's range
+ * with the others at their sample values. A scale that fits 1 % but not 100 % is a problem the unit
+ * would otherwise show only at full load. One message per point, the first value that failed.
+ */
+function commandProblems(c: ReturnType<typeof compileProfile>): Map<string, string> {
+  const failed = new Map<string, string>();
+  const sample = sampleCommand(c);
+  const attempt = (cmd: Record<string, number | boolean>, tried?: { point: string; shown: string }) => {
+    try {
+      c.encodeCommand(cmd);
+    } catch (err) {
+      if (!(err instanceof ProfileValueError)) throw err;
+      if (!failed.has(err.point))
+        failed.set(err.point, err.point === tried?.point ? `${err.message}${tried.shown}` : err.message);
+    }
+  };
+  attempt(sample);
+  for (const n of c.commandPoints) {
+    const range = (POINT_RANGES as Record<string, PointRange>)[n];
+    if (!range || failed.has(n)) continue;
+    for (const v of [range.min, range.max])
+      attempt(
+        { ...sample, [n]: v },
+        { point: n, shown: ` (writing ${v}, an end of its range ${rangeText(range)})` },
+      );
+  }
+  return failed;
+}
+
+/** A command that sets every point the profile can write, each to an ordinary value. */
+function sampleCommand(c: ReturnType<typeof compileProfile>): Record<string, number | boolean> {
   const cmd: Record<string, number | boolean> = {};
   for (const n of c.commandPoints) {
     const p = c.points.get(n);
@@ -108,7 +140,7 @@ function sampleWrites(c: ReturnType<typeof compileProfile>): WriteRequest[] {
             ? 20
             : 1;
   }
-  return c.encodeCommand(cmd);
+  return cmd;
 }
 
 function problemsOutcome(file: string, problems: readonly ConfigProblem[]): CheckOutcome {

@@ -39,8 +39,15 @@ beforeAll(async () => {
   ahu = opcua.find((a) => a.profile === PROFILE)!;
   expect(ahu?.id).toBe('AHU-06');
   expect(opcua.some((a) => a.profile === undefined)).toBe(true);
-  // Only the OPC-UA units: the Modbus ones are not what this test is about.
-  const site: Site = { ...demo, airHandlers: opcua, controlGroups: [] };
+  // Only the OPC-UA units: the Modbus ones are not what this test is about. Two units of eight cool
+  // a quarter of the IT load, so the hall settles where a hall runs (the full load on two units
+  // settles at ~70 °C of return air: a reading outside what air temperatures can be, absent).
+  const site: Site = {
+    ...demo,
+    airHandlers: opcua,
+    controlGroups: [],
+    racks: demo.racks.map((r) => ({ ...r, itLoadKw: r.itLoadKw * (opcua.length / demo.airHandlers.length) })),
+  };
   sim = new Simulation({
     site,
     seed: 3,

@@ -30,6 +30,13 @@ import {
   type ReadResult,
   type WriteRequest,
 } from '../profile/codec.ts';
+import {
+  AIR_TEMP_RANGE_C,
+  FAN_RANGE_PCT,
+  inRange,
+  type PointRange,
+  VALVE_RANGE_PCT,
+} from '../unit-contract.ts';
 import { decodeEpochBlock, encodeFencedWrite, GATEWAY_FENCE, writeAddress } from './gateway-fencing.ts';
 import { type CallContext, ModbusDevice, type RegisterClient } from './modbus-device.ts';
 import { MODBUS_EXCEPTION, STALE_EPOCH_EXCEPTION } from './point-map.ts';
@@ -67,6 +74,8 @@ export class ProfileModbusDevice extends ModbusDevice {
   private fullOn = -1;
   /** When (performance.now) the last write request went out, for watchdogs any write refreshes. */
   private lastWriteMs = Number.NEGATIVE_INFINITY;
+  /** The absent points last logged (joined), so a change is logged once. */
+  private absentLogged = '';
 
   constructor(ahu: ModbusAirHandler | ModbusRtuAirHandler, profile: CompiledProfile, deps: DeviceDeps = {}) {
     super(ahu, deps);
@@ -211,7 +220,19 @@ export class ProfileModbusDevice extends ModbusDevice {
   }
 
   private readings(s: DecodedStatus): AhuReadings {
-    return profileReadings(s, this.alarmOrder, this.profile.watchdog.style, this.heartbeat ?? 0);
+    const r = profileReadings(s, this.alarmOrder, this.profile.watchdog.style, this.heartbeat ?? 0);
+    // One line when the set of points without a usable value changes, not one per read.
+    const absent = (r.absent ?? []).join(',');
+    if (absent !== this.absentLogged) {
+      if (absent === '') this.log.info('every profile point reads a usable value again');
+      else
+        this.log.warn(
+          { absent: r.absent, profile: this.profile.name },
+          'profile points read no data or a value outside what they can be; shown as absent (NaN)',
+        );
+      this.absentLogged = absent;
+    }
+    return r;
   }
 
   override writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
@@ -601,23 +622,38 @@ export function profileReadings(
     const i = alarmOrder.indexOf(a);
     if (i >= 0 && i < 31) alarms |= 1 << i;
   }
+  const absent = [...s.absent];
+  // A figure outside what the quantity can be is a fault code the profile does not name (0x7FFF
+  // read as 3276.7 °C, 0xFFFF as 6553.5 %), a word order the profile has wrong, or a broken probe:
+  // absent like a no-data value, never a reading handed on as good.
+  const plausible = (point: keyof DecodedStatus, range: PointRange): number => {
+    const v = s[point] as number | undefined;
+    if (v === undefined) return Number.NaN;
+    if (inRange(v, range)) return v;
+    absent.push(point);
+    return Number.NaN;
+  };
+  const fanPoint = s.fanFeedbackPct !== undefined ? 'fanFeedbackPct' : 'fanPct';
+  // A setpoint in force may be a local one outside what coolctl commands: it is an air temperature.
+  const setpointPoint =
+    s.supplySetpointFeedbackC !== undefined ? 'supplySetpointFeedbackC' : 'supplySetpointC';
   return {
     mode: s.mode ?? 'unknown',
-    fanPct: s.fanFeedbackPct ?? s.fanPct ?? Number.NaN,
-    supplySetpointC: s.supplySetpointFeedbackC ?? s.supplySetpointC ?? Number.NaN,
-    supplyC: s.supplyC ?? Number.NaN,
-    returnC: s.returnC ?? Number.NaN,
-    cwValvePct: s.cwValvePct ?? Number.NaN,
+    fanPct: plausible(fanPoint, FAN_RANGE_PCT),
+    supplySetpointC: plausible(setpointPoint, AIR_TEMP_RANGE_C),
+    supplyC: plausible('supplyC', AIR_TEMP_RANGE_C),
+    returnC: plausible('returnC', AIR_TEMP_RANGE_C),
+    cwValvePct: plausible('cwValvePct', VALVE_RANGE_PCT),
     alarms,
     alarmNames: s.alarms,
-    absent: s.absent,
+    absent,
     unitWatchdog: watchdog,
     // A unit that holds no epoch has accepted none.
     epoch: s.epochFeedback ?? s.epoch ?? 0,
     heartbeat: s.heartbeatFeedback ?? heartbeat,
     fanKw: s.fanKw ?? Number.NaN,
     coolingKw: s.coolingKw ?? Number.NaN,
-    quality: s.absent.length > 0 ? 'uncertain' : 'good',
+    quality: absent.length > 0 ? 'uncertain' : 'good',
     sourceTimeMs: Date.now(),
   };
 }

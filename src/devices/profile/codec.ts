@@ -15,6 +15,7 @@
 //   .opcua                         → the OPC-UA node map with the same scaling (when the profile has one)
 //   .opcua.encodeValues(values)    → simulator: the raw value each OPC-UA variable shows
 import { ConfigError, CoolctlError, ErrorCodes } from '../../errors.ts';
+import { inRange, POINT_RANGES, type PointRange } from '../unit-contract.ts';
 import { resolveAddress } from './modicon.ts';
 import {
   COMMAND_POINT_NAMES,
@@ -309,7 +310,12 @@ export function compileProfile(profile: Profile, opts: { firmware?: string } = {
       bit: p.bit,
       wordOrder: p.wordOrder ?? m?.wordOrder ?? 'msw-first',
       byteOrder: p.byteOrder ?? m?.byteOrder ?? 'big',
-      noData: new Set(p.noData === undefined ? [] : Array.isArray(p.noData) ? p.noData : [p.noData]),
+      // A float register holds float32s: -999.9 is -999.9000244… there, and only that matches.
+      noData: new Set(
+        (p.noData === undefined ? [] : Array.isArray(p.noData) ? p.noData : [p.noData]).map((v) =>
+          p.type === 'f32' ? Math.fround(v) : v,
+        ),
+      ),
       command: p.command,
       order,
       group: gi >= 0 ? gi : undefined,
@@ -445,9 +451,19 @@ function rawOf(p: ModbusPointImpl, vals: readonly (number | boolean)[]): number 
 
 type Out = Record<string, unknown> & { alarms: string[]; absent: string[] };
 
+/** The smallest normal float32, 2^-126. */
+const F32_MIN_NORMAL = 2 ** -126;
+
 function decodePoint(p: ModbusPointImpl, vals: readonly (number | boolean)[], status: DecodedStatus): void {
   const raw = rawOf(p, vals);
-  if (p.noData.has(raw) || Number.isNaN(raw)) {
+  // Infinity is a float register's overflow or "no sensor" code; a subnormal float (exponent bits
+  // all 0, mantissa not) is what a real reading looks like with its words swapped (21.5 as
+  // 0x0000_41AC reads 2.4e-41, i.e. 0 °C): neither is a measurement.
+  if (
+    p.noData.has(raw) ||
+    !Number.isFinite(raw) ||
+    (p.type === 'f32' && raw !== 0 && Math.abs(raw) < F32_MIN_NORMAL)
+  ) {
     status.absent.push(p.name);
     return;
   }
@@ -599,7 +615,7 @@ function rawFor(
       if (mode === 'exact') fail(`${num} does not fit a float32`);
       return raw > 0 ? 3.4028234663852886e38 : -3.4028234663852886e38;
     }
-    return f;
+    return mode === 'exact' ? keptInRange(name, s, num, f, nextFloat32, fail) : f;
   }
   // Seconds round up: a watchdog of 0.5 s must not read (or be written) as 0 = "none".
   raw = s.kind === 'seconds' ? Math.ceil(raw - 1e-9) : Math.round(raw);
@@ -608,7 +624,49 @@ function rawFor(
     if (mode === 'exact') fail(`${num} is raw ${raw}, outside ${type} ${lo}…${hi}`);
     return raw > hi || raw === Number.POSITIVE_INFINITY ? hi : lo;
   }
+  if (mode === 'exact') {
+    raw = keptInRange(name, s, num, raw, (r, dir) => r + dir, fail);
+    if (raw < lo || raw > hi) fail(`${num} is raw ${raw}, outside ${type} ${lo}…${hi}`);
+  }
   return raw;
+}
+
+/**
+ * A ranged command (fan speed, supply setpoint) inside the device contract's range must reach the
+ * unit inside it too: 27 °C is 80.6 °F, and a unit in whole °F would get 81 °F = 27.2 °C — a
+ * setpoint the unit (and the simulator) refuses, on every write at the top of the range. Rounding
+ * goes one raw step toward the range instead; a value outside the range is the safety layer's to
+ * refuse and is left as it is, and a point with no step inside the range is refused.
+ */
+function keptInRange(
+  name: string,
+  s: Scaling,
+  value: number,
+  raw: number,
+  step: (raw: number, dir: 1 | -1) => number,
+  fail: (why: string) => never,
+): number {
+  const range: PointRange | undefined = (POINT_RANGES as Record<string, PointRange>)[name];
+  if (!range || !inRange(value, range)) return raw;
+  const back = toEngineering(s, raw);
+  if (inRange(back, range)) return raw;
+  // Scales are positive (rules.ts), so the engineering value grows with the raw one.
+  const inward = step(raw, back > range.max ? -1 : 1);
+  if (!inRange(toEngineering(s, inward), range)) {
+    fail(`${value} has no raw value that reads back inside ${range.min}…${range.max} (nearest: ${back})`);
+  }
+  return inward;
+}
+
+/** The float32 next to `x` (a float32) in direction `dir`. */
+function nextFloat32(x: number, dir: 1 | -1): number {
+  if (x === 0) return dir * 2 ** -149;
+  const dv = new DataView(new ArrayBuffer(4));
+  dv.setFloat32(0, x);
+  const bits = dv.getUint32(0);
+  // Away from zero is one more in the bit pattern's magnitude, toward zero one less.
+  dv.setUint32(0, x > 0 === dir > 0 ? bits + 1 : bits - 1);
+  return dv.getFloat32(0);
 }
 
 /** Words (or one bit) for a value of a point. */
@@ -935,7 +993,21 @@ function compileOpcua(
         if (typeof v !== 'number' || !Number.isFinite(v))
           throw new ProfileValueError(profile, name, `${String(v)} is not a number`);
         const raw = toRaw(x.s, v);
-        return variable && x.p.type ? opcuaIntegerIn(profile, name, x.p.type, v, raw) : raw;
+        if (!x.p.type || !opcuaIntRange(x.p.type)) return raw;
+        // The point's integer type bounds what it takes, as a variable or as the method argument
+        // that sets it: a method handed 50 000 for an Int16 would wrap it in the unit.
+        const r = opcuaIntegerIn(profile, name, x.p.type, v, raw);
+        if (!variable) return raw;
+        const fail = (why: string): never => {
+          throw new ProfileValueError(profile, name, why);
+        };
+        return opcuaIntegerIn(
+          profile,
+          name,
+          x.p.type,
+          v,
+          keptInRange(name, x.s, v, r, (q, d) => q + d, fail),
+        );
       };
       const wc = section.writeCommand;
       const inMethod = new Set(wc?.arguments ?? []);

@@ -133,7 +133,14 @@ function checkPointMeaning(
     );
   }
   if (p.scale !== undefined && (p.scale === 0 || !Number.isFinite(p.scale))) {
-    add(`${base}/scale`, `scale ${p.scale} cannot be inverted`, 'a finite number other than 0');
+    add(`${base}/scale`, `scale ${p.scale} cannot be inverted`, 'a finite number above 0');
+  } else if (p.scale !== undefined && p.scale < 0) {
+    // A negative scale turns a command's sign (a setpoint of 20 °C written as −200) and reads a
+    // unit's wrong-signed register as a plausible figure: no vendor map needs it, a typo gives it.
+    add(`${base}/scale`, `scale ${p.scale} is negative`, 'a finite number above 0');
+  }
+  if (p.offset !== undefined && !Number.isFinite(p.offset)) {
+    add(`${base}/offset`, `offset ${p.offset} is not a finite number`, 'a finite number');
   }
   if (
     (name === 'epoch' || name === 'heartbeat' || name === 'epochFeedback' || name === 'heartbeatFeedback') &&
@@ -200,6 +207,15 @@ function checkModbus(
     }
     if (p.type === 'u64' && name !== 'epoch' && name !== 'epochFeedback') {
       add(`${base}/type`, 'u64 is only for the fencing epoch', 'bool, u16, i16, u32, i32 or f32');
+    }
+    // The epoch is an etcd revision: it only grows, past 65535 within days on a busy cluster. A
+    // narrower register would refuse every write from then on (an epoch is never wrapped).
+    if ((name === 'epoch' || name === 'epochFeedback') && p.type !== 'u64' && p.type !== 'u32') {
+      add(
+        `${base}/type`,
+        `the fencing epoch outgrows type ${p.type}`,
+        'u64 (or u32, which holds 2^32 revisions)',
+      );
     }
     if (p.byteOrder !== undefined && bitTable)
       add(`${base}/byteOrder`, 'byte order on a bit', 'byteOrder only on registers');
