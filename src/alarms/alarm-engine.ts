@@ -257,13 +257,13 @@ export class AlarmEngine implements AlarmApi {
         },
         this.clusterMemory,
       );
-      // The cluster's owner also closes group alarms of groups the site no longer has.
-      await this.reconcile(
-        conditions,
-        open,
-        [...open.keys()],
-        (kind, group) => ALARM_KINDS[kind].scope === 'cluster' || (group !== null && !groups.has(group)),
-      );
+      // The cluster's owner also closes group alarms of groups the site no longer has, and open keys
+      // no node raises: a group alarm without a group, an etcd-quorum-lost (each node records its
+      // own closed, never open) — written by hand or restored, they would stay active for good.
+      await this.reconcile(conditions, open, [...open.keys()], (kind, group) => {
+        const scope = ALARM_KINDS[kind].scope;
+        return scope !== 'group' || group === null || !groups.has(group);
+      });
       if (nowMs - this.lastPruneMs >= (this.opts.pruneEveryMs ?? 600_000)) {
         this.lastPruneMs = nowMs;
         const orphans = await this.opts.store.closeOrphans({
@@ -480,10 +480,17 @@ export class AlarmEngine implements AlarmApi {
       const id = open.get(key);
       if (id === undefined || seen.has(key)) continue;
       const [kind, group] = key.split('~');
-      if (!isAlarmKind(kind) || kind === 'etcd-quorum-lost') continue;
+      if (!isAlarmKind(kind)) continue;
       const g = group === '-' ? null : (group ?? null);
       if (!mine(kind, g)) continue;
-      closing.push({ key, id, reason: 'the condition no longer exists (the config changed)' });
+      const unraisable = kind === 'etcd-quorum-lost' || (ALARM_KINDS[kind].scope === 'group' && g === null);
+      closing.push({
+        key,
+        id,
+        reason: unraisable
+          ? 'no node raises this condition (an open key written by hand or restored)'
+          : 'the condition no longer exists (the config changed)',
+      });
     }
     await this.close(closing, open);
   }

@@ -703,6 +703,23 @@ describe('alarm engine on etcd', () => {
     expect(await n.registry.metrics()).toContain('coolctl_alarm_values_invalid_total 1');
   });
 
+  it('an open key no node raises (a group alarm without a group, an etcd-quorum-lost) is closed by the cluster owner', async () => {
+    const prefix = freshPrefix();
+    const n = node('n1', prefix, { healthy: true, leads: new Set(), members: ['n1'] }, { mode: 'remote' });
+    const forged = [
+      { kind: 'unit-tripped' as const, group: null, subject: UNIT, message: 'forged', value: null },
+      { kind: 'etcd-quorum-lost' as const, group: null, subject: 'n9', message: 'forged', value: null },
+    ].map((x) => ({
+      alarm: raisedAlarm(x, 'n9', Date.now()),
+      condition: conditionKey(x.kind, x.group, x.subject),
+    }));
+    expect(await n.store.raiseMany(forged)).toHaveLength(2);
+    await n.engine.evaluate();
+    const all = await n.engine.list('all');
+    for (const f of forged) expect(all.find((a) => a.id === f.alarm.id)?.state, f.condition).toBe('cleared');
+    expect((await n.store.index()).open.size).toBe(0);
+  });
+
   it('an open sensors-degraded alarm follows the racks it names: ack kept, no new notification, writes rate-bound', async () => {
     const prefix = freshPrefix();
     let now = 10_000_000;
