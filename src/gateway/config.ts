@@ -228,6 +228,22 @@ function rules(c: GatewayConfigFile): { path: string; message: string; allowed: 
       });
     serialPaths.set(l.serial.path, l.name);
   }
+  // Two lines to one TCP endpoint (a TCP→RTU converter) would be two queues to one bus: requests no
+  // longer one at a time, and a unit address on both would keep two epochs, one per line. Only the
+  // exact same host and port is seen; an IP and a name for one converter are not.
+  const tcpEndpoints = new Map<string, string>();
+  for (const [i, l] of c.lines.entries()) {
+    if (!l.tcp) continue;
+    const key = `${l.tcp.host.toLowerCase().replace(/\.$/, '')}:${l.tcp.port}`;
+    const other = tcpEndpoints.get(key);
+    if (other)
+      out.push({
+        path: `/lines/${i}/tcp`,
+        message: `${l.tcp.host}:${l.tcp.port} is also line ${other}`,
+        allowed: 'one line per TCP endpoint (put both lines’ units on one line)',
+      });
+    else tcpEndpoints.set(key, l.name);
+  }
   const maxConnections = c.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   if (c.maxConnectionsPerHost !== undefined) {
     if (c.maxConnectionsPerHost > maxConnections)
