@@ -352,6 +352,7 @@ export class FencingGateway {
       arrivedMs: performance.now(),
       expire: () => this.expired(unit, fc),
       run: () => this.forwardFenced(unit, w, echo, client),
+      write: true,
     });
     return answer ?? this.busy(unit, fc, client);
   }

@@ -16,6 +16,17 @@ export interface LineJob<T> {
   run: () => Promise<T>;
   /** The answer for a request that waited too long. */
   expire: () => T;
+  /** A fenced write: it may take the places kept from reads (`reservedForWrites`). */
+  write?: boolean;
+}
+
+/**
+ * Places of a line's queue only fenced writes may take: reads pipelined by any client (a poller,
+ * a scan, a stuck controller) must not crowd out the leader's writes, which then answer busy and
+ * fall behind the unit's watchdog. An eighth of the queue, at least one, on queues of 4 or more.
+ */
+export function reservedForWrites(maxQueued: number): number {
+  return maxQueued >= 4 ? Math.max(1, Math.floor(maxQueued / 8)) : 0;
 }
 
 interface Waiting {
@@ -28,6 +39,8 @@ export class Line {
   readonly transport: Transport;
   private readonly queueTimeoutMs: number;
   private readonly maxQueued: number;
+  /** How many requests other than fenced writes may wait (maxQueued less the places kept for writes). */
+  private readonly maxQueuedReads: number;
   /** Per unit, in arrival order; a Map iterates in insertion order, which makes the turns. */
   private readonly queues = new Map<number, Waiting[]>();
   private waiting = 0;
@@ -41,6 +54,7 @@ export class Line {
     this.transport = transport;
     this.queueTimeoutMs = queueTimeoutMs;
     this.maxQueued = maxQueued;
+    this.maxQueuedReads = maxQueued - reservedForWrites(maxQueued);
   }
 
   get queued(): number {
@@ -52,9 +66,9 @@ export class Line {
     return this.busySinceMs === undefined ? 0 : now - this.busySinceMs;
   }
 
-  /** Queues `job`; undefined when the line's queue is full (the caller answers busy). */
+  /** Queues `job`; undefined when the line's queue is full for it (the caller answers busy). */
   submit<T>(job: LineJob<T>): Promise<T> | undefined {
-    if (this.stopped || this.waiting >= this.maxQueued) return undefined;
+    if (this.stopped || this.waiting >= (job.write ? this.maxQueued : this.maxQueuedReads)) return undefined;
     return new Promise<T>((resolve) => {
       let q = this.queues.get(job.unitId);
       if (!q) {
