@@ -38,6 +38,11 @@ export const FAN_RANGE_PCT: PointRange = Object.freeze({ min: 0, max: 100 });
  * probe or a "no data" code (3276.7, −273), never air a controller should act on.
  */
 export const AIR_TEMP_RANGE_C: PointRange = Object.freeze({ min: -20, max: 70 });
+/**
+ * Electrical and cooling power a unit reads (fan kW, cooling kW: read only). No CRAH or CRAC draws
+ * or moves a megawatt: above it the reading is a fault code (0x7FFF in tenths of a kW is 3276.7).
+ */
+export const POWER_RANGE_KW: PointRange = Object.freeze({ min: 0, max: 1000 });
 /** Chilled-water valve position (read only). */
 export const VALVE_RANGE_PCT: PointRange = Object.freeze({ min: 0, max: 100 });
 

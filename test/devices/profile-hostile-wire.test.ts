@@ -101,6 +101,17 @@ describe('fault codes a profile does not name', () => {
     expect(said[0]?.level).toBe(40);
   });
 
+  it('0x7FFF on a tenths-of-a-kW cooling power reads as absent, not 3276.7 kW in the energy report', async () => {
+    // tenths-f-int32-msw-no-watchdog: coolingKw holding 88, u16 tenths.
+    const r = await rig(await shipped('tenths-f-int32-msw-no-watchdog'), (image) => {
+      image.get('holding')?.set(88, 0x7fff);
+    });
+    const got = await r.device.read();
+    expect(got.coolingKw).toBeNaN();
+    expect(got.absent).toContain('coolingKw');
+    expect(got.supplyC).toBeCloseTo(r.unit.status().supplyC, 0);
+  });
+
   it('a float32 Infinity and a float32 with its words swapped read as absent, not ∞ or 0 °C', async () => {
     // float32-lsw-toggle-inverted-coil: returnC 30002 and supplyC 30010, float32 low word first.
     const r = await rig(await shipped('float32-lsw-toggle-inverted-coil'), (image) => {

@@ -34,6 +34,7 @@ import {
   AIR_TEMP_RANGE_C,
   FAN_RANGE_PCT,
   inRange,
+  POWER_RANGE_KW,
   type PointRange,
   VALVE_RANGE_PCT,
 } from '../unit-contract.ts';
@@ -651,8 +652,8 @@ export function profileReadings(
     // A unit that holds no epoch has accepted none.
     epoch: s.epochFeedback ?? s.epoch ?? 0,
     heartbeat: s.heartbeatFeedback ?? heartbeat,
-    fanKw: s.fanKw ?? Number.NaN,
-    coolingKw: s.coolingKw ?? Number.NaN,
+    fanKw: plausible('fanKw', POWER_RANGE_KW),
+    coolingKw: plausible('coolingKw', POWER_RANGE_KW),
     quality: absent.length > 0 ? 'uncertain' : 'good',
     sourceTimeMs: Date.now(),
   };
