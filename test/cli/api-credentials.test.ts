@@ -101,7 +101,7 @@ describe('an API address with a user name or password', () => {
     }
     // The leader's row comes from the node asked, with the reason in a warning.
     expect(table.stdout).toMatch(
-      /zone-2: its leader n2 could not be asked \(not calling .*: the address holds "@"/,
+      /zone-2: its leader n2 could not be asked \(not asked: the API address of n2's member record carries credentials\)/,
     );
     expect(stub.requests.length).toBeGreaterThan(0);
     for (const r of stub.requests) expect(r.headers.authorization).toBe(`Bearer ${TOKEN}`);
