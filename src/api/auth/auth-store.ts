@@ -29,7 +29,13 @@ import { type Identity, isRole, type Role } from './roles.ts';
  * Why a request was refused for its identity (coolctl_api_auth_failures_total{reason}): none or bad
  * credentials, a role too low, a possible cross-site request, a wrong name or password at sign-in.
  */
-export const AUTH_FAILURE_REASONS = ['unauthenticated', 'forbidden', 'cross_site', 'sign_in'] as const;
+export const AUTH_FAILURE_REASONS = [
+  'unauthenticated',
+  'forbidden',
+  'cross_site',
+  'sign_in',
+  'sign_in_limited',
+] as const;
 export type AuthFailureReason = (typeof AUTH_FAILURE_REASONS)[number];
 /** The records under `<prefix>/auth/` (coolctl_auth_records_invalid_total{kind}). */
 const RECORD_KINDS = ['user', 'token'] as const;
@@ -50,10 +56,18 @@ export interface TokenRecord {
   hash: string;
   createdAtMs: number;
   expiresAtMs: number;
+  /**
+   * Which user of that name it was issued to: the user record's createdAtMs then. A user removed and
+   * added again under the same name is another user, and a token of the old one — one a sign-in
+   * issued on another node while the remove ran, or one a failed revoke left behind — must not wake
+   * up for the new one. Absent in tokens issued before this field: those count as the user's only
+   * when issued after the user was created.
+   */
+  userCreatedAtMs?: number;
 }
 
 export type UserView = Omit<UserRecord, 'passwordHash'>;
-export type TokenView = Omit<TokenRecord, 'hash'>;
+export type TokenView = Omit<TokenRecord, 'hash' | 'userCreatedAtMs'>;
 
 /**
  * How long a token stays in etcd after it expired by the clock of the node that prunes. Expiry is
@@ -67,6 +81,17 @@ export const TOKEN_PRUNE_GRACE_MS = 7 * 86_400_000;
 const START_TIMEOUT_MS = 30_000;
 
 export const USER_NAME = '^[a-z][a-z0-9._-]{0,63}$';
+/**
+ * Sign-in attempts one name may take on a node per minute (SIGN_IN_NAME_WINDOW_MS), from any number
+ * of addresses; a success starts the count again. The per-address limit alone let a host with many
+ * addresses (every free one of the hall's subnet; the limiter takes an IPv6 /64 as one) guess one
+ * account's password as fast as the node hashes.
+ * Twice the per-address default, so one person at one address meets that limit first.
+ */
+export const SIGN_INS_PER_NAME = 20;
+export const SIGN_IN_NAME_WINDOW_MS = 60_000;
+/** Names whose attempts a node remembers; past this the least recently tried go first. */
+const SIGN_IN_NAMES_REMEMBERED = 5_000;
 export const MIN_PASSWORD_CHARS = 12;
 
 /** The answer to every failed sign-in and every bad token: it never says which part was wrong. */
@@ -86,6 +111,27 @@ export interface AuthStoreOptions {
   logger: Logger;
   registry: Registry;
   now?: () => number;
+  /** The monotonic clock the per-name sign-in limit is timed on (tests step it). */
+  monotonicNow?: () => number;
+  /** Sign-in attempts per name and node per minute (default SIGN_INS_PER_NAME). */
+  signInsPerName?: number;
+}
+
+/** A name that took its sign-in attempts for the window: answered 429 with when to try again. */
+export class SignInLimitedError extends BadRequestError {
+  readonly retryAfterS: number;
+  constructor(retryAfterS: number) {
+    super(
+      ErrorCodes.RATE_LIMITED,
+      `too many sign-in attempts for this name on this node: retry in ${retryAfterS} s`,
+      [
+        `retry in ${retryAfterS} s`,
+        'someone may be guessing this account’s password: an admin can check coolctl_api_auth_failures_total{reason="sign_in_limited"} and the log; API tokens of the account still work',
+      ],
+      429,
+    );
+    this.retryAfterS = retryAfterS;
+  }
 }
 
 export class AuthStore {
@@ -111,11 +157,15 @@ export class AuthStore {
   private readonly refused = new Map<string, string>();
   /** At most 10 refusal lines per kind every 10 s (on the monotonic clock). */
   private readonly refusalLog = new LogLimiter(() => performance.now(), 10_000, 10);
+  private readonly monotonicNow: () => number;
+  /** Per name tried at sign-in: attempts in its window (LRU order: the Map's). */
+  private readonly signInTries = new Map<string, { count: number; startMs: number; logged: boolean }>();
 
   constructor(opts: AuthStoreOptions) {
     this.opts = opts;
     this.log = opts.logger.child({ component: 'auth' });
     this.now = opts.now ?? Date.now;
+    this.monotonicNow = opts.monotonicNow ?? (() => performance.now());
     this.failures = new Counter({
       name: 'coolctl_api_auth_failures_total',
       help: 'API requests refused for their identity: unauthenticated (no or bad credentials), forbidden (role), cross_site, sign_in (wrong name or password)',
@@ -298,18 +348,51 @@ export class AuthStore {
     const t = this.tokens.get(p.id);
     if (!t || t.expiresAtMs <= this.now() || !sameHash(t.hash, secretHash(p.secret))) return null;
     const u = this.users.get(t.user);
-    return u ? { user: u.name, role: u.role, via: t.kind, tokenId: t.id } : null;
+    return u && issuedTo(t, u) ? { user: u.name, role: u.role, via: t.kind, tokenId: t.id } : null;
   }
 
   /** Checks a name and password; the same error and about the same time whether or not the user exists. */
   async verify(name: string, password: string): Promise<UserRecord> {
+    // Counted before the hash, so a burst of attempts in parallel gets no more than the limit.
+    this.countSignIn(name);
     const u = this.users.get(name);
     const ok = await verifyPassword(password, u?.passwordHash ?? (await decoyHash()));
     if (!u || !ok) {
       this.authFailed('sign_in');
       throw unauthenticated();
     }
+    this.signInTries.delete(name);
     return u;
+  }
+
+  /**
+   * One more sign-in attempt for `name` (known or not: the limit must not tell which), refused past
+   * the limit for the rest of its window. Logged once per window, naming the user only if one exists:
+   * people type their password into the name field.
+   */
+  private countSignIn(name: string): void {
+    const now = this.monotonicNow();
+    const max = this.opts.signInsPerName ?? SIGN_INS_PER_NAME;
+    let w = this.signInTries.get(name);
+    if (w) this.signInTries.delete(name); // re-inserted below: the Map's order is the recency
+    if (!w || w.startMs + SIGN_IN_NAME_WINDOW_MS <= now) w = { count: 0, startMs: now, logged: false };
+    this.signInTries.set(name, w);
+    while (this.signInTries.size > SIGN_IN_NAMES_REMEMBERED)
+      this.signInTries.delete(this.signInTries.keys().next().value as string);
+    if (w.count < max) {
+      w.count++;
+      return;
+    }
+    this.authFailed('sign_in_limited');
+    const retryAfterS = Math.max(1, Math.ceil((w.startMs + SIGN_IN_NAME_WINDOW_MS - now) / 1000));
+    if (!w.logged) {
+      w.logged = true;
+      this.log.warn(
+        { user: this.users.has(name) ? name : '(no such user)', max, retryAfterS },
+        'sign-in attempts for one name over the limit: refused until the window ends',
+      );
+    }
+    throw new SignInLimitedError(retryAfterS);
   }
 
   /** A new token for `user` (kind session: a dashboard sign-in); the whole token is returned once. */
@@ -319,6 +402,9 @@ export class AuthStore {
     ttlMs: number,
     label = '',
   ): Promise<{ token: string; record: TokenView }> {
+    const owner = this.users.get(user);
+    // Removed meanwhile (a sign-in's hash takes a while): a token for nobody is no token.
+    if (!owner) throw unauthenticated();
     const t = newToken();
     const at = this.now();
     const record: TokenRecord = {
@@ -329,6 +415,7 @@ export class AuthStore {
       hash: t.hash,
       createdAtMs: at,
       expiresAtMs: at + ttlMs,
+      userCreatedAtMs: owner.createdAtMs,
     };
     await this.opts.kv.put(this.tokensPrefix + t.id, wireJson(record));
     this.changed(this.tokensPrefix + t.id);
@@ -462,8 +549,15 @@ export function userProblems(name: string, password: string): string[] {
   return out;
 }
 
-function tokenView({ hash: _, ...t }: TokenRecord): TokenView {
+function tokenView({ hash: _, userCreatedAtMs: __, ...t }: TokenRecord): TokenView {
   return t;
+}
+
+/** Whether `t` was issued to this user, not to an earlier one of the same name. */
+function issuedTo(t: TokenRecord, u: UserRecord): boolean {
+  return t.userCreatedAtMs !== undefined
+    ? t.userCreatedAtMs === u.createdAtMs
+    : t.createdAtMs >= u.createdAtMs;
 }
 
 /** A stored user, or what is wrong with it. */
@@ -502,5 +596,6 @@ function parseTokenRecord(value: string): TokenRecord | string {
     hash: t.hash,
     createdAtMs: Number(t.createdAtMs) || 0,
     expiresAtMs: t.expiresAtMs,
+    ...(typeof t.userCreatedAtMs === 'number' ? { userCreatedAtMs: t.userCreatedAtMs } : {}),
   };
 }

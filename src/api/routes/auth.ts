@@ -6,7 +6,7 @@
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
-import { MIN_PASSWORD_CHARS, USER_NAME } from '../auth/auth-store.ts';
+import { MIN_PASSWORD_CHARS, SignInLimitedError, USER_NAME } from '../auth/auth-store.ts';
 import { SESSION_COOKIE_NAME as SESSION_COOKIE } from '../auth/guard.ts';
 import { ROLES } from '../auth/roles.ts';
 import { ErrorBody } from '../error-body.ts';
@@ -47,7 +47,7 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
         rateLimit: { max: deps.security?.signInsPerMinute ?? 10, timeWindow: 60_000, hook: 'onRequest' },
       },
       schema: {
-        description: `Signs in with a name and password. Answers a session cookie (${SESSION_COOKIE}: HttpOnly, SameSite=Strict, Secure over TLS) that expires after ${DEFAULT_SESSION_TTL_S / 3600} h by default, or with \`as: "token"\` the session token itself (for the CLI). Wrong name or password: 401, the same answer whether or not the user exists. Rate-limited per client address.`,
+        description: `Signs in with a name and password. Answers a session cookie (${SESSION_COOKIE}: HttpOnly, SameSite=Strict, Secure over TLS) that expires after ${DEFAULT_SESSION_TTL_S / 3600} h by default, or with \`as: "token"\` the session token itself (for the CLI). Wrong name or password: 401, the same answer whether or not the user exists. Rate-limited per client address and per name (429 with Retry-After).`,
         body: T.Object(
           {
             name: Text({ minLength: 1, maxLength: 64 }),
@@ -68,7 +68,10 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
       },
     },
     async (req, reply) => {
-      const user = await auth.verify(req.body.name, req.body.password);
+      const user = await auth.verify(req.body.name, req.body.password).catch((err: unknown) => {
+        if (err instanceof SignInLimitedError) reply.header('retry-after', String(err.retryAfterS));
+        throw err;
+      });
       const { token, record } = await auth.issue(user.name, 'session', sessionTtlS * 1000);
       req.identity = { user: user.name, role: user.role, via: 'session', tokenId: record.id };
       const body = { user: user.name, role: user.role, expiresAtMs: record.expiresAtMs };
@@ -89,14 +92,26 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
     {
       config: { access: 'viewer' },
       schema: {
-        description: 'Ends this session (or revokes the token sent) on every node.',
+        description:
+          'Ends this session (or revokes the token sent, and the session cookie sent beside it) on every node.',
         body: NoBody,
         response: { 200: T.Object({ signedOut: T.Boolean() }), ...Refusals },
       },
     },
     async (req, reply) => {
       if (req.identity) await auth.revoke(req.identity.tokenId);
-      reply.clearCookie(SESSION_COOKIE, { path: '/' });
+      // The identity is the bearer token when one is sent; the session cookie beside it, which this
+      // answer drops from the browser, must end too, not live on in etcd for whoever copied it.
+      const cookie = req.cookies?.[SESSION_COOKIE];
+      const session = cookie ? auth.authenticate(cookie) : null;
+      if (session?.via === 'session' && session.tokenId !== req.identity?.tokenId)
+        await auth.revoke(session.tokenId);
+      reply.clearCookie(SESSION_COOKIE, {
+        path: '/',
+        httpOnly: true,
+        sameSite: 'strict',
+        secure: deps.security?.secureCookies ?? false,
+      });
       return { signedOut: true };
     },
   );
