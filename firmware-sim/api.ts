@@ -41,6 +41,8 @@ export interface SimApiOptions {
 /** The longest problem line or message a refusal carries (a long id is still a short answer). */
 const MAX_PROBLEM_CHARS = 300;
 const MAX_MESSAGE_CHARS = 2000;
+/** The largest body read: 1 000 faults of the longest shape fit in well under this. */
+const BODY_LIMIT_BYTES = 1_000_000;
 
 /** The controller API's refusal log and counter, also counted in the simulator's own `badRequests`. */
 class SimRefusals extends Refusals {
@@ -79,7 +81,7 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
     loggerInstance: log as FastifyBaseLogger,
     // No line per request: a test polls /sim/state many times a second.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: 1_000_000,
+    bodyLimit: BODY_LIMIT_BYTES,
     clientErrorHandler: clientErrorHandler(refusals),
     // A URL the router cannot decode (`%zz`).
     frameworkErrors: (err: FastifyError, req, reply) => {
@@ -98,6 +100,24 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
   });
   applyConnectionLimits(app.server, limits, refusals);
 
+  // Only JSON is read. fastify's own parsers would hand a text/plain body to the route as a string
+  // (refused as "must be an object", the wrong reason) and answer a bad one without saying why.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
+  // Which methods each path takes, so a wrong method is told what it can send (`Allow`).
+  const methodsByPath = new Map<string, Set<string>>();
+  app.addHook('onRoute', (route) => {
+    const methods = methodsByPath.get(route.url) ?? new Set<string>();
+    for (const m of [route.method].flat()) methods.add(m);
+    methodsByPath.set(route.url, methods);
+  });
+
   app.setErrorHandler((err, req, reply) => {
     const e = err as Error & { statusCode?: number; code?: string };
     const route = req.is404 ? 'unknown' : (req.routeOptions.url ?? 'unknown');
@@ -105,8 +125,14 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
     if (e instanceof BadRequestError) {
       refused = { status: e.httpStatus, body: refusalBody(e.code, e.message, e.details) };
     } else if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
-      // fastify's own refusals: malformed JSON, wrong content type, body too large
-      refused = { status: e.statusCode, body: refusalBody(ErrorCodes.BAD_REQUEST, e.message, [e.message]) };
+      // fastify's own refusals (wrong content type, body too large), told with what is allowed
+      const detail = frameworkRefusalDetail(e.code, req.headers['content-type'], BODY_LIMIT_BYTES);
+      refused = {
+        status: e.statusCode,
+        body: refusalBody(ErrorCodes.BAD_REQUEST, detail?.message ?? e.message, [
+          detail?.detail ?? e.message,
+        ]),
+      };
     }
     if (refused) {
       refusals.refuse({
@@ -124,11 +150,35 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
     const code = e instanceof CoolctlError ? e.code : 'COOLCTL_E_INTERNAL';
     return reply.code(500).send({ error: code, message: e.message, details: [] });
   });
-  app.setNotFoundHandler(async (req) => {
+  const routeList = [
+    'GET /sim/state',
+    'GET /sim/journal?since=SEQ&limit=N',
+    'GET|POST /sim/faults',
+    ...(opts.testRoutes ? ['GET /sim/test/influence'] : []),
+    'GET /healthz',
+  ].join(', ');
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const allowed = methodsByPath.get(path);
+    if (allowed) {
+      // A known path asked with a method it does not take. Still 404 (what clients have been
+      // told since the first release), with the methods it does take in `Allow` and the message.
+      const allow = [...allowed].sort().join(', ');
+      void reply.header('allow', allow);
+      throw new BadRequestError(
+        ErrorCodes.BAD_REQUEST,
+        `no route ${req.method} ${clip(path, 100)}: ${clip(path, 100)} takes ${allow}`,
+        [
+          `method: got ${clip(req.method, 20)}, allowed: ${allow}`,
+          `the routes: ${routeList} (docs/sim-api.md)`,
+        ],
+        404,
+      );
+    }
     throw new BadRequestError(
       ErrorCodes.BAD_REQUEST,
-      `no route ${req.method} ${clip(req.url.split('?')[0] ?? '', 100)}`,
-      ['the routes: GET /sim/state, GET /sim/journal?since=SEQ, GET|POST /sim/faults (docs/sim-api.md)'],
+      `no route ${req.method} ${clip(path, 100)}`,
+      [`the routes: ${routeList} (docs/sim-api.md)`],
       404,
     );
   });
@@ -139,6 +189,7 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
 
   app.get('/sim/journal', async (req) => {
     const q = req.query as Record<string, string | undefined>;
+    refuseUnknownParams(q, ['since', 'limit']);
     const since = parseNonNegativeInt(q.since ?? '0', 'since');
     const limit = parseNonNegativeInt(q.limit ?? '10000', 'limit');
     if (limit < 1 || limit > 100_000) {
@@ -163,6 +214,7 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
   if (opts.testRoutes) {
     app.get('/sim/test/influence', async (req) => {
       const q = req.query as Record<string, string | undefined>;
+      refuseUnknownParams(q, ['at', 'measure']);
       const problems: string[] = [];
       const at = oneOf('at', q.at ?? 'current', ['current', 'design'] as const, problems);
       const measure = oneOf(
@@ -178,6 +230,82 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
   }
 
   return app;
+}
+
+/**
+ * A query parameter the route does not know is refused, not ignored: a typo (`sinse=500`,
+ * `since[]=500`) would otherwise be answered as if it were not there, from the start of the journal.
+ */
+function refuseUnknownParams(q: Record<string, unknown>, known: readonly string[]): void {
+  const unknown = Object.keys(q).filter((k) => !known.includes(k));
+  if (unknown.length === 0) return;
+  throw new BadRequestError(
+    ErrorCodes.BAD_REQUEST,
+    `unknown query parameter ${JSON.stringify(clip(unknown[0]!, 60))}`,
+    unknown.map((k) => `${JSON.stringify(clip(k, 60))}: not a parameter here; allowed: ${known.join(', ')}`),
+  );
+}
+
+/**
+ * A JSON body. A `__proto__` or `constructor` key is refused, as fastify's own parser refused it
+ * (nothing here merges a body into another object, but a client must not learn to rely on it),
+ * and every refusal says what was wrong rather than only "not valid JSON".
+ */
+function parseJsonBody(raw: string): unknown {
+  // A byte-order mark (PowerShell's and Notepad's JSON files start with one) is no error.
+  const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw;
+  if (text.length === 0) {
+    throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'the JSON body cannot be empty', [
+      'body: send a JSON fault such as {"fault":"ahu-trip","ahu":"AHU-01"}',
+    ]);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'the body is not valid JSON', [
+      `body: ${(err as Error).message}`,
+    ]);
+  }
+  const poisoned = PROTO_KEY.exec(text) ?? CONSTRUCTOR_KEY.exec(text);
+  if (poisoned) {
+    throw new BadRequestError(ErrorCodes.BAD_REQUEST, 'the body is not valid JSON for this API', [
+      `body: the key ${poisoned[0].replace(/\s*:$/, '')} is refused`,
+    ]);
+  }
+  return body;
+}
+// A key, escaped or not, as secure-json-parse looks for it (a value of that text is no key).
+const PROTO_KEY =
+  /"(?:_|\\u005[Ff])(?:_|\\u005[Ff])(?:p|\\u0070)(?:r|\\u0072)(?:o|\\u006[Ff])(?:t|\\u0074)(?:o|\\u006[Ff])(?:_|\\u005[Ff])(?:_|\\u005[Ff])"\s*:/;
+const CONSTRUCTOR_KEY =
+  /"(?:c|\\u0063)(?:o|\\u006[Ff])(?:n|\\u006[Ee])(?:s|\\u0073)(?:t|\\u0074)(?:r|\\u0072)(?:u|\\u0075)(?:c|\\u0063)(?:t|\\u0074)(?:o|\\u006[Ff])(?:r|\\u0072)"\s*:/;
+
+/** What fastify's own refusals mean for a client of this API, and what it may send instead. */
+function frameworkRefusalDetail(
+  code: string | undefined,
+  contentType: string | undefined,
+  bodyLimitBytes: number,
+): { message: string; detail: string } | undefined {
+  switch (code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return {
+        message: 'the body must be JSON',
+        detail: `content-type: got ${contentType === undefined ? 'none' : JSON.stringify(clip(contentType, 100))}, allowed: application/json`,
+      };
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return {
+        message: 'Request body is too large',
+        detail: `body: at most ${bodyLimitBytes} bytes`,
+      };
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return {
+        message: 'the body is not as long as content-length says',
+        detail: "content-length: must be the body's length in bytes",
+      };
+    default:
+      return undefined;
+  }
 }
 
 function parseNonNegativeInt(raw: string, name: string): number {

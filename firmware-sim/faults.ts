@@ -4,6 +4,7 @@
 // Ids are at most as long as the site schema allows (64), so an unknown one is echoed back short.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
+import { StatusCodes } from 'node-opcua';
 import { BadRequestError, ErrorCodes } from '../src/errors.ts';
 import { clip } from '../src/util/log-limit.ts';
 
@@ -166,7 +167,18 @@ export const FaultSchema = T.Union([
 ]);
 
 export type Fault = Static<typeof FaultSchema>;
-export const FaultBatchSchema = T.Union([FaultSchema, T.Array(FaultSchema, { minItems: 1, maxItems: 1000 })]);
+const MAX_FAULTS_PER_REQUEST = 1000;
+export const FaultBatchSchema = T.Union([
+  FaultSchema,
+  T.Array(FaultSchema, { minItems: 1, maxItems: MAX_FAULTS_PER_REQUEST }),
+]);
+
+/** The OPC-UA status names a unit can answer with: node-opcua's, the Bad ones only. */
+const BAD_STATUS_NAMES: ReadonlySet<string> = new Set(
+  Object.entries(StatusCodes as unknown as Record<string, { isBad?: () => boolean }>)
+    .filter(([name, code]) => name.startsWith('Bad') && typeof code?.isBad === 'function' && code.isBad())
+    .map(([name]) => name),
+);
 
 const ajv = new Ajv({ allErrors: true, strict: false });
 // One validator per fault kind, so a bad request is reported against its own shape only (a union
@@ -196,8 +208,10 @@ export function parseFaults(body: unknown): Fault[] {
   const list = Array.isArray(body) ? body : [body];
   if (list.length === 0)
     throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'empty fault list', ['send at least one fault']);
-  if (list.length > 1000)
-    throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'too many faults', ['at most 1000 per request']);
+  if (list.length > MAX_FAULTS_PER_REQUEST)
+    throw new BadRequestError(ErrorCodes.FAULT_INVALID, 'too many faults', [
+      `body: got ${list.length} faults, allowed: at most ${MAX_FAULTS_PER_REQUEST} per request`,
+    ]);
   const problems: string[] = [];
   list.forEach((item, i) => {
     const where = Array.isArray(body) ? `[${i}]` : '';
@@ -219,6 +233,14 @@ export function parseFaults(body: unknown): Fault[] {
             : '';
         problems.push(`${where}${e.instancePath || '/'}: ${e.message ?? 'is invalid'}${extra}`);
       }
+      return;
+    }
+    const status = (item as { status?: unknown }).status;
+    if (kind === 'ahu-bad-status' && typeof status === 'string' && !BAD_STATUS_NAMES.has(status)) {
+      // Before: accepted, shown in /sim/faults as asked, and served as BadDeviceFailure instead.
+      problems.push(
+        `${where}/status: ${JSON.stringify(clip(status))} is not an OPC-UA Bad status; allowed: a name such as BadDeviceFailure, BadCommunicationError, BadOutOfService (node-opcua's StatusCodes)`,
+      );
     }
   });
   if (problems.length > 0) {
