@@ -161,6 +161,8 @@ interface Connection {
   /** Anything answered on it (for the unit-id hint when nothing ever does). */
   answered: boolean;
   dead: boolean;
+  /** The peer sent bytes nobody asked for while a request was in flight: not used for another. */
+  tainted: boolean;
 }
 
 /** One call: its deadline and end (LaneCall), and which operation metrics charge its outcome to. */
@@ -207,6 +209,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private leaseWindowOpen = true;
   /** Writes not sent because the unit's worst case no longer fit before the lease deadline. */
   leaseWindowSkips = 0;
+  /** Times the unit sent bytes no request asked for (each cost its connection). */
+  strayFrames = 0;
   /** Our heartbeat counter: the last value we sent. */
   private lastHeartbeat: number | undefined;
   /** The heartbeat the unit last accepted, as far as we know (status reads, accepted writes). */
@@ -518,7 +522,10 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     retry = false,
   ): Promise<T> {
     const conn = this.conn;
-    if (conn && !conn.dead) return this.transact(conn, ctx, what, fn, retry);
+    if (conn && !conn.dead) {
+      if (!conn.tainted) return this.transact(conn, ctx, what, fn, retry);
+      void this.drop(conn, 'the unit sent bytes no request asked for');
+    }
     return this.connect(ctx).then(
       (c) => this.transact(c, ctx, what, fn, retry),
       (err: unknown) => (retry ? this.retryRequest(err, ctx, what, fn) : Promise.reject(err)),
@@ -622,19 +629,27 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     let conn: Connection;
     const e = this.ahu.endpoint;
     if ('host' in e) {
-      const client = new ModbusTcpClient(e.unitId);
+      const client = new ModbusTcpClient(e.unitId, (bytes, why) => this.onStray(conn, bytes, why));
       const socket = await this.connectSocket(e.host, e.port, ctx, remainingMs, (chunk) =>
         client.receive(chunk),
       );
       client.attach(socket);
-      conn = { client, socket, rtu: undefined, inFlight: [], answered: false, dead: false };
+      conn = { client, socket, rtu: undefined, inFlight: [], answered: false, dead: false, tainted: false };
     } else {
       // Units naming one serial path share its line (./rtu-line.ts): one request at a time on it.
       const opening = openRtuUnit(e, e.unitId, { logger: this.parentLog });
       const client = await this.bounded(opening, ctx, remainingMs, 'open serial line', () => {
         void opening.then((c) => c.close());
       });
-      conn = { client, socket: undefined, rtu: client, inFlight: [], answered: false, dead: false };
+      conn = {
+        client,
+        socket: undefined,
+        rtu: client,
+        inFlight: [],
+        answered: false,
+        dead: false,
+        tainted: false,
+      };
     }
     const onClose = (): void => {
       if (conn.dead) return;
@@ -753,6 +768,25 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     if (conn.socket) conn.socket.destroy();
     else if (conn.rtu) await settlesWithin(closeQuietly(conn.rtu), CLOSE_DEADLINE_MS);
     this.scheduleReconnect();
+  }
+
+  /**
+   * The unit sent bytes no request asked for: counted and logged, never paired with a request. The
+   * stream is no longer trusted to pair answers with requests (the next stray could carry the tid of
+   * the next request), so the connection goes: at once when idle, else before its next request, so
+   * the answer just accepted is not failed after the fact. Not a link failure: the reconnect's read
+   * decides the link.
+   */
+  private onStray(conn: Connection | undefined, bytes: number, why: string): void {
+    // Before the connection is set up nothing was asked: the first request's answer decides.
+    if (!conn || conn.dead || conn.tainted) return;
+    this.strayFrames++;
+    this.log.warn(
+      { bytes, why, strayFrames: this.strayFrames },
+      'unsolicited bytes from the unit; connection dropped',
+    );
+    if (conn.inFlight.length === 0) void this.drop(conn, `unsolicited bytes from the unit (${why})`);
+    else conn.tainted = true;
   }
 
   /** Reconnects in the background with backoff until the link is up again; stops on close. */

@@ -2,7 +2,8 @@
 // tables (FC1–FC4) and writes of coils and registers (FC5, FC6, FC15, FC16) — one at a time on a
 // socket the adapter opened and owns. Every answer is checked against its request (transaction id, unit id, function
 // code, lengths, echoed address); anything else is a ModbusFrameError and the adapter drops the
-// connection. There is no timer here: the adapter's call deadline bounds each request, and a
+// connection. Bytes no request asked for (while idle, or glued after an answer) never pair with
+// one: they go to the owner's `onStray`. There is no timer here: the adapter's call deadline bounds each request, and a
 // closed socket fails the request in flight.
 // Why not modbus-serial, which still speaks RTU: at 1 000 units its TCP path allocated ~25 MB/s
 // (a transaction object kept in a table it never cleans, a timer, debug arguments, three Buffers
@@ -48,6 +49,14 @@ export class ModbusConnectionClosedError extends Error {
   override readonly name = 'PortNotOpenError';
 }
 
+/**
+ * Bytes no request in flight asked for: an answer while idle (to a request never sent, or a
+ * duplicate), or bytes glued after an answer. They never pair with a request; the owner counts
+ * them and drops the connection, since a peer that speaks out of turn could next send a frame that
+ * carries the tid of a request not yet answered.
+ */
+export type StrayBytes = (bytes: number, why: string) => void;
+
 interface Pending {
   tid: number;
   fc: number;
@@ -66,9 +75,11 @@ export class ModbusTcpClient {
   private pending: Pending | undefined;
   /** Bytes of an answer that arrived in pieces (rare: answers are a few dozen bytes). */
   private partial: Buffer | undefined;
+  private readonly onStray: StrayBytes | undefined;
 
-  constructor(unitId: number) {
+  constructor(unitId: number, onStray?: StrayBytes) {
     this.unitId = unitId;
+    this.onStray = onStray;
   }
 
   /** The connected socket; bytes must reach `receive` (the adapter reads with net's `onread`). */
@@ -168,7 +179,10 @@ export class ModbusTcpClient {
 
   /** Bytes from the socket, in order. */
   receive(chunk: Buffer): void {
-    if (!this.pending) return; // nothing asked: a stray answer (its tid would not match anyway)
+    if (!this.pending) {
+      this.onStray?.(chunk.length, 'bytes with no request in flight');
+      return;
+    }
     let buf = chunk;
     if (this.partial) {
       buf = Buffer.concat([this.partial, chunk]);
@@ -192,10 +206,13 @@ export class ModbusTcpClient {
       this.partial = Buffer.from(buf);
       return;
     }
-    // One request at a time: bytes after its answer answer nothing, and are dropped.
+    // One request at a time: bytes after its answer answer nothing; never parsed, only reported.
     const result = this.answer(buf, end);
     if (result instanceof Error) this.fail(result);
-    else this.settle(result);
+    else {
+      this.settle(result);
+      if (buf.length > end) this.onStray?.(buf.length - end, 'bytes after the answer');
+    }
   }
 
   /** Closes the socket; the request in flight fails. */
