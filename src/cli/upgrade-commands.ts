@@ -72,6 +72,10 @@ async function runRolling(target: string | undefined, o: RollingCliOptions, verb
       `${verb}: ${store.root} has no previous release; give the version (coolctl release list)`,
     );
   const release = await store.get(version);
+  // Every node whose releases live here under its own root must have it too: found missing only at
+  // its turn, the node would already be stopped (its groups moved) when `current` cannot be switched.
+  if (o.root.includes('{node}') && !o.activateCmd)
+    for (const n of nodes ?? []) await new ReleaseStore(fillCommand(o.root, { node: n })).get(version);
   const logger = pino({ level: o.logLevel, base: { app: 'coolctl', command: verb } }, pino.destination(2));
   const control = new SystemdNodeControl({
     root: o.root,

@@ -12,6 +12,11 @@
 // errno, and leaves no staging folder or link behind. What is refused for what it was given (no
 // release, damaged, for another host, a version not installed) is an InputRefusedError; what failed
 // on this host is not (the CLI's exit 2 and 1).
+// What a release holds is read, never run, and never written through: install runs as root on a
+// bundle nobody has vetted yet. A tarball is listed before it is unpacked and refused when a member
+// would land outside its one top folder (an absolute or `..` name, a link that leaves the release),
+// is not a file, folder or link (a device, a FIFO), or the whole would unpack to more than
+// MAX_UNPACKED_BYTES; `release.json` and the version module must be plain files of the release.
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -25,13 +30,13 @@ import {
   readdir,
   readFile,
   readlink,
+  realpath,
   rename,
   rm,
   symlink,
   writeFile,
 } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { basename, dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { CoolctlError, ErrorCodes, InputRefusedError } from '../errors.ts';
 import { parseWireRange, type WireRange } from '../version.ts';
@@ -60,6 +65,33 @@ const VERSION_MODULES = ['dist/src/version.js', 'src/version.ts'];
 const ENTRIES = ['dist/src/cli.js', 'src/cli.ts'];
 /** A version is a folder name: no separators, no dot-names, nothing a shell or a path would bend. */
 const VERSION_NAME = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/;
+/**
+ * The most a bundle tarball may unpack to, and the most members it may have. A bundle (compiled JS,
+ * its packages, Node itself) unpacks to a few hundred MB; a gateway's SD card holds a few GB, so a
+ * tarball that would fill it (a few KB of gzip can say 100 GB of zeros) is refused before unpacking.
+ */
+export const MAX_UNPACKED_BYTES = 2 * 1024 ** 3;
+export const MAX_MEMBERS = 200_000;
+
+/**
+ * VERSION and WIRE as a version module states them (src/version.ts, or tsc's dist/src/version.js):
+ * `export const VERSION = '…';` and `export const WIRE… = Object.freeze({ version: N, oldest: M })`.
+ */
+function statedVersion(text: string): { VERSION?: string; WIRE?: { version?: number; oldest?: number } } {
+  const version = /^export const VERSION(?:\s*:\s*string)?\s*=\s*(['"])([^'"\n]*)\1;?\s*$/m.exec(text);
+  const wire = /^export const WIRE(?:\s*:\s*\w+)?\s*=\s*(?:Object\.freeze\()?\{([^}]*)\}\)?;?\s*$/m.exec(
+    text,
+  )?.[1];
+  const field = (name: string) => {
+    const m =
+      wire === undefined ? null : new RegExp(`(?:^|[\\s,{])${name}\\s*:\\s*(\\d+)\\s*(?:,|$)`).exec(wire);
+    return m ? Number(m[1]) : undefined;
+  };
+  return {
+    ...(version ? { VERSION: version[2]! } : {}),
+    ...(wire !== undefined ? { WIRE: { version: field('version'), oldest: field('oldest') } } : {}),
+  } as { VERSION?: string; WIRE?: { version?: number; oldest?: number } };
+}
 
 /** The folder, tarball or version given is not a release this host can install or run. */
 function invalid(message: string, cause?: unknown): CoolctlError {
@@ -69,6 +101,16 @@ function invalid(message: string, cause?: unknown): CoolctlError {
 /** A good release this host could not install or switch to (a full or read-only root, a copy cut short). */
 function failed(message: string, cause?: unknown): CoolctlError {
   return new CoolctlError(ErrorCodes.RELEASE_INVALID, message, cause === undefined ? {} : { cause });
+}
+
+/** Whether process `pid` exists on this host (EPERM: it does, and is someone else's). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -92,6 +134,8 @@ export async function readReleaseDir(dir: string): Promise<ReleaseManifest> {
   let stated: Record<string, unknown> = {};
   const manifestFile = join(dir, 'release.json');
   if (await exists(manifestFile)) {
+    // A link would be read from elsewhere and, at install, written through (an outside file rewritten).
+    if (!(await lstat(manifestFile)).isFile()) throw invalid(`${manifestFile}: is not a plain file`);
     try {
       const parsed: unknown = JSON.parse(await readFile(manifestFile, 'utf8'));
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
@@ -106,12 +150,14 @@ export async function readReleaseDir(dir: string): Promise<ReleaseManifest> {
   let fromModule: { version: string; wire: WireRange } | null = null;
   const module = await firstExisting(dir, VERSION_MODULES);
   if (module) {
-    // The release's own statement of what it speaks: a module without side effects (src/version.ts).
+    // The release's own statement of what it speaks, read as text: importing it would run the
+    // bundle's code, as root, before anyone chose to run that release.
+    if (!(await lstat(module)).isFile()) throw invalid(`${module}: is not a plain file`);
     let m: { VERSION?: unknown; WIRE?: { version?: unknown; oldest?: unknown } };
     try {
-      m = (await import(pathToFileURL(module).href)) as typeof m;
+      m = statedVersion(await readFile(module, 'utf8'));
     } catch (err) {
-      throw invalid(`${module}: cannot be loaded: ${(err as Error).message}`, err);
+      throw invalid(`${module}: cannot be read: ${(err as Error).message}`, err);
     }
     const wire = parseWireRange(m.WIRE?.version, m.WIRE?.oldest);
     if (typeof m.VERSION !== 'string' || !wire)
@@ -155,19 +201,22 @@ export class ReleaseStore {
    * Installs a release folder or a bundle tarball (.tar.gz, one folder inside) beside the others.
    * An already installed version is left as it is (`installed: false`): never written over.
    */
-  async install(
-    source: string,
-    /** What messages call it: the tarball a folder was unpacked from. */
-    shownAs = source,
-  ): Promise<{ release: InstalledRelease; installed: boolean }> {
+  async install(source: string): Promise<{ release: InstalledRelease; installed: boolean }> {
     await mkdir(this.releasesDir, { recursive: true }).catch((err: unknown) => {
       throw failed(`cannot create ${this.releasesDir}: ${(err as Error).message}`, err);
     });
+    await this.sweepDeadStaging();
     if (/\.(tar\.gz|tgz)$/.test(source)) {
       await checkSums(source);
-      const unpacked = await mkdtemp(join(this.releasesDir, '.unpack-')).catch((err: unknown) => {
-        throw failed(`${source}: cannot be unpacked in ${this.releasesDir}: ${(err as Error).message}`, err);
-      });
+      const top = await checkMembers(source);
+      const unpacked = await mkdtemp(join(this.releasesDir, `.unpack-${process.pid}-`)).catch(
+        (err: unknown) => {
+          throw failed(
+            `${source}: cannot be unpacked in ${this.releasesDir}: ${(err as Error).message}`,
+            err,
+          );
+        },
+      );
       try {
         // Root's tar would keep the archive's owners and modes: a foreign uid or a world-writable
         // file in the code the service runs. Both are reset here and again by sealRelease.
@@ -181,19 +230,48 @@ export class ReleaseStore {
           );
           throw (listed ? failed : invalid)(`${source}: cannot be unpacked: ${(err as Error).message}`, err);
         });
-        const inside = (await readdir(unpacked)).filter((n) => !n.startsWith('.'));
-        const dir = inside.length === 1 ? join(unpacked, inside[0]!) : unpacked;
-        return await this.install(dir, source);
+        // Checked again on what tar wrote: the one top folder, a real folder (not a link out).
+        const dir = join(unpacked, top);
+        if (
+          !(await lstat(dir).then(
+            (st) => st.isDirectory(),
+            () => false,
+          ))
+        )
+          throw invalid(`${source}: ${top} is not a folder`);
+        await checkTree(dir, source, { linksMayLeave: false });
+        return await this.installFolder(dir, source);
       } finally {
         await rm(unpacked, { recursive: true, force: true });
       }
     }
+    // A folder the operator named: follow the name (a link to the stick's release is fine), then
+    // copy the folder itself, never the link (which would install a pointer to someone else's files).
+    const dir = await realpath(source).catch((err: unknown) => {
+      throw invalid(`${source} is not a coolctl release: ${(err as Error).message}`, err);
+    });
+    if (!(await lstat(dir)).isDirectory())
+      throw invalid(`${source} is not a coolctl release: not a folder or a .tar.gz`);
+    // A folder may link outside itself (a source build's node_modules); a tarball may not.
+    await checkTree(dir, source, { linksMayLeave: true });
+    return await this.installFolder(dir, source);
+  }
+
+  /** Installs the checked release folder `source`; `shownAs` is what messages call it. */
+  private async installFolder(
+    source: string,
+    shownAs: string,
+  ): Promise<{ release: InstalledRelease; installed: boolean }> {
     const manifest = await readReleaseDir(source);
     const foreign = platformMismatch(manifest);
     if (foreign) throw invalid(`${shownAs}: ${foreign}`);
     const target = this.dirOf(manifest.version);
     if (await exists(target)) return { release: await this.get(manifest.version), installed: false };
-    const staging = join(this.releasesDir, `.install-${manifest.version}-${randomBytes(6).toString('hex')}`);
+    const staging = join(
+      this.releasesDir,
+      `.install-${manifest.version}-${process.pid}-${randomBytes(6).toString('hex')}`,
+    );
+    let renamed = false;
     try {
       // Links are copied as links: a bundle's node_modules/.bin, a test build's node_modules.
       await cp(source, staging, {
@@ -202,15 +280,42 @@ export class ReleaseStore {
         force: false,
         errorOnExist: true,
       });
-      await writeFile(join(staging, 'release.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+      // Removed first and created new: never written through whatever the copy put there.
+      await rm(join(staging, 'release.json'), { force: true });
+      await writeFile(join(staging, 'release.json'), `${JSON.stringify(manifest, null, 2)}\n`, {
+        flag: 'wx',
+      });
       await sealRelease(staging);
-      await rename(staging, target);
+      await rename(staging, target).then(
+        () => {
+          renamed = true;
+        },
+        async (err: NodeJS.ErrnoException) => {
+          // Another install of the same version won the rename: it is installed, whole, once.
+          if ((err.code === 'ENOTEMPTY' || err.code === 'EEXIST') && (await exists(target))) return;
+          throw err;
+        },
+      );
     } catch (err) {
       await rm(staging, { recursive: true, force: true }).catch(() => {});
       if (err instanceof CoolctlError) throw err;
       throw failed(`${source} → ${target}: ${(err as Error).message}`, err);
     }
-    return { release: await this.get(manifest.version), installed: true };
+    if (!renamed) await rm(staging, { recursive: true, force: true }).catch(() => {});
+    return { release: await this.get(manifest.version), installed: renamed };
+  }
+
+  /**
+   * Removes what an install killed mid-way left (a power cut, kill -9): its staging and unpack
+   * folders, named with its pid, once that process is gone. Never taken for a release (a dot-name);
+   * only the space they hold on a small card is at stake. A live install's folders are left alone.
+   */
+  private async sweepDeadStaging(): Promise<void> {
+    for (const n of await readdir(this.releasesDir).catch(() => [] as string[])) {
+      const pid = Number(/^\.(?:install-.+|unpack)-(\d+)-[0-9A-Za-z]{6,12}$/.exec(n)?.[1]);
+      if (!pid || pid === process.pid || isAlive(pid)) continue;
+      await rm(join(this.releasesDir, n), { recursive: true, force: true }).catch(() => {});
+    }
   }
 
   /** The release a link (`current`, `previous`) points at, or null when there is none. */
@@ -261,7 +366,8 @@ export class ReleaseStore {
 
   /** `name` → releases/VERSION, relative (the .deb's links are too), swapped in by one rename. */
   private async link(name: 'current' | 'previous', version: string): Promise<void> {
-    const tmp = join(this.root, `.${name}.${process.pid}.${Date.now()}`);
+    // Unique per call: two activations in one millisecond must not remove each other's new link.
+    const tmp = join(this.root, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}`);
     try {
       await rm(tmp, { force: true });
       await symlink(`releases/${version}`, tmp);
@@ -320,6 +426,82 @@ async function checkSums(tarball: string): Promise<void> {
     throw invalid(
       `${tarball}: its SHA-256 is ${actual}, ${sumsFile} says ${line[1]}: the file is damaged or altered; copy it again`,
     );
+}
+
+/**
+ * The one top folder of a bundle tarball, after its listing (`tar -tv`, nothing written) shows that
+ * every member stays inside it and is a file, folder or link, and that the whole fits the bounds.
+ */
+async function checkMembers(tarball: string): Promise<string> {
+  const listing = await run('tar', ['--numeric-owner', '--quoting-style=escape', '-tvzf', tarball], {
+    timeout: 300_000,
+    maxBuffer: 256 << 20,
+  }).catch((err: unknown) => {
+    throw invalid(`${tarball}: cannot be unpacked: tar cannot list it: ${(err as Error).message}`, err);
+  });
+  const lines = listing.stdout.split('\n').filter((l) => l !== '');
+  if (lines.length === 0) throw invalid(`${tarball}: is empty; a bundle holds one release folder`);
+  if (lines.length > MAX_MEMBERS)
+    throw invalid(`${tarball}: has ${lines.length} members, more than a release has (${MAX_MEMBERS})`);
+  const tops = new Set<string>();
+  let bytes = 0;
+  for (const line of lines) {
+    // MODE OWNER/GROUP SIZE DATE TIME NAME[ -> LINK | link to TARGET]
+    const m = /^(\S)\S*\s+\S+\s+(\S+)\s+\S+\s+\S+\s(.*)$/.exec(line);
+    const bad = (why: string) => invalid(`${tarball}: member ${JSON.stringify(m?.[3] ?? line)} ${why}`);
+    if (!m) throw bad('cannot be read from its listing');
+    const [, type, size, rest] = m as unknown as [string, string, string, string];
+    const sep = type === 'l' ? ' -> ' : type === 'h' ? ' link to ' : null;
+    const parts = sep ? rest.split(sep) : [rest];
+    if (!['-', 'd', 'l', 'h'].includes(type)) throw bad('is not a file, folder or link (a device or FIFO?)');
+    if (parts.length !== (sep ? 2 : 1)) throw bad('has a name that cannot be told from its link');
+    const [name, linkTo] = parts as [string, string | undefined];
+    const norm = posix.normalize(name);
+    if (name.startsWith('/') || norm === '..' || norm.startsWith('../') || name.split('/').includes('..'))
+      throw bad('would be written outside the release (an absolute or `..` name)');
+    const top = norm.split('/')[0]!;
+    if (top !== '.' && top !== '') tops.add(top);
+    if (linkTo !== undefined) {
+      // A symlink resolves from its own folder, a hard link from the archive's root.
+      const to =
+        type === 'l' ? posix.normalize(posix.join(posix.dirname(norm), linkTo)) : posix.normalize(linkTo);
+      if (linkTo.startsWith('/') || to === '..' || to.startsWith('../') || to.split('/')[0] !== top)
+        throw bad(`links to ${JSON.stringify(linkTo)}, outside the release`);
+    }
+    if (type === '-') bytes += Number(size) || 0;
+    if (bytes > MAX_UNPACKED_BYTES)
+      throw invalid(
+        `${tarball}: would unpack to more than ${MAX_UNPACKED_BYTES} bytes, more than a release needs; refused before unpacking`,
+      );
+  }
+  if (tops.size !== 1)
+    throw invalid(
+      `${tarball}: holds ${[...tops].slice(0, 5).join(', ') || 'nothing'} at its top; a bundle holds one release folder`,
+    );
+  return [...tops][0]!;
+}
+
+/**
+ * Refuses a tree with anything but files, folders and links (a device node copied as root is a way
+ * into the host's disks), and, unless `linksMayLeave`, a link whose target is outside the tree.
+ */
+async function checkTree(root: string, shownAs: string, o: { linksMayLeave: boolean }): Promise<void> {
+  const folders = [root];
+  for (let next = folders.pop(); next !== undefined; next = folders.pop()) {
+    for (const e of await readdir(next, { withFileTypes: true })) {
+      const path = join(next, e.name);
+      const rel = path.slice(root.length + 1);
+      if (e.isDirectory()) folders.push(path);
+      else if (e.isSymbolicLink()) {
+        if (o.linksMayLeave) continue;
+        const to = await readlink(path);
+        const resolved = posix.normalize(posix.join(posix.dirname(rel), to));
+        if (to.startsWith('/') || resolved === '..' || resolved.startsWith('../'))
+          throw invalid(`${shownAs}: ${rel} links to ${JSON.stringify(to)}, outside the release`);
+      } else if (!e.isFile())
+        throw invalid(`${shownAs}: ${rel} is not a file, folder or link (a device, FIFO or socket)`);
+    }
+  }
 }
 
 /**
