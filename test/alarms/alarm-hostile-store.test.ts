@@ -12,16 +12,15 @@ import { AlarmEngine, REVERIFY_MS } from '../../src/alarms/alarm-engine.ts';
 import { AlarmStore } from '../../src/alarms/alarm-store.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
-import type { GroupLeadership, Leadership } from '../../src/cluster/leadership.ts';
 import { loadSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
-import type { GroupDriver } from '../../src/control/group-driver.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { wireJson } from '../../src/version.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger } from '../helpers.ts';
 import { apiAuth } from '../support/api-auth.ts';
 import { MemoryKv } from '../support/memory-kv.ts';
+import { driverOf, leadershipOf } from './stand-ins.ts';
 
 const fx = useEtcdFixture('alarms-hostile');
 const site: Site = await loadSite('config/demo-site.yaml');
@@ -33,49 +32,6 @@ afterAll(async () => {
   for (const s of stops.splice(0)) await s();
   for (const c of clients.splice(0)) c.close();
 });
-
-function leadershipOf(node: string, leads: ReadonlySet<string>): Leadership {
-  const groups = (): GroupLeadership[] =>
-    site.controlGroups.map((g) => ({
-      group: g.id,
-      role: leads.has(g.id) ? 'leader' : 'follower',
-      leader: leads.has(g.id) ? node : null,
-      epoch: leads.has(g.id) ? 7 : null,
-      sinceMs: 0,
-    }));
-  return {
-    node,
-    on: () => undefined,
-    off: () => undefined,
-    once: () => undefined,
-    start: async () => {},
-    stop: async () => {},
-    groups,
-    members: () => [{ node, apiUrl: `http://${node}`, startedAtMs: 0 }],
-    fence: (g: string) => (leads.has(g) ? { epoch: 7, untilMs: Number.POSITIVE_INFINITY } : null),
-    switchover: async () => {},
-    healthy: true,
-  };
-}
-
-/** The group's loop as the engine reads it: its one unit in `unit.mode`. */
-function driverOf(unit: { mode: string }): GroupDriver {
-  return {
-    driving: true,
-    driveStatus: { problem: null, relinquished: null, relinquishHeldUntilMs: null, undrivenLimitMs: 5000 },
-    units: () => [
-      {
-        ahu: UNIT,
-        held: null,
-        lastWriteOkMs: null,
-        lastError: null,
-        refusals: 0,
-        mode: unit.mode,
-        released: false,
-      },
-    ],
-  } as unknown as GroupDriver;
-}
 
 /** One node: its alarm store and engine on the real etcd, and its API with auth (users shared through `kv`). */
 async function node(
@@ -89,12 +45,16 @@ async function node(
   const registry = new Registry();
   const logger = o.lines ? pino({ level: 'info' }, { write: (s: string) => o.lines!.push(s) }) : quietLogger;
   const store = new AlarmStore({ client, prefix, callTimeoutMs: 2000, logger, registry });
-  const leadership = leadershipOf(name, new Set(o.leads ?? []));
+  const leadership = leadershipOf(site, name, {
+    healthy: true,
+    leads: new Set(o.leads ?? []),
+    members: [name],
+  });
   const engine = new AlarmEngine({
     node: name,
     store,
     leadership,
-    drivers: new Map([[GROUP, driverOf(o.unit ?? { mode: 'remote' })]]),
+    drivers: new Map([[GROUP, driverOf(UNIT, o.unit ?? { mode: 'remote' })]]),
     devices: new Map([[UNIT, { linkState: 'up' } as unknown as DeviceIo]]),
     sensors: () => undefined,
     config: () => ({ site, nodes: [name] }),

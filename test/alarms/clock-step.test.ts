@@ -10,12 +10,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { AlarmEngine } from '../../src/alarms/alarm-engine.ts';
 import { AlarmStore } from '../../src/alarms/alarm-store.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
-import type { GroupLeadership, Leadership } from '../../src/cluster/leadership.ts';
 import { loadSite } from '../../src/config/load-site.ts';
-import type { GroupDriver } from '../../src/control/group-driver.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger } from '../helpers.ts';
+import { driverOf, leadershipOf, type Said } from './stand-ins.ts';
 
 const fx = useEtcdFixture('alarms-clock-step');
 const site = await loadSite('config/demo-site.yaml');
@@ -31,12 +30,10 @@ afterAll(async () => {
 });
 
 /** One node: its own wall clock (stepped by the test) and the monotonic one all nodes share here. */
-interface Node {
+interface Node extends Said {
   engine: AlarmEngine;
   store: AlarmStore;
   registry: Registry;
-  leads: Set<string>;
-  members: string[];
   wallOffsetMs: number;
 }
 
@@ -51,42 +48,9 @@ function node(name: string, prefix: string, members: string[], wallOffsetMs = 0)
   clients.push(client);
   const registry = new Registry();
   const store = new AlarmStore({ client, prefix, callTimeoutMs: 2000, logger: quietLogger, registry });
-  const n = { leads: new Set<string>(), members, wallOffsetMs } as Node;
-  const leadership = {
-    node: name,
-    on: () => undefined,
-    off: () => undefined,
-    once: () => undefined,
-    start: async () => {},
-    stop: async () => {},
-    groups: (): GroupLeadership[] =>
-      site.controlGroups.map((g) => ({
-        group: g.id,
-        role: n.leads.has(g.id) ? 'leader' : 'follower',
-        leader: n.leads.has(g.id) ? name : null,
-        epoch: n.leads.has(g.id) ? 7 : null,
-        sinceMs: 0,
-      })),
-    members: () => n.members.map((m) => ({ node: m, apiUrl: `http://${m}`, startedAtMs: 0 })),
-    fence: (g: string) => (n.leads.has(g) ? { epoch: 7, untilMs: Number.POSITIVE_INFINITY } : null),
-    switchover: async () => {},
-    healthy: true,
-  } as Leadership;
-  const driver = {
-    driving: true,
-    driveStatus: { problem: null, relinquished: null, relinquishHeldUntilMs: null, undrivenLimitMs: 5000 },
-    units: () => [
-      {
-        ahu: UNIT,
-        held: null,
-        lastWriteOkMs: null,
-        lastError: null,
-        refusals: 0,
-        mode: 'tripped',
-        released: false,
-      },
-    ],
-  } as unknown as GroupDriver;
+  const n = { healthy: true, leads: new Set<string>(), members, wallOffsetMs } as Node;
+  const leadership = leadershipOf(site, name, n);
+  const driver = driverOf(UNIT, { mode: 'tripped' });
   n.engine = new AlarmEngine({
     node: name,
     store,

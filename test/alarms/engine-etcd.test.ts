@@ -22,15 +22,14 @@ import { AlarmEngine, TEXT_REVISE_MS } from '../../src/alarms/alarm-engine.ts';
 import { AlarmStore, RAISE_BATCH, READ_BATCH } from '../../src/alarms/alarm-store.ts';
 import { Notifier } from '../../src/alarms/notify.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
-import type { GroupLeadership, Leadership, Member } from '../../src/cluster/leadership.ts';
 import { loadSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
-import type { GroupDriver } from '../../src/control/group-driver.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { reportNodes } from '../support/sensor-reports.ts';
+import { driverOf, leadershipOf, type Said } from './stand-ins.ts';
 
 const fx = useEtcdFixture('alarms-engine');
 const site: Site = await loadSite('config/demo-site.yaml');
@@ -42,60 +41,6 @@ afterAll(async () => {
   for (const s of stops.splice(0)) await s();
   for (const c of clients.splice(0)) c.close();
 });
-
-/** What a node's leadership says, changed by the test. */
-interface Said {
-  healthy: boolean;
-  leads: Set<string>;
-  members: string[];
-}
-
-function leadershipOf(node: string, said: Said): Leadership {
-  const groups = (): GroupLeadership[] =>
-    site.controlGroups.map((g) => ({
-      group: g.id,
-      role: said.leads.has(g.id) ? 'leader' : 'follower',
-      leader: said.leads.has(g.id) ? node : null,
-      epoch: said.leads.has(g.id) ? 7 : null,
-      sinceMs: 0,
-    }));
-  const members = (): Member[] =>
-    said.members.map((n) => ({ node: n, apiUrl: `http://${n}`, startedAtMs: 0 }));
-  return {
-    node,
-    on: () => undefined,
-    off: () => undefined,
-    once: () => undefined,
-    start: async () => {},
-    stop: async () => {},
-    groups,
-    members,
-    fence: (g: string) => (said.leads.has(g) ? { epoch: 7, untilMs: Number.POSITIVE_INFINITY } : null),
-    switchover: async () => {},
-    get healthy() {
-      return said.healthy;
-    },
-  };
-}
-
-/** The group's loop as the engine reads it: the unit's mode, changed by the test. */
-function driverOf(unit: { mode: string }): GroupDriver {
-  return {
-    driving: true,
-    driveStatus: { problem: null, relinquished: null, relinquishHeldUntilMs: null, undrivenLimitMs: 5000 },
-    units: () => [
-      {
-        ahu: UNIT,
-        held: null,
-        lastWriteOkMs: null,
-        lastError: null,
-        refusals: 0,
-        mode: unit.mode,
-        released: false,
-      },
-    ],
-  } as unknown as GroupDriver;
-}
 
 function node(
   name: string,
@@ -121,8 +66,8 @@ function node(
   const engine = new AlarmEngine({
     node: name,
     store,
-    leadership: leadershipOf(name, said),
-    drivers: new Map([[GROUP, driverOf(unit)]]),
+    leadership: leadershipOf(site, name, said),
+    drivers: new Map([[GROUP, driverOf(UNIT, unit)]]),
     devices,
     sensors: () => opts.sensors,
     config: () => ({ site: opts.site ?? site, nodes: ['n1', 'n2'] }),
