@@ -4,13 +4,14 @@
 // the gateway never crashes, its memory stays put, each bad input is an exception or a closed
 // connection with a counter, and the controller on its own connection is answered throughout.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GATEWAY_FENCE, writeAddress } from '../../src/devices/modbus/gateway-fencing.ts';
 import { waitFor } from '../helpers.ts';
 import {
+  dumbUnit,
   type GatewayProcess,
   mbap,
   metric,
@@ -29,40 +30,6 @@ let unitServer: Server;
 let gw: GatewayProcess;
 /** The controller's source address; the hostile clients come from 127.0.0.1. */
 const CONTROLLER_HOST = '127.0.0.9';
-
-function dumbUnit(): Promise<Server> {
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-    s.once('close', () => sockets.delete(s));
-    let rx = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      rx = Buffer.concat([rx, d]);
-      while (rx.length >= 7 && rx.length >= 6 + rx.readUInt16BE(4)) {
-        const end = 6 + rx.readUInt16BE(4);
-        const pdu = rx.subarray(7, end);
-        const answer =
-          pdu[0] === 3
-            ? Buffer.concat([
-                Buffer.from([3, 2 * pdu.readUInt16BE(3)]),
-                Buffer.alloc(2 * pdu.readUInt16BE(3)),
-              ])
-            : pdu.subarray(0, 5);
-        s.write(mbap(rx[6]!, answer, rx.readUInt16BE(0)));
-        rx = rx.subarray(end);
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve(server));
-    const close = server.close.bind(server);
-    server.close = (cb) => {
-      for (const s of sockets) s.destroy();
-      return close(cb);
-    };
-  });
-}
 
 const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${gw.proc.pid}/status`, 'utf8'))![1]);
 

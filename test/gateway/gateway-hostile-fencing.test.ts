@@ -7,13 +7,14 @@
 // connection or two, a gateway restarted by kill -9); each refusal is a Modbus exception, a counter
 // and a log line.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEpochBlock, GATEWAY_FENCE, writeAddress } from '../../src/devices/modbus/gateway-fencing.ts';
 import { waitFor } from '../helpers.ts';
 import {
+  dumbUnit,
   type GatewayProcess,
   mbap,
   metric,
@@ -35,45 +36,6 @@ let unitServer: Server;
 let unitPort: number;
 let configFile: string;
 let gw: GatewayProcess;
-
-/** A unit that checks nothing: it echoes every write and answers every read with zeros. */
-function dumbUnit(): Promise<Server> {
-  const sockets = new Set<Socket>();
-  const server = createServer((s) => {
-    sockets.add(s);
-    s.on('error', () => undefined);
-    s.once('close', () => sockets.delete(s));
-    let rx = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      rx = Buffer.concat([rx, d]);
-      while (rx.length >= 7 && rx.length >= 6 + rx.readUInt16BE(4)) {
-        const end = 6 + rx.readUInt16BE(4);
-        const tid = rx.readUInt16BE(0);
-        const unitId = rx[6]!;
-        const pdu = Buffer.from(rx.subarray(7, end));
-        rx = rx.subarray(end);
-        reached.push({ unitId, pdu: [...pdu] });
-        const fc = pdu[0]!;
-        const answer =
-          fc <= 4
-            ? Buffer.concat([
-                Buffer.from([fc, fc <= 2 ? Math.ceil(pdu.readUInt16BE(3) / 8) : 2 * pdu.readUInt16BE(3)]),
-                Buffer.alloc(fc <= 2 ? Math.ceil(pdu.readUInt16BE(3) / 8) : 2 * pdu.readUInt16BE(3)),
-              ])
-            : pdu.subarray(0, 5);
-        s.write(mbap(unitId, answer, tid));
-      }
-    });
-  });
-  return new Promise((resolve) => {
-    server.listen(0, '127.0.0.1', () => resolve(server));
-    const close = server.close.bind(server);
-    server.close = (cb) => {
-      for (const s of sockets) s.destroy();
-      return close(cb);
-    };
-  });
-}
 
 /** The registers of one fenced FC6 to register 100 of the unit, with `epoch` as four raw words. */
 function fencedWords(epoch: bigint, value: number): number[] {
@@ -109,7 +71,7 @@ async function epochOf(unitId: number): Promise<bigint> {
 }
 
 beforeAll(async () => {
-  unitServer = await dumbUnit();
+  unitServer = await dumbUnit(reached);
   const a = unitServer.address();
   unitPort = typeof a === 'object' && a ? a.port : 0;
   configFile = writeConfig(dir, 'gateway', {

@@ -4,7 +4,7 @@
 // can send anything. Everything is bounded and stopped by `stopAll()`.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { ModbusAhuPdu, newPduCounters } from '../../firmware-sim/ahu/modbus-pdu.ts';
@@ -257,4 +257,46 @@ export async function metric(
       return Number(line.split(' ').pop());
   }
   return 0;
+}
+
+/**
+ * A unit behind the gateway that checks nothing: it echoes every write, answers every read with
+ * zeros, and records in `reached` (when given) what reached it: MBAP unit id and request PDU.
+ */
+export function dumbUnit(reached?: { unitId: number; pdu: number[] }[]): Promise<Server> {
+  const sockets = new Set<Socket>();
+  const server = createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.once('close', () => sockets.delete(s));
+    let rx = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      rx = Buffer.concat([rx, d]);
+      while (rx.length >= 7 && rx.length >= 6 + rx.readUInt16BE(4)) {
+        const end = 6 + rx.readUInt16BE(4);
+        const tid = rx.readUInt16BE(0);
+        const unitId = rx[6]!;
+        const pdu = Buffer.from(rx.subarray(7, end));
+        rx = rx.subarray(end);
+        reached?.push({ unitId, pdu: [...pdu] });
+        const fc = pdu[0]!;
+        const answer =
+          fc <= 4
+            ? Buffer.concat([
+                Buffer.from([fc, fc <= 2 ? Math.ceil(pdu.readUInt16BE(3) / 8) : 2 * pdu.readUInt16BE(3)]),
+                Buffer.alloc(fc <= 2 ? Math.ceil(pdu.readUInt16BE(3) / 8) : 2 * pdu.readUInt16BE(3)),
+              ])
+            : pdu.subarray(0, 5);
+        s.write(mbap(unitId, answer, tid));
+      }
+    });
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => resolve(server));
+    const close = server.close.bind(server);
+    server.close = (cb) => {
+      for (const s of sockets) s.destroy();
+      return close(cb);
+    };
+  });
 }
