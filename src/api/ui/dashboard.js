@@ -18,6 +18,8 @@ const STALE_WRITE_MS = 10_000;
 /** The 24-hour trend and the energy report change by the minute: read them this often. */
 const DAY_TREND_EVERY_MS = 60_000;
 const ENERGY_EVERY_MS = 15_000;
+/** Until the report holds a measured hour (a page opened as the nodes start), read it this often. */
+const ENERGY_EMPTY_EVERY_MS = 2_000;
 const SVG = 'http://www.w3.org/2000/svg';
 
 const state = {
@@ -1499,7 +1501,8 @@ const FIGURES = ['fanKwh', 'estimatedFanKwh', 'baselineFanKwh', 'coolingKwh', 'u
 
 /** Every member's energy report, summed per hour and day: each integrated only the groups it drove. */
 async function pollEnergy() {
-  if (Date.now() - state.energyAtMs < ENERGY_EVERY_MS) return;
+  const measured = state.energy?.hours?.some((h) => h.unitSeconds > 0 && h.baselineFanKwh > 0) ?? false;
+  if (Date.now() - state.energyAtMs < (measured ? ENERGY_EVERY_MS : ENERGY_EMPTY_EVERY_MS)) return;
   state.energyAtMs = Date.now();
   const members = state.cluster?.members ?? [];
   const bases = members.length
