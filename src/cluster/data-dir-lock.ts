@@ -15,6 +15,7 @@ import { link, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { pidExists } from '../util/pid.ts';
 import { ClusterError, ClusterErrorCodes } from './errors.ts';
 
 export interface LockHolder {
@@ -188,13 +189,4 @@ async function isAlive(h: LockHolder): Promise<boolean> {
   if (h.startTicks === null) return true;
   const now = await startTicks(h.pid);
   return now === null || now === h.startTicks;
-}
-
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
-  }
 }

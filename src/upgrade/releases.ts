@@ -39,6 +39,7 @@ import {
 import { basename, dirname, join, posix } from 'node:path';
 import { promisify } from 'node:util';
 import { CoolctlError, ErrorCodes, InputRefusedError } from '../errors.ts';
+import { pidExists } from '../util/pid.ts';
 import { parseWireRange, type WireRange } from '../version.ts';
 
 const run = promisify(execFile);
@@ -101,16 +102,6 @@ function invalid(message: string, cause?: unknown): CoolctlError {
 /** A good release this host could not install or switch to (a full or read-only root, a copy cut short). */
 function failed(message: string, cause?: unknown): CoolctlError {
   return new CoolctlError(ErrorCodes.RELEASE_INVALID, message, cause === undefined ? {} : { cause });
-}
-
-/** Whether process `pid` exists on this host (EPERM: it does, and is someone else's). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -313,7 +304,7 @@ export class ReleaseStore {
   private async sweepDeadStaging(): Promise<void> {
     for (const n of await readdir(this.releasesDir).catch(() => [] as string[])) {
       const pid = Number(/^\.(?:install-.+|unpack)-(\d+)-[0-9A-Za-z]{6,12}$/.exec(n)?.[1]);
-      if (!pid || pid === process.pid || isAlive(pid)) continue;
+      if (!pid || pid === process.pid || pidExists(pid)) continue;
       await rm(join(this.releasesDir, n), { recursive: true, force: true }).catch(() => {});
     }
   }
