@@ -14,6 +14,7 @@ import { createAlarms } from '../alarms/wiring.ts';
 import { buildApp } from '../api/app.ts';
 import { AuditTrail } from '../api/audit/audit-trail.ts';
 import { AuthStore } from '../api/auth/auth-store.ts';
+import { EtcdTokenLeases } from '../api/auth/token-leases.ts';
 import { ApiTls, type SecureContextTarget } from '../api/tls.ts';
 import { memoizedLeaderView, StateCache } from '../cache/state-cache.ts';
 import { createEtcdClient } from '../cluster/etcd/etcd-client.ts';
@@ -288,6 +289,12 @@ export class Controller {
         prefix: cfg.cluster.prefix,
         logger: this.log,
         registry: this.registry,
+        leases: new EtcdTokenLeases({
+          client: etcd,
+          callTimeoutMs: cfg.cluster.etcdCallTimeoutMs,
+          logger: this.log,
+          registry: this.registry,
+        }),
       });
       this.controlPlane = { etcd, auth };
       const etcdStartedAtMs = performance.now();

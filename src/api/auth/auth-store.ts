@@ -4,6 +4,9 @@
 // read and kept current by a watch, so a request is checked without an etcd call and a revoked token
 // stops working on every node as soon as the watch delivers the delete (milliseconds on a LAN).
 // A token acts with its owner's current role: removing or demoting a user takes effect at once.
+// A token ends at the earlier of two: its expiry by the checking node's wall clock, and the end of
+// the etcd lease its record is bound to (token-leases.ts), which etcd and the issuing node time and
+// every node sees as a delete — so a node whose clock is behind cannot take it for long after.
 import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -24,6 +27,7 @@ import {
   verifyPassword,
 } from './credentials.ts';
 import { type Identity, isRole, type Role } from './roles.ts';
+import { MAX_LEASE_TTL_S, type TokenLeases } from './token-leases.ts';
 
 /**
  * Why a request was refused for its identity (coolctl_api_auth_failures_total{reason}): none or bad
@@ -70,10 +74,11 @@ export type UserView = Omit<UserRecord, 'passwordHash'>;
 export type TokenView = Omit<TokenRecord, 'hash' | 'userCreatedAtMs'>;
 
 /**
- * How long a token stays in etcd after it expired by the clock of the node that prunes. Expiry is
- * wall time (the cluster's nodes share nothing else), and authenticate() refuses an expired token
- * at once on each node by that node's clock; deleting is cluster-wide, so one node whose clock NTP
- * stepped a day ahead (or that booted with a wrong clock) must not sign everybody out everywhere.
+ * How long a token stays in etcd after it expired by the clock of the node that prunes: for records
+ * bound to no lease (written before leases, or by a store without them). authenticate() refuses an
+ * expired token at once on each node by that node's clock; deleting is cluster-wide, so one node
+ * whose clock NTP stepped a day ahead (or that booted with a wrong clock) must not sign everybody
+ * out everywhere.
  */
 export const TOKEN_PRUNE_GRACE_MS = 7 * 86_400_000;
 
@@ -93,6 +98,8 @@ export const SIGN_IN_NAME_WINDOW_MS = 60_000;
 /** Names whose attempts a node remembers; past this the least recently tried go first. */
 const SIGN_IN_NAMES_REMEMBERED = 5_000;
 export const MIN_PASSWORD_CHARS = 12;
+/** The longest token a store issues: well inside etcd's largest lease TTL (the API allows 366 days). */
+export const MAX_TOKEN_LIFE_MS = Math.min(10 * 366 * 86_400_000, (MAX_LEASE_TTL_S - 3600) * 1000);
 
 /** The answer to every failed sign-in and every bad token: it never says which part was wrong. */
 export function unauthenticated(): BadRequestError {
@@ -115,6 +122,11 @@ export interface AuthStoreOptions {
   monotonicNow?: () => number;
   /** Sign-in attempts per name and node per minute (default SIGN_INS_PER_NAME). */
   signInsPerName?: number;
+  /**
+   * Where token records are written bound to an etcd lease (the daemon always gives it). Without it
+   * a token ends by each node's wall clock alone.
+   */
+  leases?: TokenLeases;
 }
 
 /** A name that took its sign-in attempts for the window: answered 429 with when to try again. */
@@ -229,6 +241,7 @@ export class AuthStore {
     await retryWhileRetryable(() => this.reload(), { signal, onRetry });
     this.pruner = setInterval(() => void this.pruneExpired().catch(() => {}), 3_600_000);
     this.pruner.unref();
+    this.opts.leases?.start();
     await this.pruneExpired().catch(() => {});
     await decoy;
   }
@@ -236,6 +249,7 @@ export class AuthStore {
   async stop(): Promise<void> {
     this.stopping.abort();
     clearInterval(this.pruner);
+    this.opts.leases?.stop();
     await this.watch?.close().catch(() => {});
     this.watch = undefined;
   }
@@ -341,7 +355,11 @@ export class AuthStore {
     else if (key.startsWith(this.tokensPrefix)) this.tokens.delete(key.slice(this.tokensPrefix.length));
   }
 
-  /** Who presents `token`, or null (unknown, revoked, expired, or its user is gone). No I/O. */
+  /**
+   * Who presents `token`, or null (unknown, revoked, expired, or its user is gone). No I/O. Expired
+   * is by this node's wall clock, or by etcd having deleted the record when its lease ended (the
+   * watch removed it from `tokens`): the earlier of the two.
+   */
   authenticate(token: string): Identity | null {
     const p = parseToken(token);
     if (!p) return null;
@@ -402,6 +420,10 @@ export class AuthStore {
     ttlMs: number,
     label = '',
   ): Promise<{ token: string; record: TokenView }> {
+    if (!(Number.isSafeInteger(ttlMs) && ttlMs > 0 && ttlMs <= MAX_TOKEN_LIFE_MS))
+      throw new BadRequestError(ErrorCodes.BAD_REQUEST, `token lifetime ${ttlMs} ms refused`, [
+        `a whole number of ms from 1 to ${MAX_TOKEN_LIFE_MS}`,
+      ]);
     const owner = this.users.get(user);
     // Removed meanwhile (a sign-in's hash takes a while): a token for nobody is no token.
     if (!owner) throw unauthenticated();
@@ -417,14 +439,20 @@ export class AuthStore {
       expiresAtMs: at + ttlMs,
       userCreatedAtMs: owner.createdAtMs,
     };
-    await this.opts.kv.put(this.tokensPrefix + t.id, wireJson(record));
+    // Bound to a lease whose end is timed from now on the monotonic clock, whatever the wall says:
+    // a node issuing with a clock ahead cannot make a token outlive its lifetime in etcd.
+    if (this.opts.leases) await this.opts.leases.put(this.tokensPrefix + t.id, wireJson(record), ttlMs);
+    else await this.opts.kv.put(this.tokensPrefix + t.id, wireJson(record));
     this.changed(this.tokensPrefix + t.id);
     this.tokens.set(t.id, record);
     this.log.info({ token: t.id, user, kind, expiresAtMs: record.expiresAtMs }, 'token issued');
     return { token: t.token, record: tokenView(record) };
   }
 
-  /** Revokes a token everywhere (the watch tells every node); false when there was none. */
+  /**
+   * Revokes a token everywhere (the watch tells every node); false when there was none. Only the key
+   * goes: its lease is shared by the other tokens that end in the same minute, and ends by itself.
+   */
   async revoke(id: string): Promise<boolean> {
     const gone = await this.opts.kv.delete(this.tokensPrefix + id);
     this.changed(this.tokensPrefix + id);
