@@ -377,11 +377,10 @@ export class AlarmEngine implements AlarmApi {
     const figures = store?.figures(group, SHARED_FIGURES_MAX_AGE_MS);
     const view = figures?.view;
     const driver = this.opts.drivers.get(group);
-    const units: UnitSnapshot[] = (driver?.units() ?? []).map((u) => ({
-      id: u.ahu,
-      link: this.opts.devices.get(u.ahu)?.linkState ?? 'down',
-      mode: u.mode,
-    }));
+    const units: UnitSnapshot[] = (driver?.units() ?? []).map((u) => {
+      const device = this.opts.devices.get(u.ahu);
+      return { id: u.ahu, link: device?.linkState ?? 'down', mode: u.mode, refusal: device?.refusal ?? null };
+    });
     return {
       group,
       nowMs,

@@ -172,6 +172,8 @@ export interface UnitSnapshot {
   link: 'up' | 'degraded' | 'down';
   /** What the unit said it runs at the last read (null: not read yet). */
   mode: string | null;
+  /** The link is up but the unit refuses every read with this Modbus exception: no reading, as lost. */
+  refusal?: { code: number; name: string } | null;
 }
 
 /** What the group's leader knows of its group at one instant. */
@@ -547,7 +549,7 @@ export function evaluateGroup(
         k === 0
           ? !s.drive.driving
             ? 'unknown'
-            : u.link === 'down'
+            : u.link === 'down' || u.refusal
               ? 'on'
               : 'off'
           : !known
@@ -561,7 +563,9 @@ export function evaluateGroup(
       if (!wanted(key, verdict)) continue;
       const message =
         k === 0
-          ? `unit ${u.id}: no link from its group's leader`
+          ? u.refusal && u.link !== 'down'
+            ? `unit ${u.id}: answers its group's leader but refuses every read (Modbus exception ${u.refusal.code}, ${u.refusal.name}): check its point map or profile`
+            : `unit ${u.id}: no link from its group's leader`
           : k === 1
             ? `unit ${u.id} tripped`
             : `unit ${u.id} in watchdog fallback (its own local control)`;
@@ -569,7 +573,7 @@ export function evaluateGroup(
         condition(memory, kind, g, u.id, verdict, message, null, () =>
           level === 'unknown'
             ? 'not driven by this node or not read: kept as it is'
-            : `link ${u.link}, mode ${u.mode}`,
+            : `link ${u.link}, mode ${u.mode}${u.refusal ? `, every read refused with exception ${u.refusal.code}` : ''}`,
         ),
       );
     }

@@ -451,6 +451,22 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
                     protocol: { type: 'string' },
                     link: { type: 'string', description: 'up, degraded or down' },
                     remoteControlLost: { type: 'boolean' },
+                    refusal: {
+                      type: 'object',
+                      description:
+                        'present while the link is up but the unit refuses every read with a Modbus exception (a unit id, point map or profile that does not fit it)',
+                      properties: {
+                        code: {
+                          type: 'integer',
+                          description: 'the Modbus exception code of the last refused read',
+                        },
+                        name: { type: 'string' },
+                        sinceMs: {
+                          type: 'number',
+                          description: 'since when every read was refused (ms since the Unix epoch)',
+                        },
+                      },
+                    },
                     fencing: {
                       type: 'string',
                       description:
@@ -502,6 +518,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
           protocol: d.protocol,
           link: d.linkState,
           remoteControlLost: d.remoteControlLost,
+          ...(d.refusal ? { refusal: d.refusal } : {}),
           ...(d.fencing ? { fencing: d.fencing } : {}),
           ...(d.unitWatchdog ? { unitWatchdog: d.unitWatchdog } : {}),
         };

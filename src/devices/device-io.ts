@@ -99,6 +99,20 @@ export interface LinkEvent {
   reason: string;
 }
 
+/**
+ * A unit whose link is up (it answers) but that refuses every read with a Modbus exception — a
+ * register map or profile that does not fit the unit (02 illegal data address). No reading is
+ * good, so control sees the unit as lost although the link is fine.
+ */
+export interface DeviceRefusal {
+  /** The Modbus exception code of the last refused read. */
+  code: number;
+  /** Its name (`illegal data address`). */
+  name: string;
+  /** Since when every read was refused (ms since Unix epoch). */
+  sinceMs: number;
+}
+
 /** Payload of 'remote-lost': the unit was seen out of remote control after we had driven it. */
 export interface RemoteLostEvent {
   device: string;
@@ -113,6 +127,8 @@ export interface DeviceIo extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   readonly id: string;
   readonly protocol: AhuProtocol;
   readonly linkState: LinkState;
+  /** Modbus: set while the unit answers every read with an exception (link up, no reading); else null. */
+  readonly refusal?: DeviceRefusal | null;
   /** Connects (bounded); resolves when up, or rejects with a DeviceError — the adapter keeps reconnecting in the background. */
   open(opts?: CallOptions): Promise<void>;
   read(opts?: CallOptions): Promise<AhuReadings>;

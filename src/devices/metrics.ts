@@ -68,6 +68,8 @@ const OUTCOME_SLOTS: readonly ExtraLabels[] = DEVICE_OPS.flatMap((op) => [
 ]);
 
 const STATE_LABELS = LINK_STATES.map((state, i) => extraLabels({ state }, i));
+/** The extra labels of a family with only the device's own. */
+const NO_EXTRA_LABELS: ExtraLabels = { text: '', labels: {} };
 
 /**
  * One device's counts for one operation, kept in plain numbers: prom-client's labelled `inc()` and
@@ -113,6 +115,12 @@ export class DeviceMeter {
   linkState = -1;
   /** Failures by kind, in the order the kinds first happened (none for most devices). */
   errors: Map<string, { extra: ExtraLabels; count: number }> | undefined;
+  /** Times the unit sent bytes no request asked for (each cost its connection). */
+  strayFrames = 0;
+  /** Exception answers by Modbus exception code, in the order the codes first came (none for most devices). */
+  exceptions: Map<number, { extra: ExtraLabels; count: number }> | undefined;
+  /** 1 while the unit refuses every read with an exception, 0 once it refused and reads again; -1 never refused. */
+  refusing = -1;
 
   constructor(device: string, protocol: string) {
     this.protocol = protocol;
@@ -132,6 +140,25 @@ export class DeviceMeter {
 
   link(state: LinkState): void {
     this.linkState = LINK_STATES.indexOf(state);
+  }
+
+  /** Bytes arrived that no request asked for; the adapter dropped the connection. */
+  stray(): void {
+    this.strayFrames++;
+  }
+
+  /** One answer that was a Modbus exception (every try, not only a call's last). */
+  exception(code: number): void {
+    this.exceptions ??= new Map();
+    const e = this.exceptions.get(code);
+    if (e) e.count++;
+    else this.exceptions.set(code, { extra: extraLabels({ code: String(code) }), count: 1 });
+  }
+
+  /** Whether the unit refuses every read now (the link may be up: it answers, with an exception). */
+  refusal(refusing: boolean): void {
+    if (refusing) this.refusing = 1;
+    else if (this.refusing === 1) this.refusing = 0;
   }
 
   private countError(kind: string): void {
@@ -219,7 +246,10 @@ abstract class PerDeviceMetric extends ScrapeTimeMetric implements SelfRendering
     yield familyHeader(name, this.help, this.type);
     let chunk = '';
     const emit: Emit = (d, extra, value) => {
-      chunk += `\n${name}{${d.labelText},${extra.text}} ${valueText(value)}`;
+      // A family with no labels beyond the device's has an empty extra text: no comma then.
+      chunk += extra.text
+        ? `\n${name}{${d.labelText},${extra.text}} ${valueText(value)}`
+        : `\n${name}{${d.labelText}} ${valueText(value)}`;
     };
     for (let from = 0; from < this.devices.length; from += DEVICES_PER_CHUNK) {
       chunk = '';
@@ -243,8 +273,10 @@ abstract class PerDeviceMetric extends ScrapeTimeMetric implements SelfRendering
       }
       w.ascii(open);
       w.ascii(d.labelText);
-      w.byte(0x2c); // ','
-      w.ascii(extra.text);
+      if (extra.text) {
+        w.byte(0x2c); // ','
+        w.ascii(extra.text);
+      }
       w.ascii('} ');
       w.value(value);
     };
@@ -381,6 +413,53 @@ class LinkStateGauge extends PerDeviceMetric {
   reset(): void {}
 }
 
+/** coolctl_device_stray_frames_total{device,protocol}: unsolicited bytes, each of which cost a connection. */
+class StrayFramesCounter extends PerDeviceMetric {
+  readonly name = 'coolctl_device_stray_frames_total';
+  readonly help =
+    'Times a device sent bytes no request asked for (while idle, or glued after an answer); each drops its connection';
+  readonly type = 'counter';
+
+  protected deviceLines(d: DeviceMeter, emit: Emit): void {
+    if (d.strayFrames > 0) emit(d, NO_EXTRA_LABELS, d.strayFrames);
+  }
+
+  reset(): void {
+    for (const d of this.devices) d.strayFrames = 0;
+  }
+}
+
+/** coolctl_device_exceptions_total{device,protocol,code}: Modbus exception answers by code. */
+class ExceptionsCounter extends PerDeviceMetric {
+  readonly name = 'coolctl_device_exceptions_total';
+  readonly help =
+    'Modbus exception answers by exception code (2: illegal data address, 4: device failure, 6: busy, 13: stale epoch, ...)';
+  readonly type = 'counter';
+
+  protected deviceLines(d: DeviceMeter, emit: Emit): void {
+    if (d.exceptions) for (const e of d.exceptions.values()) emit(d, e.extra, e.count);
+  }
+
+  reset(): void {
+    for (const d of this.devices) d.exceptions = undefined;
+  }
+}
+
+/** coolctl_device_refusing{device,protocol}: 1 while the unit answers every read with an exception. */
+class RefusingGauge extends PerDeviceMetric {
+  readonly name = 'coolctl_device_refusing';
+  readonly help =
+    'A device that answers every read with a Modbus exception (link up, no reading): 1 while it does, 0 since it reads again';
+  readonly type = 'gauge';
+
+  protected deviceLines(d: DeviceMeter, emit: Emit): void {
+    if (d.refusing >= 0) emit(d, NO_EXTRA_LABELS, d.refusing);
+  }
+
+  /** A state, not a count: nothing to reset. */
+  reset(): void {}
+}
+
 export class DeviceMetrics {
   private readonly devices: DeviceMeter[] = [];
   private readonly meters = new Map<string, DeviceMeter>();
@@ -392,6 +471,9 @@ export class DeviceMetrics {
     registry.registerMetric(new ErrorsCounter(devices) as unknown as Counter);
     registry.registerMetric(new LatencyHistogram(devices) as unknown as Histogram);
     registry.registerMetric(new LinkStateGauge(devices) as unknown as Gauge);
+    registry.registerMetric(new StrayFramesCounter(devices) as unknown as Counter);
+    registry.registerMetric(new ExceptionsCounter(devices) as unknown as Counter);
+    registry.registerMetric(new RefusingGauge(devices) as unknown as Gauge);
     // Shared RS-485 lines count per slave id, beside the per-device families.
     registerRtuLineMetrics(registry);
   }

@@ -9,14 +9,21 @@
 // destroyed (a late answer must never pair with a later request); a malformed node block (one that
 // does not decode, or a report the report schema refuses) is counted and dropped, and a node
 // answered with an exception is that node's fault, not the gateway's (each line at most once every
-// 10 s); a gateway that answers no node with a block but some with an exception is offline; stop()
-// ends the loops and closes every socket.
+// 10 s); a gateway that answers no node with a block but some with an exception is offline; bytes
+// no read asked for (while idle, or glued after an answer) are counted and cost the connection,
+// since the next such bytes could pair with a later read; stop() ends the loops and closes every socket.
 import { type Socket, connect as tcpConnect } from 'node:net';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { nodeUnitIds } from '../config/site-rules.ts';
 import type { Site } from '../config/site-schema.ts';
-import { ModbusExceptionError, ModbusFrameError, ModbusTcpClient } from '../devices/modbus/modbus-tcp.ts';
+import {
+  ModbusExceptionError,
+  ModbusFrameError,
+  ModbusTcpClient,
+  STRAY_TEXT,
+  type StrayKind,
+} from '../devices/modbus/modbus-tcp.ts';
 import { CallLane, LaneCall, pause, reconnectBackoff } from '../devices/resilience.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { Backoff } from '../util/async.ts';
@@ -70,7 +77,12 @@ interface GatewayPoller {
 }
 
 const GATEWAY_TARGET_FAILED = 0x0b;
-const MODBUS_SENSOR_METRICS = ['coolctl_sensor_modbus_polls_total', 'coolctl_sensor_modbus_connects_total'];
+const MODBUS_SENSOR_METRICS = [
+  'coolctl_sensor_modbus_polls_total',
+  'coolctl_sensor_modbus_connects_total',
+  'coolctl_sensor_modbus_stray_frames_total',
+];
+const STRAY_KINDS: readonly StrayKind[] = ['idle', 'after-answer'];
 
 export class ModbusSource {
   readonly counters = {
@@ -82,6 +94,8 @@ export class ModbusSource {
     /** Node reads answered with an exception other than 0x0B. */
     exceptions: 0,
     connects: 0,
+    /** Times a gateway sent bytes no read asked for, by kind; each dropped its connection. */
+    strays: { idle: 0, 'after-answer': 0 } as Record<StrayKind, number>,
   };
   private readonly store: SensorStore;
   private readonly pollers: GatewayPoller[] = [];
@@ -166,6 +180,19 @@ export class ModbusSource {
       collect() {
         this.reset();
         this.inc(c.connects);
+      },
+    });
+
+    new Counter({
+      name: 'coolctl_sensor_modbus_stray_frames_total',
+      help:
+        'Times a Modbus sensor gateway sent bytes no read asked for, by reason: idle (no read in flight), ' +
+        'after-answer (glued after an answer); each drops the connection',
+      labelNames: ['reason'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const reason of STRAY_KINDS) this.inc({ reason }, c.strays[reason]);
       },
     });
   }
@@ -282,7 +309,7 @@ export class ModbusSource {
     if (call.abandoned) throw call.abandoned;
     let client = conn.clients.get(node.unitId);
     if (!client) {
-      client = new ModbusTcpClient(node.unitId);
+      client = new ModbusTcpClient(node.unitId, (bytes, kind) => this.onStray(p, conn, bytes, kind));
       client.attach(conn.socket);
       conn.clients.set(node.unitId, client);
     }
@@ -340,7 +367,10 @@ export class ModbusSource {
         socket.off('error', onError);
         // Later errors arrive as 'close', which fails the request in flight (ModbusTcpClient).
         socket.on('error', () => undefined);
-        socket.on('data', (chunk: Buffer) => conn.current?.receive(chunk));
+        socket.on('data', (chunk: Buffer) => {
+          if (conn.current) conn.current.receive(chunk);
+          else this.onStray(p, conn, chunk.length, 'idle');
+        });
         socket.once('close', () => {
           conn.dead = true;
         });
@@ -350,6 +380,24 @@ export class ModbusSource {
         resolve(conn);
       });
     });
+  }
+
+  /**
+   * The gateway sent bytes no read asked for: counted, logged (one line per gateway every 10 s), and
+   * the connection dropped — the answer just taken stands, but the next such bytes could carry the
+   * transaction id of a later read and pair with it. The next read opens a fresh connection.
+   */
+  private onStray(p: GatewayPoller, conn: GatewayConnection, bytes: number, kind: StrayKind): void {
+    if (conn.dead) return;
+    this.counters.strays[kind]++;
+    this.drop(p, conn);
+    if (!this.log) return;
+    const notLogged = this.nodeLog.admit(`stray ${p.id}`);
+    if (notLogged < 0) return;
+    this.log.warn(
+      { gateway: p.id, bytes, why: STRAY_TEXT[kind], notLogged },
+      'unsolicited bytes from Modbus gateway; connection dropped',
+    );
   }
 
   /** Destroys the gateway's connection (or `only` that one, if it is still current); the next poll opens a new one. */

@@ -89,6 +89,22 @@ describe('dashboard routes', () => {
     expect(live.units['AHU-01']).toEqual({ protocol: 'modbus-tcp', link: 'up', remoteControlLost: false });
   });
 
+  it('says in the live overlay why a unit whose link is up gives no reading (it refuses every read)', async () => {
+    const { a } = await setup();
+    const refusal = { code: 2, name: 'illegal data address', sinceMs: 1_700_000_000_000 };
+    Object.assign(a.devices.get('AHU-02')!, { refusal });
+    const live = (await a.app.inject('/api/v1/site/live')).json();
+    expect(live.units['AHU-02']).toEqual({
+      protocol: 'modbus-tcp',
+      link: 'up',
+      remoteControlLost: false,
+      refusal,
+    });
+    expect(live.units['AHU-01'].refusal).toBeUndefined();
+    const doc = (await a.app.inject('/openapi.json')).json();
+    expect(JSON.stringify(doc)).toContain('refuses every read with a Modbus exception');
+  });
+
   it('answers 404 for the layout when the node has no site model', async () => {
     const { a } = await setup();
     const { buildApp } = await import('../../src/api/app.ts');

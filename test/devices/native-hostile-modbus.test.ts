@@ -6,13 +6,18 @@
 // counted, the link state says what happened, and a write is reported done only when the unit
 // holds it (read back), with the same epoch on every try.
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { alarmDelays, alarmLimits } from '../../src/alarms/alarm-schema.ts';
+import { evaluateGroup, newMemory, type RuleMemory } from '../../src/alarms/rules.ts';
 import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
 import type { AhuCommandSet } from '../../src/devices/device-io.ts';
+import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { decodeCommand, encodeStatus } from '../../src/devices/modbus/point-map.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
+import { MetricsExposition } from '../../src/metrics/exposition.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 const site = generateSite(demoShape);
@@ -152,10 +157,14 @@ async function hostile(behaviour?: Behaviour): Promise<HostileUnit> {
   return u;
 }
 
-function device(u: HostileUnit, client: ModbusAirHandler['client'] = { timeoutMs: 400 }): ModbusDevice {
+function device(
+  u: HostileUnit,
+  client: ModbusAirHandler['client'] = { timeoutMs: 400 },
+  metrics?: DeviceMetrics,
+): ModbusDevice {
   const d = new ModbusDevice(
     { ...baseAhu, endpoint: { host: '127.0.0.1', port: u.port, unitId: 1 }, client },
-    { logger: quietLogger },
+    { logger: quietLogger, ...(metrics ? { metrics } : {}) },
   );
   devices.push(d);
   return d;
@@ -295,6 +304,93 @@ describe('answers that lie', () => {
     expect(r.fanPct).toBe(52);
   });
 });
+
+/** /metrics as the daemon serves it; checked to be the text registry.metrics() gives too. */
+async function scrape(registry: Registry): Promise<string> {
+  const text = (await new MetricsExposition(registry, { reuseMs: 0 }).body()).toString('utf8');
+  expect(text).toBe(await registry.metrics());
+  return text;
+}
+
+describe('what /metrics and the status say of a unit that misbehaves', () => {
+  it('stray bytes are counted per device on /metrics, glued after an answer or sent while idle', async () => {
+    const u = await hostile((req, peer, unit) => {
+      const honest = unit.honest(req);
+      peer.write(unit.requests.length === 1 ? Buffer.concat([honest, Buffer.from([0, 0, 0])]) : honest);
+    });
+    const registry = new Registry();
+    const d = device(u, { timeoutMs: 400 }, new DeviceMetrics(registry));
+    await d.read();
+    await d.read();
+    for (const p of u.peers) p.write(Buffer.from([1, 2, 3, 4]));
+    await waitFor('the idle stray is seen', () => d.strayFrames === 2, { timeoutMs: 2_000 });
+    const text = await scrape(registry);
+    expect(text).toContain('# TYPE coolctl_device_stray_frames_total counter');
+    expect(text).toContain(
+      `coolctl_device_stray_frames_total{device="${baseAhu.id}",protocol="modbus-tcp"} 2`,
+    );
+    expect((await d.read()).fanPct).toBe(50);
+  });
+
+  it('a unit that refuses every read (02): link up, its refusal and code in the status, on /metrics, and the comm-loss alarm', async () => {
+    let refuse = true;
+    const u = await hostile((req, peer, unit) =>
+      peer.write(refuse && req.fc === 3 ? unit.exception(req, 2) : unit.honest(req)),
+    );
+    const registry = new Registry();
+    const d = device(u, { timeoutMs: 400 }, new DeviceMetrics(registry));
+    for (let i = 0; i < 3; i++) {
+      const err = await failure(d.read());
+      expect(err.code).toBe(ErrorCodes.DEVICE_EXCEPTION);
+      expect(err.deviceCode).toBe(2);
+    }
+    // The exceptions prove the link; what is wrong is said beside it.
+    expect(d.linkState).toBe('up');
+    expect(d.refusal).toMatchObject({ code: 2, name: 'illegal data address' });
+    let text = await scrape(registry);
+    const labels = `device="${baseAhu.id}",protocol="modbus-tcp"`;
+    expect(text).toContain(`coolctl_device_refusing{${labels}} 1`);
+    expect(text).toContain(`coolctl_device_exceptions_total{${labels},code="2"} 3`);
+    expect(text).toContain(`coolctl_device_link_state{${labels},state="up"} 1`);
+    // The group's leader gets no reading: the comm-loss alarm fires after its delay, saying why.
+    const memory = newMemory();
+    const commLoss = (tS: number) => commLossOf(d, memory, tS);
+    expect(commLoss(0).verdict).toBe('hold');
+    const raised = commLoss(alarmDelays(undefined).unitCommLossS);
+    expect(raised.verdict).toBe('active');
+    expect(raised.message).toMatch(/refuses every read \(Modbus exception 2, illegal data address\)/);
+    // The register map is put right: the next read clears it all.
+    refuse = false;
+    expect((await d.read()).fanPct).toBe(50);
+    expect(d.refusal).toBeNull();
+    text = await scrape(registry);
+    expect(text).toContain(`coolctl_device_refusing{${labels}} 0`);
+    expect(commLoss(100).verdict).toBe('clear');
+  });
+});
+
+/** The comm-loss condition of the unit behind `d`, as the alarm engine judges it at `tS`. */
+function commLossOf(d: ModbusDevice, memory: RuleMemory, tS: number) {
+  const conditions = evaluateGroup(
+    {
+      group: 'zone-1',
+      nowMs: tS * 1000,
+      rackInletsC: {},
+      rackDewPointsC: {},
+      verdict: 'ok',
+      recovery: null,
+      configuredInletSensors: 0,
+      units: [{ id: d.id, link: d.linkState, mode: null, refusal: d.refusal }],
+      drive: { driving: true, problem: null },
+      limits: alarmLimits(undefined),
+      delays: alarmDelays(undefined),
+    },
+    memory,
+  );
+  const c = conditions.find((x) => x.kind === 'unit-comm-loss' && x.subject === d.id);
+  if (!c) throw new Error('no comm-loss condition');
+  return { verdict: c.verdict, message: c.message };
+}
 
 describe('connection faults', () => {
   it('accept, then never answer: DEVICE_TIMEOUT at the deadline, link down, reconnects bounded', async () => {

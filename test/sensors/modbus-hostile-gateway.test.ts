@@ -25,6 +25,8 @@ interface HostileGateway {
   server: Server;
   port: number;
   answer: (unit: number, count: number) => Answer;
+  /** Bytes to glue after the answer to slave id `unit`, or to send 20 ms later (none by default). */
+  extra: (unit: number) => { glued?: Buffer; later?: Buffer } | undefined;
   /** Stops listening and drops every connection: the gateway is gone. */
   kill(): Promise<void>;
 }
@@ -44,6 +46,7 @@ async function hostileGateway(answer: HostileGateway['answer']): Promise<Hostile
     server,
     port: 0,
     answer,
+    extra: () => undefined,
     kill: () => {
       const closed = new Promise<void>((r) => server.close(() => r()));
       for (const s of sockets) s.destroy();
@@ -75,7 +78,9 @@ async function hostileGateway(answer: HostileGateway['answer']): Promise<Hostile
         req.copy(mbap, 0, 0, 4);
         mbap.writeUInt16BE(pdu.length + 1, 4);
         mbap[6] = unit;
-        socket.write(Buffer.concat([mbap, pdu]));
+        const extra = gw.extra(unit);
+        socket.write(Buffer.concat([mbap, pdu, extra?.glued ?? Buffer.alloc(0)]));
+        if (extra?.later) setTimeout(() => socket.destroyed || socket.write(extra.later!), 20);
       }
     });
   });
@@ -135,6 +140,46 @@ function start(port: number) {
 }
 
 describe('a Modbus sensor gateway that is broken or hostile', () => {
+  it('bytes no read asked for are counted by reason, logged at most once in 10 s, and cost the connection', async () => {
+    const seqs = new Map<number, number>();
+    const gw = await hostileGateway((unit, count) => healthy(seqs, unit, count));
+    const lastUnit = Math.max(...unitOf.values());
+    let glue = true;
+    gw.extra = (unit) => {
+      if (glue) {
+        glue = false;
+        return { glued: Buffer.from([0, 1, 2]) };
+      }
+      // After the last node of a round the poller is idle until the next one (50 ms here).
+      return unit === lastUnit && s.source.counters.strays.idle === 0
+        ? { later: Buffer.from([9, 9, 9, 9]) }
+        : undefined;
+    };
+    const s = start(gw.port);
+    await waitFor(
+      'both kinds of stray seen',
+      () => s.source.counters.strays['after-answer'] >= 1 && s.source.counters.strays.idle >= 1,
+      { timeoutMs: 5_000 },
+    );
+    expect(await s.metric('coolctl_sensor_modbus_stray_frames_total', '{reason="after-answer"}')).toBe(1);
+    expect(
+      await s.metric('coolctl_sensor_modbus_stray_frames_total', '{reason="idle"}'),
+    ).toBeGreaterThanOrEqual(1);
+    // Each stray cost its connection; the polls on fresh ones go on, and the gateway stays trusted.
+    expect(s.source.counters.connects).toBeGreaterThanOrEqual(3);
+    const newReports = s.source.counters.newReports;
+    await waitFor(
+      'new reports after the strays',
+      () => s.source.counters.newReports > newReports + gw2Nodes.length,
+    );
+    expect(s.online()).toBe(true);
+    const lines = s.logs
+      .parsed()
+      .filter((l) => l.msg === 'unsolicited bytes from Modbus gateway; connection dropped');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ gateway: 'gw-2', level: 40 });
+  });
+
   it('one node answering an exception does not take the gateway offline nor blind the other groups', async () => {
     expect(gw2Groups.length).toBeGreaterThan(1);
     // The broken node: the last node of the last group (its block is shorter than the site says,

@@ -152,6 +152,8 @@ export interface FakeNode {
   /** The group ids the API serves, changed in place as the daemon's reload changes them. */
   groups: string[];
   drivers: Map<string, GroupDriver>;
+  /** The units it reaches, by id (a test may change what one says of itself). */
+  devices: Map<string, DeviceIo>;
   registry: Registry;
   audit: AuditTrail;
   /** Its auth store and the tokens of the seeded users (shared by the cluster's nodes). */
@@ -206,6 +208,7 @@ export async function fakeNode(
     leadership,
     groups,
     drivers,
+    devices,
     registry,
     audit,
     auth,

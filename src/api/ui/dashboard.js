@@ -870,7 +870,7 @@ function drawLegend() {
     }),
     el('div', {
       class: 'legend-row',
-      text: 'Units: ● driven · ▲ fallback or link degraded · ✖ tripped, write error or link down · ▽ on local control · ○ not driven.',
+      text: 'Units: ● driven · ▲ fallback or link degraded · ✖ tripped, write error, link down or refusing reads · ▽ on local control · ○ not driven.',
     }),
     el('div', { id: 'floor-source', class: 'legend-row muted' }),
   );
@@ -935,6 +935,8 @@ function unitState(ahu) {
   if (u.mode === 'tripped') return pick('tripped', 'tripped', '✖', '#ffcdd2');
   if (u.lastError) return pick('error', 'write error', '✖', '#ffcdd2');
   if (link === 'down') return pick('link-down', 'link down', '✖', '#ffcdd2');
+  const refusal = liveOf(group)?.units?.[ahu]?.refusal;
+  if (refusal) return pick('refusing', `refuses reads (exception ${refusal.code})`, '✖', '#ffcdd2');
   if (u.released || u.mode === 'local') return pick('local', 'local control', '▽', '#e1f5fe');
   if (u.mode === 'fallback') return pick('fallback', 'fallback', '▲', '#ffe0b2');
   if (!u.lastWriteOkMs || Date.now() - u.lastWriteOkMs > STALE_WRITE_MS)
@@ -1150,7 +1152,11 @@ function renderUnits() {
   body.replaceChildren(
     ...[...unitRows().values()].map((u) => {
       const s = unitState(u.ahu);
-      const link = u.group ? liveOf(u.group)?.units?.[u.ahu]?.link : undefined;
+      const live = u.group ? liveOf(u.group)?.units?.[u.ahu] : undefined;
+      const link = live?.link;
+      const refused = live?.refusal
+        ? `, refuses every read: Modbus exception ${live.refusal.code} (${live.refusal.name})`
+        : '';
       return el(
         'tr',
         { 'data-ahu': u.ahu },
@@ -1158,7 +1164,7 @@ function renderUnits() {
         el('td', { text: u.group ?? '–' }),
         el('td', { class: u.drivenBy ? '' : 'warn', text: u.drivenBy ?? 'nobody' }),
         el('td', {
-          class: `unit-state ${s.key === 'driven' ? 'ok' : ['tripped', 'error', 'link-down'].includes(s.key) ? 'bad' : 'warn'}`,
+          class: `unit-state ${s.key === 'driven' ? 'ok' : ['tripped', 'error', 'link-down', 'refusing'].includes(s.key) ? 'bad' : 'warn'}`,
           text: `${s.mark} ${s.text}`,
         }),
         el('td', { class: 'held-fan', text: fmt(u.held?.fanPct) }),
@@ -1168,8 +1174,10 @@ function renderUnits() {
           text: u.error ? `✖ error: ${u.error}` : ago(u.lastWriteOkMs),
         }),
         el('td', {
-          class: link === 'up' ? 'ok' : link ? 'warn' : '',
-          text: link ? `${link === 'up' ? '●' : link === 'down' ? '✖' : '▲'} ${link}` : 'no data',
+          class: refused ? 'bad' : link === 'up' ? 'ok' : link ? 'warn' : '',
+          text: link
+            ? `${refused ? '✖' : link === 'up' ? '●' : link === 'down' ? '✖' : '▲'} ${link}${refused}`
+            : 'no data',
         }),
       );
     }),

@@ -21,12 +21,14 @@ import {
 } from '../../config/site-schema.ts';
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff, settlesWithin } from '../../util/async.ts';
+import { LogLimiter } from '../../util/log-limit.ts';
 import type {
   AhuCommandSet,
   AhuReadings,
   CallOptions,
   DeviceDeps,
   DeviceIo,
+  DeviceRefusal,
   LinkEvent,
   LinkState,
   RemoteLostEvent,
@@ -43,7 +45,7 @@ import {
   retryAfter,
   writeBudgetMs,
 } from '../resilience.ts';
-import { ModbusFrameError, ModbusTcpClient } from './modbus-tcp.ts';
+import { ModbusFrameError, ModbusTcpClient, STRAY_TEXT, type StrayKind } from './modbus-tcp.ts';
 import {
   COMMAND_BLOCK_LEN,
   decodeStatus,
@@ -211,6 +213,10 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   leaseWindowSkips = 0;
   /** Times the unit sent bytes no request asked for (each cost its connection). */
   strayFrames = 0;
+  /** Made at the first stray (most units never send one). */
+  private strayLog: LogLimiter | undefined;
+  /** Set while every read since the last good one was refused with a request exception (link up). */
+  private refused: DeviceRefusal | null = null;
   /** Our heartbeat counter: the last value we sent. */
   private lastHeartbeat: number | undefined;
   /** The heartbeat the unit last accepted, as far as we know (status reads, accepted writes). */
@@ -247,6 +253,11 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
 
   get remoteControlLost(): boolean {
     return this.lost;
+  }
+
+  /** The unit answers but refuses every read (a register map or profile that does not fit it); else null. */
+  get refusal(): DeviceRefusal | null {
+    return this.refused;
   }
 
   /**
@@ -435,13 +446,42 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private callEnded(ctx: CallContext, err: unknown, failed: boolean): DeviceError | undefined {
     if (!failed) {
       this.observePhase(ctx);
+      if (ctx.op === 'read') this.noteRefusal(undefined);
       this.link.success();
       return undefined;
     }
     const e = this.asDeviceError(err, ctx.what);
     this.observePhase(ctx, e.code);
+    if (ctx.op === 'read' && isRequestException(e)) this.noteRefusal(e);
     this.noteFailure(e);
     return e;
+  }
+
+  /**
+   * A read refused with a request exception (`e`), or one that gave a reading (undefined). Such a
+   * refusal keeps the link up — the unit answers — yet gives control nothing, so it is a state of its
+   * own: logged once as it starts (with what to check) and as it ends, on /metrics, and in `refusal`
+   * for the status and the comm-loss alarm.
+   */
+  private noteRefusal(e: DeviceError | undefined): void {
+    const was = this.refused;
+    if (!e) {
+      if (!was) return;
+      this.refused = null;
+      this.meter?.refusal(false);
+      this.log.info({ refusedSinceMs: was.sinceMs }, 'the unit answers reads again');
+      return;
+    }
+    const code = e.deviceCode as number;
+    if (was?.code === code) return;
+    const name = EXCEPTION_NAMES[code] ?? 'unknown exception';
+    this.refused = { code, name, sinceMs: was?.sinceMs ?? Date.now() };
+    this.meter?.refusal(true);
+    this.log.warn(
+      { modbusCode: code, exception: name, err: e.message },
+      `the unit answers but refuses every read (exception ${code}, ${name}): the link is up and no reading is good; ` +
+        'check the unit id and its pointMap or profile against the unit',
+    );
   }
 
   protected observePhase(ctx: CallContext, errorCode?: string): void {
@@ -594,6 +634,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
           const e = this.classify(err, what);
           if (e.code === ErrorCodes.DEVICE_EXCEPTION || e.code === ErrorCodes.DEVICE_FENCED)
             conn.answered = true;
+          if (typeof e.deviceCode === 'number' && e.code === ErrorCodes.DEVICE_EXCEPTION)
+            this.meter?.exception(e.deviceCode);
           if (!finish()) return;
           if (
             e.code === ErrorCodes.DEVICE_TIMEOUT ||
@@ -629,7 +671,7 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     let conn: Connection;
     const e = this.ahu.endpoint;
     if ('host' in e) {
-      const client = new ModbusTcpClient(e.unitId, (bytes, why) => this.onStray(conn, bytes, why));
+      const client = new ModbusTcpClient(e.unitId, (bytes, kind) => this.onStray(conn, bytes, kind));
       const socket = await this.connectSocket(e.host, e.port, ctx, remainingMs, (chunk) =>
         client.receive(chunk),
       );
@@ -777,14 +819,20 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
    * the answer just accepted is not failed after the fact. Not a link failure: the reconnect's read
    * decides the link.
    */
-  private onStray(conn: Connection | undefined, bytes: number, why: string): void {
+  private onStray(conn: Connection | undefined, bytes: number, kind: StrayKind): void {
     // Before the connection is set up nothing was asked: the first request's answer decides.
     if (!conn || conn.dead || conn.tainted) return;
     this.strayFrames++;
-    this.log.warn(
-      { bytes, why, strayFrames: this.strayFrames },
-      'unsolicited bytes from the unit; connection dropped',
-    );
+    this.meter?.stray();
+    const why = STRAY_TEXT[kind];
+    // A unit that glues bytes to every answer would write a line per request: one every 10 s.
+    this.strayLog ??= new LogLimiter(() => performance.now(), 10_000);
+    const notLogged = this.strayLog.admit(kind);
+    if (notLogged >= 0)
+      this.log.warn(
+        { bytes, why, strayFrames: this.strayFrames, notLogged },
+        'unsolicited bytes from the unit; connection dropped',
+      );
     if (conn.inFlight.length === 0) void this.drop(conn, `unsolicited bytes from the unit (${why})`);
     else conn.tainted = true;
   }
@@ -847,6 +895,11 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
     if (to === 'up') this.log.info(fields, 'link up');
     else this.log.warn(fields, `link ${to}`);
     this.meter?.link(to);
+    // Down: the unit no longer answers at all; the link says why, not a refusal from before.
+    if (to === 'down' && this.refused) {
+      this.refused = null;
+      this.meter?.refusal(false);
+    }
     const event: LinkEvent = { device: this.id, from, to, reason };
     this.emit('link', event);
     if (to === 'down' && this.drivingRemote && !this.closeCtl.signal.aborted) {
@@ -946,6 +999,15 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private error(code: ErrorCode, message: string, retryable: boolean, cause?: unknown): DeviceError {
     return new DeviceError(code, this.id, message, { retryable, cause });
   }
+}
+
+/** An exception that refuses the request itself (the unit answered; the link is fine). */
+function isRequestException(e: DeviceError): boolean {
+  return (
+    e.code === ErrorCodes.DEVICE_EXCEPTION &&
+    typeof e.deviceCode === 'number' &&
+    REQUEST_EXCEPTIONS.has(e.deviceCode)
+  );
 }
 
 function toReadings(status: ModbusStatus): AhuReadings {

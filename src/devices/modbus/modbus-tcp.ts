@@ -55,7 +55,16 @@ export class ModbusConnectionClosedError extends Error {
  * them and drops the connection, since a peer that speaks out of turn could next send a frame that
  * carries the tid of a request not yet answered.
  */
-export type StrayBytes = (bytes: number, why: string) => void;
+export type StrayBytes = (bytes: number, kind: StrayKind) => void;
+
+/** `idle`: bytes with no request in flight; `after-answer`: bytes glued after an answer. */
+export type StrayKind = 'idle' | 'after-answer';
+
+/** Words for a log line about stray bytes of each kind. */
+export const STRAY_TEXT: Readonly<Record<StrayKind, string>> = {
+  idle: 'bytes with no request in flight',
+  'after-answer': 'bytes after the answer',
+};
 
 interface Pending {
   tid: number;
@@ -180,7 +189,7 @@ export class ModbusTcpClient {
   /** Bytes from the socket, in order. */
   receive(chunk: Buffer): void {
     if (!this.pending) {
-      this.onStray?.(chunk.length, 'bytes with no request in flight');
+      this.onStray?.(chunk.length, 'idle');
       return;
     }
     let buf = chunk;
@@ -211,7 +220,7 @@ export class ModbusTcpClient {
     if (result instanceof Error) this.fail(result);
     else {
       this.settle(result);
-      if (buf.length > end) this.onStray?.(buf.length - end, 'bytes after the answer');
+      if (buf.length > end) this.onStray?.(buf.length - end, 'after-answer');
     }
   }
 
