@@ -1,4 +1,4 @@
-// `coolctl release install|list|activate` (this host's releases under /opt/coolctl) and `coolctl
+// `coolctl release install|list|show|activate` (this host's releases under /opt/coolctl) and `coolctl
 // upgrade VERSION` / `coolctl rollback`: the rolling upgrade of the whole cluster, node by node
 // (src/upgrade/rolling.ts, docs/upgrade.md "Rolling upgrade"). Each imports the upgrade modules only
 // when it runs.
@@ -15,6 +15,7 @@ interface RollingCliOptions extends ApiOptions {
   stopCmd?: string;
   startCmd?: string;
   activateCmd?: string;
+  showCmd?: string;
   handoverTimeout: string;
   rejoinTimeout: string;
   logLevel: string;
@@ -72,17 +73,16 @@ async function runRolling(target: string | undefined, o: RollingCliOptions, verb
       `${verb}: ${store.root} has no previous release; give the version (coolctl release list)`,
     );
   const release = await store.get(version);
-  // Every node whose releases live here under its own root must have it too: found missing only at
-  // its turn, the node would already be stopped (its groups moved) when `current` cannot be switched.
-  if (o.root.includes('{node}') && !o.activateCmd)
-    for (const n of nodes ?? []) await new ReleaseStore(fillCommand(o.root, { node: n })).get(version);
-  const logger = pino({ level: o.logLevel, base: { app: 'coolctl', command: verb } }, pino.destination(2));
+  // Refuses commands that could not check a node or put its links back, before the cluster is read;
+  // whether every node has the release is the rolling upgrade's to check (through `control`).
   const control = new SystemdNodeControl({
     root: o.root,
     ...(o.stopCmd ? { stopCommand: o.stopCmd } : {}),
     ...(o.startCmd ? { startCommand: o.startCmd } : {}),
     ...(o.activateCmd ? { activateCommand: o.activateCmd } : {}),
+    ...(o.showCmd ? { showCommand: o.showCmd } : {}),
   });
+  const logger = pino({ level: o.logLevel, base: { app: 'coolctl', command: verb } }, pino.destination(2));
   const report = await rollingUpgrade({
     reader: new ClusterReader(o),
     control,
@@ -168,12 +168,36 @@ export function addUpgradeCommands(program: Command): void {
   });
   rootOption(
     release
-      .command('activate <version>')
-      .description('point current at an installed release (this node starts on it next time; no restart)'),
+      .command('show <version>')
+      .description(
+        'an installed release, checked intact, and where current and previous point (exit 2: not installed or damaged)',
+      ),
   ).action(async (version: string, o: { root: string; output?: string }) => {
     const { ReleaseStore } = await import('../upgrade/releases.ts');
-    const r = await new ReleaseStore(o.root).activate(version);
-    emit(o, r, () => `current: ${r.from ?? 'none'} → ${r.to}`);
+    const store = new ReleaseStore(o.root);
+    const r = await store.check(version);
+    const [current, previous] = await Promise.all([store.linked('current'), store.linked('previous')]);
+    emit(
+      o,
+      { ...r, links: { current, previous } },
+      () =>
+        `${r.version} (wire ${r.manifest.wire.oldest}..${r.manifest.wire.version}) intact in ${r.dir}; current: ${current ?? 'none'}, previous: ${previous ?? 'none'}`,
+    );
+  });
+  rootOption(
+    release
+      .command('activate <version>')
+      .description('point current at an installed release (this node starts on it next time; no restart)')
+      .option(
+        '--previous <version>',
+        'point previous at this release (none: no previous) instead of at what current was; how a failed upgrade step puts a node back',
+      ),
+  ).action(async (version: string, o: { root: string; previous?: string; output?: string }) => {
+    const { ReleaseStore, NO_RELEASE } = await import('../upgrade/releases.ts');
+    const previous =
+      o.previous === undefined ? {} : { previous: o.previous === NO_RELEASE ? null : o.previous };
+    const r = await new ReleaseStore(o.root).activate(version, previous);
+    emit(o, r, () => `current: ${r.from ?? 'none'} → ${r.to}, previous: ${r.previous ?? 'none'}`);
   });
 
   const rolling = (c: Command) => {
@@ -183,7 +207,11 @@ export function addUpgradeCommands(program: Command): void {
       .option('--start-cmd <cmd>', 'starts a node (default: systemctl start coolctl@{node})')
       .option(
         '--activate-cmd <cmd>',
-        'points a node at {version} (default: switch current under --root on this host), e.g. ssh {node} coolctl release activate {version}',
+        'points a node at {version} and its previous at {previous} (default: switch the links under --root on this host), e.g. ssh {node} coolctl release activate {version} --previous {previous}',
+      )
+      .option(
+        '--show-cmd <cmd>',
+        'with --activate-cmd: exit 0 and the JSON of release show when a node has {version} intact, exit 2 when not, e.g. ssh {node} coolctl release show {version} --output json',
       )
       .option('--handover-timeout <duration>', 'stop → every group driven by the others', '10s')
       .option('--rejoin-timeout <duration>', 'start → ready, leading again, every group driven', '2m')

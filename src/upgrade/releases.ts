@@ -3,7 +3,10 @@
 // release the node starts from, `previous` → the one it ran before (what `rollback` goes back to).
 // Invariants: a release folder appears whole or not at all (copied under a dot-name, then renamed);
 // an installed release is never written over (a running node's files never change under it);
-// `current` and `previous` are switched by a rename of a fresh link, so they never dangle or vanish.
+// `current` and `previous` are switched by a rename of a fresh link, so they never dangle or vanish;
+// an activation or a restore cut short between its two switches leaves `previous` == `current`, never
+// a `previous` naming a release the node never ran or just failed on (`activate` with an explicit
+// `previous` is how a failed upgrade step puts a node's links back as they were).
 // A release is refused before anything is copied when it is for another OS or CPU than this host's,
 // or when a tarball has a SHA256SUMS beside it (as `npm run package` writes one) that it does not
 // match; an installed release's files belong to the installer and nobody else may write them, whatever
@@ -66,6 +69,11 @@ const VERSION_MODULES = ['dist/src/version.js', 'src/version.ts'];
 const ENTRIES = ['dist/src/cli.js', 'src/cli.ts'];
 /** A version is a folder name: no separators, no dot-names, nothing a shell or a path would bend. */
 const VERSION_NAME = /^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$/;
+/**
+ * Says "no release" where a version is expected (`release activate V --previous none`, a command
+ * template's `{previous}`), so no release may be called this.
+ */
+export const NO_RELEASE = 'none';
 /**
  * The most a bundle tarball may unpack to, and the most members it may have. A bundle (compiled JS,
  * its packages, Node itself) unpacks to a few hundred MB; a gateway's SD card holds a few GB, so a
@@ -160,7 +168,8 @@ export async function readReleaseDir(dir: string): Promise<ReleaseManifest> {
     throw invalid(`${dir}: no release.json version and no version module (${VERSION_MODULES.join(', ')})`);
   if (fromModule && fromModule.version !== version)
     throw invalid(`${dir}: release.json says ${version}, ${module} says ${fromModule.version}`);
-  if (!VERSION_NAME.test(version)) throw invalid(`${dir}: version "${version}" cannot name a release folder`);
+  if (!VERSION_NAME.test(version) || version === NO_RELEASE)
+    throw invalid(`${dir}: version "${version}" cannot name a release folder`);
   const statedWire = stated.wire as { version?: unknown; oldest?: unknown } | undefined;
   const wire = statedWire ? parseWireRange(statedWire.version, statedWire.oldest) : fromModule?.wire;
   if (!wire)
@@ -341,22 +350,60 @@ export class ReleaseStore {
   }
 
   /**
-   * Points `current` at `version` (and `previous` at what `current` was). A node already running
-   * keeps the files it loaded; it starts on `version` at its next start.
+   * `version` installed and intact: its folder, its manifest, its entry and version module there and
+   * agreeing with the manifest (what a node needs to start on it). Refused (InputRefusedError) saying
+   * what is missing or damaged.
    */
-  async activate(version: string): Promise<{ from: string | null; to: string }> {
-    await this.get(version);
-    const from = await this.linked('current');
-    if (from === version) return { from, to: version };
-    // `previous` first: a crash between the two renames leaves previous == current, never a
-    // `previous` that names a release the node never ran.
-    if (from !== null) await this.link('previous', from);
-    await this.link('current', version);
-    return { from, to: version };
+  async check(version: string): Promise<InstalledRelease> {
+    const release = await this.get(version).catch((err: unknown) => {
+      if (err instanceof InputRefusedError) throw err;
+      throw invalid(
+        `release ${version} under ${this.releasesDir} is damaged: ${(err as Error).message}`,
+        err,
+      );
+    });
+    const damaged = (why: string, cause?: unknown) =>
+      invalid(`release ${version} under ${this.releasesDir} is damaged: ${why}`, cause);
+    if (!(await lstat(release.dir)).isDirectory()) throw damaged(`${release.dir} is not a folder`);
+    const found = await readReleaseDir(release.dir).catch((err: unknown) => {
+      throw damaged((err as Error).message, err);
+    });
+    if (found.version !== version) throw damaged(`its files say ${found.version}`);
+    return release;
   }
 
-  /** `name` → releases/VERSION, relative (the .deb's links are too), swapped in by one rename. */
-  private async link(name: 'current' | 'previous', version: string): Promise<void> {
+  /**
+   * Points `current` at `version`, and `previous` at what `current` was, or, when given, at
+   * `o.previous` (null: no `previous`; a failed upgrade step puts a node's links back as they were
+   * with it). A node already running keeps the files it loaded; it starts on `version` at its next
+   * start.
+   */
+  async activate(
+    version: string,
+    o: { previous?: string | null } = {},
+  ): Promise<{ from: string | null; to: string; previous: string | null }> {
+    await this.get(version);
+    const [from, was] = await Promise.all([this.linked('current'), this.linked('previous')]);
+    const previous = o.previous === undefined ? (from === version ? was : (from ?? was)) : o.previous;
+    if (previous !== null) await this.get(previous);
+    // The order keeps a cut-short switch at previous == current: an activation sets `previous` first
+    // (to what `current` is), a restore `current` first (back to what `previous` is). Either way
+    // `previous` never names a release the node never ran, nor the one a restore moves away from.
+    const previousFirst = previous === from;
+    if (previousFirst && previous !== was) await this.link('previous', previous);
+    if (from !== version) await this.link('current', version);
+    if (!previousFirst && previous !== was) await this.link('previous', previous);
+    return { from, to: version, previous };
+  }
+
+  /** `name` → releases/VERSION (null: removed), relative (the .deb's links are too), by one rename or unlink. */
+  private async link(name: 'current' | 'previous', version: string | null): Promise<void> {
+    if (version === null) {
+      await rm(join(this.root, name), { force: true }).catch((err: unknown) => {
+        throw failed(`cannot remove ${join(this.root, name)}: ${(err as Error).message}`, err);
+      });
+      return;
+    }
     // Unique per call: two activations in one millisecond must not remove each other's new link.
     const tmp = join(this.root, `.${name}.${process.pid}.${randomBytes(6).toString('hex')}`);
     try {

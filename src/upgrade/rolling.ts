@@ -1,11 +1,14 @@
 // A rolling upgrade (or rollback): one node at a time, so every group always has a leader that
 // drives it. Before anything: the cluster is fit (every member ready, every group led and driven)
-// and the target release speaks a wire version with every release the nodes run (docs/upgrade.md).
+// and the target release speaks a wire version with every release the nodes run, and every node it
+// will stop has the target installed and intact (docs/upgrade.md); else nothing is touched.
 // Per node: stop it gracefully (its groups move to the others at once), point it at the target,
 // start it, and wait until it is ready, a member again, leads a group again (if it led any), its
 // peers' links to it are up on the new release and every group is driven — then the next node.
-// A node that does not come back within its deadline is put back on the release it ran, and the
-// upgrade stops there with the reason. Every wait polls with a deadline; one log line per step.
+// A node that fails its step (a start that fails, a deadline, the caller's abort) is put back as it
+// was: started on the release it ran, `current` and `previous` as they were (never a `previous`
+// naming the release it failed on), and the upgrade stops there with the reason. Every wait polls
+// with a deadline; one log line per step.
 import type { Logger } from 'pino';
 import { CoolctlError, ErrorCodes, InputRefusedError } from '../errors.ts';
 import { agreedWireVersion, type WireRange } from '../version.ts';
@@ -17,7 +20,10 @@ import {
   leaders,
   type PeerView,
 } from './cluster-view.ts';
-import type { NodeControl } from './node-control.ts';
+import type { NodeControl, ReleaseLinks } from './node-control.ts';
+
+/** How long asking a node's host whether it has the release may take (an ssh that hangs). */
+const CHECK_TIMEOUT_MS = 30_000;
 
 export interface RollingOptions {
   reader: ClusterReader;
@@ -142,7 +148,8 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
   const report: RollingReport = { to: o.to.version, steps: [], totalMs: 0 };
   const signal = o.signal ?? new AbortController().signal;
 
-  // `byInput`: refused for the node list it was given, not for the state of the cluster.
+  // `byInput`: refused for what it was given (the node list, a release some node lacks), not for
+  // the state of the cluster.
   const refuse = (reasons: string[], byInput = false) => {
     log.warn({ reasons }, 'upgrade refused');
     const message = `upgrade to ${o.to.version} refused: ${reasons.join('; ')}`;
@@ -183,6 +190,28 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
       );
   }
   if (reasons.length > 0) throw refuse(reasons);
+
+  // Every node that will be stopped has the target where it starts from, or none is stopped: found
+  // missing at its turn, the node would already be down, its groups moved.
+  const touched = nodes.filter((n) => running.get(n) !== o.to.version);
+  const checks = await Promise.all(
+    touched.map((n) =>
+      o.control
+        .hasRelease(n, o.to.version, AbortSignal.any([signal, AbortSignal.timeout(CHECK_TIMEOUT_MS)]))
+        .then(
+          (c) => (c.installed ? null : { node: n, reason: c.reason, input: true }),
+          (err: unknown) => ({ node: n, reason: (err as Error).message, input: false }),
+        ),
+    ),
+  );
+  const lacking = checks.filter((c) => c !== null);
+  if (lacking.length > 0)
+    throw refuse(
+      [
+        `not installed and intact on ${lacking.map((c) => c.node).join(', ')}, so no node was stopped: ${lacking.map((c) => `${c.node}: ${c.reason}`).join('; ')}`,
+      ],
+      lacking.every((c) => c.input),
+    );
   log.info(
     { nodes, groups: groups.length, running: Object.fromEntries(running) },
     'upgrade: cluster fit, starting',
@@ -213,6 +242,7 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
       continue;
     }
     let before: ClusterSnapshot;
+    let links: ReleaseLinks;
     try {
       before = await until<ClusterSnapshot>(
         'the cluster fit before the step',
@@ -225,10 +255,19 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
           return p.length === 0 ? { value: s } : { waiting: p.join('; ') };
         },
       );
+      // Read again just before it is stopped: the links to put back if the step fails are the ones
+      // it has now, and the release may have gone since the check above.
+      const check = await o.control.hasRelease(
+        node,
+        o.to.version,
+        AbortSignal.any([signal, AbortSignal.timeout(CHECK_TIMEOUT_MS)]),
+      );
+      if (!check.installed) throw new Error(`it no longer has ${o.to.version}: ${check.reason}`);
+      links = check.links;
     } catch (err) {
       // Nothing was done to the node: stopping it now would take a driver from a cluster that is
-      // already short of one. It keeps running what it ran.
-      log.error({ node, err: (err as Error).message }, 'upgrade: cluster not fit, node left running');
+      // already short of one, or stop it for a release it cannot start on. It keeps running what it ran.
+      log.error({ node, err: (err as Error).message }, 'upgrade: node left running, untouched');
       throw new UpgradeFailedError(`${node} was left running ${from}, untouched: ${(err as Error).message}`, {
         report,
         node,
@@ -267,7 +306,7 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
       );
     } catch (err) {
       // Nothing was switched yet: the node is started again on what it ran.
-      const rolledBack = await restore(o, node, from, members, groups, log, signal);
+      const rolledBack = await restore(o, node, from, links, members, groups, log);
       const back = rolledBack ? `started again on ${from}` : `starting it again on ${from} failed too`;
       throw new UpgradeFailedError(`${node}: ${(err as Error).message}; ${back}`, {
         report,
@@ -277,7 +316,9 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
       });
     }
     try {
-      await o.control.activate(node, o.to.version, signal);
+      // What `activate` alone would do: `previous` → what `current` was.
+      const previous = links.current === o.to.version ? links.previous : (links.current ?? links.previous);
+      await o.control.activate(node, o.to.version, previous, signal);
       const startStarted = Date.now();
       await o.control.start(node, signal);
       log.info({ node, to: o.to.version }, 'upgrade: node started on the new release');
@@ -334,7 +375,7 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
       o.onStep?.(step);
     } catch (err) {
       log.error({ node, err: (err as Error).message }, 'upgrade: node did not come back; rolling it back');
-      const rolledBack = await restore(o, node, from, members, groups, log, signal);
+      const rolledBack = await restore(o, node, from, links, members, groups, log);
       throw new UpgradeFailedError(
         `${node} on ${o.to.version}: ${(err as Error).message}; ${rolledBack ? `rolled back to ${from}` : `rolling back to ${from} failed too`}`,
         { report, node, rolledBack, cause: err },
@@ -346,31 +387,39 @@ export async function rollingUpgrade(o: RollingOptions): Promise<RollingReport> 
   return report;
 }
 
-/** Puts a node back on `version` and waits until the cluster is fit; false when it is not. */
+/**
+ * Puts a node back as it was before its step: `current` on `version` (the release it ran), `previous`
+ * where it pointed (or none, if that is the release it just failed on), started, and waits until the
+ * cluster is fit; false when it is not. Under its own deadline, not the caller's signal: an aborted
+ * upgrade must not leave the node it was working on stopped or pointing at the target.
+ */
 async function restore(
   o: RollingOptions,
   node: string,
   version: string,
+  links: ReleaseLinks,
   members: string[],
   groups: string[],
   log: Logger,
-  signal: AbortSignal,
 ): Promise<boolean> {
+  const rejoinTimeoutMs = o.rejoinTimeoutMs ?? 120_000;
+  const steps = AbortSignal.timeout(rejoinTimeoutMs);
+  const previous = links.previous === o.to.version ? null : links.previous;
   try {
-    await o.control.stop(node, signal).catch(() => {});
-    await o.control.activate(node, version, signal);
-    await o.control.start(node, signal);
+    await o.control.stop(node, steps).catch(() => {});
+    await o.control.activate(node, version, previous, steps);
+    await o.control.start(node, steps);
     await until(
       'the cluster fit after the rollback',
-      o.rejoinTimeoutMs ?? 120_000,
+      rejoinTimeoutMs,
       o.pollMs ?? 100,
-      signal,
+      undefined,
       async () => {
         const p = clusterProblems(await o.reader.snapshot(), { nodes: members, groups });
         return p.length === 0 ? { value: true } : { waiting: p.join('; ') };
       },
     );
-    log.warn({ node, version }, 'upgrade: node rolled back and the cluster is fit');
+    log.warn({ node, version, previous }, 'upgrade: node rolled back and the cluster is fit');
     return true;
   } catch (err) {
     log.error({ node, version, err: (err as Error).message }, 'upgrade: rolling the node back failed');

@@ -1,6 +1,7 @@
 // `coolctl release …`, `coolctl upgrade` and `coolctl rollback` as an operator runs them, without a
-// cluster: installing a folder and a bundle tarball, listing, activating, and the refusals that come
-// before any node is touched (an unknown release, no previous one, no API to read the cluster from).
+// cluster: installing a folder and a bundle tarball, listing, showing, activating (with an explicit
+// previous too), and the refusals that come before any node is touched (an unknown release, no
+// previous one, no API to read the cluster from).
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -47,10 +48,10 @@ describe('coolctl release, upgrade, rollback', () => {
     expect(again.out).toContain('1.0.0 (wire 1..1) already installed in');
 
     expect((await runCoolctl(['release', 'activate', '1.0.0', '--root', root])).out).toBe(
-      'current: none → 1.0.0\n',
+      'current: none → 1.0.0, previous: none\n',
     );
     expect((await runCoolctl(['release', 'activate', '1.1.0', '--root', root])).out).toBe(
-      'current: 1.0.0 → 1.1.0\n',
+      'current: 1.0.0 → 1.1.0, previous: 1.0.0\n',
     );
     expect(await readlink(join(root, 'current'))).toBe('releases/1.1.0');
     const list = await runCoolctl(['release', 'list', '--root', root, '--output', 'json']);
@@ -59,6 +60,33 @@ describe('coolctl release, upgrade, rollback', () => {
       ['1.0.0', false, true],
       ['1.1.0', true, false],
     ]);
+
+    // show: the release checked intact, and where the root's links point (what --show-cmd reads)
+    const show = await runCoolctl(['release', 'show', '1.0.0', '--root', root]);
+    expect(show.code).toBe(0);
+    expect(show.out).toBe(
+      `1.0.0 (wire 1..1) intact in ${root}/releases/1.0.0; current: 1.1.0, previous: 1.0.0\n`,
+    );
+    const shown = JSON.parse(
+      (await runCoolctl(['release', 'show', '1.1.0', '--root', root, '--output', 'json'])).out,
+    );
+    expect(shown).toMatchObject({
+      version: '1.1.0',
+      current: true,
+      links: { current: '1.1.0', previous: '1.0.0' },
+    });
+    const missing = await runCoolctl(['release', 'show', '9.9.9', '--root', root, '--output', 'json']);
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/release 9\.9\.9 is not installed/);
+
+    // activate with an explicit previous (none: no previous), as a failed upgrade step puts a node back
+    const back = await runCoolctl(['release', 'activate', '1.0.0', '--previous', 'none', '--root', root]);
+    expect(back.out).toBe('current: 1.1.0 → 1.0.0, previous: none\n');
+    expect([
+      await readlink(join(root, 'current')),
+      await readlink(join(root, 'previous')).catch(() => null),
+    ]).toEqual(['releases/1.0.0', null]);
+    await runCoolctl(['release', 'activate', '1.1.0', '--previous', '1.0.0', '--root', root]);
   }, 60_000);
 
   it('refuses before touching anything, saying why', async () => {

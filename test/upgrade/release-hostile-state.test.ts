@@ -1,6 +1,7 @@
 // The release store under races and interruptions a careless operator (or two of them, or a power
 // cut) brings: one version installed twice at once, an install killed mid-copy, `current` switched
-// while something reads it, two activations at once, a rollback with no `previous`.
+// while something reads it, two activations at once, a switch of the two links cut short between
+// them, a rollback with no `previous`, upgrade commands that could not put a node back.
 import { spawn } from 'node:child_process';
 import { lstat, mkdir, mkdtemp, readdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -133,13 +134,61 @@ describe('release store races and interruptions', () => {
     expect(gone.err).toMatch(/release 4\.0\.0 is not installed/);
   });
 
-  it('refuses an upgrade when a node under its own root lacks the release, before stopping any', async () => {
-    // Nodes a and b on this host, each with its root; the release was installed on a only.
-    const root = join(tmp, 'per-node/{node}');
-    await new ReleaseStore(join(tmp, 'per-node/a')).install(await tree(join(tmp, 'p1'), '5.0.0'));
-    await mkdir(join(tmp, 'per-node/b'), { recursive: true });
-    const r = await runCoolctl(['upgrade', '5.0.0', '--root', root, '--nodes', 'a,b']);
-    expect(r.code).toBe(2);
-    expect(r.err).toMatch(/release 5\.0\.0 is not installed under .*per-node\/b\/releases/);
+  it('a switch cut short between its two links never leaves previous on a release the node did not run or failed on', async () => {
+    // `previous` is made a folder its new link cannot be renamed over: the second switch fails.
+    const cutShort = async (root: string) => {
+      await rm(join(root, 'previous'), { force: true });
+      await mkdir(join(root, 'previous', 'in-the-way'), { recursive: true });
+    };
+    const store = new ReleaseStore(join(tmp, 'opt-cut'));
+    for (const [i, v] of ['6.0.0', '6.1.0', '6.2.0'].entries())
+      await store.install(await tree(join(tmp, `c${i}`), v));
+    await store.activate('6.0.0');
+    await store.activate('6.1.0');
+    // An activation sets `previous` first: cut short, `current` still names what the node runs.
+    await cutShort(store.root);
+    await expect(store.activate('6.2.0')).rejects.toThrow(/cannot point .*previous at 6\.1\.0/);
+    expect(await store.linked('current')).toBe('6.1.0');
+    // A restore after a failed step (current → the release it ran, previous → as it was) sets
+    // `current` first: cut short, the node starts on what it ran, and `previous` is not the failed one.
+    await rm(join(store.root, 'previous'), { recursive: true });
+    await store.activate('6.2.0');
+    expect([await store.linked('current'), await store.linked('previous')]).toEqual(['6.2.0', '6.1.0']);
+    await cutShort(store.root);
+    await expect(store.activate('6.1.0', { previous: '6.0.0' })).rejects.toThrow(
+      /cannot point .*previous at 6\.0\.0/,
+    );
+    expect(await store.linked('current')).toBe('6.1.0');
+    // No temporary links left in the root.
+    expect((await readdir(store.root)).sort()).toEqual(['current', 'previous', 'releases']);
+  });
+
+  it('refuses an upgrade whose commands could not check a node or put its previous back, before reading the cluster', async () => {
+    const root = join(tmp, 'opt-cmd');
+    await new ReleaseStore(root).install(await tree(join(tmp, 'q1'), '7.0.0'));
+    const noPrevious = await runCoolctl([
+      'upgrade',
+      '7.0.0',
+      '--root',
+      root,
+      '--activate-cmd',
+      'ssh {node} coolctl release activate {version}',
+      '--show-cmd',
+      'ssh {node} coolctl release show {version} --output json',
+    ]);
+    expect(noPrevious.code).toBe(2);
+    expect(noPrevious.err).toMatch(
+      /does not pass \{previous\} \(… coolctl release activate \{version\} --previous \{previous\}\)/,
+    );
+    const noShow = await runCoolctl([
+      'rollback',
+      '7.0.0',
+      '--root',
+      root,
+      '--activate-cmd',
+      'ssh {node} coolctl release activate {version} --previous {previous}',
+    ]);
+    expect(noShow.code).toBe(2);
+    expect(noShow.err).toMatch(/an activate command needs a show command beside it/);
   });
 });

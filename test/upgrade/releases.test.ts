@@ -5,6 +5,7 @@ import { lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { InputRefusedError } from '../../src/errors.ts';
 import { ReleaseStore, readReleaseDir } from '../../src/upgrade/releases.ts';
 
 let tmp: string;
@@ -42,10 +43,10 @@ describe('release store', () => {
     // the bundle's own fields are kept, the wire range added
     expect(manifest).toEqual({ version: '1.0.0', arch: 'x64', wire: { version: 1, oldest: 1 } });
 
-    expect(await store.activate('1.0.0')).toEqual({ from: null, to: '1.0.0' });
+    expect(await store.activate('1.0.0')).toEqual({ from: null, to: '1.0.0', previous: null });
     expect(await readlink(join(tmp, 'opt/current'))).toBe('releases/1.0.0');
     expect(await store.linked('previous')).toBeNull();
-    expect(await store.activate('1.1.0')).toEqual({ from: '1.0.0', to: '1.1.0' });
+    expect(await store.activate('1.1.0')).toEqual({ from: '1.0.0', to: '1.1.0', previous: '1.0.0' });
     expect(await store.linked('current')).toBe('1.1.0');
     expect(await store.linked('previous')).toBe('1.0.0');
     // the link resolves: what a node started from `current` runs
@@ -56,7 +57,7 @@ describe('release store', () => {
       ['1.1.0', true, false, 2],
     ]);
     // rollback: back to previous, which now names the release rolled back from
-    expect(await store.activate('1.0.0')).toEqual({ from: '1.1.0', to: '1.0.0' });
+    expect(await store.activate('1.0.0')).toEqual({ from: '1.1.0', to: '1.0.0', previous: '1.1.0' });
     expect(await store.linked('previous')).toBe('1.1.0');
 
     // the same version again: left as it is, even from a different tree
@@ -111,6 +112,56 @@ describe('release store', () => {
     }
     await expect(store.activate('9.9.9')).rejects.toThrow(/release 9\.9\.9 is not installed/);
     await expect(store.activate('../x')).rejects.toThrow(/is not a release version/);
+  });
+
+  it('sets previous explicitly, or removes it, as a failed upgrade step puts a node back', async () => {
+    const store = new ReleaseStore(join(tmp, 'opt-explicit'));
+    for (const [v, w] of [
+      ['0.9.0', '{ version: 1, oldest: 1 }'],
+      ['1.0.0', '{ version: 1, oldest: 1 }'],
+      ['1.1.0', '{ version: 1, oldest: 1 }'],
+    ] as const)
+      await store.install(await tree(join(tmp, `x-${v}`), v, w));
+    await store.activate('0.9.0');
+    await store.activate('1.0.0');
+    await store.activate('1.1.0');
+    expect([await store.linked('current'), await store.linked('previous')]).toEqual(['1.1.0', '1.0.0']);
+    // Back on the release it ran, `previous` as it was before the step.
+    expect(await store.activate('1.0.0', { previous: '0.9.0' })).toEqual({
+      from: '1.1.0',
+      to: '1.0.0',
+      previous: '0.9.0',
+    });
+    expect([await store.linked('current'), await store.linked('previous')]).toEqual(['1.0.0', '0.9.0']);
+    // None: the link is gone (a bare rollback then asks for a version).
+    await store.activate('1.0.0', { previous: null });
+    expect([await store.linked('current'), await store.linked('previous')]).toEqual(['1.0.0', null]);
+    // `previous` must be installed: it never dangles.
+    await expect(store.activate('1.0.0', { previous: '2.0.0' })).rejects.toThrow(
+      /release 2\.0\.0 is not installed/,
+    );
+    expect(await store.linked('previous')).toBeNull();
+  });
+
+  it('checks a release intact: its folder, manifest, entry and version module', async () => {
+    const store = new ReleaseStore(join(tmp, 'opt-check'));
+    for (const v of ['2.0.0', '2.1.0', '2.2.0', '2.3.0'])
+      await store.install(await tree(join(tmp, `k-${v}`), v, '{ version: 1, oldest: 1 }'));
+    expect((await store.check('2.0.0')).version).toBe('2.0.0');
+    await rm(join(store.releasesDir, '2.1.0/src/cli.ts'));
+    await writeFile(join(store.releasesDir, '2.2.0/src/version.ts'), "export const VERSION = '9.9.9';\n");
+    await writeFile(join(store.releasesDir, '2.3.0/release.json'), '{');
+    for (const [v, why] of [
+      ['2.1.0', /is damaged: .*is not a coolctl release: it has neither/],
+      ['2.2.0', /is damaged: .*states no VERSION string and WIRE/],
+      ['2.3.0', /is damaged: .*release\.json/],
+      ['2.4.0', /release 2\.4\.0 is not installed/],
+    ] as const) {
+      const err = await store.check(v).catch((e: unknown) => e);
+      expect((err as { code?: string }).code, v).toBe('COOLCTL_E_RELEASE_INVALID');
+      expect(err, v).toBeInstanceOf(InputRefusedError);
+      expect((err as Error).message, v).toMatch(why);
+    }
   });
 
   it('reads a packaged bundle’s compiled version module and keeps its manifest fields', async () => {

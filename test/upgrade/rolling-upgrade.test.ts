@@ -8,7 +8,7 @@
 // plus a stated margin, the journal's safety and liveness invariants, every node reporting the
 // release it should, mixed A↔B links agreed at wire 1 and B↔B at 2. Before that, two refusals that
 // touch nothing: a release with no wire version in common, and a release that cannot start (its
-// node is put back on A and the cluster is fit again).
+// node is put back on A, its `previous` as it was, and the cluster is fit again).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,7 +16,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CoolctlError } from '../../src/errors.ts';
 import { ClusterReader } from '../../src/upgrade/cluster-view.ts';
-import type { NodeControl } from '../../src/upgrade/node-control.ts';
+import { type NodeControl, SystemdNodeControl } from '../../src/upgrade/node-control.ts';
 import { ReleaseStore } from '../../src/upgrade/releases.ts';
 import {
   type NodeStep,
@@ -60,12 +60,13 @@ function h(): Hall {
   return hall;
 }
 
+/** Each node's releases as on a gateway (the store under its root, here tmp/nodes/NODE); its process the hall's. */
+let systemd: SystemdNodeControl;
 const control: NodeControl = {
+  hasRelease: (node, version, signal) => systemd.hasRelease(node, version, signal),
+  activate: (node, version, previous, signal) => systemd.activate(node, version, previous, signal),
   async stop(node) {
     if (h().running(node)) await h().kill(node, 'SIGTERM');
-  },
-  async activate(node, version) {
-    await stores.get(node)!.activate(version);
   },
   async start(node) {
     await h().start(node);
@@ -196,6 +197,7 @@ function describeRun(name: string, r: Awaited<ReturnType<typeof watched>>): stri
 
 beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'coolctl-upgrade-'));
+  systemd = new SystemdNodeControl({ root: join(tmp, 'nodes', '{node}') });
   const a = await makeBuild(join(tmp, 'build-a'));
   const b = await makeBuild(join(tmp, 'build-b'), B);
   for (const n of NODES) {
@@ -282,7 +284,9 @@ describe('rolling upgrade of a 3-node hall', () => {
     expect(f.rolledBack).toBe(true);
     expect(f.message).toMatch(/c1 exited 3 on start/);
     expect(f.report.steps).toEqual([]);
+    // Back as it was: on A, and `previous` (none before) not the release it failed on.
     expect(await stores.get('c1')!.linked('current')).toBe(VERSION);
+    expect(await stores.get('c1')!.linked('previous')).toBeNull();
     expect(await reader.release(h().apiUrl('c1'))).toBe(VERSION);
     for (const n of ['c2', 'c3']) expect(h().running(n)).toBe(true);
     const entries = (await h().journal(seq)).entries;
