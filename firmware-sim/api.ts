@@ -120,7 +120,13 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
 
   app.setErrorHandler((err, req, reply) => {
     const e = err as Error & { statusCode?: number; code?: string };
-    const route = req.is404 ? 'unknown' : (req.routeOptions.url ?? 'unknown');
+    // a wrong method on a known path is logged under that path, not among unknown routes
+    const path = req.url.split('?')[0] ?? '';
+    const route = req.is404
+      ? methodsByPath.has(path)
+        ? path
+        : 'unknown'
+      : (req.routeOptions.url ?? 'unknown');
     let refused: { status: number; body: ReturnType<typeof refusalBody> } | undefined;
     if (e instanceof BadRequestError) {
       refused = { status: e.httpStatus, body: refusalBody(e.code, e.message, e.details) };
@@ -161,18 +167,18 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
     const path = req.url.split('?')[0] ?? '';
     const allowed = methodsByPath.get(path);
     if (allowed) {
-      // A known path asked with a method it does not take. Still 404 (what clients have been
-      // told since the first release), with the methods it does take in `Allow` and the message.
+      // A known path asked with a method it does not take: 405 with the methods it does take in
+      // `Allow` (RFC 9110 §15.5.6), as the controller's API and the fencing gateway answer.
       const allow = [...allowed].sort().join(', ');
       void reply.header('allow', allow);
       throw new BadRequestError(
         ErrorCodes.BAD_REQUEST,
-        `no route ${req.method} ${clip(path, 100)}: ${clip(path, 100)} takes ${allow}`,
+        `method ${clip(req.method, 20)} not allowed on ${clip(path, 100)}: it takes ${allow}`,
         [
           `method: got ${clip(req.method, 20)}, allowed: ${allow}`,
           `the routes: ${routeList} (docs/sim-api.md)`,
         ],
-        404,
+        405,
       );
     }
     throw new BadRequestError(

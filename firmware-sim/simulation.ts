@@ -73,7 +73,12 @@ export class Simulation {
   private readonly endpoints = new Map<string, string>();
   private broker: BrokerHandle | undefined;
   private brokerSecurity: BrokerSecurity = {};
-  private readonly brokerCounters: BrokerCounters = { authRefused: 0, tlsRefused: 0 };
+  private readonly brokerCounters: BrokerCounters = {
+    authRefused: 0,
+    tlsRefused: 0,
+    slowClientsDropped: 0,
+    connectionsRefused: 0,
+  };
   private brokerRestarting = false;
   private mesh: SensorMesh | undefined;
   private readonly gatewayServers = new Map<string, ModbusGatewayServer>();

@@ -46,10 +46,10 @@ export const DEFAULT_MAX_CONNECTIONS = 64;
 /** Unanswered requests one connection may queue; past that the client is not reading its answers. */
 export const MAX_PIPELINED_REQUESTS = 32;
 
-const MBAP_HEADER_LEN = 7; // transaction id 2, protocol id 2, length 2, unit id 1
+export const MBAP_HEADER_LEN = 7; // transaction id 2, protocol id 2, length 2, unit id 1
 /** MBAP length counts the unit id and the PDU: at least unit id + function code, at most 1 + 253. */
-const MBAP_MIN_LENGTH = 2;
-const MBAP_MAX_LENGTH = 254;
+export const MBAP_MIN_LENGTH = 2;
+export const MBAP_MAX_LENGTH = 254;
 /** Unit id a client uses for a device addressed directly by its IP address (MB TCP guide 4.4.1.3). */
 const DIRECT_UNIT_ID = 0xff;
 const STOP_DEADLINE_MS = 3_000;

@@ -58,6 +58,8 @@ if (!isMainThread && parentPort) {
     security,
     counters,
     logger: logger as unknown as Logger,
+    maxBacklogBytes: d.maxBacklogBytes,
+    maxConnections: d.maxConnections,
   }).then(
     (b) => {
       broker = b;

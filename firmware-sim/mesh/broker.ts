@@ -43,6 +43,10 @@ export interface BrokerCounters {
   authRefused: number;
   /** Connections that never completed a TLS handshake (plain MQTT to the TLS port, untrusted client, probe). */
   tlsRefused: number;
+  /** Clients disconnected because they did not read what was sent to them (MAX_CLIENT_BACKLOG_BYTES). */
+  slowClientsDropped: number;
+  /** Connections closed at once because MAX_BROKER_CONNECTIONS were open. */
+  connectionsRefused: number;
 }
 
 export interface BrokerOptions {
@@ -53,6 +57,10 @@ export interface BrokerOptions {
   /** The caller's counters, so they survive a broker restart; a fresh set otherwise. */
   counters?: BrokerCounters | undefined;
   logger?: Logger | undefined;
+  /** Unread bytes a client may leave the broker holding before it is disconnected; MAX_CLIENT_BACKLOG_BYTES. */
+  maxBacklogBytes?: number | undefined;
+  /** Connections held at once; MAX_BROKER_CONNECTIONS. */
+  maxConnections?: number | undefined;
 }
 
 export interface BrokerHandle {
@@ -64,6 +72,24 @@ export interface BrokerHandle {
 }
 
 const CLOSE_DEADLINE_MS = 3000;
+/**
+ * Bytes the broker holds for one client that has not read them; past that it is disconnected.
+ * aedes waits for a full client before it delivers the next message to anyone, and queues what
+ * arrives meanwhile: one subscriber that stopped reading (a paused process, a hostile client)
+ * stalled delivery to every controller and grew the simulator by 4.6 GB in 20 s under a 64 KiB
+ * flood, and letting the queue go then overflowed the stack. So aedes is never told a client is
+ * full; this bound is the back-pressure. Checked before each write, so one packet of any size is
+ * still sent to a client that is keeping up (the 200 MB chaos message).
+ */
+export const MAX_CLIENT_BACKLOG_BYTES = 64 * 1024 * 1024;
+/**
+ * Connections the broker holds at once; one more is closed at once. It shares the simulator's
+ * process and file descriptors with every simulated unit: connections that send nothing are held
+ * for aedes' 30 s connect timeout, and enough of them would leave no descriptor for a unit's.
+ */
+export const MAX_BROKER_CONNECTIONS = 1024;
+/** At most one "connection refused: too many" line in this long. */
+const REFUSAL_LOG_EVERY_MS = 10_000;
 /** MQTT 3.1.1 CONNACK return code 4 (MQTT 5 maps it to 0x86). */
 const BAD_USERNAME_OR_PASSWORD = 4;
 
@@ -135,12 +161,18 @@ export interface BrokerThreadData {
   security: BrokerSecurity;
   /** The thread's counts, in COUNTER_FIELDS order: written there before a refusal is answered. */
   counts: SharedArrayBuffer;
+  /** Unread bytes a client may leave the broker holding; MAX_CLIENT_BACKLOG_BYTES. */
+  maxBacklogBytes?: number | undefined;
+  /** Connections held at once; MAX_BROKER_CONNECTIONS. */
+  maxConnections?: number | undefined;
 }
 
 /** The counters' slots in BrokerThreadData.counts. */
 export const COUNTER_FIELDS = [
   'authRefused',
   'tlsRefused',
+  'slowClientsDropped',
+  'connectionsRefused',
 ] as const satisfies readonly (keyof BrokerCounters)[];
 
 const THREAD_URL = new URL(
@@ -154,7 +186,12 @@ const THREAD_URL = new URL(
  */
 export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   const log = opts.logger;
-  const counters = opts.counters ?? { authRefused: 0, tlsRefused: 0 };
+  const counters = opts.counters ?? {
+    authRefused: 0,
+    tlsRefused: 0,
+    slowClientsDropped: 0,
+    connectionsRefused: 0,
+  };
   // Shared memory, not messages: a client refused and then asking /sim/state must see its refusal
   // counted, and a message could still be queued. The caller's counters read the thread's counts on
   // top of what they held (they outlive a broker restart).
@@ -172,6 +209,8 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
     port: opts.port,
     security: opts.security ?? {},
     counts: counts.buffer as SharedArrayBuffer,
+    maxBacklogBytes: opts.maxBacklogBytes,
+    maxConnections: opts.maxConnections,
   };
   const worker = new Worker(THREAD_URL, { workerData: data, name: 'sim-mqtt-broker', execArgv: [] });
   let closed: (() => void) | undefined;
@@ -238,11 +277,36 @@ export async function startBroker(opts: BrokerOptions): Promise<BrokerHandle> {
   };
 }
 
+/**
+ * Destroys `socket` (and calls `onDrop`) when a write finds more than `maxBytes` already waiting
+ * to be sent: its client is not reading. Every write says there is room, so aedes never holds
+ * deliveries for one client. aedes sends through `write` alone.
+ */
+function boundBacklog(socket: net.Socket, maxBytes: number, onDrop: () => void): void {
+  const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  socket.write = ((...args: unknown[]) => {
+    if (socket.writableLength > maxBytes && !socket.destroyed) {
+      onDrop();
+      socket.destroy();
+    }
+    // After destroy the write fails through the socket's 'error' listener, as for any client
+    // that vanished, and aedes closes the client.
+    write(...args);
+    return true;
+  }) as net.Socket['write'];
+}
+
 /** The broker on the calling thread: the broker thread's body. */
 export async function startBrokerHere(opts: BrokerOptions): Promise<BrokerHandle> {
   const log = opts.logger;
   const security = opts.security ?? {};
-  const counters = opts.counters ?? { authRefused: 0, tlsRefused: 0 };
+  const counters = opts.counters ?? {
+    authRefused: 0,
+    tlsRefused: 0,
+    slowClientsDropped: 0,
+    connectionsRefused: 0,
+  };
+  const maxBacklogBytes = opts.maxBacklogBytes ?? MAX_CLIENT_BACKLOG_BYTES;
   const auth = security.auth;
   const aedes = await Aedes.createBroker(
     auth
@@ -280,11 +344,38 @@ export async function startBrokerHere(opts: BrokerOptions): Promise<BrokerHandle
   const onClient = (socket: net.Socket): void => {
     // A client that vanishes mid-frame must not take the broker down.
     socket.on('error', () => {});
+    boundBacklog(socket, maxBacklogBytes, () => {
+      counters.slowClientsDropped++;
+      log?.warn(
+        {
+          remote: `${socket.remoteAddress}:${socket.remotePort}`,
+          unsentBytes: socket.writableLength,
+          maxBacklogBytes,
+          dropped: counters.slowClientsDropped,
+        },
+        'MQTT client disconnected: it does not read what it subscribed to',
+      );
+    });
     aedes.handle(socket);
   };
   const server: net.Server = security.tls
     ? tls.createServer({ cert: security.tls.cert, key: security.tls.key, minVersion: 'TLSv1.2' }, onClient)
     : net.createServer(onClient);
+  server.maxConnections = opts.maxConnections ?? MAX_BROKER_CONNECTIONS;
+  let lastRefusalLogMs = -Infinity;
+  server.on('drop', (d?: net.DropArgument) => {
+    counters.connectionsRefused++;
+    if (performance.now() - lastRefusalLogMs < REFUSAL_LOG_EVERY_MS) return;
+    lastRefusalLogMs = performance.now();
+    log?.warn(
+      {
+        remote: d ? `${d.remoteAddress}:${d.remotePort}` : null,
+        maxConnections: server.maxConnections,
+        refused: counters.connectionsRefused,
+      },
+      'MQTT connection refused: too many connections',
+    );
+  });
   // The raw socket, also for a TLS handshake still in progress, so close() can cut it.
   server.on('connection', (socket: net.Socket) => {
     sockets.add(socket);

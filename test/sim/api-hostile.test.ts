@@ -175,7 +175,7 @@ describe('simulator API under hostile input', () => {
     for (const l of logLines.slice(linesBefore)) expect(l.length).toBeLessThan(4096);
   });
 
-  it('answers unknown routes and unreadable URLs in the same shape', async () => {
+  it('answers unknown routes, wrong methods and unreadable URLs in the same shape', async () => {
     const nope = await fetch(`${base}/sim/nope`);
     expect(nope.status).toBe(404);
     expect(await nope.json()).toMatchObject({
@@ -183,7 +183,12 @@ describe('simulator API under hostile input', () => {
       message: 'no route GET /sim/nope',
     });
     const del = await fetch(`${base}/sim/faults`, { method: 'DELETE' });
-    expect(del.status).toBe(404);
+    expect(del.status).toBe(405);
+    expect(del.headers.get('allow')).toBe('GET, HEAD, POST');
+    expect(await del.json()).toMatchObject({
+      error: 'COOLCTL_E_BAD_REQUEST',
+      message: 'method DELETE not allowed on /sim/faults: it takes GET, HEAD, POST',
+    });
     const bad = await fetch(`${base}/sim/journal%zz`);
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({

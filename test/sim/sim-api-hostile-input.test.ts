@@ -1,6 +1,6 @@
 // The simulator's HTTP API on a real loopback socket, as a careless client or CI script meets it:
 // a body of the wrong content type, a poisoned or malformed body, a typo in a query parameter, a
-// method a route does not take, an OPC-UA status name no unit can answer, path tricks sent
+// method a path does not take (405), an OPC-UA status name no unit can answer, path tricks sent
 // byte for byte, and a journal read past its retained window. Each refusal says which field was
 // wrong and what is allowed, and changes nothing (docs/sim-api.md).
 import { connect } from 'node:net';
@@ -44,6 +44,11 @@ async function postFaults(body: string, contentType: string | null = 'applicatio
     body,
   });
   return { status: res.status, body: (await res.json()) as Refusal & { applied?: number } };
+}
+
+async function badRequests(): Promise<number> {
+  const s = (await (await fetch(`${base}/sim/state`)).json()) as { api: { badRequests: number } };
+  return s.api.badRequests;
 }
 
 async function activeFaults(): Promise<unknown[]> {
@@ -182,23 +187,37 @@ describe('simulator API: refusals that say what to send instead', () => {
     expect((await fetch(`${base}/sim/test/influence?at=design&measure=supply-response`)).status).toBe(200);
   });
 
-  it('tells a wrong method which methods the path takes, and answers HEAD like GET', async () => {
+  it('answers a wrong method on a known path 405 with the methods it takes, and HEAD like GET', async () => {
+    const badBefore = await badRequests();
+    // before: 404, as if the path did not exist
     const expected: [string, string, string][] = [
       ['PUT', '/sim/state', 'GET, HEAD'],
       ['DELETE', '/sim/faults', 'GET, HEAD, POST'],
-      ['POST', '/sim/journal', 'GET, HEAD'],
+      ['PUT', '/sim/faults', 'GET, HEAD, POST'],
+      ['POST', '/sim/journal?since=0', 'GET, HEAD'],
       ['PATCH', '/sim/test/influence', 'GET, HEAD'],
+      ['OPTIONS', '/sim/state', 'GET, HEAD'],
+      ['POST', '/healthz', 'GET, HEAD'],
     ];
     for (const [method, path, allow] of expected) {
       const res = await fetch(`${base}${path}`, { method });
       const body = (await res.json()) as Refusal;
-      expect(res.status, `${method} ${path}`).toBe(404);
+      expect(res.status, `${method} ${path}`).toBe(405);
       expect(res.headers.get('allow'), `${method} ${path}`).toBe(allow);
+      expect(body.error, `${method} ${path}`).toBe('COOLCTL_E_BAD_REQUEST');
       expect(body.details[0], `${method} ${path}`).toBe(`method: got ${method}, allowed: ${allow}`);
     }
-    for (const path of ['/sim/state', '/sim/journal', '/sim/faults']) {
+    expect(await badRequests()).toBe(badBefore + expected.length);
+    for (const path of ['/sim/state', '/sim/journal', '/sim/faults', '/sim/test/influence', '/healthz']) {
       const head = await fetch(`${base}${path}`, { method: 'HEAD' });
       expect(head.status, path).toBe(200);
+      expect(head.headers.get('content-type'), path).toMatch(/^application\/json/);
+    }
+    // an unknown path is 404 whatever the method, and says no Allow
+    for (const method of ['GET', 'HEAD', 'DELETE', 'POST']) {
+      const res = await fetch(`${base}/sim/nope`, { method });
+      expect(res.status, method).toBe(404);
+      expect(res.headers.get('allow'), method).toBeNull();
     }
   });
 
