@@ -14,6 +14,7 @@ import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, settlesWithin } from '../../src/util/async.ts';
 import { RateLimitedLog } from '../../src/util/log-limit.ts';
 import { mulberry32 } from '../random.ts';
+import { DEFAULT_FRAME_TIMEOUT_MS, MBAP_HEADER_LEN, readMbapFrames } from './mbap-stream.ts';
 import {
   GARBAGE_FUNCTION_CODE,
   ModbusAhuPdu,
@@ -41,15 +42,10 @@ export interface ModbusAhuServerOptions {
   handler?: (counters: PduCounters, log: Logger) => PduHandler;
 }
 
-export const DEFAULT_FRAME_TIMEOUT_MS = 2_000;
 export const DEFAULT_MAX_CONNECTIONS = 64;
 /** Unanswered requests one connection may queue; past that the client is not reading its answers. */
 export const MAX_PIPELINED_REQUESTS = 32;
 
-export const MBAP_HEADER_LEN = 7; // transaction id 2, protocol id 2, length 2, unit id 1
-/** MBAP length counts the unit id and the PDU: at least unit id + function code, at most 1 + 253. */
-export const MBAP_MIN_LENGTH = 2;
-export const MBAP_MAX_LENGTH = 254;
 /** Unit id a client uses for a device addressed directly by its IP address (MB TCP guide 4.4.1.3). */
 const DIRECT_UNIT_ID = 0xff;
 const STOP_DEADLINE_MS = 3_000;
@@ -305,62 +301,30 @@ export class ModbusAhuServer {
     conn.socket.destroy();
   }
 
-  /** Splits the stream into MBAP frames; a stream that cannot be resynchronised is closed. */
+  /** Queues each whole request; pipelining is bounded. The stream's framing is readMbapFrames'. */
   private onData(conn: Connection, chunk: Buffer): void {
-    if (conn.closed) return;
-    conn.buffer = conn.buffer.length === 0 ? chunk : Buffer.concat([conn.buffer, chunk]);
-    while (conn.buffer.length >= MBAP_HEADER_LEN - 1) {
-      const protocolId = conn.buffer.readUInt16BE(2);
-      const length = conn.buffer.readUInt16BE(4);
-      if (protocolId !== 0 || length < MBAP_MIN_LENGTH || length > MBAP_MAX_LENGTH) {
-        // TCP carries no frame delimiter: after a bad header nothing says where the next frame starts.
-        this.counters.badFrames++;
-        this.warns.warn(
-          'bad-frame',
-          { ahu: this.unit.id, client: conn.client, protocolId, length },
-          protocolId !== 0
-            ? 'modbus frame with protocol id ≠ 0; closing the connection'
-            : `modbus frame with MBAP length outside ${MBAP_MIN_LENGTH}..${MBAP_MAX_LENGTH}; closing the connection`,
-        );
-        this.closeConnection(conn);
-        return;
-      }
-      const frameLen = 6 + length;
-      if (conn.buffer.length < frameLen) break;
-      const frame = conn.buffer.subarray(0, frameLen);
-      conn.buffer = conn.buffer.subarray(frameLen);
-      clearTimeout(conn.frameTimer);
-      conn.frameTimer = undefined;
-      if (conn.queue.length >= MAX_PIPELINED_REQUESTS) {
-        this.counters.pipelineOverflows++;
-        this.warns.warn(
-          'pipeline',
-          { ahu: this.unit.id, client: conn.client, queued: conn.queue.length },
-          'modbus client pipelines more requests than it reads answers; closing the connection',
-        );
-        this.closeConnection(conn);
-        return;
-      }
-      conn.queue.push({ frame, atMs: performance.now() });
-    }
-    if (conn.buffer.length > 0 && !conn.frameTimer) {
-      conn.frameTimer = setTimeout(() => {
-        conn.frameTimer = undefined;
-        this.counters.frameTimeouts++;
-        this.warns.warn(
-          'frame-timeout',
-          {
-            ahu: this.unit.id,
-            client: conn.client,
-            bytes: conn.buffer.length,
-            frameTimeoutMs: this.frameTimeoutMs,
-          },
-          'incomplete modbus frame timed out; closing the connection',
-        );
-        this.closeConnection(conn);
-      }, this.frameTimeoutMs);
-    }
-    if (!conn.pumping) void this.pump(conn);
+    readMbapFrames(conn, chunk, {
+      counters: this.counters,
+      warns: this.warns,
+      logFields: { ahu: this.unit.id },
+      frameTimeoutMs: this.frameTimeoutMs,
+      close: (c) => this.closeConnection(c),
+      onFrame: (c, frame) => {
+        if (c.queue.length >= MAX_PIPELINED_REQUESTS) {
+          this.counters.pipelineOverflows++;
+          this.warns.warn(
+            'pipeline',
+            { ahu: this.unit.id, client: c.client, queued: c.queue.length },
+            'modbus client pipelines more requests than it reads answers; closing the connection',
+          );
+          this.closeConnection(c);
+          return false;
+        }
+        c.queue.push({ frame, atMs: performance.now() });
+        return true;
+      },
+    });
+    if (!conn.closed && !conn.pumping) void this.pump(conn);
   }
 
   /** Answers queued requests one at a time, so pipelined requests are answered in order. */

@@ -13,6 +13,7 @@ import { SerialPort } from 'serialport';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, settlesWithin } from '../../src/util/async.ts';
 import { RateLimitedLog } from '../../src/util/log-limit.ts';
+import { DEFAULT_FRAME_TIMEOUT_MS, MBAP_HEADER_LEN, readMbapFrames } from './mbap-stream.ts';
 import { crc16, DEFAULT_BAUD, type RtuLine, type RtuLineSettings, rtuFrame } from './rtu-line.ts';
 
 /** The exceptions a gateway itself answers (Modbus Application Protocol v1.1b3, 7). */
@@ -26,8 +27,6 @@ export const DEFAULT_RESPONSE_TIMEOUT_MS = 1_000;
 /** Requests one TCP master may have waiting (one gateway family holds 32). */
 export const DEFAULT_QUEUE_DEPTH = 32;
 const DEFAULT_MAX_CONNECTIONS = 64;
-const DEFAULT_FRAME_TIMEOUT_MS = 2_000;
-const MBAP_HEADER_LEN = 7;
 const STOP_DEADLINE_MS = 3_000;
 const LOG_INTERVAL_MS = 1_000;
 
@@ -262,35 +261,18 @@ export class RtuGateway {
   }
 
   private onData(conn: Connection, chunk: Buffer): void {
-    if (conn.closed) return;
-    conn.buffer = conn.buffer.length === 0 ? chunk : Buffer.concat([conn.buffer, chunk]);
-    while (conn.buffer.length >= MBAP_HEADER_LEN - 1) {
-      const protocolId = conn.buffer.readUInt16BE(2);
-      const length = conn.buffer.readUInt16BE(4);
-      if (protocolId !== 0 || length < 2 || length > 254) {
-        this.counters.badFrames++;
-        this.warns.warn(
-          'bad-frame',
-          { gateway: this.id, client: conn.client, protocolId, length },
-          'bad MBAP header; closing the connection',
-        );
-        this.closeConnection(conn);
-        return;
-      }
-      if (conn.buffer.length < 6 + length) break;
-      const frame = Buffer.from(conn.buffer.subarray(0, 6 + length));
-      conn.buffer = conn.buffer.subarray(6 + length);
-      clearTimeout(conn.frameTimer);
-      conn.frameTimer = undefined;
-      this.onRequest(conn, frame);
-    }
-    if (conn.buffer.length > 0 && !conn.frameTimer) {
-      conn.frameTimer = setTimeout(() => {
-        conn.frameTimer = undefined;
-        this.counters.frameTimeouts++;
-        this.closeConnection(conn);
-      }, this.frameTimeoutMs);
-    }
+    readMbapFrames(conn, chunk, {
+      counters: this.counters,
+      warns: this.warns,
+      logFields: { gateway: this.id },
+      frameTimeoutMs: this.frameTimeoutMs,
+      close: (c) => this.closeConnection(c),
+      // Copied: the request waits for the line, past this chunk.
+      onFrame: (c, frame) => {
+        this.onRequest(c, Buffer.from(frame));
+        return true;
+      },
+    });
   }
 
   private onRequest(conn: Connection, frame: Buffer): void {

@@ -15,15 +15,9 @@ import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { encodeNode, NODE_HEADER_LEN } from '../../src/sensors/modbus-gateway-map.ts';
 import { settlesWithin } from '../../src/util/async.ts';
 import { RateLimitedLog } from '../../src/util/log-limit.ts';
+import { DEFAULT_FRAME_TIMEOUT_MS, MBAP_HEADER_LEN, readMbapFrames } from '../ahu/mbap-stream.ts';
 import { FC, MAX_READ_QUANTITY } from '../ahu/modbus-pdu.ts';
-import {
-  DEFAULT_FRAME_TIMEOUT_MS,
-  DEFAULT_MAX_CONNECTIONS,
-  MAX_PIPELINED_REQUESTS,
-  MBAP_HEADER_LEN,
-  MBAP_MAX_LENGTH,
-  MBAP_MIN_LENGTH,
-} from '../ahu/modbus-server.ts';
+import { DEFAULT_MAX_CONNECTIONS, MAX_PIPELINED_REQUESTS } from '../ahu/modbus-server.ts';
 import type { SensorMesh } from './sensor-mesh.ts';
 
 /** A read request's PDU: function code, start address, quantity. */
@@ -215,58 +209,31 @@ export class ModbusGatewayServer {
     conn.socket.destroy();
   }
 
-  /** Splits the stream into MBAP frames and answers each; a stream that cannot be framed is closed. */
+  /** Answers each whole request at once; a client that does not read its answers is closed. */
   private onData(conn: Connection, chunk: Buffer): void {
-    if (conn.closed) return;
-    conn.buffer = conn.buffer.length === 0 ? chunk : Buffer.concat([conn.buffer, chunk]);
-    while (conn.buffer.length >= MBAP_HEADER_LEN - 1) {
-      const protocolId = conn.buffer.readUInt16BE(2);
-      const length = conn.buffer.readUInt16BE(4);
-      if (protocolId !== 0 || length < MBAP_MIN_LENGTH || length > MBAP_MAX_LENGTH) {
-        // TCP carries no frame delimiter: after a bad header nothing says where the next frame starts.
-        this.counters.badFrames++;
-        this.warns.warn(
-          'bad-frame',
-          { gateway: this.gatewayId, client: conn.client, protocolId, length },
-          protocolId !== 0
-            ? 'modbus frame with protocol id ≠ 0; closing the connection'
-            : `modbus frame with MBAP length outside ${MBAP_MIN_LENGTH}..${MBAP_MAX_LENGTH}; closing the connection`,
-        );
-        this.closeConnection(conn);
-        return;
-      }
-      const frameLen = 6 + length;
-      if (conn.buffer.length < frameLen) break;
-      const frame = conn.buffer.subarray(0, frameLen);
-      conn.buffer = conn.buffer.subarray(frameLen);
-      clearTimeout(conn.frameTimer);
-      conn.frameTimer = undefined;
-      // Answers are written at once; a client that keeps sending but never reads them would
-      // otherwise fill our send buffer without bound once the kernel's is full.
-      if (conn.socket.writableLength > MAX_UNSENT_BYTES) {
-        this.counters.pipelineOverflows++;
-        this.warns.warn(
-          'pipeline',
-          { gateway: this.gatewayId, client: conn.client },
-          'modbus client sends more requests than it reads answers; closing the connection',
-        );
-        this.closeConnection(conn);
-        return;
-      }
-      conn.socket.write(this.answer(frame));
-    }
-    if (conn.buffer.length > 0 && !conn.frameTimer) {
-      conn.frameTimer = setTimeout(() => {
-        conn.frameTimer = undefined;
-        this.counters.frameTimeouts++;
-        this.warns.warn(
-          'frame-timeout',
-          { gateway: this.gatewayId, client: conn.client, bytes: conn.buffer.length },
-          'incomplete modbus frame timed out; closing the connection',
-        );
-        this.closeConnection(conn);
-      }, this.frameTimeoutMs);
-    }
+    readMbapFrames(conn, chunk, {
+      counters: this.counters,
+      warns: this.warns,
+      logFields: { gateway: this.gatewayId },
+      frameTimeoutMs: this.frameTimeoutMs,
+      close: (c) => this.closeConnection(c),
+      onFrame: (c, frame) => {
+        // Answers are written at once; a client that keeps sending but never reads them would
+        // otherwise fill our send buffer without bound once the kernel's is full.
+        if (c.socket.writableLength > MAX_UNSENT_BYTES) {
+          this.counters.pipelineOverflows++;
+          this.warns.warn(
+            'pipeline',
+            { gateway: this.gatewayId, client: c.client },
+            'modbus client sends more requests than it reads answers; closing the connection',
+          );
+          this.closeConnection(c);
+          return false;
+        }
+        c.socket.write(this.answer(frame));
+        return true;
+      },
+    });
   }
 
   /** One complete frame in, its answer frame out. */
