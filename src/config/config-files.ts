@@ -5,7 +5,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import { X509Certificate } from 'node:crypto';
-import type { Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 
 /**
@@ -75,7 +75,11 @@ interface Bounded {
 
 /**
  * The file's bytes, sized by stat before a byte is read (a FIFO, a device or a 100 MB file is
- * refused without reading it) and read no further than `maxBytes` should it grow meanwhile.
+ * refused without opening it), then judged again by the file actually opened: a save by rename
+ * may put another file under the name between the two, and what is read must be that file, whole
+ * (the old file's length of the new one is a cut YAML file that may parse), of the kind and mode
+ * its own stat says. Opened non-blocking, so a FIFO swapped in meanwhile is refused, never waited
+ * on; read to its end, never past `maxBytes`.
  */
 async function readBounded(full: string, maxBytes: number, what: string): Promise<FileRead<Bounded>> {
   let st: Stats;
@@ -88,16 +92,25 @@ async function readBounded(full: string, maxBytes: number, what: string): Promis
   if (shape) return { ok: false, ...shape };
   let fh: Awaited<ReturnType<typeof open>> | undefined;
   try {
-    fh = await open(full, 'r');
-    const buf = Buffer.alloc(Math.min(st.size, maxBytes) + 1);
+    fh = await open(full, constants.O_RDONLY | constants.O_NONBLOCK);
+    const opened = await fh.stat();
+    const swapped = shapeRefusal(full, opened, maxBytes, what);
+    if (swapped) return { ok: false, ...swapped };
+    let buf = Buffer.alloc(Math.min(opened.size, maxBytes) + 1);
     let got = 0;
-    while (got < buf.length) {
+    for (;;) {
       const { bytesRead } = await fh.read(buf, got, buf.length - got, got);
       if (bytesRead === 0) break;
       got += bytesRead;
+      if (got > maxBytes) return { ok: false, ...tooBig(full, got, maxBytes, what) };
+      // Grown since its stat (written to while read): room for the rest, up to one byte past the limit.
+      if (got === buf.length) {
+        const more = Buffer.alloc(Math.min(buf.length * 2, maxBytes + 1));
+        buf.copy(more, 0, 0, got);
+        buf = more;
+      }
     }
-    if (got > maxBytes) return { ok: false, ...tooBig(full, got, maxBytes, what) };
-    return { ok: true, value: { bytes: buf.subarray(0, got), st } };
+    return { ok: true, value: { bytes: buf.subarray(0, got), st: opened } };
   } catch (err) {
     return unreadable(full, err, what);
   } finally {

@@ -24,6 +24,7 @@ import {
 import { ajv, checkSite, checkYamlConfig, readConfigFile, valueAt } from './load-site.ts';
 import { live, restartOnly } from './reload-class.ts';
 import { bootstrapAdminCheck, siteEndpointProblems, siteFileProblems } from './site-files.ts';
+import { type RuleProblem, reservedIdProblem } from './site-rules.ts';
 import { maxApplyDelayMs, type Site } from './site-schema.ts';
 
 /** Where the controller config's settings are documented: what a problem with no better hint points to. */
@@ -346,6 +347,11 @@ function leaseWindowProblem(
   };
 }
 
+/** Node names that every JavaScript object answers to (`constructor`, …): refused, as site ids are. */
+function nodeNameRules(c: ControllerConfigFile): RuleProblem[] {
+  return Object.keys(c.nodes).flatMap((n) => reservedIdProblem(n, `/nodes/${n}`, 'a node name') ?? []);
+}
+
 /** The cluster's timing with its defaults: the one place they are filled in. */
 function clusterTiming(c: ControllerConfigFile): Pick<ControllerConfig['cluster'], TimingField> {
   return {
@@ -365,9 +371,15 @@ function clusterTiming(c: ControllerConfigFile): Pick<ControllerConfig['cluster'
  */
 export async function loadControllerConfig(file: string, node: string): Promise<ControllerConfig> {
   const text = await readConfigFile(file, CONTROLLER_FILE_MAX_BYTES, 'controller config');
-  const checked = checkYamlConfig(text, file, validate, (x) => [...timingRules(x), ...linkRules(x)], {
-    docs: CONTROLLER_DOCS,
-  });
+  const checked = checkYamlConfig(
+    text,
+    file,
+    validate,
+    (x) => [...timingRules(x), ...linkRules(x), ...nodeNameRules(x)],
+    {
+      docs: CONTROLLER_DOCS,
+    },
+  );
   const problems: ConfigProblem[] = [...checked.problems];
   const warnings: ConfigProblem[] = [];
   const base = dirname(resolve(file));

@@ -23,6 +23,8 @@ export function checkSiteRules(
   const uniq = (list: { id: string }[], where: string): Set<string> => {
     const ids = new Set<string>();
     list.forEach((item, i) => {
+      const reserved = reservedIdProblem(item.id, `/${where}/${i}/id`);
+      if (reserved) problems.push(reserved);
       if (ids.has(item.id)) {
         problems.push({
           path: `/${where}/${i}/id`,
@@ -61,6 +63,8 @@ export function checkSiteRules(
     }
   };
   site.racks.forEach((r, i) => {
+    const row = reservedIdProblem(r.row, `/racks/${i}/row`);
+    if (row) problems.push(row);
     ref(rooms, r.room, `/racks/${i}/room`, 'room');
     inside(r.room, r.xM, r.yM, `/racks/${i}/xM`);
   });
@@ -178,6 +182,8 @@ export function checkSiteRules(
     ref(gateways, n.gateway, `/sensorNodes/${i}/gateway`, 'gateway');
     const sensorIds = new Set<string>();
     n.sensors.forEach((s, j) => {
+      const reserved = reservedIdProblem(s.id, `/sensorNodes/${i}/sensors/${j}/id`);
+      if (reserved) problems.push(reserved);
       if (sensorIds.has(s.id)) {
         problems.push({
           path: `/sensorNodes/${i}/sensors/${j}/id`,
@@ -271,6 +277,26 @@ export function checkSiteRules(
   problems.push(...sensingProblems(site.sensing));
   problems.push(...alarmSiteProblems(site));
   return problems;
+}
+
+/**
+ * The names every JavaScript object answers to (`constructor`, `toString`, `valueOf`, …) that the
+ * id pattern lets through. Code keys maps by id (a unit's fan floor in `tuning.unitMinFanPct`, a
+ * group's neighbours); an id among these finds Object.prototype's function where no entry is — a
+ * unit called `constructor` got a fan floor of NaN — so it is refused here, once for every reader.
+ */
+const RESERVED_IDS: ReadonlySet<string> = new Set(
+  Object.getOwnPropertyNames(Object.prototype).filter((n) => /^[A-Za-z0-9]/.test(n)),
+);
+
+/** A refusal for an id (or node name) that names an Object.prototype member; `what` names the thing. */
+export function reservedIdProblem(id: string, path: string, what = 'an id'): RuleProblem | undefined {
+  if (!RESERVED_IDS.has(id)) return undefined;
+  return {
+    path,
+    message: `"${id}" is a name every JavaScript object has (Object.prototype.${id}): as ${what} it would be mistaken for it`,
+    allowed: `another name (e.g. ${id}-1); not ${[...RESERVED_IDS].join(', ')}`,
+  };
 }
 
 /** Each group's tuning defaults that a range its file moved puts elsewhere (`tuningNotes`), as warnings. */

@@ -11,14 +11,31 @@
 // folder cost the control loops their lag target. Bounded: one timer, one fs.watch per folder;
 // close() stops it all.
 import { createHash } from 'node:crypto';
-import { type FSWatcher, lstatSync, readlinkSync, watch } from 'node:fs';
+import { type FSWatcher, lstatSync, readlinkSync, statSync, watch } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute } from 'node:path';
 import type { Logger } from 'pino';
 import { readBoundedFile, SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
 
+interface WatchedDir {
+  identity: string | undefined;
+  watcher: FSWatcher | undefined;
+}
+
+/** A folder's device and inode, or undefined when there is none at that path. */
+function dirIdentity(dir: string): string | undefined {
+  try {
+    const st = statSync(dir, { bigint: true });
+    return st.isDirectory() ? `${st.dev}:${st.ino}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export class ConfigWatcher {
-  private readonly watchers: FSWatcher[] = [];
+  /** Each watched folder: its watch, and which folder it is (device and inode; undefined: missing). */
+  private readonly dirs = new Map<string, WatchedDir>();
+  private readonly logger: Logger;
   private readonly files: string[];
   private readonly onChange: () => void;
   private readonly settleMs: number;
@@ -38,25 +55,57 @@ export class ConfigWatcher {
       this.seenStat = r.stat;
       this.seenContent = r.content;
     });
-    for (const dir of new Set(this.files.map((f) => dirname(f)))) {
-      const names = this.namesIn(dir);
-      try {
-        const w = watch(dir, (_event, name) => {
-          const n = name?.toString();
-          if (n === undefined || names.has(n) || n.startsWith('..')) this.hint();
-        });
-        w.on('error', (err) => logger.warn({ err, dir }, 'config watch failed; SIGHUP still reloads'));
-        this.watchers.push(w);
-      } catch (err) {
-        logger.warn({ err, dir }, 'cannot watch the config folder; SIGHUP still reloads');
-      }
+    this.logger = logger;
+    for (const dir of new Set(this.files.map((f) => dirname(f)))) this.watchDir(dir);
+  }
+
+  /** Watches `dir` as it is now (its identity kept, so that a folder replaced later is seen). */
+  private watchDir(dir: string): void {
+    const names = this.namesIn(dir);
+    const watched: WatchedDir = { identity: dirIdentity(dir), watcher: undefined };
+    this.dirs.set(dir, watched);
+    if (watched.identity === undefined) return; // gone: settled() looks for it again
+    try {
+      const w = watch(dir, (_event, name) => {
+        const n = name?.toString();
+        if (n === undefined || names.has(n) || n.startsWith('..')) this.hint();
+      });
+      w.on('error', (err) => this.logger.warn({ err, dir }, 'config watch failed; SIGHUP still reloads'));
+      watched.watcher = w;
+    } catch (err) {
+      this.logger.warn({ err, dir }, 'cannot watch the config folder; SIGHUP still reloads');
     }
+  }
+
+  /**
+   * A watch follows the folder it was set on: one removed (its watch ends without a word) or
+   * replaced by another of its name (`rm -rf /etc/coolctl; cp -r … /etc/coolctl`, a deploy tool's
+   * rename) would leave the files unwatched for good. Each settle checks that every folder is the
+   * one watched, and watches the new one; while a folder is missing it looks again every settle.
+   */
+  private rewatchReplaced(): void {
+    let missing = false;
+    for (const [dir, watched] of this.dirs) {
+      const now = dirIdentity(dir);
+      if (now !== undefined && now === watched.identity) continue;
+      if (now === undefined && watched.identity === undefined) {
+        missing = true;
+        continue;
+      }
+      watched.watcher?.close();
+      this.watchDir(dir);
+      if (now === undefined) {
+        missing = true;
+        this.logger.warn({ dir }, 'the config folder is gone; watching for it to come back');
+      } else this.logger.info({ dir }, 'the config folder was replaced; watching the new one');
+    }
+    if (missing && !this.closed) this.hint();
   }
 
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);
-    for (const w of this.watchers) w.close();
+    for (const d of this.dirs.values()) d.watcher?.close();
   }
 
   /** The entries of `dir` whose events are about the watched files: their names, and their links' first step. */
@@ -85,6 +134,7 @@ export class ConfigWatcher {
 
   private async settled(): Promise<void> {
     if (this.closed) return;
+    this.rewatchReplaced();
     const statNow = await this.statPrint();
     if (statNow === this.seenStat) return;
     const { content } = await this.look();

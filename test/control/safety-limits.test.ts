@@ -19,6 +19,7 @@ import {
   ASHRAE_INLET_RATE,
   emptyInletHistory,
   enforceSafety,
+  fanFloorPct,
   INLET_BUCKET_S,
   type InletHistory,
   inletRateHold,
@@ -258,5 +259,15 @@ describe('configuration of the limits', () => {
       expect.objectContaining({ path: '/controlGroups/0/tuning/unitMinFanPct/AHU-99' }),
     );
     expect(problems.filter((p) => p.path.includes('unitMinFanPct'))).toHaveLength(1);
+  });
+});
+
+describe('a unit fan floor looked up by id', () => {
+  it('finds only the floors the tuning gives, never an Object member named like the unit', () => {
+    const t = { hardMinFanPct: 20, unitMinFanPct: { 'AHU-01': 35 } };
+    expect(fanFloorPct(t, 'AHU-01')).toBe(35);
+    expect(fanFloorPct(t, 'AHU-02')).toBe(20);
+    for (const id of ['constructor', 'toString', 'valueOf', '__proto__', 'hasOwnProperty'])
+      expect(fanFloorPct(t, id), id).toBe(20);
   });
 });

@@ -120,7 +120,9 @@ export function fanFloorPct(
   t: { hardMinFanPct: number; unitMinFanPct?: Readonly<Record<string, number>> },
   ahu: string,
 ): number {
-  return clamp(Math.max(t.hardMinFanPct, t.unitMinFanPct?.[ahu] ?? 0), SAFETY.fanMinPct, SAFETY.fanMaxPct);
+  // Own entries only: an id the config refuses (`constructor`) must still never find Object.prototype's.
+  const unit = t.unitMinFanPct && Object.hasOwn(t.unitMinFanPct, ahu) ? t.unitMinFanPct[ahu]! : 0;
+  return clamp(Math.max(t.hardMinFanPct, unit), SAFETY.fanMinPct, SAFETY.fanMaxPct);
 }
 
 /**
