@@ -69,6 +69,14 @@ import {
   writeBudgetMs,
 } from '../resilience.ts';
 import {
+  AIR_TEMP_RANGE_C,
+  FAN_RANGE_PCT,
+  inRange,
+  POWER_RANGE_KW,
+  type PointRange,
+  VALVE_RANGE_PCT,
+} from '../unit-contract.ts';
+import {
   nodeIdFor,
   OPCUA_MODE_NAMES,
   type OpcuaNodeMap,
@@ -145,6 +153,18 @@ const READ_POINTS = [
   'coolingKw',
 ] as const satisfies readonly OpcuaPointName[];
 type ReadPoint = (typeof READ_POINTS)[number];
+
+/** Measurements and the range each can be in (the device contract's); outside it: absent. */
+const PLAUSIBLE: readonly (readonly [ReadPoint, PointRange])[] = [
+  ['fanPct', FAN_RANGE_PCT],
+  // A setpoint in force may be a local one outside what coolctl commands: it is an air temperature.
+  ['supplySetpointC', AIR_TEMP_RANGE_C],
+  ['supplyC', AIR_TEMP_RANGE_C],
+  ['returnC', AIR_TEMP_RANGE_C],
+  ['cwValvePct', VALVE_RANGE_PCT],
+  ['fanKw', POWER_RANGE_KW],
+  ['coolingKw', POWER_RANGE_KW],
+];
 
 /** Read back after a write: what the unit must show if it took the command. */
 const VERIFY_POINTS = ['epoch', 'heartbeat', 'mode', 'fanCmdPct', 'supplySetpointC'] as const;
@@ -290,6 +310,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private lastConnectErrorCode: string | undefined;
+  private implausibleLogged = '';
 
   private heartbeat: number;
   private lastWriteRemote = false;
@@ -502,7 +523,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       },
       (err: unknown) => {
         const e = this.asDeviceError(err, op);
-        if (countsAsLinkFailure(e, op)) this.monitor.failure(e.message);
+        if (countsAsLinkFailure(e)) this.monitor.failure(e.message);
         else if (deviceAnswered(e)) this.monitor.success();
         throw e;
       },
@@ -543,7 +564,9 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         this.remember(p, dv);
       }
     });
-    return this.toReadings(values);
+    const readings = this.toReadings(values);
+    this.observeMode(readings.mode);
+    return readings;
   }
 
   /** A vendor unit: every point read from the server (a Bad value is absent, never 0). */
@@ -804,11 +827,17 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     return values;
   }
 
-  /** Newest sample wins: a notification sampled before our last read-back cannot undo what it showed. */
+  /**
+   * Newest sample wins: a notification sampled before our last read-back cannot undo what it showed.
+   * Only while the cached value is fresh, though: the order comes from the unit's clock, and a clock
+   * that steps back (NTP, an RTC reset) would otherwise pin the cache — and hide a fallback — until
+   * it caught up again.
+   */
   private remember(point: ReadPoint, dv: DataValue): boolean {
     const sourceMs = dv.sourceTimestamp?.getTime() ?? Date.now();
     const prev = this.cache.get(point);
-    if (prev && sourceMs < prev.sourceMs) return false;
+    const freshMs = CACHE_FRESH_INTERVALS * (this.conn?.publishingIntervalMs ?? PUBLISHING_INTERVAL_MS);
+    if (prev && sourceMs < prev.sourceMs && performance.now() - prev.receivedMs < freshMs) return false;
     this.cache.set(point, { dv, sourceMs, receivedMs: performance.now() });
     if (point === 'mode' && dv.statusCode.isGood())
       this.observeMode(modeName(variantNumber(dv.value) ?? Number.NaN));
@@ -829,6 +858,15 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       // The oldest sample of the set: the readings are true "as of" that time.
       sourceTimeMs = Math.min(sourceTimeMs, dv.sourceTimestamp?.getTime() ?? Date.now());
     }
+    // A measurement outside what the quantity can be (a Double has room for 3276.7 °C or 1e300 kW):
+    // a fault code or a broken probe, absent (NaN) as on profile units, never a good reading.
+    const absent: string[] = [];
+    for (const [p, range] of PLAUSIBLE) {
+      if (inRange(num[p], range)) continue;
+      absent.push(p);
+      num[p] = Number.NaN;
+    }
+    this.noteImplausible(absent, values);
     return {
       mode: modeName(num.mode),
       fanPct: num.fanPct,
@@ -841,9 +879,26 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       heartbeat: num.heartbeat,
       fanKw: num.fanKw,
       coolingKw: num.coolingKw,
-      quality,
+      quality: absent.length > 0 ? 'uncertain' : quality,
       sourceTimeMs,
+      ...(absent.length > 0 ? { absent } : {}),
     };
+  }
+
+  /** One line when the set of implausible points changes, not one per read. */
+  private noteImplausible(absent: string[], values: Map<ReadPoint, DataValue>): void {
+    const key = absent.join(',');
+    if (key === this.implausibleLogged) return;
+    this.implausibleLogged = key;
+    if (key === '') {
+      this.log.info('every point reads a plausible value again');
+      return;
+    }
+    const sent = Object.fromEntries(absent.map((p) => [p, variantShape(values.get(p as ReadPoint)?.value)]));
+    this.log.warn(
+      { absent, sent },
+      'unit sent values outside what the points can be; shown as absent (NaN), quality uncertain',
+    );
   }
 
   /** The unit is no longer on our remote control although our last write asked for it. */
@@ -1259,14 +1314,17 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 }
 
 /** Failures that say the path to the unit is in trouble (as opposed to the unit saying no). */
-function countsAsLinkFailure(e: DeviceError, op: 'read' | 'write'): boolean {
+function countsAsLinkFailure(e: DeviceError): boolean {
   switch (e.code) {
     case ErrorCodes.DEVICE_TIMEOUT:
     case ErrorCodes.DEVICE_UNREACHABLE:
     case ErrorCodes.DEVICE_GARBAGE:
       return true;
     case ErrorCodes.DEVICE_BAD_STATUS:
-      return op === 'read' || COMM_STATUSES.has(String(e.deviceCode));
+      // A status that says the unit or its path does not answer; any other (BadSensorFailure on a
+      // point, BadNodeIdUnknown, BadUserAccessDenied) came from a unit that answers: the link is up,
+      // as with a Modbus exception, and one failed probe never takes remote control away.
+      return COMM_STATUSES.has(String(e.deviceCode));
     default:
       return false;
   }

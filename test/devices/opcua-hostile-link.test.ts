@@ -1,0 +1,367 @@
+// The OPC-UA adapter against a unit whose answers are well formed but misleading about the link:
+// a point-level Bad status (a failed probe), a clock that steps back, a method that says Good and
+// does nothing, a TCP listener that never says Hello. A node-opcua server in this process (real
+// sockets, 127.0.0.1 only) whose variables answer the DataValue the test puts in them.
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  DataType,
+  DataValue,
+  MessageSecurityMode,
+  OPCUACertificateManager,
+  OPCUAServer,
+  RegisterServerMethod,
+  SecurityPolicy,
+  type StatusCode,
+  StatusCodes,
+  Variant,
+} from 'node-opcua';
+import { Registry } from 'prom-client';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
+import type { RemoteLostEvent } from '../../src/devices/device-io.ts';
+import { DeviceMetrics } from '../../src/devices/metrics.ts';
+import {
+  DEFAULT_NAMESPACE_URI,
+  OPCUA_POINTS,
+  type OpcuaPointName,
+} from '../../src/devices/opcua/node-map.ts';
+import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
+import { DeviceError, ErrorCodes } from '../../src/errors.ts';
+import { freePort } from '../../src/util/async.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+import { TEST_AHU_PLANT } from '../support/air-handler.ts';
+
+const UNIT = 'ahu-link';
+
+const initial: Record<OpcuaPointName, [DataType, number]> = {
+  mode: [DataType.Int32, 0],
+  fanPct: [DataType.Double, 55],
+  fanCmdPct: [DataType.Double, 55],
+  supplySetpointC: [DataType.Double, 18],
+  supplyC: [DataType.Double, 18.2],
+  returnC: [DataType.Double, 29.5],
+  cwValvePct: [DataType.Double, 40],
+  alarms: [DataType.UInt32, 0],
+  epoch: [DataType.Double, 0],
+  heartbeat: [DataType.UInt32, 0],
+  watchdogS: [DataType.Double, 30],
+  localSetpointC: [DataType.Double, 18],
+  fanKw: [DataType.Double, 3.1],
+  coolingKw: [DataType.Double, 60],
+};
+/** What the unit holds now, its status per point (Good unless set), and its clock's offset. */
+const unitState = {
+  values: new Map<OpcuaPointName, number>(),
+  status: new Map<OpcuaPointName, StatusCode>(),
+  clockOffsetMs: 0,
+  /** 'apply': a normal unit; 'ignore': answers Good and changes nothing. */
+  writeCommand: 'apply' as 'apply' | 'ignore' | StatusCode,
+  calls: 0,
+};
+
+function resetUnit(): void {
+  unitState.values = new Map(Object.entries(initial).map(([p, [, v]]) => [p as OpcuaPointName, v]));
+  unitState.status.clear();
+  unitState.clockOffsetMs = 0;
+  unitState.writeCommand = 'apply';
+  unitState.calls = 0;
+}
+resetUnit();
+
+let root = '';
+let server: OPCUAServer;
+let endpointUrl = '';
+const devices: OpcuaDevice[] = [];
+
+function unit(extra: Partial<OpcuaAirHandler> = {}): OpcuaAirHandler {
+  return {
+    id: UNIT,
+    ...TEST_AHU_PLANT,
+    protocol: 'opcua',
+    endpoint: { url: endpointUrl, securityMode: 'None' },
+    client: { timeoutMs: 1_000, maxApplyDelayMs: 500 },
+    ...extra,
+  };
+}
+
+function device(ahu = unit(), registry?: Registry): OpcuaDevice {
+  const d = new OpcuaDevice(ahu, {
+    logger: quietLogger,
+    pkiDir: join(root, 'client-pki'),
+    ...(registry ? { metrics: new DeviceMetrics(registry) } : {}),
+  });
+  devices.push(d);
+  return d;
+}
+
+async function rejection(p: Promise<unknown>): Promise<DeviceError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(DeviceError);
+    return err as DeviceError;
+  }
+  throw new Error('expected a rejection');
+}
+
+const remote = (epoch: number, fanPct = 50) => ({ epoch, remoteEnable: true, fanPct, supplySetpointC: 18 });
+
+beforeAll(async () => {
+  routeNodeOpcuaLogs(quietLogger);
+  root = await mkdtemp(join(tmpdir(), 'coolctl-opcua-link-'));
+  const port = await freePort('127.0.0.1');
+  server = new OPCUAServer({
+    port,
+    host: '127.0.0.1',
+    hostname: '127.0.0.1',
+    resourcePath: '/link',
+    serverCertificateManager: new OPCUACertificateManager({
+      rootFolder: join(root, 'server-pki'),
+      automaticallyAcceptUnknownCertificate: true,
+    }),
+    securityPolicies: [SecurityPolicy.None],
+    securityModes: [MessageSecurityMode.None],
+    allowAnonymous: true,
+    registerServerMethod: RegisterServerMethod.HIDDEN,
+  });
+  await server.initialize();
+  const addressSpace = server.engine.addressSpace!;
+  const ns = addressSpace.registerNamespace(DEFAULT_NAMESPACE_URI);
+  const object = ns.addObject({
+    organizedBy: addressSpace.rootFolder.objects,
+    browseName: UNIT,
+    nodeId: `s=${UNIT}`,
+  });
+  for (const [point, def] of Object.entries(OPCUA_POINTS) as [
+    OpcuaPointName,
+    (typeof OPCUA_POINTS)[OpcuaPointName],
+  ][]) {
+    ns.addVariable({
+      componentOf: object,
+      browseName: def.browseName,
+      nodeId: `s=${UNIT}.${def.browseName}`,
+      dataType: 'BaseDataType',
+      value: {
+        timestamped_get: () => {
+          const now = new Date(Date.now() + unitState.clockOffsetMs);
+          return new DataValue({
+            value: new Variant({ dataType: initial[point][0], value: unitState.values.get(point) }),
+            statusCode: unitState.status.get(point) ?? StatusCodes.Good,
+            sourceTimestamp: now,
+            serverTimestamp: now,
+          });
+        },
+      },
+    });
+  }
+  const method = ns.addMethod(object, {
+    browseName: 'WriteCommand',
+    nodeId: `s=${UNIT}.WriteCommand`,
+    inputArguments: [
+      { name: 'epoch', dataType: DataType.Double },
+      { name: 'heartbeat', dataType: DataType.UInt32 },
+      { name: 'remoteEnable', dataType: DataType.Boolean },
+      { name: 'fanPct', dataType: DataType.Double },
+      { name: 'supplySetpointC', dataType: DataType.Double },
+    ],
+    outputArguments: [],
+  });
+  method.bindMethod(async (args: Variant[], _context: unknown) => {
+    unitState.calls++;
+    const how = unitState.writeCommand;
+    if (how !== 'apply' && how !== 'ignore') return { statusCode: how, outputArguments: [] };
+    if (how === 'apply') {
+      const v = unitState.values;
+      v.set('epoch', args[0]!.value as number);
+      v.set('heartbeat', args[1]!.value as number);
+      v.set('mode', args[2]!.value ? 1 : 0);
+      v.set('fanCmdPct', args[3]!.value as number);
+      v.set('supplySetpointC', args[4]!.value as number);
+    }
+    return { statusCode: StatusCodes.Good, outputArguments: [] };
+  });
+  await server.start();
+  endpointUrl = server.getEndpointUrl();
+}, 90_000);
+
+afterEach(async () => {
+  await Promise.all(devices.splice(0).map((d) => d.close()));
+  resetUnit();
+});
+
+afterAll(async () => {
+  await server?.shutdown(0);
+  if (root) await rm(root, { recursive: true, force: true });
+}, 30_000);
+
+describe('OPC-UA adapter: what the unit says about a point is not what it says about the link', () => {
+  it('a failed probe (BadSensorFailure on one point): reads fail typed, yet the link stays up and remote control is not lost', async () => {
+    const registry = new Registry();
+    const d = device(unit(), registry);
+    const lost: RemoteLostEvent[] = [];
+    d.on('remote-lost', (e: RemoteLostEvent) => lost.push(e));
+    await d.open();
+    await d.writeCommand(remote(3));
+    unitState.status.set('supplyC', StatusCodes.BadSensorFailure);
+    const err = await waitFor('the failed probe to show', () =>
+      d.read().then(
+        () => null,
+        (e: unknown) => e as DeviceError,
+      ),
+    );
+    expect(err.code).toBe(ErrorCodes.DEVICE_BAD_STATUS);
+    expect(err.deviceCode).toBe('BadSensorFailure');
+    expect(err.message).toContain('supplyC');
+    // The unit answers every request: more reads than the link rule's "down after 3" change nothing.
+    for (let i = 0; i < 5; i++) await rejection(d.read());
+    expect(d.linkState).toBe('up');
+    expect(lost).toEqual([]);
+    expect(d.remoteControlLost).toBe(false);
+    // Writes still reach the unit without a reassert.
+    await d.writeCommand(remote(3, 60));
+    expect(unitState.values.get('fanCmdPct')).toBe(60);
+    const m = await registry.getSingleMetric('coolctl_device_errors_total')?.get();
+    expect(m?.values.find((v) => v.labels.kind === 'bad_status')?.value ?? 0).toBeGreaterThanOrEqual(6);
+    unitState.status.delete('supplyC');
+    await waitFor('good reads again', () =>
+      d.read().then(
+        (r) => r.quality === 'good',
+        () => false,
+      ),
+    );
+  }, 30_000);
+
+  it('an Uncertain status reads as uncertain quality, never good', async () => {
+    const d = device();
+    await d.open();
+    unitState.status.set('returnC', StatusCodes.UncertainLastUsableValue);
+    await waitFor('uncertain quality', () =>
+      d.read().then(
+        (r) => r.quality === 'uncertain',
+        () => false,
+      ),
+    );
+  }, 30_000);
+
+  it('a value outside what the point can be (3276.7 °C, 1e300 kW, −5 %): absent (NaN), uncertain, never good', async () => {
+    const d = device();
+    await d.open();
+    unitState.values.set('supplyC', 3276.7);
+    unitState.values.set('fanKw', 1e300);
+    unitState.values.set('cwValvePct', -5);
+    const r = await waitFor('the implausible values to show', () =>
+      d.read().then(
+        (x) => (x.absent?.length === 3 ? x : null),
+        () => null,
+      ),
+    );
+    expect(r.quality).toBe('uncertain');
+    expect(r.supplyC).toBeNaN();
+    expect(r.fanKw).toBeNaN();
+    expect(r.cwValvePct).toBeNaN();
+    expect(r.absent).toEqual(['supplyC', 'cwValvePct', 'fanKw']);
+    expect(r.returnC).toBe(29.5);
+    expect(d.linkState).toBe('up');
+    unitState.values.set('supplyC', 18.2);
+    unitState.values.set('fanKw', 3.1);
+    unitState.values.set('cwValvePct', 40);
+    await waitFor('good reads again', () =>
+      d.read().then(
+        (x) => x.quality === 'good' && x.absent === undefined && x.supplyC === 18.2,
+        () => false,
+      ),
+    );
+  }, 30_000);
+
+  it('a unit whose clock steps back: later samples still count, and its fallback is seen', async () => {
+    const d = device();
+    const lost: RemoteLostEvent[] = [];
+    d.on('remote-lost', (e: RemoteLostEvent) => lost.push(e));
+    // The unit's clock runs an hour ahead, then NTP sets it right while we drive it.
+    unitState.clockOffsetMs = 3_600_000;
+    await d.open();
+    await d.writeCommand(remote(4));
+    expect((await d.read()).mode).toBe('remote');
+    unitState.clockOffsetMs = 0;
+    unitState.values.set('mode', 2); // its watchdog fell back to local control
+    await waitFor('remote-lost after the fallback', () => lost.length > 0, { timeoutMs: 5_000 });
+    expect(d.remoteControlLost).toBe(true);
+    expect((await d.read()).mode).toBe('fallback');
+  }, 30_000);
+
+  it('WriteCommand answered Good but not applied: DEVICE_VERIFY_MISMATCH, sent once, link up', async () => {
+    const d = device();
+    await d.open();
+    await d.writeCommand(remote(5));
+    unitState.writeCommand = 'ignore';
+    const calls = unitState.calls;
+    const err = await rejection(d.writeCommand(remote(5, 70)));
+    expect(err.code).toBe(ErrorCodes.DEVICE_VERIFY_MISMATCH);
+    expect(err.message).toMatch(/heartbeat .* ≠|fan command 50 ≠ 70/);
+    expect(unitState.calls).toBe(calls + 1);
+    expect(d.linkState).toBe('up');
+  }, 30_000);
+
+  it('WriteCommand refused (unknown node, type mismatch, access denied): typed, not retried, link up', async () => {
+    const registry = new Registry();
+    const d = device(unit(), registry);
+    await d.open();
+    for (const status of [
+      StatusCodes.BadNodeIdUnknown,
+      StatusCodes.BadTypeMismatch,
+      StatusCodes.BadUserAccessDenied,
+    ]) {
+      unitState.writeCommand = status;
+      const calls = unitState.calls;
+      const err = await rejection(d.writeCommand(remote(6)));
+      expect(err.code, status.name).toBe(ErrorCodes.DEVICE_BAD_STATUS);
+      expect(err.deviceCode, status.name).toBe(status.name);
+      expect(err.retryable, status.name).toBe(false);
+      expect(unitState.calls, status.name).toBe(calls + 1);
+      expect(d.linkState, status.name).toBe('up');
+    }
+    const m = await registry.getSingleMetric('coolctl_device_errors_total')?.get();
+    expect(m?.values.find((v) => v.labels.kind === 'bad_status')?.value).toBe(3);
+  }, 30_000);
+});
+
+describe('OPC-UA adapter: a listener that takes the connection and never says Hello', () => {
+  let mute: Server;
+  const sockets = new Set<Socket>();
+  let accepted = 0;
+
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((done) => (mute ? mute.close(() => done()) : done()));
+  });
+
+  it('open() fails by its deadline, reconnects are spaced out, and close() leaves no socket open', async () => {
+    const port = await freePort('127.0.0.1');
+    mute = createServer((s) => {
+      accepted++;
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => undefined);
+      s.resume(); // reads what the client sends, answers nothing
+    });
+    await new Promise<void>((ok) => mute.listen(port, '127.0.0.1', ok));
+    const d = device(unit({ endpoint: { url: `opc.tcp://127.0.0.1:${port}/mute`, securityMode: 'None' } }));
+    const t0 = performance.now();
+    const err = await rejection(d.open());
+    const tookMs = performance.now() - t0;
+    expect([ErrorCodes.DEVICE_UNREACHABLE, ErrorCodes.DEVICE_TIMEOUT]).toContain(err.code);
+    // The connect deadline is 5 s (5 × timeoutMs, at least 5 s), plus one housekeeping tick.
+    expect(tookMs).toBeLessThan(5_000 + 1_000);
+    expect(d.linkState).toBe('down');
+    // Each attempt holds at most one socket, and the abandoned one is closed.
+    await waitFor('abandoned sockets closed', () => sockets.size <= 1, { timeoutMs: 5_000 });
+    expect(accepted).toBeLessThanOrEqual(3);
+    await d.close();
+    devices.splice(devices.indexOf(d), 1);
+    await waitFor('no socket left after close()', () => sockets.size === 0, { timeoutMs: 5_000 });
+  }, 30_000);
+});
