@@ -111,7 +111,7 @@ export const AlarmSettingsSchema = T.Object(
                 url: T.String({
                   pattern: '^https?://[^@\\s]+$',
                   description:
-                    'receiver of Alertmanager v2 alert arrays (e.g. http://alertmanager:9093/api/v2/alerts); no credentials in it',
+                    'receiver of Alertmanager v2 alert arrays (e.g. http://alertmanager:9093/api/v2/alerts); no credentials and no query string in it (headerFile holds a token)',
                 }),
                 headerName: T.Optional(
                   T.String({
@@ -228,7 +228,8 @@ export function alarmRetention(site: AlarmSettingsFile | undefined): {
 
 /**
  * Problems the schema cannot say (src/config/site-rules.ts reports them with the rest): limits in
- * the wrong order, for the site's section and each group's limits as they combine with it.
+ * the wrong order, for the site's section and each group's limits as they combine with it; a
+ * webhook URL with a query string (a token's place: secrets come from files).
  */
 export function alarmSiteProblems(site: {
   alarms?: AlarmSettingsFile | undefined;
@@ -250,8 +251,24 @@ export function alarmSiteProblems(site: {
       });
   };
   check(alarmLimits(site.alarms), '/alarms');
+  const webhookUrl = site.alarms?.notifications?.webhook?.url;
+  if (webhookUrl !== undefined && urlHasQuery(webhookUrl))
+    // Where a receiver's token sits in a URL; the URL is in the site file and every copy of it.
+    // Never repeated in the message: it would be written to logs and errors.
+    out.push({
+      path: '/alarms/notifications/webhook/url',
+      message:
+        'a query string or fragment in the webhook URL (where a token would be) is refused: secrets come from files',
+      allowed:
+        'a URL without ?… or #…; the receiver’s token in headerName and headerFile (e.g. "Authorization" and a file holding "Bearer …")',
+    });
   site.controlGroups.forEach((g, i) => {
     if (g.alarms) check(alarmLimits(site.alarms, g.alarms), `/controlGroups/${i}/alarms`);
   });
   return out;
+}
+
+/** Whether a URL has a query string or a fragment (an empty `?` or `#` too). */
+function urlHasQuery(url: string): boolean {
+  return /[?#]/.test(url);
 }

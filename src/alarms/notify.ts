@@ -1,8 +1,11 @@
 // Alarm notifications leave the cluster two ways: a webhook whose body is what Alertmanager's
 // `POST /api/v2/alerts` takes (an array of {labels, annotations, startsAt, endsAt, generatorURL}),
 // and an MQTT topic (QoS 1) on the controller config's sensor broker. Each sink has its own queue,
-// sends in order, and retries a failure with exponential backoff up to `maxAttempts`; then the
-// notification is dropped, counted and kept in the list of failures the API shows. The queues are
+// sends in order, and retries a failure that retrying can help (no answer, 5xx, 408, 429, 401/403
+// after reading the header file again) with jittered exponential backoff up to `maxAttempts`, or
+// after the receiver's Retry-After, bounded by `maxBackoffMs`; another 4xx or a redirect is given up
+// at once (the same body would get the same answer); a 413 halves the batch instead. A dropped
+// notification is counted and kept in the list of failures the API shows. The queues are
 // bounded (the oldest waiting one goes first, counted as failed; never the one in flight): a
 // receiver that is down for a day cannot grow the node. A hall that heats up raises thousands of
 // alarms at once, so the webhook sends up to WEBHOOK_BATCH alerts per request and keeps one waiting
@@ -17,6 +20,7 @@
 // already past — the alert resolved as it arrives — and one a day ahead an alert that outlives its
 // sender by a day.
 import { request as httpsRequest } from 'node:https';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type IClientOptions, type MqttClient, connect as mqttConnect } from 'mqtt';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -40,6 +44,26 @@ export type AlarmTransition = (typeof ALARM_TRANSITIONS)[number];
 export type Transition = AlarmTransition | 'resend';
 /** What became of a notification (coolctl_alarm_notifications_total{result}). */
 const NOTIFICATION_RESULTS = ['sent', 'retried', 'failed'] as const;
+
+/** A send that failed: whether another try can help, and what the receiver asked of the next one. */
+class SendFailure extends Error {
+  /** False: the same request would get the same answer (given up at once). */
+  readonly retryable: boolean;
+  /** The receiver's Retry-After, in ms (bounded by `maxBackoffMs` where it is used). */
+  readonly retryAfterMs: number | undefined;
+  /** 413: the batch was too large for the receiver (or a proxy in front of it). */
+  readonly tooLarge: boolean;
+
+  constructor(
+    message: string,
+    o: { retryable: boolean; retryAfterMs?: number | undefined; tooLarge?: boolean },
+  ) {
+    super(message);
+    this.retryable = o.retryable;
+    this.retryAfterMs = o.retryAfterMs;
+    this.tooLarge = o.tooLarge ?? false;
+  }
+}
 
 export interface WebhookSettings {
   url: string;
@@ -121,6 +145,8 @@ const MAX_FAILURES_KEPT = 50;
 export const WEBHOOK_BATCH = 100;
 /** Default bound of a sink's queue: a flood of a big hall (~500 bytes an alarm, a few MB). */
 export const DEFAULT_MAX_QUEUE = 10_000;
+/** How long a stopping node goes on sending what waits before it says what it could not send. */
+export const SHUTDOWN_DRAIN_MS = 2000;
 /** Lines about failed notifications: at most a few per kind and sink a minute (each is counted). */
 const FAILURE_LINES_EVERY_MS = 60_000;
 const FAILURE_LINES_BURST = 5;
@@ -215,18 +241,23 @@ export class Notifier {
     for (const s of this.sinks) this.enqueue(s, alarm, transition, 0);
   }
 
+  /**
+   * `older`: the state of an earlier notification sent again (for the receiver's clock, or handed on
+   * by a reload): one of the same alarm already waiting is newer, and stays.
+   */
   private enqueue(
     s: Sink,
     alarm: StoredAlarm,
     transition: Transition,
     attempts: number,
-    clockFix?: true,
+    o: { clockFix?: true; older?: true } = {},
   ): void {
     if (this.stopped) return;
     if (s.name === 'webhook' && transition === 'shelved') return;
     if (s.name === 'mqtt' && transition === 'resend') return;
     const same = s.waiting?.get(alarm.id);
     if (same) {
+      if (o.older) return;
       same.alarm = alarm;
       same.transition = transition;
       return;
@@ -236,7 +267,13 @@ export class Notifier {
       s.waiting?.delete(dropped!.alarm.id);
       this.giveUp(s, dropped!, 'the queue was full: pushed out by newer notifications', 'queue full');
     }
-    const item: Item = { alarm, transition, attempts, atMs: Date.now(), ...(clockFix ? { clockFix } : {}) };
+    const item: Item = {
+      alarm,
+      transition,
+      attempts,
+      atMs: Date.now(),
+      ...(o.clockFix ? { clockFix: true } : {}),
+    };
     s.queue.push(item);
     s.waiting?.set(alarm.id, item);
     this.pump(s);
@@ -248,20 +285,18 @@ export class Notifier {
    * with a line saying how many.
    */
   async handOver(next: Notifier): Promise<void> {
-    const carried = this.sinks.map((s) => ({ name: s.name, items: [...s.queue] }));
-    await this.stop();
-    for (const { name, items } of carried) {
-      const to = next.sinks.find((x) => x.name === name);
+    // Handed on before anything is awaited: a transition notified to `next` meanwhile is newer, and
+    // must neither be replaced by an older state (webhook) nor come before it (MQTT).
+    this.stopped = true;
+    for (const s of this.sinks) {
+      const to = next.sinks.find((x) => x.name === s.name);
       if (!to) {
-        if (items.length > 0)
-          this.log.warn(
-            { sink: name, dropped: items.length },
-            'alarm notifications dropped: the sink was removed',
-          );
+        if (s.queue.length > 0) this.dropAll(s, 'the sink was removed');
         continue;
       }
-      for (const it of items) next.enqueue(to, it.alarm, it.transition, it.attempts);
+      for (const it of s.queue) next.enqueue(to, it.alarm, it.transition, it.attempts, { older: true });
     }
+    await this.stop();
   }
 
   status(): NotificationStatus {
@@ -282,7 +317,21 @@ export class Notifier {
     return this.sinks.length > 0;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops. `drainMs` (a node shutting down): what waits is sent first for at most that long (a retry
+   * due meanwhile included); what is still not delivered then is counted as failed, with a line per
+   * sink saying how many.
+   */
+  async stop(o: { drainMs?: number } = {}): Promise<void> {
+    if (!this.stopped && o.drainMs !== undefined && o.drainMs > 0) {
+      const deadline = performance.now() + o.drainMs;
+      const pending = () => this.sinks.some((s) => s.queue.length > 0);
+      // Retries keep their backoff: a receiver that is down gets no burst of tries from a stopping node.
+      while (pending() && performance.now() < deadline)
+        await sleep(Math.min(20, Math.max(1, deadline - performance.now())));
+      this.stopped = true;
+      for (const s of this.sinks) if (s.queue.length > 0) this.dropAll(s, 'the node is stopping');
+    }
     this.stopped = true;
     for (const s of this.sinks) clearTimeout(s.timer);
     const m = this.mqtt;
@@ -311,24 +360,47 @@ export class Notifier {
         s.inFlight = 0;
         if (this.stopped) return;
         const why = (err as Error).message;
-        const max = this.opts.maxAttempts ?? 6;
+        const failure = err instanceof SendFailure ? err : undefined;
         s.queue.splice(0, items.length);
+        if (failure?.tooLarge && items.length > 1) {
+          // Too large for the receiver (or a proxy before it): half as many a request from now on. A
+          // split is not a try; bounded, since the batch halves each time down to one.
+          s.batch = Math.ceil(items.length / 2);
+          for (const it of items) it.attempts--;
+          this.requeue(s, items);
+          const notLogged = this.lines.admit(`${s.name} too large`);
+          if (notLogged >= 0)
+            this.log.warn(
+              { sink: s.name, target: s.target, err: why, batch: s.batch, suppressedSinceLast: notLogged },
+              'alarm notifications refused as too large: sent in smaller batches',
+            );
+          this.pump(s);
+          return;
+        }
+        const max = failure?.retryable === false ? 0 : (this.opts.maxAttempts ?? 6);
         const again = items.filter((it) => it.attempts < max);
         for (const it of items)
-          if (it.attempts >= max) this.giveUp(s, it, `${why} (after ${it.attempts} tries)`, 'given up');
+          if (it.attempts >= max)
+            this.giveUp(
+              s,
+              it,
+              failure?.retryable === false ? why : `${why} (after ${it.attempts} tries)`,
+              'given up',
+            );
         if (again.length === 0) {
           this.pump(s);
           return;
         }
-        // Back at the head, in order; a newer transition of the same alarm queued meanwhile wins.
-        const keep = again.filter((it) => !s.waiting?.has(it.alarm.id));
-        s.queue.unshift(...keep);
-        for (const it of keep) s.waiting?.set(it.alarm.id, it);
+        const keep = this.requeue(s, again);
         this.outcomes.inc({ sink: s.name, result: 'retried' }, again.length);
         const attempts = Math.max(...again.map((it) => it.attempts));
-        const waitMs = Math.min(
-          this.opts.maxBackoffMs ?? 60_000,
-          (this.opts.backoffMs ?? 1000) * 2 ** (attempts - 1),
+        const maxBackoffMs = this.opts.maxBackoffMs ?? 60_000;
+        // Jittered ("equal jitter": ½ to 1 of the doubling step), so the nodes of a cluster and the
+        // notifications of a flood do not all come back at the same instant; never sooner than the
+        // receiver's Retry-After, never later than maxBackoffMs (a receiver cannot park the queue).
+        const stepMs = Math.min(maxBackoffMs, (this.opts.backoffMs ?? 1000) * 2 ** (attempts - 1));
+        const waitMs = Math.round(
+          Math.min(maxBackoffMs, Math.max(failure?.retryAfterMs ?? 0, stepMs * (0.5 + Math.random() / 2))),
         );
         const notLogged = this.lines.admit(`${s.name} retry`);
         if (notLogged >= 0)
@@ -355,6 +427,31 @@ export class Notifier {
         }, waitMs);
       },
     );
+  }
+
+  /** Every notification `s` still holds is counted as failed and dropped, with one line. */
+  private dropAll(s: Sink, why: string): void {
+    const items = s.queue.splice(0);
+    s.waiting?.clear();
+    s.failed += items.length;
+    this.outcomes.inc({ sink: s.name, result: 'failed' }, items.length);
+    this.log.warn(
+      {
+        sink: s.name,
+        target: s.target,
+        dropped: items.length,
+        alarms: items.slice(0, 5).map((it) => `${it.alarm.id} ${it.transition}`),
+      },
+      `alarm notifications not delivered: ${why}`,
+    );
+  }
+
+  /** Puts `items` back at the head, in order; a newer transition of the same alarm queued meanwhile wins. */
+  private requeue(s: Sink, items: readonly Item[]): Item[] {
+    const keep = items.filter((it) => !s.waiting?.has(it.alarm.id));
+    s.queue.unshift(...keep);
+    for (const it of keep) s.waiting?.set(it.alarm.id, it);
+    return keep;
   }
 
   private giveUp(s: Sink, item: Item, error: string, kind: 'given up' | 'queue full'): void {
@@ -457,18 +554,17 @@ export class Notifier {
           if (!r.ok) throw new Error(clip(`caFile: ${r.message}`, 300));
           ca = r.value;
         }
-        const { status, date } = await postJson(u, {
+        const { status, date, retryAfter } = await postJson(u, {
           headers: header ? { [header.name]: header.value } : {},
           body: JSON.stringify(items.map((it) => this.alertOf(it.alarm, nowMs))),
           ca,
           timeoutMs,
         });
         const movedMs = clock.learn(date);
-        if (status >= 300 && status < 400)
-          throw new Error(
-            `${target} answered ${status} (a redirect: not followed; configure the receiver’s own URL)`,
-          );
-        if (status < 200 || status >= 300) throw new Error(`${target} answered ${status}`);
+        // A refused credential: the header file is read again before the next try, so a rotated
+        // secret works without a reload.
+        if ((status === 401 || status === 403) && w.headerFile !== undefined) header = undefined;
+        if (status < 200 || status >= 300) throw answerFailure(target, status, retryAfter, date);
         // Times off by more than half the hold (the first answer of a receiver whose clock is far
         // from ours): the same alerts again at once, before Alertmanager acts on the wrong ones.
         // Once per notification, so a receiver whose Date jumps about cannot make a loop.
@@ -484,7 +580,8 @@ export class Notifier {
               },
               'the webhook receiver’s clock is far from this node’s: alerts sent again with its time',
             );
-          for (const it of again) this.enqueue(sink, it.alarm, it.transition, 0, true);
+          for (const it of again)
+            this.enqueue(sink, it.alarm, it.transition, 0, { clockFix: true, older: true });
         }
       },
     };
@@ -553,6 +650,51 @@ export class Notifier {
 }
 
 /**
+ * What a non-2xx answer means for the notification: retried (no receiver yet, overloaded, or a
+ * credential that may be rotated) or given up at once (the same request would get the same answer).
+ */
+function answerFailure(
+  target: string,
+  status: number,
+  retryAfter: string | undefined,
+  date: string | undefined,
+): SendFailure {
+  if (status >= 300 && status < 400)
+    return new SendFailure(
+      `${target} answered ${status} (a redirect: not followed, not retried; configure the receiver’s own URL)`,
+      { retryable: false },
+    );
+  if (status === 401 || status === 403)
+    return new SendFailure(
+      `${target} answered ${status} (the receiver refused the credential: check headerName and headerFile)`,
+      { retryable: true },
+    );
+  if (status === 413)
+    return new SendFailure(`${target} answered 413 (the request was too large for the receiver)`, {
+      retryable: false,
+      tooLarge: true,
+    });
+  if (status >= 400 && status < 500 && status !== 408 && status !== 425 && status !== 429)
+    return new SendFailure(
+      `${target} answered ${status} (the receiver refused these alerts: not retried, the same request would get the same answer)`,
+      { retryable: false },
+    );
+  return new SendFailure(`${target} answered ${status}`, {
+    retryable: true,
+    retryAfterMs: retryAfterMs(retryAfter, date),
+  });
+}
+
+/** Retry-After (RFC 9110: seconds, or an HTTP date on the receiver's clock, its Date header) in ms. */
+function retryAfterMs(value: string | undefined, date: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const at = Date.parse(value);
+  const now = date !== undefined && Number.isFinite(Date.parse(date)) ? Date.parse(date) : Date.now();
+  return Number.isFinite(at) ? Math.max(0, at - now) : undefined;
+}
+
+/**
  * One POST of `body` (JSON) to `url`; resolves with the answer's status and Date header as soon as its
  * head arrives.
  * Nothing of the answer is read (a receiver that sends a huge body costs nothing) and no redirect is
@@ -562,7 +704,7 @@ export class Notifier {
 function postJson(
   url: URL,
   o: { headers: Record<string, string>; body: string; ca: Buffer | undefined; timeoutMs: number },
-): Promise<{ status: number; date: string | undefined }> {
+): Promise<{ status: number; date: string | undefined; retryAfter: string | undefined }> {
   return new Promise((resolve, reject) => {
     const send = url.protocol === 'https:' ? httpsRequest : http.request;
     const req = send(
@@ -578,7 +720,8 @@ function postJson(
       },
       (res) => {
         clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, date: res.headers.date });
+        const retryAfter = res.headers['retry-after'];
+        resolve({ status: res.statusCode ?? 0, date: res.headers.date, retryAfter });
         res.destroy();
       },
     );

@@ -15,7 +15,7 @@ import type { DeviceIo } from '../devices/device-io.ts';
 import type { SensorStore } from '../sensors/sensor-store.ts';
 import { AlarmEngine } from './alarm-engine.ts';
 import { AlarmStore } from './alarm-store.ts';
-import { Notifier } from './notify.ts';
+import { Notifier, SHUTDOWN_DRAIN_MS } from './notify.ts';
 
 export interface AlarmWiring {
   node: string;
@@ -110,8 +110,9 @@ export class NotifierHolder {
     return this.current;
   }
 
+  /** The node is stopping: what waits is sent for a moment, then what is left is counted and said. */
   async stop(): Promise<void> {
-    await this.current?.stop();
+    await this.current?.stop({ drainMs: SHUTDOWN_DRAIN_MS });
     this.current = undefined;
   }
 }
