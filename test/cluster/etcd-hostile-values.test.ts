@@ -177,7 +177,7 @@ describe('hostile values under the auth and audit prefixes', () => {
       reason: 'r',
       atMs: 1,
     };
-    await client.put(`${prefix}/audit/00001700000000-a`).value(JSON.stringify(entry));
+    await client.put(`${prefix}/audit/00000000000001-n1-a`).value(JSON.stringify(entry));
     for (let i = 0; i < 4; i++)
       await client
         .put(`${prefix}/audit/00001700000001-huge-${i}`)

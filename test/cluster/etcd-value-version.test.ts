@@ -64,7 +64,7 @@ async function putValues(prefix: string, name: string, stamp: (body: object) => 
       stamp({ id: name, user: name, kind: 'token', label: '', hash: 'h', createdAtMs: 1, expiresAtMs: 4e12 }),
     ],
     [
-      `${prefix}/audit/00001700000000-${name}`,
+      `${prefix}/audit/00000000000001-${name}-a`, // made of its atMs and node, as a node writes it
       stamp({
         kind: 'role',
         node: name,

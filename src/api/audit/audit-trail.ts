@@ -12,6 +12,10 @@
 // create revision) with compare-and-delete (a racing writer's delete of the same key is harmless).
 // Requests refused before that (no identity, a bad body) are only counted: junk cannot evict real
 // entries.
+// Anyone with etcd write access can put anything under the prefix: an entry is shown only when it is
+// one this code could have written (its fields typed, its time one ISO 8601 can write, its key made
+// of its own time and node, at most MAX_ENTRY_BYTES); any other is counted once and logged (a few
+// lines a burst), never shown, so one such value cannot fail the trail for everyone.
 // Age is judged so that one node's wrong clock cannot empty the trail, nor drop fresh entries:
 // - "now" is this node's clock, but never later than what the trail's other writers read: the
 //   lower median of each node's newest stamp among the newest entries (a node 30 days ahead finds
@@ -25,9 +29,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { LAST_TIME_MS } from '../../alarms/alarm.ts';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { zeroSeries } from '../../metrics/zero-series.ts';
 import { Backoff } from '../../util/async.ts';
+import { clip, LogLimiter } from '../../util/log-limit.ts';
 import { parseWireJson, wireJson } from '../../version.ts';
 
 export interface OperatorAction {
@@ -75,6 +81,15 @@ export type AuditEntry = AuditRecord & { seq: number; atMs: number };
 
 /** A request body bigger than this (as JSON) is not kept; operator actions are a few fields. */
 export const MAX_PARAMS_CHARS = 2048;
+/** Every other text of an entry (a path, an error message, a reason) is clipped to this. */
+export const MAX_FIELD_CHARS = 500;
+/**
+ * No entry this code writes is larger (params ≤ MAX_PARAMS_CHARS, a dozen fields ≤ MAX_FIELD_CHARS,
+ * 3 bytes a character at most): a larger value under the prefix is not an entry, and is not shown.
+ */
+export const MAX_ENTRY_BYTES = 32 * 1024;
+/** Entries deleted by one prune at most: a prefix flooded with keys shrinks over several prunes. */
+export const PRUNE_BATCH = 1_000;
 /**
  * Fields whose values never enter the trail nor its log line, by name in any case and anywhere in
  * the body: password, Passwd, apiToken, client_secret, privateKey, credentials, Authorization, …
@@ -121,8 +136,10 @@ export class AuditTrail {
   private readonly outcomes: Counter<'kind' | 'result'>;
   private readonly pruned: Counter;
   private readonly unreadable: Counter;
-  /** `${key}@${createRevision}` of unreadable entries already logged. */
+  /** `${key}@${createRevision}` of unreadable entries already counted. */
   private readonly reported = new Set<string>();
+  /** Counted per entry, logged a few lines per burst: thousands of bad values are not thousands of lines. */
+  private readonly refusalLog = new LogLimiter(() => performance.now(), 10_000, 5);
   /** Entries etcd did not take yet, oldest first. */
   private readonly pending: Pending[] = [];
   private readonly backoff = new Backoff(AUDIT_RETRY_MS.first, AUDIT_RETRY_MS.max);
@@ -159,7 +176,7 @@ export class AuditTrail {
     });
     this.unreadable = new Counter({
       name: 'coolctl_audit_entries_unreadable_total',
-      help: 'Audit entries in etcd not shown: not a JSON object, or written at a wire version this release no longer reads (each counted once)',
+      help: 'Audit entries in etcd not shown: not an entry this release writes (not JSON, a field missing or of the wrong type, a time past 9999, a key not made of its time and node, too large) or written at a wire version this release no longer reads (each counted once)',
       registers: [opts.registry],
     });
   }
@@ -175,7 +192,7 @@ export class AuditTrail {
   /** Writes one entry; a failure is logged and counted, never thrown (the request's answer stands). */
   async record(rec: AuditRecord): Promise<void> {
     const atMs = this.now();
-    const body = rec.kind === 'operator' ? { ...rec, params: keepable(rec.params) } : rec;
+    const body = withoutSecrets(rec);
     // The stamp leads the key so retention by age reads it without the value; the revision orders them.
     const key = `${this.dir}${String(atMs).padStart(14, '0')}-${rec.node}-${randomBytes(3).toString('hex')}`;
     const value = wireJson({ ...body, atMs });
@@ -270,23 +287,28 @@ export class AuditTrail {
     const rows = await this.opts.kv.list(this.dir, { newest: true, limit, afterRevision: since });
     const entries: AuditEntry[] = [];
     for (const r of rows) {
-      const read = parseWireJson(r.value);
-      if (read.ok)
-        entries.push({ ...(read.value as unknown as AuditRecord & { atMs: number }), seq: r.createRevision });
-      else this.refuse(r.key, r.createRevision, read.problem);
+      const read = readEntry(r.key.slice(this.dir.length), r.value, r.oversizedBytes);
+      if (typeof read === 'string') this.refuse(r.key, r.createRevision, read);
+      else entries.push({ ...read, seq: r.createRevision });
     }
-    return { entries, lastSeq: entries.at(-1)?.seq ?? since };
+    // Past the rows read, shown or not: a reader paging by `since` does not read bad ones again.
+    return { entries, lastSeq: rows.at(-1)?.createRevision ?? since };
   }
 
-  /** An entry not shown (a hand-made key, an old release's): counted and logged once per key. */
+  /** An entry not shown (a hand-made key, an old release's): counted once, logged a few a burst. */
   private refuse(key: string, createRevision: number, problem: string): void {
     const tag = `${key}@${createRevision}`;
     if (this.reported.has(tag)) return;
-    // Bounded: retention deletes such keys in time, and a repeat after a clear is only a log line.
-    if (this.reported.size >= 1000) this.reported.clear();
+    // Bounded: retention deletes such keys in time; past this a page read again counts them again.
+    if (this.reported.size >= 10_000) this.reported.clear();
     this.reported.add(tag);
     this.unreadable.inc();
-    this.log.warn({ key, problem }, 'audit entry in etcd cannot be read: not shown');
+    const notLogged = this.refusalLog.admit('unreadable');
+    if (notLogged < 0) return;
+    this.log.warn(
+      { key: clip(key), problem: clip(problem, 300), notLoggedSinceLast: notLogged },
+      'audit entry in etcd cannot be read: not shown',
+    );
   }
 
   /** Deletes what retention drops: beyond the newest maxEntries, and older than maxAgeMs. Runs once at a time. */
@@ -304,7 +326,7 @@ export class AuditTrail {
   private async pruneOnce(): Promise<void> {
     const { kv } = this.opts;
     const excess = Math.max(0, (await kv.count(this.dir)) - this.maxEntries);
-    const oldest = await kv.list(this.dir, { limit: Math.max(excess, 100) });
+    const oldest = await kv.list(this.dir, { limit: Math.min(Math.max(excess, 100), PRUNE_BATCH) });
     const cutoff = (await this.ageReference()) - this.maxAgeMs;
     // Each entry's stamp where it is in order (no earlier than every one written before it), else
     // the stamp of the next entry that is; +Infinity: none read, so it is not judged old.
@@ -350,6 +372,80 @@ export class AuditTrail {
     const stamps = [...byNode.values()].sort((a, b) => a - b);
     return Math.min(now, stamps[Math.floor((stamps.length - 1) / 2)]!);
   }
+}
+
+/**
+ * The record as stored: the body kept only when small (keepable), every text clipped to
+ * MAX_FIELD_CHARS, and none of our tokens anywhere — a token pasted into a path, a group name or an
+ * alarm id reaches the route's params and its error message, which every viewer reads.
+ */
+function withoutSecrets(rec: AuditRecord): AuditRecord {
+  const { params, ...rest } = rec as AuditRecord & { params?: unknown };
+  const texts = JSON.parse(
+    JSON.stringify(rest, (_k, v) =>
+      typeof v === 'string' ? clip(v.replace(TOKEN_VALUE, '(secret)'), MAX_FIELD_CHARS) : v,
+    ),
+  ) as AuditRecord;
+  return texts.kind === 'operator' ? { ...texts, params: keepable(params) } : texts;
+}
+
+const isStr = (x: unknown): x is string => typeof x === 'string';
+const isStrOrNull = (x: unknown): boolean => x === null || typeof x === 'string';
+const isTime = (x: unknown): x is number =>
+  typeof x === 'number' && Number.isFinite(x) && x >= 0 && x <= LAST_TIME_MS;
+
+/**
+ * The entry a stored value holds, or what is wrong with it. `name` is its key below the trail's
+ * directory, which this code makes of the entry's own time and node: one whose key says otherwise
+ * was not written here (and retention, which reads the time from the key, would judge it by another).
+ */
+export function readEntry(
+  name: string,
+  text: string,
+  oversizedBytes?: number,
+): (AuditRecord & { atMs: number }) | string {
+  const bytes = oversizedBytes ?? Buffer.byteLength(text);
+  if (bytes > MAX_ENTRY_BYTES) return `${bytes} bytes: larger than any audit entry (${MAX_ENTRY_BYTES})`;
+  const read = parseWireJson(text);
+  if (!read.ok) return read.problem;
+  const v = read.value;
+  const bad = (field: string) => `bad or missing ${field}`;
+  if (!AUDIT_KINDS.includes(v.kind as AuditRecord['kind'])) return bad('kind');
+  if (!isTime(v.atMs)) return bad(`atMs (a time from 1970 to 9999, in ms)`);
+  if (!isStr(v.node)) return bad('node');
+  if (!name.startsWith(`${String(v.atMs).padStart(14, '0')}-${v.node}-`))
+    return `the key does not name its time ${v.atMs} and node "${clip(v.node)}"`;
+  if (v.kind === 'role') {
+    for (const f of ['group', 'from', 'to', 'reason'] as const) if (!isStr(v[f])) return bad(f);
+    if (!(v.epoch === null || (Number.isSafeInteger(v.epoch) && (v.epoch as number) >= 0)))
+      return bad('epoch');
+    const { node, group, from, to, epoch, reason, atMs } = v as unknown as RoleTransition & { atMs: number };
+    return { kind: 'role', node, group, from, to, epoch, reason, atMs };
+  }
+  for (const f of ['action', 'method', 'path', 'user', 'role', 'clientIp'] as const)
+    if (!isStr(v[f])) return bad(f);
+  for (const f of ['group', 'target'] as const) if (!isStrOrNull(v[f])) return bad(f);
+  if (!(Number.isInteger(v.status) && (v.status as number) >= 100 && (v.status as number) <= 599))
+    return bad('status');
+  const e = v.error as { code?: unknown; message?: unknown } | null;
+  if (!(e === null || (typeof e === 'object' && isStr(e.code) && isStr(e.message)))) return bad('error');
+  const o = v as unknown as OperatorAction & { atMs: number };
+  return {
+    kind: 'operator',
+    action: o.action,
+    method: o.method,
+    path: o.path,
+    group: o.group,
+    target: o.target,
+    params: o.params ?? null,
+    user: o.user,
+    role: o.role,
+    clientIp: o.clientIp,
+    node: o.node,
+    status: o.status,
+    error: e === null ? null : { code: o.error!.code, message: o.error!.message },
+    atMs: o.atMs,
+  };
 }
 
 /** A copy of the body without secrets; null when there is none or it is too big. */
