@@ -16,9 +16,14 @@ export function targetOffsets(
   const out: Record<string, number> = {};
   for (const u of units) out[u] = 0;
   if (units.length < 2 || hottestRack === null || a.gain === 0) return out;
-  const w = units.map((u) => influenceOf(influence, u, hottestRack));
+  // A weight that is not a finite share (a learner's or a config's bad cell) is no influence: one
+  // NaN would make every offset NaN, and every unit's command would freeze at its last.
+  const w = units.map((u) => {
+    const x = influenceOf(influence, u, hottestRack);
+    return Number.isFinite(x) && x > 0 ? x : 0;
+  });
   const mean = w.reduce((s, x) => s + x, 0) / w.length;
-  if (!(mean > 0)) return out;
+  if (!(mean > 0) || !Number.isFinite(mean) || !Number.isFinite(demandPct)) return out;
   const raw = w.map((x) => clamp(a.gain * demandPct * (x / mean - 1), -a.maxOffsetPct, a.maxOffsetPct));
   const centre = raw.reduce((s, x) => s + x, 0) / raw.length;
   units.forEach((u, i) => {
@@ -34,9 +39,11 @@ export function slewOffsets(
   maxStep: number,
 ): Record<string, number> {
   const out: Record<string, number> = {};
+  // No step that is not a finite length (a −∞ would send every offset to +∞).
+  const step = Number.isFinite(maxStep) && maxStep > 0 ? maxStep : 0;
   for (const [u, t] of Object.entries(target)) {
     const c = current[u] ?? 0;
-    out[u] = c + clamp(t - c, -maxStep, maxStep);
+    out[u] = c + clamp(t - c, -step, step);
   }
   return out;
 }

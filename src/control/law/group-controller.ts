@@ -6,7 +6,12 @@
 // bump (the integral is back-calculated from it); an overridden, released or unavailable unit never
 // winds the loop up.
 import type { Site } from '../../config/site-schema.ts';
-import { AIR_TEMP_RANGE_C, inRange } from '../../devices/unit-contract.ts';
+import {
+  AIR_TEMP_RANGE_C,
+  FAN_RANGE_PCT,
+  inRange,
+  SUPPLY_SETPOINT_RANGE_C,
+} from '../../devices/unit-contract.ts';
 import type { GroupSensorView } from '../../sensors/sensor-store.ts';
 import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../tuning-schema.ts';
 import { slewOffsets, targetOffsets } from './allocation.ts';
@@ -40,7 +45,8 @@ const HELP_MARGIN_K = 0.3;
 const HELP_STEP_K = 0.5;
 /** The most a learner's dither may move one unit's supply setpoint from the group's, K. */
 export const MAX_DITHER_K = 1;
-export type ControlMode = 'normal' | 'degraded' | 'blind' | 'paused';
+export const CONTROL_MODES = ['normal', 'degraded', 'blind', 'paused'] as const;
+export type ControlMode = (typeof CONTROL_MODES)[number];
 /** available: reads and writes work and it runs; tripped: it reports a trip; lost: no link. */
 export type UnitStatus = 'available' | 'tripped' | 'lost';
 
@@ -187,8 +193,10 @@ export function groupControlConfig(
  */
 export function resumeState(commands: Readonly<Record<string, UnitCommand>>): GroupControlState {
   const last: Record<string, UnitCommand> = {};
-  for (const [k, c] of Object.entries(commands))
-    last[k] = { fanPct: c.fanPct, supplySetpointC: c.supplySetpointC };
+  for (const [k, c] of Object.entries(commands)) {
+    const cmd = commandOf(c);
+    if (cmd) last[k] = cmd;
+  }
   const cs = Object.values(last);
   return {
     v: 1,
@@ -205,21 +213,32 @@ export function resumeState(commands: Readonly<Record<string, UnitCommand>>): Gr
   };
 }
 
-/** A state from the cache is used only if it has this shape; anything else starts from the units. */
+/**
+ * A state from the cache is used only if it has this shape and its values lie where the law keeps
+ * them (a peer's row may be damaged or of another build); anything else starts from the units.
+ */
 export function isGroupControlState(x: unknown): x is GroupControlState {
   const s = x as GroupControlState;
+  const atLeast0 = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
   return (
     !!s &&
     s.v === 1 &&
     [s.demandPct, s.integralPct, s.setpointC, s.resetClockS, s.running, s.helpK].every(Number.isFinite) &&
+    inRange(s.demandPct, FAN_RANGE_PCT) &&
+    inRange(s.setpointC, SUPPLY_SETPOINT_RANGE_C) &&
+    [s.resetClockS, s.running, s.helpK].every(atLeast0) &&
+    CONTROL_MODES.includes(s.mode) &&
+    typeof s.track === 'boolean' &&
     typeof s.last === 'object' &&
     s.last !== null &&
     typeof s.offsets === 'object' &&
     s.offsets !== null &&
-    Object.values(s.last).every((c) => Number.isFinite(c?.fanPct) && Number.isFinite(c?.supplySetpointC)) &&
-    Object.values(s.offsets).every(Number.isFinite) &&
-    (s.helpInK === undefined || Number.isFinite(s.helpInK)) &&
-    (s.helpDownK === undefined || Number.isFinite(s.helpDownK)) &&
+    Object.values(s.last).every(
+      (c) => inRange(c?.fanPct, FAN_RANGE_PCT) && inRange(c?.supplySetpointC, SUPPLY_SETPOINT_RANGE_C),
+    ) &&
+    Object.values(s.offsets).every((o) => Number.isFinite(o) && Math.abs(o) <= FAN_RANGE_PCT.max) &&
+    (s.helpInK === undefined || atLeast0(s.helpInK)) &&
+    (s.helpDownK === undefined || atLeast0(s.helpDownK)) &&
     (s.coilRiseK === undefined || Number.isFinite(s.coilRiseK)) &&
     (s.inletHist === undefined || isInletHistory(s.inletHist))
   );
@@ -235,25 +254,27 @@ export function stepGroup(
   const dt = clamp(Number.isFinite(inp.dtS) ? inp.dtS : 0, 0, 5);
   const reasons: string[] = [];
   const units = new Map(inp.units.map((u) => [u.id, u]));
+  // An inlet that is not air (NaN, ±Infinity, a probe's fault code) is no reading: the group is blind.
+  const inlet = inRange(inp.view.inletMaxC ?? Number.NaN, AIR_TEMP_RANGE_C) ? inp.view.inletMaxC : null;
   const s: GroupControlState = prev
     ? { ...prev, offsets: { ...prev.offsets }, last: { ...prev.last } }
     : resumeState(readCommands(cfg, units));
-  for (const a of cfg.ahus) s.last[a] ??= units.get(a)?.read ?? cfg.local[a]!;
+  for (const a of cfg.ahus) s.last[a] ??= readOf(units.get(a)) ?? cfg.local[a]!;
   for (const k of Object.keys(s.last)) if (!cfg.ahus.includes(k)) delete s.last[k];
   if (s.mode === 'paused' && !inp.paused) {
     // Back from a pause: the units ran on local control; continue from what they run now.
-    for (const a of cfg.ahus) s.last[a] = units.get(a)?.read ?? cfg.local[a]!;
+    for (const a of cfg.ahus) s.last[a] = readOf(units.get(a)) ?? cfg.local[a]!;
     s.track = true;
   }
 
   if (inp.paused) {
     // Units run on local control; remember where they are so that resuming starts from there.
-    for (const a of cfg.ahus) s.last[a] = units.get(a)?.read ?? cfg.local[a]!;
+    for (const a of cfg.ahus) s.last[a] = readOf(units.get(a)) ?? cfg.local[a]!;
     s.track = true;
     s.mode = 'paused';
     // The inlet history goes on (ASHRAE's windows are wall time): a resume judges the rate of
     // change on what the inlets did meanwhile, not on what they did before the pause.
-    const inletC = inp.view.inletMaxC;
+    const inletC = inlet;
     s.inletHist = recordInlet(s.inletHist ?? emptyInletHistory(), inletC, dt);
     const pausedReasons = ['group paused'];
     // Nobody in the cluster acts on a paused group: the operator must hear that its inlets are hot
@@ -284,13 +305,12 @@ export function stepGroup(
     else auto.push(a);
   }
 
-  const verdict = inp.view.inletMaxC === null ? 'blind' : inp.view.verdict;
+  const verdict = inlet === null ? 'blind' : inp.view.verdict;
   const mode: ControlMode = verdict === 'blind' ? 'blind' : verdict === 'degraded' ? 'degraded' : 'normal';
   if (mode !== 'normal')
     reasons.push(
       mode === 'blind' ? 'sensors blind: safe fans, local setpoints' : 'sensors degraded: conservative',
     );
-  const inlet = inp.view.inletMaxC;
   const target = t.inletTargetC + (mode === 'degraded' ? t.degraded.targetOffsetC : 0);
   const ownErrorK = inlet === null ? 0 : inlet - target;
   // A neighbour short of air counts as heat here: this group's fans rise until the neighbour's
@@ -392,8 +412,10 @@ export function stepGroup(
   }
   s.demandPct = demand;
 
-  const dewC = inp.view.dewPointC ?? cfg.dewPointFallbackC;
-  const floorC = Math.max(SAFETY.setpointMinC, dewC + t.setpoint.dewPointMarginC);
+  // A dew point that is not a number is none; one so high that no setpoint clears it asks for the
+  // warmest the units take (the group's setpoint stays inside their range).
+  const dewC = Number.isFinite(inp.view.dewPointC) ? inp.view.dewPointC! : cfg.dewPointFallbackC;
+  const floorC = clamp(dewC + t.setpoint.dewPointMarginC, SAFETY.setpointMinC, SAFETY.setpointMaxC);
   if (mode !== 'blind') {
     const r = resetSetpoint(
       s.setpointC,
@@ -441,7 +463,7 @@ export function stepGroup(
   const clippedUnits: string[] = [];
   for (const a of cfg.ahus) {
     if (release.includes(a)) {
-      s.last[a] = units.get(a)?.read ?? cfg.local[a]!;
+      s.last[a] = readOf(units.get(a)) ?? cfg.local[a]!;
       continue;
     }
     const ov = inp.overrides?.[a];
@@ -547,8 +569,28 @@ function coilRise(units: ReadonlyMap<string, UnitInput>): number | null {
 
 function readCommands(cfg: GroupControlConfig, units: Map<string, UnitInput>): Record<string, UnitCommand> {
   const out: Record<string, UnitCommand> = {};
-  for (const a of cfg.ahus) out[a] = units.get(a)?.read ?? cfg.local[a]!;
+  for (const a of cfg.ahus) out[a] = readOf(units.get(a)) ?? cfg.local[a]!;
   return out;
+}
+
+/** What a unit reports it runs, as a command it could have been told; null when it says no number. */
+function readOf(u: UnitInput | undefined): UnitCommand | null {
+  return u?.read ? commandOf(u.read) : null;
+}
+
+/**
+ * A command of finite numbers, put inside the contract's ranges (what a unit can run); null if
+ * either is not a number. A unit's read-back or a row's `last` is continued from this, never NaN.
+ */
+function commandOf(c: Partial<UnitCommand> | null | undefined): UnitCommand | null {
+  const fan = c?.fanPct;
+  const sp = c?.supplySetpointC;
+  if (typeof fan !== 'number' || typeof sp !== 'number' || !Number.isFinite(fan) || !Number.isFinite(sp))
+    return null;
+  return {
+    fanPct: clamp(fan, FAN_RANGE_PCT.min, FAN_RANGE_PCT.max),
+    supplySetpointC: clamp(sp, SUPPLY_SETPOINT_RANGE_C.min, SUPPLY_SETPOINT_RANGE_C.max),
+  };
 }
 
 function zeros(keys: readonly string[]): Record<string, number> {

@@ -46,6 +46,7 @@ export function answeredHelpK(
     if (
       h.priceGapPct <= -100 ||
       ownDemandPct === undefined ||
+      !Number.isFinite(ownDemandPct) ||
       c.demandPct === undefined ||
       c.helpDownK === undefined
     ) {

@@ -403,9 +403,9 @@ export function ditherGate(
   const t = cfg.tuning;
   if (prev?.mode !== 'normal' || prev.track) return { ok: false, why: 'not in normal mode' };
   if (inp.paused) return { ok: false, why: 'paused' };
-  if (inp.view.verdict !== 'ok' || inp.view.inletMaxC === null)
+  if (inp.view.verdict !== 'ok' || !inRange(inp.view.inletMaxC ?? Number.NaN, AIR_TEMP_RANGE_C))
     return { ok: false, why: 'sensors not trusted' };
-  if (inp.view.inletMaxC > t.alarmInletC - opts.marginK)
+  if (inp.view.inletMaxC! > t.alarmInletC - opts.marginK)
     return { ok: false, why: `hottest inlet within ${opts.marginK} K of the alarm` };
   const units = new Map(inp.units.map((u) => [u.id, u]));
   for (const a of cfg.ahus) {

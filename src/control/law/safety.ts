@@ -6,7 +6,12 @@
 // command. The law calls `enforceSafety`; the group driver passes every
 // command — the law's, a hold's, an operator's, a cached row's, a hand-over to local — through
 // `enforceHardLimits` right before the write, so nothing reaches a unit around this file.
-import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../devices/unit-contract.ts';
+import {
+  AIR_TEMP_RANGE_C,
+  FAN_RANGE_PCT,
+  inRange,
+  SUPPLY_SETPOINT_RANGE_C,
+} from '../../devices/unit-contract.ts';
 import { clamp } from './pi.ts';
 
 /** Absolute bounds whatever the tuning says: the device contract's ranges (units refuse beyond them). */
@@ -72,8 +77,14 @@ export function enforceSafety(
     if (!Number.isFinite(fan)) fan = last.fanPct;
     if (!Number.isFinite(sp)) sp = last.supplySetpointC;
   }
-  const spLo = Math.min(SAFETY.setpointMaxC, Math.max(SAFETY.setpointMinC, lim.setpointFloorC));
-  ({ fan, sp } = clampToRanges(fan, sp, lim.fanMinPct, spLo, clipped));
+  // A floor that is not a number is the contract's own: NaN would let every clamp below through.
+  const spLo = clamp(
+    finiteOr(lim.setpointFloorC, SAFETY.setpointMinC),
+    SAFETY.setpointMinC,
+    SAFETY.setpointMaxC,
+  );
+  const fanLo = clamp(finiteOr(lim.fanMinPct, SAFETY.fanMinPct), SAFETY.fanMinPct, SAFETY.fanMaxPct);
+  ({ fan, sp } = clampToRanges(fan, sp, fanLo, spLo, clipped));
   // Hot, or the inlet rising near its rate limit: nothing slower, nothing warmer than last time.
   const holdWarming = (clip: SafetyClip) => {
     if (fan < last.fanPct) {
@@ -90,7 +101,7 @@ export function enforceSafety(
   // Never while an inlet is at alarm: a hot rack cooling fast is the lesser harm.
   if (ctx.inletRate?.cooling && !ctx.hot) {
     if (fan > last.fanPct) {
-      fan = Math.max(lim.fanMinPct, last.fanPct);
+      fan = Math.max(fanLo, last.fanPct);
       clipped.push('rate-hold');
     }
     if (sp < last.supplySetpointC) {
@@ -106,13 +117,17 @@ export function enforceSafety(
     );
     if (f !== fan) clipped.push('fan-rate');
     // A rate limit never drags a command outside the hard range (a last command may lie outside it).
-    fan = clamp(f, lim.fanMinPct, SAFETY.fanMaxPct);
+    fan = clamp(f, fanLo, SAFETY.fanMaxPct);
     const step = lim.setpointRateCPerS * ctx.dtS;
     const s = clamp(sp, last.supplySetpointC - step, last.supplySetpointC + step);
     if (s !== sp) clipped.push('setpoint-rate');
     sp = clamp(s, spLo, SAFETY.setpointMaxC);
   }
-  return { command: { fanPct: round1(fan), supplySetpointC: round1(sp) }, clipped };
+  // Rounded onto the units' grid, never under a floor that lies between two of its steps.
+  return {
+    command: { fanPct: round1Above(fan, fanLo), supplySetpointC: round1Above(sp, spLo) },
+    clipped,
+  };
 }
 
 /** The fan floor of one unit: the group's `hardMinFanPct`, raised by the unit's own minimum if it has one. */
@@ -166,17 +181,24 @@ export function isInletHistory(x: unknown): x is InletHistory {
   return (
     !!h &&
     Number.isFinite(h.ageS) &&
+    h.ageS >= 0 &&
+    h.ageS <= INLET_BUCKET_S &&
     Array.isArray(h.b) &&
     h.b.length > 0 &&
     h.b.length <= BUCKETS_HOUR + 1 &&
-    h.b.every((p) => p === null || (Array.isArray(p) && p.length === 2 && p.every(Number.isFinite)))
+    // [min, max] of air: a pair a peer sent as [−1e308, 1e308] would hold every change for an hour.
+    h.b.every(
+      (p) =>
+        p === null ||
+        (Array.isArray(p) && p.length === 2 && p.every((x) => inRange(x, AIR_TEMP_RANGE_C)) && p[0] <= p[1]),
+    )
   );
 }
 
 /** `h` with `dtS` more seconds and this step's hottest inlet (null: none seen); `h` is not changed. */
 export function recordInlet(h: InletHistory, inletC: number | null, dtS: number): InletHistory {
   const b = h.b.slice(-(BUCKETS_HOUR + 1));
-  let ageS = h.ageS + Math.max(0, dtS);
+  let ageS = h.ageS + Math.max(0, finiteOr(dtS, 0));
   // Bounded: at most one bucket per INLET_BUCKET_S of dt, and dt is clamped to 5 s by the law.
   for (let i = 0; ageS >= INLET_BUCKET_S && i <= BUCKETS_HOUR; i++) {
     ageS -= INLET_BUCKET_S;
@@ -184,7 +206,8 @@ export function recordInlet(h: InletHistory, inletC: number | null, dtS: number)
     if (b.length > BUCKETS_HOUR + 1) b.shift();
   }
   ageS = Math.min(ageS, INLET_BUCKET_S);
-  if (inletC !== null && Number.isFinite(inletC)) {
+  // Only air: a reading outside the contract's air range would hold every change for an hour.
+  if (inletC !== null && inRange(inletC, AIR_TEMP_RANGE_C)) {
     const cur = b[b.length - 1];
     const v = Math.round(inletC * 100) / 100;
     b[b.length - 1] = cur ? [Math.min(cur[0], v), Math.max(cur[1], v)] : [v, v];
@@ -255,7 +278,7 @@ export function enforceHardLimits(
     if (!Number.isFinite(sp)) sp = last?.supplySetpointC ?? Number.NaN;
     if (!Number.isFinite(fan) || !Number.isFinite(sp)) return { command: null, clipped };
   }
-  const floor = clamp(fanMinPct, SAFETY.fanMinPct, SAFETY.fanMaxPct);
+  const floor = clamp(finiteOr(fanMinPct, SAFETY.fanMinPct), SAFETY.fanMinPct, SAFETY.fanMaxPct);
   ({ fan, sp } = clampToRanges(fan, sp, floor, SAFETY.setpointMinC, clipped));
   return { command: { fanPct: fan, supplySetpointC: sp }, clipped };
 }
@@ -278,4 +301,14 @@ function clampToRanges(
 /** Commands go out at the units' resolution (0.1 % and 0.1 °C on the register maps). */
 function round1(x: number): number {
   return Math.round(x * 10) / 10;
+}
+
+/** `x` (≥ `lo`) at the units' resolution, rounded up where rounding would take it under `lo`. */
+function round1Above(x: number, lo: number): number {
+  const r = round1(x);
+  return r >= lo ? r : Math.ceil(lo * 10) / 10;
+}
+
+function finiteOr(x: number, otherwise: number): number {
+  return Number.isFinite(x) ? x : otherwise;
 }
