@@ -171,3 +171,25 @@ describe('a process state from a peer, damaged or out of range, is refused', () 
       expect(isGroupControlState({ ...good, ...change }), JSON.stringify(change)).toBe(false);
   });
 });
+
+describe('a ramp slower than the units’ 0.1 grid per step still moves, at its rate', () => {
+  it('0.1 K/s at a 0.5 s period: the setpoint command follows the group setpoint down, 0.1 K a second', () => {
+    const at = { fanPct: 60, supplySetpointC: 20 };
+    let s: GroupControlState = { ...settled(), setpointC: 20, last: { [A]: at, [B]: at } };
+    const sent: number[] = [];
+    // Hot and staying hot: the fans climb to their top, then the reset lowers the group setpoint.
+    for (let i = 0; i < 600; i++) {
+      const out = step({ view: view({ inletMaxC: 27.5 }), units: units(at), dtS: 0.5 }, s);
+      sent.push(out.commands[A]!.supplySetpointC);
+      s = out.state;
+    }
+    // It was stuck at 20 while each 0.05 K step rounded back to it.
+    expect(s.setpointC).toBeLessThan(19);
+    expect(Math.abs(sent.at(-1)! - s.setpointC)).toBeLessThanOrEqual(0.1);
+    for (let i = 1; i < sent.length; i++)
+      expect(Math.abs(sent[i]! - sent[i - 1]!)).toBeLessThanOrEqual(0.1 + 1e-9);
+    // Over any 10 s (20 steps) it moves no more than the rate allows, and a grid step.
+    for (let i = 20; i < sent.length; i++)
+      expect(Math.abs(sent[i]! - sent[i - 20]!)).toBeLessThanOrEqual(10 * 0.1 + 0.1 + 1e-9);
+  });
+});

@@ -40,8 +40,9 @@ const BASE_SEED = Number(process.env.LAW_FUZZ_SEED ?? 0x5eed22);
 /** Runs per property and steps per run: bounded, ~10 000 law steps in all. */
 const RUNS = 24;
 const STEPS = 80;
-/** The units' resolution: commands go out rounded to 0.1, so a rate step may round up by half of it. */
-const RES = 0.05 + 1e-9;
+// The units' resolution: each command is the unrounded ramp (which the rate limits hold exactly)
+// rounded to the units' 0.1 grid, so two consecutive ones may lie half a step to either side of it.
+const RES = 0.1 + 1e-9;
 
 const site = generateSite(demoShape);
 const racks = site.racks.map((r) => r.id);

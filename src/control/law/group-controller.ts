@@ -120,7 +120,10 @@ export interface GroupControlState {
   /** Group supply-air setpoint chosen by the reset, °C. */
   setpointC: number;
   offsets: Record<string, number>;
-  /** Last command that left the law per unit (or where a released unit was seen). */
+  /**
+   * Last command that left the law per unit, before its rounding onto the units' grid (or where a
+   * released unit was seen): the rate limits count from it.
+   */
   last: Record<string, UnitCommand>;
   resetClockS: number;
   /** Units running at the last step (for the lost-unit feedforward). */
@@ -518,7 +521,8 @@ export function stepGroup(
       );
     if (res.clipped.some((c) => c !== 'fan-rate' && c !== 'setpoint-rate')) clippedUnits.push(a);
     commands[a] = res.command;
-    s.last[a] = res.command;
+    // Unrounded: a ramp slower than the grid per step still moves (SafetyResult.exact).
+    s.last[a] = res.exact;
   }
   if (clippedUnits.length > 0) reasons.push(`safety limited ${clippedUnits.join(', ')}`);
   s.mode = mode;

@@ -59,6 +59,12 @@ export interface SafetyContext {
 
 export interface SafetyResult {
   command: Command;
+  /**
+   * The command before it was rounded onto the units' 0.1 grid: what the next step's rate limits
+   * count from. Counted from the rounded command instead, a step under half a grid step
+   * (0.1 K/s at a 0.5 s period) would round back to where it was every time, and never move.
+   */
+  exact: Command;
   /** What was changed, for the step's reasons. */
   clipped: SafetyClip[];
 }
@@ -126,6 +132,7 @@ export function enforceSafety(
   // Rounded onto the units' grid, never under a floor that lies between two of its steps.
   return {
     command: { fanPct: round1Above(fan, fanLo), supplySetpointC: round1Above(sp, spLo) },
+    exact: { fanPct: fan, supplySetpointC: sp },
     clipped,
   };
 }
