@@ -80,6 +80,8 @@ export interface ConfigProblem {
   line?: number | undefined;
   message: string;
   allowed: string;
+  /** Set on the one problem that says checking stopped there (MAX_CHECKED_PROBLEMS): not counted. */
+  checkingStopped?: true;
 }
 
 export class ConfigError extends CoolctlError {
@@ -94,7 +96,7 @@ export class ConfigError extends CoolctlError {
   ) {
     super(
       opts.code ?? ErrorCodes.CONFIG_INVALID,
-      `${file}: ${problems.length} problem(s)\n${formatProblems(problems)}`,
+      `${file}: ${problemCountWords(problems)}\n${formatProblems(problems)}`,
       opts,
     );
     this.problems = problems;
@@ -112,12 +114,55 @@ export function formatProblem(p: ConfigProblem): string {
  */
 export const MAX_LISTED_PROBLEMS = 100;
 
+/**
+ * How many problems a check collects before it stops: refusing a file costs a bounded heap whatever
+ * the file holds (8 MB of `{}` would be 16 million "is required"). The list then ends with one
+ * problem that says so (`checkingStopped`), and counts read "at least".
+ */
+export const MAX_CHECKED_PROBLEMS = 1000;
+
+/** The problem a list ends with where checking stopped. */
+export function checkingStoppedProblem(file: string): ConfigProblem {
+  return {
+    file,
+    path: '',
+    message: `more problems than the ${MAX_CHECKED_PROBLEMS} a check collects: checking stopped here`,
+    allowed: 'fix the problems listed, then check again',
+    checkingStopped: true,
+  };
+}
+
+/** The count of a problem list as logs and JSON give it: `checkingStopped` when it is a lower bound. */
+export function problemCount(problems: readonly ConfigProblem[]): {
+  problemCount: number;
+  checkingStopped?: true;
+} {
+  const stopped = problems.some((p) => p.checkingStopped);
+  const n = stopped ? problems.filter((p) => !p.checkingStopped).length : problems.length;
+  return stopped ? { problemCount: n, checkingStopped: true } : { problemCount: n };
+}
+
+/** `12 problem(s)`, or `at least 1000 problems (checking stopped there)`. */
+export function problemCountWords(problems: readonly ConfigProblem[]): string {
+  const c = problemCount(problems);
+  return c.checkingStopped
+    ? `at least ${c.problemCount} problems (checking stops after ${MAX_CHECKED_PROBLEMS})`
+    : `${c.problemCount} problem(s)`;
+}
+
 /** The first MAX_LISTED_PROBLEMS problems, one a line, then "… and N more". */
 export function formatProblems(problems: readonly ConfigProblem[]): string {
-  const listed = problems.slice(0, MAX_LISTED_PROBLEMS).map(formatProblem);
-  const more = problems.length - listed.length;
-  if (more > 0) listed.push(`  … and ${more} more problem(s) like these (fix those above, then check again)`);
-  return listed.join('\n');
+  const listed = problems.slice(0, MAX_LISTED_PROBLEMS);
+  const lines = listed.map(formatProblem);
+  const { problemCount: n, checkingStopped } = problemCount(problems);
+  const more = n - problemCount(listed).problemCount;
+  if (checkingStopped && more > 0)
+    lines.push(
+      `  … and ${more} more problem(s) like these, and more not checked (fix those above, then check again)`,
+    );
+  else if (more > 0)
+    lines.push(`  … and ${more} more problem(s) like these (fix those above, then check again)`);
+  return lines.join('\n');
 }
 
 /** A request the simulator or the API refuses; `details` lists each problem for the 400 body. */

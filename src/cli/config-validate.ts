@@ -13,6 +13,8 @@ import {
   formatProblem,
   formatProblems,
   MAX_LISTED_PROBLEMS,
+  problemCount,
+  problemCountWords,
 } from '../errors.ts';
 import { printable } from '../util/printable.ts';
 
@@ -161,7 +163,8 @@ function printableProblem(p: ConfigProblem): ConfigProblem {
 
 /**
  * The result as JSON lists the first MAX_LISTED_PROBLEMS problems and counts them all
- * (`problemCount`): 300 000 bad racks must not print 24 MB. The object keeps every problem.
+ * (`problemCount`, with `checkingStopped` when the check stopped at MAX_CHECKED_PROBLEMS): 300 000
+ * bad racks must not print 24 MB. The object keeps every problem found.
  */
 function withCappedJson(r: ValidateResult): ValidateResult {
   Object.defineProperty(r, 'toJSON', {
@@ -169,7 +172,7 @@ function withCappedJson(r: ValidateResult): ValidateResult {
     value: () => ({
       ...r,
       problems: r.problems.slice(0, MAX_LISTED_PROBLEMS),
-      problemCount: r.problems.length,
+      ...problemCount(r.problems),
     }),
   });
   return r;
@@ -183,7 +186,7 @@ export function formatValidation(r: ValidateResult): string {
       '\n',
     );
   const what = r.kind === 'site' ? 'site file' : r.kind === 'controller' ? 'controller config' : 'file';
-  return `${r.file}: not a valid ${what} — ${r.problems.length} problem(s)\n${formatProblems(r.problems)}`;
+  return `${r.file}: not a valid ${what} — ${problemCountWords(r.problems)}\n${formatProblems(r.problems)}`;
 }
 
 /** The node a controller config is checked for without --node: its first. */

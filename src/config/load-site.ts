@@ -8,7 +8,7 @@ import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { CORE_SCHEMA, load as loadYaml, YAMLException } from 'js-yaml';
 import type { LineCounter, Node as YamlNode } from 'yaml';
 import type { ControlTuningInput } from '../control/tuning-schema.ts';
-import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { ConfigError, type ConfigProblem, checkingStoppedProblem, MAX_CHECKED_PROBLEMS } from '../errors.ts';
 import { clip } from '../util/log-limit.ts';
 import { printable } from '../util/printable.ts';
 import { yamlLib } from '../util/yaml-lib.ts';
@@ -17,7 +17,62 @@ import { urlCredentialProblem } from './link-secrets.ts';
 import { checkSiteRules, type RuleProblem, siteTuningNotes } from './site-rules.ts';
 import { type Site, SiteSchema } from './site-schema.ts';
 
-export const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, discriminator: true });
+export const ajv = new Ajv({
+  allErrors: true,
+  useDefaults: true,
+  strict: false,
+  discriminator: true,
+  code: { process: (code) => stopAtErrorCap(code) },
+});
+
+/** What a validator stopped at MAX_CHECKED_PROBLEMS throws: the errors it had found. */
+const STOPPED_WITH = 'coolctlStoppedWith';
+
+/**
+ * Every error listed (allErrors) has no limit in ajv, and a file can hold far more errors than
+ * bytes: 8 MB of `racks: [{}, {}, …]` is 16 million "is required", more heap than a gateway has.
+ * The generated code counts the errors it holds in `errors` (one `errors++` per error, `errors =
+ * vErrors.length` after a nested validator): after each, a check stops the validation at
+ * MAX_CHECKED_PROBLEMS by throwing what it found. A union's failed branch holds errors that a
+ * later branch may drop; no union of ours has a branch that fails a valid value with more than one.
+ * Should ajv ever generate this code differently, compiling fails here rather than the cap going.
+ */
+export function stopAtErrorCap(code: string): string {
+  const stop = `if(errors>=${MAX_CHECKED_PROBLEMS}){throw {${STOPPED_WITH}:vErrors};}`;
+  let counted = 0;
+  const capped = code.replace(/(?<![\w$])(?:errors\+\+|errors = vErrors\.length);/g, (m) => {
+    counted++;
+    return m + stop;
+  });
+  if ((code.match(/vErrors\.push\(/g)?.length ?? 0) > counted)
+    throw new Error('ajv generated code that adds errors uncounted: the error cap cannot be placed');
+  return capped;
+}
+
+/** A validation of at most MAX_CHECKED_PROBLEMS errors: whether the value is valid, and its errors. */
+function validateBounded<T>(
+  validate: ValidateFunction<T>,
+  data: unknown,
+): { valid: boolean; errors: ErrorObject[]; stopped: boolean } {
+  try {
+    const valid = validate(data);
+    return { valid, errors: validate.errors ?? [], stopped: false };
+  } catch (err) {
+    if (err === null || typeof err !== 'object' || !Object.hasOwn(err, STOPPED_WITH)) throw err;
+    return { valid: false, errors: (err as Record<string, ErrorObject[]>)[STOPPED_WITH]!, stopped: true };
+  }
+}
+
+/** At most MAX_CHECKED_PROBLEMS problems, then the one that says checking stopped, if it did. */
+export function boundedProblems<P extends ConfigProblem>(
+  problems: P[],
+  file: string,
+  stopped = false,
+): (P | ConfigProblem)[] {
+  if (problems.length <= MAX_CHECKED_PROBLEMS && !stopped) return problems;
+  return [...problems.slice(0, MAX_CHECKED_PROBLEMS), checkingStoppedProblem(file)];
+}
+
 // Compiled on first use: the site schema's validator is ~14 MB of heap, and modules that only borrow
 // parseYamlConfig (the fencing gateway's config) never need it.
 let validateSchema: ValidateFunction<Site> | undefined;
@@ -53,6 +108,23 @@ function siteValidator(): ValidateFunction<Site> {
 }
 
 /**
+ * The most YAML nodes (keys and values) a config may hold: a generated 1 000-unit hall has 527 000,
+ * a generated file at the 8 MB size limit ~975 000. A value costs up to ~70 bytes of heap however
+ * few bytes it takes in the file (`{}, ` is three), so that the size limit alone lets 8 MB become
+ * ~200 MB of values; past this bound the parser stops, at ~85 MB.
+ */
+export const MAX_YAML_NODES = 1_200_000;
+
+/** Thrown by the parser's listener at the node past MAX_YAML_NODES (its 0-based line). */
+class TooManyNodes extends Error {
+  readonly line: number;
+  constructor(line: number) {
+    super('too many YAML nodes');
+    this.line = line;
+  }
+}
+
+/**
  * YAML text → plain values. A syntax error throws `fail` with its one problem and line (by default
  * a ConfigError; a loader with its own error code passes its own).
  */
@@ -66,8 +138,25 @@ export function loadYamlData(
     // js-yaml builds plain values straight from the text: ~30 MB at the peak for a 4.4 MB
     // 1 000-unit site, where the `yaml` library's document model took ~100 MB (and a heap that big
     // at start stays in V8's page pool, i.e. in the daemon's RSS, for good).
-    data = loadYaml(text, { schema: CORE_SCHEMA, filename: file });
+    let nodes = 0;
+    data = loadYaml(text, {
+      schema: CORE_SCHEMA,
+      filename: file,
+      listener: (event, state) => {
+        if (event === 'open' && ++nodes > MAX_YAML_NODES) throw new TooManyNodes(state.line);
+      },
+    });
   } catch (err) {
+    if (err instanceof TooManyNodes)
+      throw fail([
+        {
+          file,
+          path: '',
+          line: err.line + 1,
+          message: `more than ${MAX_YAML_NODES} YAML keys and values (reading stopped here)`,
+          allowed: `at most ${MAX_YAML_NODES} (docs/site-config.md, "File limits"); a generated 1 000-unit hall has 527 000`,
+        },
+      ]);
     // The parser recurses: a file of a million `[` must be a refusal, never a crash.
     if (err instanceof RangeError)
       throw fail([
@@ -106,40 +195,65 @@ export function loadYamlData(
 export function aliasProblem(data: unknown, textChars: number): Omit<ConfigProblem, 'file'> | undefined {
   const budget = 2 * textChars + 1024;
   let seen = 0;
-  // [value, its parent's path, its key, whether its children are done]; `open` holds the
-  // containers on the current path: one met again while open holds itself.
+  // The containers on the current path: one met again while open holds itself.
   const open = new Set<object>();
-  const stack: [unknown, string, string | undefined, boolean][] = [[data, '', undefined, false]];
-  while (stack.length > 0) {
-    const [v, parent, key, done] = stack.pop()!;
-    if (v === null || typeof v !== 'object') {
-      seen++;
+  let found: Omit<ConfigProblem, 'file'> | undefined;
+  walkDocument(
+    data,
+    (v, path) => {
+      if (v !== null && typeof v === 'object' && open.has(v))
+        found = {
+          path: path(),
+          message: 'an alias (*name) refers to a value that holds it: the value would be endless',
+          allowed: 'aliases only to anchors (&name) outside the value that uses them',
+        };
+      else if (++seen > budget)
+        found = {
+          path: path(),
+          message: `aliases (*name) expand the file to more than ${budget} values (an alias bomb)`,
+          allowed: 'each value written out, or aliases that repeat a few small values',
+        };
+      else if (v !== null && typeof v === 'object') open.add(v);
+      return found !== undefined;
+    },
+    (container) => open.delete(container),
+  );
+  return found;
+}
+
+/**
+ * Every value of a parsed document, depth first in document order, with its JSON-pointer path
+ * (built only when asked for). No recursion, and no list of a container's children: a list of 4
+ * million values is one frame of work, not 4 million. `visit` returns true to stop the walk;
+ * `leave` hears of each container whose values are all visited.
+ */
+export function walkDocument(
+  data: unknown,
+  visit: (value: unknown, path: () => string) => boolean,
+  leave?: (container: object) => void,
+): void {
+  const frames: { v: object; path: string; keys: string[] | undefined; i: number; n: number }[] = [];
+  const step = (v: unknown, path: () => string): boolean => {
+    if (visit(v, path)) return true;
+    if (v !== null && typeof v === 'object') {
+      const keys = Array.isArray(v) ? undefined : Object.keys(v);
+      frames.push({ v, path: path(), keys, i: 0, n: keys ? keys.length : (v as unknown[]).length });
+    }
+    return false;
+  };
+  if (step(data, () => '')) return;
+  while (frames.length > 0) {
+    const f = frames.at(-1)!;
+    if (f.i === f.n) {
+      frames.pop();
+      leave?.(f.v);
       continue;
     }
-    if (done) {
-      open.delete(v);
-      continue;
-    }
-    const path = key === undefined ? parent : `${parent}/${pointerToken(key)}`;
-    if (open.has(v))
-      return {
-        path,
-        message: 'an alias (*name) refers to a value that holds it: the value would be endless',
-        allowed: 'aliases only to anchors (&name) outside the value that uses them',
-      };
-    if (++seen > budget)
-      return {
-        path,
-        message: `aliases (*name) expand the file to more than ${budget} values (an alias bomb)`,
-        allowed: 'each value written out, or aliases that repeat a few small values',
-      };
-    open.add(v);
-    stack.push([v, parent, key, true]);
-    const keys = Array.isArray(v) ? v.map((_, i) => String(i)) : Object.keys(v);
-    for (let i = keys.length - 1; i >= 0; i--)
-      stack.push([(v as Record<string, unknown>)[keys[i]!], path, keys[i], false]);
+    const i = f.i++;
+    const key = f.keys?.[i];
+    const child = key === undefined ? (f.v as unknown[])[i] : (f.v as Record<string, unknown>)[key];
+    if (step(child, () => `${f.path}/${key === undefined ? i : pointerToken(key)}`)) return;
   }
-  return undefined;
 }
 
 /** The longest key path, message or list of what is allowed a problem carries, in UTF-16 units. */
@@ -214,26 +328,34 @@ export function checkYamlConfig<T>(
     line: lines(p.path),
   }));
   opts.asWritten?.(data);
-  if (!validate(data)) {
+  // Each step stops at MAX_CHECKED_PROBLEMS: what a refusal costs is bounded whatever the file holds.
+  const v = validateBounded(validate, data);
+  if (!v.valid) {
     // What the walk above said of a value is the real problem: not also "must be <= 200" and
     // "must be >= 0" for a .nan, or the pattern that only keeps credentials out of a URL.
     const notFinite = new Set(raw.notFinite.map((p) => p.path));
     const urls = new Set(raw.urls.map((p) => p.path));
-    for (const e of unionBranchErrors(validate.errors ?? [], data)) {
+    for (const e of unionBranchErrors(v.errors, data)) {
       if (notFinite.has(e.instancePath)) continue;
       if (e.keyword === 'pattern' && urls.has(e.instancePath)) continue;
       problems.push(fromAjv(e, file, lines, opts.docs));
     }
-    return checked(undefined, dedupeProblems(problems));
+    return checked(undefined, boundedProblems(dedupeProblems(problems), file, raw.stopped || v.stopped));
   }
   // Rules judge sound values only (a NaN end would also make a range "empty"); and a NaN would
   // become null in the copy below, a value the schema never allowed.
-  if (raw.notFinite.length > 0) return checked(undefined, problems);
-  for (const p of rules(data)) problems.push({ ...p, file, line: lines(p.path) });
+  if (raw.notFinite.length > 0) return checked(undefined, boundedProblems(problems, file, raw.stopped));
+  for (const p of rules(data as T)) {
+    if (problems.length > MAX_CHECKED_PROBLEMS) break;
+    problems.push({ ...p, file, line: lines(p.path) });
+  }
   // Strings cut from the text may be V8 slices of it, so one kept string (a sensor's id) would
   // keep the whole text alive: 4.3 MB for a 1 000-unit site, as long as the config runs. A JSON
   // round trip gives the config strings of its own; equal values are then made one.
-  return checked(internValues(JSON.parse(JSON.stringify(data))) as T, problems);
+  return checked(
+    internValues(JSON.parse(JSON.stringify(data))) as T,
+    boundedProblems(problems, file, raw.stopped),
+  );
 }
 
 /** checkYamlConfig, throwing ConfigError with every problem; the value when there is none. */
@@ -257,36 +379,31 @@ export const pointerToken = (key: string): string => key.replace(/~/g, '~0').rep
  * `.inf`: JSON Schema's number type lets them through, and the JSON copy of the config would turn
  * them into null, so that a default or "out of range" took their place unseen), and a URL that
  * carries a user or password (it would be written to logs and errors). Every value, anywhere in
- * the document, whatever its setting: one walk, no recursion.
+ * the document, whatever its setting, up to MAX_CHECKED_PROBLEMS problems (`stopped` past them).
  */
-export function rawValueProblems(data: unknown): { notFinite: RuleProblem[]; urls: RuleProblem[] } {
+export function rawValueProblems(data: unknown): {
+  notFinite: RuleProblem[];
+  urls: RuleProblem[];
+  stopped: boolean;
+} {
   const notFinite: RuleProblem[] = [];
   const urls: RuleProblem[] = [];
-  // Depth first, in document order: [value, its parent's path, its key]; a path is built only for
-  // a value reported or entered (a 1 000-unit site has half a million values).
-  const stack: [unknown, string, string | undefined][] = [[data, '', undefined]];
-  while (stack.length > 0) {
-    const [v, parent, key] = stack.pop()!;
-    const path = () => (key === undefined ? parent : `${parent}/${pointerToken(key)}`);
-    if (v === null || typeof v !== 'object') {
-      if (typeof v === 'number' && !Number.isFinite(v))
-        notFinite.push({
-          path: path(),
-          message: Number.isNaN(v) ? 'is not a number (.nan)' : `is infinite (${v > 0 ? '.inf' : '-.inf'})`,
-          allowed: 'a finite number',
-        });
-      else if (typeof v === 'string') {
-        const p = urlCredentialProblem(v, path);
-        if (p) urls.push(p);
-      }
-      continue;
+  let stopped = false;
+  walkDocument(data, (v, path) => {
+    if (typeof v === 'number' && !Number.isFinite(v))
+      notFinite.push({
+        path: path(),
+        message: Number.isNaN(v) ? 'is not a number (.nan)' : `is infinite (${v > 0 ? '.inf' : '-.inf'})`,
+        allowed: 'a finite number',
+      });
+    else if (typeof v === 'string') {
+      const p = urlCredentialProblem(v, path);
+      if (p) urls.push(p);
     }
-    const at = path();
-    const keys = Array.isArray(v) ? v.map((_, i) => String(i)) : Object.keys(v);
-    for (let i = keys.length - 1; i >= 0; i--)
-      stack.push([(v as Record<string, unknown>)[keys[i]!], at, keys[i]]);
-  }
-  return { notFinite, urls };
+    stopped = notFinite.length + urls.length >= MAX_CHECKED_PROBLEMS;
+    return stopped;
+  });
+  return { notFinite, urls, stopped };
 }
 
 /**
@@ -486,15 +603,18 @@ export async function checkSite(file: string, opts: { profilesDir?: string } = {
   });
   const site = checked.value;
   if (!site) return { ...checked, warnings: [] };
-  const warnings = siteTuningNotes(site, written.tunings).map((p) =>
-    shownProblem({ ...p, file, line: checked.lines(p.path) }),
-  );
+  const notes = siteTuningNotes(site, written.tunings).slice(0, MAX_CHECKED_PROBLEMS + 1);
+  const warnings = boundedProblems(
+    notes.map((p) => ({ ...p, file, line: checked.lines(p.path) })),
+    file,
+  ).map(shownProblem);
   const resolved = resolveSiteFiles(site, dirname(resolve(file)));
   // Only a site with vendor profiles reads them (and loads the profile loader).
   if (site.airHandlers.some((a) => a.profile !== undefined && a.profile !== 'coolctl-native')) {
     const { unitProfileProblems } = await import('./site-profiles.ts');
-    for (const p of await unitProfileProblems(site, opts.profilesDir))
-      checked.problems.push({ ...p, file, line: checked.lines(p.path) });
+    const profiles = (await unitProfileProblems(site, opts.profilesDir)).slice(0, MAX_CHECKED_PROBLEMS + 1);
+    checked.problems.push(...profiles.map((p) => ({ ...p, file, line: checked.lines(p.path) })));
+    checked.problems = boundedProblems(checked.problems, file);
   }
   return { ...checked, value: resolved, warnings };
 }

@@ -35,7 +35,7 @@ import { ControlMetrics } from '../control/metrics.ts';
 import { createDevice } from '../devices/create-device.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { DeviceMetrics } from '../devices/metrics.ts';
-import { ConfigError, CoolctlError, ErrorCodes, MAX_LISTED_PROBLEMS } from '../errors.ts';
+import { ConfigError, CoolctlError, ErrorCodes, MAX_LISTED_PROBLEMS, problemCount } from '../errors.ts';
 import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 import { registerEventLoopDelay } from '../metrics/event-loop-delay.ts';
@@ -451,7 +451,7 @@ export class Controller {
           err instanceof ConfigError
             ? {
                 problems: err.problems.slice(0, MAX_LISTED_PROBLEMS),
-                problemCount: err.problems.length,
+                ...problemCount(err.problems),
               }
             : { err: (err as Error).message },
           'config reload refused: the running config is kept',
