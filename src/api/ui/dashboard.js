@@ -34,6 +34,8 @@ const state = {
   /** group → { node, reason, atMs }: the newest time any member handed it on (relinquished). */
   handOns: new Map(),
   audit: [],
+  /** Entries read since the page opened that no longer fit in `audit` (older ones). */
+  auditDropped: 0,
   /** Who this page is signed in as ({user, role}); null: show the sign-in form. */
   me: null,
   auditSeq: 0,
@@ -67,16 +69,39 @@ const $ = (id) => document.getElementById(id);
 // focus, so the arrow keys scroll it: there is nothing else in it to focus.
 for (const e of document.querySelectorAll('.scrolls')) e.tabIndex = 0;
 
+/**
+ * Characters that change how the text around them is drawn, or are not drawn at all: controls,
+ * direction embeddings, overrides and isolates, zero-width spaces and word joiners. A name, comment
+ * or message from a config, etcd or a peer that holds one would be obeyed (the words after a
+ * right-to-left override read backwards) or hide in plain sight; the page writes each as its code.
+ * Tabs, line ends, soft hyphens, the joiners a script needs (U+200C, U+200D) and the direction
+ * marks LRM/RLM, which override nothing, are left alone.
+ */
+const HIDDEN_CHARS = /(?![\t\n\u00ad\u200c-\u200f])[\p{Cc}\p{Cf}]/gu;
+const shown = (s) =>
+  String(s).replace(
+    HIDDEN_CHARS,
+    (c) => `‹U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}›`,
+  );
+/** At most `max` characters of a free text for a table cell: the rest is said to be there. */
+const clip = (s, max = 300) =>
+  s.length > max ? `${s.slice(0, max)}… (${s.length - max} more characters)` : s;
+/** Sets an element's text the one way the page does: hidden characters shown. */
+const setText = (e, s) => {
+  e.textContent = shown(s);
+};
+
 function el(tag, attrs = {}, ...children) {
   const e = tag.startsWith('svg:')
     ? document.createElementNS(SVG, tag.slice(4))
     : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === undefined || v === null) continue;
-    if (k === 'text') e.textContent = String(v);
-    else e.setAttribute(k, String(v));
+    if (k === 'text') setText(e, v);
+    // What is read aloud or shown on hover is text as well; every other attribute is data.
+    else e.setAttribute(k, k === 'aria-label' || k === 'title' ? shown(v) : String(v));
   }
-  for (const c of children) if (c !== null && c !== undefined) e.append(c);
+  for (const c of children) if (c !== null && c !== undefined) e.append(typeof c === 'string' ? shown(c) : c);
   return e;
 }
 
@@ -134,7 +159,7 @@ function signedIn(me) {
   $('sign-in-section').hidden = true;
   $('main').hidden = false;
   $('sign-out').hidden = false;
-  $('whoami').textContent = `${me.user} (${me.role})`;
+  setText($('whoami'), `${me.user} (${me.role})`);
 }
 
 $('sign-in-form').addEventListener('submit', async (ev) => {
@@ -145,7 +170,7 @@ $('sign-in-form').addEventListener('submit', async (ev) => {
   );
   $('sign-in-password').value = '';
   if (r.status !== 200) {
-    $('sign-in-result').textContent = `not signed in: ${r.body.message ?? r.status}`;
+    setText($('sign-in-result'), `not signed in: ${r.body.message ?? r.status}`);
     return;
   }
   signedIn({ user: r.body.user, role: r.body.role });
@@ -164,6 +189,7 @@ function forgetData() {
     views: new Map(),
     handOns: new Map(),
     audit: [],
+    auditDropped: 0,
     auditSeq: 0,
     auditError: null,
     alarms: { list: [], error: null },
@@ -178,7 +204,14 @@ function forgetData() {
   for (const id of ['notices', 'trends', 'energy-chart', 'rack-details']) $(id).replaceChildren();
   delete $('notices').dataset.sig;
   $('rack-status').textContent = '';
-  for (const id of ['energy-summary', 'energy-basis', 'trend-source', 'action-result', 'alarm-result'])
+  for (const id of [
+    'energy-summary',
+    'energy-basis',
+    'trend-source',
+    'action-result',
+    'alarm-result',
+    'audit-note',
+  ])
     $(id).textContent = '';
 }
 
@@ -197,8 +230,15 @@ $('sign-out').addEventListener('click', async () => {
   signedOut('signed out');
 });
 
-const fmt = (x, digits = 1) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(digits) : '–');
-const ago = (ms) => (ms ? `${Math.max(0, Math.round((Date.now() - ms) / 1000))} s ago` : 'never');
+/** A figure as shown: "–" when there is none, "out of range" for one no sensor or unit gives. */
+const fmt = (x, digits = 1) =>
+  typeof x !== 'number' || !Number.isFinite(x)
+    ? '–'
+    : Math.abs(x) >= 1e6
+      ? 'out of range'
+      : x.toFixed(digits);
+const ago = (ms) =>
+  num(ms) && ms > 0 ? `${Math.max(0, Math.round((Date.now() - ms) / 1000))} s ago` : 'never';
 const agoIso = (iso) => {
   const ms = Date.parse(iso);
   if (!Number.isFinite(ms)) return '–';
@@ -399,15 +439,22 @@ function handoverOf(g) {
   return null;
 }
 
+/** Audit entries the page keeps and lists, the newest; it says how many older ones it read and left out. */
+const AUDIT_ROWS_MAX = 200;
+
 function mergeAudit(body) {
   if (!Array.isArray(body?.entries) || typeof body.lastSeq !== 'number') return;
   if (body.lastSeq < state.auditSeq) {
     // The node restarted: its log starts again at 1.
     state.audit = [];
     state.auditSeq = 0;
+    state.auditDropped = 0;
   }
-  state.audit.push(...body.entries.filter((e) => isObject(e) && e.seq > state.auditSeq));
-  if (state.audit.length > 200) state.audit.splice(0, state.audit.length - 200);
+  for (const e of body.entries) if (isObject(e) && e.seq > state.auditSeq) state.audit.push(e);
+  if (state.audit.length > AUDIT_ROWS_MAX) {
+    state.auditDropped += state.audit.length - AUDIT_ROWS_MAX;
+    state.audit.splice(0, state.audit.length - AUDIT_ROWS_MAX);
+  }
   state.auditSeq = Math.max(state.auditSeq, body.lastSeq);
 }
 
@@ -415,6 +462,14 @@ function mergeAudit(body) {
 
 const SEVERITY_MARK = { critical: '✖', major: '◆', minor: '▲', warning: '●' };
 const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, warning: 3 };
+const ALARM_STATES = ['raised', 'acknowledged', 'cleared'];
+/**
+ * Rows the alarm table lists at most, the worst and newest first; the rest are counted under them.
+ * An alarm storm (a hall's every rack at once) must not turn each poll into thousands of rows.
+ */
+const ALARM_ROWS_MAX = 200;
+/** A word the API sends that the page also puts in a class: a known one, else "unknown". */
+const known = (word, words) => (words.includes(word) ? word : 'unknown');
 
 /** The cluster's alarms from this node (any node answers the same: they are kept in etcd). */
 async function pollAlarms() {
@@ -435,17 +490,20 @@ async function pollAlarms() {
 async function alarmAction(id, what, payload) {
   const p = $('alarm-result');
   p.className = 'muted';
-  p.textContent = `${what} ${id}: sending…`;
+  setText(p, `${what} ${id}: sending…`);
   try {
     const r = await postJson(`/api/v1/alarms/${encodeURIComponent(id)}/${what}`, payload);
     const ok = r.status >= 200 && r.status < 300;
     p.className = ok ? 'ok' : 'bad';
-    p.textContent = ok
-      ? `${what} ${id}: done`
-      : `${what} ${id}: refused (${r.status} ${r.body.error ?? ''}: ${r.body.message ?? ''})`;
+    setText(
+      p,
+      ok
+        ? `${what} ${id}: done`
+        : `${what} ${id}: refused (${r.status} ${r.body.error ?? ''}: ${r.body.message ?? ''})`,
+    );
   } catch (err) {
     p.className = 'bad';
-    p.textContent = `${what} ${id}: this node did not answer (${err.message})`;
+    setText(p, `${what} ${id}: this node did not answer (${err.message})`);
   }
   await pollAlarms();
   renderAlarms();
@@ -473,14 +531,16 @@ function raisedText(a) {
 
 function renderAlarms() {
   const body = $('alarms').tBodies[0];
-  const list = state.alarms.list
+  const raisedMs = new Map(state.alarms.list.map((a) => [a, Date.parse(a.raisedAt) || 0]));
+  const all = state.alarms.list
     .slice()
     .sort(
       (a, b) =>
         (a.state === 'cleared') - (b.state === 'cleared') ||
         (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9) ||
-        Date.parse(b.raisedAt) - Date.parse(a.raisedAt),
+        raisedMs.get(b) - raisedMs.get(a),
     );
+  const list = all.slice(0, ALARM_ROWS_MAX);
   // Rows that did not change are kept as they are (only their "ago" is rewritten): a button under
   // the pointer or the keyboard focus must not be replaced by the next poll.
   const kept = new Map(
@@ -534,20 +594,24 @@ function renderAlarms() {
         'data-kind': a.kind,
         'data-state': a.state,
         'data-sig': sig,
-        class: `${a.severity} ${a.state}${shelved ? ' shelved' : ''}`,
+        // Only known words become classes: a severity of "sr-only" must not hide its row.
+        class: `${known(a.severity, Object.keys(SEVERITY_RANK))} ${known(a.state, ALARM_STATES)}${shelved ? ' shelved' : ''}`,
       },
-      el('td', { class: `sev ${a.severity}`, text: `${SEVERITY_MARK[a.severity] ?? '?'} ${a.severity}` }),
+      el('td', {
+        class: `sev ${known(a.severity, Object.keys(SEVERITY_RANK))}`,
+        text: `${SEVERITY_MARK[a.severity] ?? '?'} ${a.severity}`,
+      }),
       el('td', {
         class: 'alarm-state',
         text: `${a.state === 'raised' ? 'unacknowledged' : a.state}${shelved ? `, shelved until ${hhmm(Date.parse(a.shelvedUntil))}` : ''}`,
       }),
       el('td', { class: 'raised', text: raisedText(a), title: a.raisedAt }),
       el('td', { text: [a.group, a.subject].filter(Boolean).join(' / ') || 'cluster' }),
-      el('td', { class: 'alarm-message', text: a.message }),
+      el('td', { class: 'alarm-message', text: clip(String(a.message), 1000) }),
       el('td', {
         class: 'alarm-ack',
-        text: a.ack
-          ? `by ${a.ack.user} ${agoIso(a.ack.at)}${a.ack.comment ? `: “${a.ack.comment}”` : ''}`
+        text: isObject(a.ack)
+          ? `by ${a.ack.user} ${agoIso(a.ack.at)}${a.ack.comment ? `: “${clip(String(a.ack.comment))}”` : ''}`
           : '–',
       }),
       actions,
@@ -559,14 +623,26 @@ function renderAlarms() {
     tr.querySelector('button.unshelve')?.addEventListener('click', () => alarmAction(a.id, 'unshelve', {}));
     return tr;
   });
-  const same = rows.length > 0 && rows.length === kept.size && rows.every((tr, i) => body.rows[i] === tr);
+  const more = all.length - list.length;
+  const moreText = `${more} more alarms not listed (the ${list.length} above are the worst and newest)`;
+  const moreRow = body.querySelector('tr.more');
+  const same =
+    rows.length > 0 &&
+    rows.length === kept.size &&
+    rows.every((tr, i) => body.rows[i] === tr) &&
+    (more > 0 ? moreRow?.textContent === moreText : !moreRow);
   // A row rebuilt while one of its buttons had the focus gets the focus back on its new button.
   const focused = document.activeElement?.closest?.('#alarms tr[data-alarm]');
   const focusKey = focused ? [focused.getAttribute('data-alarm'), document.activeElement.className] : null;
   if (!same)
     body.replaceChildren(
       ...(rows.length
-        ? rows
+        ? [
+            ...rows,
+            more > 0
+              ? el('tr', { class: 'more' }, el('td', { colspan: 7, class: 'warn', text: moreText }))
+              : null,
+          ].filter(Boolean)
         : [
             el(
               'tr',
@@ -752,7 +828,7 @@ function drawFloor() {
     host.append(el('p', { class: 'muted', text: 'This node was started without a site model.' }));
     return;
   }
-  $('site-name').textContent = site.name;
+  setText($('site-name'), site.name);
   const geo = layout(site);
   const svg = el('svg:svg', {
     viewBox: `0 0 ${geo.width} ${geo.height}`,
@@ -828,7 +904,34 @@ function drawFloor() {
     svg.append(g);
   }
   host.append(svg);
+  fitRoomNames(svg, geo);
   drawLegend();
+}
+
+/**
+ * A room's name is drawn within its room: a long one (names are free text) is cut with "…" and
+ * the whole name is its tooltip, instead of running across the rooms beside it.
+ */
+function fitRoomNames(svg, geo) {
+  const names = svg.querySelectorAll('text.room-name');
+  [...geo.rooms.values()].forEach((r, i) => {
+    const t = names[i];
+    const full = t?.textContent ?? '';
+    const room = r.w - 0.2;
+    // No layout yet (the map hidden): nothing to measure, and nothing is drawn over anything.
+    if (!t || t.getComputedTextLength() <= room) return;
+    let lo = 0;
+    let hi = full.length;
+    // Bounded: a binary search over the name's length, about 20 steps for a million characters.
+    while (lo < hi) {
+      const mid = Math.ceil((lo + hi) / 2);
+      t.textContent = `${full.slice(0, mid)}…`;
+      if (t.getComputedTextLength() <= room) lo = mid;
+      else hi = mid - 1;
+    }
+    t.textContent = `${full.slice(0, lo)}…`;
+    t.append(el('svg:title', { text: full }));
+  });
 }
 
 /** The colour scale as a labelled bar (fixed: it never rescales to the data) and the marks' meaning. */
@@ -1186,12 +1289,19 @@ function renderUnits() {
 
 function renderAudit() {
   const body = $('audit').tBodies[0];
+  const total = state.audit.length + state.auditDropped;
+  setText(
+    $('audit-note'),
+    state.auditDropped > 0
+      ? `The newest ${state.audit.length} of ${total} entries read are listed; the trail in etcd keeps them all (GET /api/v1/audit).`
+      : '',
+  );
   body.replaceChildren(
     ...state.audit
       .slice()
       .reverse()
       .map((e) => {
-        const when = new Date(e.atMs).toLocaleTimeString();
+        const when = num(e.atMs) === null ? '–' : new Date(e.atMs).toLocaleTimeString();
         if (e.kind === 'role')
           return el(
             'tr',
@@ -1199,19 +1309,25 @@ function renderAudit() {
             el('td', { text: e.seq }),
             el('td', { text: when }),
             el('td', { text: e.node }),
-            el('td', { text: `${e.group}: ${e.from} → ${e.to}${e.epoch ? ` (epoch ${e.epoch})` : ''}` }),
-            el('td', { text: e.reason }),
+            el('td', {
+              text: clip(`${e.group}: ${e.from} → ${e.to}${e.epoch ? ` (epoch ${e.epoch})` : ''}`),
+            }),
+            el('td', { text: clip(String(e.reason ?? '')) }),
           );
+        const status = num(e.status);
+        const code = isObject(e.error) ? e.error.code : e.error;
         return el(
           'tr',
           { 'data-kind': 'operator' },
           el('td', { text: e.seq }),
           el('td', { text: when }),
-          el('td', { text: `${e.user} (${e.role}) @ ${e.clientIp} via ${e.node}` }),
-          el('td', { text: `${e.action} ${e.group ?? ''} ${e.params ? JSON.stringify(e.params) : ''}` }),
+          el('td', { text: clip(`${e.user} (${e.role}) @ ${e.clientIp} via ${e.node}`) }),
           el('td', {
-            class: e.status < 300 ? 'ok' : 'bad',
-            text: e.error ? `${e.status} ${e.error.code}` : `${e.status}`,
+            text: clip(`${e.action} ${e.group ?? ''} ${e.params ? JSON.stringify(e.params) : ''}`),
+          }),
+          el('td', {
+            class: status !== null && status < 300 ? 'ok' : 'bad',
+            text: `${status ?? '?'}${code ? ` ${clip(String(code), 80)}` : ''}`,
           }),
         );
       }),
@@ -1271,6 +1387,10 @@ async function pollTrend() {
     Object.assign(t, { error: `trends from ${nodeAt(from)}: ${err.message}`, key });
   }
 }
+
+/** The widest temperature axis a trend draws, °C: beyond it a reading is no air a hall has. */
+const TREND_LO_C = -40;
+const TREND_HI_C = 120;
 
 /** Round tick steps for an axis from lo to hi, about `n` of them. */
 function ticks(lo, hi, n) {
@@ -1342,7 +1462,7 @@ function chart({ label, unit, x0, x1, xStep, yLo, yHi, series, refs = [] }) {
         run = [];
       };
       for (let i = 0; i < s.t.length; i++) {
-        if (typeof s.lo[i] === 'number' && typeof s.hi[i] === 'number') run.push(i);
+        if (num(s.t[i]) !== null && num(s.lo[i]) !== null && num(s.hi[i]) !== null) run.push(i);
         else flush();
       }
       flush();
@@ -1351,7 +1471,7 @@ function chart({ label, unit, x0, x1, xStep, yLo, yHi, series, refs = [] }) {
     let pen = false;
     s.t.forEach((t, i) => {
       const v = s.v[i];
-      if (typeof v !== 'number' || t < x0) {
+      if (num(v) === null || num(t) === null || t < x0) {
         pen = false;
         return;
       }
@@ -1360,7 +1480,7 @@ function chart({ label, unit, x0, x1, xStep, yLo, yHi, series, refs = [] }) {
     });
     svg.append(el('svg:path', { class: `line ${s.cls}`, d: d.trim(), 'data-series': s.name }));
     // A step with no neighbour draws no line: a dot shows it (a fresh unit's first 15 minutes).
-    const has = (i) => typeof s.v[i] === 'number' && s.t[i] >= x0;
+    const has = (i) => num(s.v[i]) !== null && num(s.t[i]) !== null && s.t[i] >= x0;
     for (let i = 0; i < s.t.length; i++)
       if (has(i) && !has(i - 1) && !has(i + 1))
         svg.append(el('svg:circle', { class: `dot ${s.cls}`, cx: px(s.t[i]), cy: py(s.v[i]), r: 3 }));
@@ -1441,13 +1561,26 @@ function renderTrends() {
         v: g.fanPct,
         ...band(g, 'fanPct'),
       };
-  const values = tempSeries
-    .flatMap((s) => [...s.v, ...(s.hi ?? []), ...(s.lo ?? [])])
-    .filter((v) => typeof v === 'number');
-  const yLo = Math.floor(Math.min(15, ...values) / 5) * 5;
-  const yHi = Math.ceil(Math.max(35, ...values) / 5) * 5;
+  // The axis takes in every plausible reading, no more: one absurd figure (a sensor's garbage, a
+  // peer's bug) is drawn at the axis' edge instead of squashing the rest into a flat line.
+  let yLo = 15;
+  let yHi = 35;
+  for (const s of tempSeries)
+    for (const xs of [s.v, s.hi ?? [], s.lo ?? []])
+      for (const v of xs)
+        if (num(v) !== null) {
+          yLo = Math.min(yLo, Math.max(TREND_LO_C, v));
+          yHi = Math.max(yHi, Math.min(TREND_HI_C, v));
+        }
+  yLo = Math.floor(yLo / 5) * 5;
+  yHi = Math.ceil(yHi / 5) * 5;
   const what = kind === 'unit' ? `unit ${id} (group ${g.group})` : `group ${id}`;
-  const stepText = (ms) => (ms >= 60_000 ? `${ms / 60_000}-min means, band min–max` : `every ${ms / 1000} s`);
+  const stepText = (ms) =>
+    num(ms) === null || ms <= 0
+      ? 'step not stated'
+      : ms >= 60_000
+        ? `${ms / 60_000}-min means, band min–max`
+        : `every ${ms / 1000} s`;
   const key = (series) =>
     el(
       'ul',
@@ -1499,13 +1632,22 @@ function renderTrends() {
       key([fan]),
     ),
   );
-  $('trend-source').textContent =
-    `from ${nodeAt(t.from)} (the group’s ${t.from === '' && leaderBase(g.group) === null ? 'node: no leader' : 'leader'}); group ${stepText(body.periodMs)}${u ? `, unit ${stepText(u.stepMs)}` : ''}; ${(body.memoryBytes / 1024).toFixed(0)} KiB of trends kept there${t.error ? ` — last read failed: ${t.error}` : ''}`;
+  const kept = num(body.memoryBytes);
+  setText(
+    $('trend-source'),
+    `from ${nodeAt(t.from)} (the group’s ${t.from === '' && leaderBase(g.group) === null ? 'node: no leader' : 'leader'}); group ${stepText(body.periodMs)}${u ? `, unit ${stepText(u.stepMs)}` : ''}${kept === null ? '' : `; ${(kept / 1024).toFixed(0)} KiB of trends kept there`}${t.error ? ` — last read failed: ${t.error}` : ''}`,
+  );
 }
 
 // ---------------------------------------------------------------- energy
 
 const FIGURES = ['fanKwh', 'estimatedFanKwh', 'baselineFanKwh', 'coolingKwh', 'unitSeconds'];
+/**
+ * An hour's or a day's kWh (or unit-seconds) as a member reports it, or null: energy is never
+ * negative, and 1e9 is beyond any hall's day, so a figure outside that is a fault and not counted
+ * (summed as given, it would draw a bar below the axis or overflow the sum to Infinity).
+ */
+const energyFigure = (x) => (num(x) !== null && x >= 0 && x < 1e9 ? x : null);
 
 /** Every member's energy report, summed per hour and day: each integrated only the groups it drove. */
 async function pollEnergy() {
@@ -1534,6 +1676,8 @@ async function pollEnergy() {
       }
     }),
   );
+  /** Members that sent a figure that is no energy: the operator is told their sums are short. */
+  const faulty = new Set();
   const sum = (key) => {
     const by = new Map();
     for (const a of answers)
@@ -1541,7 +1685,11 @@ async function pollEnergy() {
         if (num(b?.startMs) === null) continue;
         const cur =
           by.get(b.startMs) ?? Object.fromEntries([['startMs', b.startMs], ...FIGURES.map((f) => [f, 0])]);
-        for (const f of FIGURES) cur[f] += num(b[f]) ?? 0;
+        for (const f of FIGURES) {
+          const v = energyFigure(b[f]);
+          if (v === null && b[f] !== undefined) faulty.add(a.node);
+          cur[f] += v ?? 0;
+        }
         by.set(b.startMs, cur);
       }
     return [...by.values()].sort((x, y) => x.startMs - y.startMs);
@@ -1551,6 +1699,7 @@ async function pollEnergy() {
     days: sum('days'),
     basis: String(answers.find((a) => a.body)?.body.basis ?? ''),
     missing: answers.filter((a) => !a.body).map((a) => a.node),
+    faulty: [...faulty],
   };
 }
 
@@ -1585,14 +1734,21 @@ function renderEnergy() {
   const utcDay = (ms) => new Date(ms).toISOString().slice(0, 10);
   const utcHour = (ms) => `${new Date(ms).toISOString().slice(11, 16)} UTC`;
   const today = e.days.find((d) => utcDay(d.startMs) === utcDay(Date.now()));
+  const faultyText = e.faulty.length
+    ? ` Not counted: figures from ${e.faulty.join(', ')} that are no energy (not a number, negative or beyond any hall).`
+    : '';
   if (today) {
     const s = saving(today);
-    $('energy-summary').textContent =
+    $('energy-summary').textContent = shown(
       `Today (UTC, ${(today.unitSeconds / 3600).toFixed(1)} unit-hours measured): fans ${kwh(today.fanKwh)} kWh against ${kwh(today.baselineFanKwh)} kWh on local control — ${s.kwh >= 0 ? 'saving' : 'over by'} ${kwh(Math.abs(s.kwh))} kWh${s.pct === null ? '' : ` (${Math.abs(s.pct).toFixed(0)} %)`}; cooling delivered ${kwh(today.coolingKwh)} kWh.` +
-      (e.missing.length ? ` Not counted: ${e.missing.join(', ')} did not answer.` : '');
+        (e.missing.length ? ` Not counted: ${e.missing.join(', ')} did not answer.` : '') +
+        faultyText,
+    );
   } else
-    $('energy-summary').textContent =
-      `No energy measured yet today: a node counts the units of the groups it drives.${e.missing.length ? ` ${e.missing.join(', ')} did not answer.` : ''}`;
+    setText(
+      $('energy-summary'),
+      `No energy measured yet today: a node counts the units of the groups it drives.${e.missing.length ? ` ${e.missing.join(', ')} did not answer.` : ''}${faultyText}`,
+    );
   $('energy-days').tBodies[0].replaceChildren(
     ...e.days
       .slice()
@@ -1605,7 +1761,7 @@ function renderEnergy() {
       .reverse()
       .map((h) => energyRow(`${utcDay(h.startMs)} ${utcHour(h.startMs)}`, h)),
   );
-  $('energy-basis').textContent = e.basis;
+  setText($('energy-basis'), e.basis);
   $('energy-chart').replaceChildren(energyChart(e.hours));
 }
 
@@ -1773,7 +1929,7 @@ async function sendToLeader(group, action, payload) {
 function showResult(ok, text) {
   const p = $('action-result');
   p.className = ok ? 'ok' : 'bad';
-  p.textContent = text;
+  setText(p, text);
 }
 
 async function act(what, group, action, payload) {
@@ -1870,7 +2026,7 @@ $('sw-form').addEventListener('submit', (ev) => {
 // ---------------------------------------------------------------- main loop
 
 function render() {
-  $('node-name').textContent = state.node ?? '?';
+  setText($('node-name'), state.node ?? '?');
   const ready = $('ready');
   ready.textContent = state.ready ? '✔ ready' : '✖ not ready';
   ready.className = `badge ${state.ready ? 'ok' : 'bad'}`;
