@@ -175,6 +175,10 @@ export function addApiCommands(program: Command): void {
       const at = when(e.atMs);
       if (e.kind === 'role')
         print(`${at} ${s(e.node)} leads ${s(e.group)} (epoch ${s(e.epoch)}): ${s(e.reason)}`);
+      else if (e.kind === 'failed-sign-in')
+        print(
+          `${at} ${s(e.name)} @ ${s(e.clientIp)} via ${s(e.node)}: sign-in failed ×${s(e.count)} (${s(e.reason)})`,
+        );
       else {
         const code = (e.error as { code?: unknown } | null)?.code;
         // A request without a body is kept as `{}` by newer nodes, as null by older ones: neither says anything.

@@ -11,7 +11,9 @@
 // 30 days); every writer prunes after each `pruneEvery`-th entry it writes, deleting the oldest (by
 // create revision) with compare-and-delete (a racing writer's delete of the same key is harmless).
 // Requests refused before that (no identity, a bad body) are only counted: junk cannot evict real
-// entries.
+// entries. A failed sign-in has no identity but is kept, aggregated so a guesser cannot flood etcd:
+// one entry per name and address per minute on each node, its `count` rewritten under the same key
+// (at most MAX_FAILED_SIGN_IN_KEYS a minute; beyond, one entry for all the others). Never the password.
 // Anyone with etcd write access can put anything under the prefix: an entry is shown only when it is
 // one this code could have written (its fields typed, its time one ISO 8601 can write, its key made
 // of its own time and node, at most MAX_ENTRY_BYTES); any other is counted once and logged (a few
@@ -69,12 +71,26 @@ export interface RoleTransition {
   reason: string;
 }
 
-export type AuditRecord = OperatorAction | RoleTransition;
+/** Sign-in attempts that failed on one node for one name from one address within one minute. */
+export interface FailedSignIn {
+  kind: 'failed-sign-in';
+  /** The name tried (clipped; none of our tokens): it may be a user that does not exist. */
+  name: string;
+  clientIp: string;
+  node: string;
+  /** `wrong name or password`, or `limited` (too many tries for the name: refused unchecked). */
+  reason: string;
+  /** Failed attempts since the entry's `atMs`, within FAILED_SIGN_IN_WINDOW_MS of it. */
+  count: number;
+}
+
+export type AuditRecord = OperatorAction | RoleTransition | FailedSignIn;
 /** Every kind of record; `satisfies` keeps it the whole of AuditRecord['kind']. */
-const AUDIT_KINDS = Object.keys({ operator: true, role: true } satisfies Record<
-  AuditRecord['kind'],
-  true
->) as AuditRecord['kind'][];
+export const AUDIT_KINDS = Object.keys({
+  operator: true,
+  role: true,
+  'failed-sign-in': true,
+} satisfies Record<AuditRecord['kind'], true>) as AuditRecord['kind'][];
 /** What became of an entry (coolctl_audit_entries_total{result}). */
 const AUDIT_RESULTS = ['written', 'failed', 'retried', 'dropped'] as const;
 export type AuditEntry = AuditRecord & { seq: number; atMs: number };
@@ -98,6 +114,11 @@ export const PRUNE_BATCH = 1_000;
 const SECRET_FIELD = /pass|pwd|secret|token|key|credential|auth|cookie|session|bearer|private/i;
 /** One of our tokens, wherever it sits (a value, a label, a reason). */
 const TOKEN_VALUE = /cct_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/g;
+
+/** Failed sign-ins of one name from one address within this share one entry. */
+export const FAILED_SIGN_IN_WINDOW_MS = 60_000;
+/** Names × addresses with an entry of their own per window and node; the others share one. */
+export const MAX_FAILED_SIGN_IN_KEYS = 100;
 
 export const AUDIT_RETENTION = { maxEntries: 10_000, maxAgeMs: 30 * 86_400_000 } as const;
 
@@ -146,6 +167,9 @@ export class AuditTrail {
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying: Promise<void> | undefined;
   private stopped = false;
+  /** This window's failed sign-ins: `name\naddress` → its entry, whose puts run one after another. */
+  private failedSignIns = new Map<string, { key: string; atMs: number; count: number; put: Promise<void> }>();
+  private failedSignInsSinceMs = Number.NEGATIVE_INFINITY;
 
   constructor(opts: AuditTrailOptions) {
     this.opts = opts;
@@ -192,14 +216,46 @@ export class AuditTrail {
   /** Writes one entry; a failure is logged and counted, never thrown (the request's answer stands). */
   async record(rec: AuditRecord): Promise<void> {
     const atMs = this.now();
+    await this.write(this.keyFor(atMs, rec.node), atMs, rec);
+  }
+
+  /**
+   * Counts one failed sign-in: the first of a name and address in a window writes an entry, each
+   * further one rewrites it (same key, same seq) with the new count. Never throws.
+   */
+  recordFailedSignIn(attempt: Omit<FailedSignIn, 'kind' | 'count'>): Promise<void> {
+    const now = this.now();
+    if (!(now - this.failedSignInsSinceMs < FAILED_SIGN_IN_WINDOW_MS && now >= this.failedSignInsSinceMs)) {
+      this.failedSignIns = new Map();
+      this.failedSignInsSinceMs = now;
+    }
+    let id = `${attempt.name}\n${attempt.clientIp}`;
+    let rec = attempt;
+    if (!this.failedSignIns.has(id) && this.failedSignIns.size >= MAX_FAILED_SIGN_IN_KEYS) {
+      id = '\n';
+      rec = { ...attempt, name: '(other names)', clientIp: '(other addresses)' };
+    }
+    let agg = this.failedSignIns.get(id);
+    if (!agg) {
+      agg = { key: this.keyFor(now, attempt.node), atMs: now, count: 0, put: Promise.resolve() };
+      this.failedSignIns.set(id, agg);
+    }
+    agg.count++;
+    const a = agg;
+    // One after another, each with the count when it starts: the last put holds the last count.
+    a.put = a.put.then(() => this.write(a.key, a.atMs, { ...rec, kind: 'failed-sign-in', count: a.count }));
+    return a.put;
+  }
+
+  // The stamp leads the key so retention by age reads it without the value; the revision orders them.
+  private keyFor(atMs: number, node: string): string {
+    return `${this.dir}${String(atMs).padStart(14, '0')}-${node}-${randomBytes(3).toString('hex')}`;
+  }
+
+  private async write(key: string, atMs: number, rec: AuditRecord): Promise<void> {
     const body = withoutSecrets(rec);
-    // The stamp leads the key so retention by age reads it without the value; the revision orders them.
-    const key = `${this.dir}${String(atMs).padStart(14, '0')}-${rec.node}-${randomBytes(3).toString('hex')}`;
     const value = wireJson({ ...body, atMs });
-    this.log.info(
-      { audit: { ...body, atMs } },
-      rec.kind === 'operator' ? 'operator action' : 'leadership gained',
-    );
+    this.log.info({ audit: { ...body, atMs } }, LOG_LINE[rec.kind]);
     try {
       await this.opts.kv.put(key, value);
       this.counted(rec.kind, 'written');
@@ -232,6 +288,12 @@ export class AuditTrail {
   private keep(p: Pending): void {
     if (this.stopped) {
       this.drop(p, 'the node is stopping');
+      return;
+    }
+    // A newer count of a failed sign-in already waiting: it replaces the older one.
+    const same = this.pending.find((q) => q.key === p.key);
+    if (same) {
+      same.value = p.value;
       return;
     }
     this.pending.push(p);
@@ -389,6 +451,12 @@ function withoutSecrets(rec: AuditRecord): AuditRecord {
   return texts.kind === 'operator' ? { ...texts, params: keepable(params) } : texts;
 }
 
+const LOG_LINE: Record<AuditRecord['kind'], string> = {
+  operator: 'operator action',
+  role: 'leadership gained',
+  'failed-sign-in': 'sign-in failed',
+};
+
 const isStr = (x: unknown): x is string => typeof x === 'string';
 const isStrOrNull = (x: unknown): boolean => x === null || typeof x === 'string';
 const isTime = (x: unknown): x is number =>
@@ -421,6 +489,21 @@ export function readEntry(
       return bad('epoch');
     const { node, group, from, to, epoch, reason, atMs } = v as unknown as RoleTransition & { atMs: number };
     return { kind: 'role', node, group, from, to, epoch, reason, atMs };
+  }
+  if (v.kind === 'failed-sign-in') {
+    for (const f of ['name', 'clientIp', 'reason'] as const) if (!isStr(v[f])) return bad(f);
+    if (!(Number.isSafeInteger(v.count) && (v.count as number) >= 1)) return bad('count');
+    const {
+      name: tried,
+      clientIp,
+      node,
+      reason,
+      count,
+      atMs,
+    } = v as unknown as FailedSignIn & {
+      atMs: number;
+    };
+    return { kind: 'failed-sign-in', name: tried, clientIp, node, reason, count, atMs };
   }
   for (const f of ['action', 'method', 'path', 'user', 'role', 'clientIp'] as const)
     if (!isStr(v[f])) return bad(f);

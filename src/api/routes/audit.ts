@@ -1,6 +1,7 @@
 // The cluster's audit trail (./audit/audit-trail.ts): the same entries on every node, newest last.
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
 import type { ApiDeps } from '../app.ts';
+import { AUDIT_KINDS } from '../audit/audit-trail.ts';
 import { ErrorBody } from '../error-body.ts';
 
 export const auditRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
@@ -9,7 +10,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
     {
       config: { access: 'viewer' },
       schema: {
-        description: `The cluster’s audit trail, kept in etcd (the same on every node; it survives restarts and failovers): every state-changing request that passed authentication and its schema, with the authenticated user, node, target, values (no secrets) and answer, and every leadership a node gained. seq is the entry's etcd revision; lastSeq is the newest row read (page on with since=lastSeq). A value under the trail's prefix that is no entry this release writes (anyone with etcd write access can put one) is left out, counted in coolctl_audit_entries_unreadable_total and logged. Retention: the newest ${deps.audit.maxEntries} entries, none older than ${Math.round(deps.audit.maxAgeMs / 86_400_000)} days.`,
+        description: `The cluster’s audit trail, kept in etcd (the same on every node; it survives restarts and failovers): every state-changing request that passed authentication and its schema, with the authenticated user, node, target, values (no secrets) and answer, every leadership a node gained, and failed sign-ins (kind failed-sign-in: one entry per name and address a minute per node, with a count). seq is the entry's etcd revision; lastSeq is the newest row read (page on with since=lastSeq). A value under the trail's prefix that is no entry this release writes (anyone with etcd write access can put one) is left out, counted in coolctl_audit_entries_unreadable_total and logged. Retention: the newest ${deps.audit.maxEntries} entries, none older than ${Math.round(deps.audit.maxAgeMs / 86_400_000)} days.`,
         querystring: T.Object(
           {
             since: T.Optional(T.Integer({ minimum: 0, description: 'only entries with a higher seq' })),
@@ -34,7 +35,7 @@ export const auditRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
                   properties: {
                     seq: { type: 'integer' },
                     atMs: { type: 'number' },
-                    kind: { type: 'string', enum: ['operator', 'role'] },
+                    kind: { type: 'string', enum: AUDIT_KINDS },
                   },
                 },
               },

@@ -2,7 +2,9 @@
 // address) checks the name and password against the scrypt hash and opens a session: a cookie for
 // the dashboard (HttpOnly, SameSite=Strict, Secure with TLS), or with `as: "token"` the session
 // token itself for the CLI. API tokens are shown once, stored hashed, expire, and are revocable; a
-// revoke reaches every node through the etcd watch (./auth/auth-store.ts).
+// revoke reaches every node through the etcd watch (./auth/auth-store.ts). A sign-in and a sign-out
+// are audited as operator actions (../auth/guard.ts); a failed sign-in as a `failed-sign-in` entry,
+// one per name and address a minute (../audit/audit-trail.ts).
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../app.ts';
@@ -68,8 +70,17 @@ export const authRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) 
       },
     },
     async (req, reply) => {
-      const user = await auth.verify(req.body.name, req.body.password).catch((err: unknown) => {
-        if (err instanceof SignInLimitedError) reply.header('retry-after', String(err.retryAfterS));
+      const user = await auth.verify(req.body.name, req.body.password).catch(async (err: unknown) => {
+        const limited = err instanceof SignInLimitedError;
+        if (limited) reply.header('retry-after', String(err.retryAfterS));
+        if (limited || (err as { code?: unknown }).code === ErrorCodes.UNAUTHENTICATED)
+          await deps.audit.recordFailedSignIn({
+            // People type their password into the name field: only a name that is a user is kept.
+            name: auth.hasUser(req.body.name) ? req.body.name : '(no such user)',
+            clientIp: req.ip,
+            node: deps.node,
+            reason: limited ? 'limited' : 'wrong name or password',
+          });
         throw err;
       });
       const { token, record } = await auth.issue(user.name, 'session', sessionTtlS * 1000);

@@ -1314,6 +1314,16 @@ function renderAudit() {
             }),
             el('td', { text: clip(String(e.reason ?? '')) }),
           );
+        if (e.kind === 'failed-sign-in')
+          return el(
+            'tr',
+            { 'data-kind': 'failed-sign-in' },
+            el('td', { text: e.seq }),
+            el('td', { text: when }),
+            el('td', { text: clip(`${e.name} @ ${e.clientIp} via ${e.node}`) }),
+            el('td', { text: clip(`sign-in failed ×${e.count}: ${e.reason}`) }),
+            el('td', { class: 'bad', text: 'refused' }),
+          );
         const status = num(e.status);
         const code = isObject(e.error) ? e.error.code : e.error;
         return el(
