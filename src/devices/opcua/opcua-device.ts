@@ -241,7 +241,12 @@ export function routeNodeOpcuaLogs(logger: Logger): void {
 type CertificateManagerKey = string;
 const certificateManagers = new Map<CertificateManagerKey, OPCUACertificateManager>();
 
-/** One manager per PKI folder and trust setting, shared by the devices of a process: one key pair, one lock. */
+/**
+ * One manager per PKI folder and trust setting, shared by the devices of a process: one key pair, one
+ * lock. Safe although client.disconnect() calls the manager's dispose(): node-opcua counts references
+ * (each client created takes one, each disconnect gives one back) and only disposes at zero, and a
+ * disposed manager still checks certificates and signs (test/devices/opcua-shared-pki.test.ts).
+ */
 function certificateManagerFor(rootFolder: string, trustUnknown: boolean): OPCUACertificateManager {
   const key = `${rootFolder}\0${trustUnknown}`;
   let cm = certificateManagers.get(key);
