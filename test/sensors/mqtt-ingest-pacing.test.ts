@@ -11,7 +11,7 @@ import { quietLogger, waitFor } from '../helpers.ts';
 import { mosquittoWithPublisher } from './mosquitto.ts';
 
 const site = generateSite(demoShape);
-const BURST = 600;
+const BURST = 1200;
 
 const mosquitto = mosquittoWithPublisher();
 
@@ -39,7 +39,7 @@ describe('MQTT ingest of a burst', () => {
       // The publishes are written; while this loop is blocked the broker forwards them into our
       // client's socket, so they arrive as a few reads of up to 64 KB each.
       const t0 = performance.now();
-      while (performance.now() - t0 < 300) {
+      while (performance.now() - t0 < 600) {
         // blocked on purpose
       }
       // What a timer of the control loops would see: how far the ingest had got at each turn.
@@ -63,10 +63,12 @@ describe('MQTT ingest of a burst', () => {
           (a, b) => a + b,
         ),
       );
-      // The turns came between the reports of a read, not only between reads.
+      // The turns came between the reports of a read, not only between reads: a slice ran out and
+      // the rest waited for the next turn. How many turns a burst takes depends on the CPU (1 200
+      // reports are ~10 ms of work on a quick one), so the timers' view is asked for only a few.
       expect(source.counters.ingestYields).toBeGreaterThan(0);
       const partial = new Set(seen.filter((v) => v > 0 && v < BURST));
-      expect(partial.size).toBeGreaterThanOrEqual(4);
+      expect(partial.size).toBeGreaterThanOrEqual(2);
       expect(MQTT_INGEST_SLICE_MS).toBeLessThanOrEqual(5);
     } finally {
       await source.stop();
