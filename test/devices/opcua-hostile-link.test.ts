@@ -7,85 +7,28 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  DataType,
-  DataValue,
-  MessageSecurityMode,
-  OPCUACertificateManager,
-  OPCUAServer,
-  RegisterServerMethod,
-  SecurityPolicy,
-  type StatusCode,
-  StatusCodes,
-  Variant,
-} from 'node-opcua';
+import { StatusCodes } from 'node-opcua';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
 import type { RemoteLostEvent } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
-import {
-  DEFAULT_NAMESPACE_URI,
-  OPCUA_POINTS,
-  type OpcuaPointName,
-} from '../../src/devices/opcua/node-map.ts';
 import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
-import { TEST_AHU_PLANT } from '../support/air-handler.ts';
+import { startUnitServer, type UnitServer, type UnitState } from './opcua-unit-server.ts';
 
 const UNIT = 'ahu-link';
 
-const initial: Record<OpcuaPointName, [DataType, number]> = {
-  mode: [DataType.Int32, 0],
-  fanPct: [DataType.Double, 55],
-  fanCmdPct: [DataType.Double, 55],
-  supplySetpointC: [DataType.Double, 18],
-  supplyC: [DataType.Double, 18.2],
-  returnC: [DataType.Double, 29.5],
-  cwValvePct: [DataType.Double, 40],
-  alarms: [DataType.UInt32, 0],
-  epoch: [DataType.Double, 0],
-  heartbeat: [DataType.UInt32, 0],
-  watchdogS: [DataType.Double, 30],
-  localSetpointC: [DataType.Double, 18],
-  fanKw: [DataType.Double, 3.1],
-  coolingKw: [DataType.Double, 60],
-};
-/** What the unit holds now, its status per point (Good unless set), and its clock's offset. */
-const unitState = {
-  values: new Map<OpcuaPointName, number>(),
-  status: new Map<OpcuaPointName, StatusCode>(),
-  clockOffsetMs: 0,
-  /** 'apply': a normal unit; 'ignore': answers Good and changes nothing. */
-  writeCommand: 'apply' as 'apply' | 'ignore' | StatusCode,
-  calls: 0,
-};
-
-function resetUnit(): void {
-  unitState.values = new Map(Object.entries(initial).map(([p, [, v]]) => [p as OpcuaPointName, v]));
-  unitState.status.clear();
-  unitState.clockOffsetMs = 0;
-  unitState.writeCommand = 'apply';
-  unitState.calls = 0;
-}
-resetUnit();
-
 let root = '';
-let server: OPCUAServer;
-let endpointUrl = '';
+let unitServer: UnitServer;
+/** What the unit answers: its values, statuses, clock and WriteCommand (opcua-unit-server.ts). */
+let unitState: UnitState;
 const devices: OpcuaDevice[] = [];
 
 function unit(extra: Partial<OpcuaAirHandler> = {}): OpcuaAirHandler {
-  return {
-    id: UNIT,
-    ...TEST_AHU_PLANT,
-    protocol: 'opcua',
-    endpoint: { url: endpointUrl, securityMode: 'None' },
-    client: { timeoutMs: 1_000, maxApplyDelayMs: 500 },
-    ...extra,
-  };
+  return { ...unitServer.ahu(UNIT), ...extra };
 }
 
 function device(ahu = unit(), registry?: Registry): OpcuaDevice {
@@ -113,88 +56,17 @@ const remote = (epoch: number, fanPct = 50) => ({ epoch, remoteEnable: true, fan
 beforeAll(async () => {
   routeNodeOpcuaLogs(quietLogger);
   root = await mkdtemp(join(tmpdir(), 'coolctl-opcua-link-'));
-  const port = await freePort('127.0.0.1');
-  server = new OPCUAServer({
-    port,
-    host: '127.0.0.1',
-    hostname: '127.0.0.1',
-    resourcePath: '/link',
-    serverCertificateManager: new OPCUACertificateManager({
-      rootFolder: join(root, 'server-pki'),
-      automaticallyAcceptUnknownCertificate: true,
-    }),
-    securityPolicies: [SecurityPolicy.None],
-    securityModes: [MessageSecurityMode.None],
-    allowAnonymous: true,
-    registerServerMethod: RegisterServerMethod.HIDDEN,
-  });
-  await server.initialize();
-  const addressSpace = server.engine.addressSpace!;
-  const ns = addressSpace.registerNamespace(DEFAULT_NAMESPACE_URI);
-  const object = ns.addObject({
-    organizedBy: addressSpace.rootFolder.objects,
-    browseName: UNIT,
-    nodeId: `s=${UNIT}`,
-  });
-  for (const [point, def] of Object.entries(OPCUA_POINTS) as [
-    OpcuaPointName,
-    (typeof OPCUA_POINTS)[OpcuaPointName],
-  ][]) {
-    ns.addVariable({
-      componentOf: object,
-      browseName: def.browseName,
-      nodeId: `s=${UNIT}.${def.browseName}`,
-      dataType: 'BaseDataType',
-      value: {
-        timestamped_get: () => {
-          const now = new Date(Date.now() + unitState.clockOffsetMs);
-          return new DataValue({
-            value: new Variant({ dataType: initial[point][0], value: unitState.values.get(point) }),
-            statusCode: unitState.status.get(point) ?? StatusCodes.Good,
-            sourceTimestamp: now,
-            serverTimestamp: now,
-          });
-        },
-      },
-    });
-  }
-  const method = ns.addMethod(object, {
-    browseName: 'WriteCommand',
-    nodeId: `s=${UNIT}.WriteCommand`,
-    inputArguments: [
-      { name: 'epoch', dataType: DataType.Double },
-      { name: 'heartbeat', dataType: DataType.UInt32 },
-      { name: 'remoteEnable', dataType: DataType.Boolean },
-      { name: 'fanPct', dataType: DataType.Double },
-      { name: 'supplySetpointC', dataType: DataType.Double },
-    ],
-    outputArguments: [],
-  });
-  method.bindMethod(async (args: Variant[], _context: unknown) => {
-    unitState.calls++;
-    const how = unitState.writeCommand;
-    if (how !== 'apply' && how !== 'ignore') return { statusCode: how, outputArguments: [] };
-    if (how === 'apply') {
-      const v = unitState.values;
-      v.set('epoch', args[0]!.value as number);
-      v.set('heartbeat', args[1]!.value as number);
-      v.set('mode', args[2]!.value ? 1 : 0);
-      v.set('fanCmdPct', args[3]!.value as number);
-      v.set('supplySetpointC', args[4]!.value as number);
-    }
-    return { statusCode: StatusCodes.Good, outputArguments: [] };
-  });
-  await server.start();
-  endpointUrl = server.getEndpointUrl();
+  unitServer = await startUnitServer(root, [UNIT]);
+  unitState = unitServer.units.get(UNIT)!;
 }, 90_000);
 
 afterEach(async () => {
   await Promise.all(devices.splice(0).map((d) => d.close()));
-  resetUnit();
+  unitServer.reset(UNIT);
 });
 
 afterAll(async () => {
-  await server?.shutdown(0);
+  await unitServer?.server.shutdown(0);
   if (root) await rm(root, { recursive: true, force: true });
 }, 30_000);
 

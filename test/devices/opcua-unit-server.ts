@@ -1,6 +1,7 @@
 // A node-opcua server in the test process (127.0.0.1 only) holding native-map air handlers whose
-// variables answer what the test puts in `values`. For tests that bend the server itself: freeze
-// its publishing, or secure its endpoints.
+// variables answer what the test puts in `values` (with the status in `status`, on a clock
+// `clockOffsetMs` off), and whose WriteCommand applies, ignores or refuses as `writeCommand` says.
+// For tests that bend the unit's answers or the server itself: freeze its publishing, or secure it.
 import { join } from 'node:path';
 import {
   DataType,
@@ -10,6 +11,7 @@ import {
   OPCUAServer,
   RegisterServerMethod,
   SecurityPolicy,
+  type StatusCode,
   StatusCodes,
   Variant,
 } from 'node-opcua';
@@ -22,7 +24,7 @@ import {
 import { freePort } from '../../src/util/async.ts';
 import { TEST_AHU_PLANT } from '../support/air-handler.ts';
 
-const INITIAL: Record<OpcuaPointName, [DataType, number]> = {
+export const INITIAL: Record<OpcuaPointName, [DataType, number]> = {
   mode: [DataType.Int32, 0],
   fanPct: [DataType.Double, 55],
   fanCmdPct: [DataType.Double, 55],
@@ -39,11 +41,26 @@ const INITIAL: Record<OpcuaPointName, [DataType, number]> = {
   coolingKw: [DataType.Double, 60],
 };
 
+/** What one unit answers: its points' values and statuses, its clock, its WriteCommand. */
+export interface UnitState {
+  values: Map<OpcuaPointName, number>;
+  /** A point's status (Good unless set). */
+  status: Map<OpcuaPointName, StatusCode>;
+  clockOffsetMs: number;
+  /** 'apply': a normal unit; 'ignore': answers Good and changes nothing; a status: refuses with it. */
+  writeCommand: 'apply' | 'ignore' | StatusCode;
+  /** WriteCommand calls so far. */
+  calls: number;
+}
+
 export interface UnitServer {
   server: OPCUAServer;
   endpointUrl: string;
   /** Per unit id, what each point holds now. */
   values: Map<string, Map<OpcuaPointName, number>>;
+  /** Per unit id, everything it answers; `reset` puts a unit back as it started. */
+  units: Map<string, UnitState>;
+  reset(id: string): void;
   ahu(id: string, endpoint?: Partial<OpcuaAirHandler['endpoint']>): OpcuaAirHandler;
 }
 
@@ -72,10 +89,27 @@ export async function startUnitServer(
   await server.initialize();
   const addressSpace = server.engine.addressSpace!;
   const ns = addressSpace.registerNamespace(DEFAULT_NAMESPACE_URI);
-  const values = new Map<string, Map<OpcuaPointName, number>>();
+  const units = new Map<string, UnitState>();
+  const reset = (id: string): void => {
+    const u = units.get(id)!;
+    // In place: a test may hold the values map.
+    u.values.clear();
+    for (const [p, [, v]] of Object.entries(INITIAL)) u.values.set(p as OpcuaPointName, v);
+    u.status.clear();
+    u.clockOffsetMs = 0;
+    u.writeCommand = 'apply';
+    u.calls = 0;
+  };
   for (const id of unitIds) {
-    const held = new Map(Object.entries(INITIAL).map(([p, [, v]]) => [p as OpcuaPointName, v]));
-    values.set(id, held);
+    const u: UnitState = {
+      values: new Map(),
+      status: new Map(),
+      clockOffsetMs: 0,
+      writeCommand: 'apply',
+      calls: 0,
+    };
+    units.set(id, u);
+    reset(id);
     const object = ns.addObject({
       organizedBy: addressSpace.rootFolder.objects,
       browseName: id,
@@ -91,23 +125,52 @@ export async function startUnitServer(
         nodeId: `s=${id}.${def.browseName}`,
         dataType: 'BaseDataType',
         value: {
-          timestamped_get: () =>
-            new DataValue({
-              value: new Variant({ dataType: INITIAL[point][0], value: held.get(point) }),
-              statusCode: StatusCodes.Good,
-              sourceTimestamp: new Date(),
-              serverTimestamp: new Date(),
-            }),
+          timestamped_get: () => {
+            const now = new Date(Date.now() + u.clockOffsetMs);
+            return new DataValue({
+              value: new Variant({ dataType: INITIAL[point][0], value: u.values.get(point) }),
+              statusCode: u.status.get(point) ?? StatusCodes.Good,
+              sourceTimestamp: now,
+              serverTimestamp: now,
+            });
+          },
         },
       });
     }
+    const method = ns.addMethod(object, {
+      browseName: 'WriteCommand',
+      nodeId: `s=${id}.WriteCommand`,
+      inputArguments: [
+        { name: 'epoch', dataType: DataType.Double },
+        { name: 'heartbeat', dataType: DataType.UInt32 },
+        { name: 'remoteEnable', dataType: DataType.Boolean },
+        { name: 'fanPct', dataType: DataType.Double },
+        { name: 'supplySetpointC', dataType: DataType.Double },
+      ],
+      outputArguments: [],
+    });
+    method.bindMethod(async (args: Variant[], _context: unknown) => {
+      u.calls++;
+      const how = u.writeCommand;
+      if (how !== 'apply' && how !== 'ignore') return { statusCode: how, outputArguments: [] };
+      if (how === 'apply') {
+        u.values.set('epoch', args[0]!.value as number);
+        u.values.set('heartbeat', args[1]!.value as number);
+        u.values.set('mode', args[2]!.value ? 1 : 0);
+        u.values.set('fanCmdPct', args[3]!.value as number);
+        u.values.set('supplySetpointC', args[4]!.value as number);
+      }
+      return { statusCode: StatusCodes.Good, outputArguments: [] };
+    });
   }
   await server.start();
   const endpointUrl = server.getEndpointUrl();
   return {
     server,
     endpointUrl,
-    values,
+    values: new Map([...units].map(([id, u]) => [id, u.values])),
+    units,
+    reset,
     ahu: (id, endpoint = {}) => ({
       id,
       ...TEST_AHU_PLANT,
