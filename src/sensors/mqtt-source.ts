@@ -94,6 +94,8 @@ export interface MqttSourceOptions {
   protocolVersion?: 4 | 5;
   /** Largest packet read (default MAX_MQTT_PACKET_BYTES). */
   maxPacketBytes?: number;
+  /** Work on a read's messages before the rest wait for the next turn (default MQTT_INGEST_SLICE_MS). */
+  ingestSliceMs?: number;
 }
 
 interface Route {
@@ -298,7 +300,7 @@ export class MqttSource {
     client.handleMessage = (_packet, done) => this.paced(done);
   }
 
-  /** Calls `done` now while the slice lasts, else on the event loop's next turn (MQTT_INGEST_SLICE_MS). */
+  /** Calls `done` now while the slice lasts, else on the event loop's next turn (`ingestSliceMs`). */
   private paced(done: () => void): void {
     const now = performance.now();
     if (!this.inSlice) {
@@ -310,7 +312,7 @@ export class MqttSource {
         this.inSlice = false;
       });
     }
-    if (now - this.sliceFrom < MQTT_INGEST_SLICE_MS) {
+    if (now - this.sliceFrom < (this.opts.ingestSliceMs ?? MQTT_INGEST_SLICE_MS)) {
       done();
       return;
     }
