@@ -34,7 +34,11 @@ export interface AhuReadings {
   sourceTimeMs: number;
   /** Profile units: the alarms that are on, by the profile's names (`alarms` is a bit per name). */
   alarmNames?: string[];
-  /** Profile units: points read that said "no data" (their value here is NaN, never 0). */
+  /**
+   * Points read without a usable value — a no-data code, or a figure outside what the point can be
+   * (./plausibility.ts) — whatever the protocol: their value here is NaN, never 0, and quality is
+   * not `good`. Undefined when every point is usable.
+   */
   absent?: string[];
   /**
    * Profile units: the unit's own BMS watchdog. `none`: nothing on the unit notices a silent

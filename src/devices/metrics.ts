@@ -121,6 +121,8 @@ export class DeviceMeter {
   exceptions: Map<number, { extra: ExtraLabels; count: number }> | undefined;
   /** 1 while the unit refuses every read with an exception, 0 once it refused and reads again; -1 never refused. */
   refusing = -1;
+  /** Reads in which a point had no usable value, by point, in the order they first came (none for most devices). */
+  absentPoints: Map<string, { extra: ExtraLabels; count: number }> | undefined;
 
   constructor(device: string, protocol: string) {
     this.protocol = protocol;
@@ -159,6 +161,14 @@ export class DeviceMeter {
   refusal(refusing: boolean): void {
     if (refusing) this.refusing = 1;
     else if (this.refusing === 1) this.refusing = 0;
+  }
+
+  /** One read in which `point` (a reading's or a profile's point name) was absent: no data, or implausible. */
+  absent(point: string): void {
+    this.absentPoints ??= new Map();
+    const e = this.absentPoints.get(point);
+    if (e) e.count++;
+    else this.absentPoints.set(point, { extra: extraLabels({ point }), count: 1 });
   }
 
   private countError(kind: string): void {
@@ -460,6 +470,22 @@ class RefusingGauge extends PerDeviceMetric {
   reset(): void {}
 }
 
+/** coolctl_device_absent_readings_total{device,protocol,point}: reads that had no usable value for a point. */
+class AbsentReadingsCounter extends PerDeviceMetric {
+  readonly name = 'coolctl_device_absent_readings_total';
+  readonly help =
+    'Reads in which a point of a unit had no usable value (a no-data code, a value outside what the point can be, a Bad point): served as absent (NaN), never as good';
+  readonly type = 'counter';
+
+  protected deviceLines(d: DeviceMeter, emit: Emit): void {
+    if (d.absentPoints) for (const e of d.absentPoints.values()) emit(d, e.extra, e.count);
+  }
+
+  reset(): void {
+    for (const d of this.devices) d.absentPoints = undefined;
+  }
+}
+
 export class DeviceMetrics {
   private readonly devices: DeviceMeter[] = [];
   private readonly meters = new Map<string, DeviceMeter>();
@@ -474,6 +500,7 @@ export class DeviceMetrics {
     registry.registerMetric(new StrayFramesCounter(devices) as unknown as Counter);
     registry.registerMetric(new ExceptionsCounter(devices) as unknown as Counter);
     registry.registerMetric(new RefusingGauge(devices) as unknown as Gauge);
+    registry.registerMetric(new AbsentReadingsCounter(devices) as unknown as Counter);
     // Shared RS-485 lines count per slave id, beside the per-device families.
     registerRtuLineMetrics(registry);
   }

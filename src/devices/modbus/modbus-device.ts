@@ -35,6 +35,7 @@ import type {
   WriteOptions,
 } from '../device-io.ts';
 import type { DeviceMeter, DeviceOp } from '../metrics.ts';
+import { AbsentPointsNotice, screenReadings } from '../plausibility.ts';
 import {
   CallLane,
   defaultLinkRule,
@@ -217,6 +218,8 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private strayLog: LogLimiter | undefined;
   /** Set while every read since the last good one was refused with a request exception (link up). */
   private refused: DeviceRefusal | null = null;
+  /** Counts and logs points read without a usable value; made at the first (most units never have one). */
+  private absentNotice: AbsentPointsNotice | undefined;
   /** Our heartbeat counter: the last value we sent. */
   private lastHeartbeat: number | undefined;
   /** The heartbeat the unit last accepted, as far as we know (status reads, accepted writes). */
@@ -286,8 +289,22 @@ export class ModbusDevice extends EventEmitter implements DeviceIo {
   private readonly readBody = (ctx: CallContext): Promise<AhuReadings> =>
     this.request(ctx, 'read status block', this.readStatusBlock, true).then(this.statusReadings);
 
-  private readonly statusReadings = (res: { data: unknown }): AhuReadings =>
-    toReadings(this.onStatusBlock(res));
+  private readonly statusReadings = (res: { data: unknown }): AhuReadings => {
+    const r = toReadings(this.onStatusBlock(res));
+    this.noteAbsent(r.absent);
+    return r;
+  };
+
+  /**
+   * One read's points without a usable value (a no-data word, a figure outside what the point can
+   * be): counted per point, logged at most once a minute per unit. The unit answered: the link and
+   * remote control stay as they are.
+   */
+  protected noteAbsent(absent: readonly string[] | undefined, fields?: () => Record<string, unknown>): void {
+    if (!absent?.length && !this.absentNotice) return;
+    this.absentNotice ??= new AbsentPointsNotice(() => this.log, this.meter);
+    this.absentNotice.note(absent, fields);
+  }
 
   writeCommand(cmd: AhuCommandSet, opts: WriteOptions = {}): Promise<void> {
     const what = `fenced write (epoch ${cmd.epoch})`;
@@ -1010,8 +1027,9 @@ function isRequestException(e: DeviceError): boolean {
   );
 }
 
+/** A status block as readings; a no-data word or an implausible figure is absent (NaN), never good. */
 function toReadings(status: ModbusStatus): AhuReadings {
-  return {
+  const r: AhuReadings = {
     mode: status.mode,
     fanPct: status.fanPct,
     supplySetpointC: status.supplySetpointC,
@@ -1026,6 +1044,7 @@ function toReadings(status: ModbusStatus): AhuReadings {
     quality: 'good',
     sourceTimeMs: Date.now(),
   };
+  return screenReadings(r, status.noData);
 }
 
 /** Removes `item` from `list` without keeping order (and without allocating). */

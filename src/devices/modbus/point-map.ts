@@ -2,6 +2,7 @@
 // client so both encode the same words. Plain data and pure functions, no sockets; documented in
 // docs/modbus-register-map.md. Commands encode exactly or throw; status values saturate.
 import type { ModbusPointMap } from '../../config/site-schema.ts';
+import type { ScreenedPoint } from '../plausibility.ts';
 import { AHU_MODES, type AhuCommand, type AhuMode, type AhuStatus } from '../unit-contract.ts';
 
 export type { ModbusPointMap };
@@ -75,7 +76,34 @@ export interface ModbusStatus extends StatusFields {
   /** 'unknown' when the unit reports a mode code this map does not know. */
   mode: AhuMode | 'unknown';
   modeCode: number;
+  /** Measurement points whose register holds a no-data word (NO_DATA_WORDS); their figures mean nothing. */
+  noData: ReadonlySet<ScreenedPoint>;
 }
+
+/**
+ * Words a unit puts in a measurement register whose sensor is broken or has no data, as vendors
+ * publish them: the i16 extremes 0x7FFF and 0x8000 (−32768) in any measurement register, and 0xFFFF
+ * (−1 written to it) in an unsigned one; in a signed one 0xFFFF is −0.1 °C, a real reading. They are
+ * no data at any scale: 0x7FFF fan kW is 327.67 kW, inside the power range, and at a tempScale of
+ * 1000 it would be a plausible 32.767 °C.
+ */
+export const NO_DATA_WORDS = Object.freeze({
+  i16: Object.freeze([0x7fff, 0x8000]),
+  u16: Object.freeze([0x7fff, 0x8000, 0xffff]),
+} as const);
+
+/** The measurement registers of the status block, with their register type. */
+const MEASUREMENT_REGISTERS: readonly (readonly [ScreenedPoint, number, 'i16' | 'u16'])[] = [
+  ['fanPct', STATUS_OFFSET.fanPct, 'u16'],
+  ['supplySetpointC', STATUS_OFFSET.supplySetpointC, 'i16'],
+  ['supplyC', STATUS_OFFSET.supplyC, 'i16'],
+  ['returnC', STATUS_OFFSET.returnC, 'i16'],
+  ['cwValvePct', STATUS_OFFSET.cwValvePct, 'u16'],
+  ['fanKw', STATUS_OFFSET.fanKw, 'u16'],
+  ['coolingKw', STATUS_OFFSET.coolingKw, 'u16'],
+];
+
+const NO_POINTS: ReadonlySet<ScreenedPoint> = new Set();
 
 const resolvedMaps = new WeakSet<object>();
 
@@ -194,9 +222,16 @@ export function decodeStatus(regs: readonly number[], pm?: Partial<ModbusPointMa
   const t = (off: number) => toI16(reg(regs, off)) / m.tempScale;
   const p = (off: number) => reg(regs, off) / m.pctScale;
   const modeCode = reg(regs, STATUS_OFFSET.mode);
+  let noData: Set<ScreenedPoint> | undefined;
+  for (const [point, off, type] of MEASUREMENT_REGISTERS) {
+    if (!(NO_DATA_WORDS[type] as readonly number[]).includes(reg(regs, off))) continue;
+    noData ??= new Set();
+    noData.add(point);
+  }
   return {
     mode: MODE_BY_CODE[modeCode] ?? 'unknown',
     modeCode,
+    noData: noData ?? NO_POINTS,
     fanPct: p(STATUS_OFFSET.fanPct),
     supplySetpointC: t(STATUS_OFFSET.supplySetpointC),
     supplyC: t(STATUS_OFFSET.supplyC),

@@ -21,6 +21,7 @@
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import type { AhuCommandSet, AhuReadings, CallOptions, DeviceDeps, WriteOptions } from '../device-io.ts';
+import { isPlausible, type ScreenedPoint } from '../plausibility.ts';
 import {
   type CompiledProfile,
   type DecodedStatus,
@@ -30,14 +31,6 @@ import {
   type ReadResult,
   type WriteRequest,
 } from '../profile/codec.ts';
-import {
-  AIR_TEMP_RANGE_C,
-  FAN_RANGE_PCT,
-  inRange,
-  POWER_RANGE_KW,
-  type PointRange,
-  VALVE_RANGE_PCT,
-} from '../unit-contract.ts';
 import { decodeEpochBlock, encodeFencedWrite, GATEWAY_FENCE, writeAddress } from './gateway-fencing.ts';
 import { type CallContext, ModbusDevice, type RegisterClient } from './modbus-device.ts';
 import { MODBUS_EXCEPTION, STALE_EPOCH_EXCEPTION } from './point-map.ts';
@@ -75,8 +68,6 @@ export class ProfileModbusDevice extends ModbusDevice {
   private fullOn = -1;
   /** When (performance.now) the last write request went out, for watchdogs any write refreshes. */
   private lastWriteMs = Number.NEGATIVE_INFINITY;
-  /** The absent points last logged (joined), so a change is logged once. */
-  private absentLogged = '';
 
   constructor(ahu: ModbusAirHandler | ModbusRtuAirHandler, profile: CompiledProfile, deps: DeviceDeps = {}) {
     super(ahu, deps);
@@ -222,17 +213,7 @@ export class ProfileModbusDevice extends ModbusDevice {
 
   private readings(s: DecodedStatus): AhuReadings {
     const r = profileReadings(s, this.alarmOrder, this.profile.watchdog.style, this.heartbeat ?? 0);
-    // One line when the set of points without a usable value changes, not one per read.
-    const absent = (r.absent ?? []).join(',');
-    if (absent !== this.absentLogged) {
-      if (absent === '') this.log.info('every profile point reads a usable value again');
-      else
-        this.log.warn(
-          { absent: r.absent, profile: this.profile.name },
-          'profile points read no data or a value outside what they can be; shown as absent (NaN)',
-        );
-      this.absentLogged = absent;
-    }
+    this.noteAbsent(r.absent, () => ({ profile: this.profile.name }));
     return r;
   }
 
@@ -627,24 +608,24 @@ export function profileReadings(
   // A figure outside what the quantity can be is a fault code the profile does not name (0x7FFF
   // read as 3276.7 °C, 0xFFFF as 6553.5 %), a word order the profile has wrong, or a broken probe:
   // absent like a no-data value, never a reading handed on as good.
-  const plausible = (point: keyof DecodedStatus, range: PointRange): number => {
+  // `point` is the profile's (a feedback point, say), `reading` the readings' it fills.
+  const plausible = (point: keyof DecodedStatus, reading: ScreenedPoint = point as ScreenedPoint): number => {
     const v = s[point] as number | undefined;
     if (v === undefined) return Number.NaN;
-    if (inRange(v, range)) return v;
+    if (isPlausible(reading, v)) return v;
     absent.push(point);
     return Number.NaN;
   };
   const fanPoint = s.fanFeedbackPct !== undefined ? 'fanFeedbackPct' : 'fanPct';
-  // A setpoint in force may be a local one outside what coolctl commands: it is an air temperature.
   const setpointPoint =
     s.supplySetpointFeedbackC !== undefined ? 'supplySetpointFeedbackC' : 'supplySetpointC';
   return {
     mode: s.mode ?? 'unknown',
-    fanPct: plausible(fanPoint, FAN_RANGE_PCT),
-    supplySetpointC: plausible(setpointPoint, AIR_TEMP_RANGE_C),
-    supplyC: plausible('supplyC', AIR_TEMP_RANGE_C),
-    returnC: plausible('returnC', AIR_TEMP_RANGE_C),
-    cwValvePct: plausible('cwValvePct', VALVE_RANGE_PCT),
+    fanPct: plausible(fanPoint, 'fanPct'),
+    supplySetpointC: plausible(setpointPoint, 'supplySetpointC'),
+    supplyC: plausible('supplyC'),
+    returnC: plausible('returnC'),
+    cwValvePct: plausible('cwValvePct'),
     alarms,
     alarmNames: s.alarms,
     absent,
@@ -652,8 +633,8 @@ export function profileReadings(
     // A unit that holds no epoch has accepted none.
     epoch: s.epochFeedback ?? s.epoch ?? 0,
     heartbeat: s.heartbeatFeedback ?? heartbeat,
-    fanKw: plausible('fanKw', POWER_RANGE_KW),
-    coolingKw: plausible('coolingKw', POWER_RANGE_KW),
+    fanKw: plausible('fanKw'),
+    coolingKw: plausible('coolingKw'),
     quality: absent.length > 0 ? 'uncertain' : 'good',
     sourceTimeMs: Date.now(),
   };

@@ -57,6 +57,7 @@ import type {
   WriteOptions,
 } from '../device-io.ts';
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
+import { AbsentPointsNotice, screenReadings } from '../plausibility.ts';
 import type { CompiledProfile } from '../profile/codec.ts';
 import {
   defaultLinkRule,
@@ -68,14 +69,6 @@ import {
   withDeadline,
   writeBudgetMs,
 } from '../resilience.ts';
-import {
-  AIR_TEMP_RANGE_C,
-  FAN_RANGE_PCT,
-  inRange,
-  POWER_RANGE_KW,
-  type PointRange,
-  VALVE_RANGE_PCT,
-} from '../unit-contract.ts';
 import {
   nodeIdFor,
   OPCUA_MODE_NAMES,
@@ -153,18 +146,6 @@ const READ_POINTS = [
   'coolingKw',
 ] as const satisfies readonly OpcuaPointName[];
 type ReadPoint = (typeof READ_POINTS)[number];
-
-/** Measurements and the range each can be in (the device contract's); outside it: absent. */
-const PLAUSIBLE: readonly (readonly [ReadPoint, PointRange])[] = [
-  ['fanPct', FAN_RANGE_PCT],
-  // A setpoint in force may be a local one outside what coolctl commands: it is an air temperature.
-  ['supplySetpointC', AIR_TEMP_RANGE_C],
-  ['supplyC', AIR_TEMP_RANGE_C],
-  ['returnC', AIR_TEMP_RANGE_C],
-  ['cwValvePct', VALVE_RANGE_PCT],
-  ['fanKw', POWER_RANGE_KW],
-  ['coolingKw', POWER_RANGE_KW],
-];
 
 /** Read back after a write: what the unit must show if it took the command. */
 const VERIFY_POINTS = ['epoch', 'heartbeat', 'mode', 'fanCmdPct', 'supplySetpointC'] as const;
@@ -315,7 +296,8 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   private lastConnectErrorCode: string | undefined;
-  private implausibleLogged = '';
+  /** Counts and logs points read without a usable value (../plausibility.ts). */
+  private readonly absentNotice: AbsentPointsNotice;
 
   private heartbeat: number;
   private lastWriteRemote = false;
@@ -336,6 +318,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     });
     this.refusedLog = new RateLimitedLog(this.log, REFUSED_VALUE_LOG_MS);
     this.metrics = deps.metrics;
+    this.absentNotice = new AbsentPointsNotice(() => this.log, deps.metrics?.meter(this.id, PROTOCOL));
     this.pkiDir = deps.pkiDir ?? DEFAULT_CLIENT_PKI_DIR;
     this.trustUnknown = deps.trustUnknownCertificates ?? false;
     this.clientName = deps.clientName ?? `coolctl-${ahu.id}`;
@@ -595,6 +578,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       values[n.name] = v ?? null;
     });
     const readings = vendor.readings(values, this.heartbeat);
+    this.absentNotice.note(readings.absent);
     this.observeMode(readings.mode);
     return readings;
   }
@@ -864,15 +848,8 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       sourceTimeMs = Math.min(sourceTimeMs, dv.sourceTimestamp?.getTime() ?? Date.now());
     }
     // A measurement outside what the quantity can be (a Double has room for 3276.7 °C or 1e300 kW):
-    // a fault code or a broken probe, absent (NaN) as on profile units, never a good reading.
-    const absent: string[] = [];
-    for (const [p, range] of PLAUSIBLE) {
-      if (inRange(num[p], range)) continue;
-      absent.push(p);
-      num[p] = Number.NaN;
-    }
-    this.noteImplausible(absent, values);
-    return {
+    // a fault code or a broken probe, absent (NaN) as on Modbus and profile units, never a good reading.
+    const readings = screenReadings({
       mode: modeName(num.mode),
       fanPct: num.fanPct,
       supplySetpointC: num.supplySetpointC,
@@ -884,26 +861,16 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       heartbeat: num.heartbeat,
       fanKw: num.fanKw,
       coolingKw: num.coolingKw,
-      quality: absent.length > 0 ? 'uncertain' : quality,
+      quality,
       sourceTimeMs,
-      ...(absent.length > 0 ? { absent } : {}),
-    };
-  }
-
-  /** One line when the set of implausible points changes, not one per read. */
-  private noteImplausible(absent: string[], values: Map<ReadPoint, DataValue>): void {
-    const key = absent.join(',');
-    if (key === this.implausibleLogged) return;
-    this.implausibleLogged = key;
-    if (key === '') {
-      this.log.info('every point reads a plausible value again');
-      return;
-    }
-    const sent = Object.fromEntries(absent.map((p) => [p, variantShape(values.get(p as ReadPoint)?.value)]));
-    this.log.warn(
-      { absent, sent },
-      'unit sent values outside what the points can be; shown as absent (NaN), quality uncertain',
-    );
+    });
+    const absent = readings.absent;
+    this.absentNotice.note(absent, () => ({
+      sent: Object.fromEntries(
+        (absent ?? []).map((p) => [p, variantShape(values.get(p as ReadPoint)?.value)]),
+      ),
+    }));
+    return readings;
   }
 
   /** The unit is no longer on our remote control although our last write asked for it. */
