@@ -93,7 +93,13 @@ program
         return systemd.ready(`node ${cfg.node}: config reload refused, running config kept`);
       });
     };
-    const watcher = new ConfigWatcher([cfg.file, cfg.sitePath], () => reload('config file changed'), logger);
+    const watcher = new ConfigWatcher(
+      [cfg.file, cfg.sitePath],
+      () => reload('config file changed'),
+      logger,
+      undefined,
+      { registry: controller.registry },
+    );
     const stop = (signal: string): void => {
       if (stopped) {
         // A second SIGTERM (an impatient script) must not cut the handover short: systemd's
@@ -288,7 +294,10 @@ siteCommand
       ...(o.gateways ? { gateways: o.gateways } : {}),
     });
     if (outputFormat(o) === 'json') {
-      process.stdout.write(`${jsonText({ ok: r.ok, problems: r.problems, site: r.site })}\n`);
+      const count = r.checkingStopped ? { checkingStopped: true } : {};
+      process.stdout.write(
+        `${jsonText({ ok: r.ok, problems: r.problems, problemCount: r.problemCount, ...count, site: r.site })}\n`,
+      );
     } else if (r.ok) {
       if (o.out) {
         // Whole or not at all, never through a link: a daemon may be watching the file.
@@ -296,9 +305,7 @@ siteCommand
         process.stderr.write(`${o.out}: ${r.summary}\n`);
       } else process.stdout.write(r.yaml);
     } else {
-      process.stderr.write(
-        `site import: ${r.problems.length} problem(s)\n${r.problems.map((p) => `  ${p}`).join('\n')}\n`,
-      );
+      process.stderr.write(`site import: ${r.problemWords}\n${r.problems.map((p) => `  ${p}`).join('\n')}\n`);
     }
     if (!r.ok) process.exitCode = 2;
   });

@@ -145,9 +145,22 @@ export function problemCount(problems: readonly ConfigProblem[]): {
 /** `12 problem(s)`, or `at least 1000 problems (checking stopped there)`. */
 export function problemCountWords(problems: readonly ConfigProblem[]): string {
   const c = problemCount(problems);
-  return c.checkingStopped
-    ? `at least ${c.problemCount} problems (checking stops after ${MAX_CHECKED_PROBLEMS})`
-    : `${c.problemCount} problem(s)`;
+  return countWords(c.problemCount, c.checkingStopped === true);
+}
+
+/** The words of a count, for lists of problems of any shape (CLI checks keep theirs as text). */
+export function countWords(count: number, checkingStopped: boolean): string {
+  return checkingStopped
+    ? `at least ${count} problems (checking stops after ${MAX_CHECKED_PROBLEMS})`
+    : `${count} problem(s)`;
+}
+
+/** The line after the problems listed, when `more` were not; undefined when none. */
+export function moreProblemsLine(more: number, checkingStopped: boolean): string | undefined {
+  if (more <= 0) return undefined;
+  return checkingStopped
+    ? `  … and ${more} more problem(s) like these, and more not checked (fix those above, then check again)`
+    : `  … and ${more} more problem(s) like these (fix those above, then check again)`;
 }
 
 /** The first MAX_LISTED_PROBLEMS problems, one a line, then "… and N more". */
@@ -155,13 +168,8 @@ export function formatProblems(problems: readonly ConfigProblem[]): string {
   const listed = problems.slice(0, MAX_LISTED_PROBLEMS);
   const lines = listed.map(formatProblem);
   const { problemCount: n, checkingStopped } = problemCount(problems);
-  const more = n - problemCount(listed).problemCount;
-  if (checkingStopped && more > 0)
-    lines.push(
-      `  … and ${more} more problem(s) like these, and more not checked (fix those above, then check again)`,
-    );
-  else if (more > 0)
-    lines.push(`  … and ${more} more problem(s) like these (fix those above, then check again)`);
+  const more = moreProblemsLine(n - problemCount(listed).problemCount, checkingStopped === true);
+  if (more !== undefined) lines.push(more);
   return lines.join('\n');
 }
 

@@ -4,8 +4,12 @@
 // every config file is (config-files.ts): a regular file, sized before it is read, UTF-8 — so a
 // FIFO, /dev/zero, a 100 MB export or a UTF-16 or Latin-1 save is refused with what to do, never
 // waited on, read into memory or turned silently into U+FFFD. A cell holding a control character
-// (a NUL of a binary file, an ESC) is refused with its line: no inventory has one.
+// (a NUL of a binary file, an ESC) is refused with its line: no inventory has one. Cells are cut
+// out of the text a run at a time, never a character at a time (a 7 MB cell built so is millions of
+// string pieces, over 200 MB), and problems stop at the loader's MAX_CHECKED_PROBLEMS (one more is
+// kept, so the caller knows checking stopped).
 import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from '../config/config-files.ts';
+import { MAX_CHECKED_PROBLEMS } from '../errors.ts';
 import { printable } from '../util/printable.ts';
 
 /**
@@ -48,13 +52,27 @@ interface CsvRecord {
   stray: boolean;
 }
 
+/** Where the run of plain text that starts at `from` ends: at the next comma, quote or line end. */
+function runEnd(text: string, from: number, specials: RegExp): number {
+  specials.lastIndex = from;
+  return specials.exec(text)?.index ?? text.length;
+}
+
 /** At most `max` records: the rest of the text is not split. */
 function records(text: string, max: number): CsvRecord[] {
+  const plainEnds = /[,"\r\n]/g;
+  const quotedEnds = /["\n]/g;
   const out: CsvRecord[] = [];
   let line = 1;
   let start = 1;
   let cells: string[] = [];
   let cell = '';
+  /** Whether `cell` is blank so far: asked at every quote, where trimming a long cell each time would not end. */
+  let blank = true;
+  const add = (text: string) => {
+    cell += text;
+    if (blank && text.trim() !== '') blank = false;
+  };
   let quoted = false;
   let any = false;
   let closed = false;
@@ -63,24 +81,29 @@ function records(text: string, max: number): CsvRecord[] {
     const ch = text[i]!;
     if (quoted) {
       if (ch === '"' && text[i + 1] === '"') {
-        cell += '"';
+        add('"');
         i++;
       } else if (ch === '"') {
         quoted = false;
         closed = true;
+      } else if (ch === '\n') {
+        line++;
+        add(ch);
       } else {
-        if (ch === '\n') line++;
-        cell += ch;
+        const end = runEnd(text, i, quotedEnds);
+        add(text.slice(i, end));
+        i = end - 1;
       }
       continue;
     }
-    if (ch === '"' && cell.trim() === '') {
+    if (ch === '"' && blank) {
       quoted = true;
       cell = '';
       any = true;
     } else if (ch === ',') {
       cells.push(cell);
       cell = '';
+      blank = true;
       any = true;
       closed = false;
     } else if (ch === '\n' || ch === '\r') {
@@ -89,14 +112,19 @@ function records(text: string, max: number): CsvRecord[] {
         out.push({ line: start, cells: [...cells, cell], unclosed: false, stray });
       cells = [];
       cell = '';
+      blank = true;
       any = false;
       closed = false;
       stray = false;
       line++;
       start = line;
     } else {
-      cell += ch;
-      if (ch.trim() !== '') {
+      // A quote inside a cell is text; the run goes on to the next comma, quote or line end.
+      const end = runEnd(text, i + 1, plainEnds);
+      const run = text.slice(i, end);
+      add(run);
+      i = end - 1;
+      if (run.trim() !== '') {
         any = true;
         if (closed) stray = true;
       }
@@ -110,8 +138,10 @@ function records(text: string, max: number): CsvRecord[] {
 }
 
 /** C0 controls but tab and line ends, DEL, C1 and the bidi controls: what printable() escapes. */
-const controlIn = (cell: string): string | undefined =>
-  [...cell.replace(/[\t\r\n]/g, '')].find((c) => printable(c) !== c);
+function controlIn(cell: string): string | undefined {
+  for (const c of cell) if (c !== '\t' && c !== '\r' && c !== '\n' && printable(c) !== c) return c;
+  return undefined;
+}
 
 /** An inventory file read and split, or a table with no rows and the one problem that stopped it. */
 export async function readCsv(file: string): Promise<CsvTable> {
@@ -155,6 +185,7 @@ export function parseCsv(text: string, file: string): CsvTable {
     };
   const rows: CsvRow[] = [];
   for (const r of recs) {
+    if (problems.length > MAX_CHECKED_PROBLEMS) break;
     if (r.unclosed) {
       problems.push(`${file}:${r.line}: a quoted cell is never closed`);
       continue;

@@ -2,14 +2,24 @@
 // requests one status read takes, how a command is written, its watchdog and fencing — or every
 // problem with its line. Returns the text and the exit code; the CLI entry point prints them. A
 // profile that loads but cannot encode the command it shows (a scale or type too small for it) is a
-// profile with a problem too, not a failure of the check.
-import { lineFinder, readConfigFile } from '../config/load-site.ts';
+// profile with a problem too, not a failure of the check. What checking a hostile file costs is
+// bounded as the config loader bounds it: the file's size (PROFILE_FILE_MAX_BYTES), at most
+// MAX_CHECKED_PROBLEMS problems kept and the first MAX_LISTED_PROBLEMS printed, in its words.
+import { PROFILE_FILE_MAX_BYTES } from '../config/config-files.ts';
+import { boundedProblems, lineFinder, readConfigFile, shownProblem } from '../config/load-site.ts';
 import { compileProfile, ProfileValueError, type WriteRequest } from '../devices/profile/codec.ts';
 import { parseProfile } from '../devices/profile/load.ts';
 import { toModicon } from '../devices/profile/modicon.ts';
 import { ModbusPointSchema } from '../devices/profile/schema.ts';
 import { POINT_RANGES, type PointRange, rangeText } from '../devices/unit-contract.ts';
-import { ConfigError, type ConfigProblem } from '../errors.ts';
+import {
+  ConfigError,
+  type ConfigProblem,
+  MAX_LISTED_PROBLEMS,
+  moreProblemsLine,
+  problemCount,
+  problemCountWords,
+} from '../errors.ts';
 import { UsageError } from './args.ts';
 
 /** A firmware version as a profile's `sinceFirmware` is written (the schema owns the pattern). */
@@ -28,7 +38,7 @@ export async function profileCheck(file: string, opts: { firmware?: string } = {
   let text: string;
   let profile: ReturnType<typeof parseProfile>;
   try {
-    text = await readConfigFile(file);
+    text = await readConfigFile(file, PROFILE_FILE_MAX_BYTES, 'device profile');
     profile = parseProfile(text, file);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -143,8 +153,16 @@ function sampleCommand(c: ReturnType<typeof compileProfile>): Record<string, num
   return cmd;
 }
 
-function problemsOutcome(file: string, problems: readonly ConfigProblem[]): CheckOutcome {
-  const lines = [`${file}: ${problems.length} problem(s)`, ...problems.map(problemLine)];
+function problemsOutcome(file: string, problems: ConfigProblem[]): CheckOutcome {
+  const kept = boundedProblems(problems, file);
+  const listed = kept.slice(0, MAX_LISTED_PROBLEMS).filter((p) => !p.checkingStopped);
+  const { problemCount: n, checkingStopped } = problemCount(kept);
+  const more = moreProblemsLine(n - listed.length, checkingStopped === true);
+  const lines = [
+    `${file}: ${problemCountWords(kept)}`,
+    ...listed.map((p) => problemLine(shownProblem(p))),
+    ...(more === undefined ? [] : [more]),
+  ];
   return { exitCode: 2, text: `${lines.join('\n')}\n` };
 }
 

@@ -5,21 +5,35 @@
 // describes breaks the site schema or its rules (a rack in no room, a unit in no group): the site
 // is built, then validated by the same parser the daemon uses (config/load-site.ts), and each of
 // its problems is traced back to the row it came from. Nothing is written unless all is valid.
-// Problems quote the files' cells, so each is escaped for the terminal it is printed on, and a
-// file wrong on every row (an export of the wrong table) lists its first problems, not a million.
+// Problems quote the files' cells, so each is escaped for the terminal it is printed on and
+// clipped as the loader clips what it quotes; a file wrong on every row (an export of the wrong
+// table) stops the check at the loader's MAX_CHECKED_PROBLEMS, in its words, and lists the first.
 import { lstat, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
-import { ConfigError, type ConfigProblem } from '../errors.ts';
+import { SHOWN_PROBLEM_CHARS } from '../config/load-site.ts';
+import {
+  ConfigError,
+  type ConfigProblem,
+  countWords,
+  MAX_CHECKED_PROBLEMS,
+  MAX_LISTED_PROBLEMS,
+  moreProblemsLine,
+} from '../errors.ts';
+import { clip } from '../util/log-limit.ts';
 import { printable } from '../util/printable.ts';
 import { finiteNumber, UsageError } from './args.ts';
 import { type CsvRow, type CsvTable, readCsv } from './csv.ts';
 
-/** The problems listed at most; the rest are counted (the first ones say what is wrong with a file). */
-export const MAX_PROBLEMS_LISTED = 100;
-/** Past this many, rows are no longer checked: a file wrong on every row would hold them all in memory. */
-const PROBLEMS_KEPT = 1000;
+/**
+ * Past MAX_CHECKED_PROBLEMS, rows are no longer checked: a file wrong on every row would hold them
+ * all in memory. One more is kept, to know that checking stopped.
+ */
+const stopped = (problems: readonly string[]): boolean => problems.length > MAX_CHECKED_PROBLEMS;
+
+/** A cell or header as a problem quotes it: no longer than the loader quotes a value. */
+const quoted = (text: string): string => clip(text, SHOWN_PROBLEM_CHARS);
 
 export type InventoryKind = 'rooms' | 'racks' | 'units' | 'sensors' | 'groups' | 'gateways';
 
@@ -103,8 +117,13 @@ type Origins = Record<string, string[]>;
 
 export interface ImportResult {
   ok: boolean;
-  /** "file:line: what is wrong", in file order. */
+  /** "file:line: what is wrong", in file order: the first MAX_LISTED_PROBLEMS, then a line with the rest. */
   problems: string[];
+  /** The problems found (at most MAX_CHECKED_PROBLEMS), and whether checking stopped there. */
+  problemCount: number;
+  checkingStopped: boolean;
+  /** `12 problem(s)`, or `at least 1000 problems (checking stops after 1000)`. */
+  problemWords: string;
   /** The site, when it is valid. */
   site: Record<string, unknown> | null;
   yaml: string;
@@ -116,12 +135,15 @@ type Row = Record<string, string | number | string[]>;
 /** Typed cells of each row, or problems naming the file, line and column. */
 function typedRows(t: CsvTable, kind: InventoryKind, problems: string[]): { row: Row; at: string }[] {
   const spec = COLUMNS[kind];
-  problems.push(...t.problems);
+  for (const p of t.problems) {
+    if (stopped(problems)) return [];
+    problems.push(p);
+  }
   if (t.unread) return [];
   const unknown = t.header.filter((h) => !(h in spec));
   if (unknown.length > 0)
     problems.push(
-      `${t.file}:${t.headerLine}: unknown column(s) ${unknown.join(', ')} (a ${kind} inventory has ${Object.keys(spec).join(', ')})`,
+      `${t.file}:${t.headerLine}: unknown column(s) ${quoted(unknown.join(', '))} (a ${kind} inventory has ${Object.keys(spec).join(', ')})`,
     );
   const missing = Object.entries(spec)
     .filter(([name, c]) => c.required && !t.header.includes(name))
@@ -132,7 +154,7 @@ function typedRows(t: CsvTable, kind: InventoryKind, problems: string[]): { row:
   }
   const out: { row: Row; at: string }[] = [];
   for (const r of t.rows) {
-    if (problems.length >= PROBLEMS_KEPT) break;
+    if (stopped(problems)) break;
     out.push({ row: typedRow(t.file, r, spec, problems), at: `${t.file}:${r.line}` });
   }
   return out;
@@ -151,7 +173,7 @@ function typedRow(file: string, r: CsvRow, spec: Record<string, Column>, problem
       const n = finiteNumber(v);
       if (n === undefined || (col.type === 'integer' && !Number.isInteger(n)))
         problems.push(
-          `${file}:${r.line}: ${name} "${v}" is not ${col.type === 'integer' ? 'a whole number' : 'a number'}${numberHint(v)}`,
+          `${file}:${r.line}: ${name} "${quoted(v)}" is not ${col.type === 'integer' ? 'a whole number' : 'a number'}${numberHint(v)}`,
         );
       else row[name] = n;
     } else if (col.type === 'list') row[name] = v.split(/[\s;|]+/).filter(Boolean);
@@ -185,7 +207,7 @@ function unitEndpoint(row: Row, at: string, problems: string[]): Record<string, 
   if (m)
     return { protocol: 'modbus-tcp', endpoint: { host: m[1], port: Number(m[2]), ...pick(row, ['unitId']) } };
   problems.push(
-    `${at}: endpoint "${text}" is none of opc.tcp://host:port/path, /dev/ttyUSB0 (Modbus RTU), host:port or modbus-tcp://host:port (Modbus TCP)`,
+    `${at}: endpoint "${quoted(text)}" is none of opc.tcp://host:port/path, /dev/ttyUSB0 (Modbus RTU), host:port or modbus-tcp://host:port (Modbus TCP)`,
   );
   return null;
 }
@@ -310,13 +332,25 @@ export async function importSite(o: {
   return validateImport(o.siteId, o.siteName, tables, problems);
 }
 
-/** Problems as printed: a cell's ESC or bidi override escaped, and no more than MAX_PROBLEMS_LISTED. */
-function listed(problems: string[]): string[] {
-  const shown = problems.slice(0, MAX_PROBLEMS_LISTED).map((p) => printable(p));
-  const more = problems.length - shown.length;
-  if (more <= 0) return shown;
-  const count = problems.length >= PROBLEMS_KEPT ? `at least ${more}` : `${more}`;
-  return [...shown, `… and ${count} more problem(s): fix the ones above first`];
+/**
+ * Problems as printed, in the loader's words: a cell's ESC or bidi override escaped, the first
+ * MAX_LISTED_PROBLEMS, then how many more (at least, where checking stopped).
+ */
+function refused(problems: string[], loaderStopped = false): ImportResult {
+  const checkingStopped = loaderStopped || stopped(problems);
+  const problemCount = Math.min(problems.length, MAX_CHECKED_PROBLEMS);
+  const shown = problems.slice(0, MAX_LISTED_PROBLEMS).map((p) => printable(p));
+  const more = moreProblemsLine(problemCount - shown.length, checkingStopped);
+  return {
+    ok: false,
+    problems: more === undefined ? shown : [...shown, more.trimStart()],
+    problemCount,
+    checkingStopped,
+    problemWords: countWords(problemCount, checkingStopped),
+    site: null,
+    yaml: '',
+    summary: '',
+  };
 }
 
 /** Builds and validates; the problems of the CSV come first, then the site's, each traced to its row. */
@@ -330,17 +364,12 @@ export async function validateImport(
   const yaml = `# Built by coolctl site import from ${Object.values(tables)
     .map((t) => t.file)
     .join(', ')}\n${stringify(site)}`;
-  const fail = (): ImportResult => ({
-    ok: false,
-    problems: listed(problems),
-    site: null,
-    yaml: '',
-    summary: '',
-  });
+  const fail = (): ImportResult => refused(problems);
+  let loaderStopped = false;
   // A file not read at all leaves every row that names its items dangling: the schema would only
   // repeat that, once per row.
   // Nor does a check that stopped early: the rows it did not reach would be missing.
-  if (Object.values(tables).some((t) => t.unread) || problems.length >= PROBLEMS_KEPT) return fail();
+  if (Object.values(tables).some((t) => t.unread) || stopped(problems)) return fail();
   const bytes = Buffer.byteLength(yaml);
   if (bytes > SITE_FILE_MAX_BYTES) {
     problems.push(
@@ -371,6 +400,12 @@ export async function validateImport(
         .map((t) => t.file),
     );
     for (const p of err.problems) {
+      if (stopped(problems)) break;
+      // Where the loader stopped checking, the count is a lower bound here too.
+      if (p.checkingStopped) {
+        loaderStopped = true;
+        continue;
+      }
       const line = traced(p, origins);
       const [sectionName, index] = p.path.split('/').filter(Boolean);
       const kind = sectionName === undefined ? undefined : SECTION_KIND[sectionName];
@@ -378,13 +413,16 @@ export async function validateImport(
       if (index === undefined && file !== undefined && badFiles.has(file)) continue;
       if (!badRows.has(/^(.+?:\d+): /.exec(line)?.[1])) problems.push(line);
     }
-    return fail();
+    return refused(problems, loaderStopped);
   }
   if (problems.length > 0) return fail();
   const count = (k: string) => (site[k] as unknown[]).length;
   return {
     ok: true,
     problems: [],
+    problemCount: 0,
+    checkingStopped: false,
+    problemWords: countWords(0, false),
     site,
     yaml,
     summary: `site ${siteId}: ${count('rooms')} rooms, ${count('racks')} racks, ${count('airHandlers')} air handlers, ${count('sensorNodes')} sensor nodes, ${count('controlGroups')} groups`,

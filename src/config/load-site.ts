@@ -50,7 +50,7 @@ export function stopAtErrorCap(code: string): string {
 }
 
 /** A validation of at most MAX_CHECKED_PROBLEMS errors: whether the value is valid, and its errors. */
-function validateBounded<T>(
+export function validateBounded<T>(
   validate: ValidateFunction<T>,
   data: unknown,
 ): { valid: boolean; errors: ErrorObject[]; stopped: boolean } {
@@ -257,7 +257,7 @@ export function walkDocument(
 }
 
 /** The longest key path, message or list of what is allowed a problem carries, in UTF-16 units. */
-const SHOWN_PROBLEM_CHARS = 300;
+export const SHOWN_PROBLEM_CHARS = 300;
 
 /**
  * A problem as it may be printed and logged: what it quotes of the file (a key in its path, an

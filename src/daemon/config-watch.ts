@@ -9,12 +9,15 @@
 // is none. The files are compared by their stat first and read (off the event loop, bounded) only
 // when that changed: a site of 1 000 units is megabytes, and reading it on every event in a busy
 // folder cost the control loops their lag target. Bounded: one timer, one fs.watch per folder;
-// close() stops it all.
+// close() stops it all. A writer that never leaves the folder quiet for `settleMs` (a tool saving in
+// a loop, an editor's autosave, a sync agent) defers the look at most `maxDeferMs` after its first
+// change: the files are then read as they are (a cut one is refused by the reload, the config kept).
 import { createHash } from 'node:crypto';
 import { type FSWatcher, lstatSync, readlinkSync, statSync, watch } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename, dirname, isAbsolute } from 'node:path';
 import type { Logger } from 'pino';
+import { Counter, type Registry } from 'prom-client';
 import { readBoundedFile, SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
 
 interface WatchedDir {
@@ -32,6 +35,23 @@ function dirIdentity(dir: string): string | undefined {
   }
 }
 
+/** How long a quiet folder must stay quiet before the files are looked at: editors save in steps. */
+export const CONFIG_SETTLE_MS = 500;
+/**
+ * The longest a change waits for the folder to settle: ten settle windows, so a save in a few steps
+ * (well under a second) never meets it, yet an operator's edit under a writer that never stops is
+ * applied within seconds, not never. A reload of a 1 000-unit site costs ~1 s of CPU, so one every
+ * 5 s at most leaves the control loops their time.
+ */
+export const CONFIG_MAX_DEFER_MS = 5_000;
+
+export interface ConfigWatcherOptions {
+  /** See CONFIG_MAX_DEFER_MS. */
+  maxDeferMs?: number;
+  /** Where coolctl_config_unsettled_reloads_total is registered (the controller's). */
+  registry?: Registry;
+}
+
 export class ConfigWatcher {
   /** Each watched folder: its watch, and which folder it is (device and inode; undefined: missing). */
   private readonly dirs = new Map<string, WatchedDir>();
@@ -39,17 +59,37 @@ export class ConfigWatcher {
   private readonly files: string[];
   private readonly onChange: () => void;
   private readonly settleMs: number;
+  private readonly maxDeferMs: number;
   private timer: NodeJS.Timeout | undefined;
+  /** When (performance.now()) the first change not looked at yet came; undefined: none waits. */
+  private firstUnseenAt: number | undefined;
+  /** Whether the last look was forced by the bound: the writer has not let the folder settle since. */
+  private unsettled = false;
+  private readonly unsettledLooks: Counter | undefined;
   /** The files' stat and content fingerprints as last seen (undefined: not read yet). */
   private seenStat: string | undefined;
   private seenContent: string | undefined;
   private checking: Promise<void> = Promise.resolve();
   private closed = false;
 
-  constructor(files: string[], onChange: () => void, logger: Logger, settleMs = 500) {
+  constructor(
+    files: string[],
+    onChange: () => void,
+    logger: Logger,
+    settleMs = CONFIG_SETTLE_MS,
+    opts: ConfigWatcherOptions = {},
+  ) {
     this.files = [...new Set(files)];
     this.onChange = onChange;
     this.settleMs = settleMs;
+    this.maxDeferMs = Math.max(settleMs, opts.maxDeferMs ?? CONFIG_MAX_DEFER_MS);
+    this.unsettledLooks = opts.registry
+      ? new Counter({
+          name: 'coolctl_config_unsettled_reloads_total',
+          help: `Looks at the config files forced while they were still being written: ${this.maxDeferMs / 1000} s after a change the folder never stayed quiet ${this.settleMs} ms`,
+          registers: [opts.registry],
+        })
+      : undefined;
     // What the files are now, before the folders are watched: a change from here on is seen against it.
     this.checking = this.look().then((r) => {
       this.seenStat = r.stat;
@@ -125,11 +165,37 @@ export class ConfigWatcher {
     return names;
   }
 
+  /**
+   * A change: look once the folder has been quiet for settleMs, but no later than maxDeferMs after
+   * the first change not looked at yet, however the writes go on.
+   */
   private hint(): void {
+    const now = performance.now();
+    this.firstUnseenAt ??= now;
+    const boundInMs = this.firstUnseenAt + this.maxDeferMs - now;
+    const forced = boundInMs < this.settleMs;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.checking = this.checking.then(() => this.settled()).catch(() => {});
-    }, this.settleMs);
+    this.timer = setTimeout(
+      () => {
+        this.firstUnseenAt = undefined;
+        this.deferralEnded(forced);
+        this.checking = this.checking.then(() => this.settled()).catch(() => {});
+      },
+      Math.max(0, Math.min(this.settleMs, boundInMs)),
+    );
+  }
+
+  /** One line when a writer first holds a change past the bound, one when the folder settles again. */
+  private deferralEnded(forced: boolean): void {
+    if (forced) {
+      this.unsettledLooks?.inc();
+      if (!this.unsettled)
+        this.logger.warn(
+          { files: this.files, maxDeferMs: this.maxDeferMs, settleMs: this.settleMs },
+          `the config files keep changing (never quiet for ${this.settleMs} ms): reading them as they are every ${this.maxDeferMs / 1000} s until the writes stop`,
+        );
+    } else if (this.unsettled) this.logger.info({ files: this.files }, 'the config files settled again');
+    this.unsettled = forced;
   }
 
   private async settled(): Promise<void> {

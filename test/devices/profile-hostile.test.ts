@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileProfile, ProfileValueError } from '../../src/devices/profile/codec.ts';
-import { parseProfile } from '../../src/devices/profile/load.ts';
+import { loadProfile, parseProfile } from '../../src/devices/profile/load.ts';
 import { SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import { ConfigError, ErrorCodes } from '../../src/errors.ts';
 
@@ -109,6 +109,36 @@ describe('profile files a careless integrator writes are refused at load', () =>
         },
       }),
     ).toThrow(/scale -0.1 is negative/);
+  });
+});
+
+describe('what refusing a hostile profile costs is bounded', () => {
+  it('a point of 3 000 unknown settings is refused with at most 1 000 problems, the last saying checking stopped', () => {
+    const junk = Array.from({ length: 3000 }, (_, i) => `k${i}: 1`).join(', ');
+    const text = modbusProfile(`    returnC: { table: input, address: 1, type: i16, scale: 0.1, ${junk} }`);
+    expect(text.length).toBeLessThan(32 * 1024);
+    const problems = problemsOf(text) as { message: string; checkingStopped?: boolean }[];
+    expect(problems.length).toBeGreaterThan(900);
+    expect(problems.length).toBeLessThanOrEqual(1001);
+    expect(problems.at(-1)).toMatchObject({ checkingStopped: true });
+    expect(problems.at(-1)!.message).toMatch(/checking stopped/);
+  });
+
+  it('the daemon’s profile reader refuses a file over 32 KB unread, naming the limit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coolctl-profile-size-'));
+    try {
+      const file = join(dir, 'hostile-unit.yaml');
+      await writeFile(file, modbusProfile(`    # ${'x'.repeat(40 * 1024)}`));
+      const err = await loadProfile(file).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).message).toMatch(/device profile/);
+      expect((err as ConfigError).message).toMatch(/32 KB|32768|32 KiB/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,10 +1,22 @@
 // Loads a device profile (config/profiles/NAME.yaml): YAML → schema → rules, every problem listed
 // together with its line, as the site file's loader does (and with its line finder). Unlike the
 // site file, the rules also run on a document that failed its schema in places — on the points and
-// sections that passed — so one pass over a bad profile shows all that is wrong with it.
+// sections that passed — so one pass over a bad profile shows all that is wrong with it. What a
+// hostile file costs is bounded as for the site file: its size (PROFILE_FILE_MAX_BYTES), at most
+// MAX_CHECKED_PROBLEMS errors per validation and problems kept.
 import { basename, extname } from 'node:path';
-import { Ajv, type ErrorObject } from 'ajv';
-import { dedupeProblems, fromAjv, lineFinder, loadYamlData, readConfigFile } from '../../config/load-site.ts';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { PROFILE_FILE_MAX_BYTES } from '../../config/config-files.ts';
+import {
+  boundedProblems,
+  dedupeProblems,
+  fromAjv,
+  lineFinder,
+  loadYamlData,
+  readConfigFile,
+  stopAtErrorCap,
+  validateBounded,
+} from '../../config/load-site.ts';
 import { ConfigError, type ConfigProblem, ErrorCodes } from '../../errors.ts';
 import { checkProfile } from './rules.ts';
 import {
@@ -18,7 +30,12 @@ import {
 } from './schema.ts';
 
 // `verbose` hands each error its schema, whose description says what a union allows.
-const ajv = new Ajv({ allErrors: true, strict: false, verbose: true });
+const ajv = new Ajv({
+  allErrors: true,
+  strict: false,
+  verbose: true,
+  code: { process: (code) => stopAtErrorCap(code) },
+});
 const validateProfile = ajv.compile<Profile>(ProfileSchema);
 const validModbusPoint = ajv.compile(ModbusPointSchema);
 const validOpcuaPoint = ajv.compile(OpcuaPointSchema);
@@ -44,9 +61,8 @@ export function parseProfile(text: string, file = '<inline>'): Profile {
   const data = loadYamlData(text, file, (problems) => profileError(file, problems));
   const lines = lineFinder(text);
   const problems: ConfigProblem[] = [];
-  if (!validateProfile(data)) {
-    problems.push(...schemaProblems(validateProfile.errors ?? [], file, lines));
-  }
+  const schema = validateBounded(validateProfile, data);
+  for (const p of schemaProblems(schema.errors, file, lines)) problems.push(p);
   if (data !== null && typeof data === 'object' && !Array.isArray(data)) {
     const base = file.startsWith('<') ? undefined : basename(file, extname(file));
     const { view, dropped } = checkable(data as Record<string, unknown>);
@@ -54,16 +70,24 @@ export function parseProfile(text: string, file = '<inline>'): Profile {
       problems.push({ ...p, file, line: lines(p.path) });
     }
   }
-  if (problems.length > 0) {
+  if (problems.length > 0 || schema.stopped) {
     // In file order: schema and rule problems interleave as the reader walks down the file.
     const ordered = dedupeProblems(problems).sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity));
-    throw profileError(file, ordered);
+    throw profileError(file, boundedProblems(ordered, file, schema.stopped));
   }
   return data as Profile;
 }
 
+/** Reads (at most PROFILE_FILE_MAX_BYTES) and checks a profile file. */
 export async function loadProfile(file: string): Promise<Profile> {
-  return parseProfile(await readConfigFile(file), file);
+  return parseProfile(await readConfigFile(file, PROFILE_FILE_MAX_BYTES, 'device profile'), file);
+}
+
+/** Whether `v` passes `validate`, its errors kept on it; one stopped at the error cap fails. */
+function passes(validate: ValidateFunction, v: unknown): boolean {
+  const r = validateBounded(validate, v);
+  validate.errors = r.errors;
+  return r.valid;
 }
 
 /** Ajv's errors as problems; a union reports once, with what its schema says it allows. */
@@ -104,7 +128,7 @@ function checkable(doc: Record<string, unknown>): { view: Profile; dropped: Set<
   const view: Record<string, unknown> = { ...doc };
   // Names the rules must not judge references to: their definitions failed the schema.
   const dropped = new Set<string>();
-  if (!validWatchdog(view.watchdog)) {
+  if (!passes(validWatchdog, view.watchdog)) {
     delete view.watchdog;
     dropped.add('/watchdog');
   }
@@ -121,7 +145,7 @@ function checkable(doc: Record<string, unknown>): { view: Profile; dropped: Set<
       continue;
     }
     const sec: Record<string, unknown> = { ...(s as Record<string, unknown>) };
-    if (!section(s)) {
+    if (!passes(section, s)) {
       // Leave out only the settings that failed; the points are still judged one by one.
       for (const e of section.errors ?? []) {
         const field =
@@ -138,7 +162,7 @@ function checkable(doc: Record<string, unknown>): { view: Profile; dropped: Set<
     }
     const points: Record<string, unknown> = {};
     for (const [n, p] of Object.entries(sec.points as Record<string, unknown>)) {
-      if (point(p)) points[n] = p;
+      if (passes(point, p)) points[n] = p;
       else dropped.add(n);
     }
     view[key] = { ...sec, points };
