@@ -43,6 +43,10 @@ export const ErrorCodes = {
   CROSS_SITE: 'COOLCTL_E_CROSS_SITE',
   /** Too many sign-ins or state-changing requests in the limiter's window. */
   RATE_LIMITED: 'COOLCTL_E_RATE_LIMITED',
+  /** An operator action refused because the audit trail (etcd) did not take its entry in time: nothing was done (503). */
+  AUDIT_UNAVAILABLE: 'COOLCTL_E_AUDIT_UNAVAILABLE',
+  /** An audit entry written before its action whose answer was never recorded: the action may or may not have run. */
+  AUDIT_NO_OUTCOME: 'COOLCTL_E_AUDIT_NO_OUTCOME',
   /** The CLI refused an API server whose certificate its CA did not sign, or not for the address dialled. */
   API_UNTRUSTED: 'COOLCTL_E_API_UNTRUSTED_CERTIFICATE',
   /** A release folder or bundle that cannot be installed or run (no manifest, a bad wire range, no such version). */

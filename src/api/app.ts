@@ -1,7 +1,9 @@
 // The controller's HTTP API: `buildApp` assembles fastify plugins and opens no socket, so tests use
 // `inject()`; the daemon calls `listen()`. One file per resource under ./routes/, the guard
-// (./auth/guard.ts: identity, roles, cross-site refusal, the audit trail) over all of them, CORS
-// for the cluster's own dashboards and rate limits from the fastify plugins. Every route is
+// (./auth/guard.ts: identity, roles, cross-site refusal) over all of them, then the limiter, then
+// the audit trail, recorded before each action runs (./audit/record-first.ts): in that order, so
+// neither refusals nor a flood reach etcd, and no action runs without its entry. CORS for the
+// cluster's own dashboards and rate limits from the fastify plugins. Every route is
 // described in the OpenAPI document at /openapi.json. A route takes only the input it declares,
 // bodies exactly as typed (./request-schema.ts); a client gets bounded time and connections
 // (./connection-limits.ts). Every refused request — a bad body, an unknown route, an unreadable URL
@@ -32,6 +34,7 @@ import type { DeviceIo } from '../devices/device-io.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import type { AuditTrail } from './audit/audit-trail.ts';
+import { recordFirst } from './audit/record-first.ts';
 import type { AuthStore } from './auth/auth-store.ts';
 import { changesState, guard, REQUEST_HEADER } from './auth/guard.ts';
 import {
@@ -244,7 +247,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     allowedHeaders: ['content-type', 'authorization', REQUEST_HEADER],
     maxAge: 600,
   });
-  await app.register(guard, { node: deps.node, auth: deps.auth, audit: deps.audit });
+  await app.register(guard, { auth: deps.auth });
   // Before the limiter registers its own onRoute hook, so it sees these limits.
   const actionsPerMinute = deps.security?.actionsPerMinute ?? 120;
   app.addHook('onRoute', (r) => {
@@ -272,6 +275,9 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
         429,
       ),
   });
+  // After the limiter (its onRoute hook adds its preHandler first): an action's entry is written
+  // only for a request the limiter let through, and before the action runs.
+  await app.register(recordFirst, { node: deps.node, audit: deps.audit });
 
   await app.register(healthRoutes, deps);
   await app.register(clusterRoutes, deps);

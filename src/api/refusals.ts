@@ -3,7 +3,7 @@
 // that cannot be decoded) or `connection` (cut off before a request was read: too slow, malformed,
 // over the connection cap) — and logged at most once per route and code every LOG_EVERY_MS, the next
 // line saying how many it left out. A flood of refusals costs a counter increment each, never a log
-// line each, and never an audit entry (./auth/guard.ts).
+// line each, and never an audit entry (./audit/record-first.ts).
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { zeroSeries } from '../metrics/zero-series.ts';

@@ -1,14 +1,16 @@
 // One controller node's API over the fakes (as test/support/fake-cluster.ts builds it) for the tests
 // of the API's own contract: what it logs is kept (`lines`), its audit trail can be given a small
-// retention, and its connection limits can be shrunk. The units are the demo site's, answering at
+// retention or a store of its own (a real etcd), its connection limits can be shrunk, and its
+// security settings (the limiter's bound) given. The units are the demo site's, answering at
 // once; the cluster's control plane is in memory.
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { alarmId, conditionKey } from '../../src/alarms/alarm.ts';
-import { buildApp } from '../../src/api/app.ts';
+import { type ApiSecurity, buildApp } from '../../src/api/app.ts';
 import { AuditTrail } from '../../src/api/audit/audit-trail.ts';
 import type { ConnectionLimits } from '../../src/api/connection-limits.ts';
+import type { PrefixKv } from '../../src/cluster/etcd/prefix-kv.ts';
 import { loadSite } from '../../src/config/load-site.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import { type ApiAuth, apiAuth } from '../support/api-auth.ts';
@@ -25,6 +27,8 @@ export interface ApiNode {
   auth: ApiAuth;
   audit: AuditTrail;
   registry: Registry;
+  /** Where the trail counts its entries (the node's own registry unless `audit` was given). */
+  auditRegistry: Registry;
   /** Every log line the node wrote, parsed. */
   lines: Record<string, unknown>[];
   written: UnitWrite[];
@@ -36,7 +40,11 @@ export interface ApiNode {
 }
 
 export async function apiNode(
-  opts: { audit?: { maxEntries?: number; pruneEvery?: number }; limits?: Partial<ConnectionLimits> } = {},
+  opts: {
+    audit?: { maxEntries?: number; pruneEvery?: number; kv?: PrefixKv; prefix?: string };
+    limits?: Partial<ConnectionLimits>;
+    security?: ApiSecurity;
+  } = {},
 ): Promise<ApiNode> {
   const lines: Record<string, unknown>[] = [];
   const logger = pino(
@@ -61,12 +69,13 @@ export async function apiNode(
   );
   const registry = new Registry();
   const auth = await apiAuth(registry, logger, cluster.controlPlane);
+  const auditRegistry = opts.audit ? new Registry() : registry;
   const audit = opts.audit
     ? new AuditTrail({
         kv: auth.kv,
         prefix: '/coolctl',
         logger,
-        registry: new Registry(),
+        registry: auditRegistry,
         ...opts.audit,
       })
     : auth.audit;
@@ -85,6 +94,7 @@ export async function apiNode(
     devices,
     alarms: cluster.alarms,
     ...(opts.limits ? { limits: opts.limits } : {}),
+    ...(opts.security ? { security: opts.security } : {}),
   });
   for (const d of drivers.values()) d.start();
   return {
@@ -93,6 +103,7 @@ export async function apiNode(
     auth,
     audit,
     registry,
+    auditRegistry,
     lines,
     written,
     as: (role) => ({ ...auth.as(role), 'content-type': 'application/json' }),

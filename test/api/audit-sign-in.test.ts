@@ -10,6 +10,7 @@ import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ApiDeps } from '../../src/api/app.ts';
 import { type AuditEntry, MAX_FAILED_SIGN_IN_KEYS } from '../../src/api/audit/audit-trail.ts';
+import { recordFirst } from '../../src/api/audit/record-first.ts';
 import { guard } from '../../src/api/auth/guard.ts';
 import { auditRoutes } from '../../src/api/routes/audit.ts';
 import { authRoutes } from '../../src/api/routes/auth.ts';
@@ -45,7 +46,8 @@ async function node(prefix: string): Promise<{ app: FastifyInstance; a: ApiAuth;
   app.setErrorHandler((err: Error & { httpStatus?: number; code?: string }, _req, reply) =>
     reply.status(err.httpStatus ?? 500).send({ error: err.code, message: err.message }),
   );
-  await app.register(guard, { node: 'n1', auth: a.auth, audit: a.audit });
+  await app.register(guard, { auth: a.auth });
+  await app.register(recordFirst, { node: 'n1', audit: a.audit });
   const deps = { auth: a.auth, audit: a.audit, node: 'n1' } as unknown as ApiDeps;
   await app.register(authRoutes, deps);
   await app.register(auditRoutes, deps);

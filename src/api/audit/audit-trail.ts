@@ -3,10 +3,17 @@
 // which values, the answer), and every leadership a node gains, kept in etcd as one key per entry
 // under `<prefix>/audit/`. Entries are ordered by etcd's create revision, which is also their `seq`,
 // so every node reads the same trail and it survives restarts and failovers.
+// Operator actions are recorded first (`begin`, before the action runs: `outcome: pending`), then
+// completed in place with their answer (`finish`: same key, same seq). `begin` resolves only once
+// etcd holds the entry; when etcd does not take it within the store's call deadline it throws
+// AuditUnavailableError and the caller must not carry the action out, so no action runs without a
+// durable entry. An entry whose outcome never came (its node stopped or lost etcd meanwhile) reads
+// `outcome: pending` with no status: never as a success.
 // An entry etcd does not take (no quorum, a leader election, a timeout) is kept and sent again with
 // backoff until etcd takes it: the key is the same, so a try that did land and lost its answer is
 // simply written again. At most MAX_PENDING wait in memory; one more, or a stop with some waiting,
 // counts them `dropped` (their log lines keep them). The request's answer never waits for a retry.
+// (A dropped outcome leaves its entry pending; a dropped refusal leaves its entry pending or absent.)
 // Retention: the newest `maxEntries` (default 10 000) and nothing older than `maxAgeMs` (default
 // 30 days); every writer prunes after each `pruneEvery`-th entry it writes, deleting the oldest (by
 // create revision) with compare-and-delete (a racing writer's delete of the same key is harmless).
@@ -33,6 +40,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { LAST_TIME_MS } from '../../alarms/alarm.ts';
 import type { PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+import { CoolctlError, ErrorCodes } from '../../errors.ts';
 import { zeroSeries } from '../../metrics/zero-series.ts';
 import { Backoff } from '../../util/async.ts';
 import { clip, LogLimiter } from '../../util/log-limit.ts';
@@ -56,10 +64,57 @@ export interface OperatorAction {
   clientIp: string;
   /** The node that took the request. */
   node: string;
-  /** The HTTP status this node answered, and the stable error code when it refused. */
-  status: number;
+  /**
+   * The HTTP status this node answered, and the stable error code when it refused; null status
+   * while the outcome is pending (then `error` says so, COOLCTL_E_AUDIT_NO_OUTCOME, when read).
+   */
+  status: number | null;
   error: { code: string; message: string } | null;
+  /**
+   * `pending`: written before the action and not completed: the request is still running, or its
+   * node stopped or lost etcd before it recorded the answer; the action may or may not have taken
+   * effect. `answered`: status and error are the node's answer. Entries of releases before
+   * record-first have none, and were written after their answer: `answered`.
+   */
+  outcome?: 'pending' | 'answered';
 }
+
+/** What an operator action's entry holds before its action runs. */
+export type ActionIntent = Omit<OperatorAction, 'kind' | 'status' | 'error' | 'outcome'>;
+/** The answer an action got, recorded in its entry. */
+export type ActionOutcome = Pick<OperatorAction, 'status' | 'error'> & { status: number };
+
+/** An operator action's entry, written (`begin`) and not yet completed (`finish`). */
+export interface OpenEntry {
+  readonly key: string;
+  readonly atMs: number;
+  readonly action: ActionIntent;
+  /** etcd did not take it: the action was refused, and that outcome is already on its way. */
+  readonly refused: boolean;
+}
+
+/** The status an action is refused with when its entry cannot be written (the API answers it). */
+export const AUDIT_REFUSED_STATUS = 503;
+
+/** etcd did not take an action's entry in time: the action must not be carried out. */
+export class AuditUnavailableError extends CoolctlError {
+  readonly entry: OpenEntry;
+  constructor(entry: OpenEntry, cause: unknown) {
+    super(
+      ErrorCodes.AUDIT_UNAVAILABLE,
+      `the audit trail (etcd) did not take the action's entry: ${(cause as Error)?.message ?? String(cause)}`,
+      { cause, retryable: true },
+    );
+    this.entry = entry;
+  }
+}
+
+/** How a pending entry reads (GET /api/v1/audit, `coolctl history`, the dashboard): not a success. */
+export const NO_OUTCOME = {
+  code: ErrorCodes.AUDIT_NO_OUTCOME,
+  message:
+    'no outcome recorded: the request was still running when read, or its node stopped or lost etcd before recording the answer; the action may or may not have taken effect',
+} as const;
 
 export interface RoleTransition {
   kind: 'role';
@@ -92,7 +147,7 @@ export const AUDIT_KINDS = Object.keys({
   'failed-sign-in': true,
 } satisfies Record<AuditRecord['kind'], true>) as AuditRecord['kind'][];
 /** What became of an entry (coolctl_audit_entries_total{result}). */
-const AUDIT_RESULTS = ['written', 'failed', 'retried', 'dropped'] as const;
+const AUDIT_RESULTS = ['written', 'failed', 'retried', 'dropped', 'refused'] as const;
 export type AuditEntry = AuditRecord & { seq: number; atMs: number };
 
 /** A request body bigger than this (as JSON) is not kept; operator actions are a few fields. */
@@ -179,7 +234,7 @@ export class AuditTrail {
     this.log = opts.logger.child({ component: 'audit' });
     this.outcomes = new Counter({
       name: 'coolctl_audit_entries_total',
-      help: 'Audit entries by this node, by kind and result (written at once; failed: etcd did not take the first try, the entry waits for another; retried: written by a later try; dropped: never written, its log line keeps it)',
+      help: 'Audit entries by this node, by kind and result (written at once; failed: etcd did not take the first try, the entry waits for another; retried: written by a later try; dropped: never written, its log line keeps it; refused: an operator action not carried out because etcd did not take its entry first)',
       labelNames: ['kind', 'result'],
       registers: [opts.registry],
     });
@@ -220,6 +275,55 @@ export class AuditTrail {
   }
 
   /**
+   * Writes an operator action's entry before the action runs, its outcome pending, and resolves
+   * once etcd holds it. When etcd does not take it within the store's call deadline, the action is
+   * refused: counted `refused`, logged, its entry kept with that outcome (sent again like any
+   * waiting entry, so a put that did land late reads refused, not pending), and
+   * AuditUnavailableError thrown. One etcd round trip before each action; reads pay nothing.
+   */
+  async begin(action: ActionIntent): Promise<OpenEntry> {
+    const atMs = this.now();
+    const key = this.keyFor(atMs, action.node);
+    const pending = wireJson({
+      ...withoutSecrets({ ...action, kind: 'operator', status: null, error: null, outcome: 'pending' }),
+      atMs,
+    });
+    try {
+      await this.opts.kv.put(key, pending);
+    } catch (err) {
+      const entry: OpenEntry = { key, atMs, action, refused: true };
+      const refused = new AuditUnavailableError(entry, err);
+      const rec = this.completed(entry, {
+        status: AUDIT_REFUSED_STATUS,
+        error: { code: refused.code, message: refused.message },
+      });
+      this.counted('operator', 'refused');
+      this.log.warn(
+        { audit: { ...withoutSecrets(rec), atMs }, err: (err as Error).message },
+        'operator action refused: its audit entry was not stored in etcd',
+      );
+      this.keep({ key, value: wireJson({ ...withoutSecrets(rec), atMs }), kind: 'operator' });
+      throw refused;
+    }
+    this.afterWrite();
+    return { key, atMs, action, refused: false };
+  }
+
+  /**
+   * Completes an entry `begin` wrote with the action's answer: the same key, so the same seq. Never
+   * throws; a put etcd does not take waits and is sent again (the entry reads pending meanwhile).
+   * A refused entry's outcome is already on its way: nothing to do.
+   */
+  async finish(entry: OpenEntry, outcome: ActionOutcome): Promise<void> {
+    if (entry.refused) return;
+    await this.write(entry.key, entry.atMs, this.completed(entry, outcome), { counts: false });
+  }
+
+  private completed(entry: OpenEntry, outcome: ActionOutcome): OperatorAction {
+    return { ...entry.action, kind: 'operator', ...outcome, outcome: 'answered' };
+  }
+
+  /**
    * Counts one failed sign-in: the first of a name and address in a window writes an entry, each
    * further one rewrites it (same key, same seq) with the new count. Never throws.
    */
@@ -252,7 +356,8 @@ export class AuditTrail {
     return `${this.dir}${String(atMs).padStart(14, '0')}-${node}-${randomBytes(3).toString('hex')}`;
   }
 
-  private async write(key: string, atMs: number, rec: AuditRecord): Promise<void> {
+  /** `counts`: a new entry, counted towards the next prune (a completion rewrites one). */
+  private async write(key: string, atMs: number, rec: AuditRecord, { counts = true } = {}): Promise<void> {
     const body = withoutSecrets(rec);
     const value = wireJson({ ...body, atMs });
     this.log.info({ audit: { ...body, atMs } }, LOG_LINE[rec.kind]);
@@ -265,7 +370,7 @@ export class AuditTrail {
       this.keep({ key, value, kind: rec.kind });
       return;
     }
-    this.afterWrite();
+    if (counts) this.afterWrite();
   }
 
   /**
@@ -508,11 +613,25 @@ export function readEntry(
   for (const f of ['action', 'method', 'path', 'user', 'role', 'clientIp'] as const)
     if (!isStr(v[f])) return bad(f);
   for (const f of ['group', 'target'] as const) if (!isStrOrNull(v[f])) return bad(f);
-  if (!(Number.isInteger(v.status) && (v.status as number) >= 100 && (v.status as number) <= 599))
+  if (!(v.outcome === undefined || v.outcome === 'pending' || v.outcome === 'answered'))
+    return bad('outcome');
+  const pending = v.outcome === 'pending';
+  if (
+    pending
+      ? v.status !== null
+      : !(Number.isInteger(v.status) && (v.status as number) >= 100 && (v.status as number) <= 599)
+  )
     return bad('status');
   const e = v.error as { code?: unknown; message?: unknown } | null;
   if (!(e === null || (typeof e === 'object' && isStr(e.code) && isStr(e.message)))) return bad('error');
   const o = v as unknown as OperatorAction & { atMs: number };
+  const outcome: Pick<OperatorAction, 'status' | 'error' | 'outcome'> = pending
+    ? { status: null, error: { ...NO_OUTCOME }, outcome: 'pending' }
+    : {
+        status: o.status,
+        error: e === null ? null : { code: o.error!.code, message: o.error!.message },
+        outcome: 'answered',
+      };
   return {
     kind: 'operator',
     action: o.action,
@@ -525,8 +644,7 @@ export function readEntry(
     role: o.role,
     clientIp: o.clientIp,
     node: o.node,
-    status: o.status,
-    error: e === null ? null : { code: o.error!.code, message: o.error!.message },
+    ...outcome,
     atMs: o.atMs,
   };
 }

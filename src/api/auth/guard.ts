@@ -6,13 +6,12 @@
 // JSON, and either the bearer token or the X-Coolctl-Request header — a form post from another
 // site carries the cookie but can set neither (a custom header needs a CORS preflight, which only
 // the cluster's own dashboards pass). Each state-changing request that got past all that — and its
-// schema and the limiter — is written to the audit trail with its answer, before the answer leaves.
+// schema and the limiter — is written to the audit trail before it runs (../audit/record-first.ts).
 // A request the guard refuses (no identity, cross-site, a role too low) never is: it is counted and
 // logged like any refusal (../refusals.ts), so nobody can fill the trail with refusals and push the
 // real entries out. `req.identity` is set only once the role allows the route.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
-import type { AuditTrail } from '../audit/audit-trail.ts';
 import { type AuthStore, unauthenticated } from './auth-store.ts';
 import { type Identity, roleAllows } from './roles.ts';
 
@@ -25,9 +24,7 @@ export function changesState(method: string): boolean {
 }
 
 export interface GuardOptions {
-  node: string;
   auth: AuthStore;
-  audit: AuditTrail;
 }
 
 function identify(req: FastifyRequest, auth: AuthStore): Identity | null {
@@ -57,7 +54,7 @@ function crossSiteProblem(req: FastifyRequest, viaBearer: boolean): string | nul
 }
 
 async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<void> {
-  const { auth, audit } = opts;
+  const { auth } = opts;
   app.decorateRequest('identity', null);
   app.decorateRequest('junk', false);
 
@@ -96,46 +93,6 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
     }
     req.identity = id;
   });
-
-  app.addHook('onSend', async (req, reply, payload) => {
-    if (!changesState(req.method) || !req.identity || req.junk || req.is404) return payload;
-    const route = req.routeOptions.url ?? req.url;
-    let error: { code: string; message: string } | null = null;
-    if (reply.statusCode >= 400 && typeof payload === 'string') {
-      try {
-        const b = JSON.parse(payload) as { error?: unknown; message?: unknown };
-        error = { code: String(b.error ?? 'unknown'), message: String(b.message ?? '') };
-      } catch {
-        error = { code: 'unknown', message: payload.slice(0, 200) };
-      }
-    }
-    const params = (req.params ?? {}) as Record<string, string | undefined>;
-    await audit.record({
-      kind: 'operator',
-      action:
-        route
-          .split('/')
-          .filter((s) => s && !s.startsWith(':'))
-          .at(-1) ?? route,
-      method: req.method,
-      path: req.url.split('?')[0] ?? req.url,
-      group: params.id ?? null,
-      target: params.ahu ?? params.name ?? params.tokenId ?? params.alarm ?? null,
-      // A body-less request is checked as `{}` (../app.ts): either way it carried nothing.
-      params: isEmpty(req.body) ? null : req.body,
-      user: req.identity.user,
-      role: req.identity.role,
-      clientIp: req.ip,
-      node: opts.node,
-      status: reply.statusCode,
-      error,
-    });
-    return payload;
-  });
-}
-
-function isEmpty(body: unknown): boolean {
-  return body === undefined || body === null || (typeof body === 'object' && Object.keys(body).length === 0);
 }
 
 Object.assign(guardPlugin, {

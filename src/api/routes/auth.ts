@@ -3,7 +3,7 @@
 // the dashboard (HttpOnly, SameSite=Strict, Secure with TLS), or with `as: "token"` the session
 // token itself for the CLI. API tokens are shown once, stored hashed, expire, and are revocable; a
 // revoke reaches every node through the etcd watch (./auth/auth-store.ts). A sign-in and a sign-out
-// are audited as operator actions (../auth/guard.ts); a failed sign-in as a `failed-sign-in` entry,
+// are audited as operator actions (../audit/record-first.ts); a failed sign-in as a `failed-sign-in` entry,
 // one per name and address a minute (../audit/audit-trail.ts).
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
