@@ -1,7 +1,8 @@
 // The operator dashboard, served by every controller node: the page (`GET /`, assets under /ui/:
 // public, they hold no data and carry the sign-in form) and the data only it needs (site layout,
 // live overlay, a rack's sensors, trends, energy; a viewer's). An encapsulated plugin like every
-// resource's routes: identity, CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts).
+// resource's routes: identity, CORS and the audit trail are the API's (./app.ts, ./auth/guard.ts,
+// ./audit/record-first.ts).
 // Nothing here opens a socket. Trends and energy are sampled by this node every TREND_PERIOD_MS, on
 // its steady clock (SampleClock): a wall-clock step moves their labels, never their history.
 import { readFile } from 'node:fs/promises';

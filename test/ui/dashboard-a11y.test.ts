@@ -128,6 +128,28 @@ describe('dashboard for keyboard users and without colour', () => {
     throw new Error(`${selector} not reached with ${max} presses of Tab (focus on ${await active()})`);
   }
 
+  /**
+   * Tabs into the alarm list (a grid: one Tab stop), then walks it with the arrow keys to `selector`
+   * in `alarm`'s row: down the rows from the first, then right along the row from its first cell.
+   * The focus must show at every step.
+   */
+  async function gridTo(alarm: string, selector: string): Promise<void> {
+    await tabTo('#alarms tbody [tabindex="0"]');
+    const at = async (sel: string) => {
+      const probe = await page.evaluate<{ match: boolean; visible: boolean; what: string }>(
+        `(${FOCUS_PROBE})(${JSON.stringify(sel)})`,
+      );
+      expect(probe.visible, `focus visible on ${probe.what}`).toBe(true);
+      return probe.match;
+    };
+    await page.keyboard.press('Control+Home');
+    const row = `#alarms tr[data-alarm="${alarm}"]`;
+    for (let i = 0; i < 20 && !(await at(`${row} *`)); i++) await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('Home');
+    for (let i = 0; i < 10 && !(await at(`${row} ${selector}`)); i++) await page.keyboard.press('ArrowRight');
+    expect(await at(`${row} ${selector}`), `${row} ${selector} (focus on ${await active()})`).toBe(true);
+  }
+
   it('signs in from the keyboard; the sign-in form has no serious finding', async () => {
     await axe('signed out');
     expect(await page.getAttribute('html', 'lang')).toBe('en');
@@ -286,14 +308,14 @@ describe('dashboard for keyboard users and without colour', () => {
     await page.focus('#alarms-all');
     await tabTo('#alarm-comment');
     await page.keyboard.type('facilities on it');
-    await tabTo(`#alarms tr[data-alarm="${fresh}"] button.ack`);
+    await gridTo(fresh, 'button.ack');
     await page.keyboard.press('Enter');
     const row = page.locator(`#alarms tr[data-alarm="${fresh}"]`);
     await waitFor('acknowledged', async () => (await row.getAttribute('data-state')) === 'acknowledged');
     expect(await row.locator('td.alarm-ack').innerText()).toMatch(/“facilities on it”/);
     // The focus stays on the row across its redraw: Shift+Tab comes back to it, Tab on to the next.
     await page.focus('#alarm-shelve-for');
-    await tabTo(`#alarms tr[data-alarm="${other}"] button.shelve`);
+    await gridTo(other, 'button.shelve');
     await page.keyboard.press('Enter');
     await waitFor('shelved', async () =>
       /shelved until/.test(

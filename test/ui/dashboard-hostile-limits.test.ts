@@ -270,6 +270,45 @@ describe('dashboard against out-of-bounds answers', () => {
     }
   }, 60_000);
 
+  it('an entry read while its action ran shows the answer once the node completes it in place', async () => {
+    const entry = {
+      seq: 30_000,
+      atMs: Date.now(),
+      kind: 'operator',
+      user: 'operator',
+      role: 'operator',
+      clientIp: '127.0.0.1',
+      node: 'node-a',
+      method: 'POST',
+      path: '/api/v1/groups/zone-1/pause',
+      action: 'pause',
+      group: 'zone-1',
+      target: null,
+      params: { reason: 'probe' },
+      status: null,
+      error: { code: 'COOLCTL_E_AUDIT_NO_OUTCOME', message: 'no outcome recorded' },
+      outcome: 'pending',
+    };
+    let current: Record<string, unknown> = entry;
+    bent.set('/api/v1/audit', async (route) => {
+      // As the node answers: entries whose seq (create revision) is above `since`; a completed
+      // entry keeps its seq.
+      const since = Number(new URL(route.request().url()).searchParams.get('since'));
+      await json({ lastSeq: 30_000, entries: since < 30_000 ? [current] : [] })(route);
+    });
+    const cell = () => page.locator('#audit tbody tr[data-kind="operator"] td').last().innerText();
+    try {
+      await reload();
+      await waitFor('the running action listed', async () => /running/.test(await cell()));
+      current = { ...entry, status: 200, error: null, outcome: 'answered' };
+      await waitFor('its answer shown', async () => (await cell()) === '200', { timeoutMs: 20_000 });
+      expect(await page.locator('#audit tbody tr[data-kind="operator"]').count()).toBe(1);
+      expect(problems).toEqual([]);
+    } finally {
+      bent.delete('/api/v1/audit');
+    }
+  }, 60_000);
+
   it('shows a last write time that is no number as "never", not as "NaN s ago"', async () => {
     bent.set('/api/v1/groups/zone-1', async (route) => {
       const res = await route.fetch();

@@ -39,6 +39,12 @@ const state = {
   /** Who this page is signed in as ({user, role}); null: show the sign-in form. */
   me: null,
   auditSeq: 0,
+  /**
+   * Entries read while their action was still running (outcome pending), by seq: when the page
+   * first saw each. The node completes an entry in place (same seq), so `since` alone would never
+   * bring the answer: the page asks again from the oldest of these for AUDIT_PENDING_MS.
+   */
+  auditPending: new Map(),
   pollError: null,
   /** This node's audit trail could not be read (why); sections that could not be drawn (why). */
   auditError: null,
@@ -148,6 +154,7 @@ function signedOut(message) {
   state.session++;
   forgetData();
   $('main').hidden = true;
+  $('skip').hidden = true;
   $('sign-in-section').hidden = false;
   $('sign-out').hidden = true;
   $('whoami').textContent = '';
@@ -158,6 +165,7 @@ function signedIn(me) {
   state.me = me;
   $('sign-in-section').hidden = true;
   $('main').hidden = false;
+  $('skip').hidden = false;
   $('sign-out').hidden = false;
   setText($('whoami'), `${me.user} (${me.role})`);
 }
@@ -191,6 +199,7 @@ function forgetData() {
     audit: [],
     auditDropped: 0,
     auditSeq: 0,
+    auditPending: new Map(),
     auditError: null,
     alarms: { list: [], error: null },
     rack: null,
@@ -329,7 +338,7 @@ async function poll() {
     const [ready, cluster, audit] = await Promise.all([
       getJson('/readyz'),
       getJson('/api/v1/cluster'),
-      getJson(`/api/v1/audit?since=${state.auditSeq}`),
+      getJson(`/api/v1/audit?since=${auditSince()}`),
       pollAlarms(),
     ]);
     state.ready = ready.body?.ready === true;
@@ -442,6 +451,24 @@ function handoverOf(g) {
 /** Audit entries the page keeps and lists, the newest; it says how many older ones it read and left out. */
 const AUDIT_ROWS_MAX = 200;
 
+/**
+ * How long the page keeps asking for the answer of an entry it read pending. An action's answer
+ * comes within its request (seconds); one still pending after this lost its node or etcd mid-action
+ * and stays "no outcome recorded" (a reload asks again).
+ */
+const AUDIT_PENDING_MS = 60_000;
+
+/** The `since` of the next audit read: from the oldest entry still awaiting its answer, if any. */
+function auditSince() {
+  const now = Date.now();
+  let since = state.auditSeq;
+  for (const [seq, seenMs] of state.auditPending) {
+    if (now - seenMs > AUDIT_PENDING_MS) state.auditPending.delete(seq);
+    else since = Math.min(since, seq - 1);
+  }
+  return since;
+}
+
 function mergeAudit(body) {
   if (!Array.isArray(body?.entries) || typeof body.lastSeq !== 'number') return;
   if (body.lastSeq < state.auditSeq) {
@@ -449,8 +476,20 @@ function mergeAudit(body) {
     state.audit = [];
     state.auditSeq = 0;
     state.auditDropped = 0;
+    state.auditPending.clear();
   }
-  for (const e of body.entries) if (isObject(e) && e.seq > state.auditSeq) state.audit.push(e);
+  for (const e of body.entries) {
+    if (!isObject(e) || typeof e.seq !== 'number') continue;
+    if (e.seq > state.auditSeq) {
+      state.audit.push(e);
+      if (e.outcome === 'pending') state.auditPending.set(e.seq, Date.now());
+    } else if (state.auditPending.has(e.seq) && e.outcome !== 'pending') {
+      // Its answer came: the same entry, completed in place.
+      const i = state.audit.findIndex((x) => x.seq === e.seq);
+      if (i >= 0) state.audit[i] = e;
+      state.auditPending.delete(e.seq);
+    }
+  }
   if (state.audit.length > AUDIT_ROWS_MAX) {
     state.auditDropped += state.audit.length - AUDIT_ROWS_MAX;
     state.audit.splice(0, state.audit.length - AUDIT_ROWS_MAX);
@@ -561,32 +600,26 @@ function renderAlarms() {
       old.querySelector('td.raised').textContent = raisedText(a);
       return old;
     }
-    const actions = el('td', { class: 'alarm-actions' });
-    if (a.state === 'raised')
-      actions.append(
-        el('button', {
-          type: 'button',
-          class: 'ack',
-          text: 'Acknowledge',
-          'aria-label': `acknowledge ${a.message}`,
-        }),
-      );
-    if (a.state !== 'cleared')
-      actions.append(
-        shelved
-          ? el('button', {
-              type: 'button',
-              class: 'unshelve',
-              text: 'Unshelve',
-              'aria-label': `unshelve ${a.message}`,
-            })
-          : el('button', {
-              type: 'button',
-              class: 'shelve',
-              text: 'Shelve',
-              'aria-label': `shelve ${a.message}`,
-            }),
-      );
+    // One button per cell (APG grid): the arrow keys reach each, and a cell that lost its button
+    // (acknowledged) keeps its place, so the focus stays in the alarm's column when it is redrawn.
+    const button = (cls, text) =>
+      el('button', {
+        type: 'button',
+        class: cls,
+        text,
+        tabindex: -1,
+        'aria-label': `${text.toLowerCase()} ${a.message}`,
+      });
+    const ackCell = el(
+      'td',
+      { class: 'alarm-actions' },
+      a.state === 'raised' ? button('ack', 'Acknowledge') : null,
+    );
+    const shelveCell = el(
+      'td',
+      { class: 'alarm-actions' },
+      a.state === 'cleared' ? null : shelved ? button('unshelve', 'Unshelve') : button('shelve', 'Shelve'),
+    );
     const tr = el(
       'tr',
       {
@@ -614,8 +647,11 @@ function renderAlarms() {
           ? `by ${a.ack.user} ${agoIso(a.ack.at)}${a.ack.comment ? `: “${clip(String(a.ack.comment))}”` : ''}`
           : '–',
       }),
-      actions,
+      ackCell,
+      shelveCell,
     );
+    // A cell is the grid's stop itself only where it holds no button (the button is, then).
+    for (const td of tr.cells) if (!td.querySelector('button')) td.tabIndex = -1;
     tr.querySelector('button.ack')?.addEventListener('click', () => alarmAction(a.id, 'ack', alarmComment()));
     tr.querySelector('button.shelve')?.addEventListener('click', () =>
       alarmAction(a.id, 'shelve', { durationS: Number($('alarm-shelve-for').value), ...alarmComment() }),
@@ -631,16 +667,18 @@ function renderAlarms() {
     rows.length === kept.size &&
     rows.every((tr, i) => body.rows[i] === tr) &&
     (more > 0 ? moreRow?.textContent === moreText : !moreRow);
-  // A row rebuilt while one of its buttons had the focus gets the focus back on its new button.
-  const focused = document.activeElement?.closest?.('#alarms tr[data-alarm]');
-  const focusKey = focused ? [focused.getAttribute('data-alarm'), document.activeElement.className] : null;
+  const hadFocus = body.contains(document.activeElement);
   if (!same)
     body.replaceChildren(
       ...(rows.length
         ? [
             ...rows,
             more > 0
-              ? el('tr', { class: 'more' }, el('td', { colspan: 7, class: 'warn', text: moreText }))
+              ? el(
+                  'tr',
+                  { class: 'more' },
+                  el('td', { colspan: 8, class: 'warn', text: moreText, tabindex: -1 }),
+                )
               : null,
           ].filter(Boolean)
         : [
@@ -648,7 +686,8 @@ function renderAlarms() {
               'tr',
               { class: 'none' },
               el('td', {
-                colspan: 7,
+                colspan: 8,
+                tabindex: -1,
                 class: state.alarms.error ? 'bad' : 'ok',
                 text:
                   state.alarms.error ??
@@ -657,10 +696,9 @@ function renderAlarms() {
             ),
           ]),
     );
-  if (focusKey && !body.contains(document.activeElement))
-    body
-      .querySelector(`tr[data-alarm="${CSS.escape(focusKey[0])}"] button.${CSS.escape(focusKey[1])}`)
-      ?.focus();
+  // A row rebuilt or moved while it held the focus (its button pressed, the alarm acknowledged or
+  // cleared meanwhile) gives it back to the same alarm's cell, or to the row that took its place.
+  placeAlarmStop(hadFocus && !body.contains(document.activeElement));
   const open = state.alarms.list.filter((a) => a.state === 'raised');
   const badge = $('alarm-count');
   badge.hidden = state.alarms.error !== null;
@@ -671,6 +709,94 @@ function renderAlarms() {
       ? '✔ no unacknowledged alarms'
       : `${open.length} unacknowledged alarm${open.length > 1 ? 's' : ''}`;
 }
+
+/**
+ * The alarm table is a WAI-ARIA grid (APG "data grid"): the whole table is one Tab stop, so the
+ * 200 rows' buttons do not stand between the keyboard and the rest of the page. The stop is one
+ * cell, or the button in it (tabindex 0; every other cell and button -1); the arrow keys, Home/End
+ * (a row's ends), Ctrl+Home/End (first/last row) and Page Up/Down (ten rows) move it. It is kept
+ * by alarm id and column across redraws; an alarm gone from the list leaves it on the row that
+ * took its place. `col` is the column asked for: a row of one cell ("no active alarms") does not
+ * forget it.
+ */
+const alarmStop = { key: null, row: 0, col: 0 };
+const ALARM_PAGE_ROWS = 10;
+
+const rowKey = (tr) => tr.getAttribute('data-alarm') ?? `.${tr.className}`;
+/** A cell's focusable: its button, else the cell. */
+const stopIn = (td) => td.querySelector('button') ?? td;
+
+/** The cell the stop is on now (row found by alarm, else by place; column clamped to the row). */
+function alarmStopCell() {
+  const rows = $('alarms').tBodies[0].rows;
+  if (rows.length === 0) return null;
+  const byKey = [...rows].find((tr) => rowKey(tr) === alarmStop.key);
+  const tr = byKey ?? rows[Math.min(alarmStop.row, rows.length - 1)];
+  return tr.cells[Math.min(alarmStop.col, tr.cells.length - 1)] ?? null;
+}
+
+/** Puts the grid's one Tab stop where `alarmStop` says, and the focus there when `focus`. */
+function placeAlarmStop(focus) {
+  const td = alarmStopCell();
+  if (!td) return;
+  const stop = stopIn(td);
+  for (const e of $('alarms').tBodies[0].querySelectorAll('[tabindex="0"]')) if (e !== stop) e.tabIndex = -1;
+  stop.tabIndex = 0;
+  alarmStop.key = rowKey(td.parentElement);
+  alarmStop.row = td.parentElement.sectionRowIndex;
+  if (focus) stop.focus();
+}
+
+$('alarms').tBodies[0].addEventListener('keydown', (ev) => {
+  const td = ev.target.closest('td');
+  if (!td || ev.altKey || ev.metaKey) return;
+  const rows = $('alarms').tBodies[0].rows;
+  const r = td.parentElement.sectionRowIndex;
+  const c = td.cellIndex;
+  const last = rows.length - 1;
+  const move = {
+    ArrowDown: [Math.min(last, r + 1), alarmStop.col],
+    ArrowUp: [Math.max(0, r - 1), alarmStop.col],
+    ArrowRight: [r, c + 1],
+    ArrowLeft: [r, Math.max(0, c - 1)],
+    PageDown: [Math.min(last, r + ALARM_PAGE_ROWS), alarmStop.col],
+    PageUp: [Math.max(0, r - ALARM_PAGE_ROWS), alarmStop.col],
+    Home: ev.ctrlKey ? [0, 0] : [r, 0],
+    End: ev.ctrlKey ? [last, Number.MAX_SAFE_INTEGER] : [r, Number.MAX_SAFE_INTEGER],
+  }[ev.key];
+  if (!move || (ev.ctrlKey && ev.key !== 'Home' && ev.key !== 'End')) return;
+  ev.preventDefault();
+  const [row, col] = move;
+  alarmStop.key = rowKey(rows[row]);
+  alarmStop.row = row;
+  // Right past a row's last cell stays there (no wrap, as the APG grid).
+  alarmStop.col = Math.min(col, rows[row].cells.length - 1);
+  if (ev.key === 'ArrowUp' || ev.key === 'ArrowDown' || ev.key.startsWith('Page')) alarmStop.col = col;
+  placeAlarmStop(true);
+});
+
+// A click (or any focus) on a cell or button makes it the stop: Tab out and back returns there.
+$('alarms').tBodies[0].addEventListener('focusin', (ev) => {
+  const td = ev.target.closest('td');
+  if (!td) return;
+  alarmStop.key = rowKey(td.parentElement);
+  alarmStop.row = td.parentElement.sectionRowIndex;
+  alarmStop.col = td.cellIndex;
+  placeAlarmStop(false);
+});
+
+// Skip links move the focus to the section's heading: a screen reader reads where it landed, and
+// the next Tab goes on from there (a fragment alone moves neither focus nor reading point for all).
+$('skip').addEventListener('click', (ev) => {
+  const a = ev.target.closest('a[href^="#"]');
+  const section = a && document.getElementById(a.getAttribute('href').slice(1));
+  const heading = section?.querySelector('h2');
+  if (!heading) return;
+  ev.preventDefault();
+  heading.tabIndex = -1;
+  heading.focus();
+  section.scrollIntoView({ block: 'start' });
+});
 
 /** What only this browser knows: an API it could not read. These are no alarms (the cluster keeps those). */
 function renderNotices() {
@@ -1324,21 +1450,25 @@ function renderAudit() {
             el('td', { text: clip(`sign-in failed ×${e.count}: ${e.reason}`) }),
             el('td', { class: 'bad', text: 'refused' }),
           );
-        const status = num(e.status);
+        const pending = e.outcome === 'pending';
+        const status = pending ? null : num(e.status);
         const code = isObject(e.error) ? e.error.code : e.error;
+        // Pending: read while its action ran (the page asks again for the answer), or never answered.
+        const outcome = pending
+          ? state.auditPending.has(e.seq)
+            ? '… running'
+            : `? no outcome recorded ${clip(String(code ?? ''), 80)}`
+          : `${status ?? '?'}${code ? ` ${clip(String(code), 80)}` : ''}`;
         return el(
           'tr',
-          { 'data-kind': 'operator' },
+          { 'data-kind': 'operator', 'data-outcome': pending ? 'pending' : 'answered' },
           el('td', { text: e.seq }),
           el('td', { text: when }),
           el('td', { text: clip(`${e.user} (${e.role}) @ ${e.clientIp} via ${e.node}`) }),
           el('td', {
             text: clip(`${e.action} ${e.group ?? ''} ${e.params ? JSON.stringify(e.params) : ''}`),
           }),
-          el('td', {
-            class: status !== null && status < 300 ? 'ok' : 'bad',
-            text: `${status ?? '?'}${code ? ` ${clip(String(code), 80)}` : ''}`,
-          }),
+          el('td', { class: status !== null && status < 300 ? 'ok' : 'bad', text: outcome }),
         );
       }),
   );
