@@ -69,3 +69,20 @@ export async function watchPage(
   });
   return page;
 }
+
+/**
+ * Signs `page` in through the dashboard's own form (the page is on the sign-in form, or about to
+ * show it) and waits for the signed-in page.
+ */
+export async function signInThroughForm(page: Page, user: string, password: string): Promise<void> {
+  await page.waitForSelector('#sign-in-form', { state: 'visible' });
+  await page.fill('#sign-in-name', user);
+  await page.fill('#sign-in-password', password);
+  await page.click('#sign-in-send');
+  await page.waitForSelector('#main', { state: 'visible' });
+}
+
+/** How many polls the page has drawn (it counts them in `body[data-polls]`). */
+export async function pollsDrawn(page: Page): Promise<number> {
+  return Number(await page.evaluate<string | undefined>('document.body.dataset.polls'));
+}

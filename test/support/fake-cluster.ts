@@ -25,6 +25,14 @@ export const DEMO_TWO_NODES: Record<string, [string, number]> = {
   'zone-4': ['node-b', 58],
 };
 
+/** The demo site's four groups all led by node-a (the one-node browser tests). */
+export const DEMO_ONE_NODE: Record<string, [string, number]> = {
+  'zone-1': ['node-a', 41],
+  'zone-2': ['node-a', 42],
+  'zone-3': ['node-a', 57],
+  'zone-4': ['node-a', 58],
+};
+
 export class FakeCluster {
   readonly leaders = new Map<string, { leader: string | null; epoch: number | null }>();
   readonly members: Member[] = [];

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/load-site.ts';
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
-import { launchChromium, type TestBrowser, watchPage } from '../support/browser.ts';
+import { launchChromium, signInThroughForm, type TestBrowser, watchPage } from '../support/browser.ts';
 import {
   DEMO_TWO_NODES,
   FakeCluster,
@@ -65,10 +65,7 @@ describe('the dashboard page’s connections in a browser', () => {
     );
     allowed = [/status of 401/];
     await page.goto(`${urls['node-a']}/`);
-    await page.fill('#sign-in-name', 'operator');
-    await page.fill('#sign-in-password', TEST_PASSWORD);
-    await page.click('#sign-in-send');
-    await page.waitForSelector('#main', { state: 'visible' });
+    await signInThroughForm(page, 'operator', TEST_PASSWORD);
     allowed = [];
   });
 

@@ -11,8 +11,20 @@ import { loadSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
-import { launchChromium, type TestBrowser, watchPage } from '../support/browser.ts';
-import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+import {
+  launchChromium,
+  pollsDrawn,
+  signInThroughForm,
+  type TestBrowser,
+  watchPage,
+} from '../support/browser.ts';
+import {
+  DEMO_ONE_NODE,
+  FakeCluster,
+  type FakeNode,
+  fakeNode,
+  type UnitWrite,
+} from '../support/fake-cluster.ts';
 
 /** One word too long for any screen: no place to break it. */
 const LONG = `Hall${'W'.repeat(900)}`;
@@ -45,12 +57,7 @@ function alarm(i: number, over: Record<string, unknown> = {}) {
 
 describe('dashboard against out-of-bounds answers', () => {
   const written: UnitWrite[] = [];
-  const cluster = new FakeCluster({
-    'zone-1': ['node-a', 41],
-    'zone-2': ['node-a', 42],
-    'zone-3': ['node-a', 57],
-    'zone-4': ['node-a', 58],
-  });
+  const cluster = new FakeCluster(DEMO_ONE_NODE);
   let a: FakeNode;
   let url: string;
   let browser: TestBrowser;
@@ -61,7 +68,7 @@ describe('dashboard against out-of-bounds answers', () => {
   const bent = new Map<string, (route: Route) => Promise<void>>();
   const json = (body: unknown) => (route: Route) =>
     route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(body) });
-  const polls = async () => Number(await page.evaluate<string | undefined>('document.body.dataset.polls'));
+  const polls = () => pollsDrawn(page);
   /** Reloads the page with the answers bent as they are now, and waits for it to draw twice. */
   const reload = async () => {
     await page.reload();
@@ -83,11 +90,7 @@ describe('dashboard against out-of-bounds answers', () => {
     });
     expected = [/status of 401/];
     await page.goto(`${url}/`);
-    await page.waitForSelector('#sign-in-form', { state: 'visible' });
-    await page.fill('#sign-in-name', 'operator');
-    await page.fill('#sign-in-password', TEST_PASSWORD);
-    await page.click('#sign-in-send');
-    await page.waitForSelector('#main', { state: 'visible' });
+    await signInThroughForm(page, 'operator', TEST_PASSWORD);
     await waitFor('every group driven', async () =>
       (await page.locator('#groups tbody tr').allInnerTexts()).every((t) => /\byes\b/.test(t)),
     );

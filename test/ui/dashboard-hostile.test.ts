@@ -12,8 +12,20 @@ import { loadSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
-import { launchChromium, type TestBrowser, watchPage } from '../support/browser.ts';
-import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+import {
+  launchChromium,
+  pollsDrawn,
+  signInThroughForm,
+  type TestBrowser,
+  watchPage,
+} from '../support/browser.ts';
+import {
+  DEMO_ONE_NODE,
+  FakeCluster,
+  type FakeNode,
+  fakeNode,
+  type UnitWrite,
+} from '../support/fake-cluster.ts';
 
 const MARKUP = '<img src=x onerror="window.__xss=1">';
 const demo = await loadSite('config/demo-site.yaml');
@@ -25,12 +37,7 @@ const site: Site = {
 
 describe('dashboard against hostile and broken answers', () => {
   const written: UnitWrite[] = [];
-  const cluster = new FakeCluster({
-    'zone-1': ['node-a', 41],
-    'zone-2': ['node-a', 42],
-    'zone-3': ['node-a', 57],
-    'zone-4': ['node-a', 58],
-  });
+  const cluster = new FakeCluster(DEMO_ONE_NODE);
   let a: FakeNode;
   let url: string;
   let browser: TestBrowser;
@@ -55,11 +62,7 @@ describe('dashboard against hostile and broken answers', () => {
     });
     expected = [/status of 401/];
     await page.goto(`${url}/`);
-    await page.waitForSelector('#sign-in-form', { state: 'visible' });
-    await page.fill('#sign-in-name', 'operator');
-    await page.fill('#sign-in-password', TEST_PASSWORD);
-    await page.click('#sign-in-send');
-    await page.waitForSelector('#main', { state: 'visible' });
+    await signInThroughForm(page, 'operator', TEST_PASSWORD);
     await waitFor('every group driven', async () =>
       (await page.locator('#groups tbody tr').allInnerTexts()).every((t) => /\byes\b/.test(t)),
     );
@@ -70,7 +73,7 @@ describe('dashboard against hostile and broken answers', () => {
     await a?.close();
   });
 
-  const polls = async () => Number(await page.evaluate<string | undefined>('document.body.dataset.polls'));
+  const polls = () => pollsDrawn(page);
   const bend = (path: string, ...answers: ((route: Route) => Promise<void>)[]) =>
     bent.set(path, [...(bent.get(path) ?? []), ...answers]);
   const answer = (status: number, body: unknown) => (route: Route) =>

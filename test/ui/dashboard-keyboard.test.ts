@@ -9,8 +9,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/load-site.ts';
 import { waitFor } from '../helpers.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
-import { launchChromium, type TestBrowser, watchPage } from '../support/browser.ts';
-import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+import {
+  launchChromium,
+  pollsDrawn,
+  signInThroughForm,
+  type TestBrowser,
+  watchPage,
+} from '../support/browser.ts';
+import {
+  DEMO_ONE_NODE,
+  FakeCluster,
+  type FakeNode,
+  fakeNode,
+  type UnitWrite,
+} from '../support/fake-cluster.ts';
 
 const site = await loadSite('config/demo-site.yaml');
 /** More than the page lists (200): the list is as long as it gets. */
@@ -18,12 +30,7 @@ const ALARMS = 250;
 
 describe('dashboard from the keyboard, with a full alarm list', () => {
   const written: UnitWrite[] = [];
-  const cluster = new FakeCluster({
-    'zone-1': ['node-a', 41],
-    'zone-2': ['node-a', 42],
-    'zone-3': ['node-a', 57],
-    'zone-4': ['node-a', 58],
-  });
+  const cluster = new FakeCluster(DEMO_ONE_NODE);
   let a: FakeNode;
   let url: string;
   let browser: TestBrowser;
@@ -45,11 +52,7 @@ describe('dashboard from the keyboard, with a full alarm list', () => {
     page = await watchPage(await browser.context.newPage(), problems, () => expected, 20_000);
     expected = [/status of 401/];
     await page.goto(`${url}/`);
-    await page.waitForSelector('#sign-in-form', { state: 'visible' });
-    await page.fill('#sign-in-name', 'operator');
-    await page.fill('#sign-in-password', TEST_PASSWORD);
-    await page.click('#sign-in-send');
-    await page.waitForSelector('#main', { state: 'visible' });
+    await signInThroughForm(page, 'operator', TEST_PASSWORD);
     await waitFor(
       '200 alarms listed',
       async () => (await page.locator('#alarms tr[data-alarm]').count()) === 200,
@@ -61,7 +64,7 @@ describe('dashboard from the keyboard, with a full alarm list', () => {
     await a?.close();
   });
 
-  const polls = async () => Number(await page.evaluate<string | undefined>('document.body.dataset.polls'));
+  const polls = () => pollsDrawn(page);
   /** Waits until the page has drawn `n` more polls. */
   const redrawn = async (n = 1) => {
     const at = await polls();

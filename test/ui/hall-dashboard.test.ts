@@ -9,7 +9,13 @@ import { mkdir } from 'node:fs/promises';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.ts';
-import { launchChromium, SCREENSHOTS_DIR, type TestBrowser, watchPage } from '../support/browser.ts';
+import {
+  launchChromium,
+  SCREENSHOTS_DIR,
+  signInThroughForm,
+  type TestBrowser,
+  watchPage,
+} from '../support/browser.ts';
 import { Hall } from '../support/hall.ts';
 
 /** Hall time runs this much faster: the heat step warms the racks in seconds, not minutes. */
@@ -29,11 +35,7 @@ async function openPage(url: string): Promise<Page> {
 
 async function signIn(page: Page): Promise<void> {
   const admin = hall!.apiAdmin!;
-  await page.waitForSelector('#sign-in-form', { state: 'visible' });
-  await page.fill('#sign-in-name', admin.user);
-  await page.fill('#sign-in-password', admin.password);
-  await page.click('#sign-in-send');
-  await page.waitForSelector('#main', { state: 'visible' });
+  await signInThroughForm(page, admin.user, admin.password);
 }
 
 beforeAll(async () => {
