@@ -5,8 +5,17 @@
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
 import { StatusCodes } from 'node-opcua';
+import { MEASUREMENT_REGISTERS, NO_DATA_WORDS } from '../src/devices/modbus/point-map.ts';
 import { BadRequestError, ErrorCodes } from '../src/errors.ts';
 import { clip } from '../src/util/log-limit.ts';
+import { MEASURED_POINTS, type MeasuredPoint } from './ahu/unit.ts';
+
+/** The word a native Modbus unit serves for a broken probe unless the fault names another. */
+export const DEFAULT_NO_DATA_WORD = 0x7fff;
+
+function hex16(w: number): string {
+  return `0x${w.toString(16).toUpperCase().padStart(4, '0')}`;
+}
 
 /** A site id (src/config/site-schema.ts: at most 64 characters), or `*` where a fault allows it. */
 const SiteId = (description?: string) =>
@@ -56,6 +65,26 @@ export const FaultSchema = T.Union([
         }),
       ),
       writesOnly: WritesOnly,
+      clear: Clear,
+    },
+    { additionalProperties: false },
+  ),
+  T.Object(
+    {
+      fault: T.Literal('ahu-sensor-broken'),
+      ahu: Ahu,
+      point: T.Union(
+        MEASURED_POINTS.map((p) => T.Literal(p)),
+        { description: `the measured point whose probe is broken: ${MEASURED_POINTS.join(', ')}` },
+      ),
+      word: T.Optional(
+        T.Integer({
+          minimum: 0,
+          maximum: 0xffff,
+          description:
+            'the no-data word a native Modbus unit serves: 32767 (0x7FFF, default), 32768 (0x8000), 65535 (0xFFFF, unsigned registers only)',
+        }),
+      ),
       clear: Clear,
     },
     { additionalProperties: false },
@@ -241,6 +270,17 @@ export function parseFaults(body: unknown): Fault[] {
       problems.push(
         `${where}/status: ${JSON.stringify(clip(status))} is not an OPC-UA Bad status; allowed: a name such as BadDeviceFailure, BadCommunicationError, BadOutOfService (node-opcua's StatusCodes)`,
       );
+    }
+    if (kind === 'ahu-sensor-broken') {
+      const { point, word } = item as { point: MeasuredPoint; word?: number };
+      const type = MEASUREMENT_REGISTERS.find(([p]) => p === point)?.[2] ?? 'u16';
+      const words: readonly number[] = NO_DATA_WORDS[type];
+      if (word !== undefined && !words.includes(word)) {
+        // Any other word is a reading (0xFFFF in a signed register is −0.1 °C), not a broken probe.
+        problems.push(
+          `${where}/word: ${word} is not a no-data word of ${point} (a ${type} register); allowed: ${words.join(', ')} (${words.map(hex16).join(', ')})`,
+        );
+      }
     }
   });
   if (problems.length > 0) {

@@ -10,8 +10,8 @@ import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
 import { ModbusDevices, type SharedLineState } from './ahu/modbus-devices.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
 import type { ProfileQuirks } from './ahu/profile-pdu.ts';
-import { SimAirHandler } from './ahu/unit.ts';
-import type { Fault } from './faults.ts';
+import { profilePointOf, SimAirHandler } from './ahu/unit.ts';
+import { DEFAULT_NO_DATA_WORD, type Fault } from './faults.ts';
 import { Journal } from './journal.ts';
 import {
   type BrokerCounters,
@@ -377,6 +377,21 @@ export class Simulation {
     if (MODBUS_ONLY_FAULTS.has(f.fault) && 'ahu' in f && this.units.get(f.ahu)?.protocol === 'opcua') {
       return [`${f.fault} applies to Modbus air handlers; "${f.ahu}" speaks OPC-UA (use ahu-bad-status)`];
     }
+    if (f.fault === 'ahu-sensor-broken' && f.clear !== true) {
+      // A profile unit can only say "no data" with a value its profile names; without one it would
+      // serve a plausible 0, which is no broken probe at all.
+      const profileUnit = this.modbus.profileUnit(f.ahu);
+      if (profileUnit && !profileUnit.servesNoData(f.point)) {
+        return [
+          `ahu-sensor-broken: "${f.ahu}" serves profile ${profileUnit.profile.name}, which names no noData value for ${profilePointOf(f.point)}`,
+        ];
+      }
+      if (f.word !== undefined && (profileUnit || this.units.get(f.ahu)?.protocol === 'opcua')) {
+        return [
+          `ahu-sensor-broken: word applies to native Modbus units; "${f.ahu}" serves ${profileUnit ? `its profile's noData value` : 'BadSensorFailure (OPC-UA)'}`,
+        ];
+      }
+    }
     if (f.fault === 'ahu-bad-status' && this.units.get(f.ahu)?.protocol !== 'opcua') {
       return [`ahu-bad-status applies to OPC-UA air handlers; "${f.ahu}" speaks Modbus (use ahu-exception)`];
     }
@@ -452,6 +467,12 @@ export class Simulation {
         if (f.fault === 'ahu-exception' || f.fault === 'ahu-bad-status')
           faults.faultWritesOnly = !clear && (f.writesOnly ?? false);
         touchedAhus.add(f.ahu);
+        return;
+      }
+      case 'ahu-sensor-broken': {
+        const broken = this.units.get(f.ahu)!.faults.brokenSensors;
+        if (clear) broken.delete(f.point);
+        else broken.set(f.point, f.word ?? DEFAULT_NO_DATA_WORD);
         return;
       }
       case 'sensor-stuck':
@@ -581,6 +602,8 @@ const MODBUS_ONLY_FAULTS: ReadonlySet<string> = new Set([
 ]);
 
 function faultKey(f: Fault): string {
+  // Each broken probe of a unit is its own fault, cleared on its own.
+  if (f.fault === 'ahu-sensor-broken') return `${f.fault}:${f.ahu}:${f.point}`;
   if ('ahu' in f) return `${f.fault}:${f.ahu}`;
   if ('node' in f) return `${f.fault}:${f.node}:${f.sensor ?? '*'}`;
   if ('gateway' in f) return `${f.fault}:${f.gateway}`;

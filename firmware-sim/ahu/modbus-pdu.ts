@@ -14,6 +14,7 @@ import {
   type ModbusPointMap,
   STALE_EPOCH_EXCEPTION,
   STATUS_BLOCK_LEN,
+  STATUS_OFFSET,
 } from '../../src/devices/modbus/point-map.ts';
 import type { AhuCommand } from '../../src/devices/unit-contract.ts';
 import type { RejectReason, SimAirHandler } from './unit.ts';
@@ -206,6 +207,8 @@ export class ModbusAhuPdu implements PduHandler {
       if (!inCommand(a) && !inStatus(a)) return this.exception(fc, MODBUS_EXCEPTION.illegalDataAddress);
     }
     const status = encodeStatus(this.unit.status(), this.pm);
+    // A broken probe: its register holds the no-data word, as a unit with an open or shorted sensor serves it.
+    for (const [point, word] of this.unit.faults.brokenSensors) status[STATUS_OFFSET[point]] = word;
     const command = this.currentCommandWords();
     const body = Buffer.alloc(2 + 2 * quantity);
     body.writeUInt8(fc, 0);

@@ -36,7 +36,7 @@ import type { OpcuaPoint, Profile } from '../../src/devices/profile/schema.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { clientIdentity, faultStatus } from './opcua-status.ts';
 import { ProfileBms, type ProfileQuirks } from './profile-bms.ts';
-import type { RejectReason, SimAirHandler } from './unit.ts';
+import { profilePointOf, type RejectReason, type SimAirHandler } from './unit.ts';
 
 /** What the server lends a unit: its fault delays, whether it is stopping, a call's deadline, counters. */
 export interface OpcuaUnitHost {
@@ -365,6 +365,8 @@ export class OpcuaProfileUnit {
     const fault = faultStatus(this.unit);
     if (fault && !(this.unit.faults.faultWritesOnly && fault.reason === 'fault-bad-status'))
       return new DataValue({ statusCode: fault.status, sourceTimestamp });
+    if ([...this.unit.faults.brokenSensors.keys()].some((p) => profilePointOf(p) === name))
+      return new DataValue({ statusCode: StatusCodes.BadSensorFailure, sourceTimestamp });
     const unready = this.bms.notReady() || (!this.bms.sensorsValid() && isSensor(name));
     const raw = unready ? undefined : this.opcua.encodeValues(this.bms.image())[name];
     if (raw === undefined)

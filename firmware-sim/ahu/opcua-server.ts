@@ -42,7 +42,7 @@ import { DEFAULT_PROFILES_DIR } from './modbus-devices.ts';
 import { type LoadedProfile, loadOpcuaProfile, OpcuaProfileUnit } from './opcua-profile-unit.ts';
 import { clientIdentity, faultStatus, statusByName } from './opcua-status.ts';
 import type { ProfileQuirks } from './profile-pdu.ts';
-import type { RejectReason, SimAirHandler } from './unit.ts';
+import type { MeasuredPoint, RejectReason, SimAirHandler } from './unit.ts';
 
 export interface OpcuaUser {
   username: string;
@@ -357,6 +357,9 @@ export class OpcuaAhuServer {
     const fault = faultStatus(unit);
     if (fault && !(unit.faults.faultWritesOnly && fault.reason === 'fault-bad-status'))
       return new DataValue({ statusCode: fault.status, sourceTimestamp });
+    // A broken probe: OPC-UA says so in the status code (Part 8), with no value.
+    if (unit.faults.brokenSensors.has(name as MeasuredPoint))
+      return new DataValue({ statusCode: StatusCodes.BadSensorFailure, sourceTimestamp });
     const st = unit.status();
     const raw = name === 'mode' ? MODE_CODE[st.mode] : st[name];
     const dataType = DataType[OPCUA_POINTS[name].dataType];

@@ -13,7 +13,7 @@ import type { CompiledProfile, ImageValues, ProfileCommand } from '../../src/dev
 import type { Profile } from '../../src/devices/profile/schema.ts';
 import { answerWithFaults, type PduCounters, type PduHandler, type PduOutcome } from './modbus-pdu.ts';
 import { ProfileBms, type ProfileQuirks } from './profile-bms.ts';
-import type { RejectReason, SimAirHandler } from './unit.ts';
+import { type MeasuredPoint, profilePointOf, type RejectReason, type SimAirHandler } from './unit.ts';
 
 export type { ProfileQuirks } from './profile-bms.ts';
 
@@ -204,7 +204,14 @@ export class ProfilePdu implements PduHandler {
     if (!this.bms.sensorsValid()) {
       for (const n of this.noDataPoints) delete values[n];
     }
+    // A broken probe reads its no-data value too (the simulation refuses the fault where there is none).
+    for (const p of this.unit.faults.brokenSensors.keys()) delete values[profilePointOf(p)];
     return values;
+  }
+
+  /** Whether the unit can serve `point` as no data: its profile names a no-data value for it. */
+  servesNoData(point: MeasuredPoint): boolean {
+    return this.noDataPoints.has(profilePointOf(point));
   }
 
   private write(client: string, pdu: Buffer): Buffer {

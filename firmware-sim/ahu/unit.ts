@@ -46,6 +46,25 @@ export interface BmsUpdate {
   heartbeat?: number;
 }
 
+/** The measured points a probe can break on (the `ahu-sensor-broken` fault). */
+export const MEASURED_POINTS = [
+  'supplyC',
+  'returnC',
+  'fanPct',
+  'cwValvePct',
+  'fanKw',
+  'coolingKw',
+] as const satisfies readonly (keyof AhuMeasurements)[];
+export type MeasuredPoint = (typeof MEASURED_POINTS)[number];
+
+/**
+ * The point of a vendor profile (or of a unit's OPC-UA nodes) that carries a measured point: the
+ * fan's feedback, not its command; every other measured point has its own name there.
+ */
+export function profilePointOf(point: MeasuredPoint): string {
+  return point === 'fanPct' ? 'fanFeedbackPct' : point;
+}
+
 export interface WriteResult {
   accepted: boolean;
   reason?: RejectReason | undefined;
@@ -71,6 +90,11 @@ export interface AhuFaults {
    * that refuses commands while its status reads fine).
    */
   faultWritesOnly: boolean;
+  /**
+   * Broken probes: the measured point, and the no-data word a native Modbus unit serves for it.
+   * A profile unit serves its profile's `noData` value instead, an OPC-UA unit BadSensorFailure.
+   */
+  brokenSensors: Map<MeasuredPoint, number>;
 }
 
 export class SimAirHandler {
@@ -87,6 +111,7 @@ export class SimAirHandler {
     silent: false,
     badStatus: null,
     faultWritesOnly: false,
+    brokenSensors: new Map(),
   };
 
   private remoteEnabled = false;

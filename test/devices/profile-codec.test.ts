@@ -5,8 +5,10 @@ import { describe, expect, it } from 'vitest';
 import {
   COMMAND_BLOCK_LEN,
   decodeStatus,
+  MEASUREMENT_REGISTERS,
   encodeCommand as mapEncodeCommand,
   encodeStatus as mapEncodeStatus,
+  NO_DATA_WORDS,
   STATUS_BLOCK_LEN,
 } from '../../src/devices/modbus/point-map.ts';
 import {
@@ -145,6 +147,66 @@ describe('coolctl-native profile against src/devices/modbus/point-map.ts', () =>
     });
     expect(d.alarms.sort()).toEqual(['commLoss', 'highSupplyTemp']);
     expect(d.absent).toEqual([]);
+  });
+
+  it('names exactly the no-data words of NO_DATA_WORDS, in exactly its measurement registers', async () => {
+    // point-map.ts owns the words; the profile's `noData` lists are its transcription, held to it here.
+    const doc = await loadProfile(NATIVE);
+    const declared = Object.values(doc.modbus?.points ?? {})
+      .filter((p) => p.noData !== undefined)
+      .map((p) => ({
+        address: p.address,
+        type: p.type,
+        words: [p.noData ?? []].flat().map((v) => v & 0xffff),
+      }))
+      .sort((a, b) => Number(a.address) - Number(b.address));
+    const wanted = MEASUREMENT_REGISTERS.map(([, off, type]) => ({
+      address: 100 + off,
+      type,
+      words: [...NO_DATA_WORDS[type]],
+    })).sort((a, b) => a.address - b.address);
+    expect(declared).toEqual(wanted);
+
+    // And the codec finds no data where decodeStatus does: every no-data word, its neighbours and 0,
+    // in every status register.
+    const c = compileProfile(doc);
+    const request = c.planReads()[0] as ReadRequest;
+    const base = mapEncodeStatus({
+      mode: 'remote',
+      fanPct: 50,
+      supplySetpointC: 18,
+      supplyC: 18.5,
+      returnC: 29,
+      cwValvePct: 40,
+      alarms: 0,
+      epoch: 3,
+      heartbeat: 1,
+      fanKw: 3.2,
+      coolingKw: 45,
+      watchdogS: 10,
+      localSetpointC: 20,
+    });
+    const profileName: Record<string, string> = {
+      fanPct: 'fanFeedbackPct',
+      supplySetpointC: 'supplySetpointFeedbackC',
+    };
+    const words = new Set([0, 1, ...NO_DATA_WORDS.u16.flatMap((w) => [w - 1, w, (w + 1) & 0xffff])]);
+    const mismatches: string[] = [];
+    let noDataSeen = 0;
+    for (let off = 0; off < STATUS_BLOCK_LEN; off++) {
+      for (const word of words) {
+        const regs = [...base];
+        regs[off] = word;
+        const viaMap = [...decodeStatus(regs).noData].map((p) => profileName[p] ?? p);
+        const viaProfile = c.decodeReads([{ request, values: regs }]).absent;
+        noDataSeen += viaMap.length;
+        if (viaMap.join() !== viaProfile.join())
+          mismatches.push(`+${off}=${word}: [${viaMap}] vs [${viaProfile}]`);
+      }
+    }
+    expect(mismatches).toEqual([]);
+    // 0x7FFF and 0x8000 in each of the 7 measurement registers, 0xFFFF in the 4 unsigned ones.
+    expect(noDataSeen).toBe(7 * NO_DATA_WORDS.i16.length + 4);
   });
 
   it("shows the simulator's status block as the point map encodes it", async () => {

@@ -92,8 +92,12 @@ export const NO_DATA_WORDS = Object.freeze({
   u16: Object.freeze([0x7fff, 0x8000, 0xffff]),
 } as const);
 
-/** The measurement registers of the status block, with their register type. */
-const MEASUREMENT_REGISTERS: readonly (readonly [ScreenedPoint, number, 'i16' | 'u16'])[] = [
+/**
+ * The measurement registers of the status block, with their register type: the registers that can
+ * hold a no-data word (the simulator's `ahu-sensor-broken` fault and the coolctl-native profile's
+ * `noData` lists are checked against this and NO_DATA_WORDS).
+ */
+export const MEASUREMENT_REGISTERS: readonly (readonly [ScreenedPoint, number, 'i16' | 'u16'])[] = [
   ['fanPct', STATUS_OFFSET.fanPct, 'u16'],
   ['supplySetpointC', STATUS_OFFSET.supplySetpointC, 'i16'],
   ['supplyC', STATUS_OFFSET.supplyC, 'i16'],
