@@ -33,6 +33,11 @@ export const SCREENED_POINTS: readonly ScreenedPoint[] = Object.freeze(
   Object.keys(READING_RANGES) as ScreenedPoint[],
 );
 
+/** Whether `name` is one of the measured points the screen judges. */
+export function isScreenedPoint(name: string): name is ScreenedPoint {
+  return Object.hasOwn(READING_RANGES, name);
+}
+
 /** Whether `value` can be what `point` measures (finite, inside its range, ends included). */
 export function isPlausible(point: ScreenedPoint, value: number): boolean {
   return inRange(value, READING_RANGES[point]);

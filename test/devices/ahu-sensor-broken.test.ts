@@ -14,7 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildSimApi } from '../../firmware-sim/api.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Simulation } from '../../firmware-sim/simulation.ts';
-import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
+import type { ModbusAirHandler, OpcuaAirHandler } from '../../src/config/site-schema.ts';
 import { createDevice } from '../../src/devices/create-device.ts';
 import type { AhuReadings, DeviceIo } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
@@ -187,6 +187,29 @@ describe('ahu-sensor-broken through POST /sim/faults', () => {
       expect(d.linkState).toBe('up');
     }
   });
+
+  it('an OPC-UA unit: the point reads BadSensorFailure and is absent, the rest of the unit read, link up', async () => {
+    const ua = site.airHandlers.find((a): a is OpcuaAirHandler => a.protocol === 'opcua')!;
+    const url = sim.ahuStates().find((a) => a.id === ua.id)!.endpoint;
+    const d = await createDevice(
+      { ...ua, endpoint: { ...ua.endpoint, url, securityMode: 'None' }, client: { timeoutMs: 2_000 } },
+      { logger: quietLogger, metrics, pkiDir: join(dir, 'client-pki') },
+    );
+    devices.push(d);
+    await d.open();
+    expect((await d.read()).quality).toBe('good');
+    expect((await faults({ fault: 'ahu-sensor-broken', ahu: ua.id, point: 'returnC' })).status).toBe(200);
+    const r = await until(d, 'returnC absent', (x) => (x.absent ?? []).includes('returnC'));
+    expect(r.absent).toEqual(['returnC']);
+    expect(r.returnC).toBeNaN();
+    expect(r.quality).toBe('uncertain');
+    expect(Number.isFinite(r.supplyC) && Number.isFinite(r.fanPct)).toBe(true);
+    expect(d.linkState).toBe('up');
+    expect(await absentCount(ua.id, 'returnC')).toBeGreaterThanOrEqual(1);
+    await faults({ fault: 'ahu-sensor-broken', ahu: ua.id, point: 'returnC', clear: true });
+    const back = await until(d, 'returnC back', (x) => x.quality === 'good');
+    expect(Number.isFinite(back.returnC)).toBe(true);
+  }, 30_000);
 
   it('refuses a word that is a reading, a point that is no probe and an unknown unit, saying why', async () => {
     const before = await simState();

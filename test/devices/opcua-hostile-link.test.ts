@@ -71,7 +71,7 @@ afterAll(async () => {
 }, 30_000);
 
 describe('OPC-UA adapter: what the unit says about a point is not what it says about the link', () => {
-  it('a failed probe (BadSensorFailure on one point): reads fail typed, yet the link stays up and remote control is not lost', async () => {
+  it('a failed probe (BadSensorFailure on a measurement): that point absent, the rest read, the link up and remote control kept', async () => {
     const registry = new Registry();
     const d = device(unit(), registry);
     const lost: RemoteLostEvent[] = [];
@@ -79,7 +79,46 @@ describe('OPC-UA adapter: what the unit says about a point is not what it says a
     await d.open();
     await d.writeCommand(remote(3));
     unitState.status.set('supplyC', StatusCodes.BadSensorFailure);
-    const err = await waitFor('the failed probe to show', () =>
+    const r = await waitFor('the broken probe to show', () =>
+      d.read().then(
+        (x) => (x.absent?.includes('supplyC') ? x : null),
+        () => null,
+      ),
+    );
+    expect(r.supplyC).toBeNaN();
+    expect(r.absent).toEqual(['supplyC']);
+    expect(r.quality).toBe('uncertain');
+    // The unit's other figures are still what it says.
+    expect(r.returnC).toBe(unitState.values.get('returnC'));
+    expect(r.mode).toBe('remote');
+    // The unit answers every request: more reads than the link rule's "down after 3" change nothing.
+    for (let i = 0; i < 5; i++) expect((await d.read()).absent).toEqual(['supplyC']);
+    expect(d.linkState).toBe('up');
+    expect(lost).toEqual([]);
+    expect(d.remoteControlLost).toBe(false);
+    // Writes still reach the unit without a reassert.
+    await d.writeCommand(remote(3, 60));
+    expect(unitState.values.get('fanCmdPct')).toBe(60);
+    const m = await registry.getSingleMetric('coolctl_device_absent_readings_total')?.get();
+    expect(m?.values.find((v) => v.labels.point === 'supplyC')?.value ?? 0).toBeGreaterThanOrEqual(6);
+    unitState.status.delete('supplyC');
+    await waitFor('good reads again', () =>
+      d.read().then(
+        (x) => x.quality === 'good' && Number.isFinite(x.supplyC),
+        () => false,
+      ),
+    );
+  }, 30_000);
+
+  it('a Bad status on a point with no stand-in (the epoch): reads fail typed, yet the link stays up', async () => {
+    const registry = new Registry();
+    const d = device(unit(), registry);
+    const lost: RemoteLostEvent[] = [];
+    d.on('remote-lost', (e: RemoteLostEvent) => lost.push(e));
+    await d.open();
+    await d.writeCommand(remote(3));
+    unitState.status.set('epoch', StatusCodes.BadSensorFailure);
+    const err = await waitFor('the failed point to show', () =>
       d.read().then(
         () => null,
         (e: unknown) => e as DeviceError,
@@ -87,21 +126,16 @@ describe('OPC-UA adapter: what the unit says about a point is not what it says a
     );
     expect(err.code).toBe(ErrorCodes.DEVICE_BAD_STATUS);
     expect(err.deviceCode).toBe('BadSensorFailure');
-    expect(err.message).toContain('supplyC');
-    // The unit answers every request: more reads than the link rule's "down after 3" change nothing.
+    expect(err.message).toContain('epoch');
     for (let i = 0; i < 5; i++) await rejection(d.read());
     expect(d.linkState).toBe('up');
     expect(lost).toEqual([]);
-    expect(d.remoteControlLost).toBe(false);
-    // Writes still reach the unit without a reassert.
-    await d.writeCommand(remote(3, 60));
-    expect(unitState.values.get('fanCmdPct')).toBe(60);
     const m = await registry.getSingleMetric('coolctl_device_errors_total')?.get();
     expect(m?.values.find((v) => v.labels.kind === 'bad_status')?.value ?? 0).toBeGreaterThanOrEqual(6);
-    unitState.status.delete('supplyC');
+    unitState.status.delete('epoch');
     await waitFor('good reads again', () =>
       d.read().then(
-        (r) => r.quality === 'good',
+        (x) => x.quality === 'good',
         () => false,
       ),
     );

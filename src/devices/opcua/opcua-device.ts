@@ -57,7 +57,7 @@ import type {
   WriteOptions,
 } from '../device-io.ts';
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
-import { AbsentPointsNotice, screenReadings } from '../plausibility.ts';
+import { AbsentPointsNotice, isScreenedPoint, type ScreenedPoint, screenReadings } from '../plausibility.ts';
 import type { CompiledProfile } from '../profile/codec.ts';
 import {
   defaultLinkRule,
@@ -837,8 +837,18 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     let quality: Quality = 'good';
     let sourceTimeMs = Number.POSITIVE_INFINITY;
     const num = {} as Record<ReadPoint, number>;
+    // A Bad measurement (BadSensorFailure: a broken probe) is that point absent, as a no-data word
+    // is on Modbus; the rest of the unit's readings stand. Mode, alarms, epoch and heartbeat have
+    // no stand-in: without them the read fails (typed; the link stays up, countsAsLinkFailure).
+    let noData: Set<ScreenedPoint> | undefined;
     for (const p of READ_POINTS) {
       const dv = values.get(p);
+      if (dv?.statusCode.isBad() && isScreenedPoint(p)) {
+        noData ??= new Set();
+        noData.add(p);
+        num[p] = Number.NaN;
+        continue;
+      }
       if (!dv || dv.statusCode.isBad()) throw this.badStatus(`read of ${p}`, dv?.statusCode);
       if (!dv.statusCode.isGood()) quality = 'uncertain';
       const v = variantNumber(dv.value);
@@ -849,21 +859,24 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     }
     // A measurement outside what the quantity can be (a Double has room for 3276.7 °C or 1e300 kW):
     // a fault code or a broken probe, absent (NaN) as on Modbus and profile units, never a good reading.
-    const readings = screenReadings({
-      mode: modeName(num.mode),
-      fanPct: num.fanPct,
-      supplySetpointC: num.supplySetpointC,
-      supplyC: num.supplyC,
-      returnC: num.returnC,
-      cwValvePct: num.cwValvePct,
-      alarms: num.alarms,
-      epoch: num.epoch,
-      heartbeat: num.heartbeat,
-      fanKw: num.fanKw,
-      coolingKw: num.coolingKw,
-      quality,
-      sourceTimeMs,
-    });
+    const readings = screenReadings(
+      {
+        mode: modeName(num.mode),
+        fanPct: num.fanPct,
+        supplySetpointC: num.supplySetpointC,
+        supplyC: num.supplyC,
+        returnC: num.returnC,
+        cwValvePct: num.cwValvePct,
+        alarms: num.alarms,
+        epoch: num.epoch,
+        heartbeat: num.heartbeat,
+        fanKw: num.fanKw,
+        coolingKw: num.coolingKw,
+        quality,
+        sourceTimeMs,
+      },
+      noData,
+    );
     const absent = readings.absent;
     this.absentNotice.note(absent, () => ({
       sent: Object.fromEntries(
