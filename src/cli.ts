@@ -225,11 +225,14 @@ program
         const body = res.body;
         if (res.status >= 200 && res.status < 300) {
           const done = { group, from: g.leader, to: o.to, tookMs: body.tookMs };
-          emit(o, done, () => `${group}: ${printable(g.leader)} → ${o.to} in ${printable(body.tookMs)} ms`);
+          const took =
+            typeof body.tookMs === 'number' && Number.isFinite(body.tookMs) ? ` in ${body.tookMs} ms` : '';
+          emit(o, done, () => `${group}: ${printable(g.leader)} → ${o.to}${took}`);
           return;
         }
         // 409: the leader changed meanwhile; ask again. Any other answer by the one rule.
-        if (res.status !== 409 || attempt >= 20) throw refusalError(res.status, body, 'switchover refused');
+        if (res.status !== 409 || attempt >= 20)
+          throw refusalError(res.status, body, 'switchover refused', res.retryAfter);
       } else if (attempt >= 20) {
         throw new CoolctlError(ErrorCodes.NOT_LEADER, `group ${group} has no leader right now; try again`);
       }

@@ -43,6 +43,9 @@ export function formatAlarms(alarms: readonly Alarm[]): string {
   return lines.join('\n');
 }
 
+/** What an acknowledge, shelve or unshelve answers: the alarm as it is now. */
+const ONE = { records: ['alarm'] };
+
 export function addAlarmCommands(program: Command): void {
   const cmd = program
     .command('alarms')
@@ -76,15 +79,15 @@ export function addAlarmCommands(program: Command): void {
       const comment = o.comment !== undefined ? { comment: o.comment } : {};
       let one: Alarm | undefined;
       if (o.ack !== undefined)
-        one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.ack, 'ack'), comment)).alarm;
+        one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.ack, 'ack'), comment, ONE)).alarm;
       else if (o.shelve !== undefined) {
         if (o.for === undefined) throw new ApiUsageError('alarms --shelve: give --for, e.g. --for 1h');
         const durationS = parseDurationS(o.for);
         one = (
-          await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.shelve, 'shelve'), { durationS, ...comment })
+          await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.shelve, 'shelve'), { durationS, ...comment }, ONE)
         ).alarm;
       } else if (o.unshelve !== undefined)
-        one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.unshelve, 'unshelve'), {})).alarm;
+        one = (await apiCall<{ alarm: Alarm }>(o, 'POST', path(o.unshelve, 'unshelve'), {}, ONE)).alarm;
       if (one) {
         print(outputFormat(o) === 'json' ? jsonText({ alarm: one }) : formatAlarms([one]));
         return;
@@ -93,6 +96,8 @@ export function addAlarmCommands(program: Command): void {
         o,
         'GET',
         `/api/v1/alarms?state=${o.all ? 'all' : 'active'}`,
+        undefined,
+        { lists: ['alarms'] },
       );
       print(outputFormat(o) === 'json' ? jsonText(r) : formatAlarms(r.alarms));
     },

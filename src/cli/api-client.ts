@@ -2,8 +2,10 @@
 // config file's `api` (./cli-config.ts), else http://127.0.0.1:8101; the token from --token-file,
 // else COOLCTL_TOKEN, else the file's `tokenFile` (never from an argument: it would show in `ps` and
 // shell history); the CA that signed the API's certificate from --ca-file, else COOLCTL_CA_FILE,
-// else the file's `caFile`, else the system's CAs. Every request has a deadline; a refusal becomes an
-// error that prints the API's message and reasons. A server the CA did not sign, or whose
+// else the file's `caFile`, else the system's CAs. Every request has one deadline from dialling to
+// the last byte of the answer, and an answer has a size and a nesting bound; a redirect is never
+// followed (the token goes to the address given and nowhere else); a 2xx that is not a JSON object,
+// or is an error body, is an error, never a success. A refusal prints the API's message and reasons. A server the CA did not sign, or whose
 // certificate is not for the address dialled, is refused before the token is sent; nothing turns
 // verification off (NODE_TLS_REJECT_UNAUTHORIZED included). An address with a user name or
 // password in it is refused, never dialled (Node would send it as Basic auth) and never printed; a
@@ -22,8 +24,15 @@ import { cliConfig } from './cli-config.ts';
 
 export const DEFAULT_API = 'http://127.0.0.1:8101';
 
-/** Answers larger than this are cut off as an error: the largest (the audit trail) is far below. */
-const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
+/**
+ * One request's deadline, from dialling to the last byte of the answer (connect, headers and the whole
+ * body: a node that trickles its answer a byte a second is cut off like one that never answers).
+ */
+export const API_DEADLINE_MS = 10_000;
+/** Answers larger than this are cut off as an error: the largest (1000 audit entries) is far below. */
+export const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
+/** Deeper answers are refused: ours nest under 10 levels, and printing a deep one overflows the stack. */
+export const MAX_ANSWER_DEPTH = 64;
 
 export interface ApiOptions {
   api?: string;
@@ -239,24 +248,37 @@ function tlsRefusal(err: NodeJS.ErrnoException, url: URL, ca: ApiCa | undefined)
   );
 }
 
+/** What came back: the status, the headers the CLI reads, and the body as text. */
+interface Exchanged {
+  status: number;
+  location: string | undefined;
+  retryAfter: string | undefined;
+  text: string;
+}
+
+/** The node answered, but not so that the CLI can use it (too slow, too large): said as is, after its address. */
+class AnswerRefused extends Error {}
+
+const seconds = (ms: number): string => `${ms / 1000} s`;
+
 /**
- * One HTTP(S) exchange. https:// trusts the given CA only (on an agent of its own, so the CA applies
- * to this connection and nothing else), or the system's CAs; Node checks the certificate's names
- * against the host dialled.
+ * One HTTP(S) exchange within `deadlineMs`, dialling to last byte. https:// trusts the given CA only
+ * (on an agent of its own, so the CA applies to this connection and nothing else), or the system's
+ * CAs; Node checks the certificate's names against the host dialled. Node's client follows no
+ * redirect. The body is read up to MAX_ANSWER_BYTES, refused at once when its Content-Length says more.
  */
 function exchange(
   url: URL,
   method: string,
   headers: Record<string, string>,
   body: string | undefined,
-  timeoutMs: number,
+  deadlineMs: number,
   ca: ApiCa | undefined,
-): Promise<{ status: number; text: string }> {
+): Promise<Exchanged> {
   const secure = url.protocol === 'https:';
   const options = {
     method,
     headers,
-    signal: AbortSignal.timeout(timeoutMs),
     ...(secure
       ? {
           // Explicit, so NODE_TLS_REJECT_UNAUTHORIZED=0 in the environment cannot turn it off.
@@ -266,36 +288,140 @@ function exchange(
       : {}),
   };
   return new Promise((resolve, reject) => {
+    let answered = false;
+    let received = 0;
+    let settled = false;
+    // The first outcome wins; the connection is torn down with a refusal, and a late 'error' or
+    // 'end' from it changes nothing.
+    const fail = (err: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+      req.destroy();
+    };
+    const tooLarge = () =>
+      new AnswerRefused(
+        `its answer is larger than ${MAX_ANSWER_BYTES / 1024 / 1024} MB, more than any coolctl answer: not read further`,
+      );
     const onAnswer = (res: IncomingMessage): void => {
+      answered = true;
+      if (Number(res.headers['content-length']) > MAX_ANSWER_BYTES) {
+        fail(tooLarge());
+        return;
+      }
       const chunks: Buffer[] = [];
-      let size = 0;
       res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_ANSWER_BYTES) {
-          res.destroy(new Error(`the answer is larger than ${MAX_ANSWER_BYTES} bytes`));
+        received += c.length;
+        if (received > MAX_ANSWER_BYTES) {
+          fail(tooLarge());
           return;
         }
         chunks.push(c);
       });
-      res.on('error', reject);
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }),
-      );
+      res.on('error', fail);
+      res.on('end', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve({
+          status: res.statusCode ?? 0,
+          location: res.headers.location,
+          retryAfter: res.headers['retry-after'],
+          text: Buffer.concat(chunks).toString('utf8'),
+        });
+      });
     };
     const req = secure ? httpsRequest(url, options, onAnswer) : http.request(url, options, onAnswer);
-    req.on('error', reject);
+    // Said by how far it got: a node that took the connection and went quiet is not one that is down.
+    const timer = setTimeout(() => {
+      const connected = req.socket !== null && req.socket !== undefined && !req.socket.connecting;
+      fail(
+        answered
+          ? new AnswerRefused(
+              `its answer stopped coming: its headers and ${received} bytes of its body in ${seconds(deadlineMs)}, not all of it (the deadline covers the whole answer)`,
+            )
+          : connected
+            ? new Error(`connected, but no answer in ${deadlineMs} ms`)
+            : new Error(`no connection in ${deadlineMs} ms`),
+      );
+    }, deadlineMs);
+    req.on('error', fail);
     req.end(body);
   });
 }
 
-/** One API call; `url` is a path on `--api` or a whole URL (another node's). */
+/** How deep `text`'s arrays and objects nest, counted until it passes `limit` (strings skipped). */
+function nestingOver(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * An answer of a shape no coolctl node gives, as one line: where it came from and what is wrong, and
+ * the likely cause (another service on the port, a proxy's page).
+ */
+export function wrongAnswer(where: string, what: string): CoolctlError {
+  return new CoolctlError(
+    ErrorCodes.BAD_REQUEST,
+    `${shownUrl(where)} answered, but not as a coolctl node does (${printable(what)}): is the API address (--api, COOLCTL_API) a coolctl node's?`,
+  );
+}
+
+/** What a success's body must hold for a command to use it: lists of objects, objects, strings. */
+export interface AnswerShape {
+  lists?: readonly string[];
+  records?: readonly string[];
+  strings?: readonly string[];
+}
+
+/** Why `body` does not have `shape`, or null. */
+function shapeProblem(body: Record<string, unknown>, shape: AnswerShape): string | null {
+  for (const k of shape.lists ?? []) {
+    const v = body[k];
+    if (!Array.isArray(v)) return `no ${k} list`;
+    const bad = v.findIndex((x) => !isRecord(x));
+    if (bad >= 0) return `${k} item ${bad + 1} is not an object`;
+  }
+  for (const k of shape.records ?? []) if (!isRecord(body[k])) return `no ${k} object`;
+  for (const k of shape.strings ?? []) if (typeof body[k] !== 'string' || body[k] === '') return `no ${k}`;
+  return null;
+}
+
+/** An API answer: its status, its body (a JSON object, `{}` for a refusal without one), and Retry-After. */
+export interface ApiAnswer<T> {
+  status: number;
+  body: T;
+  /** The Retry-After header, as sent. */
+  retryAfter?: string;
+}
+
+/**
+ * One API call; `url` is a path on `--api` or a whole URL (another node's). Throws when the node
+ * cannot be reached or answers nothing usable: a redirect (never followed), an answer over a bound,
+ * or a 2xx that is not a JSON object or is an error body. Any other status is returned.
+ */
 export async function apiRequest<T = unknown>(
   o: ApiOptions,
   method: string,
   url: string,
   body?: object,
-  timeoutMs = 10_000,
-): Promise<{ status: number; body: T }> {
+  timeoutMs = API_DEADLINE_MS,
+): Promise<ApiAnswer<T>> {
   const full = url.startsWith('http') ? url : `${apiBase(o)}${url}`;
   // A whole URL is another node's address, as a member record gives it: the server's data, not the
   // user's, so a bad one fails the request (exit 1) rather than the usage.
@@ -323,31 +449,91 @@ export async function apiRequest<T = unknown>(
     throw new ApiUsageError(
       `${ca.from} is set, but ${target.protocol}//${target.host} is plain HTTP: there is no certificate to check; use the node’s https:// address`,
     );
+  const token = o.withoutToken ? {} : authHeaders(o);
+  // The operator chose TLS for the API: a member record (the server's data) cannot take the token
+  // back to plain HTTP, where anyone on the path reads it.
+  if ('authorization' in token && target.protocol === 'http:' && apiBase(o).startsWith('https:'))
+    throw new CoolctlError(
+      ErrorCodes.BAD_REQUEST,
+      `not calling ${shownUrl(full)}: the API was given as https://, and the token is not sent over plain HTTP`,
+    );
   const headers = {
-    ...(o.withoutToken ? {} : authHeaders(o)),
+    ...token,
     ...(body ? { 'content-type': 'application/json' } : {}),
     // The API refuses state-changing requests a cross-site page could send; a CLI says it is none.
     'x-coolctl-request': 'cli',
   };
-  let answer: { status: number; text: string };
+  let answer: Exchanged;
   try {
     answer = await exchange(target, method, headers, body ? JSON.stringify(body) : undefined, timeoutMs, ca);
   } catch (err) {
     const refusal = tlsRefusal(err as NodeJS.ErrnoException, target, ca);
     if (refusal) throw refusal;
-    const why =
-      (err as Error).name === 'AbortError' ? `no answer in ${timeoutMs} ms` : (err as Error).message;
-    throw new CoolctlError(ErrorCodes.STARTUP, `cannot reach ${shownUrl(full)}: ${printable(why)}`, {
-      cause: err,
-    });
+    if (err instanceof AnswerRefused)
+      throw new CoolctlError(ErrorCodes.BAD_REQUEST, `${shownUrl(full)}: ${err.message}`, { cause: err });
+    throw new CoolctlError(
+      ErrorCodes.STARTUP,
+      `cannot reach ${shownUrl(full)}: ${printable((err as Error).message)}`,
+      { cause: err },
+    );
   }
+  const { status } = answer;
+  if (status >= 300 && status < 400) throw redirectError(target, full, status, answer.location);
+  const ok = status >= 200 && status < 300;
   let out: unknown;
+  if (nestingOver(answer.text, MAX_ANSWER_DEPTH)) {
+    if (ok) throw wrongAnswer(full, `JSON nested deeper than ${MAX_ANSWER_DEPTH} levels`);
+  } else
+    try {
+      out = JSON.parse(answer.text);
+    } catch {
+      if (ok) throw wrongAnswer(full, `${status}, but not JSON`);
+    }
+  if (ok && !isRecord(out)) throw wrongAnswer(full, `${status}, but a JSON ${jsonKind(out)}, not an object`);
+  // A proxy or a broken node that answers 200 with an error body: what it says is not a success.
+  if (ok && isRecord(out) && typeof out.error === 'string')
+    throw new CoolctlError(
+      ErrorCodes.BAD_REQUEST,
+      `${shownUrl(full)} answered ${status}, but with an error, so it is not taken as done: ${printable(out.error)}${typeof out.message === 'string' ? `: ${readable(out.message)}` : ''}`,
+    );
+  return {
+    status,
+    body: (isRecord(out) ? out : {}) as T,
+    ...(answer.retryAfter !== undefined ? { retryAfter: answer.retryAfter } : {}),
+  };
+}
+
+const jsonKind = (v: unknown): string =>
+  Array.isArray(v) ? 'list' : v === null ? 'null' : typeof v === 'object' ? 'object' : typeof v;
+
+/**
+ * A redirect, refused: followed, it would carry the token to wherever the node says — another host,
+ * or plain http:// from https://. Where it points is said (without credentials, escaped), and why.
+ */
+function redirectError(
+  target: URL,
+  full: string,
+  status: number,
+  location: string | undefined,
+): CoolctlError {
+  let to: URL | undefined;
   try {
-    out = JSON.parse(answer.text);
+    to = location === undefined ? undefined : new URL(location, target);
   } catch {
-    out = undefined;
+    to = undefined;
   }
-  return { status: answer.status, body: (typeof out === 'object' && out !== null ? out : {}) as T };
+  const why = !to
+    ? ''
+    : to.protocol === 'http:' && target.protocol === 'https:'
+      ? ' (to plain http://: the token would cross the network unencrypted)'
+      : to.host !== target.host || to.protocol !== target.protocol
+        ? ' (to another host)'
+        : '';
+  const where = location === undefined ? 'nowhere it names' : shownUrl(to?.href ?? location);
+  return new CoolctlError(
+    ErrorCodes.BAD_REQUEST,
+    `${shownUrl(full)} answered ${status} ${http.STATUS_CODES[status] ?? ''}, a redirect to ${where}${why}: not followed — the CLI sends its token only to the API address it was given; if the API has moved, give its address with --api or COOLCTL_API`,
+  );
 }
 
 /** How a proxy's or a node's answer without a message reads to an operator: what it means, and what to check. */
@@ -366,8 +552,9 @@ const STATUS_HINTS: Record<number, string> = {
  */
 export function refusalError(
   status: number,
-  body: { message?: unknown; details?: unknown },
+  body: { message?: unknown; details?: unknown; error?: unknown },
   what = 'refused',
+  retryAfter?: string,
 ): Error {
   const message =
     typeof body.message === 'string' && body.message !== '' ? readable(body.message) : undefined;
@@ -377,6 +564,7 @@ export function refusalError(
     .map(readable)
     .filter((d, i, all) => !message?.includes(d) && all.indexOf(d) === i);
   const named = `${status} ${http.STATUS_CODES[status] ?? 'unknown status'}`;
+  if (body.error === ErrorCodes.AUDIT_UNAVAILABLE) return auditRefusal(named, message, retryAfter);
   const text = message
     ? `${message}${details.length ? ` (${details.join('; ')})` : ''}`
     : `the API answered ${named}${STATUS_HINTS[status] ? ` — ${STATUS_HINTS[status]}` : ''}`;
@@ -388,6 +576,26 @@ export function refusalError(
   if (status === 403) return new CoolctlError(ErrorCodes.FORBIDDEN, text);
   if (status >= 400 && status < 500 && status !== 408 && status !== 429) return new ApiUsageError(text);
   return new CoolctlError(ErrorCodes.BAD_REQUEST, message ? `${what} (${named}): ${text}` : text);
+}
+
+/**
+ * An action the node did not carry out because its audit trail could not take the entry
+ * (COOLCTL_E_AUDIT_UNAVAILABLE, 503): said as not done, in the CLI's words whatever the node's, with
+ * when to try again. Not retried here: whether etcd takes writes again in Retry-After seconds is not
+ * known, and the operator should see the cluster (coolctl status) before asking again.
+ */
+function auditRefusal(
+  named: string,
+  message: string | undefined,
+  retryAfter: string | undefined,
+): CoolctlError {
+  const afterS =
+    retryAfter !== undefined && /^\d{1,5}$/.test(retryAfter.trim()) ? Number(retryAfter) : undefined;
+  return new CoolctlError(
+    ErrorCodes.AUDIT_UNAVAILABLE,
+    `not done: nothing was changed — the node refused the action because its audit trail (etcd) could not record it, and no action runs unrecorded (${named} ${ErrorCodes.AUDIT_UNAVAILABLE}${message ? `: ${message}` : ''}). Try again${afterS !== undefined ? ` in ${afterS} s or later` : ' later'}, once etcd takes writes (coolctl status; etcdctl endpoint health)`,
+    { retryable: true },
+  );
 }
 
 /**
@@ -408,14 +616,22 @@ function readable(message: string): string {
   );
 }
 
-/** As apiRequest, but an answer other than 2xx throws refusalError's error. */
+/**
+ * As apiRequest, but an answer other than 2xx throws refusalError's error, and a 2xx must hold what
+ * `shape` names (the lists, objects and strings the command prints), else it is a wrong answer.
+ */
 export async function apiCall<T = unknown>(
   o: ApiOptions,
   method: string,
   url: string,
   body?: object,
+  shape: AnswerShape = {},
 ): Promise<T> {
   const r = await apiRequest<T & { message?: unknown; details?: unknown }>(o, method, url, body);
-  if (r.status >= 200 && r.status < 300) return r.body;
-  throw refusalError(r.status, r.body);
+  if (r.status >= 200 && r.status < 300) {
+    const problem = shapeProblem(r.body as Record<string, unknown>, shape);
+    if (problem) throw wrongAnswer(url.startsWith('http') ? url : `${apiBase(o)}${url}`, problem);
+    return r.body;
+  }
+  throw refusalError(r.status, r.body, undefined, r.retryAfter);
 }

@@ -31,8 +31,9 @@ const print = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
 const printJson = (v: unknown): void => print(jsonText(v));
+/** A time of the server's (ms since the epoch); one no date can hold (1e300) is shown as the number. */
 const when = (ms: unknown) =>
-  typeof ms === 'number' && Number.isFinite(ms)
+  typeof ms === 'number' && !Number.isNaN(new Date(ms).getTime())
     ? new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z')
     : printable(ms ?? '-');
 /** A string of the server's, as a line may print it. */
@@ -53,6 +54,8 @@ export function addApiCommands(program: Command): void {
       'POST',
       '/api/v1/auth/sign-in',
       { name: o.user, password: pw, as: 'token' },
+      // Printed into a token file: an answer without one must not leave "-" there.
+      { strings: ['token'] },
     );
     if (outputFormat(o) === 'json') return printJson(r);
     process.stderr.write(`signed in as ${s(o.user)} (${s(r.role)}) until ${when(r.expiresAtMs)}\n`);
@@ -85,6 +88,8 @@ export function addApiCommands(program: Command): void {
       o,
       'GET',
       '/api/v1/users',
+      undefined,
+      { lists: ['users'] },
     );
     if (outputFormat(o) === 'json') return printJson(r);
     print('user             role      since');
@@ -125,6 +130,7 @@ export function addApiCommands(program: Command): void {
         ...(o.user ? { user: o.user } : {}),
         ...(o.ttlDays !== undefined ? { ttlS: Math.round(o.ttlDays * 86_400) } : {}),
       },
+      { strings: ['token', 'id'] },
     );
     if (outputFormat(o) === 'json') return printJson(r);
     process.stderr.write(`token ${s(r.id)} for ${s(r.user)}, expires ${when(r.expiresAtMs)} (shown once)\n`);
@@ -135,7 +141,7 @@ export function addApiCommands(program: Command): void {
   ).action(async (o: ApiOptions & { json?: boolean }) => {
     const r = await apiCall<{
       tokens: { id: string; user: string; kind: string; label: string; expiresAtMs: number }[];
-    }>(o, 'GET', '/api/v1/tokens');
+    }>(o, 'GET', '/api/v1/tokens', undefined, { lists: ['tokens'] });
     if (outputFormat(o) === 'json') return printJson(r);
     print('id               user             kind     expires               label');
     for (const t of r.tokens)
@@ -169,6 +175,8 @@ export function addApiCommands(program: Command): void {
       o,
       'GET',
       `/api/v1/audit?limit=${o.limit}`,
+      undefined,
+      { lists: ['entries'] },
     );
     if (outputFormat(o) === 'json') return printJson(r);
     for (const e of r.entries) {

@@ -8,12 +8,11 @@
 // answer of the wrong shape (another service on the port, a proxy's page) is said as such, never a
 // crash; a field of the wrong type in a group's answer shows as unknown.
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
-import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { nameRacks } from '../sensors/verdict.ts';
 import { apiOrigin } from '../util/api-origin.ts';
 import { printable } from '../util/printable.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
-import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl } from './api-client.ts';
+import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl, wrongAnswer } from './api-client.ts';
 import { formatTable } from './cli-config.ts';
 
 export interface StatusMember {
@@ -220,11 +219,7 @@ const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
  * with string names. Anything else is not a coolctl API (exit 1, naming the address).
  */
 function clusterAnswer(o: ApiOptions, body: unknown): ClusterAnswer {
-  const wrong = (what: string) =>
-    new CoolctlError(
-      ErrorCodes.BAD_REQUEST,
-      `${shownUrl(apiBase(o))}/api/v1/cluster answered, but not as a coolctl node does (${what}): is the API address (--api, COOLCTL_API) a coolctl node's?`,
-    );
+  const wrong = (what: string) => wrongAnswer(`${apiBase(o)}/api/v1/cluster`, what);
   if (!isRecord(body)) throw wrong('no JSON object');
   if (!Array.isArray(body.members)) throw wrong('no members list');
   if (!Array.isArray(body.groups)) throw wrong('no groups list');
