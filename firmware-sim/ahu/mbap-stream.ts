@@ -11,6 +11,16 @@ export const MBAP_MIN_LENGTH = 2;
 export const MBAP_MAX_LENGTH = 254;
 export const DEFAULT_FRAME_TIMEOUT_MS = 2_000;
 
+/** The answer frame to `request` carrying `pdu`: its transaction id, protocol id and unit id echoed. */
+export function mbapAnswer(request: Buffer, pdu: Buffer): Buffer {
+  const out = Buffer.alloc(MBAP_HEADER_LEN + pdu.length);
+  request.copy(out, 0, 0, 4);
+  out.writeUInt16BE(1 + pdu.length, 4);
+  out.writeUInt8(request.readUInt8(6), 6);
+  pdu.copy(out, MBAP_HEADER_LEN);
+  return out;
+}
+
 /** What the framer needs of a server's connection. */
 export interface MbapConnection {
   readonly socket: Socket;

@@ -1,12 +1,12 @@
-// One simulated Modbus TCP air handler: a `node:net` listener with its own strict MBAP framing around
-// the PDU layer it shares with the RTU server (./modbus-pdu.ts) (modbus-serial's ServerTCP drops a malformed FC16 unanswered, answers a bad quantity with 04,
+// One simulated Modbus TCP air handler: the simulator's Modbus TCP listener and strict MBAP framing
+// (./modbus-tcp-listener.ts) around the PDU layer it shares with the RTU server (./modbus-pdu.ts)
+// (modbus-serial's ServerTCP drops a malformed FC16 unanswered, answers a bad quantity with 04,
 // calls back twice for quantity 0 and never times out a partial frame; a simulator that must be
 // honest about bad frames answers with the exact exceptions of Modbus Application Protocol v1.1b3).
 // Invariants: requests on one connection are answered in order; every write attempt that reaches
 // the server is journaled exactly once; bad input closes at most its own connection, never the
 // server; faults are read from `unit.faults` on every request; stop() is bounded and leaves no
 // timer or socket behind. Register map and behaviour: docs/modbus-register-map.md.
-import { createServer, type Server, type Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { maxApplyDelayMs } from '../../src/config/site-schema.ts';
 import { type ModbusPointMap, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
@@ -14,7 +14,7 @@ import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, settlesWithin } from '../../src/util/async.ts';
 import { RateLimitedLog } from '../../src/util/log-limit.ts';
 import { mulberry32 } from '../random.ts';
-import { DEFAULT_FRAME_TIMEOUT_MS, MBAP_HEADER_LEN, readMbapFrames } from './mbap-stream.ts';
+import { MBAP_HEADER_LEN, mbapAnswer } from './mbap-stream.ts';
 import {
   GARBAGE_FUNCTION_CODE,
   ModbusAhuPdu,
@@ -22,89 +22,60 @@ import {
   type PduCounters,
   type PduHandler,
 } from './modbus-pdu.ts';
+import {
+  MAX_PIPELINED_REQUESTS,
+  type ModbusTcpConnection,
+  type ModbusTcpEndpointOptions,
+  ModbusTcpListener,
+  newModbusTcpCounters,
+} from './modbus-tcp-listener.ts';
 import type { SimAirHandler } from './unit.ts';
 
-export interface ModbusAhuServerOptions {
-  host: string;
-  /** 0 lets the OS pick; start() says which. An offline fault re-opens on the same port. */
-  port: number;
+/** `port`: an offline fault re-opens the same one. */
+export interface ModbusAhuServerOptions extends ModbusTcpEndpointOptions {
   /** The unit id this device answers; 0 answers every unit id. 255 is always answered (see doc). */
   unitId: number;
   pointMap?: Partial<ModbusPointMap>;
   logger?: Logger;
-  /** A frame whose first byte arrived longer ago than this and is still incomplete closes its connection. */
-  frameTimeoutMs?: number;
-  /** Concurrent connections; one more is closed at once. */
-  maxConnections?: number;
   /** Seed of the `garbage` fault's bytes, so a failing test can be replayed. */
   garbageSeed?: number;
   /** The unit's application layer; default the native map (`pointMap`). A profile unit: `ProfilePdu`. */
   handler?: (counters: PduCounters, log: Logger) => PduHandler;
 }
 
-export const DEFAULT_MAX_CONNECTIONS = 64;
-/** Unanswered requests one connection may queue; past that the client is not reading its answers. */
-export const MAX_PIPELINED_REQUESTS = 32;
-
 /** Unit id a client uses for a device addressed directly by its IP address (MB TCP guide 4.4.1.3). */
 const DIRECT_UNIT_ID = 0xff;
 const STOP_DEADLINE_MS = 3_000;
 const LOG_INTERVAL_MS = 1_000;
-interface Connection {
-  readonly socket: Socket;
-  /** `modbus:<address>:<port>`, as the journal names the writer. */
-  readonly client: string;
-  buffer: Buffer;
-  frameTimer: NodeJS.Timeout | undefined;
+/** What the unit holds for one connection; the connection itself is the listener's. */
+interface ConnectionState {
   /** Requests not yet answered, each with when its last byte arrived (`performance.now()`). */
   readonly queue: QueuedRequest[];
   pumping: boolean;
-  closed: boolean;
 }
+type Connection = ModbusTcpConnection<ConnectionState>;
 
 interface QueuedRequest {
   frame: Buffer;
   atMs: number;
 }
 
-type Counters = PduCounters & {
-  connectionsAccepted: number;
-  /** Closed at once: over the connection cap, or arriving while the unit is offline. */
-  connectionsRejected: number;
-  connectionsClosed: number;
-  /** Unparseable stream (protocol id ≠ 0, MBAP length out of 2..254): connection closed. */
-  badFrames: number;
-  frameTimeouts: number;
-  wrongUnitId: number;
-  pipelineOverflows: number;
-  socketErrors: number;
-};
-
 export class ModbusAhuServer {
   readonly unit: SimAirHandler;
-  readonly counters: Counters = {
+  /** The unit's (./modbus-pdu.ts), the connections' (./modbus-tcp-listener.ts) and requests for other unit ids. */
+  readonly counters = {
     ...newPduCounters(),
-    connectionsAccepted: 0,
-    connectionsRejected: 0,
-    connectionsClosed: 0,
-    badFrames: 0,
-    frameTimeouts: 0,
+    ...newModbusTcpCounters(),
     wrongUnitId: 0,
-    pipelineOverflows: 0,
-    socketErrors: 0,
   };
   private readonly opts: ModbusAhuServerOptions;
   private readonly pm: ModbusPointMap;
   private readonly log: Logger;
-  private readonly frameTimeoutMs: number;
-  private readonly maxConnections: number;
   private readonly garbageRandom: () => number;
-  private readonly connections = new Set<Connection>();
+  private readonly listener: ModbusTcpListener<ConnectionState>;
   /** Fault delays in flight; stop() settles them so no timer outlives the server. */
   private readonly delays = new Delays();
   private readonly warns: RateLimitedLog;
-  private listener: Server | undefined;
-  private boundPort = 0;
   private started = false;
   private stopping: Promise<void> | undefined;
   /** applyFaults() calls run one after another, so listen and close never interleave. */
@@ -136,24 +107,42 @@ export class ModbusAhuServer {
     this.opts = opts;
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.warns = new RateLimitedLog(this.log, LOG_INTERVAL_MS);
-    this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
-    this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.garbageRandom = mulberry32(opts.garbageSeed ?? 1);
     this.pdu = opts.handler
       ? opts.handler(this.counters, this.log)
       : new ModbusAhuPdu(unit, this.pm, this.counters, this.log);
+    this.listener = new ModbusTcpListener<ConnectionState>({
+      endpoint: opts,
+      name: `Modbus server for ${unit.id}`,
+      portSetting: 'airHandlers[].endpoint.port',
+      logFields: { ahu: unit.id },
+      log: this.log,
+      warns: this.warns,
+      counters: this.counters,
+      // Stopping refuses while stop() waits for a fault's listen or close to settle.
+      refusing: () =>
+        this.stopping ? 'server stopping' : this.unit.faults.offline ? 'unit offline' : undefined,
+      newState: () => ({ queue: [], pumping: false }),
+      onFrame: (conn, frame) => this.enqueue(conn, frame),
+      onFramesRead: (conn) => {
+        if (!conn.state.pumping) void this.pump(conn);
+      },
+      onClose: (conn) => {
+        conn.state.queue.length = 0;
+      },
+    });
   }
 
   /** Binds host:port; rejects with COOLCTL_E_STARTUP saying what to fix when it cannot. */
   async start(): Promise<{ host: string; port: number }> {
     if (this.started) throw new Error(`ModbusAhuServer for ${this.unit.id}: already started`);
     this.started = true;
-    await this.listen(this.opts.port);
+    await this.listener.listen(this.opts.port);
     this.log.info(
       {
         ahu: this.unit.id,
         host: this.opts.host,
-        port: this.boundPort,
+        port: this.listener.port,
         unitId: this.opts.unitId,
         pointMap: this.pm,
       },
@@ -161,11 +150,11 @@ export class ModbusAhuServer {
     );
     // A unit configured offline before start refuses connections from the first moment.
     if (this.unit.faults.offline) await this.applyFaults();
-    return { host: this.opts.host, port: this.boundPort };
+    return { host: this.opts.host, port: this.listener.port };
   }
 
   get port(): number {
-    return this.boundPort;
+    return this.listener.port;
   }
 
   /**
@@ -185,11 +174,8 @@ export class ModbusAhuServer {
     this.stopping ??= (async () => {
       this.delays.cancelAll();
       await settlesWithin(this.faultSync, STOP_DEADLINE_MS);
-      this.dropConnections('server stopping');
-      const closed = await this.closeListener();
-      if (!closed)
-        this.log.warn({ ahu: this.unit.id }, 'modbus listener did not close in time; abandoning it');
-      if (this.started) this.log.info({ ahu: this.unit.id, port: this.boundPort }, 'modbus server stopped');
+      await this.listener.stop();
+      if (this.started) this.log.info({ ahu: this.unit.id, port: this.port }, 'modbus server stopped');
     })();
     return this.stopping;
   }
@@ -197,141 +183,45 @@ export class ModbusAhuServer {
   private async syncListener(): Promise<void> {
     if (this.stopping || !this.started) return;
     if (this.unit.faults.offline) {
-      if (!this.listener && this.connections.size === 0) return;
-      this.dropConnections('unit offline');
-      await this.closeListener();
-      this.log.warn({ ahu: this.unit.id, port: this.boundPort }, 'unit offline: refusing connections');
-    } else if (!this.listener) {
+      if (!this.listener.listening && this.listener.connectionCount === 0) return;
+      await this.listener.close('unit offline');
+      this.log.warn({ ahu: this.unit.id, port: this.port }, 'unit offline: refusing connections');
+    } else if (!this.listener.listening) {
       try {
-        await this.listen(this.boundPort);
+        await this.listener.listen(this.port);
       } catch (err) {
         this.log.error(
-          { err, ahu: this.unit.id, port: this.boundPort },
+          { err, ahu: this.unit.id, port: this.port },
           'unit online again but its port is taken',
         );
         throw err;
       }
-      this.log.warn({ ahu: this.unit.id, port: this.boundPort }, 'unit online again: accepting connections');
+      this.log.warn({ ahu: this.unit.id, port: this.port }, 'unit online again: accepting connections');
     }
   }
 
-  private listen(port: number): Promise<void> {
-    const server = createServer((socket) => this.onConnection(socket));
-    return new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => {
-        reject(
-          new CoolctlError(
-            ErrorCodes.STARTUP,
-            `Modbus server for ${this.unit.id} cannot listen on ${this.opts.host}:${port}: ${err.message} ` +
-              '(free the port or change airHandlers[].endpoint.port)',
-            { cause: err },
-          ),
-        );
-      });
-      server.listen(port, this.opts.host, () => {
-        server.removeAllListeners('error');
-        server.on('error', (err) => this.log.error({ err, ahu: this.unit.id }, 'modbus listener error'));
-        const address = server.address();
-        this.boundPort = typeof address === 'object' && address ? address.port : port;
-        this.listener = server;
-        resolve();
-      });
-    });
-  }
-
-  /** Resolves true once the listener has closed, false if it did not within the deadline. */
-  private async closeListener(): Promise<boolean> {
-    const server = this.listener;
-    this.listener = undefined;
-    if (!server) return true;
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    return settlesWithin(closed, STOP_DEADLINE_MS);
-  }
-
-  private dropConnections(why: string): void {
-    if (this.connections.size > 0) {
-      this.log.info(
-        { ahu: this.unit.id, connections: this.connections.size, why },
-        'closing modbus connections',
-      );
-    }
-    for (const conn of [...this.connections]) this.closeConnection(conn);
-  }
-
-  private onConnection(socket: Socket): void {
-    // Errors (ECONNRESET from a client that vanished) are counted, never thrown.
-    socket.on('error', (err) => {
-      this.counters.socketErrors++;
-      this.log.debug({ ahu: this.unit.id, err: err.message }, 'modbus socket error');
-    });
-    if (this.stopping || this.unit.faults.offline || this.connections.size >= this.maxConnections) {
-      this.counters.connectionsRejected++;
+  /** Queues a whole request for pump(); pipelining is bounded. Returns false when it closed the connection. */
+  private enqueue(conn: Connection, frame: Buffer): boolean {
+    const { queue } = conn.state;
+    if (queue.length >= MAX_PIPELINED_REQUESTS) {
+      this.counters.pipelineOverflows++;
       this.warns.warn(
-        'rejected',
-        { ahu: this.unit.id, connections: this.connections.size, offline: this.unit.faults.offline },
-        'modbus connection closed at once (connection cap reached, unit offline or server stopping)',
+        'pipeline',
+        { ahu: this.unit.id, client: conn.client, queued: queue.length },
+        'modbus client pipelines more requests than it reads answers; closing the connection',
       );
-      socket.destroy();
-      return;
+      this.listener.closeConnection(conn);
+      return false;
     }
-    this.counters.connectionsAccepted++;
-    socket.setNoDelay(true);
-    const conn: Connection = {
-      socket,
-      client: `modbus:${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`,
-      buffer: Buffer.alloc(0),
-      frameTimer: undefined,
-      queue: [],
-      pumping: false,
-      closed: false,
-    };
-    this.connections.add(conn);
-    socket.on('data', (chunk) => this.onData(conn, chunk));
-    socket.on('close', () => this.closeConnection(conn));
-  }
-
-  private closeConnection(conn: Connection): void {
-    if (conn.closed) return;
-    conn.closed = true;
-    clearTimeout(conn.frameTimer);
-    conn.queue.length = 0;
-    conn.buffer = Buffer.alloc(0);
-    this.connections.delete(conn);
-    this.counters.connectionsClosed++;
-    conn.socket.destroy();
-  }
-
-  /** Queues each whole request; pipelining is bounded. The stream's framing is readMbapFrames'. */
-  private onData(conn: Connection, chunk: Buffer): void {
-    readMbapFrames(conn, chunk, {
-      counters: this.counters,
-      warns: this.warns,
-      logFields: { ahu: this.unit.id },
-      frameTimeoutMs: this.frameTimeoutMs,
-      close: (c) => this.closeConnection(c),
-      onFrame: (c, frame) => {
-        if (c.queue.length >= MAX_PIPELINED_REQUESTS) {
-          this.counters.pipelineOverflows++;
-          this.warns.warn(
-            'pipeline',
-            { ahu: this.unit.id, client: c.client, queued: c.queue.length },
-            'modbus client pipelines more requests than it reads answers; closing the connection',
-          );
-          this.closeConnection(c);
-          return false;
-        }
-        c.queue.push({ frame, atMs: performance.now() });
-        return true;
-      },
-    });
-    if (!conn.closed && !conn.pumping) void this.pump(conn);
+    queue.push({ frame, atMs: performance.now() });
+    return true;
   }
 
   /** Answers queued requests one at a time, so pipelined requests are answered in order. */
   private async pump(conn: Connection): Promise<void> {
-    conn.pumping = true;
+    conn.state.pumping = true;
     try {
-      for (let q = conn.queue.shift(); q && !conn.closed; q = conn.queue.shift()) {
+      for (let q = conn.state.queue.shift(); q && !conn.closed; q = conn.state.queue.shift()) {
         // The unit's apply bound: a request it cannot serve by then is dropped, as a TCP→RTU
         // gateway drops one past its response timeout; it never lands later (docs/modbus-register-map.md).
         const dueMs = q.atMs + this.applyBoundMs;
@@ -348,7 +238,7 @@ export class ModbusAhuServer {
         this.answer(conn, q.frame);
       }
     } finally {
-      conn.pumping = false;
+      conn.state.pumping = false;
     }
   }
 
@@ -375,14 +265,14 @@ export class ModbusAhuServer {
     const outcome = this.pdu.handle(conn.client, frame.subarray(MBAP_HEADER_LEN));
     switch (outcome.kind) {
       case 'reply':
-        conn.socket.write(this.reply(frame, outcome.pdu));
+        conn.socket.write(mbapAnswer(frame, outcome.pdu));
         return;
       case 'garbage':
         conn.socket.write(this.garbage(frame));
         return;
       case 'reset': {
         // Half the answer, then RST: the client sees a connection reset in the middle of a frame.
-        const whole = this.reply(frame, outcome.pdu);
+        const whole = mbapAnswer(frame, outcome.pdu);
         conn.socket.write(whole.subarray(0, Math.max(1, whole.length >> 1)), () => {
           if (!conn.socket.destroyed) conn.socket.resetAndDestroy();
         });
@@ -392,18 +282,9 @@ export class ModbusAhuServer {
         return;
       case 'offline':
         // applyFaults() is on its way to close the listener; this connection goes now.
-        this.closeConnection(conn);
+        this.listener.closeConnection(conn);
         return;
     }
-  }
-
-  private reply(request: Buffer, pdu: Buffer): Buffer {
-    const out = Buffer.alloc(MBAP_HEADER_LEN + pdu.length);
-    request.copy(out, 0, 0, 4); // transaction id and protocol id, echoed
-    out.writeUInt16BE(1 + pdu.length, 4);
-    out.writeUInt8(request.readUInt8(6), 6);
-    pdu.copy(out, MBAP_HEADER_LEN);
-    return out;
   }
 
   /**

@@ -7,13 +7,19 @@
 // whose other end a `ModbusRtuLineServer` serves), so the gateway is an honest RTU master.
 // Invariants: at most one request on the line at a time; a request is answered once (an answer,
 // 0x0A, 0x0B or 06) or dropped with its connection; stop() is bounded and leaves no timer behind.
-import { createServer, type Server, type Socket } from 'node:net';
 import { type Logger, pino } from 'pino';
 import { SerialPort } from 'serialport';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, settlesWithin } from '../../src/util/async.ts';
 import { RateLimitedLog } from '../../src/util/log-limit.ts';
-import { DEFAULT_FRAME_TIMEOUT_MS, MBAP_HEADER_LEN, readMbapFrames } from './mbap-stream.ts';
+import { MBAP_HEADER_LEN, mbapAnswer } from './mbap-stream.ts';
+import {
+  type ModbusTcpConnection,
+  type ModbusTcpCounters,
+  type ModbusTcpEndpointOptions,
+  ModbusTcpListener,
+  newModbusTcpCounters,
+} from './modbus-tcp-listener.ts';
 import { crc16, DEFAULT_BAUD, type RtuLine, type RtuLineSettings, rtuFrame } from './rtu-line.ts';
 
 /** The exceptions a gateway itself answers (Modbus Application Protocol v1.1b3, 7). */
@@ -26,7 +32,6 @@ export const GATEWAY_EXCEPTION = {
 export const DEFAULT_RESPONSE_TIMEOUT_MS = 1_000;
 /** Requests one TCP master may have waiting (one gateway family holds 32). */
 export const DEFAULT_QUEUE_DEPTH = 32;
-const DEFAULT_MAX_CONNECTIONS = 64;
 const STOP_DEADLINE_MS = 3_000;
 const LOG_INTERVAL_MS = 1_000;
 
@@ -52,12 +57,7 @@ export interface LinkRequest {
   responseTimeoutMs: number;
 }
 
-export interface GatewayCounters {
-  connectionsAccepted: number;
-  connectionsRejected: number;
-  /** Protocol id ≠ 0 or an MBAP length outside 2..254: connection closed. */
-  badFrames: number;
-  frameTimeouts: number;
+export interface GatewayCounters extends ModbusTcpCounters {
   requests: number;
   /** Sent on the line (broadcasts included). */
   forwarded: number;
@@ -71,15 +71,11 @@ export interface GatewayCounters {
   /** Exception 06: the master's queue was full. */
   busy: number;
   broadcasts: number;
-  socketErrors: number;
 }
 
-export interface RtuGatewayOptions {
+export interface RtuGatewayOptions extends ModbusTcpEndpointOptions {
   /** Name in logs and `GET /sim/state`. */
   id: string;
-  host: string;
-  /** 0 lets the OS pick; start() says which. */
-  port: number;
   link: RtuMasterLink;
   /**
    * The unit ids the gateway maps onto its line, each with its own response timeout and, if set, a
@@ -87,19 +83,11 @@ export interface RtuGatewayOptions {
    */
   units: { unitId: number; responseTimeoutMs?: number; queueTimeoutMs?: number }[];
   queueDepth?: number;
-  maxConnections?: number;
-  frameTimeoutMs?: number;
   logger?: Logger;
 }
 
-interface Connection {
-  readonly socket: Socket;
-  readonly client: string;
-  buffer: Buffer;
-  frameTimer: NodeJS.Timeout | undefined;
-  queued: number;
-  closed: boolean;
-}
+/** A master's connection; its state is how many of its requests wait for the line. */
+type Connection = ModbusTcpConnection<{ queued: number }>;
 
 interface Pending {
   conn: Connection;
@@ -110,10 +98,7 @@ interface Pending {
 export class RtuGateway {
   readonly id: string;
   readonly counters: GatewayCounters = {
-    connectionsAccepted: 0,
-    connectionsRejected: 0,
-    badFrames: 0,
-    frameTimeouts: 0,
+    ...newModbusTcpCounters(),
     requests: 0,
     forwarded: 0,
     answered: 0,
@@ -122,22 +107,17 @@ export class RtuGateway {
     queueExpired: 0,
     busy: 0,
     broadcasts: 0,
-    socketErrors: 0,
   };
   private readonly opts: RtuGatewayOptions;
   private readonly link: RtuMasterLink;
   private readonly timeouts = new Map<number, number>();
   private readonly queueTimeouts = new Map<number, number>();
   private readonly queueDepth: number;
-  private readonly maxConnections: number;
-  private readonly frameTimeoutMs: number;
   private readonly log: Logger;
   private readonly warns: RateLimitedLog;
-  private readonly connections = new Set<Connection>();
+  private readonly listener: ModbusTcpListener<{ queued: number }>;
   private readonly pending: Pending[] = [];
   private pumping = false;
-  private listener: Server | undefined;
-  private boundPort = 0;
   private started = false;
   private stopping: Promise<void> | undefined;
 
@@ -156,14 +136,27 @@ export class RtuGateway {
     this.opts = opts;
     this.link = opts.link;
     this.queueDepth = opts.queueDepth ?? DEFAULT_QUEUE_DEPTH;
-    this.maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
-    this.frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.warns = new RateLimitedLog(this.log, LOG_INTERVAL_MS);
+    this.listener = new ModbusTcpListener({
+      endpoint: opts,
+      name: `RTU gateway ${opts.id}`,
+      portSetting: 'the endpoint of the units behind it',
+      logFields: { gateway: opts.id },
+      log: this.log,
+      warns: this.warns,
+      counters: this.counters,
+      newState: () => ({ queued: 0 }),
+      // Copied: the request waits for the line, past this chunk.
+      onFrame: (conn, frame) => {
+        this.onRequest(conn, Buffer.from(frame));
+        return true;
+      },
+    });
   }
 
   get port(): number {
-    return this.boundPort;
+    return this.listener.port;
   }
 
   get unitIds(): number[] {
@@ -175,104 +168,29 @@ export class RtuGateway {
     if (this.started) throw new Error(`RtuGateway ${this.id}: already started`);
     this.started = true;
     await this.link.open();
-    const server = createServer((socket) => this.onConnection(socket));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) =>
-        reject(
-          new CoolctlError(
-            ErrorCodes.STARTUP,
-            `RTU gateway ${this.id} cannot listen on ${this.opts.host}:${this.opts.port}: ${err.message} ` +
-              '(free the port or change the endpoint of the units behind it)',
-            { cause: err },
-          ),
-        ),
-      );
-      server.listen(this.opts.port, this.opts.host, () => {
-        server.removeAllListeners('error');
-        server.on('error', (err) => this.log.error({ err, gateway: this.id }, 'gateway listener error'));
-        const address = server.address();
-        this.boundPort = typeof address === 'object' && address ? address.port : this.opts.port;
-        resolve();
-      });
-    });
-    this.listener = server;
+    await this.listener.listen(this.opts.port);
     this.log.info(
       {
         gateway: this.id,
         host: this.opts.host,
-        port: this.boundPort,
+        port: this.port,
         line: this.link.name,
         unitIds: this.unitIds,
       },
       'modbus tcp→rtu gateway listening',
     );
-    return { host: this.opts.host, port: this.boundPort };
+    return { host: this.opts.host, port: this.port };
   }
 
   /** Closes the listener, every connection and the line; bounded, idempotent. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      for (const conn of [...this.connections]) this.closeConnection(conn);
       this.pending.length = 0;
-      const server = this.listener;
-      this.listener = undefined;
-      if (server) await settlesWithin(new Promise<void>((r) => server.close(() => r())), STOP_DEADLINE_MS);
+      await this.listener.stop();
       await settlesWithin(this.link.close(), STOP_DEADLINE_MS);
       if (this.started) this.log.info({ gateway: this.id }, 'modbus tcp→rtu gateway stopped');
     })();
     return this.stopping;
-  }
-
-  private onConnection(socket: Socket): void {
-    socket.on('error', () => {
-      this.counters.socketErrors++;
-    });
-    if (this.stopping || this.connections.size >= this.maxConnections) {
-      this.counters.connectionsRejected++;
-      this.warns.warn(
-        'rejected',
-        { gateway: this.id },
-        'gateway connection closed at once (cap reached or stopping)',
-      );
-      socket.destroy();
-      return;
-    }
-    this.counters.connectionsAccepted++;
-    socket.setNoDelay(true);
-    const conn: Connection = {
-      socket,
-      client: `modbus:${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`,
-      buffer: Buffer.alloc(0),
-      frameTimer: undefined,
-      queued: 0,
-      closed: false,
-    };
-    this.connections.add(conn);
-    socket.on('data', (chunk) => this.onData(conn, chunk));
-    socket.on('close', () => this.closeConnection(conn));
-  }
-
-  private closeConnection(conn: Connection): void {
-    if (conn.closed) return;
-    conn.closed = true;
-    clearTimeout(conn.frameTimer);
-    this.connections.delete(conn);
-    conn.socket.destroy();
-  }
-
-  private onData(conn: Connection, chunk: Buffer): void {
-    readMbapFrames(conn, chunk, {
-      counters: this.counters,
-      warns: this.warns,
-      logFields: { gateway: this.id },
-      frameTimeoutMs: this.frameTimeoutMs,
-      close: (c) => this.closeConnection(c),
-      // Copied: the request waits for the line, past this chunk.
-      onFrame: (c, frame) => {
-        this.onRequest(c, Buffer.from(frame));
-        return true;
-      },
-    });
   }
 
   private onRequest(conn: Connection, frame: Buffer): void {
@@ -288,17 +206,17 @@ export class RtuGateway {
       this.answerException(conn, frame, GATEWAY_EXCEPTION.pathUnavailable);
       return;
     }
-    if (conn.queued >= this.queueDepth) {
+    if (conn.state.queued >= this.queueDepth) {
       this.counters.busy++;
       this.warns.warn(
         'busy',
-        { gateway: this.id, client: conn.client, queued: conn.queued },
+        { gateway: this.id, client: conn.client, queued: conn.state.queued },
         'master queue full; exception 06',
       );
       this.answerException(conn, frame, GATEWAY_EXCEPTION.serverBusy);
       return;
     }
-    conn.queued++;
+    conn.state.queued++;
     this.pending.push({ conn, frame, atMs: performance.now() });
     if (!this.pumping) void this.pump();
   }
@@ -308,7 +226,7 @@ export class RtuGateway {
     this.pumping = true;
     try {
       for (let p = this.pending.shift(); p && !this.stopping; p = this.pending.shift()) {
-        p.conn.queued--;
+        p.conn.state.queued--;
         if (p.conn.closed) continue;
         await this.forward(p);
       }
@@ -359,23 +277,14 @@ export class RtuGateway {
       return;
     }
     this.counters.answered++;
-    p.conn.socket.write(mbap(p.frame, answer.subarray(1, -2)));
+    p.conn.socket.write(mbapAnswer(p.frame, answer.subarray(1, -2)));
   }
 
   private answerException(conn: Connection, request: Buffer, code: number): void {
     if (conn.closed) return;
     const fc = request.length > MBAP_HEADER_LEN ? request.readUInt8(MBAP_HEADER_LEN) : 0;
-    conn.socket.write(mbap(request, Buffer.from([(fc | 0x80) & 0xff, code])));
+    conn.socket.write(mbapAnswer(request, Buffer.from([(fc | 0x80) & 0xff, code])));
   }
-}
-
-function mbap(request: Buffer, pdu: Buffer): Buffer {
-  const out = Buffer.alloc(MBAP_HEADER_LEN + pdu.length);
-  request.copy(out, 0, 0, 4);
-  out.writeUInt16BE(1 + pdu.length, 4);
-  out.writeUInt8(request.readUInt8(6), 6);
-  pdu.copy(out, MBAP_HEADER_LEN);
-  return out;
 }
 
 /** A well-formed answer from `unitId`: at least address + function code + CRC, and the CRC right. */
