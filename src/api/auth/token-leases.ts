@@ -5,10 +5,11 @@
 // bucket, counted from before the grant); leases are shared per bucket of end time on this node's
 // monotonic clock (one per BUCKET_MS, not one per token: etcd keeps every lease in the leader's
 // memory and revokes each with a Raft write); a token is revoked by deleting its key, never its
-// lease, which carries others. etcd resets a lease's remaining TTL to the whole granted TTL when its
-// leader changes (lease checkpointing off, etcd's default), so this node also revokes each lease
-// it granted once its end has passed by its own monotonic clock (`sweep`): while the issuing node
-// runs, a token outlives its TTL by at most one bucket and one sweep, whatever etcd's leaders do.
+// lease, which carries others. An etcd leader change restarts a lease from its whole granted TTL
+// (lease checkpointing off, etcd's default), or from its last 5-minute checkpoint (on, as
+// deploy/etcd runs it), so this node also revokes each lease it granted once its end has passed by
+// its own monotonic clock (`sweep`): while the issuing node runs, a token outlives its TTL by at
+// most one bucket and one sweep, whatever etcd's leaders do.
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
