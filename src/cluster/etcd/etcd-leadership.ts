@@ -163,6 +163,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private membersChangedAtMs = 0;
   /** Monotonic ms of the last fence: leadership needs a snapshot read after it. */
   private fencedAtMs = Number.NEGATIVE_INFINITY;
+  /** fence() saw the guard lapse and the roles are not fenced yet (onLapseSeen). */
+  private lapseSeen = false;
   private ticking = false;
   /** Monotonic ms when the decision loop last finished a pass (its liveness, for /healthz). */
   lastPassAtMs = performance.now();
@@ -527,14 +529,35 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
 
   fence(group: string): Fence | null {
     const s = this.state.get(group);
-    if (s?.role !== 'leader' || s.epoch === null) return null;
+    if (s?.role !== 'leader' || s.epoch === null || this.lapseSeen) return null;
     const guardUntil = this.session.guard.deadlineMs();
     const failsafeUntil = this.failsafe?.holds()
       ? this.now() + this.failsafe.remainingMs()
       : Number.NEGATIVE_INFINITY;
     const untilMs = Math.max(guardUntil, failsafeUntil);
-    if (!(this.now() < untilMs)) return null;
+    if (!(this.now() < untilMs)) {
+      this.onLapseSeen();
+      return null;
+    }
     return { epoch: s.epoch, untilMs };
+  }
+
+  /**
+   * fence() found the guard lapsed: that is a fence, whatever an ack does next. The keepalive worker
+   * moves the deadline on its own thread, so on resume from a freeze a keepalive it sends then can
+   * be acked before the expiry timer or a tick runs here; an etcd that renews a lease it is revoking
+   * (etcd issues 14758, 20547: fixed in 3.4.39) acks it although our keys are gone and another node
+   * leads. Until the roles are fenced (next microtask, before any I/O callback) fence() answers
+   * null, and leading again needs a snapshot read after the fence.
+   */
+  private onLapseSeen(): void {
+    if (this.lapseSeen) return;
+    this.lapseSeen = true;
+    queueMicrotask(() => {
+      this.lapseSeen = false;
+      if ([...this.state.values()].some((x) => x.role === 'leader'))
+        this.onFenced('lease guard deadline passed');
+    });
   }
 
   /**
