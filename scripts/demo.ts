@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseDocument, stringify } from 'yaml';
 import { DEFAULT_PKI_DIR } from '../firmware-sim/ahu/opcua-server.ts';
 import { freePort } from '../src/util/async.ts';
-import { startEtcdCluster } from '../test/support/etcd-cluster.ts';
+import { startEtcdCluster } from './lib/etcd-cluster.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DIR = process.env.COOLCTL_DEMO_DIR ? resolve(process.env.COOLCTL_DEMO_DIR) : join(ROOT, 'var', 'demo');

@@ -4,7 +4,7 @@
 // (no compression, length 2, field 1 = 60) becomes the same message with our TTL — and every
 // trial checks with etcd that the election key's lease was granted with our TTL before it counts.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { BlackholeProxy } from '../../test/support/blackhole-proxy.ts';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { ETCDCTL_BIN, etcdctl } from '../../test/support/etcd-cluster.ts';
 
 const DEFAULT_SESSION_TTL_S = 60;

@@ -13,13 +13,13 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type BrokerHandle, startBroker } from '../../firmware-sim/mesh/broker.ts';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import type { StoredAlarm } from '../../src/alarms/alarm.ts';
 import { Notifier, WEBHOOK_BATCH } from '../../src/alarms/notify.ts';
 import { NotifierHolder } from '../../src/alarms/wiring.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { storedAlarm } from '../support/stored-alarm.ts';
-import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 const alarm = (over: Partial<StoredAlarm> = {}): StoredAlarm => storedAlarm(over);
 

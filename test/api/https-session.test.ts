@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { ApiTls } from '../../src/api/tls.ts';
 import { quietLogger } from '../helpers.ts';
 import { apiAuth, TEST_PASSWORD } from '../support/api-auth.ts';
 import { FakeCluster } from '../support/fake-cluster.ts';
-import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 let dir: string | undefined;
 afterAll(async () => {

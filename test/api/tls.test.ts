@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCa, makeLeaf, type TestCa, type TestLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { ApiTls } from '../../src/api/tls.ts';
 import { ErrorCodes } from '../../src/errors.ts';
-import { makeCa, makeLeaf, type TestCa, type TestLeaf } from '../support/test-pki.ts';
 
 let dir: string;
 let ca: TestCa;

@@ -6,10 +6,10 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { encodeFrame, FrameType } from '../../src/cache/frames.ts';
 import { StateCache } from '../../src/cache/state-cache.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
-import { BlackholeProxy } from '../support/blackhole-proxy.ts';
 
 const SECRET = randomBytes(32);
 const live: StateCache[] = [];

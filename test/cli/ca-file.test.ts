@@ -11,12 +11,12 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCa, makeLeaf, type TestCa } from '../../scripts/lib/throwaway-pki.ts';
 import { buildApp } from '../../src/api/app.ts';
 import { ApiTls } from '../../src/api/tls.ts';
 import { quietLogger } from '../helpers.ts';
 import { type ApiAuth, apiAuth } from '../support/api-auth.ts';
 import { FakeCluster } from '../support/fake-cluster.ts';
-import { makeCa, makeLeaf, type TestCa } from '../support/test-pki.ts';
 
 let dir: string;
 let siteCa: TestCa;

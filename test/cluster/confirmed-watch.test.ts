@@ -4,10 +4,10 @@
 // change made meanwhile is seen. Real 3-member etcd.
 import type { Etcd3 } from 'etcd3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { ConfirmedWatch } from '../../src/cluster/etcd/confirmed-watch.ts';
 import { createEtcdClient, etcdCall } from '../../src/cluster/etcd/etcd-client.ts';
 import { waitFor } from '../helpers.ts';
-import { BlackholeProxy } from '../support/blackhole-proxy.ts';
 import { useEtcdFixture } from './harness.ts';
 
 const fx = useEtcdFixture('confirmed-watch');

@@ -4,10 +4,10 @@
 // require an etcd leader.
 import { Etcd3 } from 'etcd3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { BlackholeProxy } from '../support/blackhole-proxy.ts';
 import { balanced, FenceMonitor, makeNode, TEST_TIMING, useEtcdFixture, writers } from './harness.ts';
 
 const GROUPS = ['g1', 'g2', 'g3', 'g4', 'g5'];

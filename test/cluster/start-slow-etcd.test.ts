@@ -5,10 +5,10 @@
 // timed out once; the node must register, lead, and say what it retried. Real 3-member etcd.
 import type { Etcd3 } from 'etcd3';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { BlackholeProxy } from '../support/blackhole-proxy.ts';
 import { captureLogs } from '../support/log-lines.ts';
 import { makeNode, TEST_TIMING, useEtcdFixture } from './harness.ts';
 

@@ -7,10 +7,10 @@
 import type { Etcd3 } from 'etcd3';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import type { EtcdLeadership } from '../../src/cluster/etcd/etcd-leadership.ts';
 import { waitFor } from '../helpers.ts';
-import { BlackholeProxy } from '../support/blackhole-proxy.ts';
 import { makeNode, TEST_TIMING, useEtcdFixture } from './harness.ts';
 
 const GROUP = 'g1';

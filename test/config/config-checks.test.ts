@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { AuthStore } from '../../src/api/auth/auth-store.ts';
 import { formatValidation, validateConfigFile } from '../../src/cli/config-validate.ts';
 import { secretLine } from '../../src/config/config-files.ts';
@@ -20,7 +21,6 @@ import { Controller, etcdStartError } from '../../src/daemon/controller.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { quietLogger } from '../helpers.ts';
 import { MemoryKv } from '../support/memory-kv.ts';
-import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 const DEMO = resolve('config/demo-site.yaml');
 const FIXTURE = resolve('test/fixtures/cluster/controller.yaml');

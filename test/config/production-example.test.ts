@@ -5,9 +5,9 @@ import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promi
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { pairKey } from '../../src/cache/peer-channel.ts';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
-import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 const EXAMPLE = resolve('config/examples/production-controller.yaml');
 

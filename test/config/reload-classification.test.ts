@@ -9,6 +9,7 @@ import { Type as T } from '@sinclair/typebox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { diffSites, restartOnlyChanges } from '../../src/config/config-diff.ts';
 import {
   type ControllerConfigFile,
@@ -16,7 +17,6 @@ import {
   loadControllerConfig,
 } from '../../src/config/controller-config.ts';
 import { classifySettings, live, restartOnly } from '../../src/config/reload-class.ts';
-import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 let dir: string;
 beforeAll(async () => {

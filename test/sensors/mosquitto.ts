@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll } from 'vitest';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { waitFor } from '../helpers.ts';
-import { makeCa, makeLeaf } from '../support/test-pki.ts';
 
 export interface Mosquitto {
   url: string;

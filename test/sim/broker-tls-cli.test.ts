@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { makeCa, makeLeaf, type TestCa, type TestLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { waitFor } from '../helpers.ts';
-import { makeCa, makeLeaf, type TestCa, type TestLeaf } from '../support/test-pki.ts';
 
 const PASSWORD = randomBytes(18).toString('base64url');
 const children: ChildProcess[] = [];

@@ -17,12 +17,12 @@ import { buildSimApi } from '../../firmware-sim/api.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { loadBrokerSecurity } from '../../firmware-sim/mesh/broker.ts';
 import { Simulation } from '../../firmware-sim/simulation.ts';
+import { makeCa, makeLeaf, type TestCa, type TestLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { MqttSource } from '../../src/sensors/mqtt-source.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
-import { makeCa, makeLeaf, type TestCa, type TestLeaf } from '../support/test-pki.ts';
 
 // Modbus units only and a small mesh: the broker is what is under test, not node-opcua.
 const site = generateSite({ ...demoShape, airHandlers: 2, opcuaShare: 0, sensorNodes: 8, controlGroups: 1 });

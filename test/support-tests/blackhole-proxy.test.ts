@@ -3,8 +3,8 @@
 // held, in order. Tested against a real echo server that counts what reaches it.
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { waitFor } from '../helpers.ts';
-import { BlackholeProxy } from '../support/blackhole-proxy.ts';
 
 let echo: Server;
 let echoPort = 0;

@@ -23,13 +23,13 @@ import { stringify } from 'yaml';
 import { DEFAULT_PKI_DIR } from '../../firmware-sim/ahu/opcua-server.ts';
 import { RtuGateway, SerialMasterLink } from '../../firmware-sim/ahu/rtu-gateway.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { BlackholeProxy } from '../../scripts/lib/blackhole-proxy.ts';
 import { type FencingKind, type Site, unitFencing } from '../../src/config/site-schema.ts';
 import { encodeFencedWrite, writeAddress } from '../../src/devices/modbus/gateway-fencing.ts';
 import { ModbusExceptionError, ModbusTcpClient } from '../../src/devices/modbus/modbus-tcp.ts';
 import { STALE_EPOCH_EXCEPTION } from '../../src/devices/modbus/point-map.ts';
 import { waitFor } from '../helpers.ts';
 import { type SeededAdmin, seedApiAdmin } from './api-seed.ts';
-import { BlackholeProxy } from './blackhole-proxy.ts';
 import { type EtcdCluster, type EtcdClusterSecurity, freePort, startEtcdCluster } from './etcd-cluster.ts';
 import {
   attributeLeaseWrites,

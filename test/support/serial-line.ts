@@ -11,8 +11,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BlackholeProxy, type Impairment } from '../../scripts/lib/blackhole-proxy.ts';
 import { waitFor } from '../helpers.ts';
-import { BlackholeProxy, type Impairment } from './blackhole-proxy.ts';
 import { freePort } from './etcd-cluster.ts';
 
 export interface SerialLineStats {

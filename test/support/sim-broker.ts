@@ -6,8 +6,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BrokerSecurityFiles } from '../../firmware-sim/mesh/broker.ts';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
 import { secureLinks } from './links.ts';
-import { makeCa, makeLeaf } from './test-pki.ts';
 
 export interface SimBrokerSecurity {
   /** The CA that signed the broker's certificate: a client's `caFile`. */
