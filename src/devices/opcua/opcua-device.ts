@@ -969,12 +969,21 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       transportSettings: { maxMessageSize: MAX_MESSAGE_BYTES },
       defaultTransactionTimeout: Math.max(10 * this.timeoutMs, 10_000),
     });
-    const abandon = () => void disposeClient(client, undefined);
+    // One release per attempt, whoever asks first (the deadline, or a step that failed): it closes
+    // the session once there is one, so a unit that fails after the session (its namespace missing,
+    // a subscription refused) does not keep a slot on the server for every retry.
+    let session: ClientSession | undefined;
+    let released: Promise<void> | undefined;
+    const release = () => {
+      released ??= disposeClient(client, session);
+      return released;
+    };
+    const abandon = () => void release();
     signal.addEventListener('abort', abandon, { once: true });
     try {
       await client.connect(this.ahu.endpoint.url);
       signal.throwIfAborted();
-      const session = await client.createSession(identity);
+      session = await client.createSession(identity);
       signal.throwIfAborted();
       const namespaces = await session.readNamespaceArray();
       const nsIndex = namespaces.indexOf(this.namespaceUri);
@@ -992,15 +1001,16 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       const conn = await this.subscribe(client, session, nsIndex, vendorNodes);
       signal.removeEventListener('abort', abandon);
       if (signal.aborted) {
-        // The deadline passed while the last step finished: nobody will use this connection.
-        void this.dispose(conn, 'connect deadline passed');
+        // The deadline passed while the last step finished: `abandon` has released the client and
+        // its session already, and nobody will use this connection.
+        conn.disposed = true;
         signal.throwIfAborted();
       }
       return conn;
     } catch (err) {
       signal.removeEventListener('abort', abandon);
       const e = await this.connectError(err);
-      void disposeClient(client, undefined);
+      void release();
       throw e;
     }
   }
