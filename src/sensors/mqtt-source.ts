@@ -396,6 +396,12 @@ export class MqttSource {
       clearTimeout(this.backoffReset);
       const client = this.client;
       if (!client) return;
+      // A graceful end waits for a connect in flight (up to connectTimeout) only to say DISCONNECT;
+      // a client not connected has nothing to say, so a stop during start-up is immediate.
+      if (!client.connected) {
+        client.end(true);
+        return;
+      }
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         client.endAsync(false).catch(() => undefined),
