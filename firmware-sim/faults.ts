@@ -2,8 +2,10 @@
 // POST /sim/faults accepts, and their validation. A batch is validated whole before any fault is
 // applied, so a bad request changes nothing; every problem is reported, not just the first.
 // Ids are at most as long as the site schema allows (64), so an unknown one is echoed back short.
+// Every number must be finite (JSON's `1e999` parses to Infinity), and every refusal of a field says
+// what it got and what is allowed, from the schema itself, so message and range cannot drift apart.
 import { type Static, Type as T } from '@sinclair/typebox';
-import { Ajv } from 'ajv';
+import { Ajv, type ErrorObject } from 'ajv';
 import { StatusCodes } from 'node-opcua';
 import { MEASUREMENT_REGISTERS, NO_DATA_WORDS } from '../src/devices/modbus/point-map.ts';
 import { BadRequestError, ErrorCodes } from '../src/errors.ts';
@@ -209,7 +211,9 @@ const BAD_STATUS_NAMES: ReadonlySet<string> = new Set(
     .map(([name]) => name),
 );
 
-const ajv = new Ajv({ allErrors: true, strict: false });
+// strictNumbers: Infinity and NaN are no numbers. verbose: each error carries the field's schema and
+// value, from which its refusal says what is allowed and what was sent.
+const ajv = new Ajv({ allErrors: true, strict: false, strictNumbers: true, verbose: true });
 // One validator per fault kind, so a bad request is reported against its own shape only (a union
 // would report a mismatch with every other kind too).
 const validatorByKind = new Map(
@@ -230,6 +234,101 @@ function describeKind(kind: unknown): string {
   if (typeof kind === 'string') return JSON.stringify(clip(kind));
   if (kind === undefined) return 'missing';
   return `of type ${kind === null ? 'null' : Array.isArray(kind) ? 'array' : typeof kind}`;
+}
+
+/** Schema fields as Ajv's `verbose` errors carry them (a TypeBox schema is plain JSON Schema). */
+interface FieldSchema {
+  type?: string;
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  const?: unknown;
+  anyOf?: FieldSchema[];
+  properties?: Record<string, unknown>;
+}
+
+/** What a field's schema allows, in words: `a number from 0 to 5`, `one of daily, constant`. */
+function allowedBy(s: FieldSchema): string {
+  if (s.anyOf?.every((b) => b.const !== undefined))
+    return `one of ${s.anyOf.map((b) => String(b.const)).join(', ')}`;
+  if (s.type === 'number' || s.type === 'integer') {
+    const what = s.type === 'integer' ? 'an integer' : 'a finite number';
+    const lo =
+      s.exclusiveMinimum !== undefined
+        ? `above ${s.exclusiveMinimum}`
+        : s.minimum !== undefined
+          ? `from ${s.minimum}`
+          : '';
+    const hi =
+      s.maximum !== undefined ? `${lo ? ' ' : ''}${lo.startsWith('above') ? 'up ' : ''}to ${s.maximum}` : '';
+    return `${what}${lo || hi ? ' ' : ''}${lo}${hi}`;
+  }
+  if (s.type === 'string') {
+    const len = `a string of ${s.minLength ?? 0} to ${s.maxLength ?? '∞'} characters`;
+    return s.pattern ? `${len} matching ${s.pattern}` : len;
+  }
+  if (s.type === 'boolean') return 'true or false';
+  return 'see docs/sim-api.md';
+}
+
+/** A value as a refusal quotes it: short whatever was sent (a 10 000-character id is its length). */
+function quoteValue(v: unknown): string {
+  if (typeof v === 'number') return String(v);
+  if (typeof v === 'string') return v.length > 40 ? `a string of ${v.length} characters` : JSON.stringify(v);
+  if (v === null) return 'null';
+  return Array.isArray(v) ? 'an array' : typeof v === 'boolean' ? String(v) : `an ${typeof v}`;
+}
+
+/** Infinity (JSON's `1e999`) is refused by its type; told by the bound it passes, as any other number. */
+function nonFiniteMessage(v: number, s: FieldSchema): string {
+  if (v > 0 && s.maximum !== undefined) return `must be <= ${s.maximum}`;
+  if (v < 0 && s.exclusiveMinimum !== undefined) return `must be > ${s.exclusiveMinimum}`;
+  if (v < 0 && s.minimum !== undefined) return `must be >= ${s.minimum}`;
+  return 'must be a finite number';
+}
+
+/**
+ * One line per field Ajv refused, naming the field, what was sent and what is allowed:
+ * `/factor: must be >= 0 (got -5; allowed: a finite number from 0 to 5)`. A choice among names is one
+ * line, `/profile: must be one of daily, constant (got "weekly")`, not one "must be equal to
+ * constant" per name it is not.
+ */
+function describeSchemaErrors(where: string, errors: readonly ErrorObject[]): string[] {
+  const choicePaths = new Set(
+    errors
+      .filter((e) => e.keyword === 'anyOf' && allowedBy(e.parentSchema as FieldSchema).startsWith('one of'))
+      .map((e) => e.instancePath),
+  );
+  const lines: string[] = [];
+  for (const e of errors) {
+    const field = `${where}${e.instancePath || '/'}`;
+    if (choicePaths.has(e.instancePath)) {
+      if (e.keyword === 'anyOf')
+        lines.push(
+          `${field}: must be ${allowedBy(e.parentSchema as FieldSchema)} (got ${quoteValue(e.data)})`,
+        );
+      continue;
+    }
+    if (e.keyword === 'additionalProperties') {
+      const extra = String((e.params as { additionalProperty: string }).additionalProperty);
+      const known = Object.keys((e.parentSchema as FieldSchema).properties ?? {}).join(', ');
+      lines.push(`${field}: ${e.message ?? 'is invalid'} "${clip(extra, 60)}" (allowed: ${known})`);
+      continue;
+    }
+    const ranged = ['type', 'minimum', 'maximum', 'exclusiveMinimum', 'minLength', 'maxLength', 'pattern'];
+    const suffix = ranged.includes(e.keyword)
+      ? ` (got ${quoteValue(e.data)}; allowed: ${allowedBy(e.parentSchema as FieldSchema)})`
+      : '';
+    const message =
+      e.keyword === 'type' && typeof e.data === 'number' && !Number.isFinite(e.data)
+        ? nonFiniteMessage(e.data, e.parentSchema as FieldSchema)
+        : (e.message ?? 'is invalid');
+    lines.push(`${field}: ${message}${suffix}`);
+  }
+  return lines;
 }
 
 /** Parses one fault or a list of faults; throws BadRequestError naming each problem. */
@@ -255,13 +354,7 @@ export function parseFaults(body: unknown): Fault[] {
       return;
     }
     if (!validate(item)) {
-      for (const e of validate.errors ?? []) {
-        const extra =
-          e.keyword === 'additionalProperties'
-            ? ` "${String((e.params as { additionalProperty: string }).additionalProperty)}"`
-            : '';
-        problems.push(`${where}${e.instancePath || '/'}: ${e.message ?? 'is invalid'}${extra}`);
-      }
+      problems.push(...describeSchemaErrors(where, validate.errors ?? []));
       return;
     }
     const status = (item as { status?: unknown }).status;

@@ -359,12 +359,16 @@ export class Simulation {
       );
     }
     const touchedAhus = new Set<string>();
-    for (const f of faults) {
-      this.applyOne(f, touchedAhus);
-      this.counters.faultsApplied++;
-      this.log.warn({ fault: f }, f.fault === 'clear-all' ? 'all faults cleared' : 'fault changed');
+    try {
+      for (const f of faults) {
+        this.applyOne(f, touchedAhus);
+        this.counters.faultsApplied++;
+        this.log.warn({ fault: f }, f.fault === 'clear-all' ? 'all faults cleared' : 'fault changed');
+      }
+    } finally {
+      // Whatever was set on a unit reaches its servers, even if a later fault of the batch failed.
+      for (const id of touchedAhus) await this.syncDeviceFaults(id);
     }
-    for (const id of touchedAhus) await this.syncDeviceFaults(id);
   }
 
   private checkIds(f: Fault): string[] {
@@ -442,10 +446,15 @@ export class Simulation {
 
   private applyOne(f: Fault, touchedAhus: Set<string>): void {
     const clear = 'clear' in f && f.clear === true;
+    this.applyEffect(f, clear, touchedAhus);
+    // Listed as active only once its effect is in place: a fault the hall refused is never shown.
     const key = faultKey(f);
     if (clear) this.activeFaults.delete(key);
     else if (f.fault !== 'clear-all' && f.fault !== 'load-profile' && f.fault !== 'broker-restart')
       this.activeFaults.set(key, f);
+  }
+
+  private applyEffect(f: Fault, clear: boolean, touchedAhus: Set<string>): void {
     switch (f.fault) {
       case 'ahu-trip':
       case 'ahu-offline':
