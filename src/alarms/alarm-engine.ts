@@ -21,6 +21,7 @@ import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { zeroSeries } from '../metrics/zero-series.ts';
 import { type SensorStore, SHARED_FIGURES_MAX_AGE_MS } from '../sensors/sensor-store.ts';
+import { FaultLog } from '../util/log-limit.ts';
 import {
   ALARM_KINDS,
   type Alarm,
@@ -129,6 +130,8 @@ export class AlarmEngine implements AlarmApi {
   private readonly evaluations: Counter<'result'>;
   private readonly transitions: Counter<'kind' | 'transition'>;
   private lastError: string | null = null;
+  /** An etcd member that answers some calls and not others must not cost two lines a period. */
+  private readonly evaluationFaults: FaultLog;
 
   private readonly wallNow: () => number;
   private readonly monoNow: () => number;
@@ -140,6 +143,7 @@ export class AlarmEngine implements AlarmApi {
     this.opts = opts;
     this.wallNow = opts.wallNow ?? Date.now;
     this.monoNow = opts.monoNow ?? (() => performance.now());
+    this.evaluationFaults = new FaultLog(this.monoNow);
     this.lastResendMs = this.monoNow();
     this.verifiedSinceMs = this.monoNow();
     this.shelves = new ShelfClock(this.wallNow, this.monoNow);
@@ -181,13 +185,18 @@ export class AlarmEngine implements AlarmApi {
     try {
       await this.evaluateOnce();
       this.evaluations.inc({ result: 'ok' });
-      if (this.lastError) this.log.info('alarm evaluation works again');
+      if (this.lastError && this.evaluationFaults.recovery('evaluation'))
+        this.log.info('alarm evaluation works again');
       this.lastError = null;
     } catch (err) {
       this.evaluations.inc({ result: 'failed' });
       const msg = (err as Error).message;
-      if (msg !== this.lastError)
-        this.log.warn({ err: msg }, 'alarm evaluation failed; the next one runs as usual');
+      const notLogged =
+        msg !== this.lastError || !this.evaluationFaults.reported('evaluation')
+          ? this.evaluationFaults.failure('evaluation')
+          : -1;
+      if (notLogged >= 0)
+        this.log.warn({ err: msg, notLogged }, 'alarm evaluation failed; the next one runs as usual');
       this.lastError = msg;
     }
   }

@@ -32,6 +32,7 @@ import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import { type VerdictHoldMemory, verdictHoldMemoryOf } from '../sensors/verdict.ts';
 import { Backoff } from '../util/async.ts';
+import { FaultLog } from '../util/log-limit.ts';
 import {
   type ControlMode,
   type GroupControlConfig,
@@ -236,6 +237,8 @@ export class GroupDriver {
    */
   private readonly inFlight = new Map<string, { busy: boolean }>();
   private readonly unitState = new Map<string, UnitDriveState>();
+  /** Write failures per unit: a unit whose every answer differs (garbage) is not a line per period. */
+  private readonly writeFaults = new FaultLog();
   private readonly reads = new Map<string, { r: AhuReadings | null; ok: boolean }>();
   /** What each unit is told now (control output, or the held commands); every entry passed `gate`. */
   private readonly commands = new Map<string, HeldCommand>();
@@ -929,7 +932,8 @@ export class GroupDriver {
         this.counters.writes++;
         this.accepted(epoch);
         st.lastWriteOkMs = Date.now();
-        if (st.lastError) this.log.info({ ahu }, 'unit writes succeed again');
+        if (st.lastError && this.writeFaults.recovery(ahu))
+          this.log.info({ ahu }, 'unit writes succeed again');
         st.lastError = null;
       }
     } catch (err) {
@@ -958,7 +962,10 @@ export class GroupDriver {
         this.opts.metrics?.refusal(this.group, ahu, false);
       }
       const msg = (err as Error).message;
-      if (st.lastError !== msg) this.log.warn({ ahu, err: msg }, 'unit write failed');
+      if (st.lastError !== msg || !this.writeFaults.reported(ahu)) {
+        const notLogged = this.writeFaults.failure(ahu);
+        if (notLogged >= 0) this.log.warn({ ahu, err: msg, notLogged }, 'unit write failed');
+      }
       st.lastError = msg;
     }
     await this.readUnit(ahu);

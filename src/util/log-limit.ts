@@ -89,3 +89,43 @@ export class RateLimitedLog {
     if (n >= 0) this.log.info({ ...fields, suppressedSinceLast: n }, msg);
   }
 }
+
+/** How often a fault that goes on (or flaps) may be logged again, per subject. */
+export const FAULT_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * A fault of a few subjects (units, a link) as log lines, for faults that recur every period: a
+ * failure line at most once per `intervalMs` per subject — the first at once, then one saying how
+ * many were not logged — and the recovery line only when a failure line is its news. A steady fault
+ * costs a line a minute, one that flaps every period two; the caller's counters count every one.
+ */
+export class FaultLog {
+  private readonly limiter: LogLimiter;
+  /** Subjects whose last line written is a failure. */
+  private readonly failing = new Set<string>();
+
+  constructor(now: () => number = () => performance.now(), intervalMs = FAULT_LOG_INTERVAL_MS) {
+    this.limiter = new LogLimiter(now, intervalMs);
+  }
+
+  /** A failure of `subject`: the failures not logged since its last line (write them with it), or -1. */
+  failure(subject: string): number {
+    const notLogged = this.limiter.admit(subject);
+    if (notLogged >= 0) this.failing.add(subject);
+    return notLogged;
+  }
+
+  /**
+   * Whether `subject`'s last line written says it fails. A caller that logs a failure only when it
+   * changes asks again while this is false, so a failure held back by the interval is still written
+   * once the interval is over, however steady it then stays.
+   */
+  reported(subject: string): boolean {
+    return this.failing.has(subject);
+  }
+
+  /** `subject` works again: whether to log it (its last line written says it failed). */
+  recovery(subject: string): boolean {
+    return this.failing.delete(subject);
+  }
+}

@@ -17,6 +17,7 @@ import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
 import { apiOrigin } from '../../util/api-origin.ts';
 import { waitUnlessAborted } from '../../util/async.ts';
+import { FaultLog } from '../../util/log-limit.ts';
 import { compareCodeUnits } from '../../util/order.ts';
 import { withoutCredentials } from '../../util/url-credentials.ts';
 import { wireJson } from '../../version.ts';
@@ -152,6 +153,9 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private nameTakenLogged = false;
   private snapshot: ClusterSnapshot | null = null;
   private etcdReachable = false;
+  private everReadable = false;
+  /** A member that answers some reads and not others flips `etcdReachable` often: bounded lines. */
+  private readonly readFaults: FaultLog;
   private memberList: Member[] = [];
   /**
    * Every node seen as a member since this run started. Failsafe asks all of them, not only the last
@@ -239,6 +243,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.configHash = opts.configHash;
     this.node = opts.node;
     this.now = opts.now ?? (() => performance.now());
+    this.readFaults = new FaultLog(this.now);
     // The daemon's logger already names the node; binding it again would repeat `node` in every line.
     // Each part takes its `component` on this base, not on `this.log`, whose `component` it would repeat.
     const root = opts.logger ?? pino({ level: 'silent' });
@@ -699,8 +704,13 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     } catch (err) {
       if (full) this.fullPass = true;
       if (this.stopPromise) return;
-      if (this.etcdReachable)
-        this.log.warn({ err }, 'etcd not readable (no quorum or unreachable): no decisions until it is');
+      const notLogged =
+        this.etcdReachable || !this.readFaults.reported('etcd') ? this.readFaults.failure('etcd') : -1;
+      if (notLogged >= 0)
+        this.log.warn(
+          { err, notLogged },
+          'etcd not readable (no quorum or unreachable): no decisions until it is',
+        );
       this.etcdReachable = false;
       this.engageFailsafe();
       this.fenceIfLapsed();
@@ -714,8 +724,10 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.requestTick();
       return;
     }
-    if (!this.etcdReachable) this.log.info({ revision: this.view.loadRevision }, 'etcd readable');
+    if (!this.etcdReachable && (!this.everReadable || this.readFaults.recovery('etcd')))
+      this.log.info({ revision: this.view.loadRevision }, 'etcd readable');
     this.etcdReachable = true;
+    this.everReadable = true;
     if (this.lease !== leaseAtRead) {
       this.fullPass = true;
       this.dirty = true; // the lease changed under the read: decide with the new one
