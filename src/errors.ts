@@ -55,6 +55,8 @@ export const ErrorCodes = {
   UPGRADE_REFUSED: 'COOLCTL_E_UPGRADE_REFUSED',
   /** A rolling upgrade stopped at a node that did not come back; that node was rolled back. */
   UPGRADE_FAILED: 'COOLCTL_E_UPGRADE_FAILED',
+  /** An error none of ours: the answer names the request id the node's log has it under, nothing more. */
+  INTERNAL: 'COOLCTL_E_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

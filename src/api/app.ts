@@ -8,7 +8,7 @@
 // bodies exactly as typed (./request-schema.ts); a client gets bounded time and connections
 // (./connection-limits.ts). Every refused request — a bad body, an unknown route, an unreadable URL
 // — answers 4xx with a stable code and the list of problems, and is counted and logged
-// (./refusals.ts). No answer is cached, and none is sniffed as another type.
+// (./refusals.ts). No answer is cached, framed or sniffed as another type (./answer-headers.ts).
 import cookie from '@fastify/cookie';
 import cors from '@fastify/cors';
 import rateLimit from '@fastify/rate-limit';
@@ -33,6 +33,7 @@ import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
+import { ANSWER_HEADERS } from './answer-headers.ts';
 import type { AuditTrail } from './audit/audit-trail.ts';
 import { recordFirst } from './audit/record-first.ts';
 import type { AuthStore } from './auth/auth-store.ts';
@@ -46,6 +47,7 @@ import {
 } from './connection-limits.ts';
 import { dashboard } from './dashboard.ts';
 import { declaredAnswers } from './error-body.ts';
+import { jsonBodyParser } from './json-body.ts';
 import { MonotonicRateStore } from './rate-store.ts';
 import { Refusals } from './refusals.ts';
 import { buildValidator, closeUndeclaredInput, quoted, schemaProblems } from './request-schema.ts';
@@ -137,19 +139,22 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     // Typed by fastify as taking a schema; it is called with the route ({ schema, httpPart }).
     schemaController: { compilersFactory: { buildValidator: buildValidator as never } },
     clientErrorHandler: clientErrorHandler(refusals),
-    // A URL the router cannot decode (`%zz`) or a path parameter over its length.
+    // A URL the router cannot decode (`%zz`) or a path parameter over its length. The router's own
+    // message quotes the whole URL, query string included, where a token pasted by mistake would be
+    // echoed and logged: only the path is quoted (and `quoted` masks a token in it).
     frameworkErrors: (err: FastifyError, req, reply) => {
+      const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 400;
+      const path = quoted(req.url.split('?')[0] ?? '', 200);
       const e = {
         code: ErrorCodes.BAD_REQUEST,
-        httpStatus: err.statusCode && err.statusCode < 500 ? err.statusCode : 400,
+        httpStatus: status,
         message: 'the URL cannot be read',
-        details: [quoted(err.message, 200)],
+        details: [status === 414 ? `a path parameter is too long: ${path}` : `not a valid URL: ${path}`],
       };
       refuse(req, 'unknown', e);
       return (reply as unknown as FastifyReply)
         .code(e.httpStatus)
-        .header('cache-control', 'no-store')
-        .header('x-content-type-options', 'nosniff')
+        .headers(ANSWER_HEADERS)
         .send({ error: e.code, message: e.message, details: e.details });
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -165,13 +170,16 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
     done();
   });
   // Answers can carry tokens, and always carry the cluster's state: no cache keeps them (the
-  // dashboard's page and assets set their own), and no browser reads them as another type. Set as
-  // the request comes in, so every answer has them, refusals included.
+  // dashboard's page and assets set their own), no browser reads them as another type, frames them
+  // or runs anything in them (./answer-headers.ts). Set as the request comes in, so every answer
+  // has them, refusals included.
   app.addHook('onRequest', (_req, reply, done) => {
-    reply.header('x-content-type-options', 'nosniff');
-    reply.header('cache-control', 'no-store');
+    reply.headers(ANSWER_HEADERS);
     done();
   });
+  // Bodies are UTF-8 JSON, read strictly (./json-body.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, jsonBodyParser(app));
   await app.register(swagger, {
     // The description lists every answer the app gives a route, its refusals included.
     transform: ({ schema, url, route }) => ({
@@ -223,10 +231,15 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
         .send({ error: refused.code, message: refused.message, details: refused.details });
     }
     req.log.error({ err }, 'request failed');
-    const code = e instanceof CoolctlError ? e.code : 'COOLCTL_E_INTERNAL';
-    return reply
-      .code(e instanceof CoolctlError && e.retryable ? 503 : 500)
-      .send({ error: code, message: e.message, details: [] });
+    if (e instanceof CoolctlError)
+      return reply.code(e.retryable ? 503 : 500).send({ error: e.code, message: e.message, details: [] });
+    // Not one of ours: its message may name a file, a host or a library's internals. The client gets
+    // the request id, which the log line above carries with the whole error.
+    return reply.code(500).send({
+      error: ErrorCodes.INTERNAL,
+      message: `internal error: the node's log has it under reqId ${req.id}`,
+      details: [],
+    });
   });
   app.setNotFoundHandler(async (req) => {
     throw new BadRequestError(

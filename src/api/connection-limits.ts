@@ -10,6 +10,7 @@
 import type { Socket } from 'node:net';
 import { ErrorCodes } from '../errors.ts';
 import { http } from '../util/node-http.ts';
+import { RAW_ANSWER_HEADERS } from './answer-headers.ts';
 import type { Refusals } from './refusals.ts';
 
 export interface ConnectionLimits {
@@ -92,7 +93,7 @@ export function clientErrorHandler(refusals: Refusals) {
     if (socket.writable) {
       const body = JSON.stringify({ error: ErrorCodes.BAD_REQUEST, message, details: [] });
       socket.write(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${RAW_ANSWER_HEADERS}Connection: close\r\n\r\n${body}`,
       );
     }
     socket.destroy(err);

@@ -10,6 +10,7 @@
 import { Type as T } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import type { RouteOptions } from 'fastify';
+import { TOKEN_SHAPE } from './auth/credentials.ts';
 
 /** The characters no text field may hold: C0, DEL and C1 controls, and bidirectional marks, embeddings, overrides and isolates. */
 const UNPRINTABLE_CLASS = '\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069';
@@ -32,10 +33,13 @@ export const NoQuery = T.Object({}, { additionalProperties: false });
 
 /**
  * Client input quoted in an answer or a log line: control and bidirectional characters shown as
- * `\u{…}`, and at most `max` characters, so an echo cannot rewrite a terminal or flood a line.
+ * `\u{…}`, at most `max` characters, so an echo cannot rewrite a terminal or flood a line, and
+ * the secret of anything shaped like an API token left out (its id kept, to revoke it by).
  */
 export function quoted(s: string, max = 64): string {
-  const cut = s.length > max ? `${s.slice(0, max)}…` : s;
+  // A token pasted where a name or path goes is masked before the cut, so no part of its secret shows.
+  const masked = s.replace(TOKEN_SHAPE, (_t, id: string) => `cct_${id}_…`);
+  const cut = masked.length > max ? `${masked.slice(0, max)}…` : masked;
   return cut.replace(UNPRINTABLE, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
 }
 

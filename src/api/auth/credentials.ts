@@ -60,6 +60,9 @@ export function newToken(): NewToken {
   return { id, token: `cct_${id}_${secret}`, hash: secretHash(secret) };
 }
 
+/** A token anywhere in a text (its id captured): what an echo of client input must not show. */
+export const TOKEN_SHAPE = /cct_([0-9a-f]{16})_[A-Za-z0-9_-]{43}/g;
+
 /** The id and secret of a token, or null when it is not one of ours. */
 export function parseToken(token: string): { id: string; secret: string } | null {
   const m = /^cct_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/.exec(token);
