@@ -82,7 +82,9 @@ export function buildSimApi(sim: Simulation, logger: Logger, opts: SimApiOptions
   const refusals = new SimRefusals(log, () => {
     counters.badRequests++;
   });
-  const limits = { ...CONNECTION_LIMITS, ...opts.limits };
+  // The simulator's clients are tests and tools on one host: no address share (a test may open
+  // hundreds of connections at once), still the cap and the rule that silent ones give way.
+  const limits = { ...CONNECTION_LIMITS, perAddressShare: 1, ...opts.limits };
   const server = serverOptions(limits);
   const app = Fastify({
     http: server.node,

@@ -130,7 +130,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   // No log line per request: health probes and dashboards poll; refusals and failures are logged below.
   const app = Fastify({
     // Node's own bounds go to its server at creation; https takes them beside the certificate.
-    ...(deps.https ? { https: { ...deps.https, ...server.node } } : {}),
+    ...(deps.https ? { https: { ...deps.https, ...server.node, ...server.tls } } : {}),
     http: server.node,
     ...server.fastify,
     loggerInstance,

@@ -1,14 +1,20 @@
 // How long a client may hold the API's server, and how many may: a request (headers and body, at
-// most 64 KB) must arrive whole within REQUEST_MS; a connection between requests stays open for
-// KEEP_ALIVE_MS (the dashboard polls every 1.5 s, so its connections are reused and never closed
-// under it); a connection silent while its request is handled is cut after IDLE_MS (longer than the
-// longest handler: a switchover waits at most 60 s); at most MAX_CONNECTIONS at once, further ones
-// closed as they come. Node checks the request bounds every CHECK_EVERY_MS, so a slow client is cut
-// between REQUEST_MS and REQUEST_MS + CHECK_EVERY_MS after its request began. Whatever is cut off
-// before a request was read is answered where the socket still takes it (408, 400, 431), counted
-// (route `connection`) and logged like every refusal (./refusals.ts).
-import type { Socket } from 'node:net';
+// most 64 KB) must arrive within REQUEST_MS, and over HTTPS the TLS handshake too; a connection
+// between requests stays open for KEEP_ALIVE_MS (the dashboard polls every 1.5 s, so its connections
+// are reused and never closed under it); a connection silent while its request is handled is cut
+// after IDLE_MS (longer than the longest handler: a switchover waits at most 60 s). Node checks the
+// request bounds every CHECK_EVERY_MS, so a slow client is cut between REQUEST_MS and REQUEST_MS +
+// CHECK_EVERY_MS after its request began. At most MAX_CONNECTIONS are open at once, half of them
+// from one address (../util/connection-slots.ts): a newcomer at a bound takes the slot of the
+// oldest connection that has not delivered a whole request yet (silent, trickling, or mid-handshake),
+// so clients that never speak cannot keep operators out; only when every slot it could take holds a
+// connection that has (a keep-alive dashboard, a switchover in flight) is the newcomer closed.
+// Whatever is cut off before a request was read is answered where the socket still takes it (408,
+// 400, 431), counted (route `connection`) and logged like every refusal (./refusals.ts).
+import type { IncomingMessage } from 'node:http';
+import type { Server as NetServer, Socket } from 'node:net';
 import { ErrorCodes } from '../errors.ts';
+import { ConnectionSlots, type SlotBound, tcpSocketOf } from '../util/connection-slots.ts';
 import { http } from '../util/node-http.ts';
 import { RAW_ANSWER_HEADERS } from './answer-headers.ts';
 import type { Refusals } from './refusals.ts';
@@ -22,8 +28,13 @@ export interface ConnectionLimits {
   idleMs: number;
   /** How often node checks the request bounds. */
   checkEveryMs: number;
-  /** Connections open at once; more are closed as they come. */
+  /**
+   * Connections open at once, at most half of them from one address; a newcomer over either takes
+   * the slot of the oldest connection that has not delivered a request, or is closed.
+   */
   maxConnections: number;
+  /** The share of maxConnections one remote address may hold (default PER_ADDRESS_SHARE). */
+  perAddressShare?: number;
 }
 
 export const CONNECTION_LIMITS: ConnectionLimits = {
@@ -44,24 +55,99 @@ export function serverOptions(l: ConnectionLimits) {
       headersTimeout: l.requestMs,
       connectionsCheckingInterval: l.checkEveryMs,
     },
+    // HTTPS beside them: a TLS handshake that never ends is cut as a request that never arrives
+    // (node's default, 120 s, let a silent connection hold its slot twelve times as long).
+    tls: { handshakeTimeout: l.requestMs },
   };
 }
 
-/** The server-side half: the connection cap, and what a client that is cut off is told and counted as. */
+/** The share of a server's connections one remote address may hold (a reverse proxy: all of them). */
+export const PER_ADDRESS_SHARE = 0.5;
+
+/** A connection closed, or turned away, at the slot bounds: for the server's counter and log. */
+export interface SlotEvent {
+  outcome: 'evicted' | 'refused';
+  bound: SlotBound;
+  /** The connection's remote address. */
+  address: string;
+}
+
+/** What a server's slot event says in its log line. */
+export function slotEventMessage(e: SlotEvent, maxConnections: number, share = PER_ADDRESS_SHARE): string {
+  const where =
+    e.bound === 'per-address'
+      ? `its address holds its share (${perAddressShare(maxConnections, share)}) of the ${maxConnections} connections`
+      : `${maxConnections} connections are open`;
+  return e.outcome === 'evicted'
+    ? `connection closed: it delivered no request, and a newcomer needed its slot (${where})`
+    : `connection closed: ${where}, each serving requests`;
+}
+
+export function perAddressShare(maxConnections: number, share = PER_ADDRESS_SHARE): number {
+  return Math.max(1, Math.ceil(maxConnections * share));
+}
+
+/**
+ * An HTTP(S) server's connection slots (../util/connection-slots.ts): a connection proves itself
+ * with a whole request — its first request read to its last byte, or a second one begun (the
+ * first was answered). Counted per socket on 'request', looked at only when a bound is reached.
+ */
+export function httpConnectionSlots(
+  server: NetServer & { on(e: 'request', f: (req: IncomingMessage) => void): unknown },
+  maxConnections: number,
+  report: (e: SlotEvent) => void,
+  share = PER_ADDRESS_SHARE,
+): ConnectionSlots {
+  const requests = new WeakMap<Socket, { count: number; last: IncomingMessage }>();
+  const slots = new ConnectionSlots(
+    {
+      maxOpen: maxConnections,
+      maxUnproven: maxConnections,
+      maxPerAddress: perAddressShare(maxConnections, share),
+    },
+    (s) => {
+      const r = requests.get(s);
+      return r !== undefined && (r.count > 1 || r.last.complete);
+    },
+  );
+  // The TCP connection, before any TLS: a handshake that never ends holds a slot too.
+  server.on('connection', (socket: Socket) => {
+    const o = slots.admit(socket);
+    if (!o.admitted) report({ outcome: 'refused', bound: o.bound, address: socket.remoteAddress ?? '' });
+    else for (const e of o.evicted) report({ outcome: 'evicted', bound: e.bound, address: e.address });
+  });
+  server.on('request', (req: IncomingMessage) => {
+    const tcp = tcpSocketOf(req.socket);
+    const r = requests.get(tcp);
+    if (r) {
+      r.count++;
+      r.last = req;
+    } else requests.set(tcp, { count: 1, last: req });
+  });
+  return slots;
+}
+
+/** The server-side half: the connection slots, and what a client that is cut off is told and counted as. */
 export function applyConnectionLimits(
-  server: { maxConnections: number; on(e: 'drop', f: (d?: { remoteAddress?: string }) => void): unknown },
+  server: Parameters<typeof httpConnectionSlots>[0],
   l: ConnectionLimits,
   refusals: Refusals,
 ): void {
-  server.maxConnections = l.maxConnections;
-  server.on('drop', (d) =>
-    refusals.refuse({
-      route: 'connection',
-      code: ErrorCodes.RATE_LIMITED,
-      status: 503,
-      message: `connection closed: ${l.maxConnections} connections are open`,
-      clientIp: d?.remoteAddress,
-    }),
+  const share = l.perAddressShare ?? PER_ADDRESS_SHARE;
+  httpConnectionSlots(
+    server,
+    l.maxConnections,
+    (e) =>
+      refusals.refuse({
+        route: 'connection',
+        // An evicted connection had its time and sent nothing whole: as a request timeout is answered.
+        code: e.outcome === 'evicted' ? ErrorCodes.BAD_REQUEST : ErrorCodes.RATE_LIMITED,
+        status: e.outcome === 'evicted' ? 408 : 503,
+        message: slotEventMessage(e, l.maxConnections, share),
+        details: [`${e.outcome} at the ${e.bound} bound`],
+        clientIp: e.address,
+      }),
+    share,
   );
 }
 

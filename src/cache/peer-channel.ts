@@ -4,14 +4,20 @@
 // it is in a HELLO that must match its TLS identity and our cluster. Anything else — a plain TCP
 // client, a wrong key, a bad HELLO, a malformed frame — is refused, counted and logged (rate-limited).
 // Outgoing links reconnect with backoff; a link with no frame for idleTimeoutMs is dead.
+// At most MAX_UNPROVEN_PEER_CONNECTIONS incoming connections are not yet past HELLO (silent, or
+// stalled in the handshake): a newer one closes the oldest (`crowded-out`), so a flood of them
+// holds a bounded number of descriptors and a real peer, which gets past HELLO in milliseconds,
+// still gets in (../util/connection-slots.ts). A link past HELLO is never displaced.
 // With per-pair keys (`peerKeys`: this node's key with each peer, pairKey()), a PSK identity is
 // bound to one node: the key for identity X is the one only X and we hold, so a member presenting
 // another member's name fails the handshake. The shared secret alone cannot bind: every node has it.
 import { createHmac } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
 import { connect, createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { Backoff } from '../util/async.ts';
+import { ConnectionSlots, tcpSocketOf } from '../util/connection-slots.ts';
 import { RateLimitedLog } from '../util/log-limit.ts';
 import { agreedWireVersion, parseWireRange, VERSION, WIRE, type WireRange } from '../version.ts';
 import { type Frame, FrameError, FrameType } from './frames.ts';
@@ -19,6 +25,13 @@ import { LinkError, PeerConnection, type PeerConnectionOptions } from './peer-co
 import { isNodeName } from './rows.ts';
 
 const CIPHERS = 'PSK-AES256-GCM-SHA384';
+
+/**
+ * Incoming connections not yet past HELLO at once. A cluster of 9 has 8 peers dialling, each once
+ * at a time: the rest is room for reconnects. Each held one is a descriptor and a TLS context the
+ * whole process shares (etcd, devices, the API), and until HELLO anyone can open one.
+ */
+export const MAX_UNPROVEN_PEER_CONNECTIONS = 64;
 
 /**
  * The key nodes `a` and `b` share on the peer channel, from a master secret that stays with the
@@ -44,6 +57,7 @@ export const REJECT_REASONS = [
   'assembly-full',
   'backlog',
   'internal',
+  'crowded-out',
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
@@ -101,6 +115,8 @@ export class PeerChannel extends EventEmitter {
   private readonly psk: Buffer | undefined;
   private readonly links = new Map<string, Link>();
   private readonly incoming = new Set<PeerConnection>();
+  /** The TCP connections of incoming links past HELLO: the ones a flood never displaces. */
+  private readonly pastHello = new WeakSet<object>();
   private server: Server | undefined;
   private stopped = false;
   private boundPort = 0;
@@ -144,8 +160,27 @@ export class PeerChannel extends EventEmitter {
       handshakeTimeout: this.opts.connectTimeoutMs,
     });
     const identities = new WeakMap<TLSSocket, string>();
+    const slots = new ConnectionSlots(
+      { maxOpen: Infinity, maxUnproven: MAX_UNPROVEN_PEER_CONNECTIONS, maxPerAddress: Infinity },
+      (tcp) => this.pastHello.has(tcp),
+    );
+    /** Closed for a newer connection: counted as that, not again as a failed handshake. */
+    const crowdedOut = new WeakSet<Socket>();
+    // The TCP connection, before TLS: a handshake that stalls holds a slot like a HELLO that does.
+    server.on('connection', (tcp: Socket) => {
+      const o = slots.admit(tcp);
+      for (const e of o.admitted ? o.evicted : []) {
+        crowdedOut.add(e.socket);
+        this.reject(
+          'crowded-out',
+          { remote: e.address },
+          `peer connection closed: not past HELLO while ${MAX_UNPROVEN_PEER_CONNECTIONS} newer ones were waiting`,
+        );
+      }
+    });
     server.on('secureConnection', (socket: TLSSocket) => this.accept(socket, identities.get(socket)));
     server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      if (crowdedOut.has(tcpSocketOf(socket))) return;
       this.reject(
         'auth',
         { remote: socket.remoteAddress, err: err.message },
@@ -270,6 +305,7 @@ export class PeerChannel extends EventEmitter {
       conn.wireVersion = hello.wire;
       helloDone = true;
       clearTimeout(helloTimer);
+      this.pastHello.add(tcpSocketOf(socket));
       conn.send(FrameType.HELLO, this.hello());
       this.incoming.add(conn);
       this.emit('incoming', conn);

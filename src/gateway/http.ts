@@ -5,13 +5,16 @@
 // answered with what is served, counted and logged (rate-limited), as a scanner's probes should be.
 // Its connections are few and short (HTTP_MAX_CONNECTIONS, HEADERS_TIMEOUT_MS): each is a file
 // descriptor the gateway shares with the controllers' connections and the epoch state file, so a
-// scanner holding idle ones must not starve fencing. A refused connection or a request it cannot
-// parse gets a status where it can, a counter and a rate-limited log line.
+// scanner holding idle ones must not starve fencing; nor may connections that send nothing keep a
+// scrape out: a newcomer takes the slot of the oldest one that has not delivered a request, and one
+// address holds at most half the slots (the API's rule, ../api/connection-limits.ts). A closed or
+// refused connection, or a request it cannot parse, gets a status where it can, a counter and a
+// rate-limited log line.
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counter, Registry } from 'prom-client';
-import { clientErrorAnswer } from '../api/connection-limits.ts';
+import { clientErrorAnswer, httpConnectionSlots, slotEventMessage } from '../api/connection-limits.ts';
 import { settlesWithin } from '../util/async.ts';
 import { clip, RateLimitedLog } from '../util/log-limit.ts';
 import { http } from '../util/node-http.ts';
@@ -41,6 +44,7 @@ const ABSOLUTE_OR_ORIGIN = /^(?:https?:\/\/[^/?#]*)?(\/[^?#]*)/i;
 /** Why a connection or request was dropped (coolctl_gateway_http_refused_total{reason}). */
 export const HTTP_REFUSALS = [
   'too_many_connections',
+  'silent_connection_evicted',
   'bad_request',
   'timeout',
   'not_found',
@@ -109,12 +113,11 @@ export class GatewayHttp {
         );
       },
     );
-    this.server.maxConnections = HTTP_MAX_CONNECTIONS;
-    this.server.on('drop', (data) =>
+    httpConnectionSlots(this.server, HTTP_MAX_CONNECTIONS, (e) =>
       refuse(
-        'too_many_connections',
-        `${data?.remoteAddress}:${data?.remotePort}`,
-        `${HTTP_MAX_CONNECTIONS} connections open`,
+        e.outcome === 'evicted' ? 'silent_connection_evicted' : 'too_many_connections',
+        e.address,
+        slotEventMessage(e, HTTP_MAX_CONNECTIONS),
       ),
     );
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {

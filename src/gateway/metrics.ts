@@ -18,6 +18,7 @@ export const BAD_REQUEST_REASONS = [
   'busy',
   'too_many_connections',
   'too_many_from_host',
+  'silent_connection_evicted',
   'slow_reader',
 ] as const;
 export type BadRequestReason = (typeof BAD_REQUEST_REASONS)[number];

@@ -3,14 +3,19 @@
 // different lines run side by side). Bad input costs at most its own connection: a stream that is
 // not MBAP (protocol id ≠ 0, a length outside 2..254) or a frame left incomplete is counted, logged
 // and closed; too many unanswered requests on one connection are answered 0x06 (busy).
-// No connection holds a slot or memory it does not use: one over the cap, or over its source
-// address's share, is closed at once; one that sends no request for idleTimeoutMs is closed; while
-// a connection's answers back up (its client does not read them) nothing more is read from it, and
-// past maxBufferedBytes, or with no progress for idleTimeoutMs, it is closed. stop() is bounded and
+// No connection holds a slot or memory it does not use, and clients that never speak cannot keep a
+// controller out (../util/connection-slots.ts): a connection proves itself with its first whole MBAP
+// frame; a newcomer over maxConnections, or over its source address's share, takes the slot of the
+// oldest connection that has not (a scanner's, an HMI's that never asks), which is closed and
+// counted; only when every slot it could take is proven is the newcomer closed. A proven connection
+// is never displaced; one that sends no request for idleTimeoutMs is closed; while a connection's
+// answers back up (its client does not read them) nothing more is read from it, and past
+// maxBufferedBytes, or with no progress for idleTimeoutMs, it is closed. stop() is bounded and
 // leaves no socket behind.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { settlesWithin } from '../util/async.ts';
+import { ConnectionSlots, type SlotBound } from '../util/connection-slots.ts';
 import type { BadRequestReason } from './metrics.ts';
 
 const MBAP_LEN = 7;
@@ -27,8 +32,9 @@ const MAX_BUFFERED_BYTES = 256 * 1024;
 export interface ListenerOptions {
   host: string;
   port: number;
+  /** Connections open at once; a newcomer over it displaces the oldest silent one, or is closed. */
   maxConnections: number;
-  /** Connections one source address may hold (default: maxConnections). */
+  /** Connections one source address may hold (default: maxConnections); the same displacement, within the address. */
   maxConnectionsPerHost?: number;
   /** A connection with no request (and nothing in flight) for this long is closed. */
   idleTimeoutMs: number;
@@ -50,9 +56,9 @@ export interface ListenerHooks {
 
 interface Conn {
   socket: Socket;
-  /** The source address: what maxConnectionsPerHost counts. */
-  host: string;
   client: string;
+  /** It has sent a whole MBAP frame: a Modbus client, whose slot no newcomer takes. */
+  proven: boolean;
   rx: Buffer;
   frameTimer: NodeJS.Timeout | undefined;
   inFlight: number;
@@ -64,8 +70,8 @@ export class ModbusListener {
   private readonly opts: Required<ListenerOptions>;
   private readonly hooks: ListenerHooks;
   private readonly log: Logger;
-  private readonly conns = new Set<Conn>();
-  private readonly perHost = new Map<string, number>();
+  private readonly conns = new Map<Socket, Conn>();
+  private readonly slots: ConnectionSlots;
   private server: Server | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -79,6 +85,16 @@ export class ModbusListener {
     };
     this.hooks = hooks;
     this.log = log.child({ component: 'modbus-listener' });
+    // No bound of its own on silent connections: they may fill every slot nobody else needs, and
+    // give each up to the next newcomer.
+    this.slots = new ConnectionSlots(
+      {
+        maxOpen: this.opts.maxConnections,
+        maxUnproven: this.opts.maxConnections,
+        maxPerAddress: this.opts.maxConnectionsPerHost,
+      },
+      (socket) => this.conns.get(socket)?.proven ?? false,
+    );
   }
 
   /** Binds; resolves with the bound address (port 0 picks a free one). */
@@ -99,7 +115,7 @@ export class ModbusListener {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const server = this.server;
-      for (const c of this.conns) this.close(c);
+      for (const c of [...this.conns.values()]) this.close(c);
       if (server) await settlesWithin(new Promise<void>((r) => server.close(() => r())), STOP_DEADLINE_MS);
     })();
     return this.stopping;
@@ -114,37 +130,37 @@ export class ModbusListener {
       return;
     }
     const client = `${host}:${socket.remotePort}`;
-    const fromHost = this.perHost.get(host) ?? 0;
-    if (this.stopping || this.conns.size >= this.opts.maxConnections) {
-      this.hooks.refuse(
-        'too_many_connections',
-        client,
-        `${this.conns.size} open (maxConnections ${this.opts.maxConnections})`,
-      );
+    if (this.stopping) {
+      this.hooks.refuse('too_many_connections', client, 'the listener is stopping');
       socket.destroy();
       return;
     }
-    if (fromHost >= this.opts.maxConnectionsPerHost) {
-      this.hooks.refuse(
-        'too_many_from_host',
-        client,
-        `${fromHost} open from ${host} (maxConnectionsPerHost ${this.opts.maxConnectionsPerHost})`,
-      );
-      socket.destroy();
+    const admitted = this.slots.admit(socket);
+    if (!admitted.admitted) {
+      this.hooks.refuse(...this.turnedAway(admitted.bound, host, client));
       return;
+    }
+    for (const e of admitted.evicted) {
+      const victim = this.conns.get(e.socket);
+      if (!victim) continue;
+      this.forget(victim);
+      this.hooks.refuse(
+        'silent_connection_evicted',
+        victim.client,
+        `sent no whole MBAP frame; its slot went to ${client}, at ${this.boundText(e.bound, e.address)}`,
+      );
     }
     socket.setNoDelay(true);
     const conn: Conn = {
       socket,
-      host,
       client,
+      proven: false,
       rx: Buffer.alloc(0),
       frameTimer: undefined,
       inFlight: 0,
       held: false,
     };
-    this.conns.add(conn);
-    this.perHost.set(host, fromHost + 1);
+    this.conns.set(socket, conn);
     this.hooks.connections(this.conns.size);
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     socket.on('drain', () => this.onDrain(conn));
@@ -155,6 +171,29 @@ export class ModbusListener {
     socket.once('close', () => this.forget(conn));
   }
 
+  /** Why a newcomer was closed: every slot it could take is held by a connection that has sent a request. */
+  private turnedAway(bound: SlotBound, host: string, client: string): [BadRequestReason, string, string] {
+    const { maxConnections, maxConnectionsPerHost } = this.opts;
+    return bound === 'per-address'
+      ? [
+          'too_many_from_host',
+          client,
+          `${maxConnectionsPerHost} open from ${host}, each has sent a request (maxConnectionsPerHost ${maxConnectionsPerHost})`,
+        ]
+      : [
+          'too_many_connections',
+          client,
+          `${maxConnections} open, each has sent a request (maxConnections ${maxConnections})`,
+        ];
+  }
+
+  /** The bound a newcomer met when it took a silent connection's slot. */
+  private boundText(bound: SlotBound, host: string): string {
+    return bound === 'per-address'
+      ? `maxConnectionsPerHost ${this.opts.maxConnectionsPerHost} from ${host}`
+      : `maxConnections ${this.opts.maxConnections}`;
+  }
+
   private close(c: Conn): void {
     c.socket.destroy();
     this.forget(c);
@@ -163,10 +202,7 @@ export class ModbusListener {
   /** Gives back the connection's slot, once. */
   private forget(c: Conn): void {
     clearTimeout(c.frameTimer);
-    if (!this.conns.delete(c)) return;
-    const left = (this.perHost.get(c.host) ?? 1) - 1;
-    if (left > 0) this.perHost.set(c.host, left);
-    else this.perHost.delete(c.host);
+    if (!this.conns.delete(c.socket)) return;
     this.hooks.connections(this.conns.size);
   }
 
@@ -231,6 +267,7 @@ export class ModbusListener {
       const pdu = Buffer.from(c.rx.subarray(MBAP_LEN, 6 + length));
       c.rx = c.rx.subarray(6 + length);
       framesTaken++;
+      c.proven = true;
       this.request(c, tid, unitId, pdu);
       if (c.socket.destroyed) return;
     }

@@ -1,7 +1,8 @@
 // The API's server on a real socket (127.0.0.1): a request whose body trickles in is cut off once
 // the request bound has passed, however steadily bytes arrive, with a 408 in the error contract, and
 // so is a connection that sends nothing; a keep-alive connection idle between requests for longer
-// than that bound is not; connections over the cap are closed as they come, and counted.
+// than that bound is not; once the cap is held by connections that have been served, connections
+// over it are closed as they come, and counted (silent ones give way: silent-connections.test.ts).
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CONNECTION_LIMITS } from '../../src/api/connection-limits.ts';
@@ -16,8 +17,8 @@ afterEach(async () => {
 });
 
 /** A raw client: what it received, and when it closed (ms after `since`). */
-function rawClient(port: number) {
-  const s = connect({ host: '127.0.0.1', port });
+function rawClient(port: number, localAddress = '127.0.0.1') {
+  const s = connect({ host: '127.0.0.1', port, localAddress });
   sockets.push(s);
   const got = { text: '', closedAt: null as number | null };
   const since = performance.now();
@@ -49,7 +50,7 @@ describe('API connection limits', () => {
     expect(s.headersTimeout).toBe(CONNECTION_LIMITS.requestMs);
     expect(s.keepAliveTimeout).toBe(CONNECTION_LIMITS.keepAliveMs);
     expect(s.timeout).toBe(CONNECTION_LIMITS.idleMs);
-    expect(s.maxConnections).toBe(CONNECTION_LIMITS.maxConnections);
+    expect(CONNECTION_LIMITS.maxConnections).toBe(512);
     // The dashboard polls every 1.5 s: its connections are kept between polls; a switchover (at
     // most 60 s) is answered before its silent connection is cut.
     expect(CONNECTION_LIMITS.keepAliveMs).toBeGreaterThan(10_000);
@@ -109,14 +110,17 @@ describe('API connection limits', () => {
     expect(keep.got.text.slice(answered)).toMatch(/^HTTP\/1\.1 200 /);
   });
 
-  it('closes connections over the cap as they come, and counts them', async () => {
+  it('closes connections over a cap held by served ones as they come, and counts them', async () => {
     const n = await apiNode({ limits: { maxConnections: 4 } });
     open.push(n);
     const port = await listen(n);
+    // Two hosts, each with its share (half the cap) of served keep-alive connections.
     const held = [];
     for (let i = 0; i < 4; i++) {
-      const c = rawClient(port);
+      const c = rawClient(port, i % 2 ? '127.0.0.2' : '127.0.0.1');
       await c.connected;
+      c.s.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+      await waitFor('an answer on a held connection', () => c.got.text.includes('200 OK'));
       held.push(c);
     }
     const connections = () =>
@@ -124,7 +128,7 @@ describe('API connection limits', () => {
         n.app.server.getConnections((err, k) => (err ? reject(err) : resolve(k))),
       );
     await waitFor('the server holds 4 connections', async () => (await connections()) === 4);
-    const over = rawClient(port);
+    const over = rawClient(port, '127.0.0.3');
     await waitFor('the fifth connection closed', () => over.got.closedAt !== null);
     expect(over.got.text).toBe('');
     expect(held.every((c) => c.got.closedAt === null)).toBe(true);

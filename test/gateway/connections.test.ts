@@ -1,5 +1,6 @@
 // `coolctl gateway` against clients that hold what they do not use — the audit's two denial-of-
-// service repros and their kin: silent connections filling every slot, one host taking every slot,
+// service repros and their kin: silent connections filling every slot (they give theirs up to a
+// newcomer: gateway-silent-clients.test.ts has the flood), one host taking every slot,
 // a frame dribbled a byte at a time, and a client that pipelines requests but never reads the
 // answers. What a user would notice: the controller still gets in, the gateway's memory stays put,
 // and each closed connection is counted and logged. The epoch block is answered by the gateway
@@ -9,7 +10,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeEpochBlock, GATEWAY_FENCE } from '../../src/devices/modbus/gateway-fencing.ts';
-import { ModbusConnectionClosedError } from '../../src/devices/modbus/modbus-tcp.ts';
 import { freePort } from '../../src/util/async.ts';
 import { waitFor } from '../helpers.ts';
 import {
@@ -90,25 +90,17 @@ describe('the gateway’s connection slots', () => {
     gw = await gatewayWith('idle', { maxConnections: 4, maxConnectionsPerHost: 4, idleTimeoutMs: 1_000 });
   }, 60_000);
 
-  it('connections that send nothing fill every slot: the controller is refused, then gets in once they idle out', async () => {
+  it('connections that send nothing fill every slot: the controller takes the oldest one’s slot at once, the rest idle out', async () => {
     const silent = await Promise.all([1, 2, 3, 4].map(() => open(gw.modbusPort)));
     await waitFor('four open', async () => (await metric(gw.httpUrl, 'coolctl_gateway_connections')) === 4);
-    const refused = await epochRead(gw);
-    expect(refused).toBeInstanceOf(ModbusConnectionClosedError);
-    expect(await count(gw, 'too_many_connections')).toBeGreaterThanOrEqual(1);
-    // Before the fix the slots stayed taken for good; now each is closed after a second of silence.
-    const epoch = await waitFor(
-      'the controller’s epoch read answered',
-      async () => {
-        const got = await epochRead(gw);
-        return typeof got === 'bigint' ? { epoch: got } : null;
-      },
-      { timeoutMs: 8_000, intervalMs: 100 },
-    );
-    expect(epoch.epoch).toBe(0n);
+    // Before, the controller was closed at accept until the silent ones idled out; now it displaces one.
+    expect(await epochRead(gw)).toBe(0n);
+    expect(await count(gw, 'silent_connection_evicted')).toBe(1);
+    expect(await count(gw, 'too_many_connections')).toBe(0);
+    await waitFor('one silent connection displaced', () => silent.filter((s) => s.closed()).length === 1);
+    // The others keep their slots until nobody needs them for a second.
     await waitFor('every silent connection closed', () => silent.every((s) => s.closed()));
-    // Only the silent ones: the controller's were refused at the cap, or answered and closed by it.
-    expect(await metric(gw.httpUrl, 'coolctl_gateway_idle_connections_closed_total')).toBe(4);
+    expect(await metric(gw.httpUrl, 'coolctl_gateway_idle_connections_closed_total')).toBe(3);
     const logged = await waitFor('the idle close logged', () =>
       gw.logs().find((l) => l.msg === 'idle connection closed'),
     );
@@ -136,20 +128,36 @@ describe('the gateway against one host and against clients that do not read', ()
     gw = await gatewayWith('hosts', { maxConnections: 4, maxConnectionsPerHost: 2, idleTimeoutMs: 3_000 });
   }, 60_000);
 
-  it('one host holds at most maxConnectionsPerHost: the rest of its connections are closed at once, another host still gets in', async () => {
+  it('one host holds at most maxConnectionsPerHost: its newcomers displace its own silent connections, and are closed once all have spoken; another host still gets in', async () => {
     // 127.0.0.2 is another host as far as the gateway can tell; it tries for every slot.
     const tries: RawConnection[] = [];
     for (let i = 0; i < 4; i++) tries.push(await open(gw.modbusPort, '127.0.0.2'));
     await waitFor('two of them closed', () => tries.filter((t) => t.closed()).length === 2, {
       timeoutMs: 2_000,
     });
-    expect(tries.map((t) => t.closed())).toEqual([false, false, true, true]);
-    expect(await count(gw, 'too_many_from_host')).toBe(2);
+    // The oldest silent ones gave way, each to a newcomer from the same host.
+    expect(tries.map((t) => t.closed())).toEqual([true, true, false, false]);
+    expect(await count(gw, 'silent_connection_evicted')).toBe(2);
+    expect(await count(gw, 'too_many_from_host')).toBe(0);
+    // The two left speak Modbus: the host's next connection finds nothing it may displace.
+    const spoken = tries.slice(2);
+    const answered = spoken.map(() => false);
+    spoken.forEach((t, i) => {
+      t.socket.on('data', () => {
+        answered[i] = true;
+      });
+      t.socket.write(EPOCH_READ);
+    });
+    await waitFor('both answered', () => answered.every(Boolean));
+    const late = await open(gw.modbusPort, '127.0.0.2');
+    await waitFor('the newcomer closed', () => late.closed(), { timeoutMs: 2_000 });
+    expect(spoken.every((t) => !t.closed())).toBe(true);
+    expect(await count(gw, 'too_many_from_host')).toBe(1);
     expect(await epochRead(gw)).toBe(0n);
     const logged = await waitFor('the refusal logged', () =>
       gw.logs().find((l) => l.msg === 'request refused' && l.reason === 'too_many_from_host'),
     );
-    expect(logged.detail).toBe('2 open from 127.0.0.2 (maxConnectionsPerHost 2)');
+    expect(logged.detail).toBe('2 open from 127.0.0.2, each has sent a request (maxConnectionsPerHost 2)');
   });
 
   it('a frame dribbled a byte at a time is closed at the frame timeout from its first byte', async () => {

@@ -1,0 +1,214 @@
+// Clients that connect and never send a whole request — silent, or stalled in the TLS handshake —
+// must not keep an operator out of the API's server (src/api/connection-limits.ts): with more of
+// them than the cap open, an operator's pause is served at once, and the silent ones closed for it
+// are counted; a keep-alive client that has been served keeps its connection; and a host that
+// holds its share of connections with real requests leaves the rest to other hosts.
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import type { FastifyInstance } from 'fastify';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
+import { buildApp } from '../../src/api/app.ts';
+import { ApiTls } from '../../src/api/tls.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
+import { apiAuth } from '../support/api-auth.ts';
+import { FakeCluster } from '../support/fake-cluster.ts';
+import { type ApiNode, apiNode } from './api-node.ts';
+
+const CAP = 20;
+const open: ApiNode[] = [];
+const sockets: Socket[] = [];
+const dirs: string[] = [];
+const closing: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const n of open.splice(0)) await n.close();
+  for (const c of closing.splice(0)) await c();
+  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+});
+
+/** A raw TCP client from `localAddress`: what it received, and whether the server closed it. */
+function rawClient(port: number, localAddress = '127.0.0.1') {
+  const s = connect({ host: '127.0.0.1', port, localAddress });
+  sockets.push(s);
+  const got = { text: '', closed: false };
+  s.setEncoding('utf8');
+  s.on('data', (d: string) => {
+    got.text += d;
+  });
+  s.on('error', () => {});
+  s.on('close', () => {
+    got.closed = true;
+  });
+  const connected = new Promise<void>((resolve) => s.once('connect', () => resolve()));
+  return { s, got, connected };
+}
+
+async function listen(n: ApiNode): Promise<number> {
+  await n.app.listen({ host: '127.0.0.1', port: 0 });
+  return (n.app.server.address() as { port: number }).port;
+}
+
+/** `count` connections that send nothing (or `bytes`, then nothing), each connected. */
+async function silent(port: number, count: number, localAddress = '127.0.0.1', bytes?: string) {
+  const all = [];
+  for (let i = 0; i < count; i++) {
+    const c = rawClient(port, localAddress);
+    all.push(c);
+    await c.connected;
+    if (bytes) c.s.write(bytes);
+  }
+  return all;
+}
+
+const pause = (n: ApiNode) =>
+  `POST /api/v1/groups/zone-1/pause HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${n.auth.as('operator').authorization}\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`;
+const clusterGet = (n: ApiNode) =>
+  `GET /api/v1/cluster HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${n.auth.as('viewer').authorization}\r\n\r\n`;
+
+describe('API connections that never send a request', () => {
+  it(`${CAP + 100} silent or half-sent connections over a cap of ${CAP}: an operator's pause is served at once, a served keep-alive client keeps its connection`, async () => {
+    const n = await apiNode({ limits: { maxConnections: CAP } });
+    open.push(n);
+    const port = await listen(n);
+    // The dashboard: a keep-alive connection that has been answered.
+    const keep = rawClient(port);
+    await keep.connected;
+    keep.s.write(clusterGet(n));
+    await waitFor('the first answer on the keep-alive connection', () => keep.got.text.includes('"groups"'));
+    // Half send nothing, half the start of a request's headers and then nothing.
+    const flood = [
+      ...(await silent(port, (CAP + 100) / 2)),
+      ...(await silent(port, (CAP + 100) / 2, '127.0.0.1', 'GET /api/v1/cluster HTTP/1.1\r\nHost: x\r\n')),
+    ];
+    // The operator comes last, well inside the 10 s the silent ones would otherwise hold their slots.
+    const op = rawClient(port);
+    await op.connected;
+    op.s.write(pause(n));
+    await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
+    expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(n.cluster.operators.get('zone-1')?.paused).toBe(true);
+    // The server holds no more than its cap; every silent connection beyond it was closed, counted.
+    const stillOpen = flood.filter((c) => !c.got.closed).length;
+    expect(stillOpen).toBeLessThanOrEqual(CAP);
+    const evicted = await n.count('coolctl_api_requests_refused_total', { route: 'connection' });
+    expect(evicted).toBeGreaterThanOrEqual(100);
+    expect(
+      n.lines.some(
+        (l) =>
+          l.msg === 'request refused' &&
+          l.route === 'connection' &&
+          l.status === 408 &&
+          String(l.message).includes('delivered no request'),
+      ),
+    ).toBe(true);
+    // Rate-limited: one line for the lot, not one per connection.
+    expect(n.lines.filter((l) => l.msg === 'request refused').length).toBeLessThan(5);
+    // The dashboard's connection was never the one displaced, and still answers.
+    expect(keep.got.closed).toBe(false);
+    const answered = keep.got.text.length;
+    keep.s.write(clusterGet(n));
+    await waitFor('the second answer on the keep-alive connection', () =>
+      keep.got.text.slice(answered).includes('"groups"'),
+    );
+    expect(keep.got.text.slice(answered)).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  it('over HTTPS, connections that never finish the TLS handshake give way to a signed-in client', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'coolctl-silent-'));
+    dirs.push(dir);
+    const ca = await makeCa(dir, 'ca');
+    const leaf = await makeLeaf(ca, 'api', { cn: 'localhost', usage: ['serverAuth'] });
+    const tls = await ApiTls.load({ certFile: leaf.certFile, keyFile: leaf.keyFile });
+    const caPem = await readFile(ca.caFile);
+    const registry = new Registry();
+    const auth = await apiAuth(registry, quietLogger);
+    const app: FastifyInstance = await buildApp({
+      auth: auth.auth,
+      audit: auth.audit,
+      https: tls.httpsOptions(),
+      node: 'n1',
+      version: '0',
+      leadership: new FakeCluster({}).node('n1'),
+      registry,
+      groups: [],
+      drivers: new Map(),
+      logger: quietLogger,
+      startedAtMs: 0,
+      limits: { maxConnections: CAP },
+    });
+    closing.push(async () => {
+      await app.close();
+      await auth.auth.stop();
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (app.server.address() as { port: number }).port;
+    const get = `GET /api/v1/cluster HTTP/1.1\r\nHost: localhost\r\nAuthorization: ${auth.as('viewer').authorization}\r\n\r\n`;
+    const tlsClient = () => {
+      const t = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', ca: caPem });
+      sockets.push(t);
+      const got = { text: '', closed: false };
+      t.setEncoding('utf8');
+      t.on('data', (d: string) => {
+        got.text += d;
+      });
+      t.on('error', () => {});
+      t.on('close', () => {
+        got.closed = true;
+      });
+      t.once('secureConnect', () => t.write(get));
+      return { t, got };
+    };
+    // A served keep-alive client over TLS.
+    const { t: keep, got: kept } = tlsClient();
+    await waitFor('the first answer over TLS', () => kept.text.includes('"groups"'));
+    // Silent TCP connections, and ones that send the start of a TLS record and stall.
+    const flood = [
+      ...(await silent(port, (CAP + 100) / 2)),
+      ...(await silent(port, (CAP + 100) / 2, '127.0.0.1', '\x16\x03\x01\x02\x00')),
+    ];
+    const { got: op } = tlsClient();
+    await waitFor('the signed-in request answered over TLS', () => op.text.includes('"groups"'), {
+      timeoutMs: 3_000,
+    });
+    expect(op.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(flood.filter((c) => !c.got.closed).length).toBeLessThanOrEqual(CAP);
+    const refused = await registry.getSingleMetric('coolctl_api_requests_refused_total')?.get();
+    expect(refused?.values.find((v) => v.labels.route === 'connection')?.value).toBeGreaterThanOrEqual(100);
+    // The first client, served, kept its connection and is answered again on it.
+    expect(kept.closed).toBe(false);
+    expect(op.closed).toBe(false);
+    const answered = kept.text.length;
+    keep.write(get);
+    await waitFor('the second answer over TLS', () => kept.text.slice(answered).includes('"groups"'));
+  });
+
+  it('one host holding its share of connections with served requests leaves the rest to other hosts', async () => {
+    const n = await apiNode({ limits: { maxConnections: CAP } });
+    open.push(n);
+    const port = await listen(n);
+    // 127.0.0.2 asks /healthz on each of CAP connections and keeps them all alive.
+    const hog = await silent(port, CAP, '127.0.0.2', 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitFor('the hog’s kept connections answered or closed', () =>
+      hog.every((c) => c.got.closed || c.got.text.includes('200 OK')),
+    );
+    const kept = hog.filter((c) => !c.got.closed).length;
+    expect(kept).toBeLessThanOrEqual(CAP / 2);
+    // An operator from another address is served.
+    const op = rawClient(port);
+    await op.connected;
+    op.s.write(pause(n));
+    await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
+    expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(
+      n.lines.some(
+        (l) =>
+          l.msg === 'request refused' && l.route === 'connection' && String(l.message).includes('its share'),
+      ),
+    ).toBe(true);
+  });
+});
