@@ -12,8 +12,12 @@ import { Hall } from '../support/hall.ts';
 
 /** How long the faults are held: the measurement itself (lines per this window), not a wait for state. */
 const HOLD_MS = 40_000;
-/** Lines of one message on one node while the faults are held; the old code wrote ~130 of one. */
-const MAX_LINES_PER_MESSAGE = 6;
+/**
+ * Lines of one message on one node while the faults are held: a line a minute per subject, plus room
+ * for real state changes (a mode, a leadership) — against the ~200 a 200 ms period writes, which
+ * the old code did (201 of one).
+ */
+const MAX_LINES_PER_MESSAGE = 12;
 
 interface Line {
   node: string;
