@@ -191,7 +191,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
         title: 'coolctl controller API',
         version: deps.version,
         description:
-          'One controller node of a coolctl cluster. Every route but /healthz and /readyz needs an identity: `Authorization: Bearer <token>` or the dashboard’s session cookie; state-changing requests also need JSON bodies and, with the cookie, the X-Coolctl-Request header (docs/security.md). A body is taken as typed (no coercion: `null` or `"25"` is not a number) and may hold only the fields its schema names; a route without a body schema takes none (`{}` or nothing); a query string may hold only the parameters its route names. Free-text fields refuse control and bidirectional formatting characters. Every refusal answers `{error: COOLCTL_E_…, message, details}`.',
+          'One controller node of a coolctl cluster. Every route but /healthz and /readyz needs an identity: `Authorization: Bearer <token>` or the dashboard’s session cookie; state-changing requests also need JSON bodies and, with the cookie, the X-Coolctl-Request header and an Origin of the cluster’s own dashboards (docs/security.md). A body is taken as typed (no coercion: `null` or `"25"` is not a number) and may hold only the fields its schema names; a route without a body schema takes none (`{}` or nothing); a query string may hold only the parameters its route names, and a number in a query or a path only in plain decimal (`-?digits`, a number also `.digits`). Free-text fields refuse control and bidirectional formatting characters. Every refusal answers `{error: COOLCTL_E_…, message, details}`.',
       },
       components: {
         securitySchemes: {
@@ -252,15 +252,17 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
 
   await app.register(cookie);
   // Only the dashboards of this cluster's members (the origins of their advertised API URLs), with
-  // their session cookie, so a page opened on any node can send an action straight to a group's leader.
+  // their session cookie, so a page opened on any node can send an action straight to a group's
+  // leader. The guard holds a cookie's writes to the same origins.
+  const memberOrigin = (origin: string | undefined) => allowedOrigin(deps.leadership, origin);
   await app.register(cors, {
-    origin: (origin, cb) => cb(null, allowedOrigin(deps.leadership, origin)),
+    origin: (origin, cb) => cb(null, memberOrigin(origin)),
     credentials: true,
     methods: ['GET', 'POST', 'PUT', 'DELETE'],
     allowedHeaders: ['content-type', 'authorization', REQUEST_HEADER],
     maxAge: 600,
   });
-  await app.register(guard, { auth: deps.auth });
+  await app.register(guard, { auth: deps.auth, memberOrigin });
   // Before the limiter registers its own onRoute hook, so it sees these limits.
   const actionsPerMinute = deps.security?.actionsPerMinute ?? 120;
   app.addHook('onRoute', (r) => {

@@ -1,7 +1,8 @@
 // How the API checks what a client sends, for every route. A body is taken exactly as sent: no type
 // is coerced (null, false, [30] or "25" is not a fan %) and no field is dropped in silence (an
 // unknown one is refused by name). Query strings and path parameters arrive as text, so numbers and
-// booleans are read from it (`?limit=5`), and are still refused when they are not one (`?limit=lots`).
+// booleans are read from it (`?limit=5`), and are still refused when they are not one (`?limit=lots`);
+// a number only in plain decimal (`?limit=0x10`, ` 5`, `1e2` are refused, not read as 16, 5, 100).
 // A route takes only what it declares: no body schema means no body (`{}` or none), no querystring
 // schema means no parameters — except the dashboard's page and assets, which a browser may open
 // with any query, and /metrics, /healthz and /readyz, which machines poll. Free text the API stores
@@ -77,7 +78,7 @@ export function buildValidator(
     const ajv = httpPart === 'body' ? bodies : text;
     const id = (schema as { $id?: string }).$id;
     const validate = (id ? ajv.getSchema(id) : undefined) ?? ajv.compile(exactIntegers(schema) as object);
-    return httpPart === 'body' ? validate : finiteText(validate);
+    return httpPart === 'body' ? validate : finiteText(plainDecimalText(schema, validate));
   };
   pool.set(key, compile);
   return compile;
@@ -134,6 +135,87 @@ function finiteText(validate: ValidateFunction): ValidateFunction {
   }) as ValidateFunction;
   checked.errors = null;
   return checked;
+}
+
+/** How a text part's number must be written: digits, an optional leading `-`, and for a `number` a fraction. */
+const PLAIN_INTEGER = /^-?\d+$/;
+const PLAIN_NUMBER = /^-?\d+(?:\.\d+)?$/;
+
+/**
+ * What a schema position takes of numbers: null when none; `integer` when no alternative takes a
+ * fraction; `only` when every alternative is a number (else a string may also be valid there).
+ */
+interface NumberRule {
+  integer: boolean;
+  only: boolean;
+}
+function numberRule(schema: unknown, depth = 0): NumberRule | null {
+  if (!schema || typeof schema !== 'object' || depth > 4) return null;
+  const s = schema as { type?: unknown; anyOf?: unknown; oneOf?: unknown };
+  const branches = [s.anyOf, s.oneOf].find(Array.isArray) as unknown[] | undefined;
+  if (branches) {
+    const rules = branches.map((b) => numberRule(b, depth + 1));
+    const numeric = rules.filter((r): r is NumberRule => r !== null);
+    if (numeric.length === 0) return null;
+    return { integer: numeric.every((r) => r.integer), only: rules.every((r) => r?.only === true) };
+  }
+  const types = Array.isArray(s.type) ? (s.type as unknown[]) : [s.type];
+  const numeric = types.filter((t) => t === 'integer' || t === 'number');
+  if (numeric.length === 0) return null;
+  return { integer: !numeric.includes('number'), only: numeric.length === types.length };
+}
+
+/**
+ * A text part's validator that takes a number only in plain decimal. Ajv reads a number from text
+ * with JavaScript's `+`: `?limit=0x10` is 16, `?limit=%205` (a space) 5, `?limit=1e2` 100,
+ * `?limit=0b11` 3, `?limit=%20` 0 — spellings no client means and a filter in front of the node
+ * would read otherwise. Each raw string is checked before Ajv coerces it, against the number rule
+ * of its property (or of its items, for a repeated parameter); where a string is also valid (a union
+ * with one), only a string `+` would read as a number is held to the rule.
+ */
+function plainDecimalText(schema: unknown, validate: ValidateFunction): ValidateFunction {
+  const props = (schema as { properties?: Record<string, unknown> } | null)?.properties ?? {};
+  const rules = new Map<string, NumberRule>();
+  for (const [name, p] of Object.entries(props)) {
+    const items =
+      (p as { type?: unknown; items?: unknown }).type === 'array' ? (p as { items: unknown }).items : p;
+    const rule = numberRule(items);
+    if (rule) rules.set(name, rule);
+  }
+  if (rules.size === 0) return validate;
+  const checked = ((data: unknown) => {
+    const problem = notPlain(data, rules);
+    if (problem) {
+      checked.errors = [problem];
+      return false;
+    }
+    const ok = validate(data);
+    checked.errors = ok ? null : (validate.errors ?? null);
+    return ok;
+  }) as ValidateFunction;
+  checked.errors = null;
+  return checked;
+}
+
+/** The first raw value of `data` written as no plain decimal where its rule says a number goes, or null. */
+function notPlain(data: unknown, rules: ReadonlyMap<string, NumberRule>): ErrorObject | null {
+  if (!data || typeof data !== 'object') return null;
+  for (const [name, rule] of rules) {
+    const raw = (data as Record<string, unknown>)[name];
+    for (const v of Array.isArray(raw) ? raw : [raw]) {
+      if (typeof v !== 'string' || (rule.integer ? PLAIN_INTEGER : PLAIN_NUMBER).test(v)) continue;
+      // Beside a string alternative, what `+` would not read as a number is that string's to judge.
+      if (!rule.only && (v === '' || Number.isNaN(Number(v)))) continue;
+      return {
+        instancePath: `/${name.replaceAll('~', '~0').replaceAll('/', '~1')}`,
+        schemaPath: '#',
+        keyword: 'type',
+        params: {},
+        message: `must be ${rule.integer ? 'an integer written as -?digits' : 'a number written as -?digits[.digits]'} (plain decimal), got "${quoted(v, 32)}"`,
+      };
+    }
+  }
+  return null;
 }
 
 /** Where in `data` (already past its schema, so of bounded depth) a number is not finite, or null. */
