@@ -1,6 +1,6 @@
-// The one place that turns an air handler of the site file into a DeviceIo. node-opcua costs
-// ~90 MB of RSS, so its adapter is imported only when the first OPC-UA unit is created; a
-// Modbus-only site never loads it. Control code gets DeviceIo and never imports an adapter.
+// The one place that turns an air handler of the site file into a DeviceIo. Loading node-opcua
+// costs ~30 MB of RSS under the service's flags (docs/opcua-client.md, "Memory"), so its adapter
+// is imported only when the first OPC-UA unit is created; a Modbus-only site never loads it. Control code gets DeviceIo and never imports an adapter.
 // A unit with a vendor `profile:` gets the profile-driven adapter; coolctl-native units keep the
 // native one, unchanged on the wire.
 import { join } from 'node:path';

@@ -25,7 +25,7 @@ const vendor = (s: Site) =>
 
 beforeAll(async () => {
   const demo = await loadSite('config/demo-site.yaml');
-  // The OPC-UA units are not needed here (and node-opcua is ~90 MB).
+  // The OPC-UA units are not needed here (and loading node-opcua costs ~30 MB).
   site = { ...demo, airHandlers: demo.airHandlers.filter((a) => a.protocol !== 'opcua'), controlGroups: [] };
   sim = new Simulation({ site, seed: 5, ephemeralPorts: true, logger: quietLogger });
   await sim.start();

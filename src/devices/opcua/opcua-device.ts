@@ -2,7 +2,7 @@
 // node-opcua never reconnects on its own here (maxRetry 0: its own retry loop is unbounded); our
 // loop reconnects with backoff until close(). Invariants: every call has an outer deadline and
 // settles on close(); a refused/fenced write is never retried; remote control is re-asserted only
-// by a write with `reassert`. Load this module with `await import()` only: node-opcua costs ~90 MB.
+// by a write with `reassert`. Load this module with `await import()` only: node-opcua costs ~30 MB.
 import { EventEmitter } from 'node:events';
 import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -118,6 +118,17 @@ const HOUSEKEEPING_MS = 500;
  * broken or hostile server that sends a huge string every publishing interval exhaust a gateway.
  */
 const MAX_MESSAGE_BYTES = 1024 * 1024;
+/**
+ * The chunk size we offer in our Hello. node-opcua allocates a whole chunk of the negotiated size
+ * for every message it sends, however small, and holds it while the request is pending (five
+ * publish requests per session): with its default (640 KB; its server clamps to 512 KB) each unit
+ * churned 1 MB of buffers a second. Our largest message is about 3 KB (answers that carry the
+ * server certificate; OpenSecureChannel, which must fit one chunk, is 1.7 KB with our 2048-bit
+ * certificate), so 16 KB holds each in one chunk with room for a chain of larger certificates; an
+ * answer up to MAX_MESSAGE_BYTES comes in several. The same size both ways: node-opcua crosses the
+ * two (it sends chunks of the server's send size and accepts those of its receive size).
+ */
+export const OPCUA_CHUNK_BYTES = 16 * 1024;
 /** A unit that keeps sending values of the wrong type says so in the log once a minute per point. */
 const REFUSED_VALUE_LOG_MS = 60_000;
 /**
@@ -966,7 +977,11 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       keepSessionAlive: false, // the subscription's keep-alive is the liveness signal
       requestedSessionTimeout: OPCUA_SESSION_TIMEOUT_MS,
       transportTimeout: this.connectTimeoutMs,
-      transportSettings: { maxMessageSize: MAX_MESSAGE_BYTES },
+      transportSettings: {
+        maxMessageSize: MAX_MESSAGE_BYTES,
+        receiveBufferSize: OPCUA_CHUNK_BYTES,
+        sendBufferSize: OPCUA_CHUNK_BYTES,
+      },
       defaultTransactionTimeout: Math.max(10 * this.timeoutMs, 10_000),
     });
     // One release per attempt, whoever asks first (the deadline, or a step that failed): it closes

@@ -1,5 +1,5 @@
 // What a vendor profile's OPC-UA section lets a controller command, and in how many requests —
-// without node-opcua, so that the config's lease timing rule can ask it (node-opcua costs ~90 MB
+// without node-opcua, so that the config's lease timing rule can ask it (node-opcua costs ~30 MB
 // and is loaded only for a site's first OPC-UA unit). The compiled profile says which fields have
 // a place to go; no sample value is encoded, so a value a point could not carry never hides a field.
 import type { CompiledOpcua, ProfileCommand } from '../profile/codec.ts';
