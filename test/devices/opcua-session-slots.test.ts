@@ -55,9 +55,18 @@ afterAll(async () => {
   if (root) await rm(root, { recursive: true, force: true });
 });
 
-function device(name: string): OpcuaDevice {
+/** A controller's device for the unit; with `namespaceUri`, one configured with a namespace the server lacks. */
+function device(name: string, namespaceUri?: string): OpcuaDevice {
   return new OpcuaDevice(
-    { ...base, id: 'ahu-slots', endpoint: { ...base.endpoint, url }, client: { timeoutMs: 1_000 } },
+    {
+      ...base,
+      id: 'ahu-slots',
+      endpoint: { ...base.endpoint, url },
+      client: { timeoutMs: 1_000 },
+      ...(namespaceUri
+        ? { pointMap: { ...base.pointMap, namespaceUri } as OpcuaAirHandler['pointMap'] }
+        : {}),
+    },
     { logger: quietLogger, pkiDir: join(root, 'client-pki'), clientName: name },
   );
 }
@@ -98,6 +107,35 @@ function fillSessions(): Promise<ChildProcess> {
     );
   });
 }
+
+// A connect that fails after its session is made (the configured namespace is not on the server)
+// is retried with backoff; each failed attempt must give its session back, or a controller's
+// retries would lock out everyone else (the unit's BMS, the next leader) until they time out.
+// Before the vanished controller's case below: it leaves every slot free.
+describe('an OPC-UA connect that fails after its session', () => {
+  it('gives the session back each time: a well-configured client still gets one at once', async () => {
+    const wrong = device('wrong-namespace', 'urn:not-on-this-server');
+    try {
+      // More failed attempts than the server has slots.
+      for (let i = 0; i < MAX_SESSIONS + 1; i++) {
+        const err = await wrong.open().then(
+          () => null,
+          (e: Error) => e,
+        );
+        expect(err?.message).toMatch(/namespace urn:not-on-this-server is not on the server/);
+      }
+    } finally {
+      await wrong.close();
+    }
+    const right = device('right');
+    try {
+      await right.open();
+      expect((await right.read()).supplyC).toBeGreaterThan(0);
+    } finally {
+      await right.close();
+    }
+  }, 60_000);
+});
 
 describe('OPC-UA sessions of a controller that vanished', () => {
   it('free their slots within the session timeout, and a refusal says what it means', async () => {
