@@ -3,11 +3,11 @@
 // too (a browser bug, a lax proxy adding it) still steers nothing, while the cluster's own pages,
 // bearer tokens and tools that send no browser headers keep working; and a number in a query string
 // or a path is read only when written in plain decimal, never as hex, with spaces or an exponent.
-import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildValidator } from '../../src/api/request-schema.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { type ApiNode, apiNode } from './api-node.ts';
+import { operatorState, pausedNow, send, session } from './probe-requests.ts';
 
 const open: ApiNode[] = [];
 afterEach(async () => {
@@ -17,39 +17,6 @@ async function node() {
   const n = await apiNode();
   open.push(n);
   return n;
-}
-
-function send(
-  n: ApiNode,
-  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
-  url: string,
-  headers: Record<string, string> = {},
-  payload?: string,
-): Promise<LightMyRequestResponse> {
-  return n.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
-}
-
-/** A dashboard session as the browser holds it: the cookie header to send. */
-async function session(n: ApiNode): Promise<string> {
-  const r = await send(
-    n,
-    'POST',
-    '/api/v1/auth/sign-in',
-    { 'content-type': 'application/json', 'x-coolctl-request': '1' },
-    JSON.stringify({ name: 'operator', password: TEST_PASSWORD }),
-  );
-  expect(r.statusCode).toBe(200);
-  return String(r.headers['set-cookie']).split(';')[0]!;
-}
-
-/** The group's stored operator state as a viewer reads it. */
-async function operatorState(n: ApiNode): Promise<{ paused: boolean; overridden: string[] }> {
-  const r = await send(n, 'GET', '/api/v1/groups/zone-1', n.as('viewer'));
-  const op = (r.json() as { operator?: { paused?: boolean; overrides?: Record<string, unknown> } }).operator;
-  return { paused: op?.paused === true, overridden: Object.keys(op?.overrides ?? {}) };
-}
-async function pausedNow(n: ApiNode): Promise<boolean> {
-  return (await operatorState(n)).paused;
 }
 
 const PAUSE = '/api/v1/groups/zone-1/pause';

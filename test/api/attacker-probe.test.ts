@@ -9,6 +9,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { AHU, ALARM, type ApiNode, apiNode } from './api-node.ts';
+import { type Method, operatorState, pausedNow, send, session } from './probe-requests.ts';
 
 const open: ApiNode[] = [];
 afterEach(async () => {
@@ -18,30 +19,6 @@ async function node(opts?: Parameters<typeof apiNode>[0]) {
   const n = await apiNode(opts);
   open.push(n);
   return n;
-}
-
-type Method = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'HEAD' | 'OPTIONS' | 'TRACE' | 'PATCH';
-function send(
-  n: ApiNode,
-  method: Method,
-  url: string,
-  headers: Record<string, string> = {},
-  payload?: string | Buffer,
-): Promise<LightMyRequestResponse> {
-  return n.app.inject({ method, url, headers, ...(payload === undefined ? {} : { payload }) });
-}
-
-/** A dashboard session as the browser holds it: the cookie header to send. */
-async function session(n: ApiNode): Promise<string> {
-  const r = await send(
-    n,
-    'POST',
-    '/api/v1/auth/sign-in',
-    { 'content-type': 'application/json', 'x-coolctl-request': '1' },
-    JSON.stringify({ name: 'operator', password: TEST_PASSWORD }),
-  );
-  expect(r.statusCode).toBe(200);
-  return String(r.headers['set-cookie']).split(';')[0]!;
 }
 
 /** What a raw socket got back for `text` (the server closes, or we stop reading after a while). */
@@ -81,16 +58,6 @@ function expectHardened(h: Record<string, unknown>, what: string, page = false):
   expect(h['referrer-policy'], what).toBe('no-referrer');
   expect(h.server, what).toBeUndefined();
   expect(h['x-powered-by'], what).toBeUndefined();
-}
-
-/** The group's stored operator state as a viewer reads it: paused, and the units overridden. */
-async function operatorState(n: ApiNode): Promise<{ paused: boolean; overridden: string[] }> {
-  const r = await send(n, 'GET', '/api/v1/groups/zone-1', n.as('viewer'));
-  const op = (r.json() as { operator?: { paused?: boolean; overrides?: Record<string, unknown> } }).operator;
-  return { paused: op?.paused === true, overridden: Object.keys(op?.overrides ?? {}) };
-}
-async function pausedNow(n: ApiNode): Promise<boolean> {
-  return (await operatorState(n)).paused;
 }
 
 describe('dashboard paths', () => {
