@@ -8,18 +8,9 @@
 // Args: --mode idle|raw|modbus|opcua [--ahus FILE (JSON array of air handlers)] [--pki DIR] [--reads 3]
 
 import { readFile } from 'node:fs/promises';
-import { registerHooks } from 'node:module';
 import { parseArgs } from 'node:util';
-
-const loaded = new Set<string>();
-// Registered before any import of ours: everything loaded below passes through it (ESM and require).
-registerHooks({
-  resolve(specifier, context, nextResolve) {
-    const r = nextResolve(specifier, context);
-    loaded.add(r.url);
-    return r;
-  },
-});
+// Counts every module resolved from here on: ours are all imported dynamically, below.
+import { loaded } from './loaded-modules.ts';
 
 const OPEN_BATCH = 100;
 const CLOSE_DEADLINE_MS = 10_000;

@@ -10,20 +10,11 @@
 
 import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { registerHooks } from 'node:module';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
-
-const loaded = new Set<string>();
-// Registered before any import of ours: node-opcua's modules are counted, not assumed absent.
-registerHooks({
-  resolve(specifier, context, nextResolve) {
-    const r = nextResolve(specifier, context);
-    loaded.add(r.url);
-    return r;
-  },
-});
+// Counts every module resolved from here on: ours are all imported dynamically, below.
+import { loaded } from './loaded-modules.ts';
 
 // Every Buffer made through Buffer.alloc/allocUnsafe/allocUnsafeSlow (which concat and node-opcua's
 // chunk builders use) is counted: the allocation rate is what the 16 KB chunk size cut.
