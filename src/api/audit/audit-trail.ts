@@ -45,6 +45,7 @@ import { zeroSeries } from '../../metrics/zero-series.ts';
 import { Backoff } from '../../util/async.ts';
 import { clip, LogLimiter } from '../../util/log-limit.ts';
 import { parseWireJson, wireJson } from '../../version.ts';
+import { TOKEN_SHAPE } from '../auth/credentials.ts';
 
 export interface OperatorAction {
   kind: 'operator';
@@ -167,8 +168,6 @@ export const PRUNE_BATCH = 1_000;
  * Matching by pattern costs a harmless `(secret)` on a field that only sounds like one.
  */
 const SECRET_FIELD = /pass|pwd|secret|token|key|credential|auth|cookie|session|bearer|private/i;
-/** One of our tokens, wherever it sits (a value, a label, a reason). */
-const TOKEN_VALUE = /cct_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/g;
 
 /** Failed sign-ins of one name from one address within this share one entry. */
 export const FAILED_SIGN_IN_WINDOW_MS = 60_000;
@@ -550,7 +549,7 @@ function withoutSecrets(rec: AuditRecord): AuditRecord {
   const { params, ...rest } = rec as AuditRecord & { params?: unknown };
   const texts = JSON.parse(
     JSON.stringify(rest, (_k, v) =>
-      typeof v === 'string' ? clip(v.replace(TOKEN_VALUE, '(secret)'), MAX_FIELD_CHARS) : v,
+      typeof v === 'string' ? clip(v.replace(TOKEN_SHAPE, '(secret)'), MAX_FIELD_CHARS) : v,
     ),
   ) as AuditRecord;
   return texts.kind === 'operator' ? { ...texts, params: keepable(params) } : texts;
@@ -654,7 +653,7 @@ export function keepable(params: unknown): unknown {
   if (params === undefined || params === null) return null;
   try {
     const json = JSON.stringify(params, (k, v) =>
-      SECRET_FIELD.test(k) ? '(secret)' : typeof v === 'string' ? v.replace(TOKEN_VALUE, '(secret)') : v,
+      SECRET_FIELD.test(k) ? '(secret)' : typeof v === 'string' ? v.replace(TOKEN_SHAPE, '(secret)') : v,
     );
     return json !== undefined && json.length <= MAX_PARAMS_CHARS ? JSON.parse(json) : null;
   } catch {

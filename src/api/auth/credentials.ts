@@ -60,12 +60,19 @@ export function newToken(): NewToken {
   return { id, token: `cct_${id}_${secret}`, hash: secretHash(secret) };
 }
 
-/** A token anywhere in a text (its id captured): what an echo of client input must not show. */
-export const TOKEN_SHAPE = /cct_([0-9a-f]{16})_[A-Za-z0-9_-]{43}/g;
+/** A token's grammar, once: `cct_`, its id (16 hex), `_`, its secret (32 bytes, base64url). */
+const TOKEN_PARTS = 'cct_([0-9a-f]{16})_([A-Za-z0-9_-]{43})';
+const TOKEN = new RegExp(`^${TOKEN_PARTS}$`);
+
+/**
+ * A token anywhere in a text (id and secret captured): what an echo of client input or an audit
+ * entry must not show. Global: use it with `replace`, not `exec`.
+ */
+export const TOKEN_SHAPE = new RegExp(TOKEN_PARTS, 'g');
 
 /** The id and secret of a token, or null when it is not one of ours. */
 export function parseToken(token: string): { id: string; secret: string } | null {
-  const m = /^cct_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/.exec(token);
+  const m = TOKEN.exec(token);
   return m ? { id: m[1]!, secret: m[2]! } : null;
 }
 
