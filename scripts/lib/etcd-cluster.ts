@@ -1,8 +1,9 @@
 // A real etcd cluster on loopback for the demo, the benches and the tests: N members (default 3)
 // of the installed /usr/bin/etcd on 127.0.0.1, free client and peer ports, tmp data dirs, fast raft
 // timing (heartbeat 50 ms, election 500 ms), lease checkpointing on as in what we ship.
-// Everything is bounded: start waits for `etcdctl endpoint health` with a deadline, stop() sends
-// SIGCONT+SIGTERM then SIGKILL after 3 s and removes the data dirs; a process exit kills leftovers.
+// Everything is bounded: start waits for `etcdctl endpoint health` with a deadline, stop() kills
+// every member (SIGKILL: nothing of their data is kept) and removes the data dirs; a process exit
+// kills leftovers.
 // `secure`: TLS on client and peer URLs with client certificates required (a CA made with openssl),
 // and authentication on, with a `root` user and one user whose role reaches only a prefix; plain
 // unless asked (the test suite's wrapper, test/support/etcd-cluster.ts, defaults it to the suite's
@@ -501,12 +502,10 @@ class RealEtcdCluster implements EtcdCluster {
       this.members.map(async (m) => {
         const p = m.proc;
         if (!p || p.exitCode !== null || p.signalCode !== null) return;
-        p.kill('SIGCONT');
-        p.kill('SIGTERM');
-        if (!(await exited(p, 3_000))) {
-          p.kill('SIGKILL');
-          await exited(p, 3_000);
-        }
+        // SIGKILL at once: the data dirs go with the cluster, and a member asked to stop while its
+        // peers stop too waits seconds for a leadership transfer no one can take (3 s a cluster).
+        p.kill('SIGKILL');
+        await exited(p, 3_000);
       }),
     );
     await Promise.all(this.members.map((m) => m.proxy?.close()));
