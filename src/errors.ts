@@ -21,6 +21,8 @@ export const ErrorCodes = {
   NOT_LEADER: 'COOLCTL_E_NOT_LEADER',
   ETCD_TIMEOUT: 'COOLCTL_E_ETCD_TIMEOUT',
   ETCD_UNAVAILABLE: 'COOLCTL_E_ETCD_UNAVAILABLE',
+  /** etcd refuses writes: its backend quota is used up (NOSPACE alarm); an operator must free space. */
+  ETCD_NO_SPACE: 'COOLCTL_E_ETCD_NO_SPACE',
   LEASE_LOST: 'COOLCTL_E_LEASE_LOST',
   NODE_NAME_TAKEN: 'COOLCTL_E_NODE_NAME_TAKEN',
   DATA_DIR_IN_USE: 'COOLCTL_E_DATA_DIR_IN_USE',

@@ -42,6 +42,8 @@ export interface EtcdClusterOptions {
    * reaches only `prefix` (default {@link TEST_ROLE_PREFIX}). Default: plain.
    */
   secure?: boolean | { prefix?: string };
+  /** More flags for every member's command line (e.g. `--quota-backend-bytes=…` for a tiny quota). */
+  extraFlags?: string[];
 }
 
 /**
@@ -420,6 +422,7 @@ class RealEtcdCluster implements EtcdCluster {
         '--logger=zap',
         '--log-outputs=stderr',
         '--log-level=warn',
+        ...(this.opts.extraFlags ?? []),
       ],
       { stdio: ['ignore', fd, fd] },
     );

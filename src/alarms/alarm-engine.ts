@@ -6,8 +6,9 @@
 // - cluster-scoped alarms (a node down, a group without a leader) are judged by the live member
 //   whose name sorts first (rules.clusterOwner), which also prunes cleared alarms for retention
 //   and closes orphaned records (open, but named by no open key);
-// - etcd-quorum-lost cannot be written to etcd while it is true: each node keeps its own in
-//   memory, shows it in its API, notifies, and records it in etcd once it reaches etcd again.
+// - etcd-quorum-lost and etcd-no-space cannot be written to etcd while they are true: each node
+//   keeps its own in memory, shows it in its API, notifies, and records it in etcd once etcd takes
+//   its writes again.
 // The store's transactions make a condition open at most once cluster-wide, whoever races.
 // Each transition is notified once, by the node whose transaction made it (raise and clear: the
 // owner; acknowledge and shelve: the node that took the request; a shelf's end: the owner, from
@@ -15,6 +16,7 @@
 // it). A failing evaluation is logged and counted; it never stops the next one, nor anything else.
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
+import { ETCD_NO_SPACE_REMEDY } from '../cluster/errors.ts';
 import type { Leadership } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
@@ -70,6 +72,8 @@ export interface AlarmEngineOptions {
   sensors: () => SensorStore | undefined;
   /** The running site and the configured node names (replaced on reload). */
   config: () => { site: Site; nodes: readonly string[] };
+  /** Whether etcd refuses writes for lack of space (null: no answer); none: never asked. */
+  spaceProbe?: { refusesWrites(): Promise<boolean | null> };
   /** Where transitions are sent (the running site's notifications; none: not sent). */
   notifier?: () => Notifier | undefined;
   logger: Logger;
@@ -111,7 +115,7 @@ export class AlarmEngine implements AlarmApi {
   private readonly groupMemory = new Map<string, RuleMemory>();
   private clusterMemory = newMemory();
   private localMemory = newMemory();
-  /** This node's etcd-quorum-lost alarms not in etcd yet (at most one open), oldest first. */
+  /** This node's own alarms not in etcd yet (at most one open per kind), oldest first. */
   private readonly locals: StoredAlarm[] = [];
   /** Open alarm ids this node found a valid record for (an open key's target, checked once). */
   private readonly verified = new Set<string>();
@@ -320,57 +324,78 @@ export class AlarmEngine implements AlarmApi {
   }
 
   /**
-   * etcd out of reach: this node's own alarm, kept here (and in the API's answers) until etcd can
-   * take it; raised after the delay, closed and recorded once etcd answers again.
+   * This node's own alarms about etcd, kept here (and in the API's answers) until etcd takes writes:
+   * etcd out of reach (raised after the delay) and etcd out of space (raised at once: it never ends
+   * on its own). Each is closed when its condition ends, and recorded once etcd takes writes again.
    */
   private async evaluateLocal(nowMs: number, delayS: number): Promise<void> {
     const { node, leadership, store } = this.opts;
-    const key = conditionKey('etcd-quorum-lost', null, node);
-    let open = this.locals.find((a) => a.clearedAtMs === null);
+    const reached = leadership.healthy;
+    const noSpace = reached && (await this.opts.spaceProbe?.refusesWrites()) === true;
+    this.localCondition(
+      'etcd-quorum-lost',
+      !reached,
+      nowMs,
+      delayS * 1000,
+      `node ${node} cannot reach etcd (quorum lost, or this node cut off): leadership and alarms cannot be written`,
+      'this node reaches etcd again',
+    );
+    this.localCondition(
+      'etcd-no-space',
+      noSpace,
+      nowMs,
+      0,
+      `etcd refuses writes: database space exceeded (NOSPACE alarm); leaders keep driving, but operator actions, alarms and new candidates cannot be written: ${ETCD_NO_SPACE_REMEDY}`,
+      'etcd takes writes again',
+    );
+    if (!reached || noSpace) return;
+    while (this.locals.length > 0) {
+      const a = this.locals[0]!;
+      await store.record(a, conditionKey(a.kind, null, node));
+      this.locals.shift();
+      this.log.info({ alarm: a.id }, `${a.kind} recorded in etcd now that it takes writes again`);
+    }
+  }
+
+  private localCondition(
+    kind: 'etcd-quorum-lost' | 'etcd-no-space',
+    active: boolean,
+    nowMs: number,
+    delayMs: number,
+    message: string,
+    clearReason: string,
+  ): void {
+    const { node } = this.opts;
+    const key = conditionKey(kind, null, node);
+    let open = this.locals.find((a) => a.kind === kind && a.clearedAtMs === null);
     const ended = open?.shelf && !this.shelves.shelved(open) ? shelfExpired(open, open.shelf.untilMs) : open;
     if (open && ended && ended !== open) {
       this.locals[this.locals.indexOf(open)] = ended;
       this.shelfEnded(ended, open.shelf?.untilMs ?? 0);
       open = ended;
     }
-    if (!leadership.healthy) {
+    if (active) {
       const since = this.localMemory.since.get(key) ?? nowMs;
       this.localMemory.since.set(key, since);
-      if (open || nowMs - since < delayS * 1000) return;
+      if (open || nowMs - since < delayMs) return;
       const alarm = raisedAlarm(
-        {
-          kind: 'etcd-quorum-lost',
-          group: null,
-          subject: node,
-          message: `node ${node} cannot reach etcd (quorum lost, or this node cut off): leadership and alarms cannot be written`,
-          value: null,
-        },
+        { kind, group: null, subject: node, message, value: null },
         node,
         this.wallNow(),
       );
       this.locals.push(alarm);
       this.log.error(
         { alarm: alarm.id },
-        `alarm raised (kept on this node until etcd is back): ${alarm.message}`,
+        `alarm raised (kept on this node until etcd takes writes): ${alarm.message}`,
       );
       this.transitioned(alarm, 'raised');
       return;
     }
     this.localMemory.since.delete(key);
     if (open) {
-      const closed = clearedAlarm(open, {
-        atMs: this.wallNow(),
-        by: node,
-        reason: 'this node reaches etcd again',
-      });
+      const closed = clearedAlarm(open, { atMs: this.wallNow(), by: node, reason: clearReason });
       this.locals[this.locals.indexOf(open)] = closed;
       this.transitioned(closed, 'cleared');
-    }
-    while (this.locals.length > 0) {
-      const a = this.locals[0]!;
-      await store.record(a, key);
-      this.locals.shift();
-      this.log.info({ alarm: a.id }, 'etcd-quorum-lost recorded in etcd now that it answers again');
     }
   }
 
@@ -491,7 +516,8 @@ export class AlarmEngine implements AlarmApi {
       if (!isAlarmKind(kind)) continue;
       const g = group === '-' ? null : (group ?? null);
       if (!mine(kind, g)) continue;
-      const unraisable = kind === 'etcd-quorum-lost' || (ALARM_KINDS[kind].scope === 'group' && g === null);
+      const unraisable =
+        ALARM_KINDS[kind].scope === 'node' || (ALARM_KINDS[kind].scope === 'group' && g === null);
       closing.push({
         key,
         id,

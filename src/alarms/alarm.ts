@@ -36,6 +36,7 @@ export const ALARM_KINDS = {
   'group-leaderless': { severity: 'critical', scope: 'cluster' },
   'node-down': { severity: 'minor', scope: 'cluster' },
   'etcd-quorum-lost': { severity: 'critical', scope: 'node' },
+  'etcd-no-space': { severity: 'critical', scope: 'node' },
 } as const satisfies Record<string, { severity: Severity; scope: 'group' | 'cluster' | 'node' }>;
 export type AlarmKind = keyof typeof ALARM_KINDS;
 

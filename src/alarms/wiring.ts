@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { EtcdSpaceProbe } from '../cluster/etcd/space-probe.ts';
 import type { Leadership } from '../cluster/leadership.ts';
 import type { MqttLink } from '../config/link-secrets.ts';
 import type { Site } from '../config/site-schema.ts';
@@ -134,6 +135,14 @@ export function createAlarms(w: AlarmWiring): { engine: AlarmEngine; stop(): Pro
     devices: w.devices,
     sensors: w.sensors,
     config: w.config,
+    spaceProbe: new EtcdSpaceProbe({
+      client: w.etcd,
+      prefix: w.prefix,
+      node: w.node,
+      callTimeoutMs: w.callTimeoutMs,
+      logger: w.logger,
+      registry: w.registry,
+    }),
     notifier: () => notifier.get(),
     resendMs: () => (w.config().site.alarms?.notifications?.webhook?.resendS ?? 60) * 1000,
     logger: w.logger,

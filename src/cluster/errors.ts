@@ -7,6 +7,8 @@ export const ClusterErrorCodes = {
   ETCD_TIMEOUT: ErrorCodes.ETCD_TIMEOUT,
   /** An etcd call failed (member down, no leader, connection refused, …). */
   ETCD_UNAVAILABLE: ErrorCodes.ETCD_UNAVAILABLE,
+  /** etcd refuses every write that grows its db: its backend quota is used up (NOSPACE alarm). */
+  ETCD_NO_SPACE: ErrorCodes.ETCD_NO_SPACE,
   /** etcd says our lease no longer exists: every key it held is gone. */
   LEASE_LOST: ErrorCodes.LEASE_LOST,
   /** Another live process already registered this node name. */
@@ -59,4 +61,33 @@ export function etcdLeaseLost(what: string, cause: unknown): ClusterError {
 /** The caller's signal aborted the call. */
 export function etcdAborted(what: string, signal: AbortSignal | undefined): ClusterError {
   return new ClusterError(ClusterErrorCodes.ABORTED, `etcd ${what}: aborted`, { cause: signal?.reason });
+}
+
+/**
+ * What an operator does when etcd is out of space: the one wording the alarm, the log line and the
+ * refused actions share (docs/leadership.md, "etcd out of space"). etcd keeps refusing writes after
+ * space is freed until its NOSPACE alarm is disarmed by hand.
+ */
+export const ETCD_NO_SPACE_REMEDY =
+  'free space, then disarm: etcdctl compact <current revision>; etcdctl defrag (each member); etcdctl alarm disarm';
+
+/**
+ * Whether `err` (or a cause of it) is etcd refusing a write for lack of space: "etcdserver: mvcc:
+ * database space exceeded" (gRPC RESOURCE_EXHAUSTED). Reads, deletes and lease keepalives still work.
+ */
+export function isEtcdNoSpace(err: unknown): boolean {
+  for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
+    if (e instanceof CoolctlError && e.code === ErrorCodes.ETCD_NO_SPACE) return true;
+    if (e instanceof Error && /database space exceeded/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+/** etcd refused a write for lack of space: no other try helps until an operator frees space and disarms. */
+export function etcdNoSpace(what: string, cause?: unknown): ClusterError {
+  return new ClusterError(
+    ClusterErrorCodes.ETCD_NO_SPACE,
+    `etcd ${what}: database space exceeded (etcd's NOSPACE alarm: it takes no writes); ${ETCD_NO_SPACE_REMEDY}`,
+    { cause, retryable: false },
+  );
 }

@@ -115,6 +115,8 @@ export interface HallOptions {
   deviceProxies?: boolean;
   /** etcd members reach each other through proxies, so one member's followers can stop hearing it. */
   etcdPeerProxies?: boolean;
+  /** More flags for every etcd member (e.g. a small `--quota-backend-bytes`). */
+  etcdFlags?: string[];
   /** Sample the controllers' claims (API + readyz) for the liveness invariant; default true. */
   liveness?: boolean;
   /**
@@ -447,6 +449,7 @@ export class Hall {
         heartbeatMs: 50,
         electionMs: ETCD_ELECTION_MS,
         ...(opts.etcdPeerProxies ? { peerProxies: true } : {}),
+        ...(opts.etcdFlags ? { extraFlags: opts.etcdFlags } : {}),
         secure: opts.secure ? { prefix: `${HALL_PREFIX}/` } : false,
       });
       const mqttSecurity = opts.secure ? await makeSimBrokerSecurity(dir) : undefined;

@@ -2,11 +2,13 @@
 // guard (identity, role, cross-site), its schema and the limiter has its entry stored in etcd
 // (outcome pending) before its handler runs, and completed with its answer before the answer
 // leaves. When etcd does not take the entry within its call deadline, the action is not carried
-// out: 503 COOLCTL_E_AUDIT_UNAVAILABLE, counted and logged. So nothing steers cooling unrecorded,
+// out: 503 COOLCTL_E_AUDIT_UNAVAILABLE (COOLCTL_E_ETCD_NO_SPACE, with the remedy, when etcd refused it
+// for lack of space), counted and logged. So nothing steers cooling unrecorded,
 // and nothing refused before the limiter (junk, floods) ever reaches etcd. Register it after
 // @fastify/rate-limit: its per-route preHandler must come after the limiter's (../app.ts).
 // Public routes (sign-in) have no identity before their handler: recorded after, with the answer.
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import { ETCD_NO_SPACE_REMEDY, isEtcdNoSpace } from '../../cluster/errors.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import { changesState } from '../auth/guard.ts';
 import {
@@ -79,6 +81,17 @@ async function recordFirstPlugin(app: FastifyInstance, opts: RecordFirstOptions)
       // Its refusal is already the entry's outcome, on its way to etcd: onSend leaves it be.
       req.auditEntry = err.entry;
       reply.header('retry-after', '5');
+      // Not a moment's outage: no other try helps until an operator frees space in etcd.
+      if (isEtcdNoSpace(err))
+        throw new BadRequestError(
+          ErrorCodes.ETCD_NO_SPACE,
+          `${req.method} ${req.routeOptions.url}: not carried out: etcd refuses writes (database space exceeded), so its audit entry could not be stored, and no action runs unrecorded`,
+          [
+            ETCD_NO_SPACE_REMEDY,
+            'then try again (GET /api/v1/alarms shows etcd-no-space until etcd takes writes)',
+          ],
+          AUDIT_REFUSED_STATUS,
+        );
       throw new BadRequestError(
         ErrorCodes.AUDIT_UNAVAILABLE,
         `${req.method} ${req.routeOptions.url}: not carried out: the audit trail (etcd) did not store its entry, and no action runs unrecorded`,

@@ -54,7 +54,7 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
       config: { access: 'viewer' },
       schema: {
         description:
-          'The cluster’s alarms, newest first, as etcd keeps them (the same on every node), plus this node’s own while it cannot reach etcd (etcd-quorum-lost). `active`: not cleared (shelved ones included, with shelvedUntil); `all`: with the cleared ones retention keeps.',
+          'The cluster’s alarms, newest first, as etcd keeps them (the same on every node), plus this node’s own while etcd cannot take them (etcd-quorum-lost, etcd-no-space). `active`: not cleared (shelved ones included, with shelvedUntil); `all`: with the cleared ones retention keeps.',
         querystring: T.Object(
           { state: T.Optional(T.Union([T.Literal('active'), T.Literal('all')], { default: 'active' })) },
           { additionalProperties: false },
