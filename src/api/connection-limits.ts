@@ -7,11 +7,13 @@
 // CHECK_EVERY_MS after its request began. At most MAX_CONNECTIONS are open at once, half of them
 // from one address (../util/connection-slots.ts): a newcomer at a bound takes the slot of the
 // oldest connection that has not delivered a whole request yet (silent, trickling, or mid-handshake),
-// so clients that never speak cannot keep operators out; only when every slot it could take holds a
-// connection that has (a keep-alive dashboard, a switchover in flight) is the newcomer closed.
+// else of the keep-alive connection idle longest — every answer sent, no byte since, for at least
+// IDLE_DISPLACE_AFTER_MS — so clients that never speak, or speak once and sit, cannot keep operators
+// out; only when every slot it could take is busy (a request being read or answered) or idle for
+// less is the newcomer closed. A client whose idle keep-alive is closed opens a new one.
 // Whatever is cut off before a request was read is answered where the socket still takes it (408,
 // 400, 431), counted (route `connection`) and logged like every refusal (./refusals.ts).
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import { ErrorCodes } from '../errors.ts';
 import { ConnectionSlots, type SlotBound, tcpSocketOf } from '../util/connection-slots.ts';
@@ -35,6 +37,11 @@ export interface ConnectionLimits {
   maxConnections: number;
   /** The share of maxConnections one remote address may hold (default PER_ADDRESS_SHARE). */
   perAddressShare?: number;
+  /**
+   * At a bound, a keep-alive connection idle this long (every answer sent, no byte since) gives its
+   * slot to a newcomer when no unproven one is left (default IDLE_DISPLACE_AFTER_MS).
+   */
+  idleDisplaceAfterMs?: number;
 }
 
 export const CONNECTION_LIMITS: ConnectionLimits = {
@@ -64,12 +71,22 @@ export function serverOptions(l: ConnectionLimits) {
 /** The share of a server's connections one remote address may hold (a reverse proxy: all of them). */
 export const PER_ADDRESS_SHARE = 0.5;
 
+/**
+ * How long a served keep-alive connection must have sat idle before a newcomer at a bound may take
+ * its slot: over three of the dashboard's 1.5 s polls, so a page in use keeps its connections, and
+ * far under the 65 s keep-alive that let a client that spoke once hold its slot. Closing an idle
+ * keep-alive is what the keep-alive timeout does anyway; the client opens a new connection.
+ */
+export const IDLE_DISPLACE_AFTER_MS = 5_000;
+
 /** A connection closed, or turned away, at the slot bounds: for the server's counter and log. */
 export interface SlotEvent {
   outcome: 'evicted' | 'refused';
   bound: SlotBound;
   /** The connection's remote address. */
   address: string;
+  /** Set when the connection closed had been served and was idle this long. */
+  idleMs?: number;
 }
 
 /** What a server's slot event says in its log line. */
@@ -78,51 +95,90 @@ export function slotEventMessage(e: SlotEvent, maxConnections: number, share = P
     e.bound === 'per-address'
       ? `its address holds its share (${perAddressShare(maxConnections, share)}) of the ${maxConnections} connections`
       : `${maxConnections} connections are open`;
-  return e.outcome === 'evicted'
+  if (e.outcome === 'refused') return `connection closed: ${where}, each busy or idle only briefly`;
+  return e.idleMs === undefined
     ? `connection closed: it delivered no request, and a newcomer needed its slot (${where})`
-    : `connection closed: ${where}, each serving requests`;
+    : `connection closed: idle ${(e.idleMs / 1000).toFixed(1)} s after its last answer, and a newcomer needed its slot (${where})`;
 }
 
 export function perAddressShare(maxConnections: number, share = PER_ADDRESS_SHARE): number {
   return Math.max(1, Math.ceil(maxConnections * share));
 }
 
+/** What one connection has asked so far: looked at only when a bound is reached. */
+interface Served {
+  count: number;
+  last: IncomingMessage;
+  /** Requests read and not yet answered (pipelined ones queue behind the first). */
+  unanswered: number;
+  /** When the last answer went out (performance.now()), and the connection's bytes read then. */
+  answeredAtMs: number;
+  bytesReadThen: number;
+}
+
 /**
  * An HTTP(S) server's connection slots (../util/connection-slots.ts): a connection proves itself
  * with a whole request — its first request read to its last byte, or a second one begun (the
- * first was answered). Counted per socket on 'request', looked at only when a bound is reached.
+ * first was answered); it is idle from its last answer until its next byte (TLS records included).
+ * Tracked per socket on 'request', looked at only when a bound is reached.
  */
 export function httpConnectionSlots(
-  server: NetServer & { on(e: 'request', f: (req: IncomingMessage) => void): unknown },
+  server: NetServer & {
+    on(e: 'request', f: (req: IncomingMessage, res: ServerResponse) => void): unknown;
+  },
   maxConnections: number,
   report: (e: SlotEvent) => void,
   share = PER_ADDRESS_SHARE,
+  idleDisplaceAfterMs = IDLE_DISPLACE_AFTER_MS,
 ): ConnectionSlots {
-  const requests = new WeakMap<Socket, { count: number; last: IncomingMessage }>();
+  const requests = new WeakMap<Socket, Served>();
   const slots = new ConnectionSlots(
     {
       maxOpen: maxConnections,
       maxUnproven: maxConnections,
       maxPerAddress: perAddressShare(maxConnections, share),
+      displaceIdleAfterMs: idleDisplaceAfterMs,
     },
     (s) => {
       const r = requests.get(s);
-      return r !== undefined && (r.count > 1 || r.last.complete);
+      if (r === undefined) return { proven: false };
+      const proven = r.count > 1 || r.last.complete;
+      // A byte since the last answer is a request being read.
+      if (!proven || r.unanswered > 0 || s.bytesRead !== r.bytesReadThen) return { proven };
+      return { proven, idleMs: performance.now() - r.answeredAtMs };
     },
   );
   // The TCP connection, before any TLS: a handshake that never ends holds a slot too.
   server.on('connection', (socket: Socket) => {
     const o = slots.admit(socket);
     if (!o.admitted) report({ outcome: 'refused', bound: o.bound, address: socket.remoteAddress ?? '' });
-    else for (const e of o.evicted) report({ outcome: 'evicted', bound: e.bound, address: e.address });
+    else
+      for (const e of o.evicted)
+        report({
+          outcome: 'evicted',
+          bound: e.bound,
+          address: e.address,
+          ...(e.idleMs === undefined ? {} : { idleMs: e.idleMs }),
+        });
   });
-  server.on('request', (req: IncomingMessage) => {
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const tcp = tcpSocketOf(req.socket);
-    const r = requests.get(tcp);
+    let r = requests.get(tcp);
     if (r) {
       r.count++;
       r.last = req;
-    } else requests.set(tcp, { count: 1, last: req });
+      r.unanswered++;
+    } else {
+      r = { count: 1, last: req, unanswered: 1, answeredAtMs: 0, bytesReadThen: 0 };
+      requests.set(tcp, r);
+    }
+    const served = r;
+    // 'close' comes once per response: sent, or its connection gone.
+    res.once('close', () => {
+      served.unanswered--;
+      served.answeredAtMs = performance.now();
+      served.bytesReadThen = tcp.bytesRead;
+    });
   });
   return slots;
 }
@@ -137,17 +193,21 @@ export function applyConnectionLimits(
   httpConnectionSlots(
     server,
     l.maxConnections,
-    (e) =>
+    (e) => {
+      // An evicted connection had its time and sent nothing whole: as a request timeout is answered.
+      // An idle one was served and sent nothing since: closed as its keep-alive timeout would.
+      const silent = e.outcome === 'evicted' && e.idleMs === undefined;
       refusals.refuse({
         route: 'connection',
-        // An evicted connection had its time and sent nothing whole: as a request timeout is answered.
-        code: e.outcome === 'evicted' ? ErrorCodes.BAD_REQUEST : ErrorCodes.RATE_LIMITED,
-        status: e.outcome === 'evicted' ? 408 : 503,
+        code: silent ? ErrorCodes.BAD_REQUEST : ErrorCodes.RATE_LIMITED,
+        status: silent ? 408 : 503,
         message: slotEventMessage(e, l.maxConnections, share),
-        details: [`${e.outcome} at the ${e.bound} bound`],
+        details: [`${e.idleMs === undefined ? e.outcome : 'evicted-idle'} at the ${e.bound} bound`],
         clientIp: e.address,
-      }),
+      });
+    },
     share,
+    l.idleDisplaceAfterMs ?? IDLE_DISPLACE_AFTER_MS,
   );
 }
 

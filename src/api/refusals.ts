@@ -35,7 +35,7 @@ export class Refusals {
   constructor(registry: Registry, log: Logger, now: () => number = () => performance.now()) {
     this.counter = new Counter({
       name: 'coolctl_api_requests_refused_total',
-      help: 'API requests refused, by route (its pattern; unknown: no such route or an unreadable URL; connection: cut off before a request was read)',
+      help: 'API requests refused, by route (its pattern; unknown: no such route or an unreadable URL; connection: cut off before a request was read, or closed idle for a newcomer at the cap)',
       labelNames: ['route'],
       registers: [registry],
     });

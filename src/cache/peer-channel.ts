@@ -7,7 +7,9 @@
 // At most MAX_UNPROVEN_PEER_CONNECTIONS incoming connections are not yet past HELLO (silent, or
 // stalled in the handshake): a newer one closes the oldest (`crowded-out`), so a flood of them
 // holds a bounded number of descriptors and a real peer, which gets past HELLO in milliseconds,
-// still gets in (../util/connection-slots.ts). A link past HELLO is never displaced.
+// still gets in (../util/connection-slots.ts). A link past HELLO is never displaced, idle or not:
+// only unproven connections are bounded here, a linked peer proved the cluster key, and its PINGs
+// keep it from ever idling; taking its slot would only cost a redial and a resync.
 // With per-pair keys (`peerKeys`: this node's key with each peer, pairKey()), a PSK identity is
 // bound to one node: the key for identity X is the one only X and we hold, so a member presenting
 // another member's name fails the handshake. The shared secret alone cannot bind: every node has it.
@@ -162,7 +164,7 @@ export class PeerChannel extends EventEmitter {
     const identities = new WeakMap<TLSSocket, string>();
     const slots = new ConnectionSlots(
       { maxOpen: Infinity, maxUnproven: MAX_UNPROVEN_PEER_CONNECTIONS, maxPerAddress: Infinity },
-      (tcp) => this.pastHello.has(tcp),
+      (tcp) => ({ proven: this.pastHello.has(tcp) }),
     );
     /** Closed for a newer connection: counted as that, not again as a failed handshake. */
     const crowdedOut = new WeakSet<Socket>();

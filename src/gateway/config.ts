@@ -15,6 +15,15 @@ import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
  */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000;
 
+/**
+ * When every slot is taken, a connection that has spoken but has had nothing in flight and sent
+ * nothing for this long gives its slot to a newcomer. Above the longest control period (60 s) with
+ * a margin for a late loop, so a leader's connection is never taken between its writes, whatever
+ * its period; a quarter of the idle timeout, which is how long one-request-then-idle clients kept
+ * every controller out before.
+ */
+export const DEFAULT_IDLE_DISPLACE_AFTER_MS = 65_000;
+
 const DEFAULT_MAX_CONNECTIONS = 32;
 
 /** One source address may hold this share of maxConnections by default (never fewer than the units). */
@@ -167,6 +176,15 @@ export const GatewayConfigSchema = T.Object(
           'a connection that sends no request for this long is closed; keep it well above the controllers’ control.periodMs',
       }),
     ),
+    idleDisplaceAfterMs: T.Optional(
+      T.Integer({
+        minimum: 100,
+        maximum: 3_600_000,
+        default: DEFAULT_IDLE_DISPLACE_AFTER_MS,
+        description:
+          'when every slot is taken, a connection with nothing in flight that has sent nothing for this long gives its slot to a newcomer; keep it above the controllers’ control.periodMs',
+      }),
+    ),
     lines: T.Array(LineSchema, { minItems: 1 }),
     units: T.Array(UnitSchema, { minItems: 1 }),
   },
@@ -190,6 +208,8 @@ export interface GatewayConfig {
   maxConnectionsPerHost: number;
   /** A connection without a request for this long is closed. */
   idleTimeoutMs: number;
+  /** At a bound, a connection idle this long (nothing in flight, nothing received) gives way. */
+  idleDisplaceAfterMs: number;
   lines: (LineConfig & { queueTimeoutMs: number; maxQueued: number })[];
   units: (UnitConfig & { name: string; unitId: number; timeoutMs: number })[];
 }
@@ -323,6 +343,7 @@ export function parseGatewayConfig(text: string, file = '<inline>'): GatewayConf
     maxConnectionsPerHost:
       c.maxConnectionsPerHost ?? defaultMaxConnectionsPerHost(maxConnections, c.units.length),
     idleTimeoutMs: c.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
+    idleDisplaceAfterMs: c.idleDisplaceAfterMs ?? DEFAULT_IDLE_DISPLACE_AFTER_MS,
     lines: c.lines.map((l) => ({
       ...l,
       queueTimeoutMs: l.queueTimeoutMs ?? 1_000,

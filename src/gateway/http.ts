@@ -6,10 +6,10 @@
 // Its connections are few and short (HTTP_MAX_CONNECTIONS, HEADERS_TIMEOUT_MS): each is a file
 // descriptor the gateway shares with the controllers' connections and the epoch state file, so a
 // scanner holding idle ones must not starve fencing; nor may connections that send nothing keep a
-// scrape out: a newcomer takes the slot of the oldest one that has not delivered a request, and one
-// address holds at most half the slots (the API's rule, ../api/connection-limits.ts). A closed or
-// refused connection, or a request it cannot parse, gets a status where it can, a counter and a
-// rate-limited log line.
+// scrape out: a newcomer takes the slot of the oldest one that has not delivered a request, else of
+// the one idle longest past 5 s after its last answer, and one address holds at most half the slots
+// (the API's rule, ../api/connection-limits.ts). A closed or refused connection, or a request it
+// cannot parse, gets a status where it can, a counter and a rate-limited log line.
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -45,6 +45,7 @@ const ABSOLUTE_OR_ORIGIN = /^(?:https?:\/\/[^/?#]*)?(\/[^?#]*)/i;
 export const HTTP_REFUSALS = [
   'too_many_connections',
   'silent_connection_evicted',
+  'idle_connection_evicted',
   'bad_request',
   'timeout',
   'not_found',
@@ -115,7 +116,11 @@ export class GatewayHttp {
     );
     httpConnectionSlots(this.server, HTTP_MAX_CONNECTIONS, (e) =>
       refuse(
-        e.outcome === 'evicted' ? 'silent_connection_evicted' : 'too_many_connections',
+        e.outcome === 'refused'
+          ? 'too_many_connections'
+          : e.idleMs === undefined
+            ? 'silent_connection_evicted'
+            : 'idle_connection_evicted',
         e.address,
         slotEventMessage(e, HTTP_MAX_CONNECTIONS),
       ),

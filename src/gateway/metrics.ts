@@ -19,6 +19,7 @@ export const BAD_REQUEST_REASONS = [
   'too_many_connections',
   'too_many_from_host',
   'silent_connection_evicted',
+  'idle_connection_evicted',
   'slow_reader',
 ] as const;
 export type BadRequestReason = (typeof BAD_REQUEST_REASONS)[number];

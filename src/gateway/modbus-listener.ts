@@ -3,15 +3,16 @@
 // different lines run side by side). Bad input costs at most its own connection: a stream that is
 // not MBAP (protocol id ≠ 0, a length outside 2..254) or a frame left incomplete is counted, logged
 // and closed; too many unanswered requests on one connection are answered 0x06 (busy).
-// No connection holds a slot or memory it does not use, and clients that never speak cannot keep a
-// controller out (../util/connection-slots.ts): a connection proves itself with its first whole MBAP
-// frame; a newcomer over maxConnections, or over its source address's share, takes the slot of the
-// oldest connection that has not (a scanner's, an HMI's that never asks), which is closed and
-// counted; only when every slot it could take is proven is the newcomer closed. A proven connection
-// is never displaced; one that sends no request for idleTimeoutMs is closed; while a connection's
-// answers back up (its client does not read them) nothing more is read from it, and past
-// maxBufferedBytes, or with no progress for idleTimeoutMs, it is closed. stop() is bounded and
-// leaves no socket behind.
+// No connection holds a slot or memory it does not use, and clients that never speak, or speak once
+// and sit, cannot keep a controller out (../util/connection-slots.ts): a connection proves itself
+// with its first whole MBAP frame; a newcomer over maxConnections, or over its source address's
+// share, takes the slot of the oldest connection that has not (a scanner's, an HMI's that never
+// asks), else of the one idle longest — nothing in flight or half-read, no byte received for
+// idleDisplaceAfterMs (a tool that asked once); either is closed and counted, and only when none is
+// left is the newcomer closed. A busy connection is never displaced; one that sends no request for
+// idleTimeoutMs is closed; while a connection's answers back up (its client does not read them)
+// nothing more is read from it, and past maxBufferedBytes, or with no progress for idleTimeoutMs, it
+// is closed. stop() is bounded and leaves no socket behind.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { settlesWithin } from '../util/async.ts';
@@ -38,6 +39,11 @@ export interface ListenerOptions {
   maxConnectionsPerHost?: number;
   /** A connection with no request (and nothing in flight) for this long is closed. */
   idleTimeoutMs: number;
+  /**
+   * At a bound, a connection that has spoken, with nothing in flight and no byte received for this
+   * long, gives its slot to a newcomer once no silent one is left (default: never).
+   */
+  idleDisplaceAfterMs?: number;
   /** An incomplete frame older than this closes its connection. */
   frameTimeoutMs?: number;
   /** Unanswered requests per connection; more are answered busy. */
@@ -64,13 +70,16 @@ interface Conn {
   inFlight: number;
   /** Its answers are backed up: nothing is read or handed on until they drain. */
   held: boolean;
+  /** Its last byte received or answer written (performance.now()): idle since then. */
+  activeAtMs: number;
 }
 
 export class ModbusListener {
   private readonly opts: Required<ListenerOptions>;
   private readonly hooks: ListenerHooks;
   private readonly log: Logger;
-  private readonly conns = new Map<Socket, Conn>();
+  /** The open connections are the slots' own; this finds each one's state. */
+  private readonly connOf = new WeakMap<Socket, Conn>();
   private readonly slots: ConnectionSlots;
   private server: Server | undefined;
   private stopping: Promise<void> | undefined;
@@ -81,6 +90,7 @@ export class ModbusListener {
       maxInFlight: 16,
       maxBufferedBytes: MAX_BUFFERED_BYTES,
       maxConnectionsPerHost: opts.maxConnections,
+      idleDisplaceAfterMs: Infinity,
       ...opts,
     };
     this.hooks = hooks;
@@ -92,8 +102,15 @@ export class ModbusListener {
         maxOpen: this.opts.maxConnections,
         maxUnproven: this.opts.maxConnections,
         maxPerAddress: this.opts.maxConnectionsPerHost,
+        displaceIdleAfterMs: this.opts.idleDisplaceAfterMs,
       },
-      (socket) => this.conns.get(socket)?.proven ?? false,
+      (socket) => {
+        const c = this.connOf.get(socket);
+        if (!c?.proven) return { proven: false };
+        // A request being read, waiting for its answer, or an answer the client has not taken: busy.
+        if (c.inFlight > 0 || c.rx.length > 0 || c.held) return { proven: true };
+        return { proven: true, idleMs: performance.now() - c.activeAtMs };
+      },
     );
   }
 
@@ -115,7 +132,11 @@ export class ModbusListener {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const server = this.server;
-      for (const c of [...this.conns.values()]) this.close(c);
+      for (const socket of [...this.slots.sockets()]) {
+        const c = this.connOf.get(socket);
+        if (c) this.close(c);
+        else socket.destroy();
+      }
       if (server) await settlesWithin(new Promise<void>((r) => server.close(() => r())), STOP_DEADLINE_MS);
     })();
     return this.stopping;
@@ -141,14 +162,18 @@ export class ModbusListener {
       return;
     }
     for (const e of admitted.evicted) {
-      const victim = this.conns.get(e.socket);
+      const victim = this.connOf.get(e.socket);
       if (!victim) continue;
       this.forget(victim);
-      this.hooks.refuse(
-        'silent_connection_evicted',
-        victim.client,
-        `sent no whole MBAP frame; its slot went to ${client}, at ${this.boundText(e.bound, e.address)}`,
-      );
+      const at = `its slot went to ${client}, at ${this.boundText(e.bound, e.address)}`;
+      if (e.idleMs === undefined)
+        this.hooks.refuse('silent_connection_evicted', victim.client, `sent no whole MBAP frame; ${at}`);
+      else
+        this.hooks.refuse(
+          'idle_connection_evicted',
+          victim.client,
+          `nothing in flight and no byte received for ${Math.round(e.idleMs)} ms (idleDisplaceAfterMs ${this.opts.idleDisplaceAfterMs}); ${at}`,
+        );
     }
     socket.setNoDelay(true);
     const conn: Conn = {
@@ -159,9 +184,10 @@ export class ModbusListener {
       frameTimer: undefined,
       inFlight: 0,
       held: false,
+      activeAtMs: performance.now(),
     };
-    this.conns.set(socket, conn);
-    this.hooks.connections(this.conns.size);
+    this.connOf.set(socket, conn);
+    this.hooks.connections(this.slots.size);
     socket.on('data', (chunk: Buffer) => this.onData(conn, chunk));
     socket.on('drain', () => this.onDrain(conn));
     // Node's own inactivity timer: any byte read or written, or a write the kernel is still taking,
@@ -171,23 +197,28 @@ export class ModbusListener {
     socket.once('close', () => this.forget(conn));
   }
 
-  /** Why a newcomer was closed: every slot it could take is held by a connection that has sent a request. */
+  /** Why a newcomer was closed: every slot it could take is held by a connection that has spoken and is busy or idle only briefly. */
   private turnedAway(bound: SlotBound, host: string, client: string): [BadRequestReason, string, string] {
     const { maxConnections, maxConnectionsPerHost } = this.opts;
     return bound === 'per-address'
       ? [
           'too_many_from_host',
           client,
-          `${maxConnectionsPerHost} open from ${host}, each has sent a request (maxConnectionsPerHost ${maxConnectionsPerHost})`,
+          `${maxConnectionsPerHost} open from ${host}, each has sent a request${this.idleText()} (maxConnectionsPerHost ${maxConnectionsPerHost})`,
         ]
       : [
           'too_many_connections',
           client,
-          `${maxConnections} open, each has sent a request (maxConnections ${maxConnections})`,
+          `${maxConnections} open, each has sent a request${this.idleText()} (maxConnections ${maxConnections})`,
         ];
   }
 
-  /** The bound a newcomer met when it took a silent connection's slot. */
+  private idleText(): string {
+    const ms = this.opts.idleDisplaceAfterMs;
+    return Number.isFinite(ms) ? ` and none has been idle for idleDisplaceAfterMs ${ms}` : '';
+  }
+
+  /** The bound a newcomer met when it took a silent or idle connection's slot. */
   private boundText(bound: SlotBound, host: string): string {
     return bound === 'per-address'
       ? `maxConnectionsPerHost ${this.opts.maxConnectionsPerHost} from ${host}`
@@ -199,11 +230,11 @@ export class ModbusListener {
     this.forget(c);
   }
 
-  /** Gives back the connection's slot, once. */
+  /** Gives back the connection's slot (the slots also do on 'close'), and says how many are left. */
   private forget(c: Conn): void {
     clearTimeout(c.frameTimer);
-    if (!this.conns.delete(c.socket)) return;
-    this.hooks.connections(this.conns.size);
+    this.slots.release(c.socket);
+    this.hooks.connections(this.slots.size);
   }
 
   private onIdle(c: Conn): void {
@@ -237,6 +268,7 @@ export class ModbusListener {
   }
 
   private onData(c: Conn, chunk: Buffer): void {
+    c.activeAtMs = performance.now();
     c.rx = c.rx.length === 0 ? chunk : Buffer.concat([c.rx, chunk]);
     this.pump(c);
   }
@@ -317,6 +349,7 @@ export class ModbusListener {
     frame.writeUInt16BE(pdu.length + 1, 4);
     frame[6] = unitId;
     pdu.copy(frame, MBAP_LEN);
+    c.activeAtMs = performance.now();
     c.socket.write(frame);
     if (c.socket.writableLength > this.opts.maxBufferedBytes) {
       this.hooks.refuse(

@@ -63,6 +63,7 @@ export class GatewayService {
         maxConnections: this.cfg.maxConnections,
         maxConnectionsPerHost: this.cfg.maxConnectionsPerHost,
         idleTimeoutMs: this.cfg.idleTimeoutMs,
+        idleDisplaceAfterMs: this.cfg.idleDisplaceAfterMs,
       },
       {
         handle: (unitId, pdu, client) => gateway.handle(unitId, pdu, client),

@@ -1,10 +1,11 @@
-// The slots of one listening socket, so that a client that never speaks cannot keep out those who
-// do: at most `maxOpen` connections, at most `maxUnproven` of them not yet proven (an HTTP request
-// delivered, a peer's HELLO), at most `maxPerAddress` from one remote address. A newcomer over a
-// bound takes the slot of the oldest unproven connection under that bound, which is closed; only
-// when all of those have proven themselves is the newcomer turned away. A proven connection (a
-// dashboard's keep-alive, a peer's link) is never displaced, and a silent one holds its slot only
-// until someone needs it. Under the address share a host displaces only its own connections.
+// The slots of one listening socket, so that clients that never speak, or speak once and then sit
+// idle, cannot keep out those who need a slot now: at most `maxOpen` connections, at most
+// `maxUnproven` of them not yet proven (an HTTP request delivered, a peer's HELLO, an MBAP frame), at
+// most `maxPerAddress` from one remote address. A newcomer over a bound takes the slot of the oldest
+// unproven connection under that bound; failing that (at the open and per-address bounds, where the
+// listener sets `displaceIdleAfterMs`), the slot of the proven connection idle longest — nothing in
+// flight, no byte received for at least that long; only when neither exists is the newcomer turned
+// away. A busy connection is never displaced. Under the address share a host displaces only its own.
 import type { Socket } from 'node:net';
 
 export interface SlotBounds {
@@ -14,14 +15,34 @@ export interface SlotBounds {
   maxUnproven: number;
   /** Connections one remote address holds at once. */
   maxPerAddress: number;
+  /**
+   * A proven connection idle (nothing in flight, no byte received) at least this long gives its slot
+   * to a newcomer at the open or per-address bound, after every unproven one. Absent: never.
+   */
+  displaceIdleAfterMs?: number;
+}
+
+/**
+ * A connection as its listener sees it, asked only when a bound is reached: whether it has proven
+ * itself, and how long it has been idle (nothing in flight, no byte received; absent while busy).
+ */
+export interface ConnectionState {
+  proven: boolean;
+  idleMs?: number;
+}
+
+/** A connection closed for a newcomer: `idleMs` set when it was proven and idle that long. */
+export interface Displaced {
+  socket: Socket;
+  address: string;
+  bound: SlotBound;
+  idleMs?: number;
 }
 
 /** Which bound a connection was closed or turned away at. */
 export type SlotBound = 'open' | 'unproven' | 'per-address';
 
-export type SlotOutcome =
-  | { admitted: true; evicted: { socket: Socket; address: string; bound: SlotBound }[] }
-  | { admitted: false; bound: SlotBound };
+export type SlotOutcome = { admitted: true; evicted: Displaced[] } | { admitted: false; bound: SlotBound };
 
 /**
  * The TCP connection under a socket: a TLS server's sockets wrap the one its 'connection' event
@@ -36,16 +57,21 @@ export class ConnectionSlots {
   private readonly open = new Map<Socket, string>();
   private readonly perAddress = new Map<string, number>();
   private readonly bounds: SlotBounds;
-  /** Asked only when a bound is reached: whether the connection has proven itself. */
-  private readonly proven: (socket: Socket) => boolean;
+  /** Asked only when a bound is reached. */
+  private readonly state: (socket: Socket) => ConnectionState;
 
-  constructor(bounds: SlotBounds, proven: (socket: Socket) => boolean) {
+  constructor(bounds: SlotBounds, state: (socket: Socket) => ConnectionState) {
     this.bounds = bounds;
-    this.proven = proven;
+    this.state = state;
   }
 
   get size(): number {
     return this.open.size;
+  }
+
+  /** The connections holding a slot, oldest first. */
+  sockets(): IterableIterator<Socket> {
+    return this.open.keys();
   }
 
   /**
@@ -54,13 +80,14 @@ export class ConnectionSlots {
    */
   admit(socket: Socket): SlotOutcome {
     const address = socket.remoteAddress ?? '';
-    const evicted: { socket: Socket; address: string; bound: SlotBound }[] = [];
+    const evicted: Displaced[] = [];
     const evict = (bound: SlotBound, from?: string): boolean => {
-      const victim = this.oldestUnproven(from);
+      // At the unproven bound only an unproven connection frees what is short.
+      const victim = this.victim(from, bound !== 'unproven');
       if (!victim) return false;
-      evicted.push({ socket: victim, address: this.open.get(victim) ?? '', bound });
-      this.release(victim);
-      victim.destroy();
+      evicted.push({ address: this.open.get(victim.socket) ?? '', bound, ...victim });
+      this.release(victim.socket);
+      victim.socket.destroy();
       return true;
     };
     const turnAway = (bound: SlotBound): SlotOutcome => {
@@ -79,23 +106,41 @@ export class ConnectionSlots {
     return { admitted: true, evicted };
   }
 
-  private release(socket: Socket): void {
+  /** Gives back the connection's slot (it is closing); false when it held none. Also done on 'close'. */
+  release(socket: Socket): boolean {
     const address = this.open.get(socket);
-    if (address === undefined) return;
+    if (address === undefined) return false;
     this.open.delete(socket);
     const left = (this.perAddress.get(address) ?? 1) - 1;
     if (left > 0) this.perAddress.set(address, left);
     else this.perAddress.delete(address);
+    return true;
   }
 
-  private oldestUnproven(address?: string): Socket | undefined {
-    for (const [s, a] of this.open) if ((address === undefined || a === address) && !this.proven(s)) return s;
-    return undefined;
+  /**
+   * The connection a newcomer displaces (from `address` only, when given): the oldest unproven one;
+   * else, when `idleToo`, the proven one idle longest, if at least displaceIdleAfterMs.
+   */
+  private victim(
+    address: string | undefined,
+    idleToo: boolean,
+  ): { socket: Socket; idleMs?: number } | undefined {
+    const idleAfterMs = idleToo ? (this.bounds.displaceIdleAfterMs ?? Infinity) : Infinity;
+    let idlest: { socket: Socket; idleMs: number } | undefined;
+    for (const [socket, a] of this.open) {
+      if (address !== undefined && a !== address) continue;
+      const st = this.state(socket);
+      if (!st.proven) return { socket };
+      const idleMs = st.idleMs;
+      if (idleMs !== undefined && idleMs >= idleAfterMs && idleMs > (idlest?.idleMs ?? -1))
+        idlest = { socket, idleMs };
+    }
+    return idlest;
   }
 
   private unprovenCount(): number {
     let n = 0;
-    for (const s of this.open.keys()) if (!this.proven(s)) n++;
+    for (const s of this.open.keys()) if (!this.state(s).proven) n++;
     return n;
   }
 }

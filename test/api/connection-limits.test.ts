@@ -5,7 +5,7 @@
 // over it are closed as they come, and counted (silent ones give way: silent-connections.test.ts).
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CONNECTION_LIMITS } from '../../src/api/connection-limits.ts';
+import { CONNECTION_LIMITS, IDLE_DISPLACE_AFTER_MS } from '../../src/api/connection-limits.ts';
 import { waitFor } from '../helpers.ts';
 import { type ApiNode, apiNode } from './api-node.ts';
 
@@ -56,6 +56,9 @@ describe('API connection limits', () => {
     expect(CONNECTION_LIMITS.keepAliveMs).toBeGreaterThan(10_000);
     expect(CONNECTION_LIMITS.idleMs).toBeGreaterThan(60_000);
     expect(CONNECTION_LIMITS.requestMs).toBeLessThanOrEqual(10_000);
+    // At the cap an idle keep-alive gives way after three polls' worth, long before its keep-alive ends.
+    expect(IDLE_DISPLACE_AFTER_MS).toBeGreaterThanOrEqual(3 * 1_500);
+    expect(IDLE_DISPLACE_AFTER_MS).toBeLessThan(CONNECTION_LIMITS.keepAliveMs / 10);
   });
 
   it('cuts a body that trickles in, or none at all, once the request bound passes; a keep-alive connection idle as long is kept', async () => {

@@ -2,7 +2,9 @@
 // must not keep an operator out of the API's server (src/api/connection-limits.ts): with more of
 // them than the cap open, an operator's pause is served at once, and the silent ones closed for it
 // are counted; a keep-alive client that has been served keeps its connection; and a host that
-// holds its share of connections with real requests leaves the rest to other hosts.
+// holds its share of connections with real requests leaves the rest to other hosts. Clients that
+// were served once and then sit idle give way too, longest idle first, but a connection whose next
+// request is still being read (a slow body, headers half sent) is never displaced.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -210,5 +212,69 @@ describe('API connections that never send a request', () => {
           l.msg === 'request refused' && l.route === 'connection' && String(l.message).includes('its share'),
       ),
     ).toBe(true);
+  });
+
+  it(`${CAP} connections served once and then idle hold the cap: an operator's pause is served at once, requests still being read are not displaced`, async () => {
+    // Stands in for the 5 s default, so the test waits a tenth of a second, not five.
+    const IDLE_MS = 100;
+    const n = await apiNode({ limits: { maxConnections: CAP, idleDisplaceAfterMs: IDLE_MS } });
+    open.push(n);
+    const port = await listen(n);
+    const healthz = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+    const served = async (c: ReturnType<typeof rawClient>) => {
+      await c.connected;
+      c.s.write(healthz);
+      await waitFor('a served keep-alive connection', () => c.got.text.includes('200 OK'));
+    };
+    // Answered first, so idle longest by their answers, but each with its next request being read:
+    // a body announced and not all sent, and headers half sent.
+    const slowBody = rawClient(port, '127.0.0.2');
+    const slowHeaders = rawClient(port, '127.0.0.2');
+    await served(slowBody);
+    await served(slowHeaders);
+    const bodyAnswered = slowBody.got.text.length;
+    const headersAnswered = slowHeaders.got.text.length;
+    slowBody.s.write(
+      `POST /api/v1/groups/zone-1/resume HTTP/1.1\r\nHost: x\r\nAuthorization: ${n.auth.as('operator').authorization}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{`,
+    );
+    slowHeaders.s.write('GET /api/v1/cluster HTTP/1.1\r\nHost: x\r\n');
+    // The rest of the cap from two hosts, each at its share (10): served once, then nothing.
+    const idle: ReturnType<typeof rawClient>[] = [];
+    for (let i = 0; i < CAP - 2; i++) {
+      const c = rawClient(port, i < CAP / 2 ? '127.0.0.3' : '127.0.0.2');
+      await served(c);
+      idle.push(c);
+    }
+    const servedAt = performance.now();
+    expect([slowBody.got.text.length, slowHeaders.got.text.length]).toEqual([bodyAnswered, headersAnswered]);
+    await waitFor(
+      'the served connections idle past the minimum',
+      () => performance.now() - servedAt > IDLE_MS,
+    );
+
+    // Before, the operator was closed at accept until the idle ones' keep-alive ran out (65 s).
+    const op = rawClient(port);
+    await op.connected;
+    op.s.write(pause(n));
+    await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
+    expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(n.cluster.operators.get('zone-1')?.paused).toBe(true);
+    // The one displaced is the idle connection answered first; the busy ones older than it stay.
+    await waitFor('the displaced connection closed', () => idle[0]!.got.closed);
+    expect(idle.filter((c) => c.got.closed)).toHaveLength(1);
+    expect(slowBody.got.closed || slowHeaders.got.closed).toBe(false);
+    expect(await n.count('coolctl_api_requests_refused_total', { route: 'connection' })).toBe(1);
+    const line = n.lines.find((l) => l.msg === 'request refused' && l.route === 'connection');
+    expect(String(line?.message)).toMatch(
+      /^connection closed: idle \d+\.\d s after its last answer, and a newcomer needed its slot/,
+    );
+    expect(line?.details).toEqual(['evicted-idle at the open bound']);
+    // The requests that were being read finish and are answered on their connections.
+    slowBody.s.write('}');
+    slowHeaders.s.write(`Authorization: ${n.auth.as('viewer').authorization}\r\n\r\n`);
+    await waitFor('the slow body answered', () => slowBody.got.text.length > bodyAnswered);
+    await waitFor('the slow headers answered', () => slowHeaders.got.text.includes('"groups"'));
+    expect(slowBody.got.text.slice(bodyAnswered)).toMatch(/^HTTP\/1\.1 200 /);
+    expect(slowHeaders.got.text.slice(headersAnswered)).toMatch(/^HTTP\/1\.1 200 /);
   });
 });

@@ -157,7 +157,9 @@ describe('the gateway against one host and against clients that do not read', ()
     const logged = await waitFor('the refusal logged', () =>
       gw.logs().find((l) => l.msg === 'request refused' && l.reason === 'too_many_from_host'),
     );
-    expect(logged.detail).toBe('2 open from 127.0.0.2, each has sent a request (maxConnectionsPerHost 2)');
+    expect(logged.detail).toBe(
+      '2 open from 127.0.0.2, each has sent a request and none has been idle for idleDisplaceAfterMs 65000 (maxConnectionsPerHost 2)',
+    );
   });
 
   it('a frame dribbled a byte at a time is closed at the frame timeout from its first byte', async () => {

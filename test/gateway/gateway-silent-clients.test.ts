@@ -1,8 +1,9 @@
 // `coolctl gateway` with its default slots (32 connections, 24 per host, 5 min idle timeout) against
 // two hosts that open more connections than that and never send a byte (a scanner, a misconfigured
-// HMI). What a user would notice: a new leader's fenced write is answered at once, not after the
-// idle timeout; each silent connection that gives way is counted and logged; and a controller that
-// has spoken keeps its connection however many silent ones arrive after it.
+// HMI), or send one request each and then sit idle (a tool that asked once). What a user would
+// notice: a new leader's fenced write is answered at once, not after the idle timeout; each
+// connection that gives way is counted and logged; and a controller that has spoken keeps its
+// connection however many silent ones arrive after it.
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -32,11 +33,15 @@ const SILENT_PER_HOST = 40;
 const SILENT_HOSTS = ['127.0.0.2', '127.0.0.3'];
 /** A controller is answered this soon, silent connections or not (PRODUCT.md: a few seconds undriven at most). */
 const PROMPT_MS = 2_000;
+/** Stands in for idleDisplaceAfterMs' 65 s default (above any control period), so no test waits a minute. */
+const IDLE_DISPLACE_MS = 200;
 let unitServer: Server;
 let gw: GatewayProcess;
 
 const evictions = () =>
   metric(gw.httpUrl, 'coolctl_gateway_bad_requests_total', { reason: 'silent_connection_evicted' });
+const idleEvictions = () =>
+  metric(gw.httpUrl, 'coolctl_gateway_bad_requests_total', { reason: 'idle_connection_evicted' });
 const openOnGateway = () => metric(gw.httpUrl, 'coolctl_gateway_connections');
 /** Connections the gateway closed for want of a slot: displaced, or turned away at accept. */
 async function turnedOut(): Promise<number> {
@@ -77,6 +82,7 @@ beforeAll(async () => {
       listen: { host: '127.0.0.1', port: 0 },
       http: { host: '127.0.0.1', port: 0 },
       stateFile: join(dir, 'epochs.json'),
+      idleDisplaceAfterMs: IDLE_DISPLACE_MS,
       lines: [
         { name: 'converter', tcp: { host: '127.0.0.1', port: typeof a === 'object' && a ? a.port : 0 } },
       ],
@@ -158,5 +164,50 @@ describe('silent connections against the default slots', () => {
       () => answers.length > 1 || Buffer.concat(answers).length >= 22,
     );
     expect(poller.closed()).toBe(false);
+  });
+
+  it('two hosts hold every slot with connections that each asked once and went quiet: a new leader’s fenced write is answered at once', async () => {
+    // 40 from each host, interleaved: one read each, its answer taken, then nothing.
+    const asked: { conn: RawConnection; answered: () => boolean }[] = [];
+    for (let i = 0; i < SILENT_PER_HOST; i++)
+      for (const host of SILENT_HOSTS) {
+        const conn = await rawConnection(gw.modbusPort, host);
+        silent.push(conn);
+        let answered = false;
+        conn.socket.on('data', () => {
+          answered = true;
+        });
+        conn.socket.write(mbap(UNIT, [3, 0, 100, 0, 1], i + 1));
+        asked.push({ conn, answered: () => answered });
+      }
+    // Each was answered, or closed for want of a slot (turned away, or displaced once idle).
+    await waitFor('every request answered or its connection closed', () =>
+      asked.every((a) => a.answered() || a.conn.closed()),
+    );
+    expect(await openOnGateway()).toBe(MAX_CONNECTIONS);
+    const quietSince = performance.now();
+    await waitFor(
+      'the held connections idle past idleDisplaceAfterMs',
+      () => performance.now() - quietSince > IDLE_DISPLACE_MS,
+    );
+    const held = asked.filter((a) => !a.conn.closed());
+
+    // Before, the leader was closed at accept until they idled out, 5 minutes later.
+    const evictedBefore = await idleEvictions();
+    const t0 = performance.now();
+    const leader = await controllerClient(gw.modbusPort, UNIT);
+    controllers.push(leader);
+    await leader.writeRegisters(writeAddress(), fenced(9, 4));
+    expect(performance.now() - t0).toBeLessThan(PROMPT_MS);
+    // One idle connection gave way for it: counted, closed, logged.
+    expect(await idleEvictions()).toBe(evictedBefore + 1);
+    await waitFor('one held connection closed', () => held.filter((a) => a.conn.closed()).length === 1);
+    const logged = await waitFor('the idle eviction logged', () =>
+      gw.logs().find((l) => l.msg === 'request refused' && l.reason === 'idle_connection_evicted'),
+    );
+    expect(logged.detail).toMatch(
+      /^nothing in flight and no byte received for \d+ ms \(idleDisplaceAfterMs 200\); its slot went to 127\.0\.0\.\d+:\d+, at max/,
+    );
+    expect(gw.proc.exitCode).toBeNull();
   });
 });

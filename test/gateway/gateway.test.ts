@@ -539,7 +539,13 @@ describe('coolctl gateway --config with problems', () => {
     ];
     const parse = (...extra: string[]) => parseGatewayConfig([...three, ...extra].join('\n'), 'conns.yaml');
     // A quarter of the slots stays out of any one address's reach; a controller's one per unit fits.
-    expect(parse()).toMatchObject({ maxConnections: 32, maxConnectionsPerHost: 24, idleTimeoutMs: 300_000 });
+    // An idle connection gives way after 65 s: longer than any control period (60 s at most).
+    expect(parse()).toMatchObject({
+      maxConnections: 32,
+      maxConnectionsPerHost: 24,
+      idleTimeoutMs: 300_000,
+      idleDisplaceAfterMs: 65_000,
+    });
     expect(parse('maxConnections: 4').maxConnectionsPerHost).toBe(3);
     expect(parse('maxConnections: 3').maxConnectionsPerHost).toBe(3);
     const problems = (...extra: string[]) => {
@@ -552,6 +558,7 @@ describe('coolctl gateway --config with problems', () => {
       return [];
     };
     expect(problems('idleTimeoutMs: 500')).toEqual([expect.stringMatching(/^\/idleTimeoutMs: /)]);
+    expect(problems('idleDisplaceAfterMs: 50')).toEqual([expect.stringMatching(/^\/idleDisplaceAfterMs: /)]);
     expect(problems('maxConnections: 8', 'maxConnectionsPerHost: 2')).toEqual([
       '/maxConnectionsPerHost: 2 connections per host is fewer than the 3 units: a controller opens one connection per unit id, so one would be refused some of its units',
     ]);

@@ -1,6 +1,7 @@
 // The gateway's Modbus TCP listener in process, with a scripted request handler: what the real
 // process cannot be made to do on cue — a request that stays on the line past the idle timeout, and
-// answers large enough to pass the buffered-bytes cap before the socket's own high-water mark.
+// answers large enough to pass the buffered-bytes cap before the socket's own high-water mark, and
+// a request held on the line while a newcomer needs a slot.
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ListenerHooks, ModbusListener } from '../../src/gateway/modbus-listener.ts';
@@ -21,7 +22,13 @@ interface Seen {
 }
 
 async function listen(
-  opts: { idleTimeoutMs: number; maxBufferedBytes?: number; maxInFlight?: number },
+  opts: {
+    idleTimeoutMs: number;
+    maxBufferedBytes?: number;
+    maxInFlight?: number;
+    maxConnections?: number;
+    idleDisplaceAfterMs?: number;
+  },
   handle: ListenerHooks['handle'],
 ): Promise<{ port: number; seen: Seen; client: () => Promise<Socket> }> {
   const seen: Seen = { refused: [], idle: [] };
@@ -92,5 +99,52 @@ describe('ModbusListener', () => {
     await waitFor('the connection refused', () => seen.refused.length > 0, { timeoutMs: 20_000 });
     expect(seen.refused[0]).toMatchObject({ reason: 'slow_reader' });
     expect(seen.refused[0]!.detail).toMatch(/bytes of answers unread \(maxBufferedBytes 4096\)/);
+  });
+
+  it('at the bound a newcomer takes the slot of a connection idle past idleDisplaceAfterMs, never of one with a request on the line', async () => {
+    const IDLE_MS = 50;
+    let release: () => void = () => undefined;
+    const onLine = new Promise<void>((r) => {
+      release = r;
+    });
+    // Unit 2's line holds its request until released; unit 1 answers at once.
+    const { seen, client } = await listen(
+      { idleTimeoutMs: 60_000, maxConnections: 2, idleDisplaceAfterMs: IDLE_MS },
+      async (unit, pdu) => {
+        if (unit === 2) await onLine;
+        return Buffer.from([pdu[0]!, 2, 0, unit]);
+      },
+    );
+    const answers = new Map<Socket, number[][]>();
+    const ask = async (unit: number) => {
+      const s = await client();
+      answers.set(s, []);
+      s.on('data', (d: Buffer) => answers.get(s)!.push([...d.subarray(7)]));
+      s.write(mbap(unit, [3, 0, 0, 0, 1]));
+      return s;
+    };
+    // The older connection waits on the line; the younger was answered and then sent nothing.
+    const waiting = await ask(2);
+    const idle = await ask(1);
+    await waitFor('the idle one answered', () => answers.get(idle)!.length === 1);
+    const answeredAt = performance.now();
+    await waitFor('idle past the minimum', () => performance.now() - answeredAt > IDLE_MS);
+    // Before, the newcomer was closed at accept: both slots had spoken.
+    const newcomer = await ask(1);
+    await waitFor('the newcomer answered', () => answers.get(newcomer)!.length === 1);
+    await waitFor('the idle connection closed', () => idle.readableEnded || idle.destroyed);
+    expect(seen.refused).toEqual([
+      {
+        reason: 'idle_connection_evicted',
+        detail: expect.stringMatching(
+          /^nothing in flight and no byte received for \d+ ms \(idleDisplaceAfterMs 50\); its slot went to 127\.0\.0\.1:\d+, at maxConnectionsPerHost 2 from 127\.0\.0\.1$/,
+        ),
+      },
+    ]);
+    // The request on the line is still answered on its own connection.
+    expect(waiting.destroyed || waiting.readableEnded).toBe(false);
+    release();
+    await waitFor('the held request answered', () => answers.get(waiting)!.length === 1);
+    expect(answers.get(waiting)).toEqual([[3, 2, 0, 2]]);
   });
 });
