@@ -336,6 +336,7 @@ export class Simulation {
       mesh: this.mesh?.stats() ?? null,
       journal: { lastSeq: this.journal.lastSeq },
       faults: [...this.activeFaults.values()],
+      loadProfile: this.loadProfileState(),
       counters: this.counters,
       process: {
         rssMb: round2(process.memoryUsage.rss() / 2 ** 20),
@@ -343,6 +344,12 @@ export class Simulation {
         eventLoopLagP99Ms: round2(this.loopDelay.percentile(99) / 1e6),
       },
     };
+  }
+
+  /** The IT-load profile in force, and whether it is the configured one or a load-profile fault's. */
+  private loadProfileState(): { profile: string; factor: number; source: 'configured' | 'fault' } {
+    const { profile, level } = this.model.loadProfile();
+    return { profile, factor: level, source: this.activeFaults.has('load-profile') ? 'fault' : 'configured' };
   }
 
   /** Applies validated faults; ids are checked for the whole batch first so a bad one changes nothing. */
@@ -450,8 +457,7 @@ export class Simulation {
     // Listed as active only once its effect is in place: a fault the hall refused is never shown.
     const key = faultKey(f);
     if (clear) this.activeFaults.delete(key);
-    else if (f.fault !== 'clear-all' && f.fault !== 'load-profile' && f.fault !== 'broker-restart')
-      this.activeFaults.set(key, f);
+    else if (f.fault !== 'clear-all' && f.fault !== 'broker-restart') this.activeFaults.set(key, f);
   }
 
   private applyEffect(f: Fault, clear: boolean, touchedAhus: Set<string>): void {
@@ -522,7 +528,9 @@ export class Simulation {
         this.model.setLoadStep(f.rack, clear ? 1 : (f.factor ?? 1.5));
         return;
       case 'load-profile':
-        this.model.setProfile(f.profile, f.factor);
+        // Clearing (clear-all) brings back the profile the simulator was started with, at level 1.
+        if (clear) this.model.setProfile(this.opts.profile ?? 'constant');
+        else this.model.setProfile(f.profile, f.factor);
         return;
       case 'unit-moved':
         if (clear) this.model.restoreLayout({ kind: 'unit-moved', ahu: f.ahu });
@@ -536,14 +544,8 @@ export class Simulation {
         void this.restartBroker(f.downMs ?? 1000);
         return;
       case 'clear-all':
-        for (const active of [...this.activeFaults.values()]) {
-          if (
-            active.fault !== 'clear-all' &&
-            active.fault !== 'load-profile' &&
-            active.fault !== 'broker-restart'
-          )
-            this.applyOne({ ...active, clear: true }, touchedAhus);
-        }
+        // Every listed fault, the load profile included: the hall goes back to how it was started.
+        for (const active of this.activeFaults.values()) this.applyEffect(active, true, touchedAhus);
         this.activeFaults.clear();
         return;
     }

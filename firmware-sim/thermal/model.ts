@@ -309,6 +309,11 @@ export class ThermalModel {
     this.profileLevel = level;
   }
 
+  /** The IT-load profile in force and its level (`factor` of the load-profile fault). */
+  loadProfile(): { profile: LoadProfileName; level: number } {
+    return { profile: this.profile, level: this.profileLevel };
+  }
+
   /** Current multiplier of nominal IT load from the profile. */
   loadFactor(): number {
     const base = this.profile === 'daily' ? dailyLoadFactor(this.hourOfDay()) : 1;

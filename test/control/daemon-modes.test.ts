@@ -96,15 +96,18 @@ async function crashCount(node: string, group: string): Promise<number> {
   return Number(m?.[1] ?? 0);
 }
 
+// A light IT load: zone-1's fans run well under 100 %, so a trip's compensation shows.
+const LIGHT_LOAD = { fault: 'load-profile', profile: 'constant', factor: 0.5 };
+
 beforeAll(async () => {
-  // A light IT load: zone-1's fans run well under 100 %, so a trip's compensation shows.
-  await fault({ fault: 'load-profile', profile: 'constant', factor: 0.5 });
+  await fault(LIGHT_LOAD);
 });
 
-// Every test leaves the hall as it found it: no fault, no pause, no override, both nodes running.
+// Every test leaves the hall as it found it: no fault but the light load, no pause, no override,
+// both nodes running. clear-all resets the load profile too, so the light load goes back with it.
 afterEach(async () => {
   const h = hall();
-  await fault({ fault: 'clear-all' });
+  await fault([{ fault: 'clear-all' }, LIGHT_LOAD]);
   for (const n of h.nodes) if (!h.running(n)) await h.start(n);
   const node = h.live()[0]!;
   for (const g of Object.keys(h.groups)) {

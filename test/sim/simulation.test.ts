@@ -169,6 +169,33 @@ describe('simulated hall', () => {
     expect(after.api.badRequests - before.api.badRequests).toBe(cases.length);
   });
 
+  it('clear-all brings the IT load back to the configured profile, and /sim/state says so', async () => {
+    sim.advance(5);
+    const normal = (await getJson('/sim/state')).body;
+    // started without --profile: constant at full nominal load
+    expect(normal.loadProfile).toEqual({ profile: 'constant', factor: 1, source: 'configured' });
+    expect(
+      (
+        await postFault([
+          { fault: 'load-profile', profile: 'constant', factor: 0.5 },
+          { fault: 'packet-loss' },
+        ])
+      ).status,
+    ).toBe(200);
+    sim.advance(5);
+    const light = (await getJson('/sim/state')).body;
+    expect(light.loadProfile).toEqual({ profile: 'constant', factor: 0.5, source: 'fault' });
+    expect(light.faults).toContainEqual({ fault: 'load-profile', profile: 'constant', factor: 0.5 });
+    expect(light.power.itKw).toBeCloseTo(normal.power.itKw * 0.5, 0);
+
+    expect((await postFault({ fault: 'clear-all' })).status).toBe(200);
+    sim.advance(5);
+    const cleared = (await getJson('/sim/state')).body;
+    expect(cleared.faults).toEqual([]);
+    expect(cleared.loadProfile).toEqual({ profile: 'constant', factor: 1, source: 'configured' });
+    expect(cleared.power.itKw).toBeCloseTo(normal.power.itKw, 0);
+  });
+
   it('refuses bad journal queries', async () => {
     expect((await getJson('/sim/journal?since=-1')).status).toBe(400);
     expect((await getJson('/sim/journal?since=abc')).status).toBe(400);
