@@ -3,6 +3,7 @@
 // token another node had just issued, so this node refused it (401) until its watch next
 // reconnected: a re-read that failed (an etcd timeout under load) was never tried again, and a
 // re-read whose answer came back after the token's event replaced the maps with that older answer.
+import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AuthStore } from '../../src/api/auth/auth-store.ts';
@@ -107,5 +108,43 @@ describe('auth store resync', () => {
     await waitFor('the held re-read answered', () => kv.answered >= answered + 2);
     await new Promise<void>((r) => setImmediate(r));
     expect(here.authenticate(token)?.user).toBe('admin');
+  });
+
+  it('an etcd that times out every re-read for two minutes costs a line a minute, and the counter counts each', async () => {
+    const kv = new ResyncKv();
+    const lines: { msg: string; notLogged?: number }[] = [];
+    const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    let clockMs = 0;
+    const registry = new Registry();
+    const here = new AuthStore({ kv, prefix: PREFIX, logger, registry, monotonicNow: () => clockMs });
+    stores.push(here);
+    await here.start();
+    lines.length = 0;
+    // The watch is confirmed again every 5 s (a flapping link, an overloaded etcd) and each re-read
+    // times out: 25 resyncs over two minutes, none answered.
+    kv.failures = Number.MAX_SAFE_INTEGER;
+    for (let i = 0; i <= 24; i++, clockMs += 5_000) {
+      const lists = kv.lists;
+      kv.resyncs.at(-1)!();
+      await waitFor('the re-read tried and failed', () => kv.lists >= lists + 2);
+    }
+    // etcd answers again.
+    kv.failures = 0;
+    const answered = kv.answered;
+    kv.resyncs.at(-1)!();
+    await waitFor('the re-read answered', () => kv.answered >= answered + 2);
+    await waitFor('the recovery logged', () => lines.some((l) => l.msg.startsWith('auth resync done')));
+    await here.stop();
+
+    const failed = lines.filter(
+      (l) => l.msg.startsWith('auth resync') && !l.msg.startsWith('auth resync done'),
+    );
+    // at 0, 60 and 120 s: one at once, then one a minute saying how many were not logged
+    expect(failed).toHaveLength(3);
+    expect(failed.slice(1).every((l) => (l.notLogged ?? 0) > 0)).toBe(true);
+    expect(lines.filter((l) => l.msg.startsWith('auth resync done'))).toHaveLength(1);
+    const counted = (await registry.getSingleMetric('coolctl_auth_resync_failures_total')?.get())?.values[0]
+      ?.value;
+    expect(counted).toBeGreaterThanOrEqual(25);
   });
 });

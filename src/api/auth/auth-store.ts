@@ -14,7 +14,7 @@ import type { KvEntry, PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { zeroSeries } from '../../metrics/zero-series.ts';
 import { retryWhileRetryable } from '../../util/async.ts';
-import { clip, LogLimiter } from '../../util/log-limit.ts';
+import { clip, FaultLog, LogLimiter } from '../../util/log-limit.ts';
 import { compareCodeUnits } from '../../util/order.ts';
 import { parseWireJson, wireJson } from '../../version.ts';
 import {
@@ -165,6 +165,12 @@ export class AuthStore {
   private readonly now: () => number;
   private readonly failures: Counter<'reason'>;
   private readonly invalid: Counter<'kind'>;
+  private readonly resyncFailures: Counter;
+  /**
+   * Failed re-reads as log lines: one at once, then at most one a minute, and one when a re-read is
+   * answered again — a watch confirmed every few seconds while etcd times out reads starts a resync each time.
+   */
+  private readonly resyncFaults: FaultLog;
   /** Key → why its record was refused, so each is reported once. */
   private readonly refused = new Map<string, string>();
   /** At most 10 refusal lines per kind every 10 s (on the monotonic clock). */
@@ -190,6 +196,12 @@ export class AuthStore {
       labelNames: ['kind'],
       registers: [opts.registry],
     });
+    this.resyncFailures = new Counter({
+      name: 'coolctl_auth_resync_failures_total',
+      help: 'Re-reads of users and tokens (after the watch is confirmed again) that etcd did not answer, each try',
+      registers: [opts.registry],
+    });
+    this.resyncFaults = new FaultLog(this.monotonicNow);
     zeroSeries(this.failures, { reason: AUTH_FAILURE_REASONS });
     zeroSeries(this.invalid, { kind: RECORD_KINDS });
   }
@@ -261,24 +273,29 @@ export class AuthStore {
    */
   private resync(): void {
     const n = ++this.resyncs;
-    let logged = false;
-    void retryWhileRetryable(() => (n === this.resyncs ? this.reload() : Promise.resolve()), {
+    const latest = () => n === this.resyncs;
+    void retryWhileRetryable(() => (latest() ? this.reload() : Promise.resolve()), {
       signal: this.stopping.signal,
       onRetry: (err, retryInMs) => {
-        if (logged) return;
-        logged = true;
-        this.log.warn(
-          { err: (err as Error).message, retryInMs: Math.round(retryInMs) },
-          'auth resync: etcd did not answer; retrying until it does',
-        );
+        this.resyncFailures.inc();
+        const notLogged = this.resyncFaults.failure('resync');
+        if (notLogged >= 0)
+          this.log.warn(
+            { err: (err as Error).message, retryInMs: Math.round(retryInMs), notLogged },
+            'auth resync: etcd did not answer; retrying until it does',
+          );
       },
     }).then(
       () => {
-        if (logged) this.log.info('auth resync done: users and tokens read again');
+        // A resync that gave way to a newer one read nothing: only the latest can say it is done.
+        if (latest() && this.resyncFaults.recovery('resync'))
+          this.log.info('auth resync done: users and tokens read again');
       },
       (err: unknown) => {
-        if (!this.stopping.signal.aborted)
-          this.log.warn({ err: (err as Error).message }, 'auth resync failed');
+        if (this.stopping.signal.aborted) return;
+        this.resyncFailures.inc();
+        const notLogged = this.resyncFaults.failure('resync');
+        if (notLogged >= 0) this.log.warn({ err: (err as Error).message, notLogged }, 'auth resync failed');
       },
     );
   }
