@@ -11,8 +11,10 @@
 //    must do too), so the ratios charge the wrapper only;
 //  - 1 000 devices each read + fenced write (with read-back) once per second: CPU % of one core of
 //    this process, writes/s, errors, event-loop lag (GC pauses are logged beside it);
-//  - RSS of fresh child processes (bench/lib/device-io-rss.ts): idle, 1 000 raw modbus-serial
-//    clients, 1 000 ModbusDevices (node-opcua checked not loaded), and those plus a few OpcuaDevices;
+//  - RSS of fresh child processes (bench/lib/device-io-rss.ts), each under the systemd unit's Node
+//    flags and allocator (jemalloc; deployedDaemon() reads them from the unit), as the service pays
+//    it: idle, 1 000 raw modbus-serial clients, 1 000 ModbusDevices (node-opcua checked not
+//    loaded), and those plus a few OpcuaDevices;
 //  - vendor profiles: 1 000 more units in the same simulator serving a vendor-style profile
 //    (`--profile`), driven at 1 Hz as the native ones are (read + command), each through the
 //    adapter the daemon would build for it (createDevice); native and vendor windows alternate,
@@ -54,6 +56,7 @@ import {
   STATUS_OFFSET,
 } from '../src/devices/modbus/point-map.ts';
 import { BAUD_RATES } from '../src/devices/modbus/rtu-frame.ts';
+import { type DaemonCommand, deployedDaemon } from '../test/support/deployed-daemon.ts';
 import { simArgs } from '../test/support/repo.ts';
 import type { RssReport } from './lib/device-io-rss.ts';
 import { rtuLineBench } from './lib/device-io-rtu.ts';
@@ -258,10 +261,17 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     if (phases.has('rss')) {
       const ahusFile = join(tmp, 'ahus.json');
       await writeFile(ahusFile, JSON.stringify([...modbus, ...opcua]));
-      const idle = await rssChild('idle', ahusFile, tmp);
-      const raw = await rssChild('raw', ahusFile, tmp);
-      const modbusOnly = await rssChild('modbus', ahusFile, tmp);
-      const withOpcua = await rssChild('opcua', ahusFile, tmp);
+      // Ours and the baselines alike, so the differences are what the service pays.
+      const unit = deployedDaemon();
+      log(
+        `RSS children run as ${Object.entries(unit.env)
+          .map(([k, v]) => `${k}=${v} `)
+          .join('')}node ${[...unit.nodeFlags, '--expose-gc'].join(' ')}`,
+      );
+      const idle = await rssChild(unit, 'idle', ahusFile, tmp);
+      const raw = await rssChild(unit, 'raw', ahusFile, tmp);
+      const modbusOnly = await rssChild(unit, 'modbus', ahusFile, tmp);
+      const withOpcua = await rssChild(unit, 'opcua', ahusFile, tmp);
       for (const r of [raw, modbusOnly, withOpcua]) {
         if (r.errors > 0) throw new Error(`RSS child (${r.mode}): ${r.errors} open/read calls failed`);
       }
@@ -279,6 +289,8 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
         opcua_devices_in_rss_with_opcua: withOpcua.opcuaDevices,
         opcua_modules_loaded_modbus_only: modbusOnly.opcuaModules,
         opcua_modules_loaded_with_opcua: withOpcua.opcuaModules,
+        // 0: LD_PRELOAD did not find libjemalloc.so.2 and glibc's malloc ran, unlike on a gateway.
+        rss_jemalloc: [idle, raw, modbusOnly, withOpcua].every((r) => r.jemalloc) ? 1 : 0,
       });
     }
     log(`whole run ${seconds(startedMs)} s`);
@@ -743,7 +755,9 @@ async function vendorVsNative(
 
 // ---- RSS children ----
 
+/** One measured child under the unit's Node flags and environment (`unit`), plus --expose-gc. */
 function rssChild(
+  unit: DaemonCommand,
   mode: 'idle' | 'raw' | 'modbus' | 'opcua',
   ahusFile: string,
   tmp: string,
@@ -751,7 +765,11 @@ function rssChild(
   const child = fork(
     join(here, 'lib/device-io-rss.ts'),
     ['--mode', mode, '--ahus', ahusFile, '--pki', join(tmp, 'opcua-client-pki')],
-    { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+    {
+      execArgv: [...unit.nodeFlags, '--expose-gc'],
+      env: { ...process.env, ...unit.env },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    },
   );
   return new Promise<RssReport>((resolve, reject) => {
     let report: RssReport | undefined;
@@ -768,7 +786,7 @@ function rssChild(
         log(
           `RSS ${mode.padEnd(6)}: ${report.rssMb.toFixed(1)} MB (heap ${report.heapUsedMb.toFixed(1)} MB), ` +
             `${report.devices} devices (${report.opcuaDevices} OPC-UA), ${report.modules} modules loaded, ` +
-            `${report.opcuaModules} of them node-opcua`,
+            `${report.opcuaModules} of them node-opcua, ${report.jemalloc ? 'jemalloc' : 'glibc malloc'}`,
         );
         resolve(report);
       } else reject(new Error(`RSS child (${mode}) exited (${code ?? signal}) without a report`));

@@ -2,11 +2,13 @@
 // it. Modes: `idle` imports nothing of ours and opens nothing (the baseline); `raw` opens one bare
 // modbus-serial client per Modbus AHU (what the connections cost without our wrapper); `modbus` opens
 // one ModbusDevice per Modbus AHU; `opcua` does the same plus one OpcuaDevice per OPC-UA AHU.
-// Each device is opened and reads a few times, then (run with --expose-gc) the heap is collected and
-// RSS is sent to the parent over IPC. A resolve hook records every module loaded after start-up, so
+// Each device is opened and reads a few times, then (run with --expose-gc) the heap is collected, and
+// after 2 s (jemalloc, which the parent runs this under as the service does, hands freed pages back
+// after its dirty_decay_ms, 1 s) RSS is sent to the parent over IPC. A resolve hook records every module loaded after start-up, so
 // "node-opcua never loaded" in `modbus` mode is checked, not assumed: ESM has no require.cache.
 // Args: --mode idle|raw|modbus|opcua [--ahus FILE (JSON array of air handlers)] [--pki DIR] [--reads 3]
 
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 // Counts every module resolved from here on: ours are all imported dynamically, below.
@@ -14,6 +16,8 @@ import { loaded } from './loaded-modules.ts';
 
 const OPEN_BATCH = 100;
 const CLOSE_DEADLINE_MS = 10_000;
+/** Longer than the unit's MALLOC_CONF dirty_decay_ms (1 s): freed pages are back with the OS. */
+const DECAY_WAIT_MS = 2_000;
 
 export interface RssReport {
   mode: string;
@@ -26,6 +30,8 @@ export interface RssReport {
   /** Loaded module URLs whose path contains node-opcua. */
   opcuaModules: number;
   modules: number;
+  /** jemalloc is mapped (LD_PRELOAD found it): otherwise glibc's malloc ran and the figure differs. */
+  jemalloc: boolean;
 }
 
 const { values } = parseArgs({
@@ -137,6 +143,7 @@ for (let i = 0; i < 3 && gc; i++) {
   gc();
   await new Promise((r) => setTimeout(r, 100));
 }
+await new Promise((r) => setTimeout(r, DECAY_WAIT_MS));
 const mem = process.memoryUsage();
 const report: RssReport = {
   mode,
@@ -147,6 +154,7 @@ const report: RssReport = {
   errors,
   opcuaModules: [...loaded].filter((u) => u.includes('/node-opcua')).length,
   modules: loaded.size,
+  jemalloc: readFileSync('/proc/self/maps', 'utf8').includes('jemalloc'),
 };
 await new Promise<void>((resolve) => process.send!(report, () => resolve()));
 await Promise.race([
