@@ -72,6 +72,15 @@ const pause = (n: ApiNode) =>
 const clusterGet = (n: ApiNode) =>
   `GET /api/v1/cluster HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${n.auth.as('viewer').authorization}\r\n\r\n`;
 
+/** An operator's pause on a new connection is answered 200 at once (the test's point each time). */
+async function operatorPauses(n: ApiNode, port: number): Promise<void> {
+  const op = rawClient(port);
+  await op.connected;
+  op.s.write(pause(n));
+  await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
+  expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+}
+
 describe('API connections that never send a request', () => {
   it(`${CAP + 100} silent or half-sent connections over a cap of ${CAP}: an operator's pause is served at once, a served keep-alive client keeps its connection`, async () => {
     const n = await apiNode({ limits: { maxConnections: CAP } });
@@ -88,11 +97,7 @@ describe('API connections that never send a request', () => {
       ...(await silent(port, (CAP + 100) / 2, '127.0.0.1', 'GET /api/v1/cluster HTTP/1.1\r\nHost: x\r\n')),
     ];
     // The operator comes last, well inside the 10 s the silent ones would otherwise hold their slots.
-    const op = rawClient(port);
-    await op.connected;
-    op.s.write(pause(n));
-    await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
-    expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+    await operatorPauses(n, port);
     expect(n.cluster.operators.get('zone-1')?.paused).toBe(true);
     // The server holds no more than its cap; every silent connection beyond it was closed, counted.
     const stillOpen = flood.filter((c) => !c.got.closed).length;
@@ -201,11 +206,7 @@ describe('API connections that never send a request', () => {
     const kept = hog.filter((c) => !c.got.closed).length;
     expect(kept).toBeLessThanOrEqual(CAP / 2);
     // An operator from another address is served.
-    const op = rawClient(port);
-    await op.connected;
-    op.s.write(pause(n));
-    await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
-    expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+    await operatorPauses(n, port);
     expect(
       n.lines.some(
         (l) =>
@@ -253,11 +254,7 @@ describe('API connections that never send a request', () => {
     );
 
     // Before, the operator was closed at accept until the idle ones' keep-alive ran out (65 s).
-    const op = rawClient(port);
-    await op.connected;
-    op.s.write(pause(n));
-    await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
-    expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+    await operatorPauses(n, port);
     expect(n.cluster.operators.get('zone-1')?.paused).toBe(true);
     // The one displaced is the idle connection answered first; the busy ones older than it stay.
     await waitFor('the displaced connection closed', () => idle[0]!.got.closed);
