@@ -1,5 +1,6 @@
 // Leadership metrics on a prom-client Registry (served at /metrics): role transitions, which groups
-// this node leads, how much lease time is left, keepalive round trips (send → ack) and failures per etcd member, the polling
+// this node leads, how much lease time is left, keepalive round trips (send → ack) and failures per
+// etcd member, which members answer, the polling
 // and revoking of expired leases of leaders this node is next in line behind, and groups given up
 // because this node could not drive them, and keys left out of the decisions; and whether the data
 // dir takes the lease-id file (safety never rests on it, but a restart after a crash waits out a TTL).
@@ -13,6 +14,7 @@ export class LeadershipMetrics {
   private readonly leader: Gauge<'group'>;
   private readonly keepalive: Histogram;
   private readonly keepaliveFailures: Counter<'member'>;
+  private readonly membersAnswering: Gauge<'member'>;
   private readonly expiryPolls: Counter;
   private readonly expiredRevoked: Counter;
   private readonly relinquishes: Counter<'group'>;
@@ -58,6 +60,13 @@ export class LeadershipMetrics {
       registers,
     });
     zeroSeries(this.keepaliveFailures, { member: members });
+    this.membersAnswering = new Gauge({
+      name: 'coolctl_etcd_member_answering',
+      help: '1 while the etcd member answers this node’s reads and writes, 0 while it is skipped (it failed three calls in a row; probed by a copy of a read after 1 s, doubling to 10 s)',
+      labelNames: ['member'],
+      registers,
+    });
+    for (const member of members) this.membersAnswering.set({ member }, 1);
     this.expiryPolls = new Counter({
       name: 'coolctl_lease_expiry_polls_total',
       help: 'LeaseTimeToLive calls on the leases of leaders this node is next in line behind',
@@ -158,6 +167,10 @@ export class LeadershipMetrics {
   dataDirWrite(ok: boolean): void {
     if (!ok) this.dataDirWriteErrors.inc();
     this.dataDirFailing.set(ok ? 0 : 1);
+  }
+
+  memberAnswering(member: string, answering: boolean): void {
+    this.membersAnswering.set({ member }, answering ? 1 : 0);
   }
 
   keepaliveFailed(member: string): void {

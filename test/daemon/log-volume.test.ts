@@ -2,8 +2,8 @@
 // fault that lasts for hours must cost a few lines a minute, never a line per control period. Real
 // processes (the chaos hall: 3-member etcd, the simulator, 2 controllers at a 200 ms period), the
 // worst faults measured held together: a Modbus unit answering garbage (each answer a new error
-// text) and one etcd member SIGSTOPped (reads time out now and then: states flap). Counters still
-// count every failure; the recovery is logged once.
+// text) and one etcd member SIGSTOPped (before hedged reads it made states flap; now it is reported
+// once per node). Counters still count every failure; the recovery is logged once.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

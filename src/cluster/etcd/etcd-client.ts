@@ -7,15 +7,7 @@
 // Security (docs/security.md, "Encrypted links"): TLS with a client certificate and an etcd user are
 // handed in as material already read from files; they never travel in a URL, a log line or an error.
 import { type CallOptions, InterceptingCall, type Interceptor } from '@grpc/grpc-js';
-import {
-  ConsecutiveBreaker,
-  ConstantBackoff,
-  circuitBreaker,
-  ExponentialBackoff,
-  handleWhen,
-  noop,
-  retry,
-} from 'cockatiel';
+import { ConstantBackoff, ExponentialBackoff, handleWhen, noop, retry } from 'cockatiel';
 import {
   Etcd3,
   EtcdLeaseInvalidError,
@@ -25,6 +17,7 @@ import {
   isRecoverableError,
 } from 'etcd3';
 import { ClusterError, etcdAborted, etcdLeaseLost, etcdTimeout, etcdUnavailable } from '../errors.ts';
+import { MemberChoice, type MemberStateListener } from './member-choice.ts';
 
 /**
  * How a client proves itself to etcd and checks etcd: the CA that signed the members' certificates,
@@ -40,7 +33,12 @@ export interface EtcdClientOptions extends EtcdSecurity {
   hosts: string[];
   /** Deadline of every unary call, ms. */
   callTimeoutMs: number;
+  /** Told when a member stops answering (three member faults in a row) and when it answers again. */
+  onMemberState?: MemberStateListener | undefined;
 }
+
+/** A read with no answer after this share of the call deadline goes to a second member too. */
+const HEDGE_AFTER_SHARE = 0.25;
 
 /**
  * etcd's "require leader" switch (rpctypes.MetadataRequireLeaderKey). etcd3 has no option for it, so a
@@ -56,7 +54,15 @@ const requireLeader: Interceptor = (options, nextCall) =>
 
 export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
   const { tls, auth } = opts;
-  return new Etcd3({
+  // A hung member (SIGSTOPped, frozen disk: its port accepts, nothing answers) must cost nothing
+  // while the others form a quorum: reads go to a second member too, a member that failed is put
+  // last for 1 s growing to 10 s, and only a copy of a read probes it (member-choice.ts).
+  const members = new MemberChoice({
+    hedgeAfterMs: Math.max(1, Math.round(opts.callTimeoutMs * HEDGE_AFTER_SHARE)),
+    isMemberFault: memberFault,
+    onMemberState: opts.onMemberState,
+  });
+  const client = new Etcd3({
     hosts: opts.hosts,
     // grpc-js takes only Buffers; a worker's copy of the settings arrives as plain Uint8Arrays.
     ...(tls
@@ -90,15 +96,12 @@ export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
               backoff: new ConstantBackoff(0),
             })
           : noop,
-      // Skip a failing member briefly, and try it again soon (the library default waits 5 s). An
-      // answer too large for one message says nothing of the member (others can put large values;
-      // the paged readers shrink their pages): counted, three of them in a row took every member
-      // out for a second, and every call of the client with it.
-      host: () =>
-        circuitBreaker(handleWhen(memberFault), {
-          halfOpenAfter: 1_000,
-          breaker: new ConsecutiveBreaker(3),
-        }),
+      // Outcomes per member, for the choice above; it never refuses a call. Before, a breaker
+      // refused a member for a fixed 1 s after three faults: a hung member timed out a call every
+      // two seconds or so, and a leader's read landing there engaged failsafe. An answer too large
+      // for one message says nothing of the member (others can put large values; the paged
+      // readers shrink their pages), so it counts as an answer.
+      host: members.hostPolicy,
       // The library default grows to 30 s; a watch must come back quickly after a member restarts.
       watchBackoff: new ExponentialBackoff({ initialDelay: 50, maxDelay: 1_000 }).next(),
     },
@@ -108,6 +111,8 @@ export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
       'grpc.keepalive_timeout_ms': 3_000,
     },
   });
+  members.install(client);
+  return client;
 }
 
 /** A failure that says the member is unwell (not one that says the answer was too large). */

@@ -249,7 +249,22 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const root = opts.logger ?? pino({ level: 'silent' });
     const base = root.bindings().node === opts.node ? root : root.child({ node: opts.node });
     this.log = base.child({ component: 'leadership' });
-    this.client = createEtcdClient({ ...opts.etcd, callTimeoutMs: opts.etcdCallTimeoutMs });
+    // One line and one gauge per change for the client that reads and decides: a member that hangs
+    // costs nothing (member-choice.ts), but whoever runs etcd should hear of it.
+    const memberLog = base.child({ component: 'etcd-members' });
+    this.client = createEtcdClient({
+      ...opts.etcd,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      onMemberState: (member, answering) => {
+        this.metrics?.memberAnswering(member, answering);
+        if (answering) memberLog.info({ member }, 'etcd member answers again');
+        else
+          memberLog.warn(
+            { member },
+            'etcd member does not answer: calls go to the others, it is probed now and then',
+          );
+      },
+    });
     this.watchClient = createEtcdClient({ ...opts.etcd, callTimeoutMs: opts.etcdCallTimeoutMs });
     this.session = new EtcdSession({
       hosts: opts.etcd.hosts,

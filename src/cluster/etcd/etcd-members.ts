@@ -6,7 +6,9 @@
 // stream's creation as a success, so it never skipped a dead member for the lease keepalive (a short
 // stream): with one of three members down, about 40 % of keepalives went to it, and runs of five or
 // more in a row — enough for the lease to expire with a 2 s TTL — came in a few per cent of member
-// losses. The keepalive worker uses this with lease-wire.ts, one EtcdLeaseWire per member.
+// losses. A keepalive also goes to the next member when the first has not answered within a
+// fraction of its deadline (callHedged): a hung member then costs that fraction, not the deadline.
+// The keepalive worker uses this with lease-wire.ts, one EtcdLeaseWire per member.
 import { randomInt } from 'node:crypto';
 import { CoolctlError } from '../../errors.ts';
 
@@ -64,6 +66,56 @@ export class EtcdMembers<C extends { close(): void }> {
       }
     }
     throw last;
+  }
+
+  /**
+   * As call(), for an attempt that may reach two members (a lease keepalive: a second one only
+   * extends the lease): when the member tried has not answered within `hedgeAfterMs`, the next one
+   * is tried as well, without waiting for the first to time out — a hung member (its port accepts,
+   * nothing answers) costs `hedgeAfterMs`, not a whole deadline. The first answer wins; a failure
+   * that is not retryable is thrown at once; every member failed: the last failure.
+   */
+  callHedged<T>(
+    attempt: (client: C, endpoint: string) => Promise<T>,
+    hedgeAfterMs: number,
+    onFailure?: (endpoint: string, err: CoolctlError) => void,
+  ): Promise<T> {
+    const n = this.clients.length;
+    const first = this.preferred;
+    return new Promise<T>((resolve, reject) => {
+      let started = 0;
+      let failed = 0;
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        fn();
+      };
+      const startNext = () => {
+        clearTimeout(timer);
+        if (settled || started >= n) return;
+        const i = (first + started++) % n;
+        if (started < n) timer = setTimeout(startNext, hedgeAfterMs);
+        attempt(this.clients[i]!, this.endpoints[i]!).then(
+          (result) => {
+            if (settled) return;
+            this.preferred = i;
+            settle(() => resolve(result));
+          },
+          (err: unknown) => {
+            failed++;
+            if (!(err instanceof CoolctlError) || !err.retryable) return settle(() => reject(err));
+            onFailure?.(this.endpoints[i]!, err);
+            if (this.preferred === i) this.preferred = (i + 1) % n;
+            if (failed >= n) return settle(() => reject(err));
+            if (failed >= started) startNext();
+          },
+        );
+      };
+      startNext();
+    });
   }
 
   close(): void {

@@ -3,8 +3,8 @@
 // synchronous stretch on the main loop (a huge message parsed, a GC storm) cannot delay the
 // keepalives and let the guard deadline pass.
 // It grants the lease, sends one keepalive every keepaliveIntervalMs (each with a deadline, on the
-// member that answered last, and on to the next member at once when it fails), and moves the
-// deadline of the LeaseGuard it shares with the main thread. It also watches the main thread's
+// member that answered last, and on to the next member at once when it fails or is slow), and
+// moves the deadline of the LeaseGuard it shares with the main thread. It also watches the main thread's
 // heartbeat: a main loop stuck longer than stallBoundMs cannot drive its groups, so the worker
 // invalidates the guard and revokes the lease — a hung process must not hold groups ("never
 // none"). Every outcome reaches the main thread as a message (etcd-session.ts); nothing here
@@ -54,6 +54,11 @@ export type WorkerMessage =
 /** Main thread → worker. */
 export type MainMessage = { t: 'stop' };
 
+/**
+ * A keepalive with no answer after this share of its deadline goes to the next member as well: a hung
+ * member must not eat into the lease (sending it twice only extends the lease).
+ */
+const KEEPALIVE_HEDGE_SHARE = 0.25;
 /** Keepalives allowed in flight at once: enough to ride over one slow member, bounded under a blackhole. */
 const MAX_KEEPALIVES_IN_FLIGHT = 3;
 const REGRANT_BACKOFF_MS = { first: 100, max: 2_000 };
@@ -322,17 +327,20 @@ class KeepaliveLoop {
 
   /**
    * One keepalive on its own short stream, with a deadline, on the member that answered last and,
-   * if that one fails, on the next ones at once (not a tick later). Resolves with etcd's TTL for the
-   * lease and the send time of the attempt that was answered: that is what moves the deadline.
+   * if that one fails or has not answered within a quarter of the deadline, on the next ones too
+   * (not a tick later). Resolves with etcd's TTL for the lease and the send time of the attempt
+   * that was answered: that is what moves the deadline.
    */
   private keepaliveOnce(lease: Lease): Promise<{ ttlS: number; token: KeepaliveToken }> {
-    return this.members.call(
+    return this.members.callHedged(
       (member) => {
+        // Each attempt's own send time: the one answered is what moves the deadline.
         const token = this.guard.keepaliveSent();
         return member
           .keepAlive(lease.id, this.d.callTimeoutMs, this.stopping.signal)
           .then((ttlS) => ({ ttlS, token }));
       },
+      Math.max(1, Math.round(this.d.callTimeoutMs * KEEPALIVE_HEDGE_SHARE)),
       (endpoint, err) => {
         const member = memberName(endpoint);
         this.log('debug', { member, err: errFields(err) }, 'keepalive failed; trying the next member');
