@@ -79,6 +79,8 @@ export class FakeLeadership extends EventEmitter implements Leadership {
 
   constructor(node: string, cluster: FakeCluster) {
     super();
+    // A driver per group listens for role changes: a site of many groups has more than ten.
+    this.setMaxListeners(0);
     this.node = node;
     this.cluster = cluster;
   }

@@ -313,10 +313,12 @@ describe('dashboard against out-of-bounds answers', () => {
   }, 60_000);
 
   it('shows a last write time that is no number as "never", not as "NaN s ago"', async () => {
-    bent.set('/api/v1/groups/zone-1', async (route) => {
+    // The page reads every group of a leader in one answer (GET /api/v1/groups).
+    bent.set('/api/v1/groups', async (route) => {
       const res = await route.fetch();
-      const body = (await res.json()) as { units?: { lastWriteOkMs?: unknown }[] };
-      for (const u of body.units ?? []) u.lastWriteOkMs = 'soon';
+      const body = (await res.json()) as { groups?: { id: string; units?: { lastWriteOkMs?: unknown }[] }[] };
+      for (const g of body.groups ?? [])
+        if (g.id === 'zone-1') for (const u of g.units ?? []) u.lastWriteOkMs = 'soon';
       await route.fulfill({ response: res, json: body });
     });
     try {
@@ -328,7 +330,7 @@ describe('dashboard against out-of-bounds answers', () => {
       expect(await page.locator('#units tbody').innerText()).not.toMatch(/NaN/);
       expect(problems).toEqual([]);
     } finally {
-      bent.delete('/api/v1/groups/zone-1');
+      bent.delete('/api/v1/groups');
     }
   }, 60_000);
 

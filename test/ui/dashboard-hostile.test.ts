@@ -204,7 +204,8 @@ describe('dashboard against hostile and broken answers', () => {
   it('says what a group’s leader answered instead of showing the group as not driven', async () => {
     expected = [/status of 500/, /status of 500/, /status of 500/];
     const broken = answer(500, { error: 'COOLCTL_E_INTERNAL', message: 'the view broke' });
-    bend('/api/v1/groups/zone-2', broken, broken, broken);
+    // The page reads every group of a leader in one answer (GET /api/v1/groups).
+    bend('/api/v1/groups', broken, broken, broken);
     await waitFor('the answer shown in the driving cell', async () =>
       /answered 500: the view broke/.test(await page.locator('#groups tr[data-group="zone-2"]').innerText()),
     );

@@ -69,6 +69,27 @@ const state = {
   outsidePolicy: new Set(),
 };
 
+/**
+ * Lookups by id, rebuilt when what they index is read again (the site once, the cluster every
+ * poll): at 1 000 units and 5 000 racks a search of the lists per rack and unit per poll is
+ * millions of steps (docs/dashboard.md, "At full size").
+ */
+const index = {
+  groups: new Map(),
+  airHandlers: new Map(),
+  racks: new Map(),
+  /** A group view → its units by id. */
+  unitsOf: new WeakMap(),
+};
+const unitOf = (view, ahu) => {
+  let m = index.unitsOf.get(view);
+  if (!m) {
+    m = new Map(view.units.map((u) => [u.ahu, u]));
+    index.unitsOf.set(view, m);
+  }
+  return m.get(ahu);
+};
+
 const $ = (id) => document.getElementById(id);
 
 // A part that scrolls (a table wider than its half of a 1366 px screen, the energy tables) takes the
@@ -265,7 +286,7 @@ const hhmm = (ms) => {
 
 /** The API base of the node that leads `group` ('' for this node), or null when nobody leads it. */
 function leaderBase(group) {
-  const g = state.cluster?.groups.find((x) => x.id === group);
+  const g = index.groups.get(group);
   if (!g?.leader) return null;
   if (g.leader === state.node) return '';
   const m = state.cluster.members.find((x) => x.node === g.leader);
@@ -332,6 +353,8 @@ async function poll() {
       const s = await getJson('/api/v1/site');
       state.site =
         s.status === 200 ? s.body : { missing: true, rooms: [], racks: [], airHandlers: [], groups: [] };
+      index.airHandlers = new Map(state.site.airHandlers.map((a) => [a.id, a]));
+      index.racks = new Map(state.site.racks.map((r) => [r.id, r]));
       drawFloor();
     }
     if (!state.commandRanges) state.commandRanges = await loadCommandRanges();
@@ -349,11 +372,18 @@ async function poll() {
     )
       throw new BadAnswer(`its cluster view ${refusedText(cluster)}`);
     state.cluster = cluster.body;
+    index.groups = new Map(state.cluster.groups.map((g) => [g.id, g]));
     state.auditError = audit.status === 200 ? null : `the audit trail ${refusedText(audit)}`;
     if (audit.status === 200) mergeAudit(audit.body);
-    const bases = new Set(['', ...state.cluster.groups.map((g) => sourceOf(g.id))]);
+    // One read of the group views per node that leads any: each leader answers for all its groups.
+    const groupsAt = new Map();
+    for (const g of state.cluster.groups) {
+      const base = sourceOf(g.id);
+      groupsAt.set(base, [...(groupsAt.get(base) ?? []), g.id]);
+    }
+    const bases = new Set(['', ...groupsAt.keys()]);
     await Promise.all([
-      ...state.cluster.groups.map((g) => pollGroup(g.id)),
+      ...[...groupsAt].map(([base, groups]) => pollGroups(base, groups)),
       ...[...bases].map(pollLive),
       pollHandOns(),
       pollTrend(),
@@ -383,6 +413,39 @@ async function pollGroup(group) {
     state.views.set(group, { view: ok ? r.body : null, from, error: ok ? null : refusedText(r) });
   } catch (err) {
     state.views.set(group, { view: null, from, error: `${from || 'this node'} unreachable: ${err.message}` });
+  }
+}
+
+/**
+ * The views of `groups` from the node at `base`, which leads them (or this node, for groups without
+ * a leader): one request for all of them. A member of an older version (404: no such route) is
+ * asked group by group, as before.
+ */
+async function pollGroups(base, groups) {
+  try {
+    const r = await getJson(`${base}/api/v1/groups`);
+    if (r.status === 404) {
+      await Promise.all(groups.map(pollGroup));
+      return;
+    }
+    const list = r.status === 200 && Array.isArray(r.body?.groups) ? r.body.groups : null;
+    const byId = new Map((list ?? []).filter(isObject).map((v) => [v.id, v]));
+    for (const group of groups) {
+      const view = byId.get(group);
+      const ok = Array.isArray(view?.units);
+      state.views.set(group, {
+        view: ok ? view : null,
+        from: base,
+        error: ok ? null : list ? `${nodeAt(base)} does not list it` : refusedText(r),
+      });
+    }
+  } catch (err) {
+    for (const group of groups)
+      state.views.set(group, {
+        view: null,
+        from: base,
+        error: `${base || 'this node'} unreachable: ${err.message}`,
+      });
   }
 }
 
@@ -946,16 +1009,27 @@ function layout(site) {
   return { rooms, at, width: x - 0.5, height: depth + 1.3 };
 }
 
+/**
+ * The map's racks and units as drawn: element, id, group, centre (m, map coordinates) and what it
+ * last showed (`sig`). A poll rewrites only the items whose figures changed: at 5 000 racks and
+ * 1 000 units, rewriting all of them every 1.5 s kept the browser's main thread busy (and the
+ * screen reader's tree churning) for nothing.
+ */
+const floorItems = { racks: [], ahus: [], geo: null };
+
 function drawFloor() {
   const site = state.site;
   const host = $('floor');
   host.replaceChildren();
+  floorItems.racks = [];
+  floorItems.ahus = [];
   if (site.missing) {
     host.append(el('p', { class: 'muted', text: 'This node was started without a site model.' }));
     return;
   }
   setText($('site-name'), site.name);
   const geo = layout(site);
+  floorItems.geo = geo;
   const svg = el('svg:svg', {
     viewBox: `0 0 ${geo.width} ${geo.height}`,
     role: 'group',
@@ -992,6 +1066,7 @@ function drawFloor() {
       el('svg:text', { class: 'rack-temp', x: cx, y: cy + h / 2 - 0.08, text: '?' }),
       el('svg:title', { text: `${k.id}: no data` }),
     );
+    floorItems.racks.push({ g, id: k.id, group: k.group ?? '', x: cx, y: cy, sig: null });
     g.addEventListener('click', () => selectRack(k.id));
     g.addEventListener('keydown', (ev) => {
       if (ev.key === 'Enter' || ev.key === ' ') {
@@ -1016,6 +1091,7 @@ function drawFloor() {
       el('svg:text', { class: 'ahu-state', x: cx, y: cy + 0.32, text: '…' }),
       el('svg:title', { text: `${a.id} (${a.protocol}, ${a.capacityKw} kW, ${a.group ?? 'no group'})` }),
     );
+    floorItems.ahus.push({ g, id: a.id, group: a.group ?? '', x: cx, y: cy, sig: null });
     const show = () => {
       setTrendSubject(`unit:${a.id}`);
       $('trends-section').scrollIntoView({ block: 'nearest' });
@@ -1032,6 +1108,7 @@ function drawFloor() {
   host.append(svg);
   fitRoomNames(svg, geo);
   drawLegend();
+  applyFind();
 }
 
 /**
@@ -1108,14 +1185,23 @@ function drawLegend() {
 function updateFloor() {
   if (!state.site || state.site.missing) return;
   const unknown = [];
-  for (const g of document.querySelectorAll('#floor g.rack')) {
-    const id = g.getAttribute('data-id');
-    const group = g.getAttribute('data-group');
-    const live = (group && liveOf(group)) || state.live.get('');
+  // Per group, once per poll: where its figures come from is the same for all its racks.
+  const liveByGroup = new Map();
+  const liveFor = (group) => {
+    if (!liveByGroup.has(group)) liveByGroup.set(group, (group && liveOf(group)) || state.live.get(''));
+    return liveByGroup.get(group);
+  };
+  for (const item of floorItems.racks) {
+    const { g, id, group } = item;
+    const live = liveFor(group);
     const known = live && !live.error && live.rackInletsKnown;
     if (!known && !unknown.includes(group)) unknown.push(group || 'no group');
     const c = known ? live.racks?.[id] : null;
     const trust = known ? live.rackTrust?.[id] : undefined;
+    // What the rack shows: its value as shown (0.1 °C) and its trust. Nothing else changes it.
+    const sig = `${typeof c === 'number' ? fmt(c) : '?'}|${trust?.goodInlets}|${trust?.inlets}`;
+    if (item.sig === sig) continue;
+    item.sig = sig;
     const lv = inletLevel(c);
     const partial = trust && trust.inlets > 0 && trust.goodInlets < trust.inlets && typeof c === 'number';
     const mark = `${lv.mark}${partial ? '◐' : ''}`;
@@ -1134,31 +1220,113 @@ function updateFloor() {
     g.setAttribute('aria-label', `${label}. Enter shows its sensors.`);
     g.querySelector('title').textContent = label;
   }
-  for (const g of document.querySelectorAll('#floor g.ahu')) {
-    const id = g.getAttribute('data-id');
-    const s = unitState(id);
+  for (const item of floorItems.ahus) {
+    const s = unitState(item.id);
+    const sig = `${s.key}|${s.text}`;
+    if (item.sig === sig) continue;
+    item.sig = sig;
+    const g = item.g;
     g.setAttribute('data-state', s.key);
     g.querySelector('rect').setAttribute('fill', s.fill);
     g.querySelector('.ahu-state').textContent = `${s.mark} ${s.text}`;
-    g.setAttribute('aria-label', `${id}: ${s.text}. Enter shows its trend.`);
+    g.setAttribute('aria-label', `${item.id}: ${s.text}. Enter shows its trend.`);
   }
-  $('floor-source').textContent = unknown.length
+  const source = unknown.length
     ? `Rack inlets of ${unknown.join(', ')}: no data (the node read has no sensor view of them).`
     : 'Each group’s racks and units as its leader sees them (this node where a group has no leader).';
+  if ($('floor-source').textContent !== source) $('floor-source').textContent = source;
 }
+
+// ---------------------------------------------------------------- finding one unit among many
+
+/**
+ * What the find box matches: null when it is empty. An item matches when its id contains the
+ * words typed (any case), or its group is exactly them ("zone-1" is not "zone-12"); a group when
+ * its id contains them or it holds a match.
+ */
+function findMatches() {
+  const q = $('find').value.trim().toLowerCase();
+  if (!q) return null;
+  const hit = (item) => item.id.toLowerCase().includes(q) || item.group.toLowerCase() === q;
+  const racks = new Set(floorItems.racks.filter(hit).map((i) => i.id));
+  const ahus = new Set(floorItems.ahus.filter(hit).map((i) => i.id));
+  const groups = new Set();
+  for (const g of state.site?.groups ?? []) if (g.id.toLowerCase().includes(q)) groups.add(g.id);
+  for (const i of [...floorItems.racks, ...floorItems.ahus])
+    if (i.group && (racks.has(i.id) || ahus.has(i.id))) groups.add(i.group);
+  return { q, racks, ahus, groups };
+}
+
+/** The matches of the find box as the page last applied them (null: everything shown). */
+let found = null;
+
+/**
+ * Applies the find box: the map zooms to what matches (1 000 units and 5 000 racks on a 1366 px
+ * screen are a few pixels each) and dims the rest, which Tab then skips; the groups and units
+ * tables list only the matches. Run when the box changes, not every poll.
+ */
+function applyFind() {
+  found = findMatches();
+  const geo = floorItems.geo;
+  const svg = $('floor').querySelector('svg');
+  let box = null;
+  for (const list of [floorItems.racks, floorItems.ahus])
+    for (const item of list) {
+      const on = !found || found.racks.has(item.id) || found.ahus.has(item.id);
+      item.g.classList.toggle('unmatched', !on);
+      item.g.tabIndex = on ? 0 : -1;
+      if (!on || !found) continue;
+      box = box
+        ? [
+            Math.min(box[0], item.x),
+            Math.min(box[1], item.y),
+            Math.max(box[2], item.x),
+            Math.max(box[3], item.y),
+          ]
+        : [item.x, item.y, item.x, item.y];
+    }
+  if (svg && geo) {
+    // Around the matches with a margin of 2 m, never smaller than 12 × 6 m (a rack stays a rack).
+    const view = box
+      ? (() => {
+          const w = Math.max(12, box[2] - box[0] + 4);
+          const h = Math.max(6, box[3] - box[1] + 4);
+          return [(box[0] + box[2]) / 2 - w / 2, (box[1] + box[3]) / 2 - h / 2, w, h];
+        })()
+      : [0, 0, geo.width, geo.height];
+    svg.setAttribute('viewBox', view.map((v) => Number(v.toFixed(2))).join(' '));
+  }
+  const status = !found
+    ? ''
+    : `${found.ahus.size} unit${found.ahus.size === 1 ? '' : 's'}, ${found.racks.size} rack${found.racks.size === 1 ? '' : 's'} in ${found.groups.size} group${found.groups.size === 1 ? '' : 's'} match “${found.q}”${found.ahus.size + found.racks.size ? '; Enter goes to the first on the map' : ''}`;
+  setText($('find-status'), status);
+  if (state.cluster) {
+    renderGroups();
+    renderUnits();
+  }
+}
+
+$('find').addEventListener('input', applyFind);
+$('find').addEventListener('keydown', (ev) => {
+  if (ev.key !== 'Enter') return;
+  ev.preventDefault();
+  const first =
+    floorItems.ahus.find((i) => found?.ahus.has(i.id)) ??
+    floorItems.racks.find((i) => found?.racks.has(i.id));
+  first?.g.focus();
+});
 
 /** A unit's state as its group's leader holds it: what the map and the unit table show. */
 function unitState(ahu) {
-  const a = state.site?.airHandlers.find((x) => x.id === ahu);
-  const group = a?.group;
-  const g = state.cluster?.groups.find((x) => x.id === group);
+  const group = index.airHandlers.get(ahu)?.group;
+  const g = index.groups.get(group);
   const pick = (key, text, mark, fill) => ({ key, text, mark, fill });
   if (!group || !g) return pick('none', 'in no group', '○', '#eceff1');
   if (!g.leader) return pick('not-driven', 'no leader', '○', '#eceff1');
   const v = state.views.get(group);
   if (!v?.view) return pick('unknown', 'unknown', '?', '#eceff1');
   if (!v.view.driving) return pick('not-driven', 'not driven', '○', '#eceff1');
-  const u = v.view.units.find((x) => x.ahu === ahu);
+  const u = unitOf(v.view, ahu);
   if (!u) return pick('not-driven', 'not driven', '○', '#eceff1');
   const link = liveOf(group)?.units?.[ahu]?.link;
   if (u.mode === 'tripped') return pick('tripped', 'tripped', '✖', '#ffcdd2');
@@ -1188,7 +1356,7 @@ function selectRack(id) {
 
 /** The rack's sensors from its group's leader (whose view control acts on), else this node. */
 async function pollRack(id) {
-  const group = state.site?.racks.find((r) => r.id === id)?.group;
+  const group = index.racks.get(id)?.group;
   const from = group ? sourceOf(group) : '';
   try {
     const r = await getJson(`${from}/api/v1/site/racks/${encodeURIComponent(id)}`);
@@ -1301,7 +1469,7 @@ function unitRows() {
   for (const a of state.site?.airHandlers ?? []) rows.set(a.id, { ahu: a.id, group: a.group });
   for (const [group, v] of state.views) {
     if (!v.view?.driving) continue;
-    const leader = state.cluster?.groups.find((g) => g.id === group)?.leader ?? null;
+    const leader = index.groups.get(group)?.leader ?? null;
     for (const u of v.view.units) {
       const row = rows.get(u.ahu) ?? { ahu: u.ahu, group };
       Object.assign(row, {
@@ -1335,81 +1503,165 @@ function operatorText(op) {
   return words.length ? ` — ${words.join('; ')}` : '';
 }
 
+/**
+ * Brings a table body to `rows` ({key, cells: [{text, cls}]}) touching only what changed: a row
+ * whose key is drawn already keeps its element, and only the cells whose text or class differ are
+ * written; the rows are re-placed only when their order changed. `keyAttr` names the row's key.
+ */
+function syncRows(body, keyAttr, rows, tail = null) {
+  const kept = new Map();
+  for (const tr of body.rows) {
+    const k = tr.getAttribute(keyAttr);
+    if (k !== null) kept.set(k, tr);
+  }
+  const out = rows.map(({ key, cells }) => {
+    let tr = kept.get(key);
+    if (!tr || tr.cells.length !== cells.length) {
+      tr = el('tr', { [keyAttr]: key }, ...cells.map(() => el('td')));
+    }
+    cells.forEach((c, i) => {
+      const td = tr.cells[i];
+      const text = shown(c.text);
+      if (td.textContent !== text) td.textContent = text;
+      const cls = c.cls ?? '';
+      if ((td.getAttribute('class') ?? '') !== cls) {
+        if (cls) td.setAttribute('class', cls);
+        else td.removeAttribute('class');
+      }
+    });
+    return tr;
+  });
+  if (tail) out.push(tail);
+  const same = out.length === body.rows.length && out.every((tr, i) => body.rows[i] === tr);
+  if (same) return;
+  const oldTail = body.querySelector('tr.more');
+  if (tail && oldTail && oldTail.textContent === tail.textContent && out.length === body.rows.length) {
+    // Only the note changed its element: keep the drawn one.
+    out[out.length - 1] = oldTail;
+    if (out.every((tr, i) => body.rows[i] === tr)) return;
+  }
+  body.replaceChildren(...out);
+}
+
 function renderGroups() {
   const body = $('groups').tBodies[0];
-  body.replaceChildren(
-    ...(state.cluster?.groups ?? []).map((g) => {
+  const groups = (state.cluster?.groups ?? []).filter((g) => !found || found.groups.has(g.id));
+  syncRows(
+    body,
+    'data-group',
+    groups.map((g) => {
       const v = state.views.get(g.id);
       const s = liveOf(g.id)?.groups?.[g.id];
       const h = handoverOf(g);
       const lv = inletLevel(s?.inletMaxC);
-      return el(
-        'tr',
-        { 'data-group': g.id },
-        el('td', { text: g.id }),
-        el('td', { class: g.leader ? '' : 'bad', text: g.leader ?? '✖ none' }),
-        el('td', { text: g.epoch ?? '–' }),
-        el('td', { text: g.state }),
-        el('td', {
-          class: v?.view ? (v.view.driving ? '' : 'bad') : '',
-          text: v?.view
-            ? `${v.view.driving ? 'yes' : '✖ no'}${operatorText(v.view.operator)}`
-            : (v?.error ?? '…'),
-        }),
-        el('td', {
-          class: `handover ${h?.level ?? ''}`,
-          text: h ? `${h.level === 'bad' ? '✖' : '▲'} ${h.text}` : '–',
-        }),
-        el('td', {
-          class: s?.verdict === 'blind' ? 'bad' : s?.verdict === 'degraded' ? 'warn' : '',
-          // Why it is not ok, in the node's words (the racks nobody watches, named): not colour only.
-          text: s
-            ? `${s.verdict === 'ok' ? '' : s.verdict === 'blind' ? '✖ ' : '◐ '}${s.verdict} (${num(s.coverage) === null ? '–' : Math.round(s.coverage * 100)} %)${reasonsText(s.reasons)}`
-            : 'no data',
-        }),
-        el('td', {
-          class: lv.level === 'crit' ? 'bad' : lv.level === 'warn' ? 'warn' : '',
-          text: s?.inletMaxC == null ? 'no data' : `${fmt(s.inletMaxC)} °C${lv.mark ? ` ${lv.mark}` : ''}`,
-        }),
-      );
+      return {
+        key: g.id,
+        cells: [
+          { text: g.id },
+          { cls: g.leader ? '' : 'bad', text: g.leader ?? '✖ none' },
+          { text: g.epoch ?? '–' },
+          { text: g.state },
+          {
+            cls: v?.view ? (v.view.driving ? '' : 'bad') : '',
+            text: v?.view
+              ? `${v.view.driving ? 'yes' : '✖ no'}${operatorText(v.view.operator)}`
+              : (v?.error ?? '…'),
+          },
+          {
+            cls: `handover ${h?.level ?? ''}`,
+            text: h ? `${h.level === 'bad' ? '✖' : '▲'} ${h.text}` : '–',
+          },
+          {
+            cls: s?.verdict === 'blind' ? 'bad' : s?.verdict === 'degraded' ? 'warn' : '',
+            // Why it is not ok, in the node's words (the racks nobody watches, named): not colour only.
+            text: s
+              ? `${s.verdict === 'ok' ? '' : s.verdict === 'blind' ? '✖ ' : '◐ '}${s.verdict} (${num(s.coverage) === null ? '–' : Math.round(s.coverage * 100)} %)${reasonsText(s.reasons)}`
+              : 'no data',
+          },
+          {
+            cls: lv.level === 'crit' ? 'bad' : lv.level === 'warn' ? 'warn' : '',
+            text: s?.inletMaxC == null ? 'no data' : `${fmt(s.inletMaxC)} °C${lv.mark ? ` ${lv.mark}` : ''}`,
+          },
+        ],
+      };
     }),
   );
 }
 
+/**
+ * Rows the air-handler table lists at most. A full site has 1 000 units: all of them in the page,
+ * rewritten every poll, is what no one reads; the find box narrows the list, and past this bound
+ * the units that need someone (not driven, in error, on fallback) come first.
+ */
+const UNIT_ROWS_MAX = 200;
+const UNIT_STATE_RANK = {
+  tripped: 0,
+  error: 0,
+  'link-down': 0,
+  refusing: 0,
+  unknown: 1,
+  'not-driven': 1,
+  fallback: 2,
+  'link-degraded': 2,
+  local: 3,
+  none: 3,
+  driven: 4,
+};
+
 function renderUnits() {
   const body = $('units').tBodies[0];
-  body.replaceChildren(
-    ...[...unitRows().values()].map((u) => {
-      const s = unitState(u.ahu);
+  let units = [...unitRows().values()]
+    .filter((u) => !found || found.ahus.has(u.ahu))
+    .map((u) => ({ u, s: unitState(u.ahu) }));
+  const total = units.length;
+  if (total > UNIT_ROWS_MAX)
+    units = units
+      .map((x, i) => ({ ...x, i }))
+      .sort((a, b) => (UNIT_STATE_RANK[a.s.key] ?? 1) - (UNIT_STATE_RANK[b.s.key] ?? 1) || a.i - b.i)
+      .slice(0, UNIT_ROWS_MAX);
+  const more = total - units.length;
+  syncRows(
+    body,
+    'data-ahu',
+    units.map(({ u, s }) => {
       const live = u.group ? liveOf(u.group)?.units?.[u.ahu] : undefined;
       const link = live?.link;
       const refused = live?.refusal
         ? `, refuses every read: Modbus exception ${live.refusal.code} (${live.refusal.name})`
         : '';
-      return el(
-        'tr',
-        { 'data-ahu': u.ahu },
-        el('td', { text: u.ahu }),
-        el('td', { text: u.group ?? '–' }),
-        el('td', { class: u.drivenBy ? '' : 'warn', text: u.drivenBy ?? 'nobody' }),
-        el('td', {
-          class: `unit-state ${s.key === 'driven' ? 'ok' : ['tripped', 'error', 'link-down', 'refusing'].includes(s.key) ? 'bad' : 'warn'}`,
-          text: `${s.mark} ${s.text}`,
-        }),
-        el('td', { class: 'held-fan', text: fmt(u.held?.fanPct) }),
-        el('td', { class: 'held-setpoint', text: fmt(u.held?.supplySetpointC) }),
-        el('td', {
-          class: u.error ? 'bad' : '',
-          text: u.error ? `✖ error: ${u.error}` : ago(u.lastWriteOkMs),
-        }),
-        el('td', {
-          class: refused ? 'bad' : link === 'up' ? 'ok' : link ? 'warn' : '',
-          text: link
-            ? `${refused ? '✖' : link === 'up' ? '●' : link === 'down' ? '✖' : '▲'} ${link}${refused}`
-            : 'no data',
-        }),
-      );
+      return {
+        key: u.ahu,
+        cells: [
+          { text: u.ahu },
+          { text: u.group ?? '–' },
+          { cls: u.drivenBy ? '' : 'warn', text: u.drivenBy ?? 'nobody' },
+          {
+            cls: `unit-state ${s.key === 'driven' ? 'ok' : ['tripped', 'error', 'link-down', 'refusing'].includes(s.key) ? 'bad' : 'warn'}`,
+            text: `${s.mark} ${s.text}`,
+          },
+          { cls: 'held-fan', text: fmt(u.held?.fanPct) },
+          { cls: 'held-setpoint', text: fmt(u.held?.supplySetpointC) },
+          { cls: u.error ? 'bad' : '', text: u.error ? `✖ error: ${u.error}` : ago(u.lastWriteOkMs) },
+          {
+            cls: refused ? 'bad' : link === 'up' ? 'ok' : link ? 'warn' : '',
+            text: link
+              ? `${refused ? '✖' : link === 'up' ? '●' : link === 'down' ? '✖' : '▲'} ${link}${refused}`
+              : 'no data',
+          },
+        ],
+      };
     }),
+    more > 0
+      ? el(
+          'tr',
+          { class: 'more' },
+          el('td', {
+            colspan: 8,
+            class: 'warn',
+            text: `${more} more units not listed (the ${units.length} above: those that need someone first); type in “find” above the map to list others`,
+          }),
+        )
+      : null,
   );
 }
 
@@ -1479,7 +1731,7 @@ function renderAudit() {
 function trendGroupOf(subject) {
   if (!subject) return null;
   const [kind, id] = [subject.slice(0, subject.indexOf(':')), subject.slice(subject.indexOf(':') + 1)];
-  return kind === 'group' ? id : (state.site?.airHandlers.find((a) => a.id === id)?.group ?? null);
+  return kind === 'group' ? id : (index.airHandlers.get(id)?.group ?? null);
 }
 
 function setTrendSubject(subject) {

@@ -1,0 +1,166 @@
+// The dashboard on a site larger than the demo (22 groups, 220 units, 440 racks; one node leads
+// all), in a real browser: a refresh reads the leader's group views in one request, not one per
+// group; a poll that brings no change leaves the map's racks and units and the unit rows as they
+// are (no DOM rewritten); the unit list is bounded and says how many it left out; and one unit is
+// found from the keyboard by its id, the map zoomed to it and the tables listing only it.
+// The full-size figures (1 000 units, 5 000 racks) are bench/dashboard.ts's, not a timed test's.
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { waitFor } from '../helpers.ts';
+import { TEST_PASSWORD } from '../support/api-auth.ts';
+import {
+  launchChromium,
+  pollsDrawn,
+  signInThroughForm,
+  type TestBrowser,
+  watchPage,
+} from '../support/browser.ts';
+import { FakeCluster, type FakeNode, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
+
+const GROUPS = 22;
+const site = generateSite({
+  ...demoShape,
+  id: 'size-hall',
+  name: 'Size hall',
+  airHandlers: GROUPS * 10,
+  sensorNodes: GROUPS * 20,
+  controlGroups: GROUPS,
+  racksPerAirHandler: 2,
+  opcuaShare: 0,
+  modbusBasePort: 0,
+  seed: 1,
+});
+
+describe('dashboard on a site larger than the demo', () => {
+  const written: UnitWrite[] = [];
+  const cluster = new FakeCluster(
+    Object.fromEntries(site.controlGroups.map((g, i) => [g.id, ['node-a', 100 + i]])),
+  );
+  let a: FakeNode;
+  let url: string;
+  let browser: TestBrowser;
+  let page: Page;
+  const problems: string[] = [];
+  let expected: RegExp[] = [];
+  const requests: string[] = [];
+
+  beforeAll(async () => {
+    a = await fakeNode(cluster, 'node-a', site, written);
+    url = await a.app.listen({ host: '127.0.0.1', port: 0 });
+    cluster.members.push({ node: 'node-a', apiUrl: url, startedAtMs: 1 });
+    browser = await launchChromium('ui-size');
+    page = await watchPage(await browser.context.newPage(), problems, () => expected, 20_000);
+    page.on('request', (r) => {
+      if (r.method() === 'GET') requests.push(new URL(r.url()).pathname);
+    });
+    expected = [/status of 401/];
+    await page.goto(`${url}/`);
+    await signInThroughForm(page, 'operator', TEST_PASSWORD);
+    await waitFor('every unit driven on the map', async () =>
+      page.evaluate<boolean>(
+        `document.querySelectorAll('#floor g.ahu[data-state="driven"]').length === ${site.airHandlers.length}`,
+      ),
+    );
+  }, 60_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await a?.close();
+  });
+
+  const polls = () => pollsDrawn(page);
+  const redrawn = async (n: number) => {
+    const at = await polls();
+    await waitFor(`${n} more polls`, async () => (await polls()) >= at + n, { timeoutMs: 20_000 });
+  };
+
+  it('reads the leader’s group views in one request per refresh, not one per group', async () => {
+    const p0 = await polls();
+    const r0 = requests.length;
+    await redrawn(4);
+    const n = (await polls()) - p0;
+    const read = requests.slice(r0);
+    const groupViews = read.filter((p) => /^\/api\/v1\/groups(\/[^/]+)?$/.test(p)).length;
+    // One leader: one read of its groups per refresh (a poll in flight at either end counts ±1).
+    expect(groupViews).toBeLessThanOrEqual(n + 1);
+    // cluster, readyz, alarms, audit, groups, live, trends, now and then energy: never per group.
+    expect(read.length / n).toBeLessThan(10);
+    expect(problems).toEqual([]);
+  });
+
+  it('leaves the map and the unit rows untouched by a refresh that changes nothing on them', async () => {
+    await page.evaluate(`(() => {
+      window.__floorChanges = 0;
+      new MutationObserver((l) => { window.__floorChanges += l.length; })
+        .observe(document.getElementById('floor'), { subtree: true, childList: true, attributes: true, characterData: true });
+      window.__unitRow = document.querySelector('#units tr[data-ahu="AHU-07"]');
+      window.__groupRow = document.querySelector('#groups tr[data-group="zone-3"]');
+    })()`);
+    await redrawn(3);
+    expect(await page.evaluate<number>('window.__floorChanges')).toBe(0);
+    expect(
+      await page.evaluate<boolean>(
+        `window.__unitRow === document.querySelector('#units tr[data-ahu="AHU-07"]') && window.__unitRow.isConnected`,
+      ),
+    ).toBe(true);
+    expect(
+      await page.evaluate<boolean>(
+        `window.__groupRow === document.querySelector('#groups tr[data-group="zone-3"]') && window.__groupRow.isConnected`,
+      ),
+    ).toBe(true);
+  });
+
+  it('bounds the unit list and says how many more there are', async () => {
+    const rows = await page.locator('#units tbody tr[data-ahu]').count();
+    expect(rows).toBe(200);
+    expect(await page.locator('#units tbody tr.more').innerText()).toMatch(/^20 more units not listed/);
+  });
+
+  it('finds one unit from the keyboard: the tables list it alone and Enter goes to it on the map', async () => {
+    const full = await page.evaluate<string>(`document.querySelector('#floor svg').getAttribute('viewBox')`);
+    await page.focus('#find');
+    await page.keyboard.type('AHU-142');
+    await waitFor(
+      'the unit list narrowed',
+      async () => (await page.locator('#units tbody tr[data-ahu]').count()) === 1,
+    );
+    expect(await page.locator('#units tbody tr[data-ahu]').getAttribute('data-ahu')).toBe('AHU-142');
+    expect(await page.locator('#find-status').innerText()).toMatch(/^1 unit, 0 racks in 1 group match/);
+    await page.keyboard.press('Enter');
+    expect(await page.evaluate<string | null>(`document.activeElement.getAttribute('data-id')`)).toBe(
+      'AHU-142',
+    );
+    const zoomed = await page.evaluate<string>(
+      `document.querySelector('#floor svg').getAttribute('viewBox')`,
+    );
+    expect(Number(zoomed.split(' ')[2])).toBeLessThan(Number(full.split(' ')[2]) / 2);
+    // Enter on it shows its trend, as on the full map.
+    await page.keyboard.press('Enter');
+    await waitFor(
+      'its trend chosen',
+      async () => (await page.locator('#trend-subject').inputValue()) === 'unit:AHU-142',
+    );
+    // A group by its exact id: its units only, and Tab from the box visits only its items.
+    await page.fill('#find', 'zone-3');
+    await waitFor(
+      'zone-3 listed',
+      async () => (await page.locator('#units tbody tr[data-ahu]').count()) === 10,
+    );
+    expect(await page.locator('#groups tbody tr').count()).toBe(1);
+    await page.focus('#find');
+    await page.keyboard.press('Tab');
+    const group = await page.evaluate<string | null>(`document.activeElement.getAttribute('data-group')`);
+    expect(group).toBe('zone-3');
+    // Cleared: everything back, the whole map in view.
+    await page.fill('#find', '');
+    await waitFor(
+      'all listed again',
+      async () => (await page.locator('#units tbody tr[data-ahu]').count()) === 200,
+    );
+    expect(await page.evaluate<string>(`document.querySelector('#floor svg').getAttribute('viewBox')`)).toBe(
+      full,
+    );
+    expect(problems).toEqual([]);
+  });
+});
