@@ -280,9 +280,18 @@ export class Controller {
         ...cfg.etcdSecurity,
       };
       const etcd = createEtcdClient(etcdSettings);
+      const controlPlaneLog = this.log.child({ component: 'control-plane' });
       const kv = new EtcdPrefixKv(etcd, cfg.cluster.etcdCallTimeoutMs, {
-        newClient: () => createEtcdClient(etcdSettings),
-        log: this.log.child({ component: 'control-plane' }),
+        newClient: () =>
+          createEtcdClient({
+            ...etcdSettings,
+            onWatchSilent: (silentMs) =>
+              controlPlaneLog.warn(
+                { silentMs: Math.round(silentMs) },
+                'watch stream silent (its etcd member does not answer): resuming it on another member',
+              ),
+          }),
+        log: controlPlaneLog,
       });
       const auth = new AuthStore({
         kv,

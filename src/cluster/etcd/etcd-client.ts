@@ -18,6 +18,7 @@ import {
 } from 'etcd3';
 import { ClusterError, etcdAborted, etcdLeaseLost, etcdTimeout, etcdUnavailable } from '../errors.ts';
 import { MemberChoice, type MemberStateListener } from './member-choice.ts';
+import { WatchProgress } from './watch-progress.ts';
 
 /**
  * How a client proves itself to etcd and checks etcd: the CA that signed the members' certificates,
@@ -35,6 +36,8 @@ export interface EtcdClientOptions extends EtcdSecurity {
   callTimeoutMs: number;
   /** Told when a member stops answering (three member faults in a row) and when it answers again. */
   onMemberState?: MemberStateListener | undefined;
+  /** Told when this client's watch stream is given up for silence (watch-progress.ts): a log line. */
+  onWatchSilent?: ((silentMs: number) => void) | undefined;
 }
 
 /** A read with no answer after this share of the call deadline goes to a second member too. */
@@ -112,6 +115,13 @@ export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
     },
   });
   members.install(client);
+  // A watch stream on a member that hangs is given up within seconds, not at the keepalive's 13 s.
+  const progress = new WatchProgress(client, { answerMs: opts.callTimeoutMs, onSilent: opts.onWatchSilent });
+  const close = client.close.bind(client);
+  client.close = () => {
+    progress.stop();
+    close();
+  };
   return client;
 }
 

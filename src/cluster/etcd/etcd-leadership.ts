@@ -265,7 +265,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
           );
       },
     });
-    this.watchClient = createEtcdClient({ ...opts.etcd, callTimeoutMs: opts.etcdCallTimeoutMs });
+    this.watchClient = this.newWatchClient();
     this.session = new EtcdSession({
       hosts: opts.etcd.hosts,
       security: { tls: opts.etcd.tls, auth: opts.etcd.auth },
@@ -1288,6 +1288,19 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     });
   }
 
+  /** The client of the view's watches: a stream its member leaves silent is resumed elsewhere. */
+  private newWatchClient(): Etcd3 {
+    return createEtcdClient({
+      ...this.opts.etcd,
+      callTimeoutMs: this.opts.etcdCallTimeoutMs,
+      onWatchSilent: (silentMs) =>
+        this.log.warn(
+          { silentMs: Math.round(silentMs) },
+          'watch stream silent (its etcd member does not answer): resuming the watches on another member',
+        ),
+    });
+  }
+
   /**
    * A watch etcd has not confirmed (created, or re-created after a disconnect) within
    * WATCH_CONFIRM_MS while etcd answers reads: the view may be missing events, so decisions from it
@@ -1308,7 +1321,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     for (const w of this.watchers) void w.cancel().catch(() => {});
     this.watchers = [];
     this.unconfirmed.clear();
-    this.watchClient = createEtcdClient({ ...this.opts.etcd, callTimeoutMs: this.opts.etcdCallTimeoutMs });
+    this.watchClient = this.newWatchClient();
     old.close();
     return true;
   }
