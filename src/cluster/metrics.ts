@@ -177,3 +177,23 @@ export class LeadershipMetrics {
     this.keepaliveFailures.inc({ member });
   }
 }
+
+/**
+ * `coolctl_etcd_watch_streams_given_up_total{client}`: watch streams failed because their member
+ * did not answer a progress request (watch-progress.ts), per etcd client that watches
+ * (`leadership`: the view; `control-plane`: users, tokens and operator state). One registry holds
+ * one counter, whoever asks first; each asker's series starts at 0.
+ */
+export function watchStreamsGivenUp(registry: Registry, client: 'leadership' | 'control-plane'): () => void {
+  const name = 'coolctl_etcd_watch_streams_given_up_total';
+  const counter =
+    (registry.getSingleMetric(name) as Counter<'client'> | undefined) ??
+    new Counter({
+      name,
+      help: 'Watch streams given up because their etcd member did not answer a progress request within the bound (4 s); the watches resumed on another member',
+      labelNames: ['client'],
+      registers: [registry],
+    });
+  counter.inc({ client }, 0);
+  return () => counter.inc({ client });
+}

@@ -21,6 +21,7 @@ import { createEtcdClient } from '../cluster/etcd/etcd-client.ts';
 import { EtcdLeadership } from '../cluster/etcd/etcd-leadership.ts';
 import { EtcdPrefixKv } from '../cluster/etcd/prefix-kv.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
+import { watchStreamsGivenUp } from '../cluster/metrics.ts';
 import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
 import { configHash } from '../config/config-hash.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
@@ -281,15 +282,18 @@ export class Controller {
       };
       const etcd = createEtcdClient(etcdSettings);
       const controlPlaneLog = this.log.child({ component: 'control-plane' });
+      const givenUp = watchStreamsGivenUp(this.registry, 'control-plane');
       const kv = new EtcdPrefixKv(etcd, cfg.cluster.etcdCallTimeoutMs, {
         newClient: () =>
           createEtcdClient({
             ...etcdSettings,
-            onWatchSilent: (silentMs) =>
+            onWatchSilent: (silentMs) => {
+              givenUp();
               controlPlaneLog.warn(
                 { silentMs: Math.round(silentMs) },
                 'watch stream silent (its etcd member does not answer): resuming it on another member',
-              ),
+              );
+            },
           }),
         log: controlPlaneLog,
       });

@@ -152,5 +152,16 @@ describe('a watch stream on a hung etcd member', () => {
     }
     process.stdout.write(`${figures.join('\n')}\n`);
     expect(late).toEqual([]);
+    // Every stream given up is counted, and logged once.
+    let counted = 0;
+    for (const node of hall.nodes) {
+      const res = await fetch(`${hall.apiUrl(node)}/metrics`, { headers: hall.apiHeaders });
+      for (const m of (await res.text()).matchAll(
+        /^coolctl_etcd_watch_streams_given_up_total\{[^}]*\} (\S+)$/gm,
+      ))
+        counted += Number(m[1]);
+    }
+    expect(counted).toBeGreaterThan(0);
+    expect(counted).toBe((await silentLines()).length);
   }, 300_000);
 });

@@ -33,7 +33,7 @@ import type {
   Member,
   RoleChange,
 } from '../leadership.ts';
-import { LeadershipMetrics } from '../metrics.ts';
+import { LeadershipMetrics, watchStreamsGivenUp } from '../metrics.ts';
 import type { OperatorProblem, OperatorState } from '../operator-state.ts';
 import { type GroupSeats, planHandovers } from '../placement.ts';
 import { leadershipTimingProblems } from '../timing.ts';
@@ -139,6 +139,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private readonly client: Etcd3;
   private readonly session: EtcdSession;
   private readonly metrics: LeadershipMetrics | undefined;
+  /** Counts a watch stream given up (its member did not answer a progress request). */
+  private readonly givenUp: (() => void) | undefined;
   private readonly revoker: ExpiredLeaseRevoker;
   private readonly failsafe: Failsafe | undefined;
   /** Monotonic ms of the last etcd call that succeeded (keepalive ack or snapshot read). */
@@ -286,6 +288,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
           opts.etcd.hosts.map(memberName),
         )
       : undefined;
+    this.givenUp = opts.registry ? watchStreamsGivenUp(opts.registry, 'leadership') : undefined;
     this.revoker = new ExpiredLeaseRevoker({
       client: this.client,
       callTimeoutMs: opts.etcdCallTimeoutMs,
@@ -1293,11 +1296,13 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     return createEtcdClient({
       ...this.opts.etcd,
       callTimeoutMs: this.opts.etcdCallTimeoutMs,
-      onWatchSilent: (silentMs) =>
+      onWatchSilent: (silentMs) => {
+        this.givenUp?.();
         this.log.warn(
           { silentMs: Math.round(silentMs) },
           'watch stream silent (its etcd member does not answer): resuming the watches on another member',
-        ),
+        );
+      },
     });
   }
 
