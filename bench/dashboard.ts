@@ -6,7 +6,9 @@
 // controller (CPU, event-loop lag p99 and share over 20 ms) with 0, 1 and 3 pages open, side by side.
 // With taskset the controller has core 1 to itself; everything else (chromium too) shares core 0.
 // Args: [--window-s 40] [--warmup-s 20] [--ahus 1000] [--groups 100] [--nodes 11765] [--from-source]
-//       [--keep] [--screenshot FILE]
+//       [--keep] [--screenshot FILE] [--profile DIR]
+// --profile DIR: the controller runs with --cpu-prof (sampled every 250 µs), written to DIR when it
+// stops: where its main thread spends the time the pages cost it.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,14 +100,17 @@ async function heapMb(p: PageProbe): Promise<number> {
 
 /** The map drawn with every rack and unit, racks coloured from live figures, every unit row filled. */
 async function pageReady(page: Page, racks: number, ahus: number, timeoutMs: number): Promise<void> {
-  // A string runs in the page (this file has no DOM types).
-  await page.waitForFunction(
-    `document.querySelectorAll('#floor g.rack').length === ${racks} &&
+  // Asked through page.evaluate (the devtools protocol), not waitForFunction: that one compiles its
+  // predicate in the page, which the page's CSP (no 'unsafe-eval') refuses.
+  const drawn = `document.querySelectorAll('#floor g.rack').length === ${racks} &&
      document.querySelectorAll('#units tbody tr[data-ahu]').length >= ${Math.min(ahus, 1)} &&
      document.querySelector('#floor g.rack:not([data-level="none"])') !== null &&
-     document.querySelector('#floor g.ahu[data-state="driven"]') !== null`,
-    undefined,
-    { timeout: timeoutMs, polling: 100 },
+     document.querySelector('#floor g.ahu[data-state="driven"]') !== null`;
+  await poll(
+    'the page drawn from live figures',
+    timeoutMs,
+    async () => ((await page.evaluate<boolean>(drawn).catch(() => false)) ? true : undefined),
+    100,
   );
 }
 
@@ -121,6 +126,7 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
       'from-source': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       screenshot: { type: 'string' },
+      profile: { type: 'string' },
     },
     strict: true,
   });
@@ -134,9 +140,22 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
   const ahus = int('ahus', 10, 5000);
   const groups = int('groups', 1, ahus);
   const nodes = int('nodes', 1, 100_000);
-  const daemon: DaemonCommand = values['from-source']
+  const built: DaemonCommand = values['from-source']
     ? { nodeFlags: [], script: join(REPO_ROOT, 'src/cli.ts'), env: {} }
     : deployedDaemon();
+  const daemon: DaemonCommand = values.profile
+    ? {
+        ...built,
+        nodeFlags: [
+          ...built.nodeFlags,
+          '--cpu-prof',
+          '--cpu-prof-interval',
+          '250',
+          '--cpu-prof-dir',
+          values.profile,
+        ],
+      }
+    : built;
   if (!values['from-source']) {
     say('building dist/ (npm run build)');
     buildDaemon();

@@ -21,9 +21,11 @@ import {
 import { apiOrigin } from '../util/api-origin.ts';
 import { sliceTurns } from '../util/async.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
+import { ANSWER_REVISION_PATTERN } from './answer-revision.ts';
 import type { ApiDeps } from './app.ts';
 import { baselineKw, EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { ErrorBody } from './error-body.ts';
+import { LiveChanges, type LiveFigures } from './live-changes.ts';
 import { PRINTABLE_PATTERN } from './request-schema.ts';
 import {
   GROUP_TRENDS,
@@ -45,6 +47,11 @@ export const TREND_WINDOW_MS = GROUP_TRENDS.recent.stepMs * GROUP_TRENDS.recent.
  * of every group of a large node is a hundred times that; such a request names a group or a sinceMs.
  */
 export const TREND_FIGURES_MAX = 100_000;
+/**
+ * How long one take of the floor map's live figures serves every page: under the pages' 1.5 s poll,
+ * so each read brings the figures the control loops took since the last (they take them each 1 s).
+ */
+const LIVE_TAKE_MAX_AGE_MS = 1000;
 /** The last ms since the Unix epoch a Date can hold: the latest sinceMs that means a time. */
 const SINCE_MS_MAX = 8.64e15;
 /** Group ids an unknown-group refusal lists: enough to see the naming, bounded at any cluster size. */
@@ -386,19 +393,79 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
     },
   );
 
+  // --- the floor map's live figures: one take per control period for every page (./live-changes.ts) ---
+  const live = new LiveChanges(LIVE_TAKE_MAX_AGE_MS);
+  const liveFigures = async (): Promise<LiveFigures> => {
+    const racks: Record<string, number | null> = {};
+    const rackTrust: Record<string, { goodInlets: number; inlets: number }> = {};
+    for (const r of deps.site?.racks ?? []) racks[r.id] = null;
+    let rackInletsKnown = false;
+    const groups: Record<string, unknown> = {};
+    const turn = sliceTurns(SAMPLE_SLICE_MS);
+    for (const g of [...deps.groups]) {
+      await turn();
+      const v = viewOf(deps, g);
+      groups[g] = v
+        ? {
+            verdict: v.verdict,
+            inletMaxC: v.inletMaxC,
+            hottestRack: v.hottestRack,
+            coverage: v.coverage,
+            uncoveredRacks: v.uncoveredRacks,
+            reasons: v.reasons ?? [],
+            recovery: v.recovery ?? null,
+          }
+        : null;
+      const perRack = rackInletsOf(deps, g);
+      if (!perRack) continue;
+      rackInletsKnown = true;
+      for (const r of perRack) {
+        racks[r.rack] = r.inletMaxC;
+        rackTrust[r.rack] = { goodInlets: r.goodInlets, inlets: r.inlets };
+      }
+    }
+    const units: Record<string, unknown> = {};
+    for (const [id, d] of deps.devices ?? [])
+      units[id] = {
+        protocol: d.protocol,
+        link: d.linkState,
+        remoteControlLost: d.remoteControlLost,
+        ...(d.refusal ? { refusal: d.refusal } : {}),
+        ...(d.fencing ? { fencing: d.fencing } : {}),
+        ...(d.unitWatchdog ? { unitWatchdog: d.unitWatchdog } : {}),
+      };
+    return { atMs: Date.now(), node: deps.node, rackInletsKnown, racks, rackTrust, groups, units };
+  };
   app.get(
     '/api/v1/site/live',
     {
       config: { access: 'viewer' },
       schema: {
         description:
-          'What changes on the floor map, as this node sees it: each rack’s inlet °C (hottest good inlet sensor; null: no data) and how many of its inlet sensors are good, each group’s sensor verdict (with the racks that have no good inlet sensor, and why it is not ok) and hottest good inlet, and each air handler’s link from this node. The dashboard reads a group’s racks and units from the group’s leader.',
+          'What changes on the floor map, as this node sees it: each rack’s inlet °C (hottest good inlet sensor; null: no data) and how many of its inlet sensors are good, each group’s sensor verdict (with the racks that have no good inlet sensor, and why it is not ok) and hottest good inlet, and each air handler’s link from this node. The dashboard reads a group’s racks and units from the group’s leader. Taken once a second for every reader. `rev` names the take; a reader that sends it back as `since` gets only the racks, rack trusts, groups and units that changed after it (a rack: its value to 0.1 °C, as the map shows it, or its trust; anything else: any field), with `since` set, and merges them into what it holds; without `since`, or with a revision this node no longer knows (it restarted, its racks, groups or units changed), the full answer (`since` null).',
+        querystring: {
+          type: 'object',
+          properties: {
+            since: {
+              type: 'string',
+              pattern: ANSWER_REVISION_PATTERN,
+              description: 'the `rev` of the answer the reader holds: only what changed after it',
+            },
+          },
+          additionalProperties: false,
+        },
         response: {
           200: {
             type: 'object',
             properties: {
               atMs: { type: 'number' },
               node: { type: 'string' },
+              rev: { type: 'string', description: 'this take: send it back as `since`' },
+              since: {
+                type: ['string', 'null'],
+                description:
+                  'the revision this answer counts changes from: its sections hold only what changed; null: every entry',
+              },
               rackInletsKnown: { type: 'boolean' },
               racks: { type: 'object', additionalProperties: NullableNumber },
               rackTrust: {
@@ -486,44 +553,17 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
         },
       },
     },
-    async () => {
-      const racks: Record<string, number | null> = {};
-      const rackTrust: Record<string, { goodInlets: number; inlets: number }> = {};
-      for (const r of deps.site?.racks ?? []) racks[r.id] = null;
-      let rackInletsKnown = false;
-      const groups: Record<string, unknown> = {};
-      for (const g of deps.groups) {
-        const v = viewOf(deps, g);
-        groups[g] = v
-          ? {
-              verdict: v.verdict,
-              inletMaxC: v.inletMaxC,
-              hottestRack: v.hottestRack,
-              coverage: v.coverage,
-              uncoveredRacks: v.uncoveredRacks,
-              reasons: v.reasons ?? [],
-              recovery: v.recovery ?? null,
-            }
-          : null;
-        const perRack = rackInletsOf(deps, g);
-        if (!perRack) continue;
-        rackInletsKnown = true;
-        for (const r of perRack) {
-          racks[r.rack] = r.inletMaxC;
-          rackTrust[r.rack] = { goodInlets: r.goodInlets, inlets: r.inlets };
-        }
-      }
-      const units: Record<string, unknown> = {};
-      for (const [id, d] of deps.devices ?? [])
-        units[id] = {
-          protocol: d.protocol,
-          link: d.linkState,
-          remoteControlLost: d.remoteControlLost,
-          ...(d.refusal ? { refusal: d.refusal } : {}),
-          ...(d.fencing ? { fencing: d.fencing } : {}),
-          ...(d.unitWatchdog ? { unitWatchdog: d.unitWatchdog } : {}),
-        };
-      return { atMs: Date.now(), node: deps.node, rackInletsKnown, racks, rackTrust, groups, units };
+    async (req, reply) => {
+      const { since } = req.query as { since?: string };
+      const take = await live.current(liveFigures);
+      const rev = live.revision(take);
+      const changed = live.changedSince(take, since);
+      // A string is sent as it is (no serialiser): the full answer is made once per take for every
+      // reader; a page's changes since its last read are small.
+      reply.type('application/json; charset=utf-8');
+      if (!changed) return live.fullJson(take);
+      const { atMs, node, rackInletsKnown } = take.figures;
+      return JSON.stringify({ atMs, node, rackInletsKnown, ...changed, rev, since });
     },
   );
 

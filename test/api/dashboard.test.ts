@@ -174,6 +174,119 @@ describe('dashboard routes', () => {
     await withSensors.close();
   });
 
+  it('answers a reader that sends back its revision with only the racks that changed since', async () => {
+    const { a } = await setup();
+    const { buildApp } = await import('../../src/api/app.ts');
+    const { Registry } = await import('prom-client');
+    const { quietLogger } = await import('../helpers.ts');
+    const { SensorStore } = await import('../../src/sensors/sensor-store.ts');
+    const store = new SensorStore(site);
+    const sn = site.sensorNodes.find((n) => n.rack === 'RA-01')!;
+    let seq = 0;
+    const report = (inletC: number) =>
+      store.ingestReport(
+        {
+          node: sn.id,
+          gateway: sn.gateway,
+          seq: ++seq,
+          readings: sn.sensors.map((x) => ({
+            sensor: x.id,
+            kind: x.kind,
+            value: x.kind === 'humidity' ? 45 : inletC,
+          })),
+        },
+        'mqtt',
+        store.nowMs(),
+      );
+    report(23.5);
+    const app = await buildApp({
+      auth: a.auth.auth,
+      audit: a.audit,
+      node: 'node-a',
+      version: '0',
+      leadership: a.leadership,
+      registry: new Registry(),
+      groups: site.controlGroups.map((g) => g.id),
+      drivers: new Map(),
+      logger: quietLogger,
+      startedAtMs: 0,
+      site,
+      sensors: store,
+      devices: a.devices,
+    });
+    const read = async (since?: string) => {
+      const r = await app.inject({
+        url: `/api/v1/site/live${since ? `?since=${since}` : ''}`,
+        headers: a.auth.as('viewer'),
+      });
+      expect(r.statusCode).toBe(200);
+      return r.json();
+    };
+    const full = await read();
+    expect(full.since).toBeNull();
+    expect(full.racks['RA-01']).toBe(23.5);
+    expect(Object.keys(full.racks)).toHaveLength(site.racks.length);
+    expect(Object.keys(full.units)).toHaveLength(site.airHandlers.length);
+    // Nothing changed: a later take holds no entry at all.
+    const still = await waitFor('a later take', async () => {
+      const r = await read(full.rev);
+      return r.rev !== full.rev ? r : null;
+    });
+    expect(still).toMatchObject({ since: full.rev, racks: {}, rackTrust: {}, groups: {}, units: {} });
+    // RA-01 hotter: only it (and its group's hottest inlet) come back, from either revision.
+    report(28.25);
+    const changed = await waitFor('RA-01 changed', async () => {
+      const r = await read(still.rev);
+      return r.racks['RA-01'] !== undefined ? r : null;
+    });
+    expect(changed.racks).toEqual({ 'RA-01': 28.25 });
+    expect(changed.rackTrust).toEqual({});
+    expect(changed.units).toEqual({});
+    expect(Object.keys(changed.groups)).toEqual(['zone-1']);
+    expect(changed.groups['zone-1'].inletMaxC).toBe(28.25);
+    expect((await read(full.rev)).racks).toEqual({ 'RA-01': 28.25 });
+    // A revision this node never gave (another process's): the whole answer.
+    const other = await read('0badc0de.1');
+    expect(other.since).toBeNull();
+    expect(Object.keys(other.racks)).toHaveLength(site.racks.length);
+    expect(
+      (await app.inject({ url: '/api/v1/site/live?since=x', headers: a.auth.as('viewer') })).statusCode,
+    ).toBe(400);
+    await app.close();
+  });
+
+  it('sends the alarm list again only when it changed since the revision the reader holds', async () => {
+    const { a, cluster } = await setup();
+    const id = cluster.alarms.raise('inlet-recommended', 'zone-1', 'RA-01', 'RA-01 inlet 28.0 °C', {
+      value: 28,
+    });
+    const first = (await a.app.inject('/api/v1/alarms')).json();
+    expect(first.alarms.map((x: { id: string }) => x.id)).toEqual([id]);
+    expect(first.since).toBeNull();
+    // Unchanged: no list, and the reader keeps what it holds.
+    const same = (await a.app.inject(`/api/v1/alarms?since=${first.rev}`)).json();
+    expect(same).toEqual({ rev: first.rev, since: first.rev });
+    // Acknowledged through this node: the next read has it so, at once.
+    const ack = await a.app.inject({
+      method: 'POST',
+      url: `/api/v1/alarms/${encodeURIComponent(id)}/ack`,
+      headers: { 'content-type': 'application/json' },
+      payload: '{}',
+    });
+    expect(ack.statusCode).toBe(200);
+    const acked = (await a.app.inject(`/api/v1/alarms?since=${first.rev}`)).json();
+    expect(acked.alarms[0].state).toBe('acknowledged');
+    expect(acked.rev).not.toBe(first.rev);
+    // Raised elsewhere (etcd): read within the list's second.
+    const other = cluster.alarms.raise('inlet-recommended', 'zone-2', 'RB-01', 'RB-01 inlet 28.5 °C', {
+      value: 28.5,
+    });
+    await waitFor('the new alarm listed', async () => {
+      const r = (await a.app.inject(`/api/v1/alarms?since=${acked.rev}`)).json();
+      return r.alarms?.some((x: { id: string }) => x.id === other);
+    });
+  });
+
   it('records operator actions with the authenticated user, node, target and answer, and leaderships gained', async () => {
     const { a, cluster } = await setup();
     await zone1Driven(a);

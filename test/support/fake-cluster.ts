@@ -12,6 +12,7 @@ import { NO_OPERATOR_STATE, type OperatorState } from '../../src/cluster/operato
 import type { Site } from '../../src/config/site-schema.ts';
 import { GroupDriver } from '../../src/control/group-driver.ts';
 import type { AhuCommandSet, DeviceIo } from '../../src/devices/device-io.ts';
+import type { SensorView } from '../../src/sensors/sensor-store.ts';
 import { quietLogger } from '../helpers.ts';
 import { type ApiAuth, apiAuth, injectAs } from './api-auth.ts';
 import { FakeAlarms } from './fake-alarms.ts';
@@ -175,13 +176,14 @@ export interface FakeNode {
 /**
  * One controller node's API over the fakes: a GroupDriver per group of `site` (period 100 ms) over
  * fake units that push onto `written`, started; the API built but not listening, its users and
- * tokens on the cluster's shared control-plane KV (./api-auth.ts).
+ * tokens on the cluster's shared control-plane KV (./api-auth.ts); `opts.sensors` its sensor view.
  */
 export async function fakeNode(
   cluster: FakeCluster,
   name: string,
   site: Site,
   written: UnitWrite[],
+  opts: { sensors?: SensorView } = {},
 ): Promise<FakeNode> {
   const leadership = cluster.node(name);
   const devices = new Map(site.airHandlers.map((a) => [a.id, fakeUnit(a.id, written, name)]));
@@ -209,6 +211,7 @@ export async function fakeNode(
     devices,
     audit,
     alarms: cluster.alarms,
+    ...(opts.sensors ? { sensors: opts.sensors } : {}),
   });
   for (const d of drivers.values()) d.start();
   return {

@@ -5,10 +5,17 @@ import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provide
 import { ALARM_ID_PATTERN, type AlarmApi, SEVERITIES } from '../../alarms/alarm.ts';
 import { MAX_SHELF_MS } from '../../alarms/shelf-clock.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
+import { ANSWER_REVISION_PATTERN, newRevisionInstance } from '../answer-revision.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
 import { NoBody, Text } from '../request-schema.ts';
 
+/** How long one read of the alarm list serves every reader. */
+const ALARM_TAKE_MAX_AGE_MS = 1000;
+interface AlarmTake {
+  json: string;
+  rev: string;
+}
 const Iso = T.String({ format: 'date-time' });
 const Nullable = <S extends ReturnType<typeof T.String>>(s: S) => T.Union([s, T.Null()]);
 
@@ -48,23 +55,82 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
     return deps.alarms;
   };
 
+  // One read of the list per state and second for every page (an open dashboard asks every 1.5 s,
+  // and at full size the list is etcd's whole alarm prefix: ~1 MB): the read, the answer's JSON and
+  // whether it changed are shared. An action through this node drops them, so its page reads anew.
+  const takes = new Map<'active' | 'all', Promise<AlarmTake>>();
+  const revs = new Map<'active' | 'all', { json: string; seq: number }>();
+  const instance = newRevisionInstance();
+  const takeOf = (which: 'active' | 'all'): Promise<AlarmTake> => {
+    const held = takes.get(which);
+    if (held) return held;
+    const startedAtMs = performance.now();
+    const next = alarms()
+      .list(which)
+      .then((list) => {
+        const json = JSON.stringify(list);
+        const last = revs.get(which);
+        const seq = last && last.json === json ? last.seq : (last?.seq ?? 0) + 1;
+        revs.set(which, { json, seq });
+        return { json, rev: `${instance}.${seq}` };
+      });
+    takes.set(which, next);
+    const drop = () => {
+      // Only this take: an action may have dropped it and a newer one begun.
+      if (takes.get(which) === next) takes.delete(which);
+    };
+    next.then(
+      () => setTimeout(drop, Math.max(0, ALARM_TAKE_MAX_AGE_MS - (performance.now() - startedAtMs))).unref(),
+      drop,
+    );
+    return next;
+  };
+  // Before the answer leaves: the page reads the list as soon as its action is answered.
+  app.addHook('onSend', async (req, _reply, payload) => {
+    if (req.method === 'POST' && req.routeOptions.url?.startsWith('/api/v1/alarms/:alarm/')) takes.clear();
+    return payload;
+  });
+
   app.get(
     '/api/v1/alarms',
     {
       config: { access: 'viewer' },
       schema: {
         description:
-          'The cluster’s alarms, newest first, as etcd keeps them (the same on every node), plus this node’s own while etcd cannot take them (etcd-quorum-lost, etcd-no-space). `active`: not cleared (shelved ones included, with shelvedUntil); `all`: with the cleared ones retention keeps.',
+          'The cluster’s alarms, newest first, as etcd keeps them (the same on every node), plus this node’s own while etcd cannot take them (etcd-quorum-lost, etcd-no-space). `active`: not cleared (shelved ones included, with shelvedUntil); `all`: with the cleared ones retention keeps. Read from etcd at most once a second for every reader (an acknowledgement, shelve or unshelve through this node reads anew). `rev` names the list; a reader that sends it back as `since` gets `alarms` only when the list changed (else no `alarms`, `since` set: what it holds is current).',
         querystring: T.Object(
-          { state: T.Optional(T.Union([T.Literal('active'), T.Literal('all')], { default: 'active' })) },
+          {
+            state: T.Optional(T.Union([T.Literal('active'), T.Literal('all')], { default: 'active' })),
+            since: T.Optional(
+              T.String({
+                pattern: ANSWER_REVISION_PATTERN,
+                description: 'the `rev` of the list the reader holds',
+              }),
+            ),
+          },
           { additionalProperties: false },
         ),
-        response: { 200: T.Object({ alarms: T.Array(T.Ref('Alarm')) }), 400: ErrorBody, 503: ErrorBody },
+        response: {
+          200: T.Object({
+            alarms: T.Optional(T.Array(T.Ref('Alarm'), { description: 'absent: unchanged since `since`' })),
+            rev: T.Optional(T.String({ description: 'this list: send it back as `since`' })),
+            since: T.Optional(T.Union([T.String(), T.Null()])),
+          }),
+          400: ErrorBody,
+          503: ErrorBody,
+        },
       },
     },
-    async (req) => ({ alarms: await alarms().list(req.query.state ?? 'active') }),
+    async (req, reply) => {
+      const which = req.query.state ?? 'active';
+      const { json, rev } = await takeOf(which);
+      const since = req.query.since ?? null;
+      // A string is sent as it is: the list's JSON is made once per take for every reader.
+      reply.type('application/json; charset=utf-8');
+      if (since === rev) return JSON.stringify({ rev, since });
+      return `{"alarms":${json},"rev":${JSON.stringify(rev)},"since":null}`;
+    },
   );
-
   app.post(
     '/api/v1/alarms/:alarm/ack',
     {

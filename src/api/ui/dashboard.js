@@ -449,15 +449,39 @@ async function pollGroups(base, groups) {
   }
 }
 
-/** Racks, sensor verdicts and unit links as the node at `base` sees them. */
+/**
+ * Racks, sensor verdicts and unit links as the node at `base` sees them. The first read is whole;
+ * after it the page sends back the answer's `rev` (`since`) and gets only what changed, which it
+ * merges into what it holds (at full size ~2 % of the whole answer). A member that answers without
+ * `rev` (an older version) is read whole every time; one that refuses `since` (rolled back to
+ * such a version) is read again whole at once.
+ */
 async function pollLive(base) {
+  const held = state.live.get(base);
+  const since = held && !held.error && typeof held.rev === 'string' ? held.rev : null;
   try {
-    const r = await getJson(`${base}/api/v1/site/live`);
+    const path = `${base}/api/v1/site/live`;
+    let r = await getJson(since ? `${path}?since=${encodeURIComponent(since)}` : path);
+    if (since && r.status === 400) r = await getJson(path);
     const ok = r.status === 200 && isObject(r.body) && !('error' in r.body);
-    state.live.set(base, ok ? r.body : { error: refusedText(r) });
+    if (!ok) state.live.set(base, { error: refusedText(r) });
+    else if (since && r.body.since === since) state.live.set(base, mergeLive(held, r.body));
+    else state.live.set(base, r.body);
   } catch (err) {
     state.live.set(base, { error: `${base || 'this node'} unreachable: ${err.message}` });
   }
+}
+
+/** A live answer's changes put into the one the page holds: each entry replaced, none removed. */
+function mergeLive(held, changes) {
+  for (const section of ['racks', 'rackTrust', 'groups', 'units']) {
+    if (!isObject(changes[section])) continue;
+    if (!isObject(held[section])) held[section] = {};
+    // A key a JSON object may hold but an assignment would not set as its own.
+    for (const [id, v] of Object.entries(changes[section])) if (id !== '__proto__') held[section][id] = v;
+  }
+  for (const k of ['atMs', 'node', 'rackInletsKnown', 'rev']) held[k] = changes[k];
+  return held;
 }
 
 /** A group's live figures from its leader (else this node); null when that node did not answer. */
@@ -575,15 +599,24 @@ const known = (word, words) => (words.includes(word) ? word : 'unknown');
 
 /** The cluster's alarms from this node (any node answers the same: they are kept in etcd). */
 async function pollAlarms() {
+  const which = state.alarmFilter === 'all' ? 'all' : 'active';
+  // The list held is sent back by its revision: the node answers it again only when it changed.
+  const held = state.alarms;
+  const since = !held.error && held.which === which && typeof held.rev === 'string' ? held.rev : null;
   try {
-    const r = await getJson(`/api/v1/alarms?state=${state.alarmFilter === 'all' ? 'all' : 'active'}`);
+    const r = await getJson(
+      `/api/v1/alarms?state=${which}${since ? `&since=${encodeURIComponent(since)}` : ''}`,
+    );
+    const rev = typeof r.body?.rev === 'string' ? r.body.rev : null;
     state.alarms =
-      r.status === 200 && Array.isArray(r.body?.alarms)
-        ? { list: r.body.alarms, error: null }
-        : {
-            list: [],
-            error: `this node's alarm API answered ${r.status}${r.body?.message ? `: ${r.body.message}` : ''}`,
-          };
+      r.status === 200 && since && r.body?.since === since && !('alarms' in r.body)
+        ? { ...held, rev }
+        : r.status === 200 && Array.isArray(r.body?.alarms)
+          ? { list: r.body.alarms, error: null, which, rev }
+          : {
+              list: [],
+              error: `this node's alarm API answered ${r.status}${r.body?.message ? `: ${r.body.message}` : ''}`,
+            };
   } catch (err) {
     state.alarms = { list: [], error: `this node's alarm API did not answer: ${err.message}` };
   }
