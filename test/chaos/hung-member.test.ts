@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { memberName } from '../../src/cluster/etcd/etcd-members.ts';
 import { waitFor } from '../helpers.ts';
-import { Hall, type Leader } from '../support/hall.ts';
+import { Hall, type HallLogLine, type Leader } from '../support/hall.ts';
 
 /** How long the member stays stopped: the measurement window itself, not a wait for state. */
 const HOLD_MS = 20_000;
@@ -18,25 +18,8 @@ const SAMPLE_MS = 250;
 
 let hall: Hall;
 
-interface Line {
-  node: string;
-  time: number;
-  msg: string;
-  member?: string;
-}
-
-async function lines(sinceMs: number): Promise<Line[]> {
-  const out: Line[] = [];
-  for (const node of hall.nodes) {
-    const text = await readFile(join(hall.dir, `${node}.log`), 'utf8').catch(() => '');
-    for (const raw of text.split('\n')) {
-      if (!raw.startsWith('{')) continue;
-      const j = JSON.parse(raw) as Omit<Line, 'node'>;
-      if (j.time >= sinceMs) out.push({ ...j, node });
-    }
-  }
-  return out;
-}
+/** The controllers' log lines since `sinceMs`. */
+const lines = (sinceMs: number): Promise<HallLogLine[]> => hall.logLines(sinceMs);
 
 /** coolctl_etcd_member_answering of `member` on `node`. */
 async function answering(node: string, member: string): Promise<number> {

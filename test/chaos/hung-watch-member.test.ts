@@ -5,8 +5,6 @@
 // once), a pause taken through the other node stops the group's leader, and a token revoked through
 // the other node is refused by the leader's node, both within WATCH_SILENCE_BOUND_MS.
 // Real processes: the 3-member etcd, the simulator, two controllers.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.ts';
 import { Hall } from '../support/hall.ts';
@@ -80,13 +78,9 @@ async function lastWrite(group: string, seq: number): Promise<number> {
 
 /** The nodes' "watch stream silent" lines so far (one per stream given up). */
 async function silentLines(): Promise<string[]> {
-  const out: string[] = [];
-  for (const node of hall.nodes) {
-    const text = await readFile(join(hall.dir, `${node}.log`), 'utf8').catch(() => '');
-    for (const raw of text.split('\n'))
-      if (raw.includes('"watch stream silent')) out.push(`${node}: ${raw.slice(0, 200)}`);
-  }
-  return out;
+  return (await hall.logLines())
+    .filter((l) => l.msg.startsWith('watch stream silent'))
+    .map((l) => `${l.node}: ${l.msg}`);
 }
 
 describe('a watch stream on a hung etcd member', () => {

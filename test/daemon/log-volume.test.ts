@@ -4,11 +4,9 @@
 // worst faults measured held together: a Modbus unit answering garbage (each answer a new error
 // text) and one etcd member SIGSTOPped (before hedged reads it made states flap; now it is reported
 // once per node). Counters still count every failure; the recovery is logged once.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.ts';
-import { Hall } from '../support/hall.ts';
+import { Hall, type HallLogLine } from '../support/hall.ts';
 
 /** How long the faults are held: the measurement itself (lines per this window), not a wait for state. */
 const HOLD_MS = 40_000;
@@ -19,30 +17,12 @@ const HOLD_MS = 40_000;
  */
 const MAX_LINES_PER_MESSAGE = 12;
 
-interface Line {
-  node: string;
-  time: number;
-  level: number;
-  msg: string;
-  ahu?: string;
-}
-
 let hall: Hall;
 
-async function lines(sinceMs: number): Promise<Line[]> {
-  const out: Line[] = [];
-  for (const node of hall.nodes) {
-    const text = await readFile(join(hall.dir, `${node}.log`), 'utf8').catch(() => '');
-    for (const raw of text.split('\n')) {
-      if (!raw.startsWith('{')) continue;
-      const j = JSON.parse(raw) as Omit<Line, 'node'>;
-      if (j.time >= sinceMs) out.push({ ...j, node });
-    }
-  }
-  return out;
-}
+/** The controllers' log lines since `sinceMs`. */
+const lines = (sinceMs: number): Promise<HallLogLine[]> => hall.logLines(sinceMs);
 
-function perMessage(ls: readonly Line[]): [string, number][] {
+function perMessage(ls: readonly HallLogLine[]): [string, number][] {
   const counts = new Map<string, number>();
   for (const l of ls) counts.set(`${l.node} ${l.msg}`, (counts.get(`${l.node} ${l.msg}`) ?? 0) + 1);
   return [...counts].sort((a, b) => b[1] - a[1]);

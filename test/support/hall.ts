@@ -296,6 +296,15 @@ async function getJson<T>(url: string, timeoutMs = 1000, headers: Record<string,
   return (await res.json()) as T;
 }
 
+/** One JSON log line of a controller, as Hall.logLines() gives it. */
+export interface HallLogLine {
+  node: string;
+  time: number;
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
 export class Hall {
   readonly dir: string;
   readonly timing: HallTiming;
@@ -1463,6 +1472,28 @@ export class Hall {
     for (const c of this.controllers.values())
       parts.push(`--- ${c.name} ---\n${await tail(c.logPath, lines)}`);
     return `${parts.join('\n')}\n`;
+  }
+
+  /**
+   * Every controller's JSON log lines since `sinceWallMs` (pino's `time`), each with the node that
+   * wrote it: what a test counts or looks for in the logs.
+   */
+  async logLines(sinceWallMs = 0): Promise<HallLogLine[]> {
+    const out: HallLogLine[] = [];
+    for (const c of this.controllers.values()) {
+      const text = await readFile(c.logPath, 'utf8').catch(() => '');
+      for (const raw of text.split('\n')) {
+        if (!raw.startsWith('{')) continue;
+        let j: HallLogLine;
+        try {
+          j = { ...JSON.parse(raw), node: c.name };
+        } catch {
+          continue;
+        }
+        if (j.time >= sinceWallMs) out.push(j);
+      }
+    }
+    return out;
   }
 
   /**
