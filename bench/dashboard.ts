@@ -68,7 +68,8 @@ async function probePage(page: Page): Promise<PageProbe> {
   const cdp = await page.context().newCDPSession(page);
   const p: PageProbe = { page, cdp, requests: 0, bytes: 0, bytesByPath: new Map() };
   const pathOf = new Map<string, string>();
-  await cdp.send('Network.enable');
+  // Sizes only: DevTools need keep no answer bodies, which would sit in the page's heap figures.
+  await cdp.send('Network.enable', { maxTotalBufferSize: 0, maxResourceBufferSize: 0 });
   await cdp.send('Performance.enable');
   cdp.on(
     'Network.requestWillBeSent',
@@ -92,7 +93,9 @@ const polls = async (page: Page) =>
   Number(await page.evaluate<string | undefined>('document.body.dataset.polls'));
 const longTasks = (page: Page) =>
   page.evaluate<{ count: number; ms: number; maxMs: number }>('window.__longTasks');
+/** What the page holds: its JS heap after full collections, not what V8 has yet to free. */
 async function heapMb(p: PageProbe): Promise<number> {
+  await p.cdp.send('HeapProfiler.collectGarbage');
   await p.cdp.send('HeapProfiler.collectGarbage');
   const h = (await p.cdp.send('Runtime.getHeapUsage')) as { usedSize: number };
   return h.usedSize / 2 ** 20;

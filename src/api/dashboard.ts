@@ -561,7 +561,7 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
       // A string is sent as it is (no serialiser): the full answer is made once per take for every
       // reader; a page's changes since its last read are small.
       reply.type('application/json; charset=utf-8');
-      if (!changed) return live.fullJson(take);
+      if (!changed) return live.liveJson(take);
       const { atMs, node, rackInletsKnown } = take.figures;
       return JSON.stringify({ atMs, node, rackInletsKnown, ...changed, rev, since });
     },

@@ -255,6 +255,53 @@ describe('dashboard routes', () => {
     await app.close();
   });
 
+  it('answers a reader of the group views that sends back its revision with the views that changed, and each unit’s last write apart', async () => {
+    const { a } = await setup();
+    await zone1Driven(a);
+    const read = async (since?: string) => {
+      const r = await a.app.inject(`/api/v1/groups${since ? `?since=${since}` : ''}`);
+      expect(r.statusCode).toBe(200);
+      return r.json();
+    };
+    const full = await read();
+    expect(full.since).toBeNull();
+    const z1 = full.groups.find((g: { id: string }) => g.id === 'zone-1');
+    expect(z1.units.length).toBeGreaterThan(0);
+    // The units keep writing each period: a later take brings their writes, not the views again.
+    const later = await waitFor('a later take with newer writes', async () => {
+      const r = await read(full.rev);
+      const ago = r.lastWriteOkAgoMs?.['zone-1'] as (number | null)[] | undefined;
+      return r.rev !== full.rev && ago?.every((x, i) => x !== null && r.atMs - x > z1.units[i].lastWriteOkMs)
+        ? r
+        : null;
+    });
+    expect(later.since).toBe(full.rev);
+    expect(later.groups.map((g: { id: string }) => g.id)).not.toContain('zone-1');
+    expect(later.lastWriteOkAgoMs['zone-1']).toHaveLength(z1.units.length);
+    expect(JSON.stringify(later).length).toBeLessThan(JSON.stringify(full).length / 2);
+    // An operator's command changes zone-1's view: it comes back whole, from either revision.
+    const cmd = await a.app.inject({
+      method: 'POST',
+      url: '/api/v1/groups/zone-1/commands',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ ahu: z1.units[0].ahu, fanPct: 61 }),
+    });
+    expect(cmd.statusCode).toBe(200);
+    const changed = await waitFor('zone-1 changed', async () => {
+      const r = await read(later.rev);
+      return r.groups.some((g: { id: string }) => g.id === 'zone-1') ? r : null;
+    });
+    const view = changed.groups.find((g: { id: string }) => g.id === 'zone-1');
+    expect(view.units[0].held.fanPct).toBe(61);
+    expect(changed.lastWriteOkAgoMs['zone-1']).toBeUndefined();
+    expect((await read(full.rev)).groups.map((g: { id: string }) => g.id)).toContain('zone-1');
+    // A revision this node never gave: the whole answer, as an older page reads it.
+    const other = await read('0badc0de.1');
+    expect(other.since).toBeNull();
+    expect(other.groups).toHaveLength(full.groups.length);
+    expect((await a.app.inject('/api/v1/groups?since=x')).statusCode).toBe(400);
+  });
+
   it('sends the alarm list again only when it changed since the revision the reader holds', async () => {
     const { a, cluster } = await setup();
     const id = cluster.alarms.raise('inlet-recommended', 'zone-1', 'RA-01', 'RA-01 inlet 28.0 °C', {

@@ -73,6 +73,8 @@ describe('dashboard on a site larger than the demo', () => {
   const requests: string[] = [];
   /** The size of each live answer the page read, in order. */
   const liveBytes: number[] = [];
+  /** The size of each group-views answer the page read, in order. */
+  const groupsBytes: number[] = [];
 
   beforeAll(async () => {
     a = await fakeNode(cluster, 'node-a', site, written, { sensors: store });
@@ -84,9 +86,10 @@ describe('dashboard on a site larger than the demo', () => {
       if (r.method() === 'GET') requests.push(new URL(r.url()).pathname);
     });
     page.on('response', async (r) => {
-      if (new URL(r.url()).pathname !== '/api/v1/site/live') return;
+      const path = new URL(r.url()).pathname;
+      if (path !== '/api/v1/site/live' && path !== '/api/v1/groups') return;
       const bytes = (await r.body().catch(() => Buffer.alloc(0))).length;
-      liveBytes.push(bytes);
+      (path === '/api/v1/groups' ? groupsBytes : liveBytes).push(bytes);
     });
     expected = [/status of 401/];
     await page.goto(`${url}/`);
@@ -168,6 +171,27 @@ describe('dashboard on a site larger than the demo', () => {
     expect(await page.locator(`#floor g.rack[data-id="${neighbour}"] .rack-temp`).textContent()).toBe(
       ' 22.0',
     );
+    expect(problems).toEqual([]);
+  });
+
+  it('reads the group views whole once, then only what changed, and still sees every unit written', async () => {
+    const full = groupsBytes[0]!;
+    const n0 = groupsBytes.length;
+    const drivenAt = Date.now();
+    // Longer than a unit's last write may be old before the map says "not driven" (10 s).
+    await waitFor(
+      '12 s of refreshes',
+      async () => Date.now() - drivenAt > 12_000 && groupsBytes.length > n0 + 3,
+      {
+        timeoutMs: 30_000,
+      },
+    );
+    // Every unit writes each period: its last write comes in a compact list, not its group's view.
+    expect(Math.max(...groupsBytes.slice(n0 + 1))).toBeLessThan(full / 5);
+    expect(
+      await page.evaluate<number>(`document.querySelectorAll('#floor g.ahu[data-state="driven"]').length`),
+    ).toBe(site.airHandlers.length);
+    expect(await page.locator('#units tr[data-ahu="AHU-07"]').innerText()).toMatch(/\b[0-9] s ago/);
     expect(problems).toEqual([]);
   });
 

@@ -4,6 +4,8 @@
 // a node that does not lead answers 409 with the leader's API address.
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
+import { AnswerChanges } from '../answer-changes.ts';
+import { ANSWER_REVISION_PATTERN } from '../answer-revision.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
 import { Name } from '../request-schema.ts';
@@ -11,6 +13,35 @@ import { GroupParams, handOnView, notFound, Ranged } from '../route-helpers.ts';
 import { REFUSED, UnitOverrideView } from './operator-answers.ts';
 
 const HeldView = T.Object({ fanPct: T.Number(), supplySetpointC: T.Number() });
+
+/**
+ * How long one take of the group views serves every page: under the pages' 1.5 s poll, so each
+ * read brings what the control loops did since the last (they write once a 1 s period).
+ */
+const GROUP_VIEWS_TAKE_MAX_AGE_MS = 1000;
+
+type GroupView = ReturnType<typeof groupView>;
+type GroupViewSection = 'groups' | 'processStates';
+const GROUP_VIEW_SECTIONS: readonly GroupViewSection[] = ['groups', 'processStates'];
+interface GroupViews {
+  node: string;
+  atMs: number;
+  /** The views in the order the full answer lists them. */
+  list: GroupView[];
+  groups: Record<string, GroupView>;
+  processStates: Record<string, GroupView['processState']>;
+}
+
+/** A view changes with any field but the per-period ones (sent apart); a process state with any. */
+function groupViewSignature(section: GroupViewSection, entry: unknown): string {
+  if (section === 'processStates') return JSON.stringify(entry);
+  const v = entry as GroupView;
+  return JSON.stringify({
+    ...v,
+    processState: undefined,
+    units: v.units.map((u) => ({ ...u, lastWriteOkMs: undefined })),
+  });
+}
 
 export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps) => {
   app.get(
@@ -32,20 +63,70 @@ export const groupRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
     },
   );
 
+  // One take of every group view per control period for every page, and what changed since a
+  // page's last take (../answer-changes.ts). The per-period fields (each unit's last good write,
+  // the process state row) change every period for every group: they are not a view's change but
+  // are sent beside the changed views, compactly.
+  const views = new AnswerChanges<GroupViews, GroupViewSection>({
+    sections: GROUP_VIEW_SECTIONS,
+    signature: groupViewSignature,
+    maxAgeMs: GROUP_VIEWS_TAKE_MAX_AGE_MS,
+  });
+  const takeViews = async (): Promise<GroupViews> => {
+    const list = deps.leadership.groups().map((g) => groupView(deps, g, { sensors: false }));
+    const groups: Record<string, GroupView> = {};
+    const processStates: Record<string, GroupView['processState']> = {};
+    for (const v of list) {
+      groups[v.id] = v;
+      processStates[v.id] = v.processState;
+    }
+    // After the views: a unit's last good write is never later than the answer's time.
+    return { node: deps.node, atMs: Date.now(), list, groups, processStates };
+  };
   app.get(
     '/api/v1/groups',
     {
       config: { access: 'viewer' },
       schema: {
         description:
-          'Every control group this node serves, each as `GET /api/v1/groups/{id}` answers it but without `sensors` (the group’s sensor view, per rack: the bulk of a full site’s answer; `/api/v1/site/live` has what the dashboard shows of it), in one answer: the dashboard reads each leader once per refresh, not each group (a node leading 100 groups would otherwise take 100 requests every 1.5 s per open page).',
+          'Every control group this node serves, each as `GET /api/v1/groups/{id}` answers it but without `sensors` (the group’s sensor view, per rack: the bulk of a full site’s answer; `/api/v1/site/live` has what the dashboard shows of it), in one answer: the dashboard reads each leader once per refresh, not each group (a node leading 100 groups would otherwise take 100 requests every 1.5 s per open page). Taken once a second for every reader. `rev` names the take; a reader that sends it back as `since` gets `groups` holding only the views that changed after it, not counting the fields that change every control period (each unit’s `lastWriteOkMs`, the `processState` row), and those apart: `processStates` (group id → its `processState`, the ones that changed) and `lastWriteOkAgoMs` (group id → for each of its units, in the order of its view, ms between its `lastWriteOkMs` and the answer’s `atMs`, or null: no good write) for every group not in `groups`; `since` set. Without `since`, or with a revision this node no longer knows (it restarted, its set of groups changed), the full answer (`since` null).',
+        querystring: T.Object(
+          {
+            since: T.Optional(
+              T.String({
+                pattern: ANSWER_REVISION_PATTERN,
+                description: 'the `rev` of the answer the reader holds: only what changed after it',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
       },
     },
-    async () => ({
-      node: deps.node,
-      atMs: Date.now(),
-      groups: deps.leadership.groups().map((g) => groupView(deps, g, { sensors: false })),
-    }),
+    async (req, reply) => {
+      const take = await views.current(takeViews);
+      const rev = views.revision(take);
+      const changed = views.changedSince(take, req.query.since);
+      // A string is sent as it is (no serialiser): the full answer is made once per take.
+      reply.type('application/json; charset=utf-8');
+      const { node, atMs, list } = take.figures;
+      if (!changed) return views.fullJson(take, () => ({ node, atMs, groups: list, rev, since: null }));
+      const lastWriteOkAgoMs: Record<string, (number | null)[]> = {};
+      for (const v of list)
+        if (!(v.id in changed.groups))
+          lastWriteOkAgoMs[v.id] = v.units.map((u) =>
+            typeof u.lastWriteOkMs === 'number' ? atMs - u.lastWriteOkMs : null,
+          );
+      return JSON.stringify({
+        node,
+        atMs,
+        groups: list.filter((v) => v.id in changed.groups),
+        processStates: changed.processStates,
+        lastWriteOkAgoMs,
+        rev,
+        since: req.query.since,
+      });
+    },
   );
 
   app.post(

@@ -31,6 +31,8 @@ const state = {
   live: new Map(),
   /** group → { view, from, error } */
   views: new Map(),
+  /** API base → its last /api/v1/groups answer with a `rev` ({ rev, list }): what `since` merges into. */
+  groupAnswers: new Map(),
   /** group → { node, reason, atMs }: the newest time any member handed it on (relinquished). */
   handOns: new Map(),
   audit: [],
@@ -216,6 +218,7 @@ function forgetData() {
     ready: null,
     live: new Map(),
     views: new Map(),
+    groupAnswers: new Map(),
     handOns: new Map(),
     audit: [],
     auditDropped: 0,
@@ -418,17 +421,28 @@ async function pollGroup(group) {
 
 /**
  * The views of `groups` from the node at `base`, which leads them (or this node, for groups without
- * a leader): one request for all of them. A member of an older version (404: no such route) is
- * asked group by group, as before.
+ * a leader): one request for all of them. The first read is whole; after it the page sends back the
+ * answer's `rev` (`since`) and gets only the views that changed, plus each unit's last good write
+ * in a compact form (every unit writes each period: at full size ~1/20 of the whole answer). A
+ * member that answers without `rev` is read whole every time, one that refuses `since` whole at
+ * once, and one of an older version still (404: no such route) is asked group by group.
  */
 async function pollGroups(base, groups) {
+  const held = state.groupAnswers.get(base);
+  const since = held?.rev ?? null;
   try {
-    const r = await getJson(`${base}/api/v1/groups`);
+    const path = `${base}/api/v1/groups`;
+    let r = await getJson(since ? `${path}?since=${encodeURIComponent(since)}` : path);
+    if (since && r.status === 400) r = await getJson(path);
     if (r.status === 404) {
+      state.groupAnswers.delete(base);
       await Promise.all(groups.map(pollGroup));
       return;
     }
-    const list = r.status === 200 && Array.isArray(r.body?.groups) ? r.body.groups : null;
+    let list = r.status === 200 && Array.isArray(r.body?.groups) ? r.body.groups : null;
+    if (list && since && r.body.since === since) list = mergeGroupViews(held, r.body);
+    if (list && typeof r.body.rev === 'string') state.groupAnswers.set(base, { rev: r.body.rev, list });
+    else state.groupAnswers.delete(base);
     const byId = new Map((list ?? []).filter(isObject).map((v) => [v.id, v]));
     for (const group of groups) {
       const view = byId.get(group);
@@ -440,6 +454,7 @@ async function pollGroups(base, groups) {
       });
     }
   } catch (err) {
+    state.groupAnswers.delete(base);
     for (const group of groups)
       state.views.set(group, {
         view: null,
@@ -447,6 +462,46 @@ async function pollGroups(base, groups) {
         error: `${base || 'this node'} unreachable: ${err.message}`,
       });
   }
+}
+
+/**
+ * The views held from a member with the changes of its `since` answer: changed views replace theirs
+ * whole; the others take their process state (when it changed) and each unit's last good write (ms
+ * before the answer's atMs, in the order of the view's units). A view the answer leaves out of both,
+ * or whose write list does not fit its units, is kept as it was and the next read is whole.
+ */
+function mergeGroupViews(held, changes) {
+  const changed = new Map(changes.groups.filter(isObject).map((v) => [v.id, v]));
+  const ps = isObject(changes.processStates) ? changes.processStates : {};
+  const ago = isObject(changes.lastWriteOkAgoMs) ? changes.lastWriteOkAgoMs : {};
+  const atMs = num(changes.atMs);
+  let whole = true;
+  const list = held.list.map((v) => {
+    if (!isObject(v)) return v;
+    if (changed.has(v.id)) return changed.get(v.id);
+    const writes = Object.hasOwn(ago, v.id) ? ago[v.id] : null;
+    if (
+      !Array.isArray(writes) ||
+      !Array.isArray(v.units) ||
+      writes.length !== v.units.length ||
+      atMs === null
+    ) {
+      whole = false;
+      return v;
+    }
+    // A new object per view: lookups keyed by the view (unitOf) see the new figures.
+    return {
+      ...v,
+      ...(Object.hasOwn(ps, v.id) ? { processState: ps[v.id] } : {}),
+      units: v.units.map((u, i) => ({
+        ...u,
+        lastWriteOkMs: num(writes[i]) === null ? null : atMs - writes[i],
+      })),
+    };
+  });
+  // A view new to the page comes whole with a new revision (the set changed): nothing to add here.
+  if (!whole) changes.rev = null;
+  return list;
 }
 
 /**
