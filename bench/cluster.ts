@@ -24,6 +24,7 @@ import { createEtcdClient } from '../src/cluster/etcd/etcd-client.ts';
 import { settlesWithin } from '../src/util/async.ts';
 import { type EtcdCluster, startEtcdCluster } from '../test/support/etcd-cluster.ts';
 import { CHAOS_TIMING } from '../test/support/hall.ts';
+import { intOption } from './lib/args.ts';
 import { NodeProcess } from './lib/cluster-node-process.ts';
 import type { ClusterTiming, NodeStats, RoleEvent } from './lib/cluster-node-protocol.ts';
 import { type EtcdRates, ratesBetween, readEtcdCounters } from './lib/etcd-metrics.ts';
@@ -80,11 +81,8 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     },
     strict: true,
   });
-  const num = (name: keyof typeof values, min: number, max: number): number => {
-    const v = Number(values[name]);
-    if (!Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be ${min}…${max}`);
-    return v;
-  };
+  const num = (name: keyof typeof values, min: number, max: number): number =>
+    intOption(values, name, min, max);
   if (values.timing !== 'production' && values.timing !== 'chaos')
     throw new Error(`--timing must be production or chaos, got ${values.timing}`);
   const o: Options = {

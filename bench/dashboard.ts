@@ -19,6 +19,7 @@ import { launchChromium, signInThroughForm } from '../test/support/browser.ts';
 import { buildDaemon, type DaemonCommand, deployedDaemon } from '../test/support/deployed-daemon.ts';
 import { startEtcdCluster } from '../test/support/etcd-cluster.ts';
 import type { ClusterView } from '../test/support/hall.ts';
+import { intOption } from './lib/args.ts';
 import {
   canPin,
   getJson,
@@ -133,11 +134,8 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     },
     strict: true,
   });
-  const int = (k: keyof typeof values, min: number, max: number): number => {
-    const n = Number(values[k]);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${k} must be ${min}…${max}`);
-    return n;
-  };
+  const int = (name: keyof typeof values, min: number, max: number): number =>
+    intOption(values, name, min, max);
   const windowS = int('window-s', 10, 300);
   const warmupS = int('warmup-s', 0, 300);
   const ahus = int('ahus', 10, 5000);

@@ -31,6 +31,7 @@ import { parseArgs } from 'node:util';
 import { buildDaemon, type DaemonCommand, deployedDaemon } from '../test/support/deployed-daemon.ts';
 import { startEtcdCluster } from '../test/support/etcd-cluster.ts';
 import type { ClusterView } from '../test/support/hall.ts';
+import { intOption } from './lib/args.ts';
 import { attributeLongTurns, type LagProbe } from './lib/lag-attribution.ts';
 import {
   canPin,
@@ -113,11 +114,8 @@ export async function run(argv: string[]): Promise<Record<string, number>> {
     },
     strict: true,
   });
-  const int = (k: keyof typeof values, min: number, max: number): number => {
-    const n = Number(values[k]);
-    if (!Number.isInteger(n) || n < min || n > max) throw new Error(`--${k} must be ${min}…${max}`);
-    return n;
-  };
+  const int = (name: keyof typeof values, min: number, max: number): number =>
+    intOption(values, name, min, max);
   const windowS = int('seconds', 5, 600);
   const warmupS = int('warmup', 0, 600);
   const baselineS = int('baseline-seconds', 5, 600);
