@@ -45,6 +45,55 @@ const refusedCount = async (n: FakeNode) =>
     .filter((l) => l.startsWith('coolctl_api_requests_refused_total{'))
     .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
 
+/**
+ * node-a's API over its own sensor store (and `extra`), with a reporter of RA-01's sensor node:
+ * `report(inletC)` sends one report whose inlet sensors all read inletC.
+ */
+async function withSensorStore(
+  a: FakeNode,
+  extra: { devices?: FakeNode['devices']; groups?: string[] } = {},
+) {
+  const { buildApp } = await import('../../src/api/app.ts');
+  const { Registry } = await import('prom-client');
+  const { quietLogger } = await import('../helpers.ts');
+  const { SensorStore } = await import('../../src/sensors/sensor-store.ts');
+  const store = new SensorStore(site);
+  const sn = site.sensorNodes.find((n) => n.rack === 'RA-01')!;
+  let seq = 0;
+  const report = (inletC: number) =>
+    store.ingestReport(
+      {
+        node: sn.id,
+        gateway: sn.gateway,
+        seq: ++seq,
+        readings: sn.sensors.map((x) => ({
+          sensor: x.id,
+          kind: x.kind,
+          value: x.kind === 'humidity' ? 45 : inletC,
+        })),
+      },
+      'mqtt',
+      store.nowMs(),
+    );
+  report(23.5);
+  const app = await buildApp({
+    auth: a.auth.auth,
+    audit: a.audit,
+    node: 'node-a',
+    version: '0',
+    leadership: a.leadership,
+    registry: new Registry(),
+    groups: extra.groups ?? site.controlGroups.map((g) => g.id),
+    drivers: new Map(),
+    logger: quietLogger,
+    startedAtMs: 0,
+    site,
+    sensors: store,
+    ...(extra.devices ? { devices: extra.devices } : {}),
+  });
+  return { app, store, sn, report };
+}
+
 describe('dashboard routes', () => {
   it('serves the page and its assets from the daemon, with a content security policy', async () => {
     const { a } = await setup();
@@ -130,40 +179,7 @@ describe('dashboard routes', () => {
 
   it('colours racks by their hottest good inlet where the node has a sensor view', async () => {
     const { a } = await setup();
-    const { buildApp } = await import('../../src/api/app.ts');
-    const { Registry } = await import('prom-client');
-    const { quietLogger } = await import('../helpers.ts');
-    const { SensorStore } = await import('../../src/sensors/sensor-store.ts');
-    const store = new SensorStore(site);
-    const sn = site.sensorNodes.find((n) => n.rack === 'RA-01')!;
-    store.ingestReport(
-      {
-        node: sn.id,
-        gateway: sn.gateway,
-        seq: 1,
-        readings: sn.sensors.map((x) => ({
-          sensor: x.id,
-          kind: x.kind,
-          value: x.kind === 'humidity' ? 45 : 23.5,
-        })),
-      },
-      'mqtt',
-      store.nowMs(),
-    );
-    const withSensors = await buildApp({
-      auth: a.auth.auth,
-      audit: a.audit,
-      node: 'node-a',
-      version: '0',
-      leadership: a.leadership,
-      registry: new Registry(),
-      groups: site.controlGroups.map((g) => g.id),
-      drivers: new Map(),
-      logger: quietLogger,
-      startedAtMs: 0,
-      site,
-      sensors: store,
-    });
+    const { app: withSensors, sn } = await withSensorStore(a);
     const live = (
       await withSensors.inject({ url: '/api/v1/site/live', headers: a.auth.as('viewer') })
     ).json();
@@ -176,44 +192,7 @@ describe('dashboard routes', () => {
 
   it('answers a reader that sends back its revision with only the racks that changed since', async () => {
     const { a } = await setup();
-    const { buildApp } = await import('../../src/api/app.ts');
-    const { Registry } = await import('prom-client');
-    const { quietLogger } = await import('../helpers.ts');
-    const { SensorStore } = await import('../../src/sensors/sensor-store.ts');
-    const store = new SensorStore(site);
-    const sn = site.sensorNodes.find((n) => n.rack === 'RA-01')!;
-    let seq = 0;
-    const report = (inletC: number) =>
-      store.ingestReport(
-        {
-          node: sn.id,
-          gateway: sn.gateway,
-          seq: ++seq,
-          readings: sn.sensors.map((x) => ({
-            sensor: x.id,
-            kind: x.kind,
-            value: x.kind === 'humidity' ? 45 : inletC,
-          })),
-        },
-        'mqtt',
-        store.nowMs(),
-      );
-    report(23.5);
-    const app = await buildApp({
-      auth: a.auth.auth,
-      audit: a.audit,
-      node: 'node-a',
-      version: '0',
-      leadership: a.leadership,
-      registry: new Registry(),
-      groups: site.controlGroups.map((g) => g.id),
-      drivers: new Map(),
-      logger: quietLogger,
-      startedAtMs: 0,
-      site,
-      sensors: store,
-      devices: a.devices,
-    });
+    const { app, report } = await withSensorStore(a, { devices: a.devices });
     const read = async (since?: string) => {
       const r = await app.inject({
         url: `/api/v1/site/live${since ? `?since=${since}` : ''}`,
