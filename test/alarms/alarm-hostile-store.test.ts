@@ -17,7 +17,7 @@ import type { Site } from '../../src/config/site-schema.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { wireJson } from '../../src/version.ts';
 import { useEtcdFixture } from '../cluster/harness.ts';
-import { quietLogger } from '../helpers.ts';
+import { quietLogger, waitFor } from '../helpers.ts';
 import { apiAuth } from '../support/api-auth.ts';
 import { MemoryKv } from '../support/memory-kv.ts';
 import { driverOf, leadershipOf } from './stand-ins.ts';
@@ -186,15 +186,17 @@ describe('alarm records written by someone else', () => {
     const first = await open();
     expect(first).toHaveLength(1);
     await n.client.put(`${prefix}/alarms/${first[0]!.id}`).value('{"v":1,"id":"junk"}');
-    expect(await open()).toHaveLength(0);
+    // The list is read from etcd at most once a second for every reader: within a second, then.
+    await waitFor('the written-over record no longer listed', async () => (await open()).length === 0);
     mono += REVERIFY_MS;
     for (let i = 0; i < 3; i++) {
       await n.engine.evaluate();
       mono += 1000;
     }
-    const second = await open();
-    expect(second).toHaveLength(1);
-    expect(second[0]!.id).not.toBe(first[0]!.id);
+    const second = await waitFor('raised again, as a new alarm', async () => {
+      const a = await open();
+      return a.length === 1 && a[0]!.id !== first[0]!.id ? a : null;
+    });
     // Deleted outright: the same.
     await n.client.delete().key(`${prefix}/alarms/${second[0]!.id}`);
     mono += REVERIFY_MS;
@@ -202,8 +204,10 @@ describe('alarm records written by someone else', () => {
       await n.engine.evaluate();
       mono += 1000;
     }
-    const third = await open();
-    expect(third).toHaveLength(1);
+    const third = await waitFor('raised again after the delete', async () => {
+      const a = await open();
+      return a.length === 1 && a[0]!.id !== second[0]!.id ? a : null;
+    });
     expect((await n.store.index()).open.get(tripKey)).toBe(third[0]!.id);
   });
 
