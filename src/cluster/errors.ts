@@ -76,11 +76,18 @@ export const ETCD_NO_SPACE_REMEDY =
  * database space exceeded" (gRPC RESOURCE_EXHAUSTED). Reads, deletes and lease keepalives still work.
  */
 export function isEtcdNoSpace(err: unknown): boolean {
-  for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
-    if (e instanceof CoolctlError && e.code === ErrorCodes.ETCD_NO_SPACE) return true;
-    if (e instanceof Error && /database space exceeded/i.test(e.message)) return true;
-  }
-  return false;
+  return causesOf(err).some(
+    (e) =>
+      (e instanceof CoolctlError && e.code === ErrorCodes.ETCD_NO_SPACE) ||
+      (e instanceof Error && /database space exceeded/i.test(e.message)),
+  );
+}
+
+/** `err` and its causes, outermost first, at most five deep (our errors wrap the library's). */
+export function causesOf(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) out.push(e);
+  return out;
 }
 
 /** etcd refused a write for lack of space: no other try helps until an operator frees space and disarms. */

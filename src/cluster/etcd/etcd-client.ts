@@ -16,7 +16,14 @@ import {
   GRPCUnavailableError,
   isRecoverableError,
 } from 'etcd3';
-import { ClusterError, etcdAborted, etcdLeaseLost, etcdTimeout, etcdUnavailable } from '../errors.ts';
+import {
+  ClusterError,
+  causesOf,
+  etcdAborted,
+  etcdLeaseLost,
+  etcdTimeout,
+  etcdUnavailable,
+} from '../errors.ts';
 import { MemberChoice, type MemberStateListener } from './member-choice.ts';
 import { WatchProgress } from './watch-progress.ts';
 
@@ -132,11 +139,11 @@ function memberFault(err: Error): boolean {
 
 /** A response over the gRPC message limit (grpc-js: RESOURCE_EXHAUSTED "larger than max"). */
 export function isTooLarge(err: unknown): boolean {
-  for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) {
-    if (e instanceof GRPCResourceExhastedError) return true;
-    if (e instanceof Error && /larger than max|RESOURCE_EXHAUSTED/i.test(e.message)) return true;
-  }
-  return false;
+  return causesOf(err).some(
+    (e) =>
+      e instanceof GRPCResourceExhastedError ||
+      (e instanceof Error && /larger than max|RESOURCE_EXHAUSTED/i.test(e.message)),
+  );
 }
 
 /**

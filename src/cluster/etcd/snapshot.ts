@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { apiOrigin } from '../../util/api-origin.ts';
 import { clip, LogLimiter } from '../../util/log-limit.ts';
 import { parseWireJson } from '../../version.ts';
-import { ClusterError, ClusterErrorCodes } from '../errors.ts';
+import { ClusterError, ClusterErrorCodes, causesOf } from '../errors.ts';
 import { checkOperatorState, type OperatorState } from '../operator-state.ts';
 import type {
   ClusterSnapshot,
@@ -578,14 +578,8 @@ function after(key: Buffer): Buffer {
   return Buffer.concat([key, Buffer.from([0])]);
 }
 
-function causes(err: unknown): unknown[] {
-  const out: unknown[] = [];
-  for (let e = err, i = 0; e && i < 5; e = (e as { cause?: unknown }).cause, i++) out.push(e);
-  return out;
-}
-
 function isCompacted(err: unknown): boolean {
-  return causes(err).some(
+  return causesOf(err).some(
     (e) => e instanceof Error && /required revision has been compacted/.test(e.message),
   );
 }
