@@ -10,6 +10,7 @@ import { StatusCodes } from 'node-opcua';
 import { MEASUREMENT_REGISTERS, NO_DATA_WORDS } from '../src/devices/modbus/point-map.ts';
 import { BadRequestError, ErrorCodes } from '../src/errors.ts';
 import { clip } from '../src/util/log-limit.ts';
+import { schemaProblemsOf } from '../src/util/schema-problems.ts';
 import { MEASURED_POINTS, type MeasuredPoint } from './ahu/unit.ts';
 
 /** The word a native Modbus unit serves for a broken probe unless the fault names another. */
@@ -291,44 +292,35 @@ function nonFiniteMessage(v: number, s: FieldSchema): string {
 }
 
 /**
- * One line per field Ajv refused, naming the field, what was sent and what is allowed:
- * `/factor: must be >= 0 (got -5; allowed: a finite number from 0 to 5)`. A choice among names is one
- * line, `/profile: must be one of daily, constant (got "weekly")`, not one "must be equal to
- * constant" per name it is not.
+ * One line per problem Ajv found (../src/util/schema-problems.ts), naming the field, what was sent
+ * and what is allowed: `/factor: must be >= 0 (got -5; allowed: a finite number from 0 to 5)`. A
+ * choice among names is one line, `/profile: must be one of daily, constant (got "weekly")`.
  */
 function describeSchemaErrors(where: string, errors: readonly ErrorObject[]): string[] {
-  const choicePaths = new Set(
-    errors
-      .filter((e) => e.keyword === 'anyOf' && allowedBy(e.parentSchema as FieldSchema).startsWith('one of'))
-      .map((e) => e.instancePath),
-  );
-  const lines: string[] = [];
-  for (const e of errors) {
-    const field = `${where}${e.instancePath || '/'}`;
-    if (choicePaths.has(e.instancePath)) {
-      if (e.keyword === 'anyOf')
-        lines.push(
-          `${field}: must be ${allowedBy(e.parentSchema as FieldSchema)} (got ${quoteValue(e.data)})`,
-        );
-      continue;
+  const ranged = ['type', 'minimum', 'maximum', 'exclusiveMinimum', 'minLength', 'maxLength', 'pattern'];
+  return schemaProblemsOf(errors).map((p) => {
+    const field = `${where}${p.path || '/'}`;
+    const e = p.error;
+    const schema = e.parentSchema as FieldSchema;
+    switch (p.kind) {
+      case 'one-of':
+        return `${field}: must be one of ${p.values.map(String).join(', ')} (got ${quoteValue(e.data)})`;
+      case 'unknown-property': {
+        const known = Object.keys(schema.properties ?? {}).join(', ');
+        return `${field}: ${e.message ?? 'is invalid'} "${clip(p.name, 60)}" (allowed: ${known})`;
+      }
+      default: {
+        const suffix = ranged.includes(e.keyword)
+          ? ` (got ${quoteValue(e.data)}; allowed: ${allowedBy(schema)})`
+          : '';
+        const message =
+          e.keyword === 'type' && typeof e.data === 'number' && !Number.isFinite(e.data)
+            ? nonFiniteMessage(e.data, schema)
+            : (e.message ?? 'is invalid');
+        return `${field}: ${message}${suffix}`;
+      }
     }
-    if (e.keyword === 'additionalProperties') {
-      const extra = String((e.params as { additionalProperty: string }).additionalProperty);
-      const known = Object.keys((e.parentSchema as FieldSchema).properties ?? {}).join(', ');
-      lines.push(`${field}: ${e.message ?? 'is invalid'} "${clip(extra, 60)}" (allowed: ${known})`);
-      continue;
-    }
-    const ranged = ['type', 'minimum', 'maximum', 'exclusiveMinimum', 'minLength', 'maxLength', 'pattern'];
-    const suffix = ranged.includes(e.keyword)
-      ? ` (got ${quoteValue(e.data)}; allowed: ${allowedBy(e.parentSchema as FieldSchema)})`
-      : '';
-    const message =
-      e.keyword === 'type' && typeof e.data === 'number' && !Number.isFinite(e.data)
-        ? nonFiniteMessage(e.data, e.parentSchema as FieldSchema)
-        : (e.message ?? 'is invalid');
-    lines.push(`${field}: ${message}${suffix}`);
-  }
-  return lines;
+  });
 }
 
 /** Parses one fault or a list of faults; throws BadRequestError naming each problem. */

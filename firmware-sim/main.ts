@@ -11,6 +11,7 @@ const USAGE = `usage: npm run sim -- [--config FILE] [--host 127.0.0.1] [--port 
                        [--seed 1] [--profile constant|daily] [--mqtt-url URL | --mqtt-port 1883]
                        [--mqtt-cert FILE --mqtt-key FILE [--mqtt-ca FILE]]
                        [--mqtt-username NAME --mqtt-password-file FILE]
+                       [--modbus-idle-timeout-ms 300000] [--modbus-max-connections 64]
                        [--ephemeral-ports] [--test-routes] [--log-level info]`;
 
 async function main(): Promise<number> {
@@ -45,6 +46,7 @@ async function main(): Promise<number> {
     logger,
     ...(args.mqttUrl ? { mqttUrl: args.mqttUrl } : { mqttPort: args.mqttPort }),
     mqttSecurity: args.mqttSecurity,
+    modbusTcp: args.modbusTcp,
   });
   const api = buildSimApi(sim, logger, { testRoutes: args.testRoutes });
   try {
@@ -110,6 +112,8 @@ function parse() {
       'mqtt-ca': { type: 'string' },
       'mqtt-username': { type: 'string' },
       'mqtt-password-file': { type: 'string' },
+      'modbus-idle-timeout-ms': { type: 'string' },
+      'modbus-max-connections': { type: 'string' },
       'ephemeral-ports': { type: 'boolean', default: false },
       'test-routes': { type: 'boolean', default: false },
       'log-level': { type: 'string', default: 'info' },
@@ -120,6 +124,12 @@ function parse() {
     const n = Number(raw);
     if (!Number.isFinite(n) || n < min || n > max)
       throw new Error(`--${name} must be a number in ${min}…${max}, got "${raw}"`);
+    return n;
+  };
+  const int = (name: string, raw: string, min: number, max: number): number => {
+    const n = num(name, raw, min, max);
+    if (!Number.isInteger(n))
+      throw new Error(`--${name} must be a whole number in ${min}…${max}, got "${raw}"`);
     return n;
   };
   if (values.profile !== 'daily' && values.profile !== 'constant') {
@@ -149,6 +159,17 @@ function parse() {
       caFile: values['mqtt-ca'],
       username: values['mqtt-username'],
       passwordFile: values['mqtt-password-file'],
+    },
+    // Unset: the listener's defaults (firmware-sim/ahu/modbus-tcp-listener.ts).
+    modbusTcp: {
+      ...(values['modbus-idle-timeout-ms'] === undefined
+        ? {}
+        : {
+            idleTimeoutMs: int('modbus-idle-timeout-ms', values['modbus-idle-timeout-ms'], 1_000, 3_600_000),
+          }),
+      ...(values['modbus-max-connections'] === undefined
+        ? {}
+        : { maxConnections: int('modbus-max-connections', values['modbus-max-connections'], 1, 10_000) }),
     },
     ephemeralPorts: values['ephemeral-ports'],
     testRoutes: values['test-routes'],

@@ -8,6 +8,7 @@ import { NATIVE_PROFILE, type Site } from '../src/config/site-schema.ts';
 import type { AhuStatus } from '../src/devices/unit-contract.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
 import { ModbusDevices, type SharedLineState } from './ahu/modbus-devices.ts';
+import type { ModbusTcpBounds } from './ahu/modbus-tcp-listener.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';
 import type { ProfileQuirks } from './ahu/profile-pdu.ts';
 import { profilePointOf, SimAirHandler } from './ahu/unit.ts';
@@ -45,6 +46,11 @@ export interface SimulationOptions {
    */
   mqttSecurity?: BrokerSecurityFiles | undefined;
   profile?: 'constant' | 'daily';
+  /**
+   * Every Modbus TCP listener's (units, TCP→RTU gateways, sensor gateways) connection cap and
+   * timeouts; defaults in ./ahu/modbus-tcp-listener.ts (docs/modbus-register-map.md#bad-frames).
+   */
+  modbusTcp?: ModbusTcpBounds;
   /** Where units' `profile: NAME` files are (default config/profiles). */
   profilesDir?: string;
   /** Start-up behaviour of vendor-profile units (not ready, no data, slow first reads). */
@@ -102,6 +108,7 @@ export class Simulation {
     for (const ahu of opts.site.airHandlers) this.units.set(ahu.id, new SimAirHandler(ahu, this.journal));
     this.modbus = new ModbusDevices(this.units, {
       ephemeralPorts: opts.ephemeralPorts ?? false,
+      ...(opts.modbusTcp ? { modbusTcp: opts.modbusTcp } : {}),
       ...(opts.profilesDir ? { profilesDir: opts.profilesDir } : {}),
       ...(opts.profileQuirks ? { profileQuirks: opts.profileQuirks } : {}),
       logger: this.log,
@@ -160,6 +167,7 @@ export class Simulation {
       for (const g of this.site.gateways) {
         if (g.transport !== 'modbus-tcp' || !g.endpoint) continue;
         const server = new ModbusGatewayServer(this.site, g.id, this.mesh, {
+          ...this.opts.modbusTcp,
           host: g.endpoint.host,
           port: this.opts.ephemeralPorts ? 0 : g.endpoint.port,
           logger: this.log.child({ component: 'modbus-gateway' }),

@@ -17,6 +17,7 @@ import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { ModbusAhuPdu, newPduCounters, type PduCounters, type PduHandler } from './modbus-pdu.ts';
 import { ModbusRtuLineServer } from './modbus-rtu-server.ts';
 import { ModbusAhuServer } from './modbus-server.ts';
+import type { ModbusTcpBounds } from './modbus-tcp-listener.ts';
 import { ProfilePdu, type ProfileQuirks } from './profile-pdu.ts';
 import { InProcessLink, RtuGateway } from './rtu-gateway.ts';
 import { RtuLine } from './rtu-line.ts';
@@ -28,6 +29,8 @@ export const DEFAULT_PROFILES_DIR = resolve(fileURLToPath(import.meta.url), '../
 export interface ModbusDevicesOptions {
   /** Bind every TCP listener on an OS-chosen port (tests run in parallel). */
   ephemeralPorts: boolean;
+  /** Every Modbus TCP listener's connection cap and timeouts (./modbus-tcp-listener.ts defaults). */
+  modbusTcp?: ModbusTcpBounds;
   profilesDir?: string;
   profileQuirks?: Partial<ProfileQuirks>;
   logger: Logger;
@@ -121,6 +124,7 @@ export class ModbusDevices {
     const unit = this.unit(ahu.id);
     const profile = await this.profileFor(ahu);
     const server = new ModbusAhuServer(unit, {
+      ...this.opts.modbusTcp,
       host: ahu.endpoint.host,
       port: this.opts.ephemeralPorts ? 0 : ahu.endpoint.port,
       unitId: ahu.endpoint.unitId,
@@ -142,6 +146,7 @@ export class ModbusDevices {
     const line = new RtuLine({ name: id, logger: log });
     for (const a of group) line.addUnit(a.endpoint.unitId, await this.pduFor(a, newPduCounters(), log));
     const gateway = new RtuGateway({
+      ...this.opts.modbusTcp,
       id,
       host: first.endpoint.host,
       port: this.opts.ephemeralPorts ? 0 : first.endpoint.port,

@@ -123,6 +123,8 @@ export class ModbusAhuServer {
       refusing: () =>
         this.stopping ? 'server stopping' : this.unit.faults.offline ? 'unit offline' : undefined,
       newState: () => ({ queue: [], pumping: false }),
+      // The request pump() took off the queue is in flight until answered (a slow unit's delay).
+      inFlight: (conn) => conn.state.queue.length + (conn.state.pumping ? 1 : 0),
       onFrame: (conn, frame) => this.enqueue(conn, frame),
       onFramesRead: (conn) => {
         if (!conn.state.pumping) void this.pump(conn);

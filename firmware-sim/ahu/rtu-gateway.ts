@@ -147,6 +147,7 @@ export class RtuGateway {
       warns: this.warns,
       counters: this.counters,
       newState: () => ({ queued: 0 }),
+      inFlight: (conn) => conn.state.queued,
       // Copied: the request waits for the line, past this chunk.
       onFrame: (conn, frame) => {
         this.onRequest(conn, Buffer.from(frame));

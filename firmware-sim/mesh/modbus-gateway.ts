@@ -14,6 +14,8 @@ import { RateLimitedLog } from '../../src/util/log-limit.ts';
 import { MBAP_HEADER_LEN, mbapAnswer } from '../ahu/mbap-stream.ts';
 import { FC, MAX_READ_QUANTITY } from '../ahu/modbus-pdu.ts';
 import {
+  DEFAULT_MODBUS_IDLE_DISPLACE_AFTER_MS,
+  DEFAULT_MODBUS_IDLE_TIMEOUT_MS,
   type ModbusTcpCounters,
   type ModbusTcpEndpointOptions,
   ModbusTcpListener,
@@ -71,8 +73,16 @@ export class ModbusGatewayServer {
     this.opts = opts;
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.warns = new RateLimitedLog(this.log, LOG_INTERVAL_MS);
+    // The controller polls every pollIntervalS (up to an hour): its connection sits idle that long
+    // between polls and must outlast it, whatever the Modbus units' default.
+    const pollMs = (site.gateways.find((g) => g.id === gatewayId)?.pollIntervalS ?? 5) * 1000;
     this.listener = new ModbusTcpListener({
-      endpoint: opts,
+      endpoint: {
+        ...opts,
+        idleTimeoutMs: opts.idleTimeoutMs ?? Math.max(DEFAULT_MODBUS_IDLE_TIMEOUT_MS, 3 * pollMs),
+        idleDisplaceAfterMs:
+          opts.idleDisplaceAfterMs ?? Math.max(DEFAULT_MODBUS_IDLE_DISPLACE_AFTER_MS, pollMs + 5_000),
+      },
       name: `Modbus sensor gateway ${gatewayId}`,
       portSetting: 'gateways[].endpoint.port',
       logFields: { gateway: gatewayId },

@@ -11,6 +11,7 @@
 import { Type as T } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type Options, type ValidateFunction } from 'ajv';
 import type { RouteOptions } from 'fastify';
+import { schemaProblemsOf } from '../util/schema-problems.ts';
 import { TOKEN_SHAPE } from './auth/credentials.ts';
 
 /** The characters no text field may hold: C0, DEL and C1 controls, and bidirectional marks, embeddings, overrides and isolates. */
@@ -248,42 +249,28 @@ export function closeUndeclaredInput(r: RouteOptions, changesState: (method: str
 }
 
 /**
- * One line per problem Ajv found, naming the field: `body/fanPct: must be number`, `body: unknown
- * field "evil"`, `querystring/state: must be one of "active", "all"` (a union of literals fails
- * once, not once per literal).
+ * One line per problem Ajv found (../util/schema-problems.ts), naming the field: `body/fanPct: must
+ * be number`, `body: unknown field "evil"`, `querystring/state: must be one of "active", "all"`.
  */
 export function schemaProblems(context: string | undefined, errors: ErrorObject[]): string[] {
   const part = context ?? 'request';
-  const literals = new Map<string, unknown[]>();
-  for (const e of errors)
-    if (e.keyword === 'const')
-      literals.set(e.instancePath, [...(literals.get(e.instancePath) ?? []), e.params.allowedValue]);
   const oneOf = (values: unknown[]) => `must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
-  const lines = errors.flatMap((e) => {
-    const where = `${part}${e.instancePath}`;
-    switch (e.keyword) {
-      case 'additionalProperties':
-        return [
-          `${where}: unknown ${part === 'body' ? 'field' : 'parameter'} "${quoted(String(e.params.additionalProperty))}"`,
-        ];
-      case 'pattern':
-        return e.params.pattern === PRINTABLE_PATTERN
-          ? [`${where}: control characters (C0, C1) and bidirectional formatting characters are not allowed`]
-          : [`${where}: ${e.message}`];
-      case 'required':
-        return [`${where}: missing "${quoted(String(e.params.missingProperty))}"`];
-      case 'const':
-        return errors.some((x) => x.keyword === 'anyOf' && x.instancePath === e.instancePath)
-          ? []
-          : [`${where}: ${oneOf([e.params.allowedValue])}`];
-      case 'anyOf': {
-        const values = literals.get(e.instancePath);
-        return [`${where}: ${values ? oneOf(values) : e.message}`];
-      }
-      case 'enum':
-        return [`${where}: ${oneOf(e.params.allowedValues as unknown[])}`];
+  const lines = schemaProblemsOf(errors).map((p) => {
+    const where = `${part}${p.path}`;
+    const e = p.error;
+    switch (p.kind) {
+      case 'unknown-property':
+        return `${where}: unknown ${part === 'body' ? 'field' : 'parameter'} "${quoted(p.name)}"`;
+      case 'missing-property':
+        return `${where}: missing "${quoted(p.name)}"`;
+      case 'one-of':
+        return `${where}: ${oneOf(p.values)}`;
       default:
-        return [`${where}: ${e.message ?? e.keyword}`];
+        if (e.keyword === 'pattern' && e.params.pattern === PRINTABLE_PATTERN)
+          return `${where}: control characters (C0, C1) and bidirectional formatting characters are not allowed`;
+        if (e.keyword === 'const') return `${where}: ${oneOf([e.params.allowedValue])}`;
+        if (e.keyword === 'enum') return `${where}: ${oneOf(e.params.allowedValues as unknown[])}`;
+        return `${where}: ${e.message ?? e.keyword}`;
     }
   });
   return [...new Set(lines)];

@@ -1,6 +1,7 @@
 // The simulator as an operator runs it: `npm run sim -- --config FILE` prints where everything
 // listens, serves its API, and stops cleanly with exit code 0 on SIGTERM.
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers.ts';
 
@@ -50,5 +51,51 @@ describe('npm run sim', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
+  }, 90_000);
+
+  it('drops a silent Modbus client after --modbus-idle-timeout-ms, and refuses a bad value', async () => {
+    const bad = spawn(process.execPath, ['firmware-sim/main.ts', '--modbus-idle-timeout-ms', '10'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(bad);
+    let badErr = '';
+    bad.stderr!.on('data', (d: Buffer) => {
+      badErr += d.toString();
+    });
+    // A usage error: exit 2, the usage printed.
+    expect(await new Promise((r) => bad.once('exit', r))).toBe(2);
+    expect(badErr).toMatch(/--modbus-idle-timeout-ms must be a number in 1000…3600000, got "10"/);
+
+    const child = spawn(
+      process.execPath,
+      [
+        'firmware-sim/main.ts',
+        '--ephemeral-ports',
+        '--port',
+        '0',
+        '--log-level',
+        'warn',
+        '--modbus-idle-timeout-ms',
+        '1000',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(child);
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const port = await waitFor(
+      'the simulator to print AHU-01',
+      () => /AHU-01\s+modbus-tcp\s+modbus-tcp:\/\/127\.0\.0\.1:(\d+)\//.exec(out)?.[1],
+      { timeoutMs: 60_000 },
+    );
+    const silent = connect(Number(port), '127.0.0.1');
+    silent.on('error', () => undefined);
+    const openedAt = performance.now();
+    const closedAt = await new Promise<number>((r) => silent.once('close', () => r(performance.now())));
+    expect(closedAt - openedAt).toBeGreaterThanOrEqual(900);
+    expect(closedAt - openedAt).toBeLessThan(10_000);
+    child.kill('SIGTERM');
   }, 90_000);
 });
