@@ -29,6 +29,24 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * The error `p` rejects with, checked to be a `type` (a call that succeeds, or fails with anything
+ * else, fails the test with what it did instead).
+ */
+export async function rejectionOf<E extends Error>(
+  p: Promise<unknown>,
+  type: abstract new (...args: never[]) => E,
+): Promise<E> {
+  const err = await p.then(
+    () => {
+      throw new Error(`expected the call to fail with a ${type.name}`);
+    },
+    (e: unknown) => e,
+  );
+  if (!(err instanceof type)) throw new Error(`expected a ${type.name}, got: ${String(err)}`, { cause: err });
+  return err;
+}
+
 /** Whether something accepts a TCP connection on 127.0.0.1:`port` (false on refusal or after 2 s). */
 export function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {

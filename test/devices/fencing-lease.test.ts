@@ -12,7 +12,7 @@ import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
-import { quietLogger } from '../helpers.ts';
+import { quietLogger, rejectionOf } from '../helpers.ts';
 import { modbusTestAhu } from '../support/air-handler.ts';
 
 const journal = new Journal(() => 0);
@@ -42,15 +42,8 @@ async function unitFor(config: ModbusAirHandler) {
   return { unit, config: { ...config, endpoint: { host: '127.0.0.1', port, unitId: 1 } } };
 }
 
-async function failure(p: Promise<unknown>): Promise<DeviceError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeviceError);
-  return err as DeviceError;
+function failure(p: Promise<unknown>): Promise<DeviceError> {
+  return rejectionOf(p, DeviceError);
 }
 
 describe('lease fencing: one request per write', () => {

@@ -16,7 +16,7 @@ import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { freePort } from '../../src/util/async.ts';
-import { quietLogger, waitFor } from '../helpers.ts';
+import { quietLogger, rejectionOf, waitFor } from '../helpers.ts';
 import { startUnitServer, type UnitServer, type UnitState } from './opcua-unit-server.ts';
 
 const UNIT = 'ahu-link';
@@ -41,14 +41,8 @@ function device(ahu = unit(), registry?: Registry): OpcuaDevice {
   return d;
 }
 
-async function rejection(p: Promise<unknown>): Promise<DeviceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DeviceError);
-    return err as DeviceError;
-  }
-  throw new Error('expected a rejection');
+function rejection(p: Promise<unknown>): Promise<DeviceError> {
+  return rejectionOf(p, DeviceError);
 }
 
 const remote = (epoch: number, fanPct = 50) => ({ epoch, remoteEnable: true, fanPct, supplySetpointC: 18 });

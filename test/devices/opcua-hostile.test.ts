@@ -33,7 +33,7 @@ import {
 import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
 import { freePort } from '../../src/util/async.ts';
-import { quietLogger, waitFor } from '../helpers.ts';
+import { quietLogger, rejectionOf, waitFor } from '../helpers.ts';
 import { TEST_AHU_PLANT } from '../support/air-handler.ts';
 
 const UNIT = 'ahu-hostile';
@@ -144,14 +144,8 @@ async function vendorDevice(): Promise<DeviceIo> {
   return d;
 }
 
-async function rejection(p: Promise<unknown>): Promise<DeviceError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(DeviceError);
-    return err as DeviceError;
-  }
-  throw new Error('expected a rejection');
+function rejection(p: Promise<unknown>): Promise<DeviceError> {
+  return rejectionOf(p, DeviceError);
 }
 
 beforeAll(async () => {

@@ -26,7 +26,7 @@ import { ModbusTcpClient } from '../../src/devices/modbus/modbus-tcp.ts';
 import { encodeCommand, resolvePointMap } from '../../src/devices/modbus/point-map.ts';
 import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
 import { DeviceError, ErrorCodes } from '../../src/errors.ts';
-import { quietLogger, waitFor } from '../helpers.ts';
+import { quietLogger, rejectionOf, waitFor } from '../helpers.ts';
 import { type PtyPair, ptyPair } from '../support/pty-pair.ts';
 
 const site = generateSite(demoShape);
@@ -48,15 +48,8 @@ const remote = (epoch: number): AhuCommandSet => ({
 const entries = (ahu: string, epoch: number) =>
   journal.since(0).entries.filter((e) => e.ahu === ahu && e.epoch === epoch);
 
-async function failure(p: Promise<unknown>): Promise<DeviceError> {
-  const err = await p.then(
-    () => {
-      throw new Error('expected the call to fail');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(DeviceError);
-  return err as DeviceError;
+function failure(p: Promise<unknown>): Promise<DeviceError> {
+  return rejectionOf(p, DeviceError);
 }
 
 /** Holds the test until `ms` have passed: the slow unit's delay, which a dropped write must outlive. */
@@ -220,7 +213,8 @@ describe('OPC-UA: the write carries the time left as its timeoutHint, and the un
     const started = performance.now();
     const deadline = started + 1_200;
     const err = await failure(d.writeCommand(remote(6), { deadlineMs: () => deadline, reassert: true }));
-    expect([ErrorCodes.DEVICE_TIMEOUT, ErrorCodes.DEVICE_BAD_STATUS]).toContain(err.code);
+    // Our deadline and the unit's BadTimeout at the hint race: either way the caller hears a timeout.
+    expect(err).toMatchObject({ code: ErrorCodes.DEVICE_TIMEOUT, retryable: true });
     await waitFor('the call journaled', () => entries('wd-ua-slow', 6).length > 0, { timeoutMs: 6_000 });
     const journaledAfterMs = performance.now() - started;
     expect(journaledAfterMs).toBeLessThan(2_000);

@@ -69,6 +69,7 @@ import {
   withDeadline,
   writeBudgetMs,
 } from '../resilience.ts';
+import { COMM_STATUSES, statusError, statusIn, thrownError } from './call-status.ts';
 import {
   nodeIdFor,
   OPCUA_MODE_NAMES,
@@ -160,25 +161,6 @@ type ReadPoint = (typeof READ_POINTS)[number];
 
 /** Read back after a write: what the unit must show if it took the command. */
 const VERIFY_POINTS = ['epoch', 'heartbeat', 'mode', 'fanCmdPct', 'supplySetpointC'] as const;
-
-/** Bad statuses that say "the unit or the path to it is not answering now": retrying may help. */
-const TRANSIENT_STATUSES = new Set([
-  'BadCommunicationError',
-  'BadNoCommunication',
-  'BadTimeout',
-  'BadServerHalted',
-  'BadServerTooBusy',
-  'BadTooManyOperations',
-  'BadResourceUnavailable',
-  'BadWaitingForInitialData',
-  'BadSessionClosed',
-  'BadSessionIdInvalid',
-  'BadSecureChannelClosed',
-  'BadConnectionClosed',
-]);
-
-/** Method statuses that mean the unit did not hear us, as opposed to heard us and said no. */
-const COMM_STATUSES = new Set([...TRANSIENT_STATUSES, 'BadDeviceFailure']);
 
 interface CachedValue {
   dv: DataValue;
@@ -428,9 +410,10 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     return this.call('write', opts, async (signal, deadlineMs) => {
       const started = performance.now();
       try {
-        // Retried only on errors that say the request may not have arrived; a status from the method is final.
+        // Retried only on errors that say the request may not have arrived or was dropped unapplied
+        // (a timeout, ours or the unit's, and only while the deadline leaves room); a refusal is final.
         await retry(
-          () => this.attempt('write', () => this.callWriteCommand(cmd, heartbeat, signal, opts)),
+          () => this.attempt('write', () => this.callWriteCommand(cmd, heartbeat, signal, deadlineMs, opts)),
           this.retryOpts(signal, deadlineMs),
         ).catch((err: unknown) => this.proveStaleEpoch(err, cmd.epoch, signal));
         this.observe('write', started);
@@ -634,7 +617,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         if (call) {
           const budgetMs = writeBudgetMs(opts, this.id, what, left * this.maxApplyDelayMs);
           const request = new CallRequest({
-            requestHeader: { timeoutHint: Math.max(1, Math.floor(Math.min(budgetMs, this.timeoutMs))) },
+            requestHeader: { timeoutHint: hintMs(budgetMs, deadlineMs) },
             methodsToCall: [
               {
                 objectId: call.objectId.startsWith('ns=')
@@ -694,6 +677,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     cmd: AhuCommandSet,
     heartbeat: number,
     signal: AbortSignal,
+    deadlineMs: number,
     opts: WriteOptions,
   ): Promise<void> {
     const conn = this.connected();
@@ -703,7 +687,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     // as the simulator does; with what is left of the lease as the hint, a call that waited too long
     // in the unit is dropped there instead of landing after a successor's write.
     const request = new CallRequest({
-      requestHeader: { timeoutHint: Math.max(1, Math.floor(Math.min(budgetMs, this.timeoutMs))) },
+      requestHeader: { timeoutHint: hintMs(budgetMs, deadlineMs) },
       methodsToCall: [
         {
           objectId: nodeIdFor(conn.nsIndex, this.map.objectNodeId),
@@ -718,11 +702,9 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     if (!result) throw this.badStatus('WriteCommand', undefined);
     const status = result.statusCode;
     if (status.isGood()) return;
-    // BadInvalidState is only a claim of a stale epoch (writeCommand proves it, proveStaleEpoch).
-    throw new DeviceError(ErrorCodes.DEVICE_BAD_STATUS, this.id, `WriteCommand answered ${status.name}`, {
-      retryable: false,
-      deviceCode: status.name,
-    });
+    // BadInvalidState is only a claim of a stale epoch (writeCommand proves it, proveStaleEpoch);
+    // any other refusal is final. BadTimeout (the call outlived its hint) is DEVICE_TIMEOUT.
+    throw statusError(this.id, 'WriteCommand', status.name, { retryable: false });
   }
 
   /**
@@ -1236,34 +1218,14 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     return this.toDeviceError(err, op);
   }
 
+  /** A failure node-opcua threw (a ServiceFault, its own request timeout, a lost channel). */
   private toDeviceError(err: unknown, op: string): DeviceError {
-    const message = errorMessage(err);
-    if (/Transaction has timed out|BadTimeout/i.test(message)) {
-      return new DeviceError(ErrorCodes.DEVICE_TIMEOUT, this.id, `${op}: ${message}`, {
-        cause: err,
-        retryable: true,
-      });
-    }
-    const status = statusIn(message);
-    if (status && !TRANSIENT_STATUSES.has(status)) {
-      return new DeviceError(ErrorCodes.DEVICE_BAD_STATUS, this.id, `${op}: ${message}`, {
-        cause: err,
-        deviceCode: status,
-      });
-    }
-    return new DeviceError(ErrorCodes.DEVICE_UNREACHABLE, this.id, `${op}: ${message}`, {
-      cause: err,
-      retryable: true,
-      ...(status ? { deviceCode: status } : {}),
-    });
+    return thrownError(this.id, op, err);
   }
 
+  /** A Bad status the unit answered: a timeout status is DEVICE_TIMEOUT, like our own deadline. */
   private badStatus(what: string, status: StatusCode | undefined): DeviceError {
-    const name = status?.name ?? 'BadNoData';
-    return new DeviceError(ErrorCodes.DEVICE_BAD_STATUS, this.id, `${what} answered ${name}`, {
-      retryable: TRANSIENT_STATUSES.has(name),
-      deviceCode: name,
-    });
+    return statusError(this.id, what, status?.name ?? 'BadNoData');
   }
 
   /** A Good value that is no number (wrong type, array, Null, NaN): DEVICE_GARBAGE, and a log line. */
@@ -1369,8 +1331,13 @@ function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function statusIn(message: string): string | undefined {
-  return /\b(Bad[A-Za-z]+)\b/.exec(message)?.[1];
+/**
+ * A call's timeoutHint: what is left of the lease or of the call's own deadline, whichever ends
+ * first — a retry goes out with less than client.timeoutMs left, and a unit that honoured a longer
+ * hint could apply it after we gave up and reported DEVICE_TIMEOUT.
+ */
+function hintMs(leaseBudgetMs: number, callDeadlineMs: number): number {
+  return Math.max(1, Math.floor(Math.min(leaseBudgetMs, callDeadlineMs - performance.now())));
 }
 
 /**
