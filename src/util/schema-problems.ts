@@ -21,17 +21,28 @@ export type SchemaProblem =
 export function schemaProblemsOf(errors: readonly ErrorObject[]): SchemaProblem[] {
   const underAnyOf = (e: ErrorObject, anyOf: ErrorObject) =>
     e !== anyOf && e.instancePath === anyOf.instancePath && e.schemaPath.startsWith(`${anyOf.schemaPath}/`);
+  // Grouped by field first: a body with thousands of refused items costs a pass per field, not a
+  // pass over every error for every union.
+  const atPath = new Map<string, ErrorObject[]>();
+  for (const e of errors) {
+    const list = atPath.get(e.instancePath);
+    if (list) list.push(e);
+    else atPath.set(e.instancePath, [e]);
+  }
   const choices = new Map<ErrorObject, unknown[]>();
+  const choicesAt = new Map<string, ErrorObject[]>();
   for (const a of errors) {
     if (a.keyword !== 'anyOf') continue;
-    const branches = errors.filter((e) => underAnyOf(e, a));
-    if (branches.length > 0 && branches.every((e) => e.keyword === 'const'))
+    const branches = (atPath.get(a.instancePath) ?? []).filter((e) => underAnyOf(e, a));
+    if (branches.length > 0 && branches.every((e) => e.keyword === 'const')) {
       choices.set(
         a,
         branches.map((e) => (e.params as { allowedValue: unknown }).allowedValue),
       );
+      choicesAt.set(a.instancePath, [...(choicesAt.get(a.instancePath) ?? []), a]);
+    }
   }
-  const folded = (e: ErrorObject) => [...choices.keys()].some((a) => underAnyOf(e, a));
+  const folded = (e: ErrorObject) => (choicesAt.get(e.instancePath) ?? []).some((a) => underAnyOf(e, a));
   const problems: SchemaProblem[] = [];
   for (const error of errors) {
     const path = error.instancePath;

@@ -52,3 +52,16 @@ describe('schemaProblemsOf', () => {
     ]);
   });
 });
+
+describe('a request with thousands of refused fields', () => {
+  it('is read in one pass per field: 20 000 refused items give 20 000 problems, not a hang', () => {
+    // 100 000 errors; reading each union against every error took ~90 s here, one field at a time ~0.2 s.
+    const list = new Ajv({ allErrors: true, strict: false }).compile(
+      T.Array(T.Union(['a', 'b', 'c', 'd'].map((v) => T.Literal(v)))),
+    );
+    expect(list(Array.from({ length: 20_000 }, () => 'x'))).toBe(false);
+    const found = schemaProblemsOf(list.errors ?? []);
+    expect(found).toHaveLength(20_000);
+    expect(found[19_999]).toMatchObject({ kind: 'one-of', path: '/19999', values: ['a', 'b', 'c', 'd'] });
+  });
+});
