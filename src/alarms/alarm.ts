@@ -229,11 +229,14 @@ export function shelfExpired(cur: StoredAlarm, untilMs: number): StoredAlarm {
     : cur;
 }
 
-/** The API's list of `stored`: active (not cleared) or all, newest first. */
+/**
+ * The API's list of `stored`: active (not cleared) or all, newest first, ties (a storm raised in one
+ * evaluation) by id: an order a reader that merges changes by id can make again (the dashboard).
+ */
 export function listAlarms(stored: Iterable<StoredAlarm>, which: 'active' | 'all', now: ShelfNow): Alarm[] {
   return [...stored]
     .filter((a) => which === 'all' || a.clearedAtMs === null)
-    .sort((a, b) => b.raisedAtMs - a.raisedAtMs)
+    .sort((a, b) => b.raisedAtMs - a.raisedAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
     .map((a) => toApiAlarm(a, now));
 }
 

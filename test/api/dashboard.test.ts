@@ -313,6 +313,125 @@ describe('dashboard routes', () => {
     });
   });
 
+  it('sends only the alarms that changed and the ids that left, which merged make the whole list', async () => {
+    const { a, cluster } = await setup();
+    type Alarm = { id: string; raisedAt: string; state: string; ack: unknown; shelvedUntil: string | null };
+    type Answer = { alarms?: Alarm[]; removed?: string[]; rev: string; since: string | null };
+    const get = async (url: string) => (await a.app.inject(url)).json() as Answer;
+    const act = async (id: string, what: string, body: unknown) =>
+      expect(
+        (
+          await a.app.inject({
+            method: 'POST',
+            url: `/api/v1/alarms/${encodeURIComponent(id)}/${what}`,
+            headers: { 'content-type': 'application/json' },
+            payload: JSON.stringify(body),
+          })
+        ).statusCode,
+      ).toBe(200);
+    // Two raised in the same millisecond (a storm in one evaluation): their order must be one a
+    // reader can make again.
+    const atMs = Date.now() - 60_000;
+    const hot = cluster.alarms.raise('inlet-recommended', 'zone-1', 'RA-01', 'RA-01 inlet 28.0 °C', { atMs });
+    const warm = cluster.alarms.raise('inlet-recommended', 'zone-1', 'RA-02', 'RA-02 inlet 27.5 °C', {
+      atMs,
+    });
+    const old = cluster.alarms.raise('inlet-recommended', 'zone-2', 'RB-01', 'RB-01 inlet 28.5 °C', {
+      atMs: atMs - 1000,
+    });
+    // A reader that holds what it read and merges each change-only answer into it, as the page does.
+    const reader = (which: 'active' | 'all') => {
+      let held = { rev: '', list: [] as Alarm[] };
+      const read = async () => {
+        const r = await get(
+          `/api/v1/alarms?state=${which}${held.rev ? `&since=${held.rev}&changes=only` : ''}`,
+        );
+        const list = new Map(r.since === null ? [] : held.list.map((x) => [x.id, x]));
+        for (const id of r.removed ?? []) list.delete(id);
+        for (const x of r.alarms ?? []) list.set(x.id, x);
+        held = {
+          rev: r.rev,
+          list: [...list.values()].sort(
+            (x, y) =>
+              Date.parse(y.raisedAt) - Date.parse(x.raisedAt) || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0),
+          ),
+        };
+        return r;
+      };
+      return { read, list: () => held.list, rev: () => held.rev };
+    };
+    const active = reader('active');
+    const all = reader('all');
+    const first = await active.read();
+    expect(first.since).toBeNull();
+    expect(first.alarms?.map((x) => x.id)).toHaveLength(3);
+    await all.read();
+    const whole = async (which: 'active' | 'all') => (await get(`/api/v1/alarms?state=${which}`)).alarms;
+
+    // An acknowledgement: that alarm alone, in its new state.
+    await act(hot, 'ack', { comment: 'seen' });
+    const acked = await active.read();
+    expect(acked.since).toBe(first.rev);
+    expect(acked.alarms?.map((x) => [x.id, x.state])).toEqual([[hot, 'acknowledged']]);
+    expect(acked.removed).toEqual([]);
+    // A reader that does not ask for changes only (an older page, another client) reads it whole.
+    const older = await get(`/api/v1/alarms?since=${first.rev}`);
+    expect(older.since).toBeNull();
+    expect(older.alarms).toHaveLength(3);
+
+    // A shelf: that alarm alone.
+    await act(warm, 'shelve', { durationS: 600 });
+    const shelved = await active.read();
+    expect(shelved.alarms?.map((x) => x.id)).toEqual([warm]);
+    expect(shelved.alarms?.[0]?.shelvedUntil).not.toBeNull();
+
+    // Cleared (by its leader, through etcd): it leaves the active list by id, and changes in all.
+    cluster.alarms.clear(old);
+    const cleared = await waitFor('the cleared alarm removed', async () => {
+      const r = await active.read();
+      return r.removed?.length ? r : null;
+    });
+    expect(cleared.removed).toEqual([old]);
+    expect(cleared.alarms).toEqual([]);
+    const clearedAll = await all.read();
+    // Its reader last read before the acknowledgement: every change since, each alarm once.
+    expect(clearedAll.alarms?.map((x) => [x.id, x.state])).toEqual([
+      ...[
+        [hot, 'acknowledged'],
+        [warm, 'raised'],
+      ].sort(),
+      [old, 'cleared'],
+    ]);
+
+    // Raised anew, and a cleared one dropped by retention: one answer says both.
+    const fresh = cluster.alarms.raise('inlet-recommended', 'zone-4', 'RD-01', 'RD-01 inlet 29.0 °C', {});
+    cluster.alarms.records.delete(old);
+    const both = await waitFor('the new alarm listed', async () => {
+      const r = await all.read();
+      return r.alarms?.length ? r : null;
+    });
+    expect(both.alarms?.map((x) => x.id)).toEqual([fresh]);
+    expect(both.removed).toEqual([old]);
+    await waitFor('the new alarm listed as active', async () => (await active.read()).alarms?.length);
+
+    // Unchanged: no alarms and nothing removed, as before.
+    const same = await active.read();
+    expect(same).toEqual({ rev: same.rev, since: same.since });
+    // What each reader merged is what a whole read answers, in the same order.
+    expect(active.list()).toEqual(await whole('active'));
+    expect(all.list()).toEqual(await whole('all'));
+    expect(active.list().map((x) => x.id)).toEqual([fresh, ...[hot, warm].sort()]);
+
+    // A revision this node never gave, or one of the other list: the whole list.
+    for (const since of ['0badc0de.1', all.rev()]) {
+      const r = await get(`/api/v1/alarms?state=active&since=${since}&changes=only`);
+      expect(r.since).toBeNull();
+      expect(r.alarms).toHaveLength(3);
+      expect(r.removed).toBeUndefined();
+    }
+    expect((await a.app.inject(`/api/v1/alarms?since=${first.rev}&changes=all`)).statusCode).toBe(400);
+  });
+
   it('records operator actions with the authenticated user, node, target and answer, and leaderships gained', async () => {
     const { a, cluster } = await setup();
     await zone1Driven(a);

@@ -7,7 +7,7 @@
 // acknowledged and shelved in the page and read the same on the other node's page. Any page error
 // or console error fails the test. test/ui/hall-dashboard.test.ts does the same on a real hall.
 import { mkdir } from 'node:fs/promises';
-import type { Page } from 'playwright-core';
+import type { Page, Response } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadSite } from '../../src/config/load-site.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
@@ -392,6 +392,39 @@ describe('operator dashboard in a browser', () => {
       expect(await other.locator('#node-name').innerText()).toBe('node-b');
     } finally {
       await other.close();
+    }
+
+    // Raised and acknowledged elsewhere (on etcd, by another node's operator): the page holds the
+    // list and is sent only that alarm each time, which it merges into what it shows.
+    const answers: { url: string; body: { alarms?: { id: string }[]; since?: string | null } }[] = [];
+    const onAnswer = async (r: Response) => {
+      if (r.url().includes('/api/v1/alarms?') && r.status() === 200)
+        answers.push({ url: r.url(), body: await r.json().catch(() => ({})) });
+    };
+    page.on('response', onAnswer);
+    try {
+      const later = cluster.alarms.raise('inlet-recommended', 'zone-2', 'RB-02', 'RB-02 inlet 27.9 °C', {
+        value: 27.9,
+      });
+      const laterRow = page.locator(`#alarms tr[data-alarm="${later}"]`);
+      await waitFor('the later alarm listed', async () => (await laterRow.count()) === 1);
+      await cluster.alarms.acknowledge(later, 'night-shift', 'on the roof');
+      await waitFor(
+        'acknowledged elsewhere, shown here',
+        async () => (await laterRow.getAttribute('data-state')) === 'acknowledged',
+      );
+      expect(await laterRow.locator('td.alarm-ack').innerText()).toMatch(/by night-shift .*“on the roof”/);
+      // Both came as change-only answers naming that alarm alone; the first alarm is still listed.
+      const changeOnly = answers.filter(
+        (x) => x.url.includes('changes=only') && typeof x.body.since === 'string' && x.body.alarms,
+      );
+      expect(changeOnly.map((x) => x.body.alarms?.map((y) => y.id))).toEqual([[later], [later]]);
+      expect(await row.getAttribute('data-state')).toBe('acknowledged');
+      expect(await page.locator('#alarms tr[data-alarm]').count()).toBe(2);
+      cluster.alarms.records.delete(later);
+      await waitFor('the later alarm gone', async () => (await laterRow.count()) === 0);
+    } finally {
+      page.off('response', onAnswer);
     }
 
     // Shelved for an hour, then back.

@@ -2,19 +2,26 @@
 // list and an acknowledgement made on one node shows on all. Viewers read; operators acknowledge
 // and shelve. Each action is written to the audit trail by the guard, with the alarm as its target.
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
-import { ALARM_ID_PATTERN, type AlarmApi, SEVERITIES } from '../../alarms/alarm.ts';
+import { ALARM_ID_PATTERN, type Alarm, type AlarmApi, SEVERITIES } from '../../alarms/alarm.ts';
 import { MAX_SHELF_MS } from '../../alarms/shelf-clock.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
-import { ANSWER_REVISION_PATTERN, newRevisionInstance } from '../answer-revision.ts';
+import { AnswerChanges } from '../answer-changes.ts';
+import { ANSWER_REVISION_PATTERN } from '../answer-revision.ts';
 import type { ApiDeps } from '../app.ts';
 import { ErrorBody } from '../error-body.ts';
 import { NoBody, Text } from '../request-schema.ts';
 
 /** How long one read of the alarm list serves every reader. */
 const ALARM_TAKE_MAX_AGE_MS = 1000;
+/**
+ * Gone alarms (cleared off the active list, dropped by retention) remembered by id for change-only
+ * answers: a page reads every 1.5 s, so only a mass clear outruns it, and that reader reads whole.
+ */
+const ALARMS_GONE_REMEMBERED_MAX = 2000;
+/** One take of a list: the alarms by id (what changes are told by) and in the answer's order. */
 interface AlarmTake {
-  json: string;
-  rev: string;
+  alarms: Record<string, Alarm>;
+  list: Alarm[];
 }
 const Iso = T.String({ format: 'date-time' });
 const Nullable = <S extends ReturnType<typeof T.String>>(s: S) => T.Union([s, T.Null()]);
@@ -56,38 +63,29 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
   };
 
   // One read of the list per state and second for every page (an open dashboard asks every 1.5 s,
-  // and at full size the list is etcd's whole alarm prefix: ~1 MB): the read, the answer's JSON and
-  // whether it changed are shared. An action through this node drops them, so its page reads anew.
-  const takes = new Map<'active' | 'all', Promise<AlarmTake>>();
-  const revs = new Map<'active' | 'all', { json: string; seq: number }>();
-  const instance = newRevisionInstance();
-  const takeOf = (which: 'active' | 'all'): Promise<AlarmTake> => {
-    const held = takes.get(which);
-    if (held) return held;
-    const startedAtMs = performance.now();
-    const next = alarms()
-      .list(which)
-      .then((list) => {
-        const json = JSON.stringify(list);
-        const last = revs.get(which);
-        const seq = last && last.json === json ? last.seq : (last?.seq ?? 0) + 1;
-        revs.set(which, { json, seq });
-        return { json, rev: `${instance}.${seq}` };
-      });
-    takes.set(which, next);
-    const drop = () => {
-      // Only this take: an action may have dropped it and a newer one begun.
-      if (takes.get(which) === next) takes.delete(which);
-    };
-    next.then(
-      () => setTimeout(drop, Math.max(0, ALARM_TAKE_MAX_AGE_MS - (performance.now() - startedAtMs))).unref(),
-      drop,
-    );
-    return next;
+  // and at full size the list is etcd's whole alarm prefix: ~1 MB), shared with what changed in it
+  // by alarm id (../answer-changes.ts). An action through this node expires the take, so its page
+  // reads anew.
+  const changes = new Map(
+    (['active', 'all'] as const).map((which) => [
+      which,
+      new AnswerChanges<AlarmTake, 'alarms'>({
+        sections: ['alarms'],
+        signature: (_section, alarm) => JSON.stringify(alarm),
+        maxAgeMs: ALARM_TAKE_MAX_AGE_MS,
+        comeAndGo: { rememberGoneMax: ALARMS_GONE_REMEMBERED_MAX },
+      }),
+    ]),
+  );
+  const takeOf = (which: 'active' | 'all') => async (): Promise<AlarmTake> => {
+    const list = await alarms().list(which);
+    // fromEntries defines each id as an own key, whatever it spells.
+    return { list, alarms: Object.fromEntries(list.map((a) => [a.id, a])) };
   };
   // Before the answer leaves: the page reads the list as soon as its action is answered.
   app.addHook('onSend', async (req, _reply, payload) => {
-    if (req.method === 'POST' && req.routeOptions.url?.startsWith('/api/v1/alarms/:alarm/')) takes.clear();
+    if (req.method === 'POST' && req.routeOptions.url?.startsWith('/api/v1/alarms/:alarm/'))
+      for (const c of changes.values()) c.expire();
     return payload;
   });
 
@@ -97,7 +95,7 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
       config: { access: 'viewer' },
       schema: {
         description:
-          'The cluster’s alarms, newest first, as etcd keeps them (the same on every node), plus this node’s own while etcd cannot take them (etcd-quorum-lost, etcd-no-space). `active`: not cleared (shelved ones included, with shelvedUntil); `all`: with the cleared ones retention keeps. Read from etcd at most once a second for every reader (an acknowledgement, shelve or unshelve through this node reads anew). `rev` names the list; a reader that sends it back as `since` gets `alarms` only when the list changed (else no `alarms`, `since` set: what it holds is current).',
+          'The cluster’s alarms, newest first, as etcd keeps them (the same on every node), plus this node’s own while etcd cannot take them (etcd-quorum-lost, etcd-no-space). `active`: not cleared (shelved ones included, with shelvedUntil); `all`: with the cleared ones retention keeps. Read from etcd at most once a second for every reader (an acknowledgement, shelve or unshelve through this node reads anew). `rev` names the list; a reader that sends it back as `since` gets no `alarms` while nothing changed (`since` set: what it holds is current). When something changed: with `changes=only`, `alarms` holds only the alarms new or changed in any field after `since` (newest first) and `removed` the ids that left the list (cleared off `active`, dropped by retention), `since` set; without it, the whole list (`since` null), as a reader of an older version expects. A revision this node does not know (it restarted; a reader of the other `state`; too old) gets the whole list (`since` null). The list is ordered newest first (`raisedAt`), ties by `id`: a reader that merges changes by id and sorts so holds what a whole read answers.',
         querystring: T.Object(
           {
             state: T.Optional(T.Union([T.Literal('active'), T.Literal('all')], { default: 'active' })),
@@ -107,12 +105,26 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
                 description: 'the `rev` of the list the reader holds',
               }),
             ),
+            changes: T.Optional(
+              T.Literal('only', {
+                description: 'with `since`: answer only the alarms changed after it and the ids removed',
+              }),
+            ),
           },
           { additionalProperties: false },
         ),
         response: {
           200: T.Object({
-            alarms: T.Optional(T.Array(T.Ref('Alarm'), { description: 'absent: unchanged since `since`' })),
+            alarms: T.Optional(
+              T.Array(T.Ref('Alarm'), {
+                description: 'absent: unchanged since `since`; with `since` set, only the changed ones',
+              }),
+            ),
+            removed: T.Optional(
+              T.Array(T.String(), {
+                description: 'with `changes=only`: ids that left the list after `since`',
+              }),
+            ),
             rev: T.Optional(T.String({ description: 'this list: send it back as `since`' })),
             since: T.Optional(T.Union([T.String(), T.Null()])),
           }),
@@ -123,12 +135,24 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
     },
     async (req, reply) => {
       const which = req.query.state ?? 'active';
-      const { json, rev } = await takeOf(which);
-      const since = req.query.since ?? null;
-      // A string is sent as it is: the list's JSON is made once per take for every reader.
+      const list = changes.get(which)!;
+      const take = await list.current(takeOf(which));
+      const rev = list.revision(take);
+      const { since, changes: only } = req.query;
+      const changed = list.changedSince(take, since)?.alarms;
+      const removed = changed ? list.goneSince(take, since, 'alarms') : [];
+      // A string is sent as it is: the whole list's JSON is made once per take for every reader.
       reply.type('application/json; charset=utf-8');
-      if (since === rev) return JSON.stringify({ rev, since });
-      return `{"alarms":${json},"rev":${JSON.stringify(rev)},"since":null}`;
+      if (changed && Object.keys(changed).length === 0 && removed.length === 0)
+        return JSON.stringify({ rev, since });
+      if (!changed || only !== 'only')
+        return list.fullJson(take, (t) => ({ alarms: t.figures.list, rev, since: null }));
+      return JSON.stringify({
+        alarms: take.figures.list.filter((a) => Object.hasOwn(changed, a.id)),
+        removed,
+        rev,
+        since,
+      });
     },
   );
   app.post(

@@ -652,29 +652,57 @@ const ALARM_ROWS_MAX = 200;
 /** A word the API sends that the page also puts in a class: a known one, else "unknown". */
 const known = (word, words) => (words.includes(word) ? word : 'unknown');
 
-/** The cluster's alarms from this node (any node answers the same: they are kept in etcd). */
+/**
+ * The cluster's alarms from this node (any node answers the same: they are kept in etcd). The first
+ * read is whole; after it the page sends back the answer's `rev` (`since`, `changes=only`) and gets
+ * only the alarms that changed and the ids that left the list, which it merges into what it holds
+ * (at full size a few KiB instead of the whole list). A node that refuses `since` (rolled back to an
+ * older version) is read again whole at once.
+ */
 async function pollAlarms() {
   const which = state.alarmFilter === 'all' ? 'all' : 'active';
-  // The list held is sent back by its revision: the node answers it again only when it changed.
   const held = state.alarms;
   const since = !held.error && held.which === which && typeof held.rev === 'string' ? held.rev : null;
   try {
-    const r = await getJson(
-      `/api/v1/alarms?state=${which}${since ? `&since=${encodeURIComponent(since)}` : ''}`,
-    );
+    const path = `/api/v1/alarms?state=${which}`;
+    let r = await getJson(since ? `${path}&since=${encodeURIComponent(since)}&changes=only` : path);
+    if (since && r.status === 400) r = await getJson(path);
     const rev = typeof r.body?.rev === 'string' ? r.body.rev : null;
-    state.alarms =
-      r.status === 200 && since && r.body?.since === since && !('alarms' in r.body)
-        ? { ...held, rev }
-        : r.status === 200 && Array.isArray(r.body?.alarms)
-          ? { list: r.body.alarms, error: null, which, rev }
-          : {
-              list: [],
-              error: `this node's alarm API answered ${r.status}${r.body?.message ? `: ${r.body.message}` : ''}`,
-            };
+    const changes = r.status === 200 && since && r.body?.since === since;
+    const list = !changes
+      ? r.status === 200 && Array.isArray(r.body?.alarms)
+        ? r.body.alarms
+        : null
+      : !('alarms' in r.body) && !('removed' in r.body)
+        ? held.list
+        : mergeAlarms(held.list, r.body);
+    state.alarms = list
+      ? { list, error: null, which, rev }
+      : {
+          list: [],
+          error: `this node's alarm API answered ${r.status}${r.body?.message ? `: ${r.body.message}` : ''}`,
+        };
   } catch (err) {
     state.alarms = { list: [], error: `this node's alarm API did not answer: ${err.message}` };
   }
+}
+
+/**
+ * The alarms held with a change-only answer put in: changed ones replace theirs by id (new ones are
+ * added), removed ids go, and the list is ordered as the node orders a whole one (newest first, ties
+ * by id). Null when the answer is not of that shape (then it is named, and the next read is whole).
+ */
+function mergeAlarms(held, changes) {
+  const changed = changes.alarms ?? [];
+  const removed = changes.removed ?? [];
+  if (!Array.isArray(changed) || !Array.isArray(removed) || !changed.every(isObject)) return null;
+  const byId = new Map(held.map((a) => [a.id, a]));
+  for (const id of removed) byId.delete(id);
+  for (const a of changed) byId.set(a.id, a);
+  const raisedMs = new Map([...byId.values()].map((a) => [a, Date.parse(a.raisedAt) || 0]));
+  return [...byId.values()].sort(
+    (a, b) => raisedMs.get(b) - raisedMs.get(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
+  );
 }
 
 async function alarmAction(id, what, payload) {
