@@ -21,6 +21,7 @@ import { addApiCommands } from './cli/api-commands.ts';
 import { CancelledError, exitCodeOf, logLevelOption, parseNumber, UsageError } from './cli/args.ts';
 import { emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
 import { addUpgradeCommands } from './cli/upgrade-commands.ts';
+import { ClusterErrorCodes, isClusterError } from './cluster/errors.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
 import { jsonText, printable, printableText } from './util/printable.ts';
 import { VERSION } from './version.ts';
@@ -88,8 +89,10 @@ program
       lastReload = p;
       void systemd.reloading();
       p.then(() => systemd.ready(`node ${cfg.node}: config reloaded`)).catch((err: unknown) => {
-        // A refused file was logged with its problems; anything else is a bug worth a line.
-        if (!(err instanceof ConfigError)) logger.error({ err }, 'config reload failed while applying');
+        // A refused file (or a reload etcd's lack of space refused) was logged with its reason;
+        // anything else is a bug worth a line.
+        const refused = err instanceof ConfigError || isClusterError(err, ClusterErrorCodes.ETCD_NO_SPACE);
+        if (!refused) logger.error({ err }, 'config reload failed while applying');
         return systemd.ready(`node ${cfg.node}: config reload refused, running config kept`);
       });
     };

@@ -72,8 +72,9 @@ export const ETCD_NO_SPACE_REMEDY =
   'free space, then disarm: etcdctl compact <current revision>; etcdctl defrag (each member); etcdctl alarm disarm';
 
 /**
- * Whether `err` (or a cause of it) is etcd refusing a write for lack of space: "etcdserver: mvcc:
- * database space exceeded" (gRPC RESOURCE_EXHAUSTED). Reads, deletes and lease keepalives still work.
+ * Whether `err` (or a cause of it) is etcd refusing a write for lack of space: our
+ * COOLCTL_E_ETCD_NO_SPACE, or etcd's words "etcdserver: mvcc: database space exceeded" (gRPC
+ * RESOURCE_EXHAUSTED). The one recogniser: reads, deletes and lease keepalives still work.
  */
 export function isEtcdNoSpace(err: unknown): boolean {
   return causesOf(err).some(
@@ -90,11 +91,14 @@ export function causesOf(err: unknown): unknown[] {
   return out;
 }
 
-/** etcd refused a write for lack of space: no other try helps until an operator frees space and disarms. */
+/**
+ * etcd refused a write for lack of space. Retryable: the same call succeeds, unrestarted, once an
+ * operator has freed space and disarmed (no try helps before that), so callers retry on their tick.
+ */
 export function etcdNoSpace(what: string, cause?: unknown): ClusterError {
   return new ClusterError(
     ClusterErrorCodes.ETCD_NO_SPACE,
     `etcd ${what}: database space exceeded (etcd's NOSPACE alarm: it takes no writes); ${ETCD_NO_SPACE_REMEDY}`,
-    { cause, retryable: false },
+    { cause, retryable: true },
   );
 }

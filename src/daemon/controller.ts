@@ -17,9 +17,11 @@ import { AuthStore } from '../api/auth/auth-store.ts';
 import { EtcdTokenLeases } from '../api/auth/token-leases.ts';
 import { ApiTls, type SecureContextTarget } from '../api/tls.ts';
 import { memoizedLeaderView, StateCache } from '../cache/state-cache.ts';
+import { ETCD_NO_SPACE_REMEDY, isEtcdNoSpace } from '../cluster/errors.ts';
 import { createEtcdClient } from '../cluster/etcd/etcd-client.ts';
 import { EtcdLeadership } from '../cluster/etcd/etcd-leadership.ts';
 import { EtcdPrefixKv } from '../cluster/etcd/prefix-kv.ts';
+import { etcdRefusesWrites } from '../cluster/etcd/space-probe.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
 import { watchStreamsGivenUp } from '../cluster/metrics.ts';
 import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
@@ -400,6 +402,7 @@ export class Controller {
           { cause: err },
         );
       }
+      const place = { prefix: cfg.cluster.prefix, node: cfg.node };
       const leadershipStartedAtMs = performance.now();
       await this.step(
         leadership
@@ -409,8 +412,16 @@ export class Controller {
               this.startAbort.signal,
             ]),
           )
-          .catch((err: unknown) => {
-            throw etcdStartError(err, cfg, performance.now() - leadershipStartedAtMs);
+          .catch(async (err: unknown) => {
+            const triedMs = performance.now() - leadershipStartedAtMs;
+            // etcd answers but takes no writes (no lease, no member record): say so, not "check
+            // that etcd runs". One question, only when the start failed on etcd.
+            if (
+              isEtcdStartFailure(err) &&
+              (await etcdRefusesWrites(etcd, place, cfg.cluster.etcdCallTimeoutMs))
+            )
+              throw etcdNoSpaceAtStart(err, cfg);
+            throw etcdStartError(err, cfg, triedMs);
           }),
       );
       cache?.setMembers(leadership.members());
@@ -471,10 +482,25 @@ export class Controller {
         );
         throw err;
       }
-      this.logWarnings(next);
-      void configHash(next.file, next.sitePath).then((h) => this.leadership?.setConfigHash?.(h));
       const old = this.config;
       const diff = diffSites(old.site, next.site, !sameMqttLink(old.mqtt, next.mqtt));
+      // A new group's election needs a write: while etcd refuses writes it would be taken on with
+      // nobody leading it (and its units moved out of driven groups). Refused whole, before any change.
+      if (diff.addedGroups.length > 0 && (await this.etcdRefusesWrites()) === true) {
+        this.reloaded('refused');
+        this.log.error(
+          { addedGroups: diff.addedGroups, remedy: ETCD_NO_SPACE_REMEDY },
+          'config reload refused: the running config is kept: it adds groups, whose elections need etcd writes, and etcd refuses writes (database space exceeded); reload again once space is freed and the alarm disarmed',
+        );
+        throw new CoolctlError(
+          ErrorCodes.ETCD_NO_SPACE,
+          `config reload refused: it adds groups (${diff.addedGroups.join(', ')}) and etcd refuses writes (database space exceeded); ${ETCD_NO_SPACE_REMEDY}`,
+          { retryable: true },
+        );
+      }
+      this.logWarnings(next);
+      // Published once the reload is taken; a refused write is retried by leadership until it lands.
+      void configHash(next.file, next.sitePath).then((h) => this.leadership?.setConfigHash?.(h));
       if (isEmptyDiff(diff)) {
         this.config = next;
         this.reloaded('unchanged');
@@ -526,6 +552,18 @@ export class Controller {
     this.queuedReload = p;
     this.reloading = p;
     return p;
+  }
+
+  /** Whether etcd refuses writes for lack of space (one question); null: no answer, or no etcd here. */
+  private etcdRefusesWrites(): Promise<boolean | null> {
+    const etcd = this.controlPlane?.etcd;
+    if (!etcd) return Promise.resolve(null);
+    const { cluster } = this.config;
+    return etcdRefusesWrites(
+      etcd,
+      { prefix: cluster.prefix, node: this.config.node },
+      cluster.etcdCallTimeoutMs,
+    );
   }
 
   private newDriver(g: ControlGroup): GroupDriver {
@@ -752,6 +790,25 @@ const ETCD_START_CODES: ReadonlySet<string> = new Set([
   ErrorCodes.ETCD_TIMEOUT,
   ErrorCodes.CLUSTER_ABORTED,
 ]);
+
+/** Whether a start-up failure is etcd's (unreachable, slow, or refusing writes), not ours. */
+function isEtcdStartFailure(err: unknown): boolean {
+  return (err instanceof CoolctlError && ETCD_START_CODES.has(err.code)) || isEtcdNoSpace(err);
+}
+
+/**
+ * etcd answers but refuses writes for lack of space, so this node can take no lease: the cause and
+ * the remedy (exit 1, like an unreachable etcd; systemd's restart joins once space is freed).
+ */
+function etcdNoSpaceAtStart(err: unknown, cfg: ControllerConfig): CoolctlError {
+  return new CoolctlError(
+    ErrorCodes.ETCD_NO_SPACE,
+    `cannot join the cluster: etcd (${cfg.cluster.etcd.join(', ')}) refuses writes: database space exceeded ` +
+      `(its NOSPACE alarm), so this node can take no lease; ${ETCD_NO_SPACE_REMEDY}; then start the node ` +
+      'again (docs/leadership.md, "etcd out of space")',
+    { cause: err },
+  );
+}
 
 /**
  * An etcd that could not be reached at start, as the operator can act on it: which setting, in

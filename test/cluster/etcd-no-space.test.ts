@@ -4,15 +4,18 @@
 // driving (reads and keepalives work), an operator action is refused with a stable code and the
 // remedy instead of running unaudited, every node raises etcd-no-space once (metric too), a group
 // still fails over to a queued candidate, and after compact + defrag + disarm all resumes unrestarted.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEtcdClient } from '../../src/cluster/etcd/etcd-client.ts';
 import { waitFor } from '../helpers.ts';
+import {
+  fillEtcd,
+  freeEtcd,
+  logLines,
+  nodeAlarms,
+  nodeMetric,
+  SMALL_QUOTA_FLAGS,
+} from '../support/etcd-space.ts';
 import { Hall } from '../support/hall.ts';
-
-const QUOTA_BYTES = 4 * 1024 * 1024;
-const FILL_VALUE = 'x'.repeat(512 * 1024);
 
 let hall: Hall;
 
@@ -24,37 +27,13 @@ beforeAll(async () => {
     airHandlers: 4,
     liveness: false,
     secure: false,
-    etcdFlags: [`--quota-backend-bytes=${QUOTA_BYTES}`],
+    etcdFlags: SMALL_QUOTA_FLAGS,
   });
 }, 120_000);
 
 afterAll(async () => {
   await hall?.stopAll();
 }, 30_000);
-
-interface ApiAlarm {
-  kind: string;
-  state: string;
-  subject: string | null;
-  message: string;
-}
-
-async function alarms(node: string, which: 'active' | 'all'): Promise<ApiAlarm[]> {
-  const res = await fetch(`${hall.apiUrl(node)}/api/v1/alarms?state=${which}`, {
-    headers: hall.apiHeaders,
-    signal: AbortSignal.timeout(5000),
-  });
-  return ((await res.json()) as { alarms: ApiAlarm[] }).alarms;
-}
-
-async function metric(node: string, name: string): Promise<number | null> {
-  const res = await fetch(`${hall.apiUrl(node)}/metrics`, {
-    headers: hall.apiHeaders,
-    signal: AbortSignal.timeout(5000),
-  });
-  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(await res.text());
-  return m ? Number(m[1]) : null;
-}
 
 async function pause(
   node: string,
@@ -69,39 +48,25 @@ async function pause(
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-async function logLines(node: string, msg: string): Promise<number> {
-  const text = await readFile(join(hall.dir, `${node}.log`), 'utf8').catch(() => '');
-  return text.split('\n').filter((l) => l.includes(`"msg":"${msg}`)).length;
-}
-
 describe('etcd out of space', () => {
   it('leaders keep driving, actions are refused with the remedy, an alarm says so; disarm resumes all', async () => {
     const before = await hall.waitForLeaders();
     const etcd = createEtcdClient({ hosts: hall.etcd.clientUrls, callTimeoutMs: 5000 });
     try {
-      // Fill the quota under a prefix that is not coolctl's, as another tenant of the cluster would.
-      let refusal = '';
-      for (let i = 0; i < 64 && !refusal; i++)
-        await etcd
-          .put(`/other-app/blob-${i}`)
-          .value(FILL_VALUE)
-          .catch((err: Error) => {
-            refusal = err.message;
-          });
-      expect(refusal).toMatch(/database space exceeded/);
+      await fillEtcd(etcd);
 
       // Every node says so once: an alarm with the remedy, kept on the node (etcd takes no record).
       for (const node of hall.nodes)
         await waitFor(
           `etcd-no-space active on ${node}`,
           async () =>
-            (await alarms(node, 'active')).some(
+            (await nodeAlarms(hall, node, 'active')).some(
               (a) =>
                 a.kind === 'etcd-no-space' && a.subject === node && /etcdctl alarm disarm/.test(a.message),
             ),
           { timeoutMs: 15_000, intervalMs: 200 },
         );
-      for (const node of hall.nodes) expect(await metric(node, 'coolctl_etcd_no_space')).toBe(1);
+      for (const node of hall.nodes) expect(await nodeMetric(hall, node, 'coolctl_etcd_no_space')).toBe(1);
 
       // Leaders keep their leases and drive: the same leader and epoch for every group, never two.
       const { leaders, conflicts } = await hall.leaders();
@@ -122,19 +87,14 @@ describe('etcd out of space', () => {
       expect(after.get(group)!.epoch).toBeGreaterThan(leader.epoch);
 
       // The operator frees space and disarms; nothing is restarted.
-      await etcd.delete().prefix('/other-app/');
-      const status = await hall.etcdctl(['endpoint', 'status', '-w', 'json']);
-      const revision = /"revision":(\d+)/.exec(status)![1]!;
-      await hall.etcdctl(['compact', revision]);
-      await hall.etcdctl(['defrag'], 20_000);
-      await hall.etcdctl(['alarm', 'disarm']);
+      await freeEtcd(hall, etcd);
 
       await waitFor(
         `etcd-no-space cleared on ${other}`,
-        async () => !(await alarms(other, 'active')).some((a) => a.kind === 'etcd-no-space'),
+        async () => !(await nodeAlarms(hall, other, 'active')).some((a) => a.kind === 'etcd-no-space'),
         { timeoutMs: 15_000, intervalMs: 200 },
       );
-      expect(await metric(other, 'coolctl_etcd_no_space')).toBe(0);
+      expect(await nodeMetric(hall, other, 'coolctl_etcd_no_space')).toBe(0);
       // Recorded in etcd, closed, now that it takes writes.
       await waitFor(
         'the cleared etcd-no-space recorded in etcd',
@@ -147,8 +107,8 @@ describe('etcd out of space', () => {
       const resumed = await pause(other, group);
       expect(resumed.status, JSON.stringify(resumed.body)).toBe(200);
       // One line when it began, one when it ended: not one per probe.
-      expect(await logLines(other, 'etcd refuses writes')).toBe(1);
-      expect(await logLines(other, 'etcd takes writes again')).toBe(1);
+      expect(await logLines(hall, other, 'etcd refuses writes')).toBe(1);
+      expect(await logLines(hall, other, 'etcd takes writes again')).toBe(1);
     } finally {
       etcd.close();
     }

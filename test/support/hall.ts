@@ -743,18 +743,25 @@ export class Hall {
     c.child = child;
     c.stopped = false;
     c.exited = new Promise((r) => child.once('exit', (code) => r(code)));
-    await waitFor(
-      `${node} to start`,
-      async () => {
-        const log = await readFile(c.logPath, 'utf8');
-        const since = log.slice(log.lastIndexOf(mark));
-        if (since.includes(`coolctl: node ${node} running`)) return true;
-        if (child.exitCode !== null)
-          throw new Error(`${node} exited ${child.exitCode} on start:\n${since.slice(-3000)}`);
-        return false;
-      },
-      { timeoutMs, intervalMs: 50 },
-    );
+    const sinceMark = async () => {
+      const log = await readFile(c.logPath, 'utf8');
+      return log.slice(log.lastIndexOf(mark));
+    };
+    // A child that exits fails the start at once (waitFor would keep polling until its timeout).
+    const exitedOnStart = c.exited.then(async (code) => {
+      const since = await sinceMark();
+      if (since.includes(`coolctl: node ${node} running`)) return true; // started, then exited
+      throw new Error(`${node} exited ${code} on start:\n${since.slice(-3000)}`);
+    });
+    // When the start is decided otherwise (started, or timed out), a later exit is no test's failure.
+    exitedOnStart.catch(() => undefined);
+    await Promise.race([
+      exitedOnStart,
+      waitFor(`${node} to start`, async () => (await sinceMark()).includes(`coolctl: node ${node} running`), {
+        timeoutMs,
+        intervalMs: 50,
+      }),
+    ]);
   }
 
   /**

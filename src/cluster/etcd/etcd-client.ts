@@ -21,8 +21,10 @@ import {
   causesOf,
   etcdAborted,
   etcdLeaseLost,
+  etcdNoSpace,
   etcdTimeout,
   etcdUnavailable,
+  isEtcdNoSpace,
 } from '../errors.ts';
 import { MemberChoice, type MemberStateListener } from './member-choice.ts';
 import { WatchProgress } from './watch-progress.ts';
@@ -132,13 +134,20 @@ export function createEtcdClient(opts: EtcdClientOptions): Etcd3 {
   return client;
 }
 
-/** A failure that says the member is unwell (not one that says the answer was too large). */
+/**
+ * A failure that says the member is unwell: not an answer too large, and not etcd out of space
+ * (every member refuses alike; trying another one cannot help).
+ */
 function memberFault(err: Error): boolean {
-  return isRecoverableError(err) && !isTooLarge(err);
+  return isRecoverableError(err) && !isTooLarge(err) && !isEtcdNoSpace(err);
 }
 
-/** A response over the gRPC message limit (grpc-js: RESOURCE_EXHAUSTED "larger than max"). */
+/**
+ * A response over the gRPC message limit (grpc-js: RESOURCE_EXHAUSTED "larger than max"), cured by
+ * smaller pages. etcd out of space shares the gRPC status but not the cure: never this.
+ */
 export function isTooLarge(err: unknown): boolean {
+  if (isEtcdNoSpace(err)) return false;
   return causesOf(err).some(
     (e) =>
       e instanceof GRPCResourceExhastedError ||
@@ -190,10 +199,14 @@ export async function etcdCall<T>(
   }
 }
 
-/** Maps an etcd3/gRPC error to our catalog; a lease etcd does not know is LEASE_LOST (not retryable). */
+/**
+ * Maps an etcd3/gRPC error to our catalog; a lease etcd does not know is LEASE_LOST (not retryable),
+ * a write refused for lack of space is ETCD_NO_SPACE (with the remedy).
+ */
 export function toClusterError(what: string, timeoutMs: number, err: unknown): ClusterError {
   if (err instanceof ClusterError) return err;
   if (err instanceof EtcdLeaseInvalidError) return etcdLeaseLost(what, err);
+  if (isEtcdNoSpace(err)) return etcdNoSpace(what, err);
   if (err instanceof GRPCDeadlineExceededError) return etcdTimeout(what, timeoutMs, err);
   return etcdUnavailable(what, err instanceof Error ? err.message : String(err), err);
 }

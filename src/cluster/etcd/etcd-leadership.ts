@@ -60,6 +60,8 @@ const CLUSTER_WORK_MS = 250;
 const ACTION_REPEAT_MS = 2_000;
 /** A leader check that failed, or met a marker the view has not seen yet, is retried after this. */
 const RETRY_SOON_MS = 100;
+/** A config hash etcd refused is written again this often (as the space probe asks), ms. */
+const CONFIG_HASH_RETRY_MS = 5_000;
 /** Rebalancing handovers one node runs at once (placement plans the whole move set). */
 const MAX_HANDOVERS_IN_FLIGHT = 32;
 /**
@@ -158,6 +160,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private everReadable = false;
   /** A member that answers some reads and not others flips `etcdReachable` often: bounded lines. */
   private readonly readFaults: FaultLog;
+  /** Per group: a failed etcd action (enqueue, resign, marker clear) logged until one succeeds. */
+  private readonly actionFaults: FaultLog;
   private memberList: Member[] = [];
   /**
    * Every node seen as a member since this run started. Failsafe asks all of them, not only the last
@@ -199,6 +203,12 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private registeredAtMs = Number.NEGATIVE_INFINITY;
   private memberStartedAtMs = 0;
   private configHash: string | undefined;
+  /** The member record does not show `configHash` yet (a refused write): the tick tries again. */
+  private configHashPending = false;
+  private configHashRetryAtMs = Number.NEGATIVE_INFINITY;
+  private configHashWriting = false;
+  /** A failed write was logged: the next that lands says so (one line each way, not one per try). */
+  private configHashFailLogged = false;
   private watchGeneration = 0;
   private readonly actionSlots = new Slots(MAX_ACTIONS_IN_FLIGHT);
   /** Rebalancing switchovers this node started and that have not settled: group → target. */
@@ -246,6 +256,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.node = opts.node;
     this.now = opts.now ?? (() => performance.now());
     this.readFaults = new FaultLog(this.now);
+    this.actionFaults = new FaultLog(this.now);
     // The daemon's logger already names the node; binding it again would repeat `node` in every line.
     // Each part takes its `component` on this base, not on `this.log`, whose `component` it would repeat.
     const root = opts.logger ?? pino({ level: 'silent' });
@@ -746,6 +757,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.log.info({ revision: this.view.loadRevision }, 'etcd readable');
     this.etcdReachable = true;
     this.everReadable = true;
+    this.publishConfigHash();
     if (this.lease !== leaseAtRead) {
       this.fullPass = true;
       this.dirty = true; // the lease changed under the read: decide with the new one
@@ -997,7 +1009,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
         case 'enqueue':
           if (!election) return;
           await election.enqueue(signal);
-          return;
+          break;
         case 'stepOut':
         case 'resignForHandover': {
           const mine = queue.find((e) => e.leaseHex === this.lease?.hex);
@@ -1007,16 +1019,23 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
             action === 'stepOut' ? 'stepping out of the queue' : 'resigning for switchover',
           );
           await election.resign(signal, mine.createRevision);
-          return;
+          break;
         }
         case 'clearMarker':
-          if (marker) await this.handovers.clearMarker(group, marker.modRevision);
-          return;
+          if (!marker) return;
+          await this.handovers.clearMarker(group, marker.modRevision);
+          break;
         case 'none':
           return;
       }
+      if (this.actionFaults.recovery(group)) this.log.info({ group, action }, 'etcd action done again');
     } catch (err) {
-      if (!signal.aborted) this.log.warn({ err, group, action }, 'etcd action failed; the next tick retries');
+      if (signal.aborted) return;
+      // One line per streak, not per tick: an action etcd keeps refusing (out of space) fails on
+      // every tick until an operator acts.
+      const notLogged = this.actionFaults.reported(group) ? -1 : this.actionFaults.failure(group);
+      if (notLogged >= 0)
+        this.log.warn({ err, group, action, notLogged }, 'etcd action failed; the next tick retries');
     }
   }
 
@@ -1138,25 +1157,57 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     });
   }
 
-  /** Hot reload: rewrites this node's member record (same lease) with the new config fingerprint. */
+  /**
+   * Hot reload: rewrites this node's member record (same lease) with the new config fingerprint. A
+   * refused write (etcd out of space, unreachable) is tried again from the tick every
+   * CONFIG_HASH_RETRY_MS until it lands, so the record never keeps an old hash for good.
+   */
   setConfigHash(hash: string): void {
     if (hash === this.configHash) return;
     this.configHash = hash;
+    this.configHashPending = true;
+    this.configHashRetryAtMs = Number.NEGATIVE_INFINITY;
+    this.publishConfigHash();
+  }
+
+  private publishConfigHash(): void {
     const lease = this.lease;
+    if (!this.configHashPending || this.configHashWriting || this.stopPromise) return;
     if (!this.registered || !lease) return; // the next registration publishes it
+    if (this.now() < this.configHashRetryAtMs) return;
+    this.configHashWriting = true;
+    const hash = this.configHash;
     const key = memberKey(this.opts.prefix, this.node);
     const value = this.memberValue(this.memberStartedAtMs);
     etcdCall('member update', this.opts.etcdCallTimeoutMs, this.stopping.signal, (o) =>
       this.client.put(key).value(value).lease(lease.id).options(o).exec(),
-    ).catch((err: unknown) =>
-      this.log.warn({ err: (err as Error).message }, 'member record keeps the old config hash'),
-    );
+    )
+      .then(() => {
+        if (this.configHash === hash) this.configHashPending = false;
+        if (this.configHashFailLogged) {
+          this.configHashFailLogged = false;
+          this.log.info({ configHash: hash }, 'member record shows the config hash it runs');
+        }
+      })
+      .catch((err: unknown) => {
+        this.configHashRetryAtMs = this.now() + CONFIG_HASH_RETRY_MS;
+        if (this.configHashFailLogged || this.stopPromise) return;
+        this.configHashFailLogged = true;
+        this.log.warn(
+          { err: (err as Error).message, retryMs: CONFIG_HASH_RETRY_MS },
+          'member record keeps the old config hash; retrying until etcd takes the write',
+        );
+      })
+      .finally(() => {
+        this.configHashWriting = false;
+      });
   }
 
   private async register(signal: AbortSignal): Promise<void> {
     const lease = this.lease;
     if (!lease) return;
     const key = memberKey(this.opts.prefix, this.node);
+    const hashWritten = this.configHash;
     const value = this.memberValue(Date.now());
     const res = await etcdCall('member register', this.opts.etcdCallTimeoutMs, signal, (o) =>
       this.client
@@ -1183,6 +1234,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     if (holder === lease.id && this.lease === lease) {
       this.registered = true;
       this.registeredAtMs = this.now();
+      if (this.configHash === hashWritten) this.configHashPending = false;
       this.nameTakenLogged = false;
       this.log.info({ lease: lease.hex }, 'registered as a member');
       return;

@@ -6,8 +6,8 @@
 // whatever the peer does) and an abort signal. A call that times out drops the connection, so a
 // member that went silent is dialled again rather than waited on. Failures map to the cluster's
 // error catalog as etcd-client.ts maps etcd3's: a lease etcd does not know is LEASE_LOST (not
-// retryable), anything else — refused, reset, no leader, a malformed answer — is retryable on
-// another member. TLS material and the user's password never appear in an error or a log line.
+// retryable), a grant refused for lack of space is ETCD_NO_SPACE (every member refuses alike),
+// anything else — refused, reset, no leader, a malformed answer — is retryable on another member. TLS material and the user's password never appear in an error or a log line.
 import {
   type ClientHttp2Session,
   type ClientHttp2Stream,
@@ -22,8 +22,10 @@ import {
   ClusterErrorCodes,
   etcdAborted,
   etcdLeaseLost,
+  etcdNoSpace,
   etcdTimeout,
   etcdUnavailable,
+  isEtcdNoSpace,
 } from '../errors.ts';
 import type { EtcdSecurity } from './etcd-client.ts';
 
@@ -326,6 +328,8 @@ function toClusterError(what: string, err: unknown): ClusterError {
     if (err.status === GRPC_NOT_FOUND && /lease not found/.test(err.message)) {
       return etcdLeaseLost(what, err);
     }
+    // A lease grant is a write: refused like any other while etcd's NOSPACE alarm is raised.
+    if (isEtcdNoSpace(err)) return etcdNoSpace(what, err);
     return etcdUnavailable(what, err.message, err);
   }
   if (err instanceof WireProtocolError) return etcdUnavailable(what, `malformed answer: ${err.message}`, err);

@@ -12,6 +12,28 @@ import { etcdCall } from './etcd-client.ts';
 /** How often the probe asks while etcd takes writes, ms; a refused write seen elsewhere asks sooner. */
 export const SPACE_PROBE_EVERY_MS = 5_000;
 
+/**
+ * Asks etcd once whether it refuses writes for lack of space, writing nothing (the header's
+ * transaction, on `prefix/space-probe/node`): true refused, false taken, null no verdict (etcd did
+ * not answer, or failed for another reason). Used by the probe, the start path and a reload.
+ */
+export async function etcdRefusesWrites(
+  client: Etcd3,
+  at: { prefix: string; node: string },
+  callTimeoutMs: number,
+  signal?: AbortSignal,
+): Promise<boolean | null> {
+  const key = `${at.prefix}/space-probe/${at.node}`;
+  try {
+    await etcdCall('space probe', callTimeoutMs, signal, (options) =>
+      client.if(key, 'Version', '<', 0).then(client.put(key).value('')).options(options).commit(),
+    );
+    return false;
+  } catch (err) {
+    return isEtcdNoSpace(err) ? true : null;
+  }
+}
+
 export interface EtcdSpaceProbeOptions {
   client: Etcd3;
   prefix: string;
@@ -56,18 +78,9 @@ export class EtcdSpaceProbe {
     if (now - this.lastAskedMs < SPACE_PROBE_EVERY_MS) return this.noSpace;
     this.lastAskedMs = now;
     const { client, prefix, node, callTimeoutMs } = this.opts;
-    const key = `${prefix}/space-probe/${node}`;
-    let refused: boolean;
-    try {
-      await etcdCall('space probe', callTimeoutMs, undefined, (options) =>
-        client.if(key, 'Version', '<', 0).then(client.put(key).value('')).options(options).commit(),
-      );
-      refused = false;
-    } catch (err) {
-      if (!isEtcdNoSpace(err)) return null;
-      refused = true;
-      this.refusals.inc();
-    }
+    const refused = await etcdRefusesWrites(client, { prefix, node }, callTimeoutMs);
+    if (refused === null) return null;
+    if (refused) this.refusals.inc();
     if (refused !== this.noSpace) {
       this.noSpace = refused;
       this.noSpaceGauge.set(refused ? 1 : 0);
