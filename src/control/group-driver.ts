@@ -32,7 +32,7 @@ import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import { type VerdictHoldMemory, verdictHoldMemoryOf } from '../sensors/verdict.ts';
 import { Backoff } from '../util/async.ts';
-import { FaultLog } from '../util/log-limit.ts';
+import { clip, FaultLog } from '../util/log-limit.ts';
 import {
   type ControlMode,
   type GroupControlConfig,
@@ -179,6 +179,25 @@ export interface LoopHealth {
   crashes: number;
   lastCrash: string | null;
   overruns: number;
+}
+
+/** Unit errors a hand-on's reason names; the rest are counted (each unit's is in the group's view). */
+export const REASON_UNIT_ERRORS_MAX = 3;
+/** One unit error in a reason, at most (a unit's message can quote what it answered). */
+const REASON_UNIT_ERROR_CHARS = 160;
+
+/**
+ * Why a group is handed on for want of accepted writes: how long, the bound, and the first few units'
+ * errors. Bounded, because the reason travels far: the cluster answer every dashboard reads each
+ * refresh, the hand-on's etcd record, the log line; a group of 10 units timing out named all ten
+ * (~1 KiB a group, most of a 100-group cluster answer after a slow minute).
+ */
+export function undrivenReason(forMs: number, boundMs: number, unitErrors: readonly string[]): string {
+  const head = `no unit accepted a write for ${(forMs / 1000).toFixed(1)} s (bound ${(boundMs / 1000).toFixed(1)} s)`;
+  if (unitErrors.length === 0) return head;
+  const named = unitErrors.slice(0, REASON_UNIT_ERRORS_MAX).map((e) => clip(e, REASON_UNIT_ERROR_CHARS));
+  const more = unitErrors.length - named.length;
+  return `${head}: ${named.join('; ')}${more > 0 ? `; and ${more} more unit${more === 1 ? '' : 's'} failing (each unit's last error: the group's view)` : ''}`;
 }
 
 /** Where in the period a group's ticks fall: a hash of its id (FNV-1a), spread over the period. */
@@ -546,13 +565,11 @@ export class GroupDriver {
       reason = `the control loop crashed ${this.crashesInARow} times in a row (last: ${this.lastCrash})`;
     } else if (sinceMs !== null && nowMs - sinceMs >= this.undrivenMs && this.meansToDrive()) {
       cause = 'undriven';
-      const errors = [...this.unitState.values()]
-        .filter((u) => u.lastError)
-        .map((u) => u.lastError)
-        .join('; ');
-      reason =
-        `no unit accepted a write for ${((nowMs - sinceMs) / 1000).toFixed(1)} s ` +
-        `(bound ${(this.undrivenMs / 1000).toFixed(1)} s)${errors ? `: ${errors}` : ''}`;
+      reason = undrivenReason(
+        nowMs - sinceMs,
+        this.undrivenMs,
+        [...this.unitState.values()].flatMap((u) => (u.lastError ? [u.lastError] : [])),
+      );
     }
     if (cause === null) {
       this.problem = null;
