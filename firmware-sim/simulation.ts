@@ -326,6 +326,12 @@ export class Simulation {
           : { ...g, transport: 'mqtt' };
       }),
       rtuLines: this.sharedLines(),
+      // Each OPC-UA endpoint's units and counters (reads, calls, and its channel cap's refusals and drops).
+      opcuaServers: this.opcua.map((o) => ({
+        endpoint: o.url,
+        ahus: o.ahuIds,
+        counters: { ...o.server.counters },
+      })),
       power: {
         fanKw: round2(totals.fanKw),
         coolingKw: round2(totals.coolingKw),

@@ -39,6 +39,7 @@ import { type AhuCommand, MODE_CODE } from '../../src/devices/unit-contract.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { Delays, freePort } from '../../src/util/async.ts';
 import { DEFAULT_PROFILES_DIR } from './modbus-devices.ts';
+import { guardOpcuaChannels, newOpcuaChannelCounters, routeSimNodeOpcuaLogs } from './opcua-channels.ts';
 import { type LoadedProfile, loadOpcuaProfile, OpcuaProfileUnit } from './opcua-profile-unit.ts';
 import { clientIdentity, faultStatus, statusByName } from './opcua-status.ts';
 import type { ProfileQuirks } from './profile-pdu.ts';
@@ -109,7 +110,15 @@ export class OpcuaAhuServer {
    * by its first argument, the very Variant node-opcua hands the method.
    */
   private readonly callExpiry = new WeakMap<object, number>();
-  readonly counters = { reads: 0, calls: 0, getterErrors: 0, methodErrors: 0, expiredCalls: 0 };
+  readonly counters = {
+    reads: 0,
+    calls: 0,
+    getterErrors: 0,
+    methodErrors: 0,
+    expiredCalls: 0,
+    // Refusals and channels closed at node-opcua's channel cap (./opcua-channels.ts).
+    ...newOpcuaChannelCounters(),
+  };
   /** Units that serve a vendor profile, made at start(). */
   private readonly vendor = new Map<string, OpcuaProfileUnit>();
 
@@ -160,6 +169,8 @@ export class OpcuaAhuServer {
     if (this.server) throw new Error('OpcuaAhuServer: already started');
     const startedMs = performance.now();
     if (this.vendor.size === 0) await this.loadProfiles();
+    // node-opcua's lines about the channel cap would otherwise go to stdout once per socket.
+    routeSimNodeOpcuaLogs(this.log);
     const attempts = this.opts.port === 0 ? START_ATTEMPTS_ON_PORT_0 : 1;
     for (let attempt = 1; ; attempt++) {
       const port = this.opts.port === 0 ? await freePort(this.opts.host) : this.opts.port;
@@ -171,6 +182,7 @@ export class OpcuaAhuServer {
         await server.start();
         this.server = server;
         this.url = server.getEndpointUrl();
+        guardOpcuaChannels(server, this.counters, this.log, () => this.url);
         break;
       } catch (err) {
         await boundedShutdown(server).catch(() => undefined);

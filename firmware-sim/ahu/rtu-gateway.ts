@@ -86,8 +86,15 @@ export interface RtuGatewayOptions extends ModbusTcpEndpointOptions {
   logger?: Logger;
 }
 
-/** A master's connection; its state is how many of its requests wait for the line. */
-type Connection = ModbusTcpConnection<{ queued: number }>;
+/**
+ * A master's connection; its state is how many of its requests wait for the line (the queue depth
+ * bounds these) and whether one of them is on the line now.
+ */
+interface MasterState {
+  queued: number;
+  onLine: boolean;
+}
+type Connection = ModbusTcpConnection<MasterState>;
 
 interface Pending {
   conn: Connection;
@@ -115,7 +122,7 @@ export class RtuGateway {
   private readonly queueDepth: number;
   private readonly log: Logger;
   private readonly warns: RateLimitedLog;
-  private readonly listener: ModbusTcpListener<{ queued: number }>;
+  private readonly listener: ModbusTcpListener<MasterState>;
   private readonly pending: Pending[] = [];
   private pumping = false;
   private started = false;
@@ -146,8 +153,10 @@ export class RtuGateway {
       log: this.log,
       warns: this.warns,
       counters: this.counters,
-      newState: () => ({ queued: 0 }),
-      inFlight: (conn) => conn.state.queued,
+      newState: () => ({ queued: 0, onLine: false }),
+      // Queued or on the line is in flight, not idle: a slow line never gets a master's connection
+      // closed for idleness while its answer is still coming.
+      inFlight: (conn) => conn.state.queued + (conn.state.onLine ? 1 : 0),
       // Copied: the request waits for the line, past this chunk.
       onFrame: (conn, frame) => {
         this.onRequest(conn, Buffer.from(frame));
@@ -229,7 +238,12 @@ export class RtuGateway {
       for (let p = this.pending.shift(); p && !this.stopping; p = this.pending.shift()) {
         p.conn.state.queued--;
         if (p.conn.closed) continue;
-        await this.forward(p);
+        p.conn.state.onLine = true;
+        try {
+          await this.forward(p);
+        } finally {
+          p.conn.state.onLine = false;
+        }
       }
     } catch (err) {
       this.log.error({ err, gateway: this.id }, 'gateway line failed');

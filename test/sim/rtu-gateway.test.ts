@@ -185,7 +185,12 @@ describe('multi-drop RTU line (socat pty pair)', () => {
 
 describe('simulated Modbus TCP→RTU gateway', () => {
   async function inProcessGateway(
-    opts: { queueDepth?: number; simulateTiming?: boolean; queueTimeoutMs?: number } = {},
+    opts: {
+      queueDepth?: number;
+      simulateTiming?: boolean;
+      queueTimeoutMs?: number;
+      idleTimeoutMs?: number;
+    } = {},
   ) {
     const line = new RtuLine({
       name: 'line-test',
@@ -206,6 +211,7 @@ describe('simulated Modbus TCP→RTU gateway', () => {
         ...(opts.queueTimeoutMs !== undefined ? { queueTimeoutMs: opts.queueTimeoutMs } : {}),
       })),
       ...(opts.queueDepth !== undefined ? { queueDepth: opts.queueDepth } : {}),
+      ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
       logger: quietLogger,
     });
     const { port } = await gateway.start();
@@ -226,6 +232,23 @@ describe('simulated Modbus TCP→RTU gateway', () => {
     expect(performance.now() - t0).toBeLessThan(200);
     expect(gateway.counters.pathUnavailable).toBe(1);
     expect((await statusVia(client, 2)).localSetpointC).toBe(18);
+  });
+
+  it('a request on a slow line is in flight: its master is not closed for idleness and gets its answer', async () => {
+    const IDLE_TIMEOUT_MS = 150;
+    const { port, units, gateway } = await inProcessGateway({ idleTimeoutMs: IDLE_TIMEOUT_MS });
+    // The unit answers well within its response timeout (1 s), but long past the idle timeout.
+    units[0]!.faults.slowMs = 4 * IDLE_TIMEOUT_MS;
+    const raw = await RawMbap.open(port);
+    cleanups.push(() => raw.close());
+    raw.send(readRequest(7, 1));
+    const answer = await waitFor('the slow unit’s answer', () => raw.take()[0], { timeoutMs: 3_000 });
+    expect(answer.readUInt16BE(0)).toBe(7);
+    expect(answer.readUInt8(7)).toBe(0x03);
+    expect(gateway.counters.answered).toBe(1);
+    expect(gateway.counters.idleTimeouts).toBe(0);
+    // Silent from here on: the same idle timeout does close it once nothing is in flight.
+    await waitFor('idle close after the answer', () => gateway.counters.idleTimeouts === 1);
   });
 
   it('answers 06 to what a master sends past its queue, and serves the rest in order', async () => {
