@@ -2,7 +2,8 @@
 // all), in a real browser: a refresh reads the leader's group views in one request, not one per
 // group; a poll that brings no change leaves the map's racks and units and the unit rows as they
 // are (no DOM rewritten); the unit list is bounded and says how many it left out; and one unit is
-// found from the keyboard by its id, the map zoomed to it and the tables listing only it.
+// found from the keyboard by its id, the map zoomed to it and the tables listing only it; the map
+// is one Tab stop whose arrow keys go to the item drawn that way, and it zooms and pans.
 // The full-size figures (1 000 units, 5 000 racks) are bench/dashboard.ts's, not a timed test's.
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -245,6 +246,185 @@ describe('dashboard on a site larger than the demo', () => {
     expect(await page.evaluate<string>(`document.querySelector('#floor svg').getAttribute('viewBox')`)).toBe(
       full,
     );
+    expect(problems).toEqual([]);
+  });
+
+  /** The focused map item: id, group, drawn centre (m), on-screen width (px), whether what is drawn of it shows whole in the map's scrolled view, and how many map items are Tab stops. */
+  const onMap = () =>
+    page.evaluate<{
+      id: string | null;
+      group: string | null;
+      dimmed: boolean;
+      x: number;
+      y: number;
+      widthPx: number;
+      inView: boolean;
+      stops: number;
+    }>(`(() => {
+      const g = document.activeElement.closest('#floor g.rack, #floor g.ahu');
+      const stops = document.querySelectorAll('#floor [tabindex="0"]').length;
+      if (!g) return { id: null, group: null, dimmed: false, x: 0, y: 0, widthPx: 0, inView: false, stops };
+      const box = g.querySelector('rect');
+      // As drawn: a unit against the hall's wall is cut by the drawing's edge, at any zoom.
+      const b = box.getBoundingClientRect();
+      const d = document.querySelector('#floor svg').getBoundingClientRect();
+      const r = {
+        left: Math.max(b.left, d.left), top: Math.max(b.top, d.top),
+        right: Math.min(b.right, d.right), bottom: Math.min(b.bottom, d.bottom), width: b.width,
+      };
+      const host = document.getElementById('floor');
+      const v = host.getBoundingClientRect();
+      const inView = r.left >= v.left - 0.5 && r.top >= v.top - 0.5 &&
+        r.right <= v.left + host.clientWidth + 0.5 && r.bottom <= v.top + host.clientHeight + 0.5;
+      return {
+        id: g.getAttribute('data-id'),
+        group: g.getAttribute('data-group'),
+        dimmed: g.classList.contains('unmatched'),
+        x: +box.getAttribute('x') + +box.getAttribute('width') / 2,
+        y: +box.getAttribute('y') + +box.getAttribute('height') / 2,
+        widthPx: r.width,
+        inView,
+        stops,
+      };
+    })()`);
+  /** The rack drawn next to the right of `id` in its row (same centre line), if any. */
+  const rackRightOf = (id: string) =>
+    page.evaluate<string | null>(`(() => {
+      const at = (g) => { const b = g.querySelector('rect'); return [+b.getAttribute('x') + +b.getAttribute('width') / 2, +b.getAttribute('y') + +b.getAttribute('height') / 2]; };
+      const racks = [...document.querySelectorAll('#floor g.rack')];
+      const [x, y] = at(racks.find((g) => g.getAttribute('data-id') === ${JSON.stringify(id)}));
+      let best = null, bx = Infinity;
+      for (const g of racks) { const [gx, gy] = at(g); if (Math.abs(gy - y) < 0.01 && gx > x + 0.01 && gx < bx) { best = g; bx = gx; } }
+      return best?.getAttribute('data-id') ?? null;
+    })()`);
+
+  it('takes one Tab stop for the whole map: the arrow keys go to the item drawn that way, kept across redraws', async () => {
+    await page.focus('#find');
+    await page.keyboard.press('Tab');
+    const first = await onMap();
+    expect(first.id).toMatch(/^RA-/);
+    expect(first.stops).toBe(1);
+    // The next Tab leaves the map (440 racks and 220 units are not 660 stops).
+    await page.keyboard.press('Tab');
+    expect((await onMap()).id).toBeNull();
+    expect(await page.evaluate<string>('document.activeElement.id')).toBe('map-zoom-in');
+    await page.keyboard.press('Shift+Tab');
+    expect((await onMap()).id).toBe(first.id);
+
+    // Right: the next rack of its row; Left: back.
+    await page.keyboard.press('Home');
+    const home = await onMap();
+    const right = await rackRightOf(home.id ?? '');
+    expect(right).not.toBeNull();
+    await page.keyboard.press('ArrowRight');
+    expect((await onMap()).id).toBe(right);
+    await page.keyboard.press('ArrowLeft');
+    expect((await onMap()).id).toBe(home.id);
+    // Down: something drawn below, within the 90° cone.
+    await page.keyboard.press('ArrowDown');
+    const below = await onMap();
+    expect(below.y).toBeGreaterThan(home.y);
+    expect(Math.abs(below.x - home.x)).toBeLessThanOrEqual(below.y - home.y);
+    await page.keyboard.press('End');
+    expect((await onMap()).id).toBe(site.airHandlers.at(-1)?.id);
+    expect((await onMap()).stops).toBe(1);
+
+    // The stop stays on its item across the live redraws, and Tab back returns to it.
+    await page.keyboard.press('ArrowUp');
+    const used = await onMap();
+    await redrawn(2);
+    expect((await onMap()).id).toBe(used.id);
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Shift+Tab');
+    expect(await onMap()).toMatchObject({ id: used.id, stops: 1 });
+    expect(problems).toEqual([]);
+  });
+
+  it('skips what the find box dims, opens a rack with Enter and Escape returns to it', async () => {
+    await page.fill('#find', 'zone-3');
+    await page.focus('#find');
+    await page.keyboard.press('Tab');
+    const seen = new Set<string>();
+    for (const key of [
+      'ArrowRight',
+      'ArrowRight',
+      'ArrowDown',
+      'ArrowRight',
+      'ArrowLeft',
+      'ArrowUp',
+      'End',
+    ]) {
+      await page.keyboard.press(key);
+      const at = await onMap();
+      expect(at, key).toMatchObject({ group: 'zone-3', dimmed: false, stops: 1 });
+      seen.add(at.id ?? '');
+    }
+    // It moved between zone-3's items (past the other groups' racks between them).
+    expect(seen.size).toBeGreaterThan(2);
+    await page.fill('#find', '');
+    await page.focus('#find');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Home');
+    const rack = (await onMap()).id ?? '';
+    await page.keyboard.press('Enter');
+    await waitFor('the rack’s panel', async () =>
+      ((await page.locator('#rack-details h3').textContent()) ?? '').startsWith(`Rack ${rack}`),
+    );
+    await page.keyboard.press('Escape');
+    await waitFor('the panel closed', async () => (await page.locator('#rack-details h3').count()) === 0);
+    expect(await onMap()).toMatchObject({ id: rack, stops: 1 });
+    expect(problems).toEqual([]);
+  });
+
+  it('zooms in from the keyboard keeping the focused rack in view, pans with the arrow keys, and fit shows the whole hall', async () => {
+    const full = await page.evaluate<string>(`document.querySelector('#floor svg').getAttribute('viewBox')`);
+    // A rack amid the hall (a click, or any focus, makes an item the map's stop).
+    const middle = site.racks[Math.floor(site.racks.length / 2)]?.id ?? '';
+    await page.focus(`#floor g.rack[data-id="${middle}"]`);
+    const before = await onMap();
+    expect(before).toMatchObject({ id: middle, stops: 1 });
+    for (let i = 0; i < 3; i++) await page.keyboard.press('+');
+    const zoomed = await onMap();
+    expect(zoomed.id).toBe(before.id);
+    // ×8: a rack wide enough to read its id and value.
+    expect(zoomed.widthPx).toBeGreaterThanOrEqual(Math.max(40, before.widthPx * 7));
+    expect(zoomed.inView).toBe(true);
+    expect(await page.locator('#map-zoom-level').textContent()).toBe('×8');
+    // Arrow keys past the edge of the view pan it: the focused item always shows.
+    const visited = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      await page.keyboard.press(i < 20 ? 'ArrowLeft' : 'ArrowDown');
+      const at = await onMap();
+      expect(at.inView, `${at.id} in view`).toBe(true);
+      visited.add(at.id ?? '');
+    }
+    // Far past the first view's edge at ×8.
+    expect(visited.size).toBeGreaterThan(15);
+    await page.keyboard.press('-');
+    expect(await page.locator('#map-zoom-level').textContent()).toBe('×4');
+    expect((await onMap()).inView).toBe(true);
+    // The buttons do the same; fit returns to the whole hall, also from the find box's zoom.
+    await page.click('#map-zoom-in');
+    expect(await page.locator('#map-zoom-level').textContent()).toBe('×8');
+    await page.fill('#find', 'AHU-142');
+    expect(
+      await page.evaluate<string>(`document.querySelector('#floor svg').getAttribute('viewBox')`),
+    ).not.toBe(full);
+    await page.click('#map-fit');
+    expect(await page.evaluate<string>(`document.querySelector('#floor svg').getAttribute('viewBox')`)).toBe(
+      full,
+    );
+    expect(await page.locator('#map-zoom-level').textContent()).toBe('×1');
+    expect(
+      await page.evaluate<boolean>(
+        `(() => { const h = document.getElementById('floor'); return h.scrollWidth <= h.clientWidth + 1 && h.scrollHeight <= h.clientHeight + 1; })()`,
+      ),
+    ).toBe(true);
+    const rackPx = await page.evaluate<number>(
+      `document.querySelector('#floor g.rack rect').getBoundingClientRect().width`,
+    );
+    expect(rackPx).toBeCloseTo(before.widthPx, 0);
+    await page.fill('#find', '');
     expect(problems).toEqual([]);
   });
 });
