@@ -82,6 +82,12 @@ export class AlarmStore {
    * writer that keeps putting junk costs a count and a line per revision, never memory that grows.
    */
   private readonly reported = new Map<string, string>();
+  /**
+   * The valid records list() read last, by key, with their revision: a dashboard reads the list every
+   * second, and re-reading ~3 000 unchanged records held the event loop 40–80 ms each time. A record
+   * is read afresh when its revision moves; keys gone from a listing are dropped with it.
+   */
+  private listed = new Map<string, { modRevision: string; alarm: StoredAlarm }>();
   readonly invalid: Counter;
   readonly pruned: Counter;
 
@@ -135,7 +141,10 @@ export class AlarmStore {
     return etcdCall(`alarms ${what}`, this.opts.callTimeoutMs, undefined, fn);
   }
 
-  /** Every valid alarm, oldest first; invalid values are counted and logged, never returned. */
+  /**
+   * Every valid alarm, oldest first; invalid values are counted and logged, never returned. A record
+   * whose revision did not move since the last listing is the same object as then (never re-read).
+   */
   async list(): Promise<StoredAlarm[]> {
     const listed = new Set<string>();
     const res = await this.readBounded('list', this.dir, (key, bytes) => {
@@ -143,13 +152,21 @@ export class AlarmStore {
       this.refuseOversized(key, bytes);
     });
     const out: StoredAlarm[] = [];
+    const known = this.listed;
+    const next = new Map<string, { modRevision: string; alarm: StoredAlarm }>();
     res.kvs.sort((a, b) => Number(a.create_revision) - Number(b.create_revision));
     for (const kv of res.kvs) {
       const key = kv.key.toString();
       listed.add(key);
-      const a = this.parse(key, kv.value.toString(), String(kv.mod_revision));
-      if (a) out.push(a);
+      const modRevision = String(kv.mod_revision);
+      const was = known.get(key);
+      const a =
+        was?.modRevision === modRevision ? was.alarm : this.parse(key, kv.value.toString(), modRevision);
+      if (!a) continue;
+      out.push(a);
+      next.set(key, { modRevision, alarm: a });
     }
+    this.listed = next;
     for (const key of this.reported.keys())
       if (key.startsWith(this.dir) && !listed.has(key)) this.reported.delete(key);
     return out;

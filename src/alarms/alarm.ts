@@ -230,14 +230,29 @@ export function shelfExpired(cur: StoredAlarm, untilMs: number): StoredAlarm {
 }
 
 /**
+ * The API's alarm of each record as last made, and whether it was shelved then: a record is an
+ * immutable value (every change makes a new object), so an unchanged one is not made again when a
+ * list of thousands is asked for every second; a record nobody holds any more drops out by itself.
+ */
+const apiOf = new WeakMap<StoredAlarm, { shelved: boolean; alarm: Alarm }>();
+
+/**
  * The API's list of `stored`: active (not cleared) or all, newest first, ties (a storm raised in one
  * evaluation) by id: an order a reader that merges changes by id can make again (the dashboard).
+ * An alarm whose record and shelf did not change is the object the last list held.
  */
 export function listAlarms(stored: Iterable<StoredAlarm>, which: 'active' | 'all', now: ShelfNow): Alarm[] {
   return [...stored]
     .filter((a) => which === 'all' || a.clearedAtMs === null)
     .sort((a, b) => b.raisedAtMs - a.raisedAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .map((a) => toApiAlarm(a, now));
+    .map((a) => {
+      const shelvedNow = a.shelf !== null && shelvedAt(a, now);
+      const was = apiOf.get(a);
+      if (was?.shelved === shelvedNow) return was.alarm;
+      const alarm = toApiAlarm(a, now);
+      apiOf.set(a, { shelved: shelvedNow, alarm });
+      return alarm;
+    });
 }
 
 /** The first acknowledgement stays: an acknowledged alarm comes back as it is (the same object). */

@@ -65,13 +65,23 @@ export const alarmRoutes: FastifyPluginAsyncTypebox<ApiDeps> = async (app, deps)
   // One read of the list per state and second for every page (an open dashboard asks every 1.5 s,
   // and at full size the list is etcd's whole alarm prefix: ~1 MB), shared with what changed in it
   // by alarm id (../answer-changes.ts). An action through this node expires the take, so its page
-  // reads anew.
+  // reads anew. An alarm unchanged since the last list is the same object (alarm.ts, listAlarms):
+  // its signature is made once, not once a second for each of thousands.
+  const signatures = new WeakMap<Alarm, string>();
   const changes = new Map(
     (['active', 'all'] as const).map((which) => [
       which,
       new AnswerChanges<AlarmTake, 'alarms'>({
         sections: ['alarms'],
-        signature: (_section, alarm) => JSON.stringify(alarm),
+        signature: (_section, entry) => {
+          const alarm = entry as Alarm;
+          let sig = signatures.get(alarm);
+          if (sig === undefined) {
+            sig = JSON.stringify(alarm);
+            signatures.set(alarm, sig);
+          }
+          return sig;
+        },
         maxAgeMs: ALARM_TAKE_MAX_AGE_MS,
         comeAndGo: { rememberGoneMax: ALARMS_GONE_REMEMBERED_MAX },
       }),
