@@ -39,6 +39,7 @@ import {
   type GroupControlState,
   isGroupControlState,
   resumeState,
+  SAFETY_LIMITED,
   stepGroup,
   type UnitInput,
 } from './law/group-controller.ts';
@@ -192,6 +193,22 @@ const REASON_UNIT_ERROR_CHARS = 160;
  * refresh, the hand-on's etcd record, the log line; a group of 10 units timing out named all ten
  * (~1 KiB a group, most of a 100-group cluster answer after a slow minute).
  */
+/**
+ * What the mode's line compares: the reasons without their measured figures (the law prints those
+ * with one decimal: an inlet's °C, a neighbour's K) and without `safety limited …`, which says that
+ * this period's commands were clipped (counted in coolctl_control_commands_limited_total) and comes
+ * and goes from one period to the next while a hot group's law asks for what the limits refuse.
+ * So the line is one per change of what the group does, not one each time a hot rack's inlet moves
+ * by 0.1 °C (at a full hall's alarm: ~3 lines a second). Integers stay: they name units or say
+ * what an operator set.
+ */
+export function reasonsShape(reasons: readonly string[]): string {
+  return reasons
+    .filter((r) => !r.startsWith(SAFETY_LIMITED))
+    .map((r) => r.replace(/-?\d+\.\d+/g, '#'))
+    .join('\n');
+}
+
 export function undrivenReason(forMs: number, boundMs: number, unitErrors: readonly string[]): string {
   const head = `no unit accepted a write for ${(forMs / 1000).toFixed(1)} s (bound ${(boundMs / 1000).toFixed(1)} s)`;
   if (unitErrors.length === 0) return head;
@@ -802,7 +819,7 @@ export class GroupDriver {
       ? stepGroupLearning(ctl.config, ctl.learner, inputs, this.law, fig ? this.plant(fig) : null)
       : stepGroup(ctl.config, inputs, this.law);
     this.law = out.state;
-    if (out.mode !== this.mode || out.reasons.join() !== this.reasons.join())
+    if (out.mode !== this.mode || reasonsShape(out.reasons) !== reasonsShape(this.reasons))
       this.log.info({ mode: out.mode, reasons: out.reasons }, 'control mode');
     this.mode = out.mode;
     this.reasons = out.reasons;

@@ -45,6 +45,8 @@ const HELP_MARGIN_K = 0.3;
 const HELP_STEP_K = 0.5;
 /** The most a learner's dither may move one unit's supply setpoint from the group's, K. */
 export const MAX_DITHER_K = 1;
+/** How a reason saying that this period's commands were clipped by the safety layer begins. */
+export const SAFETY_LIMITED = 'safety limited ';
 export const CONTROL_MODES = ['normal', 'degraded', 'blind', 'paused'] as const;
 export type ControlMode = (typeof CONTROL_MODES)[number];
 /** available: reads and writes work and it runs; tripped: it reports a trip; lost: no link. */
@@ -524,7 +526,7 @@ export function stepGroup(
     // Unrounded: a ramp slower than the grid per step still moves (SafetyResult.exact).
     s.last[a] = res.exact;
   }
-  if (clippedUnits.length > 0) reasons.push(`safety limited ${clippedUnits.join(', ')}`);
+  if (clippedUnits.length > 0) reasons.push(`${SAFETY_LIMITED}${clippedUnits.join(', ')}`);
   s.mode = mode;
   const over = (demand - t.help.startPct) / Math.max(1, t.fan.maxPct - t.help.startPct);
   // A unit down is a call for help at once, before the inlets show it.
