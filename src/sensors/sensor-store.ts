@@ -1479,6 +1479,8 @@ export class SensorStore implements SensorView {
   /**
    * Counts the drop and logs it, at most one line per reason every 10 s (with how many were not
    * logged). `detail` and `sensorNode` may hold wire text (a topic's node is any length): clipped.
+   * A duplicate is the mesh working as made (a report heard by two gateways, a retry: ~6 % of a
+   * full hall's reports), so its line is debug, not a warning six times a minute in the journal.
    */
   private drop(reason: DropReason, detail: string, sensorNode?: string): DropReason {
     this.counters.drops[reason]++;
@@ -1486,7 +1488,7 @@ export class SensorStore implements SensorView {
       const notLogged = this.dropLog.admit(reason);
       if (notLogged >= 0) {
         // `sensorNode`, not `node`: the daemon's logger binds `node` to the controller's name.
-        this.log.warn(
+        this.log[reason === 'duplicate' ? 'debug' : 'warn'](
           {
             reason,
             sensorNode: sensorNode === undefined ? undefined : clip(sensorNode),

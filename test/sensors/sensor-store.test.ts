@@ -64,6 +64,19 @@ describe('sensor store', () => {
     expect(t.store.counters.drops).toMatchObject({ duplicate: 2, 'out-of-order': 1 });
   });
 
+  it('a duplicate is counted and logged at debug, never as a warning; a real drop still warns', () => {
+    const logs = captureLogs();
+    const t = setup({ logger: logs.logger });
+    expect(t.feed(t.report(10))).toBeNull();
+    for (let i = 0; i < 3; i++) expect(t.feed(t.report(10))).toBe('duplicate');
+    expect(t.store.counters.drops.duplicate).toBe(3);
+    const dropped = logs.parsed().filter((l) => l.msg === 'sensor report dropped');
+    expect(dropped.map((l) => [l.level, l.reason])).toEqual([[20, 'duplicate']]);
+    expect(t.feed(t.report(11, {}, { gateway: 'gw-elsewhere' }))).toBe('site-mismatch');
+    const warned = logs.parsed().filter((l) => l.msg === 'sensor report dropped' && l.level === 40);
+    expect(warned.map((l) => l.reason)).toEqual(['site-mismatch']);
+  });
+
   it("knows a duplicate among the node's last 16 seqs; an older repeat is late, and never applied", () => {
     const t = setup();
     for (let seq = 1; seq <= 20; seq++)
