@@ -5,12 +5,15 @@
 // after IDLE_MS (longer than the longest handler: a switchover waits at most 60 s). Node checks the
 // request bounds every CHECK_EVERY_MS, so a slow client is cut between REQUEST_MS and REQUEST_MS +
 // CHECK_EVERY_MS after its request began. At most MAX_CONNECTIONS are open at once, half of them
-// from one address (../util/connection-slots.ts): a newcomer at a bound takes the slot of the
-// oldest connection that has not delivered a whole request yet (silent, trickling, or mid-handshake),
-// else of the keep-alive connection idle longest — every answer sent, no byte since, for at least
-// IDLE_DISPLACE_AFTER_MS — so clients that never speak, or speak once and sit, cannot keep operators
-// out; only when every slot it could take is busy (a request being read or answered) or idle for
-// less is the newcomer closed. A client whose idle keep-alive is closed opens a new one.
+// from one address (../util/connection-slots.ts). A connection proves itself only with a request the
+// server accepted: answered with anything but a refusal (4xx), so from an identity the guard
+// accepted, or on a public route (/healthz, /readyz, the page) that succeeded. A newcomer at a bound
+// takes the slot of the oldest unproven connection (silent, trickling, mid-handshake, or one whose
+// every answer was a refusal — 401 without an identity, 400, 403, 404, 429 — or a CORS preflight),
+// else of the proven one idle longest — every answer sent, no byte since, for at least
+// IDLE_DISPLACE_AFTER_MS — so clients that never speak, speak once and sit, or keep asking without
+// credentials cannot keep operators out; only when every slot it could take is proven and busy (a
+// request being read or answered) or idle for less is the newcomer closed. A client whose idle keep-alive is closed opens a new one.
 // Whatever is cut off before a request was read is answered where the socket still takes it (408,
 // 400, 431), counted (route `connection`) and logged like every refusal (./refusals.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -32,7 +35,7 @@ export interface ConnectionLimits {
   checkEveryMs: number;
   /**
    * Connections open at once, at most half of them from one address; a newcomer over either takes
-   * the slot of the oldest connection that has not delivered a request, or is closed.
+   * the slot of the oldest connection that has had no request accepted, or is closed.
    */
   maxConnections: number;
   /** The share of maxConnections one remote address may hold (default PER_ADDRESS_SHARE). */
@@ -87,6 +90,8 @@ export interface SlotEvent {
   address: string;
   /** Set when the connection closed had been served and was idle this long. */
   idleMs?: number;
+  /** Set when the connection closed had sent this many whole requests, every one refused. */
+  refusedRequests?: number;
 }
 
 /** What a server's slot event says in its log line. */
@@ -96,9 +101,23 @@ export function slotEventMessage(e: SlotEvent, maxConnections: number, share = P
       ? `its address holds its share (${perAddressShare(maxConnections, share)}) of the ${maxConnections} connections`
       : `${maxConnections} connections are open`;
   if (e.outcome === 'refused') return `connection closed: ${where}, each busy or idle only briefly`;
-  return e.idleMs === undefined
+  if (e.idleMs !== undefined)
+    return `connection closed: idle ${(e.idleMs / 1000).toFixed(1)} s after its last answer, and a newcomer needed its slot (${where})`;
+  return e.refusedRequests === undefined
     ? `connection closed: it delivered no request, and a newcomer needed its slot (${where})`
-    : `connection closed: idle ${(e.idleMs / 1000).toFixed(1)} s after its last answer, and a newcomer needed its slot (${where})`;
+    : `connection closed: it sent only refused requests (${e.refusedRequests}, none accepted), and a newcomer needed its slot (${where})`;
+}
+
+/**
+ * Whether an answer proves its connection: anything but a refusal (4xx). Without an identity the
+ * guard accepted, only a public route (health, the page, sign-in) gets past 401; a 5xx is the
+ * server failing a request it took (/readyz answers 503 while not ready). A 403 does not prove
+ * either: it is also the cross-site refusal of a page without an identity, and a real identity
+ * proves itself with its first request the API serves. Nor does a CORS preflight (OPTIONS), which
+ * anyone can send with a member's Origin: a dashboard's real request follows it on the connection.
+ */
+export function answerProves(method: string | undefined, status: number): boolean {
+  return method !== 'OPTIONS' && (status < 400 || status >= 500);
 }
 
 export function perAddressShare(maxConnections: number, share = PER_ADDRESS_SHARE): number {
@@ -107,8 +126,11 @@ export function perAddressShare(maxConnections: number, share = PER_ADDRESS_SHAR
 
 /** What one connection has asked so far: looked at only when a bound is reached. */
 interface Served {
-  count: number;
   last: IncomingMessage;
+  /** An answer proved the connection (answerProves): it stays proven. */
+  accepted: boolean;
+  /** Answers that proved nothing (refusals, preflights), while none was accepted. */
+  refused: number;
   /** Requests read and not yet answered (pipelined ones queue behind the first). */
   unanswered: number;
   /** When the last answer went out (performance.now()), and the connection's bytes read then. */
@@ -118,9 +140,12 @@ interface Served {
 
 /**
  * An HTTP(S) server's connection slots (../util/connection-slots.ts): a connection proves itself
- * with a whole request — its first request read to its last byte, or a second one begun (the
- * first was answered); it is idle from its last answer until its next byte (TLS records included).
- * Tracked per socket on 'request', looked at only when a bound is reached.
+ * with an answer that is not a refusal (answerProves), and stays proven; while its first request is
+ * read to its last byte and not yet answered it counts as proven and busy (a long switchover is
+ * never cut for a newcomer). One refused answer and none accepted leaves it unproven, busy or not:
+ * a client without an identity cannot hold a slot by asking again and again. A proven connection is
+ * idle from its last answer until its next byte (TLS records included). Tracked per socket on
+ * 'request', looked at only when a bound is reached.
  */
 export function httpConnectionSlots(
   server: NetServer & {
@@ -142,10 +167,14 @@ export function httpConnectionSlots(
     (s) => {
       const r = requests.get(s);
       if (r === undefined) return { proven: false };
-      const proven = r.count > 1 || r.last.complete;
+      if (!r.accepted) {
+        // Refused so far: a request in flight (or its answer unread by the client) shields nothing.
+        if (r.refused > 0) return { proven: false, refusedRequests: r.refused };
+        return { proven: r.last.complete };
+      }
       // A byte since the last answer is a request being read.
-      if (!proven || r.unanswered > 0 || s.bytesRead !== r.bytesReadThen) return { proven };
-      return { proven, idleMs: performance.now() - r.answeredAtMs };
+      if (r.unanswered > 0 || s.bytesRead !== r.bytesReadThen) return { proven: true };
+      return { proven: true, idleMs: performance.now() - r.answeredAtMs };
     },
   );
   // The TCP connection, before any TLS: a handshake that never ends holds a slot too.
@@ -159,22 +188,26 @@ export function httpConnectionSlots(
           bound: e.bound,
           address: e.address,
           ...(e.idleMs === undefined ? {} : { idleMs: e.idleMs }),
+          ...(e.refusedRequests === undefined ? {} : { refusedRequests: e.refusedRequests }),
         });
   });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const tcp = tcpSocketOf(req.socket);
     let r = requests.get(tcp);
     if (r) {
-      r.count++;
       r.last = req;
       r.unanswered++;
     } else {
-      r = { count: 1, last: req, unanswered: 1, answeredAtMs: 0, bytesReadThen: 0 };
+      r = { last: req, accepted: false, refused: 0, unanswered: 1, answeredAtMs: 0, bytesReadThen: 0 };
       requests.set(tcp, r);
     }
     const served = r;
-    // 'close' comes once per response: sent, or its connection gone.
+    // 'close' comes once per response: sent, or its connection gone (then nothing was answered).
     res.once('close', () => {
+      if (res.headersSent && !served.accepted) {
+        if (answerProves(req.method, res.statusCode)) served.accepted = true;
+        else served.refused++;
+      }
       served.unanswered--;
       served.answeredAtMs = performance.now();
       served.bytesReadThen = tcp.bytesRead;
@@ -195,14 +228,28 @@ export function applyConnectionLimits(
     l.maxConnections,
     (e) => {
       // An evicted connection had its time and sent nothing whole: as a request timeout is answered.
-      // An idle one was served and sent nothing since: closed as its keep-alive timeout would.
-      const silent = e.outcome === 'evicted' && e.idleMs === undefined;
+      // One that sent only refused requests (the API's: mostly without an identity) is refused once
+      // more, as a bad request. An idle one was served and sent nothing since: closed as its
+      // keep-alive timeout would.
+      const kind =
+        e.outcome === 'refused'
+          ? 'refused'
+          : e.idleMs !== undefined
+            ? 'evicted-idle'
+            : e.refusedRequests !== undefined
+              ? 'evicted-refused'
+              : 'evicted';
+      const answer = {
+        evicted: { code: ErrorCodes.BAD_REQUEST, status: 408 },
+        'evicted-refused': { code: ErrorCodes.BAD_REQUEST, status: 400 },
+        'evicted-idle': { code: ErrorCodes.RATE_LIMITED, status: 503 },
+        refused: { code: ErrorCodes.RATE_LIMITED, status: 503 },
+      }[kind];
       refusals.refuse({
         route: 'connection',
-        code: silent ? ErrorCodes.BAD_REQUEST : ErrorCodes.RATE_LIMITED,
-        status: silent ? 408 : 503,
+        ...answer,
         message: slotEventMessage(e, l.maxConnections, share),
-        details: [`${e.idleMs === undefined ? e.outcome : 'evicted-idle'} at the ${e.bound} bound`],
+        details: [`${kind} at the ${e.bound} bound`],
         clientIp: e.address,
       });
     },

@@ -1,11 +1,12 @@
-// The slots of one listening socket, so that clients that never speak, or speak once and then sit
-// idle, cannot keep out those who need a slot now: at most `maxOpen` connections, at most
-// `maxUnproven` of them not yet proven (an HTTP request delivered, a peer's HELLO, an MBAP frame), at
-// most `maxPerAddress` from one remote address. A newcomer over a bound takes the slot of the oldest
-// unproven connection under that bound; failing that (at the open and per-address bounds, where the
-// listener sets `displaceIdleAfterMs`), the slot of the proven connection idle longest — nothing in
-// flight, no byte received for at least that long; only when neither exists is the newcomer turned
-// away. A busy connection is never displaced. Under the address share a host displaces only its own.
+// The slots of one listening socket, so that clients that never speak, speak once and then sit
+// idle, or only send what is refused, cannot keep out those who need a slot now: at most `maxOpen`
+// connections, at most `maxUnproven` of them not yet proven (an HTTP request the server accepted,
+// a peer's HELLO, an MBAP frame), at most `maxPerAddress` from one remote address. A newcomer over a
+// bound takes the slot of the oldest unproven connection under that bound; failing that (at the
+// open and per-address bounds, where the listener sets `displaceIdleAfterMs`), the slot of the
+// proven connection idle longest — nothing in flight, no byte received for at least that long; only
+// when neither exists is the newcomer turned away. A busy proven connection is never displaced.
+// Under the address share a host displaces only its own.
 import type { Socket } from 'node:net';
 
 export interface SlotBounds {
@@ -29,14 +30,20 @@ export interface SlotBounds {
 export interface ConnectionState {
   proven: boolean;
   idleMs?: number;
+  /** Unproven, yet it sent this many whole requests, each refused: for the caller's log line. */
+  refusedRequests?: number;
 }
 
-/** A connection closed for a newcomer: `idleMs` set when it was proven and idle that long. */
+/**
+ * A connection closed for a newcomer: `idleMs` set when it was proven and idle that long,
+ * `refusedRequests` when it was unproven though it had sent requests (each refused).
+ */
 export interface Displaced {
   socket: Socket;
   address: string;
   bound: SlotBound;
   idleMs?: number;
+  refusedRequests?: number;
 }
 
 /** Which bound a connection was closed or turned away at. */
@@ -124,13 +131,14 @@ export class ConnectionSlots {
   private victim(
     address: string | undefined,
     idleToo: boolean,
-  ): { socket: Socket; idleMs?: number } | undefined {
+  ): { socket: Socket; idleMs?: number; refusedRequests?: number } | undefined {
     const idleAfterMs = idleToo ? (this.bounds.displaceIdleAfterMs ?? Infinity) : Infinity;
     let idlest: { socket: Socket; idleMs: number } | undefined;
     for (const [socket, a] of this.open) {
       if (address !== undefined && a !== address) continue;
       const st = this.state(socket);
-      if (!st.proven) return { socket };
+      if (!st.proven)
+        return st.refusedRequests ? { socket, refusedRequests: st.refusedRequests } : { socket };
       const idleMs = st.idleMs;
       if (idleMs !== undefined && idleMs >= idleAfterMs && idleMs > (idlest?.idleMs ?? -1))
         idlest = { socket, idleMs };

@@ -4,7 +4,9 @@
 // are counted; a keep-alive client that has been served keeps its connection; and a host that
 // holds its share of connections with real requests leaves the rest to other hosts. Clients that
 // were served once and then sit idle give way too, longest idle first, but a connection whose next
-// request is still being read (a slow body, headers half sent) is never displaced.
+// request is still being read (a slow body, headers half sent) is never displaced. Clients without
+// an identity that keep asking (each answered 401) prove nothing: they give way to an operator and to
+// one another, while a signed-in dashboard's and a scrape's keep-alive connections are kept.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -273,5 +275,101 @@ describe('API connections that never send a request', () => {
     await waitFor('the slow headers answered', () => slowHeaders.got.text.includes('"groups"'));
     expect(slowBody.got.text.slice(bodyAnswered)).toMatch(/^HTTP\/1\.1 200 /);
     expect(slowHeaders.got.text.slice(headersAnswered)).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  /** A request without an identity on a keep-alive connection, answered 401. */
+  const anonymous = 'GET /api/v1/cluster HTTP/1.1\r\nHost: x\r\n\r\n';
+  /** `count` keep-alive connections from `localAddress`, each asking without an identity once (401). */
+  async function unidentified(port: number, count: number, localAddress: string) {
+    const all = await silent(port, count, localAddress, anonymous);
+    await waitFor('every unidentified request answered 401', () =>
+      all.every((c) => c.got.closed || c.got.text.includes(' 401 ')),
+    );
+    return all;
+  }
+
+  it(`${CAP} connections from two hosts asking again and again without an identity (401) hold the cap: an operator's connection is admitted and served, one of them closed`, async () => {
+    const n = await apiNode({ limits: { maxConnections: CAP } });
+    open.push(n);
+    const port = await listen(n);
+    // Each host at its share, each connection answered just now: before, all were "proven" and
+    // busy-ish (idle under 5 s), and the operator was closed at accept.
+    const flood = [
+      ...(await unidentified(port, CAP / 2, '127.0.0.2')),
+      ...(await unidentified(port, CAP / 2, '127.0.0.3')),
+    ];
+    expect(flood.filter((c) => c.got.closed)).toHaveLength(0);
+    // They ask again, as a client holding the slots would every few seconds: refused again, or a
+    // CORS preflight with a member's Origin (answered, but no request served).
+    const before = flood.map((c) => c.got.text.length);
+    for (const [i, c] of flood.entries())
+      c.s.write(
+        i % 2
+          ? anonymous
+          : 'OPTIONS /api/v1/cluster HTTP/1.1\r\nHost: x\r\nOrigin: http://127.0.0.1:8101\r\nAccess-Control-Request-Method: GET\r\n\r\n',
+      );
+    await waitFor('the second answers', () =>
+      flood.every((c, i) => c.got.text.slice(before[i]).includes(i % 2 ? ' 401 ' : ' 204 ')),
+    );
+
+    await operatorPauses(n, port);
+    expect(n.cluster.operators.get('zone-1')?.paused).toBe(true);
+    // The one closed for it is the oldest unidentified connection; the rest stay until needed.
+    await waitFor('the displaced connection closed', () => flood[0]!.got.closed);
+    expect(flood.filter((c) => c.got.closed)).toHaveLength(1);
+    expect(await n.count('coolctl_api_requests_refused_total', { route: 'connection' })).toBe(1);
+    const line = n.lines.find((l) => l.msg === 'request refused' && l.route === 'connection');
+    expect(String(line?.message)).toMatch(
+      /^connection closed: it sent only refused requests \(2, none accepted\), and a newcomer needed its slot \(20 connections are open\)/,
+    );
+    expect(line?.details).toEqual(['evicted-refused at the unproven bound']);
+    expect(line?.status).toBe(400);
+    expect(line?.clientIp).toBe('127.0.0.2');
+  });
+
+  it('a signed-in dashboard and a scrape with a bearer token keep their connections while unidentified newcomers take one another’s slots', async () => {
+    const n = await apiNode({ limits: { maxConnections: CAP } });
+    open.push(n);
+    const port = await listen(n);
+    const dashboard = rawClient(port);
+    const scrape = rawClient(port);
+    await Promise.all([dashboard.connected, scrape.connected]);
+    const scrapeGet = `GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: ${n.auth.as('viewer').authorization}\r\n\r\n`;
+    dashboard.s.write(clusterGet(n));
+    scrape.s.write(scrapeGet);
+    await waitFor('the dashboard and the scrape answered', () =>
+      [dashboard, scrape].every((c) => /^HTTP\/1\.1 200 /.test(c.got.text)),
+    );
+    // Three times the cap of newcomers without an identity, from two hosts, each asking once and
+    // staying open: each is admitted and answered (one unidentified connection gives way for it).
+    const flood: ReturnType<typeof rawClient>[] = [];
+    for (let i = 0; i < 3 * CAP; i++) {
+      if (i % 10 === 0) {
+        // The dashboard polls meanwhile, on the same connection.
+        const answered = dashboard.got.text.length;
+        dashboard.s.write(clusterGet(n));
+        await waitFor('the dashboard’s poll answered', () =>
+          dashboard.got.text.slice(answered).includes('"groups"'),
+        );
+      }
+      flood.push(...(await unidentified(port, 1, i % 2 ? '127.0.0.2' : '127.0.0.3')));
+      expect(flood.at(-1)!.got.text).toMatch(/^HTTP\/1\.1 401 /);
+    }
+    expect(flood.filter((c) => !c.got.closed).length).toBeLessThanOrEqual(CAP - 2);
+    expect(
+      await n.count('coolctl_api_requests_refused_total', { route: 'connection' }),
+    ).toBeGreaterThanOrEqual(2 * CAP);
+    // Neither signed-in connection was displaced; both still answer.
+    expect([dashboard.got.closed, scrape.got.closed]).toEqual([false, false]);
+    const dashboardAnswered = dashboard.got.text.length;
+    const scrapeAnswered = scrape.got.text.length;
+    dashboard.s.write(clusterGet(n));
+    scrape.s.write(scrapeGet);
+    await waitFor('the dashboard’s last poll', () =>
+      dashboard.got.text.slice(dashboardAnswered).includes('"groups"'),
+    );
+    await waitFor('the last scrape', () => scrape.got.text.slice(scrapeAnswered).includes('coolctl_'));
+    expect(dashboard.got.text.slice(dashboardAnswered)).toMatch(/^HTTP\/1\.1 200 /);
+    expect(scrape.got.text.slice(scrapeAnswered)).toMatch(/^HTTP\/1\.1 200 /);
   });
 });
