@@ -1126,6 +1126,114 @@ function layout(site) {
 }
 
 /**
+ * What the map draws of a rack and a unit (m, as drawn: a turned room's racks lie across). The site
+ * gives only a position (a rack's centre, a unit's place, anywhere from wall to wall); the drawing
+ * gives the footprint, so the drawing keeps the footprint inside the room (boxInRoom).
+ */
+const RACK_DRAWN_M = { long: 1, short: 0.56 };
+const UNIT_DRAWN_M = { w: 2.4, h: 1 };
+/**
+ * How far a drawn box stays off its room's walls (m): half the focus frame's stroke (0.12, CSS)
+ * and half the wall's (0.05), so a focused item against a wall is framed inside the room.
+ */
+const WALL_INSET_M = 0.1;
+
+/**
+ * Where a box of `size` is centred on one axis of a room spanning `from`…`to` (map coordinates),
+ * for an item at `p`: where it is, except within a box's half-size of the room's inner limit
+ * (`lo`, `hi`: the box touching the wall), where positions from the wall on are eased into that
+ * band. So an item against a wall is drawn touching it from inside, and two items near one wall
+ * stay apart in the order they stand (a plain clamp would stack them, and the arrow keys, which
+ * go by drawn centres, would skip all but one).
+ */
+function centreInRoom(p, from, to, size, inset) {
+  const lo = from + inset + size / 2;
+  const hi = to - inset - size / 2;
+  if (hi <= lo) return (from + to) / 2;
+  const q = Math.min(to, Math.max(from, p));
+  const band = Math.min(size / 2, (hi - lo) / 2);
+  if (q < lo + band) return lo + (band * (q - from)) / (lo + band - from);
+  if (q > hi - band) return hi - (band * (to - q)) / (to - hi + band);
+  return q;
+}
+
+/**
+ * A `w` × `h` box for an item at (px, py) inside `room` (centreInRoom on each axis): never across
+ * a wall. A room smaller than the box gets the box shrunk to fit, marked `cramped` (its labels
+ * then hidden).
+ */
+function boxInRoom(room, px, py, w, h) {
+  const inset = Math.min(WALL_INSET_M, room.w / 4, room.d / 4);
+  const fw = Math.min(w, room.w - 2 * inset);
+  const fh = Math.min(h, room.d - 2 * inset);
+  const cx = centreInRoom(px, room.x0, room.x0 + room.w, fw, inset);
+  const cy = centreInRoom(py, 0.9, 0.9 + room.d, fh, inset);
+  return { x: cx - fw / 2, y: cy - fh / 2, w: fw, h: fh, cx, cy, cramped: fw < w || fh < h };
+}
+
+/**
+ * Label widths without a layout per label: each character's advance, measured once per drawing
+ * for each kind of label (its font as the CSS sets it), summed. 6 000 labels measured one by one
+ * would force the browser to lay the map out for each; a sum is arithmetic. A label wider than its
+ * box is squeezed to the box (textLength), so no id, value, mark or state runs across a wall.
+ */
+const LABEL_KINDS = [
+  ['rack', 'rack-id'],
+  ['rack', 'rack-temp'],
+  ['rack narrow', 'rack-temp'],
+  ['ahu', 'ahu-id'],
+  ['ahu', 'ahu-state'],
+];
+/** Every character a label can hold (ids: letters, digits, _ . -; values, marks and states). */
+const LABEL_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-–?…,;:()/% ●▲▼✖◐▽○';
+/** Kerning and hinting at small sizes move an advance by a few %: widths are taken this much larger. */
+const LABEL_WIDTH_MARGIN = 1.06;
+let labelAdvance = new Map();
+
+function measureLabelChars(svg) {
+  const probes = LABEL_KINDS.map(([gClass, tClass]) => {
+    const t = el('svg:text', { class: tClass, text: LABEL_CHARS });
+    const g = el('svg:g', { class: gClass, visibility: 'hidden', 'aria-hidden': 'true' }, t);
+    svg.append(g);
+    return { key: `${gClass}|${tClass}`, g, t };
+  });
+  labelAdvance = new Map();
+  for (const { key, g, t } of probes) {
+    const per = new Map();
+    // Not laid out (the map hidden): no advances, and labelWidth takes the font size per character.
+    if (t.getNumberOfChars() === LABEL_CHARS.length && t.getComputedTextLength() > 0)
+      for (const [i, ch] of [...LABEL_CHARS].entries()) per.set(ch, t.getSubStringLength(i, 1));
+    per.set('em', Number.parseFloat(getComputedStyle(t).fontSize) || 0.34);
+    labelAdvance.set(key, per);
+    g.remove();
+  }
+}
+
+/** A label's width as drawn (m), never less than it is: an unknown character counts one em. */
+function labelWidth(key, text) {
+  const per = labelAdvance.get(key);
+  if (!per) return 0;
+  let w = 0;
+  for (const ch of text.trim()) w += per.get(ch) ?? per.get('em');
+  return w * LABEL_WIDTH_MARGIN;
+}
+
+/** Writes `text` into label `t` of kind `key`, squeezed to `roomM` when it is wider. */
+function setLabel(t, key, raw, roomM) {
+  const text = shown(raw);
+  if (t.textContent !== text) t.textContent = text;
+  if (labelWidth(key, text) > roomM) {
+    t.setAttribute('textLength', String(Number(roomM.toFixed(3))));
+    t.setAttribute('lengthAdjust', 'spacingAndGlyphs');
+  } else if (t.hasAttribute('textLength')) {
+    t.removeAttribute('textLength');
+    t.removeAttribute('lengthAdjust');
+  }
+}
+/** A label's room in its box (m): the box less a little on each side. */
+const labelRoomM = (box) => Math.max(0, box.w - 0.08);
+
+/**
  * The map's racks and units as drawn: element, id, group, centre (m, map coordinates) and what it
  * last showed (`sig`). A poll rewrites only the items whose figures changed: at 5 000 racks and
  * 1 000 units, rewriting all of them every 1.5 s kept the browser's main thread busy (and the
@@ -1166,13 +1274,18 @@ function drawFloor() {
       }),
     );
   }
+  measureLabelChars(svg);
+  // The rules refuse an item in no room; were one drawn, it would stay inside the hall.
+  const hall = { x0: 0.5, w: Math.max(0.1, geo.width - 1), d: geo.height - 1.3 };
   for (const k of site.racks) {
     const room = geo.rooms.get(k.room);
-    const [cx, cy] = geo.at(k.room, k.xM, k.yM);
-    const [w, h] = room?.turned ? [1, 0.56] : [0.56, 1];
+    const [px, py] = geo.at(k.room, k.xM, k.yM);
+    const { long, short } = RACK_DRAWN_M;
+    const box = boxInRoom(room ?? hall, px, py, room?.turned ? long : short, room?.turned ? short : long);
+    const { cx, cy, w, h } = box;
     const g = el('svg:g', {
       // A rack drawn upright is narrow: its value goes in a smaller font.
-      class: room?.turned ? 'rack' : 'rack narrow',
+      class: `${room?.turned ? 'rack' : 'rack narrow'}${box.cramped ? ' cramped' : ''}`,
       'data-id': k.id,
       'data-group': k.group ?? '',
       'data-level': 'none',
@@ -1181,13 +1294,19 @@ function drawFloor() {
       role: 'button',
       'aria-label': `${k.id}: no data`,
     });
+    const id = el('svg:text', { class: 'rack-id', x: cx, y: cy - h / 2 + 0.17 });
+    const temp = el('svg:text', { class: 'rack-temp', x: cx, y: cy + h / 2 - 0.08 });
+    const tempKey = room?.turned ? 'rack|rack-temp' : 'rack narrow|rack-temp';
+    setLabel(id, 'rack|rack-id', k.id, labelRoomM(box));
+    setLabel(temp, tempKey, '?', labelRoomM(box));
     g.append(
-      el('svg:rect', { class: 'rack-box', x: cx - w / 2, y: cy - h / 2, width: w, height: h, fill: NO_DATA }),
-      el('svg:text', { class: 'rack-id', x: cx, y: cy - h / 2 + 0.17, text: k.id }),
-      el('svg:text', { class: 'rack-temp', x: cx, y: cy + h / 2 - 0.08, text: '?' }),
+      el('svg:rect', { class: 'rack-box', x: box.x, y: box.y, width: w, height: h, fill: NO_DATA }),
+      id,
+      temp,
       el('svg:title', { text: `${k.id}: no data` }),
     );
-    const rack = { kind: 'rack', g, id: k.id, group: k.group ?? '', x: cx, y: cy, sig: null };
+    // Its centre as drawn: the arrow keys go by what the operator sees.
+    const rack = { kind: 'rack', g, id: k.id, group: k.group ?? '', x: cx, y: cy, sig: null, box, tempKey };
     floorItems.racks.push(rack);
     itemOfG.set(g, rack);
     g.addEventListener('click', () => selectRack(k.id));
@@ -1200,22 +1319,28 @@ function drawFloor() {
     svg.append(g);
   }
   for (const a of site.airHandlers) {
-    const [cx, cy] = geo.at(a.room, a.xM, a.yM);
+    const [px, py] = geo.at(a.room, a.xM, a.yM);
+    const box = boxInRoom(geo.rooms.get(a.room) ?? hall, px, py, UNIT_DRAWN_M.w, UNIT_DRAWN_M.h);
+    const { cx, cy } = box;
     const g = el('svg:g', {
-      class: 'ahu',
+      class: box.cramped ? 'ahu cramped' : 'ahu',
       'data-id': a.id,
       'data-group': a.group ?? '',
       tabindex: -1,
       role: 'button',
       'aria-label': `${a.id}: show its trend`,
     });
+    const id = el('svg:text', { class: 'ahu-id', x: cx, y: cy - 0.1 });
+    const stateText = el('svg:text', { class: 'ahu-state', x: cx, y: cy + 0.32 });
+    setLabel(id, 'ahu|ahu-id', a.id, labelRoomM(box));
+    setLabel(stateText, 'ahu|ahu-state', '…', labelRoomM(box));
     g.append(
-      el('svg:rect', { class: 'ahu-box', x: cx - 1.2, y: cy - 0.5, width: 2.4, height: 1, fill: '#eceff1' }),
-      el('svg:text', { class: 'ahu-id', x: cx, y: cy - 0.1, text: a.id }),
-      el('svg:text', { class: 'ahu-state', x: cx, y: cy + 0.32, text: '…' }),
+      el('svg:rect', { class: 'ahu-box', x: box.x, y: box.y, width: box.w, height: box.h, fill: '#eceff1' }),
+      id,
+      stateText,
       el('svg:title', { text: `${a.id} (${a.protocol}, ${a.capacityKw} kW, ${a.group ?? 'no group'})` }),
     );
-    const unit = { kind: 'ahu', g, id: a.id, group: a.group ?? '', x: cx, y: cy, sig: null };
+    const unit = { kind: 'ahu', g, id: a.id, group: a.group ?? '', x: cx, y: cy, sig: null, box };
     floorItems.ahus.push(unit);
     itemOfG.set(g, unit);
     const show = () => {
@@ -1338,7 +1463,12 @@ function updateFloor() {
     const temp = g.querySelector('.rack-temp');
     // The leading space (not drawn) keeps id and value two words in the rack's text, as read
     // aloud and as its accessible name must contain it.
-    temp.textContent = typeof c === 'number' ? ` ${fmt(c)}${mark ? ` ${mark}` : ''}` : '– ?';
+    setLabel(
+      temp,
+      item.tempKey,
+      typeof c === 'number' ? ` ${fmt(c)}${mark ? ` ${mark}` : ''}` : '– ?',
+      labelRoomM(item.box),
+    );
     for (const t of g.querySelectorAll('text')) t.classList.toggle('light', lightTextOn(fill));
     const trustText = trust ? `; ${trust.goodInlets} of ${trust.inlets} inlet sensors good` : '';
     // Starts with what the rack shows (its id and value), so speech and sight name it alike.
@@ -1354,7 +1484,7 @@ function updateFloor() {
     const g = item.g;
     g.setAttribute('data-state', s.key);
     g.querySelector('rect').setAttribute('fill', s.fill);
-    g.querySelector('.ahu-state').textContent = `${s.mark} ${s.text}`;
+    setLabel(g.querySelector('.ahu-state'), 'ahu|ahu-state', `${s.mark} ${s.text}`, labelRoomM(item.box));
     g.setAttribute('aria-label', `${item.id}: ${s.text}. Enter shows its trend.`);
   }
   const source = unknown.length
