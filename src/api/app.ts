@@ -37,7 +37,7 @@ import { ANSWER_HEADERS } from './answer-headers.ts';
 import type { AuditTrail } from './audit/audit-trail.ts';
 import { recordFirst } from './audit/record-first.ts';
 import type { AuthStore } from './auth/auth-store.ts';
-import { changesState, guard, REQUEST_HEADER } from './auth/guard.ts';
+import { carriedIdentity, changesState, guard, REQUEST_HEADER } from './auth/guard.ts';
 import {
   applyConnectionLimits,
   CONNECTION_LIMITS,
@@ -158,7 +158,7 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
         .send({ error: e.code, message: e.message, details: e.details });
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
-  applyConnectionLimits(app.server, limits, refusals);
+  applyConnectionLimits(app.server, { identified: carriedIdentity, ...limits }, refusals);
   // Before any route, so every route is closed to input it does not declare.
   app.addHook('onRoute', (r) => closeUndeclaredInput(r, changesState));
   app.addHook('onRoute', (r) => refusals.route(r.url));

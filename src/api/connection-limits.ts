@@ -10,10 +10,12 @@
 // accepted, or on a public route (/healthz, /readyz, the page) that succeeded. A newcomer at a bound
 // takes the slot of the oldest unproven connection (silent, trickling, mid-handshake, or one whose
 // every answer was a refusal — 401 without an identity, 400, 403, 404, 429 — or a CORS preflight),
-// else of the proven one idle longest — every answer sent, no byte since, for at least
-// IDLE_DISPLACE_AFTER_MS — so clients that never speak, speak once and sit, or keep asking without
-// credentials cannot keep operators out; only when every slot it could take is proven and busy (a
-// request being read or answered) or idle for less is the newcomer closed. A client whose idle keep-alive is closed opens a new one.
+// else, on the API, of the oldest one served only without an identity (public routes: anyone can
+// poll /healthz), else of the proven one idle longest — every answer sent, no byte since, for at
+// least IDLE_DISPLACE_AFTER_MS — so clients that never speak, speak once and sit, or keep asking
+// without credentials (refused, or on public routes) cannot keep operators out; only when every
+// slot it could take was used by an identity and is busy (a request being read or answered) or
+// idle for less is the newcomer closed. A client whose keep-alive is closed opens a new one.
 // Whatever is cut off before a request was read is answered where the socket still takes it (408,
 // 400, 431), counted (route `connection`) and logged like every refusal (./refusals.ts).
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -45,6 +47,13 @@ export interface ConnectionLimits {
    * slot to a newcomer when no unproven one is left (default IDLE_DISPLACE_AFTER_MS).
    */
   idleDisplaceAfterMs?: number;
+  /**
+   * Whether a request carried an identity the server accepted (the API's guard). Given, a
+   * connection proven by requests without one only (public routes: /healthz, the page) is
+   * `anonymous` and gives way at a bound, oldest first, busy or not, before any connection an
+   * identity used. Absent (the simulator): every accepted request proves alike.
+   */
+  identified?: (req: IncomingMessage) => boolean;
 }
 
 export const CONNECTION_LIMITS: ConnectionLimits = {
@@ -92,6 +101,8 @@ export interface SlotEvent {
   idleMs?: number;
   /** Set when the connection closed had sent this many whole requests, every one refused. */
   refusedRequests?: number;
+  /** Set when the connection closed had been served, but never a request with an identity. */
+  anonymous?: boolean;
 }
 
 /** What a server's slot event says in its log line. */
@@ -101,6 +112,8 @@ export function slotEventMessage(e: SlotEvent, maxConnections: number, share = P
       ? `its address holds its share (${perAddressShare(maxConnections, share)}) of the ${maxConnections} connections`
       : `${maxConnections} connections are open`;
   if (e.outcome === 'refused') return `connection closed: ${where}, each busy or idle only briefly`;
+  if (e.anonymous)
+    return `connection closed: it was served only without an identity (public routes), and a newcomer needed its slot (${where})`;
   if (e.idleMs !== undefined)
     return `connection closed: idle ${(e.idleMs / 1000).toFixed(1)} s after its last answer, and a newcomer needed its slot (${where})`;
   return e.refusedRequests === undefined
@@ -129,6 +142,8 @@ interface Served {
   last: IncomingMessage;
   /** An answer proved the connection (answerProves): it stays proven. */
   accepted: boolean;
+  /** An accepted request carried an identity (ConnectionLimits.identified). */
+  identified: boolean;
   /** Answers that proved nothing (refusals, preflights), while none was accepted. */
   refused: number;
   /** Requests read and not yet answered (pipelined ones queue behind the first). */
@@ -155,6 +170,7 @@ export function httpConnectionSlots(
   report: (e: SlotEvent) => void,
   share = PER_ADDRESS_SHARE,
   idleDisplaceAfterMs = IDLE_DISPLACE_AFTER_MS,
+  identified?: (req: IncomingMessage) => boolean,
 ): ConnectionSlots {
   const requests = new WeakMap<Socket, Served>();
   const slots = new ConnectionSlots(
@@ -170,10 +186,15 @@ export function httpConnectionSlots(
       if (!r.accepted) {
         // Refused so far: a request in flight (or its answer unread by the client) shields nothing.
         if (r.refused > 0) return { proven: false, refusedRequests: r.refused };
-        return { proven: r.last.complete };
+        if (!r.last.complete) return { proven: false };
       }
-      // A byte since the last answer is a request being read.
-      if (r.unanswered > 0 || s.bytesRead !== r.bytesReadThen) return { proven: true };
+      // Public requests alone (health checks, the page: anyone can make them, and an answer the
+      // client does not read keeps one in flight) hold a slot only until someone needs it. A
+      // request an identity made, answered or being answered (a switchover waiting), keeps it.
+      if (identified !== undefined && !r.identified && !identified(r.last))
+        return { proven: true, anonymous: true };
+      // Its first request read and being answered; or a byte since the last answer: a request being read.
+      if (!r.accepted || r.unanswered > 0 || s.bytesRead !== r.bytesReadThen) return { proven: true };
       return { proven: true, idleMs: performance.now() - r.answeredAtMs };
     },
   );
@@ -189,6 +210,7 @@ export function httpConnectionSlots(
           address: e.address,
           ...(e.idleMs === undefined ? {} : { idleMs: e.idleMs }),
           ...(e.refusedRequests === undefined ? {} : { refusedRequests: e.refusedRequests }),
+          ...(e.anonymous ? { anonymous: true } : {}),
         });
   });
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -198,15 +220,25 @@ export function httpConnectionSlots(
       r.last = req;
       r.unanswered++;
     } else {
-      r = { last: req, accepted: false, refused: 0, unanswered: 1, answeredAtMs: 0, bytesReadThen: 0 };
+      r = {
+        last: req,
+        accepted: false,
+        identified: false,
+        refused: 0,
+        unanswered: 1,
+        answeredAtMs: 0,
+        bytesReadThen: 0,
+      };
       requests.set(tcp, r);
     }
     const served = r;
     // 'close' comes once per response: sent, or its connection gone (then nothing was answered).
     res.once('close', () => {
-      if (res.headersSent && !served.accepted) {
-        if (answerProves(req.method, res.statusCode)) served.accepted = true;
-        else served.refused++;
+      if (res.headersSent) {
+        if (answerProves(req.method, res.statusCode)) {
+          served.accepted = true;
+          if (identified?.(req)) served.identified = true;
+        } else if (!served.accepted) served.refused++;
       }
       served.unanswered--;
       served.answeredAtMs = performance.now();
@@ -234,14 +266,17 @@ export function applyConnectionLimits(
       const kind =
         e.outcome === 'refused'
           ? 'refused'
-          : e.idleMs !== undefined
-            ? 'evicted-idle'
-            : e.refusedRequests !== undefined
-              ? 'evicted-refused'
-              : 'evicted';
+          : e.anonymous
+            ? 'evicted-anonymous'
+            : e.idleMs !== undefined
+              ? 'evicted-idle'
+              : e.refusedRequests !== undefined
+                ? 'evicted-refused'
+                : 'evicted';
       const answer = {
         evicted: { code: ErrorCodes.BAD_REQUEST, status: 408 },
         'evicted-refused': { code: ErrorCodes.BAD_REQUEST, status: 400 },
+        'evicted-anonymous': { code: ErrorCodes.RATE_LIMITED, status: 503 },
         'evicted-idle': { code: ErrorCodes.RATE_LIMITED, status: 503 },
         refused: { code: ErrorCodes.RATE_LIMITED, status: 503 },
       }[kind];
@@ -255,6 +290,7 @@ export function applyConnectionLimits(
     },
     share,
     l.idleDisplaceAfterMs ?? IDLE_DISPLACE_AFTER_MS,
+    l.identified,
   );
 }
 

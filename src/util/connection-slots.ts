@@ -5,8 +5,11 @@
 // bound takes the slot of the oldest unproven connection under that bound; failing that (at the
 // open and per-address bounds, where the listener sets `displaceIdleAfterMs`), the slot of the
 // proven connection idle longest — nothing in flight, no byte received for at least that long; only
-// when neither exists is the newcomer turned away. A busy proven connection is never displaced.
-// Under the address share a host displaces only its own.
+// when neither exists is the newcomer turned away. A listener that knows identities marks a
+// connection proven by requests without one (public routes) `anonymous`: at the open and
+// per-address bounds it gives way, oldest first, busy or not, after the unproven and before any
+// other. A busy proven connection is never displaced. Under the address share a host displaces
+// only its own.
 import type { Socket } from 'node:net';
 
 export interface SlotBounds {
@@ -32,6 +35,8 @@ export interface ConnectionState {
   idleMs?: number;
   /** Unproven, yet it sent this many whole requests, each refused: for the caller's log line. */
   refusedRequests?: number;
+  /** Proven by requests that carried no identity only: gives way before any other proven one. */
+  anonymous?: boolean;
 }
 
 /**
@@ -44,6 +49,8 @@ export interface Displaced {
   bound: SlotBound;
   idleMs?: number;
   refusedRequests?: number;
+  /** Set when it was proven by requests without an identity only (ConnectionState.anonymous). */
+  anonymous?: boolean;
 }
 
 /** Which bound a connection was closed or turned away at. */
@@ -126,24 +133,30 @@ export class ConnectionSlots {
 
   /**
    * The connection a newcomer displaces (from `address` only, when given): the oldest unproven one;
-   * else, when `idleToo`, the proven one idle longest, if at least displaceIdleAfterMs.
+   * else, when `othersToo`, the oldest anonymous one, else the proven one idle longest, if at least
+   * displaceIdleAfterMs.
    */
   private victim(
     address: string | undefined,
-    idleToo: boolean,
-  ): { socket: Socket; idleMs?: number; refusedRequests?: number } | undefined {
-    const idleAfterMs = idleToo ? (this.bounds.displaceIdleAfterMs ?? Infinity) : Infinity;
+    othersToo: boolean,
+  ): { socket: Socket; idleMs?: number; refusedRequests?: number; anonymous?: boolean } | undefined {
+    const idleAfterMs = othersToo ? (this.bounds.displaceIdleAfterMs ?? Infinity) : Infinity;
     let idlest: { socket: Socket; idleMs: number } | undefined;
+    let anonymous: { socket: Socket; anonymous: true } | undefined;
     for (const [socket, a] of this.open) {
       if (address !== undefined && a !== address) continue;
       const st = this.state(socket);
       if (!st.proven)
         return st.refusedRequests ? { socket, refusedRequests: st.refusedRequests } : { socket };
+      if (othersToo && st.anonymous) {
+        anonymous ??= { socket, anonymous: true };
+        continue;
+      }
       const idleMs = st.idleMs;
       if (idleMs !== undefined && idleMs >= idleAfterMs && idleMs > (idlest?.idleMs ?? -1))
         idlest = { socket, idleMs };
     }
-    return idlest;
+    return anonymous ?? idlest;
   }
 
   private unprovenCount(): number {

@@ -117,13 +117,16 @@ describe('API connection limits', () => {
     const n = await apiNode({ limits: { maxConnections: 4 } });
     open.push(n);
     const port = await listen(n);
-    // Two hosts, each with its share (half the cap) of served keep-alive connections.
+    // Two hosts, each with its share (half the cap) of keep-alive connections served with an
+    // identity (one only ever served public routes gives way: silent-connections.test.ts).
     const held = [];
     for (let i = 0; i < 4; i++) {
       const c = rawClient(port, i % 2 ? '127.0.0.2' : '127.0.0.1');
       await c.connected;
-      c.s.write('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
-      await waitFor('an answer on a held connection', () => c.got.text.includes('200 OK'));
+      c.s.write(
+        `GET /api/v1/cluster HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${n.auth.as('viewer').authorization}\r\n\r\n`,
+      );
+      await waitFor('an answer on a held connection', () => c.got.text.includes('"groups"'));
       held.push(c);
     }
     const connections = () =>

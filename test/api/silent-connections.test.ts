@@ -223,11 +223,11 @@ describe('API connections that never send a request', () => {
     const n = await apiNode({ limits: { maxConnections: CAP, idleDisplaceAfterMs: IDLE_MS } });
     open.push(n);
     const port = await listen(n);
-    const healthz = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+    // Served with an identity (a connection only ever served public routes gives way first: below).
     const served = async (c: ReturnType<typeof rawClient>) => {
       await c.connected;
-      c.s.write(healthz);
-      await waitFor('a served keep-alive connection', () => c.got.text.includes('200 OK'));
+      c.s.write(clusterGet(n));
+      await waitFor('a served keep-alive connection', () => c.got.text.includes('"groups"'));
     };
     // Answered first, so idle longest by their answers, but each with its next request being read:
     // a body announced and not all sent, and headers half sent.
@@ -371,5 +371,49 @@ describe('API connections that never send a request', () => {
     await waitFor('the last scrape', () => scrape.got.text.slice(scrapeAnswered).includes('coolctl_'));
     expect(dashboard.got.text.slice(dashboardAnswered)).toMatch(/^HTTP\/1\.1 200 /);
     expect(scrape.got.text.slice(scrapeAnswered)).toMatch(/^HTTP\/1\.1 200 /);
+  });
+  it('connections that only poll public routes (/healthz, 200) give way to an operator, oldest first, before a signed-in dashboard idle for less than 5 s', async () => {
+    const n = await apiNode({ limits: { maxConnections: CAP } });
+    open.push(n);
+    const port = await listen(n);
+    // The dashboard first (the oldest connection), signed in and answered.
+    const dashboard = rawClient(port);
+    await dashboard.connected;
+    dashboard.s.write(clusterGet(n));
+    await waitFor('the dashboard answered', () => /^HTTP\/1\.1 200 /.test(dashboard.got.text));
+    // Then the cap filled by two hosts polling the public health route, each answered 200, twice.
+    const health = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+    const pollers = [
+      ...(await silent(port, CAP / 2, '127.0.0.2', health)),
+      ...(await silent(port, CAP / 2 - 1, '127.0.0.3', health)),
+    ];
+    await waitFor('every poll answered', () => pollers.every((c) => c.got.text.includes(' 200 ')));
+    const before = pollers.map((c) => c.got.text.length);
+    for (const c of pollers) c.s.write(health);
+    await waitFor('the second polls answered', () =>
+      pollers.every((c, i) => c.got.text.slice(before[i]).includes(' 200 ')),
+    );
+    expect(pollers.filter((c) => c.got.closed)).toHaveLength(0);
+
+    // Before, each poller was proven and idle under 5 s: the operator was closed at accept.
+    const op = rawClient(port, '127.0.0.4');
+    await op.connected;
+    op.s.write(pause(n));
+    await waitFor('the operator’s pause answered', () => op.got.closed, { timeoutMs: 3_000 });
+    expect(op.got.text).toMatch(/^HTTP\/1\.1 200 /);
+    await waitFor('the displaced poller closed', () => pollers[0]!.got.closed);
+    expect(pollers.filter((c) => c.got.closed)).toHaveLength(1);
+    expect(dashboard.got.closed).toBe(false);
+    expect(await n.count('coolctl_api_requests_refused_total', { route: 'connection' })).toBe(1);
+    const line = n.lines.find((l) => l.msg === 'request refused' && l.route === 'connection');
+    expect(String(line?.message)).toMatch(
+      /^connection closed: it was served only without an identity \(public routes\), and a newcomer needed its slot \(20 connections are open\)/,
+    );
+    expect(line?.details).toEqual(['evicted-anonymous at the open bound']);
+    expect(line?.clientIp).toBe('127.0.0.2');
+    // The dashboard still answers on its connection.
+    const answered = dashboard.got.text.length;
+    dashboard.s.write(clusterGet(n));
+    await waitFor('the dashboard’s next poll', () => dashboard.got.text.slice(answered).includes('"groups"'));
   });
 });

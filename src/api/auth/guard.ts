@@ -14,6 +14,7 @@
 // A request the guard refuses (no identity, cross-site, a role too low) never is: it is counted and
 // logged like any refusal (../refusals.ts), so nobody can fill the trail with refusals and push the
 // real entries out. `req.identity` is set only once the role allows the route.
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import { quoted } from '../request-schema.ts';
@@ -142,7 +143,18 @@ async function guardPlugin(app: FastifyInstance, opts: GuardOptions): Promise<vo
       );
     }
     req.identity = id;
+    identifiedRequests.add(req.raw);
   });
+}
+
+/**
+ * The requests (node's) the guard let in with an identity: a connection that only ever carried
+ * requests without one holds its slot only until someone needs it (../connection-limits.ts).
+ */
+const identifiedRequests = new WeakSet<IncomingMessage>();
+
+export function carriedIdentity(req: IncomingMessage): boolean {
+  return identifiedRequests.has(req);
 }
 
 Object.assign(guardPlugin, {
