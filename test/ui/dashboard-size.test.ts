@@ -76,6 +76,8 @@ describe('dashboard on a site larger than the demo', () => {
   const liveBytes: number[] = [];
   /** The size of each group-views answer the page read, in order. */
   const groupsBytes: number[] = [];
+  /** The size of each cluster answer the page read, in order. */
+  const clusterBytes: number[] = [];
 
   beforeAll(async () => {
     a = await fakeNode(cluster, 'node-a', site, written, { sensors: store });
@@ -88,9 +90,13 @@ describe('dashboard on a site larger than the demo', () => {
     });
     page.on('response', async (r) => {
       const path = new URL(r.url()).pathname;
-      if (path !== '/api/v1/site/live' && path !== '/api/v1/groups') return;
-      const bytes = (await r.body().catch(() => Buffer.alloc(0))).length;
-      (path === '/api/v1/groups' ? groupsBytes : liveBytes).push(bytes);
+      const into = {
+        '/api/v1/site/live': liveBytes,
+        '/api/v1/groups': groupsBytes,
+        '/api/v1/cluster': clusterBytes,
+      }[path];
+      if (!into) return;
+      into.push((await r.body().catch(() => Buffer.alloc(0))).length);
     });
     expected = [/status of 401/];
     await page.goto(`${url}/`);
@@ -193,6 +199,24 @@ describe('dashboard on a site larger than the demo', () => {
       await page.evaluate<number>(`document.querySelectorAll('#floor g.ahu[data-state="driven"]').length`),
     ).toBe(site.airHandlers.length);
     expect(await page.locator('#units tr[data-ahu="AHU-07"]').innerText()).toMatch(/\b[0-9] s ago/);
+    expect(problems).toEqual([]);
+  });
+
+  it('reads the cluster whole once, then nothing while it is unchanged, and still shows a new leader', async () => {
+    const full = clusterBytes[0]!;
+    const n0 = clusterBytes.length;
+    await redrawn(3);
+    // Unchanged: the revision and little else, not every group's leader, epoch and state again.
+    expect(Math.max(...clusterBytes.slice(n0 + 1))).toBeLessThan(full / 20);
+    const group = site.controlGroups[5]!.id;
+    cluster.move(group, null, 'test: leader lost');
+    await waitFor(`${group} without a leader`, async () =>
+      /✖ none/.test(await page.locator(`#groups tr[data-group="${group}"]`).innerText()),
+    );
+    cluster.move(group, 'node-a', 'test: elected again');
+    await waitFor(`${group} led again`, async () =>
+      /node-a\s+\d+\s+leader/.test(await page.locator(`#groups tr[data-group="${group}"]`).innerText()),
+    );
     expect(problems).toEqual([]);
   });
 

@@ -200,8 +200,12 @@ describe('operator dashboard in a browser', () => {
 
   it('follows the leader named in a 409 when the page’s view of the cluster is stale', async () => {
     // The page believes node-a leads zone-4 (it is node-b): node-a answers 409 naming node-b's API.
-    await page.route(`${urlA}/api/v1/cluster`, async (route) => {
-      const res = await route.fetch();
+    // The page reads node-a's cluster change-only: asked without its revision, node-a answers whole.
+    const clusterOfA = (u: URL) => u.origin === new URL(urlA).origin && u.pathname === '/api/v1/cluster';
+    await page.route(clusterOfA, async (route) => {
+      const url = new URL(route.request().url());
+      url.searchParams.delete('since');
+      const res = await route.fetch({ url: url.href });
       const body = await res.json();
       for (const g of body.groups) if (g.id === 'zone-4') g.leader = 'node-a';
       await route.fulfill({ response: res, json: body });
@@ -467,16 +471,53 @@ describe('operator dashboard in a browser', () => {
     noProblems();
   });
 
-  it('says next to the group why another node handed it on', async () => {
-    // The page is on node-a; node-b gives one of its groups up: only node-b's API knows why.
-    const group = [...cluster.leaders].find(([, l]) => l.leader === 'node-b')![0];
-    b.leadership.relinquish(group, 'no unit accepted a write for 2.0 s (bound 2.0 s): test');
-    const cell = page.locator(`#groups tr[data-group="${group}"] td.handover`);
-    await waitFor('the handover shown', async () =>
-      /handed on by node-b \d+ s ago: no unit accepted a write for 2\.0 s/.test(await cell.innerText()),
-    );
-    expect(await cell.getAttribute('class')).toContain('warn');
-    expect(await cell.innerText()).toMatch(/^▲ handed on/);
+  it('says next to the group why another node handed it on, and its new leader, from change-only reads', async () => {
+    // Every member's cluster answer as the page reads it (this node's, and node-b's for the handover
+    // column): after the first, it sends back the answer's rev and is sent nothing while unchanged.
+    const reads: { origin: string; since: string | null; body: Record<string, unknown> | null }[] = [];
+    const onResponse = async (r: Response) => {
+      const u = new URL(r.url());
+      if (u.pathname !== '/api/v1/cluster') return;
+      const body = (await r.json().catch(() => null)) as Record<string, unknown> | null;
+      reads.push({ origin: u.origin, since: u.searchParams.get('since'), body });
+    };
+    page.on('response', onResponse);
+    try {
+      const unchangedFrom = (url: string) =>
+        reads.some((x) => x.origin === new URL(url).origin && x.since && x.body && !('groups' in x.body));
+      await waitFor(
+        'both nodes read change-only, unchanged',
+        async () => unchangedFrom(urlA) && unchangedFrom(urlB),
+      );
+      // The page is on node-a; node-b gives one of its groups up: only node-b's API knows why.
+      const group = [...cluster.leaders].find(([, l]) => l.leader === 'node-b')![0];
+      b.leadership.relinquish(group, 'no unit accepted a write for 2.0 s (bound 2.0 s): test');
+      const { leader, epoch } = cluster.leaders.get(group)!;
+      expect(leader).toBe('node-a');
+      const cell = page.locator(`#groups tr[data-group="${group}"] td.handover`);
+      await waitFor('the handover shown', async () =>
+        /handed on by node-b \d+ s ago: no unit accepted a write for 2\.0 s/.test(await cell.innerText()),
+      );
+      expect(await cell.getAttribute('class')).toContain('warn');
+      expect(await cell.innerText()).toMatch(/^▲ handed on/);
+      await waitFor('the new leader and epoch shown', async () =>
+        new RegExp(`node-a\\s+${epoch}\\s+leader`).test(await text(`#groups tr[data-group="${group}"]`)),
+      );
+      // Each node told it with only that group.
+      for (const url of [urlA, urlB])
+        expect(
+          reads.some(
+            (x) =>
+              x.origin === new URL(url).origin &&
+              x.since &&
+              Array.isArray(x.body?.groups) &&
+              (x.body.groups as { id: string }[]).map((g) => g.id).join() === group,
+          ),
+          url,
+        ).toBe(true);
+    } finally {
+      page.off('response', onResponse);
+    }
     noProblems();
   });
 

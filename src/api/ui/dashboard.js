@@ -33,6 +33,11 @@ const state = {
   views: new Map(),
   /** API base → its last /api/v1/groups answer with a `rev` ({ rev, list }): what `since` merges into. */
   groupAnswers: new Map(),
+  /**
+   * API base ('' = this node) → its /api/v1/cluster answer as the page holds it ({ rev, body }),
+   * what `since` merges into; or { refusedAtMs }: a member of an older version refused the query.
+   */
+  clusterAnswers: new Map(),
   /** group → { node, reason, atMs }: the newest time any member handed it on (relinquished). */
   handOns: new Map(),
   audit: [],
@@ -219,6 +224,7 @@ function forgetData() {
     live: new Map(),
     views: new Map(),
     groupAnswers: new Map(),
+    clusterAnswers: new Map(),
     handOns: new Map(),
     audit: [],
     auditDropped: 0,
@@ -363,7 +369,7 @@ async function poll() {
     if (!state.commandRanges) state.commandRanges = await loadCommandRanges();
     const [ready, cluster, audit] = await Promise.all([
       getJson('/readyz'),
-      getJson('/api/v1/cluster'),
+      readCluster(''),
       getJson(`/api/v1/audit?since=${auditSince()}`),
       pollAlarms(),
     ]);
@@ -545,6 +551,76 @@ function liveOf(group) {
   return l && !l.error ? l : null;
 }
 
+/** How long the page reads a member that refused the change-only query (an older version) whole. */
+const CLUSTER_PLAIN_RETRY_MS = 60_000;
+
+/**
+ * The cluster as the node at `base` sees it, as `GET /api/v1/cluster` answers it whole ({ status,
+ * body }). The page reads it from this node and from every member (for the handover column) each
+ * refresh: the first read asks for the `rev` (`changes=only`), the next ones send it back (`since`)
+ * and get nothing while unchanged, else only the members and groups that changed and the ids that
+ * left, which it merges into what it holds. A member that refuses the query (an older version) is
+ * read whole at once, and whole for a minute; one that answers without `rev` is read whole.
+ */
+async function readCluster(base) {
+  const path = `${base}/api/v1/cluster`;
+  const held = state.clusterAnswers.get(base);
+  if (held?.refusedAtMs !== undefined && Date.now() - held.refusedAtMs < CLUSTER_PLAIN_RETRY_MS)
+    return getJson(path);
+  const since = typeof held?.rev === 'string' ? held.rev : null;
+  state.clusterAnswers.delete(base);
+  let r = await getJson(
+    since ? `${path}?since=${encodeURIComponent(since)}&changes=only` : `${path}?changes=only`,
+  );
+  if (r.status === 400) {
+    state.clusterAnswers.set(base, { refusedAtMs: Date.now() });
+    return getJson(path);
+  }
+  if (r.status !== 200 || !isObject(r.body)) return r;
+  let body = since && r.body.since === since ? mergeCluster(held.body, r.body) : r.body;
+  if (!body) {
+    // A change-only answer the page cannot put in: read whole.
+    r = await getJson(`${path}?changes=only`);
+    if (r.status !== 200 || !isObject(r.body)) return r;
+    body = r.body;
+  }
+  if (typeof r.body.rev === 'string' && Array.isArray(body.members) && Array.isArray(body.groups))
+    state.clusterAnswers.set(base, { rev: r.body.rev, body });
+  return { status: r.status, body };
+}
+
+/**
+ * The cluster answer held with a change-only one put in: nothing changed (no lists) is the one held;
+ * else changed members and groups replace theirs by id, new ones are added (members ordered by node
+ * name, as the node orders them; groups after those held, as a node adds a reloaded one), and
+ * removed ids go. Null when the answer is not of that shape.
+ */
+function mergeCluster(held, changes) {
+  if (!('members' in changes) && !('groups' in changes)) return held;
+  const removed = isObject(changes.removed) ? changes.removed : null;
+  if (
+    !Array.isArray(changes.members) ||
+    !Array.isArray(changes.groups) ||
+    !removed ||
+    !Array.isArray(removed.members) ||
+    !Array.isArray(removed.groups)
+  )
+    return null;
+  const merge = (list, changed, key, gone) => {
+    const byId = new Map(changed.filter(isObject).map((e) => [e[key], e]));
+    const goneIds = new Set(gone);
+    const out = list
+      .filter((e) => !isObject(e) || !goneIds.has(e[key]))
+      .map((e) => (isObject(e) ? (byId.get(e[key]) ?? e) : e));
+    const held = new Set(list.filter(isObject).map((e) => e[key]));
+    for (const [id, e] of byId) if (!held.has(id)) out.push(e);
+    return out;
+  };
+  const members = merge(held.members, changes.members, 'node', removed.members);
+  members.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
+  return { ...held, members, groups: merge(held.groups, changes.groups, 'id', removed.groups) };
+}
+
 /**
  * Why groups moved: each member says only what it handed on itself (its own /api/v1/cluster), so
  * the page asks every member and keeps the newest per group. A member that does not answer is
@@ -557,7 +633,7 @@ async function pollHandOns() {
       .filter((m) => m.node !== state.node)
       .map(async (m) => {
         try {
-          const r = await getJson(`${new URL(m.apiUrl).origin}/api/v1/cluster`);
+          const r = await readCluster(new URL(m.apiUrl).origin);
           if (r.status === 200) views.push({ node: m.node, body: r.body });
         } catch {
           // unreachable member: nothing to add
