@@ -5,6 +5,8 @@
 // simulator's record of every write) and the controllers' API are the witnesses.
 // The hall's generated site puts all six sensor nodes in zone-1: zone-2 and zone-3 run blind
 // throughout (fans at the safe 100 %), which makes them plain to read for pause and overrides.
+// Its sensors run at a fifth of the product's timing (SENSOR_TIMING): the safe modes' transitions
+// are the same, their waits are shorter.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,12 +18,21 @@ import { type Hall, settle } from '../support/hall.ts';
 import type { JournalEntry } from '../support/journal-invariants.ts';
 
 const CRASH_GROUP = 'zone-2';
+/**
+ * Reports every 2 s (stale after the default 3 of them: 6 s) and a 12 s verdict hold: the defaults'
+ * 10 s, 30 s and 60 s over 5, so the hold is still twice the stale window (src/sensors/verdict.ts
+ * says why that ratio). What the safe-mode cases wait for — sensors going stale, a flapping group's
+ * hold running out — comes 5 times sooner; what they assert does not depend on the scale.
+ */
+const SENSOR_TIMING = { reportIntervalS: 2, verdictRecoveryS: 12 };
 const chaos = useChaosHall({
   name: 'daemon-modes',
   controllers: 2,
   groups: 3,
   airHandlers: 6,
   env: { COOLCTL_TEST_CRASH_GROUP: CRASH_GROUP },
+  reportIntervalS: SENSOR_TIMING.reportIntervalS,
+  sensing: { verdictRecoveryS: SENSOR_TIMING.verdictRecoveryS },
 });
 const hall = chaos.hall;
 /** The group with sensors (the others are blind by construction). */
@@ -260,7 +271,9 @@ describe('safe modes from the simulator’s faults', () => {
     const h = hall();
     const [tripped, mate] = h.groups[SENSED] as [string, string];
     const leader = (await h.waitForLeaders()).get(SENSED)!;
-    // Under normal control with fans below 90 %, so that compensation has room to show.
+    // Under normal control with fans below 90 %, so that compensation has room to show. (A node
+    // restarted above may have taken the group over before hearing its sensors: then the group
+    // flaps, and this waits out its verdict hold.)
     const before = await waitFor(
       `${SENSED} under normal control with ${mate} below 90 %`,
       async () => {
@@ -268,7 +281,7 @@ describe('safe modes from the simulator’s faults', () => {
         const f = v.units.find((u) => u.ahu === mate)?.held?.fanPct;
         return v.mode === 'normal' && f !== undefined && f < 90 ? f : null;
       },
-      { timeoutMs: 120_000, intervalMs: 500 },
+      { timeoutMs: 60_000, intervalMs: 500 },
     );
     const seq0 = await h.lastSeq();
     await fault({ fault: 'ahu-trip', ahu: tripped });
@@ -304,7 +317,7 @@ describe('safe modes from the simulator’s faults', () => {
     const h = hall();
     const ahus = h.groups[SENSED]!;
     const leader = (await h.waitForLeaders()).get(SENSED)!;
-    // Two of six nodes go silent: once their readings are stale (3 report intervals), 12 of 18
+    // Two of six nodes go silent: once their readings are stale (3 report intervals: 6 s), 12 of 18
     // inlet sensors are good (0.3 ≤ 0.67 < 0.8). (Not out-of-range: an impossible value stays in
     // the noise window and keeps the sensor 'noisy' for 8 more reports after the fault clears.)
     const bad = ['N0001', 'N0002'].map((node) => ({ fault: 'sensor-dead', node }));
@@ -315,7 +328,7 @@ describe('safe modes from the simulator’s faults', () => {
         const x = await groupInfo(leader.node, SENSED);
         return x.mode === 'degraded' ? x : null;
       },
-      { timeoutMs: 60_000, intervalMs: 250 },
+      { timeoutMs: 30_000, intervalMs: 250 },
     );
     expect(v.sensors?.verdict).toBe('degraded');
     expect(v.reasons).toContain('sensors degraded: conservative');
@@ -332,11 +345,12 @@ describe('safe modes from the simulator’s faults', () => {
       { timeoutMs: 20_000, intervalMs: 250 },
     );
     await fault(bad.map((f) => ({ ...f, clear: true })));
-    // Back once the sensors have been ok for sensing.verdictRecoveryS (60 s) without a break.
+    // Back once the nodes report again; a flapping group only once its sensors have said ok for
+    // sensing.verdictRecoveryS without a break (test/control/verdict-recovery.test.ts tests that hold).
     await waitFor(
       `${SENSED} back to normal`,
       async () => (await groupInfo(leader.node, SENSED)).mode === 'normal',
-      { timeoutMs: 100_000, intervalMs: 250 },
+      { timeoutMs: 60_000, intervalMs: 250 },
     );
   }, 180_000);
 
@@ -375,11 +389,12 @@ describe('safe modes from the simulator’s faults', () => {
 
     const seq1 = await h.lastSeq();
     await fault({ fault: 'gateway-down', gateway: 'gw-1', clear: true });
-    // Back once the sensors have been ok for sensing.verdictRecoveryS (60 s) without a break.
+    // Back once the sensors have been ok for sensing.verdictRecoveryS without a break: the group
+    // left ok in the case above too, seconds ago, so it flaps and is held degraded that long.
     await waitFor(
       `${SENSED} back to normal`,
       async () => (await groupInfo(leader.node, SENSED)).mode === 'normal',
-      { timeoutMs: 100_000, intervalMs: 250 },
+      { timeoutMs: 60_000, intervalMs: 250 },
     );
     const es = await writtenAfter(h, ahus, await h.lastSeq(), 15);
     // From the last blind command on, each command moves within the ramp limits (down 0.5 %/s, up

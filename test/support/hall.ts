@@ -101,6 +101,14 @@ export interface HallOptions {
   timeScale?: number;
   /** Share of the units on OPC-UA (the rest Modbus TCP); default 0. */
   opcuaShare?: number;
+  /**
+   * Every sensor node's report interval, s (default the generated site's 10). Shorter makes the
+   * stale window (`sensing.staleIntervals` of them) shorter in proportion: for files that wait on
+   * sensors going stale, not on the interval itself.
+   */
+  reportIntervalS?: number;
+  /** The site's `sensing` thresholds (default the product's), e.g. a shorter `verdictRecoveryS`. */
+  sensing?: Site['sensing'];
   /** Failsafe mode: leaders keep leading through an etcd outage while every member backs them. */
   failsafe?: boolean;
   /** Peers reach each node's peer channel through a proxy that `cutPeerChannel` can cut. */
@@ -418,6 +426,9 @@ export class Hall {
         modbusBasePort: 0,
       });
       for (const a of site.airHandlers) a.watchdogS = opts.watchdogS ?? 5;
+      if (opts.reportIntervalS !== undefined)
+        for (const n of site.sensorNodes) n.reportIntervalS = opts.reportIntervalS;
+      if (opts.sensing) site.sensing = { ...site.sensing, ...opts.sensing };
       // The generated site says None for a simulator nobody trusted yet; the secure hall trusts it.
       if (opts.secure)
         for (const a of site.airHandlers)
