@@ -105,20 +105,36 @@ export interface SlotEvent {
   anonymous?: boolean;
 }
 
+/**
+ * What became of a connection at the slot bounds: turned away, or closed for a newcomer after it
+ * was served only without an identity, sat idle, sent only refused requests, or sent nothing whole.
+ * Each server's counter, answer and log line are told from it.
+ */
+export type SlotEventKind = 'refused' | 'evicted-anonymous' | 'evicted-idle' | 'evicted-refused' | 'evicted';
+
+export function slotEventKind(e: SlotEvent): SlotEventKind {
+  if (e.outcome === 'refused') return 'refused';
+  if (e.anonymous) return 'evicted-anonymous';
+  if (e.idleMs !== undefined) return 'evicted-idle';
+  return e.refusedRequests === undefined ? 'evicted' : 'evicted-refused';
+}
+
 /** What a server's slot event says in its log line. */
 export function slotEventMessage(e: SlotEvent, maxConnections: number, share = PER_ADDRESS_SHARE): string {
   const where =
     e.bound === 'per-address'
       ? `its address holds its share (${perAddressShare(maxConnections, share)}) of the ${maxConnections} connections`
       : `${maxConnections} connections are open`;
-  if (e.outcome === 'refused') return `connection closed: ${where}, each busy or idle only briefly`;
-  if (e.anonymous)
-    return `connection closed: it was served only without an identity (public routes), and a newcomer needed its slot (${where})`;
-  if (e.idleMs !== undefined)
-    return `connection closed: idle ${(e.idleMs / 1000).toFixed(1)} s after its last answer, and a newcomer needed its slot (${where})`;
-  return e.refusedRequests === undefined
-    ? `connection closed: it delivered no request, and a newcomer needed its slot (${where})`
-    : `connection closed: it sent only refused requests (${e.refusedRequests}, none accepted), and a newcomer needed its slot (${where})`;
+  const why = {
+    refused: null,
+    'evicted-anonymous': 'it was served only without an identity (public routes)',
+    'evicted-idle': `idle ${((e.idleMs ?? 0) / 1000).toFixed(1)} s after its last answer`,
+    'evicted-refused': `it sent only refused requests (${e.refusedRequests}, none accepted)`,
+    evicted: 'it delivered no request',
+  }[slotEventKind(e)];
+  return why === null
+    ? `connection closed: ${where}, each busy or idle only briefly`
+    : `connection closed: ${why}, and a newcomer needed its slot (${where})`;
 }
 
 /**
@@ -263,16 +279,7 @@ export function applyConnectionLimits(
       // One that sent only refused requests (the API's: mostly without an identity) is refused once
       // more, as a bad request. An idle one was served and sent nothing since: closed as its
       // keep-alive timeout would.
-      const kind =
-        e.outcome === 'refused'
-          ? 'refused'
-          : e.anonymous
-            ? 'evicted-anonymous'
-            : e.idleMs !== undefined
-              ? 'evicted-idle'
-              : e.refusedRequests !== undefined
-                ? 'evicted-refused'
-                : 'evicted';
+      const kind = slotEventKind(e);
       const answer = {
         evicted: { code: ErrorCodes.BAD_REQUEST, status: 408 },
         'evicted-refused': { code: ErrorCodes.BAD_REQUEST, status: 400 },

@@ -14,7 +14,12 @@ import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { Counter, Registry } from 'prom-client';
-import { clientErrorAnswer, httpConnectionSlots, slotEventMessage } from '../api/connection-limits.ts';
+import {
+  clientErrorAnswer,
+  httpConnectionSlots,
+  slotEventKind,
+  slotEventMessage,
+} from '../api/connection-limits.ts';
 import { settlesWithin } from '../util/async.ts';
 import { clip, RateLimitedLog } from '../util/log-limit.ts';
 import { http } from '../util/node-http.ts';
@@ -114,16 +119,16 @@ export class GatewayHttp {
         );
       },
     );
+    // The gateway's reasons: any connection closed for a newcomer but an idle one counts as silent.
+    const reasonOf = {
+      refused: 'too_many_connections',
+      'evicted-idle': 'idle_connection_evicted',
+      'evicted-anonymous': 'silent_connection_evicted',
+      'evicted-refused': 'silent_connection_evicted',
+      evicted: 'silent_connection_evicted',
+    } as const;
     httpConnectionSlots(this.server, HTTP_MAX_CONNECTIONS, (e) =>
-      refuse(
-        e.outcome === 'refused'
-          ? 'too_many_connections'
-          : e.idleMs === undefined
-            ? 'silent_connection_evicted'
-            : 'idle_connection_evicted',
-        e.address,
-        slotEventMessage(e, HTTP_MAX_CONNECTIONS),
-      ),
+      refuse(reasonOf[slotEventKind(e)], e.address, slotEventMessage(e, HTTP_MAX_CONNECTIONS)),
     );
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
       // The client went away (a scrape given up): nothing was refused.
