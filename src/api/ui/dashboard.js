@@ -606,19 +606,25 @@ function mergeCluster(held, changes) {
     !Array.isArray(removed.groups)
   )
     return null;
-  const merge = (list, changed, key, gone) => {
-    const byId = new Map(changed.filter(isObject).map((e) => [e[key], e]));
-    const goneIds = new Set(gone);
-    const out = list
-      .filter((e) => !isObject(e) || !goneIds.has(e[key]))
-      .map((e) => (isObject(e) ? (byId.get(e[key]) ?? e) : e));
-    const held = new Set(list.filter(isObject).map((e) => e[key]));
-    for (const [id, e] of byId) if (!held.has(id)) out.push(e);
-    return out;
-  };
-  const members = merge(held.members, changes.members, 'node', removed.members);
+  const members = mergeById(held.members, changes.members, removed.members, 'node');
   members.sort((x, y) => (x.node < y.node ? -1 : x.node > y.node ? 1 : 0));
-  return { ...held, members, groups: merge(held.groups, changes.groups, 'id', removed.groups) };
+  return { ...held, members, groups: mergeById(held.groups, changes.groups, removed.groups, 'id') };
+}
+
+/**
+ * A list held with a change-only answer's entries put in by `key`: a removed id goes, a changed
+ * entry replaces its own where it stands, a new one (or one both removed and changed: it is in the
+ * answer) is added at the end; entries that are not objects are kept as they are.
+ */
+function mergeById(held, changed, removed, key) {
+  const byId = new Map(changed.filter(isObject).map((e) => [e[key], e]));
+  const gone = new Set(removed);
+  const out = held
+    .filter((e) => !isObject(e) || !gone.has(e[key]))
+    .map((e) => (isObject(e) ? (byId.get(e[key]) ?? e) : e));
+  const kept = new Set(out.filter(isObject).map((e) => e[key]));
+  for (const [id, e] of byId) if (!kept.has(id)) out.push(e);
+  return out;
 }
 
 /**
@@ -772,13 +778,9 @@ function mergeAlarms(held, changes) {
   const changed = changes.alarms ?? [];
   const removed = changes.removed ?? [];
   if (!Array.isArray(changed) || !Array.isArray(removed) || !changed.every(isObject)) return null;
-  const byId = new Map(held.map((a) => [a.id, a]));
-  for (const id of removed) byId.delete(id);
-  for (const a of changed) byId.set(a.id, a);
-  const raisedMs = new Map([...byId.values()].map((a) => [a, Date.parse(a.raisedAt) || 0]));
-  return [...byId.values()].sort(
-    (a, b) => raisedMs.get(b) - raisedMs.get(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0),
-  );
+  const merged = mergeById(held, changed, removed, 'id');
+  const raisedMs = new Map(merged.map((a) => [a, Date.parse(a.raisedAt) || 0]));
+  return merged.sort((a, b) => raisedMs.get(b) - raisedMs.get(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 async function alarmAction(id, what, payload) {
