@@ -5,7 +5,7 @@
 // ./audit/record-first.ts).
 // Nothing here opens a socket. Trends and energy are sampled by this node every TREND_PERIOD_MS, on
 // its steady clock (SampleClock): a wall-clock step moves their labels, never their history.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -57,13 +57,18 @@ const SINCE_MS_MAX = 8.64e15;
 /** Group ids an unknown-group refusal lists: enough to see the naming, bounded at any cluster size. */
 const GROUPS_LISTED = 20;
 
-/** The page's files: served from memory, read once when the API is built. */
-const ASSETS = {
-  'index.html': 'text/html; charset=utf-8',
-  'dashboard.js': 'text/javascript; charset=utf-8',
-  'dashboard.css': 'text/css; charset=utf-8',
+/**
+ * The page's files: every file of ./ui whose name is ASSET_NAME (the page, its style sheet and its
+ * script's modules), read once into memory when the API is built and served from there. Nothing
+ * else is reachable: /ui/:file takes only these names (the route's enum), never a path.
+ */
+const ASSET_TYPES = {
+  html: 'text/html; charset=utf-8',
+  js: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8',
 } as const;
-type AssetName = keyof typeof ASSETS;
+const ASSET_NAME = /^[a-z0-9][a-z0-9-]*\.(html|js|css)$/;
+type Asset = { type: string; body: Buffer };
 
 // Everything from this node; fetch() may also reach the other members' APIs (operator actions
 // sent to a group's leader, a group's view read from its leader), and no other host: a script that
@@ -154,9 +159,17 @@ const ENERGY_BASIS =
   'Fan power under coolctl: each unit’s fan kW point where its profile has one, else fanMaxKw × (measured fan %/100)³ (counted in estimatedFanKwh). Baseline: the same units on local control over the same seconds, each at its local fan speed: fanMaxKw × (localFanPct/100)³ — fan power goes with the cube of speed (fan affinity laws); localFanPct is 100 % unless the site config says otherwise. Cooling: each unit’s cooling kW point (delivered, thermal), no baseline: in steady state the units remove the IT heat whoever drives them. Only the node driving a group reads its units: the cluster’s figure is the sum over its members; a restarted node starts from zero.';
 
 async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<void> {
-  const assets = new Map<AssetName, Buffer>();
-  for (const name of Object.keys(ASSETS) as AssetName[])
-    assets.set(name, await readFile(new URL(`./ui/${name}`, import.meta.url)));
+  const assets = new Map<string, Asset>();
+  const uiDir = new URL('./ui/', import.meta.url);
+  const listed = (await readdir(uiDir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && ASSET_NAME.test(e.name))
+    .map((e) => e.name)
+    .sort();
+  // The page itself must be there (`GET /`): without it the API does not build, as before.
+  for (const name of new Set(['index.html', ...listed])) {
+    const ext = ASSET_NAME.exec(name)?.[1] as keyof typeof ASSET_TYPES;
+    assets.set(name, { type: ASSET_TYPES[ext], body: await readFile(new URL(name, uiDir)) });
+  }
 
   // --- trends and energy: sampled by this node, so every node's page has them (see commandsOf) ---
   const groupTrends = new TrendStore(GROUP_TRENDS, deps.groups);
@@ -235,39 +248,40 @@ async function dashboardPlugin(app: FastifyInstance, deps: ApiDeps): Promise<voi
 
   // --- the page ---
   const policy = new PagePolicy(() => deps.leadership.members(), app.log, deps.registry);
-  const sendAsset = (reply: FastifyReply, name: AssetName) =>
+  const sendAsset = (reply: FastifyReply, asset: Asset) =>
     reply
-      .type(ASSETS[name])
+      .type(asset.type)
       .header('cache-control', 'no-cache')
       .header('x-content-type-options', 'nosniff')
       // A member that joins later is not in a page served before: the page says to reload it.
       .header('content-security-policy', policy.header())
       // The page's requests to the other members need no Referer: CORS goes by Origin.
       .header('referrer-policy', 'no-referrer')
-      .send(assets.get(name));
+      .send(asset.body);
   app.get(
     '/',
     {
       config: { access: 'public' },
       schema: { description: 'The operator dashboard (HTML; it signs in, then polls this API).' },
     },
-    async (_req, reply) => sendAsset(reply, 'index.html'),
+    async (_req, reply) => sendAsset(reply, assets.get('index.html')!),
   );
   app.get(
     '/ui/:file',
     {
       config: { access: 'public' },
       schema: {
-        description: 'The dashboard’s script and style sheet.',
+        description: 'The dashboard’s style sheet and script modules (the files of src/api/ui).',
         params: {
           type: 'object',
-          properties: { file: { type: 'string', enum: Object.keys(ASSETS) } },
+          properties: { file: { type: 'string', enum: [...assets.keys()] } },
           required: ['file'],
         },
         response: { 400: ErrorBody },
       },
     },
-    async (req: FastifyRequest, reply) => sendAsset(reply, (req.params as { file: AssetName }).file),
+    async (req: FastifyRequest, reply) =>
+      sendAsset(reply, assets.get((req.params as { file: string }).file)!),
   );
 
   // --- data for the page ---
