@@ -61,7 +61,7 @@ function expectHardened(h: Record<string, unknown>, what: string, page = false):
 }
 
 describe('dashboard paths', () => {
-  it('serves its three assets and nothing else: no traversal, encoding trick or listing reaches a file', async () => {
+  it('serves the page’s files and nothing else: no traversal, encoding trick or listing reaches a file', async () => {
     const n = await node();
     const probes = [
       '/ui/../app.ts',
