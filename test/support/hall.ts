@@ -328,6 +328,8 @@ export class Hall {
   private readonly controllers = new Map<string, ControllerProc>();
   private sim: ChildProcess;
   private readonly opts: HallOptions;
+  /** The longest report interval of the hall's sensor nodes (`reportIntervalS`; the site's 10 s by default). */
+  readonly reportIntervalMs: number;
   private stopping: Promise<void> | undefined;
   /** Proxies in front of Modbus TCP units (with `deviceProxies`), by unit id. */
   readonly deviceProxies = new Map<string, BlackholeProxy>();
@@ -385,6 +387,8 @@ export class Hall {
     for (const a of args.simSite.airHandlers) this.protocols.set(a.id, a.protocol);
     for (const a of args.site.airHandlers) this.fencing.set(a.id, unitFencing(a));
     this.watchdogS = args.opts.watchdogS ?? 5;
+    // Site seconds, taken as wall seconds: with a time scale above 1 that only over-counts.
+    this.reportIntervalMs = Math.max(...args.site.sensorNodes.map((n) => n.reportIntervalS)) * 1000;
   }
 
   /** Half the units' watchdog: a driving leader never leaves its group longer without a write. */
@@ -2837,9 +2841,6 @@ async function verdictOf(hall: Hall, group: string, leaders: Map<string, Leader>
   return v?.sensors?.verdict ?? null;
 }
 
-/** The hall's sensor nodes report every 10 s (the generated site's reportIntervalS, time scale 1). */
-const REPORT_INTERVAL_MS = 10_000;
-
 /**
  * Issue 15, item 3: a retained `{"online":false}` on the gateway's status topic while the gateway
  * keeps reporting. Fresh reports are proof of life: once every node has reported again (one report
@@ -2872,7 +2873,7 @@ export async function trialGatewayStatusRetained(hall: Hall, o: TrialOptions & {
       { qos: 1, retain: true },
     );
     const blind = new Set<string>();
-    const graceMs = REPORT_INTERVAL_MS + 2000;
+    const graceMs = hall.reportIntervalMs + 2000;
     const end = r.faultWallMs + graceMs + 4000;
     while (Date.now() < end) {
       await sleep(500);
