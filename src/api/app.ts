@@ -58,6 +58,8 @@ import { clusterRoutes } from './routes/cluster.ts';
 import { groupRoutes } from './routes/groups.ts';
 import { healthRoutes } from './routes/health.ts';
 import { operatorRoutes } from './routes/operator.ts';
+import { siteRoutes } from './routes/site.ts';
+import { trendRoutes } from './routes/trends.ts';
 
 /** The API's own security settings (controller config `api:`; docs/security.md). */
 export interface ApiSecurity {
@@ -95,8 +97,8 @@ export interface ApiDeps {
   loops?: () => { ok: boolean; problems: string[] };
   logger: Logger;
   startedAtMs: number;
-  // For the dashboard (./dashboard.ts; it also reads `sensors`); each is optional and the page
-  // shows "no data" without it.
+  // For the dashboard's data (./routes/site.ts, ./routes/trends.ts; they also read `sensors`); each is
+  // optional and the page shows "no data" without it.
   /** The site model: the floor map's layout (GET /api/v1/site). */
   site?: Site;
   /** The air handlers' connections from this node: their link state. */
@@ -302,6 +304,8 @@ export async function buildApp(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(auditRoutes, deps);
   await app.register(alarmRoutes, deps);
   await app.register(dashboard, deps);
+  await app.register(siteRoutes, deps);
+  await app.register(trendRoutes, deps);
   app.get('/openapi.json', { config: { access: 'viewer' }, schema: { hide: true } }, async () =>
     app.swagger(),
   );

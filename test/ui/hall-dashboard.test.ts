@@ -134,9 +134,20 @@ describe('the dashboard of a running hall', () => {
     // The heat step may already have made its sensors noisy: either way the panel says which to trust.
     expect(panel).toMatch(/Hottest good inlet: (\d+\.\d °C [▲✖] \(above the \d+ °C \w+ limit\)|no data)\. /);
     expect(panel).toMatch(/[✔◐✖] (trusted|partly trusted|not trusted): .* inlet sensors good/);
-    const rows = await a.locator('#rack-details tr[data-sensor]').allInnerTexts();
-    expect(rows.length).toBeGreaterThanOrEqual(4);
-    for (const r of rows) expect(r).toMatch(/\d+\.\d (°C|%RH|Pa)\s+\d+ s\s+(✔ good|✖ untrusted)/);
+    // Every sensor shows a reading, its age and whether it is trusted. The panel is read again each
+    // poll: a node whose report has not reached the answering leader yet fills in on a later one.
+    const sensorRow = /\d+\.\d (°C|%RH|Pa)\s+\d+ s\s+(✔ good|✖ untrusted)/;
+    let rows: string[] = [];
+    await waitFor(
+      'every sensor row with a reading, its age and its trust',
+      async () => {
+        rows = await a.locator('#rack-details tr[data-sensor]').allInnerTexts();
+        return rows.length >= 4 && rows.every((r) => sensorRow.test(r));
+      },
+      { timeoutMs: 20_000 },
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; rows: ${JSON.stringify(rows)}`);
+    });
     expect(rows.some((r) => /inlet-middle\s+\d+\.\d °C/.test(r))).toBe(true);
     expect(rows.some((r) => /humidity\s+\d+\.\d %RH/.test(r))).toBe(true);
     await a.locator('#floor-section').screenshot({ path: `${SCREENSHOTS_DIR}/hall-rack-details.png` });
