@@ -26,18 +26,20 @@ afterEach(async () => {
 });
 
 /**
- * Routes the node's member registration and key checks (its `client`) through `p`; its keepalive
- * worker and view reader keep their own links (the replaced client stays open for the reader).
+ * Routes the node's member registration (its member record's client) and key checks (its `client`)
+ * through `p`; its keepalive worker and view reader keep their own links (the replaced client stays
+ * open for the reader).
  */
 function callsThrough(n: EtcdLeadership, p: BlackholeProxy, hosts: string[], settings: object): void {
   const scheme = hosts[0]!.startsWith('https') ? 'https' : 'http';
-  const inner = n as unknown as { client: Etcd3 };
+  const inner = n as unknown as { client: Etcd3; member: { client: Etcd3 } };
   replaced = inner.client;
   inner.client = createEtcdClient({
     ...settings,
     hosts: [`${scheme}://${p.address}`],
     callTimeoutMs: TEST_TIMING.etcdCallTimeoutMs,
   });
+  inner.member.client = inner.client;
 }
 
 describe('leadership start against a slow etcd', () => {

@@ -43,9 +43,9 @@ describe('leadership watches etcd does not confirm', () => {
     const [host, port] = b.etcd.hosts[0]!.replace(/^https?:\/\//, '').split(':');
     proxy = await BlackholeProxy.start({ target: { host: host!, port: Number(port) } });
     const scheme = b.etcd.hosts[0]!.startsWith('https') ? 'https' : 'http';
-    const inner = n2 as unknown as { watchClient: Etcd3 };
-    inner.watchClient.close();
-    inner.watchClient = createEtcdClient({
+    const inner = (n2 as unknown as { watches: { client: Etcd3 } }).watches;
+    inner.client.close();
+    inner.client = createEtcdClient({
       ...b.etcd,
       hosts: [`${scheme}://${proxy.address}`],
       callTimeoutMs: TEST_TIMING.etcdCallTimeoutMs,

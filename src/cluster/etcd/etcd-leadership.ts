@@ -1,17 +1,18 @@
 // EtcdLeadership: per control group leadership on etcd for this node. A watched view of the cluster
 // (members, per-group election queues, handover markers, operator state: watched-view.ts), loaded by
-// one paged read and kept by the watches of those four sub-prefixes, feeds one decision loop: each
-// pass freezes the view, decides the groups whose keys changed (every group on the timer or a lease,
-// fence or membership change) with decide.ts — the only code that can say "leader" — and a group it
-// would newly lead is decided again from a leader check read at one revision. Then the roles apply
-// and the etcd actions run; placement moves groups several at a time. Where this node is the poller
-// of a leader's lease, it revokes that lease once etcd's answers prove it expired
-// (expired-lease-revoker.ts), so a crashed leader's keys go at once, not at etcd's next expiry sweep.
+// one paged read and kept by the watches of those four sub-prefixes (view-watches.ts), feeds one
+// decision loop: each pass freezes the view, decides the groups whose keys changed (every group on
+// the timer or a lease, fence or membership change) with decide.ts — the only code that can say
+// "leader" — and a group it would newly lead is decided again from a leader check read at one
+// revision. Then the roles apply and the etcd actions run; placement moves groups several at a time.
+// Where this node is the poller of a leader's lease, it revokes that lease once etcd's answers prove
+// it expired (expired-lease-revoker.ts), so a crashed leader's keys go at once, not at etcd's next
+// expiry sweep. The node's member record, and the config hash in it, is member-record.ts.
 // Invariants: fence() is synchronous and true only while this node leads AND the lease guard's
 // monotonic deadline has not passed; a role becomes 'resigned'/'follower' BEFORE the key that
 // backs it is deleted; ticks never overlap; every etcd call has a deadline; stop() runs once.
 import { EventEmitter } from 'node:events';
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { type Logger, pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
@@ -20,7 +21,6 @@ import { waitUnlessAborted } from '../../util/async.ts';
 import { FaultLog } from '../../util/log-limit.ts';
 import { compareCodeUnits } from '../../util/order.ts';
 import { withoutCredentials } from '../../util/url-credentials.ts';
-import { wireJson } from '../../version.ts';
 import { decideGroup, type GroupAction, type GroupDecision, leasesToPoll } from '../decide.ts';
 import { ClusterError, ClusterErrorCodes } from '../errors.ts';
 import { Failsafe, type FailsafeTransport } from '../failsafe.ts';
@@ -43,15 +43,15 @@ import { createEtcdClient, type EtcdSecurity, etcdCall } from './etcd-client.ts'
 import { memberName } from './etcd-members.ts';
 import { EtcdSession, type SessionLease } from './etcd-session.ts';
 import { ExpiredLeaseRevoker } from './expired-lease-revoker.ts';
+import { MemberRecord } from './member-record.ts';
 import { OperatorStore } from './operator-store.ts';
-import { type LeaderCheck, markerKey, memberKey, SNAPSHOT_SUBPREFIXES, SnapshotReader } from './snapshot.ts';
+import { type LeaderCheck, markerKey, memberKey, SnapshotReader } from './snapshot.ts';
 import { Handovers } from './switchover.ts';
+import { ViewWatches } from './view-watches.ts';
 import { WatchedView } from './watched-view.ts';
 
 /** The view is loaded again from a full read this often, as a check on the watches. */
 const FULL_RESYNC_MS = 60_000;
-/** How long a watch may stay unconfirmed while etcd answers reads before its client is replaced. */
-const WATCH_CONFIRM_MS = 3_000;
 /** Watch events within this of the first are decided in one pass. */
 const WATCH_COALESCE_MS = 20;
 /** Whole-cluster work (lease pollers, placement) at most this often outside full passes. */
@@ -60,8 +60,6 @@ const CLUSTER_WORK_MS = 250;
 const ACTION_REPEAT_MS = 2_000;
 /** A leader check that failed, or met a marker the view has not seen yet, is retried after this. */
 const RETRY_SOON_MS = 100;
-/** A config hash etcd refused is written again this often (as the space probe asks), ms. */
-const CONFIG_HASH_RETRY_MS = 5_000;
 /** Rebalancing handovers one node runs at once (placement plans the whole move set). */
 const MAX_HANDOVERS_IN_FLIGHT = 32;
 /**
@@ -153,8 +151,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private readonly stopping = new AbortController();
   private elections = new Map<string, Election>();
   private lease: SessionLease | null = null;
-  private registered = false;
-  private nameTakenLogged = false;
+  private readonly member: MemberRecord;
   private snapshot: ClusterSnapshot | null = null;
   private etcdReachable = false;
   private everReadable = false;
@@ -199,17 +196,6 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   private checkDue = false;
   /** Whose lease held our member key at a read (null: no key); taken by the next pass. */
   private memberKeySeen: { atMs: number; leaseHex: string | null } | undefined;
-  /** Monotonic ms of our last registration: a read from before it says nothing about our key. */
-  private registeredAtMs = Number.NEGATIVE_INFINITY;
-  private memberStartedAtMs = 0;
-  private configHash: string | undefined;
-  /** The member record does not show `configHash` yet (a refused write): the tick tries again. */
-  private configHashPending = false;
-  private configHashRetryAtMs = Number.NEGATIVE_INFINITY;
-  private configHashWriting = false;
-  /** A failed write was logged: the next that lands says so (one line each way, not one per try). */
-  private configHashFailLogged = false;
-  private watchGeneration = 0;
   private readonly actionSlots = new Slots(MAX_ACTIONS_IN_FLIGHT);
   /** Rebalancing switchovers this node started and that have not settled: group → target. */
   private readonly rebalancing = new Map<string, string>();
@@ -218,16 +204,8 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
   /** Groups to decide in the next pass whatever the view says changed (an action ended). */
   private recheck = new Set<string>();
   private readonly operators: OperatorStore;
-  private watchers: Watcher[] = [];
-  /**
-   * The watches' own client. etcd3 runs every watch of a client on one gRPC stream and gives its
-   * creation no deadline: a stream left on a connection that never answers (seen after a restart of
-   * every member, on TLS) keeps the view silent for good while unary reads succeed. Such a client
-   * is replaced (watchNotConfirmed), without touching the client that elections and reads use.
-   */
-  private watchClient: Etcd3;
-  /** Sub-prefixes whose current watch has not been confirmed by etcd yet, and since when (monotonic ms). */
-  private readonly unconfirmed = new Map<string, number>();
+  /** The view's watches, on their own client (replaced when etcd leaves a watch unconfirmed). */
+  private readonly watches: ViewWatches;
   private readonly handovers: Handovers;
   private started = false;
   private stopPromise: Promise<void> | undefined;
@@ -252,7 +230,6 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       );
     this.groupList = [...opts.groups];
     this.opts = opts;
-    this.configHash = opts.configHash;
     this.node = opts.node;
     this.now = opts.now ?? (() => performance.now());
     this.readFaults = new FaultLog(this.now);
@@ -278,7 +255,29 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
           );
       },
     });
-    this.watchClient = this.newWatchClient();
+    this.watches = new ViewWatches({
+      etcd: opts.etcd,
+      prefix: opts.prefix,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      logger: this.log,
+      now: this.now,
+      stopping: () => this.stopPromise !== undefined,
+      onEvents: (events) => {
+        this.view.apply(events);
+        this.requestTick(false);
+      },
+      onConnected: () => this.requestTick(),
+      onDisconnected: () => {
+        this.checkDue = true;
+        this.requestTick();
+      },
+      onCancelled: () => {
+        this.reloadWanted = true;
+        this.requestTick();
+      },
+      onSilent: () => this.givenUp?.(),
+      onReplaced: () => this.metrics?.watchReset(),
+    });
     this.session = new EtcdSession({
       hosts: opts.etcd.hosts,
       security: { tls: opts.etcd.tls, auth: opts.etcd.auth },
@@ -331,6 +330,20 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       signal: this.stopping.signal,
       markerRevision: (group) => this.snapshot?.markers.get(group)?.modRevision,
       wake: () => this.requestTick(),
+    });
+    this.member = new MemberRecord({
+      client: this.client,
+      prefix: opts.prefix,
+      node: opts.node,
+      apiUrl: opts.apiUrl,
+      peerUrl: opts.peerUrl,
+      configHash: opts.configHash,
+      callTimeoutMs: opts.etcdCallTimeoutMs,
+      logger: this.log,
+      now: this.now,
+      lease: () => this.lease,
+      signal: this.stopping.signal,
+      stopping: () => this.stopPromise !== undefined,
     });
     this.operators = new OperatorStore({
       client: this.client,
@@ -411,18 +424,18 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     let lastRetried: unknown;
     try {
       await this.session.start(bound);
-      while (!this.registered) {
+      while (!this.member.registered) {
         // One slow answer (a loaded etcd, TLS and auth sign-ins of several nodes starting at once) is
         // not a failed start: try again until the budget is spent.
         try {
-          await this.register(bound);
+          await this.member.register(bound);
         } catch (err) {
           if (bound.aborted || (err as { retryable?: unknown }).retryable !== true) throw err;
           lastRetried = err;
           this.log.warn({ err: (err as Error).message }, 'member register failed; retrying');
         }
         if (
-          !this.registered &&
+          !this.member.registered &&
           !(await waitUnlessAborted(Math.min(200, this.opts.keepaliveIntervalMs), bound))
         )
           throw bound.reason;
@@ -430,7 +443,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     } catch (err) {
       await this.session.stop().catch(() => {});
       this.client.close();
-      this.watchClient.close();
+      this.watches.close();
       // Only etcd's failures are etcd's: the data dir (in use, full, read-only) says so itself.
       if (err instanceof CoolctlError && !ETCD_START_CODES.has(err.code)) throw err;
       const fsCode = dataDirFailure(err);
@@ -441,7 +454,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
           { cause: err },
         );
       }
-      if (this.nameTakenLogged) {
+      if (this.member.nameTaken) {
         throw new ClusterError(
           ClusterErrorCodes.NODE_NAME_TAKEN,
           `leadership start: node name ${this.node} is registered by another live process (${memberKey(this.opts.prefix, this.node)}); give each node its own name`,
@@ -478,11 +491,9 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     clearTimeout(this.retryTimer);
     clearTimeout(this.holdTimer);
     clearTimeout(this.coalesceTimer);
-    this.watchGeneration++;
+    this.watches.cancel();
     this.revoker.stop();
     this.failsafe?.stop();
-    for (const w of this.watchers) void w.cancel().catch(() => {});
-    this.watchers = [];
     // Roles first: fence() is null from here on, before etcd hears anything.
     for (const s of this.state.values()) {
       if (s.role !== 'resigned') this.setRole(s, 'resigned', null, 'node stopping');
@@ -492,7 +503,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     // one etcd revision: every group's successor sees its predecessor gone at once.
     await this.session.stop();
     this.client.close();
-    this.watchClient.close();
+    this.watches.close();
     this.log.info('leadership stopped');
   }
 
@@ -747,7 +758,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     }
     if (this.session.guard.mayAct()) this.failsafe?.disengage('etcd readable and the lease proven');
     if (this.stopPromise) return;
-    if (this.watchNotConfirmed()) {
+    if (this.watches.replaceIfUnconfirmed()) {
       // The view is not trusted until it is loaded again (on the new client's watches).
       this.reloadWanted = true;
       this.requestTick();
@@ -757,7 +768,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       this.log.info({ revision: this.view.loadRevision }, 'etcd readable');
     this.etcdReachable = true;
     this.everReadable = true;
-    this.publishConfigHash();
+    this.member.publishConfigHash();
     if (this.lease !== leaseAtRead) {
       this.fullPass = true;
       this.dirty = true; // the lease changed under the read: decide with the new one
@@ -784,15 +795,15 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.memberKeySeen = undefined;
     if (
       this.lease &&
-      this.registered &&
+      this.member.registered &&
       seen &&
-      seen.atMs > this.registeredAtMs &&
+      seen.atMs > this.member.registeredAtMs &&
       seen.leaseHex !== this.lease.hex
     ) {
       // Our member key is gone (deleted or overwritten by hand): our election keys no longer count
       // for anyone. Leave every queue before registering again, so we come back at the back instead
       // of taking the groups back on our old keys.
-      this.registered = false;
+      this.member.markUnregistered();
       this.log.warn('our member key is gone: leaving every queue and registering again');
       await Promise.all(
         [...this.elections.values()].map((e) =>
@@ -804,10 +815,10 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
         ),
       );
     }
-    if (this.lease && !this.registered)
-      await this.register(this.stopping.signal).catch((err: unknown) =>
-        this.log.warn({ err }, 'member registration failed'),
-      );
+    if (this.lease && !this.member.registered)
+      await this.member
+        .register(this.stopping.signal)
+        .catch((err: unknown) => this.log.warn({ err }, 'member registration failed'));
     this.fenceIfLapsed();
 
     const actions = { started: 0 };
@@ -854,7 +865,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     const d = decideGroup({
       me: this.node,
       leaseHex: this.lease?.hex ?? null,
-      registered: this.registered,
+      registered: this.member.registered,
       role: s.role,
       queue,
       marker,
@@ -1044,7 +1055,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
    * share, up to MAX_HANDOVERS_IN_FLIGHT at once. Groups with a marker count as moved.
    */
   private maybeRebalance(snap: ClusterSnapshot): void {
-    if (!this.lease || !this.registered) return;
+    if (!this.lease || !this.member.registered) return;
     if (this.now() - this.membersChangedAtMs < this.opts.rebalanceHoldMs) return;
     const room = MAX_HANDOVERS_IN_FLIGHT - this.rebalancing.size;
     if (room <= 0) return;
@@ -1094,7 +1105,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
 
   private onLease(lease: SessionLease): void {
     this.lease = lease;
-    this.registered = false;
+    this.member.markUnregistered();
     this.elections = new Map(this.groupList.map((group) => [group, this.newElection(group, lease)]));
     this.requestTick();
   }
@@ -1119,7 +1130,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.fencedAtMs = this.now();
     if (reason.startsWith('lease lost')) {
       this.lease = null;
-      this.registered = false;
+      this.member.markUnregistered();
       this.elections.clear();
     }
     for (const s of this.state.values()) {
@@ -1146,103 +1157,9 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
     this.failsafe.engage(groups, [...this.everMembers].filter((n) => n !== this.node).sort());
   }
 
-  private memberValue(startedAtMs: number): string {
-    this.memberStartedAtMs = startedAtMs;
-    return wireJson({
-      node: this.node,
-      apiUrl: this.opts.apiUrl,
-      ...(this.opts.peerUrl ? { peerUrl: this.opts.peerUrl } : {}),
-      startedAtMs,
-      ...(this.configHash ? { configHash: this.configHash } : {}),
-    });
-  }
-
-  /**
-   * Hot reload: rewrites this node's member record (same lease) with the new config fingerprint. A
-   * refused write (etcd out of space, unreachable) is tried again from the tick every
-   * CONFIG_HASH_RETRY_MS until it lands, so the record never keeps an old hash for good.
-   */
+  /** Hot reload: the member record shows the new config fingerprint (member-record.ts). */
   setConfigHash(hash: string): void {
-    if (hash === this.configHash) return;
-    this.configHash = hash;
-    this.configHashPending = true;
-    this.configHashRetryAtMs = Number.NEGATIVE_INFINITY;
-    this.publishConfigHash();
-  }
-
-  private publishConfigHash(): void {
-    const lease = this.lease;
-    if (!this.configHashPending || this.configHashWriting || this.stopPromise) return;
-    if (!this.registered || !lease) return; // the next registration publishes it
-    if (this.now() < this.configHashRetryAtMs) return;
-    this.configHashWriting = true;
-    const hash = this.configHash;
-    const key = memberKey(this.opts.prefix, this.node);
-    const value = this.memberValue(this.memberStartedAtMs);
-    etcdCall('member update', this.opts.etcdCallTimeoutMs, this.stopping.signal, (o) =>
-      this.client.put(key).value(value).lease(lease.id).options(o).exec(),
-    )
-      .then(() => {
-        if (this.configHash === hash) this.configHashPending = false;
-        if (this.configHashFailLogged) {
-          this.configHashFailLogged = false;
-          this.log.info({ configHash: hash }, 'member record shows the config hash it runs');
-        }
-      })
-      .catch((err: unknown) => {
-        this.configHashRetryAtMs = this.now() + CONFIG_HASH_RETRY_MS;
-        if (this.configHashFailLogged || this.stopPromise) return;
-        this.configHashFailLogged = true;
-        this.log.warn(
-          { err: (err as Error).message, retryMs: CONFIG_HASH_RETRY_MS },
-          'member record keeps the old config hash; retrying until etcd takes the write',
-        );
-      })
-      .finally(() => {
-        this.configHashWriting = false;
-      });
-  }
-
-  private async register(signal: AbortSignal): Promise<void> {
-    const lease = this.lease;
-    if (!lease) return;
-    const key = memberKey(this.opts.prefix, this.node);
-    const hashWritten = this.configHash;
-    const value = this.memberValue(Date.now());
-    const res = await etcdCall('member register', this.opts.etcdCallTimeoutMs, signal, (o) =>
-      this.client
-        .if(key, 'Version', '==', 0)
-        .then(this.client.put(key).value(value).lease(lease.id))
-        .else(this.client.get(key))
-        .options(o)
-        .commit(),
-    );
-    const held = res.succeeded ? undefined : res.responses[0]?.response_range.kvs[0];
-    let holder = res.succeeded ? lease.id : held?.lease;
-    if (held && held.lease === '0') {
-      // Our name without a lease (an `etcdctl put`, a restore): nobody's, so take it back — only if
-      // it is still the value we saw.
-      const taken = await etcdCall('member register', this.opts.etcdCallTimeoutMs, signal, (o) =>
-        this.client
-          .if(key, 'Mod', '==', held.mod_revision)
-          .then(this.client.put(key).value(value).lease(lease.id))
-          .options(o)
-          .commit(),
-      );
-      if (taken.succeeded) holder = lease.id;
-    }
-    if (holder === lease.id && this.lease === lease) {
-      this.registered = true;
-      this.registeredAtMs = this.now();
-      if (this.configHash === hashWritten) this.configHashPending = false;
-      this.nameTakenLogged = false;
-      this.log.info({ lease: lease.hex }, 'registered as a member');
-      return;
-    }
-    if (!this.nameTakenLogged) {
-      this.nameTakenLogged = true;
-      this.log.warn({ key }, 'node name held by another live lease; waiting for it to expire');
-    }
+    this.member.setConfigHash(hash);
   }
 
   private updateMembers(snap: ClusterSnapshot): void {
@@ -1277,7 +1194,7 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       leaseHex: mine?.lease && mine.lease !== '0' ? BigInt(mine.lease).toString(16) : null,
     };
     this.fullPass = true;
-    this.startWatch(r.revision + 1);
+    this.watches.start(r.revision + 1);
   }
 
   /** etcd readable (a linearizable read), and whose lease holds our member key. Keys only. */
@@ -1294,93 +1211,6 @@ export class EtcdLeadership extends EventEmitter<LeadershipEvents> implements Le
       atMs,
       leaseHex: kv?.lease && kv.lease !== '0' ? BigInt(kv.lease).toString(16) : null,
     };
-  }
-
-  /**
-   * Watches only what the view holds: a large or busy key elsewhere under the prefix never wakes us.
-   * One watch per sub-prefix, from `fromRevision`; a new load starts a new generation and the old
-   * watches' late events are dropped.
-   */
-  private startWatch(fromRevision: number): void {
-    const generation = ++this.watchGeneration;
-    for (const w of this.watchers) void w.cancel().catch(() => {});
-    this.watchers = [];
-    this.unconfirmed.clear();
-    for (const sub of SNAPSHOT_SUBPREFIXES) this.startSubWatch(sub, fromRevision, generation);
-  }
-
-  private startSubWatch(sub: string, fromRevision: number, generation: number): void {
-    if (this.stopPromise || generation !== this.watchGeneration) return;
-    this.unconfirmed.set(sub, this.now());
-    const w = this.watchClient
-      .watch()
-      .prefix(`${this.opts.prefix}/${sub}/`)
-      .startRevision(String(fromRevision))
-      .watcher();
-    this.watchers.push(w);
-    w.on('data', (res) => {
-      if (generation !== this.watchGeneration || res.events.length === 0) return;
-      this.view.apply(res.events);
-      this.requestTick(false);
-    });
-    w.on('connected', () => {
-      if (generation === this.watchGeneration) this.unconfirmed.delete(sub);
-      this.requestTick();
-    });
-    w.on('disconnected', (err: unknown) => {
-      this.log.debug({ err }, 'watch disconnected; it resumes from its last revision');
-      if (generation === this.watchGeneration && !this.unconfirmed.has(sub))
-        this.unconfirmed.set(sub, this.now());
-      this.checkDue = true;
-      this.requestTick();
-    });
-    w.on('error', (err: unknown) => {
-      // Cancelled by etcd (e.g. compacted revision): events may be lost, so read everything again.
-      if (generation !== this.watchGeneration) return;
-      this.log.warn({ err, watch: sub }, 'watch cancelled by etcd; loading the view again');
-      this.reloadWanted = true;
-      this.requestTick();
-    });
-  }
-
-  /** The client of the view's watches: a stream its member leaves silent is resumed elsewhere. */
-  private newWatchClient(): Etcd3 {
-    return createEtcdClient({
-      ...this.opts.etcd,
-      callTimeoutMs: this.opts.etcdCallTimeoutMs,
-      onWatchSilent: (silentMs) => {
-        this.givenUp?.();
-        this.log.warn(
-          { silentMs: Math.round(silentMs) },
-          'watch stream silent (its etcd member does not answer): resuming the watches on another member',
-        );
-      },
-    });
-  }
-
-  /**
-   * A watch etcd has not confirmed (created, or re-created after a disconnect) within
-   * WATCH_CONFIRM_MS while etcd answers reads: the view may be missing events, so decisions from it
-   * could wait forever on a leader that is gone. Replace the watch client and load the view again.
-   */
-  private watchNotConfirmed(): boolean {
-    if (this.unconfirmed.size === 0) return false;
-    const since = Math.min(...this.unconfirmed.values());
-    const waitedMs = this.now() - since;
-    if (waitedMs < Math.max(WATCH_CONFIRM_MS, 4 * this.opts.etcdCallTimeoutMs)) return false;
-    this.log.warn(
-      { watches: [...this.unconfirmed.keys()], waitedMs: Math.round(waitedMs) },
-      'etcd answers reads but has not confirmed our watches: reconnecting them on a new client and loading the view again',
-    );
-    this.metrics?.watchReset();
-    const old = this.watchClient;
-    this.watchGeneration++;
-    for (const w of this.watchers) void w.cancel().catch(() => {});
-    this.watchers = [];
-    this.unconfirmed.clear();
-    this.watchClient = this.newWatchClient();
-    old.close();
-    return true;
   }
 
   private setRole(
