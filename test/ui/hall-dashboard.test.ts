@@ -137,17 +137,15 @@ describe('the dashboard of a running hall', () => {
     // Every sensor shows a reading, its age and whether it is trusted. The panel is read again each
     // poll: a node whose report has not reached the answering leader yet fills in on a later one.
     const sensorRow = /\d+\.\d (°C|%RH|Pa)\s+\d+ s\s+(✔ good|✖ untrusted)/;
-    let rows: string[] = [];
-    await waitFor(
+    const rows = await waitFor(
       'every sensor row with a reading, its age and its trust',
       async () => {
-        rows = await a.locator('#rack-details tr[data-sensor]').allInnerTexts();
-        return rows.length >= 4 && rows.every((r) => sensorRow.test(r));
+        const shown = await a.locator('#rack-details tr[data-sensor]').allInnerTexts();
+        if (shown.length >= 4 && shown.every((r) => sensorRow.test(r))) return shown;
+        throw new Error(`rows: ${JSON.stringify(shown)}`); // waitFor names the last on timeout
       },
-      { timeoutMs: 20_000 },
-    ).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; rows: ${JSON.stringify(rows)}`);
-    });
+      { timeoutMs: 20_000, intervalMs: 250 },
+    );
     expect(rows.some((r) => /inlet-middle\s+\d+\.\d °C/.test(r))).toBe(true);
     expect(rows.some((r) => /humidity\s+\d+\.\d %RH/.test(r))).toBe(true);
     await a.locator('#floor-section').screenshot({ path: `${SCREENSHOTS_DIR}/hall-rack-details.png` });
