@@ -8,7 +8,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Member } from '../cluster/leadership.ts';
 import { apiOrigin } from '../util/api-origin.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
-import type { ApiDeps } from './app.ts';
+import type { ApiDeps } from './api-deps.ts';
 import { ErrorBody } from './error-body.ts';
 
 /**

@@ -2,7 +2,7 @@
 // (./trend-sampler.ts) read of one control group from this node's deps: its sensor view and units.
 // A read never throws: a view that cannot answer is "no data" (null), never a failed request.
 import { type GroupSensorView, SHARED_FIGURES_MAX_AGE_MS } from '../sensors/sensor-store.ts';
-import type { ApiDeps } from './app.ts';
+import type { ApiDeps } from './api-deps.ts';
 
 /**
  * Work of one pass over every group (a trend sample, a take of the live figures) before the event

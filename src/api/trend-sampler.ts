@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { GroupProcessRow, HeldCommand } from '../control/group-driver.ts';
 import { sliceTurns } from '../util/async.ts';
-import type { ApiDeps } from './app.ts';
+import type { ApiDeps } from './api-deps.ts';
 import { EnergyMeter, type UnitPower, type UnitRating } from './energy.ts';
 import { SAMPLE_SLICE_MS, unitsOf, viewOf } from './group-reads.ts';
 import { GROUP_TRENDS, SampleClock, TrendStore, UNIT_TRENDS } from './trends.ts';

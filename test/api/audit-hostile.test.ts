@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../firmware-sim/random.ts';
-import type { ApiDeps } from '../../src/api/app.ts';
+import type { ApiDeps } from '../../src/api/api-deps.ts';
 import {
   AuditTrail,
   type AuditTrailOptions,

@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ApiDeps } from '../../src/api/app.ts';
+import type { ApiDeps } from '../../src/api/api-deps.ts';
 import { type AuditEntry, MAX_FAILED_SIGN_IN_KEYS } from '../../src/api/audit/audit-trail.ts';
 import { recordFirst } from '../../src/api/audit/record-first.ts';
 import { guard } from '../../src/api/auth/guard.ts';

@@ -7,7 +7,7 @@ import { MAX_SHELF_MS } from '../../alarms/shelf-clock.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import { AnswerChanges } from '../answer-changes.ts';
 import { ANSWER_REVISION_PATTERN } from '../answer-revision.ts';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { ErrorBody } from '../error-body.ts';
 import { NoBody, Text } from '../request-schema.ts';
 

@@ -1,6 +1,6 @@
 // The cluster's audit trail (./audit/audit-trail.ts): the same entries on every node, newest last.
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { AUDIT_KINDS } from '../audit/audit-trail.ts';
 import { ErrorBody } from '../error-body.ts';
 

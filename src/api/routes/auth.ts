@@ -7,7 +7,7 @@
 // one per name and address a minute (../audit/audit-trail.ts).
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { MIN_PASSWORD_CHARS, SignInLimitedError, USER_NAME } from '../auth/auth-store.ts';
 import { SESSION_COOKIE_NAME as SESSION_COOKIE } from '../auth/guard.ts';
 import { ROLES } from '../auth/roles.ts';

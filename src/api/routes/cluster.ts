@@ -6,7 +6,7 @@ import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provide
 import type { Member } from '../../cluster/leadership.ts';
 import { AnswerChanges } from '../answer-changes.ts';
 import { ANSWER_REVISION_PATTERN } from '../answer-revision.ts';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { handOnView } from '../route-helpers.ts';
 
 /**

@@ -6,7 +6,7 @@ import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provide
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { AnswerChanges } from '../answer-changes.ts';
 import { ANSWER_REVISION_PATTERN } from '../answer-revision.ts';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { ErrorBody } from '../error-body.ts';
 import { Name } from '../request-schema.ts';
 import { GroupParams, handOnView, notFound, Ranged } from '../route-helpers.ts';

@@ -1,7 +1,7 @@
 // Health for systemd and load balancers (no identity: a probe holds no credentials) and Prometheus
 // metrics (a viewer's, unless `api.metricsAuth: none` lets a scraper without a token read them).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { acceptsGzip, expositionOf, metricsAnswer } from '../metrics-text.ts';
 
 const Readiness = {

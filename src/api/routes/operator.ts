@@ -5,7 +5,7 @@ import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provide
 import type { FastifyRequest } from 'fastify';
 import { type OperatorState, overrideProblem } from '../../cluster/operator-state.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { Name, NoBody, Text } from '../request-schema.ts';
 import { GroupParams, notFound, Ranged } from '../route-helpers.ts';
 import { OperatorStateView, REFUSED } from './operator-answers.ts';

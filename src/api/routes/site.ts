@@ -10,7 +10,7 @@ import {
 } from '../../sensors/sensor-store.ts';
 import { sliceTurns } from '../../util/async.ts';
 import { ANSWER_REVISION_PATTERN } from '../answer-revision.ts';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { ErrorBody } from '../error-body.ts';
 import { SAMPLE_SLICE_MS, viewOf } from '../group-reads.ts';
 import { LiveChanges, type LiveFigures } from '../live-changes.ts';

@@ -3,7 +3,7 @@
 // ready and stops on close. A trends answer is bounded (TREND_FIGURES_MAX) before any ring is read.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
-import type { ApiDeps } from '../app.ts';
+import type { ApiDeps } from '../api-deps.ts';
 import { baselineKw } from '../energy.ts';
 import { ErrorBody } from '../error-body.ts';
 import { unitsOf } from '../group-reads.ts';
