@@ -7,12 +7,14 @@
 // is asked once, not once per group it leads: a node down costs one deadline, not minutes. An
 // answer of the wrong shape (another service on the port, a proxy's page) is said as such, never a
 // crash; a field of the wrong type in a group's answer shows as unknown.
+
+import { shownUrl, wrongAnswer } from '../client/api-request.ts';
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
 import { nameRacks } from '../sensors/verdict.ts';
 import { apiOrigin } from '../util/api-origin.ts';
 import { printable } from '../util/printable.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
-import { type ApiOptions, apiBase, apiCall, apiRequest, shownUrl, wrongAnswer } from './api-client.ts';
+import { type ApiOptions, apiBase, apiCall, apiRequest } from './api-client.ts';
 import { formatTable } from './cli-config.ts';
 
 export interface StatusMember {

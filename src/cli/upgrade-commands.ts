@@ -3,7 +3,7 @@
 // (src/upgrade/rolling.ts, docs/upgrade.md "Rolling upgrade"). Each imports the upgrade modules only
 // when it runs.
 import type { Command } from 'commander';
-import { type ApiOptions, ApiUsageError, apiOptions } from './api-client.ts';
+import { type ApiOptions, ApiUsageError, apiClient, apiOptions } from './api-client.ts';
 import { logLevelOption, parseDuration } from './args.ts';
 import { emit, formatTable } from './cli-config.ts';
 
@@ -84,7 +84,7 @@ async function runRolling(target: string | undefined, o: RollingCliOptions, verb
   });
   const logger = pino({ level: o.logLevel, base: { app: 'coolctl', command: verb } }, pino.destination(2));
   const report = await rollingUpgrade({
-    reader: new ClusterReader(o),
+    reader: new ClusterReader(apiClient(o)),
     control,
     to: { version, wire: release.manifest.wire },
     wireOf: (v) =>

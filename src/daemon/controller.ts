@@ -42,13 +42,13 @@ import { ConfigError, CoolctlError, ErrorCodes, MAX_LISTED_PROBLEMS, problemCoun
 import { registerBuildInfo } from '../metrics/build-info.ts';
 import { registerDefaultMetrics } from '../metrics/default-metrics.ts';
 import { registerEventLoopDelay } from '../metrics/event-loop-delay.ts';
-import { ProcessValues } from '../metrics/process-values.ts';
 import { zeroSeries } from '../metrics/zero-series.ts';
 import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
 import { SensorStore, type SensorView } from '../sensors/sensor-store.ts';
 import { VERSION } from '../version.ts';
 import { checkLoops, type LoopHealthReport, nodeLoopProbes } from './loop-health.ts';
+import { ProcessValues } from './process-values.ts';
 
 /** What a config reload comes to (coolctl_config_reloads_total{result}). */
 export const RELOAD_RESULTS = ['applied', 'unchanged', 'refused'] as const;

@@ -2,7 +2,7 @@
 // (each node knows only whether *it* leads and drives a group, so every member is asked), and a
 // pure check of that snapshot with one reason per problem. A node that does not answer is a
 // problem unless the step expects it to be down.
-import { type ApiOptions, apiRequest } from '../cli/api-client.ts';
+import type { ApiClient } from '../client/api-request.ts';
 import { apiOrigin } from '../util/api-origin.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
 
@@ -41,21 +41,22 @@ export interface ClusterSnapshot {
   views: Map<string, MemberView>;
 }
 
-/** Reads the cluster through the API (the CLI's client: --api, token, CA). */
+/** Reads the cluster through a client of the API (the CLI's: --api, token, CA). */
 export class ClusterReader {
-  private readonly api: ApiOptions;
+  private readonly api: ApiClient;
   private readonly timeoutMs: number;
   /** API addresses learnt from member lists: asked in turn when the first one is down. */
   private readonly known: string[] = [];
 
-  constructor(api: ApiOptions & { urls?: string[] }, timeoutMs = 2000) {
+  /** `urls`: the API addresses to ask first (none: the client's own address). */
+  constructor(api: ApiClient, urls: readonly string[] = [], timeoutMs = 2000) {
     this.api = api;
     this.timeoutMs = timeoutMs;
-    for (const u of api.urls ?? []) this.known.push(u.replace(/\/+$/, ''));
+    for (const u of urls) this.known.push(u.replace(/\/+$/, ''));
   }
 
   private async get<T>(url: string): Promise<{ status: number; body: T }> {
-    return apiRequest<T>(this.api, 'GET', url, undefined, this.timeoutMs);
+    return this.api.request<T>('GET', url, undefined, this.timeoutMs);
   }
 
   async snapshot(): Promise<ClusterSnapshot> {

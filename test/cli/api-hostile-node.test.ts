@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
-import { API_DEADLINE_MS, MAX_ANSWER_BYTES } from '../../src/cli/api-client.ts';
+import { API_DEADLINE_MS, MAX_ANSWER_BYTES } from '../../src/client/api-request.ts';
 import { type CliResult, runCli } from './cli-process.ts';
 
 const TOKEN = 'hostile-node-test-token-91c2';

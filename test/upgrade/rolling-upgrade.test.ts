@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { apiClient } from '../../src/cli/api-client.ts';
 import { CoolctlError } from '../../src/errors.ts';
 import { ClusterReader } from '../../src/upgrade/cluster-view.ts';
 import { type NodeControl, SystemdNodeControl } from '../../src/upgrade/node-control.ts';
@@ -214,7 +215,10 @@ beforeAll(async () => {
   });
   const tokenFile = join(tmp, 'token');
   await writeFile(tokenFile, `${h().apiAdmin!.token}\n`, { mode: 0o600 });
-  reader = new ClusterReader({ tokenFile, urls: NODES.map((n) => h().apiUrl(n)) });
+  reader = new ClusterReader(
+    apiClient({ tokenFile }),
+    NODES.map((n) => h().apiUrl(n)),
+  );
 }, 180_000);
 
 afterEach((ctx) => {

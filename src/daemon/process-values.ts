@@ -24,14 +24,6 @@ import type { GroupDriver, LoopMode } from '../control/group-driver.ts';
 import type { DeviceIo, LinkState } from '../devices/device-io.ts';
 import { AHU_MODES, ALARM_BITS } from '../devices/unit-contract.ts';
 import {
-  type GroupFigures,
-  type GroupSensorView,
-  type RackInletStats,
-  type SensorView,
-  SHARED_FIGURES_MAX_AGE_MS,
-  type Verdict,
-} from '../sensors/sensor-store.ts';
-import {
   familyHeader,
   LinePrefixes,
   labelText,
@@ -39,7 +31,15 @@ import {
   type SelfRenderingFamily,
   type TextWriter,
   valueText,
-} from './text.ts';
+} from '../metrics/text.ts';
+import {
+  type GroupFigures,
+  type GroupSensorView,
+  type RackInletStats,
+  type SensorView,
+  SHARED_FIGURES_MAX_AGE_MS,
+  type Verdict,
+} from '../sensors/sensor-store.ts';
 
 type Labels = Readonly<Record<string, string>>;
 
