@@ -24,15 +24,12 @@ import {
 import type { Logger } from 'pino';
 import type { AirHandler, OpcuaAirHandler } from '../../src/config/site-schema.ts';
 import { resolveNodeMap } from '../../src/devices/opcua/node-map.ts';
-import {
-  type CompiledOpcua,
-  type CompiledProfile,
-  compileProfile,
-  type ProfileCommand,
-} from '../../src/devices/profile/codec.ts';
+import { type CompiledProfile, compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
+import type { CompiledOpcua } from '../../src/devices/profile/opcua-codec.ts';
 import { isPointName, POINTS } from '../../src/devices/profile/points.ts';
 import type { OpcuaPoint, Profile } from '../../src/devices/profile/schema.ts';
+import type { ProfileCommand } from '../../src/devices/profile/values.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
 import { clientIdentity, faultStatus } from './opcua-status.ts';
 import { ProfileBms, type ProfileQuirks } from './profile-bms.ts';

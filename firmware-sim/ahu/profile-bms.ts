@@ -8,7 +8,8 @@
 // taking remote control starts the watchdog's period afresh; the watchdog drops the BMS's
 // commands once per expiry and logs one line for it.
 import type { Logger } from 'pino';
-import type { CompiledProfile, ImageValues, ProfileCommand } from '../../src/devices/profile/codec.ts';
+import type { CompiledProfile } from '../../src/devices/profile/codec.ts';
+import type { ImageValues, ProfileCommand } from '../../src/devices/profile/values.ts';
 import type { BmsUpdate, SimAirHandler } from './unit.ts';
 
 /** Start-up behaviour of a vendor unit; the simulator's defaults, zero in tests that do not study it. */

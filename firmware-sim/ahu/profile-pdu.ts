@@ -9,8 +9,9 @@
 // journaled refused; the watchdog changes the mode once per expiry and logs one line for it.
 import type { Logger } from 'pino';
 import { MODBUS_EXCEPTION } from '../../src/devices/modbus/point-map.ts';
-import type { CompiledProfile, ImageValues, ProfileCommand } from '../../src/devices/profile/codec.ts';
+import type { CompiledProfile } from '../../src/devices/profile/codec.ts';
 import type { Profile } from '../../src/devices/profile/schema.ts';
+import type { ImageValues, ProfileCommand } from '../../src/devices/profile/values.ts';
 import { answerWithFaults, type PduCounters, type PduHandler, type PduOutcome } from './modbus-pdu.ts';
 import { ProfileBms, type ProfileQuirks } from './profile-bms.ts';
 import { type MeasuredPoint, profilePointOf, type RejectReason, type SimAirHandler } from './unit.ts';

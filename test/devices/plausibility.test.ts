@@ -14,7 +14,7 @@ import {
   SCREENED_POINTS,
   screenReadings,
 } from '../../src/devices/plausibility.ts';
-import type { DecodedStatus } from '../../src/devices/profile/codec.ts';
+import type { DecodedStatus } from '../../src/devices/profile/values.ts';
 import {
   AIR_TEMP_RANGE_C,
   FAN_RANGE_PCT,

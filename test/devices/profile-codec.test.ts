@@ -14,13 +14,13 @@ import {
 import {
   compileProfile,
   type Profile,
-  ProfileValueError,
   type ReadRequest,
   type ReadResult,
-  type RegisterImage,
 } from '../../src/devices/profile/codec.ts';
 import { loadProfile } from '../../src/devices/profile/load.ts';
+import type { RegisterImage } from '../../src/devices/profile/register-image.ts';
 import type { ModbusPoint } from '../../src/devices/profile/schema.ts';
+import { ProfileValueError } from '../../src/devices/profile/values.ts';
 
 const NATIVE = 'config/profiles/coolctl-native.yaml';
 

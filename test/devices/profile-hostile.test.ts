@@ -8,8 +8,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compileProfile, ProfileValueError } from '../../src/devices/profile/codec.ts';
+import { compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile, parseProfile } from '../../src/devices/profile/load.ts';
+import { ProfileValueError } from '../../src/devices/profile/values.ts';
 import { SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import { ConfigError, ErrorCodes } from '../../src/errors.ts';
 

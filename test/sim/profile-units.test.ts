@@ -7,7 +7,8 @@ import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal, type JournalEntry } from '../../firmware-sim/journal.ts';
 import { Simulation } from '../../firmware-sim/simulation.ts';
 import type { ModbusAirHandler, Site } from '../../src/config/site-schema.ts';
-import type { CompiledProfile, ProfileCommand } from '../../src/devices/profile/codec.ts';
+import type { CompiledProfile } from '../../src/devices/profile/codec.ts';
+import type { ProfileCommand } from '../../src/devices/profile/values.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { NO_QUIRKS, startProfileUnit } from '../support/profile-unit.ts';
 

@@ -22,15 +22,8 @@ import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-sc
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import type { AhuCommandSet, AhuReadings, CallOptions, DeviceDeps, WriteOptions } from '../device-io.ts';
 import { isPlausible, type ScreenedPoint } from '../plausibility.ts';
-import {
-  type CompiledProfile,
-  type DecodedStatus,
-  type ProfileCommand,
-  ProfileValueError,
-  type ReadRequest,
-  type ReadResult,
-  type WriteRequest,
-} from '../profile/codec.ts';
+import type { CompiledProfile, ReadRequest, ReadResult, WriteRequest } from '../profile/codec.ts';
+import { type DecodedStatus, type ProfileCommand, ProfileValueError } from '../profile/values.ts';
 import { decodeEpochBlock, encodeFencedWrite, GATEWAY_FENCE, writeAddress } from './gateway-fencing.ts';
 import { type CallContext, ModbusDevice, type RegisterClient } from './modbus-device.ts';
 import { MODBUS_EXCEPTION, STALE_EPOCH_EXCEPTION } from './point-map.ts';

@@ -2,7 +2,8 @@
 // without node-opcua, so that the config's lease timing rule can ask it (node-opcua costs ~30 MB
 // and is loaded only for a site's first OPC-UA unit). The compiled profile says which fields have
 // a place to go; no sample value is encoded, so a value a point could not carry never hides a field.
-import type { CompiledOpcua, ProfileCommand } from '../profile/codec.ts';
+import type { CompiledOpcua } from '../profile/opcua-codec.ts';
+import type { ProfileCommand } from '../profile/values.ts';
 
 /** Every command field. */
 const FIELDS = [

@@ -15,13 +15,9 @@ import {
 import { DeviceError, ErrorCodes } from '../../errors.ts';
 import type { AhuCommandSet, AhuReadings } from '../device-io.ts';
 import { profileReadings } from '../modbus/profile-device.ts';
-import {
-  type CompiledOpcua,
-  type CompiledProfile,
-  type OpcuaMethodCall,
-  opcuaIntegerIn,
-  type ProfileCommand,
-} from '../profile/codec.ts';
+import type { CompiledProfile } from '../profile/codec.ts';
+import { type CompiledOpcua, type OpcuaMethodCall, opcuaIntegerIn } from '../profile/opcua-codec.ts';
+import type { ProfileCommand } from '../profile/values.ts';
 import { nodeIdFor } from './node-map.ts';
 import { supportedFields } from './profile-command.ts';
 
