@@ -7,7 +7,6 @@
 import { BadRequestError, ErrorCodes } from '../errors.ts';
 import { clip } from '../util/log-limit.ts';
 import { parseWireJson } from '../version.ts';
-import { MAX_SHELF_MS } from './shelf-clock.ts';
 
 /**
  * The longest text an alarm carries (its message, clear reason, comments) and the longest name (a
@@ -259,6 +258,9 @@ export function listAlarms(stored: Iterable<StoredAlarm>, which: 'active' | 'all
 export function acknowledged(cur: StoredAlarm, user: string, comment: string, atMs: number): StoredAlarm {
   return cur.ack ? cur : { ...cur, ack: { user, atMs, comment } };
 }
+
+/** Longest shelf an operator may ask for (the API's bound on durationS comes from it). */
+export const MAX_SHELF_MS = 86_400_000;
 
 /** Shelves an active alarm until `atMs + durationS`; a cleared one has nothing to shelve (409). */
 export function shelvedFor(

@@ -9,10 +9,7 @@
 // - one this node finds already on (at start, after an etcd outage) lasts what the wall clock says
 //   is left, but never more than its duration (untilMs − atMs, both the shelving node's clock) and
 //   never less than nothing.
-import type { StoredAlarm } from './alarm.ts';
-
-/** Longest shelf an operator may ask for (the API's bound on durationS comes from it). */
-export const MAX_SHELF_MS = 86_400_000;
+import { MAX_SHELF_MS, type StoredAlarm } from './alarm.ts';
 
 /** Index reads further apart than this: a shelf that appeared in between may be old. */
 const WATCHING_GAP_MS = 10_000;

@@ -5,8 +5,8 @@
 // required" and "unknown setting" for every site key, which helps nobody. --kind overrides the
 // guess. Every problem is listed with its file and line (the first 100 of them, then a count).
 import { basename } from 'node:path';
-import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
-import { loadYamlData, readConfigFile } from '../config/load-site.ts';
+import { loadYamlData } from '../config/config-check.ts';
+import { readConfigFile, SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
 import {
   ConfigError,
   type ConfigProblem,

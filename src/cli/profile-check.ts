@@ -5,8 +5,8 @@
 // profile with a problem too, not a failure of the check. What checking a hostile file costs is
 // bounded as the config loader bounds it: the file's size (PROFILE_FILE_MAX_BYTES), at most
 // MAX_CHECKED_PROBLEMS problems kept and the first MAX_LISTED_PROBLEMS printed, in its words.
-import { PROFILE_FILE_MAX_BYTES } from '../config/config-files.ts';
-import { boundedProblems, lineFinder, readConfigFile, shownProblem } from '../config/load-site.ts';
+import { boundedProblems, lineFinder, shownProblem } from '../config/config-check.ts';
+import { PROFILE_FILE_MAX_BYTES, readConfigFile } from '../config/config-files.ts';
 import { compileProfile, ProfileValueError, type WriteRequest } from '../devices/profile/codec.ts';
 import { parseProfile } from '../devices/profile/load.ts';
 import { toModicon } from '../devices/profile/modicon.ts';

@@ -9,8 +9,8 @@
 import { dirname, join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { parse } from 'yaml';
-import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
-import { loadSite, readConfigFile } from '../config/load-site.ts';
+import { readConfigFile, SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
+import { loadSite } from '../config/load-site.ts';
 import {
   type AirHandler,
   type ModbusAirHandler,

@@ -11,8 +11,8 @@
 import { lstat, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
+import { SHOWN_PROBLEM_CHARS } from '../config/config-check.ts';
 import { SITE_FILE_MAX_BYTES } from '../config/config-files.ts';
-import { SHOWN_PROBLEM_CHARS } from '../config/load-site.ts';
 import {
   ConfigError,
   type ConfigProblem,

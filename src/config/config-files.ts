@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import { X509Certificate } from 'node:crypto';
 import { constants, type Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
+import { ConfigError } from '../errors.ts';
 
 /**
  * The largest site file read: twice a generated 1 000-unit, 10 000-node hall (4.4 MB), the largest
@@ -173,6 +174,29 @@ export function utf8Text(bytes: Uint8Array, full?: string): FileRead<string> {
     'UTF-8 text: save it as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8)',
     line,
   );
+}
+
+/**
+ * Reads a config file as UTF-8 text; a file that cannot be read, is no regular file, is bigger
+ * than `maxBytes` (sized before it is read) or is not UTF-8 is a ConfigError like any other problem.
+ */
+export async function readConfigFile(
+  file: string,
+  maxBytes = SITE_FILE_MAX_BYTES,
+  what = 'config file',
+): Promise<string> {
+  const bytes = await readBoundedFile(file, maxBytes, what);
+  // The problem names the file already: an unreadable one is said by its error code.
+  if (!bytes.ok && bytes.code)
+    throw new ConfigError(file, [
+      { file, path: '', message: `cannot read file (${bytes.code})`, allowed: `a readable ${what}` },
+    ]);
+  const text = bytes.ok ? utf8Text(bytes.value) : bytes;
+  if (!text.ok)
+    throw new ConfigError(file, [
+      { file, path: '', line: text.line, message: text.message, allowed: text.allowed },
+    ]);
+  return text.value;
 }
 
 /** 'little-endian' or 'big-endian' when the bytes look like UTF-16: a byte-order mark, or ASCII with a NUL beside each byte. */

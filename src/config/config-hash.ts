@@ -2,11 +2,11 @@
 // (comments, key order and layout do not count), so `coolctl status` can warn when the members of a
 // cluster run different configs. Each node publishes it in its member record (docs/cli.md).
 import { createHash } from 'node:crypto';
-import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from './config-files.ts';
 // The loaders' own reading: bounded in size, and a value whose aliases hold themselves or expand
 // past the file's size is refused before anything walks it (a file may have been swapped since it
 // was loaded).
-import { loadYamlData } from './load-site.ts';
+import { loadYamlData } from './config-check.ts';
+import { readBoundedFile, SITE_FILE_MAX_BYTES, utf8Text } from './config-files.ts';
 
 /** Plain data with every object's keys sorted: one text per meaning. */
 function canonical(v: unknown): unknown {

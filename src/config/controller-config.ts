@@ -10,7 +10,8 @@ import { leadershipTimingProblems, type TimingField } from '../cluster/timing.ts
 import { leaseCommandRequests } from '../devices/create-device.ts';
 import { ConfigError, type ConfigProblem } from '../errors.ts';
 import { type ApiSettings, ApiSettingsSchema, apiSettings } from './api-config.ts';
-import { CONTROLLER_FILE_MAX_BYTES, readSecretLine } from './config-files.ts';
+import { ajv, checkYamlConfig, valueAt } from './config-check.ts';
+import { CONTROLLER_FILE_MAX_BYTES, readConfigFile, readSecretLine } from './config-files.ts';
 import {
   checkApiTls,
   EtcdSettingsSchema,
@@ -21,7 +22,7 @@ import {
   type MqttLink,
   MqttSettingsSchema,
 } from './link-secrets.ts';
-import { ajv, checkSite, checkYamlConfig, readConfigFile, valueAt } from './load-site.ts';
+import { checkSite } from './load-site.ts';
 import { live, restartOnly } from './reload-class.ts';
 import { bootstrapAdminCheck, siteEndpointProblems, siteFileProblems } from './site-files.ts';
 import { type RuleProblem, reservedIdProblem } from './site-rules.ts';

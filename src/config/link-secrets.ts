@@ -179,7 +179,7 @@ const URL_CREDENTIALS: readonly { path: RegExp; what: string; instead: string }[
 /**
  * A URL (`scheme://…`) anywhere in a config that carries `user:password@` (or a user alone): refused
  * at its path, without repeating it (it would be written to logs and errors), with where the
- * credentials go instead. Checked on every string of every config file (load-site.ts).
+ * credentials go instead. Checked on every string of every config file (config-check.ts).
  */
 export function urlCredentialProblem(
   value: string,

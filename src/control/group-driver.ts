@@ -21,12 +21,8 @@ import type { ProcessStateStore } from '../cache/state-cache.ts';
 import type { Leadership, RoleChange } from '../cluster/leadership.ts';
 import { NO_OPERATOR_STATE } from '../cluster/operator-state.ts';
 import type { ControlGroup } from '../config/site-schema.ts';
-import {
-  type AhuCommandSet,
-  type AhuReadings,
-  type DeviceIo,
-  isUnprovenStaleEpoch,
-} from '../devices/device-io.ts';
+import type { AhuCommandSet, AhuReadings, DeviceIo } from '../devices/device-io.ts';
+import { isUnprovenStaleEpoch } from '../devices/stale-epoch.ts';
 import { FAN_RANGE_PCT } from '../devices/unit-contract.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
@@ -51,7 +47,7 @@ import {
   stepGroupLearning,
 } from './law/influence-learner.ts';
 import { enforceHardLimits, fanFloorPct } from './law/safety.ts';
-import type { ControlMetrics } from './metrics.ts';
+import type { ControlMetrics, RelinquishCause } from './metrics.ts';
 
 export interface GroupDriverOptions {
   periodMs: number;
@@ -113,9 +109,6 @@ export function undrivenLimitMs(periodMs: number, unitWatchdogMs?: number): numb
   const wanted = Math.max(UNDRIVEN_PERIODS * periodMs, UNDRIVEN_FLOOR_MS);
   return unitWatchdogMs && unitWatchdogMs > 0 ? Math.min(wanted, unitWatchdogMs / 2) : wanted;
 }
-
-/** Why a leader gives a group up. */
-export type RelinquishCause = 'undriven' | 'crashing' | 'stale-epoch';
 
 /** Whether this node drives the group it leads, and if not why; what it last gave up and why. */
 export interface DriveStatus {

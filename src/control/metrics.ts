@@ -4,11 +4,13 @@
 // found in the group's row and could not use.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { zeroSeries } from '../metrics/zero-series.ts';
-import type { RelinquishCause } from './group-driver.ts';
 
-// The mode each group runs in is a process value (coolctl_group_mode, metrics/process-values.ts):
+// The mode each group runs in is a process value (coolctl_group_mode, daemon/process-values.ts):
 // only the node that leads the group says it, where a gauge set here stayed behind on a node that
 // had lost the group.
+
+/** Why a leader gives a group up (the `cause` label of coolctl_control_relinquished_total). */
+export type RelinquishCause = 'undriven' | 'crashing' | 'stale-epoch';
 
 /** Every cause a group is handed on for; `satisfies` keeps it the whole of RelinquishCause. */
 const RELINQUISH_CAUSES = Object.keys({

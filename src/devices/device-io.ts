@@ -2,11 +2,6 @@
 // Engineering units only (°C, %, kW). Every call takes a deadline; nothing awaits forever, and
 // every pending call settles when the device is closed. Implementations: ./modbus, ./opcua.
 import type { EventEmitter } from 'node:events';
-import type { Logger } from 'pino';
-import { type DeviceError, ErrorCodes } from '../errors.ts';
-import type { DeviceMetrics } from './metrics.ts';
-import { STALE_EPOCH_EXCEPTION } from './modbus/point-map.ts';
-import { WRITE_COMMAND_STATUS } from './opcua/node-map.ts';
 import type { AhuModeName, AhuProtocol, UnitSetpoints } from './unit-contract.ts';
 
 export type { AhuModeName };
@@ -82,20 +77,6 @@ export interface WriteOptions extends CallOptions {
   deadlineMs?: () => number | null;
 }
 
-/** What every adapter gets from whoever builds it (the daemon, a test, a benchmark). */
-export interface DeviceDeps {
-  logger?: Logger;
-  metrics?: DeviceMetrics;
-  /** OPC-UA client PKI folder (own certificate, trusted/ and rejected/ peers). */
-  pkiDir?: string;
-  /** OPC-UA: trust a server certificate seen for the first time (off unless the operator turns it on). */
-  trustUnknownCertificates?: boolean;
-  /** Client name the device may log or journal (OPC-UA session name). */
-  clientName?: string;
-  /** Where a unit's `profile: NAME` is found (NAME.yaml); default config/profiles of the installation. */
-  profilesDir?: string;
-}
-
 export interface LinkEvent {
   device: string;
   from: LinkState;
@@ -149,16 +130,4 @@ export interface DeviceIo extends Pick<EventEmitter, 'on' | 'off' | 'once'> {
   /** The unit's own BMS watchdog style, when its profile says; `none`: the controller is its only guard. */
   readonly unitWatchdog?: 'toggle' | 'timeout-register' | 'countdown' | 'validity' | 'none';
   close(): Promise<void>;
-}
-
-/**
- * A write refused in its protocol's stale-epoch words (Modbus 0x0D, OPC-UA BadInvalidState) that the
- * adapter's read-back of the unit's epoch did not prove: an ordinary refusal, tried again. A proven
- * one is COOLCTL_E_DEVICE_FENCED instead.
- */
-export function isUnprovenStaleEpoch(e: DeviceError): boolean {
-  return (
-    e.code !== ErrorCodes.DEVICE_FENCED &&
-    (e.deviceCode === STALE_EPOCH_EXCEPTION || e.deviceCode === WRITE_COMMAND_STATUS.staleEpoch)
-  );
 }

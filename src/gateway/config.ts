@@ -1,10 +1,10 @@
 // The fencing gateway's config file (YAML): one TypeBox schema, every problem listed with its line
-// (the site file's loader, load-site.ts), then the cross-reference rules below. Every setting needs
-// a restart: the gateway has no reload, since a line or a unit id that moves under a running
-// controller is a change the controllers' site files must follow anyway.
+// (the parser every config file shares, config-check.ts), then the cross-reference rules below.
+// Every setting needs a restart: the gateway has no reload, since a line or a unit id that moves
+// under a running controller is a change the controllers' site files must follow anyway.
 import { type Static, Type as T } from '@sinclair/typebox';
-import { CONTROLLER_FILE_MAX_BYTES } from '../config/config-files.ts';
-import { ajv, parseYamlConfig, readConfigFile } from '../config/load-site.ts';
+import { ajv, parseYamlConfig } from '../config/config-check.ts';
+import { CONTROLLER_FILE_MAX_BYTES, readConfigFile } from '../config/config-files.ts';
 import { GATEWAY_FENCE } from '../devices/modbus/gateway-fencing.ts';
 import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
 

@@ -13,8 +13,9 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { mulberry32 } from '../../firmware-sim/random.ts';
+import { valueAt } from '../../src/config/config-check.ts';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
-import { parseSite, valueAt } from '../../src/config/load-site.ts';
+import { parseSite } from '../../src/config/load-site.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { parseGatewayConfig } from '../../src/gateway/config.ts';
 

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_YAML_NODES } from '../../src/config/config-check.ts';
 import { SITE_FILE_MAX_BYTES } from '../../src/config/config-files.ts';
-import { MAX_YAML_NODES } from '../../src/config/load-site.ts';
 import { MAX_CHECKED_PROBLEMS } from '../../src/errors.ts';
 import { REPO_ROOT } from '../support/repo.ts';
 

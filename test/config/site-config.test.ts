@@ -4,7 +4,8 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import { internValues, loadSite, parseSite } from '../../src/config/load-site.ts';
+import { internValues } from '../../src/config/config-check.ts';
+import { loadSite, parseSite } from '../../src/config/load-site.ts';
 import type { Site } from '../../src/config/site-schema.ts';
 import { ConfigError } from '../../src/errors.ts';
 

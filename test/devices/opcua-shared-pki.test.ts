@@ -7,7 +7,7 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { DeviceDeps } from '../../src/devices/device-io.ts';
+import type { DeviceDeps } from '../../src/devices/device-deps.ts';
 import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { startUnitServer, type UnitServer } from './opcua-unit-server.ts';

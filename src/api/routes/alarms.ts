@@ -2,8 +2,7 @@
 // list and an acknowledgement made on one node shows on all. Viewers read; operators acknowledge
 // and shelve. Each action is written to the audit trail by the guard, with the alarm as its target.
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
-import { ALARM_ID_PATTERN, type Alarm, type AlarmApi, SEVERITIES } from '../../alarms/alarm.ts';
-import { MAX_SHELF_MS } from '../../alarms/shelf-clock.ts';
+import { ALARM_ID_PATTERN, type Alarm, type AlarmApi, MAX_SHELF_MS, SEVERITIES } from '../../alarms/alarm.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import { AnswerChanges } from '../answer-changes.ts';
 import { ANSWER_REVISION_PATTERN } from '../answer-revision.ts';

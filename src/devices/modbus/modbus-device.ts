@@ -22,11 +22,11 @@ import {
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff, settlesWithin } from '../../util/async.ts';
 import { LogLimiter } from '../../util/log-limit.ts';
+import type { DeviceDeps } from '../device-deps.ts';
 import type {
   AhuCommandSet,
   AhuReadings,
   CallOptions,
-  DeviceDeps,
   DeviceIo,
   DeviceRefusal,
   LinkEvent,

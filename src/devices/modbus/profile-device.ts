@@ -20,7 +20,8 @@
 // refreshes gets a full command at least once per refresh period.
 import type { ModbusAirHandler, ModbusRtuAirHandler } from '../../config/site-schema.ts';
 import { DeviceError, ErrorCodes } from '../../errors.ts';
-import type { AhuCommandSet, AhuReadings, CallOptions, DeviceDeps, WriteOptions } from '../device-io.ts';
+import type { DeviceDeps } from '../device-deps.ts';
+import type { AhuCommandSet, AhuReadings, CallOptions, WriteOptions } from '../device-io.ts';
 import { isPlausible, type ScreenedPoint } from '../plausibility.ts';
 import type { CompiledProfile, ReadRequest, ReadResult, WriteRequest } from '../profile/codec.ts';
 import { type DecodedStatus, type ProfileCommand, ProfileValueError } from '../profile/values.ts';

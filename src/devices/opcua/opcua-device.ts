@@ -43,12 +43,12 @@ import {
 import { DeviceError, type ErrorCode, ErrorCodes } from '../../errors.ts';
 import { Backoff } from '../../util/async.ts';
 import { RateLimitedLog } from '../../util/log-limit.ts';
+import type { DeviceDeps } from '../device-deps.ts';
 import type {
   AhuCommandSet,
   AhuModeName,
   AhuReadings,
   CallOptions,
-  DeviceDeps,
   DeviceIo,
   LinkEvent,
   LinkState,

@@ -6,17 +6,16 @@
 // MAX_CHECKED_PROBLEMS errors per validation and problems kept.
 import { basename, extname } from 'node:path';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { PROFILE_FILE_MAX_BYTES } from '../../config/config-files.ts';
 import {
   boundedProblems,
   dedupeProblems,
   fromAjv,
   lineFinder,
   loadYamlData,
-  readConfigFile,
   stopAtErrorCap,
   validateBounded,
-} from '../../config/load-site.ts';
+} from '../../config/config-check.ts';
+import { PROFILE_FILE_MAX_BYTES, readConfigFile } from '../../config/config-files.ts';
 import { ConfigError, type ConfigProblem, ErrorCodes } from '../../errors.ts';
 import { checkProfile } from './rules.ts';
 import {
