@@ -17,7 +17,8 @@ import {
   newMemory,
   type RuleMemory,
 } from '../../src/alarms/rules.ts';
-import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
+import { dewPointC } from '../../src/sensors/group-view.ts';
+import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { reportNodes } from '../support/sensor-reports.ts';
 
 const base = (over: Partial<GroupSnapshot> = {}): GroupSnapshot => ({

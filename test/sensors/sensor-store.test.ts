@@ -4,8 +4,9 @@
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { dewPointC } from '../../src/sensors/group-view.ts';
 import type { Report } from '../../src/sensors/report.ts';
-import { dewPointC, SensorStore } from '../../src/sensors/sensor-store.ts';
+import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { captureLogs } from '../support/log-lines.ts';
 import { reportNodes } from '../support/sensor-reports.ts';
 
