@@ -12,8 +12,8 @@
 // largest max − min of any inlet in any 15-min / 1-h window (ASHRAE: 5 K, 20 K). Decision time is
 // sensor view → commands for one group step. Args: [--hours 24] [--no-influence]
 import { parseArgs } from 'node:util';
+import type { ControlTuningInput } from '../src/config/tuning-schema.ts';
 import { resumeState } from '../src/control/law/group-controller.ts';
-import type { ControlTuningInput } from '../src/control/tuning-schema.ts';
 import { ControlHall } from '../test/support/control-hall.ts';
 import { FAULT_SCENARIOS, nightLoadStep } from './lib/control-baseline-search.ts';
 import { influenceFigures } from './lib/control-influence.ts';

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { ETCD_NO_SPACE_REMEDY } from '../cluster/errors.ts';
 import type { Leadership } from '../cluster/leadership.ts';
+import { alarmDelays, alarmLimits, alarmRetention } from '../config/alarm-schema.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
 import type { DeviceIo } from '../devices/device-io.ts';
@@ -45,7 +46,6 @@ import {
   toApiAlarm,
   unshelved,
 } from './alarm.ts';
-import { alarmDelays, alarmLimits, alarmRetention } from './alarm-schema.ts';
 import type { AlarmStore } from './alarm-store.ts';
 import { ALARM_TRANSITIONS, type AlarmTransition, type Notifier } from './notify.ts';
 import {

@@ -6,11 +6,11 @@
 // Delay: a condition is active only after it held this long without a break (a sample inside the
 // band, or unknown, is a break). Hysteresis: it clears only once the value is back by the band.
 
+import type { AlarmDelays, AlarmLimits } from '../config/alarm-schema.ts';
 import { recoveryCause, uncoveredRacksText, type VerdictRecovery } from '../sensors/verdict.ts';
 import { flatString } from '../util/flat-string.ts';
 import { TypedSlab } from '../util/typed-slab.ts';
 import { ALARM_KINDS, type AlarmKind, conditionKey, type Severity } from './alarm.ts';
-import type { AlarmDelays, AlarmLimits } from './alarm-schema.ts';
 
 export type Verdict = 'active' | 'clear' | 'hold';
 

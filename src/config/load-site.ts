@@ -4,7 +4,6 @@
 // allowed. Then what only a site has: its tuning notes, its vendor profiles, the files it names.
 import { dirname, resolve } from 'node:path';
 import type { ValidateFunction } from 'ajv';
-import type { ControlTuningInput } from '../control/tuning-schema.ts';
 import { ConfigError, type ConfigProblem, MAX_CHECKED_PROBLEMS } from '../errors.ts';
 import {
   ajv,
@@ -17,6 +16,7 @@ import {
 import { readConfigFile, SITE_FILE_MAX_BYTES } from './config-files.ts';
 import { checkSiteRules, siteTuningNotes } from './site-rules.ts';
 import { type Site, SiteSchema } from './site-schema.ts';
+import type { ControlTuningInput } from './tuning-schema.ts';
 
 // Compiled on first use: the site schema's validator is ~14 MB of heap, and modules that only borrow
 // parseYamlConfig (the fencing gateway's config) never need it.

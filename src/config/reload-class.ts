@@ -2,7 +2,7 @@
 // (as zigbee2mqtt's `requiresRestart`). A schema node carries `reload: 'live'` or
 // `reload: 'restart'` (with `reloadHint`, what to do), and that covers everything under it. A
 // setting with no class on itself or a parent would be ignored by a reload without a word, so a
-// reload treats it as restart-only, and test/config/reload-classification.test.ts walks the schema
+// reload treats it as restart-only, and test/daemon/reload-classification.test.ts walks the schema
 // and fails on it.
 import type { TSchema } from '@sinclair/typebox';
 

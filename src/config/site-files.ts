@@ -138,7 +138,7 @@ export async function bootstrapAdminCheck(
       `${full} needs "name" and "password", both text`,
       'name: NAME and password: "…" on two lines',
     );
-  const { userProblems } = await import('../api/auth/auth-store.ts');
+  const { userProblems } = await import('./user-rules.ts');
   const bad = userProblems(name, password);
   if (bad.length > 0)
     return problem(

@@ -1,8 +1,8 @@
 // Cross-reference rules a JSON Schema cannot express: unique ids, references that must resolve,
 // each AHU in at most one control group, endpoints that do not collide, racks inside their room.
-import { alarmSiteProblems } from '../alarms/alarm-schema.ts';
-import { type ControlTuningInput, tuningNotes, tuningProblems } from '../control/tuning-schema.ts';
+import { alarmSiteProblems } from './alarm-schema.ts';
 import { NATIVE_PROFILE, type Site } from './site-schema.ts';
+import { type ControlTuningInput, tuningNotes, tuningProblems } from './tuning-schema.ts';
 
 export interface RuleProblem {
   path: string;

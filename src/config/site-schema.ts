@@ -2,11 +2,11 @@
 // types are derived from it, so the validator and the code can never disagree.
 // Cross-references (rack → room, node → gateway, group → AHU) are checked in `site-rules.ts`.
 import { type Static, Type as T } from '@sinclair/typebox';
-import { AlarmSettingsSchema, GroupAlarmLimitsSchema } from '../alarms/alarm-schema.ts';
-import { ControlTuningSchema, InfluenceSchema } from '../control/tuning-schema.ts';
 import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
 import { VERDICT_RECOVERY_S } from '../sensors/verdict.ts';
+import { AlarmSettingsSchema, GroupAlarmLimitsSchema } from './alarm-schema.ts';
+import { ControlTuningSchema, InfluenceSchema } from './tuning-schema.ts';
 
 const Id = T.String({
   pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',

@@ -24,7 +24,6 @@ import { EtcdPrefixKv } from '../cluster/etcd/prefix-kv.ts';
 import { etcdRefusesWrites } from '../cluster/etcd/space-probe.ts';
 import type { Leadership, Member } from '../cluster/leadership.ts';
 import { watchStreamsGivenUp } from '../cluster/metrics.ts';
-import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from '../config/config-diff.ts';
 import { configHash } from '../config/config-hash.ts';
 import { type ControllerConfig, loadControllerConfig } from '../config/controller-config.ts';
 import { sameMqttLink } from '../config/link-secrets.ts';
@@ -47,6 +46,7 @@ import { ModbusSource } from '../sensors/modbus-source.ts';
 import { MqttSource } from '../sensors/mqtt-source.ts';
 import { SensorStore, type SensorView } from '../sensors/sensor-store.ts';
 import { VERSION } from '../version.ts';
+import { diffSites, isEmptyDiff, restartOnlyChanges, type SiteDiff } from './config-diff.ts';
 import { checkLoops, type LoopHealthReport, nodeLoopProbes } from './loop-health.ts';
 import { ProcessValues } from './process-values.ts';
 

@@ -3,7 +3,7 @@
 // evaluation) and marks no group changed — a changed group's loop is restarted, a new term.
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import { diffSites, isEmptyDiff } from '../../src/config/config-diff.ts';
+import { diffSites, isEmptyDiff } from '../../src/daemon/config-diff.ts';
 
 const site = () => generateSite({ ...demoShape, airHandlers: 6, controlGroups: 3, opcuaShare: 0 });
 

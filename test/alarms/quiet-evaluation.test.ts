@@ -2,8 +2,8 @@
 // returns only what can change etcd (active, or open), with the same verdicts, texts and memory
 // as the full evaluation; the sensor store's per-rack figures are read as they are, in rack order.
 import { describe, expect, it } from 'vitest';
-import { alarmDelays, alarmLimits } from '../../src/alarms/alarm-schema.ts';
 import { type Condition, evaluateGroup, type GroupSnapshot, newMemory } from '../../src/alarms/rules.ts';
+import { alarmDelays, alarmLimits } from '../../src/config/alarm-schema.ts';
 
 const RACKS = ['R3', 'R1', 'R10', 'R2'];
 

@@ -2,8 +2,8 @@
 // 5 000 racks kept a sample per rack per evaluation for 1.5 windows (~900 objects a rack, ~250 MB
 // at the scale bench's hall after 15 minutes). The rate it judges is still the window's.
 import { describe, expect, it } from 'vitest';
-import { alarmDelays, alarmLimits } from '../../src/alarms/alarm-schema.ts';
 import { evaluateGroup, type GroupSnapshot, newMemory } from '../../src/alarms/rules.ts';
+import { alarmDelays, alarmLimits } from '../../src/config/alarm-schema.ts';
 
 const snapshot = (nowMs: number, inletC: number, windowS: number): GroupSnapshot => ({
   group: 'zone-1',

@@ -4,12 +4,6 @@
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import {
-  alarmDelays,
-  alarmLimits,
-  alarmSiteProblems,
-  DEFAULT_ALARM_LIMITS,
-} from '../../src/alarms/alarm-schema.ts';
-import {
   clusterOwner,
   evaluateCluster,
   evaluateGroup,
@@ -17,6 +11,12 @@ import {
   newMemory,
   type RuleMemory,
 } from '../../src/alarms/rules.ts';
+import {
+  alarmDelays,
+  alarmLimits,
+  alarmSiteProblems,
+  DEFAULT_ALARM_LIMITS,
+} from '../../src/config/alarm-schema.ts';
 import { dewPointC } from '../../src/sensors/group-view.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { reportNodes } from '../support/sensor-reports.ts';

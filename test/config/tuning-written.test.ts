@@ -11,8 +11,8 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
 import { checkSite, parseSite } from '../../src/config/load-site.ts';
+import type { ControlTuningInput } from '../../src/config/tuning-schema.ts';
 import { groupControlConfig } from '../../src/control/law/group-controller.ts';
-import type { ControlTuningInput } from '../../src/control/tuning-schema.ts';
 import { ConfigError, type ConfigProblem } from '../../src/errors.ts';
 
 const AT = '/controlGroups/1/tuning';

@@ -5,6 +5,7 @@
 // peaks lower with it than without.
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { DEFAULT_TUNING } from '../../src/config/tuning-schema.ts';
 import {
   type GroupControlInputs,
   type GroupControlState,
@@ -12,7 +13,6 @@ import {
   stepGroup,
   type UnitInput,
 } from '../../src/control/law/group-controller.ts';
-import { DEFAULT_TUNING } from '../../src/control/tuning-schema.ts';
 import { ControlHall } from '../support/control-hall.ts';
 import { stepsOf } from '../support/law-steps.ts';
 

@@ -2,6 +2,7 @@
 // its decisions — bumpless resume, each safe mode, overrides, pause, and the safety layer's limits.
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { resolveTuning } from '../../src/config/tuning-schema.ts';
 import {
   type ControlView,
   type GroupControlConfig,
@@ -15,7 +16,6 @@ import {
 } from '../../src/control/law/group-controller.ts';
 import { influenceFromRecords, influenceOf } from '../../src/control/law/influence.ts';
 import { enforceSafety } from '../../src/control/law/safety.ts';
-import { resolveTuning } from '../../src/control/tuning-schema.ts';
 import { stepsOf } from '../support/law-steps.ts';
 
 const site = generateSite(demoShape);

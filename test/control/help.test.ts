@@ -3,8 +3,8 @@
 // pure rule, what it reads of a neighbour's row (any shape), and the hall it makes: at full load the
 // priced split runs the hall on less fan power than answering every call, inlets held alike.
 import { describe, expect, it } from 'vitest';
+import { resolveTuning } from '../../src/config/tuning-schema.ts';
 import { answeredHelpK, callFrom } from '../../src/control/law/help.ts';
-import { resolveTuning } from '../../src/control/tuning-schema.ts';
 import { ControlHall } from '../support/control-hall.ts';
 
 const help = { priceGapPct: 5, priceBandPct: 5 };

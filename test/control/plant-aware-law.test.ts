@@ -4,6 +4,7 @@
 // are at their top (the chilled water follows the coldest setpoint in the hall).
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
+import { DEFAULT_TUNING } from '../../src/config/tuning-schema.ts';
 import {
   type GroupControlInputs,
   type GroupControlState,
@@ -12,7 +13,6 @@ import {
   type UnitInput,
 } from '../../src/control/law/group-controller.ts';
 import { resetSetpoint } from '../../src/control/law/setpoint-reset.ts';
-import { DEFAULT_TUNING } from '../../src/control/tuning-schema.ts';
 import { stepsOf } from '../support/law-steps.ts';
 
 const site = generateSite(demoShape);

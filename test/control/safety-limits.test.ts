@@ -8,6 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { checkSiteRules } from '../../src/config/site-rules.ts';
 import {
+  ASHRAE_INLET_RATE,
+  ControlTuningSchema,
+  DEFAULT_TUNING,
+  resolveTuning,
+} from '../../src/config/tuning-schema.ts';
+import {
   type ControlView,
   type GroupControlState,
   groupControlConfig,
@@ -16,7 +22,6 @@ import {
   type UnitInput,
 } from '../../src/control/law/group-controller.ts';
 import {
-  ASHRAE_INLET_RATE,
   emptyInletHistory,
   enforceSafety,
   fanFloorPct,
@@ -27,7 +32,6 @@ import {
   recordInlet,
   type SafetyLimits,
 } from '../../src/control/law/safety.ts';
-import { ControlTuningSchema, DEFAULT_TUNING, resolveTuning } from '../../src/control/tuning-schema.ts';
 import { ControlHall } from '../support/control-hall.ts';
 
 const HOUR = 3600;

@@ -13,7 +13,7 @@ import {
   DEFAULT_ALARM_DELAYS,
   DEFAULT_ALARM_LIMITS,
   DEFAULT_ALARM_RETENTION,
-} from '../../src/alarms/alarm-schema.ts';
+} from '../../src/config/alarm-schema.ts';
 import { ControllerConfigSchema } from '../../src/config/controller-config.ts';
 import { SiteSchema } from '../../src/config/site-schema.ts';
 import { declaredNames } from '../metrics/metric-names.ts';

@@ -9,8 +9,8 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import { alarmDelays, alarmLimits } from '../../src/alarms/alarm-schema.ts';
 import { evaluateGroup, newMemory, type RuleMemory } from '../../src/alarms/rules.ts';
+import { alarmDelays, alarmLimits } from '../../src/config/alarm-schema.ts';
 import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
 import type { AhuCommandSet } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';

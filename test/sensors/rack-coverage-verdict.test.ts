@@ -3,8 +3,8 @@
 // with the rack named in the view's reasons and in the sensors-degraded alarm. On a fake clock.
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import { alarmDelays, alarmLimits } from '../../src/alarms/alarm-schema.ts';
 import { evaluateGroup, newMemory } from '../../src/alarms/rules.ts';
+import { alarmDelays, alarmLimits } from '../../src/config/alarm-schema.ts';
 import { SensorStore } from '../../src/sensors/sensor-store.ts';
 import { judgeVerdict, nameRacks } from '../../src/sensors/verdict.ts';
 import { type ReportFields, reportNodes } from '../support/sensor-reports.ts';

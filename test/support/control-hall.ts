@@ -11,6 +11,7 @@ import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { mulberry32 } from '../../firmware-sim/random.ts';
 import { ThermalModel } from '../../firmware-sim/thermal/model.ts';
 import type { Site } from '../../src/config/site-schema.ts';
+import type { ControlTuningInput } from '../../src/config/tuning-schema.ts';
 import {
   type GroupControlConfig,
   type GroupControlOutput,
@@ -29,7 +30,6 @@ import {
   stepGroupLearning,
 } from '../../src/control/law/influence-learner.ts';
 import { clamp, piStep, trackIntegral } from '../../src/control/law/pi.ts';
-import type { ControlTuningInput } from '../../src/control/tuning-schema.ts';
 import { type GroupSensorView, SensorStore } from '../../src/sensors/sensor-store.ts';
 
 export interface ControlHallOptions {

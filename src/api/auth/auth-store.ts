@@ -11,6 +11,7 @@ import { readFile, stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { KvEntry, PrefixKv } from '../../cluster/etcd/prefix-kv.ts';
+import { userProblems } from '../../config/user-rules.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../../errors.ts';
 import { zeroSeries } from '../../metrics/zero-series.ts';
 import { retryWhileRetryable } from '../../util/async.ts';
@@ -85,7 +86,6 @@ export const TOKEN_PRUNE_GRACE_MS = 7 * 86_400_000;
 /** How long start-up waits out an etcd that does not answer before the node gives up. */
 const START_TIMEOUT_MS = 30_000;
 
-export const USER_NAME = '^[a-z][a-z0-9._-]{0,63}$';
 /**
  * Sign-in attempts one name may take on a node per minute (SIGN_IN_NAME_WINDOW_MS), from any number
  * of addresses; a success starts the count again. The per-address limit alone let a host with many
@@ -97,7 +97,6 @@ export const SIGN_INS_PER_NAME = 20;
 export const SIGN_IN_NAME_WINDOW_MS = 60_000;
 /** Names whose attempts a node remembers; past this the least recently tried go first. */
 const SIGN_IN_NAMES_REMEMBERED = 5_000;
-export const MIN_PASSWORD_CHARS = 12;
 /** The longest token a store issues: well inside etcd's largest lease TTL (the API allows 366 days). */
 export const MAX_TOKEN_LIFE_MS = Math.min(10 * 366 * 86_400_000, (MAX_LEASE_TTL_S - 3600) * 1000);
 
@@ -585,13 +584,6 @@ export class AuthStore {
     const before = this.now() - TOKEN_PRUNE_GRACE_MS;
     for (const t of [...this.tokens.values()]) if (t.expiresAtMs <= before) await this.revoke(t.id);
   }
-}
-
-export function userProblems(name: string, password: string): string[] {
-  const out: string[] = [];
-  if (!new RegExp(USER_NAME).test(name)) out.push(`name: ${USER_NAME}`);
-  if (password.length < MIN_PASSWORD_CHARS) out.push(`password: at least ${MIN_PASSWORD_CHARS} characters`);
-  return out;
 }
 
 function tokenView({ hash: _, userCreatedAtMs: __, ...t }: TokenRecord): TokenView {

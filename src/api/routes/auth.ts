@@ -6,9 +6,10 @@
 // are audited as operator actions (../audit/record-first.ts); a failed sign-in as a `failed-sign-in` entry,
 // one per name and address a minute (../audit/audit-trail.ts).
 import { type FastifyPluginAsyncTypebox, Type as T } from '@fastify/type-provider-typebox';
+import { MIN_PASSWORD_CHARS, USER_NAME } from '../../config/user-rules.ts';
 import { BadRequestError, ErrorCodes } from '../../errors.ts';
 import type { ApiDeps } from '../api-deps.ts';
-import { MIN_PASSWORD_CHARS, SignInLimitedError, USER_NAME } from '../auth/auth-store.ts';
+import { SignInLimitedError } from '../auth/auth-store.ts';
 import { SESSION_COOKIE_NAME as SESSION_COOKIE } from '../auth/guard.ts';
 import { ROLES } from '../auth/roles.ts';
 import { ErrorBody } from '../error-body.ts';

@@ -2,7 +2,7 @@
 // with more influence on the hottest rack get a positive offset and the others a negative one
 // (mean zero, so the group's airflow stays what the PI asked for). Offsets follow the hot spot
 // slowly, so a hottest-rack flip between two near-equal racks does not shake the fans.
-import type { ControlTuning } from '../tuning-schema.ts';
+import type { ControlTuning } from '../../config/tuning-schema.ts';
 import { type InfluenceMatrix, influenceOf } from './influence.ts';
 import { clamp } from './pi.ts';
 

@@ -6,6 +6,7 @@
 // bump (the integral is back-calculated from it); an overridden, released or unavailable unit never
 // winds the loop up.
 import type { Site } from '../../config/site-schema.ts';
+import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../../config/tuning-schema.ts';
 import {
   AIR_TEMP_RANGE_C,
   FAN_RANGE_PCT,
@@ -13,7 +14,6 @@ import {
   SUPPLY_SETPOINT_RANGE_C,
 } from '../../devices/unit-contract.ts';
 import type { GroupSensorView } from '../../sensors/sensor-store.ts';
-import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../tuning-schema.ts';
 import { slewOffsets, targetOffsets } from './allocation.ts';
 import {
   groupRacks,

@@ -6,7 +6,7 @@
 // or more under the asker's, fading to nothing at `priceGapPct` under it (−100: every call in
 // full). A unit down next door (`helpDownK`) is answered whatever the price: that air is gone, not
 // dear. Pure; no I/O.
-import type { ControlTuning } from '../tuning-schema.ts';
+import type { ControlTuning } from '../../config/tuning-schema.ts';
 import type { GroupControlState } from './group-controller.ts';
 import { clamp } from './pi.ts';
 

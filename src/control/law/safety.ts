@@ -147,12 +147,6 @@ export function fanFloorPct(
   return clamp(Math.max(t.hardMinFanPct, unit), SAFETY.fanMinPct, SAFETY.fanMaxPct);
 }
 
-/**
- * ASHRAE TC9.9 (2021): an inlet moves at most 20 K in any hour and 5 K in any 15 minutes, measured as
- * max − min within the window. Tighter settings are allowed (5 K/h where tape drives are present).
- */
-export const ASHRAE_INLET_RATE = { perHourC: 20, per15MinC: 5 } as const;
-
 export interface InletRateLimits {
   perHourC: number;
   per15MinC: number;

@@ -8,7 +8,7 @@
 // under `preferredMinC` (where the others sit) raises the whole plant's cost, not the group's: a
 // group goes under it only once its own fans are at their top and the inlet is over target —
 // fan headroom first (docs/control.md, "Supply air and the plant").
-import type { ControlTuning } from '../tuning-schema.ts';
+import type { ControlTuning } from '../../config/tuning-schema.ts';
 import { clamp } from './pi.ts';
 
 export interface ResetInputs {

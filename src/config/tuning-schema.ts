@@ -6,7 +6,13 @@
 // (`tuningNotes`), so that no group runs a value the operator neither wrote nor was told of.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
-import { ASHRAE_INLET_RATE } from './law/safety.ts';
+
+/**
+ * ASHRAE TC9.9 (2021): an inlet moves at most 20 K in any hour and 5 K in any 15 minutes, measured as
+ * max − min within the window. Tighter settings are allowed (5 K/h where tape drives are present).
+ * The inlet-rate setting's default and its maximum.
+ */
+export const ASHRAE_INLET_RATE = { perHourC: 20, per15MinC: 5 } as const;
 
 /** A fan speed (every % setting here is one): the device contract's range. */
 const Pct = (def: number, description: string) =>

@@ -5,11 +5,11 @@
 // refused on reload with the path that changed — the running config is kept. Alarm settings (the
 // site's `alarms:` and a group's own limits) are read by the alarm engine at every evaluation: they
 // apply live and are no reason to restart a group's loop (a restart starts a new term: a bump).
+import { type ControllerConfig, ControllerConfigSchema } from '../config/controller-config.ts';
+import { changedPaths, classifySettings } from '../config/reload-class.ts';
+import type { Site } from '../config/site-schema.ts';
 import { groupRacks, neighbourGroups } from '../control/law/influence.ts';
 import type { ConfigProblem } from '../errors.ts';
-import { type ControllerConfig, ControllerConfigSchema } from './controller-config.ts';
-import { changedPaths, classifySettings } from './reload-class.ts';
-import type { Site } from './site-schema.ts';
 
 export interface SiteDiff {
   addedGroups: string[];

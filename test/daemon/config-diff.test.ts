@@ -1,8 +1,8 @@
 // What a reload may apply live: the diff between two sites, and the start-only settings it refuses.
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
-import { diffSites, isEmptyDiff, restartOnlyChanges } from '../../src/config/config-diff.ts';
 import { loadControllerConfig } from '../../src/config/controller-config.ts';
+import { diffSites, isEmptyDiff, restartOnlyChanges } from '../../src/daemon/config-diff.ts';
 
 const site = () => generateSite({ ...demoShape, airHandlers: 6, controlGroups: 3, opcuaShare: 0 });
 

@@ -10,13 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { makeCa, makeLeaf } from '../../scripts/lib/throwaway-pki.ts';
-import { diffSites, restartOnlyChanges } from '../../src/config/config-diff.ts';
 import {
   type ControllerConfigFile,
   ControllerConfigSchema,
   loadControllerConfig,
 } from '../../src/config/controller-config.ts';
 import { classifySettings, live, restartOnly } from '../../src/config/reload-class.ts';
+import { diffSites, restartOnlyChanges } from '../../src/daemon/config-diff.ts';
 
 let dir: string;
 beforeAll(async () => {
