@@ -4,7 +4,6 @@
 import { type Static, Type as T } from '@sinclair/typebox';
 import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
 import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
-import { VERDICT_RECOVERY_S } from '../sensors/verdict.ts';
 import { AlarmSettingsSchema, GroupAlarmLimitsSchema } from './alarm-schema.ts';
 import { ControlTuningSchema, InfluenceSchema } from './tuning-schema.ts';
 
@@ -363,6 +362,31 @@ export const GatewaySchema = T.Object(
   { additionalProperties: false },
 );
 
+/**
+ * How long a better verdict must hold before a flapping group takes it, s
+ * (`sensing.verdictRecoveryS`): twice the stale window of a node at the default 10 s interval
+ * (`staleIntervals` 3: 30 s). A node on a marginal link that lets one or a few reports through is
+ * good for a stale window each time, so a shorter hold would let its rack flip the group's mode —
+ * and fan floor — with every report.
+ */
+export const VERDICT_RECOVERY_S = 60;
+
+/** Every sensing setting's default: the one owner, read by the schema below and by sensingSettings(). */
+export const SENSING_DEFAULTS = Object.freeze({
+  staleIntervals: 3,
+  stuckReports: 6,
+  spikeCPerS: 0.5,
+  noisySigmaC: 0.6,
+  inletRangeC: Object.freeze([-10, 60] as const),
+  lowBatteryPct: 10,
+  weakRssiDbm: -90,
+  lossyPct: 30,
+  okCoverage: 0.8,
+  blindCoverage: 0.3,
+  verdictRecoveryS: VERDICT_RECOVERY_S,
+  maxReportsPerNodePerS: 50,
+});
+
 /** What a control group may trust of its sensors: the thresholds of every quality flag and verdict. */
 export const SensingSchema = T.Object(
   {
@@ -370,7 +394,7 @@ export const SensingSchema = T.Object(
       T.Number({
         minimum: 1,
         maximum: 100,
-        default: 3,
+        default: SENSING_DEFAULTS.staleIntervals,
         description: 'stale after this many report intervals without a reading',
       }),
     ),
@@ -378,37 +402,39 @@ export const SensingSchema = T.Object(
       T.Integer({
         minimum: 3,
         maximum: 1000,
-        default: 6,
+        default: SENSING_DEFAULTS.stuckReports,
         description: 'stuck after this many identical values in a row',
       }),
     ),
     spikeCPerS: T.Optional(
       T.Number({
         exclusiveMinimum: 0,
-        default: 0.5,
+        default: SENSING_DEFAULTS.spikeCPerS,
         description: 'inlet change faster than air can do, K/s',
       }),
     ),
     noisySigmaC: T.Optional(
       T.Number({
         exclusiveMinimum: 0,
-        default: 0.6,
+        default: SENSING_DEFAULTS.noisySigmaC,
         description: 'inlet noise (σ of successive differences / √2) above which a sensor is noisy, K',
       }),
     ),
     inletRangeC: T.Optional(
       T.Tuple([T.Number(), T.Number()], {
-        default: [-10, 60],
+        default: [...SENSING_DEFAULTS.inletRangeC],
         description: 'physical range of an inlet sensor',
       }),
     ),
-    lowBatteryPct: T.Optional(T.Number({ minimum: 0, maximum: 100, default: 10 })),
-    weakRssiDbm: T.Optional(T.Number({ minimum: -150, maximum: 0, default: -90 })),
+    lowBatteryPct: T.Optional(
+      T.Number({ minimum: 0, maximum: 100, default: SENSING_DEFAULTS.lowBatteryPct }),
+    ),
+    weakRssiDbm: T.Optional(T.Number({ minimum: -150, maximum: 0, default: SENSING_DEFAULTS.weakRssiDbm })),
     lossyPct: T.Optional(
       T.Number({
         minimum: 0,
         maximum: 100,
-        default: 30,
+        default: SENSING_DEFAULTS.lossyPct,
         description: 'node report loss above which its link is lossy',
       }),
     ),
@@ -416,18 +442,23 @@ export const SensingSchema = T.Object(
       T.Number({
         minimum: 0,
         maximum: 1,
-        default: 0.8,
+        default: SENSING_DEFAULTS.okCoverage,
         description: 'verdict ok at or above this share of good inlet sensors',
       }),
     ),
     blindCoverage: T.Optional(
-      T.Number({ minimum: 0, maximum: 1, default: 0.3, description: 'verdict blind below this share' }),
+      T.Number({
+        minimum: 0,
+        maximum: 1,
+        default: SENSING_DEFAULTS.blindCoverage,
+        description: 'verdict blind below this share',
+      }),
     ),
     verdictRecoveryS: T.Optional(
       T.Number({
         minimum: 0,
         maximum: 3600,
-        default: VERDICT_RECOVERY_S,
+        default: SENSING_DEFAULTS.verdictRecoveryS,
         description:
           'a flapping group (one that left ok twice within 10 times this) returns to ok only once its sensors said ok this long without a break, degraded meanwhile, s (any other change is taken at once)',
       }),
@@ -435,7 +466,7 @@ export const SensingSchema = T.Object(
     maxReportsPerNodePerS: T.Optional(
       T.Number({
         exclusiveMinimum: 0,
-        default: 50,
+        default: SENSING_DEFAULTS.maxReportsPerNodePerS,
         description: 'flood guard: reports a node may send per second',
       }),
     ),
@@ -505,3 +536,22 @@ export type Gateway = Static<typeof GatewaySchema>;
 export type ControlGroup = Static<typeof ControlGroupSchema>;
 export type MeshSettings = Static<typeof MeshSchema>;
 export type SensingSettings = Static<typeof SensingSchema>;
+
+/** A site's sensing settings with every omitted one at its default (SENSING_DEFAULTS). */
+export function sensingSettings(c: SensingSettings = {}): Required<SensingSettings> {
+  const d = SENSING_DEFAULTS;
+  return {
+    staleIntervals: c.staleIntervals ?? d.staleIntervals,
+    stuckReports: c.stuckReports ?? d.stuckReports,
+    spikeCPerS: c.spikeCPerS ?? d.spikeCPerS,
+    noisySigmaC: c.noisySigmaC ?? d.noisySigmaC,
+    inletRangeC: c.inletRangeC ?? [d.inletRangeC[0], d.inletRangeC[1]],
+    lowBatteryPct: c.lowBatteryPct ?? d.lowBatteryPct,
+    weakRssiDbm: c.weakRssiDbm ?? d.weakRssiDbm,
+    lossyPct: c.lossyPct ?? d.lossyPct,
+    okCoverage: c.okCoverage ?? d.okCoverage,
+    blindCoverage: c.blindCoverage ?? d.blindCoverage,
+    verdictRecoveryS: c.verdictRecoveryS ?? d.verdictRecoveryS,
+    maxReportsPerNodePerS: c.maxReportsPerNodePerS ?? d.maxReportsPerNodePerS,
+  };
+}

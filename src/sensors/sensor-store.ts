@@ -9,7 +9,7 @@
 // freeze ingest nor keep old readings good. Wall time (`wallNow`) only dates what people read.
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { SensingSettings, Site } from '../config/site-schema.ts';
+import { type Site, sensingSettings } from '../config/site-schema.ts';
 import { clip, LogLimiter, MAX_LOGGED_TEXT } from '../util/log-limit.ts';
 import {
   type GroupRt,
@@ -46,7 +46,7 @@ import type {
   SensorView,
   SourceName,
 } from './sensor-view.ts';
-import { VERDICT_RECOVERY_S, type VerdictHoldMemory } from './verdict.ts';
+import type { VerdictHoldMemory } from './verdict.ts';
 
 // Column indices bound as this module's own constants (see sensor-columns.ts): folded into the
 // hot loops, where an imported binding would be read on every use.
@@ -112,21 +112,7 @@ export class SensorStore implements SensorView {
     this.wallNow = opts.wallNow ?? Date.now;
     this.dropLog = new LogLimiter(this.now, LOG_EVERY_MS);
     this.gatewayLog = new LogLimiter(this.now, 60_000, GATEWAY_LINES_PER_MIN);
-    const c = site.sensing ?? {};
-    const s: Required<SensingSettings> = {
-      staleIntervals: c.staleIntervals ?? 3,
-      stuckReports: c.stuckReports ?? 6,
-      spikeCPerS: c.spikeCPerS ?? 0.5,
-      noisySigmaC: c.noisySigmaC ?? 0.6,
-      inletRangeC: c.inletRangeC ?? [-10, 60],
-      lowBatteryPct: c.lowBatteryPct ?? 10,
-      weakRssiDbm: c.weakRssiDbm ?? -90,
-      lossyPct: c.lossyPct ?? 30,
-      okCoverage: c.okCoverage ?? 0.8,
-      blindCoverage: c.blindCoverage ?? 0.3,
-      verdictRecoveryS: c.verdictRecoveryS ?? VERDICT_RECOVERY_S,
-      maxReportsPerNodePerS: c.maxReportsPerNodePerS ?? 50,
-    };
+    const s = sensingSettings(site.sensing);
     const sensorCount = site.sensorNodes.reduce((sum, n) => sum + n.sensors.length, 0);
     const cols: SensorColumns = {
       readings: new Float64Array(sensorCount * READING),

@@ -62,14 +62,6 @@ export function judgeVerdict(
   return { verdict: blind ? 'blind' : 'degraded', coverage, reasons };
 }
 
-/**
- * How long a better verdict must hold before a flapping group takes it, s
- * (`sensing.verdictRecoveryS`): twice the stale window of a node at the default 10 s interval (`staleIntervals` 3: 30 s). A node
- * on a marginal link that lets one or a few reports through is good for a stale window each time,
- * so a shorter hold would let its rack flip the group's mode — and fan floor — with every report.
- */
-export const VERDICT_RECOVERY_S = 60;
-
 /** Why a flapping group is kept degraded while its sensors say ok: that has not held long enough. */
 export interface VerdictRecovery {
   /** The verdict the sensors give now. */
