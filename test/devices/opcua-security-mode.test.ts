@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
-import { OpcuaDevice, securityModeOf } from '../../src/devices/opcua/opcua-device.ts';
+import { OpcuaDevice } from '../../src/devices/opcua/opcua-device.ts';
+import { securityModeOf } from '../../src/devices/opcua/opcua-link.ts';
 import { captureLogs } from '../support/log-lines.ts';
 
 const base = generateSite(demoShape).airHandlers.find((a): a is OpcuaAirHandler => a.protocol === 'opcua')!;

@@ -15,11 +15,8 @@ import { SimAirHandler } from '../../firmware-sim/ahu/unit.ts';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { Journal } from '../../firmware-sim/journal.ts';
 import type { OpcuaAirHandler } from '../../src/config/site-schema.ts';
-import {
-  OPCUA_SESSION_TIMEOUT_MS,
-  OpcuaDevice,
-  routeNodeOpcuaLogs,
-} from '../../src/devices/opcua/opcua-device.ts';
+import { OpcuaDevice, routeNodeOpcuaLogs } from '../../src/devices/opcua/opcua-device.ts';
+import { OPCUA_SESSION_TIMEOUT_MS } from '../../src/devices/opcua/opcua-link.ts';
 import { freePort } from '../../src/util/async.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 

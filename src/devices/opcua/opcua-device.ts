@@ -1,39 +1,21 @@
-// The OPC-UA air-handler adapter: one client + session + subscription per unit, behind DeviceIo.
-// node-opcua never reconnects on its own here (maxRetry 0: its own retry loop is unbounded); our
-// loop reconnects with backoff until close(). Invariants: every call has an outer deadline and
-// settles on close(); a refused/fenced write is never retried; remote control is re-asserted only
-// by a write with `reassert`. Load this module with `await import()` only: node-opcua costs ~30 MB.
+// The OPC-UA air handler as a DeviceIo: reads, fenced writes, their read-back and the stale-epoch
+// proof, over one OpcuaLink. Invariants: every call has an outer deadline and settles on close(); a
+// refused/fenced write is never retried; remote control is re-asserted only by a `reassert` write.
+// Load this module with `await import()` only: node-opcua costs ~30 MB.
 import { EventEmitter } from 'node:events';
-import { readdir, stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { inspect } from 'node:util';
-import { OPCUACertificateManager } from 'node-opcua-certificate-manager';
 import {
   AttributeIds,
   CallRequest,
-  CallResponse,
-  type ClientMonitoredItemGroup,
   ClientSecureChannelLayer,
-  type ClientSession,
-  type ClientSubscription,
-  DataChangeFilter,
-  DataChangeTrigger,
   DataType,
   type DataValue,
-  MessageSecurityMode,
-  OPCUAClient,
-  type ReadValueIdOptions,
-  SecurityPolicy,
   type StatusCode,
   setErrorLogger,
   setWarningLogger,
-  TimestampsToReturn,
-  type UserIdentityInfo,
-  UserTokenType,
   Variant,
 } from 'node-opcua-client';
 import { type Logger, pino } from 'pino';
-import { readSecretLine } from '../../config/config-files.ts';
 import {
   type FencingKind,
   maxApplyDelayMs,
@@ -59,33 +41,29 @@ import type {
 import type { DeviceMetrics, DeviceOp } from '../metrics.ts';
 import { AbsentPointsNotice, isScreenedPoint, type ScreenedPoint, screenReadings } from '../plausibility.ts';
 import type { CompiledProfile } from '../profile/codec.ts';
-import {
-  defaultLinkRule,
-  LinkMonitor,
-  pause,
-  RECONNECT_MAX_MS,
-  retry,
-  SerialQueue,
-  withDeadline,
-  writeBudgetMs,
-} from '../resilience.ts';
-import { COMM_STATUSES, statusError, statusIn, thrownError } from './call-status.ts';
+import { retry, SerialQueue, withDeadline, writeBudgetMs } from '../resilience.ts';
+import { statusError, thrownError } from './call-status.ts';
 import {
   nodeIdFor,
-  OPCUA_MODE_NAMES,
   type OpcuaNodeMap,
-  type OpcuaPointName,
   resolveNodeMap,
   WRITE_COMMAND_ARGS,
   WRITE_COMMAND_STATUS,
 } from './node-map.ts';
-import { OpcuaProfileNodes, type RawNodeRead, type ResolvedNode, readRawNodes } from './profile-nodes.ts';
+import { errorMessage, OpcuaLink, PROTOCOL, READ_POINTS, type ReadPoint } from './opcua-link.ts';
+import { abortable, countsAsLinkFailure, deviceAnswered, hintMs, transact } from './opcua-request.ts';
+import { OpcuaProfileNodes, type RawNodeRead, readRawNodes } from './profile-nodes.ts';
 import { variantNumber, variantScalar, variantShape } from './variant-value.ts';
+import {
+  checkReadBack,
+  invalidCommand,
+  modeName,
+  staleEpochUnread,
+  staleEpochVerdict,
+  VERIFY_POINTS,
+  type VerifyPoint,
+} from './write-proof.ts';
 
-/** Where the client keeps its certificate and its trust lists unless the daemon says otherwise. */
-export const DEFAULT_CLIENT_PKI_DIR = resolve(process.cwd(), 'var/opcua-client-pki');
-
-const PROTOCOL = 'opcua';
 const DEFAULTS = { timeoutMs: 1_000, retries: 2, verifyWrites: true } as const;
 /**
  * node-opcua raises every request's timeoutHint to at least this (5 s by default, a process-wide
@@ -95,105 +73,9 @@ const DEFAULTS = { timeoutMs: 1_000, retries: 2, verifyWrites: true } as const;
  * defaultTransactionTimeout, ≥ 10 s).
  */
 ClientSecureChannelLayer.minTransactionTimeout = 1;
-/** Connecting includes a secure-channel handshake (and, the very first time, making our key pair). */
-const MIN_CONNECT_TIMEOUT_MS = 5_000;
-const CLOSE_DEADLINE_MS = 2_000;
-/** Reconnect: from 250 ms, doubling up to the devices' common ceiling (resilience.ts says why). */
-const RECONNECT_BACKOFF = { baseMs: 250, maxMs: RECONNECT_MAX_MS } as const;
 const CALL_BACKOFF = { baseMs: 50, maxMs: 500 } as const;
-/** Publishing and sampling; a publish (data or keep-alive) arrives at least every 2 intervals. */
-const PUBLISHING_INTERVAL_MS = 250;
-const MAX_KEEP_ALIVE_COUNT = 2;
-const LIFETIME_COUNT = 60;
-/**
- * Every sample is published (trigger StatusValueTimestamp), so a healthy server refreshes each cached
- * value once per interval; a value older than this many intervals means sampling stalled: ask.
- */
-const CACHE_FRESH_INTERVALS = 3;
-/** No publish for this many keep-alive periods: the connection is dead even if TCP says otherwise. */
-const SILENT_KEEPALIVES_BEFORE_LOST = 4;
-const HOUSEKEEPING_MS = 500;
-/**
- * The largest message we take from a unit. Ours are small (a Read of a profile's points, endpoints
- * with their certificates: kilobytes); node-opcua's own ceiling is 64 MB per message, which lets one
- * broken or hostile server that sends a huge string every publishing interval exhaust a gateway.
- */
-const MAX_MESSAGE_BYTES = 1024 * 1024;
-/**
- * The chunk size we offer in our Hello. node-opcua allocates a whole chunk of the negotiated size
- * for every message it sends, however small, and holds it while the request is pending (five
- * publish requests per session): with its default (640 KB; its server clamps to 512 KB) each unit
- * churned 1 MB of buffers a second. Our largest message is about 3 KB (answers that carry the
- * server certificate; OpenSecureChannel, which must fit one chunk, is 1.7 KB with our 2048-bit
- * certificate), so 16 KB holds each in one chunk with room for a chain of larger certificates; an
- * answer up to MAX_MESSAGE_BYTES comes in several. The same size both ways: node-opcua crosses the
- * two (it sends chunks of the server's send size and accepts those of its receive size).
- */
-export const OPCUA_CHUNK_BYTES = 16 * 1024;
 /** A unit that keeps sending values of the wrong type says so in the log once a minute per point. */
 const REFUSED_VALUE_LOG_MS = 60_000;
-/**
- * The session timeout we ask for. A unit's server keeps a session this long after its client
- * vanished (kill -9, a lost link, a reconnect that could not close the old session), and servers
- * allow few sessions (node-opcua: 10; embedded controllers often 2–5): with the usual 60 s, three
- * controller restarts in a minute fill a small server and it refuses the new sessions
- * (BadTooManySessions). The publish loop touches the session every keep-alive period
- * (PUBLISHING_INTERVAL_MS × MAX_KEEP_ALIVE_COUNT = 0.5 s), so 10 s is 20 periods of slack.
- */
-export const OPCUA_SESSION_TIMEOUT_MS = 10_000;
-
-/** The points read() returns, in the order of the Read request and of the monitored items. */
-const READ_POINTS = [
-  'mode',
-  'fanPct',
-  'fanCmdPct',
-  'supplySetpointC',
-  'supplyC',
-  'returnC',
-  'cwValvePct',
-  'alarms',
-  'epoch',
-  'heartbeat',
-  'fanKw',
-  'coolingKw',
-] as const satisfies readonly OpcuaPointName[];
-type ReadPoint = (typeof READ_POINTS)[number];
-
-/** Read back after a write: what the unit must show if it took the command. */
-const VERIFY_POINTS = ['epoch', 'heartbeat', 'mode', 'fanCmdPct', 'supplySetpointC'] as const;
-
-interface CachedValue {
-  dv: DataValue;
-  sourceMs: number;
-  /** When we got it (monotonic clock): freshness never depends on the device's wall clock. */
-  receivedMs: number;
-}
-
-/**
- * Message security unless the site says otherwise: None is allowed (many units offer nothing
- * else) but only where the config names it, and then warned about at start (docs/security.md).
- */
-export function securityModeOf(endpoint: OpcuaAirHandler['endpoint']): 'None' | 'Sign' | 'SignAndEncrypt' {
-  return endpoint.securityMode ?? 'SignAndEncrypt';
-}
-
-/** One live connection: a client, its session, its subscription. Replaced whole on reconnect. */
-interface Connection {
-  client: OPCUAClient;
-  session: ClientSession;
-  subscription: ClientSubscription;
-  group: ClientMonitoredItemGroup;
-  nsIndex: number;
-  /** A vendor-profile unit: its points as this session addresses them. */
-  vendorNodes: ResolvedNode[] | undefined;
-  /** Resolves once, when the connection is lost for any reason (never rejects). */
-  lost: Promise<string>;
-  markLost: (reason: string) => void;
-  lastPublishMs: number;
-  keepAlivePeriodMs: number;
-  publishingIntervalMs: number;
-  disposed: boolean;
-}
 
 /**
  * node-opcua prints its warnings and errors as free text on stdout, which would break the daemon's
@@ -212,83 +94,29 @@ export function routeNodeOpcuaLogs(logger: Logger): void {
   setErrorLogger((...args: unknown[]) => log.error(text(args)));
 }
 
-type CertificateManagerKey = string;
-const certificateManagers = new Map<CertificateManagerKey, OPCUACertificateManager>();
-
-/**
- * One manager per PKI folder and trust setting, shared by the devices of a process: one key pair, one
- * lock. Safe although client.disconnect() calls the manager's dispose(): node-opcua counts references
- * (each client created takes one, each disconnect gives one back) and only disposes at zero, and a
- * disposed manager still checks certificates and signs (test/devices/opcua-shared-pki.test.ts).
- */
-function certificateManagerFor(rootFolder: string, trustUnknown: boolean): OPCUACertificateManager {
-  const key = `${rootFolder}\0${trustUnknown}`;
-  let cm = certificateManagers.get(key);
-  if (!cm) {
-    cm = new OPCUACertificateManager({
-      rootFolder,
-      automaticallyAcceptUnknownCertificate: trustUnknown,
-      // We rescan before every connect instead: no watcher handles left open, and a certificate the
-      // operator has just moved into trusted/ counts on the very next attempt.
-      disableFileWatchers: true,
-    });
-    certificateManagers.set(key, cm);
-  }
-  return cm;
-}
-
-const initialized = new WeakMap<OPCUACertificateManager, Promise<void>>();
-
-/**
- * One initialize() per certificate manager, shared by every device: node-opcua-pki returns at once
- * to a second caller while the first is still creating the private key (cf. node-opcua#971), so a
- * fresh PKI folder would fail every device but one.
- */
-function initializedOnce(cm: OPCUACertificateManager): Promise<void> {
-  let p = initialized.get(cm);
-  if (!p) {
-    p = cm.initialize();
-    p.catch(() => initialized.delete(cm)); // a failed initialization is tried again on the next connect
-    initialized.set(cm, p);
-  }
-  return p;
-}
-
 export class OpcuaDevice extends EventEmitter implements DeviceIo {
   readonly id: string;
   readonly protocol = 'opcua' as const;
 
-  private readonly ahu: OpcuaAirHandler;
   private readonly map: OpcuaNodeMap;
   /** A unit with a vendor profile: its nodes, decoding and commands; native units: undefined. */
   private readonly vendor: OpcuaProfileNodes | undefined;
-  private readonly namespaceUri: string;
   readonly fencing: FencingKind;
   private readonly log: Logger;
   private readonly refusedLog: RateLimitedLog;
   private readonly metrics: DeviceMetrics | undefined;
-  private readonly pkiDir: string;
-  private readonly trustUnknown: boolean;
-  private readonly clientName: string;
   private readonly timeoutMs: number;
-  private readonly connectTimeoutMs: number;
   private readonly retries: number;
   private readonly verifyWrites: boolean;
   private readonly maxApplyDelayMs: number;
 
   private readonly queue: SerialQueue;
-  private readonly monitor: LinkMonitor;
+  /** The unit's connection, reconnect loop and subscription cache. */
+  private readonly link: OpcuaLink;
   private readonly closeController = new AbortController();
   /** Rejecters of every call in flight, so close() settles them with DEVICE_CLOSED. */
   private readonly pending = new Set<(err: Error) => void>();
-  private readonly attemptWaiters = new Set<{ ok: () => void; fail: (err: Error) => void }>();
-  private readonly cache = new Map<ReadPoint, CachedValue>();
-  private conn: Connection | undefined;
-  private loop: Promise<void> | undefined;
-  private kickBackoff: AbortController | undefined;
-  private housekeeping: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
-  private lastConnectErrorCode: string | undefined;
   /** Counts and logs points read without a usable value (../plausibility.ts). */
   private readonly absentNotice: AbsentPointsNotice;
 
@@ -298,11 +126,9 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 
   constructor(ahu: OpcuaAirHandler, deps: DeviceDeps = {}, profile?: CompiledProfile) {
     super();
-    this.ahu = ahu;
     this.id = ahu.id;
     this.map = resolveNodeMap(ahu);
     this.vendor = profile?.opcua ? new OpcuaProfileNodes(profile, this.map.prefix) : undefined;
-    this.namespaceUri = this.vendor?.namespaceUri ?? this.map.namespaceUri;
     this.fencing = unitFencing(ahu);
     this.log = (deps.logger ?? pino({ level: 'silent' })).child({
       component: 'opcua',
@@ -312,32 +138,28 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     this.refusedLog = new RateLimitedLog(this.log, REFUSED_VALUE_LOG_MS);
     this.metrics = deps.metrics;
     this.absentNotice = new AbsentPointsNotice(() => this.log, deps.metrics?.meter(this.id, PROTOCOL));
-    this.pkiDir = deps.pkiDir ?? DEFAULT_CLIENT_PKI_DIR;
-    this.trustUnknown = deps.trustUnknownCertificates ?? false;
-    this.clientName = deps.clientName ?? `coolctl-${ahu.id}`;
     this.timeoutMs = ahu.client?.timeoutMs ?? DEFAULTS.timeoutMs;
-    this.connectTimeoutMs = Math.max(5 * this.timeoutMs, MIN_CONNECT_TIMEOUT_MS);
     this.retries = ahu.client?.retries ?? DEFAULTS.retries;
     this.verifyWrites = ahu.client?.verifyWrites ?? DEFAULTS.verifyWrites;
     this.maxApplyDelayMs = maxApplyDelayMs(ahu.client);
     this.queue = new SerialQueue(ahu.id);
-    this.monitor = new LinkMonitor(defaultLinkRule, (from, to, reason) =>
-      this.onLinkChange(from, to, reason),
-    );
+    this.link = new OpcuaLink({
+      ahu,
+      map: this.map,
+      vendor: this.vendor,
+      deps,
+      log: this.log,
+      timeoutMs: this.timeoutMs,
+      closed: this.closeController.signal,
+      onLinkChange: (from, to, reason) => this.onLinkChange(from, to, reason),
+      onModeSample: (dv) => this.observeMode(modeName(variantNumber(dv.value) ?? Number.NaN)),
+    });
     // A random start, so a restarted controller does not repeat the heartbeat the unit last saw.
     this.heartbeat = Math.floor(Math.random() * 0xffff_ffff) >>> 0;
-    this.metrics?.link(this.id, PROTOCOL, 'down');
-    // An unsigned link lets anyone on the OT network read and forge this unit's traffic: allowed,
-    // since many units offer nothing else, but said once at start (docs/security.md).
-    if (securityModeOf(ahu.endpoint) === 'None')
-      this.log.warn(
-        { url: ahu.endpoint.url, securityMode: 'None' },
-        'OPC-UA link without message security: traffic can be read and forged on the network (set endpoint.securityMode: SignAndEncrypt where the unit offers it)',
-      );
   }
 
   get linkState(): LinkState {
-    return this.monitor.state;
+    return this.link.monitor.state;
   }
 
   get remoteControlLost(): boolean {
@@ -351,27 +173,8 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   /** Connects within the connect deadline; on failure rejects, and the background loop keeps trying. */
   async open(opts: CallOptions = {}): Promise<void> {
     if (this.closing) throw this.closedError();
-    if (this.conn) return;
-    const attempt = new Promise<void>((ok, fail) => {
-      const waiter = {
-        ok: () => {
-          this.attemptWaiters.delete(waiter);
-          ok();
-        },
-        fail: (err: Error) => {
-          this.attemptWaiters.delete(waiter);
-          fail(err);
-        },
-      };
-      this.attemptWaiters.add(waiter);
-    });
-    attempt.catch(() => {}); // settled through the race below; never an unhandled rejection
-    this.housekeeping ??= setInterval(() => this.houseKeep(), HOUSEKEEPING_MS).unref();
-    this.loop ??= this.connectionLoop();
-    this.kickBackoff?.abort(); // an explicit open() tries now, not after the current backoff
-    await this.track(
-      withDeadline(this.id, 'connect', this.connectTimeoutMs + HOUSEKEEPING_MS, opts.signal, () => attempt),
-    );
+    if (this.link.connection) return;
+    await this.track(this.link.openAttempt(opts.signal));
   }
 
   read(opts: CallOptions = {}): Promise<AhuReadings> {
@@ -436,7 +239,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
         }
       } else {
         // Without a read-back the cached command points are of unknown age: make read() ask.
-        for (const p of VERIFY_POINTS) this.cache.delete(p);
+        this.link.forget(VERIFY_POINTS);
       }
       if (opts.reassert && cmd.remoteEnable && this.lost) {
         this.lost = false;
@@ -451,7 +254,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
    */
   readProfileNodes(profile?: CompiledProfile, opts: CallOptions = {}): Promise<RawNodeRead[]> {
     return this.call('read', opts, async (signal) => {
-      const conn = this.connected();
+      const conn = this.link.connected();
       const nodes = this.vendor
         ? (conn.vendorNodes ?? [])
         : profile?.opcua
@@ -469,15 +272,10 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       const err = this.closedError();
       for (const reject of this.pending) reject(err);
       this.pending.clear();
-      for (const w of [...this.attemptWaiters]) w.fail(err);
+      this.link.failAttempts(err);
       this.queue.close();
       this.closeController.abort(err);
-      clearInterval(this.housekeeping);
-      const conn = this.conn;
-      this.conn = undefined;
-      if (conn) await this.dispose(conn, 'closed');
-      await within(this.loop, CLOSE_DEADLINE_MS);
-      this.monitor.lost('closed');
+      await this.link.close();
     })();
     return this.closing;
   }
@@ -500,13 +298,13 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       }),
     ).then(
       (result) => {
-        this.monitor.success();
+        this.link.monitor.success();
         return result;
       },
       (err: unknown) => {
         const e = this.asDeviceError(err, op);
-        if (countsAsLinkFailure(e)) this.monitor.failure(e.message);
-        else if (deviceAnswered(e)) this.monitor.success();
+        if (countsAsLinkFailure(e)) this.link.monitor.failure(e.message);
+        else if (deviceAnswered(e)) this.link.monitor.success();
         throw e;
       },
     );
@@ -534,16 +332,16 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 
   private async readOnce(signal: AbortSignal): Promise<AhuReadings> {
     if (this.vendor) return this.readVendor(this.vendor, signal);
-    const cached = this.freshCache();
+    const cached = this.link.freshCache();
     if (cached) return this.toReadings(cached);
-    const conn = this.connected();
-    const dvs = await abortable(conn.session.read(this.readIds(conn, READ_POINTS), 0), signal);
+    const conn = this.link.connected();
+    const dvs = await abortable(conn.session.read(this.link.readIds(conn, READ_POINTS), 0), signal);
     const values = new Map<ReadPoint, DataValue>();
     READ_POINTS.forEach((p, i) => {
       const dv = dvs[i];
       if (dv) {
         values.set(p, dv);
-        this.remember(p, dv);
+        this.link.remember(p, dv);
       }
     });
     const readings = this.toReadings(values);
@@ -553,7 +351,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 
   /** A vendor unit: every point read from the server (a Bad value is absent, never 0). */
   private async readVendor(vendor: OpcuaProfileNodes, signal: AbortSignal): Promise<AhuReadings> {
-    const conn = this.connected();
+    const conn = this.link.connected();
     const nodes = conn.vendorNodes ?? [];
     const dvs = await abortable(
       conn.session.read(nodes.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.Value }))),
@@ -601,7 +399,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     return this.call('write', opts, async (signal, deadlineMs) => {
       const started = performance.now();
       const once = async (): Promise<void> => {
-        const conn = this.connected();
+        const conn = this.link.connected();
         let encoded: ReturnType<OpcuaProfileNodes['encode']>;
         try {
           encoded = vendor.encode(cmd, heartbeat, conn.vendorNodes ?? []);
@@ -680,7 +478,7 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     deadlineMs: number,
     opts: WriteOptions,
   ): Promise<void> {
-    const conn = this.connected();
+    const conn = this.link.connected();
     const budgetMs = writeBudgetMs(opts, this.id, `fenced write (epoch ${cmd.epoch})`, this.maxApplyDelayMs);
     const values = [cmd.epoch, heartbeat, cmd.remoteEnable, cmd.fanPct, cmd.supplySetpointC];
     // timeoutHint: a server may cancel a request whose hint has passed (OPC-UA Part 4, RequestHeader),
@@ -715,116 +513,35 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
    */
   private async proveStaleEpoch(err: unknown, epoch: number, signal: AbortSignal): Promise<never> {
     if (!(err instanceof DeviceError) || err.deviceCode !== WRITE_COMMAND_STATUS.staleEpoch) throw err;
-    const claim = `write with epoch ${epoch} refused with ${WRITE_COMMAND_STATUS.staleEpoch} (stale epoch)`;
     let unitEpoch: number;
     try {
-      const conn = this.connected();
-      const [dv] = await abortable(conn.session.read(this.readIds(conn, ['epoch']), 0), signal);
+      const conn = this.link.connected();
+      const [dv] = await abortable(conn.session.read(this.link.readIds(conn, ['epoch']), 0), signal);
       if (!dv?.statusCode.isGood()) throw this.badStatus('read of epoch', dv?.statusCode);
       unitEpoch = variantNumber(dv.value) ?? Number.NaN;
       if (!Number.isFinite(unitEpoch)) throw new Error(`epoch reads ${variantShape(dv.value)}`);
     } catch (readErr) {
-      throw new DeviceError(
-        ErrorCodes.DEVICE_BAD_STATUS,
-        this.id,
-        `${claim}, not proven: the unit's epoch could not be read back (${errorMessage(readErr)})`,
-        { cause: err, retryable: true, deviceCode: WRITE_COMMAND_STATUS.staleEpoch },
-      );
+      throw staleEpochUnread(this.id, err, epoch, errorMessage(readErr));
     }
-    if (unitEpoch > epoch) {
-      throw new DeviceError(
-        ErrorCodes.DEVICE_FENCED,
-        this.id,
-        `${claim}: the unit holds epoch ${unitEpoch}, above ours: a newer leader drives it`,
-        { cause: err, retryable: false, deviceCode: WRITE_COMMAND_STATUS.staleEpoch, unitEpoch },
-      );
-    }
-    throw new DeviceError(
-      ErrorCodes.DEVICE_BAD_STATUS,
-      this.id,
-      `${claim}, not proven: the unit holds epoch ${unitEpoch}, not above ours`,
-      { cause: err, retryable: true, deviceCode: WRITE_COMMAND_STATUS.staleEpoch },
-    );
+    throw staleEpochVerdict(this.id, err, epoch, unitEpoch);
   }
 
   private async verify(cmd: AhuCommandSet, heartbeat: number, signal: AbortSignal): Promise<void> {
-    const conn = this.connected();
-    const dvs = await abortable(conn.session.read(this.readIds(conn, VERIFY_POINTS), 0), signal);
-    const got = {} as Record<(typeof VERIFY_POINTS)[number], number>;
+    const conn = this.link.connected();
+    const dvs = await abortable(conn.session.read(this.link.readIds(conn, VERIFY_POINTS), 0), signal);
+    const got = {} as Record<VerifyPoint, number>;
     VERIFY_POINTS.forEach((p, i) => {
       const dv = dvs[i]?.statusCode.isGood() ? dvs[i] : undefined;
       if (!dv) throw this.badStatus(`read-back of ${p}`, dvs[i]?.statusCode);
-      this.remember(p, dv);
+      this.link.remember(p, dv);
       const v = variantNumber(dv.value);
       if (v === undefined || !Number.isFinite(v)) throw this.garbage(`read-back of ${p}`, dv);
       got[p] = v;
     });
-    const mode = modeName(got.mode);
-    if (got.epoch > cmd.epoch) {
-      throw new DeviceError(
-        ErrorCodes.DEVICE_FENCED,
-        this.id,
-        `read-back shows epoch ${got.epoch} above ours (${cmd.epoch}): a newer leader wrote; stop driving it`,
-        { retryable: false, unitEpoch: got.epoch },
-      );
-    }
-    const problems: string[] = [];
-    if (got.epoch !== cmd.epoch) problems.push(`epoch ${got.epoch} ≠ ${cmd.epoch}`);
-    if (got.heartbeat !== heartbeat) problems.push(`heartbeat ${got.heartbeat} ≠ ${heartbeat}`);
-    // A tripped unit stores the command but runs nothing: that is the unit's state (read() shows it,
-    // as the Modbus read-back of the command block does), not a failed write.
-    if (mode === 'tripped') {
-      // epoch and heartbeat above are all a tripped unit can confirm
-    } else if (cmd.remoteEnable) {
-      if (mode !== 'remote') problems.push(`mode ${mode} ≠ remote`);
-      if (!near(got.fanCmdPct, cmd.fanPct)) problems.push(`fan command ${got.fanCmdPct} ≠ ${cmd.fanPct} %`);
-      if (!near(got.supplySetpointC, cmd.supplySetpointC))
-        problems.push(`setpoint ${got.supplySetpointC} ≠ ${cmd.supplySetpointC} °C`);
-    } else if (mode !== 'local') {
-      problems.push(`mode ${mode} ≠ local`);
-    }
-    if (problems.length > 0) {
-      throw new DeviceError(
-        ErrorCodes.DEVICE_VERIFY_MISMATCH,
-        this.id,
-        `write accepted but read-back differs: ${problems.join(', ')}`,
-        { retryable: false },
-      );
-    }
+    checkReadBack(this.id, cmd, heartbeat, got);
   }
 
-  // ---- readings and the subscription cache ------------------------------------------------------
-
-  /** The cached values if each is Good, the set is complete and the subscription published recently. */
-  private freshCache(): Map<ReadPoint, DataValue> | undefined {
-    const conn = this.conn;
-    if (!conn || this.cache.size < READ_POINTS.length) return undefined;
-    const oldestMs = performance.now() - CACHE_FRESH_INTERVALS * conn.publishingIntervalMs;
-    const values = new Map<ReadPoint, DataValue>();
-    for (const p of READ_POINTS) {
-      const c = this.cache.get(p);
-      if (!c?.dv.statusCode.isGood() || c.receivedMs < oldestMs) return undefined;
-      values.set(p, c.dv);
-    }
-    return values;
-  }
-
-  /**
-   * Newest sample wins: a notification sampled before our last read-back cannot undo what it showed.
-   * Only while the cached value is fresh, though: the order comes from the unit's clock, and a clock
-   * that steps back (NTP, an RTC reset) would otherwise pin the cache — and hide a fallback — until
-   * it caught up again.
-   */
-  private remember(point: ReadPoint, dv: DataValue): boolean {
-    const sourceMs = dv.sourceTimestamp?.getTime() ?? Date.now();
-    const prev = this.cache.get(point);
-    const freshMs = CACHE_FRESH_INTERVALS * (this.conn?.publishingIntervalMs ?? PUBLISHING_INTERVAL_MS);
-    if (prev && sourceMs < prev.sourceMs && performance.now() - prev.receivedMs < freshMs) return false;
-    this.cache.set(point, { dv, sourceMs, receivedMs: performance.now() });
-    if (point === 'mode' && dv.statusCode.isGood())
-      this.observeMode(modeName(variantNumber(dv.value) ?? Number.NaN));
-    return true;
-  }
+  // ---- readings ---------------------------------------------------------------------------------
 
   private toReadings(values: Map<ReadPoint, DataValue>): AhuReadings {
     let quality: Quality = 'good';
@@ -893,252 +610,6 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
     this.emit('remote-lost', event);
   }
 
-  // ---- connection -------------------------------------------------------------------------------
-
-  private async connectionLoop(): Promise<void> {
-    const backoff = new Backoff(RECONNECT_BACKOFF.baseMs, RECONNECT_BACKOFF.maxMs);
-    const closed = this.closeController.signal;
-    while (!closed.aborted) {
-      let conn: Connection;
-      const started = performance.now();
-      try {
-        conn = await withDeadline(this.id, 'connect', this.connectTimeoutMs, closed, (signal) =>
-          this.connectOnce(signal),
-        );
-      } catch (err) {
-        if (closed.aborted) break;
-        const e = err instanceof DeviceError ? err : this.toDeviceError(err, 'connect');
-        this.observe('connect', started, e);
-        if (e.code !== this.lastConnectErrorCode) this.log.warn({ err: e }, 'opcua connect failed');
-        else this.log.debug({ code: e.code }, 'opcua connect failed again');
-        this.lastConnectErrorCode = e.code;
-        this.monitor.lost(e.message); // no session, no link: down, not degraded
-        for (const w of [...this.attemptWaiters]) w.fail(e);
-        this.kickBackoff = new AbortController();
-        await pause(backoff.next(), AbortSignal.any([closed, this.kickBackoff.signal])).catch(
-          () => undefined,
-        );
-        continue;
-      }
-      if (closed.aborted) {
-        await this.dispose(conn, 'closed');
-        break;
-      }
-      this.observe('connect', started);
-      this.lastConnectErrorCode = undefined;
-      backoff.reset();
-      this.conn = conn;
-      this.monitor.success();
-      for (const w of [...this.attemptWaiters]) w.ok();
-      const reason = await conn.lost;
-      if (this.conn === conn) this.conn = undefined;
-      if (closed.aborted) break;
-      this.cache.clear();
-      this.monitor.lost(reason);
-      await this.dispose(conn, reason);
-    }
-  }
-
-  private async connectOnce(signal: AbortSignal): Promise<Connection> {
-    const identity = await this.identity();
-    const cm = certificateManagerFor(this.pkiDir, this.trustUnknown);
-    await initializedOnce(cm);
-    await cm.reloadCertificates();
-    signal.throwIfAborted();
-    const mode = securityModeOf(this.ahu.endpoint);
-    const policy = mode === 'None' ? 'None' : (this.ahu.endpoint.securityPolicy ?? 'Basic256Sha256');
-    const client = OPCUAClient.create({
-      applicationName: 'coolctl',
-      clientName: this.clientName,
-      endpointMustExist: false,
-      // 0: node-opcua's own reconnection retries forever; ours is bounded per attempt and cancellable.
-      connectionStrategy: { maxRetry: 0, initialDelay: 100, maxDelay: 1_000 },
-      securityMode: MessageSecurityMode[mode],
-      securityPolicy: SecurityPolicy[policy],
-      clientCertificateManager: cm,
-      keepSessionAlive: false, // the subscription's keep-alive is the liveness signal
-      requestedSessionTimeout: OPCUA_SESSION_TIMEOUT_MS,
-      transportTimeout: this.connectTimeoutMs,
-      transportSettings: {
-        maxMessageSize: MAX_MESSAGE_BYTES,
-        receiveBufferSize: OPCUA_CHUNK_BYTES,
-        sendBufferSize: OPCUA_CHUNK_BYTES,
-      },
-      defaultTransactionTimeout: Math.max(10 * this.timeoutMs, 10_000),
-    });
-    // One release per attempt, whoever asks first (the deadline, or a step that failed): it closes
-    // the session once there is one, so a unit that fails after the session (its namespace missing,
-    // a subscription refused) does not keep a slot on the server for every retry.
-    let session: ClientSession | undefined;
-    let released: Promise<void> | undefined;
-    const release = () => {
-      released ??= disposeClient(client, session);
-      return released;
-    };
-    const abandon = () => void release();
-    signal.addEventListener('abort', abandon, { once: true });
-    try {
-      await client.connect(this.ahu.endpoint.url);
-      signal.throwIfAborted();
-      session = await client.createSession(identity);
-      signal.throwIfAborted();
-      const namespaces = await session.readNamespaceArray();
-      const nsIndex = namespaces.indexOf(this.namespaceUri);
-      if (nsIndex < 0) {
-        throw new DeviceError(
-          ErrorCodes.DEVICE_BAD_STATUS,
-          this.id,
-          `namespace ${this.namespaceUri} is not on the server (has: ${namespaces.join(', ')}); check ${this.vendor ? "the profile's opcua.namespaceUri" : 'pointMap.namespaceUri'}`,
-          { deviceCode: 'BadNodeIdUnknown' },
-        );
-      }
-      signal.throwIfAborted();
-      const vendorNodes = this.vendor ? await this.vendor.resolve(session, nsIndex) : undefined;
-      signal.throwIfAborted();
-      const conn = await this.subscribe(client, session, nsIndex, vendorNodes);
-      signal.removeEventListener('abort', abandon);
-      if (signal.aborted) {
-        // The deadline passed while the last step finished: `abandon` has released the client and
-        // its session already, and nobody will use this connection.
-        conn.disposed = true;
-        signal.throwIfAborted();
-      }
-      return conn;
-    } catch (err) {
-      signal.removeEventListener('abort', abandon);
-      const e = await this.connectError(err);
-      void release();
-      throw e;
-    }
-  }
-
-  private async subscribe(
-    client: OPCUAClient,
-    session: ClientSession,
-    nsIndex: number,
-    vendorNodes?: ResolvedNode[],
-  ): Promise<Connection> {
-    const subscription = await session.createSubscription2({
-      requestedPublishingInterval: PUBLISHING_INTERVAL_MS,
-      requestedMaxKeepAliveCount: MAX_KEEP_ALIVE_COUNT,
-      requestedLifetimeCount: LIFETIME_COUNT,
-      maxNotificationsPerPublish: 0,
-      publishingEnabled: true,
-      priority: 10,
-    });
-    const group = await subscription.monitorItems(
-      vendorNodes
-        ? vendorNodes.map((n) => ({ nodeId: n.nodeId, attributeId: AttributeIds.Value }))
-        : this.readIds({ nsIndex }, READ_POINTS),
-      {
-        samplingInterval: PUBLISHING_INTERVAL_MS,
-        queueSize: 1,
-        discardOldest: true,
-        // Every sample, not only changes: a value's age then says whether the server still samples it.
-        filter: new DataChangeFilter({ trigger: DataChangeTrigger.StatusValueTimestamp }),
-      },
-      TimestampsToReturn.Both,
-    );
-    let markLost: (reason: string) => void = () => {};
-    const lost = new Promise<string>((resolveLost) => {
-      markLost = resolveLost;
-    });
-    const publishingIntervalMs = subscription.publishingInterval || PUBLISHING_INTERVAL_MS;
-    const conn: Connection = {
-      client,
-      session,
-      subscription,
-      group,
-      nsIndex,
-      vendorNodes,
-      lost,
-      markLost: (reason) => {
-        if (!conn.disposed) markLost(reason);
-      },
-      lastPublishMs: performance.now(),
-      keepAlivePeriodMs: publishingIntervalMs * (subscription.maxKeepAliveCount || MAX_KEEP_ALIVE_COUNT),
-      publishingIntervalMs,
-      disposed: false,
-    };
-    const published = () => {
-      conn.lastPublishMs = performance.now();
-      if (this.conn === conn && this.monitor.consecutiveFailures === 0) this.monitor.success();
-    };
-    subscription.on('keepalive', published);
-    subscription.on('received_notifications', published);
-    subscription.on('terminated', () => conn.markLost('subscription terminated'));
-    subscription.on('status_changed', (status: StatusCode) => {
-      if (status.isBad()) conn.markLost(`subscription ${status.name}`);
-    });
-    subscription.on('internal_error', (err: Error) => this.log.warn({ err }, 'opcua subscription error'));
-    subscription.on('error', (err: Error) => this.log.warn({ err }, 'opcua subscription error'));
-    session.on('session_closed', (status: StatusCode) => conn.markLost(`session closed (${status.name})`));
-    session.on('keepalive_failure', () => conn.markLost('session keep-alive failed'));
-    client.on('connection_lost', () => conn.markLost('connection lost'));
-    client.on('close', () => conn.markLost('connection closed'));
-    group.on('changed', (_item: unknown, dv: DataValue, index: number) => {
-      // A vendor unit's subscription only proves the session alive: its reads always ask the server.
-      if (vendorNodes) return;
-      const point = READ_POINTS[index];
-      if (point) this.remember(point, dv);
-    });
-    group.on('err', (message: string) => this.log.warn({ message }, 'opcua monitored items error'));
-
-    return conn;
-  }
-
-  /** Bounded teardown: node-opcua's close and disconnect can wait on a dead peer for a long time. */
-  private async dispose(conn: Connection, reason: string): Promise<void> {
-    if (conn.disposed) return;
-    conn.markLost(reason); // before `disposed`, which silences it: the loop waiting on `lost` moves on
-    conn.disposed = true;
-    await disposeClient(conn.client, conn.session);
-  }
-
-  private connected(): Connection {
-    const conn = this.conn;
-    if (!conn) {
-      throw new DeviceError(ErrorCodes.DEVICE_UNREACHABLE, this.id, 'not connected (reconnecting)', {
-        retryable: true,
-      });
-    }
-    return conn;
-  }
-
-  private async identity(): Promise<UserIdentityInfo> {
-    const { username, passwordFile } = this.ahu.endpoint;
-    if (!username) return { type: UserTokenType.Anonymous };
-    if (!passwordFile) {
-      throw new DeviceError(
-        ErrorCodes.DEVICE_AUTH,
-        this.id,
-        'endpoint.username is set but endpoint.passwordFile is not; put the password in a file and name it there',
-      );
-    }
-    // Read again on every connect (a rotated password counts), by the rules config validation
-    // applied at start: a file that has since become readable by others, grown or emptied is refused.
-    const r = await readSecretLine(passwordFile);
-    if (!r.ok) {
-      throw new DeviceError(
-        ErrorCodes.DEVICE_AUTH,
-        this.id,
-        `endpoint.passwordFile: ${r.message}; ${r.allowed}`,
-        r.code ? { deviceCode: r.code } : {},
-      );
-    }
-    return { type: UserTokenType.UserName, userName: username, password: r.value };
-  }
-
-  private houseKeep(): void {
-    const conn = this.conn;
-    if (
-      conn &&
-      performance.now() - conn.lastPublishMs > SILENT_KEEPALIVES_BEFORE_LOST * conn.keepAlivePeriodMs
-    )
-      conn.markLost('no publish or keep-alive from the server');
-    this.monitor.evaluate();
-  }
-
   private onLinkChange(from: LinkState, to: LinkState, reason: string): void {
     const event: LinkEvent = { device: this.id, from, to, reason };
     this.log.info(event, 'link state changed');
@@ -1148,56 +619,6 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
   }
 
   // ---- errors -----------------------------------------------------------------------------------
-
-  private async connectError(err: unknown): Promise<DeviceError> {
-    if (err instanceof DeviceError) return err;
-    const message = errorMessage(err);
-    if (/BadCertificateUntrusted|certificate verification failed/i.test(message)) {
-      const cm = certificateManagerFor(this.pkiDir, this.trustUnknown);
-      const file = await newestFile(cm.rejectedFolder);
-      const what = file
-        ? `move ${file} to ${cm.trustedFolder}/`
-        : `copy the server certificate into ${cm.trustedFolder}/`;
-      return new DeviceError(
-        ErrorCodes.DEVICE_UNTRUSTED,
-        this.id,
-        `server certificate of ${this.ahu.endpoint.url} is not trusted; if it is the right server, ${what} (retried automatically)`,
-        { cause: err },
-      );
-    }
-    if (/BadUserAccessDenied|BadIdentityToken|BadUserSignatureInvalid/i.test(message)) {
-      return new DeviceError(
-        ErrorCodes.DEVICE_AUTH,
-        this.id,
-        `server refused user ${this.ahu.endpoint.username ?? '(anonymous)'}: ${statusIn(message) ?? message}`,
-        { cause: err, deviceCode: statusIn(message) ?? 'BadUserAccessDenied' },
-      );
-    }
-    if (/BadTooManySessions/i.test(message)) {
-      return new DeviceError(
-        ErrorCodes.DEVICE_UNREACHABLE,
-        this.id,
-        `server at ${this.ahu.endpoint.url} refuses another session (BadTooManySessions): sessions of ` +
-          `clients that vanished expire after their timeout (ours ${OPCUA_SESSION_TIMEOUT_MS / 1000} s); ` +
-          'if this lasts, the server allows fewer sessions than controllers × units on it (retried automatically)',
-        { cause: err, retryable: true, deviceCode: 'BadTooManySessions' },
-      );
-    }
-    if (/cannot find (an )?endpoint|BadSecurityPolicyRejected|BadSecurityModeRejected/i.test(message)) {
-      return new DeviceError(
-        ErrorCodes.DEVICE_REFUSED,
-        this.id,
-        `server offers no endpoint for securityMode ${securityModeOf(this.ahu.endpoint)}: ${message}`,
-        { cause: err },
-      );
-    }
-    return new DeviceError(
-      ErrorCodes.DEVICE_UNREACHABLE,
-      this.id,
-      `cannot connect to ${this.ahu.endpoint.url}: ${message}`,
-      { cause: err, retryable: true },
-    );
-  }
 
   /** Any failure of a call as a DeviceError; our own deadline and abort reasons keep their meaning. */
   private asDeviceError(err: unknown, op: string): DeviceError {
@@ -1253,19 +674,9 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
 
   // ---- small helpers ----------------------------------------------------------------------------
 
-  private readIds(
-    conn: Pick<Connection, 'nsIndex'>,
-    points: readonly OpcuaPointName[],
-  ): ReadValueIdOptions[] {
-    return points.map((p) => ({
-      nodeId: nodeIdFor(conn.nsIndex, this.map.nodes[p]),
-      attributeId: AttributeIds.Value,
-    }));
-  }
-
   private nextHeartbeat(): number {
     this.heartbeat = (this.heartbeat + 1) >>> 0;
-    const seen = this.cache.get('heartbeat')?.dv.value.value;
+    const seen = this.link.cached('heartbeat')?.value.value;
     // Never repeat the unit's last heartbeat: in fallback it would be refused as a stray repeat.
     if (seen === this.heartbeat) this.heartbeat = (this.heartbeat + 1) >>> 0;
     return this.heartbeat;
@@ -1282,123 +693,5 @@ export class OpcuaDevice extends EventEmitter implements DeviceIo {
       this.pending.add(rejectCall);
       p.then(resolveCall, rejectCall).finally(() => this.pending.delete(rejectCall));
     });
-  }
-}
-
-/** Failures that say the path to the unit is in trouble (as opposed to the unit saying no). */
-function countsAsLinkFailure(e: DeviceError): boolean {
-  switch (e.code) {
-    case ErrorCodes.DEVICE_TIMEOUT:
-    case ErrorCodes.DEVICE_UNREACHABLE:
-    case ErrorCodes.DEVICE_GARBAGE:
-      return true;
-    case ErrorCodes.DEVICE_BAD_STATUS:
-      // A status that says the unit or its path does not answer; any other (BadSensorFailure on a
-      // point, BadNodeIdUnknown, BadUserAccessDenied) came from a unit that answers: the link is up,
-      // as with a Modbus exception, and one failed probe never takes remote control away.
-      return COMM_STATUSES.has(String(e.deviceCode));
-    default:
-      return false;
-  }
-}
-
-/** The unit answered (refused, fenced, mismatched): the link itself is fine. */
-function deviceAnswered(e: DeviceError): boolean {
-  return (
-    e.code === ErrorCodes.DEVICE_FENCED ||
-    e.code === ErrorCodes.DEVICE_VERIFY_MISMATCH ||
-    e.code === ErrorCodes.DEVICE_BAD_STATUS
-  );
-}
-
-function invalidCommand(cmd: AhuCommandSet): string | undefined {
-  if (!Number.isSafeInteger(cmd.epoch) || cmd.epoch < 0) return `epoch ${cmd.epoch} is not an integer ≥ 0`;
-  if (!Number.isFinite(cmd.fanPct)) return `fanPct ${cmd.fanPct} is not a number`;
-  if (!Number.isFinite(cmd.supplySetpointC)) return `supplySetpointC ${cmd.supplySetpointC} is not a number`;
-  if (typeof cmd.remoteEnable !== 'boolean') return 'remoteEnable is not a boolean';
-  return undefined;
-}
-
-function modeName(code: number): AhuModeName {
-  return OPCUA_MODE_NAMES[code] ?? 'unknown';
-}
-
-function near(a: number, b: number): boolean {
-  return Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b));
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * A call's timeoutHint: what is left of the lease or of the call's own deadline, whichever ends
- * first — a retry goes out with less than client.timeoutMs left, and a unit that honoured a longer
- * hint could apply it after we gave up and reported DEVICE_TIMEOUT.
- */
-function hintMs(leaseBudgetMs: number, callDeadlineMs: number): number {
-  return Math.max(1, Math.floor(Math.min(leaseBudgetMs, callDeadlineMs - performance.now())));
-}
-
-/**
- * One request as built, header included (session.call() makes its own CallRequest, whose hint the
- * caller cannot set). A service fault rejects, as with session.call().
- */
-function transact(session: ClientSession, request: CallRequest): Promise<CallResponse> {
-  const s = session as unknown as {
-    performMessageTransaction(req: CallRequest, cb: (err: Error | null, res?: unknown) => void): void;
-  };
-  return new Promise((ok, fail) => {
-    s.performMessageTransaction(request, (err, res) => {
-      if (err) fail(err);
-      else if (res instanceof CallResponse) ok(res);
-      else fail(new Error(`CallRequest answered with ${String((res as object)?.constructor?.name)}`));
-    });
-  });
-}
-
-/** Races a node-opcua promise (which takes no signal) against `signal`. */
-function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((ok, fail) => {
-    const onAbort = () => fail(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(ok, fail).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
-async function disposeClient(client: OPCUAClient, session: ClientSession | undefined): Promise<void> {
-  const work = (async () => {
-    if (session) await session.close(true).catch(() => undefined);
-    await client.disconnect().catch(() => undefined);
-  })();
-  await within(work, CLOSE_DEADLINE_MS);
-}
-
-/** Waits for `p` at most `ms` (never rejects), and leaves no timer behind. */
-async function within(p: Promise<unknown> | undefined, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    p?.catch(() => undefined),
-    new Promise<void>((done) => {
-      timer = setTimeout(done, ms);
-    }),
-  ]);
-  clearTimeout(timer);
-}
-
-async function newestFile(folder: string): Promise<string | undefined> {
-  try {
-    const names = (await readdir(folder)).filter((n) => n.endsWith('.pem') || n.endsWith('.der'));
-    const withTimes = await Promise.all(
-      names.map(async (n) => ({
-        path: resolve(folder, n),
-        mtimeMs: (await stat(resolve(folder, n))).mtimeMs,
-      })),
-    );
-    withTimes.sort((a, b) => b.mtimeMs - a.mtimeMs);
-    return withTimes[0]?.path;
-  } catch {
-    return undefined;
   }
 }
