@@ -2,7 +2,7 @@
 // `pause`/`resume`, `override`, `history` and `alarms` talk to a running cluster; `config validate`,
 // `site import` and `profile check` check or build files; `completion` prints a shell's completion.
 // The only module that touches `process`: arguments, signals, exit codes (one rule, exitCodeOf in
-// ./cli/args.ts: 0 clean stop, 1 start-up, request or operation failure, 2 invalid config, usage or
+// ./util/cli-args.ts: 0 clean stop, 1 start-up, request or operation failure, 2 invalid config, usage or
 // input, a request the server refused as bad input included; 130 a prompt cancelled with Ctrl-C).
 // Each command imports what it runs when it runs: the controller (etcd, OPC-UA, fastify) costs
 // seconds to load on a small gateway, and `--help`, `status` or `profile check` need none of it.
@@ -18,11 +18,11 @@ import {
   refusalError,
 } from './cli/api-client.ts';
 import { addApiCommands } from './cli/api-commands.ts';
-import { CancelledError, exitCodeOf, logLevelOption, parseNumber, UsageError } from './cli/args.ts';
 import { emit, OUTPUT_FORMATS, outputFormat } from './cli/cli-config.ts';
 import { addUpgradeCommands } from './cli/upgrade-commands.ts';
 import { ClusterErrorCodes, isClusterError } from './cluster/errors.ts';
 import { ConfigError, CoolctlError, ErrorCodes } from './errors.ts';
+import { CancelledError, exitCodeOf, logLevelOption, parseNumber, UsageError } from './util/cli-args.ts';
 import { jsonText, printable, printableText } from './util/printable.ts';
 import { VERSION } from './version.ts';
 

@@ -2,9 +2,9 @@
 // ones, or all that retention keeps — and the operator's acknowledge, shelve and unshelve.
 import type { Command } from 'commander';
 import type { Alarm } from '../alarms/alarm.ts';
+import { parseDuration } from '../util/cli-args.ts';
 import { jsonText, printable } from '../util/printable.ts';
 import { type ApiOptions, ApiUsageError, apiCall, apiOptions } from './api-client.ts';
-import { parseDuration } from './args.ts';
 import { outputFormat } from './cli-config.ts';
 
 /** `90`, `90s`, `15m`, `1h`, `1.5h` → seconds; anything else is a usage error. */

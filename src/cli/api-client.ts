@@ -20,8 +20,8 @@ import {
   wrongAnswer,
 } from '../client/api-request.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { UsageError } from '../util/cli-args.ts';
 import { http } from '../util/node-http.ts';
-import { UsageError } from './args.ts';
 import { cliConfig } from './cli-config.ts';
 
 export const DEFAULT_API = 'http://127.0.0.1:8101';

@@ -4,9 +4,9 @@
 // argument. Every string of the server's a line prints is escaped (./printable.ts).
 import { type Command, Option } from 'commander';
 import { ROLES } from '../api/auth/roles.ts';
+import { numberOption } from '../util/cli-args.ts';
 import { jsonText, printable } from '../util/printable.ts';
 import { type ApiOptions, apiCall, apiOptions } from './api-client.ts';
-import { numberOption } from './args.ts';
 import { outputFormat } from './cli-config.ts';
 import { readSecret } from './secret-input.ts';
 

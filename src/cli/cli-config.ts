@@ -7,9 +7,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { UsageError } from '../util/cli-args.ts';
 import { jsonText, printable, printableText } from '../util/printable.ts';
 import { yamlLib } from '../util/yaml-lib.ts';
-import { UsageError } from './args.ts';
 
 export const OUTPUT_FORMATS = ['table', 'json'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];

@@ -20,7 +20,7 @@ import {
   problemCount,
   problemCountWords,
 } from '../errors.ts';
-import { UsageError } from './args.ts';
+import { UsageError } from '../util/cli-args.ts';
 
 /** A firmware version as a profile's `sinceFirmware` is written (the schema owns the pattern). */
 const FIRMWARE = ModbusPointSchema.properties.sinceFirmware;

@@ -4,7 +4,7 @@
 // out — Enter, Ctrl-C (cancelled, nothing sent), Ctrl-D, the deadline, a read error; from a pipe it
 // reads the first line. Never an argument: it would show in `ps` and the shell's history.
 import { readFileSync } from 'node:fs';
-import { CancelledError, UsageError } from './args.ts';
+import { CancelledError, UsageError } from '../util/cli-args.ts';
 
 /** What the reader needs of standard input: a stream, and on a terminal the mode switch. */
 export interface SecretInput extends NodeJS.ReadableStream {

@@ -21,9 +21,9 @@ import {
   MAX_LISTED_PROBLEMS,
   moreProblemsLine,
 } from '../errors.ts';
+import { finiteNumber, UsageError } from '../util/cli-args.ts';
 import { clip } from '../util/log-limit.ts';
 import { printable } from '../util/printable.ts';
-import { finiteNumber, UsageError } from './args.ts';
 import { type CsvRow, type CsvTable, readCsv } from './csv.ts';
 
 /**

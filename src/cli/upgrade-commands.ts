@@ -3,8 +3,8 @@
 // (src/upgrade/rolling.ts, docs/upgrade.md "Rolling upgrade"). Each imports the upgrade modules only
 // when it runs.
 import type { Command } from 'commander';
+import { logLevelOption, parseDuration } from '../util/cli-args.ts';
 import { type ApiOptions, ApiUsageError, apiClient, apiOptions } from './api-client.ts';
-import { logLevelOption, parseDuration } from './args.ts';
 import { emit, formatTable } from './cli-config.ts';
 
 const DEFAULT_ROOT = '/opt/coolctl';

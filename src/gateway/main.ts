@@ -3,10 +3,10 @@
 // load the controller (etcd, OPC-UA: ~60 MB of a Pi's memory it never uses). The only gateway module
 // that touches `process`: signals, sd_notify, exit codes (0 clean stop, 1 start-up failure, 2 config).
 import { Command, CommanderError } from 'commander';
-import { logLevelOption } from '../cli/args.ts';
 import { daemonLogger } from '../daemon/logger.ts';
 import { SdNotify } from '../daemon/sd-notify.ts';
 import { ConfigError, CoolctlError } from '../errors.ts';
+import { logLevelOption } from '../util/cli-args.ts';
 import { loadGatewayConfig } from './config.ts';
 import { GatewayService } from './service.ts';
 

@@ -16,8 +16,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { UsageError } from '../../src/cli/args.ts';
 import { writeSiteFile } from '../../src/cli/site-import.ts';
+import { UsageError } from '../../src/util/cli-args.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'coolctl-out-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

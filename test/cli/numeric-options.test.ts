@@ -1,4 +1,4 @@
-// Every numeric option of the CLI goes through one parser (src/cli/args.ts): anything that is not a
+// Every numeric option of the CLI goes through one parser (src/util/cli-args.ts): anything that is not a
 // finite decimal number inside the option's range — "abc", "60%", "", "1e999", "0x10", "7d", out of
 // range, a fraction where a whole number goes — is refused with exit 2 and one line naming the
 // option and the range, before anything is sent (the API counts no request, nothing is stored). The
@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { finiteNumber, parseNumber, UsageError } from '../../src/cli/args.ts';
+import { finiteNumber, parseNumber, UsageError } from '../../src/util/cli-args.ts';
 import { expectUsageRefusal, type FakeApi, fakeApi, runCli } from './cli-process.ts';
 
 let api: FakeApi;

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CancelledError, UsageError } from '../../src/cli/args.ts';
 import { readSecret, type SecretInput } from '../../src/cli/secret-input.ts';
+import { CancelledError, UsageError } from '../../src/util/cli-args.ts';
 import { TEST_PASSWORD } from '../support/api-auth.ts';
 import { expectUsageRefusal, type FakeApi, fakeApi, runCli, type StubApi, stubApi } from './cli-process.ts';
 

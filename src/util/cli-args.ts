@@ -1,7 +1,8 @@
-// What the CLI accepts on its command line beyond commander's own checks: numbers, durations and
-// the closed sets of values some options take. Every refusal is a UsageError — exit 2 and one line
-// that names the option and says what it wants — raised before anything is sent. One parser for
-// every number, so no option can turn "abc", "60%", "" or "1e999" into NaN, 0 or Infinity.
+// What a command line accepts beyond commander's own checks (coolctl's, and the fencing gateway's
+// own entry): numbers, durations and the closed sets of values some options take. Every refusal is
+// a UsageError — exit 2 and one line that names the option and says what it wants — raised before
+// anything is sent. One parser for every number, so no option can turn "abc", "60%", "" or "1e999"
+// into NaN, 0 or Infinity.
 import { CommanderError, Option } from 'commander';
 import { ConfigError, InputRefusedError } from '../errors.ts';
 
