@@ -5,8 +5,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { NATIVE_PROFILE, type Site } from '../src/config/site-schema.ts';
-import type { AhuStatus } from '../src/devices/unit-contract.ts';
 import { BadRequestError, CoolctlError, ErrorCodes } from '../src/errors.ts';
+import type { AhuStatus } from '../src/unit-contract.ts';
 import { ModbusDevices, type SharedLineState } from './ahu/modbus-devices.ts';
 import type { ModbusTcpBounds } from './ahu/modbus-tcp-listener.ts';
 import type { OpcuaAhuServer } from './ahu/opcua-server.ts';

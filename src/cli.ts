@@ -412,7 +412,7 @@ program
     ) => {
       const path = `/api/v1/groups/${encodeURIComponent(group)}/overrides/${encodeURIComponent(ahu)}`;
       // The ranges are the device contract's (its one owner), loaded only by the command that needs them.
-      const { POINT_RANGES } = await import('./devices/unit-contract.ts');
+      const { POINT_RANGES } = await import('./unit-contract.ts');
       const point = (option: string, text: string, name: 'fanPct' | 'supplySetpointC', unit: string) =>
         parseNumber(option, text, { ...POINT_RANGES[name], what: `${name}, ${unit}` });
       const body = {

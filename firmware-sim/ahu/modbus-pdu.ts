@@ -16,7 +16,7 @@ import {
   STATUS_BLOCK_LEN,
   STATUS_OFFSET,
 } from '../../src/devices/modbus/point-map.ts';
-import type { AhuCommand } from '../../src/devices/unit-contract.ts';
+import type { AhuCommand } from '../../src/unit-contract.ts';
 import type { RejectReason, SimAirHandler } from './unit.ts';
 
 export const FC = { readHolding: 0x03, readInput: 0x04, writeSingle: 0x06, writeMultiple: 0x10 } as const;

@@ -35,8 +35,8 @@ import {
   WRITE_COMMAND_BROWSE_NAME,
   WRITE_COMMAND_STATUS,
 } from '../../src/devices/opcua/node-map.ts';
-import { type AhuCommand, MODE_CODE } from '../../src/devices/unit-contract.ts';
 import { CoolctlError, ErrorCodes } from '../../src/errors.ts';
+import { type AhuCommand, MODE_CODE } from '../../src/unit-contract.ts';
 import { Delays, freePort } from '../../src/util/async.ts';
 import { DEFAULT_PROFILES_DIR } from './modbus-devices.ts';
 import { guardOpcuaChannels, newOpcuaChannelCounters, routeSimNodeOpcuaLogs } from './opcua-channels.ts';

@@ -2,7 +2,7 @@
 // the heartbeat watchdog with comm-loss fallback, epoch fencing, and the faults a real unit has.
 // Invariants: a command is applied whole or not at all; the highest accepted epoch never goes
 // down; every write attempt, accepted or not, goes to the journal exactly once. Modes, command,
-// status and ranges are the device contract's (src/devices/unit-contract.ts), not this board's.
+// status and ranges are the device contract's (src/unit-contract.ts), not this board's.
 import type { AirHandler } from '../../src/config/site-schema.ts';
 import {
   type AhuCommand,
@@ -14,7 +14,7 @@ import {
   FAN_RANGE_PCT,
   inRange,
   SUPPLY_SETPOINT_RANGE_C,
-} from '../../src/devices/unit-contract.ts';
+} from '../../src/unit-contract.ts';
 import type { Journal } from '../journal.ts';
 
 export type RejectReason =

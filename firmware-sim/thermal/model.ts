@@ -8,7 +8,7 @@
 // so any step size is stable; deterministic for a given seed.
 
 import type { Site } from '../../src/config/site-schema.ts';
-import { FAN_RANGE_PCT } from '../../src/devices/unit-contract.ts';
+import { FAN_RANGE_PCT } from '../../src/unit-contract.ts';
 import { mulberry32 } from '../random.ts';
 import {
   chwSupplyForC,

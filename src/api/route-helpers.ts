@@ -4,8 +4,8 @@
 import { Type as T } from '@sinclair/typebox';
 import type { GroupLeadership } from '../cluster/leadership.ts';
 import type { GroupDriver } from '../control/group-driver.ts';
-import { type RangedPoint, rangeSchema } from '../devices/unit-contract.ts';
 import { BadRequestError, ErrorCodes } from '../errors.ts';
+import { type RangedPoint, rangeSchema } from '../unit-contract.ts';
 import type { Identity, RouteAccess } from './auth/roles.ts';
 import { Name } from './request-schema.ts';
 
@@ -24,7 +24,7 @@ declare module 'fastify' {
 
 export const GroupParams = T.Object({ id: Name });
 
-/** A unit's commanded value with the contract's bounds (src/devices/unit-contract.ts owns them). */
+/** A unit's commanded value with the contract's bounds (src/unit-contract.ts owns them). */
 export function Ranged(point: RangedPoint) {
   const r = rangeSchema(point);
   return T.Number({ minimum: r.minimum, maximum: r.maximum });

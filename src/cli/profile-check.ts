@@ -11,7 +11,6 @@ import { compileProfile, ProfileValueError, type WriteRequest } from '../devices
 import { parseProfile } from '../devices/profile/load.ts';
 import { toModicon } from '../devices/profile/modicon.ts';
 import { ModbusPointSchema } from '../devices/profile/schema.ts';
-import { POINT_RANGES, type PointRange, rangeText } from '../devices/unit-contract.ts';
 import {
   ConfigError,
   type ConfigProblem,
@@ -20,6 +19,7 @@ import {
   problemCount,
   problemCountWords,
 } from '../errors.ts';
+import { POINT_RANGES, type PointRange, rangeText } from '../unit-contract.ts';
 import { UsageError } from '../util/cli-args.ts';
 
 /** A firmware version as a profile's `sinceFirmware` is written (the schema owns the pattern). */

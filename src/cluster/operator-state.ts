@@ -5,7 +5,7 @@
 // its mod revision so two operators cannot lose each other's change. A value that does not parse
 // never counts as "not paused": the last valid state is kept (operator-store.ts), and with none the
 // group is paused (FAILSAFE_OPERATOR_STATE).
-import { FAN_RANGE_PCT, inRange, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { FAN_RANGE_PCT, inRange, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../unit-contract.ts';
 import { clip } from '../util/log-limit.ts';
 import { parseWireJson } from '../version.ts';
 

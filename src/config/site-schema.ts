@@ -3,7 +3,7 @@
 // Cross-references (rack → room, node → gateway, group → AHU) are checked in `site-rules.ts`.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { BAUD_RATES } from '../devices/modbus/rtu-frame.ts';
-import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../unit-contract.ts';
 import { AlarmSettingsSchema, GroupAlarmLimitsSchema } from './alarm-schema.ts';
 import { ControlTuningSchema, InfluenceSchema } from './tuning-schema.ts';
 

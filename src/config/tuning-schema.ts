@@ -5,7 +5,7 @@
 // would have to move is refused at load (`tuningProblems`); a default it moves is reported
 // (`tuningNotes`), so that no group runs a value the operator neither wrote nor was told of.
 import { type Static, Type as T } from '@sinclair/typebox';
-import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../devices/unit-contract.ts';
+import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../unit-contract.ts';
 
 /**
  * ASHRAE TC9.9 (2021): an inlet moves at most 20 K in any hour and 5 K in any 15 minutes, measured as

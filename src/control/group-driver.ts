@@ -23,10 +23,10 @@ import { NO_OPERATOR_STATE } from '../cluster/operator-state.ts';
 import type { ControlGroup } from '../config/site-schema.ts';
 import type { AhuCommandSet, AhuReadings, DeviceIo } from '../devices/device-io.ts';
 import { isUnprovenStaleEpoch } from '../devices/stale-epoch.ts';
-import { FAN_RANGE_PCT } from '../devices/unit-contract.ts';
 import { DeviceError, ErrorCodes } from '../errors.ts';
 import type { SensorView } from '../sensors/sensor-store.ts';
 import { type VerdictHoldMemory, verdictHoldMemoryOf } from '../sensors/verdict.ts';
+import { FAN_RANGE_PCT } from '../unit-contract.ts';
 import { Backoff } from '../util/async.ts';
 import { clip, FaultLog } from '../util/log-limit.ts';
 import {

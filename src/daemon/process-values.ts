@@ -22,7 +22,6 @@ import type { Leadership } from '../cluster/leadership.ts';
 import type { Site } from '../config/site-schema.ts';
 import type { GroupDriver, LoopMode } from '../control/group-driver.ts';
 import type { DeviceIo, LinkState } from '../devices/device-io.ts';
-import { AHU_MODES, ALARM_BITS } from '../devices/unit-contract.ts';
 import {
   familyHeader,
   LinePrefixes,
@@ -40,6 +39,7 @@ import {
   SHARED_FIGURES_MAX_AGE_MS,
   type Verdict,
 } from '../sensors/sensor-store.ts';
+import { AHU_MODES, ALARM_BITS } from '../unit-contract.ts';
 
 type Labels = Readonly<Record<string, string>>;
 

@@ -2,7 +2,7 @@
 // Engineering units only (°C, %, kW). Every call takes a deadline; nothing awaits forever, and
 // every pending call settles when the device is closed. Implementations: ./modbus, ./opcua.
 import type { EventEmitter } from 'node:events';
-import type { AhuModeName, AhuProtocol, UnitSetpoints } from './unit-contract.ts';
+import type { AhuModeName, AhuProtocol, UnitSetpoints } from '../unit-contract.ts';
 
 export type { AhuModeName };
 

@@ -1,12 +1,10 @@
 // Which range each measured point of a unit's readings must be in to be served as good, whatever the
 // protocol or vendor: the one table native Modbus, OPC-UA and profile units screen readings with (the
-// ranges themselves are the device contract's, ./unit-contract.ts). A figure outside it, or a no-data
+// ranges themselves are the device contract's, ../unit-contract.ts). A figure outside it, or a no-data
 // code its wire format names, is a broken probe: absent — NaN, listed in `absent`, quality
 // `uncertain` — counted per unit and point, and logged at most once a minute per unit. The link is
 // not touched: the unit answered, one bad point is not a communication loss.
 import type { Logger } from 'pino';
-import type { AhuReadings } from './device-io.ts';
-import type { DeviceMeter } from './metrics.ts';
 import {
   AIR_TEMP_RANGE_C,
   FAN_RANGE_PCT,
@@ -14,7 +12,9 @@ import {
   POWER_RANGE_KW,
   type PointRange,
   VALVE_RANGE_PCT,
-} from './unit-contract.ts';
+} from '../unit-contract.ts';
+import type { AhuReadings } from './device-io.ts';
+import type { DeviceMeter } from './metrics.ts';
 
 /** The range each measured point of `AhuReadings` can be in; the order is the order of `absent`. */
 export const READING_RANGES = Object.freeze({

@@ -2,7 +2,7 @@
 // would refuse is not in force (the API refuses it before it is stored; a hand-made value is dropped).
 import { describe, expect, it } from 'vitest';
 import { checkOperatorState, overrideProblem } from '../../src/cluster/operator-state.ts';
-import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
+import { FAN_RANGE_PCT, SUPPLY_SETPOINT_RANGE_C } from '../../src/unit-contract.ts';
 
 describe('operator overrides use the device contract', () => {
   it('accepts the ends of each range and refuses just outside them', () => {

@@ -1,12 +1,12 @@
-// The site file takes its ranges from the device contract (src/devices/unit-contract.ts): a unit's
+// The site file takes its ranges from the device contract (src/unit-contract.ts): a unit's
 // local setpoint and the tuning's setpoints outside 12–27 °C are refused at load, each problem
 // listed with its path, as the API refuses such a command and the unit refuses such a write.
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { demoShape, generateSite } from '../../firmware-sim/generate-site.ts';
 import { parseSite } from '../../src/config/load-site.ts';
-import { SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import { ConfigError } from '../../src/errors.ts';
+import { SUPPLY_SETPOINT_RANGE_C } from '../../src/unit-contract.ts';
 
 function problemsOf(text: string): { path: string; allowed: string }[] {
   try {

@@ -21,8 +21,8 @@ import { enforceHardLimits } from '../../src/control/law/safety.ts';
 import { ControlMetrics } from '../../src/control/metrics.ts';
 import type { DeviceIo } from '../../src/devices/device-io.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
-import { SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import type { GroupSensorView } from '../../src/sensors/sensor-store.ts';
+import { SUPPLY_SETPOINT_RANGE_C } from '../../src/unit-contract.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 import { FakeCluster, FakeLeadership, fakeNode, type UnitWrite } from '../support/fake-cluster.ts';
 

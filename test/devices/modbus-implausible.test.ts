@@ -18,8 +18,8 @@ import type { ModbusAirHandler } from '../../src/config/site-schema.ts';
 import type { LinkEvent } from '../../src/devices/device-io.ts';
 import { DeviceMetrics } from '../../src/devices/metrics.ts';
 import { ModbusDevice } from '../../src/devices/modbus/modbus-device.ts';
-import type { AhuMeasurements } from '../../src/devices/unit-contract.ts';
 import { MetricsExposition } from '../../src/metrics/exposition.ts';
+import type { AhuMeasurements } from '../../src/unit-contract.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 const site = generateSite(demoShape);

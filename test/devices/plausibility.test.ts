@@ -15,12 +15,7 @@ import {
   screenReadings,
 } from '../../src/devices/plausibility.ts';
 import type { DecodedStatus } from '../../src/devices/profile/values.ts';
-import {
-  AIR_TEMP_RANGE_C,
-  FAN_RANGE_PCT,
-  POWER_RANGE_KW,
-  VALVE_RANGE_PCT,
-} from '../../src/devices/unit-contract.ts';
+import { AIR_TEMP_RANGE_C, FAN_RANGE_PCT, POWER_RANGE_KW, VALVE_RANGE_PCT } from '../../src/unit-contract.ts';
 
 const GOOD: AhuReadings = {
   mode: 'remote',

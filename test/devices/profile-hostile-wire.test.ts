@@ -16,7 +16,7 @@ import { ProfileModbusDevice } from '../../src/devices/modbus/profile-device.ts'
 import { type CompiledProfile, compileProfile } from '../../src/devices/profile/codec.ts';
 import { parseProfile } from '../../src/devices/profile/load.ts';
 import type { RegisterImage } from '../../src/devices/profile/register-image.ts';
-import { SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
+import { SUPPLY_SETPOINT_RANGE_C } from '../../src/unit-contract.ts';
 import { quietLogger } from '../helpers.ts';
 import { modbusTestAhu } from '../support/air-handler.ts';
 import { NO_QUIRKS } from '../support/profile-unit.ts';

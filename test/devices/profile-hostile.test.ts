@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileProfile } from '../../src/devices/profile/codec.ts';
 import { loadProfile, parseProfile } from '../../src/devices/profile/load.ts';
 import { ProfileValueError } from '../../src/devices/profile/values.ts';
-import { SUPPLY_SETPOINT_RANGE_C } from '../../src/devices/unit-contract.ts';
 import { ConfigError, ErrorCodes } from '../../src/errors.ts';
+import { SUPPLY_SETPOINT_RANGE_C } from '../../src/unit-contract.ts';
 
 /** A Modbus profile named `hostile-unit` with these point lines (YAML, four spaces in). */
 function modbusProfile(points: string, extra = ''): string {

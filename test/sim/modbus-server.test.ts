@@ -21,8 +21,8 @@ import {
   STALE_EPOCH_EXCEPTION,
   STATUS_BLOCK_LEN,
 } from '../../src/devices/modbus/point-map.ts';
-import type { AhuCommand } from '../../src/devices/unit-contract.ts';
 import { ErrorCodes } from '../../src/errors.ts';
+import type { AhuCommand } from '../../src/unit-contract.ts';
 import { quietLogger, waitFor } from '../helpers.ts';
 
 // modbus-serial is CommonJS with `module.exports = ModbusRTU` and `module.exports.default = module.exports`;

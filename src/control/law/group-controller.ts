@@ -7,13 +7,8 @@
 // winds the loop up.
 import type { Site } from '../../config/site-schema.ts';
 import { type ControlTuning, type ControlTuningInput, resolveTuning } from '../../config/tuning-schema.ts';
-import {
-  AIR_TEMP_RANGE_C,
-  FAN_RANGE_PCT,
-  inRange,
-  SUPPLY_SETPOINT_RANGE_C,
-} from '../../devices/unit-contract.ts';
 import type { GroupSensorView } from '../../sensors/sensor-store.ts';
+import { AIR_TEMP_RANGE_C, FAN_RANGE_PCT, inRange, SUPPLY_SETPOINT_RANGE_C } from '../../unit-contract.ts';
 import { slewOffsets, targetOffsets } from './allocation.ts';
 import {
   groupRacks,

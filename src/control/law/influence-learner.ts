@@ -14,7 +14,7 @@
 // learned yet, the learned matrix in proportion to each unit's confidence.
 
 import type { Site } from '../../config/site-schema.ts';
-import { AIR_TEMP_RANGE_C, inRange } from '../../devices/unit-contract.ts';
+import { AIR_TEMP_RANGE_C, inRange } from '../../unit-contract.ts';
 import {
   type GroupControlConfig,
   type GroupControlInputs,

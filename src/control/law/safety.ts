@@ -6,12 +6,7 @@
 // command. The law calls `enforceSafety`; the group driver passes every
 // command — the law's, a hold's, an operator's, a cached row's, a hand-over to local — through
 // `enforceHardLimits` right before the write, so nothing reaches a unit around this file.
-import {
-  AIR_TEMP_RANGE_C,
-  FAN_RANGE_PCT,
-  inRange,
-  SUPPLY_SETPOINT_RANGE_C,
-} from '../../devices/unit-contract.ts';
+import { AIR_TEMP_RANGE_C, FAN_RANGE_PCT, inRange, SUPPLY_SETPOINT_RANGE_C } from '../../unit-contract.ts';
 import { clamp } from './pi.ts';
 
 /** Absolute bounds whatever the tuning says: the device contract's ranges (units refuse beyond them). */

@@ -2,8 +2,8 @@
 // client so both encode the same words. Plain data and pure functions, no sockets; documented in
 // docs/modbus-register-map.md. Commands encode exactly or throw; status values saturate.
 import type { ModbusPointMap } from '../../config/site-schema.ts';
+import { AHU_MODES, type AhuCommand, type AhuMode, type AhuStatus } from '../../unit-contract.ts';
 import type { ScreenedPoint } from '../plausibility.ts';
-import { AHU_MODES, type AhuCommand, type AhuMode, type AhuStatus } from '../unit-contract.ts';
 
 export type { ModbusPointMap };
 

@@ -3,7 +3,7 @@
 // URI (its index is looked up in the server's NamespaceArray at connect time, never assumed).
 // No node-opcua import here: the map is plain data, documented in docs/opcua-node-map.md.
 import type { OpcuaAirHandler } from '../../config/site-schema.ts';
-import { AHU_MODES, FAN_RANGE_PCT, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../unit-contract.ts';
+import { AHU_MODES, FAN_RANGE_PCT, rangeText, SUPPLY_SETPOINT_RANGE_C } from '../../unit-contract.ts';
 
 export const DEFAULT_NAMESPACE_URI = 'urn:coolctl:sim:ahu';
 

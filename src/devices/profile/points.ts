@@ -1,7 +1,7 @@
 // coolctl's own points: the names a device profile maps a unit's registers or nodes to, and what
 // each one means. One owner for the vocabulary: the schema, the loader's rules, the codec and the
 // docs (docs/device-profiles.md) all read it from here; modes are the device contract's.
-import { AHU_MODES, type AhuMode } from '../unit-contract.ts';
+import { AHU_MODES, type AhuMode } from '../../unit-contract.ts';
 
 /** What a point carries once decoded. */
 export type PointKind = 'temperatureC' | 'percent' | 'kilowatt' | 'seconds' | 'counter' | 'boolean' | 'mode';

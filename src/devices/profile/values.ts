@@ -2,7 +2,7 @@
 // shared by the Modbus and OPC-UA codecs: the command and status shapes, a point's scaling, and the
 // refusal (COOLCTL_E_PROFILE_VALUE) of a value a point cannot carry. Pure: no I/O, no clocks.
 import { CoolctlError, ErrorCodes } from '../../errors.ts';
-import { inRange, POINT_RANGES, type PointRange } from '../unit-contract.ts';
+import { inRange, POINT_RANGES, type PointRange } from '../../unit-contract.ts';
 import { isPointName, POINTS, type PointKind, type ProfileMode } from './points.ts';
 import type { ModbusPoint, OpcuaPoint } from './schema.ts';
 
