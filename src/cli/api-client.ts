@@ -21,6 +21,7 @@ import {
 } from '../client/api-request.ts';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
 import { UsageError } from '../util/cli-args.ts';
+import { isRecord } from '../util/is-record.ts';
 import { http } from '../util/node-http.ts';
 import { cliConfig } from './cli-config.ts';
 
@@ -200,9 +201,6 @@ export function apiRequest<T = unknown>(
 ): Promise<ApiAnswer<T>> {
   return apiClient(o).request<T>(method, url, body, timeoutMs);
 }
-
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** What a success's body must hold for a command to use it: lists of objects, objects, strings. */
 export interface AnswerShape {

@@ -12,6 +12,7 @@ import { shownUrl, wrongAnswer } from '../client/api-request.ts';
 import type { OperatorState, UnitOverride } from '../cluster/operator-state.ts';
 import { nameRacks } from '../sensors/verdict.ts';
 import { apiOrigin } from '../util/api-origin.ts';
+import { isRecord } from '../util/is-record.ts';
 import { printable } from '../util/printable.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
 import { type ApiOptions, apiBase, apiCall, apiRequest } from './api-client.ts';
@@ -212,8 +213,6 @@ async function groupStatus(
   };
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 const text = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
 /**

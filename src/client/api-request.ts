@@ -10,6 +10,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { isRecord } from '../util/is-record.ts';
 import { http } from '../util/node-http.ts';
 import { printable } from '../util/printable.ts';
 import { withoutCredentials } from '../util/url-credentials.ts';
@@ -218,9 +219,6 @@ function nestingOver(text: string, limit: number): boolean {
   }
   return false;
 }
-
-const isRecord = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**
  * An answer of a shape no coolctl node gives, as one line: where it came from and what is wrong, and

@@ -10,6 +10,7 @@ import { constants } from 'node:fs';
 import { access, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CoolctlError, ErrorCodes } from '../errors.ts';
+import { isRecord } from '../util/is-record.ts';
 
 const FORMAT_VERSION = 1;
 /** Epochs are u64 on the wire (gateway-fencing.ts); a larger one could never be written again. */
@@ -80,7 +81,7 @@ export class EpochStore {
         `format version ${d.version} was written by a newer coolctl; this one reads ${FORMAT_VERSION}: run the newer version`,
       );
     }
-    if (d?.version !== FORMAT_VERSION || !isPlainObject(d.units)) {
+    if (d?.version !== FORMAT_VERSION || !isRecord(d.units)) {
       throw problem(`expected {"version":${FORMAT_VERSION},"units":{…}}`);
     }
     for (const [k, v] of Object.entries(d.units)) {
@@ -180,8 +181,4 @@ export class EpochStore {
     this.writes++;
     for (const [id, e] of snapshot) this.durable.set(id, e);
   }
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -4,6 +4,7 @@
 // one-line detail, never an exception.
 import { type Static, Type as T } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
+import { isRecord } from '../util/is-record.ts';
 
 /** Why an incoming report (or one reading of it) was not used; each is a counter label. */
 export type DropReason =
@@ -131,7 +132,7 @@ export function repeatedSensor(readings: Report['readings']): number {
  * schema's limit (the schema counts code points, which are never more).
  */
 export function isPlainlyValidReport(b: unknown): boolean {
-  if (!isObject(b)) return false;
+  if (!isRecord(b)) return false;
   const r = b as Record<string, unknown>;
   if (!isText(r.node, 1, 64) || !isText(r.gateway, 1, 64)) return false;
   if (r.rack !== undefined && !isText(r.rack, 0, 64)) return false;
@@ -145,17 +146,13 @@ export function isPlainlyValidReport(b: unknown): boolean {
   if (!Array.isArray(readings) || readings.length < 1 || readings.length > 32) return false;
   for (let i = 0; i < readings.length; i++) {
     const x = readings[i] as unknown;
-    if (!isObject(x)) return false;
+    if (!isRecord(x)) return false;
     const reading = x as Record<string, unknown>;
     if (!isText(reading.sensor, 1, 64) || !isText(reading.kind, 0, 32)) return false;
     if (!isNumber(reading.value, Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY)) return false;
     if (reading.unit !== undefined && !isText(reading.unit, 0, 16)) return false;
   }
   return true;
-}
-
-function isObject(v: unknown): boolean {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function isText(v: unknown, min: number, max: number): boolean {
